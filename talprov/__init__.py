@@ -1,0 +1,3 @@
+"""talprov: Talos Linux machines on AWS, Proxmox VE, vSphere, OpenStack and bare metal."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,75 @@
+"""The one error hierarchy every driver translates its SDK's errors into.
+
+The runner decides what to do from the class alone: permanent errors fail the
+request with their message, the others are retried with backoff. Messages must
+never contain secrets (machine configs, tokens, passwords): drivers build them
+from field names and API error codes, not from request bodies.
+"""
+
+from __future__ import annotations
+
+
+class ProviderError(Exception):
+    """Base of every error a provider raises on purpose."""
+
+    #: Permanent errors fail the request at once; others are retried.
+    permanent: bool = False
+
+    def __init__(self, message: str, *, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.retry_after = retry_after
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class InvalidRequest(ProviderError):
+    """The request cannot be satisfied as written; ``field`` names the culprit."""
+
+    permanent = True
+
+    def __init__(self, message: str, *, field: str | None = None) -> None:
+        super().__init__(f"{field}: {message}" if field else message)
+        self.field = field
+
+
+class AuthError(ProviderError):
+    """Credentials are wrong or lack a permission; retrying will not help."""
+
+    permanent = True
+
+
+class NotFound(ProviderError):
+    """The thing asked for does not exist (deprovision treats this as success)."""
+
+
+class QuotaExceeded(ProviderError):
+    """An account limit was hit; back off the whole machine set."""
+
+
+class CapacityError(ProviderError):
+    """The platform has no room here now; try another zone or size, then back off."""
+
+
+class Transient(ProviderError):
+    """Throttling, 5xx, timeouts: try again, after ``retry_after`` when given."""
+
+
+class StepTimeout(ProviderError):
+    """A step waited longer than its deadline (a machine that never came up)."""
+
+    permanent = True
+
+
+class Conflict(Exception):
+    """A request id is already used by a request with a different body."""
+
+
+class ConfigError(Exception):
+    """Invalid user input: a config, request or spec file. ``where`` names file and field."""
+
+    def __init__(self, where: str, message: str) -> None:
+        super().__init__(f"{where}: {message}")
+        self.where = where
+        self.message = message

@@ -1,0 +1,182 @@
+"""The provider contract: a provider is a short list of named, idempotent steps.
+
+Each step has the shape *get → if done return → create → Retry(after=…)*. The
+runner stores the step index and the provider's typed state atomically after every
+step, so a crash resumes at the same step; because the step first looks for what it
+would create (by a deterministic name or tag), resuming never creates twice.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, Protocol, TypeVar, runtime_checkable
+
+from pydantic import BaseModel, ConfigDict
+
+from talprov.providers.types import Health, Machine, MachineRequest, Owner, StepResult
+
+if TYPE_CHECKING:
+    from talprov.talos.factory import ImageFactory
+
+
+class ProviderState(BaseModel):
+    """Base of every provider's typed step state.
+
+    The runner copies ``infra_id``, ``machine_uuid`` and ``addresses`` into the
+    request's record after each step, so drivers only need to fill them in.
+    """
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+    infra_id: str | None = None
+    machine_uuid: str | None = None
+    addresses: list[str] = []
+
+
+class Progress(Protocol):
+    """Receives progress of long work (downloads, uploads, imports)."""
+
+    def __call__(self, task: str, done: int, total: int | None) -> None: ...
+
+
+def no_progress(task: str, done: int, total: int | None) -> None:
+    """A Progress that shows nothing."""
+
+
+@dataclass
+class Runtime:
+    """What providers get from their host process: time, cache, image factory.
+
+    The clock and sleeper are injected so that retry and timeout tests run
+    instantly with a fake clock.
+    """
+
+    installation: str = "talprov"
+    cache_dir: Path = field(default_factory=lambda: Path.home() / ".cache" / "talprov")
+    factory_url: str = "https://factory.talos.dev"
+    factory_verify_tls: bool | str = True
+    clock: Callable[[], float] = time.time
+    sleep: Callable[[float], None] = time.sleep
+    progress: Progress = no_progress
+    _factory: ImageFactory | None = field(default=None, repr=False)
+
+    @property
+    def images(self) -> ImageFactory:
+        """The Image Factory client (built on first use)."""
+        if self._factory is None:
+            from talprov.talos.factory import ImageFactory
+
+            self._factory = ImageFactory(
+                base_url=self.factory_url,
+                cache_dir=self.cache_dir / "images",
+                verify=self.factory_verify_tls,
+            )
+        return self._factory
+
+
+DataT = TypeVar("DataT", bound=BaseModel)
+StateT = TypeVar("StateT", bound=ProviderState)
+
+
+@dataclass
+class StepContext(Generic[DataT, StateT]):
+    """Everything one step of one request sees.
+
+    ``state`` is mutable: a step records what it learned or created there and the
+    runner persists it when the step returns (or raises a retryable error).
+    ``observed`` is the machine that this pass's single ``list_machines`` call saw
+    for this request, if any, so waiting steps need no call of their own.
+    """
+
+    request: MachineRequest
+    data: DataT
+    state: StateT
+    owner: Owner
+    runtime: Runtime
+    observed: Machine | None = None
+    step_started_at: float = 0.0
+    events: list[str] = field(default_factory=list)
+
+    def event(self, message: str) -> None:
+        """Record a line in the request's event log (never pass secrets here)."""
+        self.events.append(message)
+
+    def elapsed(self) -> float:
+        """Seconds since the current step first ran for this request."""
+        return self.runtime.clock() - self.step_started_at
+
+
+StepFn = Callable[[StepContext[Any, Any]], StepResult]
+BatchStepFn = Callable[[Sequence[StepContext[Any, Any]]], Sequence[StepResult]]
+
+
+@dataclass(frozen=True)
+class Step:
+    """A named, idempotent step.
+
+    ``run`` handles one request. ``run_batch``, when given, handles several requests
+    that are at this step in the same pass of the same provider instance in one go
+    (one API call for many machines); it returns one result per context, in order,
+    and must be just as idempotent as ``run``.
+    """
+
+    name: str
+    run: StepFn
+    run_batch: BatchStepFn | None = None
+
+
+@runtime_checkable
+class Provider(Protocol):
+    """One configured provider instance (``providers.<name>`` in talprov.yaml).
+
+    Implementations are classes constructed as ``Cls(name, config, runtime)`` where
+    ``config`` is an instance of ``config_model``; they are found through the
+    ``talprov.providers`` entry-point group.
+    """
+
+    type_name: ClassVar[str]
+    config_model: ClassVar[type[BaseModel]]
+    data_model: ClassVar[type[BaseModel]]
+    state_model: ClassVar[type[ProviderState]]
+
+    name: str
+
+    def steps(self) -> Sequence[Step]:
+        """The provisioning steps, in order. Each is idempotent."""
+        ...
+
+    def deprovision(self, ctx: StepContext[Any, Any]) -> StepResult:
+        """Remove the request's machine and everything talprov created for it.
+
+        Idempotent: a machine that is already gone is success (return ``None``).
+        Return ``Retry`` while removal is in progress. Raises ``ProviderError``
+        subclasses; ``AuthError`` is permanent.
+        """
+        ...
+
+    def list_machines(self, owner: Owner) -> list[Machine]:
+        """Every machine this installation owns for this instance, in one listing.
+
+        Found by ownership tags/labels, so the cost does not grow with the number
+        of requests. Read-only and idempotent. Raises ``AuthError`` or
+        ``Transient``.
+        """
+        ...
+
+    def health(self) -> Health:
+        """Whether the platform answers with these credentials. Never raises."""
+        ...
+
+
+class ProviderClass(Protocol):
+    """The class side of a provider, as loaded from an entry point."""
+
+    type_name: str
+    config_model: type[BaseModel]
+    data_model: type[BaseModel]
+    state_model: type[ProviderState]
+
+    def __call__(self, name: str, config: Any, runtime: Runtime) -> Provider: ...

@@ -1,0 +1,191 @@
+"""The data every part of talprov agrees on: requests, observed machines, stages.
+
+Field names of :class:`MachineRequest` follow Omni's MachineRequest resource
+(``talos_version``, ``extensions``, ``kernel_args``, ``meta_values``,
+``provider_data``) so that people who know Omni recognise them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+
+# Request ids end up in cloud tags, VM names and hostnames: keep them DNS-label shaped.
+REQUEST_ID_PATTERN = r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$"
+TALOS_VERSION_PATTERN = r"^v\d+\.\d+\.\d+(-[0-9A-Za-z.-]+)?$"
+
+
+class Arch(StrEnum):
+    AMD64 = "amd64"
+    ARM64 = "arm64"
+
+
+class Stage(StrEnum):
+    """Where a request is in its life; see DESIGN.md."""
+
+    PENDING = "pending"
+    PROVISIONING = "provisioning"
+    PROVISIONED = "provisioned"
+    FAILED = "failed"
+    DEPROVISIONING = "deprovisioning"
+    GONE = "gone"
+
+    @property
+    def settled(self) -> bool:
+        return self in (Stage.PROVISIONED, Stage.FAILED, Stage.GONE)
+
+
+class MachineState(StrEnum):
+    """What a provider reports about a machine, normalised across platforms."""
+
+    PENDING = "pending"
+    RUNNING = "running"
+    STOPPING = "stopping"
+    STOPPED = "stopped"
+    TERMINATED = "terminated"
+    ERROR = "error"
+    UNKNOWN = "unknown"
+
+
+class MetaValue(BaseModel):
+    """One Talos META key/value (the Image Factory's ``meta`` list entries)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    key: int = Field(ge=0, le=255)
+    value: str
+
+
+class Overlay(BaseModel):
+    """A board overlay (SBC images), as in the schematic's ``overlay`` block."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    image: str
+    name: str
+    options: dict[str, Any] = Field(default_factory=dict)
+
+
+class JoinSpec(BaseModel):
+    """Omni join parameters. ``api_url`` carries the join token, so it is a secret."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    api_url: SecretStr
+    events_sink: str = "[fdae:41e4:649b:9303::1]:8090"
+    kmsg_log: str = "tcp://[fdae:41e4:649b:9303::1]:8092"
+    # "kernel_args" puts siderolink.api=... on the kernel command line, "documents"
+    # appends SideroLinkConfig/EventSinkConfig/KmsgLogConfig to the machine config.
+    mode: str = Field(default="auto", pattern="^(auto|kernel_args|documents)$")
+
+
+class MachineRequest(BaseModel):
+    """A resolved request: everything a provider needs to make one machine.
+
+    ``machine_config`` is the Talos machine configuration text (possibly empty when
+    the machine only joins Omni). It holds cluster CA keys: it is a ``SecretStr``
+    so it never shows up in reprs, logs or exceptions.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    id: str = Field(pattern=REQUEST_ID_PATTERN, max_length=63)
+    provider: str = Field(min_length=1)
+    talos_version: str = Field(pattern=TALOS_VERSION_PATTERN)
+    arch: Arch = Arch.AMD64
+    secure_boot: bool = False
+    extensions: tuple[str, ...] = ()
+    kernel_args: tuple[str, ...] = ()
+    meta_values: tuple[MetaValue, ...] = ()
+    overlay: Overlay | None = None
+    machine_config: SecretStr = SecretStr("")
+    join: JoinSpec | None = None
+    labels: dict[str, str] = Field(default_factory=dict)
+    provider_data: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("extensions")
+    @classmethod
+    def _dedupe_extensions(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        # Omni and the Image Factory treat extensions as a set; keeping them sorted
+        # and unique makes the fingerprint and the schematic id stable.
+        return tuple(sorted(set(value)))
+
+    def fingerprint(self) -> str:
+        """A digest of everything the machine is created from, secrets included.
+
+        Two requests with the same fingerprint produce the same machine; the
+        service uses it to tell a harmless re-create from a conflicting one, the
+        scaler to tell an outdated machine. Secrets enter only as digests.
+        """
+        body = self.model_dump(mode="json", exclude={"machine_config", "join"})
+        body["machine_config_sha256"] = _sha256(self.machine_config.get_secret_value())
+        if self.join is not None:
+            join = self.join.model_dump(mode="json", exclude={"api_url"})
+            join["api_url_sha256"] = _sha256(self.join.api_url.get_secret_value())
+            body["join"] = join
+        text = json.dumps(body, sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(text.encode()).hexdigest()
+
+    def public_view(self) -> dict[str, Any]:
+        """The request as it may be shown to people: secrets replaced by digests."""
+        body = self.model_dump(mode="json", exclude={"machine_config", "join"})
+        secret = self.machine_config.get_secret_value()
+        body["machine_config"] = {"sha256": _sha256(secret), "bytes": len(secret.encode())}
+        if self.join is not None:
+            body["join"] = {"api_url": "**********", "mode": self.join.mode}
+        return body
+
+
+def _sha256(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class Owner:
+    """Whose machines these are: one talprov installation's provider instance.
+
+    Providers tag what they create with both values and ``list_machines`` returns
+    only machines carrying both, so two installations sharing an account, or two
+    instances of one type, never see each other's machines.
+    """
+
+    installation: str
+    instance: str
+
+
+@dataclass(frozen=True)
+class Machine:
+    """A machine as a provider observes it."""
+
+    infra_id: str
+    state: MachineState
+    request_id: str | None = None
+    machine_uuid: str | None = None
+    addresses: tuple[str, ...] = ()
+    labels: Mapping[str, str] = field(default_factory=dict)
+    created_at: datetime | None = None
+    extra: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Health:
+    ok: bool
+    message: str = ""
+
+
+@dataclass(frozen=True)
+class Retry:
+    """A step's "not yet": run me again after ``after`` seconds."""
+
+    after: float
+    reason: str = ""
+
+
+StepResult = Retry | None

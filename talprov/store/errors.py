@@ -1,0 +1,23 @@
+"""Errors raised by the state store.
+
+Messages name request ids, versions and URLs without passwords; they never carry
+machine configurations, join URLs or key material.
+"""
+
+from __future__ import annotations
+
+
+class StoreError(Exception):
+    """Base of every error the store raises on purpose."""
+
+
+class StaleRecord(StoreError):
+    """The row changed (or vanished) since the caller read it.
+
+    Raised by optimistic writes: another worker, or a delete, got there first.
+    The caller should re-read the request and decide again.
+    """
+
+
+class StoreKeyError(StoreError):
+    """Encrypted data cannot be read: ``TALPROV_STORE_KEY`` is missing or wrong."""
