@@ -1,0 +1,5 @@
+"""``python -m talprov`` runs the CLI."""
+
+from talprov.cli import main
+
+main()

@@ -1,0 +1,88 @@
+"""The ``talprov`` command.
+
+Exit codes: 0 success, 1 the work failed, 2 bad usage or invalid input (one line
+naming the file and field, never a traceback).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import click
+
+from talprov import __version__
+from talprov.cli.app import App, handle_errors, pass_app, setup_logging
+from talprov.cli.image import image
+from talprov.cli.machine import machine, reconcile
+from talprov.cli.output import emit, output_option
+from talprov.providers.registry import installed_types, load_type
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--config", "config_path", envvar="TALPROV_CONFIG", metavar="FILE",
+              help="Config file (default: ./talprov.yaml, then $XDG_CONFIG_HOME/talprov/config.yaml).")
+@click.option("--store", "store_url", envvar="TALPROV_STORE", metavar="URL",
+              help="State store URL (default: the config's store, else SQLite under $XDG_STATE_HOME).")
+@click.option("-v", "--verbose", count=True, help="More logging (-vv for debug).")
+@click.version_option(__version__, prog_name="talprov")
+@click.pass_context
+def cli(ctx: click.Context, config_path: str | None, store_url: str | None, verbose: int) -> None:
+    """talprov: Talos Linux machines on AWS, Proxmox VE, vSphere, OpenStack and bare metal.
+
+    Record MachineRequests (`talprov machine create -f`), let the reconciler make
+    them real (`talprov reconcile`, or --wait), scale clusters from a spec.
+    """
+    setup_logging(verbose)
+    app = App(config_path=config_path, store_url=store_url)
+    ctx.obj = app
+    ctx.call_on_close(app.close)
+
+
+@cli.command()
+@click.option("--health", is_flag=True, help="Also ask each configured instance whether it answers.")
+@output_option
+@pass_app
+@handle_errors
+def providers(app: App, health: bool, output: str) -> None:
+    """List installed provider types and configured provider instances."""
+    rows: list[dict[str, object]] = [
+        {"kind": "type", "name": t.name, "type": t.name, "detail": t.target}
+        for t in installed_types()
+    ]
+    for name, block in sorted(app.config.config.providers.items()):
+        row: dict[str, object] = {"kind": "instance", "name": name, "type": block.type,
+                                  "detail": f"concurrency={block.concurrency}"}
+        if health:
+            result = app.provider(name).health()
+            row["detail"] = "ok" if result.ok else f"unhealthy: {result.message}"
+        rows.append(row)
+    emit(rows, output, columns=("kind", "name", "type", "detail"))
+
+
+@cli.command()
+@click.argument("type_name", metavar="TYPE")
+@click.option("--what", type=click.Choice(["provider_data", "config"]), default="provider_data",
+              show_default=True, help="Which model's JSON Schema to print.")
+@handle_errors
+def schema(type_name: str, what: str) -> None:
+    """Print the JSON Schema of a provider type's provider_data (or config)."""
+    cls = load_type(type_name, where="TYPE")
+    model = cls.data_model if what == "provider_data" else cls.config_model
+    click.echo(json.dumps(model.model_json_schema(), indent=2))
+
+
+cli.add_command(image)
+cli.add_command(machine)
+cli.add_command(reconcile)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    try:
+        cli.main(prog_name="talprov", standalone_mode=True)
+    except KeyboardInterrupt:
+        sys.exit(130)
+
+
+__all__ = ["cli", "emit", "main"]

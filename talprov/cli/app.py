@@ -1,0 +1,165 @@
+"""What every command shares: the loaded config, the store, provider instances.
+
+Everything is loaded lazily so that commands that need no config (``image id``)
+work without one, and errors surface as one line naming file and field.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, NoReturn, TypeVar
+
+import click
+
+from talprov.config import LoadedConfig, load_config
+from talprov.providers.errors import ConfigError, Conflict, InvalidRequest, ProviderError
+from talprov.providers.protocol import Provider, Runtime
+from talprov.providers.registry import build_provider
+from talprov.reconciler import ProviderHandle, Reconciler
+from talprov.secrets import RedactingFilter, redact
+from talprov.store.errors import StoreError
+from talprov.store.store import Store, default_store_url
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+@dataclass
+class App:
+    """Per-invocation state, created by the root command."""
+
+    config_path: str | None
+    store_url: str | None
+    _config: LoadedConfig | None = None
+    _store: Store | None = None
+    _providers: dict[str, ProviderHandle] = field(default_factory=dict)
+    _runtime: Runtime | None = None
+
+    @property
+    def config(self) -> LoadedConfig:
+        if self._config is None:
+            self._config = load_config(self.config_path)
+        return self._config
+
+    @property
+    def runtime(self) -> Runtime:
+        if self._runtime is None:
+            cfg = self.config.config
+            cache = Path(cfg.cache_dir).expanduser() if cfg.cache_dir else _default_cache_dir()
+            self._runtime = Runtime(
+                installation=cfg.installation,
+                cache_dir=cache,
+                factory_url=cfg.image_factory.url,
+                factory_verify_tls=cfg.image_factory.verify(),
+                progress=progress_printer(),
+            )
+        return self._runtime
+
+    @property
+    def store(self) -> Store:
+        if self._store is None:
+            url = self.store_url or self.config.config.store or default_store_url()
+            store = Store(url, key=os.environ.get("TALPROV_STORE_KEY") or None)
+            store.migrate()
+            self._store = store
+        return self._store
+
+    def provider(self, name: str) -> Provider:
+        """The configured provider instance ``name`` (ConfigError when unknown)."""
+        return self.handle(name).provider
+
+    def handle(self, name: str) -> ProviderHandle:
+        if name not in self._providers:
+            block = self.config.provider_block(name)
+            where = f"{self.config.path or 'config'}: providers.{name}"
+            provider = build_provider(name, block, self.runtime, where=where)
+            self._providers[name] = ProviderHandle(provider, int(block.get("concurrency", 8)))
+        return self._providers[name]
+
+    def all_handles(self) -> dict[str, ProviderHandle]:
+        for name in self.config.config.providers:
+            self.handle(name)
+        return dict(self._providers)
+
+    def reconciler(self) -> Reconciler:
+        return Reconciler(self.store, self.all_handles(), self.runtime)
+
+    def close(self) -> None:
+        if self._store is not None:
+            self._store.close()
+
+
+def _default_cache_dir() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "talprov"
+
+
+def progress_printer() -> Callable[[str, int, int | None], None]:
+    """A Progress that writes a compact line to stderr when it is a terminal."""
+    last: dict[str, int] = {}
+
+    def show(task: str, done: int, total: int | None) -> None:
+        step = (total or 0) // 20 or 1 << 20
+        if done - last.get(task, -step) < step and done != total:
+            return
+        last[task] = done
+        if total:
+            click.echo(f"{task}: {done * 100 // total}% ({done}/{total} bytes)", err=True)
+        else:
+            click.echo(f"{task}: {done} bytes", err=True)
+
+    return show
+
+
+def fail(message: str, code: int = EXIT_USAGE) -> NoReturn:
+    """Print one error line (secrets masked) and exit with ``code``."""
+    click.echo(f"talprov: error: {redact(message)}", err=True)
+    sys.exit(code)
+
+
+def handle_errors(fn: F) -> F:
+    """Turn expected errors into one line and the documented exit codes."""
+    import functools
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except ConfigError as exc:
+            fail(str(exc))
+        except Conflict as exc:
+            fail(str(exc))
+        except StoreError as exc:
+            fail(f"store: {exc}", EXIT_FAILED)
+        except InvalidRequest as exc:
+            fail(str(exc))
+        except ProviderError as exc:
+            fail(f"{type(exc).__name__}: {exc}", EXIT_FAILED)
+
+    return wrapper  # type: ignore[return-value]
+
+
+def setup_logging(verbose: int) -> None:
+    level = logging.WARNING - 10 * min(verbose, 2)
+    handler = logging.StreamHandler()
+    handler.addFilter(RedactingFilter())
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.set_name("talprov-cli")
+    root = logging.getLogger()
+    # Replace only our own handler, so embedding code (and tests) keep theirs.
+    root.handlers[:] = [h for h in root.handlers if h.get_name() != "talprov-cli"] + [handler]
+    root.setLevel(level)
+    # SDK loggers echo request bodies at debug level; bodies carry user-data.
+    for noisy in ("botocore", "boto3", "urllib3", "httpx", "httpcore", "keystoneauth"):
+        logging.getLogger(noisy).setLevel(max(level, logging.INFO))
+
+
+pass_app = click.make_pass_decorator(App)

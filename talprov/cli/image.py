@@ -1,0 +1,121 @@
+"""``talprov image …``: schematic ids, asset URLs and downloads."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from talprov.cli.app import App, handle_errors, pass_app
+from talprov.cli.output import emit, output_option
+from talprov.providers.errors import ConfigError, InvalidRequest
+from talprov.providers.types import Arch
+from talprov.requestfile import load_request_file
+from talprov.talos.assets import PLATFORMS, AssetKind, Platform
+from talprov.talos.factory import ImageFactory
+from talprov.talos.schematic import Schematic
+
+
+def _schematic(path: Path | None, request: Path | None) -> tuple[Schematic, str | None]:
+    if (path is None) == (request is None):
+        raise ConfigError("-f/--request", "give exactly one of -f SCHEMATIC.yaml or --request")
+    if path is not None:
+        try:
+            text = path.read_text()
+        except OSError as exc:
+            raise ConfigError(str(path), f"cannot read schematic: {exc.strerror}") from None
+        return Schematic.from_yaml(text, str(path)), None
+    assert request is not None
+    req = load_request_file(request)
+    return Schematic.from_request(req), req.talos_version
+
+
+@click.group()
+def image() -> None:
+    """Talos images: schematic ids, Image Factory URLs, local cache."""
+
+
+@image.command("id")
+@click.option("-f", "--file", "path", type=click.Path(path_type=Path),
+              help="An Image Factory schematic YAML.")
+@click.option("--request", type=click.Path(path_type=Path), help="Or a request file.")
+@handle_errors
+def image_id(path: Path | None, request: Path | None) -> None:
+    """Print the schematic id, computed locally exactly as the Image Factory does."""
+    schematic, _ = _schematic(path, request)
+    click.echo(schematic.id())
+
+
+@image.command("urls")
+@click.option("-f", "--file", "path", type=click.Path(path_type=Path), help="Schematic YAML.")
+@click.option("--request", type=click.Path(path_type=Path), help="Or a request file.")
+@click.option("--version", "talos_version", help="Talos version, e.g. v1.11.5.")
+@click.option("--arch", type=click.Choice([a.value for a in Arch]), default="amd64",
+              show_default=True)
+@click.option("--secure-boot", is_flag=True, help="Secure Boot assets.")
+@output_option
+@pass_app
+@handle_errors
+def urls(app: App, path: Path | None, request: Path | None, talos_version: str | None,
+         arch: str, secure_boot: bool, output: str) -> None:
+    """Print the Image Factory URL of every platform asset for a schematic."""
+    schematic, req_version = _schematic(path, request)
+    version = talos_version or req_version
+    if not version:
+        raise ConfigError("--version", "required with -f")
+    rows = asset_rows(app.runtime.images, schematic.id(), version, Arch(arch), secure_boot)
+    emit(rows, output, columns=("platform", "kind", "url"))
+
+
+ASSET_CHOICES = sorted(
+    {f"{p.value}-{k.value}" for p in Platform for k in (PLATFORMS[p].default_kind, AssetKind.DISK)}
+    | {"metal-kernel", "metal-initramfs"}
+)
+
+
+def asset_rows(factory: ImageFactory, sid: str, version: str, arch: Arch,
+               secure_boot: bool) -> list[dict[str, str]]:
+    """Every asset the factory has for this schematic, version, arch and boot mode."""
+    rows = []
+    for choice in ASSET_CHOICES:
+        platform, _, kind = choice.partition("-")
+        try:
+            url = factory.image_url(sid, version, platform, arch, secure_boot, AssetKind(kind))
+        except InvalidRequest:
+            continue  # not built for this arch or boot mode
+        rows.append({"platform": platform, "kind": kind, "url": url})
+    try:
+        rows.append({"platform": "metal", "kind": "pxe",
+                     "url": factory.pxe_script_url(sid, version, arch, secure_boot)})
+    except InvalidRequest:
+        pass
+    return rows
+
+
+@image.command("pull")
+@click.option("-f", "--file", "path", type=click.Path(path_type=Path), help="Schematic YAML.")
+@click.option("--request", type=click.Path(path_type=Path), help="Or a request file.")
+@click.option("--version", "talos_version", help="Talos version, e.g. v1.11.5.")
+@click.option("--asset", required=True, type=click.Choice(ASSET_CHOICES),
+              help="PLATFORM-KIND, e.g. aws-disk, nocloud-iso, metal-kernel.")
+@click.option("--arch", type=click.Choice([a.value for a in Arch]), default="amd64",
+              show_default=True)
+@click.option("--secure-boot", is_flag=True)
+@pass_app
+@handle_errors
+def pull(app: App, path: Path | None, request: Path | None, talos_version: str | None,
+         asset: str, arch: str, secure_boot: bool) -> None:
+    """Register the schematic and download one asset into the local cache.
+
+    Idempotent: a cached, checksummed asset is not downloaded again; an
+    interrupted download resumes. Prints the cached file's path.
+    """
+    schematic, req_version = _schematic(path, request)
+    version = talos_version or req_version
+    if not version:
+        raise ConfigError("--version", "required with -f")
+    factory = app.runtime.images
+    sid = factory.register(schematic)
+    platform, _, kind = asset.partition("-")
+    url = factory.image_url(sid, version, platform, Arch(arch), secure_boot, AssetKind(kind))
+    click.echo(str(factory.download(url, progress=app.runtime.progress)))

@@ -1,0 +1,217 @@
+"""``talprov machine …`` and ``talprov reconcile``: requests in, machines out."""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import click
+
+from talprov.cli.app import EXIT_FAILED, App, fail, handle_errors, pass_app
+from talprov.cli.output import emit, output_option
+from talprov.providers.errors import ConfigError
+from talprov.providers.registry import validate_provider_data
+from talprov.providers.types import Stage
+from talprov.reconciler import PassReport
+from talprov.requestfile import load_request_file
+from talprov.store.records import RequestRecord
+
+LIST_COLUMNS = ("id", "provider", "stage", "step", "infra_id", "machine_uuid", "error")
+
+
+def record_view(record: RequestRecord) -> dict[str, Any]:
+    """A request as shown to people and scripts: never a secret."""
+    return {
+        "id": record.request.id,
+        "provider": record.request.provider,
+        "stage": record.stage.value,
+        "step": record.step_name,
+        "machine_uuid": record.machine_uuid,
+        "infra_id": record.infra_id,
+        "addresses": list(record.addresses),
+        "labels": dict(record.request.labels),
+        "error": record.error,
+        "talos_version": record.request.talos_version,
+        "marked_for_deletion": record.marked_for_deletion,
+        "created_at": record.created_at.isoformat(),
+        "updated_at": record.updated_at.isoformat(),
+    }
+
+
+@click.group()
+def machine() -> None:
+    """Create, inspect and delete single machines (MachineRequests)."""
+
+
+def _wait_for(app: App, request_id: str, target: tuple[Stage, ...], timeout: float) -> Stage:
+    reconciler = app.reconciler()
+    last: dict[str, str] = {}
+
+    def settled() -> bool:
+        record = app.store.get_request(request_id)
+        if record is None:
+            return True
+        line = f"{record.stage.value} {record.step_name or ''}".strip()
+        if last.get("line") != line:
+            last["line"] = line
+            click.echo(f"{request_id}: {line}", err=True)
+        return record.stage in target or record.stage == Stage.FAILED
+
+    def show_errors(report: PassReport) -> None:
+        for error in report.errors:
+            click.echo(f"warning: {error}", err=True)
+
+    reconciler.run_until(settled, timeout=timeout, only={request_id}, on_pass=show_errors)
+    record = app.store.get_request(request_id)
+    if record is None:
+        return Stage.GONE
+    if record.stage not in target and record.stage != Stage.FAILED:
+        fail(f"{request_id}: still {record.stage.value} after {timeout:.0f}s", EXIT_FAILED)
+    return record.stage
+
+
+@machine.command("create")
+@click.option("-f", "--file", "path", required=True, type=click.Path(path_type=Path),
+              help="Request file (YAML).")
+@click.option("--wait/--no-wait", default=False,
+              help="Run the reconciler here until the request is provisioned or failed.")
+@click.option("--timeout", default=1800.0, show_default=True, help="Seconds to --wait.")
+@output_option
+@pass_app
+@handle_errors
+def create(app: App, path: Path, wait: bool, timeout: float, output: str) -> None:
+    """Record a MachineRequest from a request file.
+
+    Without --wait this returns at once and `talprov reconcile` (or `talprov
+    serve`) does the work; the request is stored first, so a crash of either
+    loses nothing. Exit 0 when recorded (or provisioned with --wait), 1 when it
+    failed, 2 for invalid input.
+    """
+    request = load_request_file(path)
+    provider = app.provider(request.provider)
+    validate_provider_data(provider, request.provider_data, where=f"{path}: provider_data")
+    record = app.store.create_request(request)
+    click.echo(f"request {record.request.id} recorded ({record.stage.value})", err=True)
+    if wait:
+        stage = _wait_for(app, record.request.id, (Stage.PROVISIONED,), timeout)
+        record = app.store.get_request(record.request.id) or record
+        emit(record_view(record), output, columns=LIST_COLUMNS)
+        if stage != Stage.PROVISIONED:
+            sys.exit(EXIT_FAILED)
+        return
+    emit(record_view(record), output, columns=LIST_COLUMNS)
+
+
+@machine.command("list")
+@click.option("--provider", help="Only requests for this provider instance.")
+@click.option("--label", "labels", multiple=True, help="KEY=VALUE label filter (repeatable).")
+@click.option("--all", "include_gone", is_flag=True, help="Include requests that are gone.")
+@output_option
+@pass_app
+@handle_errors
+def list_(app: App, provider: str | None, labels: tuple[str, ...], include_gone: bool,
+          output: str) -> None:
+    """List requests with their stage, machine and last error."""
+    selector: dict[str, str] = {}
+    for item in labels:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise ConfigError("--label", f"expected KEY=VALUE, got {item!r}")
+        selector[key] = value
+    records = app.store.list_requests(provider=provider, labels=selector or None,
+                                      include_gone=include_gone)
+    emit([record_view(r) for r in records], output, columns=LIST_COLUMNS)
+
+
+@machine.command("get")
+@click.argument("request_id")
+@click.option("--events/--no-events", default=True, help="Show the event log (table output).")
+@output_option
+@pass_app
+@handle_errors
+def get(app: App, request_id: str, events: bool, output: str) -> None:
+    """Show one request, its machine and its event log. Exit 1 when unknown."""
+    record = app.store.get_request(request_id)
+    if record is None:
+        fail(f"request {request_id} not found", EXIT_FAILED)
+    view = record_view(record)
+    log = [{"at": e.at.isoformat(), "message": e.message} for e in app.store.events(request_id)]
+    if output != "table":
+        view["events"] = log
+        emit(view, output)
+        return
+    emit(view, output, columns=LIST_COLUMNS)
+    if events:
+        emit(log, output, columns=("at", "message"), title="events")
+
+
+@machine.command("delete")
+@click.argument("request_id")
+@click.option("--wait/--no-wait", default=False, help="Run the reconciler until it is gone.")
+@click.option("--timeout", default=900.0, show_default=True, help="Seconds to --wait.")
+@pass_app
+@handle_errors
+def delete(app: App, request_id: str, wait: bool, timeout: float) -> None:
+    """Ask for a request's machine to be removed (idempotent)."""
+    try:
+        record = app.store.request_deletion(request_id)
+    except KeyError:
+        fail(f"request {request_id} not found", EXIT_FAILED)
+    click.echo(f"request {request_id}: {record.stage.value}", err=True)
+    if wait and record.stage != Stage.GONE:
+        stage = _wait_for(app, request_id, (Stage.GONE,), timeout)
+        if stage != Stage.GONE:
+            sys.exit(EXIT_FAILED)
+
+
+@machine.command("mark-delete")
+@click.argument("request_id")
+@click.option("--undo", is_flag=True, help="Remove the mark.")
+@pass_app
+@handle_errors
+def mark_delete(app: App, request_id: str, undo: bool) -> None:
+    """Mark a machine as the scaler's first choice when its set scales down."""
+    try:
+        app.store.mark_for_deletion(request_id, not undo)
+    except KeyError:
+        fail(f"request {request_id} not found", EXIT_FAILED)
+
+
+@machine.command("forget")
+@click.argument("request_id")
+@click.option("--reason", required=True, help="Why (recorded in the audit log).")
+@click.option("--actor", default="cli", show_default=True, help="Who (recorded).")
+@pass_app
+@handle_errors
+def forget(app: App, request_id: str, reason: str, actor: str) -> None:
+    """Remove a request from the store WITHOUT calling its provider.
+
+    The escape hatch for a provider that is gone for good; any machine it had is
+    left where it is.
+    """
+    if app.store.get_request(request_id) is None:
+        fail(f"request {request_id} not found", EXIT_FAILED)
+    app.store.forget_request(request_id, actor=actor, reason=reason)
+
+
+@click.command()
+@click.option("--once", is_flag=True, help="Run a single pass and exit.")
+@click.option("--interval", default=5.0, show_default=True, help="Seconds between passes.")
+@pass_app
+@handle_errors
+def reconcile(app: App, once: bool, interval: float) -> None:
+    """Drive every recorded request towards its desired stage.
+
+    With --once, one pass; otherwise passes until interrupted. Exit 1 if a pass
+    reported provider errors (with --once).
+    """
+    reconciler = app.reconciler()
+    while True:
+        report = reconciler.run_pass()
+        for error in report.errors:
+            click.echo(f"warning: {error}", err=True)
+        if once:
+            sys.exit(EXIT_FAILED if report.errors else 0)
+        time.sleep(interval)

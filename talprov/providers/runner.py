@@ -1,0 +1,347 @@
+"""Runs a request's provider steps and stores the outcome after every one of them.
+
+The unit of durability is the step: when a step returns, its index, the provider's
+typed state, the attempt counter and the event lines are written in one
+transaction (``Store.save_progress``). A process killed at any moment therefore
+resumes at the step it was in, and because steps are idempotent (they look for
+what they would create before creating it) nothing is created twice.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+from talprov.providers.errors import CapacityError, ProviderError, QuotaExceeded
+from talprov.providers.protocol import Provider, ProviderState, Runtime, Step, StepContext
+from talprov.providers.registry import validation_message
+from talprov.providers.retry import step_backoff
+from talprov.providers.types import Machine, Owner, Retry, Stage, StepResult
+from talprov.secrets import redact
+from talprov.store.errors import StaleRecord
+from talprov.store.records import RequestRecord
+from talprov.store.store import Store
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class StepPolicy:
+    """When a failing step gives up."""
+
+    #: Consecutive transient failures of one step before the request fails.
+    max_attempts: int = 8
+    #: Consecutive capacity/quota failures before the request fails (the scaler
+    #: then backs off the whole set instead of hammering a full zone).
+    capacity_attempts: int = 3
+    backoff_base: float = 2.0
+    backoff_cap: float = 300.0
+
+
+def _to_datetime(ts: float) -> datetime:
+    return datetime.fromtimestamp(ts, UTC)
+
+
+@dataclass
+class Work:
+    """A working copy of one request while this pass advances it."""
+
+    record: RequestRecord
+    provider: Provider
+    owner: Owner
+    runtime: Runtime
+    observed: Machine | None
+    data: BaseModel | None = None
+    state: ProviderState | None = None
+    stage: Stage = Stage.PENDING
+    step_index: int = 0
+    attempts: int = 0
+    error: str | None = None
+    next_attempt_at: datetime | None = None
+    step_started_at: datetime | None = None
+    events: list[str] = field(default_factory=list)
+    stopped: bool = False
+
+    @classmethod
+    def start(
+        cls, record: RequestRecord, provider: Provider, owner: Owner, runtime: Runtime,
+        observed: Machine | None,
+    ) -> Work:
+        return cls(
+            record=record, provider=provider, owner=owner, runtime=runtime, observed=observed,
+            stage=record.stage, step_index=record.step_index, attempts=record.attempts,
+            error=record.error, step_started_at=record.step_started_at,
+        )
+
+    def now(self) -> datetime:
+        return _to_datetime(self.runtime.clock())
+
+    def context(self) -> StepContext[Any, Any]:
+        assert self.state is not None
+        if self.step_started_at is None:
+            self.step_started_at = self.now()
+        return StepContext(
+            request=self.record.request, data=self.data, state=self.state, owner=self.owner,
+            runtime=self.runtime, observed=self.observed,
+            step_started_at=self.step_started_at.timestamp(),
+        )
+
+    def save(self, store: Store, step_name: str | None) -> bool:
+        """Persist the working copy; False when someone else changed the record."""
+        assert self.state is not None
+        state = self.state
+        events = [redact(e) for e in self.events]
+        try:
+            self.record = store.save_progress(
+                self.record.request.id,
+                expected_version=self.record.version,
+                stage=self.stage,
+                step_index=self.step_index,
+                step_name=step_name,
+                state=state.model_dump(mode="json"),
+                error=self.error,
+                attempts=self.attempts,
+                next_attempt_at=self.next_attempt_at,
+                step_started_at=self.step_started_at,
+                infra_id=state.infra_id,
+                machine_uuid=state.machine_uuid,
+                addresses=state.addresses,
+                events=events,
+                now=self.now(),
+            )
+        except StaleRecord:
+            return self._merge_after_stale(store)
+        self.events = []
+        return True
+
+    def _merge_after_stale(self, store: Store) -> bool:
+        # A delete raced with this step. What the step learned (above all the id
+        # of a machine it just created) must reach the record, or deprovision
+        # would not know what to remove.
+        self.stopped = True
+        fresh = store.get_request(self.record.request.id)
+        if fresh is None or fresh.stage != Stage.DEPROVISIONING or self.state is None:
+            return False
+        merged = {**fresh.state, **self.state.model_dump(mode="json", exclude_defaults=True)}
+        try:
+            store.save_progress(
+                fresh.request.id, expected_version=fresh.version, stage=fresh.stage,
+                step_index=fresh.step_index, step_name=fresh.step_name, state=merged,
+                error=fresh.error, attempts=fresh.attempts, next_attempt_at=fresh.next_attempt_at,
+                step_started_at=fresh.step_started_at,
+                infra_id=self.state.infra_id or fresh.infra_id,
+                machine_uuid=self.state.machine_uuid or fresh.machine_uuid,
+                addresses=self.state.addresses or fresh.addresses,
+                events=["provisioning stopped by a delete; machine ids kept for deprovision"],
+                now=self.now(),
+            )
+        except StaleRecord:
+            log.info("request %s changed again while merging state", fresh.request.id)
+        return False
+
+
+class RequestRunner:
+    """Advances requests of one provider instance through their steps."""
+
+    def __init__(
+        self, provider: Provider, owner: Owner, runtime: Runtime, store: Store,
+        policy: StepPolicy | None = None,
+    ) -> None:
+        self.provider = provider
+        self.owner = owner
+        self.runtime = runtime
+        self.store = store
+        self.policy = policy or StepPolicy()
+        self._steps: Sequence[Step] = provider.steps()
+        self._last_reason: dict[str, str] = {}
+
+    # -- provisioning -------------------------------------------------------
+
+    def prepare(self, record: RequestRecord, observed: Machine | None) -> Work | None:
+        """A working copy ready to run, or None when the request failed validation."""
+        work = Work.start(record, self.provider, self.owner, self.runtime, observed)
+        try:
+            work.state = self.provider.state_model.model_validate(record.state)
+        except ValidationError:
+            # State written by an older driver version: start the steps over; they
+            # are idempotent and find what exists by tag.
+            work.state = self.provider.state_model()
+            work.step_index = 0
+        if record.stage == Stage.DEPROVISIONING:
+            return work
+        try:
+            work.data = self.provider.data_model.model_validate(record.request.provider_data)
+        except ValidationError as exc:
+            field_name, message = validation_message(exc, "provider_data")
+            work.stage = Stage.FAILED
+            work.error = f"{field_name}: {message}"
+            work.events.append(f"failed: {work.error}")
+            work.save(self.store, None)
+            return None
+        if work.stage == Stage.PENDING:
+            # Written before the first step runs: a first step may take minutes
+            # (an image import) and status should say that work has started.
+            work.stage = Stage.PROVISIONING
+            work.events.append("provisioning started")
+            step = self.step_of(work)
+            if not work.save(self.store, step.name if step else None):
+                return None
+        return work
+
+    def step_of(self, work: Work) -> Step | None:
+        if work.step_index >= len(self._steps):
+            return None
+        return self._steps[work.step_index]
+
+    def advance(self, works: Sequence[Work]) -> None:
+        """Run steps for ``works`` until each waits, fails or is provisioned.
+
+        Works that are at the same step run through that step's ``run_batch``
+        together when the step has one.
+        """
+        active = [w for w in works if not w.stopped]
+        while active:
+            by_step: dict[int, list[Work]] = {}
+            for w in active:
+                by_step.setdefault(w.step_index, []).append(w)
+            still: list[Work] = []
+            for index in sorted(by_step):
+                group = by_step[index]
+                step = self._steps[index] if index < len(self._steps) else None
+                if step is None:
+                    for w in group:
+                        self._provisioned(w)
+                    continue
+                for w, outcome in zip(group, self._run_step(step, group), strict=True):
+                    if self._apply(w, step, outcome):
+                        still.append(w)
+            active = still
+
+    def _run_step(
+        self, step: Step, group: Sequence[Work]
+    ) -> list[StepResult | BaseException]:
+        contexts = [w.context() for w in group]
+        outcomes: list[StepResult | BaseException]
+        if step.run_batch is not None and len(group) > 1:
+            try:
+                outcomes = list(step.run_batch(contexts))
+            except Exception as exc:  # noqa: BLE001 - applied to each request below
+                outcomes = [exc] * len(group)
+            if len(outcomes) != len(group):
+                raise RuntimeError(f"step {step.name}: run_batch returned a wrong count")
+        else:
+            outcomes = []
+            for ctx in contexts:
+                try:
+                    outcomes.append(step.run(ctx))
+                except Exception as exc:  # noqa: BLE001 - classified in _apply
+                    outcomes.append(exc)
+        for w, ctx in zip(group, contexts, strict=True):
+            w.events.extend(ctx.events)
+        return outcomes
+
+    def _apply(self, work: Work, step: Step, outcome: StepResult | BaseException) -> bool:
+        """Record a step's outcome; True when the request should run its next step now."""
+        if isinstance(outcome, BaseException):
+            self._failure(work, step.name, outcome)
+            work.save(self.store, step.name)
+            return False
+        if isinstance(outcome, Retry):
+            work.next_attempt_at = work.now() + timedelta(seconds=max(0.0, outcome.after))
+            work.attempts = 0
+            work.error = None
+            # Waiting steps return the same reason pass after pass; log it once.
+            line = f"{step.name}: {outcome.reason}"
+            if outcome.reason and self._last_reason.get(work.record.request.id) != line:
+                self._last_reason[work.record.request.id] = line
+                work.events.append(line)
+            work.save(self.store, step.name)
+            return False
+        work.events.append(f"step {step.name} done")
+        work.step_index += 1
+        work.attempts = 0
+        work.error = None
+        work.next_attempt_at = None
+        work.step_started_at = None
+        nxt = self.step_of(work)
+        saved = work.save(self.store, nxt.name if nxt else None)
+        if saved and nxt is None:
+            self._provisioned(work)
+            return False
+        return saved
+
+    def _failure(self, work: Work, step_name: str, exc: BaseException) -> None:
+        if isinstance(exc, ProviderError):
+            message = redact(str(exc))
+            permanent = exc.permanent
+            retry_after = exc.retry_after
+        else:
+            # An SDK error the driver did not translate, or a bug. Retried like a
+            # transient error, but its type is kept visible so it gets translated.
+            message = redact(f"{type(exc).__name__}: {exc}")
+            permanent = False
+            retry_after = None
+            log.warning("step %s of %s raised %s", step_name, work.record.request.id, message)
+            log.debug("traceback", exc_info=exc)
+        work.attempts += 1
+        limit = self.policy.max_attempts
+        if isinstance(exc, (CapacityError, QuotaExceeded)):
+            limit = self.policy.capacity_attempts
+        work.error = f"{step_name}: {message}"
+        if permanent or work.attempts >= limit:
+            work.stage = Stage.FAILED
+            why = "permanent error" if permanent else f"{work.attempts} attempts"
+            work.events.append(f"failed ({why}): {work.error}")
+            work.next_attempt_at = None
+            return
+        delay = step_backoff(
+            work.attempts, retry_after, base=self.policy.backoff_base, cap=self.policy.backoff_cap
+        )
+        work.next_attempt_at = work.now() + timedelta(seconds=delay)
+        work.events.append(f"attempt {work.attempts} failed, retry in {delay:.0f}s: {work.error}")
+
+    def _provisioned(self, work: Work) -> None:
+        work.stage = Stage.PROVISIONED
+        work.next_attempt_at = None
+        assert work.state is not None
+        work.events.append(f"provisioned: {work.state.infra_id or 'machine'} ready")
+        work.save(self.store, None)
+
+    # -- deprovisioning -----------------------------------------------------
+
+    def deprovision(self, work: Work) -> None:
+        """Run one deprovision attempt; a finished one moves the request to GONE."""
+        if work.state is None:
+            work.state = self.provider.state_model()
+        # Deprovision works without provider_data being valid: a request must be
+        # deletable even when its data no longer validates.
+        work.data = None
+        ctx = work.context()
+        try:
+            outcome: StepResult | BaseException = self.provider.deprovision(ctx)
+        except Exception as exc:  # noqa: BLE001 - classified below
+            outcome = exc
+        work.events.extend(ctx.events)
+        if isinstance(outcome, BaseException):
+            # Never give up on a deletion: that is how machines leak. Keep retrying
+            # with a capped backoff and show the error.
+            self._failure(work, "deprovision", outcome)
+            work.stage = Stage.DEPROVISIONING
+            if work.next_attempt_at is None:
+                work.next_attempt_at = work.now() + timedelta(seconds=self.policy.backoff_cap)
+        elif isinstance(outcome, Retry):
+            work.error = None
+            work.next_attempt_at = work.now() + timedelta(seconds=max(0.0, outcome.after))
+            if outcome.reason:
+                work.events.append(f"deprovision: {outcome.reason}")
+        else:
+            work.stage = Stage.GONE
+            work.error = None
+            work.next_attempt_at = None
+            work.events.append("deprovisioned: gone")
+        work.save(self.store, "deprovision")

@@ -1,0 +1,145 @@
+"""Request files, as ``talprov machine create -f`` reads them, into MachineRequests.
+
+A request file names its machine configuration by file (relative to the request
+file) or inline, optionally with patches, and an optional Omni join. The result is
+a resolved :class:`MachineRequest` whose config text is a secret.
+"""
+
+from __future__ import annotations
+
+import secrets as pysecrets
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+
+from talprov.config import parse_yaml_mapping
+from talprov.providers.errors import ConfigError
+from talprov.providers.registry import validation_message
+from talprov.providers.types import Arch, JoinSpec, MachineRequest, MetaValue, Overlay
+from talprov.secrets import resolve_refs, resolve_tree
+
+
+class ConfigSource(BaseModel):
+    """Where a machine's Talos configuration comes from."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    file: str | None = Field(default=None, description="Path, relative to the request file.")
+    inline: SecretStr | None = Field(default=None, description="The YAML text itself.")
+    patches: list[str] = Field(
+        default_factory=list, description="Patch files (RFC 7386 or Talos patch documents)."
+    )
+
+
+class RequestFile(BaseModel):
+    """The request file's shape (Omni MachineRequest field names)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: str | None = None
+    provider: str
+    talos_version: str
+    arch: Arch = Arch.AMD64
+    secure_boot: bool = False
+    extensions: list[str] = Field(default_factory=list)
+    kernel_args: list[str] = Field(default_factory=list)
+    meta_values: list[MetaValue] = Field(default_factory=list)
+    overlay: Overlay | None = None
+    config: ConfigSource | None = None
+    join: JoinSpec | None = None
+    labels: dict[str, str] = Field(default_factory=dict)
+    provider_data: dict[str, Any] = Field(default_factory=dict)
+
+
+def generate_request_id() -> str:
+    """A fresh request id for files that do not name one."""
+    return f"m-{pysecrets.token_hex(5)}"
+
+
+def read_machine_config(source: ConfigSource, *, base_dir: Path, where: str) -> str:
+    """The machine config text a source names, patched and shape-checked.
+
+    Raises ``ConfigError`` naming the file and field for unreadable files,
+    malformed YAML and a config that is not a Talos machine config.
+    """
+    from talprov.talos.machineconfig import apply_patches, check_shape, load_documents
+
+    if (source.file is None) == (source.inline is None):
+        raise ConfigError(f"{where}: config", "give exactly one of file or inline")
+    if source.file is not None:
+        path = _relative(source.file, base_dir)
+        origin = str(path)
+        try:
+            text = path.read_text()
+        except OSError as exc:
+            raise ConfigError(f"{where}: config.file", f"cannot read {path}: {exc.strerror}") from None
+    else:
+        assert source.inline is not None
+        origin = f"{where}: config.inline"
+        text = source.inline.get_secret_value()
+    patch_texts = []
+    for index, patch in enumerate(source.patches):
+        patch_path = _relative(patch, base_dir)
+        try:
+            patch_texts.append(patch_path.read_text())
+        except OSError as exc:
+            raise ConfigError(
+                f"{where}: config.patches[{index}]", f"cannot read {patch_path}: {exc.strerror}"
+            ) from None
+    if patch_texts:
+        text = apply_patches(text, patch_texts, origin)
+    check_shape(load_documents(text, origin), origin)
+    return text
+
+
+def _relative(name: str, base_dir: Path) -> Path:
+    path = Path(name).expanduser()
+    return path if path.is_absolute() else base_dir / path
+
+
+def parse_request(raw: dict[str, Any], *, where: str, base_dir: Path) -> MachineRequest:
+    """Turn a parsed request mapping into a MachineRequest.
+
+    Raises ``ConfigError`` naming ``where`` and the field.
+    """
+    raw = dict(raw)
+    # Only the join URL may carry references: expanding them elsewhere would turn
+    # arbitrary text into secrets.
+    if isinstance(raw.get("join"), dict) and isinstance(raw["join"].get("api_url"), str):
+        raw["join"] = dict(raw["join"])
+        raw["join"]["api_url"] = resolve_refs(
+            raw["join"]["api_url"], where=f"{where}: join.api_url", base_dir=base_dir
+        )
+    if isinstance(raw.get("provider_data"), dict):
+        raw["provider_data"] = resolve_tree(
+            raw["provider_data"], where=f"{where}: provider_data", base_dir=base_dir
+        )
+    try:
+        spec = RequestFile.model_validate(raw)
+    except ValidationError as exc:
+        field, message = validation_message(exc, where, sep=": ")
+        raise ConfigError(field, message) from None
+    config_text = ""
+    if spec.config is not None:
+        config_text = read_machine_config(spec.config, base_dir=base_dir, where=where)
+    body: dict[str, Any] = spec.model_dump(exclude={"config", "join", "id"})
+    body["id"] = spec.id or generate_request_id()
+    body["machine_config"] = SecretStr(config_text)
+    body["join"] = spec.join
+    try:
+        return MachineRequest.model_validate(body)
+    except ValidationError as exc:
+        field, message = validation_message(exc, where, sep=": ")
+        raise ConfigError(field, message) from None
+
+
+def load_request_file(path: Path) -> MachineRequest:
+    """Read a request file. Raises ``ConfigError`` naming the file and field."""
+    where = str(path)
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise ConfigError(where, f"cannot read request file: {exc.strerror}") from None
+    raw = parse_yaml_mapping(text, where)
+    return parse_request(raw, where=where, base_dir=path.parent)

@@ -1,0 +1,97 @@
+"""Secret references (``${env:NAME}``, ``${file:PATH}``) and redaction.
+
+Values read through a reference are remembered so that log records and CLI output
+can be scrubbed of them; the reference text itself is what errors show.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import threading
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from talprov.providers.errors import ConfigError
+
+_REF = re.compile(r"\$\{(env|file):([^}]+)\}")
+MASK = "**********"
+# Very short values (a region, "true") would mangle output if masked everywhere and
+# are not worth hiding; secrets are longer than this.
+_MIN_REDACT_LEN = 6
+
+_lock = threading.Lock()
+_known: set[str] = set()
+
+
+def register_secret(value: str) -> None:
+    """Remember ``value`` so that :func:`redact` masks it from now on."""
+    if len(value) >= _MIN_REDACT_LEN:
+        with _lock:
+            _known.add(value)
+
+
+def redact(text: str) -> str:
+    """``text`` with every registered secret replaced by a mask."""
+    with _lock:
+        known = sorted(_known, key=len, reverse=True)
+    for value in known:
+        if value in text:
+            text = text.replace(value, MASK)
+    return text
+
+
+def resolve_refs(value: str, *, where: str, base_dir: Path | None = None) -> str:
+    """Replace secret references in ``value``; register what they resolve to.
+
+    Raises ``ConfigError`` naming ``where`` and the reference (never its value)
+    when a variable is unset or a file unreadable.
+    """
+
+    def substitute(match: re.Match[str]) -> str:
+        kind, name = match.group(1), match.group(2).strip()
+        if kind == "env":
+            resolved = os.environ.get(name)
+            if resolved is None:
+                raise ConfigError(where, f"environment variable {name} is not set")
+        else:
+            path = Path(os.path.expanduser(name))
+            if not path.is_absolute() and base_dir is not None:
+                path = base_dir / path
+            try:
+                resolved = path.read_text().strip()
+            except OSError as exc:
+                raise ConfigError(where, f"cannot read {path}: {exc.strerror}") from None
+        register_secret(resolved)
+        return resolved
+
+    return _REF.sub(substitute, value)
+
+
+def resolve_tree(node: Any, *, where: str, base_dir: Path | None = None) -> Any:
+    """Resolve references in every string of a parsed YAML tree."""
+    if isinstance(node, str):
+        return resolve_refs(node, where=where, base_dir=base_dir)
+    if isinstance(node, Mapping):
+        return {
+            k: resolve_tree(v, where=f"{where}.{k}", base_dir=base_dir) for k, v in node.items()
+        }
+    if isinstance(node, list):
+        return [
+            resolve_tree(v, where=f"{where}[{i}]", base_dir=base_dir) for i, v in enumerate(node)
+        ]
+    return node
+
+
+class RedactingFilter(logging.Filter):
+    """A logging filter that masks registered secrets in every record."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        cleaned = redact(message)
+        if cleaned != message:
+            record.msg = cleaned
+            record.args = None
+        return True

@@ -1,0 +1,198 @@
+"""The request reconciler and step runner, driven against the file-backed provider double."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pydantic import SecretStr
+
+from talprov.providers.protocol import Runtime
+from talprov.providers.registry import build_provider
+from talprov.providers.runner import StepPolicy
+from talprov.providers.types import MachineRequest, Stage
+from talprov.reconciler import ProviderHandle, Reconciler
+from talprov.store.store import Store
+from tests.helpers import WORKER_CONFIG
+from tests.providers.fileprov import Cloud
+
+
+class FakeClock:
+    """A clock the sleeper advances, so backoffs cost no real time."""
+
+    def __init__(self) -> None:
+        self.now = 1_800_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.now += seconds
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Store:
+    s = Store(f"sqlite:///{tmp_path / 'state.db'}")
+    s.migrate()
+    return s
+
+
+def make_reconciler(
+    store: Store, clock: FakeClock, tmp_path: Path, plugin_dir: Path, **config: Any
+) -> tuple[Reconciler, Cloud]:
+    runtime = Runtime(installation="test", cache_dir=tmp_path / "cache", clock=clock,
+                      sleep=clock.sleep)
+    raw = {"type": "file", "path": str(tmp_path / "cloud.sqlite"), **config}
+    provider = build_provider("fake", raw, runtime, where="providers.fake")
+    reconciler = Reconciler(store, {"fake": ProviderHandle(provider, 4)}, runtime,
+                            policy=StepPolicy(max_attempts=3, capacity_attempts=2))
+    return reconciler, Cloud(raw["path"])
+
+
+def request(rid: str, **fields: Any) -> MachineRequest:
+    return MachineRequest(id=rid, provider="fake", talos_version="v1.11.5",
+                          machine_config=SecretStr(WORKER_CONFIG), **fields)
+
+
+def settle(reconciler: Reconciler, store: Store, predicate: Callable[[], bool]) -> None:
+    assert reconciler.run_until(predicate, timeout=600, interval=1.0)
+
+
+def all_in(store: Store, stage: Stage) -> Callable[[], bool]:
+    return lambda: all(r.stage == stage for r in store.list_requests(include_gone=True))
+
+
+def test_provisions_and_deprovisions(store: Store, clock: FakeClock, tmp_path: Path,
+                                     plugin_dir: Path) -> None:
+    reconciler, cloud = make_reconciler(store, clock, tmp_path, plugin_dir)
+    for i in range(3):
+        store.create_request(request(f"web-{i}", labels={"role": "worker"}))
+    settle(reconciler, store, all_in(store, Stage.PROVISIONED))
+    machines = cloud.machines()
+    assert sorted(m["request_id"] for m in machines) == ["web-0", "web-1", "web-2"]
+    assert all(m["user_data"] == WORKER_CONFIG for m in machines)
+    record = store.get_request("web-1")
+    assert record is not None
+    assert record.infra_id in {m["infra_id"] for m in machines}
+    assert record.machine_uuid and record.addresses == ("192.0.2.10",)
+    messages = [e.message for e in store.events("web-1")]
+    assert "step ensure-machine done" in messages
+    assert any(m.startswith("provisioned") for m in messages)
+
+    for i in range(3):
+        store.request_deletion(f"web-{i}")
+    settle(reconciler, store, all_in(store, Stage.GONE))
+    assert cloud.machines() == []
+
+
+@pytest.mark.parametrize("count", [1, 500])
+def test_converged_pass_lists_once_per_instance(
+    count: int, store: Store, clock: FakeClock, tmp_path: Path, plugin_dir: Path
+) -> None:
+    reconciler, cloud = make_reconciler(store, clock, tmp_path, plugin_dir, batch=True)
+    for i in range(count):
+        store.create_request(request(f"n-{i:04d}"))
+    settle(reconciler, store, all_in(store, Stage.PROVISIONED))
+    before = cloud.calls("list_machines")
+    ensure_before = cloud.calls("ensure")
+    report = reconciler.run_pass()
+    assert cloud.calls("list_machines") - before == 1
+    assert report.list_calls == {"fake": 1}
+    assert cloud.calls("ensure") == ensure_before  # converged: no step ran
+    assert len(cloud.machines()) == count
+
+
+def test_batch_step_creates_many_in_one_call(store: Store, clock: FakeClock, tmp_path: Path,
+                                             plugin_dir: Path) -> None:
+    reconciler, cloud = make_reconciler(store, clock, tmp_path, plugin_dir, batch=True)
+    for i in range(20):
+        store.create_request(request(f"b-{i:02d}"))
+    reconciler.run_pass()
+    assert cloud.calls("create") == 20
+    assert cloud.calls("ensure") == 1
+
+
+def test_capacity_errors_fail_after_bounded_attempts(
+    store: Store, clock: FakeClock, tmp_path: Path, plugin_dir: Path
+) -> None:
+    reconciler, cloud = make_reconciler(store, clock, tmp_path, plugin_dir, fail_creates=True)
+    store.create_request(request("cap-1"))
+    settle(reconciler, store, all_in(store, Stage.FAILED))
+    record = store.get_request("cap-1")
+    assert record is not None
+    assert record.error == "ensure-machine: no capacity in fake zone"
+    assert cloud.calls("create_failed") == 2  # capacity_attempts, not a storm
+    assert any("retry in" in e.message for e in store.events("cap-1"))
+
+
+def test_invalid_provider_data_fails_naming_field(
+    store: Store, clock: FakeClock, tmp_path: Path, plugin_dir: Path
+) -> None:
+    reconciler, cloud = make_reconciler(store, clock, tmp_path, plugin_dir)
+    store.create_request(request("bad-1", provider_data={"size": "huge"}))
+    reconciler.run_pass()
+    record = store.get_request("bad-1")
+    assert record is not None and record.stage == Stage.FAILED
+    assert record.error is not None and record.error.startswith("provider_data.size:")
+    assert cloud.calls("create") == 0
+
+
+def test_machine_deleted_out_of_band_marks_request_failed(
+    store: Store, clock: FakeClock, tmp_path: Path, plugin_dir: Path
+) -> None:
+    reconciler, cloud = make_reconciler(store, clock, tmp_path, plugin_dir)
+    store.create_request(request("drift-1"))
+    settle(reconciler, store, all_in(store, Stage.PROVISIONED))
+    with cloud.connect() as db:
+        db.execute("DELETE FROM machines")
+    reconciler.run_pass()
+    record = store.get_request("drift-1")
+    assert record is not None and record.stage == Stage.PROVISIONED  # one miss may be lag
+    reconciler.run_pass()
+    record = store.get_request("drift-1")
+    assert record is not None and record.stage == Stage.FAILED
+    assert record.error is not None and "disappeared" in record.error
+
+
+def test_resumes_at_stored_step_without_second_machine(
+    store: Store, clock: FakeClock, tmp_path: Path, plugin_dir: Path
+) -> None:
+    reconciler, cloud = make_reconciler(store, clock, tmp_path, plugin_dir, boot_listings=5)
+    store.create_request(request("resume-1"))
+    reconciler.run_pass()
+    record = store.get_request("resume-1")
+    assert record is not None and record.step_name == "wait-running"
+    # A new process: fresh reconciler and provider, same store and cloud.
+    again, _ = make_reconciler(store, clock, tmp_path, plugin_dir, boot_listings=5)
+    settle(again, store, all_in(store, Stage.PROVISIONED))
+    assert len(cloud.machines()) == 1
+    assert cloud.calls("create") == 1
+
+
+def test_unconfigured_provider_is_reported_not_crashed(
+    store: Store, clock: FakeClock, tmp_path: Path, plugin_dir: Path
+) -> None:
+    reconciler, _ = make_reconciler(store, clock, tmp_path, plugin_dir)
+    store.create_request(MachineRequest(id="lost-1", provider="gone", talos_version="v1.11.5"))
+    report = reconciler.run_pass()
+    assert report.errors == ["provider 'gone' is not configured here"]
+    record = store.get_request("lost-1")
+    assert record is not None and record.error == "provider 'gone' is not configured here"
+
+
+def test_delete_during_provisioning_keeps_machine_ids_for_deprovision(
+    store: Store, clock: FakeClock, tmp_path: Path, plugin_dir: Path
+) -> None:
+    reconciler, cloud = make_reconciler(store, clock, tmp_path, plugin_dir, boot_listings=50)
+    store.create_request(request("race-1"))
+    reconciler.run_pass()
+    store.request_deletion("race-1")
+    settle(reconciler, store, all_in(store, Stage.GONE))
+    assert cloud.machines() == []
