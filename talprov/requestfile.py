@@ -73,7 +73,9 @@ def read_machine_config(source: ConfigSource, *, base_dir: Path, where: str) -> 
         try:
             text = path.read_text()
         except OSError as exc:
-            raise ConfigError(f"{where}: config.file", f"cannot read {path}: {exc.strerror}") from None
+            raise ConfigError(
+                f"{where}: config.file", f"cannot read {path}: {exc.strerror}"
+            ) from None
     else:
         assert source.inline is not None
         origin = f"{where}: config.inline"

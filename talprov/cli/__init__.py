@@ -21,9 +21,11 @@ from talprov.providers.registry import installed_types, load_type
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--config", "config_path", envvar="TALPROV_CONFIG", metavar="FILE",
-              help="Config file (default: ./talprov.yaml, then $XDG_CONFIG_HOME/talprov/config.yaml).")
+              help="Config file (default: ./talprov.yaml, then "
+              "$XDG_CONFIG_HOME/talprov/config.yaml).")
 @click.option("--store", "store_url", envvar="TALPROV_STORE", metavar="URL",
-              help="State store URL (default: the config's store, else SQLite under $XDG_STATE_HOME).")
+              help="State store URL (default: the config's store, else SQLite under "
+              "$XDG_STATE_HOME).")
 @click.option("-v", "--verbose", count=True, help="More logging (-vv for debug).")
 @click.version_option(__version__, prog_name="talprov")
 @click.pass_context
@@ -40,7 +42,8 @@ def cli(ctx: click.Context, config_path: str | None, store_url: str | None, verb
 
 
 @cli.command()
-@click.option("--health", is_flag=True, help="Also ask each configured instance whether it answers.")
+@click.option("--health", is_flag=True,
+              help="Also ask each configured instance whether it answers.")
 @output_option
 @pass_app
 @handle_errors

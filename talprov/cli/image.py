@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 import click
@@ -84,11 +85,9 @@ def asset_rows(factory: ImageFactory, sid: str, version: str, arch: Arch,
         except InvalidRequest:
             continue  # not built for this arch or boot mode
         rows.append({"platform": platform, "kind": kind, "url": url})
-    try:
+    with contextlib.suppress(InvalidRequest):
         rows.append({"platform": "metal", "kind": "pxe",
                      "url": factory.pxe_script_url(sid, version, arch, secure_boot)})
-    except InvalidRequest:
-        pass
     return rows
 
 

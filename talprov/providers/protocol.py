@@ -36,10 +36,8 @@ class ProviderState(BaseModel):
     addresses: list[str] = []
 
 
-class Progress(Protocol):
-    """Receives progress of long work (downloads, uploads, imports)."""
-
-    def __call__(self, task: str, done: int, total: int | None) -> None: ...
+#: Receives progress of long work (downloads, uploads, imports): (task, done, total).
+Progress = Callable[[str, int, "int | None"], None]
 
 
 def no_progress(task: str, done: int, total: int | None) -> None:
@@ -110,7 +108,11 @@ class StepContext(Generic[DataT, StateT]):
 
 
 StepFn = Callable[[StepContext[Any, Any]], StepResult]
-BatchStepFn = Callable[[Sequence[StepContext[Any, Any]]], Sequence[StepResult]]
+# A batch step may fail some of its requests and not others: it returns the
+# exception in that request's place instead of raising for all.
+BatchStepFn = Callable[
+    [Sequence[StepContext[Any, Any]]], Sequence[StepResult | BaseException]
+]
 
 
 @dataclass(frozen=True)
@@ -119,8 +121,9 @@ class Step:
 
     ``run`` handles one request. ``run_batch``, when given, handles several requests
     that are at this step in the same pass of the same provider instance in one go
-    (one API call for many machines); it returns one result per context, in order,
-    and must be just as idempotent as ``run``.
+    (one API call for many machines); it returns one result per context, in order
+    (an exception in the place of a request that failed), and must be just as
+    idempotent as ``run``.
     """
 
     name: str

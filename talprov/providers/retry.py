@@ -63,7 +63,7 @@ def call_with_retry(
     Re-raises the last ``Transient`` when attempts or the deadline run out; any
     other exception passes through at once. Idempotent only if ``fn`` is.
     """
-    chooser = rng or random.Random()
+    chooser = rng or random.Random()  # noqa: S311 - jitter, not cryptography
 
     def wait(state: RetryCallState) -> float:
         exc = state.outcome.exception() if state.outcome else None
@@ -87,7 +87,7 @@ def step_backoff(attempts: int, retry_after: float | None, *, base: float = 2.0,
     Used by the request runner between passes (not inside a step). Jittered in
     [50%, 100%] of the exponential value so that a set's requests spread out.
     """
-    chooser = rng or random.Random()
+    chooser = rng or random.Random()  # noqa: S311 - jitter, not cryptography
     value = min(cap, base * (2 ** max(0, attempts - 1)))
     value = chooser.uniform(value / 2, value)
     if retry_after is not None:

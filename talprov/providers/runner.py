@@ -230,7 +230,7 @@ class RequestRunner:
         if step.run_batch is not None and len(group) > 1:
             try:
                 outcomes = list(step.run_batch(contexts))
-            except Exception as exc:  # noqa: BLE001 - applied to each request below
+            except Exception as exc:
                 outcomes = [exc] * len(group)
             if len(outcomes) != len(group):
                 raise RuntimeError(f"step {step.name}: run_batch returned a wrong count")
@@ -239,7 +239,7 @@ class RequestRunner:
             for ctx in contexts:
                 try:
                     outcomes.append(step.run(ctx))
-                except Exception as exc:  # noqa: BLE001 - classified in _apply
+                except Exception as exc:
                     outcomes.append(exc)
         for w, ctx in zip(group, contexts, strict=True):
             w.events.extend(ctx.events)
@@ -324,7 +324,7 @@ class RequestRunner:
         ctx = work.context()
         try:
             outcome: StepResult | BaseException = self.provider.deprovision(ctx)
-        except Exception as exc:  # noqa: BLE001 - classified below
+        except Exception as exc:
             outcome = exc
         work.events.extend(ctx.events)
         if isinstance(outcome, BaseException):

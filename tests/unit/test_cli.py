@@ -126,7 +126,8 @@ def test_create_wait_list_get_delete_round_trip(home: Home) -> None:
     assert any(e["message"].startswith("provisioned") for e in got["events"])
 
     table = home.invoke("machine", "list")
-    assert "web-1" in table.output and "provisioned" in table.output
+    assert "web-1" in table.output
+    assert "provisioned" in table.output
 
     result = home.invoke("machine", "delete", "web-1", "--wait")
     assert result.exit_code == 0, result.output

@@ -81,7 +81,8 @@ def test_provisions_and_deprovisions(store: Store, clock: FakeClock, tmp_path: P
     record = store.get_request("web-1")
     assert record is not None
     assert record.infra_id in {m["infra_id"] for m in machines}
-    assert record.machine_uuid and record.addresses == ("192.0.2.10",)
+    assert record.machine_uuid
+    assert record.addresses == ("192.0.2.10",)
     messages = [e.message for e in store.events("web-1")]
     assert "step ensure-machine done" in messages
     assert any(m.startswith("provisioned") for m in messages)
@@ -139,8 +140,10 @@ def test_invalid_provider_data_fails_naming_field(
     store.create_request(request("bad-1", provider_data={"size": "huge"}))
     reconciler.run_pass()
     record = store.get_request("bad-1")
-    assert record is not None and record.stage == Stage.FAILED
-    assert record.error is not None and record.error.startswith("provider_data.size:")
+    assert record is not None
+    assert record.stage == Stage.FAILED
+    assert record.error is not None
+    assert record.error.startswith("provider_data.size:")
     assert cloud.calls("create") == 0
 
 
@@ -154,11 +157,14 @@ def test_machine_deleted_out_of_band_marks_request_failed(
         db.execute("DELETE FROM machines")
     reconciler.run_pass()
     record = store.get_request("drift-1")
-    assert record is not None and record.stage == Stage.PROVISIONED  # one miss may be lag
+    assert record is not None
+    assert record.stage == Stage.PROVISIONED
     reconciler.run_pass()
     record = store.get_request("drift-1")
-    assert record is not None and record.stage == Stage.FAILED
-    assert record.error is not None and "disappeared" in record.error
+    assert record is not None
+    assert record.stage == Stage.FAILED
+    assert record.error is not None
+    assert "disappeared" in record.error
 
 
 def test_resumes_at_stored_step_without_second_machine(
@@ -168,7 +174,8 @@ def test_resumes_at_stored_step_without_second_machine(
     store.create_request(request("resume-1"))
     reconciler.run_pass()
     record = store.get_request("resume-1")
-    assert record is not None and record.step_name == "wait-running"
+    assert record is not None
+    assert record.step_name == "wait-running"
     # A new process: fresh reconciler and provider, same store and cloud.
     again, _ = make_reconciler(store, clock, tmp_path, plugin_dir, boot_listings=5)
     settle(again, store, all_in(store, Stage.PROVISIONED))
@@ -184,7 +191,8 @@ def test_unconfigured_provider_is_reported_not_crashed(
     report = reconciler.run_pass()
     assert report.errors == ["provider 'gone' is not configured here"]
     record = store.get_request("lost-1")
-    assert record is not None and record.error == "provider 'gone' is not configured here"
+    assert record is not None
+    assert record.error == "provider 'gone' is not configured here"
 
 
 def test_delete_during_provisioning_keeps_machine_ids_for_deprovision(

@@ -1,0 +1,135 @@
+"""Removing a request's VMs and seed ISO: stop, hard stop after a timeout, purge.
+
+Each call advances the removal by one stage and returns ``Retry`` while a PVE task
+runs, so a worker is never blocked by a slow guest and a restart continues with
+the task it was waiting for.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from talprov.providers.errors import NotFound, ProviderError
+from talprov.providers.protocol import StepContext
+from talprov.providers.types import Owner, Retry, StepResult
+from talprov.proxmox import images
+from talprov.proxmox.client import PveClient
+from talprov.proxmox.config import ProxmoxConfig
+from talprov.proxmox.state import ProxmoxState
+
+Ctx = StepContext[Any, ProxmoxState]
+FindVms = Callable[[Owner, str], Sequence[Mapping[str, Any]]]
+
+
+class Deprovisioner:
+    """Runs ``ProxmoxProvider.deprovision`` for one provider instance."""
+
+    def __init__(self, client: PveClient, config: ProxmoxConfig, find_vms: FindVms) -> None:
+        self.client = client
+        self.config = config
+        self.find_vms = find_vms
+
+    def run(self, ctx: Ctx) -> StepResult:
+        state = ctx.state
+        if state.delete_task is not None:
+            assert state.delete_node
+            if not self._task_done(state.delete_node, state.delete_task, "delete VM"):
+                return Retry(self.config.poll_interval, "VM delete task running")
+            state.delete_task = None
+        vms = self.find_vms(ctx.owner, ctx.request.id)
+        if not vms:
+            self._remove_seed(ctx)
+            ctx.event("VM and seed ISO removed")
+            return None
+        item = vms[0]
+        node, vmid = str(item["node"]), int(item["vmid"])
+        if item.get("lock") == "create":
+            return Retry(self.config.poll_interval, f"VM {vmid} is still being created")
+        if item.get("status") == "running":
+            return self._stop(ctx, node, vmid)
+        return self._delete(ctx, node, vmid)
+
+    def _task_done(self, node: str, upid: str, what: str) -> bool:
+        try:
+            return self.client.task_done(node, upid, what)
+        except NotFound:
+            # The task record is gone (node reinstalled, log rotated): look again.
+            return True
+
+    def _stop(self, ctx: Ctx, node: str, vmid: int) -> StepResult:
+        state = ctx.state
+        now = ctx.runtime.clock()
+        if state.stop_task is not None and state.stop_node is not None:
+            try:
+                finished = self._task_done(state.stop_node, state.stop_task, f"stop VM {vmid}")
+            except ProviderError as exc:
+                # A failed or timed-out ACPI shutdown: stop it hard.
+                ctx.event(f"shutdown of VM {vmid} failed ({exc}); stopping it hard")
+                finished, state.hard_stop = True, True
+            overdue = (state.stop_started_at is not None
+                       and now - state.stop_started_at > self.config.shutdown_timeout)
+            if not finished and not overdue:
+                return Retry(self.config.poll_interval, f"VM {vmid} shutting down")
+            if overdue and not finished:
+                state.hard_stop = True
+            state.stop_task = None
+            if not state.hard_stop:
+                return Retry(0, f"VM {vmid} shutdown task ended")
+        if state.hard_stop:
+            upid = self.client.post(f"stop VM {vmid}", f"nodes/{node}/qemu/{vmid}/status/stop")
+            ctx.event(f"stopping VM {vmid} hard")
+        else:
+            upid = self.client.post(
+                f"shut down VM {vmid}", f"nodes/{node}/qemu/{vmid}/status/shutdown",
+                timeout=int(self.config.shutdown_timeout), forceStop=1,
+            )
+            state.stop_started_at = now
+            ctx.event(f"shutting down VM {vmid} on node {node}")
+        state.stop_task, state.stop_node = str(upid), node
+        return Retry(0, f"VM {vmid} stopping")
+
+    def _delete(self, ctx: Ctx, node: str, vmid: int) -> StepResult:
+        state = ctx.state
+        try:
+            upid = self.client.delete(
+                f"delete VM {vmid} on {node}", f"nodes/{node}/qemu/{vmid}",
+                purge=1, **{"destroy-unreferenced-disks": 1},
+            )
+        except NotFound:
+            return Retry(0, f"VM {vmid} already gone")
+        state.delete_task, state.delete_node = str(upid), node
+        state.stop_task = state.stop_node = None
+        state.stop_started_at, state.hard_stop = None, False
+        ctx.event(f"deleting VM {vmid} on node {node}")
+        return Retry(0, f"VM {vmid} being deleted")
+
+    def _remove_seed(self, ctx: Ctx) -> None:
+        """Delete the seed ISO (it holds the machine config). Gone is success."""
+        state = ctx.state
+        uuid_text = state.machine_uuid or images.machine_uuid(
+            ctx.owner.installation, ctx.owner.instance, ctx.request.id
+        )
+        storage = state.iso_storage or self.config.iso_storage
+        volume = state.seed_volume or f"{storage}:iso/{images.seed_iso_name(uuid_text)}"
+        storage = volume.split(":", 1)[0]
+        if state.node is not None:
+            nodes = [state.node]
+        else:
+            listed = self.client.get("list nodes", "nodes")
+            nodes = sorted(str(n["node"]) for n in listed if n.get("status") == "online")
+        for node in nodes:
+            try:
+                upid = self.client.delete(
+                    f"delete seed ISO on {node}",
+                    f"nodes/{node}/storage/{storage}/content/{volume}",
+                )
+            except NotFound:
+                continue
+            if upid:
+                self._task_done_blocking(node, str(upid), ctx)
+        state.seed_volume = None
+
+    def _task_done_blocking(self, node: str, upid: str, ctx: Ctx) -> None:
+        self.client.wait_task(node, upid, "delete seed ISO",
+                              clock=ctx.runtime.clock, sleep=ctx.runtime.sleep)

@@ -1,0 +1,87 @@
+"""Where a VM goes: which node, and which storage holds its disk.
+
+Pure functions over what one ``/cluster/resources`` call and one node storage
+listing returned, so the choice is testable without a cluster and the same
+inputs always give the same answer (ties broken by name).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from talprov.providers.errors import CapacityError, InvalidRequest
+from talprov.proxmox.tags import decode_tags, label_tag_key, tag_value
+
+SET_LABEL = "talprov.set"
+
+
+@dataclass(frozen=True)
+class NodeInfo:
+    name: str
+    online: bool
+    free_memory: int
+
+
+def nodes_from_resources(resources: Iterable[Mapping[str, Any]]) -> list[NodeInfo]:
+    """The cluster's nodes from a ``/cluster/resources`` answer."""
+    nodes = []
+    for item in resources:
+        if item.get("type") != "node":
+            continue
+        free = int(item.get("maxmem") or 0) - int(item.get("mem") or 0)
+        nodes.append(NodeInfo(str(item["node"]), item.get("status") == "online", max(free, 0)))
+    return nodes
+
+
+def set_members_per_node(
+    resources: Iterable[Mapping[str, Any]], set_name: str | None
+) -> Counter[str]:
+    """How many VMs of machine set ``set_name`` (by tag) each node runs."""
+    counts: Counter[str] = Counter()
+    if set_name is None:
+        return counts
+    key, value = label_tag_key(SET_LABEL), tag_value(set_name)
+    for item in resources:
+        if item.get("type") == "qemu" and decode_tags(item.get("tags")).get(key) == value:
+            counts[str(item["node"])] += 1
+    return counts
+
+
+def choose_node(
+    nodes: Sequence[NodeInfo], allowed: Sequence[str], set_counts: Mapping[str, int]
+) -> str:
+    """The online allowed node with the fewest set members, then the most free memory.
+
+    Raises ``InvalidRequest`` when an allowed node does not exist and
+    ``CapacityError`` when no allowed node is online.
+    """
+    known = {n.name for n in nodes}
+    unknown = sorted(set(allowed) - known)
+    if unknown:
+        raise InvalidRequest(f"no such node {unknown[0]!r}", field="allowed_nodes")
+    candidates = [n for n in nodes if n.online and (not allowed or n.name in allowed)]
+    if not candidates:
+        raise CapacityError("no allowed node is online")
+    best = min(candidates, key=lambda n: (set_counts.get(n.name, 0), -n.free_memory, n.name))
+    return best.name
+
+
+def choose_storage(storages: Iterable[Mapping[str, Any]], allowed: Sequence[str]) -> str:
+    """The active, enabled storage holding VM images with the most free space.
+
+    ``storages`` is ``GET /nodes/{node}/storage`` output. Raises ``CapacityError``
+    when none qualifies.
+    """
+    candidates = [
+        s for s in storages
+        if "images" in str(s.get("content", "")).split(",")
+        and s.get("active", 1) and s.get("enabled", 1)
+        and (not allowed or s.get("storage") in allowed)
+    ]
+    if not candidates:
+        raise CapacityError("no allowed storage for VM images is active on the node")
+    best = min(candidates, key=lambda s: (-int(s.get("avail") or 0), str(s["storage"])))
+    return str(best["storage"])

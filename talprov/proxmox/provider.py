@@ -1,0 +1,346 @@
+"""The Proxmox VE provider: one VM per request, booted from the Talos nocloud ISO.
+
+Steps (each idempotent; see DESIGN.md): ``place`` → ``ensure-iso`` →
+``ensure-seed`` → ``ensure-vm`` → ``start-vm`` → ``wait-running``. Every VM
+carries talprov's ownership marks as PVE tags, so one ``/cluster/resources``
+call finds all of them on whichever node they run now (after a migration too),
+and a VM created just before a crash is found and adopted instead of created
+again.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from typing import Any, ClassVar, cast
+
+from talprov.providers.errors import ProviderError, StepTimeout, Transient
+from talprov.providers.ownership import REQUEST_KEY, ownership_tags
+from talprov.providers.protocol import BatchStepFn, Runtime, Step, StepContext
+from talprov.providers.types import (
+    Health,
+    Machine,
+    MachineState,
+    Owner,
+    Retry,
+    StepResult,
+)
+from talprov.proxmox import images
+from talprov.proxmox.client import PveClient
+from talprov.proxmox.config import ProxmoxConfig
+from talprov.proxmox.data import ProxmoxMachineData
+from talprov.proxmox.deprovision import Deprovisioner
+from talprov.proxmox.errors import VmidTaken
+from talprov.proxmox.isos import IsoSteps
+from talprov.proxmox.placement import (
+    SET_LABEL,
+    choose_node,
+    choose_storage,
+    nodes_from_resources,
+    set_members_per_node,
+)
+from talprov.proxmox.state import ProxmoxState
+from talprov.proxmox.tags import UUID_KEY, decode_tags, encode_tags, notes, owned_by, tag_value
+from talprov.proxmox.vm import create_params, machine_from_resource
+
+log = logging.getLogger(__name__)
+
+Ctx = StepContext[ProxmoxMachineData, ProxmoxState]
+#: VMID collisions tolerated within one ensure-vm run before backing off.
+MAX_VMID_ATTEMPTS = 5
+
+
+class ProxmoxProvider:
+    """Creates and removes Talos VMs on one Proxmox VE cluster."""
+
+    type_name: ClassVar[str] = "proxmox"
+    config_model: ClassVar[type[ProxmoxConfig]] = ProxmoxConfig
+    data_model: ClassVar[type[ProxmoxMachineData]] = ProxmoxMachineData
+    state_model: ClassVar[type[ProxmoxState]] = ProxmoxState
+
+    def __init__(
+        self,
+        name: str,
+        config: ProxmoxConfig,
+        runtime: Runtime,
+        *,
+        iso_url: images.IsoUrlResolver | None = None,
+        client: PveClient | None = None,
+    ) -> None:
+        self.name = name
+        self.config = config
+        self.runtime = runtime
+        self.client = client or PveClient(config)
+        resolve = iso_url or (lambda request: images.factory_iso_url(runtime.images, request))
+        self._isos = IsoSteps(self.client, config, runtime, resolve)
+        self._deprovisioner = Deprovisioner(self.client, config, self._request_vms)
+
+    def __repr__(self) -> str:
+        return f"ProxmoxProvider({self.name!r}, {self.client.base_url})"
+
+    # -- listing ------------------------------------------------------------
+
+    def _vm_resources(self) -> list[Mapping[str, Any]]:
+        result: list[Mapping[str, Any]] = self.client.get(
+            "list VMs", "cluster/resources", type="vm"
+        )
+        return result
+
+    def _request_vms(
+        self, owner: Owner, request_id: str, resources: Sequence[Mapping[str, Any]] | None = None
+    ) -> list[Mapping[str, Any]]:
+        """The VMs (resource entries) carrying this request's marks, lowest VMID first."""
+        items = self._vm_resources() if resources is None else resources
+        wanted = tag_value(request_id)
+        found = []
+        for item in items:
+            if item.get("type") != "qemu":
+                continue
+            marks = decode_tags(item.get("tags"))
+            if owned_by(marks, owner) and marks.get(REQUEST_KEY) == wanted:
+                found.append(item)
+        return sorted(found, key=lambda i: int(i["vmid"]))
+
+    def list_machines(self, owner: Owner) -> list[Machine]:
+        """Every VM ``owner`` owns, from one ``/cluster/resources?type=vm`` call.
+
+        Read-only and idempotent. Raises ``AuthError`` or ``Transient``.
+        """
+        machines = []
+        for item in self._vm_resources():
+            marks = decode_tags(item.get("tags"))
+            if item.get("type") == "qemu" and owned_by(marks, owner):
+                machines.append(machine_from_resource(item, marks))
+        return machines
+
+    def health(self) -> Health:
+        """Whether PVE answers with these credentials. Never raises."""
+        try:
+            version = self.client.get("read PVE version", "version")
+        except ProviderError as exc:
+            return Health(ok=False, message=str(exc))
+        return Health(ok=True, message=f"Proxmox VE {version.get('version', '?')}")
+
+    # -- steps --------------------------------------------------------------
+
+    def steps(self) -> Sequence[Step]:
+        """The provisioning steps, in order. Each is idempotent."""
+        return [
+            Step("place", self._place_one, run_batch=cast(BatchStepFn, self._place_batch)),
+            Step("ensure-iso", self._isos.ensure_iso_one,
+                 run_batch=cast(BatchStepFn, self._isos.ensure_iso_batch)),
+            Step("ensure-seed", self._ensure_seed),
+            Step("ensure-vm", self._ensure_vm),
+            Step("start-vm", self._start_vm),
+            Step("wait-running", self._wait_running),
+        ]
+
+    def _identify(self, ctx: Ctx) -> None:
+        if ctx.state.machine_uuid is None:
+            ctx.state.machine_uuid = images.machine_uuid(
+                ctx.owner.installation, ctx.owner.instance, ctx.request.id
+            )
+
+    def _adopt(self, ctx: Ctx, item: Mapping[str, Any]) -> None:
+        ctx.state.vmid = int(item["vmid"])
+        ctx.state.infra_id = str(item["vmid"])
+        ctx.state.node = str(item["node"])
+
+    def _place_one(self, ctx: Ctx) -> StepResult:
+        outcome = self._place_batch([ctx])[0]
+        if isinstance(outcome, BaseException):
+            raise outcome
+        return outcome
+
+    def _place_batch(self, ctxs: Sequence[Ctx]) -> list[StepResult | BaseException]:
+        """Choose node and storage for every request of the pass with one cluster read.
+
+        Requests placed in the same pass count towards each other, so a new machine
+        set spreads over the nodes instead of landing on the emptiest one together.
+        """
+        outcomes: list[StepResult | BaseException] = [None] * len(ctxs)
+        todo = [i for i, c in enumerate(ctxs) if not (c.state.node and c.state.storage)]
+        if not todo:
+            return outcomes
+        resources = self.client.get("read cluster resources", "cluster/resources")
+        nodes = nodes_from_resources(resources)
+        placed: Counter[tuple[str | None, str]] = Counter()
+        listings: dict[str, list[Mapping[str, Any]]] = {}
+        for index in todo:
+            ctx = ctxs[index]
+            try:
+                self._place(ctx, resources, nodes, placed, listings)
+            except ProviderError as exc:
+                outcomes[index] = exc
+        return outcomes
+
+    def _place(
+        self, ctx: Ctx, resources: Sequence[Mapping[str, Any]], nodes: Any,
+        placed: Counter[tuple[str | None, str]], listings: dict[str, list[Mapping[str, Any]]],
+    ) -> None:
+        self._identify(ctx)
+        data = ctx.data
+        existing = self._request_vms(ctx.owner, ctx.request.id, resources)
+        set_name = ctx.request.labels.get(SET_LABEL)
+        if existing:
+            self._adopt(ctx, existing[0])
+            node = str(existing[0]["node"])
+        elif data.node is not None:
+            node = data.node
+        else:
+            counts = set_members_per_node(resources, set_name)
+            for (placed_set, placed_node), n in placed.items():
+                if placed_set == set_name:
+                    counts[placed_node] += n
+            allowed = data.allowed_nodes or self.config.allowed_nodes
+            node = choose_node(nodes, allowed, counts)
+        placed[(set_name, node)] += 1
+        storage = data.storage
+        if storage is None:
+            if node not in listings:
+                listings[node] = self.client.get(
+                    f"list storages of node {node}", f"nodes/{node}/storage",
+                    content="images", enabled=1,
+                )
+            storage = choose_storage(listings[node], self.config.allowed_storages)
+        ctx.state.node = node
+        ctx.state.storage = storage
+        ctx.state.iso_storage = data.iso_storage or self.config.iso_storage
+        ctx.event(f"placed on node {node}, system disk on storage {storage}")
+
+    def _ensure_seed(self, ctx: Ctx) -> StepResult:
+        """Upload the machine's NoCloud seed ISO unless it is already there."""
+        if ctx.state.seed_volume is not None:
+            return None
+        assert ctx.state.node is not None
+        assert ctx.state.iso_storage is not None
+        assert ctx.state.machine_uuid is not None
+        uuid_text = ctx.state.machine_uuid
+        name = images.seed_iso_name(uuid_text)
+        mac = images.mac_address(uuid_text)
+        image = images.build_seed_iso(
+            images.render_user_data(ctx.request),
+            images.meta_data(ctx.request, uuid_text),
+            images.network_config(ctx.data.static_network, mac),
+        )
+        volume = self._isos.ensure_file(ctx.state.node, ctx.state.iso_storage, name, image)
+        ctx.state.seed_volume = volume
+        ctx.event(f"cloud-init seed ISO {volume} in place")
+        return None
+
+    def _tags(self, ctx: Ctx) -> tuple[list[str], str]:
+        assert ctx.state.machine_uuid
+        marks = ownership_tags(ctx.owner, ctx.request)
+        marks[UUID_KEY] = ctx.state.machine_uuid
+        tags = encode_tags(marks) + list(ctx.data.tags)
+        return sorted(set(tags)), notes(marks, ctx.request.labels)
+
+    def _ensure_vm(self, ctx: Ctx) -> StepResult:
+        """Find the request's VM by its tags, or create it with a fresh VMID.
+
+        A VMID taken by another creator between ``/cluster/nextid`` and the create
+        is retried with the next id. Idempotent: a VM that exists (also one made
+        before a crash that lost the state) is adopted, never made twice.
+        """
+        state = ctx.state
+        if state.create_task is not None:
+            assert state.node
+            try:
+                if not self.client.task_done(state.node, state.create_task,
+                                             f"create VM {state.vmid}"):
+                    return Retry(self.config.poll_interval, "VM create task running")
+            except ProviderError as exc:
+                state.create_task = None
+                if "already exists" in str(exc):
+                    state.vmid = None
+                    return Retry(0, "VMID taken by another creator; picking another")
+                raise
+            state.create_task = None
+        resources = self._vm_resources()
+        existing = self._request_vms(ctx.owner, ctx.request.id, resources)
+        if existing:
+            self._adopt(ctx, existing[0])
+            return None
+        # A VM still being created carries no tags yet: if one is in flight on
+        # this cluster it may be ours from before a crash, so wait for it.
+        in_flight = any(i.get("lock") == "create" and not i.get("tags") for i in resources)
+        if in_flight and ctx.elapsed() < self.config.task_timeout:
+            return Retry(self.config.poll_interval, "another VM create is in flight")
+        return self._create_vm(ctx)
+
+    def _create_vm(self, ctx: Ctx) -> StepResult:
+        state = ctx.state
+        assert state.node is not None
+        assert state.storage is not None
+        assert state.iso_volume is not None
+        assert state.seed_volume is not None
+        assert state.machine_uuid is not None
+        tags, description = self._tags(ctx)
+        for _attempt in range(MAX_VMID_ATTEMPTS):
+            vmid = int(self.client.get("get next VMID", "cluster/nextid"))
+            params = create_params(
+                vmid=vmid, request=ctx.request, data=ctx.data, storage=state.storage,
+                iso_volume=state.iso_volume, seed_volume=state.seed_volume,
+                machine_uuid=state.machine_uuid, mac=images.mac_address(state.machine_uuid),
+                tags=tags, description=description,
+            )
+            try:
+                upid = self.client.post(f"create VM {vmid} on {state.node}",
+                                        f"nodes/{state.node}/qemu", **params)
+            except VmidTaken:
+                ctx.event(f"VMID {vmid} was taken by another creator; trying the next one")
+                continue
+            state.vmid = vmid
+            state.create_task = str(upid)
+            ctx.event(f"creating VM {vmid} on node {state.node}")
+            return Retry(0, "VM create task started")
+        raise Transient("no free VMID after several attempts", retry_after=5.0)
+
+    def _status(self, ctx: Ctx) -> tuple[str, str]:
+        """(node, status) of the request's VM, found wherever it runs now."""
+        found = self._request_vms(ctx.owner, ctx.request.id)
+        if not found:
+            raise Transient(f"VM {ctx.state.vmid} is not listed (yet)", retry_after=5.0)
+        self._adopt(ctx, found[0])
+        return str(found[0]["node"]), str(found[0].get("status"))
+
+    def _start_vm(self, ctx: Ctx) -> StepResult:
+        """Start the VM (once) and wait for its start task. Idempotent."""
+        state = ctx.state
+        node, status = self._status(ctx)
+        if status == "running":
+            state.start_task = None
+            return None
+        if state.start_task is not None:
+            if not self.client.task_done(node, state.start_task, f"start VM {state.vmid}"):
+                return Retry(self.config.poll_interval, "VM start task running")
+            state.start_task = None
+            return None
+        upid = self.client.post(f"start VM {state.vmid}",
+                                f"nodes/{node}/qemu/{state.vmid}/status/start")
+        state.start_task = str(upid)
+        ctx.event(f"starting VM {state.vmid} on node {node}")
+        return Retry(0, "VM start task started")
+
+    def _wait_running(self, ctx: Ctx) -> StepResult:
+        """Done when PVE reports the VM running; fails after ``running_timeout``."""
+        if ctx.observed is not None and ctx.observed.state == MachineState.RUNNING:
+            return None
+        _node, status = self._status(ctx)
+        if status == "running":
+            return None
+        if ctx.elapsed() > self.config.running_timeout:
+            raise StepTimeout(f"VM {ctx.state.vmid} not running after "
+                              f"{self.config.running_timeout:.0f}s (status {status})")
+        return Retry(self.config.poll_interval, f"VM is {status}")
+
+    # -- deprovision ----------------------------------------------------------
+
+    def deprovision(self, ctx: StepContext[Any, Any]) -> StepResult:
+        """Stop (hard after ``shutdown_timeout``) and purge the request's VMs and seed ISO.
+
+        Idempotent: a VM that is already gone is success. Finds VMs by tag on any
+        node, so a migrated VM is removed too. Raises ``ProviderError`` subclasses.
+        """
+        return self._deprovisioner.run(cast(Ctx, ctx))

@@ -1,0 +1,31 @@
+"""The Proxmox provider's typed step state (persisted by the runner after every step)."""
+
+from __future__ import annotations
+
+from talprov.providers.protocol import ProviderState
+
+
+class ProxmoxState(ProviderState):
+    """What the steps learned and created for one request.
+
+    ``infra_id`` is the VMID as text; ``machine_uuid`` the VM's SMBIOS UUID. Task
+    fields hold the UPID of a PVE task a step started and is waiting for, so that
+    a restart waits for the same task instead of starting another.
+    """
+
+    node: str | None = None
+    storage: str | None = None
+    iso_storage: str | None = None
+    iso_volume: str | None = None
+    iso_task: str | None = None
+    iso_uploaded: bool = False
+    seed_volume: str | None = None
+    vmid: int | None = None
+    create_task: str | None = None
+    start_task: str | None = None
+    stop_task: str | None = None
+    stop_node: str | None = None
+    stop_started_at: float | None = None
+    hard_stop: bool = False
+    delete_task: str | None = None
+    delete_node: str | None = None

@@ -1,0 +1,154 @@
+"""Run fakepve as its own server process, with a small control endpoint beside it.
+
+Started by ``tests/emulators/fakepve.py`` as ``python -I fakepve_launcher.py GUESTS.json
+--cert-dir DIR`` (``-I`` keeps this folder, whose ``fakepve.py`` is the fixture, off
+``sys.path`` so that ``import fakepve`` finds the real package); never imported by
+the test process. fakepve's fault injection
+(``fail``, ``revoke_tickets``, ``migrate``, ...) exists only as Python methods of the
+server object, so this script serves a plain-HTTP control API on 127.0.0.1 that calls
+them. It prints two lines the fixture reads::
+
+    fakepve listening on https://127.0.0.1:PORT
+    control listening on http://127.0.0.1:PORT
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import contextlib
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+from fakepve import FakePve  # type: ignore[import-untyped]
+from fakepve.certs import make_cert  # type: ignore[import-untyped]
+
+
+class RecordingPve(FakePve):  # type: ignore[misc]
+    """fakepve that keeps every uploaded file's bytes, so tests can read them back."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.uploads: dict[str, dict[str, bytes]] = {}
+
+    async def _upload(self, request: web.Request) -> web.StreamResponse:
+        response: web.StreamResponse = await super()._upload(request)
+        fields = self.uploaded or {}
+        if fields.get("filename") is not None:
+            storage = request.match_info["storage"]
+            self.uploads.setdefault(storage, {})[fields["filename"]] = fields.get("data", b"")
+        return response
+
+
+def _vm_view(pve: RecordingPve) -> list[dict[str, Any]]:
+    return [
+        {"vmid": vm.vmid, "name": vm.name, "node": vm.node, "status": vm.status,
+         "config": dict(vm.config)}
+        for vm in pve.vms
+    ]
+
+
+def _storage_view(pve: RecordingPve) -> dict[str, Any]:
+    return {
+        name: {"files": sorted(store.get("files", ())),
+               "volumes": sorted(store.get("volumes", {}))}
+        for name, store in pve.storages.items()
+    }
+
+
+def _uploads_view(pve: RecordingPve) -> dict[str, dict[str, str]]:
+    return {
+        storage: {name: base64.b64encode(data).decode() for name, data in files.items()}
+        for storage, files in pve.uploads.items()
+    }
+
+
+def _set_vm(pve: RecordingPve, vmid: int, attrs: dict[str, Any]) -> None:
+    vm = pve.vm(int(vmid))
+    for key, value in attrs.items():
+        setattr(vm, key, value)
+
+
+def _add_vm(pve: RecordingPve, vmid: int, name: str, node: str = "pve1",
+            config: dict[str, Any] | None = None) -> int:
+    return int(pve.add_vm(vmid, name, node=node, config=config or {}).vmid)
+
+
+def _add_token(pve: RecordingPve, tokenid: str, secret: str) -> None:
+    pve.apitokens[tokenid] = secret
+
+
+async def _control(pve: RecordingPve, body: dict[str, Any]) -> Any:
+    """One control command; most are fakepve's own scenario methods by name."""
+    op = body["op"]
+    args: dict[str, Any] = body.get("args", {})
+    plain: dict[str, Callable[..., Any]] = {
+        "fail": pve.fail,
+        "clear_failures": pve.failures.clear,
+        "revoke_tickets": pve.revoke_tickets,
+        "add_token": lambda tokenid, secret: _add_token(pve, tokenid, secret),
+        "add_node": pve.add_node,
+        "grant": lambda user, path, privs: pve.grant(user, path, *privs),
+        "add_vm": lambda **kw: _add_vm(pve, **kw),
+        "set_vm": lambda vmid, attrs: _set_vm(pve, vmid, attrs),
+        "set_storage": lambda name, values: pve.storages[name].update(values),
+        "vms": lambda: _vm_view(pve),
+        "storages": lambda: _storage_view(pve),
+        "uploads": lambda: _uploads_view(pve),
+        "requests": lambda: [[method, path] for method, path, _body in pve.requests],
+        "tasks": lambda: [dict(task) for task in pve.tasklog],
+    }
+    if op == "migrate":
+        return await pve.migrate(args["vmid"], args["target"], secs=0)
+    if op not in plain:
+        raise web.HTTPBadRequest(text=f"unknown op {op!r}")
+    return plain[op](**args)
+
+
+def _control_app(pve: RecordingPve) -> web.Application:
+    async def handle(request: web.Request) -> web.Response:
+        result = await _control(pve, await request.json())
+        return web.json_response({"result": result})
+
+    app = web.Application()
+    app.router.add_post("/control", handle)
+    return app
+
+
+async def _serve(args: argparse.Namespace) -> None:
+    pve = RecordingPve(user=args.user, password=args.password, host="127.0.0.1", port=0)
+    pve.time_scale = 0
+    guests = json.loads(Path(args.guests).read_text())["guests"]
+    for guest in guests:
+        pve.add_vm(guest["vmid"], guest["name"], node=guest.get("node", "pve1"),
+                   status=guest.get("status", "stopped"), config=guest.get("config", {}))
+    cert_dir = Path(args.cert_dir)
+    certfile, keyfile, _der = make_cert(str(cert_dir), hosts=("127.0.0.1",))
+    await pve.start(certfile, keyfile)
+    runner = web.AppRunner(_control_app(pve))
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    control_port = runner.addresses[0][1]
+    print(f"fakepve listening on {pve.url}", flush=True)
+    print(f"control listening on http://127.0.0.1:{control_port}", flush=True)
+    await asyncio.Event().wait()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("guests")
+    parser.add_argument("--cert-dir", required=True)
+    parser.add_argument("--user", default="root@pam")
+    parser.add_argument("--password", default="secret")
+    args = parser.parse_args()
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(_serve(args))
+
+
+if __name__ == "__main__":
+    main()
