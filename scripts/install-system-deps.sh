@@ -3,7 +3,9 @@
 # second run costs nothing. Needs root (CI runs as root) or sudo.
 set -euo pipefail
 
-PACKAGES=()
+PACKAGES=(
+    postgresql          # the shared store's tests run a real server (initdb + pg_ctl)
+)
 
 missing=()
 for pkg in "${PACKAGES[@]}"; do

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.emulators.postgres import postgres_server, postgres_url  # noqa: F401 - fixtures
 from tests.helpers import (
     CANARY_CONFIG,
     CANARY_CREDENTIAL,
@@ -40,7 +41,7 @@ class _CollectingHandler(logging.Handler):
     def emit(self, record: logging.LogRecord) -> None:
         try:
             SEEN_OUTPUT.append(self.format(record))
-        except Exception:  # noqa: BLE001 - a log line that cannot be formatted is not evidence
+        except Exception:
             return
 
 

@@ -1,0 +1,17 @@
+"""State persistence: SQLite by default, any SQLAlchemy URL (PostgreSQL for replicas)."""
+
+from talprov.store.errors import StaleRecord, StoreError, StoreKeyError
+from talprov.store.location import default_store_url
+from talprov.store.records import AuditEntry, Event, RequestRecord
+from talprov.store.store import Store
+
+__all__ = [
+    "AuditEntry",
+    "Event",
+    "RequestRecord",
+    "StaleRecord",
+    "Store",
+    "StoreError",
+    "StoreKeyError",
+    "default_store_url",
+]

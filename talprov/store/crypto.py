@@ -1,0 +1,81 @@
+"""Encryption at rest for the secret columns (machine configs, join URLs).
+
+Each stored value carries a scheme prefix, so a store can hold rows written
+before and after a key was configured: ``plain:`` rows stay readable with or
+without a key, ``fernet:`` rows need the key they were written with.
+"""
+
+from __future__ import annotations
+
+import base64
+
+from cryptography.fernet import Fernet, InvalidToken
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+from talprov.store.errors import StoreKeyError
+
+PLAIN_PREFIX = "plain:"
+FERNET_PREFIX = "fernet:"
+
+# Fixed salt and context: the same TALPROV_STORE_KEY must give the same Fernet key
+# in every process and on every replica, so nothing per-database may enter the KDF.
+# HKDF does not stretch a weak passphrase: the key should be random (32+ bytes).
+_KDF_SALT = b"talprov.store"
+_KDF_INFO = b"talprov store fernet key v1"
+
+
+def derive_fernet_key(key: str) -> bytes:
+    """Turn any ``TALPROV_STORE_KEY`` string into a url-safe base64 Fernet key.
+
+    Deterministic and pure. Raises :class:`StoreKeyError` for an empty key.
+    """
+    if not key:
+        raise StoreKeyError("TALPROV_STORE_KEY is set but empty; unset it or give a random key")
+    hkdf = HKDF(algorithm=hashes.SHA256(), length=32, salt=_KDF_SALT, info=_KDF_INFO)
+    return base64.urlsafe_b64encode(hkdf.derive(key.encode()))
+
+
+class SecretCodec:
+    """Encodes secret text for a column and decodes it back.
+
+    With a key every value is Fernet-encrypted (AES-128-CBC + HMAC-SHA256, with a
+    timestamp); without one values are stored as plain text behind a marker.
+    """
+
+    def __init__(self, key: str | None) -> None:
+        self._fernet = Fernet(derive_fernet_key(key)) if key is not None else None
+
+    @property
+    def encrypting(self) -> bool:
+        """True when new values are written encrypted."""
+        return self._fernet is not None
+
+    def encode(self, secret: str) -> str:
+        """Column text for ``secret``. Never raises for any string input."""
+        if self._fernet is None:
+            return PLAIN_PREFIX + secret
+        return FERNET_PREFIX + self._fernet.encrypt(secret.encode()).decode("ascii")
+
+    def decode(self, stored: str) -> str:
+        """The secret behind column text written by :meth:`encode`.
+
+        Raises :class:`StoreKeyError` when the value is encrypted and no key, or a
+        different key, is configured, or when the text is not in a known format.
+        The message never includes the stored value.
+        """
+        if stored.startswith(PLAIN_PREFIX):
+            return stored[len(PLAIN_PREFIX) :]
+        if not stored.startswith(FERNET_PREFIX):
+            raise StoreKeyError("stored secret has an unknown format")
+        if self._fernet is None:
+            raise StoreKeyError("data is encrypted at rest; set TALPROV_STORE_KEY to read it")
+        token = stored[len(FERNET_PREFIX) :].encode("ascii")
+        try:
+            return self._fernet.decrypt(token).decode()
+        except InvalidToken:
+            # Fernet's HMAC check fails for a different key and for tampered data alike.
+            raise StoreKeyError(
+                "cannot decrypt stored data: TALPROV_STORE_KEY differs from the key "
+                "it was written with (or the data was altered)"
+            ) from None

@@ -1,0 +1,143 @@
+"""Engine set-up: SQLite made safe for several processes, any other URL as given.
+
+SQLite gets WAL (readers do not block the writer), foreign keys, a busy timeout,
+and ``BEGIN IMMEDIATE`` for write transactions: a deferred transaction that reads
+and then writes can fail with "database is locked" at once, without waiting,
+when another process wrote in between; taking the write lock up front makes the
+busy timeout apply instead.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy import event
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.pool import ConnectionPoolEntry, StaticPool
+
+from talprov.store.errors import StoreError
+
+BUSY_TIMEOUT_SECONDS = 30.0
+_IMMEDIATE = "talprov_immediate"
+
+
+def masked_url(url: str | sa.URL) -> str:
+    """The URL with any password replaced, fit for messages and logs."""
+    try:
+        return sa.make_url(url).render_as_string(hide_password=True)
+    except sa.exc.ArgumentError:
+        return "<invalid store URL>"
+
+
+def _is_memory_sqlite(url: sa.URL) -> bool:
+    return url.get_backend_name() == "sqlite" and url.database in (None, "", ":memory:")
+
+
+def _precreate_private_file(url: sa.URL) -> None:
+    # The file holds machine configs (maybe unencrypted): create it owner-only
+    # before SQLite creates it with the umask's mode. SQLite gives -wal and -shm
+    # the same mode as the database file.
+    if url.get_backend_name() != "sqlite" or _is_memory_sqlite(url) or url.database is None:
+        return
+    if url.database.startswith("file:"):
+        return  # URI filenames: leave them to SQLite
+    path = Path(url.database)
+    if path.exists() or not path.parent.is_dir():
+        return
+    try:
+        fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+    except FileExistsError:
+        return  # another process won the race; it created it the same way
+    os.close(fd)
+
+
+def create_store_engine(url: str) -> tuple[Engine, threading.RLock | None]:
+    """An engine for ``url`` plus, for in-memory SQLite, a lock serialising its use.
+
+    A bare ``postgresql://`` URL uses psycopg 3. Raises :class:`StoreError` for a
+    malformed URL or a missing database driver.
+    Statement parameters are hidden from SQLAlchemy's error messages because
+    they may hold machine configurations.
+    """
+    try:
+        parsed = sa.make_url(url)
+    except sa.exc.ArgumentError:
+        raise StoreError("store URL is not a valid SQLAlchemy URL") from None
+    if parsed.drivername == "postgresql":
+        # SQLAlchemy's default PostgreSQL driver is psycopg2; talprov ships psycopg 3.
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    kwargs: dict[str, Any] = {"hide_parameters": True}
+    memory_lock: threading.RLock | None = None
+    if parsed.get_backend_name() == "sqlite":
+        kwargs["connect_args"] = {"timeout": BUSY_TIMEOUT_SECONDS, "check_same_thread": False}
+        if _is_memory_sqlite(parsed):
+            # One shared connection, else every pooled connection is a new empty database.
+            kwargs["poolclass"] = StaticPool
+            memory_lock = threading.RLock()
+        _precreate_private_file(parsed)
+    else:
+        kwargs["pool_pre_ping"] = True
+    try:
+        engine = sa.create_engine(parsed, **kwargs)
+    except (ImportError, sa.exc.NoSuchModuleError) as exc:
+        raise StoreError(f"store {masked_url(parsed)}: database driver missing: {exc}") from None
+    if parsed.get_backend_name() == "sqlite":
+        _configure_sqlite(engine, memory=memory_lock is not None)
+    return engine, memory_lock
+
+
+def _configure_sqlite(engine: Engine, *, memory: bool) -> None:
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: ConnectionPoolEntry) -> None:
+        # Take transaction control away from the sqlite3 module so that BEGIN is ours.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        try:
+            cursor.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_SECONDS * 1000)}")
+            cursor.execute("PRAGMA foreign_keys = ON")
+            if not memory:
+                cursor.execute("PRAGMA journal_mode = WAL")
+                # NORMAL is durable across application crashes in WAL mode.
+                cursor.execute("PRAGMA synchronous = NORMAL")
+        finally:
+            cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Connection) -> None:
+        immediate = conn.get_execution_options().get(_IMMEDIATE, False)
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+
+@contextmanager
+def transaction(
+    engine: Engine, lock: threading.RLock | None, *, write: bool
+) -> Iterator[Connection]:
+    """One transaction; committed on success, rolled back on any exception.
+
+    Connection failures and lock timeouts become :class:`StoreError` naming the
+    URL without its password.
+    """
+    if lock is not None:
+        lock.acquire()
+    try:
+        with engine.connect() as conn:
+            if write:
+                conn.execution_options(**{_IMMEDIATE: True})
+            with conn.begin():
+                yield conn
+    except (sa.exc.OperationalError, sa.exc.InterfaceError) as exc:
+        raise StoreError(f"store {masked_url(engine.url)}: {_first_line(exc.orig)}") from None
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def _first_line(exc: BaseException | None) -> str:
+    text = str(exc) if exc is not None else "database error"
+    return text.strip().splitlines()[0] if text.strip() else type(exc).__name__

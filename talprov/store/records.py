@@ -1,0 +1,149 @@
+"""What the store hands out: immutable records built from table rows."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from pydantic import ValidationError
+
+from talprov.providers.types import MachineRequest, Stage
+from talprov.store.crypto import SecretCodec
+from talprov.store.errors import StoreError, StoreKeyError
+
+
+@dataclass(frozen=True)
+class RequestRecord:
+    """A request and where it is in its life, as last stored.
+
+    ``request`` carries the decrypted machine config and join URL as
+    ``SecretStr``; the other fields are never secret. Datetimes are aware UTC.
+    ``version`` increases with every change of stage or progress and is what
+    :meth:`Store.save_progress` checks.
+    """
+
+    request: MachineRequest
+    fingerprint: str
+    stage: Stage
+    step_index: int
+    step_name: str | None
+    state: dict[str, Any]
+    error: str | None
+    attempts: int
+    next_attempt_at: datetime | None
+    step_started_at: datetime | None
+    infra_id: str | None
+    machine_uuid: str | None
+    addresses: tuple[str, ...]
+    marked_for_deletion: bool
+    created_at: datetime
+    updated_at: datetime
+    version: int
+
+    @property
+    def id(self) -> str:
+        return self.request.id
+
+
+@dataclass(frozen=True)
+class Event:
+    """One line of a request's event log."""
+
+    request_id: str
+    at: datetime
+    message: str
+
+
+@dataclass(frozen=True)
+class AuditEntry:
+    """Who removed a request from the store without deprovisioning it, and why."""
+
+    request_id: str
+    at: datetime
+    actor: str
+    reason: str
+
+
+def fresh_progress_columns() -> dict[str, Any]:
+    """Column values of a request that has not started: PENDING, step 0, no lease."""
+    return {
+        "stage": Stage.PENDING.value,
+        "step_index": 0,
+        "step_name": None,
+        "state": "{}",
+        "error": None,
+        "attempts": 0,
+        "next_attempt_at": None,
+        "step_started_at": None,
+        "infra_id": None,
+        "machine_uuid": None,
+        "addresses": "[]",
+        "marked_for_deletion": False,
+        "lease_owner": None,
+        "lease_until": None,
+    }
+
+
+def utc_or_now(moment: datetime | None) -> datetime:
+    """``moment`` in UTC, or the current time; ValueError for a naive datetime
+    (its zone would be a guess)."""
+    if moment is None:
+        return datetime.now(UTC)
+    if moment.tzinfo is None:
+        raise ValueError("naive datetime given to the store; use an aware UTC datetime")
+    return moment.astimezone(UTC)
+
+
+def dump_json(value: Any, *, what: str) -> str:
+    """Compact, key-sorted JSON; :class:`StoreError` (naming ``what``) if not serialisable."""
+    try:
+        return json.dumps(value, sort_keys=True, separators=(",", ":"))
+    except (TypeError, ValueError) as exc:
+        # The message names a type ("Object of type X ..."), never a value.
+        raise StoreError(f"{what} is not JSON-serialisable: {exc}") from None
+
+
+def record_from_row(row: sa.Row[Any], codec: SecretCodec) -> RequestRecord:
+    """Rebuild a :class:`RequestRecord`; raises :class:`StoreKeyError` on encrypted data
+    that the codec's key cannot read."""
+    body: dict[str, Any] = json.loads(row.body)
+    try:
+        body["machine_config"] = codec.decode(row.machine_config)
+        if row.join_api_url is not None:
+            join: dict[str, Any] = json.loads(row.join_options or "{}")
+            join["api_url"] = codec.decode(row.join_api_url)
+            body["join"] = join
+    except StoreKeyError as exc:
+        raise StoreKeyError(f"request {row.id}: {exc}") from None
+    try:
+        request = MachineRequest.model_validate(body)
+    except ValidationError as exc:
+        # Only locations and messages: pydantic's own text would quote input values.
+        problems = "; ".join(
+            f"{'.'.join(str(part) for part in err['loc'])}: {err['msg']}" for err in exc.errors()
+        )
+        raise StoreError(
+            f"request {row.id}: stored request no longer validates: {problems}"
+        ) from None
+    return RequestRecord(
+        request=request,
+        fingerprint=row.fingerprint,
+        stage=Stage(row.stage),
+        step_index=row.step_index,
+        step_name=row.step_name,
+        state=json.loads(row.state),
+        error=row.error,
+        attempts=row.attempts,
+        next_attempt_at=row.next_attempt_at,
+        step_started_at=row.step_started_at,
+        infra_id=row.infra_id,
+        machine_uuid=row.machine_uuid,
+        addresses=tuple(json.loads(row.addresses)),
+        marked_for_deletion=bool(row.marked_for_deletion),
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+        version=row.version,
+    )

@@ -1,0 +1,131 @@
+"""The current shape of the store's tables, as the queries see it.
+
+The tables are *created and changed* only by :mod:`talprov.store.migrations`;
+this module must describe what the latest migration leaves behind (a test
+compares the two). Secrets live only in ``machine_config`` and ``join_api_url``.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Dialect
+
+metadata = sa.MetaData()
+
+
+class UtcDateTime(sa.TypeDecorator[datetime]):
+    """Timezone-aware UTC datetimes on every backend.
+
+    SQLite has no time zone type, so values are stored there as naive UTC text of
+    a fixed width, which also keeps ``<`` comparisons in SQL correct (leases).
+    """
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the store; use an aware UTC datetime")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        assert isinstance(value, datetime)
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+
+
+schema_version = sa.Table(
+    "schema_version",
+    metadata,
+    sa.Column("version", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("name", sa.String(100), nullable=False),
+    sa.Column("applied_at", UtcDateTime, nullable=False),
+)
+
+requests = sa.Table(
+    "requests",
+    metadata,
+    sa.Column("id", sa.String(63), primary_key=True),
+    sa.Column("provider", sa.String(255), nullable=False, index=True),
+    sa.Column("stage", sa.String(32), nullable=False, index=True),
+    # MachineRequest JSON without machine_config and join (those are below).
+    sa.Column("body", sa.Text, nullable=False),
+    sa.Column("fingerprint", sa.String(64), nullable=False),
+    sa.Column("machine_config", sa.Text, nullable=False),  # SecretCodec text
+    sa.Column("join_api_url", sa.Text, nullable=True),  # SecretCodec text
+    sa.Column("join_options", sa.Text, nullable=True),  # JSON: the rest of JoinSpec
+    sa.Column("step_index", sa.Integer, nullable=False),
+    sa.Column("step_name", sa.String(255), nullable=True),
+    sa.Column("state", sa.Text, nullable=False),
+    sa.Column("error", sa.Text, nullable=True),
+    sa.Column("attempts", sa.Integer, nullable=False),
+    sa.Column("next_attempt_at", UtcDateTime, nullable=True),
+    sa.Column("step_started_at", UtcDateTime, nullable=True),
+    sa.Column("infra_id", sa.String(255), nullable=True),
+    sa.Column("machine_uuid", sa.String(64), nullable=True),
+    sa.Column("addresses", sa.Text, nullable=False),
+    sa.Column("marked_for_deletion", sa.Boolean, nullable=False),
+    sa.Column("created_at", UtcDateTime, nullable=False),
+    sa.Column("updated_at", UtcDateTime, nullable=False),
+    sa.Column("version", sa.Integer, nullable=False),
+    sa.Column("lease_owner", sa.String(255), nullable=True),
+    sa.Column("lease_until", UtcDateTime, nullable=True),
+)
+
+# One row per label so that label selectors use an index instead of a JSON scan.
+request_labels = sa.Table(
+    "request_labels",
+    metadata,
+    sa.Column(
+        "request_id",
+        sa.String(63),
+        sa.ForeignKey("requests.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    sa.Column("key", sa.String(255), primary_key=True),
+    sa.Column("value", sa.Text, nullable=False),
+    sa.Index("ix_request_labels_key_value", "key", "value"),
+)
+
+events = sa.Table(
+    "events",
+    metadata,
+    sa.Column("seq", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column(
+        "request_id",
+        sa.String(63),
+        sa.ForeignKey("requests.id", ondelete="CASCADE"),
+        nullable=False,
+        index=True,
+    ),
+    sa.Column("at", UtcDateTime, nullable=False),
+    sa.Column("message", sa.Text, nullable=False),
+)
+
+# No foreign key: audit entries outlive the requests they are about.
+audit = sa.Table(
+    "audit",
+    metadata,
+    sa.Column("seq", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("request_id", sa.String(63), nullable=False),
+    sa.Column("at", UtcDateTime, nullable=False),
+    sa.Column("actor", sa.String(255), nullable=False),
+    sa.Column("reason", sa.Text, nullable=False),
+)
+
+clusters = sa.Table(
+    "clusters",
+    metadata,
+    sa.Column("name", sa.String(255), primary_key=True),
+    sa.Column("spec", sa.Text, nullable=False),
+    sa.Column("updated_at", UtcDateTime, nullable=False),
+)

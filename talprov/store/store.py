@@ -1,0 +1,490 @@
+"""The state store: requests, their progress and event logs, leases, cluster specs.
+
+Every public method is one database transaction. Writes on SQLite take the
+write lock at the start (see :mod:`talprov.store.engine`), so two processes
+sharing one file queue up instead of failing. Progress is written with
+optimistic concurrency: a writer states the version it read and loses with
+:class:`StaleRecord` if anything else changed the request since.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Collection, Mapping, Sequence
+from contextlib import AbstractContextManager
+from datetime import UTC, datetime, timedelta
+from typing import Any, TypeVar
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from talprov.providers.errors import Conflict
+from talprov.providers.types import MachineRequest, Stage
+from talprov.store.crypto import SecretCodec
+from talprov.store.engine import create_store_engine, masked_url, transaction
+from talprov.store.errors import StaleRecord
+from talprov.store.location import default_store_url
+from talprov.store.migrations import migrate
+from talprov.store.records import (
+    AuditEntry,
+    Event,
+    RequestRecord,
+    dump_json,
+    fresh_progress_columns,
+    record_from_row,
+    utc_or_now,
+)
+from talprov.store.schema import audit, clusters, request_labels, requests
+from talprov.store.schema import events as event_log
+
+_T = TypeVar("_T")
+
+# Concurrent inserts of one key can only collide on databases without an up-front
+# write lock (PostgreSQL): the loser retries, re-reads and takes the other branch.
+_INSERT_RACE_ATTEMPTS = 3
+
+
+class Store:
+    """Persistent state for requests and clusters behind any SQLAlchemy URL.
+
+    ``key`` is the ``TALPROV_STORE_KEY`` value: when given, machine configs and
+    join URLs are Fernet-encrypted at rest. Safe to share between threads; several
+    processes may use one SQLite file or one PostgreSQL database at once.
+    Call :meth:`migrate` before first use.
+    """
+
+    def __init__(self, url: str, *, key: str | None = None) -> None:
+        self._codec = SecretCodec(key)
+        self._engine, self._memory_lock = create_store_engine(url)
+        self.url = masked_url(url)
+        """The store URL with any password hidden."""
+
+    def __repr__(self) -> str:
+        return f"Store({self.url!r}, encrypted={self._codec.encrypting})"
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
+    def _read(self) -> AbstractContextManager[Connection]:
+        return transaction(self._engine, self._memory_lock, write=False)
+
+    def _write(self) -> AbstractContextManager[Connection]:
+        return transaction(self._engine, self._memory_lock, write=True)
+
+    def migrate(self) -> None:
+        """Create or upgrade the schema to the latest version.
+
+        Idempotent; safe when several processes call it at once. Raises
+        :class:`StoreError` when the database is newer than this talprov or
+        cannot be reached.
+        """
+        migrate(self._engine, lock=self._memory_lock)
+
+    def close(self) -> None:
+        """Release pooled connections. Idempotent."""
+        self._engine.dispose()
+
+    # -- requests -----------------------------------------------------------------
+
+    def create_request(
+        self, request: MachineRequest, *, now: datetime | None = None
+    ) -> RequestRecord:
+        """Record a new request in ``PENDING``; idempotent on ``request.id``.
+
+        A live (not ``GONE``) request with the same fingerprint is returned
+        unchanged. A ``GONE`` one is replaced, whatever its body, by a fresh
+        ``PENDING`` request: creating again after a deletion makes a new machine.
+        Its version keeps counting up so writers holding the old one still lose.
+        Raises :class:`Conflict` when a live request with a different body has the id.
+        """
+        moment = utc_or_now(now)
+        return self._retry_insert_race(lambda: self._create_once(request, moment))
+
+    def _create_once(self, request: MachineRequest, now: datetime) -> RequestRecord:
+        fingerprint = request.fingerprint()
+        with self._write() as conn:
+            existing = self._select_row(conn, request.id, for_update=True)
+            if existing is not None and existing.stage != Stage.GONE.value:
+                if existing.fingerprint != fingerprint:
+                    raise Conflict(f"request {request.id} already exists with a different body")
+                return record_from_row(existing, self._codec)
+            values = {
+                **self._request_columns(request, fingerprint),
+                **fresh_progress_columns(),
+                "created_at": now,
+                "updated_at": now,
+            }
+            if existing is None:
+                conn.execute(requests.insert().values(id=request.id, version=1, **values))
+                message = "request created"
+            else:
+                conn.execute(
+                    requests.update()
+                    .where(requests.c.id == request.id)
+                    .values(version=existing.version + 1, **values)
+                )
+                conn.execute(
+                    request_labels.delete().where(request_labels.c.request_id == request.id)
+                )
+                message = "request created again (the previous one was gone)"
+            if request.labels:
+                conn.execute(
+                    request_labels.insert(),
+                    [
+                        {"request_id": request.id, "key": k, "value": v}
+                        for k, v in request.labels.items()
+                    ],
+                )
+            self._append_events(conn, request.id, [message], now)
+            row = self._select_row(conn, request.id)
+        assert row is not None
+        return record_from_row(row, self._codec)
+
+    def _request_columns(self, request: MachineRequest, fingerprint: str) -> dict[str, Any]:
+        body = request.model_dump(mode="json", exclude={"machine_config", "join"})
+        join = request.join
+        return {
+            "provider": request.provider,
+            "body": dump_json(body, what=f"request {request.id}"),
+            "fingerprint": fingerprint,
+            "machine_config": self._codec.encode(request.machine_config.get_secret_value()),
+            "join_api_url": (
+                self._codec.encode(join.api_url.get_secret_value()) if join is not None else None
+            ),
+            "join_options": (
+                dump_json(join.model_dump(mode="json", exclude={"api_url"}), what="join")
+                if join is not None
+                else None
+            ),
+        }
+
+    def get_request(self, request_id: str) -> RequestRecord | None:
+        """The stored request, or ``None``. Raises :class:`StoreKeyError` when its
+        secrets are encrypted and the key is missing or wrong."""
+        with self._read() as conn:
+            row = self._select_row(conn, request_id)
+        return None if row is None else record_from_row(row, self._codec)
+
+    def list_requests(
+        self,
+        *,
+        provider: str | None = None,
+        stages: Collection[Stage] | None = None,
+        labels: Mapping[str, str] | None = None,
+        include_gone: bool = False,
+    ) -> list[RequestRecord]:
+        """Requests matching every given filter, ordered by id.
+
+        ``labels`` must all match exactly. When ``stages`` is given it alone decides
+        which stages are returned; otherwise ``GONE`` requests are left out unless
+        ``include_gone``. Raises :class:`StoreKeyError` as :meth:`get_request` does.
+        """
+        query = sa.select(requests)
+        if provider is not None:
+            query = query.where(requests.c.provider == provider)
+        if stages is not None:
+            query = query.where(requests.c.stage.in_([Stage(s).value for s in stages]))
+        elif not include_gone:
+            query = query.where(requests.c.stage != Stage.GONE.value)
+        for key, value in (labels or {}).items():
+            query = query.where(
+                sa.exists().where(
+                    request_labels.c.request_id == requests.c.id,
+                    request_labels.c.key == key,
+                    request_labels.c.value == value,
+                )
+            )
+        with self._read() as conn:
+            rows = conn.execute(query.order_by(requests.c.id)).all()
+        return [record_from_row(row, self._codec) for row in rows]
+
+    def request_deletion(self, request_id: str, *, now: datetime | None = None) -> RequestRecord:
+        """Move a request to ``DEPROVISIONING`` so the reconciler removes its machine.
+
+        Resets step, attempt and error fields but keeps the provider state,
+        ``infra_id``, ``machine_uuid`` and addresses that deprovisioning needs, and
+        bumps the version so an in-flight provisioning write fails with
+        :class:`StaleRecord`. Idempotent: a request already deprovisioning or gone
+        is returned unchanged. Raises :class:`KeyError` for an unknown id.
+        """
+        moment = utc_or_now(now)
+        with self._write() as conn:
+            row = self._select_row(conn, request_id, for_update=True)
+            if row is None:
+                raise KeyError(request_id)
+            if row.stage in (Stage.DEPROVISIONING.value, Stage.GONE.value):
+                return record_from_row(row, self._codec)
+            conn.execute(
+                requests.update()
+                .where(requests.c.id == request_id)
+                .values(
+                    stage=Stage.DEPROVISIONING.value,
+                    step_index=0,
+                    step_name=None,
+                    error=None,
+                    attempts=0,
+                    next_attempt_at=None,
+                    step_started_at=None,
+                    version=row.version + 1,
+                    updated_at=moment,
+                )
+            )
+            self._append_events(conn, request_id, [f"deletion requested (was {row.stage})"], moment)
+            row = self._select_row(conn, request_id)
+        assert row is not None
+        return record_from_row(row, self._codec)
+
+    def mark_for_deletion(self, request_id: str, marked: bool = True) -> None:
+        """Set or clear the scaler's "delete this one first" flag.
+
+        Idempotent. Does not bump the version: no progress field changes, so a
+        concurrent :meth:`save_progress` cannot overwrite it. Raises
+        :class:`KeyError` for an unknown id.
+        """
+        with self._write() as conn:
+            result = conn.execute(
+                requests.update()
+                .where(requests.c.id == request_id)
+                .values(marked_for_deletion=marked, updated_at=datetime.now(UTC))
+            )
+            if result.rowcount != 1:
+                raise KeyError(request_id)
+
+    def save_progress(
+        self,
+        request_id: str,
+        *,
+        expected_version: int,
+        stage: Stage,
+        step_index: int,
+        step_name: str | None,
+        state: dict[str, Any],
+        error: str | None,
+        attempts: int,
+        next_attempt_at: datetime | None,
+        step_started_at: datetime | None,
+        infra_id: str | None,
+        machine_uuid: str | None,
+        addresses: Sequence[str],
+        events: Sequence[str],
+        now: datetime | None = None,
+    ) -> RequestRecord:
+        """Store a step's outcome and its event lines in one transaction.
+
+        Writes only if the stored version still equals ``expected_version``, then
+        bumps it. Raises :class:`StaleRecord` when the version moved or the request
+        was removed (nothing is written then), :class:`StoreError` when ``state``
+        is not JSON-serialisable. Not idempotent: a replay with the old version is
+        rejected as stale, which is what keeps two workers from both advancing.
+        """
+        moment = utc_or_now(now)
+        values = {
+            "stage": Stage(stage).value,
+            "step_index": step_index,
+            "step_name": step_name,
+            "state": dump_json(state, what=f"state of request {request_id}"),
+            "error": error,
+            "attempts": attempts,
+            "next_attempt_at": None if next_attempt_at is None else utc_or_now(next_attempt_at),
+            "step_started_at": None if step_started_at is None else utc_or_now(step_started_at),
+            "infra_id": infra_id,
+            "machine_uuid": machine_uuid,
+            "addresses": dump_json(list(addresses), what="addresses"),
+            "version": expected_version + 1,
+            "updated_at": moment,
+        }
+        with self._write() as conn:
+            result = conn.execute(
+                requests.update()
+                .where(requests.c.id == request_id, requests.c.version == expected_version)
+                .values(**values)
+            )
+            if result.rowcount != 1:
+                current = self._select_row(conn, request_id)
+                if current is None:
+                    raise StaleRecord(f"request {request_id} no longer exists")
+                raise StaleRecord(
+                    f"request {request_id} is at version {current.version}, "
+                    f"not {expected_version}: another writer got there first"
+                )
+            self._append_events(conn, request_id, events, moment)
+            row = self._select_row(conn, request_id)
+        assert row is not None
+        return record_from_row(row, self._codec)
+
+    def forget_request(self, request_id: str, *, actor: str, reason: str) -> None:
+        """Remove a request and its events without touching any provider.
+
+        Whatever machine it had is left running and unmanaged: that is the point
+        (a machine removed by hand, a provider gone for good). Records ``actor`` and
+        ``reason`` in the audit log. Raises :class:`KeyError` for an unknown id.
+        """
+        now = datetime.now(UTC)
+        with self._write() as conn:
+            # Explicit deletes rather than relying on ON DELETE CASCADE, which some
+            # databases ignore unless configured.
+            conn.execute(event_log.delete().where(event_log.c.request_id == request_id))
+            conn.execute(request_labels.delete().where(request_labels.c.request_id == request_id))
+            result = conn.execute(requests.delete().where(requests.c.id == request_id))
+            if result.rowcount != 1:
+                raise KeyError(request_id)
+            conn.execute(
+                audit.insert().values(request_id=request_id, at=now, actor=actor, reason=reason)
+            )
+
+    def events(self, request_id: str) -> list[Event]:
+        """The request's event log, oldest first (empty for an unknown id)."""
+        with self._read() as conn:
+            rows = conn.execute(
+                sa.select(event_log.c.request_id, event_log.c.at, event_log.c.message)
+                .where(event_log.c.request_id == request_id)
+                .order_by(event_log.c.seq)
+            ).all()
+        return [Event(request_id=r.request_id, at=r.at, message=r.message) for r in rows]
+
+    def audit_log(self) -> list[AuditEntry]:
+        """Every forget ever recorded, oldest first."""
+        with self._read() as conn:
+            rows = conn.execute(sa.select(audit).order_by(audit.c.seq)).all()
+        return [
+            AuditEntry(request_id=r.request_id, at=r.at, actor=r.actor, reason=r.reason)
+            for r in rows
+        ]
+
+    # -- leases -------------------------------------------------------------------
+
+    def claim(
+        self, request_id: str, *, owner: str, ttl: float, now: datetime | None = None
+    ) -> bool:
+        """Take or renew the lease on a request for ``ttl`` seconds.
+
+        Succeeds when the lease is free, expired or already ``owner``'s (renewal),
+        in one conditional UPDATE, so two replicas cannot both win. Returns False
+        when someone else holds it or the request does not exist.
+        """
+        if ttl <= 0:
+            raise ValueError("lease ttl must be positive")
+        moment = utc_or_now(now)
+        with self._write() as conn:
+            result = conn.execute(
+                requests.update()
+                .where(
+                    requests.c.id == request_id,
+                    sa.or_(
+                        requests.c.lease_owner.is_(None),
+                        requests.c.lease_owner == owner,
+                        requests.c.lease_until < moment,
+                    ),
+                )
+                .values(lease_owner=owner, lease_until=moment + timedelta(seconds=ttl))
+            )
+            return result.rowcount == 1
+
+    def release(self, request_id: str, *, owner: str) -> None:
+        """Give the lease back if ``owner`` holds it; idempotent, never raises for
+        a lease held by someone else or an unknown request."""
+        with self._write() as conn:
+            conn.execute(
+                requests.update()
+                .where(requests.c.id == request_id, requests.c.lease_owner == owner)
+                .values(lease_owner=None, lease_until=None)
+            )
+
+    def lease_holder(self, request_id: str) -> tuple[str, datetime] | None:
+        """Who holds the lease on a request and until when; None when free or unknown."""
+        with self._read() as conn:
+            row = conn.execute(
+                sa.select(requests.c.lease_owner, requests.c.lease_until).where(
+                    requests.c.id == request_id
+                )
+            ).one_or_none()
+        if row is None or row.lease_owner is None or row.lease_until is None:
+            return None
+        until = row.lease_until
+        # SQLite hands datetimes back naive; they were written as UTC.
+        if until.tzinfo is None:
+            until = until.replace(tzinfo=UTC)
+        return str(row.lease_owner), until
+
+    # -- clusters -----------------------------------------------------------------
+
+    def put_cluster(self, name: str, spec: dict[str, Any]) -> None:
+        """Create or replace the spec document stored under ``name``; idempotent.
+        Raises :class:`StoreError` when ``spec`` is not JSON-serialisable."""
+        text = dump_json(spec, what=f"spec of cluster {name}")
+        now = datetime.now(UTC)
+
+        def upsert() -> None:
+            with self._write() as conn:
+                result = conn.execute(
+                    clusters.update()
+                    .where(clusters.c.name == name)
+                    .values(spec=text, updated_at=now)
+                )
+                if result.rowcount != 1:
+                    conn.execute(clusters.insert().values(name=name, spec=text, updated_at=now))
+
+        self._retry_insert_race(upsert)
+
+    def get_cluster(self, name: str) -> dict[str, Any] | None:
+        """The stored spec, or ``None`` when there is none."""
+        with self._read() as conn:
+            text = conn.execute(
+                sa.select(clusters.c.spec).where(clusters.c.name == name)
+            ).scalar_one_or_none()
+        if text is None:
+            return None
+        spec: dict[str, Any] = json.loads(text)
+        return spec
+
+    def list_clusters(self) -> list[str]:
+        """Names of all stored clusters, sorted."""
+        with self._read() as conn:
+            return list(
+                conn.execute(sa.select(clusters.c.name).order_by(clusters.c.name)).scalars()
+            )
+
+    def delete_cluster(self, name: str) -> None:
+        """Remove a cluster spec; idempotent (an unknown name is not an error)."""
+        with self._write() as conn:
+            conn.execute(clusters.delete().where(clusters.c.name == name))
+
+    # -- helpers ------------------------------------------------------------------
+
+    @staticmethod
+    def _select_row(
+        conn: Connection, request_id: str, *, for_update: bool = False
+    ) -> sa.Row[Any] | None:
+        # FOR UPDATE matters where a read decides a write (PostgreSQL's READ
+        # COMMITTED would otherwise let a concurrent save_progress slip in between);
+        # SQLite ignores it, its write transactions are already serialised.
+        query = sa.select(requests).where(requests.c.id == request_id)
+        if for_update:
+            query = query.with_for_update()
+        return conn.execute(query).first()
+
+    @staticmethod
+    def _append_events(
+        conn: Connection, request_id: str, messages: Sequence[str], at: datetime
+    ) -> None:
+        if messages:
+            conn.execute(
+                event_log.insert(),
+                [{"request_id": request_id, "at": at, "message": m} for m in messages],
+            )
+
+    @staticmethod
+    def _retry_insert_race(operation: Callable[[], _T]) -> _T:
+        for attempt in range(_INSERT_RACE_ATTEMPTS):
+            try:
+                return operation()
+            except sa.exc.IntegrityError:
+                if attempt + 1 >= _INSERT_RACE_ATTEMPTS:
+                    raise
+        raise AssertionError("unreachable")  # pragma: no cover
+
+
+__all__ = ["Store", "default_store_url"]

@@ -1,0 +1,142 @@
+"""Machine configs and join URLs at rest: encrypted with a key, unreadable without it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from talprov.store import Store, StoreError, StoreKeyError
+from talprov.store.crypto import SecretCodec, derive_fernet_key
+from tests.unit.store.factories import CANARY_CONFIG, CANARY_JOIN, make_request
+
+SECRET_MARKERS = ("CANARY-CONFIG", "CANARY-KEY", "CANARY-TOKEN")
+
+
+def database_bytes(url: str) -> bytes:
+    """The SQLite file plus its WAL, i.e. every byte SQLite has written."""
+    path = Path(sa.make_url(url).database or "")
+    parts = [path, path.with_name(path.name + "-wal")]
+    return b"".join(p.read_bytes() for p in parts if p.exists())
+
+
+def raw_secret_columns(url: str) -> list[tuple[str, str | None]]:
+    engine = sa.create_engine(url)
+    try:
+        with engine.connect() as conn:
+            rows = conn.execute(sa.text("SELECT machine_config, join_api_url FROM requests"))
+            return [(row[0], row[1]) for row in rows]
+    finally:
+        engine.dispose()
+
+
+def test_with_a_key_secrets_never_reach_the_file(sqlite_url: str) -> None:
+    with Store(sqlite_url, key="correct horse battery staple") as store:
+        store.migrate()
+        for n in range(3):
+            store.create_request(make_request(f"web-{n}"))
+        # Read back while the data may still sit in the WAL, then after a checkpoint.
+        raw = database_bytes(sqlite_url)
+        assert b"web-2" in raw  # the probe does see what was written
+        for marker in SECRET_MARKERS:
+            assert marker.encode() not in raw
+        record = store.get_request("web-1")
+    assert record is not None
+    assert record.request.machine_config.get_secret_value() == CANARY_CONFIG
+    assert record.request.join is not None
+    assert record.request.join.api_url.get_secret_value() == CANARY_JOIN
+    raw = database_bytes(sqlite_url)
+    for marker in SECRET_MARKERS:
+        assert marker.encode() not in raw
+    for config, join in raw_secret_columns(sqlite_url):
+        assert config.startswith("fernet:")
+        assert join is not None
+        assert join.startswith("fernet:")
+
+
+def test_without_a_key_secrets_are_plain_text(sqlite_url: str) -> None:
+    # The converse check, proving the byte probe above would have found them.
+    with Store(sqlite_url) as store:
+        store.migrate()
+        store.create_request(make_request())
+    assert b"CANARY-CONFIG" in database_bytes(sqlite_url)
+    assert raw_secret_columns(sqlite_url) == [("plain:" + CANARY_CONFIG, "plain:" + CANARY_JOIN)]
+
+
+def test_encrypted_column_on_postgresql(postgres_url: str) -> None:
+    with Store(postgres_url, key="k1") as store:
+        store.migrate()
+        store.create_request(make_request())
+        assert store.list_requests()[0].request.machine_config.get_secret_value() == CANARY_CONFIG
+    ((config, join),) = raw_secret_columns(postgres_url)
+    assert "CANARY" not in config
+    assert join is not None
+    assert "CANARY" not in join
+
+
+@pytest.mark.parametrize("reader_key", [None, "wrong key"])
+def test_reading_encrypted_rows_without_the_right_key_fails_clearly(
+    sqlite_url: str, reader_key: str | None
+) -> None:
+    with Store(sqlite_url, key="right key") as writer:
+        writer.migrate()
+        writer.create_request(make_request())
+
+    with Store(sqlite_url, key=reader_key) as reader:
+        for read in (lambda: reader.get_request("web-1"), reader.list_requests):
+            with pytest.raises(StoreKeyError, match="TALPROV_STORE_KEY") as caught:
+                read()
+            message = str(caught.value)
+            assert "web-1" in message
+            assert "CANARY" not in message
+            assert "right key" not in message
+            assert "fernet:" not in message
+
+
+def test_rows_written_before_a_key_was_set_stay_readable(sqlite_url: str) -> None:
+    with Store(sqlite_url) as before:
+        before.migrate()
+        before.create_request(make_request("old"))
+    with Store(sqlite_url, key="new key") as after:
+        after.create_request(make_request("new"))
+        secrets = [r.request.machine_config.get_secret_value() for r in after.list_requests()]
+    assert secrets == [CANARY_CONFIG, CANARY_CONFIG]
+
+
+def test_key_derivation_is_stable_and_key_specific() -> None:
+    assert derive_fernet_key("a") == derive_fernet_key("a")
+    assert derive_fernet_key("a") != derive_fernet_key("b")
+    with pytest.raises(StoreKeyError, match="empty"):
+        derive_fernet_key("")
+
+
+def test_codec_round_trip_and_tampering() -> None:
+    codec = SecretCodec("k")
+    stored = codec.encode("s3cret")
+    assert "s3cret" not in stored
+    assert codec.decode(stored) == "s3cret"
+    assert codec.encode("s3cret") != stored  # fresh IV each time
+    tampered = stored[:-4] + ("AAAA" if not stored.endswith("AAAA") else "BBBB")
+    with pytest.raises(StoreKeyError):
+        codec.decode(tampered)
+    with pytest.raises(StoreKeyError, match="unknown format"):
+        codec.decode("rot13:fr3peg")
+
+
+def test_repr_and_errors_do_not_show_secrets(sqlite_url: str) -> None:
+    url_with_password = "postgresql+psycopg://user:hunter2@127.0.0.1:1/db"
+    store = Store(url_with_password, key="k")
+    assert "hunter2" not in repr(store)
+    assert "hunter2" not in store.url
+    with pytest.raises(StoreError) as caught:
+        store.migrate()  # nothing listens on port 1
+    assert "hunter2" not in str(caught.value)
+    store.close()
+
+    with Store(sqlite_url, key="k") as local:
+        local.migrate()
+        record = local.create_request(make_request())
+    text = repr(record)
+    for marker in SECRET_MARKERS:
+        assert marker not in text
