@@ -12,7 +12,6 @@ from typing import Any
 import yaml
 from click.testing import CliRunner, Result
 
-
 REPO = Path(__file__).resolve().parent.parent
 
 #: Canaries: placed in machine configs and provider credentials by tests; the

@@ -1,0 +1,145 @@
+"""The provider contract, checked the same way against every provider type.
+
+What every driver promises (DESIGN.md): steps are idempotent and resumable,
+``list_machines`` finds exactly the owner's machines in one listing, deprovision
+treats "already gone" as success, provider_data is a strict, exported schema.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from pydantic import SecretStr
+
+from talprov.providers.protocol import Provider, StepContext
+from talprov.providers.types import MachineRequest, MachineState, Owner, Stage
+from talprov.reconciler import ProviderHandle, Reconciler
+from talprov.store.store import Store
+from tests.contract.environments import Environment
+
+CONFIG = "version: v1alpha1\nmachine:\n  type: worker\n  token: contract-token\n"
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Store:
+    s = Store(f"sqlite:///{tmp_path / 'contract.db'}")
+    s.migrate()
+    return s
+
+
+def request_for(env: Environment, rid: str, instance: str = "contract") -> MachineRequest:
+    return MachineRequest(id=rid, provider=instance, talos_version=env.talos_version,
+                          machine_config=SecretStr(CONFIG), labels=dict(env.labels),
+                          provider_data=dict(env.provider_data))
+
+
+def reconciler_for(env: Environment, store: Store, provider: Provider) -> Reconciler:
+    return Reconciler(store, {provider.name: ProviderHandle(provider, 4)}, env.runtime)
+
+
+def converge(reconciler: Reconciler, store: Store, stage: Stage) -> None:
+    def done() -> bool:
+        return all(r.stage in (stage, Stage.FAILED)
+                   for r in store.list_requests(include_gone=True))
+
+    assert reconciler.run_until(done, timeout=3600, interval=5)
+    failed = [(r.request.id, r.error) for r in store.list_requests() if r.stage == Stage.FAILED]
+    assert not failed, failed
+
+
+def all_provisioned(store: Store) -> Callable[[], bool]:
+    return lambda: all(r.stage == Stage.PROVISIONED for r in store.list_requests())
+
+
+def test_provision_list_and_deprovision(env: Environment, store: Store) -> None:
+    provider = env.provider()
+    reconciler = reconciler_for(env, store, provider)
+    for rid in ("c-one", "c-two"):
+        store.create_request(request_for(env, rid))
+    converge(reconciler, store, Stage.PROVISIONED)
+
+    owner = Owner(env.runtime.installation, "contract")
+    machines = {m.request_id: m for m in provider.list_machines(owner)}
+    assert set(machines) == {"c-one", "c-two"}
+    for rid, machine in machines.items():
+        record = store.get_request(rid)
+        assert record is not None
+        assert record.infra_id == machine.infra_id
+        assert machine.state == MachineState.RUNNING
+    assert env.platform_machines() == 2
+
+    for rid in ("c-one", "c-two"):
+        store.request_deletion(rid)
+    converge(reconciler, store, Stage.GONE)
+    assert provider.list_machines(owner) == []
+    assert env.platform_machines() == 0
+
+
+def test_deprovision_of_a_gone_machine_is_success(env: Environment, store: Store) -> None:
+    provider = env.provider()
+    reconciler = reconciler_for(env, store, provider)
+    store.create_request(request_for(env, "c-gone"))
+    converge(reconciler, store, Stage.PROVISIONED)
+    store.request_deletion("c-gone")
+    converge(reconciler, store, Stage.GONE)
+    record = store.get_request("c-gone")
+    assert record is not None
+    state = provider.state_model.model_validate(record.state)
+    ctx: StepContext[None, object] = StepContext(  # type: ignore[type-var]
+        request=record.request, data=None, state=state,
+        owner=Owner(env.runtime.installation, "contract"), runtime=env.runtime,
+    )
+    for _ in range(10):  # Retry while it double-checks is allowed; an error is not
+        if provider.deprovision(ctx) is None:
+            break
+        env.clock.sleep(5)
+    else:
+        pytest.fail("deprovision of a gone machine never reported success")
+    assert env.platform_machines() == 0
+
+
+def test_lost_step_state_never_creates_a_second_machine(env: Environment, store: Store) -> None:
+    """The crash window: the machine exists but the store never heard of it."""
+    provider = env.provider()
+    reconciler = reconciler_for(env, store, provider)
+    store.create_request(request_for(env, "c-crash"))
+    converge(reconciler, store, Stage.PROVISIONED)
+    record = store.get_request("c-crash")
+    assert record is not None
+    store.save_progress(
+        "c-crash", expected_version=record.version, stage=Stage.PROVISIONING, step_index=0,
+        step_name=None, state={}, error=None, attempts=0, next_attempt_at=None,
+        step_started_at=None, infra_id=None, machine_uuid=None, addresses=(), events=[],
+    )
+    fresh = env.provider()  # a new process: nothing cached
+    converge(reconciler_for(env, store, fresh), store, Stage.PROVISIONED)
+    assert env.platform_machines() == 1
+    after = store.get_request("c-crash")
+    assert after is not None
+    assert after.infra_id == record.infra_id
+
+
+def test_other_owners_machines_are_invisible_and_untouched(env: Environment, store: Store
+                                                           ) -> None:
+    provider = env.provider()
+    reconciler = reconciler_for(env, store, provider)
+    store.create_request(request_for(env, "c-mine"))
+    converge(reconciler, store, Stage.PROVISIONED)
+    assert provider.list_machines(Owner("someone-else", "contract")) == []
+    assert provider.list_machines(Owner(env.runtime.installation, "other-instance")) == []
+    assert env.platform_machines() == 1
+
+
+def test_provider_data_schema_is_strict_and_exported(env: Environment) -> None:
+    provider = env.provider()
+    schema = provider.data_model.model_json_schema()
+    assert schema["type"] == "object"
+    assert schema.get("additionalProperties") is False
+    with pytest.raises(ValueError, match="xyzzy"):
+        provider.data_model.model_validate({**env.provider_data, "xyzzy": 1})
+
+
+def test_health_reports_ok(env: Environment) -> None:
+    assert env.provider().health().ok
