@@ -5,6 +5,8 @@ set -euo pipefail
 
 PACKAGES=(
     postgresql          # the shared store's tests run a real server (initdb + pg_ctl)
+    qemu-utils          # qemu-img checks the fake factory's VMDK
+    genisoimage         # isoinfo reads the fake factory's ISO
 )
 
 missing=()

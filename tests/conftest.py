@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.emulators.factory import image_factory  # noqa: F401 - fixture
 from tests.emulators.postgres import postgres_server, postgres_url  # noqa: F401 - fixtures
 from tests.helpers import (
     CANARY_CONFIG,

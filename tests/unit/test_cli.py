@@ -205,3 +205,64 @@ def test_store_key_encrypts_machine_config_at_rest(home: Home, monkeypatch: pyte
     db = Path(home.store_url.removeprefix("sqlite:///"))
     raw = b"".join(p.read_bytes() for p in db.parent.glob("state.db*"))
     assert CANARY_CONFIG.encode() not in raw
+
+
+DEFAULT_ID = "376567988ad370138ad8b2698212367b8edcb69b5fd68c80be1f2ec7d603b4ba"
+EXTENSIONS_SCHEMATIC = """\
+customization:
+  systemExtensions:
+    officialExtensions:
+      - siderolabs/amd-ucode
+      - siderolabs/gvisor
+      - siderolabs/gasket-driver
+"""
+
+
+def test_image_id_prints_the_factory_ids_of_its_published_vectors(home: Home) -> None:
+    from tests.unit.talos.test_schematic import UNMARSHAL_VECTORS
+
+    for index, (text, expected) in enumerate(UNMARSHAL_VECTORS):
+        path = home.root / f"schematic-{index}.yaml"
+        path.write_text(text)
+        result = home.invoke("image", "id", "-f", str(path))
+        assert result.exit_code == 0, result.output
+        assert result.output == f"{expected}\n"
+    path = home.root / "extensions.yaml"
+    path.write_text(EXTENSIONS_SCHEMATIC)
+    proc = home.run("image", "id", "-f", str(path), check=True)  # a real process, once
+    assert proc.stdout == "51ff3e49313773332729a5c04e57af0dbe2e6d3f65ff638e6d4c3a05065fefff\n"
+
+
+def test_image_id_bad_schematic_names_field(home: Home) -> None:
+    path = home.root / "bad-schematic.yaml"
+    path.write_text("customization:\n  extraKernelArgs: noapic\n")
+    result = home.invoke("image", "id", "-f", str(path))
+    assert_usage_error(result.exit_code, result.output, "bad-schematic.yaml",
+                       "extraKernelArgs")
+
+
+def test_image_urls_and_pull_against_local_factory(home: Home, image_factory: object) -> None:
+    from tests.emulators.factory import FakeImageFactory
+
+    assert isinstance(image_factory, FakeImageFactory)
+    home.write_config(image_factory={"url": image_factory.url})
+    path = home.root / "default.yaml"
+    path.write_text("{}\n")
+    result = home.invoke("image", "urls", "-f", str(path), "--version", "v1.11.5", "-o", "json")
+    assert result.exit_code == 0, result.output
+    urls = {(r["platform"], r["kind"]): r["url"] for r in json.loads(result.output)}
+    base = f"{image_factory.url}/image/{DEFAULT_ID}/v1.11.5"
+    assert urls[("aws", "disk")] == f"{base}/aws-amd64.raw.xz"
+    assert urls[("vmware", "disk")] == f"{base}/vmware-amd64.ova"
+    assert urls[("nocloud", "iso")] == f"{base}/nocloud-amd64.iso"
+    assert urls[("metal", "kernel")] == f"{base}/kernel-amd64"
+    first = home.invoke("image", "pull", "-f", str(path), "--version", "v1.11.5",
+                        "--asset", "openstack-disk")
+    assert first.exit_code == 0, first.output
+    cached = Path(first.output.strip().splitlines()[-1])
+    assert cached.read_bytes()[:6] == b"\xfd7zXZ\x00"  # an xz stream
+    again = home.invoke("image", "pull", "-f", str(path), "--version", "v1.11.5",
+                        "--asset", "openstack-disk")
+    assert again.exit_code == 0
+    asset = f"/image/{DEFAULT_ID}/v1.11.5/openstack-amd64.raw.xz"
+    assert image_factory.hits[asset] == 1  # the second pull came from the cache

@@ -1,0 +1,258 @@
+"""Image Factory client: register schematics, name assets, download them, find official AMIs.
+
+The base URL is configurable so that an air-gapped site can point at a mirror
+(``/schematics``, ``/image/<id>/<version>/<file>`` and ``/pxe/<id>/<version>/<file>``
+are the factory's own paths). HTTP failures become talprov errors: 401/403
+``AuthError``, 404 ``NotFound`` (naming the asset), 429/5xx and timeouts
+``Transient``, other 4xx ``InvalidRequest``. URLs are reported without
+credentials or query strings.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import threading
+from pathlib import Path
+from types import TracebackType
+
+import httpx
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from talprov.providers.errors import AuthError, InvalidRequest, NotFound, ProviderError, Transient
+from talprov.providers.protocol import Progress
+from talprov.providers.types import Arch
+from talprov.talos.assets import AssetKind, Platform, asset_name, check_ids, pxe_script_name
+from talprov.talos.cache import DownloadCache, public_url
+from talprov.talos.schematic import Schematic
+
+DEFAULT_CLOUD_IMAGES_URL = (
+    "https://github.com/siderolabs/talos/releases/download/{version}/cloud-images.json"
+)
+_ERROR_BODY_LIMIT = 300
+
+
+class SchematicIdMismatch(ProviderError):
+    """The factory named a schematic differently from the local computation."""
+
+    permanent = True
+
+
+class CloudImage(BaseModel):
+    """One entry of a Talos release's ``cloud-images.json`` (e.g. an official AMI)."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    cloud: str
+    version: str
+    region: str
+    arch: str
+    type: str = ""
+    id: str
+
+
+def raise_for_status(response: httpx.Response, what: str) -> None:
+    """Turn an unsuccessful response into the talprov error for it; ``what`` names the thing."""
+    status = response.status_code
+    if status < 400:
+        return
+    retry_after = _retry_after(response)
+    if status in (401, 403):
+        raise AuthError(f"{what}: the Image Factory refused access (HTTP {status})")
+    if status == 404:
+        raise NotFound(f"{what}: not found on the Image Factory (HTTP 404)")
+    if status == 429 or status >= 500:
+        raise Transient(f"{what}: Image Factory answered HTTP {status}", retry_after=retry_after)
+    detail = ""
+    with contextlib.suppress(httpx.HTTPError):
+        detail = response.read().decode(errors="replace").strip()[:_ERROR_BODY_LIMIT]
+    raise InvalidRequest(
+        f"{what}: Image Factory answered HTTP {status}" + (f": {detail}" if detail else "")
+    )
+
+
+def _retry_after(response: httpx.Response) -> float | None:
+    value = response.headers.get("retry-after", "")
+    try:
+        return float(value)
+    except ValueError:
+        return None
+
+
+class ImageFactory:
+    """A client of one Image Factory (or mirror) with a local download cache.
+
+    Thread-safe. ``verify`` is httpx's: ``True`` (system CAs), a CA bundle path,
+    or ``False`` (not recommended). ``pxe_base_url`` defaults to ``base_url``
+    (the public factory also serves PXE scripts on ``pxe.factory.talos.dev``).
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        cache_dir: Path,
+        verify: bool | str = True,
+        timeout: float = 30,
+        *,
+        pxe_base_url: str | None = None,
+        cloud_images_url: str = DEFAULT_CLOUD_IMAGES_URL,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.pxe_base_url = (pxe_base_url or base_url).rstrip("/")
+        self.cloud_images_url = cloud_images_url
+        self.cache_dir = Path(cache_dir)
+        self._client = httpx.Client(
+            verify=verify, timeout=timeout, follow_redirects=True, transport=transport
+        )
+        self.cache = DownloadCache(self.cache_dir, self._client, raise_for_status)
+        self._registered: set[str] = set()
+        self._cloud_images: dict[str, list[CloudImage]] = {}
+        self._lock = threading.Lock()
+
+    def close(self) -> None:
+        self._client.close()
+
+    def __enter__(self) -> ImageFactory:
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"ImageFactory({public_url(self.base_url)!r})"
+
+    # ------------------------------------------------------------------ schematics
+
+    def register(self, schematic: Schematic) -> str:
+        """Make sure the factory knows ``schematic``; returns its id.
+
+        Idempotent (the factory answers the same id for the same schematic; a
+        schematic already registered by this client is not posted again).
+        Raises ``SchematicIdMismatch`` if the factory's id differs from the local
+        one, ``InvalidRequest`` if the factory rejects the schematic, and
+        ``AuthError``/``Transient`` for access and availability problems.
+        """
+        local_id = schematic.id()
+        with self._lock:
+            if local_id in self._registered:
+                return local_id
+        what = f"schematic {local_id}"
+        try:
+            response = self._client.post(
+                f"{self.base_url}/schematics",
+                content=schematic.canonical_yaml(),
+                headers={"Content-Type": "application/yaml"},
+            )
+        except httpx.TransportError as exc:
+            raise Transient(f"{what}: Image Factory unreachable ({type(exc).__name__})") from None
+        raise_for_status(response, what)
+        try:
+            remote_id = str(response.json()["id"])
+        except (ValueError, KeyError, TypeError):
+            raise Transient(f"{what}: the Image Factory answered without an id") from None
+        if remote_id != local_id:
+            raise SchematicIdMismatch(
+                f"the Image Factory named the schematic {remote_id}, talprov computed {local_id}; "
+                "the factory may be newer than talprov's schematic model"
+            )
+        with self._lock:
+            self._registered.add(local_id)
+        return local_id
+
+    # ------------------------------------------------------------------ asset URLs
+
+    def asset_url(self, schematic_id: str, version: str, filename: str) -> str:
+        """The URL of any file under ``/image/<id>/<version>/``."""
+        check_ids(schematic_id, version)
+        return f"{self.base_url}/image/{schematic_id}/{version}/{filename}"
+
+    def image_url(
+        self,
+        schematic_id: str,
+        version: str,
+        platform: Platform | str,
+        arch: Arch | str,
+        secure_boot: bool = False,
+        kind: AssetKind | None = None,
+    ) -> str:
+        """The URL of the platform's boot asset (e.g. ``aws-amd64.raw.xz``, ``vmware-amd64.ova``).
+
+        Raises ``InvalidRequest`` for an unknown platform, an architecture the
+        platform lacks, or a secure boot variant the factory does not build.
+        """
+        try:
+            name = asset_name(Platform(platform), Arch(arch), kind, secure_boot=secure_boot)
+        except ValueError:
+            raise InvalidRequest(f"unknown platform {platform!r} or arch {arch!r}") from None
+        return self.asset_url(schematic_id, version, name)
+
+    def kernel_url(self, schematic_id: str, version: str, arch: Arch | str) -> str:
+        """The URL of ``kernel-<arch>``."""
+        return self.image_url(schematic_id, version, Platform.METAL, arch, kind=AssetKind.KERNEL)
+
+    def initramfs_url(self, schematic_id: str, version: str, arch: Arch | str) -> str:
+        """The URL of ``initramfs-<arch>.xz``."""
+        return self.image_url(schematic_id, version, Platform.METAL, arch, kind=AssetKind.INITRAMFS)
+
+    def pxe_script_url(
+        self, schematic_id: str, version: str, arch: Arch | str, secure_boot: bool = False
+    ) -> str:
+        """The URL of the iPXE script ``/pxe/<id>/<version>/metal-<arch>[-secureboot]``."""
+        check_ids(schematic_id, version)
+        name = pxe_script_name(Arch(arch), secure_boot=secure_boot)
+        return f"{self.pxe_base_url}/pxe/{schematic_id}/{version}/{name}"
+
+    # ------------------------------------------------------------------ downloads
+
+    def download(
+        self, url: str, progress: Progress | None = None, expected_sha256: str | None = None
+    ) -> Path:
+        """The local path of ``url``'s content, downloaded into the cache if needed.
+
+        Idempotent: later calls (from any thread or process sharing ``cache_dir``)
+        return the cached file without network access. Resumes interrupted
+        downloads. Raises ``ChecksumMismatch`` (a ``Transient``) when
+        ``expected_sha256`` does not match, ``NotFound`` naming the asset,
+        ``AuthError``, or ``Transient``.
+        """
+        return self.cache.fetch(url, progress=progress, expected_sha256=expected_sha256)
+
+    def sha256(self, path: Path) -> str:
+        """The sha256 recorded for a file returned by :meth:`download`."""
+        return self.cache.sha256_of(path)
+
+    # ------------------------------------------------------------------ official images
+
+    def cloud_images(self, version: str) -> list[CloudImage]:
+        """The release's ``cloud-images.json`` entries (cached: release files never change).
+
+        Raises ``NotFound`` when the release has no such file, ``Transient`` for a
+        malformed one or network trouble.
+        """
+        with self._lock:
+            if version in self._cloud_images:
+                return self._cloud_images[version]
+        url = self.cloud_images_url.format(version=version)
+        path = self.download(url)
+        try:
+            raw = json.loads(path.read_text())
+            if not isinstance(raw, list):
+                raise TypeError("not a list")
+            images = [CloudImage.model_validate(entry) for entry in raw]
+        except (ValueError, TypeError, ValidationError):
+            path.unlink(missing_ok=True)  # do not keep a bad copy around
+            path.with_name(path.name + ".sha256").unlink(missing_ok=True)
+            raise Transient(f"{public_url(url)}: not a valid cloud-images.json") from None
+        with self._lock:
+            self._cloud_images[version] = images
+        return images
+
+    def official_ami(self, version: str, region: str, arch: Arch | str) -> str | None:
+        """The official Talos AMI id for the region and arch, or None if there is none."""
+        for image in self.cloud_images(version):
+            if image.cloud == "aws" and image.region == region and image.arch == str(arch):
+                return image.id
+        return None

@@ -1,0 +1,105 @@
+"""Omni join parameters, as kernel arguments or as machine config documents.
+
+Omni hands a machine three things: the SideroLink API URL (carrying the join
+token, so it is a secret), the event sink and the kmsg log destination. Talos
+reads them either from the kernel command line (``siderolink.api=``,
+``talos.events.sink=``, ``talos.logging.kernel=``) or from three documents
+(``SideroLinkConfig`` ``apiUrl``, ``EventSinkConfig`` ``endpoint``,
+``KmsgLogConfig`` ``name``/``url``). The documents are rendered the way Omni
+renders its own join config (Go yaml.v3 style), so both produce the same bytes.
+"""
+
+from __future__ import annotations
+
+from talprov.providers.types import JoinSpec
+from talprov.talos import goyaml
+from talprov.talos.machineconfig import load_documents
+
+KMSG_LOG_NAME = "omni-kmsg"
+JOIN_KINDS = ("SideroLinkConfig", "EventSinkConfig", "KmsgLogConfig")
+
+
+def join_kernel_args(join: JoinSpec) -> list[str]:
+    """The kernel arguments that make a machine join Omni (they contain the join token)."""
+    return [
+        f"siderolink.api={join.api_url.get_secret_value()}",
+        f"talos.events.sink={join.events_sink}",
+        f"talos.logging.kernel={join.kmsg_log}",
+    ]
+
+
+def _document(fields: list[tuple[str, str]]) -> str:
+    return "\n".join(goyaml.mapping_lines(fields, 0)) + "\n"
+
+
+def _join_document_list(join: JoinSpec) -> list[tuple[str, str, str]]:
+    """(kind, name, text) of each join document."""
+    header = [("apiVersion", "v1alpha1")]
+    api_url = join.api_url.get_secret_value()
+    return [
+        (
+            "SideroLinkConfig",
+            "",
+            _document([*header, ("kind", "SideroLinkConfig"), ("apiUrl", api_url)]),
+        ),
+        (
+            "EventSinkConfig",
+            "",
+            _document([*header, ("kind", "EventSinkConfig"), ("endpoint", join.events_sink)]),
+        ),
+        (
+            "KmsgLogConfig",
+            KMSG_LOG_NAME,
+            _document(
+                [
+                    *header,
+                    ("kind", "KmsgLogConfig"),
+                    ("name", KMSG_LOG_NAME),
+                    ("url", join.kmsg_log),
+                ]
+            ),
+        ),
+    ]
+
+
+def join_documents(join: JoinSpec) -> str:
+    """The SideroLinkConfig, EventSinkConfig and KmsgLogConfig documents, as one YAML stream.
+
+    The result contains the join token: treat it as a secret.
+    """
+    return "---\n".join(text for _, _, text in _join_document_list(join))
+
+
+def uses_documents(join: JoinSpec | None) -> bool:
+    """Whether the join travels as config documents (modes ``auto`` and ``documents``)."""
+    return join is not None and join.mode in ("auto", "documents")
+
+
+def render_user_data(machine_config: str, join: JoinSpec | None) -> str:
+    """The text to deliver to the machine: its config plus, when asked, the join documents.
+
+    With ``join`` in mode ``auto`` or ``documents`` the three join documents are
+    appended as extra YAML documents (an empty config yields just them); a join
+    document the config already has (same kind, and name for KmsgLogConfig) is
+    not added again, so rendering twice changes nothing. In mode
+    ``kernel_args`` or without a join the config is returned as is.
+    Raises ``ConfigError`` if the config is not valid YAML. Pure.
+    """
+    if join is None or not uses_documents(join):
+        return machine_config
+    present = {
+        (str(doc.get("kind")), str(doc.get("name", "")))
+        for doc in load_documents(machine_config, "machine_config")
+    }
+    wanted = [text for kind, name, text in _join_document_list(join) if (kind, name) not in present]
+    body = _without_trailing_separators(machine_config)
+    parts = ([body] if body else []) + wanted
+    return "---\n".join(parts)
+
+
+def _without_trailing_separators(text: str) -> str:
+    """The config with trailing blank lines and document markers removed, ending in a newline."""
+    lines = text.rstrip().splitlines()
+    while lines and lines[-1].strip() in ("---", "...", ""):
+        lines.pop()
+    return "\n".join(lines) + "\n" if lines else ""

@@ -1,0 +1,339 @@
+"""Talos machine configuration: load, check the shape, apply patches.
+
+A machine config is a multi-document YAML stream: the legacy ``v1alpha1``
+document (``version: v1alpha1``, ``machine``, ``cluster``) plus typed documents
+(``apiVersion``/``kind``/optional ``name``). It holds cluster CA keys, so nothing
+here puts document content into messages: errors name the file, the line and
+the field only.
+
+Patches, as ``talosctl`` applies them:
+
+* **strategic merge** (Talos's default): each patch document merges into the
+  document with the same ``apiVersion``/``kind``/``name`` (documents without a
+  ``kind`` patch the v1alpha1 document) and is appended if there is none. Maps
+  merge recursively, scalars are replaced, lists are appended, except
+  ``cluster.network.podSubnets``/``serviceSubnets`` and ``cluster.apiServer.auditPolicy``
+  (replaced) and lists merged by a key: ``machine.network.interfaces`` by
+  ``interface``/``deviceSelector``, their ``vlans`` by ``vlanId``,
+  ``cluster.apiServer.admissionControl`` by ``name``,
+  ``ExtensionServiceConfig.configFiles`` by ``mountPath``. ``$patch: delete``
+  removes a key (``hostname: {$patch: delete}``), the list items matching the
+  other fields of the item it sits in, or a whole typed document.
+* **RFC 7386 merge patch** (``style=PatchStyle.MERGE``): ``null`` deletes a key,
+  anything else replaces it; lists are replaced whole.
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+from enum import StrEnum
+from typing import Any
+
+import yaml
+
+from talprov.providers.errors import ConfigError
+
+MACHINE_TYPES = ("controlplane", "worker", "init")
+DELETE = "$patch"
+_REPLACED = {
+    "cluster.network.podSubnets",
+    "cluster.network.serviceSubnets",
+    "cluster.apiServer.auditPolicy",
+}
+_LIST_KEYS: dict[str, tuple[str, ...]] = {
+    "machine.network.interfaces": ("interface", "deviceSelector"),
+    "machine.network.interfaces.vlans": ("vlanId",),
+    "cluster.apiServer.admissionControl": ("name",),
+    "ExtensionServiceConfig.configFiles": ("mountPath",),
+}
+
+
+class PatchStyle(StrEnum):
+    STRATEGIC = "strategic"
+    MERGE = "merge"  # RFC 7386
+
+
+class _Loader(yaml.SafeLoader):
+    """YAML as Talos (Go yaml.v3) reads it, so a patched config keeps its meaning.
+
+    PyYAML follows YAML 1.1: ``yes``/``on`` are booleans, ``12:30`` is a base-60
+    number and dates become datetimes. Go reads all of those as strings, so only
+    the YAML 1.2 forms of booleans, integers and floats are typed here.
+    """
+
+
+_RETYPED = {
+    "tag:yaml.org,2002:bool",
+    "tag:yaml.org,2002:int",
+    "tag:yaml.org,2002:float",
+    "tag:yaml.org,2002:timestamp",
+}
+_Loader.yaml_implicit_resolvers = {
+    first: [(tag, regex) for tag, regex in resolvers if tag not in _RETYPED]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
+)
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(
+        r"^[-+]?(?:[0-9][0-9_]*\.[0-9_]*|\.[0-9]+|[0-9][0-9_]*(?:\.[0-9_]*)?[eE][-+]?[0-9]+)$"
+        r"|^[-+]?\.(?:inf|Inf|INF)$|^\.(?:nan|NaN|NAN)$"
+    ),
+    list("-+0123456789."),
+)
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:int",
+    re.compile(r"^[-+]?(?:0|[1-9][0-9_]*)$|^0x[0-9a-fA-F_]+$|^0o?[0-7_]+$|^0b[01_]+$"),
+    list("-+0123456789"),
+)
+
+
+class _Dumper(yaml.SafeDumper):
+    """Writes multi-line strings (certificates, manifests) as literal blocks."""
+
+
+def _represent_str(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
+    style = "|" if "\n" in value else None
+    return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
+
+
+_Dumper.add_representer(str, _represent_str)
+
+
+def load_documents(text: str, where: str) -> list[dict[str, Any]]:
+    """Every non-empty document of a multi-document YAML stream, as dicts.
+
+    Raises ``ConfigError`` naming ``where`` and the line for malformed YAML, and
+    the document number for a document that is not a mapping. Pure.
+    """
+    try:
+        raw = list(yaml.load_all(text, Loader=_Loader))
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = f"line {mark.line + 1}" if mark is not None else "YAML"
+        # Only the parser's description: the snippet it also offers may hold secrets.
+        problem = getattr(exc, "problem", None) or "cannot be parsed"
+        raise ConfigError(f"{where}: {line}", f"malformed YAML: {problem}") from None
+    documents = []
+    for number, document in enumerate(raw, start=1):
+        if document is None:
+            continue
+        if not isinstance(document, dict):
+            raise ConfigError(f"{where}: document {number}", "must be a mapping")
+        documents.append(document)
+    return documents
+
+
+def dump_documents(documents: list[dict[str, Any]]) -> str:
+    """Documents back to one YAML stream, separated by ``---``."""
+    return yaml.dump_all(
+        documents, Dumper=_Dumper, sort_keys=False, default_flow_style=False, width=1 << 30
+    )
+
+
+def _identity(document: dict[str, Any]) -> tuple[str, ...]:
+    if "kind" in document:
+        return (
+            str(document.get("apiVersion")),
+            str(document["kind"]),
+            str(document.get("name", "")),
+        )
+    return ("v1alpha1",)
+
+
+def _label(identity: tuple[str, ...]) -> str:
+    return (
+        "v1alpha1"
+        if identity == ("v1alpha1",)
+        else identity[1] + (f"/{identity[2]}" if identity[2] else "")
+    )
+
+
+def check_shape(documents: list[dict[str, Any]], where: str) -> None:
+    """Check the basics Talos needs before a machine boots with this config.
+
+    There must be exactly one v1alpha1 document with ``version: v1alpha1`` and
+    ``machine.type`` one of controlplane, worker, init; every other document needs
+    ``apiVersion`` and ``kind``; no document may appear twice. Raises
+    ``ConfigError`` naming the field. Pure.
+    """
+    seen: set[tuple[str, ...]] = set()
+    legacy = 0
+    for number, document in enumerate(documents, start=1):
+        if "kind" in document or "apiVersion" in document:
+            for field in ("apiVersion", "kind"):
+                if not isinstance(document.get(field), str) or not document[field]:
+                    raise ConfigError(f"{where}: document {number}: {field}", "is required")
+        else:
+            legacy += 1
+            _check_v1alpha1(document, where)
+        identity = _identity(document)
+        if identity in seen:
+            raise ConfigError(f"{where}: document {number}", f"{_label(identity)} appears twice")
+        seen.add(identity)
+    if legacy == 0:
+        raise ConfigError(f"{where}: version", "no v1alpha1 document (version: v1alpha1) found")
+
+
+def _check_v1alpha1(document: dict[str, Any], where: str) -> None:
+    if document.get("version") != "v1alpha1":
+        raise ConfigError(f"{where}: version", "must be v1alpha1")
+    machine = document.get("machine")
+    if not isinstance(machine, dict):
+        raise ConfigError(f"{where}: machine", "is required and must be a mapping")
+    kind = machine.get("type")
+    if kind not in MACHINE_TYPES:
+        shown = f" (got {kind!r})" if isinstance(kind, str) and len(kind) <= 32 else ""
+        raise ConfigError(
+            f"{where}: machine.type", f"must be one of {', '.join(MACHINE_TYPES)}{shown}"
+        )
+
+
+def merge_patch(target: Any, patch: Any) -> Any:
+    """RFC 7386 JSON merge patch; returns a new value and leaves both inputs alone."""
+    if not isinstance(patch, dict):
+        return copy.deepcopy(patch)
+    result = copy.deepcopy(target) if isinstance(target, dict) else {}
+    for key, value in patch.items():
+        if value is None:
+            result.pop(key, None)
+        else:
+            result[key] = merge_patch(result.get(key), value)
+    return result
+
+
+def apply_patches(
+    text: str, patches: list[str], where: str, *, style: PatchStyle = PatchStyle.STRATEGIC
+) -> str:
+    """``text`` with every patch applied in order, as a YAML stream.
+
+    Each patch is YAML text (possibly several documents for strategic patches).
+    With no patches the text is returned unchanged. Raises ``ConfigError``
+    naming ``where`` (or ``where: patch N``) for malformed YAML or a patch that
+    cannot apply (deleting the v1alpha1 document, a non-mapping RFC 7386 patch).
+    """
+    if not patches:
+        return text
+    documents = load_documents(text, where)
+    for number, patch_text in enumerate(patches, start=1):
+        label = f"{where}: patch {number}"
+        patch_documents = load_documents(patch_text, label)
+        if style is PatchStyle.MERGE:
+            if len(patch_documents) != 1:
+                raise ConfigError(label, "an RFC 7386 merge patch is exactly one YAML mapping")
+            documents = _merge_document(documents, patch_documents[0])
+        else:
+            for patch_document in patch_documents:
+                documents = _strategic_document(documents, patch_document, label)
+    return dump_documents(documents)
+
+
+def _find(documents: list[dict[str, Any]], identity: tuple[str, ...]) -> int | None:
+    for index, document in enumerate(documents):
+        if _identity(document) == identity:
+            return index
+    return None
+
+
+def _merge_document(documents: list[dict[str, Any]], patch: dict[str, Any]) -> list[dict[str, Any]]:
+    index = _find(documents, _identity(patch))
+    result = list(documents)
+    if index is None:
+        result.append(merge_patch({}, patch))
+    else:
+        result[index] = merge_patch(documents[index], patch)
+    return result
+
+
+def _strategic_document(
+    documents: list[dict[str, Any]], patch: dict[str, Any], label: str
+) -> list[dict[str, Any]]:
+    identity = _identity(patch)
+    index = _find(documents, identity)
+    result = list(documents)
+    if patch.get(DELETE) == "delete":
+        if identity == ("v1alpha1",):
+            raise ConfigError(label, "the v1alpha1 document cannot be deleted")
+        if index is not None:
+            del result[index]
+        return result
+    prefix = "" if identity == ("v1alpha1",) else identity[1]
+    if index is None:
+        result.append(_strip_directives(patch))
+    else:
+        merged = copy.deepcopy(documents[index])
+        _strategic_merge(merged, patch, prefix)
+        result[index] = merged
+    return result
+
+
+def _join(path: str, key: str) -> str:
+    return f"{path}.{key}" if path else key
+
+
+def _strategic_merge(target: dict[str, Any], patch: dict[str, Any], path: str) -> None:
+    """Merge ``patch`` into ``target`` in place (Talos strategic merge rules)."""
+    for key, value in patch.items():
+        if key == DELETE:
+            continue
+        here = _join(path, key)
+        if isinstance(value, dict) and value.get(DELETE) == "delete":
+            target.pop(key, None)
+            continue
+        if value is None:
+            continue  # Talos's typed merge leaves a field alone when the patch has no value
+        current = target.get(key)
+        if here in _REPLACED:
+            target[key] = _strip_directives(value)
+        elif isinstance(value, dict) and isinstance(current, dict):
+            _strategic_merge(current, value, here)
+        elif isinstance(value, list) and isinstance(current, list):
+            target[key] = _merge_list(current, value, here)
+        else:
+            target[key] = _strip_directives(value)
+
+
+def _matches(item: Any, selector: dict[str, Any]) -> bool:
+    return isinstance(item, dict) and all(item.get(k) == v for k, v in selector.items())
+
+
+def _merge_list(current: list[Any], patch: list[Any], path: str) -> list[Any]:
+    result = list(current)
+    keys = _LIST_KEYS.get(path, ())
+    for item in patch:
+        if isinstance(item, dict) and item.get(DELETE) == "delete":
+            selector = {k: v for k, v in item.items() if k != DELETE}
+            result = [existing for existing in result if not _matches(existing, selector)]
+            continue
+        match = None
+        if isinstance(item, dict):
+            for key in keys:
+                if key in item:
+                    match = next((e for e in result if _matches(e, {key: item[key]})), None)
+                    if match is not None:
+                        break
+        if match is not None:
+            _strategic_merge(match, item, path)
+        else:
+            result.append(_strip_directives(item))
+    return result
+
+
+def _strip_directives(value: Any) -> Any:
+    """A copy of new content without ``$patch`` markers (nothing to delete in it)."""
+    if isinstance(value, dict):
+        return {
+            k: _strip_directives(v)
+            for k, v in value.items()
+            if k != DELETE and not (isinstance(v, dict) and v.get(DELETE) == "delete")
+        }
+    if isinstance(value, list):
+        return [
+            _strip_directives(v)
+            for v in value
+            if not (isinstance(v, dict) and v.get(DELETE) == "delete")
+        ]
+    return copy.deepcopy(value)

@@ -1,0 +1,101 @@
+"""Omni join parameters as kernel args and as Talos documents."""
+
+from __future__ import annotations
+
+import pytest
+from pydantic import SecretStr
+
+from talprov.providers.types import JoinSpec
+from talprov.talos.join import join_documents, join_kernel_args, render_user_data
+from talprov.talos.machineconfig import check_shape, load_documents
+
+TOKEN = "CANARY-join-token-9c2e"
+API_URL = f"grpc://127.0.0.1:8080?grpc_tunnel=false&jointoken={TOKEN}"
+
+
+def spec(mode: str = "auto") -> JoinSpec:
+    return JoinSpec(api_url=SecretStr(API_URL), mode=mode)
+
+
+def test_kernel_args() -> None:
+    assert join_kernel_args(spec()) == [
+        f"siderolink.api={API_URL}",
+        "talos.events.sink=[fdae:41e4:649b:9303::1]:8090",
+        "talos.logging.kernel=tcp://[fdae:41e4:649b:9303::1]:8092",
+    ]
+
+
+def test_documents_match_what_omni_renders() -> None:
+    # Omni's own test (internal/backend/runtime/omni/controllers/omni, maintenance config
+    # patch) expects exactly this text for these parameters (yaml.v3 quoting included).
+    assert join_documents(spec()) == (
+        "apiVersion: v1alpha1\n"
+        "kind: SideroLinkConfig\n"
+        f"apiUrl: {API_URL}\n"
+        "---\n"
+        "apiVersion: v1alpha1\n"
+        "kind: EventSinkConfig\n"
+        "endpoint: '[fdae:41e4:649b:9303::1]:8090'\n"
+        "---\n"
+        "apiVersion: v1alpha1\n"
+        "kind: KmsgLogConfig\n"
+        "name: omni-kmsg\n"
+        "url: tcp://[fdae:41e4:649b:9303::1]:8092\n"
+    )
+
+
+def test_documents_parse_as_talos_documents() -> None:
+    documents = load_documents(join_documents(spec()), "join")
+    assert [(d["apiVersion"], d["kind"]) for d in documents] == [
+        ("v1alpha1", "SideroLinkConfig"),
+        ("v1alpha1", "EventSinkConfig"),
+        ("v1alpha1", "KmsgLogConfig"),
+    ]
+    assert documents[0]["apiUrl"] == API_URL
+    assert documents[1]["endpoint"] == "[fdae:41e4:649b:9303::1]:8090"
+    assert documents[2]["url"] == "tcp://[fdae:41e4:649b:9303::1]:8092"
+
+
+CONFIG = "version: v1alpha1\nmachine:\n  type: worker\n"
+
+
+@pytest.mark.parametrize("mode", ["auto", "documents"])
+def test_user_data_appends_documents(mode: str) -> None:
+    text = render_user_data(CONFIG, spec(mode))
+    documents = load_documents(text, "user-data")
+    assert [d.get("kind") for d in documents] == [
+        None,
+        "SideroLinkConfig",
+        "EventSinkConfig",
+        "KmsgLogConfig",
+    ]
+    check_shape(documents, "user-data")
+
+
+def test_user_data_for_an_empty_config_is_just_the_join() -> None:
+    for empty in ("", "\n", "---\n", "# comment only\n"):
+        text = render_user_data(empty, spec())
+        kinds = [d.get("kind") for d in load_documents(text, "user-data")]
+        assert kinds == ["SideroLinkConfig", "EventSinkConfig", "KmsgLogConfig"], empty
+
+
+def test_user_data_handles_trailing_separators_and_missing_newline() -> None:
+    text = render_user_data(CONFIG.rstrip("\n") + "\n---\n...\n", spec())
+    assert text.startswith(CONFIG + "---\napiVersion: v1alpha1\nkind: SideroLinkConfig\n")
+    text = render_user_data(CONFIG.rstrip("\n"), spec())
+    assert text.startswith(CONFIG + "---\n")
+
+
+def test_rendering_twice_adds_nothing() -> None:
+    once = render_user_data(CONFIG, spec())
+    assert render_user_data(once, spec()) == once
+
+
+def test_kernel_args_mode_and_no_join_leave_the_config_alone() -> None:
+    assert render_user_data(CONFIG, spec("kernel_args")) == CONFIG
+    assert render_user_data(CONFIG, None) == CONFIG
+
+
+def test_join_spec_never_shows_the_token() -> None:
+    assert TOKEN not in repr(spec())
+    assert TOKEN not in str(spec())
