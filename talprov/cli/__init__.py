@@ -13,6 +13,7 @@ import click
 
 from talprov import __version__
 from talprov.cli.app import App, handle_errors, pass_app, setup_logging
+from talprov.cli.cluster import COMMANDS as CLUSTER_COMMANDS
 from talprov.cli.image import image
 from talprov.cli.machine import machine, reconcile
 from talprov.cli.output import emit, output_option
@@ -78,6 +79,8 @@ def schema(type_name: str, what: str) -> None:
 cli.add_command(image)
 cli.add_command(machine)
 cli.add_command(reconcile)
+for _command in CLUSTER_COMMANDS:
+    cli.add_command(_command)
 
 
 def main() -> None:

@@ -202,13 +202,16 @@ def forget(app: App, request_id: str, reason: str, actor: str) -> None:
 @pass_app
 @handle_errors
 def reconcile(app: App, once: bool, interval: float) -> None:
-    """Drive every recorded request towards its desired stage.
+    """Drive every recorded cluster and request towards its desired state.
 
     With --once, one pass; otherwise passes until interrupted. Exit 1 if a pass
     reported provider errors (with --once).
     """
+    from talprov.cli.cluster import run_cluster_passes
+
     reconciler = app.reconciler()
     while True:
+        run_cluster_passes(app)
         report = reconciler.run_pass()
         for error in report.errors:
             click.echo(f"warning: {error}", err=True)

@@ -409,6 +409,14 @@ class Store:
             until = until.replace(tzinfo=UTC)
         return str(row.lease_owner), until
 
+    def seal(self, secret: str) -> str:
+        """``secret`` as this store keeps secrets: encrypted when it has a key."""
+        return self._codec.encode(secret)
+
+    def unseal(self, stored: str) -> str:
+        """The inverse of :meth:`seal`. Raises ``StoreKeyError`` for a missing/wrong key."""
+        return self._codec.decode(stored)
+
     # -- clusters -----------------------------------------------------------------
 
     def put_cluster(self, name: str, spec: dict[str, Any]) -> None:

@@ -1,0 +1,213 @@
+"""``talprov plan|apply|status|destroy|scale``: clusters from a spec file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import click
+
+from talprov.cli.app import EXIT_FAILED, App, fail, handle_errors, pass_app
+from talprov.cli.output import emit, output_option
+from talprov.providers.errors import ConfigError
+from talprov.reconciler import PassReport
+from talprov.scaler.actions import Plan
+from talprov.scaler.apply import ClusterState, Scaler
+from talprov.scaler.spec import load_spec_file
+
+SET_COLUMNS = ("name", "desired", "provisioned", "provisioning", "failed", "outdated",
+               "deleting", "notes")
+
+
+def scaler_for(app: App) -> Scaler:
+    return Scaler(app.store, app.all_handles(), app.runtime)
+
+
+def _check_providers(app: App, state: ClusterState) -> None:
+    for name, machine_class in state.spec.machine_classes.items():
+        try:
+            app.handle(machine_class.provider)
+        except ConfigError as exc:
+            raise ConfigError(f"MachineClass {name!r}: provider", exc.message) from None
+
+
+def _show_plan(result: Plan, output: str) -> None:
+    if output != "table":
+        emit(result.to_dict(), output)
+        return
+    if not result.actions:
+        click.echo(f"{result.cluster}: no changes; the cluster matches its spec.")
+    for action in result.actions:
+        sign = {"create": "+", "delete": "-", "replace": "~"}[action.action.value]
+        extra = f" (replaces {action.replaces})" if action.replaces else ""
+        click.echo(f"  {sign} {action.action.value:7} {action.set:16} {action.request}{extra}"
+                   f"  # {action.reason}")
+    summary = result.summary
+    click.echo(f"Plan: {summary['create']} to create, {summary['replace']} to replace, "
+               f"{summary['delete']} to delete.")
+
+
+def status_view(result: Plan) -> dict[str, Any]:
+    return {"cluster": result.cluster, "sets": [s.to_dict() for s in result.sets]}
+
+
+@click.command("plan")
+@click.option("-f", "--file", "path", required=True, type=click.Path(path_type=Path),
+              help="Cluster spec (YAML stream).")
+@output_option
+@pass_app
+@handle_errors
+def plan_cmd(app: App, path: Path, output: str) -> None:
+    """Preview what `apply` would do now, and why. Changes nothing."""
+    spec = load_spec_file(path)
+    scaler = scaler_for(app)
+    state = scaler.state(spec.name)
+    preview = ClusterState(spec=spec)
+    if state is not None:
+        preview.backoff, preview.orphans_seen = state.backoff, state.orphans_seen
+    _check_providers(app, preview)
+    _show_plan(scaler.preview(preview), output)
+
+
+def _converge(app: App, scaler: Scaler, name: str, timeout: float) -> bool:
+    reconciler = app.reconciler()
+    last: dict[str, str] = {}
+
+    def progress(report: PassReport) -> None:
+        for error in report.errors:
+            click.echo(f"warning: {error}", err=True)
+
+    def done() -> bool:
+        result = scaler.run_pass(name)
+        if result is None:
+            return True  # destroyed and forgotten
+        reconciler.run_pass()
+        state = scaler.state(name)
+        if state is None:
+            return True
+        view = scaler.preview(state)
+        line = "  ".join(f"{s.name} {s.provisioned}/{s.desired}"
+                         + (f" (+{s.provisioning})" if s.provisioning else "")
+                         + (f" failed={s.failed}" if s.failed else "")
+                         + (f" outdated={s.outdated}" if s.outdated else "")
+                         for s in view.sets)
+        if state.destroying:
+            line = f"destroying: {len(scaler.records(name))} requests left"
+        if last.get("line") != line:
+            last["line"] = line
+            click.echo(f"{name}: {line}", err=True)
+        return not state.destroying and scaler.converged(name)
+
+    return reconciler.run_until(done, timeout=timeout, interval=1.0, on_pass=progress)
+
+
+@click.command()
+@click.option("-f", "--file", "path", required=True, type=click.Path(path_type=Path),
+              help="Cluster spec (YAML stream).")
+@click.option("--wait/--no-wait", default=False,
+              help="Converge here (scaler + reconciler) until the cluster matches the spec.")
+@click.option("--timeout", default=3600.0, show_default=True, help="Seconds to --wait.")
+@output_option
+@pass_app
+@handle_errors
+def apply(app: App, path: Path, wait: bool, timeout: float, output: str) -> None:
+    """Record a cluster spec and converge towards it.
+
+    Without --wait, one scaler pass records the first creates/deletes and
+    `talprov reconcile` (or `talprov serve`) carries on. Exit 1 if --wait timed
+    out or machines failed.
+    """
+    spec = load_spec_file(path)
+    scaler = scaler_for(app)
+    state = scaler.record(spec)
+    _check_providers(app, state)
+    if not wait:
+        result = scaler.run_pass(spec.name)
+        assert result is not None
+        _show_plan(result, output)
+        return
+    ok = _converge(app, scaler, spec.name, timeout)
+    final = scaler.preview(scaler.state(spec.name) or state)
+    if output != "table":
+        emit(status_view(final), output)
+    else:
+        emit([s.to_dict() for s in final.sets], output, columns=SET_COLUMNS, title=spec.name)
+    if not ok:
+        fail(f"{spec.name}: not converged after {timeout:.0f}s", EXIT_FAILED)
+
+
+@click.command()
+@click.argument("name")
+@output_option
+@pass_app
+@handle_errors
+def status(app: App, name: str, output: str) -> None:
+    """Show each set's desired and observed machines. Exit 1 when unknown."""
+    scaler = scaler_for(app)
+    state = scaler.state(name)
+    if state is None:
+        fail(f"cluster {name} is not recorded", EXIT_FAILED)
+    result = scaler.preview(state)
+    if output != "table":
+        emit(status_view(result), output)
+        return
+    emit([s.to_dict() for s in result.sets], output, columns=SET_COLUMNS, title=name)
+
+
+@click.command()
+@click.argument("name")
+@click.option("--wait/--no-wait", default=False, help="Run until every machine is gone.")
+@click.option("--timeout", default=1800.0, show_default=True, help="Seconds to --wait.")
+@pass_app
+@handle_errors
+def destroy(app: App, name: str, wait: bool, timeout: float) -> None:
+    """Delete every machine of a cluster, then forget the cluster."""
+    scaler = scaler_for(app)
+    if not scaler.destroy(name):
+        fail(f"cluster {name} is not recorded", EXIT_FAILED)
+    scaler.run_pass(name)
+    if not wait:
+        click.echo(f"{name}: destroying; `talprov reconcile` carries it out", err=True)
+        return
+    reconciler = app.reconciler()
+
+    def gone() -> bool:
+        scaler.run_pass(name)
+        return not scaler.records(name) and scaler.state(name) is None
+
+    if not reconciler.run_until(gone, timeout=timeout, interval=1.0):
+        fail(f"{name}: machines still being removed after {timeout:.0f}s", EXIT_FAILED)
+    click.echo(f"{name}: destroyed", err=True)
+
+
+@click.command()
+@click.argument("name")
+@click.argument("set_name", metavar="SET")
+@click.argument("count", type=click.IntRange(min=0))
+@pass_app
+@handle_errors
+def scale(app: App, name: str, set_name: str, count: int) -> None:
+    """Change one set's size in the recorded spec (apply a file to undo)."""
+    scaler = scaler_for(app)
+    state = scaler.state(name)
+    if state is None:
+        fail(f"cluster {name} is not recorded", EXIT_FAILED)
+    if set_name not in state.spec.sets:
+        known = ", ".join(state.spec.sets)
+        raise ConfigError("SET", f"cluster {name} has no set {set_name!r} (sets: {known})")
+    scaler.record(state.spec.scaled(set_name, count))
+    scaler.run_pass(name)
+    click.echo(f"{name}/{set_name}: size {count}", err=True)
+
+
+def run_cluster_passes(app: App) -> None:
+    """One scaler pass for every recorded cluster (used by `talprov reconcile`)."""
+    scaler = scaler_for(app)
+    for name in app.store.list_clusters():
+        try:
+            scaler.run_pass(name)
+        except ConfigError as exc:
+            click.echo(f"warning: cluster {name}: {exc}", err=True)
+
+
+COMMANDS = (plan_cmd, apply, status, destroy, scale)

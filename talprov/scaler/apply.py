@@ -1,0 +1,327 @@
+"""Carrying out plans: the impure half of the scaler.
+
+A scaler pass loads the recorded spec, observes the cluster's requests (from the
+store) and its machines (one ``list_machines`` per provider instance, for
+orphans), asks the pure :func:`~talprov.scaler.plan.plan` what to do, records the
+creates and deletes in the store, and saves the set backoffs and orphan
+sightings. The request reconciler then makes the requests real.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from pydantic import SecretStr
+
+from talprov.providers.errors import ProviderError
+from talprov.providers.protocol import Runtime
+from talprov.providers.types import REQUEST_ID_PATTERN, MachineRequest, Owner, Stage
+from talprov.reconciler import ProviderHandle
+from talprov.scaler.actions import ActionKind, Plan
+from talprov.scaler.models import ClusterSpec
+from talprov.scaler.observed import ObservedMachine, OrphanMachine, SetBackoff, next_backoff
+from talprov.scaler.plan import plan, plan_destroy
+from talprov.scaler.templates import (
+    LABEL_CLUSTER,
+    LABEL_DOMAIN,
+    LABEL_SET,
+    NameGenerator,
+    random_names,
+)
+from talprov.secrets import redact
+from talprov.store.records import RequestRecord
+from talprov.store.store import Store
+
+log = logging.getLogger(__name__)
+
+#: The template hash a request was created from; compared with the spec's to find
+#: outdated machines.
+LABEL_TEMPLATE = "talprov.template"
+
+
+# -- persistence of the applied spec ---------------------------------------------
+
+
+def seal_spec(spec: ClusterSpec, store: Store) -> dict[str, Any]:
+    """The spec as a JSON document whose secrets are sealed by the store's key.
+
+    Machine configs hold CA keys and the join URL a token: they are the only
+    secret fields of a resolved spec and are stored through ``Store.seal``.
+    """
+    body: dict[str, Any] = json.loads(spec.model_dump_json(by_alias=True))
+    if spec.join is not None:
+        body["join"]["api_url"] = {"sealed": store.seal(spec.join.api_url.get_secret_value())}
+    for name, machine_set in spec.sets.items():
+        body["sets"][name]["machine_config"] = {
+            "sealed": store.seal(machine_set.machine_config.get_secret_value())
+        }
+    return body
+
+
+def unseal_spec(body: Mapping[str, Any], store: Store) -> ClusterSpec:
+    """The inverse of :func:`seal_spec`. Raises ``StoreKeyError`` for a wrong key."""
+    data = json.loads(json.dumps(body))
+    if data.get("join") is not None:
+        data["join"]["api_url"] = SecretStr(store.unseal(data["join"]["api_url"]["sealed"]))
+    for machine_set in data["sets"].values():
+        machine_set["machine_config"] = SecretStr(
+            store.unseal(machine_set["machine_config"]["sealed"])
+        )
+    return ClusterSpec.model_validate(data)
+
+
+@dataclass
+class ClusterState:
+    """What the scaler remembers about a cluster between passes."""
+
+    spec: ClusterSpec
+    destroying: bool = False
+    backoff: dict[str, SetBackoff] = field(default_factory=dict)
+    orphans_seen: dict[str, datetime] = field(default_factory=dict)
+    #: Failed request ids already counted towards their set's backoff.
+    counted_failures: set[str] = field(default_factory=set)
+
+    def dump(self, store: Store) -> dict[str, Any]:
+        return {
+            "spec": seal_spec(self.spec, store),
+            "destroying": self.destroying,
+            "backoff": {k: {"failures": v.failures, "until": v.until.isoformat()}
+                        for k, v in self.backoff.items()},
+            "orphans_seen": {k: v.isoformat() for k, v in self.orphans_seen.items()},
+            "counted_failures": sorted(self.counted_failures),
+        }
+
+    @classmethod
+    def load(cls, body: Mapping[str, Any], store: Store) -> ClusterState:
+        return cls(
+            spec=unseal_spec(body["spec"], store),
+            destroying=bool(body.get("destroying", False)),
+            backoff={k: SetBackoff(failures=int(v["failures"]),
+                                   until=datetime.fromisoformat(v["until"]))
+                     for k, v in body.get("backoff", {}).items()},
+            orphans_seen={k: datetime.fromisoformat(v)
+                          for k, v in body.get("orphans_seen", {}).items()},
+            counted_failures=set(body.get("counted_failures", [])),
+        )
+
+
+# -- observation -------------------------------------------------------------------
+
+
+def observed_machine(record: RequestRecord) -> ObservedMachine:
+    """A request record as the planner sees it."""
+    labels = record.request.labels
+    provisioned_at = record.updated_at if record.stage == Stage.PROVISIONED else None
+    return ObservedMachine(
+        request_id=record.request.id,
+        set_name=labels.get(LABEL_SET, ""),
+        stage=record.stage,
+        template_hash=labels.get(LABEL_TEMPLATE, ""),
+        created_at=record.created_at,
+        marked_for_deletion=record.marked_for_deletion,
+        domain=labels.get(LABEL_DOMAIN),
+        error=record.error,
+        provisioned_at=provisioned_at,
+        # The reconciler turns a vanished machine into a failed request, which the
+        # planner remediates; it needs no second opinion here.
+        machine_present=None,
+    )
+
+
+class Scaler:
+    """Runs scaler passes for recorded clusters."""
+
+    def __init__(
+        self,
+        store: Store,
+        handles: Mapping[str, ProviderHandle],
+        runtime: Runtime,
+        *,
+        names: NameGenerator = random_names,
+    ) -> None:
+        self.store = store
+        self.handles = handles
+        self.runtime = runtime
+        self.names = names
+
+    def now(self) -> datetime:
+        return datetime.fromtimestamp(self.runtime.clock(), UTC)
+
+    # -- records ---------------------------------------------------------------
+
+    def record(self, spec: ClusterSpec) -> ClusterState:
+        """Record ``spec`` as the cluster's desired state (keeping backoff/orphans)."""
+        previous = self.state(spec.name)
+        state = ClusterState(spec=spec)
+        if previous is not None:
+            state.backoff = previous.backoff
+            state.orphans_seen = previous.orphans_seen
+            state.counted_failures = previous.counted_failures
+        self.save(state)
+        return state
+
+    def state(self, name: str) -> ClusterState | None:
+        body = self.store.get_cluster(name)
+        return None if body is None else ClusterState.load(body, self.store)
+
+    def save(self, state: ClusterState) -> None:
+        self.store.put_cluster(state.spec.name, state.dump(self.store))
+
+    def records(self, cluster: str) -> list[RequestRecord]:
+        return self.store.list_requests(labels={LABEL_CLUSTER: cluster})
+
+    def observe(self, state: ClusterState) -> tuple[list[ObservedMachine], list[OrphanMachine]]:
+        """The cluster's requests and its orphans (tagged machines without a request)."""
+        spec = state.spec
+        records = self.store.list_requests(labels={LABEL_CLUSTER: spec.name}, include_gone=True)
+        live = [r for r in records if r.stage != Stage.GONE]
+        known = {r.request.id for r in live}
+        now = self.now()
+        orphans: list[OrphanMachine] = []
+        seen_now: dict[str, datetime] = {}
+        for instance in sorted({c.provider for c in spec.machine_classes.values()}):
+            handle = self.handles.get(instance)
+            if handle is None:
+                continue
+            try:
+                machines = handle.provider.list_machines(Owner(self.runtime.installation, instance))
+            except ProviderError as exc:
+                log.warning("%s: cannot list machines for orphans: %s", instance, redact(str(exc)))
+                continue
+            for machine in machines:
+                if machine.labels.get(LABEL_CLUSTER) != spec.name:
+                    continue
+                if machine.request_id in known:
+                    continue
+                since = state.orphans_seen.get(machine.infra_id, now)
+                seen_now[machine.infra_id] = since
+                orphans.append(OrphanMachine(
+                    infra_id=machine.infra_id, provider=instance, seen_since=since,
+                    request_id=machine.request_id, set_name=machine.labels.get(LABEL_SET),
+                ))
+        state.orphans_seen = seen_now
+        return [observed_machine(r) for r in live], orphans
+
+    # -- passes -------------------------------------------------------------------
+
+    def preview(self, state: ClusterState) -> Plan:
+        """What a pass would do now; changes nothing (``talprov plan``)."""
+        observed, orphans = self.observe(state)
+        if state.destroying:
+            return plan_destroy(state.spec.name, observed, orphans)
+        return plan(state.spec, observed, self.now(), state.backoff, orphans=orphans)
+
+    def run_pass(self, name: str) -> Plan | None:
+        """One scaler pass for cluster ``name``: plan, then record the actions.
+
+        Returns the plan carried out, or None when the cluster is not recorded.
+        Idempotent in effect: a second pass right after plans nothing new.
+        """
+        state = self.state(name)
+        if state is None:
+            return None
+        observed, orphans = self.observe(state)
+        self._update_backoff(state, observed)
+        if state.destroying:
+            result = plan_destroy(name, observed, orphans)
+        else:
+            result = plan(state.spec, observed, self.now(), state.backoff, self.names,
+                          orphans=orphans)
+        self._carry_out(state, result)
+        if state.destroying and not observed and not orphans:
+            self.store.delete_cluster(name)
+            return result
+        self.save(state)
+        return result
+
+    def _update_backoff(self, state: ClusterState, observed: Sequence[ObservedMachine]) -> None:
+        now = self.now()
+        failed_now = {m.request_id for m in observed if m.stage == Stage.FAILED}
+        for machine in observed:
+            if machine.stage == Stage.FAILED and machine.request_id not in state.counted_failures:
+                state.backoff[machine.set_name] = next_backoff(
+                    state.backoff.get(machine.set_name), now
+                )
+        state.counted_failures = (state.counted_failures & {m.request_id for m in observed}) | (
+            failed_now
+        )
+        for set_name in list(state.backoff):
+            provisioned = any(m.set_name == set_name and m.stage == Stage.PROVISIONED
+                              and m.provisioned_at is not None
+                              and m.provisioned_at > state.backoff[set_name].until
+                              for m in observed)
+            if provisioned:
+                # A machine came up after the backoff ended: the set is healthy again.
+                del state.backoff[set_name]
+
+    def _carry_out(self, state: ClusterState, result: Plan) -> None:
+        for action in result.actions:
+            if action.create is not None and action.action in (ActionKind.CREATE,
+                                                               ActionKind.REPLACE):
+                labels = dict(action.create.labels)
+                if action.template_hash:
+                    labels[LABEL_TEMPLATE] = action.template_hash
+                self.store.create_request(action.create.model_copy(update={"labels": labels}),
+                                          now=self.now())
+            if action.action == ActionKind.REPLACE and action.replaces:
+                self._delete(action.replaces)
+            elif action.action == ActionKind.DELETE:
+                if action.infra_id is not None and action.provider is not None:
+                    self._delete_orphan(state, action.request, action.infra_id, action.provider)
+                else:
+                    self._delete(action.request)
+
+    def _delete(self, request_id: str) -> None:
+        try:
+            self.store.request_deletion(request_id, now=self.now())
+        except KeyError:
+            log.info("request %s was already forgotten", request_id)
+
+    def _delete_orphan(self, state: ClusterState, request_id: str, infra_id: str,
+                       provider: str) -> None:
+        # Recorded as a request being deleted, so the reconciler removes the
+        # machine durably (and retries) like any other deletion.
+        rid = request_id
+        if not re.match(REQUEST_ID_PATTERN, rid):
+            rid = "orphan-" + hashlib.sha256(infra_id.encode()).hexdigest()[:12]
+        orphan = MachineRequest(id=rid, provider=provider,
+                                talos_version=state.spec.talos_version,
+                                labels={LABEL_CLUSTER: state.spec.name})
+        existing = self.store.get_request(rid)
+        if existing is None or existing.stage == Stage.GONE:
+            record = self.store.create_request(orphan, now=self.now())
+            self.store.save_progress(
+                rid, expected_version=record.version, stage=Stage.DEPROVISIONING,
+                step_index=0, step_name=None, state={"infra_id": infra_id}, error=None,
+                attempts=0, next_attempt_at=None, step_started_at=None, infra_id=infra_id,
+                machine_uuid=None, addresses=(), events=[f"orphan {infra_id}: deleting"],
+                now=self.now(),
+            )
+        state.orphans_seen.pop(infra_id, None)
+
+    def destroy(self, name: str) -> bool:
+        """Mark cluster ``name`` for destruction; False when it is not recorded."""
+        state = self.state(name)
+        if state is None:
+            return False
+        state.destroying = True
+        self.save(state)
+        return True
+
+    def converged(self, name: str) -> bool:
+        """Whether the cluster matches its spec: nothing to do and nothing in flight."""
+        state = self.state(name)
+        if state is None:
+            return True
+        result = self.preview(state)
+        if result.actions:
+            return False
+        return all(s.provisioned == s.desired and s.provisioning == 0 and s.deleting == 0
+                   and s.outdated == 0 for s in result.sets)

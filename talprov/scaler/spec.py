@@ -1,0 +1,303 @@
+"""Read a cluster spec (a YAML stream of Cluster / MachineClass / ControlPlane / Workers).
+
+Every error is a :class:`~talprov.providers.errors.ConfigError` whose text names
+the file, the document, the field and the problem, e.g.
+``cluster.yaml: document 3 (Workers "workers"): machineClass.size: must be >= 0``.
+Errors never quote values: a spec carries join tokens and machine configs.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, SecretStr, ValidationError
+
+from talprov.providers.errors import ConfigError
+from talprov.providers.types import JoinSpec
+from talprov.scaler.configtext import SAFE_LOADER
+from talprov.scaler.models import (
+    CONTROL_PLANE_SET,
+    ClusterDoc,
+    ClusterSpec,
+    ConfigRef,
+    MachineClass,
+    MachineSetSpec,
+    Role,
+    SetDoc,
+)
+from talprov.talos.machineconfig import apply_patches, check_shape, load_documents
+
+_KINDS: dict[str, type[BaseModel]] = {
+    "Cluster": ClusterDoc,
+    "MachineClass": MachineClass,
+    "ControlPlane": SetDoc,
+    "Workers": SetDoc,
+}
+_REF = re.compile(r"\$\{(env|file):([^}]+)\}")
+# A request id is "<cluster>-<set>-<5 chars>" and must fit a 63-char DNS label.
+_ID_SUFFIX_LEN = 6
+_ID_MAX = 63
+
+
+def load_spec(
+    text: str,
+    where: str,
+    base_dir: Path,
+    *,
+    env: Mapping[str, str] | None = None,
+) -> ClusterSpec:
+    """Parse and resolve a cluster spec.
+
+    ``where`` names the source in messages (usually the file name); config files
+    and ``${file:…}`` references are read relative to ``base_dir``; ``${env:…}``
+    references come from ``env`` (default: the process environment).
+
+    Raises ConfigError for any problem in the spec or a file it references.
+    Pure apart from reading those files; calling it twice gives equal specs.
+    """
+    environ = os.environ if env is None else env
+    documents = _read_stream(text, where)
+    cluster: tuple[int, ClusterDoc] | None = None
+    classes: dict[str, tuple[int, MachineClass]] = {}
+    set_docs: dict[str, tuple[int, SetDoc]] = {}
+    for number, raw in documents:
+        doc = _validate(raw, where, number)
+        label = _doc_label(where, number, raw)
+        if isinstance(doc, ClusterDoc):
+            if cluster is not None:
+                first = cluster[0]
+                raise ConfigError(label, f"a second Cluster document (see document {first})")
+            cluster = (number, doc)
+        elif isinstance(doc, MachineClass):
+            if doc.name in classes:
+                raise ConfigError(
+                    f"{label}: name",
+                    f"machine class {doc.name!r} is already defined in document "
+                    f"{classes[doc.name][0]}",
+                )
+            classes[doc.name] = (number, doc)
+        elif isinstance(doc, SetDoc):
+            set_name = doc.name or CONTROL_PLANE_SET
+            if set_name in set_docs:
+                first = set_docs[set_name][0]
+                what = (
+                    "a second ControlPlane" if doc.kind == "ControlPlane" else "duplicate set name"
+                )
+                raise ConfigError(f"{label}: name", f"{what} (see document {first})")
+            set_docs[set_name] = (number, doc)
+    if cluster is None:
+        raise ConfigError(where, "no Cluster document (kind: Cluster)")
+    cluster_doc = cluster[1]
+    cluster_label = _doc_label(where, cluster[0], None, "Cluster", cluster_doc.name)
+    join = _resolve_join(cluster_doc.join, cluster_label, base_dir, environ)
+    sets: dict[str, MachineSetSpec] = {}
+    # The control plane goes first so plans and status list it first.
+    ordered = sorted(set_docs.items(), key=lambda item: (item[0] != CONTROL_PLANE_SET, item[1][0]))
+    for set_name, (number, set_doc) in ordered:
+        label = _doc_label(where, number, None, set_doc.kind, set_doc.name)
+        if set_doc.machine_class.name not in classes:
+            known = ", ".join(sorted(classes)) or "none"
+            raise ConfigError(
+                f"{label}: machineClass.name",
+                f"unknown machine class {set_doc.machine_class.name!r} (known: {known})",
+            )
+        longest = len(cluster_doc.name) + 1 + len(set_name) + _ID_SUFFIX_LEN
+        if longest > _ID_MAX:
+            raise ConfigError(
+                f"{label}: name",
+                "cluster name + set name are too long for request ids "
+                f"({longest} > {_ID_MAX} chars)",
+            )
+        sets[set_name] = MachineSetSpec(
+            name=set_name,
+            role=Role.CONTROLPLANE if set_doc.kind == "ControlPlane" else Role.WORKER,
+            machine_class=set_doc.machine_class.name,
+            size=set_doc.machine_class.size,
+            machine_config=_machine_config(set_doc, label, base_dir),
+            labels=dict(set_doc.labels),
+            update=set_doc.update,
+            delete_order=set_doc.delete_order,
+            provision_timeout=set_doc.provision_timeout,
+            remediation=set_doc.remediation,
+        )
+    return ClusterSpec(
+        name=cluster_doc.name,
+        talos_version=cluster_doc.talos.version,
+        join=join,
+        machine_classes={name: doc for name, (_, doc) in classes.items()},
+        sets=sets,
+    )
+
+
+def load_spec_file(path: Path, *, env: Mapping[str, str] | None = None) -> ClusterSpec:
+    """Read ``path`` and :func:`load_spec` it. Raises ConfigError (also when unreadable)."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(str(path), f"cannot read: {_os_reason(exc)}") from None
+    return load_spec(text, str(path), path.parent, env=env)
+
+
+def _read_stream(text: str, where: str) -> list[tuple[int, Any]]:
+    try:
+        loaded = list(yaml.load_all(text, Loader=SAFE_LOADER))
+    except yaml.YAMLError as exc:
+        problem = getattr(exc, "problem", None) or "cannot be parsed"
+        mark = getattr(exc, "problem_mark", None)
+        at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        raise ConfigError(where, f"not valid YAML: {problem}{at}") from None
+    # Empty documents (a trailing ---) are skipped but keep their position number.
+    documents = [(number, doc) for number, doc in enumerate(loaded, start=1) if doc is not None]
+    if not documents:
+        raise ConfigError(where, "empty spec: no documents")
+    return documents
+
+
+def _validate(raw: Any, where: str, number: int) -> BaseModel:
+    label = _doc_label(where, number, raw)
+    if not isinstance(raw, dict):
+        raise ConfigError(label, "must be a mapping")
+    kind = raw.get("kind")
+    model = _KINDS.get(kind) if isinstance(kind, str) else None
+    if model is None:
+        raise ConfigError(f"{label}: kind", f"must be one of {', '.join(_KINDS)}")
+    try:
+        return model.model_validate(raw)
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        field, message = describe_error(error)
+        raise ConfigError(f"{label}: {field}" if field else label, message) from None
+
+
+_SIMPLE_MESSAGES = {
+    "missing": "is required",
+    "extra_forbidden": "unknown field",
+    "int_type": "must be an integer",
+    "int_parsing": "must be an integer",
+    "int_from_float": "must be an integer",
+    "string_type": "must be a string",
+    "bool_type": "must be true or false",
+    "bool_parsing": "must be true or false",
+    "dict_type": "must be a mapping",
+    "model_type": "must be a mapping",
+    "model_attributes_type": "must be a mapping",
+    "list_type": "must be a list",
+    "tuple_type": "must be a list",
+    "string_too_short": "must not be empty",
+}
+_BOUNDS = {
+    "greater_than_equal": ">=",
+    "greater_than": ">",
+    "less_than_equal": "<=",
+    "less_than": "<",
+}
+
+
+def describe_error(error: Mapping[str, Any]) -> tuple[str, str]:
+    """A pydantic error as (dotted field path, short message) without the input value."""
+    path = ""
+    for part in error.get("loc", ()):
+        path += f"[{part}]" if isinstance(part, int) else (f".{part}" if path else str(part))
+    kind = error.get("type", "")
+    ctx = error.get("ctx") or {}
+    # Fallback: pydantic's own message, which never carries the input value.
+    message = str(error.get("msg", "is invalid"))
+    if kind in ("value_error", "assertion_error"):
+        message = str(ctx.get("error", message))
+        # Model validators name their own field as "field: problem".
+        head, sep, tail = message.partition(": ")
+        if sep and " " not in head and not path.endswith(head):
+            path = f"{path}.{head}" if path else head
+            message = tail
+    elif kind in _SIMPLE_MESSAGES:
+        message = _SIMPLE_MESSAGES[kind]
+    elif kind in _BOUNDS:
+        message = f"must be {_BOUNDS[kind]} {next(iter(ctx.values()), '')}"
+    elif kind == "string_pattern_mismatch":
+        message = f"must match {ctx.get('pattern', 'the expected pattern')}"
+    elif kind == "string_too_long":
+        message = f"must be at most {ctx.get('max_length')} characters"
+    elif kind in ("literal_error", "enum"):
+        message = f"must be one of {ctx.get('expected', '')}"
+    return path, message
+
+
+def _doc_label(
+    where: str, number: int, raw: Any, kind: str | None = None, name: str | None = None
+) -> str:
+    if raw is not None and isinstance(raw, dict):
+        kind = raw.get("kind") if isinstance(raw.get("kind"), str) else None
+        name = raw.get("name") if isinstance(raw.get("name"), str) else None
+    if kind == "ControlPlane" and name is None:
+        name = CONTROL_PLANE_SET
+    if kind is None:
+        return f"{where}: document {number}"
+    if name is None:
+        return f"{where}: document {number} ({kind})"
+    return f'{where}: document {number} ({kind} "{name}")'
+
+
+def _read_relative(base_dir: Path, name: str, where: str) -> str:
+    path = Path(name) if Path(name).is_absolute() else base_dir / name
+    try:
+        return path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(where, f"cannot read {name}: {_os_reason(exc)}") from None
+
+
+def _os_reason(exc: Exception) -> str:
+    if isinstance(exc, OSError):
+        return exc.strerror or type(exc).__name__
+    return "not UTF-8 text"
+
+
+def _config_text(ref: ConfigRef, base_dir: Path, where: str) -> str:
+    if ref.inline is not None:
+        return ref.inline.get_secret_value()
+    assert ref.file is not None  # guaranteed by ConfigRef's validator
+    return _read_relative(base_dir, ref.file, f"{where}.file")
+
+
+def _machine_config(set_doc: SetDoc, label: str, base_dir: Path) -> SecretStr:
+    base = ""
+    if set_doc.config is not None:
+        base = _config_text(set_doc.config, base_dir, f"{label}: config")
+    patches = [
+        (f"{label}: patches[{index}]", _config_text(ref, base_dir, f"{label}: patches[{index}]"))
+        for index, ref in enumerate(set_doc.patches)
+    ]
+    if base.strip():
+        # The same checks as a request file's config: YAML, version, machine.type.
+        check_shape(load_documents(base, f"{label}: config"), f"{label}: config")
+    if not patches:
+        # Passed through byte for byte, so the template hash does not move when
+        # talprov's YAML dumper does.
+        return SecretStr(base)
+    # One patch implementation for request files and specs: Talos's strategic
+    # merge (talprov.talos.machineconfig), whose errors name ``label``.
+    return SecretStr(apply_patches(base, [text for _, text in patches], f"{label}: patches"))
+
+
+def _resolve_join(
+    join: JoinSpec | None, label: str, base_dir: Path, env: Mapping[str, str]
+) -> JoinSpec | None:
+    if join is None:
+        return None
+    raw = join.api_url.get_secret_value()
+
+    def substitute(match: re.Match[str]) -> str:
+        source, key = match.group(1), match.group(2).strip()
+        if source == "env":
+            if key not in env:
+                raise ConfigError(
+                    f"{label}: join.api_url", f"environment variable {key} is not set"
+                )
+            return env[key]
+        return _read_relative(base_dir, key, f"{label}: join.api_url").strip()
+
+    return join.model_copy(update={"api_url": SecretStr(_REF.sub(substitute, raw))})

@@ -1,0 +1,177 @@
+"""Focused plan() behaviour: quorum guard, orphans, backoff, ids, output shape, priorities."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from talprov.providers.types import Stage
+from talprov.scaler.actions import ActionKind
+from talprov.scaler.models import CONTROL_PLANE_SET
+from talprov.scaler.observed import BACKOFF_CAP, ObservedMachine, OrphanMachine, next_backoff
+from talprov.scaler.plan import ORPHAN_GRACE, plan
+from talprov.scaler.priorities import pick_domains
+from talprov.scaler.spec import load_spec
+from talprov.scaler.templates import SUFFIX_LEN, random_names, seeded_names, template_hash
+
+from .world import START, World, make_spec
+
+CANARY = "CANARY-d41d8cd98f"
+
+
+def machine(spec_hash: str, name: str, set_name: str = CONTROL_PLANE_SET,
+            stage: Stage = Stage.PROVISIONED, **changes: object) -> ObservedMachine:
+    base = ObservedMachine(
+        request_id=name, set_name=set_name, stage=stage, template_hash=spec_hash,
+        created_at=START - timedelta(hours=1),
+        provisioned_at=START if stage is Stage.PROVISIONED else None,
+        machine_present=True if stage is Stage.PROVISIONED else None,
+    )
+    return replace(base, **changes)  # type: ignore[arg-type]
+
+
+def test_quorum_guard_keeps_a_healthy_member_when_quorum_would_be_lost() -> None:
+    spec = make_spec(cp=4, workers=0)
+    current = template_hash(spec, CONTROL_PLANE_SET, None)
+    observed = [
+        machine(current, "h1", marked_for_deletion=True),
+        machine(current, "h2"),
+        machine(current, "h3"),
+        machine(current, "f1", stage=Stage.FAILED, provisioned_at=START),
+        machine(current, "f2", stage=Stage.FAILED, provisioned_at=START),
+    ]
+    result = plan(spec, observed, START)
+    assert not [a for a in result.actions if a.action is ActionKind.DELETE]
+    notes = result.sets[0].notes
+    assert any("etcd quorum guard" in note and "h1" in note for note in notes), notes
+
+
+def test_control_plane_waits_while_a_member_is_being_deleted() -> None:
+    spec = make_spec(cp=3, workers=0, version="v1.12.0")
+    old = "old"
+    observed = [machine(old, f"cp{i}") for i in range(3)]
+    observed.append(machine(old, "cp3", stage=Stage.DEPROVISIONING))
+    result = plan(spec, observed, START)
+    assert result.empty
+    assert any("control-plane change is in progress" in n for n in result.sets[0].notes)
+
+
+def test_orphans_wait_for_the_grace_period_and_are_rate_limited() -> None:
+    spec = make_spec(cp=1, workers=0)
+    world = World()
+    world.converge(spec)
+    now = world.now
+    old = [OrphanMachine(f"i-{n:03d}", "fake", now - ORPHAN_GRACE - timedelta(minutes=n))
+           for n in range(25)]
+    young = [OrphanMachine("i-new", "fake", now - timedelta(minutes=1), request_id="x-1")]
+    result = plan(spec, world.observed(), now, orphans=old + young)
+    deletes = [a for a in result.actions if a.infra_id is not None]
+    # 1 request + 26 orphans known: at most max(1, 10%) = 2 per pass, oldest first.
+    assert [a.infra_id for a in deletes] == ["i-024", "i-023"]
+    assert all(a.provider == "fake" and a.action is ActionKind.DELETE for a in deletes)
+    decisions = {r.infra_id: r.decision for r in result.orphans}
+    assert decisions["i-new"] == "wait: grace period"
+    assert decisions["i-000"].startswith("hold: at most 2")
+    single = plan(spec, world.observed(), now, orphans=old[:1])
+    assert [a.infra_id for a in single.actions] == ["i-000"]
+
+
+def test_next_backoff_grows_exponentially_and_is_capped() -> None:
+    first = next_backoff(None, START)
+    second = next_backoff(first, START)
+    third = next_backoff(second, START)
+    assert (first.failures, second.failures, third.failures) == (1, 2, 3)
+    assert first.until - START == timedelta(seconds=30)
+    assert second.until - START == timedelta(seconds=60)
+    assert third.until - START == timedelta(seconds=120)
+    many = first
+    for _ in range(100):
+        many = next_backoff(many, START)
+    assert many.until - START == BACKOFF_CAP
+
+
+def test_plan_json_shape_and_no_secrets(tmp_path: Path) -> None:
+    (tmp_path / "cp.yaml").write_text(
+        f"version: v1alpha1\nmachine:\n  type: controlplane\n  token: {CANARY}\n")
+    text = (
+        "kind: Cluster\nname: demo\ntalos: {version: v1.11.5}\n"
+        f"join: {{api_url: 'https://omni.example/?jointoken={CANARY}'}}\n---\n"
+        "kind: MachineClass\nname: c\nprovider: fake\n---\n"
+        "kind: ControlPlane\nmachineClass: {name: c, size: 1}\nconfig: {file: cp.yaml}\n"
+    )
+    spec = load_spec(text, "c.yaml", tmp_path)
+    result = plan(spec, [], START)
+    body = result.to_dict()
+    assert set(body) >= {"cluster", "actions", "summary"}
+    assert body["summary"] == {"create": 1, "delete": 0, "replace": 0}
+    assert set(body["actions"][0]) >= {"action", "set", "request", "reason"}
+    status = body["sets"][0]
+    assert {"name", "desired", "provisioned", "provisioning", "failed", "outdated"} <= set(status)
+    rendered = json.dumps(body) + repr(result) + str(result.actions)
+    assert CANARY not in rendered
+    create = result.actions[0].create
+    assert create is not None
+    assert CANARY in create.machine_config.get_secret_value()  # the secret is there, unseen
+
+
+def test_request_ids_are_valid_unique_and_injectable() -> None:
+    spec = make_spec(cp=3, workers=4)
+    result = plan(spec, [], START, name_gen=random_names)
+    ids = [a.request for a in result.actions]
+    assert len(set(ids)) == 7
+    assert all(len(i.rsplit("-", 1)[1]) == SUFFIX_LEN for i in ids)
+    assert {i.rsplit("-", 1)[0] for i in ids} == {"demo-control-planes", "demo-workers"}
+    # A generator that repeats an existing id is asked again.
+    scripted = ["demo-workers-aaaaa", "demo-workers-aaaaa", "demo-workers-bbbbb"]
+    counter = iter(range(100))
+
+    def scripted_names(prefix: str) -> str:
+        if prefix == "demo-workers" and scripted:
+            return scripted.pop(0)
+        return f"{prefix}-{next(counter):05d}"
+
+    taken = [machine("x", "demo-workers-aaaaa", set_name="workers")]
+    again = plan(make_spec(cp=1, workers=2), taken, START, name_gen=scripted_names)
+    created = [a.request for a in again.actions if a.action is not ActionKind.DELETE]
+    assert "demo-workers-aaaaa" not in created
+    assert "demo-workers-bbbbb" in created
+    assert not scripted
+    with pytest.raises(RuntimeError, match="no free, valid request id"):
+        plan(spec, [], START, name_gen=lambda prefix: "Not_Valid")
+
+
+def test_seeded_names_are_deterministic() -> None:
+    first, second = seeded_names("s"), seeded_names("s")
+    assert [first("p") for _ in range(5)] == [second("p") for _ in range(5)]
+
+
+def test_pick_domains_fills_the_emptiest_first_in_listed_order() -> None:
+    counts: dict[str | None, int] = {"a": 2, "b": 0, "c": 1}
+    assert pick_domains(["a", "b", "c"], counts, 4) == ["b", "b", "c", "a"]
+    assert counts == {"a": 3, "b": 2, "c": 2}
+
+
+def test_removing_the_control_plane_document_keeps_its_machines(tmp_path: Path) -> None:
+    text = (
+        "kind: Cluster\nname: demo\ntalos: {version: v1.11.5}\n---\n"
+        "kind: MachineClass\nname: c\nprovider: fake\n---\n"
+        "kind: Workers\nname: workers\nmachineClass: {name: c, size: 0}\n"
+    )
+    spec = load_spec(text, "c.yaml", tmp_path)
+    result = plan(spec, [machine("x", "cp-1")], START)
+    assert result.empty
+    status = {s.name: s for s in result.sets}[CONTROL_PLANE_SET]
+    assert "machines are kept" in status.notes[0]
+
+
+def test_unknown_machine_presence_is_not_drift() -> None:
+    spec = make_spec(cp=1, workers=1)
+    world = World()
+    world.converge(spec)
+    for m in list(world.machines.values()):
+        world.add(replace(m, machine_present=None))
+    assert world.plan(spec).empty
