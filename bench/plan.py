@@ -33,6 +33,10 @@ DOMAINS = ("zone-a", "zone-b", "zone-c")
 TARGET_MS = 50.0
 
 
+CP_CONFIG = 'config: {inline: "version: v1alpha1\\nmachine: {type: controlplane}"}\n'
+WORKER_CONFIG = 'config: {inline: "version: v1alpha1\\nmachine: {type: worker}"}\n'
+
+
 def spec_text(sizes: dict[str, int], version: str = "v1.11.5") -> str:
     docs = [
         f"kind: Cluster\nname: bench\ntalos: {{version: {version}}}\n",
@@ -46,11 +50,11 @@ def spec_text(sizes: dict[str, int], version: str = "v1.11.5") -> str:
     for name, size in sizes.items():
         if name == "control-planes":
             docs.append(f"kind: ControlPlane\nmachineClass: {{name: std, size: {size}}}\n"
-                        "config: {inline: 'version: v1alpha1'}\n")
+                        + CP_CONFIG)
         else:
             machine_class = "gpu" if name.endswith("7") else "std"
             docs.append(f"kind: Workers\nname: {name}\nmachineClass: {{name: {machine_class}, "
-                        f"size: {size}}}\nconfig: {{inline: 'version: v1alpha1'}}\n")
+                        f"size: {size}}}\n" + WORKER_CONFIG)
     return "---\n".join(docs)
 
 
