@@ -1,0 +1,184 @@
+"""boto3 clients for one provider instance: region, endpoint, profile, assumed role.
+
+botocore retries each call itself (mode "standard"); its attempts are kept low
+(``AwsConfig.max_attempts``) because talprov retries whole steps with its own
+jittered backoff, and the two would otherwise multiply.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from datetime import datetime
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
+
+import boto3
+import botocore.loaders
+import botocore.session
+from botocore.config import Config
+from botocore.credentials import CredentialProvider, DeferredRefreshableCredentials
+
+from talprov.aws.config import AwsConfig
+from talprov.aws.errors import aws_errors
+
+if TYPE_CHECKING:
+    from mypy_boto3_ec2 import EC2Client
+    from mypy_boto3_s3 import S3Client
+    from mypy_boto3_sts import STSClient
+
+ASSUMED_ROLE_SECONDS = 3600
+USER_AGENT = "talprov"
+
+
+class _HideRequestBodies(logging.Filter):
+    """Keeps botocore's DEBUG dump of request parameters out of logs.
+
+    That line carries RunInstances' UserData, i.e. the machine config with the
+    cluster's CA keys. The operation name is kept, the parameters are not.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if str(record.msg).startswith("Making request for") and isinstance(record.args, tuple):
+            record.msg = "Making request for %s (parameters not logged)"
+            record.args = record.args[:1]
+        return True
+
+
+def _install_log_filter() -> None:
+    logger = logging.getLogger("botocore.endpoint")
+    if not any(isinstance(f, _HideRequestBodies) for f in logger.filters):
+        logger.addFilter(_HideRequestBodies())
+
+
+_install_log_filter()
+
+_loader_lock = threading.Lock()
+_loader: botocore.loaders.Loader | None = None
+
+
+def _shared_loader() -> botocore.loaders.Loader:
+    """One service-model loader per process: parsing EC2's model costs ~0.3 s per session."""
+    global _loader  # noqa: PLW0603 - a process-wide cache of immutable API models
+    with _loader_lock:
+        if _loader is None:
+            _loader = botocore.loaders.create_loader()
+        return _loader
+
+
+def _botocore_session(profile: str | None) -> botocore.session.Session:
+    core = botocore.session.Session(profile=profile)
+    core.register_component("data_loader", _shared_loader())
+    return core
+
+
+class _FixedProvider(CredentialProvider):
+    """Hands botocore one (refreshable) credentials object, first in its chain."""
+
+    METHOD = "talprov-assume-role"
+    CANONICAL_NAME = "talprov-assume-role"
+
+    def __init__(self, credentials: DeferredRefreshableCredentials) -> None:
+        super().__init__()
+        self._credentials = credentials
+
+    def load(self) -> DeferredRefreshableCredentials:
+        return self._credentials
+
+
+class AwsClients:
+    """Lazily built, thread-safe boto3 clients sharing one session and retry policy.
+
+    boto3 clients (not sessions) are safe to share between threads, which the
+    concurrent launch path relies on. Construction makes no API call; building an
+    assumed-role session calls STS only when credentials are first needed.
+    """
+
+    def __init__(self, config: AwsConfig) -> None:
+        self.config = config
+        # boto3 sessions are not thread-safe: clients are built one at a time.
+        self._lock = threading.RLock()
+
+    def _botocore_config(self) -> Config:
+        options: dict[str, Any] = {
+            "region_name": self.config.region,
+            "retries": {"mode": "standard", "total_max_attempts": self.config.max_attempts},
+            "connect_timeout": self.config.connect_timeout,
+            "read_timeout": self.config.read_timeout,
+            "user_agent_extra": USER_AGENT,
+            # Enough connections for the concurrent launch pool plus listing.
+            "max_pool_connections": max(10, self.config.launch_concurrency + 2),
+        }
+        if self.config.endpoint_url:
+            # Emulators serve every bucket under one host.
+            options["s3"] = {"addressing_style": "path"}
+        return Config(**options)
+
+    @cached_property
+    def session(self) -> boto3.session.Session:
+        """The boto3 session: the profile's credentials, or a role assumed with them."""
+        with self._lock:
+            base = boto3.session.Session(
+                botocore_session=_botocore_session(self.config.profile),
+                region_name=self.config.region,
+            )
+            if not self.config.role_arn:
+                return base
+            sts = base.client("sts", **self._client_args())
+            role = _assumed_role_credentials(sts, self.config)
+            core = _botocore_session(self.config.profile)
+            core.get_component("credential_provider").insert_before("env", _FixedProvider(role))
+            return boto3.session.Session(botocore_session=core, region_name=self.config.region)
+
+    def _client_args(self) -> dict[str, Any]:
+        return {
+            "endpoint_url": self.config.endpoint_url,
+            "verify": self.config.verify_tls,
+            "config": self._botocore_config(),
+        }
+
+    @cached_property
+    def ec2(self) -> EC2Client:
+        """The EC2 client."""
+        with self._lock:
+            return self.session.client("ec2", **self._client_args())
+
+    @cached_property
+    def s3(self) -> S3Client:
+        """The S3 client (only custom image imports use it)."""
+        with self._lock:
+            return self.session.client("s3", **self._client_args())
+
+    @cached_property
+    def sts(self) -> STSClient:
+        """The STS client of the final (possibly assumed-role) session."""
+        with self._lock:
+            return self.session.client("sts", **self._client_args())
+
+
+def _assumed_role_credentials(
+    sts: STSClient, config: AwsConfig
+) -> DeferredRefreshableCredentials:
+    """Credentials for ``config.role_arn`` that botocore renews before they expire."""
+    role_arn = config.role_arn
+    assert role_arn is not None  # checked by the caller
+
+    def fetch() -> dict[str, str]:
+        args: dict[str, Any] = {
+            "RoleArn": role_arn,
+            "RoleSessionName": config.role_session_name,
+            "DurationSeconds": ASSUMED_ROLE_SECONDS,
+        }
+        if config.external_id:
+            args["ExternalId"] = config.external_id
+        with aws_errors("AssumeRole"):
+            creds = sts.assume_role(**args)["Credentials"]
+        expiry: datetime = creds["Expiration"]
+        return {
+            "access_key": creds["AccessKeyId"],
+            "secret_key": creds["SecretAccessKey"],
+            "token": creds["SessionToken"],
+            "expiry_time": expiry.isoformat(),
+        }
+
+    return DeferredRefreshableCredentials(refresh_using=fetch, method=_FixedProvider.METHOD)

@@ -1,0 +1,97 @@
+"""The AWS provider instance's configuration (``providers.<name>`` in talprov.yaml).
+
+Credentials never appear here: boto3 finds them the AWS way (environment,
+shared profile, SSO, instance or task role). The config only says which
+profile to start from and, optionally, which role to assume.
+"""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class AwsConfig(BaseModel):
+    """Connection and behaviour settings of one AWS provider instance."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    region: str = Field(
+        min_length=1,
+        description="AWS region the instance works in, e.g. eu-west-1.",
+    )
+    endpoint_url: str | None = Field(
+        default=None,
+        description="EC2/S3/STS endpoint override, for moto or LocalStack "
+        "(e.g. http://127.0.0.1:5000). Leave unset for AWS itself.",
+    )
+    profile: str | None = Field(
+        default=None,
+        description="Named profile from ~/.aws/config to take credentials from; "
+        "unset means the default credential chain (environment, profile, instance role).",
+    )
+    role_arn: str | None = Field(
+        default=None,
+        pattern=r"^arn:aws[a-z-]*:iam::\d{12}:role/.+$",
+        description="IAM role to assume (sts:AssumeRole) on top of the base credentials.",
+    )
+    external_id: str | None = Field(
+        default=None,
+        description="ExternalId passed to sts:AssumeRole, when the role's trust policy "
+        "asks for one.",
+    )
+    role_session_name: str = Field(
+        default="talprov",
+        pattern=r"^[\w+=,.@-]{2,64}$",
+        description="Session name used when assuming role_arn (shows up in CloudTrail).",
+    )
+    verify_tls: bool | str = Field(
+        default=True,
+        description="Verify the endpoint's TLS certificate: true, false, or a CA bundle path.",
+    )
+    max_attempts: int = Field(
+        default=3,
+        ge=1,
+        le=10,
+        description="botocore's own attempts per API call (retry mode 'standard'). Kept low "
+        "because talprov retries whole steps with its own backoff on top.",
+    )
+    connect_timeout: float = Field(default=10.0, gt=0, description="Seconds to connect.")
+    read_timeout: float = Field(default=60.0, gt=0, description="Seconds to wait for a reply.")
+    running_timeout: float = Field(
+        default=900.0,
+        gt=0,
+        description="Seconds an instance may take from launch to 'running' before the "
+        "request fails with a timeout.",
+    )
+    poll_interval: float = Field(
+        default=5.0,
+        gt=0,
+        description="Seconds between checks while waiting for an instance or an image import.",
+    )
+    max_batch: int = Field(
+        default=20,
+        ge=1,
+        le=40,
+        description="Most instances launched by one RunInstances call when several requests "
+        "share a shape and a machine config (each member costs one tag on the instances).",
+    )
+    launch_concurrency: int = Field(
+        default=8,
+        ge=1,
+        le=64,
+        description="RunInstances calls issued in parallel for requests that cannot share a call.",
+    )
+    image_bucket: str | None = Field(
+        default=None,
+        description="S3 bucket for uploading custom Talos images before ImportSnapshot. "
+        "Needed only for non-default schematics (extensions, kernel args, META).",
+    )
+    image_prefix: str = Field(
+        default="talprov/images/",
+        description="Key prefix inside image_bucket.",
+    )
+    import_role: str = Field(
+        default="vmimport",
+        description="Service role that VM Import uses to read image_bucket "
+        "(ImportSnapshot RoleName).",
+    )

@@ -1,0 +1,183 @@
+"""The one place where botocore errors become talprov errors.
+
+Every EC2/S3/STS call in this package runs inside :func:`aws_errors`, which
+calls :func:`translate`. Messages carry the API error code and AWS's message,
+never request bodies (user-data holds the machine config's CA keys).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from botocore.exceptions import (
+    BotoCoreError,
+    ClientError,
+    ConnectionError,
+    EndpointConnectionError,
+    NoCredentialsError,
+    ParamValidationError,
+    PartialCredentialsError,
+    ReadTimeoutError,
+)
+
+from talprov.providers.errors import (
+    AuthError,
+    CapacityError,
+    InvalidRequest,
+    NotFound,
+    ProviderError,
+    QuotaExceeded,
+    Transient,
+)
+
+THROTTLING_CODES = frozenset({
+    "RequestLimitExceeded", "Throttling", "ThrottlingException", "ThrottledException",
+    "RequestThrottled", "RequestThrottledException", "TooManyRequestsException",
+    "SlowDown", "PriorRequestNotComplete", "EC2ThrottledException", "BandwidthLimitExceeded",
+})
+SERVER_CODES = frozenset({
+    "InternalError", "InternalFailure", "ServiceUnavailable", "Unavailable",
+    "RequestTimeout", "RequestTimeoutException", "IDPCommunicationError",
+})
+CAPACITY_CODES = frozenset({
+    "InsufficientInstanceCapacity", "InsufficientHostCapacity", "InsufficientCapacity",
+    "InsufficientReservedInstanceCapacity", "InsufficientCapacityOnOutpost",
+    "InsufficientFreeAddressesInSubnet", "Unsupported", "SpotMaxPriceTooLow",
+})
+QUOTA_CODES = {
+    "InstanceLimitExceeded": "the account's On-Demand instance limit is reached",
+    "VcpuLimitExceeded": "the account's vCPU quota for this instance family is reached; "
+    "ask for a higher 'Running On-Demand instances' quota in Service Quotas",
+    "MaxSpotInstanceCountExceeded": "the account's spot instance quota is reached",
+    "VolumeLimitExceeded": "the account's EBS storage quota is reached",
+    "ResourceLimitExceeded": "an account resource limit is reached",
+    "AddressLimitExceeded": "the account's Elastic IP limit is reached",
+}
+AUTH_CODES = frozenset({
+    "AuthFailure", "UnauthorizedOperation", "InvalidClientTokenId", "SignatureDoesNotMatch",
+    "ExpiredToken", "ExpiredTokenException", "RequestExpired", "AccessDenied",
+    "AccessDeniedException", "OptInRequired", "Blocked", "InvalidAccessKeyId",
+    "UnrecognizedClientException", "IncompleteSignature", "MissingAuthenticationToken",
+})
+# Error-code prefixes that name the provider_data field a user got wrong.
+FIELD_BY_CODE_PREFIX = (
+    ("InvalidSubnet", "provider_data.subnets"),
+    ("InvalidGroup", "provider_data.security_groups"),
+    ("InvalidSecurityGroup", "provider_data.security_groups"),
+    ("InvalidAMI", "provider_data.ami"),
+    ("InvalidKeyPair", "provider_data.key_name"),
+    ("InvalidPlacementGroup", "provider_data.placement_group"),
+    ("InvalidInstanceType", "provider_data.instance_type"),
+    ("InvalidBlockDeviceMapping", "provider_data.root_volume"),
+    ("InvalidUserData", "machine_config"),
+    ("InvalidKMSKey", "provider_data.root_volume.kms_key_id"),
+    ("KMS.", "provider_data.root_volume.kms_key_id"),
+    ("NoSuchBucket", "image_bucket"),
+)
+# Parameter names in "Value (...) for parameter X is invalid" messages.
+FIELD_BY_PARAMETER = {
+    "groupid": "provider_data.security_groups",
+    "groupids": "provider_data.security_groups",
+    "subnetid": "provider_data.subnets",
+    "instancetype": "provider_data.instance_type",
+    "iaminstanceprofile.name": "provider_data.iam_instance_profile",
+    "iaminstanceprofile.arn": "provider_data.iam_instance_profile",
+    "keyname": "provider_data.key_name",
+    "iops": "provider_data.root_volume.iops",
+    "throughput": "provider_data.root_volume.throughput",
+    "volumesize": "provider_data.root_volume.size",
+    "size": "provider_data.root_volume.size",
+    "kmskeyid": "provider_data.root_volume.kms_key_id",
+    "userdata": "machine_config",
+    "spotmaxprice": "provider_data.spot.max_price",
+    "maxprice": "provider_data.spot.max_price",
+    "placement.groupname": "provider_data.placement_group",
+}
+MESSAGE_LIMIT = 300
+_PARAMETER_RE = re.compile(r"parameter:?\s+'?([A-Za-z.]+)", re.IGNORECASE)
+
+
+class InstanceLost(ProviderError):
+    """The instance ended up terminated before it ever ran (capacity, spot, limits).
+
+    Permanent for this request: the step that created it has passed, so the
+    request fails and whoever owns it (the scaler) replaces it.
+    """
+
+    permanent = True
+
+
+def error_code(exc: ClientError) -> str:
+    """The AWS error code of ``exc`` ('' when the reply had none)."""
+    return str(exc.response.get("Error", {}).get("Code", ""))
+
+
+def _field_for(code: str, message: str) -> str | None:
+    for prefix, field in FIELD_BY_CODE_PREFIX:
+        if code.startswith(prefix):
+            return field
+    match = _PARAMETER_RE.search(message)
+    if match:
+        return FIELD_BY_PARAMETER.get(match.group(1).lower())
+    return None
+
+
+def translate(exc: Exception, operation: str) -> Exception:
+    """Map an exception raised by a boto3 call to the talprov error hierarchy.
+
+    ``operation`` (e.g. "RunInstances") is put in the message. Exceptions that are
+    not botocore's are returned unchanged. Never raises.
+    """
+    if isinstance(exc, ClientError):
+        return _from_client_error(exc, operation)
+    if isinstance(exc, NoCredentialsError | PartialCredentialsError):
+        return AuthError(f"{operation}: no usable AWS credentials ({type(exc).__name__})")
+    if isinstance(exc, ParamValidationError):
+        # botocore's text quotes the offending values, which may be user-data: keep
+        # only the parameter names.
+        names = sorted(set(re.findall(r"parameter ([A-Za-z0-9_.\[\]]+)", str(exc))))
+        return InvalidRequest(f"{operation}: invalid parameters {', '.join(names) or '?'}")
+    if isinstance(exc, EndpointConnectionError | ConnectionError | ReadTimeoutError):
+        return Transient(f"{operation}: endpoint unreachable ({type(exc).__name__})")
+    if isinstance(exc, BotoCoreError):
+        return Transient(f"{operation}: {type(exc).__name__}")
+    return exc
+
+
+def _from_client_error(exc: ClientError, operation: str) -> ProviderError:  # noqa: PLR0911
+    code = error_code(exc)
+    status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
+    aws_message = str(exc.response.get("Error", {}).get("Message", ""))[:MESSAGE_LIMIT]
+    text = f"{operation}: {code}: {aws_message}" if aws_message else f"{operation}: {code}"
+    if code in THROTTLING_CODES:
+        return Transient(f"{operation}: throttled by AWS ({code})")
+    # Before the 5xx rule: EC2 reports InsufficientInstanceCapacity as a server error.
+    if code in CAPACITY_CODES:
+        return CapacityError(text)
+    if code in QUOTA_CODES:
+        return QuotaExceeded(f"{operation}: {code}: {QUOTA_CODES[code]}")
+    if code in SERVER_CODES or status >= 500:
+        return Transient(text)
+    if code in AUTH_CODES or status in (401, 403):
+        return AuthError(text)
+    if code.endswith(".NotFound") and code.startswith(("InvalidInstanceID", "InvalidImportTask")):
+        return NotFound(text)
+    if code == "IdempotentParameterMismatch":
+        return InvalidRequest(
+            f"{operation}: a client token was reused with other parameters; the request's "
+            "provider_data changed while it was being created"
+        )
+    if code.startswith(("Invalid", "Missing", "KMS.", "NoSuch")) or status == 400:
+        return InvalidRequest(text, field=_field_for(code, aws_message))
+    return ProviderError(text)
+
+
+@contextmanager
+def aws_errors(operation: str) -> Iterator[None]:
+    """Run a block of boto3 calls, re-raising its errors translated by :func:`translate`."""
+    try:
+        yield
+    except (ClientError, BotoCoreError) as exc:
+        raise translate(exc, operation) from None

@@ -1,0 +1,433 @@
+"""The AWS provider: Talos machines as EC2 instances.
+
+Steps (each idempotent, see DESIGN.md):
+
+1. ``resolve-image`` — the AMI for the request's Talos version, arch and
+   schematic (official, or imported once per schematic) and the instance type.
+2. ``ensure-instance`` — find the request's instance by tag, else launch it.
+   ``run_batch`` launches requests of one shape and one machine config with a
+   single RunInstances (see :mod:`talprov.aws.instances` for why that is crash
+   safe); requests that cannot share a call get one call each, in parallel.
+3. ``wait-running`` — from the pass's single listing, until EC2 says running.
+"""
+
+from __future__ import annotations
+
+import secrets
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, ClassVar, cast
+
+from pydantic import BaseModel, Field
+
+from talprov.aws.client import AwsClients
+from talprov.aws.config import AwsConfig
+from talprov.aws.data import DEFAULT_INSTANCE_TYPES, AwsData
+from talprov.aws.errors import InstanceLost, aws_errors
+from talprov.aws.images import (
+    CustomImageImporter,
+    FoundImage,
+    ImageKey,
+    describe_image,
+    find_official_images,
+)
+from talprov.aws.instance_types import InstanceTypeChooser
+from talprov.aws.instances import (
+    describe_one,
+    find_for_requests,
+    list_owned,
+    machine_from_instance,
+    tag_instance,
+    tags_of,
+    terminate,
+)
+from talprov.aws.launching import Launcher
+from talprov.providers.errors import ConfigError, InvalidRequest, ProviderError, StepTimeout
+from talprov.providers.ownership import REQUEST_KEY, is_owned
+from talprov.providers.protocol import BatchStepFn, ProviderState, Runtime, Step, StepContext
+from talprov.providers.types import (
+    Health,
+    Machine,
+    MachineRequest,
+    MachineState,
+    Owner,
+    Retry,
+    StepResult,
+)
+from talprov.talos.join import render_user_data, uses_documents
+from talprov.talos.schematic import Schematic
+
+Ctx = StepContext[AwsData, "AwsState"]
+
+
+class AwsState(ProviderState):
+    """What the AWS steps learned about one request (persisted after every step)."""
+
+    image_id: str | None = None
+    root_device_name: str | None = None
+    import_task_id: str | None = None
+    instance_types: list[str] = Field(default_factory=list)
+    #: Random per request record; keeps ClientTokens unique when an id is reused.
+    nonce: str = ""
+    #: Whether the request/Name tags are on the instance (batch launches add them later).
+    tagged: bool = False
+    wait_checks: int = 0
+
+
+class AwsProvider:
+    """Talos machines on EC2 (``type: aws`` in talprov.yaml)."""
+
+    type_name: ClassVar[str] = "aws"
+    config_model: ClassVar[type[BaseModel]] = AwsConfig
+    data_model: ClassVar[type[BaseModel]] = AwsData
+    state_model: ClassVar[type[ProviderState]] = AwsState
+
+    def __init__(self, name: str, config: AwsConfig, runtime: Runtime) -> None:
+        self.name = name
+        self.config = config
+        self.runtime = runtime
+        self.clients = AwsClients(config)
+        self._lock = threading.Lock()
+        self._images: dict[ImageKey | str, FoundImage] = {}
+        self._image_locks: dict[ImageKey, threading.Lock] = {}
+        self._import_tasks: dict[ImageKey, str] = {}
+        self._types: InstanceTypeChooser | None = None
+        self.launcher = Launcher(self.clients, config)
+
+    def __repr__(self) -> str:
+        return f"AwsProvider({self.name!r}, region={self.config.region!r})"
+
+    # ------------------------------------------------------------------ contract
+
+    def steps(self) -> Sequence[Step]:
+        """resolve-image → ensure-instance → wait-running; all idempotent."""
+        return (
+            Step("resolve-image", self._resolve_image, self._resolve_images),
+            # The runner applies an exception found in run_batch's result to that
+            # request alone; the declared type does not say so yet (see report).
+            Step("ensure-instance", self._ensure_instance, cast(BatchStepFn, self._ensure_batch)),
+            Step("wait-running", self._wait_running),
+        )
+
+    def list_machines(self, owner: Owner) -> list[Machine]:
+        """Every live instance carrying ``owner``'s tags: ONE paginated DescribeInstances.
+
+        Terminated instances are left out. Read-only, idempotent. Raises
+        ``AuthError`` or ``Transient``.
+        """
+        return list_owned(self.clients.ec2, owner)
+
+    def deprovision(self, ctx: StepContext[Any, Any]) -> StepResult:
+        """Terminate the request's instance (and any duplicate); gone is success.
+
+        Only instances carrying the owner's tags are ever terminated. Returns
+        ``Retry`` until EC2 reports shutting-down or terminated. Idempotent.
+        """
+        state = cast(AwsState, ctx.state)
+        ec2 = self.clients.ec2
+        if ctx.observed is not None:
+            if ctx.observed.state == MachineState.TERMINATED:
+                return None
+            ids = {ctx.observed.infra_id}
+        else:
+            found = find_for_requests(ec2, ctx.owner, [ctx.request.id]).get(ctx.request.id, [])
+            ids = {str(raw["InstanceId"]) for raw in found}
+            if not ids and state.infra_id:
+                ids = self._owned_by_id(ctx, state.infra_id)
+        if not ids:
+            return None
+        states = terminate(ec2, sorted(ids))
+        if all(s in ("shutting-down", "terminated") for s in states.values()):
+            ctx.event(f"terminating {', '.join(sorted(ids))}")
+            return None
+        return Retry(after=self.config.poll_interval, reason="waiting for termination")
+
+    def health(self) -> Health:
+        """Whether EC2 answers with these credentials (DescribeAvailabilityZones). Never raises."""
+        try:
+            with aws_errors("DescribeAvailabilityZones"):
+                zones = self.clients.ec2.describe_availability_zones().get("AvailabilityZones", [])
+        except ProviderError as exc:
+            return Health(ok=False, message=str(exc))
+        except Exception as exc:  # health never raises
+            return Health(ok=False, message=f"{type(exc).__name__}")
+        return Health(ok=True, message=f"{self.config.region}: {len(zones)} zones")
+
+    # ------------------------------------------------------------------ resolve-image
+
+    def _resolve_images(self, ctxs: Sequence[Ctx]) -> Sequence[StepResult]:
+        """resolve-image for many requests: the official AMIs of all of them in one call."""
+        wanted = set()
+        for ctx in ctxs:
+            key = self._official_key(ctx)
+            if key is not None and key not in self._images:
+                wanted.add(key)
+        lookup_error: ProviderError | None = None
+        try:
+            self._lookup_official(wanted)
+        except ProviderError as exc:
+            lookup_error = exc
+        # An exception in the list applies to that request alone (the runner's rule).
+        results: list[Any] = []
+        for ctx in ctxs:
+            if lookup_error is not None and self._official_key(ctx) in wanted:
+                results.append(lookup_error)
+                continue
+            try:
+                results.append(self._resolve_image(ctx))
+            except ProviderError as exc:
+                results.append(exc)
+        return cast(Sequence[StepResult], results)
+
+    def _resolve_image(self, ctx: Ctx) -> StepResult:
+        state, data, request = ctx.state, ctx.data, ctx.request
+        if not state.nonce:
+            state.nonce = secrets.token_hex(8)
+        if request.secure_boot:
+            raise InvalidRequest("secure boot AMIs are not supported by the AWS driver yet",
+                                 field="secure_boot")
+        if state.image_id is None:
+            image = self._image_for(ctx)
+            if image is None or image.state != "available":
+                reason = "importing the Talos image" if image is None else "AMI pending"
+                return Retry(after=self.config.poll_interval * 3, reason=reason)
+            state.image_id = image.image_id
+            state.root_device_name = image.root_device_name
+            state.import_task_id = None
+            ctx.event(f"image {image.image_id}")
+        if not state.instance_types:
+            state.instance_types = list(self._instance_types(data, request))
+        return None
+
+    def _official_key(self, ctx: Ctx) -> ImageKey | None:
+        if ctx.data.ami or ctx.state.image_id:
+            return None
+        schematic = Schematic.from_request(ctx.request)
+        if not schematic.is_default():
+            return None
+        return ImageKey(ctx.request.talos_version, str(ctx.request.arch), schematic.id())
+
+    def _lookup_official(self, keys: set[ImageKey]) -> None:
+        if not keys:
+            return
+        found = find_official_images(self.clients.ec2, self.config.region, keys)
+        with self._lock:
+            for key, image in found.items():
+                self._images[key] = image
+
+    def _image_for(self, ctx: Ctx) -> FoundImage | None:
+        ami = ctx.data.ami
+        if ami:
+            if ami not in self._images:
+                image = describe_image(self.clients.ec2, ami)
+                with self._lock:
+                    self._images[ami] = image
+            return self._images[ami]
+        key = self._official_key(ctx)
+        if key is not None:
+            if key not in self._images:
+                self._lookup_official({key})
+            if key not in self._images:
+                raise InvalidRequest(
+                    f"no official Talos AMI {key.official_name(self.config.region)} "
+                    f"(owner 540036508848) in {self.config.region}",
+                    field="talos_version",
+                )
+            return self._images[key]
+        return self._import(ctx)
+
+    def _import(self, ctx: Ctx) -> FoundImage | None:
+        request = ctx.request
+        schematic = Schematic.from_request(request)
+        key = ImageKey(request.talos_version, str(request.arch), schematic.id())
+        with self._lock:
+            if key in self._images:
+                return self._images[key]
+            key_lock = self._image_locks.setdefault(key, threading.Lock())
+        # One import per schematic at a time in this process; the tag lookup and
+        # the ClientToken take care of other processes.
+        with key_lock:
+            task = ctx.state.import_task_id or self._import_tasks.get(key)
+            progress = self._importer().advance(key, task, lambda: self._fetch(schematic, request))
+        if progress.image is not None:
+            if progress.image.state == "available":
+                with self._lock:
+                    self._images[key] = progress.image
+            return progress.image
+        ctx.state.import_task_id = progress.task_id
+        if progress.task_id:
+            with self._lock:
+                self._import_tasks[key] = progress.task_id
+        return None
+
+    def _importer(self) -> CustomImageImporter:
+        return CustomImageImporter(
+            self.clients.ec2, lambda: self.clients.s3,
+            bucket=self.config.image_bucket, prefix=self.config.image_prefix,
+            role_name=self.config.import_role, work_dir=self.runtime.cache_dir / "aws",
+            progress=self.runtime.progress,
+        )
+
+    def _fetch(self, schematic: Schematic, request: MachineRequest) -> Path:
+        from talprov.talos.assets import Platform
+
+        factory = self.runtime.images
+        schematic_id = factory.register(schematic)
+        url = factory.image_url(schematic_id, request.talos_version, Platform.AWS, request.arch)
+        return factory.download(url, progress=self.runtime.progress)
+
+    def _instance_types(self, data: AwsData, request: MachineRequest) -> tuple[str, ...]:
+        if data.instance_type:
+            return (data.instance_type,)
+        if data.cpu is None or data.memory is None:
+            return (DEFAULT_INSTANCE_TYPES[str(request.arch)],)
+        with self._lock:
+            if self._types is None:
+                self._types = InstanceTypeChooser(self.clients.ec2)
+            chooser = self._types
+        return chooser.choose(data.cpu, data.memory, str(request.arch), data.spot.enabled)
+
+    # ------------------------------------------------------------------ ensure-instance
+
+    def _ensure_instance(self, ctx: Ctx) -> StepResult:
+        outcome = self._ensure_batch([ctx])[0]
+        if isinstance(outcome, BaseException):
+            raise outcome
+        return outcome
+
+    def _ensure_batch(self, ctxs: Sequence[Ctx]) -> list[StepResult | ProviderError]:
+        """ensure-instance for many requests: one lookup, then as few launches as can be.
+
+        Returns one outcome per context: ``None`` (the request has its instance)
+        or the ``ProviderError`` that stopped it. Idempotent: every request is
+        looked up by its tags before anything is launched.
+        """
+        outcomes: dict[int, StepResult | ProviderError] = {}
+        lookup: list[int] = []
+        for index, ctx in enumerate(ctxs):
+            if ctx.state.infra_id:
+                outcomes[index] = None
+            elif ctx.observed is not None and ctx.observed.state != MachineState.TERMINATED:
+                tagged = ctx.observed.extra.get("request_tag") != "no"
+                self._adopt(ctx, ctx.observed.infra_id, tagged=tagged)
+                outcomes[index] = None
+            else:
+                lookup.append(index)
+        if lookup:
+            self._find_or_launch([ctxs[i] for i in lookup], lookup, outcomes)
+        return [outcomes[i] for i in range(len(ctxs))]
+
+    def _find_or_launch(
+        self, ctxs: Sequence[Ctx], indexes: Sequence[int],
+        outcomes: dict[int, StepResult | ProviderError],
+    ) -> None:
+        owner = ctxs[0].owner
+        try:
+            found = find_for_requests(self.clients.ec2, owner, [c.request.id for c in ctxs])
+        except ProviderError as exc:
+            for index in indexes:
+                outcomes[index] = exc
+            return
+        missing: list[tuple[int, Ctx]] = []
+        for index, ctx in zip(indexes, ctxs, strict=True):
+            instances = found.get(ctx.request.id)
+            if instances:
+                outcomes[index] = self._adopt_found(ctx, instances)
+            else:
+                missing.append((index, ctx))
+        if missing:
+            errors = self.launcher.launch_all(
+                [ctx for _, ctx in missing], owner, self._user_data, self._adopt
+            )
+            for (index, ctx), error in zip(missing, errors, strict=True):
+                outcomes[index] = error
+                if error is None and not ctx.state.infra_id:
+                    outcomes[index] = Retry(after=0, reason="launch did not return the instance")
+
+    def _adopt(self, ctx: Ctx, instance_id: str, *, tagged: bool) -> None:
+        ctx.state.infra_id = instance_id
+        ctx.state.tagged = tagged
+        ctx.event(f"instance {instance_id}")
+
+    def _adopt_found(self, ctx: Ctx, instances: list[dict[str, Any]]) -> StepResult:
+        # Oldest first: should two ever exist (an endpoint that ignores
+        # ClientToken and lags in its listing), the first one is kept.
+        ordered = sorted(instances, key=lambda r: (str(r.get("LaunchTime", "")),
+                                                   str(r["InstanceId"])))
+        keep = ordered[0]
+        tagged = tags_of(keep).get(REQUEST_KEY) == ctx.request.id
+        self._adopt(ctx, str(keep["InstanceId"]), tagged=tagged)
+        extra = [str(r["InstanceId"]) for r in ordered[1:]]
+        if extra:
+            terminate(self.clients.ec2, extra)
+            ctx.event(f"terminated duplicate instances {', '.join(extra)}")
+        return None
+
+    def _user_data(self, request: MachineRequest) -> str:
+        """The user-data text: the machine config plus Omni's join documents, if any.
+
+        Raises ``InvalidRequest`` naming the field when the config is not YAML or
+        the join asks for kernel args, which an AMI cannot take per instance.
+        """
+        if request.join is not None and not uses_documents(request.join):
+            raise InvalidRequest(
+                "AWS delivers the join through user-data; use mode auto or documents",
+                field="join.mode",
+            )
+        try:
+            return render_user_data(request.machine_config.get_secret_value(), request.join)
+        except ConfigError as exc:
+            raise InvalidRequest(str(exc)) from None
+
+    # ------------------------------------------------------------------ wait-running
+
+    def _wait_running(self, ctx: Ctx) -> StepResult:
+        state = ctx.state
+        instance_id = state.infra_id
+        if instance_id is None:
+            raise InstanceLost("no instance was recorded for this request")
+        machine = ctx.observed if ctx.observed and ctx.observed.infra_id == instance_id else None
+        if machine is None:
+            if state.wait_checks == 0:
+                # Launched during this pass: the next pass's listing will show it.
+                state.wait_checks = 1
+                return Retry(after=self.config.poll_interval, reason="waiting for the instance")
+            raw = describe_one(self.clients.ec2, instance_id)
+            if raw is None:
+                raise InstanceLost(f"instance {instance_id} no longer exists")
+            machine = machine_from_instance(raw)
+        if not state.tagged:
+            try:
+                tag_instance(self.clients.ec2, instance_id, ctx.request.id)
+                state.tagged = True
+            except ProviderError:
+                pass  # the member tags identify it meanwhile; try again next time
+        if machine.state == MachineState.RUNNING:
+            state.addresses = list(machine.addresses)
+            ctx.event(f"instance {instance_id} running")
+            return None
+        ec2_state = machine.extra.get("ec2_state", machine.state.value)
+        if machine.state in (MachineState.TERMINATED, MachineState.ERROR):
+            reason = machine.extra.get("state_reason", "")
+            detail = f": {reason}" if reason else ""
+            raise InstanceLost(f"instance {instance_id} is {ec2_state}{detail}")
+        if ctx.elapsed() > self.config.running_timeout:
+            raise StepTimeout(
+                f"instance {instance_id} still {ec2_state} after {self.config.running_timeout:.0f}s"
+            )
+        return Retry(after=self.config.poll_interval, reason=f"instance {ec2_state}")
+
+    # ------------------------------------------------------------------ helpers
+
+    def _owned_by_id(self, ctx: StepContext[Any, Any], instance_id: str) -> set[str]:
+        raw = describe_one(self.clients.ec2, instance_id)
+        if raw is None or raw.get("State", {}).get("Name") == "terminated":
+            return set()
+        if not is_owned(tags_of(raw), ctx.owner):
+            ctx.event(f"instance {instance_id} lacks talprov's ownership tags; left alone")
+            return set()
+        return {instance_id}
+
+
+__all__ = ["AwsProvider", "AwsState"]

@@ -1,0 +1,201 @@
+"""Provisioning Talos machines on moto's EC2: the steps, batching, and API call counts."""
+
+from __future__ import annotations
+
+import base64
+import logging
+
+import pytest
+
+from talprov.aws.instances import MEMBER_PREFIX
+from talprov.providers.ownership import INSTALLATION_KEY, INSTANCE_KEY, REQUEST_KEY
+from tests.emulators.moto import REGION, talos_ami_id
+from tests.unit.aws.helpers import WORKER_CONFIG, Harness, make_request
+
+
+def _user_data(harness: Harness, instance_id: str) -> str:
+    reply = harness.raw_ec2().describe_instance_attribute(
+        InstanceId=instance_id, Attribute="userData"
+    )
+    return base64.b64decode(reply["UserData"]["Value"]).decode()
+
+
+def _tags(raw: dict[str, object]) -> dict[str, str]:
+    return {t["Key"]: t["Value"] for t in raw.get("Tags", [])}  # type: ignore[attr-defined]
+
+
+def test_five_machines_run_with_their_config_imdsv2_and_tags(harness: Harness) -> None:
+    for i in range(5):
+        harness.loop.add(make_request(f"worker-{i}"))
+
+    harness.loop.run_until_settled()
+
+    instances = harness.instances()
+    assert len(instances) == 5
+    by_request = {_tags(raw)[REQUEST_KEY]: raw for raw in instances}
+    assert sorted(by_request) == [f"worker-{i}" for i in range(5)]
+    for rid, raw in by_request.items():
+        tags = _tags(raw)
+        assert raw["State"]["Name"] == "running"
+        assert raw["ImageId"] == talos_ami_id("v1.11.5", REGION, "amd64")
+        assert raw["InstanceType"] == "t3.small"
+        assert raw["MetadataOptions"]["HttpTokens"] == "required"
+        assert raw["MetadataOptions"]["HttpPutResponseHopLimit"] == 1
+        assert tags["Name"] == rid
+        assert tags[INSTALLATION_KEY] == "talprov-test"
+        assert tags[INSTANCE_KEY] == "aws-test"
+        assert tags["talprov-label-cluster"] == "demo"
+        assert _user_data(harness, raw["InstanceId"]) == WORKER_CONFIG
+        assert harness.loop.requests[rid].state.infra_id == raw["InstanceId"]
+    for tracked in harness.loop.requests.values():
+        assert tracked.failed is None
+        assert tracked.state.addresses  # recorded from the listing once running
+
+
+def test_identical_configs_launch_in_one_call_within_three_calls_per_machine(
+    harness: Harness,
+) -> None:
+    count = 12
+    for i in range(count):
+        harness.loop.add(make_request(f"w-{i:02d}"))
+
+    harness.loop.run_until_settled()
+
+    calls = harness.counter.calls
+    assert calls["RunInstances"] == 1
+    assert calls["CreateTags"] == count  # request + Name tag per batch member
+    assert calls["DescribeImages"] == 1
+    assert calls["DescribeInstances"] == harness.loop.list_calls + 1  # listings + one lookup
+    assert harness.counter.total() / count <= 3
+    launched = [r for r in harness.instances()
+                if any(k.startswith(MEMBER_PREFIX) for k in _tags(r))]
+    assert sorted(r["AmiLaunchIndex"] for r in launched) == list(range(count))
+
+
+def test_distinct_configs_get_one_call_each(harness: Harness) -> None:
+    for i in range(3):
+        harness.loop.add(make_request(f"cp-{i}", config=WORKER_CONFIG + f"# node {i}\n"))
+
+    harness.loop.run_until_settled()
+
+    assert harness.counter.calls["RunInstances"] == 3
+    assert harness.counter.calls.get("CreateTags", 0) == 0  # tagged at launch
+    for raw in harness.instances():
+        rid = _tags(raw)[REQUEST_KEY]
+        assert _user_data(harness, raw["InstanceId"]).endswith(f"# node {rid[-1]}\n")
+
+
+def test_batches_respect_max_batch(harness_factory: object) -> None:
+    harness = harness_factory(max_batch=4)  # type: ignore[operator]
+    for i in range(10):
+        harness.loop.add(make_request(f"w-{i}"))
+
+    harness.loop.run_until_settled()
+
+    assert harness.counter.calls["RunInstances"] == 3  # 4 + 4 + 2
+    assert len(harness.instances()) == 10
+
+
+def test_shapes_split_batches(harness: Harness) -> None:
+    harness.loop.add(make_request("a-1"))
+    harness.loop.add(make_request("a-2"))
+    harness.loop.add(make_request("b-1", provider_data={"instance_type": "m5.large"}))
+    harness.loop.add(make_request("b-2", provider_data={"instance_type": "m5.large",
+                                                        "root_volume": {"size": 40}}))
+
+    harness.loop.run_until_settled()
+
+    types = {_tags(r)[REQUEST_KEY]: r["InstanceType"] for r in harness.instances()}
+    assert types == {"a-1": "t3.small", "a-2": "t3.small", "b-1": "m5.large", "b-2": "m5.large"}
+    assert harness.counter.calls["RunInstances"] == 3
+
+
+def test_cpu_and_memory_choose_the_smallest_type_once(harness: Harness) -> None:
+    for i in range(3):
+        harness.loop.add(make_request(f"s-{i}", provider_data={"cpu": 2, "memory": 8192}))
+    harness.loop.add(make_request("arm", arch="arm64", provider_data={"cpu": 2, "memory": 4096}))
+
+    harness.loop.run_until_settled()
+
+    types = {_tags(r)[REQUEST_KEY]: r["InstanceType"] for r in harness.instances()}
+    amd = harness.raw_ec2().describe_instance_types(InstanceTypes=[types["s-0"]])
+    info = amd["InstanceTypes"][0]
+    assert info["VCpuInfo"]["DefaultVCpus"] == 2
+    assert info["MemoryInfo"]["SizeInMiB"] == 8192
+    assert "x86_64" in info["ProcessorInfo"]["SupportedArchitectures"]
+    assert types["s-0"] == types["s-1"] == types["s-2"]
+    arm = harness.raw_ec2().describe_instance_types(InstanceTypes=[types["arm"]])
+    assert "arm64" in arm["InstanceTypes"][0]["ProcessorInfo"]["SupportedArchitectures"]
+    # One listing per distinct size, not per request.
+    assert harness.counter.calls["DescribeInstanceTypes"] <= 2
+
+
+def test_volume_spot_and_tags_reach_the_instance(harness: Harness) -> None:
+    ec2 = harness.raw_ec2()
+    harness.loop.add(make_request("spot-1", provider_data={
+        "instance_type": "m5.large",
+        "root_volume": {"size": 30, "type": "gp3", "encrypted": True},
+        "spot": {"enabled": True, "max_price": "0.05"},
+        "tags": {"team": "platform"},
+    }))
+
+    harness.loop.run_until_settled()
+
+    (raw,) = harness.instances()
+    assert _tags(raw)["team"] == "platform"
+    assert raw.get("InstanceLifecycle") == "spot"
+    volume_id = raw["BlockDeviceMappings"][0]["Ebs"]["VolumeId"]
+    volume = ec2.describe_volumes(VolumeIds=[volume_id])["Volumes"][0]
+    assert volume["Size"] == 30
+    assert _tags(volume)[REQUEST_KEY] == "spot-1"
+
+
+def test_oversized_machine_config_fails_naming_the_field(harness: Harness) -> None:
+    harness.loop.add(make_request("big", config="x" * (17 * 1024)))
+    harness.loop.add(make_request("ok"))
+
+    harness.loop.run_until_settled()
+
+    assert harness.loop.requests["big"].failed is not None
+    assert "machine_config" in harness.loop.requests["big"].failed
+    assert harness.loop.requests["ok"].failed is None
+    assert len(harness.instances()) == 1
+
+
+def test_unknown_talos_version_fails_naming_the_field(harness: Harness) -> None:
+    harness.loop.add(make_request("old", version="v1.2.3"))
+
+    harness.loop.run_until_settled()
+
+    failed = harness.loop.requests["old"].failed
+    assert failed is not None
+    assert "talos_version" in failed
+    assert "talos-v1.2.3-us-east-1-amd64" in failed
+
+
+def test_machine_config_never_appears_in_events_or_errors(harness: Harness) -> None:
+    harness.loop.add(make_request("w-1"))
+    harness.loop.add(make_request("big", config=WORKER_CONFIG + "x" * (17 * 1024)))
+
+    harness.loop.run_until_settled()
+
+    text = repr(harness.provider) + repr(harness.loop.requests)
+    for tracked in harness.loop.requests.values():
+        text += " ".join(tracked.events) + str(tracked.failed) + repr(tracked.state)
+    assert "canary-token-5f1e0c" not in text
+
+
+def test_debug_logging_never_shows_user_data(
+    harness: Harness, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    harness.loop.add(make_request("w-0"))
+    harness.loop.add(make_request("w-1", config=WORKER_CONFIG + "# other\n"))
+
+    harness.loop.run_until_settled()
+
+    assert len(harness.instances()) == 2
+    assert "Making request for" in caplog.text  # botocore did log at DEBUG
+    encoded = base64.b64encode(WORKER_CONFIG.encode()).decode()
+    assert "canary-token-5f1e0c" not in caplog.text
+    assert encoded[:40] not in caplog.text
