@@ -1,0 +1,1 @@
+"""OpenStack driver: Talos images in Glance, Nova servers with user_data, tagged ports."""

@@ -1,0 +1,131 @@
+"""The one place where openstacksdk and keystoneauth errors become talprov errors.
+
+* 401: keystoneauth has already thrown the token away and authenticated again
+  once (its session does that on any 401); a second 401 means the credentials
+  are wrong or revoked → ``AuthError``.
+* 403 naming a quota (Nova answers ``forbidden`` "Quota exceeded ...") and
+  Neutron's 409/413 ``OverQuota`` → ``QuotaExceeded``; any other 403 → ``AuthError``.
+* 409, 429 and 5xx → ``Transient``, honouring ``Retry-After``.
+* 400 → ``InvalidRequest``; 404 → ``NotFound``.
+* Connection failures and timeouts → ``Transient``; TLS failures and a broken
+  auth configuration → ``AuthError`` (retrying will not help).
+
+Messages carry the operation and the API's own error text, which never holds
+request bodies; talprov never puts user_data or credentials in them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from keystoneauth1 import exceptions as ksa
+from openstack import exceptions as sdk
+
+from talprov.providers.errors import (
+    AuthError,
+    CapacityError,
+    InvalidRequest,
+    NotFound,
+    ProviderError,
+    QuotaExceeded,
+    Transient,
+)
+
+NO_VALID_HOST = "no valid host"
+MAX_DETAIL = 300
+
+
+def retry_after(response: Any) -> float | None:
+    """Seconds from a ``Retry-After`` header (delta-seconds form), if any."""
+    if response is None:
+        return None
+    value = response.headers.get("Retry-After")
+    try:
+        return max(0.0, float(value)) if value is not None else None
+    except ValueError:
+        return None
+
+
+def _detail(exc: sdk.HttpException) -> str:
+    text = str(exc.details or exc.message or "").strip().replace("\n", " ")
+    return text[:MAX_DETAIL]
+
+
+def _error_type(exc: sdk.HttpException) -> str:
+    """Neutron's ``NeutronError.type`` (e.g. ``OverQuota``), when the body has one."""
+    response = exc.response
+    try:
+        body = response.json() if response is not None else None
+    except ValueError:
+        return ""
+    if isinstance(body, dict) and isinstance(body.get("NeutronError"), dict):
+        return str(body["NeutronError"].get("type", ""))
+    return ""
+
+
+def is_no_valid_host(message: str | None) -> bool:
+    """Whether a server fault says the scheduler found no room."""
+    return message is not None and NO_VALID_HOST in message.lower()
+
+
+def translate(exc: BaseException, what: str) -> ProviderError:  # noqa: PLR0911 - a table
+    """The talprov error for ``exc`` raised while doing ``what``. Pure."""
+    if isinstance(exc, ProviderError):
+        return exc
+    if isinstance(exc, sdk.HttpException):
+        return _from_http(exc, what)
+    if isinstance(exc, ksa.http.Unauthorized):
+        return AuthError(f"{what}: authentication failed (HTTP 401); check the credentials")
+    if isinstance(exc, ksa.http.HttpError):
+        status = int(getattr(exc, "http_status", 0) or 0)
+        if status in (429,) or status >= 500:
+            return Transient(f"{what}: identity service answered HTTP {status}",
+                             retry_after=retry_after(getattr(exc, "response", None)))
+        return AuthError(f"{what}: identity service answered HTTP {status}")
+    if isinstance(exc, ksa.SSLError):
+        return AuthError(f"{what}: TLS verification failed; set ca_file to the cloud's CA")
+    if isinstance(exc, ksa.ConnectionError | ksa.DiscoveryFailure):
+        return Transient(f"{what}: cloud unreachable ({type(exc).__name__})")
+    if isinstance(exc, ksa.AuthPluginException | ksa.EndpointNotFound | sdk.ConfigException):
+        return AuthError(f"{what}: cloud configuration problem ({type(exc).__name__}: {exc})")
+    if isinstance(exc, sdk.DuplicateResource):
+        return InvalidRequest(f"{what}: the name matches several resources; use the id")
+    if isinstance(exc, sdk.ResourceTimeout):
+        return Transient(f"{what}: timed out")
+    if isinstance(exc, sdk.SDKException):
+        return Transient(f"{what}: {type(exc).__name__}: {str(exc)[:MAX_DETAIL]}")
+    raise exc
+
+
+def _from_http(exc: sdk.HttpException, what: str) -> ProviderError:  # noqa: PLR0911 - a table
+    status = exc.status_code or 0
+    detail = _detail(exc)
+    message = f"{what}: HTTP {status}: {detail}" if detail else f"{what}: HTTP {status}"
+    quota = "quota" in detail.lower() or _error_type(exc) == "OverQuota"
+    after = retry_after(exc.response)
+    if status == 401:
+        return AuthError(message)
+    if status in (403, 409, 413) and quota:
+        return QuotaExceeded(message, retry_after=after)
+    if status == 403:
+        return AuthError(message)
+    if status == 404:
+        return NotFound(message)
+    if status == 400:
+        if is_no_valid_host(detail):
+            return CapacityError(message)
+        return InvalidRequest(message)
+    if status in (409, 429) or status >= 500:
+        return Transient(message, retry_after=after)
+    return InvalidRequest(message)
+
+
+@contextmanager
+def openstack_errors(what: str) -> Iterator[None]:
+    """Re-raise SDK and keystoneauth errors inside the block as talprov errors."""
+    try:
+        yield
+    except (sdk.SDKException, ksa.ClientException) as exc:
+        raise translate(exc, what) from exc

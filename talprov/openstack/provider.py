@@ -1,0 +1,473 @@
+"""The OpenStack provider: Glance image, tagged ports, a Nova server with user_data.
+
+Steps (each idempotent: it looks for what it would create, by tag or name, first):
+
+1. ``resolve-image``   an existing image, or the factory image uploaded to Glance once
+2. ``resolve-flavor``  the named flavor, or the smallest one that fits cpu/memory/disk
+3. ``ensure-server-group``  the named server group, created once with its policy
+4. ``ensure-ports``    one tagged port per network (or per explicit port spec)
+5. ``ensure-server``   the server, found by its request tag or created on those ports
+6. ``wait-active``     BUILD → ACTIVE; ERROR → delete it; NoValidHost → next zone
+7. ``ensure-floating-ip``  a tagged floating IP on the first port, when a pool is named
+
+Ports are created by talprov (not by Nova from ``networks``) and tagged, so a
+boot that fails (NoValidHost, quota) never leaves an untraceable port behind:
+they are reused for the next zone and removed by tag on deprovision.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Sequence
+from typing import Any, ClassVar
+
+from talprov.openstack import images
+from talprov.openstack.client import OpenStackClient, connect
+from talprov.openstack.config import OpenStackConfig
+from talprov.openstack.data import OpenStackData, OpenStackState, PortSpec
+from talprov.openstack.errors import is_no_valid_host
+from talprov.openstack.servers import (
+    PORT_KEY,
+    encode_user_data,
+    is_going,
+    owner_tags,
+    render_user_data,
+    request_tags,
+    server_metadata,
+    tag,
+    tag_query,
+    to_machine,
+    zone_order,
+)
+from talprov.providers.errors import (
+    CapacityError,
+    InvalidRequest,
+    NotFound,
+    ProviderError,
+    StepTimeout,
+    Transient,
+)
+from talprov.providers.protocol import Runtime, Step, StepContext
+from talprov.providers.types import Health, Machine, Owner, Retry, StepResult
+
+Ctx = StepContext[OpenStackData, OpenStackState]
+GONE_STATES = {"DELETED", "SOFT_DELETED"}
+
+
+class _ServerView:
+    """The few server facts the wait step needs, from a listing or a GET alike."""
+
+    def __init__(self, machine: Machine) -> None:
+        self.status = machine.extra.get("status", "UNKNOWN")
+        self.fault = machine.extra.get("fault")
+        self.addresses = machine.addresses
+
+
+class ServerBuildFailed(ProviderError):
+    """Nova put the server in ERROR for a reason other than capacity."""
+
+    permanent = True
+
+
+def scrub(exc: ProviderError, secret: str) -> bool:
+    """Remove ``secret`` from ``exc``'s message; returns whether it was there."""
+    if not secret or secret not in exc.message:
+        return False
+    exc.message = exc.message.replace(secret, "<user_data>")
+    exc.args = (exc.message,)
+    return True
+
+
+class OpenStackProvider:
+    """Talos machines on an OpenStack cloud (Nova, Glance, Neutron)."""
+
+    type_name: ClassVar[str] = "openstack"
+    config_model: ClassVar[type[OpenStackConfig]] = OpenStackConfig
+    data_model: ClassVar[type[OpenStackData]] = OpenStackData
+    state_model: ClassVar[type[OpenStackState]] = OpenStackState
+
+    def __init__(
+        self,
+        name: str,
+        config: OpenStackConfig,
+        runtime: Runtime,
+        *,
+        connector: Callable[[OpenStackConfig], Any] = connect,
+    ) -> None:
+        self.name = name
+        self.config = config
+        self.runtime = runtime
+        self.client = OpenStackClient(config, runtime.sleep, connector)
+        self._group_lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return f"OpenStackProvider({self.name!r})"
+
+    def steps(self) -> Sequence[Step]:
+        """The provisioning steps, in order. Each is idempotent."""
+        return [
+            Step("resolve-image", self._resolve_image),
+            Step("resolve-flavor", self._resolve_flavor),
+            Step("ensure-server-group", self._ensure_server_group),
+            Step("ensure-ports", self._ensure_ports_step),
+            Step("ensure-server", self._ensure_server_step),
+            Step("wait-active", self._wait_active),
+            Step("ensure-floating-ip", self._ensure_floating_ip),
+        ]
+
+    # -- 1. image ------------------------------------------------------------------------
+
+    def _resolve_image(self, ctx: Ctx) -> StepResult:
+        if ctx.state.image_id is not None:
+            return None
+        if ctx.data.image is not None:
+            ctx.state.image_id = images.resolve_named_image(self.client, ctx.data.image)
+        else:
+            ctx.state.image_id = images.ensure_image(self.client, self.config, self.runtime,
+                                                     ctx.request)
+        ctx.event(f"image {ctx.state.image_id}")
+        return None
+
+    # -- 2. flavor -----------------------------------------------------------------------
+
+    def _resolve_flavor(self, ctx: Ctx) -> StepResult:
+        if ctx.state.flavor_id is not None:
+            return None
+        data = ctx.data
+        if data.flavor is not None:
+            flavor = self.client.find_one("find flavor", self.client.compute.find_flavor,
+                                          data.flavor)
+            if flavor is None:
+                raise InvalidRequest(f"no flavor {data.flavor!r}", field="provider_data.flavor")
+        else:
+            flavors = self.client.list("list flavors", self.client.compute.flavors, details=True)
+            fitting = [f for f in flavors
+                       if f.vcpus >= (data.cpu or 0) and f.ram >= (data.memory or 0)
+                       and (data.root_volume is not None or f.disk >= (data.disk or 0))]
+            if not fitting:
+                raise InvalidRequest(f"no flavor has {data.cpu} vCPUs, {data.memory} MiB and "
+                                     f"{data.disk} GiB", field="provider_data.cpu")
+            flavor = min(fitting, key=lambda f: (f.vcpus, f.ram, f.disk, str(f.name)))
+        ctx.state.flavor_id = str(flavor.id)
+        ctx.event(f"flavor {flavor.name}")
+        return None
+
+    # -- 3. server group -------------------------------------------------------------------
+
+    def _ensure_server_group(self, ctx: Ctx) -> StepResult:
+        name = ctx.data.server_group
+        if name is None or ctx.state.server_group_id is not None:
+            return None
+        # One group per name: requests of one set in this process must not race.
+        with self._group_lock:
+            groups = self.client.list("list server groups", self.client.compute.server_groups)
+            found = sorted((g for g in groups if g.name == name), key=lambda g: str(g.id))
+            if found:
+                group = found[0]
+            else:
+                group = self.client.write("create server group", lambda: (
+                    self.client.compute.create_server_group(
+                        name=name, policy=ctx.data.server_group_policy)))
+                ctx.event(f"created server group {name} ({ctx.data.server_group_policy})")
+        ctx.state.server_group_id = str(group.id)
+        return None
+
+    # -- 4. ports --------------------------------------------------------------------------
+
+    def _ensure_ports_step(self, ctx: Ctx) -> StepResult:
+        self._ensure_ports(ctx)
+        return None
+
+    def _request_ports(self, ctx: Ctx) -> list[Any]:
+        query = tag_query(request_tags(ctx.owner, ctx.request.id))
+        return self.client.list("list ports", self.client.network.ports, tags=query)
+
+    def _ensure_ports(self, ctx: Ctx) -> None:
+        specs = ctx.data.port_specs()
+        existing: dict[str, Any] = {}
+        for port in self._request_ports(ctx):
+            for port_tag in port.tags or []:
+                if port_tag.startswith(PORT_KEY + "="):
+                    existing.setdefault(port_tag, port)
+        port_ids: list[str] = []
+        for index, spec in enumerate(specs):
+            index_tag = tag(PORT_KEY, str(index))
+            port = existing.get(index_tag)
+            if port is None:
+                port = self._create_port(ctx, index, spec, index_tag)
+                ctx.event(f"created port {port.id} on {spec.network}")
+            port_ids.append(str(port.id))
+        ctx.state.port_ids = port_ids
+
+    def _create_port(self, ctx: Ctx, index: int, spec: PortSpec, index_tag: str) -> Any:
+        net = self.client.find_one("find network", self.client.network.find_network,
+                                   spec.network)
+        if net is None:
+            raise InvalidRequest(f"no network {spec.network!r}", field="provider_data.networks")
+        attrs: dict[str, Any] = {
+            "network_id": net.id,
+            "name": f"{ctx.request.id}-{index}",
+            "description": "created by talprov",
+            "tags": [*request_tags(ctx.owner, ctx.request.id), index_tag],
+        }
+        groups = spec.security_groups if spec.security_groups is not None else (
+            ctx.data.security_groups)
+        if groups:
+            attrs["security_group_ids"] = [self._security_group_id(g) for g in groups]
+        if spec.fixed_ips:
+            attrs["fixed_ips"] = [self._fixed_ip(net.id, item.subnet, item.ip_address)
+                                  for item in spec.fixed_ips]
+        return self.client.write("create port", lambda: self.client.network.create_port(**attrs))
+
+    def _security_group_id(self, name_or_id: str) -> str:
+        group = self.client.find_one("find security group",
+                                     self.client.network.find_security_group, name_or_id)
+        if group is None:
+            raise InvalidRequest(f"no security group {name_or_id!r}",
+                                 field="provider_data.security_groups")
+        return str(group.id)
+
+    def _fixed_ip(self, network_id: str, subnet: str | None, address: str | None) -> dict[
+            str, str]:
+        item: dict[str, str] = {}
+        if subnet is not None:
+            found = self.client.find_one("find subnet", self.client.network.find_subnet, subnet)
+            if found is None or found.network_id != network_id:
+                raise InvalidRequest(f"no subnet {subnet!r} on that network",
+                                     field="provider_data.ports")
+            item["subnet_id"] = str(found.id)
+        if address is not None:
+            item["ip_address"] = address
+        return item
+
+    def _release_ports(self, ctx: Ctx) -> None:
+        for port in self._request_ports(ctx):
+            self._delete_port(str(port.id))
+        ctx.state.port_ids = []
+
+    def _delete_port(self, port_id: str) -> None:
+        self.client.delete("delete port", lambda: self.client.network.delete_port(
+            port_id, ignore_missing=False))
+
+    def _delete_server(self, server_id: str) -> None:
+        self.client.delete("delete server", lambda: self.client.compute.delete_server(
+            server_id, ignore_missing=False))
+
+    # -- 5. server -------------------------------------------------------------------------
+
+    def _ensure_server_step(self, ctx: Ctx) -> StepResult:
+        if self._current_server(ctx) is None:
+            self._create_server(ctx)
+        return None
+
+    def _current_server(self, ctx: Ctx) -> Any:
+        """This request's live server: the recorded one, else the one carrying its tag."""
+        if ctx.state.server_id is not None:
+            try:
+                server = self.client.read("get server", lambda: self.client.compute.get_server(
+                    ctx.state.server_id))
+            except NotFound:
+                server = None
+            if server is not None and not is_going(server):
+                return server
+            ctx.state.server_id = None
+        query = tag_query(request_tags(ctx.owner, ctx.request.id))
+        found = [s for s in self.client.list("list servers", self.client.compute.servers,
+                                             tags=query)
+                 if s.id not in ctx.state.discarded_servers and not is_going(s)]
+        if not found:
+            return None
+        server = min(found, key=lambda s: str(s.created_at))
+        self._record_server(ctx, server)
+        return server
+
+    def _record_server(self, ctx: Ctx, server: Any) -> None:
+        ctx.state.server_id = ctx.state.infra_id = ctx.state.machine_uuid = str(server.id)
+
+    def _create_server(self, ctx: Ctx) -> None:
+        """Boot the server in the zone this attempt has reached. Not retried here."""
+        zones = zone_order(ctx.request.id, ctx.data.availability_zone)
+        if ctx.state.zone_attempt >= len(zones):
+            ctx.state.zone_attempt = 0
+        zone = zones[ctx.state.zone_attempt]
+        self._ensure_ports(ctx)
+        attrs = self._server_attrs(ctx, zone)
+        try:
+            server = self.client.write("create server",
+                                       lambda: self.client.compute.create_server(**attrs))
+        except ProviderError as exc:
+            scrubbed = scrub(exc, attrs["user_data"])
+            if not isinstance(exc, Transient):
+                # Quota or a rejected request: do not hold ports while the set backs off.
+                self._release_ports(ctx)
+            if scrubbed:
+                # The API quoted the user_data (Nova does for some 400s): drop the SDK
+                # exception too, it carries the same text.
+                raise exc from None
+            raise
+        self._record_server(ctx, server)
+        ctx.event(f"created server {server.id}" + (f" in {zone}" if zone else ""))
+
+    def _server_attrs(self, ctx: Ctx, zone: str | None) -> dict[str, Any]:
+        data = ctx.data
+        attrs: dict[str, Any] = {
+            "name": ctx.request.id,
+            "flavor_id": ctx.state.flavor_id,
+            "networks": [{"port": port_id} for port_id in ctx.state.port_ids],
+            "user_data": encode_user_data(render_user_data(ctx.request)),
+            "metadata": server_metadata(ctx.owner, ctx.request, data.metadata),
+            "tags": [*request_tags(ctx.owner, ctx.request.id), *data.tags],
+        }
+        if data.root_volume is not None:
+            attrs["block_device_mapping"] = [{
+                "boot_index": 0, "uuid": ctx.state.image_id, "source_type": "image",
+                "destination_type": "volume", "volume_size": data.root_volume.size,
+                "delete_on_termination": data.root_volume.delete_on_termination,
+                **({"volume_type": data.root_volume.type} if data.root_volume.type else {}),
+            }]
+        else:
+            attrs["image_id"] = ctx.state.image_id
+        if zone is not None:
+            attrs["availability_zone"] = zone
+        if data.config_drive:
+            attrs["config_drive"] = True
+        if ctx.state.server_group_id is not None:
+            attrs["scheduler_hints"] = {"group": ctx.state.server_group_id}
+        return attrs
+
+    # -- 6. wait ---------------------------------------------------------------------------
+
+    def _wait_active(self, ctx: Ctx) -> StepResult:
+        server = self._observed_or_fetched(ctx)
+        if server is None:
+            # Deleted under us, or a create that failed last time: boot (again).
+            self._create_server(ctx)
+            return Retry(after=self.config.poll_interval, reason="server created")
+        status = server.status
+        if status == "ACTIVE":
+            ctx.state.addresses = list(server.addresses)
+            ctx.event(f"server {ctx.state.server_id} active")
+            return None
+        if status == "ERROR":
+            return self._failed_build(ctx, server.fault)
+        if ctx.elapsed() > self.config.active_timeout:
+            raise StepTimeout(f"server {ctx.state.server_id} still {status} after "
+                              f"{self.config.active_timeout:.0f}s")
+        return Retry(after=self.config.poll_interval, reason=f"server {status.lower()}")
+
+    def _observed_or_fetched(self, ctx: Ctx) -> _ServerView | None:
+        """The server as this pass's listing saw it, or one GET when it did not see it."""
+        observed = ctx.observed
+        if observed is not None and observed.infra_id == ctx.state.server_id:
+            return _ServerView(observed)
+        server = self._current_server(ctx)
+        return None if server is None else _ServerView(to_machine(server))
+
+    def _failed_build(self, ctx: Ctx, fault: str | None) -> StepResult:
+        server_id = ctx.state.server_id
+        message = fault or "no fault message"
+        ctx.state.last_fault = message
+        if server_id is not None:
+            self._delete_server(server_id)
+            ctx.state.discarded_servers = [*ctx.state.discarded_servers, server_id]
+        ctx.state.server_id = ctx.state.infra_id = ctx.state.machine_uuid = None
+        ctx.event(f"server {server_id} failed: {message}; deleted")
+        if not is_no_valid_host(message):
+            self._release_ports(ctx)
+            raise ServerBuildFailed(f"server build failed: {message}")
+        zones = zone_order(ctx.request.id, ctx.data.availability_zone)
+        ctx.state.zone_attempt += 1
+        if ctx.state.zone_attempt >= len(zones):
+            ctx.state.zone_attempt = 0
+            self._release_ports(ctx)
+            tried = ", ".join(z for z in zones if z) or "the default zone"
+            raise CapacityError(f"no valid host in {tried}: {message}")
+        ctx.event(f"no valid host; trying zone {zones[ctx.state.zone_attempt]}")
+        self._create_server(ctx)
+        return Retry(after=self.config.poll_interval, reason="retrying in the next zone")
+
+    # -- 7. floating IP --------------------------------------------------------------------
+
+    def _ensure_floating_ip(self, ctx: Ctx) -> StepResult:
+        pool = ctx.data.floating_ip_pool
+        if pool is None:
+            return None
+        query = tag_query(request_tags(ctx.owner, ctx.request.id))
+        found = self.client.list("list floating IPs", self.client.network.ips, tags=query)
+        if found:
+            fip = found[0]
+        else:
+            net = self.client.find_one("find floating IP pool", self.client.network.find_network,
+                                       pool)
+            if net is None:
+                raise InvalidRequest(f"no network {pool!r}", field="provider_data.floating_ip_pool")
+            fip = self.client.write("create floating IP", lambda: self.client.network.create_ip(
+                floating_network_id=net.id, port_id=ctx.state.port_ids[0],
+                tags=request_tags(ctx.owner, ctx.request.id)))
+            ctx.event(f"floating IP {fip.floating_ip_address}")
+        ctx.state.floating_ip_id = str(fip.id)
+        if fip.floating_ip_address not in ctx.state.addresses:
+            ctx.state.addresses = [*ctx.state.addresses, str(fip.floating_ip_address)]
+        return None
+
+    # -- deprovision -------------------------------------------------------------------------
+
+    def deprovision(self, ctx: Ctx) -> StepResult:
+        """Delete the server, then its tagged floating IPs and ports.
+
+        Idempotent: what is already gone is success. Returns ``Retry`` while Nova
+        is still deleting the server (its ports stay bound until then).
+        """
+        query = tag_query(request_tags(ctx.owner, ctx.request.id))
+        servers = [s for s in self.client.list("list servers", self.client.compute.servers,
+                                               tags=query) if s.status not in GONE_STATES]
+        recorded = ctx.state.server_id
+        if recorded is not None and recorded not in {s.id for s in servers}:
+            self._delete_server(recorded)
+        # Asked once is enough: from here on the tag listing shows what is left.
+        ctx.state.server_id = None
+        if servers:
+            for server in servers:
+                if not is_going(server):
+                    self._delete_server(str(server.id))
+                    ctx.event(f"deleting server {server.id}")
+            return Retry(after=self.config.poll_interval, reason="server deleting")
+        for fip in self.client.list("list floating IPs", self.client.network.ips, tags=query):
+            self._delete_floating_ip(str(fip.id))
+        port_ids = {str(p.id) for p in self._request_ports(ctx)} | set(ctx.state.port_ids)
+        for port_id in sorted(port_ids):
+            self._delete_port(port_id)
+        ctx.state.port_ids = []
+        ctx.state.server_id = None
+        return None
+
+    def _delete_floating_ip(self, fip_id: str) -> None:
+        self.client.delete("delete floating IP", lambda: self.client.network.delete_ip(
+            fip_id, ignore_missing=False))
+
+    # -- observe -----------------------------------------------------------------------------
+
+    def list_machines(self, owner: Owner) -> list[Machine]:
+        """Every server this installation owns for this instance: ONE filtered list.
+
+        Read-only and idempotent. Raises ``AuthError`` or ``Transient``.
+        """
+        servers = self.client.list("list servers", self.client.compute.servers,
+                                   tags=tag_query(owner_tags(owner)))
+        return [to_machine(s) for s in servers if s.status not in GONE_STATES]
+
+    def health(self) -> Health:
+        """Whether the cloud answers with these credentials. Never raises."""
+        def authorize() -> Any:
+            # Connecting happens inside the retried, translated call, not before it.
+            return self.client.conn.authorize()
+
+        try:
+            self.client.read("authenticate", authorize)
+            zones = self.client.list("list zones", self.client.compute.availability_zones)
+        except ProviderError as exc:
+            return Health(ok=False, message=str(exc))
+        except Exception as exc:  # health must never raise
+            return Health(ok=False, message=f"{type(exc).__name__}")
+        return Health(ok=True, message=f"{len(zones)} availability zones")
+

@@ -1,0 +1,174 @@
+"""Server-side helpers: ownership tags, zone order, user_data, and Machine mapping.
+
+Nova and Neutron tags are single strings (up to 60 characters, no ``,`` or ``/``),
+so ownership marks travel as ``key=value`` tags; a value too long for that is
+replaced by a digest, which is still deterministic and so still found by a
+filtered list. The plain values also go into server metadata (up to 255
+characters), where ``list_machines`` reads the request id and labels from.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+from talprov.providers.errors import ConfigError, InvalidRequest
+from talprov.providers.ownership import (
+    INSTALLATION_KEY,
+    INSTANCE_KEY,
+    REQUEST_KEY,
+    labels_from_tags,
+    ownership_tags,
+)
+from talprov.providers.types import Machine, MachineRequest, MachineState, Owner
+from talprov.talos.join import render_user_data as with_join
+
+MAX_TAG = 60
+MAX_USER_DATA = 65535
+PORT_KEY = "talprov-port"
+
+STATES = {
+    "BUILD": MachineState.PENDING,
+    "REBUILD": MachineState.PENDING,
+    "ACTIVE": MachineState.RUNNING,
+    "REBOOT": MachineState.RUNNING,
+    "HARD_REBOOT": MachineState.RUNNING,
+    "MIGRATING": MachineState.RUNNING,
+    "RESIZE": MachineState.RUNNING,
+    "VERIFY_RESIZE": MachineState.RUNNING,
+    "SHUTOFF": MachineState.STOPPED,
+    "SUSPENDED": MachineState.STOPPED,
+    "PAUSED": MachineState.STOPPED,
+    "SHELVED": MachineState.STOPPED,
+    "SHELVED_OFFLOADED": MachineState.STOPPED,
+    "ERROR": MachineState.ERROR,
+    "DELETED": MachineState.TERMINATED,
+    "SOFT_DELETED": MachineState.TERMINATED,
+}
+
+
+def is_going(server: Any) -> bool:
+    """Whether Nova has deleted the server or is deleting it."""
+    return str(server.status) in ("DELETED", "SOFT_DELETED") or getattr(
+        server, "task_state", None) == "deleting"
+
+
+def tag(key: str, value: str) -> str:
+    """``key=value`` as one Nova/Neutron tag, the value digested when it cannot fit."""
+    text = f"{key}={value}"
+    if len(text) <= MAX_TAG and "," not in text and "/" not in text:
+        return text
+    digest = hashlib.sha256(value.encode()).hexdigest()[: MAX_TAG - len(key) - 8]
+    return f"{key}=sha256:{digest}"
+
+
+def owner_tags(owner: Owner) -> list[str]:
+    """The tags every server, port and floating IP of ``owner`` carries."""
+    return [tag(INSTALLATION_KEY, owner.installation), tag(INSTANCE_KEY, owner.instance)]
+
+
+def request_tags(owner: Owner, request_id: str) -> list[str]:
+    """The tags that find exactly one request's resources."""
+    return [*owner_tags(owner), tag(REQUEST_KEY, request_id)]
+
+
+def tag_query(tags: Iterable[str]) -> str:
+    """The value of a ``tags=`` filter (all of them, comma-separated)."""
+    return ",".join(tags)
+
+
+def server_metadata(owner: Owner, request: MachineRequest, extra: Mapping[str, str]) -> dict[
+        str, str]:
+    """Server metadata: the ownership marks (full values) plus the user's keys.
+
+    Raises ``InvalidRequest`` when a label does not fit Nova's 255-character limit.
+    """
+    marks = ownership_tags(owner, request)
+    for key, value in marks.items():
+        if len(key) > 255 or len(value) > 255:
+            raise InvalidRequest(f"label {key!r} is too long for server metadata "
+                                 "(255 characters)", field="labels")
+    return {**extra, **marks}
+
+
+def zone_order(request_id: str, zones: Sequence[str]) -> list[str | None]:
+    """The zones a request tries, in order: a start picked from its id, then the rest.
+
+    Picking the start from the id spreads a machine set over the zones without
+    any shared counter; the rotation keeps every zone as a fallback.
+    """
+    if not zones:
+        return [None]
+    start = int(hashlib.sha256(request_id.encode()).hexdigest()[:8], 16) % len(zones)
+    return [*zones[start:], *zones[:start]]
+
+
+def render_user_data(request: MachineRequest) -> str:
+    """The text the machine receives as user_data: its machine config, with the Omni
+    join documents appended when the request joins in ``documents``/``auto`` mode.
+
+    Raises ``InvalidRequest`` (field ``machine_config``) when the config is not
+    YAML; the message never quotes the config.
+    """
+    try:
+        return with_join(request.machine_config.get_secret_value(), request.join)
+    except ConfigError as exc:
+        raise InvalidRequest(exc.message, field="machine_config") from None
+
+
+def encode_user_data(text: str) -> str:
+    """user_data as Nova takes it (base64). Raises ``InvalidRequest`` when too large."""
+    encoded = base64.b64encode(text.encode()).decode()
+    if len(encoded) > MAX_USER_DATA:
+        raise InvalidRequest(
+            f"the machine config is {len(text.encode())} bytes; Nova takes at most "
+            f"{MAX_USER_DATA} bytes of base64 user_data", field="machine_config")
+    return encoded
+
+
+def addresses_of(server: Any) -> tuple[str, ...]:
+    """Fixed addresses first, then floating ones, as Nova reports them."""
+    fixed: list[str] = []
+    floating: list[str] = []
+    for entries in (getattr(server, "addresses", None) or {}).values():
+        for entry in entries:
+            target = floating if entry.get("OS-EXT-IPS:type") == "floating" else fixed
+            target.append(str(entry.get("addr")))
+    return (*fixed, *floating)
+
+
+def fault_message(server: Any) -> str | None:
+    fault = getattr(server, "fault", None) or {}
+    message = fault.get("message") if isinstance(fault, dict) else None
+    return str(message) if message else None
+
+
+def to_machine(server: Any) -> Machine:
+    """The talprov view of a Nova server found by tag."""
+    metadata = dict(getattr(server, "metadata", None) or {})
+    created = None
+    if getattr(server, "created_at", None):
+        try:
+            created = datetime.fromisoformat(str(server.created_at).replace("Z", "+00:00"))
+        except ValueError:
+            created = None
+    extra = {"status": str(server.status), "availability_zone": str(
+        getattr(server, "availability_zone", "") or "")}
+    fault = fault_message(server)
+    if fault:
+        extra["fault"] = fault
+    state = STATES.get(str(server.status), MachineState.UNKNOWN)
+    return Machine(
+        infra_id=str(server.id),
+        state=MachineState.TERMINATED if is_going(server) else state,
+        request_id=metadata.get(REQUEST_KEY),
+        # Nova gives libvirt guests the instance uuid as their SMBIOS system UUID.
+        machine_uuid=str(server.id),
+        addresses=addresses_of(server),
+        labels=labels_from_tags(metadata),
+        created_at=created,
+        extra=extra,
+    )

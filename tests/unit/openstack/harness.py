@@ -1,0 +1,118 @@
+"""Drives the OpenStack provider's steps the way the request runner does, on a fake clock.
+
+``run`` calls each step until it returns None (sleeping its ``Retry.after`` on
+the fake clock), giving it what one ``list_machines`` call observed in that pass,
+exactly as the reconciler would.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from talprov.openstack.config import OpenStackAuth, OpenStackConfig
+from talprov.openstack.data import OpenStackData, OpenStackState
+from talprov.openstack.provider import OpenStackProvider
+from talprov.providers.protocol import Runtime, StepContext
+from talprov.providers.types import MachineRequest, Owner, Retry
+from tests.emulators.factory import FakeImageFactory
+from tests.emulators.openstack import FakeOpenStack
+
+CONFIG_CANARY = "canary-cluster-secret-7f3a9c"
+TALOS_VERSION = "v1.11.5"
+
+
+def machine_config(name: str) -> str:
+    return (
+        "version: v1alpha1\n"
+        "machine:\n"
+        "  type: worker\n"
+        f"  token: {CONFIG_CANARY}\n"
+        f"  network: {{hostname: {name}}}\n"
+        "cluster:\n"
+        "  controlPlane: {endpoint: https://10.0.0.10:6443}\n"
+    )
+
+
+@dataclass
+class FakeClock:
+    now: float = 1_000_000.0
+    sleeps: list[float] = field(default_factory=list)
+
+    def time(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.now += seconds
+
+
+class Harness:
+    """A provider wired to the fake cloud and factory, plus helpers to run requests."""
+
+    def __init__(self, cloud: FakeOpenStack, factory: FakeImageFactory, tmp: Path,
+                 **config: Any) -> None:
+        self.cloud = cloud
+        self.factory = factory
+        self.clock = FakeClock()
+        self.progress: list[tuple[str, int, int | None]] = []
+        self.runtime = Runtime(installation="test-install", cache_dir=tmp / "cache",
+                               factory_url=factory.url, clock=self.clock.time,
+                               sleep=self.clock.sleep, progress=self.record_progress)
+        self.owner = Owner(installation="test-install", instance="os-test")
+        self.config = OpenStackConfig(auth=OpenStackAuth(**cloud.auth()), region="RegionOne",
+                                      poll_interval=2.0, **config)
+        self.provider = OpenStackProvider("os-test", self.config, self.runtime)
+        self.passes = 0
+
+    def record_progress(self, task: str, done: int, total: int | None) -> None:
+        self.progress.append((task, done, total))
+
+    def request(self, request_id: str, **data: Any) -> MachineRequest:
+        provider_data = {"flavor": "m1.small", "networks": ["private"], **data}
+        return MachineRequest(id=request_id, provider="os-test", talos_version=TALOS_VERSION,
+                              machine_config=machine_config(request_id), labels={"role": "w"},
+                              provider_data=provider_data)
+
+    def context(self, request: MachineRequest,
+                state: OpenStackState | None = None) -> StepContext[OpenStackData, OpenStackState]:
+        return StepContext(request=request,
+                           data=OpenStackData.model_validate(request.provider_data),
+                           state=state or OpenStackState(), owner=self.owner,
+                           runtime=self.runtime)
+
+    def observe(self, ctx: StepContext[OpenStackData, OpenStackState]) -> None:
+        machines = self.provider.list_machines(self.owner)
+        ctx.observed = next((m for m in machines if m.request_id == ctx.request.id), None)
+
+    def run_step(self, name: str, ctx: StepContext[OpenStackData, OpenStackState],
+                 limit: int = 50) -> int:
+        """Run one named step until it is done; returns how many Retry it answered."""
+        step = next(s for s in self.provider.steps() if s.name == name)
+        ctx.step_started_at = self.clock.now
+        for retries in range(limit):
+            self.observe(ctx)
+            result = step.run(ctx)
+            if result is None:
+                return retries
+            assert isinstance(result, Retry)
+            self.clock.sleep(result.after)
+        raise AssertionError(f"step {name} did not finish in {limit} passes")
+
+    def provision(self, request: MachineRequest,
+                  state: OpenStackState | None = None) -> StepContext[OpenStackData,
+                                                                      OpenStackState]:
+        ctx = self.context(request, state)
+        for step in self.provider.steps():
+            self.run_step(step.name, ctx)
+        return ctx
+
+    def deprovision(self, ctx: StepContext[OpenStackData, OpenStackState],
+                    limit: int = 20) -> None:
+        for _ in range(limit):
+            result = self.provider.deprovision(ctx)
+            if result is None:
+                return
+            self.clock.sleep(result.after)
+        raise AssertionError("deprovision did not finish")
