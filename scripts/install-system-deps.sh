@@ -7,6 +7,8 @@ PACKAGES=(
     postgresql          # the shared store's tests run a real server (initdb + pg_ctl)
     qemu-utils          # qemu-img checks the fake factory's VMDK
     genisoimage         # isoinfo reads the fake factory's ISO
+    golang-go           # builds vcsim (tests/emulators/vcsim/build.sh)
+    golang-github-vmware-govmomi-dev   # vcsim's simulator sources
 )
 
 missing=()

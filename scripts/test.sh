@@ -14,6 +14,17 @@ fi
 .venv/bin/python -m pip install -q --disable-pip-version-check --upgrade pip
 .venv/bin/python -m pip install -q --disable-pip-version-check -e '.[test]'
 
+# The real Keystone (identity for the OpenStack tests) lives in its own venv: its
+# dependency set is large and must not shape talprov's.
+if [ ! -x .venv-keystone/bin/keystone-manage ]; then
+    "$PY" -m venv .venv-keystone
+    .venv-keystone/bin/python -m pip install -q --disable-pip-version-check keystone
+fi
+export TALPROV_KEYSTONE_PYTHON="$PWD/.venv-keystone/bin/python"
+
+# vcsim (the vSphere simulator) is built from Debian's govmomi sources once.
+bash tests/emulators/vcsim/build.sh
+
 echo "== ruff"
 .venv/bin/ruff check .
 echo "== mypy --strict"

@@ -1,0 +1,1 @@
+"""The VMware vSphere provider (pyvmomi): the Talos OVA imported once, cloned per machine."""

@@ -1,0 +1,296 @@
+"""One pyvmomi session to vCenter with talprov's TLS rules and one re-login.
+
+TLS: verification is on by default (the system's CAs), ``ca_file`` trusts one CA
+or self-signed certificate, ``thumbprint`` pins the certificate (checked on every
+handshake, before any request is sent), ``insecure`` turns checking off. An
+explicit ``ssl.SSLContext`` is always passed: pyvmomi would otherwise silently
+skip verification for ``localhost``. pyvmomi talks ``http.client``, so
+``REQUESTS_CA_BUNDLE`` and proxy variables do not change what is trusted.
+
+Sessions expire on vCenter (idle timeout, restart); a call that meets
+``NotAuthenticated`` logs in again once and is repeated.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import hmac
+import http.client
+import ssl
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from typing import IO, Any, TypeVar
+from urllib.parse import urlsplit
+
+from talprov.providers.errors import AuthError, ProviderError, StepTimeout
+from talprov.vmware import sdk
+from talprov.vmware.config import VSphereConfig
+from talprov.vmware.errors import is_fault, task_error, translate
+
+T = TypeVar("T")
+ServiceInstance = Any
+"""pyVmomi's ``vim.ServiceInstance`` (untyped)."""
+
+UPLOAD_CHUNK = 1 << 20
+
+
+class PinnedContext(ssl.SSLContext):
+    """A TLS context that accepts exactly the certificate with the pinned digest.
+
+    pyvmomi checks its own ``thumbprint`` argument only after CA verification
+    failed (and then turns verification off in the caller's context for good), so
+    the pin is enforced here instead, on every handshake of every connection.
+    """
+
+    pinned_hex: str = ""
+
+    def wrap_socket(self, *args: Any, **kwargs: Any) -> ssl.SSLSocket:
+        sock = super().wrap_socket(*args, **kwargs)
+        try:
+            check_pinned(sock, self.pinned_hex)
+        except AuthError:
+            sock.close()
+            raise
+        return sock
+
+
+def ssl_context(config: VSphereConfig) -> ssl.SSLContext:
+    """The TLS context for vCenter connections (see the module docstring)."""
+    if config.thumbprint_hex:
+        pinned = PinnedContext(ssl.PROTOCOL_TLS_CLIENT)
+        pinned.check_hostname = False
+        pinned.verify_mode = ssl.CERT_NONE  # the pin replaces CA and name checks
+        pinned.pinned_hex = config.thumbprint_hex
+        return pinned
+    if config.insecure:
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+        return context
+    return ssl.create_default_context(cafile=config.ca_file)
+
+
+def check_pinned(sock: ssl.SSLSocket, thumbprint_hex: str) -> None:
+    """Raise ``AuthError`` unless the peer's certificate has this SHA-1/256/512 digest."""
+    der = sock.getpeercert(binary_form=True) or b""
+    algorithm = {40: "sha1", 64: "sha256", 128: "sha512"}[len(thumbprint_hex)]
+    if not hmac.compare_digest(hashlib.new(algorithm, der).hexdigest(), thumbprint_hex):
+        raise AuthError("vCenter's certificate does not match the pinned thumbprint")
+
+
+class VSphereClient:
+    """A logged-in vCenter session; safe to share between threads."""
+
+    def __init__(self, config: VSphereConfig) -> None:
+        self.config = config
+        self.host, self.port = config.host_port
+        self.context = ssl_context(config)
+        self._si: ServiceInstance | None = None
+        self._lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return f"VSphereClient({self.host}:{self.port})"
+
+    # -- session ------------------------------------------------------------
+
+    def _login(self) -> ServiceInstance:
+        from pyVim import connect
+
+        smart_connect: Any = connect.SmartConnect
+        try:
+            return smart_connect(
+                protocol="https", host=self.host, port=self.port,
+                user=self.config.username, pwd=self.config.password.get_secret_value(),
+                sslContext=self.context,
+                connectionPoolTimeout=-1,
+            )
+        except Exception as exc:
+            raise translate(exc, f"log in to vCenter as {self.config.username}") from None
+
+    def _session(self) -> ServiceInstance:
+        with self._lock:
+            if self._si is None:
+                self._si = self._login()
+            return self._si
+
+    def _relogin(self, stale: ServiceInstance) -> ServiceInstance:
+        with self._lock:
+            if self._si is stale:  # another thread may have renewed it already
+                self._si = self._login()
+            return self._si
+
+    def close(self) -> None:
+        """Log out (best effort). Idempotent."""
+        with self._lock:
+            si, self._si = self._si, None
+        if si is not None:
+            # Logging out of a dead session is harmless.
+            with contextlib.suppress(Exception):
+                si.content.sessionManager.Logout()
+
+    def call(self, what: str, fn: Callable[[ServiceInstance], T]) -> T:
+        """Run ``fn(service_instance)``; translate its errors (see ``errors.translate``).
+
+        On ``NotAuthenticated`` the session is renewed once and the call repeated.
+        Raises ``ProviderError`` subclasses only. Idempotent exactly when ``fn`` is.
+        """
+        si = self._session()
+        try:
+            return fn(si)
+        except Exception as exc:
+            if not is_fault(exc, "NotAuthenticated"):
+                raise translate(exc, what) from None
+        si = self._relogin(si)
+        try:
+            return fn(si)
+        except Exception as exc:
+            raise translate(exc, what) from None
+
+    @property
+    def cookie(self) -> str:
+        """The session cookie (for NFC uploads, which go around the SOAP stub)."""
+        return str(self._session()._stub.cookie or "")
+
+    # -- property collector -------------------------------------------------
+
+    def retrieve(
+        self, what: str, obj_type: type, paths: Sequence[str], root: Any = None
+    ) -> list[tuple[Any, dict[str, Any]]]:
+        """(object, {path: value}) for every ``obj_type`` below ``root`` (default: all).
+
+        One container view and one ``RetrievePropertiesEx`` (plus continuations
+        for large inventories), whatever the number of objects. Read-only.
+        """
+
+        def run(si: ServiceInstance) -> list[tuple[Any, dict[str, Any]]]:
+            return list(_retrieve(si, obj_type, paths, root))
+
+        return self.call(what, run)
+
+    def get(self, what: str, obj: Any, paths: Sequence[str]) -> dict[str, Any]:
+        """Selected properties of one object (one round trip). Raises ``NotFound``."""
+        vmodl = sdk.vmodl()
+
+        def run(si: ServiceInstance) -> dict[str, Any]:
+            pc = si.content.propertyCollector
+            spec = vmodl.query.PropertyCollector.FilterSpec(
+                objectSet=[vmodl.query.PropertyCollector.ObjectSpec(obj=obj)],
+                propSet=[vmodl.query.PropertyCollector.PropertySpec(
+                    type=type(obj), pathSet=list(paths))],
+            )
+            options = vmodl.query.PropertyCollector.RetrieveOptions()
+            result = pc.RetrievePropertiesEx([spec], options)
+            if result is None or not result.objects:
+                return {}
+            return {p.name: p.val for p in result.objects[0].propSet or ()}
+
+        return self.call(what, run)
+
+    # -- tasks --------------------------------------------------------------
+
+    def task(self, moid: str) -> Any:
+        """The ``vim.Task`` with this managed object id, bound to the current session."""
+        vim = sdk.vim()
+
+        return vim.Task(moid, self._session()._stub)
+
+    def task_done(self, moid: str, what: str) -> Any | None:
+        """The task's result once it succeeded, None while it runs.
+
+        Raises the translated fault when it failed, ``NotFound`` when vCenter no
+        longer knows the task (it forgets finished tasks after a while).
+        """
+        info = self.call(f"read task of {what}", lambda si: self.task(moid).info)
+        state = str(info.state)
+        if state in ("queued", "running"):
+            return None
+        if state == "error":
+            raise task_error(info, what)
+        return info.result if info.result is not None else True
+
+    def wait_task(self, task: Any, what: str, clock: Callable[[], float] = time.monotonic,
+                  sleep: Callable[[float], None] = time.sleep) -> Any:
+        """Block until a short task (snapshot, mark as template) ends; return its result.
+
+        Raises the translated fault, or ``StepTimeout`` after ``task_timeout``.
+        """
+        deadline = clock() + self.config.task_timeout
+        while True:
+            result = self.task_done(task._moId, what)
+            if result is not None:
+                return result
+            if clock() > deadline:
+                raise StepTimeout(f"{what}: task still running after "
+                                  f"{self.config.task_timeout:.0f}s")
+            sleep(min(self.config.poll_interval, 0.2))
+
+    # -- uploads ------------------------------------------------------------
+
+    def upload(self, url: str, stream: IO[bytes], size: int,
+               progress: Callable[[int], None]) -> None:
+        """POST ``size`` bytes of ``stream`` to an NFC lease device URL.
+
+        Raises ``Transient`` on network errors or a non-2xx answer, ``AuthError``
+        when the pinned certificate does not match.
+        """
+        # "*" stands for the host (and port) the client reached vCenter at.
+        netloc = self.host if self.port == 443 else f"{self.host}:{self.port}"
+        parts = urlsplit(url.replace("://*", f"://{netloc}", 1))
+        host, port = parts.hostname or self.host, parts.port or 443
+        target = parts.path + (f"?{parts.query}" if parts.query else "")
+        what = "upload a disk to vCenter"
+        connection = http.client.HTTPSConnection(host, port, context=self.context,
+                                                 timeout=self.config.timeout)
+        try:
+            connection.connect()  # the context enforces a pinned thumbprint
+            connection.putrequest("POST", target)
+            connection.putheader("Content-Type", "application/x-vnd.vmware-streamVmdk")
+            connection.putheader("Content-Length", str(size))
+            connection.putheader("Cookie", self.cookie)
+            connection.endheaders()
+            done = 0
+            while chunk := stream.read(UPLOAD_CHUNK):
+                connection.send(chunk)
+                done += len(chunk)
+                progress(done)
+            response = connection.getresponse()
+            response.read()
+            if response.status >= 300:
+                raise translate(OSError(f"HTTP {response.status}"), what)
+        except ProviderError:
+            raise
+        except Exception as exc:
+            raise translate(exc, what) from None
+        finally:
+            connection.close()
+
+
+def _retrieve(
+    si: ServiceInstance, obj_type: type, paths: Sequence[str], root: Any
+) -> Iterator[tuple[Any, dict[str, Any]]]:
+    vmodl = sdk.vmodl()
+
+    content = si.content
+    view = content.viewManager.CreateContainerView(root or content.rootFolder, [obj_type], True)
+    try:
+        collector = vmodl.query.PropertyCollector
+        spec = collector.FilterSpec(
+            objectSet=[collector.ObjectSpec(
+                obj=view, skip=True,
+                selectSet=[collector.TraversalSpec(name="view", path="view", skip=False,
+                                                   type=type(view))],
+            )],
+            propSet=[collector.PropertySpec(type=obj_type, pathSet=list(paths))],
+        )
+        pc = content.propertyCollector
+        result = pc.RetrievePropertiesEx([spec], collector.RetrieveOptions(maxObjects=500))
+        while result is not None:
+            for item in result.objects or ():
+                yield item.obj, {p.name: p.val for p in item.propSet or ()}
+            if not result.token:
+                break
+            result = pc.ContinueRetrievePropertiesEx(result.token)
+    finally:
+        view.Destroy()

@@ -1,0 +1,118 @@
+"""The one place where pyvmomi faults and connection errors become talprov errors.
+
+vSphere reports failures as ``vmodl`` faults, raised by calls and carried by
+failed tasks (``task.info.error.fault``). Messages built here name the operation
+and the fault's type (and the fields vSphere names), never a request body: the
+VM spec carries the machine config.
+"""
+
+from __future__ import annotations
+
+import http.client
+import socket
+import ssl
+from typing import Any
+
+from talprov.providers.errors import (
+    AuthError,
+    CapacityError,
+    InvalidRequest,
+    NotFound,
+    ProviderError,
+    Transient,
+)
+from talprov.vmware import sdk
+
+#: How long to wait before retrying after a busy server or a connection error.
+TRANSIENT_RETRY_AFTER = 5.0
+
+# Fault type names (the class name without the module) grouped by talprov error.
+_AUTH = {"NoPermission", "InvalidLogin", "NotAuthenticated", "NoClientCertificate",
+         "RestrictedByAdministrator", "SecurityError"}
+_CAPACITY = {"InsufficientResourcesFault", "InsufficientCpuResourcesFault",
+             "InsufficientMemoryResourcesFault", "InsufficientStorageSpace",
+             "InsufficientHostCapacityFault", "InsufficientFailoverResourcesFault",
+             "NoDiskSpace", "OutOfBounds", "NoCompatibleHost", "NoHost"}
+_NOT_FOUND = {"ManagedObjectNotFound", "FileNotFound", "NotFound"}
+_INVALID = {"DuplicateName", "InvalidName", "InvalidArgument", "InvalidRequest",
+            "InvalidDeviceSpec", "InvalidDatastore", "InvalidDatastorePath",
+            "NotSupported", "InvalidType", "OvfImport", "OvfConsumerValidationFault"}
+_BUSY = {"InvalidPowerState", "TaskInProgress", "InvalidState", "ConcurrentAccess",
+         "HostCommunication", "RequestCanceled", "Timedout", "SystemError"}
+
+
+class TaskFailed(ProviderError):
+    """A vCenter task ended in error; ``fault`` is the fault type name."""
+
+    def __init__(self, message: str, fault: str) -> None:
+        super().__init__(message, retry_after=TRANSIENT_RETRY_AFTER)
+        self.fault = fault
+
+
+def fault_name(exc: BaseException) -> str:
+    """The vSphere fault type of ``exc`` (``vim.fault.DuplicateName`` → ``DuplicateName``)."""
+    name = type(exc).__name__
+    return name.rsplit(".", 1)[-1]
+
+
+def _fault_detail(exc: Any) -> str:
+    """Field names vSphere names in a fault (never values of a spec)."""
+    for attribute in ("invalidProperty", "name"):
+        value = getattr(exc, attribute, None)
+        if isinstance(value, str) and value:
+            return f" ({attribute}={value})"
+    return ""
+
+
+def is_fault(exc: BaseException, *names: str) -> bool:
+    """Whether ``exc`` is a vSphere fault of one of ``names`` (or of a subclass)."""
+    return any(klass.__name__.rsplit(".", 1)[-1] in names for klass in type(exc).__mro__)
+
+
+def translate(exc: BaseException, what: str) -> ProviderError:  # noqa: PLR0911 - a table
+    """The talprov error for ``exc`` raised while doing ``what`` (e.g. "clone VM w1").
+
+    Never raises. Unknown exceptions become ``Transient`` so that a bug in a
+    dependency is retried with backoff; the step deadline still bounds it.
+    """
+    vmodl = sdk.vmodl()
+
+    if isinstance(exc, ProviderError):
+        return exc
+    if isinstance(exc, vmodl.MethodFault):
+        name = fault_name(exc)
+        text = f"{what}: vSphere fault {name}{_fault_detail(exc)}"
+        if is_fault(exc, *_AUTH):
+            return AuthError(text)
+        if is_fault(exc, *_CAPACITY):
+            return CapacityError(text)
+        if is_fault(exc, *_NOT_FOUND):
+            return NotFound(text)
+        if is_fault(exc, *_BUSY):
+            return Transient(text, retry_after=TRANSIENT_RETRY_AFTER)
+        if is_fault(exc, *_INVALID):
+            return InvalidRequest(text)
+        return Transient(text, retry_after=TRANSIENT_RETRY_AFTER)
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        # A certificate that does not verify will not start verifying on retry.
+        return AuthError(f"{what}: TLS verification of vCenter failed (set ca_file or "
+                         "thumbprint)")
+    if type(exc).__name__ == "ThumbprintMismatchException":
+        return AuthError(f"{what}: vCenter's certificate does not match the pinned thumbprint")
+    if isinstance(exc, socket.timeout | TimeoutError | ConnectionError | OSError
+                  | http.client.HTTPException):
+        return Transient(f"{what}: vCenter unreachable ({type(exc).__name__})",
+                         retry_after=TRANSIENT_RETRY_AFTER)
+    return Transient(f"{what}: unexpected {type(exc).__name__}",
+                     retry_after=TRANSIENT_RETRY_AFTER)
+
+
+def task_error(info: Any, what: str) -> ProviderError:
+    """The talprov error for a failed task's ``info`` (``info.error`` is a LocalizedMethodFault)."""
+    fault = getattr(info.error, "fault", None)
+    if fault is None:
+        return TaskFailed(f"{what}: task failed", fault="unknown")
+    translated = translate(fault, what)
+    if type(translated) is Transient:
+        return TaskFailed(str(translated), fault=fault_name(fault))
+    return translated

@@ -1,0 +1,137 @@
+"""Finding inventory objects by name or path: datacenter, folders, pools, datastores, networks.
+
+Paths are relative to the datacenter's folders (``vm/``, ``host/``, ``datastore/``,
+``network/``) as vCenter's inventory paths are; a plain name that is unique in the
+datacenter works as well. Lookups that find nothing raise ``InvalidRequest``
+naming the provider_data field, because a wrong name will not fix itself.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from talprov.providers.errors import InvalidRequest
+from talprov.vmware import sdk
+from talprov.vmware.client import ServiceInstance, VSphereClient
+from talprov.vmware.data import VSphereMachineData
+
+
+@dataclass(frozen=True)
+class Placement:
+    """Where a VM (or an imported template) goes."""
+
+    folder: Any
+    pool: Any
+    datastore: Any | None
+    networks: tuple[Any, ...]
+
+
+class Inventory:
+    """Name and path lookups in one datacenter."""
+
+    def __init__(self, client: VSphereClient, datacenter: str | None) -> None:
+        self.client = client
+        self.datacenter_name = datacenter
+
+    def datacenter(self, si: ServiceInstance) -> Any:
+        vim = sdk.vim()
+
+        content = si.content
+        if self.datacenter_name:
+            found = content.searchIndex.FindByInventoryPath(self.datacenter_name)
+            if isinstance(found, vim.Datacenter):
+                return found
+            raise InvalidRequest(f"no datacenter {self.datacenter_name!r}", field="datacenter")
+        view = content.viewManager.CreateContainerView(content.rootFolder, [vim.Datacenter], True)
+        try:
+            found_all = list(view.view)
+        finally:
+            view.Destroy()
+        if len(found_all) != 1:
+            raise InvalidRequest(f"{len(found_all)} datacenters; name one in the provider "
+                                 "config", field="datacenter")
+        return found_all[0]
+
+    def _path(self, si: ServiceInstance, kind: str, path: str) -> Any | None:
+        dc = self.datacenter(si)
+        base = self.datacenter_name or dc.name
+        return si.content.searchIndex.FindByInventoryPath(f"{base}/{kind}/{path.strip('/')}")
+
+    def _by_name(self, si: ServiceInstance, root: Any, types: list[type], name: str) -> Any | None:
+        view = si.content.viewManager.CreateContainerView(root, types, True)
+        try:
+            matches = [obj for obj in view.view if obj.name == name]
+        finally:
+            view.Destroy()
+        return matches[0] if len(matches) == 1 else None
+
+    def find(self, si: ServiceInstance, kind: str, types: list[type], name: str,
+             field: str) -> Any:
+        """The object at path ``kind/name`` or the one object of ``types`` named ``name``."""
+        found = self._path(si, kind, name)
+        if found is None or not isinstance(found, tuple(types)):
+            root = getattr(self.datacenter(si), f"{kind}Folder")
+            found = self._by_name(si, root, types, name)
+        if found is None:
+            raise InvalidRequest(f"no unique {kind} object {name!r} in the datacenter",
+                                 field=field)
+        return found
+
+    def folder(self, si: ServiceInstance, path: str | None, field: str = "folder") -> Any:
+        vim = sdk.vim()
+
+        if not path:
+            return self.datacenter(si).vmFolder
+        return self.find(si, "vm", [vim.Folder], path, field)
+
+    def pool(self, si: ServiceInstance, data: VSphereMachineData) -> Any:
+        vim = sdk.vim()
+
+        if data.resource_pool:
+            return self.find(si, "host", [vim.ResourcePool], data.resource_pool, "resource_pool")
+        if data.cluster:
+            compute = self.find(si, "host", [vim.ComputeResource], data.cluster, "cluster")
+            return compute.resourcePool
+        view = si.content.viewManager.CreateContainerView(
+            self.datacenter(si).hostFolder, [vim.ComputeResource], True)
+        try:
+            computes = list(view.view)
+        finally:
+            view.Destroy()
+        clusters = [c for c in computes if isinstance(c, vim.ClusterComputeResource)]
+        choice = clusters if clusters else computes
+        if len(choice) != 1:
+            raise InvalidRequest(f"{len(choice)} clusters/hosts in the datacenter; name one",
+                                 field="cluster")
+        return choice[0].resourcePool
+
+    def placement(self, si: ServiceInstance, data: VSphereMachineData,
+                  folder_path: str | None = None) -> Placement:
+        """Folder, pool, datastore and networks for ``data``. Raises ``InvalidRequest``."""
+        vim = sdk.vim()
+
+        datastore = None
+        if data.datastore:
+            datastore = self.find(si, "datastore", [vim.Datastore], data.datastore, "datastore")
+        networks = tuple(
+            self.find(si, "network", [vim.Network], name, "network") for name in data.network
+        )
+        folder = self.folder(si, folder_path if folder_path is not None else data.folder)
+        return Placement(folder=folder, pool=self.pool(si, data), datastore=datastore,
+                         networks=networks)
+
+    def template(self, si: ServiceInstance, path: str) -> Any:
+        """A user-named template (``provider_data.template``)."""
+        vim = sdk.vim()
+
+        return self.find(si, "vm", [vim.VirtualMachine], path, "template")
+
+    def default_datastore(self, si: ServiceInstance, pool: Any) -> Any:
+        """The datastore with the most free space reachable from ``pool``'s hosts."""
+        owner = pool.owner
+        stores = [ds for ds in owner.datastore if ds.summary.accessible]
+        if not stores:
+            raise InvalidRequest("no accessible datastore for the resource pool",
+                                 field="datastore")
+        return max(stores, key=lambda ds: (ds.summary.freeSpace, ds.name))

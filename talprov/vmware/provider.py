@@ -1,0 +1,284 @@
+"""The vSphere provider: one VM per request, cloned from the Talos template.
+
+Steps (each idempotent; see DESIGN.md): ``ensure-template`` → ``clone-vm`` →
+``configure-vm`` → ``power-on`` → ``wait-running``. Every VM carries talprov's
+ownership marks in its extraConfig and an instance UUID derived from the request
+id, so one property-collector retrieval finds all of them and a VM cloned just
+before a crash is found again instead of cloned twice. Long vCenter tasks are
+never waited for in a step: their ids are stored in the state and polled on the
+next pass.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Any, ClassVar, cast
+
+from pydantic import BaseModel
+
+from talprov.providers.errors import ConfigError, InvalidRequest, NotFound, StepTimeout
+from talprov.providers.ownership import INSTANCE_KEY, is_owned
+from talprov.providers.protocol import ProviderState, Runtime, Step, StepContext
+from talprov.providers.types import Health, Machine, MachineState, Owner, Retry, StepResult
+from talprov.vmware import machines, sdk
+from talprov.vmware.client import ServiceInstance, VSphereClient
+from talprov.vmware.config import VSphereConfig
+from talprov.vmware.data import VSphereMachineData
+from talprov.vmware.deprovision import Deprovisioner
+from talprov.vmware.errors import TaskFailed
+from talprov.vmware.images import ImportBusy, TemplateImporter
+from talprov.vmware.inventory import Inventory
+from talprov.vmware.state import VSphereState
+
+log = logging.getLogger(__name__)
+
+Ctx = StepContext[VSphereMachineData, VSphereState]
+
+
+def vm_ref(si: ServiceInstance, moid: str) -> Any:
+    vim = sdk.vim()
+
+    return vim.VirtualMachine(moid, si._stub)
+
+
+def render_user_data(ctx: Ctx) -> str:
+    """The request's machine config plus Omni join documents when asked.
+
+    Raises ``InvalidRequest`` (field ``machine_config``); never quotes the config.
+    """
+    from talprov.talos.join import render_user_data as with_join
+
+    try:
+        return with_join(ctx.request.machine_config.get_secret_value(), ctx.request.join)
+    except ConfigError as exc:
+        raise InvalidRequest(exc.message, field="machine_config") from None
+
+
+class VSphereProvider:
+    """Creates and removes Talos VMs in one vCenter datacenter."""
+
+    type_name: ClassVar[str] = "vmware"
+    # Typed as the Provider protocol declares them (ClassVars are invariant).
+    config_model: ClassVar[type[BaseModel]] = VSphereConfig
+    data_model: ClassVar[type[BaseModel]] = VSphereMachineData
+    state_model: ClassVar[type[ProviderState]] = VSphereState
+
+    def __init__(self, name: str, config: VSphereConfig, runtime: Runtime,
+                 *, client: VSphereClient | None = None) -> None:
+        self.name = name
+        self.config = config
+        self.runtime = runtime
+        self.client = client or VSphereClient(config)
+        self.inventory = Inventory(self.client, config.datacenter)
+        self.importer = TemplateImporter(self.client, config, runtime, self.inventory)
+        self._deprovisioner = Deprovisioner(self.client, config, self.find_vm)
+
+    def __repr__(self) -> str:
+        return f"VSphereProvider({self.name!r}, {self.client.host})"
+
+    # -- listing ------------------------------------------------------------
+
+    def list_machines(self, owner: Owner) -> list[Machine]:
+        """Every VM ``owner`` owns, from one property-collector retrieval of all VMs.
+
+        Read-only and idempotent. Raises ``AuthError`` or ``Transient``.
+        """
+        vim = sdk.vim()
+
+        found = []
+        listed = self.client.retrieve("list VMs", vim.VirtualMachine, machines.LIST_PATHS)
+        for vm, props in listed:
+            marks = machines.marks_of(props)
+            if INSTANCE_KEY in marks and is_owned(marks, owner) and not props.get(
+                    "config.template"):
+                found.append(machines.machine_from_props(str(vm._moId), props))
+        return found
+
+    def health(self) -> Health:
+        """Whether vCenter answers with these credentials. Never raises."""
+        try:
+            about = self.client.call("read vCenter version",
+                                     lambda si: str(si.content.about.fullName))
+        except Exception as exc:
+            return Health(ok=False, message=str(exc))
+        return Health(ok=True, message=about)
+
+    def find_vm(self, owner: Owner, request_id: str) -> str | None:
+        """The moid of the request's VM (found by its instance UUID), or None."""
+        instance = machines.instance_uuid(owner, request_id)
+
+        def run(si: ServiceInstance) -> str | None:
+            dc = self.inventory.datacenter(si)
+            vm = si.content.searchIndex.FindByUuid(dc, instance, True, True)
+            return str(vm._moId) if vm is not None else None
+
+        return self.client.call(f"find VM of {request_id}", run)
+
+    # -- steps --------------------------------------------------------------
+
+    def steps(self) -> Sequence[Step]:
+        """The provisioning steps, in order. Each is idempotent."""
+        return [
+            Step("ensure-template", self._ensure_template),
+            Step("clone-vm", self._clone_vm),
+            Step("configure-vm", self._configure_vm),
+            Step("power-on", self._power_on),
+            Step("wait-running", self._wait_running),
+        ]
+
+    def _ensure_template(self, ctx: Ctx) -> StepResult:
+        """Find the named template, or find/import the factory OVA's. Idempotent."""
+        state = ctx.state
+        if state.template_moid is not None:
+            return None
+        if ctx.data.template:
+            path = ctx.data.template
+
+            def run(si: ServiceInstance) -> str:
+                return str(self.inventory.template(si, path)._moId)
+
+            state.template, state.template_moid = path, self.client.call(
+                f"find template {path}", run)
+            return None
+        try:
+            name, moid = self.importer.ensure(ctx.request, ctx.data)
+        except ImportBusy as exc:
+            if ctx.elapsed() > self.config.task_timeout:
+                raise StepTimeout(f"{exc} for longer than {self.config.task_timeout:.0f}s") \
+                    from None
+            return Retry(self.config.poll_interval, str(exc))
+        state.template, state.template_moid = name, moid
+        ctx.event(f"template {name} ({moid}) ready")
+        return None
+
+    def _clone_vm(self, ctx: Ctx) -> StepResult:
+        """Clone the template into the request's VM unless it exists (found by instance UUID).
+
+        The clone task's id is stored, so later passes wait for it. Idempotent.
+        """
+        state = ctx.state
+        if state.vm_moid is not None:
+            return None
+        state.instance_uuid = machines.instance_uuid(ctx.owner, ctx.request.id)
+        if state.clone_task is not None:
+            try:
+                result = self.client.task_done(state.clone_task, f"clone VM {ctx.request.id}")
+            except NotFound:
+                result = True  # vCenter forgot the task; look the VM up below
+            except TaskFailed:
+                state.clone_task = None
+                raise
+            if result is None:
+                if ctx.elapsed() > self.config.task_timeout:
+                    raise StepTimeout(f"clone of VM {ctx.request.id} still running")
+                return Retry(self.config.poll_interval, "clone task running")
+            state.clone_task = None
+            if hasattr(result, "_moId"):
+                state.vm_moid = state.infra_id = str(result._moId)
+                ctx.event(f"VM {state.vm_moid} cloned")
+                return None
+        existing = self.find_vm(ctx.owner, ctx.request.id)
+        if existing is not None:
+            state.vm_moid = state.infra_id = existing
+            ctx.event(f"VM {existing} of this request exists already; adopted")
+            return None
+        user_data = render_user_data(ctx)
+        extra = machines.extra_config(ctx.owner, ctx.request, user_data)
+        template_moid = state.template_moid
+        assert template_moid is not None
+
+        def clone(si: ServiceInstance) -> str:
+            template = vm_ref(si, template_moid)
+            place = self.inventory.placement(si, ctx.data)
+            spec = machines.clone_spec(template, ctx.data, place, extra, state.instance_uuid
+                                       or "")
+            return str(template.CloneVM_Task(place.folder, ctx.request.id, spec)._moId)
+
+        state.clone_task = self.client.call(f"clone VM {ctx.request.id}", clone)
+        ctx.event(f"cloning VM {ctx.request.id} from {state.template}")
+        return Retry(0, "clone task started")
+
+    def _configure_vm(self, ctx: Ctx) -> StepResult:
+        """Bring CPU, memory, disk, NICs and extraConfig in line; record the BIOS UUID."""
+        state = ctx.state
+        moid = state.vm_moid
+        assert moid is not None
+        if state.reconfig_task is not None:
+            if self.client.task_done(state.reconfig_task, f"reconfigure VM {moid}") is None:
+                return Retry(self.config.poll_interval, "reconfigure task running")
+            state.reconfig_task = None
+        extra = machines.extra_config(ctx.owner, ctx.request, render_user_data(ctx))
+
+        def run(si: ServiceInstance) -> tuple[str | None, str]:
+            vm = vm_ref(si, moid)
+            props = self.client.get(f"read VM {moid}", vm,
+                                    ["config.hardware", "config.extraConfig", "config.uuid"])
+            if not props:
+                raise NotFound(f"VM {moid} disappeared")
+            networks = self.inventory.placement(si, ctx.data).networks
+            spec = machines.needs_reconfigure(props, ctx.data, extra, networks)
+            if spec is None:
+                return None, str(props["config.uuid"])
+            return str(vm.ReconfigVM_Task(spec)._moId), str(props["config.uuid"])
+
+        task, bios_uuid = self.client.call(f"configure VM {moid}", run)
+        state.machine_uuid = bios_uuid
+        if task is not None:
+            state.reconfig_task = task
+            ctx.event(f"reconfiguring VM {moid}")
+            return Retry(0, "reconfigure task started")
+        state.configured = True
+        return None
+
+    def _power_state(self, moid: str) -> str:
+        def run(si: ServiceInstance) -> str:
+            props = self.client.get(f"read VM {moid}", vm_ref(si, moid), ["runtime.powerState"])
+            if not props:
+                raise NotFound(f"VM {moid} disappeared")
+            return str(props["runtime.powerState"])
+
+        return self.client.call(f"read power state of VM {moid}", run)
+
+    def _power_on(self, ctx: Ctx) -> StepResult:
+        """Power the VM on (once) and wait for the task. Idempotent."""
+        state = ctx.state
+        moid = state.vm_moid
+        assert moid is not None
+        if state.power_task is not None:
+            try:
+                if self.client.task_done(state.power_task, f"power on VM {moid}") is None:
+                    return Retry(self.config.poll_interval, "power-on task running")
+            except TaskFailed as exc:
+                if exc.fault != "InvalidPowerState":
+                    state.power_task = None
+                    raise
+            state.power_task = None
+        if self._power_state(moid) == "poweredOn":
+            return None
+        state.power_task = self.client.call(
+            f"power on VM {moid}", lambda si: str(vm_ref(si, moid).PowerOnVM_Task()._moId))
+        ctx.event(f"powering on VM {moid}")
+        return Retry(0, "power-on task started")
+
+    def _wait_running(self, ctx: Ctx) -> StepResult:
+        """Done when vCenter reports the VM powered on; fails after ``running_timeout``."""
+        observed = ctx.observed
+        if observed is not None and observed.state == MachineState.RUNNING:
+            ctx.state.addresses = list(observed.addresses)
+            return None
+        moid = ctx.state.vm_moid
+        assert moid is not None
+        if self._power_state(moid) == "poweredOn":
+            return None
+        if ctx.elapsed() > self.config.running_timeout:
+            raise StepTimeout(f"VM {moid} not powered on after {self.config.running_timeout:.0f}s")
+        return Retry(self.config.poll_interval, "waiting for the VM to run")
+
+    def deprovision(self, ctx: StepContext[Any, Any]) -> StepResult:
+        """Shut down (power off hard after ``shutdown_timeout``) and destroy the request's VM.
+
+        Idempotent: a VM that is already gone is success. Raises ``ProviderError``
+        subclasses.
+        """
+        return self._deprovisioner.run(cast(Ctx, ctx))

@@ -1,0 +1,127 @@
+"""pytest fixture ``vcsim``: govmomi's vCenter simulator in its own process, one per test.
+
+The binary is built by ``build.sh`` (same folder) from Debian's govmomi sources on
+first use and reused afterwards; when it cannot be built (no apt, no Go) the
+fixture fails with build.sh's output instead of skipping silently. The simulator
+listens on 127.0.0.1 on a port the system picks, serves HTTPS with a certificate
+made at start-up (``ca_file``), and accepts exactly one user and password.
+
+Inventory of the VPX model: datacenter ``DC0``, cluster ``DC0_C0`` (hosts
+``DC0_C0_H0``..``H2``), standalone host ``DC0_H0``, datastore ``LocalDS_0``,
+networks ``VM Network`` and ``DC0_DVPG0``, four powered-on VMs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import queue
+import ssl
+import subprocess
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO
+
+import pytest
+
+HERE = Path(__file__).parent
+BUILD_SCRIPT = HERE / "build.sh"
+BUILD_TIMEOUT = 600.0
+START_TIMEOUT = 20.0
+USER = "administrator@vsphere.local"
+PASSWORD = "vcsim-secret"
+_build_lock = threading.Lock()
+_built: list[Path] = []
+
+
+@dataclass
+class VcsimServer:
+    """A running simulator: its SDK URL, credentials and certificate."""
+
+    url: str
+    ca_file: Path
+    user: str = USER
+    password: str = PASSWORD
+    process: subprocess.Popen[str] | None = field(default=None, repr=False)
+
+    @property
+    def port(self) -> int:
+        return int(self.url.rsplit(":", 1)[1].split("/", 1)[0])
+
+    def thumbprint(self) -> str:
+        """SHA-256 of the server certificate as AA:BB:... (what vSphere shows)."""
+        der = ssl.PEM_cert_to_DER_cert(self.ca_file.read_text())
+        digest = hashlib.sha256(der).hexdigest().upper()
+        return ":".join(digest[i : i + 2] for i in range(0, len(digest), 2))
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(5)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(5)
+
+
+def vcsim_binary() -> Path:
+    """The simulator binary, built by build.sh if needed (once per test session).
+
+    Raises ``RuntimeError`` carrying build.sh's output when the build fails.
+    """
+    with _build_lock:
+        if _built:
+            return _built[0]
+        result = subprocess.run(
+            ["bash", str(BUILD_SCRIPT)], capture_output=True, text=True,
+            timeout=BUILD_TIMEOUT, check=False,
+        )
+        if result.returncode != 0:
+            raise RuntimeError(
+                f"building vcsim with {BUILD_SCRIPT} failed ({result.returncode}):\n"
+                + (result.stdout + result.stderr)[-3000:]
+            )
+        binary = Path(result.stdout.strip().splitlines()[-1])
+        _built.append(binary)
+        return binary
+
+
+def _read_lines(stream: IO[str], out: queue.Queue[str]) -> None:
+    for line in stream:
+        out.put(line)
+
+
+def start_vcsim(workdir: Path, user: str = USER, password: str = PASSWORD) -> VcsimServer:
+    """Start a simulator; raises RuntimeError if it does not come up in time."""
+    ca_file = workdir / "vcsim-ca.pem"
+    process = subprocess.Popen(
+        [str(vcsim_binary()), "-listen", "127.0.0.1", "-port", "0",
+         "-username", user, "-password", password, "-cert", str(ca_file)],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+    assert process.stdout is not None
+    lines: queue.Queue[str] = queue.Queue()
+    threading.Thread(target=_read_lines, args=(process.stdout, lines), daemon=True).start()
+    seen: list[str] = []
+    try:
+        while True:
+            line = lines.get(timeout=START_TIMEOUT).strip()
+            seen.append(line)
+            if line.startswith("vcsim listening on "):
+                url = line.removeprefix("vcsim listening on ")
+                break
+    except queue.Empty:
+        process.kill()
+        raise RuntimeError("vcsim did not start: " + " | ".join(seen)) from None
+    return VcsimServer(url=url, ca_file=ca_file, user=user, password=password, process=process)
+
+
+@pytest.fixture
+def vcsim(tmp_path: Path) -> Iterator[VcsimServer]:
+    """A fresh vCenter simulator (VPX model) for one test, stopped afterwards."""
+    server = start_vcsim(tmp_path)
+    try:
+        yield server
+    finally:
+        server.stop()
