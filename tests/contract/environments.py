@@ -17,6 +17,7 @@ import pytest
 from talprov.providers.protocol import Provider, Runtime
 from talprov.providers.registry import build_provider
 from tests.emulators.factory import FakeImageFactory
+from tests.emulators.moto import MotoServer
 
 
 class FakeClock:
@@ -93,7 +94,80 @@ def env_proxmox(tmp_path: Path, image_factory: FakeImageFactory) -> Iterator[Env
         server.stop()
 
 
-ENVIRONMENTS = ["file", "proxmox"]
+@pytest.fixture
+def env_aws(tmp_path: Path, image_factory: FakeImageFactory, moto_server: MotoServer
+            ) -> Environment:
+    import boto3
+
+    from tests.emulators.moto import aws_instance_block
+
+    def live_instances() -> int:
+        ec2 = boto3.client("ec2", region_name="us-east-1", endpoint_url=moto_server.url)
+        return sum(
+            1
+            for reservation in ec2.describe_instances()["Reservations"]
+            for instance in reservation["Instances"]
+            if instance["State"]["Name"] not in ("terminated", "shutting-down")
+        )
+
+    clock = FakeClock()
+    block = aws_instance_block(moto_server)
+    block.pop("type")
+    return Environment(
+        type_name="aws", runtime=make_runtime(tmp_path, image_factory, clock), clock=clock,
+        config=block, provider_data={"instance_type": "t3.small"},
+        platform_machines=live_instances,
+    )
+
+
+@pytest.fixture
+def env_openstack(tmp_path: Path, image_factory: FakeImageFactory) -> Iterator[Environment]:
+    from tests.emulators.openstack import FakeOpenStack
+
+    cloud = FakeOpenStack().start()
+    clock = FakeClock()
+    try:
+        yield Environment(
+            type_name="openstack", runtime=make_runtime(tmp_path, image_factory, clock),
+            clock=clock,
+            config={"auth": cloud.auth(), "region": "RegionOne", "poll_interval": 1.0},
+            provider_data={"flavor": "m1.small", "networks": ["private"]},
+            platform_machines=lambda: len(cloud.servers()),
+        )
+    finally:
+        cloud.stop()
+
+
+@pytest.fixture
+def env_vmware(tmp_path: Path, image_factory: FakeImageFactory) -> Iterator[Environment]:
+    from talprov.providers.ownership import REQUEST_KEY
+    from tests.emulators.vcsim.fixture import start_vcsim
+    from tests.unit.vmware.observe import all_vms
+
+    (tmp_path / "vcsim").mkdir()
+    server = start_vcsim(tmp_path / "vcsim")
+
+    def request_vms() -> int:
+        # The simulator's inventory has VMs of its own; count the ones made for requests.
+        return sum(1 for vms in all_vms(server).values() for vm in vms
+                   if REQUEST_KEY in vm["extra"])
+
+    clock = FakeClock()
+    try:
+        yield Environment(
+            type_name="vmware", runtime=make_runtime(tmp_path, image_factory, clock),
+            clock=clock,
+            config={"url": server.url, "username": server.user, "password": server.password,
+                    "ca_file": str(server.ca_file), "poll_interval": 1.0},
+            provider_data={"cluster": "DC0_C0", "datastore": "LocalDS_0",
+                           "network": "VM Network", "cpu": 2, "memory": 4096, "disk_size": 20},
+            platform_machines=request_vms,
+        )
+    finally:
+        server.stop()
+
+
+ENVIRONMENTS = ["file", "proxmox", "aws", "openstack", "vmware"]
 
 
 @pytest.fixture(params=ENVIRONMENTS)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from pydantic import SecretStr
@@ -63,8 +64,9 @@ def test_provision_list_and_deprovision(env: Environment, store: Store) -> None:
     owner = Owner(env.runtime.installation, "contract")
     machines = {m.request_id: m for m in provider.list_machines(owner)}
     assert set(machines) == {"c-one", "c-two"}
-    for rid, machine in machines.items():
-        record = store.get_request(rid)
+    for request_id, machine in machines.items():
+        assert request_id is not None
+        record = store.get_request(request_id)
         assert record is not None
         assert record.infra_id == machine.infra_id
         assert machine.state == MachineState.RUNNING
@@ -87,7 +89,7 @@ def test_deprovision_of_a_gone_machine_is_success(env: Environment, store: Store
     record = store.get_request("c-gone")
     assert record is not None
     state = provider.state_model.model_validate(record.state)
-    ctx: StepContext[None, object] = StepContext(  # type: ignore[type-var]
+    ctx: StepContext[Any, Any] = StepContext(
         request=record.request, data=None, state=state,
         owner=Owner(env.runtime.installation, "contract"), runtime=env.runtime,
     )
