@@ -17,6 +17,7 @@ from talprov.cli.cluster import COMMANDS as CLUSTER_COMMANDS
 from talprov.cli.image import image
 from talprov.cli.machine import machine, reconcile
 from talprov.cli.output import emit, output_option
+from talprov.demo import demo
 from talprov.providers.registry import installed_types, load_type
 
 
@@ -77,6 +78,7 @@ def schema(type_name: str, what: str) -> None:
 
 
 cli.add_command(image)
+cli.add_command(demo)
 cli.add_command(machine)
 cli.add_command(reconcile)
 for _command in CLUSTER_COMMANDS:

@@ -69,7 +69,7 @@ def plan_cmd(app: App, path: Path, output: str) -> None:
     _show_plan(scaler.preview(preview), output)
 
 
-def _converge(app: App, scaler: Scaler, name: str, timeout: float) -> bool:
+def converge(app: App, scaler: Scaler, name: str, timeout: float) -> bool:
     reconciler = app.reconciler()
     last: dict[str, str] = {}
 
@@ -126,7 +126,7 @@ def apply(app: App, path: Path, wait: bool, timeout: float, output: str) -> None
         assert result is not None
         _show_plan(result, output)
         return
-    ok = _converge(app, scaler, spec.name, timeout)
+    ok = converge(app, scaler, spec.name, timeout)
     final = scaler.preview(scaler.state(spec.name) or state)
     if output != "table":
         emit(status_view(final), output)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -40,7 +41,9 @@ def emit(data: Any, fmt: str, *, columns: Sequence[str] | None = None,
         table.add_column(col)
     for row in rows:
         table.add_row(*(redact(_cell(row.get(col))) for col in cols))
-    Console(soft_wrap=True).print(table)
+    # A pipe or a CI log has no width; do not squeeze ids into 80 columns there.
+    width = None if sys.stdout.isatty() else 200
+    Console(soft_wrap=True, width=width).print(table)
 
 
 def _cell(value: Any) -> str:
