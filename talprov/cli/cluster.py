@@ -98,7 +98,7 @@ def converge(app: App, scaler: Scaler, name: str, timeout: float) -> bool:
             click.echo(f"{name}: {line}", err=True)
         return not state.destroying and scaler.converged(name)
 
-    return reconciler.run_until(done, timeout=timeout, interval=1.0, on_pass=progress)
+    return reconciler.run_until(done, timeout=timeout, interval=2.0, on_pass=progress)
 
 
 @click.command()
@@ -175,7 +175,7 @@ def destroy(app: App, name: str, wait: bool, timeout: float) -> None:
         scaler.run_pass(name)
         return not scaler.records(name) and scaler.state(name) is None
 
-    if not reconciler.run_until(gone, timeout=timeout, interval=1.0):
+    if not reconciler.run_until(gone, timeout=timeout, interval=2.0):
         fail(f"{name}: machines still being removed after {timeout:.0f}s", EXIT_FAILED)
     click.echo(f"{name}: destroyed", err=True)
 
