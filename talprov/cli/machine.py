@@ -63,7 +63,8 @@ def _wait_for(app: App, request_id: str, target: tuple[Stage, ...], timeout: flo
         for error in report.errors:
             click.echo(f"warning: {error}", err=True)
 
-    reconciler.run_until(settled, timeout=timeout, interval=5.0, only={request_id}, on_pass=show_errors)
+    reconciler.run_until(settled, timeout=timeout, interval=5.0, only={request_id},
+                         on_pass=show_errors)
     record = app.store.get_request(request_id)
     if record is None:
         return Stage.GONE
