@@ -1,0 +1,43 @@
+"""The files in examples/ stay valid: users copy them."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from talprov.config import load_config
+from talprov.providers.registry import COMMON_INSTANCE_KEYS, load_type
+from talprov.requestfile import load_request_file
+from talprov.scaler.spec import load_spec_file
+from tests.helpers import REPO, WORKER_CONFIG
+
+EXAMPLES = REPO / "examples"
+
+
+def test_example_config_validates_for_every_provider_type(
+    monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PVE_TOKEN_SECRET", "example-token-secret")
+    monkeypatch.setenv("VCENTER_PASSWORD", "example-password")
+    loaded = load_config(str(EXAMPLES / "talprov.yaml"))
+    types = set()
+    for name, block in loaded.config.providers.items():
+        raw = {k: v for k, v in block.model_dump().items() if k not in COMMON_INSTANCE_KEYS}
+        load_type(block.type, where=name).config_model.model_validate(raw)
+        types.add(block.type)
+    assert types == {"aws", "proxmox", "vmware", "openstack"}
+
+
+def test_example_spec_and_request_load(tmp_path: Path) -> None:
+    for name in ("cluster.yaml", "web-1.yaml"):
+        shutil.copy(EXAMPLES / name, tmp_path / name)
+    (tmp_path / "worker.yaml").write_text(WORKER_CONFIG)
+    (tmp_path / "controlplane.yaml").write_text(
+        WORKER_CONFIG.replace("type: worker", "type: controlplane"))
+    spec = load_spec_file(tmp_path / "cluster.yaml")
+    assert list(spec.sets) == ["control-planes", "workers"]
+    request = load_request_file(tmp_path / "web-1.yaml")
+    assert request.id == "web-1"
+    assert request.extensions == ("siderolabs/iscsi-tools",)
