@@ -41,6 +41,7 @@ from talprov.providers.protocol import Runtime  # noqa: E402
 from talprov.providers.types import MachineRequest, Owner, Stage  # noqa: E402
 from talprov.reconciler import ProviderHandle, Reconciler  # noqa: E402
 from talprov.store.store import Store  # noqa: E402
+from talprov.testing import FakeClock  # noqa: E402
 from tests.emulators.moto import (  # noqa: E402
     OFFICIAL_OWNER,
     REGION,
@@ -71,17 +72,6 @@ class Result:
 
     def per_machine(self, machines: int) -> float:
         return sum(self.calls.values()) / machines
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 1_800_000_000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.now += seconds
 
 
 def run_talprov(server: MotoServer, machines: int, latency: float, work: Path) -> Result:
@@ -119,7 +109,7 @@ def run_talprov(server: MotoServer, machines: int, latency: float, work: Path) -
 
 def run_driver(server: MotoServer, machines: int, latency: float, work: Path) -> Result:
     """talprov's driver alone, under the tests' minimal runner (state kept in memory)."""
-    from tests.unit.aws.loop import FakeClock as LoopClock
+    from talprov.testing import FakeClock as LoopClock
     from tests.unit.aws.loop import LocalLoop
 
     clock = LoopClock()

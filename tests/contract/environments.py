@@ -16,21 +16,9 @@ import pytest
 
 from talprov.providers.protocol import Provider, Runtime
 from talprov.providers.registry import build_provider
+from talprov.testing import FakeClock
 from tests.emulators.factory import FakeImageFactory
 from tests.emulators.moto import MotoServer
-
-
-class FakeClock:
-    """A clock that only the sleeper moves: waits cost no real time."""
-
-    def __init__(self) -> None:
-        self.now = 1_800_000_000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.now += seconds
 
 
 @dataclass

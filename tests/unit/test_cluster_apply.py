@@ -15,9 +15,9 @@ from talprov.reconciler import ProviderHandle, Reconciler
 from talprov.scaler.apply import Scaler
 from talprov.scaler.spec import load_spec_file
 from talprov.store.store import Store
+from talprov.testing import FakeClock
 from tests.helpers import WORKER_CONFIG, Home
 from tests.providers.fileprov import Cloud
-from tests.unit.test_reconciler import FakeClock
 
 
 def write_spec(root: Path, *, workers: int = 2, control_planes: int = 3,

@@ -15,21 +15,9 @@ from talprov.providers.runner import StepPolicy
 from talprov.providers.types import MachineRequest, Stage
 from talprov.reconciler import ProviderHandle, Reconciler
 from talprov.store.store import Store
+from talprov.testing import FakeClock
 from tests.helpers import WORKER_CONFIG
 from tests.providers.fileprov import Cloud
-
-
-class FakeClock:
-    """A clock the sleeper advances, so backoffs cost no real time."""
-
-    def __init__(self) -> None:
-        self.now = 1_800_000_000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.now += seconds
 
 
 @pytest.fixture

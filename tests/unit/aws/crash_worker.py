@@ -23,9 +23,10 @@ from typing import Any
 from talprov.aws.config import AwsConfig
 from talprov.aws.provider import AwsProvider
 from talprov.providers.protocol import Runtime
+from talprov.testing import FakeClock
 from tests.emulators.moto import REGION
 from tests.unit.aws.helpers import WORKER_CONFIG, make_request
-from tests.unit.aws.loop import FakeClock, LocalLoop, Tracked
+from tests.unit.aws.loop import LocalLoop, Tracked
 
 BATCHED = 6
 SINGLES = 4

@@ -9,8 +9,9 @@ from talprov.aws.config import AwsConfig
 from talprov.aws.provider import AwsProvider
 from talprov.providers.protocol import Runtime
 from talprov.providers.types import MachineRequest
+from talprov.testing import FakeClock
 from tests.emulators.moto import REGION, CallCounter, FaultInjector, MotoServer
-from tests.unit.aws.loop import FakeClock, LocalLoop
+from tests.unit.aws.loop import LocalLoop
 
 WORKER_CONFIG = """version: v1alpha1
 machine:

@@ -19,19 +19,7 @@ from pydantic import BaseModel
 from talprov.providers.errors import ProviderError
 from talprov.providers.protocol import Provider, ProviderState, Runtime, Step, StepContext
 from talprov.providers.types import Machine, MachineRequest, Owner, Retry, StepResult
-
-
-class FakeClock:
-    """Time that moves only when told to (the runtime's clock and sleeper)."""
-
-    def __init__(self, start: float = 1_000_000.0) -> None:
-        self.now = start
-
-    def __call__(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.now += max(0.0, seconds)
+from talprov.testing import FakeClock
 
 
 @dataclass

@@ -11,9 +11,9 @@ from talprov.providers.runner import StepPolicy
 from talprov.providers.types import Owner, Stage
 from talprov.reconciler import ProviderHandle, Reconciler
 from talprov.store.store import Store
+from talprov.testing import FakeClock
 from tests.emulators.moto import REGION, CallCounter, MotoServer
 from tests.unit.aws.helpers import make_request
-from tests.unit.aws.loop import FakeClock
 
 
 def test_five_requests_provision_and_delete_through_the_reconciler(

@@ -7,7 +7,6 @@ exactly as the reconciler would.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +15,7 @@ from talprov.openstack.data import OpenStackData, OpenStackState
 from talprov.openstack.provider import OpenStackProvider
 from talprov.providers.protocol import Runtime, StepContext
 from talprov.providers.types import MachineRequest, Owner, Retry
+from talprov.testing import FakeClock
 from tests.emulators.factory import FakeImageFactory
 from tests.emulators.openstack import FakeOpenStack
 
@@ -33,19 +33,6 @@ def machine_config(name: str) -> str:
         "cluster:\n"
         "  controlPlane: {endpoint: https://10.0.0.10:6443}\n"
     )
-
-
-@dataclass
-class FakeClock:
-    now: float = 1_000_000.0
-    sleeps: list[float] = field(default_factory=list)
-
-    def time(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        self.now += seconds
 
 
 class Harness:

@@ -12,9 +12,9 @@ from talprov.providers.protocol import Runtime
 from talprov.providers.types import MachineRequest, Owner
 from talprov.proxmox.config import ProxmoxConfig
 from talprov.proxmox.provider import ProxmoxProvider
+from talprov.testing import FakeClock
 from tests.emulators.fakepve import FakePveServer
 from tests.emulators.fakepve import fakepve as fakepve  # noqa: PLC0414 - re-exported fixture
-from tests.unit.proxmox.driving import FakeClock
 
 ISO_URL = "https://factory.example.test/image/376567988ad370138ad8b2698212367b8edcb69b5fd68c80be1f2ec7d603b4ba/v1.9.1/nocloud-amd64.iso"
 
@@ -27,7 +27,7 @@ def clock() -> FakeClock:
 @pytest.fixture
 def runtime(clock: FakeClock, tmp_path: Path) -> Runtime:
     return Runtime(installation="talprov-test", cache_dir=tmp_path / "cache",
-                   clock=clock.now, sleep=clock.sleep)
+                   clock=clock, sleep=clock.sleep)
 
 
 @pytest.fixture

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from talprov.providers.protocol import Step, StepContext
@@ -11,22 +10,10 @@ from talprov.providers.types import MachineRequest, Owner, Retry
 from talprov.proxmox.data import ProxmoxMachineData
 from talprov.proxmox.provider import ProxmoxProvider
 from talprov.proxmox.state import ProxmoxState
+from talprov.testing import FakeClock
 
 Ctx = StepContext[ProxmoxMachineData, ProxmoxState]
 MAX_PASSES = 60
-
-
-@dataclass
-class FakeClock:
-    """Time that moves only when someone sleeps or waits."""
-
-    t: float = 1_000_000.0
-
-    def now(self) -> float:
-        return self.t
-
-    def sleep(self, seconds: float) -> None:
-        self.t += max(seconds, 0.001)
 
 
 def context(provider: ProxmoxProvider, request: MachineRequest, owner: Owner,
@@ -53,7 +40,7 @@ def provision(provider: ProxmoxProvider, ctxs: Sequence[Ctx], clock: FakeClock,
     """Run every step for every context, step by step, using run_batch when asked."""
     for step in provider.steps():
         for ctx in ctxs:
-            ctx.step_started_at = clock.now()
+            ctx.step_started_at = clock()
         pending = list(ctxs)
         for _ in range(MAX_PASSES):
             if not pending:

@@ -10,13 +10,13 @@ import pytest
 
 from talprov.providers.protocol import Runtime
 from talprov.providers.types import MachineRequest, Owner
+from talprov.testing import FakeClock
 from talprov.vmware.config import VSphereConfig
 from talprov.vmware.provider import VSphereProvider
 from tests.emulators.factory import FakeImageFactory
 from tests.emulators.factory import image_factory as image_factory  # noqa: PLC0414 - fixture
 from tests.emulators.vcsim.fixture import VcsimServer
 from tests.emulators.vcsim.fixture import vcsim as vcsim  # noqa: PLC0414 - re-exported fixture
-from tests.unit.vmware.driving import FakeClock
 
 
 @pytest.fixture
@@ -27,7 +27,7 @@ def clock() -> FakeClock:
 @pytest.fixture
 def runtime(clock: FakeClock, tmp_path: Path, image_factory: FakeImageFactory) -> Runtime:
     return Runtime(installation="talprov-test", cache_dir=tmp_path / "cache",
-                   factory_url=image_factory.url, clock=clock.now, sleep=clock.sleep)
+                   factory_url=image_factory.url, clock=clock, sleep=clock.sleep)
 
 
 @pytest.fixture

@@ -16,10 +16,11 @@ from typing import Any
 
 from talprov.providers.protocol import Runtime
 from talprov.providers.types import Owner
+from talprov.testing import FakeClock
 from talprov.vmware.config import VSphereConfig
 from talprov.vmware.provider import VSphereProvider
 from tests.unit.vmware.conftest import machine_request
-from tests.unit.vmware.driving import FakeClock, context, run_step
+from tests.unit.vmware.driving import context, run_step
 
 
 def main(settings_path: str) -> None:
@@ -28,7 +29,7 @@ def main(settings_path: str) -> None:
         {**settings["config"], "password": os.environ["VCSIM_PASSWORD"]})
     clock = FakeClock()
     runtime = Runtime(installation=settings["installation"], cache_dir=Path(settings["cache"]),
-                      factory_url=settings["factory_url"], clock=clock.now, sleep=clock.sleep)
+                      factory_url=settings["factory_url"], clock=clock, sleep=clock.sleep)
     provider = VSphereProvider("lab", config, runtime)
     owner = Owner(settings["installation"], settings["instance"])
     ctx = context(provider, machine_request(settings["request_id"]), owner)

@@ -3,29 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 from talprov.providers.protocol import Step, StepContext
 from talprov.providers.types import MachineRequest, Owner, Retry
+from talprov.testing import FakeClock
 from talprov.vmware.data import VSphereMachineData
 from talprov.vmware.provider import VSphereProvider
 from talprov.vmware.state import VSphereState
 
 Ctx = StepContext[VSphereMachineData, VSphereState]
 MAX_PASSES = 60
-
-
-@dataclass
-class FakeClock:
-    """Time that moves only when someone sleeps or waits."""
-
-    t: float = 1_000_000.0
-
-    def now(self) -> float:
-        return self.t
-
-    def sleep(self, seconds: float) -> None:
-        self.t += max(seconds, 0.001)
 
 
 def context(provider: VSphereProvider, request: MachineRequest, owner: Owner,
@@ -38,7 +25,7 @@ def context(provider: VSphereProvider, request: MachineRequest, owner: Owner,
 
 def run_step(step: Step, ctx: Ctx, clock: FakeClock) -> None:
     """Call one step until it returns None (advancing the clock on Retry)."""
-    ctx.step_started_at = clock.now()
+    ctx.step_started_at = clock()
     for _ in range(MAX_PASSES):
         result = step.run(ctx)
         if result is None:

@@ -16,13 +16,14 @@ from talprov.providers.errors import (
     Transient,
 )
 from talprov.providers.types import Owner
+from talprov.testing import FakeClock
 from talprov.vmware import sdk
 from talprov.vmware.config import VSphereConfig
 from talprov.vmware.errors import TaskFailed, task_error, translate
 from talprov.vmware.provider import VSphereProvider
 from tests.emulators.vcsim.fixture import VcsimServer
 from tests.unit.vmware.conftest import machine_request
-from tests.unit.vmware.driving import FakeClock, context, provision
+from tests.unit.vmware.driving import context, provision
 from tests.unit.vmware.observe import terminate_sessions_of
 
 vim = sdk.vim()

@@ -10,13 +10,14 @@ from typing import Any
 
 from talprov.providers.types import MachineState, Owner, Retry
 from talprov.talos.join import render_user_data
+from talprov.testing import FakeClock
 from talprov.vmware.images import IMPORTED_KEY
 from talprov.vmware.provider import VSphereProvider
 from talprov.vmware.state import VSphereState
 from tests.emulators.factory import FakeImageFactory
 from tests.emulators.vcsim.fixture import VcsimServer
 from tests.unit.vmware.conftest import machine_request
-from tests.unit.vmware.driving import FakeClock, context, deprovision, provision, run_step
+from tests.unit.vmware.driving import context, deprovision, provision, run_step
 from tests.unit.vmware.observe import all_vms, destroy_out_of_band, power_on_out_of_band
 
 GIB = 1024**3
@@ -182,7 +183,7 @@ def test_deprovision_powers_off_hard_when_the_guest_does_not_shut_down(
     provision(provider, [ctx], clock)
     first = provider.deprovision(ctx)
     assert isinstance(first, Retry)
-    assert ctx.state.shutdown_started_at == clock.now()
+    assert ctx.state.shutdown_started_at == clock()
     # The guest comes straight back up (as if it ignored the request): wait, then hard off.
     power_on_out_of_band(vcsim, "d1")
     clock.sleep(10)
