@@ -161,7 +161,17 @@ class Reconciler:
                 due.append(record)
         if not due:
             return
-        claimed = [r for r in due if self._claim(r)]
+        claimed = []
+        for record in due:
+            if not self._claim(record):
+                continue
+            # Another replica may have advanced the request between our read and
+            # the claim; work from what is stored now.
+            fresh = self.store.get_request(record.request.id)
+            if fresh is None or fresh.version != record.version:
+                self.store.release(record.request.id, owner=self.worker_id)
+                continue
+            claimed.append(fresh)
         try:
             self._work(runner, handle, claimed, observed)
         finally:

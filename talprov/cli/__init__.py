@@ -19,6 +19,7 @@ from talprov.cli.machine import machine, reconcile
 from talprov.cli.output import emit, output_option
 from talprov.demo import demo
 from talprov.providers.registry import installed_types, load_type
+from talprov.service.cli import serve
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -83,6 +84,7 @@ cli.add_command(machine)
 cli.add_command(reconcile)
 for _command in CLUSTER_COMMANDS:
     cli.add_command(_command)
+cli.add_command(serve)
 
 
 def main() -> None:

@@ -1,0 +1,170 @@
+"""Load benchmark of the HTTP service: 1,000 concurrent request creations vs /healthz.
+
+Starts ``talprov serve`` on 127.0.0.1 (a free port) with the file-backed test
+provider, then fires the same number of requests at the same concurrency twice:
+first ``GET /healthz`` (the baseline: routing, no auth, one trivial store read),
+then ``POST /v1/machine-requests`` (auth, validation, an idempotent insert). It
+prints p50/p99/max latency, errors and throughput of both, and the ratio of
+creation to baseline latency. The reconcile workers run during the creations
+unless ``--no-workers``, as they would in production.
+
+    .venv/bin/python bench/service_load.py [--requests 1000] [--concurrency 50]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import yaml
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from tests.helpers import WORKER_CONFIG, write_plugin_dist  # noqa: E402
+
+TOKEN = "bench-token-0123456789abcdef"
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+
+
+@dataclass
+class Result:
+    name: str
+    latencies: list[float]
+    errors: int
+    seconds: float
+
+    def quantile(self, q: float) -> float:
+        ordered = sorted(self.latencies)
+        if not ordered:
+            return float("nan")
+        return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+    def line(self) -> str:
+        ok = len(self.latencies)
+        return (f"{self.name:<28} ok={ok:<5} errors={self.errors:<4} "
+                f"p50={self.quantile(0.5) * 1000:8.1f} ms  p99={self.quantile(0.99) * 1000:8.1f} ms"
+                f"  max={max(self.latencies, default=0) * 1000:8.1f} ms"
+                f"  mean={statistics.fmean(self.latencies) * 1000 if ok else 0:7.1f} ms"
+                f"  {(ok + self.errors) / self.seconds:7.0f} req/s")
+
+
+def start_server(
+    root: Path, *, workers: bool, store: str | None
+) -> tuple[subprocess.Popen[str], str]:
+    """``talprov serve`` on a free port; returns the process and its URL."""
+    plugins = write_plugin_dist(root / "plugins")
+    config = {
+        "store": store or f"sqlite:///{root / 'state.db'}",
+        "cache_dir": str(root / "cache"),
+        "providers": {"fake": {"type": "file", "path": str(root / "cloud.sqlite"),
+                               "boot_listings": 1, "concurrency": 8}},
+        "service": {"tokens": [{"name": "bench", "value": TOKEN, "access": "write"}],
+                    "reconcile_interval": 0.5, "workers": workers},
+    }
+    (root / "talprov.yaml").write_text(yaml.safe_dump(config))
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(plugins), str(REPO)]),
+           "TALPROV_CONFIG": str(root / "talprov.yaml"), "HOME": str(root)}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "talprov", "serve", "--listen", "127.0.0.1:0"],
+        env=env, cwd=root, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+    assert process.stdout is not None
+    url = ""
+    deadline = time.monotonic() + 30
+    for line in process.stdout:
+        if "listening on " in line:
+            url = line.split("listening on ", 1)[1].strip()
+            break
+        if time.monotonic() > deadline:
+            break
+    if not url:
+        process.kill()
+        raise SystemExit("talprov serve did not start")
+    # Keep draining its output so that a full pipe never blocks the server.
+    threading.Thread(target=lambda: [None for _ in process.stdout or ()], daemon=True).start()
+    return process, url
+
+
+async def fire(name: str, count: int, concurrency: int,
+               call: Callable[[int], Awaitable[httpx.Response]]) -> Result:
+    gate = asyncio.Semaphore(concurrency)
+    latencies: list[float] = []
+    errors = 0
+
+    async def one(index: int) -> None:
+        nonlocal errors
+        async with gate:
+            started = time.perf_counter()
+            try:
+                response = await call(index)
+            except httpx.HTTPError:
+                errors += 1
+                return
+            if response.status_code >= 300:
+                errors += 1
+                return
+            latencies.append(time.perf_counter() - started)
+
+    began = time.perf_counter()
+    await asyncio.gather(*(one(i) for i in range(count)))
+    return Result(name, latencies, errors, time.perf_counter() - began)
+
+
+async def run(url: str, count: int, concurrency: int) -> tuple[Result, Result]:
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    async with httpx.AsyncClient(base_url=url, limits=limits, timeout=60) as client:
+        # Warm-up: connections, imports, the first store access.
+        await fire("warm-up", 50, concurrency, lambda _i: client.get("/healthz"))
+        baseline = await fire("GET /healthz (baseline)", count, concurrency,
+                              lambda _i: client.get("/healthz"))
+
+        def create(index: int) -> Awaitable[httpx.Response]:
+            body = {"id": f"bench-{index:05d}", "provider": "fake", "talos_version": "v1.11.5",
+                    "config": WORKER_CONFIG, "labels": {"role": "worker", "bench": "load"},
+                    "provider_data": {"size": "small"}}
+            return client.post("/v1/machine-requests", json=body, headers=AUTH)
+
+        creations = await fire("POST /v1/machine-requests", count, concurrency, create)
+    return baseline, creations
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--requests", type=int, default=1000)
+    parser.add_argument("--concurrency", type=int, default=50)
+    parser.add_argument("--no-workers", action="store_true",
+                        help="API only: no reconcile loop competing for the store.")
+    parser.add_argument("--store", help="Store URL (default: a fresh SQLite file).")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="talprov-bench-") as tmp:
+        process, url = start_server(Path(tmp), workers=not args.no_workers, store=args.store)
+        try:
+            baseline, creations = asyncio.run(run(url, args.requests, args.concurrency))
+        finally:
+            process.terminate()
+            process.wait(timeout=60)
+    print(f"talprov serve at {url}: {args.requests} requests, concurrency {args.concurrency}, "
+          f"workers {'off' if args.no_workers else 'on'}")
+    print(baseline.line())
+    print(creations.line())
+    for label, q in (("p50", 0.5), ("p99", 0.99)):
+        ratio = creations.quantile(q) / baseline.quantile(q)
+        print(f"ratio {label} create/healthz: {ratio:.1f}x")
+    if creations.errors or baseline.errors:
+        raise SystemExit(1)
+
+
+if __name__ == "__main__":
+    main()

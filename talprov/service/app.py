@@ -1,0 +1,201 @@
+"""The FastAPI application: routes, error bodies, the worker loop's lifetime.
+
+Error bodies never echo input: FastAPI's default 422 body repeats the offending
+value (``input``), which for ``config`` or ``join.api_url`` would be a secret, so
+validation errors are rendered here as ``{loc, msg, type}`` only.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+from fastapi import Depends, FastAPI, Request, status
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, PlainTextResponse
+
+from talprov import __version__
+from talprov.providers.protocol import Runtime
+from talprov.reconciler import ProviderHandle
+from talprov.secrets import redact
+from talprov.service.auth import PrincipalDep, TokenVerifier
+from talprov.service.config import ServiceConfig, parse_service_config
+from talprov.service.context import ServiceContext, service_context
+from talprov.service.metrics import InstrumentedProvider, Metrics
+from talprov.service.models import HealthView, Healthz, ProviderList, ProviderView
+from talprov.service.routes_requests import AUTH_RESPONSES
+from talprov.service.routes_requests import router as requests_router
+from talprov.service.routes_sets import router as sets_router
+from talprov.service.sets import SetRepository
+from talprov.service.workers import ReconcileLoop
+from talprov.store.crypto import SecretCodec
+from talprov.store.errors import StoreError
+from talprov.store.store import Store
+
+log = logging.getLogger(__name__)
+ContextDep = Annotated[ServiceContext, Depends(service_context)]
+METRICS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+
+def _problems(exc: RequestValidationError) -> list[dict[str, object]]:
+    problems: list[dict[str, object]] = []
+    for err in exc.errors():
+        msg = "unknown field" if err.get("type") == "extra_forbidden" else str(err.get("msg"))
+        problems.append({
+            "loc": [p if isinstance(p, int) else str(p) for p in err.get("loc", ())],
+            "msg": msg,
+            "type": str(err.get("type", "value_error")),
+        })
+    return problems
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(RequestValidationError)
+    async def invalid(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        return JSONResponse({"detail": _problems(exc)},
+                            status_code=status.HTTP_422_UNPROCESSABLE_CONTENT)
+
+    @app.exception_handler(StoreError)
+    async def store_down(_request: Request, exc: StoreError) -> JSONResponse:
+        message = redact(str(exc))
+        log.warning("store error: %s", message)
+        return JSONResponse({"detail": f"store: {message}"},
+                            status_code=status.HTTP_503_SERVICE_UNAVAILABLE)
+
+    @app.exception_handler(Exception)
+    async def crashed(request: Request, exc: Exception) -> JSONResponse:
+        # Only the type: the message of an unexpected error may quote a body.
+        log.error("unhandled %s on %s %s", type(exc).__name__, request.method,
+                  request.url.path)
+        return JSONResponse({"detail": "internal error"},
+                            status_code=status.HTTP_500_INTERNAL_SERVER_ERROR)
+
+
+def create_app(
+    store: Store,
+    handles: Mapping[str, ProviderHandle],
+    runtime: Runtime,
+    service_config: ServiceConfig | dict[str, Any] | None,
+    *,
+    codec: SecretCodec | None = None,
+) -> FastAPI:
+    """The API over ``store``, with a reconcile loop when ``service_config.workers``.
+
+    ``handles`` are the configured provider instances; they are wrapped to measure
+    step durations and errors. ``codec`` encodes set templates' secrets and must
+    use the store's key; by default it is built from ``TALPROV_STORE_KEY`` like
+    the CLI builds the store. The loop starts and stops with the app's lifespan.
+    ``service_config`` may also be the raw ``service`` block of talprov.yaml
+    (``LoadedConfig.config.service``); then it raises ``ConfigError`` naming the
+    bad field.
+    """
+    if not isinstance(service_config, ServiceConfig):
+        service_config = parse_service_config(service_config)
+    metrics = Metrics()
+    instrumented = {
+        name: ProviderHandle(
+            InstrumentedProvider(handle.provider, name, metrics).as_provider(),
+            handle.concurrency,
+        )
+        for name, handle in handles.items()
+    }
+    sets = SetRepository(
+        store, codec or SecretCodec(os.environ.get("TALPROV_STORE_KEY") or None)
+    )
+    ctx = ServiceContext(
+        store=store, handles=instrumented, runtime=runtime, config=service_config,
+        tokens=TokenVerifier(service_config.tokens), metrics=metrics, sets=sets,
+    )
+    if service_config.workers:
+        ctx.loop = ReconcileLoop(
+            store, instrumented, runtime, sets=sets, metrics=metrics,
+            interval=service_config.reconcile_interval, lease_ttl=service_config.lease_ttl,
+            worker_id=service_config.worker_id,
+        )
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        if ctx.loop is not None:
+            ctx.loop.start()
+        try:
+            yield
+        finally:
+            if ctx.loop is not None:
+                ctx.loop.stop()
+
+    app = FastAPI(
+        title="talprov",
+        version=__version__,
+        description="Talos Linux machines on demand: MachineRequests and MachineRequestSets "
+        "(Omni infra-provider resources) over HTTP.",
+        lifespan=lifespan,
+    )
+    app.state.ctx = ctx
+    _install_error_handlers(app)
+    app.include_router(requests_router)
+    app.include_router(sets_router)
+
+    @app.get("/healthz", response_model=Healthz, tags=["operations"],
+             responses={503: {"model": Healthz}})
+    def healthz(ctx: ContextDep) -> JSONResponse:
+        """Liveness and store reachability. No authentication."""
+        try:
+            ctx.store.lease_holder("healthz-probe")
+        except StoreError:
+            return JSONResponse({"status": "degraded", "store": "unreachable"},
+                                status_code=status.HTTP_503_SERVICE_UNAVAILABLE)
+        return JSONResponse({"status": "ok", "store": "ok"})
+
+    @app.get("/metrics", response_class=PlainTextResponse, tags=["operations"],
+             responses=AUTH_RESPONSES)
+    def metrics_endpoint(_principal: PrincipalDep, ctx: ContextDep) -> PlainTextResponse:
+        """Prometheus text format: requests by stage, queue depth, step durations,
+        provider API errors. Any valid token may read it."""
+        text = ctx.metrics.render(ctx.store, sorted(ctx.handles), datetime.now(UTC))
+        return PlainTextResponse(text, media_type=METRICS_CONTENT_TYPE)
+
+    @app.get("/v1/providers", response_model=ProviderList, tags=["providers"],
+             responses=AUTH_RESPONSES)
+    def list_providers(principal: PrincipalDep, ctx: ContextDep) -> ProviderList:
+        """Configured provider instances the token may use: type, health, and the
+        JSON Schema of their ``provider_data``."""
+        items = []
+        for name, handle in sorted(ctx.handles.items()):
+            if not principal.allows_provider(name):
+                continue
+            health = ctx.health(name)
+            items.append(ProviderView(
+                name=name, type=handle.provider.type_name, concurrency=handle.concurrency,
+                health=HealthView(ok=health.ok, message=health.message),
+                provider_data_schema=handle.provider.data_model.model_json_schema(),
+            ))
+        return ProviderList(items=items)
+
+    _document_provider_names(app, sorted(instrumented))
+    return app
+
+
+def _document_provider_names(app: FastAPI, names: list[str]) -> None:
+    """List the configured provider instances in the OpenAPI document as an enum.
+
+    Clients and fuzzers then know the valid values; the server still answers an
+    unknown one with a 422 naming ``provider``.
+    """
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = build()
+            for model in ("MachineRequestCreate", "MachineRequestSetCreate"):
+                props = schema.get("components", {}).get("schemas", {}).get(model, {})
+                provider = props.get("properties", {}).get("provider")
+                if provider is not None and names:
+                    provider["enum"] = names
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]

@@ -1,0 +1,112 @@
+"""Bearer-token authentication and per-provider, read/write authorisation.
+
+Tokens are compared as SHA-256 digests with :func:`hmac.compare_digest` against
+every configured token (no early exit), so neither the token text nor which
+token matched leaks through timing. Missing or unknown token → 401; a known
+token used outside its providers or for a write with read access → 403.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends, HTTPException, Request, status
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from talprov.service.config import Access, TokenConfig
+
+bearer_scheme = HTTPBearer(
+    auto_error=False,
+    description="A token from the `service.tokens` list of talprov.yaml.",
+)
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who is calling: a configured token's name, scope and access."""
+
+    name: str
+    providers: tuple[str, ...]
+    access: Access
+
+    def allows_provider(self, provider: str) -> bool:
+        return "*" in self.providers or provider in self.providers
+
+    @property
+    def all_providers(self) -> bool:
+        return "*" in self.providers
+
+    def require_provider(self, provider: str) -> None:
+        """Raise 403 unless this token may touch ``provider``."""
+        if not self.allows_provider(provider):
+            raise HTTPException(
+                status.HTTP_403_FORBIDDEN,
+                detail=f"token {self.name!r} is not allowed to use provider {provider!r}",
+            )
+
+    def require_write(self) -> None:
+        """Raise 403 unless this token has write access."""
+        if self.access is not Access.WRITE:
+            raise HTTPException(
+                status.HTTP_403_FORBIDDEN, detail=f"token {self.name!r} has read access only"
+            )
+
+
+class TokenVerifier:
+    """Knows the configured tokens only as digests."""
+
+    def __init__(self, tokens: tuple[TokenConfig, ...]) -> None:
+        self._entries: list[tuple[bytes, Principal]] = []
+        for token in tokens:
+            if token.value is not None:
+                digest = hashlib.sha256(token.value.get_secret_value().encode()).digest()
+            else:
+                assert token.sha256 is not None
+                digest = bytes.fromhex(token.sha256)
+            self._entries.append(
+                (digest, Principal(token.name, tuple(token.providers), token.access))
+            )
+
+    def __repr__(self) -> str:
+        return f"TokenVerifier({len(self._entries)} tokens)"
+
+    def verify(self, presented: str) -> Principal | None:
+        """The principal whose token is ``presented``, or None. Never raises."""
+        digest = hashlib.sha256(presented.encode("utf-8", "surrogatepass")).digest()
+        found: Principal | None = None
+        for expected, principal in self._entries:
+            if hmac.compare_digest(digest, expected) and found is None:
+                found = principal
+        return found
+
+
+def _unauthorized(message: str) -> HTTPException:
+    return HTTPException(
+        status.HTTP_401_UNAUTHORIZED, detail=message, headers={"WWW-Authenticate": "Bearer"}
+    )
+
+
+def authenticate(request: Request, credentials: HTTPAuthorizationCredentials | None) -> Principal:
+    """The caller's principal; raises 401 for a missing, malformed or unknown token."""
+    if credentials is None or credentials.scheme.lower() != "bearer":
+        raise _unauthorized("missing bearer token")
+    verifier: TokenVerifier = request.app.state.ctx.tokens
+    principal = verifier.verify(credentials.credentials)
+    if principal is None:
+        raise _unauthorized("invalid token")
+    request.state.principal_name = principal.name
+    return principal
+
+
+def current_principal(
+    request: Request,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_scheme)],
+) -> Principal:
+    """FastAPI dependency: the authenticated caller (401 otherwise)."""
+    return authenticate(request, credentials)
+
+
+PrincipalDep = Annotated[Principal, Depends(current_principal)]

@@ -1,0 +1,98 @@
+"""``talprov serve``: the HTTP API and the reconcile workers in one process."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import socket
+import sys
+from types import FrameType
+
+import click
+
+from talprov.cli.app import App, fail, handle_errors, pass_app
+from talprov.service.config import parse_listen, parse_service_config
+
+log = logging.getLogger(__name__)
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        fail(f"--listen {host}:{port}: {exc.strerror}")
+    sock.set_inheritable(True)
+    return sock
+
+
+@click.command()
+@click.option("--listen", metavar="HOST:PORT",
+              help="Address to serve on (default: the config's service.listen, "
+                   "else 127.0.0.1:8080). Port 0 picks a free port.")
+@click.option("--workers/--no-workers", default=None,
+              help="Run the reconcile loop here (default: the config's service.workers).")
+@click.option("--worker-id", envvar="TALPROV_WORKER_ID", metavar="ID",
+              help="Lease identity of this replica (default: service.worker_id, else host:pid).")
+@pass_app
+@handle_errors
+def serve(app: App, listen: str | None, workers: bool | None, worker_id: str | None) -> None:
+    """Serve the HTTP API (OpenAPI at /docs) and run the reconcile workers.
+
+    Several processes may share one PostgreSQL store: requests are split between
+    them with leases. SIGTERM or Ctrl-C stops gracefully: the API stops taking
+    connections, the current reconcile pass finishes and its leases are released.
+    Prints "listening on URL" on stderr once ready.
+    """
+    import uvicorn
+
+    from talprov.service.app import create_app
+
+    where = f"{app.config.path or 'config'}: service"
+    config = parse_service_config(app.config.config.service, where=where)
+    if workers is not None:
+        config = config.model_copy(update={"workers": workers})
+    if worker_id:
+        config = config.model_copy(update={"worker_id": worker_id})
+    if not config.tokens:
+        fail(f"{where}.tokens: no tokens configured; every API call would be refused")
+    host, port = parse_listen(listen) if listen else config.host_port()
+    api = create_app(app.store, app.all_handles(), app.runtime, config)
+    sock = _bind(host, port)
+    bound_port = sock.getsockname()[1]
+    scheme = "https" if config.tls else "http"
+    shown_host = f"[{host}]" if ":" in host else host
+    uv_config = uvicorn.Config(
+        api,
+        log_config=None,  # keep talprov's handlers, which redact secrets
+        access_log=True,
+        ssl_certfile=config.tls.cert if config.tls else None,
+        ssl_keyfile=config.tls.key if config.tls else None,
+        timeout_graceful_shutdown=30,
+        server_header=False,
+    )
+    server = uvicorn.Server(uv_config)
+    original_startup = server.startup
+
+    async def startup(sockets: list[socket.socket] | None = None) -> None:
+        await original_startup(sockets=sockets)
+        click.echo(f"listening on {scheme}://{shown_host}:{bound_port}", err=True)
+        sys.stderr.flush()
+
+    server.startup = startup  # type: ignore[method-assign]
+    # uvicorn shuts down gracefully on SIGTERM, then re-raises the signal with the
+    # previous handler in place; a no-op handler there makes a requested stop
+    # exit 0 instead of dying by the signal.
+    previous = signal.signal(signal.SIGTERM, _stopped)
+    try:
+        server.run(sockets=[sock])
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    click.echo("stopped", err=True)
+
+
+def _stopped(_signum: int, _frame: FrameType | None) -> None:
+    """SIGTERM after uvicorn's own graceful shutdown: nothing left to do."""

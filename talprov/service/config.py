@@ -1,0 +1,115 @@
+"""The ``service:`` block of talprov.yaml: where to listen, tokens, TLS, workers.
+
+``load_config`` hands this block over as a raw mapping (with ``${env:…}`` and
+``${file:…}`` references already resolved); :func:`parse_service_config` turns
+it into a typed :class:`ServiceConfig` and names the bad field when it cannot.
+"""
+
+from __future__ import annotations
+
+import re
+from enum import StrEnum
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+
+from talprov.providers.errors import ConfigError
+from talprov.providers.registry import validation_message
+
+DEFAULT_LISTEN = "127.0.0.1:8080"
+_LISTEN = re.compile(r"^(?P<host>\[[0-9a-fA-F:.]+\]|[^:\s]+):(?P<port>\d{1,5})$")
+
+
+class Access(StrEnum):
+    READ = "read"
+    WRITE = "write"
+
+
+class TokenConfig(BaseModel):
+    """One bearer token: who it is, which provider instances it may touch, read or write.
+
+    Give the token either as ``sha256`` (hex digest of the token text; the token
+    itself then never sits in the config) or as ``value`` (typically
+    ``${env:NAME}``).
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(min_length=1, max_length=100, description="Recorded as the actor.")
+    sha256: str | None = Field(default=None, pattern=r"^[0-9a-fA-F]{64}$")
+    value: SecretStr | None = None
+    providers: tuple[str, ...] = Field(default=("*",), min_length=1)
+    access: Access = Access.READ
+
+    @model_validator(mode="after")
+    def _one_secret(self) -> TokenConfig:
+        if (self.sha256 is None) == (self.value is None):
+            raise ValueError("give exactly one of sha256 or value")
+        if self.value is not None and len(self.value.get_secret_value()) < 16:
+            # A short token can be guessed online; constant-time comparison does
+            # not help against that.
+            raise ValueError("value must be at least 16 characters")
+        return self
+
+    def allows_provider(self, provider: str) -> bool:
+        return "*" in self.providers or provider in self.providers
+
+
+class TlsConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    cert: str = Field(description="PEM certificate (chain) file.")
+    key: str = Field(description="PEM private key file.")
+
+
+class ServiceConfig(BaseModel):
+    """Settings of ``talprov serve``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    listen: str = Field(default=DEFAULT_LISTEN, pattern=_LISTEN.pattern)
+    tokens: tuple[TokenConfig, ...] = ()
+    tls: TlsConfig | None = None
+    #: Run the reconcile loop in this process (off: an API-only replica).
+    workers: bool = True
+    #: Seconds between reconcile passes when nothing wakes the loop earlier.
+    reconcile_interval: float = Field(default=1.0, gt=0, le=300)
+    #: Lease length; a replica that dies holds its requests at most this long.
+    lease_ttl: float = Field(default=30.0, ge=1, le=3600)
+    #: Lease identity of this process; default ``host:pid``.
+    worker_id: str | None = Field(default=None, min_length=1, max_length=200)
+    #: Seconds a provider's health answer is reused by ``GET /v1/providers``.
+    health_cache_seconds: float = Field(default=30.0, ge=0)
+
+    @model_validator(mode="after")
+    def _unique_token_names(self) -> ServiceConfig:
+        names = [t.name for t in self.tokens]
+        if len(names) != len(set(names)):
+            raise ValueError("token names must be unique (they are recorded as actors)")
+        return self
+
+    def host_port(self) -> tuple[str, int]:
+        """``listen`` split into host and port (brackets of an IPv6 host removed)."""
+        match = _LISTEN.match(self.listen)
+        assert match is not None  # the field pattern guarantees it
+        return match["host"].strip("[]"), int(match["port"])
+
+
+def parse_service_config(raw: dict[str, Any] | None, *, where: str = "service") -> ServiceConfig:
+    """Validate the ``service`` block. Raises ``ConfigError`` naming the field.
+
+    Idempotent and pure. The message never contains a token value.
+    """
+    try:
+        return ServiceConfig.model_validate(raw or {})
+    except ValidationError as exc:
+        field, message = validation_message(exc, where)
+        raise ConfigError(field, message) from None
+
+
+def parse_listen(text: str) -> tuple[str, int]:
+    """``HOST:PORT`` (``[v6]:PORT`` for IPv6) → (host, port). Raises ``ConfigError``."""
+    match = _LISTEN.match(text)
+    if match is None or int(match["port"]) > 65535:
+        raise ConfigError("--listen", f"expected HOST:PORT, got {text!r}")
+    return match["host"].strip("[]"), int(match["port"])

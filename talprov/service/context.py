@@ -1,0 +1,142 @@
+"""What every route shares, and the conversions between API bodies and requests."""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, NoReturn
+
+from fastapi import Request
+from fastapi.exceptions import RequestValidationError
+from pydantic import SecretStr, ValidationError
+
+from talprov.providers.errors import ConfigError
+from talprov.providers.protocol import Runtime
+from talprov.providers.types import Health, MachineRequest
+from talprov.reconciler import ProviderHandle
+from talprov.secrets import redact
+from talprov.service.auth import Principal, TokenVerifier
+from talprov.service.config import ServiceConfig
+from talprov.service.metrics import Metrics
+from talprov.service.models import MachineRequestView, MachineTemplate
+from talprov.service.sets import SetRepository
+from talprov.service.workers import ReconcileLoop
+from talprov.store.records import RequestRecord
+from talprov.store.store import Store
+
+
+@dataclass
+class ServiceContext:
+    store: Store
+    handles: dict[str, ProviderHandle]
+    runtime: Runtime
+    config: ServiceConfig
+    tokens: TokenVerifier
+    metrics: Metrics
+    sets: SetRepository
+    loop: ReconcileLoop | None = None
+    _health: dict[str, tuple[float, Health]] = field(default_factory=dict)
+    _health_lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def wake(self) -> None:
+        """Tell the local reconcile loop there is new work."""
+        if self.loop is not None:
+            self.loop.wake()
+
+    def health(self, name: str) -> Health:
+        """The provider's health, cached for ``health_cache_seconds``. Never raises."""
+        now = time.monotonic()
+        with self._health_lock:
+            cached = self._health.get(name)
+        if cached is not None and now - cached[0] < self.config.health_cache_seconds:
+            return cached[1]
+        try:
+            result = self.handles[name].provider.health()
+        except Exception as exc:
+            result = Health(ok=False, message=f"health check raised {type(exc).__name__}")
+        result = Health(ok=result.ok, message=redact(result.message))
+        with self._health_lock:
+            self._health[name] = (now, result)
+        return result
+
+
+def service_context(request: Request) -> ServiceContext:
+    """The app's shared context (a FastAPI dependency)."""
+    ctx: ServiceContext = request.app.state.ctx
+    return ctx
+
+
+def field_error(loc: Sequence[str | int], msg: str, kind: str = "value_error") -> NoReturn:
+    """Raise a 422 naming ``loc`` (rendered like FastAPI's own validation errors)."""
+    raise RequestValidationError([{"loc": tuple(loc), "msg": msg, "type": kind}])
+
+
+def _check_config(text: str) -> None:
+    from talprov.talos.machineconfig import check_shape, load_documents
+
+    try:
+        check_shape(load_documents(text, "config"), "config")
+    except ConfigError as exc:
+        # ConfigError messages name lines and fields, never content.
+        field_error(("body", "config"), str(exc))
+
+
+def build_request(
+    ctx: ServiceContext, principal: Principal, template: MachineTemplate, request_id: str
+) -> MachineRequest:
+    """A MachineRequest from an API body; 403 out of scope, 422 naming the field.
+
+    ``provider_data`` is validated with the provider's own model; every problem
+    is reported at ``body.provider_data.<field>`` (input values are never echoed).
+    """
+    principal.require_provider(template.provider)
+    handle = ctx.handles.get(template.provider)
+    if handle is None:
+        known = ", ".join(sorted(ctx.handles)) or "none"
+        field_error(("body", "provider"), f"unknown provider instance (configured: {known})")
+    try:
+        handle.provider.data_model.model_validate(template.provider_data)
+    except ValidationError as exc:
+        raise RequestValidationError(
+            [
+                {"loc": ("body", "provider_data", *err["loc"]), "msg": err["msg"],
+                 "type": err["type"]}
+                for err in exc.errors()
+            ]
+        ) from None
+    config = template.config.get_secret_value() if template.config is not None else ""
+    if config.strip():
+        _check_config(config)
+    if template.join is not None and "\x00" in template.join.api_url.get_secret_value():
+        field_error(("body", "join", "api_url"), "must not contain NUL characters")
+    # Only the template's own fields: a set body also carries name and machine_count.
+    shared = set(MachineTemplate.model_fields) - {"config", "join"}
+    body: dict[str, Any] = template.model_dump(include=shared)
+    body["id"] = request_id
+    body["machine_config"] = SecretStr(config)
+    body["join"] = template.join
+    try:
+        return MachineRequest.model_validate(body)
+    except ValidationError as exc:
+        raise RequestValidationError(
+            [{"loc": ("body", *err["loc"]), "msg": err["msg"], "type": err["type"]}
+             for err in exc.errors()]
+        ) from None
+
+
+def config_digest(request: MachineRequest) -> str | None:
+    text = request.machine_config.get_secret_value()
+    return hashlib.sha256(text.encode()).hexdigest() if text else None
+
+
+def request_view(record: RequestRecord) -> MachineRequestView:
+    """The public view of a stored request (``record_view`` plus a config digest)."""
+    from talprov.cli.machine import record_view
+
+    view = record_view(record)
+    view["config_sha256"] = config_digest(record.request)
+    view["join"] = record.request.join is not None
+    return MachineRequestView.model_validate(view)

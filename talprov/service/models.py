@@ -1,0 +1,190 @@
+"""Request and response bodies of the HTTP API (they make the OpenAPI document).
+
+Field names follow Omni's MachineRequest (``talos_version``, ``extensions``,
+``kernel_args``, ``meta_values``, ``provider_data``). Secrets go in, never out:
+``config`` and ``join.api_url`` are write-only, and responses carry at most the
+SHA-256 of the machine configuration.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, StringConstraints
+
+from talprov.providers.types import (
+    REQUEST_ID_PATTERN,
+    TALOS_VERSION_PATTERN,
+    Arch,
+    JoinSpec,
+    MetaValue,
+    Overlay,
+    Stage,
+)
+
+# Label keys look like Kubernetes label keys; values exclude NUL, which
+# PostgreSQL text columns cannot hold.
+LABEL_KEY_PATTERN = r"^[A-Za-z0-9]([-A-Za-z0-9_./]{0,253}[A-Za-z0-9])?$"
+LABEL_VALUE_PATTERN = r"^[^\x00]{0,1024}$"
+#: Leaves room for ``-<index>`` in member ids (63 characters at most).
+SET_NAME_PATTERN = r"^[a-z0-9]([-a-z0-9]{0,50}[a-z0-9])?$"
+MAX_SET_SIZE = 1000
+
+LabelKey = Annotated[str, StringConstraints(pattern=LABEL_KEY_PATTERN)]
+LabelValue = Annotated[str, StringConstraints(pattern=LABEL_VALUE_PATTERN)]
+
+
+class MachineTemplate(BaseModel):
+    """What a machine is made from: the fields shared by requests and sets."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    provider: str = Field(min_length=1, max_length=255, description="Provider instance name.")
+    talos_version: str = Field(pattern=TALOS_VERSION_PATTERN, examples=["v1.11.5"])
+    arch: Arch = Arch.AMD64
+    secure_boot: bool = False
+    extensions: list[str] = Field(
+        default_factory=list, max_length=100,
+        description="System extensions, e.g. siderolabs/iscsi-tools.",
+    )
+    kernel_args: list[str] = Field(default_factory=list, max_length=100)
+    meta_values: list[MetaValue] = Field(default_factory=list, max_length=100)
+    overlay: Overlay | None = None
+    labels: dict[LabelKey, LabelValue] = Field(
+        default_factory=dict, max_length=64,
+        description="Free-form labels; `role` (or `talprov.role`) = worker | controlplane "
+        "orders scale-down of sets.",
+    )
+    provider_data: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Validated by the provider's own model; see GET /v1/providers.",
+    )
+    config: SecretStr | None = Field(
+        default=None,
+        description="Talos machine configuration (YAML text). Write-only: never returned.",
+    )
+    join: JoinSpec | None = Field(
+        default=None, description="Omni join parameters. `api_url` is write-only."
+    )
+
+
+class MachineRequestCreate(MachineTemplate):
+    """A MachineRequest. Creating it again with the same body is harmless."""
+
+    id: str = Field(
+        pattern=REQUEST_ID_PATTERN, max_length=63,
+        description="Stable id and idempotency key (DNS-label shaped).",
+    )
+
+
+class MachineRequestView(BaseModel):
+    """A request and its progress, as the service shows it: never a secret."""
+
+    id: str
+    provider: str
+    stage: Stage
+    step: str | None = Field(description="The step it is at (null when not in one).")
+    machine_uuid: str | None
+    infra_id: str | None = Field(description="The platform's id of the machine.")
+    addresses: list[str]
+    labels: dict[str, str]
+    error: str | None
+    talos_version: str
+    marked_for_deletion: bool
+    config_sha256: str | None = Field(description="SHA-256 of the machine config, if any.")
+    join: bool = Field(description="Whether Omni join parameters were given.")
+    created_at: datetime
+    updated_at: datetime
+
+
+class MachineRequestList(BaseModel):
+    items: list[MachineRequestView]
+
+
+class EventView(BaseModel):
+    at: datetime
+    message: str
+
+
+class ForgetBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    reason: str = Field(min_length=1, max_length=1000, pattern=r"^[^\x00]*$")
+
+
+class ForgetResult(BaseModel):
+    id: str
+    actor: str = Field(description="The token name that asked, as recorded in the audit log.")
+    reason: str
+
+
+class MachineRequestSetCreate(MachineTemplate):
+    """A set of identical requests named `<name>-<index>`, kept at `machine_count`."""
+
+    name: str = Field(pattern=SET_NAME_PATTERN, max_length=52)
+    machine_count: int = Field(ge=0, le=MAX_SET_SIZE)
+
+
+class MachineRequestSetScale(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    machine_count: int = Field(ge=0, le=MAX_SET_SIZE)
+
+
+class SetMember(BaseModel):
+    id: str
+    stage: Stage
+
+
+class MachineRequestSetView(BaseModel):
+    name: str
+    provider: str
+    machine_count: int
+    talos_version: str
+    labels: dict[str, str]
+    config_sha256: str | None
+    deleting: bool = Field(description="Deletion asked; removed once its members are gone.")
+    members: list[SetMember]
+    created_at: datetime
+    updated_at: datetime
+
+
+class MachineRequestSetList(BaseModel):
+    items: list[MachineRequestSetView]
+
+
+class HealthView(BaseModel):
+    ok: bool
+    message: str
+
+
+class ProviderView(BaseModel):
+    name: str
+    type: str
+    concurrency: int
+    health: HealthView
+    provider_data_schema: dict[str, Any] = Field(description="JSON Schema of provider_data.")
+
+
+class ProviderList(BaseModel):
+    items: list[ProviderView]
+
+
+class Problem(BaseModel):
+    detail: str
+
+
+class FieldProblem(BaseModel):
+    loc: list[str | int]
+    msg: str
+    type: str
+
+
+class ValidationProblem(BaseModel):
+    detail: list[FieldProblem]
+
+
+class Healthz(BaseModel):
+    status: str
+    store: str

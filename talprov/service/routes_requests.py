@@ -1,0 +1,210 @@
+"""``/v1/machine-requests``: create, read, list, delete and force-forget requests."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, HTTPException, Path, Query, Response, status
+
+from talprov.providers.errors import Conflict
+from talprov.providers.types import REQUEST_ID_PATTERN, Stage
+from talprov.service.auth import Principal, PrincipalDep
+from talprov.service.context import (
+    ServiceContext,
+    build_request,
+    field_error,
+    request_view,
+    service_context,
+)
+from talprov.service.models import (
+    EventView,
+    ForgetBody,
+    ForgetResult,
+    MachineRequestCreate,
+    MachineRequestList,
+    MachineRequestView,
+    Problem,
+    ValidationProblem,
+)
+from talprov.store.records import RequestRecord
+
+router = APIRouter(prefix="/v1/machine-requests", tags=["machine-requests"])
+ContextDep = Annotated[ServiceContext, Depends(service_context)]
+# Path and query values reach SQL; PostgreSQL text cannot hold NUL, and an id
+# that does not match the id pattern cannot exist anyway.
+RequestId = Annotated[str, Path(pattern=REQUEST_ID_PATTERN, max_length=63)]
+NO_NUL = r"^[^\x00]*$"
+
+AUTH_RESPONSES: dict[int | str, dict[str, Any]] = {
+    401: {"model": Problem, "description": "Missing or invalid bearer token."},
+    403: {"model": Problem, "description": "The token may not do this (scope or access)."},
+    503: {"model": Problem, "description": "The store cannot be reached."},
+}
+NOT_FOUND: dict[int | str, dict[str, Any]] = {
+    404: {"model": Problem, "description": "No such request (or it is gone)."}
+}
+INVALID: dict[int | str, dict[str, Any]] = {
+    422: {"model": ValidationProblem, "description": "Invalid body; `loc` names the field."}
+}
+
+
+def visible_record(ctx: ServiceContext, principal: Principal, request_id: str) -> RequestRecord:
+    """The live request ``request_id``: 404 when unknown or gone, 403 out of scope."""
+    record = ctx.store.get_request(request_id)
+    if record is None or record.stage == Stage.GONE:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"request {request_id} not found")
+    principal.require_provider(record.request.provider)
+    return record
+
+
+@router.post(
+    "",
+    status_code=status.HTTP_201_CREATED,
+    response_model=MachineRequestView,
+    summary="Create a machine request (idempotent on id)",
+    responses={
+        200: {"model": MachineRequestView, "description": "Same body as the existing request."},
+        409: {"model": Problem, "description": "The id is in use with a different body."},
+        **AUTH_RESPONSES, **INVALID,
+    },
+)
+def create_machine_request(
+    body: MachineRequestCreate, principal: PrincipalDep, ctx: ContextDep, response: Response
+) -> MachineRequestView:
+    """Record a MachineRequest; the reconcile workers then provision it.
+
+    Sending the same body again returns the same resource with 200; a different
+    body under an existing id is a 409 (delete it first, or pick another id).
+    """
+    principal.require_write()
+    machine_request = build_request(ctx, principal, body, body.id)
+    before = ctx.store.get_request(body.id)
+    try:
+        record = ctx.store.create_request(machine_request)
+    except Conflict:
+        raise HTTPException(
+            status.HTTP_409_CONFLICT,
+            detail=f"request {body.id} already exists with a different body",
+        ) from None
+    if before is not None and before.stage != Stage.GONE and before.created_at == record.created_at:
+        response.status_code = status.HTTP_200_OK
+    else:
+        ctx.wake()
+    return request_view(record)
+
+
+@router.get(
+    "",
+    response_model=MachineRequestList,
+    summary="List machine requests",
+    responses={**AUTH_RESPONSES, **INVALID},
+)
+def list_machine_requests(
+    principal: PrincipalDep,
+    ctx: ContextDep,
+    provider: Annotated[
+        str | None, Query(description="Only this provider instance.", pattern=NO_NUL)
+    ] = None,
+    label: Annotated[
+        list[Annotated[str, Query(pattern=NO_NUL)]] | None,
+        Query(description="KEY=VALUE; repeat to require several labels."),
+    ] = None,
+    stage: Annotated[Stage | None, Query(description="Only requests in this stage.")] = None,
+) -> MachineRequestList:
+    """Requests visible to the token (its providers only), ordered by id; gone ones
+    are left out unless ``stage=gone``."""
+    if provider is not None:
+        principal.require_provider(provider)
+    selector: dict[str, str] = {}
+    for index, item in enumerate(label or []):
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            field_error(("query", "label", index), "expected KEY=VALUE")
+        selector[key] = value
+    records = ctx.store.list_requests(
+        provider=provider,
+        labels=selector or None,
+        stages=None if stage is None else [stage],
+    )
+    return MachineRequestList(
+        items=[request_view(r) for r in records if principal.allows_provider(r.request.provider)]
+    )
+
+
+@router.get(
+    "/{request_id}",
+    response_model=MachineRequestView,
+    summary="Get one machine request",
+    responses={**AUTH_RESPONSES, **NOT_FOUND},
+)
+def get_machine_request(
+    request_id: RequestId, principal: PrincipalDep, ctx: ContextDep
+) -> MachineRequestView:
+    """The request's stage, step, machine and last error."""
+    return request_view(visible_record(ctx, principal, request_id))
+
+
+@router.get(
+    "/{request_id}/events",
+    response_model=list[EventView],
+    summary="A request's event log",
+    responses={**AUTH_RESPONSES, **NOT_FOUND},
+)
+def machine_request_events(
+    request_id: RequestId, principal: PrincipalDep, ctx: ContextDep
+) -> list[EventView]:
+    """What happened to the request, oldest first (secrets are never logged here)."""
+    visible_record(ctx, principal, request_id)
+    return [EventView(at=e.at, message=e.message) for e in ctx.store.events(request_id)]
+
+
+@router.delete(
+    "/{request_id}",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=MachineRequestView,
+    summary="Delete a machine request (its machine is removed, then it is gone)",
+    responses={**AUTH_RESPONSES, **NOT_FOUND},
+)
+def delete_machine_request(
+    request_id: RequestId, principal: PrincipalDep, ctx: ContextDep
+) -> MachineRequestView:
+    """Move the request to ``deprovisioning``; once the machine is removed the
+    request is ``gone`` and reads return 404. Idempotent."""
+    principal.require_write()
+    visible_record(ctx, principal, request_id)
+    try:
+        record = ctx.store.request_deletion(request_id)
+    except KeyError:
+        raise HTTPException(
+            status.HTTP_404_NOT_FOUND, detail=f"request {request_id} not found"
+        ) from None
+    ctx.wake()
+    return request_view(record)
+
+
+@router.post(
+    "/{request_id}/forget",
+    response_model=ForgetResult,
+    summary="Force-forget a request without calling its provider",
+    responses={**AUTH_RESPONSES, **NOT_FOUND, **INVALID},
+)
+def forget_machine_request(
+    request_id: RequestId, body: ForgetBody, principal: PrincipalDep, ctx: ContextDep
+) -> ForgetResult:
+    """Remove the request from the store WITHOUT touching its provider.
+
+    The escape hatch for a provider that is gone for good: any machine it had is
+    left where it is. The token name and ``reason`` go to the audit log.
+    """
+    principal.require_write()
+    record = ctx.store.get_request(request_id)
+    if record is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"request {request_id} not found")
+    principal.require_provider(record.request.provider)
+    try:
+        ctx.store.forget_request(request_id, actor=principal.name, reason=body.reason)
+    except KeyError:
+        raise HTTPException(
+            status.HTTP_404_NOT_FOUND, detail=f"request {request_id} not found"
+        ) from None
+    return ForgetResult(id=request_id, actor=principal.name, reason=body.reason)

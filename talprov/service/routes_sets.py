@@ -1,0 +1,194 @@
+"""``/v1/machine-request-sets``: N identical requests kept at ``machine_count``."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, HTTPException, Path, Response, status
+
+from talprov.service.auth import Principal, PrincipalDep
+from talprov.service.context import ServiceContext, build_request, service_context
+from talprov.service.models import (
+    SET_NAME_PATTERN,
+    MachineRequestSetCreate,
+    MachineRequestSetList,
+    MachineRequestSetScale,
+    MachineRequestSetView,
+    Problem,
+    SetMember,
+)
+from talprov.service.routes_requests import AUTH_RESPONSES, INVALID, NOT_FOUND
+from talprov.service.sets import (
+    RequestSet,
+    now_utc,
+    reconcile_set,
+    set_fingerprint,
+    template_digest,
+)
+
+router = APIRouter(prefix="/v1/machine-request-sets", tags=["machine-request-sets"])
+ContextDep = Annotated[ServiceContext, Depends(service_context)]
+SetName = Annotated[str, Path(pattern=SET_NAME_PATTERN, max_length=52)]
+
+
+def set_view(ctx: ServiceContext, request_set: RequestSet) -> MachineRequestSetView:
+    members = ctx.sets.members(request_set)
+    template = request_set.template
+    return MachineRequestSetView(
+        name=request_set.name,
+        provider=template.provider,
+        machine_count=request_set.machine_count,
+        talos_version=template.talos_version,
+        labels=dict(template.labels),
+        config_sha256=template_digest(template),
+        deleting=request_set.deleting,
+        members=[SetMember(id=m.request.id, stage=m.stage) for m in members],
+        created_at=request_set.created_at,
+        updated_at=request_set.updated_at,
+    )
+
+
+def _visible_set(ctx: ServiceContext, principal: Principal, name: str) -> RequestSet:
+    found = ctx.sets.get(name)
+    if found is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"set {name} not found")
+    principal.require_provider(found.template.provider)
+    return found
+
+
+def _apply(ctx: ServiceContext, request_set: RequestSet) -> MachineRequestSetView:
+    ctx.sets.put(request_set)
+    reconcile_set(ctx.sets, request_set)
+    ctx.wake()
+    return set_view(ctx, request_set)
+
+
+@router.post(
+    "",
+    status_code=status.HTTP_201_CREATED,
+    response_model=MachineRequestSetView,
+    summary="Create a machine request set (idempotent on name)",
+    responses={
+        200: {"model": MachineRequestSetView, "description": "Same body as the existing set."},
+        409: {"model": Problem, "description": "The name is in use with a different body."},
+        **AUTH_RESPONSES, **INVALID,
+    },
+)
+def create_set(
+    body: MachineRequestSetCreate, principal: PrincipalDep, ctx: ContextDep, response: Response
+) -> MachineRequestSetView:
+    """Create the set and its first ``machine_count`` requests ``<name>-<index>``.
+
+    The same body again returns the set with 200; a different one is a 409 (use
+    PUT to change a set, PATCH to scale it).
+    """
+    principal.require_write()
+    template = build_request(ctx, principal, body, f"{body.name}-0")
+    fingerprint = set_fingerprint(template, body.machine_count)
+    existing = ctx.sets.get(body.name)
+    if existing is not None:
+        principal.require_provider(existing.template.provider)
+        if existing.fingerprint != fingerprint or existing.deleting:
+            raise HTTPException(
+                status.HTTP_409_CONFLICT,
+                detail=f"set {body.name} already exists with a different body"
+                + (" (being deleted)" if existing.deleting else ""),
+            )
+        response.status_code = status.HTTP_200_OK
+        return set_view(ctx, existing)
+    now = now_utc()
+    return _apply(ctx, RequestSet(body.name, template, body.machine_count, False, fingerprint,
+                                  now, now))
+
+
+@router.put(
+    "/{name}",
+    response_model=MachineRequestSetView,
+    summary="Create or replace a set (template and size)",
+    responses={**AUTH_RESPONSES, **INVALID, 409: {"model": Problem}},
+)
+def replace_set(
+    name: SetName, body: MachineRequestSetCreate, principal: PrincipalDep, ctx: ContextDep
+) -> MachineRequestSetView:
+    """Replace the set's template and size. Members that exist keep the template
+    they were created from; new members use the new one. The provider cannot change."""
+    principal.require_write()
+    if body.name != name:
+        raise HTTPException(status.HTTP_409_CONFLICT, detail="body name differs from the path")
+    template = build_request(ctx, principal, body, f"{name}-0")
+    existing = ctx.sets.get(name)
+    now = now_utc()
+    created = now
+    if existing is not None:
+        principal.require_provider(existing.template.provider)
+        if existing.template.provider != template.provider:
+            raise HTTPException(status.HTTP_409_CONFLICT,
+                                detail="a set's provider cannot change; create another set")
+        if existing.deleting:
+            raise HTTPException(status.HTTP_409_CONFLICT, detail=f"set {name} is being deleted")
+        created = existing.created_at
+    fingerprint = set_fingerprint(template, body.machine_count)
+    return _apply(ctx, RequestSet(name, template, body.machine_count, False, fingerprint,
+                                  created, now))
+
+
+@router.patch(
+    "/{name}",
+    response_model=MachineRequestSetView,
+    summary="Scale a set",
+    responses={**AUTH_RESPONSES, **NOT_FOUND, **INVALID, 409: {"model": Problem}},
+)
+def scale_set(
+    name: SetName, body: MachineRequestSetScale, principal: PrincipalDep, ctx: ContextDep
+) -> MachineRequestSetView:
+    """Change ``machine_count``. Scale-down removes unallocated requests first, then
+    workers before control planes, then the oldest."""
+    principal.require_write()
+    existing = _visible_set(ctx, principal, name)
+    if existing.deleting:
+        raise HTTPException(status.HTTP_409_CONFLICT, detail=f"set {name} is being deleted")
+    fingerprint = set_fingerprint(existing.template, body.machine_count)
+    return _apply(ctx, RequestSet(name, existing.template, body.machine_count, False,
+                                  fingerprint, existing.created_at, now_utc()))
+
+
+@router.get("", response_model=MachineRequestSetList, summary="List sets",
+            responses=AUTH_RESPONSES)
+def list_sets(principal: PrincipalDep, ctx: ContextDep) -> MachineRequestSetList:
+    """Sets of the providers the token may see, ordered by name."""
+    return MachineRequestSetList(
+        items=[
+            set_view(ctx, s)
+            for s in sorted(ctx.sets.all(), key=lambda s: s.name)
+            if principal.allows_provider(s.template.provider)
+        ]
+    )
+
+
+@router.get("/{name}", response_model=MachineRequestSetView, summary="Get a set",
+            responses={**AUTH_RESPONSES, **NOT_FOUND})
+def get_set(name: SetName, principal: PrincipalDep, ctx: ContextDep) -> MachineRequestSetView:
+    """The set, its size and its members' stages."""
+    return set_view(ctx, _visible_set(ctx, principal, name))
+
+
+@router.delete(
+    "/{name}",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=MachineRequestSetView,
+    summary="Delete a set and all its requests",
+    responses={**AUTH_RESPONSES, **NOT_FOUND},
+)
+def delete_set(name: SetName, principal: PrincipalDep, ctx: ContextDep) -> MachineRequestSetView:
+    """Delete every member; the set disappears once they are all gone. Idempotent."""
+    principal.require_write()
+    existing = _visible_set(ctx, principal, name)
+    deleting = RequestSet(name, existing.template, existing.machine_count, True,
+                          existing.fingerprint, existing.created_at, now_utc())
+    ctx.sets.put(deleting)
+    view = set_view(ctx, deleting)
+    reconcile_set(ctx.sets, deleting)
+    ctx.wake()
+    view.members = [SetMember(id=m.request.id, stage=m.stage)
+                    for m in ctx.sets.members(deleting)]
+    return view

@@ -1,0 +1,96 @@
+"""/metrics exposes stage counts, step durations, provider errors; force-forget is audited."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+
+import pytest
+
+from tests.helpers import Home
+from tests.providers.fileprov import Cloud
+from tests.unit.service.conftest import READ, WRITE, Api, open_api, request_body
+
+SAMPLE = re.compile(r"^(?P<name>[a-z_]+)(?:\{(?P<labels>[^}]*)\})? (?P<value>\S+)$")
+
+
+def samples(text: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
+    """Parse the exposition text (every non-comment line must be a valid sample)."""
+    found: dict[tuple[str, frozenset[tuple[str, str]]], float] = {}
+    for line in text.splitlines():
+        if not line or line.startswith("#"):
+            continue
+        match = SAMPLE.match(line)
+        assert match is not None, line
+        labels = frozenset(re.findall(r'(\w+)="((?:[^"\\]|\\.)*)"', match["labels"] or ""))
+        found[(match["name"], labels)] = float(match["value"])
+    return found
+
+
+@pytest.fixture
+def api_with_broken(home: Home) -> Iterator[Api]:
+    home.providers["broken"] = {"type": "file", "path": home.cloud_path("broken"),
+                                "fail_creates": True}
+    home.write_config()
+    yield from open_api(home)
+
+
+def test_metrics_show_stage_counts_durations_and_errors(api_with_broken: Api) -> None:
+    api = api_with_broken
+    for n in range(3):
+        api.request("POST", "/v1/machine-requests", json=request_body(f"m-{n}"), headers=WRITE)
+    api.request("POST", "/v1/machine-requests",
+                json=request_body("doomed", provider="broken"), headers=WRITE)
+    api.wait_for(lambda: api.stages() == {"m-0": "provisioned", "m-1": "provisioned",
+                                          "m-2": "provisioned", "doomed": "failed"})
+    response = api.request("GET", "/metrics", headers=READ)
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/plain; version=0.0.4")
+    values = samples(response.text)
+
+    def value(name: str, **labels: str) -> float:
+        return values[(name, frozenset(labels.items()))]
+
+    assert value("talprov_requests", provider="fake", stage="provisioned") == 3
+    assert value("talprov_requests", provider="fake", stage="pending") == 0
+    assert value("talprov_requests", provider="broken", stage="failed") == 1
+    assert value("talprov_queue_depth", provider="fake") == 0
+    ensure = value("talprov_step_duration_seconds_count", provider="fake", step="ensure-machine")
+    assert ensure >= 3
+    assert value("talprov_step_duration_seconds_bucket", provider="fake",
+                 step="ensure-machine", le="+Inf") == ensure
+    # capacity_attempts (3) failed creates before the request gave up.
+    assert value("talprov_provider_errors_total", provider="broken",
+                 operation="ensure-machine", error="CapacityError") == 3
+    assert value("talprov_reconcile_passes_total") >= 1
+
+
+def test_queue_depth_counts_waiting_requests(idle_api: Api) -> None:
+    for n in range(4):
+        idle_api.request("POST", "/v1/machine-requests", json=request_body(f"q-{n}"),
+                         headers=WRITE)
+    values = samples(idle_api.request("GET", "/metrics", headers=READ).text)
+    assert values[("talprov_queue_depth", frozenset({("provider", "fake")}))] == 4
+    assert values[("talprov_requests",
+                   frozenset({("provider", "fake"), ("stage", "pending")}))] == 4
+
+
+def test_force_forget_is_audited_and_leaves_the_machine(api: Api) -> None:
+    api.request("POST", "/v1/machine-requests", json=request_body("orphan"), headers=WRITE)
+    api.wait_for(lambda: api.stages().get("orphan") == "provisioned")
+    missing = api.request("POST", "/v1/machine-requests/orphan/forget", json={},
+                          headers=WRITE)
+    assert missing.status_code == 422
+    assert missing.json()["detail"][0]["loc"] == ["body", "reason"]
+    response = api.request("POST", "/v1/machine-requests/orphan/forget",
+                           json={"reason": "account closed"}, headers=WRITE)
+    assert response.status_code == 200
+    assert response.json() == {"id": "orphan", "actor": "omni", "reason": "account closed"}
+    assert api.request("GET", "/v1/machine-requests/orphan", headers=WRITE).status_code == 404
+    (entry,) = api.ctx.store.audit_log()
+    assert (entry.request_id, entry.actor, entry.reason) == ("orphan", "omni", "account closed")
+    # The provider was not called: the machine is still there, now unmanaged.
+    assert [m["request_id"] for m in Cloud(api.home.cloud_path()).machines()] == ["orphan"]
+    again = api.request("POST", "/v1/machine-requests/orphan/forget",
+                        json={"reason": "twice"}, headers=WRITE)
+    assert again.status_code == 404

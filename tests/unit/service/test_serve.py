@@ -1,0 +1,100 @@
+"""``talprov serve`` as a real process: HTTP, TLS, graceful SIGTERM."""
+
+from __future__ import annotations
+
+import datetime as dt
+import ipaddress
+import ssl
+from pathlib import Path
+
+import httpx
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+from talprov.store.store import Store
+from tests.helpers import SEEN_OUTPUT, WORKER_CONFIG, Home
+from tests.providers.fileprov import Cloud
+from tests.unit.service.conftest import TOKENS, WRITE, request_body
+from tests.unit.service.serving import ServeProcess, wait_until
+
+
+def stages(client: httpx.Client) -> dict[str, str]:
+    items = client.get("/v1/machine-requests", headers=WRITE).json()["items"]
+    return {i["id"]: i["stage"] for i in items}
+
+
+def test_serve_provisions_over_http_and_stops_on_sigterm(home: Home) -> None:
+    home.write_config(service={"tokens": TOKENS, "reconcile_interval": 0.1})
+    server = ServeProcess(home.env(), home.root)
+    try:
+        assert server.url.startswith("http://127.0.0.1:")
+        with httpx.Client(base_url=server.url, timeout=10) as client:
+            assert client.get("/healthz").json() == {"status": "ok", "store": "ok"}
+            for n in range(5):
+                body = request_body(f"srv-{n}", config=WORKER_CONFIG)
+                response = client.post("/v1/machine-requests", json=body, headers=WRITE)
+                assert response.status_code == 201, response.text
+                SEEN_OUTPUT.append(response.text)
+            wait_until(lambda: set(stages(client).values()) == {"provisioned"}, 30,
+                       "provisioned")
+    finally:
+        code = server.terminate()
+    assert code == 0, server.output()
+    store = Store(home.store_url)
+    assert all(store.lease_holder(f"srv-{n}") is None for n in range(5))
+    store.close()
+    assert len(Cloud(home.cloud_path()).machines()) == 5
+
+
+def test_serve_refuses_to_start_without_tokens(home: Home) -> None:
+    result = home.run("serve", "--listen", "127.0.0.1:0", timeout=30)
+    assert result.returncode == 2
+    assert "service.tokens" in result.stderr
+
+
+def _self_signed(directory: Path) -> tuple[Path, Path]:
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = dt.datetime.now(dt.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name).issuer_name(name).public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(hours=1))
+        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(
+            ipaddress.ip_address("127.0.0.1"))]), critical=False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = directory / "tls.crt", directory / "tls.key"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption()))
+    return cert_path, key_path
+
+
+def test_serve_speaks_tls_when_given_a_cert_and_key(home: Home) -> None:
+    cert, key = _self_signed(home.root)
+    home.write_config(service={"tokens": TOKENS, "tls": {"cert": str(cert), "key": str(key)},
+                               "workers": False})
+    server = ServeProcess(home.env(), home.root)
+    try:
+        assert server.url.startswith("https://127.0.0.1:")
+        trusted = ssl.create_default_context(cafile=str(cert))
+        with httpx.Client(base_url=server.url, verify=trusted, timeout=10) as client:
+            assert client.get("/healthz").status_code == 200
+            assert client.get("/v1/providers", headers=WRITE).status_code == 200
+        # Verification stays on: a client that does not trust the cert refuses it.
+        with (httpx.Client(base_url=server.url, timeout=10) as default_client,
+              pytest.raises(httpx.ConnectError)):
+            default_client.get("/healthz")
+        plain = server.url.replace("https://", "http://")
+        with httpx.Client(base_url=plain, timeout=10) as client, pytest.raises(httpx.HTTPError):
+            client.get("/healthz")
+    finally:
+        assert server.terminate() == 0
