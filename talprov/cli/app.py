@@ -158,7 +158,8 @@ def setup_logging(verbose: int) -> None:
     root.handlers[:] = [h for h in root.handlers if h.get_name() != "talprov-cli"] + [handler]
     root.setLevel(level)
     # SDK loggers echo request bodies at debug level; bodies carry user-data.
-    for noisy in ("botocore", "boto3", "urllib3", "httpx", "httpcore", "keystoneauth"):
+    for noisy in ("botocore", "boto3", "urllib3", "httpx", "httpcore", "keystoneauth",
+                  "openstack", "proxmoxer", "requests", "pyVmomi", "sushy", "pyghmi", "uvicorn"):
         logging.getLogger(noisy).setLevel(max(level, logging.INFO))
 
 
