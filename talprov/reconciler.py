@@ -161,35 +161,40 @@ class Reconciler:
                 due.append(record)
         if not due:
             return
-        claimed = []
-        for record in due:
-            if not self._claim(record):
-                continue
-            # Another replica may have advanced the request between our read and
-            # the claim; work from what is stored now.
-            fresh = self.store.get_request(record.request.id)
-            if fresh is None or fresh.version != record.version:
-                self.store.release(record.request.id, owner=self.worker_id)
-                continue
-            claimed.append(fresh)
+        claimed = self._claim(due)
         try:
             self._work(runner, handle, claimed, observed)
         finally:
-            for record in claimed:
-                self.store.release(record.request.id, owner=self.worker_id)
+            self.store.release_many([r.request.id for r in claimed], owner=self.worker_id)
         report.worked += len(claimed)
 
-    def _claim(self, record: RequestRecord) -> bool:
-        rid = record.request.id
-        if self.store.claim(rid, owner=self.worker_id, ttl=self.lease_ttl, now=self.now()):
-            return True
-        # A process on this host that was killed leaves its lease behind; do not
-        # make a restarted worker wait out the TTL for it.
-        holder = self.store.lease_holder(rid)
-        if holder is not None and dead_local_worker(holder[0]):
-            self.store.release(rid, owner=holder[0])
-            return self.store.claim(rid, owner=self.worker_id, ttl=self.lease_ttl, now=self.now())
-        return False
+    def _claim(self, due: Sequence[RequestRecord]) -> list[RequestRecord]:
+        """The due requests this worker now holds the lease of, as they were read.
+
+        A request another replica advanced between our read and the claim (its
+        version moved) is let go: the next pass reads it afresh.
+        """
+        held = self.store.claim_many([r.request.id for r in due], owner=self.worker_id,
+                                     ttl=self.lease_ttl, now=self.now())
+        for record in due:
+            rid = record.request.id
+            if rid in held:
+                continue
+            # A process on this host that was killed leaves its leases behind; do
+            # not make a restarted worker wait out the TTL for them.
+            holder = self.store.lease_holder(rid)
+            if holder is not None and dead_local_worker(holder[0]):
+                self.store.release(rid, owner=holder[0])
+                if self.store.claim(rid, owner=self.worker_id, ttl=self.lease_ttl,
+                                    now=self.now()):
+                    fresh = self.store.get_request(rid)
+                    if fresh is not None:
+                        held[rid] = fresh.version
+        claimed = [r for r in due if held.get(r.request.id) == r.version]
+        stale = [r.request.id for r in due
+                 if r.request.id in held and held[r.request.id] != r.version]
+        self.store.release_many(stale, owner=self.worker_id)
+        return claimed
 
     def _work(
         self, runner: RequestRunner, handle: ProviderHandle, records: Sequence[RequestRecord],

@@ -184,13 +184,11 @@ class RequestRunner:
             work.save(self.store, None)
             return None
         if work.stage == Stage.PENDING:
-            # Written before the first step runs: a first step may take minutes
-            # (an image import) and status should say that work has started.
+            # Stored with the first step's outcome. Steps do not block (long work
+            # such as an image import returns Retry and continues next pass), so
+            # that write comes promptly and one write per step is enough.
             work.stage = Stage.PROVISIONING
             work.events.append("provisioning started")
-            step = self.step_of(work)
-            if not work.save(self.store, step.name if step else None):
-                return None
         return work
 
     def step_of(self, work: Work) -> Step | None:
@@ -269,11 +267,11 @@ class RequestRunner:
         work.next_attempt_at = None
         work.step_started_at = None
         nxt = self.step_of(work)
-        saved = work.save(self.store, nxt.name if nxt else None)
-        if saved and nxt is None:
+        if nxt is None:
+            # The last step's outcome and the stage change are one write.
             self._provisioned(work)
             return False
-        return saved
+        return work.save(self.store, nxt.name)
 
     def _failure(self, work: Work, step_name: str, exc: BaseException) -> None:
         if isinstance(exc, ProviderError):

@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from datetime import UTC, datetime
 from typing import Any, cast
 
@@ -35,8 +35,7 @@ _ACTIVE = (Stage.PENDING, Stage.PROVISIONING, Stage.DEPROVISIONING)
 class LeaseKeeper:
     """A store that remembers the leases it handed out and keeps them alive.
 
-    Everything but :meth:`claim` and :meth:`release` goes straight to the
-    wrapped store.
+    Everything but claiming and releasing goes straight to the wrapped store.
     """
 
     def __init__(self, store: Store, *, ttl: float) -> None:
@@ -74,6 +73,24 @@ class LeaseKeeper:
         with self._lock:
             self._held.pop(request_id, None)
             self._store.release(request_id, owner=owner)
+
+    def claim_many(
+        self, request_ids: Collection[str], *, owner: str, ttl: float,
+        now: datetime | None = None,
+    ) -> dict[str, int]:
+        """The store's claim_many; every won lease is renewed until released."""
+        won = self._store.claim_many(request_ids, owner=owner, ttl=ttl, now=now)
+        with self._lock:
+            for request_id in won:
+                self._held[request_id] = owner
+        return won
+
+    def release_many(self, request_ids: Collection[str], *, owner: str) -> None:
+        """The store's release_many; renewal of these leases stops. Idempotent."""
+        with self._lock:
+            for request_id in request_ids:
+                self._held.pop(request_id, None)
+            self._store.release_many(request_ids, owner=owner)
 
     def held(self) -> dict[str, str]:
         with self._lock:

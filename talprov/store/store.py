@@ -1,4 +1,5 @@
-"""The state store: requests, their progress and event logs, leases, cluster specs.
+"""The state store: requests, their progress and event logs, leases, cluster specs
+and the service's request sets (:mod:`talprov.store.request_sets`).
 
 Every public method is one database transaction. Writes on SQLite take the
 write lock at the start (see :mod:`talprov.store.engine`), so two processes
@@ -10,10 +11,10 @@ optimistic concurrency: a writer states the version it read and loses with
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Collection, Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from contextlib import AbstractContextManager
 from datetime import UTC, datetime, timedelta
-from typing import Any, TypeVar
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
@@ -21,7 +22,12 @@ from sqlalchemy.engine import Connection
 from talprov.providers.errors import Conflict
 from talprov.providers.types import MachineRequest, Stage
 from talprov.store.crypto import SecretCodec
-from talprov.store.engine import create_store_engine, masked_url, transaction
+from talprov.store.engine import (
+    create_store_engine,
+    masked_url,
+    retry_insert_race,
+    transaction,
+)
 from talprov.store.errors import StaleRecord
 from talprov.store.location import default_store_url
 from talprov.store.migrations import migrate
@@ -34,18 +40,13 @@ from talprov.store.records import (
     record_from_row,
     utc_or_now,
 )
+from talprov.store.request_sets import RequestSetMethods
 from talprov.store.schema import audit, clusters, request_labels, requests
 from talprov.store.schema import events as event_log
 
-_T = TypeVar("_T")
 
-# Concurrent inserts of one key can only collide on databases without an up-front
-# write lock (PostgreSQL): the loser retries, re-reads and takes the other branch.
-_INSERT_RACE_ATTEMPTS = 3
-
-
-class Store:
-    """Persistent state for requests and clusters behind any SQLAlchemy URL.
+class Store(RequestSetMethods):
+    """Persistent state for requests, clusters and request sets behind any SQLAlchemy URL.
 
     ``key`` is the ``TALPROV_STORE_KEY`` value: when given, machine configs and
     join URLs are Fernet-encrypted at rest. Safe to share between threads; several
@@ -101,7 +102,7 @@ class Store:
         Raises :class:`Conflict` when a live request with a different body has the id.
         """
         moment = utc_or_now(now)
-        return self._retry_insert_race(lambda: self._create_once(request, moment))
+        return retry_insert_race(lambda: self._create_once(request, moment))
 
     def _create_once(self, request: MachineRequest, now: datetime) -> RequestRecord:
         fingerprint = request.fingerprint()
@@ -393,6 +394,61 @@ class Store:
                 .values(lease_owner=None, lease_until=None)
             )
 
+    def claim_many(
+        self, request_ids: Collection[str], *, owner: str, ttl: float,
+        now: datetime | None = None,
+    ) -> dict[str, int]:
+        """:meth:`claim` for many requests in one transaction.
+
+        Returns the requests ``owner`` now holds, with their current version, so
+        the caller can tell which changed since it read them. Requests held by
+        someone else, or unknown, are simply absent. Idempotent for the owner.
+        """
+        if ttl <= 0:
+            raise ValueError("lease ttl must be positive")
+        if not request_ids:
+            return {}
+        moment = utc_or_now(now)
+        ids = sorted(set(request_ids))
+        held: dict[str, int] = {}
+        with self._write() as conn:
+            # Chunks keep the IN list under every backend's parameter limit.
+            for start in range(0, len(ids), 500):
+                chunk = ids[start:start + 500]
+                conn.execute(
+                    requests.update()
+                    .where(
+                        requests.c.id.in_(chunk),
+                        sa.or_(
+                            requests.c.lease_owner.is_(None),
+                            requests.c.lease_owner == owner,
+                            requests.c.lease_until < moment,
+                        ),
+                    )
+                    .values(lease_owner=owner, lease_until=moment + timedelta(seconds=ttl))
+                )
+                rows = conn.execute(
+                    sa.select(requests.c.id, requests.c.version).where(
+                        requests.c.id.in_(chunk), requests.c.lease_owner == owner
+                    )
+                )
+                held.update({str(r.id): int(r.version) for r in rows})
+        return held
+
+    def release_many(self, request_ids: Collection[str], *, owner: str) -> None:
+        """:meth:`release` for many requests in one transaction; idempotent."""
+        ids = sorted(set(request_ids))
+        if not ids:
+            return
+        with self._write() as conn:
+            for start in range(0, len(ids), 500):
+                conn.execute(
+                    requests.update()
+                    .where(requests.c.id.in_(ids[start:start + 500]),
+                           requests.c.lease_owner == owner)
+                    .values(lease_owner=None, lease_until=None)
+                )
+
     def lease_holder(self, request_id: str) -> tuple[str, datetime] | None:
         """Who holds the lease on a request and until when; None when free or unknown."""
         with self._read() as conn:
@@ -435,7 +491,7 @@ class Store:
                 if result.rowcount != 1:
                     conn.execute(clusters.insert().values(name=name, spec=text, updated_at=now))
 
-        self._retry_insert_race(upsert)
+        retry_insert_race(upsert)
 
     def get_cluster(self, name: str) -> dict[str, Any] | None:
         """The stored spec, or ``None`` when there is none."""
@@ -483,16 +539,6 @@ class Store:
                 event_log.insert(),
                 [{"request_id": request_id, "at": at, "message": m} for m in messages],
             )
-
-    @staticmethod
-    def _retry_insert_race(operation: Callable[[], _T]) -> _T:
-        for attempt in range(_INSERT_RACE_ATTEMPTS):
-            try:
-                return operation()
-            except sa.exc.IntegrityError:
-                if attempt + 1 >= _INSERT_RACE_ATTEMPTS:
-                    raise
-        raise AssertionError("unreachable")  # pragma: no cover
 
 
 __all__ = ["Store", "default_store_url"]

@@ -55,7 +55,7 @@ def test_sigkill_after_create_before_record_yields_one_machine(home: Home) -> No
     cloud = Cloud(home.cloud_path())
     assert len(cloud.machines()) == 1
     before = json.loads(home.run("machine", "get", "crash-1", "-o", "json", check=True).stdout)
-    assert before["stage"] == "provisioning"
+    assert before["stage"] == "pending"  # nothing of the first step was stored
     assert before["infra_id"] is None  # the kill landed before the state write
 
     # Restart without the pause: the worker resumes the same step.
