@@ -152,9 +152,13 @@ class Launcher:
         workers = max(1, min(self.config.launch_concurrency, len(groups)))
         with ThreadPoolExecutor(max_workers=workers) as pool:
             list(pool.map(lambda g: run(*g), groups))
-            # Batch members get their request and Name tags now. A failure here is
-            # harmless (the member tags identify them); wait-running retries it.
-            list(pool.map(lambda item: self._tag(*item), list(to_tag)))
+        # Batch members get their request and Name tags now, one call each (the
+        # values differ per instance), side by side. A failure here is harmless
+        # (the member tags identify them); wait-running retries it.
+        if to_tag:
+            taggers = max(1, min(self.config.launch_concurrency, len(to_tag)))
+            with ThreadPoolExecutor(max_workers=taggers) as pool:
+                list(pool.map(lambda item: self._tag(*item), list(to_tag)))
         return [errors.get(i) for i in range(len(ctxs))]
 
     def _tag(self, ctx: StepContext[Any, Any], instance_id: str) -> None:
