@@ -204,8 +204,6 @@ def run_cluster_passes(app: App) -> None:
     """One scaler pass for every recorded cluster (used by `talprov reconcile`)."""
     scaler = scaler_for(app)
     for name in app.store.list_clusters():
-        if "/" in name:
-            continue  # not a cluster: the service keeps its request sets here
         try:
             scaler.run_pass(name)
         except ConfigError as exc:

@@ -8,7 +8,6 @@ validation errors are rendered here as ``{loc, msg, type}`` only.
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
@@ -32,7 +31,6 @@ from talprov.service.routes_requests import router as requests_router
 from talprov.service.routes_sets import router as sets_router
 from talprov.service.sets import SetRepository
 from talprov.service.workers import ReconcileLoop
-from talprov.store.crypto import SecretCodec
 from talprov.store.errors import StoreError
 from talprov.store.store import Store
 
@@ -80,15 +78,12 @@ def create_app(
     handles: Mapping[str, ProviderHandle],
     runtime: Runtime,
     service_config: ServiceConfig | dict[str, Any] | None,
-    *,
-    codec: SecretCodec | None = None,
 ) -> FastAPI:
     """The API over ``store``, with a reconcile loop when ``service_config.workers``.
 
     ``handles`` are the configured provider instances; they are wrapped to measure
-    step durations and errors. ``codec`` encodes set templates' secrets and must
-    use the store's key; by default it is built from ``TALPROV_STORE_KEY`` like
-    the CLI builds the store. The loop starts and stops with the app's lifespan.
+    step durations and errors. Request sets live in ``store`` too, their secrets
+    sealed with its key. The loop starts and stops with the app's lifespan.
     ``service_config`` may also be the raw ``service`` block of talprov.yaml
     (``LoadedConfig.config.service``); then it raises ``ConfigError`` naming the
     bad field.
@@ -103,9 +98,7 @@ def create_app(
         )
         for name, handle in handles.items()
     }
-    sets = SetRepository(
-        store, codec or SecretCodec(os.environ.get("TALPROV_STORE_KEY") or None)
-    )
+    sets = SetRepository(store)
     ctx = ServiceContext(
         store=store, handles=instrumented, runtime=runtime, config=service_config,
         tokens=TokenVerifier(service_config.tokens), metrics=metrics, sets=sets,

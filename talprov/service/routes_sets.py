@@ -57,10 +57,10 @@ def _visible_set(ctx: ServiceContext, principal: Principal, name: str) -> Reques
 
 
 def _apply(ctx: ServiceContext, request_set: RequestSet) -> MachineRequestSetView:
-    ctx.sets.put(request_set)
-    reconcile_set(ctx.sets, request_set)
+    stored = ctx.sets.put(request_set)
+    reconcile_set(ctx.sets, stored)
     ctx.wake()
-    return set_view(ctx, request_set)
+    return set_view(ctx, stored)
 
 
 @router.post(
@@ -183,9 +183,8 @@ def delete_set(name: SetName, principal: PrincipalDep, ctx: ContextDep) -> Machi
     """Delete every member; the set disappears once they are all gone. Idempotent."""
     principal.require_write()
     existing = _visible_set(ctx, principal, name)
-    deleting = RequestSet(name, existing.template, existing.machine_count, True,
-                          existing.fingerprint, existing.created_at, now_utc())
-    ctx.sets.put(deleting)
+    deleting = ctx.sets.put(RequestSet(name, existing.template, existing.machine_count, True,
+                                       existing.fingerprint, existing.created_at, now_utc()))
     view = set_view(ctx, deleting)
     reconcile_set(ctx.sets, deleting)
     ctx.wake()

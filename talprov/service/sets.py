@@ -1,10 +1,10 @@
 """MachineRequestSets: keep N identical requests named ``<set>-<index>``.
 
-A set is stored as a document in the store's cluster-spec table under a
-reserved name (``machine-request-set/<name>``); its machine config and join URL
-are encoded with the store's own secret codec (encrypted when
-``TALPROV_STORE_KEY`` is set), exactly as request rows are. Members are the
-requests labelled ``talprov.set=<name>`` for the set's provider.
+A set is a row of the store's ``request_sets`` table: the template and size as
+a JSON document, the template's machine config and join URL in the store's
+sealed columns (encrypted when ``TALPROV_STORE_KEY`` is set), exactly as
+request rows keep theirs. Members are the requests labelled
+``talprov.set=<name>`` for the set's provider.
 
 Reconciling a set is deterministic: new members take the lowest free indices
 and victims follow a fixed order, so two replicas reconciling the same set at
@@ -20,23 +20,26 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from pydantic import SecretStr
-
 from talprov.providers.errors import Conflict
 from talprov.providers.types import JoinSpec, MachineRequest, Stage
-from talprov.store.crypto import SecretCodec
-from talprov.store.records import RequestRecord
+from talprov.store.errors import StaleRecord
+from talprov.store.records import RequestRecord, RequestSetRecord
 from talprov.store.store import Store
 
 SET_LABEL = "talprov.set"
-_PREFIX = "machine-request-set/"
 ROLE_LABELS = ("role", "talprov.role")
 CONTROL_PLANE_ROLES = frozenset({"controlplane", "control-plane", "control_plane", "init"})
 
 
 @dataclass(frozen=True)
 class RequestSet:
-    """A stored set: its template (a request without id), size and lifecycle."""
+    """A set: its template (a request without id), size and lifecycle.
+
+    ``version`` is the stored version this set was read at (None for one not
+    read from the store); writing it back then fails with ``StaleRecord`` if
+    the set changed in between. ``created_at``/``updated_at`` of a set read
+    from the store are the store's.
+    """
 
     name: str
     template: MachineRequest  # id is a placeholder; members get their own
@@ -45,6 +48,7 @@ class RequestSet:
     fingerprint: str
     created_at: datetime
     updated_at: datetime
+    version: int | None = None
 
     def member_request(self, index: int) -> MachineRequest:
         labels = {**self.template.labels, SET_LABEL: self.name}
@@ -63,61 +67,58 @@ def set_fingerprint(template: MachineRequest, machine_count: int) -> str:
 
 
 class SetRepository:
-    """Reads and writes set documents. ``codec`` must use the store's key."""
+    """Reads and writes sets in the store's ``request_sets`` table (which seals
+    their machine config and join URL itself)."""
 
-    def __init__(self, store: Store, codec: SecretCodec) -> None:
+    def __init__(self, store: Store) -> None:
         self.store = store
-        self.codec = codec
 
     def get(self, name: str) -> RequestSet | None:
-        doc = self.store.get_cluster(_PREFIX + name)
-        return None if doc is None else self._decode(name, doc)
+        """The stored set or None; raises ``StoreKeyError`` for a missing/wrong key."""
+        record = self.store.get_request_set(name)
+        return None if record is None else _from_record(record)
 
     def all(self) -> list[RequestSet]:
-        names = [n[len(_PREFIX):] for n in self.store.list_clusters() if n.startswith(_PREFIX)]
-        found = [self.get(n) for n in names]
+        """Every stored set, ordered by name (one removed meanwhile is left out)."""
+        found = [self.get(n) for n in self.store.list_request_sets()]
         return [s for s in found if s is not None]
 
-    def put(self, request_set: RequestSet) -> None:
+    def put(self, request_set: RequestSet) -> RequestSet:
+        """Store the set and return it as stored (the store's timestamps and version).
+
+        Idempotent for an unchanged set. Raises ``StaleRecord`` when
+        ``request_set.version`` is set and the stored set has moved on (or was
+        removed meanwhile); other ``StoreError`` from the store.
+        """
         template = request_set.template
         join = template.join
-        doc: dict[str, Any] = {
+        document: dict[str, Any] = {
             "kind": "MachineRequestSet",
             "template": template.model_dump(mode="json", exclude={"machine_config", "join"}),
-            "machine_config": self.codec.encode(template.machine_config.get_secret_value()),
-            "join_api_url": (
-                None if join is None else self.codec.encode(join.api_url.get_secret_value())
-            ),
             "join_options": (
                 None if join is None else join.model_dump(mode="json", exclude={"api_url"})
             ),
             "machine_count": request_set.machine_count,
             "deleting": request_set.deleting,
             "fingerprint": request_set.fingerprint,
-            "created_at": request_set.created_at.isoformat(),
-            "updated_at": request_set.updated_at.isoformat(),
         }
-        self.store.put_cluster(_PREFIX + request_set.name, doc)
-
-    def remove(self, name: str) -> None:
-        self.store.delete_cluster(_PREFIX + name)
-
-    def _decode(self, name: str, doc: dict[str, Any]) -> RequestSet:
-        body = dict(doc["template"])
-        body["machine_config"] = SecretStr(self.codec.decode(doc["machine_config"]))
-        if doc.get("join_api_url") is not None:
-            join = dict(doc.get("join_options") or {})
-            join["api_url"] = self.codec.decode(doc["join_api_url"])
-            body["join"] = JoinSpec.model_validate(join)
-        return RequestSet(
-            name=name,
-            template=MachineRequest.model_validate(body),
-            machine_count=int(doc["machine_count"]),
-            deleting=bool(doc.get("deleting", False)),
-            fingerprint=str(doc["fingerprint"]),
-            created_at=datetime.fromisoformat(doc["created_at"]),
-            updated_at=datetime.fromisoformat(doc["updated_at"]),
+        self.store.put_request_set(
+            request_set.name,
+            document,
+            machine_config=template.machine_config.get_secret_value(),
+            join_url=None if join is None else join.api_url.get_secret_value(),
+            expected_version=request_set.version,
+            now=request_set.updated_at,
         )
+        stored = self.get(request_set.name)
+        if stored is None:
+            raise StaleRecord(f"request set {request_set.name} was removed while being written")
+        return stored
+
+    def remove(self, request_set: RequestSet) -> None:
+        """Remove the set; idempotent. Raises ``StaleRecord`` when the set was read
+        from the store and has changed since."""
+        self.store.delete_request_set(request_set.name, expected_version=request_set.version)
 
     def members(self, request_set: RequestSet) -> list[RequestRecord]:
         """Every request of the set that is not gone, ordered by id."""
@@ -165,7 +166,11 @@ def reconcile_set(repo: SetRepository, request_set: RequestSet) -> SetChanges:
     live = [m for m in members if m.stage != Stage.DEPROVISIONING]
     want = 0 if request_set.deleting else request_set.machine_count
     if request_set.deleting and not members:
-        repo.remove(request_set.name)
+        try:
+            repo.remove(request_set)
+        except StaleRecord:
+            # Changed since it was read: the next round re-reads and decides again.
+            return SetChanges()
         return SetChanges(removed_set=True)
     created: list[str] = []
     deleted: list[str] = []
@@ -187,6 +192,26 @@ def reconcile_set(repo: SetRepository, request_set: RequestSet) -> SetChanges:
             repo.store.request_deletion(victim.request.id)
             deleted.append(victim.request.id)
     return SetChanges(created=tuple(created), deleted=tuple(deleted))
+
+
+def _from_record(record: RequestSetRecord) -> RequestSet:
+    doc = record.document
+    body = dict(doc["template"])
+    body["machine_config"] = record.machine_config
+    if record.join_url is not None:
+        join = dict(doc.get("join_options") or {})
+        join["api_url"] = record.join_url
+        body["join"] = JoinSpec.model_validate(join)
+    return RequestSet(
+        name=record.name,
+        template=MachineRequest.model_validate(body),
+        machine_count=int(doc["machine_count"]),
+        deleting=bool(doc.get("deleting", False)),
+        fingerprint=str(doc["fingerprint"]),
+        created_at=record.created_at,
+        updated_at=record.updated_at,
+        version=record.version,
+    )
 
 
 def now_utc() -> datetime:

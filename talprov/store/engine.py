@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy import event
@@ -25,6 +25,10 @@ from talprov.store.errors import StoreError
 
 BUSY_TIMEOUT_SECONDS = 30.0
 _IMMEDIATE = "talprov_immediate"
+# Concurrent inserts of one key can only collide on databases without an up-front
+# write lock (PostgreSQL): the loser retries, re-reads and takes the other branch.
+_INSERT_RACE_ATTEMPTS = 3
+_T = TypeVar("_T")
 
 
 def masked_url(url: str | sa.URL) -> str:
@@ -141,3 +145,16 @@ def transaction(
 def _first_line(exc: BaseException | None) -> str:
     text = str(exc) if exc is not None else "database error"
     return text.strip().splitlines()[0] if text.strip() else type(exc).__name__
+
+
+def retry_insert_race(operation: Callable[[], _T]) -> _T:
+    """Run ``operation`` (one whole transaction that reads, then inserts or updates)
+    again when a concurrent insert of the same key beat it; re-raises the
+    ``IntegrityError`` after a few attempts."""
+    for attempt in range(_INSERT_RACE_ATTEMPTS):
+        try:
+            return operation()
+        except sa.exc.IntegrityError:
+            if attempt + 1 >= _INSERT_RACE_ATTEMPTS:
+                raise
+    raise AssertionError("unreachable")  # pragma: no cover

@@ -13,10 +13,12 @@ back on the primary key of ``schema_version`` and one retry.
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
@@ -124,7 +126,99 @@ def _v1_initial(conn: Connection) -> None:
     md.create_all(conn)
 
 
-MIGRATIONS: tuple[Migration, ...] = (Migration(1, "initial schema", _v1_initial),)
+# Before version 2 the service kept each MachineRequestSet as a cluster document
+# named with this prefix, its secrets already in SecretCodec text.
+_V1_SET_PREFIX = "machine-request-set/"
+_V1_SET_SECRET_FIELDS = ("machine_config", "join_api_url")
+_V1_SET_TIME_FIELDS = ("created_at", "updated_at")
+_SEALED_PREFIXES = ("plain:", "fernet:")
+
+
+def _v2_request_sets(conn: Connection) -> None:
+    md = sa.MetaData()
+    request_sets = sa.Table(
+        "request_sets",
+        md,
+        sa.Column("name", sa.String(255), primary_key=True),
+        sa.Column("document", sa.Text, nullable=False),
+        sa.Column("machine_config", sa.Text, nullable=False),
+        sa.Column("join_api_url", sa.Text, nullable=True),
+        sa.Column("created_at", UtcDateTime, nullable=False),
+        sa.Column("updated_at", UtcDateTime, nullable=False),
+        sa.Column("version", sa.Integer, nullable=False),
+    )
+    clusters = sa.Table(
+        "clusters",
+        md,
+        sa.Column("name", sa.String(255), primary_key=True),
+        sa.Column("spec", sa.Text, nullable=False),
+        sa.Column("updated_at", UtcDateTime, nullable=False),
+    )
+    request_sets.create(conn)
+    rows = conn.execute(
+        sa.select(clusters).where(clusters.c.name.startswith(_V1_SET_PREFIX, autoescape=True))
+    ).all()
+    for row in rows:
+        conn.execute(request_sets.insert().values(**_v1_set_columns(row)))
+    if rows:
+        conn.execute(clusters.delete().where(clusters.c.name.in_([r.name for r in rows])))
+
+
+def _v1_set_columns(row: sa.Row[Any]) -> dict[str, Any]:
+    """A version-1 set document as a ``request_sets`` row.
+
+    The secrets are copied as they are: the service sealed them with the same
+    SecretCodec and TALPROV_STORE_KEY as the store, and the migration has no key
+    to re-encrypt with anyway. Raises StoreError (naming the row, never its
+    content) for a document the service cannot have written.
+    """
+    name = row.name[len(_V1_SET_PREFIX) :]
+    try:
+        doc = json.loads(row.spec)
+    except ValueError:
+        doc = None
+    if not isinstance(doc, dict):
+        raise StoreError(
+            f"cluster row {row.name!r} is not a request set document; fix or remove it"
+        )
+    sealed = {field: doc.get(field) for field in _V1_SET_SECRET_FIELDS}
+    for field, value in sealed.items():
+        optional = field == "join_api_url"
+        well_formed = isinstance(value, str) and value.startswith(_SEALED_PREFIXES)
+        if not (well_formed or (optional and value is None)):
+            raise StoreError(f"request set {name!r}: stored {field} is not in a known format")
+    times = {field: _v1_time(doc.get(field), row.updated_at) for field in _V1_SET_TIME_FIELDS}
+    document = {
+        key: value
+        for key, value in doc.items()
+        if key not in _V1_SET_SECRET_FIELDS and key not in _V1_SET_TIME_FIELDS
+    }
+    return {
+        "name": name,
+        "document": json.dumps(document, sort_keys=True, separators=(",", ":")),
+        "machine_config": sealed["machine_config"],
+        "join_api_url": sealed["join_api_url"],
+        "version": 1,
+        **times,
+    }
+
+
+def _v1_time(text: object, fallback: datetime) -> datetime:
+    # The service wrote aware ISO 8601 times; anything else falls back on the
+    # cluster row's own timestamp rather than failing the upgrade.
+    if isinstance(text, str):
+        try:
+            moment = datetime.fromisoformat(text)
+        except ValueError:
+            return fallback
+        return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment
+    return fallback
+
+
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration(1, "initial schema", _v1_initial),
+    Migration(2, "request sets table", _v2_request_sets),
+)
 """Every migration, oldest first. Append only; never edit a released one."""
 
 

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
-from pydantic import ValidationError
+from pydantic import SecretStr, ValidationError
 
 from talprov.providers.types import MachineRequest, Stage
 from talprov.store.crypto import SecretCodec
@@ -46,6 +46,25 @@ class RequestRecord:
     @property
     def id(self) -> str:
         return self.request.id
+
+
+@dataclass(frozen=True)
+class RequestSetRecord:
+    """A stored MachineRequestSet document and its secrets, as last written.
+
+    ``document`` holds the non-secret fields the service stored; the machine
+    config and join URL come back decrypted but wrapped in ``SecretStr`` so that
+    a repr or a log line never shows them. Datetimes are aware UTC; ``version``
+    increases with every change and is what ``expected_version`` is checked against.
+    """
+
+    name: str
+    document: dict[str, Any]
+    machine_config: SecretStr
+    join_url: SecretStr | None
+    created_at: datetime
+    updated_at: datetime
+    version: int
 
 
 @dataclass(frozen=True)

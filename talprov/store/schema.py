@@ -2,7 +2,8 @@
 
 The tables are *created and changed* only by :mod:`talprov.store.migrations`;
 this module must describe what the latest migration leaves behind (a test
-compares the two). Secrets live only in ``machine_config`` and ``join_api_url``.
+compares the two). Secrets live only in the ``machine_config`` and
+``join_api_url`` columns of ``requests`` and ``request_sets``.
 """
 
 from __future__ import annotations
@@ -128,4 +129,20 @@ clusters = sa.Table(
     sa.Column("name", sa.String(255), primary_key=True),
     sa.Column("spec", sa.Text, nullable=False),
     sa.Column("updated_at", UtcDateTime, nullable=False),
+)
+
+# MachineRequestSets kept by the service. Their own table (since schema version 2)
+# rather than reserved names among the cluster specs, so that the scaler only
+# ever sees cluster documents and the secrets go through the store's codec.
+request_sets = sa.Table(
+    "request_sets",
+    metadata,
+    sa.Column("name", sa.String(255), primary_key=True),
+    # The set's JSON document without its machine config and join URL (below).
+    sa.Column("document", sa.Text, nullable=False),
+    sa.Column("machine_config", sa.Text, nullable=False),  # SecretCodec text
+    sa.Column("join_api_url", sa.Text, nullable=True),  # SecretCodec text
+    sa.Column("created_at", UtcDateTime, nullable=False),
+    sa.Column("updated_at", UtcDateTime, nullable=False),
+    sa.Column("version", sa.Integer, nullable=False),
 )

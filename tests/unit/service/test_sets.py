@@ -2,13 +2,28 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Collection
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
 
 from talprov.providers.types import MachineRequest, Stage
 from talprov.reconciler import Reconciler
-from talprov.service.sets import reconcile_set, scale_down_order
+from talprov.service.sets import (
+    RequestSet,
+    SetRepository,
+    reconcile_set,
+    scale_down_order,
+    set_fingerprint,
+)
+from talprov.store.crypto import SecretCodec
+from talprov.store.engine import create_store_engine
+from talprov.store.migrations import migrate
 from talprov.store.records import RequestRecord
+from talprov.store.schema import clusters
 from talprov.store.store import Store
 from tests.providers.fileprov import Cloud
 from tests.unit.service.conftest import OTHER, READ, WRITE, Api, request_body
@@ -146,3 +161,80 @@ def test_scale_down_order_unallocated_then_workers_then_oldest(tmp_path: object)
     order = [r.request.id for r in scale_down_order(records)]
     assert order == ["w-pending", "cp-failed", "w-old", "w-new", "cp-old", "cp-new"]
     store.close()
+
+
+SET_CONFIG = "machine:\n  token: SET-CANARY-6b1e\n"
+SET_JOIN = "https://omni.example/?jointoken=SET-CANARY-JOIN"
+
+
+def _template() -> MachineRequest:
+    return MachineRequest.model_validate({
+        "id": "pool-0", "provider": "fake", "talos_version": "v1.11.5",
+        "labels": {"role": "worker"}, "machine_config": SET_CONFIG,
+        "join": {"api_url": SET_JOIN, "mode": "documents"},
+    })
+
+
+@pytest.mark.parametrize("key", [None, "service key"])
+def test_a_set_stored_by_the_previous_version_survives_the_upgrade(
+    tmp_path: Path, key: str | None
+) -> None:
+    url = f"sqlite:///{tmp_path / 'state.db'}"
+    engine, _lock = create_store_engine(url)
+    migrate(engine, target=1)
+    # What the version-1 SetRepository wrote: a cluster document, secrets sealed
+    # with a SecretCodec on TALPROV_STORE_KEY.
+    codec, template = SecretCodec(key), _template()
+    assert template.join is not None
+    created = datetime(2026, 2, 1, tzinfo=UTC)
+    old = {
+        "kind": "MachineRequestSet",
+        "template": template.model_dump(mode="json", exclude={"machine_config", "join"}),
+        "machine_config": codec.encode(SET_CONFIG),
+        "join_api_url": codec.encode(SET_JOIN),
+        "join_options": template.join.model_dump(mode="json", exclude={"api_url"}),
+        "machine_count": 2, "deleting": False,
+        "fingerprint": set_fingerprint(template, 2),
+        "created_at": created.isoformat(), "updated_at": created.isoformat(),
+    }
+    with engine.begin() as conn:
+        conn.execute(clusters.insert().values(
+            name="machine-request-set/pool", spec=json.dumps(old), updated_at=created))
+    engine.dispose()
+
+    with Store(url, key=key) as store:
+        store.migrate()
+        repo = SetRepository(store)
+        request_set = repo.get("pool")
+        assert request_set is not None
+        assert request_set.template == template
+        assert request_set.fingerprint == set_fingerprint(template, 2)
+        assert (request_set.machine_count, request_set.deleting) == (2, False)
+        assert (request_set.created_at, request_set.version) == (created, 1)
+        assert store.list_clusters() == []  # the scaler no longer sees it
+        assert reconcile_set(repo, request_set).created == ("pool-0", "pool-1")
+        member = store.get_request("pool-1")
+        assert member is not None
+        assert member.request.machine_config.get_secret_value() == SET_CONFIG
+
+
+def test_a_deleting_set_that_changed_meanwhile_is_not_removed() -> None:
+    with Store("sqlite://") as store:
+        store.migrate()
+        repo = SetRepository(store)
+        now = datetime(2026, 2, 1, tzinfo=UTC)
+        template = _template()
+        read = repo.put(RequestSet("pool", template, 0, True, set_fingerprint(template, 0),
+                                   now, now))
+        assert read.version == 1
+        # Another replica replaced the set after this one read it.
+        newer = repo.put(replace(read, deleting=False, machine_count=1))
+        assert newer.version == 2
+        assert reconcile_set(repo, read).removed_set is False
+        assert repo.get("pool") == newer
+        # Read afresh, a deleting set without members goes.
+        assert repo.put(replace(newer, deleting=True, machine_count=0)).deleting
+        current = repo.get("pool")
+        assert current is not None
+        assert reconcile_set(repo, current).removed_set
+        assert store.list_request_sets() == []

@@ -24,7 +24,6 @@ from talprov.reconciler import ProviderHandle
 from talprov.service.metrics import Metrics
 from talprov.service.sets import SetRepository
 from talprov.service.workers import LeaseKeeper, ReconcileLoop
-from talprov.store.crypto import SecretCodec
 from talprov.store.store import Store
 
 TTL = 0.6
@@ -123,7 +122,7 @@ def test_two_loops_never_run_one_request_at_once(tmp_path: Path) -> None:
         store.create_request(MachineRequest(id=rid, provider="slow", talos_version="v1.11.5"))
     loops = [
         ReconcileLoop(store, handles, Runtime(cache_dir=tmp_path), worker_id=name,
-                      sets=SetRepository(store, SecretCodec(None)), metrics=Metrics(),
+                      sets=SetRepository(store), metrics=Metrics(),
                       interval=0.05, lease_ttl=TTL)
         for name in ("alpha", "beta")
     ]
