@@ -12,6 +12,7 @@ import sys
 import click
 
 from talprov import __version__
+from talprov.baremetal.cli import baremetal
 from talprov.cli.app import App, handle_errors, pass_app, setup_logging
 from talprov.cli.cluster import COMMANDS as CLUSTER_COMMANDS
 from talprov.cli.image import image
@@ -80,6 +81,7 @@ def schema(type_name: str, what: str) -> None:
 
 cli.add_command(image)
 cli.add_command(demo)
+cli.add_command(baremetal)
 cli.add_command(machine)
 cli.add_command(reconcile)
 for _command in CLUSTER_COMMANDS:

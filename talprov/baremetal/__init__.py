@@ -1,0 +1,1 @@
+"""Bare-metal machines: inventory, BMC power control, PXE/iPXE boot server."""

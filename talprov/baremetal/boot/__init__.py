@@ -1,0 +1,1 @@
+"""The boot server: DHCP proxy, TFTP for iPXE binaries, HTTP boot scripts and configs."""

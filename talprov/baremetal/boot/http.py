@@ -1,0 +1,258 @@
+"""The boot server's HTTP side: boot scripts, kernels/initramfs, single-use configs.
+
+Endpoints (all GET):
+
+* ``/boot.ipxe`` — a chain script that asks again with ``uuid`` and ``mac``;
+* ``/boot.ipxe?uuid=…&mac=…`` — the per-machine decision (install, wipe, local
+  disk, or nothing for an unknown machine, which is recorded as discovered);
+* ``/assets/<schematic>/<version>/<file>`` — kernel or initramfs from the local
+  mirror, or proxied from the Image Factory;
+* ``/config/<uuid>/<token>`` — the machine config, once, for that UUID and token;
+  every other caller gets 403 and an audit event;
+* ``/wiped/<uuid>/<token>`` — a wipe image may say it is done, with the token
+  its script carried as ``talprov.wipe_report=<url>`` (optional: without it the
+  provider waits ``wipe_seconds``); ``/report/<uuid>?event=…`` is audit only.
+
+Request paths are logged with tokens masked.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import secrets
+import shutil
+import threading
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, unquote, urlsplit
+
+from talprov.baremetal.boot import ipxe
+from talprov.baremetal.config import BareMetalConfig
+from talprov.baremetal.inventory import Inventory, MachineStatus, normalize_mac, normalize_uuid
+
+log = logging.getLogger(__name__)
+
+_SCHEMATIC = re.compile(r"^[0-9a-f]{64}$")
+_VERSION = re.compile(r"^v\d+\.\d+\.\d+(-[0-9A-Za-z.-]+)?$")
+_ASSET = re.compile(r"^(kernel-(amd64|arm64)|initramfs-(amd64|arm64)\.xz)$")
+_UUID = re.compile(r"^[0-9A-Fa-f-]{32,36}$")
+_CHUNK = 1 << 20
+
+
+class BootHttp:
+    """Decides and serves what each machine boots. Thread-safe (state is in the inventory)."""
+
+    def __init__(self, config: BareMetalConfig, inventory: Inventory, factory_url: str) -> None:
+        self.config = config
+        self.inventory = inventory
+        self.factory_url = factory_url.rstrip("/")
+
+    def boot_script(self, uuid: str | None, mac: str | None, remote: str) -> str:
+        """The iPXE script for the machine with ``uuid``/``mac``. Records what it hands out."""
+        uuid = normalize_uuid(uuid) if uuid and _UUID.match(uuid) else None
+        try:
+            mac = normalize_mac(mac) if mac else None
+        except ValueError:
+            mac = None
+        if uuid is None and mac is None:
+            return ipxe.chain_script(self.config.boot_url)
+        machine = self.inventory.find(uuid, mac)
+        if machine is None or machine.status == MachineStatus.DISCOVERED:
+            found = self.inventory.discovered(uuid, mac)
+            self.inventory.record_audit("discovered", machine=found.name, uuid=uuid, mac=mac,
+                                        remote=remote)
+            return ipxe.local_disk_script("machine not enrolled")
+        boot_uuid = uuid or machine.uuid or ""
+        if (machine.status == MachineStatus.ALLOCATED and machine.boot is not None
+                and machine.has_config and machine.config_fetched_at is None):
+            token = secrets.token_urlsafe(24)
+            self.inventory.note_script(machine.name, token, uuid)
+            self.inventory.record_audit("install-script", machine=machine.name, uuid=uuid,
+                                        mac=mac, remote=remote)
+            return ipxe.boot_script(machine.boot, self.config.boot_url, boot_uuid, token)
+        if machine.status == MachineStatus.WIPING and machine.boot is not None:
+            # The token lets the wipe image report "done" (and nobody else).
+            token = secrets.token_urlsafe(24)
+            self.inventory.note_script(machine.name, token, uuid)
+            self.inventory.record_audit("wipe-script", machine=machine.name, uuid=uuid, mac=mac,
+                                        remote=remote)
+            return ipxe.boot_script(machine.boot, self.config.boot_url, boot_uuid, token)
+        self.inventory.note_script(machine.name, None, uuid)
+        self.inventory.record_audit("local-disk", machine=machine.name, uuid=uuid, mac=mac,
+                                    remote=remote, detail=str(machine.status))
+        return ipxe.local_disk_script(f"{machine.status}: boot from disk")
+
+    def take_config(self, uuid: str, token: str, remote: str) -> str | None:
+        """The config if ``token`` is ``uuid``'s live single-use token; else None, audited."""
+        taken = self.inventory.take_config(uuid, token) if _UUID.match(uuid) else None
+        if taken is None:
+            self.inventory.record_audit("config-refused", uuid=uuid[:40], remote=remote,
+                                        detail="unknown uuid, wrong or used token")
+            log.warning("refused a config fetch for uuid %s from %s", uuid[:40], remote)
+            return None
+        name, config = taken
+        self.inventory.record_audit("config-fetched", machine=name, uuid=uuid, remote=remote)
+        return config
+
+    def report(self, uuid: str, event: str, remote: str) -> bool:
+        """Record a progress report of a machine (audit only); False for an unknown UUID."""
+        machine = self.inventory.find(uuid, None) if _UUID.match(uuid) else None
+        if machine is None:
+            return False
+        self.inventory.record_audit(f"report-{_printable(event)}", machine=machine.name,
+                                    uuid=uuid, remote=remote)
+        return True
+
+    def wipe_done(self, uuid: str, token: str, remote: str) -> bool:
+        """The wipe image's "done" (ends the wipe wait early); needs its script's token."""
+        name = self.inventory.note_wipe_report(uuid, token) if _UUID.match(uuid) else None
+        self.inventory.record_audit("wipe-reported" if name else "wipe-report-refused",
+                                    machine=name, uuid=uuid[:40], remote=remote)
+        return name is not None
+
+    def asset_source(self, schematic: str, version: str, name: str) -> Path | str | None:
+        """A mirror file path, a factory URL to proxy, or None when not allowed/found."""
+        if not (_SCHEMATIC.match(schematic) and _VERSION.match(version) and _ASSET.match(name)):
+            return None
+        if self.config.mirror_dir:
+            path = Path(self.config.mirror_dir) / schematic / version / name
+            return path if path.is_file() else None
+        if self.config.proxy_factory:
+            return f"{self.factory_url}/image/{schematic}/{version}/{name}"
+        return None
+
+
+def _printable(text: str) -> str:
+    return "".join(c for c in text if c.isalnum() or c in "-_.")[:20]
+
+
+def _masked(path: str) -> str:
+    if path.startswith(("/config/", "/wiped/")):
+        parts = path.split("/")
+        return "/".join(parts[:3]) + "/***" if len(parts) > 3 else path
+    return path
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: _Server
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, format: str, *args: Any) -> None:
+        log.info("%s %s", self.client_address[0], format % args)
+
+    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
+        parts = urlsplit(self.path)
+        # Only boot.ipxe queries are logged: they carry uuid and mac, nothing secret.
+        query = f"?{unquote(parts.query)}" if parts.path == "/boot.ipxe" and parts.query else ""
+        log.info("%s GET %s%s -> %s", self.client_address[0], _masked(parts.path), query, code)
+
+    def _send(self, status: int, body: bytes, content_type: str = "text/plain") -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("Cache-Control", "no-store")
+        self.end_headers()
+        self.wfile.write(body)
+
+    def do_GET(self) -> None:
+        app = self.server.app
+        remote = self.client_address[0]
+        parts = urlsplit(self.path)
+        query = {k: v[0] for k, v in parse_qs(parts.query).items()}
+        segments = [unquote(s) for s in parts.path.strip("/").split("/")]
+        try:
+            if segments == ["boot.ipxe"]:
+                script = app.boot_script(query.get("uuid"), query.get("mac"), remote)
+                self._send(HTTPStatus.OK, script.encode())
+            elif len(segments) == 3 and segments[0] == "config":
+                config = app.take_config(segments[1], segments[2], remote)
+                if config is None:
+                    self._send(HTTPStatus.FORBIDDEN, b"forbidden\n")
+                else:
+                    self._send(HTTPStatus.OK, config.encode(), "application/yaml")
+            elif len(segments) == 3 and segments[0] == "wiped":
+                ok = app.wipe_done(segments[1], segments[2], remote)
+                self._send(HTTPStatus.OK if ok else HTTPStatus.FORBIDDEN,
+                           b"ok\n" if ok else b"forbidden\n")
+            elif len(segments) == 2 and segments[0] == "report":
+                ok = app.report(segments[1], query.get("event", "done"), remote)
+                self._send(HTTPStatus.OK if ok else HTTPStatus.NOT_FOUND, b"ok\n" if ok else b"")
+            elif len(segments) == 4 and segments[0] == "assets":
+                self._asset(segments[1], segments[2], segments[3], query.get("uuid"))
+            else:
+                self._send(HTTPStatus.NOT_FOUND, b"not found\n")
+        except (BrokenPipeError, ConnectionResetError):
+            return
+        except Exception:
+            log.exception("boot server error on %s", _masked(parts.path))
+            self._send(HTTPStatus.INTERNAL_SERVER_ERROR, b"error\n")
+
+    def _asset(self, schematic: str, version: str, name: str, uuid: str | None) -> None:
+        app = self.server.app
+        source = app.asset_source(schematic, version, name)
+        if source is None:
+            self._send(HTTPStatus.NOT_FOUND, b"not found\n")
+            return
+        if uuid and _UUID.match(uuid):
+            machine = app.inventory.find(uuid, None)
+            if machine is not None:
+                app.inventory.note_kernel(machine.name)
+        if isinstance(source, Path):
+            with source.open("rb") as handle:
+                self.send_response(HTTPStatus.OK)
+                self.send_header("Content-Type", "application/octet-stream")
+                self.send_header("Content-Length", str(source.stat().st_size))
+                self.end_headers()
+                shutil.copyfileobj(handle, self.wfile, _CHUNK)
+            return
+        self._proxy(source)
+
+    def _proxy(self, url: str) -> None:
+        import httpx
+
+        with httpx.stream("GET", url, follow_redirects=True, timeout=60.0) as upstream:
+            if upstream.status_code != HTTPStatus.OK:
+                self._send(HTTPStatus.BAD_GATEWAY, b"factory error\n")
+                return
+            self.send_response(HTTPStatus.OK)
+            self.send_header("Content-Type", "application/octet-stream")
+            length = upstream.headers.get("Content-Length")
+            if length:
+                self.send_header("Content-Length", length)
+            self.end_headers()
+            for chunk in upstream.iter_bytes(_CHUNK):
+                self.wfile.write(chunk)
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self, address: tuple[str, int], app: BootHttp) -> None:
+        super().__init__(address, _Handler)
+        self.app = app
+
+
+class HttpBootServer:
+    """The HTTP endpoint running in a background thread."""
+
+    def __init__(self, app: BootHttp, host: str, port: int) -> None:
+        self._server = _Server((host, port), app)
+        # serve_forever polls for shutdown at this interval.
+        self._poll = 0.1
+        self._thread: threading.Thread | None = None
+
+    @property
+    def port(self) -> int:
+        return int(self._server.server_address[1])
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._server.serve_forever, args=(self._poll,),
+                                        name="boot-http", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()

@@ -1,0 +1,55 @@
+"""The whole boot server: HTTP, and optionally TFTP and DHCP, sharing one inventory."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from talprov.baremetal.boot.dhcp import DhcpResponder
+from talprov.baremetal.boot.http import BootHttp, HttpBootServer
+from talprov.baremetal.boot.tftp import TftpServer
+from talprov.baremetal.config import BareMetalConfig
+from talprov.baremetal.inventory import Inventory
+
+log = logging.getLogger(__name__)
+
+
+class _Service(Protocol):
+    def start(self) -> None: ...
+
+    def stop(self) -> None: ...
+
+
+@dataclass
+class BootServer:
+    """Starts and stops the configured services together."""
+
+    config: BareMetalConfig
+    factory_url: str = "https://factory.talos.dev"
+    services: list[_Service] = field(default_factory=list)
+    http: HttpBootServer | None = None
+
+    def start(self) -> None:
+        """Start HTTP, then TFTP and DHCP when enabled. Raises ``OSError`` on a taken port."""
+        inventory = Inventory(self.config.inventory)
+        app = BootHttp(self.config, inventory, self.factory_url)
+        self.http = HttpBootServer(app, self.config.listen_address, self.config.listen_port)
+        wanted: list[_Service] = [self.http]
+        if self.config.tftp_enabled:
+            wanted.append(TftpServer(self.config.ipxe_dir, self.config.listen_address,
+                                     self.config.tftp_port))
+        if self.config.dhcp is not None and self.config.dhcp.enabled:
+            wanted.append(DhcpResponder(self.config.dhcp, self.config.boot_url))
+        try:
+            for service in wanted:
+                service.start()
+                self.services.append(service)
+        except BaseException:
+            self.stop()
+            raise
+        log.info("boot server up: %s", self.config.boot_url)
+
+    def stop(self) -> None:
+        while self.services:
+            self.services.pop().stop()

@@ -1,0 +1,196 @@
+"""``talprov baremetal``: the inventory commands and the boot server.
+
+The provider instance comes from talprov.yaml (``--provider NAME``, or the only
+bare-metal instance there) or from a YAML file holding just its block
+(``--file``), which is handy on a boot host without a full installation.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import click
+import yaml
+from pydantic import ValidationError
+
+from talprov.baremetal.config import BareMetalConfig
+from talprov.baremetal.inventory import BmcInfo, Inventory, InventoryError
+from talprov.providers.errors import ConfigError
+from talprov.providers.registry import COMMON_INSTANCE_KEYS, validation_message
+
+
+def load_block(app: Any, provider: str | None, file: str | None) -> tuple[BareMetalConfig, str]:
+    """The instance's validated config and the factory URL. Raises ``ConfigError``."""
+    factory_url = "https://factory.talos.dev"
+    if file is not None:
+        where = file
+        try:
+            raw = yaml.safe_load(Path(file).read_text()) or {}
+        except (OSError, yaml.YAMLError) as exc:
+            raise ConfigError(file, f"cannot read: {type(exc).__name__}") from None
+    else:
+        loaded = app.config
+        factory_url = loaded.config.image_factory.url
+        names = [n for n, b in loaded.config.providers.items() if b.type == "baremetal"]
+        if provider is None:
+            if len(names) != 1:
+                raise ConfigError("--provider", f"name one of the bare-metal instances: {names}")
+            provider = names[0]
+        where = f"providers.{provider}"
+        raw = loaded.provider_block(provider)
+    if not isinstance(raw, dict):
+        raise ConfigError(where, "expected a mapping")
+    from talprov.secrets import resolve_tree
+
+    body = {k: v for k, v in resolve_tree(raw, where=where).items()
+            if k not in COMMON_INSTANCE_KEYS}
+    try:
+        return BareMetalConfig.model_validate(body), factory_url
+    except ValidationError as exc:
+        field, message = validation_message(exc, where)
+        raise ConfigError(field, message) from None
+
+
+class _Ctx:
+    def __init__(self, app: Any, provider: str | None, file: str | None) -> None:
+        self.app, self.provider, self.file = app, provider, file
+
+    def config(self) -> tuple[BareMetalConfig, str]:
+        return load_block(self.app, self.provider, self.file)
+
+    def inventory(self) -> Inventory:
+        return Inventory(self.config()[0].inventory)
+
+
+def _fail(message: str) -> None:
+    click.echo(f"talprov: error: {message}", err=True)
+    raise SystemExit(2)
+
+
+def _bmc(url: str, user: str, password_ref: str, insecure: bool) -> BmcInfo:
+    parts = urlsplit(url if "://" in url else f"ipmi://{url}")
+    kind = parts.scheme
+    if kind not in ("ipmi", "redfish", "redfish+http"):
+        raise click.BadParameter("use ipmi://HOST[:PORT] or redfish://HOST[:PORT]",
+                                 param_hint="--bmc")
+    address = parts.hostname or ""
+    if kind == "redfish+http":
+        kind, address = "redfish", f"http://{parts.netloc}"
+    return BmcInfo(kind=kind, address=address, port=parts.port, username=user,
+                   password_ref=password_ref, verify_tls=not insecure)
+
+
+@click.group()
+@click.option("-p", "--provider", help="Bare-metal provider instance in talprov.yaml.")
+@click.option("--file", "file", type=click.Path(dir_okay=False),
+              help="YAML file with the instance's config block (instead of talprov.yaml).")
+@click.pass_context
+def baremetal(ctx: click.Context, provider: str | None, file: str | None) -> None:
+    """Bare-metal inventory and the PXE boot server."""
+    ctx.obj = _Ctx(ctx.obj, provider, file)
+
+
+@baremetal.command()
+@click.option("-v", "--verbose", is_flag=True, help="Log every request (paths with tokens masked).")
+@click.pass_obj
+def serve(obj: _Ctx, verbose: bool) -> None:
+    """Run the boot server (HTTP; TFTP and DHCP when configured) until stopped."""
+    from talprov.baremetal.boot.server import BootServer
+
+    if verbose:
+        logging.basicConfig(level=logging.INFO,
+                            format="%(asctime)s.%(msecs)03d %(name)s %(message)s",
+                            datefmt="%H:%M:%S")
+
+    try:
+        config, factory_url = obj.config()
+    except ConfigError as exc:
+        _fail(str(exc))
+        return
+    server = BootServer(config, factory_url)
+    done = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: done.set())
+    signal.signal(signal.SIGINT, lambda *_: done.set())
+    try:
+        server.start()
+    except OSError as exc:
+        _fail(f"cannot start the boot server: {exc}")
+    click.echo(f"boot server listening; machines use {config.boot_url}", err=True)
+    try:
+        done.wait()
+    finally:
+        server.stop()
+
+
+@baremetal.command()
+@click.argument("name")
+@click.option("--uuid", help="SMBIOS UUID (iPXE ${uuid}).")
+@click.option("--mac", "macs", multiple=True, help="MAC address of a PXE NIC (repeatable).")
+@click.option("--bmc", "bmc_url", required=True, help="ipmi://HOST[:PORT] or redfish://HOST[:PORT].")
+@click.option("--bmc-user", required=True)
+@click.option("--bmc-password", "password_ref", required=True,
+              help="Secret reference such as '${env:BMC_PASS}' or '${file:/run/secrets/bmc}'.")
+@click.option("--insecure", is_flag=True, help="Redfish: skip TLS verification.")
+@click.option("--label", "labels", multiple=True, help="KEY=VALUE (repeatable).")
+@click.option("--cpus", type=int)
+@click.option("--memory-mib", type=int)
+@click.option("--disk-gb", type=int)
+@click.pass_obj
+def add(obj: _Ctx, name: str, uuid: str | None, macs: tuple[str, ...], bmc_url: str,
+        bmc_user: str, password_ref: str, insecure: bool, labels: tuple[str, ...],
+        cpus: int | None, memory_mib: int | None, disk_gb: int | None) -> None:
+    """Enrol a machine (or adopt a discovered one with the same UUID/MAC) as available."""
+    if not uuid and not macs:
+        _fail("give --uuid or --mac so the boot server can recognise the machine")
+    label_map = dict(item.split("=", 1) for item in labels if "=" in item)
+    try:
+        obj.inventory().add(name, uuid=uuid, macs=macs,
+                            bmc=_bmc(bmc_url, bmc_user, password_ref, insecure),
+                            labels=label_map, cpus=cpus, memory_mib=memory_mib, disk_gb=disk_gb)
+    except (InventoryError, ValueError, ConfigError) as exc:
+        _fail(str(exc))
+    click.echo(f"added {name}")
+
+
+@baremetal.command(name="list")
+@click.option("-o", "--output", type=click.Choice(["table", "json", "yaml"]), default="table")
+@click.pass_obj
+def list_machines(obj: _Ctx, output: str) -> None:
+    """Show every machine with its state (no secrets)."""
+    from talprov.cli.output import emit
+
+    try:
+        rows = [m.public_view() for m in obj.inventory().machines()]
+    except ConfigError as exc:
+        _fail(str(exc))
+        return
+    emit(rows, output, columns=["name", "state", "request", "uuid", "macs", "bmc", "labels"])
+
+
+def _simple(action: str) -> Any:
+    @click.argument("name")
+    @click.pass_obj
+    def command(obj: _Ctx, name: str) -> None:
+        try:
+            getattr(obj.inventory(), action)(name)
+        except (InventoryError, ConfigError) as exc:
+            _fail(str(exc))
+        click.echo(f"{action}: {name}")
+
+    return command
+
+
+baremetal.command(name="accept", help="Make a discovered machine available, or uncordon one.")(
+    _simple("accept"))
+baremetal.command(name="cordon", help="Keep a machine from new allocations.")(_simple("cordon"))
+baremetal.command(name="remove", help="Forget a machine that no request holds.")(
+    _simple("remove"))
+
+
+if __name__ == "__main__":
+    baremetal()

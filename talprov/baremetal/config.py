@@ -1,0 +1,100 @@
+"""The bare-metal provider instance's configuration (``providers.<name>`` in talprov.yaml).
+
+The same block configures the boot server (``talprov baremetal serve``): both
+sides meet in the inventory file.
+"""
+
+from __future__ import annotations
+
+from ipaddress import IPv4Address
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class DhcpConfig(BaseModel):
+    """The DHCP side of the boot server.
+
+    Without ``range_start``/``range_end`` it is a proxy: it answers PXE clients
+    only, with boot information and no address, next to the site's own DHCP
+    server. With a full range it also hands out addresses (a lab network with
+    no other DHCP server).
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    enabled: bool = Field(default=True, description="Run the DHCP responder.")
+    interface_address: IPv4Address = Field(
+        description="This host's address on the provisioning network (server identifier, "
+        "TFTP next-server).")
+    interface: str | None = Field(
+        default=None, description="Network interface to answer on (bound with "
+        "SO_BINDTODEVICE so broadcast replies leave through it).")
+    port: int = Field(default=67, ge=1, le=65535, description="DHCP server port.")
+    proxy_port: int = Field(default=4011, ge=1, le=65535,
+                            description="PXE boot-server port (proxy mode).")
+    range_start: IPv4Address | None = Field(
+        default=None, description="First address to lease (full DHCP mode only).")
+    range_end: IPv4Address | None = Field(
+        default=None, description="Last address to lease (full DHCP mode only).")
+    netmask: IPv4Address = Field(default=IPv4Address("255.255.255.0"),
+                                 description="Subnet mask handed out in full mode.")
+    router: IPv4Address | None = Field(default=None, description="Default gateway, full mode.")
+    dns: tuple[IPv4Address, ...] = Field(default=(), description="DNS servers, full mode.")
+    lease_seconds: int = Field(default=3600, ge=60, description="Lease time, full mode.")
+
+
+class BareMetalConfig(BaseModel):
+    """Inventory, boot server and BMC behaviour of one bare-metal provider instance."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    inventory: str = Field(description="Path of the inventory SQLite file (created 0600).")
+    boot_url: str = Field(
+        pattern=r"^https?://[^/\s]+(:\d+)?/?$",
+        description="Base URL at which machines reach the boot server's HTTP endpoint, "
+        "e.g. http://10.0.0.5:8081 (iPXE fetches scripts, kernels and configs there).")
+    listen_address: str = Field(default="0.0.0.0", description="HTTP listen address.")  # noqa: S104
+    listen_port: int = Field(default=8081, ge=1, le=65535, description="HTTP listen port.")
+    mirror_dir: str | None = Field(
+        default=None,
+        description="Local directory laid out as <schematic id>/<version>/kernel-<arch> and "
+        "initramfs-<arch>.xz. When set, machines get kernels from the boot server and "
+        "schematic ids are computed locally (no Image Factory call).")
+    proxy_factory: bool = Field(
+        default=False,
+        description="Without a mirror: serve factory kernels through the boot server "
+        "(machines need no internet access) instead of pointing iPXE at the factory.")
+    console_args: tuple[str, ...] = Field(
+        default=("console=tty0", "console=ttyS0,115200n8"),
+        description="Console kernel arguments given to every machine.")
+    extra_kernel_args: tuple[str, ...] = Field(
+        default=(), description="Kernel arguments added for every machine of this instance.")
+    tftp_enabled: bool = Field(default=True, description="Serve iPXE binaries over TFTP.")
+    tftp_port: int = Field(default=69, ge=1, le=65535, description="TFTP port.")
+    ipxe_dir: str = Field(default="/usr/lib/ipxe",
+                          description="Directory of iPXE binaries (Debian package 'ipxe').")
+    dhcp: DhcpConfig | None = Field(default=None, description="DHCP responder; unset = none.")
+    bmc_min_interval: float = Field(
+        default=0.5, ge=0, description="Seconds between two commands to one BMC.")
+    bmc_attempts: int = Field(default=2, ge=1, le=10,
+                              description="Tries per BMC command before it counts as failed.")
+    power_action: str = Field(
+        default="cycle", pattern="^(on|cycle)$",
+        description="How a provisioning machine is started: 'cycle' (reset if already on) "
+        "or 'on' (leave a running machine alone).")
+    install_timeout: float = Field(
+        default=1800.0, gt=0,
+        description="Seconds from power-on until the machine must have fetched its config.")
+    wipe_seconds: float = Field(
+        default=300.0, ge=0,
+        description="Seconds the wipe image runs (after its initramfs was fetched) before "
+        "the machine is powered off, unless it reports the wipe done earlier.")
+    wipe_timeout: float = Field(
+        default=1800.0, gt=0,
+        description="Seconds after which a wipe that never booted is given up: the machine "
+        "is powered off and cordoned for a person to look at.")
+    poll_interval: float = Field(
+        default=5.0, gt=0, description="Seconds between checks while a machine installs or wipes.")
+    observe_interval: float = Field(
+        default=60.0, ge=0,
+        description="Seconds between power-state queries of one machine in list_machines.")

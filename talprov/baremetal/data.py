@@ -1,0 +1,25 @@
+"""The bare-metal ``provider_data`` of a MachineRequest (exported as JSON Schema)."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class BareMetalMachineData(BaseModel):
+    """Which machine of the inventory a request may take.
+
+    Candidates are available, accepted, uncordoned machines whose labels contain
+    every ``selector`` pair and whose recorded hardware meets the minimums (a
+    machine with no recorded value for a minimum does not match it). The first
+    candidate by name wins, so allocation is deterministic.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    selector: dict[str, str] = Field(
+        default_factory=dict, description="Labels the machine must carry (all of them).")
+    machine: str | None = Field(
+        default=None, description="Take exactly this inventory machine (by name).")
+    min_cpus: int | None = Field(default=None, ge=1, description="Minimum CPU count.")
+    min_memory_mib: int | None = Field(default=None, ge=1, description="Minimum memory, MiB.")
+    min_disk_gb: int | None = Field(default=None, ge=1, description="Minimum disk size, GB.")

@@ -1,0 +1,85 @@
+"""Giving a machine back: wipe boot, power off after the wipe, release.
+
+Talos wipes its system disk early in boot when started with
+``talos.experimental.wipe=system``. Nothing reports back from a stock Talos, so
+the wipe counts as done ``wipe_seconds`` after the machine fetched the wipe
+image (or as soon as the image calls the ``talprov.wipe_report=`` URL of its
+script, which carries a single-use token). A wipe that never started within
+``wipe_timeout`` powers the machine off and leaves it cordoned: its disks may
+still hold the old cluster's secrets.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from talprov.baremetal.boot import ipxe
+from talprov.baremetal.inventory import BootPlan, InventoryMachine, MachineStatus
+from talprov.baremetal.power.base import BootDevice
+from talprov.providers.protocol import StepContext
+from talprov.providers.types import Retry, StepResult
+
+if TYPE_CHECKING:
+    from talprov.baremetal.provider import BareMetalProvider
+
+
+class Deprovisioner:
+    """The deprovision state machine of the bare-metal provider."""
+
+    def __init__(self, provider: BareMetalProvider) -> None:
+        self.provider = provider
+
+    def run(self, ctx: StepContext[Any, Any]) -> StepResult:
+        """One idempotent pass; see the module docstring."""
+        inventory = self.provider.inventory
+        machine = inventory.held_by(ctx.request.id)
+        if machine is None:
+            return None
+        clock = self.provider.runtime.clock
+        if (machine.status == MachineStatus.ALLOCATED and not ctx.state.pxe_set
+                and machine.script_fetched_at is None):
+            # The BMC was never told anything and the machine never booted from
+            # us: nothing reached its disk, so there is nothing to wipe (this is
+            # also how a request that failed on BMC credentials lets go).
+            inventory.release(machine.name, ctx.request.id)
+            ctx.event(f"machine {machine.name} released (never booted)")
+            return None
+        if machine.status != MachineStatus.WIPING:
+            inventory.start_wipe(machine.name, ctx.request.id, self._wipe_plan(ctx, machine))
+            ctx.event(f"machine {machine.name}: wipe boot prepared")
+            machine = inventory.held_by(ctx.request.id) or machine
+        power = self.provider.power(machine)
+        if not ctx.state.wipe_pxe_set:
+            power.set_next_boot(BootDevice.PXE)
+            ctx.state.wipe_pxe_set = True
+        if ctx.state.wipe_powered_at is None:
+            power.power_cycle()
+            ctx.state.wipe_powered_at = clock()
+            ctx.event(f"machine {machine.name}: restarted into wipe mode")
+        config = self.provider.config
+        now = clock()
+        wiped = machine.wipe_reported_at is not None or (
+            machine.kernel_fetched_at is not None
+            and now - machine.kernel_fetched_at >= config.wipe_seconds)
+        timed_out = now - ctx.state.wipe_powered_at > config.wipe_timeout
+        if not (wiped or timed_out):
+            return Retry(config.poll_interval, "waiting for the wipe to finish")
+        if not ctx.state.powered_off:
+            power.power_off()
+            ctx.state.powered_off = True
+            ctx.event(f"machine {machine.name}: powered off after "
+                      + ("the wipe" if wiped else "the wipe timed out"))
+        if timed_out and not wiped:
+            inventory.cordon(machine.name)
+            inventory.record_audit("wipe-timeout", machine=machine.name, uuid=machine.uuid)
+        inventory.release(machine.name, ctx.request.id)
+        ctx.event(f"machine {machine.name} released")
+        return None
+
+    def _wipe_plan(self, ctx: StepContext[Any, Any], machine: InventoryMachine) -> BootPlan:
+        config = self.provider.config
+        if machine.boot is not None:
+            kernel, initramfs = machine.boot.kernel_url, machine.boot.initramfs_url
+        else:
+            kernel, initramfs = self.provider.boot_assets(ctx.request)
+        return ipxe.wipe_plan(config, kernel, initramfs)

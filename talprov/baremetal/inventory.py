@@ -1,0 +1,433 @@
+"""The bare-metal inventory: machines, their BMCs, who has them, how they boot next.
+
+One small SQLite file shared by the provider (inside the reconciler) and the
+boot server (``talprov baremetal serve``, possibly another process). Every
+change that two parties could race on is one conditional ``UPDATE`` inside a
+``BEGIN IMMEDIATE`` transaction, so:
+
+* two requests never get the same machine: allocation sets ``request_id`` only
+  ``WHERE request_id IS NULL``, and a request first looks up the machine it
+  already holds (a crash between the update and the step's state save loses
+  nothing);
+* a machine config is handed out once: the config row is cleared in the same
+  transaction that checks the single-use token.
+
+The file holds machine configs while they wait to be fetched and BMC password
+references: it is created with mode 0600.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import os
+import sqlite3
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from talprov.baremetal.records import (
+    AuditEntry,
+    BmcInfo,
+    BootPlan,
+    InventoryMachine,
+    MachineStatus,
+    normalize_mac,
+    normalize_uuid,
+)
+
+__all__ = [
+    "AuditEntry", "BmcInfo", "BootPlan", "Inventory", "InventoryError", "InventoryMachine",
+    "MachineStatus", "normalize_mac", "normalize_uuid", "token_digest",
+]
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS machines (
+    name TEXT PRIMARY KEY,
+    uuid TEXT UNIQUE,
+    macs TEXT NOT NULL DEFAULT '[]',
+    bmc TEXT NOT NULL DEFAULT '{}',
+    labels TEXT NOT NULL DEFAULT '{}',
+    cpus INTEGER,
+    memory_mib INTEGER,
+    disk_gb INTEGER,
+    state TEXT NOT NULL,
+    cordoned INTEGER NOT NULL DEFAULT 0,
+    request_id TEXT UNIQUE,
+    owner TEXT,
+    boot TEXT,
+    config TEXT,
+    token_sha256 TEXT,
+    script_fetched_at REAL,
+    kernel_fetched_at REAL,
+    config_fetched_at REAL,
+    wipe_started_at REAL,
+    wipe_reported_at REAL,
+    last_seen_at REAL,
+    updated_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS audit (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    at REAL NOT NULL,
+    event TEXT NOT NULL,
+    machine TEXT,
+    uuid TEXT,
+    mac TEXT,
+    remote TEXT,
+    detail TEXT NOT NULL DEFAULT ''
+);
+"""
+
+
+def token_digest(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+class InventoryError(Exception):
+    """A change the inventory refuses (unknown machine, duplicate, wrong state)."""
+
+
+class Inventory:
+    """Machines and their allocation, in one SQLite file. Thread- and process-safe."""
+
+    def __init__(self, path: str | Path, *, clock: Callable[[], float] = time.time) -> None:
+        self.path = Path(path)
+        self.clock = clock
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        if not self.path.exists():
+            # Created private: it holds configs waiting to be fetched.
+            fd = os.open(self.path, os.O_CREAT | os.O_WRONLY, 0o600)
+            os.close(fd)
+        with self._connect() as db:
+            db.executescript(SCHEMA)
+
+    def __repr__(self) -> str:
+        return f"Inventory({str(self.path)!r})"
+
+    def _connect(self) -> sqlite3.Connection:
+        db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+        db.row_factory = sqlite3.Row
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA busy_timeout=30000")
+        return db
+
+    @contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        db = self._connect()
+        try:
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                yield db
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            db.execute("COMMIT")
+        finally:
+            db.close()
+
+    # -- reading ------------------------------------------------------------
+
+    def _rows(self, where: str = "1=1", args: Sequence[Any] = ()) -> list[InventoryMachine]:
+        db = self._connect()
+        try:
+            rows = db.execute(f"SELECT * FROM machines WHERE {where} ORDER BY name",  # noqa: S608
+                              tuple(args)).fetchall()
+        finally:
+            db.close()
+        return [_machine(r) for r in rows]
+
+    def machines(self) -> list[InventoryMachine]:
+        """Every machine, by name. Read-only."""
+        return self._rows()
+
+    def get(self, name: str) -> InventoryMachine | None:
+        found = self._rows("name = ?", (name,))
+        return found[0] if found else None
+
+    def held_by(self, request_id: str) -> InventoryMachine | None:
+        """The machine allocated to ``request_id``, if any."""
+        found = self._rows("request_id = ?", (request_id,))
+        return found[0] if found else None
+
+    def owned_by(self, owner: str) -> list[InventoryMachine]:
+        return self._rows("owner = ?", (owner,))
+
+    def find(self, uuid: str | None, mac: str | None) -> InventoryMachine | None:
+        """The machine with this SMBIOS UUID, else the one with this MAC."""
+        if uuid:
+            found = self._rows("uuid = ?", (normalize_uuid(uuid),))
+            if found:
+                return found[0]
+        if mac:
+            wanted = normalize_mac(mac)
+            for m in self._rows():
+                if wanted in m.macs:
+                    return m
+        return None
+
+    def audit(self) -> list[AuditEntry]:
+        db = self._connect()
+        try:
+            rows = db.execute("SELECT * FROM audit ORDER BY id").fetchall()
+        finally:
+            db.close()
+        return [AuditEntry(r["at"], r["event"], r["machine"], r["uuid"], r["mac"], r["remote"],
+                           r["detail"]) for r in rows]
+
+    # -- administration -----------------------------------------------------
+
+    def add(
+        self, name: str, *, uuid: str | None, macs: Sequence[str], bmc: BmcInfo,
+        labels: Mapping[str, str] | None = None, cpus: int | None = None,
+        memory_mib: int | None = None, disk_gb: int | None = None,
+    ) -> InventoryMachine:
+        """Enrol a machine as available (or adopt a discovered one with the same UUID/MAC).
+
+        Raises ``InventoryError`` if the name exists or its UUID/MAC belongs to another
+        enrolled machine. Not idempotent for an existing name.
+        """
+        macs_n = sorted({normalize_mac(m) for m in macs})
+        uuid_n = normalize_uuid(uuid) if uuid else None
+        with self._tx() as db:
+            if db.execute("SELECT 1 FROM machines WHERE name = ?", (name,)).fetchone():
+                raise InventoryError(f"machine {name!r} already exists")
+            # A machine that PXE-booted before it was enrolled: take over its row.
+            for row in db.execute("SELECT name, uuid, macs, state FROM machines").fetchall():
+                same = (uuid_n and row["uuid"] == uuid_n) or set(json.loads(row["macs"])) & set(
+                    macs_n)
+                if not same:
+                    continue
+                if row["state"] != MachineStatus.DISCOVERED:
+                    raise InventoryError(f"UUID/MAC already enrolled as {row['name']!r}")
+                db.execute("DELETE FROM machines WHERE name = ?", (row["name"],))
+            db.execute(
+                "INSERT INTO machines (name, uuid, macs, bmc, labels, cpus, memory_mib, disk_gb,"
+                " state, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (name, uuid_n, json.dumps(macs_n), json.dumps(bmc.__dict__),
+                 json.dumps(dict(labels or {})), cpus, memory_mib, disk_gb,
+                 MachineStatus.AVAILABLE, self.clock()),
+            )
+        machine = self.get(name)
+        assert machine is not None
+        return machine
+
+    def accept(self, name: str, bmc: BmcInfo | None = None) -> None:
+        """Make a discovered machine available, or lift a cordon. Idempotent."""
+        with self._tx() as db:
+            row = db.execute("SELECT state FROM machines WHERE name = ?", (name,)).fetchone()
+            if row is None:
+                raise InventoryError(f"no machine {name!r}")
+            db.execute("UPDATE machines SET cordoned = 0, updated_at = ? WHERE name = ?",
+                       (self.clock(), name))
+            if row["state"] == MachineStatus.DISCOVERED:
+                db.execute("UPDATE machines SET state = ? WHERE name = ?",
+                           (MachineStatus.AVAILABLE, name))
+            if bmc is not None:
+                db.execute("UPDATE machines SET bmc = ? WHERE name = ?",
+                           (json.dumps(bmc.__dict__), name))
+
+    def cordon(self, name: str) -> None:
+        """Keep a machine from new allocations (a held machine keeps its request). Idempotent."""
+        with self._tx() as db:
+            cur = db.execute("UPDATE machines SET cordoned = 1, updated_at = ? WHERE name = ?",
+                             (self.clock(), name))
+            if cur.rowcount == 0:
+                raise InventoryError(f"no machine {name!r}")
+
+    def remove(self, name: str) -> None:
+        """Forget a machine that no request holds. Raises ``InventoryError`` otherwise."""
+        with self._tx() as db:
+            row = db.execute("SELECT request_id FROM machines WHERE name = ?", (name,)).fetchone()
+            if row is None:
+                raise InventoryError(f"no machine {name!r}")
+            if row["request_id"] is not None:
+                raise InventoryError(f"machine {name!r} is held by request {row['request_id']}")
+            db.execute("DELETE FROM machines WHERE name = ?", (name,))
+
+    # -- allocation ---------------------------------------------------------
+
+    def allocate(
+        self, request_id: str, owner: str, candidates: Sequence[str],
+    ) -> InventoryMachine | None:
+        """Give ``request_id`` the first of ``candidates`` still free; None if none is.
+
+        Idempotent: a request that already holds a machine gets that machine back.
+        Each attempt is a conditional UPDATE, so two requests racing for one
+        machine cannot both win.
+        """
+        held = self.held_by(request_id)
+        if held is not None:
+            return held
+        for name in candidates:
+            with self._tx() as db:
+                cur = db.execute(
+                    "UPDATE machines SET request_id = ?, owner = ?, state = ?, boot = NULL,"
+                    " config = NULL, token_sha256 = NULL, script_fetched_at = NULL,"
+                    " kernel_fetched_at = NULL, config_fetched_at = NULL,"
+                    " wipe_started_at = NULL, wipe_reported_at = NULL, updated_at = ?"
+                    " WHERE name = ? AND request_id IS NULL AND state = ? AND cordoned = 0",
+                    (request_id, owner, MachineStatus.ALLOCATED, self.clock(), name,
+                     MachineStatus.AVAILABLE),
+                )
+            if cur.rowcount == 1:
+                return self.get(name)
+        return None
+
+    def set_install(self, name: str, request_id: str, plan: BootPlan, config: str) -> None:
+        """Record what an allocated machine boots and the config it may fetch once.
+
+        Idempotent until the config was fetched; after that it changes nothing.
+        """
+        with self._tx() as db:
+            db.execute(
+                "UPDATE machines SET boot = ?, config = ?, updated_at = ?"
+                " WHERE name = ? AND request_id = ? AND state = ? AND config_fetched_at IS NULL",
+                (plan.to_json(), config, self.clock(), name, request_id,
+                 MachineStatus.ALLOCATED),
+            )
+
+    def mark_provisioned(self, name: str, request_id: str) -> None:
+        """Installed: keep the asset URLs (the wipe boots the same Talos), drop the
+        command line, which may hold an Omni join token. Idempotent."""
+        with self._tx() as db:
+            row = db.execute("SELECT boot FROM machines WHERE name = ? AND request_id = ?"
+                             " AND state = ?", (name, request_id, MachineStatus.ALLOCATED)
+                             ).fetchone()
+            if row is None:
+                return
+            boot = None
+            if row["boot"]:
+                plan = BootPlan.from_json(row["boot"])
+                boot = BootPlan(plan.kernel_url, plan.initramfs_url, (), False).to_json()
+            db.execute("UPDATE machines SET state = ?, boot = ?, updated_at = ? WHERE name = ?",
+                       (MachineStatus.PROVISIONED, boot, self.clock(), name))
+
+    def start_wipe(self, name: str, request_id: str, plan: BootPlan) -> None:
+        """Switch a held machine to the wipe image; clears any unfetched config. Idempotent."""
+        with self._tx() as db:
+            db.execute(
+                "UPDATE machines SET state = ?, boot = ?, config = NULL, token_sha256 = NULL,"
+                " script_fetched_at = NULL, kernel_fetched_at = NULL,"
+                " wipe_started_at = COALESCE(wipe_started_at, ?), updated_at = ?"
+                " WHERE name = ? AND request_id = ? AND state != ?",
+                (MachineStatus.WIPING, plan.to_json(), self.clock(), self.clock(), name,
+                 request_id, MachineStatus.WIPING),
+            )
+
+    def release(self, name: str, request_id: str) -> None:
+        """Give a machine back: available, no request, nothing to boot. Idempotent."""
+        with self._tx() as db:
+            db.execute(
+                "UPDATE machines SET state = ?, request_id = NULL, owner = NULL, boot = NULL,"
+                " config = NULL, token_sha256 = NULL, updated_at = ?"
+                " WHERE name = ? AND request_id = ?",
+                (MachineStatus.AVAILABLE, self.clock(), name, request_id),
+            )
+
+    # -- boot server side ---------------------------------------------------
+
+    def record_audit(self, event: str, *, machine: str | None = None, uuid: str | None = None,
+                     mac: str | None = None, remote: str | None = None, detail: str = "") -> None:
+        with self._tx() as db:
+            db.execute("INSERT INTO audit (at, event, machine, uuid, mac, remote, detail)"
+                       " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                       (self.clock(), event, machine, uuid, mac, remote, detail))
+
+    def discovered(self, uuid: str | None, mac: str | None) -> InventoryMachine:
+        """Record an unknown machine that PXE-booted (idempotent per UUID/MAC)."""
+        existing = self.find(uuid, mac)
+        if existing is not None:
+            return existing
+        uuid_n = normalize_uuid(uuid) if uuid else None
+        macs = [normalize_mac(mac)] if mac else []
+        key = (uuid_n or macs[0] if (uuid_n or macs) else "unknown").replace(":", "")
+        name = f"discovered-{key}"
+        with self._tx() as db:
+            db.execute(
+                "INSERT OR IGNORE INTO machines (name, uuid, macs, state, last_seen_at, updated_at)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                (name, uuid_n, json.dumps(macs), MachineStatus.DISCOVERED, self.clock(),
+                 self.clock()),
+            )
+        machine = self.get(name)
+        assert machine is not None
+        return machine
+
+    def note_script(self, name: str, token: str | None, uuid: str | None = None) -> None:
+        """The machine fetched its boot script; ``token`` replaces any earlier one.
+
+        A machine enrolled by MAC alone learns its SMBIOS UUID here.
+        """
+        with self._tx() as db:
+            db.execute(
+                "UPDATE machines SET script_fetched_at = ?, last_seen_at = ?,"
+                " token_sha256 = COALESCE(?, token_sha256), updated_at = ? WHERE name = ?",
+                (self.clock(), self.clock(), token_digest(token) if token else None,
+                 self.clock(), name),
+            )
+            if uuid:
+                db.execute("UPDATE OR IGNORE machines SET uuid = ? WHERE name = ? AND uuid IS NULL",
+                           (normalize_uuid(uuid), name))
+
+    def note_kernel(self, name: str) -> None:
+        with self._tx() as db:
+            db.execute("UPDATE machines SET kernel_fetched_at = ?, last_seen_at = ? WHERE name = ?",
+                       (self.clock(), self.clock(), name))
+
+    def note_wipe_report(self, uuid: str, token: str) -> str | None:
+        """A wiping machine says its wipe is done; needs the token of its wipe script.
+
+        Returns the machine's name, or None (unknown UUID, not wiping, wrong token).
+        The token matters: an early "done" powers the machine off and returns it
+        to the pool, so nobody else on the network may say it.
+        """
+        with self._tx() as db:
+            row = db.execute("SELECT name, token_sha256 FROM machines WHERE uuid = ? AND state = ?",
+                             (normalize_uuid(uuid), MachineStatus.WIPING)).fetchone()
+            if row is None or not row["token_sha256"] or not hmac.compare_digest(
+                    row["token_sha256"], token_digest(token)):
+                return None
+            db.execute("UPDATE machines SET wipe_reported_at = ? WHERE name = ?",
+                       (self.clock(), row["name"]))
+            return str(row["name"])
+
+    def take_config(self, uuid: str, token: str) -> tuple[str, str] | None:
+        """The config for this UUID and token, exactly once; None for every other caller.
+
+        Returns ``(machine name, config)``. The config is erased in the same
+        transaction, so a second fetch (or a racing one) gets None.
+        """
+        digest = token_digest(token)
+        with self._tx() as db:
+            row = db.execute(
+                "SELECT name, config, token_sha256 FROM machines WHERE uuid = ? AND state = ?"
+                " AND config IS NOT NULL AND config_fetched_at IS NULL",
+                (normalize_uuid(uuid), MachineStatus.ALLOCATED),
+            ).fetchone()
+            if row is None or not row["token_sha256"]:
+                return None
+            if not hmac.compare_digest(row["token_sha256"], digest):
+                return None
+            db.execute("UPDATE machines SET config = NULL, token_sha256 = NULL,"
+                       " config_fetched_at = ?, updated_at = ? WHERE name = ?",
+                       (self.clock(), self.clock(), row["name"]))
+            return str(row["name"]), str(row["config"])
+
+
+def _machine(row: sqlite3.Row) -> InventoryMachine:
+    bmc_raw = json.loads(row["bmc"] or "{}")
+    return InventoryMachine(
+        name=row["name"], uuid=row["uuid"], macs=tuple(json.loads(row["macs"])),
+        bmc=BmcInfo(**bmc_raw), labels=json.loads(row["labels"]), cpus=row["cpus"],
+        memory_mib=row["memory_mib"], disk_gb=row["disk_gb"],
+        status=MachineStatus(row["state"]), cordoned=bool(row["cordoned"]),
+        request_id=row["request_id"], owner=row["owner"],
+        boot=BootPlan.from_json(row["boot"]) if row["boot"] else None,
+        has_config=row["config"] is not None,
+        script_fetched_at=row["script_fetched_at"], kernel_fetched_at=row["kernel_fetched_at"],
+        config_fetched_at=row["config_fetched_at"], wipe_started_at=row["wipe_started_at"],
+        wipe_reported_at=row["wipe_reported_at"], last_seen_at=row["last_seen_at"],
+    )

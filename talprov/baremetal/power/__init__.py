@@ -1,0 +1,1 @@
+"""Power control of bare-metal machines through their BMC (IPMI or Redfish)."""

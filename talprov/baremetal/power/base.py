@@ -1,0 +1,91 @@
+"""The power interface every BMC implementation provides (like Ironic's PowerInterface).
+
+Implementations keep their own retries, timeouts and a minimum interval between
+two commands to the same BMC: BMCs are small computers that stop answering under
+bursts of commands, and callers (steps running in parallel) cannot coordinate.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from enum import StrEnum
+from typing import ClassVar, Protocol
+
+
+class PowerState(StrEnum):
+    ON = "on"
+    OFF = "off"
+    UNKNOWN = "unknown"
+
+
+class BootDevice(StrEnum):
+    PXE = "pxe"
+    DISK = "disk"
+
+
+class PowerDriver(Protocol):
+    """Power and next-boot control of one machine.
+
+    Every method raises ``AuthError`` for refused credentials (at once, no
+    retries) and ``Transient`` when the BMC does not answer within the
+    implementation's bounded retries. All are idempotent: powering on a
+    machine that is on is success.
+    """
+
+    def power_state(self) -> PowerState:
+        """The machine's power state as the BMC reports it."""
+        ...
+
+    def power_on(self) -> None:
+        """Switch the machine on (no-op when on)."""
+        ...
+
+    def power_off(self) -> None:
+        """Switch the machine off hard (no-op when off)."""
+        ...
+
+    def power_cycle(self) -> None:
+        """Restart the machine hard; a machine that is off is switched on."""
+        ...
+
+    def set_next_boot(self, device: BootDevice) -> None:
+        """Boot ``device`` on the next boot only (BIOS boot order applies afterwards)."""
+        ...
+
+
+class Throttle:
+    """Spaces calls to one BMC at least ``interval`` seconds apart, across threads."""
+
+    _registry: ClassVar[dict[str, Throttle]] = {}
+    _registry_lock: ClassVar[threading.Lock] = threading.Lock()
+
+    def __init__(self, interval: float, clock: Callable[[], float] = time.monotonic,
+                 sleep: Callable[[float], None] = time.sleep) -> None:
+        self.interval = interval
+        self._clock = clock
+        self._sleep = sleep
+        self._lock = threading.Lock()
+        self._last: float | None = None
+
+    @classmethod
+    def for_bmc(cls, key: str, interval: float) -> Throttle:
+        """The process-wide throttle of the BMC at ``key`` (host:port)."""
+        with cls._registry_lock:
+            found = cls._registry.get(key)
+            if found is None:
+                found = cls._registry[key] = cls(interval)
+            found.interval = interval
+            return found
+
+    def wait(self) -> None:
+        """Block until the next command may go out, and claim that slot."""
+        with self._lock:
+            now = self._clock()
+            if self._last is not None:
+                gap = self._last + self.interval - now
+                if gap > 0:
+                    self._sleep(gap)
+                    now = self._clock()
+            self._last = now

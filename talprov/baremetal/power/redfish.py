@@ -1,0 +1,133 @@
+"""Redfish power control, on sushy (OpenStack Ironic's Redfish library).
+
+The system is the first member of ``/redfish/v1/Systems`` (a BMC manages one
+machine). sushy retries 5xx answers itself (``server_side_retries``); that is
+lowered here so the bounded retries in this class stay the only real loop.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from talprov.baremetal.power.base import BootDevice, PowerState, Throttle
+from talprov.providers.errors import AuthError, NotFound, ProviderError, Transient
+
+T = TypeVar("T")
+
+
+def translate(exc: BaseException, what: str) -> ProviderError:
+    """The talprov error for a sushy/requests failure while doing ``what``. Never raises."""
+    from sushy import exceptions as sushy_errors
+
+    if isinstance(exc, ProviderError):
+        return exc
+    if isinstance(exc, sushy_errors.AccessError):
+        return AuthError(f"{what}: the BMC refused the credentials (HTTP {exc.status_code})")
+    if isinstance(exc, sushy_errors.ResourceNotFoundError):
+        return NotFound(f"{what}: not found on the BMC")
+    if isinstance(exc, sushy_errors.HTTPError):
+        return Transient(f"{what}: HTTP {exc.status_code}", retry_after=10.0)
+    return Transient(f"{what}: {type(exc).__name__}", retry_after=10.0)
+
+
+class RedfishPower:
+    """One machine's BMC over Redfish. Calls are spaced by ``min_interval``."""
+
+    def __init__(
+        self, address: str, username: str, password: str, *, port: int | None = None,
+        verify: bool = True, min_interval: float = 0.5, attempts: int = 2,
+        sleep: Callable[[float], None] = time.sleep, scheme: str = "https",
+    ) -> None:
+        if "://" in address:
+            self.base_url = address.rstrip("/")
+        else:
+            self.base_url = f"{scheme}://{address}" + (f":{port}" if port else "")
+        self._username = username
+        self._password = password
+        self.verify = verify
+        self.attempts = max(1, attempts)
+        self._sleep = sleep
+        self._throttle = Throttle.for_bmc(f"redfish://{self.base_url}", min_interval)
+        self._system: Any = None
+
+    def __repr__(self) -> str:
+        return f"RedfishPower({self.base_url})"
+
+    def _connect(self) -> Any:
+        if self._system is None:
+            import sushy
+
+            root = sushy.Sushy(self.base_url, username=self._username, password=self._password,
+                               verify=self.verify, server_side_retries=1,
+                               server_side_retries_delay=1, read_timeout=20)
+            members = root.get_system_collection().get_members()
+            if not members:
+                raise NotFound("the BMC lists no system")
+            self._system = members[0]
+        return self._system
+
+    def _call(self, what: str, action: Callable[[Any], T]) -> T:
+        last: ProviderError | None = None
+        for attempt in range(self.attempts):
+            self._throttle.wait()
+            try:
+                return action(self._connect())
+            except Exception as exc:
+                last = translate(exc, f"{what} ({self.base_url})")
+                self._system = None
+            if isinstance(last, AuthError | NotFound):
+                raise last
+            if attempt + 1 < self.attempts:
+                self._sleep(min(2.0 ** attempt, 5.0))
+        assert last is not None
+        raise last
+
+    def power_state(self) -> PowerState:
+        """The system's PowerState. Raises ``AuthError`` / ``Transient``. Read-only."""
+        import sushy
+
+        def read(system: Any) -> Any:
+            system.refresh()
+            return system.power_state
+
+        state = self._call("get power", read)
+        if state in (sushy.POWER_STATE_ON, sushy.POWER_STATE_POWERING_OFF):
+            return PowerState.ON
+        if state in (sushy.POWER_STATE_OFF, sushy.POWER_STATE_POWERING_ON):
+            return PowerState.OFF
+        return PowerState.UNKNOWN
+
+    def _reset(self, what: str, reset_type: str) -> None:
+        import sushy
+
+        kinds = {"on": sushy.RESET_ON, "force off": sushy.RESET_FORCE_OFF,
+                 "force restart": sushy.RESET_FORCE_RESTART}
+        self._call(what, lambda s: s.reset_system(kinds[reset_type]))
+
+    def power_on(self) -> None:
+        """ResetType On. Idempotent. Raises ``AuthError`` / ``Transient``."""
+        if self.power_state() != PowerState.ON:
+            self._reset("power on", "on")
+
+    def power_off(self) -> None:
+        """ResetType ForceOff. Idempotent. Raises ``AuthError`` / ``Transient``."""
+        if self.power_state() != PowerState.OFF:
+            self._reset("power off", "force off")
+
+    def power_cycle(self) -> None:
+        """ForceRestart when on, On when off. Raises ``AuthError`` / ``Transient``."""
+        if self.power_state() == PowerState.ON:
+            self._reset("power reset", "force restart")
+        else:
+            self._reset("power on", "on")
+
+    def set_next_boot(self, device: BootDevice) -> None:
+        """BootSourceOverrideTarget Pxe/Hdd, enabled Once. Raises ``AuthError`` / ``Transient``."""
+        import sushy
+
+        target = sushy.BOOT_SOURCE_TARGET_PXE if device == BootDevice.PXE else (
+            sushy.BOOT_SOURCE_TARGET_HDD)
+        self._call(f"set boot device {device}", lambda s: s.set_system_boot_options(
+            target=target, enabled=sushy.BOOT_SOURCE_ENABLED_ONCE))

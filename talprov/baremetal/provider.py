@@ -1,0 +1,249 @@
+"""The bare-metal provider: a request takes an inventory machine and PXE-installs Talos.
+
+Steps (each idempotent; see DESIGN.md): ``allocate`` → ``prepare-boot`` →
+``set-pxe`` → ``power-on`` → ``wait-installed``. The boot server (another
+thread or process) reads what the steps wrote into the inventory and records
+what the machine fetched; ``wait-installed`` reads that back. Deprovision boots
+the machine into Talos's wipe mode, powers it off once the wipe ran, and gives
+the machine back.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Sequence
+from typing import Any, ClassVar
+
+from pydantic import BaseModel
+
+from talprov.baremetal.boot import ipxe
+from talprov.baremetal.config import BareMetalConfig
+from talprov.baremetal.data import BareMetalMachineData
+from talprov.baremetal.deprovision import Deprovisioner
+from talprov.baremetal.inventory import (
+    Inventory,
+    InventoryMachine,
+    MachineStatus,
+)
+from talprov.baremetal.power.base import BootDevice, PowerDriver, PowerState
+from talprov.baremetal.powers import PowerFactory, power_driver
+from talprov.baremetal.state import BareMetalState
+from talprov.providers.errors import CapacityError, InvalidRequest, ProviderError, StepTimeout
+from talprov.providers.protocol import ProviderState, Runtime, Step, StepContext
+from talprov.providers.types import (
+    Health,
+    Machine,
+    MachineRequest,
+    MachineState,
+    Owner,
+    Retry,
+    StepResult,
+)
+from talprov.talos.join import render_user_data
+
+log = logging.getLogger(__name__)
+
+Ctx = StepContext[BareMetalMachineData, BareMetalState]
+
+_STATE_OF = {
+    MachineStatus.ALLOCATED: MachineState.PENDING,
+    MachineStatus.PROVISIONED: MachineState.RUNNING,
+    MachineStatus.WIPING: MachineState.STOPPING,
+}
+
+
+def owner_key(owner: Owner) -> str:
+    return f"{owner.installation}/{owner.instance}"
+
+
+def matches(machine: InventoryMachine, data: BareMetalMachineData) -> bool:
+    """Whether ``machine`` is free and fits ``data`` (selector, minimums, name). Pure."""
+    if machine.status != MachineStatus.AVAILABLE or machine.cordoned or machine.request_id:
+        return False
+    if data.machine is not None and machine.name != data.machine:
+        return False
+    if any(machine.labels.get(k) != v for k, v in data.selector.items()):
+        return False
+    for wanted, have in ((data.min_cpus, machine.cpus), (data.min_memory_mib, machine.memory_mib),
+                         (data.min_disk_gb, machine.disk_gb)):
+        if wanted is not None and (have is None or have < wanted):
+            return False
+    return True
+
+
+class BareMetalProvider:
+    """Provisions Talos on inventory machines over IPMI/Redfish and PXE."""
+
+    type_name: ClassVar[str] = "baremetal"
+    # Typed as the protocol declares them (ClassVars of a Protocol are invariant).
+    config_model: ClassVar[type[BaseModel]] = BareMetalConfig
+    data_model: ClassVar[type[BaseModel]] = BareMetalMachineData
+    state_model: ClassVar[type[ProviderState]] = BareMetalState
+
+    def __init__(self, name: str, config: BareMetalConfig, runtime: Runtime, *,
+                 power: PowerFactory | None = None) -> None:
+        self.name = name
+        self.config = config
+        self.runtime = runtime
+        self.inventory = Inventory(config.inventory, clock=runtime.clock)
+        self._power = power or (lambda machine: power_driver(machine, config))
+        self._observed: dict[str, tuple[float, PowerState]] = {}
+        self._observed_lock = threading.Lock()
+        self._deprovisioner = Deprovisioner(self)
+
+    def __repr__(self) -> str:
+        return f"BareMetalProvider({self.name!r}, {self.config.inventory!r})"
+
+    def power(self, machine: InventoryMachine) -> PowerDriver:
+        """The power driver of ``machine`` (credentials resolved now, never logged)."""
+        return self._power(machine)
+
+    # -- observing ----------------------------------------------------------
+
+    def list_machines(self, owner: Owner) -> list[Machine]:
+        """The inventory machines ``owner`` holds, with a rate-limited power state.
+
+        One BMC query per machine at most every ``observe_interval`` seconds; a
+        BMC that does not answer shows power ``unknown`` (never fails the
+        listing). Read-only.
+        """
+        machines = []
+        for m in self.inventory.owned_by(owner_key(owner)):
+            power = self._observed_power(m)
+            machines.append(Machine(
+                infra_id=m.name, state=_STATE_OF.get(m.status, MachineState.UNKNOWN),
+                request_id=m.request_id, machine_uuid=m.uuid, labels=dict(m.labels),
+                extra={"power": str(power), "inventory_state": str(m.status)},
+            ))
+        return machines
+
+    def _observed_power(self, machine: InventoryMachine) -> PowerState:
+        now = self.runtime.clock()
+        with self._observed_lock:
+            seen = self._observed.get(machine.name)
+        if seen is not None and now - seen[0] < self.config.observe_interval:
+            return seen[1]
+        try:
+            state = self.power(machine).power_state()
+        except (ProviderError, ValueError) as exc:
+            log.info("power state of %s unknown: %s", machine.name, exc)
+            state = PowerState.UNKNOWN
+        with self._observed_lock:
+            self._observed[machine.name] = (now, state)
+        return state
+
+    def health(self) -> Health:
+        """Whether the inventory opens. Never raises."""
+        try:
+            machines = self.inventory.machines()
+        except Exception as exc:
+            return Health(ok=False, message=f"inventory: {type(exc).__name__}")
+        free = sum(1 for m in machines if m.status == MachineStatus.AVAILABLE and not m.cordoned)
+        return Health(ok=True, message=f"{len(machines)} machines, {free} available")
+
+    # -- steps --------------------------------------------------------------
+
+    def steps(self) -> Sequence[Step]:
+        """The provisioning steps, in order. Each is idempotent."""
+        return [
+            Step("allocate", self._allocate),
+            Step("prepare-boot", self._prepare_boot),
+            Step("set-pxe", self._set_pxe),
+            Step("power-on", self._power_on),
+            Step("wait-installed", self._wait_installed),
+        ]
+
+    def held(self, ctx: Ctx) -> InventoryMachine:
+        machine = self.inventory.held_by(ctx.request.id)
+        if machine is None:
+            raise ProviderError(f"machine {ctx.state.machine} is no longer held by this request "
+                                "(removed from the inventory?)")
+        return machine
+
+    def _allocate(self, ctx: Ctx) -> StepResult:
+        """Take the first free matching machine, or the one this request already holds."""
+        held = self.inventory.held_by(ctx.request.id)
+        if held is None:
+            candidates = [m.name for m in self.inventory.machines() if matches(m, ctx.data)]
+            held = self.inventory.allocate(ctx.request.id, owner_key(ctx.owner), candidates)
+        if held is None:
+            raise CapacityError("no available machine matches the request's provider_data",
+                                retry_after=30.0)
+        ctx.state.machine = held.name
+        ctx.state.infra_id = held.name
+        ctx.state.machine_uuid = held.uuid
+        ctx.event(f"allocated machine {held.name}")
+        return None
+
+    def boot_assets(self, request: MachineRequest) -> tuple[str, str]:
+        """Kernel and initramfs URLs for the request's schematic and version.
+
+        With a mirror the schematic id is computed locally; otherwise the schematic
+        is registered with the Image Factory (idempotent). Raises ``InvalidRequest``,
+        ``AuthError`` or ``Transient`` from the factory.
+        """
+        from talprov.talos.schematic import Schematic
+
+        if request.secure_boot:
+            # iPXE cannot chain a signed UKI here; secure boot needs the ISO or disk image.
+            raise InvalidRequest("PXE boot of secure-boot images is not supported",
+                                 field="secure_boot")
+        schematic = Schematic.from_request(request)
+        if self.config.mirror_dir:
+            schematic_id = schematic.id()
+        else:
+            schematic_id = self.runtime.images.register(schematic)
+        return ipxe.asset_urls(self.config, self.runtime.factory_url, schematic_id,
+                               request.talos_version, str(request.arch))
+
+    def _prepare_boot(self, ctx: Ctx) -> StepResult:
+        machine = self.held(ctx)
+        if machine.config_fetched_at is not None or machine.status != MachineStatus.ALLOCATED:
+            return None
+        kernel, initramfs = self.boot_assets(ctx.request)
+        plan = ipxe.install_plan(self.config, ctx.request, kernel, initramfs)
+        config = render_user_data(ctx.request.machine_config.get_secret_value(), ctx.request.join)
+        self.inventory.set_install(machine.name, ctx.request.id, plan, config)
+        return None
+
+    def _set_pxe(self, ctx: Ctx) -> StepResult:
+        if not ctx.state.pxe_set:
+            self.power(self.held(ctx)).set_next_boot(BootDevice.PXE)
+            ctx.state.pxe_set = True
+        return None
+
+    def _power_on(self, ctx: Ctx) -> StepResult:
+        if ctx.state.powered_at is None:
+            driver = self.power(self.held(ctx))
+            if self.config.power_action == "cycle":
+                driver.power_cycle()
+            else:
+                driver.power_on()
+            ctx.state.powered_at = self.runtime.clock()
+            ctx.event("machine powered on to PXE-boot")
+        return None
+
+    def _wait_installed(self, ctx: Ctx) -> StepResult:
+        machine = self.held(ctx)
+        if machine.config_fetched_at is not None:
+            self.inventory.mark_provisioned(machine.name, ctx.request.id)
+            ctx.state.machine_uuid = machine.uuid
+            return None
+        started = ctx.state.powered_at or ctx.step_started_at
+        if self.runtime.clock() - started > self.config.install_timeout:
+            raise StepTimeout(f"machine {machine.name} did not fetch its config within "
+                              f"{self.config.install_timeout:.0f}s of power-on")
+        if machine.script_fetched_at is not None and (
+                ctx.state.powered_at is None or machine.script_fetched_at >= ctx.state.powered_at):
+            return Retry(self.config.poll_interval, "boot script fetched, waiting for config")
+        return Retry(self.config.poll_interval, "waiting for the machine to PXE-boot")
+
+    def deprovision(self, ctx: StepContext[Any, Any]) -> StepResult:
+        """Wipe the machine (PXE into wipe mode), power it off, give it back.
+
+        Idempotent: a request that holds no machine is gone (``None``). Returns
+        ``Retry`` while the wipe runs. Raises ``AuthError`` / ``Transient`` from
+        the BMC.
+        """
+        return self._deprovisioner.run(ctx)

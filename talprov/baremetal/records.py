@@ -1,0 +1,121 @@
+"""The inventory's records: machine states, BMC details, boot plans, audit entries."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+
+class MachineStatus(StrEnum):
+    """Where a machine is in its life (``cordoned`` is a separate flag)."""
+
+    DISCOVERED = "discovered"  # PXE-booted unasked; waits for `accept`
+    AVAILABLE = "available"
+    ALLOCATED = "allocated"  # held by a request, installing
+    PROVISIONED = "provisioned"  # installed: boots from disk
+    WIPING = "wiping"  # released: boots the wipe image, then powers off
+
+
+@dataclass(frozen=True)
+class BootPlan:
+    """What the boot script gives a machine: kernel, initramfs, command line.
+
+    The command line never contains the config URL's token: the boot server adds
+    a fresh one each time it renders the script. It may contain Omni join
+    arguments, so it is never logged.
+    """
+
+    kernel_url: str
+    initramfs_url: str
+    cmdline: tuple[str, ...]
+    with_config: bool = True
+
+    def to_json(self) -> str:
+        return json.dumps({"kernel_url": self.kernel_url, "initramfs_url": self.initramfs_url,
+                           "cmdline": list(self.cmdline), "with_config": self.with_config})
+
+    @classmethod
+    def from_json(cls, text: str) -> BootPlan:
+        raw = json.loads(text)
+        return cls(raw["kernel_url"], raw["initramfs_url"], tuple(raw["cmdline"]),
+                   bool(raw.get("with_config", True)))
+
+
+@dataclass(frozen=True)
+class BmcInfo:
+    """How to reach a machine's BMC. ``password_ref`` is a secret reference or literal."""
+
+    kind: str = "ipmi"
+    address: str = ""
+    port: int | None = None
+    username: str = ""
+    password_ref: str = ""
+    verify_tls: bool = True
+
+    def __repr__(self) -> str:
+        return f"BmcInfo({self.kind} {self.address}:{self.port})"
+
+
+@dataclass(frozen=True)
+class InventoryMachine:
+    """One row of the inventory, as read."""
+
+    name: str
+    uuid: str | None
+    macs: tuple[str, ...]
+    bmc: BmcInfo
+    labels: Mapping[str, str]
+    cpus: int | None
+    memory_mib: int | None
+    disk_gb: int | None
+    status: MachineStatus
+    cordoned: bool
+    request_id: str | None
+    owner: str | None
+    boot: BootPlan | None
+    has_config: bool
+    script_fetched_at: float | None
+    kernel_fetched_at: float | None
+    config_fetched_at: float | None
+    wipe_started_at: float | None
+    wipe_reported_at: float | None
+    last_seen_at: float | None
+
+    def public_view(self) -> dict[str, Any]:
+        """The machine as it may be shown (no config, no password)."""
+        return {
+            "name": self.name, "uuid": self.uuid, "macs": list(self.macs),
+            "state": "cordoned" if self.cordoned and self.request_id is None
+            else str(self.status),
+            "cordoned": self.cordoned, "request": self.request_id,
+            "bmc": f"{self.bmc.kind}://{self.bmc.address}:{self.bmc.port or ''}",
+            "labels": dict(self.labels), "cpus": self.cpus, "memory_mib": self.memory_mib,
+            "disk_gb": self.disk_gb,
+        }
+
+
+@dataclass(frozen=True)
+class AuditEntry:
+    at: float
+    event: str
+    machine: str | None
+    uuid: str | None
+    mac: str | None
+    remote: str | None
+    detail: str
+
+
+def normalize_mac(mac: str) -> str:
+    """``aa:bb:cc:dd:ee:ff`` from any common spelling (dashes, upper case)."""
+    digits = mac.replace("-", "").replace(":", "").replace(".", "").lower()
+    if len(digits) != 12 or any(c not in "0123456789abcdef" for c in digits):
+        raise ValueError(f"not a MAC address: {mac!r}")
+    return ":".join(digits[i:i + 2] for i in range(0, 12, 2))
+
+
+def normalize_uuid(text: str) -> str:
+    """Lower-case canonical UUID text (iPXE and BMCs differ in case)."""
+    return text.strip().lower()

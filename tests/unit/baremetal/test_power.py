@@ -1,0 +1,109 @@
+"""Power drivers against real BMC emulators: ipmi_sim (IPMI) and sushy-tools (Redfish)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from talprov.baremetal.power.base import BootDevice, PowerState, Throttle
+from talprov.baremetal.power.ipmi import IpmiPower
+from talprov.baremetal.power.redfish import RedfishPower
+from talprov.providers.errors import AuthError, Transient
+from tests.emulators.baremetal.rig import (
+        BMC_USER,
+    RigUnavailable,
+    VirtualMachine,
+    free_udp_port,
+    lone_bmc,
+)
+from tests.emulators.baremetal.sushy import PASSWORD, USER, sushy_emulator
+
+
+@pytest.fixture
+def bmc(tmp_path: Path) -> Iterator[VirtualMachine]:
+    try:
+        with lone_bmc(tmp_path) as vm:
+            yield vm
+    except RigUnavailable as exc:
+        pytest.fail(str(exc))
+
+
+def test_ipmi_power_cycle_and_pxe_once(bmc: VirtualMachine) -> None:
+    power = IpmiPower("127.0.0.1", BMC_USER, bmc.password, port=bmc.bmc_port, min_interval=0.05)
+    assert power.power_state() == PowerState.OFF
+    power.set_next_boot(BootDevice.PXE)
+    power.power_on()
+    assert power.power_state() == PowerState.ON
+    assert bmc.powered()
+    first_pid = bmc.qemu_pid()
+    power.power_on()  # idempotent: still the same machine
+    assert bmc.qemu_pid() == first_pid
+    power.power_cycle()
+    assert power.power_state() == PowerState.ON
+    assert bmc.qemu_pid() != first_pid
+    power.power_off()
+    assert power.power_state() == PowerState.OFF
+    assert not bmc.powered()
+    log = bmc.chassis_log()
+    assert any(line.endswith("set boot pxe") for line in log)
+    # The PXE request applied to the first boot only (the BMC's "next boot" flag).
+    assert [line.split()[-2] for line in log if "power on boot=" in line] == [
+        "boot=pxe", "boot=default"]
+
+
+def test_ipmi_wrong_password_is_an_auth_error_at_once(bmc: VirtualMachine) -> None:
+    power = IpmiPower("127.0.0.1", BMC_USER, "not-the-password", port=bmc.bmc_port)
+    started = time.monotonic()
+    with pytest.raises(AuthError) as caught:
+        power.power_on()
+    assert time.monotonic() - started < 2
+    assert "not-the-password" not in str(caught.value)
+    assert not bmc.powered()
+
+
+def test_ipmi_silent_bmc_is_transient_and_bounded() -> None:
+    power = IpmiPower("127.0.0.1", "u", "p", port=free_udp_port(), attempts=1, call_timeout=2)
+    started = time.monotonic()
+    with pytest.raises(Transient):
+        power.power_state()
+    assert time.monotonic() - started < 8
+
+
+def test_throttle_spaces_commands() -> None:
+    now = [0.0]
+    slept: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        slept.append(seconds)
+        now[0] += seconds
+
+    throttle = Throttle(0.5, clock=lambda: now[0], sleep=sleep)
+    throttle.wait()
+    now[0] += 0.2
+    throttle.wait()
+    throttle.wait()
+    assert slept == [pytest.approx(0.3), pytest.approx(0.5)]
+
+
+@pytest.mark.slow
+def test_redfish_against_sushy_emulator(tmp_path: Path) -> None:
+    with sushy_emulator(tmp_path) as url:
+        power = RedfishPower(url, USER, PASSWORD, min_interval=0)
+        assert power.power_state() == PowerState.OFF
+        power.set_next_boot(BootDevice.PXE)
+        import sushy
+
+        root = sushy.Sushy(url, username=USER, password=PASSWORD)
+        system = root.get_system_collection().get_members()[0]
+        assert system.boot.target == sushy.BOOT_SOURCE_TARGET_PXE
+        power.power_on()
+        # The fake driver applies power changes 1-11 s later, like slow hardware.
+        deadline = time.monotonic() + 15
+        while power.power_state() != PowerState.ON and time.monotonic() < deadline:
+            time.sleep(0.3)
+        assert power.power_state() == PowerState.ON
+        with pytest.raises(AuthError):
+            RedfishPower(url, USER, "wrong-password", min_interval=0).power_state()
