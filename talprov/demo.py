@@ -1,9 +1,11 @@
-"""``talprov demo``: a whole cluster's machines on a local EC2 emulator, no account needed.
+"""``talprov demo``: a whole cluster's machines on local emulators, no account needed.
 
-It starts moto's EC2 server on 127.0.0.1 seeded with Talos AMIs, writes a
-throwaway config, spec and machine configs, applies the spec through the real
-AWS driver, scaler and reconciler (as `talprov apply --wait` would), checks what
-EC2 received, shows a status table, and cleans up unless ``--keep``.
+It starts moto's EC2 server on 127.0.0.1 seeded with Talos AMIs (and, when they
+are installed, fakepve for Proxmox VE and vcsim for vSphere: see
+``talprov.demo_platforms``), writes a throwaway config, spec and machine
+configs, applies the spec through the real drivers, scaler and reconciler (as
+`talprov apply --wait` would), checks what each platform received, shows a
+status table, and cleans up unless ``--keep``.
 """
 
 from __future__ import annotations
@@ -22,7 +24,16 @@ import yaml
 from talprov.cli.app import EXIT_FAILED, App, fail, handle_errors
 from talprov.cli.cluster import converge, scaler_for
 from talprov.cli.output import emit
+from talprov.demo_platforms import (
+    COLUMNS,
+    DemoPlatform,
+    Row,
+    choose_platforms,
+    start_platform,
+)
+from talprov.providers.errors import ProviderError
 from talprov.scaler.spec import load_spec_file
+from talprov.store.records import RequestRecord
 
 REGION = "us-east-1"
 TALOS_VERSION = "v1.11.5"
@@ -49,130 +60,208 @@ def default_subnets(endpoint: str) -> list[tuple[str, str]]:
     return found[:2]
 
 
-def write_files(workdir: Path, endpoint: str, control_planes: int, workers: int) -> Path:
-    """talprov.yaml, machine configs and cluster.yaml; returns the spec's path."""
-    (workdir / "talprov.yaml").write_text(yaml.safe_dump({
+class AwsDemo:
+    """EC2 on moto: instances from the seeded official Talos AMIs, config in user-data."""
+
+    name = "aws"
+    provider = "aws-demo"
+
+    def __init__(self, workdir: Path) -> None:
+        from talprov.aws.emulator import start_local_ec2
+
+        self.server = start_local_ec2(workdir)
+
+    def provider_block(self) -> dict[str, Any]:
+        return {"type": "aws", "region": REGION, "endpoint_url": self.server.url,
+                "poll_interval": 1.0, "concurrency": 16}
+
+    def machine_class(self) -> dict[str, Any]:
+        domains = [{"name": zone, "provider_data": {"subnets": [subnet]}}
+                   for zone, subnet in default_subnets(self.server.url)]
+        return {"kind": "MachineClass", "name": "aws-small", "provider": self.provider,
+                "provider_data": {"instance_type": "t3.small"}, "failureDomains": domains}
+
+    def verify(self, records: list[RequestRecord]) -> list[dict[str, Any]]:
+        """Each request's instance as EC2 sees it: user-data equals the config, IMDSv2."""
+        import boto3
+
+        ec2 = boto3.client("ec2", region_name=REGION, endpoint_url=self.server.url)
+        rows = []
+        for record in records:
+            row = Row(self.name, record)
+            if record.infra_id is not None:
+                found = ec2.describe_instances(InstanceIds=[record.infra_id])
+                instance = found["Reservations"][0]["Instances"][0]
+                user_data = ec2.describe_instance_attribute(
+                    InstanceId=record.infra_id, Attribute="userData")["UserData"].get("Value", "")
+                config_ok = base64.b64decode(user_data).decode() == (
+                    record.request.machine_config.get_secret_value())
+                imds = instance.get("MetadataOptions", {}).get("HttpTokens")
+                row.where = instance["Placement"]["AvailabilityZone"]
+                row.address = instance.get("PrivateIpAddress")
+                row.state = instance["State"]["Name"]
+                row.config = "matches config" if config_ok else "MISMATCH"
+                row.check = f"imds {imds}"
+                row.ok = config_ok and imds == "required"
+            rows.append(row.as_dict())
+        return rows
+
+    def stop(self) -> None:
+        self.server.stop()
+
+    def pid(self) -> int:
+        return self.server.process.pid
+
+    def keep_hint(self) -> str:
+        return (f"moto (EC2) at {self.server.url} (pid {self.server.process.pid}); "
+                "export AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing")
+
+
+def write_files(workdir: Path, platforms: list[DemoPlatform], control_planes: int,
+                workers: int) -> Path:
+    """talprov.yaml, machine configs and cluster.yaml; returns talprov.yaml's path.
+
+    The control planes go to the first platform; every platform gets a Workers
+    set of ``workers`` machines (the first one's is called ``workers``).
+    """
+    config = workdir / "talprov.yaml"
+    config.write_text(yaml.safe_dump({
         "store": f"sqlite:///{workdir / 'state.db'}",
         "installation": "demo",
         "cache_dir": str(workdir / "cache"),
-        "providers": {"aws-demo": {"type": "aws", "region": REGION, "endpoint_url": endpoint,
-                                   "poll_interval": 1.0, "concurrency": 16}},
+        "providers": {p.provider: p.provider_block() for p in platforms},
     }, sort_keys=False))
     (workdir / "controlplane.yaml").write_text(machine_config("controlplane", "demo"))
     (workdir / "worker.yaml").write_text(machine_config("worker", "demo"))
-    domains = [{"name": zone, "provider_data": {"subnets": [subnet]}}
-               for zone, subnet in default_subnets(endpoint)]
+    classes = [p.machine_class() for p in platforms]
     documents: list[dict[str, Any]] = [
         {"kind": "Cluster", "name": "demo", "talos": {"version": TALOS_VERSION}},
-        {"kind": "MachineClass", "name": "aws-small", "provider": "aws-demo",
-         "provider_data": {"instance_type": "t3.small"}, "failureDomains": domains},
-        {"kind": "ControlPlane", "machineClass": {"name": "aws-small", "size": control_planes},
+        *classes,
+        {"kind": "ControlPlane",
+         "machineClass": {"name": classes[0]["name"], "size": control_planes},
          "config": {"file": "controlplane.yaml"}},
-        {"kind": "Workers", "name": "workers",
-         "machineClass": {"name": "aws-small", "size": workers},
-         "config": {"file": "worker.yaml"}, "update": {"maxSurge": 1, "maxUnavailable": 0}},
     ]
-    spec = workdir / "cluster.yaml"
-    spec.write_text(yaml.safe_dump_all(documents, sort_keys=False))
-    return spec
-
-
-def verify_instances(app: App, endpoint: str) -> list[dict[str, Any]]:
-    """Each request's instance as EC2 sees it, checked against what talprov sent."""
-    import boto3
-
-    ec2 = boto3.client("ec2", region_name=REGION, endpoint_url=endpoint)
-    rows = []
-    for record in app.store.list_requests(labels={"talprov.cluster": "demo"}):
-        if record.infra_id is None:
-            continue
-        found = ec2.describe_instances(InstanceIds=[record.infra_id])
-        instance = found["Reservations"][0]["Instances"][0]
-        user_data = ec2.describe_instance_attribute(
-            InstanceId=record.infra_id, Attribute="userData")["UserData"].get("Value", "")
-        config_ok = base64.b64decode(user_data).decode() == (
-            record.request.machine_config.get_secret_value())
-        imds = instance.get("MetadataOptions", {}).get("HttpTokens")
-        rows.append({
-            "request": record.request.id,
-            "set": record.request.labels.get("talprov.set"),
-            "stage": record.stage.value,
-            "instance": record.infra_id,
-            "zone": instance["Placement"]["AvailabilityZone"],
-            "address": instance.get("PrivateIpAddress"),
-            "state": instance["State"]["Name"],
-            "user-data": "matches config" if config_ok else "MISMATCH",
-            "imds": imds,
+    for index, (platform, machine_class) in enumerate(zip(platforms, classes, strict=True)):
+        documents.append({
+            "kind": "Workers", "name": "workers" if index == 0 else f"{platform.name}-workers",
+            "machineClass": {"name": machine_class["name"], "size": workers},
+            "config": {"file": "worker.yaml"}, "update": {"maxSurge": 1, "maxUnavailable": 0},
         })
-    return rows
+    (workdir / "cluster.yaml").write_text(yaml.safe_dump_all(documents, sort_keys=False))
+    return config
+
+
+def _start(name: str, workdir: Path) -> DemoPlatform:
+    labels = {"aws": f"EC2 emulator (moto) seeded with Talos {TALOS_VERSION} AMIs",
+              "proxmox": "Proxmox VE emulator (fakepve)", "vmware": "vSphere emulator (vcsim)"}
+    click.echo(f"starting a local {labels[name]}...", err=True)
+    try:
+        if name == "aws":
+            return AwsDemo(workdir / "moto")
+        return start_platform(name, workdir, TALOS_VERSION)
+    except (RuntimeError, OSError, ProviderError) as exc:
+        fail(f"cannot start the {name} emulator: {exc}", EXIT_FAILED)
 
 
 @click.command()
 @click.option("--control-planes", default=3, show_default=True, type=click.IntRange(1, 7))
-@click.option("--workers", default=2, show_default=True, type=click.IntRange(0, 50))
+@click.option("--workers", default=2, show_default=True, type=click.IntRange(0, 50),
+              help="Workers per platform.")
+@click.option("--platforms", metavar="LIST",
+              help="Comma-separated, from aws,proxmox,vmware (default: aws plus every "
+              "platform whose emulator is installed). Control planes go to the first.")
 @click.option("--keep", is_flag=True,
-              help="Leave the emulator, config and machines in place to explore.")
+              help="Leave the emulators, config and machines in place to explore.")
 @click.option("--dir", "directory", type=click.Path(path_type=Path),
               help="Work directory (default: a new temporary one).")
 @click.option("--timeout", default=300.0, show_default=True, help="Seconds to converge.")
 @handle_errors
-def demo(control_planes: int, workers: int, keep: bool, directory: Path | None,
-         timeout: float) -> None:
-    """Provision a sample cluster's machines on a local EC2 emulator (moto), then clean up.
+def demo(control_planes: int, workers: int, platforms: str | None, keep: bool,
+         directory: Path | None, timeout: float) -> None:
+    """Provision a sample cluster's machines on local emulators, check them, clean up.
 
-    No AWS account or network access is needed: everything runs on 127.0.0.1.
+    EC2 runs on moto; Proxmox VE on fakepve and vSphere on vcsim when those are
+    installed. No account or network access is needed: everything runs on 127.0.0.1.
     """
     try:
-        from talprov.aws.emulator import fake_credentials, start_local_ec2
+        from talprov.aws.emulator import fake_credentials
     except ImportError:
         fail("the demo needs the demo extra: pip install 'talprov[demo]'")
+    try:
+        names, skipped = choose_platforms(platforms)
+    except ValueError as exc:
+        fail(f"--platforms: {exc}")
+    for line in skipped:
+        click.echo(line, err=True)
     workdir = directory or Path(tempfile.mkdtemp(prefix="talprov-demo-"))
     workdir.mkdir(parents=True, exist_ok=True)
     os.environ.update(fake_credentials())
-    click.echo(f"starting a local EC2 emulator (moto) seeded with Talos {TALOS_VERSION} AMIs...",
-               err=True)
+    started: list[DemoPlatform] = []
+    app: App | None = None
+    kept = ok = False
     try:
-        server = start_local_ec2(workdir / "moto")
-    except RuntimeError as exc:
-        fail(f"cannot start the EC2 emulator: {exc}", EXIT_FAILED)
-    app = App(config_path=str(write_files(workdir, server.url, control_planes, workers).parent
-                              / "talprov.yaml"), store_url=None)
-    ok = False
-    try:
+        for name in names:
+            started.append(_start(name, workdir))
+        app = App(config_path=str(write_files(workdir, started, control_planes, workers)),
+                  store_url=None)
         click.echo(f"work directory: {workdir}", err=True)
-        spec = load_spec_file(workdir / "cluster.yaml")
-        scaler = scaler_for(app)
-        scaler.record(spec)
-        click.echo(f"applying cluster 'demo': {control_planes} control planes, "
-                   f"{workers} workers", err=True)
-        ok = converge(app, scaler, "demo", timeout)
-        rows = verify_instances(app, server.url)
-        emit(rows, "table", title="demo cluster on the local EC2 emulator")
-        good = all(r["user-data"] == "matches config" and r["imds"] == "required"
-                   for r in rows)
-        ok = ok and good and len(rows) == control_planes + workers
+        ok = _run(app, workdir, started, control_planes, workers, timeout)
         if keep:
-            click.echo(
-                f"\nkept: emulator at {server.url} (pid {server.process.pid}).\n"
-                f"  export TALPROV_CONFIG={workdir / 'talprov.yaml'} AWS_ACCESS_KEY_ID=testing "
-                f"AWS_SECRET_ACCESS_KEY=testing\n  talprov status demo; talprov machine list\n"
-                f"  talprov destroy demo --wait; kill {server.process.pid}", err=True)
-            return
-        click.echo("destroying the cluster...", err=True)
-        scaler.destroy("demo")
-        _destroy(app, scaler)
+            kept = True
+            _show_kept(workdir, started)
+        else:
+            _destroy(app)
     finally:
-        app.close()
-        if not keep:
-            server.stop()
-            if directory is None:
-                shutil.rmtree(workdir, ignore_errors=True)
+        if app is not None:
+            app.close()
+        if not kept:
+            # Also after a failure half-way: no emulator outlives the demo.
+            _clean_up(started, workdir if directory is None else None)
     if not ok:
         fail("the demo did not converge as expected", EXIT_FAILED)
-    click.echo("demo finished: machines created, checked and destroyed.", err=True)
+    click.echo("demo finished: machines created and checked, and kept." if kept
+               else "demo finished: machines created, checked and destroyed.", err=True)
 
 
-def _destroy(app: App, scaler: Any) -> None:
+def _clean_up(started: list[DemoPlatform], temporary: Path | None) -> None:
+    """Stop every emulator started (newest first) and remove the temporary work dir."""
+    for platform in reversed(started):
+        platform.stop()
+    if temporary is not None:
+        shutil.rmtree(temporary, ignore_errors=True)
+
+
+def _show_kept(workdir: Path, started: list[DemoPlatform]) -> None:
+    hints = "\n  ".join(p.keep_hint() for p in started)
+    click.echo(
+        f"\nkept:\n  {hints}\n  export TALPROV_CONFIG={workdir / 'talprov.yaml'}\n"
+        f"  talprov status demo; talprov machine list\n  talprov destroy demo --wait; "
+        f"kill {' '.join(str(p.pid()) for p in started)}", err=True)
+
+
+def _run(app: App, workdir: Path, started: list[DemoPlatform], control_planes: int,
+         workers: int, timeout: float) -> bool:
+    """Apply the spec, wait, show the table; True when every machine checked out."""
+    spec = load_spec_file(workdir / "cluster.yaml")
+    scaler = scaler_for(app)
+    scaler.record(spec)
+    where = ", ".join(p.name for p in started)
+    click.echo(f"applying cluster 'demo': {control_planes} control planes, {workers} workers "
+               f"per platform ({where})", err=True)
+    converged = converge(app, scaler, "demo", timeout)
+    records = app.store.list_requests(labels={"talprov.cluster": "demo"})
+    rows = []
+    for platform in started:
+        rows += platform.verify([r for r in records if r.request.provider == platform.provider])
+    emit(rows, "table", columns=COLUMNS, title="demo cluster on local emulators")
+    expected = control_planes + workers * len(started)
+    return converged and len(rows) == expected and all(r["ok"] for r in rows)
+
+
+def _destroy(app: App) -> None:
+    click.echo("destroying the cluster...", err=True)
+    scaler = scaler_for(app)
+    scaler.destroy("demo")
     reconciler = app.reconciler()
 
     def gone() -> bool:
@@ -181,4 +270,4 @@ def _destroy(app: App, scaler: Any) -> None:
 
     if not reconciler.run_until(gone, timeout=300, interval=1.0):
         fail("demo machines were not all removed", EXIT_FAILED)
-    click.echo("all demo instances terminated.", err=True)
+    click.echo("all demo machines removed.", err=True)
