@@ -15,10 +15,10 @@ from talprov import __version__
 from talprov.baremetal.cli import baremetal
 from talprov.cli.app import App, handle_errors, pass_app, setup_logging
 from talprov.cli.cluster import COMMANDS as CLUSTER_COMMANDS
+from talprov.cli.demo import demo
 from talprov.cli.image import image
 from talprov.cli.machine import machine, reconcile
 from talprov.cli.output import emit, output_option
-from talprov.demo import demo
 from talprov.providers.registry import installed_types, load_type
 from talprov.service.cli import serve
 
