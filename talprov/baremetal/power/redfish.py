@@ -116,12 +116,22 @@ class RedfishPower:
         if self.power_state() != PowerState.OFF:
             self._reset("power off", "force off")
 
-    def power_cycle(self) -> None:
-        """ForceRestart when on, On when off. Raises ``AuthError`` / ``Transient``."""
-        if self.power_state() == PowerState.ON:
-            self._reset("power reset", "force restart")
-        else:
-            self._reset("power on", "on")
+    def power_cycle(self, *, off_timeout: float = 60.0, poll: float = 1.0) -> None:
+        """Force off, wait until the BMC reports off, then on.
+
+        Not "ForceRestart when on": a machine that switches itself off between
+        the state query and the restart would stay off. BMCs apply power changes
+        late (seconds), hence the wait. Raises ``AuthError``, or ``Transient``
+        when the BMC does not report off within ``off_timeout`` seconds.
+        """
+        self.power_off()
+        waited = 0.0
+        while self.power_state() != PowerState.OFF:
+            if waited >= off_timeout:
+                raise Transient(f"{self.base_url}: still on {off_timeout:.0f}s after power off")
+            self._sleep(poll)
+            waited += poll
+        self._reset("power on", "on")
 
     def set_next_boot(self, device: BootDevice) -> None:
         """BootSourceOverrideTarget Pxe/Hdd, enabled Once. Raises ``AuthError`` / ``Transient``."""

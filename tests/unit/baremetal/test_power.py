@@ -105,5 +105,10 @@ def test_redfish_against_sushy_emulator(tmp_path: Path) -> None:
         while power.power_state() != PowerState.ON and time.monotonic() < deadline:
             time.sleep(0.3)
         assert power.power_state() == PowerState.ON
+        power.power_cycle(off_timeout=20, poll=0.3)  # returns once off was seen, then on
+        deadline = time.monotonic() + 15
+        while power.power_state() != PowerState.ON and time.monotonic() < deadline:
+            time.sleep(0.3)
+        assert power.power_state() == PowerState.ON
         with pytest.raises(AuthError):
             RedfishPower(url, USER, "wrong-password", min_interval=0).power_state()
