@@ -7,6 +7,7 @@ import signal
 import socket
 import sys
 from types import FrameType
+from typing import Any
 
 import click
 
@@ -37,10 +38,16 @@ def _bind(host: str, port: int) -> socket.socket:
               help="Run the reconcile loop here (default: the config's service.workers).")
 @click.option("--worker-id", envvar="TALPROV_WORKER_ID", metavar="ID",
               help="Lease identity of this replica (default: service.worker_id, else host:pid).")
+@click.option("--boot-server/--no-boot-server", default=True, show_default=True,
+              help="Also run the boot server of each configured baremetal instance.")
 @pass_app
 @handle_errors
-def serve(app: App, listen: str | None, workers: bool | None, worker_id: str | None) -> None:
+def serve(app: App, listen: str | None, workers: bool | None, worker_id: str | None,
+          boot_server: bool) -> None:
     """Serve the HTTP API (OpenAPI at /docs) and run the reconcile workers.
+
+    With a bare-metal provider instance configured, its PXE boot server runs in
+    this process too (--no-boot-server when `talprov baremetal serve` runs it).
 
     Several processes may share one PostgreSQL store: requests are split between
     them with leases. SIGTERM or Ctrl-C stops gracefully: the API stops taking
@@ -86,12 +93,37 @@ def serve(app: App, listen: str | None, workers: bool | None, worker_id: str | N
     # uvicorn shuts down gracefully on SIGTERM, then re-raises the signal with the
     # previous handler in place; a no-op handler there makes a requested stop
     # exit 0 instead of dying by the signal.
+    boot_servers = start_boot_servers(app) if boot_server else []
     previous = signal.signal(signal.SIGTERM, _stopped)
     try:
         server.run(sockets=[sock])
     finally:
         signal.signal(signal.SIGTERM, previous)
+        for boot in boot_servers:
+            boot.stop()
     click.echo("stopped", err=True)
+
+
+def start_boot_servers(app: App) -> list[Any]:
+    """Start the PXE boot server of every bare-metal instance; fail on a taken port."""
+    started: list[Any] = []
+    for name, handle in app.all_handles().items():
+        if handle.provider.type_name != "baremetal":
+            continue
+        from talprov.baremetal.boot.server import BootServer
+        from talprov.baremetal.provider import BareMetalProvider
+
+        assert isinstance(handle.provider, BareMetalProvider)
+        boot = BootServer(handle.provider.config, app.runtime.factory_url)
+        try:
+            boot.start()
+        except OSError as exc:
+            for other in started:
+                other.stop()
+            fail(f"providers.{name}: cannot start the boot server: {exc}")
+        click.echo(f"{name}: boot server up; machines use {boot.config.boot_url}", err=True)
+        started.append(boot)
+    return started
 
 
 def _stopped(_signum: int, _frame: FrameType | None) -> None:

@@ -98,3 +98,32 @@ def test_serve_speaks_tls_when_given_a_cert_and_key(home: Home) -> None:
             client.get("/healthz")
     finally:
         assert server.terminate() == 0
+
+
+def test_serve_runs_the_boot_server_of_a_baremetal_instance(home: Home) -> None:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        boot_port = probe.getsockname()[1]
+    home.providers["metal"] = {
+        "type": "baremetal", "inventory": str(home.root / "inventory.sqlite"),
+        "boot_url": f"http://127.0.0.1:{boot_port}", "listen_address": "127.0.0.1",
+        "listen_port": boot_port, "tftp_enabled": False, "mirror_dir": str(home.root / "mirror"),
+    }
+    home.write_config(service={"tokens": TOKENS, "reconcile_interval": 0.5})
+    server = ServeProcess(home.env(), home.root)
+    try:
+        assert f"metal: boot server up; machines use http://127.0.0.1:{boot_port}" in (
+            server.output())
+        reply = httpx.get(f"http://127.0.0.1:{boot_port}/boot.ipxe",
+                          params={"uuid": "11111111-2222-4333-8444-555555555555",
+                                  "mac": "52:54:00:99:99:99"}, timeout=10)
+        assert reply.status_code == 200
+        assert reply.text.startswith("#!ipxe")
+        assert "kernel" not in reply.text  # an unknown machine is only recorded
+    finally:
+        code = server.terminate()
+    assert code == 0, server.output()
+    with socket.socket() as again:  # the boot server let go of its port
+        again.bind(("127.0.0.1", boot_port))
