@@ -78,8 +78,8 @@ def converge(app: App, scaler: Scaler, name: str, timeout: float) -> bool:
             click.echo(f"warning: {error}", err=True)
 
     def done() -> bool:
-        result = scaler.run_pass(name)
-        if result is None:
+        scaler.run_pass(name)  # None when another worker holds the cluster: fine
+        if scaler.state(name) is None:
             return True  # destroyed and forgotten
         reconciler.run_pass()
         state = scaler.state(name)
@@ -123,7 +123,10 @@ def apply(app: App, path: Path, wait: bool, timeout: float, output: str) -> None
     _check_providers(app, state)
     if not wait:
         result = scaler.run_pass(spec.name)
-        assert result is not None
+        if result is None:
+            click.echo(f"{spec.name}: recorded; another worker is running its pass and "
+                       "carries on from the new spec", err=True)
+            return
         _show_plan(result, output)
         return
     ok = converge(app, scaler, spec.name, timeout)

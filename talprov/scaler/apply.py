@@ -23,7 +23,7 @@ from pydantic import SecretStr
 from talprov.providers.errors import ProviderError
 from talprov.providers.protocol import Runtime
 from talprov.providers.types import REQUEST_ID_PATTERN, MachineRequest, Owner, Stage
-from talprov.reconciler import ProviderHandle
+from talprov.reconciler import ProviderHandle, local_worker_id
 from talprov.scaler.actions import ActionKind, Plan
 from talprov.scaler.models import ClusterSpec
 from talprov.scaler.observed import ObservedMachine, OrphanMachine, SetBackoff, next_backoff
@@ -145,11 +145,15 @@ class Scaler:
         runtime: Runtime,
         *,
         names: NameGenerator = random_names,
+        worker_id: str | None = None,
+        lease_ttl: float = 60.0,
     ) -> None:
         self.store = store
         self.handles = handles
         self.runtime = runtime
         self.names = names
+        self.worker_id = worker_id or local_worker_id()
+        self.lease_ttl = lease_ttl
 
     def now(self) -> datetime:
         return datetime.fromtimestamp(self.runtime.clock(), UTC)
@@ -221,9 +225,20 @@ class Scaler:
     def run_pass(self, name: str) -> Plan | None:
         """One scaler pass for cluster ``name``: plan, then record the actions.
 
-        Returns the plan carried out, or None when the cluster is not recorded.
-        Idempotent in effect: a second pass right after plans nothing new.
+        Holds the cluster's lease while it runs (two planners at once would both
+        create what is missing). Returns the plan carried out, or None when the
+        cluster is not recorded or another worker is running its pass. Idempotent
+        in effect: a second pass right after plans nothing new.
         """
+        if not self.store.claim_cluster(name, owner=self.worker_id, ttl=self.lease_ttl,
+                                        now=self.now()):
+            return None
+        try:
+            return self._run_pass(name)
+        finally:
+            self.store.release_cluster(name, owner=self.worker_id)
+
+    def _run_pass(self, name: str) -> Plan | None:
         state = self.state(name)
         if state is None:
             return None

@@ -18,9 +18,11 @@ from collections.abc import Callable, Collection, Mapping
 from datetime import UTC, datetime
 from typing import Any, cast
 
+from talprov.providers.errors import ConfigError
 from talprov.providers.protocol import Runtime
 from talprov.providers.types import Stage
 from talprov.reconciler import ProviderHandle, Reconciler
+from talprov.scaler.apply import Scaler
 from talprov.secrets import redact
 from talprov.service.metrics import Metrics
 from talprov.service.sets import SetRepository, reconcile_set
@@ -159,6 +161,8 @@ class ReconcileLoop:
             self.leases.as_store(), handles, runtime, worker_id=worker_id, lease_ttl=lease_ttl
         )
         self.sets = sets
+        self.scaler = Scaler(store, handles, runtime, worker_id=self.reconciler.worker_id,
+                             lease_ttl=max(lease_ttl, 30.0))
         self.metrics = metrics
         self.interval = interval
         self._clock = clock
@@ -184,6 +188,14 @@ class ReconcileLoop:
         except StoreError as exc:
             failed = True
             log.warning("set reconciliation failed: %s", redact(str(exc)))
+        try:
+            # Clusters recorded with `talprov apply`: one replica at a time runs a
+            # cluster's pass (the store's cluster lease).
+            for name in self.scaler.store.list_clusters():
+                self.scaler.run_pass(name)
+        except (StoreError, ConfigError) as exc:
+            failed = True
+            log.warning("cluster pass failed: %s", redact(str(exc)))
         try:
             report = self.reconciler.run_pass()
             for error in report.errors:

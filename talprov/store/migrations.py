@@ -215,9 +215,21 @@ def _v1_time(text: object, fallback: datetime) -> datetime:
     return fallback
 
 
+def _v3_cluster_leases(conn: Connection) -> None:
+    # A lease per cluster, so that several `talprov serve` replicas never run
+    # scaler passes for one cluster at once (two planners would both create).
+    for column in (
+        sa.Column("lease_owner", sa.String(255), nullable=True),
+        sa.Column("lease_until", UtcDateTime, nullable=True),
+    ):
+        type_sql = column.type.compile(dialect=conn.dialect)
+        conn.execute(sa.text(f"ALTER TABLE clusters ADD COLUMN {column.name} {type_sql}"))
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "initial schema", _v1_initial),
     Migration(2, "request sets table", _v2_request_sets),
+    Migration(3, "cluster leases", _v3_cluster_leases),
 )
 """Every migration, oldest first. Append only; never edit a released one."""
 

@@ -129,6 +129,9 @@ clusters = sa.Table(
     sa.Column("name", sa.String(255), primary_key=True),
     sa.Column("spec", sa.Text, nullable=False),
     sa.Column("updated_at", UtcDateTime, nullable=False),
+    # Since schema version 3: which worker runs this cluster's scaler passes.
+    sa.Column("lease_owner", sa.String(255), nullable=True),
+    sa.Column("lease_until", UtcDateTime, nullable=True),
 )
 
 # MachineRequestSets kept by the service. Their own table (since schema version 2)

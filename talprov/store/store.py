@@ -21,6 +21,7 @@ from sqlalchemy.engine import Connection
 
 from talprov.providers.errors import Conflict
 from talprov.providers.types import MachineRequest, Stage
+from talprov.store.cluster_leases import ClusterLeaseMethods
 from talprov.store.crypto import SecretCodec
 from talprov.store.engine import (
     create_store_engine,
@@ -45,7 +46,7 @@ from talprov.store.schema import audit, clusters, request_labels, requests
 from talprov.store.schema import events as event_log
 
 
-class Store(RequestSetMethods):
+class Store(RequestSetMethods, ClusterLeaseMethods):
     """Persistent state for requests, clusters and request sets behind any SQLAlchemy URL.
 
     ``key`` is the ``TALPROV_STORE_KEY`` value: when given, machine configs and

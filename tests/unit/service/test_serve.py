@@ -14,6 +14,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from talprov.providers.types import Stage
 from talprov.store.store import Store
 from tests.helpers import SEEN_OUTPUT, WORKER_CONFIG, Home
 from tests.providers.fileprov import Cloud
@@ -127,3 +128,27 @@ def test_serve_runs_the_boot_server_of_a_baremetal_instance(home: Home) -> None:
     assert code == 0, server.output()
     with socket.socket() as again:  # the boot server let go of its port
         again.bind(("127.0.0.1", boot_port))
+
+
+def test_serve_converges_a_recorded_cluster(home: Home) -> None:
+    """Only serve's loop runs passes here: the spec is recorded without any."""
+    from talprov.providers.protocol import Runtime
+    from talprov.scaler.apply import Scaler
+    from talprov.scaler.spec import load_spec_file
+    from tests.unit.test_cluster_apply import write_spec
+
+    store = Store(home.store_url)
+    store.migrate()
+    Scaler(store, {}, Runtime()).record(load_spec_file(write_spec(home.root, control_planes=1,
+                                                                  workers=2)))
+    assert store.list_requests() == []
+    home.write_config(service={"tokens": TOKENS, "reconcile_interval": 0.2})
+    server = ServeProcess(home.env(), home.root)
+    try:
+        wait_until(lambda: len(store.list_requests(stages=[Stage.PROVISIONED])) == 3, 60,
+                   "the cluster's 3 machines provisioned")
+    finally:
+        code = server.terminate()
+    assert code == 0, server.output()
+    assert len(Cloud(home.cloud_path()).machines()) == 3
+    store.close()

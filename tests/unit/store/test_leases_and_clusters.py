@@ -81,3 +81,20 @@ def test_a_cluster_spec_must_be_json(store: Store) -> None:
     with pytest.raises(StoreError, match="not JSON-serialisable"):
         store.put_cluster("bad", {"when": object()})
     assert store.list_clusters() == []
+
+
+def test_cluster_leases_are_exclusive_renewable_and_expire(store: Store) -> None:
+    store.put_cluster("c1", {"name": "c1"})
+    assert store.claim_cluster("c1", owner="a", ttl=30, now=T0)
+    assert not store.claim_cluster("c1", owner="b", ttl=30, now=T0 + timedelta(seconds=10))
+    assert store.claim_cluster("c1", owner="a", ttl=30, now=T0 + timedelta(seconds=20))
+    # a's renewal runs to T0+50s: b still loses at +40s and wins after it expired.
+    assert not store.claim_cluster("c1", owner="b", ttl=30, now=T0 + timedelta(seconds=40))
+    assert store.claim_cluster("c1", owner="b", ttl=30, now=T0 + timedelta(seconds=51))
+    store.release_cluster("c1", owner="a")  # not a's any more: nothing happens
+    assert not store.claim_cluster("c1", owner="a", ttl=30, now=T0 + timedelta(seconds=52))
+    store.release_cluster("c1", owner="b")
+    assert store.claim_cluster("c1", owner="a", ttl=30, now=T0 + timedelta(seconds=53))
+    store.put_cluster("c1", {"name": "c1", "changed": True})  # a spec update keeps the lease
+    assert not store.claim_cluster("c1", owner="b", ttl=30, now=T0 + timedelta(seconds=54))
+    assert not store.claim_cluster("nope", owner="a", ttl=30)
