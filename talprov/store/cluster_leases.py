@@ -18,6 +18,16 @@ from talprov.store.records import utc_or_now
 from talprov.store.schema import clusters
 
 
+def takeable(table: sa.Table, owner: str, moment: datetime) -> sa.ColumnElement[bool]:
+    """The condition under which ``owner`` may take a row's lease at ``moment``:
+    free, expired, or already its own (a renewal)."""
+    return sa.or_(
+        table.c.lease_owner.is_(None),
+        table.c.lease_owner == owner,
+        table.c.lease_until < moment,
+    )
+
+
 class ClusterLeaseMethods:
     """The cluster-lease half of :class:`talprov.store.Store`, which mixes it in."""
 
@@ -39,14 +49,7 @@ class ClusterLeaseMethods:
         with self._write() as conn:
             result = conn.execute(
                 clusters.update()
-                .where(
-                    clusters.c.name == name,
-                    sa.or_(
-                        clusters.c.lease_owner.is_(None),
-                        clusters.c.lease_owner == owner,
-                        clusters.c.lease_until < moment,
-                    ),
-                )
+                .where(clusters.c.name == name, takeable(clusters, owner, moment))
                 .values(lease_owner=owner, lease_until=moment + timedelta(seconds=ttl))
             )
             return result.rowcount == 1

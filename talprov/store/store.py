@@ -21,7 +21,7 @@ from sqlalchemy.engine import Connection
 
 from talprov.providers.errors import Conflict
 from talprov.providers.types import MachineRequest, Stage
-from talprov.store.cluster_leases import ClusterLeaseMethods
+from talprov.store.cluster_leases import ClusterLeaseMethods, takeable
 from talprov.store.crypto import SecretCodec
 from talprov.store.engine import (
     create_store_engine,
@@ -375,11 +375,7 @@ class Store(RequestSetMethods, ClusterLeaseMethods):
                 requests.update()
                 .where(
                     requests.c.id == request_id,
-                    sa.or_(
-                        requests.c.lease_owner.is_(None),
-                        requests.c.lease_owner == owner,
-                        requests.c.lease_until < moment,
-                    ),
+                    takeable(requests, owner, moment),
                 )
                 .values(lease_owner=owner, lease_until=moment + timedelta(seconds=ttl))
             )
@@ -420,11 +416,7 @@ class Store(RequestSetMethods, ClusterLeaseMethods):
                     requests.update()
                     .where(
                         requests.c.id.in_(chunk),
-                        sa.or_(
-                            requests.c.lease_owner.is_(None),
-                            requests.c.lease_owner == owner,
-                            requests.c.lease_until < moment,
-                        ),
+                        takeable(requests, owner, moment),
                     )
                     .values(lease_owner=owner, lease_until=moment + timedelta(seconds=ttl))
                 )
