@@ -10,16 +10,14 @@ machine vanished are marked failed so that the scaler replaces them.
 from __future__ import annotations
 
 import logging
-import os
-import socket
 import threading
 from collections.abc import Callable, Collection, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
 
 from talprov.providers.errors import ProviderError
+from talprov.providers.processes import dead_local_worker, local_worker_id
 from talprov.providers.protocol import Provider, Runtime
 from talprov.providers.runner import RequestRunner, StepPolicy, Work
 from talprov.providers.types import Machine, MachineState, Owner, Stage
@@ -51,24 +49,6 @@ class PassReport:
     list_calls: dict[str, int] = field(default_factory=dict)
     worked: int = 0
     errors: list[str] = field(default_factory=list)
-
-
-def local_worker_id() -> str:
-    """This process's lease identity: ``host:pid``."""
-    return f"{socket.gethostname()}:{os.getpid()}"
-
-
-def dead_local_worker(worker_id: str) -> bool:
-    """Whether ``worker_id`` names a process on this host that no longer runs."""
-    host, _, pid_text = worker_id.rpartition(":")
-    if host != socket.gethostname() or not pid_text.isdigit():
-        return False
-    try:
-        stat = Path(f"/proc/{pid_text}/stat").read_text()
-    except OSError:
-        return True
-    # A zombie is dead even though its pid still exists.
-    return stat.rsplit(")", 1)[-1].split()[0] == "Z"
 
 
 class Reconciler:

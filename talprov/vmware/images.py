@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from talprov.providers.errors import InvalidRequest, Transient
+from talprov.providers.processes import dead_local_worker, local_worker_id
 from talprov.providers.protocol import Runtime
 from talprov.providers.types import MachineRequest
 from talprov.vmware import sdk
@@ -41,6 +42,8 @@ from talprov.vmware.errors import is_fault
 from talprov.vmware.inventory import Inventory
 
 STARTED_KEY = "talprov-import-started"
+#: host:pid of the importing process, so a crashed local import is known at once.
+IMPORTER_KEY = "talprov-import-owner"
 IMPORTED_KEY = "talprov-imported"
 SCHEMATIC_KEY = "talprov-schematic"
 BASE_SNAPSHOT = "talprov-base"
@@ -158,9 +161,14 @@ class TemplateImporter:
             self._finish(vm, name)
             return str(vm._moId)
         started = float(marks.get(STARTED_KEY, "0") or 0)
-        if time.time() - started < self.config.task_timeout:
+        # An importer on this host that no longer runs crashed: no need to wait
+        # out task_timeout (that wait is for importers on other hosts).
+        crashed_here = dead_local_worker(marks.get(IMPORTER_KEY, ""))
+        if not crashed_here and time.time() - started < self.config.task_timeout:
             raise ImportBusy(f"template {name} is being imported",
                              retry_after=self.config.poll_interval)
+        if not finish:
+            return None  # removed by whoever takes the template lock
         self.client.wait_task(vm.Destroy_Task(), f"remove crashed import {name}")
         return None
 
@@ -192,6 +200,7 @@ class TemplateImporter:
             spec = result.importSpec
             spec.configSpec.extraConfig = [
                 vim.option.OptionValue(key=STARTED_KEY, value=str(int(time.time()))),
+                vim.option.OptionValue(key=IMPORTER_KEY, value=local_worker_id()),
                 vim.option.OptionValue(key=SCHEMATIC_KEY, value=schematic_id),
             ]
             try:

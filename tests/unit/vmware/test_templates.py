@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import socket
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 
@@ -10,7 +13,7 @@ import pytest
 from talprov.providers.errors import InvalidRequest
 from talprov.providers.types import Owner, Retry
 from talprov.testing import FakeClock
-from talprov.vmware.images import IMPORTED_KEY, STARTED_KEY, template_name
+from talprov.vmware.images import IMPORTED_KEY, IMPORTER_KEY, STARTED_KEY, template_name
 from talprov.vmware.provider import VSphereProvider
 from tests.emulators.factory import EMPTY_SCHEMATIC_ID, FakeImageFactory
 from tests.emulators.vcsim.fixture import VcsimServer
@@ -40,6 +43,26 @@ def test_a_crashed_import_is_removed_and_imported_again(
     assert found[0]["moid"] != crashed
     assert found[0]["config.template"] is True
     assert _ova_hits(image_factory) == 1
+
+
+def test_a_fresh_import_by_a_killed_local_process_is_replaced_at_once(
+    make_provider: Callable[..., VSphereProvider], vcsim: VcsimServer, owner: Owner,
+    clock: FakeClock, image_factory: FakeImageFactory,
+) -> None:
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()  # its pid names no running process now
+    provider = make_provider(task_timeout=600.0)
+    clone_out_of_band(vcsim, SOURCE_VM, TEMPLATE, {
+        STARTED_KEY: str(int(time.time())),
+        IMPORTER_KEY: f"{socket.gethostname()}:{dead.pid}",
+    })
+    crashed = all_vms(vcsim)[TEMPLATE][0]["moid"]
+    ctx = context(provider, machine_request("t5"), owner)
+    run_step(provider.steps()[0], ctx, clock)
+    found = all_vms(vcsim)[TEMPLATE]
+    assert [vm["moid"] for vm in found] != [crashed]
+    assert len(found) == 1
+    assert found[0]["config.template"] is True
 
 
 def test_an_import_in_flight_elsewhere_is_waited_for(
