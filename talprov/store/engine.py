@@ -10,7 +10,9 @@ busy timeout apply instead.
 from __future__ import annotations
 
 import os
+import sqlite3
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -96,6 +98,26 @@ def create_store_engine(url: str) -> tuple[Engine, threading.RLock | None]:
     return engine, memory_lock
 
 
+def _enable_wal(cursor: Any) -> None:
+    """Switch a file database to WAL once; later connections find it set.
+
+    The switch needs the database to itself, and SQLite answers "database is
+    locked" at once (no busy wait) when another process is mid-transaction, as
+    when two processes open a new store together: retry for a while.
+    """
+    if str(cursor.execute("PRAGMA journal_mode").fetchone()[0]).lower() == "wal":
+        return
+    deadline = time.monotonic() + BUSY_TIMEOUT_SECONDS
+    while True:
+        try:
+            cursor.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
+
+
 def _configure_sqlite(engine: Engine, *, memory: bool) -> None:
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: ConnectionPoolEntry) -> None:
@@ -106,7 +128,7 @@ def _configure_sqlite(engine: Engine, *, memory: bool) -> None:
             cursor.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_SECONDS * 1000)}")
             cursor.execute("PRAGMA foreign_keys = ON")
             if not memory:
-                cursor.execute("PRAGMA journal_mode = WAL")
+                _enable_wal(cursor)
                 # NORMAL is durable across application crashes in WAL mode.
                 cursor.execute("PRAGMA synchronous = NORMAL")
         finally:
