@@ -19,9 +19,9 @@ from talprov.proxmox.config import ProxmoxConfig
 from talprov.proxmox.errors import TaskFailed
 from talprov.proxmox.provider import ProxmoxProvider
 from talprov.testing import FakeClock
+from tests.driving import context, deprovision, provision, run_step
 from tests.emulators.fakepve import FakePveServer
 from tests.unit.proxmox.conftest import ISO_URL, machine_request, password_config
-from tests.unit.proxmox.driving import context, deprovision, provision, run_step
 
 
 def _requests(fakepve: FakePveServer, method: str, suffix: str) -> int:

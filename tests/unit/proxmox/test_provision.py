@@ -14,9 +14,9 @@ from talprov.providers.types import MachineState, Owner
 from talprov.proxmox import images
 from talprov.proxmox.provider import ProxmoxProvider
 from talprov.testing import FakeClock
+from tests.driving import context, deprovision, provision
 from tests.emulators.fakepve import FakePveServer
 from tests.unit.proxmox.conftest import machine_request
-from tests.unit.proxmox.driving import context, deprovision, provision
 
 
 def _seed_files(fakepve: FakePveServer, volume: str) -> dict[str, str]:

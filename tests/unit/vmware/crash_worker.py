@@ -19,8 +19,8 @@ from talprov.providers.types import Owner
 from talprov.testing import FakeClock
 from talprov.vmware.config import VSphereConfig
 from talprov.vmware.provider import VSphereProvider
+from tests.driving import context, run_step
 from tests.unit.vmware.conftest import machine_request
-from tests.unit.vmware.driving import context, run_step
 
 
 def main(settings_path: str) -> None:

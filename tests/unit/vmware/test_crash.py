@@ -14,10 +14,10 @@ from talprov.providers.types import Owner
 from talprov.testing import FakeClock
 from talprov.vmware.provider import VSphereProvider
 from talprov.vmware.state import VSphereState
+from tests.driving import context, provision
 from tests.emulators.factory import FakeImageFactory
 from tests.emulators.vcsim.fixture import VcsimServer
 from tests.unit.vmware.conftest import machine_request
-from tests.unit.vmware.driving import context, provision
 from tests.unit.vmware.observe import all_vms
 
 REPO = Path(__file__).resolve().parents[3]

@@ -21,9 +21,9 @@ from talprov.vmware import sdk
 from talprov.vmware.config import VSphereConfig
 from talprov.vmware.errors import TaskFailed, task_error, translate
 from talprov.vmware.provider import VSphereProvider
+from tests.driving import context, provision
 from tests.emulators.vcsim.fixture import VcsimServer
 from tests.unit.vmware.conftest import machine_request
-from tests.unit.vmware.driving import context, provision
 from tests.unit.vmware.observe import terminate_sessions_of
 
 vim = sdk.vim()

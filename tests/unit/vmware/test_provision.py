@@ -14,10 +14,10 @@ from talprov.testing import FakeClock
 from talprov.vmware.images import IMPORTED_KEY
 from talprov.vmware.provider import VSphereProvider
 from talprov.vmware.state import VSphereState
+from tests.driving import context, deprovision, provision, run_step
 from tests.emulators.factory import FakeImageFactory
 from tests.emulators.vcsim.fixture import VcsimServer
 from tests.unit.vmware.conftest import machine_request
-from tests.unit.vmware.driving import context, deprovision, provision, run_step
 from tests.unit.vmware.observe import all_vms, destroy_out_of_band, power_on_out_of_band
 
 GIB = 1024**3

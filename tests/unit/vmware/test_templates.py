@@ -15,10 +15,10 @@ from talprov.providers.types import Owner, Retry
 from talprov.testing import FakeClock
 from talprov.vmware.images import IMPORTED_KEY, IMPORTER_KEY, STARTED_KEY, template_name
 from talprov.vmware.provider import VSphereProvider
+from tests.driving import context, provision, run_step
 from tests.emulators.factory import EMPTY_SCHEMATIC_ID, FakeImageFactory
 from tests.emulators.vcsim.fixture import VcsimServer
 from tests.unit.vmware.conftest import machine_request
-from tests.unit.vmware.driving import context, provision, run_step
 from tests.unit.vmware.observe import all_vms, clone_out_of_band, nic_networks, portgroup_key
 
 TEMPLATE = template_name(EMPTY_SCHEMATIC_ID, "v1.9.1", "amd64")
