@@ -33,23 +33,27 @@ def test_sigkill_during_server_create_then_restart_makes_one_server(
     }))
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     child = subprocess.Popen([sys.executable, "-m", "tests.unit.openstack.crash_child",
-                              str(spec)], cwd=REPO, env=env)
+                              str(spec)], cwd=REPO, env=env, stderr=subprocess.PIPE,
+                             text=True)
     killed = threading.Event()
 
     def kill_before_the_reply(req: Request, response: Response) -> None:
         # Nova has accepted the server; the worker dies before it learns the id.
         if response.status == 202 and not killed.is_set():
+            # Set first: the main thread's wait() returns the moment the child dies,
+            # possibly before this thread runs another line.
+            killed.set()
             child.send_signal(signal.SIGKILL)
             child.wait(timeout=10)
-            killed.set()
 
     harness.cloud.after("POST", r"/compute/v2\.1/servers$", kill_before_the_reply)
     try:
-        returncode = child.wait(timeout=120)
+        _, errors = child.communicate(timeout=120)
     finally:
         if child.poll() is None:
             child.kill()
-    assert killed.is_set()
+    returncode = child.returncode
+    assert killed.is_set(), f"the worker exited ({returncode}) before Nova answered: {errors}"
     assert returncode == -signal.SIGKILL
     assert len(harness.cloud.servers()) == 1
 
