@@ -5,6 +5,18 @@ instance's machines with ONE ``list_machines`` call (whatever the number of
 requests), then advances every due request through its steps, at most
 ``concurrency`` at a time per provider instance. Provisioned requests whose
 machine vanished are marked failed so that the scaler replaces them.
+
+A pass claims a lease on each request before working on it and releases it
+afterwards. A step can outlast any fixed TTL (an image import takes minutes), so
+while a pass holds leases a thread of the reconciler renews them every third of
+the TTL; whoever runs passes (the ``talprov`` CLI, the service) gets renewal
+with them. A process that dies stops renewing: its leases expire after at most
+one TTL and another process takes the requests over. Renewal and claim are the
+store's single conditional UPDATE, so two workers never hold one request.
+
+A full pass also sweeps leftovers (parts that outlived the request they were
+made for) of providers implementing ``SweepsLeftovers``, at most once every
+``sweep_interval`` seconds per provider instance (:mod:`talprov.leftovers`).
 """
 
 from __future__ import annotations
@@ -16,19 +28,22 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
+from talprov.leftovers import LeftoverSweeper
 from talprov.providers.errors import ProviderError
 from talprov.providers.processes import dead_local_worker, local_worker_id
 from talprov.providers.protocol import Provider, Runtime
 from talprov.providers.runner import RequestRunner, StepPolicy, Work
 from talprov.providers.types import Machine, MachineState, Owner, Stage
 from talprov.secrets import redact
-from talprov.store.errors import StaleRecord
+from talprov.store.errors import StaleRecord, StoreError
 from talprov.store.records import RequestRecord
 from talprov.store.store import Store
 
 log = logging.getLogger(__name__)
 
 ACTIVE_STAGES = (Stage.PENDING, Stage.PROVISIONING, Stage.PROVISIONED, Stage.DEPROVISIONING)
+#: The stages in which steps run, so a request there can become due.
+WORKING_STAGES = (Stage.PENDING, Stage.PROVISIONING, Stage.DEPROVISIONING)
 #: A provisioned machine must be missing from this many consecutive listings before
 #: it is declared gone: listings of some clouds lag behind creates and deletes.
 MISSING_PASSES_BEFORE_LOST = 2
@@ -49,10 +64,20 @@ class PassReport:
     list_calls: dict[str, int] = field(default_factory=dict)
     worked: int = 0
     errors: list[str] = field(default_factory=list)
+    #: Leftovers deleted by this pass's sweep.
+    swept: int = 0
 
 
 class Reconciler:
-    """Drives requests in the store towards their desired stage."""
+    """Drives requests in the store towards their desired stage.
+
+    ``renew_interval`` (default a third of ``lease_ttl``) is how often, in wall
+    time, held leases are renewed, from a daemon thread that runs only while a
+    pass holds leases. ``sweep_interval`` is how often, on the runtime's clock,
+    each instance's leftovers are swept. :meth:`close` (or leaving a ``with``
+    block) stops renewal at once. Raises ``ValueError`` for a ``lease_ttl`` that
+    is not positive or a ``renew_interval`` not within (0, ``lease_ttl``).
+    """
 
     def __init__(
         self,
@@ -64,7 +89,13 @@ class Reconciler:
         lease_ttl: float = 300.0,
         policy: StepPolicy | None = None,
         on_change: Callable[[RequestRecord], None] | None = None,
+        renew_interval: float | None = None,
+        sweep_interval: float = 300.0,
     ) -> None:
+        if lease_ttl <= 0:
+            raise ValueError("lease_ttl must be positive")
+        if renew_interval is not None and not 0 < renew_interval < lease_ttl:
+            raise ValueError("renew_interval must be positive and shorter than lease_ttl")
         self.store = store
         self.providers = providers
         self.runtime = runtime
@@ -75,8 +106,30 @@ class Reconciler:
         self._runners: dict[str, RequestRunner] = {}
         self._missing: dict[str, int] = {}
         self._lock = threading.Lock()
+        self.renew_interval = renew_interval if renew_interval is not None else lease_ttl / 3
+        self.sweep_interval = sweep_interval
+        self._sweeper = LeftoverSweeper(store, runtime.installation, runtime.clock,
+                                        sweep_interval)
+        # Leases this reconciler holds now. A release and a renewal both run under
+        # _lease_lock, so a renewal can never take back a lease just released.
+        self._held: set[str] = set()
+        self._lease_lock = threading.Lock()
+        # The renewal thread runs while leases are held and ends soon after the last
+        # is released; setting its wake event makes it look at once.
+        self._renewer_lock = threading.Lock()
+        self._renewer: threading.Thread | None = None
+        self._renewer_wake = threading.Event()
+        #: Leases found taken over (or gone) at renewal, oldest first.
+        self.lost_leases: list[str] = []
+
+    def __enter__(self) -> Reconciler:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
 
     def now(self) -> datetime:
+        """The runtime clock's time as an aware UTC datetime."""
         return datetime.fromtimestamp(self.runtime.clock(), UTC)
 
     def _runner(self, instance: str, handle: ProviderHandle) -> RequestRunner:
@@ -88,7 +141,13 @@ class Reconciler:
         return runner
 
     def run_pass(self, only: Collection[str] | None = None) -> PassReport:
-        """One level-triggered pass. Never raises for provider errors (they are reported)."""
+        """One level-triggered pass over the active requests (of ``only`` when given).
+
+        A full pass (``only`` None) also sweeps leftovers when the instance's
+        sweep is due. Never raises for provider errors (they are reported);
+        raises :class:`StoreError` when the store cannot be read. Idempotent in
+        the level-triggered sense: a converged store makes it do nothing.
+        """
         report = PassReport()
         records = self.store.list_requests(stages=ACTIVE_STAGES)
         if only is not None:
@@ -103,6 +162,11 @@ class Reconciler:
                 self._note_unconfigured(instance, group, report)
                 continue
             self._pass_instance(instance, handle, group, report)
+        if only is None:
+            report.swept = self._sweeper.sweep_due(
+                {name: handle.provider for name, handle in self.providers.items()},
+                report.errors,
+            )
         return report
 
     def _note_unconfigured(
@@ -145,7 +209,7 @@ class Reconciler:
         try:
             self._work(runner, handle, claimed, observed)
         finally:
-            self.store.release_many([r.request.id for r in claimed], owner=self.worker_id)
+            self._release([r.request.id for r in claimed])
         report.worked += len(claimed)
 
     def _claim(self, due: Sequence[RequestRecord]) -> list[RequestRecord]:
@@ -156,6 +220,7 @@ class Reconciler:
         """
         held = self.store.claim_many([r.request.id for r in due], owner=self.worker_id,
                                      ttl=self.lease_ttl, now=self.now())
+        self._hold(held)
         for record in due:
             rid = record.request.id
             if rid in held:
@@ -167,14 +232,117 @@ class Reconciler:
                 self.store.release(rid, owner=holder[0])
                 if self.store.claim(rid, owner=self.worker_id, ttl=self.lease_ttl,
                                     now=self.now()):
+                    self._hold([rid])
                     fresh = self.store.get_request(rid)
                     if fresh is not None:
                         held[rid] = fresh.version
         claimed = [r for r in due if held.get(r.request.id) == r.version]
         stale = [r.request.id for r in due
                  if r.request.id in held and held[r.request.id] != r.version]
-        self.store.release_many(stale, owner=self.worker_id)
+        self._release(stale)
         return claimed
+
+    # -- lease renewal ------------------------------------------------------------
+
+    def held_leases(self) -> set[str]:
+        """Ids of the requests whose lease this reconciler holds (and renews) now."""
+        with self._lease_lock:
+            return set(self._held)
+
+    def _hold(self, request_ids: Collection[str]) -> None:
+        if not request_ids:
+            return
+        with self._lease_lock:
+            self._held.update(request_ids)
+        self._start_renewal()
+
+    def _release(self, request_ids: Collection[str]) -> None:
+        idle = False
+        try:
+            with self._lease_lock:
+                # Forgotten first: should the release fail, the lease just runs out.
+                self._held.difference_update(request_ids)
+                idle = not self._held
+                self.store.release_many(request_ids, owner=self.worker_id)
+        finally:
+            if idle:
+                with self._renewer_lock:
+                    self._renewer_wake.set()
+
+    def renew_leases(self) -> int:
+        """Renew every held lease once, for ``lease_ttl`` from now; how many were renewed.
+
+        A lease that cannot be renewed (taken over after a stall longer than the
+        TTL, or its request removed) is logged, dropped and noted in
+        :attr:`lost_leases`; the store's optimistic version check already stops
+        this worker's stale writes. A store failure is logged and the leases are
+        kept for the next try. Never raises; idempotent.
+        """
+        with self._lease_lock:
+            wanted = sorted(self._held)
+            if not wanted:
+                return 0
+            try:
+                renewed = self.store.claim_many(wanted, owner=self.worker_id,
+                                                ttl=self.lease_ttl, now=self.now())
+            except StoreError as exc:
+                log.warning("lease renewal failed: %s", redact(str(exc)))
+                return 0
+            lost = [rid for rid in wanted if rid not in renewed]
+            self._held.difference_update(lost)
+            self.lost_leases.extend(lost)
+        for rid in lost:
+            log.warning("lease on %s lost", rid)
+        return len(renewed)
+
+    @property
+    def renewal_running(self) -> bool:
+        """Whether the lease renewal thread runs now (only while leases are held)."""
+        with self._renewer_lock:
+            return self._renewer is not None
+
+    def _start_renewal(self) -> None:
+        with self._renewer_lock:
+            if self._renewer is not None:
+                return
+            self._renewer_wake = threading.Event()
+            self._renewer = threading.Thread(
+                target=self._renew_while_held, args=(self._renewer_wake,),
+                name="talprov-lease-renewal", daemon=True,
+            )
+            self._renewer.start()
+
+    def _renew_while_held(self, wake: threading.Event) -> None:
+        # Waits in wall time on purpose: a fake runtime clock moves only when slept on.
+        while True:
+            if not wake.wait(self.renew_interval):
+                try:
+                    self.renew_leases()
+                except Exception as exc:  # the thread must outlive any one failure
+                    log.error("lease renewal crashed: %s", type(exc).__name__)
+            with self._renewer_lock:
+                if self._renewer_wake is not wake:
+                    return  # closed
+                wake.clear()
+                # Decided under the lock _start_renewal takes, so a lease held from
+                # now on finds either this thread still running or none at all.
+                if not self.held_leases():
+                    self._renewer = None
+                    return
+
+    def close(self) -> None:
+        """Stop the lease renewal thread now. Idempotent.
+
+        The thread also ends by itself soon after a pass released its leases; a
+        later pass starts it again. Leases of a pass still running when this is
+        called are no longer renewed.
+        """
+        with self._renewer_lock:
+            thread, self._renewer = self._renewer, None
+            self._renewer_wake.set()
+            self._renewer_wake = threading.Event()
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout=5)
 
     def _work(
         self, runner: RequestRunner, handle: ProviderHandle, records: Sequence[RequestRecord],
@@ -275,17 +443,28 @@ class Reconciler:
                 return True
             if self.runtime.clock() >= deadline:
                 return False
-            self.runtime.sleep(self._pause(interval, only))
+            self.runtime.sleep(self.seconds_until_due(interval, floor=0.05, only=only))
 
-    def _pause(self, interval: float, only: Collection[str] | None) -> float:
+    def seconds_until_due(
+        self, interval: float, *, floor: float, only: Collection[str] | None = None
+    ) -> float:
+        """How long to wait before the next pass has work: the time until the
+        earliest request (of ``only`` when given) in a working stage is due.
+
+        At most ``interval``; at least ``floor`` when some request is waiting, so
+        a request nobody here can serve (another worker holds it, its provider is
+        not configured here) cannot make the caller spin. A request due now gives
+        ``floor``. Read-only (decrypts nothing); raises :class:`StoreError` when
+        the store cannot be read.
+        """
         now = self.now()
+        wanted = None if only is None else set(only)
         soonest = interval
-        for record in self.store.list_requests(
-            stages=(Stage.PENDING, Stage.PROVISIONING, Stage.DEPROVISIONING)
-        ):
-            if only is not None and record.request.id not in only:
+        for request_id, next_attempt_at in self.store.next_attempts(WORKING_STAGES):
+            if wanted is not None and request_id not in wanted:
                 continue
-            if record.next_attempt_at is None:
-                return 0.05
-            soonest = min(soonest, max(0.05, (record.next_attempt_at - now).total_seconds()))
+            if next_attempt_at is None:
+                return floor
+            soonest = min(soonest, max(floor, (next_attempt_at - now).total_seconds()))
         return soonest
+

@@ -183,3 +183,45 @@ class ProviderClass(Protocol):
     state_model: type[ProviderState]
 
     def __call__(self, name: str, config: Any, runtime: Runtime) -> Provider: ...
+
+
+@dataclass(frozen=True)
+class Leftover:
+    """Something talprov created for a request that no machine uses (yet or any more).
+
+    A detached port, an unassociated floating IP: a create that crashed between
+    making the part and making the machine, or a delete that removed the machine
+    and died before its parts, leaves these behind. ``request_id`` is the request
+    named in its ownership tags (``None`` when it carries none).
+    """
+
+    kind: str
+    id: str
+    request_id: str | None
+
+
+@runtime_checkable
+class SweepsLeftovers(Protocol):
+    """Optional: a provider whose machines have parts that can leak on their own.
+
+    The reconciler lists leftovers, *then* reads which requests the store still
+    holds, and deletes only leftovers of requests it does not hold. A request is
+    stored before any of its steps run, so a part made by a create in flight always
+    belongs to a held request and is never swept from under it.
+    """
+
+    def list_leftovers(self, owner: Owner) -> list[Leftover]:
+        """Every part this installation owns for this instance that no machine uses.
+
+        One listing per kind of part, whatever the number of requests. Read-only
+        and idempotent. Raises ``AuthError`` or ``Transient``.
+        """
+        ...
+
+    def delete_leftover(self, owner: Owner, leftover: Leftover) -> None:
+        """Delete one leftover. Idempotent: already gone is success.
+
+        Refuses (does nothing) when the part is in use again or is not owned by
+        ``owner``. Raises ``AuthError`` or ``Transient``.
+        """
+        ...

@@ -24,14 +24,14 @@ from talprov.secrets import redact
 from talprov.service.auth import PrincipalDep, TokenVerifier
 from talprov.service.config import ServiceConfig, parse_service_config
 from talprov.service.context import ServiceContext, service_context
-from talprov.service.metrics import InstrumentedProvider, Metrics
+from talprov.service.metrics import Metrics, instrument
 from talprov.service.models import HealthView, Healthz, ProviderList, ProviderView
 from talprov.service.routes_requests import AUTH_RESPONSES
 from talprov.service.routes_requests import router as requests_router
 from talprov.service.routes_sets import router as sets_router
 from talprov.service.sets import SetRepository
 from talprov.service.workers import ReconcileLoop
-from talprov.store.errors import StoreError
+from talprov.store.errors import StaleRecord, StoreError
 from talprov.store.store import Store
 
 log = logging.getLogger(__name__)
@@ -56,6 +56,13 @@ def _install_error_handlers(app: FastAPI) -> None:
     async def invalid(_request: Request, exc: RequestValidationError) -> JSONResponse:
         return JSONResponse({"detail": _problems(exc)},
                             status_code=status.HTTP_422_UNPROCESSABLE_CONTENT)
+
+    @app.exception_handler(StaleRecord)
+    async def changed_meanwhile(_request: Request, exc: StaleRecord) -> JSONResponse:
+        # Another writer (a concurrent call, another replica) changed the resource
+        # between our read and our write: the client's retry will see the new state.
+        return JSONResponse({"detail": f"changed concurrently: {redact(str(exc))}"},
+                            status_code=status.HTTP_409_CONFLICT)
 
     @app.exception_handler(StoreError)
     async def store_down(_request: Request, exc: StoreError) -> JSONResponse:
@@ -93,7 +100,7 @@ def create_app(
     metrics = Metrics()
     instrumented = {
         name: ProviderHandle(
-            InstrumentedProvider(handle.provider, name, metrics).as_provider(),
+            instrument(handle.provider, name, metrics),
             handle.concurrency,
         )
         for name, handle in handles.items()
@@ -126,6 +133,7 @@ def create_app(
         description="Talos Linux machines on demand: MachineRequests and MachineRequestSets "
         "(Omni infra-provider resources) over HTTP.",
         lifespan=lifespan,
+        max_body_size=service_config.max_body_bytes,
     )
     app.state.ctx = ctx
     _install_error_handlers(app)

@@ -80,6 +80,9 @@ class ServiceConfig(BaseModel):
     worker_id: str | None = Field(default=None, min_length=1, max_length=200)
     #: Seconds a provider's health answer is reused by ``GET /v1/providers``.
     health_cache_seconds: float = Field(default=30.0, ge=0)
+    #: Largest request body accepted; larger ones get 413 before being read whole.
+    #: Big control-plane configs (inline manifests) reach a few hundred KiB.
+    max_body_bytes: int = Field(default=4 * 1024 * 1024, ge=1024, le=256 * 1024 * 1024)
 
     @model_validator(mode="after")
     def _unique_token_names(self) -> ServiceConfig:

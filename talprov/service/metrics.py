@@ -19,7 +19,15 @@ from datetime import datetime
 from typing import Any, TypeVar, cast
 
 from talprov.providers.errors import ProviderError
-from talprov.providers.protocol import BatchStepFn, Provider, Step, StepContext, StepFn
+from talprov.providers.protocol import (
+    BatchStepFn,
+    Leftover,
+    Provider,
+    Step,
+    StepContext,
+    StepFn,
+    SweepsLeftovers,
+)
 from talprov.providers.types import Machine, Owner, Stage, StepResult
 from talprov.store.store import Store
 
@@ -99,20 +107,17 @@ class Metrics:
             self.last_pass_seconds = seconds
 
     def render(self, store: Store, providers: Sequence[str], now: datetime) -> str:
-        """The exposition text. Raises ``StoreError`` when the store cannot be read."""
-        records = store.list_requests(include_gone=True)
+        """The exposition text. Raises ``StoreError`` when the store cannot be read.
+
+        Counts are aggregated by the database: a scrape decrypts no request.
+        """
         stages: dict[tuple[str, str], int] = {
             (p, s.value): 0 for p in providers for s in Stage
         }
+        for (provider, stage), count in store.count_requests().items():
+            stages[(provider, stage.value)] = count
         depth: dict[str, int] = dict.fromkeys(providers, 0)
-        for record in records:
-            provider = record.request.provider
-            key = (provider, record.stage.value)
-            stages[key] = stages.get(key, 0) + 1
-            if record.stage in _DUE_STAGES and (
-                record.next_attempt_at is None or record.next_attempt_at <= now
-            ):
-                depth[provider] = depth.get(provider, 0) + 1
+        depth.update(store.count_due(_DUE_STAGES, now=now))
         out: list[str] = []
         out += _family("talprov_requests", "gauge", "Machine requests in the store by stage.")
         out += [
@@ -246,3 +251,35 @@ class InstrumentedProvider:
     def as_provider(self) -> Provider:
         """This wrapper typed as the protocol it implements by delegation."""
         return cast(Provider, self)
+
+
+class InstrumentedSweepingProvider(InstrumentedProvider):
+    """:class:`InstrumentedProvider` for a provider that also sweeps leftovers.
+
+    The optional protocol's methods are defined here rather than forwarded by
+    ``__getattr__``: ``isinstance`` against a runtime-checkable protocol looks
+    attributes up statically from Python 3.12 on, and would miss forwarded ones.
+    """
+
+    def __init__(self, inner: SweepsLeftovers, instance: str, metrics: Metrics) -> None:
+        super().__init__(cast(Provider, inner), instance, metrics)
+        self._sweeping = inner
+
+    def list_leftovers(self, owner: Owner) -> list[Leftover]:
+        return self._measure(
+            "list_leftovers", lambda: self._sweeping.list_leftovers(owner), timed=False
+        )
+
+    def delete_leftover(self, owner: Owner, leftover: Leftover) -> None:
+        self._measure(
+            "delete_leftover", lambda: self._sweeping.delete_leftover(owner, leftover),
+            timed=False,
+        )
+
+
+def instrument(inner: Provider, instance: str, metrics: Metrics) -> Provider:
+    """``inner`` wrapped to time its steps and count its errors, with the same
+    optional protocols as ``inner``."""
+    if isinstance(inner, SweepsLeftovers):
+        return InstrumentedSweepingProvider(inner, instance, metrics).as_provider()
+    return InstrumentedProvider(inner, instance, metrics).as_provider()

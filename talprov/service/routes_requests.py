@@ -78,18 +78,17 @@ def create_machine_request(
     """
     principal.require_write()
     machine_request = build_request(ctx, principal, body, body.id)
-    before = ctx.store.get_request(body.id)
     try:
-        record = ctx.store.create_request(machine_request)
+        record, created = ctx.store.create_or_get_request(machine_request)
     except Conflict:
         raise HTTPException(
             status.HTTP_409_CONFLICT,
             detail=f"request {body.id} already exists with a different body",
         ) from None
-    if before is not None and before.stage != Stage.GONE and before.created_at == record.created_at:
-        response.status_code = status.HTTP_200_OK
-    else:
+    if created:
         ctx.wake()
+    else:
+        response.status_code = status.HTTP_200_OK
     return request_view(record)
 
 

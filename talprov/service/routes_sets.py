@@ -25,6 +25,7 @@ from talprov.service.sets import (
     set_fingerprint,
     template_digest,
 )
+from talprov.store.errors import StaleRecord
 
 router = APIRouter(prefix="/v1/machine-request-sets", tags=["machine-request-sets"])
 ContextDep = Annotated[ServiceContext, Depends(service_context)]
@@ -56,8 +57,10 @@ def _visible_set(ctx: ServiceContext, principal: Principal, name: str) -> Reques
     return found
 
 
-def _apply(ctx: ServiceContext, request_set: RequestSet) -> MachineRequestSetView:
-    stored = ctx.sets.put(request_set)
+def _apply(
+    ctx: ServiceContext, request_set: RequestSet, *, create_only: bool = False
+) -> MachineRequestSetView:
+    stored = ctx.sets.put(request_set, create_only=create_only)
     reconcile_set(ctx.sets, stored)
     ctx.wake()
     return set_view(ctx, stored)
@@ -86,19 +89,26 @@ def create_set(
     template = build_request(ctx, principal, body, f"{body.name}-0")
     fingerprint = set_fingerprint(template, body.machine_count)
     existing = ctx.sets.get(body.name)
-    if existing is not None:
-        principal.require_provider(existing.template.provider)
-        if existing.fingerprint != fingerprint or existing.deleting:
-            raise HTTPException(
-                status.HTTP_409_CONFLICT,
-                detail=f"set {body.name} already exists with a different body"
-                + (" (being deleted)" if existing.deleting else ""),
-            )
-        response.status_code = status.HTTP_200_OK
-        return set_view(ctx, existing)
-    now = now_utc()
-    return _apply(ctx, RequestSet(body.name, template, body.machine_count, False, fingerprint,
-                                  now, now))
+    if existing is None:
+        now = now_utc()
+        try:
+            return _apply(ctx, RequestSet(body.name, template, body.machine_count, False,
+                                          fingerprint, now, now), create_only=True)
+        except StaleRecord:
+            # Another creator got there between our read and our write.
+            existing = ctx.sets.get(body.name)
+            if existing is None:
+                raise HTTPException(status.HTTP_409_CONFLICT,
+                                    detail=f"set {body.name} changed meanwhile; retry") from None
+    principal.require_provider(existing.template.provider)
+    if existing.fingerprint != fingerprint or existing.deleting:
+        raise HTTPException(
+            status.HTTP_409_CONFLICT,
+            detail=f"set {body.name} already exists with a different body"
+            + (" (being deleted)" if existing.deleting else ""),
+        )
+    response.status_code = status.HTTP_200_OK
+    return set_view(ctx, existing)
 
 
 @router.put(

@@ -83,12 +83,14 @@ class SetRepository:
         found = [self.get(n) for n in self.store.list_request_sets()]
         return [s for s in found if s is not None]
 
-    def put(self, request_set: RequestSet) -> RequestSet:
+    def put(self, request_set: RequestSet, *, create_only: bool = False) -> RequestSet:
         """Store the set and return it as stored (the store's timestamps and version).
 
         Idempotent for an unchanged set. Raises ``StaleRecord`` when
         ``request_set.version`` is set and the stored set has moved on (or was
-        removed meanwhile); other ``StoreError`` from the store.
+        removed meanwhile), or with ``create_only`` when the set exists at all
+        (so that one of several concurrent creators wins); other ``StoreError``
+        from the store.
         """
         template = request_set.template
         join = template.join
@@ -108,6 +110,7 @@ class SetRepository:
             machine_config=template.machine_config.get_secret_value(),
             join_url=None if join is None else join.api_url.get_secret_value(),
             expected_version=request_set.version,
+            create_only=create_only,
             now=request_set.updated_at,
         )
         stored = self.get(request_set.name)

@@ -47,6 +47,7 @@ class RequestSetMethods:
         machine_config: str,
         join_url: str | None,
         expected_version: int | None = None,
+        create_only: bool = False,
         now: datetime | None = None,
     ) -> int:
         """Create or replace the set ``name`` and return its version after the write.
@@ -57,6 +58,8 @@ class RequestSetMethods:
         already equal the given ones, nothing is written and the current version
         is returned, whatever ``expected_version`` says (a retried write that
         had succeeded is not stale). Versions restart at 1 after a delete.
+        ``create_only`` refuses any existing set, even an equal one, with
+        :class:`StaleRecord`: of several concurrent creators exactly one wins.
         Raises :class:`StaleRecord` on a version mismatch (nothing is written),
         :class:`StoreError` when ``document`` is not JSON-serialisable,
         :class:`StoreKeyError` when the stored secrets cannot be read with this
@@ -68,7 +71,7 @@ class RequestSetMethods:
         moment = utc_or_now(now)
         return retry_insert_race(
             lambda: self._put_set_once(
-                name, text, machine_config, join_url, expected_version, moment
+                name, text, machine_config, join_url, expected_version, create_only, moment
             )
         )
 
@@ -79,6 +82,7 @@ class RequestSetMethods:
         machine_config: str,
         join_url: str | None,
         expected_version: int | None,
+        create_only: bool,
         now: datetime,
     ) -> int:
         with self._write() as conn:
@@ -86,6 +90,8 @@ class RequestSetMethods:
             row = conn.execute(
                 sa.select(request_sets).where(request_sets.c.name == name).with_for_update()
             ).first()
+            if row is not None and create_only:
+                raise StaleRecord(f"request set {name} already exists")
             if row is not None and self._holds(row, text, machine_config, join_url):
                 return int(row.version)
             current = 0 if row is None else int(row.version)

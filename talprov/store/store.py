@@ -1,5 +1,6 @@
 """The state store: requests, their progress and event logs, leases, cluster specs
-and the service's request sets (:mod:`talprov.store.request_sets`).
+and the service's request sets (:mod:`talprov.store.request_sets`), plus reads of
+bookkeeping columns that decrypt nothing (:mod:`talprov.store.light_queries`).
 
 Every public method is one database transaction. Writes on SQLite take the
 write lock at the start (see :mod:`talprov.store.engine`), so two processes
@@ -30,6 +31,7 @@ from talprov.store.engine import (
     transaction,
 )
 from talprov.store.errors import StaleRecord
+from talprov.store.light_queries import LightQueryMethods
 from talprov.store.location import default_store_url
 from talprov.store.migrations import migrate
 from talprov.store.records import (
@@ -46,7 +48,7 @@ from talprov.store.schema import audit, clusters, request_labels, requests
 from talprov.store.schema import events as event_log
 
 
-class Store(RequestSetMethods, ClusterLeaseMethods):
+class Store(RequestSetMethods, ClusterLeaseMethods, LightQueryMethods):
     """Persistent state for requests, clusters and request sets behind any SQLAlchemy URL.
 
     ``key`` is the ``TALPROV_STORE_KEY`` value: when given, machine configs and
@@ -102,17 +104,29 @@ class Store(RequestSetMethods, ClusterLeaseMethods):
         Its version keeps counting up so writers holding the old one still lose.
         Raises :class:`Conflict` when a live request with a different body has the id.
         """
+        return self.create_or_get_request(request, now=now)[0]
+
+    def create_or_get_request(
+        self, request: MachineRequest, *, now: datetime | None = None
+    ) -> tuple[RequestRecord, bool]:
+        """:meth:`create_request`, also saying whether this call created it.
+
+        Of several concurrent calls with one body exactly one answers ``True``
+        (an API answers it 201, the others 200). Same errors as ``create_request``.
+        """
         moment = utc_or_now(now)
         return retry_insert_race(lambda: self._create_once(request, moment))
 
-    def _create_once(self, request: MachineRequest, now: datetime) -> RequestRecord:
+    def _create_once(
+        self, request: MachineRequest, now: datetime
+    ) -> tuple[RequestRecord, bool]:
         fingerprint = request.fingerprint()
         with self._write() as conn:
             existing = self._select_row(conn, request.id, for_update=True)
             if existing is not None and existing.stage != Stage.GONE.value:
                 if existing.fingerprint != fingerprint:
                     raise Conflict(f"request {request.id} already exists with a different body")
-                return record_from_row(existing, self._codec)
+                return record_from_row(existing, self._codec), False
             values = {
                 **self._request_columns(request, fingerprint),
                 **fresh_progress_columns(),
@@ -143,7 +157,7 @@ class Store(RequestSetMethods, ClusterLeaseMethods):
             self._append_events(conn, request.id, [message], now)
             row = self._select_row(conn, request.id)
         assert row is not None
-        return record_from_row(row, self._codec)
+        return record_from_row(row, self._codec), True
 
     def _request_columns(self, request: MachineRequest, fingerprint: str) -> dict[str, Any]:
         body = request.model_dump(mode="json", exclude={"machine_config", "join"})

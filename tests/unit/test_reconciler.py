@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -192,3 +193,33 @@ def test_delete_during_provisioning_keeps_machine_ids_for_deprovision(
     store.request_deletion("race-1")
     settle(reconciler, store, all_in(store, Stage.GONE))
     assert cloud.machines() == []
+
+
+def test_seconds_until_due_follows_the_soonest_working_request(
+    store: Store, clock: FakeClock, tmp_path: Path
+) -> None:
+    runtime = Runtime(installation="test", cache_dir=tmp_path, clock=clock, sleep=clock.sleep)
+    reconciler = Reconciler(store, {}, runtime)
+    assert reconciler.seconds_until_due(10.0, floor=0.5) == 10.0
+
+    def put(rid: str, stage: Stage, after: float | None) -> None:
+        record = store.create_request(request(rid))
+        store.save_progress(
+            rid, expected_version=record.version, stage=stage, step_index=0, step_name=None,
+            state={}, error=None, attempts=0,
+            next_attempt_at=None if after is None else reconciler.now() + timedelta(seconds=after),
+            step_started_at=None, infra_id=None, machine_uuid=None, addresses=(), events=(),
+        )
+
+    put("wait-3", Stage.PROVISIONING, 3.0)
+    put("done-1", Stage.PROVISIONED, None)  # nothing runs for it: never due
+    put("wait-soon", Stage.DEPROVISIONING, 0.1)
+    assert reconciler.seconds_until_due(10.0, floor=0.5) == 0.5  # at least the floor
+    assert reconciler.seconds_until_due(10.0, floor=0.5, only={"wait-3"}) == 3.0
+    assert reconciler.seconds_until_due(2.0, floor=0.5, only={"wait-3"}) == 2.0
+    assert reconciler.seconds_until_due(10.0, floor=0.5, only={"done-1"}) == 10.0
+    clock.sleep(1.0)  # the runtime's clock, not the wall clock, decides
+    assert reconciler.seconds_until_due(10.0, floor=0.5, only={"wait-3"}) == 2.0
+    put("now-1", Stage.PENDING, None)
+    assert reconciler.seconds_until_due(10.0, floor=0.05) == 0.05
+    assert reconciler.seconds_until_due(10.0, floor=0.05, only={"wait-3"}) == 2.0

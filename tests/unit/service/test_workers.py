@@ -1,10 +1,13 @@
-"""Leases: renewed while a step runs longer than the TTL, taken over when not renewed."""
+"""The service's reconcile loop: two replicas never run one request at once (the
+reconciler renews leases while a step outlasts the TTL, see
+tests/unit/test_reconciler_leases.py), and the wait between rounds."""
 
 from __future__ import annotations
 
 import threading
 import time
 from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -23,7 +26,7 @@ from talprov.providers.types import (
 from talprov.reconciler import ProviderHandle
 from talprov.service.metrics import Metrics
 from talprov.service.sets import SetRepository
-from talprov.service.workers import LeaseKeeper, ReconcileLoop
+from talprov.service.workers import ReconcileLoop
 from talprov.store.store import Store
 
 TTL = 0.6
@@ -33,34 +36,6 @@ def make_store(tmp_path: Path) -> Store:
     store = Store(f"sqlite:///{tmp_path / 'state.db'}")
     store.migrate()
     return store
-
-
-def test_renewal_keeps_a_lease_past_its_ttl_and_stopping_lets_others_take_it(
-    tmp_path: Path,
-) -> None:
-    store = make_store(tmp_path)
-    store.create_request(MachineRequest(id="r-1", provider="p", talos_version="v1.11.5"))
-    keeper = LeaseKeeper(store, ttl=TTL)
-    assert keeper.claim("r-1", owner="alpha", ttl=TTL)
-    keeper.start()
-    try:
-        time.sleep(TTL * 2.5)
-        assert not store.claim("r-1", owner="beta", ttl=TTL)
-        holder = store.lease_holder("r-1")
-        assert holder is not None
-        assert holder[0] == "alpha"
-    finally:
-        keeper.stop()
-    # Like a killed replica: nobody renews, so the lease runs out and beta wins.
-    time.sleep(TTL * 1.3)
-    assert store.claim("r-1", owner="beta", ttl=TTL)
-    assert keeper.renew_all() == 0
-    assert keeper.lost == ["r-1"]
-    keeper.release("r-1", owner="alpha")  # not alpha's any more: no effect
-    holder = store.lease_holder("r-1")
-    assert holder is not None
-    assert holder[0] == "beta"
-    store.close()
 
 
 class SlowData(BaseModel):
@@ -144,3 +119,32 @@ def test_two_loops_never_run_one_request_at_once(tmp_path: Path) -> None:
     assert provider.overlaps == []
     assert all(store.lease_holder(rid) is None for rid in ids)
     store.close()
+
+
+def make_loop(store: Store, tmp_path: Path, *, interval: float,
+              handles: dict[str, ProviderHandle] | None = None) -> ReconcileLoop:
+    return ReconcileLoop(store, handles or {}, Runtime(cache_dir=tmp_path), worker_id="solo",
+                         sets=SetRepository(store), metrics=Metrics(), interval=interval,
+                         lease_ttl=TTL)
+
+
+def test_the_wait_between_rounds_follows_the_soonest_due_request(tmp_path: Path) -> None:
+    store = make_store(tmp_path)
+    loop = make_loop(store, tmp_path, interval=5.0)
+    assert loop._pause() == 5.0  # nothing to do: the whole interval
+    record = store.create_request(
+        MachineRequest(id="w-1", provider="slow", talos_version="v1.11.5"))
+    store.save_progress(
+        "w-1", expected_version=record.version, stage=Stage.PROVISIONING, step_index=0,
+        step_name="slow", state={}, error=None, attempts=0,
+        next_attempt_at=datetime.now(UTC) + timedelta(seconds=2), step_started_at=None,
+        infra_id=None, machine_uuid=None, addresses=(), events=(),
+    )
+    assert 1.0 < loop._pause() <= 2.0
+    # Due now, but its provider is not configured here: the floor keeps the loop
+    # from spinning on it.
+    store.create_request(MachineRequest(id="u-1", provider="elsewhere", talos_version="v1.11.5"))
+    assert loop._pause() == 0.25
+    store.close()
+    loop.reconciler.store = Store("sqlite:////nonexistent-dir/state.db")
+    assert loop._pause() == 5.0  # an unreadable store: wait the interval

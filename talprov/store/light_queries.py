@@ -1,0 +1,101 @@
+"""Reads that touch only a request's bookkeeping columns, never its payload.
+
+:meth:`Store.list_requests` builds whole records, which means parsing the body
+and unsealing the machine config (Fernet) of every row. Deciding how long to
+sleep, counting stages for /metrics or telling which requests exist needs none
+of that; these queries select a few plain columns (or aggregate them in SQL), so
+their cost stays small however many requests there are, and they never need the
+store key.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from contextlib import AbstractContextManager
+from datetime import datetime
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from talprov.providers.types import Stage
+from talprov.store.records import utc_or_now
+from talprov.store.schema import requests
+
+
+class LightQueryMethods:
+    """The payload-free reads of :class:`talprov.store.Store`, which mixes them in."""
+
+    def _read(self) -> AbstractContextManager[Connection]:
+        raise NotImplementedError  # pragma: no cover - Store provides it
+
+    def next_attempts(self, stages: Collection[Stage]) -> list[tuple[str, datetime | None]]:
+        """``(request id, next_attempt_at)`` of every request in ``stages``, by id.
+
+        ``None`` means "due now". Read-only; decrypts nothing, so it works without
+        the store key. Raises :class:`StoreError` when the store cannot be read.
+        """
+        wanted = [Stage(s).value for s in stages]
+        if not wanted:
+            return []
+        query = (
+            sa.select(requests.c.id, requests.c.next_attempt_at)
+            .where(requests.c.stage.in_(wanted))
+            .order_by(requests.c.id)
+        )
+        with self._read() as conn:
+            rows = conn.execute(query).all()
+        return [(str(row.id), row.next_attempt_at) for row in rows]
+
+    def request_ids(self, provider: str, *, include_gone: bool = False) -> set[str]:
+        """Ids of the requests of provider instance ``provider``; ``GONE`` ones only
+        with ``include_gone``.
+
+        Read-only; decrypts nothing. Raises :class:`StoreError` when the store
+        cannot be read.
+        """
+        query = sa.select(requests.c.id).where(requests.c.provider == provider)
+        if not include_gone:
+            query = query.where(requests.c.stage != Stage.GONE.value)
+        with self._read() as conn:
+            return {str(rid) for rid in conn.execute(query).scalars()}
+
+    def count_requests(self) -> dict[tuple[str, Stage], int]:
+        """How many requests each ``(provider instance, stage)`` has, ``GONE`` included.
+
+        Pairs with no request are absent. Counted in SQL; decrypts nothing.
+        Raises :class:`StoreError` when the store cannot be read.
+        """
+        query = sa.select(
+            requests.c.provider, requests.c.stage, sa.func.count().label("n")
+        ).group_by(requests.c.provider, requests.c.stage)
+        with self._read() as conn:
+            rows = conn.execute(query).all()
+        return {(str(row.provider), Stage(row.stage)): int(row.n) for row in rows}
+
+    def count_due(
+        self, stages: Collection[Stage], *, now: datetime | None = None
+    ) -> dict[str, int]:
+        """Per provider instance, how many requests in ``stages`` are due at ``now``
+        (``next_attempt_at`` unset or not after it).
+
+        Instances with none are absent. Counted in SQL; decrypts nothing. Raises
+        :class:`StoreError` when the store cannot be read.
+        """
+        wanted = [Stage(s).value for s in stages]
+        if not wanted:
+            return {}
+        moment = utc_or_now(now)
+        query = (
+            sa.select(requests.c.provider, sa.func.count().label("n"))
+            .where(
+                requests.c.stage.in_(wanted),
+                sa.or_(
+                    requests.c.next_attempt_at.is_(None),
+                    requests.c.next_attempt_at <= moment,
+                ),
+            )
+            .group_by(requests.c.provider)
+        )
+        with self._read() as conn:
+            rows = conn.execute(query).all()
+        return {str(row.provider): int(row.n) for row in rows}
