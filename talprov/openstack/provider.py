@@ -12,7 +12,9 @@ Steps (each idempotent: it looks for what it would create, by tag or name, first
 
 Ports are created by talprov (not by Nova from ``networks``) and tagged, so a
 boot that fails (NoValidHost, quota) never leaves an untraceable port behind:
-they are reused for the next zone and removed by tag on deprovision.
+they are reused for the next zone and removed by tag on deprovision. What a
+crash strands anyway (a port made just before the worker died, a floating IP a
+half-done delete left) is found by the leak sweep (:mod:`talprov.openstack.sweep`).
 """
 
 from __future__ import annotations
@@ -21,7 +23,9 @@ import threading
 from collections.abc import Callable, Sequence
 from typing import Any, ClassVar
 
-from talprov.openstack import images
+from pydantic import BaseModel
+
+from talprov.openstack import images, sweep
 from talprov.openstack.client import OpenStackClient, connect
 from talprov.openstack.config import OpenStackConfig
 from talprov.openstack.data import OpenStackData, OpenStackState, PortSpec
@@ -39,6 +43,7 @@ from talprov.openstack.servers import (
     to_machine,
     zone_order,
 )
+from talprov.openstack.sweep import floating_ip_description
 from talprov.providers.errors import (
     CapacityError,
     InvalidRequest,
@@ -47,7 +52,7 @@ from talprov.providers.errors import (
     StepTimeout,
     Transient,
 )
-from talprov.providers.protocol import Runtime, Step, StepContext
+from talprov.providers.protocol import Leftover, ProviderState, Runtime, Step, StepContext
 from talprov.providers.types import Health, Machine, Owner, Retry, StepResult
 
 Ctx = StepContext[OpenStackData, OpenStackState]
@@ -82,9 +87,10 @@ class OpenStackProvider:
     """Talos machines on an OpenStack cloud (Nova, Glance, Neutron)."""
 
     type_name: ClassVar[str] = "openstack"
-    config_model: ClassVar[type[OpenStackConfig]] = OpenStackConfig
-    data_model: ClassVar[type[OpenStackData]] = OpenStackData
-    state_model: ClassVar[type[OpenStackState]] = OpenStackState
+    # Declared with the protocol's types so the class statically is a Provider.
+    config_model: ClassVar[type[BaseModel]] = OpenStackConfig
+    data_model: ClassVar[type[BaseModel]] = OpenStackData
+    state_model: ClassVar[type[ProviderState]] = OpenStackState
 
     def __init__(
         self,
@@ -403,6 +409,7 @@ class OpenStackProvider:
                 raise InvalidRequest(f"no network {pool!r}", field="provider_data.floating_ip_pool")
             fip = self.client.write("create floating IP", lambda: self.client.network.create_ip(
                 floating_network_id=net.id, port_id=ctx.state.port_ids[0],
+                description=floating_ip_description(ctx.request.id),
                 tags=request_tags(ctx.owner, ctx.request.id)))
             ctx.event(f"floating IP {fip.floating_ip_address}")
         ctx.state.floating_ip_id = str(fip.id)
@@ -455,6 +462,21 @@ class OpenStackProvider:
         servers = self.client.list("list servers", self.client.compute.servers,
                                    tags=tag_query(owner_tags(owner)))
         return [to_machine(s) for s in servers if s.status not in GONE_STATES]
+
+    # -- leak sweep (SweepsLeftovers) ----------------------------------------------------------
+
+    def list_leftovers(self, owner: Owner) -> list[Leftover]:
+        """This owner's detached tagged ports and unassociated tagged floating IPs:
+        one port list and one floating-IP list. Read-only and idempotent. Raises
+        ``AuthError`` or ``Transient``.
+        """
+        return sweep.list_leftovers(self.client, owner)
+
+    def delete_leftover(self, owner: Owner, leftover: Leftover) -> None:
+        """Delete one leftover unless it is in use again, not ``owner``'s, or already
+        gone (success). Idempotent. Raises ``AuthError`` or ``Transient``.
+        """
+        sweep.delete_leftover(self.client, owner, leftover)
 
     def health(self) -> Health:
         """Whether the cloud answers with these credentials. Never raises."""

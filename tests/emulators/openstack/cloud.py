@@ -14,7 +14,7 @@ import re
 import threading
 from collections.abc import Callable
 
-from tests.emulators.openstack import glance, neutron
+from tests.emulators.openstack import glance, standard_attrs
 from tests.emulators.openstack.glance import GlanceApi
 from tests.emulators.openstack.keystone import KeystoneApi
 from tests.emulators.openstack.neutron import NeutronApi
@@ -297,7 +297,7 @@ def _service_error(path: str, status: int, headers: dict[str, str]) -> HttpError
     if path.startswith("/compute"):
         err = nova_error(status, message, headers)
     elif path.startswith("/network"):
-        err = neutron.neutron_error(status, "HTTP" + message.replace(" ", ""), message)
+        err = standard_attrs.neutron_error(status, "HTTP" + message.replace(" ", ""), message)
         err.response.headers.update(headers)
     elif path.startswith("/image"):
         err = glance.glance_error(status, message, message)

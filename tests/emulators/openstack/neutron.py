@@ -9,9 +9,11 @@ networks and floating IPs (Neutron's ``tag-creation`` extensions).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from tests.emulators.openstack import standard_attrs
+from tests.emulators.openstack.standard_attrs import check_tag, neutron_error, tag_filter
 from tests.emulators.openstack.state import (
     CloudState,
     FloatingIp,
@@ -21,7 +23,6 @@ from tests.emulators.openstack.state import (
     Server,
     Subnet,
     new_id,
-    now_iso,
 )
 from tests.emulators.openstack.wire import HttpError, Request, Response, Router
 
@@ -36,38 +37,13 @@ EXTENSIONS = [
     ("security-group", "security-group"),
     ("quotas", "Quota management support"),
     ("binding", "Port Binding"),
+    *standard_attrs.EXTENSIONS,
 ]
 TAGGABLE = {"networks", "ports", "floatingips", "security-groups", "subnets"}
-MAX_TAG_LENGTH = 60
-
-
-def neutron_error(status: int, kind: str, message: str) -> HttpError:
-    return HttpError(status, {"NeutronError": {"type": kind, "message": message, "detail": ""}})
 
 
 def over_quota(resource: str) -> HttpError:
     return neutron_error(409, "OverQuota", f"Quota exceeded for resources: ['{resource}'].")
-
-
-def tag_filter(query: dict[str, list[str]], tags: Iterable[str]) -> bool:
-    """Whether ``tags`` pass the documented ``tags``/``tags-any``/``not-tags*`` filters."""
-    have = set(tags)
-
-    def wanted(name: str) -> list[set[str]]:
-        return [set(filter(None, v.split(","))) for v in query.get(name, [])]
-
-    return (
-        all(group <= have for group in wanted("tags"))
-        and all(group & have for group in wanted("tags-any"))
-        and not any(group <= have for group in wanted("not-tags"))
-        and not any(group & have for group in wanted("not-tags-any"))
-    )
-
-
-def check_tag(tag: str) -> None:
-    if not tag or len(tag) > MAX_TAG_LENGTH or "," in tag:
-        raise neutron_error(400, "InvalidInput", f"Invalid input for operation: '{tag}' is "
-                            f"not a valid tag.")
 
 
 def bind_port(state: CloudState, port: Port, server: Server) -> None:
@@ -76,7 +52,7 @@ def bind_port(state: CloudState, port: Port, server: Server) -> None:
     port.device_owner = f"compute:{server.availability_zone}"
     port.binding_host = server.host or ""
     port.status = "ACTIVE"
-    port.updated_at = now_iso()
+    standard_attrs.bump(port)
 
 
 def unbind_port(port: Port) -> None:
@@ -84,7 +60,7 @@ def unbind_port(port: Port) -> None:
     port.device_owner = ""
     port.binding_host = ""
     port.status = "DOWN"
-    port.updated_at = now_iso()
+    standard_attrs.bump(port)
 
 
 def create_port_record(
@@ -165,6 +141,7 @@ def delete_port_record(state: CloudState, port: Port) -> None:
         if fip.port_id == port.id:
             fip.port_id = fip.fixed_ip_address = None
             fip.status = "DOWN"
+            standard_attrs.bump(fip)
     del state.ports[port.id]
 
 
@@ -238,7 +215,8 @@ class NeutronApi:
 
     def _common(self, obj: Any) -> dict[str, Any]:
         return {"project_id": obj.project_id, "tenant_id": obj.project_id,
-                "tags": list(obj.tags), "revision_number": 1}
+                "tags": list(obj.tags),
+                "revision_number": getattr(obj, "revision_number", 1)}
 
     def network_view(self, n: Network) -> dict[str, Any]:
         return {**self._common(n), "id": n.id, "name": n.name, "status": "ACTIVE",
@@ -354,17 +332,19 @@ class NeutronApi:
 
     def update_port(self, req: Request) -> Response:
         port: Port = self._lookup("ports", req.params["id"])
+        standard_attrs.check_if_match(req, port)
         spec = _body(req, "port")
         for key in ("name", "description", "device_id", "device_owner"):
             if key in spec:
                 setattr(port, key, spec[key])
         if "security_groups" in spec:
             port.security_groups = list(spec["security_groups"])
-        port.updated_at = now_iso()
+        standard_attrs.bump(port)
         return Response(200, {"port": self.port_view(port)})
 
     def delete_port(self, req: Request) -> Response:
         port: Port = self._lookup("ports", req.params["id"])
+        standard_attrs.check_if_match(req, port)
         if port.device_owner.startswith("network:"):
             raise neutron_error(409, "PortInUse", f"Port {port.id} cannot be deleted directly "
                                 "via the port API: has device owner " + port.device_owner)
@@ -413,16 +393,18 @@ class NeutronApi:
 
     def update_fip(self, req: Request) -> Response:
         fip: FloatingIp = self._lookup("floatingips", req.params["id"])
+        standard_attrs.check_if_match(req, fip)
         spec = _body(req, "floatingip")
         if "port_id" in spec:
             self._associate(fip, spec["port_id"], spec.get("fixed_ip_address"))
         if "description" in spec:
             fip.description = spec["description"]
-        fip.updated_at = now_iso()
+        standard_attrs.bump(fip)
         return Response(200, {"floatingip": self.fip_view(fip)})
 
     def delete_fip(self, req: Request) -> Response:
         fip: FloatingIp = self._lookup("floatingips", req.params["id"])
+        standard_attrs.check_if_match(req, fip)
         net = self.state.networks[fip.floating_network_id]
         if net.subnet_ids:
             self.state.subnets[net.subnet_ids[0]].allocated.discard(fip.floating_ip_address)
@@ -447,10 +429,13 @@ class NeutronApi:
         for tag in body["tags"]:
             check_tag(tag)
         obj.tags = list(dict.fromkeys(body["tags"]))
+        standard_attrs.bump(obj)
         return Response(200, {"tags": list(obj.tags)})
 
     def delete_tags(self, req: Request) -> Response:
-        self._tagged(req).tags = []
+        obj = self._tagged(req)
+        obj.tags = []
+        standard_attrs.bump(obj)
         return Response(204)
 
     def check_tag(self, req: Request) -> Response:
@@ -463,6 +448,7 @@ class NeutronApi:
         check_tag(req.params["tag"])
         if req.params["tag"] not in obj.tags:
             obj.tags.append(req.params["tag"])
+            standard_attrs.bump(obj)
         return Response(201)
 
     def remove_tag(self, req: Request) -> Response:
@@ -470,6 +456,7 @@ class NeutronApi:
         if req.params["tag"] not in obj.tags:
             raise neutron_error(404, "TagNotFound", f"Tag {req.params['tag']} could not be found.")
         obj.tags.remove(req.params["tag"])
+        standard_attrs.bump(obj)
         return Response(204)
 
 

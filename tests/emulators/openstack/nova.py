@@ -20,7 +20,7 @@ import re
 import secrets
 from typing import TYPE_CHECKING, Any
 
-from tests.emulators.openstack import neutron
+from tests.emulators.openstack import neutron, standard_attrs
 from tests.emulators.openstack.nova_extras import (
     FlavorsMixin,
     ServerExtrasMixin,
@@ -425,7 +425,7 @@ class NovaApi(FlavorsMixin, ServerExtrasMixin):
         for server in servers:
             if name and not re.search(name, server.name):
                 continue
-            if not neutron.tag_filter(req.query, server.tags):
+            if not standard_attrs.tag_filter(req.query, server.tags):
                 continue
             if not self.advance(server):
                 continue

@@ -175,6 +175,7 @@ class Port:
     binding_host: str = ""
     admin_state_up: bool = True
     tags: list[str] = field(default_factory=list)
+    revision_number: int = 1
     created_at: str = field(default_factory=now_iso)
     updated_at: str = field(default_factory=now_iso)
 
@@ -190,6 +191,7 @@ class FloatingIp:
     description: str = ""
     status: str = "DOWN"
     tags: list[str] = field(default_factory=list)
+    revision_number: int = 1
     created_at: str = field(default_factory=now_iso)
     updated_at: str = field(default_factory=now_iso)
 

@@ -237,6 +237,33 @@ def test_neutron_errors_tags_and_over_quota(api: Api, openstack_cloud: FakeOpenS
     assert over.json()["NeutronError"]["type"] == "OverQuota"
 
 
+def test_neutron_revisions_and_if_match(api: Api, openstack_cloud: FakeOpenStack) -> None:
+    extensions = {e["alias"] for e in api.call("GET", "network", "/v2.0/extensions").json()[
+        "extensions"]}
+    assert {"standard-attr-revisions", "revision-if-match"} <= extensions
+    net_id = openstack_cloud.network_id("private")
+    port = api.call("POST", "network", "/v2.0/ports", json={"port": {
+        "network_id": net_id}}).json()["port"]
+    path = f"/v2.0/ports/{port['id']}"
+    assert port["revision_number"] == 1
+
+    def revision() -> int:
+        return int(api.call("GET", "network", path).json()["port"]["revision_number"])
+
+    assert api.call("PUT", "network", f"{path}/tags/x").status_code == 201
+    assert revision() == 2
+    renamed = api.call("PUT", "network", path, json={"port": {"name": "n"}},
+                       headers={"If-Match": "revision_number=2"})
+    assert renamed.json()["port"]["revision_number"] == 3
+    stale = api.call("DELETE", "network", path, headers={"If-Match": "revision_number=2"})
+    assert stale.status_code == 412
+    assert "current revision is 3" in stale.json()["NeutronError"]["message"]
+    bad = api.call("DELETE", "network", path, headers={"If-Match": "revision_number=x"})
+    assert bad.status_code == 400
+    current = api.call("DELETE", "network", path, headers={"If-Match": "revision_number=3"})
+    assert current.status_code == 204
+
+
 def test_glance_upload_properties_and_errors(api: Api) -> None:
     created = api.call("POST", "image", "/v2/images", json={
         "name": "talos", "disk_format": "raw", "container_format": "bare",
