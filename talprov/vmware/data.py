@@ -1,19 +1,24 @@
 """The vSphere ``provider_data`` of a MachineRequest (exported as JSON Schema).
 
 It says how big the VM is, where it goes (cluster or resource pool, datastore or
-storage policy, folder), which networks its NICs join, and which template it is
-cloned from (an existing one, or the factory OVA that talprov imports once).
+storage policy, folder), which networks its NICs join, which template it is
+cloned from (an existing one, an OVF item of a content library that talprov
+deploys once, or the factory OVA that talprov imports once), and which vSphere
+tags the VM gets.
 Inventory names are paths below the datacenter's folders (``prod/talos``) or
 plain names when they are unique.
 """
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 _PATH = r"^[^\s/][^\n]*$"
+# ``category:tag`` (split at the first colon) or a tag id.
+_TAG = r"^(urn:vmomi:InventoryServiceTag:\S+|[^:\n]+:[^\n]+)$"
 MIN_DISK_GIB = 10
 
 
@@ -69,16 +74,47 @@ class VSphereMachineData(BaseModel):
         description="An existing template (path or name) to clone instead of the factory "
         "OVA that talprov imports. It must boot Talos and read guestinfo.",
     )
+    content_library: str | None = Field(
+        default=None, min_length=1, max_length=256, pattern=r"^[^\n]+$",
+        description="Content library (name or id) holding library_item; set both or neither. "
+        "The item is deployed once as a template and cloned per machine.",
+    )
+    library_item: str | None = Field(
+        default=None, min_length=1, max_length=256, pattern=r"^[^\n]+$",
+        description="OVF template item (name or id) in content_library to clone from "
+        "instead of template or the factory OVA.",
+    )
+    tags: tuple[str, ...] = Field(
+        default=(), max_length=64,
+        description="vSphere tags attached to the VM: 'category:tag' names or tag ids "
+        "(urn:vmomi:InventoryServiceTag:...). They must exist; talprov does not create them.",
+    )
     linked_clone: bool = Field(
         default=False,
         description="Clone as a linked clone from the template's snapshot (fast, thin; "
         "the disk keeps the template's size).",
     )
 
-    @field_validator("network", mode="before")
+    @field_validator("network", "tags", mode="before")
     @classmethod
     def _one_or_more(cls, value: Any) -> Any:
         return (value,) if isinstance(value, str) else value
+
+    @field_validator("tags")
+    @classmethod
+    def _tag_refs(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for index, ref in enumerate(value):
+            if not re.match(_TAG, ref):
+                raise ValueError(f"tags[{index}]: expected 'category:tag' or a tag id")
+        return value
+
+    @model_validator(mode="after")
+    def _one_source(self) -> VSphereMachineData:
+        if (self.content_library is None) != (self.library_item is None):
+            raise ValueError("content_library and library_item go together")
+        if self.content_library is not None and self.template is not None:
+            raise ValueError("template cannot be combined with content_library/library_item")
+        return self
 
     @model_validator(mode="after")
     def _linked_clone_size(self) -> VSphereMachineData:

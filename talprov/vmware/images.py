@@ -257,22 +257,26 @@ class TemplateImporter:
             raise
 
     def _finish(self, vm: Any, name: str) -> None:
-        """Snapshot (base of linked clones) and mark as template. Idempotent.
+        finish_template(self.client, vm, name)
 
-        Another host finishing the same import at the same time may win the
-        mark-as-template; that is success too.
-        """
-        if vm.snapshot is None:
-            self.client.wait_task(
-                vm.CreateSnapshot_Task(name=BASE_SNAPSHOT, description="talprov linked-clone base",
-                                       memory=False, quiesce=False),
-                f"snapshot template {name}")
-        if not vm.config.template:
-            try:
-                vm.MarkAsTemplate()
-            except Exception:
-                if not vm.config.template:
-                    raise
+
+def finish_template(client: VSphereClient, vm: Any, name: str) -> None:
+    """Snapshot (base of linked clones) and mark ``vm`` as a template. Idempotent.
+
+    Another host finishing the same template at the same time may win the
+    mark-as-template; that is success too. Raises the translated task fault.
+    """
+    if vm.snapshot is None:
+        client.wait_task(
+            vm.CreateSnapshot_Task(name=BASE_SNAPSHOT, description="talprov linked-clone base",
+                                   memory=False, quiesce=False),
+            f"snapshot template {name}")
+    if not vm.config.template:
+        try:
+            vm.MarkAsTemplate()
+        except Exception:
+            if not vm.config.template:
+                raise
 
 
 def _ovf_networks(descriptor: str) -> list[str]:

@@ -1,7 +1,10 @@
 """The vSphere provider: one VM per request, cloned from the Talos template.
 
 Steps (each idempotent; see DESIGN.md): ``ensure-template`` → ``clone-vm`` →
-``configure-vm`` → ``power-on`` → ``wait-running``. Every VM carries talprov's
+``configure-vm`` → ``tag-vm`` → ``power-on`` → ``wait-running``. The template is a
+named one, one deployed from a content library item (``library``), or the
+imported factory OVA (``images``); tags go through the vAPI REST session
+(``vapi``, ``tagging``). Every VM carries talprov's
 ownership marks in its extraConfig and an instance UUID derived from the request
 id, so one property-collector retrieval finds all of them and a VM cloned just
 before a crash is found again instead of cloned twice. Long vCenter tasks are
@@ -22,14 +25,17 @@ from talprov.providers.ownership import INSTANCE_KEY, is_owned
 from talprov.providers.protocol import ProviderState, Runtime, Step, StepContext
 from talprov.providers.types import Health, Machine, MachineState, Owner, Retry, StepResult
 from talprov.vmware import machines, sdk
-from talprov.vmware.client import ServiceInstance, VSphereClient
+from talprov.vmware.client import ServiceInstance, VSphereClient, ssl_context
 from talprov.vmware.config import VSphereConfig
 from talprov.vmware.data import VSphereMachineData
 from talprov.vmware.deprovision import Deprovisioner
 from talprov.vmware.errors import TaskFailed
 from talprov.vmware.images import ImportBusy, TemplateImporter
 from talprov.vmware.inventory import Inventory
+from talprov.vmware.library import LibraryTemplates
 from talprov.vmware.state import VSphereState
+from talprov.vmware.tagging import Tagger
+from talprov.vmware.vapi import VapiClient
 
 log = logging.getLogger(__name__)
 
@@ -65,13 +71,19 @@ class VSphereProvider:
     state_model: ClassVar[type[ProviderState]] = VSphereState
 
     def __init__(self, name: str, config: VSphereConfig, runtime: Runtime,
-                 *, client: VSphereClient | None = None) -> None:
+                 *, client: VSphereClient | None = None,
+                 vapi: VapiClient | None = None) -> None:
         self.name = name
         self.config = config
         self.runtime = runtime
         self.client = client or VSphereClient(config)
+        # The REST session trusts exactly what the SOAP session trusts; its own
+        # context object, because httpcore sets ALPN on the context it is given.
+        self.vapi = vapi or VapiClient(config, ssl_context(config))
         self.inventory = Inventory(self.client, config.datacenter)
         self.importer = TemplateImporter(self.client, config, runtime, self.inventory)
+        self.library = LibraryTemplates(self.client, self.vapi, config, runtime, self.inventory)
+        self.tagger = Tagger(self.vapi)
         self._deprovisioner = Deprovisioner(self.client, config, self.find_vm)
 
     def __repr__(self) -> str:
@@ -94,6 +106,11 @@ class VSphereProvider:
                     "config.template"):
                 found.append(machines.machine_from_props(str(vm._moId), props))
         return found
+
+    def close(self) -> None:
+        """Log out of both vCenter sessions (best effort). Idempotent."""
+        self.vapi.close()
+        self.client.close()
 
     def health(self) -> Health:
         """Whether vCenter answers with these credentials. Never raises."""
@@ -123,14 +140,31 @@ class VSphereProvider:
             Step("ensure-template", self._ensure_template),
             Step("clone-vm", self._clone_vm),
             Step("configure-vm", self._configure_vm),
+            Step("tag-vm", self._tag_vm),
             Step("power-on", self._power_on),
             Step("wait-running", self._wait_running),
         ]
 
     def _ensure_template(self, ctx: Ctx) -> StepResult:
-        """Find the named template, or find/import the factory OVA's. Idempotent."""
+        """Find the named template, or find/deploy the library item's, or find/import the
+        factory OVA's. Idempotent."""
         state = ctx.state
         if state.template_moid is not None:
+            return None
+        if ctx.data.tags:
+            # Fail on a misspelt tag before anything is deployed or cloned (cached
+            # for the tag-vm step).
+            self.tagger.resolve(ctx.data.tags)
+        if ctx.data.content_library:
+            try:
+                name, moid = self.library.ensure(ctx.data)
+            except ImportBusy as exc:
+                if ctx.elapsed() > self.config.task_timeout:
+                    raise StepTimeout(f"{exc} for longer than "
+                                      f"{self.config.task_timeout:.0f}s") from None
+                return Retry(self.config.poll_interval, str(exc))
+            state.template, state.template_moid = name, moid
+            ctx.event(f"template {name} ({moid}) from the content library ready")
             return None
         if ctx.data.template:
             path = ctx.data.template
@@ -229,6 +263,22 @@ class VSphereProvider:
             ctx.event(f"reconfiguring VM {moid}")
             return Retry(0, "reconfigure task started")
         state.configured = True
+        return None
+
+    def _tag_vm(self, ctx: Ctx) -> StepResult:
+        """Attach ``provider_data.tags`` to the VM (those not attached yet). Idempotent.
+
+        Raises ``InvalidRequest`` naming ``provider_data.tags[i]`` for a tag that
+        does not exist; ``Transient`` when one vanished since it was resolved.
+        """
+        if not ctx.data.tags:
+            return None
+        moid = ctx.state.vm_moid
+        assert moid is not None
+        tag_ids = self.tagger.resolve(ctx.data.tags)
+        attached = self.tagger.attach(moid, tag_ids)
+        if attached:
+            ctx.event(f"attached {len(attached)} tag(s) to VM {moid}")
         return None
 
     def _power_state(self, moid: str) -> str:

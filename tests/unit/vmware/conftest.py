@@ -53,7 +53,7 @@ def make_provider(vcsim: VcsimServer, runtime: Runtime) -> Iterator[Callable[...
 
     yield make
     for provider in made:
-        provider.client.close()
+        provider.close()
 
 
 @pytest.fixture

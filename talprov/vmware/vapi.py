@@ -1,0 +1,195 @@
+"""A small client of vCenter's Automation REST API (vAPI, ``/rest``): tagging, content library.
+
+It logs in with the provider's user and password (``POST /rest/com/vmware/cis/session``
+with basic auth) and sends the session id in the ``vmware-api-session-id`` header
+on every later call (``vmware-use-header-authn`` asks vCenter not to set a cookie,
+so no session is kept anywhere else). A call answered 401 logs in again once and
+is repeated, as the SOAP side does for ``NotAuthenticated``.
+
+TLS uses a context built by the same function as the SOAP connection's
+(``client.ssl_context``), so ``ca_file``, ``thumbprint`` (pinned on every
+handshake) and ``insecure`` mean the same on both.
+``trust_env`` is off: proxy and CA-bundle environment variables change neither
+what is trusted nor where requests go, exactly like the SOAP side.
+
+The session id and the password never appear in logs, reprs or exceptions;
+errors name the operation, the HTTP status and the vAPI error type only.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ssl
+import threading
+from typing import Any
+
+import httpx
+
+from talprov.providers.errors import (
+    AuthError,
+    InvalidRequest,
+    NotFound,
+    ProviderError,
+    Transient,
+)
+from talprov.vmware.config import VSphereConfig
+from talprov.vmware.errors import TRANSIENT_RETRY_AFTER
+
+SESSION_PATH = "/com/vmware/cis/session"
+SESSION_HEADER = "vmware-api-session-id"
+HEADER_AUTHN = "vmware-use-header-authn"
+# vAPI error types (``type`` of a 400 answer) that mean "the input is wrong".
+_INVALID_TYPES = ("invalid_argument", "already_exists", "invalid_element_type",
+                  "unsupported", "not_allowed_in_current_state")
+
+
+def _error_type(response: httpx.Response) -> str:
+    """The vAPI error type of an error answer (``com.vmware.vapi.std.errors.x`` → x)."""
+    try:
+        body = response.json()
+    except ValueError:
+        return ""
+    kind = body.get("type", "") if isinstance(body, dict) else ""
+    return str(kind).rsplit(".", 1)[-1]
+
+
+def _certificate_failure(exc: BaseException) -> bool:
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, ssl.SSLCertVerificationError):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
+def status_error(response: httpx.Response, what: str) -> ProviderError:
+    """The talprov error for a non-2xx vAPI answer to ``what``. Never raises."""
+    status = response.status_code
+    kind = _error_type(response)
+    text = f"{what}: vCenter REST answered {status}" + (f" ({kind})" if kind else "")
+    if status in (401, 403):
+        return AuthError(text)
+    if status == 404 or kind == "not_found":
+        return NotFound(text)
+    if status == 400 and kind in _INVALID_TYPES:
+        return InvalidRequest(text)
+    return Transient(text, retry_after=TRANSIENT_RETRY_AFTER)
+
+
+class VapiClient:
+    """A vAPI REST session to one vCenter; safe to share between threads.
+
+    ``transport`` replaces the network (tests feed recorded answers through it).
+    """
+
+    def __init__(self, config: VSphereConfig, context: ssl.SSLContext,
+                 transport: httpx.BaseTransport | None = None) -> None:
+        self.config = config
+        host, port = config.host_port
+        self.base_url = f"https://{host}:{port}/rest"
+        self._context = context
+        self._transport = transport
+        self._http: httpx.Client | None = None
+        self._session_id: str | None = None
+        self._lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return f"VapiClient({self.base_url})"
+
+    def _client(self) -> httpx.Client:
+        if self._http is None:
+            self._http = httpx.Client(
+                base_url=self.base_url, verify=self._context, trust_env=False,
+                timeout=self.config.timeout, transport=self._transport,
+                headers={"Accept": "application/json"},
+            )
+        return self._http
+
+    # -- session ------------------------------------------------------------
+
+    def _login(self) -> str:
+        what = f"log in to vCenter REST as {self.config.username}"
+        response = self._send(what, "POST", SESSION_PATH, headers={HEADER_AUTHN: "true"},
+                              auth=(self.config.username,
+                                    self.config.password.get_secret_value()))
+        if response.status_code >= 300:
+            raise status_error(response, what)
+        value = _value(response, what)
+        if not isinstance(value, str) or not value:
+            raise Transient(f"{what}: no session id in the answer",
+                            retry_after=TRANSIENT_RETRY_AFTER)
+        return value
+
+    def _session(self, stale: str | None = None) -> str:
+        """The current session id; a new one when it is still ``stale`` (renew once)."""
+        with self._lock:
+            if self._session_id is None or self._session_id == stale:
+                self._session_id = self._login()
+            return self._session_id
+
+    def close(self) -> None:
+        """Log out (best effort) and close the connections. Idempotent."""
+        with self._lock:
+            session, self._session_id = self._session_id, None
+            http, self._http = self._http, None
+        if http is None:
+            return
+        if session is not None:
+            # A dead session or connection needs no logout.
+            with contextlib.suppress(httpx.HTTPError):
+                http.delete(SESSION_PATH, headers={SESSION_HEADER: session})
+        http.close()
+
+    # -- calls --------------------------------------------------------------
+
+    def _send(self, what: str, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        try:
+            return self._client().request(method, path, **kwargs)
+        except ProviderError:
+            raise  # a pinned thumbprint that does not match (client.PinnedContext)
+        except httpx.HTTPError as exc:
+            if _certificate_failure(exc):
+                raise AuthError(f"{what}: TLS verification of vCenter failed (set ca_file "
+                                "or thumbprint)") from None
+            raise Transient(f"{what}: vCenter REST unreachable ({type(exc).__name__})",
+                            retry_after=TRANSIENT_RETRY_AFTER) from None
+
+    def call(self, what: str, method: str, path: str, *, action: str | None = None,
+             params: dict[str, str] | None = None, body: Any = None,
+             timeout: float | None = None) -> Any:
+        """``method`` ``/rest{path}`` (``~action`` when given); the answer's ``value``.
+
+        A 401 renews the session once and repeats the call. Raises ``AuthError``
+        (401 again, 403, TLS), ``NotFound`` (404), ``InvalidRequest`` (400 with an
+        input error type), ``Transient`` otherwise. Idempotent exactly when the
+        vAPI operation is.
+        """
+        query = dict(params or {})
+        if action is not None:
+            query["~action"] = action
+        kwargs: dict[str, Any] = {"params": query}
+        if body is not None:
+            kwargs["json"] = body
+        if timeout is not None:
+            kwargs["timeout"] = timeout
+        session = self._session()
+        response = self._send(what, method, path, headers={SESSION_HEADER: session}, **kwargs)
+        if response.status_code == 401:
+            session = self._session(stale=session)
+            response = self._send(what, method, path, headers={SESSION_HEADER: session},
+                                  **kwargs)
+        if response.status_code >= 300:
+            raise status_error(response, what)
+        return _value(response, what)
+
+
+def _value(response: httpx.Response, what: str) -> Any:
+    """The ``value`` member of a ``/rest`` answer (None for an empty body)."""
+    if not response.content:
+        return None
+    try:
+        body = response.json()
+    except ValueError:
+        raise Transient(f"{what}: vCenter REST answered something other than JSON",
+                        retry_after=TRANSIENT_RETRY_AFTER) from None
+    return body.get("value") if isinstance(body, dict) else None
