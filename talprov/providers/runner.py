@@ -172,6 +172,9 @@ class RequestRunner:
             # are idempotent and find what exists by tag.
             work.state = self.provider.state_model()
             work.step_index = 0
+        else:
+            if record.stage != Stage.DEPROVISIONING:
+                work.step_index = self._resume_index(record)
         if record.stage == Stage.DEPROVISIONING:
             return work
         try:
@@ -190,6 +193,21 @@ class RequestRunner:
             work.stage = Stage.PROVISIONING
             work.events.append("provisioning started")
         return work
+
+    def _resume_index(self, record: RequestRecord) -> int:
+        """Where a request continues: its stored step, found by name.
+
+        The index alone would be wrong after an upgrade that added or removed a
+        step before it; the stored name says which step it was. A name this
+        driver no longer has starts the steps over (they are idempotent).
+        """
+        names = [step.name for step in self._steps]
+        index, name = record.step_index, record.step_name
+        if name is None or (index < len(names) and names[index] == name):
+            return index
+        if name in names:
+            return names.index(name)
+        return 0
 
     def step_of(self, work: Work) -> Step | None:
         if work.step_index >= len(self._steps):
