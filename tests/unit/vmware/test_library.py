@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import threading
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -12,7 +11,7 @@ import pytest
 from pydantic import ValidationError
 
 from talprov.providers.errors import InvalidRequest, Transient
-from talprov.providers.types import Owner, Retry
+from talprov.providers.types import Owner
 from talprov.talos.join import render_user_data
 from talprov.testing import FakeClock
 from talprov.vmware.data import VSphereMachineData
@@ -30,6 +29,7 @@ from tests.emulators.factory import FakeImageFactory
 from tests.emulators.vcsim.fixture import VcsimServer
 from tests.unit.vmware.conftest import machine_request
 from tests.unit.vmware.observe import all_vms
+from tests.unit.vmware.racing import race_first_step
 from tests.unit.vmware.vapi_admin import VapiAdmin, vapi_admin
 
 PLACEMENT = {"cluster": "DC0_C0", "datastore": "LocalDS_0", "network": "VM Network",
@@ -184,9 +184,6 @@ def test_two_concurrent_requests_deploy_the_item_once(
     make_provider: Callable[..., VSphereProvider], vcsim: VcsimServer,
     talos_item: tuple[str, str], owner: Owner,
 ) -> None:
-    waits: list[str] = []
-    errors: list[BaseException] = []
-    start = threading.Barrier(2)
     pairs = []
     for request_id in ("c1", "c2"):
         provider = make_provider()
@@ -202,27 +199,7 @@ def test_two_concurrent_requests_deploy_the_item_once(
             **PLACEMENT, "content_library": "talos", "library_item": "talos-v1.9.1"})
         pairs.append((provider, context(provider, request, owner)))
 
-    def ensure_template(provider: VSphereProvider, ctx: Any) -> None:
-        step = provider.steps()[0]
-        start.wait()
-        try:
-            for _ in range(200):
-                result = step.run(ctx)
-                if result is None:
-                    return
-                assert isinstance(result, Retry)
-                waits.append(result.reason)
-                time.sleep(0.02)
-            raise AssertionError("template never became ready")
-        except BaseException as exc:
-            errors.append(exc)
-
-    threads = [threading.Thread(target=ensure_template, args=pair) for pair in pairs]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(30)
-    assert not errors, errors
+    waits = race_first_step(pairs)
     assert any("being deployed" in reason for reason in waits)
     templates = _templates(vcsim)
     assert len(templates) == 1

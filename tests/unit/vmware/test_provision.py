@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import base64
-import threading
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -19,6 +17,7 @@ from tests.emulators.factory import FakeImageFactory
 from tests.emulators.vcsim.fixture import VcsimServer
 from tests.unit.vmware.conftest import machine_request
 from tests.unit.vmware.observe import all_vms, destroy_out_of_band, power_on_out_of_band
+from tests.unit.vmware.racing import race_first_step
 
 GIB = 1024**3
 
@@ -102,31 +101,8 @@ def test_two_concurrent_requests_import_a_new_schematic_once(
         provider = make_provider()
         ctxs.append((provider, context(provider, machine_request(request_id, **extensions),
                                        owner)))
-    waits: list[str] = []
-    errors: list[BaseException] = []
-    start = threading.Barrier(len(ctxs))
 
-    def ensure_template(provider: VSphereProvider, ctx: object) -> None:
-        step = provider.steps()[0]
-        start.wait()
-        try:
-            for _ in range(200):
-                result = step.run(ctx)  # type: ignore[arg-type]
-                if result is None:
-                    return
-                assert isinstance(result, Retry)
-                waits.append(result.reason)
-                time.sleep(0.02)
-            raise AssertionError("template never became ready")
-        except BaseException as exc:
-            errors.append(exc)
-
-    threads = [threading.Thread(target=ensure_template, args=pair) for pair in ctxs]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(30)
-    assert not errors, errors
+    waits = race_first_step(ctxs)
     assert waits, "the race did not happen: nobody waited for the other import"
     assert any("being imported" in reason for reason in waits)
     names = [name for name in all_vms(vcsim) if name.startswith("talos-v1.9.1-amd64-")]
