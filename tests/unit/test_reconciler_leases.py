@@ -29,7 +29,7 @@ from talprov.providers.types import (
 from talprov.reconciler import PassReport, ProviderHandle, Reconciler
 from talprov.store.store import Store
 
-TTL = 0.6
+TTL = 1.2  # renewal every 0.4 s: margin for a loaded CI machine
 GATE_TIMEOUT = 10.0
 
 
