@@ -36,6 +36,7 @@ from talprov.providers.runner import RequestRunner, StepPolicy, Work
 from talprov.providers.types import Machine, MachineState, Owner, Stage
 from talprov.secrets import redact
 from talprov.store.errors import StaleRecord, StoreError
+from talprov.store.observations import RequestSummary
 from talprov.store.records import RequestRecord
 from talprov.store.store import Store
 
@@ -149,13 +150,15 @@ class Reconciler:
         the level-triggered sense: a converged store makes it do nothing.
         """
         report = PassReport()
-        records = self.store.list_requests(stages=ACTIVE_STAGES)
+        # Summaries, not records: most requests need only a look (is the machine
+        # still there, is it due yet); whole records are read for due ones only.
+        summaries = self.store.summaries(ACTIVE_STAGES)
         if only is not None:
             wanted = set(only)
-            records = [r for r in records if r.request.id in wanted]
-        by_instance: dict[str, list[RequestRecord]] = {}
-        for record in records:
-            by_instance.setdefault(record.request.provider, []).append(record)
+            summaries = [s for s in summaries if s.id in wanted]
+        by_instance: dict[str, list[RequestSummary]] = {}
+        for summary in summaries:
+            by_instance.setdefault(summary.provider, []).append(summary)
         for instance, group in sorted(by_instance.items()):
             handle = self.providers.get(instance)
             if handle is None:
@@ -170,16 +173,16 @@ class Reconciler:
         return report
 
     def _note_unconfigured(
-        self, instance: str, group: Sequence[RequestRecord], report: PassReport
+        self, instance: str, group: Sequence[RequestSummary], report: PassReport
     ) -> None:
         message = f"provider {instance!r} is not configured here"
         report.errors.append(message)
-        for record in group:
-            if record.error != message and record.stage != Stage.PROVISIONED:
-                self._save_fields(record, error=message, events=[message])
+        for summary in group:
+            if summary.error != message and summary.stage != Stage.PROVISIONED:
+                self._note(summary, error=message, events=[message])
 
     def _pass_instance(
-        self, instance: str, handle: ProviderHandle, group: Sequence[RequestRecord],
+        self, instance: str, handle: ProviderHandle, group: Sequence[RequestSummary],
         report: PassReport,
     ) -> None:
         runner = self._runner(instance, handle)
@@ -197,15 +200,16 @@ class Reconciler:
             if machine.request_id is not None:
                 observed[machine.request_id] = machine
         now = self.now()
-        due: list[RequestRecord] = []
-        for record in group:
-            if record.stage == Stage.PROVISIONED:
-                self._check_drift(record, observed.get(record.request.id))
-            elif record.next_attempt_at is None or record.next_attempt_at <= now:
-                due.append(record)
+        due: list[str] = []
+        for summary in group:
+            if summary.stage == Stage.PROVISIONED:
+                self._check_drift(summary, observed.get(summary.id))
+            elif summary.next_attempt_at is None or summary.next_attempt_at <= now:
+                due.append(summary.id)
         if not due:
             return
-        claimed = self._claim(due)
+        records = self.store.list_requests(ids=due, stages=ACTIVE_STAGES)
+        claimed = self._claim(records)
         try:
             self._work(runner, handle, claimed, observed)
         finally:
@@ -382,8 +386,8 @@ class Reconciler:
                 singles.append([work])
         return [*batched.values(), *singles]
 
-    def _check_drift(self, record: RequestRecord, machine: Machine | None) -> None:
-        rid = record.request.id
+    def _check_drift(self, record: RequestSummary, machine: Machine | None) -> None:
+        rid = record.id
         if machine is None or machine.state in (MachineState.TERMINATED, MachineState.ERROR):
             with self._lock:
                 self._missing[rid] = self._missing.get(rid, 0) + 1
@@ -391,34 +395,28 @@ class Reconciler:
             if count >= MISSING_PASSES_BEFORE_LOST:
                 what = "disappeared" if machine is None else f"is {machine.state.value}"
                 message = f"machine {record.infra_id or ''} {what} (changed outside talprov?)"
-                self._save_fields(record, stage=Stage.FAILED, error=message, events=[message])
+                self._note(record, stage=Stage.FAILED, error=message, events=[message])
             return
         with self._lock:
             self._missing.pop(rid, None)
         addresses = tuple(machine.addresses)
         uuid = record.machine_uuid or machine.machine_uuid
         if addresses != tuple(record.addresses) or uuid != record.machine_uuid:
-            self._save_fields(record, addresses=addresses or record.addresses, machine_uuid=uuid)
+            self._note(record, addresses=addresses or record.addresses, machine_uuid=uuid)
 
-    def _save_fields(
-        self, record: RequestRecord, *, stage: Stage | None = None, error: str | None = None,
+    def _note(
+        self, summary: RequestSummary, *, stage: Stage | None = None, error: str | None = None,
         events: Sequence[str] = (), addresses: Sequence[str] | None = None,
         machine_uuid: str | None = None,
     ) -> None:
         try:
-            self.store.save_progress(
-                record.request.id, expected_version=record.version,
-                stage=stage or record.stage, step_index=record.step_index,
-                step_name=record.step_name, state=record.state,
-                error=error if error is not None else record.error,
-                attempts=record.attempts, next_attempt_at=record.next_attempt_at,
-                step_started_at=record.step_started_at, infra_id=record.infra_id,
-                machine_uuid=machine_uuid or record.machine_uuid,
-                addresses=addresses if addresses is not None else record.addresses,
-                events=list(events), now=self.now(),
+            self.store.note_observed(
+                summary.id, expected_version=summary.version, stage=stage, error=error,
+                addresses=addresses, machine_uuid=machine_uuid, events=list(events),
+                now=self.now(),
             )
         except StaleRecord:
-            log.debug("request %s changed during the pass", record.request.id)
+            log.debug("request %s changed during the pass", summary.id)
 
     def run_until(
         self,

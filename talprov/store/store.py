@@ -34,6 +34,7 @@ from talprov.store.errors import StaleRecord
 from talprov.store.light_queries import LightQueryMethods
 from talprov.store.location import default_store_url
 from talprov.store.migrations import migrate
+from talprov.store.observations import ObservationMethods
 from talprov.store.records import (
     AuditEntry,
     Event,
@@ -47,8 +48,13 @@ from talprov.store.request_sets import RequestSetMethods
 from talprov.store.schema import audit, clusters, request_labels, requests
 from talprov.store.schema import events as event_log
 
+#: Ids per ``IN (...)`` list: far below SQLite's and PostgreSQL's parameter limits.
+_IDS_PER_QUERY = 500
 
-class Store(RequestSetMethods, ClusterLeaseMethods, LightQueryMethods):
+
+class Store(
+    RequestSetMethods, ClusterLeaseMethods, LightQueryMethods, ObservationMethods
+):
     """Persistent state for requests, clusters and request sets behind any SQLAlchemy URL.
 
     ``key`` is the ``TALPROV_STORE_KEY`` value: when given, machine configs and
@@ -191,8 +197,11 @@ class Store(RequestSetMethods, ClusterLeaseMethods, LightQueryMethods):
         stages: Collection[Stage] | None = None,
         labels: Mapping[str, str] | None = None,
         include_gone: bool = False,
+        ids: Collection[str] | None = None,
     ) -> list[RequestRecord]:
         """Requests matching every given filter, ordered by id.
+
+        ``ids`` limits the result to those requests (unknown ids are ignored).
 
         ``labels`` must all match exactly. When ``stages`` is given it alone decides
         which stages are returned; otherwise ``GONE`` requests are left out unless
@@ -213,8 +222,18 @@ class Store(RequestSetMethods, ClusterLeaseMethods, LightQueryMethods):
                     request_labels.c.value == value,
                 )
             )
+        query = query.order_by(requests.c.id)
+        if ids is None:
+            with self._read() as conn:
+                rows = conn.execute(query).all()
+            return [record_from_row(row, self._codec) for row in rows]
+        wanted = sorted(set(ids))
+        rows = []
         with self._read() as conn:
-            rows = conn.execute(query.order_by(requests.c.id)).all()
+            # In chunks: databases limit how many parameters one statement takes.
+            for start in range(0, len(wanted), _IDS_PER_QUERY):
+                chunk = wanted[start:start + _IDS_PER_QUERY]
+                rows += conn.execute(query.where(requests.c.id.in_(chunk))).all()
         return [record_from_row(row, self._codec) for row in rows]
 
     def request_deletion(self, request_id: str, *, now: datetime | None = None) -> RequestRecord:

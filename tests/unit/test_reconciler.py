@@ -223,3 +223,29 @@ def test_seconds_until_due_follows_the_soonest_working_request(
     put("now-1", Stage.PENDING, None)
     assert reconciler.seconds_until_due(10.0, floor=0.05) == 0.05
     assert reconciler.seconds_until_due(10.0, floor=0.05, only={"wait-3"}) == 2.0
+
+
+def test_a_pass_reads_whole_records_only_of_requests_it_works_on(
+    tmp_path: Path, clock: FakeClock, plugin_dir: Path
+) -> None:
+    # Provisioned requests sealed with a key are only looked at by a pass: a
+    # reconciler whose store lacks that key still checks them for drift, because
+    # it never unseals them.
+    url = f"sqlite:///{tmp_path / 'sealed.db'}"
+    sealed = Store(url, key="a-key-only-the-first-reconciler-has")
+    sealed.migrate()
+    first, cloud = make_reconciler(sealed, clock, tmp_path, plugin_dir)
+    for i in range(3):
+        sealed.create_request(request(f"s-{i}"))
+    settle(first, sealed, all_in(sealed, Stage.PROVISIONED))
+    sealed.close()
+
+    keyless = Store(url)
+    second, _ = make_reconciler(keyless, clock, tmp_path, plugin_dir)
+    assert second.run_pass().errors == []
+    with cloud.connect() as db:
+        db.execute("DELETE FROM machines WHERE request_id = 's-1'")
+    second.run_pass()
+    second.run_pass()
+    stages = {s.id: s.stage for s in keyless.summaries(list(Stage))}
+    assert stages == {"s-0": Stage.PROVISIONED, "s-1": Stage.FAILED, "s-2": Stage.PROVISIONED}

@@ -189,6 +189,9 @@ def test_debug_logging_never_shows_user_data(
     harness: Harness, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.DEBUG)
+    # Explicitly: the CLI's logging setup (run by earlier tests in this process)
+    # holds SDK loggers at INFO, which would hide what this test looks at.
+    caplog.set_level(logging.DEBUG, logger="botocore")
     harness.loop.add(make_request("w-0"))
     harness.loop.add(make_request("w-1", config=WORKER_CONFIG + "# other\n"))
 

@@ -1,0 +1,130 @@
+"""What a reconcile pass reads and writes about requests it does not work on.
+
+Every pass looks at every active request: a provisioned one to see whether its
+machine is still there, a waiting one to see whether it is due. Building whole
+records for that (parsing each body, unsealing each machine config) costs more
+than the rest of the pass once there are thousands of requests. A pass reads
+:class:`RequestSummary` rows instead, writes what it observed with
+:meth:`ObservationMethods.note_observed`, and reads whole records only of the
+requests it is about to work on.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Collection, Sequence
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from talprov.providers.types import Stage
+from talprov.store.errors import StaleRecord
+from talprov.store.records import dump_json, utc_or_now
+from talprov.store.schema import requests
+
+
+@dataclass(frozen=True)
+class RequestSummary:
+    """A request's bookkeeping without its body or secrets."""
+
+    id: str
+    provider: str
+    stage: Stage
+    version: int
+    next_attempt_at: datetime | None
+    infra_id: str | None
+    machine_uuid: str | None
+    addresses: tuple[str, ...]
+    error: str | None
+
+
+_SUMMARY_COLUMNS = (
+    requests.c.id, requests.c.provider, requests.c.stage, requests.c.version,
+    requests.c.next_attempt_at, requests.c.infra_id, requests.c.machine_uuid,
+    requests.c.addresses, requests.c.error,
+)
+
+
+class ObservationMethods:
+    """The payload-free pass reads and writes of :class:`talprov.store.Store`."""
+
+    def _read(self) -> AbstractContextManager[Connection]:
+        raise NotImplementedError  # pragma: no cover - Store provides it
+
+    def _write(self) -> AbstractContextManager[Connection]:
+        raise NotImplementedError  # pragma: no cover - Store provides it
+
+    @staticmethod
+    def _append_events(
+        conn: Connection, request_id: str, messages: Sequence[str], at: datetime
+    ) -> None:
+        raise NotImplementedError  # pragma: no cover - Store provides it
+
+    def summaries(self, stages: Collection[Stage]) -> list[RequestSummary]:
+        """The requests in ``stages`` as summaries, ordered by id.
+
+        Read-only; decrypts nothing, so it works without the store key. Raises
+        :class:`StoreError` when the store cannot be read.
+        """
+        wanted = [Stage(s).value for s in stages]
+        if not wanted:
+            return []
+        query = (sa.select(*_SUMMARY_COLUMNS).where(requests.c.stage.in_(wanted))
+                 .order_by(requests.c.id))
+        with self._read() as conn:
+            rows = conn.execute(query).all()
+        return [
+            RequestSummary(
+                id=str(row.id), provider=str(row.provider), stage=Stage(row.stage),
+                version=int(row.version), next_attempt_at=row.next_attempt_at,
+                infra_id=row.infra_id, machine_uuid=row.machine_uuid,
+                addresses=tuple(json.loads(row.addresses)), error=row.error,
+            )
+            for row in rows
+        ]
+
+    def note_observed(
+        self,
+        request_id: str,
+        *,
+        expected_version: int,
+        stage: Stage | None = None,
+        error: str | None = None,
+        addresses: Sequence[str] | None = None,
+        machine_uuid: str | None = None,
+        events: Sequence[str] = (),
+        now: datetime | None = None,
+    ) -> int:
+        """Record what a pass observed of a request it did not work on; the new version.
+
+        Only the given fields change (``None`` leaves a field as it is); the step
+        and its state are untouched. Writes only if the stored version still
+        equals ``expected_version``, then bumps it; raises :class:`StaleRecord`
+        otherwise (nothing is written). Not idempotent, like ``save_progress``.
+        """
+        moment = utc_or_now(now)
+        values: dict[str, Any] = {"version": expected_version + 1, "updated_at": moment}
+        if stage is not None:
+            values["stage"] = Stage(stage).value
+        if error is not None:
+            values["error"] = error
+        if addresses is not None:
+            values["addresses"] = dump_json(list(addresses), what="addresses")
+        if machine_uuid is not None:
+            values["machine_uuid"] = machine_uuid
+        with self._write() as conn:
+            result = conn.execute(
+                requests.update()
+                .where(requests.c.id == request_id, requests.c.version == expected_version)
+                .values(**values)
+            )
+            if result.rowcount != 1:
+                raise StaleRecord(
+                    f"request {request_id} changed or is gone: not at version {expected_version}"
+                )
+            self._append_events(conn, request_id, events, moment)
+        return expected_version + 1
