@@ -87,8 +87,9 @@ class BareMetalConfig(BaseModel):
         description="Seconds from power-on until the machine must have fetched its config.")
     wipe_seconds: float = Field(
         default=300.0, ge=0,
-        description="Seconds the wipe image runs (after its initramfs was fetched) before "
-        "the machine is powered off, unless it reports the wipe done earlier.")
+        description="Seconds the wipe image runs before the machine is powered off, unless "
+        "it reports the wipe done earlier: counted from the wipe kernel's fetch when the boot "
+        "server serves kernels, else from the wipe script's fetch (include the download).")
     wipe_timeout: float = Field(
         default=1800.0, gt=0,
         description="Seconds after which a wipe that never booted is given up: the machine "

@@ -3,8 +3,9 @@
 Talos wipes its system disk early in boot when started with
 ``talos.experimental.wipe=system``. Nothing reports back from a stock Talos, so
 the wipe counts as done ``wipe_seconds`` after the machine fetched the wipe
-image (or as soon as the image calls the ``talprov.wipe_report=`` URL of its
-script, which carries a single-use token). A wipe that never started within
+kernel from the boot server, or its wipe script when the kernel comes from the
+Image Factory directly (or as soon as the image calls the ``talprov.wipe_report=``
+URL of its script, which carries a single-use token). A wipe that never started within
 ``wipe_timeout`` powers the machine off and leaves it cordoned: its disks may
 still hold the old cluster's secrets.
 """
@@ -58,9 +59,9 @@ class Deprovisioner:
             ctx.event(f"machine {machine.name}: restarted into wipe mode")
         config = self.provider.config
         now = clock()
+        started = self._wipe_started(machine)
         wiped = machine.wipe_reported_at is not None or (
-            machine.kernel_fetched_at is not None
-            and now - machine.kernel_fetched_at >= config.wipe_seconds)
+            started is not None and now - started >= config.wipe_seconds)
         timed_out = now - ctx.state.wipe_powered_at > config.wipe_timeout
         if not (wiped or timed_out):
             return Retry(config.poll_interval, "waiting for the wipe to finish")
@@ -75,6 +76,18 @@ class Deprovisioner:
         inventory.release(machine.name, ctx.request.id)
         ctx.event(f"machine {machine.name} released")
         return None
+
+    def _wipe_started(self, machine: InventoryMachine) -> float | None:
+        """When the wipe image started, as far as the boot server can tell.
+
+        The kernel fetch when the boot server serves the kernel (``mirror_dir`` or
+        ``proxy_factory``); otherwise iPXE fetches it from the Image Factory, out of
+        sight, and the fetch of the wipe script (the step just before) stands in.
+        """
+        kernel_url = machine.boot.kernel_url if machine.boot is not None else ""
+        if kernel_url.startswith(self.provider.config.boot_url.rstrip("/") + "/"):
+            return machine.kernel_fetched_at
+        return machine.script_fetched_at
 
     def _wipe_plan(self, ctx: StepContext[Any, Any], machine: InventoryMachine) -> BootPlan:
         config = self.provider.config

@@ -25,6 +25,7 @@ from talprov.providers.types import MachineRequest, Owner, Stage
 from talprov.reconciler import ProviderHandle, Reconciler
 from talprov.store.store import Store
 from talprov.testing import FakeClock as Clock
+from tests.emulators.factory import FakeImageFactory
 from tests.helpers import CANARY_CONFIG, WORKER_CONFIG
 
 UUIDS = {"m0": "00000000-0000-4000-8000-000000000000", "m1": "00000000-0000-4000-8000-000000000001"}
@@ -77,8 +78,12 @@ class SimulatedMachine:
             return
         uuid = UUIDS[self.machine.name]
         script = self.app.boot_script(uuid, self.machine.macs[0], "10.0.0.9")
-        self.app.asset_source("a" * 64, "v1.11.5", "kernel-amd64")
-        self.app.inventory.note_kernel(self.machine.name)
+        kernel_url = next(line.split()[1] for line in script.splitlines()
+                          if line.startswith("kernel "))
+        if kernel_url.startswith(self.app.config.boot_url):
+            # Only a kernel served by the boot server is seen being fetched.
+            self.app.asset_source("a" * 64, "v1.11.5", "kernel-amd64")
+            self.app.inventory.note_kernel(self.machine.name)
         for arg in script.split():
             if arg.startswith("talos.config="):
                 path = arg.split("/config/", 1)[1]
@@ -89,7 +94,8 @@ class SimulatedMachine:
 
 
 class Setup:
-    def __init__(self, tmp_path: Path, **overrides: Any) -> None:
+    def __init__(self, tmp_path: Path, factory_url: str = "https://factory.invalid",
+                 **overrides: Any) -> None:
         self.clock = Clock()
         self.config = BareMetalConfig.model_validate({
             "inventory": str(tmp_path / "inv.sqlite"), "boot_url": "http://10.0.0.5:8081",
@@ -100,11 +106,11 @@ class Setup:
             self.inventory.add(name, uuid=uuid, macs=[f"52:54:00:00:00:0{name[-1]}"],
                                bmc=BmcInfo(address="127.0.0.1"), labels={"rack": "r1"},
                                cpus=8 if name == "m1" else 2)
-        self.app = BootHttp(self.config, self.inventory, "https://factory.invalid")
+        self.app = BootHttp(self.config, self.inventory, factory_url)
         self.machines: dict[str, SimulatedMachine] = {}
         self.machine_options: dict[str, dict[str, bool]] = {}
         runtime = Runtime(installation="test", cache_dir=tmp_path / "cache", clock=self.clock,
-                          sleep=self.clock.sleep)
+                          sleep=self.clock.sleep, factory_url=factory_url)
         self.provider = BareMetalProvider("bm", self.config, runtime, power=self.power)
         self.store = Store(f"sqlite:///{tmp_path / 'state.db'}")
         self.store.migrate()
@@ -199,6 +205,28 @@ def test_machine_that_never_boots_times_out(tmp_path: Path) -> None:
     s.request("r1", machine="m0")
     record = s.settle("r1", Stage.FAILED)
     assert "did not fetch its config" in (record.error or "")
+
+
+def test_wipe_with_kernels_from_the_factory_ends_after_wipe_seconds(
+        tmp_path: Path, image_factory: FakeImageFactory) -> None:
+    # No mirror, no proxy: iPXE fetches the wipe kernel from the Image Factory, so
+    # the boot server sees only the wipe script being fetched; that starts the clock.
+    s = Setup(tmp_path, factory_url=image_factory.url, mirror_dir=None, wipe_seconds=30.0,
+              wipe_timeout=1800.0)
+    s.request("r1", machine="m0")
+    s.settle("r1", Stage.PROVISIONED)
+    assert s.inventory.get("m0").kernel_fetched_at is None  # type: ignore[union-attr]
+    s.store.request_deletion("r1")
+    started = s.clock.now
+    s.settle("r1", Stage.GONE)
+    assert s.clock.now - started < 120  # wipe_seconds plus polling, not wipe_timeout
+    machine = s.inventory.get("m0")
+    assert machine is not None
+    assert not machine.cordoned
+    assert machine.request_id is None
+    assert s.machines["m0"].state == PowerState.OFF
+    assert not any(a.event == "wipe-timeout" for a in s.inventory.audit())
+    assert any("powered off after the wipe" in e.message for e in s.store.events("r1"))
 
 
 def test_wipe_that_never_starts_cordons_the_machine(tmp_path: Path) -> None:
