@@ -200,15 +200,18 @@ class Reconciler:
             if machine.request_id is not None:
                 observed[machine.request_id] = machine
         now = self.now()
-        due: list[str] = []
+        due: dict[str, int] = {}
         for summary in group:
             if summary.stage == Stage.PROVISIONED:
                 self._check_drift(summary, observed.get(summary.id))
             elif summary.next_attempt_at is None or summary.next_attempt_at <= now:
-                due.append(summary.id)
+                due[summary.id] = summary.version
         if not due:
             return
-        records = self.store.list_requests(ids=due, stages=ACTIVE_STAGES)
+        # Only records still as summarised: one that moved on meanwhile (another
+        # worker advanced or even provisioned it) was judged on stale facts; the
+        # next pass reads it afresh.
+        records = [r for r in self.store.list_requests(ids=due) if due[r.id] == r.version]
         claimed = self._claim(records)
         try:
             self._work(runner, handle, claimed, observed)

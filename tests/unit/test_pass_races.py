@@ -1,0 +1,96 @@
+"""A request another worker moves on during a pass is left to the next pass."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, ClassVar
+
+from pydantic import BaseModel, ConfigDict, SecretStr
+
+from talprov.providers.protocol import ProviderState, Runtime, Step, StepContext
+from talprov.providers.types import (
+    Health,
+    Machine,
+    MachineRequest,
+    MachineState,
+    Owner,
+    Stage,
+    StepResult,
+)
+from talprov.reconciler import ProviderHandle, Reconciler
+from talprov.store.store import Store
+from talprov.testing import FakeClock
+from tests.helpers import WORKER_CONFIG
+
+
+class NoData(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class OneStep:
+    """One step that records its runs; ``while_listing`` runs inside list_machines."""
+
+    type_name: ClassVar[str] = "one-step"
+    config_model: ClassVar[type[BaseModel]] = NoData
+    data_model: ClassVar[type[BaseModel]] = NoData
+    state_model: ClassVar[type[ProviderState]] = ProviderState
+
+    def __init__(self) -> None:
+        self.name = "one-step"
+        self.ran: list[str] = []
+        self.while_listing: Callable[[], None] | None = None
+
+    def steps(self) -> Sequence[Step]:
+        return (Step("make", self._make),)
+
+    def _make(self, ctx: StepContext[Any, Any]) -> StepResult:
+        self.ran.append(ctx.request.id)
+        ctx.state.infra_id = f"m-{ctx.request.id}"
+        return None
+
+    def deprovision(self, ctx: StepContext[Any, Any]) -> StepResult:
+        return None
+
+    def list_machines(self, owner: Owner) -> list[Machine]:
+        if self.while_listing is not None:
+            hook, self.while_listing = self.while_listing, None
+            hook()
+        return [Machine(infra_id=f"m-{rid}", state=MachineState.RUNNING, request_id=rid)
+                for rid in self.ran]
+
+    def health(self) -> Health:
+        return Health(ok=True)
+
+
+def test_a_request_provisioned_by_another_worker_mid_pass_is_not_worked_again(
+        tmp_path: Path) -> None:
+    store = Store(f"sqlite:///{tmp_path / 'state.db'}")
+    store.migrate()
+    clock = FakeClock()
+    runtime = Runtime(installation="t", cache_dir=tmp_path, clock=clock, sleep=clock.sleep)
+    ours, theirs = OneStep(), OneStep()
+    mine = Reconciler(store, {"one-step": ProviderHandle(ours)}, runtime, worker_id="mine")
+    other = Reconciler(store, {"one-step": ProviderHandle(theirs)}, runtime,
+                       worker_id="other")
+    store.create_request(MachineRequest(id="r-1", provider="one-step",
+                                        talos_version="v1.11.5",
+                                        machine_config=SecretStr(WORKER_CONFIG)))
+    def provision_elsewhere() -> None:
+        other.run_pass()
+
+    # After this pass has read its summaries, the other worker provisions r-1.
+    ours.while_listing = provision_elsewhere
+
+    report = mine.run_pass()
+
+    record = store.get_request("r-1")
+    assert record is not None
+    assert record.stage == Stage.PROVISIONED
+    assert theirs.ran == ["r-1"]
+    assert ours.ran == []
+    assert report.worked == 0
+    provisioned = [e for e in store.events("r-1") if e.message.startswith("provisioned")]
+    assert len(provisioned) == 1
+    mine.close()
+    other.close()
