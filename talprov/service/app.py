@@ -51,10 +51,23 @@ def _problems(exc: RequestValidationError) -> list[dict[str, object]]:
     return problems
 
 
+def _sent_json(request: Request) -> bool:
+    media_type = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    return media_type == "application/json" or media_type.endswith("+json")
+
+
 def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
-    async def invalid(_request: Request, exc: RequestValidationError) -> JSONResponse:
-        return JSONResponse({"detail": _problems(exc)},
+    async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        problems = _problems(exc)
+        if not _sent_json(request):
+            # Without a JSON content type the body is not parsed at all, and the
+            # validator's "should be a valid dictionary" hides the real mistake.
+            for problem in problems:
+                if problem["loc"] == ["body"] and problem["type"] == "model_attributes_type":
+                    problem["msg"] = "expected a JSON object sent as Content-Type: " \
+                                     "application/json"
+        return JSONResponse({"detail": problems},
                             status_code=status.HTTP_422_UNPROCESSABLE_CONTENT)
 
     @app.exception_handler(StaleRecord)
@@ -65,10 +78,13 @@ def _install_error_handlers(app: FastAPI) -> None:
                             status_code=status.HTTP_409_CONFLICT)
 
     @app.exception_handler(StoreError)
-    async def store_down(_request: Request, exc: StoreError) -> JSONResponse:
-        message = redact(str(exc))
-        log.warning("store error: %s", message)
-        return JSONResponse({"detail": f"store: {message}"},
+    async def store_down(request: Request, exc: StoreError) -> JSONResponse:
+        # The details (the store's URL and host, the database's own message, which
+        # may quote a value) are for the operator's log, not for API clients.
+        log.warning("store error on %s %s: %s", request.method, request.url.path,
+                    redact(str(exc)))
+        return JSONResponse({"detail": "the store failed or cannot be reached; the server "
+                                       "log has the details"},
                             status_code=status.HTTP_503_SERVICE_UNAVAILABLE)
 
     @app.exception_handler(Exception)
@@ -124,8 +140,10 @@ def create_app(
         try:
             yield
         finally:
-            if ctx.loop is not None:
-                ctx.loop.stop()
+            if ctx.loop is not None and not ctx.loop.stop(service_config.stop_timeout):
+                log.warning("the reconcile pass did not finish within %.0f s of the stop; "
+                            "its leases expire after %.0f s", service_config.stop_timeout,
+                            service_config.lease_ttl)
 
     app = FastAPI(
         title="talprov",

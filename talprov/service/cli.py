@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import socket
+import ssl
 import sys
 from types import FrameType
 from typing import Any
@@ -67,6 +69,8 @@ def serve(app: App, listen: str | None, workers: bool | None, worker_id: str | N
     if not config.tokens:
         fail(f"{where}.tokens: no tokens configured; every API call would be refused")
     host, port = parse_listen(listen) if listen else config.host_port()
+    if config.tls is not None:
+        check_tls_files(config.tls.cert, config.tls.key, where=f"{where}.tls")
     api = create_app(app.store, app.all_handles(), app.runtime, config)
     sock = _bind(host, port)
     bound_port = sock.getsockname()[1]
@@ -78,7 +82,7 @@ def serve(app: App, listen: str | None, workers: bool | None, worker_id: str | N
         access_log=True,
         ssl_certfile=config.tls.cert if config.tls else None,
         ssl_keyfile=config.tls.key if config.tls else None,
-        timeout_graceful_shutdown=30,
+        timeout_graceful_shutdown=max(1, round(config.stop_timeout)),
         server_header=False,
     )
     server = uvicorn.Server(uv_config)
@@ -101,7 +105,34 @@ def serve(app: App, listen: str | None, workers: bool | None, worker_id: str | N
         signal.signal(signal.SIGTERM, previous)
         for boot in boot_servers:
             boot.stop()
+    loop = api.state.ctx.loop
+    if loop is not None and loop.running:
+        # A provider call that never returns holds the pass, and the interpreter
+        # would wait for its thread forever at exit. Its leases are no longer
+        # renewed, so another replica takes the requests over after lease_ttl.
+        click.echo("stopped (a reconcile pass was still running; not waiting for it)",
+                   err=True)
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)
     click.echo("stopped", err=True)
+
+
+def check_tls_files(cert: str, key: str, *, where: str) -> None:
+    """Load the certificate and key once so that a bad path or a key that does not
+    fit the certificate stops ``serve`` with a message naming the field, before
+    anything is served. Calls ``fail`` (exit 2) on a problem. Idempotent."""
+    for field, path in (("cert", cert), ("key", key)):
+        if not os.path.isfile(path):
+            fail(f"{where}.{field}: {path}: no such file")
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    try:
+        context.load_cert_chain(cert, key)
+    except (ssl.SSLError, OSError) as exc:
+        # The reason only (e.g. KEY_VALUES_MISMATCH); never the file's content.
+        reason = getattr(exc, "reason", None) or exc.strerror or type(exc).__name__
+        fail(f"{where}: cannot use {cert} with {key}: {reason}")
 
 
 def start_boot_servers(app: App) -> list[Any]:

@@ -83,6 +83,9 @@ class ServiceConfig(BaseModel):
     #: Largest request body accepted; larger ones get 413 before being read whole.
     #: Big control-plane configs (inline manifests) reach a few hundred KiB.
     max_body_bytes: int = Field(default=4 * 1024 * 1024, ge=1024, le=256 * 1024 * 1024)
+    #: Seconds a stop (SIGTERM) waits for open connections, and then for the
+    #: running reconcile pass, before the process exits anyway.
+    stop_timeout: float = Field(default=30.0, ge=0, le=3600)
 
     @model_validator(mode="after")
     def _unique_token_names(self) -> ServiceConfig:

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import hashlib
+import re
 import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, NoReturn
+from urllib.parse import urlsplit
 
 from fastapi import Request
 from fastapi.exceptions import RequestValidationError
@@ -15,7 +17,7 @@ from pydantic import SecretStr, ValidationError
 
 from talprov.providers.errors import ConfigError
 from talprov.providers.protocol import Runtime
-from talprov.providers.types import Health, MachineRequest
+from talprov.providers.types import Health, JoinSpec, MachineRequest
 from talprov.reconciler import ProviderHandle
 from talprov.secrets import redact
 from talprov.service.auth import Principal, TokenVerifier
@@ -84,6 +86,57 @@ def _check_config(text: str) -> None:
         field_error(("body", "config"), str(exc))
 
 
+#: Schemes Talos accepts for ``siderolink.api`` (grpc:// is the plain-text one).
+JOIN_URL_SCHEMES = ("https", "http", "grpc")
+_UNSAFE_IN_KERNEL_ARG = re.compile(r"[\s\x00-\x1f\x7f]")
+
+
+def _check_join(join: JoinSpec) -> None:
+    """422 for join values a machine could not use.
+
+    They end up on the kernel command line as ``siderolink.api=<url>`` and so on,
+    where a space or control character would split the value into extra kernel
+    arguments. Messages never quote the URL: it carries the join token.
+    """
+    loc = ("body", "join")
+    api_url = join.api_url.get_secret_value()
+    if _UNSAFE_IN_KERNEL_ARG.search(api_url):
+        field_error((*loc, "api_url"), "must not contain spaces or control characters")
+    try:
+        parsed = urlsplit(api_url)
+        usable = parsed.scheme in JOIN_URL_SCHEMES and bool(parsed.hostname)
+    except ValueError:  # e.g. an unbalanced IPv6 bracket
+        usable = False
+    if not usable:
+        field_error((*loc, "api_url"),
+                    f"must be a URL with a host and scheme {', '.join(JOIN_URL_SCHEMES)}")
+    for name in ("events_sink", "kmsg_log"):
+        if _UNSAFE_IN_KERNEL_ARG.search(getattr(join, name)):
+            field_error((*loc, name), "must not contain spaces or control characters")
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _check_encodable(value: object, loc: tuple[str | int, ...]) -> None:
+    """422 at the first string holding a lone UTF-16 surrogate.
+
+    JSON can escape one (``"\\ud800"``) and the body parser keeps it, but it has
+    no UTF-8 form: a store, a provider SDK or the Image Factory would fail on it
+    later, in the worker, again on every retry. Messages never quote the value.
+    """
+    if isinstance(value, str):
+        if _SURROGATE.search(value):
+            field_error(loc, "must be valid Unicode (no unpaired surrogate)")
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            _check_encodable(key, loc)
+            _check_encodable(item, (*loc, str(key)))
+    elif isinstance(value, (list, tuple)):
+        for index, item in enumerate(value):
+            _check_encodable(item, (*loc, index))
+
+
 def build_request(
     ctx: ServiceContext, principal: Principal, template: MachineTemplate, request_id: str
 ) -> MachineRequest:
@@ -95,7 +148,9 @@ def build_request(
     principal.require_provider(template.provider)
     handle = ctx.handles.get(template.provider)
     if handle is None:
-        known = ", ".join(sorted(ctx.handles)) or "none"
+        # Only the instances this token may use: the others are none of its business.
+        known = ", ".join(n for n in sorted(ctx.handles) if principal.allows_provider(n))
+        known = known or "none"
         field_error(("body", "provider"), f"unknown provider instance (configured: {known})")
     try:
         handle.provider.data_model.model_validate(template.provider_data)
@@ -107,11 +162,17 @@ def build_request(
                 for err in exc.errors()
             ]
         ) from None
+    for name, value in template.model_dump(exclude={"config", "join"}).items():
+        _check_encodable(value, ("body", name))
     config = template.config.get_secret_value() if template.config is not None else ""
+    _check_encodable(config, ("body", "config"))
+    if template.join is not None:
+        _check_encodable(template.join.model_dump(exclude={"api_url"}), ("body", "join"))
+        _check_encodable(template.join.api_url.get_secret_value(), ("body", "join", "api_url"))
     if config.strip():
         _check_config(config)
-    if template.join is not None and "\x00" in template.join.api_url.get_secret_value():
-        field_error(("body", "join", "api_url"), "must not contain NUL characters")
+    if template.join is not None:
+        _check_join(template.join)
     # Only the template's own fields: a set body also carries name and machine_count.
     shared = set(MachineTemplate.model_fields) - {"config", "join"}
     body: dict[str, Any] = template.model_dump(include=shared)

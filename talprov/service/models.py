@@ -11,7 +11,14 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, StringConstraints
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    StringConstraints,
+)
 
 from talprov.providers.types import (
     REQUEST_ID_PATTERN,
@@ -31,8 +38,22 @@ LABEL_VALUE_PATTERN = r"^[^\x00]{0,1024}$"
 SET_NAME_PATTERN = r"^[a-z0-9]([-a-z0-9]{0,50}[a-z0-9])?$"
 MAX_SET_SIZE = 1000
 
+#: Labels are indexed as (key, value) in the store; a PostgreSQL b-tree entry
+#: holds at most 2704 bytes, so the value is bounded in UTF-8 bytes, not only in
+#: characters (1024 four-byte characters would not fit).
+LABEL_VALUE_MAX_BYTES = 1024
+
+
+def _label_value_fits(value: str) -> str:
+    if len(value.encode("utf-8", "surrogatepass")) > LABEL_VALUE_MAX_BYTES:
+        raise ValueError(f"must be at most {LABEL_VALUE_MAX_BYTES} bytes in UTF-8")
+    return value
+
+
 LabelKey = Annotated[str, StringConstraints(pattern=LABEL_KEY_PATTERN)]
-LabelValue = Annotated[str, StringConstraints(pattern=LABEL_VALUE_PATTERN)]
+LabelValue = Annotated[
+    str, StringConstraints(pattern=LABEL_VALUE_PATTERN), AfterValidator(_label_value_fits)
+]
 
 
 class MachineTemplate(BaseModel):

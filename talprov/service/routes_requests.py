@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, Response, status
@@ -28,6 +29,7 @@ from talprov.service.models import (
 )
 from talprov.store.records import RequestRecord
 
+log = logging.getLogger(__name__)
 router = APIRouter(prefix="/v1/machine-requests", tags=["machine-requests"])
 ContextDep = Annotated[ServiceContext, Depends(service_context)]
 # Path and query values reach SQL; PostgreSQL text cannot hold NUL, and an id
@@ -41,19 +43,30 @@ AUTH_RESPONSES: dict[int | str, dict[str, Any]] = {
     503: {"model": Problem, "description": "The store cannot be reached."},
 }
 NOT_FOUND: dict[int | str, dict[str, Any]] = {
-    404: {"model": Problem, "description": "No such request (or it is gone)."}
+    404: {"model": Problem,
+          "description": "No such request (or it is gone, or outside the token's providers)."}
 }
 INVALID: dict[int | str, dict[str, Any]] = {
     422: {"model": ValidationProblem, "description": "Invalid body; `loc` names the field."}
 }
 
 
+def not_found(request_id: str) -> HTTPException:
+    return HTTPException(status.HTTP_404_NOT_FOUND, detail=f"request {request_id} not found")
+
+
 def visible_record(ctx: ServiceContext, principal: Principal, request_id: str) -> RequestRecord:
-    """The live request ``request_id``: 404 when unknown or gone, 403 out of scope."""
+    """The live request ``request_id``; 404 when unknown, gone, or out of the token's scope.
+
+    A request of a provider the token may not use is answered exactly like one
+    that does not exist: a 403 there would tell a token scoped to one provider
+    which ids exist under the others (and, through its message, their provider).
+    """
     record = ctx.store.get_request(request_id)
     if record is None or record.stage == Stage.GONE:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"request {request_id} not found")
-    principal.require_provider(record.request.provider)
+        raise not_found(request_id)
+    if not principal.allows_provider(record.request.provider):
+        raise not_found(request_id)
     return record
 
 
@@ -174,9 +187,7 @@ def delete_machine_request(
     try:
         record = ctx.store.request_deletion(request_id)
     except KeyError:
-        raise HTTPException(
-            status.HTTP_404_NOT_FOUND, detail=f"request {request_id} not found"
-        ) from None
+        raise not_found(request_id) from None
     ctx.wake()
     return request_view(record)
 
@@ -197,13 +208,15 @@ def forget_machine_request(
     """
     principal.require_write()
     record = ctx.store.get_request(request_id)
-    if record is None:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"request {request_id} not found")
-    principal.require_provider(record.request.provider)
+    # Out of scope looks like absent, as for reads (see visible_record).
+    if record is None or not principal.allows_provider(record.request.provider):
+        raise not_found(request_id)
     try:
         ctx.store.forget_request(request_id, actor=principal.name, reason=body.reason)
     except KeyError:
-        raise HTTPException(
-            status.HTTP_404_NOT_FOUND, detail=f"request {request_id} not found"
-        ) from None
+        raise not_found(request_id) from None
+    # An operator action that leaves a machine behind unmanaged: worth a log line
+    # (the reason stays in the audit table; it is free text).
+    log.warning("request %s (provider %s) force-forgotten by token %r; its machine, if any, "
+                "is no longer managed", request_id, record.request.provider, principal.name)
     return ForgetResult(id=request_id, actor=principal.name, reason=body.reason)

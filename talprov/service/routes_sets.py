@@ -7,7 +7,12 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, HTTPException, Path, Response, status
 
 from talprov.service.auth import Principal, PrincipalDep
-from talprov.service.context import ServiceContext, build_request, service_context
+from talprov.service.context import (
+    ServiceContext,
+    build_request,
+    field_error,
+    service_context,
+)
 from talprov.service.models import (
     SET_NAME_PATTERN,
     MachineRequestSetCreate,
@@ -51,10 +56,22 @@ def set_view(ctx: ServiceContext, request_set: RequestSet) -> MachineRequestSetV
 
 def _visible_set(ctx: ServiceContext, principal: Principal, name: str) -> RequestSet:
     found = ctx.sets.get(name)
-    if found is None:
+    # A set of a provider the token may not use is answered like a missing one,
+    # so that a scoped token cannot probe other scopes' set names.
+    if found is None or not principal.allows_provider(found.template.provider):
         raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"set {name} not found")
-    principal.require_provider(found.template.provider)
     return found
+
+
+def _require_name_free_or_visible(principal: Principal, existing: RequestSet) -> None:
+    """409 when the name belongs to a set of a provider the token may not use.
+
+    Set names are shared by all providers, so the clash itself cannot be hidden;
+    the answer says no more than that (not the provider, not the set's state).
+    """
+    if not principal.allows_provider(existing.template.provider):
+        raise HTTPException(status.HTTP_409_CONFLICT,
+                            detail=f"set name {existing.name} is already in use")
 
 
 def _apply(
@@ -100,7 +117,7 @@ def create_set(
             if existing is None:
                 raise HTTPException(status.HTTP_409_CONFLICT,
                                     detail=f"set {body.name} changed meanwhile; retry") from None
-    principal.require_provider(existing.template.provider)
+    _require_name_free_or_visible(principal, existing)
     if existing.fingerprint != fingerprint or existing.deleting:
         raise HTTPException(
             status.HTTP_409_CONFLICT,
@@ -124,13 +141,14 @@ def replace_set(
     they were created from; new members use the new one. The provider cannot change."""
     principal.require_write()
     if body.name != name:
-        raise HTTPException(status.HTTP_409_CONFLICT, detail="body name differs from the path")
+        # A malformed call, not a clash with stored state: 422 naming the field.
+        field_error(("body", "name"), "must equal the set name in the path")
     template = build_request(ctx, principal, body, f"{name}-0")
     existing = ctx.sets.get(name)
     now = now_utc()
     created = now
     if existing is not None:
-        principal.require_provider(existing.template.provider)
+        _require_name_free_or_visible(principal, existing)
         if existing.template.provider != template.provider:
             raise HTTPException(status.HTTP_409_CONFLICT,
                                 detail="a set's provider cannot change; create another set")

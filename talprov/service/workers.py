@@ -118,14 +118,27 @@ class ReconcileLoop:
         self._thread = threading.Thread(target=self._run, name="talprov-reconcile", daemon=True)
         self._thread.start()
 
-    def stop(self, timeout: float = 30.0) -> None:
+    def stop(self, timeout: float = 30.0) -> bool:
         """Finish the current pass, then stop; leases it held are released by it.
 
-        Lease renewal stops with it. Idempotent.
+        Waits at most ``timeout`` seconds for the pass. Returns False when it is
+        still running then (a provider call that does not return): its leases are
+        no longer renewed and expire after ``lease_ttl``, so another replica takes
+        the requests over once this process has exited. Lease renewal stops with
+        it. Idempotent; never raises.
         """
         self._stop.set()
         self._wake.set()
+        finished = True
         if self._thread is not None:
             self._thread.join(timeout=timeout)
-            self._thread = None
+            finished = not self._thread.is_alive()
+            if finished:
+                self._thread = None
         self.reconciler.close()
+        return finished
+
+    @property
+    def running(self) -> bool:
+        """Whether the loop's thread is still alive (a pass outlived ``stop``)."""
+        return self._thread is not None and self._thread.is_alive()
