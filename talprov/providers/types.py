@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
@@ -73,6 +75,11 @@ class Overlay(BaseModel):
     options: dict[str, Any] = Field(default_factory=dict)
 
 
+#: Schemes Talos accepts for ``siderolink.api`` (grpc:// is the plain-text one).
+JOIN_URL_SCHEMES = ("https", "http", "grpc")
+_UNSAFE_IN_KERNEL_ARG = re.compile(r"[\s\x00-\x1f\x7f]")
+
+
 class JoinSpec(BaseModel):
     """Omni join parameters. ``api_url`` carries the join token, so it is a secret."""
 
@@ -84,6 +91,32 @@ class JoinSpec(BaseModel):
     # "kernel_args" puts siderolink.api=... on the kernel command line, "documents"
     # appends SideroLinkConfig/EventSinkConfig/KmsgLogConfig to the machine config.
     mode: str = Field(default="auto", pattern="^(auto|kernel_args|documents)$")
+
+    # These values travel on the kernel command line, where a space or control
+    # character would split one into extra kernel arguments. Messages never quote
+    # the URL: it carries the join token.
+    @field_validator("api_url")
+    @classmethod
+    def _usable_api_url(cls, value: SecretStr) -> SecretStr:
+        url = value.get_secret_value()
+        if _UNSAFE_IN_KERNEL_ARG.search(url):
+            raise ValueError("must not contain spaces or control characters")
+        try:
+            parsed = urlsplit(url)
+            usable = parsed.scheme in JOIN_URL_SCHEMES and bool(parsed.hostname)
+        except ValueError:  # e.g. an unbalanced IPv6 bracket
+            usable = False
+        if not usable:
+            raise ValueError(
+                f"must be a URL with a host and scheme {', '.join(JOIN_URL_SCHEMES)}")
+        return value
+
+    @field_validator("events_sink", "kmsg_log")
+    @classmethod
+    def _one_kernel_arg(cls, value: str) -> str:
+        if _UNSAFE_IN_KERNEL_ARG.search(value):
+            raise ValueError("must not contain spaces or control characters")
+        return value
 
 
 class MachineRequest(BaseModel):

@@ -9,7 +9,6 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, NoReturn
-from urllib.parse import urlsplit
 
 from fastapi import Request
 from fastapi.exceptions import RequestValidationError
@@ -17,7 +16,7 @@ from pydantic import SecretStr, ValidationError
 
 from talprov.providers.errors import ConfigError
 from talprov.providers.protocol import Runtime
-from talprov.providers.types import Health, JoinSpec, MachineRequest
+from talprov.providers.types import Health, MachineRequest
 from talprov.reconciler import ProviderHandle
 from talprov.secrets import redact
 from talprov.service.auth import Principal, TokenVerifier
@@ -86,35 +85,6 @@ def _check_config(text: str) -> None:
         field_error(("body", "config"), str(exc))
 
 
-#: Schemes Talos accepts for ``siderolink.api`` (grpc:// is the plain-text one).
-JOIN_URL_SCHEMES = ("https", "http", "grpc")
-_UNSAFE_IN_KERNEL_ARG = re.compile(r"[\s\x00-\x1f\x7f]")
-
-
-def _check_join(join: JoinSpec) -> None:
-    """422 for join values a machine could not use.
-
-    They end up on the kernel command line as ``siderolink.api=<url>`` and so on,
-    where a space or control character would split the value into extra kernel
-    arguments. Messages never quote the URL: it carries the join token.
-    """
-    loc = ("body", "join")
-    api_url = join.api_url.get_secret_value()
-    if _UNSAFE_IN_KERNEL_ARG.search(api_url):
-        field_error((*loc, "api_url"), "must not contain spaces or control characters")
-    try:
-        parsed = urlsplit(api_url)
-        usable = parsed.scheme in JOIN_URL_SCHEMES and bool(parsed.hostname)
-    except ValueError:  # e.g. an unbalanced IPv6 bracket
-        usable = False
-    if not usable:
-        field_error((*loc, "api_url"),
-                    f"must be a URL with a host and scheme {', '.join(JOIN_URL_SCHEMES)}")
-    for name in ("events_sink", "kmsg_log"):
-        if _UNSAFE_IN_KERNEL_ARG.search(getattr(join, name)):
-            field_error((*loc, name), "must not contain spaces or control characters")
-
-
 _SURROGATE = re.compile("[\ud800-\udfff]")
 
 
@@ -171,8 +141,6 @@ def build_request(
         _check_encodable(template.join.api_url.get_secret_value(), ("body", "join", "api_url"))
     if config.strip():
         _check_config(config)
-    if template.join is not None:
-        _check_join(template.join)
     # Only the template's own fields: a set body also carries name and machine_count.
     shared = set(MachineTemplate.model_fields) - {"config", "join"}
     body: dict[str, Any] = template.model_dump(include=shared)
