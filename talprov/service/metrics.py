@@ -79,6 +79,7 @@ class Metrics:
         self._lock = threading.Lock()
         self._steps: dict[tuple[str, str], _Histogram] = {}
         self._errors: dict[tuple[str, str, str], int] = {}
+        self._swept: dict[tuple[str, str], int] = {}
         self.passes = 0
         self.pass_failures = 0
         self.last_pass_seconds = 0.0
@@ -94,6 +95,11 @@ class Metrics:
         with self._lock:
             key = (provider, operation, error)
             self._errors[key] = self._errors.get(key, 0) + 1
+
+    def count_swept(self, provider: str, kind: str) -> None:
+        """One leftover (of ``kind``) deleted by the sweep of ``provider``."""
+        with self._lock:
+            self._swept[(provider, kind)] = self._swept.get((provider, kind), 0) + 1
 
     def step_calls(self) -> int:
         """How many provider step calls this process timed (all instances)."""
@@ -157,6 +163,15 @@ class Metrics:
         for (provider, operation, error), n in sorted(self._errors.items()):
             labels = [("provider", provider), ("operation", operation), ("error", error)]
             out.append(f"talprov_provider_errors_total{_labels(labels)} {n}")
+        out += _family(
+            "talprov_leftovers_swept_total", "counter",
+            "Leftovers (detached ports, unassociated floating IPs, ...) this replica's "
+            "sweep deleted.",
+        )
+        for (provider, kind), n in sorted(self._swept.items()):
+            out.append(
+                f"talprov_leftovers_swept_total{_labels([('provider', provider), ('kind', kind)])}"
+                f" {n}")
         out += _family("talprov_reconcile_passes_total", "counter",
                        "Reconcile passes run by this replica.")
         out.append(f"talprov_reconcile_passes_total {self.passes}")
@@ -275,6 +290,7 @@ class InstrumentedSweepingProvider(InstrumentedProvider):
             "delete_leftover", lambda: self._sweeping.delete_leftover(owner, leftover),
             timed=False,
         )
+        self._metrics.count_swept(self._instance, leftover.kind)
 
 
 def instrument(inner: Provider, instance: str, metrics: Metrics) -> Provider:

@@ -162,6 +162,8 @@ def test_the_services_instrumenting_wrapper_keeps_the_optional_protocol(
     reconciler.providers = {"leaky": ProviderHandle(wrapped)}
     assert reconciler.run_pass().swept == 1
     assert leaky.deleted() == ["port-never-stored"]
+    swept = metrics.render(store, ["leaky"], datetime.now(UTC))
+    assert 'talprov_leftovers_swept_total{provider="leaky",kind="port"} 1' in swept
 
     leaky.list_error = Transient("busy", retry_after=1)
     with pytest.raises(Transient):
