@@ -21,25 +21,24 @@ import tempfile
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import ClassVar
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from pydantic import BaseModel, ConfigDict, SecretStr  # noqa: E402
+from pydantic import SecretStr  # noqa: E402
 
-from talprov.providers.protocol import ProviderState, Runtime, Step, StepContext  # noqa: E402
+from talprov.providers.protocol import Runtime, Step  # noqa: E402
 from talprov.providers.types import (  # noqa: E402
-    Health,
     Machine,
     MachineRequest,
     MachineState,
     Owner,
-    StepResult,
 )
 from talprov.reconciler import ACTIVE_STAGES, ProviderHandle, Reconciler  # noqa: E402
 from talprov.store.store import Store  # noqa: E402
+from talprov.testing import ProviderDouble  # noqa: E402
 
 # A worker config of realistic size (the CA keys, certificates and patches of a
 # generated config make it some 10-20 KiB).
@@ -47,17 +46,10 @@ CONFIG = "version: v1alpha1\nmachine:\n  type: worker\n  token: bench\n" + "# pa
 KEY = "bench-store-key-not-a-secret"
 
 
-class NoData(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class Listed:
+class Listed(ProviderDouble):
     """A provider whose every machine is running: the pass has nothing to do."""
 
     type_name: ClassVar[str] = "listed"
-    config_model: ClassVar[type[BaseModel]] = NoData
-    data_model: ClassVar[type[BaseModel]] = NoData
-    state_model: ClassVar[type[ProviderState]] = ProviderState
 
     def __init__(self, ids: Sequence[str]) -> None:
         self.name = "listed"
@@ -70,14 +62,8 @@ class Listed:
     def steps(self) -> Sequence[Step]:
         return (Step("done", lambda ctx: None),)
 
-    def deprovision(self, ctx: StepContext[Any, Any]) -> StepResult:
-        return None
-
     def list_machines(self, owner: Owner) -> list[Machine]:
         return list(self.machines)
-
-    def health(self) -> Health:
-        return Health(ok=True)
 
 
 def median_seconds(call: Callable[[], object], repeat: int) -> float:

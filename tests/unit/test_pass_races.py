@@ -6,11 +6,10 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict, SecretStr
+from pydantic import SecretStr
 
-from talprov.providers.protocol import ProviderState, Runtime, Step, StepContext
+from talprov.providers.protocol import Runtime, Step, StepContext
 from talprov.providers.types import (
-    Health,
     Machine,
     MachineRequest,
     MachineState,
@@ -20,21 +19,14 @@ from talprov.providers.types import (
 )
 from talprov.reconciler import ProviderHandle, Reconciler
 from talprov.store.store import Store
-from talprov.testing import FakeClock
+from talprov.testing import FakeClock, ProviderDouble
 from tests.helpers import WORKER_CONFIG
 
 
-class NoData(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class OneStep:
+class OneStep(ProviderDouble):
     """One step that records its runs; ``while_listing`` runs inside list_machines."""
 
     type_name: ClassVar[str] = "one-step"
-    config_model: ClassVar[type[BaseModel]] = NoData
-    data_model: ClassVar[type[BaseModel]] = NoData
-    state_model: ClassVar[type[ProviderState]] = ProviderState
 
     def __init__(self) -> None:
         self.name = "one-step"
@@ -49,18 +41,12 @@ class OneStep:
         ctx.state.infra_id = f"m-{ctx.request.id}"
         return None
 
-    def deprovision(self, ctx: StepContext[Any, Any]) -> StepResult:
-        return None
-
     def list_machines(self, owner: Owner) -> list[Machine]:
         if self.while_listing is not None:
             hook, self.while_listing = self.while_listing, None
             hook()
         return [Machine(infra_id=f"m-{rid}", state=MachineState.RUNNING, request_id=rid)
                 for rid in self.ran]
-
-    def health(self) -> Health:
-        return Health(ok=True)
 
 
 def test_a_request_provisioned_by_another_worker_mid_pass_is_not_worked_again(

@@ -14,11 +14,9 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import pytest
-from pydantic import BaseModel, ConfigDict
 
-from talprov.providers.protocol import ProviderState, Runtime, Step, StepContext
+from talprov.providers.protocol import Runtime, Step, StepContext
 from talprov.providers.types import (
-    Health,
     Machine,
     MachineRequest,
     MachineState,
@@ -28,23 +26,17 @@ from talprov.providers.types import (
 )
 from talprov.reconciler import PassReport, ProviderHandle, Reconciler
 from talprov.store.store import Store
+from talprov.testing import ProviderDouble
 
 TTL = 1.2  # renewal every 0.4 s: margin for a loaded CI machine
 GATE_TIMEOUT = 10.0
 
 
-class NoData(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class GatedProvider:
+class GatedProvider(ProviderDouble):
     """One step that blocks until the test opens the gate, so the test decides
     how long a step runs and what happens meanwhile."""
 
     type_name: ClassVar[str] = "gated"
-    config_model: ClassVar[type[BaseModel]] = NoData
-    data_model: ClassVar[type[BaseModel]] = NoData
-    state_model: ClassVar[type[ProviderState]] = ProviderState
 
     def __init__(self) -> None:
         self.name = "gated"
@@ -63,15 +55,9 @@ class GatedProvider:
         self.machines[ctx.request.id] = ctx.state.infra_id
         return None
 
-    def deprovision(self, ctx: StepContext[Any, Any]) -> StepResult:
-        return None
-
     def list_machines(self, owner: Owner) -> list[Machine]:
         return [Machine(infra_id=infra, state=MachineState.RUNNING, request_id=rid)
                 for rid, infra in self.machines.items()]
-
-    def health(self) -> Health:
-        return Health(ok=True)
 
 
 class GatedReleaseStore(Store):

@@ -7,11 +7,10 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import pytest
-from pydantic import BaseModel, ConfigDict, SecretStr
+from pydantic import SecretStr
 
-from talprov.providers.protocol import ProviderState, Runtime, Step, StepContext
+from talprov.providers.protocol import Runtime, Step, StepContext
 from talprov.providers.types import (
-    Health,
     Machine,
     MachineRequest,
     MachineState,
@@ -21,21 +20,14 @@ from talprov.providers.types import (
 )
 from talprov.reconciler import ProviderHandle, Reconciler
 from talprov.store.store import Store
-from talprov.testing import FakeClock
+from talprov.testing import FakeClock, ProviderDouble
 from tests.helpers import WORKER_CONFIG
 
 
-class NoData(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class Counted:
+class Counted(ProviderDouble):
     """A provider double whose step list a test can change between passes."""
 
     type_name: ClassVar[str] = "counted"
-    config_model: ClassVar[type[BaseModel]] = NoData
-    data_model: ClassVar[type[BaseModel]] = NoData
-    state_model: ClassVar[type[ProviderState]] = ProviderState
 
     def __init__(self, names: Sequence[str], *, stop_before: str | None = None) -> None:
         self.name = "counted"
@@ -56,14 +48,8 @@ class Counted:
 
         return run
 
-    def deprovision(self, ctx: StepContext[Any, Any]) -> StepResult:
-        return None
-
     def list_machines(self, owner: Owner) -> list[Machine]:
         return [Machine(infra_id="m-1", state=MachineState.RUNNING, request_id="r-1")]
-
-    def health(self) -> Health:
-        return Health(ok=True)
 
 
 def reconciler(store: Store, provider: Counted, tmp_path: Path) -> Reconciler:

@@ -8,19 +8,16 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import pytest
-from pydantic import BaseModel, ConfigDict
 
 from talprov.providers.errors import AuthError, Transient
 from talprov.providers.protocol import (
     Leftover,
-    ProviderState,
     Runtime,
     Step,
     StepContext,
     SweepsLeftovers,
 )
 from talprov.providers.types import (
-    Health,
     Machine,
     MachineRequest,
     MachineState,
@@ -33,27 +30,20 @@ from talprov.reconciler import ProviderHandle, Reconciler
 from talprov.secrets import MASK, register_secret
 from talprov.service.metrics import Metrics, instrument
 from talprov.store.store import Store
-from talprov.testing import FakeClock
+from talprov.testing import FakeClock, ProviderDouble
 
 SECRET = "sweep-secret-4f9a1c77"
 #: Later than any test here moves its FakeClock, so no request becomes due.
 IN_AN_HOUR = datetime.fromtimestamp(FakeClock().now, UTC) + timedelta(hours=1)
 
 
-class NoData(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class PlainProvider:
+class PlainProvider(ProviderDouble):
     """A provider double without the optional protocol; records every call made to it.
 
     Its requests never finish a step, so a pass leaves them as they were put.
     """
 
     type_name: ClassVar[str] = "leaky"
-    config_model: ClassVar[type[BaseModel]] = NoData
-    data_model: ClassVar[type[BaseModel]] = NoData
-    state_model: ClassVar[type[ProviderState]] = ProviderState
 
     def __init__(self, name: str, leftovers: Sequence[Leftover] = ()) -> None:
         self.name = name
@@ -69,9 +59,6 @@ class PlainProvider:
     def list_machines(self, owner: Owner) -> list[Machine]:
         self.calls.append(("list_machines", owner))
         return [Machine(infra_id="m-1", state=MachineState.RUNNING, request_id="held-provisioned")]
-
-    def health(self) -> Health:
-        return Health(ok=True)
 
 
 class LeakyProvider(PlainProvider):

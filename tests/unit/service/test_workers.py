@@ -11,11 +11,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict
-
-from talprov.providers.protocol import ProviderState, Runtime, Step, StepContext
+from talprov.providers.protocol import Runtime, Step, StepContext
 from talprov.providers.types import (
-    Health,
     Machine,
     MachineRequest,
     MachineState,
@@ -28,6 +25,7 @@ from talprov.service.metrics import Metrics
 from talprov.service.sets import SetRepository
 from talprov.service.workers import ReconcileLoop
 from talprov.store.store import Store
+from talprov.testing import ProviderDouble
 
 TTL = 0.6
 
@@ -38,17 +36,10 @@ def make_store(tmp_path: Path) -> Store:
     return store
 
 
-class SlowData(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class SlowProvider:
+class SlowProvider(ProviderDouble):
     """A step that takes longer than the lease TTL and notes who runs it when."""
 
     type_name: ClassVar[str] = "slow"
-    config_model: ClassVar[type[BaseModel]] = SlowData
-    data_model: ClassVar[type[BaseModel]] = SlowData
-    state_model: ClassVar[type[ProviderState]] = ProviderState
 
     def __init__(self) -> None:
         self.name = "slow"
@@ -76,16 +67,10 @@ class SlowProvider:
             self.machines[rid] = f"slow-{rid}"
         return None
 
-    def deprovision(self, ctx: StepContext[Any, Any]) -> StepResult:
-        return None
-
     def list_machines(self, owner: Owner) -> list[Machine]:
         with self.lock:
             return [Machine(infra_id=infra, state=MachineState.RUNNING, request_id=rid)
                     for rid, infra in self.machines.items()]
-
-    def health(self) -> Health:
-        return Health(ok=True)
 
 
 def test_two_loops_never_run_one_request_at_once(tmp_path: Path) -> None:
