@@ -121,6 +121,10 @@ class MachineRequestView(BaseModel):
 
 class MachineRequestList(BaseModel):
     items: list[MachineRequestView]
+    next: str | None = Field(
+        default=None,
+        description="With `limit`: pass as `after` to get the next page; null on the last.",
+    )
 
 
 class EventView(BaseModel):

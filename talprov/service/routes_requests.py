@@ -105,6 +105,10 @@ def create_machine_request(
     return request_view(record)
 
 
+#: The largest page ``GET /v1/machine-requests`` hands out.
+MAX_PAGE = 1000
+
+
 @router.get(
     "",
     response_model=MachineRequestList,
@@ -122,9 +126,17 @@ def list_machine_requests(
         Query(description="KEY=VALUE; repeat to require several labels."),
     ] = None,
     stage: Annotated[Stage | None, Query(description="Only requests in this stage.")] = None,
+    limit: Annotated[
+        int | None, Query(ge=1, le=MAX_PAGE, description="At most this many items; the "
+                          "answer's `next` is then the cursor for the following page.")
+    ] = None,
+    after: Annotated[
+        str | None, Query(description="Only requests whose id sorts after this one (the "
+                          "`next` of the previous page).", pattern=NO_NUL, max_length=200)
+    ] = None,
 ) -> MachineRequestList:
     """Requests visible to the token (its providers only), ordered by id; gone ones
-    are left out unless ``stage=gone``."""
+    are left out unless ``stage=gone``. Page with ``limit`` and ``after``."""
     if provider is not None:
         principal.require_provider(provider)
     selector: dict[str, str] = {}
@@ -135,11 +147,17 @@ def list_machine_requests(
         selector[key] = value
     records = ctx.store.list_requests(
         provider=provider,
+        # In the query, not after it, so that a page of a scoped token is full.
+        providers=None if principal.all_providers else principal.providers,
         labels=selector or None,
         stages=None if stage is None else [stage],
+        after=after,
+        limit=limit,
     )
+    more = limit is not None and len(records) == limit
     return MachineRequestList(
-        items=[request_view(r) for r in records if principal.allows_provider(r.request.provider)]
+        items=[request_view(r) for r in records],
+        next=records[-1].request.id if more else None,
     )
 
 

@@ -198,10 +198,16 @@ class Store(
         labels: Mapping[str, str] | None = None,
         include_gone: bool = False,
         ids: Collection[str] | None = None,
+        providers: Collection[str] | None = None,
+        after: str | None = None,
+        limit: int | None = None,
     ) -> list[RequestRecord]:
         """Requests matching every given filter, ordered by id.
 
-        ``ids`` limits the result to those requests (unknown ids are ignored).
+        ``ids`` limits the result to those requests (unknown ids are ignored);
+        ``providers`` to requests of those instances. ``after`` and ``limit`` page
+        through the result: at most ``limit`` requests whose id sorts after
+        ``after`` (a cursor: the last id of the previous page).
 
         ``labels`` must all match exactly. When ``stages`` is given it alone decides
         which stages are returned; otherwise ``GONE`` requests are left out unless
@@ -210,6 +216,10 @@ class Store(
         query = sa.select(requests)
         if provider is not None:
             query = query.where(requests.c.provider == provider)
+        if providers is not None:
+            query = query.where(requests.c.provider.in_(sorted(set(providers))))
+        if after is not None:
+            query = query.where(requests.c.id > after)
         if stages is not None:
             query = query.where(requests.c.stage.in_([Stage(s).value for s in stages]))
         elif not include_gone:
@@ -223,6 +233,8 @@ class Store(
                 )
             )
         query = query.order_by(requests.c.id)
+        if limit is not None:
+            query = query.limit(limit)
         if ids is None:
             with self._read() as conn:
                 rows = conn.execute(query).all()
@@ -234,7 +246,9 @@ class Store(
             for start in range(0, len(wanted), _IDS_PER_QUERY):
                 chunk = wanted[start:start + _IDS_PER_QUERY]
                 rows += conn.execute(query.where(requests.c.id.in_(chunk))).all()
-        return [record_from_row(row, self._codec) for row in rows]
+        # Chunks are in id order and each holds at most ``limit``: the first
+        # ``limit`` rows of them all are the page.
+        return [record_from_row(row, self._codec) for row in rows[:limit]]
 
     def request_deletion(self, request_id: str, *, now: datetime | None = None) -> RequestRecord:
         """Move a request to ``DEPROVISIONING`` so the reconciler removes its machine.

@@ -97,3 +97,18 @@ def test_summaries_and_notes_work_without_the_key(store_url: str) -> None:
         summary = keyless.summaries([Stage.PROVISIONED])[0]
         keyless.note_observed("k-1", expected_version=summary.version, addresses=["10.1.1.1"])
         assert keyless.summaries([Stage.PROVISIONED])[0].addresses == ("10.1.1.1",)
+
+
+def test_pages_by_cursor_and_providers(store: Store) -> None:
+    for rid, provider in (("a", "x"), ("b", "y"), ("c", "x"), ("d", "z"), ("e", "x")):
+        store.create_request(make_request(rid, provider=provider), now=T0)
+
+    def ids(**filters: object) -> list[str]:
+        return [r.request.id for r in store.list_requests(**filters)]  # type: ignore[arg-type]
+
+    assert ids(limit=2) == ["a", "b"]
+    assert ids(after="b", limit=2) == ["c", "d"]
+    assert ids(after="d", limit=2) == ["e"]
+    assert ids(providers=["x", "z"], after="a") == ["c", "d", "e"]
+    assert ids(providers=[]) == []
+    assert ids(ids=["e", "c", "a", "b"], limit=2) == ["a", "b"]
