@@ -109,7 +109,10 @@ def load_config(explicit: str | None = None) -> LoadedConfig:
     except OSError as exc:
         raise ConfigError(where, f"cannot read config file: {exc.strerror}") from None
     raw = parse_yaml_mapping(text, where)
-    raw = resolve_tree(raw, where=where, base_dir=path.parent)
+    # Resolve per top-level key so errors read "FILE: providers.x.field", the
+    # same "file: field" shape as every other validation error.
+    raw = {key: resolve_tree(value, where=f"{where}: {key}", base_dir=path.parent)
+           for key, value in raw.items()}
     try:
         config = TalprovConfig.model_validate(raw)
     except ValidationError as exc:

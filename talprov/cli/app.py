@@ -119,6 +119,21 @@ def progress_printer() -> Callable[[str, int, int | None], None]:
     return show
 
 
+def known_instance(app: App, name: str, *, where: str) -> str:
+    """``name`` when talprov.yaml configures that provider instance.
+
+    Raises ``ConfigError`` at ``where`` (the request or spec field that names it)
+    otherwise, so the user is sent to the file that holds the typo; errors in the
+    instance's own config block still name talprov.yaml. Idempotent.
+    """
+    configured = app.config.config.providers
+    if name not in configured:
+        known = ", ".join(sorted(configured)) or "none configured"
+        source = app.config.path or "no config file found"
+        raise ConfigError(where, f"unknown provider {name!r} (configured in {source}: {known})")
+    return name
+
+
 def fail(message: str, code: int = EXIT_USAGE) -> NoReturn:
     """Print one error line (secrets masked) and exit with ``code``."""
     click.echo(f"talprov: error: {redact(message)}", err=True)

@@ -7,12 +7,15 @@ from typing import Any
 
 import click
 
-from talprov.cli.app import EXIT_FAILED, App, fail, handle_errors, pass_app
+from talprov.cli.app import EXIT_FAILED, App, fail, handle_errors, known_instance, pass_app
 from talprov.cli.output import emit, output_option
 from talprov.providers.errors import ConfigError
+from talprov.providers.registry import validate_provider_data
 from talprov.reconciler import PassReport
 from talprov.scaler.actions import Plan
 from talprov.scaler.apply import ClusterState, Scaler
+from talprov.scaler.configtext import merge_patch
+from talprov.scaler.models import ClusterSpec
 from talprov.scaler.spec import load_spec_file
 
 SET_COLUMNS = ("name", "desired", "provisioned", "provisioning", "failed", "outdated",
@@ -23,12 +26,25 @@ def scaler_for(app: App) -> Scaler:
     return Scaler(app.store, app.all_handles(), app.runtime)
 
 
-def _check_providers(app: App, state: ClusterState) -> None:
-    for name, machine_class in state.spec.machine_classes.items():
-        try:
-            app.handle(machine_class.provider)
-        except ConfigError as exc:
-            raise ConfigError(f"MachineClass {name!r}: provider", exc.message) from None
+def _check_providers(app: App, spec: ClusterSpec, path: Path) -> None:
+    """Check every MachineClass against its provider before anything is recorded.
+
+    The provider instance must be configured and the class's provider_data (and
+    each failure domain's merge of it) must pass the provider's own model, so a
+    misspelt field fails here with exit 2 instead of as failed machines later.
+    Raises ``ConfigError`` naming the file, the class and the field.
+    """
+    for name, machine_class in spec.machine_classes.items():
+        where = f"{path}: MachineClass {name!r}"
+        provider = app.provider(known_instance(app, machine_class.provider,
+                                               where=f"{where}: provider"))
+        validate_provider_data(provider, dict(machine_class.provider_data),
+                               where=f"{where}: provider_data")
+        for domain in machine_class.failure_domains:
+            merged = merge_patch(machine_class.provider_data, domain.provider_data)
+            validate_provider_data(
+                provider, merged,
+                where=f"{where}: failureDomains[{domain.name!r}].provider_data")
 
 
 def _show_plan(result: Plan, output: str) -> None:
@@ -65,7 +81,7 @@ def plan_cmd(app: App, path: Path, output: str) -> None:
     preview = ClusterState(spec=spec)
     if state is not None:
         preview.backoff, preview.orphans_seen = state.backoff, state.orphans_seen
-    _check_providers(app, preview)
+    _check_providers(app, spec, path)
     _show_plan(scaler.preview(preview), output)
 
 
@@ -118,9 +134,9 @@ def apply(app: App, path: Path, wait: bool, timeout: float, output: str) -> None
     out or machines failed.
     """
     spec = load_spec_file(path)
+    _check_providers(app, spec, path)
     scaler = scaler_for(app)
     state = scaler.record(spec)
-    _check_providers(app, state)
     if not wait:
         result = scaler.run_pass(spec.name)
         if result is None:

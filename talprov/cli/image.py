@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import re
 from pathlib import Path
 
 import click
@@ -10,7 +11,7 @@ import click
 from talprov.cli.app import App, handle_errors, pass_app
 from talprov.cli.output import emit, output_option
 from talprov.providers.errors import ConfigError, InvalidRequest
-from talprov.providers.types import Arch
+from talprov.providers.types import TALOS_VERSION_PATTERN, Arch
 from talprov.requestfile import load_request_file
 from talprov.talos.assets import PLATFORMS, AssetKind, Platform
 from talprov.talos.factory import ImageFactory
@@ -29,6 +30,19 @@ def _schematic(path: Path | None, request: Path | None) -> tuple[Schematic, str 
     assert request is not None
     req = load_request_file(request)
     return Schematic.from_request(req), req.talos_version
+
+
+def _version(version: str | None) -> str:
+    """A checked Talos version; raises ``ConfigError`` for a missing or malformed one.
+
+    Checked here because the URL builders reject a bad version per asset, which
+    ``urls`` would otherwise report as "no assets" with exit 0.
+    """
+    if not version:
+        raise ConfigError("--version", "required with -f")
+    if not re.fullmatch(TALOS_VERSION_PATTERN, version):
+        raise ConfigError("--version", f"{version!r} is not a Talos version like v1.11.5")
+    return version
 
 
 @click.group()
@@ -52,7 +66,7 @@ def image_id(path: Path | None, request: Path | None) -> None:
 @click.option("--request", type=click.Path(path_type=Path), help="Or a request file.")
 @click.option("--version", "talos_version", help="Talos version, e.g. v1.11.5.")
 @click.option("--arch", type=click.Choice([a.value for a in Arch]), default="amd64",
-              show_default=True)
+              show_default=True, help="CPU architecture of the assets.")
 @click.option("--secure-boot", is_flag=True, help="Secure Boot assets.")
 @output_option
 @pass_app
@@ -61,9 +75,7 @@ def urls(app: App, path: Path | None, request: Path | None, talos_version: str |
          arch: str, secure_boot: bool, output: str) -> None:
     """Print the Image Factory URL of every platform asset for a schematic."""
     schematic, req_version = _schematic(path, request)
-    version = talos_version or req_version
-    if not version:
-        raise ConfigError("--version", "required with -f")
+    version = _version(talos_version or req_version)
     rows = asset_rows(app.runtime.images, schematic.id(), version, Arch(arch), secure_boot)
     emit(rows, output, columns=("platform", "kind", "url"))
 
@@ -98,8 +110,8 @@ def asset_rows(factory: ImageFactory, sid: str, version: str, arch: Arch,
 @click.option("--asset", required=True, type=click.Choice(ASSET_CHOICES),
               help="PLATFORM-KIND, e.g. aws-disk, nocloud-iso, metal-kernel.")
 @click.option("--arch", type=click.Choice([a.value for a in Arch]), default="amd64",
-              show_default=True)
-@click.option("--secure-boot", is_flag=True)
+              show_default=True, help="CPU architecture of the assets.")
+@click.option("--secure-boot", is_flag=True, help="The Secure Boot variant of the asset.")
 @pass_app
 @handle_errors
 def pull(app: App, path: Path | None, request: Path | None, talos_version: str | None,
@@ -110,9 +122,7 @@ def pull(app: App, path: Path | None, request: Path | None, talos_version: str |
     interrupted download resumes. Prints the cached file's path.
     """
     schematic, req_version = _schematic(path, request)
-    version = talos_version or req_version
-    if not version:
-        raise ConfigError("--version", "required with -f")
+    version = _version(talos_version or req_version)
     factory = app.runtime.images
     sid = factory.register(schematic)
     platform, _, kind = asset.partition("-")

@@ -9,7 +9,7 @@ from typing import Any
 
 import click
 
-from talprov.cli.app import EXIT_FAILED, App, fail, handle_errors, pass_app
+from talprov.cli.app import EXIT_FAILED, App, fail, handle_errors, known_instance, pass_app
 from talprov.cli.output import emit, output_option
 from talprov.providers.errors import ConfigError
 from talprov.providers.registry import validate_provider_data
@@ -91,7 +91,7 @@ def create(app: App, path: Path, wait: bool, timeout: float, output: str) -> Non
     failed, 2 for invalid input.
     """
     request = load_request_file(path)
-    provider = app.provider(request.provider)
+    provider = app.provider(known_instance(app, request.provider, where=f"{path}: provider"))
     validate_provider_data(provider, request.provider_data, where=f"{path}: provider_data")
     record = app.store.create_request(request)
     click.echo(f"request {record.request.id} recorded ({record.stage.value})", err=True)

@@ -49,7 +49,8 @@ def test_schema_unknown_type_is_usage_error(home: Home) -> None:
     ("body", "needles"),
     [
         ("id: x\nprovider: [fake\n", ["bad.yaml: line", "invalid YAML"]),
-        ("provider: nope\ntalos_version: v1.11.5\n", ["unknown provider 'nope'"]),
+        ("provider: nope\ntalos_version: v1.11.5\n",
+         ["bad.yaml: provider", "unknown provider 'nope'"]),
         ("provider: fake\ntalos_version: v1.11.5\nprovider_data: {colour: red}\n",
          ["bad.yaml: provider_data.colour", "unknown field"]),
         ("provider: fake\ntalos_version: v1.11.5\nprovider_data: {size: 5}\n",

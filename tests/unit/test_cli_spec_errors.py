@@ -1,0 +1,71 @@
+"""User mistakes in cluster specs: one line naming file, document and field; exit 2."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from tests.helpers import WORKER_CONFIG, Home
+from tests.providers.fileprov import Cloud
+
+
+def _spec(root: Path, machine_class: dict[str, Any]) -> Path:
+    (root / "worker.yaml").write_text(WORKER_CONFIG)
+    (root / "controlplane.yaml").write_text(
+        WORKER_CONFIG.replace("type: worker", "type: controlplane"))
+    docs = [
+        {"kind": "Cluster", "name": "demo", "talos": {"version": "v1.11.5"}},
+        {"kind": "MachineClass", "name": "small", "provider": "fake", **machine_class},
+        {"kind": "ControlPlane", "machineClass": {"name": "small", "size": 1},
+         "config": {"file": "controlplane.yaml"}},
+        {"kind": "Workers", "name": "workers", "machineClass": {"name": "small", "size": 1},
+         "config": {"file": "worker.yaml"}},
+    ]
+    path = root / "cluster.yaml"
+    path.write_text(yaml.safe_dump_all(docs))
+    return path
+
+
+def test_misspelt_provider_data_field_is_rejected_before_anything_is_recorded(
+    home: Home,
+) -> None:
+    spec = _spec(home.root, {"provider_data": {"sise": "small"}})
+    for command in ("plan", "apply"):
+        result = home.invoke(command, "-f", str(spec))
+        assert result.exit_code == 2, result.output
+        assert "Traceback" not in result.output
+        assert "cluster.yaml" in result.output
+        assert "MachineClass" in result.output
+        assert "provider_data.sise" in result.output
+    assert "is not recorded" in home.invoke("status", "demo").output  # apply recorded nothing
+    assert Cloud(home.cloud_path()).machines() == []
+
+
+def test_bad_failure_domain_provider_data_names_the_domain(home: Home) -> None:
+    spec = _spec(home.root, {"provider_data": {"size": "small"},
+                             "failureDomains": [{"name": "a", "provider_data": {"zone": "a"}},
+                                                {"name": "b", "provider_data": {"size": "huge"}}]})
+    result = home.invoke("plan", "-f", str(spec))
+    assert result.exit_code == 2, result.output
+    assert "failureDomains" in result.output
+    assert "'b'" in result.output
+    assert "provider_data.size" in result.output
+
+
+def test_unknown_provider_instance_names_the_spec_file(home: Home) -> None:
+    spec = _spec(home.root, {"provider_data": {"size": "small"}})
+    spec.write_text(spec.read_text().replace("provider: fake", "provider: nope"))
+    result = home.invoke("plan", "-f", str(spec))
+    assert result.exit_code == 2, result.output
+    assert "cluster.yaml" in result.output
+    assert "unknown provider 'nope'" in result.output
+
+
+def test_valid_provider_data_still_plans(home: Home) -> None:
+    spec = _spec(home.root, {"provider_data": {"size": "small"},
+                             "failureDomains": [{"name": "a", "provider_data": {"zone": "a"}}]})
+    result = home.invoke("plan", "-f", str(spec))
+    assert result.exit_code == 0, result.output
+    assert "2 to create" in result.output
