@@ -90,11 +90,21 @@ cli.add_command(serve)
 
 
 def main() -> None:
-    """Console-script entry point."""
+    """Console-script entry point: runs the command and exits with its code.
+
+    Not click's standalone mode, which turns Ctrl-C into "Aborted!" and exit 1:
+    an interrupted command exits 130 (128 + SIGINT), as shells expect.
+    """
     try:
-        cli.main(prog_name="talprov", standalone_mode=True)
-    except KeyboardInterrupt:
+        result = cli.main(prog_name="talprov", standalone_mode=False)
+    except (click.exceptions.Abort, KeyboardInterrupt):
+        click.echo("talprov: interrupted", err=True)
         sys.exit(130)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    # A command that finished returns None; ctx.exit(n), --help and --version give n.
+    sys.exit(result if type(result) is int else 0)
 
 
 __all__ = ["cli", "emit", "main"]
