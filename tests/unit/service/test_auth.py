@@ -62,7 +62,7 @@ def test_token_scoped_to_other_providers_is_403(idle_api: Api) -> None:
     assert listing.status_code == 403
     # Without a provider filter the list just leaves out what the token may not see.
     unfiltered = idle_api.request("GET", "/v1/machine-requests", headers=OTHER)
-    assert unfiltered.json() == {"items": []}
+    assert unfiltered.json() == {"items": [], "next": None}
     providers = idle_api.request("GET", "/v1/providers", headers=OTHER).json()
     assert providers == {"items": []}
 
