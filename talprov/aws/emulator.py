@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from talprov.aws.images import AWS_ARCH, OFFICIAL_OWNER
+from talprov.providers.processes import stop_process
 
 DEFAULT_REGIONS = ("us-east-1", "eu-west-1")
 DEFAULT_VERSIONS = ("v1.10.7", "v1.11.5")
@@ -103,13 +104,7 @@ class LocalEc2:
 
     def stop(self) -> None:
         """Stop the server process. Idempotent."""
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        stop_process(self.process)
 
 
 def _moto_server_command() -> str:

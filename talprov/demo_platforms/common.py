@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+from talprov.providers.processes import stop_process
 from talprov.store.records import RequestRecord
 
 START_TIMEOUT = 20.0
@@ -56,13 +57,7 @@ class EmulatorProcess:
 
     def stop(self) -> None:
         """Terminate the process (kill it if it lingers). Idempotent."""
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        stop_process(self.process)
 
 
 def start_emulator(name: str, command: list[str], log: Path, ready: str,

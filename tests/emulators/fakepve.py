@@ -1,3 +1,4 @@
+
 """pytest fixture ``fakepve``: a fakepve server in its own process, one per test.
 
 The server is started through ``fakepve_launcher.py`` (same folder), which adds a
@@ -20,6 +21,8 @@ from pathlib import Path
 from typing import IO, Any
 
 import pytest
+
+from talprov.providers.processes import stop_process
 
 LAUNCHER = Path(__file__).with_name("fakepve_launcher.py")
 START_TIMEOUT = 20.0
@@ -57,13 +60,7 @@ class FakePveServer:
         return list(self.control("vms"))
 
     def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(5)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(5)
+        stop_process(self.process)
 
 
 def _read_lines(stream: IO[str], out: queue.Queue[str]) -> None:

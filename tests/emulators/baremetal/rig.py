@@ -39,6 +39,7 @@ from typing import Any
 import yaml
 
 from talprov.baremetal.inventory import BmcInfo, Inventory
+from talprov.providers.processes import stop_process
 
 HERE = Path(__file__).parent
 CACHE = Path(os.environ.get("TALPROV_RIG_CACHE", "/var/cache/talprov-rig"))
@@ -189,13 +190,7 @@ class VirtualMachine:
         pid = self.qemu_pid()
         if pid is not None:
             _kill(pid)
-        if self.sim is not None and self.sim.poll() is None:
-            self.sim.terminate()
-            try:
-                self.sim.wait(timeout=3)
-            except subprocess.TimeoutExpired:
-                self.sim.kill()
-                self.sim.wait()
+        stop_process(self.sim, timeout=3)
 
 
 @dataclass
@@ -262,13 +257,7 @@ class Rig:
         for vm in self.vms:
             vm.stop()
         for proc in reversed(self.procs):
-            if proc.poll() is None:
-                proc.terminate()
-                try:
-                    proc.wait(timeout=5)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait()
+            stop_process(proc)
         subprocess.run(["ip", "netns", "del", self.netns], check=False, capture_output=True)
 
 

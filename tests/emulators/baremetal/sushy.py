@@ -17,6 +17,8 @@ from pathlib import Path
 
 import httpx
 
+from talprov.providers.processes import stop_process
+
 USER = "admin"
 PASSWORD = "redfish-rig-pass"
 SYSTEM_UUID = "27946b59-9e44-4fa7-8e91-f3527a1ef094"
@@ -63,9 +65,4 @@ def sushy_emulator(root: Path) -> Iterator[str]:
             time.sleep(0.05)
         yield url
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_process(proc)

@@ -20,6 +20,7 @@ from typing import Any
 
 import httpx
 
+from talprov.providers.processes import stop_process
 from tests.emulators.openstack.cloud import FakeOpenStack
 from tests.emulators.openstack.keystone import unauthorized
 from tests.emulators.openstack.state import Token
@@ -79,12 +80,7 @@ class RealKeystone:
         return self
 
     def stop(self) -> None:
-        if self._process is not None and self._process.poll() is None:
-            self._process.terminate()
-            try:
-                self._process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self._process.kill()
+        stop_process(self._process, timeout=10)
         self.http.close()
 
     def token(self, user: str, password: str, project: str) -> str:

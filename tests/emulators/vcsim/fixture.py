@@ -1,3 +1,4 @@
+
 """pytest fixture ``vcsim``: govmomi's vCenter simulator in its own process, one per test.
 
 The binary is built by ``build.sh`` (same folder) from Debian's govmomi sources on
@@ -24,6 +25,8 @@ from pathlib import Path
 from typing import IO
 
 import pytest
+
+from talprov.providers.processes import stop_process
 
 HERE = Path(__file__).parent
 BUILD_SCRIPT = HERE / "build.sh"
@@ -56,13 +59,7 @@ class VcsimServer:
         return ":".join(digest[i : i + 2] for i in range(0, len(digest), 2))
 
     def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(5)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(5)
+        stop_process(self.process)
 
 
 def vcsim_binary() -> Path:
