@@ -49,6 +49,32 @@ _SUMMARY_COLUMNS = (
 )
 
 
+def update_at_version(
+    conn: Connection, request_id: str, expected_version: int, values: dict[str, Any]
+) -> None:
+    """Write ``values`` to the request only if it is still at ``expected_version``.
+
+    The one optimistic write of request progress. Raises :class:`StaleRecord`,
+    saying which version the request is at (or that it is gone), when it moved.
+    """
+    result = conn.execute(
+        requests.update()
+        .where(requests.c.id == request_id, requests.c.version == expected_version)
+        .values(**values)
+    )
+    if result.rowcount == 1:
+        return
+    current = conn.execute(
+        sa.select(requests.c.version).where(requests.c.id == request_id)
+    ).scalar_one_or_none()
+    if current is None:
+        raise StaleRecord(f"request {request_id} no longer exists")
+    raise StaleRecord(
+        f"request {request_id} is at version {current}, "
+        f"not {expected_version}: another writer got there first"
+    )
+
+
 class ObservationMethods:
     """The payload-free pass reads and writes of :class:`talprov.store.Store`."""
 
@@ -117,14 +143,6 @@ class ObservationMethods:
         if machine_uuid is not None:
             values["machine_uuid"] = machine_uuid
         with self._write() as conn:
-            result = conn.execute(
-                requests.update()
-                .where(requests.c.id == request_id, requests.c.version == expected_version)
-                .values(**values)
-            )
-            if result.rowcount != 1:
-                raise StaleRecord(
-                    f"request {request_id} changed or is gone: not at version {expected_version}"
-                )
+            update_at_version(conn, request_id, expected_version, values)
             self._append_events(conn, request_id, events, moment)
         return expected_version + 1

@@ -30,11 +30,10 @@ from talprov.store.engine import (
     retry_insert_race,
     transaction,
 )
-from talprov.store.errors import StaleRecord
 from talprov.store.light_queries import LightQueryMethods
 from talprov.store.location import default_store_url
 from talprov.store.migrations import migrate
-from talprov.store.observations import ObservationMethods
+from talprov.store.observations import ObservationMethods, update_at_version
 from talprov.store.records import (
     AuditEntry,
     Event,
@@ -346,19 +345,7 @@ class Store(
             "updated_at": moment,
         }
         with self._write() as conn:
-            result = conn.execute(
-                requests.update()
-                .where(requests.c.id == request_id, requests.c.version == expected_version)
-                .values(**values)
-            )
-            if result.rowcount != 1:
-                current = self._select_row(conn, request_id)
-                if current is None:
-                    raise StaleRecord(f"request {request_id} no longer exists")
-                raise StaleRecord(
-                    f"request {request_id} is at version {current.version}, "
-                    f"not {expected_version}: another writer got there first"
-                )
+            update_at_version(conn, request_id, expected_version, values)
             self._append_events(conn, request_id, events, moment)
             row = self._select_row(conn, request_id)
         assert row is not None
