@@ -17,6 +17,7 @@ from tests.emulators.factory import FakeImageFactory
 from tests.emulators.factory import image_factory as image_factory  # noqa: PLC0414 - fixture
 from tests.emulators.vcsim.fixture import VcsimServer
 from tests.emulators.vcsim.fixture import vcsim as vcsim  # noqa: PLC0414 - re-exported fixture
+from tests.unit.vmware.vapi_admin import VapiAdmin, vapi_admin
 
 
 @pytest.fixture
@@ -73,3 +74,15 @@ def machine_request(request_id: str, **fields: Any) -> MachineRequest:
     }
     body.update(fields)
     return MachineRequest.model_validate(body)
+
+
+#: Where the vAPI tests place their VMs in vcsim's default inventory.
+PLACEMENT = {"cluster": "DC0_C0", "datastore": "LocalDS_0", "network": "VM Network",
+             "cpu": 2, "memory": 4096, "disk_size": 20}
+
+
+@pytest.fixture
+def admin(vcsim: VcsimServer) -> Iterator[VapiAdmin]:
+    """A vAPI session to vcsim for arranging tags and libraries as an admin would."""
+    with vapi_admin(vcsim) as session:
+        yield session

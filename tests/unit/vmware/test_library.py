@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import base64
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -27,19 +27,10 @@ from talprov.vmware.provider import VSphereProvider
 from tests.driving import context, deprovision, provision
 from tests.emulators.factory import FakeImageFactory
 from tests.emulators.vcsim.fixture import VcsimServer
-from tests.unit.vmware.conftest import machine_request
+from tests.unit.vmware.conftest import PLACEMENT, machine_request
 from tests.unit.vmware.observe import all_vms
 from tests.unit.vmware.racing import race_first_step
-from tests.unit.vmware.vapi_admin import VapiAdmin, vapi_admin
-
-PLACEMENT = {"cluster": "DC0_C0", "datastore": "LocalDS_0", "network": "VM Network",
-             "cpu": 2, "memory": 4096, "disk_size": 20}
-
-
-@pytest.fixture
-def admin(vcsim: VcsimServer) -> Iterator[VapiAdmin]:
-    with vapi_admin(vcsim) as session:
-        yield session
+from tests.unit.vmware.vapi_admin import VapiAdmin
 
 
 @pytest.fixture

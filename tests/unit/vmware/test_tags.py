@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -15,17 +15,8 @@ from talprov.vmware.data import VSphereMachineData
 from talprov.vmware.provider import VSphereProvider
 from tests.driving import context, provision, run_step
 from tests.emulators.vcsim.fixture import VcsimServer
-from tests.unit.vmware.conftest import machine_request
-from tests.unit.vmware.vapi_admin import VapiAdmin, vapi_admin
-
-PLACEMENT = {"cluster": "DC0_C0", "datastore": "LocalDS_0", "network": "VM Network",
-             "cpu": 2, "memory": 4096, "disk_size": 20}
-
-
-@pytest.fixture
-def admin(vcsim: VcsimServer) -> Iterator[VapiAdmin]:
-    with vapi_admin(vcsim) as session:
-        yield session
+from tests.unit.vmware.conftest import PLACEMENT, machine_request
+from tests.unit.vmware.vapi_admin import VapiAdmin
 
 
 def _count_rest_calls(provider: VSphereProvider) -> list[str]:
