@@ -18,6 +18,7 @@ from talprov.baremetal.boot.tftp import TftpServer
 from talprov.baremetal.config import BareMetalConfig, DhcpConfig
 from talprov.baremetal.inventory import BmcInfo, Inventory, MachineStatus
 from talprov.providers.types import JoinSpec, MachineRequest
+from tests.emulators.baremetal.rig import free_udp_port
 
 UUID = "6b4a1c2d-0000-4000-8000-00000000000a"
 MAC = "52:54:00:12:34:56"
@@ -159,9 +160,7 @@ def test_tftp_serves_ipxe_binaries(tmp_path: Path) -> None:
     root = tmp_path / "ipxe"
     root.mkdir()
     (root / "undionly.kpxe").write_bytes(bytes(range(256)) * 300)
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_udp_port()
     server = TftpServer(root, "127.0.0.1", port)
     server.start()
     try:
@@ -207,25 +206,31 @@ def test_proxy_dhcp_answers_pxe_only_without_an_address() -> None:
     assert chained.options[dhcp.OPT_BOOTFILE] == b"http://10.0.0.5:8081/boot.ipxe"
 
 
-def test_full_dhcp_leases_from_the_range_over_udp() -> None:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    cfg = DhcpConfig(interface_address=IPv4Address("10.0.0.5"), port=port, proxy_port=port + 1,
-                     range_start=IPv4Address("10.0.0.100"), range_end=IPv4Address("10.0.0.101"))
+def first_answer(cfg: DhcpConfig, port: int, *packets: bytes) -> bytes:
+    """Send ``packets`` over UDP to a responder for ``cfg`` on 127.0.0.1:``port``;
+    the first reply."""
     responder = dhcp.DhcpResponder(cfg, "http://10.0.0.5:8081", listen_address="127.0.0.1")
     responder.start()
     try:
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as client:
             client.bind(("127.0.0.1", 0))
             client.settimeout(3)
-            # ciaddr set so the reply comes back by unicast (no broadcast on loopback).
-            packet = bytearray(pxe_packet(dhcp.DISCOVER, ipxe=True))
-            packet[12:16] = bytes([127, 0, 0, 1])
-            client.sendto(bytes(packet), ("127.0.0.1", port))
+            for packet in packets:
+                client.sendto(packet, ("127.0.0.1", port))
             data, _ = client.recvfrom(4096)
+            return data
     finally:
         responder.stop()
+
+
+def test_full_dhcp_leases_from_the_range_over_udp() -> None:
+    port = free_udp_port()
+    cfg = DhcpConfig(interface_address=IPv4Address("10.0.0.5"), port=port, proxy_port=port + 1,
+                     range_start=IPv4Address("10.0.0.100"), range_end=IPv4Address("10.0.0.101"))
+    # ciaddr set so the reply comes back by unicast (no broadcast on loopback).
+    packet = bytearray(pxe_packet(dhcp.DISCOVER, ipxe=True))
+    packet[12:16] = bytes([127, 0, 0, 1])
+    data = first_answer(cfg, port, bytes(packet))
     answer = dhcp.parse(data)
     assert answer is not None
     assert answer.message_type == dhcp.OFFER
@@ -277,21 +282,10 @@ def test_assets_proxied_from_the_factory(tmp_path: Path) -> None:
 
 
 def test_proxy_port_answers_boot_requests_over_udp() -> None:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_udp_port()
     cfg = DhcpConfig(interface_address=IPv4Address("10.0.0.5"), port=port + 1, proxy_port=port)
-    responder = dhcp.DhcpResponder(cfg, "http://10.0.0.5:8081", listen_address="127.0.0.1")
-    responder.start()
-    try:
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as client:
-            client.bind(("127.0.0.1", 0))
-            client.settimeout(3)
-            client.sendto(pxe_packet(dhcp.DISCOVER, pxe=False), ("127.0.0.1", port))
-            client.sendto(pxe_packet(dhcp.REQUEST, arch=7), ("127.0.0.1", port))
-            data, _ = client.recvfrom(4096)
-    finally:
-        responder.stop()
+    data = first_answer(cfg, port, pxe_packet(dhcp.DISCOVER, pxe=False),
+                        pxe_packet(dhcp.REQUEST, arch=7))
     answer = dhcp.parse(data)
     assert answer is not None
     # Only the PXE request was answered: an ACK with the UEFI boot file and no address.
