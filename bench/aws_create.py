@@ -39,7 +39,7 @@ from talprov.aws.config import AwsConfig  # noqa: E402
 from talprov.aws.provider import AwsProvider  # noqa: E402
 from talprov.providers.protocol import Runtime  # noqa: E402
 from talprov.providers.types import MachineRequest, Owner, Stage  # noqa: E402
-from talprov.reconciler import ProviderHandle, Reconciler  # noqa: E402
+from talprov.reconcile.reconciler import ProviderHandle, Reconciler  # noqa: E402
 from talprov.store.store import Store  # noqa: E402
 from talprov.testing import FakeClock  # noqa: E402
 from tests.emulators.moto import (  # noqa: E402

@@ -36,7 +36,7 @@ from talprov.providers.types import (  # noqa: E402
     MachineState,
     Owner,
 )
-from talprov.reconciler import ACTIVE_STAGES, ProviderHandle, Reconciler  # noqa: E402
+from talprov.reconcile.reconciler import ACTIVE_STAGES, ProviderHandle, Reconciler  # noqa: E402
 from talprov.store.store import Store  # noqa: E402
 from talprov.testing import ProviderDouble  # noqa: E402
 

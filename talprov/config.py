@@ -14,8 +14,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from talprov.providers.errors import ConfigError
-from talprov.providers.registry import validation_message
+from talprov.errors import ConfigError, validation_message
 from talprov.secrets import resolve_tree
 
 DEFAULT_FACTORY_URL = "https://factory.talos.dev"

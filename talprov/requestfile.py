@@ -14,8 +14,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 
 from talprov.config import parse_yaml_mapping
-from talprov.providers.errors import ConfigError
-from talprov.providers.registry import validation_message
+from talprov.errors import ConfigError, validation_message
 from talprov.providers.types import Arch, JoinSpec, MachineRequest, MetaValue, Overlay
 from talprov.secrets import resolve_refs, resolve_tree
 

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from talprov.providers.errors import ConfigError
+from talprov.errors import ConfigError
 
 _REF = re.compile(r"\$\{(env|file):([^}]+)\}")
 MASK = "**********"

@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import dataclasses
+import threading
+from collections.abc import Sequence
+from datetime import UTC, datetime
 from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict
 
 from talprov.providers.protocol import ProviderState, StepContext
-from talprov.providers.types import Health, StepResult
+from talprov.providers.types import Health, MachineRequest, Stage, StepResult
+from talprov.store.errors import StaleRecord
+from talprov.store.records import RequestRecord
 
 
 class FakeClock:
@@ -61,3 +67,64 @@ class ProviderDouble:
     def health(self) -> Health:
         """Always healthy. Never raises."""
         return Health(ok=True)
+
+
+class MemoryProgressStorage:
+    """A :class:`talprov.reconcile.storage.ProgressStorage` kept in a dict.
+
+    For driving a provider's steps with :class:`talprov.reconcile.runner.RequestRunner`
+    in a test without a database. It keeps the store's rules that matter to the
+    runner: a write at a stale version raises ``StaleRecord`` and writes nothing,
+    and every write bumps the version. ``events`` keeps every event line written.
+    Thread-safe.
+    """
+
+    def __init__(self) -> None:
+        self.records: dict[str, RequestRecord] = {}
+        self.events: dict[str, list[str]] = {}
+        self._lock = threading.Lock()
+
+    def add(self, request: MachineRequest, *, now: datetime | None = None) -> RequestRecord:
+        """Record a new pending request (or return the one stored under its id)."""
+        moment = now or datetime.now(UTC)
+        with self._lock:
+            found = self.records.get(request.id)
+            if found is None:
+                found = RequestRecord(
+                    request=request, fingerprint=request.fingerprint(), stage=Stage.PENDING,
+                    step_index=0, step_name=None, state={}, error=None, attempts=0,
+                    next_attempt_at=None, step_started_at=None, infra_id=None,
+                    machine_uuid=None, addresses=(), marked_for_deletion=False,
+                    created_at=moment, updated_at=moment, version=1,
+                )
+                self.records[request.id] = found
+                self.events[request.id] = []
+            return found
+
+    def get_request(self, request_id: str) -> RequestRecord | None:
+        """The request as last written, or None. Never raises."""
+        with self._lock:
+            return self.records.get(request_id)
+
+    def save_progress(
+        self, request_id: str, *, expected_version: int, stage: Stage, step_index: int,
+        step_name: str | None, state: dict[str, Any], error: str | None, attempts: int,
+        next_attempt_at: datetime | None, step_started_at: datetime | None,
+        infra_id: str | None, machine_uuid: str | None, addresses: Sequence[str],
+        events: Sequence[str], now: datetime | None = None,
+    ) -> RequestRecord:
+        """Write one step's outcome; raises ``StaleRecord`` at a stale version."""
+        with self._lock:
+            current = self.records.get(request_id)
+            if current is None or current.version != expected_version:
+                raise StaleRecord(f"request {request_id} changed or was removed")
+            saved = dataclasses.replace(
+                current, stage=Stage(stage), step_index=step_index, step_name=step_name,
+                state=dict(state), error=error, attempts=attempts,
+                next_attempt_at=next_attempt_at, step_started_at=step_started_at,
+                infra_id=infra_id, machine_uuid=machine_uuid, addresses=tuple(addresses),
+                updated_at=now or datetime.now(UTC), version=expected_version + 1,
+            )
+            self.records[request_id] = saved
+            self.events[request_id].extend(events)
+            return saved

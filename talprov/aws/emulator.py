@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from talprov.aws.images import AWS_ARCH, OFFICIAL_OWNER
-from talprov.providers.processes import stop_process
+from talprov.processes import stop_process
 
 DEFAULT_REGIONS = ("us-east-1", "eu-west-1")
 DEFAULT_VERSIONS = ("v1.10.7", "v1.11.5")

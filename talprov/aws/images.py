@@ -25,7 +25,7 @@ from botocore.exceptions import ClientError
 
 from talprov.aws.errors import aws_errors, error_code, translate
 from talprov.providers.errors import InvalidRequest, ProviderError, Transient
-from talprov.providers.protocol import Progress, no_progress
+from talprov.talos.progress import Progress, no_progress
 
 if TYPE_CHECKING:
     from mypy_boto3_ec2 import EC2Client

@@ -43,7 +43,8 @@ from talprov.aws.instances import (
     terminate,
 )
 from talprov.aws.launching import Launcher
-from talprov.providers.errors import ConfigError, InvalidRequest, ProviderError, StepTimeout
+from talprov.errors import ConfigError
+from talprov.providers.errors import InvalidRequest, ProviderError, StepTimeout
 from talprov.providers.ownership import REQUEST_KEY, is_owned
 from talprov.providers.protocol import BatchStepFn, ProviderState, Runtime, Step, StepContext
 from talprov.providers.types import (
@@ -55,6 +56,7 @@ from talprov.providers.types import (
     Retry,
     StepResult,
 )
+from talprov.talos.factory import images_for
 from talprov.talos.join import render_user_data, uses_documents
 from talprov.talos.schematic import Schematic
 
@@ -272,7 +274,7 @@ class AwsProvider:
     def _fetch(self, schematic: Schematic, request: MachineRequest) -> Path:
         from talprov.talos.assets import Platform
 
-        factory = self.runtime.images
+        factory = images_for(self.runtime)
         schematic_id = factory.register(schematic)
         url = factory.image_url(schematic_id, request.talos_version, Platform.AWS, request.arch)
         return factory.download(url, progress=self.runtime.progress)

@@ -12,31 +12,45 @@ still hold the old cluster's secrets.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import Any
 
 from talprov.baremetal.boot import ipxe
-from talprov.baremetal.inventory import BootPlan, InventoryMachine, MachineStatus
+from talprov.baremetal.config import BareMetalConfig
+from talprov.baremetal.inventory import BootPlan, Inventory, InventoryMachine, MachineStatus
 from talprov.baremetal.power.base import BootDevice
+from talprov.baremetal.powers import PowerFactory
 from talprov.providers.protocol import StepContext
-from talprov.providers.types import Retry, StepResult
+from talprov.providers.types import MachineRequest, Retry, StepResult
 
-if TYPE_CHECKING:
-    from talprov.baremetal.provider import BareMetalProvider
+#: Kernel and initramfs URLs of a request's image (the provider's ``boot_assets``).
+BootAssets = Callable[[MachineRequest], tuple[str, str]]
 
 
 class Deprovisioner:
-    """The deprovision state machine of the bare-metal provider."""
+    """The deprovision state machine of the bare-metal provider.
 
-    def __init__(self, provider: BareMetalProvider) -> None:
-        self.provider = provider
+    It gets what it needs from the provider as values and callbacks (the
+    inventory, the power driver factory, the boot-asset lookup), so this module
+    and the provider's do not import each other.
+    """
+
+    def __init__(self, config: BareMetalConfig, inventory: Inventory,
+                 clock: Callable[[], float], power: PowerFactory,
+                 boot_assets: BootAssets) -> None:
+        self.config = config
+        self.inventory = inventory
+        self.clock = clock
+        self.power = power
+        self.boot_assets = boot_assets
 
     def run(self, ctx: StepContext[Any, Any]) -> StepResult:
         """One idempotent pass; see the module docstring."""
-        inventory = self.provider.inventory
+        inventory = self.inventory
         machine = inventory.held_by(ctx.request.id)
         if machine is None:
             return None
-        clock = self.provider.runtime.clock
+        clock = self.clock
         if (machine.status == MachineStatus.ALLOCATED and not ctx.state.pxe_set
                 and machine.script_fetched_at is None):
             # The BMC was never told anything and the machine never booted from
@@ -49,7 +63,7 @@ class Deprovisioner:
             inventory.start_wipe(machine.name, ctx.request.id, self._wipe_plan(ctx, machine))
             ctx.event(f"machine {machine.name}: wipe boot prepared")
             machine = inventory.held_by(ctx.request.id) or machine
-        power = self.provider.power(machine)
+        power = self.power(machine)
         if not ctx.state.wipe_pxe_set:
             power.set_next_boot(BootDevice.PXE)
             ctx.state.wipe_pxe_set = True
@@ -57,7 +71,7 @@ class Deprovisioner:
             power.power_cycle()
             ctx.state.wipe_powered_at = clock()
             ctx.event(f"machine {machine.name}: restarted into wipe mode")
-        config = self.provider.config
+        config = self.config
         now = clock()
         started = self._wipe_started(machine)
         wiped = machine.wipe_reported_at is not None or (
@@ -85,14 +99,14 @@ class Deprovisioner:
         sight, and the fetch of the wipe script (the step just before) stands in.
         """
         kernel_url = machine.boot.kernel_url if machine.boot is not None else ""
-        if kernel_url.startswith(self.provider.config.boot_url.rstrip("/") + "/"):
+        if kernel_url.startswith(self.config.boot_url.rstrip("/") + "/"):
             return machine.kernel_fetched_at
         return machine.script_fetched_at
 
     def _wipe_plan(self, ctx: StepContext[Any, Any], machine: InventoryMachine) -> BootPlan:
-        config = self.provider.config
+        config = self.config
         if machine.boot is not None:
             kernel, initramfs = machine.boot.kernel_url, machine.boot.initramfs_url
         else:
-            kernel, initramfs = self.provider.boot_assets(ctx.request)
+            kernel, initramfs = self.boot_assets(ctx.request)
         return ipxe.wipe_plan(config, kernel, initramfs)

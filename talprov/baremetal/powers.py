@@ -7,7 +7,8 @@ from collections.abc import Callable
 from talprov.baremetal.config import BareMetalConfig
 from talprov.baremetal.inventory import InventoryMachine
 from talprov.baremetal.power.base import PowerDriver
-from talprov.providers.errors import ConfigError, InvalidRequest
+from talprov.errors import ConfigError
+from talprov.providers.errors import InvalidRequest
 from talprov.secrets import resolve_refs
 
 PowerFactory = Callable[[InventoryMachine], PowerDriver]

@@ -40,6 +40,7 @@ from talprov.providers.types import (
     Retry,
     StepResult,
 )
+from talprov.talos.factory import images_for
 from talprov.talos.join import render_user_data
 
 log = logging.getLogger(__name__)
@@ -90,7 +91,8 @@ class BareMetalProvider:
         self._power = power or (lambda machine: power_driver(machine, config))
         self._observed: dict[str, tuple[float, PowerState]] = {}
         self._observed_lock = threading.Lock()
-        self._deprovisioner = Deprovisioner(self)
+        self._deprovisioner = Deprovisioner(config, self.inventory, runtime.clock, self.power,
+                                            self.boot_assets)
 
     def __repr__(self) -> str:
         return f"BareMetalProvider({self.name!r}, {self.config.inventory!r})"
@@ -193,7 +195,7 @@ class BareMetalProvider:
         if self.config.mirror_dir:
             schematic_id = schematic.id()
         else:
-            schematic_id = self.runtime.images.register(schematic)
+            schematic_id = images_for(self.runtime).register(schematic)
         return ipxe.asset_urls(self.config, self.runtime.factory_url, schematic_id,
                                request.talos_version, str(request.arch))
 

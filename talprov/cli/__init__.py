@@ -12,15 +12,15 @@ import sys
 import click
 
 from talprov import __version__
-from talprov.baremetal.cli import baremetal
 from talprov.cli.app import App, handle_errors, pass_app, setup_logging
+from talprov.cli.baremetal import baremetal
 from talprov.cli.cluster import COMMANDS as CLUSTER_COMMANDS
 from talprov.cli.demo import demo
 from talprov.cli.image import image
 from talprov.cli.machine import machine, reconcile
 from talprov.cli.output import emit, output_option
-from talprov.providers.registry import installed_types, load_type
-from talprov.service.cli import serve
+from talprov.cli.serve import serve
+from talprov.registry import installed_types, load_type
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})

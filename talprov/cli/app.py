@@ -17,10 +17,11 @@ from typing import Any, NoReturn, TypeVar
 import click
 
 from talprov.config import LoadedConfig, load_config
-from talprov.providers.errors import ConfigError, Conflict, InvalidRequest, ProviderError
+from talprov.errors import ConfigError, Conflict
+from talprov.providers.errors import InvalidRequest, ProviderError
 from talprov.providers.protocol import Provider, Runtime
-from talprov.providers.registry import build_provider
-from talprov.reconciler import ProviderHandle, Reconciler
+from talprov.reconcile.reconciler import ProviderHandle, Reconciler
+from talprov.registry import build_provider
 from talprov.secrets import RedactingFilter, redact
 from talprov.store.errors import StoreError
 from talprov.store.store import Store, default_store_url

@@ -9,9 +9,9 @@ import click
 
 from talprov.cli.app import EXIT_FAILED, App, fail, handle_errors, known_instance, pass_app
 from talprov.cli.output import emit, output_option
-from talprov.providers.errors import ConfigError
-from talprov.providers.registry import validate_provider_data
-from talprov.reconciler import PassReport
+from talprov.errors import ConfigError
+from talprov.reconcile.reconciler import PassReport
+from talprov.registry import validate_provider_data
 from talprov.scaler.actions import Plan
 from talprov.scaler.apply import ClusterState, Scaler
 from talprov.scaler.configtext import merge_patch

@@ -10,11 +10,12 @@ import click
 
 from talprov.cli.app import App, handle_errors, pass_app
 from talprov.cli.output import emit, output_option
-from talprov.providers.errors import ConfigError, InvalidRequest
+from talprov.errors import ConfigError
+from talprov.providers.errors import InvalidRequest
 from talprov.providers.types import TALOS_VERSION_PATTERN, Arch
 from talprov.requestfile import load_request_file
 from talprov.talos.assets import PLATFORMS, AssetKind, Platform
-from talprov.talos.factory import ImageFactory
+from talprov.talos.factory import ImageFactory, images_for
 from talprov.talos.schematic import Schematic
 
 
@@ -76,7 +77,7 @@ def urls(app: App, path: Path | None, request: Path | None, talos_version: str |
     """Print the Image Factory URL of every platform asset for a schematic."""
     schematic, req_version = _schematic(path, request)
     version = _version(talos_version or req_version)
-    rows = asset_rows(app.runtime.images, schematic.id(), version, Arch(arch), secure_boot)
+    rows = asset_rows(images_for(app.runtime), schematic.id(), version, Arch(arch), secure_boot)
     emit(rows, output, columns=("platform", "kind", "url"))
 
 
@@ -123,7 +124,7 @@ def pull(app: App, path: Path | None, request: Path | None, talos_version: str |
     """
     schematic, req_version = _schematic(path, request)
     version = _version(talos_version or req_version)
-    factory = app.runtime.images
+    factory = images_for(app.runtime)
     sid = factory.register(schematic)
     platform, _, kind = asset.partition("-")
     url = factory.image_url(sid, version, platform, Arch(arch), secure_boot, AssetKind(kind))

@@ -5,39 +5,19 @@ from __future__ import annotations
 import sys
 import time
 from pathlib import Path
-from typing import Any
 
 import click
 
 from talprov.cli.app import EXIT_FAILED, App, fail, handle_errors, known_instance, pass_app
 from talprov.cli.output import emit, output_option
-from talprov.providers.errors import ConfigError
-from talprov.providers.registry import validate_provider_data
+from talprov.errors import ConfigError
 from talprov.providers.types import Stage
-from talprov.reconciler import PassReport
+from talprov.reconcile.reconciler import PassReport
+from talprov.registry import validate_provider_data
 from talprov.requestfile import load_request_file
-from talprov.store.records import RequestRecord
+from talprov.store.records import public_view
 
 LIST_COLUMNS = ("id", "provider", "stage", "step", "infra_id", "machine_uuid", "error")
-
-
-def record_view(record: RequestRecord) -> dict[str, Any]:
-    """A request as shown to people and scripts: never a secret."""
-    return {
-        "id": record.request.id,
-        "provider": record.request.provider,
-        "stage": record.stage.value,
-        "step": record.step_name,
-        "machine_uuid": record.machine_uuid,
-        "infra_id": record.infra_id,
-        "addresses": list(record.addresses),
-        "labels": dict(record.request.labels),
-        "error": record.error,
-        "talos_version": record.request.talos_version,
-        "marked_for_deletion": record.marked_for_deletion,
-        "created_at": record.created_at.isoformat(),
-        "updated_at": record.updated_at.isoformat(),
-    }
 
 
 @click.group()
@@ -98,11 +78,11 @@ def create(app: App, path: Path, wait: bool, timeout: float, output: str) -> Non
     if wait:
         stage = _wait_for(app, record.request.id, (Stage.PROVISIONED,), timeout)
         record = app.store.get_request(record.request.id) or record
-        emit(record_view(record), output, columns=LIST_COLUMNS)
+        emit(public_view(record), output, columns=LIST_COLUMNS)
         if stage != Stage.PROVISIONED:
             sys.exit(EXIT_FAILED)
         return
-    emit(record_view(record), output, columns=LIST_COLUMNS)
+    emit(public_view(record), output, columns=LIST_COLUMNS)
 
 
 @machine.command("list")
@@ -123,7 +103,7 @@ def list_(app: App, provider: str | None, labels: tuple[str, ...], include_gone:
         selector[key] = value
     records = app.store.list_requests(provider=provider, labels=selector or None,
                                       include_gone=include_gone)
-    emit([record_view(r) for r in records], output, columns=LIST_COLUMNS)
+    emit([public_view(r) for r in records], output, columns=LIST_COLUMNS)
 
 
 @machine.command("get")
@@ -137,7 +117,7 @@ def get(app: App, request_id: str, events: bool, output: str) -> None:
     record = app.store.get_request(request_id)
     if record is None:
         fail(f"request {request_id} not found", EXIT_FAILED)
-    view = record_view(record)
+    view = public_view(record)
     log = [{"at": e.at.isoformat(), "message": e.message} for e in app.store.events(request_id)]
     if output != "table":
         view["events"] = log

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from talprov.providers.processes import stop_process
+from talprov.processes import stop_process
 from talprov.store.records import RequestRecord
 
 START_TIMEOUT = 20.0

@@ -24,9 +24,11 @@ from typing import IO, Any
 from talprov.openstack.client import OpenStackClient
 from talprov.openstack.config import OpenStackConfig
 from talprov.providers.errors import InvalidRequest, Transient
-from talprov.providers.protocol import Progress, Runtime
+from talprov.providers.protocol import Runtime
 from talprov.providers.types import MachineRequest
 from talprov.talos.assets import Platform
+from talprov.talos.factory import images_for
+from talprov.talos.progress import Progress
 from talprov.talos.schematic import Schematic
 
 SCHEMATIC_PROPERTY = "talprov_schematic"
@@ -135,7 +137,7 @@ def key_for(request: MachineRequest, runtime: Runtime) -> ImageKey:
     Raises ``InvalidRequest`` for a platform/arch the factory lacks, ``Transient``
     when the factory is unreachable.
     """
-    schematic_id = runtime.images.register(Schematic.from_request(request))
+    schematic_id = images_for(runtime).register(Schematic.from_request(request))
     return ImageKey(version=request.talos_version, arch=str(request.arch),
                     schematic_id=schematic_id)
 
@@ -169,8 +171,8 @@ def ensure_image(
 
 def _raw_image(runtime: Runtime, key: ImageKey) -> Path:
     """The decompressed image file in the cache (decompressed once, atomically)."""
-    url = runtime.images.image_url(key.schematic_id, key.version, Platform.OPENSTACK, key.arch)
-    compressed = runtime.images.download(url, progress=runtime.progress)
+    url = images_for(runtime).image_url(key.schematic_id, key.version, Platform.OPENSTACK, key.arch)
+    compressed = images_for(runtime).download(url, progress=runtime.progress)
     target = runtime.cache_dir / "openstack" / f"{key.name}.raw"
     if target.exists():
         return target

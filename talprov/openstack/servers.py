@@ -15,7 +15,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from talprov.providers.errors import ConfigError, InvalidRequest
+from talprov.errors import ConfigError
+from talprov.providers.errors import InvalidRequest
 from talprov.providers.ownership import (
     INSTALLATION_KEY,
     INSTANCE_KEY,

@@ -60,16 +60,3 @@ class StepTimeout(ProviderError):
     """A step waited longer than its deadline (a machine that never came up)."""
 
     permanent = True
-
-
-class Conflict(Exception):
-    """A request id is already used by a request with a different body."""
-
-
-class ConfigError(Exception):
-    """Invalid user input: a config, request or spec file. ``where`` names file and field."""
-
-    def __init__(self, where: str, message: str) -> None:
-        super().__init__(f"{where}: {message}")
-        self.where = where
-        self.message = message

@@ -12,14 +12,11 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, Generic, Protocol, TypeVar, runtime_checkable
+from typing import Any, ClassVar, Generic, Protocol, TypeVar, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict
 
 from talprov.providers.types import Health, Machine, MachineRequest, Owner, StepResult
-
-if TYPE_CHECKING:
-    from talprov.talos.factory import ImageFactory
 
 
 class ProviderState(BaseModel):
@@ -36,20 +33,19 @@ class ProviderState(BaseModel):
     addresses: list[str] = []
 
 
-#: Receives progress of long work (downloads, uploads, imports): (task, done, total).
-Progress = Callable[[str, int, "int | None"], None]
-
-
-def no_progress(task: str, done: int, total: int | None) -> None:
-    """A Progress that shows nothing."""
+def _ignore_progress(task: str, done: int, total: int | None) -> None:
+    """Shows nothing: the default of :attr:`Runtime.progress`."""
 
 
 @dataclass
 class Runtime:
-    """What providers get from their host process: time, cache, image factory.
+    """What providers get from their host process: time, cache, image factory settings.
 
     The clock and sleeper are injected so that retry and timeout tests run
-    instantly with a fake clock.
+    instantly with a fake clock. ``progress`` receives (task, done, total) of
+    long work. ``memo`` holds objects that layers above the contract build once
+    per runtime (the Image Factory client: ``talprov.talos.factory.images_for``),
+    so the contract needs to know nothing of them.
     """
 
     installation: str = "talprov"
@@ -58,21 +54,8 @@ class Runtime:
     factory_verify_tls: bool | str = True
     clock: Callable[[], float] = time.time
     sleep: Callable[[float], None] = time.sleep
-    progress: Progress = no_progress
-    _factory: ImageFactory | None = field(default=None, repr=False)
-
-    @property
-    def images(self) -> ImageFactory:
-        """The Image Factory client (built on first use)."""
-        if self._factory is None:
-            from talprov.talos.factory import ImageFactory
-
-            self._factory = ImageFactory(
-                base_url=self.factory_url,
-                cache_dir=self.cache_dir / "images",
-                verify=self.factory_verify_tls,
-            )
-        return self._factory
+    progress: Callable[[str, int, int | None], None] = _ignore_progress
+    memo: dict[str, object] = field(default_factory=dict, repr=False, compare=False)
 
 
 DataT = TypeVar("DataT", bound=BaseModel)

@@ -25,7 +25,8 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from talprov.providers.errors import ConfigError, InvalidRequest
+from talprov.errors import ConfigError
+from talprov.providers.errors import InvalidRequest
 from talprov.providers.types import MachineRequest
 from talprov.proxmox.data import StaticNetwork
 

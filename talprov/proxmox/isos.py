@@ -23,6 +23,7 @@ from talprov.proxmox.config import ProxmoxConfig
 from talprov.proxmox.data import ProxmoxMachineData
 from talprov.proxmox.errors import TaskFailed
 from talprov.proxmox.state import ProxmoxState
+from talprov.talos.factory import images_for
 
 Ctx = StepContext[ProxmoxMachineData, ProxmoxState]
 
@@ -156,7 +157,7 @@ class IsoSteps:
         return None
 
     def _upload_from_cache(self, node: str, storage: str, name: str, url: str) -> None:
-        path = Path(self.runtime.images.download(url))
+        path = Path(images_for(self.runtime).download(url))
         raw = io.FileIO(path, "rb")
         # proxmoxer names the uploaded file after the file object's name.
         raw.name = name

@@ -43,6 +43,7 @@ from talprov.proxmox.placement import (
 from talprov.proxmox.state import ProxmoxState
 from talprov.proxmox.tags import UUID_KEY, decode_tags, encode_tags, notes, owned_by, tag_value
 from talprov.proxmox.vm import create_params, machine_from_resource
+from talprov.talos.factory import images_for
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +73,7 @@ class ProxmoxProvider:
         self.config = config
         self.runtime = runtime
         self.client = client or PveClient(config)
-        resolve = iso_url or (lambda request: images.factory_iso_url(runtime.images, request))
+        resolve = iso_url or (lambda request: images.factory_iso_url(images_for(runtime), request))
         self._isos = IsoSteps(self.client, config, runtime, resolve)
         self._deprovisioner = Deprovisioner(self.client, config, self._request_vms)
 

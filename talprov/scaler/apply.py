@@ -20,11 +20,11 @@ from typing import Any
 
 from pydantic import SecretStr
 
+from talprov.processes import local_worker_id
 from talprov.providers.errors import ProviderError
-from talprov.providers.processes import local_worker_id
 from talprov.providers.protocol import Runtime
 from talprov.providers.types import REQUEST_ID_PATTERN, MachineRequest, Owner, Stage
-from talprov.reconciler import ProviderHandle
+from talprov.reconcile.reconciler import ProviderHandle
 from talprov.scaler.actions import ActionKind, Plan
 from talprov.scaler.models import ClusterSpec
 from talprov.scaler.observed import ObservedMachine, OrphanMachine, SetBackoff, next_backoff

@@ -1,6 +1,6 @@
 """Read a cluster spec (a YAML stream of Cluster / MachineClass / ControlPlane / Workers).
 
-Every error is a :class:`~talprov.providers.errors.ConfigError` whose text names
+Every error is a :class:`~talprov.errors.ConfigError` whose text names
 the file, the document, the field and the problem, e.g.
 ``cluster.yaml: document 3 (Workers "workers"): machineClass.size: must be >= 0``.
 Errors never quote values: a spec carries join tokens and machine configs.
@@ -17,7 +17,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, SecretStr, ValidationError
 
-from talprov.providers.errors import ConfigError
+from talprov.errors import ConfigError
 from talprov.providers.types import JoinSpec
 from talprov.scaler.configtext import SAFE_LOADER
 from talprov.scaler.models import (

@@ -19,7 +19,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse
 
 from talprov import __version__
 from talprov.providers.protocol import Runtime
-from talprov.reconciler import ProviderHandle
+from talprov.reconcile.reconciler import ProviderHandle
 from talprov.secrets import redact
 from talprov.service.auth import PrincipalDep, TokenVerifier
 from talprov.service.config import ServiceConfig, parse_service_config

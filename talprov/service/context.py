@@ -14,10 +14,10 @@ from fastapi import Request
 from fastapi.exceptions import RequestValidationError
 from pydantic import SecretStr, ValidationError
 
-from talprov.providers.errors import ConfigError
+from talprov.errors import ConfigError
 from talprov.providers.protocol import Runtime
 from talprov.providers.types import Health, MachineRequest
-from talprov.reconciler import ProviderHandle
+from talprov.reconcile.reconciler import ProviderHandle
 from talprov.secrets import redact
 from talprov.service.auth import Principal, TokenVerifier
 from talprov.service.config import ServiceConfig
@@ -25,7 +25,7 @@ from talprov.service.metrics import Metrics
 from talprov.service.models import MachineRequestView, MachineTemplate
 from talprov.service.sets import SetRepository
 from talprov.service.workers import ReconcileLoop
-from talprov.store.records import RequestRecord
+from talprov.store.records import RequestRecord, public_view
 from talprov.store.store import Store
 
 
@@ -162,10 +162,8 @@ def config_digest(request: MachineRequest) -> str | None:
 
 
 def request_view(record: RequestRecord) -> MachineRequestView:
-    """The public view of a stored request (``record_view`` plus a config digest)."""
-    from talprov.cli.machine import record_view
-
-    view = record_view(record)
+    """The public view of a stored request (``public_view`` plus a config digest)."""
+    view = public_view(record)
     view["config_sha256"] = config_digest(record.request)
     view["join"] = record.request.join is not None
     return MachineRequestView.model_validate(view)

@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, Response, status
 
-from talprov.providers.errors import Conflict
+from talprov.errors import Conflict
 from talprov.providers.types import REQUEST_ID_PATTERN, Stage
 from talprov.service.auth import Principal, PrincipalDep
 from talprov.service.context import (

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from talprov.providers.errors import Conflict
+from talprov.errors import Conflict
 from talprov.providers.types import JoinSpec, MachineRequest, Stage
 from talprov.store.errors import StaleRecord
 from talprov.store.records import RequestRecord, RequestSetRecord

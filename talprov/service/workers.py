@@ -3,7 +3,7 @@
 Each round reconciles the request sets, runs the scaler's cluster passes and one
 reconcile pass, then waits until a request is due (or :meth:`ReconcileLoop.wake`).
 Lease renewal while a step runs long is the reconciler's own
-(:class:`talprov.reconciler.Reconciler`), as it is for the CLI.
+(:class:`talprov.reconcile.reconciler.Reconciler`), as it is for the CLI.
 """
 
 from __future__ import annotations
@@ -13,9 +13,9 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 
-from talprov.providers.errors import ConfigError
+from talprov.errors import ConfigError
 from talprov.providers.protocol import Runtime
-from talprov.reconciler import ProviderHandle, Reconciler
+from talprov.reconcile.reconciler import ProviderHandle, Reconciler
 from talprov.scaler.apply import Scaler
 from talprov.secrets import redact
 from talprov.service.metrics import Metrics

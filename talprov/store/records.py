@@ -166,3 +166,22 @@ def record_from_row(row: sa.Row[Any], codec: SecretCodec) -> RequestRecord:
         updated_at=row.updated_at,
         version=row.version,
     )
+
+
+def public_view(record: RequestRecord) -> dict[str, Any]:
+    """A request as shown to people and scripts: never a secret."""
+    return {
+        "id": record.request.id,
+        "provider": record.request.provider,
+        "stage": record.stage.value,
+        "step": record.step_name,
+        "machine_uuid": record.machine_uuid,
+        "infra_id": record.infra_id,
+        "addresses": list(record.addresses),
+        "labels": dict(record.request.labels),
+        "error": record.error,
+        "talos_version": record.request.talos_version,
+        "marked_for_deletion": record.marked_for_deletion,
+        "created_at": record.created_at.isoformat(),
+        "updated_at": record.updated_at.isoformat(),
+    }

@@ -20,7 +20,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from talprov.providers.errors import Conflict
+from talprov.errors import Conflict
 from talprov.providers.types import MachineRequest, Stage
 from talprov.store.cluster_leases import ClusterLeaseMethods, takeable
 from talprov.store.crypto import SecretCodec

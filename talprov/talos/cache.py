@@ -26,7 +26,7 @@ from urllib.parse import urlsplit, urlunsplit
 import httpx
 
 from talprov.providers.errors import ProviderError, Transient
-from talprov.providers.protocol import Progress, no_progress
+from talprov.talos.progress import Progress, no_progress
 
 CHUNK = 1 << 20
 _thread_locks: dict[Path, threading.Lock] = {}

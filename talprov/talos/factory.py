@@ -15,15 +15,17 @@ import json
 import threading
 from pathlib import Path
 from types import TracebackType
+from typing import cast
 
 import httpx
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from talprov.providers.errors import AuthError, InvalidRequest, NotFound, ProviderError, Transient
-from talprov.providers.protocol import Progress
+from talprov.providers.protocol import Runtime
 from talprov.providers.types import Arch
 from talprov.talos.assets import AssetKind, Platform, asset_name, check_ids, pxe_script_name
 from talprov.talos.cache import DownloadCache, public_url
+from talprov.talos.progress import Progress
 from talprov.talos.schematic import Schematic
 
 DEFAULT_CLOUD_IMAGES_URL = (
@@ -256,3 +258,31 @@ class ImageFactory:
             if image.cloud == "aws" and image.region == region and image.arch == str(arch):
                 return image.id
         return None
+
+
+_MEMO_KEY = "talprov.talos.image_factory"
+_memo_lock = threading.Lock()
+
+
+def images_for(runtime: Runtime) -> ImageFactory:
+    """The Image Factory client of ``runtime``, built from its settings on first use.
+
+    One client per runtime (its download cache and registered schematics are
+    shared by every provider instance of the process). Never raises.
+    """
+    with _memo_lock:
+        found = runtime.memo.get(_MEMO_KEY)
+        if found is None:
+            found = ImageFactory(base_url=runtime.factory_url,
+                                 cache_dir=runtime.cache_dir / "images",
+                                 verify=runtime.factory_verify_tls)
+            runtime.memo[_MEMO_KEY] = found
+        # Only this module writes the key: an ImageFactory or a stand-in given to
+        # use_images().
+        return cast(ImageFactory, found)
+
+
+def use_images(runtime: Runtime, factory: ImageFactory) -> None:
+    """Make ``factory`` the Image Factory client of ``runtime`` (tests give stand-ins)."""
+    with _memo_lock:
+        runtime.memo[_MEMO_KEY] = factory

@@ -32,7 +32,7 @@ from typing import Any
 
 import yaml
 
-from talprov.providers.errors import ConfigError
+from talprov.errors import ConfigError
 
 MACHINE_TYPES = ("controlplane", "worker", "init")
 DELETE = "$patch"

@@ -23,7 +23,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict
 
-from talprov.providers.errors import ConfigError
+from talprov.errors import ConfigError
 from talprov.providers.types import MachineRequest, MetaValue, Overlay
 from talprov.talos import goyaml
 

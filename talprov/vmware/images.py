@@ -30,10 +30,11 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from talprov.processes import dead_local_worker, local_worker_id
 from talprov.providers.errors import InvalidRequest, Transient
-from talprov.providers.processes import dead_local_worker, local_worker_id
 from talprov.providers.protocol import Runtime
 from talprov.providers.types import MachineRequest
+from talprov.talos.factory import images_for
 from talprov.vmware import sdk
 from talprov.vmware.client import ServiceInstance, VSphereClient
 from talprov.vmware.config import VSphereConfig
@@ -70,7 +71,7 @@ def factory_ova_url(runtime: Runtime, request: MachineRequest) -> tuple[str, str
     from talprov.talos.assets import Platform
     from talprov.talos.schematic import Schematic
 
-    factory = runtime.images
+    factory = images_for(runtime)
     schematic_id = factory.register(Schematic.from_request(request))
     url = factory.image_url(schematic_id, request.talos_version, Platform.VMWARE, request.arch,
                             secure_boot=request.secure_boot)
@@ -137,7 +138,7 @@ class TemplateImporter:
             found = self.client.call(f"look up template {name}", lambda si: look(si, True))
             if found is not None:
                 return name, found
-            path = self.runtime.images.download(url, self.runtime.progress)
+            path = images_for(self.runtime).download(url, self.runtime.progress)
             return name, self.client.call(
                 f"import template {name}",
                 lambda si: self._import(si, data, folder_path, name, schematic_id, path))

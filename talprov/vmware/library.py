@@ -28,8 +28,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from talprov.processes import local_worker_id
 from talprov.providers.errors import InvalidRequest, NotFound, Transient
-from talprov.providers.processes import local_worker_id
 from talprov.providers.protocol import Runtime
 from talprov.vmware import sdk
 from talprov.vmware.client import ServiceInstance, VSphereClient

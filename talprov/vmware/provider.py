@@ -20,7 +20,8 @@ from typing import Any, ClassVar, cast
 
 from pydantic import BaseModel
 
-from talprov.providers.errors import ConfigError, InvalidRequest, NotFound, StepTimeout
+from talprov.errors import ConfigError
+from talprov.providers.errors import InvalidRequest, NotFound, StepTimeout
 from talprov.providers.ownership import INSTANCE_KEY, is_owned
 from talprov.providers.protocol import ProviderState, Runtime, Step, StepContext
 from talprov.providers.types import Health, Machine, MachineState, Owner, Retry, StepResult

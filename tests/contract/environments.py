@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from talprov.providers.protocol import Provider, Runtime
-from talprov.providers.registry import build_provider
+from talprov.registry import build_provider
 from talprov.testing import FakeClock
 from tests.emulators.factory import FakeImageFactory
 from tests.emulators.moto import MotoServer

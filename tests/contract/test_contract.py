@@ -16,7 +16,7 @@ from pydantic import SecretStr
 
 from talprov.providers.protocol import Provider, StepContext
 from talprov.providers.types import MachineRequest, MachineState, Owner, Stage
-from talprov.reconciler import ProviderHandle, Reconciler
+from talprov.reconcile.reconciler import ProviderHandle, Reconciler
 from talprov.store.store import Store
 from tests.contract.environments import Environment
 

@@ -22,7 +22,7 @@ from typing import IO, Any
 
 import pytest
 
-from talprov.providers.processes import stop_process
+from talprov.processes import stop_process
 
 LAUNCHER = Path(__file__).with_name("fakepve_launcher.py")
 START_TIMEOUT = 20.0

@@ -8,10 +8,10 @@ from pathlib import Path
 import yaml
 
 from talprov.providers.protocol import Runtime
-from talprov.providers.registry import build_provider
-from talprov.providers.runner import StepPolicy
 from talprov.providers.types import Stage
-from talprov.reconciler import ProviderHandle, Reconciler
+from talprov.reconcile.reconciler import ProviderHandle, Reconciler
+from talprov.reconcile.runner import StepPolicy
+from talprov.registry import build_provider
 from talprov.scaler.apply import Scaler
 from talprov.scaler.spec import load_spec_file
 from talprov.store.store import Store

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from talprov.config import load_config
-from talprov.providers.registry import COMMON_INSTANCE_KEYS, load_type
+from talprov.registry import COMMON_INSTANCE_KEYS, load_type
 from talprov.requestfile import load_request_file
 from talprov.scaler.spec import load_spec_file
 from tests.helpers import REPO, WORKER_CONFIG

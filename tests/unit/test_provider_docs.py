@@ -35,7 +35,7 @@ from pydantic.fields import FieldInfo
 
 from talprov.config import TalprovConfig, parse_yaml_mapping
 from talprov.providers.protocol import ProviderClass
-from talprov.providers.registry import COMMON_INSTANCE_KEYS, ENTRY_POINT_GROUP, load_type
+from talprov.registry import COMMON_INSTANCE_KEYS, ENTRY_POINT_GROUP, load_type
 from talprov.requestfile import RequestFile
 from tests.helpers import REPO
 

@@ -11,10 +11,10 @@ import pytest
 from pydantic import SecretStr
 
 from talprov.providers.protocol import Runtime
-from talprov.providers.registry import build_provider
-from talprov.providers.runner import StepPolicy
 from talprov.providers.types import MachineRequest, Stage
-from talprov.reconciler import ProviderHandle, Reconciler
+from talprov.reconcile.reconciler import ProviderHandle, Reconciler
+from talprov.reconcile.runner import StepPolicy
+from talprov.registry import build_provider
 from talprov.store.store import Store
 from talprov.testing import FakeClock
 from tests.helpers import WORKER_CONFIG

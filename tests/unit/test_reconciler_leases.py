@@ -24,7 +24,7 @@ from talprov.providers.types import (
     Stage,
     StepResult,
 )
-from talprov.reconciler import PassReport, ProviderHandle, Reconciler
+from talprov.reconcile.reconciler import PassReport, ProviderHandle, Reconciler
 from talprov.store.store import Store
 from talprov.testing import ProviderDouble
 

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from talprov.providers.errors import AuthError, ConfigError, Transient
+from talprov.errors import ConfigError
+from talprov.providers.errors import AuthError, Transient
 from talprov.providers.retry import RetryPolicy, call_with_retry, step_backoff
 from talprov.secrets import MASK, RedactingFilter, redact, resolve_refs, resolve_tree
 

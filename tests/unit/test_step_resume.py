@@ -18,7 +18,7 @@ from talprov.providers.types import (
     Stage,
     StepResult,
 )
-from talprov.reconciler import ProviderHandle, Reconciler
+from talprov.reconcile.reconciler import ProviderHandle, Reconciler
 from talprov.store.store import Store
 from talprov.testing import FakeClock, ProviderDouble
 from tests.helpers import WORKER_CONFIG

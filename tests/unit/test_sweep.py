@@ -26,7 +26,7 @@ from talprov.providers.types import (
     Stage,
     StepResult,
 )
-from talprov.reconciler import ProviderHandle, Reconciler
+from talprov.reconcile.reconciler import ProviderHandle, Reconciler
 from talprov.secrets import MASK, register_secret
 from talprov.service.metrics import Metrics, instrument
 from talprov.store.store import Store

@@ -39,7 +39,7 @@ from typing import Any
 import yaml
 
 from talprov.baremetal.inventory import BmcInfo, Inventory
-from talprov.providers.processes import stop_process
+from talprov.processes import stop_process
 
 HERE = Path(__file__).parent
 CACHE = Path(os.environ.get("TALPROV_RIG_CACHE", "/var/cache/talprov-rig"))
@@ -369,7 +369,7 @@ def rig(root: Path, schematic_id: str, talos_version: str,
         log_path = root / "boot-server.log"
         env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[3])}
         server = subprocess.Popen(
-            ["ip", "netns", "exec", netns, sys.executable, "-m", "talprov.baremetal.cli",
+            ["ip", "netns", "exec", netns, sys.executable, "-m", "talprov.cli.baremetal",
              "--file", str(config_file), "serve", "-v"],
             stdout=log_path.open("wb"), stderr=subprocess.STDOUT, env=env)
         the_rig.procs.append(server)

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import httpx
 
-from talprov.providers.processes import stop_process
+from talprov.processes import stop_process
 
 USER = "admin"
 PASSWORD = "redfish-rig-pass"

@@ -20,7 +20,7 @@ from typing import Any
 
 import httpx
 
-from talprov.providers.processes import stop_process
+from talprov.processes import stop_process
 from tests.emulators.openstack.cloud import FakeOpenStack
 from tests.emulators.openstack.keystone import unauthorized
 from tests.emulators.openstack.state import Token

@@ -26,7 +26,7 @@ from typing import IO
 
 import pytest
 
-from talprov.providers.processes import stop_process
+from talprov.processes import stop_process
 
 HERE = Path(__file__).parent
 BUILD_SCRIPT = HERE / "build.sh"

@@ -24,7 +24,7 @@ from talprov.aws.images import (
     find_official_images,
 )
 from talprov.providers.errors import InvalidRequest
-from talprov.talos.factory import ImageFactory
+from talprov.talos.factory import ImageFactory, use_images
 from talprov.talos.schematic import Schematic
 from tests.emulators.moto import REGION, MotoServer, talos_ami_id
 from tests.unit.aws.helpers import Harness, make_request
@@ -284,7 +284,7 @@ def test_resolve_image_step_imports_once_for_two_requests(
     boto3.client("s3", region_name=REGION, endpoint_url=harness.server.url).create_bucket(
         Bucket="talos-images")
     seen: list[str] = []
-    harness.runtime._factory = factory_serving(raw_xz, harness.tmp_path / "images", seen)
+    use_images(harness.runtime, factory_serving(raw_xz, harness.tmp_path / "images", seen))
     stubbed = boto3.client("ec2", region_name=REGION)
     harness.provider.clients.__dict__["ec2"] = stubbed  # the cached client, replaced
     resolve = harness.provider.steps()[0].run

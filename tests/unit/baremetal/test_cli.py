@@ -8,8 +8,8 @@ from pathlib import Path
 import yaml
 from click.testing import CliRunner
 
-from talprov.baremetal.cli import baremetal
 from talprov.baremetal.inventory import Inventory, MachineStatus
+from talprov.cli.baremetal import baremetal
 
 
 def test_add_list_cordon_accept_remove(tmp_path: Path) -> None:

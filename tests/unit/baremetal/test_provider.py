@@ -20,9 +20,9 @@ from talprov.baremetal.power.base import BootDevice, PowerState
 from talprov.baremetal.provider import BareMetalProvider
 from talprov.providers.errors import AuthError
 from talprov.providers.protocol import Runtime
-from talprov.providers.runner import StepPolicy
 from talprov.providers.types import MachineRequest, Owner, Stage
-from talprov.reconciler import ProviderHandle, Reconciler
+from talprov.reconcile.reconciler import ProviderHandle, Reconciler
+from talprov.reconcile.runner import StepPolicy
 from talprov.store.store import Store
 from talprov.testing import FakeClock as Clock
 from tests.emulators.factory import FakeImageFactory

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from talprov.providers.types import MachineRequest, Stage
-from talprov.reconciler import ProviderHandle, Reconciler
+from talprov.reconcile.reconciler import ProviderHandle, Reconciler
 from talprov.store.store import Store
 from tests.unit.openstack.harness import TALOS_VERSION, Harness
 from tests.unit.openstack.test_sweep import port_ids, strand_ports

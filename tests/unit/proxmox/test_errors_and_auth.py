@@ -18,6 +18,7 @@ from talprov.proxmox.client import PveClient
 from talprov.proxmox.config import ProxmoxConfig
 from talprov.proxmox.errors import TaskFailed
 from talprov.proxmox.provider import ProxmoxProvider
+from talprov.talos.factory import use_images
 from talprov.testing import FakeClock
 from tests.driving import context, deprovision, provision, run_step
 from tests.emulators.fakepve import FakePveServer
@@ -136,7 +137,7 @@ def test_a_failed_download_falls_back_to_uploading_from_the_cache(
             return cached
 
     provider = make_provider()
-    provider.runtime._factory = CacheOnly()  # type: ignore[assignment]
+    use_images(provider.runtime, CacheOnly())  # type: ignore[arg-type]
     fakepve.control("fail", method="POST", suffix="/download-url",
                     error="error_archive_format_not_defined")
     ctx = context(provider, machine_request("offline"), owner)
@@ -193,7 +194,7 @@ def test_a_token_with_the_documented_privileges_can_do_everything(
         def download(self, url: str) -> Path:
             return cached
 
-    runtime._factory = CacheOnly()  # type: ignore[assignment]
+    use_images(runtime, CacheOnly())  # type: ignore[arg-type]
     config = ProxmoxConfig.model_validate({
         "url": fakepve.url, "token_id": token, "token_secret": "least-privilege-secret",
         "ca_file": str(fakepve.ca_file), "iso_transfer": transfer,

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from talprov.providers.errors import ConfigError
+from talprov.errors import ConfigError
 from talprov.scaler.models import CONTROL_PLANE_SET, ClusterSpec, Role, parse_duration
 from talprov.scaler.spec import load_spec, load_spec_file
 from talprov.scaler.templates import desired_request, template_hash

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from talprov.providers.errors import ConfigError
+from talprov.errors import ConfigError
 from talprov.providers.protocol import Runtime
 from talprov.service.app import create_app
 from talprov.service.auth import TokenVerifier

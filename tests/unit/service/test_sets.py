@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from talprov.providers.types import MachineRequest, Stage
-from talprov.reconciler import Reconciler
+from talprov.reconcile.reconciler import Reconciler
 from talprov.service.sets import (
     RequestSet,
     SetRepository,

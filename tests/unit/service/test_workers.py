@@ -20,7 +20,7 @@ from talprov.providers.types import (
     Stage,
     StepResult,
 )
-from talprov.reconciler import ProviderHandle
+from talprov.reconcile.reconciler import ProviderHandle
 from talprov.service.metrics import Metrics
 from talprov.service.sets import SetRepository
 from talprov.service.workers import ReconcileLoop

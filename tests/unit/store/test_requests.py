@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from talprov.providers.errors import Conflict
+from talprov.errors import Conflict
 from talprov.providers.types import Stage
 from talprov.store import RequestRecord, StaleRecord, Store
 from tests.unit.store.factories import CANARY_CONFIG, CANARY_JOIN, make_request

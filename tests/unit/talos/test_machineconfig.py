@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 import yaml
 
-from talprov.providers.errors import ConfigError
+from talprov.errors import ConfigError
 from talprov.talos.machineconfig import (
     PatchStyle,
     apply_patches,

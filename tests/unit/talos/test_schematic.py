@@ -7,7 +7,7 @@ import hashlib
 import pytest
 from pydantic import SecretStr
 
-from talprov.providers.errors import ConfigError
+from talprov.errors import ConfigError
 from talprov.providers.types import JoinSpec, MachineRequest, MetaValue, Overlay
 from talprov.talos.schematic import DEFAULT_SCHEMATIC_ID, Schematic
 

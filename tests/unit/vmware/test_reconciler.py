@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from talprov.providers.runner import StepPolicy
 from talprov.providers.types import Stage
-from talprov.reconciler import ProviderHandle, Reconciler
+from talprov.reconcile.reconciler import ProviderHandle, Reconciler
+from talprov.reconcile.runner import StepPolicy
 from talprov.store.records import RequestRecord
 from talprov.store.store import Store
 from talprov.vmware.provider import VSphereProvider

@@ -2,7 +2,8 @@
 
 The unit of durability is the step: when a step returns, its index, the provider's
 typed state, the attempt counter and the event lines are written in one
-transaction (``Store.save_progress``). A process killed at any moment therefore
+transaction (``ProgressStorage.save_progress``,
+:mod:`talprov.reconcile.storage`). A process killed at any moment therefore
 resumes at the step it was in, and because steps are idempotent (they look for
 what they would create before creating it) nothing is created twice.
 """
@@ -17,15 +18,15 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
+from talprov.errors import validation_message
 from talprov.providers.errors import CapacityError, ProviderError, QuotaExceeded
 from talprov.providers.protocol import Provider, ProviderState, Runtime, Step, StepContext
-from talprov.providers.registry import validation_message
 from talprov.providers.retry import step_backoff
 from talprov.providers.types import Machine, Owner, Retry, Stage, StepResult
+from talprov.reconcile.storage import ProgressStorage
 from talprov.secrets import redact
 from talprov.store.errors import StaleRecord
 from talprov.store.records import RequestRecord
-from talprov.store.store import Store
 
 log = logging.getLogger(__name__)
 
@@ -91,7 +92,7 @@ class Work:
             step_started_at=self.step_started_at.timestamp(),
         )
 
-    def save(self, store: Store, step_name: str | None) -> bool:
+    def save(self, store: ProgressStorage, step_name: str | None) -> bool:
         """Persist the working copy; False when someone else changed the record."""
         assert self.state is not None
         state = self.state
@@ -119,7 +120,7 @@ class Work:
         self.events = []
         return True
 
-    def _merge_after_stale(self, store: Store) -> bool:
+    def _merge_after_stale(self, store: ProgressStorage) -> bool:
         # A delete raced with this step. What the step learned (above all the id
         # of a machine it just created) must reach the record, or deprovision
         # would not know what to remove.
@@ -149,7 +150,7 @@ class RequestRunner:
     """Advances requests of one provider instance through their steps."""
 
     def __init__(
-        self, provider: Provider, owner: Owner, runtime: Runtime, store: Store,
+        self, provider: Provider, owner: Owner, runtime: Runtime, store: ProgressStorage,
         policy: StepPolicy | None = None,
     ) -> None:
         self.provider = provider

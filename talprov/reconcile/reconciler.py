@@ -16,7 +16,7 @@ store's single conditional UPDATE, so two workers never hold one request.
 
 A full pass also sweeps leftovers (parts that outlived the request they were
 made for) of providers implementing ``SweepsLeftovers``, at most once every
-``sweep_interval`` seconds per provider instance (:mod:`talprov.leftovers`).
+``sweep_interval`` seconds per provider instance (:mod:`talprov.reconcile.leftovers`).
 """
 
 from __future__ import annotations
@@ -28,12 +28,12 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from talprov.leftovers import LeftoverSweeper
+from talprov.processes import dead_local_worker, local_worker_id
 from talprov.providers.errors import ProviderError
-from talprov.providers.processes import dead_local_worker, local_worker_id
 from talprov.providers.protocol import Provider, Runtime
-from talprov.providers.runner import RequestRunner, StepPolicy, Work
 from talprov.providers.types import Machine, MachineState, Owner, Stage
+from talprov.reconcile.leftovers import LeftoverSweeper
+from talprov.reconcile.runner import RequestRunner, StepPolicy, Work
 from talprov.secrets import redact
 from talprov.store.errors import StaleRecord, StoreError
 from talprov.store.observations import RequestSummary

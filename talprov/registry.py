@@ -12,7 +12,7 @@ from typing import Any, cast
 
 from pydantic import BaseModel, ValidationError
 
-from talprov.providers.errors import ConfigError
+from talprov.errors import ConfigError, validation_message
 from talprov.providers.protocol import Provider, ProviderClass, Runtime
 
 ENTRY_POINT_GROUP = "talprov.providers"
@@ -66,17 +66,6 @@ def load_type(type_name: str, *, where: str = "type") -> ProviderClass:
         if not hasattr(loaded, attr):
             raise ConfigError(where, f"provider type {type_name!r} has no {attr}")
     return cast(ProviderClass, loaded)
-
-
-def validation_message(exc: ValidationError, prefix: str, sep: str = ".") -> tuple[str, str]:
-    """The first problem of a pydantic error as (``prefix`` + field path, message)."""
-    err = exc.errors()[0]
-    path = ".".join(str(p) for p in err["loc"])
-    where = f"{prefix}{sep}{path}" if path else prefix
-    message = err["msg"]
-    if err["type"] == "extra_forbidden":
-        message = "unknown field"
-    return where, message
 
 
 def build_provider(

@@ -20,8 +20,8 @@ from pydantic import ValidationError
 
 from talprov.baremetal.config import BareMetalConfig
 from talprov.baremetal.inventory import BmcInfo, Inventory, InventoryError
-from talprov.providers.errors import ConfigError
-from talprov.providers.registry import COMMON_INSTANCE_KEYS, validation_message
+from talprov.errors import ConfigError, validation_message
+from talprov.registry import COMMON_INSTANCE_KEYS
 
 
 def load_block(app: Any, provider: str | None, file: str | None) -> tuple[BareMetalConfig, str]:

@@ -1,0 +1,56 @@
+"""Where the step runner keeps a request's progress: a small storage protocol.
+
+The runner needs two things of a store: read a request, and write one step's
+outcome if nobody changed the request since it was read. Saying exactly that
+here (kopf's ``ProgressStorage`` plays the same role) keeps the runner free of
+the store's class: :class:`talprov.store.store.Store` implements it on SQL, and
+:class:`talprov.testing.MemoryProgressStorage` in memory for tests.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any, Protocol
+
+from talprov.providers.types import Stage
+from talprov.store.records import RequestRecord
+
+
+class ProgressStorage(Protocol):
+    """Reads requests and stores step outcomes with an optimistic version check."""
+
+    def get_request(self, request_id: str) -> RequestRecord | None:
+        """The request as last stored, or None when it is not (or no longer) there.
+
+        Read-only. Raises ``StoreError`` when the storage cannot be read.
+        """
+        ...
+
+    def save_progress(
+        self,
+        request_id: str,
+        *,
+        expected_version: int,
+        stage: Stage,
+        step_index: int,
+        step_name: str | None,
+        state: dict[str, Any],
+        error: str | None,
+        attempts: int,
+        next_attempt_at: datetime | None,
+        step_started_at: datetime | None,
+        infra_id: str | None,
+        machine_uuid: str | None,
+        addresses: Sequence[str],
+        events: Sequence[str],
+        now: datetime | None = None,
+    ) -> RequestRecord:
+        """Store one step's outcome and its event lines together; the new record.
+
+        Writes only while the stored version equals ``expected_version``, then
+        bumps it. Raises ``StaleRecord`` when the version moved or the request was
+        removed (nothing is written), ``StoreError`` for any other failure. Not
+        idempotent on purpose: a replay at the old version is stale.
+        """
+        ...
