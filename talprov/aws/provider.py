@@ -1,6 +1,6 @@
 """The AWS provider: Talos machines as EC2 instances.
 
-Steps (each idempotent, see DESIGN.md):
+Steps (each idempotent, see docs/architecture.md):
 
 1. ``resolve-image`` — the AMI for the request's Talos version, arch and
    schematic (official, or imported once per schematic) and the instance type.

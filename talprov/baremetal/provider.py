@@ -1,6 +1,6 @@
 """The bare-metal provider: a request takes an inventory machine and PXE-installs Talos.
 
-Steps (each idempotent; see DESIGN.md): ``allocate`` → ``prepare-boot`` →
+Steps (each idempotent; see docs/architecture.md): ``allocate`` → ``prepare-boot`` →
 ``set-pxe`` → ``power-on`` → ``wait-installed``. The boot server (another
 thread or process) reads what the steps wrote into the inventory and records
 what the machine fetched; ``wait-installed`` reads that back. Deprovision boots

@@ -30,7 +30,7 @@ class Arch(StrEnum):
 
 
 class Stage(StrEnum):
-    """Where a request is in its life; see DESIGN.md."""
+    """Where a request is in its life; see docs/architecture.md."""
 
     PENDING = "pending"
     PROVISIONING = "provisioning"

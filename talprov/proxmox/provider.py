@@ -1,6 +1,6 @@
 """The Proxmox VE provider: one VM per request, booted from the Talos nocloud ISO.
 
-Steps (each idempotent; see DESIGN.md): ``place`` → ``ensure-iso`` →
+Steps (each idempotent; see docs/architecture.md): ``place`` → ``ensure-iso`` →
 ``ensure-seed`` → ``ensure-vm`` → ``start-vm`` → ``wait-running``. Every VM
 carries talprov's ownership marks as PVE tags, so one ``/cluster/resources``
 call finds all of them on whichever node they run now (after a migration too),

@@ -1,6 +1,6 @@
 """The vSphere provider: one VM per request, cloned from the Talos template.
 
-Steps (each idempotent; see DESIGN.md): ``ensure-template`` → ``clone-vm`` →
+Steps (each idempotent; see docs/architecture.md): ``ensure-template`` → ``clone-vm`` →
 ``configure-vm`` → ``tag-vm`` → ``power-on`` → ``wait-running``. The template is a
 named one, one deployed from a content library item (``library``), or the
 imported factory OVA (``images``); tags go through the vAPI REST session

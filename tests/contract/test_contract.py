@@ -1,6 +1,6 @@
 """The provider contract, checked the same way against every provider type.
 
-What every driver promises (DESIGN.md): steps are idempotent and resumable,
+What every driver promises (docs/architecture.md): steps are idempotent and resumable,
 ``list_machines`` finds exactly the owner's machines in one listing, deprovision
 treats "already gone" as success, provider_data is a strict, exported schema.
 """
