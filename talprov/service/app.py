@@ -29,8 +29,8 @@ from talprov.service.models import HealthView, Healthz, ProviderList, ProviderVi
 from talprov.service.routes_requests import AUTH_RESPONSES
 from talprov.service.routes_requests import router as requests_router
 from talprov.service.routes_sets import router as sets_router
-from talprov.service.sets import SetRepository
 from talprov.service.workers import ReconcileLoop
+from talprov.sets import SetRepository
 from talprov.store.errors import StaleRecord, StoreError
 from talprov.store.store import Store
 

@@ -19,7 +19,7 @@ from talprov.reconcile.reconciler import ProviderHandle, Reconciler
 from talprov.scaler.apply import Scaler
 from talprov.secrets import redact
 from talprov.service.metrics import Metrics
-from talprov.service.sets import SetRepository, reconcile_set
+from talprov.sets import SetRepository, reconcile_set
 from talprov.store.errors import StoreError
 from talprov.store.store import Store
 

@@ -22,8 +22,8 @@ from talprov.providers.types import (
 )
 from talprov.reconcile.reconciler import ProviderHandle
 from talprov.service.metrics import Metrics
-from talprov.service.sets import SetRepository
 from talprov.service.workers import ReconcileLoop
+from talprov.sets import SetRepository
 from talprov.store.store import Store
 from talprov.testing import ProviderDouble
 
