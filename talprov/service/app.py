@@ -128,7 +128,7 @@ def create_app(
     )
     if service_config.workers:
         ctx.loop = ReconcileLoop(
-            store, instrumented, runtime, sets=sets, metrics=metrics,
+            store, instrumented, runtime, metrics=metrics,
             interval=service_config.reconcile_interval, lease_ttl=service_config.lease_ttl,
             worker_id=service_config.worker_id,
         )
