@@ -119,8 +119,9 @@ class RunLoop:
         """
         started = time.monotonic()
         report = RoundReport()
-        self._reconcile_sets(report.errors)
-        self._run_cluster_passes(report.errors)
+        self._each(report.errors, "request set", self.store.list_request_sets,
+                   self._reconcile_set)
+        self._each(report.errors, "cluster", self.store.list_clusters, self._run_cluster_pass)
         try:
             report.reconcile = self.reconciler.run_pass()
             report.errors.extend(f"reconcile: {e}" for e in report.reconcile.errors)
@@ -132,29 +133,29 @@ class RunLoop:
         report.seconds = time.monotonic() - started
         return report
 
-    def _reconcile_sets(self, errors: list[str]) -> None:
-        try:
-            request_sets = self.sets.all()
-        except StoreError as exc:
-            errors.append(f"request sets: {redact(str(exc))}")
-            return
-        for request_set in request_sets:
-            try:
-                reconcile_set(self.sets, request_set)
-            except (StoreError, KeyError) as exc:
-                errors.append(f"request set {request_set.name}: {redact(str(exc))}")
+    def _reconcile_set(self, name: str) -> None:
+        request_set = self.sets.get(name)
+        if request_set is not None:  # None: removed since it was listed
+            reconcile_set(self.sets, request_set)
 
-    def _run_cluster_passes(self, errors: list[str]) -> None:
+    def _run_cluster_pass(self, name: str) -> None:
+        self.scaler.run_pass(name)  # None: another worker plans it now
+
+    @staticmethod
+    def _each(errors: list[str], what: str, names: Callable[[], list[str]],
+              work: Callable[[str], None]) -> None:
+        """``work`` on every name ``names()`` lists; a failure is noted in ``errors``
+        and the next name gets its turn."""
         try:
-            names = self.store.list_clusters()
+            listed = names()
         except StoreError as exc:
-            errors.append(f"clusters: {redact(str(exc))}")
+            errors.append(f"{what}s: {redact(str(exc))}")
             return
-        for name in names:
+        for name in listed:
             try:
-                self.scaler.run_pass(name)  # None: another worker plans it now
-            except (StoreError, ConfigError, ProviderError) as exc:
-                errors.append(f"cluster {name}: {redact(str(exc))}")
+                work(name)
+            except (StoreError, ConfigError, ProviderError, KeyError) as exc:
+                errors.append(f"{what} {name}: {redact(str(exc))}")
 
     # -- waiting --------------------------------------------------------------------
 

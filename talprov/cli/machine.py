@@ -71,8 +71,9 @@ def create(app: App, path: Path, wait: bool, timeout: float, output: str) -> Non
     failed, 2 for invalid input.
     """
     request = load_request_file(path)
-    provider = app.provider(known_instance(app, request.provider, where=f"{path}: provider"))
-    validate_provider_data(provider, request.provider_data, where=f"{path}: provider_data")
+    instance = known_instance(app, request.provider, where=f"{path}: provider")
+    validate_provider_data(app.provider(instance), request.provider_data,
+                           where=f"{path}: provider_data")
     record = app.store.create_request(request)
     click.echo(f"request {record.request.id} recorded ({record.stage.value})", err=True)
     if wait:
@@ -86,13 +87,13 @@ def create(app: App, path: Path, wait: bool, timeout: float, output: str) -> Non
 
 
 @machine.command("list")
-@click.option("--provider", help="Only requests for this provider instance.")
+@click.option("--provider", "instance", help="Only requests for this provider instance.")
 @click.option("--label", "labels", multiple=True, help="KEY=VALUE label filter (repeatable).")
 @click.option("--all", "include_gone", is_flag=True, help="Include requests that are gone.")
 @output_option
 @pass_app
 @handle_errors
-def list_(app: App, provider: str | None, labels: tuple[str, ...], include_gone: bool,
+def list_(app: App, instance: str | None, labels: tuple[str, ...], include_gone: bool,
           output: str) -> None:
     """List requests with their stage, machine and last error."""
     selector: dict[str, str] = {}
@@ -101,7 +102,7 @@ def list_(app: App, provider: str | None, labels: tuple[str, ...], include_gone:
         if not sep:
             raise ConfigError("--label", f"expected KEY=VALUE, got {item!r}")
         selector[key] = value
-    records = app.store.list_requests(provider=provider, labels=selector or None,
+    records = app.store.list_requests(provider=instance, labels=selector or None,
                                       include_gone=include_gone)
     emit([public_view(r) for r in records], output, columns=LIST_COLUMNS)
 

@@ -292,13 +292,13 @@ class Scaler:
             log.info("request %s was already forgotten", request_id)
 
     def _delete_orphan(self, state: ClusterState, request_id: str, infra_id: str,
-                       provider: str) -> None:
+                       instance: str) -> None:
         # Recorded as a request being deleted, so the reconciler removes the
         # machine durably (and retries) like any other deletion.
         rid = request_id
         if not re.match(REQUEST_ID_PATTERN, rid):
             rid = "orphan-" + hashlib.sha256(infra_id.encode()).hexdigest()[:12]
-        orphan = MachineRequest(id=rid, provider=provider,
+        orphan = MachineRequest(id=rid, provider=instance,
                                 talos_version=state.spec.talos_version,
                                 labels={LABEL_CLUSTER: state.spec.name})
         existing = self.store.get_request(rid)

@@ -115,7 +115,7 @@ def test_a_round_reports_provider_and_store_errors_instead_of_raising(tmp_path: 
     assert report.errors == ["reconcile: fake: list_machines: the API is down"]
 
     unreadable = Store("sqlite:////nonexistent-dir/state.db")
-    loop.store = loop.sets.store = loop.reconciler.store = unreadable
+    loop.store = loop.reconciler.store = unreadable
     report = loop.run_round()
     assert [e.split(":")[0] for e in report.errors] == [
         "request sets", "clusters", "reconcile pass failed"]
