@@ -22,6 +22,7 @@ from talprov.providers.errors import InvalidRequest, ProviderError
 from talprov.providers.protocol import Provider, Runtime
 from talprov.reconcile.reconciler import ProviderHandle, Reconciler
 from talprov.registry import build_provider
+from talprov.runloop import RunLoop
 from talprov.secrets import RedactingFilter, redact
 from talprov.store.errors import StoreError
 from talprov.store.store import Store, default_store_url
@@ -92,6 +93,11 @@ class App:
 
     def reconciler(self) -> Reconciler:
         return Reconciler(self.store, self.all_handles(), self.runtime)
+
+    def run_loop(self) -> RunLoop:
+        """The library's run loop over every configured provider instance (what
+        ``talprov serve``'s worker runs too)."""
+        return RunLoop(self.store, self.all_handles(), self.runtime)
 
     def close(self) -> None:
         if self._store is not None:

@@ -8,9 +8,9 @@ from typing import Any
 import click
 
 from talprov.cli.app import EXIT_FAILED, App, fail, handle_errors, known_instance, pass_app
+from talprov.cli.machine import show_warnings
 from talprov.cli.output import emit, output_option
 from talprov.errors import ConfigError
-from talprov.reconcile.reconciler import PassReport
 from talprov.registry import validate_provider_data
 from talprov.scaler.actions import Plan
 from talprov.scaler.apply import ClusterState, Scaler
@@ -86,21 +86,14 @@ def plan_cmd(app: App, path: Path, output: str) -> None:
 
 
 def converge(app: App, scaler: Scaler, name: str, timeout: float) -> bool:
-    reconciler = app.reconciler()
+    """Run the run loop here until cluster ``name`` matches its spec (or is gone),
+    showing each set's progress; False after ``timeout`` seconds."""
     last: dict[str, str] = {}
 
-    def progress(report: PassReport) -> None:
-        for error in report.errors:
-            click.echo(f"warning: {error}", err=True)
-
     def done() -> bool:
-        scaler.run_pass(name)  # None when another worker holds the cluster: fine
-        if scaler.state(name) is None:
-            return True  # destroyed and forgotten
-        reconciler.run_pass()
         state = scaler.state(name)
         if state is None:
-            return True
+            return True  # destroyed and forgotten
         view = scaler.preview(state)
         line = "  ".join(f"{s.name} {s.provisioned}/{s.desired}"
                          + (f" (+{s.provisioning})" if s.provisioning else "")
@@ -114,7 +107,19 @@ def converge(app: App, scaler: Scaler, name: str, timeout: float) -> bool:
             click.echo(f"{name}: {line}", err=True)
         return not state.destroying and scaler.converged(name)
 
-    return reconciler.run_until(done, timeout=timeout, interval=2.0, on_pass=progress)
+    with app.run_loop() as loop:
+        return loop.run_until(done, timeout=timeout, interval=2.0, on_round=show_warnings)
+
+
+def wait_destroyed(app: App, scaler: Scaler, name: str, timeout: float) -> bool:
+    """Run the run loop here until every machine of cluster ``name`` is gone and
+    the cluster is forgotten; False after ``timeout`` seconds."""
+
+    def gone() -> bool:
+        return not scaler.records(name) and scaler.state(name) is None
+
+    with app.run_loop() as loop:
+        return loop.run_until(gone, timeout=timeout, interval=2.0, on_round=show_warnings)
 
 
 @click.command()
@@ -188,13 +193,7 @@ def destroy(app: App, name: str, wait: bool, timeout: float) -> None:
     if not wait:
         click.echo(f"{name}: destroying; `talprov reconcile` carries it out", err=True)
         return
-    reconciler = app.reconciler()
-
-    def gone() -> bool:
-        scaler.run_pass(name)
-        return not scaler.records(name) and scaler.state(name) is None
-
-    if not reconciler.run_until(gone, timeout=timeout, interval=2.0):
+    if not wait_destroyed(app, scaler, name, timeout):
         fail(f"{name}: machines still being removed after {timeout:.0f}s", EXIT_FAILED)
     click.echo(f"{name}: destroyed", err=True)
 
@@ -217,16 +216,6 @@ def scale(app: App, name: str, set_name: str, count: int) -> None:
     scaler.record(state.spec.scaled(set_name, count))
     scaler.run_pass(name)
     click.echo(f"{name}/{set_name}: size {count}", err=True)
-
-
-def run_cluster_passes(app: App) -> None:
-    """One scaler pass for every recorded cluster (used by `talprov reconcile`)."""
-    scaler = scaler_for(app)
-    for name in app.store.list_clusters():
-        try:
-            scaler.run_pass(name)
-        except ConfigError as exc:
-            click.echo(f"warning: cluster {name}: {exc}", err=True)
 
 
 COMMANDS = (plan_cmd, apply, status, destroy, scale)

@@ -22,7 +22,7 @@ import click
 import yaml
 
 from talprov.cli.app import EXIT_FAILED, App, fail, handle_errors
-from talprov.cli.cluster import converge, scaler_for
+from talprov.cli.cluster import converge, scaler_for, wait_destroyed
 from talprov.cli.output import emit
 from talprov.demo_platforms import (
     COLUMNS,
@@ -262,12 +262,6 @@ def _destroy(app: App) -> None:
     click.echo("destroying the cluster...", err=True)
     scaler = scaler_for(app)
     scaler.destroy("demo")
-    reconciler = app.reconciler()
-
-    def gone() -> bool:
-        scaler.run_pass("demo")
-        return not scaler.records("demo") and scaler.state("demo") is None
-
-    if not reconciler.run_until(gone, timeout=300, interval=1.0):
+    if not wait_destroyed(app, scaler, "demo", 300):
         fail("demo machines were not all removed", EXIT_FAILED)
     click.echo("all demo machines removed.", err=True)

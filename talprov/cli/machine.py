@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import sys
-import time
 from pathlib import Path
 
 import click
@@ -15,6 +14,7 @@ from talprov.providers.types import Stage
 from talprov.reconcile.reconciler import PassReport
 from talprov.registry import validate_provider_data
 from talprov.requestfile import load_request_file
+from talprov.runloop import RoundReport
 from talprov.store.records import public_view
 
 LIST_COLUMNS = ("id", "provider", "stage", "step", "infra_id", "machine_uuid", "error")
@@ -71,8 +71,9 @@ def create(app: App, path: Path, wait: bool, timeout: float, output: str) -> Non
     failed, 2 for invalid input.
     """
     request = load_request_file(path)
-    provider = app.provider(known_instance(app, request.provider, where=f"{path}: provider"))
-    validate_provider_data(provider, request.provider_data, where=f"{path}: provider_data")
+    instance = known_instance(app, request.provider, where=f"{path}: provider")
+    validate_provider_data(app.provider(instance), request.provider_data,
+                           where=f"{path}: provider_data")
     record = app.store.create_request(request)
     click.echo(f"request {record.request.id} recorded ({record.stage.value})", err=True)
     if wait:
@@ -86,13 +87,13 @@ def create(app: App, path: Path, wait: bool, timeout: float, output: str) -> Non
 
 
 @machine.command("list")
-@click.option("--provider", help="Only requests for this provider instance.")
+@click.option("--provider", "instance", help="Only requests for this provider instance.")
 @click.option("--label", "labels", multiple=True, help="KEY=VALUE label filter (repeatable).")
 @click.option("--all", "include_gone", is_flag=True, help="Include requests that are gone.")
 @output_option
 @pass_app
 @handle_errors
-def list_(app: App, provider: str | None, labels: tuple[str, ...], include_gone: bool,
+def list_(app: App, instance: str | None, labels: tuple[str, ...], include_gone: bool,
           output: str) -> None:
     """List requests with their stage, machine and last error."""
     selector: dict[str, str] = {}
@@ -101,7 +102,7 @@ def list_(app: App, provider: str | None, labels: tuple[str, ...], include_gone:
         if not sep:
             raise ConfigError("--label", f"expected KEY=VALUE, got {item!r}")
         selector[key] = value
-    records = app.store.list_requests(provider=provider, labels=selector or None,
+    records = app.store.list_requests(provider=instance, labels=selector or None,
                                       include_gone=include_gone)
     emit([public_view(r) for r in records], output, columns=LIST_COLUMNS)
 
@@ -178,24 +179,28 @@ def forget(app: App, request_id: str, reason: str, actor: str) -> None:
 
 
 @click.command()
-@click.option("--once", is_flag=True, help="Run a single pass and exit.")
-@click.option("--interval", default=5.0, show_default=True, help="Seconds between passes.")
+@click.option("--once", is_flag=True, help="Run a single round and exit.")
+@click.option("--interval", default=5.0, show_default=True,
+              help="Longest wait between rounds; a round starts sooner when a request is due.")
 @pass_app
 @handle_errors
 def reconcile(app: App, once: bool, interval: float) -> None:
-    """Drive every recorded cluster and request towards its desired state.
+    """Drive every request set, recorded cluster and request towards its desired state.
 
-    With --once, one pass; otherwise passes until interrupted. Exit 1 if a pass
-    reported provider errors (with --once).
+    Each round reconciles the request sets, runs every cluster's scaler pass and
+    one reconcile pass, exactly as `talprov serve`'s worker does; then it waits
+    until the next request is due. With --once, one round; otherwise rounds until
+    interrupted. Exit 1 if the round reported errors (with --once).
     """
-    from talprov.cli.cluster import run_cluster_passes
-
-    reconciler = app.reconciler()
-    while True:
-        run_cluster_passes(app)
-        report = reconciler.run_pass()
-        for error in report.errors:
-            click.echo(f"warning: {error}", err=True)
+    with app.run_loop() as loop:
         if once:
-            sys.exit(EXIT_FAILED if report.errors else 0)
-        time.sleep(interval)
+            report = loop.run_round()
+            show_warnings(report)
+            sys.exit(EXIT_FAILED if report.failed else 0)
+        loop.run_forever(interval=interval, on_round=show_warnings)
+
+
+def show_warnings(report: RoundReport) -> None:
+    """Print a round's errors (already redacted) as warnings on stderr."""
+    for error in report.errors:
+        click.echo(f"warning: {error}", err=True)

@@ -78,7 +78,8 @@ class ProxmoxMachineData(BaseModel):
         default=None,
         pattern=PVE_ID_PATTERN,
         description="Node to create the VM on. Unset: among allowed_nodes, the node with "
-        "the fewest VMs of the same machine set (label talprov.set), then the most free memory.",
+        "the fewest VMs of the same set (label talprov.request-set, else talprov.set), "
+        "then the most free memory.",
     )
     allowed_nodes: tuple[str, ...] = Field(
         default=(),

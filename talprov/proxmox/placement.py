@@ -13,9 +13,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from talprov.providers.errors import CapacityError, InvalidRequest
+from talprov.providers.labels import SetGroup
 from talprov.proxmox.tags import decode_tags, label_tag_key, tag_value
-
-SET_LABEL = "talprov.set"
 
 
 @dataclass(frozen=True)
@@ -37,13 +36,17 @@ def nodes_from_resources(resources: Iterable[Mapping[str, Any]]) -> list[NodeInf
 
 
 def set_members_per_node(
-    resources: Iterable[Mapping[str, Any]], set_name: str | None
+    resources: Iterable[Mapping[str, Any]], group: SetGroup
 ) -> Counter[str]:
-    """How many VMs of machine set ``set_name`` (by tag) each node runs."""
+    """How many VMs of a set each node runs, found by the set's label tag.
+
+    ``group`` is (owner label, set name) as ``talprov.providers.labels.set_group``
+    gives it for a request: a cluster's machine set or a request set.
+    """
     counts: Counter[str] = Counter()
-    if set_name is None:
+    if group is None:
         return counts
-    key, value = label_tag_key(SET_LABEL), tag_value(set_name)
+    key, value = label_tag_key(group[0]), tag_value(group[1])
     for item in resources:
         if item.get("type") == "qemu" and decode_tags(item.get("tags")).get(key) == value:
             counts[str(item["node"])] += 1

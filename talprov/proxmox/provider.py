@@ -16,6 +16,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar, cast
 
 from talprov.providers.errors import ProviderError, StepTimeout, Transient
+from talprov.providers.labels import SetGroup, set_group
 from talprov.providers.ownership import REQUEST_KEY, ownership_tags
 from talprov.providers.protocol import BatchStepFn, Runtime, Step, StepContext
 from talprov.providers.types import (
@@ -34,7 +35,6 @@ from talprov.proxmox.deprovision import Deprovisioner
 from talprov.proxmox.errors import VmidTaken
 from talprov.proxmox.isos import IsoSteps
 from talprov.proxmox.placement import (
-    SET_LABEL,
     choose_node,
     choose_storage,
     nodes_from_resources,
@@ -166,7 +166,7 @@ class ProxmoxProvider:
             return outcomes
         resources = self.client.get("read cluster resources", "cluster/resources")
         nodes = nodes_from_resources(resources)
-        placed: Counter[tuple[str | None, str]] = Counter()
+        placed: Counter[tuple[SetGroup, str]] = Counter()
         listings: dict[str, list[Mapping[str, Any]]] = {}
         for index in todo:
             ctx = ctxs[index]
@@ -178,25 +178,25 @@ class ProxmoxProvider:
 
     def _place(
         self, ctx: Ctx, resources: Sequence[Mapping[str, Any]], nodes: Any,
-        placed: Counter[tuple[str | None, str]], listings: dict[str, list[Mapping[str, Any]]],
+        placed: Counter[tuple[SetGroup, str]], listings: dict[str, list[Mapping[str, Any]]],
     ) -> None:
         self._identify(ctx)
         data = ctx.data
         existing = self._request_vms(ctx.owner, ctx.request.id, resources)
-        set_name = ctx.request.labels.get(SET_LABEL)
+        group = set_group(ctx.request.labels)
         if existing:
             self._adopt(ctx, existing[0])
             node = str(existing[0]["node"])
         elif data.node is not None:
             node = data.node
         else:
-            counts = set_members_per_node(resources, set_name)
-            for (placed_set, placed_node), n in placed.items():
-                if placed_set == set_name:
+            counts = set_members_per_node(resources, group)
+            for (placed_group, placed_node), n in placed.items():
+                if placed_group == group:
                     counts[placed_node] += n
             allowed = data.allowed_nodes or self.config.allowed_nodes
             node = choose_node(nodes, allowed, counts)
-        placed[(set_name, node)] += 1
+        placed[(group, node)] += 1
         storage = data.storage
         if storage is None:
             if node not in listings:

@@ -34,6 +34,7 @@ from talprov.providers.protocol import Provider, Runtime
 from talprov.providers.types import Machine, MachineState, Owner, Stage
 from talprov.reconcile.leftovers import LeftoverSweeper
 from talprov.reconcile.runner import RequestRunner, StepPolicy, Work
+from talprov.reconcile.waiting import repeat_until
 from talprov.secrets import redact
 from talprov.store.errors import StaleRecord, StoreError
 from talprov.store.observations import RequestSummary
@@ -430,21 +431,25 @@ class Reconciler:
         only: Collection[str] | None = None,
         on_pass: Callable[[PassReport], None] | None = None,
     ) -> bool:
-        """Run passes until ``done()`` or ``timeout`` seconds passed; True when done.
+        """Run passes (over ``only``) until ``done()`` or ``timeout`` seconds passed;
+        True when done.
 
-        Sleeps with the runtime's sleeper until the earliest due request (at most
-        ``interval``), so tests with a fake clock run instantly.
+        Reconcile passes only: :meth:`talprov.runloop.RunLoop.run_until` also runs
+        request sets and cluster passes. Sleeps with the runtime's sleeper until
+        the earliest due request (at most ``interval``), so tests with a fake
+        clock run instantly.
         """
-        deadline = self.runtime.clock() + timeout
-        while True:
+
+        def work() -> None:
             report = self.run_pass(only)
             if on_pass is not None:
                 on_pass(report)
-            if done():
-                return True
-            if self.runtime.clock() >= deadline:
-                return False
-            self.runtime.sleep(self.seconds_until_due(interval, floor=0.05, only=only))
+
+        return repeat_until(
+            work, done, timeout=timeout,
+            pause=lambda: self.seconds_until_due(interval, floor=0.05, only=only),
+            clock=self.runtime.clock, sleep=self.runtime.sleep,
+        )
 
     def seconds_until_due(
         self, interval: float, *, floor: float, only: Collection[str] | None = None

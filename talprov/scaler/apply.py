@@ -22,6 +22,7 @@ from pydantic import SecretStr
 
 from talprov.processes import local_worker_id
 from talprov.providers.errors import ProviderError
+from talprov.providers.labels import LABEL_CLUSTER, LABEL_DOMAIN, LABEL_SET, LABEL_TEMPLATE
 from talprov.providers.protocol import Runtime
 from talprov.providers.types import REQUEST_ID_PATTERN, MachineRequest, Owner, Stage
 from talprov.reconcile.reconciler import ProviderHandle
@@ -29,22 +30,12 @@ from talprov.scaler.actions import ActionKind, Plan
 from talprov.scaler.models import ClusterSpec
 from talprov.scaler.observed import ObservedMachine, OrphanMachine, SetBackoff, next_backoff
 from talprov.scaler.plan import plan, plan_destroy
-from talprov.scaler.templates import (
-    LABEL_CLUSTER,
-    LABEL_DOMAIN,
-    LABEL_SET,
-    NameGenerator,
-    random_names,
-)
+from talprov.scaler.templates import NameGenerator, random_names
 from talprov.secrets import redact
 from talprov.store.records import RequestRecord
 from talprov.store.store import Store
 
 log = logging.getLogger(__name__)
-
-#: The template hash a request was created from; compared with the spec's to find
-#: outdated machines.
-LABEL_TEMPLATE = "talprov.template"
 
 
 # -- persistence of the applied spec ---------------------------------------------
@@ -301,13 +292,13 @@ class Scaler:
             log.info("request %s was already forgotten", request_id)
 
     def _delete_orphan(self, state: ClusterState, request_id: str, infra_id: str,
-                       provider: str) -> None:
+                       instance: str) -> None:
         # Recorded as a request being deleted, so the reconciler removes the
         # machine durably (and retries) like any other deletion.
         rid = request_id
         if not re.match(REQUEST_ID_PATTERN, rid):
             rid = "orphan-" + hashlib.sha256(infra_id.encode()).hexdigest()[:12]
-        orphan = MachineRequest(id=rid, provider=provider,
+        orphan = MachineRequest(id=rid, provider=instance,
                                 talos_version=state.spec.talos_version,
                                 labels={LABEL_CLUSTER: state.spec.name})
         existing = self.store.get_request(rid)

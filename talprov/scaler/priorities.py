@@ -1,10 +1,19 @@
 """Pure choice functions: which machines to delete, which domains to create in.
 
-Victims are chosen as Cluster API's MachineSet does: by priority class first
-(explicitly marked, then unhealthy, then never provisioned, then the rest), and
-within a class from the failure domain that currently has the most machines,
-then by the set's delete order; ties are broken by request id so that the same
-inputs always give the same victims.
+Every delete priority of talprov is in this file, for both kinds of set.
+
+A cluster's machine set chooses victims as Cluster API's MachineSet does: by
+priority class first (explicitly marked, then unhealthy, then never
+provisioned, then the rest), and within a class from the failure domain that
+currently has the most machines, then by the set's delete order.
+
+A request set (``/v1/machine-request-sets``) keeps Omni's MachineRequestSet
+order: unallocated members (anything not provisioned: pending, provisioning,
+failed) first, then workers before control planes, then the oldest
+(:func:`request_set_victims`).
+
+Ties are broken by request id so that the same inputs always give the same
+victims.
 """
 
 from __future__ import annotations
@@ -12,6 +21,7 @@ from __future__ import annotations
 import hashlib
 import heapq
 from collections.abc import Callable, Hashable, Iterable, Sequence
+from dataclasses import dataclass
 from typing import Protocol, TypeVar
 
 from talprov.scaler.models import DeleteOrder
@@ -54,7 +64,7 @@ def order_key(order: DeleteOrder, seed: str) -> OrderKey:
 def pick_victims(
     candidates: Iterable[C],
     count: int,
-    key: OrderKey,
+    key: Callable[[C], tuple[Hashable, str]],
     domain_counts: dict[str | None, int],
     domain_rank: dict[str | None, int],
 ) -> list[C]:
@@ -80,7 +90,7 @@ def pick_victims(
 def _balanced(
     group: list[C],
     needed: int,
-    key: OrderKey,
+    key: Callable[[C], tuple[Hashable, str]],
     domain_counts: dict[str | None, int],
     domain_rank: dict[str | None, int],
 ) -> list[C]:
@@ -112,6 +122,38 @@ def _balanced(
         if members:
             heapq.heappush(heap, (-remaining, rank, label, domain))
     return chosen
+
+
+@dataclass(frozen=True, slots=True)
+class RequestSetMember:
+    """A request set's member as its scale-down sees it (a :class:`Candidate`)."""
+
+    request_id: str
+    provisioned: bool
+    control_plane: bool
+    created_ts: float
+
+    @property
+    def domain(self) -> str | None:
+        return None  # request sets have no failure domains
+
+    @property
+    def priority(self) -> int:
+        # Omni puts every unallocated member first, failed or still coming up.
+        return HEALTHY if self.provisioned else NOT_PROVISIONED
+
+
+def _request_set_order(member: RequestSetMember) -> tuple[Hashable, str]:
+    return (member.control_plane, member.created_ts), member.request_id
+
+
+def request_set_victims(members: Iterable[RequestSetMember], count: int) -> list[RequestSetMember]:
+    """Up to ``count`` members of a request set to delete, in deletion order.
+
+    Unallocated first, then workers before control planes, then oldest first;
+    ties by id (Omni's MachineRequestSet order). Pure.
+    """
+    return pick_victims(members, count, _request_set_order, {}, {})
 
 
 def pick_domains(

@@ -18,14 +18,10 @@ import string
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from talprov.providers.labels import LABEL_CLUSTER, LABEL_DOMAIN, LABEL_ROLE, LABEL_SET
 from talprov.providers.types import REQUEST_ID_PATTERN, MachineRequest
 from talprov.scaler.configtext import merge_patch
 from talprov.scaler.models import ClusterSpec, MachineClass
-
-LABEL_CLUSTER = "talprov.cluster"
-LABEL_SET = "talprov.set"
-LABEL_DOMAIN = "talprov.domain"
-LABEL_ROLE = "talprov.role"
 
 SUFFIX_LEN = 5
 _SUFFIX_ALPHABET = string.ascii_lowercase + string.digits

@@ -29,8 +29,8 @@ from talprov.service.models import HealthView, Healthz, ProviderList, ProviderVi
 from talprov.service.routes_requests import AUTH_RESPONSES
 from talprov.service.routes_requests import router as requests_router
 from talprov.service.routes_sets import router as sets_router
-from talprov.service.sets import SetRepository
 from talprov.service.workers import ReconcileLoop
+from talprov.sets import SetRepository
 from talprov.store.errors import StaleRecord, StoreError
 from talprov.store.store import Store
 
@@ -128,7 +128,7 @@ def create_app(
     )
     if service_config.workers:
         ctx.loop = ReconcileLoop(
-            store, instrumented, runtime, sets=sets, metrics=metrics,
+            store, instrumented, runtime, metrics=metrics,
             interval=service_config.reconcile_interval, lease_ttl=service_config.lease_ttl,
             worker_id=service_config.worker_id,
         )

@@ -23,8 +23,8 @@ from talprov.service.auth import Principal, TokenVerifier
 from talprov.service.config import ServiceConfig
 from talprov.service.metrics import Metrics
 from talprov.service.models import MachineRequestView, MachineTemplate
-from talprov.service.sets import SetRepository
 from talprov.service.workers import ReconcileLoop
+from talprov.sets import SetRepository
 from talprov.store.records import RequestRecord, public_view
 from talprov.store.store import Store
 

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import hashlib
+from datetime import UTC, datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Response, status
 
+from talprov.providers.types import MachineRequest
 from talprov.service.auth import Principal, PrincipalDep
 from talprov.service.context import (
     ServiceContext,
@@ -23,18 +26,22 @@ from talprov.service.models import (
     SetMember,
 )
 from talprov.service.routes_requests import AUTH_RESPONSES, INVALID, NOT_FOUND
-from talprov.service.sets import (
-    RequestSet,
-    now_utc,
-    reconcile_set,
-    set_fingerprint,
-    template_digest,
-)
+from talprov.sets import RequestSet, reconcile_set, set_fingerprint
 from talprov.store.errors import StaleRecord
 
 router = APIRouter(prefix="/v1/machine-request-sets", tags=["machine-request-sets"])
 ContextDep = Annotated[ServiceContext, Depends(service_context)]
 SetName = Annotated[str, Path(pattern=SET_NAME_PATTERN, max_length=52)]
+
+
+def now_utc() -> datetime:
+    return datetime.now(UTC)
+
+
+def template_digest(template: MachineRequest) -> str | None:
+    """The SHA-256 of the template's machine config (shown instead of it)."""
+    text = template.machine_config.get_secret_value()
+    return hashlib.sha256(text.encode()).hexdigest() if text else None
 
 
 def set_view(ctx: ServiceContext, request_set: RequestSet) -> MachineRequestSetView:

@@ -18,6 +18,7 @@ from talprov.providers.errors import (
     NotFound,
     Transient,
 )
+from talprov.providers.labels import LABEL_REQUEST_SET, LABEL_SET
 from talprov.providers.ownership import ownership_tags
 from talprov.providers.types import Owner
 from talprov.proxmox import images
@@ -37,9 +38,9 @@ from tests.unit.proxmox.conftest import machine_request
 GIB = 1024**3
 
 
-def _vm(node: str, set_name: str) -> dict[str, Any]:
+def _vm(node: str, set_name: str, label: str = LABEL_SET) -> dict[str, Any]:
     return {"type": "qemu", "node": node, "vmid": 1,
-            "tags": f"talprov-label-talprov.set+{set_name}"}
+            "tags": f"talprov-label-{label}+{set_name}"}
 
 
 def test_node_choice_prefers_fewest_set_members_then_free_memory() -> None:
@@ -48,13 +49,17 @@ def test_node_choice_prefers_fewest_set_members_then_free_memory() -> None:
         {"type": "node", "node": "b", "status": "online", "mem": 1 * GIB, "maxmem": 32 * GIB},
         {"type": "node", "node": "c", "status": "offline"},
         _vm("a", "workers"), _vm("a", "workers"), _vm("b", "workers"), _vm("b", "cp"),
+        _vm("a", "workers", LABEL_REQUEST_SET),
     ]
     nodes = nodes_from_resources(resources)
-    workers = set_members_per_node(resources, "workers")
+    workers = set_members_per_node(resources, (LABEL_SET, "workers"))
     assert workers == Counter({"a": 2, "b": 1})
     assert choose_node(nodes, (), workers) == "b"
+    # A request set of the same name is another set.
+    assert set_members_per_node(resources, (LABEL_REQUEST_SET, "workers")) == Counter({"a": 1})
     # Same count: the node with more free memory.
-    assert choose_node(nodes, (), set_members_per_node(resources, "new-set")) == "a"
+    assert choose_node(nodes, (), set_members_per_node(resources, (LABEL_SET, "new-set"))) == "a"
+    assert choose_node(nodes, (), set_members_per_node(resources, None)) == "a"
     assert choose_node(nodes, ("a",), workers) == "a"
     with pytest.raises(CapacityError):
         choose_node(nodes, ("c",), workers)

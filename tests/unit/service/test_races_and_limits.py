@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from talprov.service.sets import RequestSet
+from talprov.sets import RequestSet
 from tests.helpers import Home
 from tests.unit.service.conftest import WRITE, Api, open_api, request_body
 from tests.unit.service.test_sets import set_body

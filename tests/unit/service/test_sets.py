@@ -12,7 +12,7 @@ import pytest
 
 from talprov.providers.types import MachineRequest, Stage
 from talprov.reconcile.reconciler import Reconciler
-from talprov.service.sets import (
+from talprov.sets import (
     RequestSet,
     SetRepository,
     reconcile_set,
@@ -74,7 +74,7 @@ def test_set_scales_up_and_down_in_omnis_order(idle_api: Api) -> None:
                            headers=WRITE)
     assert conflict.status_code == 409
     member = api.request("GET", "/v1/machine-requests/pool-1", headers=READ).json()
-    assert member["labels"] == {"role": "worker", "talprov.set": "pool"}
+    assert member["labels"] == {"role": "worker", "talprov.request-set": "pool"}
     provision(api, ["pool-0", "pool-1", "pool-2"])
 
     assert scale(api, "pool", 5) == {

@@ -22,7 +22,6 @@ from talprov.providers.types import (
 )
 from talprov.reconcile.reconciler import ProviderHandle
 from talprov.service.metrics import Metrics
-from talprov.service.sets import SetRepository
 from talprov.service.workers import ReconcileLoop
 from talprov.store.store import Store
 from talprov.testing import ProviderDouble
@@ -82,8 +81,7 @@ def test_two_loops_never_run_one_request_at_once(tmp_path: Path) -> None:
         store.create_request(MachineRequest(id=rid, provider="slow", talos_version="v1.11.5"))
     loops = [
         ReconcileLoop(store, handles, Runtime(cache_dir=tmp_path), worker_id=name,
-                      sets=SetRepository(store), metrics=Metrics(),
-                      interval=0.05, lease_ttl=TTL)
+                      metrics=Metrics(), interval=0.05, lease_ttl=TTL)
         for name in ("alpha", "beta")
     ]
     for loop in loops:
@@ -109,14 +107,13 @@ def test_two_loops_never_run_one_request_at_once(tmp_path: Path) -> None:
 def make_loop(store: Store, tmp_path: Path, *, interval: float,
               handles: dict[str, ProviderHandle] | None = None) -> ReconcileLoop:
     return ReconcileLoop(store, handles or {}, Runtime(cache_dir=tmp_path), worker_id="solo",
-                         sets=SetRepository(store), metrics=Metrics(), interval=interval,
-                         lease_ttl=TTL)
+                         metrics=Metrics(), interval=interval, lease_ttl=TTL)
 
 
 def test_the_wait_between_rounds_follows_the_soonest_due_request(tmp_path: Path) -> None:
     store = make_store(tmp_path)
     loop = make_loop(store, tmp_path, interval=5.0)
-    assert loop._pause() == 5.0  # nothing to do: the whole interval
+    assert loop.runloop.pause(loop.interval) == 5.0  # nothing to do: the whole interval
     record = store.create_request(
         MachineRequest(id="w-1", provider="slow", talos_version="v1.11.5"))
     store.save_progress(
@@ -125,11 +122,11 @@ def test_the_wait_between_rounds_follows_the_soonest_due_request(tmp_path: Path)
         next_attempt_at=datetime.now(UTC) + timedelta(seconds=2), step_started_at=None,
         infra_id=None, machine_uuid=None, addresses=(), events=(),
     )
-    assert 1.0 < loop._pause() <= 2.0
+    assert 1.0 < loop.runloop.pause(loop.interval) <= 2.0
     # Due now, but its provider is not configured here: the floor keeps the loop
     # from spinning on it.
     store.create_request(MachineRequest(id="u-1", provider="elsewhere", talos_version="v1.11.5"))
-    assert loop._pause() == 0.25
+    assert loop.runloop.pause(loop.interval) == 0.25
     store.close()
-    loop.reconciler.store = Store("sqlite:////nonexistent-dir/state.db")
-    assert loop._pause() == 5.0  # an unreadable store: wait the interval
+    loop.runloop.reconciler.store = Store("sqlite:////nonexistent-dir/state.db")
+    assert loop.runloop.pause(loop.interval) == 5.0  # an unreadable store: wait the interval

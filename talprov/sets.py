@@ -1,10 +1,17 @@
-"""MachineRequestSets: keep N identical requests named ``<set>-<index>``.
+"""Request sets (Omni's MachineRequestSets): keep N identical requests named ``<set>-<index>``.
 
-A set is a row of the store's ``request_sets`` table: the template and size as
-a JSON document, the template's machine config and join URL in the store's
-sealed columns (encrypted when ``TALPROV_STORE_KEY`` is set), exactly as
-request rows keep theirs. Members are the requests labelled
-``talprov.set=<name>`` for the set's provider.
+A request set is a row of the store's ``request_sets`` table: the template and
+size as a JSON document, the template's machine config and join URL in the
+store's sealed columns (encrypted when ``TALPROV_STORE_KEY`` is set), exactly
+as request rows keep theirs. Not to be confused with a cluster's *machine set*
+(:mod:`talprov.scaler`); the two are told apart by their owner labels
+(:mod:`talprov.providers.labels`).
+
+Members are the requests of the set's provider instance labelled
+``talprov.request-set=<name>``, plus *legacy members*: requests made by versions
+before that label existed, which carry ``talprov.set=<name>``, an id
+``<name>-<n>`` and no ``talprov.cluster`` label (so a cluster's machine set of the
+same name never counts).
 
 Reconciling a set is deterministic: new members take the lowest free indices
 and victims follow a fixed order, so two replicas reconciling the same set at
@@ -15,20 +22,19 @@ are idempotent too).
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from talprov.errors import Conflict
+from talprov.providers.labels import LABEL_CLUSTER, LABEL_REQUEST_SET, LABEL_SET, is_control_plane
 from talprov.providers.types import JoinSpec, MachineRequest, Stage
+from talprov.scaler.priorities import RequestSetMember, request_set_victims
 from talprov.store.errors import StaleRecord
 from talprov.store.records import RequestRecord, RequestSetRecord
 from talprov.store.store import Store
-
-SET_LABEL = "talprov.set"
-ROLE_LABELS = ("role", "talprov.role")
-CONTROL_PLANE_ROLES = frozenset({"controlplane", "control-plane", "control_plane", "init"})
 
 
 @dataclass(frozen=True)
@@ -50,14 +56,38 @@ class RequestSet:
     updated_at: datetime
     version: int | None = None
 
+    @property
+    def instance(self) -> str:
+        """The provider instance every member is created on."""
+        return self.template.provider
+
     def member_request(self, index: int) -> MachineRequest:
-        labels = {**self.template.labels, SET_LABEL: self.name}
+        """The request of member ``index``: the template, its id and owner label."""
+        labels = {**self.template.labels, LABEL_REQUEST_SET: self.name}
         return self.template.model_copy(update={"id": member_id(self.name, index),
                                                 "labels": labels})
 
 
 def member_id(set_name: str, index: int) -> str:
+    """The id of member ``index`` of request set ``set_name``."""
     return f"{set_name}-{index}"
+
+
+def is_legacy_member(set_name: str, record: RequestRecord) -> bool:
+    """Whether ``record`` is a member of request set ``set_name`` made before
+    members had their own owner label. Pure.
+
+    Old versions labelled members ``talprov.set=<set>``, the label cluster
+    machine sets use too; only an id ``<set>-<n>`` and the lack of a cluster
+    label tell such a member from a cluster's machine.
+    """
+    labels = record.request.labels
+    return (
+        labels.get(LABEL_SET) == set_name
+        and LABEL_CLUSTER not in labels
+        and LABEL_REQUEST_SET not in labels
+        and re.fullmatch(re.escape(set_name) + r"-[0-9]+", record.request.id) is not None
+    )
 
 
 def set_fingerprint(template: MachineRequest, machine_count: int) -> str:
@@ -124,32 +154,26 @@ class SetRepository:
         self.store.delete_request_set(request_set.name, expected_version=request_set.version)
 
     def members(self, request_set: RequestSet) -> list[RequestRecord]:
-        """Every request of the set that is not gone, ordered by id."""
-        return self.store.list_requests(
-            provider=request_set.template.provider, labels={SET_LABEL: request_set.name}
-        )
-
-
-def role_of(labels: dict[str, str]) -> str:
-    for key in ROLE_LABELS:
-        if key in labels:
-            return labels[key].lower()
-    return ""
+        """Every request of the set that is not gone, ordered by id: those with the
+        set's owner label and its legacy members, on the set's provider instance.
+        Read-only; raises ``StoreError``."""
+        name, instance = request_set.name, request_set.instance
+        owned = self.store.list_requests(provider=instance, labels={LABEL_REQUEST_SET: name})
+        legacy = [r for r in self.store.list_requests(provider=instance, labels={LABEL_SET: name})
+                  if is_legacy_member(name, r)]
+        return sorted([*owned, *legacy], key=lambda r: r.request.id)
 
 
 def scale_down_order(members: Sequence[RequestRecord]) -> list[RequestRecord]:
-    """Members in the order they are removed when a set shrinks (Omni's order).
-
-    Unallocated first (anything not provisioned: pending, provisioning, failed),
-    then workers before control planes, then oldest first; ties by id. Pure.
-    """
-
-    def key(record: RequestRecord) -> tuple[int, int, datetime, str]:
-        allocated = int(record.stage == Stage.PROVISIONED)
-        control_plane = int(role_of(record.request.labels) in CONTROL_PLANE_ROLES)
-        return (allocated, control_plane, record.created_at, record.request.id)
-
-    return sorted(members, key=key)
+    """Members in the order they are removed when a set shrinks, as
+    :func:`talprov.scaler.priorities.request_set_victims` decides it. Pure."""
+    by_id = {m.request.id: m for m in members}
+    ranked = [
+        RequestSetMember(m.request.id, m.stage == Stage.PROVISIONED,
+                         is_control_plane(m.request.labels), m.created_at.timestamp())
+        for m in members
+    ]
+    return [by_id[v.request_id] for v in request_set_victims(ranked, len(ranked))]
 
 
 @dataclass(frozen=True)
@@ -215,13 +239,3 @@ def _from_record(record: RequestSetRecord) -> RequestSet:
         updated_at=record.updated_at,
         version=record.version,
     )
-
-
-def now_utc() -> datetime:
-    return datetime.now(UTC)
-
-
-def template_digest(template: MachineRequest) -> str | None:
-    text = template.machine_config.get_secret_value()
-    return hashlib.sha256(text.encode()).hexdigest() if text else None
-

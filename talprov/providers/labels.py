@@ -1,0 +1,70 @@
+"""The labels talprov itself puts on requests, in one place.
+
+Labels travel with a request to its machine (drivers store them through
+:mod:`talprov.providers.ownership`), so drivers read some of them too: the
+Proxmox driver spreads the members of one set over nodes. Two kinds of set
+exist and each has its own owner label:
+
+* a *machine set* of a cluster (a ``ControlPlane`` or ``Workers`` document of a
+  cluster spec): its requests carry :data:`LABEL_CLUSTER` and :data:`LABEL_SET`;
+* a *request set* (``/v1/machine-request-sets``): its members carry
+  :data:`LABEL_REQUEST_SET`. Members made before that label existed carry only
+  ``talprov.set=<request set>`` (see ``talprov.sets``).
+
+Every key uses the reserved ``talprov.`` prefix, which cluster specs refuse in
+their own labels.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+#: The cluster (spec name) a request was created for by the scaler.
+LABEL_CLUSTER = "talprov.cluster"
+#: The machine set of that cluster.
+LABEL_SET = "talprov.set"
+#: The failure domain of the machine set a request was placed in.
+LABEL_DOMAIN = "talprov.domain"
+#: The role of a machine (``controlplane`` or ``worker``) the scaler gives it.
+LABEL_ROLE = "talprov.role"
+#: The template hash a request was created from (outdated ones are replaced).
+LABEL_TEMPLATE = "talprov.template"
+#: The request set (``/v1/machine-request-sets``) a request is a member of.
+LABEL_REQUEST_SET = "talprov.request-set"
+
+#: Label keys a role is read from, first found wins: ``role`` is what API users
+#: set on a request set's template, ``talprov.role`` what the scaler sets.
+ROLE_LABELS = ("role", LABEL_ROLE)
+#: Role values that mean a control-plane machine.
+CONTROL_PLANE_ROLES = frozenset({"controlplane", "control-plane", "control_plane", "init"})
+
+
+def role_of(labels: Mapping[str, str]) -> str:
+    """The lower-cased role in ``labels``, or "" when none is set. Pure."""
+    for key in ROLE_LABELS:
+        if key in labels:
+            return labels[key].lower()
+    return ""
+
+
+def is_control_plane(labels: Mapping[str, str]) -> bool:
+    """Whether ``labels`` name a control-plane role. Pure."""
+    return role_of(labels) in CONTROL_PLANE_ROLES
+
+
+#: A set as (owner label, set name); None for a request that belongs to no set.
+SetGroup = tuple[str, str] | None
+
+
+def set_group(labels: Mapping[str, str]) -> SetGroup:
+    """The set a request belongs to as (owner label, set name), or None.
+
+    A request-set member is grouped by :data:`LABEL_REQUEST_SET`, anything else
+    by :data:`LABEL_SET` (a cluster machine set, or a request-set member made
+    before the request-set label existed). Pure.
+    """
+    for key in (LABEL_REQUEST_SET, LABEL_SET):
+        value = labels.get(key)
+        if value is not None:
+            return key, value
+    return None
