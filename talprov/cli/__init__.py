@@ -20,6 +20,7 @@ from talprov.cli.image import image
 from talprov.cli.machine import machine, reconcile
 from talprov.cli.output import emit, output_option
 from talprov.cli.serve import serve
+from talprov.cli.store import store
 from talprov.registry import installed_types, load_type
 
 
@@ -87,6 +88,7 @@ cli.add_command(reconcile)
 for _command in CLUSTER_COMMANDS:
     cli.add_command(_command)
 cli.add_command(serve)
+cli.add_command(store)
 
 
 def main() -> None:

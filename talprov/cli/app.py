@@ -41,6 +41,7 @@ class App:
     store_url: str | None
     _config: LoadedConfig | None = None
     _store: Store | None = None
+    _store_upgraded: bool = False
     _providers: dict[str, ProviderHandle] = field(default_factory=dict)
     _runtime: Runtime | None = None
 
@@ -66,12 +67,23 @@ class App:
 
     @property
     def store(self) -> Store:
-        if self._store is None:
-            url = self.store_url or self.config.config.store or default_store_url()
-            store = Store(url, key=os.environ.get("TALPROV_STORE_KEY") or None)
+        """The store, its schema upgraded to the newest revision on first use."""
+        store = self.unmigrated_store()
+        if self._store_upgraded is False:
             store.migrate()
-            self._store = store
+            self._store_upgraded = True
+        return store
+
+    def unmigrated_store(self) -> Store:
+        """The store as it is, for commands that inspect or upgrade its schema."""
+        if self._store is None:
+            self._store = Store(self.resolved_store_url(),
+                                key=os.environ.get("TALPROV_STORE_KEY") or None)
         return self._store
+
+    def resolved_store_url(self) -> str:
+        """--store, else the config's store, else SQLite under $XDG_STATE_HOME."""
+        return self.store_url or self.config.config.store or default_store_url()
 
     def provider(self, name: str) -> Provider:
         """The configured provider instance ``name`` (ConfigError when unknown)."""
