@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
 import click
 
-from talprov.cli.app import EXIT_FAILED, App, fail, handle_errors, known_instance, pass_app
+from talprov.cli.app import (
+    EXIT_FAILED,
+    App,
+    fail,
+    handle_errors,
+    known_instance,
+    pass_app,
+    say,
+)
 from talprov.cli.output import emit, output_option
 from talprov.errors import ConfigError
 from talprov.reconcile.reconciler import PassReport
@@ -91,7 +100,7 @@ def converge(app: App, scaler: Scaler, name: str, timeout: float) -> bool:
 
     def progress(report: PassReport) -> None:
         for error in report.errors:
-            click.echo(f"warning: {error}", err=True)
+            say(f"warning: {error}", level=logging.WARNING)
 
     def done() -> bool:
         scaler.run_pass(name)  # None when another worker holds the cluster: fine
@@ -111,7 +120,7 @@ def converge(app: App, scaler: Scaler, name: str, timeout: float) -> bool:
             line = f"destroying: {len(scaler.records(name))} requests left"
         if last.get("line") != line:
             last["line"] = line
-            click.echo(f"{name}: {line}", err=True)
+            say(f"{name}: {line}")
         return not state.destroying and scaler.converged(name)
 
     return reconciler.run_until(done, timeout=timeout, interval=2.0, on_pass=progress)
@@ -140,8 +149,8 @@ def apply(app: App, path: Path, wait: bool, timeout: float, output: str) -> None
     if not wait:
         result = scaler.run_pass(spec.name)
         if result is None:
-            click.echo(f"{spec.name}: recorded; another worker is running its pass and "
-                       "carries on from the new spec", err=True)
+            say(f"{spec.name}: recorded; another worker is running its pass and "
+                "carries on from the new spec")
             return
         _show_plan(result, output)
         return
@@ -186,7 +195,7 @@ def destroy(app: App, name: str, wait: bool, timeout: float) -> None:
         fail(f"cluster {name} is not recorded", EXIT_FAILED)
     scaler.run_pass(name)
     if not wait:
-        click.echo(f"{name}: destroying; `talprov reconcile` carries it out", err=True)
+        say(f"{name}: destroying; `talprov reconcile` carries it out")
         return
     reconciler = app.reconciler()
 
@@ -196,7 +205,7 @@ def destroy(app: App, name: str, wait: bool, timeout: float) -> None:
 
     if not reconciler.run_until(gone, timeout=timeout, interval=2.0):
         fail(f"{name}: machines still being removed after {timeout:.0f}s", EXIT_FAILED)
-    click.echo(f"{name}: destroyed", err=True)
+    say(f"{name}: destroyed")
 
 
 @click.command()
@@ -216,7 +225,7 @@ def scale(app: App, name: str, set_name: str, count: int) -> None:
         raise ConfigError("SET", f"cluster {name} has no set {set_name!r} (sets: {known})")
     scaler.record(state.spec.scaled(set_name, count))
     scaler.run_pass(name)
-    click.echo(f"{name}/{set_name}: size {count}", err=True)
+    say(f"{name}/{set_name}: size {count}")
 
 
 def run_cluster_passes(app: App) -> None:
@@ -226,7 +235,7 @@ def run_cluster_passes(app: App) -> None:
         try:
             scaler.run_pass(name)
         except ConfigError as exc:
-            click.echo(f"warning: cluster {name}: {exc}", err=True)
+            say(f"warning: cluster {name}: {exc}", level=logging.WARNING)
 
 
 COMMANDS = (plan_cmd, apply, status, destroy, scale)
