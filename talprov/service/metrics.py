@@ -69,7 +69,8 @@ FAMILIES = (
     Family("talprov_requests", "gauge", ("provider", "stage"),
            "Machine requests in the store by stage.", "the store, at scrape time"),
     Family("talprov_queue_depth", "gauge", ("provider",),
-           "Requests waiting for a worker now (pending, provisioning or deprovisioning, due).",
+           "Requests due for a worker now: pending, provisioning or deprovisioning, "
+           "their next attempt time reached.",
            "the store, at scrape time"),
     Family("talprov_step_duration_seconds", "histogram", ("provider", "step"),
            "Duration of provider step calls (deprovision included) made by this replica.",
@@ -78,8 +79,8 @@ FAMILIES = (
            "Errors raised by provider API calls in this replica, by talprov error class "
            "(untranslated: an SDK error the driver did not translate).", "this replica"),
     Family("talprov_leftovers_swept_total", "counter", ("provider", "kind"),
-           "Leftovers (detached ports, unassociated floating IPs, ...) this replica's "
-           "sweep deleted.", "this replica"),
+           "Leftovers this replica's sweep deleted (e.g. detached ports, floating IPs "
+           "bound to nothing).", "this replica"),
     Family("talprov_reconcile_passes_total", "counter", (),
            "Reconcile passes run by this replica.", "this replica"),
     Family("talprov_reconcile_pass_failures_total", "counter", (),
@@ -116,8 +117,8 @@ class StoreCollector(Collector):
 
     def collect(self) -> Iterable[Metric]:
         stages = {(p, s.value): 0 for p in self._providers for s in Stage}
-        for (provider, stage), count in self._store.count_requests().items():
-            stages[(provider, stage.value)] = count
+        stages.update({(provider, stage.value): n
+                       for (provider, stage), n in self._store.count_requests().items()})
         depth = dict.fromkeys(self._providers, 0)
         depth.update(self._store.count_due(_DUE_STAGES, now=self._clock()))
         requests, queue = self.describe()

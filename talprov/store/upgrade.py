@@ -34,8 +34,9 @@ from talprov.store.errors import StoreError
 from talprov.store.schema import metadata
 
 SCRIPTS = Path(__file__).with_name("schema_versions")
-# Any constant works; it only has to be the same in every talprov process.
-_PG_UPGRADE_LOCK = 0x7461_6C70_726F_76  # "talprov"
+# The advisory lock's key: "talprov" in ASCII. Every talprov that upgrades uses it.
+_PG_UPGRADE_LOCK = 0x7461_6C70_726F_76
+_LOCKING_DIALECTS = ("sqlite", "postgresql")
 # talprov 0.1's schema_version numbers and the revisions that make the same tables.
 LEGACY_VERSIONS = {1: "0001", 2: "0002", 3: "0003"}
 
@@ -93,15 +94,17 @@ def upgrade(engine: Engine, lock: threading.RLock | None = None, *, target: str 
     Raises :class:`StoreError` when the database is newer than this talprov (an
     older talprov must not write to a newer schema) or cannot be reached.
     """
-    attempts = 1 if engine.dialect.name in ("sqlite", "postgresql") else 2
-    for attempt in range(attempts):
-        try:
-            return _run(engine, lock, lambda cfg: command.upgrade(cfg, target))
-        except (sa.exc.IntegrityError, sa.exc.ProgrammingError):
-            # Only reachable without a lock: another process ran the same script.
-            if attempt + 1 >= attempts:
-                raise
-    raise AssertionError("unreachable")  # pragma: no cover
+    def run() -> str:
+        return _run(engine, lock, lambda config: command.upgrade(config, target))
+
+    try:
+        return run()
+    except (sa.exc.IntegrityError, sa.exc.ProgrammingError):
+        if engine.dialect.name in _LOCKING_DIALECTS:
+            raise
+        # A database without our lock: a concurrent process applied the same
+        # script first. Looking again finds it applied.
+        return run()
 
 
 def downgrade(engine: Engine, lock: threading.RLock | None = None, *, target: str) -> str:
@@ -139,8 +142,7 @@ def offline_sql(url: str, *, start: str | None = None) -> str:
 
 def _run(engine: Engine, lock: threading.RLock | None, run: Callable[[Config], None]) -> str:
     with transaction(engine, lock, write=True) as conn:
-        if conn.dialect.name == "postgresql":
-            conn.execute(sa.select(sa.func.pg_advisory_xact_lock(_PG_UPGRADE_LOCK)))
+        _hold_upgrade_lock(conn)
         migration = MigrationContext.configure(conn)
         scripts = ScriptDirectory.from_config(alembic_config())
         current = migration.get_current_revision()
@@ -156,8 +158,16 @@ def _run(engine: Engine, lock: threading.RLock | None, run: Callable[[Config], N
         return migration.get_current_revision() or "base"
 
 
+def _hold_upgrade_lock(conn: Connection) -> None:
+    """Make every other upgrader wait until this transaction ends. On SQLite the
+    write transaction's BEGIN IMMEDIATE already does; PostgreSQL needs an
+    advisory lock, released with the transaction."""
+    if conn.dialect.name == "postgresql":
+        conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": _PG_UPGRADE_LOCK})
+
+
 def _legacy_version(conn: Connection) -> int | None:
-    if not sa.inspect(conn).has_table("schema_version"):
+    if "schema_version" not in sa.inspect(conn).get_table_names():
         return None
     found = conn.execute(sa.text("SELECT max(version) FROM schema_version")).scalar()
     if found is None:

@@ -13,6 +13,7 @@ Revises: 0001
 
 from __future__ import annotations
 
+import contextlib
 import json
 from datetime import UTC, datetime
 from typing import Any
@@ -21,6 +22,7 @@ import sqlalchemy as sa
 from alembic import context, op
 
 from talprov.store.errors import StoreError
+from talprov.store.records import dump_json
 from talprov.store.schema import UtcDateTime
 
 revision = "0002"
@@ -94,11 +96,10 @@ def set_row(cluster_name: str, spec: str, row_updated_at: datetime) -> dict[str,
     Raises StoreError, naming the row but never its content, for a document
     the service cannot have written (so the upgrade stops and changes nothing).
     """
-    name = cluster_name[len(SET_PREFIX):]
-    try:
+    name = cluster_name.removeprefix(SET_PREFIX)
+    document: Any = None
+    with contextlib.suppress(ValueError):
         document = json.loads(spec)
-    except ValueError:
-        document = None
     if not isinstance(document, dict):
         raise StoreError(f"cluster row {cluster_name!r} is not a request set document; "
                          "fix or remove it")
@@ -111,7 +112,7 @@ def set_row(cluster_name: str, spec: str, row_updated_at: datetime) -> dict[str,
                         for field in TIME_FIELDS)
     return {
         "name": name,
-        "document": json.dumps(document, sort_keys=True, separators=(",", ":")),
+        "document": dump_json(document, what=f"request set {name}"),
         "machine_config": machine_config,
         "join_api_url": join_url,
         "created_at": created,
@@ -123,10 +124,10 @@ def set_row(cluster_name: str, spec: str, row_updated_at: datetime) -> dict[str,
 def _moment(text: object, fallback: datetime) -> datetime:
     # The service wrote aware ISO 8601 times; anything else takes the row's own
     # time rather than failing the upgrade over a bookkeeping field.
-    if not isinstance(text, str):
+    parsed: datetime | None = None
+    if isinstance(text, str):
+        with contextlib.suppress(ValueError):
+            parsed = datetime.fromisoformat(text)
+    if parsed is None:
         return fallback
-    try:
-        moment = datetime.fromisoformat(text)
-    except ValueError:
-        return fallback
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
