@@ -29,7 +29,7 @@ from alembic.script import ScriptDirectory
 from alembic.util.exc import CommandError
 from sqlalchemy.engine import Connection, Engine
 
-from talprov.store.engine import transaction
+from talprov.store.engine import create_store_engine, transaction
 from talprov.store.errors import StoreError
 from talprov.store.schema import metadata
 
@@ -71,17 +71,40 @@ def head_revision() -> str:
 def run_in_context(config: Config) -> None:
     """Body of env.py: run the migrations Alembic has lined up.
 
-    Online, on the connection (already in its locked transaction) that
-    :func:`upgrade` put in ``config.attributes``; offline, as SQL text.
+    Offline, as SQL text. Online, on the connection (already in its locked
+    transaction) that :func:`upgrade` put in ``config.attributes``; or, when the
+    ``alembic`` command runs this (``alembic -c alembic.ini revision
+    --autogenerate`` in a checkout), on a connection to ``sqlalchemy.url`` opened
+    here, under the same locks.
     """
     from alembic import context
 
     if context.is_offline_mode():
         context.configure(url=config.get_main_option("sqlalchemy.url"),
                           target_metadata=metadata, literal_binds=True, render_as_batch=True)
-    else:
-        context.configure(connection=config.attributes["connection"],
-                          target_metadata=metadata, render_as_batch=True)
+        with context.begin_transaction():
+            context.run_migrations()
+        return
+    given = config.attributes.get("connection")
+    if given is not None:
+        _run_on(given)
+        return
+    url = config.get_main_option("sqlalchemy.url")
+    if not url:
+        raise StoreError("alembic config: sqlalchemy.url is not set")
+    engine, lock = create_store_engine(url)
+    try:
+        with transaction(engine, lock, write=True) as conn:
+            _hold_upgrade_lock(conn)
+            _run_on(conn)
+    finally:
+        engine.dispose()
+
+
+def _run_on(conn: Connection) -> None:
+    from alembic import context
+
+    context.configure(connection=conn, target_metadata=metadata, render_as_batch=True)
     with context.begin_transaction():
         context.run_migrations()
 

@@ -3,18 +3,30 @@
 from __future__ import annotations
 
 import json
+import shutil
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
+from alembic import command
 from alembic.autogenerate import compare_metadata
+from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy.engine import Engine
 
 from talprov.store import Store, StoreError
+from talprov.store import upgrade as upgrade_module
 from talprov.store.engine import create_store_engine
 from talprov.store.schema import metadata
-from talprov.store.upgrade import downgrade, head_revision, offline_sql, status, upgrade
+from talprov.store.upgrade import (
+    SCRIPTS,
+    downgrade,
+    head_revision,
+    offline_sql,
+    status,
+    upgrade,
+)
 from tests.unit.store.factories import make_request
 
 
@@ -56,6 +68,39 @@ def test_the_drift_check_sees_a_model_change(engine: Engine) -> None:
     assert ("add_column", None, "requests") in [op[:3] for op in found if isinstance(op, tuple)]
     assert "widgets" in {op[1].name for op in found if isinstance(op, tuple)
                          and op[0] == "add_table"}
+
+
+def autogenerate(tmp_path: Path) -> str:
+    """The upgrade() body ``alembic revision --autogenerate`` writes against a store
+    at head, using a copy of the packaged scripts."""
+    scripts = tmp_path / "scripts"
+    shutil.copytree(SCRIPTS, scripts)
+    config = Config()
+    config.set_main_option("script_location", str(scripts))
+    config.set_main_option("sqlalchemy.url", f"sqlite:///{tmp_path / 'dev.db'}")
+    command.upgrade(config, "head")
+    command.revision(config, message="probe", autogenerate=True, rev_id="0099")
+    (written,) = (scripts / "versions").glob("0099_*.py")
+    text = written.read_text()
+    return text[text.index("def upgrade"):text.index("def downgrade")]
+
+
+def test_autogenerate_writes_an_empty_revision_when_nothing_changed(tmp_path: Path) -> None:
+    body = autogenerate(tmp_path)
+    assert "op." not in body
+    assert "pass" in body
+
+
+def test_autogenerate_writes_the_change_of_a_model(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    changed = sa.MetaData()
+    for table in metadata.sorted_tables:
+        table.to_metadata(changed)
+    changed.tables["requests"].append_column(sa.Column("note", sa.String(20)))
+    monkeypatch.setattr(upgrade_module, "metadata", changed)
+    body = autogenerate(tmp_path)
+    assert "add_column('note'" in body or "add_column(sa.Column('note'" in body, body
 
 
 def test_down_to_nothing_and_back_up_keeps_the_schema(engine: Engine) -> None:
