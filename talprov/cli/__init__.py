@@ -20,6 +20,8 @@ from talprov.cli.image import image
 from talprov.cli.machine import machine, reconcile
 from talprov.cli.output import emit, output_option
 from talprov.cli.serve import serve
+from talprov.cli.store import store
+from talprov.logs import FORMATS as LOG_FORMATS
 from talprov.registry import installed_types, load_type
 
 
@@ -31,16 +33,20 @@ from talprov.registry import installed_types, load_type
               help="State store URL (default: the config's store, else SQLite under "
               "$XDG_STATE_HOME).")
 @click.option("-v", "--verbose", count=True, help="More logging (-vv for debug).")
+@click.option("--log-format", type=click.Choice(LOG_FORMATS), envvar="TALPROV_LOG_FORMAT",
+              help="Log lines as plain text (default) or one JSON object per line.")
 @click.version_option(__version__, prog_name="talprov")
 @click.pass_context
-def cli(ctx: click.Context, config_path: str | None, store_url: str | None, verbose: int) -> None:
+def cli(ctx: click.Context, config_path: str | None, store_url: str | None, verbose: int,
+        log_format: str | None) -> None:
     """talprov: Talos Linux machines on AWS, Proxmox VE, vSphere, OpenStack and bare metal.
 
     Record MachineRequests (`talprov machine create -f`), let the reconciler make
     them real (`talprov reconcile`, or --wait), scale clusters from a spec.
     """
-    setup_logging(verbose)
-    app = App(config_path=config_path, store_url=store_url)
+    setup_logging(verbose, log_format or "plain")
+    app = App(config_path=config_path, store_url=store_url, verbose=verbose,
+              log_format=log_format)
     ctx.obj = app
     ctx.call_on_close(app.close)
 
@@ -87,6 +93,7 @@ cli.add_command(reconcile)
 for _command in CLUSTER_COMMANDS:
     cli.add_command(_command)
 cli.add_command(serve)
+cli.add_command(store)
 
 
 def main() -> None:

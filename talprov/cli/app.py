@@ -18,6 +18,7 @@ import click
 
 from talprov.config import LoadedConfig, load_config
 from talprov.errors import ConfigError, Conflict
+from talprov.logs import JsonFormatter, install_handler, make_handler
 from talprov.providers.errors import InvalidRequest, ProviderError
 from talprov.providers.protocol import Provider, Runtime
 from talprov.reconcile.reconciler import ProviderHandle, Reconciler
@@ -27,6 +28,7 @@ from talprov.secrets import RedactingFilter, redact
 from talprov.store.errors import StoreError
 from talprov.store.store import Store, default_store_url
 
+CLI_HANDLER = "talprov-cli"
 EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_USAGE = 2
@@ -40,8 +42,12 @@ class App:
 
     config_path: str | None
     store_url: str | None
+    verbose: int = 0
+    #: --log-format when given; None lets ``service.log_format`` decide in serve.
+    log_format: str | None = None
     _config: LoadedConfig | None = None
     _store: Store | None = None
+    _store_upgraded: bool = False
     _providers: dict[str, ProviderHandle] = field(default_factory=dict)
     _runtime: Runtime | None = None
 
@@ -67,12 +73,23 @@ class App:
 
     @property
     def store(self) -> Store:
-        if self._store is None:
-            url = self.store_url or self.config.config.store or default_store_url()
-            store = Store(url, key=os.environ.get("TALPROV_STORE_KEY") or None)
+        """The store, its schema upgraded to the newest revision on first use."""
+        store = self.unmigrated_store()
+        if self._store_upgraded is False:
             store.migrate()
-            self._store = store
+            self._store_upgraded = True
+        return store
+
+    def unmigrated_store(self) -> Store:
+        """The store as it is, for commands that inspect or upgrade its schema."""
+        if self._store is None:
+            self._store = Store(self.resolved_store_url(),
+                                key=os.environ.get("TALPROV_STORE_KEY") or None)
         return self._store
+
+    def resolved_store_url(self) -> str:
+        """--store, else the config's store, else SQLite under $XDG_STATE_HOME."""
+        return self.store_url or self.config.config.store or default_store_url()
 
     def provider(self, name: str) -> Provider:
         """The configured provider instance ``name`` (ConfigError when unknown)."""
@@ -119,9 +136,9 @@ def progress_printer() -> Callable[[str, int, int | None], None]:
             return
         last[task] = done
         if total:
-            click.echo(f"{task}: {done * 100 // total}% ({done}/{total} bytes)", err=True)
+            say(f"{task}: {done * 100 // total}% ({done}/{total} bytes)")
         else:
-            click.echo(f"{task}: {done} bytes", err=True)
+            say(f"{task}: {done} bytes")
 
     return show
 
@@ -141,9 +158,31 @@ def known_instance(app: App, name: str, *, where: str) -> str:
     return name
 
 
+def say(message: str, *, level: int = logging.INFO, request_id: str | None = None) -> None:
+    """A status line for the user on stderr, shown whatever -v says, secrets masked.
+
+    Plain text by default; under ``--log-format json`` a JSON log object (with
+    ``request_id`` when given), so that every line on stderr parses.
+    """
+    handler = next((h for h in logging.getLogger().handlers if h.get_name() == CLI_HANDLER),
+                   None)
+    if handler is None or not isinstance(handler.formatter, JsonFormatter):
+        click.echo(redact(message), err=True)
+        return
+    record = logging.LogRecord("talprov.cli", level, __file__, 0, message, None, None)
+    if request_id is not None:
+        record.request_id = request_id
+    handler.handle(record)
+
+
 def fail(message: str, code: int = EXIT_USAGE) -> NoReturn:
     """Print one error line (secrets masked) and exit with ``code``."""
-    click.echo(f"talprov: error: {redact(message)}", err=True)
+    handler = next((h for h in logging.getLogger().handlers if h.get_name() == CLI_HANDLER),
+                   None)
+    if handler is not None and isinstance(handler.formatter, JsonFormatter):
+        say(message, level=logging.ERROR)
+    else:
+        click.echo(f"talprov: error: {redact(message)}", err=True)
     sys.exit(code)
 
 
@@ -169,16 +208,15 @@ def handle_errors(fn: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
-def setup_logging(verbose: int) -> None:
+def setup_logging(verbose: int, log_format: str = "plain") -> None:
+    """Log to stderr at WARNING (-v INFO, -vv DEBUG) in ``log_format`` (plain or
+    json, see :mod:`talprov.logs`), secrets masked. Idempotent: replaces only its
+    own handler."""
     level = logging.WARNING - 10 * min(verbose, 2)
-    handler = logging.StreamHandler()
+    handler = make_handler(log_format, CLI_HANDLER)
     handler.addFilter(RedactingFilter())
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    handler.set_name("talprov-cli")
-    root = logging.getLogger()
-    # Replace only our own handler, so embedding code (and tests) keep theirs.
-    root.handlers[:] = [h for h in root.handlers if h.get_name() != "talprov-cli"] + [handler]
-    root.setLevel(level)
+    install_handler(handler)
+    logging.getLogger().setLevel(level)
     # SDK loggers echo request bodies at debug level; bodies carry user-data.
     for noisy in ("botocore", "boto3", "urllib3", "httpx", "httpcore", "keystoneauth",
                   "openstack", "proxmoxer", "requests", "pyVmomi", "sushy", "pyghmi", "uvicorn"):

@@ -7,7 +7,15 @@ from typing import Any
 
 import click
 
-from talprov.cli.app import EXIT_FAILED, App, fail, handle_errors, known_instance, pass_app
+from talprov.cli.app import (
+    EXIT_FAILED,
+    App,
+    fail,
+    handle_errors,
+    known_instance,
+    pass_app,
+    say,
+)
 from talprov.cli.machine import show_warnings
 from talprov.cli.output import emit, output_option
 from talprov.errors import ConfigError
@@ -104,7 +112,7 @@ def converge(app: App, scaler: Scaler, name: str, timeout: float) -> bool:
             line = f"destroying: {len(scaler.records(name))} requests left"
         if last.get("line") != line:
             last["line"] = line
-            click.echo(f"{name}: {line}", err=True)
+            say(f"{name}: {line}")
         return not state.destroying and scaler.converged(name)
 
     with app.run_loop() as loop:
@@ -145,8 +153,8 @@ def apply(app: App, path: Path, wait: bool, timeout: float, output: str) -> None
     if not wait:
         result = scaler.run_pass(spec.name)
         if result is None:
-            click.echo(f"{spec.name}: recorded; another worker is running its pass and "
-                       "carries on from the new spec", err=True)
+            say(f"{spec.name}: recorded; another worker is running its pass and "
+                "carries on from the new spec")
             return
         _show_plan(result, output)
         return
@@ -191,11 +199,11 @@ def destroy(app: App, name: str, wait: bool, timeout: float) -> None:
         fail(f"cluster {name} is not recorded", EXIT_FAILED)
     scaler.run_pass(name)
     if not wait:
-        click.echo(f"{name}: destroying; `talprov reconcile` carries it out", err=True)
+        say(f"{name}: destroying; `talprov reconcile` carries it out")
         return
     if not wait_destroyed(app, scaler, name, timeout):
         fail(f"{name}: machines still being removed after {timeout:.0f}s", EXIT_FAILED)
-    click.echo(f"{name}: destroyed", err=True)
+    say(f"{name}: destroyed")
 
 
 @click.command()
@@ -215,7 +223,7 @@ def scale(app: App, name: str, set_name: str, count: int) -> None:
         raise ConfigError("SET", f"cluster {name} has no set {set_name!r} (sets: {known})")
     scaler.record(state.spec.scaled(set_name, count))
     scaler.run_pass(name)
-    click.echo(f"{name}/{set_name}: size {count}", err=True)
+    say(f"{name}/{set_name}: size {count}")
 
 
 COMMANDS = (plan_cmd, apply, status, destroy, scale)

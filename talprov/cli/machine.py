@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+import logging
 import sys
 from pathlib import Path
 
 import click
 
-from talprov.cli.app import EXIT_FAILED, App, fail, handle_errors, known_instance, pass_app
+from talprov.cli.app import (
+    EXIT_FAILED,
+    App,
+    fail,
+    handle_errors,
+    known_instance,
+    pass_app,
+    say,
+)
 from talprov.cli.output import emit, output_option
 from talprov.errors import ConfigError
 from talprov.providers.types import Stage
@@ -36,12 +45,12 @@ def _wait_for(app: App, request_id: str, target: tuple[Stage, ...], timeout: flo
         line = f"{record.stage.value} {record.step_name or ''}".strip()
         if last.get("line") != line:
             last["line"] = line
-            click.echo(f"{request_id}: {line}", err=True)
+            say(f"{request_id}: {line}", request_id=request_id)
         return record.stage in target or record.stage == Stage.FAILED
 
     def show_errors(report: PassReport) -> None:
         for error in report.errors:
-            click.echo(f"warning: {error}", err=True)
+            say(f"warning: {error}", level=logging.WARNING)
 
     reconciler.run_until(settled, timeout=timeout, interval=5.0, only={request_id},
                          on_pass=show_errors)
@@ -75,7 +84,8 @@ def create(app: App, path: Path, wait: bool, timeout: float, output: str) -> Non
     validate_provider_data(app.provider(instance), request.provider_data,
                            where=f"{path}: provider_data")
     record = app.store.create_request(request)
-    click.echo(f"request {record.request.id} recorded ({record.stage.value})", err=True)
+    say(f"request {record.request.id} recorded ({record.stage.value})",
+        request_id=record.request.id)
     if wait:
         stage = _wait_for(app, record.request.id, (Stage.PROVISIONED,), timeout)
         record = app.store.get_request(record.request.id) or record
@@ -141,7 +151,7 @@ def delete(app: App, request_id: str, wait: bool, timeout: float) -> None:
         record = app.store.request_deletion(request_id)
     except KeyError:
         fail(f"request {request_id} not found", EXIT_FAILED)
-    click.echo(f"request {request_id}: {record.stage.value}", err=True)
+    say(f"request {request_id}: {record.stage.value}", request_id=request_id)
     if wait and record.stage != Stage.GONE:
         stage = _wait_for(app, request_id, (Stage.GONE,), timeout)
         if stage != Stage.GONE:
@@ -203,4 +213,4 @@ def reconcile(app: App, once: bool, interval: float) -> None:
 def show_warnings(report: RoundReport) -> None:
     """Print a round's errors (already redacted) as warnings on stderr."""
     for error in report.errors:
-        click.echo(f"warning: {error}", err=True)
+        say(f"warning: {error}", level=logging.WARNING)

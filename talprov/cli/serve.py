@@ -13,7 +13,7 @@ from typing import Any
 
 import click
 
-from talprov.cli.app import App, fail, handle_errors, pass_app
+from talprov.cli.app import App, fail, handle_errors, pass_app, say, setup_logging
 from talprov.service.config import parse_listen, parse_service_config
 
 log = logging.getLogger(__name__)
@@ -66,6 +66,8 @@ def serve(app: App, listen: str | None, workers: bool | None, worker_id: str | N
         config = config.model_copy(update={"workers": workers})
     if worker_id:
         config = config.model_copy(update={"worker_id": worker_id})
+    if app.log_format is None and config.log_format != "plain":
+        setup_logging(app.verbose, config.log_format)
     if not config.tokens:
         fail(f"{where}.tokens: no tokens configured; every API call would be refused")
     host, port = parse_listen(listen) if listen else config.host_port()
@@ -90,7 +92,7 @@ def serve(app: App, listen: str | None, workers: bool | None, worker_id: str | N
 
     async def startup(sockets: list[socket.socket] | None = None) -> None:
         await original_startup(sockets=sockets)
-        click.echo(f"listening on {scheme}://{shown_host}:{bound_port}", err=True)
+        say(f"listening on {scheme}://{shown_host}:{bound_port}")
         sys.stderr.flush()
 
     server.startup = startup  # type: ignore[method-assign]
@@ -110,13 +112,12 @@ def serve(app: App, listen: str | None, workers: bool | None, worker_id: str | N
         # A provider call that never returns holds the pass, and the interpreter
         # would wait for its thread forever at exit. Its leases are no longer
         # renewed, so another replica takes the requests over after lease_ttl.
-        click.echo("stopped (a reconcile pass was still running; not waiting for it)",
-                   err=True)
+        say("stopped (a reconcile pass was still running; not waiting for it)")
         logging.shutdown()
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(0)
-    click.echo("stopped", err=True)
+    say("stopped")
 
 
 def check_tls_files(cert: str, key: str, *, where: str) -> None:
@@ -152,7 +153,7 @@ def start_boot_servers(app: App) -> list[Any]:
             for other in started:
                 other.stop()
             fail(f"providers.{name}: cannot start the boot server: {exc}")
-        click.echo(f"{name}: boot server up; machines use {boot.config.boot_url}", err=True)
+        say(f"{name}: boot server up; machines use {boot.config.boot_url}")
         started.append(boot)
     return started
 

@@ -28,6 +28,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
+from talprov.logs import log_context
 from talprov.processes import dead_local_worker, local_worker_id
 from talprov.providers.errors import ProviderError
 from talprov.providers.protocol import Provider, Runtime
@@ -165,7 +166,8 @@ class Reconciler:
             if handle is None:
                 self._note_unconfigured(instance, group, report)
                 continue
-            self._pass_instance(instance, handle, group, report)
+            with log_context(provider=instance):
+                self._pass_instance(instance, handle, group, report)
         if only is None:
             report.swept = self._sweeper.sweep_due(
                 {name: handle.provider for name, handle in self.providers.items()},
@@ -300,7 +302,7 @@ class Reconciler:
             self._held.difference_update(lost)
             self.lost_leases.extend(lost)
         for rid in lost:
-            log.warning("lease on %s lost", rid)
+            log.warning("lease on %s lost", rid, extra={"request_id": rid})
         return len(renewed)
 
     @property
@@ -420,7 +422,8 @@ class Reconciler:
                 now=self.now(),
             )
         except StaleRecord:
-            log.debug("request %s changed during the pass", summary.id)
+            log.debug("request %s changed during the pass", summary.id,
+                      extra={"request_id": summary.id})
 
     def run_until(
         self,

@@ -19,6 +19,7 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from talprov.errors import validation_message
+from talprov.logs import log_context
 from talprov.providers.errors import CapacityError, ProviderError, QuotaExceeded
 from talprov.providers.protocol import Provider, ProviderState, Runtime, Step, StepContext
 from talprov.providers.retry import step_backoff
@@ -117,6 +118,11 @@ class Work:
             )
         except StaleRecord:
             return self._merge_after_stale(store)
+        # The events are what an operator follows a request by: log them as well
+        # (the step they are about comes from the caller's log_context).
+        about = {"request_id": self.record.request.id, "provider": self.owner.instance}
+        for event in events:
+            log.info("%s: %s", self.record.request.id, event, extra=about)
         self.events = []
         return True
 
@@ -235,8 +241,10 @@ class RequestRunner:
                         self._provisioned(w)
                     continue
                 for w, outcome in zip(group, self._run_step(step, group), strict=True):
-                    if self._apply(w, step, outcome):
-                        still.append(w)
+                    with log_context(request_id=w.record.request.id,
+                                     provider=self.owner.instance, step=step.name):
+                        if self._apply(w, step, outcome):
+                            still.append(w)
             active = still
 
     def _run_step(
@@ -244,9 +252,11 @@ class RequestRunner:
     ) -> list[StepResult | BaseException]:
         contexts = [w.context() for w in group]
         outcomes: list[StepResult | BaseException]
+        instance = self.owner.instance
         if step.run_batch is not None and len(group) > 1:
             try:
-                outcomes = list(step.run_batch(contexts))
+                with log_context(provider=instance, step=step.name):
+                    outcomes = list(step.run_batch(contexts))
             except Exception as exc:
                 outcomes = [exc] * len(group)
             if len(outcomes) != len(group):
@@ -255,7 +265,9 @@ class RequestRunner:
             outcomes = []
             for ctx in contexts:
                 try:
-                    outcomes.append(step.run(ctx))
+                    with log_context(request_id=ctx.request.id, provider=instance,
+                                     step=step.name):
+                        outcomes.append(step.run(ctx))
                 except Exception as exc:
                     outcomes.append(exc)
         for w, ctx in zip(group, contexts, strict=True):
@@ -303,8 +315,11 @@ class RequestRunner:
             message = redact(f"{type(exc).__name__}: {exc}")
             permanent = False
             retry_after = None
-            log.warning("step %s of %s raised %s", step_name, work.record.request.id, message)
-            log.debug("traceback", exc_info=exc)
+            about = {"request_id": work.record.request.id, "provider": work.owner.instance,
+                     "step": step_name}
+            log.warning("step %s of %s raised %s", step_name, work.record.request.id, message,
+                        extra=about)
+            log.debug("traceback", exc_info=exc, extra=about)
         work.attempts += 1
         limit = self.policy.max_attempts
         if isinstance(exc, (CapacityError, QuotaExceeded)):
@@ -333,6 +348,11 @@ class RequestRunner:
 
     def deprovision(self, work: Work) -> None:
         """Run one deprovision attempt; a finished one moves the request to GONE."""
+        with log_context(request_id=work.record.request.id, provider=self.owner.instance,
+                         step="deprovision"):
+            self._deprovision(work)
+
+    def _deprovision(self, work: Work) -> None:
         if work.state is None:
             work.state = self.provider.state_model()
         # Deprovision works without provider_data being valid: a request must be

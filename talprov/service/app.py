@@ -10,12 +10,11 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
-from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Request, status
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, PlainTextResponse
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
 
 from talprov import __version__
 from talprov.providers.protocol import Runtime
@@ -36,7 +35,6 @@ from talprov.store.store import Store
 
 log = logging.getLogger(__name__)
 ContextDep = Annotated[ServiceContext, Depends(service_context)]
-METRICS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 
 def _problems(exc: RequestValidationError) -> list[dict[str, object]]:
@@ -114,6 +112,7 @@ def create_app(
     if not isinstance(service_config, ServiceConfig):
         service_config = parse_service_config(service_config)
     metrics = Metrics()
+    metrics.watch_store(store, sorted(handles))
     instrumented = {
         name: ProviderHandle(
             instrument(handle.provider, name, metrics),
@@ -171,11 +170,12 @@ def create_app(
 
     @app.get("/metrics", response_class=PlainTextResponse, tags=["operations"],
              responses=AUTH_RESPONSES)
-    def metrics_endpoint(_principal: PrincipalDep, ctx: ContextDep) -> PlainTextResponse:
-        """Prometheus text format: requests by stage, queue depth, step durations,
-        provider API errors. Any valid token may read it."""
-        text = ctx.metrics.render(ctx.store, sorted(ctx.handles), datetime.now(UTC))
-        return PlainTextResponse(text, media_type=METRICS_CONTENT_TYPE)
+    def metrics_endpoint(_principal: PrincipalDep, ctx: ContextDep, request: Request) -> Response:
+        """Prometheus text format (OpenMetrics when the Accept header asks for it):
+        requests by stage, queue depth, step durations, provider API errors, process
+        metrics. Any valid token may read it."""
+        body, content_type = ctx.metrics.exposition(request.headers.get("accept"))
+        return Response(body, headers={"Content-Type": content_type})
 
     @app.get("/v1/providers", response_model=ProviderList, tags=["providers"],
              responses=AUTH_RESPONSES)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from enum import StrEnum
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
 
@@ -85,6 +85,8 @@ class ServiceConfig(BaseModel):
     #: Seconds a stop (SIGTERM) waits for open connections, and then for the
     #: running reconcile pass, before the process exits anyway.
     stop_timeout: float = Field(default=30.0, ge=0, le=3600)
+    #: Log lines as ``plain`` text or ``json`` objects; ``--log-format`` wins.
+    log_format: Literal["plain", "json"] = "plain"
 
     @model_validator(mode="after")
     def _unique_token_names(self) -> ServiceConfig:

@@ -1,22 +1,37 @@
-"""Prometheus metrics, written in the text exposition format (version 0.0.4).
+"""Prometheus metrics with ``prometheus_client``: one registry per app.
 
-Stage counts and queue depth are read from the store at scrape time, so every
-replica reports the same, store-wide numbers. Step durations and provider API
-errors are measured in this process by wrapping each provider instance
-(:class:`InstrumentedProvider`): every replica reports the work it did itself.
-Labels carry instance, step, stage and error class names only, never request
-bodies, so no secret can reach a metric.
+Stage counts and queue depth are read from the store at scrape time by a
+custom collector, so every replica reports the same, store-wide numbers. Step
+durations and provider API errors are measured in this process by wrapping each
+provider instance (:class:`InstrumentedProvider`): every replica reports the
+work it did itself. The registry also carries prometheus_client's process,
+platform and garbage-collector metrics. Labels carry instance, step, stage and
+error class names only, never request bodies, so no secret can reach a metric.
+
+:data:`FAMILIES` describes talprov's own metrics; they are built from it, and
+docs/service.md's table is generated from it (a test compares the two).
 """
 
 from __future__ import annotations
 
-import bisect
-import threading
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-from datetime import datetime
+from collections.abc import Callable, Collection, Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any, TypeVar, cast
+
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    GCCollector,
+    Histogram,
+    PlatformCollector,
+    ProcessCollector,
+)
+from prometheus_client.exposition import choose_encoder
+from prometheus_client.metrics_core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
 
 from talprov.providers.errors import ProviderError
 from talprov.providers.protocol import (
@@ -34,158 +49,180 @@ from talprov.store.store import Store
 STEP_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
                 120.0, 300.0)
 _DUE_STAGES = (Stage.PENDING, Stage.PROVISIONING, Stage.DEPROVISIONING)
+#: Labels that name a provider instance; a scoped exposition keeps only its own.
+INSTANCE_LABELS = ("provider", "instance")
 _T = TypeVar("_T")
 
 
-@dataclass
-class _Histogram:
-    buckets: tuple[float, ...]
-    counts: list[int] = field(default_factory=list)
-    total: float = 0.0
-    count: int = 0
+@dataclass(frozen=True)
+class Family:
+    """One of talprov's metric families: how it is exposed and what it means."""
 
-    def __post_init__(self) -> None:
-        self.counts = [0] * len(self.buckets)
-
-    def observe(self, value: float) -> None:
-        index = bisect.bisect_left(self.buckets, value)
-        if index < len(self.counts):
-            self.counts[index] += 1
-        self.total += value
-        self.count += 1
+    name: str
+    type: str
+    labels: tuple[str, ...]
+    help: str
+    source: str
 
 
-def escape_label(value: str) -> str:
-    """A label value escaped as the exposition format requires."""
-    return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+FAMILIES = (
+    Family("talprov_requests", "gauge", ("provider", "stage"),
+           "Machine requests in the store by stage.", "the store, at scrape time"),
+    Family("talprov_queue_depth", "gauge", ("provider",),
+           "Requests due for a worker now: pending, provisioning or deprovisioning, "
+           "their next attempt time reached.",
+           "the store, at scrape time"),
+    Family("talprov_step_duration_seconds", "histogram", ("provider", "step"),
+           "Duration of provider step calls (deprovision included) made by this replica.",
+           "this replica"),
+    Family("talprov_provider_errors_total", "counter", ("provider", "operation", "error"),
+           "Errors raised by provider API calls in this replica, by talprov error class "
+           "(untranslated: an SDK error the driver did not translate).", "this replica"),
+    Family("talprov_leftovers_swept_total", "counter", ("provider", "kind"),
+           "Leftovers this replica's sweep deleted (e.g. detached ports, floating IPs "
+           "bound to nothing).", "this replica"),
+    Family("talprov_reconcile_passes_total", "counter", (),
+           "Reconcile passes run by this replica.", "this replica"),
+    Family("talprov_reconcile_pass_failures_total", "counter", (),
+           "Passes that ended with an error (store or provider listing).", "this replica"),
+    Family("talprov_reconcile_last_pass_seconds", "gauge", (),
+           "Duration of this replica's last reconcile pass.", "this replica"),
+)
+_BY_NAME = {family.name: family for family in FAMILIES}
 
 
-def _labels(pairs: Sequence[tuple[str, str]]) -> str:
-    if not pairs:
-        return ""
-    return "{" + ",".join(f'{k}="{escape_label(v)}"' for k, v in pairs) + "}"
+def _declared(name: str) -> tuple[str, str, tuple[str, ...]]:
+    family = _BY_NAME[name]
+    # prometheus_client adds a counter's _total itself.
+    return family.name.removesuffix("_total"), family.help, family.labels
 
 
-def _number(value: float) -> str:
-    if value == float("inf"):
-        return "+Inf"
-    return repr(float(value)) if not float(value).is_integer() else str(int(value))
+class StoreCollector(Collector):
+    """Stage counts and queue depth, counted by the database at each scrape.
+
+    A scrape decrypts no request. ``collect`` raises ``StoreError`` when the
+    store cannot be read, which fails the scrape rather than reporting zeros.
+    """
+
+    def __init__(self, store: Store, providers: Sequence[str],
+                 clock: Callable[[], datetime]) -> None:
+        self._store = store
+        self._providers = tuple(providers)
+        self._clock = clock
+
+    def describe(self) -> Iterable[Metric]:
+        # Without describe() the registry would call collect() (and the store) on register.
+        for name in ("talprov_requests", "talprov_queue_depth"):
+            yield GaugeMetricFamily(name, _BY_NAME[name].help, labels=_BY_NAME[name].labels)
+
+    def collect(self) -> Iterable[Metric]:
+        stages = {(p, s.value): 0 for p in self._providers for s in Stage}
+        stages.update({(provider, stage.value): n
+                       for (provider, stage), n in self._store.count_requests().items()})
+        depth = dict.fromkeys(self._providers, 0)
+        depth.update(self._store.count_due(_DUE_STAGES, now=self._clock()))
+        requests, queue = self.describe()
+        assert isinstance(requests, GaugeMetricFamily)
+        assert isinstance(queue, GaugeMetricFamily)
+        for (provider, stage_name), count in sorted(stages.items()):
+            requests.add_metric([provider, stage_name], count)
+        for provider, count in sorted(depth.items()):
+            queue.add_metric([provider], count)
+        return (requests, queue)
+
+
+class _ScopedRegistry(CollectorRegistry):
+    """A view of a registry without the series of provider instances not allowed."""
+
+    def __init__(self, inner: CollectorRegistry, allowed: Collection[str]) -> None:
+        super().__init__(auto_describe=False)
+        self._inner = inner
+        self._allowed = frozenset(allowed)
+
+    def collect(self) -> Iterable[Metric]:
+        for family in self._inner.collect():
+            kept = Metric(family.name, family.documentation, family.type, family.unit)
+            kept.samples = [s for s in family.samples if self._visible(s.labels)]
+            yield kept
+
+    def _visible(self, labels: dict[str, str]) -> bool:
+        named = [labels[key] for key in INSTANCE_LABELS if key in labels]
+        return all(name in self._allowed for name in named)
 
 
 class Metrics:
-    """This process's counters and histograms; thread-safe."""
+    """This app's registry: talprov's families plus process metrics; thread-safe."""
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._steps: dict[tuple[str, str], _Histogram] = {}
-        self._errors: dict[tuple[str, str, str], int] = {}
-        self._swept: dict[tuple[str, str], int] = {}
-        self.passes = 0
-        self.pass_failures = 0
-        self.last_pass_seconds = 0.0
+        self.registry = CollectorRegistry()
+        self._steps = Histogram(*_declared("talprov_step_duration_seconds"),
+                                buckets=STEP_BUCKETS, registry=self.registry)
+        self._errors = Counter(*_declared("talprov_provider_errors_total"),
+                               registry=self.registry)
+        self._swept = Counter(*_declared("talprov_leftovers_swept_total"),
+                              registry=self.registry)
+        self._passes = Counter(*_declared("talprov_reconcile_passes_total"),
+                               registry=self.registry)
+        self._pass_failures = Counter(*_declared("talprov_reconcile_pass_failures_total"),
+                                      registry=self.registry)
+        self._last_pass = Gauge(*_declared("talprov_reconcile_last_pass_seconds"),
+                                registry=self.registry)
+        ProcessCollector(registry=self.registry)
+        PlatformCollector(registry=self.registry)
+        GCCollector(registry=self.registry)
+
+    def watch_store(self, store: Store, providers: Sequence[str],
+                    clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
+        """Report ``store``'s stage counts and queue depth for ``providers`` at each scrape.
+        Call once per app."""
+        self.registry.register(StoreCollector(store, providers, clock))
 
     def observe_step(self, provider: str, step: str, seconds: float) -> None:
-        with self._lock:
-            hist = self._steps.get((provider, step))
-            if hist is None:
-                hist = self._steps[(provider, step)] = _Histogram(STEP_BUCKETS)
-            hist.observe(seconds)
+        self._steps.labels(provider, step).observe(seconds)
 
     def count_error(self, provider: str, operation: str, error: str) -> None:
-        with self._lock:
-            key = (provider, operation, error)
-            self._errors[key] = self._errors.get(key, 0) + 1
+        self._errors.labels(provider, operation, error).inc()
 
     def count_swept(self, provider: str, kind: str) -> None:
         """One leftover (of ``kind``) deleted by the sweep of ``provider``."""
-        with self._lock:
-            self._swept[(provider, kind)] = self._swept.get((provider, kind), 0) + 1
-
-    def step_calls(self) -> int:
-        """How many provider step calls this process timed (all instances)."""
-        with self._lock:
-            return sum(h.count for h in self._steps.values())
+        self._swept.labels(provider, kind).inc()
 
     def note_pass(self, seconds: float, *, failed: bool) -> None:
-        with self._lock:
-            self.passes += 1
-            self.pass_failures += int(failed)
-            self.last_pass_seconds = seconds
+        self._passes.inc()
+        if failed:
+            self._pass_failures.inc()
+        self._last_pass.set(seconds)
 
-    def render(self, store: Store, providers: Sequence[str], now: datetime) -> str:
-        """The exposition text. Raises ``StoreError`` when the store cannot be read.
+    def exposition(self, accept: str | None = None,
+                   allowed: Collection[str] | None = None) -> tuple[bytes, str]:
+        """The scrape body and its content type.
 
-        Counts are aggregated by the database: a scrape decrypts no request.
+        OpenMetrics when ``accept`` (the request's Accept header) asks for it, the
+        text format 0.0.4 otherwise. ``allowed``: when given, only series whose
+        ``provider``/``instance`` label names one of these instances are kept
+        (series without such a label stay: they are this replica's own).
+        Raises ``StoreError`` when the store cannot be read.
         """
-        stages: dict[tuple[str, str], int] = {
-            (p, s.value): 0 for p in providers for s in Stage
-        }
-        for (provider, stage), count in store.count_requests().items():
-            stages[(provider, stage.value)] = count
-        depth: dict[str, int] = dict.fromkeys(providers, 0)
-        depth.update(store.count_due(_DUE_STAGES, now=now))
-        out: list[str] = []
-        out += _family("talprov_requests", "gauge", "Machine requests in the store by stage.")
-        out += [
-            f"talprov_requests{_labels([('provider', p), ('stage', s)])} {n}"
-            for (p, s), n in sorted(stages.items())
-        ]
-        out += _family(
-            "talprov_queue_depth", "gauge",
-            "Requests waiting for a worker now (pending, provisioning or deprovisioning, due).",
-        )
-        out += [f"talprov_queue_depth{_labels([('provider', p)])} {n}"
-                for p, n in sorted(depth.items())]
-        with self._lock:
-            out += self._render_local()
-        return "\n".join(out) + "\n"
-
-    def _render_local(self) -> list[str]:
-        out = _family(
-            "talprov_step_duration_seconds", "histogram",
-            "Duration of provider step calls made by this replica.",
-        )
-        for (provider, step), hist in sorted(self._steps.items()):
-            base = [("provider", provider), ("step", step)]
-            running = 0
-            for bound, count in zip(hist.buckets, hist.counts, strict=True):
-                running += count
-                out.append(f"talprov_step_duration_seconds_bucket"
-                           f"{_labels([*base, ('le', _number(bound))])} {running}")
-            out.append(f"talprov_step_duration_seconds_bucket"
-                       f"{_labels([*base, ('le', '+Inf')])} {hist.count}")
-            out.append(f"talprov_step_duration_seconds_sum{_labels(base)} {hist.total!r}")
-            out.append(f"talprov_step_duration_seconds_count{_labels(base)} {hist.count}")
-        out += _family(
-            "talprov_provider_errors_total", "counter",
-            "Errors raised by provider API calls in this replica, by error class.",
-        )
-        for (provider, operation, error), n in sorted(self._errors.items()):
-            labels = [("provider", provider), ("operation", operation), ("error", error)]
-            out.append(f"talprov_provider_errors_total{_labels(labels)} {n}")
-        out += _family(
-            "talprov_leftovers_swept_total", "counter",
-            "Leftovers (detached ports, unassociated floating IPs, ...) this replica's "
-            "sweep deleted.",
-        )
-        for (provider, kind), n in sorted(self._swept.items()):
-            out.append(
-                f"talprov_leftovers_swept_total{_labels([('provider', provider), ('kind', kind)])}"
-                f" {n}")
-        out += _family("talprov_reconcile_passes_total", "counter",
-                       "Reconcile passes run by this replica.")
-        out.append(f"talprov_reconcile_passes_total {self.passes}")
-        out += _family("talprov_reconcile_pass_failures_total", "counter",
-                       "Passes that ended with an error (store or provider listing).")
-        out.append(f"talprov_reconcile_pass_failures_total {self.pass_failures}")
-        out += _family("talprov_reconcile_last_pass_seconds", "gauge",
-                       "Duration of this replica's last reconcile pass.")
-        out.append(f"talprov_reconcile_last_pass_seconds {self.last_pass_seconds!r}")
-        return out
+        encoder, content_type = choose_encoder(accept or "")
+        source = self.registry if allowed is None else _ScopedRegistry(self.registry, allowed)
+        return encoder(source), content_type
 
 
-def _family(name: str, kind: str, help_text: str) -> list[str]:
-    return [f"# HELP {name} {help_text}", f"# TYPE {name} {kind}"]
+def markdown_table() -> str:
+    """The metrics table of docs/service.md: talprov's families, then those of
+    prometheus_client's process, platform and GC collectors as this process has them."""
+    rows = [f"| `{f.name}` | {f.type} | {', '.join(f.labels) or '-'} | {f.help} | {f.source} |"
+            for f in FAMILIES]
+    scratch = CollectorRegistry()
+    for collector in (ProcessCollector(registry=scratch), PlatformCollector(registry=scratch),
+                      GCCollector(registry=scratch)):
+        for family in collector.collect():
+            name = family.name + ("_total" if family.type == "counter" else "")
+            labels = sorted({key for s in family.samples for key in s.labels})
+            rows.append(f"| `{name}` | {family.type} | {', '.join(labels) or '-'} | "
+                        f"{family.documentation.rstrip('.')}. | prometheus_client, this process |")
+    header = ["| metric | type | labels | meaning | source |", "|---|---|---|---|---|"]
+    return "\n".join(header + rows) + "\n"
 
 
 def _error_name(exc: BaseException) -> str:

@@ -1,9 +1,10 @@
 """The current shape of the store's tables, as the queries see it.
 
-The tables are *created and changed* only by :mod:`talprov.store.migrations`;
-this module must describe what the latest migration leaves behind (a test
-compares the two). Secrets live only in the ``machine_config`` and
-``join_api_url`` columns of ``requests`` and ``request_sets``.
+The tables are *created and changed* only by the Alembic scripts in
+:mod:`talprov.store.schema_versions`; this module must describe what the newest
+one leaves behind (a test runs Alembic's autogenerate comparison on the two).
+Secrets live only in the ``machine_config`` and ``join_api_url`` columns of
+``requests`` and ``request_sets``.
 """
 
 from __future__ import annotations
@@ -43,14 +44,6 @@ class UtcDateTime(sa.TypeDecorator[datetime]):
             return value.replace(tzinfo=UTC)
         return value.astimezone(UTC)
 
-
-schema_version = sa.Table(
-    "schema_version",
-    metadata,
-    sa.Column("version", sa.Integer, primary_key=True, autoincrement=False),
-    sa.Column("name", sa.String(100), nullable=False),
-    sa.Column("applied_at", UtcDateTime, nullable=False),
-)
 
 requests = sa.Table(
     "requests",

@@ -32,7 +32,6 @@ from talprov.store.engine import (
 )
 from talprov.store.light_queries import LightQueryMethods
 from talprov.store.location import default_store_url
-from talprov.store.migrations import migrate
 from talprov.store.observations import ObservationMethods, update_at_version
 from talprov.store.records import (
     AuditEntry,
@@ -46,6 +45,7 @@ from talprov.store.records import (
 from talprov.store.request_sets import RequestSetMethods
 from talprov.store.schema import audit, clusters, request_labels, requests
 from talprov.store.schema import events as event_log
+from talprov.store.upgrade import SchemaStatus, status, upgrade
 
 #: Ids per ``IN (...)`` list: far below SQLite's and PostgreSQL's parameter limits.
 _IDS_PER_QUERY = 500
@@ -84,13 +84,19 @@ class Store(
         return transaction(self._engine, self._memory_lock, write=True)
 
     def migrate(self) -> None:
-        """Create or upgrade the schema to the latest version.
+        """Create or upgrade the schema to the newest Alembic revision
+        (:mod:`talprov.store.upgrade`).
 
         Idempotent; safe when several processes call it at once. Raises
         :class:`StoreError` when the database is newer than this talprov or
         cannot be reached.
         """
-        migrate(self._engine, lock=self._memory_lock)
+        upgrade(self._engine, self._memory_lock)
+
+    def schema_status(self) -> SchemaStatus:
+        """Where the schema stands against this talprov's newest revision; reads only.
+        Raises :class:`StoreError` when unreachable or newer than this talprov."""
+        return status(self._engine, self._memory_lock)
 
     def close(self) -> None:
         """Release pooled connections. Idempotent."""

@@ -178,8 +178,12 @@ def test_same_id_different_body_is_a_conflict(home: Home) -> None:
     assert_usage_error(result.exit_code, result.output, "dup-1", "different body")
 
 
-def test_canaries_never_appear_in_cli_output(home: Home) -> None:
-    """Secrets in the machine config and a provider credential, through every output form."""
+@pytest.mark.parametrize("log_format", ["plain", "json"])
+def test_canaries_never_appear_in_cli_output(home: Home, log_format: str,
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """Secrets in the machine config and a provider credential, through every output
+    form and both log formats."""
+    monkeypatch.setenv("TALPROV_LOG_FORMAT", log_format)
     request = home.write_request("canary-1")
     outputs = [home.run("-vv", "machine", "create", "-f", str(request), "--wait", check=True)]
     for fmt in ("table", "json", "yaml"):
@@ -190,6 +194,10 @@ def test_canaries_never_appear_in_cli_output(home: Home) -> None:
     outputs.append(home.run("-vv", "machine", "delete", "canary-1", "--wait", check=True))
     text = "".join(p.stdout + p.stderr for p in outputs)
     assert "canary-1" in text  # the outputs are real
+    logged = [line for p in outputs for line in p.stderr.splitlines()]
+    assert logged
+    if log_format == "json":
+        assert all(json.loads(line)["message"] for line in logged)
     assert CANARY_CONFIG not in text
     assert CANARY_CREDENTIAL not in text
     # ...but the machine really received the config with the secret in it.

@@ -31,6 +31,7 @@ from talprov.secrets import MASK, register_secret
 from talprov.service.metrics import Metrics, instrument
 from talprov.store.store import Store
 from talprov.testing import FakeClock, ProviderDouble
+from tests.unit.service.test_metrics_and_forget import samples
 
 SECRET = "sweep-secret-4f9a1c77"
 #: Later than any test here moves its FakeClock, so no request becomes due.
@@ -149,14 +150,16 @@ def test_the_services_instrumenting_wrapper_keeps_the_optional_protocol(
     reconciler.providers = {"leaky": ProviderHandle(wrapped)}
     assert reconciler.run_pass().swept == 1
     assert leaky.deleted() == ["port-never-stored"]
-    swept = metrics.render(store, ["leaky"], datetime.now(UTC))
-    assert 'talprov_leftovers_swept_total{provider="leaky",kind="port"} 1' in swept
+    swept = samples(metrics.exposition()[0].decode())
+    assert swept[("talprov_leftovers_swept_total",
+                  frozenset({("provider", "leaky"), ("kind", "port")}))] == 1
 
     leaky.list_error = Transient("busy", retry_after=1)
     with pytest.raises(Transient):
         wrapped.list_leftovers(Owner("inst", "leaky"))
-    text = metrics.render(store, ["leaky"], datetime.now(UTC))
-    assert 'operation="list_leftovers"' in text
+    errors = samples(metrics.exposition()[0].decode())
+    assert errors[("talprov_provider_errors_total", frozenset(
+        {("provider", "leaky"), ("operation", "list_leftovers"), ("error", "Transient")}))] == 1
 
 
 def test_leftovers_of_requests_not_held_are_deleted_the_rest_kept(

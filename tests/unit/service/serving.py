@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -19,9 +20,11 @@ READY_TIMEOUT = 30.0
 class ServeProcess:
     """One ``talprov serve`` process; its stderr is collected line by line."""
 
-    def __init__(self, env: dict[str, str], cwd: Path, args: Sequence[str] = ()) -> None:
+    def __init__(self, env: dict[str, str], cwd: Path, args: Sequence[str] = (),
+                 global_args: Sequence[str] = ()) -> None:
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "talprov", "serve", "--listen", "127.0.0.1:0", *args],
+            [sys.executable, "-m", "talprov", *global_args, "serve", "--listen", "127.0.0.1:0",
+             *args],
             env=env, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
         )
         self.lines: list[str] = []
@@ -37,8 +40,10 @@ class ServeProcess:
         assert self.process.stdout is not None
         for line in self.process.stdout:
             self.lines.append(line)
-            if "listening on " in line and not self.url:
-                self.url = line.split("listening on ", 1)[1].strip()
+            # Under service.log_format json the line is a JSON object.
+            text = json.loads(line)["message"] if line.startswith("{") else line
+            if "listening on " in text and not self.url:
+                self.url = text.split("listening on ", 1)[1].strip()
                 self._ready.set()
         self._ready.set()
 

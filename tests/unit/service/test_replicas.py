@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from collections import Counter
 
 import httpx
@@ -13,14 +12,13 @@ from tests.helpers import SEEN_OUTPUT, Home
 from tests.providers.fileprov import Cloud
 from tests.unit.service.conftest import READ, TOKENS, WRITE, request_body
 from tests.unit.service.serving import ServeProcess, wait_until
+from tests.unit.service.test_metrics_and_forget import samples
 
 COUNT = 50
-STEP_COUNT = re.compile(r"^talprov_step_duration_seconds_count\{[^}]*\} (\d+)$", re.M)
-
-
 def step_calls(client: httpx.Client) -> int:
-    text = client.get("/metrics", headers=READ).text
-    return sum(int(n) for n in STEP_COUNT.findall(text))
+    values = samples(client.get("/metrics", headers=READ).text)
+    return int(sum(n for (name, _labels), n in values.items()
+                   if name == "talprov_step_duration_seconds_count"))
 
 
 def stages(client: httpx.Client) -> Counter[str]:

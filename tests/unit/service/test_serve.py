@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import ipaddress
+import json
 import ssl
 from pathlib import Path
 
@@ -48,6 +49,30 @@ def test_serve_provisions_over_http_and_stops_on_sigterm(home: Home) -> None:
     assert all(store.lease_holder(f"srv-{n}") is None for n in range(5))
     store.close()
     assert len(Cloud(home.cloud_path()).machines()) == 5
+
+
+def test_service_log_format_json_makes_every_line_json(home: Home) -> None:
+    home.write_config(service={"tokens": TOKENS, "reconcile_interval": 0.1,
+                               "log_format": "json"})
+    server = ServeProcess(home.env(), home.root, global_args=["-v"])
+    try:
+        with httpx.Client(base_url=server.url, timeout=10) as client:
+            body = request_body("srv-json", config=WORKER_CONFIG)
+            assert client.post("/v1/machine-requests", json=body,
+                               headers=WRITE).status_code == 201
+            wait_until(lambda: stages(client) == {"srv-json": "provisioned"}, 30,
+                       "provisioned")
+            assert client.get("/v1/machine-requests/srv-json", headers=WRITE).is_success
+    finally:
+        code = server.terminate()
+    assert code == 0, server.output()
+    records = [json.loads(line) for line in server.lines]  # every line parses
+    assert any(r["message"].startswith("listening on") for r in records)
+    about = [r for r in records if "srv-json" in r["message"]]
+    from_talprov = [r for r in about if r["logger"].startswith("talprov")]
+    assert any(r["logger"] == "uvicorn.access" for r in about)  # the GET of it
+    assert any(r["message"].endswith("ready") for r in from_talprov)  # "provisioned: ..."
+    assert all(r.get("request_id") == "srv-json" for r in from_talprov), from_talprov
 
 
 def test_serve_refuses_to_start_without_tokens(home: Home) -> None:

@@ -21,10 +21,10 @@ from talprov.sets import (
 )
 from talprov.store.crypto import SecretCodec
 from talprov.store.engine import create_store_engine
-from talprov.store.migrations import migrate
 from talprov.store.records import RequestRecord
 from talprov.store.schema import clusters
 from talprov.store.store import Store
+from talprov.store.upgrade import upgrade
 from tests.providers.fileprov import Cloud
 from tests.unit.service.conftest import OTHER, READ, WRITE, Api, request_body
 
@@ -182,7 +182,7 @@ def test_a_set_stored_by_the_previous_version_survives_the_upgrade(
 ) -> None:
     url = f"sqlite:///{tmp_path / 'state.db'}"
     engine, _lock = create_store_engine(url)
-    migrate(engine, target=1)
+    upgrade(engine, target="0001")
     # What the version-1 SetRepository wrote: a cluster document, secrets sealed
     # with a SecretCodec on TALPROV_STORE_KEY.
     codec, template = SecretCodec(key), _template()

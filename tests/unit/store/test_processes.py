@@ -9,7 +9,7 @@ import pytest
 
 from talprov.providers.types import Stage
 from talprov.store import Store
-from talprov.store.migrations import current_version, latest_version
+from talprov.store.upgrade import head_revision, status
 from tests.emulators.postgres import PostgresServer
 from tests.unit.store import _workers
 
@@ -65,8 +65,7 @@ def test_concurrent_migrations_and_creates_all_land_once(
     url, _ = raced
     with Store(url) as store:
         store.migrate()  # already done by the workers: nothing left to do
-        with store._engine.connect() as conn:
-            assert current_version(conn) == latest_version()
+        assert status(store._engine).current == head_revision()
         ids = {r.id for r in store.list_requests(labels={"made-by": "worker"})}
         shared = [*_workers.shared_ids(COUNT), _workers.CONTESTED]
         assert ids == {*shared, *(f"{w}-{s}" for w in WORKERS for s in shared)}

@@ -15,8 +15,8 @@ import sqlalchemy as sa
 from talprov.store import StaleRecord, Store, StoreError, StoreKeyError
 from talprov.store.crypto import SecretCodec
 from talprov.store.engine import create_store_engine
-from talprov.store.migrations import current_version, latest_version, migrate
 from talprov.store.schema import clusters
+from talprov.store.upgrade import head_revision, status, upgrade
 from tests.unit.store.factories import CANARY_CONFIG, CANARY_JOIN
 from tests.unit.store.test_encryption import SECRET_MARKERS, database_bytes
 
@@ -210,9 +210,9 @@ def test_encrypted_set_on_postgresql(postgres_url: str) -> None:
 
 @pytest.fixture
 def v1_engine(store_url: str) -> Iterator[sa.Engine]:
-    """A store left at schema version 1, as the previous talprov created it."""
+    """A store left at revision 0001 (talprov 0.1's schema version 1)."""
     engine, _lock = create_store_engine(store_url)
-    assert migrate(engine, target=1) == 1
+    assert upgrade(engine, target="0001") == "0001"
     yield engine
     engine.dispose()
 
@@ -256,8 +256,7 @@ def test_version_1_sets_move_out_of_the_cluster_table(
         assert store.list_request_sets() == ["bare", "pool"]
         pool = store.get_request_set("pool")
         bare = store.get_request_set("bare")
-    with v1_engine.connect() as conn:
-        assert current_version(conn) == latest_version()
+    assert status(v1_engine).current == head_revision()
 
     assert pool is not None
     assert bare is not None
@@ -304,8 +303,8 @@ def test_a_broken_version_1_set_stops_the_upgrade_and_changes_nothing(
         with pytest.raises(StoreError, match="pool") as err:
             store.migrate()
         assert "CANARY" not in str(err.value)
+    assert status(v1_engine).current == "0001"
     with v1_engine.connect() as conn:
-        assert current_version(conn) == 1
         assert not sa.inspect(conn).has_table("request_sets")
         names = conn.execute(sa.text("SELECT name FROM clusters")).scalars().all()
     assert names == ["machine-request-set/pool"]

@@ -1,0 +1,1 @@
+"""The store's schema versions, one Alembic script each, oldest first."""

@@ -1,0 +1,71 @@
+"""``talprov store status`` and ``talprov store upgrade [--sql]``."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+
+import sqlalchemy as sa
+
+from talprov.store.upgrade import head_revision
+from tests.helpers import Home
+from tests.unit.store.test_legacy_upgrade import load_dump
+
+
+def tables(home: Home) -> set[str]:
+    engine = sa.create_engine(home.store_url)
+    try:
+        return set(sa.inspect(engine).get_table_names())
+    finally:
+        engine.dispose()
+
+
+def test_status_writes_nothing_and_upgrade_applies_every_revision(home: Home) -> None:
+    before = home.invoke("store", "status", "-o", "json")
+    assert before.exit_code == 0, before.output
+    shown = json.loads(before.output)
+    assert (shown["current"], shown["head"]) == (None, head_revision())
+    assert shown["pending"][-1] == head_revision()
+    assert "requests" not in tables(home)
+
+    upgraded = home.invoke("store", "upgrade", "-o", "yaml")
+    assert upgraded.exit_code == 0, upgraded.output
+    assert f"current: '{head_revision()}'" in upgraded.output
+    assert "pending: []" in upgraded.output
+    assert "requests" in tables(home)
+    again = home.invoke("store", "upgrade", "-o", "json")
+    assert json.loads(again.output)["pending"] == []
+
+
+def test_a_store_of_talprov_0_1_shows_its_version_then_upgrades(home: Home) -> None:
+    load_dump(home.store_url, "sqlite", 2)
+    shown = json.loads(home.invoke("store", "status", "-o", "json").output)
+    assert (shown["legacy_version"], shown["current"]) == (2, "0002")
+    # No TALPROV_STORE_KEY needed: the sealed secrets move as they are.
+    result = home.invoke("store", "upgrade", "-o", "json")
+    assert json.loads(result.output)["current"] == head_revision()
+    assert "schema_version" not in tables(home)
+
+
+def test_sql_prints_the_script_and_touches_no_database(home: Home) -> None:
+    result = home.invoke("--store", "postgresql://admin:hunter2@db.invalid/talprov",
+                         "store", "upgrade", "--sql")
+    assert result.exit_code == 0, result.output
+    assert "CREATE TABLE request_sets" in result.output
+    assert "hunter2" not in result.output
+    tail = home.invoke("store", "upgrade", "--sql", "--from", "0003")
+    assert "CREATE TABLE" not in tail.output
+    assert "DROP TABLE IF EXISTS schema_version" in tail.output
+    assert not (home.root / "state.db").exists() or "requests" not in tables(home)
+
+
+def test_a_newer_store_is_one_error_line(home: Home) -> None:
+    assert home.invoke("store", "upgrade").exit_code == 0
+    with sqlite3.connect(home.root / "state.db") as conn:
+        conn.execute("UPDATE alembic_version SET version_num = 'ffff'")
+    result = home.invoke("store", "status")
+    assert result.exit_code == 1
+    assert result.output.strip().splitlines() == [
+        f"talprov: error: store: store schema revision 'ffff' is unknown to this talprov "
+        f"(newest known: {head_revision()}); upgrade talprov"
+    ]
