@@ -49,7 +49,6 @@ from talprov.providers.errors import (
     InvalidRequest,
     NotFound,
     ProviderError,
-    StepTimeout,
     Transient,
 )
 from talprov.providers.protocol import Leftover, ProviderState, Runtime, Step, StepContext
@@ -117,7 +116,7 @@ class OpenStackProvider:
             Step("ensure-server-group", self._ensure_server_group),
             Step("ensure-ports", self._ensure_ports_step),
             Step("ensure-server", self._ensure_server_step),
-            Step("wait-active", self._wait_active),
+            Step("wait-active", self._wait_active, timeout=self.config.active_timeout),
             Step("ensure-floating-ip", self._ensure_floating_ip),
         ]
 
@@ -356,10 +355,8 @@ class OpenStackProvider:
             return None
         if status == "ERROR":
             return self._failed_build(ctx, server.fault)
-        if ctx.elapsed() > self.config.active_timeout:
-            raise StepTimeout(f"server {ctx.state.server_id} still {status} after "
-                              f"{self.config.active_timeout:.0f}s")
-        return Retry(after=self.config.poll_interval, reason=f"server {status.lower()}")
+        return Retry(after=self.config.poll_interval,
+                     reason=f"server {ctx.state.server_id} still {status}")
 
     def _observed_or_fetched(self, ctx: Ctx) -> _ServerView | None:
         """The server as this pass's listing saw it, or one GET when it did not see it."""

@@ -15,9 +15,9 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar, cast
 
-from talprov.providers.errors import ProviderError, StepTimeout, Transient
+from talprov.providers.errors import ProviderError, Transient
 from talprov.providers.ownership import REQUEST_KEY, ownership_tags
-from talprov.providers.protocol import BatchStepFn, Runtime, Step, StepContext
+from talprov.providers.protocol import Runtime, Step, StepContext
 from talprov.providers.types import (
     Health,
     Machine,
@@ -128,13 +128,12 @@ class ProxmoxProvider:
     def steps(self) -> Sequence[Step]:
         """The provisioning steps, in order. Each is idempotent."""
         return [
-            Step("place", self._place_one, run_batch=cast(BatchStepFn, self._place_batch)),
-            Step("ensure-iso", self._isos.ensure_iso_one,
-                 run_batch=cast(BatchStepFn, self._isos.ensure_iso_batch)),
+            Step.batched("place", self._place_batch),
+            Step.batched("ensure-iso", self._isos.ensure_iso_batch),
             Step("ensure-seed", self._ensure_seed),
             Step("ensure-vm", self._ensure_vm),
             Step("start-vm", self._start_vm),
-            Step("wait-running", self._wait_running),
+            Step("wait-running", self._wait_running, timeout=self.config.running_timeout),
         ]
 
     def _identify(self, ctx: Ctx) -> None:
@@ -147,12 +146,6 @@ class ProxmoxProvider:
         ctx.state.vmid = int(item["vmid"])
         ctx.state.infra_id = str(item["vmid"])
         ctx.state.node = str(item["node"])
-
-    def _place_one(self, ctx: Ctx) -> StepResult:
-        outcome = self._place_batch([ctx])[0]
-        if isinstance(outcome, BaseException):
-            raise outcome
-        return outcome
 
     def _place_batch(self, ctxs: Sequence[Ctx]) -> list[StepResult | BaseException]:
         """Choose node and storage for every request of the pass with one cluster read.
@@ -331,10 +324,7 @@ class ProxmoxProvider:
         _node, status = self._status(ctx)
         if status == "running":
             return None
-        if ctx.elapsed() > self.config.running_timeout:
-            raise StepTimeout(f"VM {ctx.state.vmid} not running after "
-                              f"{self.config.running_timeout:.0f}s (status {status})")
-        return Retry(self.config.poll_interval, f"VM is {status}")
+        return Retry(self.config.poll_interval, f"VM {ctx.state.vmid} is {status}")
 
     # -- deprovision ----------------------------------------------------------
 

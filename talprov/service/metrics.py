@@ -14,7 +14,7 @@ import bisect
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any, TypeVar, cast
 
@@ -231,7 +231,8 @@ class InstrumentedProvider:
     def steps(self) -> Sequence[Step]:
         wrapped = []
         for step in self._inner.steps():
-            wrapped.append(Step(step.name, self._wrap_run(step), self._wrap_batch(step)))
+            wrapped.append(replace(
+                step, run=self._wrap_run(step), run_batch=self._wrap_batch(step)))
         return tuple(wrapped)
 
     def _wrap_run(self, step: Step) -> StepFn:

@@ -28,6 +28,7 @@ from talprov.providers.errors import (
 )
 from talprov.providers.protocol import StepContext
 from talprov.providers.types import Machine, MachineState, Owner, Retry
+from talprov.reconcile.runner import run_step
 from tests.emulators.moto import REGION, MotoServer
 from tests.unit.aws.helpers import Harness, make_request
 
@@ -165,11 +166,12 @@ def test_wait_running_uses_the_observed_machine_without_calls(harness: Harness) 
 
 
 def test_wait_running_times_out(harness: Harness) -> None:
-    wait = harness.provider.steps()[2].run
+    wait = harness.provider.steps()[2]
     started = harness.clock()
     harness.clock.sleep(harness.provider.config.running_timeout + 1)
     with pytest.raises(StepTimeout, match="still pending"):
-        wait(_wait_ctx(harness, _machine(MachineState.PENDING, "pending"), started=started))
+        run_step(wait, _wait_ctx(harness, _machine(MachineState.PENDING, "pending"),
+                                 started=started))
 
 
 def test_wait_running_reports_a_terminated_instance(harness: Harness) -> None:

@@ -15,6 +15,7 @@ from talprov.openstack.data import OpenStackData, OpenStackState
 from talprov.openstack.provider import OpenStackProvider
 from talprov.providers.protocol import Runtime, StepContext
 from talprov.providers.types import MachineRequest, Owner, Retry
+from talprov.reconcile.runner import run_step
 from talprov.testing import FakeClock
 from tests.emulators.factory import FakeImageFactory
 from tests.emulators.openstack import FakeOpenStack
@@ -80,7 +81,7 @@ class Harness:
         ctx.step_started_at = self.clock.now
         for retries in range(limit):
             self.observe(ctx)
-            result = step.run(ctx)
+            result = run_step(step, ctx)
             if result is None:
                 return retries
             assert isinstance(result, Retry)
