@@ -1,7 +1,7 @@
 """A small stand-in for the request runner: drives one provider's steps with a fake clock.
 
 Driver tests use it to exercise steps directly, without a store; the reconciler
-itself is tested in tests/unit/test_reconciler.py and the contract suite.
+itself is tested in tests/unit/reconcile/test_reconciler.py and the contract suite.
 """
 
 from __future__ import annotations
