@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, ClassVar, cast
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel
 
 from talprov.aws.client import AwsClients
 from talprov.aws.config import AwsConfig
@@ -43,6 +43,7 @@ from talprov.aws.instances import (
     terminate,
 )
 from talprov.aws.launching import Launcher
+from talprov.aws.state import AwsState
 from talprov.errors import ConfigError
 from talprov.providers.errors import InvalidRequest, ProviderError
 from talprov.providers.ownership import REQUEST_KEY, is_owned
@@ -60,21 +61,7 @@ from talprov.talos.factory import images_for
 from talprov.talos.join import render_user_data, uses_documents
 from talprov.talos.schematic import Schematic
 
-Ctx = StepContext[AwsData, "AwsState"]
-
-
-class AwsState(ProviderState):
-    """What the AWS steps learned about one request (persisted after every step)."""
-
-    image_id: str | None = None
-    root_device_name: str | None = None
-    import_task_id: str | None = None
-    instance_types: list[str] = Field(default_factory=list)
-    #: Random per request record; keeps ClientTokens unique when an id is reused.
-    nonce: str = ""
-    #: Whether the request/Name tags are on the instance (batch launches add them later).
-    tagged: bool = False
-    wait_checks: int = 0
+Ctx = StepContext[AwsData, AwsState]
 
 
 class AwsProvider:
@@ -421,4 +408,4 @@ class AwsProvider:
         return {instance_id}
 
 
-__all__ = ["AwsProvider", "AwsState"]
+__all__ = ["AwsProvider"]

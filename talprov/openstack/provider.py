@@ -28,7 +28,7 @@ from pydantic import BaseModel
 from talprov.openstack import images, sweep
 from talprov.openstack.client import OpenStackClient, connect
 from talprov.openstack.config import OpenStackConfig
-from talprov.openstack.data import OpenStackData, OpenStackState, PortSpec
+from talprov.openstack.data import OpenStackData, PortSpec
 from talprov.openstack.errors import is_no_valid_host
 from talprov.openstack.servers import (
     PORT_KEY,
@@ -43,6 +43,7 @@ from talprov.openstack.servers import (
     to_machine,
     zone_order,
 )
+from talprov.openstack.state import OpenStackState
 from talprov.openstack.sweep import floating_ip_description
 from talprov.providers.errors import (
     CapacityError,

@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
-from talprov.providers.errors import AuthError, ProviderError, Transient
+from talprov.providers.errors import AuthError, Transient
 from talprov.proxmox.config import ProxmoxConfig
 from talprov.proxmox.errors import TaskFailed, is_unauthorized, translate
 
@@ -242,8 +242,3 @@ class PveClient:
                                 f"{self.config.task_timeout:.0f}s",
                                 retry_after=self.config.poll_interval)
             sleep(self.config.poll_interval)
-
-
-def describe(error: ProviderError) -> str:
-    """A one-line description of ``error`` for event logs."""
-    return f"{type(error).__name__}: {error}"

@@ -26,7 +26,7 @@ from talprov.providers.types import (
     Retry,
     StepResult,
 )
-from talprov.proxmox import images
+from talprov.proxmox import images, vm
 from talprov.proxmox.client import PveClient
 from talprov.proxmox.config import ProxmoxConfig
 from talprov.proxmox.data import ProxmoxMachineData
@@ -138,7 +138,7 @@ class ProxmoxProvider:
 
     def _identify(self, ctx: Ctx) -> None:
         if ctx.state.machine_uuid is None:
-            ctx.state.machine_uuid = images.machine_uuid(
+            ctx.state.machine_uuid = vm.machine_uuid(
                 ctx.owner.installation, ctx.owner.instance, ctx.request.id
             )
 
@@ -212,7 +212,7 @@ class ProxmoxProvider:
         assert ctx.state.machine_uuid is not None
         uuid_text = ctx.state.machine_uuid
         name = images.seed_iso_name(uuid_text)
-        mac = images.mac_address(uuid_text)
+        mac = vm.mac_address(uuid_text)
         image = images.build_seed_iso(
             images.render_user_data(ctx.request),
             images.meta_data(ctx.request, uuid_text),
@@ -276,7 +276,7 @@ class ProxmoxProvider:
             params = create_params(
                 vmid=vmid, request=ctx.request, data=ctx.data, storage=state.storage,
                 iso_volume=state.iso_volume, seed_volume=state.seed_volume,
-                machine_uuid=state.machine_uuid, mac=images.mac_address(state.machine_uuid),
+                machine_uuid=state.machine_uuid, mac=vm.mac_address(state.machine_uuid),
                 tags=tags, description=description,
             )
             try:

@@ -15,7 +15,8 @@ from botocore.exceptions import (
 
 from talprov.aws.config import AwsConfig
 from talprov.aws.errors import InstanceLost, translate
-from talprov.aws.provider import AwsProvider, AwsState
+from talprov.aws.provider import AwsProvider
+from talprov.aws.state import AwsState
 from talprov.providers.errors import (
     AuthError,
     CapacityError,

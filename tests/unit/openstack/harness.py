@@ -11,8 +11,9 @@ from pathlib import Path
 from typing import Any
 
 from talprov.openstack.config import OpenStackAuth, OpenStackConfig
-from talprov.openstack.data import OpenStackData, OpenStackState
+from talprov.openstack.data import OpenStackData
 from talprov.openstack.provider import OpenStackProvider
+from talprov.openstack.state import OpenStackState
 from talprov.providers.protocol import Runtime, StepContext
 from talprov.providers.types import MachineRequest, Owner, Retry
 from talprov.reconcile.runner import run_step

@@ -20,7 +20,7 @@ from talprov.providers.errors import (
 )
 from talprov.providers.ownership import ownership_tags
 from talprov.providers.types import Owner
-from talprov.proxmox import images
+from talprov.proxmox import images, vm
 from talprov.proxmox.config import ProxmoxConfig
 from talprov.proxmox.data import ProxmoxMachineData
 from talprov.proxmox.errors import VmidTaken, translate
@@ -97,13 +97,13 @@ def test_ownership_marks_round_trip_through_pve_tags() -> None:
 
 
 def test_machine_uuid_is_deterministic_and_distinct() -> None:
-    one = images.machine_uuid("inst", "lab", "w-1")
-    assert one == images.machine_uuid("inst", "lab", "w-1")
-    assert one != images.machine_uuid("inst", "lab", "w-2")
-    assert one != images.machine_uuid("inst", "other", "w-1")
-    mac = images.mac_address(one)
+    one = vm.machine_uuid("inst", "lab", "w-1")
+    assert one == vm.machine_uuid("inst", "lab", "w-1")
+    assert one != vm.machine_uuid("inst", "lab", "w-2")
+    assert one != vm.machine_uuid("inst", "other", "w-1")
+    mac = vm.mac_address(one)
     assert mac.startswith("02:")
-    assert mac == images.mac_address(one)
+    assert mac == vm.mac_address(one)
 
 
 def test_iso_file_name_is_the_sha256_of_the_url() -> None:
@@ -212,3 +212,11 @@ def test_user_data_is_the_config_plus_join_documents_when_omni_joins() -> None:
         images.render_user_data(broken)
     assert caught.value.field == "machine_config"
     assert "unclosed" not in str(caught.value)
+
+
+def test_a_state_stored_with_the_retired_iso_uploaded_field_still_loads() -> None:
+    from talprov.proxmox.state import ProxmoxState
+
+    state = ProxmoxState.model_validate({"iso_uploaded": True, "vmid": 105, "node": "pve1"})
+    assert (state.vmid, state.node) == (105, "pve1")
+    assert "iso_uploaded" not in state.model_dump()
