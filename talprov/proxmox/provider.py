@@ -244,11 +244,12 @@ class ProxmoxProvider:
                 if not self.client.task_done(state.node, state.create_task,
                                              f"create VM {state.vmid}"):
                     return Retry(self.config.poll_interval, "VM create task running")
-            except ProviderError as exc:
+            except VmidTaken:
                 state.create_task = None
-                if "already exists" in str(exc):
-                    state.vmid = None
-                    return Retry(0, "VMID taken by another creator; picking another")
+                state.vmid = None
+                return Retry(0, "VMID taken by another creator; picking another")
+            except ProviderError:
+                state.create_task = None
                 raise
             state.create_task = None
         resources = self._vm_resources()

@@ -62,6 +62,21 @@ def test_client_errors_map_to_talprov_errors(
     assert type(translate(_client_error(code, status), "RunInstances")) is expected
 
 
+@pytest.mark.parametrize("status", [404, 405, 409, 412, 413, 422])
+def test_an_unlisted_4xx_is_a_permanent_error_naming_the_call_and_status(status: int) -> None:
+    error = translate(_client_error("SomethingNew", status, "nope"), "PutObject")
+    assert isinstance(error, InvalidRequest)
+    assert error.permanent
+    assert str(error).startswith(f"PutObject: HTTP {status} SomethingNew")
+
+
+@pytest.mark.parametrize("status", [408, 425, 429])
+def test_timeout_too_early_and_too_many_requests_stay_transient(status: int) -> None:
+    error = translate(_client_error("SomethingNew", status), "PutObject")
+    assert type(error) is Transient
+    assert f"HTTP {status}" in str(error)
+
+
 def test_invalid_requests_name_the_field() -> None:
     cases = {
         "InvalidSubnetID.NotFound": "provider_data.subnets",

@@ -220,3 +220,18 @@ def test_a_state_stored_with_the_retired_iso_uploaded_field_still_loads() -> Non
     state = ProxmoxState.model_validate({"iso_uploaded": True, "vmid": 105, "node": "pve1"})
     assert (state.vmid, state.node) == (105, "pve1")
     assert "iso_uploaded" not in state.model_dump()
+
+
+@pytest.mark.parametrize("status", [402, 405, 409, 410, 412, 415, 422])
+def test_an_unlisted_4xx_is_a_permanent_error_naming_the_call_and_status(status: int) -> None:
+    error = translate(ResourceException(status, "x", "Method not allowed"), "create VM 101")
+    assert isinstance(error, InvalidRequest)
+    assert error.permanent
+    assert str(error).startswith(f"create VM 101: {status} ")
+
+
+@pytest.mark.parametrize("status", [408, 425, 429])
+def test_timeout_too_early_and_too_many_requests_stay_transient(status: int) -> None:
+    error = translate(ResourceException(status, "x", "slow down"), "create VM 101")
+    assert type(error) is Transient
+    assert str(error).startswith(f"create VM 101: {status} ")
