@@ -287,3 +287,13 @@ def test_batched_run_returns_the_one_outcome_or_raises_it() -> None:
     with pytest.raises(Transient, match="no room for bad"):
         step.run(ctx("bad"))
     assert batch.calls == [["good"], ["bad"]]
+
+
+def test_the_services_instrumenting_wrapper_keeps_timeouts_and_batches() -> None:
+    from talprov.service.metrics import Metrics, instrument
+
+    batch = Batches()
+    steps = [Step("boot", waits("booting"), timeout=60), Step.batched("create", batch)]
+    wrapped = instrument(Scripted(steps), "scripted", Metrics()).steps()
+    assert [(s.name, s.timeout) for s in wrapped] == [("boot", 60), ("create", None)]
+    assert wrapped[1].run_batch is not None
