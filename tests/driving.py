@@ -1,7 +1,7 @@
 """A small stand-in for the request runner: drives one provider's steps with a fake clock.
 
 Driver tests use it to exercise steps directly, without a store; the reconciler
-itself is tested in tests/unit/test_reconciler.py and the contract suite.
+itself is tested in tests/unit/reconcile/test_reconciler.py and the contract suite.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ from typing import Any
 
 from talprov.providers.protocol import ProviderState, Step, StepContext
 from talprov.providers.types import MachineRequest, Owner, Retry
+from talprov.reconcile import runner
 from talprov.testing import FakeClock
 
 Ctx = StepContext[Any, Any]
@@ -29,10 +30,13 @@ def context(provider: Any, request: MachineRequest, owner: Owner,
 
 
 def run_step(step: Step, ctx: Ctx, clock: FakeClock) -> None:
-    """Call one step until it returns None (advancing the clock on Retry)."""
+    """Call one step until it returns None (advancing the clock on Retry).
+
+    The step's timeout applies as in the runner (``StepTimeout``).
+    """
     ctx.step_started_at = clock()
     for _ in range(MAX_PASSES):
-        result = step.run(ctx)
+        result = runner.run_step(step, ctx)
         if result is None:
             return
         assert isinstance(result, Retry)
@@ -54,7 +58,9 @@ def provision(provider: Any, ctxs: Sequence[Ctx], clock: FakeClock,
         for _ in range(MAX_PASSES):
             if not pending:
                 break
-            results: list[Any] = list(step.run_batch(pending))
+            results: list[Any] = [
+                runner.within_timeout(step, ctx.elapsed(), outcome)
+                for ctx, outcome in zip(pending, step.run_batch(pending), strict=True)]
             for result in results:
                 if isinstance(result, BaseException):
                     raise result

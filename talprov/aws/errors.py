@@ -23,6 +23,7 @@ from botocore.exceptions import (
 )
 
 from talprov.providers.errors import (
+    RETRYABLE_CLIENT_STATUSES,
     AuthError,
     CapacityError,
     InvalidRequest,
@@ -153,6 +154,8 @@ def _from_client_error(exc: ClientError, operation: str) -> ProviderError:  # no
     text = f"{operation}: {code}: {aws_message}" if aws_message else f"{operation}: {code}"
     if code in THROTTLING_CODES:
         return Transient(f"{operation}: throttled by AWS ({code})")
+    if status in RETRYABLE_CLIENT_STATUSES:
+        return Transient(f"{operation}: HTTP {status} {code}")
     # Before the 5xx rule: EC2 reports InsufficientInstanceCapacity as a server error.
     if code in CAPACITY_CODES:
         return CapacityError(text)
@@ -171,6 +174,9 @@ def _from_client_error(exc: ClientError, operation: str) -> ProviderError:  # no
         )
     if code.startswith(("Invalid", "Missing", "KMS.", "NoSuch")) or status == 400:
         return InvalidRequest(text, field=_field_for(code, aws_message))
+    if 400 <= status < 500:
+        # A client error this table does not know will not go away by retrying.
+        return InvalidRequest(f"{operation}: HTTP {status} {text.removeprefix(operation + ': ')}")
     return ProviderError(text)
 
 

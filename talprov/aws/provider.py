@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, ClassVar, cast
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel
 
 from talprov.aws.client import AwsClients
 from talprov.aws.config import AwsConfig
@@ -43,10 +43,11 @@ from talprov.aws.instances import (
     terminate,
 )
 from talprov.aws.launching import Launcher
+from talprov.aws.state import AwsState
 from talprov.errors import ConfigError
-from talprov.providers.errors import InvalidRequest, ProviderError, StepTimeout
+from talprov.providers.errors import InvalidRequest, ProviderError
 from talprov.providers.ownership import REQUEST_KEY, is_owned
-from talprov.providers.protocol import BatchStepFn, ProviderState, Runtime, Step, StepContext
+from talprov.providers.protocol import ProviderState, Runtime, Step, StepContext
 from talprov.providers.types import (
     Health,
     Machine,
@@ -60,21 +61,7 @@ from talprov.talos.factory import images_for
 from talprov.talos.join import render_user_data, uses_documents
 from talprov.talos.schematic import Schematic
 
-Ctx = StepContext[AwsData, "AwsState"]
-
-
-class AwsState(ProviderState):
-    """What the AWS steps learned about one request (persisted after every step)."""
-
-    image_id: str | None = None
-    root_device_name: str | None = None
-    import_task_id: str | None = None
-    instance_types: list[str] = Field(default_factory=list)
-    #: Random per request record; keeps ClientTokens unique when an id is reused.
-    nonce: str = ""
-    #: Whether the request/Name tags are on the instance (batch launches add them later).
-    tagged: bool = False
-    wait_checks: int = 0
+Ctx = StepContext[AwsData, AwsState]
 
 
 class AwsProvider:
@@ -106,10 +93,8 @@ class AwsProvider:
         """resolve-image → ensure-instance → wait-running; all idempotent."""
         return (
             Step("resolve-image", self._resolve_image, self._resolve_images),
-            # The runner applies an exception found in run_batch's result to that
-            # request alone; the declared type does not say so yet (see report).
-            Step("ensure-instance", self._ensure_instance, cast(BatchStepFn, self._ensure_batch)),
-            Step("wait-running", self._wait_running),
+            Step.batched("ensure-instance", self._ensure_batch),
+            Step("wait-running", self._wait_running, timeout=self.config.running_timeout),
         )
 
     def list_machines(self, owner: Owner) -> list[Machine]:
@@ -292,12 +277,6 @@ class AwsProvider:
 
     # ------------------------------------------------------------------ ensure-instance
 
-    def _ensure_instance(self, ctx: Ctx) -> StepResult:
-        outcome = self._ensure_batch([ctx])[0]
-        if isinstance(outcome, BaseException):
-            raise outcome
-        return outcome
-
     def _ensure_batch(self, ctxs: Sequence[Ctx]) -> list[StepResult | ProviderError]:
         """ensure-instance for many requests: one lookup, then as few launches as can be.
 
@@ -414,11 +393,8 @@ class AwsProvider:
             reason = machine.extra.get("state_reason", "")
             detail = f": {reason}" if reason else ""
             raise InstanceLost(f"instance {instance_id} is {ec2_state}{detail}")
-        if ctx.elapsed() > self.config.running_timeout:
-            raise StepTimeout(
-                f"instance {instance_id} still {ec2_state} after {self.config.running_timeout:.0f}s"
-            )
-        return Retry(after=self.config.poll_interval, reason=f"instance {ec2_state}")
+        return Retry(after=self.config.poll_interval,
+                     reason=f"instance {instance_id} still {ec2_state}")
 
     # ------------------------------------------------------------------ helpers
 
@@ -432,4 +408,4 @@ class AwsProvider:
         return {instance_id}
 
 
-__all__ = ["AwsProvider", "AwsState"]
+__all__ = ["AwsProvider"]

@@ -67,7 +67,7 @@ class AwsDemo:
     provider = "aws-demo"
 
     def __init__(self, workdir: Path) -> None:
-        from talprov.aws.emulator import start_local_ec2
+        from talprov.demo_platforms.aws import start_local_ec2
 
         self.server = start_local_ec2(workdir)
 
@@ -184,7 +184,7 @@ def demo(control_planes: int, workers: int, platforms: str | None, keep: bool,
     installed. No account or network access is needed: everything runs on 127.0.0.1.
     """
     try:
-        from talprov.aws.emulator import fake_credentials
+        from talprov.demo_platforms.aws import fake_credentials
     except ImportError:
         fail("the demo needs the demo extra: pip install 'talprov[demo]'")
     try:

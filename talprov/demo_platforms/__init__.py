@@ -1,4 +1,6 @@
-"""The platforms ``talprov demo`` can provision on besides AWS: Proxmox VE and vSphere.
+"""The platforms ``talprov demo`` provisions on, each on a local emulator: AWS on moto
+(:mod:`talprov.demo_platforms.aws`, always there with the ``demo`` extra), and
+Proxmox VE and vSphere when their emulators are present.
 
 Each runs on a local emulator that the demo starts as its own process on
 127.0.0.1 and stops again: fakepve (``pip install fakepve``) for Proxmox VE,

@@ -1,5 +1,6 @@
 """What every platform of ``talprov demo`` shares: its interface, its table row, and
-how an emulator process is started, trusted and stopped."""
+how an emulator process is started, trusted and stopped (the tests' emulator
+fixtures in ``tests/emulators/`` start theirs with the same functions)."""
 
 from __future__ import annotations
 
@@ -65,23 +66,30 @@ def start_emulator(name: str, command: list[str], log: Path, ready: str,
     """Start ``command`` and wait for the output line starting with ``ready``.
 
     Returns the process and the rest of that line. Its output goes to ``log``
-    (not a pipe nobody reads, which would stall it once full). Raises
-    ``RuntimeError`` when it exits or is not ready within START_TIMEOUT seconds;
-    the process is stopped then.
+    (not a pipe nobody reads, which would stall it once full). Proxy variables
+    are left out of its environment: an emulator talks to 127.0.0.1 only.
+    Raises ``RuntimeError`` when it exits or is not ready within START_TIMEOUT
+    seconds; the process is stopped then.
     """
+    environment = {k: v for k, v in os.environ.items() if not k.upper().endswith("_PROXY")}
     with log.open("wb") as out:
         process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT,
-                                   stdin=subprocess.DEVNULL, env={**os.environ, **(env or {})})
+                                   stdin=subprocess.DEVNULL, env={**environment, **(env or {})})
     running = EmulatorProcess(name, process, log)
     try:
-        line = _wait_for_line(running, ready)
+        line = wait_for_line(running, ready)
     except BaseException:  # also Ctrl-C while waiting: never leave it running
         running.stop()
         raise
     return running, line
 
 
-def _wait_for_line(running: EmulatorProcess, ready: str) -> str:
+def wait_for_line(running: EmulatorProcess, ready: str) -> str:
+    """The rest of the first output line of ``running`` that starts with ``ready``.
+
+    Raises ``RuntimeError`` when the process exits first or after START_TIMEOUT
+    seconds (the caller stops it).
+    """
     deadline = time.monotonic() + START_TIMEOUT
     while time.monotonic() < deadline:
         lines = running.log.read_text(errors="replace").splitlines()

@@ -138,7 +138,7 @@ class ProxmoxDemo:
 
     def _check_vm(self, row: Row, item: Mapping[str, Any],
                   listings: dict[tuple[str, str], dict[str, int]]) -> None:
-        from talprov.proxmox import images
+        from talprov.proxmox import images, vm
         from talprov.proxmox.data import ProxmoxMachineData
         from talprov.proxmox.vm import BOOT_CDROM, SEED_CDROM
 
@@ -156,7 +156,7 @@ class ProxmoxDemo:
         data = ProxmoxMachineData.model_validate(request.provider_data)
         expected = images.build_seed_iso(
             images.render_user_data(request), images.meta_data(request, uuid_text),
-            images.network_config(data.static_network, images.mac_address(uuid_text)))
+            images.network_config(data.static_network, vm.mac_address(uuid_text)))
         seed_ok = (bool(uuid_text) and seed.endswith("/" + images.seed_iso_name(uuid_text))
                    and listings[(node, storage)].get(seed) == len(expected))
         uuid_ok = bool(uuid_text) and f"uuid={uuid_text}" in str(config.get("smbios1", ""))

@@ -28,6 +28,19 @@ SAMPLE_VM = "DC0_C0_RP0_VM0"
 TEMPLATE = "talos-demo-template"
 
 
+def start_vcsim(binary: Path, folder: Path, user: str, password: str,
+                ca_file: Path) -> tuple[EmulatorProcess, str]:
+    """Start vcsim (VPX model) on 127.0.0.1; the process and its SDK URL.
+
+    It writes its certificate to ``ca_file`` and its output to
+    ``folder/vcsim.log``. Raises ``RuntimeError`` when it does not come up.
+    """
+    return start_emulator(
+        "vcsim", [str(binary), "-listen", "127.0.0.1", "-port", "0", "-username", user,
+                  "-password", password, "-cert", str(ca_file)],
+        folder / "vcsim.log", "vcsim listening on ")
+
+
 def _wait_task(task: Any) -> None:
     from pyVim import task as pyvim_task
 
@@ -59,10 +72,7 @@ class VSphereDemo:
         password = secrets.token_urlsafe(18)
         password_file = write_secret(folder / "password", password)
         ca_file = folder / "vcsim.pem"
-        emulator, url = start_emulator(
-            "vcsim", [str(binary), "-listen", "127.0.0.1", "-port", "0", "-username",
-                      VCSIM_USER, "-password", password, "-cert", str(ca_file)],
-            folder / "vcsim.log", "vcsim listening on ")
+        emulator, url = start_vcsim(binary, folder, VCSIM_USER, password, ca_file)
         demo = cls(emulator, url, password_file, ca_file)
         try:
             demo.make_template(password)

@@ -1,4 +1,4 @@
-"""The OpenStack ``provider_data`` of a MachineRequest, and the driver's step state.
+"""The OpenStack ``provider_data`` of a MachineRequest.
 
 provider_data describes the machine's shape: flavor (or a minimum size), where
 it plugs into the network, which zones it may land in, its server group, root
@@ -10,8 +10,6 @@ from __future__ import annotations
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
-
-from talprov.providers.protocol import ProviderState
 
 # Nova and Neutron allow 50 tags per resource; talprov's own take four.
 MAX_USER_TAGS = 40
@@ -139,19 +137,3 @@ class OpenStackData(BaseModel):
         if self.ports:
             return list(self.ports)
         return [PortSpec(network=n) for n in self.networks]
-
-
-class OpenStackState(ProviderState):
-    """What the steps have learned or created so far for one request."""
-
-    image_id: str | None = None
-    flavor_id: str | None = None
-    server_group_id: str | None = None
-    port_ids: list[str] = Field(default_factory=list)
-    server_id: str | None = None
-    #: Zones already tried in this attempt (NoValidHost moves to the next one).
-    zone_attempt: int = 0
-    #: Servers this request deleted after a failed build; ignored when found by tag.
-    discarded_servers: list[str] = Field(default_factory=list)
-    floating_ip_id: str | None = None
-    last_fault: str | None = None

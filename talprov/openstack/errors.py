@@ -5,8 +5,8 @@
   are wrong or revoked → ``AuthError``.
 * 403 naming a quota (Nova answers ``forbidden`` "Quota exceeded ...") and
   Neutron's 409/413 ``OverQuota`` → ``QuotaExceeded``; any other 403 → ``AuthError``.
-* 409, 429 and 5xx → ``Transient``, honouring ``Retry-After``.
-* 400 → ``InvalidRequest``; 404 → ``NotFound``.
+* 408, 409, 425, 429 and 5xx → ``Transient``, honouring ``Retry-After``.
+* 400 and any other 4xx → ``InvalidRequest``; 404 → ``NotFound``.
 * Connection failures and timeouts → ``Transient``; TLS failures and a broken
   auth configuration → ``AuthError`` (retrying will not help).
 
@@ -24,6 +24,7 @@ from keystoneauth1 import exceptions as ksa
 from openstack import exceptions as sdk
 
 from talprov.providers.errors import (
+    RETRYABLE_CLIENT_STATUSES,
     AuthError,
     CapacityError,
     InvalidRequest,
@@ -80,7 +81,7 @@ def translate(exc: BaseException, what: str) -> ProviderError:  # noqa: PLR0911 
         return AuthError(f"{what}: authentication failed (HTTP 401); check the credentials")
     if isinstance(exc, ksa.http.HttpError):
         status = int(getattr(exc, "http_status", 0) or 0)
-        if status in (429,) or status >= 500:
+        if status in RETRYABLE_CLIENT_STATUSES or status >= 500:
             return Transient(f"{what}: identity service answered HTTP {status}",
                              retry_after=retry_after(getattr(exc, "response", None)))
         return AuthError(f"{what}: identity service answered HTTP {status}")
@@ -117,7 +118,7 @@ def _from_http(exc: sdk.HttpException, what: str) -> ProviderError:  # noqa: PLR
         if is_no_valid_host(detail):
             return CapacityError(message)
         return InvalidRequest(message)
-    if status in (409, 429) or status >= 500:
+    if status == 409 or status in RETRYABLE_CLIENT_STATUSES or status >= 500:
         return Transient(message, retry_after=after)
     return InvalidRequest(message)
 

@@ -28,7 +28,7 @@ from pydantic import BaseModel
 from talprov.openstack import images, sweep
 from talprov.openstack.client import OpenStackClient, connect
 from talprov.openstack.config import OpenStackConfig
-from talprov.openstack.data import OpenStackData, OpenStackState, PortSpec
+from talprov.openstack.data import OpenStackData, PortSpec
 from talprov.openstack.errors import is_no_valid_host
 from talprov.openstack.servers import (
     PORT_KEY,
@@ -43,13 +43,13 @@ from talprov.openstack.servers import (
     to_machine,
     zone_order,
 )
+from talprov.openstack.state import OpenStackState
 from talprov.openstack.sweep import floating_ip_description
 from talprov.providers.errors import (
     CapacityError,
     InvalidRequest,
     NotFound,
     ProviderError,
-    StepTimeout,
     Transient,
 )
 from talprov.providers.protocol import Leftover, ProviderState, Runtime, Step, StepContext
@@ -117,7 +117,7 @@ class OpenStackProvider:
             Step("ensure-server-group", self._ensure_server_group),
             Step("ensure-ports", self._ensure_ports_step),
             Step("ensure-server", self._ensure_server_step),
-            Step("wait-active", self._wait_active),
+            Step("wait-active", self._wait_active, timeout=self.config.active_timeout),
             Step("ensure-floating-ip", self._ensure_floating_ip),
         ]
 
@@ -356,10 +356,8 @@ class OpenStackProvider:
             return None
         if status == "ERROR":
             return self._failed_build(ctx, server.fault)
-        if ctx.elapsed() > self.config.active_timeout:
-            raise StepTimeout(f"server {ctx.state.server_id} still {status} after "
-                              f"{self.config.active_timeout:.0f}s")
-        return Retry(after=self.config.poll_interval, reason=f"server {status.lower()}")
+        return Retry(after=self.config.poll_interval,
+                     reason=f"server {ctx.state.server_id} still {status}")
 
     def _observed_or_fetched(self, ctx: Ctx) -> _ServerView | None:
         """The server as this pass's listing saw it, or one GET when it did not see it."""

@@ -8,6 +8,11 @@ from field names and API error codes, not from request bodies.
 
 from __future__ import annotations
 
+#: HTTP 4xx statuses that mean "later" rather than "never": Request Timeout, Too
+#: Early, Too Many Requests. Every other 4xx an API answers is a permanent error
+#: (a driver's table may know better for a status it lists by name).
+RETRYABLE_CLIENT_STATUSES = frozenset({408, 425, 429})
+
 
 class ProviderError(Exception):
     """Base of every error a provider raises on purpose."""

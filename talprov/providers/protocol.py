@@ -106,12 +106,41 @@ class Step:
     that are at this step in the same pass of the same provider instance in one go
     (one API call for many machines); it returns one result per context, in order
     (an exception in the place of a request that failed), and must be just as
-    idempotent as ``run``.
+    idempotent as ``run``. A driver that batches writes only ``run_batch`` and
+    builds its step with :meth:`batched`.
+
+    ``timeout`` is how many seconds the step may take for one request, counted
+    from the moment it first ran for that request (``StepContext.elapsed``);
+    ``None`` means no limit. The runner enforces it: a step that still returns
+    ``Retry`` after that long fails the request with ``StepTimeout`` (its reason
+    kept in the message). A step that finishes late is done, and errors keep
+    their own class, so steps need no deadline checks of their own.
     """
 
     name: str
     run: StepFn
     run_batch: BatchStepFn | None = None
+    timeout: float | None = None
+
+    @classmethod
+    def batched(cls, name: str, run_batch: BatchStepFn, *, timeout: float | None = None) -> Step:
+        """A step whose ``run`` is ``run_batch`` on a batch of one."""
+        return cls(name, run_one_of(run_batch), run_batch, timeout)
+
+
+def run_one_of(run_batch: BatchStepFn) -> StepFn:
+    """A single-request step function that runs ``run_batch`` on a batch of one.
+
+    The batch's one outcome is returned, or raised when it is an exception.
+    """
+
+    def run(ctx: StepContext[Any, Any]) -> StepResult:
+        (outcome,) = run_batch([ctx])
+        if isinstance(outcome, BaseException):
+            raise outcome
+        return outcome
+
+    return run
 
 
 @runtime_checkable

@@ -18,9 +18,9 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
-from talprov.providers.errors import AuthError, ProviderError, Transient
+from talprov.providers.errors import AuthError, Transient
 from talprov.proxmox.config import ProxmoxConfig
-from talprov.proxmox.errors import TaskFailed, is_unauthorized, translate
+from talprov.proxmox.errors import failed_task, is_unauthorized, translate
 
 T = TypeVar("T")
 
@@ -214,7 +214,8 @@ class PveClient:
     def task_done(self, node: str, upid: str, what: str) -> bool:
         """True once the task ended well, False while it runs.
 
-        Raises ``TaskFailed`` carrying PVE's exit status when it ended badly.
+        Raises ``TaskFailed`` carrying PVE's exit status when it ended badly
+        (``VmidTaken`` when a create lost its VMID: :func:`failed_task`).
         """
         status = self.task_status(node, upid)
         if status.get("status") == "running":
@@ -223,7 +224,7 @@ class PveClient:
         # PVE ends tasks that logged warnings with "WARNINGS: n"; they succeeded.
         if exitstatus == "OK" or exitstatus.startswith("WARNINGS"):
             return True
-        raise TaskFailed(what, exitstatus or "unknown error", node=node, upid=upid)
+        raise failed_task(what, exitstatus or "unknown error", node=node, upid=upid)
 
     def wait_task(
         self, node: str, upid: str, what: str, *,
@@ -242,8 +243,3 @@ class PveClient:
                                 f"{self.config.task_timeout:.0f}s",
                                 retry_after=self.config.poll_interval)
             sleep(self.config.poll_interval)
-
-
-def describe(error: ProviderError) -> str:
-    """A one-line description of ``error`` for event logs."""
-    return f"{type(error).__name__}: {error}"

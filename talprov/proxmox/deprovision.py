@@ -13,7 +13,7 @@ from typing import Any
 from talprov.providers.errors import NotFound, ProviderError
 from talprov.providers.protocol import StepContext
 from talprov.providers.types import Owner, Retry, StepResult
-from talprov.proxmox import images
+from talprov.proxmox import images, vm
 from talprov.proxmox.client import PveClient
 from talprov.proxmox.config import ProxmoxConfig
 from talprov.proxmox.state import ProxmoxState
@@ -107,7 +107,7 @@ class Deprovisioner:
     def _remove_seed(self, ctx: Ctx) -> None:
         """Delete the seed ISO (it holds the machine config). Gone is success."""
         state = ctx.state
-        uuid_text = state.machine_uuid or images.machine_uuid(
+        uuid_text = state.machine_uuid or vm.machine_uuid(
             ctx.owner.installation, ctx.owner.instance, ctx.request.id
         )
         storage = state.iso_storage or self.config.iso_storage

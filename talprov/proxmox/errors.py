@@ -11,6 +11,7 @@ import re
 from typing import Any
 
 from talprov.providers.errors import (
+    RETRYABLE_CLIENT_STATUSES,
     AuthError,
     CapacityError,
     InvalidRequest,
@@ -98,13 +99,25 @@ def _from_status(  # noqa: PLR0911 - one branch per PVE status class
         return VmidTaken(text, retry_after=0.0)
     if status == 500 and _NO_SPACE.search(reason):
         return CapacityError(text)
-    if status == 429:
-        return Transient(text, retry_after=TRANSIENT_RETRY_AFTER)
-    if status >= 500:
+    if status in RETRYABLE_CLIENT_STATUSES or status >= 500:
         # 500 covers PVE's "VM is locked", "no quorum", lock timeouts; 595/596 are
         # pveproxy's "no route to host"/"connection error" to another node.
         return Transient(text, retry_after=TRANSIENT_RETRY_AFTER)
+    if status >= 400:
+        # A client error this table does not know will not go away by retrying.
+        return InvalidRequest(text)
     return ProviderError(text)
+
+
+def failed_task(what: str, exitstatus: str, *, node: str, upid: str) -> ProviderError:
+    """The talprov error for a PVE task that ended with ``exitstatus`` (not ``OK``).
+
+    A create task that lost its VMID to another creator (the id was free when
+    the task started) is ``VmidTaken``; any other failure is ``TaskFailed``.
+    """
+    if _ALREADY_EXISTS.search(exitstatus):
+        return VmidTaken(f"{what}: TASK ERROR: {exitstatus}", retry_after=0.0)
+    return TaskFailed(what, exitstatus, node=node, upid=upid)
 
 
 def is_unauthorized(exc: BaseException) -> bool:

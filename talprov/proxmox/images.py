@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import hashlib
 import io
-import uuid
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -38,8 +37,6 @@ IsoUrlResolver = Callable[[MachineRequest], str]
 SEED_LABEL = "cidata"
 # Everything talprov creates per machine is recognisable by this prefix.
 SEED_PREFIX = "talprov-seed-"
-# A fixed namespace so that machine UUIDs are the same on every talprov host.
-MACHINE_UUID_NAMESPACE = uuid.UUID("6f1c4e0a-8f5e-5b8e-9c57-3c1b7f0d2a41")
 
 
 def iso_file_name(url: str) -> str:
@@ -63,21 +60,6 @@ def factory_iso_url(factory: ImageFactory, request: MachineRequest) -> str:
         schematic_id, request.talos_version, Platform.NOCLOUD, request.arch,
         secure_boot=request.secure_boot, kind=AssetKind.ISO,
     )
-
-
-def machine_uuid(installation: str, instance: str, request_id: str) -> str:
-    """The SMBIOS UUID of a request's VM: the same every time it is computed.
-
-    Deterministic so that a VM created before a crash is recognisable (and so
-    that the UUID is known before the VM exists).
-    """
-    return str(uuid.uuid5(MACHINE_UUID_NAMESPACE, f"{installation}/{instance}/{request_id}"))
-
-
-def mac_address(machine_uuid_text: str) -> str:
-    """A stable, locally administered MAC for net0, so network-config can match it."""
-    digest = hashlib.sha256(machine_uuid_text.encode()).digest()
-    return ":".join(f"{b:02X}" for b in (0x02, *digest[:5]))
 
 
 def seed_iso_name(machine_uuid_text: str) -> str:

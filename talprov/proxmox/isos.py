@@ -55,12 +55,6 @@ class IsoSteps:
 
     # -- the boot ISO -------------------------------------------------------
 
-    def ensure_iso_one(self, ctx: Ctx) -> StepResult:
-        outcome = self.ensure_iso_batch([ctx])[0]
-        if isinstance(outcome, BaseException):
-            raise outcome
-        return outcome
-
     def ensure_iso_batch(self, ctxs: Sequence[Ctx]) -> list[StepResult | BaseException]:
         """Make the boot ISO of every request present on its node; one download each."""
         outcomes: list[StepResult | BaseException] = [None] * len(ctxs)

@@ -15,10 +15,10 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar, cast
 
-from talprov.providers.errors import ProviderError, StepTimeout, Transient
+from talprov.providers.errors import ProviderError, Transient
 from talprov.providers.labels import SetGroup, set_group
 from talprov.providers.ownership import REQUEST_KEY, ownership_tags
-from talprov.providers.protocol import BatchStepFn, Runtime, Step, StepContext
+from talprov.providers.protocol import Runtime, Step, StepContext
 from talprov.providers.types import (
     Health,
     Machine,
@@ -27,7 +27,7 @@ from talprov.providers.types import (
     Retry,
     StepResult,
 )
-from talprov.proxmox import images
+from talprov.proxmox import images, vm
 from talprov.proxmox.client import PveClient
 from talprov.proxmox.config import ProxmoxConfig
 from talprov.proxmox.data import ProxmoxMachineData
@@ -128,18 +128,17 @@ class ProxmoxProvider:
     def steps(self) -> Sequence[Step]:
         """The provisioning steps, in order. Each is idempotent."""
         return [
-            Step("place", self._place_one, run_batch=cast(BatchStepFn, self._place_batch)),
-            Step("ensure-iso", self._isos.ensure_iso_one,
-                 run_batch=cast(BatchStepFn, self._isos.ensure_iso_batch)),
+            Step.batched("place", self._place_batch),
+            Step.batched("ensure-iso", self._isos.ensure_iso_batch),
             Step("ensure-seed", self._ensure_seed),
             Step("ensure-vm", self._ensure_vm),
             Step("start-vm", self._start_vm),
-            Step("wait-running", self._wait_running),
+            Step("wait-running", self._wait_running, timeout=self.config.running_timeout),
         ]
 
     def _identify(self, ctx: Ctx) -> None:
         if ctx.state.machine_uuid is None:
-            ctx.state.machine_uuid = images.machine_uuid(
+            ctx.state.machine_uuid = vm.machine_uuid(
                 ctx.owner.installation, ctx.owner.instance, ctx.request.id
             )
 
@@ -147,12 +146,6 @@ class ProxmoxProvider:
         ctx.state.vmid = int(item["vmid"])
         ctx.state.infra_id = str(item["vmid"])
         ctx.state.node = str(item["node"])
-
-    def _place_one(self, ctx: Ctx) -> StepResult:
-        outcome = self._place_batch([ctx])[0]
-        if isinstance(outcome, BaseException):
-            raise outcome
-        return outcome
 
     def _place_batch(self, ctxs: Sequence[Ctx]) -> list[StepResult | BaseException]:
         """Choose node and storage for every request of the pass with one cluster read.
@@ -219,7 +212,7 @@ class ProxmoxProvider:
         assert ctx.state.machine_uuid is not None
         uuid_text = ctx.state.machine_uuid
         name = images.seed_iso_name(uuid_text)
-        mac = images.mac_address(uuid_text)
+        mac = vm.mac_address(uuid_text)
         image = images.build_seed_iso(
             images.render_user_data(ctx.request),
             images.meta_data(ctx.request, uuid_text),
@@ -251,11 +244,12 @@ class ProxmoxProvider:
                 if not self.client.task_done(state.node, state.create_task,
                                              f"create VM {state.vmid}"):
                     return Retry(self.config.poll_interval, "VM create task running")
-            except ProviderError as exc:
+            except VmidTaken:
                 state.create_task = None
-                if "already exists" in str(exc):
-                    state.vmid = None
-                    return Retry(0, "VMID taken by another creator; picking another")
+                state.vmid = None
+                return Retry(0, "VMID taken by another creator; picking another")
+            except ProviderError:
+                state.create_task = None
                 raise
             state.create_task = None
         resources = self._vm_resources()
@@ -283,7 +277,7 @@ class ProxmoxProvider:
             params = create_params(
                 vmid=vmid, request=ctx.request, data=ctx.data, storage=state.storage,
                 iso_volume=state.iso_volume, seed_volume=state.seed_volume,
-                machine_uuid=state.machine_uuid, mac=images.mac_address(state.machine_uuid),
+                machine_uuid=state.machine_uuid, mac=vm.mac_address(state.machine_uuid),
                 tags=tags, description=description,
             )
             try:
@@ -331,10 +325,7 @@ class ProxmoxProvider:
         _node, status = self._status(ctx)
         if status == "running":
             return None
-        if ctx.elapsed() > self.config.running_timeout:
-            raise StepTimeout(f"VM {ctx.state.vmid} not running after "
-                              f"{self.config.running_timeout:.0f}s (status {status})")
-        return Retry(self.config.poll_interval, f"VM is {status}")
+        return Retry(self.config.poll_interval, f"VM {ctx.state.vmid} is {status}")
 
     # -- deprovision ----------------------------------------------------------
 

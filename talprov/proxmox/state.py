@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+from pydantic import model_validator
+
 from talprov.providers.protocol import ProviderState
 
 
@@ -18,7 +22,6 @@ class ProxmoxState(ProviderState):
     iso_storage: str | None = None
     iso_volume: str | None = None
     iso_task: str | None = None
-    iso_uploaded: bool = False
     seed_volume: str | None = None
     vmid: int | None = None
     create_task: str | None = None
@@ -29,3 +32,12 @@ class ProxmoxState(ProviderState):
     hard_stop: bool = False
     delete_task: str | None = None
     delete_node: str | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _drop_retired_fields(cls, data: Any) -> Any:
+        # States stored before ``iso_uploaded`` (never read) was removed still carry
+        # it; dropping it keeps their requests at their step instead of restarting.
+        if isinstance(data, dict) and "iso_uploaded" in data:
+            return {k: v for k, v in data.items() if k != "iso_uploaded"}
+        return data

@@ -16,10 +16,7 @@ import re
 from collections.abc import Iterable, Mapping
 
 from talprov.providers.ownership import (
-    INSTALLATION_KEY,
-    INSTANCE_KEY,
     LABEL_PREFIX,
-    REQUEST_KEY,
     is_owned,
 )
 from talprov.providers.types import Owner
@@ -64,15 +61,6 @@ def owned_by(marks: Mapping[str, str], owner: Owner) -> bool:
     """Whether decoded tag marks belong to ``owner`` (values compared tag-encoded)."""
     encoded = Owner(installation=tag_value(owner.installation), instance=tag_value(owner.instance))
     return is_owned(dict(marks), encoded)
-
-
-def request_marks(owner: Owner, request_id: str) -> dict[str, str]:
-    """The marks that identify one request's VM, tag-encoded, for matching."""
-    return {
-        INSTALLATION_KEY: tag_value(owner.installation),
-        INSTANCE_KEY: tag_value(owner.instance),
-        REQUEST_KEY: tag_value(request_id),
-    }
 
 
 def label_tag_key(label: str) -> str:

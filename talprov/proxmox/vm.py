@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import uuid
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -10,11 +12,29 @@ from talprov.providers.types import Machine, MachineRequest, MachineState
 from talprov.proxmox.data import ProxmoxMachineData
 from talprov.proxmox.tags import UUID_KEY
 
+# A fixed namespace so that machine UUIDs are the same on every talprov host.
+MACHINE_UUID_NAMESPACE = uuid.UUID("6f1c4e0a-8f5e-5b8e-9c57-3c1b7f0d2a41")
+
 #: Drive slots: the Talos ISO and the seed ISO on IDE (CD-ROMs work on IDE with
 #: both machine types), disks on virtio-scsi-single (one controller per disk).
 BOOT_CDROM = "ide2"
 SEED_CDROM = "ide3"
 SYSTEM_DISK = "scsi0"
+
+
+def machine_uuid(installation: str, instance: str, request_id: str) -> str:
+    """The SMBIOS UUID of a request's VM: the same every time it is computed.
+
+    Deterministic so that a VM created before a crash is recognisable (and so
+    that the UUID is known before the VM exists).
+    """
+    return str(uuid.uuid5(MACHINE_UUID_NAMESPACE, f"{installation}/{instance}/{request_id}"))
+
+
+def mac_address(machine_uuid_text: str) -> str:
+    """A stable, locally administered MAC for net0, so network-config can match it."""
+    digest = hashlib.sha256(machine_uuid_text.encode()).digest()
+    return ":".join(f"{b:02X}" for b in (0x02, *digest[:5]))
 
 
 def create_params(

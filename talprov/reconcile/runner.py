@@ -20,7 +20,7 @@ from pydantic import BaseModel, ValidationError
 
 from talprov.errors import validation_message
 from talprov.logs import log_context
-from talprov.providers.errors import CapacityError, ProviderError, QuotaExceeded
+from talprov.providers.errors import CapacityError, ProviderError, QuotaExceeded, StepTimeout
 from talprov.providers.protocol import Provider, ProviderState, Runtime, Step, StepContext
 from talprov.providers.retry import step_backoff
 from talprov.providers.types import Machine, Owner, Retry, Stage, StepResult
@@ -43,6 +43,38 @@ class StepPolicy:
     capacity_attempts: int = 3
     backoff_base: float = 2.0
     backoff_cap: float = 300.0
+
+
+def within_timeout(
+    step: Step, elapsed: float, outcome: StepResult | BaseException
+) -> StepResult | BaseException:
+    """``outcome``, or ``StepTimeout`` when ``step`` still waits after its ``timeout``.
+
+    Only a ``Retry`` turns into the timeout, whose message names the step and the
+    limit and keeps the step's own reason. Done (``None``) passes, and so do
+    errors: they keep their class, which says more (a capacity error backs off
+    the whole set; a transient one is bounded by the attempt limit).
+    """
+    if step.timeout is None or elapsed <= step.timeout or not isinstance(outcome, Retry):
+        return outcome
+    reason = outcome.reason or "waiting"
+    return StepTimeout(f"step {step.name} not done after {step.timeout:.0f}s: {reason}")
+
+
+def run_step(step: Step, ctx: StepContext[Any, Any]) -> StepResult:
+    """Run ``step`` for one request as the runner does, without storing anything.
+
+    For tests and tools that drive single steps: raises ``StepTimeout`` (see
+    :func:`within_timeout`) or whatever the step raised; returns its result.
+    """
+    try:
+        outcome: StepResult | BaseException = step.run(ctx)
+    except Exception as exc:
+        outcome = exc
+    outcome = within_timeout(step, ctx.elapsed(), outcome)
+    if isinstance(outcome, BaseException):
+        raise outcome
+    return outcome
 
 
 def _to_datetime(ts: float) -> datetime:
@@ -272,7 +304,10 @@ class RequestRunner:
                     outcomes.append(exc)
         for w, ctx in zip(group, contexts, strict=True):
             w.events.extend(ctx.events)
-        return outcomes
+        return [
+            within_timeout(step, ctx.elapsed(), outcome)
+            for ctx, outcome in zip(contexts, outcomes, strict=True)
+        ]
 
     def _apply(self, work: Work, step: Step, outcome: StepResult | BaseException) -> bool:
         """Record a step's outcome; True when the request should run its next step now."""

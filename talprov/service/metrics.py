@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Collection, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any, TypeVar, cast
 
@@ -268,7 +268,8 @@ class InstrumentedProvider:
     def steps(self) -> Sequence[Step]:
         wrapped = []
         for step in self._inner.steps():
-            wrapped.append(Step(step.name, self._wrap_run(step), self._wrap_batch(step)))
+            wrapped.append(replace(
+                step, run=self._wrap_run(step), run_batch=self._wrap_batch(step)))
         return tuple(wrapped)
 
     def _wrap_run(self, step: Step) -> StepFn:

@@ -1,4 +1,5 @@
-"""The one place where pyvmomi faults and connection errors become talprov errors.
+"""The one place where pyvmomi faults, vAPI REST answers and connection errors become
+talprov errors.
 
 vSphere reports failures as ``vmodl`` faults, raised by calls and carried by
 failed tasks (``task.info.error.fault``). Messages built here name the operation
@@ -11,9 +12,10 @@ from __future__ import annotations
 import http.client
 import socket
 import ssl
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from talprov.providers.errors import (
+    RETRYABLE_CLIENT_STATUSES,
     AuthError,
     CapacityError,
     InvalidRequest,
@@ -22,6 +24,9 @@ from talprov.providers.errors import (
     Transient,
 )
 from talprov.vmware import sdk
+
+if TYPE_CHECKING:
+    import httpx
 
 #: How long to wait before retrying after a busy server or a connection error.
 TRANSIENT_RETRY_AFTER = 5.0
@@ -37,6 +42,8 @@ _NOT_FOUND = {"ManagedObjectNotFound", "FileNotFound", "NotFound"}
 _INVALID = {"DuplicateName", "InvalidName", "InvalidArgument", "InvalidRequest",
             "InvalidDeviceSpec", "InvalidDatastore", "InvalidDatastorePath",
             "NotSupported", "InvalidType", "OvfImport", "OvfConsumerValidationFault"}
+# vAPI error types (``type`` of an error answer) that mean "try again later".
+_VAPI_BUSY = {"resource_busy", "concurrent_change", "timed_out", "service_unavailable"}
 _BUSY = {"InvalidPowerState", "TaskInProgress", "InvalidState", "ConcurrentAccess",
          "HostCommunication", "RequestCanceled", "Timedout", "SystemError"}
 
@@ -116,3 +123,48 @@ def task_error(info: Any, what: str) -> ProviderError:
     if type(translated) is Transient:
         return TaskFailed(str(translated), fault=fault_name(fault))
     return translated
+
+
+def _vapi_error_type(response: httpx.Response) -> str:
+    """The vAPI error type of an error answer (``com.vmware.vapi.std.errors.x`` → x)."""
+    try:
+        body = response.json()
+    except ValueError:
+        return ""
+    kind = body.get("type", "") if isinstance(body, dict) else ""
+    return str(kind).rsplit(".", 1)[-1]
+
+
+def vapi_status_error(response: httpx.Response, what: str) -> ProviderError:
+    """The talprov error for a non-2xx vAPI REST answer to ``what``. Never raises."""
+    status = response.status_code
+    kind = _vapi_error_type(response)
+    text = f"{what}: vCenter REST answered {status}" + (f" ({kind})" if kind else "")
+    if status in (401, 403):
+        return AuthError(text)
+    if status == 404 or kind == "not_found":
+        return NotFound(text)
+    if kind in _VAPI_BUSY or status in RETRYABLE_CLIENT_STATUSES or status >= 500:
+        return Transient(text, retry_after=TRANSIENT_RETRY_AFTER)
+    if status >= 400:
+        # A client error that is not "busy" will not go away by retrying.
+        return InvalidRequest(text)
+    return Transient(text, retry_after=TRANSIENT_RETRY_AFTER)
+
+
+def _certificate_failure(exc: BaseException) -> bool:
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, ssl.SSLCertVerificationError):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
+def vapi_transport_error(exc: BaseException, what: str) -> ProviderError:
+    """The talprov error for an httpx failure to reach vCenter's REST API. Never raises."""
+    if _certificate_failure(exc):
+        return AuthError(f"{what}: TLS verification of vCenter failed (set ca_file "
+                         "or thumbprint)")
+    return Transient(f"{what}: vCenter REST unreachable ({type(exc).__name__})",
+                     retry_after=TRANSIENT_RETRY_AFTER)

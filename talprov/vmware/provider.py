@@ -21,7 +21,7 @@ from typing import Any, ClassVar, cast
 from pydantic import BaseModel
 
 from talprov.errors import ConfigError
-from talprov.providers.errors import InvalidRequest, NotFound, StepTimeout
+from talprov.providers.errors import InvalidRequest, NotFound
 from talprov.providers.ownership import INSTANCE_KEY, is_owned
 from talprov.providers.protocol import ProviderState, Runtime, Step, StepContext
 from talprov.providers.types import Health, Machine, MachineState, Owner, Retry, StepResult
@@ -138,12 +138,12 @@ class VSphereProvider:
     def steps(self) -> Sequence[Step]:
         """The provisioning steps, in order. Each is idempotent."""
         return [
-            Step("ensure-template", self._ensure_template),
-            Step("clone-vm", self._clone_vm),
+            Step("ensure-template", self._ensure_template, timeout=self.config.task_timeout),
+            Step("clone-vm", self._clone_vm, timeout=self.config.task_timeout),
             Step("configure-vm", self._configure_vm),
             Step("tag-vm", self._tag_vm),
             Step("power-on", self._power_on),
-            Step("wait-running", self._wait_running),
+            Step("wait-running", self._wait_running, timeout=self.config.running_timeout),
         ]
 
     def _ensure_template(self, ctx: Ctx) -> StepResult:
@@ -160,9 +160,6 @@ class VSphereProvider:
             try:
                 name, moid = self.library.ensure(ctx.data)
             except ImportBusy as exc:
-                if ctx.elapsed() > self.config.task_timeout:
-                    raise StepTimeout(f"{exc} for longer than "
-                                      f"{self.config.task_timeout:.0f}s") from None
                 return Retry(self.config.poll_interval, str(exc))
             state.template, state.template_moid = name, moid
             ctx.event(f"template {name} ({moid}) from the content library ready")
@@ -179,9 +176,6 @@ class VSphereProvider:
         try:
             name, moid = self.importer.ensure(ctx.request, ctx.data)
         except ImportBusy as exc:
-            if ctx.elapsed() > self.config.task_timeout:
-                raise StepTimeout(f"{exc} for longer than {self.config.task_timeout:.0f}s") \
-                    from None
             return Retry(self.config.poll_interval, str(exc))
         state.template, state.template_moid = name, moid
         ctx.event(f"template {name} ({moid}) ready")
@@ -205,9 +199,8 @@ class VSphereProvider:
                 state.clone_task = None
                 raise
             if result is None:
-                if ctx.elapsed() > self.config.task_timeout:
-                    raise StepTimeout(f"clone of VM {ctx.request.id} still running")
-                return Retry(self.config.poll_interval, "clone task running")
+                return Retry(self.config.poll_interval,
+                             f"clone of VM {ctx.request.id} still running")
             state.clone_task = None
             if hasattr(result, "_moId"):
                 state.vm_moid = state.infra_id = str(result._moId)
@@ -322,9 +315,7 @@ class VSphereProvider:
         assert moid is not None
         if self._power_state(moid) == "poweredOn":
             return None
-        if ctx.elapsed() > self.config.running_timeout:
-            raise StepTimeout(f"VM {moid} not powered on after {self.config.running_timeout:.0f}s")
-        return Retry(self.config.poll_interval, "waiting for the VM to run")
+        return Retry(self.config.poll_interval, f"VM {moid} not powered on yet")
 
     def deprovision(self, ctx: StepContext[Any, Any]) -> StepResult:
         """Shut down (power off hard after ``shutdown_timeout``) and destroy the request's VM.

@@ -25,57 +25,13 @@ from typing import Any
 
 import httpx
 
-from talprov.providers.errors import (
-    AuthError,
-    InvalidRequest,
-    NotFound,
-    ProviderError,
-    Transient,
-)
+from talprov.providers.errors import ProviderError, Transient
 from talprov.vmware.config import VSphereConfig
-from talprov.vmware.errors import TRANSIENT_RETRY_AFTER
+from talprov.vmware.errors import TRANSIENT_RETRY_AFTER, vapi_status_error, vapi_transport_error
 
 SESSION_PATH = "/com/vmware/cis/session"
 SESSION_HEADER = "vmware-api-session-id"
 HEADER_AUTHN = "vmware-use-header-authn"
-# vAPI error types (``type`` of a 400 answer) that mean "the input is wrong".
-_INVALID_TYPES = ("invalid_argument", "already_exists", "invalid_element_type",
-                  "unsupported", "not_allowed_in_current_state")
-
-
-def _error_type(response: httpx.Response) -> str:
-    """The vAPI error type of an error answer (``com.vmware.vapi.std.errors.x`` → x)."""
-    try:
-        body = response.json()
-    except ValueError:
-        return ""
-    kind = body.get("type", "") if isinstance(body, dict) else ""
-    return str(kind).rsplit(".", 1)[-1]
-
-
-def _certificate_failure(exc: BaseException) -> bool:
-    seen: BaseException | None = exc
-    while seen is not None:
-        if isinstance(seen, ssl.SSLCertVerificationError):
-            return True
-        seen = seen.__cause__ or seen.__context__
-    return False
-
-
-def status_error(response: httpx.Response, what: str) -> ProviderError:
-    """The talprov error for a non-2xx vAPI answer to ``what``. Never raises."""
-    status = response.status_code
-    kind = _error_type(response)
-    text = f"{what}: vCenter REST answered {status}" + (f" ({kind})" if kind else "")
-    if status in (401, 403):
-        return AuthError(text)
-    if status == 404 or kind == "not_found":
-        return NotFound(text)
-    if status == 400 and kind in _INVALID_TYPES:
-        return InvalidRequest(text)
-    return Transient(text, retry_after=TRANSIENT_RETRY_AFTER)
-
-
 class VapiClient:
     """A vAPI REST session to one vCenter; safe to share between threads.
 
@@ -113,7 +69,7 @@ class VapiClient:
                               auth=(self.config.username,
                                     self.config.password.get_secret_value()))
         if response.status_code >= 300:
-            raise status_error(response, what)
+            raise vapi_status_error(response, what)
         value = _value(response, what)
         if not isinstance(value, str) or not value:
             raise Transient(f"{what}: no session id in the answer",
@@ -148,11 +104,7 @@ class VapiClient:
         except ProviderError:
             raise  # a pinned thumbprint that does not match (client.PinnedContext)
         except httpx.HTTPError as exc:
-            if _certificate_failure(exc):
-                raise AuthError(f"{what}: TLS verification of vCenter failed (set ca_file "
-                                "or thumbprint)") from None
-            raise Transient(f"{what}: vCenter REST unreachable ({type(exc).__name__})",
-                            retry_after=TRANSIENT_RETRY_AFTER) from None
+            raise vapi_transport_error(exc, what) from None
 
     def call(self, what: str, method: str, path: str, *, action: str | None = None,
              params: dict[str, str] | None = None, body: Any = None,
@@ -160,8 +112,9 @@ class VapiClient:
         """``method`` ``/rest{path}`` (``~action`` when given); the answer's ``value``.
 
         A 401 renews the session once and repeats the call. Raises ``AuthError``
-        (401 again, 403, TLS), ``NotFound`` (404), ``InvalidRequest`` (400 with an
-        input error type), ``Transient`` otherwise. Idempotent exactly when the
+        (401 again, 403, TLS), ``NotFound`` (404), ``InvalidRequest`` (any other
+        4xx but 408/425/429, unless the error type says busy), ``Transient``
+        otherwise (:func:`talprov.vmware.errors.vapi_status_error`). Idempotent exactly when the
         vAPI operation is.
         """
         query = dict(params or {})
@@ -179,7 +132,7 @@ class VapiClient:
             response = self._send(what, method, path, headers={SESSION_HEADER: session},
                                   **kwargs)
         if response.status_code >= 300:
-            raise status_error(response, what)
+            raise vapi_status_error(response, what)
         return _value(response, what)
 
 

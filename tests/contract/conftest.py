@@ -3,6 +3,7 @@
 from tests.contract.environments import (  # noqa: F401 - fixtures
     env,
     env_aws,
+    env_baremetal,
     env_file,
     env_openstack,
     env_proxmox,

@@ -35,8 +35,13 @@ class Environment:
     platform_machines: Callable[[], int]
     talos_version: str = "v1.11.5"
     labels: dict[str, str] = field(default_factory=lambda: {"talprov.set": "workers"})
+    #: Builds the instance when the platform's double must be handed to the
+    #: provider (bare metal's power drivers); None: from ``config`` as talprov does.
+    build: Callable[[str], Provider] | None = None
 
     def provider(self, instance: str = "contract") -> Provider:
+        if self.build is not None:
+            return self.build(instance)
         raw = {"type": self.type_name, **self.config}
         return build_provider(instance, raw, self.runtime, where=f"providers.{instance}")
 
@@ -155,7 +160,47 @@ def env_vmware(tmp_path: Path, image_factory: FakeImageFactory) -> Iterator[Envi
         server.stop()
 
 
-ENVIRONMENTS = ["file", "proxmox", "aws", "openstack", "vmware"]
+@pytest.fixture
+def env_baremetal(tmp_path: Path, image_factory: FakeImageFactory) -> Iterator[Environment]:
+    """Inventory machines behind power doubles that PXE-boot against the boot server's
+    HTTP endpoints on 127.0.0.1 (the QEMU rig is tests/unit/baremetal/test_rig.py)."""
+    from talprov.baremetal.boot.http import BootHttp, HttpBootServer
+    from talprov.baremetal.config import BareMetalConfig
+    from talprov.baremetal.inventory import BmcInfo, Inventory
+    from talprov.baremetal.provider import BareMetalProvider
+    from tests.emulators.baremetal.pxe_machine import PxeLab
+    from tests.emulators.moto import free_port
+
+    clock = FakeClock()
+    port = free_port()
+    config = {"inventory": str(tmp_path / "inventory.sqlite"),
+              "boot_url": f"http://127.0.0.1:{port}", "listen_address": "127.0.0.1",
+              "listen_port": port, "poll_interval": 1.0, "observe_interval": 60.0}
+    settings = BareMetalConfig.model_validate(config)
+    inventory = Inventory(settings.inventory, clock=clock)
+    for index in range(3):
+        inventory.add(f"node-{index}", uuid=f"00000000-0000-4000-8000-00000000000{index}",
+                      macs=[f"52:54:00:00:00:0{index}"], bmc=BmcInfo(address="127.0.0.1"))
+    server = HttpBootServer(BootHttp(settings, inventory, image_factory.url), "127.0.0.1", port)
+    server.start()
+    lab = PxeLab(settings.boot_url)
+    runtime = make_runtime(tmp_path, image_factory, clock)
+    try:
+        yield Environment(
+            type_name="baremetal", runtime=runtime, clock=clock, config=config,
+            provider_data={}, platform_machines=lab.powered_on,
+            build=lambda instance: BareMetalProvider(instance, settings, runtime,
+                                                     power=lab.power),
+        )
+    finally:
+        server.stop()
+
+
+ENVIRONMENTS = ["file", "proxmox", "aws", "openstack", "vmware", "baremetal"]
+#: Environments a separate worker process can drive from talprov.yaml alone, so
+#: that it can be killed and restarted (bare metal's power doubles live in the
+#: test process and are handed to the provider; a worker could not reach them).
+PROCESS_ENVIRONMENTS = [name for name in ENVIRONMENTS if name != "baremetal"]
 
 
 @pytest.fixture(params=ENVIRONMENTS)

@@ -7,7 +7,6 @@ treats "already gone" as success, provider_data is a strict, exported schema.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -50,8 +49,7 @@ def converge(reconciler: Reconciler, store: Store, stage: Stage) -> None:
     assert not failed, failed
 
 
-def all_provisioned(store: Store) -> Callable[[], bool]:
-    return lambda: all(r.stage == Stage.PROVISIONED for r in store.list_requests())
+
 
 
 def test_provision_list_and_deprovision(env: Environment, store: Store) -> None:

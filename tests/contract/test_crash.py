@@ -15,12 +15,13 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 import yaml
 from pydantic import SecretStr
 
 from talprov.providers.types import MachineRequest, Stage
 from talprov.store.store import Store
-from tests.contract.environments import Environment
+from tests.contract.environments import PROCESS_ENVIRONMENTS, Environment
 from tests.emulators.factory import FakeImageFactory
 from tests.helpers import REPO
 
@@ -28,6 +29,7 @@ KILL_AFTER = (1.0, 1.4, 1.8, 2.3, 3.0)
 COUNT = 6
 
 
+@pytest.mark.parametrize("env", PROCESS_ENVIRONMENTS, indirect=True)
 def test_sigkill_at_several_points_then_restart(
     env: Environment, tmp_path: Path, plugin_dir: Path, image_factory: FakeImageFactory
 ) -> None:

@@ -9,23 +9,18 @@ test process. Everything listens on 127.0.0.1 with ports the system picks.
 from __future__ import annotations
 
 import json
-import os
-import queue
-import subprocess
 import sys
-import threading
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import pytest
 
-from talprov.processes import stop_process
+from talprov.demo_platforms.common import EmulatorProcess, start_emulator, wait_for_line
 
 LAUNCHER = Path(__file__).with_name("fakepve_launcher.py")
-START_TIMEOUT = 20.0
 USER = "root@pam"
 PASSWORD = "secret"
 
@@ -40,7 +35,7 @@ class FakePveServer:
     ca_file: Path
     user: str = USER
     password: str = PASSWORD
-    process: subprocess.Popen[str] | None = field(default=None, repr=False)
+    emulator: EmulatorProcess | None = field(default=None, repr=False)
 
     @property
     def url(self) -> str:
@@ -60,12 +55,8 @@ class FakePveServer:
         return list(self.control("vms"))
 
     def stop(self) -> None:
-        stop_process(self.process)
-
-
-def _read_lines(stream: IO[str], out: queue.Queue[str]) -> None:
-    for line in stream:
-        out.put(line)
+        if self.emulator is not None:
+            self.emulator.stop()
 
 
 def start_fakepve(workdir: Path, guests: list[dict[str, Any]] | None = None) -> FakePveServer:
@@ -74,31 +65,18 @@ def start_fakepve(workdir: Path, guests: list[dict[str, Any]] | None = None) -> 
     guests_file.write_text(json.dumps({"guests": guests or []}))
     cert_dir = workdir / "pki"
     cert_dir.mkdir(exist_ok=True)
-    env = {k: v for k, v in os.environ.items() if not k.upper().endswith("_PROXY")}
-    process = subprocess.Popen(
-        [sys.executable, "-I", str(LAUNCHER), str(guests_file), "--cert-dir", str(cert_dir),
-         "--user", USER, "--password", PASSWORD],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
-    )
-    assert process.stdout is not None
-    lines: queue.Queue[str] = queue.Queue()
-    threading.Thread(target=_read_lines, args=(process.stdout, lines), daemon=True).start()
-    api_port = control_url = None
-    seen: list[str] = []
+    emulator, api_url = start_emulator(
+        "fakepve", [sys.executable, "-I", str(LAUNCHER), str(guests_file), "--cert-dir",
+                    str(cert_dir), "--user", USER, "--password", PASSWORD],
+        workdir / "fakepve.log", "fakepve listening on ")
     try:
-        while api_port is None or control_url is None:
-            line = lines.get(timeout=START_TIMEOUT).strip()
-            seen.append(line)
-            if line.startswith("fakepve listening on https://"):
-                api_port = int(line.rsplit(":", 1)[1])
-            elif line.startswith("control listening on "):
-                control_url = line.split(" on ", 1)[1]
-    except queue.Empty:
-        process.kill()
-        raise RuntimeError("fakepve did not start: " + " | ".join(seen)) from None
+        control_url = wait_for_line(emulator, "control listening on ")
+    except BaseException:
+        emulator.stop()
+        raise
     return FakePveServer(
-        host="127.0.0.1", port=api_port, control_url=control_url,
-        ca_file=cert_dir / "fakepve.crt", process=process,
+        host="127.0.0.1", port=int(api_url.rsplit(":", 1)[1]), control_url=control_url,
+        ca_file=cert_dir / "fakepve.crt", emulator=emulator,
     )
 
 

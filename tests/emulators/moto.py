@@ -21,7 +21,8 @@ import pytest
 from botocore.awsrequest import AWSResponse
 from botocore.compat import HTTPHeaders
 
-from talprov.aws.emulator import (
+from talprov.aws.images import OFFICIAL_OWNER
+from talprov.demo_platforms.aws import (
     DEFAULT_REGIONS,
     LocalEc2,
     fake_credentials,
@@ -30,7 +31,6 @@ from talprov.aws.emulator import (
     talos_ami_id,
     talos_amis,
 )
-from talprov.aws.images import OFFICIAL_OWNER
 
 __all__ = [
     "OFFICIAL_OWNER",

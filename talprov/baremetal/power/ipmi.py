@@ -16,6 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Any, ClassVar, TypeVar
 
+from talprov.baremetal.errors import ipmi_error
 from talprov.baremetal.power.base import BootDevice, PowerState, Throttle
 from talprov.providers.errors import AuthError, ProviderError, Transient
 
@@ -24,26 +25,6 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 DEFAULT_PORT = 623
-# Phrases pyghmi uses when the BMC refuses the login (RAKP status codes and
-# user lookups); anything else is treated as a transport problem.
-_AUTH_PHRASES = ("password", "unauthorized name", "invalid role", "insufficient privilege",
-                 "unauthorized role", "invalid name", "authentication")
-
-
-def translate(exc: BaseException, what: str) -> ProviderError:
-    """The talprov error for a pyghmi failure while doing ``what``. Never raises.
-
-    The message holds the BMC's error text (never the password, which pyghmi
-    does not put into its exceptions).
-    """
-    if isinstance(exc, ProviderError):
-        return exc
-    text = str(exc) if str(exc) not in ("", "None") else "no answer (timeout)"
-    if any(phrase in text.lower() for phrase in _AUTH_PHRASES):
-        return AuthError(f"{what}: the BMC refused the credentials ({text})")
-    return Transient(f"{what}: {text}", retry_after=10.0)
-
-
 class IpmiPower:
     """One machine's BMC over IPMI LAN. Thread-safe; calls are spaced by ``min_interval``.
 
@@ -107,7 +88,7 @@ class IpmiPower:
                                  f"{self.call_timeout:.0f}s", retry_after=10.0)
                 self._forget_session()
             except (pyghmi_errors.PyghmiException, OSError) as exc:
-                last = translate(exc, f"{what} ({self.address}:{self.port})")
+                last = ipmi_error(exc, f"{what} ({self.address}:{self.port})")
                 self._forget_session()
             if isinstance(last, AuthError):
                 raise last

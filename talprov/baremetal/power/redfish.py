@@ -11,25 +11,11 @@ import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+from talprov.baremetal.errors import redfish_error
 from talprov.baremetal.power.base import BootDevice, PowerState, Throttle
-from talprov.providers.errors import AuthError, NotFound, ProviderError, Transient
+from talprov.providers.errors import NotFound, ProviderError, Transient
 
 T = TypeVar("T")
-
-
-def translate(exc: BaseException, what: str) -> ProviderError:
-    """The talprov error for a sushy/requests failure while doing ``what``. Never raises."""
-    from sushy import exceptions as sushy_errors
-
-    if isinstance(exc, ProviderError):
-        return exc
-    if isinstance(exc, sushy_errors.AccessError):
-        return AuthError(f"{what}: the BMC refused the credentials (HTTP {exc.status_code})")
-    if isinstance(exc, sushy_errors.ResourceNotFoundError):
-        return NotFound(f"{what}: not found on the BMC")
-    if isinstance(exc, sushy_errors.HTTPError):
-        return Transient(f"{what}: HTTP {exc.status_code}", retry_after=10.0)
-    return Transient(f"{what}: {type(exc).__name__}", retry_after=10.0)
 
 
 class RedfishPower:
@@ -75,9 +61,9 @@ class RedfishPower:
             try:
                 return action(self._connect())
             except Exception as exc:
-                last = translate(exc, f"{what} ({self.base_url})")
+                last = redfish_error(exc, f"{what} ({self.base_url})")
                 self._system = None
-            if isinstance(last, AuthError | NotFound):
+            if last.permanent or isinstance(last, NotFound):
                 raise last
             if attempt + 1 < self.attempts:
                 self._sleep(min(2.0 ** attempt, 5.0))

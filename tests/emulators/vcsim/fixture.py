@@ -15,23 +15,21 @@ networks ``VM Network`` and ``DC0_DVPG0``, four powered-on VMs.
 from __future__ import annotations
 
 import hashlib
-import queue
 import ssl
 import subprocess
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO
 
 import pytest
 
-from talprov.processes import stop_process
+from talprov.demo_platforms.common import EmulatorProcess
+from talprov.demo_platforms.vmware import start_vcsim as start_vcsim_process
 
 HERE = Path(__file__).parent
 BUILD_SCRIPT = HERE / "build.sh"
 BUILD_TIMEOUT = 600.0
-START_TIMEOUT = 20.0
 USER = "administrator@vsphere.local"
 PASSWORD = "vcsim-secret"
 _build_lock = threading.Lock()
@@ -46,7 +44,7 @@ class VcsimServer:
     ca_file: Path
     user: str = USER
     password: str = PASSWORD
-    process: subprocess.Popen[str] | None = field(default=None, repr=False)
+    emulator: EmulatorProcess | None = field(default=None, repr=False)
 
     @property
     def port(self) -> int:
@@ -59,7 +57,8 @@ class VcsimServer:
         return ":".join(digest[i : i + 2] for i in range(0, len(digest), 2))
 
     def stop(self) -> None:
-        stop_process(self.process)
+        if self.emulator is not None:
+            self.emulator.stop()
 
 
 def vcsim_binary() -> Path:
@@ -84,34 +83,11 @@ def vcsim_binary() -> Path:
         return binary
 
 
-def _read_lines(stream: IO[str], out: queue.Queue[str]) -> None:
-    for line in stream:
-        out.put(line)
-
-
 def start_vcsim(workdir: Path, user: str = USER, password: str = PASSWORD) -> VcsimServer:
     """Start a simulator; raises RuntimeError if it does not come up in time."""
     ca_file = workdir / "vcsim-ca.pem"
-    process = subprocess.Popen(
-        [str(vcsim_binary()), "-listen", "127.0.0.1", "-port", "0",
-         "-username", user, "-password", password, "-cert", str(ca_file)],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-    )
-    assert process.stdout is not None
-    lines: queue.Queue[str] = queue.Queue()
-    threading.Thread(target=_read_lines, args=(process.stdout, lines), daemon=True).start()
-    seen: list[str] = []
-    try:
-        while True:
-            line = lines.get(timeout=START_TIMEOUT).strip()
-            seen.append(line)
-            if line.startswith("vcsim listening on "):
-                url = line.removeprefix("vcsim listening on ")
-                break
-    except queue.Empty:
-        process.kill()
-        raise RuntimeError("vcsim did not start: " + " | ".join(seen)) from None
-    return VcsimServer(url=url, ca_file=ca_file, user=user, password=password, process=process)
+    emulator, url = start_vcsim_process(vcsim_binary(), workdir, user, password, ca_file)
+    return VcsimServer(url=url, ca_file=ca_file, user=user, password=password, emulator=emulator)
 
 
 @pytest.fixture

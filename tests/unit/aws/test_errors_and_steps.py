@@ -15,7 +15,8 @@ from botocore.exceptions import (
 
 from talprov.aws.config import AwsConfig
 from talprov.aws.errors import InstanceLost, translate
-from talprov.aws.provider import AwsProvider, AwsState
+from talprov.aws.provider import AwsProvider
+from talprov.aws.state import AwsState
 from talprov.providers.errors import (
     AuthError,
     CapacityError,
@@ -28,6 +29,7 @@ from talprov.providers.errors import (
 )
 from talprov.providers.protocol import StepContext
 from talprov.providers.types import Machine, MachineState, Owner, Retry
+from talprov.reconcile.runner import run_step
 from tests.emulators.moto import REGION, MotoServer
 from tests.unit.aws.helpers import Harness, make_request
 
@@ -58,6 +60,21 @@ def test_client_errors_map_to_talprov_errors(
     code: str, status: int, expected: type[ProviderError]
 ) -> None:
     assert type(translate(_client_error(code, status), "RunInstances")) is expected
+
+
+@pytest.mark.parametrize("status", [404, 405, 409, 412, 413, 422])
+def test_an_unlisted_4xx_is_a_permanent_error_naming_the_call_and_status(status: int) -> None:
+    error = translate(_client_error("SomethingNew", status, "nope"), "PutObject")
+    assert isinstance(error, InvalidRequest)
+    assert error.permanent
+    assert str(error).startswith(f"PutObject: HTTP {status} SomethingNew")
+
+
+@pytest.mark.parametrize("status", [408, 425, 429])
+def test_timeout_too_early_and_too_many_requests_stay_transient(status: int) -> None:
+    error = translate(_client_error("SomethingNew", status), "PutObject")
+    assert type(error) is Transient
+    assert f"HTTP {status}" in str(error)
 
 
 def test_invalid_requests_name_the_field() -> None:
@@ -165,11 +182,12 @@ def test_wait_running_uses_the_observed_machine_without_calls(harness: Harness) 
 
 
 def test_wait_running_times_out(harness: Harness) -> None:
-    wait = harness.provider.steps()[2].run
+    wait = harness.provider.steps()[2]
     started = harness.clock()
     harness.clock.sleep(harness.provider.config.running_timeout + 1)
     with pytest.raises(StepTimeout, match="still pending"):
-        wait(_wait_ctx(harness, _machine(MachineState.PENDING, "pending"), started=started))
+        run_step(wait, _wait_ctx(harness, _machine(MachineState.PENDING, "pending"),
+                                 started=started))
 
 
 def test_wait_running_reports_a_terminated_instance(harness: Harness) -> None:

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from talprov.aws.launching import subnet_order
-from talprov.aws.provider import AwsState
+from talprov.aws.state import AwsState
 from talprov.providers.ownership import INSTALLATION_KEY, INSTANCE_KEY, REQUEST_KEY
 from tests.emulators.moto import REGION, Fault, talos_ami_id
 from tests.unit.aws.helpers import WORKER_CONFIG, Harness, make_request

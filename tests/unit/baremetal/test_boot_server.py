@@ -19,6 +19,8 @@ from talprov.baremetal.config import BareMetalConfig, DhcpConfig
 from talprov.baremetal.inventory import BmcInfo, Inventory, MachineStatus
 from talprov.providers.types import JoinSpec, MachineRequest
 from tests.emulators.baremetal.rig import free_udp_port
+from tests.emulators.factory import EMPTY_SCHEMATIC_ID, FakeImageFactory
+from tests.emulators.factory import image_factory as image_factory  # noqa: PLC0414 - fixture
 
 UUID = "6b4a1c2d-0000-4000-8000-00000000000a"
 MAC = "52:54:00:12:34:56"
@@ -243,42 +245,25 @@ def _no() -> dhcp.Packet:
     raise AssertionError("test packet did not parse")
 
 
-def test_assets_proxied_from_the_factory(tmp_path: Path) -> None:
-    import threading
-    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
-    seen: list[str] = []
-
-    class Factory(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            seen.append(self.path)
-            body = b"factory-kernel" if self.path.endswith("/kernel-amd64") else b""
-            self.send_response(200 if body else 404)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *args: object) -> None:
-            return
-
-    factory = ThreadingHTTPServer(("127.0.0.1", 0), Factory)
-    threading.Thread(target=factory.serve_forever, daemon=True).start()
+def test_assets_proxied_from_the_factory(tmp_path: Path, image_factory: FakeImageFactory) -> None:
+    base_path = f"/image/{EMPTY_SCHEMATIC_ID}/v1.11.5"
+    image_factory.fail_next(f"{base_path}/initramfs-amd64.xz", 404)
+    kernel = image_factory.content_for(f"{base_path}/kernel-amd64")
+    assert kernel is not None
     cfg = BareMetalConfig.model_validate({"inventory": str(tmp_path / "inv.sqlite"),
                                           "boot_url": "http://127.0.0.1:1",
                                           "proxy_factory": True})
-    server = HttpBootServer(BootHttp(cfg, Inventory(cfg.inventory),
-                                     f"http://127.0.0.1:{factory.server_address[1]}"),
+    server = HttpBootServer(BootHttp(cfg, Inventory(cfg.inventory), image_factory.url),
                             "127.0.0.1", 0)
     server.start()
     try:
-        base = f"http://127.0.0.1:{server.port}/assets/{SID}/v1.11.5"
-        assert httpx.get(f"{base}/kernel-amd64").content == b"factory-kernel"
+        base = f"http://127.0.0.1:{server.port}/assets/{EMPTY_SCHEMATIC_ID}/v1.11.5"
+        assert httpx.get(f"{base}/kernel-amd64").content == kernel[0]
         assert httpx.get(f"{base}/initramfs-amd64.xz").status_code == 502
     finally:
         server.stop()
-        factory.shutdown()
-    assert seen == [f"/image/{SID}/v1.11.5/kernel-amd64",
-                    f"/image/{SID}/v1.11.5/initramfs-amd64.xz"]
+    assert dict(image_factory.hits) == {f"{base_path}/kernel-amd64": 1,
+                                        f"{base_path}/initramfs-amd64.xz": 1}
 
 
 def test_proxy_port_answers_boot_requests_over_udp() -> None:

@@ -23,7 +23,7 @@ from talprov.reconcile.reconciler import ProviderHandle, Reconciler
 from talprov.reconcile.runner import StepPolicy
 from talprov.store.store import Store
 from talprov.talos.schematic import Schematic
-from tests.emulators.baremetal.rig import Rig, RigUnavailable, VirtualMachine, rig
+from tests.emulators.baremetal.rig import Rig, RigUnavailable, rig
 from tests.helpers import CANARY_CONFIG, WORKER_CONFIG
 
 pytestmark = pytest.mark.slow
@@ -70,10 +70,6 @@ class Harness:
         record = self.store.get_request(rid)
         assert record is not None
         return record.stage
-
-
-def _fetched(log: str, vm: VirtualMachine, what: str) -> bool:
-    return any(what in line and vm.uuid in line.lower() for line in log.splitlines())
 
 
 def test_provision_fetch_once_and_wipe(the_rig: Rig, tmp_path: Path) -> None:

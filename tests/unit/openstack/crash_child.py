@@ -12,8 +12,9 @@ import time
 from pathlib import Path
 
 from talprov.openstack.config import OpenStackConfig
-from talprov.openstack.data import OpenStackData, OpenStackState
+from talprov.openstack.data import OpenStackData
 from talprov.openstack.provider import OpenStackProvider
+from talprov.openstack.state import OpenStackState
 from talprov.providers.protocol import Runtime, StepContext
 from talprov.providers.types import MachineRequest, Owner
 

@@ -11,10 +11,12 @@ from pathlib import Path
 from typing import Any
 
 from talprov.openstack.config import OpenStackAuth, OpenStackConfig
-from talprov.openstack.data import OpenStackData, OpenStackState
+from talprov.openstack.data import OpenStackData
 from talprov.openstack.provider import OpenStackProvider
+from talprov.openstack.state import OpenStackState
 from talprov.providers.protocol import Runtime, StepContext
 from talprov.providers.types import MachineRequest, Owner, Retry
+from talprov.reconcile.runner import run_step
 from talprov.testing import FakeClock
 from tests.emulators.factory import FakeImageFactory
 from tests.emulators.openstack import FakeOpenStack
@@ -80,7 +82,7 @@ class Harness:
         ctx.step_started_at = self.clock.now
         for retries in range(limit):
             self.observe(ctx)
-            result = step.run(ctx)
+            result = run_step(step, ctx)
             if result is None:
                 return retries
             assert isinstance(result, Retry)

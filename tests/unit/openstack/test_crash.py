@@ -10,7 +10,7 @@ import sys
 import threading
 from pathlib import Path
 
-from talprov.openstack.data import OpenStackState
+from talprov.openstack.state import OpenStackState
 from tests.emulators.openstack.wire import Request, Response
 from tests.unit.openstack.harness import Harness
 

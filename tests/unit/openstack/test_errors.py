@@ -63,6 +63,36 @@ def test_http_statuses(status: int, body: Any, expected: type[Exception]) -> Non
     assert str(error).startswith(f"create server: HTTP {status}")
 
 
+@pytest.mark.parametrize("status", [405, 410, 412, 413, 415, 422])
+def test_an_unlisted_4xx_is_a_permanent_error_naming_the_call_and_status(status: int) -> None:
+    error = translate(http_error(status, {"error": {"message": "no"}}), "create port")
+    assert isinstance(error, InvalidRequest)
+    assert error.permanent
+    assert str(error).startswith(f"create port: HTTP {status}")
+
+
+@pytest.mark.parametrize("status", [408, 425, 429])
+def test_timeout_too_early_and_too_many_requests_stay_transient(status: int) -> None:
+    assert type(translate(http_error(status, {}), "create port")) is Transient
+    identity = ksa.http.from_response(_keystone_response(status), "POST", "/v3/auth/tokens")
+    assert type(translate(identity, "authenticate")) is Transient
+
+
+def test_an_unlisted_identity_4xx_is_permanent() -> None:
+    identity = ksa.http.from_response(_keystone_response(405), "POST", "/v3/auth/tokens")
+    error = translate(identity, "authenticate")
+    assert error.permanent
+    assert "HTTP 405" in str(error)
+
+
+def _keystone_response(status: int) -> requests.Response:
+    response = requests.Response()
+    response.status_code = status
+    response.headers.update({"Content-Type": "application/json"})
+    response._content = b"{}"
+    return response
+
+
 def test_retry_after_is_kept() -> None:
     error = translate(http_error(429, {"overLimit": {"code": 429, "message": "slow down"}},
                                  {"Retry-After": "12"}), "list servers")

@@ -6,10 +6,10 @@ import base64
 
 from pydantic import SecretStr
 
-from talprov.openstack.data import OpenStackState
 from talprov.openstack.images import SCHEMATIC_PROPERTY
 from talprov.openstack.provider import OpenStackProvider
 from talprov.openstack.servers import zone_order
+from talprov.openstack.state import OpenStackState
 from talprov.providers.protocol import Provider
 from talprov.providers.types import JoinSpec, MachineState
 from talprov.talos.schematic import Schematic

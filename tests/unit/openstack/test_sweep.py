@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import pytest
 
-from talprov.openstack.data import OpenStackData, OpenStackState
+from talprov.openstack.data import OpenStackData
 from talprov.openstack.servers import tag
+from talprov.openstack.state import OpenStackState
 from talprov.openstack.sweep import FLOATING_IP, PORT, request_id_of
 from talprov.providers.errors import Transient
 from talprov.providers.ownership import REQUEST_KEY

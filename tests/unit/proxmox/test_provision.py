@@ -10,7 +10,7 @@ import sys
 import pytest
 
 from talprov.providers.protocol import Provider
-from talprov.providers.types import MachineState, Owner
+from talprov.providers.types import MachineState, Owner, Retry
 from talprov.proxmox import images
 from talprov.proxmox.provider import ProxmoxProvider
 from talprov.testing import FakeClock
@@ -150,6 +150,21 @@ def test_a_vmid_taken_between_nextid_and_create_does_not_fail_the_request(
     assert vms[ctx.state.vmid]["name"] == "racer"
     assert vms[ctx.state.vmid]["status"] == "running"
     assert [m.request_id for m in provider.list_machines(owner)] == ["racer"]
+
+
+def test_a_create_task_that_lost_its_vmid_picks_another(
+    provider: ProxmoxProvider, owner: Owner
+) -> None:
+    ctx = context(provider, machine_request("late"), owner)
+    ctx.state.node, ctx.state.vmid, ctx.state.create_task = "pve1", 105, "UPID:pve1:create"
+    lost = {"status": "stopped",
+            "exitstatus": "unable to create VM 105 - VM 105 already exists on node 'pve2'"}
+    provider.client.task_status = lambda node, upid: lost  # type: ignore[method-assign]
+    ensure_vm = next(s for s in provider.steps() if s.name == "ensure-vm")
+    result = ensure_vm.run(ctx)
+    assert isinstance(result, Retry)
+    assert "VMID taken" in result.reason
+    assert (ctx.state.vmid, ctx.state.create_task) == (None, None)
 
 
 def test_a_migrated_vm_is_found_and_removed(

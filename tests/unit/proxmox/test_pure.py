@@ -21,7 +21,7 @@ from talprov.providers.errors import (
 from talprov.providers.labels import LABEL_REQUEST_SET, LABEL_SET
 from talprov.providers.ownership import ownership_tags
 from talprov.providers.types import Owner
-from talprov.proxmox import images
+from talprov.proxmox import images, vm
 from talprov.proxmox.config import ProxmoxConfig
 from talprov.proxmox.data import ProxmoxMachineData
 from talprov.proxmox.errors import VmidTaken, translate
@@ -102,13 +102,13 @@ def test_ownership_marks_round_trip_through_pve_tags() -> None:
 
 
 def test_machine_uuid_is_deterministic_and_distinct() -> None:
-    one = images.machine_uuid("inst", "lab", "w-1")
-    assert one == images.machine_uuid("inst", "lab", "w-1")
-    assert one != images.machine_uuid("inst", "lab", "w-2")
-    assert one != images.machine_uuid("inst", "other", "w-1")
-    mac = images.mac_address(one)
+    one = vm.machine_uuid("inst", "lab", "w-1")
+    assert one == vm.machine_uuid("inst", "lab", "w-1")
+    assert one != vm.machine_uuid("inst", "lab", "w-2")
+    assert one != vm.machine_uuid("inst", "other", "w-1")
+    mac = vm.mac_address(one)
     assert mac.startswith("02:")
-    assert mac == images.mac_address(one)
+    assert mac == vm.mac_address(one)
 
 
 def test_iso_file_name_is_the_sha256_of_the_url() -> None:
@@ -217,3 +217,26 @@ def test_user_data_is_the_config_plus_join_documents_when_omni_joins() -> None:
         images.render_user_data(broken)
     assert caught.value.field == "machine_config"
     assert "unclosed" not in str(caught.value)
+
+
+def test_a_state_stored_with_the_retired_iso_uploaded_field_still_loads() -> None:
+    from talprov.proxmox.state import ProxmoxState
+
+    state = ProxmoxState.model_validate({"iso_uploaded": True, "vmid": 105, "node": "pve1"})
+    assert (state.vmid, state.node) == (105, "pve1")
+    assert "iso_uploaded" not in state.model_dump()
+
+
+@pytest.mark.parametrize("status", [402, 405, 409, 410, 412, 415, 422])
+def test_an_unlisted_4xx_is_a_permanent_error_naming_the_call_and_status(status: int) -> None:
+    error = translate(ResourceException(status, "x", "Method not allowed"), "create VM 101")
+    assert isinstance(error, InvalidRequest)
+    assert error.permanent
+    assert str(error).startswith(f"create VM 101: {status} ")
+
+
+@pytest.mark.parametrize("status", [408, 425, 429])
+def test_timeout_too_early_and_too_many_requests_stay_transient(status: int) -> None:
+    error = translate(ResourceException(status, "x", "slow down"), "create VM 101")
+    assert type(error) is Transient
+    assert str(error).startswith(f"create VM 101: {status} ")

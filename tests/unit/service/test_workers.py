@@ -1,6 +1,6 @@
 """The service's reconcile loop: two replicas never run one request at once (the
 reconciler renews leases while a step outlasts the TTL, see
-tests/unit/test_reconciler_leases.py), and the wait between rounds."""
+tests/unit/reconcile/test_reconciler_leases.py), and the wait between rounds."""
 
 from __future__ import annotations
 

@@ -139,3 +139,21 @@ def test_vcsim_session_ended_out_of_band_is_renewed_once(
     finally:
         provider.close()
         network.close()
+
+
+@pytest.mark.parametrize(("status", "kind"), [(400, "invalid_request"), (405, ""), (409, ""),
+                                              (422, "invalid_argument")])
+def test_an_unlisted_4xx_is_a_permanent_error_naming_the_call_and_status(
+    status: int, kind: str
+) -> None:
+    body = {"type": f"com.vmware.vapi.std.errors.{kind}"} if kind else {}
+    client = _client(Recorded([httpx.Response(status, json=body)]))
+    with pytest.raises(InvalidRequest, match=f"^attach tags: vCenter REST answered {status}"):
+        client.call("attach tags", "POST", "/x")
+
+
+@pytest.mark.parametrize("status", [408, 425, 429, 503])
+def test_timeout_too_early_and_too_many_requests_stay_transient(status: int) -> None:
+    client = _client(Recorded([httpx.Response(status)]))
+    with pytest.raises(Transient, match=f"answered {status}"):
+        client.call("attach tags", "POST", "/x")

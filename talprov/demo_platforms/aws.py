@@ -1,4 +1,4 @@
-"""A local EC2 for demos and tests: moto's server on 127.0.0.1, seeded with Talos AMIs.
+"""EC2 in ``talprov demo`` (and for tests): moto's server on 127.0.0.1, seeded with Talos AMIs.
 
 Needs ``moto[server]`` (the ``demo`` extra). The server runs as a separate
 process (the ``moto_server`` command next to the running Python), so it outlives

@@ -1,0 +1,62 @@
+"""The one place where BMC errors (pyghmi for IPMI, sushy for Redfish) become talprov errors.
+
+Messages name the operation and the BMC's answer (an HTTP status, pyghmi's
+text), never a password: neither library puts it into its exceptions.
+"""
+
+from __future__ import annotations
+
+from talprov.providers.errors import (
+    RETRYABLE_CLIENT_STATUSES,
+    AuthError,
+    InvalidRequest,
+    NotFound,
+    ProviderError,
+    Transient,
+)
+
+#: Seconds before a BMC that failed transiently is asked again.
+RETRY_AFTER = 10.0
+
+# Phrases pyghmi uses when the BMC refuses the login (RAKP status codes and
+# user lookups); anything else is treated as a transport problem.
+_AUTH_PHRASES = ("password", "unauthorized name", "invalid role", "insufficient privilege",
+                 "unauthorized role", "invalid name", "authentication")
+
+
+def ipmi_error(exc: BaseException, what: str) -> ProviderError:
+    """The talprov error for a pyghmi failure while doing ``what``. Never raises.
+
+    The message holds the BMC's error text (never the password, which pyghmi
+    does not put into its exceptions).
+    """
+    if isinstance(exc, ProviderError):
+        return exc
+    text = str(exc) if str(exc) not in ("", "None") else "no answer (timeout)"
+    if any(phrase in text.lower() for phrase in _AUTH_PHRASES):
+        return AuthError(f"{what}: the BMC refused the credentials ({text})")
+    return Transient(f"{what}: {text}", retry_after=RETRY_AFTER)
+
+
+def redfish_error(exc: BaseException, what: str) -> ProviderError:
+    """The talprov error for a sushy/requests failure while doing ``what``. Never raises.
+
+    401/403 are refused credentials, 404 a missing resource, 408/425/429 and
+    5xx transient; any other 4xx (a reset type or boot target the BMC does not
+    take) will not work on retry either, so it is ``InvalidRequest``.
+    """
+    from sushy import exceptions as sushy_errors
+
+    if isinstance(exc, ProviderError):
+        return exc
+    if isinstance(exc, sushy_errors.AccessError):
+        return AuthError(f"{what}: the BMC refused the credentials (HTTP {exc.status_code})")
+    if isinstance(exc, sushy_errors.ResourceNotFoundError):
+        return NotFound(f"{what}: not found on the BMC")
+    if isinstance(exc, sushy_errors.HTTPError):
+        status = int(exc.status_code or 0)
+        text = f"{what}: HTTP {status}" + (f" {exc.code}" if exc.code else "")
+        if 400 <= status < 500 and status not in RETRYABLE_CLIENT_STATUSES:
+            return InvalidRequest(text)
+        return Transient(text, retry_after=RETRY_AFTER)
+    return Transient(f"{what}: {type(exc).__name__}", retry_after=RETRY_AFTER)
