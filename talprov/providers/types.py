@@ -21,7 +21,14 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
 # Request ids end up in cloud tags, VM names and hostnames: keep them DNS-label shaped.
 REQUEST_ID_PATTERN = r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$"
-TALOS_VERSION_PATTERN = r"^v\d+\.\d+\.\d+(-[0-9A-Za-z.-]+)?$"
+# Semantic versioning as Talos tags and the Image Factory parse it (no leading zeros, no
+# empty pre-release identifiers): anything else would name a path the factory refuses.
+_SEMVER_NUMBER = r"(?:0|[1-9][0-9]*)"
+_SEMVER_PRERELEASE_ID = r"(?:0|[1-9][0-9]*|[0-9]*[A-Za-z-][0-9A-Za-z-]*)"
+TALOS_VERSION_PATTERN = (
+    rf"^v{_SEMVER_NUMBER}\.{_SEMVER_NUMBER}\.{_SEMVER_NUMBER}"
+    rf"(?:-{_SEMVER_PRERELEASE_ID}(?:\.{_SEMVER_PRERELEASE_ID})*)?$"
+)
 
 
 class Arch(StrEnum):
@@ -131,7 +138,7 @@ class MachineRequest(BaseModel):
 
     id: str = Field(pattern=REQUEST_ID_PATTERN, max_length=63)
     provider: str = Field(min_length=1)
-    talos_version: str = Field(pattern=TALOS_VERSION_PATTERN)
+    talos_version: str
     arch: Arch = Arch.AMD64
     secure_boot: bool = False
     extensions: tuple[str, ...] = ()
@@ -142,6 +149,13 @@ class MachineRequest(BaseModel):
     join: JoinSpec | None = None
     labels: dict[str, str] = Field(default_factory=dict)
     provider_data: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("talos_version")
+    @classmethod
+    def _talos_version(cls, value: str) -> str:
+        if not re.match(TALOS_VERSION_PATTERN, value):
+            raise ValueError("is not a Talos version like v1.13.9")
+        return value
 
     @field_validator("extensions")
     @classmethod
