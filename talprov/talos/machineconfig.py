@@ -1,4 +1,4 @@
-"""Talos machine configuration: load, check the shape, apply patches.
+"""Talos machine configuration: load and apply patches (checks: ``configschema``).
 
 A machine config is a multi-document YAML stream: the legacy ``v1alpha1``
 document (``version: v1alpha1``, ``machine``, ``cluster``) plus typed documents
@@ -34,7 +34,6 @@ import yaml
 
 from talprov.errors import ConfigError
 
-MACHINE_TYPES = ("controlplane", "worker", "init")
 DELETE = "$patch"
 _REPLACED = {
     "cluster.network.podSubnets",
@@ -150,46 +149,6 @@ def _label(identity: tuple[str, ...]) -> str:
         if identity == ("v1alpha1",)
         else identity[1] + (f"/{identity[2]}" if identity[2] else "")
     )
-
-
-def check_shape(documents: list[dict[str, Any]], where: str) -> None:
-    """Check the basics Talos needs before a machine boots with this config.
-
-    There must be exactly one v1alpha1 document with ``version: v1alpha1`` and
-    ``machine.type`` one of controlplane, worker, init; every other document needs
-    ``apiVersion`` and ``kind``; no document may appear twice. Raises
-    ``ConfigError`` naming the field. Pure.
-    """
-    seen: set[tuple[str, ...]] = set()
-    legacy = 0
-    for number, document in enumerate(documents, start=1):
-        if "kind" in document or "apiVersion" in document:
-            for field in ("apiVersion", "kind"):
-                if not isinstance(document.get(field), str) or not document[field]:
-                    raise ConfigError(f"{where}: document {number}: {field}", "is required")
-        else:
-            legacy += 1
-            _check_v1alpha1(document, where)
-        identity = _identity(document)
-        if identity in seen:
-            raise ConfigError(f"{where}: document {number}", f"{_label(identity)} appears twice")
-        seen.add(identity)
-    if legacy == 0:
-        raise ConfigError(f"{where}: version", "no v1alpha1 document (version: v1alpha1) found")
-
-
-def _check_v1alpha1(document: dict[str, Any], where: str) -> None:
-    if document.get("version") != "v1alpha1":
-        raise ConfigError(f"{where}: version", "must be v1alpha1")
-    machine = document.get("machine")
-    if not isinstance(machine, dict):
-        raise ConfigError(f"{where}: machine", "is required and must be a mapping")
-    kind = machine.get("type")
-    if kind not in MACHINE_TYPES:
-        shown = f" (got {kind!r})" if isinstance(kind, str) and len(kind) <= 32 else ""
-        raise ConfigError(
-            f"{where}: machine.type", f"must be one of {', '.join(MACHINE_TYPES)}{shown}"
-        )
 
 
 def merge_patch(target: Any, patch: Any) -> Any:

@@ -138,7 +138,8 @@ def test_template_hash_changes_with_what_machines_are_made_of(
 def test_config_file_change_makes_requests_outdated(base_dir: Path) -> None:
     text = stream(CLUSTER, CLASS, CONTROL_PLANE, WORKERS)
     before = load_spec(text, "c.yaml", base_dir, env=ENV)
-    (base_dir / "worker.yaml").write_text("version: v1alpha1\nmachine:\n  type: worker\n  x: 1\n")
+    (base_dir / "worker.yaml").write_text(
+        "version: v1alpha1\nmachine:\n  type: worker\n  kubelet: {image: k.test/kubelet:v1}\n")
     after = load_spec(text, "c.yaml", base_dir, env=ENV)
     assert template_hash(before, "workers", "eu-west-1b") != template_hash(
         after, "workers", "eu-west-1b")
