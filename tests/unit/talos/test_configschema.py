@@ -114,3 +114,22 @@ def test_an_unknown_newer_version_is_checked_with_the_newest_schema() -> None:
 @pytest.mark.parametrize("kind", ["controlplane", "worker"])
 def test_the_demos_configs_validate_against_the_default_versions_schema(kind: str) -> None:
     assert check(machine_config(kind, "demo")) == []
+
+
+def _request(config: str, version: str = DEFAULT_TALOS_VERSION) -> object:
+    from talprov.requestfile import parse_request
+
+    raw = {"id": "m1", "provider": "lab", "talos_version": version, "config": {"inline": config}}
+    return parse_request(raw, where="r.yaml", base_dir=Path("."))
+
+
+def test_request_files_apply_talos_rules_to_their_config() -> None:
+    # Before: the join-only config was refused (no v1alpha1 document) and machine.foo passed.
+    _request(OMNI_JOIN[0].read_text())
+    _request("version: v1alpha1\nmachine:\n  type: join\n")
+    with pytest.raises(ConfigError) as caught:
+        _request("version: v1alpha1\nmachine:\n  type: worker\n  foo: 1\n")
+    assert caught.value.where == "r.yaml: config.inline: document 1 (v1alpha1): machine.foo"
+    with pytest.raises(ConfigError) as caught:
+        _request("version: v1alpha1\nmachine:\n  type: worker\n", version="v1.13.09")
+    assert caught.value.where == "r.yaml: talos_version"
