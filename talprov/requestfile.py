@@ -19,6 +19,7 @@ from talprov.errors import ConfigError, validation_message
 from talprov.providers.types import (
     TALOS_VERSION_PATTERN,
     Arch,
+    GrpcTunnelMode,
     JoinSpec,
     MachineRequest,
     MetaValue,
@@ -51,6 +52,7 @@ class RequestFile(BaseModel):
     secure_boot: bool = False
     extensions: list[str] = Field(default_factory=list)
     kernel_args: list[str] = Field(default_factory=list)
+    grpc_tunnel: GrpcTunnelMode = GrpcTunnelMode.UNSET
     meta_values: list[MetaValue] = Field(default_factory=list)
     overlay: Overlay | None = None
     config: ConfigSource | None = None

@@ -15,9 +15,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, quote_plus, urlencode, urlsplit, urlunsplit
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 # Request ids end up in cloud tags, VM names and hostnames: keep them DNS-label shaped.
 REQUEST_ID_PATTERN = r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$"
@@ -82,8 +82,22 @@ class Overlay(BaseModel):
     options: dict[str, Any] = Field(default_factory=dict)
 
 
-#: Schemes Talos accepts for ``siderolink.api`` (grpc:// is the plain-text one).
-JOIN_URL_SCHEMES = ("https", "http", "grpc")
+#: Schemes Talos accepts for ``siderolink.api`` (grpc:// is the plain-text one); its
+#: SideroLinkConfig validation also wants an empty path (or "/").
+JOIN_URL_SCHEMES = ("https", "grpc")
+GRPC_TUNNEL_PARAM = "grpc_tunnel"
+
+
+class GrpcTunnelMode(StrEnum):
+    """Omni's ``GrpcTunnelMode`` of a MachineRequest: whether SideroLink runs over gRPC.
+
+    ``enabled`` makes the join URL carry ``grpc_tunnel=true`` (what Omni's providers
+    render), ``disabled`` removes the parameter, ``unset`` keeps the URL as given.
+    """
+
+    UNSET = "unset"
+    ENABLED = "enabled"
+    DISABLED = "disabled"
 _UNSAFE_IN_KERNEL_ARG = re.compile(r"[\s\x00-\x1f\x7f]")
 
 
@@ -115,8 +129,24 @@ class JoinSpec(BaseModel):
             usable = False
         if not usable:
             raise ValueError(
-                f"must be a URL with a host and scheme {', '.join(JOIN_URL_SCHEMES)}")
+                f"must be a URL with a host and scheme {' or '.join(JOIN_URL_SCHEMES)}")
+        if parsed.path not in ("", "/"):
+            raise ValueError("must have an empty path (Talos refuses any other)")
         return value
+
+    def with_grpc_tunnel(self, mode: GrpcTunnelMode) -> JoinSpec:
+        """This join with ``api_url`` set for ``mode`` (Omni's rendering). Pure, idempotent."""
+        if mode is GrpcTunnelMode.UNSET:
+            return self
+        parts = urlsplit(self.api_url.get_secret_value())
+        query = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True)
+                 if k != GRPC_TUNNEL_PARAM]
+        if mode is GrpcTunnelMode.ENABLED:
+            query.append((GRPC_TUNNEL_PARAM, "true"))
+        # Go's url.Values.Encode, which Omni uses: keys sorted, QueryEscape'd values.
+        encoded = urlencode(sorted(query, key=lambda kv: kv[0]), quote_via=quote_plus)
+        url = urlunsplit(parts._replace(query=encoded))
+        return self.model_copy(update={"api_url": SecretStr(url)})
 
     @field_validator("events_sink", "kmsg_log")
     @classmethod
@@ -147,8 +177,17 @@ class MachineRequest(BaseModel):
     overlay: Overlay | None = None
     machine_config: SecretStr = SecretStr("")
     join: JoinSpec | None = None
+    grpc_tunnel: GrpcTunnelMode = GrpcTunnelMode.UNSET
     labels: dict[str, str] = Field(default_factory=dict)
     provider_data: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _join_url_for_the_tunnel(self) -> MachineRequest:
+        # Applied once here so that every driver, kernel argument and join document
+        # sees the URL Omni would hand out. The model is frozen, hence object.__setattr__.
+        if self.join is not None:
+            object.__setattr__(self, "join", self.join.with_grpc_tunnel(self.grpc_tunnel))
+        return self
 
     @field_validator("talos_version")
     @classmethod
