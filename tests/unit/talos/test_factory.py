@@ -140,7 +140,6 @@ def test_asset_urls(client: ImageFactory, fake: FakeImageFactory) -> None:
 @pytest.mark.parametrize(
     ("args", "field"),
     [
-        (("vmware", "arm64", False), "arch"),
         (("aws", "amd64", True), "secure_boot"),
         (("openstack", "amd64", True), "secure_boot"),
         (("gcp", "amd64", False), None),
