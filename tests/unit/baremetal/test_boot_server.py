@@ -17,7 +17,7 @@ from talprov.baremetal.boot.ipxe import install_plan, wipe_plan
 from talprov.baremetal.boot.tftp import TftpServer
 from talprov.baremetal.config import BareMetalConfig, DhcpConfig
 from talprov.baremetal.inventory import BmcInfo, Inventory, MachineStatus
-from talprov.providers.types import JoinSpec, MachineRequest
+from talprov.providers.types import Arch, JoinSpec, MachineRequest
 from tests.emulators.baremetal.rig import free_udp_port
 
 UUID = "6b4a1c2d-0000-4000-8000-00000000000a"
@@ -125,7 +125,8 @@ def test_wipe_script_and_assets(served: tuple[str, Inventory, BareMetalConfig]) 
     base, inventory, cfg = served
     allocate(inventory, cfg)
     inventory.start_wipe("m0", "req", wipe_plan(cfg, f"{cfg.boot_url}/assets/{SID}/v1.11.5/"
-                                                "kernel-amd64", "http://x/initramfs-amd64.xz"))
+                                                "kernel-amd64", "http://x/initramfs-amd64.xz",
+                                                "v1.11.5", Arch.AMD64))
     script = httpx.get(f"{base}/boot.ipxe", params={"uuid": UUID, "mac": MAC}).text
     assert "talos.experimental.wipe=system" in script
     assert "talos.config" not in script
