@@ -18,7 +18,10 @@ Patches, as ``talosctl`` applies them:
   ``cluster.apiServer.admissionControl`` by ``name``,
   ``ExtensionServiceConfig.configFiles`` by ``mountPath``. ``$patch: delete``
   removes a key (``hostname: {$patch: delete}``), the list items matching the
-  other fields of the item it sits in, or a whole typed document.
+  other fields of the item it sits in, or a whole typed document; deleting below
+  a field the config does not have is an error, as in Talos (its decoder cannot
+  look the path up). The result is what Talos decodes, so the leading newlines
+  of ``cluster.inlineManifests[].contents`` are trimmed as its decoder trims them.
 * **RFC 7386 merge patch** (``style=PatchStyle.MERGE``): ``null`` deletes a key,
   anything else replaces it; lists are replaced whole.
 """
@@ -187,7 +190,19 @@ def apply_patches(
         else:
             for patch_document in patch_documents:
                 documents = _strategic_document(documents, patch_document, label)
+            # Talos decodes the whole config to merge into it, and its decoder trims these.
+            for document in documents:
+                if _identity(document) == ("v1alpha1",):
+                    _trim_inline_manifests(document)
     return dump_documents(documents)
+
+
+class _MissingPath(Exception):
+    """A ``$patch: delete`` below a field the config does not have (``path`` names it)."""
+
+    def __init__(self, path: str) -> None:
+        super().__init__(path)
+        self.path = path
 
 
 def _find(documents: list[dict[str, Any]], identity: tuple[str, ...]) -> int | None:
@@ -224,9 +239,38 @@ def _strategic_document(
         result.append(_strip_directives(patch))
     else:
         merged = copy.deepcopy(documents[index])
-        _strategic_merge(merged, patch, prefix)
+        try:
+            _strategic_merge(merged, patch, prefix)
+        except _MissingPath as missing:
+            raise ConfigError(f"{label}: {missing.path}",
+                              "$patch: delete below a field the config does not have") from None
         result[index] = merged
     return result
+
+
+# Talos's ClusterInlineManifests decoder strips these (not spaces) from each manifest's start.
+_MANIFEST_LEADING = "\t\n\v\f\r"
+
+
+def _trim_inline_manifests(document: dict[str, Any]) -> None:
+    cluster = document.get("cluster")
+    manifests = cluster.get("inlineManifests") if isinstance(cluster, dict) else None
+    for manifest in manifests if isinstance(manifests, list) else []:
+        if isinstance(manifest, dict) and isinstance(manifest.get("contents"), str):
+            manifest["contents"] = manifest["contents"].lstrip(_MANIFEST_LEADING)
+
+
+def _delete_below(value: Any, path: str) -> str | None:
+    """The path of the first ``$patch: delete`` in ``value`` (at ``path``), if any."""
+    if not isinstance(value, dict):
+        return None
+    if value.get(DELETE) == "delete":
+        return path
+    for key, inner in value.items():
+        found = _delete_below(inner, _join(path, key))
+        if found is not None:
+            return found
+    return None
 
 
 def _join(path: str, key: str) -> str:
@@ -245,6 +289,9 @@ def _strategic_merge(target: dict[str, Any], patch: dict[str, Any], path: str) -
         if value is None:
             continue  # Talos's typed merge leaves a field alone when the patch has no value
         current = target.get(key)
+        deleted = _delete_below(value, here) if current is None else None
+        if deleted is not None:
+            raise _MissingPath(deleted)
         if here in _REPLACED:
             target[key] = _strip_directives(value)
         elif isinstance(value, dict) and isinstance(current, dict):
