@@ -143,4 +143,4 @@ def check_ids(schematic_id: str, version: str) -> None:
     if not SCHEMATIC_ID_PATTERN.match(schematic_id):
         raise InvalidRequest("not a schematic id (64 lowercase hex digits)", field="schematic")
     if not _VERSION.match(version):
-        raise InvalidRequest("not a Talos version like v1.11.5", field="talos_version")
+        raise InvalidRequest("not a Talos version like v1.13.9", field="talos_version")

@@ -21,7 +21,7 @@ from talprov.talos.factory import ImageFactory, SchematicIdMismatch
 from talprov.talos.schematic import DEFAULT_SCHEMATIC_ID, Schematic
 from tests.emulators.factory import FakeImageFactory, image_factory  # noqa: F401
 
-VERSION = "v1.11.5"
+VERSION = "v1.13.9"
 
 
 @pytest.fixture
