@@ -133,3 +133,19 @@ def test_request_files_apply_talos_rules_to_their_config() -> None:
     with pytest.raises(ConfigError) as caught:
         _request("version: v1alpha1\nmachine:\n  type: worker\n", version="v1.13.09")
     assert caught.value.where == "r.yaml: talos_version"
+
+
+def test_pyproject_ships_the_schemas_and_their_notice_as_package_data() -> None:
+    import fnmatch
+    import tomllib
+
+    root = Path(__file__).parents[3]
+    patterns = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"][
+        "package-data"]["talprov"]
+    shipped = [p.relative_to(root / "talprov").as_posix()
+               for p in (root / "talprov" / "talos" / "schemas").iterdir()]
+    assert sorted(shipped) == sorted(
+        ["talos/schemas/NOTICE", *(f"talos/schemas/config.schema.{t}.json"
+                                   for t in SCHEMA_TAGS.values())])
+    for name in shipped:
+        assert any(fnmatch.fnmatch(name, pattern) for pattern in patterns), name
