@@ -108,9 +108,13 @@ def read_machine_config(
 
 
 def _check_version(version: str, where: str) -> None:
-    # The config is checked against this version's rules, so it must parse first.
+    # The config is checked against this version's rules, so it must parse first; a
+    # version of a line talprov does not know is logged as a warning here.
+    from talprov.talos.versions import parse_version, rules_line
+
     if not re.match(TALOS_VERSION_PATTERN, version):
         raise ConfigError(f"{where}: talos_version", "is not a Talos version like v1.13.9")
+    rules_line(parse_version(version))
 
 
 def _relative(name: str, base_dir: Path) -> Path:
@@ -141,8 +145,8 @@ def parse_request(raw: dict[str, Any], *, where: str, base_dir: Path) -> Machine
         field, message = validation_message(exc, where, sep=": ")
         raise ConfigError(field, message) from None
     config_text = ""
+    _check_version(spec.talos_version, where)
     if spec.config is not None:
-        _check_version(spec.talos_version, where)
         config_text = read_machine_config(
             spec.config, base_dir=base_dir, where=where, talos_version=spec.talos_version)
     body: dict[str, Any] = spec.model_dump(exclude={"config", "join", "id"})

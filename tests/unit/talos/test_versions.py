@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 import pytest
 from pydantic import ValidationError
@@ -70,3 +71,14 @@ def test_known_lines_use_their_own_rules_and_prereleases_compare_as_their_releas
     assert rules_line(parse_version("v1.8.3")) == (1, 9)
     assert parse_version("v1.11.0-alpha.3").at_least(1, 11, 0)
     assert not parse_version("v1.11.0").at_least(1, 11, 1)
+
+
+def test_a_request_file_for_an_unknown_line_is_read_with_a_warning(
+        caplog: pytest.LogCaptureFixture, tmp_path: Path) -> None:
+    from talprov.requestfile import parse_request
+
+    raw = {"id": "m1", "provider": "lab", "talos_version": "v1.98.0"}
+    with caplog.at_level(logging.WARNING, logger="talprov.talos.versions"):
+        request = parse_request(raw, where="r.yaml", base_dir=tmp_path)
+    assert request.talos_version == "v1.98.0"
+    assert "v1.98" in caplog.text
