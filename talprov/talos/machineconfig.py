@@ -146,14 +146,6 @@ def _identity(document: dict[str, Any]) -> tuple[str, ...]:
     return ("v1alpha1",)
 
 
-def _label(identity: tuple[str, ...]) -> str:
-    return (
-        "v1alpha1"
-        if identity == ("v1alpha1",)
-        else identity[1] + (f"/{identity[2]}" if identity[2] else "")
-    )
-
-
 def merge_patch(target: Any, patch: Any) -> Any:
     """RFC 7386 JSON merge patch; returns a new value and leaves both inputs alone."""
     if not isinstance(patch, dict):
