@@ -211,6 +211,10 @@ class MachineRequest(BaseModel):
         scaler to tell an outdated machine. Secrets enter only as digests.
         """
         body = self.model_dump(mode="json", exclude={"machine_config", "join"})
+        if self.grpc_tunnel is GrpcTunnelMode.UNSET:
+            # Absent when unset, so requests made before the field existed keep their
+            # fingerprint (and their machines are not seen as outdated).
+            del body["grpc_tunnel"]
         body["machine_config_sha256"] = _sha256(self.machine_config.get_secret_value())
         if self.join is not None:
             join = self.join.model_dump(mode="json", exclude={"api_url"})

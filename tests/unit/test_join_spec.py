@@ -74,3 +74,13 @@ def test_grpc_tunnel_is_part_of_the_fingerprint_and_refuses_unknown_modes() -> N
     with pytest.raises(ValidationError) as caught:
         MachineRequest.model_validate({**body, "grpc_tunnel": "on"})
     assert [e["loc"] for e in caught.value.errors()] == [("grpc_tunnel",)]
+
+
+def test_requests_without_grpc_tunnel_keep_the_fingerprint_they_had_before_the_field() -> None:
+    request = MachineRequest.model_validate({
+        "id": "m1", "provider": "lab", "talos_version": "v1.13.9", "kernel_args": ["a=b"],
+        "join": {"api_url": "https://omni.example:8090/?jointoken=x"},
+        "machine_config": "version: v1alpha1\n"})
+    # Computed with talprov at fe47984, before grpc_tunnel existed.
+    assert request.fingerprint() == (
+        "adbebd513b34d24266bb789083182bcc0c40587c66f74411d17fb232ac01cf17")
