@@ -52,7 +52,7 @@ from tests.emulators.moto import (  # noqa: E402
     start_moto_server,
 )
 
-VERSION = "v1.11.5"
+VERSION = "v1.13.9"
 CONFIG = """version: v1alpha1
 machine:
   type: worker

@@ -37,7 +37,7 @@ CP_CONFIG = 'config: {inline: "version: v1alpha1\\nmachine: {type: controlplane}
 WORKER_CONFIG = 'config: {inline: "version: v1alpha1\\nmachine: {type: worker}"}\n'
 
 
-def spec_text(sizes: dict[str, int], version: str = "v1.11.5") -> str:
+def spec_text(sizes: dict[str, int], version: str = "v1.13.9") -> str:
     docs = [
         f"kind: Cluster\nname: bench\ntalos: {{version: {version}}}\n",
         "kind: MachineClass\nname: std\nprovider: aws-dev\n"

@@ -90,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"recording {args.requests} requests ...", flush=True)
         for rid in ids:
             store.create_request(MachineRequest(id=rid, provider="listed",
-                                                talos_version="v1.11.5",
+                                                talos_version="v1.13.9",
                                                 machine_config=SecretStr(CONFIG)))
         # Provision them all (one step each), then record what the listing shows.
         reconciler.run_pass()

@@ -131,7 +131,7 @@ async def run(url: str, count: int, concurrency: int) -> tuple[Result, Result]:
                               lambda _i: client.get("/healthz"))
 
         def create(index: int) -> Awaitable[httpx.Response]:
-            body = {"id": f"bench-{index:05d}", "provider": "fake", "talos_version": "v1.11.5",
+            body = {"id": f"bench-{index:05d}", "provider": "fake", "talos_version": "v1.13.9",
                     "config": WORKER_CONFIG, "labels": {"role": "worker", "bench": "load"},
                     "provider_data": {"size": "small"}}
             return client.post("/v1/machine-requests", json=body, headers=AUTH)

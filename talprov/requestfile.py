@@ -7,6 +7,7 @@ a resolved :class:`MachineRequest` whose config text is a secret.
 
 from __future__ import annotations
 
+import re
 import secrets as pysecrets
 from pathlib import Path
 from typing import Any
@@ -15,7 +16,15 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 
 from talprov.config import parse_yaml_mapping
 from talprov.errors import ConfigError, validation_message
-from talprov.providers.types import Arch, JoinSpec, MachineRequest, MetaValue, Overlay
+from talprov.providers.types import (
+    TALOS_VERSION_PATTERN,
+    Arch,
+    GrpcTunnelMode,
+    JoinSpec,
+    MachineRequest,
+    MetaValue,
+    Overlay,
+)
 from talprov.secrets import resolve_refs, resolve_tree
 
 
@@ -43,6 +52,7 @@ class RequestFile(BaseModel):
     secure_boot: bool = False
     extensions: list[str] = Field(default_factory=list)
     kernel_args: list[str] = Field(default_factory=list)
+    grpc_tunnel: GrpcTunnelMode = GrpcTunnelMode.UNSET
     meta_values: list[MetaValue] = Field(default_factory=list)
     overlay: Overlay | None = None
     config: ConfigSource | None = None
@@ -56,13 +66,16 @@ def generate_request_id() -> str:
     return f"m-{pysecrets.token_hex(5)}"
 
 
-def read_machine_config(source: ConfigSource, *, base_dir: Path, where: str) -> str:
-    """The machine config text a source names, patched and shape-checked.
+def read_machine_config(
+    source: ConfigSource, *, base_dir: Path, where: str, talos_version: str
+) -> str:
+    """The machine config text a source names, patched and checked for ``talos_version``.
 
     Raises ``ConfigError`` naming the file and field for unreadable files,
-    malformed YAML and a config that is not a Talos machine config.
+    malformed YAML and a config that Talos ``talos_version`` would refuse.
     """
-    from talprov.talos.machineconfig import apply_patches, check_shape, load_documents
+    from talprov.talos.configschema import check_config
+    from talprov.talos.machineconfig import apply_patches, load_documents
 
     if (source.file is None) == (source.inline is None):
         raise ConfigError(f"{where}: config", "give exactly one of file or inline")
@@ -90,8 +103,18 @@ def read_machine_config(source: ConfigSource, *, base_dir: Path, where: str) -> 
             ) from None
     if patch_texts:
         text = apply_patches(text, patch_texts, origin)
-    check_shape(load_documents(text, origin), origin)
+    check_config(load_documents(text, origin), origin, talos_version)
     return text
+
+
+def _check_version(version: str, where: str) -> None:
+    # The config is checked against this version's rules, so it must parse first; a
+    # version of a line talprov does not know is logged as a warning here.
+    from talprov.talos.versions import parse_version, rules_line
+
+    if not re.match(TALOS_VERSION_PATTERN, version):
+        raise ConfigError(f"{where}: talos_version", "is not a Talos version like v1.13.9")
+    rules_line(parse_version(version))
 
 
 def _relative(name: str, base_dir: Path) -> Path:
@@ -122,8 +145,10 @@ def parse_request(raw: dict[str, Any], *, where: str, base_dir: Path) -> Machine
         field, message = validation_message(exc, where, sep=": ")
         raise ConfigError(field, message) from None
     config_text = ""
+    _check_version(spec.talos_version, where)
     if spec.config is not None:
-        config_text = read_machine_config(spec.config, base_dir=base_dir, where=where)
+        config_text = read_machine_config(
+            spec.config, base_dir=base_dir, where=where, talos_version=spec.talos_version)
     body: dict[str, Any] = spec.model_dump(exclude={"config", "join", "id"})
     body["id"] = spec.id or generate_request_id()
     body["machine_config"] = SecretStr(config_text)

@@ -99,7 +99,7 @@ class Home:
         body: dict[str, Any] = {
             "id": name,
             "provider": "fake",
-            "talos_version": "v1.11.5",
+            "talos_version": "v1.13.9",
             "config": {"file": "worker.yaml"},
             "labels": {"role": "worker"},
             **fields,

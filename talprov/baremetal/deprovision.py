@@ -109,4 +109,5 @@ class Deprovisioner:
             kernel, initramfs = machine.boot.kernel_url, machine.boot.initramfs_url
         else:
             kernel, initramfs = self.boot_assets(ctx.request)
-        return ipxe.wipe_plan(config, kernel, initramfs)
+        return ipxe.wipe_plan(config, kernel, initramfs, ctx.request.talos_version,
+                              ctx.request.arch)

@@ -34,9 +34,10 @@ from talprov.demo_platforms import (
 from talprov.providers.errors import ProviderError
 from talprov.scaler.spec import load_spec_file
 from talprov.store.records import RequestRecord
+from talprov.talos.versions import DEFAULT_TALOS_VERSION
 
 REGION = "us-east-1"
-TALOS_VERSION = "v1.11.5"
+TALOS_VERSION = DEFAULT_TALOS_VERSION
 
 
 def machine_config(kind: str, cluster: str) -> str:

@@ -42,7 +42,7 @@ def _version(version: str | None) -> str:
     if not version:
         raise ConfigError("--version", "required with -f")
     if not re.fullmatch(TALOS_VERSION_PATTERN, version):
-        raise ConfigError("--version", f"{version!r} is not a Talos version like v1.11.5")
+        raise ConfigError("--version", f"{version!r} is not a Talos version like v1.13.9")
     return version
 
 
@@ -65,7 +65,7 @@ def image_id(path: Path | None, request: Path | None) -> None:
 @image.command("urls")
 @click.option("-f", "--file", "path", type=click.Path(path_type=Path), help="Schematic YAML.")
 @click.option("--request", type=click.Path(path_type=Path), help="Or a request file.")
-@click.option("--version", "talos_version", help="Talos version, e.g. v1.11.5.")
+@click.option("--version", "talos_version", help="Talos version, e.g. v1.13.9.")
 @click.option("--arch", type=click.Choice([a.value for a in Arch]), default="amd64",
               show_default=True, help="CPU architecture of the assets.")
 @click.option("--secure-boot", is_flag=True, help="Secure Boot assets.")
@@ -107,7 +107,7 @@ def asset_rows(factory: ImageFactory, sid: str, version: str, arch: Arch,
 @image.command("pull")
 @click.option("-f", "--file", "path", type=click.Path(path_type=Path), help="Schematic YAML.")
 @click.option("--request", type=click.Path(path_type=Path), help="Or a request file.")
-@click.option("--version", "talos_version", help="Talos version, e.g. v1.11.5.")
+@click.option("--version", "talos_version", help="Talos version, e.g. v1.13.9.")
 @click.option("--asset", required=True, type=click.Choice(ASSET_CHOICES),
               help="PLATFORM-KIND, e.g. aws-disk, nocloud-iso, metal-kernel.")
 @click.option("--arch", type=click.Choice([a.value for a in Arch]), default="amd64",

@@ -25,9 +25,10 @@ from typing import Any
 
 from talprov.aws.images import AWS_ARCH, OFFICIAL_OWNER
 from talprov.processes import stop_process
+from talprov.talos.versions import DEFAULT_TALOS_VERSION
 
 DEFAULT_REGIONS = ("us-east-1", "eu-west-1")
-DEFAULT_VERSIONS = ("v1.10.7", "v1.11.5")
+DEFAULT_VERSIONS = ("v1.10.7", "v1.11.5", DEFAULT_TALOS_VERSION)
 STARTUP_TIMEOUT = 20.0
 #: An image with an official-looking name from another account, which must never be picked.
 FOREIGN_AMI = "ami-0f0f0f0f0f0f0f0f0"

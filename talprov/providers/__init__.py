@@ -44,6 +44,7 @@ from talprov.providers.protocol import (
 from talprov.providers.retry import RetryPolicy, call_with_retry
 from talprov.providers.types import (
     Arch,
+    GrpcTunnelMode,
     Health,
     JoinSpec,
     Machine,
@@ -59,7 +60,8 @@ from talprov.providers.types import (
 
 __all__ = [
     "INSTALLATION_KEY", "INSTANCE_KEY", "LABEL_PREFIX", "REQUEST_KEY",
-    "Arch", "AuthError", "BatchStepFn", "CapacityError", "Health", "InvalidRequest",
+    "Arch", "AuthError", "BatchStepFn", "CapacityError", "GrpcTunnelMode", "Health",
+    "InvalidRequest",
     "JoinSpec", "Leftover", "Machine", "MachineRequest", "MachineState", "MetaValue",
     "NotFound", "Overlay", "Owner", "Provider", "ProviderClass", "ProviderError",
     "ProviderState", "QuotaExceeded", "Retry", "RetryPolicy", "Runtime", "Stage", "Step",

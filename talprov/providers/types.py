@@ -15,13 +15,20 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, quote_plus, urlencode, urlsplit, urlunsplit
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 # Request ids end up in cloud tags, VM names and hostnames: keep them DNS-label shaped.
 REQUEST_ID_PATTERN = r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$"
-TALOS_VERSION_PATTERN = r"^v\d+\.\d+\.\d+(-[0-9A-Za-z.-]+)?$"
+# Semantic versioning as Talos tags and the Image Factory parse it (no leading zeros, no
+# empty pre-release identifiers): anything else would name a path the factory refuses.
+_SEMVER_NUMBER = r"(?:0|[1-9][0-9]*)"
+_SEMVER_PRERELEASE_ID = r"(?:0|[1-9][0-9]*|[0-9]*[A-Za-z-][0-9A-Za-z-]*)"
+TALOS_VERSION_PATTERN = (
+    rf"^v{_SEMVER_NUMBER}\.{_SEMVER_NUMBER}\.{_SEMVER_NUMBER}"
+    rf"(?:-{_SEMVER_PRERELEASE_ID}(?:\.{_SEMVER_PRERELEASE_ID})*)?$"
+)
 
 
 class Arch(StrEnum):
@@ -75,8 +82,22 @@ class Overlay(BaseModel):
     options: dict[str, Any] = Field(default_factory=dict)
 
 
-#: Schemes Talos accepts for ``siderolink.api`` (grpc:// is the plain-text one).
-JOIN_URL_SCHEMES = ("https", "http", "grpc")
+#: Schemes Talos accepts for ``siderolink.api`` (grpc:// is the plain-text one); its
+#: SideroLinkConfig validation also wants an empty path (or "/").
+JOIN_URL_SCHEMES = ("https", "grpc")
+GRPC_TUNNEL_PARAM = "grpc_tunnel"
+
+
+class GrpcTunnelMode(StrEnum):
+    """Omni's ``GrpcTunnelMode`` of a MachineRequest: whether SideroLink runs over gRPC.
+
+    ``enabled`` makes the join URL carry ``grpc_tunnel=true`` (what Omni's providers
+    render), ``disabled`` removes the parameter, ``unset`` keeps the URL as given.
+    """
+
+    UNSET = "unset"
+    ENABLED = "enabled"
+    DISABLED = "disabled"
 _UNSAFE_IN_KERNEL_ARG = re.compile(r"[\s\x00-\x1f\x7f]")
 
 
@@ -108,8 +129,24 @@ class JoinSpec(BaseModel):
             usable = False
         if not usable:
             raise ValueError(
-                f"must be a URL with a host and scheme {', '.join(JOIN_URL_SCHEMES)}")
+                f"must be a URL with a host and scheme {' or '.join(JOIN_URL_SCHEMES)}")
+        if parsed.path not in ("", "/"):
+            raise ValueError("must have an empty path (Talos refuses any other)")
         return value
+
+    def with_grpc_tunnel(self, mode: GrpcTunnelMode) -> JoinSpec:
+        """This join with ``api_url`` set for ``mode`` (Omni's rendering). Pure, idempotent."""
+        if mode is GrpcTunnelMode.UNSET:
+            return self
+        parts = urlsplit(self.api_url.get_secret_value())
+        query = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True)
+                 if k != GRPC_TUNNEL_PARAM]
+        if mode is GrpcTunnelMode.ENABLED:
+            query.append((GRPC_TUNNEL_PARAM, "true"))
+        # Go's url.Values.Encode, which Omni uses: keys sorted, QueryEscape'd values.
+        encoded = urlencode(sorted(query, key=lambda kv: kv[0]), quote_via=quote_plus)
+        url = urlunsplit(parts._replace(query=encoded))
+        return self.model_copy(update={"api_url": SecretStr(url)})
 
     @field_validator("events_sink", "kmsg_log")
     @classmethod
@@ -131,7 +168,7 @@ class MachineRequest(BaseModel):
 
     id: str = Field(pattern=REQUEST_ID_PATTERN, max_length=63)
     provider: str = Field(min_length=1)
-    talos_version: str = Field(pattern=TALOS_VERSION_PATTERN)
+    talos_version: str
     arch: Arch = Arch.AMD64
     secure_boot: bool = False
     extensions: tuple[str, ...] = ()
@@ -140,8 +177,24 @@ class MachineRequest(BaseModel):
     overlay: Overlay | None = None
     machine_config: SecretStr = SecretStr("")
     join: JoinSpec | None = None
+    grpc_tunnel: GrpcTunnelMode = GrpcTunnelMode.UNSET
     labels: dict[str, str] = Field(default_factory=dict)
     provider_data: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _join_url_for_the_tunnel(self) -> MachineRequest:
+        # Applied once here so that every driver, kernel argument and join document
+        # sees the URL Omni would hand out. The model is frozen, hence object.__setattr__.
+        if self.join is not None:
+            object.__setattr__(self, "join", self.join.with_grpc_tunnel(self.grpc_tunnel))
+        return self
+
+    @field_validator("talos_version")
+    @classmethod
+    def _talos_version(cls, value: str) -> str:
+        if not re.match(TALOS_VERSION_PATTERN, value):
+            raise ValueError("is not a Talos version like v1.13.9")
+        return value
 
     @field_validator("extensions")
     @classmethod
@@ -158,6 +211,10 @@ class MachineRequest(BaseModel):
         scaler to tell an outdated machine. Secrets enter only as digests.
         """
         body = self.model_dump(mode="json", exclude={"machine_config", "join"})
+        if self.grpc_tunnel is GrpcTunnelMode.UNSET:
+            # Absent when unset, so requests made before the field existed keep their
+            # fingerprint (and their machines are not seen as outdated).
+            del body["grpc_tunnel"]
         body["machine_config_sha256"] = _sha256(self.machine_config.get_secret_value())
         if self.join is not None:
             join = self.join.model_dump(mode="json", exclude={"api_url"})

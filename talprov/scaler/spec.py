@@ -30,7 +30,8 @@ from talprov.scaler.models import (
     Role,
     SetDoc,
 )
-from talprov.talos.machineconfig import apply_patches, check_shape, load_documents
+from talprov.talos.configschema import check_config
+from talprov.talos.machineconfig import apply_patches, load_documents
 
 _KINDS: dict[str, type[BaseModel]] = {
     "Cluster": ClusterDoc,
@@ -118,7 +119,7 @@ def load_spec(
             role=Role.CONTROLPLANE if set_doc.kind == "ControlPlane" else Role.WORKER,
             machine_class=set_doc.machine_class.name,
             size=set_doc.machine_class.size,
-            machine_config=_machine_config(set_doc, label, base_dir),
+            machine_config=_machine_config(set_doc, label, base_dir, cluster_doc.talos.version),
             labels=dict(set_doc.labels),
             update=set_doc.update,
             delete_order=set_doc.delete_order,
@@ -263,7 +264,7 @@ def _config_text(ref: ConfigRef, base_dir: Path, where: str) -> str:
     return _read_relative(base_dir, ref.file, f"{where}.file")
 
 
-def _machine_config(set_doc: SetDoc, label: str, base_dir: Path) -> SecretStr:
+def _machine_config(set_doc: SetDoc, label: str, base_dir: Path, version: str) -> SecretStr:
     base = ""
     if set_doc.config is not None:
         base = _config_text(set_doc.config, base_dir, f"{label}: config")
@@ -272,15 +273,17 @@ def _machine_config(set_doc: SetDoc, label: str, base_dir: Path) -> SecretStr:
         for index, ref in enumerate(set_doc.patches)
     ]
     if base.strip():
-        # The same checks as a request file's config: YAML, version, machine.type.
-        check_shape(load_documents(base, f"{label}: config"), f"{label}: config")
+        # The same checks as a request file's config: Talos's schema and decoder rules.
+        check_config(load_documents(base, f"{label}: config"), f"{label}: config", version)
     if not patches:
         # Passed through byte for byte, so the template hash does not move when
         # talprov's YAML dumper does.
         return SecretStr(base)
     # One patch implementation for request files and specs: Talos's strategic
     # merge (talprov.talos.machineconfig), whose errors name ``label``.
-    return SecretStr(apply_patches(base, [text for _, text in patches], f"{label}: patches"))
+    patched = apply_patches(base, [text for _, text in patches], f"{label}: patches")
+    check_config(load_documents(patched, f"{label}: patches"), f"{label}: patches", version)
+    return SecretStr(patched)
 
 
 def _resolve_join(

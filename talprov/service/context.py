@@ -75,11 +75,12 @@ def field_error(loc: Sequence[str | int], msg: str, kind: str = "value_error") -
     raise RequestValidationError([{"loc": tuple(loc), "msg": msg, "type": kind}])
 
 
-def _check_config(text: str) -> None:
-    from talprov.talos.machineconfig import check_shape, load_documents
+def _check_config(text: str, talos_version: str) -> None:
+    from talprov.talos.configschema import check_config
+    from talprov.talos.machineconfig import load_documents
 
     try:
-        check_shape(load_documents(text, "config"), "config")
+        check_config(load_documents(text, "config"), "config", talos_version)
     except ConfigError as exc:
         # ConfigError messages name lines and fields, never content.
         field_error(("body", "config"), str(exc))
@@ -140,7 +141,7 @@ def build_request(
         _check_encodable(template.join.model_dump(exclude={"api_url"}), ("body", "join"))
         _check_encodable(template.join.api_url.get_secret_value(), ("body", "join", "api_url"))
     if config.strip():
-        _check_config(config)
+        _check_config(config, template.talos_version)
     # Only the template's own fields: a set body also carries name and machine_count.
     shared = set(MachineTemplate.model_fields) - {"config", "join"}
     body: dict[str, Any] = template.model_dump(include=shared)

@@ -24,6 +24,7 @@ from talprov.providers.types import (
     REQUEST_ID_PATTERN,
     TALOS_VERSION_PATTERN,
     Arch,
+    GrpcTunnelMode,
     JoinSpec,
     MetaValue,
     Overlay,
@@ -62,7 +63,7 @@ class MachineTemplate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     provider: str = Field(min_length=1, max_length=255, description="Provider instance name.")
-    talos_version: str = Field(pattern=TALOS_VERSION_PATTERN, examples=["v1.11.5"])
+    talos_version: str = Field(pattern=TALOS_VERSION_PATTERN, examples=["v1.13.9"])
     arch: Arch = Arch.AMD64
     secure_boot: bool = False
     extensions: list[str] = Field(
@@ -87,6 +88,11 @@ class MachineTemplate(BaseModel):
     )
     join: JoinSpec | None = Field(
         default=None, description="Omni join parameters. `api_url` is write-only."
+    )
+    grpc_tunnel: GrpcTunnelMode = Field(
+        default=GrpcTunnelMode.UNSET,
+        description="Omni's GrpcTunnelMode: `enabled` adds grpc_tunnel=true to the join URL, "
+        "`disabled` removes it, `unset` keeps it as given.",
     )
 
 

@@ -183,10 +183,11 @@ class ImageFactory:
         """The URL of the platform's boot asset (e.g. ``aws-amd64.raw.xz``, ``vmware-amd64.ova``).
 
         Raises ``InvalidRequest`` for an unknown platform, an architecture the
-        platform lacks, or a secure boot variant the factory does not build.
+        platform lacks at ``version``, or a secure boot variant the factory does not build.
         """
         try:
-            name = asset_name(Platform(platform), Arch(arch), kind, secure_boot=secure_boot)
+            name = asset_name(Platform(platform), Arch(arch), version, kind,
+                              secure_boot=secure_boot)
         except ValueError:
             raise InvalidRequest(f"unknown platform {platform!r} or arch {arch!r}") from None
         return self.asset_url(schematic_id, version, name)
@@ -204,7 +205,7 @@ class ImageFactory:
     ) -> str:
         """The URL of the iPXE script ``/pxe/<id>/<version>/metal-<arch>[-secureboot]``."""
         check_ids(schematic_id, version)
-        name = pxe_script_name(Arch(arch), secure_boot=secure_boot)
+        name = pxe_script_name(Arch(arch), version, secure_boot=secure_boot)
         return f"{self.pxe_base_url}/pxe/{schematic_id}/{version}/{name}"
 
     # ------------------------------------------------------------------ downloads

@@ -1,4 +1,4 @@
-"""Talos machine configuration: load, check the shape, apply patches.
+"""Talos machine configuration: load and apply patches (checks: ``configschema``).
 
 A machine config is a multi-document YAML stream: the legacy ``v1alpha1``
 document (``version: v1alpha1``, ``machine``, ``cluster``) plus typed documents
@@ -18,7 +18,10 @@ Patches, as ``talosctl`` applies them:
   ``cluster.apiServer.admissionControl`` by ``name``,
   ``ExtensionServiceConfig.configFiles`` by ``mountPath``. ``$patch: delete``
   removes a key (``hostname: {$patch: delete}``), the list items matching the
-  other fields of the item it sits in, or a whole typed document.
+  other fields of the item it sits in, or a whole typed document; deleting below
+  a field the config does not have is an error, as in Talos (its decoder cannot
+  look the path up). The result is what Talos decodes, so the leading newlines
+  of ``cluster.inlineManifests[].contents`` are trimmed as its decoder trims them.
 * **RFC 7386 merge patch** (``style=PatchStyle.MERGE``): ``null`` deletes a key,
   anything else replaces it; lists are replaced whole.
 """
@@ -34,7 +37,6 @@ import yaml
 
 from talprov.errors import ConfigError
 
-MACHINE_TYPES = ("controlplane", "worker", "init")
 DELETE = "$patch"
 _REPLACED = {
     "cluster.network.podSubnets",
@@ -144,54 +146,6 @@ def _identity(document: dict[str, Any]) -> tuple[str, ...]:
     return ("v1alpha1",)
 
 
-def _label(identity: tuple[str, ...]) -> str:
-    return (
-        "v1alpha1"
-        if identity == ("v1alpha1",)
-        else identity[1] + (f"/{identity[2]}" if identity[2] else "")
-    )
-
-
-def check_shape(documents: list[dict[str, Any]], where: str) -> None:
-    """Check the basics Talos needs before a machine boots with this config.
-
-    There must be exactly one v1alpha1 document with ``version: v1alpha1`` and
-    ``machine.type`` one of controlplane, worker, init; every other document needs
-    ``apiVersion`` and ``kind``; no document may appear twice. Raises
-    ``ConfigError`` naming the field. Pure.
-    """
-    seen: set[tuple[str, ...]] = set()
-    legacy = 0
-    for number, document in enumerate(documents, start=1):
-        if "kind" in document or "apiVersion" in document:
-            for field in ("apiVersion", "kind"):
-                if not isinstance(document.get(field), str) or not document[field]:
-                    raise ConfigError(f"{where}: document {number}: {field}", "is required")
-        else:
-            legacy += 1
-            _check_v1alpha1(document, where)
-        identity = _identity(document)
-        if identity in seen:
-            raise ConfigError(f"{where}: document {number}", f"{_label(identity)} appears twice")
-        seen.add(identity)
-    if legacy == 0:
-        raise ConfigError(f"{where}: version", "no v1alpha1 document (version: v1alpha1) found")
-
-
-def _check_v1alpha1(document: dict[str, Any], where: str) -> None:
-    if document.get("version") != "v1alpha1":
-        raise ConfigError(f"{where}: version", "must be v1alpha1")
-    machine = document.get("machine")
-    if not isinstance(machine, dict):
-        raise ConfigError(f"{where}: machine", "is required and must be a mapping")
-    kind = machine.get("type")
-    if kind not in MACHINE_TYPES:
-        shown = f" (got {kind!r})" if isinstance(kind, str) and len(kind) <= 32 else ""
-        raise ConfigError(
-            f"{where}: machine.type", f"must be one of {', '.join(MACHINE_TYPES)}{shown}"
-        )
-
-
 def merge_patch(target: Any, patch: Any) -> Any:
     """RFC 7386 JSON merge patch; returns a new value and leaves both inputs alone."""
     if not isinstance(patch, dict):
@@ -228,7 +182,19 @@ def apply_patches(
         else:
             for patch_document in patch_documents:
                 documents = _strategic_document(documents, patch_document, label)
+            # Talos decodes the whole config to merge into it, and its decoder trims these.
+            for document in documents:
+                if _identity(document) == ("v1alpha1",):
+                    _trim_inline_manifests(document)
     return dump_documents(documents)
+
+
+class _MissingPath(Exception):
+    """A ``$patch: delete`` below a field the config does not have (``path`` names it)."""
+
+    def __init__(self, path: str) -> None:
+        super().__init__(path)
+        self.path = path
 
 
 def _find(documents: list[dict[str, Any]], identity: tuple[str, ...]) -> int | None:
@@ -265,9 +231,38 @@ def _strategic_document(
         result.append(_strip_directives(patch))
     else:
         merged = copy.deepcopy(documents[index])
-        _strategic_merge(merged, patch, prefix)
+        try:
+            _strategic_merge(merged, patch, prefix)
+        except _MissingPath as missing:
+            raise ConfigError(f"{label}: {missing.path}",
+                              "$patch: delete below a field the config does not have") from None
         result[index] = merged
     return result
+
+
+# Talos's ClusterInlineManifests decoder strips these (not spaces) from each manifest's start.
+_MANIFEST_LEADING = "\t\n\v\f\r"
+
+
+def _trim_inline_manifests(document: dict[str, Any]) -> None:
+    cluster = document.get("cluster")
+    manifests = cluster.get("inlineManifests") if isinstance(cluster, dict) else None
+    for manifest in manifests if isinstance(manifests, list) else []:
+        if isinstance(manifest, dict) and isinstance(manifest.get("contents"), str):
+            manifest["contents"] = manifest["contents"].lstrip(_MANIFEST_LEADING)
+
+
+def _delete_below(value: Any, path: str) -> str | None:
+    """The path of the first ``$patch: delete`` in ``value`` (at ``path``), if any."""
+    if not isinstance(value, dict):
+        return None
+    if value.get(DELETE) == "delete":
+        return path
+    for key, inner in value.items():
+        found = _delete_below(inner, _join(path, key))
+        if found is not None:
+            return found
+    return None
 
 
 def _join(path: str, key: str) -> str:
@@ -286,6 +281,9 @@ def _strategic_merge(target: dict[str, Any], patch: dict[str, Any], path: str) -
         if value is None:
             continue  # Talos's typed merge leaves a field alone when the patch has no value
         current = target.get(key)
+        deleted = _delete_below(value, here) if current is None else None
+        if deleted is not None:
+            raise _MissingPath(deleted)
         if here in _REPLACED:
             target[key] = _strip_directives(value)
         elif isinstance(value, dict) and isinstance(current, dict):

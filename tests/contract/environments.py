@@ -33,7 +33,7 @@ class Environment:
     provider_data: dict[str, Any]
     #: Every live machine on the emulated platform, whoever owns it (platform truth).
     platform_machines: Callable[[], int]
-    talos_version: str = "v1.11.5"
+    talos_version: str = "v1.13.9"
     labels: dict[str, str] = field(default_factory=lambda: {"talprov.set": "workers"})
     #: Builds the instance when the platform's double must be handed to the
     #: provider (bare metal's power drivers); None: from ``config`` as talprov does.

@@ -49,20 +49,20 @@ def test_schema_unknown_type_is_usage_error(home: Home) -> None:
     ("body", "needles"),
     [
         ("id: x\nprovider: [fake\n", ["bad.yaml: line", "invalid YAML"]),
-        ("provider: nope\ntalos_version: v1.11.5\n",
+        ("provider: nope\ntalos_version: v1.13.9\n",
          ["bad.yaml: provider", "unknown provider 'nope'"]),
-        ("provider: fake\ntalos_version: v1.11.5\nprovider_data: {colour: red}\n",
+        ("provider: fake\ntalos_version: v1.13.9\nprovider_data: {colour: red}\n",
          ["bad.yaml: provider_data.colour", "unknown field"]),
-        ("provider: fake\ntalos_version: v1.11.5\nprovider_data: {size: 5}\n",
+        ("provider: fake\ntalos_version: v1.13.9\nprovider_data: {size: 5}\n",
          ["bad.yaml: provider_data.size"]),
         ("provider: fake\ntalos_version: 1.11\n", ["bad.yaml: talos_version"]),
-        ("provider: fake\ntalos_version: v1.11.5\nflavour: x\n", ["bad.yaml: flavour",
+        ("provider: fake\ntalos_version: v1.13.9\nflavour: x\n", ["bad.yaml: flavour",
                                                                   "unknown field"]),
-        ("provider: fake\ntalos_version: v1.11.5\nconfig: {file: missing.yaml}\n",
+        ("provider: fake\ntalos_version: v1.13.9\nconfig: {file: missing.yaml}\n",
          ["bad.yaml: config.file", "cannot read"]),
-        ("provider: fake\ntalos_version: v1.11.5\nconfig: {inline: 'machine: {type: x}'}\n",
+        ("provider: fake\ntalos_version: v1.13.9\nconfig: {inline: 'machine: {type: x}'}\n",
          ["bad.yaml: config.inline"]),
-        ("provider: fake\ntalos_version: v1.11.5\njoin: {api_url: '${env:NO_SUCH_VAR_X}'}\n",
+        ("provider: fake\ntalos_version: v1.13.9\njoin: {api_url: '${env:NO_SUCH_VAR_X}'}\n",
          ["join.api_url", "NO_SUCH_VAR_X is not set"]),
     ],
 )
@@ -257,21 +257,21 @@ def test_image_urls_and_pull_against_local_factory(home: Home, image_factory: ob
     home.write_config(image_factory={"url": image_factory.url})
     path = home.root / "default.yaml"
     path.write_text("{}\n")
-    result = home.invoke("image", "urls", "-f", str(path), "--version", "v1.11.5", "-o", "json")
+    result = home.invoke("image", "urls", "-f", str(path), "--version", "v1.13.9", "-o", "json")
     assert result.exit_code == 0, result.output
     urls = {(r["platform"], r["kind"]): r["url"] for r in json.loads(result.output)}
-    base = f"{image_factory.url}/image/{DEFAULT_ID}/v1.11.5"
+    base = f"{image_factory.url}/image/{DEFAULT_ID}/v1.13.9"
     assert urls[("aws", "disk")] == f"{base}/aws-amd64.raw.xz"
     assert urls[("vmware", "disk")] == f"{base}/vmware-amd64.ova"
     assert urls[("nocloud", "iso")] == f"{base}/nocloud-amd64.iso"
     assert urls[("metal", "kernel")] == f"{base}/kernel-amd64"
-    first = home.invoke("image", "pull", "-f", str(path), "--version", "v1.11.5",
+    first = home.invoke("image", "pull", "-f", str(path), "--version", "v1.13.9",
                         "--asset", "openstack-disk")
     assert first.exit_code == 0, first.output
     cached = Path(first.output.strip().splitlines()[-1])
     assert cached.read_bytes()[:6] == b"\xfd7zXZ\x00"  # an xz stream
-    again = home.invoke("image", "pull", "-f", str(path), "--version", "v1.11.5",
+    again = home.invoke("image", "pull", "-f", str(path), "--version", "v1.13.9",
                         "--asset", "openstack-disk")
     assert again.exit_code == 0
-    asset = f"/image/{DEFAULT_ID}/v1.11.5/openstack-amd64.raw.xz"
+    asset = f"/image/{DEFAULT_ID}/v1.13.9/openstack-amd64.raw.xz"
     assert image_factory.hits[asset] == 1  # the second pull came from the cache

@@ -25,7 +25,7 @@ def test_malformed_version_exits_2_naming_the_option(home: Home, command: str,
 def test_valid_version_lists_urls_for_it(home: Home) -> None:
     schematic = home.root / "schematic.yaml"
     schematic.write_text(SCHEMATIC)
-    result = home.invoke("image", "urls", "-f", str(schematic), "--version", "v1.11.5",
+    result = home.invoke("image", "urls", "-f", str(schematic), "--version", "v1.13.9",
                          "-o", "json")
     assert result.exit_code == 0, result.output
-    assert "/v1.11.5/aws-amd64.raw.xz" in result.output
+    assert "/v1.13.9/aws-amd64.raw.xz" in result.output

@@ -16,7 +16,7 @@ def _spec(root: Path, machine_class: dict[str, Any]) -> Path:
     (root / "controlplane.yaml").write_text(
         WORKER_CONFIG.replace("type: worker", "type: controlplane"))
     docs = [
-        {"kind": "Cluster", "name": "demo", "talos": {"version": "v1.11.5"}},
+        {"kind": "Cluster", "name": "demo", "talos": {"version": "v1.13.9"}},
         {"kind": "MachineClass", "name": "small", "provider": "fake", **machine_class},
         {"kind": "ControlPlane", "machineClass": {"name": "small", "size": 1},
          "config": {"file": "controlplane.yaml"}},

@@ -21,7 +21,7 @@ from tests.providers.fileprov import Cloud
 
 
 def write_spec(root: Path, *, workers: int = 2, control_planes: int = 3,
-               version: str = "v1.11.5", max_surge: int = 1) -> Path:
+               version: str = "v1.13.9", max_surge: int = 1) -> Path:
     (root / "controlplane.yaml").write_text(WORKER_CONFIG.replace("type: worker",
                                                                   "type: controlplane"))
     (root / "worker.yaml").write_text(WORKER_CONFIG)

@@ -11,16 +11,10 @@ from urllib.parse import quote
 
 from talprov.baremetal.config import BareMetalConfig
 from talprov.baremetal.inventory import BootPlan
-from talprov.providers.types import MachineRequest
+from talprov.providers.types import Arch, MachineRequest
+from talprov.talos.cmdline import factory_cmdline
 from talprov.talos.join import join_kernel_args, uses_documents
 
-#: The arguments Talos's own metal images boot with (the Image Factory's PXE script
-#: carries the same): hardening and console behaviour Talos expects.
-TALOS_METAL_ARGS = (
-    "talos.platform=metal", "init_on_alloc=1", "slab_nomerge", "pti=on", "consoleblank=0",
-    "nvme_core.io_timeout=4294967295", "printk.devkmsg=on", "ima_template=ima-ng",
-    "ima_appraise=fix", "ima_hash=sha512",
-)
 WIPE_ARG = "talos.experimental.wipe=system"
 #: Where a wipe image may report that it is done (Talos ignores unknown arguments).
 WIPE_REPORT_ARG = "talprov.wipe_report"
@@ -44,20 +38,29 @@ def install_plan(
 ) -> BootPlan:
     """The plan that installs Talos for ``request`` (its config fetched once by URL).
 
-    The command line may contain the Omni join token (kernel-args mode): the
-    plan is a secret like the config itself.
+    The command line is the one the Image Factory's PXE script carries for the
+    request's version, arch, META values and kernel args (talprov's console and
+    extra arguments merged like kernel args). META key 0x0a (the metal network
+    config) is read only this way on metal, so losing it would lose the network.
+    The command line may contain the Omni join token (kernel-args mode) and
+    META: the plan is a secret like the config itself. Raises ``InvalidRequest``
+    for a META value the command line cannot carry.
     """
-    args: list[str] = [*TALOS_METAL_ARGS, *config.console_args, *config.extra_kernel_args,
-                       *request.kernel_args]
+    extra: list[str] = [*config.console_args, *config.extra_kernel_args, *request.kernel_args]
     if request.join is not None and not uses_documents(request.join):
-        args.extend(join_kernel_args(request.join))
+        extra.extend(join_kernel_args(request.join))
+    args = factory_cmdline(request.talos_version, request.arch,
+                           meta_values=request.meta_values, extra_args=extra)
     return BootPlan(kernel_url, initramfs_url, tuple(args), with_config=True)
 
 
-def wipe_plan(config: BareMetalConfig, kernel_url: str, initramfs_url: str) -> BootPlan:
-    """The plan that boots Talos only to wipe the system disk (no config)."""
-    args = (*TALOS_METAL_ARGS, *config.console_args, *config.extra_kernel_args, WIPE_ARG)
-    return BootPlan(kernel_url, initramfs_url, args, with_config=False)
+def wipe_plan(
+    config: BareMetalConfig, kernel_url: str, initramfs_url: str, version: str, arch: Arch,
+) -> BootPlan:
+    """The plan that boots Talos ``version`` only to wipe the system disk (no config)."""
+    args = factory_cmdline(
+        version, arch, extra_args=[*config.console_args, *config.extra_kernel_args, WIPE_ARG])
+    return BootPlan(kernel_url, initramfs_url, tuple(args), with_config=False)
 
 
 def _asset_with_uuid(url: str, boot_url: str, uuid: str) -> str:

@@ -23,7 +23,7 @@ cluster:
 """
 
 
-def make_request(rid: str, *, config: str = WORKER_CONFIG, version: str = "v1.11.5",
+def make_request(rid: str, *, config: str = WORKER_CONFIG, version: str = "v1.13.9",
                  **kwargs: Any) -> MachineRequest:
     body: dict[str, Any] = {
         "id": rid, "provider": "aws-test", "talos_version": version,

@@ -30,19 +30,19 @@ from tests.emulators.moto import REGION, MotoServer, talos_ami_id
 from tests.unit.aws.helpers import Harness, make_request
 
 SCHEMATIC = "a" * 64
-KEY = ImageKey("v1.11.5", "amd64", SCHEMATIC)
+KEY = ImageKey("v1.13.9", "amd64", SCHEMATIC)
 
 
 def test_official_lookup_ignores_other_owners_and_batches_versions(harness: Harness) -> None:
     ec2 = harness.provider.clients.ec2
-    keys = [ImageKey(v, a, "x") for v in ("v1.10.7", "v1.11.5", "v9.9.9") for a in ("amd64",
+    keys = [ImageKey(v, a, "x") for v in ("v1.10.7", "v1.13.9", "v9.9.9") for a in ("amd64",
                                                                                     "arm64")]
     before = harness.counter.calls["DescribeImages"]
 
     found = find_official_images(ec2, REGION, keys)
 
     assert harness.counter.calls["DescribeImages"] - before == 1
-    assert {k.version for k in found} == {"v1.10.7", "v1.11.5"}
+    assert {k.version for k in found} == {"v1.10.7", "v1.13.9"}
     for key, image in found.items():
         assert image.image_id == talos_ami_id(key.version, REGION, key.arch)
     # The seeded foreign copy of talos-v1.10.7-us-east-1-amd64 is never chosen.
@@ -54,7 +54,7 @@ def test_arm64_requests_get_the_arm64_ami(harness: Harness) -> None:
                                   provider_data={"instance_type": "t4g.small"}))
     harness.loop.run_until_settled()
     (raw,) = harness.instances()
-    assert raw["ImageId"] == talos_ami_id("v1.11.5", REGION, "arm64")
+    assert raw["ImageId"] == talos_ami_id("v1.13.9", REGION, "arm64")
 
 
 def test_ami_override_is_used_as_is(harness: Harness) -> None:
@@ -70,13 +70,13 @@ def test_custom_schematic_reuses_the_ami_imported_before(harness: Harness) -> No
     request = make_request("ext-1", extensions=["siderolabs/iscsi-tools"])
     schematic_id = Schematic.from_request(request).id()
     ec2 = harness.raw_ec2()
-    source = talos_ami_id("v1.11.5", REGION, "amd64")
+    source = talos_ami_id("v1.13.9", REGION, "amd64")
     instance = ec2.run_instances(ImageId=source, MinCount=1, MaxCount=1)["Instances"][0]
     image_id = ec2.create_image(InstanceId=instance["InstanceId"], Name="imported")["ImageId"]
     ec2.terminate_instances(InstanceIds=[instance["InstanceId"]])
     ec2.create_tags(Resources=[image_id], Tags=[
         {"Key": "talprov-schematic", "Value": schematic_id},
-        {"Key": "talprov-talos-version", "Value": "v1.11.5"},
+        {"Key": "talprov-talos-version", "Value": "v1.13.9"},
         {"Key": "talprov-arch", "Value": "amd64"},
     ])
     harness.loop.add(request)
@@ -136,7 +136,7 @@ class ImportRig:
             "DiskContainer": {
                 "Description": ANY, "Format": "RAW",
                 "UserBucket": {"S3Bucket": "talos-images",
-                               "S3Key": f"talprov/{SCHEMATIC}/v1.11.5/aws-amd64.raw"},
+                               "S3Key": f"talprov/{SCHEMATIC}/v1.13.9/aws-amd64.raw"},
             },
             "TagSpecifications": ANY,
         })
@@ -168,7 +168,7 @@ def test_import_uploads_imports_and_registers_once(rig: ImportRig, raw_xz: Path)
         assert first.image is None
         assert rig.puts == 1
         head = rig.s3.head_object(Bucket="talos-images",
-                                  Key=f"talprov/{SCHEMATIC}/v1.11.5/aws-amd64.raw")
+                                  Key=f"talprov/{SCHEMATIC}/v1.13.9/aws-amd64.raw")
         assert head["ContentLength"] == 65536 + 5 + 4096
 
         rig.no_image_yet()
@@ -179,7 +179,7 @@ def test_import_uploads_imports_and_registers_once(rig: ImportRig, raw_xz: Path)
         rig.no_image_yet()
         rig.task_status("import-snap-0123", "completed", SnapshotId="snap-0abc")
         rig.stub.add_response("register_image", {"ImageId": "ami-0new"}, {
-            "Name": f"talprov-talos-v1.11.5-amd64-{SCHEMATIC[:16]}", "Description": ANY,
+            "Name": f"talprov-talos-v1.13.9-amd64-{SCHEMATIC[:16]}", "Description": ANY,
             "Architecture": "x86_64", "RootDeviceName": "/dev/xvda",
             "BlockDeviceMappings": [{"DeviceName": "/dev/xvda", "Ebs": {
                 "SnapshotId": "snap-0abc", "VolumeType": "gp3", "DeleteOnTermination": True}}],
@@ -222,7 +222,7 @@ def test_register_after_a_crash_finds_the_ami_by_name(rig: ImportRig, raw_xz: Pa
         rig.stub.add_response("describe_images", {"Images": [{
             "ImageId": "ami-0old", "State": "available", "RootDeviceName": "/dev/xvda",
         }]}, {"Owners": ["self"], "Filters": [
-            {"Name": "name", "Values": [f"talprov-talos-v1.11.5-amd64-{SCHEMATIC[:16]}"]}]})
+            {"Name": "name", "Values": [f"talprov-talos-v1.13.9-amd64-{SCHEMATIC[:16]}"]}]})
         result = rig.importer.advance(KEY, "import-snap-1", lambda: raw_xz)
     assert result.image is not None
     assert result.image.image_id == "ami-0old"
@@ -317,4 +317,4 @@ def test_resolve_image_step_imports_once_for_two_requests(
         stub.assert_no_pending_responses()
 
     assert [c.state.image_id for c in contexts] == ["ami-0custom"] * 2
-    assert seen == ["POST /schematics", f"GET /image/{schematic_id}/v1.11.5/aws-amd64.raw.xz"]
+    assert seen == ["POST /schematics", f"GET /image/{schematic_id}/v1.13.9/aws-amd64.raw.xz"]

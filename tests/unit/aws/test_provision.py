@@ -37,7 +37,7 @@ def test_five_machines_run_with_their_config_imdsv2_and_tags(harness: Harness) -
     for rid, raw in by_request.items():
         tags = _tags(raw)
         assert raw["State"]["Name"] == "running"
-        assert raw["ImageId"] == talos_ami_id("v1.11.5", REGION, "amd64")
+        assert raw["ImageId"] == talos_ami_id("v1.13.9", REGION, "amd64")
         assert raw["InstanceType"] == "t3.small"
         assert raw["MetadataOptions"]["HttpTokens"] == "required"
         assert raw["MetadataOptions"]["HttpPutResponseHopLimit"] == 1

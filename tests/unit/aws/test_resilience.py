@@ -90,7 +90,7 @@ def test_rerunning_ensure_instance_with_lost_state_never_launches_twice(harness:
     for _ in range(2):
         harness.restart()
         tracked.state = harness.provider.state_model.model_validate(
-            {"image_id": talos_ami_id("v1.11.5", REGION, "amd64"), "instance_types": ["t3.small"],
+            {"image_id": talos_ami_id("v1.13.9", REGION, "amd64"), "instance_types": ["t3.small"],
              "nonce": "different"}
         )
         tracked.step = 1
@@ -173,7 +173,7 @@ def test_quota_error_is_reported_clearly(harness: Harness) -> None:
 
 def test_foreign_instances_are_never_listed_or_touched(harness: Harness) -> None:
     ec2 = harness.raw_ec2()
-    ami = talos_ami_id("v1.11.5", REGION, "amd64")
+    ami = talos_ami_id("v1.13.9", REGION, "amd64")
     untagged = ec2.run_instances(ImageId=ami, MinCount=1, MaxCount=1)["Instances"][0]
     foreign_tags = [{"Key": INSTALLATION_KEY, "Value": "someone-else"},
                     {"Key": INSTANCE_KEY, "Value": "aws-test"},

@@ -17,7 +17,7 @@ from talprov.baremetal.boot.ipxe import install_plan, wipe_plan
 from talprov.baremetal.boot.tftp import TftpServer
 from talprov.baremetal.config import BareMetalConfig, DhcpConfig
 from talprov.baremetal.inventory import BmcInfo, Inventory, MachineStatus
-from talprov.providers.types import JoinSpec, MachineRequest
+from talprov.providers.types import Arch, JoinSpec, MachineRequest
 from tests.emulators.baremetal.rig import free_udp_port
 from tests.emulators.factory import EMPTY_SCHEMATIC_ID, FakeImageFactory
 from tests.emulators.factory import image_factory as image_factory  # noqa: PLC0414 - fixture
@@ -38,7 +38,7 @@ def served(tmp_path: Path) -> Iterator[tuple[str, Inventory, BareMetalConfig]]:
     cfg = config(tmp_path)
     inventory = Inventory(cfg.inventory)
     inventory.add("m0", uuid=UUID, macs=[MAC], bmc=BmcInfo())
-    assets = tmp_path / "mirror" / SID / "v1.11.5"
+    assets = tmp_path / "mirror" / SID / "v1.13.9"
     assets.mkdir(parents=True)
     (assets / "kernel-amd64").write_bytes(b"K" * 5000)
     server = HttpBootServer(BootHttp(cfg, inventory, "https://factory.invalid"), "127.0.0.1", 0)
@@ -50,11 +50,11 @@ def served(tmp_path: Path) -> Iterator[tuple[str, Inventory, BareMetalConfig]]:
 
 
 def allocate(inventory: Inventory, cfg: BareMetalConfig, join: JoinSpec | None = None) -> None:
-    request = MachineRequest(id="req", provider="bm", talos_version="v1.11.5",
+    request = MachineRequest(id="req", provider="bm", talos_version="v1.13.9",
                              kernel_args=("net.ifnames=0",), join=join)
     inventory.allocate("req", "o", ["m0"])
-    plan = install_plan(cfg, request, f"{cfg.boot_url}/assets/{SID}/v1.11.5/kernel-amd64",
-                        f"{cfg.boot_url}/assets/{SID}/v1.11.5/initramfs-amd64.xz")
+    plan = install_plan(cfg, request, f"{cfg.boot_url}/assets/{SID}/v1.13.9/kernel-amd64",
+                        f"{cfg.boot_url}/assets/{SID}/v1.13.9/initramfs-amd64.xz")
     inventory.set_install("m0", "req", plan, "the-config")
 
 
@@ -126,21 +126,22 @@ def test_a_new_boot_script_invalidates_the_old_token(
 def test_wipe_script_and_assets(served: tuple[str, Inventory, BareMetalConfig]) -> None:
     base, inventory, cfg = served
     allocate(inventory, cfg)
-    inventory.start_wipe("m0", "req", wipe_plan(cfg, f"{cfg.boot_url}/assets/{SID}/v1.11.5/"
-                                                "kernel-amd64", "http://x/initramfs-amd64.xz"))
+    inventory.start_wipe("m0", "req", wipe_plan(cfg, f"{cfg.boot_url}/assets/{SID}/v1.13.9/"
+                                                "kernel-amd64", "http://x/initramfs-amd64.xz",
+                                                "v1.13.9", Arch.AMD64))
     script = httpx.get(f"{base}/boot.ipxe", params={"uuid": UUID, "mac": MAC}).text
     assert "talos.experimental.wipe=system" in script
     assert "talos.config" not in script
     report_url = next(a for a in script.split() if a.startswith("talprov.wipe_report="))
     report_path = report_url.split("=", 1)[1].replace(cfg.boot_url, "")
-    kernel = httpx.get(f"{base}/assets/{SID}/v1.11.5/kernel-amd64", params={"uuid": UUID})
+    kernel = httpx.get(f"{base}/assets/{SID}/v1.13.9/kernel-amd64", params={"uuid": UUID})
     assert kernel.status_code == 200
     assert kernel.content == b"K" * 5000
     machine = inventory.get("m0")
     assert machine is not None
     assert machine.kernel_fetched_at is not None
-    assert httpx.get(f"{base}/assets/{SID}/v1.11.5/../../etc").status_code == 404
-    assert httpx.get(f"{base}/assets/{SID}/v1.11.5/initramfs-amd64.xz").status_code == 404
+    assert httpx.get(f"{base}/assets/{SID}/v1.13.9/../../etc").status_code == 404
+    assert httpx.get(f"{base}/assets/{SID}/v1.13.9/initramfs-amd64.xz").status_code == 404
     # Anyone else saying "wiped" is refused: it would return an unwiped machine early.
     assert httpx.get(f"{base}/wiped/{UUID}/guessed-token").status_code == 403
     assert httpx.get(f"{base}/report/{UUID}", params={"event": "wiped"}).status_code == 200
@@ -246,7 +247,7 @@ def _no() -> dhcp.Packet:
 
 
 def test_assets_proxied_from_the_factory(tmp_path: Path, image_factory: FakeImageFactory) -> None:
-    base_path = f"/image/{EMPTY_SCHEMATIC_ID}/v1.11.5"
+    base_path = f"/image/{EMPTY_SCHEMATIC_ID}/v1.13.9"
     image_factory.fail_next(f"{base_path}/initramfs-amd64.xz", 404)
     kernel = image_factory.content_for(f"{base_path}/kernel-amd64")
     assert kernel is not None
@@ -257,7 +258,7 @@ def test_assets_proxied_from_the_factory(tmp_path: Path, image_factory: FakeImag
                             "127.0.0.1", 0)
     server.start()
     try:
-        base = f"http://127.0.0.1:{server.port}/assets/{EMPTY_SCHEMATIC_ID}/v1.11.5"
+        base = f"http://127.0.0.1:{server.port}/assets/{EMPTY_SCHEMATIC_ID}/v1.13.9"
         assert httpx.get(f"{base}/kernel-amd64").content == kernel[0]
         assert httpx.get(f"{base}/initramfs-amd64.xz").status_code == 502
     finally:

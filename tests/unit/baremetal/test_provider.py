@@ -82,7 +82,7 @@ class SimulatedMachine:
                           if line.startswith("kernel "))
         if kernel_url.startswith(self.app.config.boot_url):
             # Only a kernel served by the boot server is seen being fetched.
-            self.app.asset_source("a" * 64, "v1.11.5", "kernel-amd64")
+            self.app.asset_source("a" * 64, "v1.13.9", "kernel-amd64")
             self.app.inventory.note_kernel(self.machine.name)
         for arg in script.split():
             if arg.startswith("talos.config="):
@@ -125,7 +125,7 @@ class Setup:
 
     def request(self, rid: str, secure_boot: bool = False, **data: Any) -> None:
         self.store.create_request(MachineRequest(
-            id=rid, provider="bm", talos_version="v1.11.5", secure_boot=secure_boot,
+            id=rid, provider="bm", talos_version="v1.13.9", secure_boot=secure_boot,
             machine_config=SecretStr(WORKER_CONFIG), provider_data=data))
 
     def settle(self, rid: str, *stages: Stage) -> Any:

@@ -28,7 +28,7 @@ from tests.helpers import CANARY_CONFIG, WORKER_CONFIG
 
 pytestmark = pytest.mark.slow
 
-VERSION = "v1.11.5"
+VERSION = "v1.13.9"
 
 
 def make_request(rid: str, **fields: object) -> MachineRequest:

@@ -22,7 +22,7 @@ from tests.emulators.factory import FakeImageFactory
 from tests.emulators.openstack import FakeOpenStack
 
 CONFIG_CANARY = "canary-cluster-secret-7f3a9c"
-TALOS_VERSION = "v1.11.5"
+TALOS_VERSION = "v1.13.9"
 
 
 def machine_config(name: str) -> str:

@@ -41,7 +41,7 @@ def test_three_machines_share_one_image_and_carry_their_config(harness: Harness)
     assert images[0].properties["hw_firmware_type"] == "bios"
     schematic_id = Schematic.from_request(contexts[0].request).id()
     assert images[0].properties[SCHEMATIC_PROPERTY] == schematic_id
-    assert images[0].name == f"talos-v1.11.5-amd64-{schematic_id[:12]}"
+    assert images[0].name == f"talos-v1.13.9-amd64-{schematic_id[:12]}"
     assert {s.image_id for s in servers} == {images[0].id}
     # One upload: the file was PUT once for three machines, with progress reported.
     assert harness.cloud.count_calls("PUT", r"/v2/images/.*/file") == 1

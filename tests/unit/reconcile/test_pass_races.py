@@ -60,7 +60,7 @@ def test_a_request_provisioned_by_another_worker_mid_pass_is_not_worked_again(
     other = Reconciler(store, {"one-step": ProviderHandle(theirs)}, runtime,
                        worker_id="other")
     store.create_request(MachineRequest(id="r-1", provider="one-step",
-                                        talos_version="v1.11.5",
+                                        talos_version="v1.13.9",
                                         machine_config=SecretStr(WORKER_CONFIG)))
     def provision_elsewhere() -> None:
         other.run_pass()

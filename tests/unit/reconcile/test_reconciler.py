@@ -46,7 +46,7 @@ def make_reconciler(
 
 
 def request(rid: str, **fields: Any) -> MachineRequest:
-    return MachineRequest(id=rid, provider="fake", talos_version="v1.11.5",
+    return MachineRequest(id=rid, provider="fake", talos_version="v1.13.9",
                           machine_config=SecretStr(WORKER_CONFIG), **fields)
 
 
@@ -176,7 +176,7 @@ def test_unconfigured_provider_is_reported_not_crashed(
     store: Store, clock: FakeClock, tmp_path: Path, plugin_dir: Path
 ) -> None:
     reconciler, _ = make_reconciler(store, clock, tmp_path, plugin_dir)
-    store.create_request(MachineRequest(id="lost-1", provider="gone", talos_version="v1.11.5"))
+    store.create_request(MachineRequest(id="lost-1", provider="gone", talos_version="v1.13.9"))
     report = reconciler.run_pass()
     assert report.errors == ["provider 'gone' is not configured here"]
     record = store.get_request("lost-1")

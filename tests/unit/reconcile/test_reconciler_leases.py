@@ -82,7 +82,7 @@ class GatedReleaseStore(Store):
 def store(tmp_path: Path) -> Iterator[GatedReleaseStore]:
     opened = GatedReleaseStore(f"sqlite:///{tmp_path / 'state.db'}")
     opened.migrate()
-    opened.create_request(MachineRequest(id="r-1", provider="gated", talos_version="v1.11.5"))
+    opened.create_request(MachineRequest(id="r-1", provider="gated", talos_version="v1.13.9"))
     yield opened
     opened.close()
 
@@ -223,7 +223,7 @@ def test_close_stops_renewal_and_a_later_pass_starts_it_again(
         thread.join(GATE_TIMEOUT)
         assert alpha.lost_leases == []  # dropped at release, never renewed
         store.create_request(MachineRequest(id="r-2", provider="gated",
-                                            talos_version="v1.11.5"))
+                                            talos_version="v1.13.9"))
         provider.entered.clear()
         provider.gate.clear()
         thread, _ = in_thread(alpha.run_pass)

@@ -77,7 +77,7 @@ def stop_at(store: Store, tmp_path: Path, names: list[str], step: str) -> None:
 
 
 def create(store: Store) -> None:
-    store.create_request(MachineRequest(id="r-1", provider="counted", talos_version="v1.11.5",
+    store.create_request(MachineRequest(id="r-1", provider="counted", talos_version="v1.13.9",
                                         machine_config=SecretStr(WORKER_CONFIG)))
 
 

@@ -118,7 +118,7 @@ def make_reconciler(store: Store, clock: FakeClock, tmp_path: Path,
 def put(store: Store, rid: str, stage: Stage, provider: str = "leaky") -> None:
     """A request of ``provider`` in ``stage``, not due for an hour (so no step runs)."""
     record = store.create_request(MachineRequest(id=rid, provider=provider,
-                                                 talos_version="v1.11.5"))
+                                                 talos_version="v1.13.9"))
     if stage == Stage.DEPROVISIONING:
         record = store.request_deletion(rid)
     store.save_progress(

@@ -98,7 +98,7 @@ def test_plan_json_shape_and_no_secrets(tmp_path: Path) -> None:
     (tmp_path / "cp.yaml").write_text(
         f"version: v1alpha1\nmachine:\n  type: controlplane\n  token: {CANARY}\n")
     text = (
-        "kind: Cluster\nname: demo\ntalos: {version: v1.11.5}\n"
+        "kind: Cluster\nname: demo\ntalos: {version: v1.13.9}\n"
         f"join: {{api_url: 'https://omni.example/?jointoken={CANARY}'}}\n---\n"
         "kind: MachineClass\nname: c\nprovider: fake\n---\n"
         "kind: ControlPlane\nmachineClass: {name: c, size: 1}\nconfig: {file: cp.yaml}\n"
@@ -157,7 +157,7 @@ def test_pick_domains_fills_the_emptiest_first_in_listed_order() -> None:
 
 def test_removing_the_control_plane_document_keeps_its_machines(tmp_path: Path) -> None:
     text = (
-        "kind: Cluster\nname: demo\ntalos: {version: v1.11.5}\n---\n"
+        "kind: Cluster\nname: demo\ntalos: {version: v1.13.9}\n---\n"
         "kind: MachineClass\nname: c\nprovider: fake\n---\n"
         "kind: Workers\nname: workers\nmachineClass: {name: c, size: 0}\n"
     )

@@ -40,7 +40,7 @@ def specs(draw: st.DrawFn) -> ClusterSpec:
         cp=draw(st.sampled_from([1, 3, 5])),
         workers=draw(st.integers(0, 6)),
         extra_workers={"gpu": draw(st.integers(0, 4))} if draw(st.booleans()) else None,
-        version=draw(st.sampled_from(["v1.11.5", "v1.12.0"])),
+        version=draw(st.sampled_from(["v1.13.9", "v1.12.0"])),
         surge=surge,
         unavailable=unavailable,
         domains=draw(st.sampled_from([(), ("a",), ("a", "b"), ("a", "b", "c")])),

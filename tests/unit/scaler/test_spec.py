@@ -17,7 +17,7 @@ CANARY = "CANARY-secret-7f3a91"
 CLUSTER = """\
 kind: Cluster
 name: demo
-talos: {version: v1.11.5}
+talos: {version: v1.13.9}
 join: {api_url: "https://omni.example:8090/?jointoken=${env:OMNI_JOIN_TOKEN}"}
 """
 CLASS = """\
@@ -78,7 +78,7 @@ def test_the_issue_example_loads(base_dir: Path) -> None:
     spec = load_spec(stream(CLUSTER, CLASS, CONTROL_PLANE, WORKERS), "cluster.yaml", base_dir,
                      env=ENV)
     assert spec.name == "demo"
-    assert spec.talos_version == "v1.11.5"
+    assert spec.talos_version == "v1.13.9"
     assert list(spec.sets) == [CONTROL_PLANE_SET, "workers"]
     cp, workers = spec.sets[CONTROL_PLANE_SET], spec.sets["workers"]
     assert (cp.role, cp.size, workers.role, workers.size) == (Role.CONTROLPLANE, 3, Role.WORKER, 2)
@@ -116,7 +116,7 @@ def test_desired_request_labels_domain_overrides_and_valid_id(base_dir: Path) ->
 @pytest.mark.parametrize(
     ("change", "old", "new"),
     [
-        ("talos version", "v1.11.5", "v1.12.0"),
+        ("talos version", "v1.13.9", "v1.12.0"),
         ("schematic", "siderolabs/iscsi-tools", "siderolabs/util-linux-tools"),
         ("provider_data", "t3.large", "t3.xlarge"),
         ("join token", "${env:OMNI_JOIN_TOKEN}", "other-token"),
@@ -138,7 +138,8 @@ def test_template_hash_changes_with_what_machines_are_made_of(
 def test_config_file_change_makes_requests_outdated(base_dir: Path) -> None:
     text = stream(CLUSTER, CLASS, CONTROL_PLANE, WORKERS)
     before = load_spec(text, "c.yaml", base_dir, env=ENV)
-    (base_dir / "worker.yaml").write_text("version: v1alpha1\nmachine:\n  type: worker\n  x: 1\n")
+    (base_dir / "worker.yaml").write_text(
+        "version: v1alpha1\nmachine:\n  type: worker\n  kubelet: {image: k.test/kubelet:v1}\n")
     after = load_spec(text, "c.yaml", base_dir, env=ENV)
     assert template_hash(before, "workers", "eu-west-1b") != template_hash(
         after, "workers", "eu-west-1b")
@@ -208,7 +209,7 @@ def test_load_spec_file_reads_relative_files(base_dir: Path) -> None:
          'document 3 (Workers "workers"): patches: patch 1: line 1: malformed YAML'),
         ((CLUSTER, CLASS, WORKERS.replace('"machine: {install: {disk: /dev/sdb}}"', '"[1, 2]"')),
          'document 3 (Workers "workers"): patches: patch 1: document 1: must be a mapping'),
-        ((CLUSTER.replace("v1.11.5", "v1.11"), CLASS),
+        ((CLUSTER.replace("v1.13.9", "v1.11"), CLASS),
          'document 1 (Cluster "demo"): talos.version: must match'),
         ((CLUSTER.replace("OMNI_JOIN_TOKEN", "NOPE"), CLASS),
          'document 1 (Cluster "demo"): join.api_url: environment variable NOPE is not set'),

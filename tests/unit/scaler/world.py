@@ -30,7 +30,7 @@ def make_spec(
     *,
     cp: int = 3,
     workers: int = 2,
-    version: str = "v1.11.5",
+    version: str = "v1.13.9",
     surge: int | str = 1,
     unavailable: int | str = 0,
     domains: tuple[str, ...] = (),

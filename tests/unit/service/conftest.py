@@ -67,7 +67,7 @@ def request_body(request_id: str, **fields: Any) -> dict[str, Any]:
     body: dict[str, Any] = {
         "id": request_id,
         "provider": "fake",
-        "talos_version": "v1.11.5",
+        "talos_version": "v1.13.9",
         "labels": {"role": "worker"},
     }
     body.update(fields)

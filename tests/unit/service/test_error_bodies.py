@@ -32,7 +32,7 @@ def test_store_error_is_503_without_internals(idle_api: Api, monkeypatch: pytest
 
 
 def test_body_without_json_content_type_says_so(idle_api: Api) -> None:
-    text = '{"id": "ct-1", "provider": "fake", "talos_version": "v1.11.5"}'
+    text = '{"id": "ct-1", "provider": "fake", "talos_version": "v1.13.9"}'
     for headers in ({}, {"Content-Type": "text/plain"}):
         response = idle_api.request("POST", "/v1/machine-requests", content=text,
                                     headers={**WRITE, **headers})

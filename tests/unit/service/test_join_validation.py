@@ -22,6 +22,9 @@ TOKEN = "jointoken=J0IN-SECRET-5e1f"
     ({"api_url": f"ftp://omni.example/?{TOKEN}"}, "api_url"),
     ({"api_url": f"https:///?{TOKEN}"}, "api_url"),
     ({"api_url": f"https://[::1/?{TOKEN}"}, "api_url"),
+    # Talos refuses these in SideroLinkConfig: scheme http, a path.
+    ({"api_url": f"http://10.0.0.5:8090?{TOKEN}"}, "api_url"),
+    ({"api_url": f"https://omni.example/siderolink?{TOKEN}"}, "api_url"),
     ({"api_url": f"https://omni.example/?{TOKEN}", "events_sink": "[fd00::1]:8090 x=y"},
      "events_sink"),
     ({"api_url": f"https://omni.example/?{TOKEN}", "kmsg_log": "tcp://[fd00::1]:8092\t"},
@@ -42,7 +45,7 @@ def test_unusable_join_values_are_422_naming_the_field(
 
 @pytest.mark.parametrize("url", [
     f"https://omni.example:8090/?{TOKEN}",
-    f"http://10.0.0.5:8090?{TOKEN}",
+    f"https://10.0.0.5:8090?{TOKEN}",
     f"grpc://[fd00::1]:8090?{TOKEN}",
 ])
 def test_usable_join_urls_are_accepted(idle_api: Api, url: str) -> None:

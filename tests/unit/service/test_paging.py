@@ -43,7 +43,7 @@ def test_a_scoped_tokens_pages_are_full_of_its_own_requests(idle_api: Api) -> No
     # them out after the query would leave its first page empty.
     for n in range(5):
         idle_api.ctx.store.create_request(MachineRequest(
-            id=f"a-hidden-{n}", provider="other", talos_version="v1.11.5",
+            id=f"a-hidden-{n}", provider="other", talos_version="v1.13.9",
             machine_config=SecretStr(WORKER_CONFIG)))
     for n in range(3):
         idle_api.request("POST", "/v1/machine-requests", json=request_body(f"b-seen-{n}"),

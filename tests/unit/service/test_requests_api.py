@@ -78,7 +78,7 @@ def test_unknown_provider_and_bad_fields_are_422_naming_them(idle_api: Api) -> N
         ("body", "talos_version"): request_body("db-4", talos_version="1.11"),
         ("body", "id"): request_body("Not_A_DNS_Label"),
         ("body", "colour"): request_body("db-4", colour="blue"),
-        ("body", "config"): request_body("db-4", config="version: v1alpha1\nmachine: {}\n"),
+        ("body", "config"): request_body("db-4", config="version: v1alpha1\nmachine: {foo: 1}\n"),
     }
     for loc, body in cases.items():
         response = idle_api.request("POST", "/v1/machine-requests", json=body, headers=WRITE)

@@ -17,7 +17,7 @@ from tests.unit.service.conftest import OTHER, READ, WRITE, Api, open_api, reque
 
 def _set_body(name: str, count: int) -> dict[str, object]:
     return {"name": name, "machine_count": count, "provider": "fake",
-            "talos_version": "v1.11.5"}
+            "talos_version": "v1.13.9"}
 
 
 def _same_answer(api: Api, method: str, url: str, hidden: str, **kwargs: object) -> None:

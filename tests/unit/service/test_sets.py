@@ -133,7 +133,7 @@ def test_set_scope_and_validation(idle_api: Api) -> None:
 
 def _record(store: Store, request_id: str, role: str, stage: Stage,
             created: datetime) -> RequestRecord:
-    request = MachineRequest(id=request_id, provider="fake", talos_version="v1.11.5",
+    request = MachineRequest(id=request_id, provider="fake", talos_version="v1.13.9",
                              labels={"talprov.role" if role == "cp" else "role":
                                      "controlplane" if role == "cp" else role})
     record = store.create_request(request, now=created)
@@ -170,7 +170,7 @@ SET_JOIN = "https://omni.example/?jointoken=SET-CANARY-JOIN"
 
 def _template() -> MachineRequest:
     return MachineRequest.model_validate({
-        "id": "pool-0", "provider": "fake", "talos_version": "v1.11.5",
+        "id": "pool-0", "provider": "fake", "talos_version": "v1.13.9",
         "labels": {"role": "worker"}, "machine_config": SET_CONFIG,
         "join": {"api_url": SET_JOIN, "mode": "documents"},
     })

@@ -40,7 +40,7 @@ def test_label_values_are_bounded_so_that_the_index_takes_them(
                             params={"label": f"k={widest}"})
         assert [i["id"] for i in found.json()["items"]] == ["lim-1"]
         as_set = api.request("POST", "/v1/machine-request-sets", headers=WRITE, json={
-            "name": "lim", "machine_count": 1, "provider": "fake", "talos_version": "v1.11.5",
+            "name": "lim", "machine_count": 1, "provider": "fake", "talos_version": "v1.13.9",
             "labels": {"k": _wide_text(1024, 3)}})
         assert as_set.status_code == 422, as_set.text
 

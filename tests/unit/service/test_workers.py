@@ -78,7 +78,7 @@ def test_two_loops_never_run_one_request_at_once(tmp_path: Path) -> None:
     handles = {"slow": ProviderHandle(provider, concurrency=4)}
     ids = [f"s-{n}" for n in range(4)]
     for rid in ids:
-        store.create_request(MachineRequest(id=rid, provider="slow", talos_version="v1.11.5"))
+        store.create_request(MachineRequest(id=rid, provider="slow", talos_version="v1.13.9"))
     loops = [
         ReconcileLoop(store, handles, Runtime(cache_dir=tmp_path), worker_id=name,
                       metrics=Metrics(), interval=0.05, lease_ttl=TTL)
@@ -115,7 +115,7 @@ def test_the_wait_between_rounds_follows_the_soonest_due_request(tmp_path: Path)
     loop = make_loop(store, tmp_path, interval=5.0)
     assert loop.runloop.pause(loop.interval) == 5.0  # nothing to do: the whole interval
     record = store.create_request(
-        MachineRequest(id="w-1", provider="slow", talos_version="v1.11.5"))
+        MachineRequest(id="w-1", provider="slow", talos_version="v1.13.9"))
     store.save_progress(
         "w-1", expected_version=record.version, stage=Stage.PROVISIONING, step_index=0,
         step_name="slow", state={}, error=None, attempts=0,
@@ -125,7 +125,7 @@ def test_the_wait_between_rounds_follows_the_soonest_due_request(tmp_path: Path)
     assert 1.0 < loop.runloop.pause(loop.interval) <= 2.0
     # Due now, but its provider is not configured here: the floor keeps the loop
     # from spinning on it.
-    store.create_request(MachineRequest(id="u-1", provider="elsewhere", talos_version="v1.11.5"))
+    store.create_request(MachineRequest(id="u-1", provider="elsewhere", talos_version="v1.13.9"))
     assert loop.runloop.pause(loop.interval) == 0.25
     store.close()
     loop.runloop.reconciler.store = Store("sqlite:////nonexistent-dir/state.db")

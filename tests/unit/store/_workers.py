@@ -25,7 +25,7 @@ def _request(request_id: str) -> MachineRequest:
     return MachineRequest(
         id=request_id,
         provider="aws-dev",
-        talos_version="v1.11.5",
+        talos_version="v1.13.9",
         machine_config="machine: {type: worker}",
         labels={"made-by": "worker"},
     )

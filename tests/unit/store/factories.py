@@ -15,7 +15,7 @@ def make_request(request_id: str = "web-1", **overrides: Any) -> MachineRequest:
     fields: dict[str, Any] = {
         "id": request_id,
         "provider": "aws-dev",
-        "talos_version": "v1.11.5",
+        "talos_version": "v1.13.9",
         "extensions": ["siderolabs/iscsi-tools"],
         "kernel_args": ["console=ttyS0"],
         "machine_config": CANARY_CONFIG,

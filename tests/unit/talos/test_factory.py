@@ -21,7 +21,7 @@ from talprov.talos.factory import ImageFactory, SchematicIdMismatch
 from talprov.talos.schematic import DEFAULT_SCHEMATIC_ID, Schematic
 from tests.emulators.factory import FakeImageFactory, image_factory  # noqa: F401
 
-VERSION = "v1.11.5"
+VERSION = "v1.13.9"
 
 
 @pytest.fixture
@@ -140,7 +140,6 @@ def test_asset_urls(client: ImageFactory, fake: FakeImageFactory) -> None:
 @pytest.mark.parametrize(
     ("args", "field"),
     [
-        (("vmware", "arm64", False), "arch"),
         (("aws", "amd64", True), "secure_boot"),
         (("openstack", "amd64", True), "secure_boot"),
         (("gcp", "amd64", False), None),

@@ -24,7 +24,7 @@ from tests.emulators.factory import (
     stream_optimized_vmdk,
 )
 
-VERSION = "v1.11.5"
+VERSION = "v1.13.9"
 
 
 @pytest.fixture

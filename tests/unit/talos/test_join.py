@@ -6,8 +6,10 @@ import pytest
 from pydantic import SecretStr
 
 from talprov.providers.types import JoinSpec
+from talprov.talos.configschema import check_config
 from talprov.talos.join import join_documents, join_kernel_args, render_user_data
-from talprov.talos.machineconfig import check_shape, load_documents
+from talprov.talos.machineconfig import load_documents
+from talprov.talos.versions import SUPPORTED_LINES
 
 TOKEN = "CANARY-join-token-9c2e"
 API_URL = f"grpc://127.0.0.1:8080?grpc_tunnel=false&jointoken={TOKEN}"
@@ -69,7 +71,8 @@ def test_user_data_appends_documents(mode: str) -> None:
         "EventSinkConfig",
         "KmsgLogConfig",
     ]
-    check_shape(documents, "user-data")
+    for major, minor in SUPPORTED_LINES:
+        assert check_config(documents, "user-data", f"v{major}.{minor}.0") == []
 
 
 def test_user_data_for_an_empty_config_is_just_the_join() -> None:
@@ -77,6 +80,8 @@ def test_user_data_for_an_empty_config_is_just_the_join() -> None:
         text = render_user_data(empty, spec())
         kinds = [d.get("kind") for d in load_documents(text, "user-data")]
         assert kinds == ["SideroLinkConfig", "EventSinkConfig", "KmsgLogConfig"], empty
+        # A config of typed documents only: Talos takes it (Omni boots machines with it).
+        assert check_config(load_documents(text, "user-data"), "user-data", "v1.13.9") == []
 
 
 def test_user_data_handles_trailing_separators_and_missing_newline() -> None:

@@ -222,7 +222,7 @@ def test_from_request_follows_omni() -> None:
     request = MachineRequest(
         id="web-1",
         provider="aws-dev",
-        talos_version="v1.11.5",
+        talos_version="v1.13.9",
         secure_boot=True,
         extensions=(
             "siderolabs/util-linux-tools",
@@ -248,7 +248,7 @@ def test_from_request_follows_omni() -> None:
 
 
 def test_default_request_is_the_stock_image() -> None:
-    request = MachineRequest(id="a", provider="p", talos_version="v1.11.5")
+    request = MachineRequest(id="a", provider="p", talos_version="v1.13.9")
     assert Schematic.from_request(request).id() == DEFAULT_SCHEMATIC_ID
 
 
