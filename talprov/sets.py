@@ -30,7 +30,7 @@ from typing import Any
 
 from talprov.errors import Conflict
 from talprov.providers.labels import LABEL_CLUSTER, LABEL_REQUEST_SET, LABEL_SET, is_control_plane
-from talprov.providers.types import JoinSpec, MachineRequest, Stage
+from talprov.providers.types import STORED, JoinSpec, MachineRequest, Stage
 from talprov.scaler.priorities import RequestSetMember, request_set_victims
 from talprov.store.errors import StaleRecord
 from talprov.store.records import RequestRecord, RequestSetRecord
@@ -228,10 +228,10 @@ def _from_record(record: RequestSetRecord) -> RequestSet:
     if record.join_url is not None:
         join = dict(doc.get("join_options") or {})
         join["api_url"] = record.join_url
-        body["join"] = JoinSpec.model_validate(join)
+        body["join"] = JoinSpec.model_validate(join, context=STORED)
     return RequestSet(
         name=record.name,
-        template=MachineRequest.model_validate(body),
+        template=MachineRequest.model_validate(body, context=STORED),
         machine_count=int(doc["machine_count"]),
         deleting=bool(doc.get("deleting", False)),
         fingerprint=str(doc["fingerprint"]),

@@ -17,7 +17,15 @@ from enum import StrEnum
 from typing import Any
 from urllib.parse import parse_qsl, quote_plus, urlencode, urlsplit, urlunsplit
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 # Request ids end up in cloud tags, VM names and hostnames: keep them DNS-label shaped.
 REQUEST_ID_PATTERN = r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$"
@@ -85,6 +93,17 @@ class Overlay(BaseModel):
 #: Schemes Talos accepts for ``siderolink.api`` (grpc:// is the plain-text one); its
 #: SideroLinkConfig validation also wants an empty path (or "/").
 JOIN_URL_SCHEMES = ("https", "grpc")
+#: Validation context for requests read back from a store. Rules made stricter
+#: after a request was stored (join URLs, version syntax) must not make it
+#: unreadable: a pass would fail on it every time and it could not even be
+#: listed or deleted. New requests get the strict rules; stored ones the old.
+STORED = {"stored": True}
+_STORED_JOIN_URL_SCHEMES = ("https", "http", "grpc")
+_STORED_TALOS_VERSION = re.compile(r"^v\d+\.\d+\.\d+(-[0-9A-Za-z.-]+)?$")
+
+
+def _is_stored(info: ValidationInfo) -> bool:
+    return isinstance(info.context, dict) and bool(info.context.get("stored"))
 GRPC_TUNNEL_PARAM = "grpc_tunnel"
 
 
@@ -118,19 +137,21 @@ class JoinSpec(BaseModel):
     # the URL: it carries the join token.
     @field_validator("api_url")
     @classmethod
-    def _usable_api_url(cls, value: SecretStr) -> SecretStr:
+    def _usable_api_url(cls, value: SecretStr, info: ValidationInfo) -> SecretStr:
         url = value.get_secret_value()
         if _UNSAFE_IN_KERNEL_ARG.search(url):
             raise ValueError("must not contain spaces or control characters")
+        stored = _is_stored(info)
+        schemes = _STORED_JOIN_URL_SCHEMES if stored else JOIN_URL_SCHEMES
         try:
             parsed = urlsplit(url)
-            usable = parsed.scheme in JOIN_URL_SCHEMES and bool(parsed.hostname)
+            usable = parsed.scheme in schemes and bool(parsed.hostname)
         except ValueError:  # e.g. an unbalanced IPv6 bracket
             usable = False
         if not usable:
             raise ValueError(
-                f"must be a URL with a host and scheme {' or '.join(JOIN_URL_SCHEMES)}")
-        if parsed.path not in ("", "/"):
+                f"must be a URL with a host and scheme {' or '.join(schemes)}")
+        if not stored and parsed.path not in ("", "/"):
             raise ValueError("must have an empty path (Talos refuses any other)")
         return value
 
@@ -191,8 +212,9 @@ class MachineRequest(BaseModel):
 
     @field_validator("talos_version")
     @classmethod
-    def _talos_version(cls, value: str) -> str:
-        if not re.match(TALOS_VERSION_PATTERN, value):
+    def _talos_version(cls, value: str, info: ValidationInfo) -> str:
+        pattern = _STORED_TALOS_VERSION if _is_stored(info) else re.compile(TALOS_VERSION_PATTERN)
+        if not pattern.match(value):
             raise ValueError("is not a Talos version like v1.13.9")
         return value
 

@@ -10,7 +10,7 @@ from typing import Any
 import sqlalchemy as sa
 from pydantic import SecretStr, ValidationError
 
-from talprov.providers.types import MachineRequest, Stage
+from talprov.providers.types import STORED, MachineRequest, Stage
 from talprov.store.crypto import SecretCodec
 from talprov.store.errors import StoreError, StoreKeyError
 
@@ -138,7 +138,7 @@ def record_from_row(row: sa.Row[Any], codec: SecretCodec) -> RequestRecord:
     except StoreKeyError as exc:
         raise StoreKeyError(f"request {row.id}: {exc}") from None
     try:
-        request = MachineRequest.model_validate(body)
+        request = MachineRequest.model_validate(body, context=STORED)
     except ValidationError as exc:
         # Only locations and messages: pydantic's own text would quote input values.
         problems = "; ".join(
