@@ -7,11 +7,18 @@ reads them either from the kernel command line (``siderolink.api=``,
 (``SideroLinkConfig`` ``apiUrl``, ``EventSinkConfig`` ``endpoint``,
 ``KmsgLogConfig`` ``name``/``url``). The documents are rendered the way Omni
 renders its own join config (Go yaml.v3 style), so both produce the same bytes.
+
+In ``kernel_args`` mode the arguments go into the schematic's ``extraKernelArgs``
+(see ``talprov.talos.schematic``), as Omni's providers do: the image built from
+it carries them, so every platform that boots the factory's image joins. An
+image the user names instead (an AMI, a Glance image, an ISO, a template)
+cannot carry them: :func:`refuse_fixed_image` says so.
 """
 
 from __future__ import annotations
 
-from talprov.providers.types import JoinSpec
+from talprov.providers.errors import InvalidRequest
+from talprov.providers.types import JoinSpec, MachineRequest
 from talprov.talos import goyaml
 from talprov.talos.machineconfig import load_documents
 
@@ -26,6 +33,24 @@ def join_kernel_args(join: JoinSpec) -> list[str]:
         f"talos.events.sink={join.events_sink}",
         f"talos.logging.kernel={join.kmsg_log}",
     ]
+
+
+def refuse_fixed_image(request: MachineRequest, field: str, given: str | None) -> None:
+    """Refuse a join in ``kernel_args`` mode on an image the user named in ``field``.
+
+    The join's kernel args reach the machine only inside the image built from
+    the request's schematic; ``given`` (the value of ``field``, None when unset)
+    replaces that image, so the machine would never join. Raises
+    ``InvalidRequest`` naming ``field``. Pure.
+    """
+    if given is None or request.join is None or uses_documents(request.join):
+        return
+    raise InvalidRequest(
+        "an Omni join in mode kernel_args travels inside the Image Factory image built "
+        "from the schematic; an image named here cannot carry it: unset this field or "
+        "use join mode auto or documents",
+        field=field,
+    )
 
 
 def _document(fields: list[tuple[str, str]]) -> str:

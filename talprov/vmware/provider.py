@@ -25,6 +25,7 @@ from talprov.providers.errors import InvalidRequest, NotFound, StepTimeout
 from talprov.providers.ownership import INSTANCE_KEY, is_owned
 from talprov.providers.protocol import ProviderState, Runtime, Step, StepContext
 from talprov.providers.types import Health, Machine, MachineState, Owner, Retry, StepResult
+from talprov.talos.join import refuse_fixed_image
 from talprov.vmware import machines, sdk
 from talprov.vmware.client import ServiceInstance, VSphereClient, ssl_context
 from talprov.vmware.config import VSphereConfig
@@ -152,6 +153,8 @@ class VSphereProvider:
         state = ctx.state
         if state.template_moid is not None:
             return None
+        refuse_fixed_image(ctx.request, "provider_data.content_library", ctx.data.content_library)
+        refuse_fixed_image(ctx.request, "provider_data.template", ctx.data.template)
         if ctx.data.tags:
             # Fail on a misspelt tag before anything is deployed or cloned (cached
             # for the tag-vm step).

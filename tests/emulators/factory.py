@@ -60,7 +60,8 @@ EMPTY_SCHEMATIC_ID = "376567988ad370138ad8b2698212367b8edcb69b5fd68c80be1f2ec7d6
 def _quote(text: str) -> str:
     """A deliberately small subset of yaml.v3's string rules (enough for test schematics)."""
     if (
-        re.fullmatch(r"[A-Za-z_/][A-Za-z0-9_./=:@-]*", text)
+        # Join kernel args: URLs with queries, bracketed IPv6 hosts (plain in block style).
+        re.fullmatch(r"[A-Za-z_/][A-Za-z0-9_./=:@?&%+,\[\]~-]*", text)
         and text.lower()
         not in (
             "true",

@@ -12,7 +12,7 @@ from urllib.parse import quote
 from talprov.baremetal.config import BareMetalConfig
 from talprov.baremetal.inventory import BootPlan
 from talprov.providers.types import MachineRequest
-from talprov.talos.join import join_kernel_args, uses_documents
+from talprov.talos.schematic import schematic_kernel_args
 
 #: The arguments Talos's own metal images boot with (the Image Factory's PXE script
 #: carries the same): hardening and console behaviour Talos expects.
@@ -44,14 +44,14 @@ def install_plan(
 ) -> BootPlan:
     """The plan that installs Talos for ``request`` (its config fetched once by URL).
 
-    The command line may contain the Omni join token (kernel-args mode): the
-    plan is a secret like the config itself.
+    The schematic's kernel args (the request's and, in kernel-args mode, the
+    Omni join's, sorted as Omni sorts them) follow the instance's own, as on the
+    factory's PXE script. They may contain the join token: the plan is a secret
+    like the config itself.
     """
-    args: list[str] = [*TALOS_METAL_ARGS, *config.console_args, *config.extra_kernel_args,
-                       *request.kernel_args]
-    if request.join is not None and not uses_documents(request.join):
-        args.extend(join_kernel_args(request.join))
-    return BootPlan(kernel_url, initramfs_url, tuple(args), with_config=True)
+    args = (*TALOS_METAL_ARGS, *config.console_args, *config.extra_kernel_args,
+            *schematic_kernel_args(request))
+    return BootPlan(kernel_url, initramfs_url, args, with_config=True)
 
 
 def wipe_plan(config: BareMetalConfig, kernel_url: str, initramfs_url: str) -> BootPlan:
