@@ -43,7 +43,6 @@ from talprov.aws.instances import (
     terminate,
 )
 from talprov.aws.launching import Launcher
-from talprov.errors import ConfigError
 from talprov.providers.errors import InvalidRequest, ProviderError, StepTimeout
 from talprov.providers.ownership import REQUEST_KEY, is_owned
 from talprov.providers.protocol import BatchStepFn, ProviderState, Runtime, Step, StepContext
@@ -57,7 +56,7 @@ from talprov.providers.types import (
     StepResult,
 )
 from talprov.talos.factory import images_for
-from talprov.talos.join import refuse_fixed_image, render_user_data
+from talprov.talos.join import refuse_fixed_image, user_data_for
 from talprov.talos.schematic import Schematic
 
 Ctx = StepContext[AwsData, "AwsState"]
@@ -376,10 +375,7 @@ class AwsProvider:
         imported from it carries the args). Raises ``InvalidRequest`` naming the
         field when the config is not YAML.
         """
-        try:
-            return render_user_data(request.machine_config.get_secret_value(), request.join)
-        except ConfigError as exc:
-            raise InvalidRequest(str(exc)) from None
+        return user_data_for(request, named=self.config.name_machines)
 
     # ------------------------------------------------------------------ wait-running
 

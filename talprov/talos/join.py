@@ -17,9 +17,11 @@ cannot carry them: :func:`refuse_fixed_image` says so.
 
 from __future__ import annotations
 
+from talprov.errors import ConfigError
 from talprov.providers.errors import InvalidRequest
 from talprov.providers.types import JoinSpec, MachineRequest
 from talprov.talos import goyaml
+from talprov.talos.hostname import with_hostname, without_trailing_separators
 from talprov.talos.machineconfig import load_documents
 
 KMSG_LOG_NAME = "omni-kmsg"
@@ -117,14 +119,25 @@ def render_user_data(machine_config: str, join: JoinSpec | None) -> str:
         for doc in load_documents(machine_config, "machine_config")
     }
     wanted = [text for kind, name, text in _join_document_list(join) if (kind, name) not in present]
-    body = _without_trailing_separators(machine_config)
+    body = without_trailing_separators(machine_config)
     parts = ([body] if body else []) + wanted
     return "---\n".join(parts)
 
 
-def _without_trailing_separators(text: str) -> str:
-    """The config with trailing blank lines and document markers removed, ending in a newline."""
-    lines = text.rstrip().splitlines()
-    while lines and lines[-1].strip() in ("---", "...", ""):
-        lines.pop()
-    return "\n".join(lines) + "\n" if lines else ""
+def user_data_for(request: MachineRequest, *, named: bool = True) -> str:
+    """What the platform hands the machine: its config, named, plus the join documents.
+
+    The config gets the machine's hostname (the request id) as Talos of the
+    request's version honours it (``talprov.talos.hostname``; not when
+    ``named`` is false), then the join
+    documents when the join travels as documents. Contains secrets. Raises
+    ``InvalidRequest`` naming ``machine_config`` for malformed YAML (never
+    quoting it). Pure.
+    """
+    config = request.machine_config.get_secret_value()
+    try:
+        if named:
+            config = with_hostname(config, request.id, request.talos_version)
+        return render_user_data(config, request.join)
+    except ConfigError as exc:
+        raise InvalidRequest(exc.message, field="machine_config") from None

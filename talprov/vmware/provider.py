@@ -20,8 +20,7 @@ from typing import Any, ClassVar, cast
 
 from pydantic import BaseModel
 
-from talprov.errors import ConfigError
-from talprov.providers.errors import InvalidRequest, NotFound, StepTimeout
+from talprov.providers.errors import NotFound, StepTimeout
 from talprov.providers.ownership import INSTANCE_KEY, is_owned
 from talprov.providers.protocol import ProviderState, Runtime, Step, StepContext
 from talprov.providers.types import Health, Machine, MachineState, Owner, Retry, StepResult
@@ -55,12 +54,9 @@ def render_user_data(ctx: Ctx) -> str:
 
     Raises ``InvalidRequest`` (field ``machine_config``); never quotes the config.
     """
-    from talprov.talos.join import render_user_data as with_join
+    from talprov.talos.join import user_data_for
 
-    try:
-        return with_join(ctx.request.machine_config.get_secret_value(), ctx.request.join)
-    except ConfigError as exc:
-        raise InvalidRequest(exc.message, field="machine_config") from None
+    return user_data_for(ctx.request)
 
 
 class VSphereProvider:
