@@ -65,3 +65,17 @@ def assert_join_in_config(config_text: str) -> None:
 def assert_no_join_in_config(config_text: str) -> None:
     assert join_documents_in(config_text) == {}
     assert JOIN_TOKEN not in config_text
+
+
+MODES = ("kernel_args", "documents")
+
+
+def assert_join_delivered(mode: str, factory: FakeImageFactory, schematic_id: str,
+                          config_text: str) -> None:
+    """The join is where ``mode`` puts it, and only there."""
+    if mode == "kernel_args":
+        assert_join_in_schematic(factory, schematic_id)
+        assert_no_join_in_config(config_text)
+    else:
+        assert_no_join_in_schematic(factory, schematic_id)
+        assert_join_in_config(config_text)

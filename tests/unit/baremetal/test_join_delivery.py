@@ -26,11 +26,9 @@ from tests.unit.join_checks import (
     EVENTS_ARG,
     JOIN_TOKEN,
     KMSG_ARG,
+    MODES,
     SIDEROLINK_ARG,
-    assert_join_in_config,
-    assert_join_in_schematic,
-    assert_no_join_in_config,
-    assert_no_join_in_schematic,
+    assert_join_delivered,
     join,
 )
 
@@ -98,20 +96,15 @@ def provision(setup: Setup, mode: str) -> tuple[str, list[str], str]:
     return found.group(1), kernel_line.split()[2:], config
 
 
-def test_kernel_args_join_travels_in_schematic_and_command_line(
-    served: Setup, image_factory: FakeImageFactory,
+@pytest.mark.parametrize("mode", MODES)
+def test_the_join_reaches_the_machine(
+    served: Setup, image_factory: FakeImageFactory, mode: str,
 ) -> None:
-    schematic_id, cmdline, config = provision(served, "kernel_args")
-    assert_join_in_schematic(image_factory, schematic_id)
-    # As on the factory's own PXE script, the schematic's args are on the command line.
-    assert {SIDEROLINK_ARG, EVENTS_ARG, KMSG_ARG, "net.ifnames=0"} <= set(cmdline)
-    assert_no_join_in_config(config)
-
-
-def test_documents_join_travels_in_the_served_config(
-    served: Setup, image_factory: FakeImageFactory,
-) -> None:
-    schematic_id, cmdline, config = provision(served, "documents")
-    assert_no_join_in_schematic(image_factory, schematic_id)
-    assert not any(JOIN_TOKEN in arg for arg in cmdline)
-    assert_join_in_config(config)
+    # kernel_args: in the kernel's schematic and, as on the factory's own PXE script,
+    # on the command line; documents: in the config the boot server serves once.
+    schematic_id, cmdline, config = provision(served, mode)
+    assert_join_delivered(mode, image_factory, schematic_id, config)
+    assert "net.ifnames=0" in cmdline
+    on_cmdline = {SIDEROLINK_ARG, EVENTS_ARG, KMSG_ARG} <= set(cmdline)
+    assert on_cmdline is (mode == "kernel_args")
+    assert any(JOIN_TOKEN in arg for arg in cmdline) is (mode == "kernel_args")

@@ -10,14 +10,7 @@ import pytest
 from talprov.openstack.images import SCHEMATIC_PROPERTY
 from talprov.providers.errors import InvalidRequest
 from tests.emulators.factory_artifacts import artifact
-from tests.unit.join_checks import (
-    JOIN_TOKEN,
-    assert_join_in_config,
-    assert_join_in_schematic,
-    assert_no_join_in_config,
-    assert_no_join_in_schematic,
-    join,
-)
+from tests.unit.join_checks import JOIN_TOKEN, MODES, assert_join_delivered, join
 from tests.unit.openstack.harness import TALOS_VERSION, Harness
 
 
@@ -33,20 +26,13 @@ def booted_with(harness: Harness, request_id: str) -> tuple[str, str]:
     return schematic_id, base64.b64decode(server.user_data or "").decode()
 
 
-def test_kernel_args_join_travels_in_the_image(harness: Harness) -> None:
-    ctx = harness.provision(harness.request("kargs").model_copy(
-        update={"join": join("kernel_args")}))
-    schematic_id, user_data = booted_with(harness, "kargs")
-    assert_join_in_schematic(harness.factory, schematic_id)
-    assert_no_join_in_config(user_data)
+@pytest.mark.parametrize("mode", MODES)
+def test_the_join_reaches_the_server(harness: Harness, mode: str) -> None:
+    # kernel_args: in the Glance image's schematic; documents: in the user-data.
+    ctx = harness.provision(harness.request("srv").model_copy(update={"join": join(mode)}))
+    schematic_id, user_data = booted_with(harness, "srv")
+    assert_join_delivered(mode, harness.factory, schematic_id, user_data)
     assert JOIN_TOKEN not in " ".join(ctx.events) + repr(ctx.state)
-
-
-def test_documents_join_travels_in_user_data(harness: Harness) -> None:
-    harness.provision(harness.request("docs").model_copy(update={"join": join("documents")}))
-    schematic_id, user_data = booted_with(harness, "docs")
-    assert_no_join_in_schematic(harness.factory, schematic_id)
-    assert_join_in_config(user_data)
 
 
 def test_kernel_args_join_on_a_named_image_is_refused(harness: Harness) -> None:

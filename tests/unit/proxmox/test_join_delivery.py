@@ -18,14 +18,7 @@ from tests.driving import context, provision
 from tests.emulators.factory import FakeImageFactory
 from tests.emulators.factory import image_factory as image_factory  # noqa: PLC0414 - fixture
 from tests.emulators.fakepve import FakePveServer
-from tests.unit.join_checks import (
-    JOIN_TOKEN,
-    assert_join_in_config,
-    assert_join_in_schematic,
-    assert_no_join_in_config,
-    assert_no_join_in_schematic,
-    join,
-)
+from tests.unit.join_checks import JOIN_TOKEN, MODES, assert_join_delivered, join
 from tests.unit.proxmox.conftest import machine_request, password_config
 
 
@@ -52,27 +45,17 @@ def booted_with(fakepve: FakePveServer, vm_name: str) -> tuple[str, str]:
     return found.group(1), images.read_seed_iso(seed_iso)["user-data"]
 
 
-def test_kernel_args_join_travels_in_the_boot_iso(
+@pytest.mark.parametrize("mode", MODES)
+def test_the_join_reaches_the_vm(
     fakepve: FakePveServer, factory_provider: ProxmoxProvider, image_factory: FakeImageFactory,
-    owner: Owner, clock: FakeClock,
+    owner: Owner, clock: FakeClock, mode: str,
 ) -> None:
-    ctx = context(factory_provider, machine_request("kargs", join=join("kernel_args")), owner)
+    # kernel_args: in the boot ISO's schematic; documents: in the seed ISO's user-data.
+    ctx = context(factory_provider, machine_request("vm", join=join(mode)), owner)
     provision(factory_provider, [ctx], clock)
-    schematic_id, user_data = booted_with(fakepve, "kargs")
-    assert_join_in_schematic(image_factory, schematic_id)
-    assert_no_join_in_config(user_data)
+    schematic_id, user_data = booted_with(fakepve, "vm")
+    assert_join_delivered(mode, image_factory, schematic_id, user_data)
     assert JOIN_TOKEN not in " ".join(ctx.events) + repr(ctx.state)
-
-
-def test_documents_join_travels_in_the_seed_iso(
-    fakepve: FakePveServer, factory_provider: ProxmoxProvider, image_factory: FakeImageFactory,
-    owner: Owner, clock: FakeClock,
-) -> None:
-    ctx = context(factory_provider, machine_request("docs", join=join("documents")), owner)
-    provision(factory_provider, [ctx], clock)
-    schematic_id, user_data = booted_with(fakepve, "docs")
-    assert_no_join_in_schematic(image_factory, schematic_id)
-    assert_join_in_config(user_data)
 
 
 def test_kernel_args_join_on_a_named_iso_is_refused(

@@ -14,14 +14,7 @@ from talprov.vmware.provider import VSphereProvider
 from tests.driving import context, provision
 from tests.emulators.factory import FakeImageFactory
 from tests.emulators.vcsim.fixture import VcsimServer
-from tests.unit.join_checks import (
-    JOIN_TOKEN,
-    assert_join_in_config,
-    assert_join_in_schematic,
-    assert_no_join_in_config,
-    assert_no_join_in_schematic,
-    join,
-)
+from tests.unit.join_checks import JOIN_TOKEN, MODES, assert_join_delivered, join
 from tests.unit.vmware.conftest import machine_request
 from tests.unit.vmware.observe import all_vms
 
@@ -41,27 +34,17 @@ def booted_with(vcsim: VcsimServer, factory: FakeImageFactory, vm_name: str,
     return schematic_id, config
 
 
-def test_kernel_args_join_travels_in_the_template(
+@pytest.mark.parametrize("mode", MODES)
+def test_the_join_reaches_the_vm(
     provider: VSphereProvider, vcsim: VcsimServer, image_factory: FakeImageFactory,
-    owner: Owner, clock: FakeClock,
+    owner: Owner, clock: FakeClock, mode: str,
 ) -> None:
-    ctx = context(provider, machine_request("kargs", join=join("kernel_args")), owner)
+    # kernel_args: in the template's schematic; documents: in guestinfo.
+    ctx = context(provider, machine_request("vm", join=join(mode)), owner)
     provision(provider, [ctx], clock)
-    schematic_id, config = booted_with(vcsim, image_factory, "kargs", ctx.state.template_moid)
-    assert_join_in_schematic(image_factory, schematic_id)
-    assert_no_join_in_config(config)
+    schematic_id, config = booted_with(vcsim, image_factory, "vm", ctx.state.template_moid)
+    assert_join_delivered(mode, image_factory, schematic_id, config)
     assert JOIN_TOKEN not in " ".join(ctx.events) + repr(ctx.state)
-
-
-def test_documents_join_travels_in_guestinfo(
-    provider: VSphereProvider, vcsim: VcsimServer, image_factory: FakeImageFactory,
-    owner: Owner, clock: FakeClock,
-) -> None:
-    ctx = context(provider, machine_request("docs", join=join("documents")), owner)
-    provision(provider, [ctx], clock)
-    schematic_id, config = booted_with(vcsim, image_factory, "docs", ctx.state.template_moid)
-    assert_no_join_in_schematic(image_factory, schematic_id)
-    assert_join_in_config(config)
 
 
 def test_kernel_args_join_on_a_named_template_is_refused(
