@@ -109,7 +109,10 @@ class Schematic(BaseModel):
 
     def __repr__(self) -> str:
         # Kernel args may hold an Omni join token: show the id only.
-        return f"Schematic(id={self.id()})"
+        try:
+            return f"Schematic(id={self.id()})"
+        except ValueError:  # a value canonical_yaml cannot encode
+            return "Schematic(id=?)"
 
     __str__ = __repr__
 
