@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
 
 from talprov.errors import ConfigError, validation_message
 from talprov.secrets import resolve_tree
@@ -28,6 +28,22 @@ class ImageFactoryConfig(BaseModel):
     url: str = DEFAULT_FACTORY_URL
     ca_file: str | None = None
     insecure: bool = Field(default=False, description="Skip TLS verification (explicit opt-in).")
+    username: str | None = Field(default=None, min_length=1, description=(
+        "HTTP Basic user of an authenticated factory (set with password)."))
+    password: SecretStr | None = Field(default=None, description=(
+        "Its password; use ${env:NAME} or ${file:PATH}."))
+
+    @model_validator(mode="after")
+    def _both_or_neither(self) -> ImageFactoryConfig:
+        if (self.username is None) != (self.password is None):
+            raise ValueError("username and password go together")
+        return self
+
+    def auth(self) -> tuple[str, str] | None:
+        """(username, password) for an authenticated factory, or None."""
+        if self.username is None or self.password is None:
+            return None
+        return self.username, self.password.get_secret_value()
 
     def verify(self) -> bool | str:
         """The value for an HTTP client's ``verify`` argument."""

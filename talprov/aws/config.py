@@ -75,6 +75,12 @@ class AwsConfig(BaseModel):
         description="Most instances launched by one RunInstances call when several requests "
         "share a shape and a machine config (each member costs one tag on the instances).",
     )
+    name_machines: bool = Field(
+        default=True,
+        description="Name each machine after its request id in its config (HostnameConfig "
+        "or machine.network.hostname, unless the config names it). Off: Talos keeps EC2's "
+        "hostname (ip-...) and requests with one machine config share RunInstances calls.",
+    )
     launch_concurrency: int = Field(
         default=8,
         ge=1,

@@ -44,7 +44,6 @@ from talprov.aws.instances import (
 )
 from talprov.aws.launching import Launcher
 from talprov.aws.state import AwsState
-from talprov.errors import ConfigError
 from talprov.providers.errors import InvalidRequest, ProviderError
 from talprov.providers.ownership import REQUEST_KEY, is_owned
 from talprov.providers.protocol import ProviderState, Runtime, Step, StepContext
@@ -58,7 +57,7 @@ from talprov.providers.types import (
     StepResult,
 )
 from talprov.talos.factory import images_for
-from talprov.talos.join import render_user_data, uses_documents
+from talprov.talos.join import refuse_fixed_image, user_data_for
 from talprov.talos.schematic import Schematic
 
 Ctx = StepContext[AwsData, AwsState]
@@ -174,6 +173,9 @@ class AwsProvider:
         if request.secure_boot:
             raise InvalidRequest("secure boot AMIs are not supported by the AWS driver yet",
                                  field="secure_boot")
+        # The official AMI is the default schematic, which never holds join args:
+        # only an AMI named in provider_data can lose them.
+        refuse_fixed_image(request, "provider_data.ami", data.ami)
         if state.image_id is None:
             image = self._image_for(ctx)
             if image is None or image.state != "available":
@@ -348,18 +350,11 @@ class AwsProvider:
     def _user_data(self, request: MachineRequest) -> str:
         """The user-data text: the machine config plus Omni's join documents, if any.
 
-        Raises ``InvalidRequest`` naming the field when the config is not YAML or
-        the join asks for kernel args, which an AMI cannot take per instance.
+        A join in mode ``kernel_args`` is in the schematic instead (the AMI
+        imported from it carries the args). Raises ``InvalidRequest`` naming the
+        field when the config is not YAML.
         """
-        if request.join is not None and not uses_documents(request.join):
-            raise InvalidRequest(
-                "AWS delivers the join through user-data; use mode auto or documents",
-                field="join.mode",
-            )
-        try:
-            return render_user_data(request.machine_config.get_secret_value(), request.join)
-        except ConfigError as exc:
-            raise InvalidRequest(str(exc)) from None
+        return user_data_for(request, named=self.config.name_machines)
 
     # ------------------------------------------------------------------ wait-running
 

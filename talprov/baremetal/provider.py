@@ -41,7 +41,7 @@ from talprov.providers.types import (
     StepResult,
 )
 from talprov.talos.factory import images_for
-from talprov.talos.join import render_user_data
+from talprov.talos.join import user_data_for
 
 log = logging.getLogger(__name__)
 
@@ -207,7 +207,7 @@ class BareMetalProvider:
             return None
         kernel, initramfs = self.boot_assets(ctx.request)
         plan = ipxe.install_plan(self.config, ctx.request, kernel, initramfs)
-        config = render_user_data(ctx.request.machine_config.get_secret_value(), ctx.request.join)
+        config = user_data_for(ctx.request)
         self.inventory.set_install(machine.name, ctx.request.id, plan, config)
         return None
 

@@ -67,6 +67,7 @@ class App:
                 cache_dir=cache,
                 factory_url=cfg.image_factory.url,
                 factory_verify_tls=cfg.image_factory.verify(),
+                factory_auth=cfg.image_factory.auth(),
                 progress=progress_printer(),
             )
         return self._runtime

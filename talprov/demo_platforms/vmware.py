@@ -149,7 +149,7 @@ class VSphereDemo:
         import binascii
 
         from talprov.talos.encoders import GUESTINFO_CONFIG
-        from talprov.talos.join import render_user_data
+        from talprov.talos.join import user_data_for
         from talprov.vmware import sdk
 
         vm = sdk.vim().VirtualMachine(moid, si._stub)
@@ -161,7 +161,7 @@ class VSphereDemo:
         except sdk.vmodl().fault.ManagedObjectNotFound:
             return
         request = row.record.request
-        wanted = render_user_data(request.machine_config.get_secret_value(), request.join)
+        wanted = user_data_for(request)
         try:
             sent = base64.b64decode(extra.get(GUESTINFO_CONFIG, ""), validate=True).decode()
         except (binascii.Error, UnicodeDecodeError):

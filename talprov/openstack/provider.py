@@ -54,6 +54,7 @@ from talprov.providers.errors import (
 )
 from talprov.providers.protocol import Leftover, ProviderState, Runtime, Step, StepContext
 from talprov.providers.types import Health, Machine, Owner, Retry, StepResult
+from talprov.talos.join import refuse_fixed_image
 
 Ctx = StepContext[OpenStackData, OpenStackState]
 GONE_STATES = {"DELETED", "SOFT_DELETED"}
@@ -126,6 +127,7 @@ class OpenStackProvider:
     def _resolve_image(self, ctx: Ctx) -> StepResult:
         if ctx.state.image_id is not None:
             return None
+        refuse_fixed_image(ctx.request, "provider_data.image", ctx.data.image)
         if ctx.data.image is not None:
             ctx.state.image_id = images.resolve_named_image(self.client, ctx.data.image)
         else:

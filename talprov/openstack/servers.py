@@ -15,7 +15,6 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from talprov.errors import ConfigError
 from talprov.providers.errors import InvalidRequest
 from talprov.providers.ownership import (
     INSTALLATION_KEY,
@@ -25,7 +24,7 @@ from talprov.providers.ownership import (
     ownership_tags,
 )
 from talprov.providers.types import Machine, MachineRequest, MachineState, Owner
-from talprov.talos.join import render_user_data as with_join
+from talprov.talos.join import user_data_for
 
 MAX_TAG = 60
 MAX_USER_DATA = 65535
@@ -108,16 +107,12 @@ def zone_order(request_id: str, zones: Sequence[str]) -> list[str | None]:
 
 
 def render_user_data(request: MachineRequest) -> str:
-    """The text the machine receives as user_data: its machine config, with the Omni
-    join documents appended when the request joins in ``documents``/``auto`` mode.
+    """The text the machine receives as user_data (``talos.join.user_data_for``).
 
     Raises ``InvalidRequest`` (field ``machine_config``) when the config is not
     YAML; the message never quotes the config.
     """
-    try:
-        return with_join(request.machine_config.get_secret_value(), request.join)
-    except ConfigError as exc:
-        raise InvalidRequest(exc.message, field="machine_config") from None
+    return user_data_for(request)
 
 
 def encode_user_data(text: str) -> str:

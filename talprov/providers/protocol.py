@@ -52,6 +52,8 @@ class Runtime:
     cache_dir: Path = field(default_factory=lambda: Path.home() / ".cache" / "talprov")
     factory_url: str = "https://factory.talos.dev"
     factory_verify_tls: bool | str = True
+    # (username, password) of an authenticated Image Factory; never shown in a repr.
+    factory_auth: tuple[str, str] | None = field(default=None, repr=False)
     clock: Callable[[], float] = time.time
     sleep: Callable[[float], None] = time.sleep
     progress: Callable[[str, int, int | None], None] = _ignore_progress

@@ -24,8 +24,6 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from talprov.errors import ConfigError
-from talprov.providers.errors import InvalidRequest
 from talprov.providers.types import MachineRequest
 from talprov.proxmox.data import StaticNetwork
 
@@ -141,15 +139,12 @@ def read_seed_iso(image: bytes) -> dict[str, str]:
 
 
 def render_user_data(request: MachineRequest) -> str:
-    """The user-data for the request: its machine config, with the Omni join
-    documents appended when the request joins Omni in ``documents``/``auto`` mode.
+    """The user-data for the request (``talos.join.user_data_for``: named, with the
+    join documents when asked).
 
     Raises ``InvalidRequest`` (field ``machine_config``) when the config is not YAML;
     the message never quotes the config.
     """
-    from talprov.talos.join import render_user_data as with_join
+    from talprov.talos.join import user_data_for
 
-    try:
-        return with_join(request.machine_config.get_secret_value(), request.join)
-    except ConfigError as exc:
-        raise InvalidRequest(exc.message, field="machine_config") from None
+    return user_data_for(request)

@@ -24,6 +24,7 @@ from talprov.proxmox.data import ProxmoxMachineData
 from talprov.proxmox.errors import TaskFailed
 from talprov.proxmox.state import ProxmoxState
 from talprov.talos.factory import images_for
+from talprov.talos.join import refuse_fixed_image
 
 Ctx = StepContext[ProxmoxMachineData, ProxmoxState]
 
@@ -73,6 +74,7 @@ class IsoSteps:
         assert state.node is not None
         assert state.iso_storage is not None
         node, storage = state.node, state.iso_storage
+        refuse_fixed_image(ctx.request, "provider_data.iso", ctx.data.iso)
         if ctx.data.iso is not None:
             iso_storage = ctx.data.iso.split(":", 1)[0]
             if ctx.data.iso not in self._listing(listings, node, iso_storage):

@@ -6,13 +6,22 @@ are the factory's own paths). HTTP failures become talprov errors: 401/403
 ``AuthError``, 404 ``NotFound`` (naming the asset), 429/5xx and timeouts
 ``Transient``, other 4xx ``InvalidRequest``. URLs are reported without
 credentials or query strings.
+
+An authenticated factory (the Enterprise edition, HTTP Basic credentials given as
+``auth`` or in the URL) sets the schematic's ``owner`` to the user before naming
+it, so its id is not the locally computed one: with credentials configured the
+client uses, and remembers, the id the factory answers, after checking that the
+normalized schematic it answers is ours plus the ``owner`` line.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
+import re
 import threading
+from collections.abc import Generator
 from pathlib import Path
 from types import TracebackType
 from typing import cast
@@ -32,6 +41,7 @@ DEFAULT_CLOUD_IMAGES_URL = (
     "https://github.com/siderolabs/talos/releases/download/{version}/cloud-images.json"
 )
 _ERROR_BODY_LIMIT = 300
+_SCHEMATIC_ID = re.compile(r"^[0-9a-f]{64}$")
 
 
 class SchematicIdMismatch(ProviderError):
@@ -81,12 +91,36 @@ def _retry_after(response: httpx.Response) -> float | None:
         return None
 
 
+class _FactoryAuth(httpx.Auth):
+    """HTTP Basic credentials sent to the factory's own origins only.
+
+    The same client fetches release files from elsewhere (``cloud-images.json``):
+    they must never see the factory's password.
+    """
+
+    def __init__(self, username: str, password: str, origins: set[tuple[str, str, int | None]]):
+        self._basic = httpx.BasicAuth(username, password)
+        self._origins = origins
+
+    def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
+        if _origin(request.url) in self._origins:
+            yield from self._basic.auth_flow(request)
+        else:
+            yield request
+
+
+def _origin(url: httpx.URL) -> tuple[str, str, int | None]:
+    return (url.scheme, url.host, url.port)
+
+
 class ImageFactory:
     """A client of one Image Factory (or mirror) with a local download cache.
 
     Thread-safe. ``verify`` is httpx's: ``True`` (system CAs), a CA bundle path,
     or ``False`` (not recommended). ``pxe_base_url`` defaults to ``base_url``
     (the public factory also serves PXE scripts on ``pxe.factory.talos.dev``).
+    ``auth`` is (username, password) of an authenticated factory; it is sent to
+    ``base_url``'s and ``pxe_base_url``'s origins only.
     """
 
     def __init__(
@@ -99,16 +133,21 @@ class ImageFactory:
         pxe_base_url: str | None = None,
         cloud_images_url: str = DEFAULT_CLOUD_IMAGES_URL,
         transport: httpx.BaseTransport | None = None,
+        auth: tuple[str, str] | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.pxe_base_url = (pxe_base_url or base_url).rstrip("/")
         self.cloud_images_url = cloud_images_url
         self.cache_dir = Path(cache_dir)
+        origins = {_origin(httpx.URL(self.base_url)), _origin(httpx.URL(self.pxe_base_url))}
         self._client = httpx.Client(
-            verify=verify, timeout=timeout, follow_redirects=True, transport=transport
+            verify=verify, timeout=timeout, follow_redirects=True, transport=transport,
+            auth=_FactoryAuth(*auth, origins) if auth else None,
         )
+        # httpx sends credentials written into the URL as HTTP Basic, too.
+        self.authenticated = auth is not None or bool(httpx.URL(self.base_url).username)
         self.cache = DownloadCache(self.cache_dir, self._client, raise_for_status)
-        self._registered: set[str] = set()
+        self._registered: dict[str, str] = {}  # local id -> the id the factory answered
         self._cloud_images: dict[str, list[CloudImage]] = {}
         self._lock = threading.Lock()
 
@@ -129,18 +168,20 @@ class ImageFactory:
     # ------------------------------------------------------------------ schematics
 
     def register(self, schematic: Schematic) -> str:
-        """Make sure the factory knows ``schematic``; returns its id.
+        """Make sure the factory knows ``schematic``; returns the id the factory gave it.
 
         Idempotent (the factory answers the same id for the same schematic; a
-        schematic already registered by this client is not posted again).
-        Raises ``SchematicIdMismatch`` if the factory's id differs from the local
-        one, ``InvalidRequest`` if the factory rejects the schematic, and
-        ``AuthError``/``Transient`` for access and availability problems.
+        schematic already registered by this client is not posted again). That
+        is the local id, except on an authenticated factory (see the module
+        docstring). Raises ``SchematicIdMismatch`` if the factory's id differs
+        from the local one for another reason, ``InvalidRequest`` if the factory
+        rejects the schematic, and ``AuthError``/``Transient`` for access and
+        availability problems.
         """
         local_id = schematic.id()
         with self._lock:
             if local_id in self._registered:
-                return local_id
+                return self._registered[local_id]
         what = f"schematic {local_id}"
         try:
             response = self._client.post(
@@ -152,17 +193,44 @@ class ImageFactory:
             raise Transient(f"{what}: Image Factory unreachable ({type(exc).__name__})") from None
         raise_for_status(response, what)
         try:
-            remote_id = str(response.json()["id"])
-        except (ValueError, KeyError, TypeError):
+            answer = response.json()
+            remote_id = str(answer["id"])
+            normalized = answer.get("schematic")
+        except (ValueError, KeyError, TypeError, AttributeError):
             raise Transient(f"{what}: the Image Factory answered without an id") from None
-        if remote_id != local_id:
+        if remote_id != local_id and not self._owned_copy(schematic, remote_id, normalized):
             raise SchematicIdMismatch(
                 f"the Image Factory named the schematic {remote_id}, talprov computed {local_id}; "
                 "the factory may be newer than talprov's schematic model"
             )
         with self._lock:
-            self._registered.add(local_id)
-        return local_id
+            self._registered[local_id] = remote_id
+        return remote_id
+
+    def _owned_copy(self, schematic: Schematic, remote_id: str, normalized: object) -> bool:
+        """Whether ``remote_id`` names ``schematic`` with an owner set by an authenticated factory.
+
+        Factories since 2026-05 answer the normalized schematic: it must be ours
+        with one ``owner:`` line in front and hash to ``remote_id``. Older ones
+        answer the id alone, which is then taken as given (credentials configured).
+        """
+        if not self.authenticated or not _SCHEMATIC_ID.match(remote_id):
+            return False
+        if normalized is None:
+            return True
+        if not isinstance(normalized, str):
+            return False
+        owner_line, _, rest = normalized.partition("\n")
+        return (
+            owner_line.startswith("owner: ")
+            and rest.encode() == schematic.canonical_yaml()
+            and hashlib.sha256(normalized.encode()).hexdigest() == remote_id
+        )
+
+    def answered_id(self, schematic: Schematic) -> str | None:
+        """The id the factory gave ``schematic`` when this client registered it, else None."""
+        with self._lock:
+            return self._registered.get(schematic.id())
 
     # ------------------------------------------------------------------ asset URLs
 
@@ -276,7 +344,8 @@ def images_for(runtime: Runtime) -> ImageFactory:
         if found is None:
             found = ImageFactory(base_url=runtime.factory_url,
                                  cache_dir=runtime.cache_dir / "images",
-                                 verify=runtime.factory_verify_tls)
+                                 verify=runtime.factory_verify_tls,
+                                 auth=runtime.factory_auth)
             runtime.memo[_MEMO_KEY] = found
         # Only this module writes the key: an ImageFactory or a stand-in given to
         # use_images().

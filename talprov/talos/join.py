@@ -7,12 +7,21 @@ reads them either from the kernel command line (``siderolink.api=``,
 (``SideroLinkConfig`` ``apiUrl``, ``EventSinkConfig`` ``endpoint``,
 ``KmsgLogConfig`` ``name``/``url``). The documents are rendered the way Omni
 renders its own join config (Go yaml.v3 style), so both produce the same bytes.
+
+In ``kernel_args`` mode the arguments go into the schematic's ``extraKernelArgs``
+(see ``talprov.talos.schematic``), as Omni's providers do: the image built from
+it carries them, so every platform that boots the factory's image joins. An
+image the user names instead (an AMI, a Glance image, an ISO, a template)
+cannot carry them: :func:`refuse_fixed_image` says so.
 """
 
 from __future__ import annotations
 
-from talprov.providers.types import JoinSpec
+from talprov.errors import ConfigError
+from talprov.providers.errors import InvalidRequest
+from talprov.providers.types import JoinSpec, MachineRequest
 from talprov.talos import goyaml
+from talprov.talos.hostname import with_hostname, without_trailing_separators
 from talprov.talos.machineconfig import load_documents
 
 KMSG_LOG_NAME = "omni-kmsg"
@@ -26,6 +35,24 @@ def join_kernel_args(join: JoinSpec) -> list[str]:
         f"talos.events.sink={join.events_sink}",
         f"talos.logging.kernel={join.kmsg_log}",
     ]
+
+
+def refuse_fixed_image(request: MachineRequest, field: str, given: str | None) -> None:
+    """Refuse a join in ``kernel_args`` mode on an image the user named in ``field``.
+
+    The join's kernel args reach the machine only inside the image built from
+    the request's schematic; ``given`` (the value of ``field``, None when unset)
+    replaces that image, so the machine would never join. Raises
+    ``InvalidRequest`` naming ``field``. Pure.
+    """
+    if given is None or request.join is None or uses_documents(request.join):
+        return
+    raise InvalidRequest(
+        "an Omni join in mode kernel_args travels inside the Image Factory image built "
+        "from the schematic; an image named here cannot carry it: unset this field or "
+        "use join mode auto or documents",
+        field=field,
+    )
 
 
 def _document(fields: list[tuple[str, str]]) -> str:
@@ -92,14 +119,25 @@ def render_user_data(machine_config: str, join: JoinSpec | None) -> str:
         for doc in load_documents(machine_config, "machine_config")
     }
     wanted = [text for kind, name, text in _join_document_list(join) if (kind, name) not in present]
-    body = _without_trailing_separators(machine_config)
+    body = without_trailing_separators(machine_config)
     parts = ([body] if body else []) + wanted
     return "---\n".join(parts)
 
 
-def _without_trailing_separators(text: str) -> str:
-    """The config with trailing blank lines and document markers removed, ending in a newline."""
-    lines = text.rstrip().splitlines()
-    while lines and lines[-1].strip() in ("---", "...", ""):
-        lines.pop()
-    return "\n".join(lines) + "\n" if lines else ""
+def user_data_for(request: MachineRequest, *, named: bool = True) -> str:
+    """What the platform hands the machine: its config, named, plus the join documents.
+
+    The config gets the machine's hostname (the request id) as Talos of the
+    request's version honours it (``talprov.talos.hostname``; not when
+    ``named`` is false), then the join
+    documents when the join travels as documents. Contains secrets. Raises
+    ``InvalidRequest`` naming ``machine_config`` for malformed YAML (never
+    quoting it). Pure.
+    """
+    config = request.machine_config.get_secret_value()
+    try:
+        if named:
+            config = with_hostname(config, request.id, request.talos_version)
+        return render_user_data(config, request.join)
+    except ConfigError as exc:
+        raise InvalidRequest(exc.message, field="machine_config") from None

@@ -6,9 +6,10 @@ that text. Field order comes from the struct (``overlay`` then ``customization``
 inside it ``extraKernelArgs``, ``meta``, ``systemExtensions``, ``secureboot``);
 empty fields are omitted except ``customization`` itself, which is ``{}`` when
 empty. The factory keeps lists in the order given: it neither sorts nor
-de-duplicates extensions. Omni does sort them before building a schematic, and
-so does :class:`~talprov.providers.types.MachineRequest`, so requests made by
-talprov and by Omni agree.
+de-duplicates. Omni's infra-provider library (``buildSchematic``) sorts the
+extensions and the kernel args (the request's plus the join's) and copies only
+the overlay's name and image; :meth:`Schematic.from_request` does the same, so a
+request made through talprov and through Omni gets one schematic id.
 
 Input is read with PyYAML's composer but scalars are resolved with yaml.v3's
 rules (``goyaml``), so ``value: yes`` stays the string ``yes`` and ``010`` is
@@ -26,6 +27,7 @@ from pydantic import BaseModel, ConfigDict
 from talprov.errors import ConfigError
 from talprov.providers.types import MachineRequest, MetaValue, Overlay
 from talprov.talos import goyaml
+from talprov.talos.join import join_kernel_args, uses_documents
 
 DEFAULT_SCHEMATIC_ID = "376567988ad370138ad8b2698212367b8edcb69b5fd68c80be1f2ec7d603b4ba"
 
@@ -84,21 +86,35 @@ class Schematic(BaseModel):
 
     @classmethod
     def from_request(cls, req: MachineRequest) -> Schematic:
-        """The schematic a machine request boots from.
+        """The schematic a machine request boots from, built as Omni builds it.
 
-        ``secure_boot`` is deliberately not mapped to ``includeWellKnownCertificates``:
-        Omni's infra-provider library builds its schematic from extensions, kernel
-        args, meta values and overlay only, and secure boot selects the
-        ``-secureboot`` asset of the same schematic (see ``factory.asset_name``).
-        Kernel args keep the request's order because the kernel honours the last
-        ``console=``; extensions arrive sorted and de-duplicated from the request.
+        Kernel args are the request's plus, for a join in ``kernel_args`` mode,
+        the join's (``siderolink.api=`` carries the join token, so the image
+        itself makes the machine join on every platform), sorted as Omni sorts
+        them; the overlay keeps only name and image (Omni drops its options);
+        extensions arrive sorted and de-duplicated from the request; META values
+        keep the request's order. ``secure_boot`` is deliberately not mapped to
+        ``includeWellKnownCertificates``: it selects the ``-secureboot`` asset of
+        the same schematic (see ``factory.asset_name``). Pure.
         """
+        overlay = req.overlay
+        if overlay is not None:
+            overlay = Overlay(image=overlay.image, name=overlay.name)
         return cls(
-            overlay=req.overlay,
-            extra_kernel_args=req.kernel_args,
+            overlay=overlay,
+            extra_kernel_args=schematic_kernel_args(req),
             meta=req.meta_values,
             official_extensions=req.extensions,
         )
+
+    def __repr__(self) -> str:
+        # Kernel args may hold an Omni join token: show the id only.
+        try:
+            return f"Schematic(id={self.id()})"
+        except ValueError:  # a value canonical_yaml cannot encode
+            return "Schematic(id=?)"
+
+    __str__ = __repr__
 
     def is_default(self) -> bool:
         """Whether this is the stock image (the factory's empty schematic)."""
@@ -148,6 +164,18 @@ class Schematic(BaseModel):
     def to_yaml(self) -> str:
         """The schematic as YAML to POST to the factory (its canonical form)."""
         return self.canonical_yaml().decode()
+
+
+def schematic_kernel_args(req: MachineRequest) -> tuple[str, ...]:
+    """The ``extraKernelArgs`` of a request's schematic (Omni's rule: all sorted).
+
+    The request's kernel args plus the join's when it travels as kernel args;
+    the result then holds the join token. Pure.
+    """
+    args = list(req.kernel_args)
+    if req.join is not None and not uses_documents(req.join):
+        args += join_kernel_args(req.join)
+    return tuple(sorted(args))
 
 
 class _Fields(list[tuple[str, Any]]):

@@ -20,11 +20,11 @@ from typing import Any, ClassVar, cast
 
 from pydantic import BaseModel
 
-from talprov.errors import ConfigError
-from talprov.providers.errors import InvalidRequest, NotFound
+from talprov.providers.errors import NotFound
 from talprov.providers.ownership import INSTANCE_KEY, is_owned
 from talprov.providers.protocol import ProviderState, Runtime, Step, StepContext
 from talprov.providers.types import Health, Machine, MachineState, Owner, Retry, StepResult
+from talprov.talos.join import refuse_fixed_image
 from talprov.vmware import machines, sdk
 from talprov.vmware.client import ServiceInstance, VSphereClient, ssl_context
 from talprov.vmware.config import VSphereConfig
@@ -54,12 +54,9 @@ def render_user_data(ctx: Ctx) -> str:
 
     Raises ``InvalidRequest`` (field ``machine_config``); never quotes the config.
     """
-    from talprov.talos.join import render_user_data as with_join
+    from talprov.talos.join import user_data_for
 
-    try:
-        return with_join(ctx.request.machine_config.get_secret_value(), ctx.request.join)
-    except ConfigError as exc:
-        raise InvalidRequest(exc.message, field="machine_config") from None
+    return user_data_for(ctx.request)
 
 
 class VSphereProvider:
@@ -152,6 +149,8 @@ class VSphereProvider:
         state = ctx.state
         if state.template_moid is not None:
             return None
+        refuse_fixed_image(ctx.request, "provider_data.content_library", ctx.data.content_library)
+        refuse_fixed_image(ctx.request, "provider_data.template", ctx.data.template)
         if ctx.data.tags:
             # Fail on a misspelt tag before anything is deployed or cloned (cached
             # for the tag-vm step).

@@ -12,6 +12,13 @@
 * ``GET /pxe/<id>/<version>/metal-<arch>`` with an iPXE script;
 * ``GET`` of ``cloud_images_path`` (``{version}`` substituted) with cloud-images.json.
 
+With ``users`` set (name -> password) it behaves like the factory's authenticated
+(Enterprise) edition: every request needs HTTP Basic credentials (401 without),
+``POST /schematics`` sets the schematic's ``owner`` to the user, which changes the
+id (it is the hash of the normalized schematic, ``owner:`` first), and answers
+``{"id", "schematic"}`` with that normalized text; images of an owned schematic
+are served to their owner only (403 for another user).
+
 It honours ``Range``, counts requests per path in ``hits``, and injects faults:
 ``fail_next(path, status, times)`` and ``drop_next(path, after_bytes, times)``
 (sends the headers and part of the body, then closes the connection).
@@ -48,6 +55,7 @@ __all__ = [
     "image_factory",
     "iso9660",
     "schematic_id",
+    "schematic_text",
     "stream_optimized_vmdk",
 ]
 
@@ -60,7 +68,8 @@ EMPTY_SCHEMATIC_ID = "376567988ad370138ad8b2698212367b8edcb69b5fd68c80be1f2ec7d6
 def _quote(text: str) -> str:
     """A deliberately small subset of yaml.v3's string rules (enough for test schematics)."""
     if (
-        re.fullmatch(r"[A-Za-z_/][A-Za-z0-9_./=:@-]*", text)
+        # Join kernel args: URLs with queries, bracketed IPv6 hosts (plain in block style).
+        re.fullmatch(r"[A-Za-z_/][A-Za-z0-9_./=:@?&%+,\[\]~-]*", text)
         and text.lower()
         not in (
             "true",
@@ -81,17 +90,22 @@ def _quote(text: str) -> str:
     return json.dumps(text)
 
 
-def schematic_id(body: dict[str, Any]) -> str:
+def schematic_id(body: dict[str, Any], owner: str = "") -> str:
     """The factory's id for a decoded schematic (sha256 of yaml.v3's Marshal output).
 
     Raises ``ValueError`` for fields the factory does not know.
     """
+    return hashlib.sha256(schematic_text(body, owner).encode()).hexdigest()
+
+
+def schematic_text(body: dict[str, Any], owner: str = "") -> str:
+    """The factory's normalized schematic (``owner`` first when set, as its struct has it)."""
     unknown = set(body) - {"overlay", "customization"}
     custom = body.get("customization") or {}
     unknown |= set(custom) - {"extraKernelArgs", "meta", "systemExtensions", "secureboot"}
     if unknown:
         raise ValueError(f"field {sorted(unknown)[0]} not found in type schematic.Schematic")
-    out: list[str] = []
+    out: list[str] = [f"owner: {_quote(owner)}"] if owner else []
     overlay = body.get("overlay") or {}
     if overlay:
         out += [
@@ -119,7 +133,7 @@ def schematic_id(body: dict[str, Any]) -> str:
     if (custom.get("secureboot") or {}).get("includeWellKnownCertificates"):
         inner += ["    secureboot:", "        includeWellKnownCertificates: true"]
     out += ["customization:", *inner] if inner else ["customization: {}"]
-    return hashlib.sha256(("\n".join(out) + "\n").encode()).hexdigest()
+    return "\n".join(out) + "\n"
 
 
 # --------------------------------------------------------------------------- server
@@ -134,6 +148,8 @@ class FakeImageFactory:
         self.hits: Counter[str] = Counter()
         self.ranges: list[tuple[str, str]] = []  # (path, Range header) of ranged GETs
         self.schematics: dict[str, dict[str, Any]] = {EMPTY_SCHEMATIC_ID: {}}
+        self.owners: dict[str, str] = {}  # schematic id -> owner (authenticated mode)
+        self.users: dict[str, str] = {}  # name -> password; empty: no authentication
         self.id_override: str | None = None  # answer this id to POST /schematics (mismatch tests)
         self.body_delay = 0.0  # seconds to wait before sending a GET body (widens races)
         self._failures: dict[str, list[int]] = {}
@@ -200,13 +216,30 @@ class FakeImageFactory:
     ) -> None:
         self.stop()
 
-    def register(self, body: dict[str, Any]) -> str:
-        computed = schematic_id(body)
+    def register(self, body: dict[str, Any], owner: str = "") -> tuple[str, str]:
+        """Store a schematic; (its id, its normalized text), as the factory answers them."""
+        text = schematic_text(body, owner)
+        computed = hashlib.sha256(text.encode()).hexdigest()
         with self._lock:
             self.schematics[computed] = body
-        return self.id_override or computed
+            if owner:
+                self.owners[computed] = owner
+        return self.id_override or computed, text
 
-    def content_for(self, path: str) -> tuple[bytes, str] | None:
+    def user_of(self, authorization: str | None) -> str | None:
+        """The user whose Basic credentials these are, or None (wrong or missing)."""
+        import base64
+
+        scheme, _, value = (authorization or "").partition(" ")
+        if scheme.lower() != "basic":
+            return None
+        try:
+            name, _, password = base64.b64decode(value).decode().partition(":")
+        except ValueError:
+            return None
+        return name if self.users.get(name) == password and password else None
+
+    def content_for(self, path: str, user: str | None = None) -> tuple[bytes, str] | None:
         """The body and content type served for a GET of ``path``, or None (404)."""
         pattern = re.escape(self.cloud_images_path).replace(
             re.escape("{version}"), r"(v[0-9][^/]*)"
@@ -217,6 +250,8 @@ class FakeImageFactory:
             entries = self.cloud_images.get(wanted) or default_cloud_images(wanted)
             return json.dumps(entries, indent=2).encode(), "application/json"
         match = re.fullmatch(r"/(image|pxe)/([0-9a-f]{64})/(v[0-9][^/]*)/([^/]+)", path)
+        if match and self.owners.get(match.group(2), user) != user:
+            return None  # another user's schematic: not theirs to see
         if not match or match.group(2) not in self.schematics:
             return None
         kind, schematic, version, asset = match.groups()
@@ -258,6 +293,17 @@ def _handler_for(fake: FakeImageFactory) -> type[BaseHTTPRequestHandler]:
             if self.command != "HEAD":
                 self.wfile.write(body)
 
+        def _authenticated(self) -> tuple[bool, str | None]:
+            """(may go on, user); answers 401 itself when credentials are needed."""
+            if not fake.users:
+                return True, None
+            user = fake.user_of(self.headers.get("Authorization"))
+            if user is None:
+                self._reply(401, b"authentication required\n",
+                            headers={"WWW-Authenticate": 'Basic realm="image-factory"'})
+                return False, None
+            return True, user
+
         def _injected_failure(self, path: str) -> bool:
             status = fake.take_fault(fake._failures, path)
             if status is None:
@@ -274,22 +320,31 @@ def _handler_for(fake: FakeImageFactory) -> type[BaseHTTPRequestHandler]:
             if path != "/schematics":
                 self._reply(404, b"not found\n")
                 return
+            allowed, user = self._authenticated()
+            if not allowed:
+                return
             try:
                 parsed = yaml.safe_load(body) or {}
                 if not isinstance(parsed, dict):
                     raise ValueError("schematic must be a mapping")
-                new_id = fake.register(parsed)
+                new_id, normalized = fake.register(parsed, user or "")
             except (yaml.YAMLError, ValueError, TypeError, KeyError) as exc:
                 self._reply(400, f"yaml: unmarshal errors:\n  {exc}\n".encode())
                 return
-            self._reply(201, json.dumps({"id": new_id}).encode(), "application/json")
+            answer = {"id": new_id, "schematic": normalized}
+            self._reply(201, json.dumps(answer).encode(), "application/json")
 
         def do_GET(self) -> None:
             path = self._path()
             fake.count(path)
             if self._injected_failure(path):
                 return
-            found = fake.content_for(path)
+            user = None
+            if path.startswith(("/image/", "/pxe/")):  # release files are not the factory's
+                allowed, user = self._authenticated()
+                if not allowed:
+                    return
+            found = fake.content_for(path, user)
             if found is None:
                 self._reply(404, b"not found\n")
                 return

@@ -4,7 +4,8 @@ A subprocess (the ``moto_server`` CLI) rather than an in-process server so that
 crash tests can kill the talprov side while the "cloud" lives on. The server is
 started once per test session; every test gets a clean state through
 ``POST /moto-api/reset`` (milliseconds). Official Talos AMIs (owner
-540036508848) are seeded through ``MOTO_AMIS_PATH``.
+540036508848) are seeded through ``MOTO_AMIS_PATH``. ``SnapshotImports`` plays
+the VM Import calls moto lacks.
 """
 
 from __future__ import annotations
@@ -40,6 +41,8 @@ __all__ = [
     "FaultInjector",
     "Latency",
     "MotoServer",
+    "SnapshotImport",
+    "SnapshotImports",
     "aws_instance_block",
     "fake_credentials",
     "free_port",
@@ -148,7 +151,7 @@ class FaultInjector:
 
     def _before_send(self, request: Any, event_name: str, **_: Any) -> AWSResponse | None:
         operation = event_name.rsplit(".", 1)[-1]
-        body = request.body.decode() if isinstance(request.body, bytes) else str(request.body)
+        body = _text(request.body)
         with self._lock:
             for fault in self.faults:
                 if fault.operation != operation or fault.injected >= fault.times:
@@ -190,3 +193,109 @@ class Latency:
 
     def _delay(self, **_: Any) -> None:
         self.sleep(self.seconds)
+
+
+# ---------------------------------------------------------------------- VM Import
+
+
+@dataclass
+class SnapshotImport:
+    """One emulated VM Import task: the S3 object it read and the snapshot it made."""
+
+    bucket: str
+    key: str
+    data: bytes
+    snapshot_id: str
+
+
+class SnapshotImports:
+    """moto lacks VM Import: this ``before-send`` hook plays ``ImportSnapshot`` and
+    ``DescribeImportSnapshotTasks`` against moto itself, and completes ``RegisterImage``.
+
+    An import reads the named object from moto's S3 (so a missing upload fails as
+    on AWS), makes a real moto snapshot and reports the task completed at once.
+    moto's RegisterImage drops the block device mappings and tag specifications:
+    the hook registers through moto, tags the AMI there and remembers its root
+    snapshot. ``imports`` and ``root_snapshots`` let tests trace an AMI back to
+    the bytes it was imported from.
+    """
+
+    def __init__(self, server: MotoServer, region: str = REGION) -> None:
+        import boto3
+
+        self._s3 = boto3.client("s3", region_name=region, endpoint_url=server.url)
+        self._ec2 = boto3.client("ec2", region_name=region, endpoint_url=server.url)
+        self._zone = f"{region}a"
+        self.imports: dict[str, SnapshotImport] = {}
+        self.root_snapshots: dict[str, str] = {}  # AMI id -> snapshot id
+        self._lock = threading.Lock()
+
+    def attach(self, client: Any) -> None:
+        client.meta.events.register("before-send.ec2.ImportSnapshot", self._import)
+        client.meta.events.register("before-send.ec2.DescribeImportSnapshotTasks", self._describe)
+        client.meta.events.register("before-send.ec2.RegisterImage", self._register)
+
+    def image_import(self, image_id: str) -> SnapshotImport:
+        """The import whose snapshot is the root disk of AMI ``image_id``."""
+        snapshot_id = self.root_snapshots[image_id]
+        return next(i for i in self.imports.values() if i.snapshot_id == snapshot_id)
+
+    def _register(self, request: Any, **_: Any) -> AWSResponse:
+        from urllib.parse import parse_qs
+
+        params = {k: v[0] for k, v in parse_qs(_text(request.body)).items()}
+        image_id = self._ec2.register_image(Name=params["Name"],
+                                            Description=params.get("Description", ""))["ImageId"]
+        tags: list[Any] = []
+        for number in range(1, 100):
+            prefix = f"TagSpecification.{number}."
+            if prefix + "ResourceType" not in params:
+                break
+            if params[prefix + "ResourceType"] == "image":
+                tags += [{"Key": params[f"{prefix}Tag.{n}.Key"],
+                          "Value": params[f"{prefix}Tag.{n}.Value"]}
+                         for n in range(1, 100) if f"{prefix}Tag.{n}.Key" in params]
+        if tags:
+            self._ec2.create_tags(Resources=[image_id], Tags=tags)
+        with self._lock:
+            self.root_snapshots[image_id] = params["BlockDeviceMapping.1.Ebs.SnapshotId"]
+        return _ec2_reply("RegisterImage", f"<imageId>{image_id}</imageId>")
+
+    def _import(self, request: Any, **_: Any) -> AWSResponse:
+        from urllib.parse import parse_qs
+
+        params = {k: v[0] for k, v in parse_qs(_text(request.body)).items()}
+        bucket = params["DiskContainer.UserBucket.S3Bucket"]
+        key = params["DiskContainer.UserBucket.S3Key"]
+        data = self._s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+        volume = self._ec2.create_volume(AvailabilityZone=self._zone,
+                                         Size=max(1, -(-len(data) // 2**30)))
+        snapshot = self._ec2.create_snapshot(VolumeId=volume["VolumeId"])["SnapshotId"]
+        with self._lock:
+            task_id = f"import-snap-{len(self.imports) + 1:08x}"
+            self.imports[task_id] = SnapshotImport(bucket, key, data, snapshot)
+        return _ec2_reply("ImportSnapshot", f"<importTaskId>{task_id}</importTaskId>")
+
+    def _describe(self, request: Any, **_: Any) -> AWSResponse:
+        from urllib.parse import parse_qs
+
+        wanted = parse_qs(_text(request.body)).get("ImportTaskId.1", [])
+        items = "".join(
+            f"<item><importTaskId>{task_id}</importTaskId><snapshotTaskDetail>"
+            f"<status>completed</status><snapshotId>{found.snapshot_id}</snapshotId>"
+            "</snapshotTaskDetail></item>"
+            for task_id, found in self.imports.items() if task_id in wanted)
+        return _ec2_reply("DescribeImportSnapshotTasks",
+                          f"<importSnapshotTaskSet>{items}</importSnapshotTaskSet>")
+
+
+def _text(body: bytes | str) -> str:
+    return body.decode() if isinstance(body, bytes) else body
+
+
+def _ec2_reply(operation: str, inner: str) -> AWSResponse:
+    body = (f'<?xml version="1.0" encoding="UTF-8"?>\n<{operation}Response>'
+            f"<requestId>emulated</requestId>{inner}</{operation}Response>").encode()
+    headers = HTTPHeaders()
+    headers["Content-Type"] = "text/xml"
+    return AWSResponse("http://emulated", 200, headers, _Body(body))

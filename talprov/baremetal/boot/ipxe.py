@@ -13,7 +13,7 @@ from talprov.baremetal.config import BareMetalConfig
 from talprov.baremetal.inventory import BootPlan
 from talprov.providers.types import Arch, MachineRequest
 from talprov.talos.cmdline import factory_cmdline
-from talprov.talos.join import join_kernel_args, uses_documents
+from talprov.talos.schematic import schematic_kernel_args
 
 WIPE_ARG = "talos.experimental.wipe=system"
 #: Where a wipe image may report that it is done (Talos ignores unknown arguments).
@@ -46,9 +46,9 @@ def install_plan(
     META: the plan is a secret like the config itself. Raises ``InvalidRequest``
     for a META value the command line cannot carry.
     """
-    extra: list[str] = [*config.console_args, *config.extra_kernel_args, *request.kernel_args]
-    if request.join is not None and not uses_documents(request.join):
-        extra.extend(join_kernel_args(request.join))
+    # The schematic's kernel args: the request's and, in kernel-args mode, the Omni
+    # join's, sorted as Omni sorts them (the same args the image itself carries).
+    extra = [*config.console_args, *config.extra_kernel_args, *schematic_kernel_args(request)]
     args = factory_cmdline(request.talos_version, request.arch,
                            meta_values=request.meta_values, extra_args=extra)
     return BootPlan(kernel_url, initramfs_url, tuple(args), with_config=True)

@@ -60,8 +60,9 @@ def main(argv: list[str]) -> int:
     clock = FakeClock()
     runtime = Runtime(installation="talprov-crash", cache_dir=state_path.parent / "cache",
                       clock=clock, sleep=clock.sleep)
+    # Unnamed machines, so that identical configs are launched in batches (the crash points).
     provider = AwsProvider("aws-crash", AwsConfig(region=REGION, endpoint_url=endpoint,
-                                                  max_attempts=1), runtime)
+                                                  max_attempts=1, name_machines=False), runtime)
     if kill:
         provider.clients.ec2.meta.events.register("after-call.ec2", _kill_hook(kill))
     loop = LocalLoop(provider, runtime, clock)

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import base64
 import logging
+from collections.abc import Callable
 
 import pytest
 
 from talprov.aws.instances import MEMBER_PREFIX
 from talprov.providers.ownership import INSTALLATION_KEY, INSTANCE_KEY, REQUEST_KEY
+from talprov.talos.hostname import with_hostname
 from tests.emulators.moto import REGION, talos_ami_id
 from tests.unit.aws.helpers import WORKER_CONFIG, Harness, make_request
 
@@ -45,7 +47,10 @@ def test_five_machines_run_with_their_config_imdsv2_and_tags(harness: Harness) -
         assert tags[INSTALLATION_KEY] == "talprov-test"
         assert tags[INSTANCE_KEY] == "aws-test"
         assert tags["talprov-label-cluster"] == "demo"
-        assert _user_data(harness, raw["InstanceId"]) == WORKER_CONFIG
+        # Named after its request, as Talos v1.11 honours it (machine.network.hostname).
+        assert _user_data(harness, raw["InstanceId"]) == with_hostname(
+            WORKER_CONFIG, rid, "v1.11.5")
+        assert f"hostname: {rid}" in _user_data(harness, raw["InstanceId"])
         assert harness.loop.requests[rid].state.infra_id == raw["InstanceId"]
     for tracked in harness.loop.requests.values():
         assert tracked.failed is None
@@ -53,8 +58,9 @@ def test_five_machines_run_with_their_config_imdsv2_and_tags(harness: Harness) -
 
 
 def test_identical_configs_launch_in_one_call_within_three_calls_per_machine(
-    harness: Harness,
+    harness_factory: Callable[..., Harness],
 ) -> None:
+    harness = harness_factory(name_machines=False)  # names make every user-data distinct
     count = 12
     for i in range(count):
         harness.loop.add(make_request(f"w-{i:02d}"))
@@ -82,11 +88,12 @@ def test_distinct_configs_get_one_call_each(harness: Harness) -> None:
     assert harness.counter.calls.get("CreateTags", 0) == 0  # tagged at launch
     for raw in harness.instances():
         rid = _tags(raw)[REQUEST_KEY]
-        assert _user_data(harness, raw["InstanceId"]).endswith(f"# node {rid[-1]}\n")
+        user_data = _user_data(harness, raw["InstanceId"])
+        assert user_data == with_hostname(WORKER_CONFIG + f"# node {rid[-1]}\n", rid, "v1.11.5")
 
 
 def test_batches_respect_max_batch(harness_factory: object) -> None:
-    harness = harness_factory(max_batch=4)  # type: ignore[operator]
+    harness = harness_factory(max_batch=4, name_machines=False)  # type: ignore[operator]
     for i in range(10):
         harness.loop.add(make_request(f"w-{i}"))
 
@@ -96,7 +103,8 @@ def test_batches_respect_max_batch(harness_factory: object) -> None:
     assert len(harness.instances()) == 10
 
 
-def test_shapes_split_batches(harness: Harness) -> None:
+def test_shapes_split_batches(harness_factory: Callable[..., Harness]) -> None:
+    harness = harness_factory(name_machines=False)
     harness.loop.add(make_request("a-1"))
     harness.loop.add(make_request("a-2"))
     harness.loop.add(make_request("b-1", provider_data={"instance_type": "m5.large"}))

@@ -22,8 +22,9 @@ def test_five_requests_provision_and_delete_through_the_reconciler(
     clock = FakeClock()
     runtime = Runtime(installation="talprov-rec", cache_dir=tmp_path / "cache", clock=clock,
                       sleep=clock.sleep)
+    # Unnamed machines: identical configs share one batched launch.
     provider = AwsProvider("aws-test", AwsConfig(region=REGION, endpoint_url=moto_server.url,
-                                                 max_attempts=1), runtime)
+                                                 max_attempts=1, name_machines=False), runtime)
     counter = CallCounter()
     counter.attach(provider.clients.ec2)
     store = Store(f"sqlite:///{tmp_path / 'state.db'}")

@@ -59,7 +59,8 @@ def test_crash_after_run_instances_before_state_write_creates_no_second_instance
         assert tracked.state.infra_id is not None
 
 
-def test_crash_between_batch_launch_and_tagging_is_recovered(harness: Harness) -> None:
+def test_crash_between_batch_launch_and_tagging_is_recovered(harness_factory: Any) -> None:
+    harness = harness_factory(name_machines=False)  # unnamed: the four share one launch
     ids = [f"w-{i}" for i in range(4)]
     for rid in ids:
         harness.loop.add(make_request(rid))

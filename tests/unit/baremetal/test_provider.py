@@ -24,6 +24,7 @@ from talprov.providers.types import MachineRequest, Owner, Stage
 from talprov.reconcile.reconciler import ProviderHandle, Reconciler
 from talprov.reconcile.runner import StepPolicy
 from talprov.store.store import Store
+from talprov.talos.hostname import with_hostname
 from talprov.testing import FakeClock as Clock
 from tests.emulators.factory import FakeImageFactory
 from tests.helpers import CANARY_CONFIG, WORKER_CONFIG
@@ -146,7 +147,7 @@ def test_provision_and_deprovision(tmp_path: Path) -> None:
     assert record.machine_uuid == UUIDS["m1"]
     sim = s.machines["m1"]
     assert sim.calls[:2] == ["boot-pxe", "cycle"]
-    assert sim.configs == [WORKER_CONFIG]
+    assert sim.configs == [with_hostname(WORKER_CONFIG, "r1", "v1.11.5")]
     machine = s.inventory.get("m1")
     assert machine is not None
     assert machine.status == MachineStatus.PROVISIONED

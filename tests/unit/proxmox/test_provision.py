@@ -13,6 +13,7 @@ from talprov.providers.protocol import Provider
 from talprov.providers.types import MachineState, Owner, Retry
 from talprov.proxmox import images
 from talprov.proxmox.provider import ProxmoxProvider
+from talprov.talos.hostname import with_hostname
 from talprov.testing import FakeClock
 from tests.driving import context, deprovision, provision
 from tests.emulators.fakepve import FakePveServer
@@ -55,7 +56,9 @@ def test_three_machines_become_three_tagged_running_vms_then_go(
         seed_volume = vm["config"]["ide3"].split(",")[0]
         files = _seed_files(fakepve, seed_volume)
         assert files["__label__"] == "cidata"
-        assert files["user-data"] == request.machine_config.get_secret_value()
+        # The config, named after the request (NoCloud drops local-hostname on DHCP).
+        assert files["user-data"] == with_hostname(
+            request.machine_config.get_secret_value(), request.id, request.talos_version)
         assert f"instance-id: {ctx.state.machine_uuid}" in files["meta-data"]
         assert "network-config" not in files
     assert len(uuids) == 3

@@ -33,6 +33,7 @@ from talprov.proxmox.placement import (
     set_members_per_node,
 )
 from talprov.proxmox.tags import decode_tags, encode_tags, owned_by, tag_value
+from talprov.talos.hostname import with_hostname
 from tests.unit.proxmox.conftest import machine_request
 
 GIB = 1024**3
@@ -205,10 +206,12 @@ def test_the_boot_iso_url_comes_from_the_image_factory(tmp_path: Path) -> None:
 
 def test_user_data_is_the_config_plus_join_documents_when_omni_joins() -> None:
     plain = machine_request("plain")
-    assert images.render_user_data(plain) == plain.machine_config.get_secret_value()
+    named = with_hostname(plain.machine_config.get_secret_value(), "plain", plain.talos_version)
+    assert images.render_user_data(plain) == named
     joining = machine_request("joins", join={"api_url": "https://omni.example/?jointoken=t0ken"})
     text = images.render_user_data(joining)
-    assert text.startswith(joining.machine_config.get_secret_value())
+    assert text.startswith(with_hostname(joining.machine_config.get_secret_value(), "joins",
+                                         joining.talos_version))
     assert "kind: SideroLinkConfig" in text
     assert "jointoken=t0ken" in text
     broken = machine_request("broken", machine_config="machine: [unclosed\n",

@@ -239,7 +239,8 @@ def test_from_request_follows_omni() -> None:
         "siderolabs/iscsi-tools",
         "siderolabs/util-linux-tools",
     )
-    assert schematic.extra_kernel_args == ("console=ttyS1", "console=ttyS0")  # order matters
+    # Omni sorts kernel args (console= order included) before building the schematic.
+    assert schematic.extra_kernel_args == ("console=ttyS0", "console=ttyS1")
     assert schematic.meta == (MetaValue(key=10, value="x"),)
     assert schematic.overlay == Overlay(image="siderolabs/sbc-raspberrypi", name="rpi_generic")
     # Secure boot picks the -secureboot asset; it does not change the schematic.

@@ -12,7 +12,7 @@ from pydantic import ValidationError
 
 from talprov.providers.errors import InvalidRequest, Transient
 from talprov.providers.types import Owner
-from talprov.talos.join import render_user_data
+from talprov.talos.join import user_data_for
 from talprov.testing import FakeClock
 from talprov.vmware.data import VSphereMachineData
 from talprov.vmware.images import IMPORTED_KEY, ImportBusy
@@ -73,7 +73,7 @@ def test_machines_are_cloned_from_a_template_deployed_once_from_the_item(
     for request, ctx in zip(requests, ctxs, strict=True):
         assert len(vms[request.id]) == 1
         vm = vms[request.id][0]
-        expected = render_user_data(request.machine_config.get_secret_value(), request.join)
+        expected = user_data_for(request)  # the config, named after the request
         assert vm["extra"]["guestinfo.talos.config"] == base64.b64encode(
             expected.encode()).decode()
         assert vm["extra"]["disk.enableUUID"] == "TRUE"

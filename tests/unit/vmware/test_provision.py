@@ -7,7 +7,7 @@ from collections.abc import Callable
 from typing import Any
 
 from talprov.providers.types import MachineState, Owner, Retry
-from talprov.talos.join import render_user_data
+from talprov.talos.join import user_data_for
 from talprov.testing import FakeClock
 from talprov.vmware.images import IMPORTED_KEY
 from talprov.vmware.provider import VSphereProvider
@@ -47,7 +47,7 @@ def test_three_machines_from_one_imported_template_then_deleted(
     for request, ctx in zip(requests, ctxs, strict=True):
         assert len(vms[request.id]) == 1, f"{request.id} cloned more than once"
         vm = vms[request.id][0]
-        expected = render_user_data(request.machine_config.get_secret_value(), request.join)
+        expected = user_data_for(request)  # the config, named after the request
         assert vm["extra"]["guestinfo.talos.config"] == base64.b64encode(
             expected.encode()).decode()
         assert vm["extra"]["guestinfo.talos.config.encoding"] == "base64"

@@ -13,6 +13,7 @@ from talprov.reconcile.reconciler import ProviderHandle, Reconciler
 from talprov.reconcile.runner import StepPolicy
 from talprov.store.records import RequestRecord
 from talprov.store.store import Store
+from talprov.talos.join import user_data_for
 from talprov.vmware.provider import VSphereProvider
 from tests.emulators.vcsim.fixture import VcsimServer
 from tests.unit.vmware.conftest import machine_request
@@ -57,7 +58,7 @@ def test_reconciler_provisions_observes_and_removes(
         assert len(vms[request.id]) == 1
         assert record.infra_id == vm["moid"]
         assert record.machine_uuid == vm["config.uuid"]
-        config = request.machine_config.get_secret_value()
+        config = user_data_for(request)  # the request's config, named after it
         assert base64.b64decode(vm["extra"]["guestinfo.talos.config"]).decode() == config
 
     # A VM removed behind talprov's back is noticed on the following passes.

@@ -1,0 +1,72 @@
+"""A request's schematic id must be the one Omni's infra-provider library would give it.
+
+Omni's ``buildSchematic`` (siderolabs/omni ``client/pkg/infra/provision/context.go``)
+takes the request's kernel args, appends the join's kernel args (unless the provider
+asked for ``WithoutConnectionParams``), sorts them all, sorts the extensions, keeps the
+META values in request order and copies only the overlay's ``name`` and ``image``.
+The expected ids below are the Image Factory's own test vectors
+(siderolabs/image-factory ``pkg/schematic/schematic_test.go``) for the schematic
+Omni's rules produce, or the sha256 of yaml.v3 text written out by hand.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+import pytest
+from pydantic import SecretStr
+
+from talprov.providers.types import JoinSpec, MachineRequest, Overlay
+from talprov.talos.schematic import Schematic
+
+TOKEN = "j0in-T0KEN-canary"
+API_URL = f"https://omni.example:8090/?jointoken={TOKEN}"
+
+
+def request(**fields: object) -> MachineRequest:
+    return MachineRequest.model_validate(
+        {"id": "m-1", "provider": "p", "talos_version": "v1.13.9", **fields})
+
+
+def test_unsorted_kernel_args_give_omnis_id() -> None:
+    # Omni sorts ["nolapic", "noapic"] into TestID's "config1" schematic.
+    schematic = Schematic.from_request(request(kernel_args=["nolapic", "noapic"]))
+    assert schematic.extra_kernel_args == ("noapic", "nolapic")
+    assert schematic.id() == "9cba8e32753f91a16c1837ab8abf356af021706ef284aef07380780177d9a06c"
+
+
+def test_overlay_options_are_left_out_as_omni_does() -> None:
+    # Omni copies Name and Image only, which is TestUnmarshalID's "overlay" schematic.
+    overlay = Overlay(image="siderolabs/sbc-raspberrypi", name="rpi_generic",
+                      options={"configTxtAppend": "dtoverlay=vc4-kms-v3d"})
+    schematic = Schematic.from_request(request(overlay=overlay))
+    assert schematic.overlay == Overlay(image="siderolabs/sbc-raspberrypi", name="rpi_generic")
+    assert schematic.id() == "ee21ef4a5ef808a9b7484cc0dda0f25075021691c8c09a276591eedb638ea1f9"
+
+
+def test_join_kernel_args_are_sorted_in_with_the_requests() -> None:
+    join = JoinSpec(api_url=SecretStr(API_URL), mode="kernel_args")
+    schematic = Schematic.from_request(
+        request(kernel_args=["talos.dashboard.disabled=1", "console=ttyS0"], join=join))
+    # yaml.v3 Marshal of the Go struct, written out by hand (4-space indent, plain scalars).
+    expected = (
+        "customization:\n"
+        "    extraKernelArgs:\n"
+        "        - console=ttyS0\n"
+        f"        - siderolink.api={API_URL}\n"
+        "        - talos.dashboard.disabled=1\n"
+        "        - talos.events.sink=[fdae:41e4:649b:9303::1]:8090\n"
+        "        - talos.logging.kernel=tcp://[fdae:41e4:649b:9303::1]:8092\n"
+    )
+    assert schematic.canonical_yaml().decode() == expected
+    assert schematic.id() == hashlib.sha256(expected.encode()).hexdigest()
+    # The schematic carries the join token: it must not show in a repr.
+    assert TOKEN not in repr(schematic)
+
+
+@pytest.mark.parametrize("mode", ["auto", "documents"])
+def test_join_as_documents_leaves_the_schematic_alone(mode: str) -> None:
+    join = JoinSpec(api_url=SecretStr(API_URL), mode=mode)
+    with_join = Schematic.from_request(request(kernel_args=["nolapic", "noapic"], join=join))
+    assert with_join.id() == Schematic.from_request(
+        request(kernel_args=["noapic", "nolapic"])).id()
