@@ -75,11 +75,16 @@ class AwsConfig(BaseModel):
         description="Most instances launched by one RunInstances call when several requests "
         "share a shape and a machine config (each member costs one tag on the instances).",
     )
+    # Off by default on EC2 alone: Talos takes the hostname from the instance
+    # metadata there (machines are never nameless, unlike NoCloud without
+    # network-config), and a per-machine name would make every user-data distinct,
+    # so identical machines could no longer share RunInstances calls.
     name_machines: bool = Field(
-        default=True,
+        default=False,
         description="Name each machine after its request id in its config (HostnameConfig "
-        "or machine.network.hostname, unless the config names it). Off: Talos keeps EC2's "
-        "hostname (ip-...) and requests with one machine config share RunInstances calls.",
+        "or machine.network.hostname, unless the config names it). Off (the default): Talos "
+        "keeps EC2's hostname (ip-...) and requests with one machine config share "
+        "RunInstances calls.",
     )
     launch_concurrency: int = Field(
         default=8,

@@ -30,7 +30,7 @@ from tests.unit.join_checks import (
     join,
 )
 
-VERSION = "v1.11.5"
+VERSION = "v1.13.9"  # make_request's default
 
 
 @pytest.fixture
