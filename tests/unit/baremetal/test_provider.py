@@ -147,7 +147,7 @@ def test_provision_and_deprovision(tmp_path: Path) -> None:
     assert record.machine_uuid == UUIDS["m1"]
     sim = s.machines["m1"]
     assert sim.calls[:2] == ["boot-pxe", "cycle"]
-    assert sim.configs == [with_hostname(WORKER_CONFIG, "r1", "v1.11.5")]
+    assert sim.configs == [with_hostname(WORKER_CONFIG, "r1", "v1.13.9")]
     machine = s.inventory.get("m1")
     assert machine is not None
     assert machine.status == MachineStatus.PROVISIONED
