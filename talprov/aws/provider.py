@@ -46,7 +46,14 @@ from talprov.aws.launching import Launcher
 from talprov.errors import ConfigError
 from talprov.providers.errors import InvalidRequest, ProviderError, StepTimeout
 from talprov.providers.ownership import REQUEST_KEY, is_owned
-from talprov.providers.protocol import BatchStepFn, ProviderState, Runtime, Step, StepContext
+from talprov.providers.protocol import (
+    BatchStepFn,
+    ProviderState,
+    Runtime,
+    Step,
+    StepContext,
+    endpoint_without_secrets,
+)
 from talprov.providers.types import (
     Health,
     Machine,
@@ -144,6 +151,12 @@ class AwsProvider:
             ctx.event(f"terminating {', '.join(sorted(ids))}")
             return None
         return Retry(after=self.config.poll_interval, reason="waiting for termination")
+
+    def endpoint(self) -> str:
+        """The EC2 endpoint (the override, else the region's), without credentials."""
+        if self.config.endpoint_url:
+            return endpoint_without_secrets(self.config.endpoint_url)
+        return f"https://ec2.{self.config.region}.amazonaws.com"
 
     def health(self) -> Health:
         """Whether EC2 answers with these credentials (DescribeAvailabilityZones). Never raises."""

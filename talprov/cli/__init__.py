@@ -12,7 +12,7 @@ import sys
 import click
 
 from talprov import __version__
-from talprov.cli.app import App, handle_errors, pass_app, setup_logging
+from talprov.cli.app import EXIT_FAILED, App, handle_errors, pass_app, setup_logging
 from talprov.cli.baremetal import baremetal
 from talprov.cli.cluster import COMMANDS as CLUSTER_COMMANDS
 from talprov.cli.demo import demo
@@ -52,7 +52,11 @@ def cli(ctx: click.Context, config_path: str | None, store_url: str | None, verb
 @pass_app
 @handle_errors
 def providers(app: App, health: bool, output: str) -> None:
-    """List installed provider types and configured provider instances."""
+    """List installed provider types and configured provider instances.
+
+    With --health, exit 1 when any instance does not answer.
+    """
+    unhealthy = False
     rows: list[dict[str, object]] = [
         {"kind": "type", "name": t.name, "type": t.name, "detail": t.target}
         for t in installed_types()
@@ -63,8 +67,11 @@ def providers(app: App, health: bool, output: str) -> None:
         if health:
             result = app.provider(name).health()
             row["detail"] = "ok" if result.ok else f"unhealthy: {result.message}"
+            unhealthy = unhealthy or not result.ok
         rows.append(row)
     emit(rows, output, columns=("kind", "name", "type", "detail"))
+    if unhealthy:
+        sys.exit(EXIT_FAILED)
 
 
 @cli.command()

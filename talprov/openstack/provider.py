@@ -52,7 +52,14 @@ from talprov.providers.errors import (
     StepTimeout,
     Transient,
 )
-from talprov.providers.protocol import Leftover, ProviderState, Runtime, Step, StepContext
+from talprov.providers.protocol import (
+    Leftover,
+    ProviderState,
+    Runtime,
+    Step,
+    StepContext,
+    endpoint_without_secrets,
+)
 from talprov.providers.types import Health, Machine, Owner, Retry, StepResult
 
 Ctx = StepContext[OpenStackData, OpenStackState]
@@ -477,6 +484,12 @@ class OpenStackProvider:
         gone (success). Idempotent. Raises ``AuthError`` or ``Transient``.
         """
         sweep.delete_leftover(self.client, owner, leftover)
+
+    def endpoint(self) -> str:
+        """Keystone's URL when given in the config, else the clouds.yaml cloud's name."""
+        if self.config.auth is not None:
+            return endpoint_without_secrets(self.config.auth.auth_url)
+        return f"cloud {self.config.cloud}" if self.config.cloud else "the OS_* environment"
 
     def health(self) -> Health:
         """Whether the cloud answers with these credentials. Never raises."""

@@ -17,7 +17,13 @@ from typing import Any, ClassVar, cast
 
 from talprov.providers.errors import ProviderError, StepTimeout, Transient
 from talprov.providers.ownership import REQUEST_KEY, ownership_tags
-from talprov.providers.protocol import BatchStepFn, Runtime, Step, StepContext
+from talprov.providers.protocol import (
+    BatchStepFn,
+    Runtime,
+    Step,
+    StepContext,
+    endpoint_without_secrets,
+)
 from talprov.providers.types import (
     Health,
     Machine,
@@ -114,6 +120,10 @@ class ProxmoxProvider:
             if item.get("type") == "qemu" and owned_by(marks, owner):
                 machines.append(machine_from_resource(item, marks))
         return machines
+
+    def endpoint(self) -> str:
+        """The PVE API URL, without credentials."""
+        return endpoint_without_secrets(self.config.url)
 
     def health(self) -> Health:
         """Whether PVE answers with these credentials. Never raises."""

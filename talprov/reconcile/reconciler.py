@@ -14,6 +14,12 @@ with them. A process that dies stops renewing: its leases expire after at most
 one TTL and another process takes the requests over. Renewal and claim are the
 store's single conditional UPDATE, so two workers never hold one request.
 
+When an instance's listing fails, its requests are not worked on and the
+instance is asked again only after a jittered, capped exponential backoff
+(:mod:`talprov.reconcile.instance_health`); the error (kind, endpoint, since
+when, next attempt) is recorded on every request it blocks, and reported once per
+change of the instance's state rather than once per attempt.
+
 A full pass also sweeps leftovers (parts that outlived the request they were
 made for) of providers implementing ``SweepsLeftovers``, at most once every
 ``sweep_interval`` seconds per provider instance (:mod:`talprov.reconcile.leftovers`).
@@ -30,8 +36,9 @@ from datetime import UTC, datetime
 
 from talprov.processes import dead_local_worker, local_worker_id
 from talprov.providers.errors import ProviderError
-from talprov.providers.protocol import Provider, Runtime
+from talprov.providers.protocol import NamesEndpoint, Provider, Runtime
 from talprov.providers.types import Machine, MachineState, Owner, Stage
+from talprov.reconcile.instance_health import InstanceBackoff, InstanceTrouble
 from talprov.reconcile.leftovers import LeftoverSweeper
 from talprov.reconcile.runner import RequestRunner, StepPolicy, Work
 from talprov.secrets import redact
@@ -64,7 +71,11 @@ class PassReport:
 
     list_calls: dict[str, int] = field(default_factory=dict)
     worked: int = 0
+    #: New problems: an instance whose state changed to failing is reported here
+    #: once, not on every pass it stays failing (see ``unhealthy``).
     errors: list[str] = field(default_factory=list)
+    #: Every instance whose listing is failing now, with why and the next attempt.
+    unhealthy: dict[str, str] = field(default_factory=dict)
     #: Leftovers deleted by this pass's sweep.
     swept: int = 0
 
@@ -78,6 +89,8 @@ class Reconciler:
     each instance's leftovers are swept. :meth:`close` (or leaving a ``with``
     block) stops renewal at once. Raises ``ValueError`` for a ``lease_ttl`` that
     is not positive or a ``renew_interval`` not within (0, ``lease_ttl``).
+    ``instance_backoff`` spaces out the listings of an instance that fails
+    (default: 1 s doubling up to 60 s, jittered).
     """
 
     def __init__(
@@ -92,6 +105,7 @@ class Reconciler:
         on_change: Callable[[RequestRecord], None] | None = None,
         renew_interval: float | None = None,
         sweep_interval: float = 300.0,
+        instance_backoff: InstanceBackoff | None = None,
     ) -> None:
         if lease_ttl <= 0:
             raise ValueError("lease_ttl must be positive")
@@ -106,6 +120,7 @@ class Reconciler:
         self.on_change = on_change
         self._runners: dict[str, RequestRunner] = {}
         self._missing: dict[str, int] = {}
+        self.instance_backoff = instance_backoff or InstanceBackoff()
         self._lock = threading.Lock()
         self.renew_interval = renew_interval if renew_interval is not None else lease_ttl / 3
         self.sweep_interval = sweep_interval
@@ -164,13 +179,22 @@ class Reconciler:
             if handle is None:
                 self._note_unconfigured(instance, group, report)
                 continue
-            self._pass_instance(instance, handle, group, report)
+            if self.instance_backoff.due(instance, self.runtime.clock()):
+                self._pass_instance(instance, handle, group, report)
         if only is None:
+            # An instance that cannot list machines cannot list leftovers either.
             report.swept = self._sweeper.sweep_due(
-                {name: handle.provider for name, handle in self.providers.items()},
+                {name: handle.provider for name, handle in self.providers.items()
+                 if self.instance_backoff.trouble(name) is None},
                 report.errors,
             )
+        report.unhealthy = {name: trouble.describe()
+                            for name, trouble in self.instance_backoff.troubles().items()}
         return report
+
+    def instance_troubles(self) -> dict[str, InstanceTrouble]:
+        """Every configured instance whose listing fails now, by name. Never raises."""
+        return self.instance_backoff.troubles()
 
     def _note_unconfigured(
         self, instance: str, group: Sequence[RequestSummary], report: PassReport
@@ -191,10 +215,14 @@ class Reconciler:
             machines = handle.provider.list_machines(owner)
         except ProviderError as exc:
             # Without a listing nothing can be decided safely for this instance.
-            report.errors.append(f"{instance}: list_machines: {redact(str(exc))}")
             report.list_calls[instance] = 1
+            self._blocked(instance, handle.provider, exc, group, report)
             return
         report.list_calls[instance] = 1
+        ended = self.instance_backoff.succeeded(instance)
+        if ended is not None:
+            log.warning("provider %r answers again (was %s since %s)", instance, ended.kind,
+                        datetime.fromtimestamp(ended.since, UTC).isoformat())
         observed: dict[str, Machine] = {}
         for machine in machines:
             if machine.request_id is not None:
@@ -218,6 +246,26 @@ class Reconciler:
         finally:
             self._release([r.request.id for r in claimed])
         report.worked += len(claimed)
+
+    def _blocked(
+        self, instance: str, provider: Provider, exc: ProviderError,
+        group: Sequence[RequestSummary], report: PassReport,
+    ) -> None:
+        """Back the instance off and record why on every request it blocks."""
+        endpoint = provider.endpoint() if isinstance(provider, NamesEndpoint) else None
+        trouble, changed = self.instance_backoff.failed(
+            instance, exc, endpoint, self.runtime.clock())
+        headline = trouble.headline()
+        if changed:
+            report.errors.append(headline)
+        error = trouble.describe()
+        for summary in group:
+            if summary.stage == Stage.PROVISIONED:
+                continue  # not blocked: its machine runs; drift is checked once listed
+            # The event once per request and state; the error (with the next
+            # attempt) at every attempt, so `machine get` says when it is tried next.
+            newly = not (summary.error or "").startswith(headline)
+            self._note(summary, error=error, events=[headline] if newly else [])
 
     def _claim(self, due: Sequence[RequestRecord]) -> list[RequestRecord]:
         """The due requests this worker now holds the lease of, as they were read.
@@ -461,11 +509,26 @@ class Reconciler:
         now = self.now()
         wanted = None if only is None else set(only)
         soonest = interval
-        for request_id, next_attempt_at in self.store.next_attempts(WORKING_STAGES):
+        for request_id, next_attempt_at in self._next_attempts():
             if wanted is not None and request_id not in wanted:
                 continue
             if next_attempt_at is None:
                 return floor
             soonest = min(soonest, max(floor, (next_attempt_at - now).total_seconds()))
         return soonest
+
+    def _next_attempts(self) -> list[tuple[str, datetime | None]]:
+        """Each working request's next attempt, no sooner than its instance's backoff."""
+        troubles = self.instance_backoff.troubles()
+        if not troubles:
+            return self.store.next_attempts(WORKING_STAGES)
+        found: list[tuple[str, datetime | None]] = []
+        for summary in self.store.summaries(WORKING_STAGES):
+            trouble = troubles.get(summary.provider)
+            at = summary.next_attempt_at
+            if trouble is not None:
+                blocked_until = datetime.fromtimestamp(trouble.next_attempt, UTC)
+                at = blocked_until if at is None else max(at, blocked_until)
+            found.append((summary.id, at))
+        return found
 

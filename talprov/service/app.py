@@ -174,7 +174,8 @@ def create_app(
     def metrics_endpoint(_principal: PrincipalDep, ctx: ContextDep) -> PlainTextResponse:
         """Prometheus text format: requests by stage, queue depth, step durations,
         provider API errors. Any valid token may read it."""
-        text = ctx.metrics.render(ctx.store, sorted(ctx.handles), datetime.now(UTC))
+        text = ctx.metrics.render(ctx.store, sorted(ctx.handles), datetime.now(UTC),
+                                  failing=ctx.failing_instances())
         return PlainTextResponse(text, media_type=METRICS_CONTENT_TYPE)
 
     @app.get("/v1/providers", response_model=ProviderList, tags=["providers"],

@@ -47,8 +47,22 @@ class ServiceContext:
         if self.loop is not None:
             self.loop.wake()
 
+    def failing_instances(self) -> dict[str, str]:
+        """Instances the local reconcile loop backs off from, with why. Never raises."""
+        if self.loop is None:
+            return {}
+        return {name: trouble.describe()
+                for name, trouble in self.loop.reconciler.instance_troubles().items()}
+
     def health(self, name: str) -> Health:
-        """The provider's health, cached for ``health_cache_seconds``. Never raises."""
+        """The provider's health, cached for ``health_cache_seconds``. Never raises.
+
+        An instance whose listing the local reconcile loop is backing off from is
+        unhealthy, with the loop's reason (kind, endpoint, since, next attempt).
+        """
+        failing = self.failing_instances().get(name)
+        if failing is not None:
+            return Health(ok=False, message=failing)
         now = time.monotonic()
         with self._health_lock:
             cached = self._health.get(name)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import bisect
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, TypeVar, cast
@@ -112,10 +112,13 @@ class Metrics:
             self.pass_failures += int(failed)
             self.last_pass_seconds = seconds
 
-    def render(self, store: Store, providers: Sequence[str], now: datetime) -> str:
+    def render(self, store: Store, providers: Sequence[str], now: datetime,
+               failing: Collection[str] = ()) -> str:
         """The exposition text. Raises ``StoreError`` when the store cannot be read.
 
         Counts are aggregated by the database: a scrape decrypts no request.
+        ``failing`` names the instances whose listing this replica's reconciler
+        is backing off from (``talprov_provider_up`` 0).
         """
         stages: dict[tuple[str, str], int] = {
             (p, s.value): 0 for p in providers for s in Stage
@@ -136,6 +139,13 @@ class Metrics:
         )
         out += [f"talprov_queue_depth{_labels([('provider', p)])} {n}"
                 for p, n in sorted(depth.items())]
+        out += _family(
+            "talprov_provider_up", "gauge",
+            "1 when the instance's machine listing works for this replica's reconciler, "
+            "0 while it is failing and backed off.",
+        )
+        out += [f"talprov_provider_up{_labels([('provider', p)])} {int(p not in failing)}"
+                for p in sorted(providers)]
         with self._lock:
             out += self._render_local()
         return "\n".join(out) + "\n"

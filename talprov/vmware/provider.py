@@ -23,7 +23,13 @@ from pydantic import BaseModel
 from talprov.errors import ConfigError
 from talprov.providers.errors import InvalidRequest, NotFound, StepTimeout
 from talprov.providers.ownership import INSTANCE_KEY, is_owned
-from talprov.providers.protocol import ProviderState, Runtime, Step, StepContext
+from talprov.providers.protocol import (
+    ProviderState,
+    Runtime,
+    Step,
+    StepContext,
+    endpoint_without_secrets,
+)
 from talprov.providers.types import Health, Machine, MachineState, Owner, Retry, StepResult
 from talprov.vmware import machines, sdk
 from talprov.vmware.client import ServiceInstance, VSphereClient, ssl_context
@@ -112,6 +118,10 @@ class VSphereProvider:
         """Log out of both vCenter sessions (best effort). Idempotent."""
         self.vapi.close()
         self.client.close()
+
+    def endpoint(self) -> str:
+        """The vCenter SDK URL, without credentials."""
+        return endpoint_without_secrets(self.config.url)
 
     def health(self) -> Health:
         """Whether vCenter answers with these credentials. Never raises."""
