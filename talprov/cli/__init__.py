@@ -12,7 +12,7 @@ import sys
 import click
 
 from talprov import __version__
-from talprov.cli.app import EXIT_FAILED, App, handle_errors, pass_app, setup_logging
+from talprov.cli.app import EXIT_FAILED, App, fail, handle_errors, pass_app, setup_logging
 from talprov.cli.baremetal import baremetal
 from talprov.cli.cluster import COMMANDS as CLUSTER_COMMANDS
 from talprov.cli.demo import demo
@@ -20,7 +20,7 @@ from talprov.cli.image import image
 from talprov.cli.machine import machine, reconcile
 from talprov.cli.output import emit, output_option
 from talprov.cli.serve import serve
-from talprov.registry import installed_types, load_type
+from talprov.registry import extra_providing, installed_types, load_type
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -96,6 +96,16 @@ for _command in CLUSTER_COMMANDS:
 cli.add_command(serve)
 
 
+def missing_module_message(exc: ModuleNotFoundError) -> str:
+    """One line for an optional module that is missing, naming the extra to install."""
+    module = exc.name or "?"
+    extra = extra_providing(module)
+    if extra is None:
+        return f"Python module {module!r} is not installed"
+    return (f"this needs {module!r}, which is not installed; install its extra, "
+            f"e.g. pip install 'talprov[{extra}]'")
+
+
 def main() -> None:
     """Console-script entry point: runs the command and exits with its code.
 
@@ -104,6 +114,10 @@ def main() -> None:
     """
     try:
         result = cli.main(prog_name="talprov", standalone_mode=False)
+    except ModuleNotFoundError as exc:
+        # A command reached an optional dependency that is not installed: name
+        # the extra instead of showing a traceback.
+        fail(missing_module_message(exc))
     except (click.exceptions.Abort, KeyboardInterrupt):
         click.echo("talprov: interrupted", err=True)
         sys.exit(130)

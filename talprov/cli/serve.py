@@ -14,6 +14,7 @@ from typing import Any
 import click
 
 from talprov.cli.app import App, fail, handle_errors, pass_app
+from talprov.registry import require_extra
 from talprov.service.config import parse_listen, parse_service_config
 
 log = logging.getLogger(__name__)
@@ -56,6 +57,7 @@ def serve(app: App, listen: str | None, workers: bool | None, worker_id: str | N
     connections, the current reconcile pass finishes and its leases are released.
     Prints "listening on URL" on stderr once ready.
     """
+    require_extra("service", where="talprov serve", what="the HTTP service")
     import uvicorn
 
     from talprov.service.app import create_app
