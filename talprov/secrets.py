@@ -43,6 +43,17 @@ def redact(text: str) -> str:
     return text
 
 
+def has_reference(value: Any) -> bool:
+    """Whether ``value`` is a string holding a ``${env:…}`` or ``${file:…}`` reference."""
+    if isinstance(value, str):
+        return _REF.search(value) is not None
+    if isinstance(value, Mapping):
+        return any(has_reference(v) for v in value.values())
+    if isinstance(value, list):
+        return any(has_reference(v) for v in value)
+    return False
+
+
 def resolve_refs(value: str, *, where: str, base_dir: Path | None = None) -> str:
     """Replace secret references in ``value``; register what they resolve to.
 

@@ -15,6 +15,7 @@ from talprov import __version__
 from talprov.cli.app import EXIT_FAILED, App, fail, handle_errors, pass_app, setup_logging
 from talprov.cli.baremetal import baremetal
 from talprov.cli.cluster import COMMANDS as CLUSTER_COMMANDS
+from talprov.cli.config import config_group
 from talprov.cli.demo import demo
 from talprov.cli.image import image
 from talprov.cli.machine import machine, reconcile
@@ -87,6 +88,7 @@ def schema(type_name: str, what: str) -> None:
 
 
 cli.add_command(image)
+cli.add_command(config_group)
 cli.add_command(demo)
 cli.add_command(baremetal)
 cli.add_command(machine)

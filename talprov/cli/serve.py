@@ -63,7 +63,7 @@ def serve(app: App, listen: str | None, workers: bool | None, worker_id: str | N
     from talprov.service.app import create_app
 
     where = f"{app.config.path or 'config'}: service"
-    config = parse_service_config(app.config.config.service, where=where)
+    config = parse_service_config(app.config.service_block(), where=where)
     if workers is not None:
         config = config.model_copy(update={"workers": workers})
     if worker_id:
