@@ -22,7 +22,9 @@ from typing import Any, cast
 from pydantic import BaseModel, ValidationError
 
 from talprov.errors import ConfigError, validation_message
-from talprov.providers.protocol import Provider, ProviderClass, Runtime
+from talprov.providers.errors import InvalidRequest
+from talprov.providers.protocol import ChecksRequests, Provider, ProviderClass, Runtime
+from talprov.providers.types import MachineRequest
 
 ENTRY_POINT_GROUP = "talprov.providers"
 DISTRIBUTION = "talprov"
@@ -116,6 +118,22 @@ def validate_provider_data(
     except ValidationError as exc:
         field, message = validation_message(exc, where)
         raise ConfigError(field, message) from None
+
+
+def check_request(provider: Provider, request: MachineRequest, *, where: str) -> None:
+    """Run the provider's pre-flight check (``ChecksRequests``), if it has one.
+
+    No cloud call. Raises ``ConfigError`` at ``<where>.<field>`` naming what the
+    request asks that this instance cannot do. Idempotent.
+    """
+    if not isinstance(provider, ChecksRequests):
+        return
+    try:
+        provider.check_request(request)
+    except InvalidRequest as exc:
+        field = exc.field or ""
+        message = exc.message.removeprefix(f"{field}: ") if field else exc.message
+        raise ConfigError(f"{where}.{field}" if field else where, message) from None
 
 
 #: Keys of a provider instance block that talprov itself reads.

@@ -13,7 +13,7 @@ from talprov.cli.output import emit, output_option
 from talprov.errors import ConfigError
 from talprov.providers.types import Stage
 from talprov.reconcile.reconciler import PassReport
-from talprov.registry import validate_provider_data
+from talprov.registry import check_request, validate_provider_data
 from talprov.requestfile import load_request_file
 from talprov.store.records import public_view
 
@@ -73,6 +73,7 @@ def create(app: App, path: Path, wait: bool, timeout: float, output: str) -> Non
     request = load_request_file(path)
     provider = app.provider(known_instance(app, request.provider, where=f"{path}: provider"))
     validate_provider_data(provider, request.provider_data, where=f"{path}: provider_data")
+    check_request(provider, request, where=str(path))
     record = app.store.create_request(request)
     click.echo(f"request {record.request.id} recorded ({record.stage.value})", err=True)
     if wait:

@@ -60,7 +60,8 @@ from talprov.providers.protocol import (
     StepContext,
     endpoint_without_secrets,
 )
-from talprov.providers.types import Health, Machine, Owner, Retry, StepResult
+from talprov.providers.types import Health, Machine, MachineRequest, Owner, Retry, StepResult
+from talprov.talos.join import check_user_data
 
 Ctx = StepContext[OpenStackData, OpenStackState]
 GONE_STATES = {"DELETED", "SOFT_DELETED"}
@@ -484,6 +485,13 @@ class OpenStackProvider:
         gone (success). Idempotent. Raises ``AuthError`` or ``Transient``.
         """
         sweep.delete_leftover(self.client, owner, leftover)
+
+    def check_request(self, request: MachineRequest) -> None:
+        """Pre-flight (no API call): the machine config renders as user-data.
+
+        Raises ``InvalidRequest`` (field ``machine_config``). Idempotent.
+        """
+        check_user_data(request)
 
     def endpoint(self) -> str:
         """Keystone's URL when given in the config, else the clouds.yaml cloud's name."""

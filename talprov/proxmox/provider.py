@@ -27,6 +27,7 @@ from talprov.providers.protocol import (
 from talprov.providers.types import (
     Health,
     Machine,
+    MachineRequest,
     MachineState,
     Owner,
     Retry,
@@ -50,6 +51,7 @@ from talprov.proxmox.state import ProxmoxState
 from talprov.proxmox.tags import UUID_KEY, decode_tags, encode_tags, notes, owned_by, tag_value
 from talprov.proxmox.vm import create_params, machine_from_resource
 from talprov.talos.factory import images_for
+from talprov.talos.join import check_user_data
 
 log = logging.getLogger(__name__)
 
@@ -120,6 +122,13 @@ class ProxmoxProvider:
             if item.get("type") == "qemu" and owned_by(marks, owner):
                 machines.append(machine_from_resource(item, marks))
         return machines
+
+    def check_request(self, request: MachineRequest) -> None:
+        """Pre-flight (no API call): the machine config renders as user-data.
+
+        Raises ``InvalidRequest`` (field ``machine_config``). Idempotent.
+        """
+        check_user_data(request)
 
     def endpoint(self) -> str:
         """The PVE API URL, without credentials."""

@@ -15,7 +15,8 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import SecretStr, ValidationError
 
 from talprov.errors import ConfigError
-from talprov.providers.protocol import Runtime
+from talprov.providers.errors import InvalidRequest
+from talprov.providers.protocol import ChecksRequests, Runtime
 from talprov.providers.types import Health, MachineRequest
 from talprov.reconcile.reconciler import ProviderHandle
 from talprov.secrets import redact
@@ -162,12 +163,19 @@ def build_request(
     body["machine_config"] = SecretStr(config)
     body["join"] = template.join
     try:
-        return MachineRequest.model_validate(body)
+        request = MachineRequest.model_validate(body)
     except ValidationError as exc:
         raise RequestValidationError(
             [{"loc": ("body", *err["loc"]), "msg": err["msg"], "type": err["type"]}
              for err in exc.errors()]
         ) from None
+    if isinstance(handle.provider, ChecksRequests):
+        try:
+            handle.provider.check_request(request)
+        except InvalidRequest as exc:
+            field = exc.field or "provider"
+            field_error(("body", *field.split(".")), exc.message.removeprefix(f"{field}: "))
+    return request
 
 
 def config_digest(request: MachineRequest) -> str | None:

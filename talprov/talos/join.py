@@ -11,7 +11,9 @@ renders its own join config (Go yaml.v3 style), so both produce the same bytes.
 
 from __future__ import annotations
 
-from talprov.providers.types import JoinSpec
+from talprov.errors import ConfigError
+from talprov.providers.errors import InvalidRequest
+from talprov.providers.types import JoinSpec, MachineRequest
 from talprov.talos import goyaml
 from talprov.talos.machineconfig import load_documents
 
@@ -103,3 +105,15 @@ def _without_trailing_separators(text: str) -> str:
     while lines and lines[-1].strip() in ("---", "...", ""):
         lines.pop()
     return "\n".join(lines) + "\n" if lines else ""
+
+
+def check_user_data(request: MachineRequest) -> None:
+    """Pre-flight for drivers that pass the config as user-data: it must render.
+
+    Raises ``InvalidRequest`` (field ``machine_config``), never quoting the config.
+    No network; idempotent.
+    """
+    try:
+        render_user_data(request.machine_config.get_secret_value(), request.join)
+    except ConfigError as exc:
+        raise InvalidRequest(exc.message, field="machine_config") from None

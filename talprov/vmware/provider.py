@@ -30,7 +30,16 @@ from talprov.providers.protocol import (
     StepContext,
     endpoint_without_secrets,
 )
-from talprov.providers.types import Health, Machine, MachineState, Owner, Retry, StepResult
+from talprov.providers.types import (
+    Health,
+    Machine,
+    MachineRequest,
+    MachineState,
+    Owner,
+    Retry,
+    StepResult,
+)
+from talprov.talos.join import check_user_data
 from talprov.vmware import machines, sdk
 from talprov.vmware.client import ServiceInstance, VSphereClient, ssl_context
 from talprov.vmware.config import VSphereConfig
@@ -118,6 +127,13 @@ class VSphereProvider:
         """Log out of both vCenter sessions (best effort). Idempotent."""
         self.vapi.close()
         self.client.close()
+
+    def check_request(self, request: MachineRequest) -> None:
+        """Pre-flight (no API call): the machine config renders as user-data.
+
+        Raises ``InvalidRequest`` (field ``machine_config``). Idempotent.
+        """
+        check_user_data(request)
 
     def endpoint(self) -> str:
         """The vCenter SDK URL, without credentials."""
