@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any, ClassVar
 
 from pydantic import BaseModel
@@ -71,6 +72,24 @@ def matches(machine: InventoryMachine, data: BareMetalMachineData) -> bool:
         if wanted is not None and (have is None or have < wanted):
             return False
     return True
+
+
+def check_mirror(mirror: Path, schematic_id: str, version: str, arch: str) -> None:
+    """Raise ``InvalidRequest`` when the mirror lacks the kernel or initramfs asked for.
+
+    Without this, iPXE gets a 404 and the request waits out install_timeout.
+    Skipped when ``mirror`` is not a directory here: the boot server may run on
+    another host (``talprov baremetal serve --file``), which then serves 404s.
+    """
+    if not mirror.is_dir():
+        return
+    folder = mirror / schematic_id / version
+    for name in (f"kernel-{arch}", f"initramfs-{arch}.xz"):
+        if not (folder / name).is_file():
+            raise InvalidRequest(
+                f"the mirror has no {folder / name}: extensions, kernel args and META change "
+                "the schematic id and so the folder (`talprov image id --request FILE` "
+                "prints it)", field="mirror_dir")
 
 
 class BareMetalProvider:
@@ -194,6 +213,8 @@ class BareMetalProvider:
         schematic = Schematic.from_request(request)
         if self.config.mirror_dir:
             schematic_id = schematic.id()
+            check_mirror(Path(self.config.mirror_dir), schematic_id, request.talos_version,
+                         str(request.arch))
         else:
             schematic_id = images_for(self.runtime).register(schematic)
         return ipxe.asset_urls(self.config, self.runtime.factory_url, schematic_id,
