@@ -20,6 +20,7 @@ from talprov.config import LoadedConfig, load_config
 from talprov.errors import ConfigError, Conflict
 from talprov.providers.errors import InvalidRequest, ProviderError
 from talprov.providers.protocol import Provider, Runtime
+from talprov.reconcile.instance_health import error_kind
 from talprov.reconcile.reconciler import ProviderHandle, Reconciler
 from talprov.registry import build_provider
 from talprov.secrets import RedactingFilter, redact
@@ -158,7 +159,7 @@ def handle_errors(fn: F) -> F:
         except InvalidRequest as exc:
             fail(str(exc))
         except ProviderError as exc:
-            fail(f"{type(exc).__name__}: {exc}", EXIT_FAILED)
+            fail(f"{error_kind(exc)}: {exc}", EXIT_FAILED)
 
     return wrapper  # type: ignore[return-value]
 

@@ -33,8 +33,10 @@ def load_block(app: Any, provider: str | None, file: str | None) -> tuple[BareMe
         where = file
         try:
             raw = yaml.safe_load(Path(file).read_text()) or {}
-        except (OSError, yaml.YAMLError) as exc:
-            raise ConfigError(file, f"cannot read: {type(exc).__name__}") from None
+        except OSError as exc:
+            raise ConfigError(file, f"cannot read: {exc.strerror}") from None
+        except yaml.YAMLError:
+            raise ConfigError(file, "cannot read: not valid YAML") from None
     else:
         loaded = app.config
         factory_url = loaded.config.image_factory.url

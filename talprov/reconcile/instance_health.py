@@ -16,19 +16,31 @@ import random
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from talprov.providers.errors import AuthError, ProviderError, QuotaExceeded, Transient
+from talprov.providers.errors import (
+    AuthError,
+    CapacityError,
+    NotFound,
+    ProviderError,
+    QuotaExceeded,
+    StepTimeout,
+    Transient,
+)
 from talprov.secrets import redact
+
+#: What each kind of provider error means, most specific first.
+_KINDS: tuple[tuple[type[ProviderError], str], ...] = (
+    (AuthError, "credentials refused"),
+    (QuotaExceeded, "over quota"),
+    (CapacityError, "no capacity"),
+    (NotFound, "not found"),
+    (StepTimeout, "timed out"),
+    (Transient, "not answering"),
+)
 
 
 def error_kind(exc: ProviderError) -> str:
-    """A short, class-name-free word for what is wrong with the instance."""
-    if isinstance(exc, AuthError):
-        return "credentials refused"
-    if isinstance(exc, QuotaExceeded):
-        return "over quota"
-    if isinstance(exc, Transient):
-        return "not answering"
-    return "failing"
+    """A few words, free of class names, for what a provider error means."""
+    return next((kind for cls, kind in _KINDS if isinstance(exc, cls)), "failing")
 
 
 def _iso(moment: float) -> str:

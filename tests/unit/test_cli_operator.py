@@ -27,3 +27,24 @@ def test_providers_health_exits_1_when_an_instance_is_unhealthy(home: Home) -> N
     rows = {row["name"]: row for row in json.loads(result.stdout) if row["kind"] == "instance"}
     assert rows["missing"]["detail"].startswith("unhealthy")
     assert home.invoke("providers", "-o", "json").exit_code == 0
+
+
+def test_provider_errors_reach_the_user_without_class_names() -> None:
+    """Before: `talprov: error: Transient: connection refused`."""
+    import click
+    from click.testing import CliRunner
+
+    from talprov.cli.app import handle_errors
+    from talprov.providers.errors import AuthError, Transient
+
+    for error, kind in ((Transient("connection refused"), "not answering"),
+                        (AuthError("401 from https://pve:8006"), "credentials refused")):
+        @click.command()
+        @handle_errors
+        def failing(error: Exception = error) -> None:
+            raise error
+
+        result = CliRunner().invoke(failing, [])
+        assert result.exit_code == 1
+        assert result.output == f"talprov: error: {kind}: {error}\n"
+        assert type(error).__name__ not in result.output
