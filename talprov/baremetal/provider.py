@@ -41,7 +41,7 @@ from talprov.providers.types import (
     Retry,
     StepResult,
 )
-from talprov.talos.factory import images_for
+from talprov.talos.factory import ImageFactory, images_for
 from talprov.talos.join import render_user_data
 
 log = logging.getLogger(__name__)
@@ -90,6 +90,19 @@ def check_mirror(mirror: Path, schematic_id: str, version: str, arch: str) -> No
                 f"the mirror has no {folder / name}: extensions, kernel args and META change "
                 "the schematic id and so the folder (`talprov image id --request FILE` "
                 "prints it)", field="mirror_dir")
+
+
+def check_factory(factory: ImageFactory, schematic_id: str, version: str, arch: str) -> None:
+    """Raise ``InvalidRequest`` when the Image Factory answers 404 for the kernel or
+    initramfs. Only a definite 404 fails: iPXE would get the same and the request
+    would wait out install_timeout; an unreachable factory may still be reachable
+    for the machines.
+    """
+    for name in (f"kernel-{arch}", f"initramfs-{arch}.xz"):
+        url = factory.asset_url(schematic_id, version, name)
+        if factory.has_asset(url) is False:
+            raise InvalidRequest(f"the Image Factory has no {url} (is {version} a release "
+                                 "it builds?)", field="talos_version")
 
 
 class BareMetalProvider:
@@ -197,12 +210,14 @@ class BareMetalProvider:
         ctx.event(f"allocated machine {held.name}")
         return None
 
-    def boot_assets(self, request: MachineRequest) -> tuple[str, str]:
+    def boot_assets(self, request: MachineRequest, *, check: bool = False) -> tuple[str, str]:
         """Kernel and initramfs URLs for the request's schematic and version.
 
         With a mirror the schematic id is computed locally; otherwise the schematic
-        is registered with the Image Factory (idempotent). Raises ``InvalidRequest``,
-        ``AuthError`` or ``Transient`` from the factory.
+        is registered with the Image Factory (idempotent). With ``check`` (the
+        prepare step; not the wipe, which must go on whatever), the mirror or the
+        factory must hold both files. Raises ``InvalidRequest``, ``AuthError`` or
+        ``Transient`` from the factory.
         """
         from talprov.talos.schematic import Schematic
 
@@ -213,10 +228,14 @@ class BareMetalProvider:
         schematic = Schematic.from_request(request)
         if self.config.mirror_dir:
             schematic_id = schematic.id()
-            check_mirror(Path(self.config.mirror_dir), schematic_id, request.talos_version,
-                         str(request.arch))
+            if check:
+                check_mirror(Path(self.config.mirror_dir), schematic_id,
+                             request.talos_version, str(request.arch))
         else:
-            schematic_id = images_for(self.runtime).register(schematic)
+            factory = images_for(self.runtime)
+            schematic_id = factory.register(schematic)
+            if check:
+                check_factory(factory, schematic_id, request.talos_version, str(request.arch))
         return ipxe.asset_urls(self.config, self.runtime.factory_url, schematic_id,
                                request.talos_version, str(request.arch))
 
@@ -224,7 +243,7 @@ class BareMetalProvider:
         machine = self.held(ctx)
         if machine.config_fetched_at is not None or machine.status != MachineStatus.ALLOCATED:
             return None
-        kernel, initramfs = self.boot_assets(ctx.request)
+        kernel, initramfs = self.boot_assets(ctx.request, check=True)
         plan = ipxe.install_plan(self.config, ctx.request, kernel, initramfs)
         config = render_user_data(ctx.request.machine_config.get_secret_value(), ctx.request.join)
         self.inventory.set_install(machine.name, ctx.request.id, plan, config)
