@@ -21,24 +21,11 @@ from typing import Any, ClassVar, cast
 from pydantic import BaseModel
 
 from talprov.errors import ConfigError
+from talprov.providers import MachineRequest, endpoint_without_secrets
 from talprov.providers.errors import InvalidRequest, NotFound, StepTimeout
 from talprov.providers.ownership import INSTANCE_KEY, is_owned
-from talprov.providers.protocol import (
-    ProviderState,
-    Runtime,
-    Step,
-    StepContext,
-    endpoint_without_secrets,
-)
-from talprov.providers.types import (
-    Health,
-    Machine,
-    MachineRequest,
-    MachineState,
-    Owner,
-    Retry,
-    StepResult,
-)
+from talprov.providers.protocol import ProviderState, Runtime, Step, StepContext
+from talprov.providers.types import Health, Machine, MachineState, Owner, Retry, StepResult
 from talprov.talos.join import check_user_data
 from talprov.vmware import machines, sdk
 from talprov.vmware.client import ServiceInstance, VSphereClient, ssl_context
