@@ -144,6 +144,7 @@ def load_config(explicit: str | None = None) -> LoadedConfig:
     except ValidationError as exc:
         field, message = validation_message(exc, where, sep=": ")
         raise ConfigError(field, message) from None
+    _check_urls({"url": config.image_factory.url}, f"{where}: image_factory")
     for name, block in config.providers.items():
         check_instance_shape(name, block.model_dump(), f"{where}: providers.{name}")
     return LoadedConfig(config=config, path=path)

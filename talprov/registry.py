@@ -187,9 +187,20 @@ def missing_for_extra(extra: str) -> list[str]:
     missing = []
     for dist in _extras().get(extra, ()):
         modules = _top_level_modules().get(_normalized(dist))
-        if not modules or not all(_importable(m) for m in modules):
+        if modules:
+            if not all(_importable(m) for m in modules):
+                missing.append(dist)
+        elif not _installed(dist):  # metadata without a module list: trust the metadata
             missing.append(dist)
     return missing
+
+
+def _installed(dist: str) -> bool:
+    try:
+        distribution(dist)
+    except PackageNotFoundError:
+        return False
+    return True
 
 
 def require_extra(extra: str, *, where: str, what: str) -> None:

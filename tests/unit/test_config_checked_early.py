@@ -38,6 +38,12 @@ def test_every_command_checks_the_whole_file(
     assert_usage_error(result.exit_code, result.output, str(home.config_path), key)
 
 
+def test_the_image_factory_url_needs_a_scheme(home: Home) -> None:
+    home.write_config(image_factory={"url": "factory.internal"})
+    result = home.invoke("machine", "list")
+    assert_usage_error(result.exit_code, result.output, "image_factory.url")
+
+
 def test_secrets_of_unused_instances_do_not_block(home: Home, monkeypatch: pytest.MonkeyPatch
                                                   ) -> None:
     monkeypatch.delenv("PVE_TOKEN_UNSET", raising=False)
