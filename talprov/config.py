@@ -3,21 +3,34 @@
 Looked up from ``--config``, then ``TALPROV_CONFIG``, then ``./talprov.yaml``, then
 ``$XDG_CONFIG_HOME/talprov/config.yaml``. String values may use ``${env:NAME}`` and
 ``${file:PATH}`` references; resolved values are treated as secrets.
+
+Every command checks the whole file's shape on load (unknown keys, provider
+types, instance names, each instance's settings against its type's model, URLs
+with a scheme), but resolves the references of a provider instance (and of the
+``service`` block) only when a command uses it, so an unset variable of an
+instance nobody uses blocks nothing. ``talprov config check`` resolves them all.
 """
 
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
 
 from talprov.errors import ConfigError, validation_message
-from talprov.secrets import resolve_tree
+from talprov.registry import COMMON_INSTANCE_KEYS, installed_types, load_type
+from talprov.secrets import has_reference, resolve_tree
 
 DEFAULT_FACTORY_URL = "https://factory.talos.dev"
+#: Instance names end up in tags, labels and URLs: a DNS label.
+INSTANCE_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+#: Top-level keys whose references are resolved only when a command uses them.
+LAZY_KEYS = ("providers", "service")
 
 
 class ImageFactoryConfig(BaseModel):
@@ -91,7 +104,20 @@ class LoadedConfig(BaseModel):
             known = ", ".join(sorted(self.config.providers)) or "none configured"
             where = str(self.path) if self.path else "config"
             raise ConfigError(where, f"unknown provider {name!r} (configured: {known})")
-        return block.model_dump()
+        resolved: dict[str, Any] = self._resolve(block.model_dump(), f"providers.{name}")
+        return resolved
+
+    def service_block(self) -> dict[str, Any] | None:
+        """The ``service`` block with its references resolved (ConfigError when one fails)."""
+        if self.config.service is None:
+            return None
+        resolved: dict[str, Any] = self._resolve(self.config.service, "service")
+        return resolved
+
+    def _resolve(self, node: Any, key: str) -> Any:
+        where = f"{self.path}: {key}" if self.path else key
+        return resolve_tree(node, where=where,
+                            base_dir=self.path.parent if self.path else None)
 
 
 def find_config_file(explicit: str | None) -> Path | None:
@@ -124,16 +150,67 @@ def load_config(explicit: str | None = None) -> LoadedConfig:
     except OSError as exc:
         raise ConfigError(where, f"cannot read config file: {exc.strerror}") from None
     raw = parse_yaml_mapping(text, where)
-    # Resolve per top-level key so errors read "FILE: providers.x.field", the
-    # same "file: field" shape as every other validation error.
-    raw = {key: resolve_tree(value, where=f"{where}: {key}", base_dir=path.parent)
+    # Resolve per top-level key so errors read "FILE: store", the same
+    # "file: field" shape as every other validation error.
+    raw = {key: value if key in LAZY_KEYS else
+           resolve_tree(value, where=f"{where}: {key}", base_dir=path.parent)
            for key, value in raw.items()}
     try:
         config = TalprovConfig.model_validate(raw)
     except ValidationError as exc:
         field, message = validation_message(exc, where, sep=": ")
         raise ConfigError(field, message) from None
+    _check_urls({"url": config.image_factory.url}, f"{where}: image_factory")
+    for name, block in config.providers.items():
+        check_instance_shape(name, block.model_dump(), f"{where}: providers.{name}")
     return LoadedConfig(config=config, path=path)
+
+
+def check_instance_shape(name: str, block: dict[str, Any], where: str) -> None:
+    """Check an instance block without resolving its references.
+
+    The name, the type, every ``*url`` having a scheme and host, and, when the
+    type's module loads, the settings against its config model (a field holding
+    a reference is judged once resolved, by the command that uses it). Raises
+    ``ConfigError`` naming file and key. Idempotent; no network.
+    """
+    if not INSTANCE_NAME.match(name):
+        raise ConfigError(where, "instance names are lowercase letters, digits and '-' "
+                                 "(at most 63, starting and ending with a letter or digit)")
+    type_name = block.get("type")
+    known = {t.name for t in installed_types()}
+    if type_name not in known:
+        raise ConfigError(f"{where}.type", f"unknown provider type {type_name!r} "
+                          f"(installed: {', '.join(sorted(known)) or 'none'})")
+    _check_urls(block, where)
+    try:
+        cls = load_type(str(type_name), where=f"{where}.type")
+    except ConfigError:
+        return  # a missing extra: said by the command that uses the instance
+    body = {k: v for k, v in block.items() if k not in COMMON_INSTANCE_KEYS}
+    try:
+        cls.config_model.model_validate(body)
+    except ValidationError as exc:
+        errors = [e for e in exc.errors() if not has_reference(e.get("input"))]
+        if errors:
+            err = errors[0]
+            path = ".".join(str(p) for p in err["loc"])
+            message = "unknown field" if err["type"] == "extra_forbidden" else err["msg"]
+            raise ConfigError(f"{where}.{path}" if path else where, message) from None
+
+
+def _check_urls(node: Any, where: str) -> None:
+    if not isinstance(node, dict):
+        return
+    for key, value in node.items():
+        if isinstance(value, dict):
+            _check_urls(value, f"{where}.{key}")
+        elif (isinstance(key, str) and key.endswith("url") and isinstance(value, str)
+              and not has_reference(value)):
+            parts = urlsplit(value)
+            if parts.scheme not in ("http", "https") or not parts.netloc:
+                raise ConfigError(f"{where}.{key}",
+                                  f"expected an http(s) URL with a host, e.g. https://{value}")
 
 
 def parse_yaml_mapping(text: str, where: str) -> dict[str, Any]:

@@ -6,16 +6,29 @@ plugin needs nothing from us but an entry point naming its provider class.
 
 from __future__ import annotations
 
+import functools
+import importlib.util
+import re
 from dataclasses import dataclass
-from importlib.metadata import EntryPoint, entry_points
+from importlib.metadata import (
+    EntryPoint,
+    PackageNotFoundError,
+    distribution,
+    entry_points,
+    packages_distributions,
+)
 from typing import Any, cast
 
 from pydantic import BaseModel, ValidationError
 
 from talprov.errors import ConfigError, validation_message
-from talprov.providers.protocol import Provider, ProviderClass, Runtime
+from talprov.providers.errors import InvalidRequest
+from talprov.providers.protocol import ChecksRequests, Provider, ProviderClass, Runtime
+from talprov.providers.types import MachineRequest
 
 ENTRY_POINT_GROUP = "talprov.providers"
+DISTRIBUTION = "talprov"
+_REQUIREMENT = re.compile(r"^\s*([A-Za-z0-9][A-Za-z0-9._-]*)[^;]*;.*extra\s*==\s*[\"']([^\"']+)")
 
 
 @dataclass(frozen=True)
@@ -54,6 +67,10 @@ def load_type(type_name: str, *, where: str = "type") -> ProviderClass:
     if ep is None:
         known = ", ".join(sorted(_entry_points())) or "none installed"
         raise ConfigError(where, f"unknown provider type {type_name!r} (installed: {known})")
+    if ep.dist is not None and ep.dist.name == DISTRIBUTION and type_name in _extras():
+        # Checked before loading: drivers import some SDK modules lazily, which
+        # would otherwise fail later, in a step or a health check.
+        require_extra(type_name, where=where, what=f"provider type {type_name!r}")
     try:
         loaded: Any = ep.load()
     except ImportError as exc:
@@ -103,5 +120,112 @@ def validate_provider_data(
         raise ConfigError(field, message) from None
 
 
+def check_request(provider: Provider, request: MachineRequest, *, where: str) -> None:
+    """Run the provider's pre-flight check (``ChecksRequests``), if it has one.
+
+    No cloud call. Raises ``ConfigError`` at ``<where>.<field>`` naming what the
+    request asks that this instance cannot do. Idempotent.
+    """
+    if not isinstance(provider, ChecksRequests):
+        return
+    try:
+        provider.check_request(request)
+    except InvalidRequest as exc:
+        field = exc.field or ""
+        message = exc.message.removeprefix(f"{field}: ") if field else exc.message
+        raise ConfigError(f"{where}.{field}" if field else where, message) from None
+
+
 #: Keys of a provider instance block that talprov itself reads.
 COMMON_INSTANCE_KEYS = frozenset({"type", "concurrency"})
+
+
+# -- optional dependencies (extras) ------------------------------------------------
+
+
+@functools.cache
+def _extras() -> dict[str, tuple[str, ...]]:
+    """talprov's extras and the distributions each requires (from its metadata)."""
+    try:
+        requires = distribution(DISTRIBUTION).requires or []
+    except PackageNotFoundError:
+        return {}
+    extras: dict[str, list[str]] = {}
+    for line in requires:
+        match = _REQUIREMENT.match(line)
+        if match is not None and match[1] != DISTRIBUTION:
+            extras.setdefault(match[2], []).append(match[1])
+    return {extra: tuple(names) for extra, names in extras.items()}
+
+
+def _normalized(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+@functools.cache
+def _top_level_modules() -> dict[str, tuple[str, ...]]:
+    """Importable top-level modules of each installed distribution, by normalized name."""
+    modules: dict[str, list[str]] = {}
+    for module, dists in packages_distributions().items():
+        for dist in dists:
+            modules.setdefault(_normalized(dist), []).append(module)
+    return {dist: tuple(sorted(mods)) for dist, mods in modules.items()}
+
+
+def _importable(module: str) -> bool:
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):
+        return False
+
+
+def missing_for_extra(extra: str) -> list[str]:
+    """The distributions of ``talprov[extra]`` that are not installed (or not importable).
+
+    Empty for an unknown extra. Never raises; reads only installed metadata.
+    """
+    missing = []
+    for dist in _extras().get(extra, ()):
+        modules = _top_level_modules().get(_normalized(dist))
+        if modules:
+            if not all(_importable(m) for m in modules):
+                missing.append(dist)
+        elif not _installed(dist):  # metadata without a module list: trust the metadata
+            missing.append(dist)
+    return missing
+
+
+def _installed(dist: str) -> bool:
+    try:
+        distribution(dist)
+    except PackageNotFoundError:
+        return False
+    return True
+
+
+def require_extra(extra: str, *, where: str, what: str) -> None:
+    """Raise ``ConfigError`` at ``where`` when ``talprov[extra]`` is not fully installed.
+
+    The message names what needs it, the missing packages and the pip command.
+    Idempotent; no network.
+    """
+    missing = missing_for_extra(extra)
+    if missing:
+        raise ConfigError(where, f"{what} needs {', '.join(missing)}, which is not installed; "
+                                 f"install its extra, e.g. pip install 'talprov[{extra}]'")
+
+
+def extra_providing(module: str) -> str | None:
+    """The extra whose packages provide top-level ``module`` (None when none does).
+
+    Used to turn an unexpected ``ModuleNotFoundError`` into the pip command.
+    """
+    top = module.split(".", 1)[0]
+    for extra, dists in sorted(_extras().items()):
+        if extra in {"all", "test"}:
+            continue
+        for dist in dists:
+            if top in _top_level_modules().get(_normalized(dist), ()) or (
+                    _normalized(top) == _normalized(dist)):
+                return extra
+    return None

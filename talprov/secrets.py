@@ -43,6 +43,31 @@ def redact(text: str) -> str:
     return text
 
 
+def require_reference(value: str, *, where: str) -> str:
+    """``value`` when it is exactly one ``${env:NAME}`` or ``${file:PATH}`` reference.
+
+    For settings the docs promise are never stored in clear text (a BMC
+    password in the bare-metal inventory). Raises ``ConfigError`` naming
+    ``where``, never quoting ``value``. Does not resolve it.
+    """
+    if _REF.fullmatch(value.strip()) is None:
+        raise ConfigError(where, "give a secret reference such as '${env:BMC_PASSWORD}' or "
+                                 "'${file:/run/secrets/bmc}', not the secret itself "
+                                 "(it would be stored in clear text)")
+    return value.strip()
+
+
+def has_reference(value: Any) -> bool:
+    """Whether ``value`` is a string holding a ``${env:…}`` or ``${file:…}`` reference."""
+    if isinstance(value, str):
+        return _REF.search(value) is not None
+    if isinstance(value, Mapping):
+        return any(has_reference(v) for v in value.values())
+    if isinstance(value, list):
+        return any(has_reference(v) for v in value)
+    return False
+
+
 def resolve_refs(value: str, *, where: str, base_dir: Path | None = None) -> str:
     """Replace secret references in ``value``; register what they resolve to.
 

@@ -46,7 +46,13 @@ from talprov.aws.launching import Launcher
 from talprov.aws.state import AwsState
 from talprov.providers.errors import InvalidRequest, ProviderError
 from talprov.providers.ownership import REQUEST_KEY, is_owned
-from talprov.providers.protocol import ProviderState, Runtime, Step, StepContext
+from talprov.providers.protocol import (
+    ProviderState,
+    Runtime,
+    Step,
+    StepContext,
+    endpoint_without_secrets,
+)
 from talprov.providers.types import (
     Health,
     Machine,
@@ -57,7 +63,11 @@ from talprov.providers.types import (
     StepResult,
 )
 from talprov.talos.factory import images_for
-from talprov.talos.join import refuse_fixed_image, user_data_for
+from talprov.talos.join import (
+    check_user_data,
+    refuse_fixed_image,
+    user_data_for,
+)
 from talprov.talos.schematic import Schematic
 
 Ctx = StepContext[AwsData, AwsState]
@@ -128,6 +138,29 @@ class AwsProvider:
             ctx.event(f"terminating {', '.join(sorted(ids))}")
             return None
         return Retry(after=self.config.poll_interval, reason="waiting for termination")
+
+    def check_request(self, request: MachineRequest) -> None:
+        """Pre-flight (no AWS call): a non-default schematic needs ``image_bucket``.
+
+        Raises ``InvalidRequest`` naming the request field that makes the
+        schematic non-default, or ``machine_config`` when it does not render as
+        user-data. Idempotent.
+        """
+        check_user_data(request)
+        if self.config.image_bucket or Schematic.from_request(request).is_default():
+            return
+        culprit = next((name for name in ("extensions", "kernel_args", "meta_values", "overlay")
+                        if getattr(request, name, None)), "join")
+        raise InvalidRequest(
+            "needs a Talos image imported from the Image Factory, and this instance has no "
+            "image_bucket to import it through (set image_bucket in its config, or drop "
+            "extensions, kernel args and META)", field=culprit)
+
+    def endpoint(self) -> str:
+        """The EC2 endpoint (the override, else the region's), without credentials."""
+        if self.config.endpoint_url:
+            return endpoint_without_secrets(self.config.endpoint_url)
+        return f"https://ec2.{self.config.region}.amazonaws.com"
 
     def health(self) -> Health:
         """Whether EC2 answers with these credentials (DescribeAvailabilityZones). Never raises."""

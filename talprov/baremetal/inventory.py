@@ -229,6 +229,19 @@ class Inventory:
                 db.execute("UPDATE machines SET bmc = ? WHERE name = ?",
                            (json.dumps(bmc.__dict__), name))
 
+    def update_bmc(self, name: str, bmc: BmcInfo) -> None:
+        """Replace a machine's BMC details (address, user, password reference) in place.
+
+        Allowed in every state: a held machine keeps its request and the next
+        power action uses the new details. Raises ``InventoryError`` for an
+        unknown name. Idempotent.
+        """
+        with self._tx() as db:
+            cur = db.execute("UPDATE machines SET bmc = ?, updated_at = ? WHERE name = ?",
+                             (json.dumps(bmc.__dict__), self.clock(), name))
+            if cur.rowcount == 0:
+                raise InventoryError(f"no machine {name!r}")
+
     def cordon(self, name: str) -> None:
         """Keep a machine from new allocations (a held machine keeps its request). Idempotent."""
         with self._tx() as db:

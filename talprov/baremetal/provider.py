@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any, ClassVar
 
 from pydantic import BaseModel
@@ -40,7 +41,7 @@ from talprov.providers.types import (
     Retry,
     StepResult,
 )
-from talprov.talos.factory import images_for
+from talprov.talos.factory import ImageFactory, images_for
 from talprov.talos.join import user_data_for
 
 log = logging.getLogger(__name__)
@@ -71,6 +72,37 @@ def matches(machine: InventoryMachine, data: BareMetalMachineData) -> bool:
         if wanted is not None and (have is None or have < wanted):
             return False
     return True
+
+
+def check_mirror(mirror: Path, schematic_id: str, version: str, arch: str) -> None:
+    """Raise ``InvalidRequest`` when the mirror lacks the kernel or initramfs asked for.
+
+    Without this, iPXE gets a 404 and the request waits out install_timeout.
+    Skipped when ``mirror`` is not a directory here: the boot server may run on
+    another host (``talprov baremetal serve --file``), which then serves 404s.
+    """
+    if not mirror.is_dir():
+        return
+    folder = mirror / schematic_id / version
+    for name in (f"kernel-{arch}", f"initramfs-{arch}.xz"):
+        if not (folder / name).is_file():
+            raise InvalidRequest(
+                f"the mirror has no {folder / name}: extensions, kernel args and META change "
+                "the schematic id and so the folder (`talprov image id --request FILE` "
+                "prints it)", field="mirror_dir")
+
+
+def check_factory(factory: ImageFactory, schematic_id: str, version: str, arch: str) -> None:
+    """Raise ``InvalidRequest`` when the Image Factory answers 404 for the kernel or
+    initramfs. Only a definite 404 fails: iPXE would get the same and the request
+    would wait out install_timeout; an unreachable factory may still be reachable
+    for the machines.
+    """
+    for name in (f"kernel-{arch}", f"initramfs-{arch}.xz"):
+        url = factory.asset_url(schematic_id, version, name)
+        if factory.has_asset(url) is False:
+            raise InvalidRequest(f"the Image Factory has no {url} (is {version} a release "
+                                 "it builds?)", field="talos_version")
 
 
 class BareMetalProvider:
@@ -180,12 +212,14 @@ class BareMetalProvider:
         ctx.event(f"allocated machine {held.name}")
         return None
 
-    def boot_assets(self, request: MachineRequest) -> tuple[str, str]:
+    def boot_assets(self, request: MachineRequest, *, check: bool = False) -> tuple[str, str]:
         """Kernel and initramfs URLs for the request's schematic and version.
 
         With a mirror the schematic id is computed locally; otherwise the schematic
-        is registered with the Image Factory (idempotent). Raises ``InvalidRequest``,
-        ``AuthError`` or ``Transient`` from the factory.
+        is registered with the Image Factory (idempotent). With ``check`` (the
+        prepare step; not the wipe, which must go on whatever), the mirror or the
+        factory must hold both files. Raises ``InvalidRequest``, ``AuthError`` or
+        ``Transient`` from the factory.
         """
         from talprov.talos.schematic import Schematic
 
@@ -196,8 +230,14 @@ class BareMetalProvider:
         schematic = Schematic.from_request(request)
         if self.config.mirror_dir:
             schematic_id = schematic.id()
+            if check:
+                check_mirror(Path(self.config.mirror_dir), schematic_id,
+                             request.talos_version, str(request.arch))
         else:
-            schematic_id = images_for(self.runtime).register(schematic)
+            factory = images_for(self.runtime)
+            schematic_id = factory.register(schematic)
+            if check:
+                check_factory(factory, schematic_id, request.talos_version, str(request.arch))
         return ipxe.asset_urls(self.config, self.runtime.factory_url, schematic_id,
                                request.talos_version, str(request.arch))
 
@@ -205,7 +245,7 @@ class BareMetalProvider:
         machine = self.held(ctx)
         if machine.config_fetched_at is not None or machine.status != MachineStatus.ALLOCATED:
             return None
-        kernel, initramfs = self.boot_assets(ctx.request)
+        kernel, initramfs = self.boot_assets(ctx.request, check=True)
         plan = ipxe.install_plan(self.config, ctx.request, kernel, initramfs)
         config = user_data_for(ctx.request)
         self.inventory.set_install(machine.name, ctx.request.id, plan, config)

@@ -12,9 +12,10 @@ import sys
 import click
 
 from talprov import __version__
-from talprov.cli.app import App, handle_errors, pass_app, setup_logging
+from talprov.cli.app import EXIT_FAILED, App, fail, handle_errors, pass_app, setup_logging
 from talprov.cli.baremetal import baremetal
 from talprov.cli.cluster import COMMANDS as CLUSTER_COMMANDS
+from talprov.cli.config import config_group
 from talprov.cli.demo import demo
 from talprov.cli.image import image
 from talprov.cli.machine import machine, reconcile
@@ -22,7 +23,7 @@ from talprov.cli.output import emit, output_option
 from talprov.cli.serve import serve
 from talprov.cli.store import store
 from talprov.logs import FORMATS as LOG_FORMATS
-from talprov.registry import installed_types, load_type
+from talprov.registry import extra_providing, installed_types, load_type
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -58,7 +59,11 @@ def cli(ctx: click.Context, config_path: str | None, store_url: str | None, verb
 @pass_app
 @handle_errors
 def providers(app: App, health: bool, output: str) -> None:
-    """List installed provider types and configured provider instances."""
+    """List installed provider types and configured provider instances.
+
+    With --health, exit 1 when any instance does not answer.
+    """
+    unhealthy = False
     rows: list[dict[str, object]] = [
         {"kind": "type", "name": t.name, "type": t.name, "detail": t.target}
         for t in installed_types()
@@ -69,8 +74,11 @@ def providers(app: App, health: bool, output: str) -> None:
         if health:
             result = app.provider(name).health()
             row["detail"] = "ok" if result.ok else f"unhealthy: {result.message}"
+            unhealthy = unhealthy or not result.ok
         rows.append(row)
     emit(rows, output, columns=("kind", "name", "type", "detail"))
+    if unhealthy:
+        sys.exit(EXIT_FAILED)
 
 
 @cli.command()
@@ -86,6 +94,7 @@ def schema(type_name: str, what: str) -> None:
 
 
 cli.add_command(image)
+cli.add_command(config_group)
 cli.add_command(demo)
 cli.add_command(baremetal)
 cli.add_command(machine)
@@ -96,6 +105,16 @@ cli.add_command(serve)
 cli.add_command(store)
 
 
+def missing_module_message(exc: ModuleNotFoundError) -> str:
+    """One line for an optional module that is missing, naming the extra to install."""
+    module = exc.name or "?"
+    extra = extra_providing(module)
+    if extra is None:
+        return f"Python module {module!r} is not installed"
+    return (f"this needs {module!r}, which is not installed; install its extra, "
+            f"e.g. pip install 'talprov[{extra}]'")
+
+
 def main() -> None:
     """Console-script entry point: runs the command and exits with its code.
 
@@ -104,6 +123,10 @@ def main() -> None:
     """
     try:
         result = cli.main(prog_name="talprov", standalone_mode=False)
+    except ModuleNotFoundError as exc:
+        # A command reached an optional dependency that is not installed: name
+        # the extra instead of showing a traceback.
+        fail(missing_module_message(exc))
     except (click.exceptions.Abort, KeyboardInterrupt):
         click.echo("talprov: interrupted", err=True)
         sys.exit(130)

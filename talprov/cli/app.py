@@ -21,6 +21,7 @@ from talprov.errors import ConfigError, Conflict
 from talprov.logs import JsonFormatter, install_handler, make_handler
 from talprov.providers.errors import InvalidRequest, ProviderError
 from talprov.providers.protocol import Provider, Runtime
+from talprov.reconcile.instance_health import error_kind
 from talprov.reconcile.reconciler import ProviderHandle, Reconciler
 from talprov.registry import build_provider
 from talprov.runloop import RunLoop
@@ -204,7 +205,7 @@ def handle_errors(fn: F) -> F:
         except InvalidRequest as exc:
             fail(str(exc))
         except ProviderError as exc:
-            fail(f"{type(exc).__name__}: {exc}", EXIT_FAILED)
+            fail(f"{error_kind(exc)}: {exc}", EXIT_FAILED)
 
     return wrapper  # type: ignore[return-value]
 

@@ -20,8 +20,10 @@ from pydantic import ValidationError
 
 from talprov.baremetal.config import BareMetalConfig
 from talprov.baremetal.inventory import BmcInfo, Inventory, InventoryError
+from talprov.cli.app import setup_logging
 from talprov.errors import ConfigError, validation_message
 from talprov.registry import COMMON_INSTANCE_KEYS
+from talprov.secrets import require_reference
 
 
 def load_block(app: Any, provider: str | None, file: str | None) -> tuple[BareMetalConfig, str]:
@@ -31,8 +33,10 @@ def load_block(app: Any, provider: str | None, file: str | None) -> tuple[BareMe
         where = file
         try:
             raw = yaml.safe_load(Path(file).read_text()) or {}
-        except (OSError, yaml.YAMLError) as exc:
-            raise ConfigError(file, f"cannot read: {type(exc).__name__}") from None
+        except OSError as exc:
+            raise ConfigError(file, f"cannot read: {exc.strerror}") from None
+        except yaml.YAMLError:
+            raise ConfigError(file, "cannot read: not valid YAML") from None
     else:
         loaded = app.config
         factory_url = loaded.config.image_factory.url
@@ -67,12 +71,27 @@ class _Ctx:
         return Inventory(self.config()[0].inventory)
 
 
+def _bmc_url(bmc: BmcInfo) -> str:
+    """The --bmc value that gives ``bmc`` back (the inverse of :func:`_bmc`)."""
+    if bmc.address.startswith("http://"):
+        return f"redfish+http://{bmc.address.removeprefix('http://')}"
+    return f"{bmc.kind}://{bmc.address}" + (f":{bmc.port}" if bmc.port else "")
+
+
+def _global_verbosity() -> int:
+    return 1 if logging.getLogger().getEffectiveLevel() <= logging.INFO else 0
+
+
 def _fail(message: str) -> None:
     click.echo(f"talprov: error: {message}", err=True)
     raise SystemExit(2)
 
 
 def _bmc(url: str, user: str, password_ref: str, insecure: bool) -> BmcInfo:
+    try:
+        password_ref = require_reference(password_ref, where="--bmc-password")
+    except ConfigError as exc:
+        _fail(str(exc))
     parts = urlsplit(url if "://" in url else f"ipmi://{url}")
     kind = parts.scheme
     if kind not in ("ipmi", "redfish", "redfish+http"):
@@ -103,9 +122,9 @@ def serve(obj: _Ctx, verbose: bool) -> None:
     from talprov.baremetal.boot.server import BootServer
 
     if verbose:
-        logging.basicConfig(level=logging.INFO,
-                            format="%(asctime)s.%(msecs)03d %(name)s %(message)s",
-                            datefmt="%H:%M:%S")
+        # The global handler is installed by `talprov` at WARNING; basicConfig
+        # would do nothing with it there, so raise the level of that handler.
+        setup_logging(max(1, _global_verbosity()))
 
     try:
         config, factory_url = obj.config()
@@ -161,7 +180,11 @@ def add(obj: _Ctx, name: str, uuid: str | None, macs: tuple[str, ...], bmc_url: 
 @click.option("-o", "--output", type=click.Choice(["table", "json", "yaml"]), default="table")
 @click.pass_obj
 def list_machines(obj: _Ctx, output: str) -> None:
-    """Show every machine with its state (no secrets)."""
+    """Show every machine with its state (no secrets).
+
+    A machine held by a request that failed stays allocated until that request
+    is deleted (`talprov machine delete ID`); the note column says so.
+    """
     from talprov.cli.output import emit
 
     try:
@@ -169,7 +192,75 @@ def list_machines(obj: _Ctx, output: str) -> None:
     except ConfigError as exc:
         _fail(str(exc))
         return
-    emit(rows, output, columns=["name", "state", "request", "uuid", "macs", "bmc", "labels"])
+    failed = _failed_requests(obj, {str(r["request"]) for r in rows if r["request"]})
+    for row in rows:
+        row["note"] = (f"request failed: `talprov machine delete {row['request']}` frees it"
+                       if row["request"] in failed else "")
+    emit(rows, output,
+         columns=["name", "state", "request", "uuid", "macs", "bmc", "labels", "note"])
+
+
+def _failed_requests(obj: _Ctx, request_ids: set[str]) -> set[str]:
+    """Which of ``request_ids`` failed, from the store (empty with --file or no store)."""
+    if not request_ids or obj.file is not None:
+        return set()
+    from talprov.providers.types import Stage
+    from talprov.store.errors import StoreError
+
+    try:
+        records = obj.app.store.list_requests(ids=request_ids)
+    except (StoreError, ConfigError):
+        return set()
+    return {r.request.id for r in records if r.stage == Stage.FAILED}
+
+
+@baremetal.command(name="set")
+@click.argument("name")
+@click.option("--bmc", "bmc_url", help="ipmi://HOST[:PORT] or redfish://HOST[:PORT].")
+@click.option("--bmc-user")
+@click.option("--bmc-password", "password_ref",
+              help="Secret reference such as '${env:BMC_PASS}' or '${file:/run/secrets/bmc}'.")
+@click.option("--insecure/--verify-tls", default=None, help="Redfish: TLS verification.")
+@click.pass_obj
+def set_(obj: _Ctx, name: str, bmc_url: str | None, bmc_user: str | None,
+         password_ref: str | None, insecure: bool | None) -> None:
+    """Change a machine's BMC details in place (any state; a held machine keeps its request)."""
+    try:
+        inventory = obj.inventory()
+        machine = inventory.get(name)
+        if machine is None:
+            raise InventoryError(f"no machine {name!r}")
+        old = machine.bmc
+        bmc = _bmc(bmc_url or _bmc_url(old), bmc_user if bmc_user is not None else old.username,
+                   password_ref if password_ref is not None else old.password_ref,
+                   (not old.verify_tls) if insecure is None else insecure)
+        inventory.update_bmc(name, bmc)
+    except (InventoryError, ConfigError) as exc:
+        _fail(str(exc))
+    click.echo(f"updated the BMC of {name}")
+
+
+@baremetal.command()
+@click.option("--event", "events", multiple=True,
+              help="Only these events, e.g. config-refused (repeatable).")
+@click.option("-o", "--output", type=click.Choice(["table", "json", "yaml"]), default="table")
+@click.pass_obj
+def audit(obj: _Ctx, events: tuple[str, ...], output: str) -> None:
+    """Show the boot server's audit log: config fetches, refusals, wipe reports."""
+    from datetime import UTC, datetime
+
+    from talprov.cli.output import emit
+
+    try:
+        entries = obj.inventory().audit()
+    except ConfigError as exc:
+        _fail(str(exc))
+        return
+    rows = [{"at": datetime.fromtimestamp(e.at, UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+             "event": e.event, "machine": e.machine, "uuid": e.uuid, "mac": e.mac,
+             "remote": e.remote, "detail": e.detail}
+            for e in entries if not events or e.event in events]
+    emit(rows, output, columns=["at", "event", "machine", "uuid", "remote", "detail"])
 
 
 def _simple(action: str) -> Any:

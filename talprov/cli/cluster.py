@@ -19,12 +19,13 @@ from talprov.cli.app import (
 from talprov.cli.machine import show_warnings
 from talprov.cli.output import emit, output_option
 from talprov.errors import ConfigError
-from talprov.registry import validate_provider_data
+from talprov.registry import check_request, validate_provider_data
 from talprov.scaler.actions import Plan
 from talprov.scaler.apply import ClusterState, Scaler
 from talprov.scaler.configtext import merge_patch
 from talprov.scaler.models import ClusterSpec
 from talprov.scaler.spec import load_spec_file
+from talprov.scaler.templates import template
 
 SET_COLUMNS = ("name", "desired", "provisioned", "provisioning", "failed", "outdated",
                "deleting", "notes")
@@ -53,6 +54,13 @@ def _check_providers(app: App, spec: ClusterSpec, path: Path) -> None:
             validate_provider_data(
                 provider, merged,
                 where=f"{where}: failureDomains[{domain.name!r}].provider_data")
+    # The provider's own pre-flight, on the request each set's machines are made of.
+    for set_name, machine_set in spec.sets.items():
+        machine_class = spec.machine_classes[machine_set.machine_class]
+        provider = app.provider(machine_class.provider)
+        for domain_name in spec.domains(set_name):
+            check_request(provider, template(spec, set_name, domain_name),
+                          where=f"{path}: {set_name}")
 
 
 def _show_plan(result: Plan, output: str) -> None:

@@ -21,7 +21,7 @@ from talprov.cli.output import emit, output_option
 from talprov.errors import ConfigError
 from talprov.providers.types import Stage
 from talprov.reconcile.reconciler import PassReport
-from talprov.registry import validate_provider_data
+from talprov.registry import check_request, validate_provider_data
 from talprov.requestfile import load_request_file
 from talprov.runloop import RoundReport
 from talprov.store.records import public_view
@@ -83,6 +83,7 @@ def create(app: App, path: Path, wait: bool, timeout: float, output: str) -> Non
     instance = known_instance(app, request.provider, where=f"{path}: provider")
     validate_provider_data(app.provider(instance), request.provider_data,
                            where=f"{path}: provider_data")
+    check_request(app.provider(instance), request, where=str(path))
     record = app.store.create_request(request)
     say(f"request {record.request.id} recorded ({record.stage.value})",
         request_id=record.request.id)

@@ -14,6 +14,7 @@ from typing import Any
 import click
 
 from talprov.cli.app import App, fail, handle_errors, pass_app, say, setup_logging
+from talprov.registry import require_extra
 from talprov.service.config import parse_listen, parse_service_config
 
 log = logging.getLogger(__name__)
@@ -56,12 +57,13 @@ def serve(app: App, listen: str | None, workers: bool | None, worker_id: str | N
     connections, the current reconcile pass finishes and its leases are released.
     Prints "listening on URL" on stderr once ready.
     """
+    require_extra("service", where="talprov serve", what="the HTTP service")
     import uvicorn
 
     from talprov.service.app import create_app
 
     where = f"{app.config.path or 'config'}: service"
-    config = parse_service_config(app.config.config.service, where=where)
+    config = parse_service_config(app.config.service_block(), where=where)
     if workers is not None:
         config = config.model_copy(update={"workers": workers})
     if worker_id:

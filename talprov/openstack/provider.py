@@ -52,9 +52,16 @@ from talprov.providers.errors import (
     ProviderError,
     Transient,
 )
-from talprov.providers.protocol import Leftover, ProviderState, Runtime, Step, StepContext
-from talprov.providers.types import Health, Machine, Owner, Retry, StepResult
-from talprov.talos.join import refuse_fixed_image
+from talprov.providers.protocol import (
+    Leftover,
+    ProviderState,
+    Runtime,
+    Step,
+    StepContext,
+    endpoint_without_secrets,
+)
+from talprov.providers.types import Health, Machine, MachineRequest, Owner, Retry, StepResult
+from talprov.talos.join import check_user_data, refuse_fixed_image
 
 Ctx = StepContext[OpenStackData, OpenStackState]
 GONE_STATES = {"DELETED", "SOFT_DELETED"}
@@ -477,6 +484,19 @@ class OpenStackProvider:
         gone (success). Idempotent. Raises ``AuthError`` or ``Transient``.
         """
         sweep.delete_leftover(self.client, owner, leftover)
+
+    def check_request(self, request: MachineRequest) -> None:
+        """Pre-flight (no API call): the machine config renders as user-data.
+
+        Raises ``InvalidRequest`` (field ``machine_config``). Idempotent.
+        """
+        check_user_data(request)
+
+    def endpoint(self) -> str:
+        """Keystone's URL when given in the config, else the clouds.yaml cloud's name."""
+        if self.config.auth is not None:
+            return endpoint_without_secrets(self.config.auth.auth_url)
+        return f"cloud {self.config.cloud}" if self.config.cloud else "the OS_* environment"
 
     def health(self) -> Health:
         """Whether the cloud answers with these credentials. Never raises."""

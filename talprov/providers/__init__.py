@@ -31,7 +31,9 @@ from talprov.providers.ownership import (
 )
 from talprov.providers.protocol import (
     BatchStepFn,
+    ChecksRequests,
     Leftover,
+    NamesEndpoint,
     Provider,
     ProviderClass,
     ProviderState,
@@ -40,6 +42,7 @@ from talprov.providers.protocol import (
     StepContext,
     StepFn,
     SweepsLeftovers,
+    endpoint_without_secrets,
 )
 from talprov.providers.retry import RetryPolicy, call_with_retry
 from talprov.providers.types import (
@@ -60,11 +63,11 @@ from talprov.providers.types import (
 
 __all__ = [
     "INSTALLATION_KEY", "INSTANCE_KEY", "LABEL_PREFIX", "REQUEST_KEY",
-    "Arch", "AuthError", "BatchStepFn", "CapacityError", "GrpcTunnelMode", "Health",
-    "InvalidRequest",
-    "JoinSpec", "Leftover", "Machine", "MachineRequest", "MachineState", "MetaValue",
-    "NotFound", "Overlay", "Owner", "Provider", "ProviderClass", "ProviderError",
-    "ProviderState", "QuotaExceeded", "Retry", "RetryPolicy", "Runtime", "Stage", "Step",
-    "StepContext", "StepFn", "StepResult", "StepTimeout", "SweepsLeftovers", "Transient",
-    "call_with_retry", "is_owned", "labels_from_tags", "ownership_tags",
+    "Arch", "AuthError", "BatchStepFn", "CapacityError", "ChecksRequests", "GrpcTunnelMode",
+    "Health", "InvalidRequest", "JoinSpec", "Leftover", "Machine", "MachineRequest",
+    "MachineState", "MetaValue", "NamesEndpoint", "NotFound", "Overlay", "Owner", "Provider",
+    "ProviderClass", "ProviderError", "ProviderState", "QuotaExceeded", "Retry", "RetryPolicy",
+    "Runtime", "Stage", "Step", "StepContext", "StepFn", "StepResult", "StepTimeout",
+    "SweepsLeftovers", "Transient", "call_with_retry", "endpoint_without_secrets", "is_owned",
+    "labels_from_tags", "ownership_tags",
 ]

@@ -13,6 +13,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Generic, Protocol, TypeVar, runtime_checkable
+from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import BaseModel, ConfigDict
 
@@ -239,3 +240,47 @@ class SweepsLeftovers(Protocol):
         ``owner``. Raises ``AuthError`` or ``Transient``.
         """
         ...
+
+
+@runtime_checkable
+class NamesEndpoint(Protocol):
+    """Optional: a provider that can say where its platform's API is.
+
+    Shown next to errors that block an instance ("unreachable at URL"), so the
+    value must never carry credentials: use :func:`endpoint_without_secrets`.
+    """
+
+    def endpoint(self) -> str:
+        """The API endpoint (URL, host or region), without credentials. Never raises."""
+        ...
+
+
+@runtime_checkable
+class ChecksRequests(Protocol):
+    """Optional: checks of a request that need no cloud call, run before it is recorded.
+
+    The CLI (``machine create``, ``apply``/``plan``) and the API call this after
+    ``provider_data`` validated against ``data_model`` and before anything is
+    stored, so that what can be known at create time fails at create time:
+    ``provider_data`` against the instance's settings, image prerequisites,
+    architecture or platform support.
+    """
+
+    def check_request(self, request: MachineRequest) -> None:
+        """Raise ``InvalidRequest`` naming the field when ``request`` cannot work here.
+
+        Must make no network call and change nothing; idempotent.
+        """
+        ...
+
+
+def endpoint_without_secrets(url: str) -> str:
+    """``url`` without user, password, query or fragment: safe for logs and status."""
+    parts = urlsplit(url)
+    if not parts.scheme or not parts.hostname:
+        return url.split("?", 1)[0].rsplit("@", maxsplit=1)[-1]
+    host = parts.hostname
+    if ":" in host:
+        host = f"[{host}]"
+    netloc = f"{host}:{parts.port}" if parts.port is not None else host
+    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))

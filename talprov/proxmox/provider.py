@@ -18,10 +18,16 @@ from typing import Any, ClassVar, cast
 from talprov.providers.errors import ProviderError, Transient
 from talprov.providers.labels import SetGroup, set_group
 from talprov.providers.ownership import REQUEST_KEY, ownership_tags
-from talprov.providers.protocol import Runtime, Step, StepContext
+from talprov.providers.protocol import (
+    Runtime,
+    Step,
+    StepContext,
+    endpoint_without_secrets,
+)
 from talprov.providers.types import (
     Health,
     Machine,
+    MachineRequest,
     MachineState,
     Owner,
     Retry,
@@ -44,6 +50,7 @@ from talprov.proxmox.state import ProxmoxState
 from talprov.proxmox.tags import UUID_KEY, decode_tags, encode_tags, notes, owned_by, tag_value
 from talprov.proxmox.vm import create_params, machine_from_resource
 from talprov.talos.factory import images_for
+from talprov.talos.join import check_user_data
 
 log = logging.getLogger(__name__)
 
@@ -114,6 +121,17 @@ class ProxmoxProvider:
             if item.get("type") == "qemu" and owned_by(marks, owner):
                 machines.append(machine_from_resource(item, marks))
         return machines
+
+    def check_request(self, request: MachineRequest) -> None:
+        """Pre-flight (no API call): the machine config renders as user-data.
+
+        Raises ``InvalidRequest`` (field ``machine_config``). Idempotent.
+        """
+        check_user_data(request)
+
+    def endpoint(self) -> str:
+        """The PVE API URL, without credentials."""
+        return endpoint_without_secrets(self.config.url)
 
     def health(self) -> Health:
         """Whether PVE answers with these credentials. Never raises."""

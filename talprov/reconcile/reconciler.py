@@ -14,6 +14,12 @@ with them. A process that dies stops renewing: its leases expire after at most
 one TTL and another process takes the requests over. Renewal and claim are the
 store's single conditional UPDATE, so two workers never hold one request.
 
+When an instance's listing fails, its requests are not worked on and the
+instance is asked again only after a jittered, capped exponential backoff
+(:mod:`talprov.reconcile.instance_health`); the error (kind, endpoint, since
+when, next attempt) is recorded on every request it blocks, and reported once per
+change of the instance's state rather than once per attempt.
+
 A full pass also sweeps leftovers (parts that outlived the request they were
 made for) of providers implementing ``SweepsLeftovers``, at most once every
 ``sweep_interval`` seconds per provider instance (:mod:`talprov.reconcile.leftovers`).
@@ -31,13 +37,14 @@ from datetime import UTC, datetime
 from talprov.logs import log_context
 from talprov.processes import dead_local_worker, local_worker_id
 from talprov.providers.errors import ProviderError
-from talprov.providers.protocol import Provider, Runtime
+from talprov.providers.protocol import NamesEndpoint, Provider, Runtime
 from talprov.providers.types import Machine, MachineState, Owner, Stage
+from talprov.reconcile.instance_health import InstanceBackoff, InstanceTrouble
+from talprov.reconcile.leases import LeaseRenewal
 from talprov.reconcile.leftovers import LeftoverSweeper
 from talprov.reconcile.runner import RequestRunner, StepPolicy, Work
 from talprov.reconcile.waiting import repeat_until
-from talprov.secrets import redact
-from talprov.store.errors import StaleRecord, StoreError
+from talprov.store.errors import StaleRecord
 from talprov.store.observations import RequestSummary
 from talprov.store.records import RequestRecord
 from talprov.store.store import Store
@@ -66,12 +73,16 @@ class PassReport:
 
     list_calls: dict[str, int] = field(default_factory=dict)
     worked: int = 0
+    #: New problems: an instance whose state changed to failing is reported here
+    #: once, not on every pass it stays failing (see ``unhealthy``).
     errors: list[str] = field(default_factory=list)
+    #: Every instance whose listing is failing now, with why and the next attempt.
+    unhealthy: dict[str, str] = field(default_factory=dict)
     #: Leftovers deleted by this pass's sweep.
     swept: int = 0
 
 
-class Reconciler:
+class Reconciler(LeaseRenewal):
     """Drives requests in the store towards their desired stage.
 
     ``renew_interval`` (default a third of ``lease_ttl``) is how often, in wall
@@ -80,6 +91,8 @@ class Reconciler:
     each instance's leftovers are swept. :meth:`close` (or leaving a ``with``
     block) stops renewal at once. Raises ``ValueError`` for a ``lease_ttl`` that
     is not positive or a ``renew_interval`` not within (0, ``lease_ttl``).
+    ``instance_backoff`` spaces out the listings of an instance that fails
+    (default: 1 s doubling up to 60 s, jittered).
     """
 
     def __init__(
@@ -94,6 +107,7 @@ class Reconciler:
         on_change: Callable[[RequestRecord], None] | None = None,
         renew_interval: float | None = None,
         sweep_interval: float = 300.0,
+        instance_backoff: InstanceBackoff | None = None,
     ) -> None:
         if lease_ttl <= 0:
             raise ValueError("lease_ttl must be positive")
@@ -108,22 +122,13 @@ class Reconciler:
         self.on_change = on_change
         self._runners: dict[str, RequestRunner] = {}
         self._missing: dict[str, int] = {}
+        self.instance_backoff = instance_backoff or InstanceBackoff()
         self._lock = threading.Lock()
         self.renew_interval = renew_interval if renew_interval is not None else lease_ttl / 3
         self.sweep_interval = sweep_interval
         self._sweeper = LeftoverSweeper(store, runtime.installation, runtime.clock,
                                         sweep_interval)
-        # Leases this reconciler holds now. A release and a renewal both run under
-        # _lease_lock, so a renewal can never take back a lease just released.
-        self._held: set[str] = set()
-        self._lease_lock = threading.Lock()
-        # The renewal thread runs while leases are held and ends soon after the last
-        # is released; setting its wake event makes it look at once.
-        self._renewer_lock = threading.Lock()
-        self._renewer: threading.Thread | None = None
-        self._renewer_wake = threading.Event()
-        #: Leases found taken over (or gone) at renewal, oldest first.
-        self.lost_leases: list[str] = []
+        self._init_leases()
 
     def __enter__(self) -> Reconciler:
         return self
@@ -166,14 +171,24 @@ class Reconciler:
             if handle is None:
                 self._note_unconfigured(instance, group, report)
                 continue
+            if not self.instance_backoff.due(instance, self.runtime.clock()):
+                continue
             with log_context(provider=instance):
                 self._pass_instance(instance, handle, group, report)
         if only is None:
+            # An instance that cannot list machines cannot list leftovers either.
             report.swept = self._sweeper.sweep_due(
-                {name: handle.provider for name, handle in self.providers.items()},
+                {name: handle.provider for name, handle in self.providers.items()
+                 if self.instance_backoff.trouble(name) is None},
                 report.errors,
             )
+        report.unhealthy = {name: trouble.describe()
+                            for name, trouble in self.instance_backoff.troubles().items()}
         return report
+
+    def instance_troubles(self) -> dict[str, InstanceTrouble]:
+        """Every configured instance whose listing fails now, by name. Never raises."""
+        return self.instance_backoff.troubles()
 
     def _note_unconfigured(
         self, instance: str, group: Sequence[RequestSummary], report: PassReport
@@ -194,10 +209,14 @@ class Reconciler:
             machines = handle.provider.list_machines(owner)
         except ProviderError as exc:
             # Without a listing nothing can be decided safely for this instance.
-            report.errors.append(f"{instance}: list_machines: {redact(str(exc))}")
             report.list_calls[instance] = 1
+            self._blocked(instance, handle.provider, exc, group, report)
             return
         report.list_calls[instance] = 1
+        ended = self.instance_backoff.succeeded(instance)
+        if ended is not None:
+            log.warning("provider %r answers again (was %s since %s)", instance, ended.kind,
+                        datetime.fromtimestamp(ended.since, UTC).isoformat())
         observed: dict[str, Machine] = {}
         for machine in machines:
             if machine.request_id is not None:
@@ -221,6 +240,26 @@ class Reconciler:
         finally:
             self._release([r.request.id for r in claimed])
         report.worked += len(claimed)
+
+    def _blocked(
+        self, instance: str, provider: Provider, exc: ProviderError,
+        group: Sequence[RequestSummary], report: PassReport,
+    ) -> None:
+        """Back the instance off and record why on every request it blocks."""
+        endpoint = provider.endpoint() if isinstance(provider, NamesEndpoint) else None
+        trouble, changed = self.instance_backoff.failed(
+            instance, exc, endpoint, self.runtime.clock())
+        headline = trouble.headline()
+        if changed:
+            report.errors.append(headline)
+        error = trouble.describe()
+        for summary in group:
+            if summary.stage == Stage.PROVISIONED:
+                continue  # not blocked: its machine runs; drift is checked once listed
+            # The event once per request and state; the error (with the next
+            # attempt) at every attempt, so `machine get` says when it is tried next.
+            newly = not (summary.error or "").startswith(headline)
+            self._note(summary, error=error, events=[headline] if newly else [])
 
     def _claim(self, due: Sequence[RequestRecord]) -> list[RequestRecord]:
         """The due requests this worker now holds the lease of, as they were read.
@@ -251,108 +290,6 @@ class Reconciler:
                  if r.request.id in held and held[r.request.id] != r.version]
         self._release(stale)
         return claimed
-
-    # -- lease renewal ------------------------------------------------------------
-
-    def held_leases(self) -> set[str]:
-        """Ids of the requests whose lease this reconciler holds (and renews) now."""
-        with self._lease_lock:
-            return set(self._held)
-
-    def _hold(self, request_ids: Collection[str]) -> None:
-        if not request_ids:
-            return
-        with self._lease_lock:
-            self._held.update(request_ids)
-        self._start_renewal()
-
-    def _release(self, request_ids: Collection[str]) -> None:
-        idle = False
-        try:
-            with self._lease_lock:
-                # Forgotten first: should the release fail, the lease just runs out.
-                self._held.difference_update(request_ids)
-                idle = not self._held
-                self.store.release_many(request_ids, owner=self.worker_id)
-        finally:
-            if idle:
-                with self._renewer_lock:
-                    self._renewer_wake.set()
-
-    def renew_leases(self) -> int:
-        """Renew every held lease once, for ``lease_ttl`` from now; how many were renewed.
-
-        A lease that cannot be renewed (taken over after a stall longer than the
-        TTL, or its request removed) is logged, dropped and noted in
-        :attr:`lost_leases`; the store's optimistic version check already stops
-        this worker's stale writes. A store failure is logged and the leases are
-        kept for the next try. Never raises; idempotent.
-        """
-        with self._lease_lock:
-            wanted = sorted(self._held)
-            if not wanted:
-                return 0
-            try:
-                renewed = self.store.claim_many(wanted, owner=self.worker_id,
-                                                ttl=self.lease_ttl, now=self.now())
-            except StoreError as exc:
-                log.warning("lease renewal failed: %s", redact(str(exc)))
-                return 0
-            lost = [rid for rid in wanted if rid not in renewed]
-            self._held.difference_update(lost)
-            self.lost_leases.extend(lost)
-        for rid in lost:
-            log.warning("lease on %s lost", rid, extra={"request_id": rid})
-        return len(renewed)
-
-    @property
-    def renewal_running(self) -> bool:
-        """Whether the lease renewal thread runs now (only while leases are held)."""
-        with self._renewer_lock:
-            return self._renewer is not None
-
-    def _start_renewal(self) -> None:
-        with self._renewer_lock:
-            if self._renewer is not None:
-                return
-            self._renewer_wake = threading.Event()
-            self._renewer = threading.Thread(
-                target=self._renew_while_held, args=(self._renewer_wake,),
-                name="talprov-lease-renewal", daemon=True,
-            )
-            self._renewer.start()
-
-    def _renew_while_held(self, wake: threading.Event) -> None:
-        # Waits in wall time on purpose: a fake runtime clock moves only when slept on.
-        while True:
-            if not wake.wait(self.renew_interval):
-                try:
-                    self.renew_leases()
-                except Exception as exc:  # the thread must outlive any one failure
-                    log.error("lease renewal crashed: %s", type(exc).__name__)
-            with self._renewer_lock:
-                if self._renewer_wake is not wake:
-                    return  # closed
-                wake.clear()
-                # Decided under the lock _start_renewal takes, so a lease held from
-                # now on finds either this thread still running or none at all.
-                if not self.held_leases():
-                    self._renewer = None
-                    return
-
-    def close(self) -> None:
-        """Stop the lease renewal thread now. Idempotent.
-
-        The thread also ends by itself soon after a pass released its leases; a
-        later pass starts it again. Leases of a pass still running when this is
-        called are no longer renewed.
-        """
-        with self._renewer_lock:
-            thread, self._renewer = self._renewer, None
-            self._renewer_wake.set()
-            self._renewer_wake = threading.Event()
-        if thread is not None and thread is not threading.current_thread():
-            thread.join(timeout=5)
 
     def _work(
         self, runner: RequestRunner, handle: ProviderHandle, records: Sequence[RequestRecord],
@@ -469,11 +406,26 @@ class Reconciler:
         now = self.now()
         wanted = None if only is None else set(only)
         soonest = interval
-        for request_id, next_attempt_at in self.store.next_attempts(WORKING_STAGES):
+        for request_id, next_attempt_at in self._next_attempts():
             if wanted is not None and request_id not in wanted:
                 continue
             if next_attempt_at is None:
                 return floor
             soonest = min(soonest, max(floor, (next_attempt_at - now).total_seconds()))
         return soonest
+
+    def _next_attempts(self) -> list[tuple[str, datetime | None]]:
+        """Each working request's next attempt, no sooner than its instance's backoff."""
+        troubles = self.instance_backoff.troubles()
+        if not troubles:
+            return self.store.next_attempts(WORKING_STAGES)
+        found: list[tuple[str, datetime | None]] = []
+        for summary in self.store.summaries(WORKING_STAGES):
+            trouble = troubles.get(summary.provider)
+            at = summary.next_attempt_at
+            if trouble is not None:
+                blocked_until = datetime.fromtimestamp(trouble.next_attempt, UTC)
+                at = blocked_until if at is None else max(at, blocked_until)
+            found.append((summary.id, at))
+        return found
 

@@ -125,6 +125,7 @@ def create_app(
         store=store, handles=instrumented, runtime=runtime, config=service_config,
         tokens=TokenVerifier(service_config.tokens), metrics=metrics, sets=sets,
     )
+    metrics.watch_instances(sorted(handles), ctx.failing_instances)
     if service_config.workers:
         ctx.loop = ReconcileLoop(
             store, instrumented, runtime, metrics=metrics,

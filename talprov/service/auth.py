@@ -10,13 +10,16 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import logging
 from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from talprov.service.config import Access, TokenConfig
+from talprov.service.config import MIN_TOKEN_LENGTH, Access, TokenConfig
+
+log = logging.getLogger(__name__)
 
 bearer_scheme = HTTPBearer(
     auto_error=False,
@@ -74,12 +77,21 @@ class TokenVerifier:
         return f"TokenVerifier({len(self._entries)} tokens)"
 
     def verify(self, presented: str) -> Principal | None:
-        """The principal whose token is ``presented``, or None. Never raises."""
+        """The principal whose token is ``presented``, or None. Never raises.
+
+        A token shorter than ``MIN_TOKEN_LENGTH`` is refused even when its digest
+        is configured: a digest hides the length, so this is where the minimum
+        applies to tokens given as ``sha256``.
+        """
         digest = hashlib.sha256(presented.encode("utf-8", "surrogatepass")).digest()
         found: Principal | None = None
         for expected, principal in self._entries:
             if hmac.compare_digest(digest, expected) and found is None:
                 found = principal
+        if found is not None and len(presented) < MIN_TOKEN_LENGTH:
+            log.warning("token %r is shorter than %d characters: refused; configure a longer "
+                        "one", found.name, MIN_TOKEN_LENGTH)
+            return None
         return found
 
 

@@ -7,6 +7,7 @@ it into a typed :class:`ServiceConfig` and names the bad field when it cannot.
 
 from __future__ import annotations
 
+import hashlib
 import re
 from enum import StrEnum
 from typing import Any, Literal
@@ -22,6 +23,15 @@ _LISTEN = re.compile(r"^(?P<host>\[[0-9a-fA-F:.]+\]|[^:\s]+):(?P<port>\d{1,5})$"
 class Access(StrEnum):
     READ = "read"
     WRITE = "write"
+
+
+#: Tokens shorter than this are refused, given as value or (when presented) as sha256.
+MIN_TOKEN_LENGTH = 16
+#: Digests of short tokens people paste from examples: refused at load.
+WEAK_TOKEN_DIGESTS = frozenset(
+    hashlib.sha256(word.encode()).hexdigest()
+    for word in ("", "test", "token", "secret", "password", "changeme", "admin", "omni")
+)
 
 
 class TokenConfig(BaseModel):
@@ -44,10 +54,15 @@ class TokenConfig(BaseModel):
     def _one_secret(self) -> TokenConfig:
         if (self.sha256 is None) == (self.value is None):
             raise ValueError("give exactly one of sha256 or value")
-        if self.value is not None and len(self.value.get_secret_value()) < 16:
+        if self.value is not None and len(self.value.get_secret_value()) < MIN_TOKEN_LENGTH:
             # A short token can be guessed online; constant-time comparison does
             # not help against that.
-            raise ValueError("value must be at least 16 characters")
+            raise ValueError(f"value must be at least {MIN_TOKEN_LENGTH} characters")
+        if self.sha256 is not None and self.sha256.lower() in WEAK_TOKEN_DIGESTS:
+            # A digest hides the token's length; what can be known is refused here,
+            # the rest when such a token is presented (TokenVerifier.verify).
+            raise ValueError("sha256 is the digest of a well-known short token "
+                             f"(at least {MIN_TOKEN_LENGTH} characters are needed)")
         return self
 
     def allows_provider(self, provider: str) -> bool:

@@ -15,7 +15,8 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import SecretStr, ValidationError
 
 from talprov.errors import ConfigError
-from talprov.providers.protocol import Runtime
+from talprov.providers.errors import InvalidRequest
+from talprov.providers.protocol import ChecksRequests, Runtime
 from talprov.providers.types import Health, MachineRequest
 from talprov.reconcile.reconciler import ProviderHandle
 from talprov.secrets import redact
@@ -47,8 +48,22 @@ class ServiceContext:
         if self.loop is not None:
             self.loop.wake()
 
+    def failing_instances(self) -> dict[str, str]:
+        """Instances the local reconcile loop backs off from, with why. Never raises."""
+        if self.loop is None:
+            return {}
+        return {name: trouble.describe()
+                for name, trouble in self.loop.runloop.reconciler.instance_troubles().items()}
+
     def health(self, name: str) -> Health:
-        """The provider's health, cached for ``health_cache_seconds``. Never raises."""
+        """The provider's health, cached for ``health_cache_seconds``. Never raises.
+
+        An instance whose listing the local reconcile loop is backing off from is
+        unhealthy, with the loop's reason (kind, endpoint, since, next attempt).
+        """
+        failing = self.failing_instances().get(name)
+        if failing is not None:
+            return Health(ok=False, message=failing)
         now = time.monotonic()
         with self._health_lock:
             cached = self._health.get(name)
@@ -149,12 +164,19 @@ def build_request(
     body["machine_config"] = SecretStr(config)
     body["join"] = template.join
     try:
-        return MachineRequest.model_validate(body)
+        request = MachineRequest.model_validate(body)
     except ValidationError as exc:
         raise RequestValidationError(
             [{"loc": ("body", *err["loc"]), "msg": err["msg"], "type": err["type"]}
              for err in exc.errors()]
         ) from None
+    if isinstance(handle.provider, ChecksRequests):
+        try:
+            handle.provider.check_request(request)
+        except InvalidRequest as exc:
+            field = exc.field or "provider"
+            field_error(("body", *field.split(".")), exc.message.removeprefix(f"{field}: "))
+    return request
 
 
 def config_digest(request: MachineRequest) -> str | None:

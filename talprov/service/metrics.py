@@ -72,6 +72,11 @@ FAMILIES = (
            "Requests due for a worker now: pending, provisioning or deprovisioning, "
            "their next attempt time reached.",
            "the store, at scrape time"),
+    Family("talprov_provider_up", "gauge", ("provider",),
+           "1 when the instance's machine listing works for this replica's reconciler, 0 "
+           "while it fails and is backed off (endpoint refusing, credentials refused, "
+           "throttled); the blocked requests carry the reason in their error.",
+           "this replica's reconciler, at scrape time"),
     Family("talprov_step_duration_seconds", "histogram", ("provider", "step"),
            "Duration of provider step calls (deprovision included) made by this replica.",
            "this replica"),
@@ -131,6 +136,27 @@ class StoreCollector(Collector):
         return (requests, queue)
 
 
+class InstanceHealthCollector(Collector):
+    """``talprov_provider_up`` of each instance, asked of the reconciler at each scrape."""
+
+    def __init__(self, providers: Sequence[str],
+                 failing: Callable[[], Collection[str]]) -> None:
+        self._providers = tuple(providers)
+        self._failing = failing
+
+    def describe(self) -> Iterable[Metric]:
+        family = _BY_NAME["talprov_provider_up"]
+        yield GaugeMetricFamily(family.name, family.help, labels=family.labels)
+
+    def collect(self) -> Iterable[Metric]:
+        (up,) = self.describe()
+        assert isinstance(up, GaugeMetricFamily)
+        failing = set(self._failing())
+        for provider in sorted(self._providers):
+            up.add_metric([provider], 0 if provider in failing else 1)
+        return (up,)
+
+
 class _ScopedRegistry(CollectorRegistry):
     """A view of a registry without the series of provider instances not allowed."""
 
@@ -176,6 +202,12 @@ class Metrics:
         """Report ``store``'s stage counts and queue depth for ``providers`` at each scrape.
         Call once per app."""
         self.registry.register(StoreCollector(store, providers, clock))
+
+    def watch_instances(self, providers: Sequence[str],
+                        failing: Callable[[], Collection[str]]) -> None:
+        """Report ``talprov_provider_up`` for ``providers`` at each scrape; ``failing``
+        names the instances the local reconciler backs off from. Call once per app."""
+        self.registry.register(InstanceHealthCollector(providers, failing))
 
     def observe_step(self, provider: str, step: str, seconds: float) -> None:
         self._steps.labels(provider, step).observe(seconds)

@@ -232,6 +232,19 @@ class ImageFactory:
         with self._lock:
             return self._registered.get(schematic.id())
 
+    def has_asset(self, url: str) -> bool | None:
+        """Whether the factory serves ``url`` (a HEAD, as the factory's HTTP frontend
+        routes it): True, False for 404, None when it cannot tell (unreachable,
+        another status). Never raises; downloads nothing.
+        """
+        try:
+            response = self._client.head(url)
+        except httpx.HTTPError:
+            return None
+        if response.status_code == 404:
+            return False
+        return True if response.is_success else None
+
     # ------------------------------------------------------------------ asset URLs
 
     def asset_url(self, schematic_id: str, version: str, filename: str) -> str:

@@ -141,3 +141,12 @@ def user_data_for(request: MachineRequest, *, named: bool = True) -> str:
         return render_user_data(config, request.join)
     except ConfigError as exc:
         raise InvalidRequest(exc.message, field="machine_config") from None
+
+
+def check_user_data(request: MachineRequest) -> None:
+    """Pre-flight for drivers that pass the config as user-data: it must render.
+
+    Raises ``InvalidRequest`` (field ``machine_config``), never quoting the config.
+    No network; idempotent.
+    """
+    user_data_for(request)

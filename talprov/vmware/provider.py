@@ -20,11 +20,12 @@ from typing import Any, ClassVar, cast
 
 from pydantic import BaseModel
 
+from talprov.providers import MachineRequest, endpoint_without_secrets
 from talprov.providers.errors import NotFound
 from talprov.providers.ownership import INSTANCE_KEY, is_owned
 from talprov.providers.protocol import ProviderState, Runtime, Step, StepContext
 from talprov.providers.types import Health, Machine, MachineState, Owner, Retry, StepResult
-from talprov.talos.join import refuse_fixed_image
+from talprov.talos.join import check_user_data, refuse_fixed_image
 from talprov.vmware import machines, sdk
 from talprov.vmware.client import ServiceInstance, VSphereClient, ssl_context
 from talprov.vmware.config import VSphereConfig
@@ -109,6 +110,17 @@ class VSphereProvider:
         """Log out of both vCenter sessions (best effort). Idempotent."""
         self.vapi.close()
         self.client.close()
+
+    def check_request(self, request: MachineRequest) -> None:
+        """Pre-flight (no API call): the machine config renders as user-data.
+
+        Raises ``InvalidRequest`` (field ``machine_config``). Idempotent.
+        """
+        check_user_data(request)
+
+    def endpoint(self) -> str:
+        """The vCenter SDK URL, without credentials."""
+        return endpoint_without_secrets(self.config.url)
 
     def health(self) -> Health:
         """Whether vCenter answers with these credentials. Never raises."""

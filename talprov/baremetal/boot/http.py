@@ -145,8 +145,14 @@ class _Handler(BaseHTTPRequestHandler):
 
     def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
         parts = urlsplit(self.path)
-        # Only boot.ipxe queries are logged: they carry uuid and mac, nothing secret.
-        query = f"?{unquote(parts.query)}" if parts.path == "/boot.ipxe" and parts.query else ""
+        # Only boot.ipxe queries (uuid and mac) and the uuid of an asset fetch are
+        # logged: nothing secret, and what ties a line to its machine.
+        query = ""
+        if parts.path == "/boot.ipxe" and parts.query:
+            query = f"?{unquote(parts.query)}"
+        elif parts.path.startswith("/assets/"):
+            uuid = parse_qs(parts.query).get("uuid", [""])[0]
+            query = f"?uuid={uuid}" if _UUID.match(uuid) else ""
         log.info("%s GET %s%s -> %s", self.client_address[0], _masked(parts.path), query, code)
 
     def _send(self, status: int, body: bytes, content_type: str = "text/plain") -> None:

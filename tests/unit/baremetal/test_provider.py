@@ -8,6 +8,7 @@ fetch its script, then its config. A fake clock makes waits instant.
 from __future__ import annotations
 
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -294,3 +295,34 @@ def test_secure_boot_is_refused_and_the_machine_returned(tmp_path: Path) -> None
     machine = s.inventory.get("m0")
     assert machine is not None
     assert machine.request_id is None
+
+
+def test_a_missing_mirror_file_fails_at_prepare_naming_it(tmp_path: Path) -> None:
+    """Issue 14 item 11. Before: iPXE got a 404 and the request waited out
+    install_timeout (here 120 s of fake time) with 'waiting for the machine'."""
+    s = Setup(tmp_path, install_timeout=120.0)
+    (tmp_path / "mirror").mkdir()  # a mirror on this host, without this schematic
+    s.request("r1", machine="m0")
+    started = s.clock.now
+    record = s.settle("r1", Stage.FAILED)
+    assert "the mirror has no" in (record.error or "")
+    assert str(tmp_path / "mirror") in (record.error or "")
+    assert "kernel-amd64" in (record.error or "")
+    assert s.clock.now - started < 120.0
+    assert "boot-pxe" not in s.machines.get("m0", SimpleNamespace(calls=[])).calls
+
+
+def test_a_version_the_factory_lacks_fails_at_prepare(
+        tmp_path: Path, image_factory: FakeImageFactory) -> None:
+    """Issue 14 item 11: the factory is asked (HEAD) before booting; its 404 fails the
+    request at once instead of iPXE's 404 and a wait for install_timeout."""
+    from talprov.talos.schematic import DEFAULT_SCHEMATIC_ID
+
+    s = Setup(tmp_path, factory_url=image_factory.url, mirror_dir=None, install_timeout=120.0)
+    image_factory.fail_next(f"/image/{DEFAULT_SCHEMATIC_ID}/v1.11.5/kernel-amd64", 404)
+    s.request("r1", machine="m0")
+    started = s.clock.now
+    record = s.settle("r1", Stage.FAILED)
+    assert "the Image Factory has no" in (record.error or "")
+    assert "kernel-amd64" in (record.error or "")
+    assert s.clock.now - started < 120.0

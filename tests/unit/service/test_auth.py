@@ -122,3 +122,27 @@ def test_create_app_takes_the_raw_service_block(tmp_path: Path) -> None:
         create_app(store, {}, Runtime(cache_dir=tmp_path), {"tokens": [{"name": "t"}]})
     assert bad.value.where == "service.tokens.0"
     store.close()
+
+
+def test_short_tokens_given_by_digest_are_refused() -> None:
+    """Issue 14 item 7. Before: the docs' sample digest (sha256 of "test") loaded,
+    and "test" then authenticated as a write token."""
+    test_digest = hashlib.sha256(b"test").hexdigest()
+    with pytest.raises(ConfigError) as weak:
+        parse_service_config({"tokens": [{"name": "omni", "sha256": test_digest}]})
+    assert "well-known short token" in str(weak.value)
+    short = "abc123-only-15c"
+    assert len(short) == 15
+    verifier = TokenVerifier((TokenConfig(
+        name="short", sha256=hashlib.sha256(short.encode()).hexdigest(), access=Access.WRITE),))
+    assert verifier.verify(short) is None
+    long_enough = short + "x"
+    verifier = TokenVerifier((TokenConfig(
+        name="ok", sha256=hashlib.sha256(long_enough.encode()).hexdigest()),))
+    assert verifier.verify(long_enough) is not None
+
+
+def test_the_docs_sample_token_is_not_a_working_token() -> None:
+    text = (Path(__file__).parents[3] / "docs" / "service.md").read_text()
+    for word in ("test", "password", "changeme", ""):
+        assert hashlib.sha256(word.encode()).hexdigest() not in text

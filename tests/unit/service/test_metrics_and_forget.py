@@ -88,3 +88,34 @@ def test_force_forget_is_audited_and_leaves_the_machine(api: Api) -> None:
     again = api.request("POST", "/v1/machine-requests/orphan/forget",
                         json={"reason": "twice"}, headers=WRITE)
     assert again.status_code == 404
+
+
+@pytest.fixture
+def api_with_locked(home: Home) -> Iterator[Api]:
+    # An empty api_secret makes the file provider's listing raise AuthError.
+    home.providers["locked"] = {"type": "file", "path": home.cloud_path("locked"),
+                                "api_secret": ""}
+    home.write_config()
+    yield from open_api(home)
+
+
+def test_an_instance_whose_listing_fails_is_shown_down(api_with_locked: Api) -> None:
+    """Issue 14 item 2: the blocking error is on the request, in /metrics and in
+    /v1/providers (before: a warning in the log only, nothing on the request)."""
+    api = api_with_locked
+    api.request("POST", "/v1/machine-requests",
+                json=request_body("blocked", provider="locked"), headers=WRITE)
+
+    def blocked_error() -> str:
+        body = api.request("GET", "/v1/machine-requests/blocked", headers=WRITE).json()
+        return str(body.get("error") or "")
+
+    api.wait_for(lambda: "credentials refused" in blocked_error())
+    assert "next attempt" in blocked_error()
+    values = samples(api.request("GET", "/metrics", headers=READ).text)
+    assert values[("talprov_provider_up", frozenset({("provider", "locked")}))] == 0
+    assert values[("talprov_provider_up", frozenset({("provider", "fake")}))] == 1
+    providers = api.request("GET", "/v1/providers", headers=WRITE).json()["items"]
+    locked = next(p for p in providers if p["name"] == "locked")
+    assert locked["health"]["ok"] is False
+    assert "credentials refused" in locked["health"]["message"]

@@ -1,0 +1,59 @@
+"""``talprov config check``: the whole config, secret references and (optionally) endpoints."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from talprov.cli.app import EXIT_FAILED, App, handle_errors, pass_app
+from talprov.cli.output import emit, output_option
+from talprov.errors import ConfigError
+from talprov.secrets import redact
+
+
+@click.group(name="config")
+def config_group() -> None:
+    """Check talprov.yaml."""
+
+
+@config_group.command("check")
+@click.option("--connect", is_flag=True,
+              help="Also ask each instance's endpoint whether it answers with these "
+                   "credentials.")
+@output_option
+@pass_app
+@handle_errors
+def check(app: App, connect: bool, output: str) -> None:
+    """Validate the config file, every secret reference, every instance's settings.
+
+    Every command checks the file's shape; this also resolves the references of
+    every instance and of the service block, and builds each instance. Exit 0
+    when all is well, 1 when an instance or reference fails (one row each), 2
+    when the file itself is malformed.
+    """
+    loaded = app.config
+    rows: list[dict[str, object]] = []
+    try:
+        loaded.service_block()
+        if loaded.config.service is not None:
+            rows.append({"part": "service", "type": "-", "result": "ok"})
+    except ConfigError as exc:
+        rows.append({"part": "service", "type": "-", "result": str(exc)})
+    for name, block in sorted(loaded.config.providers.items()):
+        row: dict[str, object] = {"part": f"providers.{name}", "type": block.type}
+        try:
+            provider = app.provider(name)
+        except ConfigError as exc:
+            row["result"] = str(exc)
+            rows.append(row)
+            continue
+        row["result"] = "ok"
+        if connect:
+            health = provider.health()
+            row["result"] = "ok: " + health.message if health.ok else \
+                f"unhealthy: {redact(health.message)}"
+        rows.append(row)
+    emit(rows, output, columns=("part", "type", "result"))
+    if any(not str(r["result"]).startswith("ok") for r in rows):
+        sys.exit(EXIT_FAILED)

@@ -1,0 +1,134 @@
+"""Per provider instance: is its listing failing, since when, and when to ask again.
+
+Every pass needs one ``list_machines`` per instance; without it nothing can be
+decided for that instance's requests. When the listing fails (endpoint refusing
+connections, credentials refused, throttling), asking again on every pass floods
+both the endpoint and the log. :class:`InstanceBackoff` spaces the attempts out
+(exponential, jittered, capped, never sooner than a Retry-After) and tells the
+caller when the instance's *state* changed, so that it warns once per change
+instead of once per attempt. Pure bookkeeping: the clock's readings come in as
+arguments and the jitter from an injected ``random.Random``.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from talprov.providers.errors import (
+    AuthError,
+    CapacityError,
+    NotFound,
+    ProviderError,
+    QuotaExceeded,
+    StepTimeout,
+    Transient,
+)
+from talprov.secrets import redact
+
+#: What each kind of provider error means, most specific first.
+_KINDS: tuple[tuple[type[ProviderError], str], ...] = (
+    (AuthError, "credentials refused"),
+    (QuotaExceeded, "over quota"),
+    (CapacityError, "no capacity"),
+    (NotFound, "not found"),
+    (StepTimeout, "timed out"),
+    (Transient, "not answering"),
+)
+
+
+def error_kind(exc: ProviderError) -> str:
+    """A few words, free of class names, for what a provider error means."""
+    return next((kind for cls, kind in _KINDS if isinstance(exc, cls)), "failing")
+
+
+def _iso(moment: float) -> str:
+    return datetime.fromtimestamp(moment, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@dataclass(frozen=True)
+class InstanceTrouble:
+    """Why an instance's listing fails, since when, and when it is tried next."""
+
+    instance: str
+    kind: str
+    endpoint: str | None
+    detail: str
+    since: float
+    next_attempt: float
+    attempts: int
+
+    def headline(self) -> str:
+        """One line without the changing parts (for warnings and events)."""
+        where = f" at {self.endpoint}" if self.endpoint else ""
+        return f"provider {self.instance!r} {self.kind}{where}: {self.detail}"
+
+    def describe(self) -> str:
+        """The headline with since when and the next attempt (for a request's error)."""
+        return (f"{self.headline()} (failing since {_iso(self.since)}, "
+                f"next attempt {_iso(self.next_attempt)})")
+
+
+class InstanceBackoff:
+    """Backoff state of every provider instance whose listing fails.
+
+    The n-th failure in a row waits a random time in [50 %, 100 %] of
+    ``min(cap, base * 2**(n-1))``, but at least the error's ``retry_after``.
+    Not thread-safe: one reconciler pass at a time uses it.
+    """
+
+    def __init__(self, *, base: float = 1.0, cap: float = 60.0,
+                 rng: random.Random | None = None) -> None:
+        if base <= 0 or cap < base:
+            raise ValueError("base must be positive and cap at least base")
+        self.base = base
+        self.cap = cap
+        self._rng = rng or random.Random()  # noqa: S311 - jitter, not cryptography
+        self._troubles: dict[str, InstanceTrouble] = {}
+
+    def due(self, instance: str, now: float) -> bool:
+        """Whether ``instance`` may be asked now (always, when it is not failing)."""
+        trouble = self._troubles.get(instance)
+        # A microsecond of slack: callers round the wait through datetimes.
+        return trouble is None or now + 1e-6 >= trouble.next_attempt
+
+    def next_attempt(self, instance: str) -> float | None:
+        """When a failing ``instance`` is asked next; None when it is healthy."""
+        trouble = self._troubles.get(instance)
+        return None if trouble is None else trouble.next_attempt
+
+    def trouble(self, instance: str) -> InstanceTrouble | None:
+        """The current trouble of ``instance``; None when it is healthy."""
+        return self._troubles.get(instance)
+
+    def troubles(self) -> dict[str, InstanceTrouble]:
+        """Every failing instance's trouble, by instance name (a copy)."""
+        return dict(self._troubles)
+
+    def failed(self, instance: str, exc: ProviderError, endpoint: str | None,
+               now: float) -> tuple[InstanceTrouble, bool]:
+        """Record a failed listing; the new trouble and whether the state changed.
+
+        The state changes when the instance was healthy, or the kind of failure
+        or its endpoint differs from the last one.
+        """
+        before = self._troubles.get(instance)
+        attempts = 1 if before is None else before.attempts + 1
+        delay = self.cap if attempts > 32 else min(self.cap, self.base * 2 ** (attempts - 1))
+        delay = self._rng.uniform(delay / 2, delay)
+        if exc.retry_after is not None:
+            delay = max(delay, exc.retry_after)
+        kind = error_kind(exc)
+        trouble = InstanceTrouble(
+            instance=instance, kind=kind, endpoint=endpoint, detail=redact(str(exc)),
+            since=now if before is None else before.since, next_attempt=now + delay,
+            attempts=attempts,
+        )
+        self._troubles[instance] = trouble
+        changed = before is None or (before.kind, before.endpoint) != (kind, endpoint)
+        return trouble, changed
+
+    def succeeded(self, instance: str) -> InstanceTrouble | None:
+        """Record a listing that worked; the trouble it ended, if it was failing."""
+        return self._troubles.pop(instance, None)

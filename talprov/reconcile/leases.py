@@ -1,0 +1,150 @@
+"""Lease renewal of a reconciler: a thread that renews held leases while a pass runs.
+
+A step can outlast any fixed TTL (an image import takes minutes), so while a
+pass holds leases a daemon thread renews them every ``renew_interval`` (a third
+of the TTL by default); it starts with the first lease held and ends soon after
+the last is released. Renewal is the store's conditional UPDATE (claim_many).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Collection
+from datetime import datetime
+
+from talprov.secrets import redact
+from talprov.store.errors import StoreError
+from talprov.store.store import Store
+
+log = logging.getLogger(__name__)
+
+
+class LeaseRenewal:
+    """The lease bookkeeping half of :class:`talprov.reconcile.reconciler.Reconciler`.
+
+    Needs ``store``, ``worker_id``, ``lease_ttl``, ``renew_interval`` and ``now()``
+    from the class it is mixed into; call :meth:`_init_leases` in its ``__init__``.
+    """
+
+    store: Store
+    worker_id: str
+    lease_ttl: float
+    renew_interval: float
+
+    def now(self) -> datetime:
+        raise NotImplementedError
+
+    def _init_leases(self) -> None:
+        # Leases this reconciler holds now. A release and a renewal both run under
+        # _lease_lock, so a renewal can never take back a lease just released.
+        self._held: set[str] = set()
+        self._lease_lock = threading.Lock()
+        # The renewal thread runs while leases are held and ends soon after the last
+        # is released; setting its wake event makes it look at once.
+        self._renewer_lock = threading.Lock()
+        self._renewer: threading.Thread | None = None
+        self._renewer_wake = threading.Event()
+        #: Leases found taken over (or gone) at renewal, oldest first.
+        self.lost_leases: list[str] = []
+
+    def held_leases(self) -> set[str]:
+        """Ids of the requests whose lease this reconciler holds (and renews) now."""
+        with self._lease_lock:
+            return set(self._held)
+
+    def _hold(self, request_ids: Collection[str]) -> None:
+        if not request_ids:
+            return
+        with self._lease_lock:
+            self._held.update(request_ids)
+        self._start_renewal()
+
+    def _release(self, request_ids: Collection[str]) -> None:
+        idle = False
+        try:
+            with self._lease_lock:
+                # Forgotten first: should the release fail, the lease just runs out.
+                self._held.difference_update(request_ids)
+                idle = not self._held
+                self.store.release_many(request_ids, owner=self.worker_id)
+        finally:
+            if idle:
+                with self._renewer_lock:
+                    self._renewer_wake.set()
+
+    def renew_leases(self) -> int:
+        """Renew every held lease once, for ``lease_ttl`` from now; how many were renewed.
+
+        A lease that cannot be renewed (taken over after a stall longer than the
+        TTL, or its request removed) is logged, dropped and noted in
+        :attr:`lost_leases`; the store's optimistic version check already stops
+        this worker's stale writes. A store failure is logged and the leases are
+        kept for the next try. Never raises; idempotent.
+        """
+        with self._lease_lock:
+            wanted = sorted(self._held)
+            if not wanted:
+                return 0
+            try:
+                renewed = self.store.claim_many(wanted, owner=self.worker_id,
+                                                ttl=self.lease_ttl, now=self.now())
+            except StoreError as exc:
+                log.warning("lease renewal failed: %s", redact(str(exc)))
+                return 0
+            lost = [rid for rid in wanted if rid not in renewed]
+            self._held.difference_update(lost)
+            self.lost_leases.extend(lost)
+        for rid in lost:
+            log.warning("lease on %s lost", rid, extra={"request_id": rid})
+        return len(renewed)
+
+    @property
+    def renewal_running(self) -> bool:
+        """Whether the lease renewal thread runs now (only while leases are held)."""
+        with self._renewer_lock:
+            return self._renewer is not None
+
+    def _start_renewal(self) -> None:
+        with self._renewer_lock:
+            if self._renewer is not None:
+                return
+            self._renewer_wake = threading.Event()
+            self._renewer = threading.Thread(
+                target=self._renew_while_held, args=(self._renewer_wake,),
+                name="talprov-lease-renewal", daemon=True,
+            )
+            self._renewer.start()
+
+    def _renew_while_held(self, wake: threading.Event) -> None:
+        # Waits in wall time on purpose: a fake runtime clock moves only when slept on.
+        while True:
+            if not wake.wait(self.renew_interval):
+                try:
+                    self.renew_leases()
+                except Exception as exc:  # the thread must outlive any one failure
+                    log.error("lease renewal crashed: %s", type(exc).__name__)
+            with self._renewer_lock:
+                if self._renewer_wake is not wake:
+                    return  # closed
+                wake.clear()
+                # Decided under the lock _start_renewal takes, so a lease held from
+                # now on finds either this thread still running or none at all.
+                if not self.held_leases():
+                    self._renewer = None
+                    return
+
+    def close(self) -> None:
+        """Stop the lease renewal thread now. Idempotent.
+
+        The thread also ends by itself soon after a pass released its leases; a
+        later pass starts it again. Leases of a pass still running when this is
+        called are no longer renewed.
+        """
+        with self._renewer_lock:
+            thread, self._renewer = self._renewer, None
+            self._renewer_wake.set()
+            self._renewer_wake = threading.Event()
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout=5)
+

@@ -1,0 +1,143 @@
+"""``talprov baremetal`` as an operator follows docs/providers/baremetal.md (issue 14,
+items 7 and 11): no BMC password in clear text, BMC details changed in place, the
+audit log readable, failed requests visible in `list`, `serve -v` logging."""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+import yaml
+from click.testing import CliRunner, Result
+
+from talprov.baremetal.inventory import BmcInfo, Inventory
+from talprov.cli.baremetal import baremetal
+from talprov.providers.types import Stage
+from talprov.store.store import Store
+from tests.helpers import Home
+
+UUID = "6b4a1c2d-0000-4000-8000-00000000000a"
+
+
+@pytest.fixture
+def block(tmp_path: Path) -> Path:
+    path = tmp_path / "bm.yaml"
+    path.write_text(yaml.safe_dump({"inventory": str(tmp_path / "inv.sqlite"),
+                                    "boot_url": "http://10.0.0.5:8081"}))
+    return path
+
+
+def run(block: Path, *args: str) -> Result:
+    return CliRunner().invoke(baremetal, ["--file", str(block), *args])
+
+
+def add(block: Path, password: str) -> Result:
+    return run(block, "add", "node-1", "--uuid", UUID, "--bmc", "ipmi://10.1.0.11:623",
+               "--bmc-user", "admin", "--bmc-password", password)
+
+
+def test_a_plain_bmc_password_is_refused(block: Path, tmp_path: Path) -> None:
+    """Before: stored in clear text in the inventory, exit 0."""
+    result = add(block, "hunter2-plain")
+    assert result.exit_code == 2, result.output
+    assert "secret reference" in result.output
+    assert "hunter2-plain" not in result.output
+    assert not Inventory(tmp_path / "inv.sqlite").machines()
+    assert b"hunter2-plain" not in (tmp_path / "inv.sqlite").read_bytes()
+
+
+def test_set_changes_bmc_details_in_place(block: Path, tmp_path: Path) -> None:
+    """Before: no way but remove (refused while held) and add (refused: exists)."""
+    assert add(block, "${env:BMC_OLD}").exit_code == 0
+    inventory = Inventory(tmp_path / "inv.sqlite")
+    assert inventory.allocate("req-1", "talprov/bm", ["node-1"]) is not None
+    result = run(block, "set", "node-1", "--bmc-user", "ops", "--bmc-password",
+                 "${file:/run/secrets/bmc}")
+    assert result.exit_code == 0, result.output
+    machine = inventory.get("node-1")
+    assert machine is not None
+    assert (machine.bmc.username, machine.bmc.password_ref) == ("ops", "${file:/run/secrets/bmc}")
+    assert (machine.bmc.address, machine.bmc.port) == ("10.1.0.11", 623)
+    assert machine.request_id == "req-1"  # still held
+    refused = run(block, "set", "node-1", "--bmc-password", "plain")
+    assert refused.exit_code == 2
+    assert run(block, "set", "nope", "--bmc-user", "x").exit_code == 2
+
+
+def test_audit_shows_refused_config_fetches(block: Path, tmp_path: Path) -> None:
+    """Before: only readable with sqlite3 on the inventory file."""
+    inventory = Inventory(tmp_path / "inv.sqlite")
+    inventory.record_audit("config-refused", uuid=UUID, remote="192.0.2.7")
+    inventory.record_audit("config-fetched", machine="node-1", uuid=UUID, remote="192.0.2.8")
+    result = run(block, "audit", "--event", "config-refused", "-o", "json")
+    assert result.exit_code == 0, result.output
+    rows = json.loads(result.output)
+    assert [(r["event"], r["uuid"], r["remote"]) for r in rows] == [
+        ("config-refused", UUID, "192.0.2.7")]
+    assert rows[0]["at"].endswith("Z")
+
+
+def test_list_says_a_failed_request_still_holds_its_machine(home: Home) -> None:
+    home.providers["bm"] = {"type": "baremetal", "inventory": str(home.root / "inv.sqlite"),
+                            "boot_url": "http://127.0.0.1:8081"}
+    home.write_config()
+    inventory = Inventory(home.root / "inv.sqlite")
+    inventory.add("node-1", uuid=UUID, macs=[], bmc=_bmc())
+    request = home.write_request("bm-1", provider="bm")
+    assert home.invoke("machine", "create", "-f", str(request)).exit_code == 0
+    inventory.allocate("bm-1", "talprov/bm", ["node-1"])
+    store = Store(home.store_url)
+    summary = store.summaries([Stage.PENDING])[0]
+    store.note_observed("bm-1", expected_version=summary.version, stage=Stage.FAILED,
+                        error="boom")
+    rows = json.loads(home.invoke("baremetal", "list", "-o", "json").stdout)
+    assert rows[0]["state"] == "allocated"
+    assert "machine delete bm-1" in rows[0]["note"]
+
+
+def _bmc() -> BmcInfo:
+    return BmcInfo(address="10.1.0.11", password_ref="${env:X}")
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+    return port
+
+
+def test_serve_verbose_logs_requests_with_the_uuid(home: Home, tmp_path: Path) -> None:
+    """Before: `baremetal serve -v` logged only warnings, and /assets lines had no uuid."""
+    port = free_port()
+    config = tmp_path / "serve.yaml"
+    config.write_text(yaml.safe_dump({
+        "inventory": str(tmp_path / "inv.sqlite"), "boot_url": f"http://127.0.0.1:{port}",
+        "listen_address": "127.0.0.1", "listen_port": port, "tftp_enabled": False,
+        "mirror_dir": str(tmp_path / "mirror")}))
+    proc = subprocess.Popen([sys.executable, "-m", "talprov", "baremetal", "--file",
+                             str(config), "serve", "-v"], env=home.env(),
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        sid = "a" * 64
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                status = httpx.get(f"http://127.0.0.1:{port}/assets/{sid}/v1.11.5/kernel-amd64",
+                                   params={"uuid": UUID}, timeout=2).status_code
+                break
+            except httpx.TransportError:
+                assert time.monotonic() < deadline, "boot server did not start"
+                time.sleep(0.1)
+        assert status == 404
+    finally:
+        proc.terminate()
+        _, stderr = proc.communicate(timeout=10)
+    lines = [line for line in stderr.splitlines() if "/assets/" in line]
+    assert lines, stderr
+    assert f"uuid={UUID}" in lines[0]

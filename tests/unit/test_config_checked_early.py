@@ -1,0 +1,70 @@
+"""Config problems surface on load, for every command, naming file and key; secret
+references are resolved only for the instances a command uses (issue 14, item 3).
+
+Before: a typo, an unknown type, a missing region, a URL without scheme and a bad
+instance name all passed `providers` and `machine list`; an unset variable of an
+unused instance blocked `machine list`.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from tests.helpers import Home
+from tests.unit.test_cli import assert_usage_error
+
+PVE = {"type": "proxmox", "url": "https://pve.example.test:8006", "token_id": "root@pam!t",
+       "token_secret": "s" * 20}
+
+
+@pytest.mark.parametrize(("name", "block", "key"), [
+    ("aws1", {"type": "aws", "regoin": "eu-west-1"}, "providers.aws1.region"),
+    ("aws1", {"type": "aws", "region": "eu-west-1", "regoin": "x"}, "providers.aws1.regoin"),
+    ("az", {"type": "azure"}, "providers.az.type"),
+    ("aws1", {"type": "aws"}, "providers.aws1.region"),
+    ("pve", {**PVE, "url": "pve.example.test:8006"}, "providers.pve.url"),
+    ("Bad_Name", PVE, "providers.Bad_Name"),
+])
+@pytest.mark.parametrize("command", [("providers",), ("machine", "list")])
+def test_every_command_checks_the_whole_file(
+    home: Home, name: str, block: dict[str, Any], key: str, command: tuple[str, ...]
+) -> None:
+    home.providers[name] = block
+    home.write_config()
+    result = home.invoke(*command)
+    assert_usage_error(result.exit_code, result.output, str(home.config_path), key)
+
+
+def test_the_image_factory_url_needs_a_scheme(home: Home) -> None:
+    home.write_config(image_factory={"url": "factory.internal"})
+    result = home.invoke("machine", "list")
+    assert_usage_error(result.exit_code, result.output, "image_factory.url")
+
+
+def test_secrets_of_unused_instances_do_not_block(home: Home, monkeypatch: pytest.MonkeyPatch
+                                                  ) -> None:
+    monkeypatch.delenv("PVE_TOKEN_UNSET", raising=False)
+    home.providers["pve"] = {**PVE, "token_secret": "${env:PVE_TOKEN_UNSET}"}
+    home.write_config()
+    assert home.invoke("machine", "list").exit_code == 0
+    request = home.write_request("r-1")  # for the fake instance
+    assert home.invoke("machine", "create", "-f", str(request)).exit_code == 0
+    used = home.write_request("r-2", provider="pve")
+    result = home.invoke("machine", "create", "-f", str(used))
+    assert_usage_error(result.exit_code, result.output, "providers.pve.token_secret",
+                       "PVE_TOKEN_UNSET")
+    checked = home.invoke("config", "check", "-o", "json")
+    assert checked.exit_code == 1, checked.output
+    rows = {row["part"]: row for row in json.loads(checked.stdout)}
+    assert rows["providers.fake"]["result"] == "ok"
+    assert "PVE_TOKEN_UNSET is not set" in rows["providers.pve"]["result"]
+
+
+def test_config_check_connect_asks_each_endpoint(home: Home) -> None:
+    assert home.invoke("config", "check").exit_code == 0
+    connected = home.invoke("config", "check", "--connect", "-o", "yaml")
+    assert connected.exit_code == 0, connected.output
+    assert "ok" in connected.stdout
