@@ -112,7 +112,7 @@ def test_a_round_reports_provider_and_store_errors_instead_of_raising(tmp_path: 
     seed(store, tmp_path)
     report = loop.run_round()
     assert report.failed
-    assert report.errors == ["reconcile: fake: list_machines: the API is down"]
+    assert report.errors == ["reconcile: provider 'fake' not answering: the API is down"]
 
     unreadable = Store("sqlite:////nonexistent-dir/state.db")
     loop.store = loop.reconciler.store = unreadable
