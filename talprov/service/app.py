@@ -24,6 +24,7 @@ from talprov.secrets import redact
 from talprov.service.auth import PrincipalDep, TokenVerifier
 from talprov.service.config import ServiceConfig, parse_service_config
 from talprov.service.context import ServiceContext, service_context
+from talprov.service.guarding import QueryGuardMiddleware
 from talprov.service.metrics import Metrics, instrument
 from talprov.service.models import HealthView, Healthz, ProviderList, ProviderView
 from talprov.service.routes_requests import AUTH_RESPONSES
@@ -154,6 +155,7 @@ def create_app(
         max_body_size=service_config.max_body_bytes,
     )
     app.state.ctx = ctx
+    app.add_middleware(QueryGuardMiddleware, seconds=service_config.query_timeout)
     _install_error_handlers(app)
     app.include_router(requests_router)
     app.include_router(sets_router)

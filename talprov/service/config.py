@@ -82,6 +82,10 @@ class ServiceConfig(BaseModel):
     #: Largest request body accepted; larger ones get 413 before being read whole.
     #: Big control-plane configs (inline manifests) reach a few hundred KiB.
     max_body_bytes: int = Field(default=4 * 1024 * 1024, ge=1024, le=256 * 1024 * 1024)
+    #: Seconds any one API call's store queries may take in total; then they are
+    #: stopped (PostgreSQL statement_timeout, an interrupt on SQLite) and the
+    #: call answers 503. The reconcile workers are not bound by it.
+    query_timeout: float = Field(default=10.0, gt=0, le=600)
     #: Seconds a stop (SIGTERM) waits for open connections, and then for the
     #: running reconcile pass, before the process exits anyway.
     stop_timeout: float = Field(default=30.0, ge=0, le=3600)

@@ -105,8 +105,11 @@ def create_machine_request(
     return request_view(record)
 
 
-#: The largest page ``GET /v1/machine-requests`` hands out.
+#: The largest page ``GET /v1/machine-requests`` hands out, and the page size
+#: when the caller gives no ``limit``: no list is unbounded.
 MAX_PAGE = 1000
+#: Most ``label`` filters one list call may give; every one costs the database work.
+MAX_LABEL_FILTERS = 16
 
 
 @router.get(
@@ -123,13 +126,14 @@ def list_machine_requests(
     ] = None,
     label: Annotated[
         list[Annotated[str, Query(pattern=NO_NUL)]] | None,
-        Query(description="KEY=VALUE; repeat to require several labels."),
+        Query(description=f"KEY=VALUE; repeat to require several labels (at most "
+                          f"{MAX_LABEL_FILTERS})."),
     ] = None,
     stage: Annotated[Stage | None, Query(description="Only requests in this stage.")] = None,
     limit: Annotated[
-        int | None, Query(ge=1, le=MAX_PAGE, description="At most this many items; the "
-                          "answer's `next` is then the cursor for the following page.")
-    ] = None,
+        int, Query(ge=1, le=MAX_PAGE, description="At most this many items; when the page "
+                   "is full, the answer's `next` is the cursor for the following page.")
+    ] = MAX_PAGE,
     after: Annotated[
         str | None, Query(description="Only requests whose id sorts after this one (the "
                           "`next` of the previous page).", pattern=NO_NUL, max_length=200)
@@ -139,6 +143,8 @@ def list_machine_requests(
     are left out unless ``stage=gone``. Page with ``limit`` and ``after``."""
     if provider is not None:
         principal.require_provider(provider)
+    if len(label or []) > MAX_LABEL_FILTERS:
+        field_error(("query", "label"), f"at most {MAX_LABEL_FILTERS} label filters")
     selector: dict[str, str] = {}
     for index, item in enumerate(label or []):
         key, sep, value = item.partition("=")
@@ -154,7 +160,7 @@ def list_machine_requests(
         after=after,
         limit=limit,
     )
-    more = limit is not None and len(records) == limit
+    more = len(records) == limit
     return MachineRequestList(
         items=[request_view(r) for r in records],
         next=records[-1].request.id if more else None,
