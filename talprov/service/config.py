@@ -7,6 +7,7 @@ it into a typed :class:`ServiceConfig` and names the bad field when it cannot.
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from enum import StrEnum
 from typing import Any
@@ -69,6 +70,9 @@ class ServiceConfig(BaseModel):
     listen: str = Field(default=DEFAULT_LISTEN, pattern=_LISTEN.pattern)
     tokens: tuple[TokenConfig, ...] = ()
     tls: TlsConfig | None = None
+    #: Allow plain HTTP on a non-loopback address (bearer tokens and machine
+    #: configs then cross the network in clear text).
+    insecure_http: bool = False
     #: Run the reconcile loop in this process (off: an API-only replica).
     workers: bool = True
     #: Seconds between reconcile passes when nothing wakes the loop earlier.
@@ -114,6 +118,19 @@ def parse_service_config(raw: dict[str, Any] | None, *, where: str = "service") 
     except ValidationError as exc:
         field, message = validation_message(exc, where)
         raise ConfigError(field, message) from None
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` (an IP literal or ``localhost``) only reaches this machine.
+
+    Any other name counts as routable: what it resolves to can change.
+    """
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def parse_listen(text: str) -> tuple[str, int]:
