@@ -26,6 +26,7 @@ from talprov.service.config import ServiceConfig, parse_service_config
 from talprov.service.context import ServiceContext, service_context
 from talprov.service.guarding import QueryGuardMiddleware
 from talprov.service.metrics import Metrics, instrument
+from talprov.service.metrics_scope import scoped_exposition
 from talprov.service.models import HealthView, Healthz, ProviderList, ProviderView
 from talprov.service.routes_requests import AUTH_RESPONSES
 from talprov.service.routes_requests import router as requests_router
@@ -173,10 +174,13 @@ def create_app(
 
     @app.get("/metrics", response_class=PlainTextResponse, tags=["operations"],
              responses=AUTH_RESPONSES)
-    def metrics_endpoint(_principal: PrincipalDep, ctx: ContextDep) -> PlainTextResponse:
+    def metrics_endpoint(principal: PrincipalDep, ctx: ContextDep) -> PlainTextResponse:
         """Prometheus text format: requests by stage, queue depth, step durations,
-        provider API errors. Any valid token may read it."""
+        provider API errors. Any valid token may read it; a token scoped to some
+        provider instances sees only their series (and the process-wide ones)."""
         text = ctx.metrics.render(ctx.store, sorted(ctx.handles), datetime.now(UTC))
+        if not principal.all_providers:
+            text = scoped_exposition(text, principal.allows_provider)
         return PlainTextResponse(text, media_type=METRICS_CONTENT_TYPE)
 
     @app.get("/v1/providers", response_model=ProviderList, tags=["providers"],

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from typing import Annotated, Any
 
@@ -88,9 +89,12 @@ def create_machine_request(
 
     Sending the same body again returns the same resource with 200; a different
     body under an existing id is a 409 (delete it first, or pick another id).
+    A token scoped to some providers gets its id derived from the one it sent
+    (see :func:`scoped_request_id`): use the ``id`` of the answer afterwards.
     """
     principal.require_write()
-    machine_request = build_request(ctx, principal, body, body.id)
+    request_id = body.id if principal.all_providers else scoped_request_id(ctx, principal, body)
+    machine_request = build_request(ctx, principal, body, request_id)
     try:
         record, created = ctx.store.create_or_get_request(machine_request)
     except Conflict:
@@ -103,6 +107,41 @@ def create_machine_request(
     else:
         response.status_code = status.HTTP_200_OK
     return request_view(record)
+
+
+#: Hex digits of the suffix of an id derived for a scoped token.
+SCOPED_SUFFIX_HEX = 10
+#: Longest id a scoped token may send: the derived id must fit in 63 characters.
+SCOPED_ID_MAX = 63 - 1 - SCOPED_SUFFIX_HEX
+
+
+def derived_request_id(provider: str, sent_id: str) -> str:
+    """``<sent_id>-<hash of provider and sent_id>``: the id under which a request of
+    a scoped token is stored. Pure and deterministic, so a retry finds the same
+    request; different per provider, so it cannot meet an id of another scope."""
+    digest = hashlib.sha256(f"{provider}\0{sent_id}".encode()).hexdigest()
+    return f"{sent_id}-{digest[:SCOPED_SUFFIX_HEX]}"
+
+
+def scoped_request_id(ctx: ServiceContext, principal: Principal,
+                      body: MachineRequestCreate) -> str:
+    """The id a request of a token scoped to some providers is stored under.
+
+    Ids are global, so a scoped token choosing them freely would get 409 for an
+    id taken in another scope and 201 for a free one: it could enumerate the
+    other scopes' ids. Instead its requests live under :func:`derived_request_id`,
+    whether or not the id it sent is taken elsewhere. One exception keeps stores
+    from before this rule working: an id that already names a request of the
+    token's own providers is used as sent (the token can list those anyway).
+    422 naming ``body.id`` when the derived id would be too long.
+    """
+    existing = ctx.store.get_request(body.id)
+    if existing is not None and principal.allows_provider(existing.request.provider):
+        return body.id
+    if len(body.id) > SCOPED_ID_MAX:
+        field_error(("body", "id"), f"at most {SCOPED_ID_MAX} characters for a token scoped "
+                    "to some providers (the service appends a suffix)")
+    return derived_request_id(body.provider, body.id)
 
 
 #: The largest page ``GET /v1/machine-requests`` hands out, and the page size
