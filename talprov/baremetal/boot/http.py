@@ -30,6 +30,7 @@ from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from talprov.baremetal.boot import ipxe
+from talprov.baremetal.boot.binding import BootAlerts, DhcpLedger
 from talprov.baremetal.config import BareMetalConfig
 from talprov.baremetal.inventory import Inventory, MachineStatus, normalize_mac, normalize_uuid
 
@@ -45,10 +46,14 @@ _CHUNK = 1 << 20
 class BootHttp:
     """Decides and serves what each machine boots. Thread-safe (state is in the inventory)."""
 
-    def __init__(self, config: BareMetalConfig, inventory: Inventory, factory_url: str) -> None:
+    def __init__(self, config: BareMetalConfig, inventory: Inventory, factory_url: str, *,
+                 ledger: DhcpLedger | None = None, alerts: BootAlerts | None = None) -> None:
         self.config = config
         self.inventory = inventory
         self.factory_url = factory_url.rstrip("/")
+        #: The DHCP responder's memory (None: no responder here, nothing to check).
+        self.ledger = ledger
+        self.alerts = alerts or BootAlerts()
 
     def boot_script(self, uuid: str | None, mac: str | None, remote: str) -> str:
         """The iPXE script for the machine with ``uuid``/``mac``. Records what it hands out."""
@@ -68,15 +73,22 @@ class BootHttp:
         boot_uuid = uuid or machine.uuid or ""
         if (machine.status == MachineStatus.ALLOCATED and machine.boot is not None
                 and machine.has_config and machine.config_fetched_at is None):
+            if self.ledger is not None and not self.ledger.vouches_for(machine.macs, remote):
+                self.alerts.raise_alert("script-without-dhcp", machine.name, remote,
+                                        "install script asked for without a matching DHCP "
+                                        "exchange; no token handed out")
+                self.inventory.record_audit("script-without-dhcp", machine=machine.name,
+                                            uuid=uuid, mac=mac, remote=remote)
+                return ipxe.local_disk_script("no matching DHCP exchange")
             token = secrets.token_urlsafe(24)
-            self.inventory.note_script(machine.name, token, uuid)
+            self.inventory.note_script(machine.name, token, uuid, remote)
             self.inventory.record_audit("install-script", machine=machine.name, uuid=uuid,
                                         mac=mac, remote=remote)
             return ipxe.boot_script(machine.boot, self.config.boot_url, boot_uuid, token)
         if machine.status == MachineStatus.WIPING and machine.boot is not None:
             # The token lets the wipe image report "done" (and nobody else).
             token = secrets.token_urlsafe(24)
-            self.inventory.note_script(machine.name, token, uuid)
+            self.inventory.note_script(machine.name, token, uuid, remote)
             self.inventory.record_audit("wipe-script", machine=machine.name, uuid=uuid, mac=mac,
                                         remote=remote)
             return ipxe.boot_script(machine.boot, self.config.boot_url, boot_uuid, token)
@@ -86,12 +98,21 @@ class BootHttp:
         return ipxe.local_disk_script(f"{machine.status}: boot from disk")
 
     def take_config(self, uuid: str, token: str, remote: str) -> str | None:
-        """The config if ``token`` is ``uuid``'s live single-use token; else None, audited."""
-        taken = self.inventory.take_config(uuid, token) if _UUID.match(uuid) else None
+        """The config if ``token`` is ``uuid``'s live single-use token and ``remote``
+        fetched the script that carried it; else None, audited (and alerted when
+        a real token is used twice or from another address)."""
+        taken = self.inventory.take_config(uuid, token, remote) if _UUID.match(uuid) else None
         if taken is None:
             self.inventory.record_audit("config-refused", uuid=uuid[:40], remote=remote,
-                                        detail="unknown uuid, wrong or used token")
+                                        detail="unknown uuid, wrong or used token, or "
+                                        "another address than the boot script's")
             log.warning("refused a config fetch for uuid %s from %s", uuid[:40], remote)
+            suspicious = self.inventory.config_refusal(uuid, token, remote) if _UUID.match(
+                uuid) else None
+            if suspicious is not None:
+                kind, name = suspicious
+                self.alerts.raise_alert(kind, name, remote, "config fetch refused")
+                self.inventory.record_audit(kind, machine=name, uuid=uuid, remote=remote)
             return None
         name, config = taken
         self.inventory.record_audit("config-fetched", machine=name, uuid=uuid, remote=remote)
