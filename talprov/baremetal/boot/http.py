@@ -22,6 +22,7 @@ import logging
 import re
 import secrets
 import shutil
+import ssl
 import threading
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -84,7 +85,8 @@ class BootHttp:
             self.inventory.note_script(machine.name, token, uuid, remote)
             self.inventory.record_audit("install-script", machine=machine.name, uuid=uuid,
                                         mac=mac, remote=remote)
-            return ipxe.boot_script(machine.boot, self.config.boot_url, boot_uuid, token)
+            return ipxe.boot_script(machine.boot, self.config.boot_url, boot_uuid, token,
+                                    self.config.config_base_url())
         if machine.status == MachineStatus.WIPING and machine.boot is not None:
             # The token lets the wipe image report "done" (and nobody else).
             token = secrets.token_urlsafe(24)
@@ -185,7 +187,10 @@ class _Handler(BaseHTTPRequestHandler):
         query = {k: v[0] for k, v in parse_qs(parts.query).items()}
         segments = [unquote(s) for s in parts.path.strip("/").split("/")]
         try:
-            if segments == ["boot.ipxe"]:
+            if not self.server.serves_path(segments[0]):
+                # With config_tls, configs go over HTTPS only and HTTPS serves only them.
+                self._send(HTTPStatus.NOT_FOUND, b"not found here\n")
+            elif segments == ["boot.ipxe"]:
                 script = app.boot_script(query.get("uuid"), query.get("mac"), remote)
                 self._send(HTTPStatus.OK, script.encode())
             elif len(segments) == 3 and segments[0] == "config":
@@ -251,16 +256,29 @@ class _Handler(BaseHTTPRequestHandler):
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
 
-    def __init__(self, address: tuple[str, int], app: BootHttp) -> None:
+    def __init__(self, address: tuple[str, int], app: BootHttp, *, https: bool) -> None:
         super().__init__(address, _Handler)
         self.app = app
+        self.https = https
+
+    def serves_path(self, first_segment: str) -> bool:
+        """Without ``config_tls`` everything; with it, HTTPS serves the configs and
+        plain HTTP everything else."""
+        if self.app.config.config_tls is None:
+            return True
+        return (first_segment == "config") == self.https
 
 
 class HttpBootServer:
     """The HTTP endpoint running in a background thread."""
 
-    def __init__(self, app: BootHttp, host: str, port: int) -> None:
-        self._server = _Server((host, port), app)
+    def __init__(self, app: BootHttp, host: str, port: int, *,
+                 tls: ssl.SSLContext | None = None) -> None:
+        """Plain HTTP serves everything but configs when ``app.config.config_tls``
+        is set; then the server with ``tls`` serves configs only."""
+        self._server = _Server((host, port), app, https=tls is not None)
+        if tls is not None:
+            self._server.socket = tls.wrap_socket(self._server.socket, server_side=True)
         # serve_forever polls for shutdown at this interval.
         self._poll = 0.1
         self._thread: threading.Thread | None = None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+import ssl
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -11,7 +12,7 @@ from talprov.baremetal.boot.binding import DhcpLedger
 from talprov.baremetal.boot.dhcp import DhcpResponder
 from talprov.baremetal.boot.http import BootHttp, HttpBootServer
 from talprov.baremetal.boot.tftp import TftpServer
-from talprov.baremetal.config import BareMetalConfig
+from talprov.baremetal.config import BareMetalConfig, ConfigTls
 from talprov.baremetal.inventory import Inventory
 
 log = logging.getLogger(__name__)
@@ -40,6 +41,10 @@ class BootServer:
         app = BootHttp(self.config, inventory, self.factory_url, ledger=ledger)
         self.http = HttpBootServer(app, self.config.listen_address, self.config.listen_port)
         wanted: list[_Service] = [self.http]
+        if self.config.config_tls is not None:
+            wanted.append(HttpBootServer(app, self.config.listen_address,
+                                         self.config.config_tls.port,
+                                         tls=config_tls_context(self.config.config_tls)))
         if self.config.tftp_enabled:
             wanted.append(TftpServer(self.config.ipxe_dir, self.config.listen_address,
                                      self.config.tftp_port))
@@ -63,6 +68,15 @@ class BootServer:
     def stop(self) -> None:
         while self.services:
             self.services.pop().stop()
+
+
+def config_tls_context(tls: ConfigTls) -> ssl.SSLContext:
+    """A server context for the HTTPS config endpoint. Raises ``OSError``/``ssl.SSLError``
+    for unreadable or mismatched files."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.load_cert_chain(tls.cert, tls.key)
+    return context
 
 
 def _loopback(host: str) -> bool:

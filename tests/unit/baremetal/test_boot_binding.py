@@ -6,6 +6,7 @@ script, and (with the DHCP responder on) only after that machine's DHCP exchange
 from __future__ import annotations
 
 import socket
+import ssl
 from collections.abc import Iterator
 from dataclasses import dataclass
 from ipaddress import IPv4Address
@@ -14,6 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from talprov.aws.emulator import free_port as free_tcp_port
 from talprov.baremetal.boot import dhcp
 from talprov.baremetal.boot.binding import DhcpLedger
 from talprov.baremetal.boot.http import BootHttp, HttpBootServer
@@ -137,3 +139,35 @@ def test_the_responder_records_its_exchanges() -> None:
         responder.stop()
     assert ledger.vouches_for([MAC], "10.0.0.100")
     assert not ledger.vouches_for([MAC], "10.0.0.101")
+
+
+def test_with_config_tls_configs_go_over_https_only(tmp_path: Path) -> None:
+    from talprov.baremetal.boot.server import config_tls_context
+    from tests.unit.service.test_serve import _self_signed
+
+    cert, key = _self_signed(tmp_path)
+    tls_port = free_tcp_port()
+    cfg = config(tmp_path, config_tls={"cert": str(cert), "key": str(key), "port": tls_port})
+    assert cfg.config_tls is not None
+    inventory = Inventory(cfg.inventory)
+    inventory.add("m0", uuid=UUID, macs=[MAC], bmc=BmcInfo())
+    app = BootHttp(cfg, inventory, "https://factory.invalid")
+    plain = HttpBootServer(app, "127.0.0.1", 0)
+    secure = HttpBootServer(app, "127.0.0.1", tls_port, tls=config_tls_context(cfg.config_tls))
+    plain.start()
+    secure.start()
+    try:
+        allocate(inventory, cfg)
+        base = f"http://127.0.0.1:{plain.port}"
+        script = httpx.get(f"{base}/boot.ipxe", params={"uuid": UUID, "mac": MAC}).text
+        url = next(a for a in script.split() if a.startswith("talos.config=")).split("=", 1)[1]
+        assert url.startswith(f"https://127.0.0.1:{tls_port}/config/{UUID}/")
+        path = url.split(str(tls_port), 1)[1]
+        assert httpx.get(base + path).status_code == 404  # never in clear text
+        with httpx.Client(verify=ssl.create_default_context(cafile=str(cert))) as client:
+            assert client.get(f"https://127.0.0.1:{tls_port}/boot.ipxe").status_code == 404
+            fetched = client.get(url)
+        assert (fetched.status_code, fetched.text) == (200, "the-config")
+    finally:
+        secure.stop()
+        plain.stop()
