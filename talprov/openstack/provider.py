@@ -200,7 +200,10 @@ class OpenStackProvider:
         port_ids: list[str] = []
         for index, spec in enumerate(specs):
             index_tag = tag(PORT_KEY, str(index))
-            port = existing.get(index_tag) or self._adopt_port(ctx, index, index_tag)
+            port = existing.get(index_tag) or self.tags.adopt_untagged(
+                "port", self.client.network.ports,
+                [*request_tags(ctx.owner, ctx.request.id), index_tag],
+                name=f"{ctx.request.id}-{index}")
             if port is None:
                 port = self._create_port(ctx, index, spec, index_tag)
                 ctx.event(f"created port {port.id} on {spec.network}")
@@ -228,16 +231,6 @@ class OpenStackProvider:
             "port", [*request_tags(ctx.owner, ctx.request.id), index_tag],
             lambda extra: self.client.network.create_port(**attrs, **extra),
             release=lambda port: self._delete_port(str(port.id)), event=ctx.event)
-
-    def _adopt_port(self, ctx: Ctx, index: int, index_tag: str) -> Any | None:
-        """An untagged port of this request left by a create whose tag call never
-        happened (only where Neutron cannot tag on create)."""
-        if self.tags.on_create("port"):
-            return None
-        named = self.client.list("list ports", self.client.network.ports,
-                                 name=f"{ctx.request.id}-{index}")
-        return self.tags.adopt("port", named, [*request_tags(ctx.owner, ctx.request.id),
-                                               index_tag])
 
     def _security_group_id(self, name_or_id: str) -> str:
         group = self.client.find_one("find security group",
@@ -416,13 +409,9 @@ class OpenStackProvider:
         description = floating_ip_description(ctx.request.id)
         found = self.client.list("list floating IPs", self.client.network.ips,
                                  tags=tag_query(tags))
-        if not found and not self.tags.on_create("floating IP"):
-            untagged = self.client.list("list floating IPs", self.client.network.ips,
-                                        description=description)
-            found = [f for f in [self.tags.adopt("floating IP", untagged, tags)] if f]
-        if found:
-            fip = found[0]
-        else:
+        fip = found[0] if found else self.tags.adopt_untagged(
+            "floating IP", self.client.network.ips, tags, description=description)
+        if fip is None:
             net = self.client.find_one("find floating IP pool", self.client.network.find_network,
                                        pool)
             if net is None:

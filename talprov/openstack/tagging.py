@@ -94,6 +94,14 @@ class NeutronTags:
         self._client.read(f"tag {kind} {resource.id}",
                           lambda: self._client.network.set_tags(resource, tags))
 
+    def adopt_untagged(self, kind: str, lister: Callable[..., Any], tags: list[str],
+                       **query: Any) -> Any | None:
+        """Where this Neutron cannot tag on create: the untagged resource ``lister(**query)``
+        finds (by the name or description talprov gives it), tagged now; else None."""
+        if self.on_create(kind):
+            return None
+        return self.adopt(kind, self._client.list(f"list {kind}s", lister, **query), tags)
+
     def adopt(self, kind: str, candidates: list[Any], tags: list[str]) -> Any | None:
         """The first untagged resource of ``candidates`` (found by the name or
         description talprov gives them), tagged now; ``None`` when there is none.
