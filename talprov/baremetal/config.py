@@ -7,6 +7,7 @@ sides meet in the inventory file.
 from __future__ import annotations
 
 from ipaddress import IPv4Address
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -43,6 +44,18 @@ class DhcpConfig(BaseModel):
     lease_seconds: int = Field(default=3600, ge=60, description="Lease time, full mode.")
 
 
+class ConfigTls(BaseModel):
+    """HTTPS for the config endpoint: machine configs never cross the network in clear."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    cert: str = Field(description="PEM certificate (chain) file. Talos must trust it: it "
+                      "fetches talos.config with its own root certificates.")
+    key: str = Field(description="PEM private key file.")
+    port: int = Field(default=8443, ge=1, le=65535,
+                      description="HTTPS port, on listen_address and boot_url's host.")
+
+
 class BareMetalConfig(BaseModel):
     """Inventory, boot server and BMC behaviour of one bare-metal provider instance."""
 
@@ -74,6 +87,9 @@ class BareMetalConfig(BaseModel):
     ipxe_dir: str = Field(default="/usr/lib/ipxe",
                           description="Directory of iPXE binaries (Debian package 'ipxe').")
     dhcp: DhcpConfig | None = Field(default=None, description="DHCP responder; unset = none.")
+    config_tls: ConfigTls | None = Field(
+        default=None, description="Serve /config/ over HTTPS only (the rest stays on HTTP, "
+        "which iPXE needs); unset = plain HTTP.")
     bmc_min_interval: float = Field(
         default=0.5, ge=0, description="Seconds between two commands to one BMC.")
     bmc_attempts: int = Field(default=2, ge=1, le=10,
@@ -99,3 +115,11 @@ class BareMetalConfig(BaseModel):
     observe_interval: float = Field(
         default=60.0, ge=0,
         description="Seconds between power-state queries of one machine in list_machines.")
+
+    def config_base_url(self) -> str:
+        """Where machines fetch their config: ``boot_url``, or its host on HTTPS."""
+        if self.config_tls is None:
+            return self.boot_url.rstrip("/")
+        host = urlsplit(self.boot_url).hostname or ""
+        shown = f"[{host}]" if ":" in host else host
+        return f"https://{shown}:{self.config_tls.port}"

@@ -61,6 +61,7 @@ CREATE TABLE IF NOT EXISTS machines (
     boot TEXT,
     config TEXT,
     token_sha256 TEXT,
+    script_remote TEXT,
     script_fetched_at REAL,
     kernel_fetched_at REAL,
     config_fetched_at REAL,
@@ -103,6 +104,9 @@ class Inventory:
             os.close(fd)
         with self._connect() as db:
             db.executescript(SCHEMA)
+            columns = {row["name"] for row in db.execute("PRAGMA table_info(machines)")}
+            if "script_remote" not in columns:  # an inventory from before address binding
+                db.execute("ALTER TABLE machines ADD COLUMN script_remote TEXT")
 
     def __repr__(self) -> str:
         return f"Inventory({str(self.path)!r})"
@@ -369,17 +373,21 @@ class Inventory:
         assert machine is not None
         return machine
 
-    def note_script(self, name: str, token: str | None, uuid: str | None = None) -> None:
-        """The machine fetched its boot script; ``token`` replaces any earlier one.
+    def note_script(self, name: str, token: str | None, uuid: str | None = None,
+                    remote: str | None = None) -> None:
+        """The machine fetched its boot script; ``token`` replaces any earlier one
+        and is bound to ``remote``, the address that fetched the script.
 
         A machine enrolled by MAC alone learns its SMBIOS UUID here.
         """
         with self._tx() as db:
             db.execute(
                 "UPDATE machines SET script_fetched_at = ?, last_seen_at = ?,"
-                " token_sha256 = COALESCE(?, token_sha256), updated_at = ? WHERE name = ?",
+                " token_sha256 = COALESCE(?, token_sha256),"
+                " script_remote = CASE WHEN ? IS NULL THEN script_remote ELSE ? END,"
+                " updated_at = ? WHERE name = ?",
                 (self.clock(), self.clock(), token_digest(token) if token else None,
-                 self.clock(), name),
+                 token, remote, self.clock(), name),
             )
             if uuid:
                 db.execute("UPDATE OR IGNORE machines SET uuid = ? WHERE name = ? AND uuid IS NULL",
@@ -407,27 +415,54 @@ class Inventory:
                        (self.clock(), row["name"]))
             return str(row["name"])
 
-    def take_config(self, uuid: str, token: str) -> tuple[str, str] | None:
-        """The config for this UUID and token, exactly once; None for every other caller.
+    def take_config(self, uuid: str, token: str, remote: str | None = None
+                    ) -> tuple[str, str] | None:
+        """The config for this UUID and token, exactly once, and only to ``remote``
+        when the token's script was fetched from a known address; None for every
+        other caller.
 
         Returns ``(machine name, config)``. The config is erased in the same
-        transaction, so a second fetch (or a racing one) gets None.
+        transaction, so a second fetch (or a racing one) gets None. The token's
+        digest stays, so :meth:`config_refusal` can tell a second use apart.
         """
         digest = token_digest(token)
         with self._tx() as db:
             row = db.execute(
-                "SELECT name, config, token_sha256 FROM machines WHERE uuid = ? AND state = ?"
-                " AND config IS NOT NULL AND config_fetched_at IS NULL",
+                "SELECT name, config, token_sha256, script_remote FROM machines"
+                " WHERE uuid = ? AND state = ? AND config IS NOT NULL"
+                " AND config_fetched_at IS NULL",
                 (normalize_uuid(uuid), MachineStatus.ALLOCATED),
             ).fetchone()
             if row is None or not row["token_sha256"]:
                 return None
             if not hmac.compare_digest(row["token_sha256"], digest):
                 return None
-            db.execute("UPDATE machines SET config = NULL, token_sha256 = NULL,"
+            if remote is not None and row["script_remote"] not in (None, remote):
+                return None
+            db.execute("UPDATE machines SET config = NULL,"
                        " config_fetched_at = ?, updated_at = ? WHERE name = ?",
                        (self.clock(), self.clock(), row["name"]))
             return str(row["name"]), str(row["config"])
+
+    def config_refusal(self, uuid: str, token: str, remote: str) -> tuple[str, str] | None:
+        """Why a refused config fetch with a real token was refused, as
+        ``(kind, machine name)``: ``config-refetch`` (the token was used already)
+        or ``config-wrong-address`` (another address fetched its script). None
+        for an unknown UUID or token: those are guesses, not theft. Read-only."""
+        db = self._connect()
+        try:
+            row = db.execute("SELECT name, token_sha256, script_remote, config_fetched_at"
+                             " FROM machines WHERE uuid = ?", (normalize_uuid(uuid),)).fetchone()
+        finally:
+            db.close()
+        if row is None or not row["token_sha256"] or not hmac.compare_digest(
+                row["token_sha256"], token_digest(token)):
+            return None
+        if row["config_fetched_at"] is not None:
+            return "config-refetch", str(row["name"])
+        if row["script_remote"] not in (None, remote):
+            return "config-wrong-address", str(row["name"])
+        return None
 
 
 def _machine(row: sqlite3.Row) -> InventoryMachine:

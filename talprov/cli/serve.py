@@ -15,7 +15,7 @@ import click
 
 from talprov.cli.app import App, fail, handle_errors, pass_app, say, setup_logging
 from talprov.registry import require_extra
-from talprov.service.config import parse_listen, parse_service_config
+from talprov.service.config import is_loopback, parse_listen, parse_service_config
 
 log = logging.getLogger(__name__)
 
@@ -41,12 +41,15 @@ def _bind(host: str, port: int) -> socket.socket:
               help="Run the reconcile loop here (default: the config's service.workers).")
 @click.option("--worker-id", envvar="TALPROV_WORKER_ID", metavar="ID",
               help="Lease identity of this replica (default: service.worker_id, else host:pid).")
+@click.option("--insecure-http", is_flag=True, default=False,
+              help="Serve plain HTTP on a non-loopback address (default: refused "
+                   "unless service.tls is set or service.insecure_http is true).")
 @click.option("--boot-server/--no-boot-server", default=True, show_default=True,
               help="Also run the boot server of each configured baremetal instance.")
 @pass_app
 @handle_errors
 def serve(app: App, listen: str | None, workers: bool | None, worker_id: str | None,
-          boot_server: bool) -> None:
+          boot_server: bool, insecure_http: bool) -> None:
     """Serve the HTTP API (OpenAPI at /docs) and run the reconcile workers.
 
     With a bare-metal provider instance configured, its PXE boot server runs in
@@ -75,6 +78,9 @@ def serve(app: App, listen: str | None, workers: bool | None, worker_id: str | N
     host, port = parse_listen(listen) if listen else config.host_port()
     if config.tls is not None:
         check_tls_files(config.tls.cert, config.tls.key, where=f"{where}.tls")
+    elif not is_loopback(host):
+        refuse_or_warn_plain_http(host, insecure=insecure_http or config.insecure_http,
+                                  where=where)
     api = create_app(app.store, app.all_handles(), app.runtime, config)
     sock = _bind(host, port)
     bound_port = sock.getsockname()[1]
@@ -120,6 +126,20 @@ def serve(app: App, listen: str | None, workers: bool | None, worker_id: str | N
         sys.stderr.flush()
         os._exit(0)
     say("stopped")
+
+
+def refuse_or_warn_plain_http(host: str, *, insecure: bool, where: str) -> None:
+    """Plain HTTP on the routable address ``host``: bearer tokens and machine
+    configs would cross the network readable by anyone on the path. Refused
+    (``fail``, exit 2) unless the operator said ``insecure``; then logged."""
+    if not insecure:
+        fail(f"{where}.listen: refusing plain HTTP on {host}, which is not a loopback "
+             "address; set service.tls, or pass --insecure-http (service.insecure_http: "
+             "true) behind a TLS-terminating proxy")
+    log.warning("serving plain HTTP on %s (--insecure-http): tokens and machine configs "
+                "cross the network unencrypted", host)
+    click.echo(f"warning: plain HTTP on {host}: tokens and machine configs are not "
+               "encrypted in transit", err=True)
 
 
 def check_tls_files(cert: str, key: str, *, where: str) -> None:

@@ -45,6 +45,7 @@ from talprov.openstack.servers import (
 )
 from talprov.openstack.state import OpenStackState
 from talprov.openstack.sweep import floating_ip_description
+from talprov.openstack.tagging import NeutronTags
 from talprov.providers.errors import (
     CapacityError,
     InvalidRequest,
@@ -112,6 +113,7 @@ class OpenStackProvider:
         self.config = config
         self.runtime = runtime
         self.client = OpenStackClient(config, runtime.sleep, connector)
+        self.tags = NeutronTags(self.client)
         self._group_lock = threading.Lock()
 
     def __repr__(self) -> str:
@@ -207,7 +209,10 @@ class OpenStackProvider:
         port_ids: list[str] = []
         for index, spec in enumerate(specs):
             index_tag = tag(PORT_KEY, str(index))
-            port = existing.get(index_tag)
+            port = existing.get(index_tag) or self.tags.adopt_untagged(
+                "port", self.client.network.ports,
+                [*request_tags(ctx.owner, ctx.request.id), index_tag],
+                name=f"{ctx.request.id}-{index}")
             if port is None:
                 port = self._create_port(ctx, index, spec, index_tag)
                 ctx.event(f"created port {port.id} on {spec.network}")
@@ -223,7 +228,6 @@ class OpenStackProvider:
             "network_id": net.id,
             "name": f"{ctx.request.id}-{index}",
             "description": "created by talprov",
-            "tags": [*request_tags(ctx.owner, ctx.request.id), index_tag],
         }
         groups = spec.security_groups if spec.security_groups is not None else (
             ctx.data.security_groups)
@@ -232,7 +236,10 @@ class OpenStackProvider:
         if spec.fixed_ips:
             attrs["fixed_ips"] = [self._fixed_ip(net.id, item.subnet, item.ip_address)
                                   for item in spec.fixed_ips]
-        return self.client.write("create port", lambda: self.client.network.create_port(**attrs))
+        return self.tags.create(
+            "port", [*request_tags(ctx.owner, ctx.request.id), index_tag],
+            lambda extra: self.client.network.create_port(**attrs, **extra),
+            release=lambda port: self._delete_port(str(port.id)), event=ctx.event)
 
     def _security_group_id(self, name_or_id: str) -> str:
         group = self.client.find_one("find security group",
@@ -405,19 +412,23 @@ class OpenStackProvider:
         pool = ctx.data.floating_ip_pool
         if pool is None:
             return None
-        query = tag_query(request_tags(ctx.owner, ctx.request.id))
-        found = self.client.list("list floating IPs", self.client.network.ips, tags=query)
-        if found:
-            fip = found[0]
-        else:
+        tags = request_tags(ctx.owner, ctx.request.id)
+        description = floating_ip_description(ctx.request.id)
+        found = self.client.list("list floating IPs", self.client.network.ips,
+                                 tags=tag_query(tags))
+        fip = found[0] if found else self.tags.adopt_untagged(
+            "floating IP", self.client.network.ips, tags, description=description)
+        if fip is None:
             net = self.client.find_one("find floating IP pool", self.client.network.find_network,
                                        pool)
             if net is None:
                 raise InvalidRequest(f"no network {pool!r}", field="provider_data.floating_ip_pool")
-            fip = self.client.write("create floating IP", lambda: self.client.network.create_ip(
-                floating_network_id=net.id, port_id=ctx.state.port_ids[0],
-                description=floating_ip_description(ctx.request.id),
-                tags=request_tags(ctx.owner, ctx.request.id)))
+            fip = self.tags.create(
+                "floating IP", tags,
+                lambda extra: self.client.network.create_ip(
+                    floating_network_id=net.id, port_id=ctx.state.port_ids[0],
+                    description=description, **extra),
+                release=lambda made: self._delete_floating_ip(str(made.id)), event=ctx.event)
             ctx.event(f"floating IP {fip.floating_ip_address}")
         ctx.state.floating_ip_id = str(fip.id)
         if fip.floating_ip_address not in ctx.state.addresses:

@@ -23,6 +23,7 @@ from talprov.secrets import redact
 from talprov.service.auth import PrincipalDep, TokenVerifier
 from talprov.service.config import ServiceConfig, parse_service_config
 from talprov.service.context import ServiceContext, service_context
+from talprov.service.guarding import QueryGuardMiddleware
 from talprov.service.metrics import Metrics, instrument
 from talprov.service.models import HealthView, Healthz, ProviderList, ProviderView
 from talprov.service.routes_requests import AUTH_RESPONSES
@@ -154,6 +155,7 @@ def create_app(
         max_body_size=service_config.max_body_bytes,
     )
     app.state.ctx = ctx
+    app.add_middleware(QueryGuardMiddleware, seconds=service_config.query_timeout)
     _install_error_handlers(app)
     app.include_router(requests_router)
     app.include_router(sets_router)
@@ -171,11 +173,14 @@ def create_app(
 
     @app.get("/metrics", response_class=PlainTextResponse, tags=["operations"],
              responses=AUTH_RESPONSES)
-    def metrics_endpoint(_principal: PrincipalDep, ctx: ContextDep, request: Request) -> Response:
+    def metrics_endpoint(principal: PrincipalDep, ctx: ContextDep, request: Request) -> Response:
         """Prometheus text format (OpenMetrics when the Accept header asks for it):
         requests by stage, queue depth, step durations, provider API errors, process
-        metrics. Any valid token may read it."""
-        body, content_type = ctx.metrics.exposition(request.headers.get("accept"))
+        metrics. Any valid token may read it; a token scoped to some provider
+        instances sees only their series (and the process-wide ones)."""
+        allowed = None if principal.all_providers else [
+            name for name in ctx.handles if principal.allows_provider(name)]
+        body, content_type = ctx.metrics.exposition(request.headers.get("accept"), allowed)
         return Response(body, headers={"Content-Type": content_type})
 
     @app.get("/v1/providers", response_model=ProviderList, tags=["providers"],

@@ -8,6 +8,7 @@ it into a typed :class:`ServiceConfig` and names the bad field when it cannot.
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import re
 from enum import StrEnum
 from typing import Any, Literal
@@ -84,6 +85,9 @@ class ServiceConfig(BaseModel):
     listen: str = Field(default=DEFAULT_LISTEN, pattern=_LISTEN.pattern)
     tokens: tuple[TokenConfig, ...] = ()
     tls: TlsConfig | None = None
+    #: Allow plain HTTP on a non-loopback address (bearer tokens and machine
+    #: configs then cross the network in clear text).
+    insecure_http: bool = False
     #: Run the reconcile loop in this process (off: an API-only replica).
     workers: bool = True
     #: Seconds between reconcile passes when nothing wakes the loop earlier.
@@ -97,6 +101,10 @@ class ServiceConfig(BaseModel):
     #: Largest request body accepted; larger ones get 413 before being read whole.
     #: Big control-plane configs (inline manifests) reach a few hundred KiB.
     max_body_bytes: int = Field(default=4 * 1024 * 1024, ge=1024, le=256 * 1024 * 1024)
+    #: Seconds any one API call's store queries may take in total; then they are
+    #: stopped (PostgreSQL statement_timeout, an interrupt on SQLite) and the
+    #: call answers 503. The reconcile workers are not bound by it.
+    query_timeout: float = Field(default=10.0, gt=0, le=600)
     #: Seconds a stop (SIGTERM) waits for open connections, and then for the
     #: running reconcile pass, before the process exits anyway.
     stop_timeout: float = Field(default=30.0, ge=0, le=3600)
@@ -127,6 +135,19 @@ def parse_service_config(raw: dict[str, Any] | None, *, where: str = "service") 
     except ValidationError as exc:
         field, message = validation_message(exc, where)
         raise ConfigError(field, message) from None
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` (an IP literal or ``localhost``) only reaches this machine.
+
+    Any other name counts as routable: what it resolves to can change.
+    """
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def parse_listen(text: str) -> tuple[str, int]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from typing import Annotated, Any
 
@@ -88,9 +89,12 @@ def create_machine_request(
 
     Sending the same body again returns the same resource with 200; a different
     body under an existing id is a 409 (delete it first, or pick another id).
+    A token scoped to some providers gets its id derived from the one it sent
+    (see :func:`scoped_request_id`): use the ``id`` of the answer afterwards.
     """
     principal.require_write()
-    machine_request = build_request(ctx, principal, body, body.id)
+    request_id = body.id if principal.all_providers else scoped_request_id(ctx, principal, body)
+    machine_request = build_request(ctx, principal, body, request_id)
     try:
         record, created = ctx.store.create_or_get_request(machine_request)
     except Conflict:
@@ -105,8 +109,46 @@ def create_machine_request(
     return request_view(record)
 
 
-#: The largest page ``GET /v1/machine-requests`` hands out.
+#: Hex digits of the suffix of an id derived for a scoped token.
+SCOPED_SUFFIX_HEX = 10
+#: Longest id a scoped token may send: the derived id must fit in 63 characters.
+SCOPED_ID_MAX = 63 - 1 - SCOPED_SUFFIX_HEX
+
+
+def derived_request_id(provider: str, sent_id: str) -> str:
+    """``<sent_id>-<hash of provider and sent_id>``: the id under which a request of
+    a scoped token is stored. Pure and deterministic, so a retry finds the same
+    request; different per provider, so it cannot meet an id of another scope."""
+    digest = hashlib.sha256(f"{provider}\0{sent_id}".encode()).hexdigest()
+    return f"{sent_id}-{digest[:SCOPED_SUFFIX_HEX]}"
+
+
+def scoped_request_id(ctx: ServiceContext, principal: Principal,
+                      body: MachineRequestCreate) -> str:
+    """The id a request of a token scoped to some providers is stored under.
+
+    Ids are global, so a scoped token choosing them freely would get 409 for an
+    id taken in another scope and 201 for a free one: it could enumerate the
+    other scopes' ids. Instead its requests live under :func:`derived_request_id`,
+    whether or not the id it sent is taken elsewhere. One exception keeps stores
+    from before this rule working: an id that already names a request of the
+    token's own providers is used as sent (the token can list those anyway).
+    422 naming ``body.id`` when the derived id would be too long.
+    """
+    existing = ctx.store.get_request(body.id)
+    if existing is not None and principal.allows_provider(existing.request.provider):
+        return body.id
+    if len(body.id) > SCOPED_ID_MAX:
+        field_error(("body", "id"), f"at most {SCOPED_ID_MAX} characters for a token scoped "
+                    "to some providers (the service appends a suffix)")
+    return derived_request_id(body.provider, body.id)
+
+
+#: The largest page ``GET /v1/machine-requests`` hands out, and the page size
+#: when the caller gives no ``limit``: no list is unbounded.
 MAX_PAGE = 1000
+#: Most ``label`` filters one list call may give; every one costs the database work.
+MAX_LABEL_FILTERS = 16
 
 
 @router.get(
@@ -123,13 +165,14 @@ def list_machine_requests(
     ] = None,
     label: Annotated[
         list[Annotated[str, Query(pattern=NO_NUL)]] | None,
-        Query(description="KEY=VALUE; repeat to require several labels."),
+        Query(description=f"KEY=VALUE; repeat to require several labels (at most "
+                          f"{MAX_LABEL_FILTERS})."),
     ] = None,
     stage: Annotated[Stage | None, Query(description="Only requests in this stage.")] = None,
     limit: Annotated[
-        int | None, Query(ge=1, le=MAX_PAGE, description="At most this many items; the "
-                          "answer's `next` is then the cursor for the following page.")
-    ] = None,
+        int, Query(ge=1, le=MAX_PAGE, description="At most this many items; when the page "
+                   "is full, the answer's `next` is the cursor for the following page.")
+    ] = MAX_PAGE,
     after: Annotated[
         str | None, Query(description="Only requests whose id sorts after this one (the "
                           "`next` of the previous page).", pattern=NO_NUL, max_length=200)
@@ -139,6 +182,8 @@ def list_machine_requests(
     are left out unless ``stage=gone``. Page with ``limit`` and ``after``."""
     if provider is not None:
         principal.require_provider(provider)
+    if len(label or []) > MAX_LABEL_FILTERS:
+        field_error(("query", "label"), f"at most {MAX_LABEL_FILTERS} label filters")
     selector: dict[str, str] = {}
     for index, item in enumerate(label or []):
         key, sep, value = item.partition("=")
@@ -154,7 +199,7 @@ def list_machine_requests(
         after=after,
         limit=limit,
     )
-    more = limit is not None and len(records) == limit
+    more = len(records) == limit
     return MachineRequestList(
         items=[request_view(r) for r in records],
         next=records[-1].request.id if more else None,

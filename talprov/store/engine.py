@@ -24,6 +24,7 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.pool import ConnectionPoolEntry, StaticPool
 
 from talprov.store.errors import StoreError
+from talprov.store.guard import SQLITE_PROGRESS_STEPS, QueryGuard, current_guard
 
 BUSY_TIMEOUT_SECONDS = 30.0
 _IMMEDIATE = "talprov_immediate"
@@ -147,21 +148,53 @@ def transaction(
     """One transaction; committed on success, rolled back on any exception.
 
     Connection failures and lock timeouts become :class:`StoreError` naming the
-    URL without its password.
+    URL without its password. Inside :func:`talprov.store.guard.guarded` the
+    statements obey the guard's deadline and cancel (a :class:`StoreError` when
+    they are stopped).
     """
+    guard = current_guard()
+    if guard is not None and guard.should_stop():
+        raise StoreError(f"store {masked_url(engine.url)}: query deadline passed or cancelled")
     if lock is not None:
         lock.acquire()
     try:
         with engine.connect() as conn:
             if write:
                 conn.execution_options(**{_IMMEDIATE: True})
-            with conn.begin():
+            with conn.begin(), _obeying(conn, guard):
                 yield conn
     except (sa.exc.OperationalError, sa.exc.InterfaceError) as exc:
         raise StoreError(f"store {masked_url(engine.url)}: {_first_line(exc.orig)}") from None
     finally:
         if lock is not None:
             lock.release()
+
+
+@contextmanager
+def _obeying(conn: Connection, guard: QueryGuard | None) -> Iterator[None]:
+    """Make the statements of ``conn``'s open transaction stop when ``guard`` says so."""
+    if guard is None:
+        yield
+        return
+    driver: Any = conn.connection.driver_connection
+    if conn.dialect.name == "sqlite":
+        driver.set_progress_handler(lambda: 1 if guard.should_stop() else 0,
+                                    SQLITE_PROGRESS_STEPS)
+        try:
+            with guard.interruptible(driver.interrupt):
+                yield
+        finally:
+            driver.set_progress_handler(None, 0)
+        return
+    if conn.dialect.name == "postgresql":
+        # LOCAL: the setting ends with the transaction, so a pooled connection
+        # handed to a worker later carries no timeout.
+        milliseconds = max(1, int(guard.seconds_left() * 1000))
+        conn.exec_driver_sql(f"SET LOCAL statement_timeout = {milliseconds}")
+        with guard.interruptible(driver.cancel):
+            yield
+        return
+    yield  # other databases: no deadline (not a supported store)
 
 
 def _first_line(exc: BaseException | None) -> str:

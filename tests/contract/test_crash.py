@@ -8,10 +8,7 @@ must end with exactly one machine per request.
 from __future__ import annotations
 
 import json
-import os
-import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -23,7 +20,7 @@ from talprov.providers.types import MachineRequest, Stage
 from talprov.store.store import Store
 from tests.contract.environments import PROCESS_ENVIRONMENTS, Environment
 from tests.emulators.factory import FakeImageFactory
-from tests.helpers import REPO
+from tests.killing import reconcile_command, run_then_kill, worker_env
 
 KILL_AFTER = (1.0, 1.4, 1.8, 2.3, 3.0)
 COUNT = 6
@@ -50,15 +47,10 @@ def test_sigkill_at_several_points_then_restart(
             machine_config=SecretStr("version: v1alpha1\nmachine: {type: worker}\n"),
             labels=dict(env.labels), provider_data=dict(env.provider_data),
         ))
-    proc_env = dict(os.environ, TALPROV_CONFIG=str(config),
-                    PYTHONPATH=os.pathsep.join([str(plugin_dir), str(REPO)]))
-    command = [sys.executable, "-m", "talprov", "reconcile", "--interval", "0.2"]
+    proc_env = worker_env(config, plugin_dir)
+    command = reconcile_command()
     for delay in KILL_AFTER:
-        worker = subprocess.Popen(command, env=proc_env, stdout=subprocess.DEVNULL,
-                                  stderr=subprocess.DEVNULL)
-        time.sleep(delay)
-        os.kill(worker.pid, signal.SIGKILL)
-        worker.wait(timeout=30)
+        run_then_kill(proc_env, delay)
         assert env.platform_machines() <= COUNT
 
     deadline = time.monotonic() + 180

@@ -21,6 +21,7 @@ import threading
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address
 
+from talprov.baremetal.boot.binding import DhcpLedger
 from talprov.baremetal.config import DhcpConfig
 
 log = logging.getLogger(__name__)
@@ -137,8 +138,11 @@ class DhcpResponder:
     """Answers PXE clients; see the module docstring for the two modes."""
 
     def __init__(self, config: DhcpConfig, boot_url: str, *,
-                 listen_address: str = "0.0.0.0") -> None:  # noqa: S104 - DHCP listens on all
+                 listen_address: str = "0.0.0.0",  # noqa: S104 - DHCP listens on all
+                 ledger: DhcpLedger | None = None) -> None:
         self.config = config
+        #: Remembers each answered exchange for the boot script's check.
+        self.ledger = ledger
         self.boot_url = boot_url.rstrip("/")
         self.interface = config.interface
         self.listen_address = listen_address
@@ -230,6 +234,9 @@ class DhcpResponder:
             answer = self.reply(packet, proxy)
             if answer is None:
                 continue
+            if self.ledger is not None:
+                leased = IPv4Address(answer[16:20])  # yiaddr: what this answer leases
+                self.ledger.record(packet.mac, None if leased == IPv4Address(0) else leased)
             log.info("DHCP %s from %s answered (%s)", packet.message_type, packet.mac,
                      "proxy" if self.leases is None else "lease")
             if proxy or packet.ciaddr != IPv4Address(0):

@@ -22,6 +22,7 @@ import logging
 import re
 import secrets
 import shutil
+import ssl
 import threading
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -30,6 +31,7 @@ from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from talprov.baremetal.boot import ipxe
+from talprov.baremetal.boot.binding import BootAlerts, DhcpLedger
 from talprov.baremetal.config import BareMetalConfig
 from talprov.baremetal.inventory import Inventory, MachineStatus, normalize_mac, normalize_uuid
 
@@ -45,10 +47,14 @@ _CHUNK = 1 << 20
 class BootHttp:
     """Decides and serves what each machine boots. Thread-safe (state is in the inventory)."""
 
-    def __init__(self, config: BareMetalConfig, inventory: Inventory, factory_url: str) -> None:
+    def __init__(self, config: BareMetalConfig, inventory: Inventory, factory_url: str, *,
+                 ledger: DhcpLedger | None = None, alerts: BootAlerts | None = None) -> None:
         self.config = config
         self.inventory = inventory
         self.factory_url = factory_url.rstrip("/")
+        #: The DHCP responder's memory (None: no responder here, nothing to check).
+        self.ledger = ledger
+        self.alerts = alerts or BootAlerts()
 
     def boot_script(self, uuid: str | None, mac: str | None, remote: str) -> str:
         """The iPXE script for the machine with ``uuid``/``mac``. Records what it hands out."""
@@ -68,15 +74,23 @@ class BootHttp:
         boot_uuid = uuid or machine.uuid or ""
         if (machine.status == MachineStatus.ALLOCATED and machine.boot is not None
                 and machine.has_config and machine.config_fetched_at is None):
+            if self.ledger is not None and not self.ledger.vouches_for(machine.macs, remote):
+                self.alerts.raise_alert("script-without-dhcp", machine.name, remote,
+                                        "install script asked for without a matching DHCP "
+                                        "exchange; no token handed out")
+                self.inventory.record_audit("script-without-dhcp", machine=machine.name,
+                                            uuid=uuid, mac=mac, remote=remote)
+                return ipxe.local_disk_script("no matching DHCP exchange")
             token = secrets.token_urlsafe(24)
-            self.inventory.note_script(machine.name, token, uuid)
+            self.inventory.note_script(machine.name, token, uuid, remote)
             self.inventory.record_audit("install-script", machine=machine.name, uuid=uuid,
                                         mac=mac, remote=remote)
-            return ipxe.boot_script(machine.boot, self.config.boot_url, boot_uuid, token)
+            return ipxe.boot_script(machine.boot, self.config.boot_url, boot_uuid, token,
+                                    self.config.config_base_url())
         if machine.status == MachineStatus.WIPING and machine.boot is not None:
             # The token lets the wipe image report "done" (and nobody else).
             token = secrets.token_urlsafe(24)
-            self.inventory.note_script(machine.name, token, uuid)
+            self.inventory.note_script(machine.name, token, uuid, remote)
             self.inventory.record_audit("wipe-script", machine=machine.name, uuid=uuid, mac=mac,
                                         remote=remote)
             return ipxe.boot_script(machine.boot, self.config.boot_url, boot_uuid, token)
@@ -86,12 +100,21 @@ class BootHttp:
         return ipxe.local_disk_script(f"{machine.status}: boot from disk")
 
     def take_config(self, uuid: str, token: str, remote: str) -> str | None:
-        """The config if ``token`` is ``uuid``'s live single-use token; else None, audited."""
-        taken = self.inventory.take_config(uuid, token) if _UUID.match(uuid) else None
+        """The config if ``token`` is ``uuid``'s live single-use token and ``remote``
+        fetched the script that carried it; else None, audited (and alerted when
+        a real token is used twice or from another address)."""
+        taken = self.inventory.take_config(uuid, token, remote) if _UUID.match(uuid) else None
         if taken is None:
             self.inventory.record_audit("config-refused", uuid=uuid[:40], remote=remote,
-                                        detail="unknown uuid, wrong or used token")
+                                        detail="unknown uuid, wrong or used token, or "
+                                        "another address than the boot script's")
             log.warning("refused a config fetch for uuid %s from %s", uuid[:40], remote)
+            suspicious = self.inventory.config_refusal(uuid, token, remote) if _UUID.match(
+                uuid) else None
+            if suspicious is not None:
+                kind, name = suspicious
+                self.alerts.raise_alert(kind, name, remote, "config fetch refused")
+                self.inventory.record_audit(kind, machine=name, uuid=uuid, remote=remote)
             return None
         name, config = taken
         self.inventory.record_audit("config-fetched", machine=name, uuid=uuid, remote=remote)
@@ -170,7 +193,10 @@ class _Handler(BaseHTTPRequestHandler):
         query = {k: v[0] for k, v in parse_qs(parts.query).items()}
         segments = [unquote(s) for s in parts.path.strip("/").split("/")]
         try:
-            if segments == ["boot.ipxe"]:
+            if not self.server.serves_path(segments[0]):
+                # With config_tls, configs go over HTTPS only and HTTPS serves only them.
+                self._send(HTTPStatus.NOT_FOUND, b"not found here\n")
+            elif segments == ["boot.ipxe"]:
                 script = app.boot_script(query.get("uuid"), query.get("mac"), remote)
                 self._send(HTTPStatus.OK, script.encode())
             elif len(segments) == 3 and segments[0] == "config":
@@ -236,16 +262,29 @@ class _Handler(BaseHTTPRequestHandler):
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
 
-    def __init__(self, address: tuple[str, int], app: BootHttp) -> None:
+    def __init__(self, address: tuple[str, int], app: BootHttp, *, https: bool) -> None:
         super().__init__(address, _Handler)
         self.app = app
+        self.https = https
+
+    def serves_path(self, first_segment: str) -> bool:
+        """Without ``config_tls`` everything; with it, HTTPS serves the configs and
+        plain HTTP everything else."""
+        if self.app.config.config_tls is None:
+            return True
+        return (first_segment == "config") == self.https
 
 
 class HttpBootServer:
     """The HTTP endpoint running in a background thread."""
 
-    def __init__(self, app: BootHttp, host: str, port: int) -> None:
-        self._server = _Server((host, port), app)
+    def __init__(self, app: BootHttp, host: str, port: int, *,
+                 tls: ssl.SSLContext | None = None) -> None:
+        """Plain HTTP serves everything but configs when ``app.config.config_tls``
+        is set; then the server with ``tls`` serves configs only."""
+        self._server = _Server((host, port), app, https=tls is not None)
+        if tls is not None:
+            self._server.socket = tls.wrap_socket(self._server.socket, server_side=True)
         # serve_forever polls for shutdown at this interval.
         self._poll = 0.1
         self._thread: threading.Thread | None = None

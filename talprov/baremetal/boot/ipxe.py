@@ -70,11 +70,13 @@ def _asset_with_uuid(url: str, boot_url: str, uuid: str) -> str:
     return url
 
 
-def boot_script(plan: BootPlan, boot_url: str, uuid: str, token: str | None) -> str:
-    """The iPXE script that boots ``plan``; ``token`` goes into the config URL."""
+def boot_script(plan: BootPlan, boot_url: str, uuid: str, token: str | None,
+                config_base: str | None = None) -> str:
+    """The iPXE script that boots ``plan``; ``token`` goes into the config URL, on
+    ``config_base`` (the HTTPS endpoint) when given, else on ``boot_url``."""
     args: list[str] = [f"initrd={INITRD_NAME}", *plan.cmdline]
     if plan.with_config and token is not None:
-        args.append(f"talos.config={config_url(boot_url, uuid, token)}")
+        args.append(f"talos.config={config_url(config_base or boot_url, uuid, token)}")
     elif token is not None:
         args.append(f"{WIPE_REPORT_ARG}={boot_url.rstrip('/')}/wiped/{quote(uuid)}/{quote(token)}")
     kernel = _asset_with_uuid(plan.kernel_url, boot_url, uuid)

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import ipaddress
 import logging
+import ssl
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from talprov.baremetal.boot.binding import DhcpLedger
 from talprov.baremetal.boot.dhcp import DhcpResponder
 from talprov.baremetal.boot.http import BootHttp, HttpBootServer
 from talprov.baremetal.boot.tftp import TftpServer
-from talprov.baremetal.config import BareMetalConfig
+from talprov.baremetal.config import BareMetalConfig, ConfigTls
 from talprov.baremetal.inventory import Inventory
 
 log = logging.getLogger(__name__)
@@ -33,14 +36,20 @@ class BootServer:
     def start(self) -> None:
         """Start HTTP, then TFTP and DHCP when enabled. Raises ``OSError`` on a taken port."""
         inventory = Inventory(self.config.inventory)
-        app = BootHttp(self.config, inventory, self.factory_url)
+        dhcp_on = self.config.dhcp is not None and self.config.dhcp.enabled
+        ledger = DhcpLedger() if dhcp_on else None
+        app = BootHttp(self.config, inventory, self.factory_url, ledger=ledger)
         self.http = HttpBootServer(app, self.config.listen_address, self.config.listen_port)
         wanted: list[_Service] = [self.http]
+        if self.config.config_tls is not None:
+            wanted.append(HttpBootServer(app, self.config.listen_address,
+                                         self.config.config_tls.port,
+                                         tls=config_tls_context(self.config.config_tls)))
         if self.config.tftp_enabled:
             wanted.append(TftpServer(self.config.ipxe_dir, self.config.listen_address,
                                      self.config.tftp_port))
         if self.config.dhcp is not None and self.config.dhcp.enabled:
-            wanted.append(DhcpResponder(self.config.dhcp, self.config.boot_url))
+            wanted.append(DhcpResponder(self.config.dhcp, self.config.boot_url, ledger=ledger))
         try:
             for service in wanted:
                 service.start()
@@ -49,7 +58,29 @@ class BootServer:
             self.stop()
             raise
         log.info("boot server up: %s", self.config.boot_url)
+        if not _loopback(self.config.listen_address):
+            # iPXE builds often lack TLS, so plain HTTP is allowed here; see the
+            # threat model in docs/providers/baremetal.md.
+            log.warning("boot server: plain HTTP on %s:%d; boot tokens and machine configs "
+                        "cross the provisioning network unencrypted: keep that network "
+                        "isolated", self.config.listen_address, self.config.listen_port)
 
     def stop(self) -> None:
         while self.services:
             self.services.pop().stop()
+
+
+def config_tls_context(tls: ConfigTls) -> ssl.SSLContext:
+    """A server context for the HTTPS config endpoint. Raises ``OSError``/``ssl.SSLError``
+    for unreadable or mismatched files."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.load_cert_chain(tls.cert, tls.key)
+    return context
+
+
+def _loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"

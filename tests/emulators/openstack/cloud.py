@@ -191,6 +191,14 @@ class FakeOpenStack:
         with self.lock:
             self.state.faults.delete_polls = polls
 
+    def without_tag_on_create(self) -> None:
+        """Behave like a Neutron that lists ``standard-attr-tag`` but neither
+        ``tag-creation`` nor ``tag-ports-during-bulk-creation``: a create that
+        carries ``tags`` gets 400 "Unrecognized attribute(s) 'tags'", and tags are
+        set with ``PUT /v2.0/{resources}/{id}/tags`` only."""
+        with self.lock:
+            self.state.tag_on_create = False
+
     def fail_next(self, method: str, path: str, status: int, *, count: int = 1,
                   retry_after: float | None = None) -> None:
         """Answer the next ``count`` calls of ``method`` on paths matching the regex

@@ -40,6 +40,8 @@ EXTENSIONS = [
     *standard_attrs.EXTENSIONS,
 ]
 TAGGABLE = {"networks", "ports", "floatingips", "security-groups", "subnets"}
+#: The extensions that let a create carry ``tags`` (absent without tag-on-create).
+TAG_ON_CREATE = {"tag-creation", "tag-ports-during-bulk-creation"}
 
 
 def over_quota(resource: str) -> HttpError:
@@ -209,6 +211,7 @@ class NeutronApi:
             {"alias": a, "name": a, "description": d, "updated": "2023-01-01T00:00:00-00:00",
              "links": []}
             for a, d in EXTENSIONS
+            if self.state.tag_on_create or a not in TAG_ON_CREATE
         ]})
 
     # -- views -------------------------------------------------------------------
@@ -297,6 +300,13 @@ class NeutronApi:
 
         return handler
 
+    def _create_tags(self, spec: dict[str, Any]) -> list[str]:
+        """The tags of a create body; without tag-on-create Neutron's API layer
+        rejects the unknown attribute before anything is made."""
+        if not self.state.tag_on_create and "tags" in spec:
+            raise neutron_error(400, "HTTPBadRequest", "Unrecognized attribute(s) 'tags'")
+        return _tags(spec)
+
     # -- networks ----------------------------------------------------------------
 
     def create_network(self, req: Request) -> Response:
@@ -304,7 +314,7 @@ class NeutronApi:
         limit = self.state.quotas.get("network")
         if limit is not None and len(self.state.networks) >= limit:
             raise over_quota("network")
-        tags = _tags(spec)
+        tags = self._create_tags(spec)
         net = Network(id=new_id(), name=spec.get("name", ""), project_id=self.state.project_id,
                       external=bool(spec.get("router:external", False)),
                       shared=bool(spec.get("shared", False)), tags=tags)
@@ -325,7 +335,7 @@ class NeutronApi:
         port = create_port_record(
             self.state, spec["network_id"], name=spec.get("name", ""),
             fixed_ips=spec.get("fixed_ips"), security_groups=spec.get("security_groups"),
-            tags=_tags(spec), description=spec.get("description", ""),
+            tags=self._create_tags(spec), description=spec.get("description", ""),
             device_id=spec.get("device_id", ""), device_owner=spec.get("device_owner", ""),
         )
         return Response(201, {"port": self.port_view(port)})
@@ -369,7 +379,7 @@ class NeutronApi:
                                 f"No more IP addresses available on network {net.id}.")
         fip = FloatingIp(id=new_id(), floating_network_id=net.id, floating_ip_address=address,
                          project_id=self.state.project_id, description=spec.get("description", ""),
-                         tags=_tags(spec))
+                         tags=self._create_tags(spec))
         self.state.floating_ips[fip.id] = fip
         self._associate(fip, spec.get("port_id"), spec.get("fixed_ip_address"))
         return Response(201, {"floatingip": self.fip_view(fip)})

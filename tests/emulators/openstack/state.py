@@ -291,6 +291,8 @@ class CloudState:
     security_groups: dict[str, SecurityGroup] = field(default_factory=dict)
     quotas: dict[str, int | None] = field(default_factory=lambda: dict(DEFAULT_QUOTAS))
     faults: Faults = field(default_factory=Faults)
+    #: False: a Neutron before the tag-creation extensions (tags only by PUT .../tags).
+    tag_on_create: bool = True
     mac_counter: int = 0
 
     def next_mac(self) -> str:

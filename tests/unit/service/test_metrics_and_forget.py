@@ -37,7 +37,7 @@ def test_metrics_show_stage_counts_durations_and_errors(api_with_broken: Api) ->
                 json=request_body("doomed", provider="broken"), headers=WRITE)
     api.wait_for(lambda: api.stages() == {"m-0": "provisioned", "m-1": "provisioned",
                                           "m-2": "provisioned", "doomed": "failed"})
-    response = api.request("GET", "/metrics", headers=READ)
+    response = api.request("GET", "/metrics", headers=WRITE)  # all providers
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("text/plain; version=0.0.4")
     values = samples(response.text)
@@ -57,6 +57,12 @@ def test_metrics_show_stage_counts_durations_and_errors(api_with_broken: Api) ->
     assert value("talprov_provider_errors_total", provider="broken",
                  operation="ensure-machine", error="CapacityError") == 3
     assert value("talprov_reconcile_passes_total") >= 1
+    # The read token is scoped to "fake": it sees none of "broken"'s series.
+    scoped = api.request("GET", "/metrics", headers=READ).text
+    assert 'provider="broken"' not in scoped
+    assert samples(scoped)[("talprov_requests", frozenset({("provider", "fake"),
+                                                            ("stage", "provisioned")}))] == 3
+    assert ("talprov_reconcile_passes_total", frozenset()) in samples(scoped)
 
 
 def test_queue_depth_counts_waiting_requests(idle_api: Api) -> None:

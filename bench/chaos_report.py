@@ -1,0 +1,67 @@
+"""Run the chaos suite and print, per platform: rounds, kills, faults injected,
+requests, duplicates, leaks, stuck, lost.
+
+    python bench/chaos_report.py [--rounds 20] [--seed 1] [--from REPORT.json]
+
+``--rounds`` defaults to 20 (the long mode; CI runs tests/chaos with 2). The
+suite fails, and this prints the findings, when any of the last four columns is
+not 0. ``--from`` prints a report written earlier (``TALPROV_CHAOS_REPORT``)
+without running anything. Re-run with the same ``--seed`` to replay the kills
+and the fault sequence.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+COLUMNS = ("platform", "rounds", "kills", "faults", "requests", "duplicates", "leaks",
+           "stuck", "lost")
+
+
+def run_suite(rounds: int, seed: int, report: Path) -> int:
+    env = dict(os.environ, TALPROV_CHAOS_ROUNDS=str(rounds), TALPROV_CHAOS_SEED=str(seed),
+               TALPROV_CHAOS_REPORT=str(report),
+               PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT),
+                                                        os.environ.get("PYTHONPATH")])))
+    command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+               "--timeout", str(600 + 120 * rounds), "tests/chaos/test_chaos.py"]
+    return subprocess.run(command, cwd=ROOT, env=env, check=False).returncode
+
+
+def render(rows: list[dict[str, Any]]) -> str:
+    lines = ["  ".join(f"{c:>10}" for c in COLUMNS)]
+    lines += ["  ".join(f"{row.get(c, '-')!s:>10}" for c in COLUMNS) for row in rows]
+    for row in rows:
+        lines += [f"{row['platform']} (seed {row['seed']}): {f}" for f in row.get("findings", [])]
+    return "\n".join(lines)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rounds", type=int, default=20)
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--from", dest="source", type=Path)
+    args = parser.parse_args()
+    code = 0
+    if args.source is not None:
+        report = args.source
+    else:
+        report = Path(tempfile.mkdtemp(prefix="chaos-")) / "report.json"
+        code = run_suite(args.rounds, args.seed, report)
+    if not report.exists():
+        print(f"no report written (pytest exit {code})", file=sys.stderr)
+        return code or 1
+    print(render(json.loads(report.read_text())))
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

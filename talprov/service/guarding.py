@@ -1,0 +1,89 @@
+"""Every API call's store queries get a deadline, and stop when the client leaves.
+
+An ASGI middleware (not a FastAPI dependency) so that it wraps the whole call,
+routes, dependencies and error handlers alike. The guard travels to the sync
+routes' worker threads in the copied context (see ``talprov.store.guard``).
+
+Leaving is seen for calls without a request body (GET, HEAD, DELETE): their body
+is read up front, after which the server's next ``receive`` only ever answers
+``http.disconnect``; a task waits for it and cancels the guard, which interrupts
+the running query (SQLite) or sends PostgreSQL a cancel request. Calls with a
+body hand ``receive`` to the route and rely on the deadline alone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
+from talprov.store.guard import QueryGuard, guarded
+
+log = logging.getLogger(__name__)
+
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+Asgi = Callable[[MutableMapping[str, Any], Receive, Send], Awaitable[None]]
+
+_BODILESS = frozenset({"GET", "HEAD", "DELETE"})
+
+
+class QueryGuardMiddleware:
+    """Run each HTTP call under a :class:`QueryGuard` of ``seconds``."""
+
+    def __init__(self, app: Asgi, seconds: float) -> None:
+        self.app = app
+        self.seconds = seconds
+
+    async def __call__(self, scope: MutableMapping[str, Any], receive: Receive,
+                       send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        guard = QueryGuard(self.seconds)
+        with guarded(guard):
+            if scope.get("method") in _BODILESS:
+                await self._watching_disconnect(scope, receive, send, guard)
+            else:
+                await self.app(scope, receive, send)
+
+    async def _watching_disconnect(self, scope: MutableMapping[str, Any], receive: Receive,
+                                   send: Send, guard: QueryGuard) -> None:
+        body: list[Message] = []
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return  # gone before we started: nothing to answer
+            body.append(message)
+            if not message.get("more_body", False):
+                break
+        gone = asyncio.Event()
+        answered = False
+
+        async def wait_for_disconnect() -> None:
+            message = await receive()
+            if message["type"] == "http.disconnect" and not answered:
+                log.info("client left %s %s before the answer; stopping its store queries",
+                         scope.get("method"), scope.get("path"))
+                guard.cancel()
+            gone.set()
+
+        async def replay() -> Message:
+            if body:
+                return body.pop(0)
+            await gone.wait()
+            return {"type": "http.disconnect"}
+
+        async def sending(message: Message) -> None:
+            nonlocal answered
+            if message["type"] == "http.response.body" and not message.get("more_body", False):
+                answered = True
+            await send(message)
+
+        watcher = asyncio.create_task(wait_for_disconnect())
+        try:
+            await self.app(scope, replay, sending)
+        finally:
+            watcher.cancel()

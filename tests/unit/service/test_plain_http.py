@@ -1,0 +1,55 @@
+"""``talprov serve`` refuses plain HTTP on a routable address unless told
+otherwise (issue 15, hole 5). Nothing here binds a non-loopback address: the
+refusal comes before the bind, and the allowed case uses an address this
+machine does not have, so the bind fails locally."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+
+from talprov.cli.serve import refuse_or_warn_plain_http
+from talprov.service.config import is_loopback
+from tests.helpers import Home
+from tests.unit.service.conftest import TOKENS
+
+
+@pytest.mark.parametrize("listen", ["0.0.0.0:0", "10.255.255.1:0", "[::]:0",
+                                    "talprov.example:0"])
+def test_plain_http_on_a_routable_address_is_refused(home: Home, listen: str) -> None:
+    home.write_config(service={"tokens": TOKENS, "workers": False})
+    result = home.invoke("serve", "--listen", listen)
+    assert result.exit_code == 2, result.output
+    assert "service.listen: refusing plain HTTP" in result.output
+    assert "--insecure-http" in result.output
+
+
+def test_insecure_http_lets_serve_go_on_with_a_warning(home: Home) -> None:
+    home.write_config(service={"tokens": TOKENS, "workers": False})
+    result = home.invoke("serve", "--listen", "10.255.255.1:0", "--insecure-http")
+    assert "refusing" not in result.output
+    assert "warning: plain HTTP on 10.255.255.1" in result.output
+    # It got as far as binding, which fails: this machine has no such address.
+    assert "--listen 10.255.255.1:0" in result.output
+
+
+def test_the_config_key_is_the_same_as_the_flag(home: Home) -> None:
+    home.write_config(service={"tokens": TOKENS, "workers": False, "insecure_http": True})
+    result = home.invoke("serve", "--listen", "10.255.255.1:0")
+    assert "refusing" not in result.output
+    assert "warning: plain HTTP" in result.output
+
+
+def test_the_warning_is_logged(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.WARNING, logger="talprov.cli.serve"):
+        refuse_or_warn_plain_http("192.0.2.7", insecure=True, where="service")
+    assert any("plain HTTP on 192.0.2.7" in r.getMessage() for r in caplog.records)
+
+
+@pytest.mark.parametrize(("host", "loopback"), [
+    ("127.0.0.1", True), ("127.0.0.2", True), ("::1", True), ("localhost", True),
+    ("0.0.0.0", False), ("::", False), ("10.0.0.1", False), ("example.org", False),
+])
+def test_loopback_addresses(host: str, loopback: bool) -> None:
+    assert is_loopback(host) is loopback
