@@ -319,7 +319,7 @@ def test_a_version_the_factory_lacks_fails_at_prepare(
     from talprov.talos.schematic import DEFAULT_SCHEMATIC_ID
 
     s = Setup(tmp_path, factory_url=image_factory.url, mirror_dir=None, install_timeout=120.0)
-    image_factory.fail_next(f"/image/{DEFAULT_SCHEMATIC_ID}/v1.11.5/kernel-amd64", 404)
+    image_factory.fail_next(f"/image/{DEFAULT_SCHEMATIC_ID}/v1.13.9/kernel-amd64", 404)
     s.request("r1", machine="m0")
     started = s.clock.now
     record = s.settle("r1", Stage.FAILED)

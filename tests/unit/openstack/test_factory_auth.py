@@ -37,5 +37,5 @@ def test_the_image_is_the_owned_schematic_the_factory_named(
     # Recorded where the driver keeps the schematic id, and by the factory client.
     assert image.properties[SCHEMATIC_PROPERTY] == owned_id
     assert images_for(harness.runtime).answered_id(Schematic.from_request(request)) == owned_id
-    assert factory.hits[f"/image/{owned_id}/v1.11.5/openstack-amd64.raw.xz"] == 1
+    assert factory.hits[f"/image/{owned_id}/{request.talos_version}/openstack-amd64.raw.xz"] == 1
     assert "factory-pw-7c1" not in " ".join(ctx.events) + repr(harness.runtime)
