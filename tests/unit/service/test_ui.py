@@ -1,0 +1,205 @@
+"""The status page in process: sign-in, cookies and CSRF, scope, pages, live changes."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from fastapi.testclient import TestClient
+
+from talprov.providers.types import MachineRequest, Stage
+from talprov.service.ui.routes import POLL_OVERLAP
+from tests.helpers import Home
+from tests.unit.service.conftest import (
+    OTHER_TOKEN,
+    READ_TOKEN,
+    WRITE_TOKEN,
+    Api,
+    open_api,
+)
+
+
+@pytest.fixture
+def two_providers(home: Home) -> Iterator[Api]:
+    """The service without workers over two instances, ``fake`` and ``other``."""
+    home.providers["other"] = {"type": "file", "path": home.cloud_path("other")}
+    home.write_config()
+    yield from open_api(home, workers=False)
+
+
+def csrf_of(client: TestClient) -> str:
+    page = client.get("/ui/sign-in")
+    assert page.status_code == 200
+    match = re.search(r'name="csrf" value="([^"]+)"', page.text)
+    assert match is not None
+    return match.group(1)
+
+
+def sign_in(client: TestClient, token: str) -> None:
+    response = client.post("/ui/sign-in", data={"csrf": csrf_of(client), "token": token},
+                           follow_redirects=False)
+    assert response.status_code == 303, response.text
+    assert response.headers["location"] == "/ui"
+
+
+def add(api: Api, request_id: str, provider: str = "fake", **labels: str) -> None:
+    request = MachineRequest(id=request_id, provider=provider, talos_version="v1.11.5",
+                             labels={"role": "worker", **labels})
+    api.ctx.store.create_request(request)
+
+
+def test_pages_need_a_session_and_sign_in_keeps_the_token_in_a_strict_cookie(
+    idle_api: Api,
+) -> None:
+    client = idle_api.client
+    first = client.get("/ui", follow_redirects=False)
+    assert (first.status_code, first.headers["location"]) == (303, "/ui/sign-in")
+    csrf = csrf_of(client)
+    # The token goes in the body of a POST, never in a URL.
+    response = client.post("/ui/sign-in", data={"csrf": csrf, "token": WRITE_TOKEN},
+                           follow_redirects=False)
+    assert response.status_code == 303
+    cookie = next(v for v in response.headers.get_list("set-cookie")
+                  if v.startswith("talprov_session="))
+    flags = {part.strip().lower() for part in cookie.split(";")}
+    assert {"httponly", "samesite=strict", "path=/ui"} <= flags
+    assert WRITE_TOKEN not in response.headers["location"]
+    page = client.get("/ui")
+    assert page.status_code == 200
+    assert "Provider instances" in page.text
+    assert ">fake <" in page.text
+    assert "default-src 'none'" in page.headers["content-security-policy"]
+    out = client.post("/ui/sign-out", data={"csrf": csrf}, follow_redirects=False)
+    assert out.status_code == 303
+    assert client.get("/ui", follow_redirects=False).status_code == 303
+
+
+def test_sign_in_refuses_a_missing_csrf_token_a_foreign_origin_and_a_wrong_token(
+    idle_api: Api,
+) -> None:
+    client = idle_api.client
+    csrf = csrf_of(client)
+    no_csrf = client.post("/ui/sign-in", data={"token": WRITE_TOKEN}, follow_redirects=False)
+    assert no_csrf.status_code == 403
+    wrong_csrf = client.post("/ui/sign-in", data={"csrf": csrf[::-1], "token": WRITE_TOKEN},
+                             follow_redirects=False)
+    assert wrong_csrf.status_code == 403
+    foreign = client.post("/ui/sign-in", data={"csrf": csrf, "token": WRITE_TOKEN},
+                          headers={"Origin": "https://evil.example"}, follow_redirects=False)
+    assert foreign.status_code == 403
+    bad = client.post("/ui/sign-in", data={"csrf": csrf, "token": "nope"},
+                      follow_redirects=False)
+    assert bad.status_code == 401
+    assert "not valid" in bad.text
+    assert "talprov_session" not in client.cookies
+    # Signing out is a write too.
+    assert client.post("/ui/sign-out", data={"x": "1"},
+                       follow_redirects=False).status_code == 403
+
+
+def test_a_scoped_token_sees_only_its_providers_and_is_refused_the_others(
+    two_providers: Api,
+) -> None:
+    add(two_providers, "mine-1")
+    add(two_providers, "theirs-1", provider="other")
+    client = two_providers.client
+    sign_in(client, READ_TOKEN)  # scoped to "fake", read only
+    overview = client.get("/ui").text
+    assert ">fake <" in overview
+    assert ">other <" not in overview
+    table = client.get("/ui/requests").text
+    assert "mine-1" in table
+    assert "theirs-1" not in table
+    assert client.get("/ui/requests/mine-1").status_code == 200
+    refused = client.get("/ui/requests/theirs-1")
+    assert refused.status_code == 404
+    assert "outside what your token may see" in refused.text
+    assert client.get("/ui/requests?provider=other").text.count('data-id="') == 0
+    changes = client.get("/ui/changes").json()
+    assert [item["id"] for item in changes["items"]] == ["mine-1"]
+    client.cookies.clear()
+    sign_in(client, OTHER_TOKEN)
+    assert client.get("/ui/requests/theirs-1").status_code == 200
+    assert client.get("/ui/requests/mine-1").status_code == 404
+
+
+def test_the_table_filters_by_label_cluster_stage_and_text_and_pages(idle_api: Api) -> None:
+    for n in range(60):
+        add(idle_api, f"req-{n:02d}", team="blue" if n % 2 else "red")
+    add(idle_api, "in-cluster", **{"talprov.cluster": "prod", "talprov.set": "workers"})
+    client = idle_api.client
+    sign_in(client, WRITE_TOKEN)
+
+    def ids(url: str) -> list[str]:
+        return re.findall(r'<tr data-id="([^"]+)"', client.get(url).text)
+
+    assert len(ids("/ui/requests")) == 50
+    assert len(ids("/ui/requests?page=2")) == 11
+    blue = ids("/ui/requests?label=team%3Dblue")
+    assert len(blue) == 30
+    assert all(int(i[-2:]) % 2 for i in blue)
+    assert ids("/ui/requests?cluster=prod&set=workers") == ["in-cluster"]
+    assert ids("/ui/requests?q=req-1") == [f"req-{n}" for n in range(10, 20)]
+    assert ids("/ui/requests?stage=provisioned") == []
+    assert "expected KEY=VALUE" in client.get("/ui/requests?label=oops").text
+    page = client.get("/ui/requests?label=team%3Dblue&page=1").text
+    assert "page=2" not in page  # 30 blue requests: one page
+
+
+def test_changes_hands_out_only_what_changed_since_the_watermark(idle_api: Api) -> None:
+    store = idle_api.ctx.store
+    long_ago = datetime.now(UTC) - timedelta(hours=1)
+    for n in range(5):
+        store.create_request(
+            MachineRequest(id=f"old-{n}", provider="fake", talos_version="v1.11.5"),
+            now=long_ago,
+        )
+    client = idle_api.client
+    sign_in(client, WRITE_TOKEN)
+    watermark = (long_ago + timedelta(minutes=1)).isoformat()
+    assert client.get("/ui/changes", params={"since": watermark}).json()["items"] == []
+    record = store.get_request("old-3")
+    assert record is not None
+    store.save_progress(
+        "old-3", expected_version=record.version, stage=Stage.PROVISIONING, step_index=0,
+        step_name="ensure-machine", state={}, error=None, attempts=0, next_attempt_at=None,
+        step_started_at=None, infra_id=None, machine_uuid=None, addresses=(),
+        events=["provisioning started"],
+    )
+    body = client.get("/ui/changes", params={"since": watermark}).json()
+    assert [item["id"] for item in body["items"]] == ["old-3"]
+    assert "provisioning" in body["items"][0]["html"]
+    newest = datetime.fromisoformat(body["watermark"])
+    assert newest > long_ago + POLL_OVERLAP
+    assert client.get("/ui/changes?since=yesterday").status_code == 422
+    client.cookies.clear()
+    assert client.get("/ui/changes").status_code == 401
+
+
+def test_a_request_page_shows_its_timeline_and_links_back_to_its_cluster(api: Api) -> None:
+    add(api, "tl-1", **{"talprov.cluster": "prod", "talprov.set": "workers"})
+    api.ctx.wake()
+    api.wait_for(lambda: api.stages().get("tl-1") == "provisioned")
+    client = api.client
+    sign_in(client, WRITE_TOKEN)
+    page = client.get("/ui/requests/tl-1").text
+    assert 'id="request-stage">provisioned<' in page
+    steps = re.findall(r'data-step="([^"]+)"><th scope="row">[^<]+</th><td><span class="status '
+                       r'status-(\w+)"', page)
+    assert steps
+    assert all(status == "done" for _name, status in steps)
+    assert 'href="/ui/clusters/prod"' in page
+    assert "provisioning started" in page
+
+
+def test_static_assets_come_from_the_package(idle_api: Api) -> None:
+    css = idle_api.client.get("/ui/static/ui.css")
+    js = idle_api.client.get("/ui/static/ui.js")
+    assert css.status_code == 200
+    assert ":focus-visible" in css.text
+    assert js.status_code == 200
+    assert "/ui/changes" in js.text
+    page = idle_api.client.get("/ui/sign-in").text
+    assert not re.search(r'(src|href)="(https?:)?//', page)
