@@ -77,6 +77,16 @@ def _stamp(moment: datetime | None) -> str:
     return "" if moment is None else moment.astimezone(UTC).isoformat(timespec="milliseconds")
 
 
+def _clock(moment: datetime | None, short: bool = False) -> str:
+    """A UTC time people read: the date and second, or (``short``) the time to the ms."""
+    if moment is None:
+        return "–"
+    moment = moment.astimezone(UTC)
+    if short:
+        return moment.strftime("%H:%M:%S.") + f"{moment.microsecond // 1000:03d}"
+    return moment.strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
 def _seconds(value: float | None) -> str:
     if value is None:
         return "–"
@@ -86,6 +96,7 @@ def _seconds(value: float | None) -> str:
 templates.env.filters["ago"] = _since
 templates.env.filters["stamp"] = _stamp
 templates.env.filters["seconds"] = _seconds
+templates.env.filters["clock"] = _clock
 templates.env.globals["version"] = __version__
 templates.env.globals["LABEL_CLUSTER"] = LABEL_CLUSTER
 templates.env.globals["LABEL_SET"] = LABEL_SET

@@ -186,8 +186,8 @@ def test_a_request_page_shows_its_timeline_and_links_back_to_its_cluster(api: Ap
     sign_in(client, WRITE_TOKEN)
     page = client.get("/ui/requests/tl-1").text
     assert 'id="request-stage">provisioned<' in page
-    steps = re.findall(r'data-step="([^"]+)"><th scope="row">[^<]+</th><td><span class="status '
-                       r'status-(\w+)"', page)
+    steps = re.findall(r'data-step="([^"]+)"><th scope="row">[^<]+</th>'
+                       r'<td data-label="Status"><span class="status status-(\w+)"', page)
     assert steps
     assert all(status == "done" for _name, status in steps)
     assert 'href="/ui/clusters/prod"' in page
