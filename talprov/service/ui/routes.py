@@ -30,6 +30,7 @@ from talprov.store.browse import BrowseFilter
 HERE = Path(__file__).parent
 templates = Jinja2Templates(directory=HERE / "templates")
 router = APIRouter(prefix="/ui", include_in_schema=False)
+FRAGMENTS = frozenset(t for t in templates.env.list_templates() if t.startswith("_"))
 ContextDep = Annotated[ServiceContext, Depends(service_context)]
 PAGE_SIZE = 50
 #: How far back a poll looks before its watermark: a transaction that stamped its
@@ -107,7 +108,8 @@ def render(request: Request, name: str, context: dict[str, Any], *,
     """A page, or only its live region when the browser asks with ``fragment=1``."""
     token = session.csrf_token(request)
     fragment = request.query_params.get("fragment") == "1"
-    page = f"_{name}" if fragment else name
+    # Only pages with a live region have a fragment; the others answer whole.
+    page = f"_{name}" if fragment and f"_{name}" in FRAGMENTS else name
     response = templates.TemplateResponse(
         request, page, {**context, "principal": principal, "csrf": token},
         status_code=status_code, headers=SECURITY_HEADERS,

@@ -19,6 +19,7 @@ from tests.unit.service.conftest import (
     Api,
     open_api,
 )
+from tests.unit.test_cluster_apply import write_spec
 
 
 @pytest.fixture
@@ -203,3 +204,34 @@ def test_static_assets_come_from_the_package(idle_api: Api) -> None:
     assert "/ui/changes" in js.text
     page = idle_api.client.get("/ui/sign-in").text
     assert not re.search(r'(src|href)="(https?:)?//', page)
+
+
+def test_clusters_show_sets_plan_and_recent_actions_within_scope(two_providers: Api) -> None:
+    home = two_providers.home
+    result = home.invoke("apply", "-f", str(write_spec(home.root, workers=2, control_planes=1)))
+    assert result.exit_code == 0, result.output
+    client = two_providers.client
+    sign_in(client, READ_TOKEN)
+    listing = client.get("/ui/clusters").text
+    assert 'href="/ui/clusters/demo"' in listing
+    page = client.get("/ui/clusters/demo").text
+    sets = re.findall(r'<th scope="row"><a href="/ui/requests\?cluster=demo&amp;set=([\w-]+)">'
+                      r'[^<]+</a></th><td data-label="Desired">(\d+)</td>'
+                      r'<td data-label="Provisioned">(\d+)</td>'
+                      r'<td data-label="Provisioning">(\d+)</td>', page)
+    assert sets == [("control-planes", "1", "0", "1"), ("workers", "2", "0", "2")]
+    assert "No changes: the cluster matches its spec." in page
+    assert page.count("request created") == 3
+    members = re.findall(r'<tr data-id="([^"]+)"',
+                         client.get("/ui/requests?cluster=demo&set=workers").text)
+    assert len(members) == 2
+    assert 'href="/ui/clusters/demo"' in client.get(f"/ui/requests/{members[0]}").text
+    fragment = client.get("/ui/clusters/demo?fragment=1").text
+    assert "<html" not in fragment
+    assert "Recent actions" in fragment
+    client.cookies.clear()
+    sign_in(client, OTHER_TOKEN)  # its providers do not include the cluster's
+    assert 'href="/ui/clusters/demo"' not in client.get("/ui/clusters").text
+    hidden = client.get("/ui/clusters/demo?fragment=1")
+    assert hidden.status_code == 404
+    assert "outside what your token may see" in hidden.text

@@ -19,7 +19,6 @@ from pathlib import Path
 
 import httpx
 import pytest
-import yaml
 from playwright.sync_api import BrowserContext, Locator, Page, sync_playwright
 
 from tests.emulators.moto import fake_credentials
@@ -33,6 +32,7 @@ from tests.unit.service.conftest import (
     request_body,
 )
 from tests.unit.service.serving import ServeProcess
+from tests.unit.test_cluster_apply import write_spec
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
@@ -47,24 +47,6 @@ def closed_port() -> int:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
     return port
-
-
-def cluster_spec(root: Path) -> Path:
-    (root / "controlplane.yaml").write_text(WORKER_CONFIG.replace("type: worker",
-                                                                  "type: controlplane"))
-    (root / "worker.yaml").write_text(WORKER_CONFIG)
-    docs = [
-        {"kind": "Cluster", "name": "demo", "talos": {"version": "v1.11.5"}},
-        {"kind": "MachineClass", "name": "small", "provider": "fake",
-         "provider_data": {"size": "small"}},
-        {"kind": "ControlPlane", "machineClass": {"name": "small", "size": 1},
-         "config": {"file": "controlplane.yaml"}},
-        {"kind": "Workers", "name": "workers", "machineClass": {"name": "small", "size": 2},
-         "config": {"file": "worker.yaml"}},
-    ]
-    path = root / "cluster.yaml"
-    path.write_text(yaml.safe_dump_all(docs))
-    return path
 
 
 @pytest.fixture
@@ -125,9 +107,10 @@ def test_the_status_page_in_a_browser(home: Home, browser: BrowserContext) -> No
     # The API only: the requests stay pending until the worker below starts.
     home.write_config(service={"tokens": TOKENS, "workers": False})
     env = {**home.env(), **fake_credentials()}
-    applied = subprocess.run([sys.executable, "-m", "talprov", "apply", "-f",
-                              str(cluster_spec(home.root))], env=env, cwd=home.root,
-                             capture_output=True, text=True, timeout=120, check=False)
+    spec = write_spec(home.root, workers=2, control_planes=1)
+    applied = subprocess.run([sys.executable, "-m", "talprov", "apply", "-f", str(spec)],
+                             env=env, cwd=home.root, capture_output=True, text=True,
+                             timeout=120, check=False)
     assert applied.returncode == 0, applied.stdout + applied.stderr
     server = ServeProcess(env, home.root)
     worker: subprocess.Popen[str] | None = None
