@@ -161,12 +161,15 @@ class BrowseMethods:
         with self._read() as conn:
             return self._with_labels(conn, conn.execute(query).all())
 
-    def newest_change(self) -> datetime | None:
-        """The newest ``updated_at`` of any request (None for an empty store)."""
+    def newest_change(self, *, providers: Collection[str] | None = None) -> datetime | None:
+        """The newest ``updated_at`` of any request (of ``providers`` when given);
+        None when there is none. Read-only."""
+        query = sa.select(sa.func.max(requests.c.updated_at))
+        if providers is not None:
+            query = query.where(requests.c.provider.in_(sorted(set(providers))))
         # max() keeps the column's type, so the value comes back as an aware UTC datetime.
         with self._read() as conn:
-            moment: datetime | None = conn.execute(
-                sa.select(sa.func.max(requests.c.updated_at))).scalar()
+            moment: datetime | None = conn.execute(query).scalar()
         return moment
 
     def provider_errors(self) -> dict[str, ProviderErrors]:
@@ -202,8 +205,10 @@ class BrowseMethods:
             )
         return found
 
-    def lease_holders(self, *, now: datetime | None = None) -> list[LeaseHolder]:
-        """Workers holding request leases that have not expired at ``now``, by name."""
+    def lease_holders(self, *, now: datetime | None = None,
+                      providers: Collection[str] | None = None) -> list[LeaseHolder]:
+        """Workers holding request leases (on requests of ``providers`` when given)
+        that have not expired at ``now``, by name. Read-only."""
         moment = utc_or_now(now)
         query = (
             sa.select(requests.c.lease_owner, sa.func.count().label("n"),
@@ -211,6 +216,8 @@ class BrowseMethods:
             .where(requests.c.lease_owner.is_not(None), requests.c.lease_until > moment)
             .group_by(requests.c.lease_owner).order_by(requests.c.lease_owner)
         )
+        if providers is not None:
+            query = query.where(requests.c.provider.in_(sorted(set(providers))))
         with self._read() as conn:
             rows = conn.execute(query).all()
         return [LeaseHolder(owner=str(row.lease_owner), requests=int(row.n), until=row.until)

@@ -88,6 +88,11 @@ def _clock(moment: datetime | None, short: bool = False) -> str:
     return moment.strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
+def _watermark(ctx: ServiceContext, principal: Principal) -> str:
+    """Where a page's live updates start: the newest change the page can show."""
+    return _stamp(ctx.store.newest_change(providers=views.scope(principal)))
+
+
 def _seconds(value: float | None) -> str:
     if value is None:
         return "–"
@@ -156,7 +161,7 @@ def overview_page(request: Request, principal: PrincipalDep, ctx: ContextDep) ->
 
 @router.get("/clusters", response_class=HTMLResponse)
 def clusters_page(request: Request, principal: PrincipalDep, ctx: ContextDep) -> Response:
-    since = _stamp(ctx.store.newest_change())
+    since = _watermark(ctx, principal)
     return render(request, "clusters.html",
                   {"clusters": views.clusters(ctx, principal), "since": since},
                   principal=principal)
@@ -165,7 +170,7 @@ def clusters_page(request: Request, principal: PrincipalDep, ctx: ContextDep) ->
 @router.get("/clusters/{name}", response_class=HTMLResponse)
 def cluster_page(name: str, request: Request, principal: PrincipalDep,
                  ctx: ContextDep) -> Response:
-    since = _stamp(ctx.store.newest_change())
+    since = _watermark(ctx, principal)
     view = views.cluster(ctx, principal, name, with_events=True)
     if view is None:
         return _not_found(request, principal, f"cluster {name}")
@@ -197,7 +202,7 @@ def requests_page(
     page: Annotated[int, Query(ge=1, le=1_000_000)] = 1,
 ) -> Response:
     """The filterable table of requests, :data:`PAGE_SIZE` to a page."""
-    since = _stamp(ctx.store.newest_change())
+    since = _watermark(ctx, principal)
     labels, problem = _label_filter(label or [])
     if cluster:
         labels[LABEL_CLUSTER] = cluster
@@ -209,7 +214,7 @@ def requests_page(
     wanted = BrowseFilter(
         provider=provider or None, stage=stage_value, labels=labels or None,
         text=q.strip() or None,
-        providers=None if principal.all_providers else principal.providers,
+        providers=views.scope(principal),
     )
     rows, total = ctx.store.browse_requests(wanted, offset=(page - 1) * PAGE_SIZE,
                                             limit=PAGE_SIZE)
@@ -231,7 +236,7 @@ def requests_page(
 @router.get("/requests/{request_id}", response_class=HTMLResponse)
 def request_page(request_id: str, request: Request, principal: PrincipalDep,
                  ctx: ContextDep) -> Response:
-    since = _stamp(ctx.store.newest_change())
+    since = _watermark(ctx, principal)
     detail = views.request_detail(ctx, principal, request_id)
     if detail is None:
         return _not_found(request, principal, f"request {request_id}")
@@ -264,7 +269,7 @@ def changes(
         moment = moment.replace(tzinfo=UTC)
     rows = ctx.store.changed_since(
         None if moment is None else moment - POLL_OVERLAP,
-        providers=None if principal.all_providers else principal.providers,
+        providers=views.scope(principal),
         limit=POLL_LIMIT,
     )
     row_template = templates.env.get_template("_row.html")

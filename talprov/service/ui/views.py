@@ -73,6 +73,11 @@ class Overview:
     watermark: datetime | None
 
 
+def scope(principal: Principal) -> tuple[str, ...] | None:
+    """The provider instances a query is limited to; None for every instance."""
+    return None if principal.all_providers else principal.providers
+
+
 def visible_providers(ctx: ServiceContext, principal: Principal) -> list[str]:
     return [name for name in sorted(ctx.handles) if principal.allows_provider(name)]
 
@@ -81,7 +86,7 @@ def overview(ctx: ServiceContext, principal: Principal) -> Overview:
     """Health, last error, backoff and stage counts of every visible instance, plus
     the workers and their leases. Store reads are aggregates: their cost does not
     grow with what is rendered."""
-    watermark = ctx.store.newest_change()
+    watermark = ctx.store.newest_change(providers=scope(principal))
     counts = ctx.store.count_requests()
     errors = ctx.store.provider_errors()
     cards = []
@@ -99,7 +104,7 @@ def overview(ctx: ServiceContext, principal: Principal) -> Overview:
         providers=cards,
         worker_id=loop.worker_id if loop is not None else None,
         worker_running=loop is not None and loop.running,
-        leases=ctx.store.lease_holders(),
+        leases=ctx.store.lease_holders(providers=scope(principal)),
         cluster_leases=[c for c in ctx.store.cluster_lease_holders()
                         if cluster_visible(ctx, principal, c[0])],
         watermark=watermark,

@@ -105,11 +105,13 @@ def test_a_scoped_token_sees_only_its_providers_and_is_refused_the_others(
 ) -> None:
     add(two_providers, "mine-1")
     add(two_providers, "theirs-1", provider="other")
+    assert two_providers.ctx.store.claim("theirs-1", owner="worker-elsewhere", ttl=60)
     client = two_providers.client
     sign_in(client, READ_TOKEN)  # scoped to "fake", read only
     overview = client.get("/ui").text
     assert ">fake <" in overview
     assert ">other <" not in overview
+    assert "worker-elsewhere" not in overview  # a lease on a request out of scope
     table = client.get("/ui/requests").text
     assert "mine-1" in table
     assert "theirs-1" not in table
@@ -122,6 +124,7 @@ def test_a_scoped_token_sees_only_its_providers_and_is_refused_the_others(
     assert [item["id"] for item in changes["items"]] == ["mine-1"]
     client.cookies.clear()
     sign_in(client, OTHER_TOKEN)
+    assert "worker-elsewhere" in client.get("/ui").text
     assert client.get("/ui/requests/theirs-1").status_code == 200
     assert client.get("/ui/requests/mine-1").status_code == 404
 

@@ -13,8 +13,7 @@ import socket
 import subprocess
 import sys
 import tempfile
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -31,7 +30,7 @@ from tests.unit.service.conftest import (
     WRITE_TOKEN,
     request_body,
 )
-from tests.unit.service.serving import ServeProcess
+from tests.unit.service.serving import ServeProcess, wait_until
 from tests.unit.test_cluster_apply import write_spec
 
 CHROMIUM = "/usr/bin/chromium"
@@ -64,14 +63,6 @@ def browser() -> Iterator[BrowserContext]:
             yield context
         finally:
             context.close()
-
-
-def wait_for(check: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.2)
 
 
 def sign_in(page: Page, base: str, token: str) -> None:
@@ -148,7 +139,7 @@ def test_the_status_page_in_a_browser(home: Home, browser: BrowserContext) -> No
                 seen.append(text)
             return text == "provisioned"
 
-        wait_for(provisioned, 60, "web-1 provisioned on the open page")
+        wait_until(provisioned, 60, "web-1 provisioned on the open page")
         assert page.evaluate("window.__notReloaded") is True
         assert seen[0] == "pending"
         assert seen[-1] == "provisioned"
@@ -170,7 +161,7 @@ def test_the_status_page_in_a_browser(home: Home, browser: BrowserContext) -> No
         assert broken.startswith("Unhealthy")
         assert "endpoint unreachable" in broken
         assert card("fake").locator(".health").inner_text().startswith("Healthy")
-        wait_for(lambda: card("other").locator(".last-error").count() == 1, 60,
+        wait_until(lambda: card("other").locator(".last-error").count() == 1, 60,
                  "the other provider's request error on the overview")
         assert "no capacity" in card("other").locator(".last-error").inner_text()
         assert page.evaluate("window.__notReloaded") is True
@@ -192,12 +183,12 @@ def test_the_status_page_in_a_browser(home: Home, browser: BrowserContext) -> No
 
         # The cluster, its sets and plan, linked to its requests and back.
         page.goto(f"{base}/ui/clusters")
-        wait_for(lambda: "demo" in page.locator("#live").inner_text(), 10, "cluster list")
+        wait_until(lambda: "demo" in page.locator("#live").inner_text(), 10, "cluster list")
         shoot(page, "clusters")
         page.get_by_role("link", name="demo", exact=True).click()
         page.wait_for_url(f"{base}/ui/clusters/demo")
         assert page.locator("table.sets tbody tr").count() == 2
-        wait_for(lambda: "No changes" in page.locator("#live").inner_text(), 60,
+        wait_until(lambda: "No changes" in page.locator("#live").inner_text(), 60,
                  "the cluster converged on the open page")
         shoot(page, "cluster")
         page.get_by_role("link", name="All requests of this cluster").click()
