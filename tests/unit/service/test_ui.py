@@ -168,13 +168,19 @@ def test_changes_hands_out_only_what_changed_since_the_watermark(idle_api: Api) 
     assert record is not None
     store.save_progress(
         "old-3", expected_version=record.version, stage=Stage.PROVISIONING, step_index=0,
-        step_name="ensure-machine", state={}, error=None, attempts=0, next_attempt_at=None,
+        step_name="ensure-machine", state={}, error="ensure-machine: <img src=x onerror=alert(1)>",
+        attempts=1, next_attempt_at=None,
         step_started_at=None, infra_id=None, machine_uuid=None, addresses=(),
         events=["provisioning started"],
     )
     body = client.get("/ui/changes", params={"since": watermark}).json()
     assert [item["id"] for item in body["items"]] == ["old-3"]
-    assert "provisioning" in body["items"][0]["html"]
+    row = body["items"][0]["html"]
+    assert "provisioning" in row
+    # Provider errors are text from elsewhere: escaped in rows and pages alike.
+    assert "&lt;img src=x onerror=alert(1)&gt;" in row
+    assert "<img" not in row
+    assert "<img" not in client.get("/ui/requests/old-3").text
     newest = datetime.fromisoformat(body["watermark"])
     assert newest > long_ago + POLL_OVERLAP
     assert client.get("/ui/changes?since=yesterday").status_code == 422
