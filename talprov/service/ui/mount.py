@@ -7,6 +7,7 @@ from fastapi.responses import RedirectResponse
 from fastapi.staticfiles import StaticFiles
 
 from talprov.service.ui.routes import HERE, SignInRequired, router
+from talprov.service.ui.views import PlanCache
 
 
 def install_ui(app: FastAPI) -> None:
@@ -16,5 +17,6 @@ def install_ui(app: FastAPI) -> None:
     async def sign_in_first(_request: Request, _exc: SignInRequired) -> RedirectResponse:
         return RedirectResponse("/ui/sign-in", status_code=303)
 
+    app.state.ui_plans = PlanCache()
     app.include_router(router)
     app.mount("/ui/static", StaticFiles(directory=HERE / "static"), name="ui-static")

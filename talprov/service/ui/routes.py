@@ -163,7 +163,8 @@ def overview_page(request: Request, principal: PrincipalDep, ctx: ContextDep) ->
 def clusters_page(request: Request, principal: PrincipalDep, ctx: ContextDep) -> Response:
     since = _watermark(ctx, principal)
     return render(request, "clusters.html",
-                  {"clusters": views.clusters(ctx, principal), "since": since},
+                  {"clusters": views.clusters(ctx, principal, request.app.state.ui_plans),
+                   "since": since},
                   principal=principal)
 
 
@@ -171,7 +172,8 @@ def clusters_page(request: Request, principal: PrincipalDep, ctx: ContextDep) ->
 def cluster_page(name: str, request: Request, principal: PrincipalDep,
                  ctx: ContextDep) -> Response:
     since = _watermark(ctx, principal)
-    view = views.cluster(ctx, principal, name, with_events=True)
+    view = views.cluster(ctx, principal, name, plans=request.app.state.ui_plans,
+                         with_events=True)
     if view is None:
         return _not_found(request, principal, f"cluster {name}")
     return render(request, "cluster.html", {"cluster": view, "since": since},

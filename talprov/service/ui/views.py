@@ -9,7 +9,9 @@ cluster outside them is not shown at all.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+import threading
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -124,8 +126,38 @@ class ClusterView:
     events: list[tuple[str, datetime, str]] = field(default_factory=list)
 
 
-def _scaler(ctx: ServiceContext) -> Scaler:
-    return Scaler(ctx.store, ctx.handles, ctx.runtime)
+class PlanCache:
+    """The scaler's current plan per cluster, reused for ``ttl`` seconds.
+
+    A plan lists the cluster's machines at its providers (to find orphans), so
+    computing one costs provider API calls; every open cluster page asks again on
+    each live refresh. Sharing one answer for a few seconds bounds those calls by
+    the number of clusters, not of viewers. One per app (``app.state.ui_plans``).
+    Thread-safe.
+    """
+
+    def __init__(self, ttl: float = 5.0, clock: Callable[[], float] = time.monotonic) -> None:
+        self.ttl = ttl
+        self._clock = clock
+        self._plans: dict[str, tuple[float, Plan | None]] = {}
+        self._lock = threading.Lock()
+
+    def get(self, ctx: ServiceContext, name: str) -> Plan | None:
+        """The plan of cluster ``name`` (None when it is not recorded); raises what
+        ``Scaler.preview`` raises."""
+        now = self._clock()
+        with self._lock:
+            cached = self._plans.get(name)
+        if cached is not None and now - cached[0] < self.ttl:
+            return cached[1]
+        scaler = Scaler(ctx.store, ctx.handles, ctx.runtime)
+        state = scaler.state(name)
+        result = None if state is None else scaler.preview(state)
+        with self._lock:
+            self._plans = {k: v for k, v in self._plans.items() if now - v[0] < self.ttl}
+            self._plans[name] = (now, result)
+        return result
+
 
 
 def _cluster_providers(spec_body: dict[str, Any]) -> list[str]:
@@ -141,7 +173,7 @@ def cluster_visible(ctx: ServiceContext, principal: Principal, name: str) -> boo
     return all(principal.allows_provider(p) for p in _cluster_providers(body))
 
 
-def cluster(ctx: ServiceContext, principal: Principal, name: str, *,
+def cluster(ctx: ServiceContext, principal: Principal, name: str, *, plans: PlanCache,
             with_events: bool) -> ClusterView | None:
     """A cluster's sets and the scaler's current plan (``talprov plan``); None when
     unknown or outside the principal's scope. The plan lists the cluster's machines
@@ -155,11 +187,8 @@ def cluster(ctx: ServiceContext, principal: Principal, name: str, *,
         return None
     view = ClusterView(name=name, destroying=bool(body.get("destroying")),
                        providers=providers, plan=None, problem=None)
-    scaler = _scaler(ctx)
     try:
-        state = scaler.state(name)
-        if state is not None:
-            view.plan = scaler.preview(state)
+        view.plan = plans.get(ctx, name)
     except Exception as exc:  # one broken cluster must not take the page down
         log.warning("status page: cannot plan cluster %s: %s", name, type(exc).__name__)
         view.problem = f"cannot compute the plan ({type(exc).__name__}); see the server log"
@@ -168,10 +197,11 @@ def cluster(ctx: ServiceContext, principal: Principal, name: str, *,
     return view
 
 
-def clusters(ctx: ServiceContext, principal: Principal) -> list[ClusterView]:
+def clusters(ctx: ServiceContext, principal: Principal, plans: PlanCache
+             ) -> list[ClusterView]:
     found = []
     for name in ctx.store.list_clusters():
-        view = cluster(ctx, principal, name, with_events=False)
+        view = cluster(ctx, principal, name, plans=plans, with_events=False)
         if view is not None:
             found.append(view)
     return found

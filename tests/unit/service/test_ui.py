@@ -11,6 +11,7 @@ from fastapi.testclient import TestClient
 
 from talprov.providers.types import MachineRequest, Stage
 from talprov.service.ui.routes import POLL_OVERLAP
+from talprov.service.ui.views import PlanCache
 from tests.helpers import Home
 from tests.unit.service.conftest import (
     OTHER_TOKEN,
@@ -244,3 +245,20 @@ def test_clusters_show_sets_plan_and_recent_actions_within_scope(two_providers: 
     hidden = client.get("/ui/clusters/demo?fragment=1")
     assert hidden.status_code == 404
     assert "outside what your token may see" in hidden.text
+
+
+def test_a_cluster_plan_is_shared_for_a_few_seconds_then_computed_again(idle_api: Api) -> None:
+    home = idle_api.home
+    assert home.invoke("apply", "-f", str(write_spec(home.root))).exit_code == 0
+    now = [100.0]
+    plans = PlanCache(ttl=5.0, clock=lambda: now[0])
+    first = plans.get(idle_api.ctx, "demo")
+    assert first is not None
+    assert [s.name for s in first.sets] == ["control-planes", "workers"]
+    now[0] += 4.9
+    assert plans.get(idle_api.ctx, "demo") is first
+    now[0] += 0.2
+    again = plans.get(idle_api.ctx, "demo")
+    assert again is not first
+    assert again == first  # nothing changed meanwhile
+    assert plans.get(idle_api.ctx, "no-such-cluster") is None
