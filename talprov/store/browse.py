@@ -175,13 +175,16 @@ class BrowseMethods:
     def provider_errors(self) -> dict[str, ProviderErrors]:
         """Per provider instance, the newest error of its live requests that carry one.
 
-        ``first_at`` is the oldest ``updated_at`` among those requests: how long the
-        instance has had failing requests. Read-only; decrypts nothing.
+        ``first_at`` is the earliest start of a failing step among those requests
+        (their ``updated_at`` when no step is running): how long the instance has
+        had failing requests. Read-only; decrypts nothing.
         """
         live = sa.and_(requests.c.error.is_not(None), requests.c.stage != Stage.GONE.value)
         spans = (
             sa.select(requests.c.provider, sa.func.max(requests.c.updated_at).label("latest"),
-                      sa.func.min(requests.c.updated_at).label("first"),
+                      # A retried step keeps its start: that is when the trouble began.
+                      sa.func.min(sa.func.coalesce(requests.c.step_started_at,
+                                                   requests.c.updated_at)).label("first"),
                       sa.func.count().label("n"))
             .where(live).group_by(requests.c.provider).subquery()
         )

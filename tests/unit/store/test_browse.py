@@ -30,13 +30,14 @@ def add(store: Store, request_id: str, provider: str = "a", at: datetime = T0,
                                         talos_version="v1.11.5", labels=labels), now=at)
 
 
-def fail(store: Store, request_id: str, error: str, at: datetime) -> None:
+def fail(store: Store, request_id: str, error: str, at: datetime,
+         step_started_at: datetime | None = None) -> None:
     record = store.get_request(request_id)
     assert record is not None
     store.save_progress(
         request_id, expected_version=record.version, stage=Stage.PROVISIONING, step_index=0,
         step_name="ensure-machine", state={}, error=error, attempts=1, next_attempt_at=None,
-        step_started_at=None, infra_id=None, machine_uuid=None, addresses=(), events=[],
+        step_started_at=step_started_at, infra_id=None, machine_uuid=None, addresses=(), events=[],
         now=at,
     )
 
@@ -97,6 +98,10 @@ def test_provider_errors_name_the_newest_error_and_since_when(store: Store) -> N
     assert (summary.latest, summary.latest_at) == ("ensure-machine: capacity",
                                                    T0 + timedelta(minutes=5))
     assert (summary.first_at, summary.requests) == (T0 + timedelta(minutes=1), 2)
+    # Retried again and again, a step's start stays: the trouble began then.
+    fail(store, "y-0", "ensure-machine: timeout", T0 + timedelta(minutes=30),
+         step_started_at=T0 + timedelta(seconds=10))
+    assert store.provider_errors()["b"].first_at == T0 + timedelta(seconds=10)
 
 
 def test_lease_holders_and_recent_events(store: Store) -> None:
