@@ -12,6 +12,7 @@ PACKAGES=(
     openipmi ipmitool   # ipmi_sim, the BMC of the bare-metal rig
     qemu-system-x86 ipxe-qemu ipxe   # the rig's machines, their PXE ROMs, iPXE binaries for TFTP
     busybox-static cpio iproute2     # the rig's initramfs and its network namespace
+    chromium            # the status page's browser tests (Playwright drives it; no download)
 )
 
 missing=()

@@ -29,6 +29,7 @@ from talprov.service.models import HealthView, Healthz, ProviderList, ProviderVi
 from talprov.service.routes_requests import AUTH_RESPONSES
 from talprov.service.routes_requests import router as requests_router
 from talprov.service.routes_sets import router as sets_router
+from talprov.service.ui.mount import install_ui
 from talprov.service.workers import ReconcileLoop
 from talprov.sets import SetRepository
 from talprov.store.errors import StaleRecord, StoreError
@@ -159,6 +160,7 @@ def create_app(
     _install_error_handlers(app)
     app.include_router(requests_router)
     app.include_router(sets_router)
+    install_ui(app)
 
     @app.get("/healthz", response_model=Healthz, tags=["operations"],
              responses={503: {"model": Healthz}})

@@ -69,7 +69,8 @@ requests = sa.Table(
     sa.Column("addresses", sa.Text, nullable=False),
     sa.Column("marked_for_deletion", sa.Boolean, nullable=False),
     sa.Column("created_at", UtcDateTime, nullable=False),
-    sa.Column("updated_at", UtcDateTime, nullable=False),
+    # Indexed since schema version 5: the status page asks what changed since a moment.
+    sa.Column("updated_at", UtcDateTime, nullable=False, index=True),
     sa.Column("version", sa.Integer, nullable=False),
     sa.Column("lease_owner", sa.String(255), nullable=True),
     sa.Column("lease_until", UtcDateTime, nullable=True),

@@ -22,6 +22,7 @@ from sqlalchemy.engine import Connection
 
 from talprov.errors import Conflict
 from talprov.providers.types import MachineRequest, Stage
+from talprov.store.browse import BrowseMethods
 from talprov.store.cluster_leases import ClusterLeaseMethods, takeable
 from talprov.store.crypto import SecretCodec
 from talprov.store.engine import (
@@ -70,7 +71,8 @@ def _ids_with_labels(labels: Mapping[str, str]) -> sa.Select[tuple[str]]:
 
 
 class Store(
-    RequestSetMethods, ClusterLeaseMethods, LightQueryMethods, ObservationMethods
+    RequestSetMethods, ClusterLeaseMethods, LightQueryMethods, ObservationMethods,
+    BrowseMethods,
 ):
     """Persistent state for requests, clusters and request sets behind any SQLAlchemy URL.
 
