@@ -42,15 +42,24 @@ class ProviderBackoff:
     reason: str
 
 
-def provider_backoff(_ctx: ServiceContext, _instance: str) -> ProviderBackoff | None:
-    """The reconciler's backoff for a provider instance, when it keeps one.
+def provider_backoff(ctx: ServiceContext, instance: str) -> ProviderBackoff | None:
+    """The local reconciler's backoff for ``instance`` while its listing fails, or None.
 
-    The seam for per-instance backoff: the reconciler does not report one yet,
-    so this answers None and the overview says "not reported". A later change
-    that makes the reconciler keep it fills this in; the template shows any
-    value it returns.
+    Only this process's reconcile loop is asked (a separate ``talprov reconcile``
+    keeps its own); None when this service runs no workers or the instance
+    answers. Never raises.
     """
-    return None
+    if ctx.loop is None:
+        return None
+    trouble = ctx.loop.runloop.reconciler.instance_troubles().get(instance)
+    if trouble is None:
+        return None
+    return ProviderBackoff(
+        failures=trouble.attempts,
+        since=datetime.fromtimestamp(trouble.since, UTC),
+        until=datetime.fromtimestamp(trouble.next_attempt, UTC),
+        reason=trouble.headline(),
+    )
 
 
 @dataclass

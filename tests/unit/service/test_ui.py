@@ -262,3 +262,23 @@ def test_a_cluster_plan_is_shared_for_a_few_seconds_then_computed_again(idle_api
     assert again is not first
     assert again == first  # nothing changed meanwhile
     assert plans.get(idle_api.ctx, "no-such-cluster") is None
+
+
+def test_the_overview_shows_an_instance_the_loop_backs_off_from(home: Home) -> None:
+    # An empty api_secret makes the file provider's listing raise AuthError.
+    home.providers["locked"] = {"type": "file", "path": home.cloud_path("locked"),
+                                "api_secret": ""}
+    home.write_config()
+    for api in open_api(home):
+        add(api, "blocked", provider="locked")
+        reconciler = api.ctx.loop.runloop.reconciler if api.ctx.loop else None
+        assert reconciler is not None
+        api.wait_for(lambda r=reconciler: "locked" in r.instance_troubles())
+        sign_in(api.client, WRITE_TOKEN)
+        page = api.client.get("/ui").text
+        cards = {name: card for card in page.split('<article class="card provider"')[1:]
+                 for name in ("locked", "fake") if f">{name} <" in card}
+        assert "Backing off" in cards["locked"]
+        assert "credentials refused" in cards["locked"]
+        # The instance that answers is not backed off.
+        assert "Backoff: none" in cards["fake"]
