@@ -273,7 +273,8 @@ def test_the_overview_shows_an_instance_the_loop_backs_off_from(home: Home) -> N
         add(api, "blocked", provider="locked")
         reconciler = api.ctx.loop.runloop.reconciler if api.ctx.loop else None
         assert reconciler is not None
-        api.wait_for(lambda r=reconciler: "locked" in r.instance_troubles())
+        troubles = reconciler.instance_troubles
+        api.wait_for(lambda: "locked" in troubles())  # noqa: B023 - used at once
         sign_in(api.client, WRITE_TOKEN)
         page = api.client.get("/ui").text
         cards = {name: card for card in page.split('<article class="card provider"')[1:]
