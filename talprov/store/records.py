@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -13,6 +14,30 @@ from pydantic import SecretStr, ValidationError
 from talprov.providers.types import MachineRequest, Stage
 from talprov.store.crypto import SecretCodec
 from talprov.store.errors import StoreError, StoreKeyError
+
+
+@dataclass(frozen=True)
+class ProgressUpdate:
+    """One request's step outcome, to be written only at ``expected_version``.
+
+    What :meth:`talprov.store.store.Store.save_progress_many` writes, many in
+    one transaction.
+    """
+
+    request_id: str
+    expected_version: int
+    stage: Stage
+    step_index: int
+    step_name: str | None
+    state: dict[str, Any]
+    error: str | None
+    attempts: int
+    next_attempt_at: datetime | None
+    step_started_at: datetime | None
+    infra_id: str | None
+    machine_uuid: str | None
+    addresses: Sequence[str]
+    events: Sequence[str]
 
 
 @dataclass(frozen=True)
