@@ -18,7 +18,7 @@ from sqlalchemy.engine import Connection
 from talprov.providers.types import Stage
 from talprov.store.crypto import SecretCodec
 from talprov.store.errors import StaleRecord
-from talprov.store.observations import update_at_version
+from talprov.store.observations import stale_record
 from talprov.store.records import (
     ProgressUpdate,
     RequestRecord,
@@ -97,25 +97,56 @@ class ProgressMethods:
         moment = utc_or_now(now)
         columns = [_progress_columns(u, moment) for u in updates]
         outcomes: dict[int, StaleRecord] = {}
-        written: list[str] = []
+        written: list[int] = []
         with self._write() as conn:
-            for index, (update, values) in enumerate(zip(updates, columns, strict=True)):
-                try:
-                    update_at_version(conn, update.request_id, update.expected_version, values)
-                except StaleRecord as exc:
-                    outcomes[index] = exc
-                    continue
-                written.append(update.request_id)
+            versions = _versions_for_update(conn, [u.request_id for u in updates])
             for index, update in enumerate(updates):
-                if index not in outcomes:
-                    self._append_events(conn, update.request_id, update.events, moment)
-            rows: dict[str, Any] = {}
-            for start in range(0, len(written), IDS_PER_QUERY):
-                chunk = written[start:start + IDS_PER_QUERY]
-                query = sa.select(requests).where(requests.c.id.in_(chunk))
-                rows.update({row.id: row for row in conn.execute(query)})
+                at = versions.get(update.request_id)
+                if at != update.expected_version:
+                    outcomes[index] = stale_record(update.request_id, update.expected_version, at)
+                    continue
+                versions[update.request_id] = at + 1
+                written.append(index)
+            if written:
+                # One statement for all: the rows are locked (SQLite: the write
+                # lock; PostgreSQL: FOR UPDATE), and the version stays in the WHERE.
+                conn.execute(_UPDATE_AT_VERSION, [
+                    {"at_id": updates[i].request_id, "at_version": updates[i].expected_version,
+                     **columns[i]} for i in written])
+            for index in written:
+                self._append_events(conn, updates[index].request_id, updates[index].events,
+                                    moment)
+            rows = _rows(conn, [updates[i].request_id for i in written])
         return [outcomes[i] if i in outcomes else record_from_row(rows[u.request_id], self._codec)
                 for i, u in enumerate(updates)]
+
+
+_UPDATE_AT_VERSION = (
+    requests.update()
+    .where(requests.c.id == sa.bindparam("at_id"),
+           requests.c.version == sa.bindparam("at_version"))
+)
+
+
+def _versions_for_update(conn: Connection, request_ids: Sequence[str]) -> dict[str, int]:
+    """The stored version of each of ``request_ids`` that exists, rows locked."""
+    out: dict[str, int] = {}
+    unique = sorted(set(request_ids))
+    for start in range(0, len(unique), IDS_PER_QUERY):
+        query = (sa.select(requests.c.id, requests.c.version)
+                 .where(requests.c.id.in_(unique[start:start + IDS_PER_QUERY]))
+                 .with_for_update())
+        out.update({str(row.id): int(row.version) for row in conn.execute(query)})
+    return out
+
+
+def _rows(conn: Connection, request_ids: Sequence[str]) -> dict[str, Any]:
+    rows: dict[str, Any] = {}
+    for start in range(0, len(request_ids), IDS_PER_QUERY):
+        chunk = request_ids[start:start + IDS_PER_QUERY]
+        query = sa.select(requests).where(requests.c.id.in_(chunk))
+        rows.update({row.id: row for row in conn.execute(query)})
+    return rows
 
 
 def _progress_columns(update: ProgressUpdate, moment: datetime) -> dict[str, Any]:
