@@ -126,7 +126,7 @@ def main(argv: list[str] | None = None) -> int:
           f"min/median of {args.repeat}")
     for batched in (True, False):
         results = []
-        for attempt in range(args.repeat):
+        for _attempt in range(args.repeat):
             with tempfile.TemporaryDirectory(prefix="talprov-bench-") as tmp:
                 results.append(run(args.requests, batched, Path(tmp)))
         walls = [r[0] for r in results]

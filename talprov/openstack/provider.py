@@ -30,6 +30,7 @@ from talprov.openstack.client import OpenStackClient, connect
 from talprov.openstack.config import OpenStackConfig
 from talprov.openstack.data import OpenStackData, OpenStackState, PortSpec
 from talprov.openstack.errors import is_no_valid_host
+from talprov.openstack.lookups import Lookups, Resolved
 from talprov.openstack.servers import (
     PORT_KEY,
     encode_user_data,
@@ -52,11 +53,22 @@ from talprov.providers.errors import (
     StepTimeout,
     Transient,
 )
-from talprov.providers.protocol import Leftover, ProviderState, Runtime, Step, StepContext
+from talprov.providers.ownership import REQUEST_KEY
+from talprov.providers.protocol import (
+    BatchStepFn,
+    Leftover,
+    ProviderState,
+    Runtime,
+    Step,
+    StepContext,
+)
 from talprov.providers.types import Health, Machine, Owner, Retry, StepResult
+from talprov.talos.schematic import Schematic
 
 Ctx = StepContext[OpenStackData, OpenStackState]
 GONE_STATES = {"DELETED", "SOFT_DELETED"}
+#: Seconds before the first look at a server created in this pass.
+FIRST_LOOK_AFTER = 1.0
 
 
 class _ServerView:
@@ -66,6 +78,20 @@ class _ServerView:
         self.status = machine.extra.get("status", "UNKNOWN")
         self.fault = machine.extra.get("fault")
         self.addresses = machine.addresses
+
+
+def one_by_one(run: Callable[[Ctx], StepResult]) -> BatchStepFn:
+    """A ``run_batch`` that runs ``run`` for each request in turn, an error in its place."""
+    def run_each(ctxs: Sequence[StepContext[Any, Any]]) -> list[StepResult | BaseException]:
+        outcomes: list[StepResult | BaseException] = []
+        for ctx in ctxs:
+            try:
+                outcomes.append(run(ctx))
+            except ProviderError as exc:
+                outcomes.append(exc)
+        return outcomes
+
+    return run_each
 
 
 class ServerBuildFailed(ProviderError):
@@ -105,6 +131,11 @@ class OpenStackProvider:
         self.runtime = runtime
         self.client = OpenStackClient(config, runtime.sleep, connector)
         self._group_lock = threading.Lock()
+        self._names = Lookups(self.client, runtime.clock)
+        # Servers this instance created and has not looked at since: the pass's
+        # listing predates them, so the first look waits for the next listing.
+        self._unseen: set[str] = set()
+        self._unseen_lock = threading.Lock()
 
     def __repr__(self) -> str:
         return f"OpenStackProvider({self.name!r})"
@@ -112,13 +143,17 @@ class OpenStackProvider:
     def steps(self) -> Sequence[Step]:
         """The provisioning steps, in order. Each is idempotent."""
         return [
-            Step("resolve-image", self._resolve_image),
-            Step("resolve-flavor", self._resolve_flavor),
-            Step("ensure-server-group", self._ensure_server_group),
-            Step("ensure-ports", self._ensure_ports_step),
-            Step("ensure-server", self._ensure_server_step),
-            Step("wait-active", self._wait_active),
-            Step("ensure-floating-ip", self._ensure_floating_ip),
+            # Every step takes the pass's requests together (most one by one), so
+            # a set reaches ensure-ports at once and shares its one port list.
+            Step("resolve-image", self._resolve_image, one_by_one(self._resolve_image)),
+            Step("resolve-flavor", self._resolve_flavor, one_by_one(self._resolve_flavor)),
+            Step("ensure-server-group", self._ensure_server_group,
+                 one_by_one(self._ensure_server_group)),
+            Step("ensure-ports", self._ensure_ports_step, self._ensure_ports_batch),
+            Step("ensure-server", self._ensure_server_step, one_by_one(self._ensure_server_step)),
+            Step("wait-active", self._wait_active, one_by_one(self._wait_active)),
+            Step("ensure-floating-ip", self._ensure_floating_ip,
+                 one_by_one(self._ensure_floating_ip)),
         ]
 
     # -- 1. image ------------------------------------------------------------------------
@@ -127,10 +162,14 @@ class OpenStackProvider:
         if ctx.state.image_id is not None:
             return None
         if ctx.data.image is not None:
-            ctx.state.image_id = images.resolve_named_image(self.client, ctx.data.image)
+            ctx.state.image_id = self._names.image(ctx.data.image)
         else:
-            ctx.state.image_id = images.ensure_image(self.client, self.config, self.runtime,
-                                                     ctx.request)
+            request = ctx.request
+            # The key is local (no factory call): the schematic's id, version and arch.
+            key = (f"{request.talos_version}/{request.arch}/"
+                   f"{Schematic.from_request(request).id()}/{request.secure_boot}")
+            ctx.state.image_id = self._names.get("factory image", key, lambda: Resolved(
+                images.ensure_image(self.client, self.config, self.runtime, request), key)).id
         ctx.event(f"image {ctx.state.image_id}")
         return None
 
@@ -141,21 +180,11 @@ class OpenStackProvider:
             return None
         data = ctx.data
         if data.flavor is not None:
-            flavor = self.client.find_one("find flavor", self.client.compute.find_flavor,
-                                          data.flavor)
-            if flavor is None:
-                raise InvalidRequest(f"no flavor {data.flavor!r}", field="provider_data.flavor")
+            flavor = self._names.flavor(data.flavor)
         else:
-            flavors = self.client.list("list flavors", self.client.compute.flavors, details=True)
-            fitting = [f for f in flavors
-                       if f.vcpus >= (data.cpu or 0) and f.ram >= (data.memory or 0)
-                       and (data.root_volume is not None or f.disk >= (data.disk or 0))]
-            if not fitting:
-                raise InvalidRequest(f"no flavor has {data.cpu} vCPUs, {data.memory} MiB and "
-                                     f"{data.disk} GiB", field="provider_data.cpu")
-            flavor = min(fitting, key=lambda f: (f.vcpus, f.ram, f.disk, str(f.name)))
-        ctx.state.flavor_id = str(flavor.id)
-        ctx.event(f"flavor {flavor.name}")
+            flavor = self._names.fitting_flavor(data)
+        ctx.state.flavor_id = flavor.id
+        ctx.event(f"flavor {flavor.label}")
         return None
 
     # -- 3. server group -------------------------------------------------------------------
@@ -184,14 +213,41 @@ class OpenStackProvider:
         self._ensure_ports(ctx)
         return None
 
+    def _ensure_ports_batch(self, ctxs: Sequence[Ctx]) -> list[StepResult | BaseException]:
+        """ensure-ports for many requests: ONE list of the owner's tagged ports for all.
+
+        Crash safe as the single step: a port made before a crash carries its
+        request's tags and is found in that list. Idempotent.
+        """
+        try:
+            owned = self.client.list("list ports", self.client.network.ports,
+                                     tags=tag_query(owner_tags(ctxs[0].owner)))
+        except ProviderError as exc:
+            return [exc] * len(ctxs)
+        by_request: dict[str, list[Any]] = {}
+        for port in owned:
+            for port_tag in port.tags or []:
+                if port_tag.startswith(REQUEST_KEY + "="):
+                    by_request.setdefault(port_tag, []).append(port)
+        outcomes: list[StepResult | BaseException] = []
+        for ctx in ctxs:
+            mine = by_request.get(tag(REQUEST_KEY, ctx.request.id), [])
+            try:
+                self._ensure_ports(ctx, mine)
+                outcomes.append(None)
+            except ProviderError as exc:
+                outcomes.append(exc)
+        return outcomes
+
     def _request_ports(self, ctx: Ctx) -> list[Any]:
         query = tag_query(request_tags(ctx.owner, ctx.request.id))
         return self.client.list("list ports", self.client.network.ports, tags=query)
 
-    def _ensure_ports(self, ctx: Ctx) -> None:
+    def _ensure_ports(self, ctx: Ctx, listed: list[Any] | None = None) -> None:
+        """The request's ports: those ``listed`` (else listed now) by tag, the rest created."""
         specs = ctx.data.port_specs()
         existing: dict[str, Any] = {}
-        for port in self._request_ports(ctx):
+        for port in self._request_ports(ctx) if listed is None else listed:
             for port_tag in port.tags or []:
                 if port_tag.startswith(PORT_KEY + "="):
                     existing.setdefault(port_tag, port)
@@ -206,10 +262,7 @@ class OpenStackProvider:
         ctx.state.port_ids = port_ids
 
     def _create_port(self, ctx: Ctx, index: int, spec: PortSpec, index_tag: str) -> Any:
-        net = self.client.find_one("find network", self.client.network.find_network,
-                                   spec.network)
-        if net is None:
-            raise InvalidRequest(f"no network {spec.network!r}", field="provider_data.networks")
+        net = self._names.network(spec.network)
         attrs: dict[str, Any] = {
             "network_id": net.id,
             "name": f"{ctx.request.id}-{index}",
@@ -219,19 +272,17 @@ class OpenStackProvider:
         groups = spec.security_groups if spec.security_groups is not None else (
             ctx.data.security_groups)
         if groups:
-            attrs["security_group_ids"] = [self._security_group_id(g) for g in groups]
+            attrs["security_group_ids"] = [self._names.security_group(g).id for g in groups]
         if spec.fixed_ips:
             attrs["fixed_ips"] = [self._fixed_ip(net.id, item.subnet, item.ip_address)
                                   for item in spec.fixed_ips]
-        return self.client.write("create port", lambda: self.client.network.create_port(**attrs))
-
-    def _security_group_id(self, name_or_id: str) -> str:
-        group = self.client.find_one("find security group",
-                                     self.client.network.find_security_group, name_or_id)
-        if group is None:
-            raise InvalidRequest(f"no security group {name_or_id!r}",
-                                 field="provider_data.security_groups")
-        return str(group.id)
+        try:
+            return self.client.write("create port",
+                                     lambda: self.client.network.create_port(**attrs))
+        except (InvalidRequest, NotFound):
+            # The network or a group may be gone (or recreated): resolve them afresh.
+            self._names.forget(net.id, *attrs.get("security_group_ids", []))
+            raise
 
     def _fixed_ip(self, network_id: str, subnet: str | None, address: str | None) -> dict[
             str, str]:
@@ -262,9 +313,25 @@ class OpenStackProvider:
     # -- 5. server -------------------------------------------------------------------------
 
     def _ensure_server_step(self, ctx: Ctx) -> StepResult:
-        if self._current_server(ctx) is None:
+        listed = self._listed_server(ctx)
+        if listed is not None:
+            self._record_server(ctx, listed.infra_id)
+            return None
+        if ctx.state.server_id is None or self._current_server(ctx) is None:
+            # The pass's listing (taken after any earlier worker of this request
+            # died or let go) shows no server for it: create one.
             self._create_server(ctx)
         return None
+
+    @staticmethod
+    def _listed_server(ctx: Ctx) -> Machine | None:
+        """The request's server as the pass's listing shows it, unless discarded or going."""
+        observed = ctx.observed
+        if observed is None or observed.infra_id in ctx.state.discarded_servers:
+            return None
+        if observed.extra.get("task_state") == "deleting":
+            return None
+        return observed
 
     def _current_server(self, ctx: Ctx) -> Any:
         """This request's live server: the recorded one, else the one carrying its tag."""
@@ -284,11 +351,12 @@ class OpenStackProvider:
         if not found:
             return None
         server = min(found, key=lambda s: str(s.created_at))
-        self._record_server(ctx, server)
+        self._record_server(ctx, str(server.id))
         return server
 
-    def _record_server(self, ctx: Ctx, server: Any) -> None:
-        ctx.state.server_id = ctx.state.infra_id = ctx.state.machine_uuid = str(server.id)
+    @staticmethod
+    def _record_server(ctx: Ctx, server_id: str) -> None:
+        ctx.state.server_id = ctx.state.infra_id = ctx.state.machine_uuid = server_id
 
     def _create_server(self, ctx: Ctx) -> None:
         """Boot the server in the zone this attempt has reached. Not retried here."""
@@ -296,13 +364,17 @@ class OpenStackProvider:
         if ctx.state.zone_attempt >= len(zones):
             ctx.state.zone_attempt = 0
         zone = zones[ctx.state.zone_attempt]
-        self._ensure_ports(ctx)
+        if not ctx.state.port_ids:  # released after a failed build, or never made
+            self._ensure_ports(ctx)
         attrs = self._server_attrs(ctx, zone)
         try:
             server = self.client.write("create server",
                                        lambda: self.client.compute.create_server(**attrs))
         except ProviderError as exc:
             scrubbed = scrub(exc, attrs["user_data"])
+            if isinstance(exc, (InvalidRequest, NotFound)):
+                # The image or flavor may be gone (or recreated): resolve them afresh.
+                self._names.forget(str(ctx.state.image_id), str(ctx.state.flavor_id))
             if not isinstance(exc, Transient):
                 # Quota or a rejected request: do not hold ports while the set backs off.
                 self._release_ports(ctx)
@@ -311,7 +383,9 @@ class OpenStackProvider:
                 # exception too, it carries the same text.
                 raise exc from None
             raise
-        self._record_server(ctx, server)
+        self._record_server(ctx, str(server.id))
+        with self._unseen_lock:
+            self._unseen.add(str(server.id))
         ctx.event(f"created server {server.id}" + (f" in {zone}" if zone else ""))
 
     def _server_attrs(self, ctx: Ctx, zone: str | None) -> dict[str, Any]:
@@ -344,6 +418,13 @@ class OpenStackProvider:
     # -- 6. wait ---------------------------------------------------------------------------
 
     def _wait_active(self, ctx: Ctx) -> StepResult:
+        with self._unseen_lock:
+            fresh = ctx.state.server_id in self._unseen
+            self._unseen.discard(str(ctx.state.server_id))
+        if fresh and not (ctx.observed and ctx.observed.infra_id == ctx.state.server_id):
+            # Created in this pass: its listing predates it; no GET, the next one shows it.
+            return Retry(after=min(FIRST_LOOK_AFTER, self.config.poll_interval),
+                         reason="server created")
         server = self._observed_or_fetched(ctx)
         if server is None:
             # Deleted under us, or a create that failed last time: boot (again).
@@ -359,7 +440,9 @@ class OpenStackProvider:
         if ctx.elapsed() > self.config.active_timeout:
             raise StepTimeout(f"server {ctx.state.server_id} still {status} after "
                               f"{self.config.active_timeout:.0f}s")
-        return Retry(after=self.config.poll_interval, reason=f"server {status.lower()}")
+        # Soon at first, then as long again as it has taken so far, up to poll_interval.
+        after = min(self.config.poll_interval, max(FIRST_LOOK_AFTER, ctx.elapsed()))
+        return Retry(after=after, reason=f"server {status.lower()}")
 
     def _observed_or_fetched(self, ctx: Ctx) -> _ServerView | None:
         """The server as this pass's listing saw it, or one GET when it did not see it."""
