@@ -35,8 +35,8 @@ class Resolved:
 class NameCache:
     """Thread-safe cache of (kind, name) → :class:`Resolved`, with a TTL.
 
-    Resolution itself runs outside the lock (it is a network call); two threads
-    that miss at once both resolve, which is harmless (the answers are equal).
+    One name is resolved by one thread at a time (the others wait for its
+    answer); different names resolve side by side.
     """
 
     def __init__(self, clock: Callable[[], float], ttl: float = DEFAULT_TTL) -> None:
@@ -44,6 +44,7 @@ class NameCache:
         self._ttl = ttl
         self._lock = threading.Lock()
         self._entries: dict[tuple[str, str], tuple[Resolved, float]] = {}
+        self._resolving: dict[tuple[str, str], threading.Lock] = {}
 
     def get(self, kind: str, name: str, resolve: Callable[[], Resolved]) -> Resolved:
         """The cached answer for ``name``, else ``resolve()``'s (then cached).
@@ -51,15 +52,18 @@ class NameCache:
         Raises whatever ``resolve`` raises; nothing is cached then.
         """
         key = (kind, name)
-        now = self._clock()
         with self._lock:
-            entry = self._entries.get(key)
-            if entry is not None and entry[1] > now:
-                return entry[0]
-        found = resolve()
-        with self._lock:
-            self._entries[key] = (found, now + self._ttl)
-        return found
+            one_at_a_time = self._resolving.setdefault(key, threading.Lock())
+        with one_at_a_time:
+            now = self._clock()
+            with self._lock:
+                entry = self._entries.get(key)
+                if entry is not None and entry[1] > now:
+                    return entry[0]
+            found = resolve()
+            with self._lock:
+                self._entries[key] = (found, now + self._ttl)
+            return found
 
     def forget(self, *ids: str) -> None:
         """Drop every cached name that resolved to one of ``ids`` (a not-found on them)."""

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, ClassVar
 
 from pydantic import BaseModel
@@ -80,18 +81,27 @@ class _ServerView:
         self.addresses = machine.addresses
 
 
-def one_by_one(run: Callable[[Ctx], StepResult]) -> BatchStepFn:
-    """A ``run_batch`` that runs ``run`` for each request in turn, an error in its place."""
-    def run_each(ctxs: Sequence[StepContext[Any, Any]]) -> list[StepResult | BaseException]:
-        outcomes: list[StepResult | BaseException] = []
-        for ctx in ctxs:
-            try:
-                outcomes.append(run(ctx))
-            except ProviderError as exc:
-                outcomes.append(exc)
-        return outcomes
+#: Requests of one batch step handled side by side (the SDK's session is thread-safe).
+BATCH_WORKERS = 8
 
-    return run_each
+
+def each(run: Callable[[Ctx], StepResult], ctxs: Sequence[Ctx]) -> list[StepResult | BaseException]:
+    """``run`` for every context, side by side; a ``ProviderError`` in its request's place."""
+    def attempt(ctx: Ctx) -> StepResult | BaseException:
+        try:
+            return run(ctx)
+        except ProviderError as exc:
+            return exc
+
+    if len(ctxs) <= 1:
+        return [attempt(ctx) for ctx in ctxs]
+    with ThreadPoolExecutor(max_workers=min(BATCH_WORKERS, len(ctxs))) as pool:
+        return list(pool.map(attempt, ctxs))
+
+
+def one_by_one(run: Callable[[Ctx], StepResult]) -> BatchStepFn:
+    """A ``run_batch`` that runs ``run`` for each request (side by side)."""
+    return lambda ctxs: each(run, ctxs)
 
 
 class ServerBuildFailed(ProviderError):
@@ -229,15 +239,12 @@ class OpenStackProvider:
             for port_tag in port.tags or []:
                 if port_tag.startswith(REQUEST_KEY + "="):
                     by_request.setdefault(port_tag, []).append(port)
-        outcomes: list[StepResult | BaseException] = []
-        for ctx in ctxs:
-            mine = by_request.get(tag(REQUEST_KEY, ctx.request.id), [])
-            try:
-                self._ensure_ports(ctx, mine)
-                outcomes.append(None)
-            except ProviderError as exc:
-                outcomes.append(exc)
-        return outcomes
+
+        def ensure(ctx: Ctx) -> StepResult:
+            self._ensure_ports(ctx, by_request.get(tag(REQUEST_KEY, ctx.request.id), []))
+            return None
+
+        return each(ensure, ctxs)
 
     def _request_ports(self, ctx: Ctx) -> list[Any]:
         query = tag_query(request_tags(ctx.owner, ctx.request.id))
