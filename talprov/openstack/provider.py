@@ -161,7 +161,7 @@ class OpenStackProvider:
                  one_by_one(self._ensure_server_group)),
             Step("ensure-ports", self._ensure_ports_step, self._ensure_ports_batch),
             Step("ensure-server", self._ensure_server_step, one_by_one(self._ensure_server_step)),
-            Step("wait-active", self._wait_active, one_by_one(self._wait_active)),
+            Step("wait-active", self._wait_active, self._wait_active_batch),
             Step("ensure-floating-ip", self._ensure_floating_ip,
                  one_by_one(self._ensure_floating_ip)),
         ]
@@ -424,12 +424,28 @@ class OpenStackProvider:
 
     # -- 6. wait ---------------------------------------------------------------------------
 
+    def _wait_active_batch(self, ctxs: Sequence[Ctx]) -> list[StepResult | BaseException]:
+        """wait-active for many: servers created in this pass get ONE fresh listing
+        together (not a GET each), then each request is judged as alone. Read-only
+        apart from what ``_wait_active`` does; idempotent."""
+        with self._unseen_lock:
+            fresh = [c for c in ctxs if c.state.server_id in self._unseen]
+        if fresh:
+            try:
+                listed = {m.infra_id: m for m in self.list_machines(ctxs[0].owner)}
+            except ProviderError as exc:
+                return [exc] * len(ctxs)
+            for ctx in fresh:
+                if ctx.state.server_id in listed:
+                    ctx.observed = listed[str(ctx.state.server_id)]
+        return each(self._wait_active, ctxs)
+
     def _wait_active(self, ctx: Ctx) -> StepResult:
         with self._unseen_lock:
             fresh = ctx.state.server_id in self._unseen
             self._unseen.discard(str(ctx.state.server_id))
         if fresh and not (ctx.observed and ctx.observed.infra_id == ctx.state.server_id):
-            # Created in this pass: its listing predates it; no GET, the next one shows it.
+            # Created in this pass and not listed yet: no GET, the next listing shows it.
             return Retry(after=min(FIRST_LOOK_AFTER, self.config.poll_interval),
                          reason="server created")
         server = self._observed_or_fetched(ctx)
