@@ -14,11 +14,12 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from talprov.openstack import images
 from talprov.openstack.client import OpenStackClient
 from talprov.openstack.data import OpenStackData
-from talprov.providers.errors import InvalidRequest
+from talprov.providers.errors import InvalidRequest, Transient
 
 #: Seconds a resolved name is trusted.
 DEFAULT_TTL = 300.0
@@ -81,10 +82,27 @@ class Lookups(NameCache):
         super().__init__(clock, ttl)
         self.client = client
 
+    def _named(self, what: str, lister: Any, name: str, **query: Any) -> Any:
+        """The one resource called ``name``: ONE filtered list (an SDK ``find_*`` first
+        GETs the name as an id, a 404, then lists). None when no name matches (it may
+        be an id). Raises ``InvalidRequest`` when several match."""
+        found = [r for r in self.client.list(what, lister, name=name, **query)
+                 if r.name == name]
+        if len(found) > 1:
+            raise InvalidRequest(f"{len(found)} resources are named {name!r}; give the id")
+        return found[0] if found else None
+
     def image(self, name_or_id: str) -> str:
         """The id of an existing active image. Raises ``InvalidRequest``/``Transient``."""
-        return self.get("image", name_or_id, lambda: Resolved(
-            images.resolve_named_image(self.client, name_or_id), name_or_id)).id
+        def find() -> Resolved:
+            image = self._named("list images", self.client.image.images, name_or_id)
+            if image is None:
+                return Resolved(images.resolve_named_image(self.client, name_or_id), name_or_id)
+            if image.status != "active":
+                raise Transient(f"Glance image {name_or_id!r} is {image.status}, not active")
+            return Resolved(str(image.id), name_or_id)
+
+        return self.get("image", name_or_id, find).id
 
     def flavor(self, name_or_id: str) -> Resolved:
         """The named flavor. Raises ``InvalidRequest`` naming provider_data.flavor."""
@@ -118,8 +136,10 @@ class Lookups(NameCache):
     def network(self, name_or_id: str) -> Resolved:
         """A network. Raises ``InvalidRequest`` naming provider_data.networks."""
         def find() -> Resolved:
-            net = self.client.find_one("find network", self.client.network.find_network,
-                                       name_or_id)
+            net = self._named("list networks", self.client.network.networks, name_or_id)
+            if net is None:
+                net = self.client.find_one("find network", self.client.network.find_network,
+                                           name_or_id)
             if net is None:
                 raise InvalidRequest(f"no network {name_or_id!r}",
                                      field="provider_data.networks")
