@@ -16,8 +16,8 @@ are ACTIVE.
 * ``sdk-loop``: the naive openstacksdk loop: find image/flavor/network, then per
   server ``create_server`` and ``wait_for_server`` (its default 2 s poll).
 
-Apache Libcloud's OpenStack driver is not run: it cannot authenticate against
-this fake's Keystone v3 token API as configured here (see the report).
+Apache Libcloud's OpenStack driver is not run yet: it has not been tried
+against this fake cloud.
 Printed per configuration: min and median wall seconds of ``--repeat`` runs,
 API calls per server (Keystone excluded), each tool's time over the bound and
 over talprov's.
