@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict
 from talprov.providers.protocol import ProviderState, StepContext
 from talprov.providers.types import Health, MachineRequest, Stage, StepResult
 from talprov.store.errors import StaleRecord
-from talprov.store.records import ProgressUpdate, RequestRecord
+from talprov.store.records import ProgressUpdate, RequestRecord, save_one
 
 
 class FakeClock:
@@ -116,13 +116,10 @@ class MemoryProgressStorage:
         events: Sequence[str], now: datetime | None = None,
     ) -> RequestRecord:
         """Write one step's outcome; raises ``StaleRecord`` at a stale version."""
-        (outcome,) = self.save_progress_many([ProgressUpdate(
+        return save_one(self.save_progress_many, ProgressUpdate(
             request_id, expected_version, stage, step_index, step_name, state, error, attempts,
             next_attempt_at, step_started_at, infra_id, machine_uuid, addresses, events,
-        )], now=now)
-        if isinstance(outcome, StaleRecord):
-            raise outcome
-        return outcome
+        ), now)
 
     def save_progress_many(
         self, updates: Sequence[ProgressUpdate], *, now: datetime | None = None

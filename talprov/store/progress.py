@@ -24,6 +24,7 @@ from talprov.store.records import (
     RequestRecord,
     dump_json,
     record_from_row,
+    save_one,
     utc_or_now,
 )
 from talprov.store.schema import requests
@@ -73,14 +74,10 @@ class ProgressMethods:
         is not JSON-serialisable. Not idempotent: a replay with the old version is
         rejected as stale, which is what keeps two workers from both advancing.
         """
-        update = ProgressUpdate(
+        return save_one(self.save_progress_many, ProgressUpdate(
             request_id, expected_version, stage, step_index, step_name, state, error, attempts,
             next_attempt_at, step_started_at, infra_id, machine_uuid, addresses, events,
-        )
-        (outcome,) = self.save_progress_many([update], now=now)
-        if isinstance(outcome, StaleRecord):
-            raise outcome
-        return outcome
+        ), now)
 
     def save_progress_many(
         self, updates: Sequence[ProgressUpdate], *, now: datetime | None = None

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -13,7 +13,7 @@ from pydantic import SecretStr, ValidationError
 
 from talprov.providers.types import MachineRequest, Stage
 from talprov.store.crypto import SecretCodec
-from talprov.store.errors import StoreError, StoreKeyError
+from talprov.store.errors import StaleRecord, StoreError, StoreKeyError
 
 
 @dataclass(frozen=True)
@@ -38,6 +38,17 @@ class ProgressUpdate:
     machine_uuid: str | None
     addresses: Sequence[str]
     events: Sequence[str]
+
+
+SaveMany = Callable[..., "list[RequestRecord | StaleRecord]"]
+
+
+def save_one(save_many: SaveMany, update: ProgressUpdate, now: datetime | None) -> RequestRecord:
+    """``save_many([update])``'s record; raises its ``StaleRecord`` instead of returning it."""
+    (outcome,) = save_many([update], now=now)
+    if isinstance(outcome, StaleRecord):
+        raise outcome
+    return outcome
 
 
 @dataclass(frozen=True)
