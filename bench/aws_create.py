@@ -1,24 +1,31 @@
-"""Create N Talos machines on one moto EC2 server: talprov's AWS driver vs Apache Libcloud.
+"""Create N Talos machines on one moto EC2 server: lower bound, talprov, Libcloud, boto3 loop.
 
-    python bench/aws_create.py [--machines 100] [--latency-ms 20]
+    python bench/aws_create.py [--machines 100] [--latencies 0,50,200] [--repeat 3]
 
-Both sides do the same job against the same moto server (reset in between):
-find the Talos AMI, launch N instances with the machine config as user-data and
-tags, and wait until all of them run. talprov goes through its real request
-reconciler and SQLite store (a fake clock skips the poll waits; moto's
-instances are running by the second look). Libcloud's EC2NodeDriver does what
-a Libcloud user would: list_images once, create_node per machine, then
-wait_until_running. Each configuration runs with no added latency and with a
-fixed delay before every API request (a slow or distant endpoint).
+Every tool does the same job against the same moto server (reset in between):
+find the Talos AMI, launch N instances with the machine config as user-data,
+and wait until all of them run. Each configuration adds a fixed delay before
+every API request (a distant endpoint; moto's own CPU dominates at 0 ms).
 
-Printed per run: wall time, EC2 API requests in total and per machine, and the
-libcloud/talprov wall-time ratio. (Libcloud cannot ask for IMDSv2 at launch,
-so its instances are not configured quite as securely: its job is lighter.)
+* ``bound``: the least a client can send: one DescribeImages, one RunInstances
+  per 1,000 machines, then DescribeInstances until all run (moto: once).
+* ``talprov``: requests in its SQLite store, its real reconciler driving the
+  AWS provider, on the REAL clock (any Retry(after=…) is really waited).
+* ``libcloud``: Apache Libcloud's EC2NodeDriver as its users write it:
+  list_images once, create_node per machine, wait_until_running.
+* ``boto3-loop``: the naive SDK loop: run_instances per machine, then the
+  ``instance_running`` waiter.
+
+Printed per configuration: min and median wall seconds of ``--repeat`` runs,
+EC2 requests per machine, each tool's time over the bound, and the peers' time
+over talprov's. (Libcloud and the loop ask for no IMDSv2 and no tags at launch:
+their job is a little lighter.)
 """
 
 from __future__ import annotations
 
 import argparse
+import statistics
 import sys
 import tempfile
 import time
@@ -41,7 +48,6 @@ from talprov.providers.protocol import Runtime  # noqa: E402
 from talprov.providers.types import MachineRequest, Owner, Stage  # noqa: E402
 from talprov.reconcile.reconciler import ProviderHandle, Reconciler  # noqa: E402
 from talprov.store.store import Store  # noqa: E402
-from talprov.testing import FakeClock  # noqa: E402
 from tests.emulators.moto import (  # noqa: E402
     OFFICIAL_OWNER,
     REGION,
@@ -74,11 +80,75 @@ class Result:
         return sum(self.calls.values()) / machines
 
 
+def _boto_ec2(server: MotoServer, latency: float) -> tuple[Any, CallCounter]:
+    import boto3
+
+    ec2 = boto3.client("ec2", region_name=REGION, endpoint_url=server.url)
+    counter = CallCounter()
+    counter.attach(ec2)
+    if latency:
+        Latency(latency).attach(ec2)
+    return ec2, counter
+
+
+def _official_ami(ec2: Any) -> str:
+    images = ec2.describe_images(Owners=[OFFICIAL_OWNER], Filters=[
+        {"Name": "name", "Values": [f"talos-{VERSION}-{REGION}-amd64"]}])["Images"]
+    return str(images[0]["ImageId"])
+
+
+def _wait_all_running(ec2: Any, ids: list[str]) -> int:
+    """DescribeInstances (filtered by id) until every instance runs; the running count."""
+    delay = 0.0
+    while True:
+        time.sleep(delay)
+        running = 0
+        for start in range(0, len(ids), 200):
+            pages = ec2.get_paginator("describe_instances").paginate(
+                Filters=[{"Name": "instance-id", "Values": ids[start:start + 200]}])
+            running += sum(1 for page in pages for r in page["Reservations"]
+                           for i in r["Instances"] if i["State"]["Name"] == "running")
+        if running == len(ids):
+            return running
+        delay = min(5.0, max(0.5, delay * 2))
+
+
+def run_bound(server: MotoServer, machines: int, latency: float, work: Path) -> Result:
+    """The unavoidable calls only: image, launch(es), look until running."""
+    ec2, counter = _boto_ec2(server, latency)
+    start = time.perf_counter()
+    ami = _official_ami(ec2)
+    ids: list[str] = []
+    for first in range(0, machines, 1000):
+        count = min(1000, machines - first)
+        reply = ec2.run_instances(ImageId=ami, InstanceType="t3.small", MinCount=count,
+                                  MaxCount=count, UserData=CONFIG)
+        ids += [i["InstanceId"] for i in reply["Instances"]]
+    running = _wait_all_running(ec2, ids)
+    return Result("bound", time.perf_counter() - start, counter.calls, running)
+
+
+def run_boto3_loop(server: MotoServer, machines: int, latency: float, work: Path) -> Result:
+    """What a user writes with boto3: one run_instances per machine, then the waiter."""
+    ec2, counter = _boto_ec2(server, latency)
+    start = time.perf_counter()
+    ami = _official_ami(ec2)
+    ids = []
+    for i in range(machines):
+        reply = ec2.run_instances(
+            ImageId=ami, InstanceType="t3.small", MinCount=1, MaxCount=1, UserData=CONFIG,
+            TagSpecifications=[{"ResourceType": "instance",
+                                "Tags": [{"Key": "Name", "Value": f"node-{i:03d}"}]}])
+        ids.append(reply["Instances"][0]["InstanceId"])
+    ec2.get_waiter("instance_running").wait(InstanceIds=ids)
+    running = _wait_all_running(ec2, ids)
+    counter.calls["DescribeInstances"] -= 1  # the check is not part of the job
+    return Result("boto3-loop", time.perf_counter() - start, counter.calls, running)
+
+
 def run_talprov(server: MotoServer, machines: int, latency: float, work: Path) -> Result:
-    """talprov: requests in the store, the reconciler drives the AWS provider."""
-    clock = FakeClock()
-    runtime = Runtime(installation="bench", cache_dir=work / "cache", clock=clock,
-                      sleep=clock.sleep)
+    """talprov: requests in the store, the reconciler drives the AWS provider, real clock."""
+    runtime = Runtime(installation="bench", cache_dir=work / "cache")
     provider = AwsProvider("aws-bench", AwsConfig(region=REGION, endpoint_url=server.url),
                            runtime)
     counter = CallCounter()
@@ -95,40 +165,17 @@ def run_talprov(server: MotoServer, machines: int, latency: float, work: Path) -
         return all(r.stage == Stage.PROVISIONED for r in store.list_requests())
 
     start = time.perf_counter()
-    # Passes as often as the driver polls: each pass costs one listing.
-    done = reconciler.run_until(provisioned, timeout=3600, interval=provider.config.poll_interval)
+    done = reconciler.run_until(provisioned, timeout=600, interval=provider.config.poll_interval)
     seconds = time.perf_counter() - start
     if not done:
         raise RuntimeError("talprov did not provision every machine")
+    before = counter.calls["DescribeInstances"]
     running = sum(1 for m in provider.list_machines(Owner("bench", "aws-bench"))
                   if m.state.value == "running")
-    counter.calls["DescribeInstances"] -= 1  # the check above is not part of the job
+    counter.calls["DescribeInstances"] = before  # the check is not part of the job
+    reconciler.close()
     store.close()
     return Result("talprov", seconds, counter.calls, running)
-
-
-def run_driver(server: MotoServer, machines: int, latency: float, work: Path) -> Result:
-    """talprov's driver alone, under the tests' minimal runner (state kept in memory)."""
-    from talprov.testing import FakeClock as LoopClock
-    from tests.unit.aws.loop import LocalLoop
-
-    clock = LoopClock()
-    runtime = Runtime(installation="bench", cache_dir=work / "cache", clock=clock,
-                      sleep=clock.sleep)
-    provider = AwsProvider("aws-bench", AwsConfig(region=REGION, endpoint_url=server.url),
-                           runtime)
-    counter = CallCounter()
-    counter.attach(provider.clients.ec2)
-    if latency:
-        Latency(latency).attach(provider.clients.ec2)
-    loop = LocalLoop(provider, runtime, clock)
-    for request in _requests(machines):
-        loop.add(request)
-    start = time.perf_counter()
-    loop.run_until_settled()
-    seconds = time.perf_counter() - start
-    running = sum(1 for t in loop.requests.values() if t.failed is None and t.state.infra_id)
-    return Result("driver", seconds, counter.calls, running)
 
 
 def _requests(machines: int) -> list[MachineRequest]:
@@ -155,7 +202,7 @@ def _counted(driver: Any, calls: Counter[str], latency: float) -> None:
     driver.connection.request = request
 
 
-def run_libcloud(server: MotoServer, machines: int, latency: float) -> Result:
+def run_libcloud(server: MotoServer, machines: int, latency: float, work: Path) -> Result:
     """Apache Libcloud's EC2 driver doing the same job."""
     host, port = server.url.removeprefix("http://").split(":")
     creds = fake_credentials()
@@ -188,46 +235,60 @@ def run_libcloud(server: MotoServer, machines: int, latency: float) -> Result:
     return Result("libcloud", seconds, calls, len(ready))
 
 
-def _show(machines: int, latency_ms: float, results: list[Result]) -> None:
-    print(f"\n{machines} machines, {latency_ms:g} ms added per API request")
-    header = f"{'wall s':>8} {'calls':>6} {'calls/machine':>14} {'running':>8}"
-    print(f"  {'':10} {header}  by operation")
-    for result in results:
-        ops = ", ".join(f"{k} {v}" for k, v in sorted(result.calls.items()))
-        print(f"  {result.name:10} {result.seconds:8.2f} {sum(result.calls.values()):6d} "
-              f"{result.per_machine(machines):14.2f} {result.running:8d}  {ops}")
-    theirs = results[-1]
-    for ours in results[:-1]:
-        print(f"  libcloud/{ours.name} wall time: {theirs.seconds / ours.seconds:.1f}x")
+RUNNERS: dict[str, Callable[[MotoServer, int, float, Path], Result]] = {
+    "bound": run_bound, "talprov": run_talprov, "libcloud": run_libcloud,
+    "boto3-loop": run_boto3_loop,
+}
+
+
+def _show(machines: int, latency_ms: float, runs: dict[str, list[Result]]) -> None:
+    print(f"\n{machines} machines, {latency_ms:g} ms added per API request "
+          f"(real clock, min/median of {len(runs['bound'])})")
+    print(f"  {'':11}{'min s':>8}{'median s':>10}{'calls/machine':>15}{'/ bound':>9}"
+          f"{'/ talprov':>11}  calls")
+    bound = min(r.seconds for r in runs["bound"])
+    ours = min(r.seconds for r in runs["talprov"])
+    for name, results in runs.items():
+        fastest = min(r.seconds for r in results)
+        median = statistics.median(r.seconds for r in results)
+        ops = ", ".join(f"{k} {v}" for k, v in sorted(results[0].calls.items()) if v)
+        print(f"  {name:11}{fastest:8.2f}{median:10.2f}{results[0].per_machine(machines):15.2f}"
+              f"{fastest / bound:8.2f}x{fastest / ours:10.2f}x  {ops}")
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--machines", type=int, default=100)
-    parser.add_argument("--latency-ms", type=float, default=20.0)
+    parser.add_argument("--latencies", default="0,50,200", help="ms, comma-separated")
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--only", default=",".join(RUNNERS), help="tools, comma-separated")
     args = parser.parse_args(argv)
     import os
 
     os.environ.update(fake_credentials())
+    tools = [t for t in args.only.split(",") if t]
+    if "bound" not in tools or "talprov" not in tools:
+        parser.error("--only must keep bound and talprov (the ratios need them)")
     with tempfile.TemporaryDirectory(prefix="talprov-bench-") as tmp:
         work = Path(tmp)
         server = start_moto_server(work / "moto")
         try:
             server.reset()
-            run_libcloud(server, 1, 0.0)  # warm moto's EC2 backend up (~1-3 s once)
-            for latency_ms in (0.0, args.latency_ms):
-                results = []
-                for name, run in (("driver", run_driver), ("talprov", run_talprov)):
-                    server.reset()
-                    run_dir = work / f"{name}-{latency_ms:g}"
-                    run_dir.mkdir()
-                    results.append(run(server, args.machines, latency_ms / 1000, run_dir))
-                server.reset()
-                results.append(run_libcloud(server, args.machines, latency_ms / 1000))
-                _show(args.machines, latency_ms, results)
-                if any(r.running != args.machines for r in results):
-                    print("  ERROR: not every machine is running", file=sys.stderr)
-                    return 1
+            run_bound(server, 1, 0.0, work)  # warm moto's EC2 backend up (~1-3 s once)
+            for latency_ms in (float(x) for x in args.latencies.split(",")):
+                runs: dict[str, list[Result]] = {name: [] for name in tools}
+                for attempt in range(args.repeat):
+                    for name in tools:  # interleaved, so drift hits every tool alike
+                        server.reset()
+                        run_dir = work / f"{name}-{latency_ms:g}-{attempt}"
+                        run_dir.mkdir()
+                        result = RUNNERS[name](server, args.machines, latency_ms / 1000, run_dir)
+                        if result.running != args.machines:
+                            print(f"ERROR: {name}: {result.running} of {args.machines} run",
+                                  file=sys.stderr)
+                            return 1
+                        runs[name].append(result)
+                _show(args.machines, latency_ms, runs)
         finally:
             server.stop()
     return 0

@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict
 from talprov.providers.protocol import ProviderState, StepContext
 from talprov.providers.types import Health, MachineRequest, Stage, StepResult
 from talprov.store.errors import StaleRecord
-from talprov.store.records import RequestRecord
+from talprov.store.records import ProgressUpdate, RequestRecord, save_one
 
 
 class FakeClock:
@@ -82,6 +82,8 @@ class MemoryProgressStorage:
     def __init__(self) -> None:
         self.records: dict[str, RequestRecord] = {}
         self.events: dict[str, list[str]] = {}
+        #: Write calls so far, single or many (a database makes each one transaction).
+        self.transactions = 0
         self._lock = threading.Lock()
 
     def add(self, request: MachineRequest, *, now: datetime | None = None) -> RequestRecord:
@@ -114,17 +116,33 @@ class MemoryProgressStorage:
         events: Sequence[str], now: datetime | None = None,
     ) -> RequestRecord:
         """Write one step's outcome; raises ``StaleRecord`` at a stale version."""
+        return save_one(self.save_progress_many, ProgressUpdate(
+            request_id, expected_version, stage, step_index, step_name, state, error, attempts,
+            next_attempt_at, step_started_at, infra_id, machine_uuid, addresses, events,
+        ), now)
+
+    def save_progress_many(
+        self, updates: Sequence[ProgressUpdate], *, now: datetime | None = None
+    ) -> list[RequestRecord | StaleRecord]:
+        """Write many outcomes under one lock; a stale one comes back as ``StaleRecord``."""
+        outcomes: list[RequestRecord | StaleRecord] = []
         with self._lock:
-            current = self.records.get(request_id)
-            if current is None or current.version != expected_version:
-                raise StaleRecord(f"request {request_id} changed or was removed")
-            saved = dataclasses.replace(
-                current, stage=Stage(stage), step_index=step_index, step_name=step_name,
-                state=dict(state), error=error, attempts=attempts,
-                next_attempt_at=next_attempt_at, step_started_at=step_started_at,
-                infra_id=infra_id, machine_uuid=machine_uuid, addresses=tuple(addresses),
-                updated_at=now or datetime.now(UTC), version=expected_version + 1,
-            )
-            self.records[request_id] = saved
-            self.events[request_id].extend(events)
-            return saved
+            self.transactions += 1
+            for update in updates:
+                current = self.records.get(update.request_id)
+                if current is None or current.version != update.expected_version:
+                    outcomes.append(StaleRecord(f"request {update.request_id} changed or was "
+                                                "removed"))
+                    continue
+                saved = dataclasses.replace(
+                    current, stage=Stage(update.stage), step_index=update.step_index,
+                    step_name=update.step_name, state=dict(update.state), error=update.error,
+                    attempts=update.attempts, next_attempt_at=update.next_attempt_at,
+                    step_started_at=update.step_started_at, infra_id=update.infra_id,
+                    machine_uuid=update.machine_uuid, addresses=tuple(update.addresses),
+                    updated_at=now or datetime.now(UTC), version=update.expected_version + 1,
+                )
+                self.records[update.request_id] = saved
+                self.events[update.request_id].extend(update.events)
+                outcomes.append(saved)
+        return outcomes

@@ -69,11 +69,12 @@ class AwsConfig(BaseModel):
         description="Seconds between checks while waiting for an instance or an image import.",
     )
     max_batch: int = Field(
-        default=20,
+        default=1000,
         ge=1,
-        le=40,
+        le=1000,
         description="Most instances launched by one RunInstances call when several requests "
-        "share a shape and a machine config (each member costs one tag on the instances).",
+        "share a shape and a machine config (EC2 allows 1,000; a batch is also cut where "
+        "its packed member list no longer fits the tags the shape leaves free).",
     )
     # Off by default on EC2 alone: Talos takes the hostname from the instance
     # metadata there (machines are never nameless, unlike NoCloud without

@@ -15,9 +15,14 @@ Why this design (and not the alternatives):
 * CreateFleet was not used: it takes user-data only through launch templates,
   so distinct configs would need a template version per request.
 
-Crash safety rests on the member tags and launch index written at launch (see
-:mod:`talprov.aws.instances`), not on the later CreateTags, and on the caller
-looking every request up before calling this.
+* A batch is as large as EC2 allows (1,000 instances per call, ``max_batch``)
+  and as its member list fits in the tags the shape leaves free: the ids are
+  packed into a few tag values, a handful of characters per id of one set.
+
+Crash safety rests on the member list and launch index written at launch (see
+:mod:`talprov.aws.instances`) and on the caller having looked every request up
+(the pass's listing) before calling this. Nothing is written per instance after
+the launch, so nothing per instance sits on the critical path.
 """
 
 from __future__ import annotations
@@ -31,12 +36,14 @@ from talprov.aws.client import AwsClients
 from talprov.aws.config import AwsConfig
 from talprov.aws.data import AwsData
 from talprov.aws.instances import (
+    RUN_INSTANCES_LIMIT,
     LaunchGroup,
     LaunchShape,
     Member,
     check_user_data,
+    chunk_members,
     launch,
-    tag_instance,
+    member_capacity,
     user_data_digest,
 )
 from talprov.providers.errors import ProviderError
@@ -44,8 +51,6 @@ from talprov.providers.ownership import REQUEST_KEY, ownership_tags
 from talprov.providers.protocol import StepContext
 from talprov.providers.types import MachineRequest, Owner
 
-#: EC2's tag limit per resource.
-MAX_TAGS = 50
 Adopt = Callable[..., None]
 
 
@@ -90,10 +95,12 @@ class Launcher:
         self.clients = clients
         self.config = config
 
-    def batch_limit(self, shape: LaunchShape) -> int:
-        """Most members one call may carry: each costs a tag on every instance."""
-        # Two tags stay free for the request and Name tags added after launch.
-        return max(1, min(self.config.max_batch, MAX_TAGS - len(shape.tags) - 2))
+    def batches(self, shape: LaunchShape, request_ids: Sequence[str]) -> list[list[str]]:
+        """``request_ids`` (sorted) cut into launches whose member lists fit the tags
+        ``shape`` leaves free (one goes to the batch tag)."""
+        limit = min(self.config.max_batch, RUN_INSTANCES_LIMIT)
+        return chunk_members(request_ids, limit=limit,
+                             capacity=member_capacity(len(shape.tags) + 1))
 
     def plan(
         self, ctxs: Sequence[StepContext[Any, Any]], owner: Owner,
@@ -112,12 +119,11 @@ class Launcher:
             by_shape.setdefault(shape, (text, []))[1].append(index)
         groups: list[tuple[LaunchGroup, list[int]]] = []
         for shape, (text, indexes) in by_shape.items():
-            ordered = sorted(indexes, key=lambda i: ctxs[i].request.id)
-            limit = self.batch_limit(shape)
-            for start in range(0, len(ordered), limit):
-                chunk = ordered[start:start + limit]
-                members = [Member(ctxs[i].request.id, ctxs[i].state.nonce) for i in chunk]
-                groups.append((LaunchGroup(shape, text, members), chunk))
+            by_id = {ctxs[i].request.id: i for i in indexes}
+            for chunk in self.batches(shape, sorted(by_id)):
+                positions = [by_id[rid] for rid in chunk]
+                members = [Member(rid, ctxs[by_id[rid]].state.nonce) for rid in chunk]
+                groups.append((LaunchGroup(shape, text, members), positions))
         return groups, errors
 
     def launch_all(
@@ -127,12 +133,12 @@ class Launcher:
         """Launch an instance for each of ``ctxs`` (which were looked up and not found).
 
         ``adopt(ctx, instance_id, tagged=...)`` records each new instance in its
-        request's state as soon as RunInstances returns. Returns, per context, the
+        request's state as soon as RunInstances returns (``tagged``: whether it
+        carries its request tag, i.e. was launched alone). Returns, per context, the
         error that stopped it or None. Never raises ProviderError.
         """
         groups, errors = self.plan(ctxs, owner, user_data)
         ec2 = self.clients.ec2  # built here, before the worker threads share it
-        to_tag: list[tuple[StepContext[Any, Any], str]] = []
 
         def run(group: LaunchGroup, indexes: list[int]) -> None:
             by_id = {ctxs[i].request.id: i for i in indexes}
@@ -144,26 +150,9 @@ class Launcher:
                 return
             single = len(group.members) == 1
             for member, raw in launched:
-                ctx = ctxs[by_id[member.request_id]]
-                adopt(ctx, str(raw["InstanceId"]), tagged=single)
-                if not single:
-                    to_tag.append((ctx, str(raw["InstanceId"])))
+                adopt(ctxs[by_id[member.request_id]], str(raw["InstanceId"]), tagged=single)
 
         workers = max(1, min(self.config.launch_concurrency, len(groups)))
         with ThreadPoolExecutor(max_workers=workers) as pool:
             list(pool.map(lambda g: run(*g), groups))
-        # Batch members get their request and Name tags now, one call each (the
-        # values differ per instance), side by side. A failure here is harmless
-        # (the member tags identify them); wait-running retries it.
-        if to_tag:
-            taggers = max(1, min(self.config.launch_concurrency, len(to_tag)))
-            with ThreadPoolExecutor(max_workers=taggers) as pool:
-                list(pool.map(lambda item: self._tag(*item), list(to_tag)))
         return [errors.get(i) for i in range(len(ctxs))]
-
-    def _tag(self, ctx: StepContext[Any, Any], instance_id: str) -> None:
-        try:
-            tag_instance(self.clients.ec2, instance_id, ctx.request.id)
-            ctx.state.tagged = True
-        except ProviderError:
-            ctx.event(f"instance {instance_id}: request tag not written yet")

@@ -4,11 +4,15 @@ Steps (each idempotent, see docs/architecture.md):
 
 1. ``resolve-image`` — the AMI for the request's Talos version, arch and
    schematic (official, or imported once per schematic) and the instance type.
-2. ``ensure-instance`` — find the request's instance by tag, else launch it.
-   ``run_batch`` launches requests of one shape and one machine config with a
+2. ``ensure-instance`` — the request's instance as the pass's listing shows it
+   (mapped to requests by tag, batch member list and launch index), else launch
+   it. ``run_batch`` launches requests of one shape and one machine config with a
    single RunInstances (see :mod:`talprov.aws.instances` for why that is crash
    safe); requests that cannot share a call get one call each, in parallel.
-3. ``wait-running`` — from the pass's single listing, until EC2 says running.
+3. ``wait-running`` — from the pass's single listing; instances the listing does
+   not show yet (launched in this pass) are looked at right away, all with one
+   DescribeInstances, then again after a backoff that grows while EC2 answers
+   ``pending``.
 """
 
 from __future__ import annotations
@@ -34,18 +38,18 @@ from talprov.aws.images import (
 )
 from talprov.aws.instance_types import InstanceTypeChooser
 from talprov.aws.instances import (
+    describe_ids,
     describe_one,
     find_for_requests,
     list_owned,
     machine_from_instance,
-    tag_instance,
     tags_of,
     terminate,
 )
 from talprov.aws.launching import Launcher
 from talprov.aws.state import AwsState
 from talprov.providers.errors import InvalidRequest, ProviderError
-from talprov.providers.ownership import REQUEST_KEY, is_owned
+from talprov.providers.ownership import is_owned
 from talprov.providers.protocol import (
     ProviderState,
     Runtime,
@@ -71,6 +75,10 @@ from talprov.talos.join import (
 from talprov.talos.schematic import Schematic
 
 Ctx = StepContext[AwsData, AwsState]
+#: Looks at a just-launched instance that may answer "not found" (EC2 lags).
+NOT_FOUND_LOOKS = 3
+#: Seconds before the second look at a pending instance; doubled per look.
+FIRST_LOOK_AFTER = 1.0
 
 
 class AwsProvider:
@@ -103,7 +111,7 @@ class AwsProvider:
         return (
             Step("resolve-image", self._resolve_image, self._resolve_images),
             Step.batched("ensure-instance", self._ensure_batch),
-            Step("wait-running", self._wait_running, timeout=self.config.running_timeout),
+            Step.batched("wait-running", self._wait_batch, timeout=self.config.running_timeout),
         )
 
     def list_machines(self, owner: Owner) -> list[Machine]:
@@ -313,14 +321,17 @@ class AwsProvider:
     # ------------------------------------------------------------------ ensure-instance
 
     def _ensure_batch(self, ctxs: Sequence[Ctx]) -> list[StepResult | ProviderError]:
-        """ensure-instance for many requests: one lookup, then as few launches as can be.
+        """ensure-instance for many requests: as few launches as can be, no lookup call.
 
         Returns one outcome per context: ``None`` (the request has its instance)
-        or the ``ProviderError`` that stopped it. Idempotent: every request is
-        looked up by its tags before anything is launched.
+        or the ``ProviderError`` that stopped it. Idempotent: the pass's listing
+        (``ctx.observed``, taken before the runner ran this pass's steps, after
+        any process that could have launched for the request died or let go of
+        it) maps every live instance to its request, so a request it does not
+        show has no instance to adopt.
         """
         outcomes: dict[int, StepResult | ProviderError] = {}
-        lookup: list[int] = []
+        missing: list[int] = []
         for index, ctx in enumerate(ctxs):
             if ctx.state.infra_id:
                 outcomes[index] = None
@@ -329,56 +340,21 @@ class AwsProvider:
                 self._adopt(ctx, ctx.observed.infra_id, tagged=tagged)
                 outcomes[index] = None
             else:
-                lookup.append(index)
-        if lookup:
-            self._find_or_launch([ctxs[i] for i in lookup], lookup, outcomes)
-        return [outcomes[i] for i in range(len(ctxs))]
-
-    def _find_or_launch(
-        self, ctxs: Sequence[Ctx], indexes: Sequence[int],
-        outcomes: dict[int, StepResult | ProviderError],
-    ) -> None:
-        owner = ctxs[0].owner
-        try:
-            found = find_for_requests(self.clients.ec2, owner, [c.request.id for c in ctxs])
-        except ProviderError as exc:
-            for index in indexes:
-                outcomes[index] = exc
-            return
-        missing: list[tuple[int, Ctx]] = []
-        for index, ctx in zip(indexes, ctxs, strict=True):
-            instances = found.get(ctx.request.id)
-            if instances:
-                outcomes[index] = self._adopt_found(ctx, instances)
-            else:
-                missing.append((index, ctx))
+                missing.append(index)
         if missing:
             errors = self.launcher.launch_all(
-                [ctx for _, ctx in missing], owner, self._user_data, self._adopt
+                [ctxs[i] for i in missing], ctxs[0].owner, self._user_data, self._adopt
             )
-            for (index, ctx), error in zip(missing, errors, strict=True):
+            for index, error in zip(missing, errors, strict=True):
                 outcomes[index] = error
-                if error is None and not ctx.state.infra_id:
+                if error is None and not ctxs[index].state.infra_id:
                     outcomes[index] = Retry(after=0, reason="launch did not return the instance")
+        return [outcomes[i] for i in range(len(ctxs))]
 
     def _adopt(self, ctx: Ctx, instance_id: str, *, tagged: bool) -> None:
         ctx.state.infra_id = instance_id
         ctx.state.tagged = tagged
         ctx.event(f"instance {instance_id}")
-
-    def _adopt_found(self, ctx: Ctx, instances: list[dict[str, Any]]) -> StepResult:
-        # Oldest first: should two ever exist (an endpoint that ignores
-        # ClientToken and lags in its listing), the first one is kept.
-        ordered = sorted(instances, key=lambda r: (str(r.get("LaunchTime", "")),
-                                                   str(r["InstanceId"])))
-        keep = ordered[0]
-        tagged = tags_of(keep).get(REQUEST_KEY) == ctx.request.id
-        self._adopt(ctx, str(keep["InstanceId"]), tagged=tagged)
-        extra = [str(r["InstanceId"]) for r in ordered[1:]]
-        if extra:
-            terminate(self.clients.ec2, extra)
-            ctx.event(f"terminated duplicate instances {', '.join(extra)}")
-        return None
 
     def _user_data(self, request: MachineRequest) -> str:
         """The user-data text: the machine config plus Omni's join documents, if any.
@@ -391,27 +367,45 @@ class AwsProvider:
 
     # ------------------------------------------------------------------ wait-running
 
-    def _wait_running(self, ctx: Ctx) -> StepResult:
+    def _wait_batch(self, ctxs: Sequence[Ctx]) -> list[StepResult | ProviderError]:
+        """wait-running for many requests: the listing, else ONE look at the unseen ones.
+
+        An instance the pass's listing did not show (launched in this very pass,
+        or not listed yet) is described at once, together with all others of the
+        batch, instead of waiting for the next pass. Read-only; idempotent.
+        """
+        unseen = [ctx.state.infra_id for ctx in ctxs if ctx.state.infra_id
+                  and not (ctx.observed and ctx.observed.infra_id == ctx.state.infra_id)]
+        described: dict[str, dict[str, Any]] = {}
+        if unseen:
+            try:
+                described = describe_ids(self.clients.ec2, [i for i in unseen if i])
+            except ProviderError as exc:
+                return [exc] * len(ctxs)
+        outcomes: list[StepResult | ProviderError] = []
+        for ctx in ctxs:
+            try:
+                outcomes.append(self._running_or_not(ctx, described))
+            except ProviderError as exc:
+                outcomes.append(exc)
+        return outcomes
+
+    def _running_or_not(self, ctx: Ctx, described: dict[str, dict[str, Any]]) -> StepResult:
         state = ctx.state
         instance_id = state.infra_id
         if instance_id is None:
             raise InstanceLost("no instance was recorded for this request")
         machine = ctx.observed if ctx.observed and ctx.observed.infra_id == instance_id else None
+        looks = state.wait_checks
+        state.wait_checks = looks + 1
         if machine is None:
-            if state.wait_checks == 0:
-                # Launched during this pass: the next pass's listing will show it.
-                state.wait_checks = 1
-                return Retry(after=self.config.poll_interval, reason="waiting for the instance")
-            raw = describe_one(self.clients.ec2, instance_id)
+            raw = described.get(instance_id)
             if raw is None:
+                # EC2 may not list an instance for a few seconds after launching it.
+                if looks < NOT_FOUND_LOOKS:
+                    return Retry(after=self._next_look(looks), reason="waiting for the instance")
                 raise InstanceLost(f"instance {instance_id} no longer exists")
             machine = machine_from_instance(raw)
-        if not state.tagged:
-            try:
-                tag_instance(self.clients.ec2, instance_id, ctx.request.id)
-                state.tagged = True
-            except ProviderError:
-                pass  # the member tags identify it meanwhile; try again next time
         if machine.state == MachineState.RUNNING:
             state.addresses = list(machine.addresses)
             ctx.event(f"instance {instance_id} running")
@@ -421,8 +415,16 @@ class AwsProvider:
             reason = machine.extra.get("state_reason", "")
             detail = f": {reason}" if reason else ""
             raise InstanceLost(f"instance {instance_id} is {ec2_state}{detail}")
-        return Retry(after=self.config.poll_interval,
+        return Retry(after=self._next_look(looks),
                      reason=f"instance {instance_id} still {ec2_state}")
+
+    def _next_look(self, looks: int) -> float:
+        """Seconds until the next look: 1, 2, 4, … up to ``poll_interval``.
+
+        Most instances run within seconds of launch; the next look comes soon and
+        the gaps grow only while EC2 keeps answering that it is not there yet.
+        """
+        return float(min(self.config.poll_interval, FIRST_LOOK_AFTER * 2 ** min(looks, 16)))
 
     # ------------------------------------------------------------------ helpers
 

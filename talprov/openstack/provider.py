@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, ClassVar
 
 from pydantic import BaseModel
@@ -30,6 +31,7 @@ from talprov.openstack.client import OpenStackClient, connect
 from talprov.openstack.config import OpenStackConfig
 from talprov.openstack.data import OpenStackData, PortSpec
 from talprov.openstack.errors import is_no_valid_host
+from talprov.openstack.lookups import Lookups, Resolved
 from talprov.openstack.servers import (
     PORT_KEY,
     encode_user_data,
@@ -53,7 +55,9 @@ from talprov.providers.errors import (
     ProviderError,
     Transient,
 )
+from talprov.providers.ownership import REQUEST_KEY
 from talprov.providers.protocol import (
+    BatchStepFn,
     Leftover,
     ProviderState,
     Runtime,
@@ -63,9 +67,12 @@ from talprov.providers.protocol import (
 )
 from talprov.providers.types import Health, Machine, MachineRequest, Owner, Retry, StepResult
 from talprov.talos.join import check_user_data, refuse_fixed_image
+from talprov.talos.schematic import Schematic
 
 Ctx = StepContext[OpenStackData, OpenStackState]
 GONE_STATES = {"DELETED", "SOFT_DELETED"}
+#: Seconds before the first look at a server created in this pass.
+FIRST_LOOK_AFTER = 1.0
 
 
 class _ServerView:
@@ -75,6 +82,29 @@ class _ServerView:
         self.status = machine.extra.get("status", "UNKNOWN")
         self.fault = machine.extra.get("fault")
         self.addresses = machine.addresses
+
+
+#: Requests of one batch step handled side by side (the SDK's session is thread-safe).
+BATCH_WORKERS = 8
+
+
+def each(run: Callable[[Ctx], StepResult], ctxs: Sequence[Ctx]) -> list[StepResult | BaseException]:
+    """``run`` for every context, side by side; a ``ProviderError`` in its request's place."""
+    def attempt(ctx: Ctx) -> StepResult | BaseException:
+        try:
+            return run(ctx)
+        except ProviderError as exc:
+            return exc
+
+    if len(ctxs) <= 1:
+        return [attempt(ctx) for ctx in ctxs]
+    with ThreadPoolExecutor(max_workers=min(BATCH_WORKERS, len(ctxs))) as pool:
+        return list(pool.map(attempt, ctxs))
+
+
+def one_by_one(run: Callable[[Ctx], StepResult]) -> BatchStepFn:
+    """A ``run_batch`` that runs ``run`` for each request (side by side)."""
+    return lambda ctxs: each(run, ctxs)
 
 
 class ServerBuildFailed(ProviderError):
@@ -115,6 +145,11 @@ class OpenStackProvider:
         self.client = OpenStackClient(config, runtime.sleep, connector)
         self.tags = NeutronTags(self.client)
         self._group_lock = threading.Lock()
+        self._names = Lookups(self.client, runtime.clock)
+        # Servers this instance created and has not looked at since: the pass's
+        # listing predates them, so the first look waits for the next listing.
+        self._unseen: set[str] = set()
+        self._unseen_lock = threading.Lock()
 
     def __repr__(self) -> str:
         return f"OpenStackProvider({self.name!r})"
@@ -122,13 +157,18 @@ class OpenStackProvider:
     def steps(self) -> Sequence[Step]:
         """The provisioning steps, in order. Each is idempotent."""
         return [
-            Step("resolve-image", self._resolve_image),
-            Step("resolve-flavor", self._resolve_flavor),
-            Step("ensure-server-group", self._ensure_server_group),
-            Step("ensure-ports", self._ensure_ports_step),
-            Step("ensure-server", self._ensure_server_step),
-            Step("wait-active", self._wait_active, timeout=self.config.active_timeout),
-            Step("ensure-floating-ip", self._ensure_floating_ip),
+            # Every step takes the pass's requests together (most one by one), so
+            # a set reaches ensure-ports at once and shares its one port list.
+            Step("resolve-image", self._resolve_image, one_by_one(self._resolve_image)),
+            Step("resolve-flavor", self._resolve_flavor, one_by_one(self._resolve_flavor)),
+            Step("ensure-server-group", self._ensure_server_group,
+                 one_by_one(self._ensure_server_group)),
+            Step("ensure-ports", self._ensure_ports_step, self._ensure_ports_batch),
+            Step("ensure-server", self._ensure_server_step, one_by_one(self._ensure_server_step)),
+            Step("wait-active", self._wait_active, self._wait_active_batch,
+                 timeout=self.config.active_timeout),
+            Step("ensure-floating-ip", self._ensure_floating_ip,
+                 one_by_one(self._ensure_floating_ip)),
         ]
 
     # -- 1. image ------------------------------------------------------------------------
@@ -138,10 +178,14 @@ class OpenStackProvider:
             return None
         refuse_fixed_image(ctx.request, "provider_data.image", ctx.data.image)
         if ctx.data.image is not None:
-            ctx.state.image_id = images.resolve_named_image(self.client, ctx.data.image)
+            ctx.state.image_id = self._names.image(ctx.data.image)
         else:
-            ctx.state.image_id = images.ensure_image(self.client, self.config, self.runtime,
-                                                     ctx.request)
+            request = ctx.request
+            # The key is local (no factory call): the schematic's id, version and arch.
+            key = (f"{request.talos_version}/{request.arch}/"
+                   f"{Schematic.from_request(request).id()}/{request.secure_boot}")
+            ctx.state.image_id = self._names.get("factory image", key, lambda: Resolved(
+                images.ensure_image(self.client, self.config, self.runtime, request), key)).id
         ctx.event(f"image {ctx.state.image_id}")
         return None
 
@@ -152,21 +196,11 @@ class OpenStackProvider:
             return None
         data = ctx.data
         if data.flavor is not None:
-            flavor = self.client.find_one("find flavor", self.client.compute.find_flavor,
-                                          data.flavor)
-            if flavor is None:
-                raise InvalidRequest(f"no flavor {data.flavor!r}", field="provider_data.flavor")
+            flavor = self._names.flavor(data.flavor)
         else:
-            flavors = self.client.list("list flavors", self.client.compute.flavors, details=True)
-            fitting = [f for f in flavors
-                       if f.vcpus >= (data.cpu or 0) and f.ram >= (data.memory or 0)
-                       and (data.root_volume is not None or f.disk >= (data.disk or 0))]
-            if not fitting:
-                raise InvalidRequest(f"no flavor has {data.cpu} vCPUs, {data.memory} MiB and "
-                                     f"{data.disk} GiB", field="provider_data.cpu")
-            flavor = min(fitting, key=lambda f: (f.vcpus, f.ram, f.disk, str(f.name)))
-        ctx.state.flavor_id = str(flavor.id)
-        ctx.event(f"flavor {flavor.name}")
+            flavor = self._names.fitting_flavor(data)
+        ctx.state.flavor_id = flavor.id
+        ctx.event(f"flavor {flavor.label}")
         return None
 
     # -- 3. server group -------------------------------------------------------------------
@@ -195,14 +229,38 @@ class OpenStackProvider:
         self._ensure_ports(ctx)
         return None
 
+    def _ensure_ports_batch(self, ctxs: Sequence[Ctx]) -> list[StepResult | BaseException]:
+        """ensure-ports for many requests: ONE list of the owner's tagged ports for all.
+
+        Crash safe as the single step: a port made before a crash carries its
+        request's tags and is found in that list. Idempotent.
+        """
+        try:
+            owned = self.client.list("list ports", self.client.network.ports,
+                                     tags=tag_query(owner_tags(ctxs[0].owner)))
+        except ProviderError as exc:
+            return [exc] * len(ctxs)
+        by_request: dict[str, list[Any]] = {}
+        for port in owned:
+            for port_tag in port.tags or []:
+                if port_tag.startswith(REQUEST_KEY + "="):
+                    by_request.setdefault(port_tag, []).append(port)
+
+        def ensure(ctx: Ctx) -> StepResult:
+            self._ensure_ports(ctx, by_request.get(tag(REQUEST_KEY, ctx.request.id), []))
+            return None
+
+        return each(ensure, ctxs)
+
     def _request_ports(self, ctx: Ctx) -> list[Any]:
         query = tag_query(request_tags(ctx.owner, ctx.request.id))
         return self.client.list("list ports", self.client.network.ports, tags=query)
 
-    def _ensure_ports(self, ctx: Ctx) -> None:
+    def _ensure_ports(self, ctx: Ctx, listed: list[Any] | None = None) -> None:
+        """The request's ports: those ``listed`` (else listed now) by tag, the rest created."""
         specs = ctx.data.port_specs()
         existing: dict[str, Any] = {}
-        for port in self._request_ports(ctx):
+        for port in self._request_ports(ctx) if listed is None else listed:
             for port_tag in port.tags or []:
                 if port_tag.startswith(PORT_KEY + "="):
                     existing.setdefault(port_tag, port)
@@ -220,10 +278,7 @@ class OpenStackProvider:
         ctx.state.port_ids = port_ids
 
     def _create_port(self, ctx: Ctx, index: int, spec: PortSpec, index_tag: str) -> Any:
-        net = self.client.find_one("find network", self.client.network.find_network,
-                                   spec.network)
-        if net is None:
-            raise InvalidRequest(f"no network {spec.network!r}", field="provider_data.networks")
+        net = self._names.network(spec.network)
         attrs: dict[str, Any] = {
             "network_id": net.id,
             "name": f"{ctx.request.id}-{index}",
@@ -232,22 +287,19 @@ class OpenStackProvider:
         groups = spec.security_groups if spec.security_groups is not None else (
             ctx.data.security_groups)
         if groups:
-            attrs["security_group_ids"] = [self._security_group_id(g) for g in groups]
+            attrs["security_group_ids"] = [self._names.security_group(g).id for g in groups]
         if spec.fixed_ips:
             attrs["fixed_ips"] = [self._fixed_ip(net.id, item.subnet, item.ip_address)
                                   for item in spec.fixed_ips]
-        return self.tags.create(
-            "port", [*request_tags(ctx.owner, ctx.request.id), index_tag],
-            lambda extra: self.client.network.create_port(**attrs, **extra),
-            release=lambda port: self._delete_port(str(port.id)), event=ctx.event)
-
-    def _security_group_id(self, name_or_id: str) -> str:
-        group = self.client.find_one("find security group",
-                                     self.client.network.find_security_group, name_or_id)
-        if group is None:
-            raise InvalidRequest(f"no security group {name_or_id!r}",
-                                 field="provider_data.security_groups")
-        return str(group.id)
+        try:
+            return self.tags.create(
+                "port", [*request_tags(ctx.owner, ctx.request.id), index_tag],
+                lambda extra: self.client.network.create_port(**attrs, **extra),
+                release=lambda port: self._delete_port(str(port.id)), event=ctx.event)
+        except (InvalidRequest, NotFound):
+            # The network or a group may be gone (or recreated): resolve them afresh.
+            self._names.forget(net.id, *attrs.get("security_group_ids", []))
+            raise
 
     def _fixed_ip(self, network_id: str, subnet: str | None, address: str | None) -> dict[
             str, str]:
@@ -278,9 +330,25 @@ class OpenStackProvider:
     # -- 5. server -------------------------------------------------------------------------
 
     def _ensure_server_step(self, ctx: Ctx) -> StepResult:
-        if self._current_server(ctx) is None:
+        listed = self._listed_server(ctx)
+        if listed is not None:
+            self._record_server(ctx, listed.infra_id)
+            return None
+        if ctx.state.server_id is None or self._current_server(ctx) is None:
+            # The pass's listing (taken after any earlier worker of this request
+            # died or let go) shows no server for it: create one.
             self._create_server(ctx)
         return None
+
+    @staticmethod
+    def _listed_server(ctx: Ctx) -> Machine | None:
+        """The request's server as the pass's listing shows it, unless discarded or going."""
+        observed = ctx.observed
+        if observed is None or observed.infra_id in ctx.state.discarded_servers:
+            return None
+        if observed.extra.get("task_state") == "deleting":
+            return None
+        return observed
 
     def _current_server(self, ctx: Ctx) -> Any:
         """This request's live server: the recorded one, else the one carrying its tag."""
@@ -300,11 +368,12 @@ class OpenStackProvider:
         if not found:
             return None
         server = min(found, key=lambda s: str(s.created_at))
-        self._record_server(ctx, server)
+        self._record_server(ctx, str(server.id))
         return server
 
-    def _record_server(self, ctx: Ctx, server: Any) -> None:
-        ctx.state.server_id = ctx.state.infra_id = ctx.state.machine_uuid = str(server.id)
+    @staticmethod
+    def _record_server(ctx: Ctx, server_id: str) -> None:
+        ctx.state.server_id = ctx.state.infra_id = ctx.state.machine_uuid = server_id
 
     def _create_server(self, ctx: Ctx) -> None:
         """Boot the server in the zone this attempt has reached. Not retried here."""
@@ -312,13 +381,17 @@ class OpenStackProvider:
         if ctx.state.zone_attempt >= len(zones):
             ctx.state.zone_attempt = 0
         zone = zones[ctx.state.zone_attempt]
-        self._ensure_ports(ctx)
+        if not ctx.state.port_ids:  # released after a failed build, or never made
+            self._ensure_ports(ctx)
         attrs = self._server_attrs(ctx, zone)
         try:
             server = self.client.write("create server",
                                        lambda: self.client.compute.create_server(**attrs))
         except ProviderError as exc:
             scrubbed = scrub(exc, attrs["user_data"])
+            if isinstance(exc, (InvalidRequest, NotFound)):
+                # The image or flavor may be gone (or recreated): resolve them afresh.
+                self._names.forget(str(ctx.state.image_id), str(ctx.state.flavor_id))
             if not isinstance(exc, Transient):
                 # Quota or a rejected request: do not hold ports while the set backs off.
                 self._release_ports(ctx)
@@ -327,7 +400,9 @@ class OpenStackProvider:
                 # exception too, it carries the same text.
                 raise exc from None
             raise
-        self._record_server(ctx, server)
+        self._record_server(ctx, str(server.id))
+        with self._unseen_lock:
+            self._unseen.add(str(server.id))
         ctx.event(f"created server {server.id}" + (f" in {zone}" if zone else ""))
 
     def _server_attrs(self, ctx: Ctx, zone: str | None) -> dict[str, Any]:
@@ -359,7 +434,30 @@ class OpenStackProvider:
 
     # -- 6. wait ---------------------------------------------------------------------------
 
+    def _wait_active_batch(self, ctxs: Sequence[Ctx]) -> list[StepResult | BaseException]:
+        """wait-active for many: servers created in this pass get ONE fresh listing
+        together (not a GET each), then each request is judged as alone. Read-only
+        apart from what ``_wait_active`` does; idempotent."""
+        with self._unseen_lock:
+            fresh = [c for c in ctxs if c.state.server_id in self._unseen]
+        if fresh:
+            try:
+                listed = {m.infra_id: m for m in self.list_machines(ctxs[0].owner)}
+            except ProviderError as exc:
+                return [exc] * len(ctxs)
+            for ctx in fresh:
+                if ctx.state.server_id in listed:
+                    ctx.observed = listed[str(ctx.state.server_id)]
+        return each(self._wait_active, ctxs)
+
     def _wait_active(self, ctx: Ctx) -> StepResult:
+        with self._unseen_lock:
+            fresh = ctx.state.server_id in self._unseen
+            self._unseen.discard(str(ctx.state.server_id))
+        if fresh and not (ctx.observed and ctx.observed.infra_id == ctx.state.server_id):
+            # Created in this pass and not listed yet: no GET, the next listing shows it.
+            return Retry(after=min(FIRST_LOOK_AFTER, self.config.poll_interval),
+                         reason="server created")
         server = self._observed_or_fetched(ctx)
         if server is None:
             # Deleted under us, or a create that failed last time: boot (again).
@@ -372,8 +470,9 @@ class OpenStackProvider:
             return None
         if status == "ERROR":
             return self._failed_build(ctx, server.fault)
-        return Retry(after=self.config.poll_interval,
-                     reason=f"server {ctx.state.server_id} still {status}")
+        # Soon at first, then as long again as it has taken so far, up to poll_interval.
+        after = min(self.config.poll_interval, max(FIRST_LOOK_AFTER, ctx.elapsed()))
+        return Retry(after=after, reason=f"server {ctx.state.server_id} still {status}")
 
     def _observed_or_fetched(self, ctx: Ctx) -> _ServerView | None:
         """The server as this pass's listing saw it, or one GET when it did not see it."""

@@ -156,6 +156,8 @@ def to_machine(server: Any) -> Machine:
     fault = fault_message(server)
     if fault:
         extra["fault"] = fault
+    if getattr(server, "task_state", None):
+        extra["task_state"] = str(server.task_state)
     state = STATES.get(str(server.status), MachineState.UNKNOWN)
     return Machine(
         infra_id=str(server.id),

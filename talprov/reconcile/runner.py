@@ -27,7 +27,7 @@ from talprov.providers.types import Machine, Owner, Retry, Stage, StepResult
 from talprov.reconcile.storage import ProgressStorage
 from talprov.secrets import redact
 from talprov.store.errors import StaleRecord
-from talprov.store.records import RequestRecord
+from talprov.store.records import ProgressUpdate, RequestRecord
 
 log = logging.getLogger(__name__)
 
@@ -125,36 +125,40 @@ class Work:
             step_started_at=self.step_started_at.timestamp(),
         )
 
-    def save(self, store: ProgressStorage, step_name: str | None) -> bool:
-        """Persist the working copy; False when someone else changed the record."""
+    def update(self, step_name: str | None) -> ProgressUpdate:
+        """The progress write of this working copy, at the version it was read at."""
         assert self.state is not None
         state = self.state
-        events = [redact(e) for e in self.events]
-        try:
-            self.record = store.save_progress(
-                self.record.request.id,
-                expected_version=self.record.version,
-                stage=self.stage,
-                step_index=self.step_index,
-                step_name=step_name,
-                state=state.model_dump(mode="json"),
-                error=self.error,
-                attempts=self.attempts,
-                next_attempt_at=self.next_attempt_at,
-                step_started_at=self.step_started_at,
-                infra_id=state.infra_id,
-                machine_uuid=state.machine_uuid,
-                addresses=state.addresses,
-                events=events,
-                now=self.now(),
-            )
-        except StaleRecord:
+        return ProgressUpdate(
+            request_id=self.record.request.id,
+            expected_version=self.record.version,
+            stage=self.stage,
+            step_index=self.step_index,
+            step_name=step_name,
+            state=state.model_dump(mode="json"),
+            error=self.error,
+            attempts=self.attempts,
+            next_attempt_at=self.next_attempt_at,
+            step_started_at=self.step_started_at,
+            infra_id=state.infra_id,
+            machine_uuid=state.machine_uuid,
+            addresses=state.addresses,
+            events=[redact(e) for e in self.events],
+        )
+
+    def save(self, store: ProgressStorage, step_name: str | None) -> bool:
+        """Persist the working copy; False when someone else changed the record."""
+        return save_all(store, [(self, step_name)])[0]
+
+    def saved(self, store: ProgressStorage, outcome: RequestRecord | StaleRecord) -> bool:
+        """Take in what the store answered to :meth:`update`; False when it was stale."""
+        if isinstance(outcome, StaleRecord):
             return self._merge_after_stale(store)
-        # The events are what an operator follows a request by: log them as well
-        # (the step they are about comes from the caller's log_context).
+        self.record = outcome
+        # The events are what an operator follows a request by: log them as well.
         about = {"request_id": self.record.request.id, "provider": self.owner.instance}
-        for event in events:
-            log.info("%s: %s", self.record.request.id, event, extra=about)
+        for event in self.events:
+            log.info("%s: %s", self.record.request.id, redact(event), extra=about)
         self.events = []
         return True
 
@@ -182,6 +186,19 @@ class Work:
         except StaleRecord:
             log.info("request %s changed again while merging state", fresh.request.id)
         return False
+
+
+def save_all(store: ProgressStorage, writes: Sequence[tuple[Work, str | None]]) -> list[bool]:
+    """Persist several working copies in one store transaction (a batch step's results).
+
+    One entry per write, in order: False for a request someone else changed.
+    """
+    if not writes:
+        return []
+    first = writes[0][0]
+    outcomes = store.save_progress_many([w.update(name) for w, name in writes], now=first.now())
+    return [work.saved(store, outcome) for (work, _), outcome in zip(writes, outcomes,
+                                                                      strict=True)]
 
 
 class RequestRunner:
@@ -271,12 +288,18 @@ class RequestRunner:
                 if step is None:
                     for w in group:
                         self._provisioned(w)
+                    save_all(self.store, [(w, None) for w in group])
                     continue
+                applied = []
                 for w, outcome in zip(group, self._run_step(step, group), strict=True):
                     with log_context(request_id=w.record.request.id,
                                      provider=self.owner.instance, step=step.name):
-                        if self._apply(w, step, outcome):
-                            still.append(w)
+                        applied.append(self._apply(w, step, outcome))
+                # The whole group's outcomes are one store transaction.
+                saved = save_all(self.store, [(w, name) for w, (name, _) in zip(group, applied,
+                                                                              strict=True)])
+                still += [w for w, (_, go_on), ok in zip(group, applied, saved, strict=True)
+                          if go_on and ok]
             active = still
 
     def _run_step(
@@ -309,12 +332,17 @@ class RequestRunner:
             for ctx, outcome in zip(contexts, outcomes, strict=True)
         ]
 
-    def _apply(self, work: Work, step: Step, outcome: StepResult | BaseException) -> bool:
-        """Record a step's outcome; True when the request should run its next step now."""
+    def _apply(
+        self, work: Work, step: Step, outcome: StepResult | BaseException
+    ) -> tuple[str | None, bool]:
+        """Record a step's outcome in ``work`` (not yet stored).
+
+        Returns the step name to store with it and whether the request should run
+        its next step now (once stored).
+        """
         if isinstance(outcome, BaseException):
             self._failure(work, step.name, outcome)
-            work.save(self.store, step.name)
-            return False
+            return step.name, False
         if isinstance(outcome, Retry):
             work.next_attempt_at = work.now() + timedelta(seconds=max(0.0, outcome.after))
             work.attempts = 0
@@ -324,8 +352,7 @@ class RequestRunner:
             if outcome.reason and self._last_reason.get(work.record.request.id) != line:
                 self._last_reason[work.record.request.id] = line
                 work.events.append(line)
-            work.save(self.store, step.name)
-            return False
+            return step.name, False
         work.events.append(f"step {step.name} done")
         work.step_index += 1
         work.attempts = 0
@@ -336,8 +363,8 @@ class RequestRunner:
         if nxt is None:
             # The last step's outcome and the stage change are one write.
             self._provisioned(work)
-            return False
-        return work.save(self.store, nxt.name)
+            return None, False
+        return nxt.name, True
 
     def _failure(self, work: Work, step_name: str, exc: BaseException) -> None:
         if isinstance(exc, ProviderError):
@@ -372,12 +399,13 @@ class RequestRunner:
         work.next_attempt_at = work.now() + timedelta(seconds=delay)
         work.events.append(f"attempt {work.attempts} failed, retry in {delay:.0f}s: {work.error}")
 
-    def _provisioned(self, work: Work) -> None:
+    @staticmethod
+    def _provisioned(work: Work) -> None:
+        """Mark ``work`` provisioned (stored by the caller with step name None)."""
         work.stage = Stage.PROVISIONED
         work.next_attempt_at = None
         assert work.state is not None
         work.events.append(f"provisioned: {work.state.infra_id or 'machine'} ready")
-        work.save(self.store, None)
 
     # -- deprovisioning -----------------------------------------------------
 

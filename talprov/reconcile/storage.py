@@ -14,7 +14,8 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from talprov.providers.types import Stage
-from talprov.store.records import RequestRecord
+from talprov.store.errors import StaleRecord
+from talprov.store.records import ProgressUpdate, RequestRecord
 
 
 class ProgressStorage(Protocol):
@@ -52,5 +53,17 @@ class ProgressStorage(Protocol):
         bumps it. Raises ``StaleRecord`` when the version moved or the request was
         removed (nothing is written), ``StoreError`` for any other failure. Not
         idempotent on purpose: a replay at the old version is stale.
+        """
+        ...
+
+    def save_progress_many(
+        self, updates: Sequence[ProgressUpdate], *, now: datetime | None = None
+    ) -> list[RequestRecord | StaleRecord]:
+        """Store the outcomes of a batch step together (one transaction where it has them).
+
+        Each update is written only at its ``expected_version``; a stale one writes
+        nothing and comes back as its ``StaleRecord``, the others as their new
+        records, in order. Raises ``StoreError`` for any other failure (then
+        nothing is written). Not idempotent, like ``save_progress``.
         """
         ...

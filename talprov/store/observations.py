@@ -67,9 +67,14 @@ def update_at_version(
     current = conn.execute(
         sa.select(requests.c.version).where(requests.c.id == request_id)
     ).scalar_one_or_none()
+    raise stale_record(request_id, expected_version, current)
+
+
+def stale_record(request_id: str, expected_version: int, current: int | None) -> StaleRecord:
+    """The error for a write at ``expected_version`` to a request now at ``current``."""
     if current is None:
-        raise StaleRecord(f"request {request_id} no longer exists")
-    raise StaleRecord(
+        return StaleRecord(f"request {request_id} no longer exists")
+    return StaleRecord(
         f"request {request_id} is at version {current}, "
         f"not {expected_version}: another writer got there first"
     )

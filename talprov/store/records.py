@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -12,7 +13,42 @@ from pydantic import SecretStr, ValidationError
 
 from talprov.providers.types import STORED, MachineRequest, Stage
 from talprov.store.crypto import SecretCodec
-from talprov.store.errors import StoreError, StoreKeyError
+from talprov.store.errors import StaleRecord, StoreError, StoreKeyError
+
+
+@dataclass(frozen=True)
+class ProgressUpdate:
+    """One request's step outcome, to be written only at ``expected_version``.
+
+    What :meth:`talprov.store.store.Store.save_progress_many` writes, many in
+    one transaction.
+    """
+
+    request_id: str
+    expected_version: int
+    stage: Stage
+    step_index: int
+    step_name: str | None
+    state: dict[str, Any]
+    error: str | None
+    attempts: int
+    next_attempt_at: datetime | None
+    step_started_at: datetime | None
+    infra_id: str | None
+    machine_uuid: str | None
+    addresses: Sequence[str]
+    events: Sequence[str]
+
+
+SaveMany = Callable[..., "list[RequestRecord | StaleRecord]"]
+
+
+def save_one(save_many: SaveMany, update: ProgressUpdate, now: datetime | None) -> RequestRecord:
+    """``save_many([update])``'s record; raises its ``StaleRecord`` instead of returning it."""
+    (outcome,) = save_many([update], now=now)
+    if isinstance(outcome, StaleRecord):
+        raise outcome
+    return outcome
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,7 @@ optimistic concurrency: a writer states the version it read and loses with
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Collection, Mapping, Sequence
 from contextlib import AbstractContextManager
 from datetime import UTC, datetime, timedelta
@@ -33,7 +34,8 @@ from talprov.store.engine import (
 )
 from talprov.store.light_queries import LightQueryMethods
 from talprov.store.location import default_store_url
-from talprov.store.observations import ObservationMethods, update_at_version
+from talprov.store.observations import ObservationMethods
+from talprov.store.progress import IDS_PER_QUERY, ProgressMethods
 from talprov.store.records import (
     AuditEntry,
     Event,
@@ -47,9 +49,6 @@ from talprov.store.request_sets import RequestSetMethods
 from talprov.store.schema import audit, clusters, request_labels, requests
 from talprov.store.schema import events as event_log
 from talprov.store.upgrade import SchemaStatus, status, upgrade
-
-#: Ids per ``IN (...)`` list: far below SQLite's and PostgreSQL's parameter limits.
-_IDS_PER_QUERY = 500
 
 
 def _ids_with_labels(labels: Mapping[str, str]) -> sa.Select[tuple[str]]:
@@ -73,6 +72,7 @@ def _ids_with_labels(labels: Mapping[str, str]) -> sa.Select[tuple[str]]:
 class Store(
     RequestSetMethods, ClusterLeaseMethods, LightQueryMethods, ObservationMethods,
     BrowseMethods,
+    ProgressMethods,
 ):
     """Persistent state for requests, clusters and request sets behind any SQLAlchemy URL.
 
@@ -85,6 +85,12 @@ class Store(
     def __init__(self, url: str, *, key: str | None = None) -> None:
         self._codec = SecretCodec(key)
         self._engine, self._memory_lock = create_store_engine(url)
+        # SQLite has one write lock per file; threads that wait for it inside
+        # SQLite poll with sleeps of up to 100 ms (its busy handler). Queueing
+        # this process's writers on a Python lock instead wakes the next one the
+        # moment the last commits; other processes still meet the busy timeout.
+        self._writer_lock = self._memory_lock or (
+            threading.RLock() if self._engine.dialect.name == "sqlite" else None)
         self.url = masked_url(url)
         """The store URL with any password hidden."""
 
@@ -101,7 +107,7 @@ class Store(
         return transaction(self._engine, self._memory_lock, write=False)
 
     def _write(self) -> AbstractContextManager[Connection]:
-        return transaction(self._engine, self._memory_lock, write=True)
+        return transaction(self._engine, self._writer_lock, write=True)
 
     def migrate(self) -> None:
         """Create or upgrade the schema to the newest Alembic revision
@@ -262,8 +268,8 @@ class Store(
         rows = []
         with self._read() as conn:
             # In chunks: databases limit how many parameters one statement takes.
-            for start in range(0, len(wanted), _IDS_PER_QUERY):
-                chunk = wanted[start:start + _IDS_PER_QUERY]
+            for start in range(0, len(wanted), IDS_PER_QUERY):
+                chunk = wanted[start:start + IDS_PER_QUERY]
                 rows += conn.execute(query.where(requests.c.id.in_(chunk))).all()
         # Chunks are in id order and each holds at most ``limit``: the first
         # ``limit`` rows of them all are the page.
@@ -320,56 +326,6 @@ class Store(
             )
             if result.rowcount != 1:
                 raise KeyError(request_id)
-
-    def save_progress(
-        self,
-        request_id: str,
-        *,
-        expected_version: int,
-        stage: Stage,
-        step_index: int,
-        step_name: str | None,
-        state: dict[str, Any],
-        error: str | None,
-        attempts: int,
-        next_attempt_at: datetime | None,
-        step_started_at: datetime | None,
-        infra_id: str | None,
-        machine_uuid: str | None,
-        addresses: Sequence[str],
-        events: Sequence[str],
-        now: datetime | None = None,
-    ) -> RequestRecord:
-        """Store a step's outcome and its event lines in one transaction.
-
-        Writes only if the stored version still equals ``expected_version``, then
-        bumps it. Raises :class:`StaleRecord` when the version moved or the request
-        was removed (nothing is written then), :class:`StoreError` when ``state``
-        is not JSON-serialisable. Not idempotent: a replay with the old version is
-        rejected as stale, which is what keeps two workers from both advancing.
-        """
-        moment = utc_or_now(now)
-        values = {
-            "stage": Stage(stage).value,
-            "step_index": step_index,
-            "step_name": step_name,
-            "state": dump_json(state, what=f"state of request {request_id}"),
-            "error": error,
-            "attempts": attempts,
-            "next_attempt_at": None if next_attempt_at is None else utc_or_now(next_attempt_at),
-            "step_started_at": None if step_started_at is None else utc_or_now(step_started_at),
-            "infra_id": infra_id,
-            "machine_uuid": machine_uuid,
-            "addresses": dump_json(list(addresses), what="addresses"),
-            "version": expected_version + 1,
-            "updated_at": moment,
-        }
-        with self._write() as conn:
-            update_at_version(conn, request_id, expected_version, values)
-            self._append_events(conn, request_id, events, moment)
-            row = self._select_row(conn, request_id)
-        assert row is not None
-        return record_from_row(row, self._codec)
 
     def forget_request(self, request_id: str, *, actor: str, reason: str) -> None:
         """Remove a request and its events without touching any provider.

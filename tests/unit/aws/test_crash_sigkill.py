@@ -16,7 +16,8 @@ from pathlib import Path
 import boto3
 import pytest
 
-from talprov.providers.ownership import INSTALLATION_KEY, REQUEST_KEY
+from talprov.aws.instances import request_of
+from talprov.providers.ownership import INSTALLATION_KEY
 from tests.emulators.moto import REGION, MotoServer
 from tests.unit.aws.crash_worker import requests
 
@@ -34,25 +35,33 @@ def _run_worker(
 
 
 def _owned_live_instances(server: MotoServer) -> list[dict[str, str]]:
+    """Every live instance with an installation tag, and its request as the tags say.
+
+    The request is read from the instance's own tags (request tag, else its batch's
+    member list and launch index) through ``request_of``, the one mapping rule
+    ``list_machines`` also uses.
+    """
     ec2 = boto3.client("ec2", region_name=REGION, endpoint_url=server.url)
     out = []
     for reservation in ec2.describe_instances()["Reservations"]:
         for raw in reservation["Instances"]:
             tags = {t["Key"]: t["Value"] for t in raw.get("Tags", [])}
             if raw["State"]["Name"] != "terminated" and tags.get(INSTALLATION_KEY):
-                out.append({"id": raw["InstanceId"], "request": tags.get(REQUEST_KEY, "?")})
+                rid = request_of(tags, int(raw.get("AmiLaunchIndex", 0)))
+                out.append({"id": raw["InstanceId"], "request": rid or "?"})
     return out
 
 
 KILL_CHAINS = {
     # Kill points, in the order the restarted workers hit them.
     "after-batch-launch": ["RunInstances:1"],
-    "after-first-tag": ["CreateTags:1"],
+    # The look right after the launches (nothing about it saved yet).
+    "after-first-look": ["DescribeInstances:2"],
     "after-lookup-then-launch": ["DescribeInstances:2", "RunInstances:1"],
-    "launches-twice-then-tags": ["RunInstances:2", "RunInstances:1", "CreateTags:3"],
+    "launches-twice-then-looks": ["RunInstances:2", "RunInstances:1", "DescribeInstances:2"],
     "late": ["RunInstances:5", "DescribeInstances:3"],
 }
-FAST = {"after-batch-launch", "launches-twice-then-tags"}
+FAST = {"after-batch-launch", "launches-twice-then-looks"}
 
 
 @pytest.mark.parametrize("chain", [

@@ -15,7 +15,7 @@ from botocore.exceptions import (
 
 from talprov.aws.config import AwsConfig
 from talprov.aws.errors import InstanceLost, translate
-from talprov.aws.provider import AwsProvider
+from talprov.aws.provider import NOT_FOUND_LOOKS, AwsProvider
 from talprov.aws.state import AwsState
 from talprov.providers.errors import (
     AuthError,
@@ -202,6 +202,23 @@ def test_wait_running_reports_a_terminated_instance(harness: Harness) -> None:
 def test_wait_running_checks_by_id_when_the_listing_lost_the_instance(harness: Harness) -> None:
     wait = harness.provider.steps()[2].run
     first = _wait_ctx(harness, None)
-    assert isinstance(wait(first), Retry)  # just launched: no call, wait for the next listing
+    before = harness.counter.calls["DescribeInstances"]
+    retry = wait(first)  # looked at once right away; EC2 may lag right after a launch
+    assert isinstance(retry, Retry)
+    assert retry.after == 1.0
+    assert harness.counter.calls["DescribeInstances"] == before + 1
     with pytest.raises(InstanceLost, match="no longer exists"):
-        wait(_wait_ctx(harness, None, wait_checks=1))  # moto does not know the id
+        wait(_wait_ctx(harness, None, wait_checks=NOT_FOUND_LOOKS))  # moto does not know it
+
+
+def test_wait_running_backs_off_while_ec2_answers_pending(harness_factory: Any) -> None:
+    harness = harness_factory(poll_interval=10.0)
+    wait = harness.provider.steps()[2].run
+    pending = _machine(MachineState.PENDING, "pending")
+    gaps = []
+    for looks in range(6):
+        outcome = wait(_wait_ctx(harness, pending, wait_checks=looks))
+        assert isinstance(outcome, Retry)
+        gaps.append(outcome.after)
+    # Soon after launch, then doubling, never beyond poll_interval.
+    assert gaps == [1.0, 2.0, 4.0, 8.0, 10.0, 10.0]

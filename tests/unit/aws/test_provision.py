@@ -5,10 +5,11 @@ from __future__ import annotations
 import base64
 import logging
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 
-from talprov.aws.instances import MEMBER_PREFIX
+from talprov.aws.instances import BATCH_KEY
 from talprov.providers.ownership import INSTALLATION_KEY, INSTANCE_KEY, REQUEST_KEY
 from talprov.talos.hostname import with_hostname
 from tests.emulators.moto import REGION, talos_ami_id
@@ -26,6 +27,14 @@ def _tags(raw: dict[str, object]) -> dict[str, str]:
     return {t["Key"]: t["Value"] for t in raw.get("Tags", [])}  # type: ignore[attr-defined]
 
 
+def _by_request(harness: Harness) -> dict[str, dict[str, Any]]:
+    """Live instances by request, as the driver's one listing maps them."""
+    raw_by_id = {raw["InstanceId"]: raw for raw in harness.instances()}
+    listed = harness.provider.list_machines(harness.loop.owner)
+    assert len(listed) == len(raw_by_id)
+    return {str(m.request_id): raw_by_id[m.infra_id] for m in listed}
+
+
 def test_five_machines_run_with_their_config_imdsv2_and_tags(
     harness_factory: Callable[..., Harness],
 ) -> None:
@@ -37,7 +46,7 @@ def test_five_machines_run_with_their_config_imdsv2_and_tags(
 
     instances = harness.instances()
     assert len(instances) == 5
-    by_request = {_tags(raw)[REQUEST_KEY]: raw for raw in instances}
+    by_request = _by_request(harness)
     assert sorted(by_request) == [f"worker-{i}" for i in range(5)]
     for rid, raw in by_request.items():
         tags = _tags(raw)
@@ -46,7 +55,8 @@ def test_five_machines_run_with_their_config_imdsv2_and_tags(
         assert raw["InstanceType"] == "t3.small"
         assert raw["MetadataOptions"]["HttpTokens"] == "required"
         assert raw["MetadataOptions"]["HttpPutResponseHopLimit"] == 1
-        assert tags["Name"] == rid
+        # Named configs differ, so each is launched alone and tagged at launch.
+        assert tags[REQUEST_KEY] == rid
         assert tags[INSTALLATION_KEY] == "talprov-test"
         assert tags[INSTANCE_KEY] == "aws-test"
         assert tags["talprov-label-cluster"] == "demo"
@@ -60,25 +70,23 @@ def test_five_machines_run_with_their_config_imdsv2_and_tags(
         assert tracked.state.addresses  # recorded from the listing once running
 
 
-def test_identical_configs_launch_in_one_call_within_three_calls_per_machine(
-    harness_factory: Callable[..., Harness],
-) -> None:
-    harness = harness_factory(name_machines=False)  # names make every user-data distinct
-    count = 12
+def test_identical_configs_launch_in_one_call_and_run_in_one_pass(harness: Harness) -> None:
+    count = 120  # more than the 50 tags the old one-key-per-member scheme could carry
     for i in range(count):
-        harness.loop.add(make_request(f"w-{i:02d}"))
+        harness.loop.add(make_request(f"w-{i:03d}"))
 
-    harness.loop.run_until_settled()
+    passes = harness.loop.run_until_settled()
 
     calls = harness.counter.calls
-    assert calls["RunInstances"] == 1
-    assert calls["CreateTags"] == count  # request + Name tag per batch member
-    assert calls["DescribeImages"] == 1
-    assert calls["DescribeInstances"] == harness.loop.list_calls + 1  # listings + one lookup
-    assert harness.counter.total() / count <= 3
-    launched = [r for r in harness.instances()
-                if any(k.startswith(MEMBER_PREFIX) for k in _tags(r))]
+    assert passes == 1  # looked at again right after the launch: no 5 s wait
+    # The pass's listing, the AMI, one launch, one look at the new instances.
+    assert dict(calls) == {"DescribeInstances": 2, "DescribeImages": 1, "RunInstances": 1}
+    launched = [r for r in harness.instances() if BATCH_KEY in _tags(r)]
     assert sorted(r["AmiLaunchIndex"] for r in launched) == list(range(count))
+    assert all(len(_tags(r)) <= 50 for r in launched)
+    by_request = _by_request(harness)
+    for rid, tracked in harness.loop.requests.items():
+        assert by_request[rid]["InstanceId"] == tracked.state.infra_id
 
 
 def test_distinct_configs_get_one_call_each(harness: Harness) -> None:
@@ -91,6 +99,7 @@ def test_distinct_configs_get_one_call_each(harness: Harness) -> None:
     assert harness.counter.calls.get("CreateTags", 0) == 0  # tagged at launch
     for raw in harness.instances():
         rid = _tags(raw)[REQUEST_KEY]
+        assert _tags(raw)["Name"] == rid
         # Not named by default on EC2: Talos takes the hostname from the instance metadata.
         assert _user_data(harness, raw["InstanceId"]) == WORKER_CONFIG + f"# node {rid[-1]}\n"
 
@@ -116,7 +125,7 @@ def test_shapes_split_batches(harness_factory: Callable[..., Harness]) -> None:
 
     harness.loop.run_until_settled()
 
-    types = {_tags(r)[REQUEST_KEY]: r["InstanceType"] for r in harness.instances()}
+    types = {rid: r["InstanceType"] for rid, r in _by_request(harness).items()}
     assert types == {"a-1": "t3.small", "a-2": "t3.small", "b-1": "m5.large", "b-2": "m5.large"}
     assert harness.counter.calls["RunInstances"] == 3
 
@@ -128,7 +137,7 @@ def test_cpu_and_memory_choose_the_smallest_type_once(harness: Harness) -> None:
 
     harness.loop.run_until_settled()
 
-    types = {_tags(r)[REQUEST_KEY]: r["InstanceType"] for r in harness.instances()}
+    types = {rid: r["InstanceType"] for rid, r in _by_request(harness).items()}
     amd = harness.raw_ec2().describe_instance_types(InstanceTypes=[types["s-0"]])
     info = amd["InstanceTypes"][0]
     assert info["VCpuInfo"]["DefaultVCpus"] == 2

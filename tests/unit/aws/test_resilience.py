@@ -31,8 +31,10 @@ def _crash_once_at(step_name: str) -> Callable[[Tracked, str], None]:
 
 
 def _requests_of(harness: Harness) -> list[str]:
-    tags = [{t["Key"]: t["Value"] for t in raw.get("Tags", [])} for raw in harness.instances()]
-    return sorted(t.get(REQUEST_KEY, "?") for t in tags)
+    """The request of every live instance, as one listing of the driver maps them."""
+    listed = harness.provider.list_machines(harness.loop.owner)
+    assert len(listed) == len(harness.instances())
+    return sorted(m.request_id or "?" for m in listed)
 
 
 @pytest.mark.parametrize("distinct_configs", [False, True], ids=["batch", "single"])
@@ -59,28 +61,49 @@ def test_crash_after_run_instances_before_state_write_creates_no_second_instance
         assert tracked.state.infra_id is not None
 
 
-def test_crash_between_batch_launch_and_tagging_is_recovered(harness_factory: Any) -> None:
-    harness = harness_factory(name_machines=False)  # unnamed: the four share one launch
+def test_crash_right_after_a_batch_launch_leaves_nothing_to_repair(harness: Harness) -> None:
     ids = [f"w-{i}" for i in range(4)]
     for rid in ids:
         harness.loop.add(make_request(rid))
-    # CreateTags never gets through, then the process dies before saving state.
-    harness.faults.add(Fault("CreateTags", "InternalError", times=4, status=500))
     harness.loop.before_persist = _crash_once_at("ensure-instance")
     with pytest.raises(Crash):
         harness.loop.run_pass()
-    untagged = harness.instances()
-    assert len(untagged) == 4
-    assert all(REQUEST_KEY not in {t["Key"] for t in raw["Tags"]} for raw in untagged)
-    # Even so, the listing already knows which instance is whose.
-    listed = {m.request_id for m in harness.provider.list_machines(harness.loop.owner)}
-    assert listed == set(ids)
+    launched = harness.instances()
+    assert len(launched) == 4
+    # No per-instance tag is ever written; the listing knows which instance is whose.
+    assert all(REQUEST_KEY not in {t["Key"] for t in raw["Tags"]} for raw in launched)
+    listed = {m.request_id: m.infra_id for m in harness.provider.list_machines(harness.loop.owner)}
+    assert set(listed) == set(ids)
 
     harness.restart()
     harness.loop.run_until_settled()
 
-    assert _requests_of(harness) == ids  # same four instances, now tagged
+    assert _requests_of(harness) == ids
     assert harness.counter.calls["RunInstances"] == 1
+    assert "CreateTags" not in harness.counter.calls
+    assert {rid: t.state.infra_id for rid, t in harness.loop.requests.items()} == listed
+
+
+def test_instances_tagged_by_the_old_one_key_per_member_scheme_are_adopted(
+    harness: Harness,
+) -> None:
+    ami = talos_ami_id("v1.11.5", REGION, "amd64")
+    tags = [{"Key": INSTALLATION_KEY, "Value": "talprov-test"},
+            {"Key": INSTANCE_KEY, "Value": "aws-test"},
+            {"Key": "talprov-member-w-0", "Value": ""}, {"Key": "talprov-member-w-1", "Value": ""}]
+    reply = harness.raw_ec2().run_instances(
+        ImageId=ami, MinCount=2, MaxCount=2,
+        TagSpecifications=[{"ResourceType": "instance", "Tags": tags}],
+    )
+    by_index = {raw["AmiLaunchIndex"]: raw["InstanceId"] for raw in reply["Instances"]}
+    for rid in ("w-0", "w-1"):
+        harness.loop.add(make_request(rid))
+
+    harness.loop.run_until_settled()
+
+    assert "RunInstances" not in harness.counter.calls
+    assert harness.loop.requests["w-0"].state.infra_id == by_index[0]
+    assert harness.loop.requests["w-1"].state.infra_id == by_index[1]
 
 
 def test_rerunning_ensure_instance_with_lost_state_never_launches_twice(harness: Harness) -> None:

@@ -1,0 +1,207 @@
+"""Create N Talos servers on the fake OpenStack cloud: lower bound, talprov, openstacksdk loop.
+
+    python bench/openstack_create.py [--servers 30] [--latencies 0,100] [--repeat 3]
+
+Every tool does the same job on a fresh fake cloud (Keystone v3, Nova, Glance,
+Neutron over real HTTP; tests/emulators/openstack) with a fixed delay added
+before every API answer: boot N servers from an existing image and flavor on
+network ``private`` with the machine config as user_data, and wait until all
+are ACTIVE.
+
+* ``bound``: the least a client can send: one lookup each of image, flavor and
+  network, one server create per machine (8 at a time, as talprov), then
+  server listings until all are ACTIVE.
+* ``talprov``: requests in its SQLite store, its real reconciler driving the
+  OpenStack provider on the REAL clock (tagged ports first, for crash safety).
+* ``sdk-loop``: the naive openstacksdk loop: find image/flavor/network, then per
+  server ``create_server`` and ``wait_for_server`` (its default 2 s poll).
+
+Apache Libcloud's OpenStack driver is not run yet: it has not been tried
+against this fake cloud.
+Printed per configuration: min and median wall seconds of ``--repeat`` runs,
+API calls per server (Keystone excluded), each tool's time over the bound and
+over talprov's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from talprov.openstack.client import connect  # noqa: E402
+from talprov.openstack.config import OpenStackAuth, OpenStackConfig  # noqa: E402
+from talprov.openstack.provider import OpenStackProvider  # noqa: E402
+from talprov.providers.protocol import Runtime  # noqa: E402
+from talprov.providers.types import MachineRequest, Stage  # noqa: E402
+from talprov.reconcile.reconciler import ProviderHandle, Reconciler  # noqa: E402
+from talprov.store.store import Store  # noqa: E402
+from tests.emulators.openstack import FakeOpenStack  # noqa: E402
+from tests.emulators.openstack.wire import Request, Response  # noqa: E402
+
+IMAGE = "talos-v1.11.5-amd64"
+FLAVOR = "m1.small"
+CONFIG = "version: v1alpha1\nmachine:\n  type: worker\n  token: bench\n"
+USER_DATA = base64.b64encode(CONFIG.encode()).decode()
+
+
+class SlowCloud(FakeOpenStack):
+    """The fake cloud with a fixed delay before every answer (outside its lock)."""
+
+    def __init__(self, latency: float) -> None:
+        super().__init__()
+        self.latency = latency
+
+    def dispatch(self, req: Request) -> Response:
+        if self.latency:
+            time.sleep(self.latency)
+        return super().dispatch(req)
+
+
+@dataclass
+class Result:
+    name: str
+    seconds: float
+    calls: int
+    active: int
+
+
+def _config(cloud: FakeOpenStack) -> OpenStackConfig:
+    return OpenStackConfig(auth=OpenStackAuth(**cloud.auth()), region="RegionOne")
+
+
+def _cloud_calls(cloud: FakeOpenStack) -> int:
+    return sum(1 for _, path, _ in cloud.calls if not path.startswith("/identity"))
+
+
+def _all_active(conn: Any, servers: int) -> int:
+    delay = 0.0
+    while True:
+        time.sleep(delay)
+        active = sum(1 for s in conn.compute.servers(details=True) if s.status == "ACTIVE")
+        if active == servers:
+            return active
+        delay = min(2.0, max(0.25, delay * 2))
+
+
+def run_bound(cloud: FakeOpenStack, servers: int, work: Path) -> Result:
+    conn = connect(_config(cloud))
+    conn.authorize()
+    cloud.calls.clear()
+    start = time.perf_counter()
+    image = next(iter(conn.image.images(name=IMAGE)))
+    flavor = next(f for f in conn.compute.flavors(details=False) if f.name == FLAVOR)
+    net = next(iter(conn.network.networks(name="private")))
+
+    def create(i: int) -> None:
+        conn.compute.create_server(name=f"node-{i:03d}", image_id=image.id,
+                                   flavor_id=flavor.id, networks=[{"uuid": net.id}],
+                                   user_data=USER_DATA)
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        list(pool.map(create, range(servers)))
+    active = _all_active(conn, servers)
+    return Result("bound", time.perf_counter() - start, _cloud_calls(cloud), active)
+
+
+def run_sdk_loop(cloud: FakeOpenStack, servers: int, work: Path) -> Result:
+    conn = connect(_config(cloud))
+    conn.authorize()
+    cloud.calls.clear()
+    start = time.perf_counter()
+    image = conn.image.find_image(IMAGE)
+    flavor = conn.compute.find_flavor(FLAVOR)
+    net = conn.network.find_network("private")
+    made = [conn.compute.create_server(name=f"node-{i:03d}", image_id=image.id,
+                                       flavor_id=flavor.id, networks=[{"uuid": net.id}],
+                                       user_data=USER_DATA)
+            for i in range(servers)]
+    for server in made:
+        conn.compute.wait_for_server(server)
+    seconds = time.perf_counter() - start
+    calls = _cloud_calls(cloud)
+    return Result("sdk-loop", seconds, calls, _all_active(conn, servers))
+
+
+def run_talprov(cloud: FakeOpenStack, servers: int, work: Path) -> Result:
+    runtime = Runtime(installation="bench", cache_dir=work / "cache")
+    provider = OpenStackProvider("os-bench", _config(cloud), runtime)
+    provider.client.conn.authorize()
+    store = Store(f"sqlite:///{work / 'state.db'}")
+    store.migrate()
+    for i in range(servers):
+        store.create_request(MachineRequest(
+            id=f"node-{i:03d}", provider="os-bench", talos_version="v1.11.5",
+            machine_config=CONFIG, provider_data={"image": IMAGE, "flavor": FLAVOR,
+                                                  "networks": ["private"]}))
+    reconciler = Reconciler(store, {"os-bench": ProviderHandle(provider, 8)}, runtime)
+    cloud.calls.clear()
+    start = time.perf_counter()
+    done = reconciler.run_until(
+        lambda: all(r.stage == Stage.PROVISIONED for r in store.list_requests()),
+        timeout=600, interval=provider.config.poll_interval)
+    seconds = time.perf_counter() - start
+    calls = _cloud_calls(cloud)
+    reconciler.close()
+    store.close()
+    if not done:
+        raise RuntimeError("talprov did not provision every server")
+    active = sum(1 for s in cloud.servers() if s.status == "ACTIVE")
+    return Result("talprov", seconds, calls, active)
+
+
+RUNNERS: dict[str, Callable[[FakeOpenStack, int, Path], Result]] = {
+    "bound": run_bound, "talprov": run_talprov, "sdk-loop": run_sdk_loop,
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--servers", type=int, default=30)
+    parser.add_argument("--latencies", default="0,100", help="ms, comma-separated")
+    parser.add_argument("--repeat", type=int, default=3)
+    args = parser.parse_args(argv)
+    with tempfile.TemporaryDirectory(prefix="talprov-bench-") as tmp:
+        for latency_ms in (float(x) for x in args.latencies.split(",")):
+            runs: dict[str, list[Result]] = {name: [] for name in RUNNERS}
+            for attempt in range(args.repeat):
+                for name, run in RUNNERS.items():
+                    with SlowCloud(latency_ms / 1000) as cloud:
+                        cloud.add_image(IMAGE)
+                        work = Path(tmp) / f"{name}-{latency_ms:g}-{attempt}"
+                        work.mkdir()
+                        result = run(cloud, args.servers, work)
+                    if result.active != args.servers:
+                        print(f"ERROR: {name}: {result.active} of {args.servers} active",
+                              file=sys.stderr)
+                        return 1
+                    runs[name].append(result)
+            bound = min(r.seconds for r in runs["bound"])
+            ours = min(r.seconds for r in runs["talprov"])
+            print(f"\n{args.servers} servers, {latency_ms:g} ms added per API request "
+                  f"(real clock, min/median of {args.repeat})")
+            print(f"  {'':9}{'min s':>8}{'median s':>10}{'calls/server':>14}{'/ bound':>9}"
+                  f"{'/ talprov':>11}")
+            for name, results in runs.items():
+                fastest = min(r.seconds for r in results)
+                median = statistics.median(r.seconds for r in results)
+                print(f"  {name:9}{fastest:8.2f}{median:10.2f}"
+                      f"{results[0].calls / args.servers:14.2f}{fastest / bound:8.2f}x"
+                      f"{fastest / ours:10.2f}x")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

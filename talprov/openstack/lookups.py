@@ -1,0 +1,160 @@
+"""Names resolved once per provider instance: images, flavors, networks, security groups.
+
+Every request of a set names the same image, flavor and network; asking the
+cloud for each of them per server (the SDK's ``find_*`` costs two calls: a GET by
+name that 404s, then a filtered list) was a quarter of all calls. A name's
+answer is kept for ``ttl`` seconds on the runtime's clock and dropped at once
+when the cloud says a resource it points to is not found (deleted and perhaps
+recreated under the same name), so a stale id costs one failed call, not a
+failed request.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from talprov.openstack import images
+from talprov.openstack.client import OpenStackClient
+from talprov.openstack.data import OpenStackData
+from talprov.providers.errors import InvalidRequest, Transient
+
+#: Seconds a resolved name is trusted.
+DEFAULT_TTL = 300.0
+
+
+@dataclass(frozen=True)
+class Resolved:
+    """What a name resolved to: its id and the label events show."""
+
+    id: str
+    label: str
+
+
+class NameCache:
+    """Thread-safe cache of (kind, name) → :class:`Resolved`, with a TTL.
+
+    One name is resolved by one thread at a time (the others wait for its
+    answer); different names resolve side by side.
+    """
+
+    def __init__(self, clock: Callable[[], float], ttl: float = DEFAULT_TTL) -> None:
+        self._clock = clock
+        self._ttl = ttl
+        self._lock = threading.Lock()
+        self._entries: dict[tuple[str, str], tuple[Resolved, float]] = {}
+        self._resolving: dict[tuple[str, str], threading.Lock] = {}
+
+    def get(self, kind: str, name: str, resolve: Callable[[], Resolved]) -> Resolved:
+        """The cached answer for ``name``, else ``resolve()``'s (then cached).
+
+        Raises whatever ``resolve`` raises; nothing is cached then.
+        """
+        key = (kind, name)
+        with self._lock:
+            one_at_a_time = self._resolving.setdefault(key, threading.Lock())
+        with one_at_a_time:
+            now = self._clock()
+            with self._lock:
+                entry = self._entries.get(key)
+                if entry is not None and entry[1] > now:
+                    return entry[0]
+            found = resolve()
+            with self._lock:
+                self._entries[key] = (found, now + self._ttl)
+            return found
+
+    def forget(self, *ids: str) -> None:
+        """Drop every cached name that resolved to one of ``ids`` (a not-found on them)."""
+        dropped = set(ids)
+        with self._lock:
+            self._entries = {k: v for k, v in self._entries.items() if v[0].id not in dropped}
+
+
+
+class Lookups(NameCache):
+    """The cached lookups the OpenStack steps make, each one call (or two) per name."""
+
+    def __init__(self, client: OpenStackClient, clock: Callable[[], float],
+                 ttl: float = DEFAULT_TTL) -> None:
+        super().__init__(clock, ttl)
+        self.client = client
+
+    def _named(self, what: str, lister: Any, name: str, **query: Any) -> Any:
+        """The one resource called ``name``: ONE filtered list (an SDK ``find_*`` first
+        GETs the name as an id, a 404, then lists). None when no name matches (it may
+        be an id). Raises ``InvalidRequest`` when several match."""
+        found = [r for r in self.client.list(what, lister, name=name, **query)
+                 if r.name == name]
+        if len(found) > 1:
+            raise InvalidRequest(f"{len(found)} resources are named {name!r}; give the id")
+        return found[0] if found else None
+
+    def image(self, name_or_id: str) -> str:
+        """The id of an existing active image. Raises ``InvalidRequest``/``Transient``."""
+        def find() -> Resolved:
+            image = self._named("list images", self.client.image.images, name_or_id)
+            if image is None:
+                return Resolved(images.resolve_named_image(self.client, name_or_id), name_or_id)
+            if image.status != "active":
+                raise Transient(f"Glance image {name_or_id!r} is {image.status}, not active")
+            return Resolved(str(image.id), name_or_id)
+
+        return self.get("image", name_or_id, find).id
+
+    def flavor(self, name_or_id: str) -> Resolved:
+        """The named flavor. Raises ``InvalidRequest`` naming provider_data.flavor."""
+        def find() -> Resolved:
+            found = self.client.find_one("find flavor", self.client.compute.find_flavor,
+                                         name_or_id)
+            if found is None:
+                raise InvalidRequest(f"no flavor {name_or_id!r}", field="provider_data.flavor")
+            return Resolved(str(found.id), str(found.name))
+
+        return self.get("flavor", name_or_id, find)
+
+    def fitting_flavor(self, data: OpenStackData) -> Resolved:
+        """The smallest flavor with data's cpu, memory (and disk unless it boots from a
+        volume); ties broken by name. Raises ``InvalidRequest`` when none fits."""
+        def choose() -> Resolved:
+            flavors = self.client.list("list flavors", self.client.compute.flavors,
+                                       details=True)
+            fitting = [f for f in flavors
+                       if f.vcpus >= (data.cpu or 0) and f.ram >= (data.memory or 0)
+                       and (data.root_volume is not None or f.disk >= (data.disk or 0))]
+            if not fitting:
+                raise InvalidRequest(f"no flavor has {data.cpu} vCPUs, {data.memory} MiB and "
+                                     f"{data.disk} GiB", field="provider_data.cpu")
+            flavor = min(fitting, key=lambda f: (f.vcpus, f.ram, f.disk, str(f.name)))
+            return Resolved(str(flavor.id), str(flavor.name))
+
+        fits = f"{data.cpu}/{data.memory}/{data.disk}/{data.root_volume is not None}"
+        return self.get("fitting flavor", fits, choose)
+
+    def network(self, name_or_id: str) -> Resolved:
+        """A network. Raises ``InvalidRequest`` naming provider_data.networks."""
+        def find() -> Resolved:
+            net = self._named("list networks", self.client.network.networks, name_or_id)
+            if net is None:
+                net = self.client.find_one("find network", self.client.network.find_network,
+                                           name_or_id)
+            if net is None:
+                raise InvalidRequest(f"no network {name_or_id!r}",
+                                     field="provider_data.networks")
+            return Resolved(str(net.id), name_or_id)
+
+        return self.get("network", name_or_id, find)
+
+    def security_group(self, name_or_id: str) -> Resolved:
+        """A security group. Raises ``InvalidRequest`` naming provider_data.security_groups."""
+        def find() -> Resolved:
+            group = self.client.find_one("find security group",
+                                         self.client.network.find_security_group, name_or_id)
+            if group is None:
+                raise InvalidRequest(f"no security group {name_or_id!r}",
+                                     field="provider_data.security_groups")
+            return Resolved(str(group.id), name_or_id)
+
+        return self.get("security group", name_or_id, find)

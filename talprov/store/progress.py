@@ -1,0 +1,167 @@
+"""Writing step outcomes: one request's, or a whole batch step's in one transaction.
+
+A batch step of 100 requests used to cost 100 commits in a row (each an fsync
+and a turn at SQLite's single write lock); :meth:`ProgressMethods.save_progress_many`
+makes it one, with the same optimistic version check per request.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from contextlib import AbstractContextManager
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from talprov.providers.types import Stage
+from talprov.store.crypto import SecretCodec
+from talprov.store.errors import StaleRecord
+from talprov.store.observations import stale_record
+from talprov.store.records import (
+    ProgressUpdate,
+    RequestRecord,
+    dump_json,
+    record_from_row,
+    save_one,
+    utc_or_now,
+)
+from talprov.store.schema import requests
+
+#: Ids per ``IN (...)`` list: far below SQLite's and PostgreSQL's parameter limits.
+IDS_PER_QUERY = 500
+
+
+class ProgressMethods:
+    """The progress writes of :class:`talprov.store.Store`."""
+
+    _codec: SecretCodec
+
+    def _write(self) -> AbstractContextManager[Connection]:
+        raise NotImplementedError  # pragma: no cover - Store provides it
+
+    @staticmethod
+    def _append_events(
+        conn: Connection, request_id: str, messages: Sequence[str], at: datetime
+    ) -> None:
+        raise NotImplementedError  # pragma: no cover - Store provides it
+
+    def save_progress(
+        self,
+        request_id: str,
+        *,
+        expected_version: int,
+        stage: Stage,
+        step_index: int,
+        step_name: str | None,
+        state: dict[str, Any],
+        error: str | None,
+        attempts: int,
+        next_attempt_at: datetime | None,
+        step_started_at: datetime | None,
+        infra_id: str | None,
+        machine_uuid: str | None,
+        addresses: Sequence[str],
+        events: Sequence[str],
+        now: datetime | None = None,
+    ) -> RequestRecord:
+        """Store a step's outcome and its event lines in one transaction.
+
+        Writes only if the stored version still equals ``expected_version``, then
+        bumps it. Raises :class:`StaleRecord` when the version moved or the request
+        was removed (nothing is written then), :class:`StoreError` when ``state``
+        is not JSON-serialisable. Not idempotent: a replay with the old version is
+        rejected as stale, which is what keeps two workers from both advancing.
+        """
+        return save_one(self.save_progress_many, ProgressUpdate(
+            request_id, expected_version, stage, step_index, step_name, state, error, attempts,
+            next_attempt_at, step_started_at, infra_id, machine_uuid, addresses, events,
+        ), now)
+
+    def save_progress_many(
+        self, updates: Sequence[ProgressUpdate], *, now: datetime | None = None
+    ) -> list[RequestRecord | StaleRecord]:
+        """Store many step outcomes (a batch step's) and their events in ONE transaction.
+
+        Each update is written only at its ``expected_version`` (then bumped); a
+        stale one is skipped, writes nothing, and comes back as its
+        :class:`StaleRecord` in the result, in order; the others come back as their
+        new records. Raises :class:`StoreError` (nothing written) when a state is
+        not JSON-serialisable or the database fails. Not idempotent (see
+        :meth:`save_progress`).
+        """
+        moment = utc_or_now(now)
+        columns = [_progress_columns(u, moment) for u in updates]
+        outcomes: dict[int, StaleRecord] = {}
+        written: list[int] = []
+        with self._write() as conn:
+            versions = _versions_for_update(conn, [u.request_id for u in updates])
+            for index, update in enumerate(updates):
+                at = versions.get(update.request_id)
+                if at != update.expected_version:
+                    outcomes[index] = stale_record(update.request_id, update.expected_version, at)
+                    continue
+                versions[update.request_id] = at + 1
+                written.append(index)
+            if written:
+                # One statement for all: the rows are locked (SQLite: the write
+                # lock; PostgreSQL: FOR UPDATE), and the version stays in the WHERE.
+                conn.execute(_UPDATE_AT_VERSION, [
+                    {"at_id": updates[i].request_id, "at_version": updates[i].expected_version,
+                     **columns[i]} for i in written])
+            for index in written:
+                self._append_events(conn, updates[index].request_id, updates[index].events,
+                                    moment)
+            rows = _rows(conn, [updates[i].request_id for i in written])
+        return [outcomes[i] if i in outcomes else record_from_row(rows[u.request_id], self._codec)
+                for i, u in enumerate(updates)]
+
+
+_UPDATE_AT_VERSION = (
+    requests.update()
+    .where(requests.c.id == sa.bindparam("at_id"),
+           requests.c.version == sa.bindparam("at_version"))
+)
+
+
+def _versions_for_update(conn: Connection, request_ids: Sequence[str]) -> dict[str, int]:
+    """The stored version of each of ``request_ids`` that exists, rows locked."""
+    out: dict[str, int] = {}
+    unique = sorted(set(request_ids))
+    for start in range(0, len(unique), IDS_PER_QUERY):
+        query = (sa.select(requests.c.id, requests.c.version)
+                 .where(requests.c.id.in_(unique[start:start + IDS_PER_QUERY]))
+                 .with_for_update())
+        out.update({str(row.id): int(row.version) for row in conn.execute(query)})
+    return out
+
+
+def _rows(conn: Connection, request_ids: Sequence[str]) -> dict[str, Any]:
+    rows: dict[str, Any] = {}
+    for start in range(0, len(request_ids), IDS_PER_QUERY):
+        chunk = request_ids[start:start + IDS_PER_QUERY]
+        query = sa.select(requests).where(requests.c.id.in_(chunk))
+        rows.update({row.id: row for row in conn.execute(query)})
+    return rows
+
+
+def _progress_columns(update: ProgressUpdate, moment: datetime) -> dict[str, Any]:
+    """The ``requests`` columns one progress update writes."""
+    return {
+        "stage": Stage(update.stage).value,
+        "step_index": update.step_index,
+        "step_name": update.step_name,
+        "state": dump_json(update.state, what=f"state of request {update.request_id}"),
+        "error": update.error,
+        "attempts": update.attempts,
+        "next_attempt_at": None if update.next_attempt_at is None
+        else utc_or_now(update.next_attempt_at),
+        "step_started_at": None if update.step_started_at is None
+        else utc_or_now(update.step_started_at),
+        "infra_id": update.infra_id,
+        "machine_uuid": update.machine_uuid,
+        "addresses": dump_json(list(update.addresses), what="addresses"),
+        "version": update.expected_version + 1,
+        "updated_at": moment,
+    }
