@@ -100,6 +100,8 @@ class Work:
     step_started_at: datetime | None = None
     events: list[str] = field(default_factory=list)
     stopped: bool = False
+    #: The step whose outcome the unsaved events are about (for their log lines).
+    step_run: str | None = None
 
     @classmethod
     def start(
@@ -157,6 +159,8 @@ class Work:
         self.record = outcome
         # The events are what an operator follows a request by: log them as well.
         about = {"request_id": self.record.request.id, "provider": self.owner.instance}
+        if self.step_run is not None:
+            about["step"] = self.step_run
         for event in self.events:
             log.info("%s: %s", self.record.request.id, redact(event), extra=about)
         self.events = []
@@ -340,6 +344,7 @@ class RequestRunner:
         Returns the step name to store with it and whether the request should run
         its next step now (once stored).
         """
+        work.step_run = step.name
         if isinstance(outcome, BaseException):
             self._failure(work, step.name, outcome)
             return step.name, False
@@ -416,6 +421,7 @@ class RequestRunner:
             self._deprovision(work)
 
     def _deprovision(self, work: Work) -> None:
+        work.step_run = "deprovision"
         if work.state is None:
             work.state = self.provider.state_model()
         # Deprovision works without provider_data being valid: a request must be
