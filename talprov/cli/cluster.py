@@ -213,7 +213,11 @@ def scale(app: App, name: str, set_name: str, count: int) -> None:
     if set_name not in state.spec.sets:
         known = ", ".join(state.spec.sets)
         raise ConfigError("SET", f"cluster {name} has no set {set_name!r} (sets: {known})")
-    scaler.record(state.spec.scaled(set_name, count))
+    bounds = state.spec.sets[set_name].autoscaling
+    if bounds is not None and not bounds.min <= count <= bounds.max:
+        raise ConfigError("COUNT", f"{name}/{set_name} is autoscaled: the size must be within "
+                                   f"{bounds.min}..{bounds.max}")
+    scaler.record(state.spec.scaled(set_name, count), keep_autoscaled_sizes=False)
     scaler.run_pass(name)
     click.echo(f"{name}/{set_name}: size {count}", err=True)
 
