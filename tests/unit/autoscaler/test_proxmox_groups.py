@@ -1,0 +1,73 @@
+"""Node groups on Proxmox (fakepve): providerIDs as the Proxmox CCM sets them, the
+template from cores × sockets and memory, and nodes mapped back by name."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+
+from talprov.autoscaler.groups import NodeGroups, NodeRef
+from talprov.autoscaler.server import CloudProviderService
+from talprov.autoscaler.wire import message
+from talprov.providers.protocol import Runtime
+from talprov.proxmox.provider import ProxmoxProvider
+from talprov.reconcile.reconciler import ProviderHandle
+from talprov.runloop import RunLoop
+from talprov.scaler.apply import Scaler
+from talprov.scaler.spec import load_spec_file
+from talprov.store.store import Store
+from talprov.testing import FakeClock
+from tests.emulators.fakepve import FakePveServer
+from tests.emulators.fakepve import fakepve as fakepve  # noqa: PLC0414 - fixture
+from tests.unit.autoscaler.upstream import Upstream
+from tests.unit.proxmox.conftest import ISO_URL, password_config
+
+GROUP = "lab/workers"
+WORKER = "version: v1alpha1\nmachine:\n  type: worker\n  token: canary-1f0e\n"
+
+
+def test_proxmox_group_ids_template_and_names(fakepve: FakePveServer, tmp_path: Path,
+                                              upstream: Upstream) -> None:
+    clock = FakeClock()
+    runtime = Runtime(installation="talprov-as", cache_dir=tmp_path / "cache", clock=clock,
+                      sleep=clock.sleep)
+    provider = ProxmoxProvider("pve", password_config(fakepve), runtime,
+                               iso_url=lambda request: ISO_URL)
+    store = Store(f"sqlite:///{tmp_path / 'state.db'}")
+    store.migrate()
+    handles = {"pve": ProviderHandle(provider)}
+    scaler = Scaler(store, handles, runtime)
+    docs = [
+        {"kind": "Cluster", "name": "lab", "talos": {"version": "v1.9.1"}},
+        {"kind": "MachineClass", "name": "vm", "provider": "pve",
+         "provider_data": {"cores": 2, "sockets": 2, "memory": 6144}},
+        {"kind": "Workers", "name": "workers", "machineClass": {"name": "vm", "size": 1},
+         "config": {"inline": WORKER}, "autoscaling": {"min": 1, "max": 3}},
+    ]
+    (tmp_path / "lab.yaml").write_text(yaml.safe_dump_all(docs))
+    scaler.record(load_spec_file(tmp_path / "lab.yaml"))
+    groups = NodeGroups(scaler, proxmox_regions={"pve": "cluster-1"})
+    loop = RunLoop(store, handles, runtime)
+    assert loop.run_until(lambda: scaler.converged("lab"), timeout=900, interval=5.0)
+    groups.increase(GROUP, 1)
+    assert loop.run_until(lambda: scaler.converged("lab"), timeout=900, interval=5.0)
+
+    views = groups.instances(GROUP)
+    records = {r.infra_id: r for r in store.list_requests()}
+    assert {v.state for v in views} == {"running"}
+    assert sorted(v.id for v in views) == sorted(f"proxmox://cluster-1/{vmid}"
+                                                 for vmid in records)
+    vmids = {str(vm["vmid"]) for vm in fakepve.vms()}
+    assert set(records) <= vmids  # the ids are fakepve's own VM ids
+    for infra, record in records.items():
+        assert groups.group_for_node(NodeRef(f"proxmox://cluster-1/{infra}", "")) is not None
+        assert groups.group_for_node(NodeRef("", record.id)) is not None  # by hostname
+    assert groups.group_for_node(NodeRef("proxmox://other/99999", "nobody")) is None
+
+    service = CloudProviderService(groups)
+    template = service.NodeGroupTemplateNodeInfo(
+        message("NodeGroupTemplateNodeInfoRequest", id=GROUP))
+    node = upstream.node(template.nodeBytes)
+    assert node.status.capacity["cpu"].string == "4"
+    assert node.status.capacity["memory"].string == "6144Mi"
