@@ -9,16 +9,16 @@ import pytest
 from talprov.providers.protocol import Runtime
 from talprov.scaler.apply import Scaler
 from talprov.store.store import Store
-from tests.unit.scaler.test_spec import (  # noqa: F401 - base_dir is a fixture
+from tests.unit.scaler.test_spec import (
     CLASS,
     CLUSTER,
     CONTROL_PLANE,
     WORKERS,
-    base_dir,
     error_of,
     load,
     stream,
 )
+from tests.unit.scaler.test_spec import base_dir as base_dir  # noqa: PLC0414 - fixture
 
 AUTOSCALED = WORKERS + "autoscaling: {min: 1, max: 5, nodeLabels: {pool: a}}\n"
 
