@@ -4,13 +4,14 @@ template from cores × sockets and memory, and nodes mapped back by name."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import cast
 
 import yaml
 
 from talprov.autoscaler.groups import NodeGroups, NodeRef
 from talprov.autoscaler.server import CloudProviderService
 from talprov.autoscaler.wire import message
-from talprov.providers.protocol import Runtime
+from talprov.providers.protocol import Provider, Runtime
 from talprov.proxmox.provider import ProxmoxProvider
 from talprov.reconcile.reconciler import ProviderHandle
 from talprov.runloop import RunLoop
@@ -36,7 +37,8 @@ def test_proxmox_group_ids_template_and_names(fakepve: FakePveServer, tmp_path: 
                                iso_url=lambda request: ISO_URL)
     store = Store(f"sqlite:///{tmp_path / 'state.db'}")
     store.migrate()
-    handles = {"pve": ProviderHandle(provider)}
+    # ProxmoxProvider narrows the protocol's model types; it is a Provider at runtime.
+    handles = {"pve": ProviderHandle(cast(Provider, provider))}
     scaler = Scaler(store, handles, runtime)
     docs = [
         {"kind": "Cluster", "name": "lab", "talos": {"version": "v1.9.1"}},
