@@ -47,6 +47,8 @@ class TlsFiles:
     cert: Path
     key: Path
     ca: Path
+    #: How error messages name this block (e.g. ``talprov.yaml: service.autoscaler.tls``).
+    where: str = "tls"
 
     def credentials(self) -> Any:
         """Server credentials that require a client certificate from ``ca``.
@@ -57,7 +59,7 @@ class TlsFiles:
             try:
                 blobs[name] = path.read_bytes()
             except OSError as exc:
-                raise ConfigError(f"tls.{name}", f"{path}: {exc.strerror}") from None
+                raise ConfigError(f"{self.where}.{name}", f"{path}: {exc.strerror}") from None
         return grpc.ssl_server_credentials([(blobs["key"], blobs["cert"])],
                                            root_certificates=blobs["ca"],
                                            require_client_auth=True)

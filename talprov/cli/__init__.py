@@ -13,6 +13,7 @@ import click
 
 from talprov import __version__
 from talprov.cli.app import App, handle_errors, pass_app, setup_logging
+from talprov.cli.autoscaler import autoscaler
 from talprov.cli.baremetal import baremetal
 from talprov.cli.cluster import COMMANDS as CLUSTER_COMMANDS
 from talprov.cli.demo import demo
@@ -87,6 +88,7 @@ cli.add_command(reconcile)
 for _command in CLUSTER_COMMANDS:
     cli.add_command(_command)
 cli.add_command(serve)
+cli.add_command(autoscaler)
 
 
 def main() -> None:

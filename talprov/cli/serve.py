@@ -71,6 +71,7 @@ def serve(app: App, listen: str | None, workers: bool | None, worker_id: str | N
     host, port = parse_listen(listen) if listen else config.host_port()
     if config.tls is not None:
         check_tls_files(config.tls.cert, config.tls.key, where=f"{where}.tls")
+    grpc_server = start_autoscaler(app, config.autoscaler, where=f"{where}.autoscaler")
     api = create_app(app.store, app.all_handles(), app.runtime, config)
     sock = _bind(host, port)
     bound_port = sock.getsockname()[1]
@@ -105,6 +106,8 @@ def serve(app: App, listen: str | None, workers: bool | None, worker_id: str | N
         signal.signal(signal.SIGTERM, previous)
         for boot in boot_servers:
             boot.stop()
+        if grpc_server is not None:
+            grpc_server.stop()
     loop = api.state.ctx.loop
     if loop is not None and loop.running:
         # A provider call that never returns holds the pass, and the interpreter
@@ -133,6 +136,22 @@ def check_tls_files(cert: str, key: str, *, where: str) -> None:
         # The reason only (e.g. KEY_VALUES_MISMATCH); never the file's content.
         reason = getattr(exc, "reason", None) or exc.strerror or type(exc).__name__
         fail(f"{where}: cannot use {cert} with {key}: {reason}")
+
+
+def start_autoscaler(app: App, raw: dict[str, Any] | None, *, where: str) -> Any:
+    """Start the autoscaler's gRPC service of an enabled ``service.autoscaler``
+    block (None without one). Fails (exit 2) naming the field on a bad block."""
+    if not raw or raw.get("enabled") is False:
+        return None
+    from talprov.autoscaler.config import parse_autoscaler_config
+    from talprov.scaler.apply import Scaler
+
+    settings = parse_autoscaler_config(raw, where=where)
+    server = settings.server(Scaler(app.store, app.all_handles(), app.runtime), where=where)
+    port = server.start()
+    mode = "plain" if settings.tls is None else "mTLS"
+    click.echo(f"autoscaler: gRPC on {settings.host_port()[0]}:{port} ({mode})", err=True)
+    return server
 
 
 def start_boot_servers(app: App) -> list[Any]:

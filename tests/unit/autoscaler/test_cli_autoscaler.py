@@ -1,0 +1,95 @@
+"""``talprov autoscaler serve`` and ``talprov serve``'s service.autoscaler block, as
+real processes answering the upstream-generated client."""
+
+from __future__ import annotations
+
+import re
+import signal
+import subprocess
+import sys
+
+from talprov.providers.protocol import Runtime
+from talprov.scaler.apply import Scaler
+from talprov.scaler.spec import load_spec_file
+from talprov.store.store import Store
+from tests.helpers import Home
+from tests.unit.autoscaler.upstream import Upstream
+from tests.unit.autoscaler.world import client, make_pki, write_spec
+from tests.unit.service.conftest import TOKENS
+from tests.unit.service.serving import ServeProcess, wait_until
+
+
+def record_cluster(home: Home) -> None:
+    store = Store(home.store_url)
+    store.migrate()
+    Scaler(store, {}, Runtime(installation="t", cache_dir=home.root / "cache")).record(
+        load_spec_file(write_spec(home.root)))
+    store.close()
+
+
+def grpc_port(server: ServeProcess) -> int:
+    found: list[int] = []
+
+    def seen() -> bool:
+        match = re.search(r"autoscaler: gRPC on 127\.0\.0\.1:(\d+)", server.output())
+        if match:
+            found.append(int(match.group(1)))
+        return bool(found)
+
+    wait_until(seen, 30, "the autoscaler's gRPC line")
+    return found[0]
+
+
+def group_ids(upstream: Upstream, port: int, root: bytes | None, cert: bytes | None = None,
+              key: bytes | None = None) -> list[str]:
+    stub, channel = client(upstream, port, root=root, cert=cert, key=key)
+    with channel:
+        groups = stub.NodeGroups(upstream.pb2.NodeGroupsRequest(), timeout=10).nodeGroups
+        return [g.id for g in groups]
+
+
+def test_serve_runs_the_autoscaler_beside_the_api(home: Home, upstream: Upstream) -> None:
+    pki = make_pki(home.root)
+    tls = {"cert": str(pki.server_tls.cert), "key": str(pki.server_tls.key),
+           "ca": str(pki.server_tls.ca)}
+    home.write_config(service={"tokens": TOKENS,
+                               "autoscaler": {"listen": "127.0.0.1:0", "tls": tls}})
+    record_cluster(home)
+    server = ServeProcess(home.env(), home.root)
+    try:
+        assert server.url.startswith("http://127.0.0.1:")  # the API is up too
+        port = grpc_port(server)
+        assert group_ids(upstream, port, pki.ca.pem.cert, pki.client_cert,
+                         pki.client_key) == ["demo/workers"]
+    finally:
+        code = server.terminate()
+    assert code == 0, server.output()
+
+
+def test_autoscaler_serve_plain_on_loopback_only(home: Home, upstream: Upstream) -> None:
+    home.write_config()
+    record_cluster(home)
+    refused = home.run("autoscaler", "serve", "--plain", "--listen", "0.0.0.0:0", timeout=30)
+    assert refused.returncode == 2
+    assert "service.autoscaler" in refused.stderr
+    assert "loopback" in refused.stderr
+    no_tls = home.run("autoscaler", "serve", "--listen", "127.0.0.1:0", timeout=30)
+    assert no_tls.returncode == 2
+    assert "service.autoscaler" in no_tls.stderr
+    assert "tls" in no_tls.stderr
+
+    process = subprocess.Popen(
+        [sys.executable, "-m", "talprov", "autoscaler", "serve", "--plain",
+         "--listen", "127.0.0.1:0"],
+        env=home.env(), cwd=home.root, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        text=True)
+    try:
+        assert process.stdout is not None
+        line = process.stdout.readline()  # the first line says where it listens
+        match = re.search(r"autoscaler: gRPC on 127\.0\.0\.1:(\d+) \(plain\)", line)
+        assert match, line
+        assert group_ids(upstream, int(match.group(1)), None) == ["demo/workers"]
+    finally:
+        process.send_signal(signal.SIGTERM)
+        code = process.wait(30)
+    assert code == 0
