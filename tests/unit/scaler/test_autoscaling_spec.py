@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
+import yaml
 
 from talprov.providers.protocol import Runtime
 from talprov.scaler.apply import Scaler
@@ -73,3 +75,21 @@ def test_apply_of_the_same_spec_keeps_the_autoscaled_size(base_dir: Path,
     scaler.record(spec)
     notes = {s.name: s.notes for s in scaler.preview(scaler.state("demo")).sets}  # type: ignore[arg-type]
     assert "autoscaled (1..5)" in notes["workers"]
+
+
+def test_the_documented_blocks_are_valid(base_dir: Path) -> None:
+    text = (Path(__file__).resolve().parents[3] / "docs" / "autoscaler.md").read_text()
+    blocks = [b.split("```", 1)[0] for b in text.split("```yaml\n")[1:]]
+    workers = next(b for b in blocks if b.startswith("kind: Workers"))
+    spec = load(stream(CLUSTER, CLASS, workers), base_dir)
+    bounds = spec.sets["workers"].autoscaling
+    assert bounds is not None
+    assert (bounds.min, bounds.max, bounds.node_labels) == (1, 20, {"pool": "general"})
+    assert bounds.options.scale_down_unneeded_time == timedelta(minutes=5)
+
+    from talprov.autoscaler.config import parse_autoscaler_config
+
+    service = yaml.safe_load(next(b for b in blocks if b.startswith("service:")))
+    config = parse_autoscaler_config(service["service"]["autoscaler"], where="service.autoscaler")
+    assert config.proxmox_regions == {"pve-lab": "cluster-1"}
+    assert config.host_port() == ("0.0.0.0", 8086)
