@@ -121,6 +121,17 @@ def test_the_autoscaler_scenario_on_moto(moto_server: MotoServer, tmp_path: Path
             assert [(e.instanceErrorClass, e.errorCode) for e in errors] == [
                 (1, "OUT_OF_CAPACITY")]
             assert "InsufficientInstanceCapacity" in errors[0].errorMessage
+            # The autoscaler then deletes the errored instance by the id it was given
+            # (a placeholder: the machine never got an instance id) and backs off.
+            errored = [i.id for i in stub.NodeGroupNodes(pb.NodeGroupNodesRequest(id=GROUP))
+                       .instances if i.status.errorInfo.errorCode]
+            assert [e.split("://")[0] for e in errored] == ["talprov"]
+            stub.NodeGroupDeleteNodes(pb.NodeGroupDeleteNodesRequest(
+                id=GROUP, nodes=[pb.ExternalGrpcNode(providerID=errored[0])]))
+            assert stub.NodeGroupTargetSize(pb.NodeGroupTargetSizeRequest(id=GROUP)).targetSize == 3
+            assert world.settle(lambda: world.scaler.converged("demo"))
+            final = stub.NodeGroupNodes(pb.NodeGroupNodesRequest(id=GROUP)).instances
+            assert {i.id for i in final} == left
 
             with pytest.raises(grpc.RpcError) as unpriced:
                 stub.PricingNodePrice(pb.PricingNodePriceRequest())

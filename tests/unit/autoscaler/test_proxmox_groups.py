@@ -9,8 +9,6 @@ from typing import cast
 import yaml
 
 from talprov.autoscaler.groups import NodeGroups, NodeRef
-from talprov.autoscaler.server import CloudProviderService
-from talprov.autoscaler.wire import message
 from talprov.providers.protocol import Provider, Runtime
 from talprov.proxmox.provider import ProxmoxProvider
 from talprov.reconcile.reconciler import ProviderHandle
@@ -22,6 +20,7 @@ from talprov.testing import FakeClock
 from tests.emulators.fakepve import FakePveServer
 from tests.emulators.fakepve import fakepve as fakepve  # noqa: PLC0414 - fixture
 from tests.unit.autoscaler.upstream import Upstream
+from tests.unit.autoscaler.world import client, make_pki, served
 from tests.unit.proxmox.conftest import ISO_URL, password_config
 
 GROUP = "lab/workers"
@@ -52,24 +51,48 @@ def test_proxmox_group_ids_template_and_names(fakepve: FakePveServer, tmp_path: 
     groups = NodeGroups(scaler, proxmox_regions={"pve": "cluster-1"})
     loop = RunLoop(store, handles, runtime)
     assert loop.run_until(lambda: scaler.converged("lab"), timeout=900, interval=5.0)
-    groups.increase(GROUP, 1)
-    assert loop.run_until(lambda: scaler.converged("lab"), timeout=900, interval=5.0)
+    pki = make_pki(tmp_path)
+    pb = upstream.pb2
+    with served(groups, pki.server_tls) as port:
+        stub, channel = client(upstream, port, root=pki.ca.pem.cert, cert=pki.client_cert,
+                               key=pki.client_key)
+        with channel:
+            listed = stub.NodeGroups(pb.NodeGroupsRequest()).nodeGroups
+            assert [(g.id, g.minSize, g.maxSize) for g in listed] == [(GROUP, 1, 3)]
+            template = stub.NodeGroupTemplateNodeInfo(
+                pb.NodeGroupTemplateNodeInfoRequest(id=GROUP))
+            node = upstream.node(template.nodeBytes)
+            assert node.status.capacity["cpu"].string == "4"  # cores x sockets
+            assert node.status.capacity["memory"].string == "6144Mi"
 
-    views = groups.instances(GROUP)
-    records = {r.infra_id: r for r in store.list_requests()}
-    assert {v.state for v in views} == {"running"}
-    assert sorted(v.id for v in views) == sorted(f"proxmox://cluster-1/{vmid}"
-                                                 for vmid in records)
-    vmids = {str(vm["vmid"]) for vm in fakepve.vms()}
-    assert set(records) <= vmids  # the ids are fakepve's own VM ids
-    for infra, record in records.items():
-        assert groups.group_for_node(NodeRef(f"proxmox://cluster-1/{infra}", "")) is not None
-        assert groups.group_for_node(NodeRef("", record.id)) is not None  # by hostname
-    assert groups.group_for_node(NodeRef("proxmox://other/99999", "nobody")) is None
+            stub.NodeGroupIncreaseSize(pb.NodeGroupIncreaseSizeRequest(id=GROUP, delta=2))
+            loop.run_round()
+            states = sorted(i.status.instanceState for i in stub.NodeGroupNodes(
+                pb.NodeGroupNodesRequest(id=GROUP)).instances)
+            running = pb.InstanceStatus.instanceRunning
+            creating = pb.InstanceStatus.instanceCreating
+            assert states == sorted([running, creating, creating])
+            assert loop.run_until(lambda: scaler.converged("lab"), timeout=900, interval=5.0)
 
-    service = CloudProviderService(groups)
-    template = service.NodeGroupTemplateNodeInfo(
-        message("NodeGroupTemplateNodeInfoRequest", id=GROUP))
-    node = upstream.node(template.nodeBytes)
-    assert node.status.capacity["cpu"].string == "4"
-    assert node.status.capacity["memory"].string == "6144Mi"
+            instances = stub.NodeGroupNodes(pb.NodeGroupNodesRequest(id=GROUP)).instances
+            records = {r.infra_id: r for r in store.list_requests()}
+            assert {i.status.instanceState for i in instances} == {running}
+            assert sorted(i.id for i in instances) == sorted(
+                f"proxmox://cluster-1/{vmid}" for vmid in records)
+            assert set(records) <= {str(vm["vmid"]) for vm in fakepve.vms()}
+            for infra, record in records.items():
+                by_id = stub.NodeGroupForNode(pb.NodeGroupForNodeRequest(node=pb.ExternalGrpcNode(
+                    providerID=f"proxmox://cluster-1/{infra}")))
+                by_name = stub.NodeGroupForNode(pb.NodeGroupForNodeRequest(
+                    node=pb.ExternalGrpcNode(name=record.id)))  # the hostname
+                assert by_id.nodeGroup.id == by_name.nodeGroup.id == GROUP
+            assert groups.group_for_node(NodeRef("proxmox://other/99999", "nobody")) is None
+
+            doomed = instances[0].id
+            stub.NodeGroupDeleteNodes(pb.NodeGroupDeleteNodesRequest(
+                id=GROUP, nodes=[pb.ExternalGrpcNode(providerID=doomed)]))
+            assert loop.run_until(lambda: scaler.converged("lab"), timeout=900, interval=5.0)
+            left = {i.id for i in stub.NodeGroupNodes(pb.NodeGroupNodesRequest(id=GROUP))
+                    .instances}
+            assert left == {i.id for i in instances} - {doomed}
+    assert len(fakepve.vms()) == 2
