@@ -38,10 +38,8 @@ def serve_autoscaler(app: App, listen: str | None, cert: str | None, key: str | 
 
     Mutual TLS by default: the cluster-autoscaler's --cloud-config names the CA
     and a client certificate this server's --ca signed. Options override the
-    config's service.autoscaler block. Prints "listening on HOST:PORT" once ready.
+    config's service.autoscaler block. Prints "autoscaler: gRPC on HOST:PORT" once ready.
     """
-    from talprov.autoscaler.config import parse_autoscaler_config
-
     where = f"{app.config.path or 'config'}: service.autoscaler"
     raw: dict[str, Any] = dict((app.config.config.service or {}).get("autoscaler") or {})
     if listen:
@@ -52,12 +50,8 @@ def serve_autoscaler(app: App, listen: str | None, cert: str | None, key: str | 
         raw["plain"] = plain
         if plain:
             raw.pop("tls", None)
-    config = parse_autoscaler_config(raw, where=where)
-    scaler = Scaler(app.store, app.all_handles(), app.runtime)
-    server = config.server(scaler, where=where)
-    port = server.start()
-    mode = "plain" if config.tls is None else "mTLS"
-    click.echo(f"autoscaler: gRPC on {config.host_port()[0]}:{port} ({mode})", err=True)
+    raw["enabled"] = True
+    server = start_autoscaler(app, raw, where=where)
     stop = threading.Event()
 
     def stopped(_signum: int, _frame: FrameType | None) -> None:
@@ -79,6 +73,21 @@ def serve_autoscaler(app: App, listen: str | None, cert: str | None, key: str | 
         signal.signal(signal.SIGTERM, previous)
         server.stop()
     click.echo("autoscaler: stopped", err=True)
+
+
+def start_autoscaler(app: App, raw: dict[str, Any] | None, *, where: str) -> Any:
+    """Start the gRPC service of an enabled autoscaler block (None without one) and
+    say where it listens. Raises ConfigError naming the field of a bad block."""
+    if not raw or raw.get("enabled") is False:
+        return None
+    from talprov.autoscaler.config import parse_autoscaler_config
+
+    settings = parse_autoscaler_config(raw, where=where)
+    server = settings.server(Scaler(app.store, app.all_handles(), app.runtime), where=where)
+    port = server.start()
+    mode = "plain" if settings.tls is None else "mTLS"
+    click.echo(f"autoscaler: gRPC on {settings.host_port()[0]}:{port} ({mode})", err=True)
+    return server
 
 
 def _wait(stop: threading.Event) -> None:

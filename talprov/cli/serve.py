@@ -14,6 +14,7 @@ from typing import Any
 import click
 
 from talprov.cli.app import App, fail, handle_errors, pass_app
+from talprov.cli.autoscaler import start_autoscaler
 from talprov.service.config import parse_listen, parse_service_config
 
 log = logging.getLogger(__name__)
@@ -136,22 +137,6 @@ def check_tls_files(cert: str, key: str, *, where: str) -> None:
         # The reason only (e.g. KEY_VALUES_MISMATCH); never the file's content.
         reason = getattr(exc, "reason", None) or exc.strerror or type(exc).__name__
         fail(f"{where}: cannot use {cert} with {key}: {reason}")
-
-
-def start_autoscaler(app: App, raw: dict[str, Any] | None, *, where: str) -> Any:
-    """Start the autoscaler's gRPC service of an enabled ``service.autoscaler``
-    block (None without one). Fails (exit 2) naming the field on a bad block."""
-    if not raw or raw.get("enabled") is False:
-        return None
-    from talprov.autoscaler.config import parse_autoscaler_config
-    from talprov.scaler.apply import Scaler
-
-    settings = parse_autoscaler_config(raw, where=where)
-    server = settings.server(Scaler(app.store, app.all_handles(), app.runtime), where=where)
-    port = server.start()
-    mode = "plain" if settings.tls is None else "mTLS"
-    click.echo(f"autoscaler: gRPC on {settings.host_port()[0]}:{port} ({mode})", err=True)
-    return server
 
 
 def start_boot_servers(app: App) -> list[Any]:

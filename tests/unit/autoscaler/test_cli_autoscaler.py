@@ -80,7 +80,7 @@ def test_autoscaler_serve_plain_on_loopback_only(home: Home, upstream: Upstream)
 
     process = subprocess.Popen(
         [sys.executable, "-m", "talprov", "autoscaler", "serve", "--plain",
-         "--listen", "127.0.0.1:0"],
+         "--listen", "127.0.0.1:0", "--with-workers"],
         env=home.env(), cwd=home.root, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
         text=True)
     try:
@@ -89,6 +89,12 @@ def test_autoscaler_serve_plain_on_loopback_only(home: Home, upstream: Upstream)
         match = re.search(r"autoscaler: gRPC on 127\.0\.0\.1:(\d+) \(plain\)", line)
         assert match, line
         assert group_ids(upstream, int(match.group(1)), None) == ["demo/workers"]
+        # --with-workers: the run loop's scaler pass records the set's two machines.
+        store = Store(home.store_url)
+        try:
+            wait_until(lambda: len(store.list_requests()) == 2, 30, "the scaler pass")
+        finally:
+            store.close()
     finally:
         process.send_signal(signal.SIGTERM)
         code = process.wait(30)
