@@ -10,7 +10,7 @@ from typing import Any
 
 import click
 
-from talprov.cli.app import App, handle_errors, pass_app
+from talprov.cli.app import App, fail, handle_errors, pass_app
 from talprov.scaler.apply import Scaler
 
 
@@ -80,8 +80,11 @@ def start_autoscaler(app: App, raw: dict[str, Any] | None, *, where: str) -> Any
     say where it listens. Raises ConfigError naming the field of a bad block."""
     if not raw or raw.get("enabled") is False:
         return None
-    from talprov.autoscaler.config import parse_autoscaler_config
-
+    try:
+        from talprov.autoscaler.config import parse_autoscaler_config
+    except ImportError:
+        fail("the autoscaler service needs grpcio and protobuf: "
+             "pip install 'talprov[autoscaler]'")
     settings = parse_autoscaler_config(raw, where=where)
     server = settings.server(Scaler(app.store, app.all_handles(), app.runtime), where=where)
     port = server.start()

@@ -8,6 +8,8 @@ import signal
 import subprocess
 import sys
 
+import pytest
+
 from talprov.providers.protocol import Runtime
 from talprov.scaler.apply import Scaler
 from talprov.scaler.spec import load_spec_file
@@ -99,3 +101,14 @@ def test_autoscaler_serve_plain_on_loopback_only(home: Home, upstream: Upstream)
         process.send_signal(signal.SIGTERM)
         code = process.wait(30)
     assert code == 0
+
+
+def test_without_grpcio_the_command_names_the_extra(home: Home,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    home.write_config()
+    for name in [m for m in sys.modules if m.startswith("talprov.autoscaler")]:
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.setitem(sys.modules, "grpc", None)  # as if grpcio were not installed
+    result = home.invoke("autoscaler", "serve", "--plain", "--listen", "127.0.0.1:0")
+    assert result.exit_code == 2
+    assert "pip install 'talprov[autoscaler]'" in result.output
