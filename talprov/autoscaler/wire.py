@@ -61,6 +61,8 @@ _OPTIONS: list[Field] = [
     ("scaleDownUnneededDuration", 8, _DUR, ""),
     ("scaleDownUnreadyDuration", 9, _DUR, ""),
     ("MaxNodeProvisionDuration", 10, _DUR, ""),
+    # 11 and 12 came later upstream; described so that the defaults a newer
+    # autoscaler sends are echoed back as typed fields.
     ("maxNodeStartupDuration", 11, _DUR, ""),
     ("allowNonAtomicScaleUpToMax", 12, "bool", ""),
 ]
@@ -102,8 +104,9 @@ _MESSAGES: dict[str, list[Field]] = {
     "InstanceErrorInfo": [("errorCode", 1, "string", ""), ("errorMessage", 2, "string", ""),
                           ("instanceErrorClass", 3, "int32", "")],
     "NodeGroupTemplateNodeInfoRequest": _ID_ONLY,
-    "NodeGroupTemplateNodeInfoResponse": [("nodeBytes", 2, "bytes", ""),
-                                          ("resourceSliceBytes", 3, "bytes", "repeated")],
+    # Newer upstream versions add ``repeated bytes resourceSliceBytes = 3`` (DRA
+    # slices); talprov sends none, and older and newer clients read field 2 alike.
+    "NodeGroupTemplateNodeInfoResponse": [("nodeBytes", 2, "bytes", "")],
     "NodeGroupAutoscalingOptions": _OPTIONS,
     "NodeGroupAutoscalingOptionsRequest": [
         ("id", 1, "string", ""), ("defaults", 2, f"{_EG}.NodeGroupAutoscalingOptions", "")],

@@ -42,8 +42,11 @@ class Upstream:
         for file in files.file:
             self._pool.Add(file)
 
+    def message_descriptor(self, full_name: str) -> Any:
+        """The upstream descriptor of a k8s message, e.g. ``k8s.io.api.core.v1.Node``."""
+        return self._pool.FindMessageTypeByName(full_name)
+
     def node(self, data: bytes) -> Any:
         """``data`` parsed as the upstream ``v1.Node``."""
-        cls = message_factory.GetMessageClass(
-            self._pool.FindMessageTypeByName("k8s.io.api.core.v1.Node"))
+        cls = message_factory.GetMessageClass(self.message_descriptor("k8s.io.api.core.v1.Node"))
         return cls.FromString(data)
