@@ -7,7 +7,6 @@ from typing import Any
 from talprov.autoscaler import wire
 from tests.unit.autoscaler.upstream import Upstream
 
-
 LATER_FIELDS = {"NodeGroupAutoscalingOptions": (11, 12)}
 
 
