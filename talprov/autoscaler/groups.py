@@ -134,6 +134,9 @@ class NodeGroups:
         if state is None or machine_set is None or machine_set.autoscaling is None:
             raise GroupError("NOT_FOUND", f"no node group {group_id} (no autoscaled set "
                                           f"{set_name!r} in a recorded cluster {cluster!r})")
+        if state.destroying:
+            # Recording a size would also clear the destroy mark (Scaler.record).
+            raise GroupError("FAILED_PRECONDITION", f"cluster {cluster} is being destroyed")
         return state, machine_set, machine_set.autoscaling
 
     def members(self, group_id: str) -> list[RequestRecord]:

@@ -201,3 +201,35 @@ def test_mtls_refuses_a_client_without_a_certificate_or_from_another_ca(
                                key=pki.client_key)
         with channel:
             assert len(stub.NodeGroups(pb.NodeGroupsRequest(), timeout=10).nodeGroups) == 1
+
+
+@pytest.mark.parametrize(("code", "status", "expected"), [
+    ("VcpuLimitExceeded", 400, (1, "QUOTA_EXCEEDED")),
+    ("InsufficientInstanceCapacity", 500, (1, "OUT_OF_CAPACITY")),
+    ("InvalidParameterValue", 400, (99, "FAILED")),
+])
+def test_failed_machines_carry_the_autoscalers_error_class(
+        moto_server: MotoServer, tmp_path: Path, code: str, status: int,
+        expected: tuple[int, str]) -> None:
+    world = make_world(moto_server, tmp_path)
+    assert world.settle(lambda: world.scaler.converged("demo"))
+    world.faults.add(Fault("RunInstances", code, times=50, status=status))
+    world.groups.increase(GROUP, 1)
+    world.loop.run_round()
+    world.loop.run_round()
+    errors = [(v.error_class, v.error_code) for v in world.groups.instances(GROUP)
+              if v.error_class is not None]
+    assert errors == [expected]
+
+
+def test_a_cluster_being_destroyed_is_not_resized(moto_server: MotoServer,
+                                                  tmp_path: Path) -> None:
+    world = make_world(moto_server, tmp_path)
+    assert world.scaler.destroy("demo")
+    with pytest.raises(GroupError, match="being destroyed") as info:
+        world.groups.increase(GROUP, 1)
+    assert info.value.code == "FAILED_PRECONDITION"
+    state = world.scaler.state("demo")
+    assert state is not None
+    assert state.destroying
+    assert world.groups.groups() == []
