@@ -3,12 +3,14 @@ real processes answering the upstream-generated client."""
 
 from __future__ import annotations
 
+import json
 import re
 import signal
 import subprocess
 import sys
 
 import pytest
+import yaml
 
 from talprov.providers.protocol import Runtime
 from talprov.scaler.apply import Scaler
@@ -112,3 +114,23 @@ def test_without_grpcio_the_command_names_the_extra(home: Home,
     result = home.invoke("autoscaler", "serve", "--plain", "--listen", "127.0.0.1:0")
     assert result.exit_code == 2
     assert "pip install 'talprov[autoscaler]'" in result.output
+
+
+def test_status_shows_the_bounds_and_scale_stays_within_them(home: Home) -> None:
+    from tests.unit.test_cluster_apply import write_spec as write_fake_spec
+
+    path = write_fake_spec(home.root, workers=2, control_planes=1)
+    docs = list(yaml.safe_load_all(path.read_text()))
+    docs[-1]["autoscaling"] = {"min": 1, "max": 4}
+    path.write_text(yaml.safe_dump_all(docs))
+    assert home.invoke("apply", "-f", str(path)).exit_code == 0
+    status = home.invoke("status", "demo")
+    assert "autoscaled (1..4)" in status.output
+    refused = home.invoke("scale", "demo", "workers", "9")
+    assert refused.exit_code == 2
+    assert "demo/workers is autoscaled: the size must be within 1..4" in refused.output
+    assert home.invoke("scale", "demo", "workers", "3").exit_code == 0
+    # A later apply of the same file keeps the size set since.
+    assert home.invoke("apply", "-f", str(path)).exit_code == 0
+    sets = json.loads(home.invoke("status", "demo", "-o", "json").output)["sets"]
+    assert {s["name"]: s["desired"] for s in sets}["workers"] == 3
