@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+import ssl
 from collections.abc import Callable
 from concurrent import futures
 from dataclasses import dataclass
@@ -60,9 +61,28 @@ class TlsFiles:
                 blobs[name] = path.read_bytes()
             except OSError as exc:
                 raise ConfigError(f"{self.where}.{name}", f"{path}: {exc.strerror}") from None
+        self._check_pem()
         return grpc.ssl_server_credentials([(blobs["key"], blobs["cert"])],
                                            root_certificates=blobs["ca"],
                                            require_client_auth=True)
+
+
+    def _check_pem(self) -> None:
+        # gRPC reports unusable PEM only as a failed bind; Python's ssl names the
+        # problem (e.g. KEY_VALUES_MISMATCH) without showing the files' content.
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        try:
+            context.load_cert_chain(self.cert, self.key)
+        except (ssl.SSLError, OSError) as exc:
+            reason = getattr(exc, "reason", None) or type(exc).__name__
+            raise ConfigError(self.where, f"cannot use {self.cert} with {self.key}: "
+                                          f"{reason}") from None
+        try:
+            context.load_verify_locations(cafile=self.ca)
+        except (ssl.SSLError, OSError) as exc:
+            reason = getattr(exc, "reason", None) or type(exc).__name__
+            raise ConfigError(f"{self.where}.ca", f"{self.ca}: not a PEM CA certificate "
+                                                  f"({reason})") from None
 
 
 def is_loopback(host: str) -> bool:

@@ -134,3 +134,21 @@ def test_status_shows_the_bounds_and_scale_stays_within_them(home: Home) -> None
     assert home.invoke("apply", "-f", str(path)).exit_code == 0
     sets = json.loads(home.invoke("status", "demo", "-o", "json").output)["sets"]
     assert {s["name"]: s["desired"] for s in sets}["workers"] == 3
+
+
+def test_unusable_tls_files_are_named(home: Home) -> None:
+    pki = make_pki(home.root)
+    other = pki.ca.issue("other", server=True)
+    _cert, wrong_key = other.write(home.root, "other")
+    mismatch = home.invoke("autoscaler", "serve", "--listen", "127.0.0.1:0",
+                           "--cert", str(pki.server_tls.cert), "--key", str(wrong_key),
+                           "--ca", str(pki.server_tls.ca))
+    assert mismatch.exit_code == 2
+    assert "service.autoscaler.tls: cannot use" in mismatch.output
+    assert "KEY_VALUES_MISMATCH" in mismatch.output
+    not_a_ca = home.invoke("autoscaler", "serve", "--listen", "127.0.0.1:0",
+                           "--cert", str(pki.server_tls.cert), "--key", str(pki.server_tls.key),
+                           "--ca", str(home.config_path))
+    assert not_a_ca.exit_code == 2
+    assert "service.autoscaler.tls.ca:" in not_a_ca.output
+    assert "BEGIN" not in mismatch.output + not_a_ca.output  # no file content shown
