@@ -80,6 +80,8 @@ def plan_cmd(app: App, path: Path, output: str) -> None:
     state = scaler.state(spec.name)
     preview = ClusterState(spec=spec)
     if state is not None:
+        # What apply would record: autoscaled sets keep their recorded sizes.
+        preview = ClusterState(spec=spec.keeping_autoscaled_sizes(state.spec))
         preview.backoff, preview.orphans_seen = state.backoff, state.orphans_seen
     _check_providers(app, spec, path)
     _show_plan(scaler.preview(preview), output)

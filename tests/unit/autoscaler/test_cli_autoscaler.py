@@ -130,7 +130,9 @@ def test_status_shows_the_bounds_and_scale_stays_within_them(home: Home) -> None
     assert refused.exit_code == 2
     assert "demo/workers is autoscaled: the size must be within 1..4" in refused.output
     assert home.invoke("scale", "demo", "workers", "3").exit_code == 0
-    # A later apply of the same file keeps the size set since.
+    # A later plan and apply of the same file keep the size set since.
+    preview = json.loads(home.invoke("plan", "-f", str(path), "-o", "json").output)
+    assert preview["summary"]["delete"] == 0
     assert home.invoke("apply", "-f", str(path)).exit_code == 0
     sets = json.loads(home.invoke("status", "demo", "-o", "json").output)["sets"]
     assert {s["name"]: s["desired"] for s in sets}["workers"] == 3
