@@ -36,6 +36,8 @@ from talprov.store.records import RequestRecord
 OUT_OF_RESOURCES_CLASS = 1
 OTHER_ERROR_CLASS = 99
 _LEASE_TTL = 30.0
+#: Seconds NodeGroupForNode answers from the node index before rebuilding it.
+NODE_INDEX_TTL = 5.0
 _owner_numbers = itertools.count()
 
 
@@ -79,6 +81,12 @@ class NodeRef:
     name: str
 
 
+@dataclass(frozen=True)
+class _NodeIndex:
+    built_at: float
+    entries: list[tuple[Group, MachineIds]]
+
+
 @dataclass
 class _Sightings:
     """Zones of machines as last listed from their providers (``Refresh``)."""
@@ -109,6 +117,7 @@ class NodeGroups:
         self.proxmox_regions = dict(proxmox_regions or {})
         self.lease_wait = lease_wait
         self._sightings = _Sightings()
+        self._node_index: _NodeIndex | None = None
         self._lock = threading.Lock()
 
     # -- reading -------------------------------------------------------------
@@ -177,21 +186,38 @@ class NodeGroups:
 
     def group_for_node(self, node: NodeRef) -> Group | None:
         """The group whose machine the node is (by providerID, else by node name =
-        the machine's hostname = its request id), or None."""
-        for group in self.groups():
-            for record in self.members(group.id):
-                if matches(node.provider_id, self.ids_of(record), self.proxmox_regions):
-                    return group
-                if node.name and node.name == record.id:
-                    return group
+        the machine's hostname = its request id), or None.
+
+        Answered from an index of every group's machines, rebuilt by :meth:`refresh`
+        and when older than ``NODE_INDEX_TTL`` seconds: the autoscaler asks once
+        per node after each Refresh, and reading every cluster for each would cost
+        a store round and a spec decryption per node.
+        """
+        index = self._node_index
+        if index is None or self.monotonic() - index.built_at > NODE_INDEX_TTL:
+            index = self._build_node_index()
+        for group, ids in index.entries:
+            if matches(node.provider_id, ids, self.proxmox_regions):
+                return group
+            if node.name and node.name == ids.request_id:
+                return group
         return None
 
+    def _build_node_index(self) -> _NodeIndex:
+        built_at = self.monotonic()
+        entries = [(group, self.ids_of(record)) for group in self.groups()
+                   for record in self.members(group.id)]
+        index = _NodeIndex(built_at, entries)
+        self._node_index = index
+        return index
+
     def refresh(self) -> None:
-        """Relist the machines of every group's providers (the zones of AWS machines).
-        Provider errors are left for the next refresh: a stale zone only delays a
-        providerID."""
+        """Relist the machines of every group's providers (the zones of AWS machines)
+        and rebuild the node index. Provider errors are left for the next refresh:
+        a stale zone only delays a providerID."""
         for group in self.groups():
             self._see_zones(group.id, only_missing=False)
+        self._build_node_index()
 
     def _see_zones(self, group_id: str, *, only_missing: bool) -> None:
         instances = {r.request.provider for r in self.members(group_id)

@@ -10,7 +10,7 @@ from pathlib import Path
 import grpc
 import pytest
 
-from talprov.autoscaler.groups import GroupError, NodeGroups
+from talprov.autoscaler.groups import GroupError, NodeGroups, NodeRef
 from talprov.providers.types import Stage
 from talprov.scaler.apply import ClusterState, Scaler
 from tests.emulators.moto import Fault, MotoServer
@@ -233,3 +233,29 @@ def test_a_cluster_being_destroyed_is_not_resized(moto_server: MotoServer,
     assert state is not None
     assert state.destroying
     assert world.groups.groups() == []
+
+
+def test_node_lookups_use_an_index_that_refresh_and_age_renew(
+        moto_server: MotoServer, tmp_path: Path) -> None:
+    world = make_world(moto_server, tmp_path)
+    now = [100.0]
+    groups = NodeGroups(world.scaler, monotonic=lambda: now[0])
+    world.loop.run_round()
+    known = {r.id for r in world.store.list_requests()}
+    assert groups.group_for_node(NodeRef("", min(known))) is not None  # builds the index
+
+    def one_more() -> NodeRef:
+        groups.increase(GROUP, 1)
+        world.loop.run_round()
+        (new,) = {r.id for r in world.store.list_requests()} - known
+        known.add(new)
+        return NodeRef("", new)
+
+    node = one_more()
+    assert groups.group_for_node(node) is None  # not in the index yet
+    groups.refresh()
+    assert groups.group_for_node(node) is not None
+    node = one_more()
+    assert groups.group_for_node(node) is None
+    now[0] += 6.0  # older than NODE_INDEX_TTL: rebuilt on the next lookup
+    assert groups.group_for_node(node) is not None
