@@ -13,7 +13,9 @@ import threading
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from talprov.aws.errors import aws_errors
+from botocore.exceptions import ClientError
+
+from talprov.aws.errors import aws_errors, error_code
 from talprov.providers.errors import InvalidRequest
 
 if TYPE_CHECKING:
@@ -113,3 +115,19 @@ class InstanceTypeChooser:
                 self.calls += 1
                 found.extend(_type_info(raw) for raw in page.get("InstanceTypes", []))
         return found
+
+
+def describe_instance_type(ec2: EC2Client, name: str) -> TypeInfo | None:
+    """vCPUs and memory of one instance type, or None when EC2 does not know it.
+
+    Raises translated ProviderErrors for other failures. Read-only; idempotent.
+    """
+    with aws_errors("DescribeInstanceTypes"):
+        try:
+            found = ec2.describe_instance_types(InstanceTypes=[name])  # type: ignore[list-item]
+        except ClientError as exc:
+            if error_code(exc) == "InvalidInstanceType":
+                return None
+            raise
+    types = found.get("InstanceTypes", [])
+    return _type_info(types[0]) if types else None

@@ -13,6 +13,7 @@ import click
 
 from talprov import __version__
 from talprov.cli.app import EXIT_FAILED, App, fail, handle_errors, pass_app, setup_logging
+from talprov.cli.autoscaler import autoscaler
 from talprov.cli.baremetal import baremetal
 from talprov.cli.cluster import COMMANDS as CLUSTER_COMMANDS
 from talprov.cli.config import config_group
@@ -103,6 +104,7 @@ for _command in CLUSTER_COMMANDS:
     cli.add_command(_command)
 cli.add_command(serve)
 cli.add_command(store)
+cli.add_command(autoscaler)
 
 
 def missing_module_message(exc: ModuleNotFoundError) -> str:

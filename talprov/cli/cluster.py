@@ -96,6 +96,8 @@ def plan_cmd(app: App, path: Path, output: str) -> None:
     state = scaler.state(spec.name)
     preview = ClusterState(spec=spec)
     if state is not None:
+        # What apply would record: autoscaled sets keep their recorded sizes.
+        preview = ClusterState(spec=spec.keeping_autoscaled_sizes(state.spec))
         preview.backoff, preview.orphans_seen = state.backoff, state.orphans_seen
     _check_providers(app, spec, path)
     _show_plan(scaler.preview(preview), output)
@@ -229,7 +231,11 @@ def scale(app: App, name: str, set_name: str, count: int) -> None:
     if set_name not in state.spec.sets:
         known = ", ".join(state.spec.sets)
         raise ConfigError("SET", f"cluster {name} has no set {set_name!r} (sets: {known})")
-    scaler.record(state.spec.scaled(set_name, count))
+    bounds = state.spec.sets[set_name].autoscaling
+    if bounds is not None and not bounds.min <= count <= bounds.max:
+        raise ConfigError("COUNT", f"{name}/{set_name} is autoscaled: the size must be within "
+                                   f"{bounds.min}..{bounds.max}")
+    scaler.record(state.spec.scaled(set_name, count), keep_autoscaled_sizes=False)
     scaler.run_pass(name)
     say(f"{name}/{set_name}: size {count}")
 

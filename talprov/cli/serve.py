@@ -14,8 +14,14 @@ from typing import Any
 import click
 
 from talprov.cli.app import App, fail, handle_errors, pass_app, say, setup_logging
+from talprov.cli.autoscaler import start_autoscaler
 from talprov.registry import require_extra
-from talprov.service.config import is_loopback, parse_listen, parse_service_config
+from talprov.service.config import (
+    ServiceConfig,
+    is_loopback,
+    parse_listen,
+    parse_service_config,
+)
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +37,20 @@ def _bind(host: str, port: int) -> socket.socket:
         fail(f"--listen {host}:{port}: {exc.strerror}")
     sock.set_inheritable(True)
     return sock
+
+
+def _service_config(app: App, where: str, workers: bool | None,
+                    worker_id: str | None) -> ServiceConfig:
+    """The config's ``service`` block with the command line's overrides applied (and
+    its log format in force unless --log-format chose one). Raises ``ConfigError``."""
+    config = parse_service_config(app.config.service_block(), where=where)
+    if workers is not None:
+        config = config.model_copy(update={"workers": workers})
+    if worker_id:
+        config = config.model_copy(update={"worker_id": worker_id})
+    if app.log_format is None and config.log_format != "plain":
+        setup_logging(app.verbose, config.log_format)
+    return config
 
 
 @click.command()
@@ -66,13 +86,7 @@ def serve(app: App, listen: str | None, workers: bool | None, worker_id: str | N
     from talprov.service.app import create_app
 
     where = f"{app.config.path or 'config'}: service"
-    config = parse_service_config(app.config.service_block(), where=where)
-    if workers is not None:
-        config = config.model_copy(update={"workers": workers})
-    if worker_id:
-        config = config.model_copy(update={"worker_id": worker_id})
-    if app.log_format is None and config.log_format != "plain":
-        setup_logging(app.verbose, config.log_format)
+    config = _service_config(app, where, workers, worker_id)
     if not config.tokens:
         fail(f"{where}.tokens: no tokens configured; every API call would be refused")
     host, port = parse_listen(listen) if listen else config.host_port()
@@ -81,6 +95,7 @@ def serve(app: App, listen: str | None, workers: bool | None, worker_id: str | N
     elif not is_loopback(host):
         refuse_or_warn_plain_http(host, insecure=insecure_http or config.insecure_http,
                                   where=where)
+    grpc_server = start_autoscaler(app, config.autoscaler, where=f"{where}.autoscaler")
     api = create_app(app.store, app.all_handles(), app.runtime, config)
     sock = _bind(host, port)
     bound_port = sock.getsockname()[1]
@@ -115,6 +130,8 @@ def serve(app: App, listen: str | None, workers: bool | None, worker_id: str | N
         signal.signal(signal.SIGTERM, previous)
         for boot in boot_servers:
             boot.stop()
+        if grpc_server is not None:
+            grpc_server.stop()
     loop = api.state.ctx.loop
     if loop is not None and loop.running:
         # A provider call that never returns holds the pass, and the interpreter

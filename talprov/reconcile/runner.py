@@ -32,6 +32,24 @@ from talprov.store.records import ProgressUpdate, RequestRecord
 log = logging.getLogger(__name__)
 
 
+#: What a stored error says after its step name when the platform had no room
+#: (:class:`CapacityError`) or an account limit was hit (:class:`QuotaExceeded`).
+OUT_OF_CAPACITY = "out of capacity"
+QUOTA_EXCEEDED = "quota exceeded"
+
+
+def resource_error_kind(error: str | None) -> str | None:
+    """:data:`OUT_OF_CAPACITY` or :data:`QUOTA_EXCEEDED` when a request's stored
+    ``error`` is of that kind, else None. Pure."""
+    if not error:
+        return None
+    _step, _sep, text = error.partition(": ")
+    for kind in (OUT_OF_CAPACITY, QUOTA_EXCEEDED):
+        if text.startswith(f"{kind}: "):
+            return kind
+    return None
+
+
 @dataclass(frozen=True)
 class StepPolicy:
     """When a failing step gives up."""
@@ -391,6 +409,10 @@ class RequestRunner:
         limit = self.policy.max_attempts
         if isinstance(exc, (CapacityError, QuotaExceeded)):
             limit = self.policy.capacity_attempts
+            # Kept in the stored text: the autoscaler service reports these requests
+            # in the out-of-resources class (see resource_error_kind).
+            kind = OUT_OF_CAPACITY if isinstance(exc, CapacityError) else QUOTA_EXCEEDED
+            message = f"{kind}: {message}"
         work.error = f"{step_name}: {message}"
         if permanent or work.attempts >= limit:
             work.stage = Stage.FAILED

@@ -152,9 +152,16 @@ class Scaler:
 
     # -- records ---------------------------------------------------------------
 
-    def record(self, spec: ClusterSpec) -> ClusterState:
-        """Record ``spec`` as the cluster's desired state (keeping backoff/orphans)."""
+    def record(self, spec: ClusterSpec, *, keep_autoscaled_sizes: bool = True) -> ClusterState:
+        """Record ``spec`` as the cluster's desired state (keeping backoff/orphans).
+
+        With ``keep_autoscaled_sizes`` (``talprov apply``), autoscaled sets keep the
+        size recorded before (see :meth:`ClusterSpec.keeping_autoscaled_sizes`);
+        ``talprov scale`` and the autoscaler pass False: they set sizes on purpose.
+        """
         previous = self.state(spec.name)
+        if previous is not None and keep_autoscaled_sizes:
+            spec = spec.keeping_autoscaled_sizes(previous.spec)
         state = ClusterState(spec=spec)
         if previous is not None:
             state.backoff = previous.backoff

@@ -195,6 +195,59 @@ class RemediationPolicy(_Doc):
         return check_int_or_percent(value)
 
 
+class NodeTaint(_Doc):
+    """A Kubernetes taint the nodes of an autoscaled set carry (for its template node)."""
+
+    key: str = Field(min_length=1, max_length=316)
+    value: str = Field(default="", max_length=63)
+    effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"]
+
+
+class AutoscalingOptions(_Doc):
+    """Per-set overrides of the Cluster Autoscaler's node group options (all optional)."""
+
+    scale_down_utilization_threshold: float | None = Field(
+        default=None, ge=0, le=1, alias="scaleDownUtilizationThreshold")
+    scale_down_gpu_utilization_threshold: float | None = Field(
+        default=None, ge=0, le=1, alias="scaleDownGpuUtilizationThreshold")
+    scale_down_unneeded_time: timedelta | None = Field(default=None, alias="scaleDownUnneededTime")
+    scale_down_unready_time: timedelta | None = Field(default=None, alias="scaleDownUnreadyTime")
+    max_node_provision_time: timedelta | None = Field(default=None, alias="maxNodeProvisionTime")
+
+    @field_validator("scale_down_unneeded_time", "scale_down_unready_time",
+                     "max_node_provision_time", mode="before")
+    @classmethod
+    def _duration(cls, value: object) -> object:
+        if value is None or (isinstance(value, str) and value.startswith("P")):
+            return value  # ISO 8601, as a recorded spec stores it: pydantic reads it
+        return parse_duration(value)
+
+
+class Autoscaling(_Doc):
+    """A Workers set the Kubernetes Cluster Autoscaler may resize within ``min..max``.
+
+    ``nodeLabels``/``nodeTaints`` describe the Kubernetes nodes the set's machines
+    become, for the autoscaler's template node (talprov does not set them on the
+    node: the machine config does).
+    """
+
+    min: int = Field(ge=0)
+    max: int = Field(ge=1)
+    node_labels: dict[str, str] = Field(default_factory=dict, alias="nodeLabels")
+    node_taints: tuple[NodeTaint, ...] = Field(default=(), alias="nodeTaints")
+    options: AutoscalingOptions = Field(default_factory=AutoscalingOptions)
+
+    @model_validator(mode="after")
+    def _bounds(self) -> Autoscaling:
+        if self.min > self.max:
+            raise ValueError(f"min: must be <= max ({self.max})")
+        return self
+
+    def clamp(self, size: int) -> int:
+        """``size`` moved into ``min..max``. Pure."""
+        return max(self.min, min(self.max, size))
+
+
 class SetDoc(_Doc):
     """A ControlPlane or Workers document."""
 
@@ -208,6 +261,7 @@ class SetDoc(_Doc):
     delete_order: DeleteOrder = Field(default=DeleteOrder.OLDEST, alias="deleteOrder")
     provision_timeout: timedelta = Field(default=timedelta(minutes=15), alias="provisionTimeout")
     remediation: RemediationPolicy = Field(default_factory=RemediationPolicy)
+    autoscaling: Autoscaling | None = None
 
     @field_validator("provision_timeout", mode="before")
     @classmethod
@@ -224,6 +278,14 @@ class SetDoc(_Doc):
 
     @model_validator(mode="after")
     def _names(self) -> SetDoc:
+        if self.autoscaling is not None:
+            if self.kind != "Workers":
+                raise ValueError("autoscaling: only Workers sets can be autoscaled")
+            bounds = self.autoscaling
+            if not bounds.min <= self.machine_class.size <= bounds.max:
+                raise ValueError(
+                    f"machineClass.size: the initial size of an autoscaled set must be within "
+                    f"autoscaling.min..max ({bounds.min}..{bounds.max})")
         if self.kind == "Workers":
             if self.update.max_surge in (0, "0%") and self.update.max_unavailable in (0, "0%"):
                 raise ValueError("update: maxSurge and maxUnavailable cannot both be 0")
@@ -259,6 +321,7 @@ class MachineSetSpec(_Doc):
     delete_order: DeleteOrder = DeleteOrder.OLDEST
     provision_timeout: timedelta = timedelta(minutes=15)
     remediation: RemediationPolicy = Field(default_factory=RemediationPolicy)
+    autoscaling: Autoscaling | None = None
 
 
 class ClusterSpec(_Doc):
@@ -297,3 +360,18 @@ class ClusterSpec(_Doc):
         copy = self.model_copy(update={"sets": sets})
         copy._cache = {}  # model_copy shares private attributes; start clean
         return copy
+
+    def keeping_autoscaled_sizes(self, previous: ClusterSpec) -> ClusterSpec:
+        """This spec with each autoscaled set at the size ``previous`` recorded for it
+        (moved into the new min..max), so re-applying a spec does not undo the
+        autoscaler's work: an autoscaled set's ``size`` in a file is its initial
+        size. Sets new to autoscaling keep the file's size. Pure."""
+        result = self
+        for name, machine_set in self.sets.items():
+            before = previous.sets.get(name)
+            if machine_set.autoscaling is None or before is None or before.autoscaling is None:
+                continue
+            size = machine_set.autoscaling.clamp(before.size)
+            if size != machine_set.size:
+                result = result.scaled(name, size)
+        return result

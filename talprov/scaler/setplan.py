@@ -88,6 +88,8 @@ def plan_set(
     seen = _observe(machines, hashes, ctx.now - machine_set.provision_timeout)
     size = machine_set.size
     notes: list[str] = []
+    if machine_set.autoscaling is not None:
+        notes.append(f"autoscaled ({machine_set.autoscaling.min}..{machine_set.autoscaling.max})")
     backoff_until = backoff.until if backoff is not None and ctx.now < backoff.until else None
     if backoff_until is not None:
         notes.append(f"backoff after capacity/quota errors until {backoff_until.isoformat()}")

@@ -125,6 +125,7 @@ def load_spec(
             delete_order=set_doc.delete_order,
             provision_timeout=set_doc.provision_timeout,
             remediation=set_doc.remediation,
+            autoscaling=set_doc.autoscaling,
         )
     return ClusterSpec(
         name=cluster_doc.name,

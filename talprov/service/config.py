@@ -110,6 +110,10 @@ class ServiceConfig(BaseModel):
     stop_timeout: float = Field(default=30.0, ge=0, le=3600)
     #: Log lines as ``plain`` text or ``json`` objects; ``--log-format`` wins.
     log_format: Literal["plain", "json"] = "plain"
+    #: The Cluster Autoscaler's cloud provider beside the API; checked by
+    #: ``talprov.autoscaler.config`` when ``talprov serve`` starts it (kept raw here
+    #: so the API runs without the autoscaler extra's grpcio).
+    autoscaler: dict[str, Any] | None = None
 
     @model_validator(mode="after")
     def _unique_token_names(self) -> ServiceConfig:

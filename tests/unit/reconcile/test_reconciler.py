@@ -13,7 +13,7 @@ from pydantic import SecretStr
 from talprov.providers.protocol import Runtime
 from talprov.providers.types import MachineRequest, Stage
 from talprov.reconcile.reconciler import ProviderHandle, Reconciler
-from talprov.reconcile.runner import StepPolicy
+from talprov.reconcile.runner import OUT_OF_CAPACITY, StepPolicy, resource_error_kind
 from talprov.registry import build_provider
 from talprov.store.store import Store
 from talprov.testing import FakeClock
@@ -117,7 +117,8 @@ def test_capacity_errors_fail_after_bounded_attempts(
     settle(reconciler, store, all_in(store, Stage.FAILED))
     record = store.get_request("cap-1")
     assert record is not None
-    assert record.error == "ensure-machine: no capacity in fake zone"
+    assert record.error == "ensure-machine: out of capacity: no capacity in fake zone"
+    assert resource_error_kind(record.error) == OUT_OF_CAPACITY
     assert cloud.calls("create_failed") == 2  # capacity_attempts, not a storm
     assert any("retry in" in e.message for e in store.events("cap-1"))
 
