@@ -55,7 +55,9 @@ def test_the_autoscaler_scenario_on_moto(moto_server: MotoServer, tmp_path: Path
 
             stub.NodeGroupIncreaseSize(pb.NodeGroupIncreaseSizeRequest(id=GROUP, delta=3))
             assert stub.NodeGroupTargetSize(pb.NodeGroupTargetSizeRequest(id=GROUP)).targetSize == 5
-            world.loop.run_round()  # the scaler records three creates
+            # The scaler records three creates; no reconcile pass yet (on moto one
+            # pass would already see them running).
+            world.scaler.run_pass("demo")
             states = [i.status.instanceState for i in stub.NodeGroupNodes(
                 pb.NodeGroupNodesRequest(id=GROUP)).instances]
             creating = pb.InstanceStatus.instanceCreating
@@ -144,7 +146,7 @@ def test_decrease_target_drops_only_unprovisioned_machines(
     world = make_world(moto_server, tmp_path)
     assert world.settle(lambda: world.scaler.converged("demo"))
     world.groups.increase(GROUP, 2)
-    world.loop.run_round()
+    world.scaler.run_pass("demo")  # two creates recorded, none provisioned yet
     assert world.groups.decrease_target(GROUP, -2) == 2
     with pytest.raises(GroupError, match="below its 2 provisioned"):
         world.groups.decrease_target(GROUP, -1)
