@@ -8,13 +8,10 @@ describes.
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from tests.emulators.openstack.state import CloudState, Token, User, new_hex_id
-from tests.emulators.openstack.wire import HttpError, Request, Response, Router
-
-if TYPE_CHECKING:
-    from tests.emulators.openstack.cloud import FakeOpenStack
+from talprov.testing.openstack.state import CloudState, StateHolder, Token, User, new_hex_id
+from talprov.testing.openstack.wire import HttpError, Request, Response, Router
 
 IDENTITY_VERSION = "v3.14"
 DOMAIN_NAMES = {"default": "Default"}
@@ -35,7 +32,7 @@ def _bad_request(message: str) -> HttpError:
 class KeystoneApi:
     """Routes under ``/identity``."""
 
-    def __init__(self, cloud: FakeOpenStack) -> None:
+    def __init__(self, cloud: StateHolder) -> None:
         self.cloud = cloud
 
     @property

@@ -8,13 +8,10 @@ text (``404 Not Found ...``), not JSON.
 from __future__ import annotations
 
 import hashlib
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from tests.emulators.openstack.state import CloudState, Image, new_id, now_iso
-from tests.emulators.openstack.wire import HttpError, Request, Response, Router
-
-if TYPE_CHECKING:
-    from tests.emulators.openstack.cloud import FakeOpenStack
+from talprov.testing.openstack.state import CloudState, Image, StateHolder, new_id, now_iso
+from talprov.testing.openstack.wire import HttpError, Request, Response, Router
 
 DISK_FORMATS = {"ami", "ari", "aki", "vhd", "vhdx", "vmdk", "raw", "qcow2", "vdi", "iso",
                 "ploop"}
@@ -35,7 +32,7 @@ def glance_error(status: int, title: str, message: str) -> HttpError:
 class GlanceApi:
     """Routes under ``/image``."""
 
-    def __init__(self, cloud: FakeOpenStack) -> None:
+    def __init__(self, cloud: StateHolder) -> None:
         self.cloud = cloud
 
     @property
