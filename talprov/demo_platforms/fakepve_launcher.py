@@ -81,6 +81,19 @@ class RecordingPve(FakePve):  # type: ignore[misc]
             self.storages = copy.deepcopy(self.baseline["storages"])
             self.uploads = copy.deepcopy(self.baseline["uploads"])
 
+    def clear_failures(self) -> None:
+        """Drop every failure rule, before and after ones."""
+        self.failures.clear()
+        self.after_failures.clear()
+
+    def pending_failures(self) -> list[dict[str, Any]]:
+        """The failure rules not used up yet: method, suffix, after, times left."""
+        before = [{"method": method, "suffix": suffix, "after": False, "times": rule["times"]}
+                  for (method, suffix), rule in self.failures.items()]
+        after = [{"method": r["method"], "suffix": r["suffix"], "after": True,
+                  "times": r["times"]} for r in self.after_failures]
+        return before + after
+
     def fail_after(self, method: str, suffix: str, status: int = 500,
                    message: str = "injected by the test", times: int = 1) -> None:
         """Handle the next ``times`` matching requests, then answer them with an error."""
@@ -141,7 +154,8 @@ async def _control(pve: RecordingPve, body: dict[str, Any]) -> Any:
     plain: dict[str, Callable[..., Any]] = {
         "fail": pve.fail,
         "fail_after": pve.fail_after,
-        "clear_failures": pve.failures.clear,
+        "clear_failures": pve.clear_failures,
+        "pending_failures": pve.pending_failures,
         "snapshot": pve.snapshot,
         "reset": pve.reset,
         "revoke_tickets": pve.revoke_tickets,

@@ -148,6 +148,19 @@ class FakeImageFactory:
     def cloud_images_url_template(self) -> str:
         return self.url + self.cloud_images_path
 
+    def reset(self) -> None:
+        """Forget hits, ranges, schematics posted, overrides, delays and pending faults
+        (between tests of one session). Idempotent."""
+        with self._lock:
+            self.cloud_images.clear()
+            self.hits.clear()
+            self.ranges.clear()
+            self.schematics = {EMPTY_SCHEMATIC_ID: {}}
+            self.id_override = None
+            self.body_delay = 0.0
+            self._failures.clear()
+            self._drops.clear()
+
     def fail_next(self, path: str, status: int, times: int = 1) -> None:
         """Answer the next ``times`` requests for ``path`` with ``status``."""
         with self._lock:
