@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.emulators.vcsim.fixture import vcsim_binary
+
 pytest_plugins = ["pytester"]
 
 REPO = Path(__file__).resolve().parents[3]
@@ -50,55 +52,132 @@ def test_pyproject_registers_the_plugin_and_the_extra() -> None:
     assert {"aws", "proxmox", "vmware", "openstack", "service"} <= extras
 
 
-def test_documented_example_provisions_and_deletes_on_moto_and_fakepve(
-        pytester: pytest.Pytester) -> None:
-    pytester.makepyfile(test_user_example=documented_example())
-    result = run(pytester, "-v")
-    result.assert_outcomes(passed=2)
+MORE_TESTS = '''
+    import boto3
+    import botocore.config
+    import botocore.exceptions
+    import httpx
+    import pytest
+    from test_user_example import request_file
+
+    def test_leaves_an_instance(talprov_aws, talprov_cli, tmp_path):
+        talprov_cli("machine", "create", "-f",
+                    request_file(tmp_path, "left", "aws", talprov_aws.provider_data()),
+                    "--wait", "--timeout", "120")
+        assert len(talprov_aws.instances()) == 1
+
+    def test_next_test_starts_clean(talprov_aws, talprov_store):
+        assert talprov_aws.instances() == []
+        assert talprov_store.list_requests() == []
+
+    def test_refused_run_instances_is_retried(talprov_aws, talprov_faults, talprov_cli,
+                                              tmp_path):
+        fault = talprov_faults.fail("aws", "RunInstances", times=2)
+        talprov_cli("machine", "create", "-f",
+                    request_file(tmp_path, "refused", "aws", talprov_aws.provider_data()),
+                    "--wait", "--timeout", "120")
+        assert fault.injected == 2
+        assert talprov_faults.pending("aws") == []
+        assert len(talprov_aws.instances()) == 1
+
+    def test_lost_run_instances_answer_makes_one_instance(
+            talprov_aws, talprov_faults, talprov_cli, tmp_path):
+        fault = talprov_faults.fail("aws", "RunInstances", after=True)
+        talprov_cli("machine", "create", "-f",
+                    request_file(tmp_path, "lost", "aws", talprov_aws.provider_data()),
+                    "--wait", "--timeout", "120")
+        assert fault.injected == 1
+        assert len(talprov_aws.instances()) == 1
+
+    def test_fault_before_leaves_the_cloud_untouched(talprov_aws, talprov_faults):
+        talprov_faults.fail("aws", "CreateTags", status=503, code="Unavailable")
+        ec2 = boto3.client("ec2", region_name="us-east-1", endpoint_url=talprov_aws.url,
+                           config=botocore.config.Config(retries={"total_max_attempts": 1}))
+        vpc = ec2.describe_vpcs()["Vpcs"][0]["VpcId"]
+        with pytest.raises(botocore.exceptions.ClientError, match="Unavailable"):
+            ec2.create_tags(Resources=[vpc], Tags=[{"Key": "seen", "Value": "no"}])
+        assert ec2.describe_tags(Filters=[{"Name": "key", "Values": ["seen"]}])["Tags"] == []
+
+    def test_fault_after_acts_then_errs(talprov_aws, talprov_faults):
+        talprov_faults.fail("aws", "CreateTags", after=True, status=503, code="Unavailable")
+        ec2 = boto3.client("ec2", region_name="us-east-1", endpoint_url=talprov_aws.url,
+                           config=botocore.config.Config(retries={"total_max_attempts": 1}))
+        vpc = ec2.describe_vpcs()["Vpcs"][0]["VpcId"]
+        with pytest.raises(botocore.exceptions.ClientError, match="Unavailable"):
+            ec2.create_tags(Resources=[vpc], Tags=[{"Key": "seen", "Value": "yes"}])
+        assert len(ec2.describe_tags(Filters=[{"Name": "key", "Values": ["seen"]}])["Tags"]) == 1
+
+    def test_proxmox_faults_before_and_after(talprov_proxmox, talprov_faults):
+        from proxmoxer import ProxmoxAPI
+        from proxmoxer.core import ResourceException
+
+        server = talprov_proxmox.server
+        api = ProxmoxAPI(server.host, port=server.port, user=server.user,
+                         password=server.password, verify_ssl=str(server.ca_file))
+        talprov_faults.fail("proxmox", "POST /nodes/pve1/qemu", status=500)
+        with pytest.raises(ResourceException):
+            api.nodes("pve1").qemu.post(vmid=150, name="refused")
+        assert talprov_proxmox.vms() == []
+        talprov_faults.fail("proxmox", "POST /nodes/pve1/qemu", after=True, status=500)
+        with pytest.raises(ResourceException):
+            api.nodes("pve1").qemu.post(vmid=151, name="lost")
+        assert [vm["name"] for vm in talprov_proxmox.vms()] == ["lost"]
+        assert talprov_faults.pending("proxmox") == []
+
+    def test_unknown_platform_is_refused(talprov_faults):
+        with pytest.raises(ValueError, match="supports aws, proxmox"):
+            talprov_faults.fail("vmware", "CloneVM_Task")
+
+    def test_service_serves_the_api_with_its_token(talprov_aws, talprov_service):
+        url = talprov_service.url + "/v1/machine-requests"
+        created = httpx.post(url, headers=talprov_service.headers,
+                             json={"id": "api-1", "provider": "aws", "talos_version": "v1.11.5",
+                                   "provider_data": talprov_aws.provider_data()})
+        assert created.status_code == 201, created.text
+        assert httpx.get(url).status_code == 401
+        listed = httpx.get(url, headers=talprov_service.headers).json()
+        assert [r["id"] for r in listed["items"]] == ["api-1"]
+        assert talprov_service.token not in talprov_service.output()
+
+    def test_machine_on_vsphere(talprov_vmware, talprov_cli, tmp_path):
+        before = talprov_vmware.vm_names()
+        talprov_cli("machine", "create", "-f",
+                    request_file(tmp_path, "vs-1", "vmware", talprov_vmware.provider_data()),
+                    "--wait", "--timeout", "120")
+        assert len(talprov_vmware.vm_names() - before) == 1
+        talprov_cli("machine", "delete", "vs-1", "--wait", "--timeout", "120")
+        assert talprov_vmware.vm_names() == before
+
+    def test_machine_on_openstack(talprov_openstack, talprov_cli, tmp_path):
+        talprov_cli("machine", "create", "-f",
+                    request_file(tmp_path, "os-1", "openstack",
+                                 talprov_openstack.provider_data()),
+                    "--wait", "--timeout", "120")
+        [server] = talprov_openstack.cloud.servers()
+        assert server.status == "ACTIVE"
+        assert talprov_openstack.factory.hits
+        talprov_cli("machine", "delete", "os-1", "--wait", "--timeout", "120")
+        assert talprov_openstack.cloud.servers() == []
+
+    def test_clock_is_fake(talprov_clock):
+        before = talprov_clock()
+        talprov_clock.sleep(3600)
+        assert talprov_clock() == before + 3600
+'''
 
 
-def test_emulators_are_reset_between_tests_and_faults_before_and_after(
-        pytester: pytest.Pytester) -> None:
-    pytester.makepyfile(test_reset='''
-        import yaml
-        from test_user_example import request_file
-
-        def test_leaves_an_instance(talprov_aws, talprov_cli, tmp_path):
-            talprov_cli("machine", "create", "-f",
-                        request_file(tmp_path, "left", "aws", talprov_aws.provider_data()),
-                        "--wait", "--timeout", "120")
-            assert len(talprov_aws.instances()) == 1
-
-        def test_next_test_starts_clean(talprov_aws, talprov_store):
-            assert talprov_aws.instances() == []
-            assert talprov_store.list_requests() == []
-
-        def test_lost_run_instances_answer_makes_one_instance(
-                talprov_aws, talprov_faults, talprov_cli, tmp_path):
-            fault = talprov_faults.fail("aws", "RunInstances", after=True, times=2)
-            talprov_cli("machine", "create", "-f",
-                        request_file(tmp_path, "lost", "aws", talprov_aws.provider_data()),
-                        "--wait", "--timeout", "120")
-            assert fault.injected == 2
-            assert len(talprov_aws.instances()) == 1
-
-        def test_refused_call_creates_nothing(talprov_aws, talprov_faults):
-            import botocore.exceptions, pytest
-            talprov_faults.fail("aws", "DescribeImages", status=503, code="Unavailable")
-            ec2 = __import__("boto3").client("ec2", region_name="us-east-1",
-                                             endpoint_url=talprov_aws.url)
-            with pytest.raises(botocore.exceptions.ClientError, match="Unavailable"):
-                ec2.describe_images(Owners=["540036508848"])
-            assert ec2.describe_images(Owners=["540036508848"])["Images"]
-
-        def test_unknown_platform_is_refused(talprov_faults):
-            import pytest
-            with pytest.raises(ValueError, match="supports aws, proxmox"):
-                talprov_faults.fail("vmware", "CloneVM_Task")
-    ''')
-    pytester.makepyfile(test_user_example=documented_example())
-    result = run(pytester, "-v", "-p", "no:randomly", "test_reset.py")
-    result.assert_outcomes(passed=5)
+def test_user_project_with_the_documented_fixtures(pytester: pytest.Pytester) -> None:
+    """The documented example (a machine provisioned and deleted on moto and on
+    fakepve), machines on vcsim and the OpenStack fake, resets between tests,
+    faults before and after, the service and the clock: one user project, one
+    pytest process, as a user's suite runs them."""
+    pytester.makepyfile(test_user_example=documented_example(), test_more=MORE_TESTS)
+    result = run(pytester, "-v", "-p", "no:randomly", "-W", "ignore::DeprecationWarning",
+                 f"--talprov-vcsim={vcsim_binary()}", "test_user_example.py", "test_more.py")
+    result.stdout.fnmatch_lines([
+        "*test_user_example.py::test_machine_on_ec2 PASSED*",
+        "*test_user_example.py::test_machine_on_proxmox_survives_a_lost_answer PASSED*"])
+    result.assert_outcomes(passed=14)
 
 
 def test_loading_the_plugin_starts_nothing_and_imports_no_cloud_library(
@@ -143,29 +222,16 @@ def test_missing_vcsim_fails_with_how_to_get_it_or_skips_when_asked(
     skipped = run(pytester, "--talprov-skip-missing", "-rs")
     skipped.assert_outcomes(skipped=1)
     skipped.stdout.fnmatch_lines(["*SKIPPED*no vcsim binary*"])
-    named = run(pytester, "--talprov-vcsim", str(pytester.path / "nope"))
-    named.assert_outcomes(errors=1)
-    named.stdout.fnmatch_lines(["*vcsim binary*nope is not a file*"])
 
 
-def test_talprov_service_serves_the_api_with_its_token(pytester: pytest.Pytester) -> None:
-    pytester.makepyfile(test_service='''
-        import httpx
+def test_a_vcsim_path_that_is_no_file_is_named(tmp_path: Path) -> None:
+    from talprov.pytest_plugin.platforms import find_vcsim
 
-        def test_api(talprov_aws, talprov_service):
-            created = httpx.post(
-                talprov_service.url + "/v1/machine-requests", headers=talprov_service.headers,
-                json={"id": "api-1", "provider": "aws", "talos_version": "v1.11.5",
-                      "provider_data": talprov_aws.provider_data()})
-            assert created.status_code == 201, created.text
-            refused = httpx.get(talprov_service.url + "/v1/machine-requests")
-            assert refused.status_code == 401
-            listed = httpx.get(talprov_service.url + "/v1/machine-requests",
-                               headers=talprov_service.headers).json()
-            assert [r["id"] for r in listed["items"]] == ["api-1"]
-            assert talprov_service.token not in talprov_service.output()
-    ''')
-    run(pytester).assert_outcomes(passed=1)
+    with pytest.raises(ValueError, match=r"vcsim binary .*nope is not a file.*build\.sh"):
+        find_vcsim(str(tmp_path / "nope"))
+    binary = tmp_path / "vcsim"
+    binary.write_text("")
+    assert find_vcsim(str(binary)) == binary
 
 
 def test_importing_the_plugin_is_cheap() -> None:
