@@ -11,7 +11,7 @@ import secrets
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import pytest
 import yaml
@@ -41,10 +41,22 @@ PLATFORM_FIXTURES = {"talprov_aws": "aws", "talprov_proxmox": "proxmox",
                      "talprov_vmware": "vmware", "talprov_openstack": "openstack"}
 
 
-def _skip_or_fail(config: pytest.Config, message: str) -> None:
+def _skip_or_fail(config: pytest.Config, message: str) -> NoReturn:
     if config.getoption("talprov_skip_missing"):
         pytest.skip(message)
     pytest.fail(message, pytrace=False)
+
+
+def use_fake_aws_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Throwaway AWS credentials in the environment for one test, and no profile, role
+    or web identity that could lead boto3 to a real account."""
+    from talprov.demo_platforms.aws import fake_credentials
+
+    for key in ("AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_ROLE_ARN",
+                "AWS_WEB_IDENTITY_TOKEN_FILE"):
+        monkeypatch.delenv(key, raising=False)
+    for key, value in fake_credentials().items():
+        monkeypatch.setenv(key, value)
 
 
 @pytest.fixture(scope="session")
@@ -76,13 +88,7 @@ def talprov_aws(_talprov_aws_session: AwsEmulator, monkeypatch: pytest.MonkeyPat
                 ) -> AwsEmulator:
     """moto's EC2 on 127.0.0.1, seeded with Talos AMIs, empty of instances; throwaway
     AWS credentials in the environment (no real profile or metadata service is read)."""
-    from talprov.demo_platforms.aws import fake_credentials
-
-    for key in ("AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_ROLE_ARN",
-                "AWS_WEB_IDENTITY_TOKEN_FILE"):
-        monkeypatch.delenv(key, raising=False)
-    for key, value in fake_credentials().items():
-        monkeypatch.setenv(key, value)
+    use_fake_aws_credentials(monkeypatch)
     _talprov_aws_session.reset()
     return _talprov_aws_session
 
@@ -128,7 +134,6 @@ def _talprov_vmware_session(talprov_emulator_dir: Path,
         pytest.fail(f"talprov_vmware: {exc}", pytrace=False)
     if binary is None:
         _skip_or_fail(pytestconfig, f"talprov_vmware: no vcsim binary. {VCSIM_HELP}")
-        raise AssertionError("unreachable")  # _skip_or_fail always raises
     folder = talprov_emulator_dir / "vcsim"
     folder.mkdir()
     emulator = VSphereEmulator(VSphereDemo.start(folder, binary))
