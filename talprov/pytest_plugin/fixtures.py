@@ -69,9 +69,17 @@ def talprov_emulator_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def _talprov_aws_session(talprov_emulator_dir: Path) -> Iterator[AwsEmulator]:
+def _talprov_aws_session(talprov_emulator_dir: Path,
+                         pytestconfig: pytest.Config) -> Iterator[AwsEmulator]:
+    import shutil
+    import sys
+
     from talprov.demo_platforms.aws import start_local_ec2
 
+    if not (Path(sys.executable).with_name("moto_server").exists()
+            or shutil.which("moto_server")):
+        _skip_or_fail(pytestconfig, "talprov_aws: moto's server is not installed "
+                      "(pip install 'talprov[testing]')")
     try:
         server = start_local_ec2(talprov_emulator_dir / "moto")
     except RuntimeError as exc:

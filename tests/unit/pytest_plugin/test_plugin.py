@@ -242,3 +242,21 @@ def test_importing_the_plugin_is_cheap() -> None:
     shown = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                            check=True).stdout
     assert shown.strip() == "[]"
+
+
+def test_store_on_postgresql_is_emptied_between_tests(pytester: pytest.Pytester,
+                                                       postgres_url: str) -> None:
+    pytester.makepyfile(test_user_example=documented_example(), test_pg='''
+        from test_user_example import request_file
+
+        def test_records(talprov_aws, talprov_cli, talprov_store, tmp_path):
+            assert talprov_store.url.startswith("postgresql")
+            talprov_cli("machine", "create", "-f",
+                        request_file(tmp_path, "pg-1", "aws", talprov_aws.provider_data()))
+            assert [r.request.id for r in talprov_store.list_requests()] == ["pg-1"]
+
+        def test_starts_empty(talprov_store):
+            assert talprov_store.list_requests() == []
+    ''')
+    run(pytester, "-p", "no:randomly", f"--talprov-store-url={postgres_url}",
+        "test_pg.py").assert_outcomes(passed=2)
