@@ -124,6 +124,15 @@ MORE_TESTS = '''
         assert [vm["name"] for vm in talprov_proxmox.vms()] == ["lost"]
         assert talprov_faults.pending("proxmox") == []
 
+    def test_leaves_a_vm(talprov_proxmox):
+        talprov_proxmox.server.control("add_vm", vmid=300, name="left")
+        assert len(talprov_proxmox.vms()) == 1
+
+    def test_next_test_has_no_vm_and_still_the_iso(talprov_proxmox):
+        assert talprov_proxmox.vms() == []
+        files = talprov_proxmox.server.control("storages")["local"]["files"]
+        assert talprov_proxmox.iso_volume.split("/", 1)[1] in files
+
     def test_unknown_platform_is_refused(talprov_faults):
         with pytest.raises(ValueError, match="supports aws, proxmox"):
             talprov_faults.fail("vmware", "CloneVM_Task")
@@ -177,7 +186,7 @@ def test_user_project_with_the_documented_fixtures(pytester: pytest.Pytester) ->
     result.stdout.fnmatch_lines([
         "*test_user_example.py::test_machine_on_ec2 PASSED*",
         "*test_user_example.py::test_machine_on_proxmox_survives_a_lost_answer PASSED*"])
-    result.assert_outcomes(passed=14)
+    result.assert_outcomes(passed=16)
 
 
 def test_loading_the_plugin_starts_nothing_and_imports_no_cloud_library(
