@@ -148,7 +148,8 @@ def _handler(proxy: Ec2FaultProxy) -> Callable[..., BaseHTTPRequestHandler]:
                     self.send_header(name, value)
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()
-            self.wfile.write(body)
+            if self.command != "HEAD":
+                self.wfile.write(body)
 
         def _fail(self, fault: Fault) -> None:
             self._send(fault.status, [("Content-Type", "text/xml")],
