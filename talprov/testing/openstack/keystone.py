@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from talprov.testing.openstack.state import CloudState, StateHolder, Token, User, new_hex_id
+from talprov.testing.openstack.state import ServiceApi, Token, User, new_hex_id
 from talprov.testing.openstack.wire import HttpError, Request, Response, Router
 
 IDENTITY_VERSION = "v3.14"
@@ -29,15 +29,8 @@ def _bad_request(message: str) -> HttpError:
     return HttpError(400, {"error": {"code": 400, "title": "Bad Request", "message": message}})
 
 
-class KeystoneApi:
+class KeystoneApi(ServiceApi):
     """Routes under ``/identity``."""
-
-    def __init__(self, cloud: StateHolder) -> None:
-        self.cloud = cloud
-
-    @property
-    def state(self) -> CloudState:
-        return self.cloud.state
 
     def register(self, router: Router) -> None:
         router.add("GET", "/identity", self.versions)

@@ -27,7 +27,7 @@ from talprov.testing.openstack.state import (
     Port,
     SecurityGroup,
     Server,
-    StateHolder,
+    ServiceApi,
     Subnet,
     new_id,
 )
@@ -149,15 +149,8 @@ def delete_port_record(state: CloudState, port: Port) -> None:
     del state.ports[port.id]
 
 
-class NeutronApi:
+class NeutronApi(ServiceApi):
     """Routes under ``/network``."""
-
-    def __init__(self, cloud: StateHolder) -> None:
-        self.cloud = cloud
-
-    @property
-    def state(self) -> CloudState:
-        return self.cloud.state
 
     def register(self, router: Router) -> None:
         p = "/network/v2.0"

@@ -34,10 +34,9 @@ from talprov.testing.openstack.nova_extras import (
 )
 from talprov.testing.openstack.standard_attrs import tag_filter
 from talprov.testing.openstack.state import (
-    CloudState,
     Server,
     ServerGroup,
-    StateHolder,
+    ServiceApi,
     new_id,
     now_iso,
 )
@@ -79,15 +78,8 @@ def negotiate(req: Request) -> tuple[int, int]:
     return version
 
 
-class NovaApi(FlavorsMixin, ServerExtrasMixin):
+class NovaApi(ServiceApi, FlavorsMixin, ServerExtrasMixin):
     """Routes under ``/compute``."""
-
-    def __init__(self, cloud: StateHolder) -> None:
-        self.cloud = cloud
-
-    @property
-    def state(self) -> CloudState:
-        return self.cloud.state
 
     def register(self, router: Router) -> None:
         p = "/compute/v2.1"

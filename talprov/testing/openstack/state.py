@@ -304,3 +304,14 @@ class StateHolder(Protocol):
     may replace, so the APIs read it through the cloud every time)."""
 
     state: CloudState
+
+
+class ServiceApi:
+    """What every service's routes share: the cloud whose state they read and change."""
+
+    def __init__(self, cloud: StateHolder) -> None:
+        self.cloud = cloud
+
+    @property
+    def state(self) -> CloudState:
+        return self.cloud.state
