@@ -3,7 +3,7 @@
     python bench/openstack_create.py [--servers 30] [--latencies 0,100] [--repeat 3]
 
 Every tool does the same job on a fresh fake cloud (Keystone v3, Nova, Glance,
-Neutron over real HTTP; tests/emulators/openstack) with a fixed delay added
+Neutron over real HTTP; talprov/testing/openstack) with a fixed delay added
 before every API answer: boot N servers from an existing image and flavor on
 network ``private`` with the machine config as user_data, and wait until all
 are ACTIVE.
@@ -48,8 +48,8 @@ from talprov.providers.protocol import Runtime  # noqa: E402
 from talprov.providers.types import MachineRequest, Stage  # noqa: E402
 from talprov.reconcile.reconciler import ProviderHandle, Reconciler  # noqa: E402
 from talprov.store.store import Store  # noqa: E402
-from tests.emulators.openstack import FakeOpenStack  # noqa: E402
-from tests.emulators.openstack.wire import Request, Response  # noqa: E402
+from talprov.testing.openstack import FakeOpenStack  # noqa: E402
+from talprov.testing.openstack.wire import Request, Response  # noqa: E402
 
 IMAGE = "talos-v1.11.5-amd64"
 FLAVOR = "m1.small"

@@ -43,6 +43,22 @@ def _placeholder_iso() -> bytes:
     return out.getvalue()
 
 
+def upload_placeholder(client: Any, name: str) -> str:
+    """Upload the placeholder ISO through ``client`` (a ``PveClient``) to storage
+    ``local`` of the first node; its volume id. Raises ``ProviderError``."""
+    import io
+
+    nodes = client.get("list nodes", "nodes")
+    node = sorted(str(n["node"]) for n in nodes)[0]
+    body = io.BytesIO(_placeholder_iso())
+    body.name = name  # proxmoxer names the uploaded file after this
+    what = f"upload {name}"
+    upid = client.call(what, lambda api: api.nodes(node).storage("local").upload.post(
+        content="iso", filename=body))
+    client.wait_task(node, str(upid), what)
+    return f"local:iso/{name}"
+
+
 class ProxmoxDemo:
     """Proxmox VE on fakepve: VMs boot a placeholder ISO, their config on a seed ISO."""
 
@@ -96,17 +112,7 @@ class ProxmoxDemo:
 
     def upload_placeholder(self, name: str) -> str:
         """Upload the placeholder ISO to storage ``local`` of the first node; its volume id."""
-        import io
-
-        nodes = self.client.get("list nodes", "nodes")
-        node = sorted(str(n["node"]) for n in nodes)[0]
-        body = io.BytesIO(_placeholder_iso())
-        body.name = name  # proxmoxer names the uploaded file after this
-        what = f"upload {name}"
-        upid = self.client.call(what, lambda api: api.nodes(node).storage("local").upload.post(
-            content="iso", filename=body))
-        self.client.wait_task(node, str(upid), what)
-        return f"local:iso/{name}"
+        return upload_placeholder(self.client, name)
 
     def provider_block(self) -> dict[str, Any]:
         return {"type": "proxmox", "url": self.url, "username": PVE_USER,

@@ -32,6 +32,7 @@ from talprov.demo_platforms.aws import (
     talos_ami_id,
     talos_amis,
 )
+from talprov.pytest_plugin.fixtures import use_fake_aws_credentials
 
 __all__ = [
     "OFFICIAL_OWNER",
@@ -84,11 +85,7 @@ def moto_process(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MotoServe
 @pytest.fixture
 def moto_server(moto_process: MotoServer, monkeypatch: pytest.MonkeyPatch) -> MotoServer:
     """A clean moto server and fake AWS credentials in the environment."""
-    for key in ("AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_ROLE_ARN",
-                "AWS_WEB_IDENTITY_TOKEN_FILE"):
-        monkeypatch.delenv(key, raising=False)
-    for key, value in fake_credentials().items():
-        monkeypatch.setenv(key, value)
+    use_fake_aws_credentials(monkeypatch)
     moto_process.reset()
     return moto_process
 

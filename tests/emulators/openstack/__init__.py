@@ -1,4 +1,7 @@
-"""A fake OpenStack cloud (Keystone v3, Nova 2.1, Glance v2, Neutron v2.0) for tests.
+"""The fake OpenStack cloud's fixtures; the fake itself is :mod:`talprov.testing.openstack`
+(one copy, shared with the pytest plugin).
+
+It is a fake OpenStack cloud (Keystone v3, Nova 2.1, Glance v2, Neutron v2.0) for tests.
 
 No OpenStack emulator exists on PyPI or Debian, so this one speaks the documented
 REST shapes over real HTTP on 127.0.0.1 and the real openstacksdk talks to it.
@@ -17,7 +20,7 @@ Use the ``openstack_cloud`` pytest fixture, or ``FakeOpenStack`` directly:
 the Python that ``TALPROV_KEYSTONE_PYTHON`` names) in front of the fake services.
 """
 
-from tests.emulators.openstack.cloud import FakeOpenStack
+from talprov.testing.openstack.cloud import FakeOpenStack
 from tests.emulators.openstack.fixture import openstack_cloud
 
 __all__ = ["FakeOpenStack", "openstack_cloud"]

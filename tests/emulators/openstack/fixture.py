@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.emulators.openstack.cloud import FakeOpenStack
+from talprov.testing.openstack.cloud import FakeOpenStack
 
 
 @pytest.fixture

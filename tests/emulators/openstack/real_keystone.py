@@ -21,9 +21,9 @@ from typing import Any
 import httpx
 
 from talprov.processes import stop_process
-from tests.emulators.openstack.cloud import FakeOpenStack
-from tests.emulators.openstack.keystone import unauthorized
-from tests.emulators.openstack.state import Token
+from talprov.testing.openstack.cloud import FakeOpenStack
+from talprov.testing.openstack.keystone import unauthorized
+from talprov.testing.openstack.state import Token
 
 SERVER_SCRIPT = Path(__file__).with_name("keystone_server.py")
 ENV_PYTHON = "TALPROV_KEYSTONE_PYTHON"

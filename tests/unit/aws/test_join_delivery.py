@@ -17,9 +17,9 @@ import pytest
 
 from talprov.aws.images import OFFICIAL_OWNER
 from talprov.talos.factory import ImageFactory, use_images
+from talprov.testing.factory_artifacts import artifact
 from tests.emulators.factory import EMPTY_SCHEMATIC_ID, FakeImageFactory
 from tests.emulators.factory import image_factory as image_factory  # noqa: PLC0414 - fixture
-from tests.emulators.factory_artifacts import artifact
 from tests.emulators.moto import REGION, SnapshotImports, talos_ami_id
 from tests.unit.aws.helpers import Harness, make_request
 from tests.unit.join_checks import (

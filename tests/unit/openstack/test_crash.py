@@ -11,7 +11,7 @@ import threading
 from pathlib import Path
 
 from talprov.openstack.state import OpenStackState
-from tests.emulators.openstack.wire import Request, Response
+from talprov.testing.openstack.wire import Request, Response
 from tests.unit.openstack.harness import Harness
 
 REPO = Path(__file__).resolve().parents[3]

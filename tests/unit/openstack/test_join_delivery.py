@@ -9,7 +9,7 @@ import pytest
 
 from talprov.openstack.images import SCHEMATIC_PROPERTY
 from talprov.providers.errors import InvalidRequest
-from tests.emulators.factory_artifacts import artifact
+from talprov.testing.factory_artifacts import artifact
 from tests.unit.join_checks import JOIN_TOKEN, MODES, assert_join_delivered, join
 from tests.unit.openstack.harness import TALOS_VERSION, Harness
 

@@ -17,8 +17,8 @@ from talprov.providers.errors import Transient
 from talprov.providers.ownership import REQUEST_KEY
 from talprov.providers.protocol import Leftover, StepContext, SweepsLeftovers
 from talprov.providers.types import Owner
-from tests.emulators.openstack import neutron
-from tests.emulators.openstack.wire import Request, Response
+from talprov.testing.openstack import neutron
+from talprov.testing.openstack.wire import Request, Response
 from tests.unit.openstack.harness import Harness
 
 Ctx = StepContext[OpenStackData, OpenStackState]

@@ -84,13 +84,14 @@ def test_api_token_authentication(fakepve: FakePveServer, runtime: Runtime) -> N
 
 def test_tls_is_verified_by_default(fakepve: FakePveServer) -> None:
     config = ProxmoxConfig(url=fakepve.url, username="root@pam",
-                           password="secret")
+                           password=fakepve.password)
     with pytest.raises(AuthError, match="TLS"):
         PveClient(config).get("read version", "version")
 
 
 def test_fingerprint_pinning(fakepve: FakePveServer) -> None:
-    base: dict[str, Any] = {"url": fakepve.url, "username": "root@pam", "password": "secret"}
+    base: dict[str, Any] = {"url": fakepve.url, "username": "root@pam",
+                            "password": fakepve.password}
     pinned = ProxmoxConfig.model_validate({**base, "fingerprint": _fingerprint(fakepve.ca_file)})
     assert PveClient(pinned).get("read version", "version")["version"]
     wrong = ProxmoxConfig.model_validate({**base, "fingerprint": ":".join(["AB"] * 32)})
@@ -101,7 +102,7 @@ def test_fingerprint_pinning(fakepve: FakePveServer) -> None:
 
 @pytest.mark.filterwarnings("ignore::urllib3.exceptions.InsecureRequestWarning")
 def test_insecure_only_when_asked(fakepve: FakePveServer) -> None:
-    config = ProxmoxConfig(url=fakepve.url, username="root@pam", password="secret",
+    config = ProxmoxConfig(url=fakepve.url, username="root@pam", password=fakepve.password,
                            insecure=True)
     assert PveClient(config).get("read version", "version")["version"]
 

@@ -1,4 +1,4 @@
-"""The Image Factory client against the local stand-in (tests/emulators/factory.py)."""
+"""The Image Factory client against the local stand-in (talprov/testing/factory.py)."""
 
 from __future__ import annotations
 

@@ -13,7 +13,7 @@ from typing import Any
 
 import httpx
 
-from tests.emulators.factory_artifacts import ova
+from talprov.testing.factory_artifacts import ova
 from tests.emulators.vcsim.fixture import VcsimServer
 from tests.unit.vmware.observe import connect
 

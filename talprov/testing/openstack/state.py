@@ -11,7 +11,7 @@ import re
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 
 def new_id() -> str:
@@ -299,3 +299,21 @@ class CloudState:
         self.mac_counter += 1
         n = self.mac_counter
         return f"fa:16:3e:{(n >> 16) & 255:02x}:{(n >> 8) & 255:02x}:{n & 255:02x}"
+
+
+class StateHolder(Protocol):
+    """What each service API needs of the cloud: its current state (which ``reset``
+    may replace, so the APIs read it through the cloud every time)."""
+
+    state: CloudState
+
+
+class ServiceApi:
+    """What every service's routes share: the cloud whose state they read and change."""
+
+    def __init__(self, cloud: StateHolder) -> None:
+        self.cloud = cloud
+
+    @property
+    def state(self) -> CloudState:
+        return self.cloud.state

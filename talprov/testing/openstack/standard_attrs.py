@@ -17,8 +17,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from tests.emulators.openstack.state import now_iso
-from tests.emulators.openstack.wire import HttpError, Request
+from talprov.testing.openstack.state import now_iso
+from talprov.testing.openstack.wire import HttpError, Request
 
 MAX_TAG_LENGTH = 60
 REVISION_PREFIX = "revision_number="

@@ -10,24 +10,28 @@ networks and floating IPs (Neutron's ``tag-creation`` extensions).
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from tests.emulators.openstack import standard_attrs
-from tests.emulators.openstack.standard_attrs import check_tag, neutron_error, tag_filter
-from tests.emulators.openstack.state import (
+from talprov.testing.openstack.standard_attrs import (
+    EXTENSIONS,
+    bump,
+    check_if_match,
+    check_tag,
+    neutron_error,
+    tag_filter,
+)
+from talprov.testing.openstack.state import (
     CloudState,
     FloatingIp,
     Network,
     Port,
     SecurityGroup,
     Server,
+    ServiceApi,
     Subnet,
     new_id,
 )
-from tests.emulators.openstack.wire import HttpError, Request, Response, Router
-
-if TYPE_CHECKING:
-    from tests.emulators.openstack.cloud import FakeOpenStack
+from talprov.testing.openstack.wire import HttpError, Request, Response, Router
 
 EXTENSIONS = [
     ("standard-attr-tag", "Tag support for resources with standard attribute"),
@@ -37,7 +41,7 @@ EXTENSIONS = [
     ("security-group", "security-group"),
     ("quotas", "Quota management support"),
     ("binding", "Port Binding"),
-    *standard_attrs.EXTENSIONS,
+    *EXTENSIONS,
 ]
 TAGGABLE = {"networks", "ports", "floatingips", "security-groups", "subnets"}
 #: The extensions that let a create carry ``tags`` (absent without tag-on-create).
@@ -54,7 +58,7 @@ def bind_port(state: CloudState, port: Port, server: Server) -> None:
     port.device_owner = f"compute:{server.availability_zone}"
     port.binding_host = server.host or ""
     port.status = "ACTIVE"
-    standard_attrs.bump(port)
+    bump(port)
 
 
 def unbind_port(port: Port) -> None:
@@ -62,7 +66,7 @@ def unbind_port(port: Port) -> None:
     port.device_owner = ""
     port.binding_host = ""
     port.status = "DOWN"
-    standard_attrs.bump(port)
+    bump(port)
 
 
 def create_port_record(
@@ -143,19 +147,12 @@ def delete_port_record(state: CloudState, port: Port) -> None:
         if fip.port_id == port.id:
             fip.port_id = fip.fixed_ip_address = None
             fip.status = "DOWN"
-            standard_attrs.bump(fip)
+            bump(fip)
     del state.ports[port.id]
 
 
-class NeutronApi:
+class NeutronApi(ServiceApi):
     """Routes under ``/network``."""
-
-    def __init__(self, cloud: FakeOpenStack) -> None:
-        self.cloud = cloud
-
-    @property
-    def state(self) -> CloudState:
-        return self.cloud.state
 
     def register(self, router: Router) -> None:
         p = "/network/v2.0"
@@ -342,19 +339,19 @@ class NeutronApi:
 
     def update_port(self, req: Request) -> Response:
         port: Port = self._lookup("ports", req.params["id"])
-        standard_attrs.check_if_match(req, port)
+        check_if_match(req, port)
         spec = _body(req, "port")
         for key in ("name", "description", "device_id", "device_owner"):
             if key in spec:
                 setattr(port, key, spec[key])
         if "security_groups" in spec:
             port.security_groups = list(spec["security_groups"])
-        standard_attrs.bump(port)
+        bump(port)
         return Response(200, {"port": self.port_view(port)})
 
     def delete_port(self, req: Request) -> Response:
         port: Port = self._lookup("ports", req.params["id"])
-        standard_attrs.check_if_match(req, port)
+        check_if_match(req, port)
         if port.device_owner.startswith("network:"):
             raise neutron_error(409, "PortInUse", f"Port {port.id} cannot be deleted directly "
                                 "via the port API: has device owner " + port.device_owner)
@@ -403,18 +400,18 @@ class NeutronApi:
 
     def update_fip(self, req: Request) -> Response:
         fip: FloatingIp = self._lookup("floatingips", req.params["id"])
-        standard_attrs.check_if_match(req, fip)
+        check_if_match(req, fip)
         spec = _body(req, "floatingip")
         if "port_id" in spec:
             self._associate(fip, spec["port_id"], spec.get("fixed_ip_address"))
         if "description" in spec:
             fip.description = spec["description"]
-        standard_attrs.bump(fip)
+        bump(fip)
         return Response(200, {"floatingip": self.fip_view(fip)})
 
     def delete_fip(self, req: Request) -> Response:
         fip: FloatingIp = self._lookup("floatingips", req.params["id"])
-        standard_attrs.check_if_match(req, fip)
+        check_if_match(req, fip)
         net = self.state.networks[fip.floating_network_id]
         if net.subnet_ids:
             self.state.subnets[net.subnet_ids[0]].allocated.discard(fip.floating_ip_address)
@@ -439,13 +436,13 @@ class NeutronApi:
         for tag in body["tags"]:
             check_tag(tag)
         obj.tags = list(dict.fromkeys(body["tags"]))
-        standard_attrs.bump(obj)
+        bump(obj)
         return Response(200, {"tags": list(obj.tags)})
 
     def delete_tags(self, req: Request) -> Response:
         obj = self._tagged(req)
         obj.tags = []
-        standard_attrs.bump(obj)
+        bump(obj)
         return Response(204)
 
     def check_tag(self, req: Request) -> Response:
@@ -458,7 +455,7 @@ class NeutronApi:
         check_tag(req.params["tag"])
         if req.params["tag"] not in obj.tags:
             obj.tags.append(req.params["tag"])
-            standard_attrs.bump(obj)
+            bump(obj)
         return Response(201)
 
     def remove_tag(self, req: Request) -> Response:
@@ -466,7 +463,7 @@ class NeutronApi:
         if req.params["tag"] not in obj.tags:
             raise neutron_error(404, "TagNotFound", f"Tag {req.params['tag']} could not be found.")
         obj.tags.remove(req.params["tag"])
-        standard_attrs.bump(obj)
+        bump(obj)
         return Response(204)
 
 

@@ -14,13 +14,13 @@ import re
 import threading
 from collections.abc import Callable
 
-from tests.emulators.openstack import glance, standard_attrs
-from tests.emulators.openstack.glance import GlanceApi
-from tests.emulators.openstack.keystone import KeystoneApi
-from tests.emulators.openstack.neutron import NeutronApi
-from tests.emulators.openstack.nova import NO_VALID_HOST, NovaApi
-from tests.emulators.openstack.nova_extras import nova_error
-from tests.emulators.openstack.state import (
+from talprov.testing.openstack.glance import GlanceApi, glance_error
+from talprov.testing.openstack.keystone import KeystoneApi
+from talprov.testing.openstack.neutron import NeutronApi
+from talprov.testing.openstack.nova import NO_VALID_HOST, NovaApi
+from talprov.testing.openstack.nova_extras import nova_error
+from talprov.testing.openstack.standard_attrs import neutron_error
+from talprov.testing.openstack.state import (
     AppCredential,
     CloudState,
     Flavor,
@@ -38,7 +38,7 @@ from tests.emulators.openstack.state import (
     new_hex_id,
     new_id,
 )
-from tests.emulators.openstack.wire import HttpError, HttpServer, Request, Response, Router
+from talprov.testing.openstack.wire import HttpError, HttpServer, Request, Response, Router
 
 # Version documents answer without a token, as the real services' do.
 OPEN_PATHS = re.compile(r"^/(identity(/v3)?|compute(/v2\.1)?|image(/v2)?|network)/?$")
@@ -67,6 +67,7 @@ class FakeOpenStack:
         self.lock = threading.RLock()
         self.state = CloudState(region=region)
         self.username, self.password = username, password
+        self._layout = (availability_zones, hosts_per_zone)
         self.calls: list[tuple[str, str, str]] = []
         self._identity: Callable[[str], Token] | None = None
         self._hooks: list[tuple[str, re.Pattern[str], Callable[[Request, Response], None]]] = []
@@ -96,6 +97,16 @@ class FakeOpenStack:
 
     def stop(self) -> None:
         self._http.stop()
+
+    def reset(self) -> None:
+        """Back to a freshly seeded cloud: no servers, images, ports or tokens, no
+        faults, hooks or other identity service; ``calls`` emptied. Idempotent."""
+        with self.lock:
+            self.state = CloudState(region=self.state.region)
+            self.calls.clear()
+            self._hooks.clear()
+            self._identity = None
+            self._seed(*self._layout)
 
     def __enter__(self) -> FakeOpenStack:
         return self.start()
@@ -305,10 +316,10 @@ def _service_error(path: str, status: int, headers: dict[str, str]) -> HttpError
     if path.startswith("/compute"):
         err = nova_error(status, message, headers)
     elif path.startswith("/network"):
-        err = standard_attrs.neutron_error(status, "HTTP" + message.replace(" ", ""), message)
+        err = neutron_error(status, "HTTP" + message.replace(" ", ""), message)
         err.response.headers.update(headers)
     elif path.startswith("/image"):
-        err = glance.glance_error(status, message, message)
+        err = glance_error(status, message, message)
         err.response.headers.update(headers)
     else:
         err = HttpError(status, {"error": {"code": status, "title": message,

@@ -8,13 +8,10 @@ describes.
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from tests.emulators.openstack.state import CloudState, Token, User, new_hex_id
-from tests.emulators.openstack.wire import HttpError, Request, Response, Router
-
-if TYPE_CHECKING:
-    from tests.emulators.openstack.cloud import FakeOpenStack
+from talprov.testing.openstack.state import ServiceApi, Token, User, new_hex_id
+from talprov.testing.openstack.wire import HttpError, Request, Response, Router
 
 IDENTITY_VERSION = "v3.14"
 DOMAIN_NAMES = {"default": "Default"}
@@ -32,15 +29,8 @@ def _bad_request(message: str) -> HttpError:
     return HttpError(400, {"error": {"code": 400, "title": "Bad Request", "message": message}})
 
 
-class KeystoneApi:
+class KeystoneApi(ServiceApi):
     """Routes under ``/identity``."""
-
-    def __init__(self, cloud: FakeOpenStack) -> None:
-        self.cloud = cloud
-
-    @property
-    def state(self) -> CloudState:
-        return self.cloud.state
 
     def register(self, router: Router) -> None:
         router.add("GET", "/identity", self.versions)

@@ -8,13 +8,10 @@ text (``404 Not Found ...``), not JSON.
 from __future__ import annotations
 
 import hashlib
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from tests.emulators.openstack.state import CloudState, Image, new_id, now_iso
-from tests.emulators.openstack.wire import HttpError, Request, Response, Router
-
-if TYPE_CHECKING:
-    from tests.emulators.openstack.cloud import FakeOpenStack
+from talprov.testing.openstack.state import Image, ServiceApi, new_id, now_iso
+from talprov.testing.openstack.wire import HttpError, Request, Response, Router
 
 DISK_FORMATS = {"ami", "ari", "aki", "vhd", "vhdx", "vmdk", "raw", "qcow2", "vdi", "iso",
                 "ploop"}
@@ -32,15 +29,8 @@ def glance_error(status: int, title: str, message: str) -> HttpError:
                      content_type="text/plain; charset=UTF-8")
 
 
-class GlanceApi:
+class GlanceApi(ServiceApi):
     """Routes under ``/image``."""
-
-    def __init__(self, cloud: FakeOpenStack) -> None:
-        self.cloud = cloud
-
-    @property
-    def state(self) -> CloudState:
-        return self.cloud.state
 
     def register(self, router: Router) -> None:
         router.add("GET", "/image", self.versions)

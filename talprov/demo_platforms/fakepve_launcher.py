@@ -1,12 +1,15 @@
 """Run fakepve as its own server process, with a small control endpoint beside it.
 
-Started by ``tests/emulators/fakepve.py`` as ``python -I fakepve_launcher.py GUESTS.json
---cert-dir DIR`` (``-I`` keeps this folder, whose ``fakepve.py`` is the fixture, off
-``sys.path`` so that ``import fakepve`` finds the real package); never imported by
-the test process. fakepve's fault injection
+Started by :func:`talprov.demo_platforms.fakepve_control.start_fakepve` (the tests'
+fixture and the pytest plugin) as ``python -I fakepve_launcher.py GUESTS.json --cert-dir
+DIR`` (``-I`` keeps talprov's folders off ``sys.path``, so only fakepve and aiohttp are
+imported); never imported by a test process. fakepve's fault injection
 (``fail``, ``revoke_tickets``, ``migrate``, ...) exists only as Python methods of the
 server object, so this script serves a plain-HTTP control API on 127.0.0.1 that calls
-them. It prints two lines the fixture reads::
+them. It adds two things fakepve lacks: failures *after* a request was handled (the
+VM exists, the client still sees an error: ``fail_after``) and ``reset`` (back to the
+state recorded by ``snapshot``, so one server can serve a whole test session).
+It prints two lines the fixture reads::
 
     fakepve listening on https://127.0.0.1:PORT
     control listening on http://127.0.0.1:PORT
@@ -18,7 +21,9 @@ import argparse
 import asyncio
 import base64
 import contextlib
+import copy
 import json
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -26,6 +31,7 @@ from typing import Any
 from aiohttp import web
 from fakepve import FakePve  # type: ignore[import-untyped]
 from fakepve.certs import make_cert  # type: ignore[import-untyped]
+from fakepve.server import error as pve_error  # type: ignore[import-untyped]
 
 
 class RecordingPve(FakePve):  # type: ignore[misc]
@@ -34,6 +40,65 @@ class RecordingPve(FakePve):  # type: ignore[misc]
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.uploads: dict[str, dict[str, bytes]] = {}
+        #: Rules of fail_after: method, path suffix (fakepve's own matching), status,
+        #: message, times left.
+        self.after_failures: list[dict[str, Any]] = []
+        self.baseline: dict[str, Any] = {}
+
+    async def _answer(self, request: web.Request, handler: Any, generic: Any,
+                      path_node: Any) -> web.StreamResponse:
+        # fakepve acts first (with time_scale 0 its tasks are done by now); then a
+        # matching fail_after rule replaces the answer the client gets.
+        response: web.StreamResponse = await super()._answer(request, handler, generic,
+                                                             path_node)
+        for rule in list(self.after_failures):
+            if rule["method"] == request.method and self._failure_matches(
+                    request, generic, rule["suffix"]):
+                rule["times"] -= 1
+                if rule["times"] <= 0:
+                    self.after_failures.remove(rule)
+                failed: web.StreamResponse = pve_error(rule["status"], rule["message"])
+                return failed
+        return response
+
+    def snapshot(self) -> None:
+        """Remember storages and uploads as they are now; ``reset`` returns to them."""
+        self.baseline = {"storages": copy.deepcopy(self.storages),
+                         "uploads": copy.deepcopy(self.uploads)}
+
+    def reset(self) -> None:
+        """Remove every guest, task, pool and failure; storages back to the snapshot."""
+        self.vms.clear()
+        getattr(self, "cts", []).clear()
+        self.failures.clear()
+        self.after_failures.clear()
+        self.tasks.clear()
+        self.tasklog.clear()
+        self.requests.clear()
+        self.pools.clear()
+        self.pool_info.clear()
+        if self.baseline:
+            self.storages = copy.deepcopy(self.baseline["storages"])
+            self.uploads = copy.deepcopy(self.baseline["uploads"])
+
+    def clear_failures(self) -> None:
+        """Drop every failure rule, before and after ones."""
+        self.failures.clear()
+        self.after_failures.clear()
+
+    def pending_failures(self) -> list[dict[str, Any]]:
+        """The failure rules not used up yet: method, suffix, after, times left."""
+        before = [{"method": method, "suffix": suffix, "after": False, "times": rule["times"]}
+                  for (method, suffix), rule in self.failures.items()]
+        after = [{"method": r["method"], "suffix": r["suffix"], "after": True,
+                  "times": r["times"]} for r in self.after_failures]
+        return before + after
+
+    def fail_after(self, method: str, suffix: str, status: int = 500,
+                   message: str = "injected by the test", times: int = 1) -> None:
+        """Handle the next ``times`` matching requests, then answer them with an error."""
+        self.after_failures.append({"method": method, "suffix": suffix, "status": status,
+                                    "message": message, "times": times})
 
     async def _upload(self, request: web.Request) -> web.StreamResponse:
         response: web.StreamResponse = await super()._upload(request)
@@ -88,7 +153,11 @@ async def _control(pve: RecordingPve, body: dict[str, Any]) -> Any:
     args: dict[str, Any] = body.get("args", {})
     plain: dict[str, Callable[..., Any]] = {
         "fail": pve.fail,
-        "clear_failures": pve.failures.clear,
+        "fail_after": pve.fail_after,
+        "clear_failures": pve.clear_failures,
+        "pending_failures": pve.pending_failures,
+        "snapshot": pve.snapshot,
+        "reset": pve.reset,
         "revoke_tickets": pve.revoke_tickets,
         "add_token": lambda tokenid, secret: _add_token(pve, tokenid, secret),
         "add_node": pve.add_node,
@@ -144,7 +213,7 @@ def main() -> None:
     parser.add_argument("guests")
     parser.add_argument("--cert-dir", required=True)
     parser.add_argument("--user", default="root@pam")
-    parser.add_argument("--password", default="secret")
+    parser.add_argument("--password", default=os.environ.get("FAKEPVE_PASSWORD", "secret"))
     args = parser.parse_args()
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(_serve(args))

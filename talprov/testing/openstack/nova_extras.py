@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from tests.emulators.openstack.state import CloudState, Server, ServerGroup, new_id
-from tests.emulators.openstack.wire import HttpError, Request, Response
+from talprov.testing.openstack.state import CloudState, Server, ServerGroup, new_id
+from talprov.testing.openstack.wire import HttpError, Request, Response
 
 POLICIES = ("affinity", "anti-affinity", "soft-affinity", "soft-anti-affinity")
 TAG_STATES = {"active", "paused", "rescued", "resized", "stopped", "suspended", "shelved",

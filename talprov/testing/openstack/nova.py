@@ -18,20 +18,29 @@ import binascii
 import hashlib
 import re
 import secrets
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from tests.emulators.openstack import neutron, standard_attrs
-from tests.emulators.openstack.nova_extras import (
+from talprov.testing.openstack.neutron import (
+    bind_port,
+    create_port_record,
+    delete_port_record,
+    unbind_port,
+)
+from talprov.testing.openstack.nova_extras import (
     FlavorsMixin,
     ServerExtrasMixin,
     check_tags,
     nova_error,
 )
-from tests.emulators.openstack.state import CloudState, Server, ServerGroup, new_id, now_iso
-from tests.emulators.openstack.wire import HttpError, Request, Response, Router
-
-if TYPE_CHECKING:
-    from tests.emulators.openstack.cloud import FakeOpenStack
+from talprov.testing.openstack.standard_attrs import tag_filter
+from talprov.testing.openstack.state import (
+    Server,
+    ServerGroup,
+    ServiceApi,
+    new_id,
+    now_iso,
+)
+from talprov.testing.openstack.wire import HttpError, Request, Response, Router
 
 MIN_VERSION = (2, 1)
 MAX_VERSION = (2, 96)
@@ -69,15 +78,8 @@ def negotiate(req: Request) -> tuple[int, int]:
     return version
 
 
-class NovaApi(FlavorsMixin, ServerExtrasMixin):
+class NovaApi(ServiceApi, FlavorsMixin, ServerExtrasMixin):
     """Routes under ``/compute``."""
-
-    def __init__(self, cloud: FakeOpenStack) -> None:
-        self.cloud = cloud
-
-    @property
-    def state(self) -> CloudState:
-        return self.cloud.state
 
     def register(self, router: Router) -> None:
         p = "/compute/v2.1"
@@ -331,11 +333,11 @@ class NovaApi(FlavorsMixin, ServerExtrasMixin):
             server.fault = {"code": 500, "created": now_iso(), "message": server.fault_message}
             return True
         for net_id in server.networks_to_allocate:
-            port = neutron.create_port_record(self.state, net_id, device_id=server.id)
+            port = create_port_record(self.state, net_id, device_id=server.id)
             server.nova_port_ids.append(port.id)
         for port_id in server.port_ids + server.nova_port_ids:
             if port_id in self.state.ports:
-                neutron.bind_port(self.state, self.state.ports[port_id], server)
+                bind_port(self.state, self.state.ports[port_id], server)
         server.status, server.vm_state, server.power_state = "ACTIVE", "active", 1
         server.launched_at = now_iso()
         return True
@@ -425,7 +427,7 @@ class NovaApi(FlavorsMixin, ServerExtrasMixin):
         for server in servers:
             if name and not re.search(name, server.name):
                 continue
-            if not standard_attrs.tag_filter(req.query, server.tags):
+            if not tag_filter(req.query, server.tags):
                 continue
             if not self.advance(server):
                 continue
@@ -470,11 +472,11 @@ class NovaApi(FlavorsMixin, ServerExtrasMixin):
     def _finish_delete(self, server: Server) -> None:
         for port_id in server.nova_port_ids:
             if port_id in self.state.ports:
-                neutron.delete_port_record(self.state, self.state.ports[port_id])
+                delete_port_record(self.state, self.state.ports[port_id])
         for port_id in server.port_ids:
             port = self.state.ports.get(port_id)
             if port is not None and port.device_id == server.id:
-                neutron.unbind_port(port)
+                unbind_port(port)
         for group in self.state.server_groups.values():
             if server.id in group.members:
                 group.members.remove(server.id)
