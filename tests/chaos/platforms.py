@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
 
 import boto3
 
+from talprov.aws.instances import request_of, tags_of
 from talprov.openstack.servers import tag
 from talprov.providers.ownership import REQUEST_KEY
 from tests.chaos.proxy import EC2, OPENSTACK, Ec2ClientTokens, FaultProxy
@@ -24,12 +24,18 @@ def aws_platform(moto: MotoServer, seed: int) -> Iterator[Platform]:
     ec2 = boto3.client("ec2", region_name=REGION, endpoint_url=moto.url)
 
     def resources_of(request_id: str) -> dict[str, int]:
-        wanted: list[Any] = [{"Name": f"tag:{REQUEST_KEY}", "Values": [request_id]}]
-        instances = [i for r in ec2.describe_instances(Filters=wanted)["Reservations"]
-                     for i in r["Instances"]
-                     if i["State"]["Name"] not in ("terminated", "shutting-down")]
-        volumes = [v for v in ec2.describe_volumes(Filters=wanted)["Volumes"]
-                   if v["State"] not in ("deleted", "deleting")]
+        # Instances map to requests as the driver maps them (a request tag, or a
+        # batch's packed member list and the launch index): the one rule.
+        instances = [
+            i for r in ec2.describe_instances()["Reservations"] for i in r["Instances"]
+            if i["State"]["Name"] not in ("terminated", "shutting-down")
+            and request_of(tags_of(i), int(i.get("AmiLaunchIndex", 0))) == request_id]
+        attached = {i["InstanceId"] for i in instances}
+        volumes = [
+            v for v in ec2.describe_volumes()["Volumes"]
+            if v["State"] not in ("deleted", "deleting")
+            and (tags_of(v).get(REQUEST_KEY) == request_id
+                 or any(a.get("InstanceId") in attached for a in v.get("Attachments", [])))]
         return {"machines": len(instances), "volumes": len(volumes)}
 
     try:
