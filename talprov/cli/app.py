@@ -186,6 +186,22 @@ def fail(message: str, code: int = EXIT_USAGE) -> NoReturn:
     sys.exit(code)
 
 
+def stdin_is_terminal() -> bool:
+    """Whether a person can answer a question on stdin."""
+    return sys.stdin.isatty()
+
+
+def confirm_or_exit(question: str, yes: bool) -> None:
+    """Go on when ``yes``; else ask on a terminal (exit 1 on "no"), and refuse
+    with exit 2 naming --yes when stdin is not a terminal (a script cannot answer)."""
+    if yes:
+        return
+    if not stdin_is_terminal():
+        fail(f"{question.rstrip('?')}: not asking, stdin is not a terminal; pass --yes")
+    if not click.confirm(question, default=False, err=True):
+        fail("nothing done", EXIT_FAILED)
+
+
 def handle_errors(fn: F) -> F:
     """Turn expected errors into one line and the documented exit codes."""
     import functools

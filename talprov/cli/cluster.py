@@ -10,6 +10,7 @@ import click
 from talprov.cli.app import (
     EXIT_FAILED,
     App,
+    confirm_or_exit,
     fail,
     handle_errors,
     known_instance,
@@ -59,8 +60,13 @@ def _show_plan(result: Plan, output: str) -> None:
     if output != "table":
         emit(result.to_dict(), output)
         return
+    notes = [f"{s.name}: {note}" for s in result.sets for note in s.notes]
+    notes += [f"orphan {o.infra_id} ({o.provider}): {o.decision}" for o in result.orphans
+              if o.decision != "delete"]
     if not result.actions:
-        click.echo(f"{result.cluster}: no changes; the cluster matches its spec.")
+        # "matches its spec" would be untrue while a note says something is held back.
+        click.echo(f"{result.cluster}: no changes"
+                   + ("." if notes else "; the cluster matches its spec."))
     for action in result.actions:
         sign = {"create": "+", "delete": "-", "replace": "~"}[action.action.value]
         extra = f" (replaces {action.replaces})" if action.replaces else ""
@@ -69,6 +75,8 @@ def _show_plan(result: Plan, output: str) -> None:
     summary = result.summary
     click.echo(f"Plan: {summary['create']} to create, {summary['replace']} to replace, "
                f"{summary['delete']} to delete.")
+    for note in notes:
+        click.echo(f"Note: {note}")
 
 
 def status_view(result: Plan) -> dict[str, Any]:
@@ -190,11 +198,20 @@ def status(app: App, name: str, output: str) -> None:
 @click.argument("name")
 @click.option("--wait/--no-wait", default=False, help="Run until every machine is gone.")
 @click.option("--timeout", default=1800.0, show_default=True, help="Seconds to --wait.")
+@click.option("--yes", "-y", is_flag=True,
+              help="Do not ask; required when stdin is not a terminal (scripts).")
 @pass_app
 @handle_errors
-def destroy(app: App, name: str, wait: bool, timeout: float) -> None:
-    """Delete every machine of a cluster, then forget the cluster."""
+def destroy(app: App, name: str, wait: bool, timeout: float, yes: bool) -> None:
+    """Delete every machine of a cluster, then forget the cluster.
+
+    Asks first on a terminal; scripts pass --yes (without it, exit 2).
+    """
     scaler = scaler_for(app)
+    if scaler.state(name) is None:
+        fail(f"cluster {name} is not recorded", EXIT_FAILED)
+    count = len(scaler.records(name))
+    confirm_or_exit(f"Delete all {count} machines of cluster {name}?", yes)
     if not scaler.destroy(name):
         fail(f"cluster {name} is not recorded", EXIT_FAILED)
     scaler.run_pass(name)
