@@ -6,10 +6,11 @@ work without one, and errors surface as one line naming file and field.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NoReturn, TypeVar
@@ -19,7 +20,16 @@ import click
 from talprov.config import LoadedConfig, load_config
 from talprov.errors import ConfigError, Conflict
 from talprov.logs import JsonFormatter, install_handler, make_handler
-from talprov.providers.errors import InvalidRequest, ProviderError
+from talprov.providers.errors import (
+    AuthError,
+    CapacityError,
+    InvalidRequest,
+    NotFound,
+    ProviderError,
+    QuotaExceeded,
+    StepTimeout,
+    Transient,
+)
 from talprov.providers.protocol import Provider, Runtime
 from talprov.reconcile.reconciler import ProviderHandle, Reconciler
 from talprov.registry import build_provider
@@ -191,6 +201,41 @@ def stdin_is_terminal() -> bool:
     return sys.stdin.isatty()
 
 
+#: Seconds between repeated progress lines while nothing changes during a wait.
+HEARTBEAT = 30.0
+
+
+class WaitProgress:
+    """Progress lines of a long wait: the current state with the time waited so far,
+    printed when the state changes and every :data:`HEARTBEAT` seconds otherwise."""
+
+    def __init__(self, clock: Callable[[], float]) -> None:
+        self._clock = clock
+        self._start = clock()
+        self._last_line: str | None = None
+        self._last_at = self._start
+
+    def show(self, line: str, *, request_id: str | None = None) -> None:
+        now = self._clock()
+        if line == self._last_line and now - self._last_at < HEARTBEAT:
+            return
+        self._last_line, self._last_at = line, now
+        minutes, seconds = divmod(int(now - self._start), 60)
+        say(f"{line} [{minutes}m{seconds:02d}s]", request_id=request_id)
+
+
+@contextlib.contextmanager
+def interruptible(what: str) -> Iterator[None]:
+    """Turn Ctrl-C during a wait into one line saying that ``what`` stays recorded
+    and who carries it on, and exit 130 (the shell's code for SIGINT)."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        say(f"interrupted: {what} is recorded; `talprov reconcile` (or `talprov serve`) "
+            "carries it on")
+        sys.exit(130)
+
+
 def confirm_or_exit(question: str, yes: bool) -> None:
     """Go on when ``yes``; else ask on a terminal (exit 1 on "no"), and refuse
     with exit 2 naming --yes when stdin is not a terminal (a script cannot answer)."""
@@ -219,9 +264,26 @@ def handle_errors(fn: F) -> F:
         except InvalidRequest as exc:
             fail(str(exc))
         except ProviderError as exc:
-            fail(f"{type(exc).__name__}: {exc}", EXIT_FAILED)
+            fail(describe_provider_error(exc), EXIT_FAILED)
 
     return wrapper  # type: ignore[return-value]
+
+
+#: How a person reads each kind of provider error (never a Python class name).
+_ERROR_KINDS: tuple[tuple[type[ProviderError], str], ...] = (
+    (StepTimeout, "timed out"),
+    (AuthError, "credentials refused"),
+    (QuotaExceeded, "quota exceeded"),
+    (CapacityError, "no capacity"),
+    (NotFound, "not found"),
+    (Transient, "temporary failure, retrying may help"),
+)
+
+
+def describe_provider_error(exc: ProviderError) -> str:
+    """``exc``'s message and, where the kind adds something, what kind it is. Pure."""
+    kind = next((word for cls, word in _ERROR_KINDS if isinstance(exc, cls)), None)
+    return f"{exc} ({kind})" if kind else str(exc)
 
 
 def setup_logging(verbose: int, log_format: str = "plain") -> None:

@@ -10,9 +10,11 @@ import click
 from talprov.cli.app import (
     EXIT_FAILED,
     App,
+    WaitProgress,
     confirm_or_exit,
     fail,
     handle_errors,
+    interruptible,
     known_instance,
     pass_app,
     say,
@@ -104,7 +106,7 @@ def plan_cmd(app: App, path: Path, output: str) -> None:
 def converge(app: App, scaler: Scaler, name: str, timeout: float) -> bool:
     """Run the run loop here until cluster ``name`` matches its spec (or is gone),
     showing each set's progress; False after ``timeout`` seconds."""
-    last: dict[str, str] = {}
+    progress = WaitProgress(app.runtime.clock)
 
     def done() -> bool:
         state = scaler.state(name)
@@ -118,12 +120,10 @@ def converge(app: App, scaler: Scaler, name: str, timeout: float) -> bool:
                          for s in view.sets)
         if state.destroying:
             line = f"destroying: {len(scaler.records(name))} requests left"
-        if last.get("line") != line:
-            last["line"] = line
-            say(f"{name}: {line}")
+        progress.show(f"{name}: {line}")
         return not state.destroying and scaler.converged(name)
 
-    with app.run_loop() as loop:
+    with interruptible(f"cluster {name}"), app.run_loop() as loop:
         return loop.run_until(done, timeout=timeout, interval=2.0, on_round=show_warnings)
 
 
@@ -131,10 +131,14 @@ def wait_destroyed(app: App, scaler: Scaler, name: str, timeout: float) -> bool:
     """Run the run loop here until every machine of cluster ``name`` is gone and
     the cluster is forgotten; False after ``timeout`` seconds."""
 
-    def gone() -> bool:
-        return not scaler.records(name) and scaler.state(name) is None
+    progress = WaitProgress(app.runtime.clock)
 
-    with app.run_loop() as loop:
+    def gone() -> bool:
+        left = len(scaler.records(name))
+        progress.show(f"{name}: destroying, {left} requests left")
+        return not left and scaler.state(name) is None
+
+    with interruptible(f"the destruction of cluster {name}"), app.run_loop() as loop:
         return loop.run_until(gone, timeout=timeout, interval=2.0, on_round=show_warnings)
 
 

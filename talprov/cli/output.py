@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import sys
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -15,6 +16,8 @@ from rich.table import Table
 from talprov.secrets import redact
 
 FORMATS = ("table", "json", "yaml")
+#: What a table shows for a missing value.
+EMPTY = "-"
 output_option = click.option(
     "-o", "--output", type=click.Choice(FORMATS), default="table", show_default=True,
     help="Output format; json and yaml are stable for scripts.",
@@ -35,22 +38,34 @@ def emit(data: Any, fmt: str, *, columns: Sequence[str] | None = None,
     if not rows:
         click.echo("(none)")
         return
-    cols = list(columns or rows[0].keys())
-    table = Table(title=title, show_lines=False, header_style="bold")
+    cells = [{col: redact(_cell(row.get(col))) for col in columns or rows[0].keys()}
+             for row in rows]
+    # A column empty in every row says nothing and costs width the others need.
+    cols = [col for col in cells[0] if any(c[col] != EMPTY for c in cells)] or list(cells[0])
+    table = Table(title=title, show_lines=False, header_style="bold", box=None,
+                  pad_edge=False)
+    least_total = 0
     for col in cols:
-        table.add_column(col)
-    for row in rows:
-        table.add_row(*(redact(_cell(row.get(col))) for col in cols))
-    # A pipe or a CI log has no width; do not squeeze ids into 80 columns there.
-    width = None if sys.stdout.isatty() else 200
-    Console(soft_wrap=True, width=width).print(table)
+        # The longest word of a column is its least width: ids, addresses and stages
+        # are never cut; text with spaces (errors, notes) wraps at spaces instead.
+        least = max(len(word) for c in cells for word in [col, *c[col].split()])
+        least_total += least + 2
+        table.add_column(col, min_width=least, overflow="fold")
+    for c in cells:
+        table.add_row(*(c[col] for col in cols))
+    # A pipe or a CI log has no width: 200 columns there. Where even the least widths
+    # do not fit, the table is drawn wider than the terminal rather than cut.
+    terminal = shutil.get_terminal_size((200, 25))
+    width = terminal.columns if sys.stdout.isatty() else 200
+    Console(soft_wrap=False, width=max(width, least_total), height=terminal.lines).print(table)
 
 
 def _cell(value: Any) -> str:
+    # ", " rather than "," so that long label lists wrap between items.
     if value is None:
-        return "-"
+        return EMPTY
     if isinstance(value, Mapping):
-        return ",".join(f"{k}={v}" for k, v in value.items()) or "-"
+        return ", ".join(f"{k}={v}" for k, v in value.items()) or EMPTY
     if isinstance(value, (list, tuple)):
-        return ",".join(str(v) for v in value) or "-"
+        return ", ".join(str(v) for v in value) or EMPTY
     return str(value)
