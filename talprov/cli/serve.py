@@ -14,6 +14,7 @@ from typing import Any
 import click
 
 from talprov.cli.app import App, fail, handle_errors, pass_app, say, setup_logging
+from talprov.reconcile.runner import STAGE_LOGGER
 from talprov.service.config import parse_listen, parse_service_config
 
 log = logging.getLogger(__name__)
@@ -68,6 +69,8 @@ def serve(app: App, listen: str | None, workers: bool | None, worker_id: str | N
         config = config.model_copy(update={"worker_id": worker_id})
     if app.log_format is None and config.log_format != "plain":
         setup_logging(app.verbose, config.log_format)
+    # One line per stage change of a request even without -v; the rest of INFO stays off.
+    logging.getLogger(STAGE_LOGGER).setLevel(logging.INFO)
     if not config.tokens:
         fail(f"{where}.tokens: no tokens configured; every API call would be refused")
     host, port = parse_listen(listen) if listen else config.host_port()

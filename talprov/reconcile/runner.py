@@ -30,6 +30,10 @@ from talprov.store.errors import StaleRecord
 from talprov.store.records import RequestRecord
 
 log = logging.getLogger(__name__)
+#: One INFO line per stage change of a request: what ``talprov serve`` shows
+#: without -v (its other INFO lines, one per event, need -v).
+STAGE_LOGGER = "talprov.stages"
+stage_log = logging.getLogger(STAGE_LOGGER)
 
 
 @dataclass(frozen=True)
@@ -130,6 +134,7 @@ class Work:
         assert self.state is not None
         state = self.state
         events = [redact(e) for e in self.events]
+        before = self.record.stage
         try:
             self.record = store.save_progress(
                 self.record.request.id,
@@ -155,6 +160,13 @@ class Work:
         about = {"request_id": self.record.request.id, "provider": self.owner.instance}
         for event in events:
             log.info("%s: %s", self.record.request.id, event, extra=about)
+        if before != self.stage:
+            age = (self.record.updated_at - self.record.created_at).total_seconds()
+            stage_log.info(
+                "request %s (%s): %s -> %s, step %s, %.1fs since recorded",
+                self.record.request.id, self.owner.instance, before.value, self.stage.value,
+                step_name or "-", age, extra={**about, "step": step_name},
+            )
         self.events = []
         return True
 
