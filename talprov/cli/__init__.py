@@ -20,6 +20,7 @@ from talprov.cli.image import image
 from talprov.cli.machine import machine, reconcile
 from talprov.cli.output import emit, output_option
 from talprov.cli.serve import serve
+from talprov.cli.sets import request_set
 from talprov.cli.store import store
 from talprov.logs import FORMATS as LOG_FORMATS
 from talprov.registry import installed_types, load_type
@@ -98,6 +99,7 @@ cli.add_command(reconcile)
 for _command in CLUSTER_COMMANDS:
     cli.add_command(_command)
 cli.add_command(serve)
+cli.add_command(request_set)
 cli.add_command(store)
 
 

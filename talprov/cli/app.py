@@ -12,6 +12,7 @@ import os
 import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, NoReturn, TypeVar
 
@@ -100,6 +101,10 @@ class App:
     def resolved_store_url(self) -> str:
         """--store, else the config's store, else SQLite under $XDG_STATE_HOME."""
         return self.store_url or self.config.config.store or default_store_url()
+
+    def runtime_now(self) -> datetime:
+        """Now on the runtime's clock, as the store records times."""
+        return datetime.fromtimestamp(self.runtime.clock(), UTC)
 
     def provider(self, name: str) -> Provider:
         """The configured provider instance ``name`` (ConfigError when unknown)."""

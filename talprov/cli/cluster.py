@@ -20,7 +20,7 @@ from talprov.cli.app import (
     say,
 )
 from talprov.cli.machine import show_warnings
-from talprov.cli.output import emit, output_option
+from talprov.cli.output import emit, output_option, watch, watch_option
 from talprov.errors import ConfigError
 from talprov.registry import validate_provider_data
 from talprov.scaler.actions import Plan
@@ -183,19 +183,24 @@ def apply(app: App, path: Path, wait: bool, timeout: float, output: str) -> None
 @click.command()
 @click.argument("name")
 @output_option
+@watch_option
 @pass_app
 @handle_errors
-def status(app: App, name: str, output: str) -> None:
+def status(app: App, name: str, output: str, watch_seconds: float | None) -> None:
     """Show each set's desired and observed machines. Exit 1 when unknown."""
     scaler = scaler_for(app)
-    state = scaler.state(name)
-    if state is None:
-        fail(f"cluster {name} is not recorded", EXIT_FAILED)
-    result = scaler.preview(state)
-    if output != "table":
-        emit(status_view(result), output)
-        return
-    emit([s.to_dict() for s in result.sets], output, columns=SET_COLUMNS, title=name)
+
+    def render() -> None:
+        state = scaler.state(name)
+        if state is None:
+            fail(f"cluster {name} is not recorded", EXIT_FAILED)
+        result = scaler.preview(state)
+        if output != "table":
+            emit(status_view(result), output)
+            return
+        emit([s.to_dict() for s in result.sets], output, columns=SET_COLUMNS, title=name)
+
+    watch(render, watch_seconds)
 
 
 @click.command()

@@ -19,10 +19,11 @@ from talprov.cli.app import (
     pass_app,
     say,
 )
-from talprov.cli.output import emit, output_option
+from talprov.cli.output import emit, output_option, watch, watch_option
 from talprov.errors import ConfigError
 from talprov.providers.types import Stage
 from talprov.reconcile.reconciler import PassReport
+from talprov.reconcile.retry import retry_failed
 from talprov.registry import validate_provider_data
 from talprov.requestfile import load_request_file
 from talprov.runloop import RoundReport
@@ -103,10 +104,11 @@ def create(app: App, path: Path, wait: bool, timeout: float, output: str) -> Non
 @click.option("--label", "labels", multiple=True, help="KEY=VALUE label filter (repeatable).")
 @click.option("--all", "include_gone", is_flag=True, help="Include requests that are gone.")
 @output_option
+@watch_option
 @pass_app
 @handle_errors
 def list_(app: App, instance: str | None, labels: tuple[str, ...], include_gone: bool,
-          output: str) -> None:
+          output: str, watch_seconds: float | None) -> None:
     """List requests with their stage, machine and last error."""
     selector: dict[str, str] = {}
     for item in labels:
@@ -114,9 +116,13 @@ def list_(app: App, instance: str | None, labels: tuple[str, ...], include_gone:
         if not sep:
             raise ConfigError("--label", f"expected KEY=VALUE, got {item!r}")
         selector[key] = value
-    records = app.store.list_requests(provider=instance, labels=selector or None,
-                                      include_gone=include_gone)
-    emit([public_view(r) for r in records], output, columns=LIST_COLUMNS)
+
+    def render() -> None:
+        records = app.store.list_requests(provider=instance, labels=selector or None,
+                                          include_gone=include_gone)
+        emit([public_view(r) for r in records], output, columns=LIST_COLUMNS)
+
+    watch(render, watch_seconds)
 
 
 @machine.command("get")
@@ -195,6 +201,25 @@ def forget(app: App, request_id: str, reason: str, actor: str) -> None:
     app.store.forget_request(request_id, actor=actor, reason=reason)
     say(f"request {request_id}: forgotten (audited as {actor}: {reason}); any machine it "
         "had is left in place", request_id=request_id)
+
+
+@machine.command("retry")
+@click.argument("request_id")
+@pass_app
+@handle_errors
+def retry(app: App, request_id: str) -> None:
+    """Put a failed request back to work at the step it failed in (idempotent).
+
+    Its error and attempt count are cleared; `talprov reconcile` (or `talprov
+    serve`) carries it on. Exit 2 for a request that is not failed.
+    """
+    try:
+        record = retry_failed(app.store, request_id, app.runtime_now())
+    except KeyError:
+        fail(f"request {request_id} not found", EXIT_FAILED)
+    step = f" at step {record.step_name}" if record.step_name else ""
+    say(f"request {request_id}: pending{step}; `talprov reconcile` (or the service) "
+        "carries it on", request_id=request_id)
 
 
 @click.command()

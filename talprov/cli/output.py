@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import shutil
 import sys
-from collections.abc import Mapping, Sequence
+import time
+from collections.abc import Callable, Mapping, Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 import click
@@ -14,6 +18,7 @@ from rich.console import Console
 from rich.table import Table
 
 from talprov.secrets import redact
+from talprov.timestamps import rfc3339
 
 FORMATS = ("table", "json", "yaml")
 #: What a table shows for a missing value.
@@ -22,6 +27,11 @@ output_option = click.option(
     "-o", "--output", type=click.Choice(FORMATS), default="table", show_default=True,
     help="Output format; json and yaml are stable for scripts.",
 )
+
+
+def stdout_is_terminal() -> bool:
+    """Whether a person watches stdout (tables get its width, --watch redraws)."""
+    return sys.stdout.isatty()
 
 
 def emit(data: Any, fmt: str, *, columns: Sequence[str] | None = None,
@@ -56,7 +66,7 @@ def emit(data: Any, fmt: str, *, columns: Sequence[str] | None = None,
     # A pipe or a CI log has no width: 200 columns there. Where even the least widths
     # do not fit, the table is drawn wider than the terminal rather than cut.
     terminal = shutil.get_terminal_size((200, 25))
-    width = terminal.columns if sys.stdout.isatty() else 200
+    width = terminal.columns if stdout_is_terminal() else 200
     Console(soft_wrap=False, width=max(width, least_total), height=terminal.lines).print(table)
 
 
@@ -69,3 +79,53 @@ def _cell(value: Any) -> str:
     if isinstance(value, (list, tuple)):
         return ", ".join(str(v) for v in value) or EMPTY
     return str(value)
+
+
+class _Captured(io.StringIO):
+    """Collects what a render prints, answering isatty as the real stdout does, so
+    that tables get the terminal's width."""
+
+    def __init__(self, terminal: bool) -> None:
+        super().__init__()
+        self._terminal = terminal
+
+    def isatty(self) -> bool:
+        return self._terminal
+
+
+def watch_option(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """``--watch SECONDS``: redraw until Ctrl-C."""
+    return click.option(
+        "--watch", "watch_seconds", type=click.FloatRange(min=0.5), metavar="SECONDS",
+        help="Redraw every SECONDS until Ctrl-C; when stdout is not a terminal, print a "
+        "new copy only when something changed.")(fn)
+
+
+def watch(render: Callable[[], None], seconds: float | None,
+          sleep: Callable[[float], None] | None = None) -> None:
+    """Run ``render`` once, or, with ``seconds``, again every ``seconds`` until
+    Ctrl-C: on a terminal the screen is redrawn; elsewhere (a log, a pipe) a copy
+    headed by the time is printed only when the output changed. Ctrl-C ends it
+    with exit 0."""
+    if seconds is None:
+        render()
+        return
+    pause = sleep or time.sleep
+    terminal = stdout_is_terminal()
+    last: str | None = None
+    try:
+        while True:
+            captured = _Captured(terminal)
+            with contextlib.redirect_stdout(captured):
+                render()
+            text = captured.getvalue()
+            stamp = rfc3339(datetime.now(UTC).replace(microsecond=0))
+            if terminal:
+                click.clear()
+                click.echo(f"every {seconds:g}s, {stamp} (Ctrl-C to stop)\n{text}", nl=False)
+            elif text != last:
+                click.echo(f"--- {stamp}\n{text}", nl=False)
+            last = text
+            pause(seconds)
+    except KeyboardInterrupt:
+        return

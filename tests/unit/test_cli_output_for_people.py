@@ -6,7 +6,6 @@ from __future__ import annotations
 import importlib
 import json
 import re
-import sys
 from pathlib import Path
 
 import pytest
@@ -28,7 +27,7 @@ def test_tables_never_cut_ids_and_drop_empty_columns(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("COLUMNS", "80")
-    monkeypatch.setattr(sys.stdout, "isatty", lambda: True, raising=False)
+    monkeypatch.setattr(output, "stdout_is_terminal", lambda: True)
     rows = [{"id": LONG_ID, "provider": "aws", "stage": "provisioning", "step": "wait-running",
              "infra_id": LONG_INFRA, "machine_uuid": None,
              "error": "the endpoint https://ec2.example.test refused the connection " * 2}]
