@@ -266,7 +266,7 @@ def _clean_up(started: list[DemoPlatform], temporary: Path | None) -> None:
 def _show_kept(workdir: Path, started: list[DemoPlatform]) -> None:
     hints = "\n  ".join(p.keep_hint() for p in started)
     click.echo(
-        f"\nkept:\n  {hints}\n  export TALPROV_CONFIG={workdir / 'talprov.yaml'}\n"
+        f"\nkept:\n  {hints}\n  cd {workdir}; export TALPROV_CONFIG={workdir / 'talprov.yaml'}\n"
         f"  talprov status demo; talprov machine list\n  talprov destroy demo --wait --yes; "
         f"kill {' '.join(str(p.pid()) for p in started)}", err=True)
 
