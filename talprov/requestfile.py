@@ -7,7 +7,6 @@ a resolved :class:`MachineRequest` whose config text is a secret.
 
 from __future__ import annotations
 
-import re
 import secrets as pysecrets
 from pathlib import Path
 from typing import Any
@@ -17,13 +16,13 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 from talprov.config import parse_yaml_mapping
 from talprov.errors import ConfigError, validation_message
 from talprov.providers.types import (
-    TALOS_VERSION_PATTERN,
     Arch,
     GrpcTunnelMode,
     JoinSpec,
     MachineRequest,
     MetaValue,
     Overlay,
+    talos_version_problem,
 )
 from talprov.secrets import resolve_refs, resolve_tree
 
@@ -112,8 +111,9 @@ def _check_version(version: str, where: str) -> None:
     # version of a line talprov does not know is logged as a warning here.
     from talprov.talos.versions import parse_version, rules_line
 
-    if not re.match(TALOS_VERSION_PATTERN, version):
-        raise ConfigError(f"{where}: talos_version", "is not a Talos version like v1.13.9")
+    problem = talos_version_problem(version)
+    if problem is not None:
+        raise ConfigError(f"{where}: talos_version", problem)
     rules_line(parse_version(version))
 
 

@@ -39,7 +39,7 @@ from talprov.reconcile.reconciler import PassReport, ProviderHandle, Reconciler
 from talprov.reconcile.runner import StepPolicy
 from talprov.reconcile.waiting import repeat_until
 from talprov.scaler.apply import Scaler
-from talprov.scaler.templates import NameGenerator, random_names
+from talprov.scaler.templates import NameGenerator
 from talprov.secrets import redact
 from talprov.sets import SetRepository, reconcile_set
 from talprov.store.errors import StoreError
@@ -89,7 +89,7 @@ class RunLoop:
         worker_id: str | None = None,
         lease_ttl: float = 300.0,
         policy: StepPolicy | None = None,
-        names: NameGenerator = random_names,
+        names: NameGenerator | None = None,
     ) -> None:
         self.reconciler = Reconciler(store, handles, runtime, worker_id=worker_id,
                                      lease_ttl=lease_ttl, policy=policy)

@@ -24,7 +24,7 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
@@ -35,6 +35,7 @@ from talprov.scaler.priorities import RequestSetMember, request_set_victims
 from talprov.store.errors import StaleRecord
 from talprov.store.records import RequestRecord, RequestSetRecord
 from talprov.store.store import Store
+from talprov.timestamps import rfc3339
 
 
 @dataclass(frozen=True)
@@ -60,6 +61,32 @@ class RequestSet:
     def instance(self) -> str:
         """The provider instance every member is created on."""
         return self.template.provider
+
+    def scaled(self, machine_count: int, now: datetime) -> RequestSet:
+        """This set at ``machine_count`` members (a new fingerprint, updated at
+        ``now``, written back at the version it was read at). Raises ``Conflict``
+        for a set being deleted. Pure."""
+        if self.deleting:
+            raise Conflict(f"set {self.name} is being deleted")
+        return replace(self, machine_count=machine_count, updated_at=now,
+                       fingerprint=set_fingerprint(self.template, machine_count))
+
+    def public_view(self, members: Sequence[RequestRecord]) -> dict[str, Any]:
+        """The set as shown to people and scripts (the CLI and the API): never a
+        secret; the machine config only as its SHA-256."""
+        text = self.template.machine_config.get_secret_value()
+        return {
+            "name": self.name,
+            "provider": self.instance,
+            "machine_count": self.machine_count,
+            "talos_version": self.template.talos_version,
+            "labels": dict(self.template.labels),
+            "config_sha256": hashlib.sha256(text.encode()).hexdigest() if text else None,
+            "deleting": self.deleting,
+            "members": [{"id": m.request.id, "stage": m.stage.value} for m in members],
+            "created_at": rfc3339(self.created_at),
+            "updated_at": rfc3339(self.updated_at),
+        }
 
     def member_request(self, index: int) -> MachineRequest:
         """The request of member ``index``: the template, its id and owner label."""

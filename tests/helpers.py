@@ -121,12 +121,12 @@ class Home:
                                  f"{proc.stdout}\n{proc.stderr}")
         return proc
 
-    def invoke(self, *args: str) -> Result:
+    def invoke(self, *args: str, input: str | None = None) -> Result:
         """Run ``talprov ARGS`` in this process (fast; for most CLI tests)."""
         from talprov.cli import cli
 
         runner = CliRunner()
-        result = runner.invoke(cli, ["--config", str(self.config_path), *args],
+        result = runner.invoke(cli, ["--config", str(self.config_path), *args], input=input,
                                env={"XDG_STATE_HOME": str(self.root / "state"),
                                     "XDG_CACHE_HOME": str(self.root / "xdgcache")})
         SEEN_OUTPUT.append(result.output + (result.stderr if result.stderr_bytes else ""))

@@ -22,20 +22,23 @@ from talprov.cli.image import image
 from talprov.cli.machine import machine, reconcile
 from talprov.cli.output import emit, output_option
 from talprov.cli.serve import serve
+from talprov.cli.sets import request_set
 from talprov.cli.store import store
 from talprov.logs import FORMATS as LOG_FORMATS
 from talprov.registry import extra_providing, installed_types, load_type
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--config", "config_path", envvar="TALPROV_CONFIG", metavar="FILE",
+@click.option("--config", "config_path", envvar="TALPROV_CONFIG", show_envvar=True,
+              metavar="FILE",
               help="Config file (default: ./talprov.yaml, then "
               "$XDG_CONFIG_HOME/talprov/config.yaml).")
-@click.option("--store", "store_url", envvar="TALPROV_STORE", metavar="URL",
+@click.option("--store", "store_url", envvar="TALPROV_STORE", show_envvar=True, metavar="URL",
               help="State store URL (default: the config's store, else SQLite under "
               "$XDG_STATE_HOME).")
 @click.option("-v", "--verbose", count=True, help="More logging (-vv for debug).")
 @click.option("--log-format", type=click.Choice(LOG_FORMATS), envvar="TALPROV_LOG_FORMAT",
+              show_envvar=True,
               help="Log lines as plain text (default) or one JSON object per line.")
 @click.version_option(__version__, prog_name="talprov")
 @click.pass_context
@@ -45,6 +48,9 @@ def cli(ctx: click.Context, config_path: str | None, store_url: str | None, verb
 
     Record MachineRequests (`talprov machine create -f`), let the reconciler make
     them real (`talprov reconcile`, or --wait), scale clusters from a spec.
+
+    Shell completion: eval "$(_TALPROV_COMPLETE=bash_source talprov)" (zsh_source,
+    fish_source for other shells).
     """
     setup_logging(verbose, log_format or "plain")
     app = App(config_path=config_path, store_url=store_url, verbose=verbose,
@@ -103,6 +109,7 @@ cli.add_command(reconcile)
 for _command in CLUSTER_COMMANDS:
     cli.add_command(_command)
 cli.add_command(serve)
+cli.add_command(request_set)
 cli.add_command(store)
 cli.add_command(autoscaler)
 

@@ -6,11 +6,13 @@ work without one, and errors surface as one line naming file and field.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, NoReturn, TypeVar
 
@@ -19,9 +21,17 @@ import click
 from talprov.config import LoadedConfig, load_config
 from talprov.errors import ConfigError, Conflict
 from talprov.logs import JsonFormatter, install_handler, make_handler
-from talprov.providers.errors import InvalidRequest, ProviderError
+from talprov.providers.errors import (
+    AuthError,
+    CapacityError,
+    InvalidRequest,
+    NotFound,
+    ProviderError,
+    QuotaExceeded,
+    StepTimeout,
+    Transient,
+)
 from talprov.providers.protocol import Provider, Runtime
-from talprov.reconcile.instance_health import error_kind
 from talprov.reconcile.reconciler import ProviderHandle, Reconciler
 from talprov.registry import build_provider
 from talprov.runloop import RunLoop
@@ -92,6 +102,10 @@ class App:
     def resolved_store_url(self) -> str:
         """--store, else the config's store, else SQLite under $XDG_STATE_HOME."""
         return self.store_url or self.config.config.store or default_store_url()
+
+    def runtime_now(self) -> datetime:
+        """Now on the runtime's clock, as the store records times."""
+        return datetime.fromtimestamp(self.runtime.clock(), UTC)
 
     def provider(self, name: str) -> Provider:
         """The configured provider instance ``name`` (ConfigError when unknown)."""
@@ -188,6 +202,57 @@ def fail(message: str, code: int = EXIT_USAGE) -> NoReturn:
     sys.exit(code)
 
 
+def stdin_is_terminal() -> bool:
+    """Whether a person can answer a question on stdin."""
+    return sys.stdin.isatty()
+
+
+#: Seconds between repeated progress lines while nothing changes during a wait.
+HEARTBEAT = 30.0
+
+
+class WaitProgress:
+    """Progress lines of a long wait: the current state with the time waited so far,
+    printed when the state changes and every :data:`HEARTBEAT` seconds otherwise."""
+
+    def __init__(self, clock: Callable[[], float]) -> None:
+        self._clock = clock
+        self._start = clock()
+        self._last_line: str | None = None
+        self._last_at = self._start
+
+    def show(self, line: str, *, request_id: str | None = None) -> None:
+        now = self._clock()
+        if line == self._last_line and now - self._last_at < HEARTBEAT:
+            return
+        self._last_line, self._last_at = line, now
+        minutes, seconds = divmod(int(now - self._start), 60)
+        say(f"{line} [{minutes}m{seconds:02d}s]", request_id=request_id)
+
+
+@contextlib.contextmanager
+def interruptible(what: str) -> Iterator[None]:
+    """Turn Ctrl-C during a wait into one line saying that ``what`` stays recorded
+    and who carries it on, and exit 130 (the shell's code for SIGINT)."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        say(f"interrupted: {what} is recorded; `talprov reconcile` (or `talprov serve`) "
+            "carries it on")
+        sys.exit(130)
+
+
+def confirm_or_exit(question: str, yes: bool) -> None:
+    """Go on when ``yes``; else ask on a terminal (exit 1 on "no"), and refuse
+    with exit 2 naming --yes when stdin is not a terminal (a script cannot answer)."""
+    if yes:
+        return
+    if not stdin_is_terminal():
+        fail(f"{question.rstrip('?')}: not asking, stdin is not a terminal; pass --yes")
+    if not click.confirm(question, default=False, err=True):
+        fail("nothing done", EXIT_FAILED)
+
+
 def handle_errors(fn: F) -> F:
     """Turn expected errors into one line and the documented exit codes."""
     import functools
@@ -205,9 +270,26 @@ def handle_errors(fn: F) -> F:
         except InvalidRequest as exc:
             fail(str(exc))
         except ProviderError as exc:
-            fail(f"{error_kind(exc)}: {exc}", EXIT_FAILED)
+            fail(describe_provider_error(exc), EXIT_FAILED)
 
     return wrapper  # type: ignore[return-value]
+
+
+#: How a person reads each kind of provider error (never a Python class name).
+_ERROR_KINDS: tuple[tuple[type[ProviderError], str], ...] = (
+    (StepTimeout, "timed out"),
+    (AuthError, "credentials refused"),
+    (QuotaExceeded, "quota exceeded"),
+    (CapacityError, "no capacity"),
+    (NotFound, "not found"),
+    (Transient, "temporary failure, retrying may help"),
+)
+
+
+def describe_provider_error(exc: ProviderError) -> str:
+    """``exc``'s message and, where the kind adds something, what kind it is. Pure."""
+    kind = next((word for cls, word in _ERROR_KINDS if isinstance(exc, cls)), None)
+    return f"{exc} ({kind})" if kind else str(exc)
 
 
 def setup_logging(verbose: int, log_format: str = "plain") -> None:

@@ -10,14 +10,17 @@ import click
 from talprov.cli.app import (
     EXIT_FAILED,
     App,
+    WaitProgress,
+    confirm_or_exit,
     fail,
     handle_errors,
+    interruptible,
     known_instance,
     pass_app,
     say,
 )
 from talprov.cli.machine import show_warnings
-from talprov.cli.output import emit, output_option
+from talprov.cli.output import emit, output_option, watch, watch_option
 from talprov.errors import ConfigError
 from talprov.registry import check_request, validate_provider_data
 from talprov.scaler.actions import Plan
@@ -67,8 +70,13 @@ def _show_plan(result: Plan, output: str) -> None:
     if output != "table":
         emit(result.to_dict(), output)
         return
+    notes = [f"{s.name}: {note}" for s in result.sets for note in s.notes]
+    notes += [f"orphan {o.infra_id} ({o.provider}): {o.decision}" for o in result.orphans
+              if o.decision != "delete"]
     if not result.actions:
-        click.echo(f"{result.cluster}: no changes; the cluster matches its spec.")
+        # "matches its spec" would be untrue while a note says something is held back.
+        click.echo(f"{result.cluster}: no changes"
+                   + ("." if notes else "; the cluster matches its spec."))
     for action in result.actions:
         sign = {"create": "+", "delete": "-", "replace": "~"}[action.action.value]
         extra = f" (replaces {action.replaces})" if action.replaces else ""
@@ -77,6 +85,8 @@ def _show_plan(result: Plan, output: str) -> None:
     summary = result.summary
     click.echo(f"Plan: {summary['create']} to create, {summary['replace']} to replace, "
                f"{summary['delete']} to delete.")
+    for note in notes:
+        click.echo(f"Note: {note}")
 
 
 def status_view(result: Plan) -> dict[str, Any]:
@@ -106,7 +116,7 @@ def plan_cmd(app: App, path: Path, output: str) -> None:
 def converge(app: App, scaler: Scaler, name: str, timeout: float) -> bool:
     """Run the run loop here until cluster ``name`` matches its spec (or is gone),
     showing each set's progress; False after ``timeout`` seconds."""
-    last: dict[str, str] = {}
+    progress = WaitProgress(app.runtime.clock)
 
     def done() -> bool:
         state = scaler.state(name)
@@ -120,12 +130,10 @@ def converge(app: App, scaler: Scaler, name: str, timeout: float) -> bool:
                          for s in view.sets)
         if state.destroying:
             line = f"destroying: {len(scaler.records(name))} requests left"
-        if last.get("line") != line:
-            last["line"] = line
-            say(f"{name}: {line}")
+        progress.show(f"{name}: {line}")
         return not state.destroying and scaler.converged(name)
 
-    with app.run_loop() as loop:
+    with interruptible(f"cluster {name}"), app.run_loop() as loop:
         return loop.run_until(done, timeout=timeout, interval=2.0, on_round=show_warnings)
 
 
@@ -133,10 +141,14 @@ def wait_destroyed(app: App, scaler: Scaler, name: str, timeout: float) -> bool:
     """Run the run loop here until every machine of cluster ``name`` is gone and
     the cluster is forgotten; False after ``timeout`` seconds."""
 
-    def gone() -> bool:
-        return not scaler.records(name) and scaler.state(name) is None
+    progress = WaitProgress(app.runtime.clock)
 
-    with app.run_loop() as loop:
+    def gone() -> bool:
+        left = len(scaler.records(name))
+        progress.show(f"{name}: destroying, {left} requests left")
+        return not left and scaler.state(name) is None
+
+    with interruptible(f"the destruction of cluster {name}"), app.run_loop() as loop:
         return loop.run_until(gone, timeout=timeout, interval=2.0, on_round=show_warnings)
 
 
@@ -181,30 +193,44 @@ def apply(app: App, path: Path, wait: bool, timeout: float, output: str) -> None
 @click.command()
 @click.argument("name")
 @output_option
+@watch_option
 @pass_app
 @handle_errors
-def status(app: App, name: str, output: str) -> None:
+def status(app: App, name: str, output: str, watch_seconds: float | None) -> None:
     """Show each set's desired and observed machines. Exit 1 when unknown."""
     scaler = scaler_for(app)
-    state = scaler.state(name)
-    if state is None:
-        fail(f"cluster {name} is not recorded", EXIT_FAILED)
-    result = scaler.preview(state)
-    if output != "table":
-        emit(status_view(result), output)
-        return
-    emit([s.to_dict() for s in result.sets], output, columns=SET_COLUMNS, title=name)
+
+    def render() -> None:
+        state = scaler.state(name)
+        if state is None:
+            fail(f"cluster {name} is not recorded", EXIT_FAILED)
+        result = scaler.preview(state)
+        if output != "table":
+            emit(status_view(result), output)
+            return
+        emit([s.to_dict() for s in result.sets], output, columns=SET_COLUMNS, title=name)
+
+    watch(render, watch_seconds)
 
 
 @click.command()
 @click.argument("name")
 @click.option("--wait/--no-wait", default=False, help="Run until every machine is gone.")
 @click.option("--timeout", default=1800.0, show_default=True, help="Seconds to --wait.")
+@click.option("--yes", "-y", is_flag=True,
+              help="Do not ask; required when stdin is not a terminal (scripts).")
 @pass_app
 @handle_errors
-def destroy(app: App, name: str, wait: bool, timeout: float) -> None:
-    """Delete every machine of a cluster, then forget the cluster."""
+def destroy(app: App, name: str, wait: bool, timeout: float, yes: bool) -> None:
+    """Delete every machine of a cluster, then forget the cluster.
+
+    Asks first on a terminal; scripts pass --yes (without it, exit 2).
+    """
     scaler = scaler_for(app)
+    if scaler.state(name) is None:
+        fail(f"cluster {name} is not recorded", EXIT_FAILED)
+    count = len(scaler.records(name))
+    confirm_or_exit(f"Delete all {count} machines of cluster {name}?", yes)
     if not scaler.destroy(name):
         fail(f"cluster {name} is not recorded", EXIT_FAILED)
     scaler.run_pass(name)

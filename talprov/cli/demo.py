@@ -21,7 +21,7 @@ from typing import Any
 import click
 import yaml
 
-from talprov.cli.app import EXIT_FAILED, App, fail, handle_errors
+from talprov.cli.app import EXIT_FAILED, App, fail, handle_errors, stdin_is_terminal
 from talprov.cli.cluster import converge, scaler_for, wait_destroyed
 from talprov.cli.output import emit
 from talprov.demo_platforms import (
@@ -122,6 +122,34 @@ class AwsDemo:
                 "export AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing")
 
 
+#: The first line of every file the demo writes: the mark that lets it overwrite them.
+DEMO_MARK = "# written by `talprov demo`; it may overwrite this file\n"
+DEMO_FILES = ("talprov.yaml", "cluster.yaml", "controlplane.yaml", "worker.yaml")
+
+
+def refuse_foreign_files(workdir: Path) -> None:
+    """Exit 2 (or ask, on a terminal) when ``workdir`` holds a file the demo would
+    overwrite that the demo did not write: a user's own talprov.yaml or cluster.yaml
+    is never replaced silently. Idempotent."""
+    for name in DEMO_FILES:
+        path = workdir / name
+        try:
+            with path.open(encoding="utf-8", errors="replace") as handle:
+                first = handle.readline()
+        except FileNotFoundError:
+            continue
+        except OSError as exc:
+            fail(f"{path}: cannot read: {exc.strerror}")
+        if first == DEMO_MARK:
+            continue
+        if not stdin_is_terminal():
+            fail(f"{path} exists and was not written by the demo; pick another --dir "
+                 "or move the file")
+        if not click.confirm(f"{path} was not written by the demo. Overwrite it?",
+                             default=False, err=True):
+            fail("nothing done", EXIT_FAILED)
+
+
 def write_files(workdir: Path, platforms: list[DemoPlatform], control_planes: int,
                 workers: int) -> Path:
     """talprov.yaml, machine configs and cluster.yaml; returns talprov.yaml's path.
@@ -130,14 +158,15 @@ def write_files(workdir: Path, platforms: list[DemoPlatform], control_planes: in
     set of ``workers`` machines (the first one's is called ``workers``).
     """
     config = workdir / "talprov.yaml"
-    config.write_text(yaml.safe_dump({
+    config.write_text(DEMO_MARK + yaml.safe_dump({
         "store": f"sqlite:///{workdir / 'state.db'}",
         "installation": "demo",
         "cache_dir": str(workdir / "cache"),
         "providers": {p.provider: p.provider_block() for p in platforms},
     }, sort_keys=False))
-    (workdir / "controlplane.yaml").write_text(machine_config("controlplane", "demo"))
-    (workdir / "worker.yaml").write_text(machine_config("worker", "demo"))
+    (workdir / "controlplane.yaml").write_text(DEMO_MARK
+                                               + machine_config("controlplane", "demo"))
+    (workdir / "worker.yaml").write_text(DEMO_MARK + machine_config("worker", "demo"))
     classes = [p.machine_class() for p in platforms]
     documents: list[dict[str, Any]] = [
         {"kind": "Cluster", "name": "demo", "talos": {"version": TALOS_VERSION}},
@@ -152,7 +181,8 @@ def write_files(workdir: Path, platforms: list[DemoPlatform], control_planes: in
             "machineClass": {"name": machine_class["name"], "size": workers},
             "config": {"file": "worker.yaml"}, "update": {"maxSurge": 1, "maxUnavailable": 0},
         })
-    (workdir / "cluster.yaml").write_text(yaml.safe_dump_all(documents, sort_keys=False))
+    (workdir / "cluster.yaml").write_text(DEMO_MARK
+                                          + yaml.safe_dump_all(documents, sort_keys=False))
     return config
 
 
@@ -200,6 +230,7 @@ def demo(control_planes: int, workers: int, platforms: str | None, keep: bool,
         click.echo(line, err=True)
     workdir = directory or Path(tempfile.mkdtemp(prefix="talprov-demo-"))
     workdir.mkdir(parents=True, exist_ok=True)
+    refuse_foreign_files(workdir)
     os.environ.update(fake_credentials())
     started: list[DemoPlatform] = []
     app: App | None = None
@@ -239,8 +270,8 @@ def _clean_up(started: list[DemoPlatform], temporary: Path | None) -> None:
 def _show_kept(workdir: Path, started: list[DemoPlatform]) -> None:
     hints = "\n  ".join(p.keep_hint() for p in started)
     click.echo(
-        f"\nkept:\n  {hints}\n  export TALPROV_CONFIG={workdir / 'talprov.yaml'}\n"
-        f"  talprov status demo; talprov machine list\n  talprov destroy demo --wait; "
+        f"\nkept:\n  {hints}\n  cd {workdir}; export TALPROV_CONFIG={workdir / 'talprov.yaml'}\n"
+        f"  talprov status demo; talprov machine list\n  talprov destroy demo --wait --yes; "
         f"kill {' '.join(str(p.pid()) for p in started)}", err=True)
 
 

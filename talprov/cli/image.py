@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import re
 from pathlib import Path
 
 import click
@@ -12,7 +11,7 @@ from talprov.cli.app import App, handle_errors, pass_app
 from talprov.cli.output import emit, output_option
 from talprov.errors import ConfigError
 from talprov.providers.errors import InvalidRequest
-from talprov.providers.types import TALOS_VERSION_PATTERN, Arch
+from talprov.providers.types import Arch, talos_version_problem
 from talprov.requestfile import load_request_file
 from talprov.talos.assets import PLATFORMS, AssetKind, Platform
 from talprov.talos.factory import ImageFactory, images_for
@@ -41,8 +40,9 @@ def _version(version: str | None) -> str:
     """
     if not version:
         raise ConfigError("--version", "required with -f")
-    if not re.fullmatch(TALOS_VERSION_PATTERN, version):
-        raise ConfigError("--version", f"{version!r} is not a Talos version like v1.13.9")
+    problem = talos_version_problem(version)
+    if problem is not None:
+        raise ConfigError("--version", problem)
     return version
 
 

@@ -11,20 +11,24 @@ import click
 from talprov.cli.app import (
     EXIT_FAILED,
     App,
+    WaitProgress,
     fail,
     handle_errors,
+    interruptible,
     known_instance,
     pass_app,
     say,
 )
-from talprov.cli.output import emit, output_option
+from talprov.cli.output import emit, output_option, watch, watch_option
 from talprov.errors import ConfigError
 from talprov.providers.types import Stage
 from talprov.reconcile.reconciler import PassReport
+from talprov.reconcile.retry import retry_failed
 from talprov.registry import check_request, validate_provider_data
 from talprov.requestfile import load_request_file
 from talprov.runloop import RoundReport
 from talprov.store.records import public_view
+from talprov.timestamps import rfc3339
 
 LIST_COLUMNS = ("id", "provider", "stage", "step", "infra_id", "machine_uuid", "error")
 
@@ -36,24 +40,23 @@ def machine() -> None:
 
 def _wait_for(app: App, request_id: str, target: tuple[Stage, ...], timeout: float) -> Stage:
     reconciler = app.reconciler()
-    last: dict[str, str] = {}
+    progress = WaitProgress(app.runtime.clock)
 
     def settled() -> bool:
         record = app.store.get_request(request_id)
         if record is None:
             return True
-        line = f"{record.stage.value} {record.step_name or ''}".strip()
-        if last.get("line") != line:
-            last["line"] = line
-            say(f"{request_id}: {line}", request_id=request_id)
+        step = f" at step {record.step_name}" if record.step_name else ""
+        progress.show(f"{request_id}: {record.stage.value}{step}", request_id=request_id)
         return record.stage in target or record.stage == Stage.FAILED
 
     def show_errors(report: PassReport) -> None:
         for error in report.errors:
             say(f"warning: {error}", level=logging.WARNING)
 
-    reconciler.run_until(settled, timeout=timeout, interval=5.0, only={request_id},
-                         on_pass=show_errors)
+    with interruptible(f"request {request_id}"):
+        reconciler.run_until(settled, timeout=timeout, interval=5.0, only={request_id},
+                             on_pass=show_errors)
     record = app.store.get_request(request_id)
     if record is None:
         return Stage.GONE
@@ -102,10 +105,11 @@ def create(app: App, path: Path, wait: bool, timeout: float, output: str) -> Non
 @click.option("--label", "labels", multiple=True, help="KEY=VALUE label filter (repeatable).")
 @click.option("--all", "include_gone", is_flag=True, help="Include requests that are gone.")
 @output_option
+@watch_option
 @pass_app
 @handle_errors
 def list_(app: App, instance: str | None, labels: tuple[str, ...], include_gone: bool,
-          output: str) -> None:
+          output: str, watch_seconds: float | None) -> None:
     """List requests with their stage, machine and last error."""
     selector: dict[str, str] = {}
     for item in labels:
@@ -113,9 +117,13 @@ def list_(app: App, instance: str | None, labels: tuple[str, ...], include_gone:
         if not sep:
             raise ConfigError("--label", f"expected KEY=VALUE, got {item!r}")
         selector[key] = value
-    records = app.store.list_requests(provider=instance, labels=selector or None,
-                                      include_gone=include_gone)
-    emit([public_view(r) for r in records], output, columns=LIST_COLUMNS)
+
+    def render() -> None:
+        records = app.store.list_requests(provider=instance, labels=selector or None,
+                                          include_gone=include_gone)
+        emit([public_view(r) for r in records], output, columns=LIST_COLUMNS)
+
+    watch(render, watch_seconds)
 
 
 @machine.command("get")
@@ -130,12 +138,14 @@ def get(app: App, request_id: str, events: bool, output: str) -> None:
     if record is None:
         fail(f"request {request_id} not found", EXIT_FAILED)
     view = public_view(record)
-    log = [{"at": e.at.isoformat(), "message": e.message} for e in app.store.events(request_id)]
+    log = [{"at": rfc3339(e.at), "message": e.message} for e in app.store.events(request_id)]
     if output != "table":
         view["events"] = log
         emit(view, output)
         return
-    emit(view, output, columns=LIST_COLUMNS)
+    # One field a line: every field fits, addresses and labels included.
+    emit([{"field": key, "value": value} for key, value in view.items()], output,
+         columns=("field", "value"))
     if events:
         emit(log, output, columns=("at", "message"), title="events")
 
@@ -170,6 +180,9 @@ def mark_delete(app: App, request_id: str, undo: bool) -> None:
         app.store.mark_for_deletion(request_id, not undo)
     except KeyError:
         fail(f"request {request_id} not found", EXIT_FAILED)
+    say(f"request {request_id}: " + ("no longer marked for deletion" if undo else
+                                     "marked; its set removes it first when it scales down"),
+        request_id=request_id)
 
 
 @machine.command("forget")
@@ -187,6 +200,27 @@ def forget(app: App, request_id: str, reason: str, actor: str) -> None:
     if app.store.get_request(request_id) is None:
         fail(f"request {request_id} not found", EXIT_FAILED)
     app.store.forget_request(request_id, actor=actor, reason=reason)
+    say(f"request {request_id}: forgotten (audited as {actor}: {reason}); any machine it "
+        "had is left in place", request_id=request_id)
+
+
+@machine.command("retry")
+@click.argument("request_id")
+@pass_app
+@handle_errors
+def retry(app: App, request_id: str) -> None:
+    """Put a failed request back to work at the step it failed in (idempotent).
+
+    Its error and attempt count are cleared; `talprov reconcile` (or `talprov
+    serve`) carries it on. Exit 2 for a request that is not failed.
+    """
+    try:
+        record = retry_failed(app.store, request_id, app.runtime_now())
+    except KeyError:
+        fail(f"request {request_id} not found", EXIT_FAILED)
+    step = f" at step {record.step_name}" if record.step_name else ""
+    say(f"request {request_id}: pending{step}; `talprov reconcile` (or the service) "
+        "carries it on", request_id=request_id)
 
 
 @click.command()
@@ -207,8 +241,16 @@ def reconcile(app: App, once: bool, interval: float) -> None:
         if once:
             report = loop.run_round()
             show_warnings(report)
+            say(round_summary(report))
             sys.exit(EXIT_FAILED if report.failed else 0)
         loop.run_forever(interval=interval, on_round=show_warnings)
+
+
+def round_summary(report: RoundReport) -> str:
+    """One line saying what a round did (``reconcile --once``)."""
+    worked = report.reconcile.worked if report.reconcile is not None else 0
+    errors = f", {len(report.errors)} errors" if report.errors else ""
+    return f"round done: {worked} requests worked on{errors} ({report.seconds:.1f}s)"
 
 
 def show_warnings(report: RoundReport) -> None:

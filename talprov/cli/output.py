@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
+import shutil
 import sys
-from collections.abc import Mapping, Sequence
+import time
+from collections.abc import Callable, Mapping, Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 import click
@@ -13,12 +18,20 @@ from rich.console import Console
 from rich.table import Table
 
 from talprov.secrets import redact
+from talprov.timestamps import rfc3339
 
 FORMATS = ("table", "json", "yaml")
+#: What a table shows for a missing value.
+EMPTY = "-"
 output_option = click.option(
     "-o", "--output", type=click.Choice(FORMATS), default="table", show_default=True,
     help="Output format; json and yaml are stable for scripts.",
 )
+
+
+def stdout_is_terminal() -> bool:
+    """Whether a person watches stdout (tables get its width, --watch redraws)."""
+    return sys.stdout.isatty()
 
 
 def emit(data: Any, fmt: str, *, columns: Sequence[str] | None = None,
@@ -35,22 +48,84 @@ def emit(data: Any, fmt: str, *, columns: Sequence[str] | None = None,
     if not rows:
         click.echo("(none)")
         return
-    cols = list(columns or rows[0].keys())
-    table = Table(title=title, show_lines=False, header_style="bold")
+    cells = [{col: redact(_cell(row.get(col))) for col in columns or rows[0].keys()}
+             for row in rows]
+    # A column empty in every row says nothing and costs width the others need.
+    cols = [col for col in cells[0] if any(c[col] != EMPTY for c in cells)] or list(cells[0])
+    table = Table(title=title, show_lines=False, header_style="bold", box=None,
+                  pad_edge=False)
+    least_total = 0
     for col in cols:
-        table.add_column(col)
-    for row in rows:
-        table.add_row(*(redact(_cell(row.get(col))) for col in cols))
-    # A pipe or a CI log has no width; do not squeeze ids into 80 columns there.
-    width = None if sys.stdout.isatty() else 200
-    Console(soft_wrap=True, width=width).print(table)
+        # The longest word of a column is its least width: ids, addresses and stages
+        # are never cut; text with spaces (errors, notes) wraps at spaces instead.
+        least = max(len(word) for c in cells for word in [col, *c[col].split()])
+        least_total += least + 2
+        table.add_column(col, min_width=least, overflow="fold")
+    for c in cells:
+        table.add_row(*(c[col] for col in cols))
+    # A pipe or a CI log has no width: 200 columns there. Where even the least widths
+    # do not fit, the table is drawn wider than the terminal rather than cut.
+    terminal = shutil.get_terminal_size((200, 25))
+    width = terminal.columns if stdout_is_terminal() else 200
+    Console(soft_wrap=False, width=max(width, least_total), height=terminal.lines).print(table)
 
 
 def _cell(value: Any) -> str:
+    # ", " rather than "," so that long label lists wrap between items.
     if value is None:
-        return "-"
+        return EMPTY
     if isinstance(value, Mapping):
-        return ",".join(f"{k}={v}" for k, v in value.items()) or "-"
+        return ", ".join(f"{k}={v}" for k, v in value.items()) or EMPTY
     if isinstance(value, (list, tuple)):
-        return ",".join(str(v) for v in value) or "-"
+        return ", ".join(str(v) for v in value) or EMPTY
     return str(value)
+
+
+class _Captured(io.StringIO):
+    """Collects what a render prints, answering isatty as the real stdout does, so
+    that tables get the terminal's width."""
+
+    def __init__(self, terminal: bool) -> None:
+        super().__init__()
+        self._terminal = terminal
+
+    def isatty(self) -> bool:
+        return self._terminal
+
+
+def watch_option(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """``--watch SECONDS``: redraw until Ctrl-C."""
+    return click.option(
+        "--watch", "watch_seconds", type=click.FloatRange(min=0.5), metavar="SECONDS",
+        help="Redraw every SECONDS until Ctrl-C; when stdout is not a terminal, print a "
+        "new copy only when something changed.")(fn)
+
+
+def watch(render: Callable[[], None], seconds: float | None,
+          sleep: Callable[[float], None] | None = None) -> None:
+    """Run ``render`` once, or, with ``seconds``, again every ``seconds`` until
+    Ctrl-C: on a terminal the screen is redrawn; elsewhere (a log, a pipe) a copy
+    headed by the time is printed only when the output changed. Ctrl-C ends it
+    with exit 0."""
+    if seconds is None:
+        render()
+        return
+    pause = sleep or time.sleep
+    terminal = stdout_is_terminal()
+    last: str | None = None
+    try:
+        while True:
+            captured = _Captured(terminal)
+            with contextlib.redirect_stdout(captured):
+                render()
+            text = captured.getvalue()
+            stamp = rfc3339(datetime.now(UTC).replace(microsecond=0))
+            if terminal:
+                click.clear()
+                click.echo(f"every {seconds:g}s, {stamp} (Ctrl-C to stop)\n{text}", nl=False)
+            elif text != last:
+                click.echo(f"--- {stamp}\n{text}", nl=False)
+            last = text
+            pause(seconds)
+    except KeyboardInterrupt:
+        return

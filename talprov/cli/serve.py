@@ -15,13 +15,9 @@ import click
 
 from talprov.cli.app import App, fail, handle_errors, pass_app, say, setup_logging
 from talprov.cli.autoscaler import start_autoscaler
+from talprov.reconcile.runner import STAGE_LOGGER
 from talprov.registry import require_extra
-from talprov.service.config import (
-    ServiceConfig,
-    is_loopback,
-    parse_listen,
-    parse_service_config,
-)
+from talprov.service.config import ServiceConfig, is_loopback, parse_listen, parse_service_config
 
 log = logging.getLogger(__name__)
 
@@ -87,6 +83,8 @@ def serve(app: App, listen: str | None, workers: bool | None, worker_id: str | N
 
     where = f"{app.config.path or 'config'}: service"
     config = _service_config(app, where, workers, worker_id)
+    # One line per stage change of a request even without -v; the rest of INFO stays off.
+    logging.getLogger(STAGE_LOGGER).setLevel(logging.INFO)
     if not config.tokens:
         fail(f"{where}.tokens: no tokens configured; every API call would be refused")
     host, port = parse_listen(listen) if listen else config.host_port()

@@ -38,6 +38,18 @@ TALOS_VERSION_PATTERN = (
     rf"(?:-{_SEMVER_PRERELEASE_ID}(?:\.{_SEMVER_PRERELEASE_ID})*)?$"
 )
 
+_TALOS_VERSION = re.compile(TALOS_VERSION_PATTERN)
+
+
+def talos_version_problem(value: str) -> str | None:
+    """The one message for a malformed Talos version (None when it is fine). Every
+    place that reads a version (request files, cluster specs, ``--version``) uses
+    it, so one mistake reads the same everywhere. Pure."""
+    if _TALOS_VERSION.match(value):
+        return None
+    hint = " (with the leading v)" if _TALOS_VERSION.match(f"v{value}") else ""
+    return f"{value!r} is not a Talos version like v1.13.9{hint}"
+
 
 class Arch(StrEnum):
     AMD64 = "amd64"
@@ -213,9 +225,13 @@ class MachineRequest(BaseModel):
     @field_validator("talos_version")
     @classmethod
     def _talos_version(cls, value: str, info: ValidationInfo) -> str:
-        pattern = _STORED_TALOS_VERSION if _is_stored(info) else re.compile(TALOS_VERSION_PATTERN)
-        if not pattern.match(value):
-            raise ValueError("is not a Talos version like v1.13.9")
+        if _is_stored(info):
+            if not _STORED_TALOS_VERSION.match(value):
+                raise ValueError(f"{value!r} is not a Talos version")
+            return value
+        problem = talos_version_problem(value)
+        if problem is not None:
+            raise ValueError(problem)
         return value
 
     @field_validator("extensions")

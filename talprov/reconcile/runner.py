@@ -30,6 +30,10 @@ from talprov.store.errors import StaleRecord
 from talprov.store.records import ProgressUpdate, RequestRecord
 
 log = logging.getLogger(__name__)
+#: One INFO line per stage change of a request: what ``talprov serve`` shows
+#: without -v (its other INFO lines, one per event, need -v).
+STAGE_LOGGER = "talprov.stages"
+stage_log = logging.getLogger(STAGE_LOGGER)
 
 
 #: What a stored error says after its step name when the platform had no room
@@ -174,6 +178,7 @@ class Work:
         """Take in what the store answered to :meth:`update`; False when it was stale."""
         if isinstance(outcome, StaleRecord):
             return self._merge_after_stale(store)
+        before = self.record.stage
         self.record = outcome
         # The events are what an operator follows a request by: log them as well.
         about = {"request_id": self.record.request.id, "provider": self.owner.instance}
@@ -181,6 +186,13 @@ class Work:
             about["step"] = self.step_run
         for event in self.events:
             log.info("%s: %s", self.record.request.id, redact(event), extra=about)
+        if before != self.stage:
+            age = (self.record.updated_at - self.record.created_at).total_seconds()
+            stage_log.info(
+                "request %s (%s): %s -> %s, step %s, %.1fs since recorded",
+                self.record.request.id, self.owner.instance, before.value, self.stage.value,
+                outcome.step_name or "-", age, extra={**about, "step": outcome.step_name},
+            )
         self.events = []
         return True
 

@@ -8,6 +8,7 @@ from enum import StrEnum
 from typing import Any
 
 from talprov.providers.types import MachineRequest
+from talprov.timestamps import rfc3339
 
 
 class ActionKind(StrEnum):
@@ -77,7 +78,7 @@ class SetStatus:
             "outdated": self.outdated,
             "deleting": self.deleting,
             "unhealthy": self.unhealthy,
-            "backoff_until": None if self.backoff_until is None else self.backoff_until.isoformat(),
+            "backoff_until": None if self.backoff_until is None else rfc3339(self.backoff_until),
             "circuit_breaker_open": self.circuit_breaker_open,
             "notes": list(self.notes),
         }

@@ -30,7 +30,7 @@ from talprov.scaler.actions import ActionKind, Plan
 from talprov.scaler.models import ClusterSpec
 from talprov.scaler.observed import ObservedMachine, OrphanMachine, SetBackoff, next_backoff
 from talprov.scaler.plan import plan, plan_destroy
-from talprov.scaler.templates import NameGenerator, random_names
+from talprov.scaler.templates import NameGenerator, seeded_names
 from talprov.secrets import redact
 from talprov.store.records import RequestRecord
 from talprov.store.store import Store
@@ -136,7 +136,7 @@ class Scaler:
         handles: Mapping[str, ProviderHandle],
         runtime: Runtime,
         *,
-        names: NameGenerator = random_names,
+        names: NameGenerator | None = None,
         worker_id: str | None = None,
         lease_ttl: float = 60.0,
     ) -> None:
@@ -182,8 +182,25 @@ class Scaler:
 
     def observe(self, state: ClusterState) -> tuple[list[ObservedMachine], list[OrphanMachine]]:
         """The cluster's requests and its orphans (tagged machines without a request)."""
+        observed, orphans, _ = self._observe(state)
+        return observed, orphans
+
+    def _names(self, cluster: str, history: Sequence[str]) -> NameGenerator:
+        """The ids a pass gives new requests: ``names`` when one was given, else
+        derived from the cluster and every id it has recorded (gone ones too), so
+        that ``talprov plan`` shows the very ids the next ``apply`` creates while
+        nothing changed in between, and a changed history gives fresh ids."""
+        if self.names is not None:
+            return self.names
+        digest = hashlib.sha256("\n".join(sorted(history)).encode()).hexdigest()
+        return seeded_names(f"{cluster}/{digest}")
+
+    def _observe(
+        self, state: ClusterState
+    ) -> tuple[list[ObservedMachine], list[OrphanMachine], NameGenerator]:
         spec = state.spec
         records = self.store.list_requests(labels={LABEL_CLUSTER: spec.name}, include_gone=True)
+        names = self._names(spec.name, [r.request.id for r in records])
         live = [r for r in records if r.stage != Stage.GONE]
         known = {r.request.id for r in live}
         now = self.now()
@@ -210,16 +227,16 @@ class Scaler:
                     request_id=machine.request_id, set_name=machine.labels.get(LABEL_SET),
                 ))
         state.orphans_seen = seen_now
-        return [observed_machine(r) for r in live], orphans
+        return [observed_machine(r) for r in live], orphans, names
 
     # -- passes -------------------------------------------------------------------
 
     def preview(self, state: ClusterState) -> Plan:
         """What a pass would do now; changes nothing (``talprov plan``)."""
-        observed, orphans = self.observe(state)
+        observed, orphans, names = self._observe(state)
         if state.destroying:
             return plan_destroy(state.spec.name, observed, orphans)
-        return plan(state.spec, observed, self.now(), state.backoff, orphans=orphans)
+        return plan(state.spec, observed, self.now(), state.backoff, names, orphans=orphans)
 
     def run_pass(self, name: str) -> Plan | None:
         """One scaler pass for cluster ``name``: plan, then record the actions.
@@ -241,12 +258,12 @@ class Scaler:
         state = self.state(name)
         if state is None:
             return None
-        observed, orphans = self.observe(state)
+        observed, orphans, names = self._observe(state)
         self._update_backoff(state, observed)
         if state.destroying:
             result = plan_destroy(name, observed, orphans)
         else:
-            result = plan(state.spec, observed, self.now(), state.backoff, self.names,
+            result = plan(state.spec, observed, self.now(), state.backoff, names,
                           orphans=orphans)
         self._carry_out(state, result)
         if state.destroying and not observed and not orphans:

@@ -25,11 +25,11 @@ from pydantic import (
 )
 
 from talprov.providers.types import (
-    TALOS_VERSION_PATTERN,
     Arch,
     JoinSpec,
     MetaValue,
     Overlay,
+    talos_version_problem,
 )
 
 # Cluster and set names end up inside request ids, which are DNS labels.
@@ -119,7 +119,15 @@ class ConfigRef(_Doc):
 
 
 class TalosSettings(_Doc):
-    version: str = Field(pattern=TALOS_VERSION_PATTERN)
+    version: str
+
+    @field_validator("version")
+    @classmethod
+    def _version(cls, value: str) -> str:
+        problem = talos_version_problem(value)
+        if problem is not None:
+            raise ValueError(problem)
+        return value
 
 
 class ClusterDoc(_Doc):

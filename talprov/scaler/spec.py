@@ -249,7 +249,9 @@ def _read_relative(base_dir: Path, name: str, where: str) -> str:
     try:
         return path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(where, f"cannot read {name}: {_os_reason(exc)}") from None
+        # The path as looked for, so `sub/controlplane.yaml` is not reported as
+        # `controlplane.yaml` when the spec sits in another directory.
+        raise ConfigError(where, f"cannot read {path}: {_os_reason(exc)}") from None
 
 
 def _os_reason(exc: Exception) -> str:

@@ -23,6 +23,7 @@ from talprov.secrets import redact
 from talprov.service.auth import PrincipalDep, TokenVerifier
 from talprov.service.config import ServiceConfig, parse_service_config
 from talprov.service.context import ServiceContext, service_context
+from talprov.service.docs_ui import install_docs
 from talprov.service.guarding import QueryGuardMiddleware
 from talprov.service.metrics import Metrics, instrument
 from talprov.service.models import HealthView, Healthz, ProviderList, ProviderView
@@ -154,7 +155,10 @@ def create_app(
         "(Omni infra-provider resources) over HTTP.",
         lifespan=lifespan,
         max_body_size=service_config.max_body_bytes,
+        docs_url=None,  # served from the package by install_docs, not from a CDN
+        redoc_url=None,
     )
+    install_docs(app)
     app.state.ctx = ctx
     app.add_middleware(QueryGuardMiddleware, seconds=service_config.query_timeout)
     _install_error_handlers(app)

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import hashlib
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Response, status
 
-from talprov.providers.types import MachineRequest
+from talprov.errors import Conflict
 from talprov.service.auth import Principal, PrincipalDep
 from talprov.service.context import (
     ServiceContext,
@@ -38,27 +38,9 @@ def now_utc() -> datetime:
     return datetime.now(UTC)
 
 
-def template_digest(template: MachineRequest) -> str | None:
-    """The SHA-256 of the template's machine config (shown instead of it)."""
-    text = template.machine_config.get_secret_value()
-    return hashlib.sha256(text.encode()).hexdigest() if text else None
-
-
 def set_view(ctx: ServiceContext, request_set: RequestSet) -> MachineRequestSetView:
-    members = ctx.sets.members(request_set)
-    template = request_set.template
-    return MachineRequestSetView(
-        name=request_set.name,
-        provider=template.provider,
-        machine_count=request_set.machine_count,
-        talos_version=template.talos_version,
-        labels=dict(template.labels),
-        config_sha256=template_digest(template),
-        deleting=request_set.deleting,
-        members=[SetMember(id=m.request.id, stage=m.stage) for m in members],
-        created_at=request_set.created_at,
-        updated_at=request_set.updated_at,
-    )
+    return MachineRequestSetView.model_validate(
+        request_set.public_view(ctx.sets.members(request_set)))
 
 
 def _visible_set(ctx: ServiceContext, principal: Principal, name: str) -> RequestSet:
@@ -180,11 +162,12 @@ def scale_set(
     workers before control planes, then the oldest."""
     principal.require_write()
     existing = _visible_set(ctx, principal, name)
-    if existing.deleting:
-        raise HTTPException(status.HTTP_409_CONFLICT, detail=f"set {name} is being deleted")
-    fingerprint = set_fingerprint(existing.template, body.machine_count)
-    return _apply(ctx, RequestSet(name, existing.template, body.machine_count, False,
-                                  fingerprint, existing.created_at, now_utc()))
+    try:
+        scaled = existing.scaled(body.machine_count, now_utc())
+    except Conflict as exc:
+        raise HTTPException(status.HTTP_409_CONFLICT, detail=str(exc)) from None
+    # Written as a new version, not at the version read: a scale is the last word.
+    return _apply(ctx, replace(scaled, version=None))
 
 
 @router.get("", response_model=MachineRequestSetList, summary="List sets",

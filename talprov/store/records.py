@@ -14,6 +14,7 @@ from pydantic import SecretStr, ValidationError
 from talprov.providers.types import STORED, MachineRequest, Stage
 from talprov.store.crypto import SecretCodec
 from talprov.store.errors import StaleRecord, StoreError, StoreKeyError
+from talprov.timestamps import rfc3339
 
 
 @dataclass(frozen=True)
@@ -218,6 +219,6 @@ def public_view(record: RequestRecord) -> dict[str, Any]:
         "error": record.error,
         "talos_version": record.request.talos_version,
         "marked_for_deletion": record.marked_for_deletion,
-        "created_at": record.created_at.isoformat(),
-        "updated_at": record.updated_at.isoformat(),
+        "created_at": rfc3339(record.created_at),
+        "updated_at": rfc3339(record.updated_at),
     }

@@ -14,12 +14,11 @@ which drop the pre-release part: ``v1.11.0-alpha.1`` counts as ``v1.11.0``.
 from __future__ import annotations
 
 import logging
-import re
 from dataclasses import dataclass
 from functools import cache
 
 from talprov.providers.errors import InvalidRequest
-from talprov.providers.types import TALOS_VERSION_PATTERN
+from talprov.providers.types import talos_version_problem
 
 log = logging.getLogger(__name__)
 
@@ -27,7 +26,6 @@ log = logging.getLogger(__name__)
 DEFAULT_TALOS_VERSION = "v1.13.9"
 #: The minor lines whose rules talprov carries, oldest first.
 SUPPORTED_LINES: tuple[tuple[int, int], ...] = ((1, 9), (1, 10), (1, 11), (1, 12), (1, 13))
-_VERSION = re.compile(TALOS_VERSION_PATTERN)
 
 
 @dataclass(frozen=True, order=True)
@@ -58,9 +56,9 @@ class TalosVersion:
 
 def parse_version(text: str, field: str = "talos_version") -> TalosVersion:
     """``text`` as a :class:`TalosVersion`. Raises ``InvalidRequest`` naming ``field``. Pure."""
-    match = _VERSION.match(text)
-    if match is None:
-        raise InvalidRequest("not a Talos version like v1.13.9", field=field)
+    problem = talos_version_problem(text)
+    if problem is not None:
+        raise InvalidRequest(problem, field=field)
     core, _, prerelease = text[1:].partition("-")
     major, minor, patch = (int(part) for part in core.split("."))
     return TalosVersion(major, minor, patch, prerelease)

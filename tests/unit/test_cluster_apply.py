@@ -69,7 +69,7 @@ def test_apply_scale_plan_and_destroy_through_the_cli(home: Home) -> None:
               if r["marked_for_deletion"]]
     assert [a["request"] for a in preview["actions"]] == marked  # the marked one goes first
 
-    result = home.invoke("destroy", "demo", "--wait")
+    result = home.invoke("destroy", "demo", "--wait", "--yes")
     assert result.exit_code == 0, result.output
     assert cloud.machines() == []
     assert home.invoke("status", "demo").exit_code == 1

@@ -54,7 +54,7 @@ def assert_cleaned_up(tmp_path: Path) -> None:
 
 
 def table_rows(output: str, platform: str) -> list[str]:
-    return [line for line in output.splitlines() if line.startswith(f"│ {platform} ")]
+    return [line for line in output.splitlines() if line.startswith(f"{platform} ")]
 
 
 def test_demo_provisions_checks_and_cleans_up(tmp_path: Path) -> None:

@@ -31,13 +31,12 @@ def test_example_config_validates_for_every_provider_type(
 
 
 def test_example_spec_and_request_load(tmp_path: Path) -> None:
-    for name in ("cluster.yaml", "web-1.yaml"):
+    for name in ("cluster.yaml", "request.yaml"):
         shutil.copy(EXAMPLES / name, tmp_path / name)
     (tmp_path / "worker.yaml").write_text(WORKER_CONFIG)
     (tmp_path / "controlplane.yaml").write_text(
         WORKER_CONFIG.replace("type: worker", "type: controlplane"))
     spec = load_spec_file(tmp_path / "cluster.yaml")
     assert list(spec.sets) == ["control-planes", "workers"]
-    request = load_request_file(tmp_path / "web-1.yaml")
-    assert request.id == "web-1"
-    assert request.extensions == ("siderolabs/iscsi-tools",)
+    request = load_request_file(tmp_path / "request.yaml")
+    assert request.id == "example-1"

@@ -201,8 +201,7 @@ def test_load_spec_file_reads_relative_files(base_dir: Path) -> None:
         ((CLUSTER, CLASS, CONTROL_PLANE + "name: x\n"),
          "name: a ControlPlane is always named 'control-planes'"),
         ((CLUSTER, CLASS, CONTROL_PLANE.replace("controlplane.yaml", "missing.yaml")),
-         'document 3 (ControlPlane "control-planes"): config.file: cannot read missing.yaml: '
-         "No such file or directory"),
+         'document 3 (ControlPlane "control-planes"): config.file: cannot read /'),
         ((CLUSTER, CLASS, CONTROL_PLANE.replace("{file: controlplane.yaml}", "{}")),
          'document 3 (ControlPlane "control-planes"): config: give exactly one of file or inline'),
         ((CLUSTER, CLASS, WORKERS.replace('"machine: {install: {disk: /dev/sdb}}"', '"a: [b"')),
@@ -210,7 +209,8 @@ def test_load_spec_file_reads_relative_files(base_dir: Path) -> None:
         ((CLUSTER, CLASS, WORKERS.replace('"machine: {install: {disk: /dev/sdb}}"', '"[1, 2]"')),
          'document 3 (Workers "workers"): patches: patch 1: document 1: must be a mapping'),
         ((CLUSTER.replace("v1.13.9", "v1.11"), CLASS),
-         'document 1 (Cluster "demo"): talos.version: must match'),
+         'document 1 (Cluster "demo"): talos.version: \'v1.11\' is not a Talos version like '
+         "v1.13.9"),
         ((CLUSTER.replace("OMNI_JOIN_TOKEN", "NOPE"), CLASS),
          'document 1 (Cluster "demo"): join.api_url: environment variable NOPE is not set'),
         ((CLUSTER, CLUSTER), 'document 2 (Cluster "demo"): a second Cluster document'),

@@ -1,0 +1,78 @@
+"""``talprov set list|get|scale``: the service's request sets, from the command line."""
+
+from __future__ import annotations
+
+import click
+
+from talprov.cli.app import EXIT_FAILED, App, fail, handle_errors, pass_app, say
+from talprov.cli.output import emit, output_option
+from talprov.sets import RequestSet, SetRepository, reconcile_set
+from talprov.store.records import RequestRecord
+
+LIST_COLUMNS = ("name", "provider", "machine_count", "members", "talos_version", "deleting")
+
+
+@click.group("set")
+def request_set() -> None:
+    """Request sets: N identical requests `<set>-<n>` (the API's machine-request-sets)."""
+
+
+def _found(repo: SetRepository, name: str) -> RequestSet:
+    found = repo.get(name)
+    if found is None:
+        fail(f"request set {name} not found", EXIT_FAILED)
+    return found
+
+
+def _members_line(members: list[RequestRecord]) -> str:
+    return ", ".join(f"{m.request.id}={m.stage.value}" for m in members)
+
+
+@request_set.command("list")
+@output_option
+@pass_app
+@handle_errors
+def list_sets(app: App, output: str) -> None:
+    """List request sets with their size and members' stages."""
+    repo = SetRepository(app.store)
+    views = [s.public_view(repo.members(s)) for s in repo.all()]
+    if output != "table":
+        emit(views, output)
+        return
+    emit([{**v, "members": len(v["members"])} for v in views], output, columns=LIST_COLUMNS)
+
+
+@request_set.command("get")
+@click.argument("name")
+@output_option
+@pass_app
+@handle_errors
+def get_set(app: App, name: str, output: str) -> None:
+    """Show one request set and its members. Exit 1 when unknown."""
+    repo = SetRepository(app.store)
+    found = _found(repo, name)
+    members = repo.members(found)
+    view = found.public_view(members)
+    if output != "table":
+        emit(view, output)
+        return
+    emit([{"field": key, "value": _members_line(members) if key == "members" else value}
+          for key, value in view.items()], output, columns=("field", "value"))
+
+
+@request_set.command("scale")
+@click.argument("name")
+@click.argument("count", type=click.IntRange(min=0))
+@pass_app
+@handle_errors
+def scale_set(app: App, name: str, count: int) -> None:
+    """Change a set's machine_count; its members are created or deleted at once
+    (scale-down: unallocated first, workers before control planes, oldest first)."""
+    repo = SetRepository(app.store)
+    found = _found(repo, name)
+    stored = repo.put(found.scaled(count, app.runtime_now()))
+    changes = reconcile_set(repo, stored)
+    done = [f"created {', '.join(changes.created)}"] if changes.created else []
+    done += [f"deleting {', '.join(changes.deleted)}"] if changes.deleted else []
+    say(f"request set {name}: size {count}" + (f"; {'; '.join(done)}" if done else "")
+        + "; `talprov reconcile` (or the service) carries it on")

@@ -1,0 +1,136 @@
+"""What people read: tables that never cut ids, one timestamp format, a line for
+every action, progress and Ctrl-C during waits, errors without class names."""
+
+from __future__ import annotations
+
+import importlib
+import json
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+
+from talprov.cli import output
+from talprov.cli.app import describe_provider_error
+from talprov.providers.errors import InvalidRequest, QuotaExceeded, Transient
+from talprov.reconcile.reconciler import Reconciler
+from talprov.service.models import MachineRequestView
+from tests.helpers import Home
+from tests.unit.test_cluster_apply import write_spec
+
+LONG_ID = "c2-controlplanes-abcde"
+LONG_INFRA = "i-2d5a65739f0c4e1ab"
+
+
+def test_tables_never_cut_ids_and_drop_empty_columns(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("COLUMNS", "80")
+    monkeypatch.setattr(output, "stdout_is_terminal", lambda: True)
+    rows = [{"id": LONG_ID, "provider": "aws", "stage": "provisioning", "step": "wait-running",
+             "infra_id": LONG_INFRA, "machine_uuid": None,
+             "error": "the endpoint https://ec2.example.test refused the connection " * 2}]
+    output.emit(rows, "table", columns=tuple(rows[0]))
+    text = capsys.readouterr().out
+    assert LONG_ID in text
+    assert LONG_INFRA in text
+    assert "https://ec2.example.test" in text
+    assert "machine_uuid" not in text  # empty in every row
+    assert "…" not in text
+
+
+def test_machine_get_table_shows_addresses_and_labels_and_times_match_the_api(
+    home: Home
+) -> None:
+    request = home.write_request("m1", labels={"team": "blue"})
+    assert home.invoke("machine", "create", "-f", str(request), "--wait").exit_code == 0
+    view = json.loads(home.invoke("machine", "get", "m1", "-o", "json").output)
+    assert view["addresses"]
+    table = home.invoke("machine", "get", "m1").output
+    assert "team=blue" in table
+    for address in view["addresses"]:
+        assert address in table
+    api = MachineRequestView.model_validate(
+        {**view, "config_sha256": None, "join": False}).model_dump(mode="json")
+    assert view["created_at"] == api["created_at"]
+    assert view["created_at"].endswith("Z")
+    assert all(e["at"].endswith("Z") for e in view["events"])
+
+
+def test_wait_shows_elapsed_time_and_the_step(home: Home) -> None:
+    request = home.write_request("m2")
+    result = home.invoke("machine", "create", "-f", str(request), "--wait")
+    assert re.search(r"m2: provisioning at step \S+ \[\d+m\d\ds\]", result.output), result.output
+
+
+def test_ctrl_c_during_wait_says_the_request_is_kept(
+    home: Home, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def interrupted(*args: object, **kwargs: object) -> bool:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(Reconciler, "run_until", interrupted)
+    request = home.write_request("m3")
+    result = home.invoke("machine", "create", "-f", str(request), "--wait")
+    assert result.exit_code == 130
+    assert "request m3 is recorded; `talprov reconcile`" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_forget_mark_delete_and_reconcile_once_say_what_they_did(home: Home) -> None:
+    request = home.write_request("m4")
+    home.invoke("machine", "create", "-f", str(request))
+    assert "round done: 1 requests worked on" in home.invoke("reconcile", "--once").output
+    assert "m4: marked" in home.invoke("machine", "mark-delete", "m4").output
+    assert "no longer marked" in home.invoke("machine", "mark-delete", "m4", "--undo").output
+    said = home.invoke("machine", "forget", "m4", "--reason", "test").output
+    assert "m4: forgotten" in said
+
+
+def test_provider_errors_read_without_class_names() -> None:
+    assert describe_provider_error(Transient("ec2 at http://x: refused")) == (
+        "ec2 at http://x: refused (temporary failure, retrying may help)")
+    assert "QuotaExceeded" not in describe_provider_error(QuotaExceeded("vCPU limit"))
+    assert describe_provider_error(InvalidRequest("bad", field="f")) == "f: bad"
+
+
+def test_a_missing_config_file_is_named_as_looked_for(home: Home) -> None:
+    sub = home.root / "sub"
+    sub.mkdir()
+    spec = write_spec(sub)
+    (sub / "controlplane.yaml").unlink()
+    result = home.invoke("plan", "-f", str(spec))
+    assert result.exit_code == 2
+    assert f"cannot read {sub / 'controlplane.yaml'}:" in result.output
+
+
+def test_a_version_without_v_gets_one_message_everywhere(home: Home) -> None:
+    expected = "'1.13.9' is not a Talos version like v1.13.9 (with the leading v)"
+    request = home.write_request("m5", talos_version="1.13.9")
+    spec = write_spec(home.root, version="1.13.9")
+    schematic = home.root / "schematic.yaml"
+    schematic.write_text("customization: {}\n")
+    for args in (("machine", "create", "-f", str(request)), ("plan", "-f", str(spec)),
+                 ("image", "urls", "-f", str(schematic), "--version", "1.13.9")):
+        result = home.invoke(*args)
+        assert result.exit_code == 2
+        assert expected in result.output, result.output
+
+
+def test_demo_does_not_overwrite_a_users_files(home: Home, tmp_path: Path,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "cluster.yaml").write_text(yaml.safe_dump({"kind": "Cluster", "name": "prod"}))
+    before = (mine / "cluster.yaml").read_text()
+    result = home.invoke("demo", "--dir", str(mine))
+    assert result.exit_code == 2
+    assert f"{mine / 'cluster.yaml'} exists and was not written by the demo" in result.output
+    # The module, not the `demo` command that talprov.cli exports under the same name.
+    demo_module = importlib.import_module("talprov.cli.demo")
+    monkeypatch.setattr(demo_module, "stdin_is_terminal", lambda: True)
+    result = home.invoke("demo", "--dir", str(mine), input="n\n")
+    assert result.exit_code == 1
+    assert "Overwrite it?" in result.output
+    assert (mine / "cluster.yaml").read_text() == before

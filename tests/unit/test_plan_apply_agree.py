@@ -1,0 +1,70 @@
+"""`plan` shows what `apply` does (same ids), notes reach the table, destroy asks first."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import yaml
+
+import talprov.cli.app as app_module
+from tests.helpers import Home
+from tests.unit.test_cluster_apply import write_spec
+
+
+def _ids(home: Home) -> set[str]:
+    return {r["id"] for r in json.loads(home.invoke("machine", "list", "-o", "json").output)}
+
+
+def test_apply_creates_the_ids_plan_showed(home: Home) -> None:
+    spec = write_spec(home.root, control_planes=1, workers=2)
+    preview = json.loads(home.invoke("plan", "-f", str(spec), "-o", "json").output)
+    planned = {a["request"] for a in preview["actions"]}
+    assert len(planned) == 3
+    result = home.invoke("apply", "-f", str(spec), "-o", "json")
+    assert result.exit_code == 0, result.output
+    assert _ids(home) == planned
+    # And again for a scale-up of an existing cluster.
+    spec = write_spec(home.root, control_planes=1, workers=4)
+    table = home.invoke("plan", "-f", str(spec)).output
+    preview = json.loads(home.invoke("plan", "-f", str(spec), "-o", "json").output)
+    new = {a["request"] for a in preview["actions"]}
+    assert len(new) == 2
+    assert all(rid in table for rid in new)
+    home.invoke("apply", "-f", str(spec))
+    assert _ids(home) == planned | new
+
+
+def test_plan_table_shows_the_notes_the_json_carries(home: Home) -> None:
+    spec = write_spec(home.root, control_planes=1, workers=1)
+    assert home.invoke("apply", "-f", str(spec)).exit_code == 0
+    docs = [d for d in yaml.safe_load_all(spec.read_text()) if d["kind"] != "ControlPlane"]
+    spec.write_text(yaml.safe_dump_all(docs))
+    notes = [n for s in json.loads(home.invoke("plan", "-f", str(spec), "-o", "json").output)
+             ["sets"] for n in s["notes"]]
+    assert notes
+    table = home.invoke("plan", "-f", str(spec)).output
+    assert "matches its spec" not in table
+    for note in notes:
+        assert note in table
+
+
+def test_destroy_refuses_without_yes_when_not_on_a_terminal(home: Home) -> None:
+    spec = write_spec(home.root, control_planes=1, workers=1)
+    home.invoke("apply", "-f", str(spec))
+    result = home.invoke("destroy", "demo")
+    assert result.exit_code == 2
+    assert "--yes" in result.output
+    assert home.invoke("status", "demo").exit_code == 0  # still recorded, nothing deleted
+    assert home.invoke("destroy", "demo", "--yes").exit_code == 0
+
+
+def test_destroy_asks_on_a_terminal(home: Home, monkeypatch: pytest.MonkeyPatch) -> None:
+    spec = write_spec(home.root, control_planes=1, workers=1)
+    home.invoke("apply", "-f", str(spec))
+    monkeypatch.setattr(app_module, "stdin_is_terminal", lambda: True)
+    result = home.invoke("destroy", "demo", input="n\n")
+    assert result.exit_code == 1
+    assert "Delete all 2 machines of cluster demo?" in result.output
+    state = json.loads(home.invoke("status", "demo", "-o", "json").output)
+    assert state["cluster"] == "demo"

@@ -1,0 +1,150 @@
+"""Every example marked runnable in README.md, docs/ and examples/ runs against the
+demo's emulators, as a reader would run it after `talprov demo --keep`.
+
+Markdown: a fenced block whose info string holds the word ``runnable`` runs; a
+``yaml``/other block with ``name=FILE`` is written to FILE first, an ``sh``
+block runs in bash (``-e``: every line must succeed), in order, one fresh work
+directory per document. examples/: a file whose first line is ``# talprov …`` is
+copied into a fresh directory and that command runs. Every document shares one
+moto EC2 server and the config the demo writes for it.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import REPO, SEEN_OUTPUT
+
+FENCE = re.compile(r"^```(\S*)[ \t]*(.*)$")
+#: Defines `talprov` for the snippets as this interpreter's talprov.
+PRELUDE = 'talprov() { "$TALPROV_PYTHON" -m talprov "$@"; }\n'
+
+
+@dataclass(frozen=True)
+class Block:
+    language: str
+    name: str | None
+    text: str
+    line: int
+
+
+def runnable_blocks(path: Path) -> list[Block]:
+    """The runnable fenced blocks of a Markdown file, in order."""
+    blocks: list[Block] = []
+    lines = path.read_text().splitlines()
+    index = 0
+    while index < len(lines):
+        match = FENCE.match(lines[index])
+        if match is None or not match.group(1):
+            index += 1
+            continue
+        start = index
+        index += 1
+        body: list[str] = []
+        while index < len(lines) and not lines[index].startswith("```"):
+            body.append(lines[index])
+            index += 1
+        index += 1
+        words = match.group(2).split()
+        if "runnable" in words:
+            name = next((w.split("=", 1)[1] for w in words if w.startswith("name=")), None)
+            blocks.append(Block(match.group(1), name, "\n".join(body) + "\n", start + 1))
+    return blocks
+
+
+def documents() -> list[Path]:
+    return [REPO / "README.md", *sorted((REPO / "docs").rglob("*.md"))]
+
+
+def example_commands() -> list[tuple[Path, str]]:
+    found = []
+    for path in sorted((REPO / "examples").glob("*.yaml")):
+        first = path.read_text().splitlines()[0]
+        if first.startswith("# talprov "):
+            found.append((path, first[2:]))
+    return found
+
+
+@dataclass
+class DemoWorld:
+    workdir: Path
+    env: dict[str, str]
+
+    def fresh_dir(self, tmp: Path, name: str) -> Path:
+        where = tmp / name
+        where.mkdir()
+        for config in ("controlplane.yaml", "worker.yaml"):
+            shutil.copy(self.workdir / config, where / config)
+        return where
+
+    def run(self, script: str, cwd: Path, what: str) -> None:
+        proc = subprocess.run(["bash", "-e", "-c", PRELUDE + script], cwd=cwd, env=self.env,
+                              capture_output=True, text=True, timeout=120, check=False)
+        SEEN_OUTPUT.append(proc.stdout + proc.stderr)
+        assert proc.returncode == 0, f"{what} exited {proc.returncode}:\n{script}\n" \
+                                     f"{proc.stdout}\n{proc.stderr}"
+
+
+@pytest.fixture(scope="module")
+def demo_world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DemoWorld]:
+    """What `talprov demo --keep` leaves: moto EC2 and the config for it."""
+    from talprov.cli.demo import AwsDemo, write_files
+    from talprov.demo_platforms.aws import fake_credentials
+
+    workdir = tmp_path_factory.mktemp("demo")
+    platform = AwsDemo(workdir / "moto")
+    try:
+        with pytest.MonkeyPatch.context() as patch:
+            for key, value in fake_credentials().items():
+                patch.setenv(key, value)  # write_files asks moto for its subnets
+            config = write_files(workdir, [platform], 1, 1)
+        home = tmp_path_factory.mktemp("home")
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "TALPROV_"))}
+        env.update(fake_credentials(), TALPROV_CONFIG=str(config), TALPROV_PYTHON=sys.executable,
+                   HOME=str(home), XDG_STATE_HOME=str(home / "state"),
+                   XDG_CACHE_HOME=str(home / "cache"), XDG_CONFIG_HOME=str(home / "config"))
+        yield DemoWorld(workdir, env)
+    finally:
+        platform.stop()
+
+
+def test_the_readme_has_runnable_examples() -> None:
+    # Guards the extraction itself: the README's config, request and spec are marked.
+    names = {b.name for b in runnable_blocks(REPO / "README.md")}
+    assert {"my-talprov.yaml", "web-1.yaml", "cluster.yaml"} <= names
+    assert example_commands()
+
+
+@pytest.mark.parametrize("document", documents(), ids=lambda p: str(p.relative_to(REPO)))
+def test_runnable_blocks_of_a_document_run(document: Path, demo_world: DemoWorld,
+                                           tmp_path: Path) -> None:
+    blocks = runnable_blocks(document)
+    if not blocks:
+        return  # nothing marked in this document
+    where = demo_world.fresh_dir(tmp_path, "doc")
+    for block in blocks:
+        what = f"{document.relative_to(REPO)}:{block.line}"
+        if block.name is not None:
+            (where / block.name).write_text(block.text)
+        elif block.language == "sh":
+            demo_world.run(block.text, where, what)
+        else:
+            raise AssertionError(f"{what}: a runnable {block.language} block needs name=FILE")
+
+
+@pytest.mark.parametrize("example", example_commands(), ids=lambda e: e[0].name)
+def test_each_example_file_runs_its_first_line(example: tuple[Path, str],
+                                               demo_world: DemoWorld, tmp_path: Path) -> None:
+    path, command = example
+    where = demo_world.fresh_dir(tmp_path, "example")
+    shutil.copy(path, where / path.name)
+    demo_world.run(command + "\n", where, f"examples/{path.name}")
