@@ -21,16 +21,7 @@ import click
 from talprov.config import LoadedConfig, load_config
 from talprov.errors import ConfigError, Conflict
 from talprov.logs import JsonFormatter, install_handler, make_handler
-from talprov.providers.errors import (
-    AuthError,
-    CapacityError,
-    InvalidRequest,
-    NotFound,
-    ProviderError,
-    QuotaExceeded,
-    StepTimeout,
-    Transient,
-)
+from talprov.providers.errors import InvalidRequest, ProviderError, describe_error
 from talprov.providers.protocol import Provider, Runtime
 from talprov.reconcile.reconciler import ProviderHandle, Reconciler
 from talprov.registry import build_provider
@@ -270,28 +261,12 @@ def handle_errors(fn: F) -> F:
         except InvalidRequest as exc:
             fail(str(exc))
         except ProviderError as exc:
-            fail(describe_provider_error(exc), EXIT_FAILED)
+            fail(describe_error(exc), EXIT_FAILED)
 
     return wrapper  # type: ignore[return-value]
 
 
 #: How a person reads each kind of provider error (never a Python class name).
-_ERROR_KINDS: tuple[tuple[type[ProviderError], str], ...] = (
-    (StepTimeout, "timed out"),
-    (AuthError, "credentials refused"),
-    (QuotaExceeded, "quota exceeded"),
-    (CapacityError, "no capacity"),
-    (NotFound, "not found"),
-    (Transient, "temporary failure, retrying may help"),
-)
-
-
-def describe_provider_error(exc: ProviderError) -> str:
-    """``exc``'s message and, where the kind adds something, what kind it is. Pure."""
-    kind = next((word for cls, word in _ERROR_KINDS if isinstance(exc, cls)), None)
-    return f"{exc} ({kind})" if kind else str(exc)
-
-
 def setup_logging(verbose: int, log_format: str = "plain") -> None:
     """Log to stderr at WARNING (-v INFO, -vv DEBUG) in ``log_format`` (plain or
     json, see :mod:`talprov.logs`), secrets masked. Idempotent: replaces only its

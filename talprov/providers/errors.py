@@ -65,3 +65,26 @@ class StepTimeout(ProviderError):
     """A step waited longer than its deadline (a machine that never came up)."""
 
     permanent = True
+
+
+#: What each kind of provider error means, in words people read (never a class name).
+ERROR_KINDS: tuple[tuple[type[ProviderError], str], ...] = (
+    (AuthError, "credentials refused"),
+    (QuotaExceeded, "over quota"),
+    (CapacityError, "no capacity"),
+    (NotFound, "not found"),
+    (StepTimeout, "timed out"),
+    (Transient, "not answering"),
+)
+
+
+def error_kind(exc: ProviderError) -> str | None:
+    """A few words for what ``exc`` means, or None when its message says it all
+    (an ``InvalidRequest`` names its field). Pure."""
+    return next((kind for cls, kind in ERROR_KINDS if isinstance(exc, cls)), None)
+
+
+def describe_error(exc: ProviderError) -> str:
+    """``exc`` as one line for people: ``<kind>: <message>``. Pure."""
+    kind = error_kind(exc)
+    return f"{kind}: {exc}" if kind else str(exc)

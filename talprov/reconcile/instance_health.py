@@ -16,31 +16,8 @@ import random
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from talprov.providers.errors import (
-    AuthError,
-    CapacityError,
-    NotFound,
-    ProviderError,
-    QuotaExceeded,
-    StepTimeout,
-    Transient,
-)
+from talprov.providers.errors import ProviderError, error_kind
 from talprov.secrets import redact
-
-#: What each kind of provider error means, most specific first.
-_KINDS: tuple[tuple[type[ProviderError], str], ...] = (
-    (AuthError, "credentials refused"),
-    (QuotaExceeded, "over quota"),
-    (CapacityError, "no capacity"),
-    (NotFound, "not found"),
-    (StepTimeout, "timed out"),
-    (Transient, "not answering"),
-)
-
-
-def error_kind(exc: ProviderError) -> str:
-    """A few words, free of class names, for what a provider error means."""
-    return next((kind for cls, kind in _KINDS if isinstance(exc, cls)), "failing")
 
 
 def _iso(moment: float) -> str:
@@ -119,7 +96,7 @@ class InstanceBackoff:
         delay = self._rng.uniform(delay / 2, delay)
         if exc.retry_after is not None:
             delay = max(delay, exc.retry_after)
-        kind = error_kind(exc)
+        kind = error_kind(exc) or "failing"
         trouble = InstanceTrouble(
             instance=instance, kind=kind, endpoint=endpoint, detail=redact(str(exc)),
             since=now if before is None else before.since, next_attempt=now + delay,

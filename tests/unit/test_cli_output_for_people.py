@@ -12,8 +12,7 @@ import pytest
 import yaml
 
 from talprov.cli import output
-from talprov.cli.app import describe_provider_error
-from talprov.providers.errors import InvalidRequest, QuotaExceeded, Transient
+from talprov.providers.errors import InvalidRequest, QuotaExceeded, Transient, describe_error
 from talprov.reconcile.reconciler import Reconciler
 from talprov.service.models import MachineRequestView
 from tests.helpers import Home
@@ -89,10 +88,10 @@ def test_forget_mark_delete_and_reconcile_once_say_what_they_did(home: Home) -> 
 
 
 def test_provider_errors_read_without_class_names() -> None:
-    assert describe_provider_error(Transient("ec2 at http://x: refused")) == (
-        "ec2 at http://x: refused (temporary failure, retrying may help)")
-    assert "QuotaExceeded" not in describe_provider_error(QuotaExceeded("vCPU limit"))
-    assert describe_provider_error(InvalidRequest("bad", field="f")) == "f: bad"
+    assert describe_error(Transient("ec2 at http://x: refused")) == (
+        "not answering: ec2 at http://x: refused")
+    assert describe_error(QuotaExceeded("vCPU limit")) == "over quota: vCPU limit"
+    assert describe_error(InvalidRequest("bad", field="f")) == "f: bad"
 
 
 def test_a_missing_config_file_is_named_as_looked_for(home: Home) -> None:
