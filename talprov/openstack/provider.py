@@ -21,26 +21,25 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any, ClassVar
 
 from pydantic import BaseModel
 
 from talprov.openstack import images, sweep
+from talprov.openstack.batching import each, one_by_one
 from talprov.openstack.client import OpenStackClient, connect
 from talprov.openstack.config import OpenStackConfig
-from talprov.openstack.data import OpenStackData, PortSpec
+from talprov.openstack.data import OpenStackData
 from talprov.openstack.errors import is_no_valid_host
 from talprov.openstack.lookups import Lookups, Resolved
+from talprov.openstack.ports import Ports
 from talprov.openstack.servers import (
-    PORT_KEY,
     encode_user_data,
     is_going,
     owner_tags,
     render_user_data,
     request_tags,
     server_metadata,
-    tag,
     tag_query,
     to_machine,
     zone_order,
@@ -55,9 +54,7 @@ from talprov.providers.errors import (
     ProviderError,
     Transient,
 )
-from talprov.providers.ownership import REQUEST_KEY
 from talprov.providers.protocol import (
-    BatchStepFn,
     Leftover,
     ProviderState,
     Runtime,
@@ -82,29 +79,6 @@ class _ServerView:
         self.status = machine.extra.get("status", "UNKNOWN")
         self.fault = machine.extra.get("fault")
         self.addresses = machine.addresses
-
-
-#: Requests of one batch step handled side by side (the SDK's session is thread-safe).
-BATCH_WORKERS = 8
-
-
-def each(run: Callable[[Ctx], StepResult], ctxs: Sequence[Ctx]) -> list[StepResult | BaseException]:
-    """``run`` for every context, side by side; a ``ProviderError`` in its request's place."""
-    def attempt(ctx: Ctx) -> StepResult | BaseException:
-        try:
-            return run(ctx)
-        except ProviderError as exc:
-            return exc
-
-    if len(ctxs) <= 1:
-        return [attempt(ctx) for ctx in ctxs]
-    with ThreadPoolExecutor(max_workers=min(BATCH_WORKERS, len(ctxs))) as pool:
-        return list(pool.map(attempt, ctxs))
-
-
-def one_by_one(run: Callable[[Ctx], StepResult]) -> BatchStepFn:
-    """A ``run_batch`` that runs ``run`` for each request (side by side)."""
-    return lambda ctxs: each(run, ctxs)
 
 
 class ServerBuildFailed(ProviderError):
@@ -146,6 +120,7 @@ class OpenStackProvider:
         self.tags = NeutronTags(self.client)
         self._group_lock = threading.Lock()
         self._names = Lookups(self.client, runtime.clock)
+        self.ports = Ports(self.client, self.tags, self._names)
         # Servers this instance created and has not looked at since: the pass's
         # listing predates them, so the first look waits for the next listing.
         self._unseen: set[str] = set()
@@ -163,7 +138,7 @@ class OpenStackProvider:
             Step("resolve-flavor", self._resolve_flavor, one_by_one(self._resolve_flavor)),
             Step("ensure-server-group", self._ensure_server_group,
                  one_by_one(self._ensure_server_group)),
-            Step("ensure-ports", self._ensure_ports_step, self._ensure_ports_batch),
+            Step("ensure-ports", self._ensure_ports_step, self.ports.ensure_batch),
             Step("ensure-server", self._ensure_server_step, one_by_one(self._ensure_server_step)),
             Step("wait-active", self._wait_active, self._wait_active_batch,
                  timeout=self.config.active_timeout),
@@ -226,102 +201,8 @@ class OpenStackProvider:
     # -- 4. ports --------------------------------------------------------------------------
 
     def _ensure_ports_step(self, ctx: Ctx) -> StepResult:
-        self._ensure_ports(ctx)
+        self.ports.ensure(ctx)
         return None
-
-    def _ensure_ports_batch(self, ctxs: Sequence[Ctx]) -> list[StepResult | BaseException]:
-        """ensure-ports for many requests: ONE list of the owner's tagged ports for all.
-
-        Crash safe as the single step: a port made before a crash carries its
-        request's tags and is found in that list. Idempotent.
-        """
-        try:
-            owned = self.client.list("list ports", self.client.network.ports,
-                                     tags=tag_query(owner_tags(ctxs[0].owner)))
-        except ProviderError as exc:
-            return [exc] * len(ctxs)
-        by_request: dict[str, list[Any]] = {}
-        for port in owned:
-            for port_tag in port.tags or []:
-                if port_tag.startswith(REQUEST_KEY + "="):
-                    by_request.setdefault(port_tag, []).append(port)
-
-        def ensure(ctx: Ctx) -> StepResult:
-            self._ensure_ports(ctx, by_request.get(tag(REQUEST_KEY, ctx.request.id), []))
-            return None
-
-        return each(ensure, ctxs)
-
-    def _request_ports(self, ctx: Ctx) -> list[Any]:
-        query = tag_query(request_tags(ctx.owner, ctx.request.id))
-        return self.client.list("list ports", self.client.network.ports, tags=query)
-
-    def _ensure_ports(self, ctx: Ctx, listed: list[Any] | None = None) -> None:
-        """The request's ports: those ``listed`` (else listed now) by tag, the rest created."""
-        specs = ctx.data.port_specs()
-        existing: dict[str, Any] = {}
-        for port in self._request_ports(ctx) if listed is None else listed:
-            for port_tag in port.tags or []:
-                if port_tag.startswith(PORT_KEY + "="):
-                    existing.setdefault(port_tag, port)
-        port_ids: list[str] = []
-        for index, spec in enumerate(specs):
-            index_tag = tag(PORT_KEY, str(index))
-            port = existing.get(index_tag) or self.tags.adopt_untagged(
-                "port", self.client.network.ports,
-                [*request_tags(ctx.owner, ctx.request.id), index_tag],
-                name=f"{ctx.request.id}-{index}")
-            if port is None:
-                port = self._create_port(ctx, index, spec, index_tag)
-                ctx.event(f"created port {port.id} on {spec.network}")
-            port_ids.append(str(port.id))
-        ctx.state.port_ids = port_ids
-
-    def _create_port(self, ctx: Ctx, index: int, spec: PortSpec, index_tag: str) -> Any:
-        net = self._names.network(spec.network)
-        attrs: dict[str, Any] = {
-            "network_id": net.id,
-            "name": f"{ctx.request.id}-{index}",
-            "description": "created by talprov",
-        }
-        groups = spec.security_groups if spec.security_groups is not None else (
-            ctx.data.security_groups)
-        if groups:
-            attrs["security_group_ids"] = [self._names.security_group(g).id for g in groups]
-        if spec.fixed_ips:
-            attrs["fixed_ips"] = [self._fixed_ip(net.id, item.subnet, item.ip_address)
-                                  for item in spec.fixed_ips]
-        try:
-            return self.tags.create(
-                "port", [*request_tags(ctx.owner, ctx.request.id), index_tag],
-                lambda extra: self.client.network.create_port(**attrs, **extra),
-                release=lambda port: self._delete_port(str(port.id)), event=ctx.event)
-        except (InvalidRequest, NotFound):
-            # The network or a group may be gone (or recreated): resolve them afresh.
-            self._names.forget(net.id, *attrs.get("security_group_ids", []))
-            raise
-
-    def _fixed_ip(self, network_id: str, subnet: str | None, address: str | None) -> dict[
-            str, str]:
-        item: dict[str, str] = {}
-        if subnet is not None:
-            found = self.client.find_one("find subnet", self.client.network.find_subnet, subnet)
-            if found is None or found.network_id != network_id:
-                raise InvalidRequest(f"no subnet {subnet!r} on that network",
-                                     field="provider_data.ports")
-            item["subnet_id"] = str(found.id)
-        if address is not None:
-            item["ip_address"] = address
-        return item
-
-    def _release_ports(self, ctx: Ctx) -> None:
-        for port in self._request_ports(ctx):
-            self._delete_port(str(port.id))
-        ctx.state.port_ids = []
-
-    def _delete_port(self, port_id: str) -> None:
-        self.client.delete("delete port", lambda: self.client.network.delete_port(
-            port_id, ignore_missing=False))
 
     def _delete_server(self, server_id: str) -> None:
         self.client.delete("delete server", lambda: self.client.compute.delete_server(
@@ -382,7 +263,7 @@ class OpenStackProvider:
             ctx.state.zone_attempt = 0
         zone = zones[ctx.state.zone_attempt]
         if not ctx.state.port_ids:  # released after a failed build, or never made
-            self._ensure_ports(ctx)
+            self.ports.ensure(ctx)
         attrs = self._server_attrs(ctx, zone)
         try:
             server = self.client.write("create server",
@@ -394,7 +275,7 @@ class OpenStackProvider:
                 self._names.forget(str(ctx.state.image_id), str(ctx.state.flavor_id))
             if not isinstance(exc, Transient):
                 # Quota or a rejected request: do not hold ports while the set backs off.
-                self._release_ports(ctx)
+                self.ports.release(ctx)
             if scrubbed:
                 # The API quoted the user_data (Nova does for some 400s): drop the SDK
                 # exception too, it carries the same text.
@@ -492,13 +373,13 @@ class OpenStackProvider:
         ctx.state.server_id = ctx.state.infra_id = ctx.state.machine_uuid = None
         ctx.event(f"server {server_id} failed: {message}; deleted")
         if not is_no_valid_host(message):
-            self._release_ports(ctx)
+            self.ports.release(ctx)
             raise ServerBuildFailed(f"server build failed: {message}")
         zones = zone_order(ctx.request.id, ctx.data.availability_zone)
         ctx.state.zone_attempt += 1
         if ctx.state.zone_attempt >= len(zones):
             ctx.state.zone_attempt = 0
-            self._release_ports(ctx)
+            self.ports.release(ctx)
             tried = ", ".join(z for z in zones if z) or "the default zone"
             raise CapacityError(f"no valid host in {tried}: {message}")
         ctx.event(f"no valid host; trying zone {zones[ctx.state.zone_attempt]}")
@@ -558,9 +439,9 @@ class OpenStackProvider:
             return Retry(after=self.config.poll_interval, reason="server deleting")
         for fip in self.client.list("list floating IPs", self.client.network.ips, tags=query):
             self._delete_floating_ip(str(fip.id))
-        port_ids = {str(p.id) for p in self._request_ports(ctx)} | set(ctx.state.port_ids)
+        port_ids = {str(p.id) for p in self.ports.of_request(ctx)} | set(ctx.state.port_ids)
         for port_id in sorted(port_ids):
-            self._delete_port(port_id)
+            self.ports.delete(port_id)
         ctx.state.port_ids = []
         ctx.state.server_id = None
         return None
