@@ -3,9 +3,10 @@
 FastAPI's own ``/docs`` page loads Swagger UI's script and stylesheet from
 jsDelivr and its favicon from fastapi.tiangolo.com, which an air-gapped
 installation cannot reach. Here the same page is built with URLs under
-``/docs/assets``, served from the ``swagger-ui-bundle`` package (Swagger UI's
-dist files, Apache-2.0, installed with the service extra). ReDoc, which has no
-such package, is not offered.
+``/docs/assets``, served from the ``swagger-ui-bundle-v2`` package (Swagger UI
+5's dist files, Apache-2.0, installed with the service extra; Swagger UI 4, which
+the older ``swagger-ui-bundle`` ships, cannot render the OpenAPI 3.1 document
+FastAPI publishes). ReDoc, which has no such package, is not offered.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ ASSETS_PATH = f"{DOCS_PATH}/assets"
 def install_docs(app: FastAPI) -> None:
     """Add ``/docs`` and its assets to ``app`` (create it with ``docs_url=None``).
 
-    Raises ``ModuleNotFoundError`` when swagger-ui-bundle is not installed (it
+    Raises ``ModuleNotFoundError`` when swagger-ui-bundle-v2 is not installed (it
     comes with talprov's service extra). Not idempotent: call once per app.
     """
     from swagger_ui_bundle import swagger_ui_path
