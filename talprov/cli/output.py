@@ -16,6 +16,7 @@ import click
 import yaml
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from talprov.secrets import redact
 from talprov.timestamps import rfc3339
@@ -62,7 +63,9 @@ def emit(data: Any, fmt: str, *, columns: Sequence[str] | None = None,
         least_total += least + 2
         table.add_column(col, min_width=least, overflow="fold")
     for c in cells:
-        table.add_row(*(c[col] for col in cols))
+        # Cells are text, never rich markup: "talprov[proxmox]", "[fd00::1]:8006" and
+        # label values in brackets must print as they are.
+        table.add_row(*(Text(c[col]) for col in cols))
     # A pipe or a CI log has no width: 200 columns there. Where even the least widths
     # do not fit, the table is drawn wider than the terminal rather than cut.
     terminal = shutil.get_terminal_size((200, 25))

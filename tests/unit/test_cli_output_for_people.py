@@ -133,3 +133,15 @@ def test_demo_does_not_overwrite_a_users_files(home: Home, tmp_path: Path,
     assert result.exit_code == 1
     assert "Overwrite it?" in result.output
     assert (mine / "cluster.yaml").read_text() == before
+
+
+def test_table_cells_are_printed_as_text_not_markup(capsys: pytest.CaptureFixture[str]) -> None:
+    from talprov.cli.output import emit
+
+    emit([{"name": "x", "detail": "pip install 'talprov[proxmox]'",
+           "labels": {"tier": "[red]w[/red]"}, "endpoint": "https://[fd00::1]:8006"}],
+         "table")
+    shown = capsys.readouterr().out
+    assert "talprov[proxmox]" in shown
+    assert "[red]w[/red]" in shown
+    assert "[fd00::1]" in shown
