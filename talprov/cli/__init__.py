@@ -24,6 +24,7 @@ from talprov.cli.output import emit, output_option
 from talprov.cli.serve import serve
 from talprov.cli.sets import request_set
 from talprov.cli.store import store
+from talprov.errors import ConfigError
 from talprov.logs import FORMATS as LOG_FORMATS
 from talprov.registry import extra_providing, installed_types, load_type
 
@@ -79,9 +80,14 @@ def providers(app: App, health: bool, output: str) -> None:
         row: dict[str, object] = {"kind": "instance", "name": name, "type": block.type,
                                   "detail": f"concurrency={block.concurrency}"}
         if health:
-            result = app.provider(name).health()
-            row["detail"] = "ok" if result.ok else f"unhealthy: {result.message}"
-            unhealthy = unhealthy or not result.ok
+            try:
+                result = app.provider(name).health()
+            except ConfigError as exc:  # an unset secret, a missing extra: this row only
+                row["detail"] = f"unusable: {exc}"
+                unhealthy = True
+            else:
+                row["detail"] = "ok" if result.ok else f"unhealthy: {result.message}"
+                unhealthy = unhealthy or not result.ok
         rows.append(row)
     emit(rows, output, columns=("kind", "name", "type", "detail"))
     if unhealthy:

@@ -51,6 +51,8 @@ class App:
     _store: Store | None = None
     _store_upgraded: bool = False
     _providers: dict[str, ProviderHandle] = field(default_factory=dict)
+    #: Instances all_handles() could not build, with why.
+    unusable: dict[str, str] = field(default_factory=dict)
     _runtime: Runtime | None = None
 
     @property
@@ -111,8 +113,22 @@ class App:
         return self._providers[name]
 
     def all_handles(self) -> dict[str, ProviderHandle]:
+        """Every configured instance that can be built now.
+
+        One that cannot (an unset secret reference, a missing extra, settings its
+        type refuses) is left out with one warning naming why, and noted in
+        :attr:`unusable`, so that it does not stop work on the others; its
+        requests wait, and `talprov config check` names the problem too.
+        """
         for name in self.config.config.providers:
-            self.handle(name)
+            if name in self._providers or name in self.unusable:
+                continue
+            try:
+                self.handle(name)
+            except ConfigError as exc:
+                self.unusable[name] = str(exc)
+                say(f"warning: provider instance {name} left out: {exc}",
+                    level=logging.WARNING)
         return dict(self._providers)
 
     def reconciler(self) -> Reconciler:

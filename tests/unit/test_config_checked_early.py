@@ -68,3 +68,29 @@ def test_config_check_connect_asks_each_endpoint(home: Home) -> None:
     connected = home.invoke("config", "check", "--connect", "-o", "yaml")
     assert connected.exit_code == 0, connected.output
     assert "ok" in connected.stdout
+
+
+def test_an_unusable_instance_does_not_stop_work_on_the_others(
+    home: Home, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Commands that work on every instance (reconcile, --wait, clusters, --health)
+    leave an instance they cannot build out, with one warning, instead of failing
+    as a whole (before: exit 2 naming the other instance's unset variable)."""
+    monkeypatch.delenv("PVE_TOKEN_UNSET", raising=False)
+    home.providers["pve"] = {**PVE, "token_secret": "${env:PVE_TOKEN_UNSET}"}
+    home.write_config()
+    request = home.write_request("r-1")  # for the fake instance
+    created = home.invoke("machine", "create", "-f", str(request), "--wait",
+                          "--timeout", "60")
+    assert created.exit_code == 0, created.output
+    assert "provider instance pve left out" in created.output
+    assert "PVE_TOKEN_UNSET" in created.output
+    reconciled = home.invoke("reconcile", "--once")
+    assert reconciled.exit_code == 0, reconciled.output
+    health = home.invoke("providers", "--health", "-o", "json")
+    assert health.exit_code == 1
+    rows = {row["name"]: row["detail"] for row in json.loads(health.stdout)
+            if row["kind"] == "instance"}
+    assert rows["fake"] == "ok"
+    assert rows["pve"].startswith("unusable:")
+    assert "PVE_TOKEN_UNSET" in rows["pve"]
