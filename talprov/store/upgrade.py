@@ -29,6 +29,7 @@ from alembic.script import ScriptDirectory
 from alembic.util.exc import CommandError
 from sqlalchemy.engine import Connection, Engine
 
+from talprov.errors import ConfigError
 from talprov.store.engine import create_store_engine, transaction
 from talprov.store.errors import StoreError
 from talprov.store.schema import metadata
@@ -155,8 +156,14 @@ def status(engine: Engine, lock: threading.RLock | None = None) -> SchemaStatus:
 
 def offline_sql(url: str, *, start: str | None = None) -> str:
     """The SQL that upgrades a ``url``-dialect store from ``start`` (default: empty)
-    to the newest revision, for a DBA to apply by hand. Connects to nothing."""
+    to the newest revision, for a DBA to apply by hand. Connects to nothing.
+    Raises ``ConfigError`` naming ``--from`` for a revision there is none of."""
     config = alembic_config(url)
+    if start is not None:
+        known = [s.revision for s in ScriptDirectory.from_config(config).walk_revisions()]
+        if start not in known:
+            raise ConfigError("--from", f"unknown revision {start!r} "
+                                        f"(revisions: {', '.join(sorted(known))})")
     command.upgrade(config, f"{start}:head" if start else "head", sql=True)
     buffer = config.output_buffer
     assert isinstance(buffer, io.StringIO)

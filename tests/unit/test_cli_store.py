@@ -69,3 +69,11 @@ def test_a_newer_store_is_one_error_line(home: Home) -> None:
         f"talprov: error: store: store schema revision 'ffff' is unknown to this talprov "
         f"(newest known: {head_revision()}); upgrade talprov"
     ]
+
+
+def test_an_unknown_start_revision_is_one_line_naming_from(home: Home) -> None:
+    result = home.invoke("store", "upgrade", "--sql", "--from", "3")
+    assert result.exit_code == 2
+    assert result.output.strip().splitlines() == [
+        "talprov: error: --from: unknown revision '3' (revisions: "
+        "0001, 0002, 0003, 0004, 0005)"]

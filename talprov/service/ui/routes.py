@@ -24,6 +24,7 @@ from talprov.providers.labels import LABEL_CLUSTER, LABEL_SET
 from talprov.providers.types import Stage
 from talprov.service.auth import Principal
 from talprov.service.context import ServiceContext, service_context
+from talprov.service.routes_requests import MAX_LABEL_FILTERS
 from talprov.service.ui import session, views
 from talprov.store.browse import BrowseFilter
 
@@ -198,7 +199,7 @@ def requests_page(
     q: Annotated[str, Query(max_length=200)] = "",
     provider: Annotated[str, Query(max_length=255)] = "",
     stage: Annotated[str, Query(max_length=32)] = "",
-    label: Annotated[list[str] | None, Query(max_length=20)] = None,
+    label: Annotated[list[str] | None, Query(max_length=MAX_LABEL_FILTERS)] = None,
     cluster: Annotated[str, Query(max_length=255)] = "",
     set_name: Annotated[str, Query(alias="set", max_length=255)] = "",
     page: Annotated[int, Query(ge=1, le=1_000_000)] = 1,

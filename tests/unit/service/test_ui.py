@@ -283,3 +283,12 @@ def test_the_overview_shows_an_instance_the_loop_backs_off_from(home: Home) -> N
         assert "credentials refused" in cards["locked"]
         # The instance that answers is not backed off.
         assert "Backoff: none" in cards["fake"]
+
+
+def test_the_page_takes_no_more_label_filters_than_the_api(idle_api: Api) -> None:
+    client = idle_api.client
+    sign_in(client, WRITE_TOKEN)
+    query = "&".join(f"label=k{n}=v" for n in range(17))
+    assert client.get(f"/ui/requests?{query}").status_code == 422
+    query = "&".join(f"label=k{n}=v" for n in range(16))
+    assert client.get(f"/ui/requests?{query}").status_code == 200
