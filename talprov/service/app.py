@@ -206,27 +206,5 @@ def create_app(
             ))
         return ProviderList(items=items)
 
-    _document_provider_names(app, sorted(instrumented))
     return app
 
-
-def _document_provider_names(app: FastAPI, names: list[str]) -> None:
-    """List the configured provider instances in the OpenAPI document as an enum.
-
-    Clients and fuzzers then know the valid values; the server still answers an
-    unknown one with a 422 naming ``provider``.
-    """
-    build = app.openapi
-
-    def openapi() -> dict[str, Any]:
-        if app.openapi_schema is None:
-            schema = build()
-            for model in ("MachineRequestCreate", "MachineRequestSetCreate"):
-                props = schema.get("components", {}).get("schemas", {}).get(model, {})
-                provider = props.get("properties", {}).get("provider")
-                if provider is not None and names:
-                    provider["enum"] = names
-            app.openapi_schema = schema
-        return app.openapi_schema
-
-    app.openapi = openapi  # type: ignore[method-assign]

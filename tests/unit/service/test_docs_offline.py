@@ -21,3 +21,11 @@ def test_docs_page_references_no_external_host(idle_api: Api) -> None:
         assert response.status_code == 200, asset
         assert response.content
     assert idle_api.client.get("/openapi.json").status_code == 200
+
+
+def test_the_public_openapi_document_names_no_provider_instance(idle_api: Api) -> None:
+    # /openapi.json needs no token, so it must not tell anyone which instances exist
+    # (a scoped token's /v1/providers hides the others).
+    document = idle_api.client.get("/openapi.json").text
+    for instance in idle_api.ctx.handles:
+        assert f'"{instance}"' not in document
