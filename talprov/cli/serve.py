@@ -35,6 +35,19 @@ def _bind(host: str, port: int) -> socket.socket:
     return sock
 
 
+def _check_token_scopes(config: ServiceConfig, instances: set[str], where: str) -> None:
+    """Warn about a token whose scope names an instance not configured here: a typo
+    there gives a token that silently sees nothing. Only a warning, because replicas
+    sharing a store may each configure some of the instances."""
+    for index, token in enumerate(config.tokens):
+        unknown = [name for name in token.providers if name != "*" and name not in instances]
+        if unknown:
+            known = ", ".join(sorted(instances)) or "none"
+            say(f"warning: {where}.tokens[{index}].providers: no provider instance named "
+                f"{', '.join(map(repr, unknown))} here (configured: {known})",
+                level=logging.WARNING)
+
+
 def _service_config(app: App, where: str, workers: bool | None,
                     worker_id: str | None) -> ServiceConfig:
     """The config's ``service`` block with the command line's overrides applied (and
@@ -87,6 +100,7 @@ def serve(app: App, listen: str | None, workers: bool | None, worker_id: str | N
     logging.getLogger(STAGE_LOGGER).setLevel(logging.INFO)
     if not config.tokens:
         fail(f"{where}.tokens: no tokens configured; every API call would be refused")
+    _check_token_scopes(config, set(app.config.config.providers), where)
     host, port = parse_listen(listen) if listen else config.host_port()
     if config.tls is not None:
         check_tls_files(config.tls.cert, config.tls.key, where=f"{where}.tls")

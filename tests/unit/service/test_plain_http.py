@@ -53,3 +53,12 @@ def test_the_warning_is_logged(caplog: pytest.LogCaptureFixture) -> None:
 ])
 def test_loopback_addresses(host: str, loopback: bool) -> None:
     assert is_loopback(host) is loopback
+
+
+def test_a_token_scoped_to_an_unknown_instance_is_named_at_start(home: Home) -> None:
+    tokens = [{**TOKENS[0], "providers": ["fkae"]}]  # a typo of "fake"
+    home.write_config(service={"tokens": tokens, "workers": False})
+    # Refused later for plain HTTP on a routable address: the warning comes first.
+    result = home.invoke("serve", "--listen", "10.255.255.1:0")
+    assert "service.tokens[0].providers: no provider instance named 'fkae' here" in (
+        result.output)
