@@ -212,7 +212,8 @@ def retry(app: App, request_id: str) -> None:
     """Put a failed request back to work at the step it failed in (idempotent).
 
     Its error and attempt count are cleared; `talprov reconcile` (or `talprov
-    serve`) carries it on. Exit 2 for a request that is not failed.
+    serve`) carries it on. A pending request (one retried already) is left as it is;
+    exit 2 for any other stage.
     """
     try:
         record = retry_failed(app.store, request_id, app.runtime_now())
