@@ -146,6 +146,9 @@ class Scaler:
         self.names = names
         self.worker_id = worker_id or local_worker_id()
         self.lease_ttl = lease_ttl
+        # Why each instance's orphan listing last failed: warned once per change, as
+        # the reconciler warns about its own listings, not on every pass.
+        self._listing_failures: dict[str, str] = {}
 
     def now(self) -> datetime:
         return datetime.fromtimestamp(self.runtime.clock(), UTC)
@@ -213,8 +216,12 @@ class Scaler:
             try:
                 machines = handle.provider.list_machines(Owner(self.runtime.installation, instance))
             except ProviderError as exc:
-                log.warning("%s: cannot list machines for orphans: %s", instance, redact(str(exc)))
+                why = redact(str(exc))
+                if self._listing_failures.get(instance) != why:
+                    self._listing_failures[instance] = why
+                    log.warning("%s: cannot list machines for orphans: %s", instance, why)
                 continue
+            self._listing_failures.pop(instance, None)
             for machine in machines:
                 if machine.labels.get(LABEL_CLUSTER) != spec.name:
                     continue

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
+import pytest
 import yaml
 
 from talprov.providers.protocol import Runtime
@@ -171,3 +173,17 @@ def test_failing_creates_back_off_and_trip_the_circuit_breaker(tmp_path: Path,
     status = {s.name: s for s in scaler.preview(state).sets}
     assert status["workers"].circuit_breaker_open or status["workers"].backoff_until is not None
     assert status["control-planes"].failed >= 1
+
+
+def test_a_failing_orphan_listing_is_warned_about_once_per_change(
+        tmp_path: Path, plugin_dir: Path, caplog: pytest.LogCaptureFixture) -> None:
+    # An empty api_secret makes the file provider's listing raise AuthError.
+    scaler, _reconciler, _cloud, _clock, store = scaler_world(tmp_path, plugin_dir,
+                                                              api_secret="")
+    scaler.record(load_spec_file(write_spec(tmp_path, workers=1, control_planes=1)))
+    with caplog.at_level(logging.WARNING, logger="talprov.scaler.apply"):
+        for _ in range(3):
+            scaler.run_pass("demo")
+    warned = [r for r in caplog.records if "cannot list machines for orphans" in r.message]
+    assert len(warned) == 1
+    store.close()

@@ -56,6 +56,7 @@ def test_context_fields_and_redaction_in_one_record() -> None:
         line = json.loads(JsonFormatter().format(record))
     assert line["message"] == f"token {MASK} leaked"
     assert (line["request_id"], line["provider"], line["step"]) == ("r-1", "aws", "ensure-machine")
+    assert line["time"].endswith("Z")  # RFC 3339 with Z, as the CLI and the API write times
     outside = json.loads(JsonFormatter().format(record))
     assert "request_id" not in outside
     with pytest.raises(ValueError, match="unknown log context"), log_context(token="x"):
