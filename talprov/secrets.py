@@ -17,6 +17,7 @@ from typing import Any
 from talprov.errors import ConfigError
 
 _REF = re.compile(r"\$\{(env|file):([^}]+)\}")
+_OPENING = re.compile(r"\$\{")
 MASK = "**********"
 # Very short values (a region, "true") would mangle output if masked everywhere and
 # are not worth hiding; secrets are longer than this.
@@ -72,8 +73,14 @@ def resolve_refs(value: str, *, where: str, base_dir: Path | None = None) -> str
     """Replace secret references in ``value``; register what they resolve to.
 
     Raises ``ConfigError`` naming ``where`` and the reference (never its value)
-    when a variable is unset or a file unreadable.
+    when a variable is unset or a file unreadable, and when a ``${`` starts no
+    reference (``${envv:X}``, ``${env:X``): used as it is, that text would be
+    sent as the secret.
     """
+    for start in (m.start() for m in _OPENING.finditer(value)):
+        if _REF.match(value, start) is None:
+            raise ConfigError(where, "'${' starts no secret reference here; write "
+                                     "${env:NAME} or ${file:PATH}")
 
     def substitute(match: re.Match[str]) -> str:
         kind, name = match.group(1), match.group(2).strip()

@@ -15,9 +15,10 @@ def test_unset_reference_in_config_names_file_and_field(
     body = yaml.safe_load(home.config_path.read_text())
     body["providers"]["fake"]["api_secret"] = "${env:TP_QA_UNSET}"
     home.config_path.write_text(yaml.safe_dump(body))
-    # Resolved when a command uses the instance (issue 14: not for `machine list`).
+    # Resolved when a command uses the instance (issue 14: not for `machine list`);
+    # --health reports it in the instance's row and exits 1, like any unhealthy one.
     result = home.invoke("providers", "--health")
-    assert result.exit_code == 2, result.output
+    assert result.exit_code == 1, result.output
     expected = (f"{home.config_path}: providers.fake.api_secret: "
                 "environment variable TP_QA_UNSET is not set")
     assert expected in result.output

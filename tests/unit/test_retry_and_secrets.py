@@ -107,3 +107,9 @@ def test_logging_filter_masks_registered_secrets(monkeypatch: pytest.MonkeyPatch
         logger.info("connecting with %s", "log-secret-abcdef")
     assert "log-secret-abcdef" not in caplog.text
     assert MASK in caplog.text
+
+
+@pytest.mark.parametrize("text", ["${envv:X}", "${env:X", "prefix-${file:}"])
+def test_a_malformed_reference_is_refused_not_used_as_the_secret(text: str) -> None:
+    with pytest.raises(ConfigError, match=r"starts no secret reference"):
+        resolve_refs(text, where="providers.p.token_secret")
