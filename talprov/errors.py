@@ -32,3 +32,8 @@ def validation_message(exc: ValidationError, prefix: str, sep: str = ".") -> tup
     if err["type"] == "extra_forbidden":
         message = "unknown field"
     return where, message
+
+
+class MissingExtra(ConfigError):
+    """A provider type (or the service) needs an optional extra that is not installed;
+    the message carries the pip command."""

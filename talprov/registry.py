@@ -21,7 +21,7 @@ from typing import Any, cast
 
 from pydantic import BaseModel, ValidationError
 
-from talprov.errors import ConfigError, validation_message
+from talprov.errors import ConfigError, MissingExtra, validation_message
 from talprov.providers.errors import InvalidRequest
 from talprov.providers.protocol import ChecksRequests, Provider, ProviderClass, Runtime
 from talprov.providers.types import MachineRequest
@@ -74,7 +74,7 @@ def load_type(type_name: str, *, where: str = "type") -> ProviderClass:
     try:
         loaded: Any = ep.load()
     except ImportError as exc:
-        raise ConfigError(
+        raise MissingExtra(
             where,
             f"provider type {type_name!r} cannot be loaded ({exc}); "
             f"install its extra, e.g. pip install 'talprov[{type_name}]'",
@@ -211,7 +211,7 @@ def require_extra(extra: str, *, where: str, what: str) -> None:
     """
     missing = missing_for_extra(extra)
     if missing:
-        raise ConfigError(where, f"{what} needs {', '.join(missing)}, which is not installed; "
+        raise MissingExtra(where, f"{what} needs {', '.join(missing)}, which is not installed; "
                                  f"install its extra, e.g. pip install 'talprov[{extra}]'")
 
 

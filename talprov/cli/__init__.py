@@ -24,7 +24,7 @@ from talprov.cli.output import emit, output_option
 from talprov.cli.serve import serve
 from talprov.cli.sets import request_set
 from talprov.cli.store import store
-from talprov.errors import ConfigError
+from talprov.errors import ConfigError, MissingExtra
 from talprov.logs import FORMATS as LOG_FORMATS
 from talprov.registry import extra_providing, installed_types, load_type
 
@@ -82,7 +82,9 @@ def providers(app: App, health: bool, output: str) -> None:
         if health:
             try:
                 result = app.provider(name).health()
-            except ConfigError as exc:  # an unset secret, a missing extra: this row only
+            except MissingExtra:
+                raise  # one line naming the pip extra, exit 2, as for every command
+            except ConfigError as exc:  # an unset secret reference: this row only
                 row["detail"] = f"unusable: {exc}"
                 unhealthy = True
             else:
