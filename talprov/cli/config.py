@@ -10,6 +10,7 @@ from talprov.cli.app import EXIT_FAILED, App, handle_errors, pass_app
 from talprov.cli.output import emit, output_option
 from talprov.errors import ConfigError
 from talprov.secrets import redact
+from talprov.service.config import parse_service_config
 
 
 @click.group(name="config")
@@ -35,7 +36,9 @@ def check(app: App, connect: bool, output: str) -> None:
     loaded = app.config
     rows: list[dict[str, object]] = []
     try:
-        loaded.service_block()
+        # The block's shape too (a misspelt key), as `talprov serve` checks it.
+        parse_service_config(loaded.service_block(),
+                             where=f"{loaded.path or 'config'}: service")
         if loaded.config.service is not None:
             rows.append({"part": "service", "type": "-", "result": "ok"})
     except ConfigError as exc:
