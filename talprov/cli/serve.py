@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import signal
 import socket
 import ssl
 import sys
+from collections.abc import Callable
+from multiprocessing.connection import Connection
 from types import FrameType
 from typing import Any
 
@@ -15,11 +18,16 @@ import click
 
 from talprov.cli.app import App, fail, handle_errors, pass_app, say, setup_logging
 from talprov.cli.autoscaler import start_autoscaler
+from talprov.cli.serve_worker import WorkerArgs, run_worker
 from talprov.reconcile.runner import STAGE_LOGGER
 from talprov.registry import require_extra
 from talprov.service.config import ServiceConfig, is_loopback, parse_listen, parse_service_config
+from talprov.store.engine import is_memory_url
 
 log = logging.getLogger(__name__)
+
+#: Seconds an idle keep-alive connection stays open (uvicorn's default is 5).
+KEEP_ALIVE_SECONDS = 75
 
 
 def _bind(host: str, port: int) -> socket.socket:
@@ -108,7 +116,8 @@ def serve(app: App, listen: str | None, workers: bool | None, worker_id: str | N
         refuse_or_warn_plain_http(host, insecure=insecure_http or config.insecure_http,
                                   where=where)
     grpc_server = start_autoscaler(app, config.autoscaler, where=f"{where}.autoscaler")
-    api = create_app(app.store, app.all_handles(), app.runtime, config)
+    api = create_app(app.store, app.all_handles(), app.runtime, config,
+                     spawn_worker=_worker_entry(app, config))
     sock = _bind(host, port)
     bound_port = sock.getsockname()[1]
     scheme = "https" if config.tls else "http"
@@ -121,6 +130,10 @@ def serve(app: App, listen: str | None, workers: bool | None, worker_id: str | N
         ssl_keyfile=config.tls.key if config.tls else None,
         timeout_graceful_shutdown=max(1, round(config.stop_timeout)),
         server_header=False,
+        # Longer than the idle timeout of clients and load balancers in front
+        # (an AWS ALB's is 60 s): a server that closes an idle connection first
+        # races the client's next request on it, which then fails half-sent.
+        timeout_keep_alive=KEEP_ALIVE_SECONDS,
     )
     server = uvicorn.Server(uv_config)
     original_startup = server.startup
@@ -155,6 +168,24 @@ def serve(app: App, listen: str | None, workers: bool | None, worker_id: str | N
         sys.stderr.flush()
         os._exit(0)
     say("stopped")
+
+
+def _worker_entry(app: App, config: ServiceConfig) -> Callable[[Connection], None] | None:
+    """The child process's entry point when the reconcile loop runs in one; None
+    for a thread (``worker_mode: thread``, or an in-memory store, which a child
+    process would not see)."""
+    if not config.workers or config.worker_mode == "thread":
+        return None
+    if is_memory_url(app.resolved_store_url()):
+        log.info("the store is in memory: the reconcile loop runs in a thread")
+        return None
+    args = WorkerArgs(
+        config_path=app.config_path, store_url=app.store_url, verbose=app.verbose,
+        log_format=app.log_format or config.log_format, interval=config.reconcile_interval,
+        lease_ttl=config.lease_ttl, worker_id=config.worker_id,
+        stop_timeout=config.stop_timeout,
+    )
+    return functools.partial(run_worker, args)
 
 
 def refuse_or_warn_plain_http(host: str, *, insecure: bool, where: str) -> None:

@@ -8,8 +8,9 @@ validation errors are rendered here as ``{loc, msg, type}`` only.
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
+from multiprocessing.connection import Connection
 from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Request, status
@@ -31,6 +32,7 @@ from talprov.service.routes_requests import AUTH_RESPONSES
 from talprov.service.routes_requests import router as requests_router
 from talprov.service.routes_sets import router as sets_router
 from talprov.service.ui.mount import install_ui
+from talprov.service.worker_process import WorkerProcess
 from talprov.service.workers import ReconcileLoop
 from talprov.sets import SetRepository
 from talprov.store.errors import StaleRecord, StoreError
@@ -102,8 +104,12 @@ def create_app(
     handles: Mapping[str, ProviderHandle],
     runtime: Runtime,
     service_config: ServiceConfig | dict[str, Any] | None,
+    *,
+    spawn_worker: Callable[[Connection], None] | None = None,
 ) -> FastAPI:
-    """The API over ``store``, with a reconcile loop when ``service_config.workers``.
+    """The API over ``store``, with a reconcile loop when ``service_config.workers``:
+    in a thread, or in a child process running ``spawn_worker`` when it is given
+    (:class:`talprov.service.worker_process.WorkerProcess`).
 
     ``handles`` are the configured provider instances; they are wrapped to measure
     step durations and errors. Request sets live in ``store`` too, their secrets
@@ -129,7 +135,10 @@ def create_app(
         tokens=TokenVerifier(service_config.tokens), metrics=metrics, sets=sets,
     )
     metrics.watch_instances(sorted(handles), ctx.failing_instances)
-    if service_config.workers:
+    if service_config.workers and spawn_worker is not None:
+        ctx.loop = WorkerProcess(spawn_worker, metrics=metrics,
+                                 worker_id=service_config.worker_id)
+    elif service_config.workers:
         ctx.loop = ReconcileLoop(
             store, instrumented, runtime, metrics=metrics,
             interval=service_config.reconcile_interval, lease_ttl=service_config.lease_ttl,

@@ -88,8 +88,12 @@ class ServiceConfig(BaseModel):
     #: Allow plain HTTP on a non-loopback address (bearer tokens and machine
     #: configs then cross the network in clear text).
     insecure_http: bool = False
-    #: Run the reconcile loop in this process (off: an API-only replica).
+    #: Run the reconcile loop here (off: an API-only replica).
     workers: bool = True
+    #: Where ``talprov serve`` runs that loop: a child ``process`` (the API keeps
+    #: an interpreter of its own, so reconcile work cannot slow it down) or a
+    #: ``thread`` of the API's process (one process; an in-memory store needs it).
+    worker_mode: Literal["process", "thread"] = "process"
     #: Seconds between reconcile passes when nothing wakes the loop earlier.
     reconcile_interval: float = Field(default=1.0, gt=0, le=300)
     #: Lease length; a replica that dies holds its requests at most this long.

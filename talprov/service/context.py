@@ -24,7 +24,7 @@ from talprov.service.auth import Principal, TokenVerifier
 from talprov.service.config import ServiceConfig
 from talprov.service.metrics import Metrics
 from talprov.service.models import MachineRequestView, MachineTemplate
-from talprov.service.workers import ReconcileLoop
+from talprov.service.workers import WorkerLoop
 from talprov.sets import SetRepository
 from talprov.store.records import RequestRecord, public_view
 from talprov.store.store import Store
@@ -39,7 +39,7 @@ class ServiceContext:
     tokens: TokenVerifier
     metrics: Metrics
     sets: SetRepository
-    loop: ReconcileLoop | None = None
+    loop: WorkerLoop | None = None
     _health: dict[str, tuple[float, Health]] = field(default_factory=dict)
     _health_lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -53,7 +53,7 @@ class ServiceContext:
         if self.loop is None:
             return {}
         return {name: trouble.describe()
-                for name, trouble in self.loop.runloop.reconciler.instance_troubles().items()}
+                for name, trouble in self.loop.instance_troubles().items()}
 
     def health(self, name: str) -> Health:
         """The provider's health, cached for ``health_cache_seconds``. Never raises.

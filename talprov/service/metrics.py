@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
-from typing import Any, TypeVar, cast
+from typing import Any, Protocol, TypeVar, cast
 
 from prometheus_client import (
     CollectorRegistry,
@@ -176,6 +176,17 @@ class _ScopedRegistry(CollectorRegistry):
         return all(name in self._allowed for name in named)
 
 
+class StepMetrics(Protocol):
+    """What an instrumented provider reports: a :class:`Metrics`, or in the
+    reconcile worker's child process a relay to the parent's."""
+
+    def observe_step(self, provider: str, step: str, seconds: float) -> None: ...
+
+    def count_error(self, provider: str, operation: str, error: str) -> None: ...
+
+    def count_swept(self, provider: str, kind: str) -> None: ...
+
+
 class Metrics:
     """This app's registry: talprov's families plus process metrics; thread-safe."""
 
@@ -269,7 +280,7 @@ class InstrumentedProvider:
     ``type_name``, …) is the wrapped provider's own.
     """
 
-    def __init__(self, inner: Provider, instance: str, metrics: Metrics) -> None:
+    def __init__(self, inner: Provider, instance: str, metrics: StepMetrics) -> None:
         self._inner = inner
         self._instance = instance
         self._metrics = metrics
@@ -346,7 +357,7 @@ class InstrumentedSweepingProvider(InstrumentedProvider):
     attributes up statically from Python 3.12 on, and would miss forwarded ones.
     """
 
-    def __init__(self, inner: SweepsLeftovers, instance: str, metrics: Metrics) -> None:
+    def __init__(self, inner: SweepsLeftovers, instance: str, metrics: StepMetrics) -> None:
         super().__init__(cast(Provider, inner), instance, metrics)
         self._sweeping = inner
 
@@ -363,7 +374,7 @@ class InstrumentedSweepingProvider(InstrumentedProvider):
         self._metrics.count_swept(self._instance, leftover.kind)
 
 
-def instrument(inner: Provider, instance: str, metrics: Metrics) -> Provider:
+def instrument(inner: Provider, instance: str, metrics: StepMetrics) -> Provider:
     """``inner`` wrapped to time its steps and count its errors, with the same
     optional protocols as ``inner``."""
     if isinstance(inner, SweepsLeftovers):

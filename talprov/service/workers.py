@@ -11,14 +11,36 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Mapping
+from typing import Protocol
 
 from talprov.providers.protocol import Runtime
+from talprov.reconcile.instance_health import InstanceTrouble
 from talprov.reconcile.reconciler import ProviderHandle
 from talprov.runloop import RoundReport, RunLoop
 from talprov.service.metrics import Metrics
 from talprov.store.store import Store
 
 log = logging.getLogger(__name__)
+
+
+class WorkerLoop(Protocol):
+    """What the API needs of its reconcile workers, in a thread
+    (:class:`ReconcileLoop`) or a child process
+    (:class:`talprov.service.worker_process.WorkerProcess`)."""
+
+    @property
+    def worker_id(self) -> str: ...
+
+    @property
+    def running(self) -> bool: ...
+
+    def wake(self) -> None: ...
+
+    def start(self) -> None: ...
+
+    def stop(self, timeout: float = 30.0) -> bool: ...
+
+    def instance_troubles(self) -> dict[str, InstanceTrouble]: ...
 
 
 class ReconcileLoop:
@@ -48,6 +70,10 @@ class ReconcileLoop:
     def wake(self) -> None:
         """Run the next round now rather than when a request is due."""
         self.runloop.wake()
+
+    def instance_troubles(self) -> dict[str, InstanceTrouble]:
+        """Instances whose listing the loop's reconciler backs off from. Never raises."""
+        return self.runloop.reconciler.instance_troubles()
 
     def _note(self, report: RoundReport) -> None:
         """Log a round's errors and count it in the metrics. Never raises."""

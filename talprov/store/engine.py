@@ -42,6 +42,14 @@ def masked_url(url: str | sa.URL) -> str:
         return "<invalid store URL>"
 
 
+def is_memory_url(url: str) -> bool:
+    """Whether ``url`` is an in-memory SQLite store, which only its own process sees."""
+    try:
+        return _is_memory_sqlite(sa.make_url(url))
+    except sa.exc.ArgumentError:
+        return False
+
+
 def _is_memory_sqlite(url: sa.URL) -> bool:
     return url.get_backend_name() == "sqlite" and url.database in (None, "", ":memory:")
 

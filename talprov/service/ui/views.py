@@ -51,7 +51,7 @@ def provider_backoff(ctx: ServiceContext, instance: str) -> ProviderBackoff | No
     """
     if ctx.loop is None:
         return None
-    trouble = ctx.loop.runloop.reconciler.instance_troubles().get(instance)
+    trouble = ctx.loop.instance_troubles().get(instance)
     if trouble is None:
         return None
     return ProviderBackoff(

@@ -271,9 +271,9 @@ def test_the_overview_shows_an_instance_the_loop_backs_off_from(home: Home) -> N
     home.write_config()
     for api in open_api(home):
         add(api, "blocked", provider="locked")
-        reconciler = api.ctx.loop.runloop.reconciler if api.ctx.loop else None
-        assert reconciler is not None
-        troubles = reconciler.instance_troubles
+        loop = api.ctx.loop
+        assert loop is not None
+        troubles = loop.instance_troubles
         api.wait_for(lambda: "locked" in troubles())  # noqa: B023 - used at once
         sign_in(api.client, WRITE_TOKEN)
         page = api.client.get("/ui").text

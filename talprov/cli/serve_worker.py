@@ -1,0 +1,105 @@
+"""The child process of ``talprov serve`` that runs the reconcile loop.
+
+:class:`talprov.service.worker_process.WorkerProcess` starts :func:`run_worker`
+with the spawn method: it loads the same talprov.yaml and store as the parent
+(``TALPROV_CONFIG``, secrets and ``TALPROV_STORE_KEY`` come with the
+environment), builds every usable provider instance, and runs
+:class:`talprov.runloop.RunLoop` rounds until the parent says stop, the parent
+goes away, or SIGTERM arrives. Ctrl-C is the parent's to handle: the child
+ignores SIGINT and finishes its round when the parent tells it to.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from multiprocessing.connection import Connection
+from types import FrameType
+
+from talprov.cli.app import App, setup_logging
+from talprov.reconcile.reconciler import ProviderHandle
+from talprov.reconcile.runner import STAGE_LOGGER
+from talprov.runloop import RoundReport, RunLoop
+from talprov.service.metrics import instrument
+from talprov.service.worker_process import STOP, WAKE, PipeMetrics
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class WorkerArgs:
+    """What the child needs from the parent's command line and service block."""
+
+    config_path: str | None
+    store_url: str | None
+    verbose: int
+    log_format: str
+    interval: float
+    lease_ttl: float
+    worker_id: str | None
+    stop_timeout: float
+
+
+def run_worker(args: WorkerArgs, conn: Connection) -> None:
+    """The child's entry point: rounds until told to stop. Never raises."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    setup_logging(args.verbose, args.log_format)
+    logging.getLogger(STAGE_LOGGER).setLevel(logging.INFO)
+    app = App(args.config_path, args.store_url, verbose=args.verbose,
+              log_format=args.log_format)
+    sink = PipeMetrics(conn)
+    try:
+        handles = {
+            name: ProviderHandle(instrument(handle.provider, name, sink), handle.concurrency)
+            for name, handle in app.all_handles().items()
+        }
+        loop = RunLoop(app.store, handles, app.runtime, worker_id=args.worker_id,
+                       lease_ttl=args.lease_ttl)
+    except Exception as exc:  # the parent logs the exit and starts another child
+        log.error("the reconcile worker could not start: %s", exc)
+        app.close()
+        raise SystemExit(1) from None
+
+    def stop(_signum: int | None = None, _frame: FrameType | None = None) -> None:
+        loop.stop()
+        # A provider call that never returns would keep this process alive with
+        # nobody to stop it; its leases expire, so another worker takes over.
+        threading.Timer(args.stop_timeout, os._exit, args=(0,)).start()
+
+    signal.signal(signal.SIGTERM, stop)
+    threading.Thread(target=_listen, args=(conn, loop, stop), name="talprov-worker-pipe",
+                     daemon=True).start()
+    sink.send(("started", loop.worker_id))
+
+    def note(report: RoundReport) -> None:
+        for error in report.errors:
+            log.warning("%s", error)
+        sink.send(("round", report.seconds, report.failed,
+                   loop.reconciler.instance_troubles()))
+
+    try:
+        loop.run_forever(interval=args.interval, on_round=note)
+    finally:
+        loop.close()
+        app.close()
+        logging.shutdown()
+        os._exit(0)  # the stop timer must not keep a finished child alive
+
+
+def _listen(conn: Connection, loop: RunLoop, stop: Callable[[], None]) -> None:
+    """Wake or stop the loop as the parent says; stop when the parent is gone."""
+    while True:
+        try:
+            message = conn.recv()
+        except (EOFError, OSError):
+            stop()
+            return
+        if message == WAKE:
+            loop.wake()
+        elif message == STOP:
+            stop()
+            return

@@ -1,0 +1,215 @@
+"""The service's reconcile loop in a child process, so that it cannot starve the API.
+
+CPython runs one thread of a process at a time. With the run loop in a thread of
+``serve`` (:class:`talprov.service.workers.ReconcileLoop`), every round that
+renders configs, waits on SDK parsing or writes the store takes the interpreter
+away from the API's handlers, and the API's latency grows with the reconcile
+work. In a child process the operating system shares the CPUs instead.
+
+:class:`WorkerProcess` starts the child with ``multiprocessing``'s *spawn*
+method (no inherited threads or open store connections), tells it to wake or
+stop over a pipe, and takes from it what the API shows about the work: step
+durations, provider errors, leftovers swept and rounds go into this process's
+:class:`~talprov.service.metrics.Metrics`; the instances the child's reconciler
+backs off from answer :meth:`WorkerProcess.instance_troubles`. What the child
+runs is the caller's (``talprov serve`` passes
+:func:`talprov.cli.serve_worker.run_worker`); it speaks :data:`Message`\\ s
+through :class:`PipeMetrics`.
+
+A child that dies (killed, out of memory) is started again after a backoff that
+doubles from 1 s to 30 s; the leases it held expire after ``lease_ttl`` unless
+the new child has the same ``worker_id``. The child stops by itself when this
+process goes away (its end of the pipe sees EOF).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import multiprocessing
+import threading
+import time
+from collections.abc import Callable
+from multiprocessing.connection import Connection
+from typing import Any
+
+from talprov.reconcile.instance_health import InstanceTrouble
+from talprov.service.metrics import Metrics
+
+log = logging.getLogger(__name__)
+
+#: A message from the child: ``("started", worker_id)``, ``("step", instance,
+#: step, seconds)``, ``("error", instance, operation, error_class)``, ``("swept",
+#: instance, kind)`` or ``("round", seconds, failed, troubles)``.
+Message = tuple[Any, ...]
+#: What the parent sends: ``"wake"`` or ``"stop"``.
+WAKE, STOP = "wake", "stop"
+
+FIRST_RESTART_DELAY = 1.0
+MAX_RESTART_DELAY = 30.0
+#: A child that ran this long before it died starts the backoff afresh.
+STABLE_SECONDS = 60.0
+
+
+class PipeMetrics:
+    """The child's side: what an instrumented provider reports, sent to the parent.
+
+    Implements :class:`talprov.service.metrics.StepMetrics`. Thread-safe (the
+    runner's worker threads report at once). A parent that is gone is ignored
+    here; the child's reader sees the EOF and stops the loop.
+    """
+
+    def __init__(self, conn: Connection) -> None:
+        self._conn = conn
+        self._lock = threading.Lock()
+
+    def send(self, message: Message) -> None:
+        """Send ``message`` (picklable values only). Never raises."""
+        with self._lock, contextlib.suppress(OSError, ValueError):
+            self._conn.send(message)
+
+    def observe_step(self, provider: str, step: str, seconds: float) -> None:
+        self.send(("step", provider, step, seconds))
+
+    def count_error(self, provider: str, operation: str, error: str) -> None:
+        self.send(("error", provider, operation, error))
+
+    def count_swept(self, provider: str, kind: str) -> None:
+        self.send(("swept", provider, kind))
+
+
+class WorkerProcess:
+    """Supervises the child that runs the reconcile loop; same face as ReconcileLoop.
+
+    ``target(conn)`` is the child's entry point, picklable (a module-level
+    function or a ``functools.partial`` of one); it must return when it reads
+    :data:`STOP` or EOF from ``conn`` and must report through :class:`PipeMetrics`.
+    """
+
+    def __init__(self, target: Callable[[Connection], None], *, metrics: Metrics,
+                 worker_id: str | None = None) -> None:
+        self._target = target
+        self.metrics = metrics
+        self._worker_id = worker_id
+        self._troubles: dict[str, InstanceTrouble] = {}
+        self._lock = threading.Lock()
+        self._conn: Connection | None = None
+        self._stopping = threading.Event()
+        self._supervisor: threading.Thread | None = None
+        self._ready = threading.Event()
+        self.restarts = 0
+
+    # -- the face the API uses -----------------------------------------------------
+
+    @property
+    def worker_id(self) -> str:
+        """The child's lease identity once it reported it (else the configured one)."""
+        return self._worker_id or "starting"
+
+    def instance_troubles(self) -> dict[str, InstanceTrouble]:
+        """The child's instances whose listing failed in its last round. Never raises."""
+        with self._lock:
+            return dict(self._troubles)
+
+    def wake(self) -> None:
+        """Ask the child to run its next round now. Idempotent; never raises."""
+        self._send(WAKE)
+
+    @property
+    def running(self) -> bool:
+        """Whether the supervisor (and so a child, or its restart) is still alive."""
+        return self._supervisor is not None and self._supervisor.is_alive()
+
+    def start(self, ready_timeout: float = 60.0) -> None:
+        """Start the child and its supervisor thread, and wait until the child has
+        loaded the config and built its providers (at most ``ready_timeout``
+        seconds; after that the API serves anyway and a warning says so), so
+        that a server that says it listens also reconciles. Idempotent."""
+        if self._supervisor is not None:
+            return
+        self._supervisor = threading.Thread(target=self._supervise,
+                                            name="talprov-reconcile-supervisor", daemon=True)
+        self._supervisor.start()
+        if not self._ready.wait(ready_timeout):
+            log.warning("the reconcile worker process has not started within %.0f s; "
+                        "the API serves meanwhile", ready_timeout)
+
+    def stop(self, timeout: float = 30.0) -> bool:
+        """Tell the child to finish its round and exit; wait at most ``timeout`` s.
+
+        Returns False when it is still running then: it stops by itself once this
+        process exits, and its leases expire after ``lease_ttl``. Idempotent;
+        never raises.
+        """
+        self._stopping.set()
+        self._send(STOP)
+        if self._supervisor is None:
+            return True
+        self._supervisor.join(timeout)
+        return not self._supervisor.is_alive()
+
+    # -- supervision ---------------------------------------------------------------
+
+    def _send(self, message: str) -> None:
+        with self._lock:
+            conn = self._conn
+            if conn is None:
+                return
+            # A child that is gone cannot be told; the supervisor starts another.
+            with contextlib.suppress(OSError, ValueError):
+                conn.send(message)
+
+    def _supervise(self) -> None:
+        spawn = multiprocessing.get_context("spawn")
+        delay = FIRST_RESTART_DELAY
+        while not self._stopping.is_set():
+            ours, theirs = spawn.Pipe()
+            child = spawn.Process(target=self._target, args=(theirs,),
+                                  name="talprov-reconcile", daemon=True)
+            started = time.monotonic()
+            child.start()
+            theirs.close()  # so that the child's death is an EOF here
+            with self._lock:
+                self._conn = ours
+            if self._stopping.is_set():
+                self._send(STOP)  # stop() came while the child was starting
+            self._relay(ours)
+            child.join()
+            with self._lock:
+                self._conn = None
+                self._troubles = {}
+            ours.close()
+            if self._stopping.is_set():
+                return
+            if time.monotonic() - started > STABLE_SECONDS:
+                delay = FIRST_RESTART_DELAY
+            log.error("the reconcile worker process exited (code %s); starting another "
+                      "in %.0f s", child.exitcode, delay)
+            self.restarts += 1
+            self._stopping.wait(delay)
+            delay = min(delay * 2, MAX_RESTART_DELAY)
+
+    def _relay(self, conn: Connection) -> None:
+        """Apply the child's messages until its end closes."""
+        while True:
+            try:
+                message = conn.recv()
+            except (EOFError, OSError):
+                return
+            self._apply(message)
+
+    def _apply(self, message: Message) -> None:
+        kind = message[0]
+        if kind == "step":
+            self.metrics.observe_step(message[1], message[2], message[3])
+        elif kind == "error":
+            self.metrics.count_error(message[1], message[2], message[3])
+        elif kind == "swept":
+            self.metrics.count_swept(message[1], message[2])
+        elif kind == "round":
+            self.metrics.note_pass(message[1], failed=message[2])
+            with self._lock:
+                self._troubles = dict(message[3])
+        elif kind == "started":
+            self._worker_id = message[1]
+            self._ready.set()

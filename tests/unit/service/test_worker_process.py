@@ -1,0 +1,77 @@
+"""The reconcile loop in a child process: relayed metrics, wake/stop, restarts."""
+
+from __future__ import annotations
+
+import functools
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from talprov.service import worker_process
+from talprov.service.metrics import Metrics
+from talprov.service.worker_process import WorkerProcess
+from tests.unit.service import worker_targets
+
+
+def _wait(check: Callable[[], bool], what: str, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.02)
+
+
+def _sample(metrics: Metrics, name: str, **labels: str) -> float | None:
+    return metrics.registry.get_sample_value(name, labels)
+
+
+def test_the_childs_reports_reach_the_parents_metrics(tmp_path: Path) -> None:
+    log = tmp_path / "messages"
+    metrics = Metrics()
+    worker = WorkerProcess(functools.partial(worker_targets.reporting_child, str(log)),
+                           metrics=metrics)
+    worker.start()
+    try:
+        _wait(lambda: worker.worker_id.startswith("test-child:"), "the child's worker id")
+        _wait(lambda: _sample(metrics, "talprov_leftovers_swept_total",
+                              provider="fake", kind="volume") == 1.0, "the sweep count")
+        assert _sample(metrics, "talprov_step_duration_seconds_count",
+                       provider="fake", step="create") == 1.0
+        assert _sample(metrics, "talprov_provider_errors_total", provider="fake",
+                       operation="create", error="Transient") == 1.0
+        assert worker.instance_troubles() == {}
+        worker.wake()
+        _wait(lambda: "fake" in worker.instance_troubles(), "the round's troubles")
+        assert worker.instance_troubles()["fake"].endpoint == "http://127.0.0.1:9"
+        assert _sample(metrics, "talprov_reconcile_pass_failures_total") == 1.0
+        assert worker.running
+    finally:
+        assert worker.stop(timeout=30)
+    assert not worker.running
+    assert log.read_text().splitlines() == ["wake", "stop"]
+    assert worker.stop() is True  # idempotent
+
+
+def test_a_child_that_dies_is_started_again_with_backoff(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(worker_process, "FIRST_RESTART_DELAY", 0.05)
+    count = tmp_path / "starts"
+    worker = WorkerProcess(functools.partial(worker_targets.dying_child, str(count)),
+                           metrics=Metrics())
+    worker.start()
+    try:
+        _wait(lambda: worker.worker_id == "healthy", "the third child")
+        assert worker.restarts == 2
+        assert count.read_text() == "3"
+    finally:
+        assert worker.stop(timeout=30)
+
+
+def test_stop_before_the_child_started_is_honoured(tmp_path: Path) -> None:
+    worker = WorkerProcess(functools.partial(worker_targets.reporting_child,
+                                             str(tmp_path / "m")), metrics=Metrics())
+    worker.start()
+    assert worker.stop(timeout=60)
+    assert not worker.running
