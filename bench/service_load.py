@@ -1,14 +1,23 @@
-"""Load benchmark of the HTTP service: 1,000 concurrent request creations vs /healthz.
+"""Load benchmark of the HTTP service: do the reconcile workers slow the API down?
 
 Starts ``talprov serve`` on 127.0.0.1 (a free port) with the file-backed test
-provider, then fires the same number of requests at the same concurrency twice:
-first ``GET /healthz`` (the baseline: routing, no auth, one trivial store read),
-then ``POST /v1/machine-requests`` (auth, validation, an idempotent insert). It
-prints p50/p99/max latency, errors and throughput of both, and the ratio of
-creation to baseline latency. The reconcile workers run during the creations
-unless ``--no-workers``, as they would in production.
+provider once per worker mode (``off``: an API-only replica; ``thread``: the
+run loop in a thread of the API's process; ``process``: in a child process, the
+default) and fires, at the same concurrency:
+
+1. ``GET /healthz`` (routing, no auth, one trivial store read; nothing to
+   reconcile yet);
+2. ``POST /v1/machine-requests`` (auth, validation, an idempotent insert) -- the
+   workers start provisioning these at once;
+3. ``GET /v1/machine-requests/{id}`` of the requests just made, while the
+   workers provision them.
+
+It prints p50/p99/max latency, errors and throughput of each phase and mode,
+then the goals' ratios: GET p99 with workers over GET p99 without (goal 1.5x),
+and create p99 over healthz p99 (goal 1.5x). Exits 1 on any error.
 
     .venv/bin/python bench/service_load.py [--requests 1000] [--concurrency 50]
+        [--modes off,thread,process] [--store URL]
 """
 
 from __future__ import annotations
@@ -23,7 +32,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
@@ -44,6 +53,8 @@ class Result:
     latencies: list[float]
     errors: int
     seconds: float
+    #: What each error was: an HTTP status or an httpx exception class, with a count.
+    kinds: dict[str, int] = field(default_factory=dict)
 
     def quantile(self, q: float) -> float:
         ordered = sorted(self.latencies)
@@ -57,11 +68,12 @@ class Result:
                 f"p50={self.quantile(0.5) * 1000:8.1f} ms  p99={self.quantile(0.99) * 1000:8.1f} ms"
                 f"  max={max(self.latencies, default=0) * 1000:8.1f} ms"
                 f"  mean={statistics.fmean(self.latencies) * 1000 if ok else 0:7.1f} ms"
-                f"  {(ok + self.errors) / self.seconds:7.0f} req/s")
+                f"  {(ok + self.errors) / self.seconds:7.0f} req/s"
+                + (f"  {self.kinds}" if self.kinds else ""))
 
 
 def start_server(
-    root: Path, *, workers: bool, store: str | None
+    root: Path, *, mode: str, store: str | None
 ) -> tuple[subprocess.Popen[str], str]:
     """``talprov serve`` on a free port; returns the process and its URL."""
     plugins = write_plugin_dist(root / "plugins")
@@ -71,7 +83,8 @@ def start_server(
         "providers": {"fake": {"type": "file", "path": str(root / "cloud.sqlite"),
                                "boot_listings": 1, "concurrency": 8}},
         "service": {"tokens": [{"name": "bench", "value": TOKEN, "access": "write"}],
-                    "reconcile_interval": 0.5, "workers": workers},
+                    "reconcile_interval": 0.5, "workers": mode != "off",
+                    "worker_mode": "thread" if mode == "thread" else "process"},
     }
     (root / "talprov.yaml").write_text(yaml.safe_dump(config))
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(plugins), str(REPO)]),
@@ -102,6 +115,7 @@ async def fire(name: str, count: int, concurrency: int,
     gate = asyncio.Semaphore(concurrency)
     latencies: list[float] = []
     errors = 0
+    kinds: dict[str, int] = {}
 
     async def one(index: int) -> None:
         nonlocal errors
@@ -109,26 +123,29 @@ async def fire(name: str, count: int, concurrency: int,
             started = time.perf_counter()
             try:
                 response = await call(index)
-            except httpx.HTTPError:
+            except httpx.HTTPError as exc:
                 errors += 1
+                kinds[type(exc).__name__] = kinds.get(type(exc).__name__, 0) + 1
                 return
             if response.status_code >= 300:
                 errors += 1
+                kind = f"{response.status_code} {response.text[:80]}"
+                kinds[kind] = kinds.get(kind, 0) + 1
                 return
             latencies.append(time.perf_counter() - started)
 
     began = time.perf_counter()
     await asyncio.gather(*(one(i) for i in range(count)))
-    return Result(name, latencies, errors, time.perf_counter() - began)
+    return Result(name, latencies, errors, time.perf_counter() - began, kinds)
 
 
-async def run(url: str, count: int, concurrency: int) -> tuple[Result, Result]:
+async def run(url: str, count: int, concurrency: int, mode: str) -> list[Result]:
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
     async with httpx.AsyncClient(base_url=url, limits=limits, timeout=60) as client:
         # Warm-up: connections, imports, the first store access.
         await fire("warm-up", 50, concurrency, lambda _i: client.get("/healthz"))
-        baseline = await fire("GET /healthz (baseline)", count, concurrency,
-                              lambda _i: client.get("/healthz"))
+        healthz = await fire(f"{mode:<8} GET /healthz", count, concurrency,
+                             lambda _i: client.get("/healthz"))
 
         def create(index: int) -> Awaitable[httpx.Response]:
             body = {"id": f"bench-{index:05d}", "provider": "fake", "talos_version": "v1.13.9",
@@ -136,33 +153,46 @@ async def run(url: str, count: int, concurrency: int) -> tuple[Result, Result]:
                     "provider_data": {"size": "small"}}
             return client.post("/v1/machine-requests", json=body, headers=AUTH)
 
-        creations = await fire("POST /v1/machine-requests", count, concurrency, create)
-    return baseline, creations
+        creations = await fire(f"{mode:<8} POST request", count, concurrency, create)
+        reads = await fire(f"{mode:<8} GET request", count, concurrency,
+                           lambda i: client.get(f"/v1/machine-requests/bench-{i:05d}",
+                                                headers=AUTH))
+    return [healthz, creations, reads]
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=1000)
     parser.add_argument("--concurrency", type=int, default=50)
-    parser.add_argument("--no-workers", action="store_true",
-                        help="API only: no reconcile loop competing for the store.")
-    parser.add_argument("--store", help="Store URL (default: a fresh SQLite file).")
+    parser.add_argument("--modes", default="off,thread,process",
+                        help="Worker modes to compare, in order (off, thread, process).")
+    parser.add_argument("--store", help="Store URL (default: a fresh SQLite file per mode).")
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory(prefix="talprov-bench-") as tmp:
-        process, url = start_server(Path(tmp), workers=not args.no_workers, store=args.store)
-        try:
-            baseline, creations = asyncio.run(run(url, args.requests, args.concurrency))
-        finally:
-            process.terminate()
-            process.wait(timeout=60)
-    print(f"talprov serve at {url}: {args.requests} requests, concurrency {args.concurrency}, "
-          f"workers {'off' if args.no_workers else 'on'}")
-    print(baseline.line())
-    print(creations.line())
-    for label, q in (("p50", 0.5), ("p99", 0.99)):
-        ratio = creations.quantile(q) / baseline.quantile(q)
-        print(f"ratio {label} create/healthz: {ratio:.1f}x")
-    if creations.errors or baseline.errors:
+    modes = [m.strip() for m in args.modes.split(",") if m.strip()]
+    results: dict[str, list[Result]] = {}
+    for mode in modes:
+        with tempfile.TemporaryDirectory(prefix="talprov-bench-") as tmp:
+            process, url = start_server(Path(tmp), mode=mode, store=args.store)
+            try:
+                results[mode] = asyncio.run(run(url, args.requests, args.concurrency, mode))
+            finally:
+                process.terminate()
+                process.wait(timeout=60)
+    print(f"talprov serve: {args.requests} requests per phase, concurrency {args.concurrency}")
+    for mode in modes:
+        for result in results[mode]:
+            print(result.line())
+    errors = sum(r.errors for rs in results.values() for r in rs)
+    for mode in modes:
+        healthz, creations, reads = results[mode]
+        line = (f"{mode:<8} create p99 / healthz p99: "
+                f"{creations.quantile(0.99) / healthz.quantile(0.99):.2f}x")
+        if "off" in results and mode != "off":
+            line += (f"   GET p99 / GET p99 without workers: "
+                     f"{reads.quantile(0.99) / results['off'][2].quantile(0.99):.2f}x")
+        print(line)
+    print(f"errors: {errors}")
+    if errors:
         raise SystemExit(1)
 
 
