@@ -14,10 +14,8 @@ caller got wrong or what cannot be done now.
 
 from __future__ import annotations
 
-import itertools
 import threading
 import time
-import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -28,6 +26,7 @@ from talprov.providers.labels import LABEL_SET
 from talprov.providers.types import Owner, Stage
 from talprov.reconcile.runner import resource_error_kind
 from talprov.scaler.apply import ClusterState, Scaler
+from talprov.scaler.editing import ClusterBusy
 from talprov.scaler.models import Autoscaling, MachineSetSpec
 from talprov.secrets import redact
 from talprov.store.records import RequestRecord
@@ -35,10 +34,8 @@ from talprov.store.records import RequestRecord
 #: cloudprovider.InstanceErrorClass values (cluster-autoscaler cloud_provider.go).
 OUT_OF_RESOURCES_CLASS = 1
 OTHER_ERROR_CLASS = 99
-_LEASE_TTL = 30.0
 #: Seconds NodeGroupForNode answers from the node index before rebuilding it.
 NODE_INDEX_TTL = 5.0
-_owner_numbers = itertools.count()
 
 
 class GroupError(Exception):
@@ -242,19 +239,14 @@ class NodeGroups:
     @contextmanager
     def _cluster_lease(self, cluster: str) -> Iterator[None]:
         """Hold the cluster's lease (waiting up to ``lease_wait`` seconds for a scaler
-        pass or another call). Raises GroupError UNAVAILABLE when it stays taken."""
-        owner = f"{self.scaler.worker_id}/autoscaler/{uuid.uuid4().hex[:8]}-{next(_owner_numbers)}"
-        deadline = self.monotonic() + self.lease_wait
-        while not self.scaler.store.claim_cluster(cluster, owner=owner, ttl=_LEASE_TTL,
-                                                  now=self.scaler.now()):
-            if self.monotonic() >= deadline:
-                raise GroupError("UNAVAILABLE", f"cluster {cluster} is busy (its lease is "
-                                                "held); try again")
-            self.sleep(0.02)
+        pass or another change). Raises GroupError UNAVAILABLE when it stays taken."""
         try:
-            yield
-        finally:
-            self.scaler.store.release_cluster(cluster, owner=owner)
+            with self.scaler.editing(cluster, wait=self.lease_wait, clock=self.monotonic,
+                                     sleep=self.sleep):
+                yield
+        except ClusterBusy:
+            raise GroupError("UNAVAILABLE", f"cluster {cluster} is busy (its lease is "
+                                            "held); try again") from None
 
     def _resize(self, group_id: str, change: int, *, check: str) -> int:
         cluster, set_name = split_group_id(group_id)

@@ -26,6 +26,7 @@ from talprov.providers.protocol import Provider, Runtime
 from talprov.reconcile.reconciler import ProviderHandle, Reconciler
 from talprov.registry import build_provider
 from talprov.runloop import RunLoop
+from talprov.scaler.editing import ClusterBusy
 from talprov.secrets import RedactingFilter, redact
 from talprov.store.errors import StoreError
 from talprov.store.store import Store, default_store_url
@@ -272,6 +273,8 @@ def handle_errors(fn: F) -> F:
             fail(str(exc))
         except Conflict as exc:
             fail(str(exc))
+        except ClusterBusy as exc:
+            fail(str(exc), EXIT_FAILED)
         except StoreError as exc:
             fail(f"store: {exc}", EXIT_FAILED)
         except InvalidRequest as exc:

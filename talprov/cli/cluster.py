@@ -171,7 +171,8 @@ def apply(app: App, path: Path, wait: bool, timeout: float, output: str) -> None
     spec = load_spec_file(path)
     _check_providers(app, spec, path)
     scaler = scaler_for(app)
-    state = scaler.record(spec)
+    with scaler.editing(spec.name):
+        state = scaler.record(spec)
     if not wait:
         result = scaler.run_pass(spec.name)
         if result is None:
@@ -231,7 +232,9 @@ def destroy(app: App, name: str, wait: bool, timeout: float, yes: bool) -> None:
         fail(f"cluster {name} is not recorded", EXIT_FAILED)
     count = len(scaler.records(name))
     confirm_or_exit(f"Delete all {count} machines of cluster {name}?", yes)
-    if not scaler.destroy(name):
+    with scaler.editing(name):
+        destroying = scaler.destroy(name)
+    if not destroying:
         fail(f"cluster {name} is not recorded", EXIT_FAILED)
     scaler.run_pass(name)
     if not wait:
@@ -251,17 +254,20 @@ def destroy(app: App, name: str, wait: bool, timeout: float, yes: bool) -> None:
 def scale(app: App, name: str, set_name: str, count: int) -> None:
     """Change one set's size in the recorded spec (apply a file to undo)."""
     scaler = scaler_for(app)
-    state = scaler.state(name)
-    if state is None:
-        fail(f"cluster {name} is not recorded", EXIT_FAILED)
-    if set_name not in state.spec.sets:
-        known = ", ".join(state.spec.sets)
-        raise ConfigError("SET", f"cluster {name} has no set {set_name!r} (sets: {known})")
-    bounds = state.spec.sets[set_name].autoscaling
-    if bounds is not None and not bounds.min <= count <= bounds.max:
-        raise ConfigError("COUNT", f"{name}/{set_name} is autoscaled: the size must be within "
-                                   f"{bounds.min}..{bounds.max}")
-    scaler.record(state.spec.scaled(set_name, count), keep_autoscaled_sizes=False)
+    # Read, check and write under the cluster's lease: a pass running meanwhile
+    # would otherwise write its older copy of the record over the new size.
+    with scaler.editing(name):
+        state = scaler.state(name)
+        if state is None:
+            fail(f"cluster {name} is not recorded", EXIT_FAILED)
+        if set_name not in state.spec.sets:
+            known = ", ".join(state.spec.sets)
+            raise ConfigError("SET", f"cluster {name} has no set {set_name!r} (sets: {known})")
+        bounds = state.spec.sets[set_name].autoscaling
+        if bounds is not None and not bounds.min <= count <= bounds.max:
+            raise ConfigError("COUNT", f"{name}/{set_name} is autoscaled: the size must be "
+                                       f"within {bounds.min}..{bounds.max}")
+        scaler.record(state.spec.scaled(set_name, count), keep_autoscaled_sizes=False)
     scaler.run_pass(name)
     say(f"{name}/{set_name}: size {count}")
 

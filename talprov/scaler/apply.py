@@ -13,7 +13,8 @@ import hashlib
 import json
 import logging
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -27,6 +28,7 @@ from talprov.providers.protocol import Runtime
 from talprov.providers.types import REQUEST_ID_PATTERN, MachineRequest, Owner, Stage
 from talprov.reconcile.reconciler import ProviderHandle
 from talprov.scaler.actions import ActionKind, Plan
+from talprov.scaler.editing import holding_cluster
 from talprov.scaler.models import ClusterSpec
 from talprov.scaler.observed import ObservedMachine, OrphanMachine, SetBackoff, next_backoff
 from talprov.scaler.plan import plan, plan_destroy
@@ -161,6 +163,7 @@ class Scaler:
         With ``keep_autoscaled_sizes`` (``talprov apply``), autoscaled sets keep the
         size recorded before (see :meth:`ClusterSpec.keeping_autoscaled_sizes`);
         ``talprov scale`` and the autoscaler pass False: they set sizes on purpose.
+        Call it inside :meth:`editing` when a run loop may be passing the cluster.
         """
         previous = self.state(spec.name)
         if previous is not None and keep_autoscaled_sizes:
@@ -172,6 +175,17 @@ class Scaler:
             state.counted_failures = previous.counted_failures
         self.save(state)
         return state
+
+    def editing(self, name: str, *, wait: float = 30.0,
+                clock: Callable[[], float] | None = None,
+                sleep: Callable[[float], None] | None = None) -> AbstractContextManager[None]:
+        """Hold cluster ``name``'s lease around a change of its record (``record``,
+        ``destroy``), so that a running pass cannot write its older copy over it.
+        Waits up to ``wait`` seconds (on ``clock``, default the runtime's).
+        Raises :class:`talprov.scaler.editing.ClusterBusy` when it stays taken."""
+        return holding_cluster(self.store, name, worker_id=self.worker_id, wait=wait,
+                               now=self.now, clock=clock or self.runtime.clock,
+                               sleep=sleep or self.runtime.sleep)
 
     def state(self, name: str) -> ClusterState | None:
         body = self.store.get_cluster(name)
