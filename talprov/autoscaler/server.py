@@ -34,8 +34,11 @@ from talprov.secrets import redact
 
 log = logging.getLogger(__name__)
 
-#: The label the autoscaler reads GPU nodes by (no talprov set declares GPUs yet).
-GPU_LABEL = "node.talprov.io/gpu"
+#: The node label the autoscaler reads GPU types from. No talprov set declares
+#: GPUs, so there is none: the empty label, as the autoscaler's own providers
+#: without GPU node groups answer (Linode, UpCloud, OCI); a made-up label would
+#: make the autoscaler look for GPU types on nodes that never carry it.
+GPU_LABEL = ""
 _STATES = {"running": INSTANCE_STATES["instanceRunning"],
            "creating": INSTANCE_STATES["instanceCreating"],
            "deleting": INSTANCE_STATES["instanceDeleting"]}

@@ -138,7 +138,10 @@ def test_the_autoscaler_scenario_on_moto(moto_server: MotoServer, tmp_path: Path
             with pytest.raises(grpc.RpcError) as unpriced:
                 stub.PricingNodePrice(pb.PricingNodePriceRequest())
             assert unpriced.value.code() == grpc.StatusCode.UNIMPLEMENTED
-            assert stub.GPULabel(pb.GPULabelRequest()).label
+            # No set declares GPUs: the empty label, not one no node carries.
+            assert stub.GPULabel(pb.GPULabelRequest()).label == ""
+            assert dict(stub.GetAvailableGPUTypes(pb.GetAvailableGPUTypesRequest())
+                        .gpuTypes) == {}
 
 
 def test_decrease_target_drops_only_unprovisioned_machines(
