@@ -19,6 +19,7 @@ from typing import Any, ClassVar
 from pydantic import BaseModel
 
 from talprov.baremetal.boot import ipxe
+from talprov.baremetal.boot.binding import ALERT_KINDS
 from talprov.baremetal.config import BareMetalConfig
 from talprov.baremetal.data import BareMetalMachineData
 from talprov.baremetal.deprovision import Deprovisioner
@@ -196,6 +197,13 @@ class BareMetalProvider:
         :func:`served_config`). Raises ``InvalidRequest`` naming ``machine_config``;
         no network, idempotent."""
         served_config(request)
+
+    def boot_alert_counts(self) -> dict[str, int]:
+        """How often the boot server of this instance raised each alert kind
+        (:data:`~talprov.baremetal.boot.binding.ALERT_KINDS`), read from the
+        inventory's audit log, so whichever process runs the boot server is counted.
+        Read-only; raises ``sqlite3.Error`` when the inventory cannot be read."""
+        return self.inventory.audit_counts(ALERT_KINDS)
 
     # -- steps --------------------------------------------------------------
 

@@ -67,6 +67,10 @@ class DhcpLedger:
         return False
 
 
+#: The alert kinds (audit events) that may mean a stolen or replayed token.
+ALERT_KINDS = ("config-refetch", "config-wrong-address", "script-without-dhcp")
+
+
 class BootAlerts:
     """Counts of suspicious boot-server events, by kind; each is also logged.
 
