@@ -25,7 +25,13 @@ from talprov.service.models import (
     Problem,
     SetMember,
 )
-from talprov.service.routes_requests import AUTH_RESPONSES, INVALID, NOT_FOUND
+from talprov.service.routes_requests import (
+    AUTH_RESPONSES,
+    INVALID,
+    NOT_FOUND,
+    SCOPED_SUFFIX_HEX,
+    derived_request_id,
+)
 from talprov.sets import RequestSet, reconcile_set, set_fingerprint
 from talprov.store.errors import StaleRecord
 
@@ -52,11 +58,39 @@ def _visible_set(ctx: ServiceContext, principal: Principal, name: str) -> Reques
     return found
 
 
+#: Longest set name a scoped token may send: the derived name must fit in 52 characters.
+SCOPED_SET_NAME_MAX = 52 - 1 - SCOPED_SUFFIX_HEX
+
+
+def scoped_set_name(ctx: ServiceContext, principal: Principal,
+                    body: MachineRequestSetCreate) -> str:
+    """The name a set created by ``principal`` is stored under.
+
+    Set names are global, so a token scoped to some providers that chose them
+    freely would get 409 for a name used in another scope and 201 for a free
+    one. As for request ids (``scoped_request_id``), its sets live under
+    ``<name>-<hash of provider and name>`` instead, unless the name already
+    names a set of the token's own providers (stores from before this rule).
+    Tokens of all providers choose names as sent. 422 naming ``body.name`` when
+    the derived name would be too long.
+    """
+    if principal.all_providers:
+        return body.name
+    existing = ctx.sets.get(body.name)
+    if existing is not None and principal.allows_provider(existing.template.provider):
+        return body.name
+    if len(body.name) > SCOPED_SET_NAME_MAX:
+        field_error(("body", "name"), f"at most {SCOPED_SET_NAME_MAX} characters for a token "
+                    "scoped to some providers (the service appends a suffix)")
+    return derived_request_id(body.provider, body.name)
+
+
 def _require_name_free_or_visible(principal: Principal, existing: RequestSet) -> None:
     """409 when the name belongs to a set of a provider the token may not use.
 
-    Set names are shared by all providers, so the clash itself cannot be hidden;
-    the answer says no more than that (not the provider, not the set's state).
+    Only a token of all providers, or a derived name that an all-providers
+    token happened to take, can meet this; the answer says no more than that
+    (not the provider, not the set's state).
     """
     if not principal.allows_provider(existing.template.provider):
         raise HTTPException(status.HTTP_409_CONFLICT,
@@ -92,25 +126,27 @@ def create_set(
     PUT to change a set, PATCH to scale it).
     """
     principal.require_write()
-    template = build_request(ctx, principal, body, f"{body.name}-0")
+    principal.require_provider(body.provider)
+    name = scoped_set_name(ctx, principal, body)
+    template = build_request(ctx, principal, body, f"{name}-0")
     fingerprint = set_fingerprint(template, body.machine_count)
-    existing = ctx.sets.get(body.name)
+    existing = ctx.sets.get(name)
     if existing is None:
         now = now_utc()
         try:
-            return _apply(ctx, RequestSet(body.name, template, body.machine_count, False,
+            return _apply(ctx, RequestSet(name, template, body.machine_count, False,
                                           fingerprint, now, now), create_only=True)
         except StaleRecord:
             # Another creator got there between our read and our write.
-            existing = ctx.sets.get(body.name)
+            existing = ctx.sets.get(name)
             if existing is None:
                 raise HTTPException(status.HTTP_409_CONFLICT,
-                                    detail=f"set {body.name} changed meanwhile; retry") from None
+                                    detail=f"set {name} changed meanwhile; retry") from None
     _require_name_free_or_visible(principal, existing)
     if existing.fingerprint != fingerprint or existing.deleting:
         raise HTTPException(
             status.HTTP_409_CONFLICT,
-            detail=f"set {body.name} already exists with a different body"
+            detail=f"set {name} already exists with a different body"
             + (" (being deleted)" if existing.deleting else ""),
         )
     response.status_code = status.HTTP_200_OK
@@ -127,13 +163,18 @@ def replace_set(
     name: SetName, body: MachineRequestSetCreate, principal: PrincipalDep, ctx: ContextDep
 ) -> MachineRequestSetView:
     """Replace the set's template and size. Members that exist keep the template
-    they were created from; new members use the new one. The provider cannot change."""
+    they were created from; new members use the new one. The provider cannot change.
+    A token scoped to some providers replaces only its own sets (404 otherwise, as
+    for a free name: it creates sets with POST); the body may carry the name it
+    sent when creating the set."""
     principal.require_write()
-    if body.name != name:
+    if body.name != name and (principal.all_providers
+                              or derived_request_id(body.provider, body.name) != name):
         # A malformed call, not a clash with stored state: 422 naming the field.
         field_error(("body", "name"), "must equal the set name in the path")
+    existing = None if principal.all_providers else _visible_set(ctx, principal, name)
     template = build_request(ctx, principal, body, f"{name}-0")
-    existing = ctx.sets.get(name)
+    existing = existing or ctx.sets.get(name)
     now = now_utc()
     created = now
     if existing is not None:
