@@ -226,11 +226,18 @@ def get_machine_request(
     responses={**AUTH_RESPONSES, **NOT_FOUND},
 )
 def machine_request_events(
-    request_id: RequestId, principal: PrincipalDep, ctx: ContextDep
+    request_id: RequestId, principal: PrincipalDep, ctx: ContextDep,
+    offset: Annotated[int, Query(ge=0, le=2**31, description="Skip this many events (the "
+                                 "log only grows, so a position stays put).")] = 0,
+    limit: Annotated[int, Query(ge=1, le=MAX_PAGE, description="At most this many events; "
+                                "a full page means more may follow at offset + limit.")
+                     ] = MAX_PAGE,
 ) -> list[EventView]:
-    """What happened to the request, oldest first (secrets are never logged here)."""
+    """What happened to the request, oldest first (secrets are never logged here), in
+    pages of ``limit`` from ``offset``."""
     visible_record(ctx, principal, request_id)
-    return [EventView(at=e.at, message=e.message) for e in ctx.store.events(request_id)]
+    return [EventView(at=e.at, message=e.message)
+            for e in ctx.store.events(request_id, offset=offset, limit=limit)]
 
 
 @router.delete(

@@ -6,7 +6,7 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, HTTPException, Path, Response, status
+from fastapi import APIRouter, Depends, HTTPException, Path, Query, Response, status
 
 from talprov.errors import Conflict
 from talprov.service.auth import Principal, PrincipalDep
@@ -28,6 +28,8 @@ from talprov.service.models import (
 from talprov.service.routes_requests import (
     AUTH_RESPONSES,
     INVALID,
+    MAX_PAGE,
+    NO_NUL,
     NOT_FOUND,
     SCOPED_SUFFIX_HEX,
     derived_request_id,
@@ -212,16 +214,24 @@ def scale_set(
 
 
 @router.get("", response_model=MachineRequestSetList, summary="List sets",
-            responses=AUTH_RESPONSES)
-def list_sets(principal: PrincipalDep, ctx: ContextDep) -> MachineRequestSetList:
-    """Sets of the providers the token may see, ordered by name."""
-    return MachineRequestSetList(
-        items=[
-            set_view(ctx, s)
-            for s in sorted(ctx.sets.all(), key=lambda s: s.name)
-            if principal.allows_provider(s.template.provider)
-        ]
-    )
+            responses={**AUTH_RESPONSES, **INVALID})
+def list_sets(
+    principal: PrincipalDep,
+    ctx: ContextDep,
+    limit: Annotated[
+        int, Query(ge=1, le=MAX_PAGE, description="At most this many sets; when the page "
+                   "is full, the answer's `next` is the cursor for the following page.")
+    ] = MAX_PAGE,
+    after: Annotated[
+        str | None, Query(description="Only sets whose name sorts after this one (the "
+                          "`next` of the previous page).", pattern=NO_NUL, max_length=255)
+    ] = None,
+) -> MachineRequestSetList:
+    """Sets of the providers the token may see, ordered by name, in pages of ``limit``."""
+    found = ctx.sets.page(limit=limit, after=after,
+                          instances=None if principal.all_providers else principal.providers)
+    return MachineRequestSetList(items=[set_view(ctx, s) for s in found],
+                                 next=found[-1].name if len(found) == limit else None)
 
 
 @router.get("/{name}", response_model=MachineRequestSetView, summary="Get a set",

@@ -347,13 +347,16 @@ class Store(
                 audit.insert().values(request_id=request_id, at=now, actor=actor, reason=reason)
             )
 
-    def events(self, request_id: str) -> list[Event]:
-        """The request's event log, oldest first (empty for an unknown id)."""
+    def events(self, request_id: str, *, offset: int = 0, limit: int | None = None
+               ) -> list[Event]:
+        """The request's event log, oldest first (empty for an unknown id): at most
+        ``limit`` events from position ``offset`` (the log only grows, so positions
+        stay put)."""
         with self._read() as conn:
             rows = conn.execute(
                 sa.select(event_log.c.request_id, event_log.c.at, event_log.c.message)
                 .where(event_log.c.request_id == request_id)
-                .order_by(event_log.c.seq)
+                .order_by(event_log.c.seq).offset(offset).limit(limit)
             ).all()
         return [Event(request_id=r.request_id, at=r.at, message=r.message) for r in rows]
 
