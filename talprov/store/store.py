@@ -48,6 +48,7 @@ from talprov.store.records import (
 from talprov.store.request_sets import RequestSetMethods
 from talprov.store.schema import audit, clusters, request_labels, requests
 from talprov.store.schema import events as event_log
+from talprov.store.ui_sessions import UiSessionMethods
 from talprov.store.upgrade import SchemaStatus, status, upgrade
 
 
@@ -72,7 +73,7 @@ def _ids_with_labels(labels: Mapping[str, str]) -> sa.Select[tuple[str]]:
 class Store(
     RequestSetMethods, ClusterLeaseMethods, LightQueryMethods, ObservationMethods,
     BrowseMethods,
-    ProgressMethods,
+    ProgressMethods, UiSessionMethods,
 ):
     """Persistent state for requests, clusters and request sets behind any SQLAlchemy URL.
 
