@@ -1,0 +1,125 @@
+"""The boot server against a hostile client on the provisioning network: a silent
+TLS client must not stall the HTTPS config endpoint, idle connections are dropped,
+log lines cannot be forged or carry a token, and asset paths cannot leave the mirror.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import ssl
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from talprov.baremetal.boot import http as boot_http
+from talprov.baremetal.boot.http import BootHttp, HttpBootServer
+from talprov.baremetal.inventory import BmcInfo, Inventory
+from talprov.demo_platforms.aws import free_port as free_tcp_port
+from tests.unit.baremetal.test_boot_server import MAC, SID, UUID, allocate, config
+
+
+@pytest.fixture
+def plain(tmp_path: Path) -> Iterator[tuple[str, BootHttp]]:
+    cfg = config(tmp_path)
+    inventory = Inventory(cfg.inventory)
+    inventory.add("m0", uuid=UUID, macs=[MAC], bmc=BmcInfo())
+    assets = tmp_path / "mirror" / SID / "v1.13.9"
+    assets.mkdir(parents=True)
+    (assets / "kernel-amd64").write_bytes(b"K" * 100)
+    (tmp_path / "secret.txt").write_text("not for machines")
+    app = BootHttp(cfg, inventory, "https://factory.invalid")
+    server = HttpBootServer(app, "127.0.0.1", 0)
+    server.start()
+    try:
+        yield f"http://127.0.0.1:{server.port}", app
+    finally:
+        server.stop()
+
+
+def test_a_silent_tls_client_does_not_stall_the_config_endpoint(tmp_path: Path) -> None:
+    # The TLS handshake used to run in the accept loop: one client that connects
+    # and sends nothing kept every machine from fetching its config.
+    from talprov.baremetal.boot.server import config_tls_context
+    from tests.unit.service.test_serve import _self_signed
+
+    cert, key = _self_signed(tmp_path)
+    port = free_tcp_port()
+    cfg = config(tmp_path, config_tls={"cert": str(cert), "key": str(key), "port": port})
+    assert cfg.config_tls is not None
+    app = BootHttp(cfg, Inventory(cfg.inventory), "https://factory.invalid")
+    secure = HttpBootServer(app, "127.0.0.1", port, tls=config_tls_context(cfg.config_tls))
+    secure.start()
+    silent = socket.create_connection(("127.0.0.1", port))
+    try:
+        time.sleep(0.2)  # the server has accepted the silent connection
+        context = ssl.create_default_context(cafile=str(cert))
+        with httpx.Client(verify=context, timeout=3) as client:
+            answer = client.get(f"https://127.0.0.1:{port}/config/{UUID}/nope")
+        assert answer.status_code == 403
+    finally:
+        silent.close()
+        secure.stop()
+
+
+def test_idle_connections_are_dropped(plain: tuple[str, BootHttp],
+                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    # Each connection holds a thread; one that never finishes its request line
+    # must not hold it for ever.
+    monkeypatch.setattr(boot_http, "IDLE_SECONDS", 0.5)
+    base, _ = plain
+    port = int(base.rsplit(":", 1)[1])
+    with socket.create_connection(("127.0.0.1", port)) as idle:
+        idle.sendall(b"GET /boot.ipxe HTTP/1.1\r\n")  # and never the rest
+        idle.settimeout(5)
+        try:
+            data = idle.recv(1024)
+        except TimeoutError:
+            pytest.fail("the server kept an idle connection (and its thread) for 5 s")
+        assert data == b""  # closed without an answer
+
+
+def test_log_lines_cannot_be_forged_or_carry_a_token(
+        plain: tuple[str, BootHttp], caplog: pytest.LogCaptureFixture) -> None:
+    base, app = plain
+    allocate(app.inventory, app.config)
+    port = int(base.rsplit(":", 1)[1])
+    caplog.set_level(logging.INFO, logger="talprov.baremetal.boot.http")
+    forged = "x\nWARNING boot server alert config-refetch: machine m0"
+    httpx.get(f"{base}/boot.ipxe", params={"uuid": forged, "mac": MAC})
+    script = httpx.get(f"{base}/boot.ipxe", params={"uuid": UUID, "mac": MAC}).text
+    token = next(a for a in script.split() if a.startswith("talos.config=")).rsplit("/", 1)[1]
+    # A malformed request line with a live token: the error log must mask it too.
+    with socket.create_connection(("127.0.0.1", port)) as raw:
+        raw.sendall(f"GET /config/{UUID}/{token} x HTTP/1.1\r\n\r\n".encode())
+        raw.settimeout(5)
+        assert raw.recv(1024).startswith(b"HTTP/")
+    lines = [r.getMessage() for r in caplog.records]
+    assert lines, "nothing was logged"
+    assert not any("\n" in line for line in lines), lines
+    assert not any(token in line for line in lines), lines
+
+
+@pytest.mark.parametrize("path", [
+    "/assets/..%2F..%2Fsecret.txt/v1.13.9/kernel-amd64",
+    f"/assets/{SID}/..%2F..%2F..%2Fsecret.txt/kernel-amd64",
+    f"/assets/{SID}/v1.13.9/..%2F..%2F..%2Fsecret.txt",
+    f"/assets/{SID}/v1.13.9/%2e%2e",
+    "/assets/../../secret.txt",
+])
+def test_asset_paths_cannot_leave_the_mirror(plain: tuple[str, BootHttp], path: str) -> None:
+    base, _ = plain
+    port = int(base.rsplit(":", 1)[1])
+    with socket.create_connection(("127.0.0.1", port)) as raw:  # no client-side normalising
+        raw.sendall(f"GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
+        raw.settimeout(5)
+        reply = b""
+        while chunk := raw.recv(4096):
+            reply += chunk
+    assert reply.startswith(b"HTTP/1.1 404"), reply[:80]
+    assert b"not for machines" not in reply
+    ok = httpx.get(f"{base}/assets/{SID}/v1.13.9/kernel-amd64")
+    assert (ok.status_code, ok.content) == (200, b"K" * 100)
