@@ -43,11 +43,13 @@ class Principal:
         return "*" in self.providers
 
     def require_provider(self, provider: str) -> None:
-        """Raise 403 unless this token may touch ``provider``."""
+        """Raise 403 unless this token may touch ``provider``. The answer does not
+        repeat ``provider``: it is what the caller sent, and bodies never echo input."""
         if not self.allows_provider(provider):
             raise HTTPException(
                 status.HTTP_403_FORBIDDEN,
-                detail=f"token {self.name!r} is not allowed to use provider {provider!r}",
+                detail=f"token {self.name!r} is not allowed to use the provider instance "
+                       "named in this call",
             )
 
     def require_write(self) -> None:
