@@ -370,8 +370,14 @@ class Inventory:
                        " VALUES (?, ?, ?, ?, ?, ?, ?)",
                        (self.clock(), event, machine, uuid, mac, remote, detail))
 
-    def discovered(self, uuid: str | None, mac: str | None) -> InventoryMachine:
-        """Record an unknown machine that PXE-booted (idempotent per UUID/MAC)."""
+    def discovered(self, uuid: str | None, mac: str | None, *, limit: int | None = None
+                   ) -> InventoryMachine | None:
+        """Record an unknown machine that PXE-booted (idempotent per UUID/MAC).
+
+        With ``limit``, a new machine is recorded only while fewer than ``limit``
+        discovered machines wait for ``accept``: anyone on the provisioning network
+        can make up UUIDs and MACs. None when the limit keeps it out.
+        """
         existing = self.find(uuid, mac)
         if existing is not None:
             return existing
@@ -380,6 +386,10 @@ class Inventory:
         key = (uuid_n or macs[0] if (uuid_n or macs) else "unknown").replace(":", "")
         name = f"discovered-{key}"
         with self._tx() as db:
+            if limit is not None and db.execute(
+                    "SELECT COUNT(*) FROM machines WHERE state = ?",
+                    (MachineStatus.DISCOVERED,)).fetchone()[0] >= limit:
+                return None
             db.execute(
                 "INSERT OR IGNORE INTO machines (name, uuid, macs, state, last_seen_at, updated_at)"
                 " VALUES (?, ?, ?, ?, ?, ?)",

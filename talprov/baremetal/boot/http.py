@@ -45,6 +45,9 @@ _CHUNK = 1 << 20
 #: Seconds a connection may stay silent (TLS handshake, request line, headers)
 #: before it is closed: each connection holds a thread.
 IDLE_SECONDS = 30.0
+#: Unknown machines recorded as discovered at most (until accepted or removed):
+#: anyone on the provisioning network can make up UUIDs and MACs.
+MAX_DISCOVERED = 1000
 #: The secret part of a config or wipe-report path, wherever it shows up in a log line.
 _TOKEN_IN_PATH = re.compile(r"(/(?:config|wiped)/[^/\s'\"]*/)[^\s'\"?]+")
 _UNPRINTABLE = re.compile(r"[\x00-\x1f\x7f-\x9f]")
@@ -61,6 +64,7 @@ class BootHttp:
         #: The DHCP responder's memory (None: no responder here, nothing to check).
         self.ledger = ledger
         self.alerts = alerts or BootAlerts()
+        self._discovery_full = False
 
     def boot_script(self, uuid: str | None, mac: str | None, remote: str) -> str:
         """The iPXE script for the machine with ``uuid``/``mac``. Records what it hands out."""
@@ -73,9 +77,13 @@ class BootHttp:
             return ipxe.chain_script(self.config.boot_url)
         machine = self.inventory.find(uuid, mac)
         if machine is None or machine.status == MachineStatus.DISCOVERED:
-            found = self.inventory.discovered(uuid, mac)
-            self.inventory.record_audit("discovered", machine=found.name, uuid=uuid, mac=mac,
-                                        remote=remote)
+            found = self.inventory.discovered(uuid, mac, limit=MAX_DISCOVERED)
+            if found is None:
+                self._note_discovery_full(remote)
+            else:
+                self._discovery_full = False
+                self.inventory.record_audit("discovered", machine=found.name, uuid=uuid,
+                                            mac=mac, remote=remote)
             return ipxe.local_disk_script("machine not enrolled")
         boot_uuid = uuid or machine.uuid or ""
         if (machine.status == MachineStatus.ALLOCATED and machine.boot is not None
@@ -104,6 +112,14 @@ class BootHttp:
         self.inventory.record_audit("local-disk", machine=machine.name, uuid=uuid, mac=mac,
                                     remote=remote, detail=str(machine.status))
         return ipxe.local_disk_script(f"{machine.status}: boot from disk")
+
+    def _note_discovery_full(self, remote: str) -> None:
+        # Once per filling up, not per request: a flood must not flood the log too.
+        if not self._discovery_full:
+            self._discovery_full = True
+            log.warning("boot server: %d discovered machines wait for accept; unknown "
+                        "machines are no longer recorded (last from %s); accept or remove "
+                        "some (talprov baremetal list)", MAX_DISCOVERED, remote)
 
     def take_config(self, uuid: str, token: str, remote: str) -> str | None:
         """The config if ``token`` is ``uuid``'s live single-use token and ``remote``

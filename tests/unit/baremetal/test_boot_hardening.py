@@ -123,3 +123,24 @@ def test_asset_paths_cannot_leave_the_mirror(plain: tuple[str, BootHttp], path: 
     assert b"not for machines" not in reply
     ok = httpx.get(f"{base}/assets/{SID}/v1.13.9/kernel-amd64")
     assert (ok.status_code, ok.content) == (200, b"K" * 100)
+
+
+def test_unknown_machines_cannot_flood_the_inventory(
+        plain: tuple[str, BootHttp], monkeypatch: pytest.MonkeyPatch,
+        caplog: pytest.LogCaptureFixture) -> None:
+    # Anyone on the segment can make up UUIDs and MACs; each used to become a row
+    # (and an audit entry) for ever.
+    monkeypatch.setattr(boot_http, "MAX_DISCOVERED", 3)
+    base, app = plain
+    macs = [f"52:54:00:aa:00:{n:02x}" for n in range(6)]
+    for mac in macs:
+        reply = httpx.get(f"{base}/boot.ipxe", params={"mac": mac})
+        assert (reply.status_code, "kernel" in reply.text) == (200, False)
+    found = [m for m in app.inventory.machines() if m.name.startswith("discovered-")]
+    assert len(found) == 3
+    assert [a.event for a in app.inventory.audit()].count("discovered") == 3
+    # A machine recorded before the limit is still recognised.
+    httpx.get(f"{base}/boot.ipxe", params={"mac": macs[0]})
+    assert [a.event for a in app.inventory.audit()].count("discovered") == 4
+    full = [r for r in caplog.records if "discovered machines" in r.getMessage()]
+    assert len(full) == 1, "the limit is logged once, not per request"
