@@ -149,6 +149,13 @@ def scoped_request_id(ctx: ServiceContext, principal: Principal,
 MAX_PAGE = 1000
 #: Most ``label`` filters one list call may give; every one costs the database work.
 MAX_LABEL_FILTERS = 16
+#: ``limit`` and ``after`` of every paged list (requests, sets).
+PageLimit = Annotated[int, Query(
+    ge=1, le=MAX_PAGE, description="At most this many items; when the page is full, the "
+    "answer's `next` is the cursor for the following page.")]
+PageAfter = Annotated[str | None, Query(
+    description="Only items sorting after this one (the `next` of the previous page).",
+    pattern=NO_NUL, max_length=255)]
 
 
 @router.get(
@@ -169,14 +176,8 @@ def list_machine_requests(
                           f"{MAX_LABEL_FILTERS})."),
     ] = None,
     stage: Annotated[Stage | None, Query(description="Only requests in this stage.")] = None,
-    limit: Annotated[
-        int, Query(ge=1, le=MAX_PAGE, description="At most this many items; when the page "
-                   "is full, the answer's `next` is the cursor for the following page.")
-    ] = MAX_PAGE,
-    after: Annotated[
-        str | None, Query(description="Only requests whose id sorts after this one (the "
-                          "`next` of the previous page).", pattern=NO_NUL, max_length=200)
-    ] = None,
+    limit: PageLimit = MAX_PAGE,
+    after: PageAfter = None,
 ) -> MachineRequestList:
     """Requests visible to the token (its providers only), ordered by id; gone ones
     are left out unless ``stage=gone``. Page with ``limit`` and ``after``."""

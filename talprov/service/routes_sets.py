@@ -6,7 +6,7 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, HTTPException, Path, Query, Response, status
+from fastapi import APIRouter, Depends, HTTPException, Path, Response, status
 
 from talprov.errors import Conflict
 from talprov.service.auth import Principal, PrincipalDep
@@ -29,9 +29,10 @@ from talprov.service.routes_requests import (
     AUTH_RESPONSES,
     INVALID,
     MAX_PAGE,
-    NO_NUL,
     NOT_FOUND,
     SCOPED_SUFFIX_HEX,
+    PageAfter,
+    PageLimit,
     derived_request_id,
 )
 from talprov.sets import RequestSet, reconcile_set, set_fingerprint
@@ -218,14 +219,8 @@ def scale_set(
 def list_sets(
     principal: PrincipalDep,
     ctx: ContextDep,
-    limit: Annotated[
-        int, Query(ge=1, le=MAX_PAGE, description="At most this many sets; when the page "
-                   "is full, the answer's `next` is the cursor for the following page.")
-    ] = MAX_PAGE,
-    after: Annotated[
-        str | None, Query(description="Only sets whose name sorts after this one (the "
-                          "`next` of the previous page).", pattern=NO_NUL, max_length=255)
-    ] = None,
+    limit: PageLimit = MAX_PAGE,
+    after: PageAfter = None,
 ) -> MachineRequestSetList:
     """Sets of the providers the token may see, ordered by name, in pages of ``limit``."""
     found = ctx.sets.page(limit=limit, after=after,

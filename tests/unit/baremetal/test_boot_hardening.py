@@ -9,7 +9,6 @@ import logging
 import socket
 import ssl
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -17,27 +16,13 @@ import pytest
 
 from talprov.baremetal.boot import http as boot_http
 from talprov.baremetal.boot.http import BootHttp, HttpBootServer
-from talprov.baremetal.inventory import BmcInfo, Inventory
+from talprov.baremetal.config import BareMetalConfig
+from talprov.baremetal.inventory import Inventory
 from talprov.demo_platforms.aws import free_port as free_tcp_port
 from tests.unit.baremetal.test_boot_server import MAC, SID, UUID, allocate, config
+from tests.unit.baremetal.test_boot_server import served as served  # noqa: PLC0414 - fixture
 
-
-@pytest.fixture
-def plain(tmp_path: Path) -> Iterator[tuple[str, BootHttp]]:
-    cfg = config(tmp_path)
-    inventory = Inventory(cfg.inventory)
-    inventory.add("m0", uuid=UUID, macs=[MAC], bmc=BmcInfo())
-    assets = tmp_path / "mirror" / SID / "v1.13.9"
-    assets.mkdir(parents=True)
-    (assets / "kernel-amd64").write_bytes(b"K" * 100)
-    (tmp_path / "secret.txt").write_text("not for machines")
-    app = BootHttp(cfg, inventory, "https://factory.invalid")
-    server = HttpBootServer(app, "127.0.0.1", 0)
-    server.start()
-    try:
-        yield f"http://127.0.0.1:{server.port}", app
-    finally:
-        server.stop()
+Served = tuple[str, Inventory, BareMetalConfig]
 
 
 def test_a_silent_tls_client_does_not_stall_the_config_endpoint(tmp_path: Path) -> None:
@@ -65,12 +50,12 @@ def test_a_silent_tls_client_does_not_stall_the_config_endpoint(tmp_path: Path) 
         secure.stop()
 
 
-def test_idle_connections_are_dropped(plain: tuple[str, BootHttp],
+def test_idle_connections_are_dropped(served: Served,
                                       monkeypatch: pytest.MonkeyPatch) -> None:
     # Each connection holds a thread; one that never finishes its request line
     # must not hold it for ever.
     monkeypatch.setattr(boot_http, "IDLE_SECONDS", 0.5)
-    base, _ = plain
+    base, _, _ = served
     port = int(base.rsplit(":", 1)[1])
     with socket.create_connection(("127.0.0.1", port)) as idle:
         idle.sendall(b"GET /boot.ipxe HTTP/1.1\r\n")  # and never the rest
@@ -83,9 +68,9 @@ def test_idle_connections_are_dropped(plain: tuple[str, BootHttp],
 
 
 def test_log_lines_cannot_be_forged_or_carry_a_token(
-        plain: tuple[str, BootHttp], caplog: pytest.LogCaptureFixture) -> None:
-    base, app = plain
-    allocate(app.inventory, app.config)
+        served: Served, caplog: pytest.LogCaptureFixture) -> None:
+    base, inventory, cfg = served
+    allocate(inventory, cfg)
     port = int(base.rsplit(":", 1)[1])
     caplog.set_level(logging.INFO, logger="talprov.baremetal.boot.http")
     forged = "x\nWARNING boot server alert config-refetch: machine m0"
@@ -110,8 +95,10 @@ def test_log_lines_cannot_be_forged_or_carry_a_token(
     f"/assets/{SID}/v1.13.9/%2e%2e",
     "/assets/../../secret.txt",
 ])
-def test_asset_paths_cannot_leave_the_mirror(plain: tuple[str, BootHttp], path: str) -> None:
-    base, _ = plain
+def test_asset_paths_cannot_leave_the_mirror(served: Served, path: str,
+                                             tmp_path: Path) -> None:
+    base, _, _ = served
+    (tmp_path / "secret.txt").write_text("not for machines")
     port = int(base.rsplit(":", 1)[1])
     with socket.create_connection(("127.0.0.1", port)) as raw:  # no client-side normalising
         raw.sendall(f"GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
@@ -122,25 +109,25 @@ def test_asset_paths_cannot_leave_the_mirror(plain: tuple[str, BootHttp], path: 
     assert reply.startswith(b"HTTP/1.1 404"), reply[:80]
     assert b"not for machines" not in reply
     ok = httpx.get(f"{base}/assets/{SID}/v1.13.9/kernel-amd64")
-    assert (ok.status_code, ok.content) == (200, b"K" * 100)
+    assert (ok.status_code, ok.content) == (200, b"K" * 5000)
 
 
 def test_unknown_machines_cannot_flood_the_inventory(
-        plain: tuple[str, BootHttp], monkeypatch: pytest.MonkeyPatch,
+        served: Served, monkeypatch: pytest.MonkeyPatch,
         caplog: pytest.LogCaptureFixture) -> None:
     # Anyone on the segment can make up UUIDs and MACs; each used to become a row
     # (and an audit entry) for ever.
     monkeypatch.setattr(boot_http, "MAX_DISCOVERED", 3)
-    base, app = plain
+    base, inventory, _ = served
     macs = [f"52:54:00:aa:00:{n:02x}" for n in range(6)]
     for mac in macs:
         reply = httpx.get(f"{base}/boot.ipxe", params={"mac": mac})
         assert (reply.status_code, "kernel" in reply.text) == (200, False)
-    found = [m for m in app.inventory.machines() if m.name.startswith("discovered-")]
+    found = [m for m in inventory.machines() if m.name.startswith("discovered-")]
     assert len(found) == 3
-    assert [a.event for a in app.inventory.audit()].count("discovered") == 3
+    assert [a.event for a in inventory.audit()].count("discovered") == 3
     # A machine recorded before the limit is still recognised.
     httpx.get(f"{base}/boot.ipxe", params={"mac": macs[0]})
-    assert [a.event for a in app.inventory.audit()].count("discovered") == 4
+    assert [a.event for a in inventory.audit()].count("discovered") == 4
     full = [r for r in caplog.records if "discovered machines" in r.getMessage()]
     assert len(full) == 1, "the limit is logged once, not per request"
