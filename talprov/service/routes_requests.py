@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+from collections.abc import Callable
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, Response, status
@@ -93,7 +94,7 @@ def create_machine_request(
     (see :func:`scoped_request_id`): use the ``id`` of the answer afterwards.
     """
     principal.require_write()
-    request_id = body.id if principal.all_providers else scoped_request_id(ctx, principal, body)
+    request_id = scoped_request_id(ctx, principal, body)
     machine_request = build_request(ctx, principal, body, request_id)
     try:
         record, created = ctx.store.create_or_get_request(machine_request)
@@ -123,25 +124,39 @@ def derived_request_id(provider: str, sent_id: str) -> str:
     return f"{sent_id}-{digest[:SCOPED_SUFFIX_HEX]}"
 
 
+def scoped_name(principal: Principal, sent: str, provider: str,
+                owner_of: Callable[[str], str | None], *, field: str, longest: int) -> str:
+    """The name (request id, set name) a resource a token creates is stored under.
+
+    Names are global, so a token scoped to some providers that chose them freely
+    would get 409 for a name taken in another scope and 201 for a free one: it
+    could enumerate the other scopes' names. Instead its resources live under
+    :func:`derived_request_id`, whether or not ``sent`` is taken elsewhere. Tokens
+    of all providers keep ``sent``, and so does a scoped token whose own provider
+    already holds it (``owner_of`` names the provider of the resource called
+    ``sent``, or None): stores from before this rule keep working. 422 naming
+    ``body.<field>`` when ``sent`` is longer than ``longest``.
+    """
+    if principal.all_providers:
+        return sent
+    owner = owner_of(sent)
+    if owner is not None and principal.allows_provider(owner):
+        return sent
+    if len(sent) > longest:
+        field_error(("body", field), f"at most {longest} characters for a token scoped "
+                    "to some providers (the service appends a suffix)")
+    return derived_request_id(provider, sent)
+
+
 def scoped_request_id(ctx: ServiceContext, principal: Principal,
                       body: MachineRequestCreate) -> str:
-    """The id a request of a token scoped to some providers is stored under.
+    """The id the request ``body`` of ``principal`` is stored under (see :func:`scoped_name`)."""
+    def owner(request_id: str) -> str | None:
+        found = ctx.store.get_request(request_id)
+        return None if found is None else found.request.provider
 
-    Ids are global, so a scoped token choosing them freely would get 409 for an
-    id taken in another scope and 201 for a free one: it could enumerate the
-    other scopes' ids. Instead its requests live under :func:`derived_request_id`,
-    whether or not the id it sent is taken elsewhere. One exception keeps stores
-    from before this rule working: an id that already names a request of the
-    token's own providers is used as sent (the token can list those anyway).
-    422 naming ``body.id`` when the derived id would be too long.
-    """
-    existing = ctx.store.get_request(body.id)
-    if existing is not None and principal.allows_provider(existing.request.provider):
-        return body.id
-    if len(body.id) > SCOPED_ID_MAX:
-        field_error(("body", "id"), f"at most {SCOPED_ID_MAX} characters for a token scoped "
-                    "to some providers (the service appends a suffix)")
-    return derived_request_id(body.provider, body.id)
+    return scoped_name(principal, body.id, body.provider, owner, field="id",
+                       longest=SCOPED_ID_MAX)
 
 
 #: The largest page ``GET /v1/machine-requests`` hands out, and the page size

@@ -34,6 +34,7 @@ from talprov.service.routes_requests import (
     PageAfter,
     PageLimit,
     derived_request_id,
+    scoped_name,
 )
 from talprov.sets import RequestSet, reconcile_set, set_fingerprint
 from talprov.store.errors import StaleRecord
@@ -67,25 +68,15 @@ SCOPED_SET_NAME_MAX = 52 - 1 - SCOPED_SUFFIX_HEX
 
 def scoped_set_name(ctx: ServiceContext, principal: Principal,
                     body: MachineRequestSetCreate) -> str:
-    """The name a set created by ``principal`` is stored under.
+    """The name the set ``body`` of ``principal`` is stored under: as for request ids,
+    a scoped token's sets live under a name derived per provider instance
+    (:func:`~talprov.service.routes_requests.scoped_name`)."""
+    def owner(name: str) -> str | None:
+        found = ctx.sets.get(name)
+        return None if found is None else found.template.provider
 
-    Set names are global, so a token scoped to some providers that chose them
-    freely would get 409 for a name used in another scope and 201 for a free
-    one. As for request ids (``scoped_request_id``), its sets live under
-    ``<name>-<hash of provider and name>`` instead, unless the name already
-    names a set of the token's own providers (stores from before this rule).
-    Tokens of all providers choose names as sent. 422 naming ``body.name`` when
-    the derived name would be too long.
-    """
-    if principal.all_providers:
-        return body.name
-    existing = ctx.sets.get(body.name)
-    if existing is not None and principal.allows_provider(existing.template.provider):
-        return body.name
-    if len(body.name) > SCOPED_SET_NAME_MAX:
-        field_error(("body", "name"), f"at most {SCOPED_SET_NAME_MAX} characters for a token "
-                    "scoped to some providers (the service appends a suffix)")
-    return derived_request_id(body.provider, body.name)
+    return scoped_name(principal, body.name, body.provider, owner, field="name",
+                       longest=SCOPED_SET_NAME_MAX)
 
 
 def _require_name_free_or_visible(principal: Principal, existing: RequestSet) -> None:
