@@ -31,7 +31,7 @@ from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from talprov.baremetal.boot import ipxe
-from talprov.baremetal.boot.binding import BootAlerts, DhcpLedger
+from talprov.baremetal.boot.binding import BootAlerts, DhcpLedger, SourceRateLimit
 from talprov.baremetal.config import BareMetalConfig
 from talprov.baremetal.inventory import Inventory, MachineStatus, normalize_mac, normalize_uuid
 
@@ -45,6 +45,9 @@ _CHUNK = 1 << 20
 #: Seconds a connection may stay silent (TLS handshake, request line, headers)
 #: before it is closed: each connection holds a thread.
 IDLE_SECONDS = 30.0
+#: Requests one source address may make per minute, kernels and initramfs aside
+#: (a PXE boot takes about six); the rest get 429. Most answers write an audit entry.
+REQUESTS_PER_MINUTE = 120
 #: Unknown machines recorded as discovered at most (until accepted or removed):
 #: anyone on the provisioning network can make up UUIDs and MACs.
 MAX_DISCOVERED = 1000
@@ -65,6 +68,7 @@ class BootHttp:
         self.ledger = ledger
         self.alerts = alerts or BootAlerts()
         self._discovery_full = False
+        self.limit = SourceRateLimit(lambda: REQUESTS_PER_MINUTE)
 
     def boot_script(self, uuid: str | None, mac: str | None, remote: str) -> str:
         """The iPXE script for the machine with ``uuid``/``mac``. Records what it hands out."""
@@ -224,6 +228,8 @@ class _Handler(BaseHTTPRequestHandler):
             if not self.server.serves_path(segments[0]):
                 # With config_tls, configs go over HTTPS only and HTTPS serves only them.
                 self._send(HTTPStatus.NOT_FOUND, b"not found here\n")
+            elif segments[0] != "assets" and not app.limit.allow(remote):
+                self._send(HTTPStatus.TOO_MANY_REQUESTS, b"slow down\n")
             elif segments == ["boot.ipxe"]:
                 script = app.boot_script(query.get("uuid"), query.get("mac"), remote)
                 self._send(HTTPStatus.OK, script.encode())

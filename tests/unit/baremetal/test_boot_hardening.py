@@ -131,3 +131,23 @@ def test_unknown_machines_cannot_flood_the_inventory(
     assert [a.event for a in inventory.audit()].count("discovered") == 4
     full = [r for r in caplog.records if "discovered machines" in r.getMessage()]
     assert len(full) == 1, "the limit is logged once, not per request"
+
+
+def test_one_source_address_cannot_flood_the_audit_log(
+        served: Served, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Boot scripts and reports each write an audit entry; one address (a PXE machine
+    # makes about six requests per boot) is held to a rate, kernels excepted.
+    monkeypatch.setattr(boot_http, "REQUESTS_PER_MINUTE", 5)
+    base, inventory, _ = served
+    port = int(base.rsplit(":", 1)[1])
+
+    def statuses(source: str, path: str, times: int) -> list[int]:
+        transport = httpx.HTTPTransport(local_address=source)
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", transport=transport) as client:
+            return [client.get(path).status_code for _ in range(times)]
+
+    report = f"/report/{UUID}?event=flood"
+    assert statuses("127.0.0.2", report, 7) == [200] * 5 + [429] * 2
+    assert [a.event for a in inventory.audit()].count("report-flood") == 5
+    assert statuses("127.0.0.3", report, 1) == [200]  # another machine is not held up
+    assert statuses("127.0.0.2", f"/assets/{SID}/v1.13.9/kernel-amd64", 2) == [200, 200]
