@@ -7,7 +7,8 @@ token's value and an expiry (:data:`SESSION_LIFETIME`). Signing out deletes the
 session, so a copy of the cookie stops working at once, on every replica
 sharing the store; so does removing or changing the token in the config. The
 cookie is HttpOnly (no script reads it), SameSite=Strict (no other site's page
-makes the browser send it), Path=/ui, and Secure when the page came over HTTPS.
+makes the browser send it), Path=/ui, and Secure when the page came over HTTPS
+or the service sits behind a TLS-terminating proxy (``insecure_http``).
 Neither the token nor the session id ever appears in a URL.
 
 The only writes are signing in and out; both are POSTs carrying a CSRF token
@@ -110,7 +111,9 @@ def csrf_token(request: Request) -> str:
 
 
 def _secure(request: Request) -> bool:
-    return request.url.scheme == "https"
+    # insecure_http means a TLS-terminating proxy is in front: the browser speaks
+    # HTTPS to it even though this request arrived as plain HTTP.
+    return request.url.scheme == "https" or bool(request.app.state.ctx.config.insecure_http)
 
 
 def set_csrf_cookie(request: Request, response: Response, token: str) -> None:

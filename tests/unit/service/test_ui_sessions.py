@@ -10,7 +10,8 @@ import pytest
 import sqlalchemy as sa
 from fastapi.testclient import TestClient
 
-from tests.unit.service.conftest import WRITE_TOKEN, Api
+from tests.helpers import Home
+from tests.unit.service.conftest import WRITE_TOKEN, Api, open_api
 from tests.unit.service.test_ui import csrf_of, sign_in
 
 COOKIE = "talprov_session"
@@ -102,3 +103,14 @@ def test_a_session_ends_with_its_token() -> None:
     assert verifier("new-token-0123456789abcdef").session_principal("ops", check) is None
     assert verifier(old, name="renamed").session_principal("ops", check) is None
     assert verifier(old).session_binding("not-a-token-0123456789") is None
+
+
+def test_behind_a_tls_proxy_the_cookies_are_secure(home: Home) -> None:
+    # insecure_http says a TLS-terminating proxy is in front: the browser speaks
+    # HTTPS, so the cookies must never travel in clear text elsewhere.
+    for api in open_api(home, workers=False, insecure_http=True):
+        response = api.client.post("/ui/sign-in", data={"csrf": csrf_of(api.client),
+                                                         "token": WRITE_TOKEN},
+                                   follow_redirects=False)
+        for header in response.headers.get_list("set-cookie"):
+            assert "secure" in {part.strip().lower() for part in header.split(";")}, header
