@@ -85,3 +85,18 @@ def test_scoped_tokens_see_only_their_instances_alerts(metal: tuple[Api, BootHtt
     boot.take_config(uuid, token, "10.0.0.66")
     assert _alerts(api, OTHER)[("other", "config-wrong-address")] == 1.0
     assert _alerts(api, READ) == {}  # scoped to "fake" only
+
+
+def test_the_api_refuses_a_full_config_beside_an_omni_join(metal: tuple[Api, BootHttp]
+                                                           ) -> None:
+    # The bare-metal provider's pre-flight check runs before anything is recorded: a
+    # joining machine is served the join documents only, never a v1alpha1 config.
+    api, _ = metal
+    body = {"id": "joins-1", "provider": "other", "talos_version": "v1.13.9",
+            "config": "version: v1alpha1\nmachine:\n  type: worker\n",
+            "join": {"api_url": "https://omni.example/?jointoken=CANARY-join-77"}}
+    response = api.request("POST", "/v1/machine-requests", json=body, headers=WRITE)
+    assert response.status_code == 422
+    assert response.json()["detail"][0]["loc"] == ["body", "config"]
+    assert "CANARY-join-77" not in response.text
+    assert api.ctx.store.get_request("joins-1") is None
