@@ -14,6 +14,7 @@ docs/service.md's table is generated from it (a test compares the two).
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -52,6 +53,7 @@ _DUE_STAGES = (Stage.PENDING, Stage.PROVISIONING, Stage.DEPROVISIONING)
 #: Labels that name a provider instance; a scoped exposition keeps only its own.
 INSTANCE_LABELS = ("provider", "instance")
 _T = TypeVar("_T")
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -188,7 +190,12 @@ class BootAlertCollector(Collector):
         (alerts,) = self.describe()
         assert isinstance(alerts, CounterMetricFamily)
         for instance, source in sorted(self._sources.items()):
-            for reason, count in sorted(source.boot_alert_counts().items()):
+            try:
+                counts = source.boot_alert_counts()
+            except Exception as exc:  # one unreadable inventory must not fail the scrape
+                log.warning("boot alerts of %s not counted: %s", instance, type(exc).__name__)
+                continue
+            for reason, count in sorted(counts.items()):
                 alerts.add_metric([instance, reason], count)
         return (alerts,)
 

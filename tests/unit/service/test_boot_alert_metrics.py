@@ -100,3 +100,20 @@ def test_the_api_refuses_a_full_config_beside_an_omni_join(metal: tuple[Api, Boo
     assert response.json()["detail"][0]["loc"] == ["body", "config"]
     assert "CANARY-join-77" not in response.text
     assert api.ctx.store.get_request("joins-1") is None
+
+
+def test_an_unreadable_inventory_leaves_the_rest_of_the_scrape(
+        metal: tuple[Api, BootHttp], monkeypatch: pytest.MonkeyPatch) -> None:
+    import sqlite3
+
+    from talprov.baremetal.provider import BareMetalProvider
+
+    def broken(_self: BareMetalProvider) -> dict[str, int]:
+        raise sqlite3.OperationalError("unable to open database file")
+
+    api, _ = metal
+    monkeypatch.setattr(BareMetalProvider, "boot_alert_counts", broken)
+    response = api.request("GET", "/metrics", headers=WRITE)
+    assert response.status_code == 200
+    assert "talprov_requests{" in response.text
+    assert _alerts(api, WRITE) == {}
