@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
@@ -138,6 +138,18 @@ class SetRepository:
     def all(self) -> list[RequestSet]:
         """Every stored set, ordered by name (one removed meanwhile is left out)."""
         found = [self.get(n) for n in self.store.list_request_sets()]
+        return [s for s in found if s is not None]
+
+    def page(self, *, limit: int, after: str | None = None,
+             instances: Collection[str] | None = None) -> list[RequestSet]:
+        """At most ``limit`` sets whose names sort after ``after``, by name; with
+        ``instances``, only sets of those provider instances (filtered in the
+        store's read, so a page is full when more such sets exist). Read-only."""
+        def on_instances(document: dict[str, Any]) -> bool:
+            return instances is None or document["template"]["provider"] in instances
+
+        names = self.store.request_set_page(limit=limit, after=after, keep=on_instances)
+        found = [self.get(n) for n in names]
         return [s for s in found if s is not None]
 
     def put(self, request_set: RequestSet, *, create_only: bool = False) -> RequestSet:

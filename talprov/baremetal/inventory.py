@@ -80,6 +80,7 @@ CREATE TABLE IF NOT EXISTS audit (
     remote TEXT,
     detail TEXT NOT NULL DEFAULT ''
 );
+CREATE INDEX IF NOT EXISTS audit_event ON audit (event);
 """
 
 
@@ -180,6 +181,22 @@ class Inventory:
             db.close()
         return [AuditEntry(r["at"], r["event"], r["machine"], r["uuid"], r["mac"], r["remote"],
                            r["detail"]) for r in rows]
+
+    def audit_counts(self, events: Sequence[str]) -> dict[str, int]:
+        """How many audit entries of each of ``events`` there are (0 for none); one
+        query on the event index. Read-only; entries are never deleted, so each
+        count only grows."""
+        marks = ", ".join("?" for _ in events)
+        db = self._connect()
+        try:
+            rows = db.execute(f"SELECT event, COUNT(*) AS n FROM audit"  # noqa: S608
+                              f" WHERE event IN ({marks}) GROUP BY event", tuple(events)
+                              ).fetchall()
+        finally:
+            db.close()
+        counts = dict.fromkeys(events, 0)
+        counts.update({str(r["event"]): int(r["n"]) for r in rows})
+        return counts
 
     # -- administration -----------------------------------------------------
 
@@ -353,8 +370,14 @@ class Inventory:
                        " VALUES (?, ?, ?, ?, ?, ?, ?)",
                        (self.clock(), event, machine, uuid, mac, remote, detail))
 
-    def discovered(self, uuid: str | None, mac: str | None) -> InventoryMachine:
-        """Record an unknown machine that PXE-booted (idempotent per UUID/MAC)."""
+    def discovered(self, uuid: str | None, mac: str | None, *, limit: int | None = None
+                   ) -> InventoryMachine | None:
+        """Record an unknown machine that PXE-booted (idempotent per UUID/MAC).
+
+        With ``limit``, a new machine is recorded only while fewer than ``limit``
+        discovered machines wait for ``accept``: anyone on the provisioning network
+        can make up UUIDs and MACs. None when the limit keeps it out.
+        """
         existing = self.find(uuid, mac)
         if existing is not None:
             return existing
@@ -363,6 +386,10 @@ class Inventory:
         key = (uuid_n or macs[0] if (uuid_n or macs) else "unknown").replace(":", "")
         name = f"discovered-{key}"
         with self._tx() as db:
+            if limit is not None and db.execute(
+                    "SELECT COUNT(*) FROM machines WHERE state = ?",
+                    (MachineStatus.DISCOVERED,)).fetchone()[0] >= limit:
+                return None
             db.execute(
                 "INSERT OR IGNORE INTO machines (name, uuid, macs, state, last_seen_at, updated_at)"
                 " VALUES (?, ?, ?, ?, ?, ?)",

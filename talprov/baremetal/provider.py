@@ -19,6 +19,7 @@ from typing import Any, ClassVar
 from pydantic import BaseModel
 
 from talprov.baremetal.boot import ipxe
+from talprov.baremetal.boot.binding import ALERT_KINDS
 from talprov.baremetal.config import BareMetalConfig
 from talprov.baremetal.data import BareMetalMachineData
 from talprov.baremetal.deprovision import Deprovisioner
@@ -42,7 +43,7 @@ from talprov.providers.types import (
     StepResult,
 )
 from talprov.talos.factory import ImageFactory, images_for
-from talprov.talos.join import user_data_for
+from talprov.talos.join import join_only_config, user_data_for
 
 log = logging.getLogger(__name__)
 
@@ -103,6 +104,20 @@ def check_factory(factory: ImageFactory, schematic_id: str, version: str, arch: 
         if factory.has_asset(url) is False:
             raise InvalidRequest(f"the Image Factory has no {url} (is {version} a release "
                                  "it builds?)", field="talos_version")
+
+
+def served_config(request: MachineRequest) -> str:
+    """What the boot server hands the machine once at ``talos.config``.
+
+    A machine that joins Omni gets the join documents alone (and the request's
+    extra typed documents): never a v1alpha1 config with the cluster's CA keys,
+    which Omni sends over SideroLink itself (see
+    :func:`talprov.talos.join.join_only_config`). Any other machine gets its
+    named config. Raises ``InvalidRequest`` naming ``machine_config``. Pure.
+    """
+    if request.join is not None:
+        return join_only_config(request)
+    return user_data_for(request)
 
 
 class BareMetalProvider:
@@ -176,6 +191,20 @@ class BareMetalProvider:
         free = sum(1 for m in machines if m.status == MachineStatus.AVAILABLE and not m.cordoned)
         return Health(ok=True, message=f"{len(machines)} machines, {free} available")
 
+    def check_request(self, request: MachineRequest) -> None:
+        """Refuse, before it is recorded, a request whose config the boot server would
+        not serve: a full machine config beside an Omni join (see
+        :func:`served_config`). Raises ``InvalidRequest`` naming ``machine_config``;
+        no network, idempotent."""
+        served_config(request)
+
+    def boot_alert_counts(self) -> dict[str, int]:
+        """How often the boot server of this instance raised each alert kind
+        (:data:`~talprov.baremetal.boot.binding.ALERT_KINDS`), read from the
+        inventory's audit log, so whichever process runs the boot server is counted.
+        Read-only; raises ``sqlite3.Error`` when the inventory cannot be read."""
+        return self.inventory.audit_counts(ALERT_KINDS)
+
     # -- steps --------------------------------------------------------------
 
     def steps(self) -> Sequence[Step]:
@@ -247,7 +276,7 @@ class BareMetalProvider:
             return None
         kernel, initramfs = self.boot_assets(ctx.request, check=True)
         plan = ipxe.install_plan(self.config, ctx.request, kernel, initramfs)
-        config = user_data_for(ctx.request)
+        config = served_config(ctx.request)
         self.inventory.set_install(machine.name, ctx.request.id, plan, config)
         return None
 

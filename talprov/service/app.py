@@ -135,6 +135,7 @@ def create_app(
         tokens=TokenVerifier(service_config.tokens), metrics=metrics, sets=sets,
     )
     metrics.watch_instances(sorted(handles), ctx.failing_instances)
+    metrics.watch_boot_alerts({name: h.provider for name, h in handles.items()})
     if service_config.workers and spawn_worker is not None:
         ctx.loop = WorkerProcess(spawn_worker, metrics=metrics,
                                  worker_id=service_config.worker_id)

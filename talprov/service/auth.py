@@ -43,11 +43,13 @@ class Principal:
         return "*" in self.providers
 
     def require_provider(self, provider: str) -> None:
-        """Raise 403 unless this token may touch ``provider``."""
+        """Raise 403 unless this token may touch ``provider``. The answer does not
+        repeat ``provider``: it is what the caller sent, and bodies never echo input."""
         if not self.allows_provider(provider):
             raise HTTPException(
                 status.HTTP_403_FORBIDDEN,
-                detail=f"token {self.name!r} is not allowed to use provider {provider!r}",
+                detail=f"token {self.name!r} is not allowed to use the provider instance "
+                       "named in this call",
             )
 
     def require_write(self) -> None:
@@ -83,16 +85,43 @@ class TokenVerifier:
         is configured: a digest hides the length, so this is where the minimum
         applies to tokens given as ``sha256``.
         """
-        digest = hashlib.sha256(presented.encode("utf-8", "surrogatepass")).digest()
+        found = self._match(presented)
+        return None if found is None else found[1]
+
+    def session_binding(self, presented: str) -> tuple[Principal, str] | None:
+        """The principal of ``presented`` and a check digest tied to the token's value,
+        to keep with a session instead of the token; None for an invalid token.
+        Never raises."""
+        found = self._match(presented)
+        return None if found is None else (found[1], _session_check(found[0]))
+
+    def session_principal(self, name: str, check: str) -> Principal | None:
+        """The principal of the configured token named ``name`` whose value gave
+        ``check`` (:meth:`session_binding`); None when that token was removed or
+        changed since. Constant time over the tokens; never raises."""
         found: Principal | None = None
         for expected, principal in self._entries:
-            if hmac.compare_digest(digest, expected) and found is None:
+            same = hmac.compare_digest(_session_check(expected).encode(), check.encode())
+            if same and principal.name == name and found is None:
                 found = principal
+        return found
+
+    def _match(self, presented: str) -> tuple[bytes, Principal] | None:
+        digest = hashlib.sha256(presented.encode("utf-8", "surrogatepass")).digest()
+        found: tuple[bytes, Principal] | None = None
+        for expected, principal in self._entries:
+            if hmac.compare_digest(digest, expected) and found is None:
+                found = (expected, principal)
         if found is not None and len(presented) < MIN_TOKEN_LENGTH:
             log.warning("token %r is shorter than %d characters: refused; configure a longer "
-                        "one", found.name, MIN_TOKEN_LENGTH)
+                        "one", found[1].name, MIN_TOKEN_LENGTH)
             return None
         return found
+
+
+def _session_check(token_digest: bytes) -> str:
+    """A digest that names a token's value without being usable as its digest."""
+    return hashlib.sha256(b"talprov-ui-session\0" + token_digest).hexdigest()
 
 
 def _unauthorized(message: str) -> HTTPException:

@@ -170,12 +170,18 @@ def build_request(
             [{"loc": ("body", *err["loc"]), "msg": err["msg"], "type": err["type"]}
              for err in exc.errors()]
         ) from None
-    if isinstance(handle.provider, ChecksRequests):
+    # The wrapped provider itself: from Python 3.12 on, isinstance against a
+    # runtime-checkable protocol does not see methods the metrics wrapper forwards.
+    checker = getattr(handle.provider, "inner", handle.provider)
+    if isinstance(checker, ChecksRequests):
         try:
-            handle.provider.check_request(request)
+            checker.check_request(request)
         except InvalidRequest as exc:
             field = exc.field or "provider"
-            field_error(("body", *field.split(".")), exc.message.removeprefix(f"{field}: "))
+            message = exc.message.removeprefix(f"{field}: ")
+            # The request model's machine_config is the API body's config.
+            field = "config" if field == "machine_config" else field
+            field_error(("body", *field.split(".")), message)
     return request
 
 

@@ -14,11 +14,12 @@ docs/service.md's table is generated from it (a test compares the two).
 
 from __future__ import annotations
 
+import logging
 import time
-from collections.abc import Callable, Collection, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
-from typing import Any, Protocol, TypeVar, cast
+from typing import Any, Protocol, TypeVar, cast, runtime_checkable
 
 from prometheus_client import (
     CollectorRegistry,
@@ -30,7 +31,7 @@ from prometheus_client import (
     ProcessCollector,
 )
 from prometheus_client.exposition import choose_encoder
-from prometheus_client.metrics_core import GaugeMetricFamily, Metric
+from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from talprov.providers.errors import ProviderError
@@ -52,6 +53,7 @@ _DUE_STAGES = (Stage.PENDING, Stage.PROVISIONING, Stage.DEPROVISIONING)
 #: Labels that name a provider instance; a scoped exposition keeps only its own.
 INSTANCE_LABELS = ("provider", "instance")
 _T = TypeVar("_T")
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -86,6 +88,12 @@ FAMILIES = (
     Family("talprov_leftovers_swept_total", "counter", ("provider", "kind"),
            "Leftovers this replica's sweep deleted (e.g. detached ports, floating IPs "
            "bound to nothing).", "this replica"),
+    Family("talprov_boot_alerts_total", "counter", ("provider", "reason"),
+           "Bare-metal boot server alerts: a config token used again (config-refetch), "
+           "from another address than its boot script's (config-wrong-address), or an "
+           "install script asked for without a matching DHCP exchange "
+           "(script-without-dhcp).",
+           "the instance's inventory audit log, at scrape time"),
     Family("talprov_reconcile_passes_total", "counter", (),
            "Reconcile passes run by this replica.", "this replica"),
     Family("talprov_reconcile_pass_failures_total", "counter", (),
@@ -157,6 +165,41 @@ class InstanceHealthCollector(Collector):
         return (up,)
 
 
+@runtime_checkable
+class ReportsBootAlerts(Protocol):
+    """A provider whose boot server raises alerts (the bare-metal one)."""
+
+    def boot_alert_counts(self) -> Mapping[str, int]:
+        """Alerts so far by reason; each count only grows. Read-only."""
+        ...
+
+
+class BootAlertCollector(Collector):
+    """``talprov_boot_alerts_total`` of each bare-metal instance, read at each scrape
+    from its inventory's audit log (shared with a boot server in another process)."""
+
+    def __init__(self, sources: Mapping[str, ReportsBootAlerts]) -> None:
+        self._sources = dict(sources)
+
+    def describe(self) -> Iterable[Metric]:
+        family = _BY_NAME["talprov_boot_alerts_total"]
+        yield CounterMetricFamily(family.name.removesuffix("_total"), family.help,
+                                  labels=family.labels)
+
+    def collect(self) -> Iterable[Metric]:
+        (alerts,) = self.describe()
+        assert isinstance(alerts, CounterMetricFamily)
+        for instance, source in sorted(self._sources.items()):
+            try:
+                counts = source.boot_alert_counts()
+            except Exception as exc:  # one unreadable inventory must not fail the scrape
+                log.warning("boot alerts of %s not counted: %s", instance, type(exc).__name__)
+                continue
+            for reason, count in sorted(counts.items()):
+                alerts.add_metric([instance, reason], count)
+        return (alerts,)
+
+
 class _ScopedRegistry(CollectorRegistry):
     """A view of a registry without the series of provider instances not allowed."""
 
@@ -219,6 +262,12 @@ class Metrics:
         """Report ``talprov_provider_up`` for ``providers`` at each scrape; ``failing``
         names the instances the local reconciler backs off from. Call once per app."""
         self.registry.register(InstanceHealthCollector(providers, failing))
+
+    def watch_boot_alerts(self, providers: Mapping[str, object]) -> None:
+        """Report ``talprov_boot_alerts_total`` for those of ``providers`` (instance →
+        provider, unwrapped) whose boot server raises alerts. Call once per app."""
+        sources = {name: p for name, p in providers.items() if isinstance(p, ReportsBootAlerts)}
+        self.registry.register(BootAlertCollector(sources))
 
     def observe_step(self, provider: str, step: str, seconds: float) -> None:
         self._steps.labels(provider, step).observe(seconds)

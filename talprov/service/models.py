@@ -183,6 +183,11 @@ class MachineRequestSetView(BaseModel):
 
 class MachineRequestSetList(BaseModel):
     items: list[MachineRequestSetView]
+    next: str | None = Field(
+        default=None,
+        description="When the page is full: pass as `after` to get the next page; null on "
+                    "the last.",
+    )
 
 
 class HealthView(BaseModel):

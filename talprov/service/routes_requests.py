@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+from collections.abc import Callable
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, Response, status
@@ -93,7 +94,7 @@ def create_machine_request(
     (see :func:`scoped_request_id`): use the ``id`` of the answer afterwards.
     """
     principal.require_write()
-    request_id = body.id if principal.all_providers else scoped_request_id(ctx, principal, body)
+    request_id = scoped_request_id(ctx, principal, body)
     machine_request = build_request(ctx, principal, body, request_id)
     try:
         record, created = ctx.store.create_or_get_request(machine_request)
@@ -123,25 +124,39 @@ def derived_request_id(provider: str, sent_id: str) -> str:
     return f"{sent_id}-{digest[:SCOPED_SUFFIX_HEX]}"
 
 
+def scoped_name(principal: Principal, sent: str, provider: str,
+                owner_of: Callable[[str], str | None], *, field: str, longest: int) -> str:
+    """The name (request id, set name) a resource a token creates is stored under.
+
+    Names are global, so a token scoped to some providers that chose them freely
+    would get 409 for a name taken in another scope and 201 for a free one: it
+    could enumerate the other scopes' names. Instead its resources live under
+    :func:`derived_request_id`, whether or not ``sent`` is taken elsewhere. Tokens
+    of all providers keep ``sent``, and so does a scoped token whose own provider
+    already holds it (``owner_of`` names the provider of the resource called
+    ``sent``, or None): stores from before this rule keep working. 422 naming
+    ``body.<field>`` when ``sent`` is longer than ``longest``.
+    """
+    if principal.all_providers:
+        return sent
+    owner = owner_of(sent)
+    if owner is not None and principal.allows_provider(owner):
+        return sent
+    if len(sent) > longest:
+        field_error(("body", field), f"at most {longest} characters for a token scoped "
+                    "to some providers (the service appends a suffix)")
+    return derived_request_id(provider, sent)
+
+
 def scoped_request_id(ctx: ServiceContext, principal: Principal,
                       body: MachineRequestCreate) -> str:
-    """The id a request of a token scoped to some providers is stored under.
+    """The id the request ``body`` of ``principal`` is stored under (see :func:`scoped_name`)."""
+    def owner(request_id: str) -> str | None:
+        found = ctx.store.get_request(request_id)
+        return None if found is None else found.request.provider
 
-    Ids are global, so a scoped token choosing them freely would get 409 for an
-    id taken in another scope and 201 for a free one: it could enumerate the
-    other scopes' ids. Instead its requests live under :func:`derived_request_id`,
-    whether or not the id it sent is taken elsewhere. One exception keeps stores
-    from before this rule working: an id that already names a request of the
-    token's own providers is used as sent (the token can list those anyway).
-    422 naming ``body.id`` when the derived id would be too long.
-    """
-    existing = ctx.store.get_request(body.id)
-    if existing is not None and principal.allows_provider(existing.request.provider):
-        return body.id
-    if len(body.id) > SCOPED_ID_MAX:
-        field_error(("body", "id"), f"at most {SCOPED_ID_MAX} characters for a token scoped "
-                    "to some providers (the service appends a suffix)")
-    return derived_request_id(body.provider, body.id)
+    return scoped_name(principal, body.id, body.provider, owner, field="id",
+                       longest=SCOPED_ID_MAX)
 
 
 #: The largest page ``GET /v1/machine-requests`` hands out, and the page size
@@ -149,6 +164,13 @@ def scoped_request_id(ctx: ServiceContext, principal: Principal,
 MAX_PAGE = 1000
 #: Most ``label`` filters one list call may give; every one costs the database work.
 MAX_LABEL_FILTERS = 16
+#: ``limit`` and ``after`` of every paged list (requests, sets).
+PageLimit = Annotated[int, Query(
+    ge=1, le=MAX_PAGE, description="At most this many items; when the page is full, the "
+    "answer's `next` is the cursor for the following page.")]
+PageAfter = Annotated[str | None, Query(
+    description="Only items sorting after this one (the `next` of the previous page).",
+    pattern=NO_NUL, max_length=255)]
 
 
 @router.get(
@@ -169,14 +191,8 @@ def list_machine_requests(
                           f"{MAX_LABEL_FILTERS})."),
     ] = None,
     stage: Annotated[Stage | None, Query(description="Only requests in this stage.")] = None,
-    limit: Annotated[
-        int, Query(ge=1, le=MAX_PAGE, description="At most this many items; when the page "
-                   "is full, the answer's `next` is the cursor for the following page.")
-    ] = MAX_PAGE,
-    after: Annotated[
-        str | None, Query(description="Only requests whose id sorts after this one (the "
-                          "`next` of the previous page).", pattern=NO_NUL, max_length=200)
-    ] = None,
+    limit: PageLimit = MAX_PAGE,
+    after: PageAfter = None,
 ) -> MachineRequestList:
     """Requests visible to the token (its providers only), ordered by id; gone ones
     are left out unless ``stage=gone``. Page with ``limit`` and ``after``."""
@@ -226,11 +242,18 @@ def get_machine_request(
     responses={**AUTH_RESPONSES, **NOT_FOUND},
 )
 def machine_request_events(
-    request_id: RequestId, principal: PrincipalDep, ctx: ContextDep
+    request_id: RequestId, principal: PrincipalDep, ctx: ContextDep,
+    offset: Annotated[int, Query(ge=0, le=2**31, description="Skip this many events (the "
+                                 "log only grows, so a position stays put).")] = 0,
+    limit: Annotated[int, Query(ge=1, le=MAX_PAGE, description="At most this many events; "
+                                "a full page means more may follow at offset + limit.")
+                     ] = MAX_PAGE,
 ) -> list[EventView]:
-    """What happened to the request, oldest first (secrets are never logged here)."""
+    """What happened to the request, oldest first (secrets are never logged here), in
+    pages of ``limit`` from ``offset``."""
     visible_record(ctx, principal, request_id)
-    return [EventView(at=e.at, message=e.message) for e in ctx.store.events(request_id)]
+    return [EventView(at=e.at, message=e.message)
+            for e in ctx.store.events(request_id, offset=offset, limit=limit)]
 
 
 @router.delete(

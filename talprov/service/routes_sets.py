@@ -25,7 +25,17 @@ from talprov.service.models import (
     Problem,
     SetMember,
 )
-from talprov.service.routes_requests import AUTH_RESPONSES, INVALID, NOT_FOUND
+from talprov.service.routes_requests import (
+    AUTH_RESPONSES,
+    INVALID,
+    MAX_PAGE,
+    NOT_FOUND,
+    SCOPED_SUFFIX_HEX,
+    PageAfter,
+    PageLimit,
+    derived_request_id,
+    scoped_name,
+)
 from talprov.sets import RequestSet, reconcile_set, set_fingerprint
 from talprov.store.errors import StaleRecord
 
@@ -52,11 +62,29 @@ def _visible_set(ctx: ServiceContext, principal: Principal, name: str) -> Reques
     return found
 
 
+#: Longest set name a scoped token may send: the derived name must fit in 52 characters.
+SCOPED_SET_NAME_MAX = 52 - 1 - SCOPED_SUFFIX_HEX
+
+
+def scoped_set_name(ctx: ServiceContext, principal: Principal,
+                    body: MachineRequestSetCreate) -> str:
+    """The name the set ``body`` of ``principal`` is stored under: as for request ids,
+    a scoped token's sets live under a name derived per provider instance
+    (:func:`~talprov.service.routes_requests.scoped_name`)."""
+    def owner(name: str) -> str | None:
+        found = ctx.sets.get(name)
+        return None if found is None else found.template.provider
+
+    return scoped_name(principal, body.name, body.provider, owner, field="name",
+                       longest=SCOPED_SET_NAME_MAX)
+
+
 def _require_name_free_or_visible(principal: Principal, existing: RequestSet) -> None:
     """409 when the name belongs to a set of a provider the token may not use.
 
-    Set names are shared by all providers, so the clash itself cannot be hidden;
-    the answer says no more than that (not the provider, not the set's state).
+    Only a token of all providers, or a derived name that an all-providers
+    token happened to take, can meet this; the answer says no more than that
+    (not the provider, not the set's state).
     """
     if not principal.allows_provider(existing.template.provider):
         raise HTTPException(status.HTTP_409_CONFLICT,
@@ -92,25 +120,27 @@ def create_set(
     PUT to change a set, PATCH to scale it).
     """
     principal.require_write()
-    template = build_request(ctx, principal, body, f"{body.name}-0")
+    principal.require_provider(body.provider)
+    name = scoped_set_name(ctx, principal, body)
+    template = build_request(ctx, principal, body, f"{name}-0")
     fingerprint = set_fingerprint(template, body.machine_count)
-    existing = ctx.sets.get(body.name)
+    existing = ctx.sets.get(name)
     if existing is None:
         now = now_utc()
         try:
-            return _apply(ctx, RequestSet(body.name, template, body.machine_count, False,
+            return _apply(ctx, RequestSet(name, template, body.machine_count, False,
                                           fingerprint, now, now), create_only=True)
         except StaleRecord:
             # Another creator got there between our read and our write.
-            existing = ctx.sets.get(body.name)
+            existing = ctx.sets.get(name)
             if existing is None:
                 raise HTTPException(status.HTTP_409_CONFLICT,
-                                    detail=f"set {body.name} changed meanwhile; retry") from None
+                                    detail=f"set {name} changed meanwhile; retry") from None
     _require_name_free_or_visible(principal, existing)
     if existing.fingerprint != fingerprint or existing.deleting:
         raise HTTPException(
             status.HTTP_409_CONFLICT,
-            detail=f"set {body.name} already exists with a different body"
+            detail=f"set {name} already exists with a different body"
             + (" (being deleted)" if existing.deleting else ""),
         )
     response.status_code = status.HTTP_200_OK
@@ -127,13 +157,18 @@ def replace_set(
     name: SetName, body: MachineRequestSetCreate, principal: PrincipalDep, ctx: ContextDep
 ) -> MachineRequestSetView:
     """Replace the set's template and size. Members that exist keep the template
-    they were created from; new members use the new one. The provider cannot change."""
+    they were created from; new members use the new one. The provider cannot change.
+    A token scoped to some providers replaces only its own sets (404 otherwise, as
+    for a free name: it creates sets with POST); the body may carry the name it
+    sent when creating the set."""
     principal.require_write()
-    if body.name != name:
+    if body.name != name and (principal.all_providers
+                              or derived_request_id(body.provider, body.name) != name):
         # A malformed call, not a clash with stored state: 422 naming the field.
         field_error(("body", "name"), "must equal the set name in the path")
+    existing = None if principal.all_providers else _visible_set(ctx, principal, name)
     template = build_request(ctx, principal, body, f"{name}-0")
-    existing = ctx.sets.get(name)
+    existing = existing or ctx.sets.get(name)
     now = now_utc()
     created = now
     if existing is not None:
@@ -171,16 +206,18 @@ def scale_set(
 
 
 @router.get("", response_model=MachineRequestSetList, summary="List sets",
-            responses=AUTH_RESPONSES)
-def list_sets(principal: PrincipalDep, ctx: ContextDep) -> MachineRequestSetList:
-    """Sets of the providers the token may see, ordered by name."""
-    return MachineRequestSetList(
-        items=[
-            set_view(ctx, s)
-            for s in sorted(ctx.sets.all(), key=lambda s: s.name)
-            if principal.allows_provider(s.template.provider)
-        ]
-    )
+            responses={**AUTH_RESPONSES, **INVALID})
+def list_sets(
+    principal: PrincipalDep,
+    ctx: ContextDep,
+    limit: PageLimit = MAX_PAGE,
+    after: PageAfter = None,
+) -> MachineRequestSetList:
+    """Sets of the providers the token may see, ordered by name, in pages of ``limit``."""
+    found = ctx.sets.page(limit=limit, after=after,
+                          instances=None if principal.all_providers else principal.providers)
+    return MachineRequestSetList(items=[set_view(ctx, s) for s in found],
+                                 next=found[-1].name if len(found) == limit else None)
 
 
 @router.get("/{name}", response_model=MachineRequestSetView, summary="Get a set",

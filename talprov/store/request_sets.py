@@ -10,6 +10,7 @@ the version it read and loses with :class:`StaleRecord` if the set changed.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from contextlib import AbstractContextManager
 from datetime import datetime
 from typing import Any
@@ -153,6 +154,38 @@ class RequestSetMethods:
                     sa.select(request_sets.c.name).order_by(request_sets.c.name)
                 ).scalars()
             )
+
+    def request_set_page(
+        self, *, limit: int, after: str | None = None,
+        keep: Callable[[dict[str, Any]], bool] | None = None,
+    ) -> list[str]:
+        """At most ``limit`` set names sorting after ``after``, sorted; with ``keep``,
+        only those whose document it accepts (the caller knows the document's shape).
+
+        Reads names and documents, never the sealed secrets, ``limit`` rows at a
+        time until the page is full or the sets run out, so a page of a filter
+        that keeps few sets costs more reads, never more memory. Read-only.
+        """
+        if limit < 1:
+            raise ValueError("limit must be at least 1")
+        names: list[str] = []
+        cursor = after
+        while len(names) < limit:
+            query = sa.select(request_sets.c.name, request_sets.c.document).order_by(
+                request_sets.c.name).limit(limit)
+            if cursor is not None:
+                query = query.where(request_sets.c.name > cursor)
+            with self._read() as conn:
+                rows = conn.execute(query).all()
+            for row in rows:
+                if keep is None or keep(json.loads(row.document)):
+                    names.append(str(row.name))
+                    if len(names) == limit:
+                        break
+            if len(rows) < limit:
+                break
+            cursor = str(rows[-1].name)
+        return names
 
     def delete_request_set(self, name: str, *, expected_version: int | None = None) -> None:
         """Remove the set ``name``. Idempotent: an unknown name is not an error.

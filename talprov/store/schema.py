@@ -143,3 +143,17 @@ request_sets = sa.Table(
     sa.Column("updated_at", UtcDateTime, nullable=False),
     sa.Column("version", sa.Integer, nullable=False),
 )
+
+# Status-page sessions (since revision 0006): the cookie holds a random id, this
+# table only its SHA-256, so a copy of the database signs nobody in. A session
+# names the API token it was opened with and a digest tied to that token's value,
+# so removing or changing the token ends its sessions.
+ui_sessions = sa.Table(
+    "ui_sessions",
+    metadata,
+    sa.Column("id_sha256", sa.String(64), primary_key=True),
+    sa.Column("token_name", sa.String(255), nullable=False),
+    sa.Column("token_check", sa.String(64), nullable=False),
+    sa.Column("created_at", UtcDateTime, nullable=False),
+    sa.Column("expires_at", UtcDateTime, nullable=False, index=True),
+)

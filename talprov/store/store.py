@@ -48,6 +48,7 @@ from talprov.store.records import (
 from talprov.store.request_sets import RequestSetMethods
 from talprov.store.schema import audit, clusters, request_labels, requests
 from talprov.store.schema import events as event_log
+from talprov.store.ui_sessions import UiSessionMethods
 from talprov.store.upgrade import SchemaStatus, status, upgrade
 
 
@@ -72,7 +73,7 @@ def _ids_with_labels(labels: Mapping[str, str]) -> sa.Select[tuple[str]]:
 class Store(
     RequestSetMethods, ClusterLeaseMethods, LightQueryMethods, ObservationMethods,
     BrowseMethods,
-    ProgressMethods,
+    ProgressMethods, UiSessionMethods,
 ):
     """Persistent state for requests, clusters and request sets behind any SQLAlchemy URL.
 
@@ -347,13 +348,16 @@ class Store(
                 audit.insert().values(request_id=request_id, at=now, actor=actor, reason=reason)
             )
 
-    def events(self, request_id: str) -> list[Event]:
-        """The request's event log, oldest first (empty for an unknown id)."""
+    def events(self, request_id: str, *, offset: int = 0, limit: int | None = None
+               ) -> list[Event]:
+        """The request's event log, oldest first (empty for an unknown id): at most
+        ``limit`` events from position ``offset`` (the log only grows, so positions
+        stay put)."""
         with self._read() as conn:
             rows = conn.execute(
                 sa.select(event_log.c.request_id, event_log.c.at, event_log.c.message)
                 .where(event_log.c.request_id == request_id)
-                .order_by(event_log.c.seq)
+                .order_by(event_log.c.seq).offset(offset).limit(limit)
             ).all()
         return [Event(request_id=r.request_id, at=r.at, message=r.message) for r in rows]
 

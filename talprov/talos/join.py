@@ -143,6 +143,47 @@ def user_data_for(request: MachineRequest, *, named: bool = True) -> str:
         raise InvalidRequest(exc.message, field="machine_config") from None
 
 
+def join_only_config(request: MachineRequest) -> str:
+    """What a PXE-booted machine that joins Omni fetches at ``talos.config``: the join
+    documents, then the request's own extra typed documents, never a v1alpha1 one.
+
+    As Omni's bare-metal provider serves its machines: the join config alone (it
+    refuses v1alpha1, SideroLinkConfig and EventSinkConfig documents among the
+    extras), because Omni sends the machine config over SideroLink once the
+    machine joined. A v1alpha1 document holds the cluster's CA keys; a boot
+    server must not hand it to whoever presents a token. The documents go in
+    every join mode: Talos's metal platform takes an empty ``talos.config`` answer
+    for a config and fails to load it, and a SideroLinkConfig wins over the
+    ``siderolink.api`` kernel argument, which carries the same URL. Raises
+    ``InvalidRequest`` naming ``machine_config`` for a v1alpha1 or join document
+    in the request's config, or for malformed YAML (never quoting it); ``ValueError``
+    without a join. Pure.
+    """
+    if request.join is None:
+        raise ValueError("join_only_config needs a request with a join")
+    text = request.machine_config.get_secret_value()
+    try:
+        documents = load_documents(text, "machine_config")
+    except ConfigError as exc:
+        raise InvalidRequest(exc.message, field="machine_config") from None
+    join_kinds = {(kind, name) for kind, name, _ in _join_document_list(request.join)}
+    for index, document in enumerate(documents, start=1):
+        kind = document.get("kind")
+        if kind is None:
+            raise InvalidRequest(
+                f"document {index} is a v1alpha1 machine config: a machine that joins Omni "
+                "over PXE is given only the join documents (Omni sends the machine config "
+                "over SideroLink); leave the config empty or keep only typed documents",
+                field="machine_config")
+        if (str(kind), str(document.get("name", ""))) in join_kinds:
+            raise InvalidRequest(f"document {index} ({kind}) is one of the join's own "
+                                 "documents; the join makes it", field="machine_config")
+    extras = without_trailing_separators(text) if documents else ""
+    while extras.startswith(("---\n", "\n")):  # a leading marker would make an empty document
+        extras = extras.split("\n", 1)[1]
+    return "---\n".join([join_documents(request.join), *([extras] if extras else [])])
+
+
 def check_user_data(request: MachineRequest) -> None:
     """Pre-flight for drivers that pass the config as user-data: it must render.
 

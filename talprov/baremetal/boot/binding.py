@@ -21,7 +21,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from ipaddress import IPv4Address
@@ -67,6 +67,10 @@ class DhcpLedger:
         return False
 
 
+#: The alert kinds (audit events) that may mean a stolen or replayed token.
+ALERT_KINDS = ("config-refetch", "config-wrong-address", "script-without-dhcp")
+
+
 class BootAlerts:
     """Counts of suspicious boot-server events, by kind; each is also logged.
 
@@ -85,3 +89,33 @@ class BootAlerts:
             self.counts[kind] += 1
         log.warning("boot server alert %s: machine %s, from %s: %s", kind, machine or "?",
                     remote, detail)
+
+
+class SourceRateLimit:
+    """At most ``per_minute()`` requests from one source address in any 60 seconds.
+
+    The boot server has no caller identity, and most of its answers write an
+    audit entry: without a limit one host could grow the inventory file without
+    bound. Thread-safe; addresses quiet for a minute are forgotten.
+    """
+
+    def __init__(self, per_minute: Callable[[], int],
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self._per_minute = per_minute
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._seen: dict[str, deque[float]] = {}
+
+    def allow(self, remote: str) -> bool:
+        """Whether ``remote`` may have one more request now (and count it if so)."""
+        now = self._clock()
+        with self._lock:
+            if len(self._seen) > 4096:  # forget addresses that went quiet
+                self._seen = {k: v for k, v in self._seen.items() if now - v[-1] < 60}
+            window = self._seen.setdefault(remote, deque())
+            while window and now - window[0] >= 60:
+                window.popleft()
+            if len(window) >= self._per_minute():
+                return False
+            window.append(now)
+            return True

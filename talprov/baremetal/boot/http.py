@@ -31,7 +31,7 @@ from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from talprov.baremetal.boot import ipxe
-from talprov.baremetal.boot.binding import BootAlerts, DhcpLedger
+from talprov.baremetal.boot.binding import BootAlerts, DhcpLedger, SourceRateLimit
 from talprov.baremetal.config import BareMetalConfig
 from talprov.baremetal.inventory import Inventory, MachineStatus, normalize_mac, normalize_uuid
 
@@ -42,6 +42,18 @@ _VERSION = re.compile(r"^v\d+\.\d+\.\d+(-[0-9A-Za-z.-]+)?$")
 _ASSET = re.compile(r"^(kernel-(amd64|arm64)|initramfs-(amd64|arm64)\.xz)$")
 _UUID = re.compile(r"^[0-9A-Fa-f-]{32,36}$")
 _CHUNK = 1 << 20
+#: Seconds a connection may stay silent (TLS handshake, request line, headers)
+#: before it is closed: each connection holds a thread.
+IDLE_SECONDS = 30.0
+#: Requests one source address may make per minute, kernels and initramfs aside
+#: (a PXE boot takes about six); the rest get 429. Most answers write an audit entry.
+REQUESTS_PER_MINUTE = 120
+#: Unknown machines recorded as discovered at most (until accepted or removed):
+#: anyone on the provisioning network can make up UUIDs and MACs.
+MAX_DISCOVERED = 1000
+#: The secret part of a config or wipe-report path, wherever it shows up in a log line.
+_TOKEN_IN_PATH = re.compile(r"(/(?:config|wiped)/[^/\s'\"]*/)[^\s'\"?]+")
+_UNPRINTABLE = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
 
 class BootHttp:
@@ -55,6 +67,8 @@ class BootHttp:
         #: The DHCP responder's memory (None: no responder here, nothing to check).
         self.ledger = ledger
         self.alerts = alerts or BootAlerts()
+        self._discovery_full = False
+        self.limit = SourceRateLimit(lambda: REQUESTS_PER_MINUTE)
 
     def boot_script(self, uuid: str | None, mac: str | None, remote: str) -> str:
         """The iPXE script for the machine with ``uuid``/``mac``. Records what it hands out."""
@@ -67,9 +81,13 @@ class BootHttp:
             return ipxe.chain_script(self.config.boot_url)
         machine = self.inventory.find(uuid, mac)
         if machine is None or machine.status == MachineStatus.DISCOVERED:
-            found = self.inventory.discovered(uuid, mac)
-            self.inventory.record_audit("discovered", machine=found.name, uuid=uuid, mac=mac,
-                                        remote=remote)
+            found = self.inventory.discovered(uuid, mac, limit=MAX_DISCOVERED)
+            if found is None:
+                self._note_discovery_full(remote)
+            else:
+                self._discovery_full = False
+                self.inventory.record_audit("discovered", machine=found.name, uuid=uuid,
+                                            mac=mac, remote=remote)
             return ipxe.local_disk_script("machine not enrolled")
         boot_uuid = uuid or machine.uuid or ""
         if (machine.status == MachineStatus.ALLOCATED and machine.boot is not None
@@ -98,6 +116,14 @@ class BootHttp:
         self.inventory.record_audit("local-disk", machine=machine.name, uuid=uuid, mac=mac,
                                     remote=remote, detail=str(machine.status))
         return ipxe.local_disk_script(f"{machine.status}: boot from disk")
+
+    def _note_discovery_full(self, remote: str) -> None:
+        # Once per filling up, not per request: a flood must not flood the log too.
+        if not self._discovery_full:
+            self._discovery_full = True
+            log.warning("boot server: %d discovered machines wait for accept; unknown "
+                        "machines are no longer recorded (last from %s); accept or remove "
+                        "some (talprov baremetal list)", MAX_DISCOVERED, remote)
 
     def take_config(self, uuid: str, token: str, remote: str) -> str | None:
         """The config if ``token`` is ``uuid``'s live single-use token and ``remote``
@@ -152,22 +178,28 @@ def _printable(text: str) -> str:
     return "".join(c for c in text if c.isalnum() or c in "-_.")[:20]
 
 
-def _masked(path: str) -> str:
-    if path.startswith(("/config/", "/wiped/")):
-        parts = path.split("/")
-        return "/".join(parts[:3]) + "/***" if len(parts) > 3 else path
-    return path
+def _masked(text: str) -> str:
+    """``text`` fit for one log line: tokens of config and wipe paths masked, control
+    characters (a forged line break) shown as ``?``."""
+    return _UNPRINTABLE.sub("?", _TOKEN_IN_PATH.sub(r"\1***", text))
 
 
 class _Handler(BaseHTTPRequestHandler):
     server: _Server
     protocol_version = "HTTP/1.1"
 
+    def setup(self) -> None:
+        super().setup()
+        # Read at connection time (not a class attribute), so tests may shorten it.
+        self.connection.settimeout(IDLE_SECONDS)
+
     def log_message(self, format: str, *args: Any) -> None:
-        log.info("%s %s", self.client_address[0], format % args)
+        # Error messages quote the raw request line, which may hold a token.
+        log.info("%s %s", self.client_address[0], _masked(format % args))
 
     def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
-        parts = urlsplit(self.path)
+        # A request line too malformed to parse leaves no path.
+        parts = urlsplit(getattr(self, "path", ""))
         # Only boot.ipxe queries (uuid and mac) and the uuid of an asset fetch are
         # logged: nothing secret, and what ties a line to its machine.
         query = ""
@@ -176,7 +208,7 @@ class _Handler(BaseHTTPRequestHandler):
         elif parts.path.startswith("/assets/"):
             uuid = parse_qs(parts.query).get("uuid", [""])[0]
             query = f"?uuid={uuid}" if _UUID.match(uuid) else ""
-        log.info("%s GET %s%s -> %s", self.client_address[0], _masked(parts.path), query, code)
+        log.info("%s GET %s -> %s", self.client_address[0], _masked(parts.path + query), code)
 
     def _send(self, status: int, body: bytes, content_type: str = "text/plain") -> None:
         self.send_response(status)
@@ -196,6 +228,8 @@ class _Handler(BaseHTTPRequestHandler):
             if not self.server.serves_path(segments[0]):
                 # With config_tls, configs go over HTTPS only and HTTPS serves only them.
                 self._send(HTTPStatus.NOT_FOUND, b"not found here\n")
+            elif segments[0] != "assets" and not app.limit.allow(remote):
+                self._send(HTTPStatus.TOO_MANY_REQUESTS, b"slow down\n")
             elif segments == ["boot.ipxe"]:
                 script = app.boot_script(query.get("uuid"), query.get("mac"), remote)
                 self._send(HTTPStatus.OK, script.encode())
@@ -267,6 +301,20 @@ class _Server(ThreadingHTTPServer):
         self.app = app
         self.https = https
 
+    def finish_request(self, request: Any, client_address: Any) -> None:
+        # Runs in the connection's own thread. With TLS the handshake happens here,
+        # bounded by IDLE_SECONDS, not in the accept loop, where one client that
+        # connects and says nothing would keep every machine from its config.
+        if isinstance(request, ssl.SSLSocket):
+            request.settimeout(IDLE_SECONDS)
+            try:
+                request.do_handshake()
+            except (OSError, ValueError) as exc:
+                log.info("%s TLS handshake failed: %s", client_address[0],
+                         _masked(type(exc).__name__))
+                return
+        super().finish_request(request, client_address)
+
     def serves_path(self, first_segment: str) -> bool:
         """Without ``config_tls`` everything; with it, HTTPS serves the configs and
         plain HTTP everything else."""
@@ -284,7 +332,8 @@ class HttpBootServer:
         is set; then the server with ``tls`` serves configs only."""
         self._server = _Server((host, port), app, https=tls is not None)
         if tls is not None:
-            self._server.socket = tls.wrap_socket(self._server.socket, server_side=True)
+            self._server.socket = tls.wrap_socket(self._server.socket, server_side=True,
+                                                  do_handshake_on_connect=False)
         # serve_forever polls for shutdown at this interval.
         self._poll = 0.1
         self._thread: threading.Thread | None = None

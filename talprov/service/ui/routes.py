@@ -18,6 +18,7 @@ from urllib.parse import urlencode
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, status
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
+from starlette.concurrency import run_in_threadpool
 
 from talprov import __version__
 from talprov.providers.labels import LABEL_CLUSTER, LABEL_SET
@@ -135,20 +136,19 @@ async def sign_in(request: Request) -> Response:
     when it is not a configured token (the message never says which part was wrong)."""
     fields = await session.checked_form(request)
     token = fields.get("token", "").strip()
-    verifier = request.app.state.ctx.tokens
-    if not token or verifier.verify(token) is None:
+    response = RedirectResponse("/ui", status_code=status.HTTP_303_SEE_OTHER)
+    if not token or not await run_in_threadpool(session.open_session, request, response, token):
         return render(request, "sign_in.html", {"problem": "That token is not valid."},
                       principal=None, status_code=status.HTTP_401_UNAUTHORIZED)
-    response = RedirectResponse("/ui", status_code=status.HTTP_303_SEE_OTHER)
-    session.set_session_cookie(request, response, token)
     return response
 
 
 @router.post("/sign-out")
 async def sign_out(request: Request) -> Response:
+    """End the session in the store (a copy of the cookie stops working) and clear it."""
     await session.checked_form(request)
     response = RedirectResponse("/ui/sign-in", status_code=status.HTTP_303_SEE_OTHER)
-    session.clear_session_cookie(response)
+    await run_in_threadpool(session.end_session, request, response)
     return response
 
 

@@ -1,11 +1,15 @@
-"""Signing in to the status page: the API's tokens, kept in a cookie.
+"""Signing in to the status page: the API's tokens, exchanged for a server-side session.
 
-The token a person pastes into the sign-in form goes into the ``talprov_session``
-cookie: HttpOnly (no script reads it), SameSite=Strict (no other site's page
-makes the browser send it), Path=/ui, and Secure when the page came over HTTPS.
-It never appears in a URL. Every request re-checks it with the API's
-:class:`~talprov.service.auth.TokenVerifier`, so a token removed from the
-config stops working at once and the page sees exactly the token's scope.
+The token a person pastes into the sign-in form is checked once and never kept:
+the ``talprov_session`` cookie gets a random session id (256 bits), and the
+store keeps only that id's SHA-256 with the token's name, a digest tied to the
+token's value and an expiry (:data:`SESSION_LIFETIME`). Signing out deletes the
+session, so a copy of the cookie stops working at once, on every replica
+sharing the store; so does removing or changing the token in the config. The
+cookie is HttpOnly (no script reads it), SameSite=Strict (no other site's page
+makes the browser send it), Path=/ui, and Secure when the page came over HTTPS
+or the service sits behind a TLS-terminating proxy (``insecure_http``).
+Neither the token nor the session id ever appears in a URL.
 
 The only writes are signing in and out; both are POSTs carrying a CSRF token
 that must equal the ``talprov_csrf`` cookie (double submit: another site can
@@ -15,32 +19,87 @@ neither read that cookie nor set it, SameSite=Strict aside), and a POST whose
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import secrets
+from datetime import UTC, datetime, timedelta
 from urllib.parse import parse_qs, urlsplit
 
 from fastapi import HTTPException, Request, status
 from fastapi.responses import Response
 
 from talprov.service.auth import Principal, TokenVerifier
+from talprov.store.store import Store
 
 SESSION_COOKIE = "talprov_session"
 CSRF_COOKIE = "talprov_csrf"
 COOKIE_PATH = "/ui"
 #: A sign-in form body is two short fields; anything longer is not one.
 MAX_FORM_BYTES = 8192
+#: How long a session lasts after sign-in, whatever the browser does with its cookie.
+SESSION_LIFETIME = timedelta(hours=12)
+#: Session ids are ``secrets.token_urlsafe(32)``: 43 URL-safe characters.
+_SESSION_ID_LENGTH = 43
+
+
+def _id_digest(session_id: str) -> str:
+    return hashlib.sha256(session_id.encode()).hexdigest()
+
+
+def _session_id(request: Request) -> str | None:
+    value = request.cookies.get(SESSION_COOKIE, "")
+    if len(value) != _SESSION_ID_LENGTH or not value.replace("-", "").replace("_", "").isalnum():
+        return None
+    return value
 
 
 def session_principal(request: Request) -> Principal | None:
-    """The principal whose token is in the session cookie, or None. Never raises."""
-    token = request.cookies.get(SESSION_COOKIE)
-    if not token:
+    """The principal of the live session in the cookie, or None (no cookie, unknown,
+    signed out or expired session, or its token removed or changed since).
+    Raises ``StoreError`` when the store cannot be read."""
+    session_id = _session_id(request)
+    if session_id is None:
+        return None
+    store: Store = request.app.state.ctx.store
+    found = store.ui_session(_id_digest(session_id))
+    if found is None:
         return None
     verifier: TokenVerifier = request.app.state.ctx.tokens
-    principal = verifier.verify(token)
+    principal = verifier.session_principal(found.token_name, found.token_check)
     if principal is not None:
         request.state.principal_name = principal.name
     return principal
+
+
+def open_session(request: Request, response: Response, token: str) -> bool:
+    """Check ``token`` and, when valid, open a session and set its cookie on
+    ``response``. False for an invalid token (nothing stored). Raises ``StoreError``."""
+    verifier: TokenVerifier = request.app.state.ctx.tokens
+    binding = verifier.session_binding(token)
+    if binding is None:
+        return False
+    principal, check = binding
+    session_id = secrets.token_urlsafe(32)
+    now = datetime.now(UTC)
+    store: Store = request.app.state.ctx.store
+    store.open_ui_session(_id_digest(session_id), token_name=principal.name, token_check=check,
+                          expires_at=now + SESSION_LIFETIME, now=now)
+    # A session cookie (no Max-Age): it ends with the browser session, or at the
+    # server-side expiry, whichever comes first.
+    response.set_cookie(SESSION_COOKIE, session_id, path=COOKIE_PATH, httponly=True,
+                        samesite="strict", secure=_secure(request))
+    return True
+
+
+def end_session(request: Request, response: Response) -> None:
+    """Delete the cookie's session from the store (idempotent) and clear the cookie.
+    Raises ``StoreError``."""
+    session_id = _session_id(request)
+    if session_id is not None:
+        store: Store = request.app.state.ctx.store
+        store.end_ui_session(_id_digest(session_id))
+    response.delete_cookie(SESSION_COOKIE, path=COOKIE_PATH, httponly=True, samesite="strict",
+                           secure=_secure(request))
 
 
 def csrf_token(request: Request) -> str:
@@ -52,22 +111,14 @@ def csrf_token(request: Request) -> str:
 
 
 def _secure(request: Request) -> bool:
-    return request.url.scheme == "https"
+    # insecure_http means a TLS-terminating proxy is in front: the browser speaks
+    # HTTPS to it even though this request arrived as plain HTTP.
+    return request.url.scheme == "https" or bool(request.app.state.ctx.config.insecure_http)
 
 
 def set_csrf_cookie(request: Request, response: Response, token: str) -> None:
     response.set_cookie(CSRF_COOKIE, token, path=COOKIE_PATH, httponly=True,
                         samesite="strict", secure=_secure(request))
-
-
-def set_session_cookie(request: Request, response: Response, token: str) -> None:
-    # A session cookie (no Max-Age): it ends with the browser session.
-    response.set_cookie(SESSION_COOKIE, token, path=COOKIE_PATH, httponly=True,
-                        samesite="strict", secure=_secure(request))
-
-
-def clear_session_cookie(response: Response) -> None:
-    response.delete_cookie(SESSION_COOKIE, path=COOKIE_PATH, httponly=True, samesite="strict")
 
 
 async def checked_form(request: Request) -> dict[str, str]:

@@ -218,6 +218,9 @@ def clusters(ctx: ServiceContext, principal: Principal, plans: PlanCache
 
 # -- one request ---------------------------------------------------------------------
 
+#: Events a request's page shows at most (the API pages through the rest).
+EVENTS_SHOWN = 1000
+
 
 @dataclass
 class RequestDetail:
@@ -228,6 +231,7 @@ class RequestDetail:
     machine_set: str | None
     lease: tuple[str, datetime] | None
     now: datetime
+    events_shown: int = 0
 
 
 def step_names(ctx: ServiceContext, provider: str) -> Sequence[str]:
@@ -242,7 +246,8 @@ def request_detail(ctx: ServiceContext, principal: Principal, request_id: str
     record = ctx.store.get_request(request_id)
     if record is None or not principal.allows_provider(record.request.provider):
         return None
-    events = ctx.store.events(request_id)
+    # Bounded like every list: a request retrying for weeks has a long log.
+    events = ctx.store.events(request_id, limit=EVENTS_SHOWN)
     steps = build_timeline(
         step_names(ctx, record.request.provider), [(e.at, e.message) for e in events],
         stage=record.stage, current_step=record.step_name,
@@ -252,5 +257,5 @@ def request_detail(ctx: ServiceContext, principal: Principal, request_id: str
     return RequestDetail(
         record=record, events=events, steps=steps, cluster=labels.get(LABEL_CLUSTER),
         machine_set=labels.get(LABEL_SET), lease=ctx.store.lease_holder(request_id),
-        now=datetime.now(UTC),
+        now=datetime.now(UTC), events_shown=EVENTS_SHOWN,
     )

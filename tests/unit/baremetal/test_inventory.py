@@ -57,6 +57,7 @@ def test_allocation_is_idempotent_per_request(inventory: Inventory) -> None:
 def test_cordoned_and_discovered_are_not_allocated(inventory: Inventory) -> None:
     inventory.cordon("m0")
     found = inventory.discovered("aaaaaaaa-0000-4000-8000-000000000001", "52:54:00:ff:00:01")
+    assert found is not None
     assert found.status == MachineStatus.DISCOVERED
     assert inventory.allocate("req", "o", ["m0", found.name]) is None
     inventory.accept("m0")

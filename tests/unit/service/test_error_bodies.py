@@ -43,3 +43,19 @@ def test_body_without_json_content_type_says_so(idle_api: Api) -> None:
     # A JSON body that is not an object keeps the validator's own message.
     listed = idle_api.request("POST", "/v1/machine-requests", json=[1], headers=WRITE)
     assert "Content-Type" not in listed.json()["detail"][0]["msg"]
+
+
+def test_a_provider_out_of_scope_is_refused_without_repeating_it(idle_api: Api) -> None:
+    # Error bodies never repeat what was sent: a provider field is free text, and a
+    # secret pasted into the wrong field must not come back in the answer.
+    from tests.unit.service.conftest import OTHER, request_body
+
+    sent = "pasted-SECRET-4d1f"
+    created = idle_api.request("POST", "/v1/machine-requests",
+                               json=request_body("echo-1", provider=sent), headers=OTHER)
+    listed = idle_api.request("GET", "/v1/machine-requests", params={"provider": sent},
+                              headers=OTHER)
+    for response in (created, listed):
+        assert response.status_code == 403
+        assert sent not in response.text
+        assert "elsewhere" in response.json()["detail"]  # the token's name still helps

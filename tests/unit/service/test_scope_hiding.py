@@ -11,8 +11,7 @@ import logging
 
 import pytest
 
-from tests.helpers import Home
-from tests.unit.service.conftest import OTHER, READ, WRITE, Api, open_api, request_body
+from tests.unit.service.conftest import OTHER, READ, WRITE, Api, request_body
 
 
 def _set_body(name: str, count: int) -> dict[str, object]:
@@ -75,23 +74,6 @@ def test_force_forget_is_logged_with_actor(idle_api: Api,
     (line,) = [r.getMessage() for r in caplog.records if "force-forgotten" in r.getMessage()]
     assert "fg-1" in line
     assert "'omni'" in line
-
-
-def test_set_name_taken_in_another_scope_is_409_without_details(home: Home) -> None:
-    """Names are global, so the clash shows; the provider behind it does not."""
-    home.providers["other"] = {"type": "file", "path": home.cloud_path("other")}
-    home.write_config()
-    for api in open_api(home, workers=False):
-        api.request("POST", "/v1/machine-request-sets", json=_set_body("taken", 1),
-                    headers=WRITE)
-        theirs = {**_set_body("taken", 2), "provider": "other"}
-        for method, url in (("POST", "/v1/machine-request-sets"),
-                            ("PUT", "/v1/machine-request-sets/taken")):
-            response = api.request(method, url, json=theirs, headers=OTHER)
-            assert response.status_code == 409, (method, response.text)
-            assert "fake" not in response.text
-        kept = api.request("GET", "/v1/machine-request-sets/taken", headers=WRITE).json()
-        assert (kept["provider"], kept["machine_count"]) == ("fake", 1)
 
 
 def test_unknown_provider_message_lists_only_the_tokens_providers(idle_api: Api) -> None:

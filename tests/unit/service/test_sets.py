@@ -127,7 +127,7 @@ def test_set_scope_and_validation(idle_api: Api) -> None:
     # Another scope's set looks absent (test_scope_hiding.py).
     assert idle_api.request("GET", "/v1/machine-request-sets/s", headers=OTHER).status_code == 404
     assert idle_api.request("GET", "/v1/machine-request-sets", headers=OTHER).json() == {
-        "items": []
+        "items": [], "next": None,
     }
 
 
