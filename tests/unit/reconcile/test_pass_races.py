@@ -51,12 +51,17 @@ class OneStep(ProviderDouble):
                 for rid in self.ran]
 
 
-def test_a_request_provisioned_by_another_worker_mid_pass_is_not_worked_again(
-        tmp_path: Path) -> None:
+def _store_and_runtime(tmp_path: Path) -> tuple[Store, Runtime]:
+    """A migrated SQLite store and a runtime on a fake clock."""
     store = Store(f"sqlite:///{tmp_path / 'state.db'}")
     store.migrate()
     clock = FakeClock()
-    runtime = Runtime(installation="t", cache_dir=tmp_path, clock=clock, sleep=clock.sleep)
+    return store, Runtime(installation="t", cache_dir=tmp_path, clock=clock, sleep=clock.sleep)
+
+
+def test_a_request_provisioned_by_another_worker_mid_pass_is_not_worked_again(
+        tmp_path: Path) -> None:
+    store, runtime = _store_and_runtime(tmp_path)
     ours, theirs = OneStep(), OneStep()
     mine = Reconciler(store, {"one-step": ProviderHandle(ours)}, runtime, worker_id="mine")
     other = Reconciler(store, {"one-step": ProviderHandle(theirs)}, runtime,
@@ -120,10 +125,7 @@ class AdoptOrCreate(ProviderDouble):
 
 def test_a_request_taken_over_from_a_dead_local_worker_is_looked_up_again(
         tmp_path: Path) -> None:
-    store = Store(f"sqlite:///{tmp_path / 'state.db'}")
-    store.migrate()
-    clock = FakeClock()
-    runtime = Runtime(installation="t", cache_dir=tmp_path, clock=clock, sleep=clock.sleep)
+    store, runtime = _store_and_runtime(tmp_path)
     store.create_request(MachineRequest(id="r-1", provider="adopt-or-create",
                                         talos_version="v1.13.9",
                                         machine_config=SecretStr(WORKER_CONFIG)))
