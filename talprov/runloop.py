@@ -10,6 +10,11 @@ A *round* is, in this order:
 3. one reconcile pass over every active request
    (``talprov.reconcile.reconciler.Reconciler.run_pass``).
 
+Each provider instance's machines are listed once per round
+(``talprov.reconcile.listings``): the cluster passes' orphan checks and the
+reconcile pass read the same listing, and an instance whose listing fails is
+backed off and warned about once for all of them.
+
 A round never raises for provider or store errors: it reports them in its
 :class:`RoundReport`, and a failure of one set or cluster does not keep the
 others from their turn. Between rounds the loop waits until the earliest
@@ -95,7 +100,8 @@ class RunLoop:
                                      lease_ttl=lease_ttl, policy=policy)
         self.scaler = Scaler(store, handles, runtime, names=names,
                              worker_id=self.reconciler.worker_id,
-                             lease_ttl=max(lease_ttl, 30.0))
+                             lease_ttl=max(lease_ttl, 30.0),
+                             listings=self.reconciler.listings)
         self.sets = SetRepository(store)
         self.store = store
         self.runtime = runtime
@@ -119,17 +125,21 @@ class RunLoop:
         """
         started = time.monotonic()
         report = RoundReport()
-        self._each(report.errors, "request set", self.store.list_request_sets,
-                   self._reconcile_set)
-        self._each(report.errors, "cluster", self.store.list_clusters, self._run_cluster_pass)
-        try:
-            report.reconcile = self.reconciler.run_pass()
-            report.errors.extend(f"reconcile: {e}" for e in report.reconcile.errors)
-        except StoreError as exc:
-            report.errors.append(f"reconcile pass failed: {redact(str(exc))}")
-        except Exception as exc:  # the loop must outlive any one pass
-            log.error("reconcile pass crashed: %s", type(exc).__name__)
-            report.errors.append(f"reconcile pass crashed: {type(exc).__name__}")
+        # One list_machines per provider instance and round: the cluster passes'
+        # orphan checks and the reconcile pass share it (and its failures).
+        with self.reconciler.listings.round():
+            self._each(report.errors, "request set", self.store.list_request_sets,
+                       self._reconcile_set)
+            self._each(report.errors, "cluster", self.store.list_clusters,
+                       self._run_cluster_pass)
+            try:
+                report.reconcile = self.reconciler.run_pass()
+                report.errors.extend(f"reconcile: {e}" for e in report.reconcile.errors)
+            except StoreError as exc:
+                report.errors.append(f"reconcile pass failed: {redact(str(exc))}")
+            except Exception as exc:  # the loop must outlive any one pass
+                log.error("reconcile pass crashed: %s", type(exc).__name__)
+                report.errors.append(f"reconcile pass crashed: {type(exc).__name__}")
         report.seconds = time.monotonic() - started
         return report
 

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 import boto3
 import botocore.loaders
 import botocore.session
+import botocore.utils
 from botocore.config import Config
 from botocore.credentials import CredentialProvider, DeferredRefreshableCredentials
 
@@ -66,9 +67,30 @@ def _shared_loader() -> botocore.loaders.Loader:
         return _loader
 
 
+def parse_timestamp(value: Any) -> datetime:
+    """A timestamp of an AWS reply: ISO 8601 with a zone by ``datetime.fromisoformat``,
+    anything else (epoch numbers, RFC 822, no zone) by botocore's own parser.
+
+    botocore's default goes through dateutil for every value, and a
+    DescribeInstances reply of 100 instances holds hundreds of them (launch,
+    attach and usage times): about half of its parsing time.
+    """
+    if isinstance(value, str):
+        try:
+            parsed = datetime.fromisoformat(value)
+        except ValueError:
+            parsed = None
+        if parsed is not None and parsed.tzinfo is not None:
+            return parsed
+    result: datetime = botocore.utils.parse_timestamp(value)
+    return result
+
+
 def _botocore_session(profile: str | None) -> botocore.session.Session:
     core = botocore.session.Session(profile=profile)
     core.register_component("data_loader", _shared_loader())
+    core.get_component("response_parser_factory").set_parser_defaults(
+        timestamp_parser=parse_timestamp)
     return core
 
 

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
@@ -63,6 +63,8 @@ USER_DATA_LIMIT = 16 * 1024
 #: EC2 accepts at most 200 values per filter.
 FILTER_VALUES_LIMIT = 200
 LIVE_STATES = ("pending", "running", "shutting-down", "stopping", "stopped")
+#: ``Machine.extra`` key: every instance claiming the request, when more than one does.
+CLAIMANTS_KEY = "claimants"
 #: States of an instance a request may still adopt (one shutting down is on its way out).
 ADOPTABLE_STATES = ("pending", "running", "stopping", "stopped")
 STATE_MAP = {
@@ -248,9 +250,47 @@ def describe(ec2: EC2Client, filters: list[Any]) -> Iterator[dict[str, Any]]:
 
 
 def list_owned(ec2: EC2Client, owner: Owner) -> list[Machine]:
-    """All of ``owner``'s instances that are not terminated: ONE paginated call."""
+    """All of ``owner``'s instances that are not terminated: ONE paginated call.
+
+    When two or more instances claim one request, each of them names all the
+    claimants (see :func:`with_claimants`).
+    """
     filters = [*owner_filters(owner), {"Name": "instance-state-name", "Values": list(LIVE_STATES)}]
-    return [machine_from_instance(raw) for raw in describe(ec2, filters)]
+    return with_claimants([machine_from_instance(raw) for raw in describe(ec2, filters)])
+
+
+def with_claimants(machines: Sequence[Machine]) -> list[Machine]:
+    """``machines``, where two or more claim one request, each naming every claimant.
+
+    A claimant is an instance of the request that is not on its way out. Its id
+    goes, with the others', into ``extra[CLAIMANTS_KEY]`` (comma-separated,
+    sorted) of every listed instance of that request, so that whichever of them
+    a pass hands a step, the step sees them all. Pure.
+    """
+    claimants: dict[str, list[str]] = {}
+    count: dict[str, int] = {}
+    for machine in machines:
+        if machine.request_id is None:
+            continue
+        count[machine.request_id] = count.get(machine.request_id, 0) + 1
+        if machine.extra.get("ec2_state") in ADOPTABLE_STATES:
+            claimants.setdefault(machine.request_id, []).append(machine.infra_id)
+    listed = {rid: ",".join(sorted(ids)) for rid, ids in claimants.items()}
+    return [
+        replace(m, extra={**m.extra, CLAIMANTS_KEY: listed.get(m.request_id, "")})
+        if m.request_id is not None and count[m.request_id] > 1 else m
+        for m in machines
+    ]
+
+
+def claimant_ids(machine: Machine) -> set[str]:
+    """Every live instance claiming ``machine``'s request, ``machine`` included unless
+    it is on its way out (from the listing's :func:`with_claimants`)."""
+    listed = machine.extra.get(CLAIMANTS_KEY, "")
+    ids = {i for i in listed.split(",") if i}
+    if machine.state != MachineState.TERMINATED:
+        ids.add(machine.infra_id)
+    return ids
 
 
 def find_for_requests(

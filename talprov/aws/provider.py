@@ -6,7 +6,8 @@ Steps (each idempotent, see docs/architecture.md):
    schematic (official, or imported once per schematic) and the instance type.
 2. ``ensure-instance`` — the request's instance as the pass's listing shows it
    (mapped to requests by tag, batch member list and launch index), else launch
-   it. ``run_batch`` launches requests of one shape and one machine config with a
+   it; when several instances claim it, one is adopted and the others terminated.
+   ``run_batch`` launches requests of one shape and one machine config with a
    single RunInstances (see :mod:`talprov.aws.instances` for why that is crash
    safe); requests that cannot share a call get one call each, in parallel.
 3. ``wait-running`` — from the pass's single listing; instances the listing does
@@ -38,6 +39,7 @@ from talprov.aws.images import (
 )
 from talprov.aws.instance_types import InstanceTypeChooser
 from talprov.aws.instances import (
+    claimant_ids,
     describe_ids,
     describe_one,
     find_for_requests,
@@ -123,7 +125,8 @@ class AwsProvider:
         return list_owned(self.clients.ec2, owner)
 
     def deprovision(self, ctx: StepContext[Any, Any]) -> StepResult:
-        """Terminate the request's instance (and any duplicate); gone is success.
+        """Terminate every instance claiming the request (the adopted one and any
+        duplicate); gone is success.
 
         Only instances carrying the owner's tags are ever terminated. Returns
         ``Retry`` until EC2 reports shutting-down or terminated. Idempotent.
@@ -131,9 +134,7 @@ class AwsProvider:
         state = cast(AwsState, ctx.state)
         ec2 = self.clients.ec2
         if ctx.observed is not None:
-            if ctx.observed.state == MachineState.TERMINATED:
-                return None
-            ids = {ctx.observed.infra_id}
+            ids = claimant_ids(ctx.observed)
         else:
             found = find_for_requests(ec2, ctx.owner, [ctx.request.id]).get(ctx.request.id, [])
             ids = {str(raw["InstanceId"]) for raw in found}
@@ -324,7 +325,8 @@ class AwsProvider:
         """ensure-instance for many requests: as few launches as can be, no lookup call.
 
         Returns one outcome per context: ``None`` (the request has its instance)
-        or the ``ProviderError`` that stopped it. Idempotent: the pass's listing
+        or the ``ProviderError`` that stopped it. Surplus instances claiming an
+        adopted request are terminated. Idempotent: the pass's listing
         (``ctx.observed``, taken before the runner ran this pass's steps, after
         any process that could have launched for the request died or let go of
         it) maps every live instance to its request, so a request it does not
@@ -335,12 +337,19 @@ class AwsProvider:
         for index, ctx in enumerate(ctxs):
             if ctx.state.infra_id:
                 outcomes[index] = None
-            elif ctx.observed is not None and ctx.observed.state != MachineState.TERMINATED:
-                tagged = ctx.observed.extra.get("request_tag") != "no"
-                self._adopt(ctx, ctx.observed.infra_id, tagged=tagged)
+                continue
+            found = self._listed_claimant(ctx)
+            if found is not None:
+                listed = ctx.observed
+                tagged = (listed is not None and listed.infra_id == found
+                          and listed.extra.get("request_tag") != "no")
+                self._adopt(ctx, found, tagged=tagged)
                 outcomes[index] = None
             else:
                 missing.append(index)
+        for index, problem in self._end_duplicates(ctxs).items():
+            # wait-running tries again; the adoption stands either way.
+            ctxs[index].event(f"could not terminate a duplicate instance yet: {problem}")
         if missing:
             errors = self.launcher.launch_all(
                 [ctxs[i] for i in missing], ctxs[0].owner, self._user_data, self._adopt
@@ -350,6 +359,43 @@ class AwsProvider:
                 if error is None and not ctxs[index].state.infra_id:
                     outcomes[index] = Retry(after=0, reason="launch did not return the instance")
         return [outcomes[i] for i in range(len(ctxs))]
+
+    @staticmethod
+    def _listed_claimant(ctx: Ctx) -> str | None:
+        """The instance the pass's listing shows for the request: the one it handed
+        the step, else (that one is on its way out) another claimant; None when none."""
+        if ctx.observed is None:
+            return None
+        claimants = claimant_ids(ctx.observed)
+        if ctx.observed.infra_id in claimants:
+            return ctx.observed.infra_id
+        return min(claimants) if claimants else None
+
+    def _end_duplicates(self, ctxs: Sequence[Ctx]) -> dict[int, ProviderError]:
+        """Terminate every instance that claims a request besides the one it adopted,
+        all with one call; the error per context when that call failed.
+
+        Duplicates come from a launch retried after a crash while EC2's listing
+        lagged behind the first one. The adopted instance must be in the listing
+        (alive), so that a request never loses its last instance here.
+        """
+        surplus: dict[int, set[str]] = {}
+        for index, ctx in enumerate(ctxs):
+            keep = ctx.state.infra_id
+            claimants = claimant_ids(ctx.observed) if ctx.observed is not None else set()
+            if keep is not None and keep in claimants and len(claimants) > 1:
+                surplus[index] = claimants - {keep}
+        if not surplus:
+            return {}
+        doomed = sorted(set().union(*surplus.values()))
+        try:
+            terminate(self.clients.ec2, doomed)
+        except ProviderError as exc:
+            return dict.fromkeys(surplus, exc)
+        for index, ids in surplus.items():
+            ctxs[index].event(f"terminating duplicate instance {', '.join(sorted(ids))} "
+                              f"(keeping {ctxs[index].state.infra_id})")
+        return {}
 
     def _adopt(self, ctx: Ctx, instance_id: str, *, tagged: bool) -> None:
         ctx.state.infra_id = instance_id
@@ -372,8 +418,10 @@ class AwsProvider:
 
         An instance the pass's listing did not show (launched in this very pass,
         or not listed yet) is described at once, together with all others of the
-        batch, instead of waiting for the next pass. Read-only; idempotent.
+        batch, instead of waiting for the next pass. Instances claiming a request
+        besides the one it adopted are terminated first. Idempotent.
         """
+        failed_cleanup = self._end_duplicates(ctxs)
         unseen = [ctx.state.infra_id for ctx in ctxs if ctx.state.infra_id
                   and not (ctx.observed and ctx.observed.infra_id == ctx.state.infra_id)]
         described: dict[str, dict[str, Any]] = {}
@@ -383,7 +431,11 @@ class AwsProvider:
             except ProviderError as exc:
                 return [exc] * len(ctxs)
         outcomes: list[StepResult | ProviderError] = []
-        for ctx in ctxs:
+        for index, ctx in enumerate(ctxs):
+            if index in failed_cleanup:
+                # Not done while a duplicate lives: the step runs again and retries.
+                outcomes.append(failed_cleanup[index])
+                continue
             try:
                 outcomes.append(self._running_or_not(ctx, described))
             except ProviderError as exc:

@@ -36,12 +36,12 @@ from datetime import UTC, datetime
 
 from talprov.logs import log_context
 from talprov.processes import dead_local_worker, local_worker_id
-from talprov.providers.errors import ProviderError
-from talprov.providers.protocol import NamesEndpoint, Provider, Runtime
+from talprov.providers.protocol import Provider, Runtime
 from talprov.providers.types import Machine, MachineState, Owner, Stage
 from talprov.reconcile.instance_health import InstanceBackoff, InstanceTrouble
 from talprov.reconcile.leases import LeaseRenewal
 from talprov.reconcile.leftovers import LeftoverSweeper
+from talprov.reconcile.listings import Listing, MachineListings
 from talprov.reconcile.runner import RequestRunner, StepPolicy, Work
 from talprov.reconcile.waiting import repeat_until
 from talprov.store.errors import StaleRecord
@@ -123,6 +123,9 @@ class Reconciler(LeaseRenewal):
         self._runners: dict[str, RequestRunner] = {}
         self._missing: dict[str, int] = {}
         self.instance_backoff = instance_backoff or InstanceBackoff()
+        #: Every instance's listing, shared with the scaler inside a run-loop round.
+        self.listings = MachineListings(runtime.installation, runtime.clock,
+                                        self.instance_backoff)
         self._lock = threading.Lock()
         self.renew_interval = renew_interval if renew_interval is not None else lease_ttl / 3
         self.sweep_interval = sweep_interval
@@ -171,8 +174,6 @@ class Reconciler(LeaseRenewal):
             if handle is None:
                 self._note_unconfigured(instance, group, report)
                 continue
-            if not self.instance_backoff.due(instance, self.runtime.clock()):
-                continue
             with log_context(provider=instance):
                 self._pass_instance(instance, handle, group, report)
         if only is None:
@@ -204,23 +205,15 @@ class Reconciler(LeaseRenewal):
         report: PassReport,
     ) -> None:
         runner = self._runner(instance, handle)
-        owner = runner.owner
-        try:
-            machines = handle.provider.list_machines(owner)
-        except ProviderError as exc:
-            # Without a listing nothing can be decided safely for this instance.
-            report.list_calls[instance] = 1
-            self._blocked(instance, handle.provider, exc, group, report)
-            return
+        listing = self.listings.listing(instance, handle.provider)
+        if listing.skipped:
+            return  # backing off: nothing can be decided for this instance now
         report.list_calls[instance] = 1
-        ended = self.instance_backoff.succeeded(instance)
-        if ended is not None:
-            log.warning("provider %r answers again (was %s since %s)", instance, ended.kind,
-                        datetime.fromtimestamp(ended.since, UTC).isoformat())
-        observed: dict[str, Machine] = {}
-        for machine in machines:
-            if machine.request_id is not None:
-                observed[machine.request_id] = machine
+        if listing.machines is None:
+            # Without a listing nothing can be decided safely for this instance.
+            self._blocked(listing, group, report)
+            return
+        observed = self._by_request(listing.machines)
         now = self.now()
         due: dict[str, int] = {}
         for summary in group:
@@ -234,23 +227,35 @@ class Reconciler(LeaseRenewal):
         # worker advanced or even provisioned it) was judged on stale facts; the
         # next pass reads it afresh.
         records = [r for r in self.store.list_requests(ids=due) if due[r.id] == r.version]
-        claimed = self._claim(records)
+        claimed, taken_over = self._claim(records)
+        if taken_over:
+            # A worker of this host died holding some of these: it may have
+            # created something after the listing above was taken. Look again.
+            self.listings.forget(instance)
+            fresh = self.listings.listing(instance, handle.provider)
+            if fresh.machines is None:
+                self._release([r.request.id for r in claimed])
+                return
+            observed = self._by_request(fresh.machines)
         try:
             self._work(runner, handle, claimed, observed)
         finally:
             self._release([r.request.id for r in claimed])
         report.worked += len(claimed)
 
+    @staticmethod
+    def _by_request(machines: Sequence[Machine]) -> dict[str, Machine]:
+        """The listed machines by request; of several claiming one, the last listed."""
+        return {m.request_id: m for m in machines if m.request_id is not None}
+
     def _blocked(
-        self, instance: str, provider: Provider, exc: ProviderError,
-        group: Sequence[RequestSummary], report: PassReport,
+        self, listing: Listing, group: Sequence[RequestSummary], report: PassReport
     ) -> None:
-        """Back the instance off and record why on every request it blocks."""
-        endpoint = provider.endpoint() if isinstance(provider, NamesEndpoint) else None
-        trouble, changed = self.instance_backoff.failed(
-            instance, exc, endpoint, self.runtime.clock())
+        """Record why the instance's listing fails on every request it blocks."""
+        trouble = listing.trouble
+        assert trouble is not None  # a failed listing carries its trouble
         headline = trouble.headline()
-        if changed:
+        if listing.changed:
             report.errors.append(headline)
         error = trouble.describe()
         for summary in group:
@@ -261,12 +266,14 @@ class Reconciler(LeaseRenewal):
             newly = not (summary.error or "").startswith(headline)
             self._note(summary, error=error, events=[headline] if newly else [])
 
-    def _claim(self, due: Sequence[RequestRecord]) -> list[RequestRecord]:
-        """The due requests this worker now holds the lease of, as they were read.
+    def _claim(self, due: Sequence[RequestRecord]) -> tuple[list[RequestRecord], bool]:
+        """The due requests this worker now holds the lease of, as they were read,
+        and whether any of them was taken over from a dead worker of this host.
 
         A request another replica advanced between our read and the claim (its
         version moved) is let go: the next pass reads it afresh.
         """
+        taken_over = False
         held = self.store.claim_many([r.request.id for r in due], owner=self.worker_id,
                                      ttl=self.lease_ttl, now=self.now())
         self._hold(held)
@@ -282,6 +289,7 @@ class Reconciler(LeaseRenewal):
                 if self.store.claim(rid, owner=self.worker_id, ttl=self.lease_ttl,
                                     now=self.now()):
                     self._hold([rid])
+                    taken_over = True
                     fresh = self.store.get_request(rid)
                     if fresh is not None:
                         held[rid] = fresh.version
@@ -289,7 +297,7 @@ class Reconciler(LeaseRenewal):
         stale = [r.request.id for r in due
                  if r.request.id in held and held[r.request.id] != r.version]
         self._release(stale)
-        return claimed
+        return claimed, taken_over
 
     def _work(
         self, runner: RequestRunner, handle: ProviderHandle, records: Sequence[RequestRecord],

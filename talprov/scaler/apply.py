@@ -22,10 +22,10 @@ from typing import Any
 from pydantic import SecretStr
 
 from talprov.processes import local_worker_id
-from talprov.providers.errors import ProviderError
 from talprov.providers.labels import LABEL_CLUSTER, LABEL_DOMAIN, LABEL_SET, LABEL_TEMPLATE
 from talprov.providers.protocol import Runtime
-from talprov.providers.types import REQUEST_ID_PATTERN, MachineRequest, Owner, Stage
+from talprov.providers.types import REQUEST_ID_PATTERN, MachineRequest, Stage
+from talprov.reconcile.listings import MachineListings
 from talprov.reconcile.reconciler import ProviderHandle
 from talprov.scaler.actions import ActionKind, Plan
 from talprov.scaler.editing import holding_cluster
@@ -141,6 +141,7 @@ class Scaler:
         names: NameGenerator | None = None,
         worker_id: str | None = None,
         lease_ttl: float = 60.0,
+        listings: MachineListings | None = None,
     ) -> None:
         self.store = store
         self.handles = handles
@@ -148,9 +149,9 @@ class Scaler:
         self.names = names
         self.worker_id = worker_id or local_worker_id()
         self.lease_ttl = lease_ttl
-        # Why each instance's orphan listing last failed: warned once per change, as
-        # the reconciler warns about its own listings, not on every pass.
-        self._listing_failures: dict[str, str] = {}
+        # The run loop hands in its reconciler's: one listing per instance and
+        # round, one backoff, one warning per change of an instance's state.
+        self.listings = listings or MachineListings(runtime.installation, runtime.clock)
 
     def now(self) -> datetime:
         return datetime.fromtimestamp(self.runtime.clock(), UTC)
@@ -227,16 +228,13 @@ class Scaler:
             handle = self.handles.get(instance)
             if handle is None:
                 continue
-            try:
-                machines = handle.provider.list_machines(Owner(self.runtime.installation, instance))
-            except ProviderError as exc:
-                why = redact(str(exc))
-                if self._listing_failures.get(instance) != why:
-                    self._listing_failures[instance] = why
-                    log.warning("%s: cannot list machines for orphans: %s", instance, why)
+            listing = self.listings.listing(instance, handle.provider)
+            if listing.machines is None:
+                if listing.fresh and listing.changed:
+                    log.warning("%s: cannot list machines for orphans: %s", instance,
+                                redact(str(listing.error)))
                 continue
-            self._listing_failures.pop(instance, None)
-            for machine in machines:
+            for machine in listing.machines:
                 if machine.labels.get(LABEL_CLUSTER) != spec.name:
                     continue
                 if machine.request_id in known:

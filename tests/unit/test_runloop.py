@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Sequence
@@ -9,6 +10,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, ClassVar
 
+import pytest
 from pydantic import BaseModel, ConfigDict
 
 from talprov.providers.errors import Transient
@@ -51,6 +53,7 @@ class PollingProvider(ProviderDouble):
         self.listing_fails = listing_fails
         self.looks: dict[str, int] = {}
         self.machines: dict[str, Machine] = {}
+        self.listings = 0
 
     def steps(self) -> Sequence[Step]:
         return (Step("boot", self._boot),)
@@ -66,6 +69,7 @@ class PollingProvider(ProviderDouble):
         return None
 
     def list_machines(self, owner: Owner) -> list[Machine]:
+        self.listings += 1
         if self.listing_fails:
             raise Transient("the API is down")
         return list(self.machines.values())
@@ -120,6 +124,50 @@ def test_a_round_reports_provider_and_store_errors_instead_of_raising(tmp_path: 
     assert [e.split(":")[0] for e in report.errors] == [
         "request sets", "clusters", "reconcile pass failed"]
     assert loop.pause(30.0) == 30.0  # an unreadable store: wait the whole interval
+
+
+def test_a_round_lists_each_instance_once_for_the_scaler_and_the_reconciler(
+    tmp_path: Path,
+) -> None:
+    provider = PollingProvider()
+    loop, store, clock = world(tmp_path, provider)
+    seed(store, tmp_path)  # a cluster whose orphan check lists "fake" too
+    for _ in range(3):
+        before = provider.listings
+        report = loop.run_round()
+        assert report.errors == []
+        assert report.reconcile is not None
+        assert report.reconcile.list_calls == {"fake": 1}
+        assert provider.listings - before == 1
+        clock.sleep(POLL)
+    assert len(store.list_requests(stages=[Stage.PROVISIONED])) == 5
+    # Outside a round (a reconcile pass of its own) every pass lists afresh.
+    before = provider.listings
+    loop.reconciler.run_pass()
+    loop.reconciler.run_pass()
+    assert provider.listings - before == 2
+
+
+def test_a_failing_listing_is_warned_about_once_per_change_by_scaler_and_reconciler(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture,
+) -> None:
+    provider = PollingProvider(listing_fails=True)
+    loop, store, clock = world(tmp_path, provider)
+    seed(store, tmp_path)
+    reported: list[str] = []
+    with caplog.at_level(logging.WARNING, logger="talprov.scaler.apply"):
+        for _ in range(4):
+            reported += loop.run_round().errors
+            clock.sleep(120.0)  # past the backoff: every round asks again
+        assert provider.listings == 4  # once a round, not once per reader
+        provider.listing_fails = False
+        loop.run_round()  # answers again: the trouble ends
+        provider.listing_fails = True
+        clock.sleep(120.0)
+        reported += loop.run_round().errors
+    warned = [r for r in caplog.records if "cannot list machines for orphans" in r.message]
+    assert len(warned) == 2  # the first failure, and the first after the recovery
+    assert reported == ["reconcile: provider 'fake' not answering: the API is down"] * 2
 
 
 def test_run_until_waits_until_the_earliest_due_request_not_a_fixed_interval(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import socket
+import subprocess
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
@@ -49,12 +51,17 @@ class OneStep(ProviderDouble):
                 for rid in self.ran]
 
 
-def test_a_request_provisioned_by_another_worker_mid_pass_is_not_worked_again(
-        tmp_path: Path) -> None:
+def _store_and_runtime(tmp_path: Path) -> tuple[Store, Runtime]:
+    """A migrated SQLite store and a runtime on a fake clock."""
     store = Store(f"sqlite:///{tmp_path / 'state.db'}")
     store.migrate()
     clock = FakeClock()
-    runtime = Runtime(installation="t", cache_dir=tmp_path, clock=clock, sleep=clock.sleep)
+    return store, Runtime(installation="t", cache_dir=tmp_path, clock=clock, sleep=clock.sleep)
+
+
+def test_a_request_provisioned_by_another_worker_mid_pass_is_not_worked_again(
+        tmp_path: Path) -> None:
+    store, runtime = _store_and_runtime(tmp_path)
     ours, theirs = OneStep(), OneStep()
     mine = Reconciler(store, {"one-step": ProviderHandle(ours)}, runtime, worker_id="mine")
     other = Reconciler(store, {"one-step": ProviderHandle(theirs)}, runtime,
@@ -80,3 +87,67 @@ def test_a_request_provisioned_by_another_worker_mid_pass_is_not_worked_again(
     assert len(provisioned) == 1
     mine.close()
     other.close()
+
+
+class AdoptOrCreate(ProviderDouble):
+    """A step that adopts the listed machine, else creates one (as cloud drivers do).
+
+    ``late`` machines appear in the cloud right after the first listing was
+    taken, as a launch of a worker that died just then would.
+    """
+
+    type_name: ClassVar[str] = "adopt-or-create"
+
+    def __init__(self, late: list[Machine]) -> None:
+        self.name = "adopt-or-create"
+        self.cloud: list[Machine] = []
+        self.late = late
+
+    def steps(self) -> Sequence[Step]:
+        return (Step("ensure", self._ensure),)
+
+    def _ensure(self, ctx: StepContext[Any, Any]) -> StepResult:
+        if ctx.observed is not None:
+            ctx.state.infra_id = ctx.observed.infra_id
+            return None
+        made = Machine(infra_id=f"ours-{ctx.request.id}", state=MachineState.RUNNING,
+                       request_id=ctx.request.id)
+        self.cloud.append(made)
+        ctx.state.infra_id = made.infra_id
+        return None
+
+    def list_machines(self, owner: Owner) -> list[Machine]:
+        listed = list(self.cloud)
+        self.cloud += self.late
+        self.late = []
+        return listed
+
+
+def test_a_request_taken_over_from_a_dead_local_worker_is_looked_up_again(
+        tmp_path: Path) -> None:
+    store, runtime = _store_and_runtime(tmp_path)
+    store.create_request(MachineRequest(id="r-1", provider="adopt-or-create",
+                                        talos_version="v1.13.9",
+                                        machine_config=SecretStr(WORKER_CONFIG)))
+    dead = f"{socket.gethostname()}:{_gone_pid()}"
+    theirs = Machine(infra_id="theirs-r-1", state=MachineState.RUNNING, request_id="r-1")
+    provider = AdoptOrCreate(late=[theirs])
+    mine = Reconciler(store, {"adopt-or-create": ProviderHandle(provider)}, runtime,
+                      worker_id="mine")
+    assert store.claim("r-1", owner=dead, ttl=300, now=mine.now())
+
+    mine.run_pass()
+
+    record = store.get_request("r-1")
+    assert record is not None
+    assert record.stage == Stage.PROVISIONED
+    assert [m.infra_id for m in provider.cloud] == ["theirs-r-1"]  # adopted, none made
+    assert record.infra_id == "theirs-r-1"
+    mine.close()
+
+
+def _gone_pid() -> int:
+    """The pid of a process of this host that ran and is gone (reaped)."""
+    child = subprocess.Popen(["true"])
+    child.wait()
+    return child.pid
