@@ -34,7 +34,8 @@ def test_a_create_in_flight_for_another_request_does_not_hold_up_the_next(
     _slow_creates(fakepve)
 
     started = steps["ensure-vm"].run(first)
-    assert isinstance(started, Retry) and first.state.create_task is not None
+    assert isinstance(started, Retry)
+    assert first.state.create_task is not None
     # The first VM is still being created (locked, untagged); it is not the second's.
     assert [vm for vm in fakepve.vms() if "tags" not in vm["config"]] != []
 
