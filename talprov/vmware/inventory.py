@@ -50,7 +50,7 @@ class Inventory:
         self._clock = clock
         # key -> (managed object class, moid, when found)
         self._found: dict[tuple[str, ...], tuple[type, str, float]] = {}
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()  # lookups nest (a pool needs the datacenter)
 
     def forget(self) -> None:
         """Look everything up again next time (an object was gone). Idempotent."""
@@ -61,15 +61,16 @@ class Inventory:
                     look: Callable[[], Any]) -> Any:
         """``look()``'s object, or the one it found within ``CACHE_SECONDS``."""
         now = self._clock()
+        # Held while looking up, so that the requests of a pass that all miss at
+        # once wait for one lookup instead of each making their own.
         with self._lock:
             hit = self._found.get(key)
-        if hit is not None and now - hit[2] < CACHE_SECONDS:
-            cls, moid, _ = hit
-            return cls(moid, si._stub)
-        found = look()
-        with self._lock:
+            if hit is not None and now - hit[2] < CACHE_SECONDS:
+                cls, moid, _ = hit
+                return cls(moid, si._stub)
+            found = look()
             self._found[key] = (type(found), str(found._moId), now)
-        return found
+            return found
 
     def datacenter(self, si: ServiceInstance) -> Any:
         return self._remembered(si, ("datacenter",), lambda: self._datacenter(si))
