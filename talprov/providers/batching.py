@@ -12,7 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from talprov.providers.errors import ProviderError
-from talprov.providers.protocol import StepContext
+from talprov.providers.protocol import BatchStepFn, StepContext
 from talprov.providers.types import StepResult
 
 Ctx = StepContext[Any, Any]
@@ -40,3 +40,8 @@ def side_by_side(
         return [attempt(ctx) for ctx in ctxs]
     with ThreadPoolExecutor(max_workers=min(workers, len(ctxs))) as pool:
         return list(pool.map(attempt, ctxs))
+
+
+def one_by_one(run: Callable[[Ctx], StepResult]) -> BatchStepFn:
+    """A ``run_batch`` that runs ``run`` for each request, side by side."""
+    return lambda ctxs: side_by_side(run, ctxs)

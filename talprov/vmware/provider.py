@@ -21,6 +21,7 @@ from typing import Any, ClassVar, TypeVar, cast
 from pydantic import BaseModel
 
 from talprov.providers import MachineRequest, endpoint_without_secrets
+from talprov.providers.batching import one_by_one
 from talprov.providers.errors import NotFound, ProviderError
 from talprov.providers.ownership import INSTANCE_KEY, is_owned
 from talprov.providers.protocol import ProviderState, Runtime, Step, StepContext
@@ -163,13 +164,19 @@ class VSphereProvider:
 
     def steps(self) -> Sequence[Step]:
         """The provisioning steps, in order. Each is idempotent."""
+        # Every step takes the requests that reached it together and runs them side
+        # by side (vCenter has no call for many clones); the runner then stores
+        # the whole group's progress in one transaction instead of one each.
         return [
-            Step("ensure-template", self._ensure_template, timeout=self.config.task_timeout),
-            Step("clone-vm", self._clone_vm, timeout=self.config.task_timeout),
-            Step("configure-vm", self._configure_vm),
-            Step("tag-vm", self._tag_vm),
-            Step("power-on", self._power_on),
-            Step("wait-running", self._wait_running, timeout=self.config.running_timeout),
+            Step.batched("ensure-template", one_by_one(self._ensure_template),
+                         timeout=self.config.task_timeout),
+            Step.batched("clone-vm", one_by_one(self._clone_vm),
+                         timeout=self.config.task_timeout),
+            Step.batched("configure-vm", one_by_one(self._configure_vm)),
+            Step.batched("tag-vm", one_by_one(self._tag_vm)),
+            Step.batched("power-on", one_by_one(self._power_on)),
+            Step.batched("wait-running", one_by_one(self._wait_running),
+                         timeout=self.config.running_timeout),
         ]
 
     def _ensure_template(self, ctx: Ctx) -> StepResult:
