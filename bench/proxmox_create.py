@@ -34,16 +34,13 @@ over talprov's.
 
 from __future__ import annotations
 
-import argparse
 import io
-import statistics
 import sys
 import tempfile
 import time
 from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
 
@@ -54,6 +51,8 @@ if str(ROOT) not in sys.path:
 from proxmoxer import ProxmoxAPI  # noqa: E402
 from proxmoxer.tools import Tasks  # noqa: E402
 
+from bench import report  # noqa: E402
+from bench.report import Result  # noqa: E402
 from talprov.demo_platforms.fakepve_control import FakePveServer, start_fakepve  # noqa: E402
 from talprov.providers.protocol import Provider, Runtime  # noqa: E402
 from talprov.providers.types import MachineRequest, Stage  # noqa: E402
@@ -72,17 +71,6 @@ CONFIG = "version: v1alpha1\nmachine:\n  type: worker\n  token: bench\n"
 #: Task durations in multiples of the configured latency.
 TASK_LATENCIES = {"qmcreate": 20.0, "qmclone": 20.0, "qmstart": 20.0, "imgcopy": 2.0}
 WORKERS = 8
-
-
-@dataclass
-class Result:
-    name: str
-    seconds: float
-    calls: Counter[str]
-    running: int
-
-    def per_machine(self, machines: int) -> float:
-        return sum(self.calls.values()) / machines
 
 
 def _api(server: FakePveServer) -> Any:
@@ -211,59 +199,27 @@ RUNNERS: dict[str, Callable[[FakePveServer, int, Path], Result]] = {
 }
 
 
-def _show(machines: int, latency_ms: float, runs: dict[str, list[Result]]) -> None:
-    print(f"\n{machines} machines, {latency_ms:g} ms added per API request "
-          f"(real clock, min/median of {len(runs['bound'])})")
-    print(f"  {'':10}{'min s':>8}{'median s':>10}{'calls/machine':>15}{'/ bound':>9}"
-          f"{'/ talprov':>11}  calls")
-    bound = min(r.seconds for r in runs["bound"])
-    ours = min(r.seconds for r in runs["talprov"])
-    for name, results in runs.items():
-        fastest = min(r.seconds for r in results)
-        median = statistics.median(r.seconds for r in results)
-        ops = ", ".join(f"{k} {v}" for k, v in sorted(results[0].calls.items()))
-        print(f"  {name:10}{fastest:8.2f}{median:10.2f}{results[0].per_machine(machines):15.2f}"
-              f"{fastest / bound:8.2f}x{fastest / ours:10.2f}x  {ops}")
-
-
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--machines", type=int, default=20)
-    parser.add_argument("--latencies", default="0,50", help="ms, comma-separated")
-    parser.add_argument("--repeat", type=int, default=3)
-    parser.add_argument("--only", default=",".join(RUNNERS), help="tools, comma-separated")
-    args = parser.parse_args(argv)
-    tools = [t for t in args.only.split(",") if t]
-    if "bound" not in tools or "talprov" not in tools:
-        parser.error("--only must keep bound and talprov (the ratios need them)")
-    with tempfile.TemporaryDirectory(prefix="talprov-bench-") as tmp:
-        work = Path(tmp)
-        (work / "pve").mkdir()
-        server = start_fakepve(work / "pve")
+    args = report.options(__doc__.splitlines()[0], list(RUNNERS), argv)
+    with tempfile.TemporaryDirectory(prefix="talprov-fakepve-") as tmp:
+        (Path(tmp) / "pve").mkdir()
+        server = start_fakepve(Path(tmp) / "pve")
         try:
             server.control("add_file", storage="local", name=ISO.split("/", 1)[1],
                            size=100 * 1024 ** 2)
             server.control("snapshot")
-            for latency_ms in (float(x) for x in args.latencies.split(",")):
+
+            def configure(latency_ms: float) -> None:
                 latency = latency_ms / 1000
                 server.control("slow_network", latency=latency)
                 server.control("set_timing", time_scale=1.0, task_secs={
                     kind: n * latency for kind, n in TASK_LATENCIES.items()})
-                runs: dict[str, list[Result]] = {name: [] for name in tools}
-                for attempt in range(args.repeat):
-                    for name in tools:  # interleaved, so drift hits every tool alike
-                        run_dir = work / f"{name}-{latency_ms:g}-{attempt}"
-                        run_dir.mkdir()
-                        result = RUNNERS[name](server, args.machines, run_dir)
-                        if result.running != args.machines:
-                            print(f"ERROR: {name}: {result.running} of {args.machines} run",
-                                  file=sys.stderr)
-                            return 1
-                        runs[name].append(result)
-                _show(args.machines, latency_ms, runs)
+
+            return report.compare(
+                args, configure,
+                lambda name, _ms, folder: RUNNERS[name](server, args.machines, folder))
         finally:
             server.stop()
-    return 0
 
 
 if __name__ == "__main__":

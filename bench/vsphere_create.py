@@ -35,12 +35,9 @@ SOAP calls per machine (counted in pyvmomi's stub; a property read is a
 
 from __future__ import annotations
 
-import argparse
 import base64
 import ssl
-import statistics
 import sys
-import tempfile
 import threading
 import time
 from collections import Counter
@@ -58,6 +55,8 @@ from pyVim import connect as pyvim_connect  # noqa: E402
 from pyVim import task as pyvim_task  # noqa: E402
 from pyVmomi import SoapAdapter  # noqa: E402
 
+from bench import report  # noqa: E402
+from bench.report import Result  # noqa: E402
 from talprov.providers.protocol import Provider, Runtime  # noqa: E402
 from talprov.providers.types import MachineRequest, Stage  # noqa: E402
 from talprov.reconcile.reconciler import ProviderHandle, Reconciler  # noqa: E402
@@ -110,17 +109,6 @@ class SoapCalls:
 
 
 COUNTER = SoapCalls()
-
-
-@dataclass
-class Result:
-    name: str
-    seconds: float
-    calls: Counter[str]
-    running: int
-
-    def per_machine(self, machines: int) -> float:
-        return sum(self.calls.values()) / machines
 
 
 @dataclass
@@ -206,6 +194,17 @@ def _ended(task: Any) -> None:
         WaitForTask(task)
 
 
+def _clone_configure_start(template: Any, folder: Any, pool: Any, i: int,
+                           wait: Callable[[Any], object]) -> None:
+    """Clone, reconfigure and power on machine ``i``, ``wait`` after each task."""
+    clone = template.CloneVM_Task(folder, f"node-{i:03d}", vim.vm.CloneSpec(
+        location=vim.vm.RelocateSpec(pool=pool), powerOn=False, config=_spec(i)))
+    wait(clone)
+    vm = clone.info.result
+    wait(vm.ReconfigVM_Task(_spec(i)))
+    wait(vm.PowerOnVM_Task())
+
+
 def run_bound(target: Target, machines: int, work: Path) -> Result:
     si = _connect(target)
     COUNTER.take()
@@ -213,12 +212,7 @@ def run_bound(target: Target, machines: int, work: Path) -> Result:
     template, pool, folder = _place(si)
 
     def make(i: int) -> None:
-        clone = template.CloneVM_Task(folder, f"node-{i:03d}", vim.vm.CloneSpec(
-            location=vim.vm.RelocateSpec(pool=pool), powerOn=False, config=_spec(i)))
-        _ended(clone)
-        vm = clone.info.result
-        _ended(vm.ReconfigVM_Task(_spec(i)))
-        _ended(vm.PowerOnVM_Task())
+        _clone_configure_start(template, folder, pool, i, _ended)
 
     with ThreadPoolExecutor(max_workers=WORKERS) as pool_:
         list(pool_.map(make, range(machines)))
@@ -235,12 +229,7 @@ def run_pyvmomi(target: Target, machines: int, work: Path) -> Result:
     start = time.perf_counter()
     template, pool, folder = _place(si)
     for i in range(machines):
-        clone = template.CloneVM_Task(folder, f"node-{i:03d}", vim.vm.CloneSpec(
-            location=vim.vm.RelocateSpec(pool=pool), powerOn=False, config=_spec(i)))
-        WaitForTask(clone)
-        vm = clone.info.result
-        WaitForTask(vm.ReconfigVM_Task(_spec(i)))
-        WaitForTask(vm.PowerOnVM_Task())
+        _clone_configure_start(template, folder, pool, i, WaitForTask)
     seconds = time.perf_counter() - start
     calls = COUNTER.take()
     return Result("pyvmomi", seconds, calls, _powered_on(si, _names(machines)))
@@ -285,55 +274,24 @@ RUNNERS: dict[str, Callable[[Target, int, Path], Result]] = {
 }
 
 
-def _show(machines: int, latency_ms: float, runs: dict[str, list[Result]]) -> None:
-    print(f"\n{machines} machines, {latency_ms:g} ms added per API request "
-          f"(real clock, min/median of {len(runs['bound'])})")
-    print(f"  {'':10}{'min s':>8}{'median s':>10}{'calls/machine':>15}{'/ bound':>9}"
-          f"{'/ talprov':>11}  calls")
-    bound = min(r.seconds for r in runs["bound"])
-    ours = min(r.seconds for r in runs["talprov"])
-    for name, results in runs.items():
-        fastest = min(r.seconds for r in results)
-        median = statistics.median(r.seconds for r in results)
-        ops = ", ".join(f"{k} {v}" for k, v in sorted(results[0].calls.items()))
-        print(f"  {name:10}{fastest:8.2f}{median:10.2f}{results[0].per_machine(machines):15.2f}"
-              f"{fastest / bound:8.2f}x{fastest / ours:10.2f}x  {ops}")
+def _run(name: str, latency_ms: float, folder: Path, machines: int) -> Result:
+    """One tool on a fresh vcsim (with the template) behind a fresh proxy."""
+    delays = {method: int(n * latency_ms) for method, n in TASK_LATENCIES.items()}
+    server = start_vcsim(folder, method_delays=delays)
+    proxy = LatencyProxy(server.port, latency_ms / 1000).start()
+    try:
+        target = Target(server, proxy)
+        _make_template(target)
+        return RUNNERS[name](target, machines, folder)
+    finally:
+        proxy.stop()
+        server.stop()
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--machines", type=int, default=20)
-    parser.add_argument("--latencies", default="0,50", help="ms, comma-separated")
-    parser.add_argument("--repeat", type=int, default=3)
-    parser.add_argument("--only", default=",".join(RUNNERS), help="tools, comma-separated")
-    args = parser.parse_args(argv)
-    tools = [t for t in args.only.split(",") if t]
-    if "bound" not in tools or "talprov" not in tools:
-        parser.error("--only must keep bound and talprov (the ratios need them)")
-    with tempfile.TemporaryDirectory(prefix="talprov-bench-") as tmp:
-        for latency_ms in (float(x) for x in args.latencies.split(",")):
-            delays = {name: int(n * latency_ms) for name, n in TASK_LATENCIES.items()}
-            runs: dict[str, list[Result]] = {name: [] for name in tools}
-            for attempt in range(args.repeat):
-                for name in tools:  # interleaved, so drift hits every tool alike
-                    run_dir = Path(tmp) / f"{name}-{latency_ms:g}-{attempt}"
-                    run_dir.mkdir()
-                    server = start_vcsim(run_dir, method_delays=delays)
-                    proxy = LatencyProxy(server.port, latency_ms / 1000).start()
-                    try:
-                        target = Target(server, proxy)
-                        _make_template(target)
-                        result = RUNNERS[name](target, args.machines, run_dir)
-                    finally:
-                        proxy.stop()
-                        server.stop()
-                    if result.running != args.machines:
-                        print(f"ERROR: {name}: {result.running} of {args.machines} run",
-                              file=sys.stderr)
-                        return 1
-                    runs[name].append(result)
-            _show(args.machines, latency_ms, runs)
-    return 0
+    args = report.options(__doc__.splitlines()[0], list(RUNNERS), argv)
+    return report.compare(args, lambda _ms: None,
+                          lambda name, ms, folder: _run(name, ms, folder, args.machines))
 
 
 if __name__ == "__main__":

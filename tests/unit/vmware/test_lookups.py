@@ -61,9 +61,10 @@ def test_the_second_machine_looks_nothing_up_again(
     assert calls["CreateContainerView"] == 0
 
 
-def test_a_not_found_makes_the_next_lookup_ask_vcenter_again(
+@pytest.mark.parametrize("why", ["not-found", "age"])
+def test_a_not_found_or_the_cache_age_makes_the_next_lookup_ask_vcenter_again(
     provider: VSphereProvider, owner: Owner, clock: FakeClock,
-    monkeypatch: pytest.MonkeyPatch,
+    monkeypatch: pytest.MonkeyPatch, why: str,
 ) -> None:
     provision(provider, [context(provider, machine_request("first"), owner)], clock)
     counts = _count_lookups(provider, monkeypatch)
@@ -71,21 +72,11 @@ def test_a_not_found_makes_the_next_lookup_ask_vcenter_again(
     def gone(_si: Any) -> None:
         raise NotFound("the object is gone")
 
-    with pytest.raises(NotFound):
-        provider._with_inventory("clone VM", gone)
-    provision(provider, [context(provider, machine_request("second"), owner)], clock)
-
-    assert counts["_find"] > 0
-
-
-def test_lookups_are_remembered_for_a_while_only(
-    provider: VSphereProvider, owner: Owner, clock: FakeClock,
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    provision(provider, [context(provider, machine_request("first"), owner)], clock)
-    counts = _count_lookups(provider, monkeypatch)
-    clock.sleep(inventory.CACHE_SECONDS + 1)
-
+    if why == "not-found":
+        with pytest.raises(NotFound):
+            provider._with_inventory("clone VM", gone)
+    else:
+        clock.sleep(inventory.CACHE_SECONDS + 1)
     provision(provider, [context(provider, machine_request("second"), owner)], clock)
 
     assert counts["_find"] > 0
