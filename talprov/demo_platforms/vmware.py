@@ -38,11 +38,12 @@ def start_vcsim(binary: Path, folder: Path, user: str, password: str,
     ``folder/vcsim.log``. ``method_delays``: milliseconds a SOAP method takes
     (e.g. ``{"CloneVM_Task": 1000}``). Raises ``RuntimeError`` when it does not come up.
     """
-    delays = ",".join(f"{name}={ms}" for name, ms in sorted((method_delays or {}).items()))
-    return start_emulator(
-        "vcsim", [str(binary), "-listen", "127.0.0.1", "-port", "0", "-username", user,
-                  "-password", password, "-cert", str(ca_file), "-method-delay", delays],
-        folder / "vcsim.log", "vcsim listening on ")
+    command = [str(binary), "-listen", "127.0.0.1", "-port", "0", "-username", user,
+               "-password", password, "-cert", str(ca_file)]
+    if method_delays:  # only then: a binary built before the flag existed still starts
+        command += ["-method-delay",
+                    ",".join(f"{name}={ms}" for name, ms in sorted(method_delays.items()))]
+    return start_emulator("vcsim", command, folder / "vcsim.log", "vcsim listening on ")
 
 
 def _wait_task(task: Any) -> None:
