@@ -20,7 +20,10 @@ copy task 2 ×; at 0 ms they still run as tasks, only instantly.
   up locally), then per machine (8 at a time, as talprov) the upload, the
   create and the start, following each task with short polls (0.05 s doubling,
   at most 1 s) so as not to race the lock; then ``/cluster/resources`` until
-  every VM runs.
+  every VM runs. Each of its 8 threads takes one machine through all its calls
+  (a pipeline); talprov takes every machine through a step before the next, and
+  can come out a little faster at 50 ms. A bound below both would need PVE to
+  take several creates in one call, which it cannot.
 * ``talprov``: requests in its SQLite store, its real reconciler driving the
   Proxmox provider (defaults: ``poll_interval`` 2 s) on the REAL clock.
 * ``proxmoxer``: the loop a user writes: per machine ``nextid``, upload,
