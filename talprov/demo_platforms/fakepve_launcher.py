@@ -7,8 +7,11 @@ imported); never imported by a test process. fakepve's fault injection
 (``fail``, ``revoke_tickets``, ``migrate``, ...) exists only as Python methods of the
 server object, so this script serves a plain-HTTP control API on 127.0.0.1 that calls
 them. It adds two things fakepve lacks: failures *after* a request was handled (the
-VM exists, the client still sees an error: ``fail_after``) and ``reset`` (back to the
-state recorded by ``snapshot``, so one server can serve a whole test session).
+VM exists, the client still sees an error: ``fail_after``), ``reset`` (back to the
+state recorded by ``snapshot``, so one server can serve a whole test session) and
+``set_timing``: real time (``time_scale``) and task durations (``task_secs``: fakepve's
+creates, clones and starts otherwise end the moment they begin, which real PVE's never
+do), used by ``bench/proxmox_create.py`` together with fakepve's ``slow_network``.
 It prints two lines the fixture reads::
 
     fakepve listening on https://127.0.0.1:PORT
@@ -44,6 +47,27 @@ class RecordingPve(FakePve):  # type: ignore[misc]
         #: message, times left.
         self.after_failures: list[dict[str, Any]] = []
         self.baseline: dict[str, Any] = {}
+        #: Extra PVE seconds a task of this type (``qmcreate``, ``qmstart``, ...) runs.
+        self.task_secs: dict[str, float] = {}
+
+    async def task(self, node: str, ttype: str, tid: Any, user: str, body: Any,
+                   vm: Any = None, lock: bool = True, log: Any = ()) -> str:
+        # The extra time passes inside the task, so the VM holds its lock (and a
+        # create's VM its missing config) for that long, as on a real node.
+        secs = self.task_secs.get(ttype, 0.0)
+
+        async def delayed() -> Any:
+            await self.pause(secs)
+            return await body()
+
+        upid: str = await super().task(node, ttype, tid, user, delayed if secs else body,
+                                       vm=vm, lock=lock, log=log)
+        return upid
+
+    def set_timing(self, time_scale: float, task_secs: dict[str, float]) -> None:
+        """Real seconds per PVE second (0: tasks end before the answer) and task durations."""
+        self.time_scale = time_scale
+        self.task_secs = dict(task_secs)
 
     async def _answer(self, request: web.Request, handler: Any, generic: Any,
                       path_node: Any) -> web.StreamResponse:
@@ -159,6 +183,9 @@ async def _control(pve: RecordingPve, body: dict[str, Any]) -> Any:
         "snapshot": pve.snapshot,
         "reset": pve.reset,
         "revoke_tickets": pve.revoke_tickets,
+        "slow_network": pve.slow_network,
+        "set_timing": pve.set_timing,
+        "add_file": pve.store_file,
         "add_token": lambda tokenid, secret: _add_token(pve, tokenid, secret),
         "add_node": pve.add_node,
         "grant": lambda user, path, privs: pve.grant(user, path, *privs),

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import secrets
 import ssl
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -29,16 +30,20 @@ TEMPLATE = "talos-demo-template"
 
 
 def start_vcsim(binary: Path, folder: Path, user: str, password: str,
-                ca_file: Path) -> tuple[EmulatorProcess, str]:
+                ca_file: Path, method_delays: Mapping[str, int] | None = None,
+                ) -> tuple[EmulatorProcess, str]:
     """Start vcsim (VPX model) on 127.0.0.1; the process and its SDK URL.
 
     It writes its certificate to ``ca_file`` and its output to
-    ``folder/vcsim.log``. Raises ``RuntimeError`` when it does not come up.
+    ``folder/vcsim.log``. ``method_delays``: milliseconds a SOAP method takes
+    (e.g. ``{"CloneVM_Task": 1000}``). Raises ``RuntimeError`` when it does not come up.
     """
-    return start_emulator(
-        "vcsim", [str(binary), "-listen", "127.0.0.1", "-port", "0", "-username", user,
-                  "-password", password, "-cert", str(ca_file)],
-        folder / "vcsim.log", "vcsim listening on ")
+    command = [str(binary), "-listen", "127.0.0.1", "-port", "0", "-username", user,
+               "-password", password, "-cert", str(ca_file)]
+    if method_delays:  # only then: a binary built before the flag existed still starts
+        command += ["-method-delay",
+                    ",".join(f"{name}={ms}" for name, ms in sorted(method_delays.items()))]
+    return start_emulator("vcsim", command, folder / "vcsim.log", "vcsim listening on ")
 
 
 def _wait_task(task: Any) -> None:

@@ -25,6 +25,9 @@ from talprov.proxmox.errors import failed_task, is_unauthorized, translate
 T = TypeVar("T")
 
 Api = Any
+#: Seconds before the first look at a task that was just started; each later look
+#: waits twice as long, up to ``poll_interval``.
+FIRST_POLL = 0.1
 """proxmoxer's ProxmoxResource (untyped): ``api.nodes(node).qemu.get()``."""
 
 
@@ -237,9 +240,13 @@ class PveClient:
         at the deadline (the caller's step is retried; it finds the result then).
         """
         deadline = clock() + self.config.task_timeout
+        # Short tasks (an upload's copy) end within a second: look again soon,
+        # then less and less often, up to poll_interval.
+        delay = min(FIRST_POLL, self.config.poll_interval)
         while not self.task_done(node, upid, what):
             if clock() >= deadline:
                 raise Transient(f"{what}: task {upid} still running after "
                                 f"{self.config.task_timeout:.0f}s",
                                 retry_after=self.config.poll_interval)
-            sleep(self.config.poll_interval)
+            sleep(delay)
+            delay = min(self.config.poll_interval, delay * 2)

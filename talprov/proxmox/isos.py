@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import io
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +27,29 @@ from talprov.talos.factory import images_for
 from talprov.talos.join import refuse_fixed_image
 
 Ctx = StepContext[ProxmoxMachineData, ProxmoxState]
+
+
+class IsoListings:
+    """The ISOs on each (node, storage), read at most once: what one batch sees.
+
+    Safe to share between the threads of a batch.
+    """
+
+    def __init__(self, read: Callable[[str, str], set[str]]) -> None:
+        self._read = read
+        self._seen: dict[tuple[str, str], set[str]] = {}
+        self._lock = threading.Lock()
+
+    def __call__(self, node: str, storage: str) -> set[str]:
+        with self._lock:
+            if (node, storage) not in self._seen:
+                self._seen[(node, storage)] = self._read(node, storage)
+            return self._seen[(node, storage)]
+
+    def forget(self, node: str, storage: str) -> None:
+        """Read this storage again next time (after something was added to it)."""
+        with self._lock:
+            self._seen.pop((node, storage), None)
 
 
 class IsoSteps:
@@ -59,7 +82,7 @@ class IsoSteps:
     def ensure_iso_batch(self, ctxs: Sequence[Ctx]) -> list[StepResult | BaseException]:
         """Make the boot ISO of every request present on its node; one download each."""
         outcomes: list[StepResult | BaseException] = [None] * len(ctxs)
-        listings: dict[tuple[str, str], set[str]] = {}
+        listings = IsoListings(self.iso_names)
         for index, ctx in enumerate(ctxs):
             try:
                 outcomes[index] = self._ensure_iso(ctx, listings)
@@ -67,7 +90,7 @@ class IsoSteps:
                 outcomes[index] = exc
         return outcomes
 
-    def _ensure_iso(self, ctx: Ctx, listings: dict[tuple[str, str], set[str]]) -> StepResult:
+    def _ensure_iso(self, ctx: Ctx, listings: IsoListings) -> StepResult:
         state = ctx.state
         if state.iso_volume is not None and state.iso_task is None:
             return None
@@ -77,7 +100,7 @@ class IsoSteps:
         refuse_fixed_image(ctx.request, "provider_data.iso", ctx.data.iso)
         if ctx.data.iso is not None:
             iso_storage = ctx.data.iso.split(":", 1)[0]
-            if ctx.data.iso not in self._listing(listings, node, iso_storage):
+            if ctx.data.iso not in listings(node, iso_storage):
                 raise InvalidRequest(f"{ctx.data.iso} is not on node {node}", field="iso")
             state.iso_volume = ctx.data.iso
             return None
@@ -87,7 +110,7 @@ class IsoSteps:
         key = (node, storage, name)
         if state.iso_task is not None:
             return self._follow_download(ctx, key, url, volume)
-        if volume in self._listing(listings, node, storage):
+        if volume in listings(node, storage):
             state.iso_volume = volume
             return None
         with self._lock:
@@ -95,19 +118,12 @@ class IsoSteps:
             if upid is None:
                 upid = self._start_transfer(ctx, key, url)
                 if upid is None:
-                    listings.pop((node, storage), None)
+                    listings.forget(node, storage)
                     state.iso_volume = volume
                     return None
                 self._downloads[key] = upid
         state.iso_task = upid
         return Retry(0, f"waiting for the node to download {name}")
-
-    def _listing(
-        self, listings: dict[tuple[str, str], set[str]], node: str, storage: str
-    ) -> set[str]:
-        if (node, storage) not in listings:
-            listings[(node, storage)] = self.iso_names(node, storage)
-        return listings[(node, storage)]
 
     def _start_transfer(self, ctx: Ctx, key: tuple[str, str, str], url: str) -> str | None:
         """Start the node's download (UPID), or upload from the cache (None: done)."""
@@ -172,13 +188,16 @@ class IsoSteps:
         self.client.wait_task(node, str(upid), what, clock=self.runtime.clock,
                               sleep=self.runtime.sleep)
 
-    def ensure_file(self, node: str, storage: str, name: str, content: bytes) -> str:
-        """Upload ``content`` as ISO ``name`` unless a file of that name is there.
+    def ensure_file(self, node: str, storage: str, name: str, content: bytes,
+                    listings: IsoListings | None = None) -> str:
+        """Upload ``content`` as ISO ``name`` unless a file of that name is there
+        (in ``listings``, a batch's shared view, or a fresh listing).
 
         Returns the volume id. Idempotent. Raises ``ProviderError`` subclasses.
         """
         volume = f"{storage}:iso/{name}"
-        if volume in self.iso_names(node, storage):
+        listed = listings(node, storage) if listings else self.iso_names(node, storage)
+        if volume in listed:
             return volume
         body = io.BytesIO(content)
         body.name = name  # proxmoxer sends it as the file name

@@ -15,6 +15,7 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar, cast
 
+from talprov.providers.batching import side_by_side
 from talprov.providers.errors import ProviderError, Transient
 from talprov.providers.labels import SetGroup, set_group
 from talprov.providers.ownership import REQUEST_KEY, ownership_tags
@@ -39,7 +40,7 @@ from talprov.proxmox.config import ProxmoxConfig
 from talprov.proxmox.data import ProxmoxMachineData
 from talprov.proxmox.deprovision import Deprovisioner
 from talprov.proxmox.errors import VmidTaken
-from talprov.proxmox.isos import IsoSteps
+from talprov.proxmox.isos import IsoListings, IsoSteps
 from talprov.proxmox.placement import (
     choose_node,
     choose_storage,
@@ -49,12 +50,18 @@ from talprov.proxmox.placement import (
 from talprov.proxmox.state import ProxmoxState
 from talprov.proxmox.tags import UUID_KEY, decode_tags, encode_tags, notes, owned_by, tag_value
 from talprov.proxmox.vm import create_params, machine_from_resource
+from talprov.proxmox.vmids import OnceValue, VmidBook
 from talprov.talos.factory import images_for
 from talprov.talos.join import check_user_data
 
 log = logging.getLogger(__name__)
 
 Ctx = StepContext[ProxmoxMachineData, ProxmoxState]
+Resources = Sequence[Mapping[str, Any]]
+#: Seconds before the first look at a create or start task; later looks wait half
+#: the time the step has waited so far, up to ``poll_interval`` (PVE's creates and
+#: starts take from a fraction of a second to minutes).
+FIRST_TASK_POLL = 0.1
 #: VMID collisions tolerated within one ensure-vm run before backing off.
 MAX_VMID_ATTEMPTS = 5
 
@@ -83,6 +90,7 @@ class ProxmoxProvider:
         resolve = iso_url or (lambda request: images.factory_iso_url(images_for(runtime), request))
         self._isos = IsoSteps(self.client, config, runtime, resolve)
         self._deprovisioner = Deprovisioner(self.client, config, self._request_vms)
+        self._vmids = VmidBook()
 
     def __repr__(self) -> str:
         return f"ProxmoxProvider({self.name!r}, {self.client.base_url})"
@@ -90,6 +98,7 @@ class ProxmoxProvider:
     # -- listing ------------------------------------------------------------
 
     def _vm_resources(self) -> list[Mapping[str, Any]]:
+        """One ``/cluster/resources?type=vm`` (every node's VMs, with tags and lock)."""
         result: list[Mapping[str, Any]] = self.client.get(
             "list VMs", "cluster/resources", type="vm"
         )
@@ -148,11 +157,40 @@ class ProxmoxProvider:
         return [
             Step.batched("place", self._place_batch),
             Step.batched("ensure-iso", self._isos.ensure_iso_batch),
-            Step("ensure-seed", self._ensure_seed),
-            Step("ensure-vm", self._ensure_vm),
-            Step("start-vm", self._start_vm),
-            Step("wait-running", self._wait_running, timeout=self.config.running_timeout),
+            Step.batched("ensure-seed", self._ensure_seed_batch),
+            Step.batched("ensure-vm", self._ensure_vm_batch),
+            Step.batched("start-vm", self._start_vm_batch),
+            Step.batched("wait-running", self._wait_running_batch,
+                         timeout=self.config.running_timeout),
         ]
+
+    # Every request of a batch is handled side by side; what they all need (the
+    # VM listing, ISO listings, the next free VMID) is read once per batch, on
+    # first use, so after the steps before it in the same batch.
+
+    def _listing(self) -> OnceValue[list[Mapping[str, Any]]]:
+        return OnceValue(self._vm_resources)
+
+    def _ensure_seed_batch(self, ctxs: Sequence[Ctx]) -> list[StepResult | BaseException]:
+        listings = IsoListings(self._isos.iso_names)
+        return side_by_side(lambda ctx: self._ensure_seed(ctx, listings), ctxs)
+
+    def _ensure_vm_batch(self, ctxs: Sequence[Ctx]) -> list[StepResult | BaseException]:
+        listing = self._listing()
+        first_free = OnceValue(lambda: int(self.client.get("get next VMID", "cluster/nextid")))
+        return side_by_side(lambda ctx: self._ensure_vm(ctx, listing, first_free), ctxs)
+
+    def _start_vm_batch(self, ctxs: Sequence[Ctx]) -> list[StepResult | BaseException]:
+        listing = self._listing()
+        return side_by_side(lambda ctx: self._start_vm(ctx, listing), ctxs)
+
+    def _wait_running_batch(self, ctxs: Sequence[Ctx]) -> list[StepResult | BaseException]:
+        listing = self._listing()
+        return side_by_side(lambda ctx: self._wait_running(ctx, listing), ctxs)
+
+    def _task_poll(self, ctx: Ctx) -> float:
+        """When to look at a running task again: soon at first, then less often."""
+        return min(self.config.poll_interval, max(FIRST_TASK_POLL, ctx.elapsed() / 2))
 
     def _identify(self, ctx: Ctx) -> None:
         if ctx.state.machine_uuid is None:
@@ -221,7 +259,7 @@ class ProxmoxProvider:
         ctx.state.iso_storage = data.iso_storage or self.config.iso_storage
         ctx.event(f"placed on node {node}, system disk on storage {storage}")
 
-    def _ensure_seed(self, ctx: Ctx) -> StepResult:
+    def _ensure_seed(self, ctx: Ctx, listings: IsoListings) -> StepResult:
         """Upload the machine's NoCloud seed ISO unless it is already there."""
         if ctx.state.seed_volume is not None:
             return None
@@ -236,7 +274,8 @@ class ProxmoxProvider:
             images.meta_data(ctx.request, uuid_text),
             images.network_config(ctx.data.static_network, mac),
         )
-        volume = self._isos.ensure_file(ctx.state.node, ctx.state.iso_storage, name, image)
+        volume = self._isos.ensure_file(ctx.state.node, ctx.state.iso_storage, name, image,
+                                        listings)
         ctx.state.seed_volume = volume
         ctx.event(f"cloud-init seed ISO {volume} in place")
         return None
@@ -248,7 +287,9 @@ class ProxmoxProvider:
         tags = encode_tags(marks) + list(ctx.data.tags)
         return sorted(set(tags)), notes(marks, ctx.request.labels)
 
-    def _ensure_vm(self, ctx: Ctx) -> StepResult:
+    def _ensure_vm(
+        self, ctx: Ctx, listing: OnceValue[list[Mapping[str, Any]]], first_free: OnceValue[int]
+    ) -> StepResult:
         """Find the request's VM by its tags, or create it with a fresh VMID.
 
         A VMID taken by another creator between ``/cluster/nextid`` and the create
@@ -261,28 +302,39 @@ class ProxmoxProvider:
             try:
                 if not self.client.task_done(state.node, state.create_task,
                                              f"create VM {state.vmid}"):
-                    return Retry(self.config.poll_interval, "VM create task running")
+                    return Retry(self._task_poll(ctx), "VM create task running")
             except VmidTaken:
+                self._vmids.release(state.vmid)
                 state.create_task = None
                 state.vmid = None
                 return Retry(0, "VMID taken by another creator; picking another")
             except ProviderError:
+                self._vmids.release(state.vmid)
                 state.create_task = None
                 raise
+            # Our create ended well: the VM is state.vmid on state.node.
+            self._vmids.release(state.vmid)
             state.create_task = None
-        resources = self._vm_resources()
+            state.infra_id = str(state.vmid)
+            return None
+        resources = listing()
         existing = self._request_vms(ctx.owner, ctx.request.id, resources)
         if existing:
+            self._vmids.release_request(ctx.request.id)
             self._adopt(ctx, existing[0])
             return None
         # A VM still being created carries no tags yet: if one is in flight on
-        # this cluster it may be ours from before a crash, so wait for it.
-        in_flight = any(i.get("lock") == "create" and not i.get("tags") for i in resources)
+        # this cluster it may be ours from before a crash, so wait for it. Creates
+        # this process started for other requests cannot be.
+        in_flight = any(
+            i.get("lock") == "create" and not i.get("tags")
+            and not self._vmids.creating_for_other(int(i["vmid"]), ctx.request.id)
+            for i in resources)
         if in_flight and ctx.elapsed() < self.config.task_timeout:
             return Retry(self.config.poll_interval, "another VM create is in flight")
-        return self._create_vm(ctx)
+        return self._create_vm(ctx, {int(i["vmid"]) for i in resources}, first_free)
 
-    def _create_vm(self, ctx: Ctx) -> StepResult:
+    def _create_vm(self, ctx: Ctx, listed: set[int], first_free: OnceValue[int]) -> StepResult:
         state = ctx.state
         assert state.node is not None
         assert state.storage is not None
@@ -290,8 +342,9 @@ class ProxmoxProvider:
         assert state.seed_volume is not None
         assert state.machine_uuid is not None
         tags, description = self._tags(ctx)
+        next_free = first_free
         for _attempt in range(MAX_VMID_ATTEMPTS):
-            vmid = int(self.client.get("get next VMID", "cluster/nextid"))
+            vmid = self._vmids.reserve(ctx.request.id, next_free, listed)
             params = create_params(
                 vmid=vmid, request=ctx.request, data=ctx.data, storage=state.storage,
                 iso_volume=state.iso_volume, seed_volume=state.seed_volume,
@@ -302,48 +355,59 @@ class ProxmoxProvider:
                 upid = self.client.post(f"create VM {vmid} on {state.node}",
                                         f"nodes/{state.node}/qemu", **params)
             except VmidTaken:
+                self._vmids.release(vmid)
                 ctx.event(f"VMID {vmid} was taken by another creator; trying the next one")
+                # Someone else creates here too: ask PVE again instead of counting up.
+                next_free = OnceValue(
+                    lambda: int(self.client.get("get next VMID", "cluster/nextid")))
                 continue
+            except BaseException:
+                self._vmids.release(vmid)
+                raise
             state.vmid = vmid
             state.create_task = str(upid)
             ctx.event(f"creating VM {vmid} on node {state.node}")
-            return Retry(0, "VM create task started")
+            return Retry(FIRST_TASK_POLL, "VM create task started")
         raise Transient("no free VMID after several attempts", retry_after=5.0)
 
-    def _status(self, ctx: Ctx) -> tuple[str, str]:
-        """(node, status) of the request's VM, found wherever it runs now."""
-        found = self._request_vms(ctx.owner, ctx.request.id)
+    def _status(self, ctx: Ctx, resources: Resources) -> tuple[str, str]:
+        """(node, status) of the request's VM in ``resources``, wherever it runs now."""
+        found = self._request_vms(ctx.owner, ctx.request.id, resources)
         if not found:
             raise Transient(f"VM {ctx.state.vmid} is not listed (yet)", retry_after=5.0)
         self._adopt(ctx, found[0])
         return str(found[0]["node"]), str(found[0].get("status"))
 
-    def _start_vm(self, ctx: Ctx) -> StepResult:
+    def _start_vm(self, ctx: Ctx, listing: OnceValue[list[Mapping[str, Any]]]) -> StepResult:
         """Start the VM (once) and wait for its start task. Idempotent."""
         state = ctx.state
-        node, status = self._status(ctx)
-        if status == "running":
+        if ctx.observed is not None and ctx.observed.state == MachineState.RUNNING:
             state.start_task = None
             return None
         if state.start_task is not None:
-            if not self.client.task_done(node, state.start_task, f"start VM {state.vmid}"):
-                return Retry(self.config.poll_interval, "VM start task running")
+            assert state.node
+            if not self.client.task_done(state.node, state.start_task,
+                                         f"start VM {state.vmid}"):
+                return Retry(self._task_poll(ctx), "VM start task running")
             state.start_task = None
+            return None
+        node, status = self._status(ctx, listing())
+        if status == "running":
             return None
         upid = self.client.post(f"start VM {state.vmid}",
                                 f"nodes/{node}/qemu/{state.vmid}/status/start")
         state.start_task = str(upid)
         ctx.event(f"starting VM {state.vmid} on node {node}")
-        return Retry(0, "VM start task started")
+        return Retry(FIRST_TASK_POLL, "VM start task started")
 
-    def _wait_running(self, ctx: Ctx) -> StepResult:
+    def _wait_running(self, ctx: Ctx, listing: OnceValue[list[Mapping[str, Any]]]) -> StepResult:
         """Done when PVE reports the VM running; fails after ``running_timeout``."""
         if ctx.observed is not None and ctx.observed.state == MachineState.RUNNING:
             return None
-        _node, status = self._status(ctx)
+        _node, status = self._status(ctx, listing())
         if status == "running":
             return None
-        return Retry(self.config.poll_interval, f"VM {ctx.state.vmid} is {status}")
+        return Retry(self._task_poll(ctx), f"VM {ctx.state.vmid} is {status}")
 
     # -- deprovision ----------------------------------------------------------
 

@@ -80,6 +80,23 @@ def check_pinned(sock: ssl.SSLSocket, thumbprint_hex: str) -> None:
         raise AuthError("vCenter's certificate does not match the pinned thumbprint")
 
 
+class Session:
+    """A logged-in ``vim.ServiceInstance`` whose ``content`` is read once.
+
+    pyVmomi reads ``si.content`` from vCenter on every access (a round trip each
+    time); it does not change within a session, so it is kept here. Everything
+    else is the service instance's own.
+    """
+
+    def __init__(self, si: Any) -> None:
+        self.si = si
+        self._stub = si._stub
+        self.content = si.RetrieveContent()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.si, name)
+
+
 class VSphereClient:
     """A logged-in vCenter session; safe to share between threads."""
 
@@ -100,12 +117,12 @@ class VSphereClient:
 
         smart_connect: Any = connect.SmartConnect
         try:
-            return smart_connect(
+            return Session(smart_connect(
                 protocol="https", host=self.host, port=self.port,
                 user=self.config.username, pwd=self.config.password.get_secret_value(),
                 sslContext=self.context,
                 connectionPoolTimeout=-1,
-            )
+            ))
         except Exception as exc:
             raise translate(exc, f"log in to vCenter as {self.config.username}") from None
 

@@ -4,10 +4,20 @@ Paths are relative to the datacenter's folders (``vm/``, ``host/``, ``datastore/
 ``network/``) as vCenter's inventory paths are; a plain name that is unique in the
 datacenter works as well. Lookups that find nothing raise ``InvalidRequest``
 naming the provider_data field, because a wrong name will not fix itself.
+
+What a lookup finds is remembered per provider instance (as a managed object id,
+bound to the current session when used) for ``CACHE_SECONDS``: every clone of a
+pass needs the same template, pool, folder and networks, and finding them costs
+several round trips each. ``forget`` drops it all; the provider calls it when
+vCenter answers that an object is gone, so a removed or replaced object is
+looked up again on the step's retry.
 """
 
 from __future__ import annotations
 
+import threading
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -15,6 +25,9 @@ from talprov.providers.errors import InvalidRequest
 from talprov.vmware import sdk
 from talprov.vmware.client import ServiceInstance, VSphereClient
 from talprov.vmware.data import VSphereMachineData
+
+#: How long a lookup's answer is used before it is looked up again.
+CACHE_SECONDS = 300.0
 
 
 @dataclass(frozen=True)
@@ -30,11 +43,39 @@ class Placement:
 class Inventory:
     """Name and path lookups in one datacenter."""
 
-    def __init__(self, client: VSphereClient, datacenter: str | None) -> None:
+    def __init__(self, client: VSphereClient, datacenter: str | None,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.client = client
         self.datacenter_name = datacenter
+        self._clock = clock
+        # key -> (managed object class, moid, when found)
+        self._found: dict[tuple[str, ...], tuple[type, str, float]] = {}
+        self._lock = threading.RLock()  # lookups nest (a pool needs the datacenter)
+
+    def forget(self) -> None:
+        """Look everything up again next time (an object was gone). Idempotent."""
+        with self._lock:
+            self._found.clear()
+
+    def _remembered(self, si: ServiceInstance, key: tuple[str, ...],
+                    look: Callable[[], Any]) -> Any:
+        """``look()``'s object, or the one it found within ``CACHE_SECONDS``."""
+        now = self._clock()
+        # Held while looking up, so that the requests of a pass that all miss at
+        # once wait for one lookup instead of each making their own.
+        with self._lock:
+            hit = self._found.get(key)
+            if hit is not None and now - hit[2] < CACHE_SECONDS:
+                cls, moid, _ = hit
+                return cls(moid, si._stub)
+            found = look()
+            self._found[key] = (type(found), str(found._moId), now)
+            return found
 
     def datacenter(self, si: ServiceInstance) -> Any:
+        return self._remembered(si, ("datacenter",), lambda: self._datacenter(si))
+
+    def _datacenter(self, si: ServiceInstance) -> Any:
         vim = sdk.vim()
 
         content = si.content
@@ -69,6 +110,11 @@ class Inventory:
     def find(self, si: ServiceInstance, kind: str, types: list[type], name: str,
              field: str) -> Any:
         """The object at path ``kind/name`` or the one object of ``types`` named ``name``."""
+        key = ("find", kind, name, *(t.__name__ for t in types))
+        return self._remembered(si, key, lambda: self._find(si, kind, types, name, field))
+
+    def _find(self, si: ServiceInstance, kind: str, types: list[type], name: str,
+              field: str) -> Any:
         found = self._path(si, kind, name)
         if found is None or not isinstance(found, tuple(types)):
             root = getattr(self.datacenter(si), f"{kind}Folder")
@@ -82,10 +128,14 @@ class Inventory:
         vim = sdk.vim()
 
         if not path:
-            return self.datacenter(si).vmFolder
+            return self._remembered(si, ("vmFolder",), lambda: self.datacenter(si).vmFolder)
         return self.find(si, "vm", [vim.Folder], path, field)
 
     def pool(self, si: ServiceInstance, data: VSphereMachineData) -> Any:
+        key = ("pool", data.resource_pool or "", data.cluster or "")
+        return self._remembered(si, key, lambda: self._pool(si, data))
+
+    def _pool(self, si: ServiceInstance, data: VSphereMachineData) -> Any:
         vim = sdk.vim()
 
         if data.resource_pool:

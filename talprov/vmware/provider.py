@@ -15,13 +15,14 @@ next pass.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
-from typing import Any, ClassVar, cast
+from collections.abc import Callable, Sequence
+from typing import Any, ClassVar, TypeVar, cast
 
 from pydantic import BaseModel
 
 from talprov.providers import MachineRequest, endpoint_without_secrets
-from talprov.providers.errors import NotFound
+from talprov.providers.batching import one_by_one
+from talprov.providers.errors import NotFound, ProviderError
 from talprov.providers.ownership import INSTANCE_KEY, is_owned
 from talprov.providers.protocol import ProviderState, Runtime, Step, StepContext
 from talprov.providers.types import Health, Machine, MachineState, Owner, Retry, StepResult
@@ -42,6 +43,10 @@ from talprov.vmware.vapi import VapiClient
 log = logging.getLogger(__name__)
 
 Ctx = StepContext[VSphereMachineData, VSphereState]
+T = TypeVar("T")
+#: Seconds before the first look at a task just started; later looks wait half
+#: the time the step has waited so far, up to ``poll_interval``.
+FIRST_TASK_POLL = 0.1
 
 
 def vm_ref(si: ServiceInstance, moid: str) -> Any:
@@ -79,7 +84,7 @@ class VSphereProvider:
         # The REST session trusts exactly what the SOAP session trusts; its own
         # context object, because httpcore sets ALPN on the context it is given.
         self.vapi = vapi or VapiClient(config, ssl_context(config))
-        self.inventory = Inventory(self.client, config.datacenter)
+        self.inventory = Inventory(self.client, config.datacenter, clock=runtime.clock)
         self.importer = TemplateImporter(self.client, config, runtime, self.inventory)
         self.library = LibraryTemplates(self.client, self.vapi, config, runtime, self.inventory)
         self.tagger = Tagger(self.vapi)
@@ -131,6 +136,19 @@ class VSphereProvider:
             return Health(ok=False, message=str(exc))
         return Health(ok=True, message=about)
 
+    def _with_inventory(self, what: str, fn: Callable[[ServiceInstance], T]) -> T:
+        """``client.call`` for calls that use looked-up objects: a ``NotFound``
+        makes the inventory look everything up again on the retry."""
+        try:
+            return self.client.call(what, fn)
+        except NotFound:
+            self.inventory.forget()
+            raise
+
+    def _task_poll(self, ctx: Ctx) -> float:
+        """When to look at a running task again: soon at first, then less often."""
+        return min(self.config.poll_interval, max(FIRST_TASK_POLL, ctx.elapsed() / 2))
+
     def find_vm(self, owner: Owner, request_id: str) -> str | None:
         """The moid of the request's VM (found by its instance UUID), or None."""
         instance = machines.instance_uuid(owner, request_id)
@@ -146,13 +164,19 @@ class VSphereProvider:
 
     def steps(self) -> Sequence[Step]:
         """The provisioning steps, in order. Each is idempotent."""
+        # Every step takes the requests that reached it together and runs them side
+        # by side (vCenter has no call for many clones); the runner then stores
+        # the whole group's progress in one transaction instead of one each.
         return [
-            Step("ensure-template", self._ensure_template, timeout=self.config.task_timeout),
-            Step("clone-vm", self._clone_vm, timeout=self.config.task_timeout),
-            Step("configure-vm", self._configure_vm),
-            Step("tag-vm", self._tag_vm),
-            Step("power-on", self._power_on),
-            Step("wait-running", self._wait_running, timeout=self.config.running_timeout),
+            Step.batched("ensure-template", one_by_one(self._ensure_template),
+                         timeout=self.config.task_timeout),
+            Step.batched("clone-vm", one_by_one(self._clone_vm),
+                         timeout=self.config.task_timeout),
+            Step.batched("configure-vm", one_by_one(self._configure_vm)),
+            Step.batched("tag-vm", one_by_one(self._tag_vm)),
+            Step.batched("power-on", one_by_one(self._power_on)),
+            Step.batched("wait-running", one_by_one(self._wait_running),
+                         timeout=self.config.running_timeout),
         ]
 
     def _ensure_template(self, ctx: Ctx) -> StepResult:
@@ -181,7 +205,7 @@ class VSphereProvider:
             def run(si: ServiceInstance) -> str:
                 return str(self.inventory.template(si, path)._moId)
 
-            state.template, state.template_moid = path, self.client.call(
+            state.template, state.template_moid = path, self._with_inventory(
                 f"find template {path}", run)
             return None
         try:
@@ -210,7 +234,7 @@ class VSphereProvider:
                 state.clone_task = None
                 raise
             if result is None:
-                return Retry(self.config.poll_interval,
+                return Retry(self._task_poll(ctx),
                              f"clone of VM {ctx.request.id} still running")
             state.clone_task = None
             if hasattr(result, "_moId"):
@@ -234,9 +258,9 @@ class VSphereProvider:
                                        or "")
             return str(template.CloneVM_Task(place.folder, ctx.request.id, spec)._moId)
 
-        state.clone_task = self.client.call(f"clone VM {ctx.request.id}", clone)
+        state.clone_task = self._with_inventory(f"clone VM {ctx.request.id}", clone)
         ctx.event(f"cloning VM {ctx.request.id} from {state.template}")
-        return Retry(0, "clone task started")
+        return Retry(FIRST_TASK_POLL, "clone task started")
 
     def _configure_vm(self, ctx: Ctx) -> StepResult:
         """Bring CPU, memory, disk, NICs and extraConfig in line; record the BIOS UUID."""
@@ -245,7 +269,7 @@ class VSphereProvider:
         assert moid is not None
         if state.reconfig_task is not None:
             if self.client.task_done(state.reconfig_task, f"reconfigure VM {moid}") is None:
-                return Retry(self.config.poll_interval, "reconfigure task running")
+                return Retry(self._task_poll(ctx), "reconfigure task running")
             state.reconfig_task = None
         extra = machines.extra_config(ctx.owner, ctx.request, render_user_data(ctx))
 
@@ -261,12 +285,12 @@ class VSphereProvider:
                 return None, str(props["config.uuid"])
             return str(vm.ReconfigVM_Task(spec)._moId), str(props["config.uuid"])
 
-        task, bios_uuid = self.client.call(f"configure VM {moid}", run)
+        task, bios_uuid = self._with_inventory(f"configure VM {moid}", run)
         state.machine_uuid = bios_uuid
         if task is not None:
             state.reconfig_task = task
             ctx.event(f"reconfiguring VM {moid}")
-            return Retry(0, "reconfigure task started")
+            return Retry(FIRST_TASK_POLL, "reconfigure task started")
         state.configured = True
         return None
 
@@ -300,21 +324,34 @@ class VSphereProvider:
         state = ctx.state
         moid = state.vm_moid
         assert moid is not None
+        if ctx.observed is not None and ctx.observed.state == MachineState.RUNNING:
+            state.power_task = None
+            return None
         if state.power_task is not None:
             try:
                 if self.client.task_done(state.power_task, f"power on VM {moid}") is None:
-                    return Retry(self.config.poll_interval, "power-on task running")
+                    return Retry(self._task_poll(ctx), "power-on task running")
             except TaskFailed as exc:
+                state.power_task = None
                 if exc.fault != "InvalidPowerState":
-                    state.power_task = None
                     raise
-            state.power_task = None
-        if self._power_state(moid) == "poweredOn":
-            return None
-        state.power_task = self.client.call(
-            f"power on VM {moid}", lambda si: str(vm_ref(si, moid).PowerOnVM_Task()._moId))
+                # Not in a state to power on: read which, and start again unless on.
+                if self._power_state(moid) == "poweredOn":
+                    return None
+            else:
+                state.power_task = None
+                return None
+        # No state read first: a VM that is on already (a power-on that was lost
+        # in a crash) fails the call or its task, and is then read once.
+        try:
+            state.power_task = self.client.call(
+                f"power on VM {moid}", lambda si: str(vm_ref(si, moid).PowerOnVM_Task()._moId))
+        except ProviderError:
+            if self._power_state(moid) == "poweredOn":
+                return None
+            raise
         ctx.event(f"powering on VM {moid}")
-        return Retry(0, "power-on task started")
+        return Retry(FIRST_TASK_POLL, "power-on task started")
 
     def _wait_running(self, ctx: Ctx) -> StepResult:
         """Done when vCenter reports the VM powered on; fails after ``running_timeout``."""
@@ -326,7 +363,7 @@ class VSphereProvider:
         assert moid is not None
         if self._power_state(moid) == "poweredOn":
             return None
-        return Retry(self.config.poll_interval, f"VM {moid} not powered on yet")
+        return Retry(self._task_poll(ctx), f"VM {moid} not powered on yet")
 
     def deprovision(self, ctx: StepContext[Any, Any]) -> StepResult:
         """Shut down (power off hard after ``shutdown_timeout``) and destroy the request's VM.

@@ -18,7 +18,7 @@ import hashlib
 import ssl
 import subprocess
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -83,10 +83,13 @@ def vcsim_binary() -> Path:
         return binary
 
 
-def start_vcsim(workdir: Path, user: str = USER, password: str = PASSWORD) -> VcsimServer:
-    """Start a simulator; raises RuntimeError if it does not come up in time."""
+def start_vcsim(workdir: Path, user: str = USER, password: str = PASSWORD,
+                method_delays: Mapping[str, int] | None = None) -> VcsimServer:
+    """Start a simulator (SOAP methods taking ``method_delays`` ms); raises RuntimeError
+    if it does not come up in time."""
     ca_file = workdir / "vcsim-ca.pem"
-    emulator, url = start_vcsim_process(vcsim_binary(), workdir, user, password, ca_file)
+    emulator, url = start_vcsim_process(vcsim_binary(), workdir, user, password, ca_file,
+                                        method_delays)
     return VcsimServer(url=url, ca_file=ca_file, user=user, password=password, emulator=emulator)
 
 

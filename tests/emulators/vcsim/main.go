@@ -24,6 +24,8 @@ import (
 	"net/url"
 	"os"
 	"os/signal"
+	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -66,19 +68,43 @@ func certificate(host, certPath string) (tls.Certificate, error) {
 	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}, nil
 }
 
+// parseDelays reads "CloneVM_Task=1000,PowerOnVM_Task=500" (empty: no delays).
+func parseDelays(text string) (map[string]int, error) {
+	delays := map[string]int{}
+	for _, item := range strings.Split(text, ",") {
+		if item == "" {
+			continue
+		}
+		name, ms, found := strings.Cut(item, "=")
+		value, err := strconv.Atoi(ms)
+		if !found || err != nil || value < 0 {
+			return nil, fmt.Errorf("%q is not METHOD=MS", item)
+		}
+		delays[name] = value
+	}
+	return delays, nil
+}
+
 func main() {
 	host := flag.String("listen", "127.0.0.1", "address to listen on")
 	port := flag.Int("port", 0, "port to listen on (0: any free port)")
 	username := flag.String("username", "user", "the one user name accepted at login")
 	password := flag.String("password", "pass", "the one password accepted at login")
 	certPath := flag.String("cert", "", "write the server certificate (PEM) to this file")
+	methodDelay := flag.String("method-delay", "",
+		"METHOD=MS,...: milliseconds a call of METHOD takes (the simulator runs tasks inside the call)")
 	flag.Parse()
+	delays, err := parseDelays(*methodDelay)
+	if err != nil {
+		log.Fatalf("-method-delay: %v", err)
+	}
 
 	model := simulator.VPX()
 	if err := model.Create(); err != nil {
 		log.Fatalf("create model: %v", err)
 	}
 	defer model.Remove()
+	model.DelayConfig.MethodDelay = delays
 
 	cert, err := certificate(*host, *certPath)
 	if err != nil {

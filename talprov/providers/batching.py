@@ -1,0 +1,47 @@
+"""Running a step for every request of a batch side by side.
+
+The runner hands a batched step all requests that reached it together, and runs
+the steps after it for that group in the same thread; a driver whose API has no
+call that handles many requests at once still answers them side by side here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from talprov.providers.errors import ProviderError
+from talprov.providers.protocol import BatchStepFn, StepContext
+from talprov.providers.types import StepResult
+
+Ctx = StepContext[Any, Any]
+
+#: Requests of one batch step handled at the same time (a driver's client must be
+#: safe to share between threads).
+BATCH_WORKERS = 8
+
+
+def side_by_side(
+    run: Callable[[Ctx], StepResult], ctxs: Sequence[Ctx], workers: int = BATCH_WORKERS
+) -> list[StepResult | BaseException]:
+    """``run`` for every context, at most ``workers`` at a time, outcomes in order.
+
+    A ``ProviderError`` stands in its request's place; anything else propagates
+    (a bug fails the batch, as in a step run alone).
+    """
+    def attempt(ctx: Ctx) -> StepResult | BaseException:
+        try:
+            return run(ctx)
+        except ProviderError as exc:
+            return exc
+
+    if len(ctxs) <= 1:
+        return [attempt(ctx) for ctx in ctxs]
+    with ThreadPoolExecutor(max_workers=min(workers, len(ctxs))) as pool:
+        return list(pool.map(attempt, ctxs))
+
+
+def one_by_one(run: Callable[[Ctx], StepResult]) -> BatchStepFn:
+    """A ``run_batch`` that runs ``run`` for each request, side by side."""
+    return lambda ctxs: side_by_side(run, ctxs)

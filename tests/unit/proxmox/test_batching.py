@@ -1,0 +1,65 @@
+"""Requests of one pass go through the Proxmox steps together: shared reads, no
+collisions between their own creates, no waiting on each other's creates.
+
+Where it matters fakepve runs at time_scale 1 with creates that take a second,
+as on a real node (at time_scale 0 a create ends before its answer, which hid
+the wait on another request's create).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+
+from talprov.providers.types import Owner, Retry
+from talprov.proxmox.provider import ProxmoxProvider
+from talprov.testing import FakeClock
+from tests.driving import context, provision
+from tests.emulators.fakepve import FakePveServer
+from tests.unit.proxmox.conftest import machine_request
+
+
+def _slow_creates(fakepve: FakePveServer) -> None:
+    fakepve.control("set_timing", time_scale=1.0, task_secs={"qmcreate": 1.0})
+
+
+def test_a_create_in_flight_for_another_request_does_not_hold_up_the_next(
+    fakepve: FakePveServer, provider: ProxmoxProvider, owner: Owner, clock: FakeClock
+) -> None:
+    first, second = (context(provider, machine_request(n), owner) for n in ("one", "two"))
+    steps = {s.name: s for s in provider.steps()}
+    for name in ("place", "ensure-iso", "ensure-seed"):
+        for ctx in (first, second):
+            while steps[name].run(ctx) is not None:
+                clock.sleep(1)
+    _slow_creates(fakepve)
+
+    started = steps["ensure-vm"].run(first)
+    assert isinstance(started, Retry)
+    assert first.state.create_task is not None
+    # The first VM is still being created (locked, untagged); it is not the second's.
+    assert [vm for vm in fakepve.vms() if "tags" not in vm["config"]] != []
+
+    result = steps["ensure-vm"].run(second)
+
+    assert isinstance(result, Retry)
+    assert result.reason == "VM create task started"
+    assert second.state.create_task is not None
+    assert second.state.vmid != first.state.vmid
+
+
+def test_a_batch_asks_for_one_vmid_and_its_creates_never_collide(
+    fakepve: FakePveServer, provider: ProxmoxProvider, owner: Owner, clock: FakeClock
+) -> None:
+    ctxs = [context(provider, machine_request(f"w-{i}"), owner) for i in range(5)]
+
+    provision(provider, ctxs, clock)
+
+    calls = Counter(f"{m} {p.split('/api2/json/', 1)[-1]}"
+                    for m, p in fakepve.control("requests"))
+    assert calls["GET cluster/nextid"] == 1
+    creates = [t for t in fakepve.control("tasks") if t["type"] == "qmcreate"]
+    assert len(creates) == 5
+    assert all(t["exitstatus"] == "OK" for t in creates)
+    assert len({ctx.state.vmid for ctx in ctxs}) == 5
+    # One ISO listing for the seeds of the whole batch (and one for the boot ISO).
+    assert calls["GET nodes/pve1/storage/local/content"] == 2

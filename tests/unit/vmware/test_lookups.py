@@ -1,0 +1,82 @@
+"""Inventory lookups are made once per provider instance, and again after vCenter
+answers that an object is gone."""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+import pytest
+
+from talprov.providers.errors import NotFound
+from talprov.providers.types import Owner
+from talprov.testing import FakeClock
+from talprov.vmware import inventory
+from talprov.vmware.provider import VSphereProvider
+from tests.driving import context, provision
+from tests.unit.vmware.conftest import machine_request
+
+
+def _count_lookups(provider: VSphereProvider, monkeypatch: pytest.MonkeyPatch) -> Counter[str]:
+    counts: Counter[str] = Counter()
+    for name in ("_find", "_pool", "_datacenter"):
+        real = getattr(provider.inventory, name)
+
+        def counted(*args: Any, _real: Any = real, _name: str = name) -> Any:
+            counts[_name] += 1
+            return _real(*args)
+
+        monkeypatch.setattr(provider.inventory, name, counted)
+    return counts
+
+
+def _count_soap(monkeypatch: pytest.MonkeyPatch) -> Counter[str]:
+    from pyVmomi import SoapAdapter
+
+    stub: Any = SoapAdapter.SoapStubAdapter
+    calls: Counter[str] = Counter()
+    invoke = stub.InvokeMethod
+
+    def counted(self: Any, mo: Any, info: Any, args: Any, *rest: Any) -> Any:
+        calls[str(info.wsdlName)] += 1
+        return invoke(self, mo, info, args, *rest)
+
+    monkeypatch.setattr(stub, "InvokeMethod", counted)
+    return calls
+
+
+def test_the_second_machine_looks_nothing_up_again(
+    provider: VSphereProvider, owner: Owner, clock: FakeClock,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    provision(provider, [context(provider, machine_request("first"), owner)], clock)
+    calls = _count_soap(monkeypatch)
+
+    provision(provider, [context(provider, machine_request("second"), owner)], clock)
+
+    # Before, each machine found datacenter, template, pool, datastore, network and
+    # folder again (9 FindByInventoryPath here).
+    assert calls["CloneVM_Task"] == 1
+    assert calls["FindByInventoryPath"] == 0
+    assert calls["CreateContainerView"] == 0
+
+
+@pytest.mark.parametrize("why", ["not-found", "age"])
+def test_a_not_found_or_the_cache_age_makes_the_next_lookup_ask_vcenter_again(
+    provider: VSphereProvider, owner: Owner, clock: FakeClock,
+    monkeypatch: pytest.MonkeyPatch, why: str,
+) -> None:
+    provision(provider, [context(provider, machine_request("first"), owner)], clock)
+    counts = _count_lookups(provider, monkeypatch)
+
+    def gone(_si: Any) -> None:
+        raise NotFound("the object is gone")
+
+    if why == "not-found":
+        with pytest.raises(NotFound):
+            provider._with_inventory("clone VM", gone)
+    else:
+        clock.sleep(inventory.CACHE_SECONDS + 1)
+    provision(provider, [context(provider, machine_request("second"), owner)], clock)
+
+    assert counts["_find"] > 0
