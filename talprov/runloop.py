@@ -213,17 +213,24 @@ class RunLoop:
         """Run rounds until ``done()`` (checked after each) or ``timeout`` seconds
         passed on the runtime's clock; True when done.
 
-        Waits between rounds like :meth:`run_forever` (floor
-        :data:`WAIT_FLOOR`). Raises only what ``done`` and ``on_round`` raise.
+        ``on_round`` and ``done`` run inside the round's listings, so a check
+        that reads machines through :attr:`scaler` (``preview``) reuses the
+        round's listing instead of listing every instance again. Waits between
+        rounds like :meth:`run_forever` (floor :data:`WAIT_FLOOR`). Raises only
+        what ``done`` and ``on_round`` raise.
         """
+        finished = False
 
         def work() -> None:
-            report = self.run_round()
-            if on_round is not None:
-                on_round(report)
+            nonlocal finished
+            with self.reconciler.listings.round():
+                report = self.run_round()
+                if on_round is not None:
+                    on_round(report)
+                finished = done()
 
         return repeat_until(
-            work, done, timeout=timeout,
+            work, lambda: finished, timeout=timeout,
             pause=lambda: self.pause(interval, floor=WAIT_FLOOR),
             clock=self.runtime.clock, sleep=self._sleep,
         )

@@ -24,7 +24,7 @@ from talprov.cli.output import emit, output_option, watch, watch_option
 from talprov.errors import ConfigError
 from talprov.registry import check_request, validate_provider_data
 from talprov.scaler.actions import Plan
-from talprov.scaler.apply import ClusterState, Scaler
+from talprov.scaler.apply import ClusterState, Scaler, plan_converged
 from talprov.scaler.configtext import merge_patch
 from talprov.scaler.models import ClusterSpec
 from talprov.scaler.spec import load_spec_file
@@ -113,10 +113,14 @@ def plan_cmd(app: App, path: Path, output: str) -> None:
     _show_plan(scaler.preview(preview), output)
 
 
-def converge(app: App, scaler: Scaler, name: str, timeout: float) -> bool:
+def converge(app: App, name: str, timeout: float) -> bool:
     """Run the run loop here until cluster ``name`` matches its spec (or is gone),
     showing each set's progress; False after ``timeout`` seconds."""
     progress = WaitProgress(app.runtime.clock)
+    loop = app.run_loop()
+    # The loop's scaler reads machines through the round's listings: the check
+    # after each round lists no instance again.
+    scaler = loop.scaler
 
     def done() -> bool:
         state = scaler.state(name)
@@ -131,9 +135,9 @@ def converge(app: App, scaler: Scaler, name: str, timeout: float) -> bool:
         if state.destroying:
             line = f"destroying: {len(scaler.records(name))} requests left"
         progress.show(f"{name}: {line}")
-        return not state.destroying and scaler.converged(name)
+        return not state.destroying and plan_converged(view)
 
-    with interruptible(f"cluster {name}"), app.run_loop() as loop:
+    with interruptible(f"cluster {name}"), loop:
         return loop.run_until(done, timeout=timeout, interval=2.0, on_round=show_warnings)
 
 
@@ -181,7 +185,7 @@ def apply(app: App, path: Path, wait: bool, timeout: float, output: str) -> None
             return
         _show_plan(result, output)
         return
-    ok = converge(app, scaler, spec.name, timeout)
+    ok = converge(app, spec.name, timeout)
     final = scaler.preview(scaler.state(spec.name) or state)
     if output != "table":
         emit(status_view(final), output)

@@ -284,7 +284,7 @@ def _run(app: App, workdir: Path, started: list[DemoPlatform], control_planes: i
     where = ", ".join(p.name for p in started)
     click.echo(f"applying cluster 'demo': {control_planes} control planes, {workers} workers "
                f"per platform ({where})", err=True)
-    converged = converge(app, scaler, "demo", timeout)
+    converged = converge(app, "demo", timeout)
     records = app.store.list_requests(labels={"talprov.cluster": "demo"})
     rows = []
     for platform in started:

@@ -370,8 +370,13 @@ class Scaler:
         state = self.state(name)
         if state is None:
             return True
-        result = self.preview(state)
-        if result.actions:
-            return False
-        return all(s.provisioned == s.desired and s.provisioning == 0 and s.deleting == 0
-                   and s.outdated == 0 for s in result.sets)
+        return plan_converged(self.preview(state))
+
+
+def plan_converged(result: Plan) -> bool:
+    """Whether a cluster whose plan is ``result`` matches its spec: nothing to do
+    and nothing in flight."""
+    if result.actions:
+        return False
+    return all(s.provisioned == s.desired and s.provisioning == 0 and s.deleting == 0
+               and s.outdated == 0 for s in result.sets)

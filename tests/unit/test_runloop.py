@@ -223,3 +223,23 @@ def test_run_forever_waits_for_wake_and_returns_on_stop(tmp_path: Path) -> None:
         thread.join(10)
         loop.close()
         store.close()
+
+
+def test_run_until_checks_done_against_the_rounds_own_listing(tmp_path: Path) -> None:
+    # `apply --wait` asks the scaler after each round whether the cluster has
+    # converged; that check listed every instance again (twice: preview, then
+    # converged), three listings a round where one does.
+    provider = PollingProvider()
+    loop, store, _clock = world(tmp_path, provider)
+    seed(store, tmp_path)
+    rounds = 0
+
+    def done() -> bool:
+        nonlocal rounds
+        rounds += 1
+        state = loop.scaler.state("demo")
+        assert state is not None
+        return not loop.scaler.preview(state).actions and rounds >= 3
+
+    assert loop.run_until(done, timeout=600, interval=POLL)
+    assert provider.listings == rounds
