@@ -4,22 +4,23 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import Any, TypeVar
 
 from talprov.providers.errors import ProviderError
 from talprov.providers.protocol import BatchStepFn, StepContext
 from talprov.providers.types import StepResult
 
 Ctx = StepContext[Any, Any]
+T = TypeVar("T")
 
 
 #: Requests of one batch step handled side by side (the SDK's session is thread-safe).
 BATCH_WORKERS = 8
 
 
-def each(run: Callable[[Ctx], StepResult], ctxs: Sequence[Ctx]) -> list[StepResult | BaseException]:
+def each(run: Callable[[Ctx], T], ctxs: Sequence[Ctx]) -> list[T | BaseException]:
     """``run`` for every context, side by side; a ``ProviderError`` in its request's place."""
-    def attempt(ctx: Ctx) -> StepResult | BaseException:
+    def attempt(ctx: Ctx) -> T | BaseException:
         try:
             return run(ctx)
         except ProviderError as exc:

@@ -134,7 +134,7 @@ class OpenStackProvider:
         return [
             # Every step takes the pass's requests together (most one by one), so
             # a set reaches ensure-ports at once and shares its one port list.
-            Step("resolve-image", self._resolve_image, one_by_one(self._resolve_image)),
+            Step.batched("resolve-image", self._resolve_images),
             Step("resolve-flavor", self._resolve_flavor, one_by_one(self._resolve_flavor)),
             Step("ensure-server-group", self._ensure_server_group,
                  one_by_one(self._ensure_server_group)),
@@ -147,6 +147,13 @@ class OpenStackProvider:
         ]
 
     # -- 1. image ------------------------------------------------------------------------
+
+    def _resolve_images(self, ctxs: Sequence[Ctx]) -> list[StepResult | BaseException]:
+        """resolve-image for many; first every name the steps up to ensure-ports
+        need (image, flavor, networks, groups, Neutron's extensions) is resolved
+        side by side, so those steps wait for no lookup one after another."""
+        self._names.warm([ctx.data for ctx in ctxs], also=[self.tags.aliases])
+        return each(self._resolve_image, ctxs)
 
     def _resolve_image(self, ctx: Ctx) -> StepResult:
         if ctx.state.image_id is not None:
