@@ -48,6 +48,16 @@ class Needed:
     new: list[NewPort] = field(default_factory=list)
 
 
+def wire_body(port: NewPort) -> dict[str, Any]:
+    """``port``'s create body as Neutron's API takes it (the SDK's attribute names
+    translated), with its tags."""
+    body = {key: value for key, value in port.attrs.items() if key != "security_group_ids"}
+    if "security_group_ids" in port.attrs:
+        body["security_groups"] = port.attrs["security_group_ids"]
+    body["tags"] = port.tags
+    return body
+
+
 class Ports:
     """The port side of one OpenStack provider instance. Thread-safe as its client."""
 
@@ -65,13 +75,12 @@ class Ports:
         request's tags and is found in that list. Idempotent.
         """
         try:
-            owned = self.client.list("list ports", self.client.network.ports,
-                                     tags=tag_query(owner_tags(ctxs[0].owner)))
+            owned = self._listed(owner_tags(ctxs[0].owner))
         except ProviderError as exc:
             return [exc] * len(ctxs)
-        by_request: dict[str, list[Any]] = {}
+        by_request: dict[str, list[dict[str, Any]]] = {}
         for port in owned:
-            for port_tag in port.tags or []:
+            for port_tag in port.get("tags") or []:
                 if port_tag.startswith(REQUEST_KEY + "="):
                     by_request.setdefault(port_tag, []).append(port)
         outcomes: list[Needed | StepResult | BaseException] = list(each(
@@ -102,24 +111,33 @@ class Ports:
 
     def ensure(self, ctx: Ctx) -> None:
         """The request's ports: those listed now by tag, the rest created one by one."""
-        self._finish(ctx, self._needed(ctx, self.of_request(ctx)))
+        self._finish(ctx, self._needed(ctx, self._listed(request_tags(ctx.owner,
+                                                                      ctx.request.id))))
 
-    def _needed(self, ctx: Ctx, listed: list[Any]) -> Needed:
+    def _listed(self, tags: list[str]) -> list[dict[str, Any]]:
+        """The ports carrying all of ``tags``, as Neutron's JSON (no SDK objects)."""
+        return self.client.list_json("list ports", "network", "/ports", "ports",
+                                     tags=tag_query(tags))
+
+    def _needed(self, ctx: Ctx, listed: list[dict[str, Any]]) -> Needed:
         """Which of the request's ports exist (``listed`` by tag, or adopted untagged)
         and the bodies of the others. Raises ``InvalidRequest`` for a bad spec."""
-        existing: dict[str, Any] = {}
+        existing: dict[str, str] = {}
         for port in listed:
-            for port_tag in port.tags or []:
+            for port_tag in port.get("tags") or []:
                 if port_tag.startswith(PORT_KEY + "="):
-                    existing.setdefault(port_tag, port)
+                    existing.setdefault(port_tag, str(port["id"]))
         needed = Needed(ctx)
         for index, spec in enumerate(ctx.data.port_specs()):
             index_tag = tag(PORT_KEY, str(index))
             tags = [*request_tags(ctx.owner, ctx.request.id), index_tag]
-            port = existing.get(index_tag) or self.tags.adopt_untagged(
-                "port", self.client.network.ports, tags, name=f"{ctx.request.id}-{index}")
-            if port is not None:
-                needed.found[index] = str(port.id)
+            found = existing.get(index_tag)
+            if found is None:
+                adopted = self.tags.adopt_untagged(
+                    "port", self.client.network.ports, tags, name=f"{ctx.request.id}-{index}")
+                found = None if adopted is None else str(adopted.id)
+            if found is not None:
+                needed.found[index] = found
             else:
                 needed.new.append(NewPort(index, spec.network, tags, self._body(ctx, index,
                                                                                  spec)))
@@ -139,16 +157,16 @@ class Ports:
         made port moves from its request's ``new`` to its ``found``. Raises what the
         create raises; nothing has moved then."""
         wanted = [(need, port) for need in pending for port in need.new]
-        bodies = [{**port.attrs, "tags": port.tags} for _, port in wanted]
-        made = self.client.write("create ports", lambda: list(
-            self.client.network.create_ports(bodies)))
-        by_name = {str(port.name): port for port in made}
+        bodies = [wire_body(port) for _, port in wanted]
+        # Plain JSON both ways: the SDK would build two objects per port.
+        made = self.client.post_json("create ports", "network", "/ports", {"ports": bodies})
+        by_name = {str(item.get("name")): str(item.get("id")) for item in made.get("ports") or []}
         for need, port in wanted:
             created = by_name.get(str(port.attrs["name"]))
             if created is not None:
-                need.found[port.index] = str(created.id)
+                need.found[port.index] = created
                 need.new.remove(port)
-                need.ctx.event(f"created port {created.id} on {port.network}")
+                need.ctx.event(f"created port {created} on {port.network}")
 
     def _body(self, ctx: Ctx, index: int, spec: PortSpec) -> dict[str, Any]:
         net = self._names.network(spec.network)
