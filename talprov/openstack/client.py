@@ -12,13 +12,15 @@ from __future__ import annotations
 
 import builtins
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import suppress
 from typing import Any, TypeVar
 from urllib.parse import parse_qs, urlsplit
 
 from talprov.openstack.config import OpenStackConfig
 from talprov.openstack.errors import openstack_errors
-from talprov.providers.errors import NotFound
+from talprov.providers.errors import NotFound, ProviderError
 from talprov.providers.retry import RetryPolicy, call_with_retry
 
 T = TypeVar("T")
@@ -76,6 +78,7 @@ class OpenStackClient:
         self._connector = connector
         self._conn: Any = None
         self._lock = threading.Lock()
+        self._reached: set[str] = set()
 
     def __repr__(self) -> str:
         return f"OpenStackClient(cloud={self.config.cloud!r}, region={self.config.region!r})"
@@ -91,6 +94,24 @@ class OpenStackClient:
         # The first touch of a service proxy authenticates and discovers versions,
         # so it can fail like any call.
         return self.read(f"reach the {service} service", lambda: getattr(self.conn, service))
+
+    def reach(self, services: Iterable[str]) -> None:
+        """Make the first touch of each service proxy (keystoneauth discovers the
+        endpoint's versions then: one call each) side by side, once; later calls
+        of those services then start at once. A failure is left to the call that
+        needs the service. Never raises; idempotent."""
+        with self._lock:
+            todo = [s for s in services if s not in self._reached]
+            self._reached.update(todo)
+        if not todo:
+            return
+
+        def touch(service: str) -> None:
+            with suppress(ProviderError):
+                self._proxy(service)
+
+        with ThreadPoolExecutor(max_workers=len(todo)) as pool:
+            list(pool.map(touch, todo))
 
     @property
     def compute(self) -> Any:

@@ -34,3 +34,12 @@ def test_every_page_is_read(harness: Harness) -> None:
                              tags=tag_query(owner_tags(harness.owner)), limit=1)
     assert sorted(i["metadata"]["talprov-request"] for i in items) == ["p-1", "p-2", "p-3"]
     assert harness.cloud.count_calls("GET", r"/servers/detail$") == 3  # one per page
+
+
+def test_the_first_listing_finds_the_image_endpoint_alongside(harness: Harness) -> None:
+    harness.cloud.calls.clear()
+    harness.provider.list_machines(harness.owner)
+    assert harness.cloud.count_calls("GET", r"^/image/?$") == 1  # Glance's version document
+    harness.provider.list_machines(harness.owner)
+    harness.provider.client.list("list images", harness.provider.client.image.images)
+    assert harness.cloud.count_calls("GET", r"^/image/?$") == 1  # once per connection
