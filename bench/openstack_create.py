@@ -1,4 +1,4 @@
-"""Create N Talos servers on the fake OpenStack cloud: lower bound, talprov, openstacksdk loop.
+"""Create N Talos servers on the fake OpenStack cloud: lower bounds, talprov, Libcloud, an SDK loop.
 
     python bench/openstack_create.py [--servers 30] [--latencies 0,100] [--repeat 3]
 
@@ -8,19 +8,25 @@ before every API answer: boot N servers from an existing image and flavor on
 network ``private`` with the machine config as user_data, and wait until all
 are ACTIVE.
 
-* ``bound``: the least a client can send: one lookup each of image, flavor and
-  network, one server create per machine (8 at a time, as talprov), then
-  server listings until all are ACTIVE.
+* ``bound``: the least a client can send, as fast as it can: one lookup each of
+  image, flavor and network (side by side), one server create per machine (8 at
+  a time, as talprov), then server listings until all are ACTIVE; plain JSON
+  (no openstacksdk objects), Nova making each server's port itself.
+* ``sdk-bound``: the same calls through openstacksdk, the lookups one after
+  another (what this bench called the bound before talprov went below it).
 * ``talprov``: requests in its SQLite store, its real reconciler driving the
   OpenStack provider on the REAL clock (tagged ports first, for crash safety).
+* ``libcloud``: Apache Libcloud's OpenStack driver (API 2.0) as its users write
+  it: list_images, list_sizes and ex_list_networks once, create_node per server
+  (one after another), then wait_until_running (0.1 s period, as in
+  bench/aws_create.py).
 * ``sdk-loop``: the naive openstacksdk loop: find image/flavor/network, then per
   server ``create_server`` and ``wait_for_server`` (its default 2 s poll).
 
-Apache Libcloud's OpenStack driver is not run yet: it has not been tried
-against this fake cloud.
 Printed per configuration: min and median wall seconds of ``--repeat`` runs,
 API calls per server (Keystone excluded), each tool's time over the bound and
-over talprov's.
+over talprov's, then one line with talprov's ratio to the bound and the peers'
+ratios to talprov (all from the same run).
 """
 
 from __future__ import annotations
@@ -40,6 +46,9 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
+
+from libcloud.compute.providers import get_driver  # noqa: E402
+from libcloud.compute.types import Provider as LibcloudProvider  # noqa: E402
 
 from talprov.openstack.client import connect  # noqa: E402
 from talprov.openstack.config import OpenStackAuth, OpenStackConfig  # noqa: E402
@@ -96,7 +105,48 @@ def _all_active(conn: Any, servers: int) -> int:
         delay = min(2.0, max(0.25, delay * 2))
 
 
+def _json(response: Any, key: str) -> Any:
+    response.raise_for_status()
+    return response.json()[key]
+
+
 def run_bound(cloud: FakeOpenStack, servers: int, work: Path) -> Result:
+    conn = connect(_config(cloud))
+    conn.authorize()
+    cloud.calls.clear()
+    start = time.perf_counter()
+    # The three lookups side by side, and plain JSON throughout: no SDK objects.
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        images = pool.submit(lambda: _json(conn.image.get("/images", params={"name": IMAGE}),
+                                           "images"))
+        flavors = pool.submit(lambda: _json(conn.compute.get("/flavors"), "flavors"))
+        nets = pool.submit(lambda: _json(conn.network.get(
+            "/networks", params={"name": "private"}), "networks"))
+        image_id = images.result()[0]["id"]
+        flavor_id = next(f["id"] for f in flavors.result() if f["name"] == FLAVOR)
+        net_id = nets.result()[0]["id"]
+
+    def create(i: int) -> None:
+        _json(conn.compute.post("/servers", json={"server": {
+            "name": f"node-{i:03d}", "imageRef": image_id, "flavorRef": flavor_id,
+            "networks": [{"uuid": net_id}], "user_data": USER_DATA}}), "server")
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        list(pool.map(create, range(servers)))
+    delay = 0.0
+    while True:
+        time.sleep(delay)
+        listed = _json(conn.compute.get("/servers/detail"), "servers")
+        active = sum(1 for s in listed if s["status"] == "ACTIVE")
+        if active == servers:
+            break
+        delay = min(2.0, max(0.25, delay * 2))
+    return Result("bound", time.perf_counter() - start, _cloud_calls(cloud), active)
+
+
+def run_sdk_bound(cloud: FakeOpenStack, servers: int, work: Path) -> Result:
+    """The same calls as ``bound`` through openstacksdk, lookups one after another
+    (the bench's bound until talprov beat it)."""
     conn = connect(_config(cloud))
     conn.authorize()
     cloud.calls.clear()
@@ -113,7 +163,7 @@ def run_bound(cloud: FakeOpenStack, servers: int, work: Path) -> Result:
     with ThreadPoolExecutor(max_workers=8) as pool:
         list(pool.map(create, range(servers)))
     active = _all_active(conn, servers)
-    return Result("bound", time.perf_counter() - start, _cloud_calls(cloud), active)
+    return Result("sdk-bound", time.perf_counter() - start, _cloud_calls(cloud), active)
 
 
 def run_sdk_loop(cloud: FakeOpenStack, servers: int, work: Path) -> Result:
@@ -133,6 +183,29 @@ def run_sdk_loop(cloud: FakeOpenStack, servers: int, work: Path) -> Result:
     seconds = time.perf_counter() - start
     calls = _cloud_calls(cloud)
     return Result("sdk-loop", seconds, calls, _all_active(conn, servers))
+
+
+def run_libcloud(cloud: FakeOpenStack, servers: int, work: Path) -> Result:
+    auth = cloud.auth()
+    # Libcloud's annotations are partial; treat the driver as untyped.
+    driver_cls: Any = get_driver(LibcloudProvider.OPENSTACK)
+    driver = driver_cls(auth["username"], auth["password"], api_version="2.0",
+                        ex_force_auth_url=cloud.url + "/identity",
+                        ex_force_auth_version="3.x_password",
+                        ex_tenant_name=auth["project_name"], ex_domain_name="Default",
+                        ex_force_service_region="RegionOne")
+    cloud.calls.clear()
+    start = time.perf_counter()
+    image = next(i for i in driver.list_images() if i.name == IMAGE)
+    size = next(s for s in driver.list_sizes() if s.name == FLAVOR)
+    net = next(n for n in driver.ex_list_networks() if n.name == "private")
+    nodes = [driver.create_node(name=f"node-{i:03d}", size=size, image=image, networks=[net],
+                                ex_userdata=CONFIG)
+             for i in range(servers)]
+    ready = driver.wait_until_running(nodes, wait_period=0.1, timeout=600,
+                                      ssh_interface="private_ips")
+    seconds = time.perf_counter() - start
+    return Result("libcloud", seconds, _cloud_calls(cloud), len(ready))
 
 
 def run_talprov(cloud: FakeOpenStack, servers: int, work: Path) -> Result:
@@ -163,7 +236,8 @@ def run_talprov(cloud: FakeOpenStack, servers: int, work: Path) -> Result:
 
 
 RUNNERS: dict[str, Callable[[FakeOpenStack, int, Path], Result]] = {
-    "bound": run_bound, "talprov": run_talprov, "sdk-loop": run_sdk_loop,
+    "bound": run_bound, "sdk-bound": run_sdk_bound, "talprov": run_talprov,
+    "libcloud": run_libcloud, "sdk-loop": run_sdk_loop,
 }
 
 
@@ -200,6 +274,13 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"  {name:9}{fastest:8.2f}{median:10.2f}"
                       f"{results[0].calls / args.servers:14.2f}{fastest / bound:8.2f}x"
                       f"{fastest / ours:10.2f}x")
+            sdk_bound = min(r.seconds for r in runs["sdk-bound"])
+            peers = ", ".join(f"{name} / talprov {min(r.seconds for r in runs[name]) / ours:.2f}x"
+                              for name in ("libcloud", "sdk-loop"))
+            print(f"  => talprov / bound {ours / bound:.2f}x, talprov / sdk-bound "
+                  f"{ours / sdk_bound:.2f}x, {peers}; calls per server: "
+                  f"talprov {runs['talprov'][0].calls / args.servers:.2f}, "
+                  f"bound {runs['bound'][0].calls / args.servers:.2f}")
     return 0
 
 

@@ -123,6 +123,16 @@ def _from_http(exc: sdk.HttpException, what: str) -> ProviderError:  # noqa: PLR
     return InvalidRequest(message)
 
 
+def refused_whole(exc: ProviderError) -> bool:
+    """Whether the cloud refused the call with a 4xx that says nothing was made and
+    retrying the same call soon will not help (not 401, 408, 425 or 429): the
+    answer to a bulk create that one bad item can cause."""
+    cause = exc.__cause__
+    status = getattr(cause, "status_code", None) if isinstance(cause, sdk.HttpException) else None
+    return (isinstance(status, int) and 400 <= status < 500 and status != 401
+            and status not in RETRYABLE_CLIENT_STATUSES)
+
+
 @contextmanager
 def openstack_errors(what: str) -> Iterator[None]:
     """Re-raise SDK and keystoneauth errors inside the block as talprov errors."""

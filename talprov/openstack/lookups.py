@@ -12,17 +12,22 @@ failed request.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import suppress
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 from talprov.openstack import images
 from talprov.openstack.client import OpenStackClient
 from talprov.openstack.data import OpenStackData
-from talprov.providers.errors import InvalidRequest, Transient
+from talprov.providers.errors import InvalidRequest, ProviderError, Transient
 
 #: Seconds a resolved name is trusted.
 DEFAULT_TTL = 300.0
+#: Lookups :meth:`Lookups.warm` runs side by side.
+WARM_WORKERS = 8
 
 
 @dataclass(frozen=True)
@@ -105,13 +110,18 @@ class Lookups(NameCache):
         return self.get("image", name_or_id, find).id
 
     def flavor(self, name_or_id: str) -> Resolved:
-        """The named flavor. Raises ``InvalidRequest`` naming provider_data.flavor."""
+        """The flavor with this id, else the one with this name: ONE list of flavors
+        (``find_flavor`` GETs the name as an id first, a 404). Raises
+        ``InvalidRequest`` naming provider_data.flavor when none or several match."""
         def find() -> Resolved:
-            found = self.client.find_one("find flavor", self.client.compute.find_flavor,
-                                         name_or_id)
-            if found is None:
-                raise InvalidRequest(f"no flavor {name_or_id!r}", field="provider_data.flavor")
-            return Resolved(str(found.id), str(found.name))
+            flavors = self.client.list("list flavors", self.client.compute.flavors,
+                                       details=True)
+            found = [f for f in flavors if f.id == name_or_id] or [
+                f for f in flavors if f.name == name_or_id]
+            if len(found) != 1:
+                what = "no flavor" if not found else f"{len(found)} flavors are named"
+                raise InvalidRequest(f"{what} {name_or_id!r}", field="provider_data.flavor")
+            return Resolved(str(found[0].id), str(found[0].name))
 
         return self.get("flavor", name_or_id, find)
 
@@ -158,3 +168,39 @@ class Lookups(NameCache):
             return Resolved(str(group.id), name_or_id)
 
         return self.get("security group", name_or_id, find)
+
+    def warm(self, datas: Iterable[OpenStackData],
+             also: Iterable[Callable[[], object]] = ()) -> None:
+        """Resolve every name ``datas`` use (existing image, flavor, networks,
+        security groups) and run ``also``, all side by side, so that the steps
+        after this one find them cached instead of asking one after another.
+
+        A lookup that fails is not cached: the step that needs it asks again and
+        raises the error there. Never raises a ``ProviderError``.
+        """
+        tasks: dict[tuple[str, str], Callable[[], object]] = {}
+        for data in datas:
+            if data.image is not None:
+                tasks[("image", data.image)] = partial(self.image, data.image)
+            if data.flavor is not None:
+                tasks[("flavor", data.flavor)] = partial(self.flavor, data.flavor)
+            else:
+                tasks[("fits", repr(data))] = partial(self.fitting_flavor, data)
+            for spec in data.port_specs():
+                tasks[("network", spec.network)] = partial(self.network, spec.network)
+                groups = spec.security_groups if spec.security_groups is not None else (
+                    data.security_groups)
+                for group in groups:
+                    tasks[("group", group)] = partial(self.security_group, group)
+        work = [*tasks.values(), *also]
+
+        def attempt(task: Callable[[], object]) -> None:
+            with suppress(ProviderError):  # raised again by the step that needs it
+                task()
+
+        if len(work) <= 1:
+            for task in work:
+                attempt(task)
+            return
+        with ThreadPoolExecutor(max_workers=min(WARM_WORKERS, len(work))) as pool:
+            list(pool.map(attempt, work))

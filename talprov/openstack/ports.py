@@ -2,17 +2,21 @@
 
 Ports are created by talprov (not by Nova from ``networks``) and tagged with
 their request and index, so a boot that fails never leaves an untraceable port:
-the next attempt finds them by tag and deprovision removes them by tag.
+the next attempt finds them by tag and deprovision removes them by tag. A pass's
+requests get their missing ports from ONE bulk create where Neutron takes tags
+on create: Neutron makes every port of a bulk request or none, each tagged.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from talprov.openstack.batching import each
 from talprov.openstack.client import OpenStackClient
 from talprov.openstack.data import OpenStackData, PortSpec
+from talprov.openstack.errors import refused_whole
 from talprov.openstack.lookups import Lookups
 from talprov.openstack.servers import PORT_KEY, owner_tags, request_tags, tag, tag_query
 from talprov.openstack.state import OpenStackState
@@ -25,6 +29,35 @@ from talprov.providers.types import StepResult
 Ctx = StepContext[OpenStackData, OpenStackState]
 
 
+@dataclass
+class NewPort:
+    """A port a request still needs: its place in the request's list and its body."""
+
+    index: int
+    network: str
+    tags: list[str]
+    attrs: dict[str, Any]
+
+
+@dataclass
+class Needed:
+    """A request's ports: the ids of those that exist (by index), those to create."""
+
+    ctx: Ctx
+    found: dict[int, str] = field(default_factory=dict)
+    new: list[NewPort] = field(default_factory=list)
+
+
+def wire_body(port: NewPort) -> dict[str, Any]:
+    """``port``'s create body as Neutron's API takes it (the SDK's attribute names
+    translated), with its tags."""
+    body = {key: value for key, value in port.attrs.items() if key != "security_group_ids"}
+    if "security_group_ids" in port.attrs:
+        body["security_groups"] = port.attrs["security_group_ids"]
+    body["tags"] = port.tags
+    return body
+
+
 class Ports:
     """The port side of one OpenStack provider instance. Thread-safe as its client."""
 
@@ -34,54 +67,108 @@ class Ports:
         self._names = names
 
     def ensure_batch(self, ctxs: Sequence[Ctx]) -> list[StepResult | BaseException]:
-        """ensure-ports for many requests: ONE list of the owner's tagged ports for all.
+        """ensure-ports for many requests: ONE list of the owner's tagged ports for
+        all, then ONE bulk create of every port still missing (where Neutron tags on
+        create; else, or when the bulk create is refused, request by request).
 
         Crash safe as the single step: a port made before a crash carries its
         request's tags and is found in that list. Idempotent.
         """
         try:
-            owned = self.client.list("list ports", self.client.network.ports,
-                                     tags=tag_query(owner_tags(ctxs[0].owner)))
+            owned = self._listed(owner_tags(ctxs[0].owner))
         except ProviderError as exc:
             return [exc] * len(ctxs)
-        by_request: dict[str, list[Any]] = {}
+        by_request: dict[str, list[dict[str, Any]]] = {}
         for port in owned:
-            for port_tag in port.tags or []:
+            for port_tag in port.get("tags") or []:
                 if port_tag.startswith(REQUEST_KEY + "="):
                     by_request.setdefault(port_tag, []).append(port)
-
-        def ensure(ctx: Ctx) -> StepResult:
-            self.ensure(ctx, by_request.get(tag(REQUEST_KEY, ctx.request.id), []))
-            return None
-
-        return each(ensure, ctxs)
+        outcomes: list[Needed | StepResult | BaseException] = list(each(
+            lambda ctx: self._needed(ctx, by_request.get(tag(REQUEST_KEY, ctx.request.id), [])),
+            ctxs))
+        pending = [o for o in outcomes if isinstance(o, Needed) and o.new]
+        if len(pending) > 1 and self.tags.on_create("port"):
+            try:
+                self._create_many(pending)
+            except ProviderError as exc:
+                # Refused whole (Neutron made none), perhaps for one request's port
+                # (an address taken, a group gone): each request tries alone below.
+                # Otherwise the ports may exist: the next pass finds them by tag.
+                if not refused_whole(exc):
+                    held = {id(o) for o in pending}
+                    outcomes = [exc if id(o) in held else o for o in outcomes]
+        places = [i for i, o in enumerate(outcomes) if isinstance(o, Needed)]
+        needed = {id(outcome.ctx): outcome for outcome in outcomes if isinstance(outcome, Needed)}
+        finished = each(lambda ctx: self._finish(ctx, needed[id(ctx)]),
+                        [needed_one.ctx for needed_one in needed.values()])
+        for i, result in zip(places, finished, strict=True):
+            outcomes[i] = result
+        return [None if isinstance(o, Needed) else o for o in outcomes]
 
     def of_request(self, ctx: Ctx) -> list[Any]:
         query = tag_query(request_tags(ctx.owner, ctx.request.id))
         return self.client.list("list ports", self.client.network.ports, tags=query)
 
-    def ensure(self, ctx: Ctx, listed: list[Any] | None = None) -> None:
-        """The request's ports: those ``listed`` (else listed now) by tag, the rest created."""
-        specs = ctx.data.port_specs()
-        existing: dict[str, Any] = {}
-        for port in self.of_request(ctx) if listed is None else listed:
-            for port_tag in port.tags or []:
-                if port_tag.startswith(PORT_KEY + "="):
-                    existing.setdefault(port_tag, port)
-        port_ids: list[str] = []
-        for index, spec in enumerate(specs):
-            index_tag = tag(PORT_KEY, str(index))
-            port = existing.get(index_tag) or self.tags.adopt_untagged(
-                "port", self.client.network.ports,
-                [*request_tags(ctx.owner, ctx.request.id), index_tag],
-                name=f"{ctx.request.id}-{index}")
-            if port is None:
-                port = self._create(ctx, index, spec, index_tag)
-                ctx.event(f"created port {port.id} on {spec.network}")
-            port_ids.append(str(port.id))
-        ctx.state.port_ids = port_ids
+    def ensure(self, ctx: Ctx) -> None:
+        """The request's ports: those listed now by tag, the rest created one by one."""
+        self._finish(ctx, self._needed(ctx, self._listed(request_tags(ctx.owner,
+                                                                      ctx.request.id))))
 
-    def _create(self, ctx: Ctx, index: int, spec: PortSpec, index_tag: str) -> Any:
+    def _listed(self, tags: list[str]) -> list[dict[str, Any]]:
+        """The ports carrying all of ``tags``, as Neutron's JSON (no SDK objects)."""
+        return self.client.list_json("list ports", "network", "/ports", "ports",
+                                     tags=tag_query(tags))
+
+    def _needed(self, ctx: Ctx, listed: list[dict[str, Any]]) -> Needed:
+        """Which of the request's ports exist (``listed`` by tag, or adopted untagged)
+        and the bodies of the others. Raises ``InvalidRequest`` for a bad spec."""
+        existing: dict[str, str] = {}
+        for port in listed:
+            for port_tag in port.get("tags") or []:
+                if port_tag.startswith(PORT_KEY + "="):
+                    existing.setdefault(port_tag, str(port["id"]))
+        needed = Needed(ctx)
+        for index, spec in enumerate(ctx.data.port_specs()):
+            index_tag = tag(PORT_KEY, str(index))
+            tags = [*request_tags(ctx.owner, ctx.request.id), index_tag]
+            found = existing.get(index_tag)
+            if found is None:
+                adopted = self.tags.adopt_untagged(
+                    "port", self.client.network.ports, tags, name=f"{ctx.request.id}-{index}")
+                found = None if adopted is None else str(adopted.id)
+            if found is not None:
+                needed.found[index] = found
+            else:
+                needed.new.append(NewPort(index, spec.network, tags, self._body(ctx, index,
+                                                                                 spec)))
+        return needed
+
+    def _finish(self, ctx: Ctx, needed: Needed) -> StepResult:
+        """Create what ``needed`` still lacks one by one, then record the port ids."""
+        for port in needed.new:
+            needed.found[port.index] = str(self._create(ctx, port).id)
+            ctx.event(f"created port {needed.found[port.index]} on {port.network}")
+        needed.new = []
+        ctx.state.port_ids = [needed.found[i] for i in sorted(needed.found)]
+        return None
+
+    def _create_many(self, pending: Sequence[Needed]) -> None:
+        """Every port ``pending`` lacks, in ONE bulk create (all made or none); each
+        made port moves from its request's ``new`` to its ``found``. Raises what the
+        create raises; nothing has moved then."""
+        wanted = [(need, port) for need in pending for port in need.new]
+        bodies = [wire_body(port) for _, port in wanted]
+        # Plain JSON both ways: the SDK would build two objects per port.
+        made = self.client.post_json("create ports", "network", "/ports", {"ports": bodies})
+        by_name = {str(item.get("name")): str(item.get("id")) for item in made.get("ports") or []}
+        for need, port in wanted:
+            created = by_name.get(str(port.attrs["name"]))
+            if created is not None:
+                need.found[port.index] = created
+                need.new.remove(port)
+                need.ctx.event(f"created port {created} on {port.network}")
+
+    def _body(self, ctx: Ctx, index: int, spec: PortSpec) -> dict[str, Any]:
         net = self._names.network(spec.network)
         attrs: dict[str, Any] = {
             "network_id": net.id,
@@ -95,14 +182,17 @@ class Ports:
         if spec.fixed_ips:
             attrs["fixed_ips"] = [self._fixed_ip(net.id, item.subnet, item.ip_address)
                                   for item in spec.fixed_ips]
+        return attrs
+
+    def _create(self, ctx: Ctx, port: NewPort) -> Any:
+        attrs = port.attrs
         try:
             return self.tags.create(
-                "port", [*request_tags(ctx.owner, ctx.request.id), index_tag],
-                lambda extra: self.client.network.create_port(**attrs, **extra),
-                release=lambda port: self.delete(str(port.id)), event=ctx.event)
+                "port", port.tags, lambda extra: self.client.network.create_port(**attrs, **extra),
+                release=lambda made: self.delete(str(made.id)), event=ctx.event)
         except (InvalidRequest, NotFound):
             # The network or a group may be gone (or recreated): resolve them afresh.
-            self._names.forget(net.id, *attrs.get("security_group_ids", []))
+            self._names.forget(attrs["network_id"], *attrs.get("security_group_ids", []))
             raise
 
     def _fixed_ip(self, network_id: str, subnet: str | None, address: str | None) -> dict[

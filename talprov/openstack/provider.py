@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, ClassVar
 
 from pydantic import BaseModel
@@ -34,12 +35,12 @@ from talprov.openstack.errors import is_no_valid_host
 from talprov.openstack.lookups import Lookups, Resolved
 from talprov.openstack.ports import Ports
 from talprov.openstack.servers import (
-    encode_user_data,
     is_going,
+    machine_of,
     owner_tags,
-    render_user_data,
     request_tags,
-    server_metadata,
+    server_body,
+    server_microversion,
     tag_query,
     to_machine,
     zone_order,
@@ -134,7 +135,7 @@ class OpenStackProvider:
         return [
             # Every step takes the pass's requests together (most one by one), so
             # a set reaches ensure-ports at once and shares its one port list.
-            Step("resolve-image", self._resolve_image, one_by_one(self._resolve_image)),
+            Step.batched("resolve-image", self._resolve_images),
             Step("resolve-flavor", self._resolve_flavor, one_by_one(self._resolve_flavor)),
             Step("ensure-server-group", self._ensure_server_group,
                  one_by_one(self._ensure_server_group)),
@@ -147,6 +148,13 @@ class OpenStackProvider:
         ]
 
     # -- 1. image ------------------------------------------------------------------------
+
+    def _resolve_images(self, ctxs: Sequence[Ctx]) -> list[StepResult | BaseException]:
+        """resolve-image for many; first every name the steps up to ensure-ports
+        need (image, flavor, networks, groups, Neutron's extensions) is resolved
+        side by side, so those steps wait for no lookup one after another."""
+        self._names.warm([ctx.data for ctx in ctxs], also=[self.tags.aliases])
+        return each(self._resolve_image, ctxs)
 
     def _resolve_image(self, ctx: Ctx) -> StepResult:
         if ctx.state.image_id is not None:
@@ -264,12 +272,14 @@ class OpenStackProvider:
         zone = zones[ctx.state.zone_attempt]
         if not ctx.state.port_ids:  # released after a failed build, or never made
             self.ports.ensure(ctx)
-        attrs = self._server_attrs(ctx, zone)
+        body = server_body(ctx, zone)
         try:
-            server = self.client.write("create server",
-                                       lambda: self.client.compute.create_server(**attrs))
+            # Plain JSON both ways: the SDK builds two server objects per create,
+            # which cost more CPU than the call itself.
+            created = self.client.post_json("create server", "compute", "/servers", body,
+                                            microversion=server_microversion)
         except ProviderError as exc:
-            scrubbed = scrub(exc, attrs["user_data"])
+            scrubbed = scrub(exc, body["server"]["user_data"])
             if isinstance(exc, (InvalidRequest, NotFound)):
                 # The image or flavor may be gone (or recreated): resolve them afresh.
                 self._names.forget(str(ctx.state.image_id), str(ctx.state.flavor_id))
@@ -281,37 +291,11 @@ class OpenStackProvider:
                 # exception too, it carries the same text.
                 raise exc from None
             raise
-        self._record_server(ctx, str(server.id))
+        server_id = str(created["server"]["id"])
+        self._record_server(ctx, server_id)
         with self._unseen_lock:
-            self._unseen.add(str(server.id))
-        ctx.event(f"created server {server.id}" + (f" in {zone}" if zone else ""))
-
-    def _server_attrs(self, ctx: Ctx, zone: str | None) -> dict[str, Any]:
-        data = ctx.data
-        attrs: dict[str, Any] = {
-            "name": ctx.request.id,
-            "flavor_id": ctx.state.flavor_id,
-            "networks": [{"port": port_id} for port_id in ctx.state.port_ids],
-            "user_data": encode_user_data(render_user_data(ctx.request)),
-            "metadata": server_metadata(ctx.owner, ctx.request, data.metadata),
-            "tags": [*request_tags(ctx.owner, ctx.request.id), *data.tags],
-        }
-        if data.root_volume is not None:
-            attrs["block_device_mapping"] = [{
-                "boot_index": 0, "uuid": ctx.state.image_id, "source_type": "image",
-                "destination_type": "volume", "volume_size": data.root_volume.size,
-                "delete_on_termination": data.root_volume.delete_on_termination,
-                **({"volume_type": data.root_volume.type} if data.root_volume.type else {}),
-            }]
-        else:
-            attrs["image_id"] = ctx.state.image_id
-        if zone is not None:
-            attrs["availability_zone"] = zone
-        if data.config_drive:
-            attrs["config_drive"] = True
-        if ctx.state.server_group_id is not None:
-            attrs["scheduler_hints"] = {"group": ctx.state.server_group_id}
-        return attrs
+            self._unseen.add(server_id)
+        ctx.event(f"created server {server_id}" + (f" in {zone}" if zone else ""))
 
     # -- 6. wait ---------------------------------------------------------------------------
 
@@ -457,9 +441,14 @@ class OpenStackProvider:
 
         Read-only and idempotent. Raises ``AuthError`` or ``Transient``.
         """
-        servers = self.client.list("list servers", self.client.compute.servers,
-                                   tags=tag_query(owner_tags(owner)))
-        return [to_machine(s) for s in servers if s.status not in GONE_STATES]
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            # The first pass's steps need Glance and Neutron next: find their
+            # endpoints while this listing runs, not one after another later.
+            pool.submit(self.client.reach, ("image", "network"))
+            servers = self.client.list_json("list servers", "compute", "/servers/detail",
+                                            "servers", microversion=server_microversion,
+                                            tags=tag_query(owner_tags(owner)))
+        return [machine_of(s) for s in servers if s.get("status") not in GONE_STATES]
 
     # -- leak sweep (SweepsLeftovers) ----------------------------------------------------------
 

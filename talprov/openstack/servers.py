@@ -15,6 +15,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
+from talprov.openstack.data import OpenStackData
+from talprov.openstack.state import OpenStackState
 from talprov.providers.errors import InvalidRequest
 from talprov.providers.ownership import (
     INSTALLATION_KEY,
@@ -23,6 +25,7 @@ from talprov.providers.ownership import (
     labels_from_tags,
     ownership_tags,
 )
+from talprov.providers.protocol import StepContext
 from talprov.providers.types import Machine, MachineRequest, MachineState, Owner
 from talprov.talos.join import user_data_for
 
@@ -125,48 +128,93 @@ def encode_user_data(text: str) -> str:
     return encoded
 
 
-def addresses_of(server: Any) -> tuple[str, ...]:
-    """Fixed addresses first, then floating ones, as Nova reports them."""
+def to_machine(server: Any) -> Machine:
+    """The talprov view of a Nova server as the SDK gives it (see :func:`machine_of`)."""
+    return machine_of({
+        "id": server.id, "status": server.status,
+        "metadata": getattr(server, "metadata", None),
+        "created": getattr(server, "created_at", None),
+        "addresses": getattr(server, "addresses", None),
+        "fault": getattr(server, "fault", None),
+        "OS-EXT-AZ:availability_zone": getattr(server, "availability_zone", None),
+        "OS-EXT-STS:task_state": getattr(server, "task_state", None),
+    })
+
+
+def machine_of(item: Mapping[str, Any]) -> Machine:
+    """The talprov view of a Nova server found by tag, from the API's JSON."""
+    metadata = item.get("metadata") or {}
+    status = str(item.get("status"))
+    task_state = item.get("OS-EXT-STS:task_state")
+    created = None
+    if item.get("created"):
+        try:
+            created = datetime.fromisoformat(str(item["created"]).replace("Z", "+00:00"))
+        except ValueError:
+            created = None
+    extra = {"status": status,
+             "availability_zone": str(item.get("OS-EXT-AZ:availability_zone") or "")}
+    fault = item.get("fault")
+    message = fault.get("message") if isinstance(fault, dict) else None
+    if message:
+        extra["fault"] = str(message)
+    if task_state:
+        extra["task_state"] = str(task_state)
+    going = status in ("DELETED", "SOFT_DELETED") or task_state == "deleting"
     fixed: list[str] = []
     floating: list[str] = []
-    for entries in (getattr(server, "addresses", None) or {}).values():
+    for entries in (item.get("addresses") or {}).values():
         for entry in entries:
             target = floating if entry.get("OS-EXT-IPS:type") == "floating" else fixed
             target.append(str(entry.get("addr")))
-    return (*fixed, *floating)
-
-
-def fault_message(server: Any) -> str | None:
-    fault = getattr(server, "fault", None) or {}
-    message = fault.get("message") if isinstance(fault, dict) else None
-    return str(message) if message else None
-
-
-def to_machine(server: Any) -> Machine:
-    """The talprov view of a Nova server found by tag."""
-    metadata = dict(getattr(server, "metadata", None) or {})
-    created = None
-    if getattr(server, "created_at", None):
-        try:
-            created = datetime.fromisoformat(str(server.created_at).replace("Z", "+00:00"))
-        except ValueError:
-            created = None
-    extra = {"status": str(server.status), "availability_zone": str(
-        getattr(server, "availability_zone", "") or "")}
-    fault = fault_message(server)
-    if fault:
-        extra["fault"] = fault
-    if getattr(server, "task_state", None):
-        extra["task_state"] = str(server.task_state)
-    state = STATES.get(str(server.status), MachineState.UNKNOWN)
     return Machine(
-        infra_id=str(server.id),
-        state=MachineState.TERMINATED if is_going(server) else state,
+        infra_id=str(item["id"]),
+        state=MachineState.TERMINATED if going else STATES.get(status, MachineState.UNKNOWN),
         request_id=metadata.get(REQUEST_KEY),
         # Nova gives libvirt guests the instance uuid as their SMBIOS system UUID.
-        machine_uuid=str(server.id),
-        addresses=addresses_of(server),
-        labels=labels_from_tags(metadata),
+        machine_uuid=str(item["id"]),
+        addresses=(*fixed, *floating),
+        labels=labels_from_tags(dict(metadata)),
         created_at=created,
         extra=extra,
     )
+
+
+def server_body(ctx: StepContext[OpenStackData, OpenStackState], zone: str | None) -> dict[
+    str, Any]:
+    """The body of Nova's ``POST /servers`` (tags need microversion 2.52)."""
+    data = ctx.data
+    attrs: dict[str, Any] = {
+        "name": ctx.request.id,
+        "flavorRef": ctx.state.flavor_id,
+        "networks": [{"port": port_id} for port_id in ctx.state.port_ids],
+        "user_data": encode_user_data(render_user_data(ctx.request)),
+        "metadata": server_metadata(ctx.owner, ctx.request, data.metadata),
+        "tags": [*request_tags(ctx.owner, ctx.request.id), *data.tags],
+    }
+    if data.root_volume is not None:
+        attrs["block_device_mapping_v2"] = [{
+            "boot_index": 0, "uuid": ctx.state.image_id, "source_type": "image",
+            "destination_type": "volume", "volume_size": data.root_volume.size,
+            "delete_on_termination": data.root_volume.delete_on_termination,
+            **({"volume_type": data.root_volume.type} if data.root_volume.type else {}),
+        }]
+    else:
+        attrs["imageRef"] = ctx.state.image_id
+    if zone is not None:
+        attrs["availability_zone"] = zone
+    if data.config_drive:
+        attrs["config_drive"] = True
+    body: dict[str, Any] = {"server": attrs}
+    if ctx.state.server_group_id is not None:
+        body["os:scheduler_hints"] = {"group": ctx.state.server_group_id}
+    return body
+
+
+def server_microversion(proxy: Any) -> str | None:
+    """The compute microversion the SDK's own server calls use on ``proxy`` (the
+    highest both sides know; at least 2.26, where lists filter by tag)."""
+    from openstack.compute.v2.server import Server
+
+    version: str | None = Server._get_microversion(proxy)
+    return version

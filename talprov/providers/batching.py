@@ -9,13 +9,14 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import Any, TypeVar
 
 from talprov.providers.errors import ProviderError
 from talprov.providers.protocol import BatchStepFn, StepContext
 from talprov.providers.types import StepResult
 
 Ctx = StepContext[Any, Any]
+T = TypeVar("T")
 
 #: Requests of one batch step handled at the same time (a driver's client must be
 #: safe to share between threads).
@@ -23,14 +24,14 @@ BATCH_WORKERS = 8
 
 
 def side_by_side(
-    run: Callable[[Ctx], StepResult], ctxs: Sequence[Ctx], workers: int = BATCH_WORKERS
-) -> list[StepResult | BaseException]:
+    run: Callable[[Ctx], T], ctxs: Sequence[Ctx], workers: int = BATCH_WORKERS
+) -> list[T | BaseException]:
     """``run`` for every context, at most ``workers`` at a time, outcomes in order.
 
     A ``ProviderError`` stands in its request's place; anything else propagates
     (a bug fails the batch, as in a step run alone).
     """
-    def attempt(ctx: Ctx) -> StepResult | BaseException:
+    def attempt(ctx: Ctx) -> T | BaseException:
         try:
             return run(ctx)
         except ProviderError as exc:

@@ -64,6 +64,7 @@ class _Observed:
     live: list[ObservedMachine]
     old: list[ObservedMachine]
     unhealthy: dict[str, str]  # request id → why
+    unhealthy_machines: list[ObservedMachine]  # the live machines in ``unhealthy``
     healthy: int = 0
     in_progress: int = 0
     provisioning: int = 0
@@ -116,11 +117,12 @@ def _observe(
     machines: Sequence[ObservedMachine], hashes: dict[str | None, str], deadline: datetime
 ) -> _Observed:
     # One tight loop: this runs over every machine of every set on each pass.
-    seen = _Observed(live=[], old=[], unhealthy={})
+    seen = _Observed(live=[], old=[], unhealthy={}, unhealthy_machines=[])
     provisioned, failed, deprovisioning, gone = (
         Stage.PROVISIONED, Stage.FAILED, Stage.DEPROVISIONING, Stage.GONE
     )
     live_append, old_append, unhealthy = seen.live.append, seen.old.append, seen.unhealthy
+    sick_append = seen.unhealthy_machines.append
     for machine in machines:
         stage = machine.stage
         if stage is gone:
@@ -135,6 +137,7 @@ def _observe(
             seen.members += 1
             if machine.machine_present is False:
                 unhealthy[machine.request_id] = "machine deleted out of band"
+                sick_append(machine)
             else:
                 seen.healthy += 1
         elif stage is failed:
@@ -143,10 +146,12 @@ def _observe(
                 seen.members += 1
             error = machine.error
             unhealthy[machine.request_id] = f"failed: {error}" if error else "failed"
+            sick_append(machine)
         else:
             seen.provisioning += 1
             if machine.created_at < deadline:
                 unhealthy[machine.request_id] = "not provisioned within provisionTimeout"
+                sick_append(machine)
             else:
                 seen.in_progress += 1
     return seen
@@ -273,9 +278,9 @@ class _SetPlanner:
         seen = self.seen
         taken = self.victim_ids | {old.request_id for old, _ in self.replacements}
         old_ids = {m.request_id for m in seen.old} if seen.old else set()
-        todo = [m for m in seen.live
-                if m.request_id in seen.unhealthy and m.request_id not in taken
-                and m.request_id not in old_ids]
+        # The unhealthy ones directly, not a scan of the set: sorted below anyway.
+        todo = [m for m in seen.unhealthy_machines
+                if m.request_id not in taken and m.request_id not in old_ids]
         if not todo:
             return False
         limit = resolve_int_or_percent(self.set.remediation.max_unhealthy, len(seen.live),

@@ -4,7 +4,8 @@ Errors use Neutron's body, ``{"NeutronError": {"type", "message", "detail"}}``;
 quota exhaustion is 409 ``OverQuota``, as Neutron answers it. List calls accept
 attribute filters and the tag filters ``tags``, ``tags-any``, ``not-tags``,
 ``not-tags-any`` (comma-separated), and tags may be given when creating ports,
-networks and floating IPs (Neutron's ``tag-creation`` extensions).
+networks and floating IPs (Neutron's ``tag-creation`` extensions). Ports may
+also be created in bulk (``{"ports": [...]}``): all of them or, on an error, none.
 """
 
 from __future__ import annotations
@@ -321,7 +322,26 @@ class NeutronApi(ServiceApi):
     # -- ports -------------------------------------------------------------------
 
     def create_port(self, req: Request) -> Response:
-        spec = _body(req, "port")
+        body = req.json()
+        if isinstance(body, dict) and isinstance(body.get("ports"), list):
+            return self.create_ports(body["ports"])
+        return Response(201, {"port": self.port_view(self._new_port(_body(req, "port")))})
+
+    def create_ports(self, specs: list[Any]) -> Response:
+        """Neutron's bulk create: every port or none (an error undoes those made)."""
+        made: list[Port] = []
+        try:
+            for spec in specs:
+                if not isinstance(spec, dict):
+                    raise neutron_error(400, "HTTPBadRequest", "Resource body required: 'port'.")
+                made.append(self._new_port(spec))
+        except HttpError:
+            for port in made:
+                delete_port_record(self.state, port)
+            raise
+        return Response(201, {"ports": [self.port_view(port) for port in made]})
+
+    def _new_port(self, spec: dict[str, Any]) -> Port:
         if "network_id" not in spec:
             raise neutron_error(400, "HTTPBadRequest", "Failed to parse request. Required "
                                 "attribute 'network_id' not specified")
@@ -329,13 +349,12 @@ class NeutronApi(ServiceApi):
             if group not in self.state.security_groups:
                 raise neutron_error(404, "SecurityGroupNotFound",
                                     f"Security group {group} does not exist")
-        port = create_port_record(
+        return create_port_record(
             self.state, spec["network_id"], name=spec.get("name", ""),
             fixed_ips=spec.get("fixed_ips"), security_groups=spec.get("security_groups"),
             tags=self._create_tags(spec), description=spec.get("description", ""),
             device_id=spec.get("device_id", ""), device_owner=spec.get("device_owner", ""),
         )
-        return Response(201, {"port": self.port_view(port)})
 
     def update_port(self, req: Request) -> Response:
         port: Port = self._lookup("ports", req.params["id"])

@@ -1,4 +1,4 @@
-"""Calls per server when a set provisions through the real reconciler: at most three."""
+"""Calls per server when a set provisions through the real reconciler: at most two."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from tests.unit.openstack.harness import Harness
 COUNT = 20
 
 
-def test_a_set_of_twenty_costs_at_most_three_calls_per_server(
+def test_a_set_of_twenty_costs_at_most_two_calls_per_server(
         harness: Harness, tmp_path: Path) -> None:
     store = Store(f"sqlite:///{tmp_path / 'state.db'}")
     store.migrate()
@@ -34,12 +34,13 @@ def test_a_set_of_twenty_costs_at_most_three_calls_per_server(
         store.close()
     cloud_calls = [(m, p) for m, p, _ in harness.cloud.calls if not p.startswith("/identity")]
     by_kind = Counter(f"{m} {p.split('/')[-1] if m == 'GET' else p}" for m, p in cloud_calls)
-    assert len(cloud_calls) <= 3 * COUNT, by_kind
-    # Per server only its port and itself are created; everything else is shared.
-    assert harness.cloud.count_calls("POST", r"/v2\.0/ports$") == COUNT
+    assert len(cloud_calls) <= 2 * COUNT, by_kind
+    # Per server only itself is created; its port comes from ONE bulk create of
+    # the pass's ports; everything else is shared.
+    assert harness.cloud.count_calls("POST", r"/v2\.0/ports$") == 1
     assert harness.cloud.count_calls("POST", r"/servers$") == COUNT
-    # Names are resolved once, not per server.
-    assert harness.cloud.count_calls("GET", r"/flavors") <= 2
+    # Names are resolved once, not per server, each with one call.
+    assert harness.cloud.count_calls("GET", r"/flavors") == 1
     assert harness.cloud.count_calls("GET", r"/v2\.0/networks") <= 2
     # No GET of a server created in the same pass: the next listing shows it.
     assert harness.cloud.count_calls("GET", r"/servers/(?!detail)[^/]+$") == 0

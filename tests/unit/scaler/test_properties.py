@@ -11,6 +11,8 @@ passes against a provider that always succeeds and checks, at every pass:
 
 from __future__ import annotations
 
+import hashlib
+import json
 from datetime import timedelta
 
 from hypothesis import HealthCheck, given, settings
@@ -20,7 +22,9 @@ from talprov.providers.types import Stage
 from talprov.scaler.actions import ActionKind, Plan
 from talprov.scaler.models import CONTROL_PLANE_SET, ClusterSpec, Role, resolve_int_or_percent
 from talprov.scaler.observed import ObservedMachine
-from talprov.scaler.templates import template_hash
+from talprov.scaler.plan import plan
+from talprov.scaler.templates import seeded_names, template, template_hash, template_hashes
+from talprov.talos.machineconfig import merge_patch
 
 from .world import START, World, etcd_safe, make_spec
 
@@ -132,3 +136,52 @@ def test_plan_is_deterministic(data: st.DataObject) -> None:
     assert len(touched) == len(set(touched))
     new_ids = [a.request for a in first.actions if a.action is not ActionKind.DELETE]
     assert not set(new_ids) & set(world.machines)
+
+
+@settings(max_examples=60, deadline=None)
+@given(data=st.data())
+def test_plan_is_the_same_cold_warm_and_in_any_order(data: st.DataObject) -> None:
+    """The spec's caches and the order of the observed machines change nothing."""
+    spec = data.draw(specs())
+    world = data.draw(worlds(spec))
+    observed = world.observed()
+    shuffled = data.draw(st.permutations(observed))
+    warm = spec.scaled(CONTROL_PLANE_SET, spec.sets[CONTROL_PLANE_SET].size)
+    plan(warm, observed, world.now, world.backoff, seeded_names("x"))  # fills its caches
+    cold = spec.scaled(CONTROL_PLANE_SET, spec.sets[CONTROL_PLANE_SET].size)
+    expected = plan(cold, observed, world.now, world.backoff, seeded_names("x"))
+    assert plan(warm, observed, world.now, world.backoff, seeded_names("x")) == expected
+    assert plan(warm, shuffled, world.now, world.backoff, seeded_names("x")) == expected
+
+
+@settings(max_examples=60, deadline=None)
+@given(spec=specs(), pd=st.dictionaries(st.sampled_from(["size", "zone", "disk"]),
+                                        st.sampled_from(["a", "b", "1"]), max_size=2))
+def test_cached_template_hashes_are_each_templates_own_digest(
+        spec: ClusterSpec, pd: dict[str, str]) -> None:
+    """Every (set, domain) hash equals its digest worked out alone, with no cache:
+    the set's fingerprint, then the domain and its merged provider_data on top."""
+    small = spec.machine_classes["small"]
+    small = small.model_copy(update={"failure_domains": [
+        d.model_copy(update={"provider_data": {**pd, "domain": d.name}})
+        for d in small.failure_domains]})
+    # A second class with the same domains: the workers' hashes must differ by class.
+    big = small.model_copy(update={"name": "big", "provider_data": {"size": "big"}})
+    sets = {name: s.model_copy(update={"machine_class": "big"}) if name == "workers" else s
+            for name, s in spec.sets.items()}
+    spec = spec.model_copy(update={"machine_classes": {"small": small, "big": big},
+                                   "sets": sets})
+    spec._cache = {}
+    for (set_name, domain), digest in template_hashes(spec).items():
+        lone = spec.model_copy()
+        lone._cache = {}
+        base = template(lone, set_name, None).model_copy(update={"id": ""}).fingerprint()
+        if domain is None:
+            assert digest == base
+            continue
+        machine_class = lone.machine_classes[lone.sets[set_name].machine_class]
+        overrides = {d.name: d.provider_data for d in machine_class.failure_domains}
+        part = json.dumps({"domain": domain, "provider_data": merge_patch(
+            machine_class.provider_data, overrides[domain])},
+            sort_keys=True, separators=(",", ":"), default=str)
+        assert digest == hashlib.sha256(f"{base}\0{part}".encode()).hexdigest()

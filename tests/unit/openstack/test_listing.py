@@ -1,0 +1,45 @@
+"""list_machines reads Nova's JSON (no SDK object per server), over every page."""
+
+from __future__ import annotations
+
+from talprov.openstack.servers import (
+    owner_tags,
+    server_microversion,
+    tag_query,
+    to_machine,
+)
+from tests.unit.openstack.harness import Harness
+
+
+def test_machines_from_json_equal_those_from_sdk_servers(harness: Harness) -> None:
+    harness.provision(harness.request("a"))
+    harness.provision(harness.request("b", floating_ip_pool="public"))
+    listed = harness.provider.list_machines(harness.owner)
+    client = harness.provider.client
+    sdk_view = [to_machine(s) for s in client.list(
+        "list servers", client.compute.servers, tags=tag_query(owner_tags(harness.owner)))]
+    assert sorted(listed, key=lambda m: m.infra_id) == sorted(sdk_view, key=lambda m: m.infra_id)
+    assert {m.request_id for m in listed} == {"a", "b"}
+    assert all(m.addresses for m in listed)
+    assert any(len(m.addresses) == 2 for m in listed)  # fixed, then floating
+
+
+def test_every_page_is_read(harness: Harness) -> None:
+    for name in ("p-1", "p-2", "p-3"):
+        harness.provision(harness.request(name))
+    client = harness.provider.client
+    harness.cloud.calls.clear()
+    items = client.list_json("list servers", "compute", "/servers/detail", "servers",
+                             microversion=server_microversion,
+                             tags=tag_query(owner_tags(harness.owner)), limit=1)
+    assert sorted(i["metadata"]["talprov-request"] for i in items) == ["p-1", "p-2", "p-3"]
+    assert harness.cloud.count_calls("GET", r"/servers/detail$") == 3  # one per page
+
+
+def test_the_first_listing_finds_the_image_endpoint_alongside(harness: Harness) -> None:
+    harness.cloud.calls.clear()
+    harness.provider.list_machines(harness.owner)
+    assert harness.cloud.count_calls("GET", r"^/image/?$") == 1  # Glance's version document
+    harness.provider.list_machines(harness.owner)
+    harness.provider.client.list("list images", harness.provider.client.image.images)
+    assert harness.cloud.count_calls("GET", r"^/image/?$") == 1  # once per connection
