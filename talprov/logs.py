@@ -54,14 +54,19 @@ def current_context() -> dict[str, str]:
     return dict(_context.get())
 
 
+def record_time(record: logging.LogRecord) -> str:
+    """When ``record`` was made, as RFC 3339 in UTC with ``Z`` and milliseconds: the
+    one time format of the CLI, the API and both log formats."""
+    return datetime.fromtimestamp(record.created, UTC).isoformat(
+        timespec="milliseconds").replace("+00:00", "Z")
+
+
 class JsonFormatter(logging.Formatter):
     """One JSON object per record; message and traceback redacted."""
 
     def format(self, record: logging.LogRecord) -> str:
         line: dict[str, str] = {
-            # RFC 3339 with Z, the one time format of the CLI and the API.
-            "time": datetime.fromtimestamp(record.created, UTC).isoformat(
-                timespec="milliseconds").replace("+00:00", "Z"),
+            "time": record_time(record),
             "level": record.levelname,
             "logger": record.name,
             "message": redact(record.getMessage()),
@@ -78,6 +83,9 @@ class JsonFormatter(logging.Formatter):
 
 class RedactingPlainFormatter(logging.Formatter):
     """The plain format, with the whole line (traceback included) redacted."""
+
+    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
+        return record_time(record)
 
     def format(self, record: logging.LogRecord) -> str:
         return redact(super().format(record))
