@@ -16,6 +16,7 @@ request bodies; talprov never puts user_data or credentials in them.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -32,6 +33,7 @@ from talprov.providers.errors import (
     ProviderError,
     QuotaExceeded,
     Transient,
+    naming_endpoint,
 )
 
 NO_VALID_HOST = "no valid host"
@@ -71,10 +73,14 @@ def is_no_valid_host(message: str | None) -> bool:
     return message is not None and NO_VALID_HOST in message.lower()
 
 
-def translate(exc: BaseException, what: str) -> ProviderError:  # noqa: PLR0911 - a table
-    """The talprov error for ``exc`` raised while doing ``what``. Pure."""
+def translate(exc: BaseException, what: str, *,  # noqa: PLR0911 - a table
+              endpoint: str | None = None) -> ProviderError:
+    """The talprov error for ``exc`` raised while doing ``what``. The message names
+    the endpoint as scheme://host:port: the URL the SDK reports for the failed
+    call, else ``endpoint``. Pure."""
     if isinstance(exc, ProviderError):
         return exc
+    what = naming_endpoint(what, _endpoint_of(exc) or endpoint)
     if isinstance(exc, sdk.HttpException):
         return _from_http(exc, what)
     if isinstance(exc, ksa.http.Unauthorized):
@@ -123,10 +129,24 @@ def _from_http(exc: sdk.HttpException, what: str) -> ProviderError:  # noqa: PLR
     return InvalidRequest(message)
 
 
+def _endpoint_of(exc: BaseException) -> str | None:
+    """The URL of the call that failed: the SDK's ``url`` attribute, else the first
+    URL of the message (keystoneauth's connection errors carry it only there)."""
+    url = getattr(exc, "url", None)
+    if isinstance(url, str) and url:
+        return url
+    found = _URL.search(str(exc))
+    return found[0] if found else None
+
+
+_URL = re.compile(r"https?://[^\s/?#'\"]+")
+
+
 @contextmanager
-def openstack_errors(what: str) -> Iterator[None]:
-    """Re-raise SDK and keystoneauth errors inside the block as talprov errors."""
+def openstack_errors(what: str, *, endpoint: str | None = None) -> Iterator[None]:
+    """Re-raise SDK and keystoneauth errors inside the block as talprov errors,
+    naming ``endpoint`` when the error itself names none."""
     try:
         yield
     except (sdk.SDKException, ksa.ClientException) as exc:
-        raise translate(exc, what) from exc
+        raise translate(exc, what, endpoint=endpoint) from exc

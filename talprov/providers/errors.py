@@ -8,6 +8,8 @@ from field names and API error codes, not from request bodies.
 
 from __future__ import annotations
 
+from urllib.parse import urlsplit
+
 #: HTTP 4xx statuses that mean "later" rather than "never": Request Timeout, Too
 #: Early, Too Many Requests. Every other 4xx an API answers is a permanent error
 #: (a driver's table may know better for a status it lists by name).
@@ -88,3 +90,29 @@ def describe_error(exc: ProviderError) -> str:
     """``exc`` as one line for people: ``<kind>: <message>``. Pure."""
     kind = error_kind(exc)
     return f"{kind}: {exc}" if kind else str(exc)
+
+
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def endpoint_origin(url: str) -> str:
+    """``scheme://host:port`` of ``url``, without user, password, path, query or
+    fragment, so that it can go into an error message (the port is the scheme's
+    default when the URL gives none). A value without a scheme is cut at "?" and
+    after "@". Pure; never raises."""
+    parts = urlsplit(url)
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    if not parts.scheme or not parts.hostname:
+        return url.split("?", 1)[0].rsplit("@", maxsplit=1)[-1]
+    host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
+    port = port if port is not None else _DEFAULT_PORTS.get(parts.scheme)
+    return f"{parts.scheme}://{host}:{port}" if port is not None else f"{parts.scheme}://{host}"
+
+
+def naming_endpoint(what: str, endpoint: str | None) -> str:
+    """``what`` (the operation an error message starts with) followed by
+    `` at <origin>`` (see :func:`endpoint_origin`) when ``endpoint`` is known. Pure."""
+    return f"{what} at {endpoint_origin(endpoint)}" if endpoint else what

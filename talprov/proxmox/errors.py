@@ -18,6 +18,7 @@ from talprov.providers.errors import (
     NotFound,
     ProviderError,
     Transient,
+    naming_endpoint,
 )
 
 #: How long to wait before retrying after a 5xx or a connection error.
@@ -52,8 +53,9 @@ def _field_errors(errors: Any) -> dict[str, str]:
     return {}
 
 
-def translate(exc: BaseException, what: str) -> ProviderError:
-    """The talprov error for ``exc`` raised while doing ``what`` (e.g. "create VM 101").
+def translate(exc: BaseException, what: str, *, endpoint: str | None = None) -> ProviderError:
+    """The talprov error for ``exc`` raised while doing ``what`` (e.g. "create VM 101")
+    against ``endpoint`` (the API's URL: named as scheme://host:port, nothing more).
 
     Never raises. Unknown exceptions become ``Transient`` so that a bug in a
     dependency is retried with backoff rather than crashing the runner; the
@@ -64,6 +66,7 @@ def translate(exc: BaseException, what: str) -> ProviderError:
 
     if isinstance(exc, ProviderError):
         return exc
+    what = naming_endpoint(what, endpoint)
     if isinstance(exc, ResourceException):
         return _from_status(int(exc.status_code), _first_line(exc.content), exc.errors, what)
     if isinstance(exc, AuthenticationError):
