@@ -33,6 +33,7 @@ from talprov.providers.errors import (
     ProviderError,
     QuotaExceeded,
     Transient,
+    connection_failure,
     naming_endpoint,
 )
 
@@ -146,9 +147,10 @@ def translate(exc: Exception, operation: str, *, endpoint: str | None = None) ->
     if isinstance(exc, ClientError):
         return _from_client_error(exc, operation)
     if isinstance(exc, NoCredentialsError | PartialCredentialsError):
-        return AuthError(f"{operation}: no usable AWS credentials ({type(exc).__name__})")
+        found = "none found" if isinstance(exc, NoCredentialsError) else "incomplete"
+        return AuthError(f"{operation}: no usable AWS credentials ({found})")
     if isinstance(exc, EndpointConnectionError | ConnectionError | ReadTimeoutError):
-        return Transient(f"{operation}: endpoint unreachable ({type(exc).__name__})")
+        return Transient(f"{operation}: endpoint unreachable ({connection_failure(exc)})")
     if isinstance(exc, BotoCoreError):
         return Transient(f"{operation}: {type(exc).__name__}")
     return exc

@@ -33,6 +33,7 @@ from talprov.providers.errors import (
     ProviderError,
     QuotaExceeded,
     Transient,
+    connection_failure,
     naming_endpoint,
 )
 
@@ -94,7 +95,7 @@ def translate(exc: BaseException, what: str, *,  # noqa: PLR0911 - a table
     if isinstance(exc, ksa.SSLError):
         return AuthError(f"{what}: TLS verification failed; set ca_file to the cloud's CA")
     if isinstance(exc, ksa.ConnectionError | ksa.DiscoveryFailure):
-        return Transient(f"{what}: cloud unreachable ({type(exc).__name__})")
+        return Transient(f"{what}: cloud unreachable ({connection_failure(exc)})")
     if isinstance(exc, ksa.AuthPluginException | ksa.EndpointNotFound | sdk.ConfigException):
         return AuthError(f"{what}: cloud configuration problem ({type(exc).__name__}: {exc})")
     if isinstance(exc, sdk.DuplicateResource):

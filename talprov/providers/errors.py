@@ -116,3 +116,36 @@ def naming_endpoint(what: str, endpoint: str | None) -> str:
     """``what`` (the operation an error message starts with) followed by
     `` at <origin>`` (see :func:`endpoint_origin`) when ``endpoint`` is known. Pure."""
     return f"{what} at {endpoint_origin(endpoint)}" if endpoint else what
+
+
+#: Words for why a connection failed, by what the error chain says (checked in order).
+_CONNECTION_FAILURES = (
+    ("refused", "connection refused"),
+    ("timed out", "timed out"),
+    ("timeout", "timed out"),
+    ("name or service not known", "host name not resolved"),
+    ("nodename nor servname", "host name not resolved"),
+    ("temporary failure in name resolution", "host name not resolved"),
+    ("no route to host", "no route to host"),
+    ("network is unreachable", "network unreachable"),
+    ("reset by peer", "connection reset"),
+    ("certificate", "TLS verification failed"),
+    ("ssl", "TLS handshake failed"),
+)
+
+
+def connection_failure(exc: BaseException) -> str:
+    """Why a connection failed, in words (``connection refused``, ``timed out``,
+    ``host name not resolved``...), read from ``exc`` and the errors it was raised
+    from, whatever the SDK wraps them in; ``connection failed`` when none says.
+    Never a class name. Pure; never raises."""
+    seen: BaseException | None = exc
+    texts: list[str] = []
+    for _ in range(10):  # SDKs wrap a few levels deep; a cycle must not hang
+        if seen is None:
+            break
+        texts.append(f"{type(seen).__name__} {seen}".lower())
+        seen = seen.__cause__ or seen.__context__
+    text = " ".join(texts)
+    return next((words for needle, words in _CONNECTION_FAILURES if needle in text),
+                "connection failed")

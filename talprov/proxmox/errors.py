@@ -18,6 +18,7 @@ from talprov.providers.errors import (
     NotFound,
     ProviderError,
     Transient,
+    connection_failure,
     naming_endpoint,
 )
 
@@ -76,7 +77,7 @@ def translate(exc: BaseException, what: str, *, endpoint: str | None = None) -> 
         return AuthError(f"{what}: TLS verification of the PVE API failed "
                          "(set ca_file or fingerprint)")
     if isinstance(exc, rq.Timeout | rq.ConnectionError):
-        return Transient(f"{what}: PVE API unreachable ({type(exc).__name__})",
+        return Transient(f"{what}: PVE API unreachable ({connection_failure(exc)})",
                          retry_after=TRANSIENT_RETRY_AFTER)
     return Transient(f"{what}: unexpected {type(exc).__name__}",
                      retry_after=TRANSIENT_RETRY_AFTER)

@@ -22,6 +22,7 @@ from talprov.providers.errors import (
     NotFound,
     ProviderError,
     Transient,
+    connection_failure,
     naming_endpoint,
 )
 from talprov.vmware import sdk
@@ -112,7 +113,7 @@ def translate(exc: BaseException, what: str, *,  # noqa: PLR0911 - a table
         return AuthError(f"{what}: vCenter's certificate does not match the pinned thumbprint")
     if isinstance(exc, socket.timeout | TimeoutError | ConnectionError | OSError
                   | http.client.HTTPException):
-        return Transient(f"{what}: vCenter unreachable ({type(exc).__name__})",
+        return Transient(f"{what}: vCenter unreachable ({connection_failure(exc)})",
                          retry_after=TRANSIENT_RETRY_AFTER)
     return Transient(f"{what}: unexpected {type(exc).__name__}",
                      retry_after=TRANSIENT_RETRY_AFTER)
@@ -180,5 +181,5 @@ def vapi_transport_error(exc: BaseException, what: str) -> ProviderError:
     if _certificate_failure(exc):
         return AuthError(f"{what}: TLS verification of vCenter failed (set ca_file "
                          "or thumbprint)")
-    return Transient(f"{what}: vCenter REST unreachable ({type(exc).__name__})",
+    return Transient(f"{what}: vCenter REST unreachable ({connection_failure(exc)})",
                      retry_after=TRANSIENT_RETRY_AFTER)

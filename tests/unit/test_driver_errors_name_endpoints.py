@@ -9,6 +9,7 @@ path or query. Before, proxmox, vmware, openstack and aws said "unreachable
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -21,16 +22,28 @@ from talprov.baremetal.errors import ipmi_error
 from talprov.baremetal.power.ipmi import IpmiPower
 from talprov.baremetal.power.redfish import RedfishPower
 from talprov.providers import Owner, Runtime
-from talprov.providers.errors import AuthError, ProviderError, endpoint_origin
+from talprov.providers.errors import (
+    AuthError,
+    ProviderError,
+    connection_failure,
+    endpoint_origin,
+)
 from talprov.registry import build_provider
-from tests.emulators.moto import MotoServer, moto_process, moto_server
+from tests.emulators.moto import (
+    MotoServer,
+    moto_process,
+    moto_server,
+    use_fake_aws_credentials,
+)
 from tests.unit.test_missing_extras import closed_url, instance_for
 
 __all__ = ["moto_process", "moto_server"]  # fixtures
 
 
 @pytest.mark.parametrize("platform", ["aws", "proxmox", "vmware", "openstack"])
-def test_an_unreachable_endpoint_is_named(platform: str, tmp_path: Path) -> None:
+def test_an_unreachable_endpoint_is_named(platform: str, tmp_path: Path,
+                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    use_fake_aws_credentials(monkeypatch)
     block = instance_for(platform, tmp_path)
     assert block is not None
     if platform == "openstack":
@@ -43,6 +56,9 @@ def test_an_unreachable_endpoint_is_named(platform: str, tmp_path: Path) -> None
     with pytest.raises(ProviderError) as failed:
         provider.list_machines(Owner("t", platform))
     assert endpoint_origin(url) in str(failed.value), failed.value
+    # In words, not the SDK's class name ("ConnectionError", "ConnectFailure").
+    assert "connection refused" in str(failed.value), failed.value
+    assert not re.search(r"\b[A-Z]\w+(Error|Failure)\b", str(failed.value)), failed.value
 
 
 def test_an_aws_error_answer_names_the_endpoint(moto_server: MotoServer) -> None:
@@ -99,3 +115,15 @@ def _redfish(exc: BaseException) -> ProviderError:
 ])
 def test_endpoint_origin_keeps_scheme_host_and_port_only(url: str, origin: str) -> None:
     assert endpoint_origin(url) == origin
+
+
+@pytest.mark.parametrize(("exc", "words"), [
+    (ConnectionRefusedError(111, "Connection refused"), "connection refused"),
+    (TimeoutError("timed out"), "timed out"),
+    (OSError("[Errno -2] Name or service not known"), "host name not resolved"),
+    (RuntimeError("something else"), "connection failed"),
+])
+def test_connection_failures_are_said_in_words(exc: BaseException, words: str) -> None:
+    wrapper = RuntimeError("wrapped")
+    wrapper.__cause__ = exc
+    assert connection_failure(wrapper) == words
