@@ -28,13 +28,9 @@ from talprov.providers.errors import (
     connection_failure,
     endpoint_origin,
 )
+from talprov.pytest_plugin.fixtures import use_fake_aws_credentials
 from talprov.registry import build_provider
-from tests.emulators.moto import (
-    MotoServer,
-    moto_process,
-    moto_server,
-    use_fake_aws_credentials,
-)
+from tests.emulators.moto import MotoServer, moto_process, moto_server
 from tests.unit.test_missing_extras import closed_url, instance_for
 
 __all__ = ["moto_process", "moto_server"]  # fixtures
