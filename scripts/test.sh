@@ -22,6 +22,10 @@ if [ ! -x .venv-keystone/bin/keystone-manage ]; then
 fi
 export TALPROV_KEYSTONE_PYTHON="$PWD/.venv-keystone/bin/python"
 
+# talprov with no extras, for tests/unit/test_core_only_install.py (which would
+# build it too; here its pip output shows where it belongs).
+bash scripts/core-venv.sh >/dev/null
+
 # vcsim (the vSphere simulator) is built from Debian's govmomi sources once.
 bash tests/emulators/vcsim/build.sh
 

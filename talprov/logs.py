@@ -17,6 +17,10 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import re
+import sys
+import threading
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -54,14 +58,19 @@ def current_context() -> dict[str, str]:
     return dict(_context.get())
 
 
+def record_time(record: logging.LogRecord) -> str:
+    """When ``record`` was made, as RFC 3339 in UTC with ``Z`` and milliseconds: the
+    one time format of the CLI, the API and both log formats."""
+    return datetime.fromtimestamp(record.created, UTC).isoformat(
+        timespec="milliseconds").replace("+00:00", "Z")
+
+
 class JsonFormatter(logging.Formatter):
     """One JSON object per record; message and traceback redacted."""
 
     def format(self, record: logging.LogRecord) -> str:
         line: dict[str, str] = {
-            # RFC 3339 with Z, the one time format of the CLI and the API.
-            "time": datetime.fromtimestamp(record.created, UTC).isoformat(
-                timespec="milliseconds").replace("+00:00", "Z"),
+            "time": record_time(record),
             "level": record.levelname,
             "logger": record.name,
             "message": redact(record.getMessage()),
@@ -78,6 +87,9 @@ class JsonFormatter(logging.Formatter):
 
 class RedactingPlainFormatter(logging.Formatter):
     """The plain format, with the whole line (traceback included) redacted."""
+
+    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
+        return record_time(record)
 
     def format(self, record: logging.LogRecord) -> str:
         return redact(super().format(record))
@@ -101,3 +113,73 @@ def install_handler(handler: logging.Handler) -> None:
     root = logging.getLogger()
     root.handlers[:] = [h for h in root.handlers if h.get_name() != handler.get_name()]
     root.addHandler(handler)
+
+
+#: A line of Abseil's log format, which gRPC's C core writes straight to file
+#: descriptor 2: ``I1206 06:07:00.514485   26486 ssl_transport_security.cc:2563] text``.
+_NATIVE_LINE = re.compile(r"^([IWEF])\d{4} [\d:.]+\s+\d+ ([^\]]+)\] ?(.*)$")
+_NATIVE_LEVELS = {"I": logging.INFO, "W": logging.WARNING, "E": logging.ERROR,
+                  "F": logging.CRITICAL}
+#: Native lines an operator must see at the default level whatever level the
+#: library gave them: a refused TLS handshake is a client with the wrong certificate.
+_NATIVE_WARNINGS = ("Handshake failed",)
+
+
+def native_line_record(logger_name: str, line: str) -> logging.LogRecord:
+    """The log record for one line native code wrote to stderr: Abseil's level and
+    ``file:line`` kept (the latter at the end of the message), other lines at
+    WARNING. Pure."""
+    level, message = logging.WARNING, line
+    match = _NATIVE_LINE.match(line)
+    if match is not None:
+        level = _NATIVE_LEVELS[match[1]]
+        message = f"{match[3]} ({match[2]})"
+    if any(text in message for text in _NATIVE_WARNINGS):
+        level = max(level, logging.WARNING)
+    return logging.LogRecord(logger_name, level, __file__, 0, message, None, None)
+
+
+@contextmanager
+def native_stderr_logged(logger_name: str) -> Iterator[None]:
+    """While the block runs, what native code (gRPC's C core) writes to file
+    descriptor 2 goes through ``logging.getLogger(logger_name)`` line by line, so
+    it gets talprov's format (plain or JSON), level and redaction instead of
+    bypassing them. Python's own stderr (``sys.stderr`` and the root logger's
+    handlers on it) keeps writing to the real stderr. Restores everything on exit.
+    """
+    sys.stderr.flush()
+    saved_fd = os.dup(2)
+    real_stderr = os.fdopen(os.dup(saved_fd), "w", buffering=1, encoding="utf-8",
+                            errors="backslashreplace")
+    previous = sys.stderr
+    moved = [h for h in logging.getLogger().handlers
+             if isinstance(h, logging.StreamHandler) and h.stream is previous]
+    read_fd, write_fd = os.pipe()
+    logger = logging.getLogger(logger_name)
+
+    def forward() -> None:
+        with os.fdopen(read_fd, encoding="utf-8", errors="backslashreplace") as lines:
+            for line in lines:
+                if line.strip():
+                    record = native_line_record(logger_name, line.rstrip("\n"))
+                    if logger.isEnabledFor(record.levelno):
+                        logger.handle(record)
+
+    # Python's writers first, so that nothing of ours can loop back into the pipe.
+    sys.stderr = real_stderr
+    for handler in moved:
+        handler.setStream(real_stderr)
+    os.dup2(write_fd, 2)
+    os.close(write_fd)
+    reader = threading.Thread(target=forward, name="native-stderr", daemon=True)
+    reader.start()
+    try:
+        yield
+    finally:
+        os.dup2(saved_fd, 2)  # closes the pipe's last write end: the reader ends
+        os.close(saved_fd)
+        reader.join(5)
+        sys.stderr = previous
+        for handler in moved:
+            handler.setStream(previous)
+        real_stderr.close()

@@ -38,6 +38,9 @@ class ProviderTypeInfo:
     name: str
     target: str  # "module:Class" of the entry point
     distribution: str | None
+    #: Why the type cannot be used here (its extra is not installed, or its module
+    #: does not import), None when it loads.
+    unusable: str | None = None
 
 
 def _entry_points() -> dict[str, EntryPoint]:
@@ -49,12 +52,36 @@ def _entry_points() -> dict[str, EntryPoint]:
 
 
 def installed_types() -> list[ProviderTypeInfo]:
-    """Every provider type installed in this environment, by name. Never raises."""
+    """Every provider type registered in this environment, by name, each with why it
+    cannot be used when it cannot (see :func:`type_unusable`). Never raises."""
     infos = []
     for name, ep in sorted(_entry_points().items()):
         dist = ep.dist.name if ep.dist is not None else None
-        infos.append(ProviderTypeInfo(name=name, target=ep.value, distribution=dist))
+        infos.append(ProviderTypeInfo(name=name, target=ep.value, distribution=dist,
+                                      unusable=type_unusable(name)))
     return infos
+
+
+def type_unusable(type_name: str) -> str | None:
+    """Why provider type ``type_name`` cannot be loaded here, in words for a person
+    (``not installed: pip install 'talprov[proxmox]'``); None when it loads.
+
+    Imports the type's module (a plugin's import may fail in any way: that is
+    reported, not raised). Idempotent.
+    """
+    try:
+        load_type(type_name)
+    except MissingExtra as exc:
+        extra = _PIP_EXTRA.search(exc.message)
+        return f"not installed: {extra[0]}" if extra else f"not installed: {exc.message}"
+    except ConfigError as exc:
+        return exc.message
+    except Exception as exc:  # a plugin whose import fails otherwise
+        return f"cannot be loaded: {exc}"
+    return None
+
+
+_PIP_EXTRA = re.compile(r"pip install 'talprov\[[^\]]+\]'")
 
 
 def load_type(type_name: str, *, where: str = "type") -> ProviderClass:
@@ -211,8 +238,10 @@ def require_extra(extra: str, *, where: str, what: str) -> None:
     """
     missing = missing_for_extra(extra)
     if missing:
-        raise MissingExtra(where, f"{what} needs {', '.join(missing)}, which is not installed; "
-                                 f"install its extra, e.g. pip install 'talprov[{extra}]'")
+        verb = "is" if len(missing) == 1 else "are"
+        raise MissingExtra(where, f"{what} needs {', '.join(missing)}, which {verb} not "
+                                  f"installed; install its extra, e.g. pip install "
+                                  f"'talprov[{extra}]'")
 
 
 def extra_providing(module: str) -> str | None:

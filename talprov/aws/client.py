@@ -21,7 +21,7 @@ from botocore.config import Config
 from botocore.credentials import CredentialProvider, DeferredRefreshableCredentials
 
 from talprov.aws.config import AwsConfig
-from talprov.aws.errors import aws_errors
+from talprov.aws.errors import aws_errors, note_endpoints
 
 if TYPE_CHECKING:
     from mypy_boto3_ec2 import EC2Client
@@ -146,7 +146,7 @@ class AwsClients:
             )
             if not self.config.role_arn:
                 return base
-            sts = base.client("sts", **self._client_args())
+            sts = note_endpoints(base.client("sts", **self._client_args()))
             role = _assumed_role_credentials(sts, self.config)
             core = _botocore_session(self.config.profile)
             core.get_component("credential_provider").insert_before("env", _FixedProvider(role))
@@ -163,19 +163,19 @@ class AwsClients:
     def ec2(self) -> EC2Client:
         """The EC2 client."""
         with self._lock:
-            return self.session.client("ec2", **self._client_args())
+            return note_endpoints(self.session.client("ec2", **self._client_args()))
 
     @cached_property
     def s3(self) -> S3Client:
         """The S3 client (only custom image imports use it)."""
         with self._lock:
-            return self.session.client("s3", **self._client_args())
+            return note_endpoints(self.session.client("s3", **self._client_args()))
 
     @cached_property
     def sts(self) -> STSClient:
         """The STS client of the final (possibly assumed-role) session."""
         with self._lock:
-            return self.session.client("sts", **self._client_args())
+            return note_endpoints(self.session.client("sts", **self._client_args()))
 
 
 def _assumed_role_credentials(

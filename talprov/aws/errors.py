@@ -10,6 +10,8 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
+from contextvars import ContextVar
+from typing import Any, TypeVar
 
 from botocore.exceptions import (
     BotoCoreError,
@@ -31,6 +33,8 @@ from talprov.providers.errors import (
     ProviderError,
     QuotaExceeded,
     Transient,
+    connection_failure,
+    naming_endpoint,
 )
 
 THROTTLING_CODES = frozenset({
@@ -125,26 +129,58 @@ def _field_for(code: str, message: str) -> str | None:
     return None
 
 
-def translate(exc: Exception, operation: str) -> Exception:
+def translate(exc: Exception, operation: str, *, endpoint: str | None = None) -> Exception:
     """Map an exception raised by a boto3 call to the talprov error hierarchy.
 
-    ``operation`` (e.g. "RunInstances") is put in the message. Exceptions that are
-    not botocore's are returned unchanged. Never raises.
+    ``operation`` (e.g. "RunInstances") is put in the message with the endpoint
+    (as scheme://host:port) the call went to: ``endpoint``, else the one botocore
+    reports, else the one :func:`note_endpoints` saw the failing call start with.
+    Exceptions that are not botocore's are returned unchanged. Never raises.
     """
+    if isinstance(exc, ParamValidationError):
+        # Refused before any request was sent: no endpoint was involved.
+        return _invalid_parameters(exc, operation)
+    if isinstance(exc, ClientError | BotoCoreError):
+        kwargs = getattr(exc, "kwargs", None) or {}
+        operation = naming_endpoint(
+            operation, endpoint or kwargs.get("endpoint_url") or _calling.get())
     if isinstance(exc, ClientError):
         return _from_client_error(exc, operation)
     if isinstance(exc, NoCredentialsError | PartialCredentialsError):
-        return AuthError(f"{operation}: no usable AWS credentials ({type(exc).__name__})")
-    if isinstance(exc, ParamValidationError):
-        # botocore's text quotes the offending values, which may be user-data: keep
-        # only the parameter names.
-        names = sorted(set(re.findall(r"parameter ([A-Za-z0-9_.\[\]]+)", str(exc))))
-        return InvalidRequest(f"{operation}: invalid parameters {', '.join(names) or '?'}")
+        found = "none found" if isinstance(exc, NoCredentialsError) else "incomplete"
+        return AuthError(f"{operation}: no usable AWS credentials ({found})")
     if isinstance(exc, EndpointConnectionError | ConnectionError | ReadTimeoutError):
-        return Transient(f"{operation}: endpoint unreachable ({type(exc).__name__})")
+        return Transient(f"{operation}: endpoint unreachable ({connection_failure(exc)})")
     if isinstance(exc, BotoCoreError):
         return Transient(f"{operation}: {type(exc).__name__}")
     return exc
+
+
+def _invalid_parameters(exc: ParamValidationError, operation: str) -> InvalidRequest:
+    # botocore's text quotes the offending values, which may be user-data: keep
+    # only the parameter names.
+    names = sorted(set(re.findall(r"parameter ([A-Za-z0-9_.\[\]]+)", str(exc))))
+    return InvalidRequest(f"{operation}: invalid parameters {', '.join(names) or '?'}")
+
+
+#: The URL of the AWS call this thread made last (set by :func:`note_endpoints`):
+#: a ClientError does not say which endpoint answered it.
+_calling: ContextVar[str | None] = ContextVar("talprov_aws_endpoint", default=None)
+_Client = TypeVar("_Client")
+
+
+def note_endpoints(client: _Client) -> _Client:
+    """``client``, made to note each call's URL before sending it, so that
+    :func:`translate` names the endpoint of a call that fails. Idempotent."""
+
+    def note(params: dict[str, Any] | None = None, **_: Any) -> None:
+        url = (params or {}).get("url")
+        if isinstance(url, str):
+            _calling.set(url)
+
+    client.meta.events.register(  # type: ignore[attr-defined]
+        "before-call", note, unique_id="talprov-note-endpoint")
+    return client
 
 
 def _from_client_error(exc: ClientError, operation: str) -> ProviderError:  # noqa: PLR0911

@@ -13,6 +13,7 @@ from talprov.providers.errors import (
     NotFound,
     ProviderError,
     Transient,
+    naming_endpoint,
 )
 
 #: Seconds before a BMC that failed transiently is asked again.
@@ -24,22 +25,26 @@ _AUTH_PHRASES = ("password", "unauthorized name", "invalid role", "insufficient 
                  "unauthorized role", "invalid name", "authentication")
 
 
-def ipmi_error(exc: BaseException, what: str) -> ProviderError:
-    """The talprov error for a pyghmi failure while doing ``what``. Never raises.
+def ipmi_error(exc: BaseException, what: str, *, endpoint: str | None = None) -> ProviderError:
+    """The talprov error for a pyghmi failure while doing ``what`` on the BMC at
+    ``endpoint`` (``ipmi://host:port``). Never raises.
 
     The message holds the BMC's error text (never the password, which pyghmi
     does not put into its exceptions).
     """
     if isinstance(exc, ProviderError):
         return exc
+    what = naming_endpoint(what, endpoint)
     text = str(exc) if str(exc) not in ("", "None") else "no answer (timeout)"
     if any(phrase in text.lower() for phrase in _AUTH_PHRASES):
         return AuthError(f"{what}: the BMC refused the credentials ({text})")
     return Transient(f"{what}: {text}", retry_after=RETRY_AFTER)
 
 
-def redfish_error(exc: BaseException, what: str) -> ProviderError:
-    """The talprov error for a sushy/requests failure while doing ``what``. Never raises.
+def redfish_error(exc: BaseException, what: str, *,
+                  endpoint: str | None = None) -> ProviderError:
+    """The talprov error for a sushy/requests failure while doing ``what`` on the
+    BMC at ``endpoint`` (its Redfish URL: named as scheme://host:port). Never raises.
 
     401/403 are refused credentials, 404 a missing resource, 408/425/429 and
     5xx transient; any other 4xx (a reset type or boot target the BMC does not
@@ -49,6 +54,7 @@ def redfish_error(exc: BaseException, what: str) -> ProviderError:
 
     if isinstance(exc, ProviderError):
         return exc
+    what = naming_endpoint(what, endpoint)
     if isinstance(exc, sushy_errors.AccessError):
         return AuthError(f"{what}: the BMC refused the credentials (HTTP {exc.status_code})")
     if isinstance(exc, sushy_errors.ResourceNotFoundError):

@@ -67,13 +67,15 @@ def cli(ctx: click.Context, config_path: str | None, store_url: str | None, verb
 @pass_app
 @handle_errors
 def providers(app: App, health: bool, output: str) -> None:
-    """List installed provider types and configured provider instances.
+    """List provider types and configured provider instances.
+
+    A type whose extra is missing is listed as "not installed" with its pip command.
 
     With --health, exit 1 when any instance does not answer.
     """
     unhealthy = False
     rows: list[dict[str, object]] = [
-        {"kind": "type", "name": t.name, "type": t.name, "detail": t.target}
+        {"kind": "type", "name": t.name, "type": t.name, "detail": t.unusable or t.target}
         for t in installed_types()
     ]
     for name, block in sorted(app.config.config.providers.items()):

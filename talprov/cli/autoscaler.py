@@ -3,6 +3,7 @@ cloud provider, on the autoscaled machine sets of recorded clusters."""
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import threading
 from types import FrameType
@@ -10,7 +11,8 @@ from typing import Any
 
 import click
 
-from talprov.cli.app import App, fail, handle_errors, pass_app
+from talprov.cli.app import App, fail, handle_errors, pass_app, say
+from talprov.logs import native_stderr_logged
 from talprov.scaler.apply import Scaler
 
 
@@ -72,7 +74,7 @@ def serve_autoscaler(app: App, listen: str | None, cert: str | None, key: str | 
     finally:
         signal.signal(signal.SIGTERM, previous)
         server.stop()
-    click.echo("autoscaler: stopped", err=True)
+    say("autoscaler: stopped")
 
 
 def start_autoscaler(app: App, raw: dict[str, Any] | None, *, where: str) -> Any:
@@ -87,10 +89,34 @@ def start_autoscaler(app: App, raw: dict[str, Any] | None, *, where: str) -> Any
              "pip install 'talprov[autoscaler]'")
     settings = parse_autoscaler_config(raw, where=where)
     server = settings.server(Scaler(app.store, app.all_handles(), app.runtime), where=where)
-    port = server.start()
+    routing = contextlib.ExitStack()
+    # gRPC's C core writes its own lines (a refused TLS handshake) to stderr
+    # directly; routed, they get talprov's format, level and redaction.
+    routing.enter_context(native_stderr_logged("grpc"))
+    try:
+        port = server.start()
+    except BaseException:
+        routing.close()
+        raise
     mode = "plain" if settings.tls is None else "mTLS"
-    click.echo(f"autoscaler: gRPC on {settings.host_port()[0]}:{port} ({mode})", err=True)
-    return server
+    say(f"autoscaler: gRPC on {settings.host_port()[0]}:{port} ({mode})")
+    return LoggedServer(server, routing)
+
+
+class LoggedServer:
+    """A started gRPC server whose native log lines go through logging until
+    :meth:`stop`."""
+
+    def __init__(self, server: Any, routing: contextlib.ExitStack) -> None:
+        self._server = server
+        self._routing = routing
+
+    def stop(self) -> None:
+        """Stop serving, then give stderr back. Idempotent."""
+        try:
+            self._server.stop()
+        finally:
+            self._routing.close()
 
 
 def _wait(stop: threading.Event) -> None:

@@ -43,7 +43,13 @@ def load_block(app: Any, provider: str | None, file: str | None) -> tuple[BareMe
         names = [n for n, b in loaded.config.providers.items() if b.type == "baremetal"]
         if provider is None:
             if len(names) != 1:
-                raise ConfigError("--provider", f"name one of the bare-metal instances: {names}")
+                if not names:
+                    source = loaded.path or "no config file found"
+                    raise ConfigError("--provider", f"no bare-metal instance is configured "
+                                                    f"({source}); add one of type baremetal "
+                                                    "or pass --file BLOCK.yaml")
+                raise ConfigError("--provider", "several bare-metal instances are configured; "
+                                                f"name one of {', '.join(sorted(names))}")
             provider = names[0]
         where = f"providers.{provider}"
         raw = loaded.provider_block(provider)

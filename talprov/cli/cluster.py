@@ -215,7 +215,7 @@ def status(app: App, name: str, output: str, watch_seconds: float | None) -> Non
             return
         emit([s.to_dict() for s in result.sets], output, columns=SET_COLUMNS, title=name)
 
-    watch(render, watch_seconds)
+    watch(render, watch_seconds, fmt=output)
 
 
 @click.command()

@@ -31,6 +31,7 @@ from talprov.demo_platforms import (
     choose_platforms,
     start_platform,
 )
+from talprov.demo_platforms.factory import DemoFactory
 from talprov.providers.errors import ProviderError
 from talprov.scaler.spec import load_spec_file
 from talprov.store.records import RequestRecord
@@ -151,17 +152,20 @@ def refuse_foreign_files(workdir: Path) -> None:
 
 
 def write_files(workdir: Path, platforms: list[DemoPlatform], control_planes: int,
-                workers: int) -> Path:
+                workers: int, *, factory_url: str) -> Path:
     """talprov.yaml, machine configs and cluster.yaml; returns talprov.yaml's path.
 
     The control planes go to the first platform; every platform gets a Workers
-    set of ``workers`` machines (the first one's is called ``workers``).
+    set of ``workers`` machines (the first one's is called ``workers``). The
+    Image Factory is ``factory_url``, the demo's local stand-in: without it the
+    config would fall back to factory.talos.dev.
     """
     config = workdir / "talprov.yaml"
     config.write_text(DEMO_MARK + yaml.safe_dump({
         "store": f"sqlite:///{workdir / 'state.db'}",
         "installation": "demo",
         "cache_dir": str(workdir / "cache"),
+        "image_factory": {"url": factory_url},
         "providers": {p.provider: p.provider_block() for p in platforms},
     }, sort_keys=False))
     (workdir / "controlplane.yaml").write_text(DEMO_MARK
@@ -184,6 +188,13 @@ def write_files(workdir: Path, platforms: list[DemoPlatform], control_planes: in
     (workdir / "cluster.yaml").write_text(DEMO_MARK
                                           + yaml.safe_dump_all(documents, sort_keys=False))
     return config
+
+
+def _start_factory(workdir: Path) -> DemoFactory:
+    try:
+        return DemoFactory(workdir / "factory")
+    except (RuntimeError, OSError) as exc:
+        fail(f"cannot start the Image Factory stand-in: {exc}", EXIT_FAILED)
 
 
 def _start(name: str, workdir: Path) -> DemoPlatform:
@@ -233,18 +244,21 @@ def demo(control_planes: int, workers: int, platforms: str | None, keep: bool,
     refuse_foreign_files(workdir)
     os.environ.update(fake_credentials())
     started: list[DemoPlatform] = []
+    factory: DemoFactory | None = None
     app: App | None = None
     kept = ok = False
     try:
+        factory = _start_factory(workdir)
         for name in names:
             started.append(_start(name, workdir))
-        app = App(config_path=str(write_files(workdir, started, control_planes, workers)),
+        app = App(config_path=str(write_files(workdir, started, control_planes, workers,
+                                              factory_url=factory.url)),
                   store_url=None)
         click.echo(f"work directory: {workdir}", err=True)
         ok = _run(app, workdir, started, control_planes, workers, timeout)
         if keep:
             kept = True
-            _show_kept(workdir, started)
+            _show_kept(workdir, started, factory)
         else:
             _destroy(app)
     finally:
@@ -252,6 +266,8 @@ def demo(control_planes: int, workers: int, platforms: str | None, keep: bool,
             app.close()
         if not kept:
             # Also after a failure half-way: no emulator outlives the demo.
+            if factory is not None:
+                factory.stop()
             _clean_up(started, workdir if directory is None else None)
     if not ok:
         fail("the demo did not converge as expected", EXIT_FAILED)
@@ -267,12 +283,13 @@ def _clean_up(started: list[DemoPlatform], temporary: Path | None) -> None:
         shutil.rmtree(temporary, ignore_errors=True)
 
 
-def _show_kept(workdir: Path, started: list[DemoPlatform]) -> None:
-    hints = "\n  ".join(p.keep_hint() for p in started)
+def _show_kept(workdir: Path, started: list[DemoPlatform], factory: DemoFactory) -> None:
+    hints = "\n  ".join([*(p.keep_hint() for p in started), factory.keep_hint()])
+    pids = [*(p.pid() for p in started), factory.pid()]
     click.echo(
         f"\nkept:\n  {hints}\n  cd {workdir}; export TALPROV_CONFIG={workdir / 'talprov.yaml'}\n"
         f"  talprov status demo; talprov machine list\n  talprov destroy demo --wait --yes; "
-        f"kill {' '.join(str(p.pid()) for p in started)}", err=True)
+        f"kill {' '.join(str(pid) for pid in pids)}", err=True)
 
 
 def _run(app: App, workdir: Path, started: list[DemoPlatform], control_planes: int,

@@ -30,7 +30,8 @@ from talprov.runloop import RoundReport
 from talprov.store.records import public_view
 from talprov.timestamps import rfc3339
 
-LIST_COLUMNS = ("id", "provider", "stage", "step", "infra_id", "machine_uuid", "error")
+LIST_COLUMNS = ("id", "provider", "stage", "step", "infra_id", "machine_uuid", "labels",
+                "error")
 
 
 @click.group()
@@ -123,7 +124,7 @@ def list_(app: App, instance: str | None, labels: tuple[str, ...], include_gone:
                                           include_gone=include_gone)
         emit([public_view(r) for r in records], output, columns=LIST_COLUMNS)
 
-    watch(render, watch_seconds)
+    watch(render, watch_seconds, fmt=output)
 
 
 @machine.command("get")

@@ -101,15 +101,19 @@ def watch_option(fn: Callable[..., Any]) -> Callable[..., Any]:
     return click.option(
         "--watch", "watch_seconds", type=click.FloatRange(min=0.5), metavar="SECONDS",
         help="Redraw every SECONDS until Ctrl-C; when stdout is not a terminal, print a "
-        "new copy only when something changed.")(fn)
+        "new copy only when something changed. With -o json: JSON Lines, one compact "
+        "document per line, printed when it changed; with -o yaml: a YAML stream, one "
+        "document per change.")(fn)
 
 
 def watch(render: Callable[[], None], seconds: float | None,
-          sleep: Callable[[float], None] | None = None) -> None:
+          sleep: Callable[[float], None] | None = None, *, fmt: str = "table") -> None:
     """Run ``render`` once, or, with ``seconds``, again every ``seconds`` until
     Ctrl-C: on a terminal the screen is redrawn; elsewhere (a log, a pipe) a copy
-    headed by the time is printed only when the output changed. Ctrl-C ends it
-    with exit 0."""
+    headed by the time is printed only when the output changed. Output ``fmt``
+    json or yaml stays machine-readable wherever it goes: JSON Lines (each
+    document on one line) or a YAML stream (``--- # time`` starts each document),
+    printed only when it changed. Ctrl-C ends it with exit 0."""
     if seconds is None:
         render()
         return
@@ -123,7 +127,16 @@ def watch(render: Callable[[], None], seconds: float | None,
                 render()
             text = captured.getvalue()
             stamp = rfc3339(datetime.now(UTC).replace(microsecond=0))
-            if terminal:
+            if fmt == "json":
+                # A parser reads one document per line; the pretty form spans many.
+                text = json.dumps(json.loads(text), separators=(",", ":"),
+                                  ensure_ascii=False) + "\n"
+                if text != last:
+                    click.echo(text, nl=False)
+            elif fmt == "yaml":
+                if text != last:
+                    click.echo(f"--- # {stamp}\n{text}", nl=False)
+            elif terminal:
                 click.clear()
                 click.echo(f"every {seconds:g}s, {stamp} (Ctrl-C to stop)\n{text}", nl=False)
             elif text != last:

@@ -13,7 +13,7 @@ import click
 from talprov.cli.app import App, handle_errors, pass_app
 from talprov.cli.output import emit, output_option
 from talprov.store.engine import masked_url
-from talprov.store.upgrade import SchemaStatus, offline_sql
+from talprov.store.upgrade import SchemaStatus, head_revision, offline_sql
 
 _COLUMNS = ("store", "current", "head", "pending", "legacy_version")
 
@@ -49,7 +49,12 @@ def upgrade(app: App, as_sql: bool, start: str | None, output: str) -> None:
     if start and not as_sql:
         raise click.UsageError("--from only applies with --sql")
     if as_sql:
-        click.echo(offline_sql(masked_url(app.resolved_store_url()), start=start), nl=False)
+        sql = offline_sql(masked_url(app.resolved_store_url()), start=start)
+        if start is not None and start == head_revision():
+            # Alembic writes nothing then; an empty output reads like a failure. A
+            # comment keeps the output valid SQL for a pipe into psql.
+            sql = f"-- revision {start} is the newest: there is nothing to apply\n"
+        click.echo(sql, nl=False)
         return
     opened = app.unmigrated_store()
     opened.migrate()

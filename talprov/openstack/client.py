@@ -51,7 +51,8 @@ def connect(config: OpenStackConfig) -> Any:
         options["verify"] = True
     else:
         options["verify"] = True
-    with openstack_errors("connecting to the cloud"):
+    auth_url = config.auth.auth_url if config.auth is not None else None
+    with openstack_errors("connecting to the cloud", endpoint=auth_url):
         if config.auth is not None:
             return openstack.connect(
                 auth=config.auth.to_sdk(),

@@ -16,6 +16,7 @@ request bodies; talprov never puts user_data or credentials in them.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -32,6 +33,8 @@ from talprov.providers.errors import (
     ProviderError,
     QuotaExceeded,
     Transient,
+    connection_failure,
+    naming_endpoint,
 )
 
 NO_VALID_HOST = "no valid host"
@@ -71,10 +74,14 @@ def is_no_valid_host(message: str | None) -> bool:
     return message is not None and NO_VALID_HOST in message.lower()
 
 
-def translate(exc: BaseException, what: str) -> ProviderError:  # noqa: PLR0911 - a table
-    """The talprov error for ``exc`` raised while doing ``what``. Pure."""
+def translate(exc: BaseException, what: str, *,  # noqa: PLR0911 - a table
+              endpoint: str | None = None) -> ProviderError:
+    """The talprov error for ``exc`` raised while doing ``what``. The message names
+    the endpoint as scheme://host:port: the URL the SDK reports for the failed
+    call, else ``endpoint``. Pure."""
     if isinstance(exc, ProviderError):
         return exc
+    what = naming_endpoint(what, _endpoint_of(exc) or endpoint)
     if isinstance(exc, sdk.HttpException):
         return _from_http(exc, what)
     if isinstance(exc, ksa.http.Unauthorized):
@@ -88,7 +95,7 @@ def translate(exc: BaseException, what: str) -> ProviderError:  # noqa: PLR0911 
     if isinstance(exc, ksa.SSLError):
         return AuthError(f"{what}: TLS verification failed; set ca_file to the cloud's CA")
     if isinstance(exc, ksa.ConnectionError | ksa.DiscoveryFailure):
-        return Transient(f"{what}: cloud unreachable ({type(exc).__name__})")
+        return Transient(f"{what}: cloud unreachable ({connection_failure(exc)})")
     if isinstance(exc, ksa.AuthPluginException | ksa.EndpointNotFound | sdk.ConfigException):
         return AuthError(f"{what}: cloud configuration problem ({type(exc).__name__}: {exc})")
     if isinstance(exc, sdk.DuplicateResource):
@@ -133,10 +140,24 @@ def refused_whole(exc: ProviderError) -> bool:
             and status not in RETRYABLE_CLIENT_STATUSES)
 
 
+def _endpoint_of(exc: BaseException) -> str | None:
+    """The URL of the call that failed: the SDK's ``url`` attribute, else the first
+    URL of the message (keystoneauth's connection errors carry it only there)."""
+    url = getattr(exc, "url", None)
+    if isinstance(url, str) and url:
+        return url
+    found = _URL.search(str(exc))
+    return found[0] if found else None
+
+
+_URL = re.compile(r"https?://[^\s/?#'\"]+")
+
+
 @contextmanager
-def openstack_errors(what: str) -> Iterator[None]:
-    """Re-raise SDK and keystoneauth errors inside the block as talprov errors."""
+def openstack_errors(what: str, *, endpoint: str | None = None) -> Iterator[None]:
+    """Re-raise SDK and keystoneauth errors inside the block as talprov errors,
+    naming ``endpoint`` when the error itself names none."""
     try:
         yield
     except (sdk.SDKException, ksa.ClientException) as exc:
-        raise translate(exc, what) from exc
+        raise translate(exc, what, endpoint=endpoint) from exc

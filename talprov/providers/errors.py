@@ -8,6 +8,8 @@ from field names and API error codes, not from request bodies.
 
 from __future__ import annotations
 
+from urllib.parse import urlsplit
+
 #: HTTP 4xx statuses that mean "later" rather than "never": Request Timeout, Too
 #: Early, Too Many Requests. Every other 4xx an API answers is a permanent error
 #: (a driver's table may know better for a status it lists by name).
@@ -88,3 +90,62 @@ def describe_error(exc: ProviderError) -> str:
     """``exc`` as one line for people: ``<kind>: <message>``. Pure."""
     kind = error_kind(exc)
     return f"{kind}: {exc}" if kind else str(exc)
+
+
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def endpoint_origin(url: str) -> str:
+    """``scheme://host:port`` of ``url``, without user, password, path, query or
+    fragment, so that it can go into an error message (the port is the scheme's
+    default when the URL gives none). A value without a scheme is cut at "?" and
+    after "@". Pure; never raises."""
+    parts = urlsplit(url)
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    if not parts.scheme or not parts.hostname:
+        return url.split("?", 1)[0].rsplit("@", maxsplit=1)[-1]
+    host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
+    port = port if port is not None else _DEFAULT_PORTS.get(parts.scheme)
+    return f"{parts.scheme}://{host}:{port}" if port is not None else f"{parts.scheme}://{host}"
+
+
+def naming_endpoint(what: str, endpoint: str | None) -> str:
+    """``what`` (the operation an error message starts with) followed by
+    `` at <origin>`` (see :func:`endpoint_origin`) when ``endpoint`` is known. Pure."""
+    return f"{what} at {endpoint_origin(endpoint)}" if endpoint else what
+
+
+#: Words for why a connection failed, by what the error chain says (checked in order).
+_CONNECTION_FAILURES = (
+    ("refused", "connection refused"),
+    ("timed out", "timed out"),
+    ("timeout", "timed out"),
+    ("name or service not known", "host name not resolved"),
+    ("nodename nor servname", "host name not resolved"),
+    ("temporary failure in name resolution", "host name not resolved"),
+    ("no route to host", "no route to host"),
+    ("network is unreachable", "network unreachable"),
+    ("reset by peer", "connection reset"),
+    ("certificate", "TLS verification failed"),
+    ("ssl", "TLS handshake failed"),
+)
+
+
+def connection_failure(exc: BaseException) -> str:
+    """Why a connection failed, in words (``connection refused``, ``timed out``,
+    ``host name not resolved``...), read from ``exc`` and the errors it was raised
+    from, whatever the SDK wraps them in; ``connection failed`` when none says.
+    Never a class name. Pure; never raises."""
+    seen: BaseException | None = exc
+    texts: list[str] = []
+    for _ in range(10):  # SDKs wrap a few levels deep; a cycle must not hang
+        if seen is None:
+            break
+        texts.append(f"{type(seen).__name__} {seen}".lower())
+        seen = seen.__cause__ or seen.__context__
+    text = " ".join(texts)
+    return next((words for needle, words in _CONNECTION_FAILURES if needle in text),
+                "connection failed")

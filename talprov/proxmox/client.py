@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
-from talprov.providers.errors import AuthError, Transient
+from talprov.providers.errors import AuthError, Transient, naming_endpoint
 from talprov.proxmox.config import ProxmoxConfig
 from talprov.proxmox.errors import failed_task, is_unauthorized, translate
 
@@ -143,16 +143,17 @@ class PveClient:
                 auth=self._login_auth,
             )
         except Exception as exc:
-            raise translate(exc, "log in to PVE") from None
+            raise translate(exc, "log in to PVE", endpoint=self.base_url) from None
+        login = naming_endpoint(f"log in to PVE as {self.config.username}", self.base_url)
         if response.status_code == 401:
-            raise AuthError(f"log in to PVE as {self.config.username}: authentication failure")
+            raise AuthError(f"{login}: authentication failure")
         if response.status_code != 200:
-            raise Transient(f"log in to PVE: {response.status_code} {response.reason}",
+            raise Transient(f"{login}: {response.status_code} {response.reason}",
                             retry_after=5.0)
         data = response.json()["data"]
         if data.get("NeedTFA"):
-            raise AuthError(f"log in to PVE as {self.config.username}: the user needs a "
-                            "second factor; use an API token instead")
+            raise AuthError(f"{login}: the user needs a second factor; use an API token "
+                            "instead")
         self._auth.ticket, self._auth.csrf = data["ticket"], data["CSRFPreventionToken"]
         # PVE sets no cookies, but an intermediary might; the ticket must be the
         # only cookie proxmoxer sends.
@@ -185,12 +186,12 @@ class PveClient:
             return fn(self.api)
         except Exception as exc:
             if not (is_unauthorized(exc) and self._auth.renewable):
-                raise translate(exc, what) from None
+                raise translate(exc, what, endpoint=self.base_url) from None
         self._relogin(ticket)
         try:
             return fn(self.api)
         except Exception as exc:
-            raise translate(exc, what) from None
+            raise translate(exc, what, endpoint=self.base_url) from None
 
     def get(self, what: str, path: str, **params: Any) -> Any:
         """GET ``path`` (e.g. "cluster/resources") with query ``params``."""

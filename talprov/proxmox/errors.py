@@ -18,6 +18,8 @@ from talprov.providers.errors import (
     NotFound,
     ProviderError,
     Transient,
+    connection_failure,
+    naming_endpoint,
 )
 
 #: How long to wait before retrying after a 5xx or a connection error.
@@ -52,8 +54,9 @@ def _field_errors(errors: Any) -> dict[str, str]:
     return {}
 
 
-def translate(exc: BaseException, what: str) -> ProviderError:
-    """The talprov error for ``exc`` raised while doing ``what`` (e.g. "create VM 101").
+def translate(exc: BaseException, what: str, *, endpoint: str | None = None) -> ProviderError:
+    """The talprov error for ``exc`` raised while doing ``what`` (e.g. "create VM 101")
+    against ``endpoint`` (the API's URL: named as scheme://host:port, nothing more).
 
     Never raises. Unknown exceptions become ``Transient`` so that a bug in a
     dependency is retried with backoff rather than crashing the runner; the
@@ -64,6 +67,7 @@ def translate(exc: BaseException, what: str) -> ProviderError:
 
     if isinstance(exc, ProviderError):
         return exc
+    what = naming_endpoint(what, endpoint)
     if isinstance(exc, ResourceException):
         return _from_status(int(exc.status_code), _first_line(exc.content), exc.errors, what)
     if isinstance(exc, AuthenticationError):
@@ -73,7 +77,7 @@ def translate(exc: BaseException, what: str) -> ProviderError:
         return AuthError(f"{what}: TLS verification of the PVE API failed "
                          "(set ca_file or fingerprint)")
     if isinstance(exc, rq.Timeout | rq.ConnectionError):
-        return Transient(f"{what}: PVE API unreachable ({type(exc).__name__})",
+        return Transient(f"{what}: PVE API unreachable ({connection_failure(exc)})",
                          retry_after=TRANSIENT_RETRY_AFTER)
     return Transient(f"{what}: unexpected {type(exc).__name__}",
                      retry_after=TRANSIENT_RETRY_AFTER)

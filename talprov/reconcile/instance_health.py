@@ -16,7 +16,7 @@ import random
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from talprov.providers.errors import ProviderError, error_kind
+from talprov.providers.errors import ProviderError, endpoint_origin, error_kind
 from talprov.secrets import redact
 
 
@@ -38,7 +38,9 @@ class InstanceTrouble:
 
     def headline(self) -> str:
         """One line without the changing parts (for warnings and events)."""
-        where = f" at {self.endpoint}" if self.endpoint else ""
+        # Drivers' errors name their endpoint themselves now; once is enough.
+        named = self.endpoint and endpoint_origin(self.endpoint) in self.detail
+        where = f" at {self.endpoint}" if self.endpoint and not named else ""
         return f"provider {self.instance!r} {self.kind}{where}: {self.detail}"
 
     def describe(self) -> str:

@@ -122,6 +122,9 @@ class Reconciler(LeaseRenewal):
         self.on_change = on_change
         self._runners: dict[str, RequestRunner] = {}
         self._missing: dict[str, int] = {}
+        #: Instances with requests in the store that this worker does not have,
+        #: already reported (once per worker).
+        self._unconfigured_said: set[str] = set()
         self.instance_backoff = instance_backoff or InstanceBackoff()
         #: Every instance's listing, shared with the scaler inside a run-loop round.
         self.listings = MachineListings(runtime.installation, runtime.clock,
@@ -172,7 +175,7 @@ class Reconciler(LeaseRenewal):
         for instance, group in sorted(by_instance.items()):
             handle = self.providers.get(instance)
             if handle is None:
-                self._note_unconfigured(instance, group, report)
+                self._note_unconfigured(instance, report)
                 continue
             with log_context(provider=instance):
                 self._pass_instance(instance, handle, group, report)
@@ -191,14 +194,14 @@ class Reconciler(LeaseRenewal):
         """Every configured instance whose listing fails now, by name. Never raises."""
         return self.instance_backoff.troubles()
 
-    def _note_unconfigured(
-        self, instance: str, group: Sequence[RequestSummary], report: PassReport
-    ) -> None:
-        message = f"provider {instance!r} is not configured here"
-        report.errors.append(message)
-        for summary in group:
-            if summary.error != message and summary.stage != Stage.PROVISIONED:
-                self._note(summary, error=message, events=[message])
+    def _note_unconfigured(self, instance: str, report: PassReport) -> None:
+        # Workers sharing a store may configure different instances: the requests
+        # belong to a worker that has this one, and what it recorded on them (its
+        # endpoint's error, say) stays. This worker only says it, once.
+        if instance in self._unconfigured_said:
+            return
+        self._unconfigured_said.add(instance)
+        report.errors.append(f"provider {instance!r} is not configured here")
 
     def _pass_instance(
         self, instance: str, handle: ProviderHandle, group: Sequence[RequestSummary],

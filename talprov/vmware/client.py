@@ -110,6 +110,11 @@ class VSphereClient:
     def __repr__(self) -> str:
         return f"VSphereClient({self.host}:{self.port})"
 
+    @property
+    def endpoint(self) -> str:
+        """vCenter's URL, as errors name it."""
+        return f"https://{self.host}:{self.port}"
+
     # -- session ------------------------------------------------------------
 
     def _login(self) -> ServiceInstance:
@@ -124,7 +129,8 @@ class VSphereClient:
                 connectionPoolTimeout=-1,
             ))
         except Exception as exc:
-            raise translate(exc, f"log in to vCenter as {self.config.username}") from None
+            raise translate(exc, f"log in to vCenter as {self.config.username}",
+                            endpoint=self.endpoint) from None
 
     def _session(self) -> ServiceInstance:
         with self._lock:
@@ -158,12 +164,12 @@ class VSphereClient:
             return fn(si)
         except Exception as exc:
             if not is_fault(exc, "NotAuthenticated"):
-                raise translate(exc, what) from None
+                raise translate(exc, what, endpoint=self.endpoint) from None
         si = self._relogin(si)
         try:
             return fn(si)
         except Exception as exc:
-            raise translate(exc, what) from None
+            raise translate(exc, what, endpoint=self.endpoint) from None
 
     @property
     def cookie(self) -> str:
@@ -275,11 +281,12 @@ class VSphereClient:
             response = connection.getresponse()
             response.read()
             if response.status >= 300:
-                raise translate(OSError(f"HTTP {response.status}"), what)
+                raise translate(OSError(f"HTTP {response.status}"), what,
+                                endpoint=f"https://{host}:{port}")
         except ProviderError:
             raise
         except Exception as exc:
-            raise translate(exc, what) from None
+            raise translate(exc, what, endpoint=f"https://{host}:{port}") from None
         finally:
             connection.close()
 

@@ -22,6 +22,8 @@ from talprov.providers.errors import (
     NotFound,
     ProviderError,
     Transient,
+    connection_failure,
+    naming_endpoint,
 )
 from talprov.vmware import sdk
 
@@ -76,8 +78,10 @@ def is_fault(exc: BaseException, *names: str) -> bool:
     return any(klass.__name__.rsplit(".", 1)[-1] in names for klass in type(exc).__mro__)
 
 
-def translate(exc: BaseException, what: str) -> ProviderError:  # noqa: PLR0911 - a table
-    """The talprov error for ``exc`` raised while doing ``what`` (e.g. "clone VM w1").
+def translate(exc: BaseException, what: str, *,  # noqa: PLR0911 - a table
+              endpoint: str | None = None) -> ProviderError:
+    """The talprov error for ``exc`` raised while doing ``what`` (e.g. "clone VM w1")
+    against ``endpoint`` (vCenter's URL: named as scheme://host:port, nothing more).
 
     Never raises. Unknown exceptions become ``Transient`` so that a bug in a
     dependency is retried with backoff; the step deadline still bounds it.
@@ -86,6 +90,7 @@ def translate(exc: BaseException, what: str) -> ProviderError:  # noqa: PLR0911 
 
     if isinstance(exc, ProviderError):
         return exc
+    what = naming_endpoint(what, endpoint)
     if isinstance(exc, vmodl.MethodFault):
         name = fault_name(exc)
         text = f"{what}: vSphere fault {name}{_fault_detail(exc)}"
@@ -108,7 +113,7 @@ def translate(exc: BaseException, what: str) -> ProviderError:  # noqa: PLR0911 
         return AuthError(f"{what}: vCenter's certificate does not match the pinned thumbprint")
     if isinstance(exc, socket.timeout | TimeoutError | ConnectionError | OSError
                   | http.client.HTTPException):
-        return Transient(f"{what}: vCenter unreachable ({type(exc).__name__})",
+        return Transient(f"{what}: vCenter unreachable ({connection_failure(exc)})",
                          retry_after=TRANSIENT_RETRY_AFTER)
     return Transient(f"{what}: unexpected {type(exc).__name__}",
                      retry_after=TRANSIENT_RETRY_AFTER)
@@ -139,6 +144,7 @@ def vapi_status_error(response: httpx.Response, what: str) -> ProviderError:
     """The talprov error for a non-2xx vAPI REST answer to ``what``. Never raises."""
     status = response.status_code
     kind = _vapi_error_type(response)
+    what = naming_endpoint(what, _request_url(response))
     text = f"{what}: vCenter REST answered {status}" + (f" ({kind})" if kind else "")
     if status in (401, 403):
         return AuthError(text)
@@ -152,6 +158,14 @@ def vapi_status_error(response: httpx.Response, what: str) -> ProviderError:
     return Transient(text, retry_after=TRANSIENT_RETRY_AFTER)
 
 
+def _request_url(answer: httpx.Response | BaseException) -> str | None:
+    """The URL an httpx answer or error was for (None when httpx does not know)."""
+    try:
+        return str(answer.request.url)  # type: ignore[union-attr]
+    except (AttributeError, RuntimeError):  # RuntimeError: no request attached
+        return None
+
+
 def _certificate_failure(exc: BaseException) -> bool:
     seen: BaseException | None = exc
     while seen is not None:
@@ -163,8 +177,9 @@ def _certificate_failure(exc: BaseException) -> bool:
 
 def vapi_transport_error(exc: BaseException, what: str) -> ProviderError:
     """The talprov error for an httpx failure to reach vCenter's REST API. Never raises."""
+    what = naming_endpoint(what, _request_url(exc))
     if _certificate_failure(exc):
         return AuthError(f"{what}: TLS verification of vCenter failed (set ca_file "
                          "or thumbprint)")
-    return Transient(f"{what}: vCenter REST unreachable ({type(exc).__name__})",
+    return Transient(f"{what}: vCenter REST unreachable ({connection_failure(exc)})",
                      retry_after=TRANSIENT_RETRY_AFTER)

@@ -7,6 +7,7 @@ import time
 from datetime import UTC, datetime
 
 import pytest
+import yaml
 
 from talprov.cli import output
 from talprov.providers.types import MachineRequest, Stage
@@ -123,3 +124,64 @@ def test_status_watch_redraws_on_a_terminal(home: Home, monkeypatch: pytest.Monk
     result = home.invoke("status", "demo", "--watch", "1")
     assert result.exit_code == 0, result.output
     assert result.output.count("every 1s, ") == 2  # redrawn although nothing changed
+
+
+@pytest.mark.parametrize("terminal", [False, True])
+def test_watch_json_is_one_document_per_line(
+    home: Home, monkeypatch: pytest.MonkeyPatch, terminal: bool
+) -> None:
+    request = home.write_request("w1", labels={"role": "worker", "rack": "r7"})
+    rounds: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        rounds.append(seconds)
+        if len(rounds) == 1:
+            home.invoke("machine", "create", "-f", str(request))  # a change
+        elif len(rounds) == 3:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(time, "sleep", sleep)
+    monkeypatch.setattr(output, "stdout_is_terminal", lambda: terminal)
+    result = home.invoke("machine", "list", "--watch", "2", "-o", "json")
+    assert result.exit_code == 0, result.output
+    documents = [json.loads(line) for line in result.stdout.splitlines()]
+    # Three renders: [], then w1, then w1 unchanged (not printed again).
+    assert [[r["id"] for r in doc] for doc in documents] == [[], ["w1"]]
+    assert documents[1][0]["labels"] == {"role": "worker", "rack": "r7"}
+
+
+def test_watch_yaml_is_a_yaml_stream(home: Home, monkeypatch: pytest.MonkeyPatch) -> None:
+    home.invoke("machine", "create", "-f", str(home.write_request("w1")))
+    rounds: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        rounds.append(seconds)
+        if len(rounds) == 1:
+            home.invoke("machine", "create", "-f", str(home.write_request("w2")))
+        elif len(rounds) == 2:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(time, "sleep", sleep)
+    result = home.invoke("machine", "list", "--watch", "2", "-o", "yaml")
+    assert result.exit_code == 0, result.output
+    documents = list(yaml.safe_load_all(result.stdout))
+    assert [[r["id"] for r in doc] for doc in documents] == [["w1"], ["w1", "w2"]]
+
+
+def test_watch_help_says_json_lines(home: Home) -> None:
+    result = home.invoke("machine", "list", "--help")
+    assert "JSON Lines" in " ".join(result.output.split())
+
+
+def test_machine_list_shows_labels_and_drops_the_column_when_none_has_any(home: Home) -> None:
+    home.invoke("machine", "create", "-f", str(home.write_request("w1", labels={})))
+    bare = home.invoke("machine", "list")
+    assert bare.exit_code == 0, bare.output
+    assert "labels" not in bare.stdout.splitlines()[0].split()
+    home.invoke("machine", "create", "-f",
+                str(home.write_request("w2", labels={"role": "worker", "rack": "r7"})))
+    labelled = home.invoke("machine", "list")
+    header = labelled.stdout.splitlines()[0].split()
+    assert "labels" in header
+    [row] = [line for line in labelled.stdout.splitlines() if line.startswith("w2 ")]
+    assert "rack=r7, role=worker" in row

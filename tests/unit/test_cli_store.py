@@ -77,3 +77,11 @@ def test_an_unknown_start_revision_is_one_line_naming_from(home: Home) -> None:
     assert result.output.strip().splitlines() == [
         "talprov: error: --from: unknown revision '3' (revisions: "
         "0001, 0002, 0003, 0004, 0005)"]
+
+
+def test_sql_from_the_newest_revision_says_there_is_nothing_to_apply(home: Home) -> None:
+    result = home.invoke("store", "upgrade", "--sql", "--from", head_revision())
+    assert result.exit_code == 0, result.output
+    # Still valid SQL for a pipe into psql: one comment line.
+    assert result.stdout.strip().splitlines() == [
+        f"-- revision {head_revision()} is the newest: there is nothing to apply"]

@@ -196,3 +196,15 @@ def test_endpoint_without_secrets() -> None:
         "https://pve:8006/api")
     assert endpoint_without_secrets("https://[::1]:8006/") == "https://[::1]:8006/"
     assert endpoint_without_secrets("eu-west-1") == "eu-west-1"
+
+
+def test_an_endpoint_the_error_names_already_is_not_named_twice() -> None:
+    from talprov.reconcile.instance_health import InstanceTrouble
+
+    trouble = InstanceTrouble(
+        instance="pve", kind="not answering", endpoint=ENDPOINT,
+        detail="list VMs at https://pve.example.test:8006: PVE API unreachable "
+               "(connection refused)", since=0.0, next_attempt=5.0, attempts=1)
+    assert trouble.headline() == (
+        "provider 'pve' not answering: list VMs at https://pve.example.test:8006: "
+        "PVE API unreachable (connection refused)")

@@ -68,3 +68,28 @@ def test_service_log_format_is_checked_and_named() -> None:
     assert parse_service_config(None).log_format == "plain"
     with pytest.raises(ConfigError, match="log_format"):
         parse_service_config({"log_format": "xml"})
+
+
+def test_plain_lines_carry_the_same_rfc3339_time_as_json_lines() -> None:
+    from talprov.logs import make_handler
+
+    record = logging.LogRecord("talprov.test", logging.INFO, __file__, 1, "hello", None, None)
+    record.created = 1767323045.5  # 2026-01-02T03:04:05.500Z
+    plain = make_handler("plain", "t-plain").format(record)
+    as_json = json.loads(make_handler("json", "t-json").format(record))
+    assert plain == "2026-01-02T03:04:05.500Z INFO talprov.test: hello"
+    assert as_json["time"] == "2026-01-02T03:04:05.500Z"
+
+
+def test_native_lines_keep_their_level_and_source() -> None:
+    from talprov.logs import native_line_record
+
+    info = native_line_record("grpc", "I1206 06:07:00.514485   26486 server.cc:12] started")
+    assert (info.levelno, info.getMessage()) == (logging.INFO, "started (server.cc:12)")
+    refused = native_line_record(
+        "grpc", "I1206 06:07:00.514485   26486 ssl_transport_security.cc:2563] "
+        "Handshake failed with error SSL_ERROR_SSL: PEER_DID_NOT_RETURN_A_CERTIFICATE")
+    assert refused.levelno == logging.WARNING  # an operator sees it without -v
+    other = native_line_record("grpc", "something without a prefix")
+    assert (other.levelno, other.getMessage()) == (logging.WARNING,
+                                                   "something without a prefix")

@@ -25,32 +25,7 @@ import pytest
 
 from tests.helpers import Home
 
-BOOTSTRAP = """
-import io, json, sys, traceback, importlib.abc, contextlib
-BLOCKED = set(sys.argv[1].split(","))
-class Uninstalled(importlib.abc.MetaPathFinder):
-    def find_spec(self, name, path=None, target=None):
-        if name.split(".")[0] in BLOCKED:
-            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
-        return None
-sys.meta_path.insert(0, Uninstalled())
-from talprov.cli import main
-results = []
-for args in json.loads(sys.argv[2]):
-    err = io.StringIO()
-    code = 0
-    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
-        sys.argv = ["talprov", *args]
-        try:
-            main()
-        except SystemExit as exc:
-            code = exc.code if isinstance(exc.code, int) else 1
-        except BaseException:
-            err.write(traceback.format_exc())
-            code = -1
-    results.append({"args": args, "code": code, "stderr": err.getvalue()})
-print(json.dumps(results))
-"""
+BATCH = Path(__file__).resolve().parents[1] / "cli_batch.py"
 
 
 def closed_url(scheme: str = "https") -> str:
@@ -91,13 +66,14 @@ EXTRAS = {
 class Outcome:
     args: list[str]
     code: int
+    stdout: str
     stderr: str
 
 
 def run_all(home: Home, blocked: list[str], commands: list[list[str]]) -> list[Outcome]:
     """Run ``commands`` one after the other in ONE process where ``blocked`` is missing."""
     proc = subprocess.run(
-        [sys.executable, "-c", BOOTSTRAP, ",".join(blocked), json.dumps(commands)],
+        [sys.executable, str(BATCH), ",".join(blocked), json.dumps(commands)],
         env=home.env(), cwd=home.root, capture_output=True, text=True, timeout=300,
         check=False)
     assert proc.returncode == 0, proc.stderr
@@ -130,3 +106,21 @@ def test_no_command_shows_a_traceback_without_an_extra(extra: str, home: Home) -
         assert outcome.code in (0, 1, 2), outcome
     for outcome in outcomes[len(commands):]:
         assert names_extra(outcome, extra), outcome
+
+
+def test_providers_lists_a_type_whose_extra_is_missing_as_not_installed(home: Home) -> None:
+    [outcome] = run_all(home, EXTRAS["proxmox"], [["providers"]])
+    assert outcome.code == 0, outcome
+    [line] = [line for line in outcome.stdout.splitlines() if " proxmox " in f" {line} "]
+    assert "not installed: pip install 'talprov[proxmox]'" in line
+    aws = [line for line in outcome.stdout.splitlines() if " aws " in f" {line} "]
+    assert "talprov.aws.provider:AwsProvider" in aws[0]  # a loadable type keeps its target
+
+
+def test_missing_packages_are_named_with_the_right_number(home: Home) -> None:
+    home.providers["target"] = instance_for("proxmox", home.root) or {}
+    home.write_config()
+    [several, one] = run_all(home, ["proxmoxer", "pycdlib"], [["schema", "proxmox"]]) + run_all(
+        home, ["proxmoxer"], [["schema", "proxmox"]])
+    assert "needs proxmoxer, pycdlib, which are not installed;" in several.stderr, several
+    assert "needs proxmoxer, which is not installed;" in one.stderr, one

@@ -180,7 +180,7 @@ def _check_table(model: type[BaseModel], rows: list[Row], what: str) -> list[str
 
 def _example_blocks(text: str) -> list[dict[str, Any]]:
     """Every ```yaml and ```json block of a doc that holds a mapping."""
-    blocks = re.findall(r"^```(yaml|json)\n(.*?)^```", text, flags=re.MULTILINE | re.DOTALL)
+    blocks = re.findall(r"^```(yaml|json)[^\n]*\n(.*?)^```", text, flags=re.MULTILINE | re.DOTALL)
     # JSON is YAML, so one parser reads both kinds.
     return [parse_yaml_mapping(body, f"doc {kind} example") for kind, body in blocks]
 

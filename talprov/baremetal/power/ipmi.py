@@ -18,7 +18,7 @@ from typing import Any, ClassVar, TypeVar
 
 from talprov.baremetal.errors import ipmi_error
 from talprov.baremetal.power.base import BootDevice, PowerState, Throttle
-from talprov.providers.errors import AuthError, ProviderError, Transient
+from talprov.providers.errors import AuthError, ProviderError, Transient, naming_endpoint
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +58,12 @@ class IpmiPower:
     def __repr__(self) -> str:
         return f"IpmiPower({self.address}:{self.port})"
 
+    @property
+    def endpoint(self) -> str:
+        """The BMC, as errors name it."""
+        host = f"[{self.address}]" if ":" in self.address else self.address
+        return f"ipmi://{host}:{self.port}"
+
     def _command(self) -> Any:
         from pyghmi.ipmi import command
 
@@ -84,11 +90,11 @@ class IpmiPower:
             try:
                 return future.result(timeout=self.call_timeout)
             except FutureTimeout:
-                last = Transient(f"{what} ({self.address}:{self.port}): no answer within "
+                last = Transient(f"{naming_endpoint(what, self.endpoint)}: no answer within "
                                  f"{self.call_timeout:.0f}s", retry_after=10.0)
                 self._forget_session()
             except (pyghmi_errors.PyghmiException, OSError) as exc:
-                last = ipmi_error(exc, f"{what} ({self.address}:{self.port})")
+                last = ipmi_error(exc, what, endpoint=self.endpoint)
                 self._forget_session()
             if isinstance(last, AuthError):
                 raise last

@@ -61,7 +61,7 @@ class RedfishPower:
             try:
                 return action(self._connect())
             except Exception as exc:
-                last = redfish_error(exc, f"{what} ({self.base_url})")
+                last = redfish_error(exc, what, endpoint=self.base_url)
                 self._system = None
             if last.permanent or isinstance(last, NotFound):
                 raise last

@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 
+import grpc
 import pytest
 import yaml
 
@@ -154,3 +155,31 @@ def test_unusable_tls_files_are_named(home: Home) -> None:
     assert not_a_ca.exit_code == 2
     assert "service.autoscaler.tls.ca:" in not_a_ca.output
     assert "BEGIN" not in mismatch.output + not_a_ca.output  # no file content shown
+
+
+def test_grpc_handshake_lines_go_through_talprovs_json_log(home: Home, upstream: Upstream
+                                                           ) -> None:
+    pki = make_pki(home.root)
+    home.write_config()
+    record_cluster(home)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "talprov", "--log-format", "json", "autoscaler", "serve",
+         "--listen", "127.0.0.1:0", "--cert", str(pki.server_tls.cert),
+         "--key", str(pki.server_tls.key), "--ca", str(pki.server_tls.ca)],
+        env=home.env(), cwd=home.root, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        text=True)
+    try:
+        assert process.stderr is not None
+        first = json.loads(process.stderr.readline())  # where it listens, as a log object
+        match = re.search(r"autoscaler: gRPC on 127\.0\.0\.1:(\d+) \(mTLS\)", first["message"])
+        assert match, first
+        with pytest.raises(grpc.RpcError):  # no client certificate: the handshake fails
+            group_ids(upstream, int(match.group(1)), pki.ca.pem.cert)
+    finally:
+        process.send_signal(signal.SIGTERM)
+        _, rest = process.communicate(timeout=30)
+    assert process.returncode == 0, rest
+    records = [json.loads(line) for line in rest.splitlines()]  # every line parses
+    handshake = [r for r in records if "handshake" in r["message"].lower()]
+    assert handshake, records
+    assert all(r["logger"].startswith("grpc") for r in handshake), handshake

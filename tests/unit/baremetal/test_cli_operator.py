@@ -141,3 +141,20 @@ def test_serve_verbose_logs_requests_with_the_uuid(home: Home, tmp_path: Path) -
     lines = [line for line in stderr.splitlines() if "/assets/" in line]
     assert lines, stderr
     assert f"uuid={UUID}" in lines[0]
+
+
+def test_without_a_bare_metal_instance_the_error_says_what_to_do(home: Home) -> None:
+    result = home.invoke("baremetal", "list")
+    assert result.exit_code == 2
+    [line] = result.output.strip().splitlines()
+    assert "no bare-metal instance is configured" in line
+    assert "--file" in line
+    assert "[]" not in line
+    home.providers["rack1"] = {"type": "baremetal", "inventory": str(home.root / "a.sqlite"),
+                               "boot_url": "http://10.0.0.5:8081"}
+    home.providers["rack2"] = {**home.providers["rack1"],
+                               "inventory": str(home.root / "b.sqlite")}
+    home.write_config()
+    several = home.invoke("baremetal", "list")
+    assert several.exit_code == 2
+    assert "name one of rack1, rack2" in several.output

@@ -173,16 +173,33 @@ def test_resumes_at_stored_step_without_second_machine(
     assert cloud.calls("create") == 1
 
 
-def test_unconfigured_provider_is_reported_not_crashed(
+def test_unconfigured_provider_is_reported_once_and_its_requests_left_alone(
     store: Store, clock: FakeClock, tmp_path: Path, plugin_dir: Path
 ) -> None:
+    """Workers sharing a store may configure different instances: one without
+    ``gone`` must not overwrite what the worker that has it recorded."""
     reconciler, _ = make_reconciler(store, clock, tmp_path, plugin_dir)
     store.create_request(MachineRequest(id="lost-1", provider="gone", talos_version="v1.13.9"))
-    report = reconciler.run_pass()
-    assert report.errors == ["provider 'gone' is not configured here"]
     record = store.get_request("lost-1")
     assert record is not None
-    assert record.error == "provider 'gone' is not configured here"
+    # What the worker that has `gone` recorded: its endpoint refuses connections.
+    store.save_progress(
+        "lost-1", expected_version=record.version, stage=Stage.PENDING, step_index=0,
+        step_name=None, state=record.state, error="listing: connection refused", attempts=0,
+        next_attempt_at=None, step_started_at=None, infra_id=None, machine_uuid=None,
+        addresses=[], events=["listing: connection refused"])
+    before = store.get_request("lost-1")
+    assert report_errors(reconciler) == ["provider 'gone' is not configured here"]
+    assert report_errors(reconciler) == []  # said once, not every pass
+    after = store.get_request("lost-1")
+    assert after is not None
+    assert before is not None
+    assert after.error == "listing: connection refused"
+    assert after.version == before.version  # nothing written: no event, no note
+
+
+def report_errors(reconciler: Reconciler) -> list[str]:
+    return reconciler.run_pass().errors
 
 
 def test_delete_during_provisioning_keeps_machine_ids_for_deprovision(

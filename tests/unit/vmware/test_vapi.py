@@ -99,7 +99,9 @@ def test_answers_are_mapped_to_talprov_errors(answer: httpx.Response,
                                               error: type[Exception]) -> None:
     with pytest.raises(error) as caught:
         _client(Recorded([answer])).call("read tag", "GET", "/x")
-    assert str(caught.value).startswith("read tag: ")
+    # An error answer names the endpoint (scheme://host:port) it came from.
+    where = " at https://vcenter.test:443" if answer.status_code >= 300 else ""
+    assert str(caught.value).startswith(f"read tag{where}: ")
     assert PASSWORD not in str(caught.value)  # the body's messages are not quoted
 
 
@@ -148,7 +150,8 @@ def test_an_unlisted_4xx_is_a_permanent_error_naming_the_call_and_status(
 ) -> None:
     body = {"type": f"com.vmware.vapi.std.errors.{kind}"} if kind else {}
     client = _client(Recorded([httpx.Response(status, json=body)]))
-    with pytest.raises(InvalidRequest, match=f"^attach tags: vCenter REST answered {status}"):
+    with pytest.raises(InvalidRequest, match=f"^attach tags at https://vcenter.test:443: "
+                                              f"vCenter REST answered {status}"):
         client.call("attach tags", "POST", "/x")
 
 
