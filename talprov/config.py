@@ -13,6 +13,7 @@ instance nobody uses blocks nothing. ``talprov config check`` resolves them all.
 
 from __future__ import annotations
 
+import difflib
 import os
 import re
 from pathlib import Path
@@ -22,7 +23,7 @@ from urllib.parse import urlsplit
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
 
-from talprov.errors import ConfigError, validation_message
+from talprov.errors import ConfigError, describe_problem, unknown_key_message, validate
 from talprov.registry import COMMON_INSTANCE_KEYS, installed_types, load_type
 from talprov.secrets import has_reference, resolve_tree
 
@@ -72,6 +73,17 @@ class ProviderInstanceConfig(BaseModel):
 
     type: str
     concurrency: int = Field(default=8, ge=1, le=256)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _misspelt_type(cls, data: Any) -> Any:
+        # extra="allow" would let `tpye: aws` pass and report `type` as missing.
+        if isinstance(data, dict) and "type" not in data:
+            extras = [str(key) for key in data if key not in cls.model_fields]
+            close = difflib.get_close_matches("type", extras, n=1, cutoff=0.6)
+            if close:
+                raise ValueError(f"{close[0]}: {unknown_key_message(close[0], ['type'])}")
+        return data
 
 
 class TalprovConfig(BaseModel):
@@ -155,11 +167,7 @@ def load_config(explicit: str | None = None) -> LoadedConfig:
     raw = {key: value if key in LAZY_KEYS else
            resolve_tree(value, where=f"{where}: {key}", base_dir=path.parent)
            for key, value in raw.items()}
-    try:
-        config = TalprovConfig.model_validate(raw)
-    except ValidationError as exc:
-        field, message = validation_message(exc, where, sep=": ")
-        raise ConfigError(field, message) from None
+    config = validate(TalprovConfig, raw, where, sep=": ")
     _check_urls({"url": config.image_factory.url}, f"{where}: image_factory")
     for name, block in config.providers.items():
         check_instance_shape(name, block.model_dump(), f"{where}: providers.{name}")
@@ -193,9 +201,7 @@ def check_instance_shape(name: str, block: dict[str, Any], where: str) -> None:
     except ValidationError as exc:
         errors = [e for e in exc.errors() if not has_reference(e.get("input"))]
         if errors:
-            err = errors[0]
-            path = ".".join(str(p) for p in err["loc"])
-            message = "unknown field" if err["type"] == "extra_forbidden" else err["msg"]
+            path, message = describe_problem(errors, model=cls.config_model)
             raise ConfigError(f"{where}.{path}" if path else where, message) from None
 
 

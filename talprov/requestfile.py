@@ -11,10 +11,10 @@ import secrets as pysecrets
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
 from talprov.config import parse_yaml_mapping
-from talprov.errors import ConfigError, validation_message
+from talprov.errors import ConfigError, validate
 from talprov.providers.types import (
     Arch,
     GrpcTunnelMode,
@@ -139,11 +139,7 @@ def parse_request(raw: dict[str, Any], *, where: str, base_dir: Path) -> Machine
         raw["provider_data"] = resolve_tree(
             raw["provider_data"], where=f"{where}: provider_data", base_dir=base_dir
         )
-    try:
-        spec = RequestFile.model_validate(raw)
-    except ValidationError as exc:
-        field, message = validation_message(exc, where, sep=": ")
-        raise ConfigError(field, message) from None
+    spec = validate(RequestFile, raw, where, sep=": ")
     config_text = ""
     _check_version(spec.talos_version, where)
     if spec.config is not None:
@@ -153,11 +149,7 @@ def parse_request(raw: dict[str, Any], *, where: str, base_dir: Path) -> Machine
     body["id"] = spec.id or generate_request_id()
     body["machine_config"] = SecretStr(config_text)
     body["join"] = spec.join
-    try:
-        return MachineRequest.model_validate(body)
-    except ValidationError as exc:
-        field, message = validation_message(exc, where, sep=": ")
-        raise ConfigError(field, message) from None
+    return validate(MachineRequest, body, where, sep=": ")
 
 
 def load_request_file(path: Path) -> MachineRequest:

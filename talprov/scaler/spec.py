@@ -15,9 +15,9 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, SecretStr, ValidationError
+from pydantic import BaseModel, SecretStr
 
-from talprov.errors import ConfigError
+from talprov.errors import ConfigError, validate
 from talprov.providers.types import JoinSpec
 from talprov.scaler.configtext import SAFE_LOADER
 from talprov.scaler.models import (
@@ -168,65 +168,7 @@ def _validate(raw: Any, where: str, number: int) -> BaseModel:
     model = _KINDS.get(kind) if isinstance(kind, str) else None
     if model is None:
         raise ConfigError(f"{label}: kind", f"must be one of {', '.join(_KINDS)}")
-    try:
-        return model.model_validate(raw)
-    except ValidationError as exc:
-        error = exc.errors()[0]
-        field, message = describe_error(error)
-        raise ConfigError(f"{label}: {field}" if field else label, message) from None
-
-
-_SIMPLE_MESSAGES = {
-    "missing": "is required",
-    "extra_forbidden": "unknown field",
-    "int_type": "must be an integer",
-    "int_parsing": "must be an integer",
-    "int_from_float": "must be an integer",
-    "string_type": "must be a string",
-    "bool_type": "must be true or false",
-    "bool_parsing": "must be true or false",
-    "dict_type": "must be a mapping",
-    "model_type": "must be a mapping",
-    "model_attributes_type": "must be a mapping",
-    "list_type": "must be a list",
-    "tuple_type": "must be a list",
-    "string_too_short": "must not be empty",
-}
-_BOUNDS = {
-    "greater_than_equal": ">=",
-    "greater_than": ">",
-    "less_than_equal": "<=",
-    "less_than": "<",
-}
-
-
-def describe_error(error: Mapping[str, Any]) -> tuple[str, str]:
-    """A pydantic error as (dotted field path, short message) without the input value."""
-    path = ""
-    for part in error.get("loc", ()):
-        path += f"[{part}]" if isinstance(part, int) else (f".{part}" if path else str(part))
-    kind = error.get("type", "")
-    ctx = error.get("ctx") or {}
-    # Fallback: pydantic's own message, which never carries the input value.
-    message = str(error.get("msg", "is invalid"))
-    if kind in ("value_error", "assertion_error"):
-        message = str(ctx.get("error", message))
-        # Model validators name their own field as "field: problem".
-        head, sep, tail = message.partition(": ")
-        if sep and " " not in head and not path.endswith(head):
-            path = f"{path}.{head}" if path else head
-            message = tail
-    elif kind in _SIMPLE_MESSAGES:
-        message = _SIMPLE_MESSAGES[kind]
-    elif kind in _BOUNDS:
-        message = f"must be {_BOUNDS[kind]} {next(iter(ctx.values()), '')}"
-    elif kind == "string_pattern_mismatch":
-        message = f"must match {ctx.get('pattern', 'the expected pattern')}"
-    elif kind == "string_too_long":
-        message = f"must be at most {ctx.get('max_length')} characters"
-    elif kind in ("literal_error", "enum"):
-        message = f"must be one of {ctx.get('expected', '')}"
-    return path, message
+    return validate(model, raw, label, sep=": ")
 
 
 def _doc_label(

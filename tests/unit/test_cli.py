@@ -84,7 +84,7 @@ def test_unreadable_config_file_exit_2(home: Home) -> None:
     ("config", "needles"),
     [
         ({"providers": {"x": {"type": "nosuch"}}}, ["providers.x.type", "unknown provider type"]),
-        ({"providers": {"x": {"type": "file"}}}, ["providers.x.path", "Field required"]),
+        ({"providers": {"x": {"type": "file"}}}, ["providers.x.path", "is required"]),
         ({"providers": {"x": {"type": "file", "path": "/tmp/c", "colour": 1}}},
          ["providers.x.colour", "unknown field"]),
         ({"stores": "sqlite://"}, ["talprov.yaml: stores", "unknown field"]),

@@ -1,0 +1,126 @@
+"""A misspelt key is reported as that key, with the valid key it resembles, in one
+message (issue 14: config checked up front, one message for one mistake).
+
+Before: `regoin:` under an aws instance was reported as the missing `region`, and
+the unknown key itself was not named; a misspelt `type` read as a missing type.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+import yaml
+from pydantic import BaseModel, ConfigDict, Field
+
+from talprov.errors import describe_problem, unknown_key_message
+from tests.helpers import WORKER_CONFIG, Home
+from tests.unit.test_cli import assert_usage_error
+
+
+@pytest.mark.parametrize(("name", "block", "key", "hint"), [
+    ("aws1", {"type": "aws", "regoin": "eu-west-1"}, "providers.aws1.regoin", "'region'"),
+    ("pve", {"type": "proxmox", "url": "https://pve.example.test:8006",
+             "token_id": "root@pam!t", "token_secert": "s" * 20},
+     "providers.pve.token_secert", "'token_secret'"),
+    ("aws1", {"tpye": "aws", "region": "eu-west-1"}, "providers.aws1.tpye", "'type'"),
+    ("os1", {"type": "openstack", "auth": {"auth_ur": "https://k.example.test/v3",
+                                           "username": "u", "password": "p" * 12,
+                                           "project_name": "p"}},
+     "providers.os1.auth.auth_ur", "'auth_url'"),
+])
+def test_a_misspelt_instance_key_is_named_with_a_suggestion(
+    home: Home, name: str, block: dict[str, Any], key: str, hint: str
+) -> None:
+    home.providers[name] = block
+    home.write_config()
+    result = home.invoke("machine", "list")
+    assert_usage_error(result.exit_code, result.output, str(home.config_path), key,
+                       f"did you mean {hint}?")
+    assert "required" not in result.output
+
+
+def test_a_misspelt_top_level_key_is_named_with_a_suggestion(home: Home) -> None:
+    home.write_config(image_factroy={"url": "https://factory.talos.dev"})
+    result = home.invoke("providers")
+    assert_usage_error(result.exit_code, result.output, "image_factroy",
+                       "did you mean 'image_factory'?")
+
+
+def test_a_misspelt_request_file_key_is_named_with_a_suggestion(home: Home) -> None:
+    request = home.write_request("r-1", provder="fake")
+    body = yaml.safe_load(request.read_text())
+    del body["provider"]
+    request.write_text(yaml.safe_dump(body))
+    result = home.invoke("machine", "create", "-f", str(request))
+    assert_usage_error(result.exit_code, result.output, f"{request}: provder",
+                       "did you mean 'provider'?")
+    nested = home.write_request("r-2", config={"fiel": "worker.yaml"})
+    result = home.invoke("machine", "create", "-f", str(nested))
+    assert_usage_error(result.exit_code, result.output, f"{nested}: config.fiel",
+                       "did you mean 'file'?")
+    data = home.write_request("r-3", provider_data={"sise": "small"})
+    result = home.invoke("machine", "create", "-f", str(data))
+    assert_usage_error(result.exit_code, result.output, "provider_data.sise",
+                       "did you mean 'size'?")
+
+
+def test_a_misspelt_cluster_spec_key_is_named_with_a_suggestion(home: Home) -> None:
+    (home.root / "worker.yaml").write_text(WORKER_CONFIG)
+    docs: list[dict[str, Any]] = [
+        {"kind": "Cluster", "name": "c1", "talos": {"version": "v1.13.9"}},
+        {"kind": "MachineClass", "name": "small", "provider": "fake"},
+        {"kind": "Workers", "name": "w", "machineClas": {"name": "small", "size": 1},
+         "config": {"file": "worker.yaml"}},
+    ]
+    spec = home.root / "cluster.yaml"
+    spec.write_text(yaml.safe_dump_all(docs))
+    result = home.invoke("plan", "-f", str(spec))
+    assert_usage_error(result.exit_code, result.output, 'document 3 (Workers "w"): machineClas',
+                       "did you mean 'machineClass'?")
+    docs[2] = {**docs[2], "machineClass": {"name": "small", "size": 1},
+               "update": {"maxSurg": 1}}
+    del docs[2]["machineClas"]
+    spec.write_text(yaml.safe_dump_all(docs))
+    result = home.invoke("plan", "-f", str(spec))
+    assert_usage_error(result.exit_code, result.output, "update.maxSurg",
+                       "did you mean 'maxSurge'?")
+
+
+class _Inner(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    listen: str
+    tokens: list[str] = []
+
+
+class _Outer(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str = Field(alias="clusterName")
+    items: list[_Inner] = []
+    by_name: dict[str, _Inner] = {}
+    either: _Inner | int | None = None
+
+
+@pytest.mark.parametrize(("body", "path", "message"), [
+    ({"clusterNme": "x"}, "clusterNme", "unknown field; did you mean 'clusterName'?"),
+    ({"clusterName": "x", "items": [{"listen": "a"}, {"lisen": "b"}]}, "items[1].lisen",
+     "unknown field; did you mean 'listen'?"),
+    ({"clusterName": "x", "by_name": {"a": {"listen": "a", "tokns": []}}}, "by_name.a.tokns",
+     "unknown field; did you mean 'tokens'?"),
+    ({"clusterName": "x", "either": {"listen": "a", "tokes": []}}, "either._Inner.tokes",
+     "unknown field; did you mean 'tokens'?"),
+    ({"clusterName": "x", "zzz": 1}, "zzz",
+     "unknown field (valid: by_name, clusterName, either, items)"),
+])
+def test_suggestions_follow_the_model_down_lists_dicts_and_unions(
+    body: dict[str, Any], path: str, message: str
+) -> None:
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError) as caught:
+        _Outer.model_validate(body)
+    assert describe_problem(caught.value.errors(), model=_Outer) == (path, message)
+
+
+def test_many_valid_keys_are_not_listed() -> None:
+    assert unknown_key_message("zzz", [f"key{n}" for n in range(20)]) == "unknown field"
