@@ -25,7 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, m
 
 from talprov.errors import ConfigError, describe_problem, unknown_key_message, validate
 from talprov.registry import COMMON_INSTANCE_KEYS, installed_types, load_type
-from talprov.secrets import has_reference, resolve_tree
+from talprov.secrets import check_references, has_reference, resolve_tree
 
 DEFAULT_FACTORY_URL = "https://factory.talos.dev"
 #: Instance names end up in tags, labels and URLs: a DNS label.
@@ -169,6 +169,7 @@ def load_config(explicit: str | None = None) -> LoadedConfig:
            for key, value in raw.items()}
     config = validate(TalprovConfig, raw, where, sep=": ")
     _check_urls({"url": config.image_factory.url}, f"{where}: image_factory")
+    check_references(config.service, where=f"{where}: service")
     for name, block in config.providers.items():
         check_instance_shape(name, block.model_dump(), f"{where}: providers.{name}")
     return LoadedConfig(config=config, path=path)
@@ -177,10 +178,11 @@ def load_config(explicit: str | None = None) -> LoadedConfig:
 def check_instance_shape(name: str, block: dict[str, Any], where: str) -> None:
     """Check an instance block without resolving its references.
 
-    The name, the type, every ``*url`` having a scheme and host, and, when the
-    type's module loads, the settings against its config model (a field holding
-    a reference is judged once resolved, by the command that uses it). Raises
-    ``ConfigError`` naming file and key. Idempotent; no network.
+    The name, the type, secret references being well formed, every ``*url``
+    having a scheme and host, and, when the type's module loads, the settings
+    against its config model (a field holding a reference is judged once
+    resolved, by the command that uses it). Raises ``ConfigError`` naming file
+    and key. Idempotent; no network.
     """
     if not INSTANCE_NAME.match(name):
         raise ConfigError(where, "instance names are lowercase letters, digits and '-' "
@@ -190,6 +192,7 @@ def check_instance_shape(name: str, block: dict[str, Any], where: str) -> None:
     if type_name not in known:
         raise ConfigError(f"{where}.type", f"unknown provider type {type_name!r} "
                           f"(installed: {', '.join(sorted(known)) or 'none'})")
+    check_references(block, where=where)
     _check_urls(block, where)
     try:
         cls = load_type(str(type_name), where=f"{where}.type")

@@ -124,3 +124,17 @@ def test_suggestions_follow_the_model_down_lists_dicts_and_unions(
 
 def test_many_valid_keys_are_not_listed() -> None:
     assert unknown_key_message("zzz", [f"key{n}" for n in range(20)]) == "unknown field"
+
+
+@pytest.mark.parametrize("url", ["${envv:PVE_URL}", "https://${env:PVE_HOST:8006"])
+def test_a_malformed_reference_in_a_url_is_reported_as_a_reference(home: Home, url: str
+                                                                    ) -> None:
+    """Before: reported as "expected an http(s) URL with a host" (the text was taken
+    for the URL)."""
+    home.providers["pve"] = {"type": "proxmox", "url": url, "token_id": "root@pam!t",
+                             "token_secret": "s" * 20}
+    home.write_config()
+    result = home.invoke("machine", "list")
+    assert_usage_error(result.exit_code, result.output, "providers.pve.url",
+                       "starts no secret reference")
+    assert "http(s) URL" not in result.output
