@@ -41,10 +41,31 @@ TALOS_VERSION_PATTERN = (
 _TALOS_VERSION = re.compile(TALOS_VERSION_PATTERN)
 
 
+#: The Talos minor lines talprov carries rules for (config schema, images, boot), oldest
+#: first. A new request for an older line is refused: talprov would check and boot it
+#: by rules that are not its own. A newer line gets the newest rules and a warning.
+SUPPORTED_TALOS_LINES: tuple[tuple[int, int], ...] = ((1, 9), (1, 10), (1, 11), (1, 12), (1, 13))
+
+
 def talos_version_problem(value: str) -> str | None:
-    """The one message for a malformed Talos version (None when it is fine). Every
-    place that reads a version (request files, cluster specs, ``--version``) uses
-    it, so one mistake reads the same everywhere. Pure."""
+    """The one message for a Talos version a new request may not name: malformed
+    (see :func:`malformed_talos_version`) or older than every supported line (None
+    when it is fine). Every place that reads a version (request files, cluster
+    specs, the API, ``--version``) uses it, so one mistake reads the same
+    everywhere. Pure."""
+    problem = malformed_talos_version(value)
+    if problem is not None:
+        return problem
+    major, minor = (int(part) for part in value[1:].split(".")[:2])
+    if (major, minor) < SUPPORTED_TALOS_LINES[0]:
+        lines = ", ".join(f"v{line[0]}.{line[1]}" for line in SUPPORTED_TALOS_LINES)
+        return f"{value!r} is older than the Talos versions talprov supports ({lines})"
+    return None
+
+
+def malformed_talos_version(value: str) -> str | None:
+    """The message for a version that is not a Talos tag in semantic-versioning form,
+    or None. Pure."""
     if _TALOS_VERSION.match(value):
         return None
     hint = " (with the leading v)" if _TALOS_VERSION.match(f"v{value}") else ""

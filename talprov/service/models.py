@@ -18,6 +18,7 @@ from pydantic import (
     Field,
     SecretStr,
     StringConstraints,
+    field_validator,
 )
 
 from talprov.providers.types import (
@@ -29,6 +30,7 @@ from talprov.providers.types import (
     MetaValue,
     Overlay,
     Stage,
+    talos_version_problem,
 )
 
 # Label keys look like Kubernetes label keys; values exclude NUL, which
@@ -64,6 +66,15 @@ class MachineTemplate(BaseModel):
 
     provider: str = Field(min_length=1, max_length=255, description="Provider instance name.")
     talos_version: str = Field(pattern=TALOS_VERSION_PATTERN, examples=["v1.13.9"])
+
+    @field_validator("talos_version")
+    @classmethod
+    def _supported_version(cls, value: str) -> str:
+        # Before the config is checked by this version's rules (422 at talos_version).
+        problem = talos_version_problem(value)
+        if problem is not None:
+            raise ValueError(problem)
+        return value
     arch: Arch = Arch.AMD64
     secure_boot: bool = False
     extensions: list[str] = Field(
