@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
 from talprov.config import parse_yaml_mapping
 from talprov.errors import ConfigError, validate
+from talprov.providers.labels import Labels
 from talprov.providers.types import (
     Arch,
     GrpcTunnelMode,
@@ -56,7 +57,7 @@ class RequestFile(BaseModel):
     overlay: Overlay | None = None
     config: ConfigSource | None = None
     join: JoinSpec | None = None
-    labels: dict[str, str] = Field(default_factory=dict)
+    labels: Labels = Field(default_factory=dict)
     provider_data: dict[str, Any] = Field(default_factory=dict)
 
 

@@ -24,6 +24,7 @@ from pydantic import (
     model_validator,
 )
 
+from talprov.providers.labels import Labels
 from talprov.providers.types import (
     Arch,
     JoinSpec,
@@ -264,7 +265,7 @@ class SetDoc(_Doc):
     machine_class: ClassRef = Field(alias="machineClass")
     config: ConfigRef | None = None
     patches: tuple[ConfigRef, ...] = ()
-    labels: dict[str, str] = Field(default_factory=dict)
+    labels: Labels = Field(default_factory=dict)
     update: UpdateStrategy = Field(default_factory=UpdateStrategy)
     delete_order: DeleteOrder = Field(default=DeleteOrder.OLDEST, alias="deleteOrder")
     provision_timeout: timedelta = Field(default=timedelta(minutes=15), alias="provisionTimeout")

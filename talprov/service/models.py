@@ -9,18 +9,17 @@ SHA-256 of the machine configuration.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Any
 
 from pydantic import (
-    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
     SecretStr,
-    StringConstraints,
     field_validator,
 )
 
+from talprov.providers.labels import Labels
 from talprov.providers.types import (
     REQUEST_ID_PATTERN,
     TALOS_VERSION_PATTERN,
@@ -33,30 +32,9 @@ from talprov.providers.types import (
     talos_version_problem,
 )
 
-# Label keys look like Kubernetes label keys; values exclude NUL, which
-# PostgreSQL text columns cannot hold.
-LABEL_KEY_PATTERN = r"^[A-Za-z0-9]([-A-Za-z0-9_./]{0,253}[A-Za-z0-9])?$"
-LABEL_VALUE_PATTERN = r"^[^\x00]{0,1024}$"
 #: Leaves room for ``-<index>`` in member ids (63 characters at most).
 SET_NAME_PATTERN = r"^[a-z0-9]([-a-z0-9]{0,50}[a-z0-9])?$"
 MAX_SET_SIZE = 1000
-
-#: Labels are indexed as (key, value) in the store; a PostgreSQL b-tree entry
-#: holds at most 2704 bytes, so the value is bounded in UTF-8 bytes, not only in
-#: characters (1024 four-byte characters would not fit).
-LABEL_VALUE_MAX_BYTES = 1024
-
-
-def _label_value_fits(value: str) -> str:
-    if len(value.encode("utf-8", "surrogatepass")) > LABEL_VALUE_MAX_BYTES:
-        raise ValueError(f"must be at most {LABEL_VALUE_MAX_BYTES} bytes in UTF-8")
-    return value
-
-
-LabelKey = Annotated[str, StringConstraints(pattern=LABEL_KEY_PATTERN)]
-LabelValue = Annotated[
-    str, StringConstraints(pattern=LABEL_VALUE_PATTERN), AfterValidator(_label_value_fits)
-]
 
 
 class MachineTemplate(BaseModel):
@@ -84,8 +62,8 @@ class MachineTemplate(BaseModel):
     kernel_args: list[str] = Field(default_factory=list, max_length=100)
     meta_values: list[MetaValue] = Field(default_factory=list, max_length=100)
     overlay: Overlay | None = None
-    labels: dict[LabelKey, LabelValue] = Field(
-        default_factory=dict, max_length=64,
+    labels: Labels = Field(
+        default_factory=dict,
         description="Free-form labels; `role` (or `talprov.role`) = worker | controlplane "
         "orders scale-down of sets.",
     )
