@@ -74,8 +74,7 @@ def read_machine_config(
     Raises ``ConfigError`` naming the file and field for unreadable files,
     malformed YAML and a config that Talos ``talos_version`` would refuse.
     """
-    from talprov.talos.configschema import check_config
-    from talprov.talos.machineconfig import apply_patches, load_documents
+    from talprov.talos.patchcheck import patched_and_checked
 
     if (source.file is None) == (source.inline is None):
         raise ConfigError(f"{where}: config", "give exactly one of file or inline")
@@ -92,19 +91,16 @@ def read_machine_config(
         assert source.inline is not None
         origin = f"{where}: config.inline"
         text = source.inline.get_secret_value()
-    patch_texts = []
+    patches = []
     for index, patch in enumerate(source.patches):
         patch_path = _relative(patch, base_dir)
         try:
-            patch_texts.append(patch_path.read_text())
+            patches.append((str(patch_path), patch_path.read_text()))
         except OSError as exc:
             raise ConfigError(
                 f"{where}: config.patches[{index}]", f"cannot read {patch_path}: {exc.strerror}"
             ) from None
-    if patch_texts:
-        text = apply_patches(text, patch_texts, origin)
-    check_config(load_documents(text, origin), origin, talos_version)
-    return text
+    return patched_and_checked(text, origin, patches, talos_version)
 
 
 def _check_version(version: str, where: str) -> None:

@@ -30,8 +30,7 @@ from talprov.scaler.models import (
     Role,
     SetDoc,
 )
-from talprov.talos.configschema import check_config
-from talprov.talos.machineconfig import apply_patches, load_documents
+from talprov.talos.patchcheck import patched_and_checked
 
 _KINDS: dict[str, type[BaseModel]] = {
     "Cluster": ClusterDoc,
@@ -214,21 +213,15 @@ def _machine_config(set_doc: SetDoc, label: str, base_dir: Path, version: str) -
     if set_doc.config is not None:
         base = _config_text(set_doc.config, base_dir, f"{label}: config")
     patches = [
-        (f"{label}: patches[{index}]", _config_text(ref, base_dir, f"{label}: patches[{index}]"))
+        (f"{label}: patches[{index}]" + (f" ({ref.file})" if ref.file else ""),
+         _config_text(ref, base_dir, f"{label}: patches[{index}]"))
         for index, ref in enumerate(set_doc.patches)
     ]
-    if base.strip():
-        # The same checks as a request file's config: Talos's schema and decoder rules.
-        check_config(load_documents(base, f"{label}: config"), f"{label}: config", version)
-    if not patches:
-        # Passed through byte for byte, so the template hash does not move when
-        # talprov's YAML dumper does.
-        return SecretStr(base)
-    # One patch implementation for request files and specs: Talos's strategic
-    # merge (talprov.talos.machineconfig), whose errors name ``label``.
-    patched = apply_patches(base, [text for _, text in patches], f"{label}: patches")
-    check_config(load_documents(patched, f"{label}: patches"), f"{label}: patches", version)
-    return SecretStr(patched)
+    # The same checks as a request file's config: Talos's schema and decoder rules, a
+    # problem blamed on the patch that brought it in. Without patches the text is
+    # passed through byte for byte, so the template hash does not move when talprov's
+    # YAML dumper does; with them, Talos's strategic merge (talprov.talos.machineconfig).
+    return SecretStr(patched_and_checked(base, f"{label}: config", patches, version))
 
 
 def _resolve_join(

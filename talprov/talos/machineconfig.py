@@ -160,20 +160,22 @@ def merge_patch(target: Any, patch: Any) -> Any:
 
 
 def apply_patches(
-    text: str, patches: list[str], where: str, *, style: PatchStyle = PatchStyle.STRATEGIC
+    text: str, patches: list[str], where: str, *, style: PatchStyle = PatchStyle.STRATEGIC,
+    labels: list[str] | None = None,
 ) -> str:
     """``text`` with every patch applied in order, as a YAML stream.
 
     Each patch is YAML text (possibly several documents for strategic patches).
     With no patches the text is returned unchanged. Raises ``ConfigError``
-    naming ``where`` (or ``where: patch N``) for malformed YAML or a patch that
-    cannot apply (deleting the v1alpha1 document, a non-mapping RFC 7386 patch).
+    naming ``where`` or the patch (its entry of ``labels``, else ``where: patch
+    N``) for malformed YAML or a patch that cannot apply (deleting the v1alpha1
+    document, a non-mapping RFC 7386 patch).
     """
     if not patches:
         return text
     documents = load_documents(text, where)
     for number, patch_text in enumerate(patches, start=1):
-        label = f"{where}: patch {number}"
+        label = labels[number - 1] if labels else f"{where}: patch {number}"
         patch_documents = load_documents(patch_text, label)
         if style is PatchStyle.MERGE:
             if len(patch_documents) != 1:

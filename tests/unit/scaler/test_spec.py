@@ -205,9 +205,9 @@ def test_load_spec_file_reads_relative_files(base_dir: Path) -> None:
         ((CLUSTER, CLASS, CONTROL_PLANE.replace("{file: controlplane.yaml}", "{}")),
          'document 3 (ControlPlane "control-planes"): config: give exactly one of file or inline'),
         ((CLUSTER, CLASS, WORKERS.replace('"machine: {install: {disk: /dev/sdb}}"', '"a: [b"')),
-         'document 3 (Workers "workers"): patches: patch 1: line 1: malformed YAML'),
+         'document 3 (Workers "workers"): patches[0]: line 1: malformed YAML'),
         ((CLUSTER, CLASS, WORKERS.replace('"machine: {install: {disk: /dev/sdb}}"', '"[1, 2]"')),
-         'document 3 (Workers "workers"): patches: patch 1: document 1: must be a mapping'),
+         'document 3 (Workers "workers"): patches[0]: document 1: must be a mapping'),
         ((CLUSTER.replace("v1.13.9", "v1.11"), CLASS),
          'document 1 (Cluster "demo"): talos.version: \'v1.11\' is not a Talos version like '
          "v1.13.9"),
