@@ -41,12 +41,16 @@ from talprov.providers.types import (
     Retry,
     StepResult,
 )
+from talprov.talos.assets import Platform, require_offered
 from talprov.talos.factory import ImageFactory, images_for
 from talprov.talos.join import user_data_for
 
 log = logging.getLogger(__name__)
 
 Ctx = StepContext[BareMetalMachineData, BareMetalState]
+
+#: iPXE cannot chain a signed UKI here; secure boot needs the ISO or disk image.
+PXE_SECURE_BOOT = "PXE boot of secure-boot images is not supported"
 
 _STATE_OF = {
     MachineStatus.ALLOCATED: MachineState.PENDING,
@@ -212,6 +216,16 @@ class BareMetalProvider:
         ctx.event(f"allocated machine {held.name}")
         return None
 
+    def check_request(self, request: MachineRequest) -> None:
+        """Pre-flight (no BMC or factory call): a PXE boot of the request's arch and
+        version exists, without secure boot.
+
+        Raises ``InvalidRequest`` (field ``arch`` or ``secure_boot``). Idempotent.
+        """
+        if request.secure_boot:
+            raise InvalidRequest(PXE_SECURE_BOOT, field="secure_boot")
+        require_offered(Platform.METAL, request)
+
     def boot_assets(self, request: MachineRequest, *, check: bool = False) -> tuple[str, str]:
         """Kernel and initramfs URLs for the request's schematic and version.
 
@@ -224,9 +238,7 @@ class BareMetalProvider:
         from talprov.talos.schematic import Schematic
 
         if request.secure_boot:
-            # iPXE cannot chain a signed UKI here; secure boot needs the ISO or disk image.
-            raise InvalidRequest("PXE boot of secure-boot images is not supported",
-                                 field="secure_boot")
+            raise InvalidRequest(PXE_SECURE_BOOT, field="secure_boot")
         schematic = Schematic.from_request(request)
         if self.config.mirror_dir:
             schematic_id = schematic.id()
