@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import gzip
 import json
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,7 @@ from talprov.providers.protocol import ChecksRequests, Runtime
 from talprov.providers.types import Arch, MachineRequest
 from talprov.registry import build_provider
 from tests.helpers import WORKER_CONFIG, Home
+from tests.unit.service.conftest import WRITE, Api, open_api, request_body
 from tests.unit.test_cli import assert_usage_error
 from tests.unit.test_preflight import closed_endpoint
 
@@ -122,3 +124,21 @@ def test_machine_create_refuses_before_recording(home: Home,
     assert_usage_error(result.exit_code, result.output, "provider_data.instance_type",
                        "m6i.large is an amd64 instance type", "arm64")
     assert "arm-1" not in home.invoke("machine", "list", "-o", "json").output
+
+
+@pytest.fixture
+def pve_api(home: Home) -> Iterator[Api]:
+    home.providers["pve"] = dict(BLOCKS["proxmox"])
+    home.write_config()
+    yield from open_api(home)
+
+
+def test_the_api_refuses_with_422_naming_the_field(pve_api: Api) -> None:
+    body = request_body("arm-api", provider="pve", arch="arm64")
+    response = pve_api.request("POST", "/v1/machine-requests", json=body, headers=WRITE)
+    assert response.status_code == 422, response.text
+    detail = response.json()["detail"][0]
+    assert detail["loc"] == ["body", "arch"]
+    assert "x86_64" in detail["msg"]
+    assert pve_api.request("GET", "/v1/machine-requests/arm-api",
+                           headers=WRITE).status_code == 404
