@@ -23,7 +23,13 @@ from urllib.parse import urlsplit
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
 
-from talprov.errors import ConfigError, describe_problem, unknown_key_message, validate
+from talprov.errors import (
+    ConfigError,
+    describe_problem,
+    did_you_mean,
+    unknown_key_message,
+    validate,
+)
 from talprov.registry import COMMON_INSTANCE_KEYS, installed_types, load_type
 from talprov.secrets import check_references, has_reference, resolve_tree
 
@@ -115,7 +121,8 @@ class LoadedConfig(BaseModel):
         if block is None:
             known = ", ".join(sorted(self.config.providers)) or "none configured"
             where = str(self.path) if self.path else "config"
-            raise ConfigError(where, f"unknown provider {name!r} (configured: {known})")
+            raise ConfigError(where, f"unknown provider {name!r} (configured: {known})"
+                                     + did_you_mean(name, list(self.config.providers)))
         resolved: dict[str, Any] = self._resolve(block.model_dump(), f"providers.{name}")
         return resolved
 
@@ -191,7 +198,8 @@ def check_instance_shape(name: str, block: dict[str, Any], where: str) -> None:
     known = {t.name for t in installed_types()}
     if type_name not in known:
         raise ConfigError(f"{where}.type", f"unknown provider type {type_name!r} "
-                          f"(installed: {', '.join(sorted(known)) or 'none'})")
+                          f"(installed: {', '.join(sorted(known)) or 'none'})"
+                          + did_you_mean(str(type_name), sorted(known)))
     check_references(block, where=where)
     _check_urls(block, where)
     try:

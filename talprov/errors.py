@@ -103,11 +103,18 @@ def describe_problem(errors: Sequence[Mapping[str, Any]], *,
     return path, (f"key {message}" if key_error else message)
 
 
+def did_you_mean(name: str, known: Sequence[str]) -> str:
+    """"; did you mean 'x'?" for the one of ``known`` closest to ``name`` (difflib),
+    or "" when none is close. Pure."""
+    close = difflib.get_close_matches(name, list(known), n=1, cutoff=0.6)
+    return f"; did you mean '{close[0]}'?" if close else ""
+
+
 def unknown_key_message(key: str, valid: Sequence[str]) -> str:
     """"unknown field" with the closest of ``valid`` (difflib), else the valid keys."""
-    close = difflib.get_close_matches(key, valid, n=1, cutoff=0.6)
-    if close:
-        return f"unknown field; did you mean '{close[0]}'?"
+    hint = did_you_mean(key, valid)
+    if hint:
+        return f"unknown field{hint}"
     if valid and len(valid) <= _LISTED_KEYS:
         return f"unknown field (valid: {', '.join(sorted(valid))})"
     return "unknown field"

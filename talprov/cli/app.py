@@ -19,7 +19,7 @@ from typing import Any, NoReturn, TypeVar
 import click
 
 from talprov.config import LoadedConfig, load_config
-from talprov.errors import ConfigError, Conflict
+from talprov.errors import ConfigError, Conflict, did_you_mean
 from talprov.logs import JsonFormatter, install_handler, make_handler
 from talprov.providers.errors import InvalidRequest, ProviderError, describe_error
 from talprov.providers.protocol import Provider, Runtime
@@ -177,7 +177,8 @@ def known_instance(app: App, name: str, *, where: str) -> str:
     if name not in configured:
         known = ", ".join(sorted(configured)) or "none configured"
         source = app.config.path or "no config file found"
-        raise ConfigError(where, f"unknown provider {name!r} (configured in {source}: {known})")
+        raise ConfigError(where, f"unknown provider {name!r} (configured in {source}: {known})"
+                                 + did_you_mean(name, list(configured)))
     return name
 
 

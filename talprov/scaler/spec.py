@@ -17,7 +17,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, SecretStr
 
-from talprov.errors import ConfigError, validate
+from talprov.errors import ConfigError, did_you_mean, validate
 from talprov.providers.types import JoinSpec
 from talprov.scaler.configtext import SAFE_LOADER
 from talprov.scaler.models import (
@@ -104,7 +104,8 @@ def load_spec(
             known = ", ".join(sorted(classes)) or "none"
             raise ConfigError(
                 f"{label}: machineClass.name",
-                f"unknown machine class {set_doc.machine_class.name!r} (known: {known})",
+                f"unknown machine class {set_doc.machine_class.name!r} (known: {known})"
+                + did_you_mean(set_doc.machine_class.name, sorted(classes)),
             )
         longest = len(cluster_doc.name) + 1 + len(set_name) + _ID_SUFFIX_LEN
         if longest > _ID_MAX:

@@ -138,3 +138,28 @@ def test_a_malformed_reference_in_a_url_is_reported_as_a_reference(home: Home, u
     assert_usage_error(result.exit_code, result.output, "providers.pve.url",
                        "starts no secret reference")
     assert "http(s) URL" not in result.output
+
+
+def test_misspelt_names_get_the_closest_known_one(home: Home) -> None:
+    """Before: the lists of known names, without a suggestion."""
+    request = home.write_request("r-4", provider="fkae")
+    result = home.invoke("machine", "create", "-f", str(request))
+    assert_usage_error(result.exit_code, result.output, f"{request}: provider",
+                       "unknown provider 'fkae'", "did you mean 'fake'?")
+    (home.root / "worker.yaml").write_text(WORKER_CONFIG)
+    docs: list[dict[str, Any]] = [
+        {"kind": "Cluster", "name": "c1", "talos": {"version": "v1.13.9"}},
+        {"kind": "MachineClass", "name": "small", "provider": "fake"},
+        {"kind": "Workers", "name": "w", "machineClass": {"name": "smal", "size": 1},
+         "config": {"file": "worker.yaml"}},
+    ]
+    spec = home.root / "cluster.yaml"
+    spec.write_text(yaml.safe_dump_all(docs))
+    result = home.invoke("plan", "-f", str(spec))
+    assert_usage_error(result.exit_code, result.output, "machineClass.name",
+                       "did you mean 'small'?")
+    home.providers["pve"] = {"type": "proxmx"}
+    home.write_config()
+    result = home.invoke("providers")
+    assert_usage_error(result.exit_code, result.output, "providers.pve.type",
+                       "did you mean 'proxmox'?")
