@@ -27,6 +27,7 @@ from talprov.errors import (
     ConfigError,
     describe_problem,
     did_you_mean,
+    read_user_file,
     unknown_key_message,
     validate,
 )
@@ -164,10 +165,7 @@ def load_config(explicit: str | None = None) -> LoadedConfig:
     if path is None:
         return LoadedConfig(config=TalprovConfig(), path=None)
     where = str(path)
-    try:
-        text = path.read_text()
-    except OSError as exc:
-        raise ConfigError(where, f"cannot read config file: {exc.strerror}") from None
+    text = read_user_file(path, where, "config file")
     raw = parse_yaml_mapping(text, where)
     # Resolve per top-level key so errors read "FILE: store", the same
     # "file: field" shape as every other validation error.

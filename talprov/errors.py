@@ -17,6 +17,7 @@ import difflib
 import types
 import typing
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
@@ -35,6 +36,22 @@ class ConfigError(Exception):
         super().__init__(f"{where}: {message}")
         self.where = where
         self.message = message
+
+
+def read_user_file(path: Path, where: str, what: str | None = None) -> str:
+    """The text of a file a person named (config, request, spec, patch, reference).
+
+    Raises ``ConfigError`` at ``where`` — "cannot read ``what`` (default: the
+    path as looked for): why" — for a missing or unreadable file and for one that
+    is not UTF-8 text, never a traceback. Reads only.
+    """
+    try:
+        return path.read_text(encoding="utf-8")
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+    except UnicodeDecodeError:
+        reason = "not UTF-8 text"
+    raise ConfigError(where, f"cannot read {what or path}: {reason}")
 
 
 class MissingExtra(ConfigError):

@@ -14,7 +14,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
 from talprov.config import parse_yaml_mapping
-from talprov.errors import ConfigError, validate
+from talprov.errors import ConfigError, read_user_file, validate
 from talprov.providers.labels import Labels
 from talprov.providers.types import (
     Arch,
@@ -81,12 +81,7 @@ def read_machine_config(
     if source.file is not None:
         path = _relative(source.file, base_dir)
         origin = str(path)
-        try:
-            text = path.read_text()
-        except OSError as exc:
-            raise ConfigError(
-                f"{where}: config.file", f"cannot read {path}: {exc.strerror}"
-            ) from None
+        text = read_user_file(path, f"{where}: config.file")
     else:
         assert source.inline is not None
         origin = f"{where}: config.inline"
@@ -94,12 +89,8 @@ def read_machine_config(
     patches = []
     for index, patch in enumerate(source.patches):
         patch_path = _relative(patch, base_dir)
-        try:
-            patches.append((str(patch_path), patch_path.read_text()))
-        except OSError as exc:
-            raise ConfigError(
-                f"{where}: config.patches[{index}]", f"cannot read {patch_path}: {exc.strerror}"
-            ) from None
+        patches.append((str(patch_path),
+                        read_user_file(patch_path, f"{where}: config.patches[{index}]")))
     return patched_and_checked(text, origin, patches, talos_version)
 
 
@@ -152,9 +143,6 @@ def parse_request(raw: dict[str, Any], *, where: str, base_dir: Path) -> Machine
 def load_request_file(path: Path) -> MachineRequest:
     """Read a request file. Raises ``ConfigError`` naming the file and field."""
     where = str(path)
-    try:
-        text = path.read_text()
-    except OSError as exc:
-        raise ConfigError(where, f"cannot read request file: {exc.strerror}") from None
+    text = read_user_file(path, where, "request file")
     raw = parse_yaml_mapping(text, where)
     return parse_request(raw, where=where, base_dir=path.parent)

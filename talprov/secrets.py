@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from talprov.errors import ConfigError
+from talprov.errors import ConfigError, read_user_file
 
 _REF = re.compile(r"\$\{(env|file):([^}]+)\}")
 _OPENING = re.compile(r"\$\{")
@@ -89,10 +89,7 @@ def resolve_refs(value: str, *, where: str, base_dir: Path | None = None) -> str
             path = Path(os.path.expanduser(name))
             if not path.is_absolute() and base_dir is not None:
                 path = base_dir / path
-            try:
-                resolved = path.read_text().strip()
-            except OSError as exc:
-                raise ConfigError(where, f"cannot read {path}: {exc.strerror}") from None
+            resolved = read_user_file(path, where).strip()
         register_secret(resolved)
         return resolved
 

@@ -20,7 +20,7 @@ import yaml
 from talprov.baremetal.config import BareMetalConfig
 from talprov.baremetal.inventory import BmcInfo, Inventory, InventoryError
 from talprov.cli.app import setup_logging
-from talprov.errors import ConfigError, validate
+from talprov.errors import ConfigError, read_user_file, validate
 from talprov.registry import COMMON_INSTANCE_KEYS
 from talprov.secrets import require_reference
 
@@ -31,9 +31,7 @@ def load_block(app: Any, provider: str | None, file: str | None) -> tuple[BareMe
     if file is not None:
         where = file
         try:
-            raw = yaml.safe_load(Path(file).read_text()) or {}
-        except OSError as exc:
-            raise ConfigError(file, f"cannot read: {exc.strerror}") from None
+            raw = yaml.safe_load(read_user_file(Path(file), file, "the file")) or {}
         except yaml.YAMLError:
             raise ConfigError(file, "cannot read: not valid YAML") from None
     else:

@@ -17,7 +17,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, SecretStr
 
-from talprov.errors import ConfigError, did_you_mean, validate
+from talprov.errors import ConfigError, did_you_mean, read_user_file, validate
 from talprov.providers.types import JoinSpec
 from talprov.scaler.configtext import SAFE_LOADER
 from talprov.scaler.models import (
@@ -138,10 +138,7 @@ def load_spec(
 
 def load_spec_file(path: Path, *, env: Mapping[str, str] | None = None) -> ClusterSpec:
     """Read ``path`` and :func:`load_spec` it. Raises ConfigError (also when unreadable)."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(str(path), f"cannot read: {_os_reason(exc)}") from None
+    text = read_user_file(path, str(path), "the spec")
     return load_spec(text, str(path), path.parent, env=env)
 
 
@@ -188,18 +185,9 @@ def _doc_label(
 
 def _read_relative(base_dir: Path, name: str, where: str) -> str:
     path = Path(name) if Path(name).is_absolute() else base_dir / name
-    try:
-        return path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        # The path as looked for, so `sub/controlplane.yaml` is not reported as
-        # `controlplane.yaml` when the spec sits in another directory.
-        raise ConfigError(where, f"cannot read {path}: {_os_reason(exc)}") from None
-
-
-def _os_reason(exc: Exception) -> str:
-    if isinstance(exc, OSError):
-        return exc.strerror or type(exc).__name__
-    return "not UTF-8 text"
+    # The path as looked for, so `sub/controlplane.yaml` is not reported as
+    # `controlplane.yaml` when the spec sits in another directory.
+    return read_user_file(path, where)
 
 
 def _config_text(ref: ConfigRef, base_dir: Path, where: str) -> str:
