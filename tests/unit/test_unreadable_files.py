@@ -7,6 +7,8 @@ files, their config and patch files and ${file:...} references.
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from tests.helpers import Home
@@ -26,7 +28,7 @@ def test_a_config_file_that_is_not_text(home: Home) -> None:
 def test_request_files_and_what_they_name(home: Home, which: str) -> None:
     binary = home.root / "binary.yaml"
     binary.write_bytes(NOT_UTF8)
-    fields = {
+    fields: dict[str, Any] = {
         "request": {},
         "config": {"config": {"file": "binary.yaml"}},
         "patch": {"config": {"file": "worker.yaml", "patches": ["binary.yaml"]}},
