@@ -28,12 +28,13 @@ def test_a_config_file_that_is_not_text(home: Home) -> None:
 def test_request_files_and_what_they_name(home: Home, which: str) -> None:
     binary = home.root / "binary.yaml"
     binary.write_bytes(NOT_UTF8)
-    fields: dict[str, Any] = {
+    choices: dict[str, dict[str, Any]] = {
         "request": {},
         "config": {"config": {"file": "binary.yaml"}},
         "patch": {"config": {"file": "worker.yaml", "patches": ["binary.yaml"]}},
         "reference": {"provider_data": {"zone": "${file:binary.yaml}"}},
-    }[which]
+    }
+    fields = choices[which]
     request = home.write_request("bin-1", **fields)
     if which == "request":
         request.write_bytes(NOT_UTF8)
