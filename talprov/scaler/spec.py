@@ -164,7 +164,8 @@ def _validate(raw: Any, where: str, number: int) -> BaseModel:
     kind = raw.get("kind")
     model = _KINDS.get(kind) if isinstance(kind, str) else None
     if model is None:
-        raise ConfigError(f"{label}: kind", f"must be one of {', '.join(_KINDS)}")
+        raise ConfigError(f"{label}: kind", f"must be one of {', '.join(_KINDS)}"
+                          + (did_you_mean(kind, list(_KINDS)) if isinstance(kind, str) else ""))
     return validate(model, raw, label, sep=": ")
 
 

@@ -163,3 +163,12 @@ def test_misspelt_names_get_the_closest_known_one(home: Home) -> None:
     result = home.invoke("providers")
     assert_usage_error(result.exit_code, result.output, "providers.pve.type",
                        "did you mean 'proxmox'?")
+
+
+def test_a_misspelt_document_kind_gets_the_closest_kind(home: Home) -> None:
+    spec = home.root / "cluster.yaml"
+    spec.write_text("kind: Cluster\nname: c1\ntalos: {version: v1.13.9}\n---\n"
+                    "kind: Worker\nname: w\n")
+    result = home.invoke("plan", "-f", str(spec))
+    assert_usage_error(result.exit_code, result.output, 'document 2 (Worker "w"): kind',
+                       "did you mean 'Workers'?")
