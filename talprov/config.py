@@ -30,6 +30,7 @@ from talprov.errors import (
     read_user_file,
     unknown_key_message,
     validate,
+    yaml_error,
 )
 from talprov.registry import COMMON_INSTANCE_KEYS, installed_types, load_type
 from talprov.secrets import check_references, has_reference, resolve_tree
@@ -233,10 +234,7 @@ def parse_yaml_mapping(text: str, where: str) -> dict[str, Any]:
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        line = f" line {mark.line + 1}" if mark is not None else ""
-        problem = getattr(exc, "problem", None) or "malformed YAML"
-        raise ConfigError(f"{where}:{line}".rstrip(":"), f"invalid YAML: {problem}") from None
+        raise yaml_error(exc, where) from None
     if data is None:
         return {}
     if not isinstance(data, dict):

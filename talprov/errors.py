@@ -54,6 +54,17 @@ def read_user_file(path: Path, where: str, what: str | None = None) -> str:
     raise ConfigError(where, f"cannot read {what or path}: {reason}")
 
 
+def yaml_error(exc: Exception, where: str) -> ConfigError:
+    """The one message for text that does not parse as YAML, in any file: where
+    ``where: line L, column C`` (when the parser knows), what ``not valid YAML:
+    <the parser's problem>``. Only the parser's description: the snippet it also
+    offers may hold secrets. Pure."""
+    mark = getattr(exc, "problem_mark", None)
+    problem = getattr(exc, "problem", None) or "cannot be parsed"
+    at = f"{where}: line {mark.line + 1}, column {mark.column + 1}" if mark is not None else where
+    return ConfigError(at, f"not valid YAML: {problem}")
+
+
 class MissingExtra(ConfigError):
     """A provider type (or the service) needs an optional extra that is not installed;
     the message carries the pip command."""

@@ -20,7 +20,7 @@ import yaml
 from talprov.baremetal.config import BareMetalConfig
 from talprov.baremetal.inventory import BmcInfo, Inventory, InventoryError
 from talprov.cli.app import setup_logging
-from talprov.errors import ConfigError, read_user_file, validate
+from talprov.errors import ConfigError, read_user_file, validate, yaml_error
 from talprov.registry import COMMON_INSTANCE_KEYS
 from talprov.secrets import require_reference
 
@@ -32,8 +32,8 @@ def load_block(app: Any, provider: str | None, file: str | None) -> tuple[BareMe
         where = file
         try:
             raw = yaml.safe_load(read_user_file(Path(file), file, "the file")) or {}
-        except yaml.YAMLError:
-            raise ConfigError(file, "cannot read: not valid YAML") from None
+        except yaml.YAMLError as exc:
+            raise yaml_error(exc, file) from None
     else:
         loaded = app.config
         factory_url = loaded.config.image_factory.url

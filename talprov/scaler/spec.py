@@ -17,7 +17,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, SecretStr
 
-from talprov.errors import ConfigError, did_you_mean, read_user_file, validate
+from talprov.errors import ConfigError, did_you_mean, read_user_file, validate, yaml_error
 from talprov.providers.types import JoinSpec
 from talprov.scaler.configtext import SAFE_LOADER
 from talprov.scaler.models import (
@@ -146,10 +146,7 @@ def _read_stream(text: str, where: str) -> list[tuple[int, Any]]:
     try:
         loaded = list(yaml.load_all(text, Loader=SAFE_LOADER))
     except yaml.YAMLError as exc:
-        problem = getattr(exc, "problem", None) or "cannot be parsed"
-        mark = getattr(exc, "problem_mark", None)
-        at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
-        raise ConfigError(where, f"not valid YAML: {problem}{at}") from None
+        raise yaml_error(exc, where) from None
     # Empty documents (a trailing ---) are skipped but keep their position number.
     documents = [(number, doc) for number, doc in enumerate(loaded, start=1) if doc is not None]
     if not documents:

@@ -35,7 +35,7 @@ from typing import Any
 
 import yaml
 
-from talprov.errors import ConfigError
+from talprov.errors import ConfigError, yaml_error
 
 DELETE = "$patch"
 _REPLACED = {
@@ -114,11 +114,7 @@ def load_documents(text: str, where: str) -> list[dict[str, Any]]:
     try:
         raw = list(yaml.load_all(text, Loader=_Loader))
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        line = f"line {mark.line + 1}" if mark is not None else "YAML"
-        # Only the parser's description: the snippet it also offers may hold secrets.
-        problem = getattr(exc, "problem", None) or "cannot be parsed"
-        raise ConfigError(f"{where}: {line}", f"malformed YAML: {problem}") from None
+        raise yaml_error(exc, where) from None
     documents = []
     for number, document in enumerate(raw, start=1):
         if document is None:

@@ -15,7 +15,7 @@ from tests.helpers import Home
 
 
 @pytest.mark.parametrize(("text", "key", "words"), [
-    ("providers: {fake: [\n", "line 2", "invalid YAML"),
+    ("providers: {fake: [\n", "line 2, column 1", "not valid YAML"),
     ("stores: x\n", "stores", "did you mean 'store'?"),
     ("- just\n- a list\n", None, "mapping"),
 ])
