@@ -25,6 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, m
 
 from talprov.errors import (
     ConfigError,
+    UniqueKeyLoader,
     describe_problem,
     did_you_mean,
     read_user_file,
@@ -232,7 +233,7 @@ def _check_urls(node: Any, where: str) -> None:
 def parse_yaml_mapping(text: str, where: str) -> dict[str, Any]:
     """Parse a single YAML mapping; errors name the file and line."""
     try:
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=UniqueKeyLoader)  # noqa: S506 (a safe loader)
     except yaml.YAMLError as exc:
         raise yaml_error(exc, where) from None
     if data is None:

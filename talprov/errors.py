@@ -20,6 +20,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
+import yaml
 from pydantic import BaseModel, ValidationError
 
 M = TypeVar("M", bound=BaseModel)
@@ -63,6 +64,34 @@ def yaml_error(exc: Exception, where: str) -> ConfigError:
     problem = getattr(exc, "problem", None) or "cannot be parsed"
     at = f"{where}: line {mark.line + 1}, column {mark.column + 1}" if mark is not None else where
     return ConfigError(at, f"not valid YAML: {problem}")
+
+
+class UniqueKeyLoader(yaml.SafeLoader):
+    """YAML's safe loader, refusing a key given twice in one mapping.
+
+    PyYAML keeps the last value silently, so a second ``providers:`` block would
+    drop the first; Go's yaml.v3, which Talos and Omni read YAML with, refuses it
+    ("mapping key already defined"), and so does talprov, for every file.
+    """
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        refuse_duplicate_keys(node)
+        return super().construct_mapping(node, deep)
+
+
+def refuse_duplicate_keys(node: yaml.MappingNode) -> None:
+    """Raise a YAML error at the second occurrence of a scalar key of ``node``
+    (merge keys ``<<`` may override: they are not checked). Pure."""
+    seen: set[tuple[str, str]] = set()
+    for key_node, _ in node.value:
+        if not isinstance(key_node, yaml.ScalarNode) or key_node.tag == "tag:yaml.org,2002:merge":
+            continue
+        key = (key_node.tag, str(key_node.value))
+        if key in seen:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"key {key_node.value!r} appears twice in one mapping",
+                key_node.start_mark)
+        seen.add(key)
 
 
 class MissingExtra(ConfigError):

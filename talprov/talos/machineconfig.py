@@ -35,7 +35,7 @@ from typing import Any
 
 import yaml
 
-from talprov.errors import ConfigError, yaml_error
+from talprov.errors import ConfigError, UniqueKeyLoader, yaml_error
 
 DELETE = "$patch"
 _REPLACED = {
@@ -56,7 +56,7 @@ class PatchStyle(StrEnum):
     MERGE = "merge"  # RFC 7386
 
 
-class _Loader(yaml.SafeLoader):
+class _Loader(UniqueKeyLoader):
     """YAML as Talos (Go yaml.v3) reads it, so a patched config keeps its meaning.
 
     PyYAML follows YAML 1.1: ``yes``/``on`` are booleans, ``12:30`` is a base-60

@@ -48,3 +48,37 @@ def test_a_spec_that_is_not_text(home: Home) -> None:
     spec.write_bytes(NOT_UTF8)
     result = home.invoke("plan", "-f", str(spec))
     assert_usage_error(result.exit_code, result.output, str(spec), "not UTF-8 text")
+
+
+def test_a_key_given_twice_is_refused_in_every_file(home: Home) -> None:
+    """Before: PyYAML kept the last value silently (a second providers: block dropped
+    the first); Talos's and Omni's yaml.v3 refuse it, and so does talprov."""
+    text = home.config_path.read_text()
+    home.config_path.write_text(text + "providers: {}\n")
+    result = home.invoke("providers")
+    assert_usage_error(result.exit_code, result.output, str(home.config_path),
+                       "line", "key 'providers' appears twice")
+    home.write_config()
+    request = home.write_request("dup-1")
+    request.write_text(request.read_text() + "provider: fake\n")
+    result = home.invoke("machine", "create", "-f", str(request))
+    assert_usage_error(result.exit_code, result.output, str(request), "'provider' appears twice")
+    patch = home.root / "patch.yaml"
+    patch.write_text("machine:\n  install:\n    wipe: true\n    wipe: false\n")
+    request = home.write_request("dup-2", config={"file": "worker.yaml",
+                                                  "patches": ["patch.yaml"]})
+    result = home.invoke("machine", "create", "-f", str(request))
+    assert_usage_error(result.exit_code, result.output, str(patch), "'wipe' appears twice")
+    spec = home.root / "cluster.yaml"
+    spec.write_text("kind: Cluster\nname: c1\nname: c2\ntalos: {version: v1.13.9}\n")
+    result = home.invoke("plan", "-f", str(spec))
+    assert_usage_error(result.exit_code, result.output, str(spec), "'name' appears twice")
+
+
+def test_merge_keys_may_still_override() -> None:
+    import yaml
+
+    from talprov.errors import UniqueKeyLoader
+
+    text = "base: &b {a: 1, b: 2}\nderived:\n  <<: *b\n  a: 3\n"
+    assert yaml.load(text, Loader=UniqueKeyLoader)["derived"] == {"a": 3, "b": 2}  # noqa: S506
