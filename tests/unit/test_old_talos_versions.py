@@ -62,6 +62,7 @@ def test_the_api_refuses_v1_8_with_422(api: Api) -> None:
     assert response.status_code == 422, response.text
     detail = response.json()["detail"][0]
     assert detail["loc"] == ["body", "talos_version"]
+    assert detail["msg"].startswith("'v1.8.3' is older than the Talos versions")
     assert SUPPORTED in detail["msg"]
 
 
