@@ -14,10 +14,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
-from typing import Any
+from typing import Annotated, Any
 from urllib.parse import parse_qsl, quote_plus, urlencode, urlsplit, urlunsplit
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -61,6 +62,19 @@ def talos_version_problem(value: str) -> str | None:
         lines = ", ".join(f"v{line[0]}.{line[1]}" for line in SUPPORTED_TALOS_LINES)
         return f"{value!r} is older than the Talos versions talprov supports ({lines})"
     return None
+
+
+def require_talos_version(value: str) -> str:
+    """``value`` when a new request may name it; else ``ValueError`` with
+    :func:`talos_version_problem`'s message (a pydantic validator). Pure."""
+    problem = talos_version_problem(value)
+    if problem is not None:
+        raise ValueError(problem)
+    return value
+
+
+#: A Talos version a new request may name (what request files, specs and the API take).
+NewTalosVersion = Annotated[str, AfterValidator(require_talos_version)]
 
 
 def malformed_talos_version(value: str) -> str | None:
@@ -250,10 +264,7 @@ class MachineRequest(BaseModel):
             if not _STORED_TALOS_VERSION.match(value):
                 raise ValueError(f"{value!r} is not a Talos version")
             return value
-        problem = talos_version_problem(value)
-        if problem is not None:
-            raise ValueError(problem)
-        return value
+        return require_talos_version(value)
 
     @field_validator("extensions")
     @classmethod

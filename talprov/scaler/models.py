@@ -29,8 +29,8 @@ from talprov.providers.types import (
     Arch,
     JoinSpec,
     MetaValue,
+    NewTalosVersion,
     Overlay,
-    talos_version_problem,
 )
 
 # Cluster and set names end up inside request ids, which are DNS labels.
@@ -120,15 +120,7 @@ class ConfigRef(_Doc):
 
 
 class TalosSettings(_Doc):
-    version: str
-
-    @field_validator("version")
-    @classmethod
-    def _version(cls, value: str) -> str:
-        problem = talos_version_problem(value)
-        if problem is not None:
-            raise ValueError(problem)
-        return value
+    version: NewTalosVersion
 
 
 class ClusterDoc(_Doc):

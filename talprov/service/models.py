@@ -16,7 +16,6 @@ from pydantic import (
     ConfigDict,
     Field,
     SecretStr,
-    field_validator,
 )
 
 from talprov.providers.labels import Labels
@@ -27,9 +26,9 @@ from talprov.providers.types import (
     GrpcTunnelMode,
     JoinSpec,
     MetaValue,
+    NewTalosVersion,
     Overlay,
     Stage,
-    talos_version_problem,
 )
 
 #: Leaves room for ``-<index>`` in member ids (63 characters at most).
@@ -43,16 +42,8 @@ class MachineTemplate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     provider: str = Field(min_length=1, max_length=255, description="Provider instance name.")
-    talos_version: str = Field(pattern=TALOS_VERSION_PATTERN, examples=["v1.13.9"])
-
-    @field_validator("talos_version")
-    @classmethod
-    def _supported_version(cls, value: str) -> str:
-        # Before the config is checked by this version's rules (422 at talos_version).
-        problem = talos_version_problem(value)
-        if problem is not None:
-            raise ValueError(problem)
-        return value
+    # Checked before the config is checked by this version's rules (422 at talos_version).
+    talos_version: NewTalosVersion = Field(pattern=TALOS_VERSION_PATTERN, examples=["v1.13.9"])
     arch: Arch = Arch.AMD64
     secure_boot: bool = False
     extensions: list[str] = Field(

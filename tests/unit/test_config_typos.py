@@ -14,7 +14,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
 from talprov.errors import describe_problem, unknown_key_message
-from tests.helpers import WORKER_CONFIG, Home
+from tests.helpers import Home
 from tests.unit.test_cli import assert_usage_error
 
 
@@ -66,22 +66,11 @@ def test_a_misspelt_request_file_key_is_named_with_a_suggestion(home: Home) -> N
 
 
 def test_a_misspelt_cluster_spec_key_is_named_with_a_suggestion(home: Home) -> None:
-    (home.root / "worker.yaml").write_text(WORKER_CONFIG)
-    docs: list[dict[str, Any]] = [
-        {"kind": "Cluster", "name": "c1", "talos": {"version": "v1.13.9"}},
-        {"kind": "MachineClass", "name": "small", "provider": "fake"},
-        {"kind": "Workers", "name": "w", "machineClas": {"name": "small", "size": 1},
-         "config": {"file": "worker.yaml"}},
-    ]
-    spec = home.root / "cluster.yaml"
-    spec.write_text(yaml.safe_dump_all(docs))
+    spec = home.write_spec(machineClass=None, machineClas={"name": "small", "size": 1})
     result = home.invoke("plan", "-f", str(spec))
     assert_usage_error(result.exit_code, result.output, 'document 3 (Workers "w"): machineClas',
                        "did you mean 'machineClass'?")
-    docs[2] = {**docs[2], "machineClass": {"name": "small", "size": 1},
-               "update": {"maxSurg": 1}}
-    del docs[2]["machineClas"]
-    spec.write_text(yaml.safe_dump_all(docs))
+    spec = home.write_spec(update={"maxSurg": 1})
     result = home.invoke("plan", "-f", str(spec))
     assert_usage_error(result.exit_code, result.output, "update.maxSurg",
                        "did you mean 'maxSurge'?")
@@ -146,15 +135,7 @@ def test_misspelt_names_get_the_closest_known_one(home: Home) -> None:
     result = home.invoke("machine", "create", "-f", str(request))
     assert_usage_error(result.exit_code, result.output, f"{request}: provider",
                        "unknown provider 'fkae'", "did you mean 'fake'?")
-    (home.root / "worker.yaml").write_text(WORKER_CONFIG)
-    docs: list[dict[str, Any]] = [
-        {"kind": "Cluster", "name": "c1", "talos": {"version": "v1.13.9"}},
-        {"kind": "MachineClass", "name": "small", "provider": "fake"},
-        {"kind": "Workers", "name": "w", "machineClass": {"name": "smal", "size": 1},
-         "config": {"file": "worker.yaml"}},
-    ]
-    spec = home.root / "cluster.yaml"
-    spec.write_text(yaml.safe_dump_all(docs))
+    spec = home.write_spec(machineClass={"name": "smal", "size": 1})
     result = home.invoke("plan", "-f", str(spec))
     assert_usage_error(result.exit_code, result.output, "machineClass.name",
                        "did you mean 'small'?")

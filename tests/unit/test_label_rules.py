@@ -8,12 +8,10 @@ a value with NUL) that the HTTP API refuses with 422.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
 
 import pytest
-import yaml
 
-from tests.helpers import WORKER_CONFIG, Home
+from tests.helpers import Home
 from tests.unit.service.conftest import WRITE, Api, open_api, request_body
 from tests.unit.test_cli import assert_usage_error
 
@@ -40,15 +38,7 @@ def test_a_request_file_refuses_what_the_api_refuses(
 def test_a_cluster_spec_refuses_what_the_api_refuses(
     home: Home, labels: dict[str, str], field: str
 ) -> None:
-    (home.root / "worker.yaml").write_text(WORKER_CONFIG)
-    docs: list[dict[str, Any]] = [
-        {"kind": "Cluster", "name": "c1", "talos": {"version": "v1.13.9"}},
-        {"kind": "MachineClass", "name": "small", "provider": "fake"},
-        {"kind": "Workers", "name": "w", "machineClass": {"name": "small", "size": 1},
-         "config": {"file": "worker.yaml"}, "labels": labels},
-    ]
-    spec = home.root / "cluster.yaml"
-    spec.write_text(yaml.safe_dump_all(docs))
+    spec = home.write_spec(labels=labels)
     result = home.invoke("plan", "-f", str(spec))
     assert_usage_error(result.exit_code, result.output, f'(Workers "w"): {field}')
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-import yaml
 from pydantic import SecretStr
 
 from talprov.providers.types import STORED, MachineRequest
@@ -31,15 +30,7 @@ def test_a_request_file_for_v1_8_is_refused(home: Home) -> None:
 
 
 def test_a_cluster_spec_for_v1_8_is_refused(home: Home) -> None:
-    (home.root / "worker.yaml").write_text(WORKER_CONFIG)
-    docs = [
-        {"kind": "Cluster", "name": "c1", "talos": {"version": "v1.8.0"}},
-        {"kind": "MachineClass", "name": "small", "provider": "fake"},
-        {"kind": "Workers", "name": "w", "machineClass": {"name": "small", "size": 1},
-         "config": {"file": "worker.yaml"}},
-    ]
-    spec = home.root / "cluster.yaml"
-    spec.write_text(yaml.safe_dump_all(docs))
+    spec = home.write_spec(version="v1.8.0")
     result = home.invoke("plan", "-f", str(spec))
     assert_usage_error(result.exit_code, result.output, "talos.version", SUPPORTED)
 

@@ -8,9 +8,6 @@ Before: the problem of the patched config was reported at the base config
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
-
-import yaml
 
 from tests.helpers import WORKER_CONFIG, Home
 from tests.unit.test_cli import assert_usage_error
@@ -62,17 +59,8 @@ def test_a_problem_of_the_base_stays_with_the_base(home: Home) -> None:
 
 
 def test_a_cluster_spec_patch_is_blamed_by_name_and_path(home: Home) -> None:
-    (home.root / "worker.yaml").write_text(WORKER_CONFIG)
     _write(home.root, "bad.yaml", BAD_WIPE)
-    docs: list[dict[str, Any]] = [
-        {"kind": "Cluster", "name": "c1", "talos": {"version": "v1.13.9"}},
-        {"kind": "MachineClass", "name": "small", "provider": "fake"},
-        {"kind": "Workers", "name": "w", "machineClass": {"name": "small", "size": 1},
-         "config": {"file": "worker.yaml"},
-         "patches": [{"inline": GOOD}, {"file": "bad.yaml"}]},
-    ]
-    spec = home.root / "cluster.yaml"
-    spec.write_text(yaml.safe_dump_all(docs))
+    spec = home.write_spec(patches=[{"inline": GOOD}, {"file": "bad.yaml"}])
     result = home.invoke("plan", "-f", str(spec))
     assert_usage_error(result.exit_code, result.output,
                        '(Workers "w"): patches[1] (bad.yaml): document 1 (v1alpha1): '

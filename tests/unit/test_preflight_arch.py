@@ -25,9 +25,9 @@ from talprov.providers.protocol import ChecksRequests, Runtime
 from talprov.providers.types import Arch, MachineRequest
 from talprov.registry import build_provider
 from tests.helpers import WORKER_CONFIG, Home
-from tests.unit.service.conftest import WRITE, Api, open_api, request_body
+from tests.unit.service.conftest import Api, open_api, request_body
 from tests.unit.test_cli import assert_usage_error
-from tests.unit.test_preflight import closed_endpoint
+from tests.unit.test_preflight import assert_refused_with_422, closed_endpoint
 
 # Port 9 of 127.0.0.1 is never asked: a pre-flight check makes no call.
 BLOCKS: dict[str, dict[str, Any]] = {
@@ -135,10 +135,4 @@ def pve_api(home: Home) -> Iterator[Api]:
 
 def test_the_api_refuses_with_422_naming_the_field(pve_api: Api) -> None:
     body = request_body("arm-api", provider="pve", arch="arm64")
-    response = pve_api.request("POST", "/v1/machine-requests", json=body, headers=WRITE)
-    assert response.status_code == 422, response.text
-    detail = response.json()["detail"][0]
-    assert detail["loc"] == ["body", "arch"]
-    assert "x86_64" in detail["msg"]
-    assert pve_api.request("GET", "/v1/machine-requests/arm-api",
-                           headers=WRITE).status_code == 404
+    assert_refused_with_422(pve_api, body, "arch", "x86_64")
