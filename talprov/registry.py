@@ -114,7 +114,7 @@ def validate_provider_data(
 def check_request(provider: Provider, request: MachineRequest, *, where: str) -> None:
     """Run the provider's pre-flight check (``ChecksRequests``), if it has one.
 
-    No cloud call. Raises ``ConfigError`` at ``<where>.<field>`` naming what the
+    No cloud call. Raises ``ConfigError`` at ``<where>: <field>`` naming what the
     request asks that this instance cannot do. Idempotent.
     """
     if not isinstance(provider, ChecksRequests):
@@ -124,7 +124,7 @@ def check_request(provider: Provider, request: MachineRequest, *, where: str) ->
     except InvalidRequest as exc:
         field = exc.field or ""
         message = exc.message.removeprefix(f"{field}: ") if field else exc.message
-        raise ConfigError(f"{where}.{field}" if field else where, message) from None
+        raise ConfigError(f"{where}: {field}" if field else where, message) from None
 
 
 #: Keys of a provider instance block that talprov itself reads.

@@ -41,7 +41,7 @@ def test_machine_create_refuses_extensions_without_image_bucket(aws_home: Home) 
     request = aws_home.write_request("ext-1", provider="ec2",
                                      extensions=["siderolabs/iscsi-tools"])
     result = aws_home.invoke("machine", "create", "-f", str(request))
-    assert_usage_error(result.exit_code, result.output, f"{request}.extensions", "image_bucket")
+    assert_usage_error(result.exit_code, result.output, f"{request}: extensions", "image_bucket")
     listed = aws_home.invoke("machine", "list", "-o", "json")
     assert "ext-1" not in listed.output  # nothing was recorded
     plain = aws_home.write_request("plain-1", provider="ec2")
