@@ -210,7 +210,10 @@ def check_instance_shape(name: str, block: dict[str, Any], where: str) -> None:
     try:
         cls.config_model.model_validate(body)
     except ValidationError as exc:
-        errors = [e for e in exc.errors() if not has_reference(e.get("input"))]
+        # A field holding a reference is judged once resolved; a misspelt key and a
+        # block-level rule (token_id with token_secret) are judged now.
+        errors = [e for e in exc.errors() if e["type"] == "extra_forbidden"
+                  or not (isinstance(e.get("input"), str) and has_reference(e["input"]))]
         if errors:
             path, message = describe_problem(errors, model=cls.config_model)
             raise ConfigError(f"{where}.{path}" if path else where, message) from None

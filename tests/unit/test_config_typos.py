@@ -153,3 +153,14 @@ def test_a_misspelt_document_kind_gets_the_closest_kind(home: Home) -> None:
     result = home.invoke("plan", "-f", str(spec))
     assert_usage_error(result.exit_code, result.output, 'document 2 (Worker "w"): kind',
                        "did you mean 'Workers'?")
+
+
+def test_a_misspelt_key_holding_a_reference_is_still_named(home: Home) -> None:
+    """Before: the whole block passed the load-time check (errors about inputs with a
+    reference were put off until the instance is used, the misspelt key's too)."""
+    home.providers["pve"] = {"type": "proxmox", "url": "https://pve.example.test:8006",
+                             "token_id": "root@pam!t", "token_secert": "${env:PVE_T}"}
+    home.write_config()
+    result = home.invoke("machine", "list")
+    assert_usage_error(result.exit_code, result.output, "providers.pve.token_secert",
+                       "did you mean 'token_secret'?")
