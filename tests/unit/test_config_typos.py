@@ -164,3 +164,23 @@ def test_a_misspelt_key_holding_a_reference_is_still_named(home: Home) -> None:
     result = home.invoke("machine", "list")
     assert_usage_error(result.exit_code, result.output, "providers.pve.token_secert",
                        "did you mean 'token_secret'?")
+
+
+def test_no_config_file_at_all_says_where_it_was_looked_for(
+    home: Home, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Before: "unknown provider 'fake' (configured in no config file found: none
+    configured)"."""
+    from click.testing import CliRunner
+
+    from talprov.cli import cli
+
+    request = home.write_request("r-5")
+    env = {"TALPROV_CONFIG": "", "XDG_CONFIG_HOME": str(home.root / "nowhere"),
+           "XDG_STATE_HOME": str(home.root / "state")}
+    elsewhere = home.root / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)  # no ./talprov.yaml here
+    result = CliRunner().invoke(cli, ["machine", "create", "-f", str(request)], env=env)
+    assert_usage_error(result.exit_code, result.output, f"{request}: provider",
+                       "no config file found", "TALPROV_CONFIG", "./talprov.yaml")
