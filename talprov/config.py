@@ -13,6 +13,7 @@ instance nobody uses blocks nothing. ``talprov config check`` resolves them all.
 
 from __future__ import annotations
 
+import difflib
 import os
 import re
 from pathlib import Path
@@ -22,9 +23,18 @@ from urllib.parse import urlsplit
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
 
-from talprov.errors import ConfigError, validation_message
+from talprov.errors import (
+    ConfigError,
+    UniqueKeyLoader,
+    describe_problem,
+    did_you_mean,
+    read_user_file,
+    unknown_key_message,
+    validate,
+    yaml_error,
+)
 from talprov.registry import COMMON_INSTANCE_KEYS, installed_types, load_type
-from talprov.secrets import has_reference, resolve_tree
+from talprov.secrets import check_references, has_reference, resolve_tree
 
 DEFAULT_FACTORY_URL = "https://factory.talos.dev"
 #: Instance names end up in tags, labels and URLs: a DNS label.
@@ -73,6 +83,17 @@ class ProviderInstanceConfig(BaseModel):
     type: str
     concurrency: int = Field(default=8, ge=1, le=256)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _misspelt_type(cls, data: Any) -> Any:
+        # extra="allow" would let `tpye: aws` pass and report `type` as missing.
+        if isinstance(data, dict) and "type" not in data:
+            extras = [str(key) for key in data if key not in cls.model_fields]
+            close = difflib.get_close_matches("type", extras, n=1, cutoff=0.6)
+            if close:
+                raise ValueError(f"{close[0]}: {unknown_key_message(close[0], ['type'])}")
+        return data
+
 
 class TalprovConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -103,7 +124,8 @@ class LoadedConfig(BaseModel):
         if block is None:
             known = ", ".join(sorted(self.config.providers)) or "none configured"
             where = str(self.path) if self.path else "config"
-            raise ConfigError(where, f"unknown provider {name!r} (configured: {known})")
+            raise ConfigError(where, f"unknown provider {name!r} (configured: {known})"
+                                     + did_you_mean(name, list(self.config.providers)))
         resolved: dict[str, Any] = self._resolve(block.model_dump(), f"providers.{name}")
         return resolved
 
@@ -145,22 +167,16 @@ def load_config(explicit: str | None = None) -> LoadedConfig:
     if path is None:
         return LoadedConfig(config=TalprovConfig(), path=None)
     where = str(path)
-    try:
-        text = path.read_text()
-    except OSError as exc:
-        raise ConfigError(where, f"cannot read config file: {exc.strerror}") from None
+    text = read_user_file(path, where, "config file")
     raw = parse_yaml_mapping(text, where)
     # Resolve per top-level key so errors read "FILE: store", the same
     # "file: field" shape as every other validation error.
     raw = {key: value if key in LAZY_KEYS else
            resolve_tree(value, where=f"{where}: {key}", base_dir=path.parent)
            for key, value in raw.items()}
-    try:
-        config = TalprovConfig.model_validate(raw)
-    except ValidationError as exc:
-        field, message = validation_message(exc, where, sep=": ")
-        raise ConfigError(field, message) from None
+    config = validate(TalprovConfig, raw, where, sep=": ")
     _check_urls({"url": config.image_factory.url}, f"{where}: image_factory")
+    check_references(config.service, where=f"{where}: service")
     for name, block in config.providers.items():
         check_instance_shape(name, block.model_dump(), f"{where}: providers.{name}")
     return LoadedConfig(config=config, path=path)
@@ -169,10 +185,11 @@ def load_config(explicit: str | None = None) -> LoadedConfig:
 def check_instance_shape(name: str, block: dict[str, Any], where: str) -> None:
     """Check an instance block without resolving its references.
 
-    The name, the type, every ``*url`` having a scheme and host, and, when the
-    type's module loads, the settings against its config model (a field holding
-    a reference is judged once resolved, by the command that uses it). Raises
-    ``ConfigError`` naming file and key. Idempotent; no network.
+    The name, the type, secret references being well formed, every ``*url``
+    having a scheme and host, and, when the type's module loads, the settings
+    against its config model (a field holding a reference is judged once
+    resolved, by the command that uses it). Raises ``ConfigError`` naming file
+    and key. Idempotent; no network.
     """
     if not INSTANCE_NAME.match(name):
         raise ConfigError(where, "instance names are lowercase letters, digits and '-' "
@@ -181,7 +198,9 @@ def check_instance_shape(name: str, block: dict[str, Any], where: str) -> None:
     known = {t.name for t in installed_types()}
     if type_name not in known:
         raise ConfigError(f"{where}.type", f"unknown provider type {type_name!r} "
-                          f"(installed: {', '.join(sorted(known)) or 'none'})")
+                          f"(installed: {', '.join(sorted(known)) or 'none'})"
+                          + did_you_mean(str(type_name), sorted(known)))
+    check_references(block, where=where)
     _check_urls(block, where)
     try:
         cls = load_type(str(type_name), where=f"{where}.type")
@@ -191,11 +210,12 @@ def check_instance_shape(name: str, block: dict[str, Any], where: str) -> None:
     try:
         cls.config_model.model_validate(body)
     except ValidationError as exc:
-        errors = [e for e in exc.errors() if not has_reference(e.get("input"))]
+        # A field holding a reference is judged once resolved; a misspelt key and a
+        # block-level rule (token_id with token_secret) are judged now.
+        errors = [e for e in exc.errors() if e["type"] == "extra_forbidden"
+                  or not (isinstance(e.get("input"), str) and has_reference(e["input"]))]
         if errors:
-            err = errors[0]
-            path = ".".join(str(p) for p in err["loc"])
-            message = "unknown field" if err["type"] == "extra_forbidden" else err["msg"]
+            path, message = describe_problem(errors, model=cls.config_model)
             raise ConfigError(f"{where}.{path}" if path else where, message) from None
 
 
@@ -216,12 +236,9 @@ def _check_urls(node: Any, where: str) -> None:
 def parse_yaml_mapping(text: str, where: str) -> dict[str, Any]:
     """Parse a single YAML mapping; errors name the file and line."""
     try:
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=UniqueKeyLoader)  # noqa: S506 (a safe loader)
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        line = f" line {mark.line + 1}" if mark is not None else ""
-        problem = getattr(exc, "problem", None) or "malformed YAML"
-        raise ConfigError(f"{where}:{line}".rstrip(":"), f"invalid YAML: {problem}") from None
+        raise yaml_error(exc, where) from None
     if data is None:
         return {}
     if not isinstance(data, dict):

@@ -3,11 +3,27 @@
 These are not provider errors (see :mod:`talprov.providers.errors`): they are
 raised before any cloud is asked anything, and the CLI turns them into exit 2
 with one line naming the file and field, the API into 422.
+
+Every file talprov reads is checked by a pydantic model; :func:`validate` and
+:func:`validation_message` turn the model's complaint into that one line. Of
+several complaints the one about an unknown key comes first: a misspelt key
+(``regoin``) also makes the key it stands for (``region``) missing, and one
+mistake gets one message, with the valid key it most resembles.
 """
 
 from __future__ import annotations
 
-from pydantic import ValidationError
+import difflib
+import types
+import typing
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+M = TypeVar("M", bound=BaseModel)
 
 
 class Conflict(Exception):
@@ -23,17 +39,220 @@ class ConfigError(Exception):
         self.message = message
 
 
-def validation_message(exc: ValidationError, prefix: str, sep: str = ".") -> tuple[str, str]:
-    """The first problem of a pydantic error as (``prefix`` + field path, message)."""
-    err = exc.errors()[0]
-    path = ".".join(str(p) for p in err["loc"])
-    where = f"{prefix}{sep}{path}" if path else prefix
-    message = err["msg"]
-    if err["type"] == "extra_forbidden":
-        message = "unknown field"
-    return where, message
+def read_user_file(path: Path, where: str, what: str | None = None) -> str:
+    """The text of a file a person named (config, request, spec, patch, reference).
+
+    Raises ``ConfigError`` at ``where`` — "cannot read ``what`` (default: the
+    path as looked for): why" — for a missing or unreadable file and for one that
+    is not UTF-8 text, never a traceback. Reads only.
+    """
+    try:
+        return path.read_text(encoding="utf-8")
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+    except UnicodeDecodeError:
+        reason = "not UTF-8 text"
+    raise ConfigError(where, f"cannot read {what or path}: {reason}")
+
+
+def yaml_error(exc: Exception, where: str) -> ConfigError:
+    """The one message for text that does not parse as YAML, in any file: where
+    ``where: line L, column C`` (when the parser knows), what ``not valid YAML:
+    <the parser's problem>``. Only the parser's description: the snippet it also
+    offers may hold secrets. Pure."""
+    mark = getattr(exc, "problem_mark", None)
+    problem = getattr(exc, "problem", None) or "cannot be parsed"
+    at = f"{where}: line {mark.line + 1}, column {mark.column + 1}" if mark is not None else where
+    return ConfigError(at, f"not valid YAML: {problem}")
+
+
+class UniqueKeyLoader(yaml.SafeLoader):
+    """YAML's safe loader, refusing a key given twice in one mapping.
+
+    PyYAML keeps the last value silently, so a second ``providers:`` block would
+    drop the first; Go's yaml.v3, which Talos and Omni read YAML with, refuses it
+    ("mapping key already defined"), and so does talprov, for every file.
+    """
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        refuse_duplicate_keys(node)
+        return super().construct_mapping(node, deep)
+
+
+def refuse_duplicate_keys(node: yaml.MappingNode) -> None:
+    """Raise a YAML error at the second occurrence of a scalar key of ``node``
+    (merge keys ``<<`` may override: they are not checked). Pure."""
+    seen: set[tuple[str, str]] = set()
+    for key_node, _ in node.value:
+        if not isinstance(key_node, yaml.ScalarNode) or key_node.tag == "tag:yaml.org,2002:merge":
+            continue
+        key = (key_node.tag, str(key_node.value))
+        if key in seen:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"key {key_node.value!r} appears twice in one mapping",
+                key_node.start_mark)
+        seen.add(key)
 
 
 class MissingExtra(ConfigError):
     """A provider type (or the service) needs an optional extra that is not installed;
     the message carries the pip command."""
+
+
+def validate(model: type[M], data: Any, where: str, sep: str = ".") -> M:
+    """``model.model_validate(data)``; raises ``ConfigError`` at ``where`` + field path
+    with :func:`describe_problem`'s message (never the value). Pure."""
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        field, message = validation_message(exc, where, sep, model=model)
+        raise ConfigError(field, message) from None
+
+
+def validation_message(exc: ValidationError, prefix: str, sep: str = ".", *,
+                       model: type[BaseModel] | None = None) -> tuple[str, str]:
+    """The most telling problem of a pydantic error as (``prefix`` + field path, message).
+
+    ``model`` (the model that was validated) lets an unknown key be answered with
+    the valid key it most resembles.
+    """
+    path, message = describe_problem(exc.errors(), model=model)
+    return (f"{prefix}{sep}{path}" if path else prefix), message
+
+
+def describe_problem(errors: Sequence[Mapping[str, Any]], *,
+                     model: type[BaseModel] | None = None) -> tuple[str, str]:
+    """(dotted field path, short message) of the most telling of ``errors``.
+
+    An unknown key comes first (see the module docstring); the message never
+    carries the input value, which may be a secret. ``errors`` must not be empty.
+    """
+    error = next((e for e in errors if e.get("type") == "extra_forbidden"), errors[0])
+    loc = list(error.get("loc", ()))
+    key_error = bool(loc) and loc[-1] == "[key]"  # a bad key of a dict: name the key
+    if key_error:
+        loc.pop()
+    path = dotted(loc)
+    kind = str(error.get("type", ""))
+    ctx = error.get("ctx") or {}
+    message = str(error.get("msg", "is invalid"))  # pydantic's, never with the value
+    if kind == "extra_forbidden":
+        message = unknown_key_message(str(loc[-1]), _keys_at(model, loc[:-1]) if model else [])
+    elif kind in ("value_error", "assertion_error"):
+        message = str(ctx.get("error", message))
+        # Model validators name their own field as "field: problem".
+        head, sep, tail = message.partition(": ")
+        if sep and " " not in head and not path.endswith(head):
+            path = f"{path}.{head}" if path else head
+            message = tail
+    elif kind in _SIMPLE_MESSAGES:
+        message = _SIMPLE_MESSAGES[kind]
+    elif kind in _BOUNDS:
+        message = f"must be {_BOUNDS[kind]} {next(iter(ctx.values()), '')}"
+    elif kind == "string_pattern_mismatch":
+        message = f"must match {ctx.get('pattern', 'the expected pattern')}"
+    elif kind == "string_too_long":
+        message = f"must be at most {ctx.get('max_length')} characters"
+    elif kind == "too_long":
+        message = f"must have at most {ctx.get('max_length')} items"
+    elif kind in ("literal_error", "enum"):
+        message = f"must be one of {ctx.get('expected', '')}"
+    return path, (f"key {message}" if key_error else message)
+
+
+def did_you_mean(name: str, known: Sequence[str]) -> str:
+    """"; did you mean 'x'?" for the one of ``known`` closest to ``name`` (difflib),
+    or "" when none is close. Pure."""
+    close = difflib.get_close_matches(name, list(known), n=1, cutoff=0.6)
+    return f"; did you mean '{close[0]}'?" if close else ""
+
+
+def unknown_key_message(key: str, valid: Sequence[str]) -> str:
+    """"unknown field" with the closest of ``valid`` (difflib), else the valid keys."""
+    hint = did_you_mean(key, valid)
+    if hint:
+        return f"unknown field{hint}"
+    if valid and len(valid) <= _LISTED_KEYS:
+        return f"unknown field (valid: {', '.join(sorted(valid))})"
+    return "unknown field"
+
+
+#: Up to this many valid keys are listed when none resembles an unknown one.
+_LISTED_KEYS = 12
+
+
+def dotted(loc: Sequence[Any]) -> str:
+    """A pydantic location as people write it: ``a.b[0].c``."""
+    path = ""
+    for part in loc:
+        path += f"[{part}]" if isinstance(part, int) else (f".{part}" if path else str(part))
+    return path
+
+
+def _keys_at(model: type[BaseModel], loc: Sequence[Any]) -> list[str]:
+    """The keys a mapping at ``loc`` inside ``model`` may have (as written in files)."""
+    current: list[Any] = [model]
+    for part in loc:
+        stepped = [inner for kind in current for inner in _step(kind, part)]
+        # A part nothing understands is a union member's tag in pydantic's locations.
+        current = stepped or current
+    keys: set[str] = set()
+    for kind in current:
+        for member in _members(kind):
+            if isinstance(member, type) and issubclass(member, BaseModel):
+                keys.update(_field_keys(member))
+    return sorted(keys)
+
+
+def _members(kind: Any) -> list[Any]:
+    """``kind`` with Optional/Union/Annotated unwrapped into its members."""
+    origin = typing.get_origin(kind)
+    if origin is typing.Annotated:
+        return _members(typing.get_args(kind)[0])
+    if origin is typing.Union or origin is types.UnionType:
+        return [m for arg in typing.get_args(kind) for m in _members(arg)]
+    return [kind]
+
+
+def _step(kind: Any, part: Any) -> list[Any]:
+    found = []
+    for member in _members(kind):
+        origin, args = typing.get_origin(member), typing.get_args(member)
+        if isinstance(member, type) and issubclass(member, BaseModel) and isinstance(part, str):
+            for name, info in member.model_fields.items():
+                if part in (name, info.alias):
+                    found.append(info.annotation)
+        elif origin in (list, tuple, set, frozenset, Sequence) and isinstance(part, int) and args:
+            found.append(args[0])
+        elif origin in (dict, Mapping) and isinstance(part, str) and len(args) == 2:
+            found.append(args[1])
+    return found
+
+
+def _field_keys(model: type[BaseModel]) -> list[str]:
+    return [info.alias or name for name, info in model.model_fields.items()]
+
+
+_SIMPLE_MESSAGES = {
+    "missing": "is required",
+    "int_type": "must be an integer",
+    "int_parsing": "must be an integer",
+    "int_from_float": "must be an integer",
+    "float_type": "must be a number",
+    "float_parsing": "must be a number",
+    "string_type": "must be a string",
+    "bool_type": "must be true or false",
+    "bool_parsing": "must be true or false",
+    "dict_type": "must be a mapping",
+    "model_type": "must be a mapping",
+    "model_attributes_type": "must be a mapping",
+    "list_type": "must be a list",
+    "tuple_type": "must be a list",
+    "string_too_short": "must not be empty",
+}
+_BOUNDS = {
+    "greater_than_equal": ">=",
+    "greater_than": ">",
+    "less_than_equal": "<=",
+    "less_than": "<",
+}

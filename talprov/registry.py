@@ -19,9 +19,9 @@ from importlib.metadata import (
 )
 from typing import Any, cast
 
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel
 
-from talprov.errors import ConfigError, MissingExtra, validation_message
+from talprov.errors import ConfigError, MissingExtra, validate
 from talprov.providers.errors import InvalidRequest
 from talprov.providers.protocol import ChecksRequests, Provider, ProviderClass, Runtime
 from talprov.providers.types import MachineRequest
@@ -125,12 +125,7 @@ def build_provider(
         raise ConfigError(f"{where}.type", "required: the provider type, e.g. aws")
     cls = load_type(type_name, where=f"{where}.type")
     body = {k: v for k, v in raw.items() if k not in COMMON_INSTANCE_KEYS}
-    try:
-        config = cls.config_model.model_validate(body)
-    except ValidationError as exc:
-        field, message = validation_message(exc, where)
-        raise ConfigError(field, message) from None
-    return cls(instance, config, runtime)
+    return cls(instance, validate(cls.config_model, body, where), runtime)
 
 
 def validate_provider_data(
@@ -140,17 +135,13 @@ def validate_provider_data(
 
     Raises ``ConfigError`` naming ``<where>.<field>``.
     """
-    try:
-        return provider.data_model.model_validate(data)
-    except ValidationError as exc:
-        field, message = validation_message(exc, where)
-        raise ConfigError(field, message) from None
+    return validate(provider.data_model, data, where)
 
 
 def check_request(provider: Provider, request: MachineRequest, *, where: str) -> None:
     """Run the provider's pre-flight check (``ChecksRequests``), if it has one.
 
-    No cloud call. Raises ``ConfigError`` at ``<where>.<field>`` naming what the
+    No cloud call. Raises ``ConfigError`` at ``<where>: <field>`` naming what the
     request asks that this instance cannot do. Idempotent.
     """
     if not isinstance(provider, ChecksRequests):
@@ -160,7 +151,7 @@ def check_request(provider: Provider, request: MachineRequest, *, where: str) ->
     except InvalidRequest as exc:
         field = exc.field or ""
         message = exc.message.removeprefix(f"{field}: ") if field else exc.message
-        raise ConfigError(f"{where}.{field}" if field else where, message) from None
+        raise ConfigError(f"{where}: {field}" if field else where, message) from None
 
 
 #: Keys of a provider instance block that talprov itself reads.

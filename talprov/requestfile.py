@@ -11,10 +11,11 @@ import secrets as pysecrets
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
 from talprov.config import parse_yaml_mapping
-from talprov.errors import ConfigError, validation_message
+from talprov.errors import ConfigError, read_user_file, validate
+from talprov.providers.labels import Labels
 from talprov.providers.types import (
     Arch,
     GrpcTunnelMode,
@@ -56,7 +57,7 @@ class RequestFile(BaseModel):
     overlay: Overlay | None = None
     config: ConfigSource | None = None
     join: JoinSpec | None = None
-    labels: dict[str, str] = Field(default_factory=dict)
+    labels: Labels = Field(default_factory=dict)
     provider_data: dict[str, Any] = Field(default_factory=dict)
 
 
@@ -73,37 +74,24 @@ def read_machine_config(
     Raises ``ConfigError`` naming the file and field for unreadable files,
     malformed YAML and a config that Talos ``talos_version`` would refuse.
     """
-    from talprov.talos.configschema import check_config
-    from talprov.talos.machineconfig import apply_patches, load_documents
+    from talprov.talos.patchcheck import patched_and_checked
 
     if (source.file is None) == (source.inline is None):
         raise ConfigError(f"{where}: config", "give exactly one of file or inline")
     if source.file is not None:
         path = _relative(source.file, base_dir)
         origin = str(path)
-        try:
-            text = path.read_text()
-        except OSError as exc:
-            raise ConfigError(
-                f"{where}: config.file", f"cannot read {path}: {exc.strerror}"
-            ) from None
+        text = read_user_file(path, f"{where}: config.file")
     else:
         assert source.inline is not None
         origin = f"{where}: config.inline"
         text = source.inline.get_secret_value()
-    patch_texts = []
+    patches = []
     for index, patch in enumerate(source.patches):
         patch_path = _relative(patch, base_dir)
-        try:
-            patch_texts.append(patch_path.read_text())
-        except OSError as exc:
-            raise ConfigError(
-                f"{where}: config.patches[{index}]", f"cannot read {patch_path}: {exc.strerror}"
-            ) from None
-    if patch_texts:
-        text = apply_patches(text, patch_texts, origin)
-    check_config(load_documents(text, origin), origin, talos_version)
-    return text
+        patches.append((str(patch_path),
+                        read_user_file(patch_path, f"{where}: config.patches[{index}]")))
+    return patched_and_checked(text, origin, patches, talos_version)
 
 
 def _check_version(version: str, where: str) -> None:
@@ -139,11 +127,7 @@ def parse_request(raw: dict[str, Any], *, where: str, base_dir: Path) -> Machine
         raw["provider_data"] = resolve_tree(
             raw["provider_data"], where=f"{where}: provider_data", base_dir=base_dir
         )
-    try:
-        spec = RequestFile.model_validate(raw)
-    except ValidationError as exc:
-        field, message = validation_message(exc, where, sep=": ")
-        raise ConfigError(field, message) from None
+    spec = validate(RequestFile, raw, where, sep=": ")
     config_text = ""
     _check_version(spec.talos_version, where)
     if spec.config is not None:
@@ -153,19 +137,12 @@ def parse_request(raw: dict[str, Any], *, where: str, base_dir: Path) -> Machine
     body["id"] = spec.id or generate_request_id()
     body["machine_config"] = SecretStr(config_text)
     body["join"] = spec.join
-    try:
-        return MachineRequest.model_validate(body)
-    except ValidationError as exc:
-        field, message = validation_message(exc, where, sep=": ")
-        raise ConfigError(field, message) from None
+    return validate(MachineRequest, body, where, sep=": ")
 
 
 def load_request_file(path: Path) -> MachineRequest:
     """Read a request file. Raises ``ConfigError`` naming the file and field."""
     where = str(path)
-    try:
-        text = path.read_text()
-    except OSError as exc:
-        raise ConfigError(where, f"cannot read request file: {exc.strerror}") from None
+    text = read_user_file(path, where, "request file")
     raw = parse_yaml_mapping(text, where)
     return parse_request(raw, where=where, base_dir=path.parent)

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from talprov.errors import ConfigError
+from talprov.errors import ConfigError, read_user_file
 
 _REF = re.compile(r"\$\{(env|file):([^}]+)\}")
 _OPENING = re.compile(r"\$\{")
@@ -77,10 +77,7 @@ def resolve_refs(value: str, *, where: str, base_dir: Path | None = None) -> str
     reference (``${envv:X}``, ``${env:X``): used as it is, that text would be
     sent as the secret.
     """
-    for start in (m.start() for m in _OPENING.finditer(value)):
-        if _REF.match(value, start) is None:
-            raise ConfigError(where, "'${' starts no secret reference here; write "
-                                     "${env:NAME} or ${file:PATH}")
+    _refuse_malformed(value, where)
 
     def substitute(match: re.Match[str]) -> str:
         kind, name = match.group(1), match.group(2).strip()
@@ -92,14 +89,35 @@ def resolve_refs(value: str, *, where: str, base_dir: Path | None = None) -> str
             path = Path(os.path.expanduser(name))
             if not path.is_absolute() and base_dir is not None:
                 path = base_dir / path
-            try:
-                resolved = path.read_text().strip()
-            except OSError as exc:
-                raise ConfigError(where, f"cannot read {path}: {exc.strerror}") from None
+            resolved = read_user_file(path, where).strip()
         register_secret(resolved)
         return resolved
 
     return _REF.sub(substitute, value)
+
+
+def _refuse_malformed(value: str, where: str) -> None:
+    for start in (m.start() for m in _OPENING.finditer(value)):
+        if _REF.match(value, start) is None:
+            raise ConfigError(where, "'${' starts no secret reference here; write "
+                                     "${env:NAME} or ${file:PATH}")
+
+
+def check_references(node: Any, *, where: str) -> None:
+    """Refuse a malformed reference (``${envv:X}``, ``${env:X``) anywhere in a parsed
+    YAML tree without resolving anything, so that it is reported as what it is and
+    not as whatever the field would then fail as (a URL without a scheme).
+
+    Raises ``ConfigError`` naming ``where`` and the field. Pure.
+    """
+    if isinstance(node, str):
+        _refuse_malformed(node, where)
+    elif isinstance(node, Mapping):
+        for key, value in node.items():
+            check_references(value, where=f"{where}.{key}")
+    elif isinstance(node, list):
+        for index, value in enumerate(node):
+            check_references(value, where=f"{where}[{index}]")
 
 
 def resolve_tree(node: Any, *, where: str, base_dir: Path | None = None) -> Any:

@@ -108,6 +108,23 @@ class Home:
         path.write_text(yaml.safe_dump(body))
         return path
 
+    def write_spec(self, *, version: str = "v1.13.9", **workers: Any) -> Path:
+        """cluster.yaml: cluster c1 (Talos ``version``), class ``small`` on ``fake`` and
+        a Workers set ``w`` of one, its fields updated by ``workers`` (None drops one)."""
+        config = self.root / "worker.yaml"
+        if not config.exists():
+            config.write_text(WORKER_CONFIG)
+        worker_set: dict[str, Any] = {
+            "kind": "Workers", "name": "w", "machineClass": {"name": "small", "size": 1},
+            "config": {"file": "worker.yaml"}}
+        worker_set.update(workers)
+        docs = [{"kind": "Cluster", "name": "c1", "talos": {"version": version}},
+                {"kind": "MachineClass", "name": "small", "provider": "fake"},
+                {k: v for k, v in worker_set.items() if v is not None}]
+        path = self.root / "cluster.yaml"
+        path.write_text(yaml.safe_dump_all(docs))
+        return path
+
     def run(self, *args: str, timeout: float = 120, check: bool = False
             ) -> subprocess.CompletedProcess[str]:
         """Run ``talprov ARGS`` as a real process."""

@@ -6,13 +6,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from talprov.autoscaler.groups import NodeGroups
 from talprov.autoscaler.server import AutoscalerServer, TlsFiles, is_loopback
-from talprov.errors import ConfigError
+from talprov.errors import validate
 from talprov.scaler.apply import Scaler
-from talprov.scaler.spec import describe_error
 
 DEFAULT_LISTEN = "127.0.0.1:8086"
 
@@ -75,8 +74,4 @@ class AutoscalerConfig(BaseModel):
 
 def parse_autoscaler_config(raw: dict[str, Any] | None, *, where: str) -> AutoscalerConfig:
     """Validate an autoscaler block. Raises ConfigError naming ``where`` + the field."""
-    try:
-        return AutoscalerConfig.model_validate(raw or {})
-    except ValidationError as exc:
-        field, message = describe_error(exc.errors()[0])
-        raise ConfigError(f"{where}.{field}" if field else where, message) from None
+    return validate(AutoscalerConfig, raw or {}, where)

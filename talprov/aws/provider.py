@@ -26,6 +26,7 @@ from typing import Any, ClassVar, cast
 
 from pydantic import BaseModel
 
+from talprov.aws.archs import instance_type_arch
 from talprov.aws.client import AwsClients
 from talprov.aws.config import AwsConfig
 from talprov.aws.data import DEFAULT_INSTANCE_TYPES, AwsData
@@ -68,6 +69,7 @@ from talprov.providers.types import (
     Retry,
     StepResult,
 )
+from talprov.talos.assets import Platform, require_offered
 from talprov.talos.factory import images_for
 from talprov.talos.join import (
     check_user_data,
@@ -153,9 +155,19 @@ class AwsProvider:
 
         Raises ``InvalidRequest`` naming the request field that makes the
         schematic non-default, or ``machine_config`` when it does not render as
-        user-data. Idempotent.
+        user-data, ``arch``/``secure_boot`` when the Image Factory has no aws image
+        for them, and ``provider_data.instance_type`` when it is of the other
+        architecture. Idempotent.
         """
         check_user_data(request)
+        require_offered(Platform.AWS, request)
+        instance_type = request.provider_data.get("instance_type")
+        if isinstance(instance_type, str):
+            has = instance_type_arch(instance_type)
+            if has is not None and has != request.arch:
+                raise InvalidRequest(f"{instance_type} is an {has} instance type; the request's "
+                                     f"arch is {request.arch}",
+                                     field="provider_data.instance_type")
         if self.config.image_bucket or Schematic.from_request(request).is_default():
             return
         culprit = next((name for name in ("extensions", "kernel_args", "meta_values", "overlay")
@@ -301,8 +313,6 @@ class AwsProvider:
         )
 
     def _fetch(self, schematic: Schematic, request: MachineRequest) -> Path:
-        from talprov.talos.assets import Platform
-
         factory = images_for(self.runtime)
         schematic_id = factory.register(schematic)
         url = factory.image_url(schematic_id, request.talos_version, Platform.AWS, request.arch)

@@ -42,12 +42,16 @@ from talprov.providers.types import (
     Retry,
     StepResult,
 )
+from talprov.talos.assets import Platform, require_offered
 from talprov.talos.factory import ImageFactory, images_for
 from talprov.talos.join import join_only_config, user_data_for
 
 log = logging.getLogger(__name__)
 
 Ctx = StepContext[BareMetalMachineData, BareMetalState]
+
+#: iPXE cannot chain a signed UKI here; secure boot needs the ISO or disk image.
+PXE_SECURE_BOOT = "PXE boot of secure-boot images is not supported"
 
 _STATE_OF = {
     MachineStatus.ALLOCATED: MachineState.PENDING,
@@ -191,13 +195,6 @@ class BareMetalProvider:
         free = sum(1 for m in machines if m.status == MachineStatus.AVAILABLE and not m.cordoned)
         return Health(ok=True, message=f"{len(machines)} machines, {free} available")
 
-    def check_request(self, request: MachineRequest) -> None:
-        """Refuse, before it is recorded, a request whose config the boot server would
-        not serve: a full machine config beside an Omni join (see
-        :func:`served_config`). Raises ``InvalidRequest`` naming ``machine_config``;
-        no network, idempotent."""
-        served_config(request)
-
     def boot_alert_counts(self) -> dict[str, int]:
         """How often the boot server of this instance raised each alert kind
         (:data:`~talprov.baremetal.boot.binding.ALERT_KINDS`), read from the
@@ -241,6 +238,20 @@ class BareMetalProvider:
         ctx.event(f"allocated machine {held.name}")
         return None
 
+    def check_request(self, request: MachineRequest) -> None:
+        """Pre-flight (no BMC or factory call): a PXE boot of the request's arch and
+        version exists, without secure boot, and the boot server would serve the
+        request's config (no full machine config beside an Omni join, see
+        :func:`served_config`).
+
+        Raises ``InvalidRequest`` (field ``arch``, ``secure_boot`` or
+        ``machine_config``). Idempotent.
+        """
+        if request.secure_boot:
+            raise InvalidRequest(PXE_SECURE_BOOT, field="secure_boot")
+        require_offered(Platform.METAL, request)
+        served_config(request)
+
     def boot_assets(self, request: MachineRequest, *, check: bool = False) -> tuple[str, str]:
         """Kernel and initramfs URLs for the request's schematic and version.
 
@@ -253,9 +264,7 @@ class BareMetalProvider:
         from talprov.talos.schematic import Schematic
 
         if request.secure_boot:
-            # iPXE cannot chain a signed UKI here; secure boot needs the ISO or disk image.
-            raise InvalidRequest("PXE boot of secure-boot images is not supported",
-                                 field="secure_boot")
+            raise InvalidRequest(PXE_SECURE_BOOT, field="secure_boot")
         schematic = Schematic.from_request(request)
         if self.config.mirror_dir:
             schematic_id = schematic.id()

@@ -19,7 +19,7 @@ from typing import Any, NoReturn, TypeVar
 import click
 
 from talprov.config import LoadedConfig, load_config
-from talprov.errors import ConfigError, Conflict
+from talprov.errors import ConfigError, Conflict, did_you_mean
 from talprov.logs import JsonFormatter, install_handler, make_handler
 from talprov.providers.errors import InvalidRequest, ProviderError, describe_error
 from talprov.providers.protocol import Provider, Runtime
@@ -175,11 +175,20 @@ def known_instance(app: App, name: str, *, where: str) -> str:
     instance's own config block still name talprov.yaml. Idempotent.
     """
     configured = app.config.config.providers
+    if name not in configured and app.config.path is None:
+        raise ConfigError(where, f"unknown provider {name!r}: no config file found "
+                                 f"({CONFIG_SEARCH})")
     if name not in configured:
         known = ", ".join(sorted(configured)) or "none configured"
-        source = app.config.path or "no config file found"
-        raise ConfigError(where, f"unknown provider {name!r} (configured in {source}: {known})")
+        raise ConfigError(where, f"unknown provider {name!r} (configured in "
+                                 f"{app.config.path}: {known})"
+                                 + did_you_mean(name, list(configured)))
     return name
+
+
+#: Where talprov looks for its config, in order (see talprov.config.find_config_file).
+CONFIG_SEARCH = ("looked at --config, TALPROV_CONFIG, ./talprov.yaml, "
+                 "$XDG_CONFIG_HOME/talprov/config.yaml")
 
 
 def say(message: str, *, level: int = logging.INFO, request_id: str | None = None) -> None:

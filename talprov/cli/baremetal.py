@@ -16,12 +16,11 @@ from urllib.parse import urlsplit
 
 import click
 import yaml
-from pydantic import ValidationError
 
 from talprov.baremetal.config import BareMetalConfig
 from talprov.baremetal.inventory import BmcInfo, Inventory, InventoryError
 from talprov.cli.app import setup_logging
-from talprov.errors import ConfigError, validation_message
+from talprov.errors import ConfigError, read_user_file, validate, yaml_error
 from talprov.registry import COMMON_INSTANCE_KEYS
 from talprov.secrets import require_reference
 
@@ -32,11 +31,9 @@ def load_block(app: Any, provider: str | None, file: str | None) -> tuple[BareMe
     if file is not None:
         where = file
         try:
-            raw = yaml.safe_load(Path(file).read_text()) or {}
-        except OSError as exc:
-            raise ConfigError(file, f"cannot read: {exc.strerror}") from None
-        except yaml.YAMLError:
-            raise ConfigError(file, "cannot read: not valid YAML") from None
+            raw = yaml.safe_load(read_user_file(Path(file), file, "the file")) or {}
+        except yaml.YAMLError as exc:
+            raise yaml_error(exc, file) from None
     else:
         loaded = app.config
         factory_url = loaded.config.image_factory.url
@@ -59,11 +56,7 @@ def load_block(app: Any, provider: str | None, file: str | None) -> tuple[BareMe
 
     body = {k: v for k, v in resolve_tree(raw, where=where).items()
             if k not in COMMON_INSTANCE_KEYS}
-    try:
-        return BareMetalConfig.model_validate(body), factory_url
-    except ValidationError as exc:
-        field, message = validation_message(exc, where)
-        raise ConfigError(field, message) from None
+    return validate(BareMetalConfig, body, where), factory_url
 
 
 class _Ctx:

@@ -63,7 +63,7 @@ def _check_providers(app: App, spec: ClusterSpec, path: Path) -> None:
         provider = app.provider(machine_class.provider)
         for domain_name in spec.domains(set_name):
             check_request(provider, template(spec, set_name, domain_name),
-                          where=f"{path}: {set_name}")
+                          where=f"{path}: set {set_name!r}")
 
 
 def _show_plan(result: Plan, output: str) -> None:

@@ -6,8 +6,9 @@ import sys
 
 import click
 
-from talprov.cli.app import EXIT_FAILED, App, handle_errors, pass_app
+from talprov.cli.app import EXIT_FAILED, App, fail, handle_errors, pass_app
 from talprov.cli.output import emit, output_option
+from talprov.config import LoadedConfig, find_config_file
 from talprov.errors import ConfigError
 from talprov.secrets import redact
 from talprov.service.config import parse_service_config
@@ -33,7 +34,7 @@ def check(app: App, connect: bool, output: str) -> None:
     when all is well, 1 when an instance or reference fails (one row each), 2
     when the file itself is malformed.
     """
-    loaded = app.config
+    loaded = _loaded_or_report(app, output)
     rows: list[dict[str, object]] = []
     try:
         # The block's shape too (a misspelt key), as `talprov serve` checks it.
@@ -60,3 +61,18 @@ def check(app: App, connect: bool, output: str) -> None:
     emit(rows, output, columns=("part", "type", "result"))
     if any(not str(r["result"]).startswith("ok") for r in rows):
         sys.exit(EXIT_FAILED)
+
+
+def _loaded_or_report(app: App, output: str) -> LoadedConfig:
+    """The loaded config; when the file itself does not load (missing, not YAML,
+    a bad key), one row in ``output`` naming the file and the key, and exit 2."""
+    try:
+        return app.config
+    except ConfigError as exc:
+        if output in ("json", "yaml"):
+            path = find_config_file(app.config_path)
+            file = str(path) if path is not None else None
+            key = exc.where.removeprefix(file).lstrip(": ") if file else exc.where
+            emit([{"part": "file", "type": "-", "result": str(exc), "file": file,
+                   "key": key or None, "error": exc.message}], output)
+        fail(str(exc))

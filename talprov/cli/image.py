@@ -9,7 +9,7 @@ import click
 
 from talprov.cli.app import App, handle_errors, pass_app
 from talprov.cli.output import emit, output_option
-from talprov.errors import ConfigError
+from talprov.errors import ConfigError, read_user_file
 from talprov.providers.errors import InvalidRequest
 from talprov.providers.types import Arch, talos_version_problem
 from talprov.requestfile import load_request_file
@@ -22,11 +22,7 @@ def _schematic(path: Path | None, request: Path | None) -> tuple[Schematic, str 
     if (path is None) == (request is None):
         raise ConfigError("-f/--request", "give exactly one of -f SCHEMATIC.yaml or --request")
     if path is not None:
-        try:
-            text = path.read_text()
-        except OSError as exc:
-            raise ConfigError(str(path), f"cannot read schematic: {exc.strerror}") from None
-        return Schematic.from_yaml(text, str(path)), None
+        return Schematic.from_yaml(read_user_file(path, str(path), "schematic"), str(path)), None
     assert request is not None
     req = load_request_file(request)
     return Schematic.from_request(req), req.talos_version

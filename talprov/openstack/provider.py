@@ -64,6 +64,7 @@ from talprov.providers.protocol import (
     endpoint_without_secrets,
 )
 from talprov.providers.types import Health, Machine, MachineRequest, Owner, Retry, StepResult
+from talprov.talos.assets import Platform, require_offered
 from talprov.talos.join import check_user_data, refuse_fixed_image
 from talprov.talos.schematic import Schematic
 
@@ -466,11 +467,16 @@ class OpenStackProvider:
         sweep.delete_leftover(self.client, owner, leftover)
 
     def check_request(self, request: MachineRequest) -> None:
-        """Pre-flight (no API call): the machine config renders as user-data.
+        """Pre-flight (no API call): the machine config renders as user-data and,
+        unless it boots an image of the user's, the factory has an openstack image
+        for its arch, version and secure boot.
 
-        Raises ``InvalidRequest`` (field ``machine_config``). Idempotent.
+        Raises ``InvalidRequest`` (``machine_config``, ``arch``, ``secure_boot``).
+        Idempotent.
         """
         check_user_data(request)
+        if not request.provider_data.get("image"):
+            require_offered(Platform.OPENSTACK, request)
 
     def endpoint(self) -> str:
         """Keystone's URL when given in the config, else the clouds.yaml cloud's name."""

@@ -18,6 +18,9 @@ their own labels.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Annotated
+
+from pydantic import AfterValidator, Field, StringConstraints
 
 #: The cluster (spec name) a request was created for by the scaler.
 LABEL_CLUSTER = "talprov.cluster"
@@ -68,3 +71,33 @@ def set_group(labels: Mapping[str, str]) -> SetGroup:
         if value is not None:
             return key, value
     return None
+
+
+# -- what a label may be ---------------------------------------------------------
+# One rule for every way a request is made (request files, cluster specs, the HTTP
+# API): a request one of them accepts, the others accept too.
+
+#: Label keys look like Kubernetes label keys.
+LABEL_KEY_PATTERN = r"^[A-Za-z0-9]([-A-Za-z0-9_./]{0,253}[A-Za-z0-9])?$"
+#: Values exclude NUL, which PostgreSQL text columns cannot hold.
+LABEL_VALUE_PATTERN = r"^[^\x00]{0,1024}$"
+#: Labels are indexed as (key, value) in the store; a PostgreSQL b-tree entry
+#: holds at most 2704 bytes, so the value is bounded in UTF-8 bytes, not only in
+#: characters (1024 four-byte characters would not fit).
+LABEL_VALUE_MAX_BYTES = 1024
+#: Most labels one request may carry.
+MAX_LABELS = 64
+
+
+def _label_value_fits(value: str) -> str:
+    if len(value.encode("utf-8", "surrogatepass")) > LABEL_VALUE_MAX_BYTES:
+        raise ValueError(f"must be at most {LABEL_VALUE_MAX_BYTES} bytes in UTF-8")
+    return value
+
+
+LabelKey = Annotated[str, StringConstraints(pattern=LABEL_KEY_PATTERN)]
+LabelValue = Annotated[
+    str, StringConstraints(pattern=LABEL_VALUE_PATTERN), AfterValidator(_label_value_fits)
+]
+#: A request's labels, as every front door checks them.
+Labels = Annotated[dict[LabelKey, LabelValue], Field(max_length=MAX_LABELS)]

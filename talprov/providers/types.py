@@ -14,10 +14,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
-from typing import Any
+from typing import Annotated, Any
 from urllib.parse import parse_qsl, quote_plus, urlencode, urlsplit, urlunsplit
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -41,10 +42,44 @@ TALOS_VERSION_PATTERN = (
 _TALOS_VERSION = re.compile(TALOS_VERSION_PATTERN)
 
 
+#: The Talos minor lines talprov carries rules for (config schema, images, boot), oldest
+#: first. A new request for an older line is refused: talprov would check and boot it
+#: by rules that are not its own. A newer line gets the newest rules and a warning.
+SUPPORTED_TALOS_LINES: tuple[tuple[int, int], ...] = ((1, 9), (1, 10), (1, 11), (1, 12), (1, 13))
+
+
 def talos_version_problem(value: str) -> str | None:
-    """The one message for a malformed Talos version (None when it is fine). Every
-    place that reads a version (request files, cluster specs, ``--version``) uses
-    it, so one mistake reads the same everywhere. Pure."""
+    """The one message for a Talos version a new request may not name: malformed
+    (see :func:`malformed_talos_version`) or older than every supported line (None
+    when it is fine). Every place that reads a version (request files, cluster
+    specs, the API, ``--version``) uses it, so one mistake reads the same
+    everywhere. Pure."""
+    problem = malformed_talos_version(value)
+    if problem is not None:
+        return problem
+    major, minor = (int(part) for part in value[1:].split(".")[:2])
+    if (major, minor) < SUPPORTED_TALOS_LINES[0]:
+        lines = ", ".join(f"v{line[0]}.{line[1]}" for line in SUPPORTED_TALOS_LINES)
+        return f"{value!r} is older than the Talos versions talprov supports ({lines})"
+    return None
+
+
+def require_talos_version(value: str) -> str:
+    """``value`` when a new request may name it; else ``ValueError`` with
+    :func:`talos_version_problem`'s message (a pydantic validator). Pure."""
+    problem = talos_version_problem(value)
+    if problem is not None:
+        raise ValueError(problem)
+    return value
+
+
+#: A Talos version a new request may name (what request files, specs and the API take).
+NewTalosVersion = Annotated[str, AfterValidator(require_talos_version)]
+
+
+def malformed_talos_version(value: str) -> str | None:
+    """The message for a version that is not a Talos tag in semantic-versioning form,
+    or None. Pure."""
     if _TALOS_VERSION.match(value):
         return None
     hint = " (with the leading v)" if _TALOS_VERSION.match(f"v{value}") else ""
@@ -229,10 +264,7 @@ class MachineRequest(BaseModel):
             if not _STORED_TALOS_VERSION.match(value):
                 raise ValueError(f"{value!r} is not a Talos version")
             return value
-        problem = talos_version_problem(value)
-        if problem is not None:
-            raise ValueError(problem)
-        return value
+        return require_talos_version(value)
 
     @field_validator("extensions")
     @classmethod

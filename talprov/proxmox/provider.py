@@ -16,7 +16,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar, cast
 
 from talprov.providers.batching import side_by_side
-from talprov.providers.errors import ProviderError, Transient
+from talprov.providers.errors import InvalidRequest, ProviderError, Transient
 from talprov.providers.labels import SetGroup, set_group
 from talprov.providers.ownership import REQUEST_KEY, ownership_tags
 from talprov.providers.protocol import (
@@ -26,6 +26,7 @@ from talprov.providers.protocol import (
     endpoint_without_secrets,
 )
 from talprov.providers.types import (
+    Arch,
     Health,
     Machine,
     MachineRequest,
@@ -51,6 +52,7 @@ from talprov.proxmox.state import ProxmoxState
 from talprov.proxmox.tags import UUID_KEY, decode_tags, encode_tags, notes, owned_by, tag_value
 from talprov.proxmox.vm import create_params, machine_from_resource
 from talprov.proxmox.vmids import OnceValue, VmidBook
+from talprov.talos.assets import Platform, require_offered
 from talprov.talos.factory import images_for
 from talprov.talos.join import check_user_data
 
@@ -132,11 +134,18 @@ class ProxmoxProvider:
         return machines
 
     def check_request(self, request: MachineRequest) -> None:
-        """Pre-flight (no API call): the machine config renders as user-data.
+        """Pre-flight (no API call): the machine config renders as user-data, the VM
+        can run the request's arch and the factory has its nocloud image.
 
-        Raises ``InvalidRequest`` (field ``machine_config``). Idempotent.
+        Raises ``InvalidRequest`` (field ``machine_config``, ``arch`` or
+        ``secure_boot``). Idempotent.
         """
         check_user_data(request)
+        if request.arch is not Arch.AMD64:
+            # ProxmoxMachineData.machine allows only q35 and pc: x86_64 machine types.
+            raise InvalidRequest(f"Proxmox VMs are x86_64 machines (machine q35 or pc); "
+                                 f"{request.arch} cannot boot on them", field="arch")
+        require_offered(Platform.NOCLOUD, request)
 
     def endpoint(self) -> str:
         """The PVE API URL, without credentials."""

@@ -7,11 +7,26 @@ one patch implementation of talprov.
 
 from __future__ import annotations
 
+from typing import Any
+
 import yaml
 
+from talprov.errors import refuse_duplicate_keys
 from talprov.talos.machineconfig import merge_patch
 
-# libyaml's loader when present: it is an order of magnitude faster on big specs.
-SAFE_LOADER: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+_FAST: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+class _UniqueKeyFastLoader(_FAST):  # type: ignore[valid-type,misc]
+    """libyaml's loader when present (an order of magnitude faster on big specs),
+    refusing a key given twice in one mapping as every talprov file does."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        refuse_duplicate_keys(node)
+        result: dict[Any, Any] = super().construct_mapping(node, deep)
+        return result
+
+
+SAFE_LOADER: type[yaml.SafeLoader] = _UniqueKeyFastLoader
 
 __all__ = ["SAFE_LOADER", "merge_patch"]

@@ -24,12 +24,13 @@ from pydantic import (
     model_validator,
 )
 
+from talprov.providers.labels import Labels
 from talprov.providers.types import (
     Arch,
     JoinSpec,
     MetaValue,
+    NewTalosVersion,
     Overlay,
-    talos_version_problem,
 )
 
 # Cluster and set names end up inside request ids, which are DNS labels.
@@ -119,15 +120,7 @@ class ConfigRef(_Doc):
 
 
 class TalosSettings(_Doc):
-    version: str
-
-    @field_validator("version")
-    @classmethod
-    def _version(cls, value: str) -> str:
-        problem = talos_version_problem(value)
-        if problem is not None:
-            raise ValueError(problem)
-        return value
+    version: NewTalosVersion
 
 
 class ClusterDoc(_Doc):
@@ -264,7 +257,7 @@ class SetDoc(_Doc):
     machine_class: ClassRef = Field(alias="machineClass")
     config: ConfigRef | None = None
     patches: tuple[ConfigRef, ...] = ()
-    labels: dict[str, str] = Field(default_factory=dict)
+    labels: Labels = Field(default_factory=dict)
     update: UpdateStrategy = Field(default_factory=UpdateStrategy)
     delete_order: DeleteOrder = Field(default=DeleteOrder.OLDEST, alias="deleteOrder")
     provision_timeout: timedelta = Field(default=timedelta(minutes=15), alias="provisionTimeout")

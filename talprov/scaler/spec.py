@@ -15,9 +15,9 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, SecretStr, ValidationError
+from pydantic import BaseModel, SecretStr
 
-from talprov.errors import ConfigError
+from talprov.errors import ConfigError, did_you_mean, read_user_file, validate, yaml_error
 from talprov.providers.types import JoinSpec
 from talprov.scaler.configtext import SAFE_LOADER
 from talprov.scaler.models import (
@@ -30,8 +30,7 @@ from talprov.scaler.models import (
     Role,
     SetDoc,
 )
-from talprov.talos.configschema import check_config
-from talprov.talos.machineconfig import apply_patches, load_documents
+from talprov.talos.patchcheck import patched_and_checked
 
 _KINDS: dict[str, type[BaseModel]] = {
     "Cluster": ClusterDoc,
@@ -105,7 +104,8 @@ def load_spec(
             known = ", ".join(sorted(classes)) or "none"
             raise ConfigError(
                 f"{label}: machineClass.name",
-                f"unknown machine class {set_doc.machine_class.name!r} (known: {known})",
+                f"unknown machine class {set_doc.machine_class.name!r} (known: {known})"
+                + did_you_mean(set_doc.machine_class.name, sorted(classes)),
             )
         longest = len(cluster_doc.name) + 1 + len(set_name) + _ID_SUFFIX_LEN
         if longest > _ID_MAX:
@@ -138,10 +138,7 @@ def load_spec(
 
 def load_spec_file(path: Path, *, env: Mapping[str, str] | None = None) -> ClusterSpec:
     """Read ``path`` and :func:`load_spec` it. Raises ConfigError (also when unreadable)."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(str(path), f"cannot read: {_os_reason(exc)}") from None
+    text = read_user_file(path, str(path), "the spec")
     return load_spec(text, str(path), path.parent, env=env)
 
 
@@ -149,10 +146,7 @@ def _read_stream(text: str, where: str) -> list[tuple[int, Any]]:
     try:
         loaded = list(yaml.load_all(text, Loader=SAFE_LOADER))
     except yaml.YAMLError as exc:
-        problem = getattr(exc, "problem", None) or "cannot be parsed"
-        mark = getattr(exc, "problem_mark", None)
-        at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
-        raise ConfigError(where, f"not valid YAML: {problem}{at}") from None
+        raise yaml_error(exc, where) from None
     # Empty documents (a trailing ---) are skipped but keep their position number.
     documents = [(number, doc) for number, doc in enumerate(loaded, start=1) if doc is not None]
     if not documents:
@@ -167,66 +161,9 @@ def _validate(raw: Any, where: str, number: int) -> BaseModel:
     kind = raw.get("kind")
     model = _KINDS.get(kind) if isinstance(kind, str) else None
     if model is None:
-        raise ConfigError(f"{label}: kind", f"must be one of {', '.join(_KINDS)}")
-    try:
-        return model.model_validate(raw)
-    except ValidationError as exc:
-        error = exc.errors()[0]
-        field, message = describe_error(error)
-        raise ConfigError(f"{label}: {field}" if field else label, message) from None
-
-
-_SIMPLE_MESSAGES = {
-    "missing": "is required",
-    "extra_forbidden": "unknown field",
-    "int_type": "must be an integer",
-    "int_parsing": "must be an integer",
-    "int_from_float": "must be an integer",
-    "string_type": "must be a string",
-    "bool_type": "must be true or false",
-    "bool_parsing": "must be true or false",
-    "dict_type": "must be a mapping",
-    "model_type": "must be a mapping",
-    "model_attributes_type": "must be a mapping",
-    "list_type": "must be a list",
-    "tuple_type": "must be a list",
-    "string_too_short": "must not be empty",
-}
-_BOUNDS = {
-    "greater_than_equal": ">=",
-    "greater_than": ">",
-    "less_than_equal": "<=",
-    "less_than": "<",
-}
-
-
-def describe_error(error: Mapping[str, Any]) -> tuple[str, str]:
-    """A pydantic error as (dotted field path, short message) without the input value."""
-    path = ""
-    for part in error.get("loc", ()):
-        path += f"[{part}]" if isinstance(part, int) else (f".{part}" if path else str(part))
-    kind = error.get("type", "")
-    ctx = error.get("ctx") or {}
-    # Fallback: pydantic's own message, which never carries the input value.
-    message = str(error.get("msg", "is invalid"))
-    if kind in ("value_error", "assertion_error"):
-        message = str(ctx.get("error", message))
-        # Model validators name their own field as "field: problem".
-        head, sep, tail = message.partition(": ")
-        if sep and " " not in head and not path.endswith(head):
-            path = f"{path}.{head}" if path else head
-            message = tail
-    elif kind in _SIMPLE_MESSAGES:
-        message = _SIMPLE_MESSAGES[kind]
-    elif kind in _BOUNDS:
-        message = f"must be {_BOUNDS[kind]} {next(iter(ctx.values()), '')}"
-    elif kind == "string_pattern_mismatch":
-        message = f"must match {ctx.get('pattern', 'the expected pattern')}"
-    elif kind == "string_too_long":
-        message = f"must be at most {ctx.get('max_length')} characters"
-    elif kind in ("literal_error", "enum"):
-        message = f"must be one of {ctx.get('expected', '')}"
-    return path, message
+        raise ConfigError(f"{label}: kind", f"must be one of {', '.join(_KINDS)}"
+                          + (did_you_mean(kind, list(_KINDS)) if isinstance(kind, str) else ""))
+    return validate(model, raw, label, sep=": ")
 
 
 def _doc_label(
@@ -246,18 +183,9 @@ def _doc_label(
 
 def _read_relative(base_dir: Path, name: str, where: str) -> str:
     path = Path(name) if Path(name).is_absolute() else base_dir / name
-    try:
-        return path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        # The path as looked for, so `sub/controlplane.yaml` is not reported as
-        # `controlplane.yaml` when the spec sits in another directory.
-        raise ConfigError(where, f"cannot read {path}: {_os_reason(exc)}") from None
-
-
-def _os_reason(exc: Exception) -> str:
-    if isinstance(exc, OSError):
-        return exc.strerror or type(exc).__name__
-    return "not UTF-8 text"
+    # The path as looked for, so `sub/controlplane.yaml` is not reported as
+    # `controlplane.yaml` when the spec sits in another directory.
+    return read_user_file(path, where)
 
 
 def _config_text(ref: ConfigRef, base_dir: Path, where: str) -> str:
@@ -272,21 +200,15 @@ def _machine_config(set_doc: SetDoc, label: str, base_dir: Path, version: str) -
     if set_doc.config is not None:
         base = _config_text(set_doc.config, base_dir, f"{label}: config")
     patches = [
-        (f"{label}: patches[{index}]", _config_text(ref, base_dir, f"{label}: patches[{index}]"))
+        (f"{label}: patches[{index}]" + (f" ({ref.file})" if ref.file else ""),
+         _config_text(ref, base_dir, f"{label}: patches[{index}]"))
         for index, ref in enumerate(set_doc.patches)
     ]
-    if base.strip():
-        # The same checks as a request file's config: Talos's schema and decoder rules.
-        check_config(load_documents(base, f"{label}: config"), f"{label}: config", version)
-    if not patches:
-        # Passed through byte for byte, so the template hash does not move when
-        # talprov's YAML dumper does.
-        return SecretStr(base)
-    # One patch implementation for request files and specs: Talos's strategic
-    # merge (talprov.talos.machineconfig), whose errors name ``label``.
-    patched = apply_patches(base, [text for _, text in patches], f"{label}: patches")
-    check_config(load_documents(patched, f"{label}: patches"), f"{label}: patches", version)
-    return SecretStr(patched)
+    # The same checks as a request file's config: Talos's schema and decoder rules, a
+    # problem blamed on the patch that brought it in. Without patches the text is
+    # passed through byte for byte, so the template hash does not move when talprov's
+    # YAML dumper does; with them, Talos's strategic merge (talprov.talos.machineconfig).
+    return SecretStr(patched_and_checked(base, f"{label}: config", patches, version))
 
 
 def _resolve_join(

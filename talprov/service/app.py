@@ -46,6 +46,7 @@ def _problems(exc: RequestValidationError) -> list[dict[str, object]]:
     problems: list[dict[str, object]] = []
     for err in exc.errors():
         msg = "unknown field" if err.get("type") == "extra_forbidden" else str(err.get("msg"))
+        msg = msg.removeprefix("Value error, ")  # pydantic's prefix for a validator's message
         problems.append({
             "loc": [p if isinstance(p, int) else str(p) for p in err.get("loc", ())],
             "msg": msg,

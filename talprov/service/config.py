@@ -13,9 +13,9 @@ import re
 from enum import StrEnum
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 
-from talprov.errors import ConfigError, validation_message
+from talprov.errors import ConfigError, validate
 
 DEFAULT_LISTEN = "127.0.0.1:8080"
 _LISTEN = re.compile(r"^(?P<host>\[[0-9a-fA-F:.]+\]|[^:\s]+):(?P<port>\d{1,5})$")
@@ -138,11 +138,7 @@ def parse_service_config(raw: dict[str, Any] | None, *, where: str = "service") 
 
     Idempotent and pure. The message never contains a token value.
     """
-    try:
-        return ServiceConfig.model_validate(raw or {})
-    except ValidationError as exc:
-        field, message = validation_message(exc, where)
-        raise ConfigError(field, message) from None
+    return validate(ServiceConfig, raw or {}, where)
 
 
 def is_loopback(host: str) -> bool:

@@ -9,17 +9,16 @@ SHA-256 of the machine configuration.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Any
 
 from pydantic import (
-    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
     SecretStr,
-    StringConstraints,
 )
 
+from talprov.providers.labels import Labels
 from talprov.providers.types import (
     REQUEST_ID_PATTERN,
     TALOS_VERSION_PATTERN,
@@ -27,34 +26,14 @@ from talprov.providers.types import (
     GrpcTunnelMode,
     JoinSpec,
     MetaValue,
+    NewTalosVersion,
     Overlay,
     Stage,
 )
 
-# Label keys look like Kubernetes label keys; values exclude NUL, which
-# PostgreSQL text columns cannot hold.
-LABEL_KEY_PATTERN = r"^[A-Za-z0-9]([-A-Za-z0-9_./]{0,253}[A-Za-z0-9])?$"
-LABEL_VALUE_PATTERN = r"^[^\x00]{0,1024}$"
 #: Leaves room for ``-<index>`` in member ids (63 characters at most).
 SET_NAME_PATTERN = r"^[a-z0-9]([-a-z0-9]{0,50}[a-z0-9])?$"
 MAX_SET_SIZE = 1000
-
-#: Labels are indexed as (key, value) in the store; a PostgreSQL b-tree entry
-#: holds at most 2704 bytes, so the value is bounded in UTF-8 bytes, not only in
-#: characters (1024 four-byte characters would not fit).
-LABEL_VALUE_MAX_BYTES = 1024
-
-
-def _label_value_fits(value: str) -> str:
-    if len(value.encode("utf-8", "surrogatepass")) > LABEL_VALUE_MAX_BYTES:
-        raise ValueError(f"must be at most {LABEL_VALUE_MAX_BYTES} bytes in UTF-8")
-    return value
-
-
-LabelKey = Annotated[str, StringConstraints(pattern=LABEL_KEY_PATTERN)]
-LabelValue = Annotated[
-    str, StringConstraints(pattern=LABEL_VALUE_PATTERN), AfterValidator(_label_value_fits)
-]
 
 
 class MachineTemplate(BaseModel):
@@ -63,7 +42,8 @@ class MachineTemplate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     provider: str = Field(min_length=1, max_length=255, description="Provider instance name.")
-    talos_version: str = Field(pattern=TALOS_VERSION_PATTERN, examples=["v1.13.9"])
+    # Checked before the config is checked by this version's rules (422 at talos_version).
+    talos_version: NewTalosVersion = Field(pattern=TALOS_VERSION_PATTERN, examples=["v1.13.9"])
     arch: Arch = Arch.AMD64
     secure_boot: bool = False
     extensions: list[str] = Field(
@@ -73,8 +53,8 @@ class MachineTemplate(BaseModel):
     kernel_args: list[str] = Field(default_factory=list, max_length=100)
     meta_values: list[MetaValue] = Field(default_factory=list, max_length=100)
     overlay: Overlay | None = None
-    labels: dict[LabelKey, LabelValue] = Field(
-        default_factory=dict, max_length=64,
+    labels: Labels = Field(
+        default_factory=dict,
         description="Free-form labels; `role` (or `talprov.role`) = worker | controlplane "
         "orders scale-down of sets.",
     )

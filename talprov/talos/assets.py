@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 
 from talprov.providers.errors import InvalidRequest
-from talprov.providers.types import TALOS_VERSION_PATTERN, Arch
+from talprov.providers.types import TALOS_VERSION_PATTERN, Arch, MachineRequest
 from talprov.talos.versions import TalosVersion, parse_version
 
 SCHEMATIC_ID_PATTERN = re.compile(r"^[0-9a-f]{64}$")
@@ -98,6 +98,13 @@ def _check(platform: Platform, arch: Arch, secure_boot: bool, version: str) -> P
             f"the Image Factory has no secure boot image for {platform}", field="secure_boot"
         )
     return info
+
+
+def require_offered(platform: Platform, request: MachineRequest) -> None:
+    """Refuse a request the Image Factory has no ``platform`` image for: its arch at
+    its Talos version (``InvalidRequest`` at ``arch``) or secure boot (at
+    ``secure_boot``). A driver's pre-flight check: pure, no factory call."""
+    _check(platform, request.arch, request.secure_boot, request.talos_version)
 
 
 def _since(info: PlatformInfo, arch: Arch) -> str:

@@ -120,37 +120,83 @@ def _validator(line: tuple[int, int], definition: str) -> Draft202012Validator:
     return Draft202012Validator({"$defs": schema.defs, "$ref": f"#/$defs/{definition}"})
 
 
+class ConfigProblem(ConfigError):
+    """A config problem located in one document: ``identity`` (apiVersion, kind,
+    name) and ``field`` (dotted path, "" for the document) let a caller tell which
+    file of a patched config brought it in."""
+
+    def __init__(self, where: str, message: str, *, identity: tuple[str, str, str],
+                 field: str) -> None:
+        super().__init__(where, message)
+        self.identity = identity
+        self.field = field
+
+
 def check_config(
     documents: list[dict[str, Any]], where: str, talos_version: str | TalosVersion,
 ) -> list[str]:
     """Check a loaded config as Talos ``talos_version`` would decode it; return the warnings.
 
-    Raises ``ConfigError`` for the first problem, naming ``where``, the document
+    Raises ``ConfigProblem`` for the first problem, naming ``where``, the document
     and the field path (never a value). Warnings (fields Talos decodes though its
     schema leaves them out) are also logged. Pure apart from the log.
     """
+    warnings: list[str] = []
+    for problem in config_problems(documents, where, talos_version, warnings):
+        raise problem
+    for warning in warnings:
+        log.warning("%s", warning)
+    return warnings
+
+
+def config_problems(
+    documents: list[dict[str, Any]], where: str, talos_version: str | TalosVersion,
+    warnings: list[str] | None = None,
+) -> Iterator[ConfigProblem]:
+    """Every problem :func:`check_config` would raise, in its order; warnings are
+    appended to ``warnings``. Pure."""
     version = (talos_version if isinstance(talos_version, TalosVersion)
                else parse_version(talos_version))
     line = rules_line(version)
     schema = _schema(line)
     seen: set[tuple[str, str, str]] = set()
-    warnings: list[str] = []
     for number, document in enumerate(documents, start=1):
-        definition, label = _definition(document, number, schema, where)
-        identity = (str(document.get("apiVersion", "")), str(document.get("kind") or "v1alpha1"),
-                    str(document.get("name", "")))
+        identity = document_identity(document)
+        try:
+            definition, label = _definition(document, number, schema, where)
+        except ConfigError as exc:
+            yield ConfigProblem(exc.where, exc.message, identity=identity, field="kind")
+            continue
         if identity in seen:
-            raise ConfigError(label, "appears twice (same apiVersion, kind and name)")
+            yield ConfigProblem(label, "appears twice (same apiVersion, kind and name)",
+                                identity=identity, field="")
+            continue
         seen.add(identity)
         for path, problem in _problems(document, definition, line):
             if problem is None:
-                warnings.append(f"{label}: {path}: Talos v{line[0]}.{line[1]} still reads this "
-                                "field but its schema no longer lists it (deprecated)")
+                if warnings is not None:
+                    warnings.append(
+                        f"{label}: {path}: Talos v{line[0]}.{line[1]} still reads this "
+                        "field but its schema no longer lists it (deprecated)")
             else:
-                raise ConfigError(f"{label}: {path}" if path else label, problem)
-    for warning in warnings:
-        log.warning("%s", warning)
-    return warnings
+                yield ConfigProblem(f"{label}: {path}" if path else label, problem,
+                                    identity=identity, field=path)
+
+
+def document_identity(document: dict[str, Any]) -> tuple[str, str, str]:
+    """(apiVersion, kind, name) of a document; the kind-less one is ``v1alpha1``."""
+    return (str(document.get("apiVersion", "")), str(document.get("kind") or "v1alpha1"),
+            str(document.get("name", "")))
+
+
+def document_label(document: dict[str, Any], number: int, where: str) -> str:
+    """How messages name document ``number`` of ``where``: ``… document 2 (Kind/name)``."""
+    kind = document.get("kind")
+    if not kind:
+        return f"{where}: document {number} (v1alpha1)"
+    name = document.get("name")
+    suffix = f"/{name}" if isinstance(name, str) and _PRINTABLE_NAME.match(name) else ""
+    return f"{where}: document {number} ({kind}{suffix})"
 
 
 def _definition(
@@ -160,7 +206,7 @@ def _definition(
     kind = document.get("kind")
     if kind is None or kind == "":
         if document.get("apiVersion") == "v1alpha1" or any(k in document for k in _LEGACY_KEYS):
-            return V1ALPHA1, f"{where}: document {number} (v1alpha1)"
+            return V1ALPHA1, document_label(document, number, where)
         raise ConfigError(f"{where}: document {number}: kind",
                           "is required (a document without kind needs machine or cluster)")
     api_version = document.get("apiVersion")
@@ -170,9 +216,7 @@ def _definition(
             f"{where}: document {number}: kind",
             f"is not a document kind (with its apiVersion) that Talos "
             f"v{schema.line[0]}.{schema.line[1]} knows")
-    name = document.get("name")
-    suffix = f"/{name}" if isinstance(name, str) and _PRINTABLE_NAME.match(name) else ""
-    return definition, f"{where}: document {number} ({kind}{suffix})"
+    return definition, document_label(document, number, where)
 
 
 # Document names are identifiers (link names, volume names): shown only when they look so.

@@ -35,7 +35,7 @@ from typing import Any
 
 import yaml
 
-from talprov.errors import ConfigError
+from talprov.errors import ConfigError, UniqueKeyLoader, yaml_error
 
 DELETE = "$patch"
 _REPLACED = {
@@ -56,7 +56,7 @@ class PatchStyle(StrEnum):
     MERGE = "merge"  # RFC 7386
 
 
-class _Loader(yaml.SafeLoader):
+class _Loader(UniqueKeyLoader):
     """YAML as Talos (Go yaml.v3) reads it, so a patched config keeps its meaning.
 
     PyYAML follows YAML 1.1: ``yes``/``on`` are booleans, ``12:30`` is a base-60
@@ -114,11 +114,7 @@ def load_documents(text: str, where: str) -> list[dict[str, Any]]:
     try:
         raw = list(yaml.load_all(text, Loader=_Loader))
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        line = f"line {mark.line + 1}" if mark is not None else "YAML"
-        # Only the parser's description: the snippet it also offers may hold secrets.
-        problem = getattr(exc, "problem", None) or "cannot be parsed"
-        raise ConfigError(f"{where}: {line}", f"malformed YAML: {problem}") from None
+        raise yaml_error(exc, where) from None
     documents = []
     for number, document in enumerate(raw, start=1):
         if document is None:
@@ -160,20 +156,22 @@ def merge_patch(target: Any, patch: Any) -> Any:
 
 
 def apply_patches(
-    text: str, patches: list[str], where: str, *, style: PatchStyle = PatchStyle.STRATEGIC
+    text: str, patches: list[str], where: str, *, style: PatchStyle = PatchStyle.STRATEGIC,
+    labels: list[str] | None = None,
 ) -> str:
     """``text`` with every patch applied in order, as a YAML stream.
 
     Each patch is YAML text (possibly several documents for strategic patches).
     With no patches the text is returned unchanged. Raises ``ConfigError``
-    naming ``where`` (or ``where: patch N``) for malformed YAML or a patch that
-    cannot apply (deleting the v1alpha1 document, a non-mapping RFC 7386 patch).
+    naming ``where`` or the patch (its entry of ``labels``, else ``where: patch
+    N``) for malformed YAML or a patch that cannot apply (deleting the v1alpha1
+    document, a non-mapping RFC 7386 patch).
     """
     if not patches:
         return text
     documents = load_documents(text, where)
     for number, patch_text in enumerate(patches, start=1):
-        label = f"{where}: patch {number}"
+        label = labels[number - 1] if labels else f"{where}: patch {number}"
         patch_documents = load_documents(patch_text, label)
         if style is PatchStyle.MERGE:
             if len(patch_documents) != 1:

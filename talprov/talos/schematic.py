@@ -24,7 +24,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict
 
-from talprov.errors import ConfigError
+from talprov.errors import ConfigError, yaml_error
 from talprov.providers.types import MachineRequest, MetaValue, Overlay
 from talprov.talos import goyaml
 from talprov.talos.join import join_kernel_args, uses_documents
@@ -78,10 +78,7 @@ class Schematic(BaseModel):
         try:
             root = yaml.compose(text, Loader=_Loader)
         except yaml.YAMLError as exc:
-            mark = getattr(exc, "problem_mark", None)
-            line = f"line {mark.line + 1}" if mark is not None else "YAML"
-            problem = getattr(exc, "problem", None) or str(exc)
-            raise ConfigError(f"{where}: {line}", f"malformed YAML: {problem}") from None
+            raise yaml_error(exc, where) from None
         return _Reader(where).schematic(root)
 
     @classmethod

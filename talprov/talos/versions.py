@@ -3,9 +3,11 @@
 talprov carries the rules of each Talos minor line from v1.9 to v1.13 (its
 machine-config schema, the PXE kernel command line, the platform table). A
 request for a version newer than the newest line talprov knows (say v1.14.0)
-is served with the newest rules and a warning; one older than the oldest line
-with the oldest rules and a warning. A malformed version never gets this far:
-``MachineRequest`` refuses it (``TALOS_VERSION_PATTERN``).
+is served with the newest rules and a warning. A new request for a version
+older than the oldest line, or a malformed one, never gets this far:
+``MachineRequest`` refuses it (``talos_version_problem``); a request recorded
+before that rule (read back from a store) still gets the oldest rules and a
+warning.
 
 Comparisons follow Talos's imager quirks (``pkg/machinery/imager/quirks``),
 which drop the pre-release part: ``v1.11.0-alpha.1`` counts as ``v1.11.0``.
@@ -18,14 +20,14 @@ from dataclasses import dataclass
 from functools import cache
 
 from talprov.providers.errors import InvalidRequest
-from talprov.providers.types import talos_version_problem
+from talprov.providers.types import SUPPORTED_TALOS_LINES, malformed_talos_version
 
 log = logging.getLogger(__name__)
 
 #: The version talprov uses when a request or spec names none, and in examples and the demo.
 DEFAULT_TALOS_VERSION = "v1.13.9"
 #: The minor lines whose rules talprov carries, oldest first.
-SUPPORTED_LINES: tuple[tuple[int, int], ...] = ((1, 9), (1, 10), (1, 11), (1, 12), (1, 13))
+SUPPORTED_LINES = SUPPORTED_TALOS_LINES
 
 
 @dataclass(frozen=True, order=True)
@@ -55,8 +57,9 @@ class TalosVersion:
 
 
 def parse_version(text: str, field: str = "talos_version") -> TalosVersion:
-    """``text`` as a :class:`TalosVersion`. Raises ``InvalidRequest`` naming ``field``. Pure."""
-    problem = talos_version_problem(text)
+    """``text`` as a :class:`TalosVersion`. Raises ``InvalidRequest`` naming ``field``
+    for a malformed one (any line parses: stored requests may name an old one). Pure."""
+    problem = malformed_talos_version(text)
     if problem is not None:
         raise InvalidRequest(problem, field=field)
     core, _, prerelease = text[1:].partition("-")

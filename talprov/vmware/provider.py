@@ -26,6 +26,7 @@ from talprov.providers.errors import NotFound, ProviderError
 from talprov.providers.ownership import INSTANCE_KEY, is_owned
 from talprov.providers.protocol import ProviderState, Runtime, Step, StepContext
 from talprov.providers.types import Health, Machine, MachineState, Owner, Retry, StepResult
+from talprov.talos.assets import Platform, require_offered
 from talprov.talos.join import check_user_data, refuse_fixed_image
 from talprov.vmware import machines, sdk
 from talprov.vmware.client import ServiceInstance, VSphereClient, ssl_context
@@ -117,11 +118,17 @@ class VSphereProvider:
         self.client.close()
 
     def check_request(self, request: MachineRequest) -> None:
-        """Pre-flight (no API call): the machine config renders as user-data.
+        """Pre-flight (no API call): the machine config renders as user-data, and,
+        unless the VM is cloned from a template of the user's, the factory has a
+        vmware image for the request's arch, version and secure boot.
 
-        Raises ``InvalidRequest`` (field ``machine_config``). Idempotent.
+        Raises ``InvalidRequest`` (field ``machine_config``, ``arch`` or
+        ``secure_boot``). Idempotent.
         """
         check_user_data(request)
+        data = request.provider_data
+        if not (data.get("template") or data.get("library_item")):
+            require_offered(Platform.VMWARE, request)
 
     def endpoint(self) -> str:
         """The vCenter SDK URL, without credentials."""

@@ -48,7 +48,7 @@ def test_schema_unknown_type_is_usage_error(home: Home) -> None:
 @pytest.mark.parametrize(
     ("body", "needles"),
     [
-        ("id: x\nprovider: [fake\n", ["bad.yaml: line", "invalid YAML"]),
+        ("id: x\nprovider: [fake\n", ["bad.yaml: line", "not valid YAML"]),
         ("provider: nope\ntalos_version: v1.13.9\n",
          ["bad.yaml: provider", "unknown provider 'nope'"]),
         ("provider: fake\ntalos_version: v1.13.9\nprovider_data: {colour: red}\n",
@@ -84,7 +84,7 @@ def test_unreadable_config_file_exit_2(home: Home) -> None:
     ("config", "needles"),
     [
         ({"providers": {"x": {"type": "nosuch"}}}, ["providers.x.type", "unknown provider type"]),
-        ({"providers": {"x": {"type": "file"}}}, ["providers.x.path", "Field required"]),
+        ({"providers": {"x": {"type": "file"}}}, ["providers.x.path", "is required"]),
         ({"providers": {"x": {"type": "file", "path": "/tmp/c", "colour": 1}}},
          ["providers.x.colour", "unknown field"]),
         ({"stores": "sqlite://"}, ["talprov.yaml: stores", "unknown field"]),
@@ -104,7 +104,7 @@ def test_bad_config_files_exit_2_naming_field(
 def test_malformed_config_yaml_names_line(home: Home) -> None:
     home.config_path.write_text("providers:\n  x: {type: file\n")
     proc = home.run("machine", "list")
-    assert_usage_error(proc.returncode, proc.stderr, "talprov.yaml: line", "invalid YAML")
+    assert_usage_error(proc.returncode, proc.stderr, "talprov.yaml: line", "not valid YAML")
 
 
 def test_create_wait_list_get_delete_round_trip(home: Home) -> None:

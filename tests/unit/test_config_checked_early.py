@@ -21,7 +21,7 @@ PVE = {"type": "proxmox", "url": "https://pve.example.test:8006", "token_id": "r
 
 
 @pytest.mark.parametrize(("name", "block", "key"), [
-    ("aws1", {"type": "aws", "regoin": "eu-west-1"}, "providers.aws1.region"),
+    ("aws1", {"type": "aws", "regoin": "eu-west-1"}, "providers.aws1.regoin"),
     ("aws1", {"type": "aws", "region": "eu-west-1", "regoin": "x"}, "providers.aws1.regoin"),
     ("az", {"type": "azure"}, "providers.az.type"),
     ("aws1", {"type": "aws"}, "providers.aws1.region"),

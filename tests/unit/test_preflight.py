@@ -10,6 +10,7 @@ from __future__ import annotations
 import socket
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -40,7 +41,7 @@ def test_machine_create_refuses_extensions_without_image_bucket(aws_home: Home) 
     request = aws_home.write_request("ext-1", provider="ec2",
                                      extensions=["siderolabs/iscsi-tools"])
     result = aws_home.invoke("machine", "create", "-f", str(request))
-    assert_usage_error(result.exit_code, result.output, f"{request}.extensions", "image_bucket")
+    assert_usage_error(result.exit_code, result.output, f"{request}: extensions", "image_bucket")
     listed = aws_home.invoke("machine", "list", "-o", "json")
     assert "ext-1" not in listed.output  # nothing was recorded
     plain = aws_home.write_request("plain-1", provider="ec2")
@@ -70,15 +71,20 @@ def aws_api(aws_home: Home) -> Iterator[Api]:
     yield from open_api(aws_home)
 
 
-def test_api_refuses_extensions_without_image_bucket_with_422(aws_api: Api) -> None:
-    body = request_body("ext-api", provider="ec2", extensions=["siderolabs/iscsi-tools"])
-    response = aws_api.request("POST", "/v1/machine-requests", json=body, headers=WRITE)
+def assert_refused_with_422(api: Api, body: dict[str, Any], field: str, words: str) -> None:
+    """POSTing ``body`` answers 422 at ``body.<field>`` saying ``words``; nothing recorded."""
+    response = api.request("POST", "/v1/machine-requests", json=body, headers=WRITE)
     assert response.status_code == 422, response.text
     detail = response.json()["detail"][0]
-    assert detail["loc"] == ["body", "extensions"]
-    assert "image_bucket" in detail["msg"]
-    assert aws_api.request("GET", "/v1/machine-requests/ext-api",
-                           headers=WRITE).status_code == 404
+    assert detail["loc"] == ["body", *field.split(".")]
+    assert words in detail["msg"]
+    assert api.request("GET", f"/v1/machine-requests/{body['id']}",
+                       headers=WRITE).status_code == 404
+
+
+def test_api_refuses_extensions_without_image_bucket_with_422(aws_api: Api) -> None:
+    body = request_body("ext-api", provider="ec2", extensions=["siderolabs/iscsi-tools"])
+    assert_refused_with_422(aws_api, body, "extensions", "image_bucket")
 
 
 @pytest.mark.parametrize("block", [

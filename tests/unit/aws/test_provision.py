@@ -183,14 +183,14 @@ def test_oversized_machine_config_fails_naming_the_field(harness: Harness) -> No
 
 
 def test_unknown_talos_version_fails_naming_the_field(harness: Harness) -> None:
-    harness.loop.add(make_request("old", version="v1.2.3"))
+    harness.loop.add(make_request("old", version="v1.9.99"))
 
     harness.loop.run_until_settled()
 
     failed = harness.loop.requests["old"].failed
     assert failed is not None
     assert "talos_version" in failed
-    assert "talos-v1.2.3-us-east-1-amd64" in failed
+    assert "talos-v1.9.99-us-east-1-amd64" in failed
 
 
 def test_machine_config_never_appears_in_events_or_errors(harness: Harness) -> None:

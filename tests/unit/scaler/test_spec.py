@@ -205,9 +205,9 @@ def test_load_spec_file_reads_relative_files(base_dir: Path) -> None:
         ((CLUSTER, CLASS, CONTROL_PLANE.replace("{file: controlplane.yaml}", "{}")),
          'document 3 (ControlPlane "control-planes"): config: give exactly one of file or inline'),
         ((CLUSTER, CLASS, WORKERS.replace('"machine: {install: {disk: /dev/sdb}}"', '"a: [b"')),
-         'document 3 (Workers "workers"): patches: patch 1: line 1: malformed YAML'),
+         'document 3 (Workers "workers"): patches[0]: line 1, column 6: not valid YAML'),
         ((CLUSTER, CLASS, WORKERS.replace('"machine: {install: {disk: /dev/sdb}}"', '"[1, 2]"')),
-         'document 3 (Workers "workers"): patches: patch 1: document 1: must be a mapping'),
+         'document 3 (Workers "workers"): patches[0]: document 1: must be a mapping'),
         ((CLUSTER.replace("v1.13.9", "v1.11"), CLASS),
          'document 1 (Cluster "demo"): talos.version: \'v1.11\' is not a Talos version like '
          "v1.13.9"),
@@ -244,14 +244,15 @@ def test_errors_name_document_field_and_problem(
 
 def test_malformed_yaml_names_line_without_quoting(base_dir: Path) -> None:
     message = error_of(f"kind: Cluster\nname: [{CANARY}\n", base_dir)
-    assert message.startswith("cluster.yaml: not valid YAML")
+    assert message.startswith("cluster.yaml: line 3, column 1")
+    assert "not valid YAML" in message
     assert "line" in message
 
 
 def test_bad_yaml_in_config_file_does_not_leak_it(base_dir: Path) -> None:
     (base_dir / "controlplane.yaml").write_text(f"machine: [{CANARY}\n")
     message = error_of(stream(CLUSTER, CLASS, CONTROL_PLANE), base_dir)
-    assert 'ControlPlane "control-planes"): config: line 2: malformed YAML' in message
+    assert 'ControlPlane "control-planes"): config: line 2, column 1: not valid YAML' in message
 
 
 def test_empty_stream_is_an_error(base_dir: Path) -> None:

@@ -98,13 +98,13 @@ def test_sha256_tokens_and_constant_time_verifier() -> None:
 def test_service_config_errors_name_the_field() -> None:
     with pytest.raises(ConfigError) as both:
         parse_service_config({"tokens": [{"name": "t", "sha256": "0" * 64, "value": "x" * 20}]})
-    assert both.value.where == "service.tokens.0"
+    assert both.value.where == "service.tokens[0]"
     with pytest.raises(ConfigError) as short:
         parse_service_config({"tokens": [{"name": "t", "value": "short-secret"}]})
     assert "short-secret" not in str(short.value)
     with pytest.raises(ConfigError) as access:
         parse_service_config({"tokens": [{"name": "t", "sha256": "0" * 64, "access": "admin"}]})
-    assert access.value.where == "service.tokens.0.access"
+    assert access.value.where == "service.tokens[0].access"
     with pytest.raises(ConfigError) as listen:
         parse_service_config({"listen": "localhost"})
     assert listen.value.where == "service.listen"
@@ -120,7 +120,7 @@ def test_create_app_takes_the_raw_service_block(tmp_path: Path) -> None:
         assert client.get("/v1/providers", headers=auth("x" * 20)).json() == {"items": []}
     with pytest.raises(ConfigError) as bad:
         create_app(store, {}, Runtime(cache_dir=tmp_path), {"tokens": [{"name": "t"}]})
-    assert bad.value.where == "service.tokens.0"
+    assert bad.value.where == "service.tokens[0]"
     store.close()
 
 

@@ -215,7 +215,7 @@ def test_malformed_yaml_names_the_line() -> None:
     with pytest.raises(ConfigError) as caught:
         Schematic.from_yaml("customization:\n  extraKernelArgs: [a\n", "bad.yaml")
     assert caught.value.where.startswith("bad.yaml: line ")
-    assert "malformed YAML" in caught.value.message
+    assert "not valid YAML" in caught.value.message
 
 
 def test_from_request_follows_omni() -> None:

@@ -1,0 +1,53 @@
+"""`talprov config check -o json|yaml` answers in that format even when the file
+itself does not load (issue 14: output scripts can read).
+
+Before: a YAML error or a missing file printed plain text and no JSON at all.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import yaml
+
+from tests.helpers import Home
+
+
+@pytest.mark.parametrize(("text", "key", "words"), [
+    ("providers: {fake: [\n", "line 2, column 1", "not valid YAML"),
+    ("stores: x\n", "stores", "did you mean 'store'?"),
+    ("- just\n- a list\n", None, "mapping"),
+])
+def test_a_file_that_does_not_load_is_reported_in_json(
+    home: Home, text: str, key: str | None, words: str
+) -> None:
+    home.config_path.write_text(text)
+    result = home.invoke("config", "check", "-o", "json")
+    assert result.exit_code == 2, result.output
+    rows = json.loads(result.stdout)
+    assert len(rows) == 1
+    row = rows[0]
+    assert row["file"] == str(home.config_path)
+    assert row["key"] == key
+    assert words in row["error"]
+    assert row["result"].startswith(str(home.config_path))
+    assert "Traceback" not in result.output
+
+
+def test_a_missing_file_is_reported_in_yaml(home: Home) -> None:
+    home.config_path.unlink()
+    result = home.invoke("config", "check", "-o", "yaml")
+    assert result.exit_code == 2, result.output
+    row = yaml.safe_load(result.stdout)[0]
+    assert row["file"] == str(home.config_path)
+    assert row["key"] is None
+    assert "No such file" in row["error"]
+
+
+def test_the_table_form_keeps_the_one_error_line(home: Home) -> None:
+    home.config_path.write_text("stores: x\n")
+    result = home.invoke("config", "check")
+    assert result.exit_code == 2
+    assert result.stdout == ""
+    assert "talprov: error:" in result.stderr
