@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -13,6 +14,7 @@ from botocore.exceptions import (
     ParamValidationError,
 )
 
+from talprov.aws import errors as aws_errors
 from talprov.aws.config import AwsConfig
 from talprov.aws.errors import InstanceLost, translate
 from talprov.aws.provider import NOT_FOUND_LOOKS, AwsProvider
@@ -32,6 +34,15 @@ from talprov.providers.types import Machine, MachineState, Owner, Retry
 from talprov.reconcile.runner import run_step
 from tests.emulators.moto import REGION, MotoServer
 from tests.unit.aws.helpers import Harness, make_request
+
+
+@pytest.fixture(autouse=True)
+def _no_call_seen_yet() -> Iterator[None]:
+    # translate() names the endpoint the thread's last AWS call went to; these
+    # errors are made up, so no earlier test's call may lend them its endpoint.
+    token = aws_errors._calling.set(None)
+    yield
+    aws_errors._calling.reset(token)
 
 
 def _client_error(code: str, status: int = 400, message: str = "") -> ClientError:
