@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import shutil
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -50,31 +51,51 @@ def replica_config(home: Home, store_url: str, **service: Any) -> None:
 
 
 class Replicas:
-    """The two replicas by name; ``restart`` SIGKILLs one and starts it again."""
+    """The two replicas by name; ``restart`` SIGKILLs one and starts it again.
 
-    def __init__(self, home: Home) -> None:
-        self.home = home
+    With ``named`` each gets ``--worker-id replica-<name>`` (kept across its
+    restarts); without, the default ``host:pid``, so a restarted replica is a new
+    worker and finds the dead one's leases through the dead-process check.
+    """
+
+    def __init__(self, env: dict[str, str], cwd: Path, *, named: bool = True) -> None:
+        self.env, self.cwd, self.named = env, cwd, named
         self.servers: dict[str, ServeProcess] = {}
         self.clients: dict[str, httpx.Client] = {}
         self.outputs: list[str] = []
+        self._starting: list[threading.Thread] = []
         for name in NAMES:
             self._start(name)
 
     def _start(self, name: str) -> None:
-        server = ServeProcess(self.home.env(), self.home.root, ["--worker-id", f"replica-{name}"])
+        args = ["--worker-id", f"replica-{name}"] if self.named else []
+        server = ServeProcess(self.env, self.cwd, args)
         self.servers[name] = server
         self.clients[name] = httpx.Client(base_url=server.url, timeout=30)
 
-    def restart(self, name: str) -> None:
-        """SIGKILL (no clean-up at all), then a new process under the same worker id."""
+    def restart(self, name: str, *, wait: bool = True) -> None:
+        """SIGKILL (no clean-up at all), then a new process (under the same worker id
+        when ``named``). Without ``wait`` the new process starts in the background
+        while the other replica serves alone; :meth:`started` waits for it."""
         self.clients.pop(name).close()
         server = self.servers.pop(name)
         server.kill()
         self.outputs.append(server.output())
-        self._start(name)
+        if wait:
+            self._start(name)
+            return
+        starter = threading.Thread(target=self._start, args=(name,), daemon=True)
+        starter.start()
+        self._starting.append(starter)
+
+    def started(self) -> None:
+        """Wait for the replicas restarting in the background."""
+        while self._starting:
+            self._starting.pop().join(timeout=120)
 
     def close(self) -> list[int]:
         """SIGTERM both; their exit codes. Every output lands in ``outputs``."""
+        self.started()
         codes = []
         for name in list(self.servers):
             self.clients.pop(name).close()

@@ -40,7 +40,7 @@ def test_replicas_ride_out_postgres_restarts_without_duplicates(home: Home) -> N
     home.providers["fake"].update(boot_listings=3, concurrency=4)
     with private_postgres() as (postgres, store_url):
         replica_config(home, store_url)
-        replicas = Replicas(home)
+        replicas = Replicas(home.env(), home.root)
         pids = {name: replicas.servers[name].process.pid for name in NAMES}
         answers: list[tuple[str, int]] = []
         numbers = count()
