@@ -13,7 +13,10 @@ from __future__ import annotations
 
 import threading
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from itertools import count
+
+import httpx
 
 from tests.chaos.replicas import (
     NAMES,
@@ -28,6 +31,7 @@ from tests.chaos.replicas import (
 from tests.helpers import SEEN_OUTPUT, Home
 from tests.providers.fileprov import Cloud
 from tests.unit.service.conftest import READ, WRITE, request_body
+from tests.unit.service.serving import ServeProcess
 
 OUTAGE_SECONDS = 2.0
 
@@ -127,3 +131,29 @@ def test_replicas_ride_out_postgres_restarts_without_duplicates(home: Home) -> N
         machines = Counter(m["request_id"] for m in Cloud(home.cloud_path()).machines())
         assert sorted(machines) == created
         assert set(machines.values()) == {1}, "a request got two machines"
+
+
+def test_an_idle_replica_answers_at_once_after_a_postgres_restart(home: Home) -> None:
+    # No loop and no calls while the server is away, so nothing has found the
+    # pooled connections broken yet: the first call after the restart must not
+    # get one of them (a 503 for a database that is back).
+    with private_postgres() as (postgres, store_url):
+        replica_config(home, store_url, workers=False)
+        server = ServeProcess(home.env(), home.root)
+        try:
+            with httpx.Client(base_url=server.url, timeout=30) as client:
+                # Several connections into the pool, all idle afterwards.
+                with ThreadPoolExecutor(4) as pool:
+                    warm = list(pool.map(lambda n: client.post(
+                        "/v1/machine-requests", headers=WRITE,
+                        json=request_body(f"idle-{n}")).status_code, range(8)))
+                assert warm == [201] * 8
+                postgres.crash()
+                postgres.start_again()
+                first = [client.get("/v1/machine-requests/idle-0", headers=READ).status_code,
+                         client.post("/v1/machine-requests", headers=WRITE,
+                                     json=request_body("idle-after")).status_code]
+        finally:
+            code = server.terminate()
+        assert first == [200, 201], server.output()[-3000:]
+        assert code == 0
