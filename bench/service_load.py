@@ -31,6 +31,7 @@ import threading
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import httpx
@@ -147,6 +148,10 @@ async def run(url: str, count: int, concurrency: int) -> tuple[Result, Result]:
     return baseline, creations
 
 
+def healthz(client: httpx.AsyncClient, _index: int) -> Awaitable[httpx.Response]:
+    return client.get("/healthz")
+
+
 async def creations_per_second(urls: list[str], count: int, concurrency: int,
                                prefix: str) -> Result:
     """``count`` creations at ``concurrency``, sent to ``urls`` in turn."""
@@ -154,7 +159,7 @@ async def creations_per_second(urls: list[str], count: int, concurrency: int,
     clients = [httpx.AsyncClient(base_url=url, limits=limits, timeout=60) for url in urls]
     try:
         for client in clients:  # warm-up: connections, imports, the first store access
-            await fire("warm-up", 20, concurrency, lambda _i, c=client: c.get("/healthz"))
+            await fire("warm-up", 20, concurrency, partial(healthz, client))
 
         def create(index: int) -> Awaitable[httpx.Response]:
             body = {"id": f"{prefix}-{index:05d}", "provider": "fake",
