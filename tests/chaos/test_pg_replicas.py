@@ -10,6 +10,7 @@ from typing import Any
 
 from tests.chaos.pg_replicas import ReplicaChaosRun
 from tests.chaos.platforms import aws_platform
+from tests.chaos.rounds import run_rounds
 from tests.emulators.factory import FakeImageFactory
 from tests.emulators.moto import MotoServer
 
@@ -21,13 +22,7 @@ def test_chaos_pg_replicas(moto_server: MotoServer, image_factory: FakeImageFact
         run = ReplicaChaosRun(platform, tmp_path, chaos_seed, image_factory.url,
                               store_url=postgres_url)
         try:
-            for index in range(chaos_rounds):
-                run.round(index)
-                tally = run.tally
-                assert (tally.duplicates, tally.leaks, tally.stuck, tally.lost) == (
-                    0, 0, 0, 0), (f"seed {chaos_seed}, round {index}", tally.findings)
-                assert not run.api_findings, (f"seed {chaos_seed}, round {index}",
-                                              run.api_findings)
+            run_rounds(run, chaos_rounds, also=lambda: run.api_findings)
         finally:
             run.close()
             chaos_report.append(run.tally.row())
