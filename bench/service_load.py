@@ -29,8 +29,9 @@ import sys
 import tempfile
 import threading
 import time
+from collections import Counter
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 
@@ -52,6 +53,8 @@ class Result:
     latencies: list[float]
     errors: int
     seconds: float
+    #: What the errors were: an HTTP status or an exception's class name.
+    kinds: Counter[str] = field(default_factory=Counter)
 
     def quantile(self, q: float) -> float:
         ordered = sorted(self.latencies)
@@ -65,7 +68,8 @@ class Result:
                 f"p50={self.quantile(0.5) * 1000:8.1f} ms  p99={self.quantile(0.99) * 1000:8.1f} ms"
                 f"  max={max(self.latencies, default=0) * 1000:8.1f} ms"
                 f"  mean={statistics.fmean(self.latencies) * 1000 if ok else 0:7.1f} ms"
-                f"  {(ok + self.errors) / self.seconds:7.0f} req/s")
+                f"  {(ok + self.errors) / self.seconds:7.0f} req/s"
+                + (f"  errors: {dict(self.kinds)}" if self.kinds else ""))
 
 
 def start_server(
@@ -110,6 +114,7 @@ async def fire(name: str, count: int, concurrency: int,
     gate = asyncio.Semaphore(concurrency)
     latencies: list[float] = []
     errors = 0
+    kinds: Counter[str] = Counter()
 
     async def one(index: int) -> None:
         nonlocal errors
@@ -117,17 +122,19 @@ async def fire(name: str, count: int, concurrency: int,
             started = time.perf_counter()
             try:
                 response = await call(index)
-            except httpx.HTTPError:
+            except httpx.HTTPError as exc:
                 errors += 1
+                kinds[type(exc).__name__] += 1
                 return
             if response.status_code >= 300:
                 errors += 1
+                kinds[str(response.status_code)] += 1
                 return
             latencies.append(time.perf_counter() - started)
 
     began = time.perf_counter()
     await asyncio.gather(*(one(i) for i in range(count)))
-    return Result(name, latencies, errors, time.perf_counter() - began)
+    return Result(name, latencies, errors, time.perf_counter() - began, kinds)
 
 
 async def run(url: str, count: int, concurrency: int) -> tuple[Result, Result]:
@@ -185,6 +192,7 @@ def scale(count: int, concurrency: int, workers: bool, runs: int = 3) -> None:
         (root / "pg").mkdir()
         server = start_postgres(root / "pg")
         rates: dict[int, list[float]] = {1: [], 2: []}
+        errors = 0
         try:
             for run_index in range(runs):
                 for processes in (1, 2):
@@ -202,9 +210,8 @@ def scale(count: int, concurrency: int, workers: bool, runs: int = 3) -> None:
                             process.terminate()
                             process.wait(timeout=60)
                     rates[processes].append(len(result.latencies) / result.seconds)
-                    print(f"run {run_index + 1}: {result.line()}")
-                    if result.errors:
-                        raise SystemExit(1)
+                    errors += result.errors
+                    print(f"run {run_index + 1}: {result.line()}", flush=True)
         finally:
             server.stop()
     for processes, values in rates.items():
@@ -213,6 +220,8 @@ def scale(count: int, concurrency: int, workers: bool, runs: int = 3) -> None:
     ratio = statistics.median(rates[2]) / statistics.median(rates[1])
     print(f"two processes / one (medians): {ratio:.2f}x  (goal >= 1.7x; "
           f"{os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f})")
+    if errors:
+        raise SystemExit(f"{errors} creations failed")
 
 
 def main() -> None:
