@@ -7,11 +7,12 @@ one when the first is down or answers 503, sending the same id again). A round,
 with the proxy failing ``FAULT_RATE`` of the cloud calls:
 
 1. a few requests are created through the API;
-2. one replica, chosen at random, is SIGKILLed at a random moment and started
-   again in the background (a new process, a new ``host:pid`` worker id), the
-   other one serving alone until it is up;
+2. at a random moment one replica is SIGKILLed (the one holding more leases,
+   so that it dies mid-step; a random one on a tie) and started again in the
+   background (a new process, a new ``host:pid`` worker id), the other one
+   serving alone until it is up;
 3. both replicas work until every live request has settled;
-4. about half of the live requests are deleted through the API, and again one
+4. about half of the live requests are deleted through the API, and again a
    replica is SIGKILLed and restarted while they are deprovisioned;
 5. with faults off, :meth:`ChaosRun.check` counts duplicates, leaks, unsettled
    requests and lost records, exactly as for the worker rounds.
@@ -44,6 +45,13 @@ CALL_SECONDS = 60.0
 
 
 @dataclass
+class ReplicaTally(Tally):
+    """Tally's counts, and how many kills hit a replica holding leases (mid-step)."""
+
+    kills_holding_leases: int = 0
+
+
+@dataclass
 class ReplicaChaosRun(ChaosRun):
     """ChaosRun's checks over two replicas on ``store_url`` (a PostgreSQL URL)."""
 
@@ -52,7 +60,7 @@ class ReplicaChaosRun(ChaosRun):
     api_findings: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        self.tally = Tally(PLATFORM, self.seed)
+        self.tally: ReplicaTally = ReplicaTally(PLATFORM, self.seed)
         config = self.workdir / "talprov.yaml"
         config.write_text(yaml.safe_dump({
             "store": self.store_url, "installation": f"chaos-{self.seed}",
@@ -102,12 +110,24 @@ class ReplicaChaosRun(ChaosRun):
         self.check(index)
 
     def _kill_one(self, rng: random.Random, after: float) -> None:
-        """SIGKILL a replica ``after`` seconds from now; it restarts in the background,
-        so the other one serves alone meanwhile (one replica at a time is down)."""
+        """SIGKILL a replica ``after`` seconds from now: the one holding more of the
+        round's leases (mid-step, then), the random pick on a tie. It restarts in the
+        background, so the other one serves alone meanwhile."""
         time.sleep(after)
         self.replicas.started()
-        self.replicas.restart(rng.choice(NAMES), wait=False)
+        pick = rng.choice(NAMES)
+        held = {name: self._leases_of(name) for name in NAMES}
+        victim = max(NAMES, key=lambda name: (held[name], name == pick))
+        if held[victim]:
+            self.tally.kills_holding_leases += 1
+        self.replicas.restart(victim, wait=False)
         self.tally.kills += 1
+
+    def _leases_of(self, name: str) -> int:
+        """How many requests the replica's worker (``host:pid``) holds a lease on."""
+        suffix = f":{self.replicas.servers[name].process.pid}"
+        return sum((self.store.lease_holder(i) or ("",))[0].endswith(suffix)
+                   for i in self.created)
 
     def _wait(self, done: Callable[[], bool]) -> None:
         """Until ``done()`` or the settle deadline; check() reports what is left."""
