@@ -151,7 +151,8 @@ def transaction(
     """One transaction; committed on success, rolled back on any exception.
 
     Connection failures and lock timeouts become :class:`StoreError` naming the
-    URL without its password. Inside :func:`talprov.store.guard.guarded` the
+    URL without its password; a full disk becomes :class:`StoreFull` (a
+    StoreError too). Inside :func:`talprov.store.guard.guarded` the
     statements obey the guard's deadline and cancel (a :class:`StoreError` when
     they are stopped).
     """
