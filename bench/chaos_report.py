@@ -1,13 +1,16 @@
 """Run the chaos suite and print, per platform: rounds, kills, faults injected,
 requests, duplicates, leaks, stuck, lost.
 
-    python bench/chaos_report.py [--rounds 20] [--seed 1] [--from REPORT.json]
+    python bench/chaos_report.py [--rounds 20] [--seed 1] [--only PLATFORM ...]
+                                 [--from REPORT.json]
 
 ``--rounds`` defaults to 20 (the long mode; CI runs tests/chaos with 2). The
 suite fails, and this prints the findings, when any of the last four columns is
 not 0. ``--from`` prints a report written earlier (``TALPROV_CHAOS_REPORT``)
 without running anything. Re-run with the same ``--seed`` to replay the kills
-and the fault sequence.
+and the fault sequence. ``--only`` runs the named rows only (``aws``,
+``openstack``, ``pg-replicas``: two ``serve`` replicas on PostgreSQL, see
+tests/chaos/pg_replicas.py).
 """
 
 from __future__ import annotations
@@ -26,13 +29,19 @@ COLUMNS = ("platform", "rounds", "kills", "faults", "requests", "duplicates", "l
            "stuck", "lost")
 
 
-def run_suite(rounds: int, seed: int, report: Path) -> int:
+#: The suite's files; a row's test is named test_chaos_<row, "-" as "_">.
+SUITE = ("tests/chaos/test_chaos.py", "tests/chaos/test_pg_replicas.py")
+
+
+def run_suite(rounds: int, seed: int, report: Path, only: list[str] | None = None) -> int:
     env = dict(os.environ, TALPROV_CHAOS_ROUNDS=str(rounds), TALPROV_CHAOS_SEED=str(seed),
                TALPROV_CHAOS_REPORT=str(report),
                PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT),
                                                         os.environ.get("PYTHONPATH")])))
     command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
-               "--timeout", str(600 + 120 * rounds), "tests/chaos/test_chaos.py"]
+               "--timeout", str(600 + 120 * rounds), *SUITE]
+    if only:
+        command += ["-k", " or ".join(f"test_chaos_{name.replace('-', '_')}" for name in only)]
     return subprocess.run(command, cwd=ROOT, env=env, check=False).returncode
 
 
@@ -48,6 +57,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=20)
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--only", nargs="+", metavar="PLATFORM",
+                        help="run these rows only (aws, openstack, pg-replicas)")
     parser.add_argument("--from", dest="source", type=Path)
     args = parser.parse_args()
     code = 0
@@ -55,7 +66,7 @@ def main() -> int:
         report = args.source
     else:
         report = Path(tempfile.mkdtemp(prefix="chaos-")) / "report.json"
-        code = run_suite(args.rounds, args.seed, report)
+        code = run_suite(args.rounds, args.seed, report, args.only)
     if not report.exists():
         print(f"no report written (pytest exit {code})", file=sys.stderr)
         return code or 1

@@ -18,6 +18,14 @@ and create p99 over healthz p99 (goal 1.5x). Exits 1 on any error.
 
     .venv/bin/python bench/service_load.py [--requests 1000] [--concurrency 50]
         [--modes off,thread,process] [--store URL]
+
+``--scale`` measures instead how creation throughput grows from one ``serve``
+process to two sharing one PostgreSQL store (a throw-away server from
+tests/emulators/postgres.py, a fresh database per run): the same creations,
+spread over the processes' URLs in turn, three runs of each, min and median of
+the throughput, and the ratio of the medians (the goal is 1.7 or more; it needs
+at least as many free cores as processes plus the database's). ``--no-workers``
+makes those API-only processes.
 """
 
 from __future__ import annotations
@@ -33,6 +41,7 @@ import threading
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import httpx
@@ -160,6 +169,75 @@ async def run(url: str, count: int, concurrency: int, mode: str) -> list[Result]
     return [healthz, creations, reads]
 
 
+def healthz(client: httpx.AsyncClient, _index: int) -> Awaitable[httpx.Response]:
+    return client.get("/healthz")
+
+
+async def creations_per_second(urls: list[str], count: int, concurrency: int,
+                               prefix: str) -> Result:
+    """``count`` creations at ``concurrency``, sent to ``urls`` in turn."""
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    clients = [httpx.AsyncClient(base_url=url, limits=limits, timeout=60) for url in urls]
+    try:
+        for client in clients:  # warm-up: connections, imports, the first store access
+            await fire("warm-up", 20, concurrency, partial(healthz, client))
+
+        def create(index: int) -> Awaitable[httpx.Response]:
+            body = {"id": f"{prefix}-{index:05d}", "provider": "fake",
+                    "talos_version": "v1.13.9", "config": WORKER_CONFIG,
+                    "labels": {"role": "worker", "bench": "scale"}}
+            return clients[index % len(clients)].post("/v1/machine-requests", json=body,
+                                                      headers=AUTH)
+
+        return await fire(f"{len(urls)} process(es)", count, concurrency, create)
+    finally:
+        for client in clients:
+            await client.aclose()
+
+
+def scale(count: int, concurrency: int, mode: str, runs: int = 3) -> None:
+    """Creation throughput of one and of two processes on one PostgreSQL store."""
+    from tests.emulators.postgres import start_postgres
+
+    with tempfile.TemporaryDirectory(prefix="talprov-scale-", dir="/tmp") as tmp:
+        root = Path(tmp)
+        if os.geteuid() == 0:  # the server may run as another user: let it in
+            root.chmod(0o755)
+        (root / "pg").mkdir()
+        server = start_postgres(root / "pg")
+        rates: dict[int, list[float]] = {1: [], 2: []}
+        errors = 0
+        try:
+            for run_index in range(runs):
+                for processes in (1, 2):
+                    database = f"scale_{run_index}_{processes}"
+                    server.admin_execute(f'CREATE DATABASE "{database}"')
+                    started = [start_server(root / f"{database}-{n}", mode=mode,
+                                            store=server.url(database))
+                               for n in range(processes)]
+                    try:
+                        result = asyncio.run(creations_per_second(
+                            [url for _, url in started], count, concurrency,
+                            database.replace("_", "-")))
+                    finally:
+                        for process, _ in started:
+                            process.terminate()
+                            process.wait(timeout=60)
+                    rates[processes].append(len(result.latencies) / result.seconds)
+                    errors += result.errors
+                    print(f"run {run_index + 1}: {result.line()}", flush=True)
+        finally:
+            server.stop()
+    for processes, values in rates.items():
+        print(f"{processes} process(es): min {min(values):.0f}  median "
+              f"{statistics.median(values):.0f} creates/s")
+    ratio = statistics.median(rates[2]) / statistics.median(rates[1])
+    print(f"two processes / one (medians): {ratio:.2f}x  (goal >= 1.7x; "
+          f"{os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f})")
+    if errors:
+        raise SystemExit(f"{errors} creations failed")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=1000)
@@ -167,7 +245,14 @@ def main() -> None:
     parser.add_argument("--modes", default="off,thread,process",
                         help="Worker modes to compare, in order (off, thread, process).")
     parser.add_argument("--store", help="Store URL (default: a fresh SQLite file per mode).")
+    parser.add_argument("--scale", action="store_true",
+                        help="One vs two processes on one PostgreSQL store (creations/s).")
+    parser.add_argument("--no-workers", action="store_true",
+                        help="With --scale: API-only processes.")
     args = parser.parse_args()
+    if args.scale:
+        scale(args.requests, args.concurrency, mode="off" if args.no_workers else "process")
+        return
     modes = [m.strip() for m in args.modes.split(",") if m.strip()]
     results: dict[str, list[Result]] = {}
     for mode in modes:

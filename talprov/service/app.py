@@ -35,7 +35,7 @@ from talprov.service.ui.mount import install_ui
 from talprov.service.worker_process import WorkerProcess
 from talprov.service.workers import ReconcileLoop
 from talprov.sets import SetRepository
-from talprov.store.errors import StaleRecord, StoreError
+from talprov.store.errors import StaleRecord, StoreError, StoreFull
 from talprov.store.store import Store
 
 log = logging.getLogger(__name__)
@@ -87,8 +87,11 @@ def _install_error_handlers(app: FastAPI) -> None:
         # may quote a value) are for the operator's log, not for API clients.
         log.warning("store error on %s %s: %s", request.method, request.url.path,
                     redact(str(exc)))
-        return JSONResponse({"detail": "the store failed or cannot be reached; the server "
-                                       "log has the details"},
+        detail = ("the store has no space left: writes fail until space is freed (reads "
+                  "still work); the server log has the details"
+                  if isinstance(exc, StoreFull) else
+                  "the store failed or cannot be reached; the server log has the details")
+        return JSONResponse({"detail": detail},
                             status_code=status.HTTP_503_SERVICE_UNAVAILABLE)
 
     @app.exception_handler(Exception)

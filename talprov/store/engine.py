@@ -23,10 +23,13 @@ from sqlalchemy import event
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.pool import ConnectionPoolEntry, StaticPool
 
-from talprov.store.errors import StoreError
+from talprov.store.errors import StoreError, StoreFull
 from talprov.store.guard import SQLITE_PROGRESS_STEPS, QueryGuard, current_guard
 
 BUSY_TIMEOUT_SECONDS = 30.0
+#: SQLite's SQLITE_FULL and PostgreSQL's SQLSTATE disk_full: no room left to write.
+_SQLITE_FULL = 13
+_PG_DISK_FULL = "53100"
 _IMMEDIATE = "talprov_immediate"
 # Concurrent inserts of one key can only collide on databases without an up-front
 # write lock (PostgreSQL): the loser retries, re-reads and takes the other branch.
@@ -156,7 +159,8 @@ def transaction(
     """One transaction; committed on success, rolled back on any exception.
 
     Connection failures and lock timeouts become :class:`StoreError` naming the
-    URL without its password. Inside :func:`talprov.store.guard.guarded` the
+    URL without its password; a full disk becomes :class:`StoreFull` (a
+    StoreError too). Inside :func:`talprov.store.guard.guarded` the
     statements obey the guard's deadline and cancel (a :class:`StoreError` when
     they are stopped).
     """
@@ -172,7 +176,8 @@ def transaction(
             with conn.begin(), _obeying(conn, guard):
                 yield conn
     except (sa.exc.OperationalError, sa.exc.InterfaceError) as exc:
-        raise StoreError(f"store {masked_url(engine.url)}: {_first_line(exc.orig)}") from None
+        error = StoreFull if _is_disk_full(exc.orig) else StoreError
+        raise error(f"store {masked_url(engine.url)}: {_first_line(exc.orig)}") from None
     finally:
         if lock is not None:
             lock.release()
@@ -203,6 +208,12 @@ def _obeying(conn: Connection, guard: QueryGuard | None) -> Iterator[None]:
             yield
         return
     yield  # other databases: no deadline (not a supported store)
+
+
+def _is_disk_full(exc: BaseException | None) -> bool:
+    """Whether the driver's error says the store has no room left to write."""
+    return (getattr(exc, "sqlite_errorcode", None) == _SQLITE_FULL
+            or getattr(exc, "sqlstate", None) == _PG_DISK_FULL)
 
 
 def _first_line(exc: BaseException | None) -> str:

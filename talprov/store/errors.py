@@ -21,3 +21,8 @@ class StaleRecord(StoreError):
 
 class StoreKeyError(StoreError):
     """Encrypted data cannot be read: ``TALPROV_STORE_KEY`` is missing or wrong."""
+
+
+class StoreFull(StoreError):
+    """The store's disk (or SQLite's page limit) is full: writes fail until space is
+    freed; reads still work."""

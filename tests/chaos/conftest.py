@@ -40,3 +40,11 @@ def chaos_report() -> Iterator[list[dict[str, Any]]]:
     target = os.environ.get("TALPROV_CHAOS_REPORT")
     if target:
         Path(target).write_text(json.dumps(rows, indent=2))
+
+
+@pytest.fixture(autouse=True)
+def _no_proxy_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Workers and replicas inherit the environment: no proxy settings may send them
+    elsewhere than the loopback emulators."""
+    for key in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy", "ALL_PROXY"):
+        monkeypatch.delenv(key, raising=False)

@@ -182,3 +182,15 @@ class ChaosRun:
                 tally.stuck += 1
                 tally.findings.append(f"round {index}: {request_id} {record.stage} "
                                       f"({machines} machines, error {record.error!r})")
+
+
+def run_rounds(run: ChaosRun, rounds: int, also: Callable[[], list[str]] = list) -> None:
+    """``rounds`` rounds of ``run``; after each, fail naming the seed and round when
+    a duplicate, leak, unsettled request or lost record was found, or when
+    ``also()`` returns findings of its own."""
+    for index in range(rounds):
+        run.round(index)
+        tally = run.tally
+        assert (tally.duplicates, tally.leaks, tally.stuck, tally.lost) == (0, 0, 0, 0), (
+            f"seed {run.seed}, round {index}", tally.findings)
+        assert not also(), (f"seed {run.seed}, round {index}", also())

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from tests.chaos.platforms import aws_platform, openstack_platform
-from tests.chaos.rounds import ChaosRun, Platform
+from tests.chaos.rounds import ChaosRun, Platform, run_rounds
 from tests.emulators.factory import FakeImageFactory
 from tests.emulators.moto import MotoServer
 
@@ -21,11 +21,7 @@ def _run(platform_cm: AbstractContextManager[Platform], tmp_path: Path, seed: in
     with platform_cm as platform:
         run = ChaosRun(platform, tmp_path, seed, factory.url)
         try:
-            for index in range(rounds):
-                run.round(index)
-                tally = run.tally
-                assert (tally.duplicates, tally.leaks, tally.stuck, tally.lost) == (
-                    0, 0, 0, 0), (f"seed {seed}, round {index}", tally.findings)
+            run_rounds(run, rounds)
         finally:
             report.append(run.tally.row())
             run.close()

@@ -79,6 +79,12 @@ class PostgresServer:
 
     socket_dir: Path
     process: subprocess.Popen[bytes]
+    #: Where initdb put the cluster (``data/``) and the log; ``start_again`` reuses it.
+    workdir: Path | None = None
+    #: Commits reach the WAL (the kernel's copy; fsync stays off) before they are
+    #: acknowledged, so a server process that crashes keeps every commit it
+    #: acknowledged. Off (faster) loses the last ones: only for servers never crashed.
+    durable: bool = False
 
     def url(self, database: str) -> str:
         return f"postgresql+psycopg://{_SUPERUSER}@/{database}?host={self.socket_dir}"
@@ -91,6 +97,20 @@ class PostgresServer:
         ) as conn:
             conn.execute(sql.encode())
 
+    def crash(self) -> None:
+        """SIGKILL the postmaster, as a crashed host would; its backends notice and
+        exit. The data directory stays: :meth:`start_again` recovers from it."""
+        if self.process.poll() is None:
+            self.process.kill()
+        self.process.wait()
+
+    def start_again(self) -> None:
+        """Start the stopped (or crashed) server on the same data directory and socket;
+        returns once it accepts connections."""
+        if self.workdir is None or self.process.poll() is None:
+            raise RuntimeError("start_again needs a stopped server started by start_postgres")
+        self.process = _launch(self.workdir, self.durable, self)
+
     def stop(self) -> None:
         if self.process.poll() is None:
             # SIGINT is PostgreSQL's "fast shutdown": roll back clients, exit cleanly.
@@ -102,10 +122,9 @@ class PostgresServer:
                 self.process.wait()
 
 
-def start_postgres(workdir: Path) -> PostgresServer:
-    """initdb + postgres in ``workdir``; returns once the server accepts connections."""
-    import psycopg
-
+def start_postgres(workdir: Path, *, durable: bool = False) -> PostgresServer:
+    """initdb + postgres in ``workdir``; returns once the server accepts connections.
+    ``durable``: see :attr:`PostgresServer.durable`."""
     bindir = find_postgres_bin()
     if bindir is None:
         raise FileNotFoundError("initdb not found")
@@ -133,46 +152,64 @@ def start_postgres(workdir: Path) -> PostgresServer:
         capture_output=True,
         preexec_fn=setup,
     )
-    log = (workdir / "postgres.log").open("wb")
-    process = subprocess.Popen(
-        [
-            str(bindir / "postgres"),
-            "-D",
-            str(data_dir),
-            "-k",
-            str(socket_dir),
-            # No TCP listener at all: tests reach it through the socket only.
-            "-c",
-            "listen_addresses=",
-            "-c",
-            "fsync=off",
-            "-c",
-            "synchronous_commit=off",
-            "-c",
-            "full_page_writes=off",
-            "-c",
-            "max_connections=60",
-        ],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        preexec_fn=setup,  # noqa: PLW1509 - runs before any test starts a thread
-    )
-    log.close()
-    server = PostgresServer(socket_dir=socket_dir, process=process)
+    return PostgresServer(socket_dir=socket_dir, process=_launch(workdir, durable, None),
+                          workdir=workdir, durable=durable)
+
+
+def _launch(workdir: Path, durable: bool, server: PostgresServer | None
+            ) -> subprocess.Popen[bytes]:
+    """Run ``postgres`` on ``workdir``'s cluster; returns once it accepts connections.
+    A crashed server's backends may hold its shared memory for a moment: the new
+    postmaster then exits at once, and is started again until the deadline."""
+    import psycopg
+
+    bindir = find_postgres_bin()
+    if bindir is None:
+        raise FileNotFoundError("initdb not found")
+    setup = _child_setup(_service_user(), os.getpid())
+    data_dir, socket_dir = workdir / "data", workdir / "sock"
     deadline = time.monotonic() + _START_TIMEOUT
     while True:
-        if process.poll() is not None:
+        log = (workdir / "postgres.log").open("ab")
+        process = subprocess.Popen(
+            [
+                str(bindir / "postgres"),
+                "-D",
+                str(data_dir),
+                "-k",
+                str(socket_dir),
+                # No TCP listener at all: tests reach it through the socket only.
+                "-c",
+                "listen_addresses=",
+                "-c",
+                "fsync=off",
+                "-c",
+                f"synchronous_commit={'on' if durable else 'off'}",
+                "-c",
+                "full_page_writes=off",
+                "-c",
+                "max_connections=60",
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            preexec_fn=setup,  # noqa: PLW1509 - runs before any test starts a thread
+        )
+        log.close()
+        probe = server or PostgresServer(socket_dir=socket_dir, process=process)
+        while process.poll() is None:
+            try:
+                probe.admin_execute("SELECT 1")
+                return process
+            except psycopg.OperationalError:
+                if time.monotonic() > deadline:
+                    process.kill()
+                    raise
+                time.sleep(0.05)
+        if time.monotonic() > deadline:
             raise RuntimeError(
                 "postgres exited at start: " + (workdir / "postgres.log").read_text()[-2000:]
             )
-        try:
-            server.admin_execute("SELECT 1")
-            return server
-        except psycopg.OperationalError:
-            if time.monotonic() > deadline:
-                server.stop()
-                raise
-            time.sleep(0.05)
+        time.sleep(0.2)
 
 
 @pytest.fixture(scope="session")
