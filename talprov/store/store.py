@@ -11,11 +11,10 @@ optimistic concurrency: a writer states the version it read and loses with
 
 from __future__ import annotations
 
-import json
 import threading
 from collections.abc import Collection, Mapping, Sequence
 from contextlib import AbstractContextManager
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -24,7 +23,7 @@ from sqlalchemy.engine import Connection
 from talprov.errors import Conflict
 from talprov.providers.types import MachineRequest, Stage
 from talprov.store.browse import BrowseMethods
-from talprov.store.cluster_leases import ClusterLeaseMethods, takeable
+from talprov.store.clusters import ClusterMethods
 from talprov.store.crypto import SecretCodec
 from talprov.store.engine import (
     create_store_engine,
@@ -45,8 +44,9 @@ from talprov.store.records import (
     record_from_row,
     utc_or_now,
 )
+from talprov.store.request_leases import RequestLeaseMethods
 from talprov.store.request_sets import RequestSetMethods
-from talprov.store.schema import audit, clusters, request_labels, requests
+from talprov.store.schema import audit, request_labels, requests
 from talprov.store.schema import events as event_log
 from talprov.store.ui_sessions import UiSessionMethods
 from talprov.store.upgrade import SchemaStatus, status, upgrade
@@ -71,9 +71,8 @@ def _ids_with_labels(labels: Mapping[str, str]) -> sa.Select[tuple[str]]:
 
 
 class Store(
-    RequestSetMethods, ClusterLeaseMethods, LightQueryMethods, ObservationMethods,
-    BrowseMethods,
-    ProgressMethods, UiSessionMethods,
+    RequestSetMethods, ClusterMethods, RequestLeaseMethods, LightQueryMethods,
+    ObservationMethods, BrowseMethods, ProgressMethods, UiSessionMethods,
 ):
     """Persistent state for requests, clusters and request sets behind any SQLAlchemy URL.
 
@@ -370,108 +369,6 @@ class Store(
             for r in rows
         ]
 
-    # -- leases -------------------------------------------------------------------
-
-    def claim(
-        self, request_id: str, *, owner: str, ttl: float, now: datetime | None = None
-    ) -> bool:
-        """Take or renew the lease on a request for ``ttl`` seconds.
-
-        Succeeds when the lease is free, expired or already ``owner``'s (renewal),
-        in one conditional UPDATE, so two replicas cannot both win. Returns False
-        when someone else holds it or the request does not exist.
-        """
-        if ttl <= 0:
-            raise ValueError("lease ttl must be positive")
-        moment = utc_or_now(now)
-        with self._write() as conn:
-            result = conn.execute(
-                requests.update()
-                .where(
-                    requests.c.id == request_id,
-                    takeable(requests, owner, moment),
-                )
-                .values(lease_owner=owner, lease_until=moment + timedelta(seconds=ttl))
-            )
-            return result.rowcount == 1
-
-    def release(self, request_id: str, *, owner: str) -> None:
-        """Give the lease back if ``owner`` holds it; idempotent, never raises for
-        a lease held by someone else or an unknown request."""
-        with self._write() as conn:
-            conn.execute(
-                requests.update()
-                .where(requests.c.id == request_id, requests.c.lease_owner == owner)
-                .values(lease_owner=None, lease_until=None)
-            )
-
-    def claim_many(
-        self, request_ids: Collection[str], *, owner: str, ttl: float,
-        now: datetime | None = None,
-    ) -> dict[str, int]:
-        """:meth:`claim` for many requests in one transaction.
-
-        Returns the requests ``owner`` now holds, with their current version, so
-        the caller can tell which changed since it read them. Requests held by
-        someone else, or unknown, are simply absent. Idempotent for the owner.
-        """
-        if ttl <= 0:
-            raise ValueError("lease ttl must be positive")
-        if not request_ids:
-            return {}
-        moment = utc_or_now(now)
-        ids = sorted(set(request_ids))
-        held: dict[str, int] = {}
-        with self._write() as conn:
-            # Chunks keep the IN list under every backend's parameter limit.
-            for start in range(0, len(ids), 500):
-                chunk = ids[start:start + 500]
-                conn.execute(
-                    requests.update()
-                    .where(
-                        requests.c.id.in_(chunk),
-                        takeable(requests, owner, moment),
-                    )
-                    .values(lease_owner=owner, lease_until=moment + timedelta(seconds=ttl))
-                )
-                rows = conn.execute(
-                    sa.select(requests.c.id, requests.c.version).where(
-                        requests.c.id.in_(chunk), requests.c.lease_owner == owner
-                    )
-                )
-                held.update({str(r.id): int(r.version) for r in rows})
-        return held
-
-    def release_many(self, request_ids: Collection[str], *, owner: str) -> None:
-        """:meth:`release` for many requests in one transaction; idempotent."""
-        ids = sorted(set(request_ids))
-        if not ids:
-            return
-        with self._write() as conn:
-            for start in range(0, len(ids), 500):
-                conn.execute(
-                    requests.update()
-                    .where(requests.c.id.in_(ids[start:start + 500]),
-                           requests.c.lease_owner == owner)
-                    .values(lease_owner=None, lease_until=None)
-                )
-
-    def lease_holder(self, request_id: str) -> tuple[str, datetime] | None:
-        """Who holds the lease on a request and until when; None when free or unknown."""
-        with self._read() as conn:
-            row = conn.execute(
-                sa.select(requests.c.lease_owner, requests.c.lease_until).where(
-                    requests.c.id == request_id
-                )
-            ).one_or_none()
-        if row is None or row.lease_owner is None or row.lease_until is None:
-            return None
-        until = row.lease_until
-        # SQLite hands datetimes back naive; they were written as UTC.
-        if until.tzinfo is None:
-            until = until.replace(tzinfo=UTC)
-        return str(row.lease_owner), until
-
     def seal(self, secret: str) -> str:
         """``secret`` as this store keeps secrets: encrypted when it has a key."""
         return self._codec.encode(secret)
@@ -479,49 +376,6 @@ class Store(
     def unseal(self, stored: str) -> str:
         """The inverse of :meth:`seal`. Raises ``StoreKeyError`` for a missing/wrong key."""
         return self._codec.decode(stored)
-
-    # -- clusters -----------------------------------------------------------------
-
-    def put_cluster(self, name: str, spec: dict[str, Any]) -> None:
-        """Create or replace the spec document stored under ``name``; idempotent.
-        Raises :class:`StoreError` when ``spec`` is not JSON-serialisable."""
-        text = dump_json(spec, what=f"spec of cluster {name}")
-        now = datetime.now(UTC)
-
-        def upsert() -> None:
-            with self._write() as conn:
-                result = conn.execute(
-                    clusters.update()
-                    .where(clusters.c.name == name)
-                    .values(spec=text, updated_at=now)
-                )
-                if result.rowcount != 1:
-                    conn.execute(clusters.insert().values(name=name, spec=text, updated_at=now))
-
-        retry_insert_race(upsert)
-
-    def get_cluster(self, name: str) -> dict[str, Any] | None:
-        """The stored spec, or ``None`` when there is none."""
-        with self._read() as conn:
-            text = conn.execute(
-                sa.select(clusters.c.spec).where(clusters.c.name == name)
-            ).scalar_one_or_none()
-        if text is None:
-            return None
-        spec: dict[str, Any] = json.loads(text)
-        return spec
-
-    def list_clusters(self) -> list[str]:
-        """Names of all stored clusters, sorted."""
-        with self._read() as conn:
-            return list(
-                conn.execute(sa.select(clusters.c.name).order_by(clusters.c.name)).scalars()
-            )
-
-    def delete_cluster(self, name: str) -> None:
-        """Remove a cluster spec; idempotent (an unknown name is not an error)."""
-        with self._write() as conn:
-            conn.execute(clusters.delete().where(clusters.c.name == name))
 
     # -- helpers ------------------------------------------------------------------
 

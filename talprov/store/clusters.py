@@ -1,4 +1,5 @@
-"""Leases on clusters: one worker at a time runs a cluster's scaler passes.
+"""Recorded clusters: their spec documents, and the lease that lets one worker
+at a time run a cluster's scaler passes (or change its record).
 
 Two planners working on one cluster at once would both see a missing machine
 and both create one. Request leases do not help there (the requests do not exist
@@ -8,13 +9,16 @@ request's.
 
 from __future__ import annotations
 
+import json
 from contextlib import AbstractContextManager
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from talprov.store.records import utc_or_now
+from talprov.store.engine import retry_insert_race
+from talprov.store.records import dump_json, utc_or_now
 from talprov.store.schema import clusters
 
 
@@ -28,11 +32,55 @@ def takeable(table: sa.Table, owner: str, moment: datetime) -> sa.ColumnElement[
     )
 
 
-class ClusterLeaseMethods:
-    """The cluster-lease half of :class:`talprov.store.Store`, which mixes it in."""
+class ClusterMethods:
+    """The clusters part of :class:`talprov.store.Store`, which mixes it in."""
+
+    def _read(self) -> AbstractContextManager[Connection]:
+        raise NotImplementedError  # pragma: no cover - Store provides it
 
     def _write(self) -> AbstractContextManager[Connection]:
         raise NotImplementedError  # pragma: no cover - Store provides it
+
+    def put_cluster(self, name: str, spec: dict[str, Any]) -> None:
+        """Create or replace the spec document stored under ``name``; idempotent.
+        Raises :class:`StoreError` when ``spec`` is not JSON-serialisable."""
+        text = dump_json(spec, what=f"spec of cluster {name}")
+        now = datetime.now(UTC)
+
+        def upsert() -> None:
+            with self._write() as conn:
+                result = conn.execute(
+                    clusters.update()
+                    .where(clusters.c.name == name)
+                    .values(spec=text, updated_at=now)
+                )
+                if result.rowcount != 1:
+                    conn.execute(clusters.insert().values(name=name, spec=text, updated_at=now))
+
+        retry_insert_race(upsert)
+
+    def get_cluster(self, name: str) -> dict[str, Any] | None:
+        """The stored spec, or ``None`` when there is none."""
+        with self._read() as conn:
+            text = conn.execute(
+                sa.select(clusters.c.spec).where(clusters.c.name == name)
+            ).scalar_one_or_none()
+        if text is None:
+            return None
+        spec: dict[str, Any] = json.loads(text)
+        return spec
+
+    def list_clusters(self) -> list[str]:
+        """Names of all stored clusters, sorted."""
+        with self._read() as conn:
+            return list(
+                conn.execute(sa.select(clusters.c.name).order_by(clusters.c.name)).scalars()
+            )
+
+    def delete_cluster(self, name: str) -> None:
+        """Remove a cluster spec; idempotent (an unknown name is not an error)."""
+        with self._write() as conn:
+            conn.execute(clusters.delete().where(clusters.c.name == name))
 
     def claim_cluster(
         self, name: str, *, owner: str, ttl: float, now: datetime | None = None
