@@ -257,13 +257,15 @@ class Reconciler(LeaseRenewal):
                          if w.stage != Stage.DEPROVISIONING and not runner.waits_for_listing(w)]
                 parked = self._run_works(runner, handle, early, listed=False)
                 listing = asked.result()
-            report.list_calls[instance] = 1
             if listing.machines is None:
-                # Steps that ran meanwhile moved some versions on: note on fresh ones.
-                stored = {s.id: s for s in self.store.summaries(ACTIVE_STAGES)}
-                self._blocked(listing, [stored.get(s.id, s) for s in group], report)
+                if not listing.skipped:  # (answers() said it would not be)
+                    report.list_calls[instance] = 1
+                    # Steps that ran meanwhile moved versions on: note on fresh ones.
+                    stored = {s.id: s for s in self.store.summaries(ACTIVE_STAGES)}
+                    self._blocked(listing, [stored.get(s.id, s) for s in group], report)
                 self._changed(early)
                 return
+            report.list_calls[instance] = 1
             observed = self._by_request(listing.machines)
             self._check_drifts(group, observed)
             ran_early = {id(w) for w in early}
