@@ -3,7 +3,8 @@
 Steps (each idempotent, see docs/architecture.md):
 
 1. ``resolve-image`` — the AMI for the request's Talos version, arch and
-   schematic (official, or imported once per schematic) and the instance type.
+   schematic (official, or imported once per schematic) and the instance type;
+   it needs no listing, so it overlaps the pass's DescribeInstances.
 2. ``ensure-instance`` — the request's instance as the pass's listing shows it
    (mapped to requests by tag, batch member list and launch index), else launch
    it; when several instances claim it, one is adopted and the others terminated.
@@ -113,7 +114,9 @@ class AwsProvider:
     def steps(self) -> Sequence[Step]:
         """resolve-image → ensure-instance → wait-running; all idempotent."""
         return (
-            Step("resolve-image", self._resolve_image, self._resolve_images),
+            # Reads no listing and launches nothing: runs while the listing is asked.
+            Step("resolve-image", self._resolve_image, self._resolve_images,
+                 needs_listing=False),
             Step.batched("ensure-instance", self._ensure_batch),
             Step.batched("wait-running", self._wait_batch, timeout=self.config.running_timeout),
         )

@@ -118,17 +118,26 @@ class Step:
     ``Retry`` after that long fails the request with ``StepTimeout`` (its reason
     kept in the message). A step that finishes late is done, and errors keep
     their own class, so steps need no deadline checks of their own.
+
+    ``needs_listing=False`` promises that the step neither reads
+    ``StepContext.observed`` (it is None then) nor creates or deletes a machine,
+    so nothing it does depends on the pass's ``list_machines`` answer. The
+    reconciler may then run it while that listing is still on its way (one
+    round trip less per pass, e.g. for an image lookup). The default, True,
+    runs the step only once the listing is in.
     """
 
     name: str
     run: StepFn
     run_batch: BatchStepFn | None = None
     timeout: float | None = None
+    needs_listing: bool = True
 
     @classmethod
-    def batched(cls, name: str, run_batch: BatchStepFn, *, timeout: float | None = None) -> Step:
+    def batched(cls, name: str, run_batch: BatchStepFn, *, timeout: float | None = None,
+                needs_listing: bool = True) -> Step:
         """A step whose ``run`` is ``run_batch`` on a batch of one."""
-        return cls(name, run_one_of(run_batch), run_batch, timeout)
+        return cls(name, run_one_of(run_batch), run_batch, timeout, needs_listing)
 
 
 def run_one_of(run_batch: BatchStepFn) -> StepFn:

@@ -60,7 +60,8 @@ class MachineListings:
     """``list_machines`` per instance, once per round, with each instance's backoff.
 
     Not thread-safe: one round (or pass) at a time reads through it, as the
-    backoff it keeps requires.
+    backoff it keeps requires (one thread at a time: a pass may ask from a
+    helper thread while it does other work, then read the answer).
     """
 
     def __init__(self, installation: str, clock: Callable[[], float],
@@ -90,6 +91,12 @@ class MachineListings:
         """Make the next read of ``instance`` in this round list afresh. Idempotent."""
         if self._round is not None:
             self._round.pop(instance, None)
+
+    def answers(self, instance: str) -> bool:
+        """Whether :meth:`listing` would answer now (the round's answer, or a call)
+        rather than skip ``instance`` for its backoff. Read-only."""
+        shared = self._round is not None and instance in self._round
+        return shared or self.backoff.due(instance, self.clock())
 
     def listing(self, instance: str, provider: Provider) -> Listing:
         """``instance``'s machines: the round's answer when there is one, else a

@@ -3,7 +3,8 @@
 One pass reads the requests that need attention, observes each provider
 instance's machines with ONE ``list_machines`` call (whatever the number of
 requests), then advances every due request through its steps, at most
-``concurrency`` at a time per provider instance. Provisioned requests whose
+``concurrency`` at a time per provider instance. Steps that promise not to need
+the listing (``Step.needs_listing=False``) run while it is on its way. Provisioned requests whose
 machine vanished are marked failed so that the scaler replaces them.
 
 A pass claims a lease on each request before working on it and releases it
@@ -208,6 +209,10 @@ class Reconciler(LeaseRenewal):
         report: PassReport,
     ) -> None:
         runner = self._runner(instance, handle)
+        due = self._due(group)
+        if due and runner.runs_before_listing() and self.listings.answers(instance):
+            self._pass_overlapped(instance, handle, runner, group, due, report)
+            return
         listing = self.listings.listing(instance, handle.provider)
         if listing.skipped:
             return  # backing off: nothing can be decided for this instance now
@@ -217,34 +222,82 @@ class Reconciler(LeaseRenewal):
             self._blocked(listing, group, report)
             return
         observed = self._by_request(listing.machines)
-        now = self.now()
-        due: dict[str, int] = {}
-        for summary in group:
-            if summary.stage == Stage.PROVISIONED:
-                self._check_drift(summary, observed.get(summary.id))
-            elif summary.next_attempt_at is None or summary.next_attempt_at <= now:
-                due[summary.id] = summary.version
+        self._check_drifts(group, observed)
         if not due:
             return
-        # Only records still as summarised: one that moved on meanwhile (another
-        # worker advanced or even provisioned it) was judged on stale facts; the
-        # next pass reads it afresh.
-        records = [r for r in self.store.list_requests(ids=due) if due[r.id] == r.version]
-        claimed, taken_over = self._claim(records)
-        if taken_over:
-            # A worker of this host died holding some of these: it may have
-            # created something after the listing above was taken. Look again.
-            self.listings.forget(instance)
-            fresh = self.listings.listing(instance, handle.provider)
-            if fresh.machines is None:
-                self._release([r.request.id for r in claimed])
-                return
-            observed = self._by_request(fresh.machines)
+        claimed, taken_over = self._claim(self._still_due(due))
         try:
-            self._work(runner, handle, claimed, observed)
+            if taken_over:
+                # A worker of this host died holding some of these: it may have
+                # created something after the listing above was taken. Look again.
+                self.listings.forget(instance)
+                fresh = self.listings.listing(instance, handle.provider)
+                if fresh.machines is None:
+                    return
+                observed = self._by_request(fresh.machines)
+            works = self._prepare(runner, claimed, observed)
+            self._work(runner, handle, works)
         finally:
             self._release([r.request.id for r in claimed])
         report.worked += len(claimed)
+
+    def _pass_overlapped(
+        self, instance: str, handle: ProviderHandle, runner: RequestRunner,
+        group: Sequence[RequestSummary], due: Mapping[str, int], report: PassReport,
+    ) -> None:
+        """The pass of an instance with steps that need no listing (``Step.needs_listing``):
+        those run while the listing is on its way, the others once it is in.
+
+        The listing is asked for after the claim, so it already shows whatever
+        a dead worker whose requests were taken over created: no second look.
+        """
+        claimed, _ = self._claim(self._still_due(due))
+        try:
+            with ThreadPoolExecutor(max_workers=1) as lister:
+                asked = lister.submit(self.listings.listing, instance, handle.provider)
+                works = self._prepare(runner, claimed, {})
+                early = [w for w in works
+                         if w.stage != Stage.DEPROVISIONING and not runner.waits_for_listing(w)]
+                parked = self._run_works(runner, handle, early, listed=False)
+                listing = asked.result()
+            if listing.machines is None:
+                if not listing.skipped:  # (answers() said it would not be)
+                    report.list_calls[instance] = 1
+                    # Steps that ran meanwhile moved versions on: note on fresh ones.
+                    stored = {s.id: s for s in self.store.summaries(ACTIVE_STAGES)}
+                    self._blocked(listing, [stored.get(s.id, s) for s in group], report)
+                self._changed(early)
+                return
+            report.list_calls[instance] = 1
+            observed = self._by_request(listing.machines)
+            self._check_drifts(group, observed)
+            ran_early = {id(w) for w in early}
+            rest = [*parked, *(w for w in works if id(w) not in ran_early)]
+            for work in rest:
+                work.observed = observed.get(work.record.request.id)
+            self._run_works(runner, handle, rest)
+            self._changed(works)
+        finally:
+            self._release([r.request.id for r in claimed])
+        report.worked += len(claimed)
+
+    def _due(self, group: Sequence[RequestSummary]) -> dict[str, int]:
+        """The versions of the requests in ``group`` that have a step to run now."""
+        now = self.now()
+        return {s.id: s.version for s in group if s.stage != Stage.PROVISIONED
+                and (s.next_attempt_at is None or s.next_attempt_at <= now)}
+
+    def _still_due(self, due: Mapping[str, int]) -> list[RequestRecord]:
+        # Only records still as summarised: one that moved on meanwhile (another
+        # worker advanced or even provisioned it) was judged on stale facts; the
+        # next pass reads it afresh.
+        return [r for r in self.store.list_requests(ids=due) if due[r.id] == r.version]
+
+    def _check_drifts(self, group: Sequence[RequestSummary],
+                      observed: Mapping[str, Machine]) -> None:
+        for summary in group:
+            if summary.stage == Stage.PROVISIONED:
+                self._check_drift(summary, observed.get(summary.id))
 
     @staticmethod
     def _by_request(machines: Sequence[Machine]) -> dict[str, Machine]:
@@ -302,30 +355,38 @@ class Reconciler(LeaseRenewal):
         self._release(stale)
         return claimed, taken_over
 
-    def _work(
-        self, runner: RequestRunner, handle: ProviderHandle, records: Sequence[RequestRecord],
-        observed: Mapping[str, Machine],
-    ) -> None:
-        provisioning: list[Work] = []
-        deprovisioning: list[Work] = []
-        for record in records:
-            work = runner.prepare(record, observed.get(record.request.id))
-            if work is None:
-                continue
-            if work.stage == Stage.DEPROVISIONING:
-                deprovisioning.append(work)
-            else:
-                provisioning.append(work)
+    @staticmethod
+    def _prepare(runner: RequestRunner, records: Sequence[RequestRecord],
+                 observed: Mapping[str, Machine]) -> list[Work]:
+        works = [runner.prepare(r, observed.get(r.request.id)) for r in records]
+        return [w for w in works if w is not None]
+
+    def _work(self, runner: RequestRunner, handle: ProviderHandle, works: list[Work]) -> None:
+        self._run_works(runner, handle, works)
+        self._changed(works)
+
+    def _run_works(self, runner: RequestRunner, handle: ProviderHandle,
+                   works: Sequence[Work], *, listed: bool = True) -> list[Work]:
+        """Advance ``works``; without ``listed``, the ones stopped before a step that
+        needs the listing are returned (see :meth:`RequestRunner.advance`)."""
+        provisioning = [w for w in works if w.stage != Stage.DEPROVISIONING]
+        deprovisioning = [w for w in works if w.stage == Stage.DEPROVISIONING]
         # Requests at a batchable step go to the provider together; the rest are
         # spread over the instance's concurrency.
         batches = self._batches(runner, provisioning)
+        parked: list[Work] = []
         with ThreadPoolExecutor(max_workers=handle.concurrency) as pool:
-            futures = [pool.submit(runner.advance, batch) for batch in batches]
-            futures += [pool.submit(runner.deprovision, w) for w in deprovisioning]
+            futures = [pool.submit(runner.advance, batch, listed=listed) for batch in batches]
+            deprovisions = [pool.submit(runner.deprovision, w) for w in deprovisioning]
             for future in futures:
-                future.result()
+                parked += future.result()
+            for done in deprovisions:
+                done.result()
+        return parked
+
+    def _changed(self, works: Sequence[Work]) -> None:
         if self.on_change is not None:
-            for work in [*provisioning, *deprovisioning]:
+            for work in works:
                 self.on_change(work.record)
 
     @staticmethod

@@ -304,13 +304,25 @@ class RequestRunner:
             return None
         return self._steps[work.step_index]
 
-    def advance(self, works: Sequence[Work]) -> None:
+    def waits_for_listing(self, work: Work) -> bool:
+        """Whether ``work``'s current step needs the pass's listing (see ``Step``)."""
+        step = self.step_of(work)
+        return step is not None and step.needs_listing
+
+    def runs_before_listing(self) -> bool:
+        """Whether some step of this provider may run before the listing is in."""
+        return any(not step.needs_listing for step in self._steps)
+
+    def advance(self, works: Sequence[Work], *, listed: bool = True) -> list[Work]:
         """Run steps for ``works`` until each waits, fails or is provisioned.
 
         Works that are at the same step run through that step's ``run_batch``
-        together when the step has one.
+        together when the step has one. With ``listed`` False (the pass's listing
+        is not in yet) a work stops before a step that needs the listing; those
+        works are returned, to be advanced again once ``observed`` is set.
         """
         active = [w for w in works if not w.stopped]
+        parked: list[Work] = []
         while active:
             by_step: dict[int, list[Work]] = {}
             for w in active:
@@ -319,6 +331,9 @@ class RequestRunner:
             for index in sorted(by_step):
                 group = by_step[index]
                 step = self._steps[index] if index < len(self._steps) else None
+                if not listed and step is not None and step.needs_listing:
+                    parked += group
+                    continue
                 if step is None:
                     for w in group:
                         self._provisioned(w)
@@ -335,6 +350,7 @@ class RequestRunner:
                 still += [w for w, (_, go_on), ok in zip(group, applied, saved, strict=True)
                           if go_on and ok]
             active = still
+        return parked
 
     def _run_step(
         self, step: Step, group: Sequence[Work]
