@@ -1,13 +1,14 @@
 """Run the chaos suite and print, per platform: rounds, kills, faults injected,
 requests, duplicates, leaks, stuck, lost.
 
-    python bench/chaos_report.py [--rounds 20] [--seed 1] [--from REPORT.json]
+    python bench/chaos_report.py [--rounds 20] [--seed 1] [-k EXPR] [--from REPORT.json]
 
 ``--rounds`` defaults to 20 (the long mode; CI runs tests/chaos with 2). The
 suite fails, and this prints the findings, when any of the last four columns is
 not 0. ``--from`` prints a report written earlier (``TALPROV_CHAOS_REPORT``)
-without running anything. Re-run with the same ``--seed`` to replay the kills
-and the fault sequence.
+without running anything; ``-k`` picks platforms as pytest's ``-k`` does (e.g.
+``-k "proxmox or baremetal"``). Re-run with the same ``--seed`` to replay the
+kills and the fault sequence.
 """
 
 from __future__ import annotations
@@ -26,13 +27,17 @@ COLUMNS = ("platform", "rounds", "kills", "faults", "requests", "duplicates", "l
            "stuck", "lost")
 
 
-def run_suite(rounds: int, seed: int, report: Path) -> int:
+def run_suite(rounds: int, seed: int, report: Path, select: str | None = None) -> int:
     env = dict(os.environ, TALPROV_CHAOS_ROUNDS=str(rounds), TALPROV_CHAOS_SEED=str(seed),
                TALPROV_CHAOS_REPORT=str(report),
                PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT),
                                                         os.environ.get("PYTHONPATH")])))
     command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
-               "--timeout", str(600 + 120 * rounds), "tests/chaos/test_chaos.py"]
+               "--timeout", str(600 + 120 * rounds),
+               *sorted(str(p.relative_to(ROOT)) for p in (ROOT / "tests" / "chaos").glob(
+                   "test_chaos*.py"))]
+    if select:
+        command += ["-k", select]
     return subprocess.run(command, cwd=ROOT, env=env, check=False).returncode
 
 
@@ -48,6 +53,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=20)
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("-k", dest="select", help="pytest -k expression over the platforms")
     parser.add_argument("--from", dest="source", type=Path)
     args = parser.parse_args()
     code = 0
@@ -55,7 +61,7 @@ def main() -> int:
         report = args.source
     else:
         report = Path(tempfile.mkdtemp(prefix="chaos-")) / "report.json"
-        code = run_suite(args.rounds, args.seed, report)
+        code = run_suite(args.rounds, args.seed, report, args.select)
     if not report.exists():
         print(f"no report written (pytest exit {code})", file=sys.stderr)
         return code or 1
