@@ -36,6 +36,8 @@ INSTANCE = "chaos"  # the provider instance name rounds.py configures
 #: converged within the settle time (0 of 3 after 90 s, backoff at 124 s). 5% per
 #: call fails about as many steps as 20% does on a REST platform's few calls.
 VSPHERE_FAULT_RATE = 0.05
+#: Even so a round of vSphere may need longer than the others to settle.
+VSPHERE_SETTLE_SECONDS = 240.0
 _DISK = re.compile(r"^vm-(\d+)-")
 
 

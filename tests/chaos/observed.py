@@ -17,6 +17,7 @@ platform's whole test.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
@@ -26,6 +27,7 @@ from typing import Any
 import pytest
 
 from tests.chaos import rounds
+from tests.chaos.conftest import CI_ROUNDS
 from tests.chaos.rounds import ChaosRun, Platform
 
 
@@ -35,6 +37,13 @@ def loopback_only(monkeypatch: pytest.MonkeyPatch) -> None:
     (autouse in every module that imports it)."""
     for key in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy", "ALL_PROXY"):
         monkeypatch.delenv(key, raising=False)
+
+
+def rounds_timeout(per_round: float) -> pytest.MarkDecorator:
+    """pytest-timeout's limit for a platform's test: ``per_round`` seconds for each of
+    the run's rounds (``TALPROV_CHAOS_ROUNDS``), so the long mode is not cut short."""
+    rounds = int(os.environ.get("TALPROV_CHAOS_ROUNDS", str(CI_ROUNDS)))
+    return pytest.mark.timeout(60 + per_round * rounds)
 
 
 def _nothing() -> None:
@@ -73,7 +82,14 @@ class ObservedChaosRun(ChaosRun):
         platform = self.platform
         if isinstance(platform, ObservedPlatform):
             platform.refresh()
+        stuck = self.tally.stuck
         super().check(index)
+        if self.tally.stuck > stuck:  # what the unsettled requests did last, to diagnose
+            for record in self.store.list_requests():
+                if not record.stage.settled:
+                    events = [e.message[:160] for e in self.store.events(record.request.id)]
+                    self.tally.findings.append(f"round {index}: {record.request.id} "
+                                               f"last events: {events[-4:]}")
         if isinstance(platform, ObservedPlatform):
             left = {kind: n for kind, n in platform.leftovers().items() if n}
             if left:
@@ -83,8 +99,13 @@ class ObservedChaosRun(ChaosRun):
 
 def run_rounds(platform_cm: AbstractContextManager[Platform], workdir: Path, seed: int,
                rounds: int, factory_url: str, report: list[dict[str, Any]],
-               settle_seconds: float = 90.0) -> None:
-    """``rounds`` rounds on one platform; fails at the first round that finds anything."""
+               settle_seconds: float = 180.0) -> None:
+    """``rounds`` rounds on one platform; fails at the first round that finds anything.
+
+    ``settle_seconds`` bounds each wait for convergence and for deletion: BMC and
+    vCenter errors are retried after 5 to 10 s with a doubling backoff, so a few
+    faults in a row, on a loaded machine, outlast rounds.py's 90 s.
+    """
     with platform_cm as platform:
         run = ObservedChaosRun(platform, workdir, seed, factory_url,
                                settle_seconds=settle_seconds)
