@@ -162,7 +162,8 @@ def vsphere_platform(workdir: Path, seed: int) -> Iterator[ObservedPlatform]:
         return {"machines": sum(1 for vm in seen["vms"] if vm["request"] == request_id)}
 
     def leftovers() -> dict[str, int]:
-        return {"vmdks_without_vm": len(unreferenced() - before)}
+        left = sorted(unreferenced() - before)  # named in the finding, to look into
+        return {f"vmdks_without_vm {left}" if left else "vmdks_without_vm": len(left)}
 
     try:
         yield ObservedPlatform(
