@@ -25,6 +25,25 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 DEFAULT_PORT = 623
+def drop_failed_login(address: str, port: int, username: str, password: str) -> None:
+    """Forget pyghmi's session to this BMC and user if it never finished logging in.
+
+    pyghmi files a session that is logging in under the credentials as given (str)
+    and removes it under their encoded form (bytes), so a login that failed (its
+    datagrams lost) stays filed, and pyghmi hands that dead session to every later
+    ``Command`` for the BMC: each call then fails with "Session no longer connected"
+    until the process ends, however healthy the network is again. A session that
+    is logged in is left alone. Idempotent.
+    """
+    from pyghmi.ipmi.private import session as pyghmi_session
+
+    pending = pyghmi_session.Session.initting_sessions
+    key = (address, username, password, port, None)  # pyghmi's key: kg is None
+    stale = pending.get(key)
+    if stale is not None and not getattr(stale, "logged", 0):
+        pending.pop(key, None)
+
+
 class IpmiPower:
     """One machine's BMC over IPMI LAN. Thread-safe; calls are spaced by ``min_interval``.
 
@@ -79,6 +98,7 @@ class IpmiPower:
     def _forget_session(self) -> None:
         with self._sessions_lock:
             self._sessions.pop(self._key, None)
+        drop_failed_login(self.address, self.port, self._username, self._password)
 
     def _call(self, what: str, action: Callable[[Any], T]) -> T:
         from pyghmi import exceptions as pyghmi_errors

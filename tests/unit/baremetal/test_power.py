@@ -72,6 +72,27 @@ def test_ipmi_silent_bmc_is_transient_and_bounded() -> None:
     assert time.monotonic() - started < 8
 
 
+def test_ipmi_recovers_when_the_bmc_answers_again_after_a_failed_login(
+        bmc: VirtualMachine) -> None:
+    # Every datagram of the first login is lost, then the network heals. pyghmi
+    # files a session under the str credentials while it logs in and removes it
+    # under bytes ones, so the dead session stayed and was handed to every later
+    # command: "Session no longer connected" forever, in the chaos rounds too.
+    from tests.chaos.udp_proxy import UdpFaultProxy
+
+    network = UdpFaultProxy(bmc.bmc_port, seed=1, rate=1.0, kinds=("drop-before",)).start()
+    try:
+        power = IpmiPower("127.0.0.1", BMC_USER, bmc.password, port=network.port,
+                          min_interval=0.05, attempts=1, call_timeout=15)
+        with pytest.raises(Transient):
+            power.power_state()
+        network.rate = 0.0
+        assert IpmiPower("127.0.0.1", BMC_USER, bmc.password, port=network.port,
+                         min_interval=0.05, attempts=2).power_state() == PowerState.OFF
+    finally:
+        network.stop()
+
+
 def test_throttle_spaces_commands() -> None:
     now = [0.0]
     slept: list[float] = []
