@@ -8,8 +8,6 @@ from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 from tests.chaos.platforms import aws_platform, openstack_platform
 from tests.chaos.rounds import ChaosRun, Platform, run_rounds
 from tests.emulators.factory import FakeImageFactory
@@ -41,9 +39,3 @@ def test_chaos_openstack(image_factory: FakeImageFactory, tmp_path: Path, chaos_
     _run(openstack_platform(chaos_seed), tmp_path, chaos_seed, chaos_rounds,
          image_factory, chaos_report)
 
-
-@pytest.fixture(autouse=True)
-def _loopback_only(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Workers inherit the environment: no proxy settings may send them elsewhere."""
-    for key in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy", "ALL_PROXY"):
-        monkeypatch.delenv(key, raising=False)
