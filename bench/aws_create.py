@@ -38,7 +38,6 @@ import tempfile
 import time
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +48,7 @@ if str(ROOT) not in sys.path:
 import libcloud.compute.drivers.ec2 as libcloud_ec2  # noqa: E402
 from libcloud.compute.drivers.ec2 import EC2NodeDriver  # noqa: E402
 
+from bench.report import Result  # noqa: E402
 from talprov.aws.config import AwsConfig  # noqa: E402
 from talprov.aws.data import RootVolume, Spot  # noqa: E402
 from talprov.aws.instances import (  # noqa: E402
@@ -84,17 +84,6 @@ cluster:
   controlPlane:
     endpoint: https://10.0.0.1:6443
 """
-
-
-@dataclass
-class Result:
-    name: str
-    seconds: float
-    calls: Counter[str]
-    running: int
-
-    def per_machine(self, machines: int) -> float:
-        return sum(self.calls.values()) / machines
 
 
 def _boto_ec2(server: MotoServer, latency: float) -> tuple[Any, CallCounter]:
