@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
 from talprov.config import parse_yaml_mapping
 from talprov.errors import ConfigError, read_user_file, validate
-from talprov.providers.labels import Labels
+from talprov.providers.labels import UserLabels
 from talprov.providers.types import (
     Arch,
     GrpcTunnelMode,
@@ -57,7 +57,7 @@ class RequestFile(BaseModel):
     overlay: Overlay | None = None
     config: ConfigSource | None = None
     join: JoinSpec | None = None
-    labels: Labels = Field(default_factory=dict)
+    labels: UserLabels = Field(default_factory=dict)
     provider_data: dict[str, Any] = Field(default_factory=dict)
 
 

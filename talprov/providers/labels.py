@@ -101,3 +101,23 @@ LabelValue = Annotated[
 ]
 #: A request's labels, as every front door checks them.
 Labels = Annotated[dict[LabelKey, LabelValue], Field(max_length=MAX_LABELS)]
+
+#: The prefix of the labels talprov itself sets; no front door accepts it.
+RESERVED_PREFIX = "talprov."
+
+
+def _no_reserved_keys(labels: dict[str, str]) -> dict[str, str]:
+    # A request that carried talprov.cluster/talprov.set would be counted as a
+    # member of that cluster's machine set by the scaler, which would then
+    # delete one of the set's real machines to keep its size: the labels
+    # talprov sets must come from talprov only.
+    for key in labels:
+        if key.startswith(RESERVED_PREFIX):
+            raise ValueError(f"label {key!r}: the {RESERVED_PREFIX} prefix is reserved "
+                             "for the labels talprov sets itself")
+    return labels
+
+
+#: Labels as a person or client may give them: :data:`Labels`, without the
+#: reserved ``talprov.`` keys.
+UserLabels = Annotated[Labels, AfterValidator(_no_reserved_keys)]

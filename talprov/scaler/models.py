@@ -24,7 +24,7 @@ from pydantic import (
     model_validator,
 )
 
-from talprov.providers.labels import Labels
+from talprov.providers.labels import UserLabels
 from talprov.providers.types import (
     Arch,
     JoinSpec,
@@ -257,7 +257,7 @@ class SetDoc(_Doc):
     machine_class: ClassRef = Field(alias="machineClass")
     config: ConfigRef | None = None
     patches: tuple[ConfigRef, ...] = ()
-    labels: Labels = Field(default_factory=dict)
+    labels: UserLabels = Field(default_factory=dict)
     update: UpdateStrategy = Field(default_factory=UpdateStrategy)
     delete_order: DeleteOrder = Field(default=DeleteOrder.OLDEST, alias="deleteOrder")
     provision_timeout: timedelta = Field(default=timedelta(minutes=15), alias="provisionTimeout")
@@ -269,13 +269,6 @@ class SetDoc(_Doc):
     def _duration(cls, value: object) -> timedelta:
         return parse_duration(value)
 
-    @field_validator("labels")
-    @classmethod
-    def _no_reserved_labels(cls, value: dict[str, str]) -> dict[str, str]:
-        for key in value:
-            if key.startswith("talprov."):
-                raise ValueError(f"label {key!r}: the talprov. prefix is reserved")
-        return value
 
     @model_validator(mode="after")
     def _names(self) -> SetDoc:

@@ -18,7 +18,7 @@ from pydantic import (
     SecretStr,
 )
 
-from talprov.providers.labels import Labels
+from talprov.providers.labels import UserLabels
 from talprov.providers.types import (
     REQUEST_ID_PATTERN,
     TALOS_VERSION_PATTERN,
@@ -53,10 +53,10 @@ class MachineTemplate(BaseModel):
     kernel_args: list[str] = Field(default_factory=list, max_length=100)
     meta_values: list[MetaValue] = Field(default_factory=list, max_length=100)
     overlay: Overlay | None = None
-    labels: Labels = Field(
+    labels: UserLabels = Field(
         default_factory=dict,
-        description="Free-form labels; `role` (or `talprov.role`) = worker | controlplane "
-        "orders scale-down of sets.",
+        description="Free-form labels; `role` = worker | controlplane orders scale-down "
+        "of sets. Keys starting with `talprov.` are reserved for talprov's own labels.",
     )
     provider_data: dict[str, Any] = Field(
         default_factory=dict,

@@ -21,6 +21,11 @@ BAD_LABELS: list[tuple[dict[str, str], str]] = [
     ({"team": "a\x00b"}, "labels.team"),
     ({"team": "é" * 600}, "labels.team"),
     ({f"k{n}": "v" for n in range(65)}, "labels"),
+    # The labels talprov sets itself: a request carrying talprov.cluster and
+    # talprov.set was counted in that cluster's machine set, and the scaler then
+    # deleted one of the set's real machines (a scoped token could do this to a
+    # cluster on an instance outside its scope).
+    ({"talprov.cluster": "victim", "talprov.set": "workers"}, "labels"),
 ]
 
 
@@ -34,7 +39,7 @@ def test_a_request_file_refuses_what_the_api_refuses(
     assert "lab-1" not in home.invoke("machine", "list", "-o", "json").output
 
 
-@pytest.mark.parametrize(("labels", "field"), BAD_LABELS[:2])
+@pytest.mark.parametrize(("labels", "field"), [*BAD_LABELS[:2], BAD_LABELS[-1]])
 def test_a_cluster_spec_refuses_what_the_api_refuses(
     home: Home, labels: dict[str, str], field: str
 ) -> None:
@@ -62,3 +67,10 @@ def test_good_labels_pass_everywhere(home: Home) -> None:
                                                    "role": "worker"})
     result = home.invoke("machine", "create", "-f", str(request))
     assert result.exit_code == 0, result.output
+
+
+def test_the_reserved_prefix_is_named_in_the_refusal(api: Api) -> None:
+    body = request_body("inj", labels={"talprov.cluster": "victim"})
+    response = api.request("POST", "/v1/machine-requests", json=body, headers=WRITE)
+    assert response.status_code == 422, response.text
+    assert "talprov. prefix is reserved" in response.json()["detail"][0]["msg"]
