@@ -115,9 +115,11 @@ def serve(app: App, listen: str | None, workers: bool | None, worker_id: str | N
     elif not is_loopback(host):
         refuse_or_warn_plain_http(host, insecure=insecure_http or config.insecure_http,
                                   where=where)
-    grpc_server = start_autoscaler(app, config.autoscaler, where=f"{where}.autoscaler")
+    # The app (and its worker supervisor, which keeps this process's stderr for
+    # its children) before the autoscaler, which routes fd 2 through logging.
     api = create_app(app.store, app.all_handles(), app.runtime, config,
                      spawn_worker=_worker_entry(app, config))
+    grpc_server = start_autoscaler(app, config.autoscaler, where=f"{where}.autoscaler")
     sock = _bind(host, port)
     bound_port = sock.getsockname()[1]
     scheme = "https" if config.tls else "http"

@@ -27,10 +27,12 @@ from __future__ import annotations
 import contextlib
 import logging
 import multiprocessing
+import os
 import threading
 import time
 from collections.abc import Callable
 from multiprocessing.connection import Connection
+from multiprocessing.reduction import DupFd
 from typing import Any
 
 from talprov.reconcile.instance_health import InstanceTrouble
@@ -98,6 +100,10 @@ class WorkerProcess:
         self._supervisor: threading.Thread | None = None
         self._ready = threading.Event()
         self.restarts = 0
+        # The stderr this process has now: a child started later (a restart)
+        # writes its log there too, even if fd 2 has been redirected since (the
+        # autoscaler routes gRPC's native stderr lines through logging).
+        self._stderr = os.dup(2)
 
     # -- the face the API uses -----------------------------------------------------
 
@@ -146,7 +152,10 @@ class WorkerProcess:
         if self._supervisor is None:
             return True
         self._supervisor.join(timeout)
-        return not self._supervisor.is_alive()
+        if self._supervisor.is_alive():
+            return False
+        self.close()
+        return True
 
     # -- supervision ---------------------------------------------------------------
 
@@ -164,7 +173,8 @@ class WorkerProcess:
         delay = FIRST_RESTART_DELAY
         while not self._stopping.is_set():
             ours, theirs = spawn.Pipe()
-            child = spawn.Process(target=self._target, args=(theirs,),
+            child = spawn.Process(target=_run_child,
+                                  args=(self._target, theirs, _ParentFd(self._stderr)),
                                   name="talprov-reconcile", daemon=True)
             started = time.monotonic()
             child.start()
@@ -188,6 +198,14 @@ class WorkerProcess:
             self.restarts += 1
             self._stopping.wait(delay)
             delay = min(delay * 2, MAX_RESTART_DELAY)
+
+    def close(self) -> None:
+        """Give back the duplicate of stderr kept for children (:meth:`stop` does
+        once the child is gone). Idempotent."""
+        if self._stderr >= 0:
+            with contextlib.suppress(OSError):
+                os.close(self._stderr)
+            self._stderr = -1
 
     def _relay(self, conn: Connection) -> None:
         """Apply the child's messages until its end closes."""
@@ -213,3 +231,27 @@ class WorkerProcess:
         elif kind == "started":
             self._worker_id = message[1]
             self._ready.set()
+
+
+class _ParentFd:
+    """A file descriptor of this process for a spawned child. It is pickled only by
+    ``Process.start``, when multiprocessing passes descriptors to the child; the
+    child receives the descriptor's number there."""
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+
+    def __reduce__(self) -> tuple[Callable[[Any], int], tuple[Any]]:
+        return _detached, (DupFd(self.fd),)
+
+
+def _detached(duplicate: Any) -> int:
+    return int(duplicate.detach())
+
+
+def _run_child(target: Callable[[Connection], None], conn: Connection, stderr: int) -> None:
+    """In the child: put the parent's stderr (as it was when the supervisor was
+    made) on fd 2, then run ``target``."""
+    os.dup2(stderr, 2)
+    os.close(stderr)
+    target(conn)

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import functools
+import logging
+import os
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
+from talprov.logs import native_stderr_logged
 from talprov.service import worker_process
 from talprov.service.metrics import Metrics
 from talprov.service.worker_process import WorkerProcess
@@ -75,3 +78,25 @@ def test_stop_before_the_child_started_is_honoured(tmp_path: Path) -> None:
     worker.start()
     assert worker.stop(timeout=60)
     assert not worker.running
+
+
+def test_the_child_writes_to_the_stderr_of_when_the_supervisor_was_made(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # With the autoscaler on, serve routes fd 2 through logging (gRPC's native
+    # lines); a worker child spawned then had every one of its log lines
+    # wrapped as "WARNING grpc: ..." (QA).
+    real = (tmp_path / "stderr").open("w+")
+    saved = os.dup(2)
+    os.dup2(real.fileno(), 2)
+    try:
+        worker = WorkerProcess(worker_targets.stderr_child, metrics=Metrics())
+        with caplog.at_level(logging.DEBUG, logger="grpc"), native_stderr_logged("grpc"):
+            worker.start()
+            assert worker.worker_id == "stderr-child"
+            assert worker.stop(timeout=30)
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+    assert "a line of the worker child" in (tmp_path / "stderr").read_text()
+    assert not [r for r in caplog.records if "worker child" in r.getMessage()]

@@ -42,3 +42,13 @@ def dying_child(count_path: str, conn: Connection) -> None:
     PipeMetrics(conn).send(("started", "healthy"))
     while conn.recv() != STOP:
         time.sleep(0)
+
+
+def stderr_child(conn: Connection) -> None:
+    """Writes one line to its stderr, reports started, waits for stop."""
+    import sys
+
+    print("a line of the worker child", file=sys.stderr, flush=True)
+    PipeMetrics(conn).send(("started", "stderr-child"))
+    while conn.recv() != STOP:
+        time.sleep(0)
