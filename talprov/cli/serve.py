@@ -18,7 +18,6 @@ import click
 
 from talprov.cli.app import App, fail, handle_errors, pass_app, say, setup_logging
 from talprov.cli.autoscaler import start_autoscaler
-from talprov.cli.serve_worker import WorkerArgs, run_worker
 from talprov.reconcile.runner import STAGE_LOGGER
 from talprov.registry import require_extra
 from talprov.service.config import ServiceConfig, is_loopback, parse_listen, parse_service_config
@@ -181,6 +180,10 @@ def _worker_entry(app: App, config: ServiceConfig) -> Callable[[Connection], Non
     if is_memory_url(app.resolved_store_url()):
         log.info("the store is in memory: the reconcile loop runs in a thread")
         return None
+    # Here, not at the top: the worker imports the service extra's packages,
+    # and every other command must load without them.
+    from talprov.cli.serve_worker import WorkerArgs, run_worker
+
     args = WorkerArgs(
         config_path=app.config_path, store_url=app.store_url, verbose=app.verbose,
         log_format=app.log_format or config.log_format, interval=config.reconcile_interval,
