@@ -180,8 +180,9 @@ def create_app(
     app.include_router(sets_router)
     install_ui(app)
 
-    @app.get("/healthz", response_model=Healthz, tags=["operations"],
-             responses={503: {"model": Healthz}})
+    # HEAD too: load balancers' health checks often use it.
+    @app.api_route("/healthz", methods=["GET", "HEAD"], response_model=Healthz,
+                   tags=["operations"], responses={503: {"model": Healthz}})
     def healthz(ctx: ContextDep) -> JSONResponse:
         """Liveness and store reachability. No authentication."""
         try:

@@ -66,14 +66,8 @@ class TokenVerifier:
     def __init__(self, tokens: tuple[TokenConfig, ...]) -> None:
         self._entries: list[tuple[bytes, Principal]] = []
         for token in tokens:
-            if token.value is not None:
-                digest = hashlib.sha256(token.value.get_secret_value().encode()).digest()
-            else:
-                assert token.sha256 is not None
-                digest = bytes.fromhex(token.sha256)
-            self._entries.append(
-                (digest, Principal(token.name, tuple(token.providers), token.access))
-            )
+            self._entries.append((bytes.fromhex(token.digest_hex()),
+                                  Principal(token.name, tuple(token.providers), token.access)))
 
     def __repr__(self) -> str:
         return f"TokenVerifier({len(self._entries)} tokens)"

@@ -66,6 +66,13 @@ class TokenConfig(BaseModel):
                              f"(at least {MIN_TOKEN_LENGTH} characters are needed)")
         return self
 
+    def digest_hex(self) -> str:
+        """The token's SHA-256 as lower-case hex, however it was given."""
+        if self.value is not None:
+            return hashlib.sha256(self.value.get_secret_value().encode()).hexdigest()
+        assert self.sha256 is not None  # _one_secret guarantees one of them
+        return self.sha256.lower()
+
     def allows_provider(self, provider: str) -> bool:
         return "*" in self.providers or provider in self.providers
 
@@ -124,6 +131,15 @@ class ServiceConfig(BaseModel):
         names = [t.name for t in self.tokens]
         if len(names) != len(set(names)):
             raise ValueError("token names must be unique (they are recorded as actors)")
+        seen: dict[str, str] = {}
+        for token in self.tokens:
+            digest = token.digest_hex()
+            if digest in seen:
+                # The first would win every time: the second's access would be
+                # silently unusable, or the first's silently widened.
+                raise ValueError(f"tokens {seen[digest]!r} and {token.name!r} have the same "
+                                 "secret; give each token its own")
+            seen[digest] = token.name
         return self
 
     def host_port(self) -> tuple[str, int]:

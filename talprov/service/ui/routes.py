@@ -270,6 +270,8 @@ def changes(
                             detail="since: expected an ISO time") from None
     if moment is not None and moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
+    if moment is not None and moment - datetime.min.replace(tzinfo=UTC) < POLL_OVERLAP:
+        moment = None  # before anything was recorded: everything is new
     rows = ctx.store.changed_since(
         None if moment is None else moment - POLL_OVERLAP,
         providers=views.scope(principal),
