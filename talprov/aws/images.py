@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from botocore.exceptions import ClientError
+from botocore.exceptions import BotoCoreError, ClientError
 
 from talprov.aws.errors import aws_errors, error_code, translate
 from talprov.providers.errors import InvalidRequest, ProviderError, Transient
@@ -305,6 +305,8 @@ class CustomImageImporter:
                     {"ResourceType": "snapshot", "Tags": key.tags()},
                 ],
             )
+        except BotoCoreError as exc:
+            raise translate(exc, "RegisterImage") from None
         except ClientError as exc:
             if error_code(exc) != "InvalidAMIName.Duplicate":
                 raise translate(exc, "RegisterImage") from None

@@ -28,7 +28,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
-from botocore.exceptions import ClientError
+from botocore.exceptions import BotoCoreError, ClientError
 
 from talprov.aws.data import RootVolume, Spot
 from talprov.aws.errors import aws_errors, error_code, translate
@@ -336,6 +336,8 @@ def describe_one(ec2: EC2Client, instance_id: str) -> dict[str, Any] | None:
         if error_code(exc) == "InvalidInstanceID.NotFound":
             return None
         raise translate(exc, "DescribeInstances") from None
+    except BotoCoreError as exc:  # unreachable, timed out: no answer at all
+        raise translate(exc, "DescribeInstances") from None
     for reservation in reply.get("Reservations", []):
         for raw in reservation.get("Instances", []):
             return dict(raw)
@@ -352,6 +354,8 @@ def terminate(ec2: EC2Client, instance_ids: Sequence[str]) -> dict[str, str]:
     except ClientError as exc:
         if error_code(exc) == "InvalidInstanceID.NotFound":
             return dict.fromkeys(instance_ids, "terminated")
+        raise translate(exc, "TerminateInstances") from None
+    except BotoCoreError as exc:
         raise translate(exc, "TerminateInstances") from None
     return {
         str(change["InstanceId"]): str(change.get("CurrentState", {}).get("Name", ""))
@@ -515,6 +519,11 @@ def launch(ec2: EC2Client, owner: Owner, group: LaunchGroup) -> list[tuple[Membe
                 last = error
                 continue
             raise error from None
+        except BotoCoreError as exc:
+            # No answer (timed out, connection lost): the launch may have happened;
+            # the retry sends the same ClientToken, so EC2 answers with the same
+            # instances instead of launching again.
+            raise translate(exc, "RunInstances") from None
         instances = sorted(reply.get("Instances", []), key=_launch_index)
         members = group.sorted_members()
         return [(members[_launch_index(raw)], dict(raw)) for raw in instances
