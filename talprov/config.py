@@ -227,10 +227,29 @@ def _check_urls(node: Any, where: str) -> None:
             _check_urls(value, f"{where}.{key}")
         elif (isinstance(key, str) and key.endswith("url") and isinstance(value, str)
               and not has_reference(value)):
-            parts = urlsplit(value)
-            if parts.scheme not in ("http", "https") or not parts.netloc:
-                raise ConfigError(f"{where}.{key}",
-                                  f"expected an http(s) URL with a host, e.g. https://{value}")
+            problem = url_problem(value)
+            if problem is not None:
+                raise ConfigError(f"{where}.{key}", problem)
+
+
+def url_problem(value: str) -> str | None:
+    """What is wrong with ``value`` as an http(s) URL of a server, or None. Pure.
+
+    A URL the HTTP clients would refuse only when first used (a space, no host,
+    a port beyond 65535) is refused here, when the config is read.
+    """
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        return f"expected an http(s) URL with a host, e.g. https://{value}"
+    if any(c.isspace() for c in value):
+        return "a URL cannot contain spaces"
+    if not parts.hostname:
+        return "the URL names no host"
+    try:
+        parts.port  # noqa: B018 - raises ValueError for a port out of range
+    except ValueError:
+        return "the URL's port must be a number from 0 to 65535"
+    return None
 
 
 def parse_yaml_mapping(text: str, where: str) -> dict[str, Any]:

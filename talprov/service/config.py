@@ -127,6 +127,13 @@ class ServiceConfig(BaseModel):
     autoscaler: dict[str, Any] | None = None
 
     @model_validator(mode="after")
+    def _listen_port_in_range(self) -> ServiceConfig:
+        # The pattern allows five digits; bind() takes 0..65535 only.
+        if int(self.host_port()[1]) > 65535:
+            raise ValueError(f"listen: port {self.host_port()[1]} is not in 0..65535")
+        return self
+
+    @model_validator(mode="after")
     def _unique_token_names(self) -> ServiceConfig:
         names = [t.name for t in self.tokens]
         if len(names) != len(set(names)):
