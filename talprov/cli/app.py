@@ -259,6 +259,19 @@ def interruptible(what: str) -> Iterator[None]:
         sys.exit(130)
 
 
+#: Machines one command may add without asking (a typo's extra zero must not
+#: launch thousands of instances on a real account).
+LARGE_GROWTH = 50
+
+
+def confirm_size_change(what: str, current: int, count: int, yes: bool) -> None:
+    """Ask (see :func:`confirm_or_exit`) before ``what`` grows by more than
+    :data:`LARGE_GROWTH` machines."""
+    if count - current > LARGE_GROWTH:
+        confirm_or_exit(f"Add {count - current} machines to {what} ({current} -> {count})?",
+                        yes)
+
+
 def confirm_or_exit(question: str, yes: bool) -> None:
     """Go on when ``yes``; else ask on a terminal (exit 1 on "no"), and refuse
     with exit 2 naming --yes when stdin is not a terminal (a script cannot answer)."""

@@ -9,9 +9,11 @@ import click
 
 from talprov.cli.app import (
     EXIT_FAILED,
+    LARGE_GROWTH,
     App,
     WaitProgress,
     confirm_or_exit,
+    confirm_size_change,
     fail,
     handle_errors,
     interruptible,
@@ -26,7 +28,7 @@ from talprov.registry import check_request, validate_provider_data
 from talprov.scaler.actions import Plan
 from talprov.scaler.apply import ClusterState, Scaler, plan_converged
 from talprov.scaler.configtext import merge_patch
-from talprov.scaler.models import ClusterSpec
+from talprov.scaler.models import CONTROL_PLANE_SET, ClusterSpec
 from talprov.scaler.spec import load_spec_file
 from talprov.scaler.templates import template
 
@@ -253,11 +255,22 @@ def destroy(app: App, name: str, wait: bool, timeout: float, yes: bool) -> None:
 @click.argument("name")
 @click.argument("set_name", metavar="SET")
 @click.argument("count", type=click.IntRange(min=0))
+@click.option("--yes", is_flag=True, default=False,
+              help=f"Do not ask before adding more than {LARGE_GROWTH} machines (required "
+                   "then when stdin is not a terminal).")
 @pass_app
 @handle_errors
-def scale(app: App, name: str, set_name: str, count: int) -> None:
+def scale(app: App, name: str, set_name: str, count: int, yes: bool) -> None:
     """Change one set's size in the recorded spec (apply a file to undo)."""
     scaler = scaler_for(app)
+    if set_name == CONTROL_PLANE_SET and count < 1:
+        # The rule a spec file's ControlPlane follows; `destroy` removes a cluster.
+        raise ConfigError("COUNT", "a control plane needs >= 1 machine")
+    recorded = scaler.state(name)
+    if recorded is not None and set_name in recorded.spec.sets:
+        # Asked before the lease is taken: nobody waits for an answer holding it.
+        confirm_size_change(f"{name}/{set_name}", recorded.spec.sets[set_name].size, count,
+                            yes)
     # Read, check and write under the cluster's lease: a pass running meanwhile
     # would otherwise write its older copy of the record over the new size.
     with scaler.editing(name):

@@ -2,11 +2,22 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import click
 
-from talprov.cli.app import EXIT_FAILED, App, fail, handle_errors, pass_app, say
+from talprov.cli.app import (
+    EXIT_FAILED,
+    LARGE_GROWTH,
+    App,
+    confirm_size_change,
+    fail,
+    handle_errors,
+    pass_app,
+    say,
+)
 from talprov.cli.output import emit, output_option
-from talprov.sets import RequestSet, SetRepository, reconcile_set
+from talprov.sets import MAX_SET_SIZE, RequestSet, SetRepository, reconcile_set
 from talprov.store.records import RequestRecord
 
 LIST_COLUMNS = ("name", "provider", "machine_count", "members", "talos_version", "deleting")
@@ -62,17 +73,29 @@ def get_set(app: App, name: str, output: str) -> None:
 
 @request_set.command("scale")
 @click.argument("name")
-@click.argument("count", type=click.IntRange(min=0))
+@click.argument("count", type=click.IntRange(min=0, max=MAX_SET_SIZE))
+@click.option("--yes", is_flag=True, default=False,
+              help=f"Do not ask before adding more than {LARGE_GROWTH} machines (required "
+                   "then when stdin is not a terminal).")
 @pass_app
 @handle_errors
-def scale_set(app: App, name: str, count: int) -> None:
-    """Change a set's machine_count; its members are created or deleted at once
-    (scale-down: unallocated first, workers before control planes, oldest first)."""
+def scale_set(app: App, name: str, count: int, yes: bool) -> None:
+    """Change a set's machine_count (at most 1000, as the API allows); its members
+    are created or deleted at once (scale-down: unallocated first, workers before
+    control planes, oldest first)."""
     repo = SetRepository(app.store)
     found = _found(repo, name)
+    confirm_size_change(f"request set {name}", found.machine_count, count, yes)
     stored = repo.put(found.scaled(count, app.runtime_now()))
     changes = reconcile_set(repo, stored)
-    done = [f"created {', '.join(changes.created)}"] if changes.created else []
-    done += [f"deleting {', '.join(changes.deleted)}"] if changes.deleted else []
+    done = [f"created {_some(changes.created)}"] if changes.created else []
+    done += [f"deleting {_some(changes.deleted)}"] if changes.deleted else []
     say(f"request set {name}: size {count}" + (f"; {'; '.join(done)}" if done else "")
         + "; `talprov reconcile` (or the service) carries it on")
+
+
+def _some(names: Sequence[str], shown: int = 5) -> str:
+    """``names`` for one line: all of a few, else a count and the first ones."""
+    if len(names) <= shown:
+        return ", ".join(names)
+    return f"{len(names)} members ({', '.join(names[:shown])}, ...)"
