@@ -237,7 +237,10 @@ def reconcile(app: App, once: bool, interval: float) -> None:
     Each round reconciles the request sets, runs every cluster's scaler pass and
     one reconcile pass, exactly as `talprov serve`'s worker does; then it waits
     until the next request is due. With --once, one round; otherwise rounds until
-    interrupted. Exit 1 if the round reported errors (with --once).
+    interrupted. With --once: exit 1 if the round itself reported errors (an
+    instance that cannot be listed, an unreadable store, a set or cluster pass
+    that failed); a request that fails is an outcome, not a round error:
+    `machine list` and `machine get` show it.
     """
     with app.run_loop() as loop:
         if once:
