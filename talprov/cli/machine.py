@@ -27,7 +27,7 @@ from talprov.reconcile.retry import retry_failed
 from talprov.registry import check_request, validate_provider_data
 from talprov.requestfile import load_request_file
 from talprov.runloop import RoundReport
-from talprov.store.records import public_view
+from talprov.store.records import detailed_view, public_view
 from talprov.timestamps import rfc3339
 
 LIST_COLUMNS = ("id", "provider", "stage", "step", "infra_id", "machine_uuid", "labels",
@@ -138,7 +138,7 @@ def get(app: App, request_id: str, events: bool, output: str) -> None:
     record = app.store.get_request(request_id)
     if record is None:
         fail(f"request {request_id} not found", EXIT_FAILED)
-    view = public_view(record)
+    view = detailed_view(record)
     log = [{"at": rfc3339(e.at), "message": e.message} for e in app.store.events(request_id)]
     if output != "table":
         view["events"] = log

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import re
 import threading
 import time
@@ -26,7 +25,7 @@ from talprov.service.metrics import Metrics
 from talprov.service.models import MachineRequestView, MachineTemplate
 from talprov.service.workers import WorkerLoop
 from talprov.sets import SetRepository
-from talprov.store.records import RequestRecord, public_view
+from talprov.store.records import RequestRecord, detailed_view
 from talprov.store.store import Store
 
 
@@ -185,14 +184,6 @@ def build_request(
     return request
 
 
-def config_digest(request: MachineRequest) -> str | None:
-    text = request.machine_config.get_secret_value()
-    return hashlib.sha256(text.encode()).hexdigest() if text else None
-
-
 def request_view(record: RequestRecord) -> MachineRequestView:
     """The public view of a stored request (``public_view`` plus a config digest)."""
-    view = public_view(record)
-    view["config_sha256"] = config_digest(record.request)
-    view["join"] = record.request.join is not None
-    return MachineRequestView.model_validate(view)
+    return MachineRequestView.model_validate(detailed_view(record))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -222,3 +223,19 @@ def public_view(record: RequestRecord) -> dict[str, Any]:
         "created_at": rfc3339(record.created_at),
         "updated_at": rfc3339(record.updated_at),
     }
+
+
+def config_digest(request: MachineRequest) -> str | None:
+    """SHA-256 (hex) of the request's machine config, or None without one: shows
+    which config a request has without showing the config."""
+    text = request.machine_config.get_secret_value()
+    return hashlib.sha256(text.encode()).hexdigest() if text else None
+
+
+def detailed_view(record: RequestRecord) -> dict[str, Any]:
+    """:func:`public_view` plus the config's digest and whether an Omni join was
+    given: what the API's GET of one request and ``machine get`` show."""
+    view = public_view(record)
+    view["config_sha256"] = config_digest(record.request)
+    view["join"] = record.request.join is not None
+    return view

@@ -145,3 +145,14 @@ def test_table_cells_are_printed_as_text_not_markup(capsys: pytest.CaptureFixtur
     assert "talprov[proxmox]" in shown
     assert "[red]w[/red]" in shown
     assert "[fd00::1]" in shown
+
+
+def test_machine_get_shows_what_the_apis_get_shows(home: Home) -> None:
+    # QA: README said `get` shows every field, but the config digest and the
+    # join flag the API shows were missing.
+    request = home.write_request("shown-1")
+    assert home.invoke("machine", "create", "-f", str(request)).exit_code == 0
+    view = json.loads(home.invoke("machine", "get", "shown-1", "-o", "json").output)
+    assert view["join"] is False
+    assert len(view["config_sha256"]) == 64
+    assert "config" not in view
