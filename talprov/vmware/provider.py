@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
-from typing import Any, ClassVar, TypeVar, cast
+from typing import Any, ClassVar, Literal, TypeVar, cast
 
 from pydantic import BaseModel
 
@@ -226,20 +226,10 @@ class VSphereProvider:
             return None
         state.instance_uuid = machines.instance_uuid(ctx.owner, ctx.request.id)
         if state.clone_task is not None:
-            try:
-                result = self.client.task_done(state.clone_task, f"clone VM {ctx.request.id}")
-            except NotFound:
-                result = True  # vCenter forgot the task; look the VM up below
-            except TaskFailed:
-                state.clone_task = None
-                raise
-            if result is None:
-                return Retry(self._task_poll(ctx),
-                             f"clone of VM {ctx.request.id} still running")
-            state.clone_task = None
-            if hasattr(result, "_moId"):
-                state.vm_moid = state.infra_id = str(result._moId)
-                ctx.event(f"VM {state.vm_moid} cloned")
+            found = self._cloned(ctx, state.clone_task)
+            if isinstance(found, Retry):
+                return found
+            if found:
                 return None
         existing = self.find_vm(ctx.owner, ctx.request.id)
         if existing is not None:
@@ -254,13 +244,40 @@ class VSphereProvider:
         def clone(si: ServiceInstance) -> str:
             template = vm_ref(si, template_moid)
             place = self.inventory.placement(si, ctx.data)
-            spec = machines.clone_spec(template, ctx.data, place, extra, state.instance_uuid
-                                       or "")
+            spec = machines.clone_spec(template, self.inventory.template_devices(template),
+                                       ctx.data, place, extra, state.instance_uuid or "")
             return str(template.CloneVM_Task(place.folder, ctx.request.id, spec)._moId)
 
         state.clone_task = self._with_inventory(f"clone VM {ctx.request.id}", clone)
         ctx.event(f"cloning VM {ctx.request.id} from {state.template}")
-        return Retry(FIRST_TASK_POLL, "clone task started")
+        found = self._cloned(ctx, state.clone_task)
+        if isinstance(found, Retry):
+            return found
+        return None if found else Retry(FIRST_TASK_POLL, "clone ended; looking its VM up")
+
+    def _cloned(self, ctx: Ctx, task: str) -> Retry | bool:
+        """Look at the clone task: True when done (the VM recorded), a Retry while it
+        runs, False when the VM must be found by its UUID (vCenter forgot the task).
+
+        Called right after the clone starts too: a clone that ended within the
+        call (vcsim; a fast linked clone) goes on to configure-vm in the same pass.
+        """
+        state = ctx.state
+        try:
+            result = self.client.task_done(task, f"clone VM {ctx.request.id}")
+        except NotFound:
+            result = True  # vCenter forgot the task; look the VM up
+        except TaskFailed:
+            state.clone_task = None
+            raise
+        if result is None:
+            return Retry(self._task_poll(ctx), f"clone of VM {ctx.request.id} still running")
+        state.clone_task = None
+        if not hasattr(result, "_moId"):
+            return False
+        state.vm_moid = state.infra_id = str(result._moId)
+        ctx.event(f"VM {state.vm_moid} cloned")
+        return True
 
     def _configure_vm(self, ctx: Ctx) -> StepResult:
         """Bring CPU, memory, disk, NICs and extraConfig in line; record the BIOS UUID."""
@@ -268,9 +285,7 @@ class VSphereProvider:
         moid = state.vm_moid
         assert moid is not None
         if state.reconfig_task is not None:
-            if self.client.task_done(state.reconfig_task, f"reconfigure VM {moid}") is None:
-                return Retry(self._task_poll(ctx), "reconfigure task running")
-            state.reconfig_task = None
+            return self._reconfigured(ctx, state.reconfig_task)
         extra = machines.extra_config(ctx.owner, ctx.request, render_user_data(ctx))
 
         def run(si: ServiceInstance) -> tuple[str | None, str]:
@@ -290,7 +305,23 @@ class VSphereProvider:
         if task is not None:
             state.reconfig_task = task
             ctx.event(f"reconfiguring VM {moid}")
-            return Retry(FIRST_TASK_POLL, "reconfigure task started")
+            # Looked at at once: a reconfigure often ends within the call.
+            return self._reconfigured(ctx, task)
+        state.configured = True
+        return None
+
+    def _reconfigured(self, ctx: Ctx, task: str) -> StepResult:
+        """Done once the reconfigure task succeeded (vCenter applied the whole spec,
+        so the VM is not read again); a Retry while it runs. A failed task raises
+        its fault and is forgotten, so the retry reads the VM and starts anew."""
+        state = ctx.state
+        try:
+            if self.client.task_done(task, f"reconfigure VM {state.vm_moid}") is None:
+                return Retry(self._task_poll(ctx), "reconfigure task running")
+        except TaskFailed:
+            state.reconfig_task = None
+            raise
+        state.reconfig_task = None
         state.configured = True
         return None
 
@@ -326,21 +357,12 @@ class VSphereProvider:
         assert moid is not None
         if ctx.observed is not None and ctx.observed.state == MachineState.RUNNING:
             state.power_task = None
+            state.powered_on = True
             return None
         if state.power_task is not None:
-            try:
-                if self.client.task_done(state.power_task, f"power on VM {moid}") is None:
-                    return Retry(self._task_poll(ctx), "power-on task running")
-            except TaskFailed as exc:
-                state.power_task = None
-                if exc.fault != "InvalidPowerState":
-                    raise
-                # Not in a state to power on: read which, and start again unless on.
-                if self._power_state(moid) == "poweredOn":
-                    return None
-            else:
-                state.power_task = None
-                return None
+            ended = self._power_task_ended(ctx, state.power_task)
+            if ended is not False:
+                return ended
         # No state read first: a VM that is on already (a power-on that was lost
         # in a crash) fails the call or its task, and is then read once.
         try:
@@ -348,17 +370,50 @@ class VSphereProvider:
                 f"power on VM {moid}", lambda si: str(vm_ref(si, moid).PowerOnVM_Task()._moId))
         except ProviderError:
             if self._power_state(moid) == "poweredOn":
+                state.powered_on = True
                 return None
             raise
         ctx.event(f"powering on VM {moid}")
-        return Retry(FIRST_TASK_POLL, "power-on task started")
+        # Looked at at once: a power-on that ended within the call goes on to
+        # wait-running in the same pass.
+        ended = self._power_task_ended(ctx, state.power_task)
+        return Retry(FIRST_TASK_POLL, "power-on did not take") if ended is False else ended
+
+    def _power_task_ended(self, ctx: Ctx, task: str) -> StepResult | Literal[False]:
+        """None when the power-on task made the VM powered on (recorded in the state),
+        a Retry while it runs, False when the VM must be powered on (again).
+
+        Raises the task's fault unless it is ``InvalidPowerState`` (then the VM's
+        state is read once).
+        """
+        state = ctx.state
+        moid = state.vm_moid
+        assert moid is not None
+        try:
+            if self.client.task_done(task, f"power on VM {moid}") is None:
+                return Retry(self._task_poll(ctx), "power-on task running")
+        except TaskFailed as exc:
+            state.power_task = None
+            if exc.fault != "InvalidPowerState":
+                raise
+            # Not in a state to power on: read which, and start again unless on.
+            if self._power_state(moid) != "poweredOn":
+                return False
+        state.power_task = None
+        state.powered_on = True
+        return None
 
     def _wait_running(self, ctx: Ctx) -> StepResult:
-        """Done when vCenter reports the VM powered on; fails after ``running_timeout``."""
+        """Done when vCenter reports the VM powered on; fails after ``running_timeout``.
+
+        A power-on task that succeeded is such a report: no read then.
+        """
         observed = ctx.observed
         if observed is not None and observed.state == MachineState.RUNNING:
             ctx.state.addresses = list(observed.addresses)
             return None
+        if ctx.state.powered_on:
+            return None  # addresses come with the listings of later passes
         moid = ctx.state.vm_moid
         assert moid is not None
         if self._power_state(moid) == "poweredOn":

@@ -120,8 +120,10 @@ def test_clone_step_rerun_after_a_crash_makes_one_vm(
     before = context(provider, request, owner)
     run_step(steps["ensure-template"], before, clock)
     started = steps["clone-vm"].run(before)
-    assert isinstance(started, Retry)
-    assert before.state.clone_task is not None
+    # vcsim ends a clone within the call, and the step looks at its task at once.
+    assert started is None
+    assert before.state.clone_task is None
+    assert before.state.vm_moid is not None
     # The process dies before the runner stores the state: a new one starts over.
     after = context(provider, request, owner, state=VSphereState())
     for name in ("ensure-template", "clone-vm", "configure-vm", "power-on", "wait-running"):
