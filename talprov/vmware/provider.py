@@ -15,13 +15,13 @@ next pass.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, ClassVar, Literal, TypeVar, cast
 
 from pydantic import BaseModel
 
 from talprov.providers import MachineRequest, endpoint_without_secrets
-from talprov.providers.batching import one_by_one
+from talprov.providers.batching import one_by_one, side_by_side
 from talprov.providers.errors import NotFound, ProviderError
 from talprov.providers.ownership import INSTANCE_KEY, is_owned
 from talprov.providers.protocol import ProviderState, Runtime, Step, StepContext
@@ -47,6 +47,8 @@ T = TypeVar("T")
 #: Seconds before the first look at a task just started; later looks wait half
 #: the time the step has waited so far, up to ``poll_interval``.
 FIRST_TASK_POLL = 0.1
+#: What configure-vm compares with the request.
+CONFIGURE_PATHS = ("config.hardware", "config.extraConfig", "config.uuid")
 
 
 def vm_ref(si: ServiceInstance, moid: str) -> Any:
@@ -160,6 +162,24 @@ class VSphereProvider:
 
         return self.client.call(f"find VM of {request_id}", run)
 
+    def find_vms(self, owner: Owner, request_ids: Sequence[str]) -> dict[str, str | None]:
+        """The moid of each request's VM (None: there is none), found by instance UUID
+        in one retrieval of every VM of the datacenter, however many requests.
+
+        Read-only. Raises ``AuthError`` or ``Transient``.
+        """
+        vim = sdk.vim()
+
+        wanted = {machines.instance_uuid(owner, rid): rid for rid in request_ids}
+        found: dict[str, str | None] = dict.fromkeys(request_ids)
+        dc = self.client.call("find the datacenter", self.inventory.datacenter)
+        for vm, props in self.client.retrieve("find VMs by instance UUID", vim.VirtualMachine,
+                                              ["config.instanceUuid"], root=dc):
+            rid = wanted.get(str(props.get("config.instanceUuid")))
+            if rid is not None:
+                found[rid] = str(vm._moId)
+        return found
+
     # -- steps --------------------------------------------------------------
 
     def steps(self) -> Sequence[Step]:
@@ -170,9 +190,8 @@ class VSphereProvider:
         return [
             Step.batched("ensure-template", one_by_one(self._ensure_template),
                          timeout=self.config.task_timeout),
-            Step.batched("clone-vm", one_by_one(self._clone_vm),
-                         timeout=self.config.task_timeout),
-            Step.batched("configure-vm", one_by_one(self._configure_vm)),
+            Step.batched("clone-vm", self._clone_batch, timeout=self.config.task_timeout),
+            Step.batched("configure-vm", self._configure_batch),
             Step.batched("tag-vm", one_by_one(self._tag_vm)),
             Step.batched("power-on", one_by_one(self._power_on)),
             Step.batched("wait-running", one_by_one(self._wait_running),
@@ -216,8 +235,21 @@ class VSphereProvider:
         ctx.event(f"template {name} ({moid}) ready")
         return None
 
-    def _clone_vm(self, ctx: Ctx) -> StepResult:
-        """Clone the template into the request's VM unless it exists (found by instance UUID).
+    def _clone_batch(self, ctxs: Sequence[Ctx]) -> list[StepResult | BaseException]:
+        """clone-vm for a batch: whether the VMs to clone exist already is one read."""
+        fresh = [c.request.id for c in ctxs
+                 if c.state.vm_moid is None and c.state.clone_task is None]
+        looked_up: Mapping[str, str | None] = {}
+        if len(fresh) > 1:
+            try:
+                looked_up = self.find_vms(ctxs[0].owner, fresh)
+            except ProviderError as exc:
+                return [exc] * len(ctxs)
+        return side_by_side(lambda ctx: self._clone_vm(ctx, looked_up), ctxs)
+
+    def _clone_vm(self, ctx: Ctx, looked_up: Mapping[str, str | None]) -> StepResult:
+        """Clone the template into the request's VM unless it exists (found by instance
+        UUID, in ``looked_up`` when the batch looked it up already).
 
         The clone task's id is stored, so later passes wait for it. Idempotent.
         """
@@ -231,7 +263,8 @@ class VSphereProvider:
                 return found
             if found:
                 return None
-        existing = self.find_vm(ctx.owner, ctx.request.id)
+        rid = ctx.request.id
+        existing = looked_up[rid] if rid in looked_up else self.find_vm(ctx.owner, rid)
         if existing is not None:
             state.vm_moid = state.infra_id = existing
             ctx.event(f"VM {existing} of this request exists already; adopted")
@@ -279,8 +312,27 @@ class VSphereProvider:
         ctx.event(f"VM {state.vm_moid} cloned")
         return True
 
-    def _configure_vm(self, ctx: Ctx) -> StepResult:
-        """Bring CPU, memory, disk, NICs and extraConfig in line; record the BIOS UUID."""
+    def _configure_batch(self, ctxs: Sequence[Ctx]) -> list[StepResult | BaseException]:
+        """configure-vm for a batch: the VMs to compare are read in one round trip.
+
+        When that read fails (one VM was removed meanwhile fails it for all), each
+        request reads its own VM, so only the removed one's request sees the error.
+        """
+        moids = [c.state.vm_moid for c in ctxs
+                 if c.state.vm_moid is not None and c.state.reconfig_task is None]
+        read: Mapping[str, Mapping[str, Any]] = {}
+        if len(moids) > 1:
+            try:
+                read = self.client.call("read VMs to configure", lambda si: self.client.get_many(
+                    "read VMs to configure", [vm_ref(si, m) for m in moids], CONFIGURE_PATHS))
+            except ProviderError as exc:
+                log.debug("reading %d VMs at once failed (%s); one by one", len(moids), exc)
+        return side_by_side(lambda ctx: self._configure_vm(ctx, read), ctxs)
+
+    def _configure_vm(self, ctx: Ctx, read: Mapping[str, Mapping[str, Any]]) -> StepResult:
+        """Bring CPU, memory, disk, NICs and extraConfig in line; record the BIOS UUID.
+
+        The VM's properties come from ``read`` when the batch read them already."""
         state = ctx.state
         moid = state.vm_moid
         assert moid is not None
@@ -290,8 +342,7 @@ class VSphereProvider:
 
         def run(si: ServiceInstance) -> tuple[str | None, str]:
             vm = vm_ref(si, moid)
-            props = self.client.get(f"read VM {moid}", vm,
-                                    ["config.hardware", "config.extraConfig", "config.uuid"])
+            props = read.get(moid) or self.client.get(f"read VM {moid}", vm, CONFIGURE_PATHS)
             if not props:
                 raise NotFound(f"VM {moid} disappeared")
             networks = self.inventory.placement(si, ctx.data).networks
