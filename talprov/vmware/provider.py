@@ -8,8 +8,9 @@ imported factory OVA (``images``); tags go through the vAPI REST session
 ownership marks in its extraConfig and an instance UUID derived from the request
 id, so one property-collector retrieval finds all of them and a VM cloned just
 before a crash is found again instead of cloned twice. Long vCenter tasks are
-never waited for in a step: their ids are stored in the state and polled on the
-next pass.
+never waited for in a step: a task is looked at once right after it is started
+(one that has ended lets the request go on in the same pass); otherwise its id
+is stored in the state and polled on later passes.
 """
 
 from __future__ import annotations
