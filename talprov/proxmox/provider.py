@@ -187,7 +187,13 @@ class ProxmoxProvider:
     def _ensure_vm_batch(self, ctxs: Sequence[Ctx]) -> list[StepResult | BaseException]:
         listing = self._listing()
         first_free = OnceValue(lambda: int(self.client.get("get next VMID", "cluster/nextid")))
-        return side_by_side(lambda ctx: self._ensure_vm(ctx, listing, first_free), ctxs)
+        outcomes = side_by_side(lambda ctx: self._ensure_vm(ctx, listing, first_free), ctxs)
+        # Creates that ended within the batch kept their ids reserved, because
+        # the batch's listing predates their VMs; the next batch lists them.
+        for ctx in ctxs:
+            if ctx.state.create_task is None:
+                self._vmids.release(ctx.state.vmid)
+        return outcomes
 
     def _start_vm_batch(self, ctxs: Sequence[Ctx]) -> list[StepResult | BaseException]:
         listing = self._listing()
@@ -307,25 +313,7 @@ class ProxmoxProvider:
         """
         state = ctx.state
         if state.create_task is not None:
-            assert state.node
-            try:
-                if not self.client.task_done(state.node, state.create_task,
-                                             f"create VM {state.vmid}"):
-                    return Retry(self._task_poll(ctx), "VM create task running")
-            except VmidTaken:
-                self._vmids.release(state.vmid)
-                state.create_task = None
-                state.vmid = None
-                return Retry(0, "VMID taken by another creator; picking another")
-            except ProviderError:
-                self._vmids.release(state.vmid)
-                state.create_task = None
-                raise
-            # Our create ended well: the VM is state.vmid on state.node.
-            self._vmids.release(state.vmid)
-            state.create_task = None
-            state.infra_id = str(state.vmid)
-            return None
+            return self._created(ctx, state.create_task)
         resources = listing()
         existing = self._request_vms(ctx.owner, ctx.request.id, resources)
         if existing:
@@ -376,8 +364,36 @@ class ProxmoxProvider:
             state.vmid = vmid
             state.create_task = str(upid)
             ctx.event(f"creating VM {vmid} on node {state.node}")
-            return Retry(FIRST_TASK_POLL, "VM create task started")
+            # Looked at at once: a create that ended already goes on to the next
+            # step in the same pass.
+            return self._created(ctx, state.create_task, keep_reserved=True)
         raise Transient("no free VMID after several attempts", retry_after=5.0)
+
+    def _created(self, ctx: Ctx, task: str, *, keep_reserved: bool = False) -> StepResult:
+        """Done once the create task ended well (the VM is ``state.vmid``); a Retry while
+        it runs or when its VMID was taken (the retry picks another). Raises the
+        task's failure otherwise. ``keep_reserved``: a create that ended well keeps
+        its id in the book (the batch releases it)."""
+        state = ctx.state
+        assert state.node
+        try:
+            if not self.client.task_done(state.node, task, f"create VM {state.vmid}"):
+                return Retry(self._task_poll(ctx), "VM create task running")
+        except VmidTaken:
+            self._vmids.release(state.vmid)
+            state.create_task = None
+            state.vmid = None
+            return Retry(0, "VMID taken by another creator; picking another")
+        except ProviderError:
+            self._vmids.release(state.vmid)
+            state.create_task = None
+            raise
+        # Our create ended well: the VM is state.vmid on state.node.
+        if not keep_reserved:
+            self._vmids.release(state.vmid)
+        state.create_task = None
+        state.infra_id = str(state.vmid)
+        return None
 
     def _status(self, ctx: Ctx, resources: Resources) -> tuple[str, str]:
         """(node, status) of the request's VM in ``resources``, wherever it runs now."""
@@ -394,12 +410,7 @@ class ProxmoxProvider:
             state.start_task = None
             return None
         if state.start_task is not None:
-            assert state.node
-            if not self.client.task_done(state.node, state.start_task,
-                                         f"start VM {state.vmid}"):
-                return Retry(self._task_poll(ctx), "VM start task running")
-            state.start_task = None
-            return None
+            return self._started(ctx, state.start_task)
         node, status = self._status(ctx, listing())
         if status == "running":
             return None
@@ -407,7 +418,17 @@ class ProxmoxProvider:
                                 f"nodes/{node}/qemu/{state.vmid}/status/start")
         state.start_task = str(upid)
         ctx.event(f"starting VM {state.vmid} on node {node}")
-        return Retry(FIRST_TASK_POLL, "VM start task started")
+        # Looked at at once, as the create task is.
+        return self._started(ctx, state.start_task)
+
+    def _started(self, ctx: Ctx, task: str) -> StepResult:
+        """Done once the start task ended well; a Retry while it runs."""
+        state = ctx.state
+        assert state.node
+        if not self.client.task_done(state.node, task, f"start VM {state.vmid}"):
+            return Retry(self._task_poll(ctx), "VM start task running")
+        state.start_task = None
+        return None
 
     def _wait_running(self, ctx: Ctx, listing: OnceValue[list[Mapping[str, Any]]]) -> StepResult:
         """Done when PVE reports the VM running; fails after ``running_timeout``."""

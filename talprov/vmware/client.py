@@ -193,23 +193,35 @@ class VSphereClient:
         return self.call(what, run)
 
     def get(self, what: str, obj: Any, paths: Sequence[str]) -> dict[str, Any]:
-        """Selected properties of one object (one round trip). Raises ``NotFound``."""
+        """Selected properties of one object (one round trip); {} when vCenter returns
+        nothing for it. Raises ``NotFound`` when it is gone."""
+        return self.get_many(what, [obj], paths).get(str(obj._moId), {})
+
+    def get_many(self, what: str, objs: Sequence[Any], paths: Sequence[str]
+                 ) -> dict[str, dict[str, Any]]:
+        """Selected properties of several objects of one type in one round trip, by
+        managed object id. Read-only. Raises ``NotFound`` when any of them is gone
+        (vCenter fails the whole read then)."""
         vmodl = sdk.vmodl()
 
-        def run(si: ServiceInstance) -> dict[str, Any]:
-            pc = si.content.propertyCollector
-            spec = vmodl.query.PropertyCollector.FilterSpec(
-                objectSet=[vmodl.query.PropertyCollector.ObjectSpec(obj=obj)],
-                propSet=[vmodl.query.PropertyCollector.PropertySpec(
-                    type=type(obj), pathSet=list(paths))],
+        def run(si: ServiceInstance) -> dict[str, dict[str, Any]]:
+            collector = vmodl.query.PropertyCollector
+            spec = collector.FilterSpec(
+                objectSet=[collector.ObjectSpec(obj=obj) for obj in objs],
+                propSet=[collector.PropertySpec(type=type(objs[0]), pathSet=list(paths))],
             )
-            options = vmodl.query.PropertyCollector.RetrieveOptions()
-            result = pc.RetrievePropertiesEx([spec], options)
-            if result is None or not result.objects:
-                return {}
-            return {p.name: p.val for p in result.objects[0].propSet or ()}
+            pc = si.content.propertyCollector
+            found: dict[str, dict[str, Any]] = {}
+            result = pc.RetrievePropertiesEx([spec], collector.RetrieveOptions())
+            while result is not None:
+                for item in result.objects or ():
+                    found[str(item.obj._moId)] = {p.name: p.val for p in item.propSet or ()}
+                if not result.token:
+                    break
+                result = pc.ContinueRetrievePropertiesEx(result.token)
+            return found
 
-        return self.call(what, run)
+        return self.call(what, run) if objs else {}
 
     # -- tasks --------------------------------------------------------------
 

@@ -50,12 +50,15 @@ class Inventory:
         self._clock = clock
         # key -> (managed object class, moid, when found)
         self._found: dict[tuple[str, ...], tuple[type, str, float]] = {}
+        # template moid -> (its config.hardware.device, when read)
+        self._devices: dict[str, tuple[list[Any], float]] = {}
         self._lock = threading.RLock()  # lookups nest (a pool needs the datacenter)
 
     def forget(self) -> None:
         """Look everything up again next time (an object was gone). Idempotent."""
         with self._lock:
             self._found.clear()
+            self._devices.clear()
 
     def _remembered(self, si: ServiceInstance, key: tuple[str, ...],
                     look: Callable[[], Any]) -> Any:
@@ -176,6 +179,21 @@ class Inventory:
         vim = sdk.vim()
 
         return self.find(si, "vm", [vim.VirtualMachine], path, "template")
+
+    def template_devices(self, template: Any) -> list[Any]:
+        """The template's virtual devices, read once per ``CACHE_SECONDS``: every
+        clone spec starts from them, and reading a VM's config is the heaviest
+        read there is. Callers must not change them (``machines.device_changes``
+        edits copies)."""
+        now = self._clock()
+        moid = str(template._moId)
+        with self._lock:
+            hit = self._devices.get(moid)
+            if hit is not None and now - hit[1] < CACHE_SECONDS:
+                return hit[0]
+            devices = list(template.config.hardware.device)
+            self._devices[moid] = (devices, now)
+            return devices
 
     def default_datastore(self, si: ServiceInstance, pool: Any) -> Any:
         """The datastore with the most free space reachable from ``pool``'s hosts."""

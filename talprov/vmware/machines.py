@@ -8,6 +8,7 @@ spec (or was changed since) is brought in line before it is powered on.
 
 from __future__ import annotations
 
+import copy
 import uuid
 from collections.abc import Mapping
 from typing import Any
@@ -91,7 +92,11 @@ def _attached(nic: Any, network: Any) -> bool:
 
 def device_changes(devices: list[Any], data: VSphereMachineData,
                    networks: tuple[Any, ...]) -> list[Any]:
-    """Disk growth and NIC backings still needed for ``devices`` to match the request."""
+    """Disk growth and NIC backings still needed for ``devices`` to match the request.
+
+    Leaves ``devices`` as they are (an edited device is a copy), so a template's
+    device list read once can serve every clone.
+    """
     vim = sdk.vim()
 
     op = vim.vm.device.VirtualDeviceSpec.Operation
@@ -99,7 +104,7 @@ def device_changes(devices: list[Any], data: VSphereMachineData,
     wanted = data.wanted_disk_gib
     disks = _disks(devices)
     if wanted is not None and disks and disk_bytes(disks[0]) < wanted * GIB:
-        disk = disks[0]
+        disk = copy.copy(disks[0])
         disk.capacityInBytes = wanted * GIB
         disk.capacityInKB = wanted * GIB // 1024
         changes.append(vim.vm.device.VirtualDeviceSpec(operation=op.edit, device=disk))
@@ -107,7 +112,7 @@ def device_changes(devices: list[Any], data: VSphereMachineData,
     for index, network in enumerate(networks):
         if index < len(nics):
             if not _attached(nics[index], network):
-                nic = nics[index]
+                nic = copy.copy(nics[index])
                 nic.backing = _backing(network)
                 changes.append(vim.vm.device.VirtualDeviceSpec(operation=op.edit, device=nic))
             continue
@@ -139,9 +144,12 @@ def config_spec(data: VSphereMachineData, extra: Mapping[str, str], devices: lis
     return spec
 
 
-def clone_spec(template: Any, data: VSphereMachineData, place: Placement,
+def clone_spec(template: Any, devices: list[Any], data: VSphereMachineData, place: Placement,
                extra: Mapping[str, str], instance: str) -> Any:
-    """The CloneSpec for the request's VM (powered off; power-on is its own step)."""
+    """The CloneSpec for the request's VM (powered off; power-on is its own step).
+
+    ``devices`` are the template's (``config.hardware.device``); not changed.
+    """
     vim = sdk.vim()
 
     location = vim.vm.RelocateSpec(pool=place.pool)
@@ -156,7 +164,6 @@ def clone_spec(template: Any, data: VSphereMachineData, place: Placement,
                                  field="linked_clone")
         snapshot = template.snapshot.currentSnapshot
         location.diskMoveType = "createNewChildDiskBacking"
-    devices = list(template.config.hardware.device)
     return vim.vm.CloneSpec(
         location=location, template=False, powerOn=False, snapshot=snapshot,
         config=config_spec(data, extra, devices, place.networks, instance,

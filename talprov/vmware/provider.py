@@ -8,20 +8,21 @@ imported factory OVA (``images``); tags go through the vAPI REST session
 ownership marks in its extraConfig and an instance UUID derived from the request
 id, so one property-collector retrieval finds all of them and a VM cloned just
 before a crash is found again instead of cloned twice. Long vCenter tasks are
-never waited for in a step: their ids are stored in the state and polled on the
-next pass.
+never waited for in a step: a task is looked at once right after it is started
+(one that has ended lets the request go on in the same pass); otherwise its id
+is stored in the state and polled on later passes.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
-from typing import Any, ClassVar, TypeVar, cast
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, ClassVar, Literal, TypeVar, cast
 
 from pydantic import BaseModel
 
 from talprov.providers import MachineRequest, endpoint_without_secrets
-from talprov.providers.batching import one_by_one
+from talprov.providers.batching import one_by_one, side_by_side
 from talprov.providers.errors import NotFound, ProviderError
 from talprov.providers.ownership import INSTANCE_KEY, is_owned
 from talprov.providers.protocol import ProviderState, Runtime, Step, StepContext
@@ -48,6 +49,8 @@ T = TypeVar("T")
 #: Seconds before the first look at a task just started; later looks wait half
 #: the time the step has waited so far, up to ``poll_interval``.
 FIRST_TASK_POLL = 0.1
+#: What configure-vm compares with the request.
+CONFIGURE_PATHS = ("config.hardware", "config.extraConfig", "config.uuid")
 
 
 def vm_ref(si: ServiceInstance, moid: str) -> Any:
@@ -167,6 +170,24 @@ class VSphereProvider:
 
         return self.client.call(f"find VM of {request_id}", run)
 
+    def find_vms(self, owner: Owner, request_ids: Sequence[str]) -> dict[str, str | None]:
+        """The moid of each request's VM (None: there is none), found by instance UUID
+        in one retrieval of every VM of the datacenter, however many requests.
+
+        Read-only. Raises ``AuthError`` or ``Transient``.
+        """
+        vim = sdk.vim()
+
+        wanted = {machines.instance_uuid(owner, rid): rid for rid in request_ids}
+        found: dict[str, str | None] = dict.fromkeys(request_ids)
+        dc = self.client.call("find the datacenter", self.inventory.datacenter)
+        for vm, props in self.client.retrieve("find VMs by instance UUID", vim.VirtualMachine,
+                                              ["config.instanceUuid"], root=dc):
+            rid = wanted.get(str(props.get("config.instanceUuid")))
+            if rid is not None:
+                found[rid] = str(vm._moId)
+        return found
+
     # -- steps --------------------------------------------------------------
 
     def steps(self) -> Sequence[Step]:
@@ -177,9 +198,8 @@ class VSphereProvider:
         return [
             Step.batched("ensure-template", one_by_one(self._ensure_template),
                          timeout=self.config.task_timeout),
-            Step.batched("clone-vm", one_by_one(self._clone_vm),
-                         timeout=self.config.task_timeout),
-            Step.batched("configure-vm", one_by_one(self._configure_vm)),
+            Step.batched("clone-vm", self._clone_batch, timeout=self.config.task_timeout),
+            Step.batched("configure-vm", self._configure_batch),
             Step.batched("tag-vm", one_by_one(self._tag_vm)),
             Step.batched("power-on", one_by_one(self._power_on)),
             Step.batched("wait-running", one_by_one(self._wait_running),
@@ -223,8 +243,21 @@ class VSphereProvider:
         ctx.event(f"template {name} ({moid}) ready")
         return None
 
-    def _clone_vm(self, ctx: Ctx) -> StepResult:
-        """Clone the template into the request's VM unless it exists (found by instance UUID).
+    def _clone_batch(self, ctxs: Sequence[Ctx]) -> list[StepResult | BaseException]:
+        """clone-vm for a batch: whether the VMs to clone exist already is one read."""
+        fresh = [c.request.id for c in ctxs
+                 if c.state.vm_moid is None and c.state.clone_task is None]
+        looked_up: Mapping[str, str | None] = {}
+        if len(fresh) > 1:
+            try:
+                looked_up = self.find_vms(ctxs[0].owner, fresh)
+            except ProviderError as exc:
+                return [exc] * len(ctxs)
+        return side_by_side(lambda ctx: self._clone_vm(ctx, looked_up), ctxs)
+
+    def _clone_vm(self, ctx: Ctx, looked_up: Mapping[str, str | None]) -> StepResult:
+        """Clone the template into the request's VM unless it exists (found by instance
+        UUID, in ``looked_up`` when the batch looked it up already).
 
         The clone task's id is stored, so later passes wait for it. Idempotent.
         """
@@ -233,22 +266,13 @@ class VSphereProvider:
             return None
         state.instance_uuid = machines.instance_uuid(ctx.owner, ctx.request.id)
         if state.clone_task is not None:
-            try:
-                result = self.client.task_done(state.clone_task, f"clone VM {ctx.request.id}")
-            except NotFound:
-                result = True  # vCenter forgot the task; look the VM up below
-            except TaskFailed:
-                state.clone_task = None
-                raise
-            if result is None:
-                return Retry(self._task_poll(ctx),
-                             f"clone of VM {ctx.request.id} still running")
-            state.clone_task = None
-            if hasattr(result, "_moId"):
-                state.vm_moid = state.infra_id = str(result._moId)
-                ctx.event(f"VM {state.vm_moid} cloned")
+            found = self._cloned(ctx, state.clone_task)
+            if isinstance(found, Retry):
+                return found
+            if found:
                 return None
-        existing = self.find_vm(ctx.owner, ctx.request.id)
+        rid = ctx.request.id
+        existing = looked_up[rid] if rid in looked_up else self.find_vm(ctx.owner, rid)
         if existing is not None:
             state.vm_moid = state.infra_id = existing
             ctx.event(f"VM {existing} of this request exists already; adopted")
@@ -261,29 +285,72 @@ class VSphereProvider:
         def clone(si: ServiceInstance) -> str:
             template = vm_ref(si, template_moid)
             place = self.inventory.placement(si, ctx.data)
-            spec = machines.clone_spec(template, ctx.data, place, extra, state.instance_uuid
-                                       or "")
+            spec = machines.clone_spec(template, self.inventory.template_devices(template),
+                                       ctx.data, place, extra, state.instance_uuid or "")
             return str(template.CloneVM_Task(place.folder, ctx.request.id, spec)._moId)
 
         state.clone_task = self._with_inventory(f"clone VM {ctx.request.id}", clone)
         ctx.event(f"cloning VM {ctx.request.id} from {state.template}")
-        return Retry(FIRST_TASK_POLL, "clone task started")
+        found = self._cloned(ctx, state.clone_task)
+        if isinstance(found, Retry):
+            return found
+        return None if found else Retry(FIRST_TASK_POLL, "clone ended; looking its VM up")
 
-    def _configure_vm(self, ctx: Ctx) -> StepResult:
-        """Bring CPU, memory, disk, NICs and extraConfig in line; record the BIOS UUID."""
+    def _cloned(self, ctx: Ctx, task: str) -> Retry | bool:
+        """Look at the clone task: True when done (the VM recorded), a Retry while it
+        runs, False when the VM must be found by its UUID (vCenter forgot the task).
+
+        Called right after the clone starts too: a clone that ended within the
+        call (vcsim; a fast linked clone) goes on to configure-vm in the same pass.
+        """
+        state = ctx.state
+        try:
+            result = self.client.task_done(task, f"clone VM {ctx.request.id}")
+        except NotFound:
+            result = True  # vCenter forgot the task; look the VM up
+        except TaskFailed:
+            state.clone_task = None
+            raise
+        if result is None:
+            return Retry(self._task_poll(ctx), f"clone of VM {ctx.request.id} still running")
+        state.clone_task = None
+        if not hasattr(result, "_moId"):
+            return False
+        state.vm_moid = state.infra_id = str(result._moId)
+        ctx.event(f"VM {state.vm_moid} cloned")
+        return True
+
+    def _configure_batch(self, ctxs: Sequence[Ctx]) -> list[StepResult | BaseException]:
+        """configure-vm for a batch: the VMs to compare are read in one round trip.
+
+        When that read fails (one VM was removed meanwhile fails it for all), each
+        request reads its own VM, so only the removed one's request sees the error.
+        """
+        moids = [c.state.vm_moid for c in ctxs
+                 if c.state.vm_moid is not None and c.state.reconfig_task is None]
+        read: Mapping[str, Mapping[str, Any]] = {}
+        if len(moids) > 1:
+            try:
+                read = self.client.call("read VMs to configure", lambda si: self.client.get_many(
+                    "read VMs to configure", [vm_ref(si, m) for m in moids], CONFIGURE_PATHS))
+            except ProviderError as exc:
+                log.debug("reading %d VMs at once failed (%s); one by one", len(moids), exc)
+        return side_by_side(lambda ctx: self._configure_vm(ctx, read), ctxs)
+
+    def _configure_vm(self, ctx: Ctx, read: Mapping[str, Mapping[str, Any]]) -> StepResult:
+        """Bring CPU, memory, disk, NICs and extraConfig in line; record the BIOS UUID.
+
+        The VM's properties come from ``read`` when the batch read them already."""
         state = ctx.state
         moid = state.vm_moid
         assert moid is not None
         if state.reconfig_task is not None:
-            if self.client.task_done(state.reconfig_task, f"reconfigure VM {moid}") is None:
-                return Retry(self._task_poll(ctx), "reconfigure task running")
-            state.reconfig_task = None
+            return self._reconfigured(ctx, state.reconfig_task)
         extra = machines.extra_config(ctx.owner, ctx.request, render_user_data(ctx))
 
         def run(si: ServiceInstance) -> tuple[str | None, str]:
             vm = vm_ref(si, moid)
-            props = self.client.get(f"read VM {moid}", vm,
-                                    ["config.hardware", "config.extraConfig", "config.uuid"])
+            props = read.get(moid) or self.client.get(f"read VM {moid}", vm, CONFIGURE_PATHS)
             if not props:
                 raise NotFound(f"VM {moid} disappeared")
             networks = self.inventory.placement(si, ctx.data).networks
@@ -297,7 +364,23 @@ class VSphereProvider:
         if task is not None:
             state.reconfig_task = task
             ctx.event(f"reconfiguring VM {moid}")
-            return Retry(FIRST_TASK_POLL, "reconfigure task started")
+            # Looked at at once: a reconfigure often ends within the call.
+            return self._reconfigured(ctx, task)
+        state.configured = True
+        return None
+
+    def _reconfigured(self, ctx: Ctx, task: str) -> StepResult:
+        """Done once the reconfigure task succeeded (vCenter applied the whole spec,
+        so the VM is not read again); a Retry while it runs. A failed task raises
+        its fault and is forgotten, so the retry reads the VM and starts anew."""
+        state = ctx.state
+        try:
+            if self.client.task_done(task, f"reconfigure VM {state.vm_moid}") is None:
+                return Retry(self._task_poll(ctx), "reconfigure task running")
+        except TaskFailed:
+            state.reconfig_task = None
+            raise
+        state.reconfig_task = None
         state.configured = True
         return None
 
@@ -333,21 +416,12 @@ class VSphereProvider:
         assert moid is not None
         if ctx.observed is not None and ctx.observed.state == MachineState.RUNNING:
             state.power_task = None
+            state.powered_on = True
             return None
         if state.power_task is not None:
-            try:
-                if self.client.task_done(state.power_task, f"power on VM {moid}") is None:
-                    return Retry(self._task_poll(ctx), "power-on task running")
-            except TaskFailed as exc:
-                state.power_task = None
-                if exc.fault != "InvalidPowerState":
-                    raise
-                # Not in a state to power on: read which, and start again unless on.
-                if self._power_state(moid) == "poweredOn":
-                    return None
-            else:
-                state.power_task = None
-                return None
+            ended = self._power_task_ended(ctx, state.power_task)
+            if ended is not False:
+                return ended
         # No state read first: a VM that is on already (a power-on that was lost
         # in a crash) fails the call or its task, and is then read once.
         try:
@@ -355,17 +429,50 @@ class VSphereProvider:
                 f"power on VM {moid}", lambda si: str(vm_ref(si, moid).PowerOnVM_Task()._moId))
         except ProviderError:
             if self._power_state(moid) == "poweredOn":
+                state.powered_on = True
                 return None
             raise
         ctx.event(f"powering on VM {moid}")
-        return Retry(FIRST_TASK_POLL, "power-on task started")
+        # Looked at at once: a power-on that ended within the call goes on to
+        # wait-running in the same pass.
+        ended = self._power_task_ended(ctx, state.power_task)
+        return Retry(FIRST_TASK_POLL, "power-on did not take") if ended is False else ended
+
+    def _power_task_ended(self, ctx: Ctx, task: str) -> StepResult | Literal[False]:
+        """None when the power-on task made the VM powered on (recorded in the state),
+        a Retry while it runs, False when the VM must be powered on (again).
+
+        Raises the task's fault unless it is ``InvalidPowerState`` (then the VM's
+        state is read once).
+        """
+        state = ctx.state
+        moid = state.vm_moid
+        assert moid is not None
+        try:
+            if self.client.task_done(task, f"power on VM {moid}") is None:
+                return Retry(self._task_poll(ctx), "power-on task running")
+        except TaskFailed as exc:
+            state.power_task = None
+            if exc.fault != "InvalidPowerState":
+                raise
+            # Not in a state to power on: read which, and start again unless on.
+            if self._power_state(moid) != "poweredOn":
+                return False
+        state.power_task = None
+        state.powered_on = True
+        return None
 
     def _wait_running(self, ctx: Ctx) -> StepResult:
-        """Done when vCenter reports the VM powered on; fails after ``running_timeout``."""
+        """Done when vCenter reports the VM powered on; fails after ``running_timeout``.
+
+        A power-on task that succeeded is such a report: no read then.
+        """
         observed = ctx.observed
         if observed is not None and observed.state == MachineState.RUNNING:
             ctx.state.addresses = list(observed.addresses)
             return None
+        if ctx.state.powered_on:
+            return None  # addresses come with the listings of later passes
         moid = ctx.state.vm_moid
         assert moid is not None
         if self._power_state(moid) == "poweredOn":

@@ -22,6 +22,8 @@ class VSphereState(ProviderState):
     configured: bool = False
     reconfig_task: str | None = None
     power_task: str | None = None
+    #: The power-on task succeeded (or the VM was seen on): wait-running reads nothing.
+    powered_on: bool = False
     shutdown_started_at: float | None = None
     hard_off: bool = False
     destroy_task: str | None = None

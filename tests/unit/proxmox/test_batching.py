@@ -42,7 +42,9 @@ def test_a_create_in_flight_for_another_request_does_not_hold_up_the_next(
     result = steps["ensure-vm"].run(second)
 
     assert isinstance(result, Retry)
-    assert result.reason == "VM create task started"
+    # It created its own VM (whose task, looked at at once, still runs) instead of
+    # waiting for the first one's.
+    assert result.reason == "VM create task running"
     assert second.state.create_task is not None
     assert second.state.vmid != first.state.vmid
 
@@ -63,3 +65,26 @@ def test_a_batch_asks_for_one_vmid_and_its_creates_never_collide(
     assert len({ctx.state.vmid for ctx in ctxs}) == 5
     # One ISO listing for the seeds of the whole batch (and one for the boot ISO).
     assert calls["GET nodes/pve1/storage/local/content"] == 2
+
+
+def test_creates_that_end_within_their_batch_never_collide_on_a_vmid(
+    fakepve: FakePveServer, provider: ProxmoxProvider, owner: Owner, clock: FakeClock
+) -> None:
+    # Each create's task is looked at right after the POST and has ended (time
+    # scale 0); the batch's listing predates those VMs, so their ids must stay
+    # reserved until the batch ends or a later create in it would reuse one.
+    ctxs = [context(provider, machine_request(f"q-{i}"), owner) for i in range(12)]
+    steps = {s.name: s for s in provider.steps()}
+    for name in ("place", "ensure-iso", "ensure-seed"):
+        for ctx in ctxs:
+            while steps[name].run(ctx) is not None:
+                clock.sleep(1)
+    batch = steps["ensure-vm"].run_batch
+    assert batch is not None
+
+    assert list(batch(ctxs)) == [None] * 12
+
+    calls = Counter(f"{m} {p.split('/api2/json/', 1)[-1]}"
+                    for m, p in fakepve.control("requests"))
+    assert calls["POST nodes/pve1/qemu"] == 12
+    assert len({ctx.state.vmid for ctx in ctxs}) == 12
