@@ -48,6 +48,7 @@ if str(ROOT) not in sys.path:
 import libcloud.compute.drivers.ec2 as libcloud_ec2  # noqa: E402
 from libcloud.compute.drivers.ec2 import EC2NodeDriver  # noqa: E402
 
+from bench import report  # noqa: E402
 from bench.report import Result  # noqa: E402
 from talprov.aws.config import AwsConfig  # noqa: E402
 from talprov.aws.data import RootVolume, Spot  # noqa: E402
@@ -272,18 +273,7 @@ RUNNERS: dict[str, Callable[[MotoServer, int, float, Path], Result]] = {
 
 
 def _show(machines: int, latency_ms: float, runs: dict[str, list[Result]]) -> None:
-    print(f"\n{machines} machines, {latency_ms:g} ms added per API request "
-          f"(real clock, min/median of {len(runs['bound'])})")
-    print(f"  {'':11}{'min s':>8}{'median s':>10}{'calls/machine':>15}{'/ bound':>9}"
-          f"{'/ talprov':>11}  calls")
-    bound = min(r.seconds for r in runs["bound"])
-    ours = min(r.seconds for r in runs["talprov"])
-    for name, results in runs.items():
-        fastest = min(r.seconds for r in results)
-        median = statistics.median(r.seconds for r in results)
-        ops = ", ".join(f"{k} {v}" for k, v in sorted(results[0].calls.items()) if v)
-        print(f"  {name:11}{fastest:8.2f}{median:10.2f}{results[0].per_machine(machines):15.2f}"
-              f"{fastest / bound:8.2f}x{fastest / ours:10.2f}x  {ops}")
+    report.show(machines, latency_ms, runs, width=11)
     # Runs of one repeat ran back to back, under the same load of a shared
     # machine: their ratios drift less than ratios of minimums.
     for reference in ("bound", "bound-job"):

@@ -68,16 +68,21 @@ def compare(args: argparse.Namespace, configure: Callable[[float], None],
     return 0
 
 
-def show(machines: int, latency_ms: float, runs: dict[str, list[Result]]) -> None:
+def show(machines: int, latency_ms: float, runs: dict[str, list[Result]],
+         width: int = 10) -> None:
+    """The table of one latency: min and median seconds, calls per machine, the
+    ratios to the bound and to talprov, and the calls by kind (``width``: of the
+    tool-name column)."""
     print(f"\n{machines} machines, {latency_ms:g} ms added per API request "
           f"(real clock, min/median of {len(runs['bound'])})")
-    print(f"  {'':10}{'min s':>8}{'median s':>10}{'calls/machine':>15}{'/ bound':>9}"
+    print(f"  {'':{width}}{'min s':>8}{'median s':>10}{'calls/machine':>15}{'/ bound':>9}"
           f"{'/ talprov':>11}  calls")
     bound = min(r.seconds for r in runs["bound"])
     ours = min(r.seconds for r in runs["talprov"])
     for name, results in runs.items():
         fastest = min(r.seconds for r in results)
         median = statistics.median(r.seconds for r in results)
-        ops = ", ".join(f"{k} {v}" for k, v in sorted(results[0].calls.items()))
-        print(f"  {name:10}{fastest:8.2f}{median:10.2f}{results[0].per_machine(machines):15.2f}"
+        ops = ", ".join(f"{k} {v}" for k, v in sorted(results[0].calls.items()) if v)
+        print(f"  {name:{width}}{fastest:8.2f}{median:10.2f}"
+              f"{results[0].per_machine(machines):15.2f}"
               f"{fastest / bound:8.2f}x{fastest / ours:10.2f}x  {ops}")
