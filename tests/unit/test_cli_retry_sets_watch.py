@@ -61,17 +61,22 @@ def test_machine_retry_resumes_a_failed_request_at_its_step(home: Home) -> None:
     assert home.invoke("machine", "retry", "nope").exit_code == 1
 
 
-def test_set_list_get_and_scale(home: Home) -> None:
+def record_request_set(home: Home, name: str, count: int) -> None:
+    """A request set of ``count`` workers on the provider double, members made."""
     store = Store(home.store_url)
     store.migrate()
     try:
         template = MachineRequest(id="unused", provider="fake", talos_version="v1.13.9",
                                   labels={"role": "worker"})
         repo = SetRepository(store)
-        reconcile_set(repo, repo.put(RequestSet("pool", template, 2, False,
-                                                set_fingerprint(template, 2), T0, T0)))
+        reconcile_set(repo, repo.put(RequestSet(name, template, count, False,
+                                                set_fingerprint(template, count), T0, T0)))
     finally:
         store.close()
+
+
+def test_set_list_get_and_scale(home: Home) -> None:
+    record_request_set(home, "pool", 2)
     listed = json.loads(home.invoke("set", "list", "-o", "json").output)
     assert [(s["name"], s["machine_count"], len(s["members"])) for s in listed] == [("pool", 2, 2)]
     table = home.invoke("set", "get", "pool").output

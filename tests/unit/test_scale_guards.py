@@ -5,16 +5,11 @@ went past the API's own limit, and a control plane could be scaled to 0)."""
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
 
-from talprov.providers.types import MachineRequest
-from talprov.sets import RequestSet, SetRepository, reconcile_set, set_fingerprint
-from talprov.store.store import Store
 from tests.helpers import Home
 from tests.unit.test_cli import assert_usage_error
+from tests.unit.test_cli_retry_sets_watch import record_request_set
 from tests.unit.test_cluster_apply import write_spec
-
-T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
 
 def _requests(home: Home) -> int:
@@ -41,16 +36,7 @@ def test_a_control_plane_cannot_be_scaled_to_zero(home: Home) -> None:
 
 
 def test_set_scale_keeps_the_apis_limit_and_asks_for_large_growth(home: Home) -> None:
-    store = Store(home.store_url)
-    store.migrate()
-    try:
-        template = MachineRequest(id="unused", provider="fake", talos_version="v1.13.9",
-                                  labels={"role": "worker"})
-        repo = SetRepository(store)
-        reconcile_set(repo, repo.put(RequestSet("pool", template, 1, False,
-                                                set_fingerprint(template, 1), T0, T0)))
-    finally:
-        store.close()
+    record_request_set(home, "pool", 1)
     too_many = home.invoke("set", "scale", "pool", "1001")
     assert too_many.exit_code == 2
     assert "1000" in too_many.output
