@@ -21,6 +21,7 @@ from tests.chaos.observed import ObservedChaosRun, ObservedPlatform
 from tests.chaos.proxy import EC2, FaultProxy
 from tests.chaos.tls_proxy import PVE, TlsFaultProxy
 from tests.chaos.udp_proxy import UdpFaultProxy
+from tests.unit.autoscaler.certs import localhost_server
 
 
 class UdpEcho:
@@ -101,10 +102,7 @@ class CookieBackend:
     """An HTTPS server that sets a cookie and records the Cookie header it gets."""
 
     def __init__(self, folder: Path) -> None:
-        from fakepve.certs import make_cert  # type: ignore[import-untyped]
-
-        certfile, keyfile, _der = make_cert(str(folder), name="backend", hosts=("127.0.0.1",))
-        self.ca_file = Path(certfile)
+        self.ca_file, certfile, keyfile = localhost_server(folder, "backend")
         self.cookies: list[str | None] = []
         backend = self
 

@@ -18,6 +18,7 @@ from pathlib import Path
 import httpx
 
 from tests.chaos.proxy import Dialect, FaultProxy
+from tests.unit.autoscaler.certs import localhost_server
 
 PVE = Dialect(
     # pveproxy's answers: a status line with the reason, {"data": null} and a message.
@@ -54,11 +55,9 @@ class TlsFaultProxy(FaultProxy):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        from fakepve.certs import make_cert  # type: ignore[import-untyped]
-
-        certfile, keyfile, _der = make_cert(str(self.cert_dir), name="chaos-proxy",
-                                            hosts=("127.0.0.1",))
-        self.cert_file = Path(certfile)
+        # Not fakepve's helper: importing fakepve here would put it in the test
+        # process, which test_fakepve_code_stays_out_of_the_test_process forbids.
+        self.cert_file, certfile, keyfile = localhost_server(self.cert_dir, "chaos-proxy")
         server_side = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         server_side.load_cert_chain(certfile, keyfile)
         self._server.socket = server_side.wrap_socket(self._server.socket, server_side=True)

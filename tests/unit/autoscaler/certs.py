@@ -66,3 +66,13 @@ class Authority:
                 x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
                 False)
         return _pem(builder.sign(self.key, hashes.SHA256()), key)
+
+
+def localhost_server(directory: Path, name: str) -> tuple[Path, Path, Path]:
+    """A server certificate for 127.0.0.1/localhost from a new CA, written to
+    ``directory``: (CA file clients trust, certificate, key)."""
+    ca = Authority(f"{name}-ca")
+    ca_file = directory / f"{name}-ca.crt"
+    ca_file.write_bytes(ca.pem.cert)
+    cert, key = ca.issue(name, server=True).write(directory, name)
+    return ca_file, cert, key
