@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Collection, Mapping, Sequence
-from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -22,6 +21,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from talprov.providers.types import Stage
+from talprov.store.parts import StorePart
 from talprov.store.records import utc_or_now
 from talprov.store.schema import clusters, request_labels, requests
 from talprov.store.schema import events as event_log
@@ -119,11 +119,8 @@ def _filtered(query: sa.Select[Any], wanted: BrowseFilter) -> sa.Select[Any]:
     return query
 
 
-class BrowseMethods:
+class BrowseMethods(StorePart):
     """The status page's reads of :class:`talprov.store.Store`, which mixes them in."""
-
-    def _read(self) -> AbstractContextManager[Connection]:
-        raise NotImplementedError  # pragma: no cover - Store provides it
 
     def browse_requests(
         self, wanted: BrowseFilter, *, offset: int = 0, limit: int = 50

@@ -10,14 +10,13 @@ request's.
 from __future__ import annotations
 
 import json
-from contextlib import AbstractContextManager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Connection
 
 from talprov.store.engine import retry_insert_race
+from talprov.store.parts import StorePart
 from talprov.store.records import dump_json, utc_or_now
 from talprov.store.schema import clusters
 
@@ -32,14 +31,8 @@ def takeable(table: sa.Table, owner: str, moment: datetime) -> sa.ColumnElement[
     )
 
 
-class ClusterMethods:
+class ClusterMethods(StorePart):
     """The clusters part of :class:`talprov.store.Store`, which mixes it in."""
-
-    def _read(self) -> AbstractContextManager[Connection]:
-        raise NotImplementedError  # pragma: no cover - Store provides it
-
-    def _write(self) -> AbstractContextManager[Connection]:
-        raise NotImplementedError  # pragma: no cover - Store provides it
 
     def put_cluster(self, name: str, spec: dict[str, Any]) -> None:
         """Create or replace the spec document stored under ``name``; idempotent.

@@ -11,22 +11,18 @@ store key.
 from __future__ import annotations
 
 from collections.abc import Collection
-from contextlib import AbstractContextManager
 from datetime import datetime
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Connection
 
 from talprov.providers.types import Stage
+from talprov.store.parts import StorePart
 from talprov.store.records import utc_or_now
 from talprov.store.schema import requests
 
 
-class LightQueryMethods:
+class LightQueryMethods(StorePart):
     """The payload-free reads of :class:`talprov.store.Store`, which mixes them in."""
-
-    def _read(self) -> AbstractContextManager[Connection]:
-        raise NotImplementedError  # pragma: no cover - Store provides it
 
     def next_attempts(self, stages: Collection[Stage]) -> list[tuple[str, datetime | None]]:
         """``(request id, next_attempt_at)`` of every request in ``stages``, by id.

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Collection, Sequence
-from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -23,6 +22,7 @@ from sqlalchemy.engine import Connection
 
 from talprov.providers.types import Stage
 from talprov.store.errors import StaleRecord
+from talprov.store.parts import StorePart
 from talprov.store.records import dump_json, utc_or_now
 from talprov.store.schema import requests
 
@@ -80,20 +80,8 @@ def stale_record(request_id: str, expected_version: int, current: int | None) ->
     )
 
 
-class ObservationMethods:
+class ObservationMethods(StorePart):
     """The payload-free pass reads and writes of :class:`talprov.store.Store`."""
-
-    def _read(self) -> AbstractContextManager[Connection]:
-        raise NotImplementedError  # pragma: no cover - Store provides it
-
-    def _write(self) -> AbstractContextManager[Connection]:
-        raise NotImplementedError  # pragma: no cover - Store provides it
-
-    @staticmethod
-    def _append_events(
-        conn: Connection, request_id: str, messages: Sequence[str], at: datetime
-    ) -> None:
-        raise NotImplementedError  # pragma: no cover - Store provides it
 
     def summaries(self, stages: Collection[Stage]) -> list[RequestSummary]:
         """The requests in ``stages`` as summaries, ordered by id.

@@ -8,7 +8,6 @@ makes it one, with the same optimistic version check per request.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from contextlib import AbstractContextManager
 from datetime import datetime
 from typing import Any
 
@@ -19,6 +18,7 @@ from talprov.providers.types import Stage
 from talprov.store.crypto import SecretCodec
 from talprov.store.errors import StaleRecord
 from talprov.store.observations import stale_record
+from talprov.store.parts import StorePart
 from talprov.store.records import (
     ProgressUpdate,
     RequestRecord,
@@ -33,19 +33,10 @@ from talprov.store.schema import requests
 IDS_PER_QUERY = 500
 
 
-class ProgressMethods:
+class ProgressMethods(StorePart):
     """The progress writes of :class:`talprov.store.Store`."""
 
     _codec: SecretCodec
-
-    def _write(self) -> AbstractContextManager[Connection]:
-        raise NotImplementedError  # pragma: no cover - Store provides it
-
-    @staticmethod
-    def _append_events(
-        conn: Connection, request_id: str, messages: Sequence[str], at: datetime
-    ) -> None:
-        raise NotImplementedError  # pragma: no cover - Store provides it
 
     def save_progress(
         self,

@@ -9,25 +9,18 @@ once the lease has expired. Claim and renewal are one conditional UPDATE
 from __future__ import annotations
 
 from collections.abc import Collection
-from contextlib import AbstractContextManager
 from datetime import UTC, datetime, timedelta
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Connection
 
 from talprov.store.clusters import takeable
+from talprov.store.parts import StorePart
 from talprov.store.records import utc_or_now
 from talprov.store.schema import requests
 
 
-class RequestLeaseMethods:
+class RequestLeaseMethods(StorePart):
     """The request-lease part of :class:`talprov.store.Store`, which mixes it in."""
-
-    def _read(self) -> AbstractContextManager[Connection]:
-        raise NotImplementedError  # pragma: no cover - Store provides it
-
-    def _write(self) -> AbstractContextManager[Connection]:
-        raise NotImplementedError  # pragma: no cover - Store provides it
 
     def claim(
         self, request_id: str, *, owner: str, ttl: float, now: datetime | None = None

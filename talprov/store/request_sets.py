@@ -11,34 +11,27 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from contextlib import AbstractContextManager
 from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
 from pydantic import SecretStr
-from sqlalchemy.engine import Connection
 
 from talprov.store.crypto import SecretCodec
 from talprov.store.engine import retry_insert_race
 from talprov.store.errors import StaleRecord, StoreKeyError
+from talprov.store.parts import StorePart
 from talprov.store.records import RequestSetRecord, dump_json, utc_or_now
 from talprov.store.schema import request_sets
 
 _NAME_LIMIT = 255  # the width of request_sets.name
 
 
-class RequestSetMethods:
+class RequestSetMethods(StorePart):
     """The request-set half of :class:`talprov.store.Store`, which mixes it in and
     provides the transactions and the codec."""
 
     _codec: SecretCodec
-
-    def _read(self) -> AbstractContextManager[Connection]:
-        raise NotImplementedError  # pragma: no cover - Store provides it
-
-    def _write(self) -> AbstractContextManager[Connection]:
-        raise NotImplementedError  # pragma: no cover - Store provides it
 
     def put_request_set(
         self,

@@ -8,13 +8,12 @@ session another opened, and a sign-out on one ends it on all.
 
 from __future__ import annotations
 
-from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Connection
 
+from talprov.store.parts import StorePart
 from talprov.store.records import utc_or_now
 from talprov.store.schema import ui_sessions
 
@@ -28,14 +27,8 @@ class UiSession:
     expires_at: datetime
 
 
-class UiSessionMethods:
+class UiSessionMethods(StorePart):
     """The session half of :class:`talprov.store.Store`, which mixes it in."""
-
-    def _read(self) -> AbstractContextManager[Connection]:
-        raise NotImplementedError  # pragma: no cover - Store provides it
-
-    def _write(self) -> AbstractContextManager[Connection]:
-        raise NotImplementedError  # pragma: no cover - Store provides it
 
     def open_ui_session(self, id_sha256: str, *, token_name: str, token_check: str,
                         expires_at: datetime, now: datetime | None = None) -> None:
