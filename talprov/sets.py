@@ -37,9 +37,6 @@ from talprov.store.records import RequestRecord, RequestSetRecord
 from talprov.store.store import Store
 from talprov.timestamps import rfc3339
 
-#: Most members one request set may have (API, CLI).
-MAX_SET_SIZE = 1000
-
 
 @dataclass(frozen=True)
 class RequestSet:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import re
 import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -27,6 +28,7 @@ from talprov.reconcile.reconciler import ProviderHandle, Reconciler
 from talprov.registry import build_provider
 from talprov.runloop import RunLoop
 from talprov.scaler.editing import ClusterBusy
+from talprov.scaler.models import MAX_SET_SIZE
 from talprov.secrets import RedactingFilter, redact
 from talprov.store.errors import StoreError
 from talprov.store.store import Store, default_store_url
@@ -264,12 +266,50 @@ def interruptible(what: str) -> Iterator[None]:
 LARGE_GROWTH = 50
 
 
+_NEGATIVE_NUMBER = re.compile(r"-\d+")
+
+
+class CountCommand(click.Command):
+    """A command with a COUNT argument, where ``-1`` is a negative count (click
+    would read it as an unknown option and say "No such option: -1")."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        negative = next((arg for arg in args if _NEGATIVE_NUMBER.fullmatch(arg)), None)
+        if negative is not None:
+            checked_count(int(negative))
+        return super().parse_args(ctx, args)
+
+
+def checked_count(count: int) -> int:
+    """``count`` when it is a set's size that may be recorded: 0..MAX_SET_SIZE.
+
+    Exits 2 with one line naming COUNT otherwise (the same limit for a cluster's
+    set, a request set and the API). Pure."""
+    if count < 0:
+        fail(f"COUNT: count must be 0 or more, got {count}")
+    if count > MAX_SET_SIZE:
+        fail(f"COUNT: at most {MAX_SET_SIZE} machines per set (the API's limit), got {count}")
+    return count
+
+
 def confirm_size_change(what: str, current: int, count: int, yes: bool) -> None:
     """Ask (see :func:`confirm_or_exit`) before ``what`` grows by more than
     :data:`LARGE_GROWTH` machines."""
     if count - current > LARGE_GROWTH:
         confirm_or_exit(f"Add {count - current} machines to {what} ({current} -> {count})?",
                         yes)
+
+
+def confirm_control_plane_shrink(what: str, current: int, count: int, yes: bool) -> None:
+    """Ask (see :func:`confirm_or_exit`) before the control plane ``what`` shrinks:
+    each machine removed is an etcd member removed, and etcd keeps its quorum
+    through (n - 1) // 2 failed members of n."""
+    if count >= current:
+        return
+    confirm_or_exit(
+        f"Shrink the control plane {what} ({current} -> {count}), leaving etcd {count} "
+        f"member(s) that survive {(count - 1) // 2} failed member(s) instead of "
+        f"{(current - 1) // 2}?", yes)
 
 
 def confirm_or_exit(question: str, yes: bool) -> None:

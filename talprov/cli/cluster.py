@@ -11,7 +11,10 @@ from talprov.cli.app import (
     EXIT_FAILED,
     LARGE_GROWTH,
     App,
+    CountCommand,
     WaitProgress,
+    checked_count,
+    confirm_control_plane_shrink,
     confirm_or_exit,
     confirm_size_change,
     fail,
@@ -251,17 +254,22 @@ def destroy(app: App, name: str, wait: bool, timeout: float, yes: bool) -> None:
     say(f"{name}: destroyed")
 
 
-@click.command()
+@click.command(cls=CountCommand)
 @click.argument("name")
 @click.argument("set_name", metavar="SET")
-@click.argument("count", type=click.IntRange(min=0))
+@click.argument("count", type=int)
 @click.option("--yes", is_flag=True, default=False,
-              help=f"Do not ask before adding more than {LARGE_GROWTH} machines (required "
-                   "then when stdin is not a terminal).")
+              help=f"Do not ask before adding more than {LARGE_GROWTH} machines or shrinking "
+                   "a control plane (required then when stdin is not a terminal).")
 @pass_app
 @handle_errors
 def scale(app: App, name: str, set_name: str, count: int, yes: bool) -> None:
-    """Change one set's size in the recorded spec (apply a file to undo)."""
+    """Change one set's size (0..1000) in the recorded spec (apply a file to undo).
+
+    A control plane keeps at least 1 machine, and shrinking it asks first (etcd
+    tolerates fewer failed members). Exit 1 when the cluster or set is unknown.
+    """
+    checked_count(count)
     scaler = scaler_for(app)
     if set_name == CONTROL_PLANE_SET and count < 1:
         # The rule a spec file's ControlPlane follows; `destroy` removes a cluster.
@@ -269,8 +277,10 @@ def scale(app: App, name: str, set_name: str, count: int, yes: bool) -> None:
     recorded = scaler.state(name)
     if recorded is not None and set_name in recorded.spec.sets:
         # Asked before the lease is taken: nobody waits for an answer holding it.
-        confirm_size_change(f"{name}/{set_name}", recorded.spec.sets[set_name].size, count,
-                            yes)
+        current = recorded.spec.sets[set_name].size
+        confirm_size_change(f"{name}/{set_name}", current, count, yes)
+        if set_name == CONTROL_PLANE_SET:
+            confirm_control_plane_shrink(f"{name}/{set_name}", current, count, yes)
     # Read, check and write under the cluster's lease: a pass running meanwhile
     # would otherwise write its older copy of the record over the new size.
     with scaler.editing(name):

@@ -10,6 +10,8 @@ from talprov.cli.app import (
     EXIT_FAILED,
     LARGE_GROWTH,
     App,
+    CountCommand,
+    checked_count,
     confirm_size_change,
     fail,
     handle_errors,
@@ -17,7 +19,7 @@ from talprov.cli.app import (
     say,
 )
 from talprov.cli.output import emit, output_option
-from talprov.sets import MAX_SET_SIZE, RequestSet, SetRepository, reconcile_set
+from talprov.sets import RequestSet, SetRepository, reconcile_set
 from talprov.store.records import RequestRecord
 
 LIST_COLUMNS = ("name", "provider", "machine_count", "members", "talos_version", "deleting")
@@ -71,9 +73,9 @@ def get_set(app: App, name: str, output: str) -> None:
           for key, value in view.items()], output, columns=("field", "value"))
 
 
-@request_set.command("scale")
+@request_set.command("scale", cls=CountCommand)
 @click.argument("name")
-@click.argument("count", type=click.IntRange(min=0, max=MAX_SET_SIZE))
+@click.argument("count", type=int)
 @click.option("--yes", is_flag=True, default=False,
               help=f"Do not ask before adding more than {LARGE_GROWTH} machines (required "
                    "then when stdin is not a terminal).")
@@ -82,7 +84,8 @@ def get_set(app: App, name: str, output: str) -> None:
 def scale_set(app: App, name: str, count: int, yes: bool) -> None:
     """Change a set's machine_count (at most 1000, as the API allows); its members
     are created or deleted at once (scale-down: unallocated first, workers before
-    control planes, oldest first)."""
+    control planes, oldest first). Exit 1 when the set is unknown."""
+    checked_count(count)
     repo = SetRepository(app.store)
     found = _found(repo, name)
     confirm_size_change(f"request set {name}", found.machine_count, count, yes)

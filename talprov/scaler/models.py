@@ -167,9 +167,14 @@ class MachineClass(_Doc):
         return value
 
 
+#: Most machines one set may have: a cluster spec's set, a request set (the API's
+#: limit), whatever command or file gives the size.
+MAX_SET_SIZE = 1000
+
+
 class ClassRef(_Doc):
     name: str = Field(min_length=1)
-    size: int = Field(ge=0)
+    size: int = Field(ge=0, le=MAX_SET_SIZE)
 
 
 class UpdateStrategy(_Doc):
@@ -233,7 +238,7 @@ class Autoscaling(_Doc):
     """
 
     min: int = Field(ge=0)
-    max: int = Field(ge=1)
+    max: int = Field(ge=1, le=MAX_SET_SIZE)
     node_labels: dict[str, str] = Field(default_factory=dict, alias="nodeLabels")
     node_taints: tuple[NodeTaint, ...] = Field(default=(), alias="nodeTaints")
     options: AutoscalingOptions = Field(default_factory=AutoscalingOptions)

@@ -30,7 +30,7 @@ from talprov.providers.types import (
     Overlay,
     Stage,
 )
-from talprov.sets import MAX_SET_SIZE
+from talprov.scaler.models import MAX_SET_SIZE
 
 #: Leaves room for ``-<index>`` in member ids (63 characters at most).
 SET_NAME_PATTERN = r"^[a-z0-9]([-a-z0-9]{0,50}[a-z0-9])?$"

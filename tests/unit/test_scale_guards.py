@@ -20,8 +20,8 @@ def test_scaling_a_set_up_by_many_needs_yes(home: Home) -> None:
     assert home.invoke("apply", "-f", str(write_spec(home.root, workers=1,
                                                      control_planes=1))).exit_code == 0
     before = _requests(home)
-    refused = home.invoke("scale", "demo", "workers", "100000")
-    assert_usage_error(refused.exit_code, refused.output, "Add 99999 machines", "--yes")
+    refused = home.invoke("scale", "demo", "workers", "900")
+    assert_usage_error(refused.exit_code, refused.output, "Add 899 machines", "--yes")
     assert _requests(home) == before
     # A small change does not ask.
     assert home.invoke("scale", "demo", "workers", "3").exit_code == 0
@@ -46,3 +46,47 @@ def test_set_scale_keeps_the_apis_limit_and_asks_for_large_growth(home: Home) ->
     assert done.exit_code == 0, done.output
     # A count and the first names, not 199 names on one line.
     assert "created 199 members (pool-1, pool-2, pool-3, pool-4, pool-5, ...)" in done.output
+
+
+def test_scale_keeps_the_same_limit_as_set_scale(home: Home) -> None:
+    """QA: `scale demo workers 5000 --yes` recorded 5000 machines; `set scale` stops at
+    the API's 1000. Both refuse more, naming the limit, before anything is recorded."""
+    assert home.invoke("apply", "-f", str(write_spec(home.root, workers=1,
+                                                     control_planes=1))).exit_code == 0
+    before = _requests(home)
+    refused = home.invoke("scale", "demo", "workers", "1001", "--yes")
+    assert_usage_error(refused.exit_code, refused.output, "COUNT", "at most 1000")
+    assert _requests(home) == before
+    # A spec file is held to the same limit.
+    big = write_spec(home.root, workers=1001, control_planes=1)
+    refused = home.invoke("apply", "-f", str(big))
+    assert_usage_error(refused.exit_code, refused.output, "size", "1000")
+
+
+def test_a_negative_count_is_named_as_such(home: Home) -> None:
+    """QA: `scale demo workers -1` said "No such option: -1"."""
+    assert home.invoke("apply", "-f", str(write_spec(home.root, workers=1,
+                                                     control_planes=1))).exit_code == 0
+    refused = home.invoke("scale", "demo", "workers", "-1")
+    assert_usage_error(refused.exit_code, refused.output, "COUNT", "count must be 0 or more")
+    record_request_set(home, "pool", 1)
+    refused = home.invoke("set", "scale", "pool", "-1")
+    assert_usage_error(refused.exit_code, refused.output, "COUNT", "count must be 0 or more")
+
+
+def test_shrinking_a_control_plane_asks_and_says_why(home: Home) -> None:
+    """QA: `scale demo control-planes 1` on a control plane of 3 went ahead unasked."""
+    assert home.invoke("apply", "-f", str(write_spec(home.root, workers=1,
+                                                     control_planes=3))).exit_code == 0
+    refused = home.invoke("scale", "demo", "control-planes", "1")
+    assert_usage_error(refused.exit_code, refused.output, "control plane", "3 -> 1",
+                       "etcd", "--yes")
+    status = json.loads(home.invoke("status", "demo", "-o", "json").output)
+    assert {s["name"]: s["desired"] for s in status["sets"]}["control-planes"] == 3
+    done = home.invoke("scale", "demo", "control-planes", "1", "--yes")
+    assert done.exit_code == 0, done.output
+    status = json.loads(home.invoke("status", "demo", "-o", "json").output)
+    assert {s["name"]: s["desired"] for s in status["sets"]}["control-planes"] == 1
+    # Growing a control plane, and shrinking workers, do not ask.
+    assert home.invoke("scale", "demo", "control-planes", "3").exit_code == 0
+    assert home.invoke("scale", "demo", "workers", "0").exit_code == 0
