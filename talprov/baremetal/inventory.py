@@ -92,6 +92,10 @@ class InventoryError(Exception):
     """A change the inventory refuses (unknown machine, duplicate, wrong state)."""
 
 
+class UnknownMachine(InventoryError):
+    """No machine of that name is in the inventory."""
+
+
 class Inventory:
     """Machines and their allocation, in one SQLite file. Thread- and process-safe."""
 
@@ -240,7 +244,7 @@ class Inventory:
         with self._tx() as db:
             row = db.execute("SELECT state FROM machines WHERE name = ?", (name,)).fetchone()
             if row is None:
-                raise InventoryError(f"no machine {name!r}")
+                raise UnknownMachine(f"no machine {name!r}")
             db.execute("UPDATE machines SET cordoned = 0, updated_at = ? WHERE name = ?",
                        (self.clock(), name))
             if row["state"] == MachineStatus.DISCOVERED:
@@ -261,7 +265,7 @@ class Inventory:
             cur = db.execute("UPDATE machines SET bmc = ?, updated_at = ? WHERE name = ?",
                              (json.dumps(bmc.__dict__), self.clock(), name))
             if cur.rowcount == 0:
-                raise InventoryError(f"no machine {name!r}")
+                raise UnknownMachine(f"no machine {name!r}")
 
     def cordon(self, name: str) -> None:
         """Keep a machine from new allocations (a held machine keeps its request). Idempotent."""
@@ -269,14 +273,15 @@ class Inventory:
             cur = db.execute("UPDATE machines SET cordoned = 1, updated_at = ? WHERE name = ?",
                              (self.clock(), name))
             if cur.rowcount == 0:
-                raise InventoryError(f"no machine {name!r}")
+                raise UnknownMachine(f"no machine {name!r}")
 
     def remove(self, name: str) -> None:
-        """Forget a machine that no request holds. Raises ``InventoryError`` otherwise."""
+        """Forget a machine that no request holds. Raises ``InventoryError`` otherwise
+        (``UnknownMachine`` for an unknown name)."""
         with self._tx() as db:
             row = db.execute("SELECT request_id FROM machines WHERE name = ?", (name,)).fetchone()
             if row is None:
-                raise InventoryError(f"no machine {name!r}")
+                raise UnknownMachine(f"no machine {name!r}")
             if row["request_id"] is not None:
                 raise InventoryError(f"machine {name!r} is held by request {row['request_id']}")
             db.execute("DELETE FROM machines WHERE name = ?", (name,))

@@ -1,7 +1,9 @@
 """The ``talprov`` command.
 
-Exit codes: 0 success, 1 the work failed, 2 bad usage or invalid input (one line
-naming the file and field, never a traceback).
+Exit codes: 0 success, 1 the work failed or a name names nothing (an unknown
+request, cluster, set, bare-metal machine or instance given on the command line),
+2 bad usage or invalid input (one line naming the file and field, never a
+traceback).
 """
 
 from __future__ import annotations

@@ -41,6 +41,12 @@ EXIT_USAGE = 2
 F = TypeVar("F", bound=Callable[..., Any])
 
 
+class UnknownName(ConfigError):
+    """A name given on the command line (a cluster, a cluster's set, a bare-metal
+    machine or instance) that names nothing recorded or configured: exit 1, as
+    for an unknown request or request set, not 2 (invalid input)."""
+
+
 @dataclass
 class App:
     """Per-invocation state, created by the root command."""
@@ -331,6 +337,8 @@ def handle_errors(fn: F) -> F:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return fn(*args, **kwargs)
+        except UnknownName as exc:
+            fail(str(exc), EXIT_FAILED)
         except ConfigError as exc:
             fail(str(exc))
         except Conflict as exc:

@@ -18,8 +18,8 @@ import click
 import yaml
 
 from talprov.baremetal.config import BareMetalConfig
-from talprov.baremetal.inventory import BmcInfo, Inventory, InventoryError
-from talprov.cli.app import setup_logging
+from talprov.baremetal.inventory import BmcInfo, Inventory, InventoryError, UnknownMachine
+from talprov.cli.app import EXIT_FAILED, EXIT_USAGE, UnknownName, setup_logging
 from talprov.errors import ConfigError, read_user_file, validate, yaml_error
 from talprov.registry import COMMON_INSTANCE_KEYS
 from talprov.secrets import require_reference
@@ -48,6 +48,14 @@ def load_block(app: Any, provider: str | None, file: str | None) -> tuple[BareMe
                 raise ConfigError("--provider", "several bare-metal instances are configured; "
                                                 f"name one of {', '.join(sorted(names))}")
             provider = names[0]
+        elif provider not in names:
+            block = loaded.config.providers.get(provider)
+            if block is None:
+                raise UnknownName("--provider", f"no provider instance {provider!r} is "
+                                                f"configured (bare-metal ones: "
+                                                f"{', '.join(sorted(names)) or 'none'})")
+            raise ConfigError("--provider", f"{provider} is a {block.type} instance, not "
+                                            "baremetal")
         where = f"providers.{provider}"
         raw = loaded.provider_block(provider)
     if not isinstance(raw, dict):
@@ -81,16 +89,22 @@ def _global_verbosity() -> int:
     return 1 if logging.getLogger().getEffectiveLevel() <= logging.INFO else 0
 
 
-def _fail(message: str) -> None:
+def _fail(message: str, code: int = EXIT_USAGE) -> None:
     click.echo(f"talprov: error: {message}", err=True)
-    raise SystemExit(2)
+    raise SystemExit(code)
+
+
+def _refuse(exc: Exception) -> None:
+    """Exit with one line for ``exc``: 1 when it names an unknown machine or
+    instance (as for every unknown name), 2 for any other refusal."""
+    _fail(str(exc), EXIT_FAILED if isinstance(exc, UnknownMachine | UnknownName) else EXIT_USAGE)
 
 
 def _bmc(url: str, user: str, password_ref: str, insecure: bool) -> BmcInfo:
     try:
         password_ref = require_reference(password_ref, where="--bmc-password")
     except ConfigError as exc:
-        _fail(str(exc))
+        _refuse(exc)
     parts = urlsplit(url if "://" in url else f"ipmi://{url}")
     kind = parts.scheme
     if kind not in ("ipmi", "redfish", "redfish+http"):
@@ -128,7 +142,7 @@ def serve(obj: _Ctx, verbose: bool) -> None:
     try:
         config, factory_url = obj.config()
     except ConfigError as exc:
-        _fail(str(exc))
+        _refuse(exc)
         return
     server = BootServer(config, factory_url)
     done = threading.Event()
@@ -171,7 +185,7 @@ def add(obj: _Ctx, name: str, uuid: str | None, macs: tuple[str, ...], bmc_url: 
                             bmc=_bmc(bmc_url, bmc_user, password_ref, insecure),
                             labels=label_map, cpus=cpus, memory_mib=memory_mib, disk_gb=disk_gb)
     except (InventoryError, ValueError, ConfigError) as exc:
-        _fail(str(exc))
+        _refuse(exc)
     click.echo(f"added {name}")
 
 
@@ -189,7 +203,7 @@ def list_machines(obj: _Ctx, output: str) -> None:
     try:
         rows = [m.public_view() for m in obj.inventory().machines()]
     except ConfigError as exc:
-        _fail(str(exc))
+        _refuse(exc)
         return
     failed = _failed_requests(obj, {str(r["request"]) for r in rows if r["request"]})
     for row in rows:
@@ -228,14 +242,14 @@ def set_(obj: _Ctx, name: str, bmc_url: str | None, bmc_user: str | None,
         inventory = obj.inventory()
         machine = inventory.get(name)
         if machine is None:
-            raise InventoryError(f"no machine {name!r}")
+            raise UnknownMachine(f"no machine {name!r}")
         old = machine.bmc
         bmc = _bmc(bmc_url or _bmc_url(old), bmc_user if bmc_user is not None else old.username,
                    password_ref if password_ref is not None else old.password_ref,
                    (not old.verify_tls) if insecure is None else insecure)
         inventory.update_bmc(name, bmc)
     except (InventoryError, ConfigError) as exc:
-        _fail(str(exc))
+        _refuse(exc)
     click.echo(f"updated the BMC of {name}")
 
 
@@ -253,7 +267,7 @@ def audit(obj: _Ctx, events: tuple[str, ...], output: str) -> None:
     try:
         entries = obj.inventory().audit()
     except ConfigError as exc:
-        _fail(str(exc))
+        _refuse(exc)
         return
     rows = [{"at": datetime.fromtimestamp(e.at, UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
              "event": e.event, "machine": e.machine, "uuid": e.uuid, "mac": e.mac,
@@ -269,7 +283,7 @@ def _simple(action: str) -> Any:
         try:
             getattr(obj.inventory(), action)(name)
         except (InventoryError, ConfigError) as exc:
-            _fail(str(exc))
+            _refuse(exc)
         click.echo(f"{action}: {name}")
 
     return command

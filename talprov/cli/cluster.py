@@ -12,6 +12,7 @@ from talprov.cli.app import (
     LARGE_GROWTH,
     App,
     CountCommand,
+    UnknownName,
     WaitProgress,
     checked_count,
     confirm_control_plane_shrink,
@@ -289,7 +290,7 @@ def scale(app: App, name: str, set_name: str, count: int, yes: bool) -> None:
             fail(f"cluster {name} is not recorded", EXIT_FAILED)
         if set_name not in state.spec.sets:
             known = ", ".join(state.spec.sets)
-            raise ConfigError("SET", f"cluster {name} has no set {set_name!r} (sets: {known})")
+            raise UnknownName("SET", f"cluster {name} has no set {set_name!r} (sets: {known})")
         bounds = state.spec.sets[set_name].autoscaling
         if bounds is not None and not bounds.min <= count <= bounds.max:
             raise ConfigError("COUNT", f"{name}/{set_name} is autoscaled: the size must be "

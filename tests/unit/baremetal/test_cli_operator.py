@@ -67,7 +67,7 @@ def test_set_changes_bmc_details_in_place(block: Path, tmp_path: Path) -> None:
     assert machine.request_id == "req-1"  # still held
     refused = run(block, "set", "node-1", "--bmc-password", "plain")
     assert refused.exit_code == 2
-    assert run(block, "set", "nope", "--bmc-user", "x").exit_code == 2
+    assert run(block, "set", "nope", "--bmc-user", "x").exit_code == 1  # unknown name
 
 
 def test_audit_shows_refused_config_fetches(block: Path, tmp_path: Path) -> None:
