@@ -177,6 +177,7 @@ def load_config(explicit: str | None = None) -> LoadedConfig:
     config = validate(TalprovConfig, raw, where, sep=": ")
     _check_urls({"url": config.image_factory.url}, f"{where}: image_factory")
     check_references(config.service, where=f"{where}: service")
+    _check_listen((config.service or {}).get("listen"), f"{where}: service.listen")
     for name, block in config.providers.items():
         check_instance_shape(name, block.model_dump(), f"{where}: providers.{name}")
     return LoadedConfig(config=config, path=path)
@@ -230,6 +231,37 @@ def _check_urls(node: Any, where: str) -> None:
             problem = url_problem(value)
             if problem is not None:
                 raise ConfigError(f"{where}.{key}", problem)
+
+
+#: ``HOST:PORT``, or ``[ADDRESS]:PORT`` for IPv6.
+_LISTEN = re.compile(r"^(?P<host>\[[0-9a-fA-F:.]+\]|[^:\s\[\]]+):(?P<port>\d+)$")
+
+
+def split_listen(text: str) -> tuple[str, int]:
+    """``HOST:PORT`` (``[ADDRESS]:PORT`` for IPv6) as (host without brackets, port).
+
+    Raises ``ValueError`` saying what is wrong (no port, a port above 65535) in
+    words a person can act on. Pure.
+    """
+    match = _LISTEN.match(text)
+    if match is None:
+        raise ValueError(f"expected HOST:PORT ([ADDRESS]:PORT for IPv6), e.g. "
+                         f"127.0.0.1:8080, got {text!r}")
+    port = int(match["port"])
+    if port > 65535:
+        raise ValueError(f"port {port} is above 65535")
+    return match["host"].strip("[]"), port
+
+
+def _check_listen(value: Any, where: str) -> None:
+    """Refuse a ``service.listen`` that no command could bind, when the config is
+    read (one that is a secret reference is judged once resolved, by serve)."""
+    if not isinstance(value, str) or has_reference(value):
+        return  # a wrong type is the service block's own validation's to name
+    try:
+        split_listen(value)
+    except ValueError as exc:
+        raise ConfigError(where, str(exc)) from None
 
 
 def url_problem(value: str) -> str | None:

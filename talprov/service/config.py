@@ -9,16 +9,15 @@ from __future__ import annotations
 
 import hashlib
 import ipaddress
-import re
 from enum import StrEnum
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
+from talprov.config import split_listen
 from talprov.errors import ConfigError, validate
 
 DEFAULT_LISTEN = "127.0.0.1:8080"
-_LISTEN = re.compile(r"^(?P<host>\[[0-9a-fA-F:.]+\]|[^:\s]+):(?P<port>\d{1,5})$")
 
 
 class Access(StrEnum):
@@ -89,7 +88,7 @@ class ServiceConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    listen: str = Field(default=DEFAULT_LISTEN, pattern=_LISTEN.pattern)
+    listen: str = DEFAULT_LISTEN
     tokens: tuple[TokenConfig, ...] = ()
     tls: TlsConfig | None = None
     #: Allow plain HTTP on a non-loopback address (bearer tokens and machine
@@ -126,34 +125,38 @@ class ServiceConfig(BaseModel):
     #: so the API runs without the autoscaler extra's grpcio).
     autoscaler: dict[str, Any] | None = None
 
-    @model_validator(mode="after")
-    def _listen_port_in_range(self) -> ServiceConfig:
-        # The pattern allows five digits; bind() takes 0..65535 only.
-        if int(self.host_port()[1]) > 65535:
-            raise ValueError(f"listen: port {self.host_port()[1]} is not in 0..65535")
-        return self
+    @field_validator("listen")
+    @classmethod
+    def _listen_is_host_port(cls, value: str) -> str:
+        split_listen(value)  # the ValueError says what is wrong
+        return value
 
     @model_validator(mode="after")
     def _unique_token_names(self) -> ServiceConfig:
-        names = [t.name for t in self.tokens]
-        if len(names) != len(set(names)):
-            raise ValueError("token names must be unique (they are recorded as actors)")
-        seen: dict[str, str] = {}
-        for token in self.tokens:
+        # Each message names the later entry by its index (the one to fix) and
+        # the earlier one, never the secret.
+        names: dict[str, int] = {}
+        digests: dict[str, int] = {}
+        for index, token in enumerate(self.tokens):
+            if token.name in names:
+                raise ValueError(f"tokens[{index}].name: {token.name!r} is already the name "
+                                 f"of tokens[{names[token.name]}]; names are recorded as "
+                                 "actors and must be unique")
+            names[token.name] = index
             digest = token.digest_hex()
-            if digest in seen:
+            if digest in digests:
                 # The first would win every time: the second's access would be
                 # silently unusable, or the first's silently widened.
-                raise ValueError(f"tokens {seen[digest]!r} and {token.name!r} have the same "
-                                 "secret; give each token its own")
-            seen[digest] = token.name
+                first = digests[digest]
+                raise ValueError(f"tokens[{index}]: token {token.name!r} has the same secret "
+                                 f"as tokens[{first}] ({self.tokens[first].name!r}); give "
+                                 "each token its own")
+            digests[digest] = index
         return self
 
     def host_port(self) -> tuple[str, int]:
         """``listen`` split into host and port (brackets of an IPv6 host removed)."""
-        match = _LISTEN.match(self.listen)
-        assert match is not None  # the field pattern guarantees it
-        return match["host"].strip("[]"), int(match["port"])
+        return split_listen(self.listen)
 
 
 def parse_service_config(raw: dict[str, Any] | None, *, where: str = "service") -> ServiceConfig:
@@ -179,7 +182,7 @@ def is_loopback(host: str) -> bool:
 
 def parse_listen(text: str) -> tuple[str, int]:
     """``HOST:PORT`` (``[v6]:PORT`` for IPv6) → (host, port). Raises ``ConfigError``."""
-    match = _LISTEN.match(text)
-    if match is None or int(match["port"]) > 65535:
-        raise ConfigError("--listen", f"expected HOST:PORT, got {text!r}")
-    return match["host"].strip("[]"), int(match["port"])
+    try:
+        return split_listen(text)
+    except ValueError as exc:
+        raise ConfigError("--listen", str(exc)) from None

@@ -24,11 +24,45 @@ def test_a_factory_url_that_cannot_be_used_is_refused_on_load(
         assert_usage_error(result.exit_code, result.output, "image_factory.url", words)
 
 
-def test_a_listen_port_beyond_65535_is_refused_on_load(home: Home) -> None:
-    home.write_config(service={"listen": "127.0.0.1:99999", "tokens": [
-        {"name": "t", "value": "x" * 20}]})
-    check = home.invoke("config", "check")
-    assert check.exit_code == 1, check.output  # config check reports per part
-    assert "service.listen: port 99999 is not in 0..65535" in check.output
-    served = home.invoke("serve")
-    assert_usage_error(served.exit_code, served.output, "service.listen", "99999")
+@pytest.mark.parametrize(("listen", "words"), [
+    ("127.0.0.1:99999", "port 99999 is above 65535"),
+    ("localhost", "expected HOST:PORT"),
+    ("127.0.0.1:http", "expected HOST:PORT"),
+])
+def test_a_bad_listen_address_is_a_load_error_naming_the_field(
+    home: Home, listen: str, words: str
+) -> None:
+    """QA: `config check` showed it as a row (exit 1) with a raw regex ("must match
+    ^(?P<host>…"), and other commands loaded the config without a word."""
+    home.write_config(service={"listen": listen, "tokens": [{"name": "t", "value": "x" * 20}]})
+    for command in (("config", "check"), ("providers",), ("serve",)):
+        result = home.invoke(*command)
+        assert_usage_error(result.exit_code, result.output, "service.listen", words)
+        assert "(?P<" not in result.output
+
+
+def test_a_bad_listen_option_says_what_is_wrong(home: Home) -> None:
+    """QA: `serve --listen 127.0.0.1:99999` said only "expected HOST:PORT"."""
+    home.write_config(service={"tokens": [{"name": "t", "value": "x" * 20}]})
+    result = home.invoke("serve", "--listen", "127.0.0.1:99999")
+    assert_usage_error(result.exit_code, result.output, "--listen", "port 99999 is above 65535")
+    result = home.invoke("serve", "--listen", "8080")
+    assert_usage_error(result.exit_code, result.output, "--listen", "expected HOST:PORT")
+
+
+def test_a_duplicate_token_is_named_by_its_index_without_its_secret(home: Home) -> None:
+    """QA: the message named both tokens but not which entry of service.tokens to fix."""
+    secret = "duplicated-secret-" + "x" * 8
+    home.write_config(service={"tokens": [
+        {"name": "reader", "value": "r" * 20},
+        {"name": "a", "value": secret, "access": "read"},
+        {"name": "b", "value": secret, "access": "write"},
+    ]})
+    result = home.invoke("config", "check", "-o", "json")
+    assert "service.tokens[2]" in result.output, result.output
+    assert "tokens[1]" in result.output.replace("tokens[2]", "")
+    assert secret not in result.output
+    home.write_config(service={"tokens": [
+        {"name": "a", "value": "r" * 20}, {"name": "a", "value": "s" * 20}]})
+    result = home.invoke("config", "check", "-o", "json")
+    assert "service.tokens[1].name" in result.output, result.output
