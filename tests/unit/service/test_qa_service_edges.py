@@ -12,7 +12,8 @@ from tests.unit.service.test_ui import sign_in
 
 def test_two_tokens_with_one_secret_are_refused() -> None:
     # The first match won every call: the second token's access was unusable.
-    with pytest.raises(ConfigError, match=r"tokens\[1\]: token 'b' has the same secret as tokens\[0\] \('a'\)"):
+    same = r"tokens\[1\]: token 'b' has the same secret as tokens\[0\] \('a'\)"
+    with pytest.raises(ConfigError, match=same):
         parse_service_config({"tokens": [
             {"name": "a", "value": "x" * 20, "access": "read"},
             {"name": "b", "value": "x" * 20, "access": "write"},
