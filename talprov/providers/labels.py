@@ -106,15 +106,26 @@ Labels = Annotated[dict[LabelKey, LabelValue], Field(max_length=MAX_LABELS)]
 RESERVED_PREFIX = "talprov."
 
 
+def reserved_keys(labels: Mapping[str, str]) -> list[str]:
+    """The keys of ``labels`` that use the reserved prefix, in any case, in their
+    order. A key's prefix is a DNS subdomain (Kubernetes' label key rule), and
+    DNS names mean the same in any case: ``TALPROV.set`` reads as talprov's own
+    label to a person, so it is refused as well. Pure."""
+    return [key for key in labels if key.lower().startswith(RESERVED_PREFIX)]
+
+
 def _no_reserved_keys(labels: dict[str, str]) -> dict[str, str]:
     # A request that carried talprov.cluster/talprov.set would be counted as a
     # member of that cluster's machine set by the scaler, which would then
     # delete one of the set's real machines to keep its size: the labels
-    # talprov sets must come from talprov only.
-    for key in labels:
-        if key.startswith(RESERVED_PREFIX):
-            raise ValueError(f"label {key!r}: the {RESERVED_PREFIX} prefix is reserved "
-                             "for the labels talprov sets itself")
+    # talprov sets must come from talprov only. Every such key is named, so one
+    # correction fixes them all.
+    reserved = reserved_keys(labels)
+    if reserved:
+        named = ", ".join(repr(key) for key in reserved)
+        raise ValueError(f"label{'s' if len(reserved) > 1 else ''} {named}: the "
+                         f"{RESERVED_PREFIX} prefix is reserved (in any case) for the labels "
+                         "talprov sets itself")
     return labels
 
 

@@ -26,6 +26,8 @@ BAD_LABELS: list[tuple[dict[str, str], str]] = [
     # deleted one of the set's real machines (a scoped token could do this to a
     # cluster on an instance outside its scope).
     ({"talprov.cluster": "victim", "talprov.set": "workers"}, "labels"),
+    # The prefix in another case looks like talprov's own label to a person.
+    ({"TALPROV.cluster": "victim"}, "labels"),
 ]
 
 
@@ -74,3 +76,17 @@ def test_the_reserved_prefix_is_named_in_the_refusal(api: Api) -> None:
     response = api.request("POST", "/v1/machine-requests", json=body, headers=WRITE)
     assert response.status_code == 422, response.text
     assert "talprov. prefix is reserved" in response.json()["detail"][0]["msg"]
+
+
+def test_every_reserved_label_is_named_whatever_its_case(home: Home) -> None:
+    """QA: only the first offending label was named, and TALPROV.x was accepted.
+    A label key's prefix is a DNS subdomain (Kubernetes' rule), whose meaning
+    ignores case: `Talprov.` is the reserved prefix too."""
+    keys = ["talprov.cluster", "TALPROV.set", "Talprov.example.com/owner"]
+    request = home.write_request("lab-r", labels={"team": "blue", **{k: "x" for k in keys}})
+    result = home.invoke("machine", "create", "-f", str(request))
+    assert_usage_error(result.exit_code, result.output, f"{request}: labels", *keys)
+    assert "team" not in result.output.split("labels", 1)[1]
+    # A key that only contains the word is not reserved.
+    allowed = home.write_request("lab-ok", labels={"my.talprov.example/x": "y"})
+    assert home.invoke("machine", "create", "-f", str(allowed)).exit_code == 0
