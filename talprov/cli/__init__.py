@@ -73,31 +73,38 @@ def providers(app: App, health: bool, output: str) -> None:
 
     A type whose extra is missing is listed as "not installed" with its pip command.
 
-    With --health, exit 1 when any instance does not answer.
+    With --health, every instance is asked and has its row (a missing extra or an
+    unset secret reference included); exit 1 when any of them is not healthy.
     """
-    unhealthy = False
     rows: list[dict[str, object]] = [
         {"kind": "type", "name": t.name, "type": t.name, "detail": t.unusable or t.target}
         for t in installed_types()
     ]
+    failed = False
     for name, block in sorted(app.config.config.providers.items()):
-        row: dict[str, object] = {"kind": "instance", "name": name, "type": block.type,
-                                  "detail": f"concurrency={block.concurrency}"}
+        detail = f"concurrency={block.concurrency}"
         if health:
-            try:
-                result = app.provider(name).health()
-            except MissingExtra:
-                raise  # one line naming the pip extra, exit 2, as for every command
-            except ConfigError as exc:  # an unset secret reference: this row only
-                row["detail"] = f"unusable: {exc}"
-                unhealthy = True
-            else:
-                row["detail"] = "ok" if result.ok else f"unhealthy: {result.message}"
-                unhealthy = unhealthy or not result.ok
-        rows.append(row)
+            detail, ok = _instance_health(app, name)
+            failed = failed or not ok
+        rows.append({"kind": "instance", "name": name, "type": block.type, "detail": detail})
     emit(rows, output, columns=("kind", "name", "type", "detail"))
-    if unhealthy:
+    if failed:
         sys.exit(EXIT_FAILED)
+
+
+def _instance_health(app: App, name: str) -> tuple[str, bool]:
+    """(what to show, whether it is healthy) for instance ``name``. Every instance
+    is asked, whatever the others answered: a missing extra or an unset secret
+    reference is this instance's row, not the end of the command."""
+    try:
+        result = app.provider(name).health()
+    except MissingExtra as exc:
+        return f"not installed: {exc.message}", False
+    except ConfigError as exc:  # an unset secret reference, settings its type refuses
+        return f"unusable: {exc}", False  # names the field
+    except ModuleNotFoundError as exc:  # an SDK imported only when first used
+        return f"not installed: {missing_module_message(exc)}", False
+    return ("ok" if result.ok else f"unhealthy: {result.message}"), result.ok
 
 
 @cli.command()

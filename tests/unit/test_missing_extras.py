@@ -96,8 +96,7 @@ def test_no_command_shows_a_traceback_without_an_extra(extra: str, home: Home) -
     must_name_extra = []
     if block is not None:
         request = home.write_request("t-1", provider="target")
-        must_name_extra += [["machine", "create", "-f", str(request)],
-                            ["providers", "--health"], ["schema", extra]]
+        must_name_extra += [["machine", "create", "-f", str(request)], ["schema", extra]]
     if extra == "service":
         must_name_extra.append(["serve", "--listen", "127.0.0.1:0"])
     outcomes = run_all(home, EXTRAS[extra], commands + must_name_extra)
@@ -124,3 +123,21 @@ def test_missing_packages_are_named_with_the_right_number(home: Home) -> None:
         home, ["proxmoxer"], [["schema", "proxmox"]])
     assert "needs proxmoxer, pycdlib, which are not installed;" in several.stderr, several
     assert "needs proxmoxer, which is not installed;" in one.stderr, one
+
+
+def test_health_reports_every_instance_when_an_extra_is_missing(home: Home) -> None:
+    """QA: `providers --health` stopped at the first instance whose extra is missing
+    (exit 2), so the others were never asked. Now each has its row, the missing
+    extra's with its pip command, and the exit code is 1 (an instance failed)."""
+    home.providers["a-pve"] = instance_for("proxmox", home.root) or {}
+    home.providers["b-vmw"] = instance_for("vmware", home.root) or {}
+    home.write_config()
+    [outcome] = run_all(home, EXTRAS["proxmox"] + EXTRAS["vmware"],
+                        [["providers", "--health", "-o", "json"]])
+    assert outcome.code == 1, outcome
+    assert "Traceback" not in outcome.stderr
+    rows = {row["name"]: row["detail"] for row in json.loads(outcome.stdout)
+            if row["kind"] == "instance"}
+    assert "pip install 'talprov[proxmox]'" in rows["a-pve"]
+    assert "pip install 'talprov[vmware]'" in rows["b-vmw"]
+    assert rows["fake"] == "ok"
