@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +30,7 @@ from talprov.cli.machine import show_warnings
 from talprov.cli.output import emit, output_option, watch, watch_option
 from talprov.errors import ConfigError
 from talprov.registry import check_request, validate_provider_data
-from talprov.scaler.actions import Plan
+from talprov.scaler.actions import Action, Plan
 from talprov.scaler.apply import ClusterState, Scaler, plan_converged
 from talprov.scaler.configtext import merge_patch
 from talprov.scaler.models import CONTROL_PLANE_SET, ClusterSpec
@@ -72,9 +73,16 @@ def _check_providers(app: App, spec: ClusterSpec, path: Path) -> None:
                           where=f"{path}: set {set_name!r}")
 
 
-def _show_plan(result: Plan, output: str) -> None:
+#: Later steps' actions shown in a table before "… and N more".
+SHOWN_LATER_ACTIONS = 20
+
+
+def _show_plan(result: Plan, output: str, later: Sequence[Plan] = (),
+               complete: bool = True) -> None:
     if output != "table":
-        emit(result.to_dict(), output)
+        emit({**result.to_dict(),
+              "later_steps": [[a.to_dict() for a in step.actions] for step in later],
+              "later_steps_complete": complete}, output)
         return
     notes = [f"{s.name}: {note}" for s in result.sets for note in s.notes]
     notes += [f"orphan {o.infra_id} ({o.provider}): {o.decision}" for o in result.orphans
@@ -84,15 +92,44 @@ def _show_plan(result: Plan, output: str) -> None:
         click.echo(f"{result.cluster}: no changes"
                    + ("." if notes else "; the cluster matches its spec."))
     for action in result.actions:
-        sign = {"create": "+", "delete": "-", "replace": "~"}[action.action.value]
-        extra = f" (replaces {action.replaces})" if action.replaces else ""
-        click.echo(f"  {sign} {action.action.value:7} {action.set:16} {action.request}{extra}"
-                   f"  # {action.reason}")
+        click.echo(_action_line(action))
     summary = result.summary
     click.echo(f"Plan: {summary['create']} to create, {summary['replace']} to replace, "
                f"{summary['delete']} to delete.")
+    _show_later_steps(later, complete)
     for note in notes:
         click.echo(f"Note: {note}")
+
+
+def _action_line(action: Action, indent: str = "  ") -> str:
+    sign = {"create": "+", "delete": "-", "replace": "~"}[action.action.value]
+    extra = f" (replaces {action.replaces})" if action.replaces else ""
+    return (f"{indent}{sign} {action.action.value:7} {action.set:16} {action.request}{extra}"
+            f"  # {action.reason}")
+
+
+def _show_later_steps(later: Sequence[Plan], complete: bool) -> None:
+    """The passes after this one, each once the previous one's machines are ready:
+    the first :data:`SHOWN_LATER_ACTIONS` actions, then how many more."""
+    if not later:
+        return
+    total = sum(len(step.actions) for step in later)
+    click.echo(f"Then {len(later)} more step(s), each once the previous step's machines "
+               f"are ready ({total} action(s); ids of new machines are provisional):")
+    shown = 0
+    for number, step in enumerate(later, start=2):
+        for action in step.actions:
+            if shown == SHOWN_LATER_ACTIONS:
+                click.echo(f"  … and {total - shown} more")
+                break
+            click.echo(_action_line(action, indent=f"  step {number}: "))
+            shown += 1
+        else:
+            continue
+        break
+    if not complete:
+        click.echo("  (cut off: the change had not settled after "
+                   f"{len(later) + 1} steps; see the notes)")
 
 
 def status_view(result: Plan) -> dict[str, Any]:
@@ -116,7 +153,8 @@ def plan_cmd(app: App, path: Path, output: str) -> None:
         preview = ClusterState(spec=spec.keeping_autoscaled_sizes(state.spec))
         preview.backoff, preview.orphans_seen = state.backoff, state.orphans_seen
     _check_providers(app, spec, path)
-    _show_plan(scaler.preview(preview), output)
+    first, later, complete = scaler.preview_steps(preview)
+    _show_plan(first, output, later, complete)
 
 
 def converge(app: App, name: str, timeout: float) -> bool:

@@ -32,6 +32,7 @@ from talprov.scaler.editing import holding_cluster
 from talprov.scaler.models import ClusterSpec
 from talprov.scaler.observed import ObservedMachine, OrphanMachine, SetBackoff, next_backoff
 from talprov.scaler.plan import plan, plan_destroy
+from talprov.scaler.rollout import later_steps
 from talprov.scaler.templates import NameGenerator, seeded_names
 from talprov.secrets import redact
 from talprov.store.records import RequestRecord
@@ -251,11 +252,22 @@ class Scaler:
     # -- passes -------------------------------------------------------------------
 
     def preview(self, state: ClusterState) -> Plan:
-        """What a pass would do now; changes nothing (``talprov plan``)."""
+        """What a pass would do now; changes nothing."""
+        return self.preview_steps(state, later=False)[0]
+
+    def preview_steps(self, state: ClusterState, *, later: bool = True
+                      ) -> tuple[Plan, list[Plan], bool]:
+        """What a pass would do now, the passes after it while a change is spread
+        over several (a rolling update; see :mod:`talprov.scaler.rollout`), and
+        whether those end with nothing left to do. Changes nothing (``talprov plan``)."""
         observed, orphans, names = self._observe(state)
         if state.destroying:
-            return plan_destroy(state.spec.name, observed, orphans)
-        return plan(state.spec, observed, self.now(), state.backoff, names, orphans=orphans)
+            return plan_destroy(state.spec.name, observed, orphans), [], True
+        first = plan(state.spec, observed, self.now(), state.backoff, names, orphans=orphans)
+        if not later:
+            return first, [], True
+        steps, complete = later_steps(state.spec, observed, first, self.now())
+        return first, steps, complete
 
     def run_pass(self, name: str) -> Plan | None:
         """One scaler pass for cluster ``name``: plan, then record the actions.

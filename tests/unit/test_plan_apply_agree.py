@@ -68,3 +68,28 @@ def test_destroy_asks_on_a_terminal(home: Home, monkeypatch: pytest.MonkeyPatch)
     assert "Delete all 2 machines of cluster demo?" in result.output
     state = json.loads(home.invoke("status", "demo", "-o", "json").output)
     assert state["cluster"] == "demo"
+
+
+def test_plan_shows_every_step_of_a_rolling_update(home: Home) -> None:
+    """QA: `plan` showed only the first step of a rolling update (one surge machine
+    of three outdated workers), so it read as if one machine would change."""
+    assert home.invoke("apply", "-f", str(write_spec(home.root, workers=3, control_planes=1)),
+                       "--wait").exit_code == 0
+    before = {r["id"]: r for r in json.loads(home.invoke("machine", "list", "-o", "json").output)}
+    workers = sorted(i for i, r in before.items() if r["labels"].get("talprov.set") == "workers")
+    assert len(workers) == 3
+    changed = write_spec(home.root, workers=3, control_planes=1, version="v1.13.8")
+    table = home.invoke("plan", "-f", str(changed))
+    assert table.exit_code == 0, table.output
+    # Every outdated machine is named, with the step that replaces it.
+    for request_id in workers:
+        assert request_id in table.output, table.output
+    assert "step 2" in table.output
+    preview = json.loads(home.invoke("plan", "-f", str(changed), "-o", "json").output)
+    later = [a for step in preview["later_steps"] for a in step]
+    replaced = {a.get("replaces") or a["request"] for a in preview["actions"] + later
+                if a["action"] in ("replace", "delete")}
+    assert set(workers) <= replaced
+    # The first step is still exactly what apply does now.
+    assert preview["summary"] == json.loads(
+        home.invoke("apply", "-f", str(changed), "-o", "json").output)["summary"]
