@@ -23,7 +23,7 @@ import yaml
 
 from talprov.cli.app import EXIT_FAILED, App, fail, handle_errors, stdin_is_terminal
 from talprov.cli.cluster import converge, scaler_for, wait_destroyed
-from talprov.cli.output import emit
+from talprov.cli.output import emit, least_width, terminal_width
 from talprov.demo_platforms import (
     COLUMNS,
     DemoPlatform,
@@ -306,9 +306,31 @@ def _run(app: App, workdir: Path, started: list[DemoPlatform], control_planes: i
     rows = []
     for platform in started:
         rows += platform.verify([r for r in records if r.request.provider == platform.provider])
-    emit(rows, "table", columns=COLUMNS, title="demo cluster on local emulators")
+    show_results(rows)
     expected = control_planes + workers * len(started)
     return converged and len(rows) == expected and all(r["ok"] for r in rows)
+
+
+#: The columns on a terminal too narrow for :data:`COLUMNS`: the request id names
+#: the set, and what the platform reports is one column that wraps.
+NARROW_COLUMNS = ("platform", "request", "machine", "checks")
+
+
+def show_results(rows: list[dict[str, Any]]) -> None:
+    """The demo's table: one row per machine, with what its platform got. On a
+    terminal narrower than every column needs (80 columns), the narrow form."""
+    title = "demo cluster on local emulators"
+    width = terminal_width()
+    if width is None or least_width(rows, COLUMNS) <= width:
+        emit(rows, "table", columns=COLUMNS, title=title)
+        return
+    narrow = [{"platform": row["platform"], "request": row["request"],
+               "machine": row["machine"],
+               "checks": ", ".join(str(row[key]) for key in ("stage", "state", "config",
+                                                              "check")
+                                   if row.get(key) not in (None, "-"))}
+              for row in rows]
+    emit(narrow, "table", columns=NARROW_COLUMNS, title=title)
 
 
 def _destroy(app: App) -> None:

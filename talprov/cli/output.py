@@ -35,6 +35,11 @@ def stdout_is_terminal() -> bool:
     return sys.stdout.isatty()
 
 
+def terminal_width() -> int | None:
+    """The width of the terminal stdout is, or None when it is not one."""
+    return shutil.get_terminal_size((200, 25)).columns if stdout_is_terminal() else None
+
+
 def emit(data: Any, fmt: str, *, columns: Sequence[str] | None = None,
          title: str | None = None) -> None:
     """Print ``data`` (a list of rows or one mapping) in ``fmt``."""
@@ -55,22 +60,58 @@ def emit(data: Any, fmt: str, *, columns: Sequence[str] | None = None,
     cols = [col for col in cells[0] if any(c[col] != EMPTY for c in cells)] or list(cells[0])
     table = Table(title=title, show_lines=False, header_style="bold", box=None,
                   pad_edge=False)
-    least_total = 0
-    for col in cols:
-        # The longest word of a column is its least width: ids, addresses and stages
-        # are never cut; text with spaces (errors, notes) wraps at spaces instead.
-        least = max(len(word) for c in cells for word in [col, *c[col].split()])
-        least_total += least + 2
-        table.add_column(col, min_width=least, overflow="fold")
+    terminal = shutil.get_terminal_size((200, 25))
+    width = terminal_width() or 200  # a pipe or a CI log has no width: 200 there
+    widths = _column_widths(cells, cols, width - COLUMN_GAP * (len(cols) - 1))
+    for col, column_width in zip(cols, widths, strict=True):
+        table.add_column(col, width=column_width, overflow="fold")
     for c in cells:
         # Cells are text, never rich markup: "talprov[proxmox]", "[fd00::1]:8006" and
         # label values in brackets must print as they are.
         table.add_row(*(Text(c[col]) for col in cols))
-    # A pipe or a CI log has no width: 200 columns there. Where even the least widths
-    # do not fit, the table is drawn wider than the terminal rather than cut.
-    terminal = shutil.get_terminal_size((200, 25))
-    width = terminal.columns if stdout_is_terminal() else 200
-    Console(soft_wrap=False, width=max(width, least_total), height=terminal.lines).print(table)
+    # Where even the least widths do not fit, the table is drawn wider than the
+    # terminal rather than cut.
+    drawn = sum(widths) + COLUMN_GAP * (len(cols) - 1)
+    Console(soft_wrap=False, width=max(width, drawn), height=terminal.lines).print(table)
+
+
+#: Spaces between two columns (rich's padding of one on each side).
+COLUMN_GAP = 2
+
+
+def least_width(rows: Sequence[Mapping[str, Any]], columns: Sequence[str]) -> int:
+    """The narrowest a table of ``rows`` in ``columns`` can be drawn without cutting
+    a word: each column as wide as its longest word, plus the gaps. Pure."""
+    cells = [{col: redact(_cell(row.get(col))) for col in columns} for row in rows]
+    return sum(_least(cells, col) for col in columns) + COLUMN_GAP * (len(columns) - 1)
+
+
+def _least(cells: Sequence[Mapping[str, str]], col: str) -> int:
+    # The longest word of a column is its least width: ids, addresses and stages
+    # are never cut; text with spaces (errors, notes) wraps at spaces instead.
+    return max(len(word) for c in cells for word in [col, *c[col].split()])
+
+
+def _column_widths(cells: Sequence[Mapping[str, str]], cols: Sequence[str],
+                   available: int) -> list[int]:
+    """Each column's width: its longest cell when all fit in ``available``, else the
+    widest columns narrowed in turn (never below their longest word) until they
+    fit or cannot narrow further. Pure.
+
+    Set here rather than left to rich, which, given least widths, drew tables
+    wider than its own width and cut their last column (QA: the demo's table).
+    """
+    least = [_least(cells, col) for col in cols]
+    widths = [max(len(col), *(len(c[col]) for c in cells)) for col in cols]
+    excess = sum(widths) - available
+    while excess > 0:
+        shrinkable = [i for i in range(len(cols)) if widths[i] > least[i]]
+        if not shrinkable:
+            break
+        widest = max(shrinkable, key=lambda i: (widths[i], -i))
+        widths[widest] -= 1
+        excess -= 1
+    return widths
 
 
 def _cell(value: Any) -> str:
