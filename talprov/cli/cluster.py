@@ -206,19 +206,29 @@ def wait_destroyed(app: App, scaler: Scaler, name: str, timeout: float) -> bool:
 @click.option("--wait/--no-wait", default=False,
               help="Converge here (scaler + reconciler) until the cluster matches the spec.")
 @click.option("--timeout", default=3600.0, show_default=True, help="Seconds to --wait.")
+@click.option("--yes", is_flag=True, default=False,
+              help="Do not ask before shrinking a control plane (required then when "
+                   "stdin is not a terminal).")
 @output_option
 @pass_app
 @handle_errors
-def apply(app: App, path: Path, wait: bool, timeout: float, output: str) -> None:
+def apply(app: App, path: Path, wait: bool, timeout: float, yes: bool, output: str) -> None:
     """Record a cluster spec and converge towards it.
 
     Without --wait, one scaler pass records the first creates/deletes and
     `talprov reconcile` (or `talprov serve`) carries on. Exit 1 if --wait timed
-    out or machines failed.
+    out or machines failed. A smaller control plane than recorded asks first, as
+    `scale` does.
     """
     spec = load_spec_file(path)
     _check_providers(app, spec, path)
     scaler = scaler_for(app)
+    recorded = scaler.state(spec.name)
+    if recorded is not None and CONTROL_PLANE_SET in recorded.spec.sets \
+            and CONTROL_PLANE_SET in spec.sets:
+        confirm_control_plane_shrink(f"{spec.name}/{CONTROL_PLANE_SET}",
+                                     recorded.spec.sets[CONTROL_PLANE_SET].size,
+                                     spec.sets[CONTROL_PLANE_SET].size, yes)
     with scaler.editing(spec.name):
         state = scaler.record(spec)
     if not wait:

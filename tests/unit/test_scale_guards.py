@@ -90,3 +90,18 @@ def test_shrinking_a_control_plane_asks_and_says_why(home: Home) -> None:
     # Growing a control plane, and shrinking workers, do not ask.
     assert home.invoke("scale", "demo", "control-planes", "3").exit_code == 0
     assert home.invoke("scale", "demo", "workers", "0").exit_code == 0
+
+
+def test_applying_a_spec_with_a_smaller_control_plane_asks_too(home: Home) -> None:
+    """The same shrink through a spec file (3 -> 1 in controlplane size) asks, as
+    `scale` does; the first apply of a cluster has nothing to shrink."""
+    assert home.invoke("apply", "-f", str(write_spec(home.root, workers=1,
+                                                     control_planes=3))).exit_code == 0
+    smaller = write_spec(home.root, workers=1, control_planes=1)
+    refused = home.invoke("apply", "-f", str(smaller))
+    assert_usage_error(refused.exit_code, refused.output, "3 -> 1", "etcd", "--yes")
+    status = json.loads(home.invoke("status", "demo", "-o", "json").output)
+    assert {s["name"]: s["desired"] for s in status["sets"]}["control-planes"] == 3
+    assert home.invoke("apply", "-f", str(smaller), "--yes").exit_code == 0
+    status = json.loads(home.invoke("status", "demo", "-o", "json").output)
+    assert {s["name"]: s["desired"] for s in status["sets"]}["control-planes"] == 1
