@@ -281,7 +281,7 @@ class CountCommand(click.Command):
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
         negative = next((arg for arg in args if _NEGATIVE_NUMBER.fullmatch(arg)), None)
-        if negative is not None:
+        if negative is not None and not ctx.resilient_parsing:  # not while completing
             checked_count(int(negative))
         return super().parse_args(ctx, args)
 
