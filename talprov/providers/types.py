@@ -149,7 +149,8 @@ _STORED_JOIN_URL_SCHEMES = ("https", "http", "grpc")
 _STORED_TALOS_VERSION = re.compile(r"^v\d+\.\d+\.\d+(-[0-9A-Za-z.-]+)?$")
 
 
-def _is_stored(info: ValidationInfo) -> bool:
+def is_stored(info: ValidationInfo) -> bool:
+    """Whether a validator runs on data read back from a store (``context=STORED``)."""
     return isinstance(info.context, dict) and bool(info.context.get("stored"))
 GRPC_TUNNEL_PARAM = "grpc_tunnel"
 
@@ -188,7 +189,7 @@ class JoinSpec(BaseModel):
         url = value.get_secret_value()
         if _UNSAFE_IN_KERNEL_ARG.search(url):
             raise ValueError("must not contain spaces or control characters")
-        stored = _is_stored(info)
+        stored = is_stored(info)
         schemes = _STORED_JOIN_URL_SCHEMES if stored else JOIN_URL_SCHEMES
         try:
             parsed = urlsplit(url)
@@ -260,7 +261,7 @@ class MachineRequest(BaseModel):
     @field_validator("talos_version")
     @classmethod
     def _talos_version(cls, value: str, info: ValidationInfo) -> str:
-        if _is_stored(info):
+        if is_stored(info):
             if not _STORED_TALOS_VERSION.match(value):
                 raise ValueError(f"{value!r} is not a Talos version")
             return value

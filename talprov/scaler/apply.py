@@ -24,7 +24,7 @@ from pydantic import SecretStr
 from talprov.processes import local_worker_id
 from talprov.providers.labels import LABEL_CLUSTER, LABEL_DOMAIN, LABEL_SET, LABEL_TEMPLATE
 from talprov.providers.protocol import Runtime
-from talprov.providers.types import REQUEST_ID_PATTERN, MachineRequest, Stage
+from talprov.providers.types import REQUEST_ID_PATTERN, STORED, MachineRequest, Stage
 from talprov.reconcile.listings import MachineListings
 from talprov.reconcile.reconciler import ProviderHandle
 from talprov.scaler.actions import ActionKind, Plan
@@ -69,7 +69,7 @@ def unseal_spec(body: Mapping[str, Any], store: Store) -> ClusterSpec:
         machine_set["machine_config"] = SecretStr(
             store.unseal(machine_set["machine_config"]["sealed"])
         )
-    return ClusterSpec.model_validate(data)
+    return ClusterSpec.model_validate(data, context=STORED)
 
 
 @dataclass

@@ -20,6 +20,7 @@ from pydantic import (
     Field,
     PrivateAttr,
     SecretStr,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -31,6 +32,7 @@ from talprov.providers.types import (
     MetaValue,
     NewTalosVersion,
     Overlay,
+    is_stored,
 )
 
 # Cluster and set names end up inside request ids, which are DNS labels.
@@ -238,10 +240,18 @@ class Autoscaling(_Doc):
     """
 
     min: int = Field(ge=0)
-    max: int = Field(ge=1, le=MAX_SET_SIZE)
+    max: int = Field(ge=1)
     node_labels: dict[str, str] = Field(default_factory=dict, alias="nodeLabels")
     node_taints: tuple[NodeTaint, ...] = Field(default=(), alias="nodeTaints")
     options: AutoscalingOptions = Field(default_factory=AutoscalingOptions)
+
+    @field_validator("max")
+    @classmethod
+    def _at_most_the_set_size_cap(cls, value: int, info: ValidationInfo) -> int:
+        # A spec recorded before the cap existed must stay readable (STORED).
+        if value > MAX_SET_SIZE and not is_stored(info):
+            raise ValueError(f"must be <= {MAX_SET_SIZE}")
+        return value
 
     @model_validator(mode="after")
     def _bounds(self) -> Autoscaling:

@@ -93,3 +93,24 @@ def test_the_documented_blocks_are_valid(base_dir: Path) -> None:
     config = parse_autoscaler_config(service["service"]["autoscaler"], where="service.autoscaler")
     assert config.proxmox_regions == {"pve-lab": "cluster-1"}
     assert config.host_port() == ("0.0.0.0", 8086)
+
+
+def test_a_spec_recorded_before_the_set_size_cap_still_reads_back(base_dir: Path,
+                                                                  tmp_path: Path) -> None:
+    # A spec recorded when autoscaling.max had no upper bound must stay readable:
+    # otherwise every pass, status and destroy of that cluster would fail on it.
+    from talprov.scaler.apply import seal_spec, unseal_spec
+    from talprov.scaler.models import MAX_SET_SIZE
+
+    store = Store("sqlite://")
+    store.migrate()
+    spec = load(stream(CLUSTER, CLASS, AUTOSCALED), base_dir)
+    body = seal_spec(spec, store)
+    body["sets"]["workers"]["autoscaling"]["max"] = MAX_SET_SIZE + 500
+    read = unseal_spec(body, store)
+    bounds = read.sets["workers"].autoscaling
+    assert bounds is not None
+    assert bounds.max == MAX_SET_SIZE + 500
+    # A new file still gets the cap.
+    too_big = AUTOSCALED.replace("max: 5", f"max: {MAX_SET_SIZE + 1}")
+    assert "autoscaling.max" in error_of(stream(CLUSTER, CLASS, too_big), base_dir)
