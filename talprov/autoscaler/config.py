@@ -6,10 +6,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from talprov.autoscaler.groups import NodeGroups
 from talprov.autoscaler.server import AutoscalerServer, TlsFiles, is_loopback
+from talprov.config import split_listen
 from talprov.errors import validate
 from talprov.scaler.apply import Scaler
 
@@ -37,8 +38,7 @@ class AutoscalerConfig(BaseModel):
 
     #: Run it inside ``talprov serve`` (the block alone does not).
     enabled: bool = True
-    listen: str = Field(default=DEFAULT_LISTEN,
-                        pattern=r"^(\[[0-9a-fA-F:.]+\]|[^:\s]+):\d{1,5}$")
+    listen: str = DEFAULT_LISTEN
     tls: AutoscalerTls | None = None
     #: Serve without TLS; only allowed on a loopback address.
     plain: bool = False
@@ -47,6 +47,12 @@ class AutoscalerConfig(BaseModel):
     proxmox_regions: dict[str, str] = Field(default_factory=dict)
     #: Seconds a size change waits for the cluster's lease before UNAVAILABLE.
     lease_wait: float = Field(default=20.0, gt=0, le=600)
+
+    @field_validator("listen")
+    @classmethod
+    def _host_and_port(cls, value: str) -> str:
+        split_listen(value)  # the same rule and words as service.listen
+        return value
 
     @model_validator(mode="after")
     def _secured(self) -> AutoscalerConfig:
@@ -59,8 +65,7 @@ class AutoscalerConfig(BaseModel):
         return self
 
     def host_port(self) -> tuple[str, int]:
-        host, _, port = self.listen.rpartition(":")
-        return host.strip("[]"), int(port)
+        return split_listen(self.listen)
 
     def server(self, scaler: Scaler, *, where: str = "autoscaler") -> AutoscalerServer:
         """An unstarted server for the node groups of ``scaler``'s store."""
