@@ -211,10 +211,27 @@ def server_body(ctx: StepContext[OpenStackData, OpenStackState], zone: str | Non
     return body
 
 
-def server_microversion(proxy: Any) -> str | None:
-    """The compute microversion the SDK's own server calls use on ``proxy`` (the
-    highest both sides know; at least 2.26, where lists filter by tag)."""
-    from openstack.compute.v2.server import Server
+#: The newest compute microversion talprov asks for (Nova 2025.1's newest): every
+#: server field it sends or reads has kept its meaning up to it. Tags on create
+#: need 2.52, tag filters on lists 2.26.
+MAX_COMPUTE_MICROVERSION = "2.100"
 
-    version: str | None = Server._get_microversion(proxy)
+
+def server_microversion(proxy: Any) -> str | None:
+    """The compute microversion for talprov's server calls through ``proxy`` (a
+    keystoneauth adapter, as the SDK's compute proxy is): the one the cloud's
+    configuration pins (``compute_api_version``), else the highest that both Nova
+    (its version document, which keystoneauth reads once and caches) and
+    :data:`MAX_COMPUTE_MICROVERSION` know; None when Nova names no maximum (no
+    microversion is sent then).
+
+    Raises what reading the version document raises, other than a discovery
+    failure (then None, as the SDK does). Read-only; idempotent.
+    """
+    from openstack import utils
+
+    pinned = getattr(proxy, "default_microversion", None)
+    if pinned:
+        return str(pinned)
+    version: str | None = utils.maximum_supported_microversion(proxy, MAX_COMPUTE_MICROVERSION)
     return version
