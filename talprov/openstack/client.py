@@ -188,7 +188,8 @@ class OpenStackClient:
                 body = response.json()
                 page = body.get(key) or []
                 items.extend(page)
-                marker = next_marker(body.get(f"{key}_links"))
+                # Nova and Neutron link the next page in ``{key}_links``, Glance in ``next``.
+                marker = next_marker(body.get(f"{key}_links")) or marker_of(body.get("next"))
                 if not page or marker is None or marker == params.get("marker"):
                     return items
                 params["marker"] = marker
@@ -219,6 +220,13 @@ def next_marker(links: Any) -> str | None:
     endpoint with the same filters."""
     for link in links or []:
         if isinstance(link, dict) and link.get("rel") == "next":
-            markers = parse_qs(urlsplit(str(link.get("href", ""))).query).get("marker")
-            return markers[0] if markers else None
+            return marker_of(link.get("href"))
     return None
+
+
+def marker_of(href: Any) -> str | None:
+    """The ``marker`` query parameter of a next-page URL (Glance's ``next``), else None."""
+    if not isinstance(href, str):
+        return None
+    markers = parse_qs(urlsplit(href).query).get("marker")
+    return markers[0] if markers else None

@@ -43,3 +43,14 @@ def test_the_first_listing_finds_the_image_endpoint_alongside(harness: Harness) 
     harness.provider.list_machines(harness.owner)
     harness.provider.client.list("list images", harness.provider.client.image.images)
     assert harness.cloud.count_calls("GET", r"^/image/?$") == 1  # once per connection
+
+
+def test_every_glance_page_is_read(harness: Harness) -> None:
+    # Glance links its next page in "next", not in "images_links" as Nova does.
+    for name in ("g-1", "g-2", "g-3"):
+        harness.cloud.add_image(name)
+    client = harness.provider.client
+    harness.cloud.calls.clear()
+    items = client.list_json("list images", "image", "/images", "images", limit=1)
+    assert {"g-1", "g-2", "g-3"} <= {i["name"] for i in items}
+    assert harness.cloud.count_calls("GET", r"/v2/images$") == len(items)  # one per page
