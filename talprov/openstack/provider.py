@@ -136,11 +136,15 @@ class OpenStackProvider:
         return [
             # Every step takes the pass's requests together (most one by one), so
             # a set reaches ensure-ports at once and shares its one port list.
-            Step.batched("resolve-image", self._resolve_images),
-            Step("resolve-flavor", self._resolve_flavor, one_by_one(self._resolve_flavor)),
+            # The steps up to ensure-ports neither read the listing nor make or
+            # remove a server: they run while the pass's listing is on its way.
+            Step.batched("resolve-image", self._resolve_images, needs_listing=False),
+            Step("resolve-flavor", self._resolve_flavor, one_by_one(self._resolve_flavor),
+                 needs_listing=False),
             Step("ensure-server-group", self._ensure_server_group,
-                 one_by_one(self._ensure_server_group)),
-            Step("ensure-ports", self._ensure_ports_step, self.ports.ensure_batch),
+                 one_by_one(self._ensure_server_group), needs_listing=False),
+            Step("ensure-ports", self._ensure_ports_step, self.ports.ensure_batch,
+                 needs_listing=False),
             Step("ensure-server", self._ensure_server_step, one_by_one(self._ensure_server_step)),
             Step("wait-active", self._wait_active, self._wait_active_batch,
                  timeout=self.config.active_timeout),
@@ -152,9 +156,11 @@ class OpenStackProvider:
 
     def _resolve_images(self, ctxs: Sequence[Ctx]) -> list[StepResult | BaseException]:
         """resolve-image for many; first every name the steps up to ensure-ports
-        need (image, flavor, networks, groups, Neutron's extensions) is resolved
-        side by side, so those steps wait for no lookup one after another."""
-        self._names.warm([ctx.data for ctx in ctxs], also=[self.tags.aliases])
+        need (image, flavor, networks, groups, Neutron's extensions) and the
+        owner's tagged ports (``Ports.look_ahead``) are fetched side by side, so
+        those steps wait for no lookup one after another."""
+        self._names.warm([ctx.data for ctx in ctxs],
+                         also=[self.tags.aliases, lambda: self.ports.look_ahead(ctxs)])
         return each(self._resolve_image, ctxs)
 
     def _resolve_image(self, ctx: Ctx) -> StepResult:
