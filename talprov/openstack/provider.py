@@ -22,6 +22,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from typing import Any, ClassVar
 
 from pydantic import BaseModel
@@ -43,6 +44,7 @@ from talprov.openstack.servers import (
     server_microversion,
     tag_query,
     to_machine,
+    user_data_of,
     zone_order,
 )
 from talprov.openstack.state import OpenStackState
@@ -159,9 +161,16 @@ class OpenStackProvider:
         need (image, flavor, networks, groups, Neutron's extensions) and the
         owner's tagged ports (``Ports.look_ahead``) are fetched side by side, so
         those steps wait for no lookup one after another."""
-        self._names.warm([ctx.data for ctx in ctxs],
-                         also=[self.tags.aliases, lambda: self.ports.look_ahead(ctxs)])
+        self._names.warm([ctx.data for ctx in ctxs], also=[
+            self.tags.aliases, lambda: self.ports.look_ahead(ctxs),
+            # Rendering is CPU: done while the lookups are on their way, not
+            # between the server creates (it is kept for this pass only).
+            *(partial(self._render_ahead, ctx) for ctx in ctxs)])
         return each(self._resolve_image, ctxs)
+
+    @staticmethod
+    def _render_ahead(ctx: Ctx) -> None:
+        ctx.state.keep_user_data(user_data_of(ctx.request))
 
     def _resolve_image(self, ctx: Ctx) -> StepResult:
         if ctx.state.image_id is not None:

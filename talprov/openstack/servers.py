@@ -118,6 +118,12 @@ def render_user_data(request: MachineRequest) -> str:
     return user_data_for(request)
 
 
+def user_data_of(request: MachineRequest) -> str:
+    """The request's user_data, rendered and encoded as Nova takes it. Raises
+    ``InvalidRequest`` (``machine_config``) as the two steps do. Pure."""
+    return encode_user_data(render_user_data(request))
+
+
 def encode_user_data(text: str) -> str:
     """user_data as Nova takes it (base64). Raises ``InvalidRequest`` when too large."""
     encoded = base64.b64encode(text.encode()).decode()
@@ -188,7 +194,7 @@ def server_body(ctx: StepContext[OpenStackData, OpenStackState], zone: str | Non
         "name": ctx.request.id,
         "flavorRef": ctx.state.flavor_id,
         "networks": [{"port": port_id} for port_id in ctx.state.port_ids],
-        "user_data": encode_user_data(render_user_data(ctx.request)),
+        "user_data": ctx.state.take_user_data() or user_data_of(ctx.request),
         "metadata": server_metadata(ctx.owner, ctx.request, data.metadata),
         "tags": [*request_tags(ctx.owner, ctx.request.id), *data.tags],
     }

@@ -28,6 +28,19 @@ class OpenStackState(ProviderState):
     #: the pass (and the claim) it was taken in.
     _seen_ports: list[dict[str, Any]] | None = PrivateAttr(default=None)
 
+    #: The server's user_data, rendered ahead while this pass waited for lookups.
+    #: Private, so never stored (it holds the machine config's secrets).
+    _user_data: str | None = PrivateAttr(default=None)
+
+    def keep_user_data(self, user_data: str) -> None:
+        """Keep the rendered user_data for this pass's server create."""
+        self._user_data = user_data
+
+    def take_user_data(self) -> str | None:
+        """The user_data :meth:`keep_user_data` kept, once; None when none was kept."""
+        kept, self._user_data = self._user_data, None
+        return kept
+
     def see_ports(self, ports: list[dict[str, Any]]) -> None:
         """Note the request's tagged ports as a listing of this pass shows them."""
         self._seen_ports = ports

@@ -3,13 +3,17 @@ and ensure-ports uses the port listing taken beside the lookups instead of its o
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from pathlib import Path
 
+import pytest
+
+from talprov.openstack import servers
 from talprov.openstack.data import OpenStackData
 from talprov.openstack.state import OpenStackState
 from talprov.providers.protocol import StepContext
-from talprov.providers.types import Stage
+from talprov.providers.types import MachineRequest, Stage
 from talprov.reconcile.reconciler import ProviderHandle, Reconciler
 from talprov.store.store import Store
 from tests.unit.openstack.harness import Harness
@@ -73,3 +77,27 @@ def test_ports_are_made_while_the_server_listing_fails(harness: Harness,
         assert {r.stage for r in store.list_requests()} == {Stage.PROVISIONING}
     finally:
         store.close()
+
+
+def test_user_data_is_rendered_beside_the_lookups_and_never_stored(
+        harness: Harness, monkeypatch: pytest.MonkeyPatch) -> None:
+    ctxs = [harness.context(harness.request(rid)) for rid in ("a", "b")]
+    rendered: list[str] = []
+    real = servers.render_user_data
+
+    def counting(request: MachineRequest) -> str:
+        rendered.append(request.id)
+        return real(request)
+
+    monkeypatch.setattr(servers, "render_user_data", counting)
+    _resolve_images(harness, ctxs)
+    assert sorted(rendered) == ["a", "b"]
+    assert "user_data" not in json.dumps(ctxs[0].state.model_dump())
+    sent: list[str] = []
+    harness.cloud.after("POST", r"/servers$", lambda req, _: sent.append(
+        req.json()["server"]["user_data"]))
+    for ctx in ctxs:
+        for name in ("resolve-flavor", "ensure-ports", "ensure-server"):
+            harness.run_step(name, ctx)
+    assert sorted(rendered) == ["a", "b"]  # not rendered again for the creates
+    assert sorted(sent) == sorted(servers.user_data_of(ctx.request) for ctx in ctxs)
