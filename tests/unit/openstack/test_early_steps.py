@@ -82,6 +82,8 @@ def test_ports_are_made_while_the_server_listing_fails(harness: Harness,
 def test_user_data_is_rendered_beside_the_lookups_and_never_stored(
         harness: Harness, monkeypatch: pytest.MonkeyPatch) -> None:
     ctxs = [harness.context(harness.request(rid)) for rid in ("a", "b")]
+    expected = sorted(servers.user_data_of(ctx.request) for ctx in ctxs)
+    kept = servers.user_data_of(ctxs[0].request)
     rendered: list[str] = []
     real = servers.render_user_data
 
@@ -92,7 +94,9 @@ def test_user_data_is_rendered_beside_the_lookups_and_never_stored(
     monkeypatch.setattr(servers, "render_user_data", counting)
     _resolve_images(harness, ctxs)
     assert sorted(rendered) == ["a", "b"]
-    assert "user_data" not in json.dumps(ctxs[0].state.model_dump())
+    # Kept on the state, never stored nor shown: it holds the config's secrets.
+    assert kept not in json.dumps(ctxs[0].state.model_dump())
+    assert kept not in repr(ctxs[0].state)
     sent: list[str] = []
     harness.cloud.after("POST", r"/servers$", lambda req, _: sent.append(
         req.json()["server"]["user_data"]))
@@ -100,4 +104,4 @@ def test_user_data_is_rendered_beside_the_lookups_and_never_stored(
         for name in ("resolve-flavor", "ensure-ports", "ensure-server"):
             harness.run_step(name, ctx)
     assert sorted(rendered) == ["a", "b"]  # not rendered again for the creates
-    assert sorted(sent) == sorted(servers.user_data_of(ctx.request) for ctx in ctxs)
+    assert sorted(sent) == expected
