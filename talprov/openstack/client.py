@@ -80,6 +80,7 @@ class OpenStackClient:
         self._conn: Any = None
         self._lock = threading.Lock()
         self._reached: set[str] = set()
+        self._first_touch: dict[str, threading.Lock] = {}
 
     def __repr__(self) -> str:
         return f"OpenStackClient(cloud={self.config.cloud!r}, region={self.config.region!r})"
@@ -91,10 +92,20 @@ class OpenStackClient:
                 self._conn = self._connector(self.config)
             return self._conn
 
+    def _service(self, service: str) -> Any:
+        """The SDK's proxy for ``service``. Its first touch discovers the endpoint's
+        versions (a call); openstacksdk does not share one touch among threads, so
+        threads touching it at once wait for one of them here instead of each
+        asking again."""
+        with self._lock:
+            first_touch = self._first_touch.setdefault(service, threading.Lock())
+        with first_touch:
+            return getattr(self.conn, service)
+
     def _proxy(self, service: str) -> Any:
         # The first touch of a service proxy authenticates and discovers versions,
         # so it can fail like any call.
-        return self.read(f"reach the {service} service", lambda: getattr(self.conn, service))
+        return self.read(f"reach the {service} service", lambda: self._service(service))
 
     def reach(self, services: Iterable[str]) -> None:
         """Make the first touch of each service proxy (keystoneauth discovers the
@@ -178,7 +189,7 @@ class OpenStackClient:
         from openstack import exceptions as sdk
 
         def fetch() -> builtins.list[dict[str, Any]]:
-            proxy = getattr(self.conn, service)
+            proxy = self._service(service)
             version = microversion(proxy) if microversion is not None else None
             params = dict(query)
             items: builtins.list[dict[str, Any]] = []
@@ -188,7 +199,8 @@ class OpenStackClient:
                 body = response.json()
                 page = body.get(key) or []
                 items.extend(page)
-                marker = next_marker(body.get(f"{key}_links"))
+                # Nova and Neutron link the next page in ``{key}_links``, Glance in ``next``.
+                marker = next_marker(body.get(f"{key}_links")) or marker_of(body.get("next"))
                 if not page or marker is None or marker == params.get("marker"):
                     return items
                 params["marker"] = marker
@@ -202,7 +214,7 @@ class OpenStackClient:
         from openstack import exceptions as sdk
 
         def post() -> Any:
-            proxy = getattr(self.conn, service)
+            proxy = self._service(service)
             version = microversion(proxy) if microversion is not None else None
             response = proxy.post(path, json=body, microversion=version)
             sdk.raise_from_response(response)
@@ -219,6 +231,13 @@ def next_marker(links: Any) -> str | None:
     endpoint with the same filters."""
     for link in links or []:
         if isinstance(link, dict) and link.get("rel") == "next":
-            markers = parse_qs(urlsplit(str(link.get("href", ""))).query).get("marker")
-            return markers[0] if markers else None
+            return marker_of(link.get("href"))
     return None
+
+
+def marker_of(href: Any) -> str | None:
+    """The ``marker`` query parameter of a next-page URL (Glance's ``next``), else None."""
+    if not isinstance(href, str):
+        return None
+    markers = parse_qs(urlsplit(href).query).get("marker")
+    return markers[0] if markers else None

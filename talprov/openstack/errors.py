@@ -161,3 +161,18 @@ def openstack_errors(what: str, *, endpoint: str | None = None) -> Iterator[None
         yield
     except (sdk.SDKException, ksa.ClientException) as exc:
         raise translate(exc, what, endpoint=endpoint) from exc
+
+
+class ServerBuildFailed(ProviderError):
+    """Nova put the server in ERROR for a reason other than capacity."""
+
+    permanent = True
+
+
+def scrub(exc: ProviderError, secret: str) -> bool:
+    """Remove ``secret`` from ``exc``'s message; returns whether it was there."""
+    if not secret or secret not in exc.message:
+        return False
+    exc.message = exc.message.replace(secret, "<user_data>")
+    exc.args = (exc.message,)
+    return True

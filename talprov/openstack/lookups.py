@@ -87,25 +87,31 @@ class Lookups(NameCache):
         super().__init__(clock, ttl)
         self.client = client
 
-    def _named(self, what: str, lister: Any, name: str, **query: Any) -> Any:
-        """The one resource called ``name``: ONE filtered list (an SDK ``find_*`` first
-        GETs the name as an id, a 404, then lists). None when no name matches (it may
-        be an id). Raises ``InvalidRequest`` when several match."""
-        found = [r for r in self.client.list(what, lister, name=name, **query)
-                 if r.name == name]
+    def _named(self, what: str, service: str, path: str, key: str,
+               name: str) -> dict[str, Any] | None:
+        """The one resource called ``name``, as the API's JSON: ONE filtered list (an
+        SDK ``find_*`` first GETs the name as an id, a 404, then lists, and builds an
+        object per item). None when no name matches (it may be an id). Raises
+        ``InvalidRequest`` when several match."""
+        found = [r for r in self.client.list_json(what, service, path, key, name=name)
+                 if r.get("name") == name]
         if len(found) > 1:
             raise InvalidRequest(f"{len(found)} resources are named {name!r}; give the id")
         return found[0] if found else None
 
+    def _flavors(self) -> list[dict[str, Any]]:
+        return self.client.list_json("list flavors", "compute", "/flavors/detail", "flavors")
+
     def image(self, name_or_id: str) -> str:
         """The id of an existing active image. Raises ``InvalidRequest``/``Transient``."""
         def find() -> Resolved:
-            image = self._named("list images", self.client.image.images, name_or_id)
+            image = self._named("list images", "image", "/images", "images", name_or_id)
             if image is None:
                 return Resolved(images.resolve_named_image(self.client, name_or_id), name_or_id)
-            if image.status != "active":
-                raise Transient(f"Glance image {name_or_id!r} is {image.status}, not active")
-            return Resolved(str(image.id), name_or_id)
+            if image.get("status") != "active":
+                raise Transient(f"Glance image {name_or_id!r} is {image.get('status')}, "
+                                "not active")
+            return Resolved(str(image["id"]), name_or_id)
 
         return self.get("image", name_or_id, find).id
 
@@ -114,14 +120,13 @@ class Lookups(NameCache):
         (``find_flavor`` GETs the name as an id first, a 404). Raises
         ``InvalidRequest`` naming provider_data.flavor when none or several match."""
         def find() -> Resolved:
-            flavors = self.client.list("list flavors", self.client.compute.flavors,
-                                       details=True)
-            found = [f for f in flavors if f.id == name_or_id] or [
-                f for f in flavors if f.name == name_or_id]
+            flavors = self._flavors()
+            found = [f for f in flavors if f.get("id") == name_or_id] or [
+                f for f in flavors if f.get("name") == name_or_id]
             if len(found) != 1:
                 what = "no flavor" if not found else f"{len(found)} flavors are named"
                 raise InvalidRequest(f"{what} {name_or_id!r}", field="provider_data.flavor")
-            return Resolved(str(found[0].id), str(found[0].name))
+            return Resolved(str(found[0]["id"]), str(found[0]["name"]))
 
         return self.get("flavor", name_or_id, find)
 
@@ -129,16 +134,14 @@ class Lookups(NameCache):
         """The smallest flavor with data's cpu, memory (and disk unless it boots from a
         volume); ties broken by name. Raises ``InvalidRequest`` when none fits."""
         def choose() -> Resolved:
-            flavors = self.client.list("list flavors", self.client.compute.flavors,
-                                       details=True)
-            fitting = [f for f in flavors
-                       if f.vcpus >= (data.cpu or 0) and f.ram >= (data.memory or 0)
-                       and (data.root_volume is not None or f.disk >= (data.disk or 0))]
+            fitting = [f for f in self._flavors()
+                       if f["vcpus"] >= (data.cpu or 0) and f["ram"] >= (data.memory or 0)
+                       and (data.root_volume is not None or f["disk"] >= (data.disk or 0))]
             if not fitting:
                 raise InvalidRequest(f"no flavor has {data.cpu} vCPUs, {data.memory} MiB and "
                                      f"{data.disk} GiB", field="provider_data.cpu")
-            flavor = min(fitting, key=lambda f: (f.vcpus, f.ram, f.disk, str(f.name)))
-            return Resolved(str(flavor.id), str(flavor.name))
+            flavor = min(fitting, key=lambda f: (f["vcpus"], f["ram"], f["disk"], str(f["name"])))
+            return Resolved(str(flavor["id"]), str(flavor["name"]))
 
         fits = f"{data.cpu}/{data.memory}/{data.disk}/{data.root_volume is not None}"
         return self.get("fitting flavor", fits, choose)
@@ -146,10 +149,11 @@ class Lookups(NameCache):
     def network(self, name_or_id: str) -> Resolved:
         """A network. Raises ``InvalidRequest`` naming provider_data.networks."""
         def find() -> Resolved:
-            net = self._named("list networks", self.client.network.networks, name_or_id)
-            if net is None:
-                net = self.client.find_one("find network", self.client.network.find_network,
-                                           name_or_id)
+            named = self._named("list networks", "network", "/networks", "networks", name_or_id)
+            if named is not None:
+                return Resolved(str(named["id"]), name_or_id)
+            net = self.client.find_one("find network", self.client.network.find_network,
+                                       name_or_id)
             if net is None:
                 raise InvalidRequest(f"no network {name_or_id!r}",
                                      field="provider_data.networks")

@@ -68,24 +68,23 @@ class Ports:
 
     def ensure_batch(self, ctxs: Sequence[Ctx]) -> list[StepResult | BaseException]:
         """ensure-ports for many requests: ONE list of the owner's tagged ports for
-        all, then ONE bulk create of every port still missing (where Neutron tags on
-        create; else, or when the bulk create is refused, request by request).
+        all (none when :meth:`look_ahead` listed them in this pass), then ONE bulk
+        create of every port still missing (where Neutron tags on create; else, or
+        when the bulk create is refused, request by request).
 
         Crash safe as the single step: a port made before a crash carries its
         request's tags and is found in that list. Idempotent.
         """
-        try:
-            owned = self._listed(owner_tags(ctxs[0].owner))
-        except ProviderError as exc:
-            return [exc] * len(ctxs)
-        by_request: dict[str, list[dict[str, Any]]] = {}
-        for port in owned:
-            for port_tag in port.get("tags") or []:
-                if port_tag.startswith(REQUEST_KEY + "="):
-                    by_request.setdefault(port_tag, []).append(port)
+        seen = [ctx.state.take_seen_ports() for ctx in ctxs]
+        if any(ports is None for ports in seen):
+            try:
+                listed = self._by_request(ctxs)
+            except ProviderError as exc:
+                return [exc] * len(ctxs)
+            seen = [listed[id(ctx)] for ctx in ctxs]
+        ports_of = {id(ctx): ports or [] for ctx, ports in zip(ctxs, seen, strict=True)}
         outcomes: list[Needed | StepResult | BaseException] = list(each(
-            lambda ctx: self._needed(ctx, by_request.get(tag(REQUEST_KEY, ctx.request.id), [])),
-            ctxs))
+            lambda ctx: self._needed(ctx, ports_of[id(ctx)]), ctxs))
         pending = [o for o in outcomes if isinstance(o, Needed) and o.new]
         if len(pending) > 1 and self.tags.on_create("port"):
             try:
@@ -105,14 +104,36 @@ class Ports:
             outcomes[i] = result
         return [None if isinstance(o, Needed) else o for o in outcomes]
 
+    def look_ahead(self, ctxs: Sequence[Ctx]) -> None:
+        """List the owner's tagged ports once now and note each request's on its state,
+        so that ensure-ports later in this pass lists no more (this runs while the
+        lookups it needs are on their way). Safe as a listing taken at ensure-ports:
+        the pass holds these requests from before this listing, and no step before
+        ensure-ports makes or removes ports. Raises what the listing raises."""
+        listed = self._by_request(ctxs)
+        for ctx in ctxs:
+            ctx.state.see_ports(listed[id(ctx)])
+
+    def _by_request(self, ctxs: Sequence[Ctx]) -> dict[int, list[dict[str, Any]]]:
+        """ONE list of the owner's tagged ports: each context's (by ``id``) ports."""
+        by_tag: dict[str, list[dict[str, Any]]] = {}
+        for port in self._listed(owner_tags(ctxs[0].owner)):
+            for port_tag in port.get("tags") or []:
+                if port_tag.startswith(REQUEST_KEY + "="):
+                    by_tag.setdefault(port_tag, []).append(port)
+        return {id(ctx): by_tag.get(tag(REQUEST_KEY, ctx.request.id), []) for ctx in ctxs}
+
     def of_request(self, ctx: Ctx) -> list[Any]:
         query = tag_query(request_tags(ctx.owner, ctx.request.id))
         return self.client.list("list ports", self.client.network.ports, tags=query)
 
     def ensure(self, ctx: Ctx) -> None:
-        """The request's ports: those listed now by tag, the rest created one by one."""
-        self._finish(ctx, self._needed(ctx, self._listed(request_tags(ctx.owner,
-                                                                      ctx.request.id))))
+        """The request's ports: those this pass listed (see :meth:`look_ahead`) or
+        listed now by tag, the rest created one by one."""
+        listed = ctx.state.take_seen_ports()
+        if listed is None:
+            listed = self._listed(request_tags(ctx.owner, ctx.request.id))
+        self._finish(ctx, self._needed(ctx, listed))
 
     def _listed(self, tags: list[str]) -> list[dict[str, Any]]:
         """The ports carrying all of ``tags``, as Neutron's JSON (no SDK objects)."""

@@ -22,6 +22,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from typing import Any, ClassVar
 
 from pydantic import BaseModel
@@ -31,7 +32,8 @@ from talprov.openstack.batching import each, one_by_one
 from talprov.openstack.client import OpenStackClient, connect
 from talprov.openstack.config import OpenStackConfig
 from talprov.openstack.data import OpenStackData
-from talprov.openstack.errors import is_no_valid_host
+from talprov.openstack.errors import ServerBuildFailed, is_no_valid_host, scrub
+from talprov.openstack.floating_ips import FloatingIps
 from talprov.openstack.lookups import Lookups, Resolved
 from talprov.openstack.ports import Ports
 from talprov.openstack.servers import (
@@ -43,10 +45,10 @@ from talprov.openstack.servers import (
     server_microversion,
     tag_query,
     to_machine,
+    user_data_of,
     zone_order,
 )
 from talprov.openstack.state import OpenStackState
-from talprov.openstack.sweep import floating_ip_description
 from talprov.openstack.tagging import NeutronTags
 from talprov.providers.errors import (
     CapacityError,
@@ -83,21 +85,6 @@ class _ServerView:
         self.addresses = machine.addresses
 
 
-class ServerBuildFailed(ProviderError):
-    """Nova put the server in ERROR for a reason other than capacity."""
-
-    permanent = True
-
-
-def scrub(exc: ProviderError, secret: str) -> bool:
-    """Remove ``secret`` from ``exc``'s message; returns whether it was there."""
-    if not secret or secret not in exc.message:
-        return False
-    exc.message = exc.message.replace(secret, "<user_data>")
-    exc.args = (exc.message,)
-    return True
-
-
 class OpenStackProvider:
     """Talos machines on an OpenStack cloud (Nova, Glance, Neutron)."""
 
@@ -123,6 +110,7 @@ class OpenStackProvider:
         self._group_lock = threading.Lock()
         self._names = Lookups(self.client, runtime.clock)
         self.ports = Ports(self.client, self.tags, self._names)
+        self.floating_ips = FloatingIps(self.client, self.tags)
         # Servers this instance created and has not looked at since: the pass's
         # listing predates them, so the first look waits for the next listing.
         self._unseen: set[str] = set()
@@ -136,11 +124,15 @@ class OpenStackProvider:
         return [
             # Every step takes the pass's requests together (most one by one), so
             # a set reaches ensure-ports at once and shares its one port list.
-            Step.batched("resolve-image", self._resolve_images),
-            Step("resolve-flavor", self._resolve_flavor, one_by_one(self._resolve_flavor)),
+            # The steps up to ensure-ports neither read the listing nor make or
+            # remove a server: they run while the pass's listing is on its way.
+            Step.batched("resolve-image", self._resolve_images, needs_listing=False),
+            Step("resolve-flavor", self._resolve_flavor, one_by_one(self._resolve_flavor),
+                 needs_listing=False),
             Step("ensure-server-group", self._ensure_server_group,
-                 one_by_one(self._ensure_server_group)),
-            Step("ensure-ports", self._ensure_ports_step, self.ports.ensure_batch),
+                 one_by_one(self._ensure_server_group), needs_listing=False),
+            Step("ensure-ports", self._ensure_ports_step, self.ports.ensure_batch,
+                 needs_listing=False),
             Step("ensure-server", self._ensure_server_step, one_by_one(self._ensure_server_step)),
             Step("wait-active", self._wait_active, self._wait_active_batch,
                  timeout=self.config.active_timeout),
@@ -152,10 +144,19 @@ class OpenStackProvider:
 
     def _resolve_images(self, ctxs: Sequence[Ctx]) -> list[StepResult | BaseException]:
         """resolve-image for many; first every name the steps up to ensure-ports
-        need (image, flavor, networks, groups, Neutron's extensions) is resolved
-        side by side, so those steps wait for no lookup one after another."""
-        self._names.warm([ctx.data for ctx in ctxs], also=[self.tags.aliases])
+        need (image, flavor, networks, groups, Neutron's extensions) and the
+        owner's tagged ports (``Ports.look_ahead``) are fetched side by side, so
+        those steps wait for no lookup one after another."""
+        self._names.warm([ctx.data for ctx in ctxs], also=[
+            self.tags.aliases, lambda: self.ports.look_ahead(ctxs),
+            # Rendering is CPU: done while the lookups are on their way, not
+            # between the server creates (it is kept for this pass only).
+            *(partial(self._render_ahead, ctx) for ctx in ctxs)])
         return each(self._resolve_image, ctxs)
+
+    @staticmethod
+    def _render_ahead(ctx: Ctx) -> None:
+        ctx.state.keep_user_data(user_data_of(ctx.request))
 
     def _resolve_image(self, ctx: Ctx) -> StepResult:
         if ctx.state.image_id is not None:
@@ -374,30 +375,7 @@ class OpenStackProvider:
     # -- 7. floating IP --------------------------------------------------------------------
 
     def _ensure_floating_ip(self, ctx: Ctx) -> StepResult:
-        pool = ctx.data.floating_ip_pool
-        if pool is None:
-            return None
-        tags = request_tags(ctx.owner, ctx.request.id)
-        description = floating_ip_description(ctx.request.id)
-        found = self.client.list("list floating IPs", self.client.network.ips,
-                                 tags=tag_query(tags))
-        fip = found[0] if found else self.tags.adopt_untagged(
-            "floating IP", self.client.network.ips, tags, description=description)
-        if fip is None:
-            net = self.client.find_one("find floating IP pool", self.client.network.find_network,
-                                       pool)
-            if net is None:
-                raise InvalidRequest(f"no network {pool!r}", field="provider_data.floating_ip_pool")
-            fip = self.tags.create(
-                "floating IP", tags,
-                lambda extra: self.client.network.create_ip(
-                    floating_network_id=net.id, port_id=ctx.state.port_ids[0],
-                    description=description, **extra),
-                release=lambda made: self._delete_floating_ip(str(made.id)), event=ctx.event)
-            ctx.event(f"floating IP {fip.floating_ip_address}")
-        ctx.state.floating_ip_id = str(fip.id)
-        if fip.floating_ip_address not in ctx.state.addresses:
-            ctx.state.addresses = [*ctx.state.addresses, str(fip.floating_ip_address)]
+        self.floating_ips.ensure(ctx)
         return None
 
     # -- deprovision -------------------------------------------------------------------------
@@ -422,18 +400,13 @@ class OpenStackProvider:
                     self._delete_server(str(server.id))
                     ctx.event(f"deleting server {server.id}")
             return Retry(after=self.config.poll_interval, reason="server deleting")
-        for fip in self.client.list("list floating IPs", self.client.network.ips, tags=query):
-            self._delete_floating_ip(str(fip.id))
+        self.floating_ips.release(ctx)
         port_ids = {str(p.id) for p in self.ports.of_request(ctx)} | set(ctx.state.port_ids)
         for port_id in sorted(port_ids):
             self.ports.delete(port_id)
         ctx.state.port_ids = []
         ctx.state.server_id = None
         return None
-
-    def _delete_floating_ip(self, fip_id: str) -> None:
-        self.client.delete("delete floating IP", lambda: self.client.network.delete_ip(
-            fip_id, ignore_missing=False))
 
     # -- observe -----------------------------------------------------------------------------
 

@@ -118,6 +118,12 @@ def render_user_data(request: MachineRequest) -> str:
     return user_data_for(request)
 
 
+def user_data_of(request: MachineRequest) -> str:
+    """The request's user_data, rendered and encoded as Nova takes it. Raises
+    ``InvalidRequest`` (``machine_config``) as the two steps do. Pure."""
+    return encode_user_data(render_user_data(request))
+
+
 def encode_user_data(text: str) -> str:
     """user_data as Nova takes it (base64). Raises ``InvalidRequest`` when too large."""
     encoded = base64.b64encode(text.encode()).decode()
@@ -188,7 +194,7 @@ def server_body(ctx: StepContext[OpenStackData, OpenStackState], zone: str | Non
         "name": ctx.request.id,
         "flavorRef": ctx.state.flavor_id,
         "networks": [{"port": port_id} for port_id in ctx.state.port_ids],
-        "user_data": encode_user_data(render_user_data(ctx.request)),
+        "user_data": ctx.state.take_user_data() or user_data_of(ctx.request),
         "metadata": server_metadata(ctx.owner, ctx.request, data.metadata),
         "tags": [*request_tags(ctx.owner, ctx.request.id), *data.tags],
     }
@@ -211,10 +217,27 @@ def server_body(ctx: StepContext[OpenStackData, OpenStackState], zone: str | Non
     return body
 
 
-def server_microversion(proxy: Any) -> str | None:
-    """The compute microversion the SDK's own server calls use on ``proxy`` (the
-    highest both sides know; at least 2.26, where lists filter by tag)."""
-    from openstack.compute.v2.server import Server
+#: The newest compute microversion talprov asks for (Nova 2025.1's newest): every
+#: server field it sends or reads has kept its meaning up to it. Tags on create
+#: need 2.52, tag filters on lists 2.26.
+MAX_COMPUTE_MICROVERSION = "2.100"
 
-    version: str | None = Server._get_microversion(proxy)
+
+def server_microversion(proxy: Any) -> str | None:
+    """The compute microversion for talprov's server calls through ``proxy`` (a
+    keystoneauth adapter, as the SDK's compute proxy is): the one the cloud's
+    configuration pins (``compute_api_version``), else the highest that both Nova
+    (its version document, which keystoneauth reads once and caches) and
+    :data:`MAX_COMPUTE_MICROVERSION` know; None when Nova names no maximum (no
+    microversion is sent then).
+
+    Raises what reading the version document raises, other than a discovery
+    failure (then None, as the SDK does). Read-only; idempotent.
+    """
+    from openstack import utils
+
+    pinned = getattr(proxy, "default_microversion", None)
+    if pinned:
+        return str(pinned)
+    version: str | None = utils.maximum_supported_microversion(proxy, MAX_COMPUTE_MICROVERSION)
     return version

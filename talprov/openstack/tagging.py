@@ -48,9 +48,9 @@ class NeutronTags:
         Raises what the listing raises (``Transient``, ``AuthError``)."""
         with self._lock:
             if self._aliases is None:
-                found = self._client.list("list network extensions",
-                                          self._client.network.extensions)
-                self._aliases = frozenset(str(e.alias) for e in found)
+                found = self._client.list_json("list network extensions", "network",
+                                               "/extensions", "extensions")
+                self._aliases = frozenset(str(e.get("alias")) for e in found)
             return self._aliases
 
     def on_create(self, kind: str) -> bool:

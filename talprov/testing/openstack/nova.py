@@ -20,17 +20,18 @@ import re
 import secrets
 from typing import Any
 
-from talprov.testing.openstack.neutron import (
-    bind_port,
-    create_port_record,
-    delete_port_record,
-    unbind_port,
-)
 from talprov.testing.openstack.nova_extras import (
     FlavorsMixin,
     ServerExtrasMixin,
     check_tags,
     nova_error,
+)
+from talprov.testing.openstack.nova_versions import VersionsMixin
+from talprov.testing.openstack.port_records import (
+    bind_port,
+    create_port_record,
+    delete_port_record,
+    unbind_port,
 )
 from talprov.testing.openstack.standard_attrs import tag_filter
 from talprov.testing.openstack.state import (
@@ -40,45 +41,13 @@ from talprov.testing.openstack.state import (
     new_id,
     now_iso,
 )
-from talprov.testing.openstack.wire import HttpError, Request, Response, Router
+from talprov.testing.openstack.wire import Request, Response, Router
 
-MIN_VERSION = (2, 1)
-MAX_VERSION = (2, 96)
 NO_VALID_HOST = "No valid host was found. There are not enough hosts available."
 MAX_USER_DATA = 65535
 
 
-def _version_text(v: tuple[int, int]) -> str:
-    return f"{v[0]}.{v[1]}"
-
-
-def negotiate(req: Request) -> tuple[int, int]:
-    """The microversion a request asked for; raises 406 outside [min, max]."""
-    header = req.header("openstack-api-version")
-    asked = ""
-    if header:
-        for part in header.split(","):
-            service, _, value = part.strip().partition(" ")
-            if service.lower() == "compute":
-                asked = value.strip()
-    asked = asked or req.header("x-openstack-nova-api-version")
-    if not asked:
-        return MIN_VERSION
-    if asked == "latest":
-        return MAX_VERSION
-    found = re.fullmatch(r"(\d+)\.(\d+)", asked)
-    if found is None:
-        raise nova_error(400, f"API Version String {asked} is of invalid format. Must be of "
-                         "format MajorNum.MinorNum.")
-    version = (int(found[1]), int(found[2]))
-    if not MIN_VERSION <= version <= MAX_VERSION:
-        raise nova_error(406, f"Version {asked} is not supported by the API. Minimum is "
-                         f"{_version_text(MIN_VERSION)} and maximum is "
-                         f"{_version_text(MAX_VERSION)}.")
-    return version
-
-
-class NovaApi(ServiceApi, FlavorsMixin, ServerExtrasMixin):
+class NovaApi(ServiceApi, VersionsMixin, FlavorsMixin, ServerExtrasMixin):
     """Routes under ``/compute``."""
 
     def register(self, router: Router) -> None:
@@ -115,39 +84,6 @@ class NovaApi(ServiceApi, FlavorsMixin, ServerExtrasMixin):
         ]
         for method, path, handler in routes:
             router.add(method, p + path, self._versioned(handler))
-
-    def _versioned(self, handler: Any) -> Any:
-        def wrapped(req: Request) -> Response:
-            req.microversion = negotiate(req)
-            text = _version_text(req.microversion)
-            headers = {"OpenStack-API-Version": f"compute {text}",
-                       "X-OpenStack-Nova-API-Version": text,
-                       "Vary": "OpenStack-API-Version, X-OpenStack-Nova-API-Version"}
-            try:
-                response: Response = handler(req)
-            except HttpError as err:
-                err.response.headers.update(headers)
-                raise
-            response.headers.update(headers)
-            return response
-
-        return wrapped
-
-    # -- versions ----------------------------------------------------------------
-
-    def _version_doc(self, base: str) -> dict[str, Any]:
-        return {"id": "v2.1", "status": "CURRENT", "version": _version_text(MAX_VERSION),
-                "min_version": _version_text(MIN_VERSION), "updated": "2013-07-23T11:33:21Z",
-                "links": [{"rel": "self", "href": f"{base}/compute/v2.1/"}]}
-
-    def versions(self, req: Request) -> Response:
-        return Response(200, {"versions": [self._version_doc(req.base_url)]})
-
-    def version(self, req: Request) -> Response:
-        doc = self._version_doc(req.base_url)
-        doc["media-types"] = [{"base": "application/json",
-                               "type": "application/vnd.openstack.compute+json;version=2.1"}]
-        return Response(200, {"version": doc})
 
     # -- servers: create -----------------------------------------------------------
 

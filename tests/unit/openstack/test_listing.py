@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import time
+from concurrent.futures import ThreadPoolExecutor
+
 from talprov.openstack.servers import (
     owner_tags,
     server_microversion,
@@ -43,3 +46,28 @@ def test_the_first_listing_finds_the_image_endpoint_alongside(harness: Harness) 
     harness.provider.list_machines(harness.owner)
     harness.provider.client.list("list images", harness.provider.client.image.images)
     assert harness.cloud.count_calls("GET", r"^/image/?$") == 1  # once per connection
+
+
+def test_every_glance_page_is_read(harness: Harness) -> None:
+    # Glance links its next page in "next", not in "images_links" as Nova does.
+    for name in ("g-1", "g-2", "g-3"):
+        harness.cloud.add_image(name)
+    client = harness.provider.client
+    harness.cloud.calls.clear()
+    items = client.list_json("list images", "image", "/images", "images", limit=1)
+    assert {"g-1", "g-2", "g-3"} <= {i["name"] for i in items}
+    assert harness.cloud.count_calls("GET", r"/v2/images$") == len(items)  # one per page
+
+
+def test_threads_touching_a_service_at_once_make_one_version_discovery(
+        harness: Harness) -> None:
+    # Glance's version document answers slowly, so the touches overlap.
+    harness.cloud.after("GET", r"^/image/?$", lambda *_: time.sleep(0.2))
+    client = harness.provider.client
+    client.conn.authorize()
+    harness.cloud.calls.clear()
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        list(pool.map(lambda _: client.list_json("list images", "image", "/images", "images"),
+                      range(4)))
+    assert harness.cloud.count_calls("GET", r"^/image/?$") == 1
+    assert harness.cloud.count_calls("GET", r"/v2/images$") == 4

@@ -163,7 +163,7 @@ def test_os_environment_variables(harness: Harness, tmp_path: Path,
 
 
 def test_an_error_quoting_user_data_does_not_leak_it(harness: Harness) -> None:
-    from talprov.openstack.provider import scrub
+    from talprov.openstack.errors import scrub
 
     secret = "c2VjcmV0LW1hY2hpbmUtY29uZmln"
     error = InvalidRequest(f"create server: HTTP 400: Value: {secret} is not valid")
@@ -201,7 +201,7 @@ def test_an_image_being_uploaded_elsewhere_is_waited_for(harness: Harness) -> No
 
 def test_other_build_failures_delete_the_server_and_report_the_fault(
         harness: Harness) -> None:
-    from talprov.openstack.provider import ServerBuildFailed
+    from talprov.openstack.errors import ServerBuildFailed
 
     harness.cloud.fail_builds("az1", "Build of instance aborted: Volume creation failed")
     ctx = harness.context(harness.request("broken", availability_zone="az1"))

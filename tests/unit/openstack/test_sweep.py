@@ -17,7 +17,7 @@ from talprov.providers.errors import Transient
 from talprov.providers.ownership import REQUEST_KEY
 from talprov.providers.protocol import Leftover, StepContext, SweepsLeftovers
 from talprov.providers.types import Owner
-from talprov.testing.openstack import neutron
+from talprov.testing.openstack import port_records
 from talprov.testing.openstack.wire import Request, Response
 from tests.unit.openstack.harness import Harness
 
@@ -178,7 +178,7 @@ def test_a_port_bound_between_the_read_and_the_delete_is_kept(harness: Harness) 
     def nova_binds_it_now(req: Request, response: Response) -> None:
         # Right after the sweep re-read the port, Nova plugs it into a server.
         server = cloud.state.servers[str(running.state.server_id)]
-        neutron.bind_port(cloud.state, cloud.state.ports[leftover.id], server)
+        port_records.bind_port(cloud.state, cloud.state.ports[leftover.id], server)
 
     cloud.after("GET", rf"/v2.0/ports/{leftover.id}$", nova_binds_it_now)
 
