@@ -25,13 +25,17 @@ tests/emulators/postgres.py, a fresh database per run): the same creations,
 spread over the processes' URLs in turn, three runs of each, min and median of
 the throughput, and the ratio of the medians (the goal is 1.7 or more; it needs
 at least as many free cores as processes plus the database's). ``--no-workers``
-makes those API-only processes.
+makes those API-only processes. Each run also prints the CPU seconds its
+processes spent per 1,000 creations (the API processes, their worker children,
+PostgreSQL, this client) and how many of the machine's cores they kept busy:
+when that is all of them, the run was bound by CPU, not by the design.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import statistics
 import subprocess
@@ -173,9 +177,57 @@ def healthz(client: httpx.AsyncClient, _index: int) -> Awaitable[httpx.Response]
     return client.get("/healthz")
 
 
-async def creations_per_second(urls: list[str], count: int, concurrency: int,
-                               prefix: str) -> Result:
-    """``count`` creations at ``concurrency``, sent to ``urls`` in turn."""
+def _stat(pid: int) -> list[str]:
+    """The fields of /proc/PID/stat after the command name (which may hold spaces)."""
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+
+
+def _children(pid: int) -> list[int]:
+    found: list[int] = []
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        with contextlib.suppress(OSError):
+            found += [int(c) for c in (task / "children").read_text().split()]
+    return found + [d for c in found for d in _children(c)]
+
+
+def tree_cpu(pid: int, *, itself: bool = True, descendants: bool = True) -> float:
+    """CPU seconds (user + system) of process ``pid`` and/or of its descendants
+    (Linux's /proc), including those of their children that already exited and
+    were waited for (PostgreSQL's backends)."""
+    pids = ([pid] if itself else []) + (_children(pid) if descendants else [])
+    ticks = 0
+    for one in pids:
+        with contextlib.suppress(OSError):
+            # utime, stime, cutime, cstime: fields 14-17 of stat(5).
+            ticks += sum(int(v) for v in _stat(one)[11:15])
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def cpu_by_role(servers: list[int], postgres: int) -> dict[str, float]:
+    """CPU seconds so far of the API processes, their children (the reconcile
+    workers), the PostgreSQL server and this client."""
+    own = os.times()
+    return {"api": sum(tree_cpu(pid, descendants=False) for pid in servers),
+            "workers": sum(tree_cpu(pid, itself=False) for pid in servers),
+            "postgres": tree_cpu(postgres),
+            "client": own.user + own.system}
+
+
+def cpu_line(before: dict[str, float], after: dict[str, float], result: Result) -> str:
+    """CPU seconds per 1,000 creations by role, and the cores they kept busy."""
+    spent = {role: after[role] - before[role] for role in before}
+    per_k = 1000 / max(1, len(result.latencies))
+    parts = "  ".join(f"{role} {seconds * per_k:5.2f}" for role, seconds in spent.items())
+    busy = sum(spent.values()) / result.seconds
+    return (f"       CPU s per 1000 creates: {parts}  total "
+            f"{sum(spent.values()) * per_k:5.2f}; {busy:.2f} of {os.cpu_count()} cores busy")
+
+
+async def creations_per_second(urls: list[str], count: int, concurrency: int, prefix: str,
+                               measure: Callable[[], dict[str, float]]
+                               ) -> tuple[Result, dict[str, float], dict[str, float]]:
+    """``count`` creations at ``concurrency``, sent to ``urls`` in turn, and
+    ``measure()`` just before and just after them."""
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
     clients = [httpx.AsyncClient(base_url=url, limits=limits, timeout=60) for url in urls]
     try:
@@ -189,7 +241,9 @@ async def creations_per_second(urls: list[str], count: int, concurrency: int,
             return clients[index % len(clients)].post("/v1/machine-requests", json=body,
                                                       headers=AUTH)
 
-        return await fire(f"{len(urls)} process(es)", count, concurrency, create)
+        before = measure()
+        result = await fire(f"{len(urls)} process(es)", count, concurrency, create)
+        return result, before, measure()
     finally:
         for client in clients:
             await client.aclose()
@@ -215,10 +269,12 @@ def scale(count: int, concurrency: int, mode: str, runs: int = 3) -> None:
                     started = [start_server(root / f"{database}-{n}", mode=mode,
                                             store=server.url(database))
                                for n in range(processes)]
+                    measure = partial(cpu_by_role, [p.pid for p, _ in started],
+                                      server.process.pid)
                     try:
-                        result = asyncio.run(creations_per_second(
+                        result, before, after = asyncio.run(creations_per_second(
                             [url for _, url in started], count, concurrency,
-                            database.replace("_", "-")))
+                            database.replace("_", "-"), measure))
                     finally:
                         for process, _ in started:
                             process.terminate()
@@ -226,6 +282,7 @@ def scale(count: int, concurrency: int, mode: str, runs: int = 3) -> None:
                     rates[processes].append(len(result.latencies) / result.seconds)
                     errors += result.errors
                     print(f"run {run_index + 1}: {result.line()}", flush=True)
+                    print(cpu_line(before, after, result), flush=True)
         finally:
             server.stop()
     for processes, values in rates.items():
