@@ -214,13 +214,28 @@ def cpu_by_role(servers: list[int], postgres: int) -> dict[str, float]:
 
 
 def cpu_line(before: dict[str, float], after: dict[str, float], result: Result) -> str:
-    """CPU seconds per 1,000 creations by role, and the cores they kept busy."""
-    spent = {role: after[role] - before[role] for role in before}
+    """CPU seconds per 1,000 creations by role, the cores they kept busy, and the
+    reconcile rounds the workers ran meanwhile."""
+    spent = {role: after[role] - before[role] for role in before if role != ROUNDS}
     per_k = 1000 / max(1, len(result.latencies))
     parts = "  ".join(f"{role} {seconds * per_k:5.2f}" for role, seconds in spent.items())
     busy = sum(spent.values()) / result.seconds
     return (f"       CPU s per 1000 creates: {parts}  total "
-            f"{sum(spent.values()) * per_k:5.2f}; {busy:.2f} of {os.cpu_count()} cores busy")
+            f"{sum(spent.values()) * per_k:5.2f}; {busy:.2f} of {os.cpu_count()} cores busy;"
+            f" {after[ROUNDS] - before[ROUNDS]:.0f} reconcile rounds")
+
+
+ROUNDS = "rounds"
+
+
+async def rounds_so_far(clients: list[httpx.AsyncClient]) -> float:
+    """Reconcile rounds the servers' workers have run (their /metrics)."""
+    total = 0.0
+    for client in clients:
+        text = (await client.get("/metrics", headers=AUTH)).text
+        total += sum(float(line.split()[-1]) for line in text.splitlines()
+                     if line.startswith("talprov_reconcile_passes_total "))
+    return total
 
 
 async def creations_per_second(urls: list[str], count: int, concurrency: int, prefix: str,
@@ -241,9 +256,9 @@ async def creations_per_second(urls: list[str], count: int, concurrency: int, pr
             return clients[index % len(clients)].post("/v1/machine-requests", json=body,
                                                       headers=AUTH)
 
-        before = measure()
+        before = {**measure(), ROUNDS: await rounds_so_far(clients)}
         result = await fire(f"{len(urls)} process(es)", count, concurrency, create)
-        return result, before, measure()
+        return result, before, {**measure(), ROUNDS: await rounds_so_far(clients)}
     finally:
         for client in clients:
             await client.aclose()

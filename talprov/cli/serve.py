@@ -205,7 +205,7 @@ def _worker_entry(app: App, config: ServiceConfig) -> Callable[[Connection], Non
         config_path=app.config_path, store_url=app.store_url, verbose=app.verbose,
         log_format=app.log_format or config.log_format, interval=config.reconcile_interval,
         lease_ttl=config.lease_ttl, worker_id=config.worker_id,
-        stop_timeout=config.stop_timeout,
+        stop_timeout=config.stop_timeout, nice=config.worker_nice,
     )
     return functools.partial(run_worker, args)
 
