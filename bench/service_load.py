@@ -213,15 +213,20 @@ def cpu_by_role(servers: list[int], postgres: int) -> dict[str, float]:
             "client": own.user + own.system}
 
 
-def cpu_line(before: dict[str, float], after: dict[str, float], result: Result) -> str:
-    """CPU seconds per 1,000 creations by role, the cores they kept busy, and the
-    reconcile rounds the workers ran meanwhile."""
+def cpu_line(before: dict[str, float], after: dict[str, float], result: Result,
+             processes: int) -> str:
+    """CPU seconds per 1,000 creations by role, the cores they kept busy, how busy
+    each API process was (near 100 %: the API's interpreter is the limit; far
+    below: something else, e.g. CPU taken by other programs), and the reconcile
+    rounds the workers ran meanwhile."""
     spent = {role: after[role] - before[role] for role in before if role != ROUNDS}
     per_k = 1000 / max(1, len(result.latencies))
     parts = "  ".join(f"{role} {seconds * per_k:5.2f}" for role, seconds in spent.items())
     busy = sum(spent.values()) / result.seconds
+    api_busy = spent["api"] / processes / result.seconds
     return (f"       CPU s per 1000 creates: {parts}  total "
             f"{sum(spent.values()) * per_k:5.2f}; {busy:.2f} of {os.cpu_count()} cores busy;"
+            f" each API process {api_busy:.0%} of a core;"
             f" {after[ROUNDS] - before[ROUNDS]:.0f} reconcile rounds")
 
 
@@ -297,7 +302,7 @@ def scale(count: int, concurrency: int, mode: str, runs: int = 3) -> None:
                     rates[processes].append(len(result.latencies) / result.seconds)
                     errors += result.errors
                     print(f"run {run_index + 1}: {result.line()}", flush=True)
-                    print(cpu_line(before, after, result), flush=True)
+                    print(cpu_line(before, after, result, processes), flush=True)
         finally:
             server.stop()
     for processes, values in rates.items():
