@@ -25,7 +25,9 @@ tests/emulators/postgres.py, a fresh database per run): the same creations,
 spread over the processes' URLs in turn, three runs of each, min and median of
 the throughput, and the ratio of the medians (the goal is 1.7 or more; it needs
 at least as many free cores as processes plus the database's). ``--no-workers``
-makes those API-only processes. Each run also prints the CPU seconds its
+makes those API-only processes. The creations go out through the lean client of
+bench/raw_http.py (``--client httpx`` for httpx), so that on a machine with few
+cores the load generator leaves the CPU to the servers. Each run also prints the CPU seconds its
 processes spent per 1,000 creations (the API processes, their worker children,
 PostgreSQL, this client) and how many of the machine's cores they kept busy:
 when that is all of them, the run was bound by CPU, not by the design.
@@ -47,6 +49,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 import httpx
 import yaml
@@ -54,6 +57,7 @@ import yaml
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from bench import raw_http  # noqa: E402
 from tests.helpers import WORKER_CONFIG, write_plugin_dist  # noqa: E402
 
 TOKEN = "bench-token-0123456789abcdef"
@@ -244,32 +248,43 @@ async def rounds_so_far(clients: list[httpx.AsyncClient]) -> float:
 
 
 async def creations_per_second(urls: list[str], count: int, concurrency: int, prefix: str,
-                               measure: Callable[[], dict[str, float]]
+                               measure: Callable[[], dict[str, float]], *, lean: bool
                                ) -> tuple[Result, dict[str, float], dict[str, float]]:
-    """``count`` creations at ``concurrency``, sent to ``urls`` in turn, and
-    ``measure()`` just before and just after them."""
+    """``count`` creations at ``concurrency``, spread over ``urls``, and
+    ``measure()`` just before and just after them; sent with the lean client of
+    bench/raw_http.py when ``lean``, else with httpx."""
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
     clients = [httpx.AsyncClient(base_url=url, limits=limits, timeout=60) for url in urls]
     try:
         for client in clients:  # warm-up: connections, imports, the first store access
             await fire("warm-up", 20, concurrency, partial(healthz, client))
 
-        def create(index: int) -> Awaitable[httpx.Response]:
-            body = {"id": f"{prefix}-{index:05d}", "provider": "fake",
+        def body(index: int) -> dict[str, Any]:
+            return {"id": f"{prefix}-{index:05d}", "provider": "fake",
                     "talos_version": "v1.13.9", "config": WORKER_CONFIG,
                     "labels": {"role": "worker", "bench": "scale"}}
-            return clients[index % len(clients)].post("/v1/machine-requests", json=body,
-                                                      headers=AUTH)
+
+        def create(index: int) -> Awaitable[httpx.Response]:
+            return clients[index % len(clients)].post("/v1/machine-requests",
+                                                      json=body(index), headers=AUTH)
 
         before = {**measure(), ROUNDS: await rounds_so_far(clients)}
-        result = await fire(f"{len(urls)} process(es)", count, concurrency, create)
+        name = f"{len(urls)} process(es)"
+        if lean:
+            outcome, seconds = await raw_http.send_all(
+                urls, count, concurrency,
+                lambda i, url: raw_http.post_bytes(url, "/v1/machine-requests", body(i), AUTH))
+            result = Result(name, outcome.latencies, sum(outcome.errors.values()), seconds,
+                            outcome.errors)
+        else:
+            result = await fire(name, count, concurrency, create)
         return result, before, {**measure(), ROUNDS: await rounds_so_far(clients)}
     finally:
         for client in clients:
             await client.aclose()
 
 
-def scale(count: int, concurrency: int, mode: str, runs: int = 3) -> None:
+def scale(count: int, concurrency: int, mode: str, *, lean: bool, runs: int = 3) -> None:
     """Creation throughput of one and of two processes on one PostgreSQL store."""
     from tests.emulators.postgres import start_postgres
 
@@ -294,7 +309,7 @@ def scale(count: int, concurrency: int, mode: str, runs: int = 3) -> None:
                     try:
                         result, before, after = asyncio.run(creations_per_second(
                             [url for _, url in started], count, concurrency,
-                            database.replace("_", "-"), measure))
+                            database.replace("_", "-"), measure, lean=lean))
                     finally:
                         for process, _ in started:
                             process.terminate()
@@ -326,9 +341,13 @@ def main() -> None:
                         help="One vs two processes on one PostgreSQL store (creations/s).")
     parser.add_argument("--no-workers", action="store_true",
                         help="With --scale: API-only processes.")
+    parser.add_argument("--client", choices=("raw", "httpx"), default="raw",
+                        help="With --scale: the creations' client: raw (bench/raw_http.py, "
+                        "little CPU, the default) or httpx (about 5-7 ms of CPU per call).")
     args = parser.parse_args()
     if args.scale:
-        scale(args.requests, args.concurrency, mode="off" if args.no_workers else "process")
+        scale(args.requests, args.concurrency, mode="off" if args.no_workers else "process",
+              lean=args.client == "raw")
         return
     modes = [m.strip() for m in args.modes.split(",") if m.strip()]
     results: dict[str, list[Result]] = {}
