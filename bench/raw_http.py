@@ -32,11 +32,20 @@ class Outcome:
 
 def post_bytes(url: str, path: str, body: dict[str, Any], headers: dict[str, str]) -> bytes:
     """One ``POST path`` with a JSON ``body``, ready to write to a connection to ``url``."""
-    host = urlsplit(url).netloc
     payload = json.dumps(body).encode()
-    lines = [f"POST {path} HTTP/1.1", f"Host: {host}", "Content-Type: application/json",
-             f"Content-Length: {len(payload)}", *(f"{k}: {v}" for k, v in headers.items())]
-    return ("\r\n".join(lines) + "\r\n\r\n").encode() + payload
+    return _head("POST", url, path, {**headers, "Content-Type": "application/json",
+                                     "Content-Length": str(len(payload))}) + payload
+
+
+def get_bytes(url: str, path: str, headers: dict[str, str] | None = None) -> bytes:
+    """One ``GET path``, ready to write to a connection to ``url``."""
+    return _head("GET", url, path, headers or {})
+
+
+def _head(method: str, url: str, path: str, headers: dict[str, str]) -> bytes:
+    lines = [f"{method} {path} HTTP/1.1", f"Host: {urlsplit(url).netloc}",
+             *(f"{k}: {v}" for k, v in headers.items())]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode()
 
 
 async def _answer(reader: asyncio.StreamReader) -> int:

@@ -17,7 +17,11 @@ then the goals' ratios: GET p99 with workers over GET p99 without (goal 1.5x),
 and create p99 over healthz p99 (goal 1.5x). Exits 1 on any error.
 
     .venv/bin/python bench/service_load.py [--requests 1000] [--concurrency 50]
-        [--modes off,thread,process] [--store URL]
+        [--modes off,thread,process] [--store URL] [--client raw|httpx]
+
+Every call goes out through the lean client of bench/raw_http.py unless
+``--client httpx``: on a machine with few cores httpx's 4-7 ms of CPU per call
+is more than the API's own, and the load generator would measure itself.
 
 ``--scale`` measures instead how creation throughput grows from one ``serve``
 process to two sharing one PostgreSQL store (a throw-away server from
@@ -25,9 +29,7 @@ tests/emulators/postgres.py, a fresh database per run): the same creations,
 spread over the processes' URLs in turn, three runs of each, min and median of
 the throughput, and the ratio of the medians (the goal is 1.7 or more; it needs
 at least as many free cores as processes plus the database's). ``--no-workers``
-makes those API-only processes. The creations go out through the lean client of
-bench/raw_http.py (``--client httpx`` for httpx), so that on a machine with few
-cores the load generator leaves the CPU to the servers. Each run also prints the CPU seconds its
+makes those API-only processes. Each run also prints the CPU seconds its
 processes spent per 1,000 creations (the API processes, their worker children,
 PostgreSQL, this client) and how many of the machine's cores they kept busy:
 when that is all of them, the run was bound by CPU, not by the design.
@@ -156,21 +158,39 @@ async def fire(name: str, count: int, concurrency: int,
     return Result(name, latencies, errors, time.perf_counter() - began, kinds)
 
 
-async def run(url: str, count: int, concurrency: int, mode: str) -> list[Result]:
+def load_body(index: int) -> dict[str, Any]:
+    return {"id": f"bench-{index:05d}", "provider": "fake", "talos_version": "v1.13.9",
+            "config": WORKER_CONFIG, "labels": {"role": "worker", "bench": "load"},
+            "provider_data": {"size": "small"}}
+
+
+async def run(url: str, count: int, concurrency: int, mode: str, *, lean: bool) -> list[Result]:
+    """The three phases against ``url``: through bench/raw_http.py when ``lean``."""
+    if lean:
+        def lean_phase(name: str, request: Callable[[int, str], bytes]) -> Awaitable[Result]:
+            async def measured() -> Result:
+                outcome, seconds = await raw_http.send_all([url], count, concurrency, request)
+                return Result(f"{mode:<8} {name}", outcome.latencies,
+                              sum(outcome.errors.values()), seconds, outcome.errors)
+            return measured()
+
+        await lean_phase("warm-up", lambda _i, u: raw_http.get_bytes(u, "/healthz"))
+        return [
+            await lean_phase("GET /healthz", lambda _i, u: raw_http.get_bytes(u, "/healthz")),
+            await lean_phase("POST request", lambda i, u: raw_http.post_bytes(
+                u, "/v1/machine-requests", load_body(i), AUTH)),
+            await lean_phase("GET request", lambda i, u: raw_http.get_bytes(
+                u, f"/v1/machine-requests/bench-{i:05d}", AUTH)),
+        ]
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
     async with httpx.AsyncClient(base_url=url, limits=limits, timeout=60) as client:
         # Warm-up: connections, imports, the first store access.
         await fire("warm-up", 50, concurrency, lambda _i: client.get("/healthz"))
         healthz = await fire(f"{mode:<8} GET /healthz", count, concurrency,
                              lambda _i: client.get("/healthz"))
-
-        def create(index: int) -> Awaitable[httpx.Response]:
-            body = {"id": f"bench-{index:05d}", "provider": "fake", "talos_version": "v1.13.9",
-                    "config": WORKER_CONFIG, "labels": {"role": "worker", "bench": "load"},
-                    "provider_data": {"size": "small"}}
-            return client.post("/v1/machine-requests", json=body, headers=AUTH)
-
-        creations = await fire(f"{mode:<8} POST request", count, concurrency, create)
+        creations = await fire(f"{mode:<8} POST request", count, concurrency,
+                               lambda i: client.post("/v1/machine-requests", json=load_body(i),
+                                                     headers=AUTH))
         reads = await fire(f"{mode:<8} GET request", count, concurrency,
                            lambda i: client.get(f"/v1/machine-requests/bench-{i:05d}",
                                                 headers=AUTH))
@@ -342,8 +362,8 @@ def main() -> None:
     parser.add_argument("--no-workers", action="store_true",
                         help="With --scale: API-only processes.")
     parser.add_argument("--client", choices=("raw", "httpx"), default="raw",
-                        help="With --scale: the creations' client: raw (bench/raw_http.py, "
-                        "little CPU, the default) or httpx (about 5-7 ms of CPU per call).")
+                        help="The client: raw (bench/raw_http.py, little CPU, the default) "
+                        "or httpx (about 5-7 ms of CPU per call).")
     args = parser.parse_args()
     if args.scale:
         scale(args.requests, args.concurrency, mode="off" if args.no_workers else "process",
@@ -355,7 +375,8 @@ def main() -> None:
         with tempfile.TemporaryDirectory(prefix="talprov-bench-") as tmp:
             process, url = start_server(Path(tmp), mode=mode, store=args.store)
             try:
-                results[mode] = asyncio.run(run(url, args.requests, args.concurrency, mode))
+                results[mode] = asyncio.run(run(url, args.requests, args.concurrency, mode,
+                                                lean=args.client == "raw"))
             finally:
                 process.terminate()
                 process.wait(timeout=60)
