@@ -17,7 +17,11 @@ then the goals' ratios: GET p99 with workers over GET p99 without (goal 1.5x),
 and create p99 over healthz p99 (goal 1.5x). Exits 1 on any error.
 
     .venv/bin/python bench/service_load.py [--requests 1000] [--concurrency 50]
-        [--modes off,thread,process] [--store URL]
+        [--modes off,thread,process] [--store URL] [--client raw|httpx]
+
+Every call goes out through the lean client of bench/raw_http.py unless
+``--client httpx``: on a machine with few cores httpx's 4-7 ms of CPU per call
+is more than the API's own, and the load generator would measure itself.
 
 ``--scale`` measures instead how creation throughput grows from one ``serve``
 process to two sharing one PostgreSQL store (a throw-away server from
@@ -25,13 +29,17 @@ tests/emulators/postgres.py, a fresh database per run): the same creations,
 spread over the processes' URLs in turn, three runs of each, min and median of
 the throughput, and the ratio of the medians (the goal is 1.7 or more; it needs
 at least as many free cores as processes plus the database's). ``--no-workers``
-makes those API-only processes.
+makes those API-only processes. Each run also prints the CPU seconds its
+processes spent per 1,000 creations (the API processes, their worker children,
+PostgreSQL, this client) and how many of the machine's cores they kept busy:
+when that is all of them, the run was bound by CPU, not by the design.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import statistics
 import subprocess
@@ -43,6 +51,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 import httpx
 import yaml
@@ -50,6 +59,7 @@ import yaml
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from bench import raw_http  # noqa: E402
 from tests.helpers import WORKER_CONFIG, write_plugin_dist  # noqa: E402
 
 TOKEN = "bench-token-0123456789abcdef"
@@ -148,21 +158,39 @@ async def fire(name: str, count: int, concurrency: int,
     return Result(name, latencies, errors, time.perf_counter() - began, kinds)
 
 
-async def run(url: str, count: int, concurrency: int, mode: str) -> list[Result]:
+def load_body(index: int) -> dict[str, Any]:
+    return {"id": f"bench-{index:05d}", "provider": "fake", "talos_version": "v1.13.9",
+            "config": WORKER_CONFIG, "labels": {"role": "worker", "bench": "load"},
+            "provider_data": {"size": "small"}}
+
+
+async def run(url: str, count: int, concurrency: int, mode: str, *, lean: bool) -> list[Result]:
+    """The three phases against ``url``: through bench/raw_http.py when ``lean``."""
+    if lean:
+        def lean_phase(name: str, request: Callable[[int, str], bytes]) -> Awaitable[Result]:
+            async def measured() -> Result:
+                outcome, seconds = await raw_http.send_all([url], count, concurrency, request)
+                return Result(f"{mode:<8} {name}", outcome.latencies,
+                              sum(outcome.errors.values()), seconds, outcome.errors)
+            return measured()
+
+        await lean_phase("warm-up", lambda _i, u: raw_http.get_bytes(u, "/healthz"))
+        return [
+            await lean_phase("GET /healthz", lambda _i, u: raw_http.get_bytes(u, "/healthz")),
+            await lean_phase("POST request", lambda i, u: raw_http.post_bytes(
+                u, "/v1/machine-requests", load_body(i), AUTH)),
+            await lean_phase("GET request", lambda i, u: raw_http.get_bytes(
+                u, f"/v1/machine-requests/bench-{i:05d}", AUTH)),
+        ]
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
     async with httpx.AsyncClient(base_url=url, limits=limits, timeout=60) as client:
         # Warm-up: connections, imports, the first store access.
         await fire("warm-up", 50, concurrency, lambda _i: client.get("/healthz"))
         healthz = await fire(f"{mode:<8} GET /healthz", count, concurrency,
                              lambda _i: client.get("/healthz"))
-
-        def create(index: int) -> Awaitable[httpx.Response]:
-            body = {"id": f"bench-{index:05d}", "provider": "fake", "talos_version": "v1.13.9",
-                    "config": WORKER_CONFIG, "labels": {"role": "worker", "bench": "load"},
-                    "provider_data": {"size": "small"}}
-            return client.post("/v1/machine-requests", json=body, headers=AUTH)
-
-        creations = await fire(f"{mode:<8} POST request", count, concurrency, create)
+        creations = await fire(f"{mode:<8} POST request", count, concurrency,
+                               lambda i: client.post("/v1/machine-requests", json=load_body(i),
+                                                     headers=AUTH))
         reads = await fire(f"{mode:<8} GET request", count, concurrency,
                            lambda i: client.get(f"/v1/machine-requests/bench-{i:05d}",
                                                 headers=AUTH))
@@ -173,29 +201,110 @@ def healthz(client: httpx.AsyncClient, _index: int) -> Awaitable[httpx.Response]
     return client.get("/healthz")
 
 
-async def creations_per_second(urls: list[str], count: int, concurrency: int,
-                               prefix: str) -> Result:
-    """``count`` creations at ``concurrency``, sent to ``urls`` in turn."""
+def _stat(pid: int) -> list[str]:
+    """The fields of /proc/PID/stat after the command name (which may hold spaces)."""
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+
+
+def _children(pid: int) -> list[int]:
+    found: list[int] = []
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        with contextlib.suppress(OSError):
+            found += [int(c) for c in (task / "children").read_text().split()]
+    return found + [d for c in found for d in _children(c)]
+
+
+def tree_cpu(pid: int, *, itself: bool = True, descendants: bool = True) -> float:
+    """CPU seconds (user + system) of process ``pid`` and/or of its descendants
+    (Linux's /proc), including those of their children that already exited and
+    were waited for (PostgreSQL's backends)."""
+    pids = ([pid] if itself else []) + (_children(pid) if descendants else [])
+    ticks = 0
+    for one in pids:
+        with contextlib.suppress(OSError):
+            # utime, stime, cutime, cstime: fields 14-17 of stat(5).
+            ticks += sum(int(v) for v in _stat(one)[11:15])
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def cpu_by_role(servers: list[int], postgres: int) -> dict[str, float]:
+    """CPU seconds so far of the API processes, their children (the reconcile
+    workers), the PostgreSQL server and this client."""
+    own = os.times()
+    return {"api": sum(tree_cpu(pid, descendants=False) for pid in servers),
+            "workers": sum(tree_cpu(pid, itself=False) for pid in servers),
+            "postgres": tree_cpu(postgres),
+            "client": own.user + own.system}
+
+
+def cpu_line(before: dict[str, float], after: dict[str, float], result: Result,
+             processes: int) -> str:
+    """CPU seconds per 1,000 creations by role, the cores they kept busy, how busy
+    each API process was (near 100 %: the API's interpreter is the limit; far
+    below: something else, e.g. CPU taken by other programs), and the reconcile
+    rounds the workers ran meanwhile."""
+    spent = {role: after[role] - before[role] for role in before if role != ROUNDS}
+    per_k = 1000 / max(1, len(result.latencies))
+    parts = "  ".join(f"{role} {seconds * per_k:5.2f}" for role, seconds in spent.items())
+    busy = sum(spent.values()) / result.seconds
+    api_busy = spent["api"] / processes / result.seconds
+    return (f"       CPU s per 1000 creates: {parts}  total "
+            f"{sum(spent.values()) * per_k:5.2f}; {busy:.2f} of {os.cpu_count()} cores busy;"
+            f" each API process {api_busy:.0%} of a core;"
+            f" {after[ROUNDS] - before[ROUNDS]:.0f} reconcile rounds")
+
+
+ROUNDS = "rounds"
+
+
+async def rounds_so_far(clients: list[httpx.AsyncClient]) -> float:
+    """Reconcile rounds the servers' workers have run (their /metrics)."""
+    total = 0.0
+    for client in clients:
+        text = (await client.get("/metrics", headers=AUTH)).text
+        total += sum(float(line.split()[-1]) for line in text.splitlines()
+                     if line.startswith("talprov_reconcile_passes_total "))
+    return total
+
+
+async def creations_per_second(urls: list[str], count: int, concurrency: int, prefix: str,
+                               measure: Callable[[], dict[str, float]], *, lean: bool
+                               ) -> tuple[Result, dict[str, float], dict[str, float]]:
+    """``count`` creations at ``concurrency``, spread over ``urls``, and
+    ``measure()`` just before and just after them; sent with the lean client of
+    bench/raw_http.py when ``lean``, else with httpx."""
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
     clients = [httpx.AsyncClient(base_url=url, limits=limits, timeout=60) for url in urls]
     try:
         for client in clients:  # warm-up: connections, imports, the first store access
             await fire("warm-up", 20, concurrency, partial(healthz, client))
 
-        def create(index: int) -> Awaitable[httpx.Response]:
-            body = {"id": f"{prefix}-{index:05d}", "provider": "fake",
+        def body(index: int) -> dict[str, Any]:
+            return {"id": f"{prefix}-{index:05d}", "provider": "fake",
                     "talos_version": "v1.13.9", "config": WORKER_CONFIG,
                     "labels": {"role": "worker", "bench": "scale"}}
-            return clients[index % len(clients)].post("/v1/machine-requests", json=body,
-                                                      headers=AUTH)
 
-        return await fire(f"{len(urls)} process(es)", count, concurrency, create)
+        def create(index: int) -> Awaitable[httpx.Response]:
+            return clients[index % len(clients)].post("/v1/machine-requests",
+                                                      json=body(index), headers=AUTH)
+
+        before = {**measure(), ROUNDS: await rounds_so_far(clients)}
+        name = f"{len(urls)} process(es)"
+        if lean:
+            outcome, seconds = await raw_http.send_all(
+                urls, count, concurrency,
+                lambda i, url: raw_http.post_bytes(url, "/v1/machine-requests", body(i), AUTH))
+            result = Result(name, outcome.latencies, sum(outcome.errors.values()), seconds,
+                            outcome.errors)
+        else:
+            result = await fire(name, count, concurrency, create)
+        return result, before, {**measure(), ROUNDS: await rounds_so_far(clients)}
     finally:
         for client in clients:
             await client.aclose()
 
 
-def scale(count: int, concurrency: int, mode: str, runs: int = 3) -> None:
+def scale(count: int, concurrency: int, mode: str, *, lean: bool, runs: int = 3) -> None:
     """Creation throughput of one and of two processes on one PostgreSQL store."""
     from tests.emulators.postgres import start_postgres
 
@@ -215,10 +324,12 @@ def scale(count: int, concurrency: int, mode: str, runs: int = 3) -> None:
                     started = [start_server(root / f"{database}-{n}", mode=mode,
                                             store=server.url(database))
                                for n in range(processes)]
+                    measure = partial(cpu_by_role, [p.pid for p, _ in started],
+                                      server.process.pid)
                     try:
-                        result = asyncio.run(creations_per_second(
+                        result, before, after = asyncio.run(creations_per_second(
                             [url for _, url in started], count, concurrency,
-                            database.replace("_", "-")))
+                            database.replace("_", "-"), measure, lean=lean))
                     finally:
                         for process, _ in started:
                             process.terminate()
@@ -226,6 +337,7 @@ def scale(count: int, concurrency: int, mode: str, runs: int = 3) -> None:
                     rates[processes].append(len(result.latencies) / result.seconds)
                     errors += result.errors
                     print(f"run {run_index + 1}: {result.line()}", flush=True)
+                    print(cpu_line(before, after, result, processes), flush=True)
         finally:
             server.stop()
     for processes, values in rates.items():
@@ -249,9 +361,13 @@ def main() -> None:
                         help="One vs two processes on one PostgreSQL store (creations/s).")
     parser.add_argument("--no-workers", action="store_true",
                         help="With --scale: API-only processes.")
+    parser.add_argument("--client", choices=("raw", "httpx"), default="raw",
+                        help="The client: raw (bench/raw_http.py, little CPU, the default) "
+                        "or httpx (about 5-7 ms of CPU per call).")
     args = parser.parse_args()
     if args.scale:
-        scale(args.requests, args.concurrency, mode="off" if args.no_workers else "process")
+        scale(args.requests, args.concurrency, mode="off" if args.no_workers else "process",
+              lean=args.client == "raw")
         return
     modes = [m.strip() for m in args.modes.split(",") if m.strip()]
     results: dict[str, list[Result]] = {}
@@ -259,7 +375,8 @@ def main() -> None:
         with tempfile.TemporaryDirectory(prefix="talprov-bench-") as tmp:
             process, url = start_server(Path(tmp), mode=mode, store=args.store)
             try:
-                results[mode] = asyncio.run(run(url, args.requests, args.concurrency, mode))
+                results[mode] = asyncio.run(run(url, args.requests, args.concurrency, mode,
+                                                lean=args.client == "raw"))
             finally:
                 process.terminate()
                 process.wait(timeout=60)

@@ -13,6 +13,7 @@ PACKAGES=(
     qemu-system-x86 ipxe-qemu ipxe   # the rig's machines, their PXE ROMs, iPXE binaries for TFTP
     busybox-static cpio iproute2     # the rig's initramfs and its network namespace
     chromium            # the status page's browser tests (Playwright drives it; no download)
+    curl jq openssl     # docs/service.md's curl examples run against the demo
 )
 
 missing=()

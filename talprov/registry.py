@@ -23,7 +23,13 @@ from pydantic import BaseModel
 
 from talprov.errors import ConfigError, MissingExtra, validate
 from talprov.providers.errors import InvalidRequest
-from talprov.providers.protocol import ChecksRequests, Provider, ProviderClass, Runtime
+from talprov.providers.protocol import (
+    ChecksRequests,
+    Provider,
+    ProviderClass,
+    Runtime,
+    SharesConnections,
+)
 from talprov.providers.types import MachineRequest
 
 ENTRY_POINT_GROUP = "talprov.providers"
@@ -125,7 +131,15 @@ def build_provider(
         raise ConfigError(f"{where}.type", "required: the provider type, e.g. aws")
     cls = load_type(type_name, where=f"{where}.type")
     body = {k: v for k, v in raw.items() if k not in COMMON_INSTANCE_KEYS}
-    return cls(instance, validate(cls.config_model, body, where), runtime)
+    provider = cls(instance, validate(cls.config_model, body, where), runtime)
+    if isinstance(provider, SharesConnections):
+        provider.use_concurrency(instance_concurrency(raw))
+    return provider
+
+
+def instance_concurrency(raw: dict[str, Any]) -> int:
+    """The instance block's ``concurrency``: how many steps run at once on it."""
+    return int(raw.get("concurrency", DEFAULT_CONCURRENCY))
 
 
 def validate_provider_data(
@@ -156,6 +170,8 @@ def check_request(provider: Provider, request: MachineRequest, *, where: str) ->
 
 #: Keys of a provider instance block that talprov itself reads.
 COMMON_INSTANCE_KEYS = frozenset({"type", "concurrency"})
+#: Steps run at once on an instance whose block does not say (config.ProviderInstanceConfig).
+DEFAULT_CONCURRENCY = 8
 
 
 # -- optional dependencies (extras) ------------------------------------------------

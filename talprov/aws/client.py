@@ -120,6 +120,8 @@ class AwsClients:
         self.config = config
         # boto3 sessions are not thread-safe: clients are built one at a time.
         self._lock = threading.RLock()
+        #: Steps the reconciler runs at once on this instance (its ``concurrency``).
+        self.concurrent_steps = 8
 
     def _botocore_config(self) -> Config:
         options: dict[str, Any] = {
@@ -128,8 +130,11 @@ class AwsClients:
             "connect_timeout": self.config.connect_timeout,
             "read_timeout": self.config.read_timeout,
             "user_agent_extra": USER_AGENT,
-            # Enough connections for the concurrent launch pool plus listing.
-            "max_pool_connections": max(10, self.config.launch_concurrency + 2),
+            # A connection for every step running at once, each batch step's
+            # parallel RunInstances and the listing: urllib3 discards (and warns
+            # about) every connection beyond the pool's size.
+            "max_pool_connections": max(
+                10, self.concurrent_steps + self.config.launch_concurrency + 2),
         }
         if self.config.endpoint_url:
             # Emulators serve every bucket under one host.

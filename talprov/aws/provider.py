@@ -153,6 +153,11 @@ class AwsProvider:
             return None
         return Retry(after=self.config.poll_interval, reason="waiting for termination")
 
+    def use_concurrency(self, calls: int) -> None:
+        """Size the EC2/S3/STS clients' connection pools for ``calls`` steps at once
+        (``SharesConnections``); before the first call, as clients are made lazily."""
+        self.clients.concurrent_steps = calls
+
     def check_request(self, request: MachineRequest) -> None:
         """Pre-flight (no AWS call): a non-default schematic needs ``image_bucket``.
 

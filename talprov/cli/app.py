@@ -25,7 +25,7 @@ from talprov.logs import JsonFormatter, install_handler, make_handler
 from talprov.providers.errors import InvalidRequest, ProviderError, describe_error
 from talprov.providers.protocol import Provider, Runtime
 from talprov.reconcile.reconciler import ProviderHandle, Reconciler
-from talprov.registry import build_provider
+from talprov.registry import build_provider, instance_concurrency
 from talprov.runloop import RunLoop
 from talprov.scaler.editing import ClusterBusy
 from talprov.scaler.models import MAX_SET_SIZE
@@ -118,7 +118,7 @@ class App:
             block = self.config.provider_block(name)
             where = f"{self.config.path or 'config'}: providers.{name}"
             provider = build_provider(name, block, self.runtime, where=where)
-            self._providers[name] = ProviderHandle(provider, int(block.get("concurrency", 8)))
+            self._providers[name] = ProviderHandle(provider, instance_concurrency(block))
         return self._providers[name]
 
     def all_handles(self) -> dict[str, ProviderHandle]:

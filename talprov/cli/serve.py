@@ -42,6 +42,20 @@ def _bind(host: str, port: int) -> socket.socket:
     return sock
 
 
+class QueryStringFilter(logging.Filter):
+    """Leaves the query string out of uvicorn's access log lines: a client that puts
+    a token or another secret in a URL (``?token=...``) must not have it logged.
+    The line keeps ``?...`` to show there was one."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        # uvicorn.access logs (client, method, path with query, HTTP version, status).
+        args = record.args
+        if isinstance(args, tuple) and len(args) > 2 and isinstance(args[2], str) \
+                and "?" in args[2]:
+            record.args = (*args[:2], args[2].split("?", 1)[0] + "?...", *args[3:])
+        return True
+
+
 def _check_token_scopes(config: ServiceConfig, instances: set[str], where: str) -> None:
     """Warn about a token whose scope names an instance not configured here: a typo
     there gives a token that silently sees nothing. Only a warning, because replicas
@@ -137,6 +151,9 @@ def serve(app: App, listen: str | None, workers: bool | None, worker_id: str | N
         timeout_keep_alive=KEEP_ALIVE_SECONDS,
     )
     server = uvicorn.Server(uv_config)
+    access_log = logging.getLogger("uvicorn.access")
+    if not any(isinstance(f, QueryStringFilter) for f in access_log.filters):
+        access_log.addFilter(QueryStringFilter())
     original_startup = server.startup
 
     async def startup(sockets: list[socket.socket] | None = None) -> None:
@@ -188,7 +205,7 @@ def _worker_entry(app: App, config: ServiceConfig) -> Callable[[Connection], Non
         config_path=app.config_path, store_url=app.store_url, verbose=app.verbose,
         log_format=app.log_format or config.log_format, interval=config.reconcile_interval,
         lease_ttl=config.lease_ttl, worker_id=config.worker_id,
-        stop_timeout=config.stop_timeout,
+        stop_timeout=config.stop_timeout, nice=config.worker_nice,
     )
     return functools.partial(run_worker, args)
 

@@ -11,6 +11,7 @@ ignores SIGINT and finishes its round when the parent tells it to.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
@@ -42,11 +43,31 @@ class WorkerArgs:
     lease_ttl: float
     worker_id: str | None
     stop_timeout: float
+    #: Steps of CPU priority below the parent (``service.worker_nice``).
+    nice: int = 0
+
+
+#: What ``ps`` shows for the child instead of multiprocessing's spawn command.
+PROCESS_TITLE = "talprov serve: reconcile worker"
+
+
+def _become_background(nice: int) -> None:
+    """Lower this process's CPU priority by ``nice`` and set its title. Never raises:
+    neither is needed for the work."""
+    if nice:
+        with contextlib.suppress(OSError):
+            os.nice(nice)
+    try:
+        import setproctitle
+    except ImportError:  # optional: only the title is lost
+        return
+    setproctitle.setproctitle(PROCESS_TITLE)
 
 
 def run_worker(args: WorkerArgs, conn: Connection) -> None:
     """The child's entry point: rounds until told to stop. Never raises."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _become_background(args.nice)
     setup_logging(args.verbose, args.log_format)
     logging.getLogger(STAGE_LOGGER).setLevel(logging.INFO)
     app = App(args.config_path, args.store_url, verbose=args.verbose,

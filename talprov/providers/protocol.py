@@ -265,6 +265,22 @@ class NamesEndpoint(Protocol):
 
 
 @runtime_checkable
+class SharesConnections(Protocol):
+    """Optional: a provider whose SDK keeps a pool of HTTP connections.
+
+    The reconciler runs up to the instance's ``concurrency`` steps at once on one
+    provider object; a pool smaller than that makes urllib3 discard the extra
+    connections (warning "Connection pool is full" for each) and open new ones.
+    """
+
+    def use_concurrency(self, calls: int) -> None:
+        """Size the pools for ``calls`` concurrent calls (on top of any the provider
+        makes in parallel itself). Called once, right after construction, before
+        any call; idempotent; never raises."""
+        ...
+
+
+@runtime_checkable
 class ChecksRequests(Protocol):
     """Optional: checks of a request that need no cloud call, run before it is recorded.
 

@@ -31,7 +31,22 @@ FIRST_POLL = 0.1
 """proxmoxer's ProxmoxResource (untyped): ``api.nodes(node).qemu.get()``."""
 
 
-def _pinned_adapter(fingerprint: str) -> Any:
+#: Connections kept per host when nobody said how many steps run at once.
+DEFAULT_POOL = 10
+
+
+def _adapter(fingerprint: str | None, connections: int) -> Any:
+    """A requests adapter keeping up to ``connections`` connections to the host (its
+    default, 10, makes urllib3 discard the rest: "Connection pool is full"), pinned
+    to the certificate with ``fingerprint`` when given."""
+    from requests.adapters import HTTPAdapter
+
+    if fingerprint is None:
+        return HTTPAdapter(pool_maxsize=connections)
+    return _pinned_adapter(fingerprint, connections)
+
+
+def _pinned_adapter(fingerprint: str, connections: int) -> Any:
     from requests.adapters import HTTPAdapter
 
     class PinnedAdapter(HTTPAdapter):
@@ -41,7 +56,7 @@ def _pinned_adapter(fingerprint: str) -> Any:
             kwargs["assert_fingerprint"] = fingerprint.replace(":", "").lower()
             super().init_poolmanager(*args, **kwargs)
 
-    return PinnedAdapter()
+    return PinnedAdapter(pool_maxsize=connections)
 
 
 def _auth_classes() -> tuple[type, type]:
@@ -108,8 +123,7 @@ class PveClient:
         session = ProxmoxHttpSession()
         session.trust_env = False
         session.headers["accept"] = JsonSerializer().get_accept_types()
-        if config.fingerprint:
-            session.mount("https://", _pinned_adapter(config.fingerprint))
+        session.mount("https://", _adapter(config.fingerprint, DEFAULT_POOL))
         token_auth, ticket_auth = _auth_classes()
         if config.token_id and config.token_secret:
             self._auth = token_auth(
@@ -127,6 +141,12 @@ class PveClient:
 
     def __repr__(self) -> str:
         return f"PveClient({self.base_url})"
+
+    def use_connections(self, connections: int) -> None:
+        """Keep up to ``connections`` connections to the cluster (before any call;
+        idempotent): one for every call that may run at once."""
+        self._session.mount("https://", _adapter(self.config.fingerprint,
+                                                 max(DEFAULT_POOL, connections)))
 
     # -- authentication -----------------------------------------------------
 

@@ -97,6 +97,11 @@ class ProxmoxProvider:
     def __repr__(self) -> str:
         return f"ProxmoxProvider({self.name!r}, {self.client.base_url})"
 
+    def use_concurrency(self, calls: int) -> None:
+        """Size the API session's connection pool for ``calls`` steps at once, plus
+        the task polls and listing that run beside them (``SharesConnections``)."""
+        self.client.use_connections(calls + 2)
+
     # -- listing ------------------------------------------------------------
 
     def _vm_resources(self) -> list[Mapping[str, Any]]:

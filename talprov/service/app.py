@@ -25,7 +25,7 @@ from talprov.service.auth import PrincipalDep, TokenVerifier
 from talprov.service.config import ServiceConfig, parse_service_config
 from talprov.service.context import ServiceContext, service_context
 from talprov.service.docs_ui import install_docs
-from talprov.service.guarding import QueryGuardMiddleware
+from talprov.service.guarding import HeadAsGetMiddleware, QueryGuardMiddleware
 from talprov.service.metrics import Metrics, instrument
 from talprov.service.models import HealthView, Healthz, ProviderList, ProviderView
 from talprov.service.routes_requests import AUTH_RESPONSES
@@ -175,14 +175,15 @@ def create_app(
     install_docs(app)
     app.state.ctx = ctx
     app.add_middleware(QueryGuardMiddleware, seconds=service_config.query_timeout)
+    # HEAD on every GET route: load balancers' health checks and monitors use it.
+    app.add_middleware(HeadAsGetMiddleware)
     _install_error_handlers(app)
     app.include_router(requests_router)
     app.include_router(sets_router)
     install_ui(app)
 
-    # HEAD too: load balancers' health checks often use it.
-    @app.api_route("/healthz", methods=["GET", "HEAD"], response_model=Healthz,
-                   tags=["operations"], responses={503: {"model": Healthz}})
+    @app.get("/healthz", response_model=Healthz, tags=["operations"],
+             responses={503: {"model": Healthz}})
     def healthz(ctx: ContextDep) -> JSONResponse:
         """Liveness and store reachability. No authentication."""
         try:

@@ -100,6 +100,10 @@ class ServiceConfig(BaseModel):
     #: an interpreter of its own, so reconcile work cannot slow it down) or a
     #: ``thread`` of the API's process (one process; an in-memory store needs it).
     worker_mode: Literal["process", "thread"] = "process"
+    #: How many steps of CPU priority (nice) the ``process`` worker runs below the
+    #: API: when the CPUs are busy the API's handlers go first and the reconcile
+    #: work catches up after the burst. 0 keeps the API's priority.
+    worker_nice: int = Field(default=10, ge=0, le=19)
     #: Seconds between reconcile passes when nothing wakes the loop earlier.
     reconcile_interval: float = Field(default=1.0, gt=0, le=300)
     #: Lease length; a replica that dies holds its requests at most this long.

@@ -1,4 +1,5 @@
-"""Every API call's store queries get a deadline, and stop when the client leaves.
+"""Every API call's store queries get a deadline, and stop when the client leaves;
+and HEAD is answered on every GET route (:class:`HeadAsGetMiddleware`).
 
 An ASGI middleware (not a FastAPI dependency) so that it wraps the whole call,
 routes, dependencies and error handlers alike. The guard travels to the sync
@@ -87,3 +88,28 @@ class QueryGuardMiddleware:
             await self.app(scope, replay, sending)
         finally:
             watcher.cancel()
+
+
+class HeadAsGetMiddleware:
+    """Answers HEAD on every route as GET without the body (RFC 9110, 9.3.2): the
+    same status and headers, ``Content-Length`` included. FastAPI's routes take
+    only the methods they name, so without this a HEAD got 405 everywhere but
+    on the routes that listed it."""
+
+    def __init__(self, app: Asgi) -> None:
+        self.app = app
+
+    async def __call__(self, scope: MutableMapping[str, Any], receive: Receive,
+                       send: Send) -> None:
+        if scope["type"] != "http" or scope.get("method") != "HEAD":
+            await self.app(scope, receive, send)
+            return
+
+        async def without_body(message: Message) -> None:
+            if message["type"] == "http.response.body":
+                if message.get("more_body", False):
+                    return
+                message = {"type": "http.response.body", "body": b"", "more_body": False}
+            await send(message)
+
+        await self.app({**scope, "method": "GET"}, receive, without_body)

@@ -79,9 +79,11 @@ class MachineTemplate(BaseModel):
 class MachineRequestCreate(MachineTemplate):
     """A MachineRequest. Creating it again with the same body is harmless."""
 
-    id: str = Field(
-        pattern=REQUEST_ID_PATTERN, max_length=63,
-        description="Stable id and idempotency key (DNS-label shaped).",
+    id: str | None = Field(
+        default=None, pattern=REQUEST_ID_PATTERN, max_length=63,
+        description="Stable id and idempotency key (DNS-label shaped). Without one the "
+        "service generates an id (`m-` and 10 hex digits), and a retried POST makes "
+        "another request: send an id to retry safely.",
     )
 
 

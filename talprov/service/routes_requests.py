@@ -11,6 +11,7 @@ from fastapi import APIRouter, Depends, HTTPException, Path, Query, Response, st
 
 from talprov.errors import Conflict
 from talprov.providers.types import REQUEST_ID_PATTERN, Stage
+from talprov.requestfile import generate_request_id
 from talprov.service.auth import Principal, PrincipalDep
 from talprov.service.context import (
     ServiceContext,
@@ -92,16 +93,19 @@ def create_machine_request(
     body under an existing id is a 409 (delete it first, or pick another id).
     A token scoped to some providers gets its id derived from the one it sent
     (see :func:`scoped_request_id`): use the ``id`` of the answer afterwards.
+    A body without ``id`` gets a generated one (derived the same way for a scoped
+    token); sending it again makes another request.
     """
     principal.require_write()
-    request_id = scoped_request_id(ctx, principal, body)
+    sent = body.id or generate_request_id()
+    request_id = scoped_request_id(ctx, principal, sent, body.provider)
     machine_request = build_request(ctx, principal, body, request_id)
     try:
         record, created = ctx.store.create_or_get_request(machine_request)
     except Conflict:
         raise HTTPException(
             status.HTTP_409_CONFLICT,
-            detail=f"request {body.id} already exists with a different body",
+            detail=f"request {sent} already exists with a different body",
         ) from None
     if created:
         ctx.wake()
@@ -148,14 +152,15 @@ def scoped_name(principal: Principal, sent: str, provider: str,
     return derived_request_id(provider, sent)
 
 
-def scoped_request_id(ctx: ServiceContext, principal: Principal,
-                      body: MachineRequestCreate) -> str:
-    """The id the request ``body`` of ``principal`` is stored under (see :func:`scoped_name`)."""
+def scoped_request_id(ctx: ServiceContext, principal: Principal, sent: str,
+                      provider: str) -> str:
+    """The id the request ``sent`` by ``principal`` for ``provider`` is stored under
+    (see :func:`scoped_name`)."""
     def owner(request_id: str) -> str | None:
         found = ctx.store.get_request(request_id)
         return None if found is None else found.request.provider
 
-    return scoped_name(principal, body.id, body.provider, owner, field="id",
+    return scoped_name(principal, sent, provider, owner, field="id",
                        longest=SCOPED_ID_MAX)
 
 

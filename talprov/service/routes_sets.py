@@ -151,13 +151,18 @@ def create_set(
     "/{name}",
     response_model=MachineRequestSetView,
     summary="Create or replace a set (template and size)",
-    responses={**AUTH_RESPONSES, **INVALID, 409: {"model": Problem}},
+    responses={
+        201: {"model": MachineRequestSetView, "description": "The set did not exist: created."},
+        **AUTH_RESPONSES, **INVALID, 409: {"model": Problem},
+    },
 )
 def replace_set(
-    name: SetName, body: MachineRequestSetCreate, principal: PrincipalDep, ctx: ContextDep
+    name: SetName, body: MachineRequestSetCreate, principal: PrincipalDep, ctx: ContextDep,
+    response: Response,
 ) -> MachineRequestSetView:
-    """Replace the set's template and size. Members that exist keep the template
-    they were created from; new members use the new one. The provider cannot change.
+    """Replace the set's template and size (200), or create it (201). Members that
+    exist keep the template they were created from; new members use the new one.
+    The provider cannot change.
     A token scoped to some providers replaces only its own sets (404 otherwise, as
     for a free name: it creates sets with POST); the body may carry the name it
     sent when creating the set."""
@@ -179,6 +184,8 @@ def replace_set(
         if existing.deleting:
             raise HTTPException(status.HTTP_409_CONFLICT, detail=f"set {name} is being deleted")
         created = existing.created_at
+    else:
+        response.status_code = status.HTTP_201_CREATED
     fingerprint = set_fingerprint(template, body.machine_count)
     return _apply(ctx, RequestSet(name, template, body.machine_count, False, fingerprint,
                                   created, now))

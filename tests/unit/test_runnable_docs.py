@@ -25,8 +25,10 @@ import pytest
 from tests.helpers import REPO, SEEN_OUTPUT
 
 FENCE = re.compile(r"^```(\S*)[ \t]*(.*)$")
-#: Defines `talprov` for the snippets as this interpreter's talprov.
-PRELUDE = 'talprov() { "$TALPROV_PYTHON" -m talprov "$@"; }\n'
+#: `talprov` for the snippets: this interpreter's talprov. A command on PATH, not
+#: a shell function, so that `talprov serve &` makes `$!` the server itself (a
+#: function in the background is a subshell, and killing it leaves the server).
+LAUNCHER = '#!/bin/sh\nexec "$TALPROV_PYTHON" -m talprov "$@"\n'
 
 
 @dataclass(frozen=True)
@@ -87,7 +89,7 @@ class DemoWorld:
         return where
 
     def run(self, script: str, cwd: Path, what: str) -> None:
-        proc = subprocess.run(["bash", "-e", "-c", PRELUDE + script], cwd=cwd, env=self.env,
+        proc = subprocess.run(["bash", "-e", "-c", script], cwd=cwd, env=self.env,
                               capture_output=True, text=True, timeout=120, check=False)
         SEEN_OUTPUT.append(proc.stdout + proc.stderr)
         assert proc.returncode == 0, f"{what} exited {proc.returncode}:\n{script}\n" \
@@ -110,8 +112,13 @@ def demo_world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DemoWorld]:
                 patch.setenv(key, value)  # write_files asks moto for its subnets
             config = write_files(workdir, [platform], 1, 1, factory_url=factory.url)
         home = tmp_path_factory.mktemp("home")
+        launcher = home / "bin" / "talprov"
+        launcher.parent.mkdir()
+        launcher.write_text(LAUNCHER)
+        launcher.chmod(0o755)
         env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "TALPROV_"))}
         env.update(fake_credentials(), TALPROV_CONFIG=str(config), TALPROV_PYTHON=sys.executable,
+                   PATH=f"{launcher.parent}{os.pathsep}{os.environ.get('PATH', '')}",
                    HOME=str(home), XDG_STATE_HOME=str(home / "state"),
                    XDG_CACHE_HOME=str(home / "cache"), XDG_CONFIG_HOME=str(home / "config"))
         yield DemoWorld(workdir, env)

@@ -70,3 +70,37 @@ def test_twenty_aws_machines_through_http(home: Home, moto_server: MotoServer) -
     finally:
         assert server.terminate() == 0, server.output()
     assert live_instances(moto_server) == []
+
+
+@pytest.mark.slow
+def test_sixteen_way_concurrency_keeps_every_connection(home: Home,
+                                                        moto_server: MotoServer) -> None:
+    """At ``concurrency: 16`` the worker's threads share one EC2 client: a connection
+    pool smaller than that makes urllib3 throw connections away (and warn about
+    each: "Connection pool is full, discarding connection")."""
+    home.providers.clear()
+    home.providers["aws-dev"] = {
+        "type": "aws", "region": REGION, "endpoint_url": moto_server.url,
+        "max_attempts": 1, "poll_interval": 0.2, "concurrency": 16, "name_machines": True,
+    }
+    home.write_config(service={"tokens": TOKENS, "reconcile_interval": 0.1})
+    server = ServeProcess(home.env(), home.root)
+    ids = [f"pool-{n:02d}" for n in range(32)]
+    try:
+        with httpx.Client(base_url=server.url, timeout=30) as client:
+            for request_id in ids:
+                body = request_body(request_id, provider="aws-dev", config=WORKER_CONFIG,
+                                    provider_data={"instance_type": "t3.small"})
+                assert client.post("/v1/machine-requests", json=body,
+                                   headers=WRITE).status_code == 201
+            wait_until(lambda: {i["stage"] for i in client.get(
+                "/v1/machine-requests", headers=WRITE).json()["items"]} == {"provisioned"},
+                180, "32 provisioned AWS machines")
+            for request_id in ids:
+                assert client.delete(f"/v1/machine-requests/{request_id}",
+                                     headers=WRITE).status_code == 202
+            wait_until(lambda: client.get("/v1/machine-requests",
+                                          headers=WRITE).json()["items"] == [], 180, "gone")
+    finally:
+        assert server.terminate() == 0, server.output()
+    assert "Connection pool is full" not in server.output()

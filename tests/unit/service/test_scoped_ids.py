@@ -76,3 +76,28 @@ def test_a_scoped_token_may_send_ids_that_fit_with_the_suffix(two_providers: Api
                            headers=OTHER)
     assert too_long.status_code == 422
     assert too_long.json()["detail"][0]["loc"] == ["body", "id"]
+
+
+def test_a_body_without_id_gets_a_generated_one_scoped_like_a_sent_one(
+        two_providers: Api) -> None:
+    """README and docs/service.md: the id is generated when the body has none."""
+    api = two_providers
+    bodies = []
+    for headers, body in ((WRITE, request_body("x")), (WRITE, request_body("x")),
+                          (OTHER, _other_body("x"))):
+        del body["id"]
+        response = api.request("POST", "/v1/machine-requests", json=body, headers=headers)
+        assert response.status_code == 201, response.text
+        bodies.append(response.json())
+    first, second, scoped = (b["id"] for b in bodies)
+    # No id, no idempotency: each POST is a new request.
+    assert first != second
+    assert re.fullmatch(r"m-[0-9a-f]{10}", first), first
+    # A scoped token's generated id is derived per provider instance, as a sent one is.
+    match = DERIVED.match(scoped)
+    assert match is not None, scoped
+    assert re.fullmatch(r"m-[0-9a-f]{10}", match["sent"]), scoped
+    assert scoped == derived_request_id("other", match["sent"])
+    for request_id, headers in ((first, WRITE), (scoped, OTHER)):
+        assert api.request("GET", f"/v1/machine-requests/{request_id}",
+                           headers=headers).status_code == 200

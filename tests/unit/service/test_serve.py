@@ -75,6 +75,26 @@ def test_service_log_format_json_makes_every_line_json(home: Home) -> None:
     assert all(r.get("request_id") == "srv-json" for r in from_talprov), from_talprov
 
 
+def test_access_log_leaves_query_strings_out(home: Home) -> None:
+    """A token or other secret put in a URL's query must not reach the log."""
+    home.write_config(service={"tokens": TOKENS, "workers": False})
+    server = ServeProcess(home.env(), home.root, global_args=["-v"])
+    try:
+        with httpx.Client(base_url=server.url, timeout=10) as client:
+            assert client.get("/healthz", params={"token": "hunter2-in-a-url"}).is_success
+            listed = client.get("/v1/machine-requests", headers=WRITE,
+                                params={"label": "secret=s3cr3t-label", "limit": 5})
+            assert listed.is_success, listed.text
+    finally:
+        code = server.terminate()
+    assert code == 0, server.output()
+    access = [line for line in server.lines if "HTTP/1.1" in line]
+    assert any('"GET /healthz?... HTTP/1.1" 200' in line for line in access), access
+    assert any('"GET /v1/machine-requests?... HTTP/1.1" 200' in line for line in access), access
+    assert "hunter2" not in server.output()
+    assert "s3cr3t" not in server.output()
+
+
 def test_serve_refuses_to_start_without_tokens(home: Home) -> None:
     result = home.run("serve", "--listen", "127.0.0.1:0", timeout=30)
     assert result.returncode == 2

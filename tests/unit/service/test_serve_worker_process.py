@@ -96,6 +96,29 @@ def _worker_child(pid: int) -> int | None:
     return None
 
 
+def test_the_worker_child_yields_the_cpu_to_the_api_and_says_what_it_is(home: Home) -> None:
+    """The child runs ``worker_nice`` steps below the API (with both busy, the API's
+    handlers go first) and shows in ``ps`` as the reconcile worker of serve, not
+    as multiprocessing's generic spawn command."""
+    home.write_config(service={"tokens": TOKENS, "reconcile_interval": 0.1,
+                               "worker_nice": 5})
+    server = ServeProcess(home.env(), home.root)
+    try:
+        wait_until(lambda: _worker_child(server.process.pid) is not None, 30,
+                   "the worker child")
+        worker = _worker_child(server.process.pid)
+        assert worker is not None
+        wait_until(lambda: b"reconcile" in Path(f"/proc/{worker}/cmdline").read_bytes(), 30,
+                   "the worker's title")
+        api_nice = os.getpriority(os.PRIO_PROCESS, server.process.pid)
+        assert os.getpriority(os.PRIO_PROCESS, worker) == min(19, api_nice + 5)
+        title = Path(f"/proc/{worker}/cmdline").read_bytes().replace(b"\0", b" ").strip()
+        assert title == b"talprov serve: reconcile worker", title
+    finally:
+        code = server.terminate()
+    assert code == 0, server.output()
+
+
 def test_serve_keeps_an_idle_connection_open_past_five_seconds(home: Home) -> None:
     # uvicorn closes an idle keep-alive connection after 5 s by default; a
     # client sending its next request at that moment gets a dropped connection

@@ -16,4 +16,15 @@ def test_put_with_a_different_name_in_the_body_is_422(idle_api: Api) -> None:
                                 headers=WRITE).status_code == 404
     same = idle_api.request("PUT", "/v1/machine-request-sets/left", headers=WRITE,
                             json=set_body("left", 1))
-    assert same.status_code == 200, same.text
+    assert same.status_code == 201, same.text  # it did not exist: created
+
+
+def test_put_answers_201_when_it_creates_and_200_when_it_replaces(idle_api: Api) -> None:
+    created = idle_api.request("PUT", "/v1/machine-request-sets/made", headers=WRITE,
+                               json=set_body("made", 1))
+    assert created.status_code == 201, created.text
+    assert created.json()["machine_count"] == 1
+    replaced = idle_api.request("PUT", "/v1/machine-request-sets/made", headers=WRITE,
+                                json=set_body("made", 2))
+    assert replaced.status_code == 200, replaced.text
+    assert replaced.json()["machine_count"] == 2
