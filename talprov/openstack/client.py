@@ -65,6 +65,28 @@ def connect(config: OpenStackConfig) -> Any:
         return openstack.connect(cloud=config.cloud, **options)
 
 
+#: Connections kept per endpoint when nobody said how many steps run at once
+#: (requests' own default).
+DEFAULT_POOL = 10
+
+
+def _size_pools(conn: Any, connections: int) -> None:
+    """Give the connection's HTTP session pools of ``connections`` per host.
+
+    keystoneauth mounts requests adapters of 10 connections per host; with more
+    steps at once urllib3 discards the extra connections ("Connection pool is
+    full", once for each) and opens new ones. A connection from a test's
+    connector may have no such session: it is left as it is.
+    """
+    http = getattr(getattr(conn, "session", None), "session", None)
+    if http is None or not hasattr(http, "mount"):
+        return
+    from keystoneauth1.session import TCPKeepAliveAdapter
+
+    for scheme in ("https://", "http://"):
+        http.mount(scheme, TCPKeepAliveAdapter(pool_maxsize=connections))
+
+
 class OpenStackClient:
     """The calls the driver makes, each translated to talprov errors."""
 
@@ -81,6 +103,7 @@ class OpenStackClient:
         self._lock = threading.Lock()
         self._reached: set[str] = set()
         self._first_touch: dict[str, threading.Lock] = {}
+        self._connections = DEFAULT_POOL
 
     def __repr__(self) -> str:
         return f"OpenStackClient(cloud={self.config.cloud!r}, region={self.config.region!r})"
@@ -90,7 +113,13 @@ class OpenStackClient:
         with self._lock:
             if self._conn is None:
                 self._conn = self._connector(self.config)
+                _size_pools(self._conn, self._connections)
             return self._conn
+
+    def use_connections(self, connections: int) -> None:
+        """Keep up to ``connections`` connections per endpoint (call before the
+        first call; idempotent): one for every call that may run at once."""
+        self._connections = max(DEFAULT_POOL, connections)
 
     def _service(self, service: str) -> Any:
         """The SDK's proxy for ``service``. Its first touch discovers the endpoint's

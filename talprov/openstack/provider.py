@@ -119,6 +119,11 @@ class OpenStackProvider:
     def __repr__(self) -> str:
         return f"OpenStackProvider({self.name!r})"
 
+    def use_concurrency(self, calls: int) -> None:
+        """Size the HTTP pools for ``calls`` steps at once, plus the listing and
+        lookups that run beside them (``SharesConnections``)."""
+        self.client.use_connections(calls + 2)
+
     def steps(self) -> Sequence[Step]:
         """The provisioning steps, in order. Each is idempotent."""
         return [

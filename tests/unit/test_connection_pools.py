@@ -44,3 +44,18 @@ def test_the_proxmox_session_keeps_a_connection_per_concurrent_step(tmp_path: Pa
         assert isinstance(provider, ProxmoxProvider)
         adapter = provider.client._session.get_adapter("https://pve.invalid:8006/api2/json")
         assert adapter._pool_maxsize >= 16, extra
+
+
+def test_the_openstack_session_keeps_a_connection_per_concurrent_step(tmp_path: Path) -> None:
+    from talprov.openstack.provider import OpenStackProvider
+
+    provider = _built({"type": "openstack", "concurrency": 16, "auth": {
+        "auth_url": "https://keystone.invalid:5000/v3", "username": "u", "password": "p",
+        "project_name": "p", "user_domain_name": "Default",
+        "project_domain_name": "Default"}}, tmp_path)
+    assert isinstance(provider, SharesConnections)
+    assert isinstance(provider, OpenStackProvider)
+    # openstack.connect authenticates lazily: building the session calls nothing.
+    session = provider.client.conn.session.session
+    for url in ("https://nova.invalid:8774/v2.1", "http://nova.invalid:8774/v2.1"):
+        assert session.get_adapter(url)._pool_maxsize >= 16, url
