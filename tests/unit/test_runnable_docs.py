@@ -11,9 +11,11 @@ moto EC2 server and the config the demo writes for it.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -89,11 +91,23 @@ class DemoWorld:
         return where
 
     def run(self, script: str, cwd: Path, what: str) -> None:
-        proc = subprocess.run(["bash", "-e", "-c", script], cwd=cwd, env=self.env,
-                              capture_output=True, text=True, timeout=120, check=False)
-        SEEN_OUTPUT.append(proc.stdout + proc.stderr)
+        # A session of its own: what the block starts in the background (a serve)
+        # goes with it, also when it runs out of time.
+        proc = subprocess.Popen(["bash", "-e", "-c", script], cwd=cwd, env=self.env,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                start_new_session=True)
+        try:
+            stdout, stderr = proc.communicate(timeout=120)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            stdout, stderr = proc.communicate()
+            stderr += "\n(killed after 120 s)"
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+        SEEN_OUTPUT.append(stdout + stderr)
         assert proc.returncode == 0, f"{what} exited {proc.returncode}:\n{script}\n" \
-                                     f"{proc.stdout}\n{proc.stderr}"
+                                     f"{stdout}\n{stderr}"
 
 
 @pytest.fixture(scope="module")
@@ -189,3 +203,12 @@ def test_the_demo_config_names_only_loopback_addresses(demo_world: DemoWorld) ->
             continue
         assert host is not None, url
         assert ipaddress.ip_address(host).is_loopback, url
+
+
+def test_what_a_block_starts_in_the_background_goes_with_it(tmp_path: Path) -> None:
+    world = DemoWorld(tmp_path, dict(os.environ))
+    world.run("sleep 300 >/dev/null 2>&1 &\necho $! > pid\n", tmp_path, "a background sleep")
+    pid = int((tmp_path / "pid").read_text())
+    # Killed, then reaped by init (or a zombie until then): gone or a zombie.
+    stat = Path(f"/proc/{pid}/stat")
+    assert not stat.exists() or stat.read_text().split(") ", 1)[1].startswith("Z")
