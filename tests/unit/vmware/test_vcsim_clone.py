@@ -26,10 +26,11 @@ def _disks(vm: Any) -> list[str]:
 def test_each_clone_keeps_its_own_disk_and_the_source_keeps_its_own(
         vcsim: VcsimServer) -> None:
     from pyVim import connect
-    from pyVim.task import WaitForTask
+    from pyVim import task as pyvim_task
 
     vim = sdk.vim()
     smart_connect: Any = connect.SmartConnect
+    wait_for_task: Any = pyvim_task.WaitForTask
     si = smart_connect(host="127.0.0.1", port=vcsim.port, user=vcsim.user, pwd=vcsim.password,
                        sslContext=ssl.create_default_context(cafile=str(vcsim.ca_file)))
     try:
@@ -45,7 +46,7 @@ def test_each_clone_keeps_its_own_disk_and_the_source_keeps_its_own(
             spec = vim.vm.CloneSpec(location=vim.vm.RelocateSpec(pool=source.resourcePool),
                                     template=False, powerOn=False)
             task = source.CloneVM_Task(source.parent, name, spec)
-            WaitForTask(task)
+            wait_for_task(task)
             clones[name] = task.info.result
 
         assert _disks(source) == source_disks
