@@ -8,7 +8,10 @@ skip verification for ``localhost``. pyvmomi talks ``http.client``, so
 ``REQUESTS_CA_BUNDLE`` and proxy variables do not change what is trusted.
 
 Sessions expire on vCenter (idle timeout, restart); a call that meets
-``NotAuthenticated`` logs in again once and is repeated.
+``NotAuthenticated`` logs in again once and is repeated. A read that meets a
+passing failure (a dropped connection, ``SystemError``, a busy vCenter) is tried
+again a few times within the call (``read``); a write never is: it may have acted
+before its answer was lost, and only the calling step can look whether it did.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import contextlib
 import hashlib
 import hmac
 import http.client
+import random
 import ssl
 import threading
 import time
@@ -24,7 +28,8 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import IO, Any, TypeVar
 from urllib.parse import urlsplit
 
-from talprov.providers.errors import AuthError, ProviderError, StepTimeout
+from talprov.providers.errors import AuthError, ProviderError, StepTimeout, Transient
+from talprov.providers.retry import RetryPolicy
 from talprov.vmware import sdk
 from talprov.vmware.config import VSphereConfig
 from talprov.vmware.errors import is_fault, task_error, translate
@@ -34,6 +39,9 @@ ServiceInstance = Any
 """pyVmomi's ``vim.ServiceInstance`` (untyped)."""
 
 UPLOAD_CHUNK = 1 << 20
+#: How ``read`` retries within a call: short waits, since one step reads several
+#: times and a failed read fails the whole step, retried only seconds later.
+READ_POLICY = RetryPolicy(attempts=4, initial=0.25, maximum=2.0)
 
 
 class PinnedContext(ssl.SSLContext):
@@ -100,8 +108,11 @@ class Session:
 class VSphereClient:
     """A logged-in vCenter session; safe to share between threads."""
 
-    def __init__(self, config: VSphereConfig) -> None:
+    def __init__(self, config: VSphereConfig, *,
+                 sleep: Callable[[float], None] = time.sleep) -> None:
         self.config = config
+        self._sleep = sleep
+        self._jitter = random.Random()  # noqa: S311 - jitter, not cryptography
         self.host, self.port = config.host_port
         self.context = ssl_context(config)
         self._si: ServiceInstance | None = None
@@ -171,6 +182,24 @@ class VSphereClient:
         except Exception as exc:
             raise translate(exc, what, endpoint=self.endpoint) from None
 
+    def read(self, what: str, fn: Callable[[ServiceInstance], T]) -> T:
+        """``call`` for a read-only ``fn``, tried again on ``Transient`` failures up to
+        ``READ_POLICY.attempts`` times (jittered waits through the injected sleeper).
+
+        Raises the last ``Transient``, or any other ``ProviderError`` at once. Idempotent.
+        """
+        attempt = 1
+        while True:
+            try:
+                return self.call(what, fn)
+            except Transient:
+                if attempt >= READ_POLICY.attempts:
+                    raise
+            # Not the error's retry_after: that is translate's default wait for a
+            # step's next attempt, not something vCenter asked for.
+            self._sleep(READ_POLICY.delay(attempt, None, self._jitter))
+            attempt += 1
+
     @property
     def cookie(self) -> str:
         """The session cookie (for NFC uploads, which go around the SOAP stub)."""
@@ -184,13 +213,14 @@ class VSphereClient:
         """(object, {path: value}) for every ``obj_type`` below ``root`` (default: all).
 
         One container view and one ``RetrievePropertiesEx`` (plus continuations
-        for large inventories), whatever the number of objects. Read-only.
+        for large inventories), whatever the number of objects. Read-only; tried
+        again on passing failures (``read``).
         """
 
         def run(si: ServiceInstance) -> list[tuple[Any, dict[str, Any]]]:
             return list(_retrieve(si, obj_type, paths, root))
 
-        return self.call(what, run)
+        return self.read(what, run)
 
     def get(self, what: str, obj: Any, paths: Sequence[str]) -> dict[str, Any]:
         """Selected properties of one object (one round trip); {} when vCenter returns
@@ -221,7 +251,7 @@ class VSphereClient:
                 result = pc.ContinueRetrievePropertiesEx(result.token)
             return found
 
-        return self.call(what, run) if objs else {}
+        return self.read(what, run) if objs else {}
 
     # -- tasks --------------------------------------------------------------
 
@@ -237,7 +267,7 @@ class VSphereClient:
         Raises the translated fault when it failed, ``NotFound`` when vCenter no
         longer knows the task (it forgets finished tasks after a while).
         """
-        info = self.call(f"read task of {what}", lambda si: self.task(moid).info)
+        info = self.read(f"read task of {what}", lambda si: self.task(moid).info)
         state = str(info.state)
         if state in ("queued", "running"):
             return None

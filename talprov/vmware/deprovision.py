@@ -60,7 +60,7 @@ class Deprovisioner:
             ctx.event("VM removed")
             return None
         try:
-            power = self.client.call(f"read VM {moid}", lambda si: str(
+            power = self.client.read(f"read VM {moid}", lambda si: str(
                 _vm(si, moid).runtime.powerState))
         except NotFound:
             return Retry(0, f"VM {moid} vanished while being read")

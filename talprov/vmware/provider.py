@@ -84,7 +84,7 @@ class VSphereProvider:
         self.name = name
         self.config = config
         self.runtime = runtime
-        self.client = client or VSphereClient(config)
+        self.client = client or VSphereClient(config, sleep=runtime.sleep)
         # The REST session trusts exactly what the SOAP session trusts; its own
         # context object, because httpcore sets ALPN on the context it is given.
         self.vapi = vapi or VapiClient(config, ssl_context(config))
@@ -168,7 +168,7 @@ class VSphereProvider:
             vm = si.content.searchIndex.FindByUuid(dc, instance, True, True)
             return str(vm._moId) if vm is not None else None
 
-        return self.client.call(f"find VM of {request_id}", run)
+        return self.client.read(f"find VM of {request_id}", run)
 
     def find_vms(self, owner: Owner, request_ids: Sequence[str]) -> dict[str, str | None]:
         """The moid of each request's VM (None: there is none), found by instance UUID
@@ -180,7 +180,7 @@ class VSphereProvider:
 
         wanted = {machines.instance_uuid(owner, rid): rid for rid in request_ids}
         found: dict[str, str | None] = dict.fromkeys(request_ids)
-        dc = self.client.call("find the datacenter", self.inventory.datacenter)
+        dc = self.client.read("find the datacenter", self.inventory.datacenter)
         for vm, props in self.client.retrieve("find VMs by instance UUID", vim.VirtualMachine,
                                               ["config.instanceUuid"], root=dc):
             rid = wanted.get(str(props.get("config.instanceUuid")))
@@ -407,7 +407,7 @@ class VSphereProvider:
                 raise NotFound(f"VM {moid} disappeared")
             return str(props["runtime.powerState"])
 
-        return self.client.call(f"read power state of VM {moid}", run)
+        return self.client.read(f"read power state of VM {moid}", run)
 
     def _power_on(self, ctx: Ctx) -> StepResult:
         """Power the VM on (once) and wait for the task. Idempotent."""

@@ -30,13 +30,6 @@ from tests.chaos.observed import ObservedPlatform
 from tests.chaos.tls_proxy import PVE, VSPHERE, TlsFaultProxy
 
 INSTANCE = "chaos"  # the provider instance name rounds.py configures
-#: vSphere's share of faulted calls. pyVmomi reads each property with its own round
-#: trip, so one step makes some ten calls and any failure retries the whole step
-#: with a growing backoff: at 20% per call (the other platforms' rate) most requests
-#: had not converged after 90 to 200 s (5 of 6 over two rounds; backoff at 124 s).
-VSPHERE_FAULT_RATE = 0.05
-#: Even so a round of vSphere may need longer than the others to settle.
-VSPHERE_SETTLE_SECONDS = 240.0
 _DISK = re.compile(r"^vm-(\d+)-")
 
 
@@ -172,7 +165,7 @@ def vsphere_platform(workdir: Path, seed: int) -> Iterator[ObservedPlatform]:
              "poll_interval": 0.5, "timeout": 15.0},
             {"cluster": "DC0_C0", "datastore": "LocalDS_0", "network": "VM Network",
              "template": TEMPLATE, "cpu": 1, "memory": 2048}, resources_of,
-            refresh=refresh, leftovers=leftovers, fault_rate=VSPHERE_FAULT_RATE)
+            refresh=refresh, leftovers=leftovers)
     finally:
         proxy.stop()
         server.stop()

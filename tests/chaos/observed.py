@@ -26,7 +26,6 @@ from typing import Any
 
 import pytest
 
-from tests.chaos import rounds
 from tests.chaos.conftest import CI_ROUNDS
 from tests.chaos.rounds import ChaosRun, Platform
 
@@ -58,25 +57,10 @@ def _no_leftovers() -> dict[str, int]:
 class ObservedPlatform(Platform):
     refresh: Callable[[], None] = field(default=_nothing)
     leftovers: Callable[[], dict[str, int]] = field(default=_no_leftovers)
-    #: The share of calls faulted during a round; None: rounds.FAULT_RATE (20%).
-    fault_rate: float | None = None
 
 
 class ObservedChaosRun(ChaosRun):
-    """A :class:`ChaosRun` whose checks also count the platform's ownerless leftovers,
-    at the platform's own fault rate when it has one."""
-
-    def round(self, index: int) -> None:
-        rate = getattr(self.platform, "fault_rate", None)
-        if rate is None:
-            super().round(index)
-            return
-        default = rounds.FAULT_RATE
-        rounds.FAULT_RATE = rate  # ChaosRun.round reads it when the faults start
-        try:
-            super().round(index)
-        finally:
-            rounds.FAULT_RATE = default
+    """A :class:`ChaosRun` whose checks also count the platform's ownerless leftovers."""
 
     def check(self, index: int) -> None:
         platform = self.platform

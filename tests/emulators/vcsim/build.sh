@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # Build tests/emulators/vcsim/bin/vcsim: govmomi's vCenter simulator from Debian's
-# golang-github-vmware-govmomi-dev (0.24.2), our main.go, and property_collector.patch
+# golang-github-vmware-govmomi-dev (0.24.2), our main.go, and the *.patch files here
 # applied to a copy of the Debian sources (see README.md for why).
 #
 # Installs golang-go and golang-github-vmware-govmomi-dev with apt-get when they are
 # missing (needs root or sudo). Reuses bin/vcsim when bin/vcsim.hash matches the
-# inputs (main.go, the patch, the Debian package version, the Go version).
+# inputs (main.go, the patches, the Debian package version, the Go version).
 # Prints the binary's path on its last line.
 set -euo pipefail
 
@@ -32,7 +32,7 @@ fi
 
 inputs_hash() {
     {
-        sha256sum "$HERE/main.go" "$HERE/property_collector.patch" | cut -d' ' -f1
+        sha256sum "$HERE/main.go" "$HERE"/*.patch | cut -d' ' -f1
         dpkg-query -W -f='${Version}\n' golang-github-vmware-govmomi-dev
         go version
     } | sha256sum | cut -d' ' -f1
@@ -52,7 +52,9 @@ trap 'rm -rf "$work"' EXIT
 # (and the rest of govmomi's own imports) still comes from /usr/share/gocode.
 mkdir -p "$work/gopath/src/github.com/vmware" "$work/gopath/src/talprov-vcsim"
 cp -a "$GOCODE/src/github.com/vmware/govmomi" "$work/gopath/src/github.com/vmware/govmomi"
-patch --quiet -p1 -d "$work/gopath/src/github.com/vmware/govmomi" < "$HERE/property_collector.patch"
+for fix in "$HERE"/*.patch; do
+    patch --quiet -p1 -d "$work/gopath/src/github.com/vmware/govmomi" < "$fix"
+done
 cp "$HERE/main.go" "$work/gopath/src/talprov-vcsim/main.go"
 
 (
