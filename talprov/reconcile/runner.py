@@ -168,6 +168,7 @@ class Work:
             machine_uuid=state.machine_uuid,
             addresses=state.addresses,
             events=[redact(e) for e in self.events],
+            request=self.record.request,
         )
 
     def save(self, store: ProgressStorage, step_name: str | None) -> bool:
