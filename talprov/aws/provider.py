@@ -9,7 +9,7 @@ Steps (each idempotent, see docs/architecture.md):
    (mapped to requests by tag, batch member list and launch index), else launch
    it; when several instances claim it, one is adopted and the others terminated.
    ``run_batch`` launches requests of one shape and one machine config with a
-   single RunInstances (see :mod:`talprov.aws.instances` for why that is crash
+   single RunInstances (see :mod:`talprov.aws.members` for why that is crash
    safe); requests that cannot share a call get one call each, in parallel.
 3. ``wait-running`` — from the pass's single listing; instances the listing does
    not show yet (launched in this pass) are looked at right away, all with one
