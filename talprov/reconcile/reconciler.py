@@ -208,63 +208,35 @@ class Reconciler(LeaseRenewal):
         self, instance: str, handle: ProviderHandle, group: Sequence[RequestSummary],
         report: PassReport,
     ) -> None:
+        """One instance's share of a pass, in one order for every provider:
+
+        1. claim the due requests (nothing to claim: straight to the listing);
+        2. ask for the listing, and while it is on its way run the steps that
+           need none (``Step.needs_listing=False``; with none, just wait for it);
+        3. check drift, then run the steps that need the listing.
+
+        The listing is asked for after the claim, so it shows whatever a dead
+        worker whose requests were taken over created; a listing the round took
+        before the claim (shared with the scaler) is not used then.
+        """
+        if not self.listings.answers(instance):
+            return  # backing off: nothing can be decided for this instance now
         runner = self._runner(instance, handle)
         due = self._due(group)
-        if due and runner.runs_before_listing() and self.listings.answers(instance):
-            self._pass_overlapped(instance, handle, runner, group, due, report)
-            return
-        listing = self.listings.listing(instance, handle.provider)
-        if listing.skipped:
-            return  # backing off: nothing can be decided for this instance now
-        report.list_calls[instance] = 1
-        if listing.machines is None:
-            # Without a listing nothing can be decided safely for this instance.
-            self._blocked(listing, group, report)
-            return
-        observed = self._by_request(listing.machines)
-        self._check_drifts(group, observed)
-        if not due:
-            return
-        claimed, taken_over = self._claim(self._still_due(due))
+        claimed, taken_over = self._claim(self._still_due(due)) if due else ([], False)
+        if taken_over:
+            self.listings.forget(instance)
         try:
-            if taken_over:
-                # A worker of this host died holding some of these: it may have
-                # created something after the listing above was taken. Look again.
-                self.listings.forget(instance)
-                fresh = self.listings.listing(instance, handle.provider)
-                if fresh.machines is None:
-                    return
-                observed = self._by_request(fresh.machines)
-            works = self._prepare(runner, claimed, observed)
-            self._work(runner, handle, works)
-        finally:
-            self._release([r.request.id for r in claimed])
-        report.worked += len(claimed)
-
-    def _pass_overlapped(
-        self, instance: str, handle: ProviderHandle, runner: RequestRunner,
-        group: Sequence[RequestSummary], due: Mapping[str, int], report: PassReport,
-    ) -> None:
-        """The pass of an instance with steps that need no listing (``Step.needs_listing``):
-        those run while the listing is on its way, the others once it is in.
-
-        The listing is asked for after the claim, so it already shows whatever
-        a dead worker whose requests were taken over created: no second look.
-        """
-        claimed, _ = self._claim(self._still_due(due))
-        try:
-            with ThreadPoolExecutor(max_workers=1) as lister:
-                asked = lister.submit(self.listings.listing, instance, handle.provider)
-                works = self._prepare(runner, claimed, {})
-                early = [w for w in works
-                         if w.stage != Stage.DEPROVISIONING and not runner.waits_for_listing(w)]
-                parked = self._run_works(runner, handle, early, listed=False)
-                listing = asked.result()
+            works = self._prepare(runner, claimed, {})
+            early = [w for w in works
+                     if w.stage != Stage.DEPROVISIONING and not runner.waits_for_listing(w)]
+            listing, parked = self._listing_beside(instance, handle, runner, early)
             if listing.machines is None:
                 if not listing.skipped:  # (answers() said it would not be)
                     report.list_calls[instance] = 1
                     # Steps that ran meanwhile moved versions on: note on fresh ones.
-                    stored = {s.id: s for s in self.store.summaries(ACTIVE_STAGES)}
+                    stored = ({s.id: s for s in self.store.summaries(ACTIVE_STAGES)}
+                              if early else {})
                     self._blocked(listing, [stored.get(s.id, s) for s in group], report)
                 self._changed(early)
                 return
@@ -275,11 +247,25 @@ class Reconciler(LeaseRenewal):
             rest = [*parked, *(w for w in works if id(w) not in ran_early)]
             for work in rest:
                 work.observed = observed.get(work.record.request.id)
-            self._run_works(runner, handle, rest)
+            if rest:
+                self._run_works(runner, handle, rest)
             self._changed(works)
         finally:
             self._release([r.request.id for r in claimed])
         report.worked += len(claimed)
+
+    def _listing_beside(
+        self, instance: str, handle: ProviderHandle, runner: RequestRunner,
+        early: Sequence[Work],
+    ) -> tuple[Listing, list[Work]]:
+        """The instance's listing, with ``early`` advanced while it is on its way;
+        also the works stopped before a step that needs it."""
+        if not early:
+            return self.listings.listing(instance, handle.provider), []
+        with ThreadPoolExecutor(max_workers=1) as lister:
+            asked = lister.submit(self.listings.listing, instance, handle.provider)
+            parked = self._run_works(runner, handle, early, listed=False)
+            return asked.result(), parked
 
     def _due(self, group: Sequence[RequestSummary]) -> dict[str, int]:
         """The versions of the requests in ``group`` that have a step to run now."""
@@ -360,10 +346,6 @@ class Reconciler(LeaseRenewal):
                  observed: Mapping[str, Machine]) -> list[Work]:
         works = [runner.prepare(r, observed.get(r.request.id)) for r in records]
         return [w for w in works if w is not None]
-
-    def _work(self, runner: RequestRunner, handle: ProviderHandle, works: list[Work]) -> None:
-        self._run_works(runner, handle, works)
-        self._changed(works)
 
     def _run_works(self, runner: RequestRunner, handle: ProviderHandle,
                    works: Sequence[Work], *, listed: bool = True) -> list[Work]:

@@ -310,10 +310,6 @@ class RequestRunner:
         step = self.step_of(work)
         return step is not None and step.needs_listing
 
-    def runs_before_listing(self) -> bool:
-        """Whether some step of this provider may run before the listing is in."""
-        return any(not step.needs_listing for step in self._steps)
-
     def advance(self, works: Sequence[Work], *, listed: bool = True) -> list[Work]:
         """Run steps for ``works`` until each waits, fails or is provisioned.
 
