@@ -1,11 +1,12 @@
 """The request reconciler: level-triggered passes over the store.
 
-One pass reads the requests that need attention, observes each provider
-instance's machines with ONE ``list_machines`` call (whatever the number of
-requests), then advances every due request through its steps, at most
-``concurrency`` at a time per provider instance. Steps that promise not to need
-the listing (``Step.needs_listing=False``) run while it is on its way. Provisioned requests whose
-machine vanished are marked failed so that the scaler replaces them.
+One pass reads the requests that need attention, claims the due ones, observes
+each provider instance's machines with ONE ``list_machines`` call (whatever the
+number of requests), then advances every due request through its steps, at
+most ``concurrency`` at a time per provider instance. Every provider's pass
+goes in this one order; steps that promise not to need the listing
+(``Step.needs_listing=False``) run while it is on its way. Provisioned requests
+whose machine vanished are marked failed so that the scaler replaces them.
 
 A pass claims a lease on each request before working on it and releases it
 afterwards. A step can outlast any fixed TTL (an image import takes minutes), so
