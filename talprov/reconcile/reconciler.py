@@ -228,10 +228,8 @@ class Reconciler(LeaseRenewal):
         if taken_over:
             self.listings.forget(instance)
         try:
-            works = self._prepare(runner, claimed, {})
-            early = [w for w in works
-                     if w.stage != Stage.DEPROVISIONING and not runner.waits_for_listing(w)]
-            listing, parked = self._listing_beside(instance, handle, runner, early)
+            listing, works, early, parked = self._listing_beside(instance, handle, runner,
+                                                                 claimed)
             if listing.machines is None:
                 if not listing.skipped:  # (answers() said it would not be)
                     report.list_calls[instance] = 1
@@ -257,16 +255,23 @@ class Reconciler(LeaseRenewal):
 
     def _listing_beside(
         self, instance: str, handle: ProviderHandle, runner: RequestRunner,
-        early: Sequence[Work],
-    ) -> tuple[Listing, list[Work]]:
-        """The instance's listing, with ``early`` advanced while it is on its way;
-        also the works stopped before a step that needs it."""
-        if not early:
-            return self.listings.listing(instance, handle.provider), []
+        claimed: Sequence[RequestRecord],
+    ) -> tuple[Listing, list[Work], list[Work], list[Work]]:
+        """The instance's listing, asked first; while it is on its way the claimed
+        requests are prepared and those at a step that needs no listing advanced.
+
+        Returns the listing, the works, those advanced early, and those of them
+        stopped before a step that needs the listing.
+        """
+        if not claimed:
+            return self.listings.listing(instance, handle.provider), [], [], []
         with ThreadPoolExecutor(max_workers=1) as lister:
             asked = lister.submit(self.listings.listing, instance, handle.provider)
-            parked = self._run_works(runner, handle, early, listed=False)
-            return asked.result(), parked
+            works = self._prepare(runner, claimed, {})
+            early = [w for w in works
+                     if w.stage != Stage.DEPROVISIONING and not runner.waits_for_listing(w)]
+            parked = self._run_works(runner, handle, early, listed=False) if early else []
+            return asked.result(), works, early, parked
 
     def _due(self, group: Sequence[RequestSummary]) -> dict[str, int]:
         """The versions of the requests in ``group`` that have a step to run now."""
