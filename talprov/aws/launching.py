@@ -20,7 +20,7 @@ Why this design (and not the alternatives):
   packed into a few tag values, a handful of characters per id of one set.
 
 Crash safety rests on the member list and launch index written at launch (see
-:mod:`talprov.aws.instances`) and on the caller having looked every request up
+:mod:`talprov.aws.members`) and on the caller having looked every request up
 (the pass's listing) before calling this. Nothing is written per instance after
 the launch, so nothing per instance sits on the critical path.
 """
@@ -41,11 +41,10 @@ from talprov.aws.instances import (
     LaunchShape,
     Member,
     check_user_data,
-    chunk_members,
     launch,
-    member_capacity,
     user_data_digest,
 )
+from talprov.aws.members import chunk_members, member_capacity
 from talprov.providers.errors import ProviderError
 from talprov.providers.ownership import REQUEST_KEY, ownership_tags
 from talprov.providers.protocol import StepContext

@@ -9,7 +9,7 @@ Steps (each idempotent, see docs/architecture.md):
    (mapped to requests by tag, batch member list and launch index), else launch
    it; when several instances claim it, one is adopted and the others terminated.
    ``run_batch`` launches requests of one shape and one machine config with a
-   single RunInstances (see :mod:`talprov.aws.instances` for why that is crash
+   single RunInstances (see :mod:`talprov.aws.members` for why that is crash
    safe); requests that cannot share a call get one call each, in parallel.
 3. ``wait-running`` — from the pass's single listing; instances the listing does
    not show yet (launched in this pass) are looked at right away, all with one
@@ -19,10 +19,7 @@ Steps (each idempotent, see docs/architecture.md):
 
 from __future__ import annotations
 
-import secrets
-import threading
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any, ClassVar, cast
 
 from pydantic import BaseModel
@@ -30,16 +27,8 @@ from pydantic import BaseModel
 from talprov.aws.archs import instance_type_arch
 from talprov.aws.client import AwsClients
 from talprov.aws.config import AwsConfig
-from talprov.aws.data import DEFAULT_INSTANCE_TYPES, AwsData
+from talprov.aws.data import AwsData
 from talprov.aws.errors import InstanceLost, aws_errors
-from talprov.aws.images import (
-    CustomImageImporter,
-    FoundImage,
-    ImageKey,
-    describe_image,
-    find_official_images,
-)
-from talprov.aws.instance_types import InstanceTypeChooser
 from talprov.aws.instances import (
     claimant_ids,
     describe_ids,
@@ -51,6 +40,7 @@ from talprov.aws.instances import (
     terminate,
 )
 from talprov.aws.launching import Launcher
+from talprov.aws.resolving import ImageResolver
 from talprov.aws.state import AwsState
 from talprov.providers.errors import InvalidRequest, ProviderError
 from talprov.providers.ownership import is_owned
@@ -71,10 +61,8 @@ from talprov.providers.types import (
     StepResult,
 )
 from talprov.talos.assets import Platform, require_offered
-from talprov.talos.factory import images_for
 from talprov.talos.join import (
     check_user_data,
-    refuse_fixed_image,
     user_data_for,
 )
 from talprov.talos.schematic import Schematic
@@ -99,11 +87,7 @@ class AwsProvider:
         self.config = config
         self.runtime = runtime
         self.clients = AwsClients(config)
-        self._lock = threading.Lock()
-        self._images: dict[ImageKey | str, FoundImage] = {}
-        self._image_locks: dict[ImageKey, threading.Lock] = {}
-        self._import_tasks: dict[ImageKey, str] = {}
-        self._types: InstanceTypeChooser | None = None
+        self.images = ImageResolver(self.clients, config, runtime)
         self.launcher = Launcher(self.clients, config)
 
     def __repr__(self) -> str:
@@ -115,7 +99,7 @@ class AwsProvider:
         """resolve-image → ensure-instance → wait-running; all idempotent."""
         return (
             # Reads no listing and launches nothing: runs while the listing is asked.
-            Step("resolve-image", self._resolve_image, self._resolve_images,
+            Step("resolve-image", self.images.resolve, self.images.resolve_many,
                  needs_listing=False),
             Step.batched("ensure-instance", self._ensure_batch),
             Step.batched("wait-running", self._wait_batch, timeout=self.config.running_timeout),
@@ -201,141 +185,6 @@ class AwsProvider:
         except Exception as exc:  # health never raises
             return Health(ok=False, message=f"{type(exc).__name__}")
         return Health(ok=True, message=f"{self.config.region}: {len(zones)} zones")
-
-    # ------------------------------------------------------------------ resolve-image
-
-    def _resolve_images(self, ctxs: Sequence[Ctx]) -> Sequence[StepResult]:
-        """resolve-image for many requests: the official AMIs of all of them in one call."""
-        wanted = set()
-        for ctx in ctxs:
-            key = self._official_key(ctx)
-            if key is not None and key not in self._images:
-                wanted.add(key)
-        lookup_error: ProviderError | None = None
-        try:
-            self._lookup_official(wanted)
-        except ProviderError as exc:
-            lookup_error = exc
-        # An exception in the list applies to that request alone (the runner's rule).
-        results: list[Any] = []
-        for ctx in ctxs:
-            if lookup_error is not None and self._official_key(ctx) in wanted:
-                results.append(lookup_error)
-                continue
-            try:
-                results.append(self._resolve_image(ctx))
-            except ProviderError as exc:
-                results.append(exc)
-        return cast(Sequence[StepResult], results)
-
-    def _resolve_image(self, ctx: Ctx) -> StepResult:
-        state, data, request = ctx.state, ctx.data, ctx.request
-        if not state.nonce:
-            state.nonce = secrets.token_hex(8)
-        if request.secure_boot:
-            raise InvalidRequest("secure boot AMIs are not supported by the AWS driver yet",
-                                 field="secure_boot")
-        # The official AMI is the default schematic, which never holds join args:
-        # only an AMI named in provider_data can lose them.
-        refuse_fixed_image(request, "provider_data.ami", data.ami)
-        if state.image_id is None:
-            image = self._image_for(ctx)
-            if image is None or image.state != "available":
-                reason = "importing the Talos image" if image is None else "AMI pending"
-                return Retry(after=self.config.poll_interval * 3, reason=reason)
-            state.image_id = image.image_id
-            state.root_device_name = image.root_device_name
-            state.import_task_id = None
-            ctx.event(f"image {image.image_id}")
-        if not state.instance_types:
-            state.instance_types = list(self._instance_types(data, request))
-        return None
-
-    def _official_key(self, ctx: Ctx) -> ImageKey | None:
-        if ctx.data.ami or ctx.state.image_id:
-            return None
-        schematic = Schematic.from_request(ctx.request)
-        if not schematic.is_default():
-            return None
-        return ImageKey(ctx.request.talos_version, str(ctx.request.arch), schematic.id())
-
-    def _lookup_official(self, keys: set[ImageKey]) -> None:
-        if not keys:
-            return
-        found = find_official_images(self.clients.ec2, self.config.region, keys)
-        with self._lock:
-            for key, image in found.items():
-                self._images[key] = image
-
-    def _image_for(self, ctx: Ctx) -> FoundImage | None:
-        ami = ctx.data.ami
-        if ami:
-            if ami not in self._images:
-                image = describe_image(self.clients.ec2, ami)
-                with self._lock:
-                    self._images[ami] = image
-            return self._images[ami]
-        key = self._official_key(ctx)
-        if key is not None:
-            if key not in self._images:
-                self._lookup_official({key})
-            if key not in self._images:
-                raise InvalidRequest(
-                    f"no official Talos AMI {key.official_name(self.config.region)} "
-                    f"(owner 540036508848) in {self.config.region}",
-                    field="talos_version",
-                )
-            return self._images[key]
-        return self._import(ctx)
-
-    def _import(self, ctx: Ctx) -> FoundImage | None:
-        request = ctx.request
-        schematic = Schematic.from_request(request)
-        key = ImageKey(request.talos_version, str(request.arch), schematic.id())
-        with self._lock:
-            if key in self._images:
-                return self._images[key]
-            key_lock = self._image_locks.setdefault(key, threading.Lock())
-        # One import per schematic at a time in this process; the tag lookup and
-        # the ClientToken take care of other processes.
-        with key_lock:
-            task = ctx.state.import_task_id or self._import_tasks.get(key)
-            progress = self._importer().advance(key, task, lambda: self._fetch(schematic, request))
-        if progress.image is not None:
-            if progress.image.state == "available":
-                with self._lock:
-                    self._images[key] = progress.image
-            return progress.image
-        ctx.state.import_task_id = progress.task_id
-        if progress.task_id:
-            with self._lock:
-                self._import_tasks[key] = progress.task_id
-        return None
-
-    def _importer(self) -> CustomImageImporter:
-        return CustomImageImporter(
-            self.clients.ec2, lambda: self.clients.s3,
-            bucket=self.config.image_bucket, prefix=self.config.image_prefix,
-            role_name=self.config.import_role, work_dir=self.runtime.cache_dir / "aws",
-            progress=self.runtime.progress,
-        )
-
-    def _fetch(self, schematic: Schematic, request: MachineRequest) -> Path:
-        factory = images_for(self.runtime)
-        schematic_id = factory.register(schematic)
-        url = factory.image_url(schematic_id, request.talos_version, Platform.AWS, request.arch)
-        return factory.download(url, progress=self.runtime.progress)
-
-    def _instance_types(self, data: AwsData, request: MachineRequest) -> tuple[str, ...]:
-        if data.instance_type:
-            return (data.instance_type,)
-        if data.cpu is None or data.memory is None:
-            return (DEFAULT_INSTANCE_TYPES[str(request.arch)],)
-        with self._lock:
-            if self._types is None:
-                self._types = InstanceTypeChooser(self.clients.ec2)
-            chooser = self._types
-        return chooser.choose(data.cpu, data.memory, str(request.arch), data.spot.enabled)
 
     # ------------------------------------------------------------------ ensure-instance
 

@@ -1,11 +1,12 @@
 """The request reconciler: level-triggered passes over the store.
 
-One pass reads the requests that need attention, observes each provider
-instance's machines with ONE ``list_machines`` call (whatever the number of
-requests), then advances every due request through its steps, at most
-``concurrency`` at a time per provider instance. Steps that promise not to need
-the listing (``Step.needs_listing=False``) run while it is on its way. Provisioned requests whose
-machine vanished are marked failed so that the scaler replaces them.
+One pass reads the requests that need attention, claims the due ones, observes
+each provider instance's machines with ONE ``list_machines`` call (whatever the
+number of requests), then advances every due request through its steps, at
+most ``concurrency`` at a time per provider instance. Every provider's pass
+goes in this one order; steps that promise not to need the listing
+(``Step.needs_listing=False``) run while it is on its way. Provisioned requests
+whose machine vanished are marked failed so that the scaler replaces them.
 
 A pass claims a lease on each request before working on it and releases it
 afterwards. A step can outlast any fixed TTL (an image import takes minutes), so
@@ -208,63 +209,33 @@ class Reconciler(LeaseRenewal):
         self, instance: str, handle: ProviderHandle, group: Sequence[RequestSummary],
         report: PassReport,
     ) -> None:
+        """One instance's share of a pass, in one order for every provider:
+
+        1. claim the due requests (nothing to claim: straight to the listing);
+        2. ask for the listing, and while it is on its way run the steps that
+           need none (``Step.needs_listing=False``; with none, just wait for it);
+        3. check drift, then run the steps that need the listing.
+
+        The listing is asked for after the claim, so it shows whatever a dead
+        worker whose requests were taken over created; a listing the round took
+        before the claim (shared with the scaler) is not used then.
+        """
+        if not self.listings.answers(instance):
+            return  # backing off: nothing can be decided for this instance now
         runner = self._runner(instance, handle)
         due = self._due(group)
-        if due and runner.runs_before_listing() and self.listings.answers(instance):
-            self._pass_overlapped(instance, handle, runner, group, due, report)
-            return
-        listing = self.listings.listing(instance, handle.provider)
-        if listing.skipped:
-            return  # backing off: nothing can be decided for this instance now
-        report.list_calls[instance] = 1
-        if listing.machines is None:
-            # Without a listing nothing can be decided safely for this instance.
-            self._blocked(listing, group, report)
-            return
-        observed = self._by_request(listing.machines)
-        self._check_drifts(group, observed)
-        if not due:
-            return
-        claimed, taken_over = self._claim(self._still_due(due))
+        claimed, taken_over = self._claim(self._still_due(due)) if due else ([], False)
+        if taken_over:
+            self.listings.forget(instance)
         try:
-            if taken_over:
-                # A worker of this host died holding some of these: it may have
-                # created something after the listing above was taken. Look again.
-                self.listings.forget(instance)
-                fresh = self.listings.listing(instance, handle.provider)
-                if fresh.machines is None:
-                    return
-                observed = self._by_request(fresh.machines)
-            works = self._prepare(runner, claimed, observed)
-            self._work(runner, handle, works)
-        finally:
-            self._release([r.request.id for r in claimed])
-        report.worked += len(claimed)
-
-    def _pass_overlapped(
-        self, instance: str, handle: ProviderHandle, runner: RequestRunner,
-        group: Sequence[RequestSummary], due: Mapping[str, int], report: PassReport,
-    ) -> None:
-        """The pass of an instance with steps that need no listing (``Step.needs_listing``):
-        those run while the listing is on its way, the others once it is in.
-
-        The listing is asked for after the claim, so it already shows whatever
-        a dead worker whose requests were taken over created: no second look.
-        """
-        claimed, _ = self._claim(self._still_due(due))
-        try:
-            with ThreadPoolExecutor(max_workers=1) as lister:
-                asked = lister.submit(self.listings.listing, instance, handle.provider)
-                works = self._prepare(runner, claimed, {})
-                early = [w for w in works
-                         if w.stage != Stage.DEPROVISIONING and not runner.waits_for_listing(w)]
-                parked = self._run_works(runner, handle, early, listed=False)
-                listing = asked.result()
+            listing, works, early, parked = self._listing_beside(instance, handle, runner,
+                                                                 claimed)
             if listing.machines is None:
                 if not listing.skipped:  # (answers() said it would not be)
                     report.list_calls[instance] = 1
                     # Steps that ran meanwhile moved versions on: note on fresh ones.
-                    stored = {s.id: s for s in self.store.summaries(ACTIVE_STAGES)}
+                    stored = ({s.id: s for s in self.store.summaries(ACTIVE_STAGES)}
+                              if early else {})
                     self._blocked(listing, [stored.get(s.id, s) for s in group], report)
                 self._changed(early)
                 return
@@ -275,11 +246,32 @@ class Reconciler(LeaseRenewal):
             rest = [*parked, *(w for w in works if id(w) not in ran_early)]
             for work in rest:
                 work.observed = observed.get(work.record.request.id)
-            self._run_works(runner, handle, rest)
+            if rest:
+                self._run_works(runner, handle, rest)
             self._changed(works)
         finally:
             self._release([r.request.id for r in claimed])
         report.worked += len(claimed)
+
+    def _listing_beside(
+        self, instance: str, handle: ProviderHandle, runner: RequestRunner,
+        claimed: Sequence[RequestRecord],
+    ) -> tuple[Listing, list[Work], list[Work], list[Work]]:
+        """The instance's listing, asked first; while it is on its way the claimed
+        requests are prepared and those at a step that needs no listing advanced.
+
+        Returns the listing, the works, those advanced early, and those of them
+        stopped before a step that needs the listing.
+        """
+        if not claimed:
+            return self.listings.listing(instance, handle.provider), [], [], []
+        with ThreadPoolExecutor(max_workers=1) as lister:
+            asked = lister.submit(self.listings.listing, instance, handle.provider)
+            works = self._prepare(runner, claimed, {})
+            early = [w for w in works
+                     if w.stage != Stage.DEPROVISIONING and not runner.waits_for_listing(w)]
+            parked = self._run_works(runner, handle, early, listed=False) if early else []
+            return asked.result(), works, early, parked
 
     def _due(self, group: Sequence[RequestSummary]) -> dict[str, int]:
         """The versions of the requests in ``group`` that have a step to run now."""
@@ -360,10 +352,6 @@ class Reconciler(LeaseRenewal):
                  observed: Mapping[str, Machine]) -> list[Work]:
         works = [runner.prepare(r, observed.get(r.request.id)) for r in records]
         return [w for w in works if w is not None]
-
-    def _work(self, runner: RequestRunner, handle: ProviderHandle, works: list[Work]) -> None:
-        self._run_works(runner, handle, works)
-        self._changed(works)
 
     def _run_works(self, runner: RequestRunner, handle: ProviderHandle,
                    works: Sequence[Work], *, listed: bool = True) -> list[Work]:

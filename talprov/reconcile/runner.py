@@ -168,6 +168,7 @@ class Work:
             machine_uuid=state.machine_uuid,
             addresses=state.addresses,
             events=[redact(e) for e in self.events],
+            request=self.record.request,
         )
 
     def save(self, store: ProgressStorage, step_name: str | None) -> bool:
@@ -308,10 +309,6 @@ class RequestRunner:
         """Whether ``work``'s current step needs the pass's listing (see ``Step``)."""
         step = self.step_of(work)
         return step is not None and step.needs_listing
-
-    def runs_before_listing(self) -> bool:
-        """Whether some step of this provider may run before the listing is in."""
-        return any(not step.needs_listing for step in self._steps)
 
     def advance(self, works: Sequence[Work], *, listed: bool = True) -> list[Work]:
         """Run steps for ``works`` until each waits, fails or is provisioned.

@@ -27,6 +27,7 @@ from talprov.store.records import (
     save_one,
     utc_or_now,
 )
+from talprov.store.schema import events as event_log
 from talprov.store.schema import requests
 
 #: Ids per ``IN (...)`` list: far below SQLite's and PostgreSQL's parameter limits.
@@ -101,11 +102,13 @@ class ProgressMethods(StorePart):
                 conn.execute(_UPDATE_AT_VERSION, [
                     {"at_id": updates[i].request_id, "at_version": updates[i].expected_version,
                      **columns[i]} for i in written])
-            for index in written:
-                self._append_events(conn, updates[index].request_id, updates[index].events,
-                                    moment)
+            # All the batch's event lines in one statement too (100 INSERTs
+            # cost a third of the write).
+            insert_events(conn, [(updates[i].request_id, line) for i in written
+                                 for line in updates[i].events], moment)
             rows = _rows(conn, [updates[i].request_id for i in written])
-        return [outcomes[i] if i in outcomes else record_from_row(rows[u.request_id], self._codec)
+        return [outcomes[i] if i in outcomes
+                else record_from_row(rows[u.request_id], self._codec, u.request)
                 for i, u in enumerate(updates)]
 
 
@@ -114,6 +117,14 @@ _UPDATE_AT_VERSION = (
     .where(requests.c.id == sa.bindparam("at_id"),
            requests.c.version == sa.bindparam("at_version"))
 )
+
+
+def insert_events(conn: Connection, lines: Sequence[tuple[str, str]], at: datetime) -> None:
+    """Append event ``lines`` (request id, message), in order, all stamped ``at``:
+    one statement for all of them."""
+    if lines:
+        conn.execute(event_log.insert(),
+                     [{"request_id": rid, "at": at, "message": message} for rid, message in lines])
 
 
 def _versions_for_update(conn: Connection, request_ids: Sequence[str]) -> dict[str, int]:

@@ -40,6 +40,10 @@ class ProgressUpdate:
     machine_uuid: str | None
     addresses: Sequence[str]
     events: Sequence[str]
+    #: The request as the writer read it, when it has it. The stored request
+    #: never changes after it is created, so the store returns the new record
+    #: with this one instead of decrypting and validating the stored one again.
+    request: MachineRequest | None = None
 
 
 SaveMany = Callable[..., "list[RequestRecord | StaleRecord]"]
@@ -163,9 +167,14 @@ def dump_json(value: Any, *, what: str) -> str:
         raise StoreError(f"{what} is not JSON-serialisable: {exc}") from None
 
 
-def record_from_row(row: sa.Row[Any], codec: SecretCodec) -> RequestRecord:
+def record_from_row(
+    row: sa.Row[Any], codec: SecretCodec, known: MachineRequest | None = None
+) -> RequestRecord:
     """Rebuild a :class:`RequestRecord`; raises :class:`StoreKeyError` on encrypted data
-    that the codec's key cannot read."""
+    that the codec's key cannot read. ``known``: the row's request as already read
+    (it never changes once stored), which spares decrypting and validating it."""
+    if known is not None and known.id == row.id:
+        return _record(row, known)
     body: dict[str, Any] = json.loads(row.body)
     try:
         body["machine_config"] = codec.decode(row.machine_config)
@@ -185,6 +194,10 @@ def record_from_row(row: sa.Row[Any], codec: SecretCodec) -> RequestRecord:
         raise StoreError(
             f"request {row.id}: stored request no longer validates: {problems}"
         ) from None
+    return _record(row, request)
+
+
+def _record(row: sa.Row[Any], request: MachineRequest) -> RequestRecord:
     return RequestRecord(
         request=request,
         fingerprint=row.fingerprint,

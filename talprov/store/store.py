@@ -34,7 +34,7 @@ from talprov.store.engine import (
 from talprov.store.light_queries import LightQueryMethods
 from talprov.store.location import default_store_url
 from talprov.store.observations import ObservationMethods
-from talprov.store.progress import IDS_PER_QUERY, ProgressMethods
+from talprov.store.progress import IDS_PER_QUERY, ProgressMethods, insert_events
 from talprov.store.records import (
     AuditEntry,
     Event,
@@ -395,11 +395,7 @@ class Store(
     def _append_events(
         conn: Connection, request_id: str, messages: Sequence[str], at: datetime
     ) -> None:
-        if messages:
-            conn.execute(
-                event_log.insert(),
-                [{"request_id": request_id, "at": at, "message": m} for m in messages],
-            )
+        insert_events(conn, [(request_id, m) for m in messages], at)
 
 
 __all__ = ["Store", "default_store_url"]

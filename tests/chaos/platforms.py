@@ -7,7 +7,8 @@ from contextlib import contextmanager
 
 import boto3
 
-from talprov.aws.instances import request_of, tags_of
+from talprov.aws.instances import tags_of
+from talprov.aws.members import request_of
 from talprov.openstack.servers import tag
 from talprov.providers.ownership import REQUEST_KEY
 from tests.chaos.proxy import EC2, OPENSTACK, Ec2ClientTokens, FaultProxy

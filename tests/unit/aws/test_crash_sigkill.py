@@ -16,7 +16,7 @@ from pathlib import Path
 import boto3
 import pytest
 
-from talprov.aws.instances import request_of
+from talprov.aws.members import request_of
 from talprov.providers.ownership import INSTALLATION_KEY
 from tests.emulators.moto import REGION, MotoServer
 from tests.unit.aws.crash_worker import requests

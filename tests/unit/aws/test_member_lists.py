@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 import string
 
-from talprov.aws.instances import (
+from talprov.aws.members import (
     MAX_TAGS,
     TAG_VALUE_LIMIT,
     chunk_members,

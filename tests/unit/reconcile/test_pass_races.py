@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import socket
 import subprocess
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
+import pytest
 from pydantic import SecretStr
 
 from talprov.providers.protocol import Runtime, Step, StepContext
@@ -26,14 +27,13 @@ from tests.helpers import WORKER_CONFIG
 
 
 class OneStep(ProviderDouble):
-    """One step that records its runs; ``while_listing`` runs inside list_machines."""
+    """One step that records its runs."""
 
     type_name: ClassVar[str] = "one-step"
 
     def __init__(self) -> None:
         self.name = "one-step"
         self.ran: list[str] = []
-        self.while_listing: Callable[[], None] | None = None
 
     def steps(self) -> Sequence[Step]:
         return (Step("make", self._make),)
@@ -44,9 +44,6 @@ class OneStep(ProviderDouble):
         return None
 
     def list_machines(self, owner: Owner) -> list[Machine]:
-        if self.while_listing is not None:
-            hook, self.while_listing = self.while_listing, None
-            hook()
         return [Machine(infra_id=f"m-{rid}", state=MachineState.RUNNING, request_id=rid)
                 for rid in self.ran]
 
@@ -69,11 +66,16 @@ def test_a_request_provisioned_by_another_worker_mid_pass_is_not_worked_again(
     store.create_request(MachineRequest(id="r-1", provider="one-step",
                                         talos_version="v1.13.9",
                                         machine_config=SecretStr(WORKER_CONFIG)))
-    def provision_elsewhere() -> None:
+    read_summaries = store.summaries
+
+    def summaries_then_provision_elsewhere(*args: Any, **kwargs: Any) -> Any:
+        store.summaries = read_summaries  # type: ignore[method-assign]
+        summaries = read_summaries(*args, **kwargs)
         other.run_pass()
+        return summaries
 
     # After this pass has read its summaries, the other worker provisions r-1.
-    ours.while_listing = provision_elsewhere
+    store.summaries = summaries_then_provision_elsewhere  # type: ignore[method-assign]
 
     report = mine.run_pass()
 
@@ -98,13 +100,18 @@ class AdoptOrCreate(ProviderDouble):
 
     type_name: ClassVar[str] = "adopt-or-create"
 
-    def __init__(self, late: list[Machine]) -> None:
+    def __init__(self, late: list[Machine], *, early_step: bool = False) -> None:
         self.name = "adopt-or-create"
         self.cloud: list[Machine] = []
         self.late = late
+        self.early_step = early_step
 
     def steps(self) -> Sequence[Step]:
-        return (Step("ensure", self._ensure),)
+        ensure = Step("ensure", self._ensure)
+        if not self.early_step:
+            return (ensure,)
+        # A first step that runs while the pass's listing is on its way (AWS's resolve-image).
+        return (Step("prepare", lambda _ctx: None, needs_listing=False), ensure)
 
     def _ensure(self, ctx: StepContext[Any, Any]) -> StepResult:
         if ctx.observed is not None:
@@ -123,20 +130,25 @@ class AdoptOrCreate(ProviderDouble):
         return listed
 
 
+@pytest.mark.parametrize("early_step", [False, True], ids=["listing-first", "overlapped"])
 def test_a_request_taken_over_from_a_dead_local_worker_is_looked_up_again(
-        tmp_path: Path) -> None:
+        tmp_path: Path, early_step: bool) -> None:
     store, runtime = _store_and_runtime(tmp_path)
     store.create_request(MachineRequest(id="r-1", provider="adopt-or-create",
                                         talos_version="v1.13.9",
                                         machine_config=SecretStr(WORKER_CONFIG)))
     dead = f"{socket.gethostname()}:{_gone_pid()}"
     theirs = Machine(infra_id="theirs-r-1", state=MachineState.RUNNING, request_id="r-1")
-    provider = AdoptOrCreate(late=[theirs])
+    provider = AdoptOrCreate(late=[theirs], early_step=early_step)
     mine = Reconciler(store, {"adopt-or-create": ProviderHandle(provider)}, runtime,
                       worker_id="mine")
     assert store.claim("r-1", owner=dead, ttl=300, now=mine.now())
 
-    mine.run_pass()
+    with mine.listings.round():
+        # The round's listing, shared by its readers (the scaler's orphan check read
+        # it first), was taken before the dead worker's launch showed.
+        mine.listings.listing("adopt-or-create", provider)
+        mine.run_pass()
 
     record = store.get_request("r-1")
     assert record is not None

@@ -57,6 +57,23 @@ def test_many_outcomes_are_one_commit_and_a_stale_one_writes_nothing(store: Stor
     assert all("step one done" not in e.message for e in store.events("web-1"))
 
 
+def test_a_known_request_comes_back_as_is_and_every_event_line_is_kept(store: Store) -> None:
+    records = [store.create_request(make_request(f"db-{i}"), now=T0) for i in range(3)]
+
+    outcomes = store.save_progress_many(
+        [_update(r, request=r.request, events=[f"a {r.request.id}", f"b {r.request.id}"])
+         for r in records], now=T0)
+
+    for record, saved in zip(records, outcomes, strict=True):
+        assert isinstance(saved, RequestRecord)
+        # The writer's request object, not one decrypted and validated again...
+        assert saved.request is record.request
+        # ...and the record equals what a fresh read gives.
+        assert saved == store.get_request(record.request.id)
+        rid = record.request.id
+        assert [e.message for e in store.events(rid)][-2:] == [f"a {rid}", f"b {rid}"]
+
+
 def test_save_progress_is_a_batch_of_one(store: Store) -> None:
     record = store.create_request(make_request("web-9"), now=T0)
     saved = store.save_progress(

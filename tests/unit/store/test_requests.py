@@ -10,7 +10,7 @@ import pytest
 
 from talprov.errors import Conflict
 from talprov.providers.types import Stage
-from talprov.store import RequestRecord, StaleRecord, Store
+from talprov.store import RequestRecord, StaleRecord, Store, progress
 from tests.unit.store.factories import CANARY_CONFIG, CANARY_JOIN, make_request
 
 T0 = datetime(2026, 1, 2, 3, 4, 5, 123456, tzinfo=UTC)
@@ -182,7 +182,7 @@ def test_a_failure_inside_the_transaction_leaves_row_and_events_unchanged(
     def crash(*_args: object) -> None:
         raise RuntimeError("crash after the row update, before the events")
 
-    monkeypatch.setattr(Store, "_append_events", staticmethod(crash))
+    monkeypatch.setattr(progress, "insert_events", crash)
     with pytest.raises(RuntimeError, match="crash after the row update"):
         advance(store, record, stage=Stage.PROVISIONING, step_index=2, events=["x"])
     monkeypatch.undo()
