@@ -28,7 +28,7 @@ from talprov.providers.ownership import INSTANCE_KEY, is_owned
 from talprov.providers.protocol import ProviderState, Runtime, Step, StepContext
 from talprov.providers.types import Health, Machine, MachineState, Owner, Retry, StepResult
 from talprov.talos.assets import Platform, require_offered
-from talprov.talos.join import check_user_data, refuse_fixed_image
+from talprov.talos.join import UserDataCache, check_user_data, refuse_fixed_image
 from talprov.vmware import machines, sdk
 from talprov.vmware.client import ServiceInstance, VSphereClient, ssl_context
 from talprov.vmware.config import VSphereConfig
@@ -59,16 +59,6 @@ def vm_ref(si: ServiceInstance, moid: str) -> Any:
     return vim.VirtualMachine(moid, si._stub)
 
 
-def render_user_data(ctx: Ctx) -> str:
-    """The request's machine config plus Omni join documents when asked.
-
-    Raises ``InvalidRequest`` (field ``machine_config``); never quotes the config.
-    """
-    from talprov.talos.join import user_data_for
-
-    return user_data_for(ctx.request)
-
-
 class VSphereProvider:
     """Creates and removes Talos VMs in one vCenter datacenter."""
 
@@ -93,6 +83,8 @@ class VSphereProvider:
         self.library = LibraryTemplates(self.client, self.vapi, config, runtime, self.inventory)
         self.tagger = Tagger(self.vapi)
         self._deprovisioner = Deprovisioner(self.client, config, self.find_vm)
+        # clone-vm and configure-vm both need the rendered config: rendered once.
+        self._user_data = UserDataCache()
 
     def __repr__(self) -> str:
         return f"VSphereProvider({self.name!r}, {self.client.host})"
@@ -277,7 +269,7 @@ class VSphereProvider:
             state.vm_moid = state.infra_id = existing
             ctx.event(f"VM {existing} of this request exists already; adopted")
             return None
-        user_data = render_user_data(ctx)
+        user_data = self._user_data(ctx.request)
         extra = machines.extra_config(ctx.owner, ctx.request, user_data)
         template_moid = state.template_moid
         assert template_moid is not None
@@ -346,7 +338,7 @@ class VSphereProvider:
         assert moid is not None
         if state.reconfig_task is not None:
             return self._reconfigured(ctx, state.reconfig_task)
-        extra = machines.extra_config(ctx.owner, ctx.request, render_user_data(ctx))
+        extra = machines.extra_config(ctx.owner, ctx.request, self._user_data(ctx.request))
 
         def run(si: ServiceInstance) -> tuple[str | None, str]:
             vm = vm_ref(si, moid)
