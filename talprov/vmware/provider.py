@@ -38,6 +38,7 @@ from talprov.vmware.errors import TaskFailed
 from talprov.vmware.images import ImportBusy, TemplateImporter
 from talprov.vmware.inventory import Inventory
 from talprov.vmware.library import LibraryTemplates
+from talprov.vmware.reads import ConfigureReads
 from talprov.vmware.state import VSphereState
 from talprov.vmware.tagging import Tagger
 from talprov.vmware.vapi import VapiClient
@@ -49,8 +50,6 @@ T = TypeVar("T")
 #: Seconds before the first look at a task just started; later looks wait half
 #: the time the step has waited so far, up to ``poll_interval``.
 FIRST_TASK_POLL = 0.1
-#: What configure-vm compares with the request.
-CONFIGURE_PATHS = ("config.hardware", "config.extraConfig", "config.uuid")
 
 
 def vm_ref(si: ServiceInstance, moid: str) -> Any:
@@ -85,6 +84,7 @@ class VSphereProvider:
         self._deprovisioner = Deprovisioner(self.client, config, self.find_vm)
         # clone-vm and configure-vm both need the rendered config: rendered once.
         self._user_data = UserDataCache()
+        self._configure_reads = ConfigureReads(self.client, runtime.clock)
 
     def __repr__(self) -> str:
         return f"VSphereProvider({self.name!r}, {self.client.host})"
@@ -310,23 +310,17 @@ class VSphereProvider:
             return False
         state.vm_moid = state.infra_id = str(result._moId)
         ctx.event(f"VM {state.vm_moid} cloned")
+        # In this worker, while the batch's other clones still run: configure-vm
+        # needs the VM's properties next.
+        self._configure_reads.read_early(state.vm_moid)
         return True
 
     def _configure_batch(self, ctxs: Sequence[Ctx]) -> list[StepResult | BaseException]:
-        """configure-vm for a batch: the VMs to compare are read in one round trip.
-
-        When that read fails (one VM was removed meanwhile fails it for all), each
-        request reads its own VM, so only the removed one's request sees the error.
-        """
+        """configure-vm for a batch: the VMs to compare were read as their clones
+        ended, or are read now in one round trip (see ``talprov.vmware.reads``)."""
         moids = [c.state.vm_moid for c in ctxs
                  if c.state.vm_moid is not None and c.state.reconfig_task is None]
-        read: Mapping[str, Mapping[str, Any]] = {}
-        if len(moids) > 1:
-            try:
-                read = self.client.call("read VMs to configure", lambda si: self.client.get_many(
-                    "read VMs to configure", [vm_ref(si, m) for m in moids], CONFIGURE_PATHS))
-            except ProviderError as exc:
-                log.debug("reading %d VMs at once failed (%s); one by one", len(moids), exc)
+        read = self._configure_reads.for_batch(moids)
         return side_by_side(lambda ctx: self._configure_vm(ctx, read), ctxs)
 
     def _configure_vm(self, ctx: Ctx, read: Mapping[str, Mapping[str, Any]]) -> StepResult:
@@ -342,7 +336,7 @@ class VSphereProvider:
 
         def run(si: ServiceInstance) -> tuple[str | None, str]:
             vm = vm_ref(si, moid)
-            props = read.get(moid) or self.client.get(f"read VM {moid}", vm, CONFIGURE_PATHS)
+            props = read.get(moid) or self._configure_reads.one(moid)
             if not props:
                 raise NotFound(f"VM {moid} disappeared")
             networks = self.inventory.placement(si, ctx.data).networks
