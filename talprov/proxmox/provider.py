@@ -164,9 +164,11 @@ class ProxmoxProvider:
     def steps(self) -> Sequence[Step]:
         """The provisioning steps, in order. Each is idempotent."""
         return [
-            Step.batched("place", self._place_batch),
-            Step.batched("ensure-iso", self._isos.ensure_iso_batch),
-            Step.batched("ensure-seed", self._ensure_seed_batch),
+            # These read no listing (place reads the cluster itself) and make no
+            # VM: they run while the pass's listing is on its way.
+            Step.batched("place", self._place_batch, needs_listing=False),
+            Step.batched("ensure-iso", self._isos.ensure_iso_batch, needs_listing=False),
+            Step.batched("ensure-seed", self._ensure_seed_batch, needs_listing=False),
             Step.batched("ensure-vm", self._ensure_vm_batch),
             Step.batched("start-vm", self._start_vm_batch),
             Step.batched("wait-running", self._wait_running_batch,

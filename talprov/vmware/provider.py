@@ -188,8 +188,10 @@ class VSphereProvider:
         # by side (vCenter has no call for many clones); the runner then stores
         # the whole group's progress in one transaction instead of one each.
         return [
+            # Reads no listing and makes no machine (a template is none): it runs
+            # while the pass's listing is on its way.
             Step.batched("ensure-template", one_by_one(self._ensure_template),
-                         timeout=self.config.task_timeout),
+                         timeout=self.config.task_timeout, needs_listing=False),
             Step.batched("clone-vm", self._clone_batch, timeout=self.config.task_timeout),
             Step.batched("configure-vm", self._configure_batch),
             Step.batched("tag-vm", one_by_one(self._tag_vm)),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -71,3 +72,33 @@ def test_reconciler_provisions_observes_and_removes(
         store.request_deletion(request.id)
     assert reconciler.run_until(_all_in(store, Stage.GONE), timeout=600, interval=1.0)
     assert not {"r1", "r2", "r3"} & set(all_vms(vcsim))
+
+
+def test_ensure_template_runs_while_the_listing_is_on_its_way(
+    provider: VSphereProvider, store: Store, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import threading
+
+    templated = threading.Event()
+    real_ensure = provider._ensure_template
+
+    def ensure(ctx: Any) -> Any:
+        templated.set()
+        return real_ensure(ctx)
+
+    real_list = provider.list_machines
+    ensured_while_listing: list[bool] = []
+
+    def listing(owner: Any) -> Any:
+        # Without the overlap this would wait in vain (the step runs after it).
+        ensured_while_listing.append(templated.wait(10))
+        return real_list(owner)
+
+    monkeypatch.setattr(provider, "_ensure_template", ensure)
+    monkeypatch.setattr(provider, "list_machines", listing)
+    store.create_request(machine_request("r1"))
+
+    _reconciler(store, provider).run_pass()
+
+    assert ensured_while_listing == [True]
+    assert _record(store, "r1").stage == Stage.PROVISIONED
