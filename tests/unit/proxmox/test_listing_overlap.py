@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import threading
 from pathlib import Path
-from typing import Any, cast
+from typing import cast
 
 import pytest
 
@@ -12,29 +11,14 @@ from talprov.providers.protocol import Provider
 from talprov.proxmox.provider import ProxmoxProvider
 from talprov.reconcile.reconciler import ProviderHandle, Reconciler
 from talprov.store.store import Store
+from tests.driving import step_ran_while_listing
 from tests.unit.proxmox.conftest import machine_request
 
 
 def test_place_runs_while_the_listing_is_on_its_way(
     provider: ProxmoxProvider, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    placed = threading.Event()
-    real_place = provider._place_batch
-
-    def place(ctxs: Any) -> Any:
-        placed.set()
-        return real_place(ctxs)
-
-    real_list = provider.list_machines
-    placed_while_listing: list[bool] = []
-
-    def listing(owner: Any) -> Any:
-        # Without the overlap this would wait in vain (place runs after it).
-        placed_while_listing.append(placed.wait(10))
-        return real_list(owner)
-
-    monkeypatch.setattr(provider, "_place_batch", place)
-    monkeypatch.setattr(provider, "list_machines", listing)
+    placed_while_listing = step_ran_while_listing(provider, "_place_batch", monkeypatch)
     store = Store(f"sqlite:///{tmp_path / 'state.db'}")
     store.migrate()
     store.create_request(machine_request("r1"))

@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -16,6 +15,7 @@ from talprov.store.records import RequestRecord
 from talprov.store.store import Store
 from talprov.talos.join import user_data_for
 from talprov.vmware.provider import VSphereProvider
+from tests.driving import step_ran_while_listing
 from tests.emulators.vcsim.fixture import VcsimServer
 from tests.unit.vmware.conftest import machine_request
 from tests.unit.vmware.observe import all_vms, destroy_out_of_band
@@ -77,25 +77,7 @@ def test_reconciler_provisions_observes_and_removes(
 def test_ensure_template_runs_while_the_listing_is_on_its_way(
     provider: VSphereProvider, store: Store, monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    import threading
-
-    templated = threading.Event()
-    real_ensure = provider._ensure_template
-
-    def ensure(ctx: Any) -> Any:
-        templated.set()
-        return real_ensure(ctx)
-
-    real_list = provider.list_machines
-    ensured_while_listing: list[bool] = []
-
-    def listing(owner: Any) -> Any:
-        # Without the overlap this would wait in vain (the step runs after it).
-        ensured_while_listing.append(templated.wait(10))
-        return real_list(owner)
-
-    monkeypatch.setattr(provider, "_ensure_template", ensure)
-    monkeypatch.setattr(provider, "list_machines", listing)
+    ensured_while_listing = step_ran_while_listing(provider, "_ensure_template", monkeypatch)
     store.create_request(machine_request("r1"))
 
     _reconciler(store, provider).run_pass()
