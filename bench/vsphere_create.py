@@ -4,7 +4,9 @@
 
 Every tool does the same job on a fresh vcsim (govmomi's vCenter simulator,
 tests/emulators/vcsim) reached through a TCP proxy that delays every request by
-the configured latency (tests/emulators/latency.py; TLS passes through): clone N VMs
+the configured latency (tests/emulators/latency.py, in a process of its own so
+that its forwarding threads do not wait for the GIL behind the tool's own
+Python work; TLS passes through): clone N VMs
 from the template ``talos-bench`` into cluster ``DC0_C0`` with 2 CPUs, 2 GiB and
 the machine config in ``guestinfo.talos.config``, power them on, and wait until
 every one is ``poweredOn``. vcsim ignores the hardware part of a clone spec, so
@@ -65,7 +67,7 @@ from talprov.vmware.config import VSphereConfig  # noqa: E402
 from talprov.vmware.provider import VSphereProvider  # noqa: E402
 from talprov.vmware.sdk import vim as vim_module  # noqa: E402
 from talprov.vmware.sdk import vmodl as vmodl_module  # noqa: E402
-from tests.emulators.latency import LatencyProxy  # noqa: E402
+from tests.emulators.latency import ProxyProcess  # noqa: E402
 from tests.emulators.vcsim.fixture import VcsimServer, start_vcsim  # noqa: E402
 
 TEMPLATE = "talos-bench"
@@ -116,7 +118,7 @@ class Target:
     """A fresh vcsim with the template, and the proxy in front of it."""
 
     server: VcsimServer
-    proxy: LatencyProxy
+    proxy: ProxyProcess
 
     @property
     def url(self) -> str:
@@ -278,7 +280,7 @@ def _run(name: str, latency_ms: float, folder: Path, machines: int) -> Result:
     """One tool on a fresh vcsim (with the template) behind a fresh proxy."""
     delays = {method: int(n * latency_ms) for method, n in TASK_LATENCIES.items()}
     server = start_vcsim(folder, method_delays=delays)
-    proxy = LatencyProxy(server.port, latency_ms / 1000).start()
+    proxy = ProxyProcess(server.port, latency_ms / 1000).start()
     try:
         target = Target(server, proxy)
         _make_template(target)

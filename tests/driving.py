@@ -6,8 +6,11 @@ itself is tested in tests/unit/reconcile/test_reconciler.py and the contract sui
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
 from typing import Any
+
+import pytest
 
 from talprov.providers.protocol import ProviderState, Step, StepContext
 from talprov.providers.types import MachineRequest, Owner, Retry
@@ -78,3 +81,27 @@ def deprovision(provider: Any, ctx: Ctx, clock: FakeClock) -> None:
             return
         clock.sleep(result.after)
     raise AssertionError("deprovision did not finish")
+
+
+def step_ran_while_listing(provider: Any, step_method: str,
+                           monkeypatch: pytest.MonkeyPatch) -> list[bool]:
+    """Watch ``provider.<step_method>`` (patched before the provider's steps are
+    built) against the pass's listing: each ``list_machines`` call appends whether
+    that step had started by then, waiting up to 10 s for it, which it does in
+    vain when the step runs only after the listing."""
+    started = threading.Event()
+    real_step = getattr(provider, step_method)
+    real_list = provider.list_machines
+    seen: list[bool] = []
+
+    def step(arg: Any) -> Any:
+        started.set()
+        return real_step(arg)
+
+    def listing(owner: Owner) -> Any:
+        seen.append(started.wait(10))
+        return real_list(owner)
+
+    monkeypatch.setattr(provider, step_method, step)
+    monkeypatch.setattr(provider, "list_machines", listing)
+    return seen

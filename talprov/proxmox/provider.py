@@ -169,9 +169,11 @@ class ProxmoxProvider:
     def steps(self) -> Sequence[Step]:
         """The provisioning steps, in order. Each is idempotent."""
         return [
-            Step.batched("place", self._place_batch),
-            Step.batched("ensure-iso", self._isos.ensure_iso_batch),
-            Step.batched("ensure-seed", self._ensure_seed_batch),
+            # These read no listing (place reads the cluster itself) and make no
+            # VM: they run while the pass's listing is on its way.
+            Step.batched("place", self._place_batch, needs_listing=False),
+            Step.batched("ensure-iso", self._isos.ensure_iso_batch, needs_listing=False),
+            Step.batched("ensure-seed", self._ensure_seed_batch, needs_listing=False),
             Step.batched("ensure-vm", self._ensure_vm_batch),
             Step.batched("start-vm", self._start_vm_batch),
             Step.batched("wait-running", self._wait_running_batch,
@@ -202,7 +204,28 @@ class ProxmoxProvider:
 
     def _start_vm_batch(self, ctxs: Sequence[Ctx]) -> list[StepResult | BaseException]:
         listing = self._listing()
-        return side_by_side(lambda ctx: self._start_vm(ctx, listing), ctxs)
+        if len(ctxs) == 1:
+            return [self._start_vm(ctxs[0], listing)]
+        just_started: set[str] = set()
+        outcomes = side_by_side(lambda ctx: self._start_vm(ctx, listing, just_started), ctxs)
+        if not just_started:
+            return outcomes
+        # One listing tells which of the VMs just started run already (an idle node
+        # starts one in a moment): only the others' start tasks are read.
+        try:
+            running = {int(i["vmid"]) for i in self._vm_resources()
+                       if i.get("status") == "running"}
+        except ProviderError:
+            running = set()  # then every start task is read
+        looked = side_by_side(lambda ctx: None if ctx.state.vmid in running
+                              else self._started(ctx, ctx.state.start_task or ""),
+                              [c for c in ctxs if c.request.id in just_started])
+        for index, ctx in enumerate(ctxs):
+            if ctx.request.id in just_started:
+                outcomes[index] = looked.pop(0)
+                if outcomes[index] is None:
+                    ctx.state.start_task = None
+        return outcomes
 
     def _wait_running_batch(self, ctxs: Sequence[Ctx]) -> list[StepResult | BaseException]:
         listing = self._listing()
@@ -408,8 +431,12 @@ class ProxmoxProvider:
         self._adopt(ctx, found[0])
         return str(found[0]["node"]), str(found[0].get("status"))
 
-    def _start_vm(self, ctx: Ctx, listing: OnceValue[list[Mapping[str, Any]]]) -> StepResult:
-        """Start the VM (once) and wait for its start task. Idempotent."""
+    def _start_vm(self, ctx: Ctx, listing: OnceValue[list[Mapping[str, Any]]],
+                  just_started: set[str] | None = None) -> StepResult:
+        """Start the VM (once) and wait for its start task. Idempotent.
+
+        With ``just_started`` a start posted now is not looked at: the request's
+        id is added and the batch looks (see ``_start_vm_batch``)."""
         state = ctx.state
         if ctx.observed is not None and ctx.observed.state == MachineState.RUNNING:
             state.start_task = None
@@ -423,6 +450,9 @@ class ProxmoxProvider:
                                 f"nodes/{node}/qemu/{state.vmid}/status/start")
         state.start_task = str(upid)
         ctx.event(f"starting VM {state.vmid} on node {node}")
+        if just_started is not None:
+            just_started.add(ctx.request.id)
+            return None  # (replaced by the batch's look)
         # Looked at at once, as the create task is.
         return self._started(ctx, state.start_task)
 

@@ -17,6 +17,9 @@ cannot carry them: :func:`refuse_fixed_image` says so.
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
+
 from talprov.errors import ConfigError
 from talprov.providers.errors import InvalidRequest
 from talprov.providers.types import JoinSpec, MachineRequest
@@ -191,3 +194,35 @@ def check_user_data(request: MachineRequest) -> None:
     No network; idempotent.
     """
     user_data_for(request)
+
+
+class UserDataCache:
+    """:func:`user_data_for` remembered for the last ``size`` requests rendered.
+
+    A driver whose steps each need the rendered config (vSphere clones with it,
+    then compares the VM's extraConfig with it) renders it once: YAML parsing
+    and writing is most of a create's own CPU. Keyed by everything the result
+    depends on (request id, Talos version, config text, join), so a changed
+    request renders afresh. Holds secrets in memory only, as the request does.
+    Thread-safe; raises what ``user_data_for`` raises (failures are not kept).
+    """
+
+    def __init__(self, size: int = 256) -> None:
+        self._size = size
+        self._rendered: OrderedDict[tuple[object, ...], str] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def __call__(self, request: MachineRequest) -> str:
+        key = (request.id, request.talos_version, request.machine_config.get_secret_value(),
+               request.join)
+        with self._lock:
+            found = self._rendered.get(key)
+            if found is not None:
+                self._rendered.move_to_end(key)
+                return found
+        rendered = user_data_for(request)
+        with self._lock:
+            self._rendered[key] = rendered
+            while len(self._rendered) > self._size:
+                self._rendered.popitem(last=False)
+        return rendered

@@ -24,7 +24,7 @@ import random
 import ssl
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from typing import IO, Any, TypeVar
 from urllib.parse import urlsplit
 
@@ -100,9 +100,31 @@ class Session:
         self.si = si
         self._stub = si._stub
         self.content = si.RetrieveContent()
+        self._views: dict[tuple[str, str], Any] = {}
+        self._views_lock = threading.Lock()
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.si, name)
+
+    def container_view(self, root: Any, obj_type: type) -> Any:
+        """A ContainerView of every ``obj_type`` below ``root``, made once per session.
+
+        vCenter keeps a view up to date as objects come and go, and ends it with
+        the session; making one per retrieval (and destroying it after) cost two
+        extra round trips on every listing.
+        """
+        key = (str(root._moId), str(getattr(obj_type, "_wsdlName", obj_type.__name__)))
+        with self._views_lock:
+            view = self._views.get(key)
+            if view is None:
+                view = self.content.viewManager.CreateContainerView(root, [obj_type], True)
+                self._views[key] = view
+            return view
+
+    def forget_view(self, view: Any) -> None:
+        """Stop using ``view`` (vCenter no longer knows it); the next retrieval makes one."""
+        with self._views_lock:
+            self._views = {k: v for k, v in self._views.items() if v is not view}
 
 
 class VSphereClient:
@@ -212,15 +234,12 @@ class VSphereClient:
     ) -> list[tuple[Any, dict[str, Any]]]:
         """(object, {path: value}) for every ``obj_type`` below ``root`` (default: all).
 
-        One container view and one ``RetrievePropertiesEx`` (plus continuations
-        for large inventories), whatever the number of objects. Read-only; tried
-        again on passing failures (``read``).
+        One ``RetrievePropertiesEx`` (plus continuations for large inventories),
+        whatever the number of objects, through the session's container view of
+        ``root`` (made on first use). Read-only; tried again on passing failures
+        (``read``).
         """
-
-        def run(si: ServiceInstance) -> list[tuple[Any, dict[str, Any]]]:
-            return list(_retrieve(si, obj_type, paths, root))
-
-        return self.read(what, run)
+        return self.read(what, lambda si: _retrieve(si, obj_type, paths, root))
 
     def get(self, what: str, obj: Any, paths: Sequence[str]) -> dict[str, Any]:
         """Selected properties of one object (one round trip); {} when vCenter returns
@@ -335,28 +354,48 @@ class VSphereClient:
 
 def _retrieve(
     si: ServiceInstance, obj_type: type, paths: Sequence[str], root: Any
-) -> Iterator[tuple[Any, dict[str, Any]]]:
+) -> list[tuple[Any, dict[str, Any]]]:
+    content = si.content
+    root = root or content.rootFolder
+    if not isinstance(si, Session):  # a bare service instance: a view for this call only
+        view = content.viewManager.CreateContainerView(root, [obj_type], True)
+        try:
+            return _collect(content, view, obj_type, paths)
+        finally:
+            view.Destroy()
+    view = si.container_view(root, obj_type)
+    try:
+        return _collect(content, view, obj_type, paths)
+    except Exception as exc:
+        if not is_fault(exc, "ManagedObjectNotFound"):
+            raise
+    # The view is gone (destroyed by someone, or its root was removed): once more.
+    si.forget_view(view)
+    return _collect(content, si.container_view(root, obj_type), obj_type, paths)
+
+
+def _collect(content: Any, view: Any, obj_type: type, paths: Sequence[str]
+             ) -> list[tuple[Any, dict[str, Any]]]:
+    """(object, {path: value}) for every object of ``view``: one RetrievePropertiesEx
+    (plus continuations for large inventories)."""
     vmodl = sdk.vmodl()
 
-    content = si.content
-    view = content.viewManager.CreateContainerView(root or content.rootFolder, [obj_type], True)
-    try:
-        collector = vmodl.query.PropertyCollector
-        spec = collector.FilterSpec(
-            objectSet=[collector.ObjectSpec(
-                obj=view, skip=True,
-                selectSet=[collector.TraversalSpec(name="view", path="view", skip=False,
-                                                   type=type(view))],
-            )],
-            propSet=[collector.PropertySpec(type=obj_type, pathSet=list(paths))],
-        )
-        pc = content.propertyCollector
-        result = pc.RetrievePropertiesEx([spec], collector.RetrieveOptions(maxObjects=500))
-        while result is not None:
-            for item in result.objects or ():
-                yield item.obj, {p.name: p.val for p in item.propSet or ()}
-            if not result.token:
-                break
-            result = pc.ContinueRetrievePropertiesEx(result.token)
-    finally:
-        view.Destroy()
+    collector = vmodl.query.PropertyCollector
+    spec = collector.FilterSpec(
+        objectSet=[collector.ObjectSpec(
+            obj=view, skip=True,
+            selectSet=[collector.TraversalSpec(name="view", path="view", skip=False,
+                                               type=type(view))],
+        )],
+        propSet=[collector.PropertySpec(type=obj_type, pathSet=list(paths))],
+    )
+    pc = content.propertyCollector
+    found = []
+    result = pc.RetrievePropertiesEx([spec], collector.RetrieveOptions(maxObjects=500))
+    while result is not None:
+        found += [(item.obj, {p.name: p.val for p in item.propSet or ()})
+                  for item in result.objects or ()]
+        if not result.token:
+            break
+        result = pc.ContinueRetrievePropertiesEx(result.token)
+    return found

@@ -28,7 +28,7 @@ from talprov.providers.ownership import INSTANCE_KEY, is_owned
 from talprov.providers.protocol import ProviderState, Runtime, Step, StepContext
 from talprov.providers.types import Health, Machine, MachineState, Owner, Retry, StepResult
 from talprov.talos.assets import Platform, require_offered
-from talprov.talos.join import check_user_data, refuse_fixed_image
+from talprov.talos.join import UserDataCache, check_user_data, refuse_fixed_image
 from talprov.vmware import machines, sdk
 from talprov.vmware.client import ServiceInstance, VSphereClient, ssl_context
 from talprov.vmware.config import VSphereConfig
@@ -38,6 +38,7 @@ from talprov.vmware.errors import TaskFailed
 from talprov.vmware.images import ImportBusy, TemplateImporter
 from talprov.vmware.inventory import Inventory
 from talprov.vmware.library import LibraryTemplates
+from talprov.vmware.reads import ConfigureReads
 from talprov.vmware.state import VSphereState
 from talprov.vmware.tagging import Tagger
 from talprov.vmware.vapi import VapiClient
@@ -49,24 +50,12 @@ T = TypeVar("T")
 #: Seconds before the first look at a task just started; later looks wait half
 #: the time the step has waited so far, up to ``poll_interval``.
 FIRST_TASK_POLL = 0.1
-#: What configure-vm compares with the request.
-CONFIGURE_PATHS = ("config.hardware", "config.extraConfig", "config.uuid")
 
 
 def vm_ref(si: ServiceInstance, moid: str) -> Any:
     vim = sdk.vim()
 
     return vim.VirtualMachine(moid, si._stub)
-
-
-def render_user_data(ctx: Ctx) -> str:
-    """The request's machine config plus Omni join documents when asked.
-
-    Raises ``InvalidRequest`` (field ``machine_config``); never quotes the config.
-    """
-    from talprov.talos.join import user_data_for
-
-    return user_data_for(ctx.request)
 
 
 class VSphereProvider:
@@ -93,6 +82,9 @@ class VSphereProvider:
         self.library = LibraryTemplates(self.client, self.vapi, config, runtime, self.inventory)
         self.tagger = Tagger(self.vapi)
         self._deprovisioner = Deprovisioner(self.client, config, self.find_vm)
+        # clone-vm and configure-vm both need the rendered config: rendered once.
+        self._user_data = UserDataCache()
+        self._configure_reads = ConfigureReads(self.client, runtime.clock)
 
     def __repr__(self) -> str:
         return f"VSphereProvider({self.name!r}, {self.client.host})"
@@ -196,8 +188,10 @@ class VSphereProvider:
         # by side (vCenter has no call for many clones); the runner then stores
         # the whole group's progress in one transaction instead of one each.
         return [
+            # Reads no listing and makes no machine (a template is none): it runs
+            # while the pass's listing is on its way.
             Step.batched("ensure-template", one_by_one(self._ensure_template),
-                         timeout=self.config.task_timeout),
+                         timeout=self.config.task_timeout, needs_listing=False),
             Step.batched("clone-vm", self._clone_batch, timeout=self.config.task_timeout),
             Step.batched("configure-vm", self._configure_batch),
             Step.batched("tag-vm", one_by_one(self._tag_vm)),
@@ -277,7 +271,7 @@ class VSphereProvider:
             state.vm_moid = state.infra_id = existing
             ctx.event(f"VM {existing} of this request exists already; adopted")
             return None
-        user_data = render_user_data(ctx)
+        user_data = self._user_data(ctx.request)
         extra = machines.extra_config(ctx.owner, ctx.request, user_data)
         template_moid = state.template_moid
         assert template_moid is not None
@@ -318,23 +312,17 @@ class VSphereProvider:
             return False
         state.vm_moid = state.infra_id = str(result._moId)
         ctx.event(f"VM {state.vm_moid} cloned")
+        # In this worker, while the batch's other clones still run: configure-vm
+        # needs the VM's properties next.
+        self._configure_reads.read_early(state.vm_moid)
         return True
 
     def _configure_batch(self, ctxs: Sequence[Ctx]) -> list[StepResult | BaseException]:
-        """configure-vm for a batch: the VMs to compare are read in one round trip.
-
-        When that read fails (one VM was removed meanwhile fails it for all), each
-        request reads its own VM, so only the removed one's request sees the error.
-        """
+        """configure-vm for a batch: the VMs to compare were read as their clones
+        ended, or are read now in one round trip (see ``talprov.vmware.reads``)."""
         moids = [c.state.vm_moid for c in ctxs
                  if c.state.vm_moid is not None and c.state.reconfig_task is None]
-        read: Mapping[str, Mapping[str, Any]] = {}
-        if len(moids) > 1:
-            try:
-                read = self.client.call("read VMs to configure", lambda si: self.client.get_many(
-                    "read VMs to configure", [vm_ref(si, m) for m in moids], CONFIGURE_PATHS))
-            except ProviderError as exc:
-                log.debug("reading %d VMs at once failed (%s); one by one", len(moids), exc)
+        read = self._configure_reads.for_batch(moids)
         return side_by_side(lambda ctx: self._configure_vm(ctx, read), ctxs)
 
     def _configure_vm(self, ctx: Ctx, read: Mapping[str, Mapping[str, Any]]) -> StepResult:
@@ -346,11 +334,11 @@ class VSphereProvider:
         assert moid is not None
         if state.reconfig_task is not None:
             return self._reconfigured(ctx, state.reconfig_task)
-        extra = machines.extra_config(ctx.owner, ctx.request, render_user_data(ctx))
+        extra = machines.extra_config(ctx.owner, ctx.request, self._user_data(ctx.request))
 
         def run(si: ServiceInstance) -> tuple[str | None, str]:
             vm = vm_ref(si, moid)
-            props = read.get(moid) or self.client.get(f"read VM {moid}", vm, CONFIGURE_PATHS)
+            props = read.get(moid) or self._configure_reads.one(moid)
             if not props:
                 raise NotFound(f"VM {moid} disappeared")
             networks = self.inventory.placement(si, ctx.data).networks

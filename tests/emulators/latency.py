@@ -5,16 +5,25 @@ TLS passes through untouched (the certificate stays the server's), and each
 request reaches the server ``latency`` seconds after the client sent it, however
 it is split into segments, so every round trip costs ``latency`` once, as a
 distant endpoint would. Connections are forwarded on threads; loopback only.
+
+:class:`ProxyProcess` runs the proxy in a process of its own. A bench wants
+that: forwarding takes three thread hops per request, and in the client's
+process each hop waits for the GIL behind the client's own Python work, which
+adds a delay that grows with the client's CPU, not one a network adds.
 """
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import heapq
 import socket
+import subprocess
+import sys
 import threading
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 
 @dataclass
@@ -107,3 +116,49 @@ class _Delayed:
                 self.sink.sendall(data)
             except OSError:
                 return
+
+
+@dataclass
+class ProxyProcess:
+    """A :class:`LatencyProxy` in a child process (``python tests/emulators/latency.py``)."""
+
+    target_port: int
+    latency: float
+    port: int = 0
+    _process: subprocess.Popen[str] | None = field(default=None, repr=False)
+
+    def start(self) -> ProxyProcess:
+        self._process = subprocess.Popen(
+            [sys.executable, str(Path(__file__).resolve()), str(self.target_port),
+             str(self.latency)],
+            stdout=subprocess.PIPE, text=True)
+        assert self._process.stdout is not None
+        line = self._process.stdout.readline()
+        if not line.strip().isdigit():
+            self.stop()
+            raise RuntimeError(f"the latency proxy did not start (it said {line!r})")
+        self.port = int(line)
+        return self
+
+    def stop(self) -> None:
+        if self._process is not None:
+            self._process.terminate()
+            self._process.wait(timeout=10)
+            if self._process.stdout is not None:
+                self._process.stdout.close()
+            self._process = None
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Run a proxy until killed; its port is the first line on stdout."""
+    parser = argparse.ArgumentParser(description="a TCP proxy that delays each request")
+    parser.add_argument("target_port", type=int)
+    parser.add_argument("latency", type=float, help="seconds")
+    args = parser.parse_args(argv)
+    proxy = LatencyProxy(args.target_port, args.latency).start()
+    print(proxy.port, flush=True)
+    threading.Event().wait()
+
+
+if __name__ == "__main__":
+    main()

@@ -9,6 +9,7 @@ the wait on another request's create).
 from __future__ import annotations
 
 from collections import Counter
+from typing import Any
 
 from talprov.providers.types import Owner, Retry
 from talprov.proxmox.provider import ProxmoxProvider
@@ -88,3 +89,49 @@ def test_creates_that_end_within_their_batch_never_collide_on_a_vmid(
                     for m, p in fakepve.control("requests"))
     assert calls["POST nodes/pve1/qemu"] == 12
     assert len({ctx.state.vmid for ctx in ctxs}) == 12
+
+
+def _start_batch_to_the_start(provider: ProxmoxProvider, ctxs: list[Any],
+                              clock: FakeClock) -> Any:
+    steps = {s.name: s for s in provider.steps()}
+    for name in ("place", "ensure-iso", "ensure-seed", "ensure-vm"):
+        for ctx in ctxs:
+            while steps[name].run(ctx) is not None:
+                clock.sleep(1)
+    batch = steps["start-vm"].run_batch
+    assert batch is not None
+    return batch
+
+
+def _start_task_reads(fakepve: FakePveServer, ctxs: list[Any]) -> int:
+    upids = [t["upid"] for t in fakepve.control("tasks") if t["type"] == "qmstart"]
+    assert len(upids) == len(ctxs)
+    return sum(1 for _m, p in fakepve.control("requests") if any(u in p for u in upids))
+
+
+def test_starts_that_ran_at_once_are_seen_in_one_listing_not_in_each_task(
+    fakepve: FakePveServer, provider: ProxmoxProvider, owner: Owner, clock: FakeClock
+) -> None:
+    ctxs = [context(provider, machine_request(f"s-{i}"), owner) for i in range(4)]
+    batch = _start_batch_to_the_start(provider, ctxs, clock)
+
+    assert list(batch(ctxs)) == [None] * 4
+
+    # Before, each start task was read right after its POST (4 reads here).
+    assert _start_task_reads(fakepve, ctxs) == 0
+    assert all(ctx.state.start_task is None for ctx in ctxs)
+    assert {vm["status"] for vm in fakepve.vms()} == {"running"}
+
+
+def test_starts_still_running_are_followed_by_their_tasks(
+    fakepve: FakePveServer, provider: ProxmoxProvider, owner: Owner, clock: FakeClock
+) -> None:
+    ctxs = [context(provider, machine_request(f"t-{i}"), owner) for i in range(3)]
+    batch = _start_batch_to_the_start(provider, ctxs, clock)
+    fakepve.control("set_timing", time_scale=1.0, task_secs={"qmstart": 30.0})
+
+    outcomes = list(batch(ctxs))
+
+    assert all(isinstance(o, Retry) for o in outcomes)
+    assert all(ctx.state.start_task is not None for ctx in ctxs)
+    assert _start_task_reads(fakepve, ctxs) == 3

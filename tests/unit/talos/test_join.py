@@ -104,3 +104,36 @@ def test_kernel_args_mode_and_no_join_leave_the_config_alone() -> None:
 def test_join_spec_never_shows_the_token() -> None:
     assert TOKEN not in repr(spec())
     assert TOKEN not in str(spec())
+
+
+def test_user_data_cache_renders_a_request_once_and_again_when_it_changes(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from talprov.providers.types import MachineRequest
+    from talprov.talos import join
+
+    rendered: list[str] = []
+    real = join.user_data_for
+
+    def counting(request: MachineRequest) -> str:
+        rendered.append(request.id)
+        return real(request)
+
+    monkeypatch.setattr(join, "user_data_for", counting)
+    cache = join.UserDataCache(size=2)
+    config = "version: v1alpha1\nmachine:\n  type: worker\n"
+    first = MachineRequest(id="a", provider="p", talos_version="v1.11.5", machine_config=config)
+    assert cache(first) == real(first)
+    assert "hostname: a" in cache(first)
+    assert rendered == ["a"]
+    # Anything the result depends on renders afresh: the config, the join (its secret URL).
+    changed = first.model_copy(update={"machine_config": SecretStr(config + "# edited\n")})
+    joined = first.model_copy(update={"join": spec("documents")})
+    other_token = first.model_copy(update={"join": JoinSpec(
+        api_url=SecretStr(API_URL.replace(TOKEN, "other")), mode="documents")})
+    assert TOKEN in cache(joined)
+    assert "other" in cache(other_token)
+    cache(changed)
+    assert rendered == ["a"] * 4
+    # Only the last ``size`` are kept.
+    cache(first)
+    assert rendered == ["a"] * 5

@@ -91,6 +91,30 @@ def test_malformed_yaml_names_file_and_line_without_content() -> None:
     assert CANARY not in str(caught.value)
 
 
+def test_libyamls_parser_reads_what_pyyamls_reads() -> None:
+    from pathlib import Path
+
+    from talprov.talos import machineconfig
+
+    assert yaml.__with_libyaml__  # else the fast path is PyYAML's own, and this proves nothing
+    texts = [BASE, "a: yes\nb: 2024-01-02\nc: 0o17\nd: 1_000\ne: .inf\nf: 12:30\ng: ~\n"]
+    texts += [p.read_text() for p in sorted(Path(__file__).parent.glob("data/**/*.yaml"))]
+    assert len(texts) > 30
+    for text in texts:
+        fast = list(yaml.load_all(text, Loader=machineconfig._FastLoader))
+        assert fast == list(yaml.load_all(text, Loader=machineconfig._Loader))
+    with pytest.raises(ConfigError, match="appears twice"):
+        load_documents("a: 1\na: 2\n", "x")
+
+
+def test_malformed_yaml_points_where_pyyamls_parser_points() -> None:
+    # libyaml says line 2, column 1 here: past the unclosed flow sequence.
+    with pytest.raises(ConfigError) as caught:
+        load_documents("a: [b", "x")
+    assert caught.value.where == "x: line 1, column 6"
+    assert "but got '<stream end>'" in str(caught.value)  # PyYAML's words too
+
+
 def test_non_mapping_document_is_named() -> None:
     with pytest.raises(ConfigError) as caught:
         load_documents("version: v1alpha1\n---\n- a\n", "c.yaml")

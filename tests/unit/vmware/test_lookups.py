@@ -80,3 +80,34 @@ def test_a_not_found_or_the_cache_age_makes_the_next_lookup_ask_vcenter_again(
     provision(provider, [context(provider, machine_request("second"), owner)], clock)
 
     assert counts["_find"] > 0
+
+
+def test_listings_reuse_the_sessions_container_view_and_see_new_vms(
+    provider: VSphereProvider, owner: Owner, clock: FakeClock,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    provision(provider, [context(provider, machine_request("first"), owner)], clock)
+    assert [m.request_id for m in provider.list_machines(owner)] == ["first"]
+    calls = _count_soap(monkeypatch)
+
+    listed = provider.list_machines(owner)
+    provision(provider, [context(provider, machine_request("second"), owner)], clock)
+    listed_after = provider.list_machines(owner)
+
+    # Before, every listing made and destroyed a view of its own (3 calls, not 1).
+    assert [m.request_id for m in listed] == ["first"]
+    assert sorted(m.request_id or "" for m in listed_after) == ["first", "second"]
+    assert calls["CreateContainerView"] == 0
+    assert calls["DestroyView"] == 0
+
+
+def test_a_view_vcenter_no_longer_knows_is_made_again(
+    provider: VSphereProvider, owner: Owner, clock: FakeClock,
+) -> None:
+    provision(provider, [context(provider, machine_request("first"), owner)], clock)
+    provider.list_machines(owner)
+    session: Any = provider.client._session()
+    for view in list(session._views.values()):
+        view.Destroy()  # as if someone else ended it
+
+    assert [m.request_id for m in provider.list_machines(owner)] == ["first"]

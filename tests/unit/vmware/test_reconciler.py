@@ -15,6 +15,7 @@ from talprov.store.records import RequestRecord
 from talprov.store.store import Store
 from talprov.talos.join import user_data_for
 from talprov.vmware.provider import VSphereProvider
+from tests.driving import step_ran_while_listing
 from tests.emulators.vcsim.fixture import VcsimServer
 from tests.unit.vmware.conftest import machine_request
 from tests.unit.vmware.observe import all_vms, destroy_out_of_band
@@ -71,3 +72,15 @@ def test_reconciler_provisions_observes_and_removes(
         store.request_deletion(request.id)
     assert reconciler.run_until(_all_in(store, Stage.GONE), timeout=600, interval=1.0)
     assert not {"r1", "r2", "r3"} & set(all_vms(vcsim))
+
+
+def test_ensure_template_runs_while_the_listing_is_on_its_way(
+    provider: VSphereProvider, store: Store, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    ensured_while_listing = step_ran_while_listing(provider, "_ensure_template", monkeypatch)
+    store.create_request(machine_request("r1"))
+
+    _reconciler(store, provider).run_pass()
+
+    assert ensured_while_listing == [True]
+    assert _record(store, "r1").stage == Stage.PROVISIONED
