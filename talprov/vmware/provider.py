@@ -31,10 +31,11 @@ from talprov.talos.assets import Platform, require_offered
 from talprov.talos.join import UserDataCache, check_user_data, refuse_fixed_image
 from talprov.vmware import machines, sdk
 from talprov.vmware.client import ServiceInstance, VSphereClient, ssl_context
+from talprov.vmware.clones import name_taken
 from talprov.vmware.config import VSphereConfig
 from talprov.vmware.data import VSphereMachineData
 from talprov.vmware.deprovision import Deprovisioner
-from talprov.vmware.errors import TaskFailed
+from talprov.vmware.errors import TaskFailed, is_fault
 from talprov.vmware.images import ImportBusy, TemplateImporter
 from talprov.vmware.inventory import Inventory
 from talprov.vmware.library import LibraryTemplates
@@ -261,10 +262,8 @@ class VSphereProvider:
         state.instance_uuid = machines.instance_uuid(ctx.owner, ctx.request.id)
         if state.clone_task is not None:
             found = self._cloned(ctx, state.clone_task)
-            if isinstance(found, Retry):
-                return found
-            if found:
-                return None
+            if found is not False:  # done, or still running
+                return None if found is True else found
         rid = ctx.request.id
         existing = looked_up[rid] if rid in looked_up else self.find_vm(ctx.owner, rid)
         if existing is not None:
@@ -276,19 +275,27 @@ class VSphereProvider:
         template_moid = state.template_moid
         assert template_moid is not None
 
-        def clone(si: ServiceInstance) -> str:
+        def clone(si: ServiceInstance) -> str | None:
             template = vm_ref(si, template_moid)
             place = self.inventory.placement(si, ctx.data)
             spec = machines.clone_spec(template, self.inventory.template_devices(template),
                                        ctx.data, place, extra, state.instance_uuid or "")
-            return str(template.CloneVM_Task(place.folder, ctx.request.id, spec)._moId)
+            try:
+                return str(template.CloneVM_Task(place.folder, ctx.request.id, spec)._moId)
+            except Exception as exc:
+                if is_fault(exc, "DuplicateName"):
+                    return None
+                raise
 
-        state.clone_task = self._with_inventory(f"clone VM {ctx.request.id}", clone)
+        task = self._with_inventory(f"clone VM {ctx.request.id}", clone)
+        if task is None:
+            return name_taken(self.client, self.inventory, ctx, self._task_poll(ctx))
+        state.clone_task = task
         ctx.event(f"cloning VM {ctx.request.id} from {state.template}")
         found = self._cloned(ctx, state.clone_task)
-        if isinstance(found, Retry):
-            return found
-        return None if found else Retry(FIRST_TASK_POLL, "clone ended; looking its VM up")
+        if found is False:
+            return Retry(FIRST_TASK_POLL, "clone ended; looking its VM up")
+        return None if found is True else found
 
     def _cloned(self, ctx: Ctx, task: str) -> Retry | bool:
         """Look at the clone task: True when done (the VM recorded), a Retry while it
@@ -302,8 +309,10 @@ class VSphereProvider:
             result = self.client.task_done(task, f"clone VM {ctx.request.id}")
         except NotFound:
             result = True  # vCenter forgot the task; look the VM up
-        except TaskFailed:
+        except TaskFailed as exc:
             state.clone_task = None
+            if exc.fault == "DuplicateName":
+                return name_taken(self.client, self.inventory, ctx, self._task_poll(ctx))
             raise
         if result is None:
             return Retry(self._task_poll(ctx), f"clone of VM {ctx.request.id} still running")

@@ -1,0 +1,88 @@
+"""A clone that vCenter refuses because a VM of the request's name exists.
+
+Real vCenter refuses a second clone of the same name (``DuplicateName``); vcsim
+renames instead, so the refusal is injected at the SOAP layer here. Before, the
+fault was "invalid request" and the request failed for good while its first
+clone, whose answer had been lost, went on to make the VM.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+import pytest
+from pyVim.task import WaitForTask
+
+from talprov.providers.errors import InvalidRequest, Transient
+from talprov.providers.types import Owner
+from talprov.testing import FakeClock
+from talprov.vmware import sdk
+from talprov.vmware.provider import VSphereProvider
+from tests.driving import context, provision
+from tests.unit.vmware.conftest import machine_request
+
+
+def _clones_answer(monkeypatch: pytest.MonkeyPatch, *answers: str) -> Counter[str]:
+    """The n-th CloneVM_Task does answers[n]: "lost" (vCenter clones, the answer is
+    lost), "taken" (refused: DuplicateName, nothing done) or "ok"."""
+    from pyVmomi import SoapAdapter
+
+    stub: Any = SoapAdapter.SoapStubAdapter
+    calls: Counter[str] = Counter()
+    invoke = stub.InvokeMethod
+
+    def answering(self: Any, mo: Any, info: Any, args: Any, *rest: Any) -> Any:
+        name = str(info.wsdlName)
+        calls[name] += 1
+        if name != "CloneVM_Task" or calls[name] > len(answers):
+            return invoke(self, mo, info, args, *rest)
+        answer = answers[calls[name] - 1]
+        if answer == "taken":
+            raise sdk.vim().fault.DuplicateName(name=str(args[1]))
+        result = invoke(self, mo, info, args, *rest)
+        if answer == "lost":
+            raise ConnectionResetError("injected")
+        return result
+
+    monkeypatch.setattr(stub, "InvokeMethod", answering)
+    return calls
+
+
+def test_a_refused_second_clone_waits_for_the_first(
+    provider: VSphereProvider, owner: Owner, clock: FakeClock,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    calls = _clones_answer(monkeypatch, "lost", "taken")
+    ctx = context(provider, machine_request("w1"), owner)
+    with pytest.raises(Transient, match="clone VM w1"):
+        provision(provider, [ctx], clock)
+    # vCenter's search index does not show the running clone yet: the step clones
+    # again, and vCenter refuses the name.
+    find_vm = provider.find_vm
+    hidden = {"w1"}
+    monkeypatch.setattr(provider, "find_vm", lambda o, rid: None if hidden and hidden.pop()
+                        else find_vm(o, rid))
+
+    provision(provider, [ctx], clock)
+
+    assert calls["CloneVM_Task"] == 2
+    assert [m.request_id for m in provider.list_machines(owner)] == ["w1"]
+    assert ctx.state.vm_moid is not None
+
+
+def test_a_vm_of_that_name_that_is_someone_elses_fails_the_request_by_name(
+    provider: VSphereProvider, owner: Owner, clock: FakeClock,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def rename(si: Any) -> None:
+        vm = si.content.searchIndex.FindByInventoryPath("DC0/vm/DC0_H0_VM0")
+        WaitForTask(vm.Rename_Task("w2"))
+
+    provider.client.call("rename a VM", rename)
+    _clones_answer(monkeypatch, "taken")
+    ctx = context(provider, machine_request("w2"), owner)
+
+    with pytest.raises(InvalidRequest, match="a VM named w2 exists in the target folder and "
+                                             "is not this request's"):
+        provision(provider, [ctx], clock)
