@@ -2,7 +2,9 @@
 
 Each call advances the removal by one stage and returns ``Retry`` while a PVE task
 runs, so a worker is never blocked by a slow guest and a restart continues with
-the task it was waiting for.
+the task it was waiting for. A create still running when the deletion starts is
+waited for first: its VM carries no tags until the create ends, so looking for
+the request's VMs earlier would find none and leave the VM to appear afterwards.
 """
 
 from __future__ import annotations
@@ -16,7 +18,9 @@ from talprov.providers.types import Owner, Retry, StepResult
 from talprov.proxmox import images, vm
 from talprov.proxmox.client import PveClient
 from talprov.proxmox.config import ProxmoxConfig
+from talprov.proxmox.errors import TaskFailed, VmidTaken
 from talprov.proxmox.state import ProxmoxState
+from talprov.proxmox.vmids import VmidBook
 
 Ctx = StepContext[Any, ProxmoxState]
 FindVms = Callable[[Owner, str], Sequence[Mapping[str, Any]]]
@@ -25,13 +29,17 @@ FindVms = Callable[[Owner, str], Sequence[Mapping[str, Any]]]
 class Deprovisioner:
     """Runs ``ProxmoxProvider.deprovision`` for one provider instance."""
 
-    def __init__(self, client: PveClient, config: ProxmoxConfig, find_vms: FindVms) -> None:
+    def __init__(self, client: PveClient, config: ProxmoxConfig, find_vms: FindVms,
+                 vmids: VmidBook) -> None:
         self.client = client
         self.config = config
         self.find_vms = find_vms
+        self.vmids = vmids
 
     def run(self, ctx: Ctx) -> StepResult:
         state = ctx.state
+        if state.create_task is not None and not self._create_ended(ctx):
+            return Retry(self.config.poll_interval, "VM create task running")
         if state.delete_task is not None:
             assert state.delete_node
             if not self._task_done(state.delete_node, state.delete_task, "delete VM"):
@@ -40,6 +48,7 @@ class Deprovisioner:
         vms = self.find_vms(ctx.owner, ctx.request.id)
         if not vms:
             self._remove_seed(ctx)
+            self.vmids.release_request(ctx.request.id)
             ctx.event("VM and seed ISO removed")
             return None
         item = vms[0]
@@ -49,6 +58,23 @@ class Deprovisioner:
         if item.get("status") == "running":
             return self._stop(ctx, node, vmid)
         return self._delete(ctx, node, vmid)
+
+    def _create_ended(self, ctx: Ctx) -> bool:
+        """Whether the create task ensure-vm left behind has ended (well or not); its
+        VMID is then free. Raises ``Transient`` when its status cannot be read."""
+        state = ctx.state
+        assert state.create_task is not None
+        assert state.node is not None  # ensure-vm creates on the placed node
+        try:
+            if not self._task_done(state.node, state.create_task, f"create VM {state.vmid}"):
+                if state.vmid is not None:
+                    self.vmids.hold(state.vmid, ctx.request.id)
+                return False
+        except (TaskFailed, VmidTaken):
+            pass  # nothing was made (or the VMID was another creator's): nothing to wait for
+        self.vmids.release(state.vmid)
+        state.create_task = None
+        return True
 
     def _task_done(self, node: str, upid: str, what: str) -> bool:
         try:
