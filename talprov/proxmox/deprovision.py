@@ -38,16 +38,15 @@ class Deprovisioner:
 
     def run(self, ctx: Ctx) -> StepResult:
         state = ctx.state
-        if state.create_task is not None and not self._create_ended(ctx):
-            return Retry(self.config.poll_interval, "VM create task running")
-        if state.delete_task is not None:
-            assert state.delete_node
-            if not self._task_done(state.delete_node, state.delete_task, "delete VM"):
-                return Retry(self.config.poll_interval, "VM delete task running")
-            state.delete_task = None
+        waiting = self._wait_for_tasks(ctx)
+        if waiting is not None:
+            return waiting
         vms = self.find_vms(ctx.owner, ctx.request.id)
         if not vms:
-            self._remove_seed(ctx)
+            if not state.seed_removed:
+                started = self._remove_seed(ctx)
+                if started is not None:
+                    return started
             self.vmids.release_request(ctx.request.id)
             ctx.event("VM and seed ISO removed")
             return None
@@ -58,6 +57,24 @@ class Deprovisioner:
         if item.get("status") == "running":
             return self._stop(ctx, node, vmid)
         return self._delete(ctx, node, vmid)
+
+    def _wait_for_tasks(self, ctx: Ctx) -> Retry | None:
+        """A ``Retry`` while a task this request started runs (or just ended: that
+        progress is kept before the next calls, so a fault there repeats only
+        them); None when there is none to wait for."""
+        state = ctx.state
+        if state.create_task is not None and not self._create_ended(ctx):
+            return Retry(self.config.poll_interval, "VM create task running")
+        if state.delete_task is not None:
+            assert state.delete_node
+            if not self._ended(state, "delete", "delete VM"):
+                return Retry(self.config.poll_interval, "VM delete task running")
+            return Retry(0, "VM delete task ended")
+        if state.seed_task is not None:
+            assert state.seed_node
+            if not self._ended(state, "seed", "delete seed ISO"):
+                return Retry(self.config.poll_interval, "seed ISO delete task running")
+        return None
 
     def _create_ended(self, ctx: Ctx) -> bool:
         """Whether the create task ensure-vm left behind has ended (well or not); its
@@ -74,6 +91,23 @@ class Deprovisioner:
             pass  # nothing was made (or the VMID was another creator's): nothing to wait for
         self.vmids.release(state.vmid)
         state.create_task = None
+        return True
+
+    def _ended(self, state: ProxmoxState, task: str, what: str) -> bool:
+        """Whether the task in ``state.<task>_task`` (on ``<task>_node``) ended well;
+        the task field is cleared then. A task that failed is cleared with its node,
+        so the next attempt starts the work again instead of reading the same
+        failure for ever; its ``TaskFailed`` is raised. Raises ``Transient`` when
+        the status cannot be read."""
+        upid, node = getattr(state, f"{task}_task"), getattr(state, f"{task}_node")
+        try:
+            if not self._task_done(node, upid, what):
+                return False
+        except TaskFailed:
+            setattr(state, f"{task}_task", None)
+            setattr(state, f"{task}_node", None)
+            raise
+        setattr(state, f"{task}_task", None)
         return True
 
     def _task_done(self, node: str, upid: str, what: str) -> bool:
@@ -130,8 +164,13 @@ class Deprovisioner:
         ctx.event(f"deleting VM {vmid} on node {node}")
         return Retry(0, f"VM {vmid} being deleted")
 
-    def _remove_seed(self, ctx: Ctx) -> None:
-        """Delete the seed ISO (it holds the machine config). Gone is success."""
+    def _remove_seed(self, ctx: Ctx) -> StepResult:
+        """Delete the seed ISO (it holds the machine config); gone is success.
+
+        A delete that runs as a task is left to the next attempt to look at
+        (``Retry``), so that each attempt makes few calls and a fault costs
+        one call's progress, not the whole removal's. None once removed.
+        """
         state = ctx.state
         uuid_text = state.machine_uuid or vm.machine_uuid(
             ctx.owner.installation, ctx.owner.instance, ctx.request.id
@@ -144,7 +183,8 @@ class Deprovisioner:
         else:
             listed = self.client.get("list nodes", "nodes")
             nodes = sorted(str(n["node"]) for n in listed if n.get("status") == "online")
-        for node in nodes:
+        # Nodes up to the last one whose delete task ended are done.
+        for node in sorted(n for n in nodes if state.seed_node is None or n > state.seed_node):
             try:
                 upid = self.client.delete(
                     f"delete seed ISO on {node}",
@@ -153,9 +193,8 @@ class Deprovisioner:
             except NotFound:
                 continue
             if upid:
-                self._task_done_blocking(node, str(upid), ctx)
+                state.seed_task, state.seed_node = str(upid), node
+                return Retry(0, f"seed ISO being deleted on {node}")
         state.seed_volume = None
-
-    def _task_done_blocking(self, node: str, upid: str, ctx: Ctx) -> None:
-        self.client.wait_task(node, upid, "delete seed ISO",
-                              clock=ctx.runtime.clock, sleep=ctx.runtime.sleep)
+        state.seed_removed = True
+        return None
