@@ -69,7 +69,7 @@ class StepPolicy:
     #: (a 5xx, a dropped connection): deletions never give up, and one whose
     #: cloud answers again must not sit out minutes of backoff first. A
     #: permanent refusal (credentials, privileges) waits up to ``backoff_cap``.
-    deprovision_backoff_cap: float = 60.0
+    deprovision_backoff_cap: float = 30.0
 
 
 def within_timeout(
