@@ -2,7 +2,9 @@
 
 Each call advances the removal by one stage and returns ``Retry`` while a PVE task
 runs, so a worker is never blocked by a slow guest and a restart continues with
-the task it was waiting for.
+the task it was waiting for. A create still running when the deletion starts is
+waited for first: its VM carries no tags until the create ends, so looking for
+the request's VMs earlier would find none and leave the VM to appear afterwards.
 """
 
 from __future__ import annotations
@@ -16,7 +18,9 @@ from talprov.providers.types import Owner, Retry, StepResult
 from talprov.proxmox import images, vm
 from talprov.proxmox.client import PveClient
 from talprov.proxmox.config import ProxmoxConfig
+from talprov.proxmox.errors import TaskFailed, VmidTaken
 from talprov.proxmox.state import ProxmoxState
+from talprov.proxmox.vmids import VmidBook
 
 Ctx = StepContext[Any, ProxmoxState]
 FindVms = Callable[[Owner, str], Sequence[Mapping[str, Any]]]
@@ -25,21 +29,25 @@ FindVms = Callable[[Owner, str], Sequence[Mapping[str, Any]]]
 class Deprovisioner:
     """Runs ``ProxmoxProvider.deprovision`` for one provider instance."""
 
-    def __init__(self, client: PveClient, config: ProxmoxConfig, find_vms: FindVms) -> None:
+    def __init__(self, client: PveClient, config: ProxmoxConfig, find_vms: FindVms,
+                 vmids: VmidBook) -> None:
         self.client = client
         self.config = config
         self.find_vms = find_vms
+        self.vmids = vmids
 
     def run(self, ctx: Ctx) -> StepResult:
         state = ctx.state
-        if state.delete_task is not None:
-            assert state.delete_node
-            if not self._task_done(state.delete_node, state.delete_task, "delete VM"):
-                return Retry(self.config.poll_interval, "VM delete task running")
-            state.delete_task = None
+        waiting = self._wait_for_tasks(ctx)
+        if waiting is not None:
+            return waiting
         vms = self.find_vms(ctx.owner, ctx.request.id)
         if not vms:
-            self._remove_seed(ctx)
+            if not state.seed_removed:
+                started = self._remove_seed(ctx)
+                if started is not None:
+                    return started
+            self.vmids.release_request(ctx.request.id)
             ctx.event("VM and seed ISO removed")
             return None
         item = vms[0]
@@ -49,6 +57,58 @@ class Deprovisioner:
         if item.get("status") == "running":
             return self._stop(ctx, node, vmid)
         return self._delete(ctx, node, vmid)
+
+    def _wait_for_tasks(self, ctx: Ctx) -> Retry | None:
+        """A ``Retry`` while a task this request started runs (or just ended: that
+        progress is kept before the next calls, so a fault there repeats only
+        them); None when there is none to wait for."""
+        state = ctx.state
+        if state.create_task is not None and not self._create_ended(ctx):
+            return Retry(self.config.poll_interval, "VM create task running")
+        if state.delete_task is not None:
+            assert state.delete_node
+            if not self._ended(state, "delete", "delete VM"):
+                return Retry(self.config.poll_interval, "VM delete task running")
+            return Retry(0, "VM delete task ended")
+        if state.seed_task is not None:
+            assert state.seed_node
+            if not self._ended(state, "seed", "delete seed ISO"):
+                return Retry(self.config.poll_interval, "seed ISO delete task running")
+        return None
+
+    def _create_ended(self, ctx: Ctx) -> bool:
+        """Whether the create task ensure-vm left behind has ended (well or not); its
+        VMID is then free. Raises ``Transient`` when its status cannot be read."""
+        state = ctx.state
+        assert state.create_task is not None
+        assert state.node is not None  # ensure-vm creates on the placed node
+        try:
+            if not self._task_done(state.node, state.create_task, f"create VM {state.vmid}"):
+                if state.vmid is not None:
+                    self.vmids.hold(state.vmid, ctx.request.id)
+                return False
+        except (TaskFailed, VmidTaken):
+            pass  # nothing was made (or the VMID was another creator's): nothing to wait for
+        self.vmids.release(state.vmid)
+        state.create_task = None
+        return True
+
+    def _ended(self, state: ProxmoxState, task: str, what: str) -> bool:
+        """Whether the task in ``state.<task>_task`` (on ``<task>_node``) ended well;
+        the task field is cleared then. A task that failed is cleared with its node,
+        so the next attempt starts the work again instead of reading the same
+        failure for ever; its ``TaskFailed`` is raised. Raises ``Transient`` when
+        the status cannot be read."""
+        upid, node = getattr(state, f"{task}_task"), getattr(state, f"{task}_node")
+        try:
+            if not self._task_done(node, upid, what):
+                return False
+        except TaskFailed:
+            setattr(state, f"{task}_task", None)
+            setattr(state, f"{task}_node", None)
+            raise
+        setattr(state, f"{task}_task", None)
+        return True
 
     def _task_done(self, node: str, upid: str, what: str) -> bool:
         try:
@@ -104,8 +164,13 @@ class Deprovisioner:
         ctx.event(f"deleting VM {vmid} on node {node}")
         return Retry(0, f"VM {vmid} being deleted")
 
-    def _remove_seed(self, ctx: Ctx) -> None:
-        """Delete the seed ISO (it holds the machine config). Gone is success."""
+    def _remove_seed(self, ctx: Ctx) -> StepResult:
+        """Delete the seed ISO (it holds the machine config); gone is success.
+
+        A delete that runs as a task is left to the next attempt to look at
+        (``Retry``), so that each attempt makes few calls and a fault costs
+        one call's progress, not the whole removal's. None once removed.
+        """
         state = ctx.state
         uuid_text = state.machine_uuid or vm.machine_uuid(
             ctx.owner.installation, ctx.owner.instance, ctx.request.id
@@ -118,7 +183,8 @@ class Deprovisioner:
         else:
             listed = self.client.get("list nodes", "nodes")
             nodes = sorted(str(n["node"]) for n in listed if n.get("status") == "online")
-        for node in nodes:
+        # Nodes up to the last one whose delete task ended are done.
+        for node in sorted(n for n in nodes if state.seed_node is None or n > state.seed_node):
             try:
                 upid = self.client.delete(
                     f"delete seed ISO on {node}",
@@ -127,9 +193,8 @@ class Deprovisioner:
             except NotFound:
                 continue
             if upid:
-                self._task_done_blocking(node, str(upid), ctx)
+                state.seed_task, state.seed_node = str(upid), node
+                return Retry(0, f"seed ISO being deleted on {node}")
         state.seed_volume = None
-
-    def _task_done_blocking(self, node: str, upid: str, ctx: Ctx) -> None:
-        self.client.wait_task(node, upid, "delete seed ISO",
-                              clock=ctx.runtime.clock, sleep=ctx.runtime.sleep)
+        state.seed_removed = True
+        return None

@@ -40,7 +40,7 @@ from talprov.proxmox.client import PveClient
 from talprov.proxmox.config import ProxmoxConfig
 from talprov.proxmox.data import ProxmoxMachineData
 from talprov.proxmox.deprovision import Deprovisioner
-from talprov.proxmox.errors import VmidTaken
+from talprov.proxmox.errors import TaskFailed, VmidTaken
 from talprov.proxmox.isos import IsoListings, IsoSteps
 from talprov.proxmox.placement import (
     choose_node,
@@ -91,8 +91,8 @@ class ProxmoxProvider:
         self.client = client or PveClient(config)
         resolve = iso_url or (lambda request: images.factory_iso_url(images_for(runtime), request))
         self._isos = IsoSteps(self.client, config, runtime, resolve)
-        self._deprovisioner = Deprovisioner(self.client, config, self._request_vms)
-        self._vmids = VmidBook()
+        self._vmids = VmidBook(runtime.clock, config.task_timeout)
+        self._deprovisioner = Deprovisioner(self.client, config, self._request_vms, self._vmids)
 
     def __repr__(self) -> str:
         return f"ProxmoxProvider({self.name!r}, {self.client.base_url})"
@@ -370,13 +370,13 @@ class ProxmoxProvider:
         next_free = first_free
         for _attempt in range(MAX_VMID_ATTEMPTS):
             vmid = self._vmids.reserve(ctx.request.id, next_free, listed)
-            params = create_params(
-                vmid=vmid, request=ctx.request, data=ctx.data, storage=state.storage,
-                iso_volume=state.iso_volume, seed_volume=state.seed_volume,
-                machine_uuid=state.machine_uuid, mac=vm.mac_address(state.machine_uuid),
-                tags=tags, description=description,
-            )
             try:
+                params = create_params(
+                    vmid=vmid, request=ctx.request, data=ctx.data, storage=state.storage,
+                    iso_volume=state.iso_volume, seed_volume=state.seed_volume,
+                    machine_uuid=state.machine_uuid, mac=vm.mac_address(state.machine_uuid),
+                    tags=tags, description=description,
+                )
                 upid = self.client.post(f"create VM {vmid} on {state.node}",
                                         f"nodes/{state.node}/qemu", **params)
             except VmidTaken:
@@ -406,16 +406,19 @@ class ProxmoxProvider:
         assert state.node
         try:
             if not self.client.task_done(state.node, task, f"create VM {state.vmid}"):
+                if state.vmid is not None:  # still ours: keep (or, after a restart, put back)
+                    self._vmids.hold(state.vmid, ctx.request.id)
                 return Retry(self._task_poll(ctx), "VM create task running")
         except VmidTaken:
             self._vmids.release(state.vmid)
             state.create_task = None
             state.vmid = None
             return Retry(0, "VMID taken by another creator; picking another")
-        except ProviderError:
+        except TaskFailed:
             self._vmids.release(state.vmid)
             state.create_task = None
             raise
+        # (A status that could not be read leaves the task to be looked at again.)
         # Our create ended well: the VM is state.vmid on state.node.
         if not keep_reserved:
             self._vmids.release(state.vmid)

@@ -32,6 +32,10 @@ class ProxmoxState(ProviderState):
     hard_stop: bool = False
     delete_task: str | None = None
     delete_node: str | None = None
+    seed_task: str | None = None
+    seed_node: str | None = None
+    #: The deletion removed the seed ISO (it is not looked for again).
+    seed_removed: bool = False
 
     @model_validator(mode="before")
     @classmethod

@@ -13,6 +13,7 @@ arguments and the jitter from an injected ``random.Random``.
 from __future__ import annotations
 
 import random
+import threading
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -54,7 +55,10 @@ class InstanceBackoff:
 
     The n-th failure in a row waits a random time in [50 %, 100 %] of
     ``min(cap, base * 2**(n-1))``, but at least the error's ``retry_after``.
-    Not thread-safe: one reconciler pass at a time uses it.
+    Thread-safe: the reconcile loop records failures while the autoscaler's
+    gRPC threads and the service's views read it (and may list through it);
+    each method is one step under one lock, so a failure is never counted
+    twice or lost between reading the last trouble and writing the next.
     """
 
     def __init__(self, *, base: float = 1.0, cap: float = 60.0,
@@ -65,25 +69,30 @@ class InstanceBackoff:
         self.cap = cap
         self._rng = rng or random.Random()  # noqa: S311 - jitter, not cryptography
         self._troubles: dict[str, InstanceTrouble] = {}
+        self._lock = threading.Lock()
 
     def due(self, instance: str, now: float) -> bool:
         """Whether ``instance`` may be asked now (always, when it is not failing)."""
-        trouble = self._troubles.get(instance)
+        with self._lock:
+            trouble = self._troubles.get(instance)
         # A microsecond of slack: callers round the wait through datetimes.
         return trouble is None or now + 1e-6 >= trouble.next_attempt
 
     def next_attempt(self, instance: str) -> float | None:
         """When a failing ``instance`` is asked next; None when it is healthy."""
-        trouble = self._troubles.get(instance)
+        with self._lock:
+            trouble = self._troubles.get(instance)
         return None if trouble is None else trouble.next_attempt
 
     def trouble(self, instance: str) -> InstanceTrouble | None:
         """The current trouble of ``instance``; None when it is healthy."""
-        return self._troubles.get(instance)
+        with self._lock:
+            return self._troubles.get(instance)
 
     def troubles(self) -> dict[str, InstanceTrouble]:
         """Every failing instance's trouble, by instance name (a copy)."""
-        return dict(self._troubles)
+        with self._lock:
+            return dict(self._troubles)
 
     def failed(self, instance: str, exc: ProviderError, endpoint: str | None,
                now: float) -> tuple[InstanceTrouble, bool]:
@@ -92,22 +101,25 @@ class InstanceBackoff:
         The state changes when the instance was healthy, or the kind of failure
         or its endpoint differs from the last one.
         """
-        before = self._troubles.get(instance)
-        attempts = 1 if before is None else before.attempts + 1
-        delay = self.cap if attempts > 32 else min(self.cap, self.base * 2 ** (attempts - 1))
-        delay = self._rng.uniform(delay / 2, delay)
-        if exc.retry_after is not None:
-            delay = max(delay, exc.retry_after)
         kind = error_kind(exc) or "failing"
-        trouble = InstanceTrouble(
-            instance=instance, kind=kind, endpoint=endpoint, detail=redact(str(exc)),
-            since=now if before is None else before.since, next_attempt=now + delay,
-            attempts=attempts,
-        )
-        self._troubles[instance] = trouble
+        detail = redact(str(exc))
+        with self._lock:
+            before = self._troubles.get(instance)
+            attempts = 1 if before is None else before.attempts + 1
+            delay = self.cap if attempts > 32 else min(self.cap, self.base * 2 ** (attempts - 1))
+            delay = self._rng.uniform(delay / 2, delay)
+            if exc.retry_after is not None:
+                delay = max(delay, exc.retry_after)
+            trouble = InstanceTrouble(
+                instance=instance, kind=kind, endpoint=endpoint, detail=detail,
+                since=now if before is None else before.since, next_attempt=now + delay,
+                attempts=attempts,
+            )
+            self._troubles[instance] = trouble
         changed = before is None or (before.kind, before.endpoint) != (kind, endpoint)
         return trouble, changed
 
     def succeeded(self, instance: str) -> InstanceTrouble | None:
         """Record a listing that worked; the trouble it ended, if it was failing."""
-        return self._troubles.pop(instance, None)
+        with self._lock:
+            return self._troubles.pop(instance, None)

@@ -59,9 +59,10 @@ class Listing:
 class MachineListings:
     """``list_machines`` per instance, once per round, with each instance's backoff.
 
-    Not thread-safe: one round (or pass) at a time reads through it, as the
-    backoff it keeps requires (one thread at a time: a pass may ask from a
-    helper thread while it does other work, then read the answer).
+    The round's shared answers are not thread-safe: one round (or pass) at a
+    time reads through it (a pass may ask from a helper thread while it does
+    other work, then read the answer). The backoff it keeps is thread-safe and
+    may be read and written from other threads meanwhile.
     """
 
     def __init__(self, installation: str, clock: Callable[[], float],

@@ -45,6 +45,7 @@ from talprov.reconcile.leases import LeaseRenewal
 from talprov.reconcile.leftovers import LeftoverSweeper
 from talprov.reconcile.listings import Listing, MachineListings
 from talprov.reconcile.runner import RequestRunner, StepPolicy, Work
+from talprov.reconcile.unconfigured import UnconfiguredInstances, unconfigured_error
 from talprov.reconcile.waiting import repeat_until
 from talprov.store.errors import StaleRecord
 from talprov.store.observations import RequestSummary
@@ -124,9 +125,8 @@ class Reconciler(LeaseRenewal):
         self.on_change = on_change
         self._runners: dict[str, RequestRunner] = {}
         self._missing: dict[str, int] = {}
-        #: Instances with requests in the store that this worker does not have,
-        #: already reported (once per worker).
-        self._unconfigured_said: set[str] = set()
+        #: What this worker said about instances it does not have.
+        self._unconfigured = UnconfiguredInstances()
         self.instance_backoff = instance_backoff or InstanceBackoff()
         #: Every instance's listing, shared with the scaler inside a run-loop round.
         self.listings = MachineListings(runtime.installation, runtime.clock,
@@ -177,7 +177,7 @@ class Reconciler(LeaseRenewal):
         for instance, group in sorted(by_instance.items()):
             handle = self.providers.get(instance)
             if handle is None:
-                self._note_unconfigured(instance, report)
+                self._note_unconfigured(instance, group, report)
                 continue
             with log_context(provider=instance):
                 self._pass_instance(instance, handle, group, report)
@@ -196,14 +196,16 @@ class Reconciler(LeaseRenewal):
         """Every configured instance whose listing fails now, by name. Never raises."""
         return self.instance_backoff.troubles()
 
-    def _note_unconfigured(self, instance: str, report: PassReport) -> None:
-        # Workers sharing a store may configure different instances: the requests
-        # belong to a worker that has this one, and what it recorded on them (its
-        # endpoint's error, say) stays. This worker only says it, once.
-        if instance in self._unconfigured_said:
-            return
-        self._unconfigured_said.add(instance)
-        report.errors.append(f"provider {instance!r} is not configured here")
+    def _note_unconfigured(self, instance: str, group: Sequence[RequestSummary],
+                           report: PassReport) -> None:
+        # See talprov.reconcile.unconfigured: said once; an error only on requests
+        # without one (another worker's error stays).
+        line = self._unconfigured.first_mention(instance)
+        if line is not None:
+            report.errors.append(line)
+        message = unconfigured_error(instance)
+        for summary in self._unconfigured.to_note(group):
+            self._note(summary, error=message, events=[message])
 
     def _pass_instance(
         self, instance: str, handle: ProviderHandle, group: Sequence[RequestSummary],

@@ -65,6 +65,11 @@ class StepPolicy:
     capacity_attempts: int = 3
     backoff_base: float = 2.0
     backoff_cap: float = 300.0
+    #: The longest wait between attempts of a deletion that failed transiently
+    #: (a 5xx, a dropped connection): deletions never give up, and one whose
+    #: cloud answers again must not sit out minutes of backoff first. A
+    #: permanent refusal (credentials, privileges) waits up to ``backoff_cap``.
+    deprovision_backoff_cap: float = 30.0
 
 
 def within_timeout(
@@ -414,7 +419,12 @@ class RequestRunner:
             return None, False
         return nxt.name, True
 
-    def _failure(self, work: Work, step_name: str, exc: BaseException) -> None:
+    def _failure(self, work: Work, step_name: str, exc: BaseException, *,
+                 deleting: bool = False) -> None:
+        """Record a failed attempt in ``work``: its error and when to try again, or
+        (not ``deleting``) the request failed when it is permanent or the attempts
+        ran out. A deletion is never failed: it retries, transient errors after
+        at most ``deprovision_backoff_cap`` (or the error's ``retry_after``)."""
         if isinstance(exc, ProviderError):
             message = redact(str(exc))
             permanent = exc.permanent
@@ -439,15 +449,16 @@ class RequestRunner:
             kind = OUT_OF_CAPACITY if isinstance(exc, CapacityError) else QUOTA_EXCEEDED
             message = f"{kind}: {message}"
         work.error = f"{step_name}: {message}"
-        if permanent or work.attempts >= limit:
+        if not deleting and (permanent or work.attempts >= limit):
             work.stage = Stage.FAILED
             why = "permanent error" if permanent else f"{work.attempts} attempts"
             work.events.append(f"failed ({why}): {work.error}")
             work.next_attempt_at = None
             return
-        delay = step_backoff(
-            work.attempts, retry_after, base=self.policy.backoff_base, cap=self.policy.backoff_cap
-        )
+        cap = self.policy.backoff_cap
+        if deleting and not permanent:
+            cap = min(cap, self.policy.deprovision_backoff_cap)
+        delay = step_backoff(work.attempts, retry_after, base=self.policy.backoff_base, cap=cap)
         work.next_attempt_at = work.now() + timedelta(seconds=delay)
         work.events.append(f"attempt {work.attempts} failed, retry in {delay:.0f}s: {work.error}")
 
@@ -483,11 +494,11 @@ class RequestRunner:
         if isinstance(outcome, BaseException):
             # Never give up on a deletion: that is how machines leak. Keep retrying
             # with a capped backoff and show the error.
-            self._failure(work, "deprovision", outcome)
-            work.stage = Stage.DEPROVISIONING
-            if work.next_attempt_at is None:
-                work.next_attempt_at = work.now() + timedelta(seconds=self.policy.backoff_cap)
+            self._failure(work, "deprovision", outcome, deleting=True)
         elif isinstance(outcome, Retry):
+            # The cloud answered and the deletion moved on: the next fault is the
+            # first in a row again (faults between progress must not add up).
+            work.attempts = 0
             work.error = None
             work.next_attempt_at = work.now() + timedelta(seconds=max(0.0, outcome.after))
             if outcome.reason:
