@@ -12,7 +12,7 @@ from collections import Counter
 from typing import Any
 
 import pytest
-from pyVim.task import WaitForTask
+from pyVim import task as pyvim_task
 
 from talprov.providers.errors import InvalidRequest, Transient
 from talprov.providers.types import Owner
@@ -75,9 +75,11 @@ def test_a_vm_of_that_name_that_is_someone_elses_fails_the_request_by_name(
     provider: VSphereProvider, owner: Owner, clock: FakeClock,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    wait_for_task: Any = pyvim_task.WaitForTask  # untyped in pyVmomi
+
     def rename(si: Any) -> None:
         vm = si.content.searchIndex.FindByInventoryPath("DC0/vm/DC0_H0_VM0")
-        WaitForTask(vm.Rename_Task("w2"))
+        wait_for_task(vm.Rename_Task("w2"))
 
     provider.client.call("rename a VM", rename)
     _clones_answer(monkeypatch, "taken")
