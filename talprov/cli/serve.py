@@ -18,7 +18,7 @@ import click
 
 from talprov.cli.app import App, fail, handle_errors, pass_app, say, setup_logging
 from talprov.cli.autoscaler import start_autoscaler
-from talprov.reconcile.runner import STAGE_LOGGER
+from talprov.reconcile.work import STAGE_LOGGER
 from talprov.registry import require_extra
 from talprov.service.config import ServiceConfig, is_loopback, parse_listen, parse_service_config
 from talprov.store.engine import is_memory_url

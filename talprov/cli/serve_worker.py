@@ -23,7 +23,7 @@ from types import FrameType
 
 from talprov.cli.app import App, setup_logging
 from talprov.reconcile.reconciler import ProviderHandle
-from talprov.reconcile.runner import STAGE_LOGGER
+from talprov.reconcile.work import STAGE_LOGGER
 from talprov.runloop import RoundReport, RunLoop
 from talprov.service.metrics import instrument
 from talprov.service.worker_process import STOP, WAKE, PipeMetrics

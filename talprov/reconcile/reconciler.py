@@ -44,9 +44,10 @@ from talprov.reconcile.instance_health import InstanceBackoff, InstanceTrouble
 from talprov.reconcile.leases import LeaseRenewal
 from talprov.reconcile.leftovers import LeftoverSweeper
 from talprov.reconcile.listings import Listing, MachineListings
-from talprov.reconcile.runner import RequestRunner, StepPolicy, Work
+from talprov.reconcile.runner import RequestRunner, StepPolicy
 from talprov.reconcile.unconfigured import UnconfiguredInstances, unconfigured_error
 from talprov.reconcile.waiting import repeat_until
+from talprov.reconcile.work import Work
 from talprov.store.errors import StaleRecord
 from talprov.store.observations import RequestSummary
 from talprov.store.records import RequestRecord
