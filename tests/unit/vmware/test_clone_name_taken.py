@@ -9,6 +9,7 @@ clone, whose answer had been lost, went on to make the VM.
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -21,32 +22,24 @@ from talprov.vmware import sdk
 from talprov.vmware.provider import VSphereProvider
 from tests.driving import context, provision
 from tests.unit.vmware.conftest import machine_request
+from tests.unit.vmware.soap import intercept_soap
 
 
 def _clones_answer(monkeypatch: pytest.MonkeyPatch, *answers: str) -> Counter[str]:
     """The n-th CloneVM_Task does answers[n]: "lost" (vCenter clones, the answer is
     lost), "taken" (refused: DuplicateName, nothing done) or "ok"."""
-    from pyVmomi import SoapAdapter
 
-    stub: Any = SoapAdapter.SoapStubAdapter
-    calls: Counter[str] = Counter()
-    invoke = stub.InvokeMethod
-
-    def answering(self: Any, mo: Any, info: Any, args: Any, *rest: Any) -> Any:
-        name = str(info.wsdlName)
-        calls[name] += 1
-        if name != "CloneVM_Task" or calls[name] > len(answers):
-            return invoke(self, mo, info, args, *rest)
-        answer = answers[calls[name] - 1]
-        if answer == "taken":
-            raise sdk.vim().fault.DuplicateName(name=str(args[1]))
-        result = invoke(self, mo, info, args, *rest)
-        if answer == "lost":
+    def answer(name: str, number: int, call: Callable[[], Any]) -> Any:
+        if name != "CloneVM_Task" or number > len(answers):
+            return call()
+        if answers[number - 1] == "taken":
+            raise sdk.vim().fault.DuplicateName(name="the request's VM")
+        result = call()
+        if answers[number - 1] == "lost":
             raise ConnectionResetError("injected")
         return result
 
-    monkeypatch.setattr(stub, "InvokeMethod", answering)
-    return calls
+    return intercept_soap(monkeypatch, answer)
 
 
 def test_a_refused_second_clone_waits_for_the_first(

@@ -22,6 +22,7 @@ from talprov.vmware import sdk
 from talprov.vmware.provider import VSphereProvider
 from tests.driving import context, provision
 from tests.unit.vmware.conftest import machine_request
+from tests.unit.vmware.soap import intercept_soap
 
 Failure = Callable[[], BaseException]
 
@@ -40,23 +41,15 @@ def _fail(monkeypatch: pytest.MonkeyPatch, method: str, times: int,
           failure: Failure, *, acted: bool = False) -> Counter[str]:
     """The first ``times`` calls of ``method`` fail with ``failure()``, before reaching
     vCenter or (``acted``) after vCenter acted; returns every SOAP method's call count."""
-    from pyVmomi import SoapAdapter
 
-    stub: Any = SoapAdapter.SoapStubAdapter
-    calls: Counter[str] = Counter()
-    invoke = stub.InvokeMethod
-
-    def flaky(self: Any, mo: Any, info: Any, args: Any, *rest: Any) -> Any:
-        name = str(info.wsdlName)
-        calls[name] += 1
-        if name != method or calls[name] > times:
-            return invoke(self, mo, info, args, *rest)
+    def answer(name: str, number: int, call: Callable[[], Any]) -> Any:
+        if name != method or number > times:
+            return call()
         if acted:
-            invoke(self, mo, info, args, *rest)
+            call()
         raise failure()
 
-    monkeypatch.setattr(stub, "InvokeMethod", flaky)
-    return calls
+    return intercept_soap(monkeypatch, answer)
 
 
 @pytest.mark.parametrize("failure", [_system_error, _dropped])
