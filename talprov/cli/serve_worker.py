@@ -26,7 +26,7 @@ from talprov.reconcile.reconciler import ProviderHandle
 from talprov.reconcile.work import STAGE_LOGGER
 from talprov.runloop import RoundReport, RunLoop
 from talprov.service.metrics import instrument
-from talprov.service.worker_process import STOP, WAKE, PipeMetrics
+from talprov.service.worker_process import STOP, WAKE, PipeMetrics, unblock_child_signals
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +67,8 @@ def _become_background(nice: int) -> None:
 def run_worker(args: WorkerArgs, conn: Connection) -> None:
     """The child's entry point: rounds until told to stop. Never raises."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # SIGTERM stays held (since the child started) until its handler is in place.
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
     _become_background(args.nice)
     setup_logging(args.verbose, args.log_format)
     logging.getLogger(STAGE_LOGGER).setLevel(logging.INFO)
@@ -92,6 +94,7 @@ def run_worker(args: WorkerArgs, conn: Connection) -> None:
         threading.Timer(args.stop_timeout, os._exit, args=(0,)).start()
 
     signal.signal(signal.SIGTERM, stop)
+    unblock_child_signals()
     threading.Thread(target=_listen, args=(conn, loop, stop), name="talprov-worker-pipe",
                      daemon=True).start()
     sink.send(("started", loop.worker_id))

@@ -28,6 +28,7 @@ import contextlib
 import logging
 import multiprocessing
 import os
+import signal
 import threading
 import time
 from collections.abc import Callable
@@ -51,6 +52,13 @@ FIRST_RESTART_DELAY = 1.0
 MAX_RESTART_DELAY = 30.0
 #: A child that ran this long before it died starts the backoff afresh.
 STABLE_SECONDS = 60.0
+#: How long a child that a signal stopped (exit 0, SIGTERM, SIGINT) waits for
+#: this process to stop too before it counts as a death: systemd, ``timeout``
+#: and ``kill -- -PGID`` signal the whole group, and the child may end first.
+SIGNALLED_GRACE = 10.0
+#: Signals a child keeps blocked until its entry point handles them: a Ctrl-C
+#: during its interpreter's start printed a KeyboardInterrupt traceback.
+CHILD_BLOCKED_SIGNALS = frozenset({signal.SIGINT, signal.SIGTERM})
 
 
 class PipeMetrics:
@@ -169,6 +177,10 @@ class WorkerProcess:
                 conn.send(message)
 
     def _supervise(self) -> None:
+        # A spawned child inherits this thread's signal mask through fork and exec:
+        # it starts with Ctrl-C and SIGTERM held, and takes them when its entry
+        # point is ready for them (unblock_child_signals).
+        signal.pthread_sigmask(signal.SIG_BLOCK, CHILD_BLOCKED_SIGNALS)
         spawn = multiprocessing.get_context("spawn")
         delay = FIRST_RESTART_DELAY
         while not self._stopping.is_set():
@@ -193,8 +205,14 @@ class WorkerProcess:
                 return
             if time.monotonic() - started > STABLE_SECONDS:
                 delay = FIRST_RESTART_DELAY
-            log.error("the reconcile worker process exited (code %s); starting another "
-                      "in %.0f s", child.exitcode, delay)
+            if child.exitcode in (0, -signal.SIGTERM, -signal.SIGINT):
+                if self._stopping.wait(SIGNALLED_GRACE):
+                    return  # the group's stop reached the child first
+                log.warning("the reconcile worker process was stopped by a signal, not by "
+                            "serve; starting another in %.0f s", delay)
+            else:
+                log.error("the reconcile worker process exited (code %s); starting another "
+                          "in %.0f s", child.exitcode, delay)
             self.restarts += 1
             self._stopping.wait(delay)
             delay = min(delay * 2, MAX_RESTART_DELAY)
@@ -231,6 +249,12 @@ class WorkerProcess:
         elif kind == "started":
             self._worker_id = message[1]
             self._ready.set()
+
+
+def unblock_child_signals() -> None:
+    """In a child, once its handlers for SIGINT and SIGTERM are in place: take the
+    signals that were held since it started (one that came meanwhile is handled now)."""
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, CHILD_BLOCKED_SIGNALS)
 
 
 class _ParentFd:

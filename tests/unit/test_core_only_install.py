@@ -99,18 +99,21 @@ def test_every_command_in_a_core_only_install(core_venv: Path, tmp_path: Path) -
     ]
     # `config check` reports every part in a row of its own (exit 1 on any failure).
     reports: list[tuple[str, list[str]]] = []
+    healths: list[tuple[str, list[str]]] = []
     for platform in PLATFORMS:
         config = write_config(tmp_path, f"{platform}.yaml",
                               {platform: instance_for(platform, tmp_path)})
         request = write_request(tmp_path, platform)
         needs += [(platform, ["--config", config, *args]) for args in (
-            ["providers", "--health"], ["schema", platform],
+            ["schema", platform],
             ["machine", "create", "-f", request], ["machine", "create", "-f", request, "--wait"],
         )]
         plain += [["--config", config, "machine", "list"],
                   ["--config", config, "reconcile", "--once"]]
         reports.append((platform, ["--config", config, "config", "check", "-o", "json"]))
-    commands = plain + [args for _, args in needs] + [args for _, args in reports]
+        healths.append((platform, ["--config", config, "providers", "--health", "-o", "json"]))
+    commands = (plain + [args for _, args in needs] + [args for _, args in reports]
+                + [args for _, args in healths])
 
     proc = subprocess.run([str(core_venv / "bin" / "python"), str(BATCH), "", json.dumps(commands)],
                           env=core_env(tmp_path), cwd=tmp_path, capture_output=True, text=True,
@@ -129,7 +132,9 @@ def test_every_command_in_a_core_only_install(core_venv: Path, tmp_path: Path) -
         assert outcome["code"] == 2, outcome
         assert len(lines) == 1, outcome
         assert f"pip install 'talprov[{extra}]'" in lines[0], outcome
-    for (extra, _), outcome in zip(reports, outcomes[len(plain) + len(needs):], strict=True):
+    checked = len(plain) + len(needs)
+    for (extra, _), outcome in zip(reports, outcomes[checked:checked + len(reports)],
+                                   strict=True):
         assert outcome["code"] == 1, outcome
         [row] = json.loads(outcome["stdout"])
         assert f"pip install 'talprov[{extra}]'" in row["result"], outcome
@@ -143,3 +148,8 @@ def test_every_command_in_a_core_only_install(core_venv: Path, tmp_path: Path) -
         [row] = [line for line in script.stdout.splitlines()
                  if line.split()[:3] == ["type", platform, platform]]
         assert f"not installed: pip install 'talprov[{platform}]'" in row
+    # `providers --health` gives the instance its row (the pip command) and exits 1.
+    for (extra, _), outcome in zip(healths, outcomes[checked + len(reports):], strict=True):
+        assert outcome["code"] == 1, outcome
+        [row] = [r for r in json.loads(outcome["stdout"]) if r["kind"] == "instance"]
+        assert f"pip install 'talprov[{extra}]'" in row["detail"], outcome

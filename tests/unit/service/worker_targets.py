@@ -52,3 +52,20 @@ def stderr_child(conn: Connection) -> None:
     PipeMetrics(conn).send(("started", "stderr-child"))
     while conn.recv() != STOP:
         time.sleep(0)
+
+
+def signal_mask_child(conn: Connection) -> None:
+    """Reports the signals held when its entry point starts, then waits for stop."""
+    import signal
+
+    held = signal.pthread_sigmask(signal.SIG_BLOCK, [])
+    PipeMetrics(conn).send(("started", ",".join(sorted(signal.Signals(s).name for s in held))))
+    while conn.recv() != STOP:
+        time.sleep(0)
+
+
+def signalled_child(conn: Connection) -> None:
+    """Reports started, then ends as a child does on SIGTERM (exit 0)."""
+    PipeMetrics(conn).send(("started", "signalled"))
+    time.sleep(0.2)
+    os._exit(0)
