@@ -122,12 +122,14 @@ def serve(app: App, listen: str | None, workers: bool | None, worker_id: str | N
     if not config.tokens:
         fail(f"{where}.tokens: no tokens configured; every API call would be refused")
     _check_token_scopes(config, set(app.config.config.providers), where)
-    host, port = parse_listen(listen) if listen else config.host_port()
+    # An empty --listen is a mistake, not "use the config's": it is checked too.
+    host, port = parse_listen(listen) if listen is not None else config.host_port()
     if config.tls is not None:
         check_tls_files(config.tls.cert, config.tls.key, where=f"{where}.tls")
     elif not is_loopback(host):
+        # The error names where the address came from: the flag or the file.
         refuse_or_warn_plain_http(host, insecure=insecure_http or config.insecure_http,
-                                  where=where)
+                                  where="--listen" if listen is not None else f"{where}.listen")
     # The app (and its worker supervisor, which keeps this process's stderr for
     # its children) before the autoscaler, which routes fd 2 through logging.
     api = create_app(app.store, app.all_handles(), app.runtime, config,
@@ -215,7 +217,7 @@ def refuse_or_warn_plain_http(host: str, *, insecure: bool, where: str) -> None:
     configs would cross the network readable by anyone on the path. Refused
     (``fail``, exit 2) unless the operator said ``insecure``; then logged."""
     if not insecure:
-        fail(f"{where}.listen: refusing plain HTTP on {host}, which is not a loopback "
+        fail(f"{where}: refusing plain HTTP on {host}, which is not a loopback "
              "address; set service.tls, or pass --insecure-http (service.insecure_http: "
              "true) behind a TLS-terminating proxy")
     log.warning("serving plain HTTP on %s (--insecure-http): tokens and machine configs "

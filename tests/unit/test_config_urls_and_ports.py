@@ -48,6 +48,9 @@ def test_a_bad_listen_option_says_what_is_wrong(home: Home) -> None:
     assert_usage_error(result.exit_code, result.output, "--listen", "port 99999 is above 65535")
     result = home.invoke("serve", "--listen", "8080")
     assert_usage_error(result.exit_code, result.output, "--listen", "expected HOST:PORT")
+    # QA: an empty --listen served on the config's address as if none were given.
+    result = home.invoke("serve", "--listen", "")
+    assert_usage_error(result.exit_code, result.output, "--listen", "expected HOST:PORT")
 
 
 def test_a_duplicate_token_is_named_by_its_index_without_its_secret(home: Home) -> None:

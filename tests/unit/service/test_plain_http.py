@@ -21,8 +21,14 @@ def test_plain_http_on_a_routable_address_is_refused(home: Home, listen: str) ->
     home.write_config(service={"tokens": TOKENS, "workers": False})
     result = home.invoke("serve", "--listen", listen)
     assert result.exit_code == 2, result.output
-    assert "service.listen: refusing plain HTTP" in result.output
+    # The address came from the flag: the error names the flag (QA: it named the file).
+    assert "--listen: refusing plain HTTP" in result.output
+    assert "service.listen" not in result.output.split("refusing")[0]
     assert "--insecure-http" in result.output
+    home.write_config(service={"tokens": TOKENS, "workers": False, "listen": listen})
+    result = home.invoke("serve")
+    assert result.exit_code == 2, result.output
+    assert "service.listen: refusing plain HTTP" in result.output
 
 
 def test_insecure_http_lets_serve_go_on_with_a_warning(home: Home) -> None:
