@@ -137,12 +137,11 @@ def create_set(
                 raise HTTPException(status.HTTP_409_CONFLICT,
                                     detail=f"set {name} changed meanwhile; retry") from None
     _require_name_free_or_visible(principal, existing)
-    if existing.fingerprint != fingerprint or existing.deleting:
-        raise HTTPException(
-            status.HTTP_409_CONFLICT,
-            detail=f"set {name} already exists with a different body"
-            + (" (being deleted)" if existing.deleting else ""),
-        )
+    if existing.deleting:  # whatever its body: the name frees up once it is gone
+        raise HTTPException(status.HTTP_409_CONFLICT, detail=f"set {name} is being deleted")
+    if existing.fingerprint != fingerprint:
+        raise HTTPException(status.HTTP_409_CONFLICT,
+                            detail=f"set {name} already exists with a different body")
     response.status_code = status.HTTP_200_OK
     return set_view(ctx, existing)
 

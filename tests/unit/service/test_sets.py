@@ -96,6 +96,12 @@ def test_set_scales_up_and_down_in_omnis_order(idle_api: Api) -> None:
     assert deleted.status_code == 202
     assert deleted.json()["deleting"] is True
     assert set(members(api, "pool").values()) == {"deprovisioning"}
+    # The same body again: the name is taken by a set being deleted (QA: the answer
+    # said "a different body" although the body was the same).
+    same = api.request("POST", "/v1/machine-request-sets", json=set_body("pool", 3),
+                       headers=WRITE)
+    assert same.status_code == 409
+    assert same.json()["detail"] == "set pool is being deleted"
     provision(api, ["pool-1", "pool-2", "pool-5"])
     request_set = api.ctx.sets.get("pool")
     assert request_set is not None
