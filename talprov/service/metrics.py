@@ -69,7 +69,9 @@ class Family:
 
 FAMILIES = (
     Family("talprov_requests", "gauge", ("provider", "stage"),
-           "Machine requests in the store by stage.", "the store, at scrape time"),
+           "Machine requests in the store by stage; gone counts finished deletions whose "
+           "record the store keeps (the API answers 404 for them).",
+           "the store, at scrape time"),
     Family("talprov_queue_depth", "gauge", ("provider",),
            "Requests due for a worker now: pending, provisioning or deprovisioning, "
            "their next attempt time reached.",
