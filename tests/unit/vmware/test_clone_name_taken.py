@@ -19,21 +19,28 @@ from talprov.providers.errors import InvalidRequest, Transient
 from talprov.providers.types import Owner
 from talprov.testing import FakeClock
 from talprov.vmware import sdk
+from talprov.vmware.errors import TaskFailed
 from talprov.vmware.provider import VSphereProvider
 from tests.driving import context, provision
 from tests.unit.vmware.conftest import machine_request
 from tests.unit.vmware.soap import intercept_soap
 
+#: The clone task that vCenter ends with DuplicateName (``taken-in-task``).
+REFUSED_TASK = "task-refused"
+
 
 def _clones_answer(monkeypatch: pytest.MonkeyPatch, *answers: str) -> Counter[str]:
     """The n-th CloneVM_Task does answers[n]: "lost" (vCenter clones, the answer is
-    lost), "taken" (refused: DuplicateName, nothing done) or "ok"."""
+    lost), "taken" (refused: DuplicateName, nothing done), "taken-in-task" (a task
+    that ends in DuplicateName, see ``_refused_in_task``) or "ok"."""
 
     def answer(name: str, number: int, call: Callable[[], Any]) -> Any:
         if name != "CloneVM_Task" or number > len(answers):
             return call()
         if answers[number - 1] == "taken":
             raise sdk.vim().fault.DuplicateName(name="the request's VM")
+        if answers[number - 1] == "taken-in-task":  # the task that vCenter fails
+            return sdk.vim().Task(REFUSED_TASK, None)
         result = call()
         if answers[number - 1] == "lost":
             raise ConnectionResetError("injected")
@@ -81,3 +88,32 @@ def test_a_vm_of_that_name_that_is_someone_elses_fails_the_request_by_name(
     with pytest.raises(InvalidRequest, match="a VM named w2 exists in the target folder and "
                                              "is not this request's"):
         provision(provider, [ctx], clock)
+
+
+def test_a_second_clone_whose_task_fails_on_the_name_waits_for_the_first(
+    provider: VSphereProvider, owner: Owner, clock: FakeClock,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The form vCenter is likely to use: CloneVM_Task answers with a task, and the
+    # task ends in DuplicateName.
+    calls = _clones_answer(monkeypatch, "lost", "taken-in-task")
+    ctx = context(provider, machine_request("w1"), owner)
+    with pytest.raises(Transient, match="clone VM w1"):
+        provision(provider, [ctx], clock)
+    find_vm = provider.find_vm
+    hidden = {"w1"}
+    monkeypatch.setattr(provider, "find_vm", lambda o, rid: None if hidden and hidden.pop()
+                        else find_vm(o, rid))
+    task_done = provider.client.task_done
+
+    def refused_in_task(moid: str, what: str) -> Any:
+        if moid == REFUSED_TASK:
+            raise TaskFailed(f"{what}: DuplicateName", "DuplicateName")
+        return task_done(moid, what)
+
+    monkeypatch.setattr(provider.client, "task_done", refused_in_task)
+
+    provision(provider, [ctx], clock)
+
+    assert calls["CloneVM_Task"] == 2
+    assert [m.request_id for m in provider.list_machines(owner)] == ["w1"]
