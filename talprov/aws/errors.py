@@ -23,6 +23,7 @@ from botocore.exceptions import (
     PartialCredentialsError,
     ReadTimeoutError,
 )
+from botocore.parsers import ResponseParserError
 
 from talprov.providers.errors import (
     RETRYABLE_CLIENT_STATUSES,
@@ -34,6 +35,7 @@ from talprov.providers.errors import (
     QuotaExceeded,
     Transient,
     connection_failure,
+    foreign_answer,
     naming_endpoint,
 )
 
@@ -101,7 +103,21 @@ FIELD_BY_PARAMETER = {
     "placement.groupname": "provider_data.placement_group",
 }
 MESSAGE_LIMIT = 300
+#: What a boto3 call raises when it got no AWS answer: none at all (BotoCoreError)
+#: or one botocore cannot read (ResponseParserError, which is no BotoCoreError).
+NO_AWS_ANSWER = (BotoCoreError, ResponseParserError)
 _PARAMETER_RE = re.compile(r"parameter:?\s+'?([A-Za-z.]+)", re.IGNORECASE)
+
+
+class NotAnAwsAnswer(BotoCoreError):
+    """A 2xx answer that is an HTML page: a proxy's or a web server's, not AWS's.
+
+    botocore would read a well-formed page as an answer with no data (no
+    instances, no zones), which talprov must never act on. Raised by the
+    before-parse hook of :func:`note_endpoints`; :func:`translate` words it.
+    """
+
+    fmt = "the answer is an HTML page"
 
 
 class InstanceLost(ProviderError):
@@ -140,7 +156,7 @@ def translate(exc: Exception, operation: str, *, endpoint: str | None = None) ->
     if isinstance(exc, ParamValidationError):
         # Refused before any request was sent: no endpoint was involved.
         return _invalid_parameters(exc, operation)
-    if isinstance(exc, ClientError | BotoCoreError):
+    if isinstance(exc, ClientError | BotoCoreError | ResponseParserError):
         kwargs = getattr(exc, "kwargs", None) or {}
         operation = naming_endpoint(
             operation, endpoint or kwargs.get("endpoint_url") or _calling.get())
@@ -151,8 +167,9 @@ def translate(exc: Exception, operation: str, *, endpoint: str | None = None) ->
         return AuthError(f"{operation}: no usable AWS credentials ({found})")
     if isinstance(exc, EndpointConnectionError | ConnectionError | ReadTimeoutError):
         return Transient(f"{operation}: endpoint unreachable ({connection_failure(exc)})")
-    if isinstance(exc, BotoCoreError):
-        return Transient(f"{operation}: {type(exc).__name__}")
+    if isinstance(exc, NotAnAwsAnswer | ResponseParserError | BotoCoreError):
+        unread = isinstance(exc, NotAnAwsAnswer | ResponseParserError)
+        return Transient(f"{operation}: {not_an_aws_answer() if unread else type(exc).__name__}")
     return exc
 
 
@@ -166,21 +183,62 @@ def _invalid_parameters(exc: ParamValidationError, operation: str) -> InvalidReq
 #: The URL of the AWS call this thread made last (set by :func:`note_endpoints`):
 #: a ClientError does not say which endpoint answered it.
 _calling: ContextVar[str | None] = ContextVar("talprov_aws_endpoint", default=None)
+#: What answered the thread's last AWS call, as far as an operator may be told:
+#: (service, HTTP status, content type). Never the body: it may echo a request.
+_answered: ContextVar[tuple[str, int, str] | None] = ContextVar(
+    "talprov_aws_answer", default=None)
 _Client = TypeVar("_Client")
 
 
 def note_endpoints(client: _Client) -> _Client:
-    """``client``, made to note each call's URL before sending it, so that
-    :func:`translate` names the endpoint of a call that fails. Idempotent."""
+    """``client``, made to note each call's URL before sending it and what
+    answered it, so that :func:`translate` names the endpoint of a call that
+    fails and says when the answer was not AWS's. A 2xx HTML page is refused
+    (``NotAnAwsAnswer``) instead of being read as an empty answer. Idempotent."""
 
     def note(params: dict[str, Any] | None = None, **_: Any) -> None:
+        _answered.set(None)
         url = (params or {}).get("url")
         if isinstance(url, str):
             _calling.set(url)
 
-    client.meta.events.register(  # type: ignore[attr-defined]
-        "before-call", note, unique_id="talprov-note-endpoint")
+    def check(operation_model: Any, response_dict: dict[str, Any], **_: Any) -> None:
+        status = int(response_dict.get("status_code") or 0)
+        headers = response_dict.get("headers") or {}
+        kind = str(headers.get("content-type") or "")
+        _answered.set((str(operation_model.service_model.service_id), status, kind))
+        body = response_dict.get("body")
+        if 200 <= status < 300 and isinstance(body, bytes) and _is_html(body):
+            raise NotAnAwsAnswer()
+
+    events = client.meta.events  # type: ignore[attr-defined]
+    events.register("before-call", note, unique_id="talprov-note-endpoint")
+    events.register("before-parse", check, unique_id="talprov-check-answer")
     return client
+
+
+def _is_html(body: bytes) -> bool:
+    start = body[:64].lstrip().lower()
+    return start.startswith((b"<!doctype html", b"<html"))
+
+
+def not_an_aws_answer() -> str:
+    """Words for an answer AWS would not give: which service was expected, the HTTP
+    status and content type seen (:func:`note_endpoints`). Never the body."""
+    service, status, kind = _answered.get() or ("AWS", None, "")
+    return foreign_answer(service, status, kind, "endpoint_url")
+
+
+def _is_foreign_error(code: str, status: int) -> bool:
+    """Whether botocore found no AWS error in a failed answer: no code at all, or
+    the status it puts in its place for an empty or HTML body (S3 excepted: its
+    HEAD answers have no body, so a bare status is AWS's own answer there)."""
+    if not code:
+        return True
+    seen = _answered.get()
+    if code != str(status) or seen is None:
+        return False
+    return seen[0] != "S3" or "html" in seen[2].lower()
 
 
 def _from_client_error(exc: ClientError, operation: str) -> ProviderError:  # noqa: PLR0911
@@ -188,6 +246,8 @@ def _from_client_error(exc: ClientError, operation: str) -> ProviderError:  # no
     status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
     aws_message = str(exc.response.get("Error", {}).get("Message", ""))[:MESSAGE_LIMIT]
     text = f"{operation}: {code}: {aws_message}" if aws_message else f"{operation}: {code}"
+    if _is_foreign_error(code, status):
+        return _foreign_error(status, operation)
     if code in THROTTLING_CODES:
         return Transient(f"{operation}: throttled by AWS ({code})")
     if status in RETRYABLE_CLIENT_STATUSES:
@@ -216,10 +276,24 @@ def _from_client_error(exc: ClientError, operation: str) -> ProviderError:  # no
     return ProviderError(text)
 
 
+def _foreign_error(status: int, operation: str) -> ProviderError:
+    """The error for a failed answer that is not AWS's, by its HTTP status alone:
+    botocore's generic code ('' or the status) and message (the reason phrase)
+    say nothing to an operator; what answered does."""
+    text = f"{operation}: {not_an_aws_answer()}"
+    if status in RETRYABLE_CLIENT_STATUSES or status >= 500:
+        return Transient(text)
+    if status in (401, 403):
+        return AuthError(text)
+    if 400 <= status < 500:
+        return InvalidRequest(text)
+    return ProviderError(text)
+
+
 @contextmanager
 def aws_errors(operation: str) -> Iterator[None]:
     """Run a block of boto3 calls, re-raising its errors translated by :func:`translate`."""
     try:
         yield
-    except (ClientError, BotoCoreError) as exc:
+    except (ClientError, *NO_AWS_ANSWER) as exc:
         raise translate(exc, operation) from None

@@ -21,9 +21,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from botocore.exceptions import BotoCoreError, ClientError
+from botocore.exceptions import ClientError
 
-from talprov.aws.errors import aws_errors, error_code, translate
+from talprov.aws.errors import NO_AWS_ANSWER, aws_errors, error_code, translate
 from talprov.providers.errors import InvalidRequest, ProviderError, Transient
 from talprov.talos.progress import Progress, no_progress
 
@@ -305,7 +305,7 @@ class CustomImageImporter:
                     {"ResourceType": "snapshot", "Tags": key.tags()},
                 ],
             )
-        except BotoCoreError as exc:
+        except NO_AWS_ANSWER as exc:
             raise translate(exc, "RegisterImage") from None
         except ClientError as exc:
             if error_code(exc) != "InvalidAMIName.Duplicate":

@@ -13,10 +13,10 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
-from botocore.exceptions import BotoCoreError, ClientError
+from botocore.exceptions import ClientError
 
 from talprov.aws.data import RootVolume, Spot
-from talprov.aws.errors import aws_errors, error_code, translate
+from talprov.aws.errors import NO_AWS_ANSWER, aws_errors, error_code, translate
 from talprov.aws.members import member_tags, request_of
 from talprov.providers.errors import CapacityError, InvalidRequest, ProviderError
 from talprov.providers.ownership import (
@@ -215,7 +215,7 @@ def describe_one(ec2: EC2Client, instance_id: str) -> dict[str, Any] | None:
         if error_code(exc) == "InvalidInstanceID.NotFound":
             return None
         raise translate(exc, "DescribeInstances") from None
-    except BotoCoreError as exc:  # unreachable, timed out: no answer at all
+    except NO_AWS_ANSWER as exc:  # unreachable, timed out: no answer at all
         raise translate(exc, "DescribeInstances") from None
     for reservation in reply.get("Reservations", []):
         for raw in reservation.get("Instances", []):
@@ -234,7 +234,7 @@ def terminate(ec2: EC2Client, instance_ids: Sequence[str]) -> dict[str, str]:
         if error_code(exc) == "InvalidInstanceID.NotFound":
             return dict.fromkeys(instance_ids, "terminated")
         raise translate(exc, "TerminateInstances") from None
-    except BotoCoreError as exc:
+    except NO_AWS_ANSWER as exc:
         raise translate(exc, "TerminateInstances") from None
     return {
         str(change["InstanceId"]): str(change.get("CurrentState", {}).get("Name", ""))
@@ -398,7 +398,7 @@ def launch(ec2: EC2Client, owner: Owner, group: LaunchGroup) -> list[tuple[Membe
                 last = error
                 continue
             raise error from None
-        except BotoCoreError as exc:
+        except NO_AWS_ANSWER as exc:
             # No answer (timed out, connection lost): the launch may have happened;
             # the retry sends the same ClientToken, so EC2 answers with the same
             # instances instead of launching again.

@@ -28,7 +28,7 @@ from talprov.aws.archs import instance_type_arch
 from talprov.aws.client import AwsClients
 from talprov.aws.config import AwsConfig
 from talprov.aws.data import AwsData
-from talprov.aws.errors import InstanceLost, aws_errors
+from talprov.aws.errors import InstanceLost, aws_errors, not_an_aws_answer
 from talprov.aws.instances import (
     claimant_ids,
     describe_ids,
@@ -42,7 +42,7 @@ from talprov.aws.instances import (
 from talprov.aws.launching import Launcher
 from talprov.aws.resolving import ImageResolver
 from talprov.aws.state import AwsState
-from talprov.providers.errors import InvalidRequest, ProviderError
+from talprov.providers.errors import InvalidRequest, ProviderError, naming_endpoint
 from talprov.providers.ownership import is_owned
 from talprov.providers.protocol import (
     ProviderState,
@@ -177,13 +177,20 @@ class AwsProvider:
 
     def health(self) -> Health:
         """Whether EC2 answers with these credentials (DescribeAvailabilityZones). Never raises."""
+        operation = "DescribeAvailabilityZones"
         try:
-            with aws_errors("DescribeAvailabilityZones"):
-                zones = self.clients.ec2.describe_availability_zones().get("AvailabilityZones", [])
+            with aws_errors(operation):
+                reply = self.clients.ec2.describe_availability_zones()
         except ProviderError as exc:
             return Health(ok=False, message=str(exc))
         except Exception as exc:  # health never raises
-            return Health(ok=False, message=f"{type(exc).__name__}")
+            return Health(ok=False, message=f"{operation}: unexpected {type(exc).__name__} "
+                          "inside talprov or botocore (a bug)")
+        if "AvailabilityZones" not in reply:
+            # XML without EC2's availabilityZoneInfo: botocore reads it as no data.
+            return Health(ok=False, message=naming_endpoint(operation, self.endpoint())
+                          + f": {not_an_aws_answer()}")
+        zones = reply["AvailabilityZones"]
         return Health(ok=True, message=f"{self.config.region}: {len(zones)} zones")
 
     # ------------------------------------------------------------------ ensure-instance

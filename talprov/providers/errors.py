@@ -8,6 +8,7 @@ from field names and API error codes, not from request bodies.
 
 from __future__ import annotations
 
+import http.client
 from urllib.parse import urlsplit
 
 #: HTTP 4xx statuses that mean "later" rather than "never": Request Timeout, Too
@@ -149,3 +150,16 @@ def connection_failure(exc: BaseException) -> str:
     text = " ".join(texts)
     return next((words for needle, words in _CONNECTION_FAILURES if needle in text),
                 "connection failed")
+
+
+def foreign_answer(service: str, status: int | None, content_type: str, setting: str) -> str:
+    """Words for an answer that ``service`` (e.g. "EC2") would not give: the HTTP
+    status and content type seen, and the setting to check (the endpoint's URL
+    setting, as the config names it). Never the body, which may echo a request.
+    Pure."""
+    seen = [f"HTTP {status} {http.client.responses.get(status, '')}".rstrip()] if status else []
+    if content_type:
+        seen.append(content_type.split(";", maxsplit=1)[0].strip().lower())
+    detail = f" ({', '.join(seen)})" if seen else ""
+    return (f"the endpoint did not answer as {service}{detail}: a wrong {setting}, "
+            "or a proxy in between?")
