@@ -8,13 +8,20 @@ from field names and API error codes, not from request bodies.
 
 from __future__ import annotations
 
+import email.utils
 import http.client
+import math
+import time
+from collections.abc import Callable
 from urllib.parse import urlsplit
 
 #: HTTP 4xx statuses that mean "later" rather than "never": Request Timeout, Too
 #: Early, Too Many Requests. Every other 4xx an API answers is a permanent error
 #: (a driver's table may know better for a status it lists by name).
 RETRYABLE_CLIENT_STATUSES = frozenset({408, 425, 429})
+#: The longest wait a Retry-After header is believed for (the runner's longest step
+#: backoff): a wrong or hostile header must not park a request for hours.
+MAX_RETRY_AFTER = 300.0
 
 
 class ProviderError(Exception):
@@ -163,3 +170,25 @@ def foreign_answer(service: str, status: int | None, content_type: str, setting:
     detail = f" ({', '.join(seen)})" if seen else ""
     return (f"the endpoint did not answer as {service}{detail}: a wrong {setting}, "
             "or a proxy in between?")
+
+
+def retry_after_seconds(value: str | None, *, now: Callable[[], float] = time.time) -> float | None:
+    """The wait a ``Retry-After`` header value asks for, in seconds within
+    [0, MAX_RETRY_AFTER]: delay-seconds, or an HTTP-date counted from ``now()``
+    (RFC 9110 section 10.2.3). None when absent or unreadable. Never raises."""
+    if value is None or not value.strip():
+        return None
+    text = value.strip()
+    try:
+        seconds = float(text)
+    except ValueError:
+        try:
+            when = email.utils.parsedate_to_datetime(text)
+        except (TypeError, ValueError, IndexError):
+            return None
+        if when.tzinfo is None:  # an HTTP-date is always GMT; anything else is no HTTP-date
+            return None
+        seconds = when.timestamp() - now()
+    if math.isnan(seconds):
+        return None
+    return min(MAX_RETRY_AFTER, max(0.0, seconds))

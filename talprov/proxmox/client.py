@@ -13,14 +13,28 @@ silently change what is trusted or where requests go.
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections.abc import Callable, Mapping
+from contextvars import ContextVar
 from typing import Any, TypeVar
 
-from talprov.providers.errors import AuthError, Transient, naming_endpoint
+from talprov.providers.errors import (
+    AuthError,
+    ProviderError,
+    Transient,
+    naming_endpoint,
+    retry_after_seconds,
+)
 from talprov.proxmox.config import ProxmoxConfig
-from talprov.proxmox.errors import failed_task, is_unauthorized, translate
+from talprov.proxmox.errors import (
+    TRANSIENT_RETRY_AFTER,
+    ForeignAnswer,
+    failed_task,
+    is_unauthorized,
+    translate,
+)
 
 T = TypeVar("T")
 
@@ -33,6 +47,45 @@ FIRST_POLL = 0.1
 
 #: Connections kept per host when nobody said how many steps run at once.
 DEFAULT_POOL = 10
+
+#: The Retry-After header of the last answer this thread got from PVE (or from a
+#: proxy in front of it): proxmoxer's ResourceException does not keep the answer.
+_retry_after: ContextVar[str | None] = ContextVar("talprov_pve_retry_after", default=None)
+
+
+def _note_answer(response: Any, *_args: Any, **_kwargs: Any) -> Any:
+    """requests' response hook: keep the answer's Retry-After for :meth:`PveClient.call`."""
+    _retry_after.set(response.headers.get("Retry-After"))
+    return response
+
+
+def _serializer() -> Any:
+    """proxmoxer's JSON serializer, made to refuse what is not PVE's JSON.
+
+    proxmoxer hands back ``{"errors": <the body>}`` for a 2xx answer that is not
+    JSON (a proxy's or web server's page), which reads as PVE data (health said
+    "Proxmox VE ?"), and a KeyError for JSON without PVE's ``data``. Both raise
+    ``ForeignAnswer`` here; a failed answer's body is never taken as PVE's field
+    errors unless it is PVE's JSON.
+    """
+    from proxmoxer.backends.https import JsonSerializer
+
+    class PveJson(JsonSerializer):  # type: ignore[misc]
+        def loads(self, response: Any) -> Any:
+            try:
+                return json.loads(response.content.decode("utf-8"))["data"]
+            except (UnicodeDecodeError, ValueError, KeyError, TypeError):
+                raise ForeignAnswer(response.status_code,
+                                    response.headers.get("content-type", "")) from None
+
+        def loads_errors(self, response: Any) -> Any:
+            try:
+                found = json.loads(response.text)
+            except (UnicodeDecodeError, ValueError):
+                return None
+            return found.get("errors") if isinstance(found, dict) else None
+
+    return PveJson()
 
 
 def _adapter(fingerprint: str | None, connections: int) -> Any:
@@ -106,11 +159,14 @@ def _auth_classes() -> tuple[type, type]:
 class PveClient:
     """One authenticated connection to a PVE cluster; safe to share between threads."""
 
-    def __init__(self, config: ProxmoxConfig) -> None:
+    def __init__(self, config: ProxmoxConfig, *,
+                 clock: Callable[[], float] = time.time) -> None:
+        """``clock``: wall-clock seconds, for a Retry-After given as an HTTP-date."""
         from proxmoxer.backends.https import JsonSerializer, ProxmoxHTTPAuthBase, ProxmoxHttpSession
         from proxmoxer.core import ProxmoxResource
 
         self.config = config
+        self._clock = clock
         host, port = config.host_port
         netloc = f"[{host}]" if ":" in host else host
         self.base_url = f"https://{netloc}:{port}/api2/json"
@@ -124,6 +180,7 @@ class PveClient:
         session.trust_env = False
         session.headers["accept"] = JsonSerializer().get_accept_types()
         session.mount("https://", _adapter(config.fingerprint, DEFAULT_POOL))
+        session.hooks["response"].append(_note_answer)
         token_auth, ticket_auth = _auth_classes()
         if config.token_id and config.token_secret:
             self._auth = token_auth(
@@ -134,9 +191,10 @@ class PveClient:
         self._login_auth = ProxmoxHTTPAuthBase(**common)
         session.auth = self._auth
         self._session = session
+        self._serializer = _serializer()
         self._lock = threading.Lock()
         self.api: Api = ProxmoxResource(
-            base_url=self.base_url, session=session, serializer=JsonSerializer()
+            base_url=self.base_url, session=session, serializer=self._serializer
         )
 
     def __repr__(self) -> str:
@@ -154,6 +212,7 @@ class PveClient:
         """Buy a fresh ticket with the password. Raises AuthError or Transient."""
         assert self.config.username is not None
         assert self.config.password is not None
+        _retry_after.set(None)
         try:
             # ProxmoxHttpSession.request has no ``json`` parameter, so not .post().
             response = self._session.request(
@@ -163,14 +222,18 @@ class PveClient:
                 auth=self._login_auth,
             )
         except Exception as exc:
-            raise translate(exc, "log in to PVE", endpoint=self.base_url) from None
+            raise self._translated(exc, "log in to PVE") from None
         login = naming_endpoint(f"log in to PVE as {self.config.username}", self.base_url)
         if response.status_code == 401:
             raise AuthError(f"{login}: authentication failure")
         if response.status_code != 200:
+            asked = retry_after_seconds(response.headers.get("Retry-After"), now=self._clock)
             raise Transient(f"{login}: {response.status_code} {response.reason}",
-                            retry_after=5.0)
-        data = response.json()["data"]
+                            retry_after=TRANSIENT_RETRY_AFTER if asked is None else asked)
+        try:
+            data = self._serializer.loads(response)
+        except ForeignAnswer as exc:
+            raise translate(exc, login) from None
         if data.get("NeedTFA"):
             raise AuthError(f"{login}: the user needs a second factor; use an API token "
                             "instead")
@@ -202,16 +265,27 @@ class PveClient:
         """
         self._ensure_login()
         ticket = getattr(self._auth, "ticket", None)
+        _retry_after.set(None)
         try:
             return fn(self.api)
         except Exception as exc:
             if not (is_unauthorized(exc) and self._auth.renewable):
-                raise translate(exc, what, endpoint=self.base_url) from None
+                raise self._translated(exc, what) from None
         self._relogin(ticket)
+        _retry_after.set(None)
         try:
             return fn(self.api)
         except Exception as exc:
-            raise translate(exc, what, endpoint=self.base_url) from None
+            raise self._translated(exc, what) from None
+
+    def _translated(self, exc: BaseException, what: str) -> ProviderError:
+        """``exc`` translated; a transient one waits what the answer's Retry-After asked
+        (bounded: ``retry_after_seconds``), else ``translate``'s default."""
+        error = translate(exc, what, endpoint=self.base_url)
+        asked = retry_after_seconds(_retry_after.get(), now=self._clock)
+        if asked is not None and isinstance(error, Transient):
+            error.retry_after = asked
+        return error
 
     def get(self, what: str, path: str, **params: Any) -> Any:
         """GET ``path`` (e.g. "cluster/resources") with query ``params``."""

@@ -19,6 +19,7 @@ from talprov.providers.errors import (
     ProviderError,
     Transient,
     connection_failure,
+    foreign_answer,
     naming_endpoint,
 )
 
@@ -32,6 +33,18 @@ _NO_SPACE = re.compile(r"no space left|not enough space", re.I)
 
 class VmidTaken(Transient):
     """The VMID picked from /cluster/nextid was taken by someone else first."""
+
+
+class ForeignAnswer(Exception):
+    """An answer that is not PVE's JSON: a proxy's or web server's page, a wrong url.
+
+    Carries what an operator may be told (status, content type), never the body.
+    """
+
+    def __init__(self, status: int, content_type: str) -> None:
+        super().__init__(f"HTTP {status} {content_type}")
+        self.status = status
+        self.content_type = content_type
 
 
 class TaskFailed(ProviderError):
@@ -79,8 +92,9 @@ def translate(exc: BaseException, what: str, *, endpoint: str | None = None) -> 
     if isinstance(exc, rq.Timeout | rq.ConnectionError):
         return Transient(f"{what}: PVE API unreachable ({connection_failure(exc)})",
                          retry_after=TRANSIENT_RETRY_AFTER)
-    return Transient(f"{what}: unexpected {type(exc).__name__}",
-                     retry_after=TRANSIENT_RETRY_AFTER)
+    detail = (foreign_answer("PVE", exc.status, exc.content_type, "url")
+              if isinstance(exc, ForeignAnswer) else f"unexpected {type(exc).__name__}")
+    return Transient(f"{what}: {detail}", retry_after=TRANSIENT_RETRY_AFTER)
 
 
 def _from_status(  # noqa: PLR0911 - one branch per PVE status class

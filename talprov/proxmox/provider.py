@@ -88,7 +88,7 @@ class ProxmoxProvider:
         self.name = name
         self.config = config
         self.runtime = runtime
-        self.client = client or PveClient(config)
+        self.client = client or PveClient(config, clock=runtime.clock)
         resolve = iso_url or (lambda request: images.factory_iso_url(images_for(runtime), request))
         self._isos = IsoSteps(self.client, config, runtime, resolve)
         self._vmids = VmidBook(runtime.clock, config.task_timeout)
