@@ -13,6 +13,8 @@ from talprov.providers.errors import (
     NotFound,
     ProviderError,
     Transient,
+    connection_failure,
+    foreign_answer,
     naming_endpoint,
 )
 
@@ -65,4 +67,18 @@ def redfish_error(exc: BaseException, what: str, *,
         if 400 <= status < 500 and status not in RETRYABLE_CLIENT_STATUSES:
             return InvalidRequest(text)
         return Transient(text, retry_after=RETRY_AFTER)
-    return Transient(f"{what}: {type(exc).__name__}", retry_after=RETRY_AFTER)
+    return Transient(f"{what}: {_without_answer(exc)}", retry_after=RETRY_AFTER)
+
+
+def _without_answer(exc: BaseException) -> str:
+    """Words for a Redfish call that got no readable answer (never a class name
+    alone): the BMC did not answer, or not with Redfish's JSON."""
+    import requests
+    from sushy import exceptions as sushy_errors
+
+    if isinstance(exc, sushy_errors.ConnectionError | requests.ConnectionError
+                  | requests.Timeout):
+        return f"BMC unreachable ({connection_failure(exc)})"
+    if isinstance(exc, ValueError):  # requests' JSONDecodeError: a page, not Redfish
+        return foreign_answer("Redfish", None, "", "BMC address", detail="not JSON")
+    return f"unexpected {type(exc).__name__}"

@@ -11,6 +11,7 @@ the machine back.
 from __future__ import annotations
 
 import logging
+import sqlite3
 import threading
 from collections.abc import Sequence
 from pathlib import Path
@@ -190,8 +191,15 @@ class BareMetalProvider:
         """Whether the inventory opens. Never raises."""
         try:
             machines = self.inventory.machines()
-        except Exception as exc:
-            return Health(ok=False, message=f"inventory: {type(exc).__name__}")
+        except (sqlite3.Error, OSError) as exc:
+            # SQLite's own words ("file is not a database", "unable to open
+            # database file") name the problem; they hold no data.
+            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else "unreadable"
+            return Health(ok=False, message=f"inventory {self.config.inventory}: cannot be "
+                          f"read ({reason})")
+        except Exception as exc:  # health never raises
+            return Health(ok=False, message=f"inventory {self.config.inventory}: unexpected "
+                          f"{type(exc).__name__} while reading it")
         free = sum(1 for m in machines if m.status == MachineStatus.AVAILABLE and not m.cordoned)
         return Health(ok=True, message=f"{len(machines)} machines, {free} available")
 

@@ -159,16 +159,19 @@ def connection_failure(exc: BaseException) -> str:
                 "connection failed")
 
 
-def foreign_answer(service: str, status: int | None, content_type: str, setting: str) -> str:
+def foreign_answer(service: str, status: int | None, content_type: str, setting: str, *,
+                   detail: str = "") -> str:
     """Words for an answer that ``service`` (e.g. "EC2") would not give: the HTTP
-    status and content type seen, and the setting to check (the endpoint's URL
-    setting, as the config names it). Never the body, which may echo a request.
-    Pure."""
+    status and content type seen (or ``detail``), and the setting to check (the
+    endpoint's URL setting, as the config names it). Never the body, which may
+    echo a request. Pure."""
     seen = [f"HTTP {status} {http.client.responses.get(status, '')}".rstrip()] if status else []
     if content_type:
         seen.append(content_type.split(";", maxsplit=1)[0].strip().lower())
-    detail = f" ({', '.join(seen)})" if seen else ""
-    return (f"the endpoint did not answer as {service}{detail}: a wrong {setting}, "
+    if detail:
+        seen.append(detail)
+    said = f" ({', '.join(seen)})" if seen else ""
+    return (f"the endpoint did not answer as {service}{said}: a wrong {setting}, "
             "or a proxy in between?")
 
 

@@ -23,6 +23,7 @@ from talprov.providers.errors import (
     ProviderError,
     Transient,
     connection_failure,
+    foreign_answer,
     naming_endpoint,
 )
 from talprov.vmware import sdk
@@ -114,6 +115,12 @@ def translate(exc: BaseException, what: str, *,  # noqa: PLR0911 - a table
     if isinstance(exc, socket.timeout | TimeoutError | ConnectionError | OSError
                   | http.client.HTTPException):
         return Transient(f"{what}: vCenter unreachable ({connection_failure(exc)})",
+                         retry_after=TRANSIENT_RETRY_AFTER)
+    if "is not a VIM server" in str(exc):
+        # pyVmomi's words when {url}/vimServiceVersions.xml is not a 200 XML answer
+        # (or offers no version it speaks); it raises a bare Exception for that.
+        detail = "no readable vimServiceVersions.xml"
+        return Transient(f"{what}: {foreign_answer('vCenter', None, '', 'url', detail=detail)}",
                          retry_after=TRANSIENT_RETRY_AFTER)
     return Transient(f"{what}: unexpected {type(exc).__name__}",
                      retry_after=TRANSIENT_RETRY_AFTER)
