@@ -5,11 +5,20 @@ and ``BEGIN IMMEDIATE`` for write transactions: a deferred transaction that read
 and then writes can fail with "database is locked" at once, without waiting,
 when another process wrote in between; taking the write lock up front makes the
 busy timeout apply instead.
+
+A server database's pooled connections are checked without a round trip: a
+connection the server ended (restart, crash, terminated backend) has its socket
+closed or a goodbye message waiting, which a zero-timeout poll sees; such a
+connection is replaced before use. SQLAlchemy's ``pool_pre_ping`` would send a
+``SELECT 1`` on every checkout instead, one more round trip per transaction.
+Connections are also replaced after :data:`RECYCLE_SECONDS`, before common NAT
+and load-balancer idle timeouts drop them silently (no FIN: the poll cannot tell).
 """
 
 from __future__ import annotations
 
 import os
+import select
 import sqlite3
 import threading
 import time
@@ -27,6 +36,9 @@ from talprov.store.errors import StoreError, StoreFull
 from talprov.store.guard import SQLITE_PROGRESS_STEPS, QueryGuard, current_guard
 
 BUSY_TIMEOUT_SECONDS = 30.0
+#: Age at which a pooled server connection is replaced: under the idle timeouts of
+#: Azure's load balancer (240 s) and AWS's NAT gateway (350 s).
+RECYCLE_SECONDS = 180
 #: SQLite's SQLITE_FULL and PostgreSQL's SQLSTATE disk_full: no room left to write.
 _SQLITE_FULL = 13
 _PG_DISK_FULL = "53100"
@@ -100,14 +112,39 @@ def create_store_engine(url: str) -> tuple[Engine, threading.RLock | None]:
             memory_lock = threading.RLock()
         _precreate_private_file(parsed)
     else:
-        kwargs["pool_pre_ping"] = True
+        kwargs["pool_recycle"] = RECYCLE_SECONDS
     try:
         engine = sa.create_engine(parsed, **kwargs)
     except (ImportError, sa.exc.NoSuchModuleError) as exc:
         raise StoreError(f"store {masked_url(parsed)}: database driver missing: {exc}") from None
     if parsed.get_backend_name() == "sqlite":
         _configure_sqlite(engine, memory=memory_lock is not None)
+    else:
+        event.listen(engine, "checkout", _refuse_ended_connection)
     return engine, memory_lock
+
+
+def _refuse_ended_connection(dbapi_connection: Any, _record: ConnectionPoolEntry,
+                             _proxy: Any) -> None:
+    """Make the pool replace a connection the server has ended (pool "checkout" event).
+
+    An idle connection's socket has nothing to read while the server keeps it:
+    PostgreSQL sends nothing unasked. Readable means the server said goodbye
+    (FATAL "terminating connection") or closed it. Raising DisconnectionError
+    makes SQLAlchemy discard it and check out another (a new one when the pool
+    holds no other), up to three times. A false alarm costs one reconnect.
+    """
+    fileno = getattr(dbapi_connection, "fileno", None)
+    if fileno is None:
+        return  # a driver without a socket to look at: nothing to check
+    try:
+        descriptor = fileno()
+    except Exception:  # the driver knows it is closed already
+        raise sa.exc.DisconnectionError("connection already closed") from None
+    poller = select.poll()
+    poller.register(descriptor, select.POLLIN | select.POLLERR | select.POLLHUP)
+    if poller.poll(0):
+        raise sa.exc.DisconnectionError("the server ended this connection")
 
 
 def _enable_wal(cursor: Any) -> None:

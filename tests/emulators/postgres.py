@@ -85,15 +85,20 @@ class PostgresServer:
     #: acknowledged, so a server process that crashes keeps every commit it
     #: acknowledged. Off (faster) loses the last ones: only for servers never crashed.
     durable: bool = False
+    #: Also listen on 127.0.0.1 at this port (benches put a latency proxy in
+    #: front of it); None: the Unix socket only, at PostgreSQL's default port.
+    tcp_port: int | None = None
 
     def url(self, database: str) -> str:
-        return f"postgresql+psycopg://{_SUPERUSER}@/{database}?host={self.socket_dir}"
+        port = f"&port={self.tcp_port}" if self.tcp_port is not None else ""
+        return f"postgresql+psycopg://{_SUPERUSER}@/{database}?host={self.socket_dir}{port}"
 
     def admin_execute(self, sql: str) -> None:
         import psycopg
 
         with psycopg.connect(
-            host=str(self.socket_dir), user=_SUPERUSER, dbname="postgres", autocommit=True
+            host=str(self.socket_dir), port=self.tcp_port or 5432, user=_SUPERUSER,
+            dbname="postgres", autocommit=True,
         ) as conn:
             conn.execute(sql.encode())
 
@@ -109,7 +114,7 @@ class PostgresServer:
         returns once it accepts connections."""
         if self.workdir is None or self.process.poll() is None:
             raise RuntimeError("start_again needs a stopped server started by start_postgres")
-        self.process = _launch(self.workdir, self.durable, self)
+        self.process = _launch(self.workdir, self.durable, self, self.tcp_port)
 
     def stop(self) -> None:
         if self.process.poll() is None:
@@ -122,9 +127,10 @@ class PostgresServer:
                 self.process.wait()
 
 
-def start_postgres(workdir: Path, *, durable: bool = False) -> PostgresServer:
+def start_postgres(workdir: Path, *, durable: bool = False,
+                   tcp_port: int | None = None) -> PostgresServer:
     """initdb + postgres in ``workdir``; returns once the server accepts connections.
-    ``durable``: see :attr:`PostgresServer.durable`."""
+    ``durable`` and ``tcp_port``: see :class:`PostgresServer`."""
     bindir = find_postgres_bin()
     if bindir is None:
         raise FileNotFoundError("initdb not found")
@@ -152,12 +158,13 @@ def start_postgres(workdir: Path, *, durable: bool = False) -> PostgresServer:
         capture_output=True,
         preexec_fn=setup,
     )
-    return PostgresServer(socket_dir=socket_dir, process=_launch(workdir, durable, None),
-                          workdir=workdir, durable=durable)
+    return PostgresServer(socket_dir=socket_dir,
+                          process=_launch(workdir, durable, None, tcp_port),
+                          workdir=workdir, durable=durable, tcp_port=tcp_port)
 
 
-def _launch(workdir: Path, durable: bool, server: PostgresServer | None
-            ) -> subprocess.Popen[bytes]:
+def _launch(workdir: Path, durable: bool, server: PostgresServer | None,
+            tcp_port: int | None = None) -> subprocess.Popen[bytes]:
     """Run ``postgres`` on ``workdir``'s cluster; returns once it accepts connections.
     A crashed server's backends may hold its shared memory for a moment: the new
     postmaster then exits at once, and is started again until the deadline."""
@@ -178,9 +185,11 @@ def _launch(workdir: Path, durable: bool, server: PostgresServer | None
                 str(data_dir),
                 "-k",
                 str(socket_dir),
-                # No TCP listener at all: tests reach it through the socket only.
+                # Tests reach it through the socket only; benches may add loopback.
                 "-c",
-                "listen_addresses=",
+                f"listen_addresses={'127.0.0.1' if tcp_port else ''}",
+                "-c",
+                f"port={tcp_port or 5432}",
                 "-c",
                 "fsync=off",
                 "-c",
@@ -195,7 +204,8 @@ def _launch(workdir: Path, durable: bool, server: PostgresServer | None
             preexec_fn=setup,  # noqa: PLW1509 - runs before any test starts a thread
         )
         log.close()
-        probe = server or PostgresServer(socket_dir=socket_dir, process=process)
+        probe = server or PostgresServer(socket_dir=socket_dir, process=process,
+                                         tcp_port=tcp_port)
         while process.poll() is None:
             try:
                 probe.admin_execute("SELECT 1")
