@@ -167,7 +167,7 @@ def translate(exc: Exception, operation: str, *, endpoint: str | None = None) ->
         return AuthError(f"{operation}: no usable AWS credentials ({found})")
     if isinstance(exc, EndpointConnectionError | ConnectionError | ReadTimeoutError):
         return Transient(f"{operation}: endpoint unreachable ({connection_failure(exc)})")
-    if isinstance(exc, NotAnAwsAnswer | ResponseParserError | BotoCoreError):
+    if isinstance(exc, ResponseParserError | BotoCoreError):
         unread = isinstance(exc, NotAnAwsAnswer | ResponseParserError)
         return Transient(f"{operation}: {not_an_aws_answer() if unread else type(exc).__name__}")
     return exc

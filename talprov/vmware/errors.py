@@ -25,6 +25,7 @@ from talprov.providers.errors import (
     connection_failure,
     foreign_answer,
     naming_endpoint,
+    retry_after_seconds,
 )
 from talprov.vmware import sdk
 
@@ -157,12 +158,15 @@ def vapi_status_error(response: httpx.Response, what: str) -> ProviderError:
         return AuthError(text)
     if status == 404 or kind == "not_found":
         return NotFound(text)
+    # A 429/503's Retry-After (from vCenter's proxy or one in front of it), bounded.
+    asked = retry_after_seconds(response.headers.get("Retry-After"))
+    wait = TRANSIENT_RETRY_AFTER if asked is None else asked
     if kind in _VAPI_BUSY or status in RETRYABLE_CLIENT_STATUSES or status >= 500:
-        return Transient(text, retry_after=TRANSIENT_RETRY_AFTER)
+        return Transient(text, retry_after=wait)
     if status >= 400:
         # A client error that is not "busy" will not go away by retrying.
         return InvalidRequest(text)
-    return Transient(text, retry_after=TRANSIENT_RETRY_AFTER)
+    return Transient(text, retry_after=wait)
 
 
 def _request_url(answer: httpx.Response | BaseException) -> str | None:
