@@ -33,7 +33,7 @@ from talprov.errors import (
     validate,
     yaml_error,
 )
-from talprov.registry import COMMON_INSTANCE_KEYS, installed_types, load_type
+from talprov.registry import COMMON_INSTANCE_KEYS, config_model_of, installed_types
 from talprov.secrets import check_references, has_reference, resolve_tree
 
 DEFAULT_FACTORY_URL = "https://factory.talos.dev"
@@ -203,20 +203,21 @@ def check_instance_shape(name: str, block: dict[str, Any], where: str) -> None:
                           + did_you_mean(str(type_name), sorted(known)))
     check_references(block, where=where)
     _check_urls(block, where)
-    try:
-        cls = load_type(str(type_name), where=f"{where}.type")
-    except ConfigError:
-        return  # a missing extra: said by the command that uses the instance
+    # Without the type's extra the model still comes from its SDK-free module, so a
+    # misplaced key is refused before the extra is installed, not after.
+    model = config_model_of(str(type_name))
+    if model is None:
+        return  # a broken plugin: said by the command that uses the instance
     body = {k: v for k, v in block.items() if k not in COMMON_INSTANCE_KEYS}
     try:
-        cls.config_model.model_validate(body)
+        model.model_validate(body)
     except ValidationError as exc:
         # A field holding a reference is judged once resolved; a misspelt key and a
         # block-level rule (token_id with token_secret) are judged now.
         errors = [e for e in exc.errors() if e["type"] == "extra_forbidden"
                   or not (isinstance(e.get("input"), str) and has_reference(e["input"]))]
         if errors:
-            path, message = describe_problem(errors, model=cls.config_model)
+            path, message = describe_problem(errors, model=model)
             raise ConfigError(f"{where}.{path}" if path else where, message) from None
 
 
