@@ -6,6 +6,7 @@ plugin needs nothing from us but an entry point naming its provider class.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import importlib.util
 import re
@@ -128,16 +129,15 @@ def config_model_of(type_name: str) -> type[BaseModel] | None:
     not installed) the model registered for it under ``talprov.provider_configs``,
     whose module imports no SDK. None when neither loads. Never raises; idempotent.
     """
-    try:
+    # A missing extra, or a plugin whose import fails in any way: try the model alone.
+    with contextlib.suppress(Exception):
         return load_type(type_name).config_model
-    except Exception:  # noqa: BLE001 - a missing extra or a broken plugin: try the model alone
-        pass
     found = [ep for ep in entry_points(group=CONFIG_ENTRY_POINT_GROUP) if ep.name == type_name]
     if not found:
         return None
     try:
         model = found[0].load()
-    except Exception:  # noqa: BLE001 - a plugin's import may fail in any way
+    except Exception:  # a plugin's import may fail in any way
         return None
     return model if isinstance(model, type) and issubclass(model, BaseModel) else None
 

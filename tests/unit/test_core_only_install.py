@@ -163,7 +163,7 @@ def test_a_misplaced_setting_is_refused_without_the_extra(core_venv: Path,
     points), so every platform's block is checked where its extra is missing."""
     commands = []
     for platform in PLATFORMS:
-        block = {**instance_for(platform, tmp_path), "not_a_setting": 1}
+        block = {**(instance_for(platform, tmp_path) or {}), "not_a_setting": 1}
         config = write_config(tmp_path, f"{platform}.yaml", {platform: block})
         commands.append(["--config", config, "providers"])
     proc = subprocess.run([str(core_venv / "bin" / "python"), str(BATCH), "", json.dumps(commands)],
