@@ -206,7 +206,7 @@ def wait_destroyed(app: App, scaler: Scaler, name: str, timeout: float) -> bool:
 @click.option("--wait/--no-wait", default=False,
               help="Converge here (scaler + reconciler) until the cluster matches the spec.")
 @click.option("--timeout", default=3600.0, show_default=True, help="Seconds to --wait.")
-@click.option("--yes", is_flag=True, default=False,
+@click.option("--yes", "-y", is_flag=True, default=False,
               help="Do not ask before shrinking a control plane (required then when "
                    "stdin is not a terminal).")
 @output_option
@@ -307,7 +307,7 @@ def destroy(app: App, name: str, wait: bool, timeout: float, yes: bool) -> None:
 @click.argument("name")
 @click.argument("set_name", metavar="SET")
 @click.argument("count", type=int)
-@click.option("--yes", is_flag=True, default=False,
+@click.option("--yes", "-y", is_flag=True, default=False,
               help=f"Do not ask before adding more than {LARGE_GROWTH} machines or shrinking "
                    "a control plane (required then when stdin is not a terminal).")
 @pass_app
