@@ -104,6 +104,8 @@ def _show_plan(result: Plan, output: str, later: Sequence[Plan] = (),
 def _action_line(action: Action, indent: str = "  ") -> str:
     sign = {"create": "+", "delete": "-", "replace": "~"}[action.action.value]
     extra = f" (replaces {action.replaces})" if action.replaces else ""
+    if action.domain:
+        extra += f" in {action.domain}"
     return (f"{indent}{sign} {action.action.value:7} {action.set:16} {action.request}{extra}"
             f"  # {action.reason}")
 
