@@ -7,7 +7,7 @@ Looked up from ``--config``, then ``TALPROV_CONFIG``, then ``./talprov.yaml``, t
 Every command checks the whole file's shape on load (unknown keys, provider
 types, instance names, each instance's settings against its type's model, URLs
 with a scheme), but resolves the references of a provider instance (and of the
-``service`` block) only when a command uses it, so an unset variable of an
+``service`` and ``image_factory`` blocks) only when a command uses it, so an unset variable of an
 instance nobody uses blocks nothing. ``talprov config check`` resolves them all.
 """
 
@@ -33,14 +33,14 @@ from talprov.errors import (
     validate,
     yaml_error,
 )
-from talprov.registry import COMMON_INSTANCE_KEYS, installed_types, load_type
+from talprov.registry import COMMON_INSTANCE_KEYS, config_model_of, installed_types
 from talprov.secrets import check_references, has_reference, resolve_tree
 
 DEFAULT_FACTORY_URL = "https://factory.talos.dev"
 #: Instance names end up in tags, labels and URLs: a DNS label.
 INSTANCE_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 #: Top-level keys whose references are resolved only when a command uses them.
-LAZY_KEYS = ("providers", "service")
+LAZY_KEYS = ("providers", "service", "image_factory")
 
 
 class ImageFactoryConfig(BaseModel):
@@ -114,6 +114,23 @@ class LoadedConfig(BaseModel):
 
     config: TalprovConfig
     path: Path | None
+    #: The ``image_factory`` block as written, references unresolved.
+    factory_raw: dict[str, Any] = Field(default_factory=dict)
+
+    def image_factory(self) -> ImageFactoryConfig:
+        """The ``image_factory`` block with its references resolved.
+
+        Raises ``ConfigError`` naming file and key when a reference does not
+        resolve or its value is invalid. Idempotent (files and variables are read
+        again on each call).
+        """
+        if not has_reference(self.factory_raw):
+            return self.config.image_factory
+        where = f"{self.path}: image_factory" if self.path else "image_factory"
+        resolved = self._resolve(self.factory_raw, "image_factory")
+        factory = validate(ImageFactoryConfig, resolved, where)
+        _check_urls({"url": factory.url}, where)
+        return factory
 
     def provider_block(self, name: str) -> dict[str, Any]:
         """The raw config block of provider instance ``name``.
@@ -176,11 +193,14 @@ def load_config(explicit: str | None = None) -> LoadedConfig:
            for key, value in raw.items()}
     config = validate(TalprovConfig, raw, where, sep=": ")
     _check_urls({"url": config.image_factory.url}, f"{where}: image_factory")
+    check_references(raw.get("image_factory"), where=f"{where}: image_factory")
     check_references(config.service, where=f"{where}: service")
     _check_listen((config.service or {}).get("listen"), f"{where}: service.listen")
     for name, block in config.providers.items():
         check_instance_shape(name, block.model_dump(), f"{where}: providers.{name}")
-    return LoadedConfig(config=config, path=path)
+    factory_raw = raw.get("image_factory")
+    return LoadedConfig(config=config, path=path,
+                        factory_raw=factory_raw if isinstance(factory_raw, dict) else {})
 
 
 def check_instance_shape(name: str, block: dict[str, Any], where: str) -> None:
@@ -203,20 +223,21 @@ def check_instance_shape(name: str, block: dict[str, Any], where: str) -> None:
                           + did_you_mean(str(type_name), sorted(known)))
     check_references(block, where=where)
     _check_urls(block, where)
-    try:
-        cls = load_type(str(type_name), where=f"{where}.type")
-    except ConfigError:
-        return  # a missing extra: said by the command that uses the instance
+    # Without the type's extra the model still comes from its SDK-free module, so a
+    # misplaced key is refused before the extra is installed, not after.
+    model = config_model_of(str(type_name))
+    if model is None:
+        return  # a broken plugin: said by the command that uses the instance
     body = {k: v for k, v in block.items() if k not in COMMON_INSTANCE_KEYS}
     try:
-        cls.config_model.model_validate(body)
+        model.model_validate(body)
     except ValidationError as exc:
         # A field holding a reference is judged once resolved; a misspelt key and a
         # block-level rule (token_id with token_secret) are judged now.
         errors = [e for e in exc.errors() if e["type"] == "extra_forbidden"
                   or not (isinstance(e.get("input"), str) and has_reference(e["input"]))]
         if errors:
-            path, message = describe_problem(errors, model=cls.config_model)
+            path, message = describe_problem(errors, model=model)
             raise ConfigError(f"{where}.{path}" if path else where, message) from None
 
 

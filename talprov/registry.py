@@ -6,6 +6,7 @@ plugin needs nothing from us but an entry point naming its provider class.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import importlib.util
 import re
@@ -33,6 +34,9 @@ from talprov.providers.protocol import (
 from talprov.providers.types import MachineRequest
 
 ENTRY_POINT_GROUP = "talprov.providers"
+#: Optional second group: each type's settings model in a module that needs no SDK,
+#: so an instance block is checked even where the type's extra is not installed.
+CONFIG_ENTRY_POINT_GROUP = "talprov.provider_configs"
 DISTRIBUTION = "talprov"
 _REQUIREMENT = re.compile(r"^\s*([A-Za-z0-9][A-Za-z0-9._-]*)[^;]*;.*extra\s*==\s*[\"']([^\"']+)")
 
@@ -116,6 +120,26 @@ def load_type(type_name: str, *, where: str = "type") -> ProviderClass:
         if not hasattr(loaded, attr):
             raise ConfigError(where, f"provider type {type_name!r} has no {attr}")
     return cast(ProviderClass, loaded)
+
+
+def config_model_of(type_name: str) -> type[BaseModel] | None:
+    """The settings model of provider type ``type_name``.
+
+    The provider class's ``config_model`` when the type loads; else (its extra is
+    not installed) the model registered for it under ``talprov.provider_configs``,
+    whose module imports no SDK. None when neither loads. Never raises; idempotent.
+    """
+    # A missing extra, or a plugin whose import fails in any way: try the model alone.
+    with contextlib.suppress(Exception):
+        return load_type(type_name).config_model
+    found = [ep for ep in entry_points(group=CONFIG_ENTRY_POINT_GROUP) if ep.name == type_name]
+    if not found:
+        return None
+    try:
+        model = found[0].load()
+    except Exception:  # a plugin's import may fail in any way
+        return None
+    return model if isinstance(model, type) and issubclass(model, BaseModel) else None
 
 
 def build_provider(

@@ -74,13 +74,14 @@ class App:
     def runtime(self) -> Runtime:
         if self._runtime is None:
             cfg = self.config.config
+            factory = self.config.image_factory()
             cache = Path(cfg.cache_dir).expanduser() if cfg.cache_dir else _default_cache_dir()
             self._runtime = Runtime(
                 installation=cfg.installation,
                 cache_dir=cache,
-                factory_url=cfg.image_factory.url,
-                factory_verify_tls=cfg.image_factory.verify(),
-                factory_auth=cfg.image_factory.auth(),
+                factory_url=factory.url,
+                factory_verify_tls=factory.verify(),
+                factory_auth=factory.auth(),
                 progress=progress_printer(),
             )
         return self._runtime

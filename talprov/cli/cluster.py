@@ -104,6 +104,8 @@ def _show_plan(result: Plan, output: str, later: Sequence[Plan] = (),
 def _action_line(action: Action, indent: str = "  ") -> str:
     sign = {"create": "+", "delete": "-", "replace": "~"}[action.action.value]
     extra = f" (replaces {action.replaces})" if action.replaces else ""
+    if action.domain:
+        extra += f" in {action.domain}"
     return (f"{indent}{sign} {action.action.value:7} {action.set:16} {action.request}{extra}"
             f"  # {action.reason}")
 
@@ -206,7 +208,7 @@ def wait_destroyed(app: App, scaler: Scaler, name: str, timeout: float) -> bool:
 @click.option("--wait/--no-wait", default=False,
               help="Converge here (scaler + reconciler) until the cluster matches the spec.")
 @click.option("--timeout", default=3600.0, show_default=True, help="Seconds to --wait.")
-@click.option("--yes", is_flag=True, default=False,
+@click.option("--yes", "-y", is_flag=True, default=False,
               help="Do not ask before shrinking a control plane (required then when "
                    "stdin is not a terminal).")
 @output_option
@@ -307,7 +309,7 @@ def destroy(app: App, name: str, wait: bool, timeout: float, yes: bool) -> None:
 @click.argument("name")
 @click.argument("set_name", metavar="SET")
 @click.argument("count", type=int)
-@click.option("--yes", is_flag=True, default=False,
+@click.option("--yes", "-y", is_flag=True, default=False,
               help=f"Do not ask before adding more than {LARGE_GROWTH} machines or shrinking "
                    "a control plane (required then when stdin is not a terminal).")
 @pass_app

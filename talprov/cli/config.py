@@ -30,9 +30,9 @@ def check(app: App, connect: bool, output: str) -> None:
     """Validate the config file, every secret reference, every instance's settings.
 
     Every command checks the file's shape; this also resolves the references of
-    every instance and of the service block, and builds each instance. Exit 0
-    when all is well, 1 when an instance or reference fails (one row each), 2
-    when the file itself is malformed.
+    every instance and of the service and image_factory blocks, and builds each
+    instance. Exit 0 when all is well, 1 when an instance or reference fails (one
+    row each), 2 when the file itself is malformed.
     """
     loaded = _loaded_or_report(app, output)
     rows: list[dict[str, object]] = []
@@ -44,6 +44,12 @@ def check(app: App, connect: bool, output: str) -> None:
             rows.append({"part": "service", "type": "-", "result": "ok"})
     except ConfigError as exc:
         rows.append({"part": "service", "type": "-", "result": str(exc)})
+    if loaded.factory_raw:
+        try:
+            loaded.image_factory()
+            rows.append({"part": "image_factory", "type": "-", "result": "ok"})
+        except ConfigError as exc:
+            rows.append({"part": "image_factory", "type": "-", "result": str(exc)})
     for name, block in sorted(loaded.config.providers.items()):
         row: dict[str, object] = {"part": f"providers.{name}", "type": block.type}
         try:

@@ -76,7 +76,7 @@ def get_set(app: App, name: str, output: str) -> None:
 @request_set.command("scale", cls=CountCommand)
 @click.argument("name")
 @click.argument("count", type=int)
-@click.option("--yes", is_flag=True, default=False,
+@click.option("--yes", "-y", is_flag=True, default=False,
               help=f"Do not ask before adding more than {LARGE_GROWTH} machines (required "
                    "then when stdin is not a terminal).")
 @pass_app

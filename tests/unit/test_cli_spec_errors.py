@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -69,3 +70,18 @@ def test_valid_provider_data_still_plans(home: Home) -> None:
     result = home.invoke("plan", "-f", str(spec))
     assert result.exit_code == 0, result.output
     assert "2 to create" in result.output
+
+
+def test_the_plan_table_names_each_actions_failure_domain(home: Home) -> None:
+    """QA: `plan` as a table hid the failure domain that `-o json` shows."""
+    spec = _spec(home.root, {"provider_data": {"size": "small"},
+                             "failureDomains": [{"name": "zone-a", "provider_data": {}},
+                                                {"name": "zone-b", "provider_data": {}}]})
+    preview = json.loads(home.invoke("plan", "-f", str(spec), "-o", "json").output)
+    domains = {a["request"]: a["domain"] for a in preview["actions"]}
+    assert len(domains) == 2
+    assert set(domains.values()) <= {"zone-a", "zone-b"}
+    lines = home.invoke("plan", "-f", str(spec)).output.splitlines()
+    for request, domain in domains.items():
+        [line] = [line for line in lines if request in line]
+        assert f" in {domain}" in line

@@ -63,6 +63,29 @@ def test_secrets_of_unused_instances_do_not_block(home: Home, monkeypatch: pytes
     assert "PVE_TOKEN_UNSET is not set" in rows["providers.pve"]["result"]
 
 
+def test_an_unset_factory_password_blocks_only_what_uses_the_factory(
+        home: Home, monkeypatch: pytest.MonkeyPatch) -> None:
+    """QA: `image_factory.password: ${env:IFPW}` unset stopped every command (exit 2),
+    `machine list` and `providers` too; the README says references are resolved
+    only for what a command uses."""
+    monkeypatch.delenv("IFPW_UNSET", raising=False)
+    home.write_config(image_factory={"url": "https://factory.example.test",
+                                     "username": "u", "password": "${env:IFPW_UNSET}"})
+    assert home.invoke("machine", "list").exit_code == 0
+    assert home.invoke("providers").exit_code == 0
+    request = home.write_request("r-1")  # creating builds the runtime: the factory's
+    result = home.invoke("machine", "create", "-f", str(request))
+    assert_usage_error(result.exit_code, result.output, "image_factory.password", "IFPW_UNSET")
+    checked = home.invoke("config", "check", "-o", "json")
+    assert checked.exit_code == 1, checked.output
+    rows = {row["part"]: row for row in json.loads(checked.stdout)}
+    assert "IFPW_UNSET is not set" in rows["image_factory"]["result"]
+    monkeypatch.setenv("IFPW_UNSET", "s3cret-value")
+    checked = home.invoke("config", "check", "-o", "json")
+    assert checked.exit_code == 0, checked.output
+    assert "s3cret-value" not in checked.output
+
+
 def test_config_check_connect_asks_each_endpoint(home: Home) -> None:
     assert home.invoke("config", "check").exit_code == 0
     connected = home.invoke("config", "check", "--connect", "-o", "yaml")

@@ -153,3 +153,24 @@ def test_every_command_in_a_core_only_install(core_venv: Path, tmp_path: Path) -
         assert outcome["code"] == 1, outcome
         [row] = [r for r in json.loads(outcome["stdout"]) if r["kind"] == "instance"]
         assert f"pip install 'talprov[{extra}]'" in row["detail"], outcome
+
+
+def test_a_misplaced_setting_is_refused_without_the_extra(core_venv: Path,
+                                                            tmp_path: Path) -> None:
+    """QA: an openstack block with a misplaced key passed `talprov providers` in a
+    core-only install and was refused only once the extra was installed. The
+    settings model now loads without the SDK (the talprov.provider_configs entry
+    points), so every platform's block is checked where its extra is missing."""
+    commands = []
+    for platform in PLATFORMS:
+        block = {**(instance_for(platform, tmp_path) or {}), "not_a_setting": 1}
+        config = write_config(tmp_path, f"{platform}.yaml", {platform: block})
+        commands.append(["--config", config, "providers"])
+    proc = subprocess.run([str(core_venv / "bin" / "python"), str(BATCH), "", json.dumps(commands)],
+                          env=core_env(tmp_path), cwd=tmp_path, capture_output=True, text=True,
+                          timeout=300, check=False)
+    assert proc.returncode == 0, proc.stderr
+    for platform, outcome in zip(PLATFORMS, json.loads(proc.stdout), strict=True):
+        assert outcome["code"] == 2, outcome
+        assert f"providers.{platform}.not_a_setting" in outcome["stderr"], outcome
+        assert "Traceback" not in outcome["stderr"], outcome

@@ -43,7 +43,9 @@ def instance_for(extra: str, root: Path) -> dict[str, Any] | None:
                     "token_secret": "s" * 20},
         "vmware": {"type": "vmware", "url": closed_url() + "/sdk", "username": "u",
                    "password": "p" * 12},
-        "openstack": {"type": "openstack", "auth": {"auth_url": closed_url() + "/v3"}},
+        "openstack": {"type": "openstack", "auth": {
+            "auth_url": closed_url() + "/v3", "username": "u", "password": "p" * 12,
+            "project_name": "p"}},
         "baremetal": {"type": "baremetal", "inventory": str(root / "inventory.sqlite"),
                       "boot_url": "http://127.0.0.1:8081"},
     }

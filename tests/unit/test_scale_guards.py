@@ -105,3 +105,15 @@ def test_applying_a_spec_with_a_smaller_control_plane_asks_too(home: Home) -> No
     assert home.invoke("apply", "-f", str(smaller), "--yes").exit_code == 0
     status = json.loads(home.invoke("status", "demo", "-o", "json").output)
     assert {s["name"]: s["desired"] for s in status["sets"]}["control-planes"] == 1
+
+
+def test_every_confirming_command_takes_y_as_destroy_does(home: Home) -> None:
+    """QA: `destroy` took -y, but `scale`, `apply` and `set scale` only --yes."""
+    assert home.invoke("apply", "-f", str(write_spec(home.root, workers=1,
+                                                     control_planes=1))).exit_code == 0
+    assert home.invoke("scale", "demo", "workers", "60", "-y").exit_code == 0
+    record_request_set(home, "pool", 1)
+    assert home.invoke("set", "scale", "pool", "200", "-y").exit_code == 0
+    big = write_spec(home.root, workers=900, control_planes=1)
+    assert home.invoke("apply", "-f", str(big), "-y").exit_code == 0
+    assert _requests(home) >= 900 + 200
