@@ -29,7 +29,14 @@ from typing import cast
 import httpx
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from talprov.providers.errors import AuthError, InvalidRequest, NotFound, ProviderError, Transient
+from talprov.providers.errors import (
+    AuthError,
+    InvalidRequest,
+    NotFound,
+    ProviderError,
+    Transient,
+    retry_after_seconds,
+)
 from talprov.providers.protocol import Runtime
 from talprov.providers.types import Arch
 from talprov.talos.assets import AssetKind, Platform, asset_name, check_ids, pxe_script_name
@@ -68,7 +75,9 @@ def raise_for_status(response: httpx.Response, what: str) -> None:
     status = response.status_code
     if status < 400:
         return
-    retry_after = _retry_after(response)
+    # Bounded (a broken proxy's "Retry-After: 99999999" must not park work for years),
+    # and the HTTP-date form read too.
+    retry_after = retry_after_seconds(response.headers.get("retry-after"))
     if status in (401, 403):
         raise AuthError(f"{what}: the Image Factory refused access (HTTP {status})")
     if status == 404:
@@ -81,14 +90,6 @@ def raise_for_status(response: httpx.Response, what: str) -> None:
     raise InvalidRequest(
         f"{what}: Image Factory answered HTTP {status}" + (f": {detail}" if detail else "")
     )
-
-
-def _retry_after(response: httpx.Response) -> float | None:
-    value = response.headers.get("retry-after", "")
-    try:
-        return float(value)
-    except ValueError:
-        return None
 
 
 class _FactoryAuth(httpx.Auth):

@@ -13,11 +13,17 @@ from pathlib import Path
 import httpx
 import pytest
 
-from talprov.providers.errors import AuthError, InvalidRequest, NotFound, Transient
+from talprov.providers.errors import (
+    MAX_RETRY_AFTER,
+    AuthError,
+    InvalidRequest,
+    NotFound,
+    Transient,
+)
 from talprov.providers.types import MetaValue, Overlay
 from talprov.talos.assets import AssetKind, Platform
 from talprov.talos.cache import ChecksumMismatch
-from talprov.talos.factory import ImageFactory, SchematicIdMismatch
+from talprov.talos.factory import ImageFactory, SchematicIdMismatch, raise_for_status
 from talprov.talos.schematic import DEFAULT_SCHEMATIC_ID, Schematic
 from tests.emulators.factory import FakeImageFactory, image_factory  # noqa: F401
 
@@ -367,3 +373,18 @@ def test_default_cloud_images_come_from_the_release(
     assert {e["region"] for e in entries} >= {"eu-west-1", "us-east-1"}
     expected = next(e["id"] for e in entries if (e["region"], e["arch"]) == ("us-east-1", "amd64"))
     assert client.official_ami(VERSION, "us-east-1", "amd64") == expected
+
+
+@pytest.mark.parametrize(("header", "expected"), [
+    ("7", 7.0),
+    ("99999999", MAX_RETRY_AFTER),  # before: a broken proxy's value parked work for years
+    ("Wed, 21 Oct 2015 07:28:00 GMT", 0.0),  # an HTTP-date in the past: go now
+    ("soon", None),
+])
+def test_a_busy_factorys_retry_after_is_bounded_and_read_in_both_forms(
+        header: str, expected: float | None) -> None:
+    response = httpx.Response(503, headers={"retry-after": header},
+                              request=httpx.Request("POST", "https://factory.test/schematics"))
+    with pytest.raises(Transient) as caught:
+        raise_for_status(response, "register schematic")
+    assert caught.value.retry_after == expected
