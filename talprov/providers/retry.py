@@ -19,7 +19,9 @@ from tenacity import (
     retry_if_exception_type,
     stop_after_attempt,
     stop_after_delay,
+    stop_any,
 )
+from tenacity.stop import stop_base
 
 from talprov.providers.errors import Transient
 
@@ -39,16 +41,33 @@ class RetryPolicy:
         """Seconds to wait before attempt ``attempt + 1`` (attempt counts from 1).
 
         Full jitter over an exponential ceiling, but never less than what the
-        server asked for with Retry-After.
+        server asked for with Retry-After, and never above ``maximum`` (a longer
+        Retry-After is not waited inside a call: see :func:`call_with_retry`).
         """
         ceiling = min(self.maximum, self.initial * (2 ** (attempt - 1)))
         wait = rng.uniform(0, ceiling)
         if retry_after is not None:
             wait = max(wait, retry_after)
-        return min(wait, self.maximum if retry_after is None else max(self.maximum, retry_after))
+        return min(wait, self.maximum)
+
+    def asks_too_long(self, exc: BaseException | None) -> bool:
+        """Whether ``exc`` asks for a wait above ``maximum`` (its Retry-After)."""
+        return (isinstance(exc, Transient) and exc.retry_after is not None
+                and exc.retry_after > self.maximum)
 
 
 DEFAULT_POLICY = RetryPolicy()
+
+
+class _AsksTooLong(stop_base):
+    """Stops when the last error asks for a wait above the policy's maximum."""
+
+    def __init__(self, policy: RetryPolicy) -> None:
+        self.policy = policy
+
+    def __call__(self, retry_state: RetryCallState) -> bool:
+        outcome = retry_state.outcome
+        return self.policy.asks_too_long(outcome.exception() if outcome else None)
 
 
 def call_with_retry(
@@ -60,7 +79,9 @@ def call_with_retry(
 ) -> T:
     """Call ``fn``, retrying ``Transient`` errors under ``policy``.
 
-    Re-raises the last ``Transient`` when attempts or the deadline run out; any
+    Re-raises the last ``Transient`` when attempts or the deadline run out, or at
+    once when it asks (Retry-After) for more than ``policy.maximum``: sleeping that
+    long here would hold a worker thread, the step's backoff waits it instead. Any
     other exception passes through at once. Idempotent only if ``fn`` is.
     """
     chooser = rng or random.Random()  # noqa: S311 - jitter, not cryptography
@@ -72,7 +93,8 @@ def call_with_retry(
 
     retrying = Retrying(
         retry=retry_if_exception_type(Transient),
-        stop=stop_after_attempt(policy.attempts) | stop_after_delay(policy.deadline),
+        stop=stop_any(stop_after_attempt(policy.attempts), stop_after_delay(policy.deadline),
+                      _AsksTooLong(policy)),
         wait=wait,
         sleep=sleep,
         reraise=True,

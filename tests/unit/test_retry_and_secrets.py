@@ -49,11 +49,28 @@ def test_retry_after_is_honoured() -> None:
     def slow_down() -> int:
         calls["n"] += 1
         if calls["n"] == 1:
-            raise Transient("429", retry_after=42.0)
+            raise Transient("429", retry_after=12.0)
         return 1
 
     call_with_retry(slow_down, sleep=sleeps.append, rng=random.Random(3))
-    assert sleeps == [42.0]
+    assert sleeps == [12.0]
+
+
+def test_a_retry_after_above_the_maximum_is_left_to_the_steps_backoff() -> None:
+    """A call slept any Retry-After (up to 300 s from a proxy) inside the call,
+    holding a worker thread; now it re-raises at once, and the step's backoff
+    (which holds no thread) waits at least as long."""
+    sleeps: list[float] = []
+    calls = {"n": 0}
+
+    def busy() -> int:
+        calls["n"] += 1
+        raise Transient("503", retry_after=42.0)
+
+    with pytest.raises(Transient) as caught:
+        call_with_retry(busy, sleep=sleeps.append, rng=random.Random(3))
+    assert (calls["n"], sleeps, caught.value.retry_after) == (1, [], 42.0)
+    assert step_backoff(1, caught.value.retry_after) >= 42.0
 
 
 def test_permanent_errors_are_not_retried() -> None:
