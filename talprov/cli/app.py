@@ -320,11 +320,15 @@ def confirm_control_plane_shrink(what: str, current: int, count: int, yes: bool)
 
 def confirm_or_exit(question: str, yes: bool) -> None:
     """Go on when ``yes``; else ask on a terminal (exit 1 on "no"), and refuse
-    with exit 2 naming --yes when stdin is not a terminal (a script cannot answer)."""
+    with exit 2 naming --yes when stdin is not a terminal (a script cannot answer).
+    ``question`` is a sentence ("Add 3 machines to ...?"); the refusal puts it
+    mid-line, after ``talprov: error:``, so it starts in lower case there."""
     if yes:
         return
     if not stdin_is_terminal():
-        fail(f"{question.rstrip('?')}: not asking, stdin is not a terminal; pass --yes")
+        asked = question.rstrip("?")
+        fail(f"not asking whether to {asked[:1].lower()}{asked[1:]}: stdin is not a "
+             "terminal; pass --yes")
     if not click.confirm(question, default=False, err=True):
         fail("nothing done", EXIT_FAILED)
 
