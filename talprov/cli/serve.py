@@ -220,10 +220,10 @@ def refuse_or_warn_plain_http(host: str, *, insecure: bool, where: str) -> None:
         fail(f"{where}: refusing plain HTTP on {host}, which is not a loopback "
              "address; set service.tls, or pass --insecure-http (service.insecure_http: "
              "true) behind a TLS-terminating proxy")
-    log.warning("serving plain HTTP on %s (--insecure-http): tokens and machine configs "
-                "cross the network unencrypted", host)
-    click.echo(f"warning: plain HTTP on {host}: tokens and machine configs are not "
-               "encrypted in transit", err=True)
+    # One line, as every other start-up warning of serve: a log record (JSON under
+    # --log-format json) or a "warning:" line, not both.
+    say(f"warning: plain HTTP on {host} (--insecure-http): tokens and machine configs are "
+        "not encrypted in transit", level=logging.WARNING)
 
 
 def check_tls_files(cert: str, key: str, *, where: str) -> None:
