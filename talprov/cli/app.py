@@ -37,6 +37,8 @@ CLI_HANDLER = "talprov-cli"
 EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_USAGE = 2
+#: 128 + SIGINT: a command stopped by Ctrl-C, as shells expect.
+EXIT_INTERRUPTED = 130
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -264,7 +266,7 @@ def interruptible(what: str) -> Iterator[None]:
     except KeyboardInterrupt:
         say(f"interrupted: {what} is recorded; `talprov reconcile` (or `talprov serve`) "
             "carries it on")
-        sys.exit(130)
+        sys.exit(EXIT_INTERRUPTED)
 
 
 #: Machines one command may add without asking (a typo's extra zero must not
