@@ -14,7 +14,15 @@ import sys
 import click
 
 from talprov import __version__
-from talprov.cli.app import EXIT_FAILED, App, fail, handle_errors, pass_app, setup_logging
+from talprov.cli.app import (
+    EXIT_FAILED,
+    EXIT_INTERRUPTED,
+    App,
+    fail,
+    handle_errors,
+    pass_app,
+    setup_logging,
+)
 from talprov.cli.autoscaler import autoscaler
 from talprov.cli.baremetal import baremetal
 from talprov.cli.cluster import COMMANDS as CLUSTER_COMMANDS
@@ -157,7 +165,7 @@ def main() -> None:
         fail(missing_module_message(exc))
     except (click.exceptions.Abort, KeyboardInterrupt):
         click.echo("talprov: interrupted", err=True)
-        sys.exit(130)
+        sys.exit(EXIT_INTERRUPTED)
     except click.ClickException as exc:
         exc.show()
         sys.exit(exc.exit_code)

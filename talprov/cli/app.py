@@ -37,6 +37,8 @@ CLI_HANDLER = "talprov-cli"
 EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_USAGE = 2
+#: 128 + SIGINT: a command stopped by Ctrl-C, as shells expect.
+EXIT_INTERRUPTED = 130
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -265,7 +267,7 @@ def interruptible(what: str) -> Iterator[None]:
     except KeyboardInterrupt:
         say(f"interrupted: {what} is recorded; `talprov reconcile` (or `talprov serve`) "
             "carries it on")
-        sys.exit(130)
+        sys.exit(EXIT_INTERRUPTED)
 
 
 #: Machines one command may add without asking (a typo's extra zero must not
@@ -321,11 +323,15 @@ def confirm_control_plane_shrink(what: str, current: int, count: int, yes: bool)
 
 def confirm_or_exit(question: str, yes: bool) -> None:
     """Go on when ``yes``; else ask on a terminal (exit 1 on "no"), and refuse
-    with exit 2 naming --yes when stdin is not a terminal (a script cannot answer)."""
+    with exit 2 naming --yes when stdin is not a terminal (a script cannot answer).
+    ``question`` is a sentence ("Add 3 machines to ...?"); the refusal puts it
+    mid-line, after ``talprov: error:``, so it starts in lower case there."""
     if yes:
         return
     if not stdin_is_terminal():
-        fail(f"{question.rstrip('?')}: not asking, stdin is not a terminal; pass --yes")
+        asked = question.rstrip("?")
+        fail(f"not asking whether to {asked[:1].lower()}{asked[1:]}: stdin is not a "
+             "terminal; pass --yes")
     if not click.confirm(question, default=False, err=True):
         fail("nothing done", EXIT_FAILED)
 

@@ -6,7 +6,7 @@ import sys
 
 import click
 
-from talprov.cli.app import EXIT_FAILED, App, fail, handle_errors, pass_app
+from talprov.cli.app import EXIT_FAILED, EXIT_USAGE, App, fail, handle_errors, pass_app
 from talprov.cli.output import emit, output_option
 from talprov.config import LoadedConfig, find_config_file
 from talprov.errors import ConfigError
@@ -31,11 +31,14 @@ def check(app: App, connect: bool, output: str) -> None:
 
     Every command checks the file's shape; this also resolves the references of
     every instance and of the service and image_factory blocks, and builds each
-    instance. Exit 0 when all is well, 1 when an instance or reference fails (one
-    row each), 2 when the file itself is malformed.
+    instance. Exit 0 when all is well, 1 when an instance or the factory fails
+    (one row each: an unset secret reference, a missing extra, an endpoint that
+    does not answer; `serve` leaves such an instance out and starts), 2 when the file itself is malformed or its
+    service block is invalid (one row for it too), which `serve` refuses with 2.
     """
     loaded = _loaded_or_report(app, output)
     rows: list[dict[str, object]] = []
+    service_invalid = False
     try:
         # The block's shape too (a misspelt key), as `talprov serve` checks it.
         parse_service_config(loaded.service_block(),
@@ -43,6 +46,7 @@ def check(app: App, connect: bool, output: str) -> None:
         if loaded.config.service is not None:
             rows.append({"part": "service", "type": "-", "result": "ok"})
     except ConfigError as exc:
+        service_invalid = True
         rows.append({"part": "service", "type": "-", "result": str(exc)})
     if loaded.factory_raw:
         try:
@@ -65,6 +69,9 @@ def check(app: App, connect: bool, output: str) -> None:
                 f"unhealthy: {redact(health.message)}"
         rows.append(row)
     emit(rows, output, columns=("part", "type", "result"))
+    if service_invalid:
+        # Invalid input, as everywhere: the config `serve` would refuse with 2.
+        sys.exit(EXIT_USAGE)
     if any(not str(r["result"]).startswith("ok") for r in rows):
         sys.exit(EXIT_FAILED)
 

@@ -119,8 +119,7 @@ class AwsDemo:
         return self.server.process.pid
 
     def keep_hint(self) -> str:
-        return (f"moto (EC2) at {self.server.url} (pid {self.server.process.pid}); "
-                "export AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing")
+        return f"moto (EC2) at {self.server.url} (pid {self.server.process.pid})"
 
 
 #: The first line of every file the demo writes: the mark that lets it overwrite them.
@@ -283,13 +282,31 @@ def _clean_up(started: list[DemoPlatform], temporary: Path | None) -> None:
         shutil.rmtree(temporary, ignore_errors=True)
 
 
+#: The throwaway AWS credentials moto accepts: the AWS driver finds none without
+#: them, so the commands a reader runs after ``--keep`` need them exported too.
+KEPT_AWS_CREDENTIALS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
+
+
+def kept_exports(workdir: Path, started: list[DemoPlatform]) -> dict[str, str]:
+    """What a shell must export to use what ``--keep`` left: the config, and the
+    AWS credentials when moto runs. Pure."""
+    from talprov.demo_platforms.aws import fake_credentials
+
+    exports = {"TALPROV_CONFIG": str(workdir / "talprov.yaml")}
+    if any(isinstance(platform, AwsDemo) for platform in started):
+        exports.update({name: fake_credentials()[name] for name in KEPT_AWS_CREDENTIALS})
+    return exports
+
+
 def _show_kept(workdir: Path, started: list[DemoPlatform], factory: DemoFactory) -> None:
     hints = "\n  ".join([*(p.keep_hint() for p in started), factory.keep_hint()])
     pids = [*(p.pid() for p in started), factory.pid()]
+    exports = " ".join(f"{name}={value}" for name, value in kept_exports(workdir, started).items())
     click.echo(
-        f"\nkept:\n  {hints}\n  cd {workdir}; export TALPROV_CONFIG={workdir / 'talprov.yaml'}\n"
-        f"  talprov status demo; talprov machine list\n  talprov destroy demo --wait --yes; "
-        f"kill {' '.join(str(pid) for pid in pids)}", err=True)
+        f"\nkept:\n  {hints}\nto use them, in a shell:\n  cd {workdir}\n  export {exports}\n"
+        f"  talprov status demo; talprov machine list\nwhen done:\n"
+        f"  talprov destroy demo --wait --yes; kill {' '.join(str(pid) for pid in pids)}",
+        err=True)
 
 
 def _run(app: App, workdir: Path, started: list[DemoPlatform], control_planes: int,

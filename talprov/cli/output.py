@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import os
 import shutil
 import sys
 import time
@@ -36,7 +37,13 @@ def stdout_is_terminal() -> bool:
 
 
 def terminal_width() -> int | None:
-    """The width of the terminal stdout is, or None when it is not one."""
+    """The width tables are drawn to: ``COLUMNS`` when it is set to a positive
+    number, on a terminal or not (``COLUMNS=80 talprov demo | tee log`` gets the
+    80-column table, as ``ls`` would); else the terminal's width when stdout is
+    one; else None (a pipe or a log: no limit)."""
+    columns = os.environ.get("COLUMNS", "").strip()
+    if columns.isdecimal() and int(columns) > 0:
+        return int(columns)
     return shutil.get_terminal_size((200, 25)).columns if stdout_is_terminal() else None
 
 
@@ -61,7 +68,7 @@ def emit(data: Any, fmt: str, *, columns: Sequence[str] | None = None,
     table = Table(title=title, show_lines=False, header_style="bold", box=None,
                   pad_edge=False)
     terminal = shutil.get_terminal_size((200, 25))
-    width = terminal_width() or 200  # a pipe or a CI log has no width: 200 there
+    width = terminal_width() or 200  # a pipe or a CI log without COLUMNS: 200
     widths = _column_widths(cells, cols, width - COLUMN_GAP * (len(cols) - 1))
     for col, column_width in zip(cols, widths, strict=True):
         table.add_column(col, width=column_width, overflow="fold")

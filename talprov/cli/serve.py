@@ -11,12 +11,20 @@ import ssl
 import sys
 from collections.abc import Callable
 from multiprocessing.connection import Connection
-from types import FrameType
 from typing import Any
 
 import click
 
-from talprov.cli.app import App, fail, handle_errors, pass_app, say, setup_logging
+from talprov.cli.app import (
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    App,
+    fail,
+    handle_errors,
+    pass_app,
+    say,
+    setup_logging,
+)
 from talprov.cli.autoscaler import start_autoscaler
 from talprov.reconcile.work import STAGE_LOGGER
 from talprov.registry import require_extra
@@ -109,6 +117,12 @@ def serve(app: App, listen: str | None, workers: bool | None, worker_id: str | N
     them with leases. SIGTERM or Ctrl-C stops gracefully: the API stops taking
     connections, the current reconcile pass finishes and its leases are released.
     Prints "listening on URL" on stderr once ready.
+
+    Exit codes: 0 stopped by SIGTERM; 130 stopped by Ctrl-C (SIGINT), as every
+    talprov command; 2 not started: an invalid config or option (the service
+    block, no tokens, --listen, TLS files, plain HTTP refused), the same config
+    `talprov config check` exits 2 for, or an address that cannot be bound;
+    1 not started: the store failed.
     """
     require_extra("service", where="talprov serve", what="the HTTP service")
     import uvicorn
@@ -164,20 +178,31 @@ def serve(app: App, listen: str | None, workers: bool | None, worker_id: str | N
         sys.stderr.flush()
 
     server.startup = startup  # type: ignore[method-assign]
-    # uvicorn shuts down gracefully on SIGTERM, then re-raises the signal with the
-    # previous handler in place; a no-op handler there makes a requested stop
-    # exit 0 instead of dying by the signal.
     boot_servers = start_boot_servers(app) if boot_server else []
-    previous = signal.signal(signal.SIGTERM, _stopped)
+    _run_until_stopped(server, sock, api.state.ctx.loop, boot_servers, grpc_server)
+
+
+def _run_until_stopped(server: Any, sock: socket.socket, loop: Any,
+                       boot_servers: list[Any], grpc_server: Any) -> None:
+    """Serve on ``sock`` until SIGTERM or SIGINT, stop the boot servers and the
+    autoscaler, then exit: 0 after SIGTERM, 130 after SIGINT (Ctrl-C), without
+    waiting for a reconcile ``loop`` still stuck in its pass."""
+    # uvicorn shuts down gracefully on SIGTERM and SIGINT, then re-raises the
+    # signal with the previous handler in place; a handler there that only notes
+    # it makes both stops end the same way below: SIGTERM exits 0, SIGINT 130.
+    stops: list[int] = []
+    previous = {sig: signal.signal(sig, lambda signum, _frame: stops.append(signum))
+                for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
         server.run(sockets=[sock])
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
         for boot in boot_servers:
             boot.stop()
         if grpc_server is not None:
             grpc_server.stop()
-    loop = api.state.ctx.loop
+    code = EXIT_INTERRUPTED if signal.SIGINT in stops else EXIT_OK
     if loop is not None and loop.running:
         # A provider call that never returns holds the pass, and the interpreter
         # would wait for its thread forever at exit. Its leases are no longer
@@ -186,8 +211,10 @@ def serve(app: App, listen: str | None, workers: bool | None, worker_id: str | N
         logging.shutdown()
         sys.stdout.flush()
         sys.stderr.flush()
-        os._exit(0)
+        os._exit(code)
     say("stopped")
+    if code != EXIT_OK:
+        sys.exit(code)
 
 
 def _worker_entry(app: App, config: ServiceConfig) -> Callable[[Connection], None] | None:
@@ -220,10 +247,10 @@ def refuse_or_warn_plain_http(host: str, *, insecure: bool, where: str) -> None:
         fail(f"{where}: refusing plain HTTP on {host}, which is not a loopback "
              "address; set service.tls, or pass --insecure-http (service.insecure_http: "
              "true) behind a TLS-terminating proxy")
-    log.warning("serving plain HTTP on %s (--insecure-http): tokens and machine configs "
-                "cross the network unencrypted", host)
-    click.echo(f"warning: plain HTTP on {host}: tokens and machine configs are not "
-               "encrypted in transit", err=True)
+    # One line, as every other start-up warning of serve: a log record (JSON under
+    # --log-format json) or a "warning:" line, not both.
+    say(f"warning: plain HTTP on {host} (--insecure-http): tokens and machine configs are "
+        "not encrypted in transit", level=logging.WARNING)
 
 
 def check_tls_files(cert: str, key: str, *, where: str) -> None:
@@ -262,7 +289,3 @@ def start_boot_servers(app: App) -> list[Any]:
         say(f"{name}: boot server up; machines use {boot.config.boot_url}")
         started.append(boot)
     return started
-
-
-def _stopped(_signum: int, _frame: FrameType | None) -> None:
-    """SIGTERM after uvicorn's own graceful shutdown: nothing left to do."""

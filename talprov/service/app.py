@@ -55,6 +55,24 @@ def _problems(exc: RequestValidationError) -> list[dict[str, object]]:
     return problems
 
 
+def _unparsable(exc: RequestValidationError) -> str | None:
+    """Why the body is not JSON at all, when that is the problem, else None.
+
+    FastAPI reports a body that does not parse as a 422 ``json_invalid``; this
+    service answers 400, as for a body that is not UTF-8 (RFC 9110: 400 for a
+    request the server cannot read, 422 for content it read and refuses). The
+    parser's reason and position only: never the body.
+    """
+    for err in exc.errors():
+        loc = tuple(err.get("loc", ()))
+        # ("body", position): the body itself; not a field validated as JSON text.
+        if err.get("type") == "json_invalid" and len(loc) == 2 and loc[0] == "body" \
+                and isinstance(loc[1], int):
+            reason = str((err.get("ctx") or {}).get("error") or "malformed")
+            return f"the body is not valid JSON: {reason} at character {loc[1]}"
+    return None
+
+
 def _sent_json(request: Request) -> bool:
     media_type = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
     return media_type == "application/json" or media_type.endswith("+json")
@@ -63,6 +81,10 @@ def _sent_json(request: Request) -> bool:
 def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        unparsable = _unparsable(exc)
+        if unparsable is not None:
+            return JSONResponse({"detail": unparsable},
+                                status_code=status.HTTP_400_BAD_REQUEST)
         problems = _problems(exc)
         if not _sent_json(request):
             # Without a JSON content type the body is not parsed at all, and the

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import threading
 import time
@@ -127,8 +128,9 @@ def build_request(
 ) -> MachineRequest:
     """A MachineRequest from an API body; 403 out of scope, 422 naming the field.
 
-    ``provider_data`` is validated with the provider's own model; every problem
-    is reported at ``body.provider_data.<field>`` (input values are never echoed).
+    ``provider_data`` is validated with the provider's own model, strictly (JSON
+    types: ``"2"`` is no number); every problem is reported at
+    ``body.provider_data.<field>`` (input values are never echoed).
     """
     principal.require_provider(template.provider)
     handle = ctx.handles.get(template.provider)
@@ -137,8 +139,14 @@ def build_request(
         known = ", ".join(n for n in sorted(ctx.handles) if principal.allows_provider(n))
         known = known or "none"
         field_error(("body", "provider"), f"unknown provider instance (configured: {known})")
+    # First: provider_data is validated as JSON text, which cannot hold a lone surrogate.
+    for name, value in template.model_dump(exclude={"config", "join"}).items():
+        _check_encodable(value, ("body", name))
     try:
-        handle.provider.data_model.model_validate(template.provider_data)
+        # Strict, as JSON: a number or boolean must be sent as one ("cores": "2" is a
+        # 422, as machine_count "2" is); enums and dates still come as strings.
+        handle.provider.data_model.model_validate_json(json.dumps(template.provider_data),
+                                                       strict=True)
     except ValidationError as exc:
         raise RequestValidationError(
             [
@@ -147,8 +155,6 @@ def build_request(
                 for err in exc.errors()
             ]
         ) from None
-    for name, value in template.model_dump(exclude={"config", "join"}).items():
-        _check_encodable(value, ("body", name))
     config = template.config.get_secret_value() if template.config is not None else ""
     _check_encodable(config, ("body", "config"))
     if template.join is not None:

@@ -9,31 +9,84 @@ SHA-256 of the machine configuration.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
     SecretStr,
 )
 
-from talprov.providers.labels import UserLabels
+from talprov.providers.labels import (
+    MAX_LABELS,
+    RESERVED_PREFIX,
+    LabelKey,
+    LabelValue,
+    reserved_keys,
+)
 from talprov.providers.types import (
     REQUEST_ID_PATTERN,
+    SUPPORTED_TALOS_LINES,
     TALOS_VERSION_PATTERN,
     Arch,
     GrpcTunnelMode,
     JoinSpec,
-    MetaValue,
     NewTalosVersion,
     Overlay,
     Stage,
 )
+from talprov.providers.types import MetaValue as RequestMetaValue
 from talprov.scaler.models import MAX_SET_SIZE
 
 #: Leaves room for ``-<index>`` in member ids (63 characters at most).
 SET_NAME_PATTERN = r"^[a-z0-9]([-a-z0-9]{0,50}[a-z0-9])?$"
+
+# Numbers and booleans of a body must be JSON numbers and booleans: pydantic's lax
+# mode would read "3" as 3 and true as 1 (QA: machine_count "3" made a set of 3).
+#: A set's size.
+SetSize = Annotated[int, Field(strict=True, ge=0, le=MAX_SET_SIZE)]
+#: A set's name in a body.
+SetNameField = Annotated[str, Field(pattern=SET_NAME_PATTERN, max_length=52)]
+
+
+def _supported_line(value: str) -> str:
+    """``value`` when talprov carries the rules of its Talos minor line; else
+    ValueError listing the lines. Request files and specs take a newer line with a
+    warning on the terminal; an API client would never see that warning, and its
+    machine would be checked and booted by another line's rules (or, for a version
+    that does not exist, fail later in the worker), so the API refuses it. Pure."""
+    major, minor = (int(part) for part in value[1:].split(".")[:2])
+    if (major, minor) > SUPPORTED_TALOS_LINES[-1]:
+        lines = ", ".join(f"v{line[0]}.{line[1]}" for line in SUPPORTED_TALOS_LINES)
+        raise ValueError(f"{value!r} is newer than the Talos versions talprov supports "
+                         f"({lines})")
+    return value
+
+
+#: A Talos version an API body may name: well-formed, of a line talprov supports.
+ApiTalosVersion = Annotated[NewTalosVersion, AfterValidator(_supported_line)]
+
+
+def _not_reserved(key: str) -> str:
+    # The key is the error's loc (labels.<key>.[key]): the message need not repeat it.
+    if reserved_keys({key: ""}):
+        raise ValueError(f"the {RESERVED_PREFIX} prefix is reserved (in any case) for the "
+                         "labels talprov sets itself")
+    return key
+
+
+#: Labels of an API body: the rules of talprov.providers.labels.UserLabels, with a
+#: reserved key refused at its own loc, one problem per key.
+ApiLabels = Annotated[dict[Annotated[LabelKey, AfterValidator(_not_reserved)], LabelValue],
+                      Field(max_length=MAX_LABELS)]
+
+
+class MetaValue(RequestMetaValue):
+    """One Talos META key/value; ``key`` is a JSON number (``"10"`` is refused)."""
+
+    key: int = Field(ge=0, le=255, strict=True)
 
 
 class MachineTemplate(BaseModel):
@@ -43,9 +96,9 @@ class MachineTemplate(BaseModel):
 
     provider: str = Field(min_length=1, max_length=255, description="Provider instance name.")
     # Checked before the config is checked by this version's rules (422 at talos_version).
-    talos_version: NewTalosVersion = Field(pattern=TALOS_VERSION_PATTERN, examples=["v1.13.9"])
+    talos_version: ApiTalosVersion = Field(pattern=TALOS_VERSION_PATTERN, examples=["v1.13.9"])
     arch: Arch = Arch.AMD64
-    secure_boot: bool = False
+    secure_boot: bool = Field(default=False, strict=True)
     extensions: list[str] = Field(
         default_factory=list, max_length=100,
         description="System extensions, e.g. siderolabs/iscsi-tools.",
@@ -53,7 +106,7 @@ class MachineTemplate(BaseModel):
     kernel_args: list[str] = Field(default_factory=list, max_length=100)
     meta_values: list[MetaValue] = Field(default_factory=list, max_length=100)
     overlay: Overlay | None = None
-    labels: UserLabels = Field(
+    labels: ApiLabels = Field(
         default_factory=dict,
         description="Free-form labels; `role` = worker | controlplane orders scale-down "
         "of sets. Keys starting with `talprov.` are reserved for talprov's own labels.",
@@ -135,14 +188,23 @@ class ForgetResult(BaseModel):
 class MachineRequestSetCreate(MachineTemplate):
     """A set of identical requests named `<name>-<index>`, kept at `machine_count`."""
 
-    name: str = Field(pattern=SET_NAME_PATTERN, max_length=52)
-    machine_count: int = Field(ge=0, le=MAX_SET_SIZE)
+    name: SetNameField
+    machine_count: SetSize
+
+
+class MachineRequestSetReplace(MachineTemplate):
+    """A set's new template and size (``PUT``): the name is the one in the path."""
+
+    name: SetNameField | None = Field(
+        default=None, description="Optional: the path names the set; a name given here "
+        "must be the same.")
+    machine_count: SetSize
 
 
 class MachineRequestSetScale(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    machine_count: int = Field(ge=0, le=MAX_SET_SIZE)
+    machine_count: SetSize
 
 
 class SetMember(BaseModel):

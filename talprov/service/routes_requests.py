@@ -52,6 +52,12 @@ NOT_FOUND: dict[int | str, dict[str, Any]] = {
 INVALID: dict[int | str, dict[str, Any]] = {
     422: {"model": ValidationProblem, "description": "Invalid body; `loc` names the field."}
 }
+#: What a route that reads a JSON body answers to one it cannot parse, besides INVALID.
+BAD_BODY: dict[int | str, dict[str, Any]] = {
+    **INVALID,
+    400: {"model": Problem, "description": "The body is not JSON (malformed, not UTF-8, "
+          "or nested too deeply to parse)."},
+}
 
 
 def not_found(request_id: str) -> HTTPException:
@@ -81,7 +87,7 @@ def visible_record(ctx: ServiceContext, principal: Principal, request_id: str) -
     responses={
         200: {"model": MachineRequestView, "description": "Same body as the existing request."},
         409: {"model": Problem, "description": "The id is in use with a different body."},
-        **AUTH_RESPONSES, **INVALID,
+        **AUTH_RESPONSES, **BAD_BODY,
     },
 )
 def create_machine_request(
@@ -287,7 +293,7 @@ def delete_machine_request(
     "/{request_id}/forget",
     response_model=ForgetResult,
     summary="Force-forget a request without calling its provider",
-    responses={**AUTH_RESPONSES, **NOT_FOUND, **INVALID},
+    responses={**AUTH_RESPONSES, **NOT_FOUND, **BAD_BODY},
 )
 def forget_machine_request(
     request_id: RequestId, body: ForgetBody, principal: PrincipalDep, ctx: ContextDep

@@ -20,6 +20,7 @@ from talprov.service.models import (
     SET_NAME_PATTERN,
     MachineRequestSetCreate,
     MachineRequestSetList,
+    MachineRequestSetReplace,
     MachineRequestSetScale,
     MachineRequestSetView,
     Problem,
@@ -27,6 +28,7 @@ from talprov.service.models import (
 )
 from talprov.service.routes_requests import (
     AUTH_RESPONSES,
+    BAD_BODY,
     INVALID,
     MAX_PAGE,
     NOT_FOUND,
@@ -108,7 +110,7 @@ def _apply(
     responses={
         200: {"model": MachineRequestSetView, "description": "Same body as the existing set."},
         409: {"model": Problem, "description": "The name is in use with a different body."},
-        **AUTH_RESPONSES, **INVALID,
+        **AUTH_RESPONSES, **BAD_BODY,
     },
 )
 def create_set(
@@ -152,22 +154,22 @@ def create_set(
     summary="Create or replace a set (template and size)",
     responses={
         201: {"model": MachineRequestSetView, "description": "The set did not exist: created."},
-        **AUTH_RESPONSES, **INVALID, 409: {"model": Problem},
+        **AUTH_RESPONSES, **BAD_BODY, 409: {"model": Problem},
     },
 )
 def replace_set(
-    name: SetName, body: MachineRequestSetCreate, principal: PrincipalDep, ctx: ContextDep,
+    name: SetName, body: MachineRequestSetReplace, principal: PrincipalDep, ctx: ContextDep,
     response: Response,
 ) -> MachineRequestSetView:
     """Replace the set's template and size (200), or create it (201). Members that
     exist keep the template they were created from; new members use the new one.
-    The provider cannot change.
+    The provider cannot change. The body needs no ``name``: the path names the set.
     A token scoped to some providers replaces only its own sets (404 otherwise, as
     for a free name: it creates sets with POST); the body may carry the name it
     sent when creating the set."""
     principal.require_write()
-    if body.name != name and (principal.all_providers
-                              or derived_request_id(body.provider, body.name) != name):
+    if body.name is not None and body.name != name and (
+            principal.all_providers or derived_request_id(body.provider, body.name) != name):
         # A malformed call, not a clash with stored state: 422 naming the field.
         field_error(("body", "name"), "must equal the set name in the path")
     existing = None if principal.all_providers else _visible_set(ctx, principal, name)
@@ -194,7 +196,7 @@ def replace_set(
     "/{name}",
     response_model=MachineRequestSetView,
     summary="Scale a set",
-    responses={**AUTH_RESPONSES, **NOT_FOUND, **INVALID, 409: {"model": Problem}},
+    responses={**AUTH_RESPONSES, **NOT_FOUND, **BAD_BODY, 409: {"model": Problem}},
 )
 def scale_set(
     name: SetName, body: MachineRequestSetScale, principal: PrincipalDep, ctx: ContextDep

@@ -148,3 +148,34 @@ def test_vcsim_is_found_by_env_or_in_a_checkout(tmp_path: Path) -> None:
     found, reason = demo_platforms.vcsim_binary(named, checkout=tmp_path)
     assert found is None
     assert reason == f"TALPROV_VCSIM names {tmp_path / 'elsewhere'}, which is not a file"
+
+
+def test_keep_prints_one_export_line_with_the_config_and_the_aws_credentials(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """QA: after `demo --keep`, following the README, `machine create` failed for
+    want of AWS credentials: the demo printed them apart from the config's export.
+    One line now exports everything the commands after it need."""
+    from types import SimpleNamespace
+    from typing import Any, cast
+
+    from talprov.cli.demo import AwsDemo, _show_kept, kept_exports
+
+    class KeptAws(AwsDemo):
+        def __init__(self) -> None:  # no moto: only what _show_kept reads
+            pass
+
+        def keep_hint(self) -> str:
+            return "moto (EC2)"
+
+        def pid(self) -> int:
+            return 4242
+
+    factory = SimpleNamespace(keep_hint=lambda: "factory", pid=lambda: 4343)
+    _show_kept(tmp_path, [KeptAws()], cast(Any, factory))
+    printed = capsys.readouterr().err
+    [line] = [li.strip() for li in printed.splitlines() if li.strip().startswith("export ")]
+    exports = kept_exports(tmp_path, [KeptAws()])
+    assert line == "export " + " ".join(f"{k}={v}" for k, v in exports.items())
+    assert "AWS_ACCESS_KEY_ID=testing" in line
+    assert f"TALPROV_CONFIG={tmp_path / 'talprov.yaml'}" in line
+    assert "kill 4242 4343" in printed

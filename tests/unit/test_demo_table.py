@@ -30,8 +30,12 @@ ROWS: list[dict[str, Any]] = [
 
 
 def shown(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
-          columns: int, terminal: bool = True) -> str:
+          columns: int, terminal: bool = True, env_columns: str | None = None) -> str:
     monkeypatch.setattr(output_module, "stdout_is_terminal", lambda: terminal)
+    if env_columns is None:
+        monkeypatch.delenv("COLUMNS", raising=False)
+    else:
+        monkeypatch.setenv("COLUMNS", env_columns)
     monkeypatch.setattr(shutil, "get_terminal_size",
                         lambda fallback=(80, 24): os.terminal_size((columns, 24)))
     show_results(ROWS)
@@ -55,3 +59,20 @@ def test_a_wide_terminal_or_a_pipe_gets_every_column(
         header = text.splitlines()[1].split()
         assert header == ["platform", "request", "set", "stage", "machine", "where",
                           "address", "state", "config", "check"], text
+
+
+def test_a_pipe_honours_columns(monkeypatch: pytest.MonkeyPatch,
+                                capsys: pytest.CaptureFixture[str]) -> None:
+    """QA: `COLUMNS=80 talprov demo | cat` drew the 200-column table; COLUMNS is
+    the width asked for, terminal or not, as for every other table."""
+    for width in (80, 100):
+        text = shown(monkeypatch, capsys, 200, terminal=False, env_columns=str(width))
+        assert max(len(line) for line in text.splitlines()) <= width, text
+        assert "imds required" in " ".join(text.split())
+    # Not a number: ignored, as if unset.
+    text = shown(monkeypatch, capsys, 80, terminal=False, env_columns="wide")
+    assert text.splitlines()[1].split()[-1] == "check", text
+    rows = [{"id": "a-request-id", "error": "word " * 60}]
+    monkeypatch.setenv("COLUMNS", "60")
+    output_module.emit(rows, "table", columns=("id", "error"))
+    assert max(len(line) for line in capsys.readouterr().out.splitlines()) <= 60

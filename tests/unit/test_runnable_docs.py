@@ -114,7 +114,7 @@ class DemoWorld:
 @pytest.fixture(scope="module")
 def demo_world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DemoWorld]:
     """What `talprov demo --keep` leaves: moto EC2 and the config for it."""
-    from talprov.cli.demo import AwsDemo, write_files
+    from talprov.cli.demo import AwsDemo, kept_exports, write_files
     from talprov.demo_platforms.aws import fake_credentials
     from talprov.demo_platforms.factory import DemoFactory
 
@@ -132,7 +132,12 @@ def demo_world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DemoWorld]:
         launcher.write_text(LAUNCHER)
         launcher.chmod(0o755)
         env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "TALPROV_"))}
-        env.update(fake_credentials(), TALPROV_CONFIG=str(config), TALPROV_PYTHON=sys.executable,
+        # Only what the README tells a reader to export after `demo --keep` (QA: the
+        # AWS credentials were set here but not in the README, and a reader's
+        # request failed without them).
+        exported = kept_exports(workdir, [platform])
+        assert exported["TALPROV_CONFIG"] == str(config)
+        env.update(exported, TALPROV_PYTHON=sys.executable,
                    PATH=f"{launcher.parent}{os.pathsep}{os.environ.get('PATH', '')}",
                    HOME=str(home), XDG_STATE_HOME=str(home / "state"),
                    XDG_CACHE_HOME=str(home / "cache"), XDG_CONFIG_HOME=str(home / "config"))
@@ -147,6 +152,23 @@ def test_the_readme_has_runnable_examples() -> None:
     names = {b.name for b in runnable_blocks(REPO / "README.md")}
     assert {"my-talprov.yaml", "web-1.yaml", "cluster.yaml"} <= names
     assert example_commands()
+
+
+def test_the_readme_exports_what_demo_keep_prints(tmp_path: Path) -> None:
+    """The README's steps after `demo --keep` name every variable the demo's
+    export line sets, with its value where it is fixed (not a path)."""
+    from talprov.cli.demo import AwsDemo, kept_exports
+
+    readme = (REPO / "README.md").read_text()
+    start = readme.index("run `talprov demo --keep`")
+    steps = readme[start:readme.index("A request file", start)]
+    platform = AwsDemo.__new__(AwsDemo)  # kept_exports reads its type, no moto needed
+    exported = kept_exports(tmp_path, [platform])
+    assert set(exported) == {"TALPROV_CONFIG", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"}
+    for name, value in exported.items():
+        assert name in steps, name
+        if name.startswith("AWS_"):
+            assert f"{name}={value}" in steps, name
 
 
 @pytest.mark.parametrize("guide", ["aws", "proxmox", "vmware", "openstack"])

@@ -5,6 +5,7 @@ went past the API's own limit, and a control plane could be scaled to 0)."""
 from __future__ import annotations
 
 import json
+import re
 
 from tests.helpers import Home
 from tests.unit.test_cli import assert_usage_error
@@ -21,7 +22,8 @@ def test_scaling_a_set_up_by_many_needs_yes(home: Home) -> None:
                                                      control_planes=1))).exit_code == 0
     before = _requests(home)
     refused = home.invoke("scale", "demo", "workers", "900")
-    assert_usage_error(refused.exit_code, refused.output, "Add 899 machines", "--yes")
+    assert_usage_error(refused.exit_code, refused.output,
+                       "not asking whether to add 899 machines", "--yes")
     assert _requests(home) == before
     # A small change does not ask.
     assert home.invoke("scale", "demo", "workers", "3").exit_code == 0
@@ -41,7 +43,8 @@ def test_set_scale_keeps_the_apis_limit_and_asks_for_large_growth(home: Home) ->
     assert too_many.exit_code == 2
     assert "1000" in too_many.output
     refused = home.invoke("set", "scale", "pool", "200")
-    assert_usage_error(refused.exit_code, refused.output, "Add 199 machines", "--yes")
+    assert_usage_error(refused.exit_code, refused.output,
+                       "not asking whether to add 199 machines", "--yes")
     done = home.invoke("set", "scale", "pool", "200", "--yes")
     assert done.exit_code == 0, done.output
     # A count and the first names, not 199 names on one line.
@@ -117,3 +120,19 @@ def test_every_confirming_command_takes_y_as_destroy_does(home: Home) -> None:
     big = write_spec(home.root, workers=900, control_planes=1)
     assert home.invoke("apply", "-f", str(big), "-y").exit_code == 0
     assert _requests(home) >= 900 + 200
+
+
+def test_the_refusal_to_ask_reads_as_one_sentence(home: Home) -> None:
+    """QA: "talprov: error: Shrink the control plane ...: not asking, ..." put a
+    capital mid-line; each question reads as part of the error's sentence."""
+    assert home.invoke("apply", "-f", str(write_spec(home.root, workers=1,
+                                                     control_planes=3))).exit_code == 0
+    refusals = [home.invoke("scale", "demo", "control-planes", "1"),
+                home.invoke("scale", "demo", "workers", "90"),
+                home.invoke("destroy", "demo")]
+    for refused in refusals:
+        assert_usage_error(refused.exit_code, refused.output, "--yes")
+        line = next(li for li in refused.output.splitlines() if li.startswith("talprov: error:"))
+        assert line.startswith("talprov: error: not asking whether to "), line
+        assert not re.search(r"[.:;,] [A-Z][a-z]", line), line
+        assert line.endswith(": stdin is not a terminal; pass --yes"), line

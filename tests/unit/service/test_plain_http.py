@@ -5,11 +5,10 @@ machine does not have, so the bind fails locally."""
 
 from __future__ import annotations
 
-import logging
+import json
 
 import pytest
 
-from talprov.cli.serve import refuse_or_warn_plain_http
 from talprov.service.config import is_loopback
 from tests.helpers import Home
 from tests.unit.service.conftest import TOKENS
@@ -47,10 +46,14 @@ def test_the_config_key_is_the_same_as_the_flag(home: Home) -> None:
     assert "warning: plain HTTP" in result.output
 
 
-def test_the_warning_is_logged(caplog: pytest.LogCaptureFixture) -> None:
-    with caplog.at_level(logging.WARNING, logger="talprov.cli.serve"):
-        refuse_or_warn_plain_http("192.0.2.7", insecure=True, where="service")
-    assert any("plain HTTP on 192.0.2.7" in r.getMessage() for r in caplog.records)
+def test_the_warning_is_a_log_record_under_json_logs(home: Home) -> None:
+    home.write_config(service={"tokens": TOKENS[:1], "workers": False})
+    result = home.run("--log-format", "json", "serve", "--listen", "10.255.255.1:0",
+                      "--insecure-http")
+    records = [json.loads(line) for line in result.stderr.splitlines()]
+    warned = [r for r in records if "plain HTTP on 10.255.255.1" in r["message"]]
+    assert len(warned) == 1, result.stderr
+    assert warned[0]["level"] == "WARNING"
 
 
 @pytest.mark.parametrize(("host", "loopback"), [
@@ -68,3 +71,13 @@ def test_a_token_scoped_to_an_unknown_instance_is_named_at_start(home: Home) -> 
     result = home.invoke("serve", "--listen", "10.255.255.1:0")
     assert "service.tokens[0].providers: no provider instance named 'fkae' here" in (
         result.output)
+
+
+def test_insecure_http_warns_once(home: Home) -> None:
+    """QA: `serve --insecure-http` printed the warning twice on stderr (the log
+    line and a second line of its own). A process of its own: the log handler
+    writes to the real stderr, which CliRunner does not capture."""
+    home.write_config(service={"tokens": TOKENS, "workers": False})
+    result = home.run("serve", "--listen", "10.255.255.1:0", "--insecure-http")
+    assert "--listen 10.255.255.1:0" in result.stderr, result.stderr  # got to the bind
+    assert result.stderr.count("plain HTTP on 10.255.255.1") == 1, result.stderr

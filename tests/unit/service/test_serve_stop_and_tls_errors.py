@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import signal
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -73,3 +75,30 @@ def test_key_that_does_not_fit_the_cert_is_refused_clearly(home: Home) -> None:
     assert "KEY_VALUES_MISMATCH" in err
     assert "Traceback" not in err
     assert "PRIVATE KEY" not in err
+
+
+def test_ctrl_c_stops_gracefully_and_exits_130(home: Home) -> None:
+    """SIGTERM exits 0 (a service manager's stop); Ctrl-C stops the same graceful
+    way, says so, and exits 130 as every talprov command does (it died by a
+    KeyboardInterrupt before, skipping the "stopped" line and the wait guard)."""
+    home.write_config(service={"tokens": TOKENS, "reconcile_interval": 0.1})
+    server = ServeProcess(home.env(), home.root)
+    server.process.send_signal(signal.SIGINT)
+    assert server._finish(30) == 130, server.output()
+    assert server.output().rstrip().endswith("stopped"), server.output()
+    assert "Traceback" not in server.output()
+    server = ServeProcess(home.env(), home.root)
+    assert server.terminate() == 0, server.output()
+    assert server.output().rstrip().endswith("stopped"), server.output()
+
+
+def test_serve_and_config_check_both_exit_2_for_an_invalid_service_block(home: Home) -> None:
+    """QA: duplicate token names made serve exit 2 but `config check` exit 1."""
+    home.write_config(service={"tokens": [TOKENS[0], TOKENS[0]], "workers": False})
+    served = home.run("serve", "--listen", "127.0.0.1:0", timeout=30)
+    assert served.returncode == 2, served.stderr
+    checked = home.run("config", "check", "-o", "json")
+    assert checked.returncode == 2, checked.stdout + checked.stderr
+    rows = {row["part"]: row["result"] for row in json.loads(checked.stdout)}
+    assert "tokens[1].name" in rows["service"]
+    assert rows["providers.fake"] == "ok"  # the other rows are still shown
