@@ -33,8 +33,9 @@ def check(app: App, connect: bool, output: str) -> None:
     every instance and of the service and image_factory blocks, and builds each
     instance. Exit 0 when all is well, 1 when an instance or the factory fails
     (one row each: an unset secret reference, a missing extra, an endpoint that
-    does not answer; `serve` leaves such an instance out and starts), 2 when the file itself is malformed or its
-    service block is invalid (one row for it too), which `serve` refuses with 2.
+    does not answer; `serve` leaves such an instance out and starts), 2 when the
+    file itself is malformed or its service block is invalid (one row for it
+    too), which `serve` refuses with 2.
     """
     loaded = _loaded_or_report(app, output)
     rows: list[dict[str, object]] = []
