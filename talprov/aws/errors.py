@@ -29,6 +29,7 @@ from talprov.providers.errors import (
     RETRYABLE_CLIENT_STATUSES,
     AuthError,
     CapacityError,
+    InstanceUnavailable,
     InvalidRequest,
     NotFound,
     ProviderError,
@@ -167,9 +168,10 @@ def translate(exc: Exception, operation: str, *, endpoint: str | None = None) ->
         # request. The process lacks credentials, which its operator sets and then
         # restarts it: the request must still be there, so it is retried meanwhile.
         found = "none found" if isinstance(exc, NoCredentialsError) else "incomplete ones"
-        return Transient(f"{operation}: no AWS credentials found ({found} in the environment, "
-                         "the profile or instance metadata): set AWS_ACCESS_KEY_ID and "
-                         "AWS_SECRET_ACCESS_KEY, or the instance's profile, and restart talprov")
+        return InstanceUnavailable(
+            f"{operation}: no AWS credentials found ({found} in the environment, the profile "
+            "or instance metadata): set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or the "
+            "instance's profile, and restart talprov")
     if isinstance(exc, EndpointConnectionError | ConnectionError | ReadTimeoutError):
         return Transient(f"{operation}: endpoint unreachable ({connection_failure(exc)})")
     if isinstance(exc, ResponseParserError | BotoCoreError):

@@ -71,6 +71,12 @@ class Transient(ProviderError):
     """Throttling, 5xx, timeouts: try again, after ``retry_after`` when given."""
 
 
+class InstanceUnavailable(Transient):
+    """The provider instance as a whole cannot work until its operator acts (no
+    credentials in the process): nothing is wrong with the request. The runner
+    retries with its backoff but never fails a request for these attempts."""
+
+
 class StepTimeout(ProviderError):
     """A step waited longer than its deadline (a machine that never came up)."""
 
@@ -84,6 +90,7 @@ ERROR_KINDS: tuple[tuple[type[ProviderError], str], ...] = (
     (CapacityError, "no capacity"),
     (NotFound, "not found"),
     (StepTimeout, "timed out"),
+    (InstanceUnavailable, "not usable until its settings are fixed"),
     (Transient, "not answering"),
 )
 

@@ -20,7 +20,13 @@ from pydantic import ValidationError
 
 from talprov.errors import validation_message
 from talprov.logs import log_context
-from talprov.providers.errors import CapacityError, ProviderError, QuotaExceeded, StepTimeout
+from talprov.providers.errors import (
+    CapacityError,
+    InstanceUnavailable,
+    ProviderError,
+    QuotaExceeded,
+    StepTimeout,
+)
 from talprov.providers.protocol import Provider, Runtime, Step, StepContext
 from talprov.providers.retry import step_backoff
 from talprov.providers.types import Machine, Owner, Retry, Stage, StepResult
@@ -308,7 +314,10 @@ class RequestRunner:
             kind = OUT_OF_CAPACITY if isinstance(exc, CapacityError) else QUOTA_EXCEEDED
             message = f"{kind}: {message}"
         work.error = f"{step_name}: {message}"
-        if not deleting and (permanent or work.attempts >= limit):
+        # An instance-wide error (no credentials) says nothing about the request:
+        # it waits for the operator's fix however many attempts that takes.
+        spent = work.attempts >= limit and not isinstance(exc, InstanceUnavailable)
+        if not deleting and (permanent or spent):
             work.stage = Stage.FAILED
             why = "permanent error" if permanent else f"{work.attempts} attempts"
             work.events.append(f"failed ({why}): {work.error}")

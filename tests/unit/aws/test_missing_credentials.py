@@ -42,7 +42,7 @@ def test_a_request_waits_for_missing_credentials_and_goes_on_after_a_restart(
     store.migrate()
     store.create_request(make_request("w-1"))
     without = reconciler(store, moto_server, tmp_path, clock)
-    for _ in range(5):  # five minutes of passes before the operator acts
+    for _ in range(30):  # half an hour of passes (more than 8 attempts) before the fix
         without.run_pass()
         clock.sleep(60)
     record = store.get_request("w-1")
