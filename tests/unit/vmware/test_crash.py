@@ -36,9 +36,9 @@ def test_sigkill_during_clone_then_restart_yields_one_vm(
         "config": {"url": vcsim.url, "username": vcsim.user, "ca_file": str(vcsim.ca_file)},
         "installation": owner.installation, "instance": owner.instance,
         "cache": str(provider.runtime.cache_dir), "factory_url": image_factory.url,
-        "request_id": "k1", "marker": str(marker),
+        "request_id": "k1", "marker": str(marker), "mode": "clone-step",
     }
-    kill_when_marked("crash_worker", settings, tmp_path, vcsim)
+    kill_when_marked(settings, tmp_path, vcsim)
     assert len(all_vms(vcsim)["k1"]) == 1  # the clone happened; its state was never stored
 
     # A new process starts from the last stored state: nothing.
@@ -71,9 +71,9 @@ def test_sigkill_inside_a_pipelined_batch_then_restart_yields_one_vm_each(
         "config": {"url": vcsim.url, "username": vcsim.user, "ca_file": str(vcsim.ca_file)},
         "installation": owner.installation, "instance": owner.instance,
         "cache": str(provider.runtime.cache_dir), "factory_url": image_factory.url,
-        "store": store_url, "marker": str(tmp_path / "powered.marker"),
+        "store": store_url, "marker": str(tmp_path / "powered.marker"), "mode": "pass",
     }
-    kill_when_marked("pass_crash_worker", settings, tmp_path, vcsim)
+    kill_when_marked(settings, tmp_path, vcsim)
     assert {r.request.id: r.step_name for r in store.list_requests()
             if r.request.id != "k0"} == dict.fromkeys(("k1", "k2", "k3"), "clone-vm")
 
@@ -91,15 +91,14 @@ def _all_provisioned(store: Store) -> bool:
     return all(r.stage == Stage.PROVISIONED for r in store.list_requests())
 
 
-def kill_when_marked(module: str, settings: dict[str, Any], tmp_path: Path,
-                     vcsim: VcsimServer) -> None:
-    """Run ``tests.unit.vmware.<module>`` with ``settings`` and SIGKILL it once it
+def kill_when_marked(settings: dict[str, Any], tmp_path: Path, vcsim: VcsimServer) -> None:
+    """Run ``tests.unit.vmware.crash_worker`` with ``settings`` and SIGKILL it once it
     wrote the file ``settings["marker"]``."""
     marker = Path(settings["marker"])
     settings_file = tmp_path / "settings.json"
     settings_file.write_text(json.dumps(settings))
     worker = subprocess.Popen(
-        [sys.executable, "-m", f"tests.unit.vmware.{module}", str(settings_file)],
+        [sys.executable, "-m", "tests.unit.vmware.crash_worker", str(settings_file)],
         cwd=REPO, env={**os.environ, "VCSIM_PASSWORD": vcsim.password},
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
