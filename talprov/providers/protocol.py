@@ -145,9 +145,12 @@ class Step:
     ``pipelined=True``: a request this step is done with goes on to its next
     steps at once, alone, in the worker that ran it, instead of waiting for the
     rest of its batch (the batch's requests end one after another, e.g. clones
-    of one template). Its progress is still stored after every step. It takes
-    a ``run_batch`` that tells each outcome as it is known
-    (``StepContext.finished``); one that does not makes the batch go on together.
+    of one template). Where it got is stored with the batch's outcomes, in one
+    transaction; a crash before that write resumes it at this step, so this
+    step and the ones after it must find what such a run made, as every step
+    must after a crash. It takes a ``run_batch`` that tells each outcome as it
+    is known (``StepContext.finished``); one that does not makes the batch go
+    on together.
     """
 
     name: str

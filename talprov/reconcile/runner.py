@@ -5,7 +5,11 @@ typed state, the attempt counter and the event lines are written in one
 transaction (``ProgressStorage.save_progress``,
 :mod:`talprov.reconcile.storage`). A process killed at any moment therefore
 resumes at the step it was in, and because steps are idempotent (they look for
-what they would create before creating it) nothing is created twice.
+what they would create before creating it) nothing is created twice. A batch of
+a pipelined step (``Step.pipelined``) is the exception that keeps the rule: a
+request done with it runs its next steps at once, alone, and where it got is
+written with the batch's outcomes; a crash before that resumes it at the
+batch's step.
 """
 
 from __future__ import annotations
