@@ -43,6 +43,25 @@ def side_by_side(
         return list(pool.map(attempt, ctxs))
 
 
+def steps_side_by_side(
+    run: Callable[[Ctx], StepResult], ctxs: Sequence[Ctx], workers: int = BATCH_WORKERS
+) -> list[StepResult | BaseException]:
+    """``side_by_side`` for a step's own outcomes: each is also told to the runner
+    as soon as it is known (``StepContext.finished``), so that a request of a
+    pipelined step goes on in its worker while the batch's others still run."""
+    def told(ctx: Ctx) -> StepResult:
+        try:
+            outcome = run(ctx)
+        except ProviderError as exc:
+            ctx.finished(exc)
+            raise
+        ctx.finished(outcome)
+        return outcome
+
+    return side_by_side(told, ctxs, workers)
+
+
 def one_by_one(run: Callable[[Ctx], StepResult]) -> BatchStepFn:
-    """A ``run_batch`` that runs ``run`` for each request, side by side."""
-    return lambda ctxs: side_by_side(run, ctxs)
+    """A ``run_batch`` that runs ``run`` for each request, side by side, telling each
+    outcome as it comes (see :func:`steps_side_by_side`)."""
+    return lambda ctxs: steps_side_by_side(run, ctxs)

@@ -83,10 +83,26 @@ class StepContext(Generic[DataT, StateT]):
     observed: Machine | None = None
     step_started_at: float = 0.0
     events: list[str] = field(default_factory=list)
+    #: Set by the runner while a pipelined step (``Step.pipelined``) runs a batch.
+    on_finished: Callable[[StepResult | BaseException], None] | None = field(
+        default=None, repr=False, compare=False)
 
     def event(self, message: str) -> None:
         """Record a line in the request's event log (never pass secrets here)."""
         self.events.append(message)
+
+    def finished(self, outcome: StepResult | BaseException) -> None:
+        """Tell the runner this request's outcome of the step as soon as it is known,
+        while the batch's other requests still run.
+
+        For a step built with ``pipelined=True`` a request that is done goes on to
+        its next steps inside this call, so call it from the thread that ran the
+        request, once, and return the same outcome from ``run_batch``. A no-op
+        for other steps. ``talprov.providers.batching.one_by_one`` and
+        ``steps_side_by_side`` call it. Raises nothing.
+        """
+        if self.on_finished is not None:
+            self.on_finished(outcome)
 
     def elapsed(self) -> float:
         """Seconds since the current step first ran for this request."""
@@ -125,6 +141,16 @@ class Step:
     reconciler may then run it while that listing is still on its way (one
     round trip less per pass, e.g. for an image lookup). The default, True,
     runs the step only once the listing is in.
+
+    ``pipelined=True``: a request this step is done with goes on to its next
+    steps at once, alone, in the worker that ran it, instead of waiting for the
+    rest of its batch (the batch's requests end one after another, e.g. clones
+    of one template). Where it got is stored with the batch's outcomes, in one
+    transaction; a crash before that write resumes it at this step, so this
+    step and the ones after it must find what such a run made, as every step
+    must after a crash. It takes a ``run_batch`` that tells each outcome as it
+    is known (``StepContext.finished``); one that does not makes the batch go
+    on together.
     """
 
     name: str
@@ -132,12 +158,13 @@ class Step:
     run_batch: BatchStepFn | None = None
     timeout: float | None = None
     needs_listing: bool = True
+    pipelined: bool = False
 
     @classmethod
     def batched(cls, name: str, run_batch: BatchStepFn, *, timeout: float | None = None,
-                needs_listing: bool = True) -> Step:
+                needs_listing: bool = True, pipelined: bool = False) -> Step:
         """A step whose ``run`` is ``run_batch`` on a batch of one."""
-        return cls(name, run_one_of(run_batch), run_batch, timeout, needs_listing)
+        return cls(name, run_one_of(run_batch), run_batch, timeout, needs_listing, pipelined)
 
 
 def run_one_of(run_batch: BatchStepFn) -> StepFn:

@@ -5,13 +5,19 @@ typed state, the attempt counter and the event lines are written in one
 transaction (``ProgressStorage.save_progress``,
 :mod:`talprov.reconcile.storage`). A process killed at any moment therefore
 resumes at the step it was in, and because steps are idempotent (they look for
-what they would create before creating it) nothing is created twice.
+what they would create before creating it) nothing is created twice. A batch of
+a pipelined step (``Step.pipelined``) is the exception that keeps the rule: a
+request done with it runs its next steps at once, alone, and where it got is
+written with the batch's outcomes; a crash before that resumes it at the
+batch's step.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
-from collections.abc import Sequence
+import threading
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -184,9 +190,11 @@ class RequestRunner:
         """Run steps for ``works`` until each waits, fails or is provisioned.
 
         Works that are at the same step run through that step's ``run_batch``
-        together when the step has one. With ``listed`` False (the pass's listing
-        is not in yet) a work stops before a step that needs the listing; those
-        works are returned, to be advanced again once ``observed`` is set.
+        together when the step has one; of a pipelined step (``Step.pipelined``),
+        each work the step is done with goes on alone at once, in the worker that
+        ran it. With ``listed`` False (the pass's listing is not in yet) a work
+        stops before a step that needs the listing; those works are returned, to
+        be advanced again once ``observed`` is set.
         """
         active = [w for w in works if not w.stopped]
         parked: list[Work] = []
@@ -206,23 +214,85 @@ class RequestRunner:
                         self._provisioned(w)
                     save_all(self.store, [(w, None) for w in group])
                     continue
-                applied = []
-                for w, outcome in zip(group, self._run_step(step, group), strict=True):
-                    with log_context(request_id=w.record.request.id,
-                                     provider=self.owner.instance, step=step.name):
-                        applied.append(self._apply(w, step, outcome))
-                # The whole group's outcomes are one store transaction.
-                saved = save_all(self.store, [(w, name) for w, (name, _) in zip(group, applied,
-                                                                              strict=True)])
-                still += [w for w, (_, go_on), ok in zip(group, applied, saved, strict=True)
-                          if go_on and ok]
+                still += self._run_group(step, group, listed)
             active = still
         return parked
 
+    def _run_group(self, step: Step, group: Sequence[Work], listed: bool) -> list[Work]:
+        """Run ``step`` for ``group`` and store the outcomes in one transaction; the
+        works to run their next step now.
+
+        Of a pipelined step, a work whose outcome the batch tells early as done
+        goes on through its next steps at once in the batch's worker, alone,
+        until one waits, fails, needs the listing (with ``listed`` False: then it
+        is returned to go on) or it is provisioned; where it got is stored with
+        the group's outcomes. A crash before that write resumes the group at ``step``,
+        which, as every step, finds what it made before.
+        """
+        chained: dict[int, tuple[str | None, bool]] = {}
+        lock = threading.Lock()
+        trouble: list[Exception] = []
+
+        def go_on(work: Work, ctx: StepContext[Any, Any],
+                  outcome: StepResult | BaseException) -> None:
+            # In a worker of the batch, as the request's step ended. Never raises
+            # into the driver: a bug here is raised again after the batch.
+            with lock:
+                if outcome is not None or id(work) in chained:
+                    return  # waiting or failed: taken in with the group
+                chained[id(work)] = (step.name, False)
+            try:
+                chained[id(work)] = self._chain(step, work, ctx, listed)
+            except Exception as exc:
+                with lock:
+                    trouble.append(exc)
+
+        pipelined = step.pipelined and step.run_batch is not None and len(group) > 1
+        contexts, outcomes = self._run_step(step, group, go_on if pipelined else None)
+        if trouble:
+            raise trouble[0]
+        taken = [chained[id(w)] if id(w) in chained else self._take(step, w, ctx, outcome)
+                 for w, ctx, outcome in zip(group, contexts, outcomes, strict=True)]
+        # The whole group's outcomes are one store transaction.
+        saved = save_all(self.store, [(w, name) for w, (name, _) in zip(group, taken,
+                                                                        strict=True)])
+        return [w for w, (_, more), ok in zip(group, taken, saved, strict=True)
+                if more and ok]
+
+    def _chain(self, step: Step, work: Work, ctx: StepContext[Any, Any],
+               listed: bool) -> tuple[str | None, bool]:
+        """Take in ``step`` done for ``work`` and run its next steps, alone, until
+        one does not end done or (``listed`` False) needs the listing. Returns the
+        step name to store and whether the work is to go on once listed."""
+        name, more = self._take(step, work, ctx, None)
+        while more:
+            nxt = self._steps[work.step_index]
+            if not listed and nxt.needs_listing:
+                return name, True
+            (nxt_ctx,), (outcome,) = self._run_step(nxt, [work])
+            name, more = self._take(nxt, work, nxt_ctx, outcome)
+        return name, False
+
+    def _take(self, step: Step, work: Work, ctx: StepContext[Any, Any],
+              outcome: StepResult | BaseException) -> tuple[str | None, bool]:
+        """Take the request's events and outcome of ``step`` (the timeout applied)
+        into ``work``; see :meth:`_apply`."""
+        work.events.extend(ctx.events)
+        with log_context(request_id=work.record.request.id, provider=self.owner.instance,
+                         step=step.name):
+            return self._apply(work, step, within_timeout(step, ctx.elapsed(), outcome))
+
     def _run_step(
-        self, step: Step, group: Sequence[Work]
-    ) -> list[StepResult | BaseException]:
+        self, step: Step, group: Sequence[Work],
+        go_on: Callable[[Work, StepContext[Any, Any], StepResult | BaseException], None]
+        | None = None,
+    ) -> tuple[list[StepContext[Any, Any]], list[StepResult | BaseException]]:
+        """``step`` for ``group``: the contexts and the step's raw outcomes. With
+        ``go_on``, each context tells its outcome there as soon as it is known."""
         contexts = [w.context() for w in group]
+        if go_on is not None:
+            for w, ctx in zip(group, contexts, strict=True):
+                ctx.on_finished = functools.partial(go_on, w, ctx)
         outcomes: list[StepResult | BaseException]
         instance = self.owner.instance
         if step.run_batch is not None and len(group) > 1:
@@ -242,12 +312,7 @@ class RequestRunner:
                         outcomes.append(step.run(ctx))
                 except Exception as exc:
                     outcomes.append(exc)
-        for w, ctx in zip(group, contexts, strict=True):
-            w.events.extend(ctx.events)
-        return [
-            within_timeout(step, ctx.elapsed(), outcome)
-            for ctx, outcome in zip(contexts, outcomes, strict=True)
-        ]
+        return contexts, outcomes
 
     def _apply(
         self, work: Work, step: Step, outcome: StepResult | BaseException

@@ -22,7 +22,7 @@ from typing import Any, ClassVar, Literal, TypeVar, cast
 from pydantic import BaseModel
 
 from talprov.providers import MachineRequest, endpoint_without_secrets
-from talprov.providers.batching import one_by_one, side_by_side
+from talprov.providers.batching import one_by_one, steps_side_by_side
 from talprov.providers.errors import NotFound, ProviderError
 from talprov.providers.ownership import INSTANCE_KEY, is_owned
 from talprov.providers.protocol import ProviderState, Runtime, Step, StepContext
@@ -188,15 +188,19 @@ class VSphereProvider:
         # Every step takes the requests that reached it together and runs them side
         # by side (vCenter has no call for many clones); the runner then stores
         # the whole group's progress in one transaction instead of one each.
+        # The tasks of a batch end one after another (vCenter copies one template
+        # for one clone after the other): the steps with tasks are pipelined, so a
+        # VM whose clone ended is configured and powered on while the others clone.
         return [
             # Reads no listing and makes no machine (a template is none): it runs
             # while the pass's listing is on its way.
             Step.batched("ensure-template", one_by_one(self._ensure_template),
                          timeout=self.config.task_timeout, needs_listing=False),
-            Step.batched("clone-vm", self._clone_batch, timeout=self.config.task_timeout),
-            Step.batched("configure-vm", self._configure_batch),
+            Step.batched("clone-vm", self._clone_batch, timeout=self.config.task_timeout,
+                         pipelined=True),
+            Step.batched("configure-vm", self._configure_batch, pipelined=True),
             Step.batched("tag-vm", one_by_one(self._tag_vm)),
-            Step.batched("power-on", one_by_one(self._power_on)),
+            Step.batched("power-on", one_by_one(self._power_on), pipelined=True),
             Step.batched("wait-running", one_by_one(self._wait_running),
                          timeout=self.config.running_timeout),
         ]
@@ -248,7 +252,7 @@ class VSphereProvider:
                 looked_up = self.find_vms(ctxs[0].owner, fresh)
             except ProviderError as exc:
                 return [exc] * len(ctxs)
-        return side_by_side(lambda ctx: self._clone_vm(ctx, looked_up), ctxs)
+        return steps_side_by_side(lambda ctx: self._clone_vm(ctx, looked_up), ctxs)
 
     def _clone_vm(self, ctx: Ctx, looked_up: Mapping[str, str | None]) -> StepResult:
         """Clone the template into the request's VM unless it exists (found by instance
@@ -332,7 +336,7 @@ class VSphereProvider:
         moids = [c.state.vm_moid for c in ctxs
                  if c.state.vm_moid is not None and c.state.reconfig_task is None]
         read = self._configure_reads.for_batch(moids)
-        return side_by_side(lambda ctx: self._configure_vm(ctx, read), ctxs)
+        return steps_side_by_side(lambda ctx: self._configure_vm(ctx, read), ctxs)
 
     def _configure_vm(self, ctx: Ctx, read: Mapping[str, Mapping[str, Any]]) -> StepResult:
         """Bring CPU, memory, disk, NICs and extraConfig in line; record the BIOS UUID.

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import base64
+import threading
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -19,6 +21,10 @@ from tests.driving import step_ran_while_listing
 from tests.emulators.vcsim.fixture import VcsimServer
 from tests.unit.vmware.conftest import machine_request
 from tests.unit.vmware.observe import all_vms, destroy_out_of_band
+from tests.unit.vmware.soap import intercept_soap
+
+#: Seconds a clone waits for a power-on (only without pipelining: then in vain).
+PATIENCE = 10.0
 
 
 @pytest.fixture
@@ -84,3 +90,41 @@ def test_ensure_template_runs_while_the_listing_is_on_its_way(
 
     assert ensured_while_listing == [True]
     assert _record(store, "r1").stage == Stage.PROVISIONED
+
+
+def test_a_vm_whose_clone_ended_is_powered_on_while_the_others_clone(
+    provider: VSphereProvider, vcsim: VcsimServer, store: Store,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # vCenter ends one template's clones one after another. Here every clone but
+    # the first waits until some VM is powered on: a batch that went on only
+    # together (all clones, then all reconfigures, then the power-ons) would make
+    # them wait PATIENCE seconds and power on after the last clone ended.
+    powered_on = threading.Event()
+    order: list[str] = []
+
+    def answer(method: str, number: int, call: Callable[[], Any]) -> Any:
+        if method == "CloneVM_Task" and number > 1:
+            powered_on.wait(PATIENCE)
+        result = call()
+        if method in ("CloneVM_Task", "PowerOnVM_Task"):
+            order.append(method)
+        if method == "PowerOnVM_Task":
+            powered_on.set()
+        return result
+
+    reconciler = _reconciler(store, provider)
+    store.create_request(machine_request("r0"))  # imports the template
+    assert reconciler.run_until(_all_in(store, Stage.PROVISIONED), timeout=600, interval=1.0)
+    intercept_soap(monkeypatch, answer)
+    for i in range(1, 4):
+        store.create_request(machine_request(f"r{i}"))
+
+    reconciler.run_pass()
+
+    assert order.count("CloneVM_Task") == 3
+    assert order.index("PowerOnVM_Task") < max(
+        i for i, method in enumerate(order) if method == "CloneVM_Task")
+    assert _all_in(store, Stage.PROVISIONED)()
+    vms = all_vms(vcsim)
+    assert [len(vms[f"r{i}"]) for i in range(1, 4)] == [1, 1, 1]
