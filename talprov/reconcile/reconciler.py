@@ -24,7 +24,9 @@ change of the instance's state rather than once per attempt.
 
 A full pass also sweeps leftovers (parts that outlived the request they were
 made for) of providers implementing ``SweepsLeftovers``, at most once every
-``sweep_interval`` seconds per provider instance (:mod:`talprov.reconcile.leftovers`).
+``sweep_interval`` seconds per provider instance, in a pass that had no request
+of that instance to work on (or once the sweep is another interval overdue), so
+that it never delays a request (:mod:`talprov.reconcile.leftovers`).
 """
 
 from __future__ import annotations
@@ -175,19 +177,24 @@ class Reconciler(LeaseRenewal):
         by_instance: dict[str, list[RequestSummary]] = {}
         for summary in summaries:
             by_instance.setdefault(summary.provider, []).append(summary)
+        busy: set[str] = set()
         for instance, group in sorted(by_instance.items()):
             handle = self.providers.get(instance)
             if handle is None:
                 self._note_unconfigured(instance, group, report)
                 continue
+            worked = report.worked
             with log_context(provider=instance):
                 self._pass_instance(instance, handle, group, report)
+            if report.worked > worked:
+                busy.add(instance)
         if only is None:
-            # An instance that cannot list machines cannot list leftovers either.
+            # An instance that cannot list machines cannot list leftovers either;
+            # one whose requests this pass worked on is swept in an idle pass.
             report.swept = self._sweeper.sweep_due(
                 {name: handle.provider for name, handle in self.providers.items()
                  if self.instance_backoff.trouble(name) is None},
-                report.errors,
+                report.errors, busy,
             )
         report.unhealthy = {name: trouble.describe()
                             for name, trouble in self.instance_backoff.troubles().items()}
