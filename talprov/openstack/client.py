@@ -137,6 +137,18 @@ class OpenStackClient:
         # so it can fail like any call.
         return self.read(f"reach the {service} service", lambda: self._service(service))
 
+    def reaching(self, services: Iterable[str], call: Callable[[], T]) -> T:
+        """``call()``, while :meth:`reach` makes the first touch of ``services`` in a
+        thread of its own; no thread once they were all reached. Raises what
+        ``call`` raises."""
+        with self._lock:
+            todo = [s for s in services if s not in self._reached]
+        if not todo:
+            return call()
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            pool.submit(self.reach, todo)
+            return call()
+
     def reach(self, services: Iterable[str]) -> None:
         """Make the first touch of each service proxy (keystoneauth discovers the
         endpoint's versions then: one call each) side by side, once; later calls

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from typing import Any, ClassVar
 
@@ -436,13 +435,11 @@ class OpenStackProvider:
 
         Read-only and idempotent. Raises ``AuthError`` or ``Transient``.
         """
-        with ThreadPoolExecutor(max_workers=1) as pool:
-            # The first pass's steps need Glance and Neutron next: find their
-            # endpoints while this listing runs, not one after another later.
-            pool.submit(self.client.reach, ("image", "network"))
-            servers = self.client.list_json("list servers", "compute", "/servers/detail",
-                                            "servers", microversion=server_microversion,
-                                            tags=tag_query(owner_tags(owner)))
+        # The first pass's steps need Glance and Neutron next: find their
+        # endpoints while this listing runs, not one after another later.
+        servers = self.client.reaching(("image", "network"), lambda: self.client.list_json(
+            "list servers", "compute", "/servers/detail", "servers",
+            microversion=server_microversion, tags=tag_query(owner_tags(owner))))
         return [machine_of(s) for s in servers if s.get("status") not in GONE_STATES]
 
     # -- leak sweep (SweepsLeftovers) ----------------------------------------------------------
