@@ -105,6 +105,7 @@ class OpenStackClient:
         self._first_touch: dict[str, threading.Lock] = {}
         self._connections = DEFAULT_POOL
         self._microversions: dict[tuple[str, Callable[[Any], str | None]], str] = {}
+        self._endpoints: dict[str, str | None] = {}
 
     def __repr__(self) -> str:
         return f"OpenStackClient(cloud={self.config.cloud!r}, region={self.config.region!r})"
@@ -251,17 +252,11 @@ class OpenStackClient:
         microversion to ask for. Read-only; retried as :meth:`read`. Raises
         ``AuthError`` or ``Transient``.
         """
-        from openstack import exceptions as sdk
-
         def fetch() -> builtins.list[dict[str, Any]]:
-            proxy = self._service(service)
-            version = self.microversion(service, proxy, microversion)
             params = dict(query)
             items: builtins.list[dict[str, Any]] = []
             while True:
-                response = proxy.get(path, params=params, microversion=version)
-                sdk.raise_from_response(response)
-                body = response.json()
+                body = self._send(service, "GET", path, microversion, params=params)
                 page = body.get(key) or []
                 items.extend(page)
                 # Nova and Neutron link the next page in ``{key}_links``, Glance in ``next``.
@@ -276,16 +271,38 @@ class OpenStackClient:
                   microversion: Callable[[Any], str | None] | None = None) -> Any:
         """POST ``body`` as JSON and return the answer's JSON, no SDK objects (see
         :meth:`list_json`). Sent once, as :meth:`write`."""
+        return self.write(what, lambda: self._send(service, "POST", path, microversion,
+                                                   json=body))
+
+    def _send(self, service: str, method: str, path: str,
+              microversion: Callable[[Any], str | None] | None, **options: Any) -> Any:
+        """One plain-JSON call of the hot path; its answer's JSON. Raises the SDK's
+        exception for an error status (the caller translates it).
+
+        The call goes to the service's endpoint as found on first use: keystoneauth
+        would look it up in the catalog again for every call, a third of a
+        call's CPU. Any failure forgets it, so an endpoint that moved (a new
+        catalog) is looked up afresh by the next call.
+        """
         from openstack import exceptions as sdk
 
-        def post() -> Any:
-            proxy = self._service(service)
-            version = self.microversion(service, proxy, microversion)
-            response = proxy.post(path, json=body, microversion=version)
+        proxy = self._service(service)
+        version = self.microversion(service, proxy, microversion)
+        with self._lock:
+            endpoint = self._endpoints.get(service)
+        try:
+            if endpoint is None:
+                endpoint = proxy.get_endpoint()
+                with self._lock:
+                    self._endpoints[service] = endpoint
+            response = proxy.request(path, method, microversion=version,
+                                     endpoint_override=endpoint, **options)
             sdk.raise_from_response(response)
-            return response.json()
-
-        return self.write(what, post)
+        except Exception:
+            with self._lock:
+                self._endpoints.pop(service, None)
+            raise
+        return response.json()
 
 
 def next_marker(links: Any) -> str | None:

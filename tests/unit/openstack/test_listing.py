@@ -94,3 +94,31 @@ def test_listings_after_the_first_start_no_thread_to_reach_services(
     monkeypatch.setattr(threading.Thread, "__init__", noting)
     harness.provider.list_machines(harness.owner)
     assert started == []
+
+
+def test_hot_calls_keep_the_endpoint_and_look_it_up_again_after_a_failure(
+        harness: Harness) -> None:
+    # keystoneauth looked the endpoint up in the catalog for every call (a third
+    # of a call's CPU); kept, it must not outlive a failure: an endpoint that
+    # moved is looked up afresh by the retry.
+    client = harness.provider.client
+    harness.provision(harness.request("ep-1"))
+    lookups: list[str] = []
+    proxy = client.compute
+    real = proxy.get_endpoint
+
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        lookups.append("compute")
+        return real(*args, **kwargs)
+
+    proxy.get_endpoint = counted
+    try:
+        harness.provider.list_machines(harness.owner)
+        harness.provider.list_machines(harness.owner)
+        assert lookups == []  # kept since the provisioning's calls
+        client._endpoints["compute"] = "http://127.0.0.1:9/compute/v2.1"  # moved away
+        listed = harness.provider.list_machines(harness.owner)
+        assert [m.request_id for m in listed] == ["ep-1"]
+        assert lookups == ["compute"]  # once, by the retry after the refused call
+    finally:
+        del proxy.get_endpoint
