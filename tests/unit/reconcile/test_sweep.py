@@ -284,17 +284,23 @@ class BusyProvider(LeakyProvider):
         return (Step("again", lambda ctx: Retry(after=1, reason="working")),)
 
 
-def test_a_pass_that_works_on_an_instances_requests_leaves_its_sweep_to_an_idle_pass(
-    store: Store, clock: FakeClock, tmp_path: Path
-) -> None:
-    # The sweep is upkeep: its round trips must not stand between a request and
-    # provisioned (the first pass after a start would otherwise list leftovers
-    # before its requests are done).
+@pytest.fixture
+def busy(store: Store, clock: FakeClock, tmp_path: Path) -> tuple[BusyProvider, Reconciler]:
+    """A busy instance with one request due at once and a leftover to sweep."""
     provider = BusyProvider("leaky", [leftover("gone-1")])
     reconciler = make_reconciler(store, clock, tmp_path, provider, sweep_interval=300.0)
     store.create_request(MachineRequest(id="busy-1", provider="leaky",
                                         talos_version="v1.13.9"))
+    return provider, reconciler
 
+
+def test_a_pass_that_works_on_an_instances_requests_leaves_its_sweep_to_an_idle_pass(
+    store: Store, busy: tuple[BusyProvider, Reconciler]
+) -> None:
+    # The sweep is upkeep: its round trips must not stand between a request and
+    # provisioned (the first pass after a start would otherwise list leftovers
+    # before its requests are done).
+    provider, reconciler = busy
     report = reconciler.run_pass()
     assert report.worked == 1
     assert report.swept == 0
@@ -311,12 +317,9 @@ def test_a_pass_that_works_on_an_instances_requests_leaves_its_sweep_to_an_idle_
 
 
 def test_an_instance_that_is_never_idle_is_swept_once_its_sweep_is_an_interval_overdue(
-    store: Store, clock: FakeClock, tmp_path: Path
+    clock: FakeClock, busy: tuple[BusyProvider, Reconciler]
 ) -> None:
-    provider = BusyProvider("leaky", [leftover("gone-1")])
-    reconciler = make_reconciler(store, clock, tmp_path, provider, sweep_interval=300.0)
-    store.create_request(MachineRequest(id="busy-1", provider="leaky",
-                                        talos_version="v1.13.9"))
+    provider, reconciler = busy
 
     def busy_pass() -> int:
         report = reconciler.run_pass()
