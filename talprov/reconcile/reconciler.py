@@ -24,9 +24,8 @@ change of the instance's state rather than once per attempt.
 
 A full pass also sweeps leftovers (parts that outlived the request they were
 made for) of providers implementing ``SweepsLeftovers``, at most once every
-``sweep_interval`` seconds per provider instance, in a pass that had no request
-of that instance to work on (or once the sweep is another interval overdue), so
-that it never delays a request (:mod:`talprov.reconcile.leftovers`).
+``sweep_interval`` seconds per provider instance, in a pass with no work for it
+(:mod:`talprov.reconcile.leftovers`), so that it never delays a request.
 """
 
 from __future__ import annotations
@@ -189,8 +188,7 @@ class Reconciler(LeaseRenewal):
             if report.worked > worked:
                 busy.add(instance)
         if only is None:
-            # An instance that cannot list machines cannot list leftovers either;
-            # one whose requests this pass worked on is swept in an idle pass.
+            # An instance that cannot list machines cannot list leftovers either.
             report.swept = self._sweeper.sweep_due(
                 {name: handle.provider for name, handle in self.providers.items()
                  if self.instance_backoff.trouble(name) is None},
@@ -372,6 +370,9 @@ class Reconciler(LeaseRenewal):
         # Requests at a batchable step go to the provider together; the rest are
         # spread over the instance's concurrency.
         batches = self._batches(runner, provisioning)
+        if len(batches) == 1 and not deprovisioning:
+            # One batch (a set at one step, the usual first pass): no thread for it.
+            return runner.advance(batches[0], listed=listed)
         parked: list[Work] = []
         with ThreadPoolExecutor(max_workers=handle.concurrency) as pool:
             futures = [pool.submit(runner.advance, batch, listed=listed) for batch in batches]
