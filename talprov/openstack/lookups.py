@@ -71,6 +71,12 @@ class NameCache:
                 self._entries[key] = (found, now + self._ttl)
             return found
 
+    def knows(self, kind: str, name: str) -> bool:
+        """Whether ``name`` has an answer within its TTL (:meth:`get` makes no call then)."""
+        with self._lock:
+            entry = self._entries.get((kind, name))
+            return entry is not None and entry[1] > self._clock()
+
     def forget(self, *ids: str) -> None:
         """Drop every cached name that resolved to one of ``ids`` (a not-found on them)."""
         dropped = set(ids)
@@ -143,8 +149,13 @@ class Lookups(NameCache):
             flavor = min(fitting, key=lambda f: (f["vcpus"], f["ram"], f["disk"], str(f["name"])))
             return Resolved(str(flavor["id"]), str(flavor["name"]))
 
-        fits = f"{data.cpu}/{data.memory}/{data.disk}/{data.root_volume is not None}"
-        return self.get("fitting flavor", fits, choose)
+        return self.get("fitting flavor", _fits(data), choose)
+
+    def knows_flavor(self, data: OpenStackData) -> bool:
+        """Whether data's flavor (named or fitting) is cached: resolving it makes no call."""
+        if data.flavor is not None:
+            return self.knows("flavor", data.flavor)
+        return self.knows("fitting flavor", _fits(data))
 
     def network(self, name_or_id: str) -> Resolved:
         """A network. Raises ``InvalidRequest`` naming provider_data.networks."""
@@ -208,3 +219,8 @@ class Lookups(NameCache):
             return
         with ThreadPoolExecutor(max_workers=min(WARM_WORKERS, len(work))) as pool:
             list(pool.map(attempt, work))
+
+
+def _fits(data: OpenStackData) -> str:
+    """The cache key of the flavor that fits ``data``'s sizes."""
+    return f"{data.cpu}/{data.memory}/{data.disk}/{data.root_volume is not None}"

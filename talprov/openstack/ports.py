@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from talprov.openstack.batching import each
+from talprov.openstack.batching import each_as_needed
 from talprov.openstack.client import OpenStackClient
 from talprov.openstack.data import OpenStackData, PortSpec
 from talprov.openstack.errors import refused_whole
@@ -83,8 +83,11 @@ class Ports:
                 return [exc] * len(ctxs)
             seen = [listed[id(ctx)] for ctx in ctxs]
         ports_of = {id(ctx): ports or [] for ctx, ports in zip(ctxs, seen, strict=True)}
-        outcomes: list[Needed | StepResult | BaseException] = list(each(
-            lambda ctx: self._needed(ctx, ports_of[id(ctx)]), ctxs))
+        # Sorting out what exists is CPU, unless this Neutron cannot tag on create:
+        # then each request looks for untagged ports by name.
+        adopting = not self._tags_on_create()
+        outcomes: list[Needed | StepResult | BaseException] = list(each_as_needed(
+            lambda ctx: self._needed(ctx, ports_of[id(ctx)]), ctxs, lambda _: adopting))
         pending = [o for o in outcomes if isinstance(o, Needed) and o.new]
         if len(pending) > 1 and self.tags.on_create("port"):
             try:
@@ -98,11 +101,21 @@ class Ports:
                     outcomes = [exc if id(o) in held else o for o in outcomes]
         places = [i for i, o in enumerate(outcomes) if isinstance(o, Needed)]
         needed = {id(outcome.ctx): outcome for outcome in outcomes if isinstance(outcome, Needed)}
-        finished = each(lambda ctx: self._finish(ctx, needed[id(ctx)]),
-                        [needed_one.ctx for needed_one in needed.values()])
+        # Only a request whose ports are still missing creates (one by one).
+        finished = each_as_needed(lambda ctx: self._finish(ctx, needed[id(ctx)]),
+                                  [needed_one.ctx for needed_one in needed.values()],
+                                  lambda ctx: bool(needed[id(ctx)].new))
         for i, result in zip(places, finished, strict=True):
             outcomes[i] = result
         return [None if isinstance(o, Needed) else o for o in outcomes]
+
+    def _tags_on_create(self) -> bool:
+        """Whether ports may carry tags on create; False when the extension list
+        cannot be read now (each request's own lookup then raises the error)."""
+        try:
+            return self.tags.on_create("port")
+        except ProviderError:
+            return False
 
     def look_ahead(self, ctxs: Sequence[Ctx]) -> None:
         """List the owner's tagged ports once now and note each request's on its state,

@@ -21,14 +21,13 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from typing import Any, ClassVar
 
 from pydantic import BaseModel
 
 from talprov.openstack import images, sweep
-from talprov.openstack.batching import each, one_by_one
+from talprov.openstack.batching import each_as_needed, one_by_one, where_needed
 from talprov.openstack.client import OpenStackClient, connect
 from talprov.openstack.config import OpenStackConfig
 from talprov.openstack.data import OpenStackData
@@ -132,17 +131,23 @@ class OpenStackProvider:
             # The steps up to ensure-ports neither read the listing nor make or
             # remove a server: they run while the pass's listing is on its way.
             Step.batched("resolve-image", self._resolve_images, needs_listing=False),
-            Step("resolve-flavor", self._resolve_flavor, one_by_one(self._resolve_flavor),
+            # resolve-image looked the flavors up: no thread per request for them.
+            Step("resolve-flavor", self._resolve_flavor,
+                 where_needed(self._resolve_flavor, lambda ctx: (
+                     ctx.state.flavor_id is None and not self._names.knows_flavor(ctx.data))),
                  needs_listing=False),
+            # One request at a time anyway (see the step).
             Step("ensure-server-group", self._ensure_server_group,
-                 one_by_one(self._ensure_server_group), needs_listing=False),
+                 where_needed(self._ensure_server_group, lambda _: False),
+                 needs_listing=False),
             Step("ensure-ports", self._ensure_ports_step, self.ports.ensure_batch,
                  needs_listing=False),
             Step("ensure-server", self._ensure_server_step, one_by_one(self._ensure_server_step)),
             Step("wait-active", self._wait_active, self._wait_active_batch,
                  timeout=self.config.active_timeout),
             Step("ensure-floating-ip", self._ensure_floating_ip,
-                 one_by_one(self._ensure_floating_ip)),
+                 where_needed(self._ensure_floating_ip,
+                              lambda ctx: ctx.data.floating_ip_pool is not None)),
         ]
 
     # -- 1. image ------------------------------------------------------------------------
@@ -157,7 +162,9 @@ class OpenStackProvider:
             # Rendering is CPU: done while the lookups are on their way, not
             # between the server creates (it is kept for this pass only).
             *(partial(self._render_ahead, ctx) for ctx in ctxs)])
-        return each(self._resolve_image, ctxs)
+        # Only an image from the factory may still cost calls (an upload).
+        return each_as_needed(self._resolve_image, ctxs, lambda ctx: (
+            ctx.state.image_id is None and ctx.data.image is None))
 
     @staticmethod
     def _render_ahead(ctx: Ctx) -> None:
@@ -320,7 +327,15 @@ class OpenStackProvider:
             for ctx in fresh:
                 if ctx.state.server_id in listed:
                     ctx.observed = listed[str(ctx.state.server_id)]
-        return each(self._wait_active, ctxs)
+        return each_as_needed(self._wait_active, ctxs, self._may_call_while_waiting)
+
+    @staticmethod
+    def _may_call_while_waiting(ctx: Ctx) -> bool:
+        """Whether wait-active may call the cloud for ``ctx``: not when the pass's
+        listing shows its server in a state other than ERROR."""
+        observed = ctx.observed
+        return (observed is None or observed.infra_id != ctx.state.server_id
+                or observed.extra.get("status") == "ERROR")
 
     def _wait_active(self, ctx: Ctx) -> StepResult:
         with self._unseen_lock:
@@ -420,13 +435,11 @@ class OpenStackProvider:
 
         Read-only and idempotent. Raises ``AuthError`` or ``Transient``.
         """
-        with ThreadPoolExecutor(max_workers=1) as pool:
-            # The first pass's steps need Glance and Neutron next: find their
-            # endpoints while this listing runs, not one after another later.
-            pool.submit(self.client.reach, ("image", "network"))
-            servers = self.client.list_json("list servers", "compute", "/servers/detail",
-                                            "servers", microversion=server_microversion,
-                                            tags=tag_query(owner_tags(owner)))
+        # The first pass's steps need Glance and Neutron next: find their
+        # endpoints while this listing runs, not one after another later.
+        servers = self.client.reaching(("image", "network"), lambda: self.client.list_json(
+            "list servers", "compute", "/servers/detail", "servers",
+            microversion=server_microversion, tags=tag_query(owner_tags(owner))))
         return [machine_of(s) for s in servers if s.get("status") not in GONE_STATES]
 
     # -- leak sweep (SweepsLeftovers) ----------------------------------------------------------

@@ -6,12 +6,17 @@ kind of part. The sweep lists first and only then reads which requests the
 store holds: a request is stored before its first step runs, so anything a
 create in flight made belongs to a request read here and is kept. Leftovers
 whose tags name no request are kept too: nothing says whose they are.
+
+The sweep is upkeep, not a step of any request: an instance whose requests a
+pass works on is swept in a later pass with nothing to do for it, so its round
+trips never stand between a request and provisioned. An instance that is never
+idle is still swept, once its sweep is a whole interval overdue.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 
 from talprov.providers.errors import ProviderError
 from talprov.providers.protocol import Leftover, Provider, SweepsLeftovers
@@ -24,7 +29,8 @@ log = logging.getLogger(__name__)
 
 
 class LeftoverSweeper:
-    """Sweeps each provider instance at most once every ``interval`` seconds.
+    """Sweeps each provider instance at most once every ``interval`` seconds, and
+    at least once every two while it is never idle.
 
     ``clock`` is the runtime's clock (seconds); ``installation`` is this
     talprov's ownership mark.
@@ -38,22 +44,30 @@ class LeftoverSweeper:
         self.clock = clock
         self.interval = interval
         self._last: dict[str, float] = {}
+        # An instance never swept counts as swept an interval before this sweeper
+        # began: due at once when idle, at the latest one interval in.
+        self._never = clock() - interval
 
-    def sweep_due(self, providers: Mapping[str, Provider], errors: list[str]) -> int:
+    def sweep_due(
+        self, providers: Mapping[str, Provider], errors: list[str],
+        busy: Collection[str] = (),
+    ) -> int:
         """Sweep every instance whose sweep is due; how many leftovers were deleted.
 
-        Instances without the optional protocol are skipped. Failures are
-        appended to ``errors`` (redacted) and never stop the other instances or
-        leftovers; never raises. Idempotent: deleting a leftover already gone is
-        success.
+        ``busy``: the instances whose requests this pass worked on; their sweep
+        waits for a pass without work for them unless it is overdue by another
+        interval (see the module docstring). Instances without the optional
+        protocol are skipped. Failures are appended to ``errors`` (redacted) and
+        never stop the other instances or leftovers; never raises. Idempotent:
+        deleting a leftover already gone is success.
         """
         now = self.clock()
         swept = 0
         for instance, provider in sorted(providers.items()):
             if not isinstance(provider, SweepsLeftovers):
                 continue
-            last = self._last.get(instance)
-            if last is not None and now - last < self.interval:
+            waited = now - self._last.get(instance, self._never)
+            if waited < self.interval or (instance in busy and waited < 2 * self.interval):
                 continue
             # Noted whatever the outcome: a failing platform is retried after the
             # interval, not hammered every pass.

@@ -24,7 +24,8 @@ change of the instance's state rather than once per attempt.
 
 A full pass also sweeps leftovers (parts that outlived the request they were
 made for) of providers implementing ``SweepsLeftovers``, at most once every
-``sweep_interval`` seconds per provider instance (:mod:`talprov.reconcile.leftovers`).
+``sweep_interval`` seconds per provider instance, in a pass with no work for it
+(:mod:`talprov.reconcile.leftovers`), so that it never delays a request.
 """
 
 from __future__ import annotations
@@ -175,19 +176,23 @@ class Reconciler(LeaseRenewal):
         by_instance: dict[str, list[RequestSummary]] = {}
         for summary in summaries:
             by_instance.setdefault(summary.provider, []).append(summary)
+        busy: set[str] = set()
         for instance, group in sorted(by_instance.items()):
             handle = self.providers.get(instance)
             if handle is None:
                 self._note_unconfigured(instance, group, report)
                 continue
+            worked = report.worked
             with log_context(provider=instance):
                 self._pass_instance(instance, handle, group, report)
+            if report.worked > worked:
+                busy.add(instance)
         if only is None:
             # An instance that cannot list machines cannot list leftovers either.
             report.swept = self._sweeper.sweep_due(
                 {name: handle.provider for name, handle in self.providers.items()
                  if self.instance_backoff.trouble(name) is None},
-                report.errors,
+                report.errors, busy,
             )
         report.unhealthy = {name: trouble.describe()
                             for name, trouble in self.instance_backoff.troubles().items()}
@@ -365,6 +370,9 @@ class Reconciler(LeaseRenewal):
         # Requests at a batchable step go to the provider together; the rest are
         # spread over the instance's concurrency.
         batches = self._batches(runner, provisioning)
+        if len(batches) == 1 and not deprovisioning:
+            # One batch (a set at one step, the usual first pass): no thread for it.
+            return runner.advance(batches[0], listed=listed)
         parked: list[Work] = []
         with ThreadPoolExecutor(max_workers=handle.concurrency) as pool:
             futures = [pool.submit(runner.advance, batch, listed=listed) for batch in batches]

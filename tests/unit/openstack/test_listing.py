@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import pytest
 
 from talprov.openstack.servers import (
     owner_tags,
@@ -71,3 +75,50 @@ def test_threads_touching_a_service_at_once_make_one_version_discovery(
                       range(4)))
     assert harness.cloud.count_calls("GET", r"^/image/?$") == 1
     assert harness.cloud.count_calls("GET", r"/v2/images$") == 4
+
+
+def test_listings_after_the_first_start_no_thread_to_reach_services(
+        harness: Harness, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A pool per listing cost a thread start (about 0.4 ms on a busy host) for a
+    # reach that had nothing left to do.
+    client = harness.provider.client
+    started: list[str] = []
+    real_init = threading.Thread.__init__
+
+    def noting(self: threading.Thread, *args: Any, **kwargs: Any) -> None:
+        started.append(str(kwargs.get("name") or ""))
+        real_init(self, *args, **kwargs)
+
+    harness.provider.list_machines(harness.owner)
+    assert client.reaching(("image", "network"), lambda: "not again") == "not again"
+    monkeypatch.setattr(threading.Thread, "__init__", noting)
+    harness.provider.list_machines(harness.owner)
+    assert started == []
+
+
+def test_hot_calls_keep_the_endpoint_and_look_it_up_again_after_a_failure(
+        harness: Harness) -> None:
+    # keystoneauth looked the endpoint up in the catalog for every call (a third
+    # of a call's CPU); kept, it must not outlive a failure: an endpoint that
+    # moved is looked up afresh by the retry.
+    client = harness.provider.client
+    harness.provision(harness.request("ep-1"))
+    lookups: list[str] = []
+    proxy = client.compute
+    real = proxy.get_endpoint
+
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        lookups.append("compute")
+        return real(*args, **kwargs)
+
+    proxy.get_endpoint = counted
+    try:
+        harness.provider.list_machines(harness.owner)
+        harness.provider.list_machines(harness.owner)
+        assert lookups == []  # kept since the provisioning's calls
+        client._endpoints["compute"] = "http://127.0.0.1:9/compute/v2.1"  # moved away
+        listed = harness.provider.list_machines(harness.owner)
+        assert [m.request_id for m in listed] == ["ep-1"]
+        assert lookups == ["compute"]  # once, by the retry after the refused call
+    finally:
+        del proxy.get_endpoint

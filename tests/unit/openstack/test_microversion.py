@@ -65,3 +65,35 @@ def test_a_pinned_compute_api_version_wins(
     harness.provision(harness.request("mv-2"))
     assert asked
     assert set(asked) == {"compute 2.55"}
+
+
+def test_the_microversion_is_chosen_once_per_connection_unless_none(
+        openstack_cloud: FakeOpenStack, shared_image_factory: FakeImageFactory,
+        tmp_path: Path) -> None:
+    # Choosing read the version document's cache and compared versions on every
+    # server create: 0.2 ms of CPU each, more than building the request.
+    client = Harness(openstack_cloud, shared_image_factory, tmp_path).provider.client
+    asked = _asked_versions(openstack_cloud)
+    chosen: list[str | None] = []
+
+    def choose(proxy: Any) -> str | None:
+        chosen.append("2.60")
+        return "2.60"
+
+    for _ in range(3):
+        client.list_json("list servers", "compute", "/servers/detail", "servers",
+                         microversion=choose)
+    assert chosen == ["2.60"]
+    assert asked == ["compute 2.60"] * 3
+
+    # None (Nova names no maximum, or discovery failed) is not kept: asked again.
+    unknown: list[None] = []
+
+    def choose_none(proxy: Any) -> None:
+        unknown.append(None)
+
+    for _ in range(2):
+        client.list_json("list servers", "compute", "/servers/detail", "servers",
+                         microversion=choose_none)
+    assert len(unknown) == 2
+    assert asked[3:] == ["none", "none"]

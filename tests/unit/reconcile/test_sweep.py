@@ -275,3 +275,65 @@ def test_a_request_stored_while_leftovers_are_listed_keeps_its_parts(
     assert report.swept == 1
     assert provider.deleted() == ["port-gone-1"]
     assert provider.leftovers == [leftover("late-1")]
+
+
+class BusyProvider(LeakyProvider):
+    """The double whose requests are due again one second after every step."""
+
+    def steps(self) -> Sequence[Step]:
+        return (Step("again", lambda ctx: Retry(after=1, reason="working")),)
+
+
+@pytest.fixture
+def busy(store: Store, clock: FakeClock, tmp_path: Path) -> tuple[BusyProvider, Reconciler]:
+    """A busy instance with one request due at once and a leftover to sweep."""
+    provider = BusyProvider("leaky", [leftover("gone-1")])
+    reconciler = make_reconciler(store, clock, tmp_path, provider, sweep_interval=300.0)
+    store.create_request(MachineRequest(id="busy-1", provider="leaky",
+                                        talos_version="v1.13.9"))
+    return provider, reconciler
+
+
+def test_a_pass_that_works_on_an_instances_requests_leaves_its_sweep_to_an_idle_pass(
+    store: Store, busy: tuple[BusyProvider, Reconciler]
+) -> None:
+    # The sweep is upkeep: its round trips must not stand between a request and
+    # provisioned (the first pass after a start would otherwise list leftovers
+    # before its requests are done).
+    provider, reconciler = busy
+    report = reconciler.run_pass()
+    assert report.worked == 1
+    assert report.swept == 0
+    assert provider.listings() == 0
+
+    stuck = store.get_request("busy-1")
+    assert stuck is not None
+    assert stuck.next_attempt_at is not None
+    # Not due yet: nothing to work on, so this pass sweeps.
+    report = reconciler.run_pass()
+    assert report.worked == 0
+    assert report.swept == 1
+    assert provider.deleted() == ["port-gone-1"]
+
+
+def test_an_instance_that_is_never_idle_is_swept_once_its_sweep_is_an_interval_overdue(
+    clock: FakeClock, busy: tuple[BusyProvider, Reconciler]
+) -> None:
+    provider, reconciler = busy
+
+    def busy_pass() -> int:
+        report = reconciler.run_pass()
+        assert report.worked == 1
+        clock.sleep(1.0)  # due again for the next pass
+        return report.swept
+
+    assert busy_pass() == 0  # due at once, but busy: put off
+    clock.sleep(298.0)
+    assert busy_pass() == 0  # 299 s in: not yet overdue
+    assert busy_pass() == 1  # 300 s in: a whole interval overdue
+    provider.leftovers.append(leftover("gone-2"))
+    clock.sleep(300.0)
+    assert busy_pass() == 0  # swept 301 s ago: due, but busy
+    clock.sleep(298.0)
+    assert busy_pass() == 1  # 600 s after the last sweep
+    assert provider.deleted() == ["port-gone-1", "port-gone-2"]
