@@ -4,7 +4,7 @@ How an instance is tied to its request, crash-safely, even when up to 1,000 are
 launched by one call, without any per-instance call after the launch:
 
 * Every instance carries, from the moment RunInstances creates it, the ownership
-  tags, a ``talprov-batch`` tag naming its call, and the call's member list:
+  tags and the call's member list:
   the request ids, sorted, front-coded (:func:`pack_members`) and cut into
   values of at most 256 characters under ``talprov-members-00``,
   ``talprov-members-01``, … (EC2 allows 50 tags per resource; the members get
@@ -18,7 +18,9 @@ launched by one call, without any per-instance call after the launch:
   after RunInstances leaves nothing to repair, and ONE DescribeInstances listing
   maps every instance to its request.
 * Instances launched by older versions carry one ``talprov-member-<id>`` key per
-  member; they are still recognised.
+  member; they are still recognised. Older versions also tagged the call itself
+  (``talprov-batch``, its ClientToken); nothing reads that tag: EC2 records the
+  ClientToken and the reservation on every instance of the call.
 """
 
 from __future__ import annotations
