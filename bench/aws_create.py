@@ -9,11 +9,18 @@ every API request (a distant endpoint; moto's own CPU dominates at 0 ms).
 
 * ``bound``: the least a client can send: one DescribeImages, one RunInstances
   per 1,000 machines, then DescribeInstances until all run (moto: once).
-* ``bound-job``: the same three calls, launching with exactly the parameters
-  talprov sends (ownership and member-list tags on instances, tags on volumes,
-  an encrypted gp3 root volume, IMDSv2, a ClientToken): what the job itself
-  costs the API, apart from how talprov drives it. moto's tag lookups scan
-  every tag of the account per instance, so this job weighs more there.
+* ``bound-safe``: the same three calls, launching what any crash-safe provider
+  must: the ownership tags a listing selects by, the labels the scaler's orphan
+  check reads, the member list that maps each instance to its request (without
+  them a launch cut short by a crash cannot be told apart from a leak), the
+  root volume the requests ask for (encrypted gp3 by default), IMDSv2 and a
+  ClientToken. ``bound`` sends none of this, so it is lower than any correct
+  provider can get; this is the honest bound.
+* ``bound-job``: ``bound-safe`` plus the ownership tags talprov also puts on the
+  volumes (EBS costs are allocated by the volume's own tags): exactly the
+  parameters talprov sends, i.e. what the job itself costs the API, apart from
+  how talprov drives it. moto's tag lookups scan every tag of the account per
+  instance, so tags weigh more there than on EC2.
 * ``talprov``: requests in its SQLite store, its real reconciler driving the
   AWS provider, on the REAL clock (any Retry(after=…) is really waited).
 * ``libcloud``: Apache Libcloud's EC2NodeDriver as its users write it:
@@ -25,7 +32,10 @@ Printed per configuration: min and median wall seconds of ``--repeat`` runs,
 EC2 requests per machine, each tool's time over the bound, the peers' time
 over talprov's, and talprov's time over each bound within every repeat (the
 tools of one repeat run back to back, so these ratios drift least when the
-machine is shared). (Libcloud and the loop ask for no IMDSv2 and no tags at launch:
+machine is shared); then the CPU seconds of each tool's own process and of
+moto's during the timed part (min/median): at 0 ms the wall time is about
+their sum, and CPU time shows where it goes even when other work shares the
+machine. (Libcloud and the loop ask for no IMDSv2 and no tags at launch:
 their job is a little lighter.)
 
 Before every run the account gets what any AWS account that ever encrypted a
@@ -40,12 +50,14 @@ launches run up to 2x slower and would weigh on the first repeats.
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import sys
 import tempfile
 import time
 from collections import Counter
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -95,6 +107,47 @@ cluster:
 """
 
 
+@dataclass
+class Timed(Result):
+    """A run's result with the CPU seconds of the tool's process and of moto's."""
+
+    client_cpu: float = 0.0
+    server_cpu: float = 0.0
+
+
+def _process_cpu(pid: int) -> float:
+    """CPU seconds (user + system) process ``pid`` has used; 0 where /proc is missing."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+class Stopwatch:
+    """Wall time, this process's CPU time and moto's CPU time from start to stop."""
+
+    def __init__(self, server: MotoServer) -> None:
+        self._pid = server.process.pid
+        self._wall = time.perf_counter()
+        self._cpu = time.process_time()
+        self._server = _process_cpu(self._pid)
+        self._stopped: tuple[float, float, float] | None = None
+
+    def stop(self) -> None:
+        """Stop the clocks (the first call counts)."""
+        if self._stopped is None:
+            self._stopped = (time.perf_counter() - self._wall, time.process_time() - self._cpu,
+                             _process_cpu(self._pid) - self._server)
+
+    def result(self, name: str, calls: Counter[str], running: int) -> Timed:
+        """The run's result; stops the clocks unless stopped before."""
+        self.stop()
+        assert self._stopped is not None
+        seconds, client, server = self._stopped
+        return Timed(name, seconds, calls, running, client_cpu=client, server_cpu=server)
+
+
 def _boto_ec2(server: MotoServer, latency: float) -> tuple[Any, CallCounter]:
     import boto3
 
@@ -139,7 +192,7 @@ def _account_defaults(server: MotoServer) -> None:
 def run_bound(server: MotoServer, machines: int, latency: float, work: Path) -> Result:
     """The unavoidable calls only: image, launch(es), look until running."""
     ec2, counter = _boto_ec2(server, latency)
-    start = time.perf_counter()
+    watch = Stopwatch(server)
     ami = _official_ami(ec2)
     ids: list[str] = []
     for first in range(0, machines, 1000):
@@ -148,13 +201,25 @@ def run_bound(server: MotoServer, machines: int, latency: float, work: Path) -> 
                                   MaxCount=count, UserData=CONFIG)
         ids += [i["InstanceId"] for i in reply["Instances"]]
     running = _wait_all_running(ec2, ids)
-    return Result("bound", time.perf_counter() - start, counter.calls, running)
+    return watch.result("bound", counter.calls, running)
 
 
 def run_bound_job(server: MotoServer, machines: int, latency: float, work: Path) -> Result:
     """The unavoidable calls, launching exactly what talprov launches (same parameters)."""
+    return _launch_like_talprov("bound-job", server, machines, latency, volume_tags=True)
+
+
+def run_bound_safe(server: MotoServer, machines: int, latency: float, work: Path) -> Result:
+    """The unavoidable calls, launching what every crash-safe provider must launch."""
+    return _launch_like_talprov("bound-safe", server, machines, latency, volume_tags=False)
+
+
+def _launch_like_talprov(name: str, server: MotoServer, machines: int, latency: float, *,
+                         volume_tags: bool) -> Result:
+    """DescribeImages, RunInstances with talprov's parameters (its volume tags only
+    with ``volume_tags``), DescribeInstances until all run."""
     ec2, counter = _boto_ec2(server, latency)
-    start = time.perf_counter()
+    watch = Stopwatch(server)
     ami = _official_ami(ec2)
     owner = Owner("bench", "aws-bench")
     requests = _requests(machines)
@@ -169,16 +234,20 @@ def run_bound_job(server: MotoServer, machines: int, latency: float, work: Path)
         members = [Member(r.id, "bench") for r in requests[first:first + 1000]]
         group = LaunchGroup(shape, CONFIG, members)
         token = launch_token(owner, group, "t3.small", None)
-        reply = ec2.run_instances(**run_params(group, "t3.small", None, token))
+        params = run_params(group, "t3.small", None, token)
+        if not volume_tags:
+            params["TagSpecifications"] = [t for t in params["TagSpecifications"]
+                                           if t["ResourceType"] != "volume"]
+        reply = ec2.run_instances(**params)
         ids += [i["InstanceId"] for i in reply["Instances"]]
     running = _wait_all_running(ec2, ids)
-    return Result("bound-job", time.perf_counter() - start, counter.calls, running)
+    return watch.result(name, counter.calls, running)
 
 
 def run_boto3_loop(server: MotoServer, machines: int, latency: float, work: Path) -> Result:
     """What a user writes with boto3: one run_instances per machine, then the waiter."""
     ec2, counter = _boto_ec2(server, latency)
-    start = time.perf_counter()
+    watch = Stopwatch(server)
     ami = _official_ami(ec2)
     ids = []
     for i in range(machines):
@@ -188,9 +257,10 @@ def run_boto3_loop(server: MotoServer, machines: int, latency: float, work: Path
                                 "Tags": [{"Key": "Name", "Value": f"node-{i:03d}"}]}])
         ids.append(reply["Instances"][0]["InstanceId"])
     ec2.get_waiter("instance_running").wait(InstanceIds=ids)
+    watch.stop()
     running = _wait_all_running(ec2, ids)
     counter.calls["DescribeInstances"] -= 1  # the check is not part of the job
-    return Result("boto3-loop", time.perf_counter() - start, counter.calls, running)
+    return watch.result("boto3-loop", counter.calls, running)
 
 
 def run_talprov(server: MotoServer, machines: int, latency: float, work: Path) -> Result:
@@ -213,9 +283,9 @@ def run_talprov(server: MotoServer, machines: int, latency: float, work: Path) -
         # decrypt every machine config, which is the bench's cost, not talprov's.
         return store.count_requests().get(("aws-bench", Stage.PROVISIONED), 0) == machines
 
-    start = time.perf_counter()
+    watch = Stopwatch(server)
     done = reconciler.run_until(provisioned, timeout=600, interval=provider.config.poll_interval)
-    seconds = time.perf_counter() - start
+    watch.stop()
     if not done:
         raise RuntimeError("talprov did not provision every machine")
     before = counter.calls["DescribeInstances"]
@@ -224,7 +294,7 @@ def run_talprov(server: MotoServer, machines: int, latency: float, work: Path) -
     counter.calls["DescribeInstances"] = before  # the check is not part of the job
     reconciler.close()
     store.close()
-    return Result("talprov", seconds, counter.calls, running)
+    return watch.result("talprov", counter.calls, running)
 
 
 def _requests(machines: int) -> list[MachineRequest]:
@@ -266,7 +336,7 @@ def run_libcloud(server: MotoServer, machines: int, latency: float, work: Path) 
                         signature_version="4")
     calls: Counter[str] = Counter()
     _counted(driver, calls, latency)
-    start = time.perf_counter()
+    watch = Stopwatch(server)
     image = driver.list_images(ex_owner=OFFICIAL_OWNER, ex_filters={
         "name": f"talos-{VERSION}-{REGION}-amd64"})[0]
     size = next(s for s in driver.list_sizes() if s.id == "t3.small")
@@ -280,12 +350,12 @@ def run_libcloud(server: MotoServer, machines: int, latency: float, work: Path) 
     ]
     ready = driver.wait_until_running(nodes, wait_period=0.1, timeout=600,
                                       ssh_interface="private_ips")
-    seconds = time.perf_counter() - start
-    return Result("libcloud", seconds, calls, len(ready))
+    return watch.result("libcloud", calls, len(ready))
 
 
 RUNNERS: dict[str, Callable[[MotoServer, int, float, Path], Result]] = {
-    "bound": run_bound, "bound-job": run_bound_job, "talprov": run_talprov,
+    "bound": run_bound, "bound-safe": run_bound_safe, "bound-job": run_bound_job,
+    "talprov": run_talprov,
     "libcloud": run_libcloud, "boto3-loop": run_boto3_loop,
 }
 
@@ -294,13 +364,21 @@ def _show(machines: int, latency_ms: float, runs: dict[str, list[Result]]) -> No
     report.show(machines, latency_ms, runs, width=11)
     # Runs of one repeat ran back to back, under the same load of a shared
     # machine: their ratios drift less than ratios of minimums.
-    for reference in ("bound", "bound-job"):
+    for reference in ("bound", "bound-safe", "bound-job"):
         if reference in runs:
             paired = [t.seconds / b.seconds for t, b in zip(runs["talprov"], runs[reference],
                                                             strict=True)]
             listed = ", ".join(f"{r:.2f}" for r in paired)
             print(f"  talprov / {reference} per repeat: {listed} "
                   f"(median {statistics.median(paired):.2f})")
+    print("  CPU s during the timed part, min/median: the tool's process | moto's")
+    for name, results in runs.items():
+        timed = [r for r in results if isinstance(r, Timed)]
+        if timed:
+            own = [r.client_cpu for r in timed]
+            moto = [r.server_cpu for r in timed]
+            print(f"  {name:11}{min(own):6.2f} /{statistics.median(own):5.2f}  |"
+                  f"{min(moto):6.2f} /{statistics.median(moto):5.2f}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -310,8 +388,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--only", default=",".join(RUNNERS), help="tools, comma-separated")
     args = parser.parse_args(argv)
-    import os
-
     os.environ.update(fake_credentials())
     tools = [t for t in args.only.split(",") if t]
     if "bound" not in tools or "talprov" not in tools:

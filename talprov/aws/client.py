@@ -22,6 +22,7 @@ from botocore.credentials import CredentialProvider, DeferredRefreshableCredenti
 
 from talprov.aws.config import AwsConfig
 from talprov.aws.errors import aws_errors, note_endpoints
+from talprov.aws.replies import LeanParsers
 
 if TYPE_CHECKING:
     from mypy_boto3_ec2 import EC2Client
@@ -89,8 +90,10 @@ def parse_timestamp(value: Any) -> datetime:
 def _botocore_session(profile: str | None) -> botocore.session.Session:
     core = botocore.session.Session(profile=profile)
     core.register_component("data_loader", _shared_loader())
-    core.get_component("response_parser_factory").set_parser_defaults(
-        timestamp_parser=parse_timestamp)
+    # Instance replies parsed into the members talprov reads (see replies.py).
+    parsers = LeanParsers(_shared_loader())
+    parsers.set_parser_defaults(timestamp_parser=parse_timestamp)
+    core.register_component("response_parser_factory", parsers)
     return core
 
 

@@ -30,8 +30,6 @@ from talprov.providers.types import Machine, MachineState, Owner
 if TYPE_CHECKING:
     from mypy_boto3_ec2 import EC2Client
 
-#: The tag naming the RunInstances call an instance came from.
-BATCH_KEY = "talprov-batch"
 #: EC2's limit of instances per RunInstances call.
 RUN_INSTANCES_LIMIT = 1000
 #: EC2's user-data limit, before base64.
@@ -323,8 +321,9 @@ def run_params(
         tags += [{"Key": REQUEST_KEY, "Value": rid}, {"Key": "Name", "Value": rid}]
         volume_tags += [{"Key": REQUEST_KEY, "Value": rid}, {"Key": "Name", "Value": rid}]
     else:
-        tags += [{"Key": BATCH_KEY, "Value": token},
-                 *member_tags([m.request_id for m in members])]
+        # No tag names the call: EC2 records it on every instance it launched
+        # (ClientToken, reservation), and nothing of talprov's reads it.
+        tags += member_tags([m.request_id for m in members])
     params: dict[str, Any] = {
         "ImageId": shape.image_id,
         "InstanceType": instance_type,

@@ -96,10 +96,10 @@ class Launcher:
 
     def batches(self, shape: LaunchShape, request_ids: Sequence[str]) -> list[list[str]]:
         """``request_ids`` (sorted) cut into launches whose member lists fit the tags
-        ``shape`` leaves free (one goes to the batch tag)."""
+        ``shape`` leaves free."""
         limit = min(self.config.max_batch, RUN_INSTANCES_LIMIT)
         return chunk_members(request_ids, limit=limit,
-                             capacity=member_capacity(len(shape.tags) + 1))
+                             capacity=member_capacity(len(shape.tags)))
 
     def plan(
         self, ctxs: Sequence[StepContext[Any, Any]], owner: Owner,

@@ -4,7 +4,7 @@ How an instance is tied to its request, crash-safely, even when up to 1,000 are
 launched by one call, without any per-instance call after the launch:
 
 * Every instance carries, from the moment RunInstances creates it, the ownership
-  tags, a ``talprov-batch`` tag naming its call, and the call's member list:
+  tags and the call's member list:
   the request ids, sorted, front-coded (:func:`pack_members`) and cut into
   values of at most 256 characters under ``talprov-members-00``,
   ``talprov-members-01``, … (EC2 allows 50 tags per resource; the members get
@@ -18,12 +18,15 @@ launched by one call, without any per-instance call after the launch:
   after RunInstances leaves nothing to repair, and ONE DescribeInstances listing
   maps every instance to its request.
 * Instances launched by older versions carry one ``talprov-member-<id>`` key per
-  member; they are still recognised.
+  member; they are still recognised. Older versions also tagged the call itself
+  (``talprov-batch``, its ClientToken); nothing reads that tag: EC2 records the
+  ClientToken and the reservation on every instance of the call.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from functools import lru_cache
 
 from talprov.providers.ownership import REQUEST_KEY
 
@@ -119,12 +122,24 @@ def member_tags(request_ids: Sequence[str]) -> list[dict[str, str]]:
 
 def members_of(tags: Mapping[str, str]) -> list[str]:
     """The member list an instance carries (packed, else legacy keys); [] when none."""
+    return list(_members(tags))
+
+
+def _members(tags: Mapping[str, str]) -> Sequence[str]:
     # Keys are zero-padded, so their text order is their number order.
     keys = sorted(k for k in tags if k.startswith(MEMBERS_PREFIX))
     if keys:
-        return unpack_members("".join(tags[k] for k in keys)) or []
+        return _unpacked("".join(tags[k] for k in keys))
     return sorted(k[len(LEGACY_MEMBER_PREFIX):] for k in tags
                   if k.startswith(LEGACY_MEMBER_PREFIX))
+
+
+@lru_cache(maxsize=256)
+def _unpacked(text: str) -> tuple[str, ...]:
+    """:func:`unpack_members` of ``text`` (() when malformed), remembered: every
+    instance of a call carries the call's whole list, so a listing meets each
+    list once per instance (up to 1,000 times)."""
+    return tuple(unpack_members(text) or ())
 
 
 def request_of(tags: Mapping[str, str], launch_index: int) -> str | None:
@@ -132,7 +147,7 @@ def request_of(tags: Mapping[str, str], launch_index: int) -> str | None:
     explicit = tags.get(REQUEST_KEY)
     if explicit:
         return explicit
-    members = members_of(tags)
+    members = _members(tags)
     if 0 <= launch_index < len(members):
         return members[launch_index]
     return None

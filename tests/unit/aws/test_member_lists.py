@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 import string
+from unittest.mock import patch
 
 from talprov.aws.members import (
     MAX_TAGS,
@@ -83,3 +84,20 @@ def test_the_request_tag_wins_and_legacy_member_keys_still_count() -> None:
     legacy = {"talprov-member-w-1": "", "talprov-member-w-0": ""}
     assert request_of(legacy, 0) == "w-0"
     assert request_of(legacy, 1) == "w-1"
+
+
+def test_a_listing_unpacks_each_member_list_once() -> None:
+    # Every instance of a call carries the call's whole list: unpacking it per
+    # instance made mapping a 1,000-instance call cost a million entries.
+    ids = sorted(f"prod-workers-{i:05d}" for i in range(1000))
+    tags = {t["Key"]: t["Value"] for t in member_tags(ids)}
+    unpacked: list[str] = []
+
+    def counted(text: str) -> list[str] | None:
+        unpacked.append(text)
+        return unpack_members(text)
+
+    with patch("talprov.aws.members.unpack_members", side_effect=counted):
+        found = [request_of(tags, index) for index in range(len(ids))]
+    assert found == ids
+    assert len(unpacked) <= 1

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from talprov.aws.instances import BATCH_KEY
+from talprov.aws.members import MEMBERS_PREFIX
 from talprov.providers.ownership import INSTALLATION_KEY, INSTANCE_KEY, REQUEST_KEY
 from talprov.talos.hostname import with_hostname
 from tests.emulators.moto import REGION, talos_ami_id
@@ -81,9 +81,14 @@ def test_identical_configs_launch_in_one_call_and_run_in_one_pass(harness: Harne
     assert passes == 1  # looked at again right after the launch: no 5 s wait
     # The pass's listing, the AMI, one launch, one look at the new instances.
     assert dict(calls) == {"DescribeInstances": 2, "DescribeImages": 1, "RunInstances": 1}
-    launched = [r for r in harness.instances() if BATCH_KEY in _tags(r)]
+    launched = [r for r in harness.instances()
+                if any(k.startswith(MEMBERS_PREFIX) for k in _tags(r))]
     assert sorted(r["AmiLaunchIndex"] for r in launched) == list(range(count))
     assert all(len(_tags(r)) <= 50 for r in launched)
+    # The call is named on every instance by EC2 itself (its ClientToken and
+    # reservation): no tag of talprov's repeats it.
+    assert len({r["ClientToken"] for r in launched}) == 1
+    assert not any("talprov-batch" in _tags(r) for r in launched)
     by_request = _by_request(harness)
     for rid, tracked in harness.loop.requests.items():
         assert by_request[rid]["InstanceId"] == tracked.state.infra_id
