@@ -70,3 +70,51 @@ def test_join_as_documents_leaves_the_schematic_alone(mode: str) -> None:
     with_join = Schematic.from_request(request(kernel_args=["nolapic", "noapic"], join=join))
     assert with_join.id() == Schematic.from_request(
         request(kernel_args=["noapic", "nolapic"])).id()
+
+
+def test_duplicate_extensions_are_kept_sorted_as_omni_does() -> None:
+    # buildSchematic copies the request's extensions as they are and only sorts them
+    # (slices.Sort); it skips a duplicate only among the provider's WithExtraExtensions.
+    # The factory's Marshal keeps every list item, so the duplicate is in the id.
+    schematic = Schematic.from_request(request(extensions=[
+        "siderolabs/iscsi-tools", "siderolabs/amd-ucode", "siderolabs/iscsi-tools"]))
+    expected = (
+        "customization:\n"
+        "    systemExtensions:\n"
+        "        officialExtensions:\n"
+        "            - siderolabs/amd-ucode\n"
+        "            - siderolabs/iscsi-tools\n"
+        "            - siderolabs/iscsi-tools\n"
+    )
+    assert schematic.canonical_yaml().decode() == expected
+    assert schematic.id() == hashlib.sha256(expected.encode()).hexdigest()
+    # The same schematic given as a file (image id -f) names the same id.
+    assert Schematic.from_yaml(expected, "dup.yaml").id() == schematic.id()
+
+
+def test_extensions_are_sorted_into_the_factory_vector_order() -> None:
+    # The factory's integration vector lists amd-ucode, gvisor, gasket-driver in that
+    # order; Omni sorts a request's extensions, so the request's id is the sorted one.
+    names = ["siderolabs/amd-ucode", "siderolabs/gvisor", "siderolabs/gasket-driver"]
+    vector = Schematic(official_extensions=tuple(names))
+    assert vector.id() == "51ff3e49313773332729a5c04e57af0dbe2e6d3f65ff638e6d4c3a05065fefff"
+    from_request = Schematic.from_request(request(extensions=names))
+    assert from_request.official_extensions == tuple(sorted(names))
+    assert from_request.id() == Schematic(official_extensions=tuple(sorted(names))).id()
+    assert from_request.id() != vector.id()
+
+
+def test_meta_values_keep_request_order_and_duplicates() -> None:
+    # Omni maps MetaValues one to one (xslices.Map); it replaces by key only for the
+    # provider's WithMetaValues, which talprov has no equivalent of.
+    metas = [{"key": 12, "value": "b"}, {"key": 10, "value": "a"}, {"key": 12, "value": "c"}]
+    schematic = Schematic.from_request(request(meta_values=metas))
+    assert [(m.key, m.value) for m in schematic.meta] == [(12, "b"), (10, "a"), (12, "c")]
+
+
+def test_omnis_empty_request_vector() -> None:
+    # client/pkg/infra/infra_test.go genSchematic: a request with nothing set, built
+    # WithoutConnectionParams, must name 376567...; a join as documents is the same case.
+    join = JoinSpec(api_url=SecretStr(API_URL), mode="documents")
+    assert Schematic.from_request(request(join=join)).id() == (
+        "376567988ad370138ad8b2698212367b8edcb69b5fd68c80be1f2ec7d603b4ba")
