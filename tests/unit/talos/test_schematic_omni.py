@@ -11,7 +11,11 @@ Omni's rules produce, or the sha256 of yaml.v3 text written out by hand.
 
 from __future__ import annotations
 
+import base64
 import hashlib
+import hmac
+import json
+import urllib.parse
 
 import pytest
 from pydantic import SecretStr
@@ -118,3 +122,31 @@ def test_omnis_empty_request_vector() -> None:
     join = JoinSpec(api_url=SecretStr(API_URL), mode="documents")
     assert Schematic.from_request(request(join=join)).id() == (
         "376567988ad370138ad8b2698212367b8edcb69b5fd68c80be1f2ec7d603b4ba")
+
+
+def omni_test_join_kernel_args() -> list[str]:
+    """The connection kernel args Omni's infra_test.go gives its test provider:
+    join token "abcd" made a v2 token carrying the provider id "test"
+    (client/pkg/jointoken: "v2:" + base64 of the JSON {extra_data, signature},
+    the signature an HMAC-SHA256 of the extra data's JSON keyed by the token),
+    machine API http://127.0.0.1:8099, events port 8091, logs port 8092, on the
+    SideroLink host fdae:41e4:649b:9303::1 (client/pkg/siderolink)."""
+    extra = {"omni.sidero.dev/infra-provider-id": "test"}
+    signature = hmac.new(b"abcd", json.dumps(extra, separators=(",", ":")).encode(),
+                         hashlib.sha256).digest()
+    body = json.dumps({"extra_data": extra,
+                       "signature": base64.b64encode(signature).decode()},
+                      separators=(",", ":"))
+    token = "v2:" + base64.b64encode(body.encode()).decode()
+    api = "http://127.0.0.1:8099?" + urllib.parse.urlencode({"jointoken": token})
+    return [f"siderolink.api={api}", "talos.events.sink=[fdae:41e4:649b:9303::1]:8091",
+            "talos.logging.kernel=tcp://[fdae:41e4:649b:9303::1]:8092"]
+
+
+def test_omnis_connection_params_vector() -> None:
+    # infra_test.go genSchematic: the same empty request built with the connection
+    # params must name 4e2a2e...; given in reverse, the sort must restore Omni's order.
+    args = omni_test_join_kernel_args()
+    schematic = Schematic.from_request(request(kernel_args=list(reversed(args))))
+    assert schematic.extra_kernel_args == tuple(args)
+    assert schematic.id() == "4e2a2ec4368100c1b21d4fa7be47f3d38ddab9185f34fc187f82400b1e20da17"
