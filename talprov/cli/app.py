@@ -30,6 +30,7 @@ from talprov.runloop import RunLoop
 from talprov.scaler.editing import ClusterBusy
 from talprov.scaler.models import MAX_SET_SIZE
 from talprov.secrets import RedactingFilter, redact
+from talprov.store.crypto import store_key_from
 from talprov.store.errors import StoreError
 from talprov.store.store import Store, default_store_url
 
@@ -100,8 +101,7 @@ class App:
     def unmigrated_store(self) -> Store:
         """The store as it is, for commands that inspect or upgrade its schema."""
         if self._store is None:
-            self._store = Store(self.resolved_store_url(),
-                                key=os.environ.get("TALPROV_STORE_KEY") or None)
+            self._store = Store(self.resolved_store_url(), key=store_key_from(os.environ))
         return self._store
 
     def resolved_store_url(self) -> str:

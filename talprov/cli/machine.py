@@ -11,6 +11,7 @@ import click
 from talprov.cli.app import (
     EXIT_FAILED,
     App,
+    UnknownName,
     WaitProgress,
     fail,
     handle_errors,
@@ -20,7 +21,7 @@ from talprov.cli.app import (
     say,
 )
 from talprov.cli.output import emit, output_option, watch, watch_option
-from talprov.errors import ConfigError
+from talprov.errors import ConfigError, did_you_mean
 from talprov.providers.types import Stage
 from talprov.reconcile.reconciler import PassReport
 from talprov.reconcile.retry import retry_failed
@@ -118,6 +119,14 @@ def list_(app: App, instance: str | None, labels: tuple[str, ...], include_gone:
         if not sep:
             raise ConfigError("--label", f"expected KEY=VALUE, got {item!r}")
         selector[key] = value
+    if (instance is not None and instance not in app.config.config.providers
+            and not app.store.request_ids(instance, include_gone=True)):
+        # An instance removed from the config still lists the requests it left.
+        configured = list(app.config.config.providers)
+        known = ", ".join(sorted(configured)) or "none"
+        raise UnknownName("--provider", f"no provider instance {instance!r} is configured "
+                                        f"or has requests (configured: {known})"
+                                        + did_you_mean(instance, configured))
 
     def render() -> None:
         records = app.store.list_requests(provider=instance, labels=selector or None,

@@ -53,8 +53,26 @@ def retry_after(response: Any) -> float | None:
 
 
 def _detail(exc: sdk.HttpException) -> str:
-    text = str(exc.details or exc.message or "").strip().replace("\n", " ")
-    return text[:MAX_DETAIL]
+    return _cut(str(exc.details or exc.message or ""))
+
+
+def _cut(text: str) -> str:
+    """``text`` on one line, at most about :data:`MAX_DETAIL` characters, cut at a
+    word (a word cut in half reads as another word: "Connection r")."""
+    text = " ".join(text.split())
+    if len(text) <= MAX_DETAIL:
+        return text
+    head = text[:MAX_DETAIL].rsplit(" ", 1)[0]
+    return f"{head} …"
+
+
+def _wrapped(exc: BaseException) -> ksa.ClientException | None:
+    """The keystoneauth error a bare ``SDKException`` was raised for: the SDK's
+    ``authorize`` re-raises them as ``SDKException(str(e))``, their kind lost."""
+    if type(exc) is not sdk.SDKException:
+        return None
+    inner = exc.__cause__ or exc.__context__
+    return inner if isinstance(inner, ksa.ClientException) else None
 
 
 def _error_type(exc: sdk.HttpException) -> str:
@@ -81,6 +99,9 @@ def translate(exc: BaseException, what: str, *,  # noqa: PLR0911 - a table
     call, else ``endpoint``. Pure."""
     if isinstance(exc, ProviderError):
         return exc
+    inner = _wrapped(exc)
+    if inner is not None:
+        return translate(inner, what, endpoint=endpoint)
     what = naming_endpoint(what, _endpoint_of(exc) or endpoint)
     if isinstance(exc, sdk.HttpException):
         return _from_http(exc, what)
@@ -103,7 +124,7 @@ def translate(exc: BaseException, what: str, *,  # noqa: PLR0911 - a table
     if isinstance(exc, sdk.ResourceTimeout):
         return Transient(f"{what}: timed out")
     if isinstance(exc, sdk.SDKException):
-        return Transient(f"{what}: {type(exc).__name__}: {str(exc)[:MAX_DETAIL]}")
+        return Transient(f"{what}: {type(exc).__name__}: {_cut(str(exc))}")
     raise exc
 
 

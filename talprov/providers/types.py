@@ -269,10 +269,10 @@ class MachineRequest(BaseModel):
 
     @field_validator("extensions")
     @classmethod
-    def _dedupe_extensions(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        # Omni and the Image Factory treat extensions as a set; keeping them sorted
-        # and unique makes the fingerprint and the schematic id stable.
-        return tuple(sorted(set(value)))
+    def _sort_extensions(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        # Omni's buildSchematic sorts a request's extensions and keeps duplicates, and
+        # the factory hashes every list item: dropping one would name another schematic.
+        return tuple(sorted(value))
 
     def fingerprint(self) -> str:
         """A digest of everything the machine is created from, secrets included.

@@ -143,7 +143,10 @@ class RequestRunner:
             if record.stage != Stage.DEPROVISIONING:
                 work.step_index = self._resume_index(record)
         if record.stage == Stage.DEPROVISIONING:
-            return work
+            return work  # a deletion needs no config: it runs even when unreadable
+        if record.unreadable is not None:
+            self._set_aside(work, record.unreadable)
+            return None
         try:
             work.data = self.provider.data_model.model_validate(record.request.provider_data)
         except ValidationError as exc:
@@ -160,6 +163,17 @@ class RequestRunner:
             work.stage = Stage.PROVISIONING
             work.events.append("provisioning started")
         return work
+
+    def _set_aside(self, work: Work, reason: str) -> None:
+        """Leave a request whose secrets cannot be read where it is, with ``reason``
+        as its error (an event only when the error is new), and look again after
+        ``backoff_cap``: the right key may be configured by then. Provisioning it
+        without its config would make a machine that never becomes a node."""
+        if work.record.error != reason:
+            work.events.append(f"set aside: {reason}")
+        work.error = reason
+        work.next_attempt_at = work.now() + timedelta(seconds=self.policy.backoff_cap)
+        work.save(self.store, work.record.step_name)
 
     def _resume_index(self, record: RequestRecord) -> int:
         """Where a request continues: its stored step, found by name.

@@ -25,7 +25,11 @@ from talprov.service.auth import PrincipalDep, TokenVerifier
 from talprov.service.config import ServiceConfig, parse_service_config
 from talprov.service.context import ServiceContext, service_context
 from talprov.service.docs_ui import install_docs
-from talprov.service.guarding import HeadAsGetMiddleware, QueryGuardMiddleware
+from talprov.service.guarding import (
+    HeadAsGetMiddleware,
+    JsonTooLargeMiddleware,
+    QueryGuardMiddleware,
+)
 from talprov.service.metrics import Metrics, instrument
 from talprov.service.models import HealthView, Healthz, ProviderList, ProviderView
 from talprov.service.routes_requests import AUTH_RESPONSES
@@ -40,6 +44,14 @@ from talprov.store.store import Store
 
 log = logging.getLogger(__name__)
 ContextDep = Annotated[ServiceContext, Depends(service_context)]
+
+
+class TalprovApi(FastAPI):
+    """FastAPI with the body limit's 413 given the API's JSON error body."""
+
+    def build_middleware_stack(self) -> Any:
+        # Outside ServerErrorMiddleware: Starlette's limiter answers from there.
+        return JsonTooLargeMiddleware(super().build_middleware_stack(), self.max_body_size)
 
 
 def _problems(exc: RequestValidationError) -> list[dict[str, object]]:
@@ -184,7 +196,7 @@ def create_app(
                             "its leases expire after %.0f s", service_config.stop_timeout,
                             service_config.lease_ttl)
 
-    app = FastAPI(
+    app = TalprovApi(
         title="talprov",
         version=__version__,
         description="Talos Linux machines on demand: MachineRequests and MachineRequestSets "

@@ -1,5 +1,6 @@
 """Every API call's store queries get a deadline, and stop when the client leaves;
-and HEAD is answered on every GET route (:class:`HeadAsGetMiddleware`).
+and HEAD is answered on every GET route (:class:`HeadAsGetMiddleware`); a body
+over the limit gets a JSON 413 (:class:`JsonTooLargeMiddleware`).
 
 An ASGI middleware (not a FastAPI dependency) so that it wraps the whole call,
 routes, dependencies and error handlers alike. The guard travels to the sync
@@ -15,6 +16,7 @@ body hand ``receive`` to the route and rely on the deadline alone.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
@@ -113,3 +115,37 @@ class HeadAsGetMiddleware:
             await send(message)
 
         await self.app({**scope, "method": "GET"}, receive, without_body)
+
+
+class JsonTooLargeMiddleware:
+    """Turns the body limit's 413 into the API's error body, ``{"detail": ...}``
+    naming the limit. Starlette's limiter answers with plain text, from outside
+    every handler and user middleware, so this wraps the whole application
+    (see ``TalprovApi.build_middleware_stack``). The answered body is replaced
+    whatever it was: the API has no other 413."""
+
+    def __init__(self, app: Asgi, max_body_bytes: int | None) -> None:
+        self.app = app
+        self.max_body_bytes = max_body_bytes
+
+    async def __call__(self, scope: MutableMapping[str, Any], receive: Receive,
+                       send: Send) -> None:
+        if scope["type"] != "http" or self.max_body_bytes is None:
+            await self.app(scope, receive, send)
+            return
+        replaced = False
+        body = json.dumps({"detail": f"request body larger than {self.max_body_bytes} bytes "
+                                     "(the service's max_body_bytes)"}).encode()
+
+        async def sending(message: Message) -> None:
+            nonlocal replaced
+            if message["type"] == "http.response.start" and message.get("status") == 413:
+                replaced = True
+                headers = [(b"content-type", b"application/json"),
+                           (b"content-length", str(len(body)).encode())]
+                await send({"type": "http.response.start", "status": 413, "headers": headers})
+                await send({"type": "http.response.body", "body": body, "more_body": False})
+            elif not replaced:
+                await send(message)
+
+        await self.app(scope, receive, sending)

@@ -8,11 +8,13 @@ without a key, ``fernet:`` rows need the key they were written with.
 from __future__ import annotations
 
 import base64
+from collections.abc import Mapping
 
 from cryptography.fernet import Fernet, InvalidToken
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
+from talprov.errors import ConfigError
 from talprov.store.errors import StoreKeyError
 
 PLAIN_PREFIX = "plain:"
@@ -23,6 +25,27 @@ FERNET_PREFIX = "fernet:"
 # HKDF does not stretch a weak passphrase: the key should be random (32+ bytes).
 _KDF_SALT = b"talprov.store"
 _KDF_INFO = b"talprov store fernet key v1"
+
+
+#: The shortest TALPROV_STORE_KEY taken, in bytes: HKDF adds no strength, so the key
+#: itself must be random enough (32 random bytes in base64 are 43 or 44 characters).
+MIN_STORE_KEY_BYTES = 32
+KEY_HINT = ("make one with: python -c 'import secrets; print(secrets.token_urlsafe(32))' "
+            "or: openssl rand -base64 32")
+
+
+def store_key_from(environ: Mapping[str, str]) -> str | None:
+    """The ``TALPROV_STORE_KEY`` of ``environ``, or None when unset or empty (no
+    encryption). Raises :class:`ConfigError` naming the variable, never the key,
+    for a key shorter than :data:`MIN_STORE_KEY_BYTES`. Pure."""
+    key = environ.get("TALPROV_STORE_KEY") or None
+    if key is not None and len(key.encode()) < MIN_STORE_KEY_BYTES:
+        raise ConfigError(
+            "TALPROV_STORE_KEY",
+            f"is too short ({len(key.encode())} bytes); give at least "
+            f"{MIN_STORE_KEY_BYTES} random bytes ({KEY_HINT})",
+        )
+    return key
 
 
 def derive_fernet_key(key: str) -> bytes:

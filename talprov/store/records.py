@@ -64,7 +64,10 @@ class RequestRecord:
     ``request`` carries the decrypted machine config and join URL as
     ``SecretStr``; the other fields are never secret. Datetimes are aware UTC.
     ``version`` increases with every change of stage or progress and is what
-    :meth:`Store.save_progress` checks.
+    :meth:`Store.save_progress` checks. ``unreadable`` says why the sealed
+    columns could not be decrypted (a different ``TALPROV_STORE_KEY``); the
+    request then has no machine config and no join, so it can be shown and
+    deleted, but must not be provisioned.
     """
 
     request: MachineRequest
@@ -84,6 +87,7 @@ class RequestRecord:
     created_at: datetime
     updated_at: datetime
     version: int
+    unreadable: str | None = None
 
     @property
     def id(self) -> str:
@@ -170,12 +174,16 @@ def dump_json(value: Any, *, what: str) -> str:
 def record_from_row(
     row: sa.Row[Any], codec: SecretCodec, known: MachineRequest | None = None
 ) -> RequestRecord:
-    """Rebuild a :class:`RequestRecord`; raises :class:`StoreKeyError` on encrypted data
-    that the codec's key cannot read. ``known``: the row's request as already read
-    (it never changes once stored), which spares decrypting and validating it."""
+    """Rebuild a :class:`RequestRecord`. Encrypted data the codec's key cannot read
+    does not raise: the record comes back without the secrets and with
+    ``unreadable`` set, so one such request cannot block reading all others.
+    Raises :class:`StoreError` when the stored request no longer validates.
+    ``known``: the row's request as already read (it never changes once stored),
+    which spares decrypting and validating it."""
     if known is not None and known.id == row.id:
         return _record(row, known)
     body: dict[str, Any] = json.loads(row.body)
+    unreadable = None
     try:
         body["machine_config"] = codec.decode(row.machine_config)
         if row.join_api_url is not None:
@@ -183,7 +191,10 @@ def record_from_row(
             join["api_url"] = codec.decode(row.join_api_url)
             body["join"] = join
     except StoreKeyError as exc:
-        raise StoreKeyError(f"request {row.id}: {exc}") from None
+        # The message names the cause (the key differs), never the key or the data.
+        unreadable = f"stored secrets unreadable: {exc}"
+        body.pop("machine_config", None)
+        body.pop("join", None)
     try:
         request = MachineRequest.model_validate(body, context=STORED)
     except ValidationError as exc:
@@ -194,10 +205,11 @@ def record_from_row(
         raise StoreError(
             f"request {row.id}: stored request no longer validates: {problems}"
         ) from None
-    return _record(row, request)
+    return _record(row, request, unreadable)
 
 
-def _record(row: sa.Row[Any], request: MachineRequest) -> RequestRecord:
+def _record(row: sa.Row[Any], request: MachineRequest,
+            unreadable: str | None = None) -> RequestRecord:
     return RequestRecord(
         request=request,
         fingerprint=row.fingerprint,
@@ -216,6 +228,7 @@ def _record(row: sa.Row[Any], request: MachineRequest) -> RequestRecord:
         created_at=row.created_at,
         updated_at=row.updated_at,
         version=row.version,
+        unreadable=unreadable,
     )
 
 
@@ -230,7 +243,7 @@ def public_view(record: RequestRecord) -> dict[str, Any]:
         "infra_id": record.infra_id,
         "addresses": list(record.addresses),
         "labels": dict(record.request.labels),
-        "error": record.error,
+        "error": record.error or record.unreadable,
         "talos_version": record.request.talos_version,
         "marked_for_deletion": record.marked_for_deletion,
         "created_at": rfc3339(record.created_at),

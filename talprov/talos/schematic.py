@@ -7,9 +7,10 @@ inside it ``extraKernelArgs``, ``meta``, ``systemExtensions``, ``secureboot``);
 empty fields are omitted except ``customization`` itself, which is ``{}`` when
 empty. The factory keeps lists in the order given: it neither sorts nor
 de-duplicates. Omni's infra-provider library (``buildSchematic``) sorts the
-extensions and the kernel args (the request's plus the join's) and copies only
-the overlay's name and image; :meth:`Schematic.from_request` does the same, so a
-request made through talprov and through Omni gets one schematic id.
+extensions and the kernel args (the request's plus the join's), keeping
+duplicates, and copies only the overlay's name and image;
+:meth:`Schematic.from_request` does the same, so a request made through talprov
+and through Omni gets one schematic id.
 
 Input is read with PyYAML's composer but scalars are resolved with yaml.v3's
 rules (``goyaml``), so ``value: yes`` stays the string ``yes`` and ``010`` is
@@ -89,8 +90,9 @@ class Schematic(BaseModel):
         the join's (``siderolink.api=`` carries the join token, so the image
         itself makes the machine join on every platform), sorted as Omni sorts
         them; the overlay keeps only name and image (Omni drops its options);
-        extensions arrive sorted and de-duplicated from the request; META values
-        keep the request's order. ``secure_boot`` is deliberately not mapped to
+        extensions arrive sorted from the request, duplicates kept as Omni keeps
+        them; META values keep the request's order (duplicate keys too).
+        ``secure_boot`` is deliberately not mapped to
         ``includeWellKnownCertificates``: it selects the ``-secureboot`` asset of
         the same schematic (see ``factory.asset_name``). Pure.
         """

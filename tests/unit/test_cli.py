@@ -207,13 +207,45 @@ def test_canaries_never_appear_in_cli_output(home: Home, log_format: str,
 
 def test_store_key_encrypts_machine_config_at_rest(home: Home, monkeypatch: pytest.MonkeyPatch
                                                    ) -> None:
-    monkeypatch.setenv("TALPROV_STORE_KEY", "a-long-store-passphrase")
+    monkeypatch.setenv("TALPROV_STORE_KEY", STORE_KEY)
     request = home.write_request("enc-1")
     result = home.invoke("machine", "create", "-f", str(request))
     assert result.exit_code == 0, result.output
     db = Path(home.store_url.removeprefix("sqlite:///"))
     raw = b"".join(p.read_bytes() for p in db.parent.glob("state.db*"))
     assert CANARY_CONFIG.encode() not in raw
+
+
+STORE_KEY = "0uP4xJm3V8cQyT2nW9rZ5bK7dH1fL6sA_gE-oRtYiUw"  # token_urlsafe(32)'s length
+
+
+def test_a_short_store_key_is_refused(home: Home, monkeypatch: pytest.MonkeyPatch) -> None:
+    # QA: TALPROV_STORE_KEY=short was taken silently, though HKDF does not stretch it.
+    monkeypatch.setenv("TALPROV_STORE_KEY", "short")
+    result = home.invoke("machine", "list")
+    assert result.exit_code == 2, result.output
+    assert "TALPROV_STORE_KEY" in result.output
+    assert "32" in result.output
+    assert "Traceback" not in result.output
+    assert "short" not in result.output.replace("too short", "")
+
+
+def test_a_request_sealed_with_another_key_can_be_got_and_deleted(
+    home: Home, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TALPROV_STORE_KEY", STORE_KEY)
+    assert home.invoke("machine", "create", "-f", str(home.write_request("old-1"))).exit_code == 0
+    other = STORE_KEY[::-1]
+    monkeypatch.setenv("TALPROV_STORE_KEY", other)
+    got = home.invoke("machine", "get", "old-1", "-o", "json")
+    assert got.exit_code == 0, got.output
+    view = json.loads(got.output)
+    assert "TALPROV_STORE_KEY" in view["error"]
+    assert view["config_sha256"] is None
+    assert STORE_KEY not in got.output
+    assert other not in got.output
+    deleted = home.invoke("machine", "delete", "old-1")
+    assert deleted.exit_code == 0, deleted.output
 
 
 DEFAULT_ID = "376567988ad370138ad8b2698212367b8edcb69b5fd68c80be1f2ec7d603b4ba"

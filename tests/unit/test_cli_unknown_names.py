@@ -19,6 +19,7 @@ UNKNOWN_NAMES = [
     ("scale", "nosuch", "workers", "1"),
     ("scale", "demo", "nosuch", "1"),
     ("machine", "get", "nosuch"),
+    ("machine", "list", "--provider", "nosuch"),
     ("machine", "delete", "nosuch"),
     ("machine", "mark-delete", "nosuch"),
     ("machine", "forget", "nosuch", "--reason", "test"),
@@ -61,3 +62,15 @@ def test_a_provider_instance_of_another_type_is_invalid_input(populated: Home) -
     assert "fake" in result.output
     assert "baremetal" in result.output
 
+
+
+def test_machine_list_names_an_instance_only_the_store_knows(populated: Home) -> None:
+    # Requests of an instance removed from the config are still listed (they wait
+    # for a worker that has it); the name is known from the store.
+    assert populated.invoke("machine", "create", "-f",
+                            str(populated.write_request("kept-1"))).exit_code == 0
+    del populated.providers["fake"]
+    populated.write_config()
+    result = populated.invoke("machine", "list", "--provider", "fake")
+    assert result.exit_code == 0, result.output
+    assert "kept-1" in result.output

@@ -115,3 +115,65 @@ def test_context_manager_chains_and_leaves_other_errors_alone() -> None:
     assert isinstance(caught.value.__cause__, sdk.NotFoundException)
     with pytest.raises(KeyError), openstack_errors("get server"):
         raise KeyError("not an SDK error")
+
+
+REFUSED = ("Unable to establish connection to http://127.0.0.1:9/v3/auth/tokens: "
+           "HTTPConnectionPool(host='127.0.0.1', port=9): Max retries exceeded with url: "
+           "/v3/auth/tokens (Caused by NewConnectionError(\"HTTPConnection(host='127.0.0.1', "
+           "port=9): Failed to establish a new connection: [Errno 111] Connection refused\"))")
+
+
+def wrapped_by_authorize(error: Exception) -> sdk.SDKException:
+    # openstack.connection.Connection.authorize re-raises keystoneauth's errors as
+    # SDKException(str(e)) inside its except block: only __context__ keeps them.
+    try:
+        try:
+            raise error
+        except ksa.ClientException as inner:
+            raise sdk.SDKException(str(inner))  # noqa: B904 - as the SDK does
+    except sdk.SDKException as outer:
+        return outer
+    raise AssertionError("no exception")
+
+
+@pytest.mark.parametrize(
+    ("error", "kind", "expected"),
+    [
+        (ksa.ConnectFailure(REFUSED), Transient,
+         "authenticate at http://127.0.0.1:9: cloud unreachable (connection refused)"),
+        (ksa.SSLError("[SSL: CERTIFICATE_VERIFY_FAILED] certificate verify failed"),
+         AuthError, "authenticate: TLS verification failed; set ca_file to the cloud's CA"),
+    ],
+)
+def test_authorize_wrapping_is_seen_through(error: Exception, kind: type[Exception],
+                                            expected: str) -> None:
+    # QA: `providers --health` showed the raw SDK text cut at 300 characters
+    # ("...[Errno 111] Connection r"), where Proxmox and AWS say "connection refused".
+    translated = translate(wrapped_by_authorize(error), "authenticate")
+    assert isinstance(translated, kind)
+    assert str(translated) == expected
+
+
+def test_a_long_sdk_message_is_cut_at_a_word() -> None:
+    text = str(translate(sdk.SDKException("word " * 100), "x"))
+    assert text.endswith("word …")
+    assert len(text) < 340
+
+
+def test_the_sdks_own_authorize_on_a_closed_port_reads_connection_refused() -> None:
+    # The real SDK call, not a copy of its wrapping: nothing listens on the port.
+    import socket
+
+    import openstack
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    conn = openstack.connect(
+        auth_url=f"http://127.0.0.1:{port}/v3", username="u", password="p",
+        project_name="p", user_domain_name="Default", project_domain_name="Default",
+        load_yaml_config=False, load_envvars=False)
+    with pytest.raises(Transient) as caught, openstack_errors("authenticate"):
+        conn.authorize()
+    assert str(caught.value) == (
+        f"authenticate at http://127.0.0.1:{port}: cloud unreachable (connection refused)")

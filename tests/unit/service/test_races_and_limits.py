@@ -106,7 +106,16 @@ def test_a_body_over_the_cap_is_413_and_nothing_is_stored(small_api: Api) -> Non
     response = small_api.request("POST", "/v1/machine-requests", json=big, headers=WRITE)
     assert response.status_code == 413
     assert "x" * 100 not in response.text
+    assert_json_413(response)
     assert small_api.ctx.store.get_request("big-1") is None
+
+
+def assert_json_413(response: Any) -> None:
+    # QA: this was plain text "Content Too Large", unlike every other error body.
+    assert response.headers["content-type"] == "application/json"
+    detail = response.json()["detail"]
+    assert "4096" in detail
+    assert "max_body_bytes" in detail
 
 
 def test_a_chunked_body_over_the_cap_is_413(small_api: Api) -> None:
@@ -119,6 +128,7 @@ def test_a_chunked_body_over_the_cap_is_413(small_api: Api) -> None:
     response = small_api.request("POST", "/v1/machine-requests", content=chunks(),
                                  headers={**WRITE, "Content-Type": "application/json"})
     assert response.status_code == 413
+    assert_json_413(response)
     assert small_api.ctx.store.get_request("big-2") is None
 
 

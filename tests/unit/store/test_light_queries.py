@@ -5,10 +5,8 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import pytest
-
 from talprov.providers.types import Stage
-from talprov.store import RequestRecord, Store, StoreKeyError
+from talprov.store import RequestRecord, Store
 from tests.unit.store.factories import make_request
 
 T0 = datetime(2026, 5, 6, 7, 8, 9, 250000, tzinfo=UTC)
@@ -89,8 +87,8 @@ def test_light_reads_work_without_the_key_that_sealed_the_requests(
         put(sealed, "s-1", Stage.PENDING)
         put(sealed, "s-2", Stage.PROVISIONING, next_attempt_at=T0)
     with Store(store_url) as keyless:
-        with pytest.raises(StoreKeyError):
-            keyless.list_requests()
+        # Full records need the key: without it they come back unreadable.
+        assert all(r.unreadable is not None for r in keyless.list_requests())
         assert keyless.next_attempts([Stage.PENDING, Stage.PROVISIONING]) == [
             ("s-1", None), ("s-2", T0),
         ]

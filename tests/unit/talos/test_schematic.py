@@ -235,7 +235,9 @@ def test_from_request_follows_omni() -> None:
         join=JoinSpec(api_url=SecretStr("https://omni.example/?jointoken=secret")),
     )
     schematic = Schematic.from_request(request)
+    # Sorted as Omni sorts them; Omni keeps the duplicate, and so must the id.
     assert schematic.official_extensions == (
+        "siderolabs/iscsi-tools",
         "siderolabs/iscsi-tools",
         "siderolabs/util-linux-tools",
     )
