@@ -106,7 +106,7 @@ class ProgressMethods(StorePart):
             # cost a third of the write).
             insert_events(conn, [(updates[i].request_id, line) for i in written
                                  for line in updates[i].events], moment)
-            rows = _rows(conn, [updates[i].request_id for i in written])
+            rows = rows_by_id(conn, [updates[i].request_id for i in written])
         return [outcomes[i] if i in outcomes
                 else record_from_row(rows[u.request_id], self._codec, u.request)
                 for i, u in enumerate(updates)]
@@ -139,12 +139,19 @@ def _versions_for_update(conn: Connection, request_ids: Sequence[str]) -> dict[s
     return out
 
 
-def _rows(conn: Connection, request_ids: Sequence[str]) -> dict[str, Any]:
+def rows_by_id(conn: Connection, request_ids: Sequence[str], *, for_update: bool = False
+               ) -> dict[str, Any]:
+    """The stored rows of those of ``request_ids`` that exist, by id; locked when
+    ``for_update`` (PostgreSQL's READ COMMITTED would otherwise let a concurrent
+    write slip in between a read and the write it decides; SQLite's write
+    transactions are already alone)."""
     rows: dict[str, Any] = {}
     for start in range(0, len(request_ids), IDS_PER_QUERY):
-        chunk = request_ids[start:start + IDS_PER_QUERY]
-        query = sa.select(requests).where(requests.c.id.in_(chunk))
-        rows.update({row.id: row for row in conn.execute(query)})
+        query = sa.select(requests).where(
+            requests.c.id.in_(request_ids[start:start + IDS_PER_QUERY]))
+        if for_update:
+            query = query.with_for_update()
+        rows.update({str(row.id): row for row in conn.execute(query)})
     return rows
 
 
