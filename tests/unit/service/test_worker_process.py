@@ -163,7 +163,8 @@ class _SlowPipe:
 
 
 def test_wakes_during_a_send_are_folded_into_one_more_send() -> None:
-    worker = WorkerProcess(worker_targets.reporting_child, metrics=Metrics())
+    worker = WorkerProcess(functools.partial(worker_targets.reporting_child, "unused"),
+                           metrics=Metrics())
     pipe = _SlowPipe()
     worker._conn = pipe  # type: ignore[assignment]  # the test plays the child's pipe
     first = threading.Thread(target=worker.wake)
