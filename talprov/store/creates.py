@@ -23,7 +23,6 @@ from talprov.providers.types import MachineRequest, Stage
 from talprov.store.crypto import SecretCodec
 from talprov.store.engine import retry_insert_race
 from talprov.store.group_commit import GroupCommit
-from talprov.store.guard import QueryGuard, current_guard, guarded
 from talprov.store.parts import StorePart
 from talprov.store.progress import rows_by_id
 from talprov.store.records import (
@@ -45,7 +44,6 @@ class NewRequest:
     fingerprint: str
     columns: dict[str, Any]
     now: datetime
-    guard: QueryGuard | None
 
 
 #: What a turn answers each create: the row as committed, and whether this create made it.
@@ -83,11 +81,8 @@ class CreateMethods(StorePart):
         same time (:mod:`talprov.store.creates`). Same errors as ``create_request``.
         """
         fingerprint = request.fingerprint()
-        guard = current_guard()
-        new = NewRequest(request, fingerprint, self._request_columns(request, fingerprint),
-                         utc_or_now(now), guard)
-        row, created = self._creates.submit(
-            new, seconds_left=None if guard is None else guard.seconds_left)
+        row, created = self._creates.submit(NewRequest(
+            request, fingerprint, self._request_columns(request, fingerprint), utc_or_now(now)))
         return record_from_row(row, self._codec, request if created else None), created
 
     def _request_columns(self, request: MachineRequest, fingerprint: str) -> dict[str, Any]:
@@ -109,13 +104,9 @@ class CreateMethods(StorePart):
         }
 
     def _create_many(self, creates: Sequence[NewRequest]) -> list[Stored | Exception]:
-        """The :class:`GroupCommit` turn: ``creates`` in one transaction, which obeys
-        the latest deadline among their callers' (none if one of them has none)."""
-        guards = [c.guard for c in creates]
-        turn_guard = (None if None in guards else
-                      QueryGuard(max(g.seconds_left() for g in guards if g is not None)))
-        with guarded(turn_guard):
-            return retry_insert_race(lambda: self._create_turn(creates))
+        """The :class:`GroupCommit` turn: ``creates`` in one transaction, tried
+        again when another process inserted one of their ids meanwhile."""
+        return retry_insert_race(lambda: self._create_turn(creates))
 
     def _create_turn(self, creates: Sequence[NewRequest]) -> list[Stored | Exception]:
         decided: list[str | Exception] = []  # per create: the id whose row it gets, or its error

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
 from talprov.store.errors import StoreError
+from talprov.store.guard import QueryGuard, current_guard, guarded
 
 _Item = TypeVar("_Item")
 _Result = TypeVar("_Result")
@@ -37,6 +38,8 @@ class _Waiting(Generic[_Item, _Result]):
     """One caller's item, and what became of it."""
 
     item: _Item
+    #: The caller's query guard (its API call's deadline), if any.
+    guard: QueryGuard | None
     #: Set when the item's outcome is known, or when this caller is to lead.
     answered: threading.Event = field(default_factory=threading.Event)
     leads: bool = False
@@ -72,17 +75,21 @@ class GroupCommit(Generic[_Item, _Result]):
         with self._lock:
             return len(self._queue)
 
-    def submit(self, item: _Item, *, seconds_left: Callable[[], float] | None = None
-               ) -> _Result:
+    def submit(self, item: _Item) -> _Result:
         """Write ``item`` (with whatever else waits) and return its result once the
         transaction has committed.
 
         Raises what ``write_many`` gave for this item, or what it raised for the
-        whole turn. Raises :class:`StoreError` when ``seconds_left()`` reaches 0
-        while the item still waits for its turn (it is then never written).
-        Idempotent exactly when ``write_many`` is.
+        whole turn. Under a query guard (:mod:`talprov.store.guard`), raises
+        :class:`StoreError` when the deadline passes while the item still waits
+        for its turn (it is then never written); the turn's transaction obeys the
+        latest deadline of its callers (none if one of them has none), and one
+        caller's cancel does not stop the others' writes. Idempotent exactly when
+        ``write_many`` is.
         """
-        me: _Waiting[_Item, _Result] = _Waiting(item)
+        guard = current_guard()
+        seconds_left = None if guard is None else guard.seconds_left
+        me: _Waiting[_Item, _Result] = _Waiting(item, guard)
         with self._lock:
             self._queue.append(me)
             if not self._leading:
@@ -114,8 +121,12 @@ class GroupCommit(Generic[_Item, _Result]):
             turn, self._queue = self._queue[:self._most], self._queue[self._most:]
         results: Sequence[_Result | Exception] = ()
         failure: BaseException | None = None
+        guards = [w.guard for w in turn]
+        latest = (None if None in guards else
+                  QueryGuard(max(g.seconds_left() for g in guards if g is not None)))
         try:
-            results = self._write_many([w.item for w in turn])
+            with guarded(latest):
+                results = self._write_many([w.item for w in turn])
             if len(results) != len(turn):
                 failure = StoreError("store: a group write answered the wrong number of items")
         except BaseException as exc:  # every caller of the turn must hear of it

@@ -13,6 +13,7 @@ import pytest
 
 from talprov.store.errors import StoreError
 from talprov.store.group_commit import GroupCommit
+from talprov.store.guard import QueryGuard, current_guard, guarded
 
 
 class Writer:
@@ -34,12 +35,14 @@ class Writer:
 
 
 def in_threads(group: GroupCommit[str, str], items: Sequence[str],
-               **kwargs: Any) -> tuple[dict[str, Any], list[threading.Thread]]:
+               guard: QueryGuard | None = None) -> tuple[dict[str, Any], list[threading.Thread]]:
+    """Each item submitted in its own thread, under ``guard`` when given."""
     outcomes: dict[str, Any] = {}
 
     def run(item: str) -> None:
         try:
-            outcomes[item] = group.submit(item, **kwargs)
+            with guarded(guard):
+                outcomes[item] = group.submit(item)
         except Exception as exc:  # collected for the assertions
             outcomes[item] = exc
 
@@ -127,7 +130,7 @@ def test_a_caller_past_its_deadline_leaves_the_queue_unwritten() -> None:
     group: GroupCommit[str, str] = GroupCommit(writer)
     _, first_threads = in_threads(group, ["a"])
     wait_until(lambda: len(writer.turns) == 1)
-    late, late_threads = in_threads(group, ["late"], seconds_left=lambda: 0.0)
+    late, late_threads = in_threads(group, ["late"], guard=QueryGuard(0.0))
     joined(late_threads)
     assert isinstance(late["late"], StoreError)
     assert "deadline" in str(late["late"])
@@ -141,7 +144,7 @@ def test_a_caller_past_its_deadline_leaves_the_queue_unwritten() -> None:
 def test_a_caller_already_in_a_turn_waits_for_its_commit_past_its_deadline() -> None:
     writer = Writer()
     group: GroupCommit[str, str] = GroupCommit(writer)
-    outcome, threads = in_threads(group, ["a"], seconds_left=lambda: 0.0)
+    outcome, threads = in_threads(group, ["a"], guard=QueryGuard(0.0))
     wait_until(lambda: len(writer.turns) == 1)
     writer.release.set()
     joined(threads)
@@ -177,3 +180,30 @@ def test_an_interrupted_turn_still_answers_and_hands_on_the_lead() -> None:
     joined([leader, *threads])
     assert isinstance(first["a"], KeyboardInterrupt)
     assert rest == {"b": "B"}
+
+
+def test_a_turn_obeys_the_latest_deadline_of_its_callers_or_none() -> None:
+    seen: list[float | None] = []
+    writer = Writer()
+
+    def observing(items: Sequence[str]) -> list[str | Exception]:
+        guard = current_guard()
+        seen.append(None if guard is None else guard.seconds_left())
+        return writer(items)
+
+    group: GroupCommit[str, str] = GroupCommit(observing)
+    _, first = in_threads(group, ["a"], guard=QueryGuard(5))
+    wait_until(lambda: len(writer.turns) == 1)
+    _, short = in_threads(group, ["b"], guard=QueryGuard(1))
+    wait_until(lambda: group.waiting == 1)
+    _, long = in_threads(group, ["c"], guard=QueryGuard(100))
+    wait_until(lambda: group.waiting == 2)
+    writer.release.set()
+    joined(first + short + long)
+    _, unguarded = in_threads(group, ["d"])
+    joined(unguarded)
+    assert seen[0] is not None
+    assert 0 < seen[0] <= 5
+    assert seen[1] is not None
+    assert 50 < seen[1] <= 100
+    assert seen[2] is None  # a caller without a deadline: the turn has none
