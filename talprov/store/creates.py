@@ -24,7 +24,7 @@ from talprov.store.crypto import SecretCodec
 from talprov.store.engine import retry_insert_race
 from talprov.store.group_commit import GroupCommit
 from talprov.store.parts import StorePart
-from talprov.store.progress import rows_by_id
+from talprov.store.progress import insert_stamped_events, rows_by_id
 from talprov.store.records import (
     RequestRecord,
     dump_json,
@@ -32,7 +32,6 @@ from talprov.store.records import (
     record_from_row,
     utc_or_now,
 )
-from talprov.store.schema import events as event_log
 from talprov.store.schema import request_labels, requests
 
 
@@ -156,9 +155,7 @@ def _record(conn: Connection, creates: Sequence[NewRequest], found: dict[str, An
               for new in creates for key, value in new.request.labels.items()]
     if labels:
         conn.execute(request_labels.insert(), labels)
-    if creates:
-        conn.execute(event_log.insert(), [
-            {"request_id": new.request.id, "at": new.now,
-             "message": "request created" if new.request.id not in found
-             else "request created again (the previous one was gone)"}
-            for new in creates])
+    insert_stamped_events(conn, [
+        (new.request.id, "request created" if new.request.id not in found
+         else "request created again (the previous one was gone)", new.now)
+        for new in creates])

@@ -89,7 +89,10 @@ class Store(
         # moment the last commits; other processes still meet the busy timeout.
         self._writer_lock = self._memory_lock or (
             threading.RLock() if self._engine.dialect.name == "sqlite" else None)
+        # Writes of many threads at once share transactions (group commit):
+        # API creates, and the workers' step outcomes.
         self._creates = GroupCommit(self._create_many)
+        self._progress_writes = GroupCommit(self._save_progress_turn)
         self.url = masked_url(url)
         """The store URL with any password hidden."""
 

@@ -31,20 +31,22 @@ def wait_until(condition: Callable[[], bool]) -> None:
 
 
 class Turns:
-    """Records the store's create turns; the first one starts only once
-    ``queued`` more creates wait behind it, so the second turn holds them all."""
+    """Records the turns of one of the store's group writes (its creates unless
+    ``progress``); the first turn starts only once ``queued`` more calls wait
+    behind it, so the second turn holds them all."""
 
-    def __init__(self, store: Store, queued: int) -> None:
+    def __init__(self, store: Store, queued: int, *, progress: bool = False) -> None:
         self.sizes: list[int] = []
-        write = store._create_turn  # the test wraps the store's own turn
+        group: Any = store._progress_writes if progress else store._creates
+        write = group._write_many  # the test wraps the store's own turn
 
-        def counted(creates: Sequence[NewRequest]) -> Any:
-            self.sizes.append(len(creates))
+        def counted(items: Sequence[Any]) -> Any:
+            self.sizes.append(len(items))
             if len(self.sizes) == 1:
-                wait_until(lambda: store._creates.waiting == queued)
-            return write(creates)
+                wait_until(lambda: group.waiting == queued)
+            return write(items)
 
-        store._create_turn = counted  # type: ignore[method-assign]
+        group._write_many = counted
 
 
 def create_all(store: Store, requests: Sequence[MachineRequest]) -> list[Any]:
