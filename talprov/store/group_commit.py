@@ -88,16 +88,16 @@ class GroupCommit(Generic[_Item, _Result]):
         ``write_many`` is.
         """
         guard = current_guard()
-        seconds_left = None if guard is None else guard.seconds_left
         me: _Waiting[_Item, _Result] = _Waiting(item, guard)
         with self._lock:
             self._queue.append(me)
             if not self._leading:
                 self._leading = me.leads = True
-        while not me.leads and not me.answered.wait(
-                None if seconds_left is None else max(0.0, seconds_left())):
+        timeout = None if guard is None else guard.seconds_left()
+        while not me.leads and not me.answered.wait(timeout):
             if self._withdraw(me):
                 raise StoreError("store: query deadline passed while waiting to write")
+            timeout = None  # a turn took it: its outcome comes with that commit
         if me.leads:
             me.answered.clear()
             self._lead(me)

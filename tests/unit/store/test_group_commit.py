@@ -142,13 +142,37 @@ def test_a_caller_past_its_deadline_leaves_the_queue_unwritten() -> None:
 
 
 def test_a_caller_already_in_a_turn_waits_for_its_commit_past_its_deadline() -> None:
-    writer = Writer()
-    group: GroupCommit[str, str] = GroupCommit(writer)
-    outcome, threads = in_threads(group, ["a"], guard=QueryGuard(0.0))
-    wait_until(lambda: len(writer.turns) == 1)
-    writer.release.set()
-    joined(threads)
-    assert outcome == {"a": "A"}  # it was being written: it hears the commit
+    gates = [threading.Event(), threading.Event()]
+    turns: list[list[str]] = []
+
+    def write(items: Sequence[str]) -> list[str | Exception]:
+        turns.append(list(items))
+        assert gates[len(turns) - 1].wait(10)
+        return [item.upper() for item in items]
+
+    group: GroupCommit[str, str] = GroupCommit(write)
+    _, first = in_threads(group, ["a"])
+    wait_until(lambda: turns == [["a"]])
+    _, second = in_threads(group, ["c"])  # leads the next turn
+    wait_until(lambda: group.waiting == 1)
+    clock_reads = [0]
+
+    def clock() -> float:
+        clock_reads[0] += 1
+        return time.monotonic()
+
+    outcome, guarded_threads = in_threads(group, ["b"], guard=QueryGuard(1.0, clock=clock))
+    wait_until(lambda: group.waiting == 2)
+    gates[0].set()
+    wait_until(lambda: turns == [["a"], ["c", "b"]])
+    time.sleep(1.2)  # past its deadline while its turn writes
+    reads_while_waiting = clock_reads[0]
+    time.sleep(0.1)
+    assert clock_reads[0] == reads_while_waiting  # it sleeps; it does not poll
+    assert outcome == {}
+    gates[1].set()
+    joined(first + second + guarded_threads)
+    assert outcome == {"b": "B"}  # it was being written: it hears the commit
 
 
 def test_an_interrupted_turn_still_answers_and_hands_on_the_lead() -> None:
