@@ -14,10 +14,11 @@ default) and fires, at the same concurrency:
 
 It prints p50/p99/max latency, errors and throughput of each phase and mode,
 then the goals' ratios: GET p99 with workers over GET p99 without (goal 1.5x),
-and create p99 over healthz p99 (goal 1.5x). Exits 1 on any error.
+and create p99 over healthz p99 (goal 1.5x), each the min and median over
+``--runs`` runs (the modes take turns). Exits 1 on any error.
 
     .venv/bin/python bench/service_load.py [--requests 1000] [--concurrency 50]
-        [--modes off,thread,process] [--store URL] [--client raw|httpx]
+        [--modes off,thread,process] [--runs 3] [--store URL] [--client raw|httpx]
 
 Every call goes out through the lean client of bench/raw_http.py unless
 ``--client httpx``: on a machine with few cores httpx's 4-7 ms of CPU per call
@@ -350,6 +351,21 @@ def scale(count: int, concurrency: int, mode: str, *, lean: bool, runs: int = 3)
         raise SystemExit(f"{errors} creations failed")
 
 
+def ratio_line(mode: str, runs: list[dict[str, list[Result]]]) -> str:
+    """The goals' ratios of ``mode``, min and median over the runs (each ratio
+    within one run: its phases ran on the same server, minutes apart at most)."""
+
+    def spread(values: list[float]) -> str:
+        return f"{min(values):.2f}x / {statistics.median(values):.2f}x"
+
+    creates = [r[mode][1].quantile(0.99) / r[mode][0].quantile(0.99) for r in runs]
+    line = f"{mode:<8} create p99 / healthz p99 (min / median): {spread(creates)}"
+    if mode != "off" and all("off" in r for r in runs):
+        reads = [r[mode][2].quantile(0.99) / r["off"][2].quantile(0.99) for r in runs]
+        line += f"   GET p99 / GET p99 without workers: {spread(reads)}"
+    return line
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=1000)
@@ -357,6 +373,8 @@ def main() -> None:
     parser.add_argument("--modes", default="off,thread,process",
                         help="Worker modes to compare, in order (off, thread, process).")
     parser.add_argument("--store", help="Store URL (default: a fresh SQLite file per mode).")
+    parser.add_argument("--runs", type=int, default=3,
+                        help="Runs of every mode (min and median of the ratios).")
     parser.add_argument("--scale", action="store_true",
                         help="One vs two processes on one PostgreSQL store (creations/s).")
     parser.add_argument("--no-workers", action="store_true",
@@ -367,32 +385,31 @@ def main() -> None:
     args = parser.parse_args()
     if args.scale:
         scale(args.requests, args.concurrency, mode="off" if args.no_workers else "process",
-              lean=args.client == "raw")
+              lean=args.client == "raw", runs=args.runs)
         return
     modes = [m.strip() for m in args.modes.split(",") if m.strip()]
-    results: dict[str, list[Result]] = {}
+    runs: list[dict[str, list[Result]]] = []
+    for _ in range(args.runs):
+        results: dict[str, list[Result]] = {}
+        for mode in modes:  # the modes in turn, so that a noisy minute hits all of them
+            with tempfile.TemporaryDirectory(prefix="talprov-bench-") as tmp:
+                process, url = start_server(Path(tmp), mode=mode, store=args.store)
+                try:
+                    results[mode] = asyncio.run(run(url, args.requests, args.concurrency, mode,
+                                                    lean=args.client == "raw"))
+                finally:
+                    process.terminate()
+                    process.wait(timeout=60)
+        runs.append(results)
+    print(f"talprov serve: {args.requests} requests per phase, concurrency {args.concurrency}, "
+          f"{args.runs} run(s); {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f}")
+    for number, results in enumerate(runs, start=1):
+        for mode in modes:
+            for result in results[mode]:
+                print(f"run {number}: {result.line()}")
+    errors = sum(r.errors for results in runs for rs in results.values() for r in rs)
     for mode in modes:
-        with tempfile.TemporaryDirectory(prefix="talprov-bench-") as tmp:
-            process, url = start_server(Path(tmp), mode=mode, store=args.store)
-            try:
-                results[mode] = asyncio.run(run(url, args.requests, args.concurrency, mode,
-                                                lean=args.client == "raw"))
-            finally:
-                process.terminate()
-                process.wait(timeout=60)
-    print(f"talprov serve: {args.requests} requests per phase, concurrency {args.concurrency}")
-    for mode in modes:
-        for result in results[mode]:
-            print(result.line())
-    errors = sum(r.errors for rs in results.values() for r in rs)
-    for mode in modes:
-        healthz, creations, reads = results[mode]
-        line = (f"{mode:<8} create p99 / healthz p99: "
-                f"{creations.quantile(0.99) / healthz.quantile(0.99):.2f}x")
-        if "off" in results and mode != "off":
-            line += (f"   GET p99 / GET p99 without workers: "
-                     f"{reads.quantile(0.99) / results['off'][2].quantile(0.99):.2f}x")
-        print(line)
+        print(ratio_line(mode, runs))
     print(f"errors: {errors}")
     if errors:
         raise SystemExit(1)

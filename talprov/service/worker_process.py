@@ -103,6 +103,8 @@ class WorkerProcess:
         self._worker_id = worker_id
         self._troubles: dict[str, InstanceTrouble] = {}
         self._lock = threading.Lock()
+        self._wake_lock = threading.Lock()
+        self._waking = self._wake_again = False
         self._conn: Connection | None = None
         self._stopping = threading.Event()
         self._supervisor: threading.Thread | None = None
@@ -126,8 +128,26 @@ class WorkerProcess:
             return dict(self._troubles)
 
     def wake(self) -> None:
-        """Ask the child to run its next round now. Idempotent; never raises."""
-        self._send(WAKE)
+        """Ask the child to run its next round now. Idempotent; never raises.
+
+        Wakes that come while another caller sends one are folded into one more
+        send after it: under load every create wakes the child, and a pipe write
+        per create (each pickled, each taking the send lock) cost the API more
+        than the child gains from all but one of them. No wake is lost: every
+        call is followed by a send that starts after it.
+        """
+        with self._wake_lock:
+            if self._waking:
+                self._wake_again = True
+                return
+            self._waking = True
+        while True:
+            self._send(WAKE)
+            with self._wake_lock:
+                if not self._wake_again:
+                    self._waking = False
+                    return
+                self._wake_again = False
 
     @property
     def running(self) -> bool:

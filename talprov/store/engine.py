@@ -39,6 +39,8 @@ BUSY_TIMEOUT_SECONDS = 30.0
 #: Age at which a pooled server connection is replaced: under the idle timeouts of
 #: Azure's load balancer (240 s) and AWS's NAT gateway (350 s).
 RECYCLE_SECONDS = 180
+#: Connections a store's pool opens at most, and keeps open.
+POOL_SIZE = 15
 #: SQLite's SQLITE_FULL and PostgreSQL's SQLSTATE disk_full: no room left to write.
 _SQLITE_FULL = 13
 _PG_DISK_FULL = "53100"
@@ -102,7 +104,12 @@ def create_store_engine(url: str) -> tuple[Engine, threading.RLock | None]:
     if parsed.drivername == "postgresql":
         # SQLAlchemy's default PostgreSQL driver is psycopg2; talprov ships psycopg 3.
         parsed = parsed.set(drivername="postgresql+psycopg")
+    # The pool keeps its connections: as many as SQLAlchemy's default allows at
+    # once (5 + 10 overflow), but with the default, under load (the API's 40
+    # threads), each overflow connection was opened, set up (PRAGMAs; a server
+    # process on PostgreSQL) and closed again for a single transaction.
     kwargs: dict[str, Any] = {"hide_parameters": True}
+    pooled = {"pool_size": POOL_SIZE, "max_overflow": 0}
     memory_lock: threading.RLock | None = None
     if parsed.get_backend_name() == "sqlite":
         kwargs["connect_args"] = {"timeout": BUSY_TIMEOUT_SECONDS, "check_same_thread": False}
@@ -110,9 +117,11 @@ def create_store_engine(url: str) -> tuple[Engine, threading.RLock | None]:
             # One shared connection, else every pooled connection is a new empty database.
             kwargs["poolclass"] = StaticPool
             memory_lock = threading.RLock()
+        else:
+            kwargs.update(pooled)
         _precreate_private_file(parsed)
     else:
-        kwargs["pool_recycle"] = RECYCLE_SECONDS
+        kwargs.update(pooled, pool_recycle=RECYCLE_SECONDS)
     try:
         engine = sa.create_engine(parsed, **kwargs)
     except (ImportError, sa.exc.NoSuchModuleError) as exc:

@@ -86,9 +86,10 @@ def current_guard() -> QueryGuard | None:
 
 
 @contextmanager
-def guarded(guard: QueryGuard) -> Iterator[QueryGuard]:
+def guarded(guard: QueryGuard | None) -> Iterator[QueryGuard | None]:
     """Store queries in this context (and in threads started from it with its
-    context copied, as FastAPI does for sync routes) obey ``guard``."""
+    context copied, as FastAPI does for sync routes) obey ``guard`` (``None``:
+    no deadline, as the workers' queries)."""
     token = _current.set(guard)
     try:
         yield guard

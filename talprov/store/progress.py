@@ -2,12 +2,17 @@
 
 A batch step of 100 requests used to cost 100 commits in a row (each an fsync
 and a turn at SQLite's single write lock); :meth:`ProgressMethods.save_progress_many`
-makes it one, with the same optimistic version check per request.
+makes it one, with the same optimistic version check per request. The runner's
+threads that write at the same time (steps without a batch form, 8 at once)
+share one transaction too, through the store's
+:class:`~talprov.store.group_commit.GroupCommit`, instead of queueing for the
+write lock one commit each.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -17,6 +22,7 @@ from sqlalchemy.engine import Connection
 from talprov.providers.types import Stage
 from talprov.store.crypto import SecretCodec
 from talprov.store.errors import StaleRecord
+from talprov.store.group_commit import GroupCommit
 from talprov.store.observations import stale_record
 from talprov.store.parts import StorePart
 from talprov.store.records import (
@@ -38,6 +44,7 @@ class ProgressMethods(StorePart):
     """The progress writes of :class:`talprov.store.Store`."""
 
     _codec: SecretCodec
+    _progress_writes: GroupCommit[ProgressWrite, Saved]
 
     def save_progress(
         self,
@@ -79,37 +86,66 @@ class ProgressMethods(StorePart):
         Each update is written only at its ``expected_version`` (then bumped); a
         stale one is skipped, writes nothing, and comes back as its
         :class:`StaleRecord` in the result, in order; the others come back as their
-        new records. Raises :class:`StoreError` (nothing written) when a state is
-        not JSON-serialisable or the database fails. Not idempotent (see
-        :meth:`save_progress`).
+        new records. Calls of other threads waiting at the same time share the
+        transaction (:class:`~talprov.store.group_commit.GroupCommit`), each with
+        its own ``now`` and outcomes, as if written one after the other; it
+        returns once the transaction has committed. Raises :class:`StoreError`
+        (nothing written) when a state is not JSON-serialisable or the database
+        fails. Not idempotent (see :meth:`save_progress`).
         """
         moment = utc_or_now(now)
-        columns = [_progress_columns(u, moment) for u in updates]
-        outcomes: dict[int, StaleRecord] = {}
-        written: list[int] = []
+        write = ProgressWrite(tuple(updates), [_progress_columns(u, moment) for u in updates],
+                              moment)
+        saved = self._progress_writes.submit(write)
+        return [outcome if isinstance(outcome, StaleRecord)
+                else record_from_row(outcome, self._codec, update.request)
+                for update, outcome in zip(write.updates, saved, strict=True)]
+
+    def _save_progress_turn(self, writes: Sequence[ProgressWrite]) -> list[Saved | Exception]:
+        """The :class:`GroupCommit` turn: every update of ``writes``, in order, in one
+        transaction. One version check, one UPDATE statement, one INSERT of event
+        lines and one read-back for them all (100 single statements cost a third
+        of a batch's write)."""
+        stale: list[dict[int, StaleRecord]] = [{} for _ in writes]
+        written: list[tuple[ProgressWrite, int]] = []
         with self._write() as conn:
-            versions = _versions_for_update(conn, [u.request_id for u in updates])
-            for index, update in enumerate(updates):
-                at = versions.get(update.request_id)
-                if at != update.expected_version:
-                    outcomes[index] = stale_record(update.request_id, update.expected_version, at)
-                    continue
-                versions[update.request_id] = at + 1
-                written.append(index)
+            versions = _versions_for_update(
+                conn, [u.request_id for write in writes for u in write.updates])
+            for call, write in enumerate(writes):
+                for index, update in enumerate(write.updates):
+                    at = versions.get(update.request_id)
+                    if at != update.expected_version:
+                        stale[call][index] = stale_record(
+                            update.request_id, update.expected_version, at)
+                        continue
+                    versions[update.request_id] = at + 1
+                    written.append((write, index))
             if written:
-                # One statement for all: the rows are locked (SQLite: the write
-                # lock; PostgreSQL: FOR UPDATE), and the version stays in the WHERE.
+                # The rows are locked (SQLite: the write lock; PostgreSQL: FOR
+                # UPDATE), and the version stays in the WHERE.
                 conn.execute(_UPDATE_AT_VERSION, [
-                    {"at_id": updates[i].request_id, "at_version": updates[i].expected_version,
-                     **columns[i]} for i in written])
-            # All the batch's event lines in one statement too (100 INSERTs
-            # cost a third of the write).
-            insert_events(conn, [(updates[i].request_id, line) for i in written
-                                 for line in updates[i].events], moment)
-            rows = _rows(conn, [updates[i].request_id for i in written])
-        return [outcomes[i] if i in outcomes
-                else record_from_row(rows[u.request_id], self._codec, u.request)
-                for i, u in enumerate(updates)]
+                    {"at_id": w.updates[i].request_id, "at_version": w.updates[i].expected_version,
+                     **w.columns[i]} for w, i in written])
+            insert_stamped_events(conn, [(w.updates[i].request_id, line, w.moment)
+                                         for w, i in written for line in w.updates[i].events])
+            rows = rows_by_id(conn, sorted({w.updates[i].request_id for w, i in written}))
+        return [[stale[call].get(index) or rows[update.request_id]
+                 for index, update in enumerate(write.updates)]
+                for call, write in enumerate(writes)]
+
+
+@dataclass(frozen=True)
+class ProgressWrite:
+    """One :meth:`ProgressMethods.save_progress_many` call, its columns worked out
+    before it waits for the writer."""
+
+    updates: Sequence[ProgressUpdate]
+    columns: Sequence[dict[str, Any]]
+    moment: datetime
+
+
+#: What a turn answers one call: per update, its row as committed or its StaleRecord.
+Saved = list["sa.Row[Any] | StaleRecord"]
 
 
 _UPDATE_AT_VERSION = (
@@ -122,9 +158,14 @@ _UPDATE_AT_VERSION = (
 def insert_events(conn: Connection, lines: Sequence[tuple[str, str]], at: datetime) -> None:
     """Append event ``lines`` (request id, message), in order, all stamped ``at``:
     one statement for all of them."""
+    insert_stamped_events(conn, [(rid, message, at) for rid, message in lines])
+
+
+def insert_stamped_events(conn: Connection, lines: Sequence[tuple[str, str, datetime]]) -> None:
+    """Append event ``lines`` (request id, message, time), in order: one statement."""
     if lines:
-        conn.execute(event_log.insert(),
-                     [{"request_id": rid, "at": at, "message": message} for rid, message in lines])
+        conn.execute(event_log.insert(), [{"request_id": rid, "at": at, "message": message}
+                                          for rid, message, at in lines])
 
 
 def _versions_for_update(conn: Connection, request_ids: Sequence[str]) -> dict[str, int]:
@@ -139,12 +180,19 @@ def _versions_for_update(conn: Connection, request_ids: Sequence[str]) -> dict[s
     return out
 
 
-def _rows(conn: Connection, request_ids: Sequence[str]) -> dict[str, Any]:
+def rows_by_id(conn: Connection, request_ids: Sequence[str], *, for_update: bool = False
+               ) -> dict[str, Any]:
+    """The stored rows of those of ``request_ids`` that exist, by id; locked when
+    ``for_update`` (PostgreSQL's READ COMMITTED would otherwise let a concurrent
+    write slip in between a read and the write it decides; SQLite's write
+    transactions are already alone)."""
     rows: dict[str, Any] = {}
     for start in range(0, len(request_ids), IDS_PER_QUERY):
-        chunk = request_ids[start:start + IDS_PER_QUERY]
-        query = sa.select(requests).where(requests.c.id.in_(chunk))
-        rows.update({row.id: row for row in conn.execute(query)})
+        query = sa.select(requests).where(
+            requests.c.id.in_(request_ids[start:start + IDS_PER_QUERY]))
+        if for_update:
+            query = query.with_for_update()
+        rows.update({str(row.id): row for row in conn.execute(query)})
     return rows
 
 

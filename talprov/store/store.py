@@ -20,17 +20,17 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from talprov.errors import Conflict
-from talprov.providers.types import MachineRequest, Stage
+from talprov.providers.types import Stage
 from talprov.store.browse import BrowseMethods
 from talprov.store.clusters import ClusterMethods
+from talprov.store.creates import CreateMethods
 from talprov.store.crypto import SecretCodec
 from talprov.store.engine import (
     create_store_engine,
     masked_url,
-    retry_insert_race,
     transaction,
 )
+from talprov.store.group_commit import GroupCommit
 from talprov.store.light_queries import LightQueryMethods
 from talprov.store.location import default_store_url
 from talprov.store.observations import ObservationMethods
@@ -39,8 +39,6 @@ from talprov.store.records import (
     AuditEntry,
     Event,
     RequestRecord,
-    dump_json,
-    fresh_progress_columns,
     record_from_row,
     utc_or_now,
 )
@@ -71,7 +69,7 @@ def _ids_with_labels(labels: Mapping[str, str]) -> sa.Select[tuple[str]]:
 
 
 class Store(
-    RequestSetMethods, ClusterMethods, RequestLeaseMethods, LightQueryMethods,
+    CreateMethods, RequestSetMethods, ClusterMethods, RequestLeaseMethods, LightQueryMethods,
     ObservationMethods, BrowseMethods, ProgressMethods, UiSessionMethods,
 ):
     """Persistent state for requests, clusters and request sets behind any SQLAlchemy URL.
@@ -91,6 +89,10 @@ class Store(
         # moment the last commits; other processes still meet the busy timeout.
         self._writer_lock = self._memory_lock or (
             threading.RLock() if self._engine.dialect.name == "sqlite" else None)
+        # Writes of many threads at once share transactions (group commit):
+        # API creates, and the workers' step outcomes.
+        self._creates = GroupCommit(self._create_many)
+        self._progress_writes = GroupCommit(self._save_progress_turn)
         self.url = masked_url(url)
         """The store URL with any password hidden."""
 
@@ -129,90 +131,6 @@ class Store(
         self._engine.dispose()
 
     # -- requests -----------------------------------------------------------------
-
-    def create_request(
-        self, request: MachineRequest, *, now: datetime | None = None
-    ) -> RequestRecord:
-        """Record a new request in ``PENDING``; idempotent on ``request.id``.
-
-        A live (not ``GONE``) request with the same fingerprint is returned
-        unchanged. A ``GONE`` one is replaced, whatever its body, by a fresh
-        ``PENDING`` request: creating again after a deletion makes a new machine.
-        Its version keeps counting up so writers holding the old one still lose.
-        Raises :class:`Conflict` when a live request with a different body has the id.
-        """
-        return self.create_or_get_request(request, now=now)[0]
-
-    def create_or_get_request(
-        self, request: MachineRequest, *, now: datetime | None = None
-    ) -> tuple[RequestRecord, bool]:
-        """:meth:`create_request`, also saying whether this call created it.
-
-        Of several concurrent calls with one body exactly one answers ``True``
-        (an API answers it 201, the others 200). Same errors as ``create_request``.
-        """
-        moment = utc_or_now(now)
-        return retry_insert_race(lambda: self._create_once(request, moment))
-
-    def _create_once(
-        self, request: MachineRequest, now: datetime
-    ) -> tuple[RequestRecord, bool]:
-        fingerprint = request.fingerprint()
-        with self._write() as conn:
-            existing = self._select_row(conn, request.id, for_update=True)
-            if existing is not None and existing.stage != Stage.GONE.value:
-                if existing.fingerprint != fingerprint:
-                    raise Conflict(f"request {request.id} already exists with a different body")
-                return record_from_row(existing, self._codec), False
-            values = {
-                **self._request_columns(request, fingerprint),
-                **fresh_progress_columns(),
-                "created_at": now,
-                "updated_at": now,
-            }
-            if existing is None:
-                conn.execute(requests.insert().values(id=request.id, version=1, **values))
-                message = "request created"
-            else:
-                conn.execute(
-                    requests.update()
-                    .where(requests.c.id == request.id)
-                    .values(version=existing.version + 1, **values)
-                )
-                conn.execute(
-                    request_labels.delete().where(request_labels.c.request_id == request.id)
-                )
-                message = "request created again (the previous one was gone)"
-            if request.labels:
-                conn.execute(
-                    request_labels.insert(),
-                    [
-                        {"request_id": request.id, "key": k, "value": v}
-                        for k, v in request.labels.items()
-                    ],
-                )
-            self._append_events(conn, request.id, [message], now)
-            row = self._select_row(conn, request.id)
-        assert row is not None
-        return record_from_row(row, self._codec), True
-
-    def _request_columns(self, request: MachineRequest, fingerprint: str) -> dict[str, Any]:
-        body = request.model_dump(mode="json", exclude={"machine_config", "join"})
-        join = request.join
-        return {
-            "provider": request.provider,
-            "body": dump_json(body, what=f"request {request.id}"),
-            "fingerprint": fingerprint,
-            "machine_config": self._codec.encode(request.machine_config.get_secret_value()),
-            "join_api_url": (
-                self._codec.encode(join.api_url.get_secret_value()) if join is not None else None
-            ),
-            "join_options": (
-                dump_json(join.model_dump(mode="json", exclude={"api_url"}), what="join")
-                if join is not None
-                else None
-            ),
-        }
 
     def get_request(self, request_id: str) -> RequestRecord | None:
         """The stored request, or ``None``. Raises :class:`StoreKeyError` when its

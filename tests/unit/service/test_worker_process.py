@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import logging
 import os
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -144,3 +145,42 @@ def test_a_child_a_signal_stopped_alone_is_started_again_with_a_warning(
     warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
     assert warnings
     assert "stopped by a signal, not by serve" in warnings[0].getMessage()
+
+
+class _SlowPipe:
+    """The parent's end of the pipe: the first send waits for ``release``."""
+
+    def __init__(self) -> None:
+        self.sent: list[str] = []
+        self.release = threading.Event()
+        self.sending = threading.Event()
+
+    def send(self, message: str) -> None:
+        self.sending.set()
+        if not self.sent:
+            assert self.release.wait(10)
+        self.sent.append(message)
+
+
+def test_wakes_during_a_send_are_folded_into_one_more_send() -> None:
+    worker = WorkerProcess(functools.partial(worker_targets.reporting_child, "unused"),
+                           metrics=Metrics())
+    pipe = _SlowPipe()
+    worker._conn = pipe  # type: ignore[assignment]  # the test plays the child's pipe
+    first = threading.Thread(target=worker.wake)
+    first.start()
+    assert pipe.sending.wait(10)
+    during = [threading.Thread(target=worker.wake) for _ in range(20)]
+    for thread in during:
+        thread.start()
+    for thread in during:
+        thread.join(10)  # they return at once: the sender owes them a wake
+        assert not thread.is_alive()
+    assert pipe.sent == []
+    pipe.release.set()
+    first.join(10)
+    # One send was under way when they came; one more, after them all, is theirs.
+    assert pipe.sent == ["wake", "wake"]
+    worker.wake()  # nothing under way: sent at once
+    assert pipe.sent == ["wake", "wake", "wake"]
+    worker.close()

@@ -13,7 +13,7 @@ import sqlalchemy as sa
 
 from talprov.providers.types import Stage
 from talprov.store import Store, StoreError, default_store_url
-from talprov.store.engine import create_store_engine
+from talprov.store.engine import POOL_SIZE, create_store_engine
 from talprov.store.schema import requests
 from tests.unit.store.factories import make_request
 
@@ -144,3 +144,32 @@ def test_filtered_lists_use_indexes_and_stay_fast_at_10000_rows(sqlite_url: str)
         assert len(store.list_requests(provider="provider-3", stages=[Stage.PENDING])) == sum(
             1 for r in rows if r["provider"] == "provider-3" and r["stage"] == "pending"
         )
+
+
+def test_a_burst_of_calls_reuses_the_pools_connections(store: Store) -> None:
+    """40 threads (the API's) reading on and off: the pool opens at most POOL_SIZE
+    connections and keeps them, rather than opening and closing one per
+    transaction whenever more than 5 are in use."""
+    store.create_request(make_request("pooled"))
+    opened = {"count": 0}
+
+    def counted(_dbapi: Any, _record: Any) -> None:
+        opened["count"] += 1
+
+    engine: sa.Engine = store._engine  # the test counts the pool's connects
+    engine.dispose()
+    sa.event.listen(engine, "connect", counted)
+    start = threading.Barrier(40)
+
+    def reads() -> None:
+        start.wait()
+        for n in range(25):
+            assert store.get_request("pooled") is not None
+            time.sleep(0.001 * (n % 3))  # the load comes and goes, as an API's does
+
+    threads = [threading.Thread(target=reads) for _ in range(40)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert 1 <= opened["count"] <= POOL_SIZE, opened

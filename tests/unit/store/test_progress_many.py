@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
+from datetime import timedelta
 from typing import Any
 
 import sqlalchemy as sa
@@ -14,6 +16,7 @@ from talprov.store import StaleRecord, Store
 from talprov.store.records import ProgressUpdate, RequestRecord
 from talprov.testing import FakeClock, MemoryProgressStorage, ProviderDouble
 from tests.unit.store.factories import make_request
+from tests.unit.store.test_group_creates import Turns, wait_until
 from tests.unit.store.test_light_queries import T0
 
 
@@ -127,3 +130,41 @@ def test_the_runner_stores_a_batch_steps_results_in_one_write() -> None:
         assert stored.infra_id == f"vm-{record.request.id}"
         assert "step two done" in storage.events[record.request.id]
         assert ProviderState.model_validate(stored.state).infra_id == stored.infra_id
+
+
+def test_threads_saving_at_once_share_a_turn_each_with_its_own_time_and_outcome(
+        store: Store) -> None:
+    records = [store.create_request(make_request(f"web-{i}"), now=T0) for i in range(5)]
+    turns = Turns(store, queued=5, progress=True)
+    commits: list[int] = []
+    sa.event.listen(store._engine, "commit", lambda _conn: commits.append(1))
+    outcomes: list[Any] = [None] * 6
+    stale = records[2]  # its second writer read the same version as its first
+
+    def save(index: int, update: ProgressUpdate) -> None:
+        try:
+            outcomes[index] = store.save_progress_many(
+                [update], now=T0 + timedelta(seconds=index))[0]
+        except Exception as exc:  # collected for the assertions
+            outcomes[index] = exc
+
+    calls = [*[_update(r) for r in records], _update(stale, step_name="late")]
+    threads = [threading.Thread(target=save, args=(i, u)) for i, u in enumerate(calls)]
+    threads[0].start()
+    wait_until(lambda: store._progress_writes.waiting == 0 and turns.sizes == [1])
+    for queued, thread in enumerate(threads[1:], start=1):
+        thread.start()
+        wait_until(lambda: store._progress_writes.waiting == queued)  # noqa: B023
+    for thread in threads:
+        thread.join(30)
+
+    assert turns.sizes == [1, 5]
+    assert len(commits) == 2
+    assert all(isinstance(o, RequestRecord) for o in outcomes[:5])
+    assert [o.updated_at for o in outcomes[:5]] == [T0 + timedelta(seconds=i) for i in range(5)]
+    assert isinstance(outcomes[5], StaleRecord)
+    stored = store.get_request(stale.request.id)
+    assert stored is not None
+    assert stored.step_name == "two"
+    assert stored.version == stale.version + 1
+    assert [e.at for e in store.events("web-3")][-1] == T0 + timedelta(seconds=3)

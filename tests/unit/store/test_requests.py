@@ -182,7 +182,7 @@ def test_a_failure_inside_the_transaction_leaves_row_and_events_unchanged(
     def crash(*_args: object) -> None:
         raise RuntimeError("crash after the row update, before the events")
 
-    monkeypatch.setattr(progress, "insert_events", crash)
+    monkeypatch.setattr(progress, "insert_stamped_events", crash)
     with pytest.raises(RuntimeError, match="crash after the row update"):
         advance(store, record, stage=Stage.PROVISIONING, step_index=2, events=["x"])
     monkeypatch.undo()
