@@ -1,0 +1,86 @@
+"""A provisioned machine that vanishes outside talprov: counted across processes, logged.
+
+`talprov reconcile --once` (cron) and `apply --wait` run a fresh reconciler per
+process, so the count of listings that missed a machine must live in the store,
+not in one reconciler's memory; one wrong listing must still not fail a machine.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import pytest
+
+from talprov.providers.types import Stage
+from talprov.reconcile.reconciler import MISSING_PASSES_BEFORE_LOST
+from talprov.store.store import Store
+from talprov.testing import FakeClock
+from tests.unit.reconcile.test_reconciler import all_in, make_reconciler, request, settle
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Store:
+    s = Store(f"sqlite:///{tmp_path / 'state.db'}")
+    s.migrate()
+    return s
+
+
+def _stage(store: Store, rid: str) -> Stage:
+    record = store.get_request(rid)
+    assert record is not None
+    return record.stage
+
+
+def test_one_shot_passes_notice_a_deleted_machine(
+    store: Store, clock: FakeClock, tmp_path: Path, plugin_dir: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    first, cloud = make_reconciler(store, clock, tmp_path, plugin_dir)
+    store.create_request(request("once-1"))
+    settle(first, store, all_in(store, Stage.PROVISIONED))
+    with cloud.connect() as db:
+        db.execute("DELETE FROM machines")
+    caplog.set_level(logging.INFO, logger="talprov.stages")
+    for _ in range(MISSING_PASSES_BEFORE_LOST - 1):
+        fresh, _ = make_reconciler(store, clock, tmp_path, plugin_dir)  # `reconcile --once`
+        fresh.run_pass()
+        assert _stage(store, "once-1") == Stage.PROVISIONED
+    last, _ = make_reconciler(store, clock, tmp_path, plugin_dir)
+    last.run_pass()
+    record = store.get_request("once-1")
+    assert record is not None
+    assert record.stage == Stage.FAILED
+    assert "disappeared" in (record.error or "")
+    lines = [r for r in caplog.records if r.name == "talprov.stages"
+             and "once-1" in r.getMessage() and "provisioned -> failed" in r.getMessage()]
+    assert len(lines) == 1
+    assert lines[0].levelno == logging.WARNING
+    assert "disappeared" in lines[0].getMessage()
+
+
+def test_a_listing_wrong_once_does_not_fail_the_machine(
+    store: Store, clock: FakeClock, tmp_path: Path, plugin_dir: Path,
+) -> None:
+    reconciler, cloud = make_reconciler(store, clock, tmp_path, plugin_dir)
+    store.create_request(request("lag-1"))
+    settle(reconciler, store, all_in(store, Stage.PROVISIONED))
+    with cloud.connect() as db:
+        db.execute("CREATE TABLE kept AS SELECT * FROM machines")
+        db.execute("DELETE FROM machines")
+    make_reconciler(store, clock, tmp_path, plugin_dir)[0].run_pass()  # the wrong listing
+    with cloud.connect() as db:
+        db.execute("INSERT INTO machines SELECT * FROM kept")
+    make_reconciler(store, clock, tmp_path, plugin_dir)[0].run_pass()  # seen again: reset
+    with cloud.connect() as db:
+        db.execute("DELETE FROM machines")
+    for _ in range(MISSING_PASSES_BEFORE_LOST - 1):
+        make_reconciler(store, clock, tmp_path, plugin_dir)[0].run_pass()
+        assert _stage(store, "lag-1") == Stage.PROVISIONED
+    make_reconciler(store, clock, tmp_path, plugin_dir)[0].run_pass()
+    assert _stage(store, "lag-1") == Stage.FAILED
