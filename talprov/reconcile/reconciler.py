@@ -58,11 +58,19 @@ stage_log = logging.getLogger(STAGE_LOGGER)
 ACTIVE_STAGES = (Stage.PENDING, Stage.PROVISIONING, Stage.PROVISIONED, Stage.DEPROVISIONING)
 #: The stages in which steps run, so a request there can become due.
 WORKING_STAGES = (Stage.PENDING, Stage.PROVISIONING, Stage.DEPROVISIONING)
+#: How the error of a request whose provisioned machine vanished begins (see
+#: :func:`machine_lost`): the scaler replaces such a machine without a backoff.
+LOST_MACHINE = "machine lost"
 #: A provisioned machine must be missing from this many consecutive listings before
 #: it is declared gone: listings of some clouds lag behind creates and deletes. The
 #: count is kept in the store (``requests.missed_listings``), so it carries over
 #: between processes.
 MISSING_PASSES_BEFORE_LOST = 2
+
+
+def machine_lost(error: str | None) -> bool:
+    """Whether a request's stored ``error`` says its provisioned machine vanished. Pure."""
+    return (error or "").startswith(f"{LOST_MACHINE}: ")
 
 
 @dataclass
@@ -402,7 +410,7 @@ class Reconciler(LeaseRenewal):
                 self._note(record, missed_listings=missed)
                 return
             what = "disappeared" if machine is None else f"is {machine.state.value}"
-            message = f"machine {record.infra_id or ''} {what} (changed outside talprov?)"
+            message = f"{LOST_MACHINE}: {record.infra_id or '?'} {what} (changed outside talprov?)"
             if self._note(record, stage=Stage.FAILED, error=message, events=[message],
                           missed_listings=0):
                 stage_log.warning(
