@@ -14,6 +14,7 @@ import pytest
 
 from talprov.providers.types import Stage
 from talprov.reconcile.reconciler import MISSING_PASSES_BEFORE_LOST
+from talprov.reconcile.retry import retry_failed
 from talprov.store.store import Store
 from talprov.testing import FakeClock
 from tests.unit.reconcile.test_reconciler import all_in, make_reconciler, request, settle
@@ -84,3 +85,31 @@ def test_a_listing_wrong_once_does_not_fail_the_machine(
         assert _stage(store, "lag-1") == Stage.PROVISIONED
     make_reconciler(store, clock, tmp_path, plugin_dir)[0].run_pass()
     assert _stage(store, "lag-1") == Stage.FAILED
+
+
+def test_a_retried_lost_machine_is_made_again(
+    store: Store, clock: FakeClock, tmp_path: Path, plugin_dir: Path,
+) -> None:
+    reconciler, cloud = make_reconciler(store, clock, tmp_path, plugin_dir)
+    store.create_request(request("again-1"))
+    settle(reconciler, store, all_in(store, Stage.PROVISIONED))
+    lost_id = cloud.machines()[0]["infra_id"]
+    with cloud.connect() as db:
+        db.execute("DELETE FROM machines")
+    for _ in range(MISSING_PASSES_BEFORE_LOST):
+        reconciler.run_pass()
+    assert _stage(store, "again-1") == Stage.FAILED
+
+    retried = retry_failed(store, "again-1", reconciler.now())
+    assert retried.stage == Stage.PENDING
+    assert retried.infra_id is None  # the vanished machine's id is not kept
+    settle(reconciler, store, all_in(store, Stage.PROVISIONED))
+    machines = cloud.machines()
+    assert len(machines) == 1
+    record = store.get_request("again-1")
+    assert record is not None
+    assert record.infra_id == machines[0]["infra_id"] != lost_id
+    # Provisioned for real: the next listings find it, so it stays provisioned.
+    for _ in range(MISSING_PASSES_BEFORE_LOST):
+        reconciler.run_pass()
+    assert _stage(store, "again-1") == Stage.PROVISIONED
