@@ -13,7 +13,7 @@ from pathlib import Path
 from talprov.providers.types import Stage
 from talprov.scaler.apply import Scaler
 from talprov.scaler.spec import load_spec_file
-from tests.unit.test_cluster_apply import scaler_world, write_spec
+from tests.unit.test_cluster_apply import converge, scaler_world, write_spec
 
 
 def workers_notes(scaler: Scaler) -> tuple[str, ...]:
@@ -27,12 +27,7 @@ def test_a_machine_lost_outside_talprov_is_replaced_without_a_backoff(
 ) -> None:
     scaler, reconciler, cloud, clock, store = scaler_world(tmp_path, plugin_dir)
     scaler.record(load_spec_file(write_spec(tmp_path, workers=1, control_planes=1)))
-    for _ in range(20):
-        scaler.run_pass("demo")
-        reconciler.run_pass()
-        clock.sleep(1)
-        if scaler.converged("demo"):
-            break
+    converge(scaler, reconciler, clock)
     assert scaler.converged("demo")
     worker = next(r for r in store.list_requests()
                   if r.request.labels["talprov.set"] == "workers")

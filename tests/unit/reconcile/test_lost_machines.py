@@ -20,40 +20,43 @@ from talprov.testing import FakeClock
 from tests.unit.reconcile.test_reconciler import all_in, make_reconciler, request, settle
 
 
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> Store:
-    s = Store(f"sqlite:///{tmp_path / 'state.db'}")
-    s.migrate()
-    return s
-
-
 def _stage(store: Store, rid: str) -> Stage:
     record = store.get_request(rid)
     assert record is not None
     return record.stage
 
 
+class World:
+    """One provisioned request on the file cloud, and one-shot passes over it."""
+
+    def __init__(self, store: Store, clock: FakeClock, tmp_path: Path, plugin_dir: Path,
+                 rid: str) -> None:
+        self.store, self.clock, self.tmp_path, self.plugin_dir = store, clock, tmp_path, plugin_dir
+        self.reconciler, self.cloud = make_reconciler(store, clock, tmp_path, plugin_dir)
+        store.create_request(request(rid))
+        settle(self.reconciler, store, all_in(store, Stage.PROVISIONED))
+
+    def one_shot_pass(self) -> None:
+        """What `talprov reconcile --once` does: a fresh process, one pass."""
+        make_reconciler(self.store, self.clock, self.tmp_path, self.plugin_dir)[0].run_pass()
+
+    def cloud_sql(self, *statements: str) -> None:
+        with self.cloud.connect() as db:
+            for statement in statements:
+                db.execute(statement)
+
+
 def test_one_shot_passes_notice_a_deleted_machine(
     store: Store, clock: FakeClock, tmp_path: Path, plugin_dir: Path,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    first, cloud = make_reconciler(store, clock, tmp_path, plugin_dir)
-    store.create_request(request("once-1"))
-    settle(first, store, all_in(store, Stage.PROVISIONED))
-    with cloud.connect() as db:
-        db.execute("DELETE FROM machines")
+    world = World(store, clock, tmp_path, plugin_dir, "once-1")
+    world.cloud_sql("DELETE FROM machines")
     caplog.set_level(logging.INFO, logger="talprov.stages")
     for _ in range(MISSING_PASSES_BEFORE_LOST - 1):
-        fresh, _ = make_reconciler(store, clock, tmp_path, plugin_dir)  # `reconcile --once`
-        fresh.run_pass()
+        world.one_shot_pass()
         assert _stage(store, "once-1") == Stage.PROVISIONED
-    last, _ = make_reconciler(store, clock, tmp_path, plugin_dir)
-    last.run_pass()
+    world.one_shot_pass()
     record = store.get_request("once-1")
     assert record is not None
     assert record.stage == Stage.FAILED
@@ -68,34 +71,26 @@ def test_one_shot_passes_notice_a_deleted_machine(
 def test_a_listing_wrong_once_does_not_fail_the_machine(
     store: Store, clock: FakeClock, tmp_path: Path, plugin_dir: Path,
 ) -> None:
-    reconciler, cloud = make_reconciler(store, clock, tmp_path, plugin_dir)
-    store.create_request(request("lag-1"))
-    settle(reconciler, store, all_in(store, Stage.PROVISIONED))
-    with cloud.connect() as db:
-        db.execute("CREATE TABLE kept AS SELECT * FROM machines")
-        db.execute("DELETE FROM machines")
-    make_reconciler(store, clock, tmp_path, plugin_dir)[0].run_pass()  # the wrong listing
-    with cloud.connect() as db:
-        db.execute("INSERT INTO machines SELECT * FROM kept")
-    make_reconciler(store, clock, tmp_path, plugin_dir)[0].run_pass()  # seen again: reset
-    with cloud.connect() as db:
-        db.execute("DELETE FROM machines")
+    world = World(store, clock, tmp_path, plugin_dir, "lag-1")
+    world.cloud_sql("CREATE TABLE kept AS SELECT * FROM machines", "DELETE FROM machines")
+    world.one_shot_pass()  # the wrong listing
+    world.cloud_sql("INSERT INTO machines SELECT * FROM kept")
+    world.one_shot_pass()  # seen again: the count starts over
+    world.cloud_sql("DELETE FROM machines")
     for _ in range(MISSING_PASSES_BEFORE_LOST - 1):
-        make_reconciler(store, clock, tmp_path, plugin_dir)[0].run_pass()
+        world.one_shot_pass()
         assert _stage(store, "lag-1") == Stage.PROVISIONED
-    make_reconciler(store, clock, tmp_path, plugin_dir)[0].run_pass()
+    world.one_shot_pass()
     assert _stage(store, "lag-1") == Stage.FAILED
 
 
 def test_a_retried_lost_machine_is_made_again(
     store: Store, clock: FakeClock, tmp_path: Path, plugin_dir: Path,
 ) -> None:
-    reconciler, cloud = make_reconciler(store, clock, tmp_path, plugin_dir)
-    store.create_request(request("again-1"))
-    settle(reconciler, store, all_in(store, Stage.PROVISIONED))
+    world = World(store, clock, tmp_path, plugin_dir, "again-1")
+    reconciler, cloud = world.reconciler, world.cloud
     lost_id = cloud.machines()[0]["infra_id"]
-    with cloud.connect() as db:
-        db.execute("DELETE FROM machines")
+    world.cloud_sql("DELETE FROM machines")
     for _ in range(MISSING_PASSES_BEFORE_LOST):
         reconciler.run_pass()
     assert _stage(store, "again-1") == Stage.FAILED
