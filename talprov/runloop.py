@@ -146,7 +146,7 @@ class RunLoop:
     def _reconcile_set(self, name: str) -> None:
         request_set = self.sets.get(name)
         if request_set is not None:  # None: removed since it was listed
-            reconcile_set(self.sets, request_set)
+            reconcile_set(self.sets, request_set, now=self.reconciler.now())
 
     def _run_cluster_pass(self, name: str) -> None:
         self.scaler.run_pass(name)  # None: another worker plans it now

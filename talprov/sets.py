@@ -17,25 +17,72 @@ Reconciling a set is deterministic: new members take the lowest free indices
 and victims follow a fixed order, so two replicas reconciling the same set at
 once converge on the same requests (creates are idempotent on id, deletions
 are idempotent too).
+
+A set is kept at its size by working machines: a failed member (its machine
+vanished, or a step failed for good) is deleted and a fresh member created in
+its place. The first replacement is immediate; each further one before a
+member provisions again waits twice as long (30 s up to 10 min), so a
+permanent error such as a bad subnet does not loop. The replacement is
+written to the set (at the version read) before the member is deleted, so of
+two replicas only one replaces it.
 """
 
 from __future__ import annotations
 
 import hashlib
+import logging
 import re
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from talprov.errors import Conflict
 from talprov.providers.labels import LABEL_CLUSTER, LABEL_REQUEST_SET, LABEL_SET, is_control_plane
 from talprov.providers.types import STORED, JoinSpec, MachineRequest, Stage
+from talprov.scaler.observed import SetBackoff, next_backoff
 from talprov.scaler.priorities import RequestSetMember, request_set_victims
+from talprov.secrets import redact
 from talprov.store.errors import StaleRecord
 from talprov.store.records import RequestRecord, RequestSetRecord
 from talprov.store.store import Store
 from talprov.timestamps import rfc3339
+
+log = logging.getLogger(__name__)
+
+#: The wait after the first replacement of a failed member; it doubles with each
+#: further one until a member provisions again, up to REPLACEMENT_BACKOFF_CAP.
+REPLACEMENT_BACKOFF_BASE = timedelta(seconds=30)
+REPLACEMENT_BACKOFF_CAP = timedelta(minutes=10)
+
+
+@dataclass(frozen=True)
+class Replacements:
+    """Failed members a set replaced since a member last provisioned.
+
+    ``failures`` counts replacement rounds (0 once the set is whole and
+    provisioned again); no failed member is replaced before ``not_before``. The
+    last failure (member, error, when) stays for people to see.
+    """
+
+    failures: int
+    not_before: datetime
+    last_member: str
+    last_error: str
+    last_at: datetime
+
+    def document(self) -> dict[str, Any]:
+        """The JSON kept in the set's document."""
+        return {"failures": self.failures, "not_before": rfc3339(self.not_before),
+                "last_member": self.last_member, "last_error": self.last_error,
+                "last_at": rfc3339(self.last_at)}
+
+    @classmethod
+    def from_document(cls, doc: dict[str, Any]) -> Replacements:
+        """Read back :meth:`document`'s JSON; raises ``KeyError``/``ValueError`` when malformed."""
+        return cls(int(doc["failures"]), datetime.fromisoformat(doc["not_before"]),
+                   str(doc["last_member"]), str(doc["last_error"]),
+                   datetime.fromisoformat(doc["last_at"]))
 
 
 @dataclass(frozen=True)
@@ -56,6 +103,8 @@ class RequestSet:
     created_at: datetime
     updated_at: datetime
     version: int | None = None
+    #: Failed members replaced lately; a new template (PUT) starts it over.
+    replacements: Replacements | None = None
 
     @property
     def instance(self) -> str:
@@ -84,9 +133,19 @@ class RequestSet:
             "config_sha256": hashlib.sha256(text.encode()).hexdigest() if text else None,
             "deleting": self.deleting,
             "members": [{"id": m.request.id, "stage": m.stage.value} for m in members],
+            "last_failure": self._last_failure(),
             "created_at": rfc3339(self.created_at),
             "updated_at": rfc3339(self.updated_at),
         }
+
+    def _last_failure(self) -> dict[str, Any] | None:
+        found = self.replacements
+        if found is None:
+            return None
+        backing_off = found.failures > 0
+        return {"member": found.last_member, "error": found.last_error,
+                "at": rfc3339(found.last_at), "replacements": found.failures,
+                "next_replacement_at": rfc3339(found.not_before) if backing_off else None}
 
     def member_request(self, index: int) -> MachineRequest:
         """The request of member ``index``: the template, its id and owner label."""
@@ -173,6 +232,8 @@ class SetRepository:
             "deleting": request_set.deleting,
             "fingerprint": request_set.fingerprint,
         }
+        if request_set.replacements is not None:
+            document["replacements"] = request_set.replacements.document()
         self.store.put_request_set(
             request_set.name,
             document,
@@ -222,14 +283,17 @@ class SetChanges:
     removed_set: bool = False
 
 
-def reconcile_set(repo: SetRepository, request_set: RequestSet) -> SetChanges:
-    """Create or delete members until the live ones number ``machine_count``.
+def reconcile_set(repo: SetRepository, request_set: RequestSet,
+                  *, now: datetime | None = None) -> SetChanges:
+    """Create or delete members until the live ones number ``machine_count``, and
+    replace failed members (see the module's docstring) as of ``now`` (default:
+    the wall clock).
 
     Live members are those not deprovisioning. Idempotent; raises ``StoreError``.
     A deleting set is removed from the store once it has no member left.
     """
+    moment = now or datetime.now(UTC)
     members = repo.members(request_set)
-    live = [m for m in members if m.stage != Stage.DEPROVISIONING]
     want = 0 if request_set.deleting else request_set.machine_count
     if request_set.deleting and not members:
         try:
@@ -238,8 +302,16 @@ def reconcile_set(repo: SetRepository, request_set: RequestSet) -> SetChanges:
             # Changed since it was read: the next round re-reads and decides again.
             return SetChanges()
         return SetChanges(removed_set=True)
-    created: list[str] = []
     deleted: list[str] = []
+    if not request_set.deleting:
+        try:
+            deleted = _replace_failed(repo, request_set, members, moment)
+        except StaleRecord:
+            return SetChanges()  # another writer changed the set: decide next round
+        if deleted:
+            members = repo.members(request_set)
+    live = [m for m in members if m.stage != Stage.DEPROVISIONING]
+    created: list[str] = []
     if len(live) < want:
         taken = {m.request.id for m in members}
         index = 0
@@ -260,6 +332,44 @@ def reconcile_set(repo: SetRepository, request_set: RequestSet) -> SetChanges:
     return SetChanges(created=tuple(created), deleted=tuple(deleted))
 
 
+def _replace_failed(repo: SetRepository, request_set: RequestSet,
+                    members: Sequence[RequestRecord], now: datetime) -> list[str]:
+    """Delete the set's failed members when their replacement is due; their ids.
+
+    The new count and backoff are written to the set first, at the version it
+    was read at (``StaleRecord`` when another writer was first: nothing is
+    deleted). A set whose live members are all provisioned starts over at 0.
+    """
+    failed = [m for m in members if m.stage == Stage.FAILED]
+    known = request_set.replacements
+    if not failed:
+        live = [m for m in members if m.stage != Stage.DEPROVISIONING]
+        whole = len(live) == request_set.machine_count and all(
+            m.stage == Stage.PROVISIONED for m in live)
+        if known is not None and known.failures and whole:
+            repo.put(replace(request_set, updated_at=now,
+                             replacements=replace(known, failures=0, not_before=now)))
+        return []
+    if known is not None and known.failures and now < known.not_before:
+        return []  # backing off; the failed members stay visible meanwhile
+    previous = None if known is None or not known.failures else SetBackoff(
+        known.failures, known.not_before)
+    backoff = next_backoff(previous, now, base=REPLACEMENT_BACKOFF_BASE,
+                           cap=REPLACEMENT_BACKOFF_CAP)
+    last = failed[-1]
+    error = redact(last.error or "failed")
+    repo.put(replace(request_set, updated_at=now, replacements=Replacements(
+        backoff.failures, backoff.until, last.request.id, error, last.updated_at)))
+    for member in failed:
+        repo.store.request_deletion(member.request.id, now=now)
+        log.warning("request set %s: member %s failed (%s); deleting it and creating a "
+                    "replacement (replacement %d; the next no sooner than %s)",
+                    request_set.name, member.request.id, redact(member.error or "failed"),
+                    backoff.failures, rfc3339(backoff.until),
+                    extra={"request_id": member.request.id, "provider": request_set.instance})
+    return [m.request.id for m in failed]
+
+
 def _from_record(record: RequestSetRecord) -> RequestSet:
     doc = record.document
     body = dict(doc["template"])
@@ -277,4 +387,6 @@ def _from_record(record: RequestSetRecord) -> RequestSet:
         created_at=record.created_at,
         updated_at=record.updated_at,
         version=record.version,
+        replacements=(Replacements.from_document(doc["replacements"])
+                      if doc.get("replacements") else None),
     )

@@ -90,7 +90,7 @@ def scale_set(app: App, name: str, count: int, yes: bool) -> None:
     found = _found(repo, name)
     confirm_size_change(f"request set {name}", found.machine_count, count, yes)
     stored = repo.put(found.scaled(count, app.runtime_now()))
-    changes = reconcile_set(repo, stored)
+    changes = reconcile_set(repo, stored, now=app.runtime_now())
     done = [f"created {_some(changes.created)}"] if changes.created else []
     done += [f"deleting {_some(changes.deleted)}"] if changes.deleted else []
     say(f"request set {name}: size {count}" + (f"; {'; '.join(done)}" if done else "")

@@ -31,7 +31,6 @@ made for) of providers implementing ``SweepsLeftovers``, at most once every
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Callable, Collection, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -48,20 +47,31 @@ from talprov.reconcile.listings import Listing, MachineListings
 from talprov.reconcile.runner import RequestRunner, StepPolicy
 from talprov.reconcile.unconfigured import UnconfiguredInstances, unconfigured_error
 from talprov.reconcile.waiting import repeat_until
-from talprov.reconcile.work import Work
+from talprov.reconcile.work import STAGE_LOGGER, Work
 from talprov.store.errors import StaleRecord
 from talprov.store.observations import RequestSummary
 from talprov.store.records import RequestRecord
 from talprov.store.store import Store
 
 log = logging.getLogger(__name__)
+stage_log = logging.getLogger(STAGE_LOGGER)
 
 ACTIVE_STAGES = (Stage.PENDING, Stage.PROVISIONING, Stage.PROVISIONED, Stage.DEPROVISIONING)
 #: The stages in which steps run, so a request there can become due.
 WORKING_STAGES = (Stage.PENDING, Stage.PROVISIONING, Stage.DEPROVISIONING)
+#: How the error of a request whose provisioned machine vanished begins (see
+#: :func:`machine_lost`): the scaler replaces such a machine without a backoff.
+LOST_MACHINE = "machine lost"
 #: A provisioned machine must be missing from this many consecutive listings before
-#: it is declared gone: listings of some clouds lag behind creates and deletes.
+#: it is declared gone: listings of some clouds lag behind creates and deletes. The
+#: count is kept in the store (``requests.missed_listings``), so it carries over
+#: between processes.
 MISSING_PASSES_BEFORE_LOST = 2
+
+
+def machine_lost(error: str | None) -> bool:
+    """Whether a request's stored ``error`` says its provisioned machine vanished. Pure."""
+    return (error or "").startswith(f"{LOST_MACHINE}: ")
 
 
 @dataclass
@@ -126,14 +136,12 @@ class Reconciler(LeaseRenewal):
         self.policy = policy or StepPolicy()
         self.on_change = on_change
         self._runners: dict[str, RequestRunner] = {}
-        self._missing: dict[str, int] = {}
         #: What this worker said about instances it does not have.
         self._unconfigured = UnconfiguredInstances()
         self.instance_backoff = instance_backoff or InstanceBackoff()
         #: Every instance's listing, shared with the scaler inside a run-loop round.
         self.listings = MachineListings(runtime.installation, runtime.clock,
                                         self.instance_backoff)
-        self._lock = threading.Lock()
         self.renew_interval = renew_interval if renew_interval is not None else lease_ttl / 3
         self.sweep_interval = sweep_interval
         self._sweeper = LeftoverSweeper(store, runtime.installation, runtime.clock,
@@ -403,35 +411,45 @@ class Reconciler(LeaseRenewal):
     def _check_drift(self, record: RequestSummary, machine: Machine | None) -> None:
         rid = record.id
         if machine is None or machine.state in (MachineState.TERMINATED, MachineState.ERROR):
-            with self._lock:
-                self._missing[rid] = self._missing.get(rid, 0) + 1
-                count = self._missing[rid]
-            if count >= MISSING_PASSES_BEFORE_LOST:
-                what = "disappeared" if machine is None else f"is {machine.state.value}"
-                message = f"machine {record.infra_id or ''} {what} (changed outside talprov?)"
-                self._note(record, stage=Stage.FAILED, error=message, events=[message])
+            # Counted in the store, not in memory: a process that runs one pass and
+            # exits (`reconcile --once`, `apply --wait`) counts on from the last one.
+            missed = record.missed_listings + 1
+            if missed < MISSING_PASSES_BEFORE_LOST:
+                self._note(record, missed_listings=missed)
+                return
+            what = "disappeared" if machine is None else f"is {machine.state.value}"
+            message = f"{LOST_MACHINE}: {record.infra_id or '?'} {what} (changed outside talprov?)"
+            if self._note(record, stage=Stage.FAILED, error=message, events=[message],
+                          missed_listings=0):
+                stage_log.warning(
+                    "request %s (%s): %s -> %s: %s", rid, record.provider,
+                    Stage.PROVISIONED.value, Stage.FAILED.value, message,
+                    extra={"request_id": rid, "provider": record.provider})
             return
-        with self._lock:
-            self._missing.pop(rid, None)
         addresses = tuple(machine.addresses)
         uuid = record.machine_uuid or machine.machine_uuid
-        if addresses != tuple(record.addresses) or uuid != record.machine_uuid:
-            self._note(record, addresses=addresses or record.addresses, machine_uuid=uuid)
+        if (addresses != tuple(record.addresses) or uuid != record.machine_uuid
+                or record.missed_listings):
+            self._note(record, addresses=addresses or record.addresses, machine_uuid=uuid,
+                       missed_listings=0)
 
     def _note(
         self, summary: RequestSummary, *, stage: Stage | None = None, error: str | None = None,
         events: Sequence[str] = (), addresses: Sequence[str] | None = None,
-        machine_uuid: str | None = None,
-    ) -> None:
+        machine_uuid: str | None = None, missed_listings: int | None = None,
+    ) -> bool:
+        """Write what the pass observed; False when the request changed meanwhile."""
         try:
             self.store.note_observed(
                 summary.id, expected_version=summary.version, stage=stage, error=error,
-                addresses=addresses, machine_uuid=machine_uuid, events=list(events),
-                now=self.now(),
+                addresses=addresses, machine_uuid=machine_uuid,
+                missed_listings=missed_listings, events=list(events), now=self.now(),
             )
         except StaleRecord:
             log.debug("request %s changed during the pass", summary.id,
                       extra={"request_id": summary.id})
+            return False
+        return True
 
     def run_until(
         self,

@@ -120,10 +120,15 @@ class Work:
             log.info("%s: %s", self.record.request.id, redact(event), extra=about)
         if before != self.stage:
             age = (self.record.updated_at - self.record.created_at).total_seconds()
-            stage_log.info(
-                "request %s (%s): %s -> %s, step %s, %.1fs since recorded",
+            # A failure at WARNING, with its error: an operator alerts on it.
+            failed = self.stage == Stage.FAILED
+            stage_log.log(
+                logging.WARNING if failed else logging.INFO,
+                "request %s (%s): %s -> %s, step %s, %.1fs since recorded%s",
                 self.record.request.id, self.owner.instance, before.value, self.stage.value,
-                outcome.step_name or "-", age, extra={**about, "step": outcome.step_name},
+                outcome.step_name or "-", age,
+                f": {redact(outcome.error or '')}" if failed else "",
+                extra={**about, "step": outcome.step_name},
             )
         self.events = []
         return True

@@ -26,11 +26,18 @@ from talprov.providers.labels import LABEL_CLUSTER, LABEL_DOMAIN, LABEL_SET, LAB
 from talprov.providers.protocol import Runtime
 from talprov.providers.types import REQUEST_ID_PATTERN, STORED, MachineRequest, Stage
 from talprov.reconcile.listings import MachineListings
-from talprov.reconcile.reconciler import ProviderHandle
+from talprov.reconcile.reconciler import ProviderHandle, machine_lost
+from talprov.reconcile.runner import resource_error_kind
 from talprov.scaler.actions import ActionKind, Plan
 from talprov.scaler.editing import holding_cluster
 from talprov.scaler.models import ClusterSpec
-from talprov.scaler.observed import ObservedMachine, OrphanMachine, SetBackoff, next_backoff
+from talprov.scaler.observed import (
+    FAILED_CREATES,
+    ObservedMachine,
+    OrphanMachine,
+    SetBackoff,
+    next_backoff,
+)
 from talprov.scaler.plan import plan, plan_destroy
 from talprov.scaler.rollout import later_steps
 from talprov.scaler.templates import NameGenerator, seeded_names
@@ -87,7 +94,8 @@ class ClusterState:
         return {
             "spec": seal_spec(self.spec, store),
             "destroying": self.destroying,
-            "backoff": {k: {"failures": v.failures, "until": v.until.isoformat()}
+            "backoff": {k: {"failures": v.failures, "until": v.until.isoformat(),
+                            "cause": v.cause}
                         for k, v in self.backoff.items()},
             "orphans_seen": {k: v.isoformat() for k, v in self.orphans_seen.items()},
             "counted_failures": sorted(self.counted_failures),
@@ -99,7 +107,8 @@ class ClusterState:
             spec=unseal_spec(body["spec"], store),
             destroying=bool(body.get("destroying", False)),
             backoff={k: SetBackoff(failures=int(v["failures"]),
-                                   until=datetime.fromisoformat(v["until"]))
+                                   until=datetime.fromisoformat(v["until"]),
+                                   cause=str(v.get("cause", FAILED_CREATES)))
                      for k, v in body.get("backoff", {}).items()},
             orphans_seen={k: datetime.fromisoformat(v)
                           for k, v in body.get("orphans_seen", {}).items()},
@@ -108,6 +117,19 @@ class ClusterState:
 
 
 # -- observation -------------------------------------------------------------------
+
+
+def backoff_cause(error: str | None) -> str | None:
+    """Why a failed request holds back its set's creates, by its stored ``error``. Pure.
+
+    None for a machine that ran and then vanished outside talprov: creates work,
+    so it is replaced at once. Out of capacity and over quota by their names;
+    any other failure (a bad subnet) too, so a permanent error cannot loop.
+    """
+    if machine_lost(error):
+        return None
+    return resource_error_kind(error) or FAILED_CREATES
+
 
 
 def observed_machine(record: RequestRecord) -> ObservedMachine:
@@ -308,9 +330,11 @@ class Scaler:
         failed_now = {m.request_id for m in observed if m.stage == Stage.FAILED}
         for machine in observed:
             if machine.stage == Stage.FAILED and machine.request_id not in state.counted_failures:
-                state.backoff[machine.set_name] = next_backoff(
-                    state.backoff.get(machine.set_name), now
-                )
+                cause = backoff_cause(machine.error)
+                if cause is not None:
+                    state.backoff[machine.set_name] = next_backoff(
+                        state.backoff.get(machine.set_name), now, cause=cause
+                    )
         state.counted_failures = (state.counted_failures & {m.request_id for m in observed}) | (
             failed_now
         )

@@ -52,23 +52,34 @@ class OrphanMachine:
     set_name: str | None = None
 
 
+#: The cause of a backoff started by a failed create that was not out of capacity
+#: or quota (and of one stored by a version that did not record causes).
+FAILED_CREATES = "failed creates"
+
+
 @dataclass(frozen=True, slots=True)
 class SetBackoff:
-    """A set's creation backoff after capacity/quota errors: no creates before ``until``."""
+    """A set's creation backoff after failed creates: no creates before ``until``.
+
+    ``cause`` names the latest failure's kind for people ("out of capacity",
+    "quota exceeded", :data:`FAILED_CREATES`).
+    """
 
     failures: int
     until: datetime
+    cause: str = FAILED_CREATES
 
 
 def next_backoff(
     previous: SetBackoff | None,
     now: datetime,
     *,
+    cause: str = FAILED_CREATES,
     base: timedelta = BACKOFF_BASE,
     cap: timedelta = BACKOFF_CAP,
 ) -> SetBackoff:
-    """The backoff after one more capacity/quota failure: base·2^(n-1), capped. Pure."""
+    """The backoff after one more failure of ``cause``: base·2^(n-1), capped. Pure."""
     failures = 1 if previous is None else previous.failures + 1
     # Cap the exponent too, so that a long outage cannot overflow timedelta.
     delay = min(cap, base * (2 ** min(failures - 1, 30)))
-    return SetBackoff(failures=failures, until=now + delay)
+    return SetBackoff(failures=failures, until=now + delay, cause=cause)

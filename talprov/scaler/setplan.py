@@ -36,6 +36,7 @@ from talprov.scaler.priorities import (
     pick_victims,
 )
 from talprov.scaler.templates import desired_request
+from talprov.timestamps import rfc3339
 
 _IN_PROGRESS = (Stage.PENDING, Stage.PROVISIONING)
 
@@ -91,9 +92,10 @@ def plan_set(
     notes: list[str] = []
     if machine_set.autoscaling is not None:
         notes.append(f"autoscaled ({machine_set.autoscaling.min}..{machine_set.autoscaling.max})")
-    backoff_until = backoff.until if backoff is not None and ctx.now < backoff.until else None
-    if backoff_until is not None:
-        notes.append(f"backoff after capacity/quota errors until {backoff_until.isoformat()}")
+    backoff_until = None
+    if backoff is not None and ctx.now < backoff.until:
+        backoff_until = backoff.until
+        notes.append(f"backoff after {backoff.cause} until {rfc3339(backoff_until)}")
     status = SetStatus(
         name=machine_set.name, role=machine_set.role.value, desired=size,
         provisioned=seen.healthy, provisioning=seen.provisioning, failed=seen.failed,

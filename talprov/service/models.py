@@ -212,6 +212,16 @@ class SetMember(BaseModel):
     stage: Stage
 
 
+class SetFailure(BaseModel):
+    member: str = Field(description="The member that failed last; it was replaced.")
+    error: str
+    at: datetime
+    replacements: int = Field(
+        description="Failed members replaced since a member last provisioned (0: whole again).")
+    next_replacement_at: datetime | None = Field(
+        description="No failed member is replaced before this (the backoff); null at 0.")
+
+
 class MachineRequestSetView(BaseModel):
     name: str
     provider: str
@@ -221,6 +231,8 @@ class MachineRequestSetView(BaseModel):
     config_sha256: str | None
     deleting: bool = Field(description="Deletion asked; removed once its members are gone.")
     members: list[SetMember]
+    last_failure: SetFailure | None = Field(
+        default=None, description="The last failed member the set replaced, and the backoff.")
     created_at: datetime
     updated_at: datetime
 

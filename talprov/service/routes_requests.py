@@ -1,16 +1,18 @@
-"""``/v1/machine-requests``: create, read, list, delete and force-forget requests."""
+"""``/v1/machine-requests``: create, read, list, delete, retry and force-forget requests."""
 
 from __future__ import annotations
 
 import hashlib
 import logging
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, Response, status
 
 from talprov.errors import Conflict
 from talprov.providers.types import REQUEST_ID_PATTERN, Stage
+from talprov.reconcile.retry import retry_failed
 from talprov.requestfile import generate_request_id
 from talprov.service.auth import Principal, PrincipalDep
 from talprov.service.context import (
@@ -30,6 +32,7 @@ from talprov.service.models import (
     Problem,
     ValidationProblem,
 )
+from talprov.store.errors import StaleRecord
 from talprov.store.records import RequestRecord
 
 log = logging.getLogger(__name__)
@@ -285,6 +288,34 @@ def delete_machine_request(
         record = ctx.store.request_deletion(request_id)
     except KeyError:
         raise not_found(request_id) from None
+    ctx.wake()
+    return request_view(record)
+
+
+@router.post(
+    "/{request_id}/retry",
+    response_model=MachineRequestView,
+    summary="Put a failed request back to work (idempotent)",
+    responses={**AUTH_RESPONSES, **NOT_FOUND,
+               409: {"model": Problem, "description": "The request is not failed (nor "
+                     "pending, as one retried already is)."}},
+)
+def retry_machine_request(
+    request_id: RequestId, principal: PrincipalDep, ctx: ContextDep
+) -> MachineRequestView:
+    """A failed request goes back to ``pending`` at the step it failed in, its error
+    and attempts cleared (what it made so far is kept: steps find it). One whose
+    machine vanished after it ran starts its steps over and gets a new machine.
+    A pending request is answered unchanged; any other stage is a 409."""
+    principal.require_write()
+    visible_record(ctx, principal, request_id)
+    try:
+        record = retry_failed(ctx.store, request_id,
+                              datetime.fromtimestamp(ctx.runtime.clock(), UTC))
+    except KeyError:
+        raise not_found(request_id) from None
+    except (Conflict, StaleRecord) as exc:
+        raise HTTPException(status.HTTP_409_CONFLICT, detail=str(exc)) from None
     ctx.wake()
     return request_view(record)
 

@@ -40,12 +40,14 @@ class RequestSummary:
     machine_uuid: str | None
     addresses: tuple[str, ...]
     error: str | None
+    #: Consecutive listings that missed this provisioned request's machine.
+    missed_listings: int = 0
 
 
 _SUMMARY_COLUMNS = (
     requests.c.id, requests.c.provider, requests.c.stage, requests.c.version,
     requests.c.next_attempt_at, requests.c.infra_id, requests.c.machine_uuid,
-    requests.c.addresses, requests.c.error,
+    requests.c.addresses, requests.c.error, requests.c.missed_listings,
 )
 
 
@@ -102,6 +104,7 @@ class ObservationMethods(StorePart):
                 version=int(row.version), next_attempt_at=row.next_attempt_at,
                 infra_id=row.infra_id, machine_uuid=row.machine_uuid,
                 addresses=tuple(json.loads(row.addresses)), error=row.error,
+                missed_listings=int(row.missed_listings),
             )
             for row in rows
         ]
@@ -115,6 +118,7 @@ class ObservationMethods(StorePart):
         error: str | None = None,
         addresses: Sequence[str] | None = None,
         machine_uuid: str | None = None,
+        missed_listings: int | None = None,
         events: Sequence[str] = (),
         now: datetime | None = None,
     ) -> int:
@@ -135,6 +139,8 @@ class ObservationMethods(StorePart):
             values["addresses"] = dump_json(list(addresses), what="addresses")
         if machine_uuid is not None:
             values["machine_uuid"] = machine_uuid
+        if missed_listings is not None:
+            values["missed_listings"] = missed_listings
         with self._write() as conn:
             update_at_version(conn, request_id, expected_version, values)
             self._append_events(conn, request_id, events, moment)

@@ -74,6 +74,8 @@ requests = sa.Table(
     sa.Column("version", sa.Integer, nullable=False),
     sa.Column("lease_owner", sa.String(255), nullable=True),
     sa.Column("lease_until", UtcDateTime, nullable=True),
+    # Since schema version 7: consecutive listings that missed a provisioned machine.
+    sa.Column("missed_listings", sa.Integer, nullable=False, server_default="0"),
 )
 
 # One row per label so that label selectors use an index instead of a JSON scan.

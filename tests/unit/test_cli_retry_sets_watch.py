@@ -92,6 +92,25 @@ def test_set_list_get_and_scale(home: Home) -> None:
     assert home.invoke("set", "get", "nope").exit_code == 1
 
 
+def test_set_get_shows_the_last_replaced_failure_readably(home: Home) -> None:
+    record_request_set(home, "pool", 1)
+    store = Store(home.store_url)
+    try:
+        _fail(store, "pool-0")
+    finally:
+        store.close()
+    # Any command that reconciles the set replaces the failed member.
+    assert home.invoke("set", "scale", "pool", "1").exit_code == 0
+    table = home.invoke("set", "get", "pool").output
+    line = next(x for x in table.splitlines() if x.startswith("last_failure"))
+    assert "member=pool-0" in line
+    assert "error=ensure-machine: no capacity" in line
+    assert "{" not in line  # not a Python dict's repr
+    view = json.loads(home.invoke("set", "get", "pool", "-o", "json").output)
+    assert view["last_failure"]["member"] == "pool-0"
+    assert view["last_failure"]["replacements"] == 1
+
+
 def test_watch_prints_a_new_table_only_when_something_changed(
     home: Home, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -125,15 +125,20 @@ def provisioned_by_set(store: Store) -> dict[str, int]:
     return counts
 
 
-def test_rolling_version_change_never_drops_below_size(tmp_path: Path, plugin_dir: Path) -> None:
-    scaler, reconciler, cloud, clock, store = scaler_world(tmp_path, plugin_dir)
-    scaler.record(load_spec_file(write_spec(tmp_path)))
-    for _ in range(50):
+def converge(scaler: Scaler, reconciler: Reconciler, clock: FakeClock, passes: int = 50) -> None:
+    """Scaler and reconcile passes, a second apart, until cluster "demo" converged."""
+    for _ in range(passes):
         scaler.run_pass("demo")
         reconciler.run_pass()
         clock.sleep(1)
         if scaler.converged("demo"):
-            break
+            return
+
+
+def test_rolling_version_change_never_drops_below_size(tmp_path: Path, plugin_dir: Path) -> None:
+    scaler, reconciler, cloud, clock, store = scaler_world(tmp_path, plugin_dir)
+    scaler.record(load_spec_file(write_spec(tmp_path)))
+    converge(scaler, reconciler, clock)
     assert provisioned_by_set(store) == {"control-planes": 3, "workers": 2}
     old = {r.request.id for r in store.list_requests()}
 

@@ -21,18 +21,6 @@ from tests.helpers import WORKER_CONFIG
 from tests.providers.fileprov import Cloud
 
 
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> Store:
-    s = Store(f"sqlite:///{tmp_path / 'state.db'}")
-    s.migrate()
-    return s
-
-
 def make_reconciler(
     store: Store, clock: FakeClock, tmp_path: Path, plugin_dir: Path, **config: Any
 ) -> tuple[Reconciler, Cloud]:

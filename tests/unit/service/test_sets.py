@@ -120,6 +120,22 @@ def test_set_keeps_its_count_when_a_member_is_deleted(api: Api) -> None:
     assert len(Cloud(api.home.cloud_path()).machines()) == 2
 
 
+def test_a_member_whose_machine_vanished_is_replaced_and_the_failure_shown(api: Api) -> None:
+    # QA: the machine of a set of 1 terminated outside talprov left the set at
+    # machine_count 1 with its one member failed for good.
+    api.request("POST", "/v1/machine-request-sets", json=set_body("cset", 1), headers=WRITE)
+    api.wait_for(lambda: members(api, "cset") == {"cset-0": "provisioned"})
+    with Cloud(api.home.cloud_path()).connect() as db:
+        db.execute("DELETE FROM machines")
+    api.wait_for(lambda: "provisioned" in members(api, "cset").values()
+                 and "cset-0" not in members(api, "cset"))
+    view = api.request("GET", "/v1/machine-request-sets/cset", headers=READ).json()
+    assert view["last_failure"]["member"] == "cset-0"
+    assert "disappeared" in view["last_failure"]["error"]
+    assert view["last_failure"]["at"].endswith("Z")
+    assert len(Cloud(api.home.cloud_path()).machines()) == 1
+
+
 def test_set_scope_and_validation(idle_api: Api) -> None:
     bad = set_body("bad", 1, provider_data={"colour": "red"})
     response = idle_api.request("POST", "/v1/machine-request-sets", json=bad, headers=WRITE)
