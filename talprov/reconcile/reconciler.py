@@ -39,41 +39,25 @@ from datetime import UTC, datetime
 from talprov.logs import log_context
 from talprov.processes import dead_local_worker, local_worker_id
 from talprov.providers.protocol import Provider, Runtime
-from talprov.providers.types import Machine, MachineState, Owner, Stage
+from talprov.providers.types import Machine, Owner, Stage
 from talprov.reconcile.instance_health import InstanceBackoff, InstanceTrouble
 from talprov.reconcile.leases import LeaseRenewal
 from talprov.reconcile.leftovers import LeftoverSweeper
 from talprov.reconcile.listings import Listing, MachineListings
+from talprov.reconcile.observing import Observations, by_request
 from talprov.reconcile.runner import RequestRunner, StepPolicy
 from talprov.reconcile.unconfigured import UnconfiguredInstances, unconfigured_error
 from talprov.reconcile.waiting import repeat_until
-from talprov.reconcile.work import STAGE_LOGGER, Work
-from talprov.store.errors import StaleRecord
+from talprov.reconcile.work import Work
 from talprov.store.observations import RequestSummary
 from talprov.store.records import RequestRecord
 from talprov.store.store import Store
 
 log = logging.getLogger(__name__)
-stage_log = logging.getLogger(STAGE_LOGGER)
 
 ACTIVE_STAGES = (Stage.PENDING, Stage.PROVISIONING, Stage.PROVISIONED, Stage.DEPROVISIONING)
 #: The stages in which steps run, so a request there can become due.
 WORKING_STAGES = (Stage.PENDING, Stage.PROVISIONING, Stage.DEPROVISIONING)
-#: How the error of a request whose provisioned machine vanished begins (see
-#: :func:`machine_lost`): the scaler replaces such a machine without a backoff.
-LOST_MACHINE = "machine lost"
-#: A provisioned machine must be missing from this many consecutive listings before
-#: it is declared gone: listings of some clouds lag behind creates and deletes. The
-#: count is kept in the store (``requests.missed_listings``), so it carries over
-#: between processes.
-MISSING_PASSES_BEFORE_LOST = 2
-
-
-def machine_lost(error: str | None) -> bool:
-    """Whether a request's stored ``error`` says its provisioned machine vanished. Pure."""
-    return (error or "").startswith(f"{LOST_MACHINE}: ")
-
-
 @dataclass
 class ProviderHandle:
     """A configured provider instance and how much parallel work it may take."""
@@ -146,6 +130,8 @@ class Reconciler(LeaseRenewal):
         self.sweep_interval = sweep_interval
         self._sweeper = LeftoverSweeper(store, runtime.installation, runtime.clock,
                                         sweep_interval)
+        #: What the pass writes about requests it looks at (drift, blocks).
+        self._observations = Observations(store, self.now)
         self._init_leases()
 
     def __enter__(self) -> Reconciler:
@@ -219,7 +205,7 @@ class Reconciler(LeaseRenewal):
             report.errors.append(line)
         message = unconfigured_error(instance)
         for summary in self._unconfigured.to_note(group):
-            self._note(summary, error=message, events=[message])
+            self._observations.note(summary, error=message, events=[message])
 
     def _pass_instance(
         self, instance: str, handle: ProviderHandle, group: Sequence[RequestSummary],
@@ -256,8 +242,8 @@ class Reconciler(LeaseRenewal):
                 self._changed(early)
                 return
             report.list_calls[instance] = 1
-            observed = self._by_request(listing.machines)
-            self._check_drifts(group, observed)
+            observed = by_request(listing.machines)
+            self._observations.check_drifts(group, observed)
             ran_early = {id(w) for w in early}
             rest = [*parked, *(w for w in works if id(w) not in ran_early)]
             for work in rest:
@@ -301,17 +287,6 @@ class Reconciler(LeaseRenewal):
         # next pass reads it afresh.
         return [r for r in self.store.list_requests(ids=due) if due[r.id] == r.version]
 
-    def _check_drifts(self, group: Sequence[RequestSummary],
-                      observed: Mapping[str, Machine]) -> None:
-        for summary in group:
-            if summary.stage == Stage.PROVISIONED:
-                self._check_drift(summary, observed.get(summary.id))
-
-    @staticmethod
-    def _by_request(machines: Sequence[Machine]) -> dict[str, Machine]:
-        """The listed machines by request; of several claiming one, the last listed."""
-        return {m.request_id: m for m in machines if m.request_id is not None}
-
     def _blocked(
         self, listing: Listing, group: Sequence[RequestSummary], report: PassReport
     ) -> None:
@@ -328,7 +303,7 @@ class Reconciler(LeaseRenewal):
             # The event once per request and state; the error (with the next
             # attempt) at every attempt, so `machine get` says when it is tried next.
             newly = not (summary.error or "").startswith(headline)
-            self._note(summary, error=error, events=[headline] if newly else [])
+            self._observations.note(summary, error=error, events=[headline] if newly else [])
 
     def _claim(self, due: Sequence[RequestRecord]) -> tuple[list[RequestRecord], bool]:
         """The due requests this worker now holds the lease of, as they were read,
@@ -407,49 +382,6 @@ class Reconciler(LeaseRenewal):
             else:
                 singles.append([work])
         return [*batched.values(), *singles]
-
-    def _check_drift(self, record: RequestSummary, machine: Machine | None) -> None:
-        rid = record.id
-        if machine is None or machine.state in (MachineState.TERMINATED, MachineState.ERROR):
-            # Counted in the store, not in memory: a process that runs one pass and
-            # exits (`reconcile --once`, `apply --wait`) counts on from the last one.
-            missed = record.missed_listings + 1
-            if missed < MISSING_PASSES_BEFORE_LOST:
-                self._note(record, missed_listings=missed)
-                return
-            what = "disappeared" if machine is None else f"is {machine.state.value}"
-            message = f"{LOST_MACHINE}: {record.infra_id or '?'} {what} (changed outside talprov?)"
-            if self._note(record, stage=Stage.FAILED, error=message, events=[message],
-                          missed_listings=0):
-                stage_log.warning(
-                    "request %s (%s): %s -> %s: %s", rid, record.provider,
-                    Stage.PROVISIONED.value, Stage.FAILED.value, message,
-                    extra={"request_id": rid, "provider": record.provider})
-            return
-        addresses = tuple(machine.addresses)
-        uuid = record.machine_uuid or machine.machine_uuid
-        if (addresses != tuple(record.addresses) or uuid != record.machine_uuid
-                or record.missed_listings):
-            self._note(record, addresses=addresses or record.addresses, machine_uuid=uuid,
-                       missed_listings=0)
-
-    def _note(
-        self, summary: RequestSummary, *, stage: Stage | None = None, error: str | None = None,
-        events: Sequence[str] = (), addresses: Sequence[str] | None = None,
-        machine_uuid: str | None = None, missed_listings: int | None = None,
-    ) -> bool:
-        """Write what the pass observed; False when the request changed meanwhile."""
-        try:
-            self.store.note_observed(
-                summary.id, expected_version=summary.version, stage=stage, error=error,
-                addresses=addresses, machine_uuid=machine_uuid,
-                missed_listings=missed_listings, events=list(events), now=self.now(),
-            )
-        except StaleRecord:
-            log.debug("request %s changed during the pass", summary.id,
-                      extra={"request_id": summary.id})
-            return False
-        return True
 
     def run_until(
         self,

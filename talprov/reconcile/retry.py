@@ -6,7 +6,7 @@ from datetime import datetime
 
 from talprov.errors import Conflict
 from talprov.providers.types import Stage
-from talprov.reconcile.reconciler import machine_lost
+from talprov.reconcile.observing import machine_lost
 from talprov.reconcile.storage import ProgressStorage
 from talprov.store.records import RequestRecord
 

@@ -26,7 +26,8 @@ from talprov.providers.labels import LABEL_CLUSTER, LABEL_DOMAIN, LABEL_SET, LAB
 from talprov.providers.protocol import Runtime
 from talprov.providers.types import REQUEST_ID_PATTERN, STORED, MachineRequest, Stage
 from talprov.reconcile.listings import MachineListings
-from talprov.reconcile.reconciler import ProviderHandle, machine_lost
+from talprov.reconcile.observing import machine_lost
+from talprov.reconcile.reconciler import ProviderHandle
 from talprov.reconcile.runner import resource_error_kind
 from talprov.scaler.actions import ActionKind, Plan
 from talprov.scaler.editing import holding_cluster

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from talprov.providers.types import Stage
-from talprov.reconcile.reconciler import MISSING_PASSES_BEFORE_LOST
+from talprov.reconcile.observing import MISSING_PASSES_BEFORE_LOST
 from talprov.reconcile.retry import retry_failed
 from talprov.store.store import Store
 from talprov.testing import FakeClock
