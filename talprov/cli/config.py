@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import os
 import sys
 
 import click
 
 from talprov.cli.app import EXIT_FAILED, EXIT_USAGE, App, fail, handle_errors, pass_app
 from talprov.cli.output import emit, output_option
+from talprov.cli.serve import check_startable
 from talprov.config import LoadedConfig, find_config_file
 from talprov.errors import ConfigError
 from talprov.secrets import redact
 from talprov.service.config import parse_service_config
+from talprov.store.crypto import store_key_from
 
 
 @click.group(name="config")
@@ -39,16 +42,24 @@ def check(app: App, connect: bool, output: str) -> None:
     """
     loaded = _loaded_or_report(app, output)
     rows: list[dict[str, object]] = []
-    service_invalid = False
+    invalid = False
     try:
-        # The block's shape too (a misspelt key), as `talprov serve` checks it.
-        parse_service_config(loaded.service_block(),
-                             where=f"{loaded.path or 'config'}: service")
+        # The block's shape too (a misspelt key), and what `talprov serve` refuses to
+        # start with (no tokens, TLS files, plain HTTP on a routable address).
+        where = f"{loaded.path or 'config'}: service"
+        service = parse_service_config(loaded.service_block(), where=where)
         if loaded.config.service is not None:
+            check_startable(service, where, warn=False)
             rows.append({"part": "service", "type": "-", "result": "ok"})
     except ConfigError as exc:
-        service_invalid = True
+        invalid = True
         rows.append({"part": "service", "type": "-", "result": str(exc)})
+    try:
+        store_key_from(os.environ)
+    except ConfigError as exc:
+        # As every command that opens the store refuses it (exit 2).
+        invalid = True
+        rows.append({"part": "TALPROV_STORE_KEY", "type": "-", "result": str(exc)})
     if loaded.factory_raw:
         try:
             loaded.image_factory()
@@ -70,7 +81,7 @@ def check(app: App, connect: bool, output: str) -> None:
                 f"unhealthy: {redact(health.message)}"
         rows.append(row)
     emit(rows, output, columns=("part", "type", "result"))
-    if service_invalid:
+    if invalid:
         # Invalid input, as everywhere: the config `serve` would refuse with 2.
         sys.exit(EXIT_USAGE)
     if any(not str(r["result"]).startswith("ok") for r in rows):

@@ -26,6 +26,7 @@ from talprov.cli.app import (
     setup_logging,
 )
 from talprov.cli.autoscaler import start_autoscaler
+from talprov.errors import ConfigError
 from talprov.reconcile.work import STAGE_LOGGER
 from talprov.registry import require_extra
 from talprov.service.config import ServiceConfig, is_loopback, parse_listen, parse_service_config
@@ -133,17 +134,8 @@ def serve(app: App, listen: str | None, workers: bool | None, worker_id: str | N
     config = _service_config(app, where, workers, worker_id)
     # One line per stage change of a request even without -v; the rest of INFO stays off.
     logging.getLogger(STAGE_LOGGER).setLevel(logging.INFO)
-    if not config.tokens:
-        fail(f"{where}.tokens: no tokens configured; every API call would be refused")
+    host, port = check_startable(config, where, listen=listen, insecure_http=insecure_http)
     _check_token_scopes(config, set(app.config.config.providers), where)
-    # An empty --listen is a mistake, not "use the config's": it is checked too.
-    host, port = parse_listen(listen) if listen is not None else config.host_port()
-    if config.tls is not None:
-        check_tls_files(config.tls.cert, config.tls.key, where=f"{where}.tls")
-    elif not is_loopback(host):
-        # The error names where the address came from: the flag or the file.
-        refuse_or_warn_plain_http(host, insecure=insecure_http or config.insecure_http,
-                                  where="--listen" if listen is not None else f"{where}.listen")
     # The app (and its worker supervisor, which keeps this process's stderr for
     # its children) before the autoscaler, which routes fd 2 through logging.
     api = create_app(app.store, app.all_handles(), app.runtime, config,
@@ -239,34 +231,57 @@ def _worker_entry(app: App, config: ServiceConfig) -> Callable[[Connection], Non
     return functools.partial(run_worker, args)
 
 
-def refuse_or_warn_plain_http(host: str, *, insecure: bool, where: str) -> None:
+def check_startable(config: ServiceConfig, where: str, *, listen: str | None = None,
+                    insecure_http: bool = False, warn: bool = True) -> tuple[str, int]:
+    """What ``serve`` refuses to start with, also checked by ``config check``: no
+    tokens, a bad ``--listen``, TLS files that do not load, plain HTTP on a
+    routable address without ``insecure_http`` (warned about, with ``warn``, when
+    allowed). Returns the address to bind. Raises ``ConfigError`` naming the
+    field or flag. Reads the TLS files; otherwise pure."""
+    if not config.tokens:
+        raise ConfigError(f"{where}.tokens",
+                          "no tokens configured; every API call would be refused")
+    # An empty --listen is a mistake, not "use the config's": it is checked too.
+    host, port = parse_listen(listen) if listen is not None else config.host_port()
+    if config.tls is not None:
+        _check_tls_files(config.tls.cert, config.tls.key, where=f"{where}.tls")
+    elif not is_loopback(host):
+        # The error names where the address came from: the flag or the file.
+        _refuse_or_warn_plain_http(
+            host, insecure=insecure_http or config.insecure_http, warn=warn,
+            where="--listen" if listen is not None else f"{where}.listen")
+    return host, port
+
+
+def _refuse_or_warn_plain_http(host: str, *, insecure: bool, warn: bool, where: str) -> None:
     """Plain HTTP on the routable address ``host``: bearer tokens and machine
     configs would cross the network readable by anyone on the path. Refused
-    (``fail``, exit 2) unless the operator said ``insecure``; then logged."""
+    (``ConfigError``) unless the operator said ``insecure``; then logged."""
     if not insecure:
-        fail(f"{where}: refusing plain HTTP on {host}, which is not a loopback "
-             "address; set service.tls, or pass --insecure-http (service.insecure_http: "
-             "true) behind a TLS-terminating proxy")
-    # One line, as every other start-up warning of serve: a log record (JSON under
-    # --log-format json) or a "warning:" line, not both.
-    say(f"warning: plain HTTP on {host} (--insecure-http): tokens and machine configs are "
-        "not encrypted in transit", level=logging.WARNING)
+        raise ConfigError(where, f"refusing plain HTTP on {host}, which is not a loopback "
+                          "address; set service.tls, or pass --insecure-http "
+                          "(service.insecure_http: true) behind a TLS-terminating proxy")
+    if warn:
+        # One line, as every other start-up warning of serve: a log record (JSON under
+        # --log-format json) or a "warning:" line, not both.
+        say(f"warning: plain HTTP on {host} (--insecure-http): tokens and machine configs "
+            "are not encrypted in transit", level=logging.WARNING)
 
 
-def check_tls_files(cert: str, key: str, *, where: str) -> None:
+def _check_tls_files(cert: str, key: str, *, where: str) -> None:
     """Load the certificate and key once so that a bad path or a key that does not
     fit the certificate stops ``serve`` with a message naming the field, before
-    anything is served. Calls ``fail`` (exit 2) on a problem. Idempotent."""
+    anything is served. Raises ``ConfigError``. Idempotent."""
     for field, path in (("cert", cert), ("key", key)):
         if not os.path.isfile(path):
-            fail(f"{where}.{field}: {path}: no such file")
+            raise ConfigError(f"{where}.{field}", f"{path}: no such file")
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     try:
         context.load_cert_chain(cert, key)
     except (ssl.SSLError, OSError) as exc:
         # The reason only (e.g. KEY_VALUES_MISMATCH); never the file's content.
         reason = getattr(exc, "reason", None) or exc.strerror or type(exc).__name__
-        fail(f"{where}: cannot use {cert} with {key}: {reason}")
+        raise ConfigError(where, f"cannot use {cert} with {key}: {reason}") from None
 
 
 def start_boot_servers(app: App) -> list[Any]:

@@ -171,6 +171,10 @@ class RequestRunner:
         without its config would make a machine that never becomes a node."""
         if work.record.error != reason:
             work.events.append(f"set aside: {reason}")
+            # Once per request, at WARNING: it waits silently otherwise, for ever.
+            rid = work.record.request.id
+            log.warning("request %s set aside: %s", rid, reason,
+                        extra={"request_id": rid, "provider": work.owner.instance})
         work.error = reason
         work.next_attempt_at = work.now() + timedelta(seconds=self.policy.backoff_cap)
         work.save(self.store, work.record.step_name)

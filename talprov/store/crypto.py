@@ -35,10 +35,15 @@ KEY_HINT = ("make one with: python -c 'import secrets; print(secrets.token_urlsa
 
 
 def store_key_from(environ: Mapping[str, str]) -> str | None:
-    """The ``TALPROV_STORE_KEY`` of ``environ``, or None when unset or empty (no
-    encryption). Raises :class:`ConfigError` naming the variable, never the key,
-    for a key shorter than :data:`MIN_STORE_KEY_BYTES`. Pure."""
-    key = environ.get("TALPROV_STORE_KEY") or None
+    """The ``TALPROV_STORE_KEY`` of ``environ``, or None when unset (no encryption).
+
+    Raises :class:`ConfigError` naming the variable, never the key, for a key
+    shorter than :data:`MIN_STORE_KEY_BYTES`, and for one set but empty: a unit
+    file's unset ``${KEY}`` must not silently store configs in clear. Pure."""
+    key = environ.get("TALPROV_STORE_KEY")
+    if key is not None and not key.strip():
+        raise ConfigError("TALPROV_STORE_KEY", "is set but empty; unset it to store configs "
+                          f"unencrypted, or give a random key ({KEY_HINT})")
     if key is not None and len(key.encode()) < MIN_STORE_KEY_BYTES:
         raise ConfigError(
             "TALPROV_STORE_KEY",

@@ -6,7 +6,10 @@ decrypt"), so no other request advanced, and `machine get`/`delete` failed for i
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
+
+import pytest
 
 from talprov.providers.types import Stage
 from talprov.store.records import detailed_view
@@ -23,7 +26,7 @@ def stages(store: Store) -> dict[str, Stage]:
 
 
 def test_a_record_sealed_with_another_key_is_isolated(
-    tmp_path: Path, plugin_dir: Path
+    tmp_path: Path, plugin_dir: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     clock = FakeClock()
     url = f"sqlite:///{tmp_path / 'state.db'}"
@@ -61,6 +64,10 @@ def test_a_record_sealed_with_another_key_is_isolated(
         assert KEY_B not in text
     messages = [e.message for e in store.events("lost-new")]
     assert sum("decrypt" in m for m in messages) == 1  # said once, not every pass
+    # QA: it was logged at INFO only, so plain `serve` said nothing while it waited.
+    warned = [r for r in caplog.records if r.levelno == logging.WARNING
+              and "lost-new" in r.getMessage() and "set aside" in r.getMessage()]
+    assert len(warned) == 1, [r.getMessage() for r in caplog.records]
 
     # Deleting needs no config: the machine goes away.
     store.request_deletion("lost-up")

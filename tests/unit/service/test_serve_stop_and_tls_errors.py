@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
+import pytest
 
 from talprov.store.store import Store
 from tests.helpers import Home
@@ -102,3 +103,41 @@ def test_serve_and_config_check_both_exit_2_for_an_invalid_service_block(home: H
     rows = {row["part"]: row["result"] for row in json.loads(checked.stdout)}
     assert "tokens[1].name" in rows["service"]
     assert rows["providers.fake"] == "ok"  # the other rows are still shown
+
+
+@pytest.mark.parametrize(("service", "field"), [
+    ({"tokens": TOKENS, "listen": "0.0.0.0:18461"}, "service.listen"),
+    ({"tokens": TOKENS, "tls": {"cert": "/nonexistent/c.pem", "key": "/nonexistent/k.pem"}},
+     "service.tls.cert"),
+    ({"tokens": []}, "service.tokens"),
+])
+def test_config_check_refuses_what_serve_refuses_to_start_with(
+        home: Home, service: dict[str, object], field: str) -> None:
+    """QA: `config check` exited 0 for service blocks serve refuses with 2 (plain HTTP
+    on a routable address, TLS files that are not there, no tokens)."""
+    home.write_config(service={**service, "workers": False})
+    served = home.invoke("serve")
+    assert served.exit_code == 2, served.output
+    assert field in served.output
+    checked = home.invoke("config", "check", "-o", "json")
+    assert checked.exit_code == 2, checked.output
+    rows = {row["part"]: row["result"] for row in json.loads(checked.stdout)}
+    assert field in rows["service"]
+    assert rows["providers.fake"] == "ok"
+
+
+@pytest.mark.parametrize("key", ["", "   ", "shortsecretvalue123"])
+def test_config_check_refuses_the_store_key_every_command_refuses(
+        home: Home, monkeypatch: pytest.MonkeyPatch, key: str) -> None:
+    """QA: an empty TALPROV_STORE_KEY (a unit file's unset ${KEY}) silently stored
+    configs in clear, and `config check` took a short key that serve refuses."""
+    monkeypatch.setenv("TALPROV_STORE_KEY", key)
+    home.write_config()
+    listed = home.invoke("machine", "list")
+    assert listed.exit_code == 2, listed.output
+    assert "TALPROV_STORE_KEY" in listed.output
+    checked = home.invoke("config", "check", "-o", "json")
+    assert checked.exit_code == 2, checked.output
+    rows = {row["part"]: row["result"] for row in json.loads(checked.stdout)}
+    assert "TALPROV_STORE_KEY" in rows
+    assert key.strip() == "" or key not in checked.output
