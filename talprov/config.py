@@ -229,11 +229,17 @@ def check_instance_shape(name: str, block: dict[str, Any], where: str) -> None:
     if model is None:
         return  # a broken plugin: said by the command that uses the instance
     body = {k: v for k, v in block.items() if k not in COMMON_INSTANCE_KEYS}
+    validate_unresolved(model, body, where)
+
+
+def validate_unresolved(model: type[BaseModel], body: Any, where: str) -> None:
+    """Check ``body`` against ``model`` before its references are resolved: a field
+    holding a reference is judged once resolved; a misspelt key and a block-level
+    rule (token_id with token_secret) are judged now. Raises ``ConfigError`` naming
+    ``where`` and the field, never a value. Pure."""
     try:
         model.model_validate(body)
     except ValidationError as exc:
-        # A field holding a reference is judged once resolved; a misspelt key and a
-        # block-level rule (token_id with token_secret) are judged now.
         errors = [e for e in exc.errors() if e["type"] == "extra_forbidden"
                   or not (isinstance(e.get("input"), str) and has_reference(e["input"]))]
         if errors:

@@ -19,7 +19,7 @@ from typing import Any, NoReturn, TypeVar
 
 import click
 
-from talprov.config import LoadedConfig, load_config
+from talprov.config import LoadedConfig, load_config, validate_unresolved
 from talprov.errors import ConfigError, Conflict, did_you_mean
 from talprov.logs import JsonFormatter, install_handler, make_handler
 from talprov.providers.errors import InvalidRequest, ProviderError, describe_error
@@ -30,6 +30,7 @@ from talprov.runloop import RunLoop
 from talprov.scaler.editing import ClusterBusy
 from talprov.scaler.models import MAX_SET_SIZE
 from talprov.secrets import RedactingFilter, redact
+from talprov.service.config import ServiceConfig
 from talprov.store.crypto import store_key_from
 from talprov.store.errors import StoreError
 from talprov.store.store import Store, default_store_url
@@ -66,11 +67,20 @@ class App:
     #: Instances all_handles() could not build, with why.
     unusable: dict[str, str] = field(default_factory=dict)
     _runtime: Runtime | None = None
+    #: Whether loading the config checks the service block's shape too (config
+    #: check reports it in a row of its own instead).
+    check_service_shape: bool = True
 
     @property
     def config(self) -> LoadedConfig:
         if self._config is None:
-            self._config = load_config(self.config_path)
+            loaded = load_config(self.config_path)
+            if loaded.config.service is not None and self.check_service_shape:
+                # Its shape too, as every command checks the whole file (references
+                # are resolved only by serve and config check).
+                validate_unresolved(ServiceConfig, loaded.config.service,
+                                    f"{loaded.path or 'config'}: service")
+            self._config = loaded
         return self._config
 
     @property

@@ -40,6 +40,7 @@ def check(app: App, connect: bool, output: str) -> None:
     file itself is malformed or its service block is invalid (one row for it
     too), which `serve` refuses with 2.
     """
+    app.check_service_shape = False  # its own row below, with the other rows
     loaded = _loaded_or_report(app, output)
     rows: list[dict[str, object]] = []
     invalid = False

@@ -126,3 +126,15 @@ def test_config_check_names_a_misspelt_key_of_the_service_block(home: Home) -> N
     assert checked.exit_code == 2, checked.output
     rows = {row["part"]: row for row in json.loads(checked.stdout)}
     assert "service.lisen: unknown field" in rows["service"]["result"]
+
+
+def test_every_command_checks_the_service_blocks_shape(
+        home: Home, monkeypatch: pytest.MonkeyPatch) -> None:
+    """QA: `service.listn` passed `machine list` (exit 0) while config check and serve
+    refused it; a reference in the block is still resolved only by what uses it."""
+    monkeypatch.delenv("SVC_TOKEN_UNSET", raising=False)
+    home.write_config(service={"listn": "127.0.0.1:8080"})
+    result = home.invoke("machine", "list")
+    assert_usage_error(result.exit_code, result.output, "service.listn")
+    home.write_config(service={"tokens": [{"name": "admin", "value": "${env:SVC_TOKEN_UNSET}"}]})
+    assert home.invoke("machine", "list").exit_code == 0
