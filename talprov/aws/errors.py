@@ -171,7 +171,7 @@ def translate(exc: Exception, operation: str, *, endpoint: str | None = None) ->
         return InstanceUnavailable(
             f"{operation}: no AWS credentials found ({found} in the environment, the profile "
             "or instance metadata): set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or the "
-            "instance's profile, and restart talprov")
+            "instance's profile, then run talprov again (restart a running serve)")
     if isinstance(exc, EndpointConnectionError | ConnectionError | ReadTimeoutError):
         return Transient(f"{operation}: endpoint unreachable ({connection_failure(exc)})")
     if isinstance(exc, ResponseParserError | BotoCoreError):

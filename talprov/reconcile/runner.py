@@ -78,6 +78,8 @@ class StepPolicy:
     #: cloud answers again must not sit out minutes of backoff first. A
     #: permanent refusal (credentials, privileges) waits up to ``backoff_cap``.
     deprovision_backoff_cap: float = 30.0
+    #: The longest wait between attempts that failed with ``InstanceUnavailable``.
+    unavailable_backoff_cap: float = 15.0
 
 
 def within_timeout(
@@ -409,6 +411,10 @@ class RequestRunner:
         cap = self.policy.backoff_cap
         if deleting and not permanent:
             cap = min(cap, self.policy.deprovision_backoff_cap)
+        if isinstance(exc, InstanceUnavailable):
+            # Looked at again soon once the operator has fixed the instance (a
+            # restart, `reconcile --once` again), not after minutes of backoff.
+            cap = min(cap, self.policy.unavailable_backoff_cap)
         delay = step_backoff(work.attempts, retry_after, base=self.policy.backoff_base, cap=cap)
         work.next_attempt_at = work.now() + timedelta(seconds=delay)
         work.events.append(f"attempt {work.attempts} failed, retry in {delay:.0f}s: {work.error}")

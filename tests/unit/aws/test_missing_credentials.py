@@ -5,6 +5,7 @@ a request failed for good at its first step: "permanent error")."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -14,6 +15,7 @@ from talprov.aws.provider import AwsProvider
 from talprov.providers.protocol import Runtime
 from talprov.providers.types import Stage
 from talprov.reconcile.reconciler import ProviderHandle, Reconciler
+from talprov.reconcile.runner import StepPolicy
 from talprov.store.store import Store
 from talprov.testing import FakeClock
 from tests.emulators.moto import REGION, MotoServer, fake_credentials
@@ -49,6 +51,10 @@ def test_a_request_waits_for_missing_credentials_and_goes_on_after_a_restart(
     assert record is not None
     assert record.stage != Stage.FAILED, record.error
     assert "no AWS credentials" in str(record.error), record.error
+    # QA: after the fix the request sat out up to backoff_cap (minutes) first.
+    assert record.next_attempt_at is not None
+    waits = (record.next_attempt_at - datetime.fromtimestamp(clock(), UTC)).total_seconds()
+    assert waits <= StepPolicy().unavailable_backoff_cap
 
     for name in CREDENTIALS:  # the operator exports them and restarts
         monkeypatch.setenv(name, fake_credentials()[name])
