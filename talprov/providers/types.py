@@ -46,6 +46,19 @@ _TALOS_VERSION = re.compile(TALOS_VERSION_PATTERN)
 #: first. A new request for an older line is refused: talprov would check and boot it
 #: by rules that are not its own. A newer line gets the newest rules and a warning.
 SUPPORTED_TALOS_LINES: tuple[tuple[int, int], ...] = ((1, 9), (1, 10), (1, 11), (1, 12), (1, 13))
+#: The supported lines as messages list them: "v1.9, v1.10, ...".
+SUPPORTED_LINES_TEXT = ", ".join(f"v{major}.{minor}" for major, minor in SUPPORTED_TALOS_LINES)
+
+
+def unsupported_line(value: str) -> str | None:
+    """``"older"`` or ``"newer"`` when the well-formed version ``value`` is of a minor
+    line before or after :data:`SUPPORTED_TALOS_LINES`, else None. Pure."""
+    major, minor = (int(part) for part in value[1:].split(".")[:2])
+    if (major, minor) < SUPPORTED_TALOS_LINES[0]:
+        return "older"
+    if (major, minor) > SUPPORTED_TALOS_LINES[-1]:
+        return "newer"
+    return None
 
 
 def talos_version_problem(value: str) -> str | None:
@@ -57,10 +70,9 @@ def talos_version_problem(value: str) -> str | None:
     problem = malformed_talos_version(value)
     if problem is not None:
         return problem
-    major, minor = (int(part) for part in value[1:].split(".")[:2])
-    if (major, minor) < SUPPORTED_TALOS_LINES[0]:
-        lines = ", ".join(f"v{line[0]}.{line[1]}" for line in SUPPORTED_TALOS_LINES)
-        return f"{value!r} is older than the Talos versions talprov supports ({lines})"
+    if unsupported_line(value) == "older":
+        return f"{value!r} is older than the Talos versions talprov supports " \
+               f"({SUPPORTED_LINES_TEXT})"
     return None
 
 

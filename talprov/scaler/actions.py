@@ -22,6 +22,8 @@ class Action:
     """One change. ``request`` is the id acted on: the new request for create and
     replace, the victim for delete. A replace creates ``create`` and deletes
     ``replaces`` in the same pass. Orphan deletes carry ``infra_id``/``provider``.
+    ``domain`` is the failure domain created in, or for a delete the victim's
+    (None when its class has none).
     """
 
     action: ActionKind

@@ -268,6 +268,7 @@ class Scaler:
                 orphans.append(OrphanMachine(
                     infra_id=machine.infra_id, provider=instance, seen_since=since,
                     request_id=machine.request_id, set_name=machine.labels.get(LABEL_SET),
+                    domain=machine.labels.get(LABEL_DOMAIN),
                 ))
         state.orphans_seen = seen_now
         return [observed_machine(r) for r in live], orphans, names

@@ -50,6 +50,8 @@ class OrphanMachine:
     seen_since: datetime
     request_id: str | None = None
     set_name: str | None = None
+    #: Its ``talprov.domain`` label, when it has one.
+    domain: str | None = None
 
 
 #: The cause of a backoff started by a failed create that was not out of capacity

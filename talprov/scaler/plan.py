@@ -16,7 +16,7 @@ from talprov.providers.types import REQUEST_ID_PATTERN, Stage
 from talprov.scaler.actions import Action, ActionKind, OrphanReport, Plan, SetStatus
 from talprov.scaler.models import CONTROL_PLANE_SET, ClusterSpec
 from talprov.scaler.observed import ObservedMachine, OrphanMachine, SetBackoff
-from talprov.scaler.setplan import SetContext, plan_set
+from talprov.scaler.setplan import SetContext, delete_action, plan_set
 from talprov.scaler.templates import NameGenerator, id_prefix, seeded_names, template_hashes
 
 ORPHAN_GRACE = timedelta(minutes=30)
@@ -85,7 +85,7 @@ def plan_destroy(
 ) -> Plan:
     """Delete every machine of the cluster, orphans included (``talprov destroy``). Pure."""
     actions = [
-        Action(ActionKind.DELETE, m.set_name, m.request_id, "cluster destroyed")
+        delete_action(m, "cluster destroyed")
         for m in sorted(observed, key=lambda m: (m.set_name, m.request_id))
         if m.stage not in (Stage.DEPROVISIONING, Stage.GONE)
     ]
@@ -129,7 +129,7 @@ def _removed_set(
             notes.append("the spec has no ControlPlane: its machines are kept (use destroy)")
     else:
         actions = [
-            Action(ActionKind.DELETE, set_name, m.request_id, "set is no longer in the spec")
+            delete_action(m, "set is no longer in the spec")
             for m in sorted(live, key=lambda m: m.request_id)
         ]
     status = SetStatus(
@@ -165,5 +165,5 @@ def _orphans(
 def _orphan_delete(orphan: OrphanMachine, reason: str) -> Action:
     return Action(
         ActionKind.DELETE, orphan.set_name or "", orphan.request_id or orphan.infra_id, reason,
-        infra_id=orphan.infra_id, provider=orphan.provider,
+        domain=orphan.domain, infra_id=orphan.infra_id, provider=orphan.provider,
     )

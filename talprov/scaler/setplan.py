@@ -41,6 +41,13 @@ from talprov.timestamps import rfc3339
 _IN_PROGRESS = (Stage.PENDING, Stage.PROVISIONING)
 
 
+def delete_action(victim: ObservedMachine, reason: str) -> Action:
+    """The delete of ``victim``, in the failure domain it was created in (its
+    ``talprov.domain`` label; None when its class has none). Pure."""
+    return Action(ActionKind.DELETE, victim.set_name, victim.request_id, reason,
+                  domain=victim.domain)
+
+
 @dataclass(frozen=True, slots=True)
 class _Candidate:
     machine: ObservedMachine
@@ -322,7 +329,7 @@ class _SetPlanner:
     # -- phase 3 -------------------------------------------------------------------
     def actions(self, *, creates_blocked: bool) -> list[Action]:
         name = self.set.name
-        out = [Action(ActionKind.DELETE, name, m.request_id, reason) for m, reason in self.victims]
+        out = [delete_action(m, reason) for m, reason in self.victims]
         if creates_blocked:
             if self.creates or self.replacements:
                 self.notes.append(f"{len(self.creates) + len(self.replacements)} "

@@ -28,14 +28,15 @@ from talprov.providers.labels import (
 )
 from talprov.providers.types import (
     REQUEST_ID_PATTERN,
-    SUPPORTED_TALOS_LINES,
+    SUPPORTED_LINES_TEXT,
     TALOS_VERSION_PATTERN,
     Arch,
     GrpcTunnelMode,
     JoinSpec,
-    NewTalosVersion,
     Overlay,
     Stage,
+    malformed_talos_version,
+    unsupported_line,
 )
 from talprov.providers.types import MetaValue as RequestMetaValue
 from talprov.scaler.models import MAX_SET_SIZE
@@ -52,21 +53,24 @@ SetNameField = Annotated[str, Field(pattern=SET_NAME_PATTERN, max_length=52)]
 
 
 def _supported_line(value: str) -> str:
-    """``value`` when talprov carries the rules of its Talos minor line; else
-    ValueError listing the lines. Request files and specs take a newer line with a
-    warning on the terminal; an API client would never see that warning, and its
-    machine would be checked and booted by another line's rules (or, for a version
-    that does not exist, fail later in the worker), so the API refuses it. Pure."""
-    major, minor = (int(part) for part in value[1:].split(".")[:2])
-    if (major, minor) > SUPPORTED_TALOS_LINES[-1]:
-        lines = ", ".join(f"v{line[0]}.{line[1]}" for line in SUPPORTED_TALOS_LINES)
-        raise ValueError(f"{value!r} is newer than the Talos versions talprov supports "
-                         f"({lines})")
+    """``value`` when it is a Talos version of a minor line talprov carries the rules
+    of; else ValueError naming the field and the lines, never the value (error
+    bodies do not repeat what was sent). Request files and specs take a newer line
+    with a warning on the terminal; an API client would never see that warning, and
+    its machine would be checked and booted by another line's rules (or, for a
+    version that does not exist, fail later in the worker), so the API refuses it.
+    Pure."""
+    if malformed_talos_version(value) is not None:  # the field's pattern says it first
+        raise ValueError("talos_version must be a Talos version like v1.13.9")
+    relation = unsupported_line(value)
+    if relation is not None:
+        raise ValueError(f"talos_version is {relation} than the Talos versions talprov "
+                         f"supports ({SUPPORTED_LINES_TEXT})")
     return value
 
 
 #: A Talos version an API body may name: well-formed, of a line talprov supports.
-ApiTalosVersion = Annotated[NewTalosVersion, AfterValidator(_supported_line)]
+ApiTalosVersion = Annotated[str, AfterValidator(_supported_line)]
 
 
 def _not_reserved(key: str) -> str:

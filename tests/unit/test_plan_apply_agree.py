@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 import yaml
@@ -93,3 +94,37 @@ def test_plan_shows_every_step_of_a_rolling_update(home: Home) -> None:
     # The first step is still exactly what apply does now.
     assert preview["summary"] == json.loads(
         home.invoke("apply", "-f", str(changed), "-o", "json").output)["summary"]
+
+
+def _with_domains(path: Path, domains: list[str]) -> Path:
+    docs = list(yaml.safe_load_all(path.read_text()))
+    for doc in docs:
+        if doc["kind"] == "MachineClass":
+            doc["failureDomains"] = domains
+    path.write_text(yaml.safe_dump_all(docs))
+    return path
+
+
+def test_plan_deletes_name_the_failure_domain_of_their_machine(home: Home) -> None:
+    """QA: `step 2: - delete control-planes demo-control-planes-sh5ro # rolling update:
+    outdated` had no "in DOMAIN", neither in the table nor in -o json."""
+    domains = ["zone-a", "zone-b", "zone-c"]
+    spec = _with_domains(write_spec(home.root, workers=0, control_planes=3), domains)
+    assert home.invoke("apply", "-f", str(spec), "--wait").exit_code == 0
+    records = json.loads(home.invoke("machine", "list", "-o", "json").output)
+    domain_of = {r["id"]: r["labels"]["talprov.domain"] for r in records}
+    assert sorted(domain_of.values()) == domains
+    changed = _with_domains(write_spec(home.root, workers=0, control_planes=3,
+                                       version="v1.13.8"), domains)
+    preview = json.loads(home.invoke("plan", "-f", str(changed), "-o", "json").output)
+    actions = preview["actions"] + [a for step in preview["later_steps"] for a in step]
+    deletes = [a for a in actions if a["action"] == "delete"]
+    assert {a["request"] for a in deletes} == set(domain_of)
+    for action in deletes:
+        assert action["domain"] == domain_of[action["request"]]
+    table = home.invoke("plan", "-f", str(changed)).output
+    lines = [line for line in table.splitlines() if " delete " in line]
+    assert len(lines) == len(deletes), table
+    for line in lines:
+        victim = next(rid for rid in domain_of if rid in line)
+        assert f"{victim} in {domain_of[victim]}  #" in line, line

@@ -13,7 +13,7 @@ from talprov.providers.types import Stage
 from talprov.scaler.actions import ActionKind
 from talprov.scaler.models import CONTROL_PLANE_SET
 from talprov.scaler.observed import BACKOFF_CAP, ObservedMachine, OrphanMachine, next_backoff
-from talprov.scaler.plan import ORPHAN_GRACE, plan
+from talprov.scaler.plan import ORPHAN_GRACE, plan, plan_destroy
 from talprov.scaler.priorities import pick_domains
 from talprov.scaler.spec import load_spec
 from talprov.scaler.templates import SUFFIX_LEN, random_names, seeded_names, template_hash
@@ -175,3 +175,40 @@ def test_unknown_machine_presence_is_not_drift() -> None:
     for m in list(world.machines.values()):
         world.add(replace(m, machine_present=None))
     assert world.plan(spec).empty
+
+
+def test_every_delete_names_its_victims_failure_domain() -> None:
+    """QA: `plan` showed deletes without "in DOMAIN" (table and JSON) while creates
+    and replaces had it; a delete's domain is its victim's talprov.domain label."""
+    domains = ("a", "b", "c")
+    spec = make_spec(cp=3, workers=3, domains=domains, extra_workers={"gone": 1})
+    world = World()
+    world.converge(spec)
+    by_id = {m.request_id: m for m in world.observed()}
+    assert {m.domain for m in by_id.values()} == set(domains)
+    # Scaling down, a removed set and a rolling update, over every pass.
+    smaller = make_spec(cp=3, workers=1, domains=domains, version="v1.12.0")
+    deletes = []
+    for _ in range(40):
+        result = world.plan(smaller)
+        deletes += [(a, world.machines[a.request]) for a in result.actions
+                    if a.action is ActionKind.DELETE]
+        world.apply(result)
+        world.advance()
+        world.passes += 1
+        if world.matches(smaller):
+            break
+    assert world.matches(smaller)
+    assert {a.set for a, _ in deletes} >= {"workers", "gone"}
+    for action, victim in deletes:
+        assert victim.domain in domains
+        assert action.domain == victim.domain
+        assert action.to_dict()["domain"] == victim.domain
+    # Destroy, and an orphan that carries the label.
+    orphan = OrphanMachine("i-1", "fake", START, request_id="x-1", set_name="workers",
+                           domain="b")
+    destroyed = plan_destroy("demo", world.observed(), [orphan])
+    assert destroyed.actions
+    for action in destroyed.actions:
+        expected = "b" if action.infra_id else world.machines[action.request].domain
+        assert action.domain == expected

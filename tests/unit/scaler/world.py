@@ -102,6 +102,9 @@ class World:
                 self.deletes += 1
                 old = self.machines[victim]
                 assert old.stage not in (Stage.DEPROVISIONING, Stage.GONE)
+                if action.action is ActionKind.DELETE:
+                    # QA: deletes carried no failure domain; it is the victim's.
+                    assert action.domain == old.domain, (action, old)
                 self.machines[victim] = replace(old, stage=Stage.DEPROVISIONING)
 
     def advance(self) -> None:
