@@ -105,6 +105,11 @@ class RequestSet:
     version: int | None = None
     #: Failed members replaced lately; a new template (PUT) starts it over.
     replacements: Replacements | None = None
+    #: Why the stored machine config and join URL cannot be read (another
+    #: ``TALPROV_STORE_KEY``); the template then has neither. Such a set can be
+    #: shown, scaled down and deleted, never grown: a member without its config
+    #: would make a machine that never becomes a node. A PUT seals it anew.
+    unreadable: str | None = None
 
     @property
     def instance(self) -> str:
@@ -114,9 +119,13 @@ class RequestSet:
     def scaled(self, machine_count: int, now: datetime) -> RequestSet:
         """This set at ``machine_count`` members (a new fingerprint, updated at
         ``now``, written back at the version it was read at). Raises ``Conflict``
-        for a set being deleted. Pure."""
+        for a set being deleted, and for growing a set whose secrets are
+        unreadable. Pure."""
         if self.deleting:
             raise Conflict(f"set {self.name} is being deleted")
+        if self.unreadable is not None and machine_count > self.machine_count:
+            raise Conflict(f"set {self.name} cannot grow: {self.unreadable}; scale it down, "
+                           "delete it, or replace it (PUT) to seal it with this key")
         return replace(self, machine_count=machine_count, updated_at=now,
                        fingerprint=set_fingerprint(self.template, machine_count))
 
@@ -132,6 +141,7 @@ class RequestSet:
             "labels": dict(self.template.labels),
             "config_sha256": hashlib.sha256(text.encode()).hexdigest() if text else None,
             "deleting": self.deleting,
+            "unreadable": self.unreadable,
             "members": [{"id": m.request.id, "stage": m.stage.value} for m in members],
             "last_failure": self._last_failure(),
             "created_at": rfc3339(self.created_at),
@@ -222,6 +232,8 @@ class SetRepository:
         """
         template = request_set.template
         join = template.join
+        # An unreadable set's template has no secrets: keep the sealed ones as stored.
+        secret = None if request_set.unreadable else template.machine_config.get_secret_value()
         document: dict[str, Any] = {
             "kind": "MachineRequestSet",
             "template": template.model_dump(mode="json", exclude={"machine_config", "join"}),
@@ -237,7 +249,7 @@ class SetRepository:
         self.store.put_request_set(
             request_set.name,
             document,
-            machine_config=template.machine_config.get_secret_value(),
+            machine_config=secret,
             join_url=None if join is None else join.api_url.get_secret_value(),
             expected_version=request_set.version,
             create_only=create_only,
@@ -290,7 +302,8 @@ def reconcile_set(repo: SetRepository, request_set: RequestSet,
     the wall clock).
 
     Live members are those not deprovisioning. Idempotent; raises ``StoreError``.
-    A deleting set is removed from the store once it has no member left.
+    A deleting set is removed from the store once it has no member left. A set
+    whose secrets are unreadable only shrinks: it creates and replaces nothing.
     """
     moment = now or datetime.now(UTC)
     members = repo.members(request_set)
@@ -303,7 +316,7 @@ def reconcile_set(repo: SetRepository, request_set: RequestSet,
             return SetChanges()
         return SetChanges(removed_set=True)
     deleted: list[str] = []
-    if not request_set.deleting:
+    if not request_set.deleting and request_set.unreadable is None:
         try:
             deleted = _replace_failed(repo, request_set, members, moment)
         except StaleRecord:
@@ -312,7 +325,7 @@ def reconcile_set(repo: SetRepository, request_set: RequestSet,
             members = repo.members(request_set)
     live = [m for m in members if m.stage != Stage.DEPROVISIONING]
     created: list[str] = []
-    if len(live) < want:
+    if len(live) < want and request_set.unreadable is None:
         taken = {m.request.id for m in members}
         index = 0
         while len(live) + len(created) < want:
@@ -387,6 +400,7 @@ def _from_record(record: RequestSetRecord) -> RequestSet:
         created_at=record.created_at,
         updated_at=record.updated_at,
         version=record.version,
+        unreadable=record.unreadable,
         replacements=(Replacements.from_document(doc["replacements"])
                       if doc.get("replacements") else None),
     )
