@@ -46,7 +46,7 @@ from talprov.reconcile.waiting import repeat_until
 from talprov.scaler.apply import Scaler
 from talprov.scaler.templates import NameGenerator
 from talprov.secrets import redact
-from talprov.sets import SetRepository, reconcile_set
+from talprov.sets import RequestSet, SetRepository, reconcile_set
 from talprov.store.errors import StoreError
 from talprov.store.store import Store
 
@@ -106,6 +106,8 @@ class RunLoop:
         self.store = store
         self.runtime = runtime
         self._wake = threading.Event()
+        #: Sets whose secrets this key cannot read, and why: warned about once.
+        self._unreadable_sets: dict[str, str] = {}
         self._stop = threading.Event()
 
     @property
@@ -145,8 +147,24 @@ class RunLoop:
 
     def _reconcile_set(self, name: str) -> None:
         request_set = self.sets.get(name)
-        if request_set is not None:  # None: removed since it was listed
-            reconcile_set(self.sets, request_set, now=self.reconciler.now())
+        if request_set is None:  # removed since it was listed
+            self._unreadable_sets.pop(name, None)
+            return
+        self._note_unreadable(request_set)
+        # An unreadable set still shrinks and is removed when deleted; it never grows.
+        reconcile_set(self.sets, request_set, now=self.reconciler.now())
+
+    def _note_unreadable(self, request_set: RequestSet) -> None:
+        """Warn once per set (not every round) that its secrets cannot be read, and
+        once more when they can again."""
+        name, reason = request_set.name, request_set.unreadable
+        if reason is None:
+            if self._unreadable_sets.pop(name, None) is not None:
+                log.info("request set %s: its secrets are readable again", name)
+        elif self._unreadable_sets.get(name) != reason:
+            self._unreadable_sets[name] = reason
+            log.warning("request set %s set aside (no member is created or replaced until "
+                        "it is deleted or replaced): %s", name, reason)
 
     def _run_cluster_pass(self, name: str) -> None:
         self.scaler.run_pass(name)  # None: another worker plans it now
@@ -165,7 +183,10 @@ class RunLoop:
             try:
                 work(name)
             except (StoreError, ConfigError, ProviderError, KeyError) as exc:
-                errors.append(f"{what} {name}: {redact(str(exc))}")
+                message = redact(str(exc))
+                # Many store errors name the set or cluster themselves: say it once.
+                subject = f"{what} {name}"
+                errors.append(message if message.startswith(subject) else f"{subject}: {message}")
 
     # -- waiting --------------------------------------------------------------------
 

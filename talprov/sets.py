@@ -21,7 +21,8 @@ are idempotent too).
 A set is kept at its size by working machines: a failed member (its machine
 vanished, or a step failed for good) is deleted and a fresh member created in
 its place. The first replacement is immediate; each further one before a
-member provisions again waits twice as long (30 s up to 10 min), so a
+member provisions again waits twice as long (30 s up to 10 min; members
+replaced in the same round share one doubling), so a
 permanent error such as a bad subnet does not loop. The replacement is
 written to the set (at the version read) before the member is deleted, so of
 two replicas only one replaces it.
@@ -60,9 +61,13 @@ REPLACEMENT_BACKOFF_CAP = timedelta(minutes=10)
 class Replacements:
     """Failed members a set replaced since a member last provisioned.
 
-    ``failures`` counts replacement rounds (0 once the set is whole and
-    provisioned again); no failed member is replaced before ``not_before``. The
-    last failure (member, error, when) stays for people to see.
+    ``failures`` counts replaced members (0 once the set is whole and
+    provisioned again); no failed member is replaced before ``not_before``.
+    ``rounds`` counts the rounds that replaced some: the backoff doubles per
+    round, not per member, since members failing together mostly share one
+    cause (a bad subnet) and a set of ten should not wait ten doublings after
+    its first attempt. The last failure (member, error, when) stays for people
+    to see.
     """
 
     failures: int
@@ -70,19 +75,22 @@ class Replacements:
     last_member: str
     last_error: str
     last_at: datetime
+    rounds: int = 0
 
     def document(self) -> dict[str, Any]:
         """The JSON kept in the set's document."""
         return {"failures": self.failures, "not_before": rfc3339(self.not_before),
                 "last_member": self.last_member, "last_error": self.last_error,
-                "last_at": rfc3339(self.last_at)}
+                "last_at": rfc3339(self.last_at), "rounds": self.rounds}
 
     @classmethod
     def from_document(cls, doc: dict[str, Any]) -> Replacements:
         """Read back :meth:`document`'s JSON; raises ``KeyError``/``ValueError`` when malformed."""
+        # Documents written before ``rounds`` existed counted rounds in ``failures``.
         return cls(int(doc["failures"]), datetime.fromisoformat(doc["not_before"]),
                    str(doc["last_member"]), str(doc["last_error"]),
-                   datetime.fromisoformat(doc["last_at"]))
+                   datetime.fromisoformat(doc["last_at"]),
+                   int(doc.get("rounds", doc["failures"])))
 
 
 @dataclass(frozen=True)
@@ -105,6 +113,11 @@ class RequestSet:
     version: int | None = None
     #: Failed members replaced lately; a new template (PUT) starts it over.
     replacements: Replacements | None = None
+    #: Why the stored machine config and join URL cannot be read (another
+    #: ``TALPROV_STORE_KEY``); the template then has neither. Such a set can be
+    #: shown, scaled down and deleted, never grown: a member without its config
+    #: would make a machine that never becomes a node. A PUT seals it anew.
+    unreadable: str | None = None
 
     @property
     def instance(self) -> str:
@@ -114,9 +127,13 @@ class RequestSet:
     def scaled(self, machine_count: int, now: datetime) -> RequestSet:
         """This set at ``machine_count`` members (a new fingerprint, updated at
         ``now``, written back at the version it was read at). Raises ``Conflict``
-        for a set being deleted. Pure."""
+        for a set being deleted, and for growing a set whose secrets are
+        unreadable. Pure."""
         if self.deleting:
             raise Conflict(f"set {self.name} is being deleted")
+        if self.unreadable is not None and machine_count > self.machine_count:
+            raise Conflict(f"set {self.name} cannot grow: {self.unreadable}; scale it down, "
+                           "delete it, or replace it (PUT) to seal it with this key")
         return replace(self, machine_count=machine_count, updated_at=now,
                        fingerprint=set_fingerprint(self.template, machine_count))
 
@@ -132,6 +149,7 @@ class RequestSet:
             "labels": dict(self.template.labels),
             "config_sha256": hashlib.sha256(text.encode()).hexdigest() if text else None,
             "deleting": self.deleting,
+            "unreadable": self.unreadable,
             "members": [{"id": m.request.id, "stage": m.stage.value} for m in members],
             "last_failure": self._last_failure(),
             "created_at": rfc3339(self.created_at),
@@ -222,6 +240,8 @@ class SetRepository:
         """
         template = request_set.template
         join = template.join
+        # An unreadable set's template has no secrets: keep the sealed ones as stored.
+        secret = None if request_set.unreadable else template.machine_config.get_secret_value()
         document: dict[str, Any] = {
             "kind": "MachineRequestSet",
             "template": template.model_dump(mode="json", exclude={"machine_config", "join"}),
@@ -237,7 +257,7 @@ class SetRepository:
         self.store.put_request_set(
             request_set.name,
             document,
-            machine_config=template.machine_config.get_secret_value(),
+            machine_config=secret,
             join_url=None if join is None else join.api_url.get_secret_value(),
             expected_version=request_set.version,
             create_only=create_only,
@@ -290,7 +310,8 @@ def reconcile_set(repo: SetRepository, request_set: RequestSet,
     the wall clock).
 
     Live members are those not deprovisioning. Idempotent; raises ``StoreError``.
-    A deleting set is removed from the store once it has no member left.
+    A deleting set is removed from the store once it has no member left. A set
+    whose secrets are unreadable only shrinks: it creates and replaces nothing.
     """
     moment = now or datetime.now(UTC)
     members = repo.members(request_set)
@@ -303,7 +324,7 @@ def reconcile_set(repo: SetRepository, request_set: RequestSet,
             return SetChanges()
         return SetChanges(removed_set=True)
     deleted: list[str] = []
-    if not request_set.deleting:
+    if not request_set.deleting and request_set.unreadable is None:
         try:
             deleted = _replace_failed(repo, request_set, members, moment)
         except StaleRecord:
@@ -312,7 +333,7 @@ def reconcile_set(repo: SetRepository, request_set: RequestSet,
             members = repo.members(request_set)
     live = [m for m in members if m.stage != Stage.DEPROVISIONING]
     created: list[str] = []
-    if len(live) < want:
+    if len(live) < want and request_set.unreadable is None:
         taken = {m.request.id for m in members}
         index = 0
         while len(live) + len(created) < want:
@@ -348,24 +369,27 @@ def _replace_failed(repo: SetRepository, request_set: RequestSet,
             m.stage == Stage.PROVISIONED for m in live)
         if known is not None and known.failures and whole:
             repo.put(replace(request_set, updated_at=now,
-                             replacements=replace(known, failures=0, not_before=now)))
+                             replacements=replace(known, failures=0, not_before=now,
+                                                  rounds=0)))
         return []
     if known is not None and known.failures and now < known.not_before:
         return []  # backing off; the failed members stay visible meanwhile
-    previous = None if known is None or not known.failures else SetBackoff(
-        known.failures, known.not_before)
+    backing_off = known is not None and known.failures > 0
+    previous = SetBackoff(known.rounds, known.not_before) if known and backing_off else None
     backoff = next_backoff(previous, now, base=REPLACEMENT_BACKOFF_BASE,
                            cap=REPLACEMENT_BACKOFF_CAP)
+    before = known.failures if known and backing_off else 0
     last = failed[-1]
     error = redact(last.error or "failed")
     repo.put(replace(request_set, updated_at=now, replacements=Replacements(
-        backoff.failures, backoff.until, last.request.id, error, last.updated_at)))
-    for member in failed:
+        before + len(failed), backoff.until, last.request.id, error, last.updated_at,
+        rounds=backoff.failures)))
+    for number, member in enumerate(failed, start=before + 1):
         repo.store.request_deletion(member.request.id, now=now)
         log.warning("request set %s: member %s failed (%s); deleting it and creating a "
                     "replacement (replacement %d; the next no sooner than %s)",
                     request_set.name, member.request.id, redact(member.error or "failed"),
-                    backoff.failures, rfc3339(backoff.until),
+                    number, rfc3339(backoff.until),
                     extra={"request_id": member.request.id, "provider": request_set.instance})
     return [m.request.id for m in failed]
 
@@ -387,6 +411,7 @@ def _from_record(record: RequestSetRecord) -> RequestSet:
         created_at=record.created_at,
         updated_at=record.updated_at,
         version=record.version,
+        unreadable=record.unreadable,
         replacements=(Replacements.from_document(doc["replacements"])
                       if doc.get("replacements") else None),
     )

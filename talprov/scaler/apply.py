@@ -43,6 +43,7 @@ from talprov.scaler.plan import plan, plan_destroy
 from talprov.scaler.rollout import later_steps
 from talprov.scaler.templates import NameGenerator, seeded_names
 from talprov.secrets import redact
+from talprov.store.errors import StoreKeyError
 from talprov.store.records import RequestRecord
 from talprov.store.store import Store
 
@@ -213,8 +214,16 @@ class Scaler:
                                sleep=sleep or self.runtime.sleep)
 
     def state(self, name: str) -> ClusterState | None:
+        """The recorded state of cluster ``name``, or None. Raises ``StoreKeyError``
+        naming the cluster when its sealed secrets cannot be read with this key."""
         body = self.store.get_cluster(name)
-        return None if body is None else ClusterState.load(body, self.store)
+        if body is None:
+            return None
+        try:
+            return ClusterState.load(body, self.store)
+        except StoreKeyError as exc:
+            # The codec's message names the cause, never the key; say which record.
+            raise StoreKeyError(f"cluster {name}: {exc}") from None
 
     def save(self, state: ClusterState) -> None:
         self.store.put_cluster(state.spec.name, state.dump(self.store))

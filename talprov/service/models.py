@@ -234,6 +234,11 @@ class MachineRequestSetView(BaseModel):
     labels: dict[str, str]
     config_sha256: str | None
     deleting: bool = Field(description="Deletion asked; removed once its members are gone.")
+    unreadable: str | None = Field(
+        default=None,
+        description="Why the set's sealed machine config and join URL cannot be read (a "
+                    "different TALPROV_STORE_KEY); it then only shrinks and can be deleted, "
+                    "or replaced (PUT) to seal it with this key.")
     members: list[SetMember]
     last_failure: SetFailure | None = Field(
         default=None, description="The last failed member the set replaced, and the backoff.")

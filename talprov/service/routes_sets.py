@@ -247,7 +247,8 @@ def delete_set(name: SetName, principal: PrincipalDep, ctx: ContextDep) -> Machi
     principal.require_write()
     existing = _visible_set(ctx, principal, name)
     deleting = ctx.sets.put(RequestSet(name, existing.template, existing.machine_count, True,
-                                       existing.fingerprint, existing.created_at, now_utc()))
+                                       existing.fingerprint, existing.created_at, now_utc(),
+                                       unreadable=existing.unreadable))
     view = set_view(ctx, deleting)
     reconcile_set(ctx.sets, deleting)
     ctx.wake()

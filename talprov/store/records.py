@@ -102,6 +102,9 @@ class RequestSetRecord:
     config and join URL come back decrypted but wrapped in ``SecretStr`` so that
     a repr or a log line never shows them. Datetimes are aware UTC; ``version``
     increases with every change and is what ``expected_version`` is checked against.
+    ``unreadable`` says why the sealed columns could not be decrypted (a
+    different ``TALPROV_STORE_KEY``); the machine config is then empty and the
+    join URL None.
     """
 
     name: str
@@ -111,6 +114,7 @@ class RequestSetRecord:
     created_at: datetime
     updated_at: datetime
     version: int
+    unreadable: str | None = None
 
 
 @dataclass(frozen=True)

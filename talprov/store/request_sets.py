@@ -38,7 +38,7 @@ class RequestSetMethods(StorePart):
         name: str,
         document: dict[str, Any],
         *,
-        machine_config: str,
+        machine_config: str | None,
         join_url: str | None,
         expected_version: int | None = None,
         create_only: bool = False,
@@ -56,8 +56,11 @@ class RequestSetMethods(StorePart):
         :class:`StaleRecord`: of several concurrent creators exactly one wins.
         Raises :class:`StaleRecord` on a version mismatch (nothing is written),
         :class:`StoreError` when ``document`` is not JSON-serialisable,
-        :class:`StoreKeyError` when the stored secrets cannot be read with this
-        store's key, ``ValueError`` for an empty or over-long name.
+        ``ValueError`` for an empty or over-long name. ``machine_config``
+        ``None`` keeps the sealed machine config and join URL as stored (a set
+        whose secrets this key cannot read can still be scaled down or deleted);
+        ``join_url`` is then ignored, and a set that does not exist yet raises
+        :class:`StaleRecord`.
         """
         if not name or len(name) > _NAME_LIMIT:
             raise ValueError(f"request set names are 1 to {_NAME_LIMIT} characters")
@@ -73,7 +76,7 @@ class RequestSetMethods(StorePart):
         self,
         name: str,
         text: str,
-        machine_config: str,
+        machine_config: str | None,
         join_url: str | None,
         expected_version: int | None,
         create_only: bool,
@@ -86,6 +89,8 @@ class RequestSetMethods(StorePart):
             ).first()
             if row is not None and create_only:
                 raise StaleRecord(f"request set {name} already exists")
+            if row is None and machine_config is None:
+                raise StaleRecord(f"request set {name} was removed; it cannot keep its secrets")
             if row is not None and self._holds(row, text, machine_config, join_url):
                 return int(row.version)
             current = 0 if row is None else int(row.version)
@@ -95,13 +100,12 @@ class RequestSetMethods(StorePart):
                     f"request set {name} {found}, not version {expected_version}: "
                     "another writer got there first"
                 )
-            values = {
-                "document": text,
-                "machine_config": self._codec.encode(machine_config),
-                "join_api_url": None if join_url is None else self._codec.encode(join_url),
-                "updated_at": now,
-                "version": current + 1,
-            }
+            values: dict[str, Any] = {"document": text, "updated_at": now,
+                                      "version": current + 1}
+            if machine_config is not None:
+                values["machine_config"] = self._codec.encode(machine_config)
+                values["join_api_url"] = (
+                    None if join_url is None else self._codec.encode(join_url))
             if row is None:
                 conn.execute(request_sets.insert().values(name=name, created_at=now, **values))
             else:
@@ -111,23 +115,36 @@ class RequestSetMethods(StorePart):
         return current + 1
 
     def _holds(
-        self, row: sa.Row[Any], text: str, machine_config: str, join_url: str | None
+        self, row: sa.Row[Any], text: str, machine_config: str | None, join_url: str | None
     ) -> bool:
         # Compare decrypted secrets: Fernet output differs on every encryption.
         if row.document != text:
             return False
-        return _unseal_row(self._codec, row) == (machine_config, join_url)
+        if machine_config is None:
+            return True  # the secrets are kept as stored
+        try:
+            return _unseal_row(self._codec, row) == (machine_config, join_url)
+        except StoreKeyError:
+            return False  # sealed with another key: the new secrets replace them
 
     def get_request_set(self, name: str) -> RequestSetRecord | None:
-        """The stored set, or ``None``. Raises :class:`StoreKeyError` when its secrets
-        are encrypted and the key is missing or wrong."""
+        """The stored set, or ``None``. Secrets this store's key cannot read (a
+        different ``TALPROV_STORE_KEY``, or none) do not raise: the record comes
+        back without them and with ``unreadable`` saying why (never the key), as
+        requests do, so that the set can still be listed, scaled down and deleted."""
         with self._read() as conn:
             row = conn.execute(
                 sa.select(request_sets).where(request_sets.c.name == name)
             ).first()
         if row is None:
             return None
-        machine_config, join_url = _unseal_row(self._codec, row)
+        unreadable = None
+        try:
+            machine_config, join_url = _unseal_row(self._codec, row)
+        except StoreKeyError as exc:
+            # The codec's message names the cause (the key differs), never the key.
+            machine_config, join_url = "", None
+            unreadable = f"stored secrets unreadable: {exc}"
         document: dict[str, Any] = json.loads(row.document)
         return RequestSetRecord(
             name=row.name,
@@ -137,6 +154,7 @@ class RequestSetMethods(StorePart):
             created_at=row.created_at,
             updated_at=row.updated_at,
             version=int(row.version),
+            unreadable=unreadable,
         )
 
     def list_request_sets(self) -> list[str]:
@@ -203,9 +221,7 @@ class RequestSetMethods(StorePart):
 
 
 def _unseal_row(codec: SecretCodec, row: sa.Row[Any]) -> tuple[str, str | None]:
-    try:
-        machine_config = codec.decode(row.machine_config)
-        join_url = None if row.join_api_url is None else codec.decode(row.join_api_url)
-    except StoreKeyError as exc:
-        raise StoreKeyError(f"request set {row.name}: {exc}") from None
+    """The row's machine config and join URL; raises :class:`StoreKeyError`."""
+    machine_config = codec.decode(row.machine_config)
+    join_url = None if row.join_api_url is None else codec.decode(row.join_api_url)
     return machine_config, join_url

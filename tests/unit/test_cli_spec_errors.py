@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 
 from tests.helpers import WORKER_CONFIG, Home
@@ -85,3 +86,22 @@ def test_the_plan_table_names_each_actions_failure_domain(home: Home) -> None:
     for request, domain in domains.items():
         [line] = [line for line in lines if request in line]
         assert f" in {domain}" in line
+
+
+def test_a_cluster_recorded_with_another_store_key_is_named(
+    home: Home, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # QA: plan/apply said only "store: cannot decrypt stored data…", not which record.
+    key = "0uP4xJm3V8cQyT2nW9rZ5bK7dH1fL6sA_gE-oRtYiUw"
+    spec = _spec(home.root, {"provider_data": {"size": "small"}})
+    monkeypatch.setenv("TALPROV_STORE_KEY", key)
+    assert home.invoke("apply", "-f", str(spec)).exit_code == 0
+    monkeypatch.setenv("TALPROV_STORE_KEY", key[::-1])
+    for command in ("plan", "apply"):
+        result = home.invoke(command, "-f", str(spec))
+        assert result.exit_code == 1, result.output
+        assert "cluster demo" in result.output
+        assert "TALPROV_STORE_KEY differs" in result.output
+        assert "Traceback" not in result.output
+        assert key not in result.output
+        assert key[::-1] not in result.output

@@ -30,6 +30,7 @@ from talprov.sets import (
 )
 from talprov.store.store import Store
 from talprov.testing import FakeClock
+from talprov.timestamps import rfc3339
 from tests.unit.test_runloop import POLL, PollingProvider, world
 
 T0 = datetime(2026, 3, 1, tzinfo=UTC)
@@ -130,6 +131,35 @@ def test_a_permanent_error_is_replaced_with_a_growing_backoff(tmp_path: Path) ->
     assert "subnet-0bad" in request_set.replacements.last_error
     # One failed member at a time: the set never holds more than machine_count.
     assert len([s for s in stages(store, "bad").values() if s != Stage.GONE]) == 1
+
+
+def test_replacements_count_members_and_the_backoff_doubles_per_round(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture,
+) -> None:
+    """QA: with machine_count 2 and a bad subnet both members were replaced in one
+    round, both logged "replacement 1", and the set showed 1 after two."""
+    loop, store, clock = world(tmp_path, BadSubnetProvider())
+    put_set(store, "pair", 2)
+    loop.run_round()
+    assert stages(store, "pair") == {"pair-0": Stage.FAILED, "pair-1": Stage.FAILED}
+    caplog.set_level(logging.WARNING, logger="talprov.sets")
+    loop.run_round()
+    assert replaced(store, "pair") == 2
+    logged = sorted(r.getMessage().split("(replacement ")[1].split(";")[0]
+                    for r in caplog.records if "(replacement " in r.getMessage())
+    assert logged == ["1", "2"]
+    request_set = SetRepository(store).get("pair")
+    assert request_set is not None
+    shown = request_set.public_view(SetRepository(store).members(request_set))
+    assert shown["last_failure"]["replacements"] == 2
+    # One round, one doubling: the second round waits the base delay, not 2x.
+    delay = REPLACEMENT_BACKOFF_BASE.total_seconds()
+    assert shown["last_failure"]["next_replacement_at"] == rfc3339(
+        datetime.fromtimestamp(clock.now + delay, UTC))
+    clock.sleep(delay)
+    loop.run_round()
+    loop.run_round()
+    assert replaced(store, "pair") == 4
 
 
 def test_a_set_being_deleted_replaces_nothing() -> None:
