@@ -134,8 +134,9 @@ def serve(app: App, listen: str | None, workers: bool | None, worker_id: str | N
     config = _service_config(app, where, workers, worker_id)
     # One line per stage change of a request even without -v; the rest of INFO stays off.
     logging.getLogger(STAGE_LOGGER).setLevel(logging.INFO)
-    host, port = check_startable(config, where, listen=listen, insecure_http=insecure_http)
+    # The scopes' warning first: it is said even when the start is then refused.
     _check_token_scopes(config, set(app.config.config.providers), where)
+    host, port = check_startable(config, where, listen=listen, insecure_http=insecure_http)
     # The app (and its worker supervisor, which keeps this process's stderr for
     # its children) before the autoscaler, which routes fd 2 through logging.
     api = create_app(app.store, app.all_handles(), app.runtime, config,
