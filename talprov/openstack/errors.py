@@ -35,6 +35,7 @@ from talprov.providers.errors import (
     Transient,
     connection_failure,
     naming_endpoint,
+    retry_after_seconds,
 )
 
 NO_VALID_HOST = "no valid host"
@@ -42,14 +43,11 @@ MAX_DETAIL = 300
 
 
 def retry_after(response: Any) -> float | None:
-    """Seconds from a ``Retry-After`` header (delta-seconds form), if any."""
+    """Seconds from a response's ``Retry-After`` header, if any: read by the one
+    rule every driver uses (both forms, bounded by ``MAX_RETRY_AFTER``)."""
     if response is None:
         return None
-    value = response.headers.get("Retry-After")
-    try:
-        return max(0.0, float(value)) if value is not None else None
-    except ValueError:
-        return None
+    return retry_after_seconds(response.headers.get("Retry-After"))
 
 
 def _detail(exc: sdk.HttpException) -> str:
