@@ -43,10 +43,10 @@ from talprov.providers.protocol import Runtime
 from talprov.reconcile.reconciler import PassReport, ProviderHandle, Reconciler
 from talprov.reconcile.runner import StepPolicy
 from talprov.reconcile.waiting import repeat_until
-from talprov.scaler.apply import Scaler
+from talprov.scaler.apply import Scaler, UnreadableCluster
 from talprov.scaler.templates import NameGenerator
 from talprov.secrets import redact
-from talprov.sets import RequestSet, SetRepository, reconcile_set
+from talprov.sets import SetRepository, reconcile_set
 from talprov.store.errors import StoreError
 from talprov.store.store import Store
 
@@ -74,6 +74,18 @@ class RoundReport:
     def failed(self) -> bool:
         """Whether any part of the round reported an error."""
         return bool(self.errors)
+
+
+def note_unreadable(known: dict[str, str], subject: str, reason: str | None,
+                    consequence: str) -> None:
+    """Warn once per record (not every round) that its secrets cannot be read, and
+    say once more when they can again. ``known`` is what was warned about so far."""
+    if reason is None:
+        if known.pop(subject, None) is not None:
+            log.info("%s: its secrets are readable again", subject)
+    elif known.get(subject) != reason:
+        known[subject] = reason
+        log.warning("%s set aside (%s): %s", subject, consequence, reason)
 
 
 class RunLoop:
@@ -106,8 +118,9 @@ class RunLoop:
         self.store = store
         self.runtime = runtime
         self._wake = threading.Event()
-        #: Sets whose secrets this key cannot read, and why: warned about once.
-        self._unreadable_sets: dict[str, str] = {}
+        #: Sets and clusters whose secrets this key cannot read ("request set x",
+        #: "cluster y"), and why: each warned about once.
+        self._unreadable: dict[str, str] = {}
         self._stop = threading.Event()
 
     @property
@@ -148,26 +161,22 @@ class RunLoop:
     def _reconcile_set(self, name: str) -> None:
         request_set = self.sets.get(name)
         if request_set is None:  # removed since it was listed
-            self._unreadable_sets.pop(name, None)
+            self._unreadable.pop(f"request set {name}", None)
             return
-        self._note_unreadable(request_set)
+        note_unreadable(self._unreadable, f"request set {name}", request_set.unreadable,
+                        "no member is created or replaced until it is deleted or replaced")
         # An unreadable set still shrinks and is removed when deleted; it never grows.
         reconcile_set(self.sets, request_set, now=self.reconciler.now())
 
-    def _note_unreadable(self, request_set: RequestSet) -> None:
-        """Warn once per set (not every round) that its secrets cannot be read, and
-        once more when they can again."""
-        name, reason = request_set.name, request_set.unreadable
-        if reason is None:
-            if self._unreadable_sets.pop(name, None) is not None:
-                log.info("request set %s: its secrets are readable again", name)
-        elif self._unreadable_sets.get(name) != reason:
-            self._unreadable_sets[name] = reason
-            log.warning("request set %s set aside (no member is created or replaced until "
-                        "it is deleted or replaced): %s", name, reason)
-
     def _run_cluster_pass(self, name: str) -> None:
-        self.scaler.run_pass(name)  # None: another worker plans it now
+        try:
+            if self.scaler.run_pass(name) is None:
+                return  # another worker plans it now, or it was forgotten
+            reason = None
+        except UnreadableCluster as exc:
+            reason = exc.reason
+        note_unreadable(self._unreadable, f"cluster {name}", reason,
+                        "no scaler pass runs until its spec is applied again")
 
     @staticmethod
     def _each(errors: list[str], what: str, names: Callable[[], list[str]],

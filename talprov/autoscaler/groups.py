@@ -25,7 +25,7 @@ from talprov.providers.errors import ProviderError
 from talprov.providers.labels import LABEL_SET
 from talprov.providers.types import Owner, Stage
 from talprov.reconcile.runner import resource_error_kind
-from talprov.scaler.apply import ClusterState, Scaler
+from talprov.scaler.apply import ClusterState, Scaler, UnreadableCluster
 from talprov.scaler.editing import ClusterBusy
 from talprov.scaler.models import Autoscaling, MachineSetSpec
 from talprov.secrets import redact
@@ -120,10 +120,14 @@ class NodeGroups:
     # -- reading -------------------------------------------------------------
 
     def groups(self) -> list[Group]:
-        """Every autoscaled set of every recorded (not destroying) cluster."""
+        """Every autoscaled set of every recorded (not destroying) cluster whose
+        record this store key can read (the run loop warns about the others)."""
         found: list[Group] = []
         for cluster in self.scaler.store.list_clusters():
-            state = self.scaler.state(cluster)
+            try:
+                state = self.scaler.state(cluster)
+            except UnreadableCluster:
+                continue
             if state is None or state.destroying:
                 continue
             for name, machine_set in state.spec.sets.items():

@@ -31,7 +31,7 @@ from talprov.cli.output import emit, output_option, watch, watch_option
 from talprov.errors import ConfigError
 from talprov.registry import check_request, validate_provider_data
 from talprov.scaler.actions import Action, Plan
-from talprov.scaler.apply import ClusterState, Scaler, plan_converged
+from talprov.scaler.apply import ClusterState, Scaler, UnreadableCluster, plan_converged
 from talprov.scaler.configtext import merge_patch
 from talprov.scaler.models import CONTROL_PLANE_SET, ClusterSpec
 from talprov.scaler.spec import load_spec_file
@@ -43,6 +43,15 @@ SET_COLUMNS = ("name", "desired", "provisioned", "provisioning", "failed", "outd
 
 def scaler_for(app: App) -> Scaler:
     return Scaler(app.store, app.all_handles(), app.runtime)
+
+
+def replaced_state(scaler: Scaler, name: str) -> ClusterState | None:
+    """The recorded state a spec file is about to replace, or None when there is
+    none or this store key cannot read it (applying the file seals it anew)."""
+    try:
+        return scaler.state(name)
+    except UnreadableCluster:
+        return None
 
 
 def _check_providers(app: App, spec: ClusterSpec, path: Path) -> None:
@@ -148,7 +157,7 @@ def plan_cmd(app: App, path: Path, output: str) -> None:
     """Preview what `apply` would do now, and why. Changes nothing."""
     spec = load_spec_file(path)
     scaler = scaler_for(app)
-    state = scaler.state(spec.name)
+    state = replaced_state(scaler, spec.name)
     preview = ClusterState(spec=spec)
     if state is not None:
         # What apply would record: autoscaled sets keep their recorded sizes.
@@ -225,7 +234,7 @@ def apply(app: App, path: Path, wait: bool, timeout: float, yes: bool, output: s
     spec = load_spec_file(path)
     _check_providers(app, spec, path)
     scaler = scaler_for(app)
-    recorded = scaler.state(spec.name)
+    recorded = replaced_state(scaler, spec.name)
     if recorded is not None and CONTROL_PLANE_SET in recorded.spec.sets \
             and CONTROL_PLANE_SET in spec.sets:
         confirm_control_plane_shrink(f"{spec.name}/{CONTROL_PLANE_SET}",

@@ -53,6 +53,17 @@ log = logging.getLogger(__name__)
 # -- persistence of the applied spec ---------------------------------------------
 
 
+class UnreadableCluster(StoreKeyError):
+    """Cluster ``cluster``'s sealed secrets (machine configs, join URL) cannot be read
+    with this store key. ``reason`` says why, never a key or a secret."""
+
+    def __init__(self, cluster: str, reason: str) -> None:
+        super().__init__(f"cluster {cluster}: {reason}; apply its spec again to seal it "
+                         "with this key, or use the key it was recorded with")
+        self.cluster = cluster
+        self.reason = reason
+
+
 def seal_spec(spec: ClusterSpec, store: Store) -> dict[str, Any]:
     """The spec as a JSON document whose secrets are sealed by the store's key.
 
@@ -190,8 +201,15 @@ class Scaler:
         size recorded before (see :meth:`ClusterSpec.keeping_autoscaled_sizes`);
         ``talprov scale`` and the autoscaler pass False: they set sizes on purpose.
         Call it inside :meth:`editing` when a run loop may be passing the cluster.
+        A record sealed with another key is replaced whole (its backoff and the
+        autoscaled sizes it held are lost with it): this is how it is sealed anew.
         """
-        previous = self.state(spec.name)
+        try:
+            previous = self.state(spec.name)
+        except UnreadableCluster as exc:
+            log.warning("cluster %s: replacing its record, which this key cannot read (%s)",
+                        spec.name, exc.reason)
+            previous = None
         if previous is not None and keep_autoscaled_sizes:
             spec = spec.keeping_autoscaled_sizes(previous.spec)
         state = ClusterState(spec=spec)
@@ -223,7 +241,7 @@ class Scaler:
             return ClusterState.load(body, self.store)
         except StoreKeyError as exc:
             # The codec's message names the cause, never the key; say which record.
-            raise StoreKeyError(f"cluster {name}: {exc}") from None
+            raise UnreadableCluster(name, str(exc)) from None
 
     def save(self, state: ClusterState) -> None:
         self.store.put_cluster(state.spec.name, state.dump(self.store))

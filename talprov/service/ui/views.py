@@ -19,7 +19,7 @@ from typing import Any
 from talprov.providers.labels import LABEL_CLUSTER, LABEL_SET
 from talprov.providers.types import Stage
 from talprov.scaler.actions import Plan
-from talprov.scaler.apply import Scaler
+from talprov.scaler.apply import Scaler, UnreadableCluster
 from talprov.service.auth import Principal
 from talprov.service.context import ServiceContext
 from talprov.service.ui.timeline import StepLine, build_timeline
@@ -198,6 +198,8 @@ def cluster(ctx: ServiceContext, principal: Principal, name: str, *, plans: Plan
                        providers=providers, plan=None, problem=None)
     try:
         view.plan = plans.get(ctx, name)
+    except UnreadableCluster as exc:  # the run loop warns about it once
+        view.problem = f"set aside: its secrets cannot be read ({exc.reason})"
     except Exception as exc:  # one broken cluster must not take the page down
         log.warning("status page: cannot plan cluster %s: %s", name, type(exc).__name__)
         view.problem = f"cannot compute the plan ({type(exc).__name__}); see the server log"

@@ -1,0 +1,130 @@
+"""A cluster recorded with another TALPROV_STORE_KEY: set aside by the run loop with
+one warning (the other clusters go on), skipped by the autoscaler's group listing,
+named by ``talprov status``, and sealed anew by applying its spec again."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import pytest
+
+from talprov.autoscaler.groups import NodeGroups
+from talprov.providers.protocol import Runtime
+from talprov.reconcile.reconciler import ProviderHandle
+from talprov.runloop import RunLoop
+from talprov.scaler.apply import Scaler, UnreadableCluster
+from talprov.scaler.spec import load_spec_file
+from talprov.store.store import Store
+from talprov.testing import FakeClock
+from tests.helpers import Home
+from tests.unit.service.conftest import READ_TOKEN, open_api
+from tests.unit.service.test_ui import sign_in
+from tests.unit.test_cluster_apply import write_spec
+from tests.unit.test_runloop import PollingProvider
+
+OTHER_KEY = "the key of another installation, 32 bytes"
+OUR_KEY = "this installation's own key, 32 bytes or more"
+
+
+def two_clusters(tmp_path: Path) -> tuple[str, Path]:
+    """Cluster ``demo`` recorded under another key, ``other`` under ours; the store's URL
+    and the spec file of ``demo``."""
+    url = f"sqlite:///{tmp_path / 'state.db'}"
+    runtime = Runtime(installation="test", cache_dir=tmp_path / "cache")
+    elsewhere = Store(url, key=OTHER_KEY)
+    elsewhere.migrate()
+    spec_path = write_spec(tmp_path, workers=1, control_planes=1)
+    Scaler(elsewhere, {}, runtime).record(load_spec_file(spec_path))
+    ours = Store(url, key=OUR_KEY)
+    other = load_spec_file(spec_path).model_copy(update={"name": "other"})
+    Scaler(ours, {}, runtime).record(other)
+    return url, spec_path
+
+
+def test_the_run_loop_sets_an_unreadable_cluster_aside_with_one_warning(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    url, _ = two_clusters(tmp_path)
+    clock = FakeClock()
+    runtime = Runtime(installation="test", cache_dir=tmp_path / "cache", clock=clock,
+                      sleep=clock.sleep)
+    store = Store(url, key=OUR_KEY)
+    with RunLoop(store, {"fake": ProviderHandle(PollingProvider())}, runtime) as loop, \
+            caplog.at_level(logging.INFO):
+        reports = [loop.run_round() for _ in range(3)]
+    assert [r.errors for r in reports] == [[], [], []]
+    about = [r for r in caplog.records if "demo" in r.getMessage()]
+    assert [r.levelno for r in about] == [logging.WARNING], [r.getMessage() for r in about]
+    warning = about[0].getMessage()
+    assert warning.startswith("cluster demo set aside")
+    assert "TALPROV_STORE_KEY differs" in warning
+    assert OTHER_KEY not in warning
+    assert OUR_KEY not in warning
+    # The readable cluster got its passes: its two machines were created.
+    made = {r.request.labels.get("talprov.cluster") for r in store.list_requests()}
+    assert made == {"other"}
+    assert store.get_cluster("demo") is not None  # set aside, not forgotten
+
+
+def test_the_autoscaler_lists_the_readable_clusters_groups(tmp_path: Path) -> None:
+    url, _ = two_clusters(tmp_path)
+    runtime = Runtime(installation="test", cache_dir=tmp_path / "cache")
+    groups = NodeGroups(Scaler(Store(url, key=OUR_KEY), {}, runtime))
+    assert {g.cluster for g in groups.groups()} <= {"other"}  # no UnreadableCluster raised
+
+
+def test_state_names_the_cluster_and_applying_its_spec_again_seals_it_anew(
+    tmp_path: Path,
+) -> None:
+    url, spec_path = two_clusters(tmp_path)
+    runtime = Runtime(installation="test", cache_dir=tmp_path / "cache")
+    scaler = Scaler(Store(url, key=OUR_KEY), {}, runtime)
+    with pytest.raises(UnreadableCluster) as caught:
+        scaler.state("demo")
+    assert caught.value.cluster == "demo"
+    assert str(caught.value).startswith("cluster demo: ")
+    assert "apply its spec again" in str(caught.value)
+    scaler.record(load_spec_file(spec_path))
+    state = scaler.state("demo")
+    assert state is not None
+    assert state.spec.sets["workers"].machine_config.get_secret_value()
+
+
+def test_the_cluster_commands_name_an_unreadable_cluster_and_apply_seals_it_anew(
+    home: Home, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TALPROV_STORE_KEY", OTHER_KEY)
+    spec = write_spec(home.root, workers=1, control_planes=1)
+    assert home.invoke("apply", "-f", str(spec)).exit_code == 0
+    monkeypatch.setenv("TALPROV_STORE_KEY", OUR_KEY)
+
+    shown = home.invoke("status", "demo")
+    assert shown.exit_code == 1, shown.output
+    assert "cluster demo: " in shown.output
+    assert "TALPROV_STORE_KEY differs" in shown.output
+    assert "apply its spec again" in shown.output
+    assert "Traceback" not in shown.output
+    assert OTHER_KEY not in shown.output
+
+    planned = home.invoke("plan", "-f", str(spec), "-o", "json")
+    assert planned.exit_code == 0, planned.output
+    applied = home.invoke("apply", "-f", str(spec))
+    assert applied.exit_code == 0, applied.output
+    assert home.invoke("status", "demo").exit_code == 0
+
+
+def test_the_status_page_shows_an_unreadable_cluster_as_set_aside(
+    home: Home, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TALPROV_STORE_KEY", OTHER_KEY)
+    assert home.invoke("apply", "-f", str(write_spec(home.root))).exit_code == 0
+    monkeypatch.setenv("TALPROV_STORE_KEY", OUR_KEY)
+    for api in open_api(home, workers=False):
+        sign_in(api.client, READ_TOKEN)
+        page = api.client.get("/ui/clusters/demo")
+        assert page.status_code == 200, page.text
+        assert "set aside: its secrets cannot be read" in page.text
+        assert "TALPROV_STORE_KEY differs" in page.text
+        assert OTHER_KEY not in page.text
+        assert "UnreadableCluster" not in page.text
