@@ -34,6 +34,7 @@ from talprov.service.config import ServiceConfig
 from talprov.store.crypto import store_key_from
 from talprov.store.errors import StoreError
 from talprov.store.store import Store, default_store_url
+from talprov.talos.factory import factory_unusable
 
 CLI_HANDLER = "talprov-cli"
 EXIT_OK = 0
@@ -87,16 +88,24 @@ class App:
     def runtime(self) -> Runtime:
         if self._runtime is None:
             cfg = self.config.config
-            factory = self.config.image_factory()
+            # Resolved now, but only what fetches an image needs it: an unset
+            # password must not stop a delete or a listing (factory_unusable).
+            problem = None
+            try:
+                factory = self.config.image_factory()
+            except ConfigError as exc:
+                factory, problem = cfg.image_factory, str(exc)
             cache = Path(cfg.cache_dir).expanduser() if cfg.cache_dir else _default_cache_dir()
             self._runtime = Runtime(
                 installation=cfg.installation,
                 cache_dir=cache,
                 factory_url=factory.url,
                 factory_verify_tls=factory.verify(),
-                factory_auth=factory.auth(),
+                factory_auth=None if problem else factory.auth(),
                 progress=progress_printer(),
             )
+            if problem is not None:
+                factory_unusable(self._runtime, problem)
         return self._runtime
 
     @property

@@ -31,6 +31,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from talprov.providers.errors import (
     AuthError,
+    InstanceUnavailable,
     InvalidRequest,
     NotFound,
     ProviderError,
@@ -347,14 +348,35 @@ _MEMO_KEY = "talprov.talos.image_factory"
 _memo_lock = threading.Lock()
 
 
+class UnusableFactory:
+    """Stands in a runtime's memo for a factory whose settings could not be
+    resolved (an unset ``${env:...}`` password): :func:`images_for` raises
+    ``problem``, naming the setting, each time it is asked."""
+
+    def __init__(self, problem: str) -> None:
+        self.problem = problem
+
+
+def factory_unusable(runtime: Runtime, problem: str) -> None:
+    """Make every later :func:`images_for` of ``runtime`` fail with ``problem`` (a
+    sentence naming the setting, never its value), while the provisions that need
+    no image, deletions and listings go on."""
+    with _memo_lock:
+        runtime.memo[_MEMO_KEY] = UnusableFactory(problem)
+
+
 def images_for(runtime: Runtime) -> ImageFactory:
     """The Image Factory client of ``runtime``, built from its settings on first use.
 
     One client per runtime (its download cache and registered schematics are
-    shared by every provider instance of the process). Never raises.
+    shared by every provider instance of the process). Raises
+    ``InstanceUnavailable`` when the factory's settings could not be resolved
+    (:func:`factory_unusable`): a request waits for the operator's fix.
     """
     with _memo_lock:
         found = runtime.memo.get(_MEMO_KEY)
+        if isinstance(found, UnusableFactory):
+            raise InstanceUnavailable(f"the Image Factory is not usable: {found.problem}")
         if found is None:
             found = ImageFactory(base_url=runtime.factory_url,
                                  cache_dir=runtime.cache_dir / "images",

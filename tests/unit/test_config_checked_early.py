@@ -73,9 +73,10 @@ def test_an_unset_factory_password_blocks_only_what_uses_the_factory(
                                      "username": "u", "password": "${env:IFPW_UNSET}"})
     assert home.invoke("machine", "list").exit_code == 0
     assert home.invoke("providers").exit_code == 0
-    request = home.write_request("r-1")  # creating builds the runtime: the factory's
-    result = home.invoke("machine", "create", "-f", str(request))
-    assert_usage_error(result.exit_code, result.output, "image_factory.password", "IFPW_UNSET")
+    # The fake instance fetches no image: its requests need no factory password
+    # (what does is tests/unit/talos/test_factory_password_lazy.py).
+    request = home.write_request("r-1")
+    assert home.invoke("machine", "create", "-f", str(request)).exit_code == 0
     checked = home.invoke("config", "check", "-o", "json")
     assert checked.exit_code == 1, checked.output
     rows = {row["part"]: row for row in json.loads(checked.stdout)}

@@ -1,0 +1,45 @@
+"""An unset ``image_factory.password`` reference stops only what needs the Image
+Factory (QA: every command that built providers failed with exit 2, ``machine
+delete`` and a ``reconcile`` with nothing to create too)."""
+
+from __future__ import annotations
+
+import pytest
+
+from talprov.cli.app import App
+from talprov.providers.errors import InstanceUnavailable
+from talprov.talos.factory import images_for
+from tests.helpers import Home
+
+
+@pytest.fixture
+def unset_password(home: Home, monkeypatch: pytest.MonkeyPatch) -> Home:
+    monkeypatch.delenv("IFPW_UNSET", raising=False)
+    home.write_config(image_factory={"url": "https://factory.example.test",
+                                     "username": "u", "password": "${env:IFPW_UNSET}"})
+    return home
+
+
+def test_commands_that_need_no_image_work_without_the_password(unset_password: Home) -> None:
+    home = unset_password
+    created = home.invoke("machine", "create", "-f", str(home.write_request("r-1")))
+    assert created.exit_code == 0, created.output
+    reconciled = home.invoke("reconcile", "--once")
+    assert reconciled.exit_code == 0, reconciled.output
+    deleted = home.invoke("machine", "delete", "r-1")
+    assert deleted.exit_code == 0, deleted.output
+    assert home.invoke("reconcile", "--once").exit_code == 0
+
+
+def test_the_first_use_of_the_factory_fails_naming_the_setting(unset_password: Home) -> None:
+    app = App(config_path=str(unset_password.config_path), store_url=None)
+    runtime = app.runtime  # built without the password
+    assert runtime.factory_url == "https://factory.example.test"
+    assert runtime.factory_auth is None
+    for _ in range(2):  # every use says it again; nothing half-built is kept
+        with pytest.raises(InstanceUnavailable) as caught:
+            images_for(runtime)
+        message = str(caught.value)
+        assert "image_factory.password" in message
+        assert "IFPW_UNSET" in message
+    assert not caught.value.permanent  # a request waits for the operator's fix
