@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 
 from talprov.baremetal.config import BareMetalConfig
@@ -40,3 +41,33 @@ def power_driver(machine: InventoryMachine, config: BareMetalConfig) -> PowerDri
                             verify=bmc.verify_tls, min_interval=config.bmc_min_interval,
                             attempts=config.bmc_attempts)
     raise InvalidRequest(f"machine {machine.name}: unknown BMC kind {bmc.kind!r}")
+
+
+class PowerDrivers:
+    """The power drivers of one provider instance, as :func:`power_driver` makes
+    them, but one Redfish driver (one client, one session) per BMC and
+    credentials, kept until :meth:`close`. Thread-safe. (IPMI drivers keep their
+    sessions per process themselves.)"""
+
+    def __init__(self, config: BareMetalConfig) -> None:
+        self.config = config
+        self._kept: dict[str, PowerDriver] = {}
+        self._lock = threading.Lock()
+
+    def __call__(self, machine: InventoryMachine) -> PowerDriver:
+        """``machine``'s driver. Raises like :func:`power_driver`."""
+        driver = power_driver(machine, self.config)
+        key = getattr(driver, "session_key", None)
+        if key is None:
+            return driver
+        with self._lock:
+            return self._kept.setdefault(key, driver)
+
+    def close(self) -> None:
+        """Log out of every BMC session held (best effort). Idempotent."""
+        with self._lock:
+            kept, self._kept = list(self._kept.values()), {}
+        for driver in kept:
+            close = getattr(driver, "close", None)
+            if close is not None:
+                close()

@@ -30,7 +30,7 @@ from talprov.baremetal.inventory import (
     MachineStatus,
 )
 from talprov.baremetal.power.base import BootDevice, PowerDriver, PowerState
-from talprov.baremetal.powers import PowerFactory, power_driver
+from talprov.baremetal.powers import PowerDrivers, PowerFactory
 from talprov.baremetal.state import BareMetalState
 from talprov.providers.errors import CapacityError, InvalidRequest, ProviderError
 from talprov.providers.protocol import ProviderState, Runtime, Step, StepContext
@@ -140,7 +140,8 @@ class BareMetalProvider:
         self.config = config
         self.runtime = runtime
         self.inventory = Inventory(config.inventory, clock=runtime.clock)
-        self._power = power or (lambda machine: power_driver(machine, config))
+        self._drivers = PowerDrivers(config)
+        self._power = power or self._drivers
         self._observed: dict[str, tuple[float, PowerState]] = {}
         self._observed_lock = threading.Lock()
         self._deprovisioner = Deprovisioner(config, self.inventory, runtime.clock, self.power,
@@ -150,8 +151,13 @@ class BareMetalProvider:
         return f"BareMetalProvider({self.name!r}, {self.config.inventory!r})"
 
     def power(self, machine: InventoryMachine) -> PowerDriver:
-        """The power driver of ``machine`` (credentials resolved now, never logged)."""
+        """The power driver of ``machine`` (credentials resolved now, never logged;
+        a Redfish BMC's session is kept until :meth:`close`)."""
         return self._power(machine)
+
+    def close(self) -> None:
+        """Log out of the Redfish sessions this instance holds. Idempotent."""
+        self._drivers.close()
 
     # -- observing ----------------------------------------------------------
 

@@ -1,12 +1,21 @@
 """Redfish power control, on sushy (OpenStack Ironic's Redfish library).
 
 The system is the first member of ``/redfish/v1/Systems`` (a BMC manages one
-machine). sushy retries 5xx answers itself (``server_side_retries``); that is
-lowered here so the bounded retries in this class stay the only real loop.
+machine). One client, and so one session, is kept per driver: sushy logs in as
+DMTF DSP0266 says (``POST /redfish/v1/SessionService/Sessions``, the token in
+``X-Auth-Token``; HTTP Basic where the BMC has no session service), logs in again
+when the BMC answers 401 (a session that timed out), and :meth:`RedfishPower.close`
+logs out (``DELETE`` of the session's ``Location``). BMCs allow few sessions: a
+login per call would use them up. sushy retries 5xx answers itself
+(``server_side_retries``); that is lowered here so the bounded retries in this
+class stay the only real loop.
 """
 
 from __future__ import annotations
 
+import hashlib
+import logging
+import threading
 import time
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -17,9 +26,12 @@ from talprov.providers.errors import NotFound, ProviderError, Transient
 
 T = TypeVar("T")
 
+log = logging.getLogger(__name__)
+
 
 class RedfishPower:
-    """One machine's BMC over Redfish. Calls are spaced by ``min_interval``."""
+    """One machine's BMC over Redfish, over one session. Thread-safe (calls to the
+    BMC take turns); calls are spaced by ``min_interval``."""
 
     def __init__(
         self, address: str, username: str, password: str, *, port: int | None = None,
@@ -36,33 +48,52 @@ class RedfishPower:
         self.attempts = max(1, attempts)
         self._sleep = sleep
         self._throttle = Throttle.for_bmc(f"redfish://{self.base_url}", min_interval)
+        #: Drivers with the same key may share one client (and its session).
+        self.session_key = hashlib.sha256(
+            f"{self.base_url}\0{username}\0{password}\0{verify}".encode()).hexdigest()
+        self._lock = threading.RLock()
+        self._root: Any = None
+        self._auth: Any = None
         self._system: Any = None
+        #: The system was read by this call already: a state read needs no refresh.
+        self._just_read = False
 
     def __repr__(self) -> str:
         return f"RedfishPower({self.base_url})"
 
     def _connect(self) -> Any:
-        if self._system is None:
+        if self._root is None:
             import sushy
+            from sushy import auth as sushy_auth
 
-            root = sushy.Sushy(self.base_url, username=self._username, password=self._password,
-                               verify=self.verify, server_side_retries=1,
-                               server_side_retries_delay=1, read_timeout=20)
-            members = root.get_system_collection().get_members()
+            auth = sushy_auth.SessionOrBasicAuth(username=self._username,
+                                                 password=self._password)
+            self._root = sushy.Sushy(self.base_url, auth=auth, verify=self.verify,
+                                     server_side_retries=1, server_side_retries_delay=1,
+                                     read_timeout=20)
+            self._auth = auth
+        if self._system is None:
+            members = self._root.get_system_collection().get_members()
             if not members:
                 raise NotFound("the BMC lists no system")
             self._system = members[0]
+            self._just_read = True
         return self._system
 
     def _call(self, what: str, action: Callable[[Any], T]) -> T:
         last: ProviderError | None = None
         for attempt in range(self.attempts):
             self._throttle.wait()
-            try:
-                return action(self._connect())
-            except Exception as exc:
-                last = redfish_error(exc, what, endpoint=self.base_url)
-                self._system = None
+            with self._lock:
+                try:
+                    return action(self._connect())
+                except Exception as exc:
+                    last = redfish_error(exc, what, endpoint=self.base_url)
+                    # Read the system again next time; the session stays (sushy logs
+                    # in again by itself when the BMC refuses its token).
+                    self._system = None
+                finally:
+                    self._just_read = False
             if last.permanent or isinstance(last, NotFound):
                 raise last
             if attempt + 1 < self.attempts:
@@ -70,12 +101,25 @@ class RedfishPower:
         assert last is not None
         raise last
 
+    def close(self) -> None:
+        """Log out of the BMC (best effort: a BMC that is gone ends the session by
+        its timeout). Idempotent; a later call logs in again."""
+        with self._lock:
+            auth, self._root, self._auth, self._system = self._auth, None, None, None
+            if auth is None:
+                return
+            try:
+                auth.close()
+            except Exception as exc:  # a logout that fails changes nothing here
+                log.debug("logging out of %s failed: %s", self.base_url, type(exc).__name__)
+
     def power_state(self) -> PowerState:
         """The system's PowerState. Raises ``AuthError`` / ``Transient``. Read-only."""
         import sushy
 
         def read(system: Any) -> Any:
-            system.refresh()
+            if not self._just_read:
+                system.refresh()
             return system.power_state
 
         state = self._call("get power", read)
