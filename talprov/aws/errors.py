@@ -13,15 +13,32 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import Any, TypeVar
 
+import botocore.exceptions
 from botocore.exceptions import (
     BotoCoreError,
     ClientError,
+    ConfigNotFound,
+    ConfigParseError,
+    ConnectionClosedError,
     ConnectionError,
+    CredentialRetrievalError,
     EndpointConnectionError,
+    HTTPClientError,
+    IncompleteReadError,
+    InvalidConfigError,
+    MetadataRetrievalError,
+    NoAuthTokenError,
     NoCredentialsError,
+    NoRegionError,
     ParamValidationError,
     PartialCredentialsError,
+    ProfileNotFound,
     ReadTimeoutError,
+    RefreshWithMFAUnsupportedError,
+    ResponseStreamingError,
+    SSOError,
+    TokenRetrievalError,
+    UnauthorizedSSOTokenError,
 )
 from botocore.parsers import ResponseParserError
 
@@ -172,12 +189,91 @@ def translate(exc: Exception, operation: str, *, endpoint: str | None = None) ->
             f"{operation}: no AWS credentials found ({found} in the environment, the profile "
             "or instance metadata): set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or the "
             "instance's profile, then run talprov again (restart a running serve)")
-    if isinstance(exc, EndpointConnectionError | ConnectionError | ReadTimeoutError):
-        return Transient(f"{operation}: endpoint unreachable ({connection_failure(exc)})")
-    if isinstance(exc, ResponseParserError | BotoCoreError):
-        unread = isinstance(exc, NotAnAwsAnswer | ResponseParserError)
-        return Transient(f"{operation}: {not_an_aws_answer() if unread else type(exc).__name__}")
+    if isinstance(exc, NotAnAwsAnswer | ResponseParserError):
+        return Transient(f"{operation}: {not_an_aws_answer()}")
+    if isinstance(exc, BotoCoreError):
+        return _without_answer(exc, operation)
     return exc
+
+
+#: Why a process cannot get its AWS credentials, by botocore's error (subclasses
+#: first): what to check, for its operator. botocore's own text is never used: it
+#: may quote a credential process's output.
+_CREDENTIAL_PROBLEMS: tuple[tuple[type[BotoCoreError], str], ...] = (
+    (MetadataRetrievalError, "cannot read credentials from the instance metadata service: "
+                             "check the instance profile (its role) and that the metadata "
+                             "service is reachable from here"),
+    (UnauthorizedSSOTokenError, "the SSO session of the AWS profile has expired: run "
+                                "`aws sso login` for the profile"),
+    (SSOError, "the SSO token of the AWS profile cannot be read: run `aws sso login` for "
+               "the profile"),
+    (RefreshWithMFAUnsupportedError, "the AWS profile's role asks for an MFA code, which "
+                                     "talprov cannot enter: use a role or credentials "
+                                     "without MFA"),
+    (ConfigNotFound, "the AWS config file is missing: check AWS_CONFIG_FILE"),
+    (ConfigParseError, "the AWS config file cannot be parsed"),
+    (InvalidConfigError, "the AWS config or credentials file is invalid (check the "
+                         "profile's source_profile, role_arn and credential_source)"),
+    (NoRegionError, "no region is known: check the instance's region setting"),
+    (NoAuthTokenError, "no AWS bearer token found: check the profile's token settings"),
+)
+
+
+#: The errors of ``aws login`` sessions (botocore 1.40 and later; older ones lack it).
+_LOGIN_ERRORS: tuple[type[Exception], ...] = tuple(
+    kind for kind in (getattr(botocore.exceptions, "LoginError", None),) if kind is not None)
+
+
+def _without_answer(exc: BotoCoreError, operation: str) -> ProviderError:
+    """A botocore error raised without an AWS answer, in words naming what to check:
+    the process's credentials (``InstanceUnavailable``: its operator must act, the
+    requests wait), else the connection (``Transient``). Never a class name, never
+    botocore's message, which may quote a credential source's output."""
+    problem = _credential_problem(exc)
+    if problem is not None:
+        return InstanceUnavailable(f"{operation}: {problem}")
+    return Transient(f"{operation}: {_connection_problem(exc)}")
+
+
+def _credential_problem(exc: BotoCoreError) -> str | None:
+    """What keeps this process from its AWS credentials, or None when ``exc`` is
+    not about credentials."""
+    kwargs = getattr(exc, "kwargs", None) or {}
+    if isinstance(exc, CredentialRetrievalError | TokenRetrievalError):
+        what = "credentials" if isinstance(exc, CredentialRetrievalError) else "a token"
+        return (f"cannot get AWS {what} from {kwargs.get('provider', 'its source')}: check "
+                "that source (a credential_process, the container or instance role, an "
+                "assumed role) works for this process's user, then run talprov again "
+                "(restart a running serve)")
+    if isinstance(exc, ProfileNotFound):
+        return (f"the AWS profile {kwargs.get('profile', '')} is not in the AWS config "
+                "files: check the instance's profile setting and AWS_PROFILE")
+    if isinstance(exc, _LOGIN_ERRORS):
+        return ("the sign-in session of the AWS profile has expired or cannot be read: run "
+                "`aws login` for the profile")
+    for kind, problem in _CREDENTIAL_PROBLEMS:
+        if isinstance(exc, kind):
+            path = kwargs.get("path")
+            return problem + (f" ({path})" if path and isinstance(exc, ConfigParseError) else "")
+    return None
+
+
+#: Why a call got no answer, by botocore's error (subclasses first).
+_NO_ANSWER: tuple[tuple[tuple[type[BotoCoreError], ...], str], ...] = (
+    ((ReadTimeoutError,), "no answer within the read timeout"),
+    ((ConnectionClosedError,), "the endpoint closed the connection before answering"),
+    ((ResponseStreamingError, IncompleteReadError), "the answer was cut off while it was read"),
+)
+
+
+def _connection_problem(exc: BotoCoreError) -> str:
+    for kinds, problem in _NO_ANSWER:
+        if isinstance(exc, kinds):
+            return problem
+    if isinstance(exc, EndpointConnectionError | ConnectionError | HTTPClientError):
+        return f"endpoint unreachable ({connection_failure(exc)})"
+    return ("the AWS SDK failed before AWS answered: check the instance's region and "
+            "endpoint_url settings and the network")
 
 
 def _invalid_parameters(exc: ParamValidationError, operation: str) -> InvalidRequest:
