@@ -12,6 +12,8 @@ from __future__ import annotations
 import http.client
 import socket
 import ssl
+import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from talprov.providers.errors import (
@@ -148,8 +150,10 @@ def _vapi_error_type(response: httpx.Response) -> str:
     return str(kind).rsplit(".", 1)[-1]
 
 
-def vapi_status_error(response: httpx.Response, what: str) -> ProviderError:
-    """The talprov error for a non-2xx vAPI REST answer to ``what``. Never raises."""
+def vapi_status_error(response: httpx.Response, what: str, *,
+                      now: Callable[[], float] = time.time) -> ProviderError:
+    """The talprov error for a non-2xx vAPI REST answer to ``what``; a Retry-After
+    HTTP-date is counted from ``now()``. Never raises."""
     status = response.status_code
     kind = _vapi_error_type(response)
     what = naming_endpoint(what, _request_url(response))
@@ -159,7 +163,7 @@ def vapi_status_error(response: httpx.Response, what: str) -> ProviderError:
     if status == 404 or kind == "not_found":
         return NotFound(text)
     # A 429/503's Retry-After (from vCenter's proxy or one in front of it), bounded.
-    asked = retry_after_seconds(response.headers.get("Retry-After"))
+    asked = retry_after_seconds(response.headers.get("Retry-After"), now=now)
     wait = TRANSIENT_RETRY_AFTER if asked is None else asked
     if kind in _VAPI_BUSY or status in RETRYABLE_CLIENT_STATUSES or status >= 500:
         return Transient(text, retry_after=wait)

@@ -21,6 +21,8 @@ from __future__ import annotations
 import contextlib
 import ssl
 import threading
+import time
+from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -36,11 +38,15 @@ class VapiClient:
     """A vAPI REST session to one vCenter; safe to share between threads.
 
     ``transport`` replaces the network (tests feed recorded answers through it).
+    ``clock`` is what a ``Retry-After`` HTTP-date is counted from: the runtime's,
+    which the retries wait on too.
     """
 
     def __init__(self, config: VSphereConfig, context: ssl.SSLContext,
-                 transport: httpx.BaseTransport | None = None) -> None:
+                 transport: httpx.BaseTransport | None = None, *,
+                 clock: Callable[[], float] = time.time) -> None:
         self.config = config
+        self._clock = clock
         host, port = config.host_port
         self.base_url = f"https://{host}:{port}/rest"
         self._context = context
@@ -69,7 +75,7 @@ class VapiClient:
                               auth=(self.config.username,
                                     self.config.password.get_secret_value()))
         if response.status_code >= 300:
-            raise vapi_status_error(response, what)
+            raise vapi_status_error(response, what, now=self._clock)
         value = _value(response, what)
         if not isinstance(value, str) or not value:
             raise Transient(f"{what}: no session id in the answer",
@@ -132,7 +138,7 @@ class VapiClient:
             response = self._send(what, method, path, headers={SESSION_HEADER: session},
                                   **kwargs)
         if response.status_code >= 300:
-            raise vapi_status_error(response, what)
+            raise vapi_status_error(response, what, now=self._clock)
         return _value(response, what)
 
 
