@@ -21,7 +21,7 @@ from talprov.testing import FakeClock
 from talprov.vmware import sdk
 from talprov.vmware.errors import TaskFailed
 from talprov.vmware.provider import VSphereProvider
-from tests.driving import context, provision
+from tests.driving import Ctx, context, provision
 from tests.unit.vmware.conftest import machine_request
 from tests.unit.vmware.soap import intercept_soap
 
@@ -49,26 +49,41 @@ def _clones_answer(monkeypatch: pytest.MonkeyPatch, *answers: str) -> Counter[st
     return intercept_soap(monkeypatch, answer)
 
 
-def test_a_refused_second_clone_waits_for_the_first(
+def _second_clone_after_a_lost_one(
     provider: VSphereProvider, owner: Owner, clock: FakeClock,
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    calls = _clones_answer(monkeypatch, "lost", "taken")
+    monkeypatch: pytest.MonkeyPatch, second: str,
+) -> tuple[Counter[str], Ctx]:
+    """Request w1's first clone made the VM but its answer was lost; the next pass
+    does not see the VM in vCenter's search index yet, so it clones again and that
+    clone answers ``second`` (see :func:`_clones_answer`). The clone calls so far
+    and the request's context, for the next :func:`provision`."""
+    calls = _clones_answer(monkeypatch, "lost", second)
     ctx = context(provider, machine_request("w1"), owner)
     with pytest.raises(Transient, match="clone VM w1"):
         provision(provider, [ctx], clock)
-    # vCenter's search index does not show the running clone yet: the step clones
-    # again, and vCenter refuses the name.
     find_vm = provider.find_vm
     hidden = {"w1"}
     monkeypatch.setattr(provider, "find_vm", lambda o, rid: None if hidden and hidden.pop()
                         else find_vm(o, rid))
+    return calls, ctx
 
-    provision(provider, [ctx], clock)
 
+def _waited_for_the_first(provider: VSphereProvider, owner: Owner, calls: Counter[str],
+                          ctx: Ctx) -> None:
     assert calls["CloneVM_Task"] == 2
     assert [m.request_id for m in provider.list_machines(owner)] == ["w1"]
     assert ctx.state.vm_moid is not None
+
+
+def test_a_refused_second_clone_waits_for_the_first(
+    provider: VSphereProvider, owner: Owner, clock: FakeClock,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    calls, ctx = _second_clone_after_a_lost_one(provider, owner, clock, monkeypatch, "taken")
+
+    provision(provider, [ctx], clock)
+
+    _waited_for_the_first(provider, owner, calls, ctx)
 
 
 def test_a_vm_of_that_name_that_is_someone_elses_fails_the_request_by_name(
@@ -96,14 +111,8 @@ def test_a_second_clone_whose_task_fails_on_the_name_waits_for_the_first(
 ) -> None:
     # The form vCenter is likely to use: CloneVM_Task answers with a task, and the
     # task ends in DuplicateName.
-    calls = _clones_answer(monkeypatch, "lost", "taken-in-task")
-    ctx = context(provider, machine_request("w1"), owner)
-    with pytest.raises(Transient, match="clone VM w1"):
-        provision(provider, [ctx], clock)
-    find_vm = provider.find_vm
-    hidden = {"w1"}
-    monkeypatch.setattr(provider, "find_vm", lambda o, rid: None if hidden and hidden.pop()
-                        else find_vm(o, rid))
+    calls, ctx = _second_clone_after_a_lost_one(provider, owner, clock, monkeypatch,
+                                                "taken-in-task")
     task_done = provider.client.task_done
 
     def refused_in_task(moid: str, what: str) -> Any:
@@ -115,5 +124,4 @@ def test_a_second_clone_whose_task_fails_on_the_name_waits_for_the_first(
 
     provision(provider, [ctx], clock)
 
-    assert calls["CloneVM_Task"] == 2
-    assert [m.request_id for m in provider.list_machines(owner)] == ["w1"]
+    _waited_for_the_first(provider, owner, calls, ctx)
