@@ -176,7 +176,8 @@ class RunLoop:
         except UnreadableCluster as exc:
             reason = exc.reason
         note_unreadable(self._unreadable, f"cluster {name}", reason,
-                        "no scaler pass runs until its spec is applied again")
+                        "no machine is created or replaced until its spec is applied again or it "
+                        "is destroyed")
 
     @staticmethod
     def _each(errors: list[str], what: str, names: Callable[[], list[str]],

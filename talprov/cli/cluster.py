@@ -205,7 +205,7 @@ def wait_destroyed(app: App, scaler: Scaler, name: str, timeout: float) -> bool:
     def gone() -> bool:
         left = len(scaler.records(name))
         progress.show(f"{name}: destroying, {left} requests left")
-        return not left and scaler.state(name) is None
+        return not left and scaler.recorded_state(name) is None
 
     with interruptible(f"the destruction of cluster {name}"), app.run_loop() as loop:
         return loop.run_until(gone, timeout=timeout, interval=2.0, on_round=show_warnings)
@@ -297,7 +297,7 @@ def destroy(app: App, name: str, wait: bool, timeout: float, yes: bool) -> None:
     Asks first on a terminal; scripts pass --yes (without it, exit 2).
     """
     scaler = scaler_for(app)
-    if scaler.state(name) is None:
+    if scaler.recorded_state(name) is None:
         fail(f"cluster {name} is not recorded", EXIT_FAILED)
     count = len(scaler.records(name))
     confirm_or_exit(f"Delete all {count} machines of cluster {name}?", yes)

@@ -59,7 +59,7 @@ class UnreadableCluster(StoreKeyError):
 
     def __init__(self, cluster: str, reason: str) -> None:
         super().__init__(f"cluster {cluster}: {reason}; apply its spec again to seal it "
-                         "with this key, or use the key it was recorded with")
+                         "with this key, destroy it, or use the key it was recorded with")
         self.cluster = cluster
         self.reason = reason
 
@@ -80,9 +80,17 @@ def seal_spec(spec: ClusterSpec, store: Store) -> dict[str, Any]:
     return body
 
 
-def unseal_spec(body: Mapping[str, Any], store: Store) -> ClusterSpec:
-    """The inverse of :func:`seal_spec`. Raises ``StoreKeyError`` for a wrong key."""
+def unseal_spec(body: Mapping[str, Any], store: Store, *,
+                without_secrets: bool = False) -> ClusterSpec:
+    """The inverse of :func:`seal_spec`. Raises ``StoreKeyError`` for a wrong key.
+    ``without_secrets``: the spec with no machine config and no join, unsealing
+    nothing (enough to destroy the cluster, never to create a machine)."""
     data = json.loads(json.dumps(body))
+    if without_secrets:
+        data["join"] = None
+        for machine_set in data["sets"].values():
+            machine_set["machine_config"] = ""
+        return ClusterSpec.model_validate(data, context=STORED)
     if data.get("join") is not None:
         data["join"]["api_url"] = SecretStr(store.unseal(data["join"]["api_url"]["sealed"]))
     for machine_set in data["sets"].values():
@@ -102,10 +110,15 @@ class ClusterState:
     orphans_seen: dict[str, datetime] = field(default_factory=dict)
     #: Failed request ids already counted towards their set's backoff.
     counted_failures: set[str] = field(default_factory=set)
+    #: Why this store key cannot read the spec's secrets; ``spec`` then has none,
+    #: and ``sealed_spec`` (the spec as stored) is written back as it was.
+    unreadable: str | None = None
+    sealed_spec: dict[str, Any] | None = None
 
     def dump(self, store: Store) -> dict[str, Any]:
         return {
-            "spec": seal_spec(self.spec, store),
+            "spec": seal_spec(self.spec, store) if self.sealed_spec is None
+            else self.sealed_spec,
             "destroying": self.destroying,
             "backoff": {k: {"failures": v.failures, "until": v.until.isoformat(),
                             "cause": v.cause}
@@ -115,9 +128,20 @@ class ClusterState:
         }
 
     @classmethod
-    def load(cls, body: Mapping[str, Any], store: Store) -> ClusterState:
+    def load(cls, body: Mapping[str, Any], store: Store, *,
+             unreadable_ok: bool = False) -> ClusterState:
+        """The state in ``body``. Raises ``StoreKeyError`` when the spec's secrets
+        cannot be read, unless ``unreadable_ok`` (then ``unreadable`` says why)."""
+        unreadable, sealed = None, None
+        try:
+            spec = unseal_spec(body["spec"], store)
+        except StoreKeyError as exc:
+            if not unreadable_ok:
+                raise
+            unreadable, sealed = str(exc), dict(body["spec"])
+            spec = unseal_spec(body["spec"], store, without_secrets=True)
         return cls(
-            spec=unseal_spec(body["spec"], store),
+            spec=spec, unreadable=unreadable, sealed_spec=sealed,
             destroying=bool(body.get("destroying", False)),
             backoff={k: SetBackoff(failures=int(v["failures"]),
                                    until=datetime.fromisoformat(v["until"]),
@@ -232,8 +256,8 @@ class Scaler:
                                sleep=sleep or self.runtime.sleep)
 
     def state(self, name: str) -> ClusterState | None:
-        """The recorded state of cluster ``name``, or None. Raises ``StoreKeyError``
-        naming the cluster when its sealed secrets cannot be read with this key."""
+        """The recorded state of cluster ``name``, or None. Raises
+        :class:`UnreadableCluster` when its sealed secrets cannot be read with this key."""
         body = self.store.get_cluster(name)
         if body is None:
             return None
@@ -242,6 +266,14 @@ class Scaler:
         except StoreKeyError as exc:
             # The codec's message names the cause, never the key; say which record.
             raise UnreadableCluster(name, str(exc)) from None
+
+    def recorded_state(self, name: str) -> ClusterState | None:
+        """:meth:`state`, also when this key cannot read the cluster's secrets: the
+        state then has none and ``unreadable`` says why (enough to destroy the
+        cluster, never to grow it)."""
+        body = self.store.get_cluster(name)
+        return None if body is None else ClusterState.load(body, self.store,
+                                                           unreadable_ok=True)
 
     def save(self, state: ClusterState) -> None:
         self.store.put_cluster(state.spec.name, state.dump(self.store))
@@ -337,9 +369,12 @@ class Scaler:
             self.store.release_cluster(name, owner=self.worker_id)
 
     def _run_pass(self, name: str) -> Plan | None:
-        state = self.state(name)
+        state = self.recorded_state(name)
         if state is None:
             return None
+        if state.unreadable is not None and not state.destroying:
+            # Destroying needs no secrets; anything else might create a machine.
+            raise UnreadableCluster(name, state.unreadable)
         observed, orphans, names = self._observe(state)
         self._update_backoff(state, observed)
         if state.destroying:
@@ -422,8 +457,9 @@ class Scaler:
         state.orphans_seen.pop(infra_id, None)
 
     def destroy(self, name: str) -> bool:
-        """Mark cluster ``name`` for destruction; False when it is not recorded."""
-        state = self.state(name)
+        """Mark cluster ``name`` for destruction; False when it is not recorded.
+        Works for a cluster this store key cannot read too (it needs no secrets)."""
+        state = self.recorded_state(name)
         if state is None:
             return False
         state.destroying = True

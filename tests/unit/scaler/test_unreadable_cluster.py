@@ -1,6 +1,7 @@
 """A cluster recorded with another TALPROV_STORE_KEY: set aside by the run loop with
 one warning (the other clusters go on), skipped by the autoscaler's group listing,
-named by ``talprov status``, and sealed anew by applying its spec again."""
+named by ``talprov status``, sealed anew by applying its spec again, and destroyed
+without its secrets."""
 
 from __future__ import annotations
 
@@ -128,3 +129,27 @@ def test_the_status_page_shows_an_unreadable_cluster_as_set_aside(
         assert "TALPROV_STORE_KEY differs" in page.text
         assert OTHER_KEY not in page.text
         assert "UnreadableCluster" not in page.text
+
+
+def test_an_unreadable_cluster_can_be_destroyed_without_its_secrets(
+    home: Home, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TALPROV_STORE_KEY", OTHER_KEY)
+    spec = write_spec(home.root, workers=1, control_planes=1)
+    assert home.invoke("apply", "-f", str(spec), "--wait").exit_code == 0
+    monkeypatch.setenv("TALPROV_STORE_KEY", OUR_KEY)
+    store = Store(home.store_url, key=OUR_KEY)
+    sealed = store.get_cluster("demo")
+    assert sealed is not None
+
+    marked = home.invoke("destroy", "demo", "--yes")
+    assert marked.exit_code == 0, marked.output
+    body = store.get_cluster("demo")
+    assert body is not None
+    assert body["destroying"] is True
+    assert body["spec"] == sealed["spec"]  # the sealed secrets are kept as they were
+
+    destroyed = home.invoke("destroy", "demo", "--yes", "--wait", "--timeout", "60")
+    assert destroyed.exit_code == 0, destroyed.output
+    assert store.get_cluster("demo") is None
+    assert [r.stage for r in store.list_requests(labels={"talprov.cluster": "demo"})] == []
