@@ -171,6 +171,24 @@ class App:
         return RunLoop(self.store, self.all_handles(), self.runtime)
 
     def close(self) -> None:
+        """Close every provider this invocation built (best effort), then the store.
+
+        A provider with a ``close()`` holds sessions on the far side (vCenter's two
+        sessions, a Redfish session per BMC): left open they count against the
+        endpoint's session limit until it expires them. A close that fails is
+        logged at DEBUG and never hides the command's own outcome. Idempotent.
+        """
+        handles, self._providers = list(self._providers.values()), {}
+        for handle in handles:
+            close = getattr(handle.provider, "close", None)
+            if not callable(close):
+                continue
+            try:
+                close()
+            except Exception as exc:  # logging out is best effort
+                logging.getLogger(__name__).debug(
+                    "closing provider instance %s failed: %s",
+                    getattr(handle.provider, "name", "?"), type(exc).__name__)
         if self._store is not None:
             self._store.close()
 
