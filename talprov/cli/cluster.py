@@ -45,13 +45,26 @@ def scaler_for(app: App) -> Scaler:
     return Scaler(app.store, app.all_handles(), app.runtime)
 
 
-def replaced_state(scaler: Scaler, name: str) -> ClusterState | None:
+RESEAL_HELP = ("When the recorded cluster was sealed with another TALPROV_STORE_KEY, "
+               "replace its record with this file sealed by this key (its autoscaled "
+               "sizes and backoff are lost). Without it, such a cluster is refused: a "
+               "wrong key in the environment must not overwrite the record.")
+
+
+def replaced_state(scaler: Scaler, name: str, *, reseal: bool) -> ClusterState | None:
     """The recorded state a spec file is about to replace, or None when there is
-    none or this store key cannot read it (applying the file seals it anew)."""
+    none, or when this store key cannot read it and ``reseal`` says to seal it anew.
+
+    Raises :class:`UnreadableCluster` for an unreadable record without ``reseal``:
+    the likelier cause is a wrong key in this shell, and re-sealing would lock the
+    record away from the right one.
+    """
     try:
         return scaler.state(name)
     except UnreadableCluster:
-        return None
+        if reseal:
+            return None
+        raise
 
 
 def _check_providers(app: App, spec: ClusterSpec, path: Path) -> None:
@@ -150,14 +163,15 @@ def status_view(result: Plan) -> dict[str, Any]:
 @click.command("plan")
 @click.option("-f", "--file", "path", required=True, type=click.Path(path_type=Path),
               help="Cluster spec (YAML stream).")
+@click.option("--reseal", is_flag=True, default=False, help=RESEAL_HELP)
 @output_option
 @pass_app
 @handle_errors
-def plan_cmd(app: App, path: Path, output: str) -> None:
+def plan_cmd(app: App, path: Path, reseal: bool, output: str) -> None:
     """Preview what `apply` would do now, and why. Changes nothing."""
     spec = load_spec_file(path)
     scaler = scaler_for(app)
-    state = replaced_state(scaler, spec.name)
+    state = replaced_state(scaler, spec.name, reseal=reseal)
     preview = ClusterState(spec=spec)
     if state is not None:
         # What apply would record: autoscaled sets keep their recorded sizes.
@@ -220,10 +234,12 @@ def wait_destroyed(app: App, scaler: Scaler, name: str, timeout: float) -> bool:
 @click.option("--yes", "-y", is_flag=True, default=False,
               help="Do not ask before shrinking a control plane (required then when "
                    "stdin is not a terminal).")
+@click.option("--reseal", is_flag=True, default=False, help=RESEAL_HELP)
 @output_option
 @pass_app
 @handle_errors
-def apply(app: App, path: Path, wait: bool, timeout: float, yes: bool, output: str) -> None:
+def apply(app: App, path: Path, wait: bool, timeout: float, yes: bool, reseal: bool,
+          output: str) -> None:
     """Record a cluster spec and converge towards it.
 
     Without --wait, one scaler pass records the first creates/deletes and
@@ -234,7 +250,7 @@ def apply(app: App, path: Path, wait: bool, timeout: float, yes: bool, output: s
     spec = load_spec_file(path)
     _check_providers(app, spec, path)
     scaler = scaler_for(app)
-    recorded = replaced_state(scaler, spec.name)
+    recorded = replaced_state(scaler, spec.name, reseal=reseal)
     if recorded is not None and CONTROL_PLANE_SET in recorded.spec.sets \
             and CONTROL_PLANE_SET in spec.sets:
         confirm_control_plane_shrink(f"{spec.name}/{CONTROL_PLANE_SET}",

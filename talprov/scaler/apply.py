@@ -58,8 +58,9 @@ class UnreadableCluster(StoreKeyError):
     with this store key. ``reason`` says why, never a key or a secret."""
 
     def __init__(self, cluster: str, reason: str) -> None:
-        super().__init__(f"cluster {cluster}: {reason}; apply its spec again to seal it "
-                         "with this key, destroy it, or use the key it was recorded with")
+        super().__init__(f"cluster {cluster}: {reason}; use the key it was recorded with, "
+                         "destroy it, or apply its spec again with --reseal to seal it "
+                         "with this key")
         self.cluster = cluster
         self.reason = reason
 

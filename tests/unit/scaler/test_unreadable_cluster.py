@@ -108,9 +108,14 @@ def test_the_cluster_commands_name_an_unreadable_cluster_and_apply_seals_it_anew
     assert "Traceback" not in shown.output
     assert OTHER_KEY not in shown.output
 
-    planned = home.invoke("plan", "-f", str(spec), "-o", "json")
+    # Without --reseal a wrong key in the shell must not overwrite the record.
+    for command in ("plan", "apply"):
+        refused = home.invoke(command, "-f", str(spec))
+        assert refused.exit_code == 1, refused.output
+        assert "--reseal" in refused.output
+    planned = home.invoke("plan", "-f", str(spec), "--reseal", "-o", "json")
     assert planned.exit_code == 0, planned.output
-    applied = home.invoke("apply", "-f", str(spec))
+    applied = home.invoke("apply", "-f", str(spec), "--reseal")
     assert applied.exit_code == 0, applied.output
     assert home.invoke("status", "demo").exit_code == 0
 
