@@ -321,14 +321,29 @@ def confirm_size_change(what: str, current: int, count: int, yes: bool) -> None:
 
 def confirm_control_plane_shrink(what: str, current: int, count: int, yes: bool) -> None:
     """Ask (see :func:`confirm_or_exit`) before the control plane ``what`` shrinks:
-    each machine removed is an etcd member removed, and etcd keeps its quorum
-    through (n - 1) // 2 failed members of n."""
+    each machine removed is an etcd member removed (see :func:`etcd_shrink_effect`)."""
     if count >= current:
         return
     confirm_or_exit(
-        f"Shrink the control plane {what} ({current} -> {count}), leaving etcd {count} "
-        f"member(s) that survive {(count - 1) // 2} failed member(s) instead of "
-        f"{(current - 1) // 2}?", yes)
+        f"Shrink the control plane {what} ({current} -> {count}); "
+        f"{etcd_shrink_effect(current, count)}?", yes)
+
+
+def etcd_shrink_effect(current: int, count: int) -> str:
+    """What shrinking etcd from ``current`` to ``count`` members does to the number
+    of member failures it survives: n members keep quorum (a majority) through
+    (n - 1) // 2 failures, so 2 tolerate no more than 1 does. Pure."""
+
+    def failures(members: int) -> str:
+        tolerated = max(members - 1, 0) // 2
+        if tolerated == 0:
+            return "no member failure"
+        return f"{tolerated} member failure{'s' if tolerated > 1 else ''}"
+
+    before, after = max(current - 1, 0) // 2, max(count - 1, 0) // 2
+    if before == after:
+        return f"etcd tolerates {failures(count)}, before and after"
+    return f"etcd will tolerate {failures(count)} (it tolerated {before})"
 
 
 def confirm_or_exit(question: str, yes: bool) -> None:
