@@ -152,7 +152,7 @@ class MachineClass(_Doc):
     provider: str = Field(min_length=1)
     provider_data: dict[str, Any] = Field(default_factory=dict)
     arch: Arch = Arch.AMD64
-    secure_boot: bool = False
+    secure_boot: bool = Field(default=False, strict=True)
     extensions: tuple[str, ...] = ()
     kernel_args: tuple[str, ...] = ()
     meta_values: tuple[MetaValue, ...] = ()
@@ -176,7 +176,8 @@ MAX_SET_SIZE = 1000
 
 class ClassRef(_Doc):
     name: str = Field(min_length=1)
-    size: int = Field(ge=0, le=MAX_SET_SIZE)
+    # Strict, as the API's counts: a quoted "2" is a mistake, not a number.
+    size: int = Field(ge=0, le=MAX_SET_SIZE, strict=True)
 
 
 class UpdateStrategy(_Doc):
@@ -194,7 +195,7 @@ class UpdateStrategy(_Doc):
 class RemediationPolicy(_Doc):
     """Replacement of unhealthy machines, bounded like a MachineHealthCheck."""
 
-    max_in_flight: int = Field(default=1, ge=0, alias="maxInFlight")
+    max_in_flight: int = Field(default=1, ge=0, alias="maxInFlight", strict=True)
     max_unhealthy: IntOrPercent = Field(default="40%", alias="maxUnhealthy")
 
     @field_validator("max_unhealthy")
@@ -239,8 +240,8 @@ class Autoscaling(_Doc):
     node: the machine config does).
     """
 
-    min: int = Field(ge=0)
-    max: int = Field(ge=1)
+    min: int = Field(ge=0, strict=True)
+    max: int = Field(ge=1, strict=True)
     node_labels: dict[str, str] = Field(default_factory=dict, alias="nodeLabels")
     node_taints: tuple[NodeTaint, ...] = Field(default=(), alias="nodeTaints")
     options: AutoscalingOptions = Field(default_factory=AutoscalingOptions)
