@@ -10,6 +10,7 @@ snake_case of a request file so a class reads like the request it produces.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from datetime import timedelta
 from enum import StrEnum
 from typing import Any, Literal
@@ -347,6 +348,20 @@ class ClusterSpec(_Doc):
     machine_classes: dict[str, MachineClass]
     sets: dict[str, MachineSetSpec]
     _cache: dict[Any, Any] = PrivateAttr(default_factory=dict)
+    # Where each class's and set's document was read (spec.load_spec), so checks
+    # made after loading name it as the loader's own errors do. Not stored.
+    _documents: dict[tuple[str, str], str] = PrivateAttr(default_factory=dict)
+
+    def remember_documents(self, classes: Mapping[str, str], sets: Mapping[str, str]) -> None:
+        """Record the document label (``cluster.yaml: document 2 (MachineClass "a")``)
+        of each machine class and set, by name. Idempotent."""
+        self._documents.update({("class", name): label for name, label in classes.items()})
+        self._documents.update({("set", name): label for name, label in sets.items()})
+
+    def document(self, what: Literal["class", "set"], name: str) -> str | None:
+        """The label :meth:`remember_documents` recorded for class or set ``name``,
+        or None (a spec read back from the store). Pure."""
+        return self._documents.get((what, name))
 
     @property
     def cache(self) -> dict[Any, Any]:
