@@ -41,6 +41,8 @@ EXIT_FAILED = 1
 EXIT_USAGE = 2
 #: 128 + SIGINT: a command stopped by Ctrl-C, as shells expect.
 EXIT_INTERRUPTED = 130
+#: The end of a status line for a change recorded but not yet acted on: what acts.
+CARRIED_ON_BY = "`talprov reconcile` (or a running `talprov serve`) carries it on"
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -275,8 +277,7 @@ def interruptible(what: str) -> Iterator[None]:
     try:
         yield
     except KeyboardInterrupt:
-        say(f"interrupted: {what} is recorded; `talprov reconcile` (or `talprov serve`) "
-            "carries it on")
+        say(f"interrupted: {what} is recorded; {CARRIED_ON_BY}")
         sys.exit(EXIT_INTERRUPTED)
 
 

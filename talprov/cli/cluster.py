@@ -9,6 +9,7 @@ from typing import Any
 import click
 
 from talprov.cli.app import (
+    CARRIED_ON_BY,
     EXIT_FAILED,
     LARGE_GROWTH,
     App,
@@ -357,7 +358,9 @@ def scale(app: App, name: str, set_name: str, count: int, yes: bool) -> None:
                                        f"within {bounds.min}..{bounds.max}")
         scaler.record(state.spec.scaled(set_name, count), keep_autoscaled_sizes=False)
     scaler.run_pass(name)
-    say(f"{name}/{set_name}: size {count}")
+    # The pass only recorded creates and deletes: the reconciler makes and removes
+    # the machines (QA: the line gave no hint of that).
+    say(f"{name}/{set_name}: size {count}; {CARRIED_ON_BY}")
 
 
 COMMANDS = (plan_cmd, apply, status, destroy, scale)

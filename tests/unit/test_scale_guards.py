@@ -167,3 +167,16 @@ def test_the_shrink_refusal_carries_the_etcd_effect(home: Home) -> None:
     refused = home.invoke("scale", "demo", "control-planes", "1")
     assert_usage_error(refused.exit_code, refused.output, "3 -> 1",
                        "etcd will tolerate no member failure (it tolerated 1)")
+
+
+def test_scale_says_what_acts_on_the_new_size(home: Home) -> None:
+    """QA: `talprov scale` said only "demo/workers: size 3", with no hint that
+    `talprov reconcile` (or a running serve) makes and removes the machines."""
+    assert home.invoke("apply", "-f", str(write_spec(home.root, workers=1,
+                                                     control_planes=1))).exit_code == 0
+    done = home.invoke("scale", "demo", "workers", "3")
+    assert done.exit_code == 0, done.output
+    assert done.stdout == ""
+    [line] = [line for line in done.stderr.splitlines() if "size 3" in line]
+    assert "`talprov reconcile`" in line
+    assert "talprov serve" in line
