@@ -147,6 +147,9 @@ def describe_problem(errors: Sequence[Mapping[str, Any]], *,
             message = tail
     elif kind in _SIMPLE_MESSAGES:
         message = _SIMPLE_MESSAGES[kind]
+        if kind == "int_type" and isinstance(error.get("input"), str):
+            # A strict count given as "2" (YAML quotes): say so, without the value.
+            message += ", not a string (remove the quotes)"
     elif kind in _BOUNDS:
         message = f"must be {_BOUNDS[kind]} {next(iter(ctx.values()), '')}"
     elif kind == "string_pattern_mismatch":

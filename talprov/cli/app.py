@@ -42,6 +42,8 @@ EXIT_FAILED = 1
 EXIT_USAGE = 2
 #: 128 + SIGINT: a command stopped by Ctrl-C, as shells expect.
 EXIT_INTERRUPTED = 130
+#: The end of a status line for a change recorded but not yet acted on: what acts.
+CARRIED_ON_BY = "`talprov reconcile` (or a running `talprov serve`) carries it on"
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -302,8 +304,7 @@ def interruptible(what: str) -> Iterator[None]:
     try:
         yield
     except KeyboardInterrupt:
-        say(f"interrupted: {what} is recorded; `talprov reconcile` (or `talprov serve`) "
-            "carries it on")
+        say(f"interrupted: {what} is recorded; {CARRIED_ON_BY}")
         sys.exit(EXIT_INTERRUPTED)
 
 
@@ -348,14 +349,29 @@ def confirm_size_change(what: str, current: int, count: int, yes: bool) -> None:
 
 def confirm_control_plane_shrink(what: str, current: int, count: int, yes: bool) -> None:
     """Ask (see :func:`confirm_or_exit`) before the control plane ``what`` shrinks:
-    each machine removed is an etcd member removed, and etcd keeps its quorum
-    through (n - 1) // 2 failed members of n."""
+    each machine removed is an etcd member removed (see :func:`etcd_shrink_effect`)."""
     if count >= current:
         return
     confirm_or_exit(
-        f"Shrink the control plane {what} ({current} -> {count}), leaving etcd {count} "
-        f"member(s) that survive {(count - 1) // 2} failed member(s) instead of "
-        f"{(current - 1) // 2}?", yes)
+        f"Shrink the control plane {what} ({current} -> {count}); "
+        f"{etcd_shrink_effect(current, count)}?", yes)
+
+
+def etcd_shrink_effect(current: int, count: int) -> str:
+    """What shrinking etcd from ``current`` to ``count`` members does to the number
+    of member failures it survives: n members keep quorum (a majority) through
+    (n - 1) // 2 failures, so 2 tolerate no more than 1 does. Pure."""
+
+    def failures(members: int) -> str:
+        tolerated = max(members - 1, 0) // 2
+        if tolerated == 0:
+            return "no member failure"
+        return f"{tolerated} member failure{'s' if tolerated > 1 else ''}"
+
+    before, after = max(current - 1, 0) // 2, max(count - 1, 0) // 2
+    if before == after:
+        return f"etcd tolerates {failures(count)}, before and after"
+    return f"etcd will tolerate {failures(count)} (it tolerated {before})"
 
 
 def confirm_or_exit(question: str, yes: bool) -> None:

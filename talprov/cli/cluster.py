@@ -9,6 +9,7 @@ from typing import Any
 import click
 
 from talprov.cli.app import (
+    CARRIED_ON_BY,
     EXIT_FAILED,
     LARGE_GROWTH,
     App,
@@ -73,26 +74,36 @@ def _check_providers(app: App, spec: ClusterSpec, path: Path) -> None:
     The provider instance must be configured and the class's provider_data (and
     each failure domain's merge of it) must pass the provider's own model, so a
     misspelt field fails here with exit 2 instead of as failed machines later.
-    Raises ``ConfigError`` naming the file, the class and the field.
+    Raises ``ConfigError`` naming the file, the document and the field, in the
+    form of every other spec error (``cluster.yaml: document 2 (MachineClass
+    "a"): provider_data.size: ...``).
     """
     for name, machine_class in spec.machine_classes.items():
-        where = f"{path}: MachineClass {name!r}"
+        where = spec.document("class", name) or f'{path}: MachineClass "{name}"'
         provider = app.provider(known_instance(app, machine_class.provider,
                                                where=f"{where}: provider"))
         validate_provider_data(provider, dict(machine_class.provider_data),
                                where=f"{where}: provider_data")
-        for domain in machine_class.failure_domains:
+        for index, domain in enumerate(machine_class.failure_domains):
             merged = merge_patch(machine_class.provider_data, domain.provider_data)
             validate_provider_data(
-                provider, merged,
-                where=f"{where}: failureDomains[{domain.name!r}].provider_data")
-    # The provider's own pre-flight, on the request each set's machines are made of.
+                provider, merged, where=f"{where}: failureDomains[{index}].provider_data")
+    # The provider's own pre-flight, on the request each set's machines are made of:
+    # a field of the request that comes from the class is blamed on its document.
     for set_name, machine_set in spec.sets.items():
         machine_class = spec.machine_classes[machine_set.machine_class]
         provider = app.provider(machine_class.provider)
+        set_where = spec.document("set", set_name) or f'{path}: set "{set_name}"'
+        class_where = spec.document("class", machine_set.machine_class) or set_where
         for domain_name in spec.domains(set_name):
-            check_request(provider, template(spec, set_name, domain_name),
-                          where=f"{path}: set {set_name!r}")
+            try:
+                check_request(provider, template(spec, set_name, domain_name), where="")
+            except ConfigError as exc:
+                field = exc.where.removeprefix(": ")
+                owner = class_where if field.split(".")[0].split("[")[0] in \
+                    type(machine_class).model_fields else set_where
+                raise ConfigError(f"{owner}: {field}" if field else owner,
+                                  exc.message) from None
 
 
 #: Later steps' actions shown in a table before "… and N more".
@@ -372,7 +383,9 @@ def scale(app: App, name: str, set_name: str, count: int, yes: bool) -> None:
                                        f"within {bounds.min}..{bounds.max}")
         scaler.record(state.spec.scaled(set_name, count), keep_autoscaled_sizes=False)
     scaler.run_pass(name)
-    say(f"{name}/{set_name}: size {count}")
+    # The pass only recorded creates and deletes: the reconciler makes and removes
+    # the machines (QA: the line gave no hint of that).
+    say(f"{name}/{set_name}: size {count}; {CARRIED_ON_BY}")
 
 
 COMMANDS = (plan_cmd, apply, status, destroy, scale)

@@ -42,6 +42,7 @@ def check(app: App, connect: bool, output: str) -> None:
     """
     app.check_service_shape = False  # its own row below, with the other rows
     loaded = _loaded_or_report(app, output)
+    file = str(loaded.path) if loaded.path else None
     rows: list[dict[str, object]] = []
     invalid = False
     try:
@@ -51,35 +52,36 @@ def check(app: App, connect: bool, output: str) -> None:
         service = parse_service_config(loaded.service_block(), where=where)
         if loaded.config.service is not None:
             check_startable(service, where, warn=False)
-            rows.append({"part": "service", "type": "-", "result": "ok"})
+            rows.append(_row("service", "-", file, "service"))
     except ConfigError as exc:
         invalid = True
-        rows.append({"part": "service", "type": "-", "result": str(exc)})
+        rows.append(_row("service", "-", file, "service", exc))
     try:
         store_key_from(os.environ)
     except ConfigError as exc:
-        # As every command that opens the store refuses it (exit 2).
+        # As every command that opens the store refuses it (exit 2). An environment
+        # variable, not a line of the file: no file.
         invalid = True
-        rows.append({"part": "TALPROV_STORE_KEY", "type": "-", "result": str(exc)})
+        rows.append(_row("TALPROV_STORE_KEY", "-", None, "TALPROV_STORE_KEY", exc))
     if loaded.factory_raw:
         try:
             loaded.image_factory()
-            rows.append({"part": "image_factory", "type": "-", "result": "ok"})
+            rows.append(_row("image_factory", "-", file, "image_factory"))
         except ConfigError as exc:
-            rows.append({"part": "image_factory", "type": "-", "result": str(exc)})
+            rows.append(_row("image_factory", "-", file, "image_factory", exc))
     for name, block in sorted(loaded.config.providers.items()):
-        row: dict[str, object] = {"part": f"providers.{name}", "type": block.type}
+        part = f"providers.{name}"
         try:
             provider = app.provider(name)
         except ConfigError as exc:
-            row["result"] = str(exc)
-            rows.append(row)
+            rows.append(_row(part, block.type, file, part, exc))
             continue
-        row["result"] = "ok"
+        row = _row(part, block.type, file, part)
         if connect:
             health = provider.health()
             row["result"] = "ok: " + health.message if health.ok else \
                 f"unhealthy: {redact(health.message)}"
+            row["error"] = None if health.ok else redact(health.message)
         rows.append(row)
     emit(rows, output, columns=("part", "type", "result"))
     if invalid:
@@ -98,7 +100,18 @@ def _loaded_or_report(app: App, output: str) -> LoadedConfig:
         if output in ("json", "yaml"):
             path = find_config_file(app.config_path)
             file = str(path) if path is not None else None
-            key = exc.where.removeprefix(file).lstrip(": ") if file else exc.where
-            emit([{"part": "file", "type": "-", "result": str(exc), "file": file,
-                   "key": key or None, "error": exc.message}], output)
+            emit([_row("file", "-", file, None, exc)], output)
         fail(str(exc))
+
+
+def _row(part: str, kind: str, file: str | None, key: str | None,
+         error: ConfigError | None = None) -> dict[str, object]:
+    """One row of ``config check``, every row with the same keys: ``part``, ``type``,
+    ``result`` (the table's line), ``file`` (None for the environment), ``key`` (the
+    field at fault, else the part checked) and ``error`` (None when well). Pure."""
+    if error is None:
+        return {"part": part, "type": kind, "result": "ok", "file": file, "key": key,
+                "error": None}
+    where = error.where.removeprefix(file).lstrip(": ") if file else error.where
+    return {"part": part, "type": kind, "result": str(error), "file": file,
+            "key": where or key, "error": error.message}

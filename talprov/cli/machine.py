@@ -9,6 +9,7 @@ from pathlib import Path
 import click
 
 from talprov.cli.app import (
+    CARRIED_ON_BY,
     EXIT_FAILED,
     App,
     UnknownName,
@@ -230,8 +231,7 @@ def retry(app: App, request_id: str) -> None:
     except KeyError:
         fail(f"request {request_id} not found", EXIT_FAILED)
     step = f" at step {record.step_name}" if record.step_name else ""
-    say(f"request {request_id}: pending{step}; `talprov reconcile` (or the service) "
-        "carries it on", request_id=request_id)
+    say(f"request {request_id}: pending{step}; {CARRIED_ON_BY}", request_id=request_id)
 
 
 @click.command()

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 import click
 
 from talprov.cli.app import (
+    CARRIED_ON_BY,
     EXIT_FAILED,
     LARGE_GROWTH,
     App,
@@ -94,7 +95,7 @@ def scale_set(app: App, name: str, count: int, yes: bool) -> None:
     done = [f"created {_some(changes.created)}"] if changes.created else []
     done += [f"deleting {_some(changes.deleted)}"] if changes.deleted else []
     say(f"request set {name}: size {count}" + (f"; {'; '.join(done)}" if done else "")
-        + "; `talprov reconcile` (or the service) carries it on")
+        + f"; {CARRIED_ON_BY}")
 
 
 def _some(names: Sequence[str], shown: int = 5) -> str:

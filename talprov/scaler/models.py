@@ -10,6 +10,7 @@ snake_case of a request file so a class reads like the request it produces.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from datetime import timedelta
 from enum import StrEnum
 from typing import Any, Literal
@@ -152,7 +153,7 @@ class MachineClass(_Doc):
     provider: str = Field(min_length=1)
     provider_data: dict[str, Any] = Field(default_factory=dict)
     arch: Arch = Arch.AMD64
-    secure_boot: bool = False
+    secure_boot: bool = Field(default=False, strict=True)
     extensions: tuple[str, ...] = ()
     kernel_args: tuple[str, ...] = ()
     meta_values: tuple[MetaValue, ...] = ()
@@ -176,7 +177,8 @@ MAX_SET_SIZE = 1000
 
 class ClassRef(_Doc):
     name: str = Field(min_length=1)
-    size: int = Field(ge=0, le=MAX_SET_SIZE)
+    # Strict, as the API's counts: a quoted "2" is a mistake, not a number.
+    size: int = Field(ge=0, le=MAX_SET_SIZE, strict=True)
 
 
 class UpdateStrategy(_Doc):
@@ -194,7 +196,7 @@ class UpdateStrategy(_Doc):
 class RemediationPolicy(_Doc):
     """Replacement of unhealthy machines, bounded like a MachineHealthCheck."""
 
-    max_in_flight: int = Field(default=1, ge=0, alias="maxInFlight")
+    max_in_flight: int = Field(default=1, ge=0, alias="maxInFlight", strict=True)
     max_unhealthy: IntOrPercent = Field(default="40%", alias="maxUnhealthy")
 
     @field_validator("max_unhealthy")
@@ -239,8 +241,8 @@ class Autoscaling(_Doc):
     node: the machine config does).
     """
 
-    min: int = Field(ge=0)
-    max: int = Field(ge=1)
+    min: int = Field(ge=0, strict=True)
+    max: int = Field(ge=1, strict=True)
     node_labels: dict[str, str] = Field(default_factory=dict, alias="nodeLabels")
     node_taints: tuple[NodeTaint, ...] = Field(default=(), alias="nodeTaints")
     options: AutoscalingOptions = Field(default_factory=AutoscalingOptions)
@@ -346,6 +348,20 @@ class ClusterSpec(_Doc):
     machine_classes: dict[str, MachineClass]
     sets: dict[str, MachineSetSpec]
     _cache: dict[Any, Any] = PrivateAttr(default_factory=dict)
+    # Where each class's and set's document was read (spec.load_spec), so checks
+    # made after loading name it as the loader's own errors do. Not stored.
+    _documents: dict[tuple[str, str], str] = PrivateAttr(default_factory=dict)
+
+    def remember_documents(self, classes: Mapping[str, str], sets: Mapping[str, str]) -> None:
+        """Record the document label (``cluster.yaml: document 2 (MachineClass "a")``)
+        of each machine class and set, by name. Idempotent."""
+        self._documents.update({("class", name): label for name, label in classes.items()})
+        self._documents.update({("set", name): label for name, label in sets.items()})
+
+    def document(self, what: Literal["class", "set"], name: str) -> str | None:
+        """The label :meth:`remember_documents` recorded for class or set ``name``,
+        or None (a spec read back from the store). Pure."""
+        return self._documents.get((what, name))
 
     @property
     def cache(self) -> dict[Any, Any]:

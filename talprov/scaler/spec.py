@@ -127,13 +127,19 @@ def load_spec(
             remediation=set_doc.remediation,
             autoscaling=set_doc.autoscaling,
         )
-    return ClusterSpec(
+    spec = ClusterSpec(
         name=cluster_doc.name,
         talos_version=cluster_doc.talos.version,
         join=join,
         machine_classes={name: doc for name, (_, doc) in classes.items()},
         sets=sets,
     )
+    spec.remember_documents(
+        {name: _doc_label(where, number, None, "MachineClass", name)
+         for name, (number, _) in classes.items()},
+        {name: _doc_label(where, number, None, doc.kind, doc.name)
+         for name, (number, doc) in set_docs.items()})
+    return spec
 
 
 def load_spec_file(path: Path, *, env: Mapping[str, str] | None = None) -> ClusterSpec:

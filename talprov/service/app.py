@@ -8,6 +8,7 @@ validation errors are rendered here as ``{loc, msg, type}`` only.
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from multiprocessing.connection import Connection
@@ -85,27 +86,51 @@ def _unparsable(exc: RequestValidationError) -> str | None:
     return None
 
 
+def _media_type(request: Request) -> str:
+    return request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+
+
 def _sent_json(request: Request) -> bool:
-    media_type = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    media_type = _media_type(request)
     return media_type == "application/json" or media_type.endswith("+json")
+
+
+# A media type as RFC 9110 spells one (token "/" token): only such a value is named
+# back in a 415, so the answer never repeats arbitrary header text.
+_MEDIA_TYPE = re.compile(r"^[a-z0-9!#$&^_.+-]{1,64}/[a-z0-9!#$&^_.+-]{1,64}$")
+
+
+def _unsupported_media_type(request: Request, exc: RequestValidationError) -> str | None:
+    """Why the body was not read, when it came in a media type that is not JSON; else None.
+
+    FastAPI reads a body as JSON only under a JSON Content-Type; any other body
+    reaches the model as bytes and fails at ``body``. That is RFC 9110's 415 (the
+    content is in a format the resource does not take), not a 422 about fields it
+    never looked at. A call with no body at all stays a 422 "Field required"."""
+    if _sent_json(request):
+        return None
+    unread = any(tuple(err.get("loc", ())) == ("body",) and err.get("type") != "missing"
+                 for err in exc.errors())
+    if not unread:
+        return None
+    media_type = _media_type(request)
+    sent = (f"it was sent as {media_type}" if _MEDIA_TYPE.match(media_type)
+            else "it was sent without a JSON Content-Type")
+    return f"the body must be JSON sent as Content-Type: application/json; {sent}"
 
 
 def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        unsupported = _unsupported_media_type(request, exc)
+        if unsupported is not None:
+            return JSONResponse({"detail": unsupported},
+                                status_code=status.HTTP_415_UNSUPPORTED_MEDIA_TYPE)
         unparsable = _unparsable(exc)
         if unparsable is not None:
             return JSONResponse({"detail": unparsable},
                                 status_code=status.HTTP_400_BAD_REQUEST)
-        problems = _problems(exc)
-        if not _sent_json(request):
-            # Without a JSON content type the body is not parsed at all, and the
-            # validator's "should be a valid dictionary" hides the real mistake.
-            for problem in problems:
-                if problem["loc"] == ["body"] and problem["type"] == "model_attributes_type":
-                    problem["msg"] = "expected a JSON object sent as Content-Type: " \
-                                     "application/json"
-        return JSONResponse({"detail": problems},
+        return JSONResponse({"detail": _problems(exc)},
                             status_code=status.HTTP_422_UNPROCESSABLE_CONTENT)
 
     @app.exception_handler(StaleRecord)

@@ -60,8 +60,9 @@ def _supported_line(value: str) -> str:
     its machine would be checked and booted by another line's rules (or, for a
     version that does not exist, fail later in the worker), so the API refuses it.
     Pure."""
-    if malformed_talos_version(value) is not None:  # the field's pattern says it first
-        raise ValueError("talos_version must be a Talos version like v1.13.9")
+    if malformed_talos_version(value) is not None:
+        hint = "" if malformed_talos_version(f"v{value}") is not None else " (with the leading v)"
+        raise ValueError(f"talos_version must be a Talos version like v1.13.9{hint}")
     relation = unsupported_line(value)
     if relation is not None:
         raise ValueError(f"talos_version is {relation} than the Talos versions talprov "
@@ -100,7 +101,10 @@ class MachineTemplate(BaseModel):
 
     provider: str = Field(min_length=1, max_length=255, description="Provider instance name.")
     # Checked before the config is checked by this version's rules (422 at talos_version).
-    talos_version: ApiTalosVersion = Field(pattern=TALOS_VERSION_PATTERN, examples=["v1.13.9"])
+    # The pattern is in the schema only: validating it would answer with the regular
+    # expression itself; _supported_line says it in words.
+    talos_version: ApiTalosVersion = Field(
+        json_schema_extra={"pattern": TALOS_VERSION_PATTERN}, examples=["v1.13.9"])
     arch: Arch = Arch.AMD64
     secure_boot: bool = Field(default=False, strict=True)
     extensions: list[str] = Field(

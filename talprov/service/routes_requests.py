@@ -60,6 +60,8 @@ BAD_BODY: dict[int | str, dict[str, Any]] = {
     **INVALID,
     400: {"model": Problem, "description": "The body is not JSON (malformed, not UTF-8, "
           "or nested too deeply to parse)."},
+    415: {"model": Problem, "description": "The body was sent without Content-Type: "
+          "application/json (or another +json type), so it was not read."},
 }
 
 

@@ -30,6 +30,10 @@ _KDF_INFO = b"talprov store fernet key v1"
 #: The shortest TALPROV_STORE_KEY taken, in bytes: HKDF adds no strength, so the key
 #: itself must be random enough (32 random bytes in base64 are 43 or 44 characters).
 MIN_STORE_KEY_BYTES = 32
+#: The fewest different characters a TALPROV_STORE_KEY may have: a random key has
+#: many (hex of 32 random bytes uses 16 symbols, base64 about 30), a placeholder
+#: such as 40 x "a" or "changeme" repeated has few.
+MIN_STORE_KEY_DISTINCT_CHARS = 10
 KEY_HINT = ("make one with: python -c 'import secrets; print(secrets.token_urlsafe(32))' "
             "or: openssl rand -base64 32")
 
@@ -38,8 +42,9 @@ def store_key_from(environ: Mapping[str, str]) -> str | None:
     """The ``TALPROV_STORE_KEY`` of ``environ``, or None when unset (no encryption).
 
     Raises :class:`ConfigError` naming the variable, never the key, for a key
-    shorter than :data:`MIN_STORE_KEY_BYTES`, and for one set but empty: a unit
-    file's unset ``${KEY}`` must not silently store configs in clear. Pure."""
+    shorter than :data:`MIN_STORE_KEY_BYTES`, for one set but empty (a unit
+    file's unset ``${KEY}`` must not silently store configs in clear), and for one
+    that is plainly not random (see :func:`_not_random_reason`). Pure."""
     key = environ.get("TALPROV_STORE_KEY")
     if key is not None and not key.strip():
         raise ConfigError("TALPROV_STORE_KEY", "is set but empty; unset it to store configs "
@@ -50,7 +55,25 @@ def store_key_from(environ: Mapping[str, str]) -> str | None:
             f"is too short ({len(key.encode())} bytes); give at least "
             f"{MIN_STORE_KEY_BYTES} random bytes ({KEY_HINT})",
         )
+    reason = _not_random_reason(key) if key is not None else None
+    if reason is not None:
+        raise ConfigError("TALPROV_STORE_KEY", f"is not random ({reason}); {KEY_HINT}")
     return key
+
+
+def _not_random_reason(key: str) -> str | None:
+    """Why ``key`` is plainly not random, or None. Two rules a person can check by
+    eye, both never met by a generated key: fewer than
+    :data:`MIN_STORE_KEY_DISTINCT_CHARS` different characters, or one shorter piece
+    repeated (``key`` occurs inside ``key + key`` only at 0 and len unless it is
+    periodic). The reason never quotes the key. Pure."""
+    distinct = len(set(key))
+    if distinct < MIN_STORE_KEY_DISTINCT_CHARS:
+        return (f"only {distinct} different character(s); a random key has at least "
+                f"{MIN_STORE_KEY_DISTINCT_CHARS}")
+    if (key + key).find(key, 1) < len(key):
+        return "it is one shorter piece repeated"
+    return None
 
 
 def derive_fernet_key(key: str) -> bytes:

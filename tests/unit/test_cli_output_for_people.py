@@ -156,3 +156,29 @@ def test_machine_get_shows_what_the_apis_get_shows(home: Home) -> None:
     assert view["join"] is False
     assert len(view["config_sha256"]) == 64
     assert "config" not in view
+
+
+def test_machine_get_shows_every_stage_change_of_a_request(home: Home) -> None:
+    """QA: `machine get`'s events seemed to end at "provisioning started" after the
+    machine provisioned. Not reproduced (the AWS demo and the file provider both
+    record it); this pins the whole life: created, started, provisioned, deletion
+    asked, gone; and a failure's own event."""
+    request = home.write_request("life-1")
+    assert home.invoke("machine", "create", "-f", str(request), "--wait").exit_code == 0
+
+    def messages(request_id: str) -> list[str]:
+        got = home.invoke("machine", "get", request_id, "-o", "json")
+        return [e["message"] for e in json.loads(got.output)["events"]]
+
+    provisioned = messages("life-1")
+    assert provisioned[:2] == ["request created", "provisioning started"]
+    assert provisioned[-1].startswith("provisioned: ")
+    assert home.invoke("machine", "delete", "life-1", "--wait").exit_code == 0
+    gone = messages("life-1")
+    assert gone[len(provisioned):] == ["deletion requested (was provisioned)",
+                                       "deprovisioned: gone"]
+    home.providers["fake"]["fail_creates"] = True
+    home.write_config()
+    doomed = home.write_request("life-2")
+    assert home.invoke("machine", "create", "-f", str(doomed), "--wait").exit_code == 1
+    assert messages("life-2")[-1].startswith("failed (")

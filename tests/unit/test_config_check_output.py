@@ -51,3 +51,37 @@ def test_the_table_form_keeps_the_one_error_line(home: Home) -> None:
     assert result.exit_code == 2
     assert result.stdout == ""
     assert "talprov: error:" in result.stderr
+
+
+ROW_KEYS = {"part", "type", "result", "file", "key", "error"}
+
+
+def test_every_row_has_the_keys_of_the_file_row(home: Home,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """QA: the service row (and the others) lacked `file`, `key` and `error`, which
+    the row of a file that does not load has: a script had to know which row it read."""
+    monkeypatch.delenv("TP_QA_UNSET", raising=False)
+    monkeypatch.setenv("TALPROV_STORE_KEY", "a" * 40)
+    home.providers["broken"] = {**home.providers["fake"], "api_secret": "${env:TP_QA_UNSET}"}
+    home.write_config(service={"tokens": [], "workers": False})
+    result = home.invoke("config", "check", "-o", "json")
+    assert result.exit_code == 2, result.output
+    rows = {row["part"]: row for row in json.loads(result.stdout)}
+    assert {"service", "TALPROV_STORE_KEY", "providers.fake", "providers.broken"} <= set(rows)
+    for row in rows.values():
+        assert set(row) == ROW_KEYS, row
+    config = str(home.config_path)
+    assert rows["service"]["file"] == config
+    assert rows["service"]["key"] == "service.tokens"
+    assert "no tokens configured" in rows["service"]["error"]
+    assert rows["providers.broken"]["file"] == config
+    assert rows["providers.broken"]["key"] == "providers.broken.api_secret"
+    assert "TP_QA_UNSET is not set" in rows["providers.broken"]["error"]
+    # The key comes from the environment, not from a file.
+    assert rows["TALPROV_STORE_KEY"]["file"] is None
+    assert rows["TALPROV_STORE_KEY"]["key"] == "TALPROV_STORE_KEY"
+    assert "is not random" in rows["TALPROV_STORE_KEY"]["error"]
+    # A row that is well has no error, and names the part it checked.
+    assert rows["providers.fake"]["error"] is None
+    assert rows["providers.fake"]["key"] == "providers.fake"
+    assert rows["providers.fake"]["file"] == config

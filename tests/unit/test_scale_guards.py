@@ -136,3 +136,47 @@ def test_the_refusal_to_ask_reads_as_one_sentence(home: Home) -> None:
         assert line.startswith("talprov: error: not asking whether to "), line
         assert not re.search(r"[.:;,] [A-Z][a-z]", line), line
         assert line.endswith(": stdin is not a terminal; pass --yes"), line
+
+
+def test_the_control_plane_shrink_question_says_what_etcd_tolerates() -> None:
+    """QA: 3 -> 1 read "member(s) that survive 0 failed member(s) instead of 1", and
+    2 -> 1 "survive 0 ... instead of 0". etcd's n members keep quorum through
+    (n - 1) // 2 failures; the question says that in words for every size."""
+    from talprov.cli.app import etcd_shrink_effect
+
+    assert etcd_shrink_effect(3, 1) == (
+        "etcd will tolerate no member failure (it tolerated 1)")
+    assert etcd_shrink_effect(5, 3) == (
+        "etcd will tolerate 1 member failure (it tolerated 2)")
+    assert etcd_shrink_effect(7, 3) == (
+        "etcd will tolerate 1 member failure (it tolerated 3)")
+    assert etcd_shrink_effect(2, 1) == (
+        "etcd tolerates no member failure, before and after")
+    assert etcd_shrink_effect(4, 3) == (
+        "etcd tolerates 1 member failure, before and after")
+    assert etcd_shrink_effect(9, 5) == (
+        "etcd will tolerate 2 member failures (it tolerated 4)")
+    for current in range(2, 12):
+        for count in range(1, current):
+            assert "survive" not in etcd_shrink_effect(current, count)
+
+
+def test_the_shrink_refusal_carries_the_etcd_effect(home: Home) -> None:
+    assert home.invoke("apply", "-f", str(write_spec(home.root, workers=1,
+                                                     control_planes=3))).exit_code == 0
+    refused = home.invoke("scale", "demo", "control-planes", "1")
+    assert_usage_error(refused.exit_code, refused.output, "3 -> 1",
+                       "etcd will tolerate no member failure (it tolerated 1)")
+
+
+def test_scale_says_what_acts_on_the_new_size(home: Home) -> None:
+    """QA: `talprov scale` said only "demo/workers: size 3", with no hint that
+    `talprov reconcile` (or a running serve) makes and removes the machines."""
+    assert home.invoke("apply", "-f", str(write_spec(home.root, workers=1,
+                                                     control_planes=1))).exit_code == 0
+    done = home.invoke("scale", "demo", "workers", "3")
+    assert done.exit_code == 0, done.output
+    assert done.stdout == ""
+    [line] = [line for line in done.stderr.splitlines() if "size 3" in line]
+    assert "`talprov reconcile`" in line
+    assert "talprov serve" in line

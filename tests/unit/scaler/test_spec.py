@@ -170,6 +170,16 @@ def test_load_spec_file_reads_relative_files(base_dir: Path) -> None:
         ((CLUSTER, CLASS, CONTROL_PLANE,
           WORKERS.replace("maxSurge: 25%, maxUnavailable: 1", "maxSurge: 0, maxUnavailable: 0%")),
          'document 4 (Workers "workers"): update: maxSurge and maxUnavailable cannot both be 0'),
+        # QA: a quoted size was taken, while the API refuses a quoted count.
+        ((CLUSTER, CLASS, CONTROL_PLANE, WORKERS.replace("size: 2", 'size: "2"')),
+         'cluster.yaml: document 4 (Workers "workers"): machineClass.size: must be an integer, '
+         "not a string (remove the quotes)"),
+        ((CLUSTER, CLASS, CONTROL_PLANE, WORKERS.replace("maxInFlight: 2", 'maxInFlight: "2"')),
+         'document 4 (Workers "workers"): remediation.maxInFlight: must be an integer, not a'),
+        ((CLUSTER, CLASS, CONTROL_PLANE, WORKERS.replace("size: 2", "size: 2.0")),
+         'document 4 (Workers "workers"): machineClass.size: must be an integer'),
+        ((CLUSTER, CLASS.replace("kernel_args: []", 'secure_boot: "yes"'), CONTROL_PLANE),
+         'document 2 (MachineClass "aws-small"): secure_boot: must be true or false'),
         ((CLUSTER, CLASS, CONTROL_PLANE, WORKERS.replace("maxInFlight: 2", "maxInFlight: two")),
          'document 4 (Workers "workers"): remediation.maxInFlight: must be an integer'),
         ((CLUSTER, CLASS, CONTROL_PLANE, WORKERS + "colour: blue\n"),

@@ -126,7 +126,7 @@ def test_config_check_refuses_what_serve_refuses_to_start_with(
     assert rows["providers.fake"] == "ok"
 
 
-@pytest.mark.parametrize("key", ["", "   ", "shortsecretvalue123"])
+@pytest.mark.parametrize("key", ["", "   ", "shortsecretvalue123", "a" * 40])
 def test_config_check_refuses_the_store_key_every_command_refuses(
         home: Home, monkeypatch: pytest.MonkeyPatch, key: str) -> None:
     """QA: an empty TALPROV_STORE_KEY (a unit file's unset ${KEY}) silently stored
