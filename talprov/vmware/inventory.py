@@ -15,16 +15,19 @@ looked up again on the step's retry.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from talprov.providers.errors import InvalidRequest
+from talprov.providers.errors import InvalidRequest, NotFound, ProviderError
 from talprov.vmware import sdk
 from talprov.vmware.client import ServiceInstance, VSphereClient
 from talprov.vmware.data import VSphereMachineData
+
+log = logging.getLogger(__name__)
 
 #: How long a lookup's answer is used before it is looked up again.
 CACHE_SECONDS = 300.0
@@ -38,6 +41,12 @@ class Placement:
     pool: Any
     datastore: Any | None
     networks: tuple[Any, ...]
+
+
+def uses_template_devices(data: VSphereMachineData, networks: tuple[Any, ...]) -> bool:
+    """Whether a clone spec for ``data`` edits the template's devices (grows its
+    disk, attaches ``networks``): only then are they read."""
+    return data.wanted_disk_gib is not None or bool(networks)
 
 
 class Inventory:
@@ -194,6 +203,27 @@ class Inventory:
             devices = list(template.config.hardware.device)
             self._devices[moid] = (devices, now)
             return devices
+
+    def look_ahead(self, data: VSphereMachineData, template_moid: str) -> None:
+        """Look up ``data``'s placement and, when a clone spec needs them
+        (``uses_template_devices``), the template's devices, to be remembered for
+        the clones to come: ensure-template calls it while the pass's listing is
+        on its way, which clone-vm waits for. Never raises (best effort): the
+        clone looks up again and reports what fails."""
+        vim = sdk.vim()
+
+        def run(si: ServiceInstance) -> None:
+            place = self.placement(si, data)
+            if uses_template_devices(data, place.networks):
+                self.template_devices(vim.VirtualMachine(template_moid, si._stub))
+
+        try:
+            self.client.call(f"look up where template {template_moid}'s clones go", run)
+        except NotFound as exc:
+            self.forget()
+            log.debug("looking up the placement ahead failed: %s", exc)
+        except ProviderError as exc:
+            log.debug("looking up the placement ahead failed: %s", exc)
 
     def default_datastore(self, si: ServiceInstance, pool: Any) -> Any:
         """The datastore with the most free space reachable from ``pool``'s hosts."""

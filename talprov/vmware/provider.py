@@ -37,7 +37,7 @@ from talprov.vmware.data import VSphereMachineData
 from talprov.vmware.deprovision import Deprovisioner
 from talprov.vmware.errors import TaskFailed, is_fault
 from talprov.vmware.images import ImportBusy, TemplateImporter
-from talprov.vmware.inventory import Inventory
+from talprov.vmware.inventory import Inventory, uses_template_devices
 from talprov.vmware.library import LibraryTemplates
 from talprov.vmware.reads import ConfigureReads, VmRead
 from talprov.vmware.state import VSphereState
@@ -207,7 +207,14 @@ class VSphereProvider:
 
     def _ensure_template(self, ctx: Ctx) -> StepResult:
         """Find the named template, or find/deploy the library item's, or find/import the
-        factory OVA's. Idempotent."""
+        factory OVA's; then look up where its clone goes (``Inventory.look_ahead``).
+        Idempotent."""
+        outcome = self._find_template(ctx)
+        if outcome is None and ctx.state.template_moid is not None:
+            self.inventory.look_ahead(ctx.data, ctx.state.template_moid)
+        return outcome
+
+    def _find_template(self, ctx: Ctx) -> StepResult:
         state = ctx.state
         if state.template_moid is not None:
             return None
@@ -282,8 +289,10 @@ class VSphereProvider:
         def clone(si: ServiceInstance) -> str | None:
             template = vm_ref(si, template_moid)
             place = self.inventory.placement(si, ctx.data)
-            spec = machines.clone_spec(template, self.inventory.template_devices(template),
-                                       ctx.data, place, extra, state.instance_uuid or "")
+            devices = (self.inventory.template_devices(template)
+                       if uses_template_devices(ctx.data, place.networks) else [])
+            spec = machines.clone_spec(template, devices, ctx.data, place, extra,
+                                       state.instance_uuid or "")
             try:
                 return str(template.CloneVM_Task(place.folder, ctx.request.id, spec)._moId)
             except Exception as exc:
