@@ -61,6 +61,8 @@ class Inventory:
         self._found: dict[tuple[str, ...], tuple[type, str, float]] = {}
         # template moid -> (its config.hardware.device, when read)
         self._devices: dict[str, tuple[list[Any], float]] = {}
+        # The found datacenter's name, when none is configured (its paths' start).
+        self._datacenter_label: str | None = None
         self._lock = threading.RLock()  # lookups nest (a pool needs the datacenter)
 
     def forget(self) -> None:
@@ -68,6 +70,7 @@ class Inventory:
         with self._lock:
             self._found.clear()
             self._devices.clear()
+            self._datacenter_label = None
 
     def _remembered(self, si: ServiceInstance, key: tuple[str, ...],
                     look: Callable[[], Any]) -> Any:
@@ -96,19 +99,19 @@ class Inventory:
             if isinstance(found, vim.Datacenter):
                 return found
             raise InvalidRequest(f"no datacenter {self.datacenter_name!r}", field="datacenter")
-        view = content.viewManager.CreateContainerView(content.rootFolder, [vim.Datacenter], True)
-        try:
-            found_all = list(view.view)
-        finally:
-            view.Destroy()
+        # With their names: every path lookup below starts with the datacenter's.
+        found_all = self.client.retrieve("find the datacenter", vim.Datacenter, ["name"])
         if len(found_all) != 1:
             raise InvalidRequest(f"{len(found_all)} datacenters; name one in the provider "
                                  "config", field="datacenter")
-        return found_all[0]
+        found, props = found_all[0]
+        with self._lock:
+            self._datacenter_label = str(props.get("name") or "") or None
+        return found
 
     def _path(self, si: ServiceInstance, kind: str, path: str) -> Any | None:
         dc = self.datacenter(si)
-        base = self.datacenter_name or dc.name
+        base = self.datacenter_name or self._datacenter_label or dc.name
         return si.content.searchIndex.FindByInventoryPath(f"{base}/{kind}/{path.strip('/')}")
 
     def _by_name(self, si: ServiceInstance, root: Any, types: list[type], name: str) -> Any | None:

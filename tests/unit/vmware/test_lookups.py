@@ -144,3 +144,25 @@ def test_a_lookup_that_fails_ahead_is_reported_by_clone_vm(
     with pytest.raises(InvalidRequest) as failed:
         steps["clone-vm"].run(ctx)
     assert failed.value.field == "network"
+
+
+def test_finding_a_named_template_and_its_placement_takes_eight_round_trips(
+    provider: VSphereProvider, owner: Owner, clock: FakeClock,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    steps = {step.name: step for step in provider.steps()}
+    body = machine_request("named").model_dump()
+    body["provider_data"]["template"] = "DC0_C0_RP0_VM0"
+    del body["provider_data"]["network"]
+    ctx = context(provider, type(machine_request("x")).model_validate(body), owner)
+    assert provider.health().ok  # logged in
+    calls = _count_soap(monkeypatch)
+
+    assert steps["ensure-template"].run(ctx) is None
+
+    # No datacenter is configured: it is found with its name in one retrieval
+    # through the session's view (before: a view made, read and destroyed, then
+    # a Fetch of its name for each path looked up: 12 round trips).
+    assert calls == {"CreateContainerView": 1, "RetrievePropertiesEx": 1,
+                     "FindByInventoryPath": 3,  # the template, the datastore, the cluster
+                     "Fetch": 3}  # vmFolder, the cluster's pool, the template's devices
