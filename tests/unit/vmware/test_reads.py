@@ -9,7 +9,8 @@ import pytest
 
 from talprov.providers.types import Owner
 from talprov.testing import FakeClock
-from talprov.vmware import reads
+from talprov.vmware import machines, reads
+from talprov.vmware.data import VSphereMachineData
 from talprov.vmware.provider import VSphereProvider
 from tests.driving import context, provision, run_step
 from tests.emulators.vcsim.fixture import VcsimServer
@@ -116,3 +117,20 @@ def test_a_vm_not_read_as_its_clone_ended_is_compared_in_full(
     assert set(paths.values()) == {reads.CONFIGURE_PATHS}
     assert all_vms(vcsim)["f1"][0]["extra"]["disk.enableUUID"] == "TRUE"
     assert ctx.state.configured
+
+
+def test_needs_resize_compares_cpus_memory_and_cores_per_socket() -> None:
+    data = VSphereMachineData.model_validate({"cpu": 4, "memory": 8192, "cores_per_socket": 2})
+    sizes = {"config.hardware.numCPU": 4, "config.hardware.memoryMB": 8192,
+             "config.hardware.numCoresPerSocket": 2, "config.uuid": "u"}
+
+    assert machines.needs_resize(sizes, data) is None
+    # vcsim leaves a zero out of its answer: read as None, so not a match.
+    spec = machines.needs_resize({**sizes, "config.hardware.numCoresPerSocket": None}, data)
+    assert spec is not None
+    assert (spec.numCPUs, spec.memoryMB, spec.numCoresPerSocket) == (4, 8192, 2)
+    assert not spec.extraConfig
+    assert not spec.deviceChange
+    unset = VSphereMachineData.model_validate({"cpu": 4, "memory": 8192})
+    assert machines.needs_resize({**sizes, "config.hardware.numCoresPerSocket": 7}, unset) is None
+    assert machines.needs_resize({**sizes, "config.hardware.memoryMB": 4096}, unset) is not None
