@@ -32,13 +32,17 @@ look), which the bound and talprov both get alike.
 
 Printed per configuration: min and median wall seconds of ``--repeat`` runs,
 SOAP calls per machine (counted in pyvmomi's stub; a property read is a
-``Fetch``; the login left out), each tool's time over the bound and over talprov's.
+``Fetch``; the login left out), each tool's time over the bound and over talprov's;
+then each tool's process CPU seconds (min/median; vcsim and the proxy run in
+processes of their own, so this is the tool's own work): at 0 ms latency the CPU
+decides the wall time.
 """
 
 from __future__ import annotations
 
 import base64
 import ssl
+import statistics
 import sys
 import threading
 import time
@@ -210,7 +214,7 @@ def _clone_configure_start(template: Any, folder: Any, pool: Any, i: int,
 def run_bound(target: Target, machines: int, work: Path) -> Result:
     si = _connect(target)
     COUNTER.take()
-    start = time.perf_counter()
+    _TIMED.start()
     template, pool, folder = _place(si)
 
     def make(i: int) -> None:
@@ -222,17 +226,17 @@ def run_bound(target: Target, machines: int, work: Path) -> Result:
     while (on := _powered_on(si, _names(machines))) < machines:
         time.sleep(delay)
         delay = min(1.0, delay * 2)
-    return Result("bound", time.perf_counter() - start, COUNTER.take(), on)
+    return Result("bound", _TIMED.stop(), COUNTER.take(), on)
 
 
 def run_pyvmomi(target: Target, machines: int, work: Path) -> Result:
     si = _connect(target)
     COUNTER.take()
-    start = time.perf_counter()
+    _TIMED.start()
     template, pool, folder = _place(si)
     for i in range(machines):
         _clone_configure_start(template, folder, pool, i, WaitForTask)
-    seconds = time.perf_counter() - start
+    seconds = _TIMED.stop()
     calls = COUNTER.take()
     return Result("pyvmomi", seconds, calls, _powered_on(si, _names(machines)))
 
@@ -255,11 +259,11 @@ def run_talprov(target: Target, machines: int, work: Path) -> Result:
     handle = ProviderHandle(cast(Provider, provider), WORKERS)
     reconciler = Reconciler(store, {"vs-bench": handle}, runtime)
     COUNTER.take()
-    start = time.perf_counter()
+    _TIMED.start()
     done = reconciler.run_until(
         lambda: all(r.stage == Stage.PROVISIONED for r in store.list_requests()),
         timeout=600, interval=config.poll_interval)
-    seconds = time.perf_counter() - start
+    seconds = _TIMED.stop()
     calls = COUNTER.take()
     reconciler.close()
     store.close()
@@ -276,6 +280,26 @@ RUNNERS: dict[str, Callable[[Target, int, Path], Result]] = {
 }
 
 
+class Stopwatch:
+    """Wall and process CPU seconds of a tool's timed part."""
+
+    def __init__(self) -> None:
+        self.wall = self.cpu = 0.0
+
+    def start(self) -> None:
+        self.wall, self.cpu = time.perf_counter(), time.process_time()
+
+    def stop(self) -> float:
+        """Wall seconds since ``start``; ``cpu`` becomes the CPU seconds."""
+        self.wall, self.cpu = time.perf_counter() - self.wall, time.process_time() - self.cpu
+        return self.wall
+
+
+_TIMED = Stopwatch()
+#: Process CPU seconds of each run's timed part, by (latency ms, tool).
+CPU: dict[tuple[float, str], list[float]] = {}
+
+
 def _run(name: str, latency_ms: float, folder: Path, machines: int) -> Result:
     """One tool on a fresh vcsim (with the template) behind a fresh proxy."""
     delays = {method: int(n * latency_ms) for method, n in TASK_LATENCIES.items()}
@@ -284,16 +308,27 @@ def _run(name: str, latency_ms: float, folder: Path, machines: int) -> Result:
     try:
         target = Target(server, proxy)
         _make_template(target)
-        return RUNNERS[name](target, machines, folder)
+        result = RUNNERS[name](target, machines, folder)
+        CPU.setdefault((latency_ms, name), []).append(_TIMED.cpu)
+        return result
     finally:
         proxy.stop()
         server.stop()
 
 
+def _show_cpu() -> None:
+    print("\nprocess CPU seconds (min/median)")
+    for (latency_ms, name), seconds in CPU.items():
+        print(f"  {latency_ms:g} ms  {name:10}{min(seconds):8.3f}"
+              f"{statistics.median(seconds):8.3f}")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = report.options(__doc__.splitlines()[0], list(RUNNERS), argv)
-    return report.compare(args, lambda _ms: None,
+    code = report.compare(args, lambda _ms: None,
                           lambda name, ms, folder: _run(name, ms, folder, args.machines))
+    _show_cpu()
+    return code
 
 
 if __name__ == "__main__":

@@ -15,16 +15,19 @@ looked up again on the step's retry.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from talprov.providers.errors import InvalidRequest
+from talprov.providers.errors import InvalidRequest, NotFound, ProviderError
 from talprov.vmware import sdk
 from talprov.vmware.client import ServiceInstance, VSphereClient
 from talprov.vmware.data import VSphereMachineData
+
+log = logging.getLogger(__name__)
 
 #: How long a lookup's answer is used before it is looked up again.
 CACHE_SECONDS = 300.0
@@ -40,6 +43,12 @@ class Placement:
     networks: tuple[Any, ...]
 
 
+def uses_template_devices(data: VSphereMachineData, networks: tuple[Any, ...]) -> bool:
+    """Whether a clone spec for ``data`` edits the template's devices (grows its
+    disk, attaches ``networks``): only then are they read."""
+    return data.wanted_disk_gib is not None or bool(networks)
+
+
 class Inventory:
     """Name and path lookups in one datacenter."""
 
@@ -52,6 +61,8 @@ class Inventory:
         self._found: dict[tuple[str, ...], tuple[type, str, float]] = {}
         # template moid -> (its config.hardware.device, when read)
         self._devices: dict[str, tuple[list[Any], float]] = {}
+        # The found datacenter's name, when none is configured (its paths' start).
+        self._datacenter_label: str | None = None
         self._lock = threading.RLock()  # lookups nest (a pool needs the datacenter)
 
     def forget(self) -> None:
@@ -59,6 +70,7 @@ class Inventory:
         with self._lock:
             self._found.clear()
             self._devices.clear()
+            self._datacenter_label = None
 
     def _remembered(self, si: ServiceInstance, key: tuple[str, ...],
                     look: Callable[[], Any]) -> Any:
@@ -87,19 +99,19 @@ class Inventory:
             if isinstance(found, vim.Datacenter):
                 return found
             raise InvalidRequest(f"no datacenter {self.datacenter_name!r}", field="datacenter")
-        view = content.viewManager.CreateContainerView(content.rootFolder, [vim.Datacenter], True)
-        try:
-            found_all = list(view.view)
-        finally:
-            view.Destroy()
+        # With their names: every path lookup below starts with the datacenter's.
+        found_all = self.client.retrieve("find the datacenter", vim.Datacenter, ["name"])
         if len(found_all) != 1:
             raise InvalidRequest(f"{len(found_all)} datacenters; name one in the provider "
                                  "config", field="datacenter")
-        return found_all[0]
+        found, props = found_all[0]
+        with self._lock:
+            self._datacenter_label = str(props.get("name") or "") or None
+        return found
 
     def _path(self, si: ServiceInstance, kind: str, path: str) -> Any | None:
         dc = self.datacenter(si)
-        base = self.datacenter_name or dc.name
+        base = self.datacenter_name or self._datacenter_label or dc.name
         return si.content.searchIndex.FindByInventoryPath(f"{base}/{kind}/{path.strip('/')}")
 
     def _by_name(self, si: ServiceInstance, root: Any, types: list[type], name: str) -> Any | None:
@@ -194,6 +206,27 @@ class Inventory:
             devices = list(template.config.hardware.device)
             self._devices[moid] = (devices, now)
             return devices
+
+    def look_ahead(self, data: VSphereMachineData, template_moid: str) -> None:
+        """Look up ``data``'s placement and, when a clone spec needs them
+        (``uses_template_devices``), the template's devices, to be remembered for
+        the clones to come: ensure-template calls it while the pass's listing is
+        on its way, which clone-vm waits for. Never raises (best effort): the
+        clone looks up again and reports what fails."""
+        vim = sdk.vim()
+
+        def run(si: ServiceInstance) -> None:
+            place = self.placement(si, data)
+            if uses_template_devices(data, place.networks):
+                self.template_devices(vim.VirtualMachine(template_moid, si._stub))
+
+        try:
+            self.client.call(f"look up where template {template_moid}'s clones go", run)
+        except NotFound as exc:
+            self.forget()
+            log.debug("looking up the placement ahead failed: %s", exc)
+        except ProviderError as exc:
+            log.debug("looking up the placement ahead failed: %s", exc)
 
     def default_datastore(self, si: ServiceInstance, pool: Any) -> Any:
         """The datastore with the most free space reachable from ``pool``'s hosts."""

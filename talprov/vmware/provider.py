@@ -37,9 +37,9 @@ from talprov.vmware.data import VSphereMachineData
 from talprov.vmware.deprovision import Deprovisioner
 from talprov.vmware.errors import TaskFailed, is_fault
 from talprov.vmware.images import ImportBusy, TemplateImporter
-from talprov.vmware.inventory import Inventory
+from talprov.vmware.inventory import Inventory, uses_template_devices
 from talprov.vmware.library import LibraryTemplates
-from talprov.vmware.reads import ConfigureReads
+from talprov.vmware.reads import ConfigureReads, VmRead
 from talprov.vmware.state import VSphereState
 from talprov.vmware.tagging import Tagger
 from talprov.vmware.vapi import VapiClient
@@ -207,7 +207,14 @@ class VSphereProvider:
 
     def _ensure_template(self, ctx: Ctx) -> StepResult:
         """Find the named template, or find/deploy the library item's, or find/import the
-        factory OVA's. Idempotent."""
+        factory OVA's; then look up where its clone goes (``Inventory.look_ahead``).
+        Idempotent."""
+        outcome = self._find_template(ctx)
+        if outcome is None and ctx.state.template_moid is not None:
+            self.inventory.look_ahead(ctx.data, ctx.state.template_moid)
+        return outcome
+
+    def _find_template(self, ctx: Ctx) -> StepResult:
         state = ctx.state
         if state.template_moid is not None:
             return None
@@ -282,8 +289,10 @@ class VSphereProvider:
         def clone(si: ServiceInstance) -> str | None:
             template = vm_ref(si, template_moid)
             place = self.inventory.placement(si, ctx.data)
-            spec = machines.clone_spec(template, self.inventory.template_devices(template),
-                                       ctx.data, place, extra, state.instance_uuid or "")
+            devices = (self.inventory.template_devices(template)
+                       if uses_template_devices(ctx.data, place.networks) else [])
+            spec = machines.clone_spec(template, devices, ctx.data, place, extra,
+                                       state.instance_uuid or "")
             try:
                 return str(template.CloneVM_Task(place.folder, ctx.request.id, spec)._moId)
             except Exception as exc:
@@ -338,27 +347,33 @@ class VSphereProvider:
         read = self._configure_reads.for_batch(moids)
         return steps_side_by_side(lambda ctx: self._configure_vm(ctx, read), ctxs)
 
-    def _configure_vm(self, ctx: Ctx, read: Mapping[str, Mapping[str, Any]]) -> StepResult:
+    def _configure_vm(self, ctx: Ctx, read: Mapping[str, VmRead]) -> StepResult:
         """Bring CPU, memory, disk, NICs and extraConfig in line; record the BIOS UUID.
 
-        The VM's properties come from ``read`` when the batch read them already."""
+        The VM's properties come from ``read`` when the batch read them already.
+        A VM read right after its clone succeeded has the spec's extraConfig and
+        devices (the clone applied them): only its sizes are compared."""
         state = ctx.state
         moid = state.vm_moid
         assert moid is not None
         if state.reconfig_task is not None:
             return self._reconfigured(ctx, state.reconfig_task)
-        extra = machines.extra_config(ctx.owner, ctx.request, self._user_data(ctx.request))
 
         def run(si: ServiceInstance) -> tuple[str | None, str]:
-            vm = vm_ref(si, moid)
-            props = read.get(moid) or self._configure_reads.one(moid)
+            got = read.get(moid) or self._configure_reads.one(moid)
+            props = got.props
             if not props:
                 raise NotFound(f"VM {moid} disappeared")
-            networks = self.inventory.placement(si, ctx.data).networks
-            spec = machines.needs_reconfigure(props, ctx.data, extra, networks)
+            if got.cloned:
+                spec = machines.needs_resize(props, ctx.data)
+            else:
+                extra = machines.extra_config(ctx.owner, ctx.request,
+                                              self._user_data(ctx.request))
+                networks = self.inventory.placement(si, ctx.data).networks
+                spec = machines.needs_reconfigure(props, ctx.data, extra, networks)
             if spec is None:
                 return None, str(props["config.uuid"])
-            return str(vm.ReconfigVM_Task(spec)._moId), str(props["config.uuid"])
+            return str(vm_ref(si, moid).ReconfigVM_Task(spec)._moId), str(props["config.uuid"])
 
         task, bios_uuid = self._with_inventory(f"configure VM {moid}", run)
         state.machine_uuid = bios_uuid

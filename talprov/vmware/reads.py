@@ -4,6 +4,12 @@ The clones of a batch end one after another (vCenter copies each from the one
 template), and configure-vm used to read all of the batch's VMs in one round
 trip after the last of them, with nothing else going on. Reading each VM in the
 worker whose clone just ended hides those reads behind the clones still running.
+
+Such an early read follows a clone task of talprov's that succeeded: the clone
+applied the spec's extraConfig and devices, so it reads only the BIOS UUID and
+the sizes (``machines.SIZE_PATHS``), not the whole hardware and extraConfig
+(whose decoding was a fifth of talprov's CPU while creating VMs). Every other
+read (a VM adopted after a crash, an early read too old) reads everything.
 """
 
 from __future__ import annotations
@@ -11,16 +17,20 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from talprov.providers.errors import ProviderError
 from talprov.vmware import sdk
 from talprov.vmware.client import VSphereClient
+from talprov.vmware.machines import SIZE_PATHS
 
 log = logging.getLogger(__name__)
 
 #: What configure-vm compares with the request.
 CONFIGURE_PATHS = ("config.hardware", "config.extraConfig", "config.uuid")
+#: What it compares of a VM whose clone (talprov's, with the whole spec) succeeded.
+CLONED_PATHS = ("config.uuid", *SIZE_PATHS)
 #: Seconds an early read stays usable: configure-vm normally follows in the same
 #: pass; one that comes later (its pass was cut short) reads the VM afresh.
 EARLY_READ_SECONDS = 30.0
@@ -30,26 +40,37 @@ EARLY_READS_KEPT = 1024
 Props = dict[str, Any]
 
 
+@dataclass(frozen=True)
+class VmRead:
+    """A VM's properties for configure-vm: ``CLONED_PATHS`` when ``cloned`` (read
+    right after talprov's clone of it succeeded), else ``CONFIGURE_PATHS``."""
+
+    props: Props
+    cloned: bool = False
+
+
 class ConfigureReads:
     """The configure-vm properties of VMs, read early or in one batch. Thread-safe."""
 
     def __init__(self, client: VSphereClient, clock: Callable[[], float]) -> None:
         self.client = client
         self.clock = clock
-        self._early: dict[str, tuple[float, Props]] = {}
+        self._early: dict[str, tuple[float, Props]] = {}  # CLONED_PATHS
         self._lock = threading.Lock()
 
-    def _read(self, what: str, moids: Sequence[str]) -> dict[str, Props]:
+    def _read(self, what: str, moids: Sequence[str],
+              paths: Sequence[str] = CONFIGURE_PATHS) -> dict[str, Props]:
         vim = sdk.vim()
 
         return self.client.call(what, lambda si: self.client.get_many(
-            what, [vim.VirtualMachine(m, si._stub) for m in moids], CONFIGURE_PATHS))
+            what, [vim.VirtualMachine(m, si._stub) for m in moids], paths))
 
     def read_early(self, moid: str) -> None:
-        """Read a VM whose clone just ended, for its configure step. Never raises: a
-        read that failed is made by the configure step instead."""
+        """Read a VM whose clone (talprov's clone task) just succeeded, for its
+        configure step: ``CLONED_PATHS`` only. Never raises: a read that failed is
+        made by the configure step instead (all of ``CONFIGURE_PATHS`` then)."""
         try:
-            props = self._read(f"read VM {moid}", [moid]).get(moid)
+            props = self._read(f"read VM {moid}", [moid], CLONED_PATHS).get(moid)
         except ProviderError as exc:
             log.debug("reading VM %s after its clone failed (%s); configure-vm reads it",
                       moid, exc)
@@ -60,29 +81,32 @@ class ConfigureReads:
                     self._early.clear()
                 self._early[moid] = (self.clock(), props)
 
-    def for_batch(self, moids: Sequence[str]) -> dict[str, Props]:
-        """The properties of ``moids``: those read early in the last
+    def for_batch(self, moids: Sequence[str]) -> dict[str, VmRead]:
+        """The reads of ``moids``: those read early in the last
         ``EARLY_READ_SECONDS`` (taken: each is used once), the others in one round
         trip when there are several. Never raises: when that read fails (one VM
         removed meanwhile fails it for all) the VMs are left out, and each
         request's step reads its own VM, so only the removed one's sees the error.
         """
         now = self.clock()
-        found: dict[str, Props] = {}
+        found: dict[str, VmRead] = {}
         with self._lock:
             for moid in moids:
                 at, props = self._early.pop(moid, (0.0, {}))
                 if props and now - at <= EARLY_READ_SECONDS:
-                    found[moid] = props
+                    found[moid] = VmRead(props, cloned=True)
         rest = [m for m in moids if m not in found]
         if len(rest) > 1:
             try:
-                found.update(self._read("read VMs to configure", rest))
+                read = self._read("read VMs to configure", rest)
             except ProviderError as exc:
                 log.debug("reading %d VMs at once failed (%s); one by one", len(rest), exc)
+            else:
+                found.update((moid, VmRead(props)) for moid, props in read.items())
         return found
 
-    def one(self, moid: str) -> Props:
-        """One VM's properties now (one round trip); {} when vCenter returns none.
-        Raises ``NotFound`` when it is gone, other ``ProviderError`` subclasses."""
-        return self._read(f"read VM {moid}", [moid]).get(moid, {})
+    def one(self, moid: str) -> VmRead:
+        """One VM's ``CONFIGURE_PATHS`` now (one round trip); empty ``props`` when
+        vCenter returns none. Raises ``NotFound`` when it is gone, other
+        ``ProviderError`` subclasses."""
+        return VmRead(self._read(f"read VM {moid}", [moid]).get(moid, {}))

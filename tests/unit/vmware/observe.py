@@ -114,6 +114,14 @@ def clone_out_of_band(server: VcsimServer, source: str, name: str,
         _wait(vm.CloneVM_Task(vm.parent, name, spec))
 
 
+def set_extra_config_out_of_band(server: VcsimServer, name: str, extra: dict[str, str]) -> None:
+    """Set ``extra`` in the extraConfig of VM ``name`` behind talprov's back."""
+    vim = sdk.vim()
+    with connect(server) as si:
+        _wait(_find(si, name).ReconfigVM_Task(vim.vm.ConfigSpec(extraConfig=[
+            vim.option.OptionValue(key=k, value=v) for k, v in extra.items()])))
+
+
 def nic_networks(server: VcsimServer, name: str) -> list[str]:
     """The network (or distributed port group key) of each NIC of VM ``name``, in order."""
     vim = sdk.vim()

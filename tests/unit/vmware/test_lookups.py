@@ -8,12 +8,12 @@ from typing import Any
 
 import pytest
 
-from talprov.providers.errors import NotFound
+from talprov.providers.errors import InvalidRequest, NotFound
 from talprov.providers.types import Owner
 from talprov.testing import FakeClock
 from talprov.vmware import inventory
 from talprov.vmware.provider import VSphereProvider
-from tests.driving import context, provision
+from tests.driving import context, provision, run_step
 from tests.unit.vmware.conftest import machine_request
 
 
@@ -111,3 +111,58 @@ def test_a_view_vcenter_no_longer_knows_is_made_again(
         view.Destroy()  # as if someone else ended it
 
     assert [m.request_id for m in provider.list_machines(owner)] == ["first"]
+
+
+def test_ensure_template_looks_up_what_the_clone_needs_so_clone_vm_looks_up_nothing(
+    provider: VSphereProvider, owner: Owner, clock: FakeClock,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    steps = {step.name: step for step in provider.steps()}
+    ctx = context(provider, machine_request("ahead"), owner)
+    run_step(steps["ensure-template"], ctx, clock)  # runs while the listing is on its way
+    calls = _count_soap(monkeypatch)
+
+    assert steps["clone-vm"].run(ctx) is None
+
+    # Before, clone-vm (which waits for the pass's listing) read the template's
+    # devices itself (a second Fetch); now only its clone task is read.
+    assert calls["CloneVM_Task"] == 1
+    assert calls["Fetch"] == 1
+    assert calls["FindByInventoryPath"] == 0
+
+
+def test_a_lookup_that_fails_ahead_is_reported_by_clone_vm(
+    provider: VSphereProvider, owner: Owner, clock: FakeClock,
+) -> None:
+    steps = {step.name: step for step in provider.steps()}
+    body = machine_request("nowhere").model_dump()
+    # A template of the user's (an imported one looks the network up to import).
+    body["provider_data"].update(network="no-such-network", template="DC0_C0_RP0_VM0")
+    ctx = context(provider, type(machine_request("x")).model_validate(body), owner)
+
+    assert steps["ensure-template"].run(ctx) is None  # best effort: not its failure
+    with pytest.raises(InvalidRequest) as failed:
+        steps["clone-vm"].run(ctx)
+    assert failed.value.field == "network"
+
+
+def test_finding_a_named_template_and_its_placement_takes_eight_round_trips(
+    provider: VSphereProvider, owner: Owner, clock: FakeClock,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    steps = {step.name: step for step in provider.steps()}
+    body = machine_request("named").model_dump()
+    body["provider_data"]["template"] = "DC0_C0_RP0_VM0"
+    del body["provider_data"]["network"]
+    ctx = context(provider, type(machine_request("x")).model_validate(body), owner)
+    assert provider.health().ok  # logged in
+    calls = _count_soap(monkeypatch)
+
+    assert steps["ensure-template"].run(ctx) is None
+
+    # No datacenter is configured: it is found with its name in one retrieval
+    # through the session's view (before: a view made, read and destroyed, then
+    # a Fetch of its name for each path looked up: 12 round trips).
+    assert calls == {"CreateContainerView": 1, "RetrievePropertiesEx": 1,
+                     "FindByInventoryPath": 3,  # the template, the datastore, the cluster
+                     "Fetch": 3}  # vmFolder, the cluster's pool, the template's devices

@@ -1,4 +1,5 @@
-"""configure-vm compares VMs read as their clones ended, not in a read after the last."""
+"""configure-vm compares VMs read as their clones ended, not in a read after the last;
+such a read is of the sizes and BIOS UUID only, any other of everything."""
 
 from __future__ import annotations
 
@@ -8,20 +9,29 @@ import pytest
 
 from talprov.providers.types import Owner
 from talprov.testing import FakeClock
-from talprov.vmware import reads
+from talprov.vmware import machines, reads
+from talprov.vmware.data import VSphereMachineData
 from talprov.vmware.provider import VSphereProvider
-from tests.driving import context, provision
+from tests.driving import context, provision, run_step
+from tests.emulators.vcsim.fixture import VcsimServer
 from tests.unit.vmware.conftest import machine_request
+from tests.unit.vmware.observe import all_vms, set_extra_config_out_of_band
+
+GIB = 1024**3
 
 
-def _record_reads(provider: VSphereProvider, monkeypatch: pytest.MonkeyPatch) -> list[str]:
+def _record_reads(provider: VSphereProvider, monkeypatch: pytest.MonkeyPatch,
+                  paths: dict[str, tuple[str, ...]] | None = None) -> list[str]:
+    """What ``provider``'s configure reads are made for; ``paths``: what each read."""
     made: list[str] = []
     configure_reads = provider._configure_reads
     real = configure_reads._read
 
-    def recorded(what: str, moids: Any) -> Any:
+    def recorded(what: str, moids: Any, *rest: Any) -> Any:
         made.append(what)
-        return real(what, moids)
+        if paths is not None:
+            paths[what] = tuple(rest[0] if rest else reads.CONFIGURE_PATHS)
+        return real(what, moids, *rest)
 
     monkeypatch.setattr(configure_reads, "_read", recorded)
     return made
@@ -61,3 +71,66 @@ def test_an_early_read_too_old_is_not_used(
     assert set(read) == {c.state.vm_moid for c in ctxs}
     # Taken once: a second batch finds nothing read early.
     assert provider._configure_reads.for_batch([ctxs[0].state.vm_moid or ""]) == {}
+
+
+def test_a_vm_read_as_its_clone_ended_is_read_for_sizes_only_and_ends_as_requested(
+    provider: VSphereProvider, vcsim: VcsimServer, owner: Owner, clock: FakeClock,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    paths: dict[str, tuple[str, ...]] = {}
+    _record_reads(provider, monkeypatch, paths)
+    ctxs = [context(provider, machine_request(name), owner) for name in ("s1", "s2")]
+
+    provision(provider, ctxs, clock)
+
+    # Before, each read took the whole config.hardware (every device) and
+    # extraConfig; the clone applied the spec's devices and extraConfig.
+    assert set(paths.values()) == {reads.CLONED_PATHS}
+    assert "config.hardware" not in reads.CLONED_PATHS
+    vms = all_vms(vcsim)
+    for ctx in ctxs:
+        vm = vms[ctx.request.id][0]
+        # vcsim keeps the template's sizes in a clone: reconfigured from the sizes read.
+        assert (vm["config.hardware"].numCPU, vm["config.hardware"].memoryMB) == (4, 8192)
+        assert vm["disk_bytes"][0] == 30 * GIB  # the clone spec's disk edit
+        assert vm["extra"]["talprov-request"] == ctx.request.id  # its extraConfig
+        assert ctx.state.machine_uuid == vm["config.uuid"]
+
+
+def test_a_vm_not_read_as_its_clone_ended_is_compared_in_full(
+    provider: VSphereProvider, vcsim: VcsimServer, owner: Owner, clock: FakeClock,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    steps = {step.name: step for step in provider.steps()}
+    ctx = context(provider, machine_request("f1"), owner)
+    run_step(steps["ensure-template"], ctx, clock)
+    run_step(steps["clone-vm"], ctx, clock)
+    # Someone changes the VM, and configure-vm comes too late for the early read
+    # (as after a crash, when the VM is adopted and was never read early).
+    set_extra_config_out_of_band(vcsim, "f1", {"disk.enableUUID": "FALSE"})
+    clock.sleep(reads.EARLY_READ_SECONDS + 1)
+    paths: dict[str, tuple[str, ...]] = {}
+    _record_reads(provider, monkeypatch, paths)
+
+    run_step(steps["configure-vm"], ctx, clock)
+
+    assert set(paths.values()) == {reads.CONFIGURE_PATHS}
+    assert all_vms(vcsim)["f1"][0]["extra"]["disk.enableUUID"] == "TRUE"
+    assert ctx.state.configured
+
+
+def test_needs_resize_compares_cpus_memory_and_cores_per_socket() -> None:
+    data = VSphereMachineData.model_validate({"cpu": 4, "memory": 8192, "cores_per_socket": 2})
+    sizes = {"config.hardware.numCPU": 4, "config.hardware.memoryMB": 8192,
+             "config.hardware.numCoresPerSocket": 2, "config.uuid": "u"}
+
+    assert machines.needs_resize(sizes, data) is None
+    # vcsim leaves a zero out of its answer: read as None, so not a match.
+    spec = machines.needs_resize({**sizes, "config.hardware.numCoresPerSocket": None}, data)
+    assert spec is not None
+    assert (spec.numCPUs, spec.memoryMB, spec.numCoresPerSocket) == (4, 8192, 2)
+    assert not spec.extraConfig
+    assert not spec.deviceChange
+    unset = VSphereMachineData.model_validate({"cpu": 4, "memory": 8192})
+    assert machines.needs_resize({**sizes, "config.hardware.numCoresPerSocket": 7}, unset) is None
+    assert machines.needs_resize({**sizes, "config.hardware.memoryMB": 4096}, unset) is not None
