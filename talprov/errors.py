@@ -14,6 +14,7 @@ mistake gets one message, with the valid key it most resembles.
 from __future__ import annotations
 
 import difflib
+import re
 import types
 import typing
 from collections.abc import Mapping, Sequence
@@ -153,7 +154,7 @@ def describe_problem(errors: Sequence[Mapping[str, Any]], *,
     elif kind in _BOUNDS:
         message = f"must be {_BOUNDS[kind]} {next(iter(ctx.values()), '')}"
     elif kind == "string_pattern_mismatch":
-        message = f"must match {ctx.get('pattern', 'the expected pattern')}"
+        message = pattern_in_words(str(ctx.get("pattern", "")))
     elif kind == "string_too_long":
         message = f"must be at most {ctx.get('max_length')} characters"
     elif kind == "too_long":
@@ -161,6 +162,26 @@ def describe_problem(errors: Sequence[Mapping[str, Any]], *,
     elif kind in ("literal_error", "enum"):
         message = f"must be one of {ctx.get('expected', '')}"
     return path, (f"key {message}" if key_error else message)
+
+
+# The shape of every DNS-label-like name talprov takes (request ids, set names):
+# first and last a lowercase letter or digit, '-' allowed between, at most N long.
+_LABEL_SHAPE = re.compile(r"\^\[a-z0-9\]\(\[-a-z0-9\]\{0,(\d+)\}\[a-z0-9\]\)\?\$")
+_PATTERN_WORDS = {
+    r"^[^\x00]*$": "must not contain a NUL character",
+    r"^[0-9a-fA-F]{64}$": "must be 64 hexadecimal digits (a SHA-256)",
+}
+
+
+def pattern_in_words(pattern: str) -> str:
+    """What a string must look like, in words, for a pattern talprov uses; "must
+    match <pattern>" for any other. A person should not have to read a regular
+    expression to fix a name. Pure."""
+    label = _LABEL_SHAPE.fullmatch(pattern)
+    if label is not None:
+        return ("must be lowercase letters, digits and '-', starting and ending with a "
+                f"letter or digit, at most {int(label.group(1)) + 2} characters")
+    return _PATTERN_WORDS.get(pattern, f"must match {pattern or 'the expected pattern'}")
 
 
 def did_you_mean(name: str, known: Sequence[str]) -> str:

@@ -19,6 +19,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 
 from talprov import __version__
+from talprov.errors import pattern_in_words
 from talprov.providers.protocol import Runtime
 from talprov.reconcile.reconciler import ProviderHandle
 from talprov.secrets import redact
@@ -58,7 +59,10 @@ class TalprovApi(FastAPI):
 def _problems(exc: RequestValidationError) -> list[dict[str, object]]:
     problems: list[dict[str, object]] = []
     for err in exc.errors():
-        msg = "unknown field" if err.get("type") == "extra_forbidden" else str(err.get("msg"))
+        kind = err.get("type")
+        msg = "unknown field" if kind == "extra_forbidden" else str(err.get("msg"))
+        if kind == "string_pattern_mismatch":  # words, not the regular expression
+            msg = pattern_in_words(str((err.get("ctx") or {}).get("pattern", "")))
         msg = msg.removeprefix("Value error, ")  # pydantic's prefix for a validator's message
         problems.append({
             "loc": [p if isinstance(p, int) else str(p) for p in err.get("loc", ())],

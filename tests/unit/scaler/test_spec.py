@@ -189,7 +189,7 @@ def test_load_spec_file_reads_relative_files(base_dir: Path) -> None:
         ((CLUSTER, CLASS, CONTROL_PLANE, WORKERS.replace("name: workers", "name: control-planes")),
          'document 4 (Workers "control-planes"): name: \'control-planes\' is reserved'),
         ((CLUSTER, CLASS, CONTROL_PLANE, WORKERS.replace("name: workers", "name: Big_Workers")),
-         'document 4 (Workers "Big_Workers"): name: must match'),
+         'document 4 (Workers "Big_Workers"): name: must be lowercase letters, digits and'),
         ((CLUSTER, CLASS, CONTROL_PLANE, WORKERS, WORKERS),
          'document 5 (Workers "workers"): name: duplicate set name (see document 4)'),
         ((CLUSTER, CLASS, CONTROL_PLANE, CONTROL_PLANE),

@@ -83,3 +83,23 @@ def test_a_malformed_talos_version_gets_a_short_message(idle_api: Api, version: 
     # The schema still carries the pattern, for clients that validate before sending.
     assert "pattern" in json.dumps(schema["components"]["schemas"]["MachineRequestCreate"]
                                    ["properties"]["talos_version"])
+
+
+@pytest.mark.parametrize(("method", "url", "body", "loc", "longest"), [
+    ("POST", REQUESTS, request_body("Bad_Id"), ["body", "id"], 63),
+    ("POST", SETS, set_body("Bad_Set", 1), ["body", "name"], 52),
+    ("GET", f"{REQUESTS}/Bad_Id", None, ["path", "request_id"], 63),
+    ("PATCH", f"{SETS}/Bad_Set", {"machine_count": 1}, ["path", "name"], 52),
+])
+def test_a_malformed_name_is_told_in_words_not_as_a_regular_expression(
+        idle_api: Api, method: str, url: str, body: object, loc: list[str],
+        longest: int) -> None:
+    # QA: ids and set names answered pydantic's "String should match pattern '^[a-z0-9]…'".
+    response = idle_api.request(method, url, headers=WRITE,
+                                **({"json": body} if body is not None else {}))
+    assert response.status_code == 422, response.text
+    problems = response.json()["detail"]
+    problem = next(p for p in problems if p["loc"][-1] == loc[-1])
+    assert problem["msg"] == ("must be lowercase letters, digits and '-', starting and ending "
+                              f"with a letter or digit, at most {longest} characters")
+    assert "^" not in response.text
