@@ -132,6 +132,19 @@ class LoadedConfig(BaseModel):
         _check_urls({"url": factory.url}, where)
         return factory
 
+    def factory_url(self) -> str:
+        """The Image Factory's URL, resolving nothing else of the block: a command
+        that only points machines at the factory must work while its password is
+        unset. Raises ``ConfigError`` as :meth:`image_factory` does when the URL
+        itself is an unresolvable reference. Idempotent."""
+        raw_url = self.factory_raw.get("url")
+        if not has_reference(raw_url):
+            return self.config.image_factory.url
+        where = f"{self.path}: image_factory" if self.path else "image_factory"
+        url = self._resolve({"url": raw_url}, "image_factory")["url"]
+        _check_urls({"url": url}, where)
+        return str(url)
+
     def provider_block(self, name: str) -> dict[str, Any]:
         """The raw config block of provider instance ``name``.
 

@@ -36,7 +36,7 @@ def load_block(app: Any, provider: str | None, file: str | None) -> tuple[BareMe
             raise yaml_error(exc, file) from None
     else:
         loaded = app.config
-        factory_url = loaded.image_factory().url
+        factory_url = loaded.factory_url()
         names = [n for n, b in loaded.config.providers.items() if b.type == "baremetal"]
         if provider is None:
             if len(names) != 1:

@@ -43,3 +43,23 @@ def test_the_first_use_of_the_factory_fails_naming_the_setting(unset_password: H
         assert "image_factory.password" in message
         assert "IFPW_UNSET" in message
     assert not caught.value.permanent  # a request waits for the operator's fix
+
+
+def test_the_bare_metal_commands_work_without_the_password(
+        unset_password: Home, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Review: `talprov baremetal ...` resolved the whole image_factory block for its
+    # URL, so every one of them stopped at the unset password (exit 2).
+    home = unset_password
+    home.providers["bm"] = {"type": "baremetal", "inventory": str(home.root / "inv.sqlite"),
+                            "boot_url": "http://127.0.0.1:8081"}
+    home.write_config(image_factory={"url": "https://factory.example.test",
+                                     "username": "u", "password": "${env:IFPW_UNSET}"})
+    listed = home.invoke("baremetal", "list")
+    assert listed.exit_code == 0, listed.output
+    # A URL that is itself a reference is still resolved, and named when it cannot be.
+    monkeypatch.delenv("IFURL_UNSET", raising=False)
+    home.write_config(image_factory={"url": "${env:IFURL_UNSET}", "username": "u",
+                                     "password": "${env:IFPW_UNSET}"})
+    unresolved = home.invoke("baremetal", "list")
+    assert unresolved.exit_code == 2, unresolved.output
+    assert "IFURL_UNSET" in unresolved.output
