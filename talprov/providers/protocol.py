@@ -151,6 +151,15 @@ class Step:
     must after a crash. It takes a ``run_batch`` that tells each outcome as it
     is known (``StepContext.finished``); one that does not makes the batch go
     on together.
+
+    ``looks_only=True`` promises that a request this step is done with (it
+    returned None) holds nothing in its state that a restart could not learn by
+    running the step again: the step looked things up, or found or made
+    something that looking again finds (by name or tag). Its outcome is then not
+    stored on its own: the request goes on to its next step at once, and both
+    outcomes are stored in one transaction (one write less per request and
+    step). A crash before that write resumes the request at this step. A step
+    that waits (``Retry``) or fails is stored as always.
     """
 
     name: str
@@ -159,12 +168,15 @@ class Step:
     timeout: float | None = None
     needs_listing: bool = True
     pipelined: bool = False
+    looks_only: bool = False
 
     @classmethod
     def batched(cls, name: str, run_batch: BatchStepFn, *, timeout: float | None = None,
-                needs_listing: bool = True, pipelined: bool = False) -> Step:
+                needs_listing: bool = True, pipelined: bool = False,
+                looks_only: bool = False) -> Step:
         """A step whose ``run`` is ``run_batch`` on a batch of one."""
-        return cls(name, run_one_of(run_batch), run_batch, timeout, needs_listing, pipelined)
+        return cls(name, run_one_of(run_batch), run_batch, timeout, needs_listing, pipelined,
+                   looks_only)
 
 
 def run_one_of(run_batch: BatchStepFn) -> StepFn:

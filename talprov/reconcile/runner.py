@@ -9,7 +9,9 @@ what they would create before creating it) nothing is created twice. A batch of
 a pipelined step (``Step.pipelined``) is the exception that keeps the rule: a
 request done with it runs its next steps at once, alone, and where it got is
 written with the batch's outcomes; a crash before that resumes it at the
-batch's step.
+batch's step. So is a step that only looks things up (``Step.looks_only``): a
+request done with it is written with its next step's outcome (or before it
+waits for the pass's listing); a crash before that resumes it at the lookup.
 """
 
 from __future__ import annotations
@@ -227,7 +229,10 @@ class RequestRunner:
                 group = by_step[index]
                 step = self._steps[index] if index < len(self._steps) else None
                 if not listed and step is not None and step.needs_listing:
-                    parked += group
+                    # A looks-only outcome is stored now: the listing may fail,
+                    # and then the parked requests wait for the next pass.
+                    save_all(self.store, [(w, step.name) for w in group if w.unsaved])
+                    parked += [w for w in group if not w.stopped]
                     continue
                 if step is None:
                     for w in group:
@@ -273,11 +278,15 @@ class RequestRunner:
             raise trouble[0]
         taken = [chained[id(w)] if id(w) in chained else self._take(step, w, ctx, outcome)
                  for w, ctx, outcome in zip(group, contexts, outcomes, strict=True)]
-        # The whole group's outcomes are one store transaction.
-        saved = save_all(self.store, [(w, name) for w, (name, _) in zip(group, taken,
-                                                                        strict=True)])
-        return [w for w, (_, more), ok in zip(group, taken, saved, strict=True)
-                if more and ok]
+        # The whole group's outcomes are one store transaction; a looks-only step's
+        # requests that go on are stored with their next step instead.
+        for w, (_, more) in zip(group, taken, strict=True):
+            w.unsaved = step.looks_only and more
+        writes = [(w, name) for w, (name, _) in zip(group, taken, strict=True) if not w.unsaved]
+        stored = dict(zip((id(w) for w, _ in writes), save_all(self.store, writes),
+                          strict=True))
+        return [w for w, (_, more) in zip(group, taken, strict=True)
+                if more and stored.get(id(w), True)]
 
     def _chain(self, step: Step, work: Work, ctx: StepContext[Any, Any],
                listed: bool) -> tuple[str | None, bool]:

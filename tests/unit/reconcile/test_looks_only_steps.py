@@ -1,0 +1,94 @@
+"""Looks-only steps (``Step.looks_only``): a request done with one is stored together
+with its next step's outcome, not on its own; waiting, failing, or stopping
+before a step that needs the listing is stored as always."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from talprov.providers.batching import one_by_one
+from talprov.providers.errors import Transient
+from talprov.providers.protocol import Step, StepContext
+from talprov.providers.types import Retry, Stage, StepResult
+from tests.unit.reconcile.test_runner import Rig, creates, waits
+
+Ctx = StepContext[Any, Any]
+
+
+def looks_up(ctx: Ctx) -> StepResult:
+    ctx.state.machine_uuid = f"found-{ctx.request.id}"
+    ctx.event("found it")
+    return None
+
+
+def waits_for_some(ctx: Ctx) -> StepResult:
+    return Retry(5, "not yet") if ctx.request.id == "slow" else None
+
+
+def fails_for_some(ctx: Ctx) -> StepResult:
+    if ctx.request.id == "bad":
+        raise Transient("lookup failed")
+    return looks_up(ctx)
+
+
+def rig_of(*steps: Step, rids: tuple[str, ...] = ("a", "b")) -> Rig:
+    rig = Rig(list(steps))
+    for rid in rids:
+        rig.add(rid)
+    return rig
+
+
+def test_a_looks_only_step_is_stored_with_the_next_step() -> None:
+    rig = rig_of(Step.batched("look", one_by_one(looks_up), looks_only=True),
+                 Step.batched("make", one_by_one(creates("vm"))),
+                 Step.batched("wait", one_by_one(waits("booting"))))
+    rig.run_pass("a", "b")
+    # look and make in one write, then wait's Retry: two, not three.
+    assert rig.storage.transactions == 2
+    for rid in ("a", "b"):
+        record = rig.record(rid)
+        assert (record.step_name, record.version) == ("wait", 3)
+        assert record.machine_uuid == f"found-{rid}"  # what look found, stored
+        assert rig.storage.events[rid][:4] == [
+            "provisioning started", "found it", "step look done", "made vm"]
+
+
+def test_without_looks_only_every_step_is_stored() -> None:
+    rig = rig_of(Step.batched("look", one_by_one(looks_up)),
+                 Step.batched("make", one_by_one(creates("vm"))),
+                 Step.batched("wait", one_by_one(waits("booting"))))
+    rig.run_pass("a", "b")
+    assert rig.storage.transactions == 3
+
+
+def test_a_looks_only_step_that_waits_or_fails_is_stored_at_once() -> None:
+    rig = rig_of(Step.batched("look", one_by_one(waits_for_some), looks_only=True),
+                 Step.batched("check", one_by_one(fails_for_some), looks_only=True),
+                 Step.batched("make", one_by_one(creates("vm"))),
+                 rids=("slow", "bad", "fine"))
+    rig.run_pass("slow", "bad", "fine")
+    slow, bad, fine = rig.record("slow"), rig.record("bad"), rig.record("fine")
+    assert (slow.step_name, slow.next_attempt_at is not None) == ("look", True)
+    assert (bad.step_name, bad.error) == ("check", "check: lookup failed")
+    assert fine.stage == Stage.PROVISIONED
+    # slow's Retry, then bad's failure (look was stored with it), then fine's end.
+    assert rig.storage.transactions == 3
+    assert slow.version == bad.version == fine.version == 2
+
+
+def test_a_looks_only_outcome_is_stored_before_waiting_for_the_listing() -> None:
+    rig = rig_of(Step.batched("look", one_by_one(looks_up), needs_listing=False,
+                              looks_only=True),
+                 Step.batched("make", one_by_one(creates("vm"))))
+    runner = rig.runner()
+    works = [work for rid in ("a", "b")
+             if (work := runner.prepare(rig.record(rid), None)) is not None]
+    parked = runner.advance(works, listed=False)
+    # The listing may never come (it fails): what look found is stored now.
+    assert sorted(w.record.request.id for w in parked) == ["a", "b"]
+    assert [rig.record(rid).step_name for rid in ("a", "b")] == ["make", "make"]
+    assert rig.record("a").machine_uuid == "found-a"
+    assert rig.storage.transactions == 1
+    runner.advance(parked)
+    assert rig.record("a").stage == rig.record("b").stage == Stage.PROVISIONED
+
