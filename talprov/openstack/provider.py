@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Sequence
-from functools import partial
+from contextlib import suppress
 from typing import Any, ClassVar
 
 from pydantic import BaseModel
@@ -162,18 +162,23 @@ class OpenStackProvider:
         need (image, flavor, networks, groups, Neutron's extensions) and the
         owner's tagged ports (``Ports.look_ahead``) are fetched side by side, so
         those steps wait for no lookup one after another."""
-        self._names.warm([ctx.data for ctx in ctxs], also=[
-            self.tags.aliases, lambda: self.ports.look_ahead(ctxs),
-            # Rendering is CPU: done while the lookups are on their way, not
-            # between the server creates (it is kept for this pass only).
-            *(partial(self._render_ahead, ctx) for ctx in ctxs)])
+        self._names.warm(
+            [ctx.data for ctx in ctxs],
+            also=[self.tags.aliases, lambda: self.ports.look_ahead(ctxs)],
+            # Rendering is CPU: done in this thread while the lookups are on
+            # their way, not between the server creates (kept for this pass only).
+            meanwhile=lambda: self._render_ahead(ctxs))
         # Only an image from the factory may still cost calls (an upload).
         return each_as_needed(self._resolve_image, ctxs, lambda ctx: (
             ctx.state.image_id is None and ctx.data.image is None))
 
     @staticmethod
-    def _render_ahead(ctx: Ctx) -> None:
-        ctx.state.keep_user_data(user_data_of(ctx.request))
+    def _render_ahead(ctxs: Sequence[Ctx]) -> None:
+        for ctx in ctxs:
+            # A config that does not render fails its request at ensure-server,
+            # which renders again and raises there.
+            with suppress(ProviderError):
+                ctx.state.keep_user_data(user_data_of(ctx.request))
 
     def _resolve_image(self, ctx: Ctx) -> StepResult:
         if ctx.state.image_id is not None:
