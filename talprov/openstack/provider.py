@@ -130,26 +130,27 @@ class OpenStackProvider:
             # a set reaches ensure-ports at once and shares its one port list.
             # The steps up to ensure-ports neither read the listing nor make or
             # remove a server: they run while the pass's listing is on its way.
-            # The first three are looks-only: what they found (an image, flavor or
-            # group, each found again by name or key) is stored with the ports.
+            # found_again: what a done step found or made (by name, key or tag) a
+            # restart finds again, so only waits, failures and the end are stored.
             Step.batched("resolve-image", self._resolve_images, needs_listing=False,
-                         looks_only=True),
+                         found_again=True),
             # resolve-image looked the flavors up: no thread per request for them.
             Step("resolve-flavor", self._resolve_flavor,
                  where_needed(self._resolve_flavor, lambda ctx: (
                      ctx.state.flavor_id is None and not self._names.knows_flavor(ctx.data))),
-                 needs_listing=False, looks_only=True),
+                 needs_listing=False, found_again=True),
             # One request at a time anyway (see the step).
             Step("ensure-server-group", self._ensure_server_group,
                  where_needed(self._ensure_server_group, lambda _: False),
-                 needs_listing=False, looks_only=True),
+                 needs_listing=False, found_again=True),
             Step("ensure-ports", self._ensure_ports_step, self.ports.ensure_batch,
-                 needs_listing=False),
-            Step("ensure-server", self._ensure_server_step, one_by_one(self._ensure_server_step)),
-            # Done, it only saw the server ACTIVE (a rebuild in another zone waits,
-            # and is stored): stored with the floating IP, or as provisioned.
+                 needs_listing=False, found_again=True),
+            # The pass's listing shows a server a dead worker made: found, not remade.
+            Step("ensure-server", self._ensure_server_step, one_by_one(self._ensure_server_step),
+                 found_again=True),
+            # Done, it only saw the server ACTIVE (a rebuild in another zone waits).
             Step("wait-active", self._wait_active, self._wait_active_batch,
-                 timeout=self.config.active_timeout, looks_only=True),
+                 timeout=self.config.active_timeout, found_again=True),
             Step("ensure-floating-ip", self._ensure_floating_ip,
                  where_needed(self._ensure_floating_ip,
                               lambda ctx: ctx.data.floating_ip_pool is not None)),

@@ -152,14 +152,16 @@ class Step:
     is known (``StepContext.finished``); one that does not makes the batch go
     on together.
 
-    ``looks_only=True`` promises that a request this step is done with (it
+    ``found_again=True`` promises that a request this step is done with (it
     returned None) holds nothing in its state that a restart could not learn by
-    running the step again: the step looked things up, or found or made
-    something that looking again finds (by name or tag). Its outcome is then not
-    stored on its own: the request goes on to its next step at once, and both
-    outcomes are stored in one transaction (one write less per request and
-    step). A crash before that write resumes the request at this step. A step
-    that waits (``Retry``) or fails is stored as always.
+    running the steps again from the last stored one: the step only looked
+    things up, or what it made carries a name or tag that it (or a step before
+    it) looks for first. Its outcome is then not stored on its own: the request
+    goes on to its next step at once, and the outcomes are stored together with
+    the first one that is stored (one write less per request and step). A crash
+    before that write resumes the request at the last stored step, which finds
+    what the steps after it made. A step that waits (``Retry``) or fails is
+    stored as always.
     """
 
     name: str
@@ -168,15 +170,15 @@ class Step:
     timeout: float | None = None
     needs_listing: bool = True
     pipelined: bool = False
-    looks_only: bool = False
+    found_again: bool = False
 
     @classmethod
     def batched(cls, name: str, run_batch: BatchStepFn, *, timeout: float | None = None,
                 needs_listing: bool = True, pipelined: bool = False,
-                looks_only: bool = False) -> Step:
+                found_again: bool = False) -> Step:
         """A step whose ``run`` is ``run_batch`` on a batch of one."""
         return cls(name, run_one_of(run_batch), run_batch, timeout, needs_listing, pipelined,
-                   looks_only)
+                   found_again)
 
 
 def run_one_of(run_batch: BatchStepFn) -> StepFn:

@@ -9,9 +9,11 @@ what they would create before creating it) nothing is created twice. A batch of
 a pipelined step (``Step.pipelined``) is the exception that keeps the rule: a
 request done with it runs its next steps at once, alone, and where it got is
 written with the batch's outcomes; a crash before that resumes it at the
-batch's step. So is a step that only looks things up (``Step.looks_only``): a
-request done with it is written with its next step's outcome (or before it
-waits for the pass's listing); a crash before that resumes it at the lookup.
+batch's step. So is a step whose work a restart finds again by looking
+(``Step.found_again``: a lookup, or something it made and tagged): a request
+done with it is written with its next stored step's outcome (or, parked
+before a listing that failed, at the step it waits at); a crash before that
+resumes it at the last stored step, which finds what was made since.
 """
 
 from __future__ import annotations
@@ -229,10 +231,7 @@ class RequestRunner:
                 group = by_step[index]
                 step = self._steps[index] if index < len(self._steps) else None
                 if not listed and step is not None and step.needs_listing:
-                    # A looks-only outcome is stored now: the listing may fail,
-                    # and then the parked requests wait for the next pass.
-                    save_all(self.store, [(w, step.name) for w in group if w.unsaved])
-                    parked += [w for w in group if not w.stopped]
+                    parked += group  # outcomes stored as it goes on (or store_parked)
                     continue
                 if step is None:
                     for w in group:
@@ -242,6 +241,13 @@ class RequestRunner:
                 still += self._run_group(step, group, listed)
             active = still
         return parked
+
+    def store_parked(self, works: Sequence[Work]) -> None:
+        """Store what ``works``, parked by :meth:`advance` before a step that needs
+        the listing, hold unstored (``Step.found_again``), at that step: for a
+        listing that failed, so that the request shows how far it got."""
+        save_all(self.store, [(w, step.name) for w in works
+                              if w.unsaved and (step := self.step_of(w)) is not None])
 
     def _run_group(self, step: Step, group: Sequence[Work], listed: bool) -> list[Work]:
         """Run ``step`` for ``group`` and store the outcomes in one transaction; the
@@ -278,10 +284,10 @@ class RequestRunner:
             raise trouble[0]
         taken = [chained[id(w)] if id(w) in chained else self._take(step, w, ctx, outcome)
                  for w, ctx, outcome in zip(group, contexts, outcomes, strict=True)]
-        # The whole group's outcomes are one store transaction; a looks-only step's
+        # The whole group's outcomes are one store transaction; a found-again step's
         # requests that go on are stored with their next step instead.
         for w, (_, more) in zip(group, taken, strict=True):
-            w.unsaved = step.looks_only and more
+            w.unsaved = step.found_again and more
         writes = [(w, name) for w, (name, _) in zip(group, taken, strict=True) if not w.unsaved]
         stored = dict(zip((id(w) for w, _ in writes), save_all(self.store, writes),
                           strict=True))

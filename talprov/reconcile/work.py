@@ -55,7 +55,7 @@ class Work:
     stopped: bool = False
     #: The step whose outcome the unsaved events are about (for their log lines).
     step_run: str | None = None
-    #: A looks-only step's outcome is in this copy but not stored yet (``Step.looks_only``).
+    #: A step's outcome is in this copy but not stored yet (``Step.found_again``).
     unsaved: bool = False
 
     @classmethod

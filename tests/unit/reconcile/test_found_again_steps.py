@@ -1,4 +1,4 @@
-"""Looks-only steps (``Step.looks_only``): a request done with one is stored together
+"""Found-again steps (``Step.found_again``): a request done with one is stored together
 with its next step's outcome, not on its own; waiting, failing, or stopping
 before a step that needs the listing is stored as always."""
 
@@ -38,8 +38,8 @@ def rig_of(*steps: Step, rids: tuple[str, ...] = ("a", "b")) -> Rig:
     return rig
 
 
-def test_a_looks_only_step_is_stored_with_the_next_step() -> None:
-    rig = rig_of(Step.batched("look", one_by_one(looks_up), looks_only=True),
+def test_a_found_again_step_is_stored_with_the_next_step() -> None:
+    rig = rig_of(Step.batched("look", one_by_one(looks_up), found_again=True),
                  Step.batched("make", one_by_one(creates("vm"))),
                  Step.batched("wait", one_by_one(waits("booting"))))
     rig.run_pass("a", "b")
@@ -53,7 +53,7 @@ def test_a_looks_only_step_is_stored_with_the_next_step() -> None:
             "provisioning started", "found it", "step look done", "made vm"]
 
 
-def test_without_looks_only_every_step_is_stored() -> None:
+def test_without_found_again_every_step_is_stored() -> None:
     rig = rig_of(Step.batched("look", one_by_one(looks_up)),
                  Step.batched("make", one_by_one(creates("vm"))),
                  Step.batched("wait", one_by_one(waits("booting"))))
@@ -61,9 +61,9 @@ def test_without_looks_only_every_step_is_stored() -> None:
     assert rig.storage.transactions == 3
 
 
-def test_a_looks_only_step_that_waits_or_fails_is_stored_at_once() -> None:
-    rig = rig_of(Step.batched("look", one_by_one(waits_for_some), looks_only=True),
-                 Step.batched("check", one_by_one(fails_for_some), looks_only=True),
+def test_a_found_again_step_that_waits_or_fails_is_stored_at_once() -> None:
+    rig = rig_of(Step.batched("look", one_by_one(waits_for_some), found_again=True),
+                 Step.batched("check", one_by_one(fails_for_some), found_again=True),
                  Step.batched("make", one_by_one(creates("vm"))),
                  rids=("slow", "bad", "fine"))
     rig.run_pass("slow", "bad", "fine")
@@ -76,19 +76,39 @@ def test_a_looks_only_step_that_waits_or_fails_is_stored_at_once() -> None:
     assert slow.version == bad.version == fine.version == 2
 
 
-def test_a_looks_only_outcome_is_stored_before_waiting_for_the_listing() -> None:
+def test_a_found_again_outcome_waits_for_the_listing_unstored() -> None:
     rig = rig_of(Step.batched("look", one_by_one(looks_up), needs_listing=False,
-                              looks_only=True),
+                              found_again=True),
                  Step.batched("make", one_by_one(creates("vm"))))
     runner = rig.runner()
     works = [work for rid in ("a", "b")
              if (work := runner.prepare(rig.record(rid), None)) is not None]
     parked = runner.advance(works, listed=False)
-    # The listing may never come (it fails): what look found is stored now.
+    # Parked before "make" with look's outcome unstored; it goes on once listed
+    # and is stored with make's outcome.
     assert sorted(w.record.request.id for w in parked) == ["a", "b"]
-    assert [rig.record(rid).step_name for rid in ("a", "b")] == ["make", "make"]
-    assert rig.record("a").machine_uuid == "found-a"
-    assert rig.storage.transactions == 1
+    assert rig.storage.transactions == 0
+    assert rig.record("a").stage == Stage.PENDING
     runner.advance(parked)
-    assert rig.record("a").stage == rig.record("b").stage == Stage.PROVISIONED
+    assert rig.storage.transactions == 1
+    record = rig.record("a")
+    assert (record.stage, record.machine_uuid) == (Stage.PROVISIONED, "found-a")
 
+
+
+def test_a_parked_outcome_is_stored_at_its_step_when_the_listing_failed() -> None:
+    rig = rig_of(Step.batched("look", one_by_one(looks_up), needs_listing=False,
+                              found_again=True),
+                 Step.batched("make", one_by_one(creates("vm"))))
+    runner = rig.runner()
+    works = [work for rid in ("a", "b")
+             if (work := runner.prepare(rig.record(rid), None)) is not None]
+    parked = runner.advance(works, listed=False)
+    runner.store_parked(parked)
+    assert rig.storage.transactions == 1
+    for rid in ("a", "b"):
+        record = rig.record(rid)
+        assert (record.stage, record.step_name) == (Stage.PROVISIONING, "make")
+        assert record.machine_uuid == f"found-{rid}"
+    runner.store_parked(parked)  # nothing left unstored: no write
+    assert rig.storage.transactions == 1

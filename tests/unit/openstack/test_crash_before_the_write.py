@@ -1,6 +1,7 @@
-"""A worker SIGKILLed after the looks-only steps (image, flavor, server group) and the
-port create, before the one store write that holds all of them: the restart finds
-the tagged ports, makes one server per request, and leaks no port."""
+"""A worker SIGKILLed after the steps that are not stored on their own
+(``Step.found_again``: image, flavor, server group, ports, server) made ports or a
+server, before the one store write that holds them: the restart finds the tagged
+ports and servers, ends with one server per request, and leaks no port."""
 
 from __future__ import annotations
 
@@ -11,6 +12,8 @@ import subprocess
 import sys
 import threading
 from pathlib import Path
+
+import pytest
 
 from talprov.providers.types import Stage
 from talprov.reconcile.reconciler import ProviderHandle, Reconciler
@@ -23,8 +26,14 @@ IMAGE = "talos-crash"
 REQUESTS = ("k0", "k1", "k2")
 
 
-def test_sigkill_between_the_lookups_and_their_write_leaves_one_server_each(
-        harness: Harness, tmp_path: Path) -> None:
+# Neutron made the pass's ports (201), or Nova took the first server (202); the
+# worker dies before it hears back.
+KILL_POINTS = {"ports": (r"/v2\.0/ports$", 201), "server": (r"/compute/v2\.1/servers$", 202)}
+
+
+@pytest.mark.parametrize("kill_at", sorted(KILL_POINTS))
+def test_sigkill_before_the_write_leaves_one_server_each_and_no_port(
+        harness: Harness, tmp_path: Path, kill_at: str) -> None:
     harness.cloud.add_image(IMAGE)
     store_url = f"sqlite:///{tmp_path / 'state.db'}"
     store = Store(store_url)
@@ -46,14 +55,15 @@ def test_sigkill_between_the_lookups_and_their_write_leaves_one_server_each(
                              stderr=subprocess.PIPE, text=True)
     killed = threading.Event()
 
+    path, status = KILL_POINTS[kill_at]
+
     def kill_before_the_reply(req: Request, response: Response) -> None:
-        # Neutron made the pass's ports; the worker dies before it hears back.
-        if response.status == 201 and not killed.is_set():
+        if response.status == status and not killed.is_set():
             killed.set()
             child.send_signal(signal.SIGKILL)
             child.wait(timeout=10)
 
-    harness.cloud.after("POST", r"/v2\.0/ports$", kill_before_the_reply)
+    harness.cloud.after("POST", path, kill_before_the_reply)
     try:
         _, errors = child.communicate(timeout=120)
     finally:
@@ -61,9 +71,10 @@ def test_sigkill_between_the_lookups_and_their_write_leaves_one_server_each(
             child.kill()
     assert killed.is_set(), f"the worker exited ({child.returncode}) first: {errors}"
     assert child.returncode == -signal.SIGKILL
-    # The window is real: the ports exist, and nothing the lookups found was
-    # stored (they are written with the ports' step, which never ended).
+    # The window is real: the ports (and maybe servers) exist, and nothing of
+    # what the steps found or made was stored.
     assert len(harness.cloud.ports()) == len(REQUESTS)
+    assert len(harness.cloud.servers()) >= (kill_at == "server")
     for record in store.list_requests():
         assert (record.stage, record.step_name, record.state) == (Stage.PENDING, None, {})
 
