@@ -5,12 +5,6 @@ ports and servers, ends with one server per request, and leaks no port."""
 
 from __future__ import annotations
 
-import json
-import os
-import signal
-import subprocess
-import sys
-import threading
 from pathlib import Path
 
 import pytest
@@ -18,10 +12,8 @@ import pytest
 from talprov.providers.types import Stage
 from talprov.reconcile.reconciler import ProviderHandle, Reconciler
 from talprov.store.store import Store
-from talprov.testing.openstack.wire import Request, Response
 from tests.unit.openstack.harness import Harness
 
-REPO = Path(__file__).resolve().parents[3]
 IMAGE = "talos-crash"
 REQUESTS = ("k0", "k1", "k2")
 
@@ -40,37 +32,7 @@ def test_sigkill_before_the_write_leaves_one_server_each_and_no_port(
     store.migrate()
     for rid in REQUESTS:
         store.create_request(harness.request(rid, image=IMAGE))
-    spec = tmp_path / "spec.json"
-    spec.write_text(json.dumps({
-        "installation": harness.owner.installation,
-        "owner": {"installation": harness.owner.installation,
-                  "instance": harness.owner.instance},
-        "cache_dir": str(harness.runtime.cache_dir),
-        "factory_url": harness.factory.url,
-        "config": {**harness.config.model_dump(mode="json"), "auth": harness.cloud.auth()},
-        "store": store_url,
-    }))
-    child = subprocess.Popen([sys.executable, "-m", "tests.unit.openstack.crash_child",
-                              str(spec)], cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)},
-                             stderr=subprocess.PIPE, text=True)
-    killed = threading.Event()
-
-    path, status = KILL_POINTS[kill_at]
-
-    def kill_before_the_reply(req: Request, response: Response) -> None:
-        if response.status == status and not killed.is_set():
-            killed.set()
-            child.send_signal(signal.SIGKILL)
-            child.wait(timeout=10)
-
-    harness.cloud.after("POST", path, kill_before_the_reply)
-    try:
-        _, errors = child.communicate(timeout=120)
-    finally:
-        if child.poll() is None:
-            child.kill()
-    assert killed.is_set(), f"the worker exited ({child.returncode}) first: {errors}"
-    assert child.returncode == -signal.SIGKILL
+    harness.kill_worker(tmp_path, {"store": store_url}, *KILL_POINTS[kill_at])
     # The window is real: the ports (and maybe servers) exist, and nothing of
     # what the steps found or made was stored.
     assert len(harness.cloud.ports()) == len(REQUESTS)

@@ -10,6 +10,8 @@ from talprov.providers.batching import one_by_one
 from talprov.providers.errors import Transient
 from talprov.providers.protocol import Step, StepContext
 from talprov.providers.types import Retry, Stage, StepResult
+from talprov.reconcile.runner import RequestRunner
+from talprov.reconcile.work import Work
 from tests.unit.reconcile.test_runner import Rig, creates, waits
 
 Ctx = StepContext[Any, Any]
@@ -76,14 +78,20 @@ def test_a_found_again_step_that_waits_or_fails_is_stored_at_once() -> None:
     assert slow.version == bad.version == fine.version == 2
 
 
-def test_a_found_again_outcome_waits_for_the_listing_unstored() -> None:
+def parked_before_the_listing() -> tuple[Rig, RequestRunner, list[Work]]:
+    """Requests a and b advanced without the listing: "look" (found again, needs
+    none) done, parked before "make" (which needs it)."""
     rig = rig_of(Step.batched("look", one_by_one(looks_up), needs_listing=False,
                               found_again=True),
                  Step.batched("make", one_by_one(creates("vm"))))
     runner = rig.runner()
     works = [work for rid in ("a", "b")
              if (work := runner.prepare(rig.record(rid), None)) is not None]
-    parked = runner.advance(works, listed=False)
+    return rig, runner, runner.advance(works, listed=False)
+
+
+def test_a_found_again_outcome_waits_for_the_listing_unstored() -> None:
+    rig, runner, parked = parked_before_the_listing()
     # Parked before "make" with look's outcome unstored; it goes on once listed
     # and is stored with make's outcome.
     assert sorted(w.record.request.id for w in parked) == ["a", "b"]
@@ -97,13 +105,7 @@ def test_a_found_again_outcome_waits_for_the_listing_unstored() -> None:
 
 
 def test_a_parked_outcome_is_stored_at_its_step_when_the_listing_failed() -> None:
-    rig = rig_of(Step.batched("look", one_by_one(looks_up), needs_listing=False,
-                              found_again=True),
-                 Step.batched("make", one_by_one(creates("vm"))))
-    runner = rig.runner()
-    works = [work for rid in ("a", "b")
-             if (work := runner.prepare(rig.record(rid), None)) is not None]
-    parked = runner.advance(works, listed=False)
+    rig, runner, parked = parked_before_the_listing()
     runner.store_parked(parked)
     assert rig.storage.transactions == 1
     for rid in ("a", "b"):
