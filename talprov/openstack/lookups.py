@@ -185,13 +185,16 @@ class Lookups(NameCache):
         return self.get("security group", name_or_id, find)
 
     def warm(self, datas: Iterable[OpenStackData],
-             also: Iterable[Callable[[], object]] = ()) -> None:
+             also: Iterable[Callable[[], object]] = (),
+             meanwhile: Callable[[], object] | None = None) -> None:
         """Resolve every name ``datas`` use (existing image, flavor, networks,
         security groups) and run ``also``, all side by side, so that the steps
-        after this one find them cached instead of asking one after another.
+        after this one find them cached instead of asking one after another;
+        ``meanwhile`` (CPU work) runs in this thread while they are on their way.
 
         A lookup that fails is not cached: the step that needs it asks again and
-        raises the error there. Never raises a ``ProviderError``.
+        raises the error there. Never raises a ``ProviderError``; raises what
+        ``meanwhile`` raises, once the lookups are done.
         """
         tasks: dict[tuple[str, str], Callable[[], object]] = {}
         for data in datas:
@@ -216,9 +219,14 @@ class Lookups(NameCache):
         if len(work) <= 1:
             for task in work:
                 attempt(task)
+            if meanwhile is not None:
+                meanwhile()
             return
         with ThreadPoolExecutor(max_workers=min(WARM_WORKERS, len(work))) as pool:
-            list(pool.map(attempt, work))
+            done = pool.map(attempt, work)
+            if meanwhile is not None:
+                meanwhile()
+            list(done)
 
 
 def _fits(data: OpenStackData) -> str:

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Sequence
-from functools import partial
+from contextlib import suppress
 from typing import Any, ClassVar
 
 from pydantic import BaseModel
@@ -130,21 +130,27 @@ class OpenStackProvider:
             # a set reaches ensure-ports at once and shares its one port list.
             # The steps up to ensure-ports neither read the listing nor make or
             # remove a server: they run while the pass's listing is on its way.
-            Step.batched("resolve-image", self._resolve_images, needs_listing=False),
+            # found_again: what a done step found or made (by name, key or tag) a
+            # restart finds again, so only waits, failures and the end are stored.
+            Step.batched("resolve-image", self._resolve_images, needs_listing=False,
+                         found_again=True),
             # resolve-image looked the flavors up: no thread per request for them.
             Step("resolve-flavor", self._resolve_flavor,
                  where_needed(self._resolve_flavor, lambda ctx: (
                      ctx.state.flavor_id is None and not self._names.knows_flavor(ctx.data))),
-                 needs_listing=False),
+                 needs_listing=False, found_again=True),
             # One request at a time anyway (see the step).
             Step("ensure-server-group", self._ensure_server_group,
                  where_needed(self._ensure_server_group, lambda _: False),
-                 needs_listing=False),
+                 needs_listing=False, found_again=True),
             Step("ensure-ports", self._ensure_ports_step, self.ports.ensure_batch,
-                 needs_listing=False),
-            Step("ensure-server", self._ensure_server_step, one_by_one(self._ensure_server_step)),
+                 needs_listing=False, found_again=True),
+            # The pass's listing shows a server a dead worker made: found, not remade.
+            Step("ensure-server", self._ensure_server_step, one_by_one(self._ensure_server_step),
+                 found_again=True),
+            # Done, it only saw the server ACTIVE (a rebuild in another zone waits).
             Step("wait-active", self._wait_active, self._wait_active_batch,
-                 timeout=self.config.active_timeout),
+                 timeout=self.config.active_timeout, found_again=True),
             Step("ensure-floating-ip", self._ensure_floating_ip,
                  where_needed(self._ensure_floating_ip,
                               lambda ctx: ctx.data.floating_ip_pool is not None)),
@@ -157,18 +163,23 @@ class OpenStackProvider:
         need (image, flavor, networks, groups, Neutron's extensions) and the
         owner's tagged ports (``Ports.look_ahead``) are fetched side by side, so
         those steps wait for no lookup one after another."""
-        self._names.warm([ctx.data for ctx in ctxs], also=[
-            self.tags.aliases, lambda: self.ports.look_ahead(ctxs),
-            # Rendering is CPU: done while the lookups are on their way, not
-            # between the server creates (it is kept for this pass only).
-            *(partial(self._render_ahead, ctx) for ctx in ctxs)])
+        self._names.warm(
+            [ctx.data for ctx in ctxs],
+            also=[self.tags.aliases, lambda: self.ports.look_ahead(ctxs)],
+            # Rendering is CPU: done in this thread while the lookups are on
+            # their way, not between the server creates (kept for this pass only).
+            meanwhile=lambda: self._render_ahead(ctxs))
         # Only an image from the factory may still cost calls (an upload).
         return each_as_needed(self._resolve_image, ctxs, lambda ctx: (
             ctx.state.image_id is None and ctx.data.image is None))
 
     @staticmethod
-    def _render_ahead(ctx: Ctx) -> None:
-        ctx.state.keep_user_data(user_data_of(ctx.request))
+    def _render_ahead(ctxs: Sequence[Ctx]) -> None:
+        for ctx in ctxs:
+            # A config that does not render fails its request at ensure-server,
+            # which renders again and raises there.
+            with suppress(ProviderError):
+                ctx.state.keep_user_data(user_data_of(ctx.request))
 
     def _resolve_image(self, ctx: Ctx) -> StepResult:
         if ctx.state.image_id is not None:

@@ -151,6 +151,17 @@ class Step:
     must after a crash. It takes a ``run_batch`` that tells each outcome as it
     is known (``StepContext.finished``); one that does not makes the batch go
     on together.
+
+    ``found_again=True`` promises that a request this step is done with (it
+    returned None) holds nothing in its state that a restart could not learn by
+    running the steps again from the last stored one: the step only looked
+    things up, or what it made carries a name or tag that it (or a step before
+    it) looks for first. Its outcome is then not stored on its own: the request
+    goes on to its next step at once, and the outcomes are stored together with
+    the first one that is stored (one write less per request and step). A crash
+    before that write resumes the request at the last stored step, which finds
+    what the steps after it made. A step that waits (``Retry``) or fails is
+    stored as always.
     """
 
     name: str
@@ -159,12 +170,15 @@ class Step:
     timeout: float | None = None
     needs_listing: bool = True
     pipelined: bool = False
+    found_again: bool = False
 
     @classmethod
     def batched(cls, name: str, run_batch: BatchStepFn, *, timeout: float | None = None,
-                needs_listing: bool = True, pipelined: bool = False) -> Step:
+                needs_listing: bool = True, pipelined: bool = False,
+                found_again: bool = False) -> Step:
         """A step whose ``run`` is ``run_batch`` on a batch of one."""
-        return cls(name, run_one_of(run_batch), run_batch, timeout, needs_listing, pipelined)
+        return cls(name, run_one_of(run_batch), run_batch, timeout, needs_listing, pipelined,
+                   found_again)
 
 
 def run_one_of(run_batch: BatchStepFn) -> StepFn:

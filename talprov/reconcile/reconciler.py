@@ -235,6 +235,7 @@ class Reconciler(LeaseRenewal):
             if listing.machines is None:
                 if not listing.skipped:  # (answers() said it would not be)
                     report.list_calls[instance] = 1
+                    runner.store_parked(parked)
                     # Steps that ran meanwhile moved versions on: note on fresh ones.
                     stored = ({s.id: s for s in self.store.summaries(ACTIVE_STAGES)}
                               if early else {})

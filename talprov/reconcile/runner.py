@@ -9,7 +9,11 @@ what they would create before creating it) nothing is created twice. A batch of
 a pipelined step (``Step.pipelined``) is the exception that keeps the rule: a
 request done with it runs its next steps at once, alone, and where it got is
 written with the batch's outcomes; a crash before that resumes it at the
-batch's step.
+batch's step. So is a step whose work a restart finds again by looking
+(``Step.found_again``: a lookup, or something it made and tagged): a request
+done with it is written with its next stored step's outcome (or, parked
+before a listing that failed, at the step it waits at); a crash before that
+resumes it at the last stored step, which finds what was made since.
 """
 
 from __future__ import annotations
@@ -227,7 +231,7 @@ class RequestRunner:
                 group = by_step[index]
                 step = self._steps[index] if index < len(self._steps) else None
                 if not listed and step is not None and step.needs_listing:
-                    parked += group
+                    parked += group  # outcomes stored as it goes on (or store_parked)
                     continue
                 if step is None:
                     for w in group:
@@ -237,6 +241,13 @@ class RequestRunner:
                 still += self._run_group(step, group, listed)
             active = still
         return parked
+
+    def store_parked(self, works: Sequence[Work]) -> None:
+        """Store what ``works``, parked by :meth:`advance` before a step that needs
+        the listing, hold unstored (``Step.found_again``), at that step: for a
+        listing that failed, so that the request shows how far it got."""
+        save_all(self.store, [(w, step.name) for w in works
+                              if w.unsaved and (step := self.step_of(w)) is not None])
 
     def _run_group(self, step: Step, group: Sequence[Work], listed: bool) -> list[Work]:
         """Run ``step`` for ``group`` and store the outcomes in one transaction; the
@@ -273,11 +284,15 @@ class RequestRunner:
             raise trouble[0]
         taken = [chained[id(w)] if id(w) in chained else self._take(step, w, ctx, outcome)
                  for w, ctx, outcome in zip(group, contexts, outcomes, strict=True)]
-        # The whole group's outcomes are one store transaction.
-        saved = save_all(self.store, [(w, name) for w, (name, _) in zip(group, taken,
-                                                                        strict=True)])
-        return [w for w, (_, more), ok in zip(group, taken, saved, strict=True)
-                if more and ok]
+        # The whole group's outcomes are one store transaction; a found-again step's
+        # requests that go on are stored with their next step instead.
+        for w, (_, more) in zip(group, taken, strict=True):
+            w.unsaved = step.found_again and more
+        writes = [(w, name) for w, (name, _) in zip(group, taken, strict=True) if not w.unsaved]
+        stored = dict(zip((id(w) for w, _ in writes), save_all(self.store, writes),
+                          strict=True))
+        return [w for w, (_, more) in zip(group, taken, strict=True)
+                if more and stored.get(id(w), True)]
 
     def _chain(self, step: Step, work: Work, ctx: StepContext[Any, Any],
                listed: bool) -> tuple[str | None, bool]:

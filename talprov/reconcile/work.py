@@ -55,6 +55,8 @@ class Work:
     stopped: bool = False
     #: The step whose outcome the unsaved events are about (for their log lines).
     step_run: str | None = None
+    #: A step's outcome is in this copy but not stored yet (``Step.found_again``).
+    unsaved: bool = False
 
     @classmethod
     def start(
@@ -167,6 +169,8 @@ def save_all(store: ProgressStorage, writes: Sequence[tuple[Work, str | None]]) 
     if not writes:
         return []
     first = writes[0][0]
+    for work, _ in writes:
+        work.unsaved = False
     outcomes = store.save_progress_many([w.update(name) for w, name in writes], now=first.now())
     return [work.saved(store, outcome) for (work, _), outcome in zip(writes, outcomes,
                                                                       strict=True)]

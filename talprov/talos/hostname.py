@@ -21,6 +21,8 @@ later), and from v1.12 one whose v1alpha1 document asks for
 from __future__ import annotations
 
 import re
+from enum import Enum
+from functools import lru_cache
 from typing import Any
 
 from talprov.talos import goyaml
@@ -61,21 +63,42 @@ def with_hostname(config: str, name: str, talos_version: str, where: str = "mach
     comments dropped). Raises ``ConfigError`` naming ``where`` for malformed
     YAML. Pure and idempotent.
     """
+    how = _how_to_name(config, has_hostname_config(talos_version), where)
+    if how is _Naming.AS_IS:
+        return config
+    if how is _Naming.V1ALPHA1:
+        patch = goyaml.mapping_lines([("machine", {"network": {"hostname": name}})], 0)
+        return apply_patches(config, ["\n".join(patch) + "\n"], where)
+    if how is _Naming.MERGE:
+        return apply_patches(config, [hostname_document(name)], where)
+    return without_trailing_separators(config) + "---\n" + hostname_document(name)
+
+
+class _Naming(Enum):
+    AS_IS = "as is"
+    V1ALPHA1 = "machine.network.hostname"
+    MERGE = "merged into the HostnameConfig"
+    APPEND = "a HostnameConfig appended"
+
+
+# The machines of a set share one config, which differs only in the name: it is
+# read once, not once per machine. Kept in memory only (configs hold secrets).
+@lru_cache(maxsize=16)
+def _how_to_name(config: str, hostname_config: bool, where: str) -> _Naming:
+    """How :func:`with_hostname` names a machine of ``config``, whatever its name.
+    Raises ``ConfigError`` naming ``where`` for malformed YAML (not kept)."""
     documents = load_documents(config, where)
     legacy = next((d for d in documents if "kind" not in d), None)
     if legacy is None:
-        return config
+        return _Naming.AS_IS
     typed = [d for d in documents if d.get("kind") == HOSTNAME_KIND]
     if _dig(legacy, "machine", "network", "hostname") or any(d.get("hostname") for d in typed):
-        return config
-    if not has_hostname_config(talos_version):
-        patch = goyaml.mapping_lines([("machine", {"network": {"hostname": name}})], 0)
-        return apply_patches(config, ["\n".join(patch) + "\n"], where)
+        return _Naming.AS_IS
+    if not hostname_config:
+        return _Naming.V1ALPHA1
     if _dig(legacy, "machine", "features", "stableHostname") is True:
-        return config
-    if typed:
-        return apply_patches(config, [hostname_document(name)], where)
-    return without_trailing_separators(config) + "---\n" + hostname_document(name)
+        return _Naming.AS_IS
+    return _Naming.MERGE if typed else _Naming.APPEND
 
 
 def without_trailing_separators(text: str) -> str:

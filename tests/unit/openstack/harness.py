@@ -7,6 +7,12 @@ exactly as the reconciler would.
 
 from __future__ import annotations
 
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -18,9 +24,11 @@ from talprov.providers.protocol import Runtime, StepContext
 from talprov.providers.types import MachineRequest, Owner, Retry
 from talprov.reconcile.runner import run_step
 from talprov.testing import FakeClock
+from talprov.testing.openstack.wire import Request, Response
 from tests.emulators.factory import FakeImageFactory
 from tests.emulators.openstack import FakeOpenStack
 
+REPO = Path(__file__).resolve().parents[3]
 CONFIG_CANARY = "canary-cluster-secret-7f3a9c"
 TALOS_VERSION = "v1.13.9"
 
@@ -105,3 +113,38 @@ class Harness:
                 return
             self.clock.sleep(result.after)
         raise AssertionError("deprovision did not finish")
+
+    def kill_worker(self, tmp: Path, job: dict[str, Any], path: str, status: int) -> None:
+        """Run ``tests.unit.openstack.crash_child`` on ``job`` (its ``request`` or
+        its ``store``) and SIGKILL it once the cloud answered a POST to ``path``
+        with ``status``, before the answer reaches it. Asserts that it died so."""
+        spec = tmp / "spec.json"
+        spec.write_text(json.dumps({
+            "installation": self.owner.installation,
+            "owner": {"installation": self.owner.installation, "instance": self.owner.instance},
+            "cache_dir": str(self.runtime.cache_dir),
+            "factory_url": self.factory.url,
+            "config": {**self.config.model_dump(mode="json"), "auth": self.cloud.auth()},
+            **job,
+        }))
+        child = subprocess.Popen([sys.executable, "-m", "tests.unit.openstack.crash_child",
+                                  str(spec)], cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)},
+                                 stderr=subprocess.PIPE, text=True)
+        killed = threading.Event()
+
+        def kill_before_the_reply(req: Request, response: Response) -> None:
+            if response.status == status and not killed.is_set():
+                # Set first: the main thread's wait() returns the moment the child
+                # dies, possibly before this thread runs another line.
+                killed.set()
+                child.send_signal(signal.SIGKILL)
+                child.wait(timeout=10)
+
+        self.cloud.after("POST", path, kill_before_the_reply)
+        try:
+            _, errors = child.communicate(timeout=120)
+        finally:
+            if child.poll() is None:
+                child.kill()
+        assert killed.is_set(), f"the worker exited ({child.returncode}) first: {errors}"
+        assert child.returncode == -signal.SIGKILL

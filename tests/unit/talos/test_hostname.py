@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 from jsonschema import Draft202012Validator
 
+from talprov.talos import hostname
 from talprov.talos.hostname import has_hostname_config, with_hostname
 from talprov.talos.machineconfig import load_documents
 
@@ -95,3 +96,27 @@ def test_naming_twice_changes_nothing() -> None:
         assert with_hostname(once, "123", version) == once
         assert "123" in [d.get("hostname") for d in load_documents(once, "x")] + [
             load_documents(once, "x")[0]["machine"].get("network", {}).get("hostname")]
+
+
+@pytest.mark.parametrize("version", ["v1.11.6", "v1.13.9"])
+def test_machines_sharing_a_config_are_each_named_and_it_is_read_once(
+        version: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    config = CONFIG.replace("tok-secret", f"tok-{version}")  # not read by another test
+    reads: list[str] = []
+
+    def counting(text: str, where: str) -> list[dict[str, Any]]:
+        reads.append(text)
+        return load_documents(text, where)
+
+    monkeypatch.setattr(hostname, "load_documents", counting)
+    named = {name: with_hostname(config, name, version) for name in ("w-1", "w-2", "w-3")}
+    for name, text in named.items():
+        documents = load_documents(text, "named")
+        if has_hostname_config(version):
+            assert [d["hostname"] for d in documents if d.get("kind") == "HostnameConfig"] == [
+                name]
+        else:
+            assert documents[0]["machine"]["network"]["hostname"] == name
+    # The config itself was read to decide how to name once, for all three (the
+    # v1alpha1 patch still merges into each machine's own copy).
+    assert reads.count(config) == 1
