@@ -95,15 +95,20 @@ class App:
             problem = None
             try:
                 factory = self.config.image_factory()
+                url, verify, auth = factory.url, factory.verify(), factory.auth()
             except ConfigError as exc:
-                factory, problem = cfg.image_factory, str(exc)
+                # The block's other values may be unresolved references: take only
+                # the URL (resolved on its own; the boot server and asset URLs use
+                # it) and verify TLS as by default.
+                problem = str(exc)
+                url, verify, auth = self.config.factory_url(), True, None
             cache = Path(cfg.cache_dir).expanduser() if cfg.cache_dir else _default_cache_dir()
             self._runtime = Runtime(
                 installation=cfg.installation,
                 cache_dir=cache,
-                factory_url=factory.url,
-                factory_verify_tls=factory.verify(),
-                factory_auth=None if problem else factory.auth(),
+                factory_url=url,
+                factory_verify_tls=verify,
+                factory_auth=auth,
                 progress=progress_printer(),
             )
             if problem is not None:

@@ -63,3 +63,18 @@ def test_the_bare_metal_commands_work_without_the_password(
     unresolved = home.invoke("baremetal", "list")
     assert unresolved.exit_code == 2, unresolved.output
     assert "IFURL_UNSET" in unresolved.output
+
+
+def test_a_runtime_without_the_password_still_gets_the_resolved_url(
+        home: Home, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Review: the fallback took the block as written, so a URL given as a reference
+    # reached the boot server and asset URLs as the text '${env:...}'.
+    monkeypatch.delenv("IFPW_UNSET", raising=False)
+    monkeypatch.setenv("IFURL_SET", "https://mirror.example.test")
+    home.write_config(image_factory={"url": "${env:IFURL_SET}", "username": "u",
+                                     "password": "${env:IFPW_UNSET}"})
+    runtime = App(config_path=str(home.config_path), store_url=None).runtime
+    assert runtime.factory_url == "https://mirror.example.test"
+    assert runtime.factory_verify_tls is True
+    with pytest.raises(InstanceUnavailable):
+        images_for(runtime)
