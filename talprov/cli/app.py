@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, NoReturn, TypeVar
 
 import click
+import sqlalchemy as sa
 
 from talprov.config import LoadedConfig, load_config, validate_unresolved
 from talprov.errors import ConfigError, Conflict, did_you_mean
@@ -31,7 +32,7 @@ from talprov.scaler.editing import ClusterBusy
 from talprov.scaler.models import MAX_SET_SIZE
 from talprov.secrets import RedactingFilter, redact
 from talprov.service.config import ServiceConfig
-from talprov.store.crypto import store_key_from
+from talprov.store.crypto import KEY_HINT, not_random_reason, store_key_from
 from talprov.store.errors import StoreError
 from talprov.store.store import Store, default_store_url
 from talprov.talos.factory import factory_unusable
@@ -70,6 +71,7 @@ class App:
     #: Instances all_handles() could not build, with why.
     unusable: dict[str, str] = field(default_factory=dict)
     _runtime: Runtime | None = None
+    _placeholder_warned: bool = False
     #: Whether loading the config checks the service block's shape too (config
     #: check reports it in a row of its own instead).
     check_service_shape: bool = True
@@ -127,8 +129,40 @@ class App:
     def unmigrated_store(self) -> Store:
         """The store as it is, for commands that inspect or upgrade its schema."""
         if self._store is None:
-            self._store = Store(self.resolved_store_url(), key=store_key_from(os.environ))
+            self._store = Store(self.resolved_store_url(), key=self.store_key())
         return self._store
+
+    def store_key(self) -> str | None:
+        """``TALPROV_STORE_KEY`` as every command takes it.
+
+        A placeholder key (see :func:`~talprov.store.crypto.not_random_reason`) is
+        refused for a store that holds no records yet; a store that already does
+        may have been sealed with it before the rule existed, and refusing it then
+        would lock its records away, so it is used with one warning. Raises
+        :class:`ConfigError` naming the variable, never the key. Idempotent.
+        """
+        key = store_key_from(os.environ, placeholder_ok=True)
+        reason = not_random_reason(key) if key is not None else None
+        if reason is None:
+            return key
+        if not self._store_holds_records():
+            raise ConfigError("TALPROV_STORE_KEY", f"is not random ({reason}); {KEY_HINT}")
+        if not self._placeholder_warned:
+            self._placeholder_warned = True
+            say(f"warning: TALPROV_STORE_KEY is not random ({reason}); it is used because "
+                "this store already holds records, which may be sealed with it. A new "
+                f"store must get a random key ({KEY_HINT})", level=logging.WARNING)
+        return key
+
+    def _store_holds_records(self) -> bool:
+        """Whether the store holds records, creating nothing: a SQLite file that is
+        not there holds none."""
+        url = sa.make_url(self.resolved_store_url())
+        if url.get_backend_name() == "sqlite" and not (
+                url.database and url.database != ":memory:" and Path(url.database).exists()):
+            return False
+        with Store(url.render_as_string(hide_password=False)) as probe:
+            return probe.holds_records()
 
     def resolved_store_url(self) -> str:
         """--store, else the config's store, else SQLite under $XDG_STATE_HOME."""

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import sys
 
 import click
@@ -14,7 +13,6 @@ from talprov.config import LoadedConfig, find_config_file
 from talprov.errors import ConfigError
 from talprov.secrets import redact
 from talprov.service.config import parse_service_config
-from talprov.store.crypto import store_key_from
 
 
 @click.group(name="config")
@@ -57,7 +55,7 @@ def check(app: App, connect: bool, output: str) -> None:
         invalid = True
         rows.append(_row("service", "-", file, "service", exc))
     try:
-        store_key_from(os.environ)
+        app.store_key()  # what every command that opens the store takes
     except ConfigError as exc:
         # As every command that opens the store refuses it (exit 2). An environment
         # variable, not a line of the file: no file.

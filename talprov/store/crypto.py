@@ -38,13 +38,15 @@ KEY_HINT = ("make one with: python -c 'import secrets; print(secrets.token_urlsa
             "or: openssl rand -base64 32")
 
 
-def store_key_from(environ: Mapping[str, str]) -> str | None:
+def store_key_from(environ: Mapping[str, str], *, placeholder_ok: bool = False) -> str | None:
     """The ``TALPROV_STORE_KEY`` of ``environ``, or None when unset (no encryption).
 
     Raises :class:`ConfigError` naming the variable, never the key, for a key
     shorter than :data:`MIN_STORE_KEY_BYTES`, for one set but empty (a unit
     file's unset ``${KEY}`` must not silently store configs in clear), and for one
-    that is plainly not random (see :func:`_not_random_reason`). Pure."""
+    that is plainly not random (see :func:`not_random_reason`) unless
+    ``placeholder_ok``: a store already sealed with such a key must stay readable
+    (the caller decides, and warns). Pure."""
     key = environ.get("TALPROV_STORE_KEY")
     if key is not None and not key.strip():
         raise ConfigError("TALPROV_STORE_KEY", "is set but empty; unset it to store configs "
@@ -55,13 +57,13 @@ def store_key_from(environ: Mapping[str, str]) -> str | None:
             f"is too short ({len(key.encode())} bytes); give at least "
             f"{MIN_STORE_KEY_BYTES} random bytes ({KEY_HINT})",
         )
-    reason = _not_random_reason(key) if key is not None else None
+    reason = not_random_reason(key) if key is not None and not placeholder_ok else None
     if reason is not None:
         raise ConfigError("TALPROV_STORE_KEY", f"is not random ({reason}); {KEY_HINT}")
     return key
 
 
-def _not_random_reason(key: str) -> str | None:
+def not_random_reason(key: str) -> str | None:
     """Why ``key`` is plainly not random, or None. Two rules a person can check by
     eye, both never met by a generated key: fewer than
     :data:`MIN_STORE_KEY_DISTINCT_CHARS` different characters, or one shorter piece

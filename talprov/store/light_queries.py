@@ -18,11 +18,21 @@ import sqlalchemy as sa
 from talprov.providers.types import Stage
 from talprov.store.parts import StorePart
 from talprov.store.records import utc_or_now
-from talprov.store.schema import requests
+from talprov.store.schema import clusters, request_sets, requests
 
 
 class LightQueryMethods(StorePart):
     """The payload-free reads of :class:`talprov.store.Store`, which mixes them in."""
+
+    def holds_records(self) -> bool:
+        """Whether any request, cluster or request set is recorded (sealed data may
+        exist); False for a store whose schema is not there yet. Reads no payload.
+        Raises :class:`StoreError` when the store cannot be read. Idempotent."""
+        with self._read() as conn:
+            present = set(sa.inspect(conn).get_table_names())
+            return any(conn.execute(sa.select(sa.literal(1)).select_from(table).limit(1))
+                       .first() is not None
+                       for table in (requests, clusters, request_sets) if table.name in present)
 
     def next_attempts(self, stages: Collection[Stage]) -> list[tuple[str, datetime | None]]:
         """``(request id, next_attempt_at)`` of every request in ``stages``, by id.

@@ -12,7 +12,12 @@ import random
 import pytest
 
 from talprov.errors import ConfigError
+from talprov.providers.types import MachineRequest
 from talprov.store.crypto import store_key_from
+from talprov.store.store import Store
+from tests.helpers import Home
+
+CONFIG = "version: v1alpha1\nmachine:\n  type: worker\n"
 
 
 @pytest.mark.parametrize("key", [
@@ -48,3 +53,25 @@ def test_every_documented_way_of_making_a_key_is_taken() -> None:
 def test_a_passphrase_with_enough_different_characters_is_taken() -> None:
     key = "this installation's own key, 32 bytes or more"
     assert store_key_from({"TALPROV_STORE_KEY": key}) == key
+
+
+def test_a_store_sealed_with_a_placeholder_before_the_rule_stays_readable(
+        home: Home, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Review: the rule came after stores were sealed with such keys; refusing the key
+    # for them too would lock their records away for good (there is no re-key).
+    placeholder = "changeme" * 5
+    monkeypatch.setenv("TALPROV_STORE_KEY", placeholder)
+    fresh = home.invoke("machine", "list")
+    assert fresh.exit_code == 2, fresh.output  # an empty store: refused
+    assert "is not random" in fresh.output
+    with Store(home.store_url, key=placeholder) as old:  # as an older talprov sealed it
+        old.migrate()
+        old.create_request(MachineRequest.model_validate(
+            {"id": "r-1", "provider": "fake", "talos_version": "v1.12.0",
+             "machine_config": CONFIG}))
+    for command in (("machine", "list", "-o", "json"), ("config", "check")):
+        result = home.invoke(*command)
+        assert result.exit_code == 0, result.output
+        assert "TALPROV_STORE_KEY is not random" in result.output
+        assert placeholder not in result.output
+    assert "r-1" in home.invoke("machine", "list").output
