@@ -48,8 +48,10 @@ def scaler_for(app: App) -> Scaler:
 
 RESEAL_HELP = ("When the recorded cluster was sealed with another TALPROV_STORE_KEY, "
                "replace its record with this file sealed by this key (its autoscaled "
-               "sizes and backoff are lost). Without it, such a cluster is refused: a "
-               "wrong key in the environment must not overwrite the record.")
+               "sizes and backoff are lost; its requests made under the old key stay "
+               "unreadable until deleted with `talprov machine delete`). Without it, "
+               "such a cluster is refused: a wrong key in the environment must not "
+               "overwrite the record.")
 
 
 def replaced_state(scaler: Scaler, name: str, *, reseal: bool) -> ClusterState | None:
@@ -268,7 +270,7 @@ def apply(app: App, path: Path, wait: bool, timeout: float, yes: bool, reseal: b
                                      recorded.spec.sets[CONTROL_PLANE_SET].size,
                                      spec.sets[CONTROL_PLANE_SET].size, yes)
     with scaler.editing(spec.name):
-        state = scaler.record(spec)
+        state = scaler.record(spec, reseal=reseal)
     if not wait:
         result = scaler.run_pass(spec.name)
         if result is None:

@@ -219,19 +219,25 @@ class Scaler:
 
     # -- records ---------------------------------------------------------------
 
-    def record(self, spec: ClusterSpec, *, keep_autoscaled_sizes: bool = True) -> ClusterState:
+    def record(self, spec: ClusterSpec, *, keep_autoscaled_sizes: bool = True,
+               reseal: bool = False) -> ClusterState:
         """Record ``spec`` as the cluster's desired state (keeping backoff/orphans).
 
         With ``keep_autoscaled_sizes`` (``talprov apply``), autoscaled sets keep the
         size recorded before (see :meth:`ClusterSpec.keeping_autoscaled_sizes`);
         ``talprov scale`` and the autoscaler pass False: they set sizes on purpose.
         Call it inside :meth:`editing` when a run loop may be passing the cluster.
-        A record sealed with another key is replaced whole (its backoff and the
-        autoscaled sizes it held are lost with it): this is how it is sealed anew.
+        A record sealed with another key raises :class:`UnreadableCluster` (a wrong
+        key in the caller's environment must not overwrite it) unless ``reseal``:
+        then it is replaced whole, its backoff and autoscaled sizes lost with it.
+        Requests of the cluster sealed with the old key stay unreadable; they are
+        set aside by the runner and can only be deleted.
         """
         try:
             previous = self.state(spec.name)
         except UnreadableCluster as exc:
+            if not reseal:
+                raise
             log.warning("cluster %s: replacing its record, which this key cannot read (%s)",
                         spec.name, exc.reason)
             previous = None

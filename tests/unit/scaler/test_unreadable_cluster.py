@@ -86,7 +86,9 @@ def test_state_names_the_cluster_and_applying_its_spec_again_seals_it_anew(
     assert caught.value.cluster == "demo"
     assert str(caught.value).startswith("cluster demo: ")
     assert "apply its spec again" in str(caught.value)
-    scaler.record(load_spec_file(spec_path))
+    with pytest.raises(UnreadableCluster):  # the guard is the scaler's, not only the CLI's
+        scaler.record(load_spec_file(spec_path))
+    scaler.record(load_spec_file(spec_path), reseal=True)
     state = scaler.state("demo")
     assert state is not None
     assert state.spec.sets["workers"].machine_config.get_secret_value()
