@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -27,6 +28,8 @@ from talprov.providers.errors import NotFound, ProviderError, Transient
 T = TypeVar("T")
 
 log = logging.getLogger(__name__)
+#: Salt of every session_key of this process (see RedfishPower.__init__).
+_SESSION_KEY_SALT = os.urandom(32)
 
 
 class RedfishPower:
@@ -48,9 +51,12 @@ class RedfishPower:
         self.attempts = max(1, attempts)
         self._sleep = sleep
         self._throttle = Throttle.for_bmc(f"redfish://{self.base_url}", min_interval)
-        #: Drivers with the same key may share one client (and its session).
-        self.session_key = hashlib.sha256(
-            f"{self.base_url}\0{username}\0{password}\0{verify}".encode()).hexdigest()
+        #: Drivers with the same key may share one client (and its session). Keyed
+        #: with a per-process salt: a plain hash of a BMC password (often weak) would
+        #: be an offline guessing oracle for anyone who sees the key.
+        self.session_key = hashlib.blake2b(
+            f"{self.base_url}\0{username}\0{password}\0{verify}".encode(),
+            key=_SESSION_KEY_SALT, digest_size=32).hexdigest()
         self._lock = threading.RLock()
         self._root: Any = None
         self._auth: Any = None
