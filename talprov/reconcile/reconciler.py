@@ -227,7 +227,7 @@ class Reconciler(LeaseRenewal):
         runner = self._runner(instance, handle)
         due = self._due(group)
         claimed, taken_over = self._claim(self._still_due(due)) if due else ([], False)
-        if taken_over:
+        if taken_over or self._inherited(group, claimed):
             self.listings.forget(instance)
         try:
             listing, works, early, parked = self._listing_beside(instance, handle, runner,
@@ -275,6 +275,15 @@ class Reconciler(LeaseRenewal):
                      if w.stage != Stage.DEPROVISIONING and not runner.waits_for_listing(w)]
             parked = self._run_works(runner, handle, early, listed=False) if early else []
             return asked.result(), works, early, parked
+
+    def _inherited(self, group: Sequence[RequestSummary],
+                   claimed: Sequence[RequestRecord]) -> bool:
+        """Whether a request now claimed was held by another worker whose lease ran
+        out: a lease let go is cleared, so that worker died or stalled mid-work, and
+        what it made may be missing from a listing taken before the claim."""
+        ours = {r.request.id for r in claimed}
+        return any(s.id in ours and s.lease_owner not in (None, self.worker_id)
+                   for s in group)
 
     def _due(self, group: Sequence[RequestSummary]) -> dict[str, int]:
         """The versions of the requests in ``group`` that have a step to run now."""

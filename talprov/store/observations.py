@@ -42,12 +42,16 @@ class RequestSummary:
     error: str | None
     #: Consecutive listings that missed this provisioned request's machine.
     missed_listings: int = 0
+    #: Who holds or last held its lease (a lease is cleared when let go, so a
+    #: holder here whose lease ran out died or stalled mid-work).
+    lease_owner: str | None = None
 
 
 _SUMMARY_COLUMNS = (
     requests.c.id, requests.c.provider, requests.c.stage, requests.c.version,
     requests.c.next_attempt_at, requests.c.infra_id, requests.c.machine_uuid,
     requests.c.addresses, requests.c.error, requests.c.missed_listings,
+    requests.c.lease_owner,
 )
 
 
@@ -104,7 +108,7 @@ class ObservationMethods(StorePart):
                 version=int(row.version), next_attempt_at=row.next_attempt_at,
                 infra_id=row.infra_id, machine_uuid=row.machine_uuid,
                 addresses=tuple(json.loads(row.addresses)), error=row.error,
-                missed_listings=int(row.missed_listings),
+                missed_listings=int(row.missed_listings), lease_owner=row.lease_owner,
             )
             for row in rows
         ]
