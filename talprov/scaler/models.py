@@ -38,6 +38,9 @@ from talprov.providers.types import (
 
 # Cluster and set names end up inside request ids, which are DNS labels.
 NAME_PATTERN = r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$"
+#: A cluster's name: as NAME_PATTERN, at most 42 characters (room for its sets'
+#: names and member numbers in request ids), so an error can say the one limit.
+CLUSTER_NAME_PATTERN = r"^[a-z0-9]([-a-z0-9]{0,40}[a-z0-9])?$"
 CONTROL_PLANE_SET = "control-planes"
 _PERCENT = re.compile(r"^(\d{1,3})%$")
 _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|h|m|s)")
@@ -128,7 +131,7 @@ class TalosSettings(_Doc):
 
 class ClusterDoc(_Doc):
     kind: Literal["Cluster"]
-    name: str = Field(pattern=NAME_PATTERN, max_length=42)
+    name: str = Field(pattern=CLUSTER_NAME_PATTERN, max_length=42)
     talos: TalosSettings
     join: JoinSpec | None = None
 
