@@ -11,6 +11,8 @@ import logging
 import os
 import re
 import sys
+import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -220,18 +222,33 @@ class App:
         logged at DEBUG and never hides the command's own outcome. Idempotent.
         """
         handles, self._providers = list(self._providers.values()), {}
-        for handle in handles:
-            close = getattr(handle.provider, "close", None)
-            if not callable(close):
-                continue
-            try:
-                close()
-            except Exception as exc:  # logging out is best effort
-                logging.getLogger(__name__).debug(
-                    "closing provider instance %s failed: %s",
-                    getattr(handle.provider, "name", "?"), type(exc).__name__)
+        closers = [threading.Thread(target=_close_quietly, args=(handle.provider,),
+                                    name="talprov-close", daemon=True)
+                   for handle in handles if callable(getattr(handle.provider, "close", None))]
+        for closer in closers:
+            closer.start()
+        # Side by side and bounded: an endpoint that does not answer (a dead BMC;
+        # sushy sets no connect timeout) must not hold the command's exit.
+        deadline = time.monotonic() + CLOSE_PROVIDERS_WITHIN
+        for closer in closers:
+            closer.join(max(0.0, deadline - time.monotonic()))
         if self._store is not None:
             self._store.close()
+
+
+#: Seconds App.close waits for providers to log out before it leaves them.
+CLOSE_PROVIDERS_WITHIN = 10.0
+
+
+def _close_quietly(provider: object) -> None:
+    """``provider.close()``; a failure is logged at DEBUG (logging out is best
+    effort), by class name only: an SDK's message may quote what it sent."""
+    try:
+        provider.close()  # type: ignore[attr-defined]
+    except Exception as exc:
+        logging.getLogger(__name__).debug(
+            "closing provider instance %s failed: %s",
+            getattr(provider, "name", "?"), type(exc).__name__)
 
 
 def _default_cache_dir() -> Path:
