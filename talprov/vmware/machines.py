@@ -219,7 +219,10 @@ def needs_resize(props: Mapping[str, Any], data: VSphereMachineData) -> Any | No
 @functools.lru_cache(maxsize=64)
 def _resize_spec(cpus: int, memory_mb: int, cores_per_socket: int | None) -> Any:
     """A ConfigSpec of these sizes, made once and shared by every VM that needs them
-    (pyVmomi only reads a spec to send it; making one costs ~0.15 ms of CPU)."""
+    (pyVmomi only reads a spec to send it; making one costs ~0.15 ms of CPU).
+
+    Shared across worker threads: a caller must never change the spec it gets
+    (copy it first), or another VM's reconfigure would carry the change."""
     vim = sdk.vim()
 
     spec = vim.vm.ConfigSpec(numCPUs=cpus, memoryMB=memory_mb)
