@@ -225,7 +225,7 @@ def check_instance_shape(name: str, block: dict[str, Any], where: str) -> None:
     resolved, by the command that uses it). Raises ``ConfigError`` naming file
     and key. Idempotent; no network.
     """
-    if not INSTANCE_NAME.match(name):
+    if not INSTANCE_NAME.fullmatch(name):
         raise ConfigError(where, "instance names are lowercase letters, digits and '-' "
                                  "(at most 63, starting and ending with a letter or digit)")
     type_name = block.get("type")
@@ -283,7 +283,7 @@ def split_listen(text: str) -> tuple[str, int]:
     Raises ``ValueError`` saying what is wrong (no port, a port above 65535) in
     words a person can act on. Pure.
     """
-    match = _LISTEN.match(text)
+    match = _LISTEN.fullmatch(text)
     if match is None:
         raise ValueError(f"expected HOST:PORT ([ADDRESS]:PORT for IPv6), e.g. "
                          f"127.0.0.1:8080, got {text!r}")

@@ -92,9 +92,9 @@ NewTalosVersion = Annotated[str, AfterValidator(require_talos_version)]
 def malformed_talos_version(value: str) -> str | None:
     """The message for a version that is not a Talos tag in semantic-versioning form,
     or None. Pure."""
-    if _TALOS_VERSION.match(value):
+    if _TALOS_VERSION.fullmatch(value):
         return None
-    hint = " (with the leading v)" if _TALOS_VERSION.match(f"v{value}") else ""
+    hint = " (with the leading v)" if _TALOS_VERSION.fullmatch(f"v{value}") else ""
     return f"{value!r} is not a Talos version like v1.13.9{hint}"
 
 
@@ -274,7 +274,7 @@ class MachineRequest(BaseModel):
     @classmethod
     def _talos_version(cls, value: str, info: ValidationInfo) -> str:
         if is_stored(info):
-            if not _STORED_TALOS_VERSION.match(value):
+            if not _STORED_TALOS_VERSION.fullmatch(value):
                 raise ValueError(f"{value!r} is not a Talos version")
             return value
         return require_talos_version(value)

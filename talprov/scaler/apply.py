@@ -446,7 +446,7 @@ class Scaler:
         # Recorded as a request being deleted, so the reconciler removes the
         # machine durably (and retries) like any other deletion.
         rid = request_id
-        if not re.match(REQUEST_ID_PATTERN, rid):
+        if not re.fullmatch(REQUEST_ID_PATTERN, rid):
             rid = "orphan-" + hashlib.sha256(infra_id.encode()).hexdigest()[:12]
         orphan = MachineRequest(id=rid, provider=instance,
                                 talos_version=state.spec.talos_version,

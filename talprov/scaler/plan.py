@@ -110,7 +110,7 @@ class _IdAllocator:
         prefix = id_prefix(self._spec, set_name)
         for _ in range(_MAX_NAME_ATTEMPTS):
             candidate = self._generator(prefix)
-            if candidate not in self._taken and len(candidate) <= 63 and _ID.match(candidate):
+            if candidate not in self._taken and len(candidate) <= 63 and _ID.fullmatch(candidate):
                 self._taken.add(candidate)
                 return candidate
         raise RuntimeError(f"name generator gave no free, valid request id for {prefix!r}")

@@ -207,7 +207,7 @@ def desired_request(
     Raises ValueError when ``request_id`` is not a valid request id or the domain
     is unknown, KeyError for an unknown set. Pure.
     """
-    if len(request_id) > 63 or not _REQUEST_ID.match(request_id):
+    if len(request_id) > 63 or not _REQUEST_ID.fullmatch(request_id):
         raise ValueError("request id must be a DNS label of at most 63 characters")
     # model_copy skips validation: the template was validated and the id checked above.
     # Fresh top-level dicts so that callers cannot change the cached template.

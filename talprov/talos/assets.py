@@ -147,7 +147,7 @@ def pxe_script_name(arch: Arch, version: str, *, secure_boot: bool = False) -> s
 
 def check_ids(schematic_id: str, version: str) -> None:
     """Refuse ids and versions that are not what they claim (they end up in URL paths)."""
-    if not SCHEMATIC_ID_PATTERN.match(schematic_id):
+    if not SCHEMATIC_ID_PATTERN.fullmatch(schematic_id):
         raise InvalidRequest("not a schematic id (64 lowercase hex digits)", field="schematic")
-    if not _VERSION.match(version):
+    if not _VERSION.fullmatch(version):
         raise InvalidRequest("not a Talos version like v1.13.9", field="talos_version")

@@ -216,7 +216,7 @@ class ImageFactory:
         with one ``owner:`` line in front and hash to ``remote_id``. Older ones
         answer the id alone, which is then taken as given (credentials configured).
         """
-        if not self.authenticated or not _SCHEMATIC_ID.match(remote_id):
+        if not self.authenticated or not _SCHEMATIC_ID.fullmatch(remote_id):
             return False
         if normalized is None:
             return True
