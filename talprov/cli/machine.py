@@ -44,6 +44,7 @@ def machine() -> None:
 def _wait_for(app: App, request_id: str, target: tuple[Stage, ...], timeout: float) -> Stage:
     reconciler = app.reconciler()
     progress = WaitProgress(app.runtime.clock)
+    told: list[str | None] = [None]
 
     def settled() -> bool:
         record = app.store.get_request(request_id)
@@ -51,6 +52,13 @@ def _wait_for(app: App, request_id: str, target: tuple[Stage, ...], timeout: flo
             return True
         step = f" at step {record.step_name}" if record.step_name else ""
         progress.show(f"{request_id}: {record.stage.value}{step}", request_id=request_id)
+        if record.error and record.error != told[0] and record.stage != Stage.FAILED:
+            # Why it is held back (an unset secret, a listing that fails), once per
+            # error: the progress line alone said nothing for minutes (QA). Stored
+            # errors are redacted, as `machine get` shows them.
+            say(f"warning: {request_id}: {record.error}", level=logging.WARNING,
+                request_id=request_id)
+        told[0] = record.error
         return record.stage in target or record.stage == Stage.FAILED
 
     def show_errors(report: PassReport) -> None:

@@ -182,3 +182,17 @@ def test_machine_get_shows_every_stage_change_of_a_request(home: Home) -> None:
     doomed = home.write_request("life-2")
     assert home.invoke("machine", "create", "-f", str(doomed), "--wait").exit_code == 1
     assert messages("life-2")[-1].startswith("failed (")
+
+
+def test_wait_says_why_a_request_is_held_back(home: Home) -> None:
+    # QA: --wait printed only "provisioning at step resolve-image [9m35s]" while the
+    # request waited on an unset secret; the reason was in `machine get` alone.
+    home.providers["fake"]["fail_creates"] = True  # CapacityError: retried, not failed
+    home.write_config()
+    request = home.write_request("held-1")
+    result = home.invoke("machine", "create", "-f", str(request), "--wait", "--timeout", "1")
+    assert result.exit_code == 1, result.output
+    warnings = [line for line in result.output.splitlines()
+                if line.startswith("warning: held-1: ")]
+    assert len(warnings) == 1, result.output  # once per distinct error
+    assert "capacity" in warnings[0].lower()
