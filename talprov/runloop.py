@@ -176,8 +176,9 @@ class RunLoop:
         except UnreadableCluster as exc:
             reason = exc.reason
         note_unreadable(self._unreadable, f"cluster {name}", reason,
-                        "no machine is created or replaced until its spec is applied again or it "
-                        "is destroyed")
+                        "no machine is created or replaced until it is read with the key it "
+                        "was recorded with, its spec is applied again with --reseal, or it is "
+                        "destroyed")
 
     @staticmethod
     def _each(errors: list[str], what: str, names: Callable[[], list[str]],

@@ -59,8 +59,8 @@ class UnreadableCluster(StoreKeyError):
 
     def __init__(self, cluster: str, reason: str) -> None:
         super().__init__(f"cluster {cluster}: {reason}; use the key it was recorded with, "
-                         "destroy it, or apply its spec again with --reseal to seal it "
-                         "with this key")
+                         "destroy it, or apply its spec again with --reseal to record it "
+                         "anew with the current key (unencrypted when none is set)")
         self.cluster = cluster
         self.reason = reason
 
