@@ -376,7 +376,7 @@ def images_for(runtime: Runtime) -> ImageFactory:
     with _memo_lock:
         found = runtime.memo.get(_MEMO_KEY)
         if isinstance(found, UnusableFactory):
-            raise InstanceUnavailable(f"the Image Factory is not usable: {found.problem}")
+            raise InstanceUnavailable(found.problem)  # names image_factory.<key> itself
         if found is None:
             found = ImageFactory(base_url=runtime.factory_url,
                                  cache_dir=runtime.cache_dir / "images",
