@@ -101,6 +101,10 @@ def create_store_engine(url: str) -> tuple[Engine, threading.RLock | None]:
         parsed = sa.make_url(url)
     except sa.exc.ArgumentError:
         raise StoreError("store URL is not a valid SQLAlchemy URL") from None
+    if parsed.get_backend_name() not in ("sqlite", "postgresql"):
+        # Its SQL (locks, upserts, the schema's revisions) is written for these two.
+        raise StoreError(f"store {masked_url(parsed)}: a {parsed.get_backend_name()} store is "
+                         "not supported; use sqlite:///PATH or postgresql://...")
     if parsed.drivername == "postgresql":
         # SQLAlchemy's default PostgreSQL driver is psycopg2; talprov ships psycopg 3.
         parsed = parsed.set(drivername="postgresql+psycopg")

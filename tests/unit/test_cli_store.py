@@ -90,3 +90,14 @@ def test_sql_from_the_newest_revision_says_there_is_nothing_to_apply(home: Home)
     # Still valid SQL for a pipe into psql: one comment line.
     assert result.stdout.strip().splitlines() == [
         f"-- revision {head_revision()} is the newest: there is nothing to apply"]
+
+
+def test_a_store_of_another_database_is_one_line_naming_the_two(home: Home) -> None:
+    # QA: a mysql:// store said "database driver missing: No module named 'MySQLdb'",
+    # as if installing a driver would help.
+    result = home.invoke("--store", "mysql://u:CANARY-pw@db.example/talprov", "machine", "list")
+    assert result.exit_code != 0, result.output
+    assert "a mysql store is not supported; use sqlite:///PATH or postgresql://" in result.output
+    assert "MySQLdb" not in result.output
+    assert "CANARY-pw" not in result.output
+    assert "Traceback" not in result.output

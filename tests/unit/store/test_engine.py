@@ -51,8 +51,10 @@ def test_sqlite_file_is_private_and_in_wal_mode(sqlite_url: str) -> None:
 def test_unreachable_or_invalid_urls_raise_store_error(tmp_path: Path) -> None:
     with pytest.raises(StoreError, match="not a valid"):
         Store("this is not a url")
-    with pytest.raises(StoreError, match="driver missing"):
+    with pytest.raises(StoreError, match="a nosuchdb store is not supported"):
         Store("nosuchdb+nodriver://h/db")
+    with pytest.raises(StoreError, match="driver missing"):
+        Store("postgresql+nodriver://h/db")
     store = Store(f"sqlite:///{tmp_path}/missing-dir/state.db")
     with pytest.raises(StoreError, match="unable to open"):
         store.migrate()
