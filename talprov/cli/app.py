@@ -485,6 +485,10 @@ def setup_logging(verbose: int, log_format: str = "plain") -> None:
     for noisy in ("botocore", "boto3", "urllib3", "httpx", "httpcore", "keystoneauth",
                   "openstack", "proxmoxer", "requests", "pyVmomi", "sushy", "pyghmi", "uvicorn"):
         logging.getLogger(noisy).setLevel(max(level, logging.INFO))
+    if verbose == 0:
+        # keystoneauth warns of every endpoint it cannot discover, which talprov then
+        # reports itself, once, in words (the health row, the request's error).
+        logging.getLogger("keystoneauth").setLevel(logging.ERROR)
 
 
 pass_app = click.make_pass_decorator(App)

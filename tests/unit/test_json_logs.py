@@ -93,3 +93,15 @@ def test_native_lines_keep_their_level_and_source() -> None:
     other = native_line_record("grpc", "something without a prefix")
     assert (other.levelno, other.getMessage()) == (logging.WARNING,
                                                    "something without a prefix")
+
+
+def test_keystoneauth_warnings_show_only_with_verbose() -> None:
+    # QA: "Failed to discover available identity versions ..." from keystoneauth on
+    # stderr of `providers --health`, beside talprov's own row for the same problem.
+    from talprov.cli.app import setup_logging
+
+    setup_logging(0)
+    assert not logging.getLogger("keystoneauth.session").isEnabledFor(logging.WARNING)
+    setup_logging(1)
+    assert logging.getLogger("keystoneauth.session").isEnabledFor(logging.WARNING)
+    setup_logging(0)
