@@ -63,6 +63,11 @@ def _problems(exc: RequestValidationError) -> list[dict[str, object]]:
         msg = "unknown field" if kind == "extra_forbidden" else str(err.get("msg"))
         if kind == "string_pattern_mismatch":  # words, not the regular expression
             msg = pattern_in_words(str((err.get("ctx") or {}).get("pattern", "")))
+        elif kind in ("int_type", "bool_type") and isinstance(err.get("input"), str):
+            # A count or flag sent as a JSON string ("3"): say what to change, as
+            # the CLI does for a quoted YAML count.
+            msg = (f"must be a JSON {'integer' if kind == 'int_type' else 'boolean'}, "
+                   "not a string (remove the quotes)")
         msg = msg.removeprefix("Value error, ")  # pydantic's prefix for a validator's message
         problems.append({
             "loc": [p if isinstance(p, int) else str(p) for p in err.get("loc", ())],

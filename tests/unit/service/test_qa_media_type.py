@@ -103,3 +103,15 @@ def test_a_malformed_name_is_told_in_words_not_as_a_regular_expression(
     assert problem["msg"] == ("must be lowercase letters, digits and '-', starting and ending "
                               f"with a letter or digit, at most {longest} characters")
     assert "^" not in response.text
+
+
+def test_a_quoted_count_or_flag_says_to_remove_the_quotes(idle_api: Api) -> None:
+    # QA: "machine_count": "3" answered pydantic's "Input should be a valid integer"
+    # while the CLI said "not a string (remove the quotes)" for the same mistake.
+    body = {**set_body("qc", 1), "machine_count": "3", "secure_boot": "true"}
+    response = idle_api.request("POST", SETS, headers=WRITE, json=body)
+    assert response.status_code == 422, response.text
+    messages = {p["loc"][-1]: p["msg"] for p in response.json()["detail"]}
+    assert messages["machine_count"] == ("must be a JSON integer, not a string "
+                                         "(remove the quotes)")
+    assert messages["secure_boot"] == "must be a JSON boolean, not a string (remove the quotes)"
