@@ -14,6 +14,7 @@ from contextvars import ContextVar
 from typing import Any, TypeVar
 
 import botocore.exceptions
+from boto3.exceptions import Boto3Error
 from botocore.exceptions import (
     BotoCoreError,
     ClientError,
@@ -400,3 +401,11 @@ def aws_errors(operation: str) -> Iterator[None]:
         yield
     except (ClientError, *NO_AWS_ANSWER) as exc:
         raise translate(exc, operation) from None
+    except Boto3Error as exc:
+        # boto3's S3 transfers wrap the call's error (S3UploadFailedError: "Failed to
+        # upload <local path> to <bucket>/<key>: <the ClientError>", raised inside
+        # its except): translate the error underneath, as for any other call.
+        inner = exc.__context__
+        if isinstance(inner, ClientError | BotoCoreError | ResponseParserError):
+            raise translate(inner, operation) from None
+        raise ProviderError(f"{operation}: the S3 transfer failed") from None

@@ -4,11 +4,15 @@ fallback said e.g. "DescribeInstances at …: CredentialRetrievalError")."""
 
 from __future__ import annotations
 
-import pytest
-from botocore import exceptions as boto
+from typing import Any
 
-from talprov.aws.errors import translate
-from talprov.providers.errors import InstanceUnavailable, ProviderError, Transient
+import pytest
+from boto3.exceptions import S3UploadFailedError
+from botocore import exceptions as boto
+from botocore.exceptions import ClientError
+
+from talprov.aws.errors import aws_errors, translate
+from talprov.providers.errors import InstanceUnavailable, InvalidRequest, ProviderError, Transient
 
 CANARY = "AKIAcanarySECRETtoken42"
 ENDPOINT = "https://ec2.eu-west-1.amazonaws.com"
@@ -57,3 +61,30 @@ def test_a_rare_sdk_error_is_a_sentence(exc: Exception, kind: type[ProviderError
     assert type(exc).__name__ not in text
     assert "Error" not in text
     assert CANARY not in text
+
+
+
+def _upload_as_boto3_does(refused: ClientError) -> None:
+    """Raise as boto3's upload_file does: S3UploadFailedError inside its except, so
+    the ClientError is only its context."""
+    with aws_errors("PutObject"):
+        try:
+            raise refused
+        except ClientError as e:
+            raise S3UploadFailedError(  # noqa: B904 -- boto3's own shape
+                f"Failed to upload /tmp/cache/{CANARY}.raw to b/k: {e}")
+
+
+def test_an_s3_upload_to_a_missing_bucket_names_image_bucket_and_is_not_retried() -> None:
+    # QA: "resolve-image: S3UploadFailedError: Failed to upload /tmp/.../x.raw to
+    # b/k: ... (NoSuchBucket)", retried for ever, for a bucket that does not exist.
+    reply: Any = {"Error": {"Code": "NoSuchBucket",
+                            "Message": "The specified bucket does not exist"},
+                  "ResponseMetadata": {"HTTPStatusCode": 404}}
+    refused = ClientError(reply, "PutObject")
+    with pytest.raises(InvalidRequest) as caught:
+        _upload_as_boto3_does(refused)
+    assert caught.value.field == "image_bucket"
+    assert caught.value.permanent
+    assert "S3UploadFailedError" not in str(caught.value)
+    assert CANARY not in str(caught.value)
