@@ -132,57 +132,37 @@ class AdoptOrCreate(ProviderDouble):
 
 
 @pytest.mark.parametrize("early_step", [False, True], ids=["listing-first", "overlapped"])
-def test_a_request_taken_over_from_a_dead_local_worker_is_looked_up_again(
-        tmp_path: Path, early_step: bool) -> None:
+@pytest.mark.parametrize("holder", ["dead-local-worker", "lease-of-another-host-ran-out"])
+def test_a_request_taken_over_is_looked_up_again(
+        tmp_path: Path, early_step: bool, holder: str) -> None:
+    # The round's listing, shared by its readers (the scaler's orphan check read it
+    # first), was taken before the other worker's launch showed. Review: at first
+    # only a dead worker of this host dropped it; a lease of another host that ran
+    # out (that worker died, or stalled past its TTL) reused it, and a step that
+    # finds its machine by listing (OpenStack's unstored ensure-server) made a
+    # second machine.
     store, runtime = _store_and_runtime(tmp_path)
     store.create_request(MachineRequest(id="r-1", provider="adopt-or-create",
                                         talos_version="v1.13.9",
                                         machine_config=SecretStr(WORKER_CONFIG)))
-    dead = f"{socket.gethostname()}:{_gone_pid()}"
     theirs = Machine(infra_id="theirs-r-1", state=MachineState.RUNNING, request_id="r-1")
     provider = AdoptOrCreate(late=[theirs], early_step=early_step)
     mine = Reconciler(store, {"adopt-or-create": ProviderHandle(provider)}, runtime,
                       worker_id="mine")
-    assert store.claim("r-1", owner=dead, ttl=300, now=mine.now())
+    if holder == "dead-local-worker":
+        assert store.claim("r-1", owner=f"{socket.gethostname()}:{_gone_pid()}", ttl=300,
+                           now=mine.now())
+    else:
+        assert store.claim("r-1", owner="other-host:4242", ttl=300,
+                           now=mine.now() - timedelta(seconds=600))
 
     with mine.listings.round():
-        # The round's listing, shared by its readers (the scaler's orphan check read
-        # it first), was taken before the dead worker's launch showed.
         mine.listings.listing("adopt-or-create", provider)
         mine.run_pass()
 
     record = store.get_request("r-1")
     assert record is not None
     assert record.stage == Stage.PROVISIONED
-    assert [m.infra_id for m in provider.cloud] == ["theirs-r-1"]  # adopted, none made
-    assert record.infra_id == "theirs-r-1"
-    mine.close()
-
-
-@pytest.mark.parametrize("early_step", [False, True], ids=["listing-first", "overlapped"])
-def test_a_request_whose_lease_of_another_host_ran_out_is_looked_up_again(
-        tmp_path: Path, early_step: bool) -> None:
-    # Review: only a dead worker of this host dropped the round's listing; a lease of
-    # another host that simply ran out (that worker died, or stalled past its TTL)
-    # reused the listing taken before the claim, and a step that finds its machine by
-    # listing (OpenStack's unstored ensure-server) would make a second one.
-    store, runtime = _store_and_runtime(tmp_path)
-    store.create_request(MachineRequest(id="r-1", provider="adopt-or-create",
-                                        talos_version="v1.13.9",
-                                        machine_config=SecretStr(WORKER_CONFIG)))
-    theirs = Machine(infra_id="theirs-r-1", state=MachineState.RUNNING, request_id="r-1")
-    provider = AdoptOrCreate(late=[theirs], early_step=early_step)
-    mine = Reconciler(store, {"adopt-or-create": ProviderHandle(provider)}, runtime,
-                      worker_id="mine")
-    long_ago = mine.now() - timedelta(seconds=600)
-    assert store.claim("r-1", owner="other-host:4242", ttl=300, now=long_ago)
-
-    with mine.listings.round():
-        mine.listings.listing("adopt-or-create", provider)
-        mine.run_pass()
-
-    record = store.get_request("r-1")
-    assert record is not None
     assert [m.infra_id for m in provider.cloud] == ["theirs-r-1"]  # adopted, none made
     assert record.infra_id == "theirs-r-1"
     mine.close()
