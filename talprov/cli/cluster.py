@@ -30,6 +30,7 @@ from talprov.cli.app import (
 from talprov.cli.machine import show_warnings
 from talprov.cli.output import emit, output_option, watch, watch_option
 from talprov.errors import ConfigError
+from talprov.providers.types import Stage
 from talprov.registry import check_request, validate_provider_data
 from talprov.scaler.actions import Action, Plan
 from talprov.scaler.apply import ClusterState, Scaler, UnreadableCluster, plan_converged
@@ -289,17 +290,52 @@ def apply(app: App, path: Path, wait: bool, timeout: float, yes: bool, reseal: b
         fail(f"{spec.name}: not converged after {timeout:.0f}s", EXIT_FAILED)
 
 
+#: The columns of `talprov status` without a name: one row per recorded cluster.
+CLUSTER_COLUMNS = ("cluster", "sets", "provisioned", "requests", "state")
+
+
+def cluster_rows(scaler: Scaler) -> list[dict[str, Any]]:
+    """One row per recorded cluster, from the store alone (no cloud call): its sets'
+    desired sizes, its requests (provisioned of all not gone) and whether it is
+    recorded, being destroyed or unreadable with this key. Never raises for a
+    cluster sealed with another key: that is its state."""
+    rows: list[dict[str, Any]] = []
+    for name in scaler.store.list_clusters():
+        state = scaler.recorded_state(name)
+        if state is None:
+            continue  # forgotten meanwhile
+        records = scaler.records(name)
+        rows.append({
+            "cluster": name,
+            "sets": {set_name: machine_set.size
+                     for set_name, machine_set in sorted(state.spec.sets.items())},
+            "provisioned": sum(r.stage == Stage.PROVISIONED for r in records),
+            "requests": len(records),
+            "state": ("unreadable" if state.unreadable
+                      else "destroying" if state.destroying else "recorded"),
+        })
+    return rows
+
+
 @click.command()
-@click.argument("name")
+@click.argument("name", required=False)
 @output_option
 @watch_option
 @pass_app
 @handle_errors
-def status(app: App, name: str, output: str, watch_seconds: float | None) -> None:
-    """Show each set's desired and observed machines. Exit 1 when unknown."""
+def status(app: App, name: str | None, output: str, watch_seconds: float | None) -> None:
+    """Show each set's desired and observed machines. Exit 1 when unknown.
+
+    Without NAME: one row per recorded cluster (its sets' sizes, provisioned of its
+    requests, and whether it is recorded, being destroyed or unreadable with this
+    TALPROV_STORE_KEY), read from the store without asking any cloud.
+    """
     scaler = scaler_for(app)
 
     def render() -> None:
+        if name is None:
+            emit(cluster_rows(scaler), output, columns=CLUSTER_COLUMNS, title="clusters")
+            return
         state = scaler.state(name)
         if state is None:
             fail(f"cluster {name} is not recorded", EXIT_FAILED)

@@ -5,6 +5,7 @@ without its secrets."""
 
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 
@@ -160,3 +161,29 @@ def test_an_unreadable_cluster_can_be_destroyed_without_its_secrets(
     assert destroyed.exit_code == 0, destroyed.output
     assert store.get_cluster("demo") is None
     assert [r.stage for r in store.list_requests(labels={"talprov.cluster": "demo"})] == []
+
+
+def test_status_without_a_name_lists_every_cluster_and_one_it_cannot_read(
+    home: Home, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # QA: no command listed the recorded clusters; `status` wanted a NAME.
+    empty = home.invoke("status", "-o", "json")
+    assert empty.exit_code == 0, empty.output
+    assert json.loads(empty.stdout) == []
+    monkeypatch.setenv("TALPROV_STORE_KEY", OTHER_KEY)
+    assert home.invoke("apply", "-f", str(write_spec(home.root, workers=2,
+                                                       control_planes=1))).exit_code == 0
+    assert home.invoke("reconcile", "--once").exit_code == 0
+    listed = home.invoke("status", "-o", "json")
+    assert listed.exit_code == 0, listed.output
+    [row] = json.loads(listed.stdout)
+    assert row["cluster"] == "demo"
+    assert row["sets"] == {"control-planes": 1, "workers": 2}
+    assert row["requests"] == 3
+    assert row["state"] == "recorded"
+    monkeypatch.setenv("TALPROV_STORE_KEY", OUR_KEY)
+    table = home.invoke("status")
+    assert table.exit_code == 0, table.output
+    assert "demo" in table.output
+    assert "unreadable" in table.output
+    assert OTHER_KEY not in table.output
