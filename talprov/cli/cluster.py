@@ -386,13 +386,15 @@ def destroy(app: App, name: str, wait: bool, timeout: float, yes: bool) -> None:
 @click.option("--yes", "-y", is_flag=True, default=False,
               help=f"Do not ask before adding more than {LARGE_GROWTH} machines or shrinking "
                    "a control plane (required then when stdin is not a terminal).")
+@output_option
 @pass_app
 @handle_errors
-def scale(app: App, name: str, set_name: str, count: int, yes: bool) -> None:
+def scale(app: App, name: str, set_name: str, count: int, yes: bool, output: str) -> None:
     """Change one set's size (0..1000) in the recorded spec (apply a file to undo).
 
-    A control plane keeps at least 1 machine, and shrinking it asks first (etcd
-    tolerates fewer failed members). Exit 1 when the cluster or set is unknown.
+    Shows the creates and deletes it recorded, as `apply` does (-o json|yaml for
+    scripts). A control plane keeps at least 1 machine, and shrinking it asks first
+    (etcd tolerates fewer failed members). Exit 1 when the cluster or set is unknown.
     """
     checked_count(count)
     scaler = scaler_for(app)
@@ -420,7 +422,9 @@ def scale(app: App, name: str, set_name: str, count: int, yes: bool) -> None:
             raise ConfigError("COUNT", f"{name}/{set_name} is autoscaled: the size must be "
                                        f"within {bounds.min}..{bounds.max}")
         scaler.record(state.spec.scaled(set_name, count), keep_autoscaled_sizes=False)
-    scaler.run_pass(name)
+    result = scaler.run_pass(name)
+    if result is not None:  # None: another worker's pass has it, from the new size
+        _show_plan(result, output)
     # The pass only recorded creates and deletes: the reconciler makes and removes
     # the machines (QA: the line gave no hint of that).
     say(f"{name}/{set_name}: size {count}; {CARRIED_ON_BY}")

@@ -176,7 +176,14 @@ def test_scale_says_what_acts_on_the_new_size(home: Home) -> None:
                                                      control_planes=1))).exit_code == 0
     done = home.invoke("scale", "demo", "workers", "3")
     assert done.exit_code == 0, done.output
-    assert done.stdout == ""
     [line] = [line for line in done.stderr.splitlines() if "size 3" in line]
     assert "`talprov reconcile`" in line
     assert "talprov serve" in line
+    # QA: it named none of the creates it recorded, and had no -o for scripts.
+    assert "Plan: 2 to create, 0 to replace, 0 to delete." in done.stdout
+    assert done.stdout.count("+ create") == 2
+    shrunk = home.invoke("scale", "demo", "workers", "1", "-o", "json")
+    assert shrunk.exit_code == 0, shrunk.output
+    plan = json.loads(shrunk.stdout)
+    assert plan["summary"]["delete"] == 2
+    assert "size 1" in shrunk.stderr  # the hint stays on stderr, out of the JSON
