@@ -11,8 +11,10 @@ from talprov.cli.output import emit, output_option
 from talprov.cli.serve import check_startable
 from talprov.config import LoadedConfig, find_config_file
 from talprov.errors import ConfigError
+from talprov.providers.errors import ProviderError
 from talprov.secrets import redact
 from talprov.service.config import parse_service_config
+from talprov.talos.factory import images_for
 
 
 @click.group(name="config")
@@ -23,7 +25,7 @@ def config_group() -> None:
 @config_group.command("check")
 @click.option("--connect", is_flag=True,
               help="Also ask each instance's endpoint whether it answers with these "
-                   "credentials.")
+                   "credentials, and the Image Factory whether it answers at its URL.")
 @output_option
 @pass_app
 @handle_errors
@@ -61,12 +63,8 @@ def check(app: App, connect: bool, output: str) -> None:
         # variable, not a line of the file: no file.
         invalid = True
         rows.append(_row("TALPROV_STORE_KEY", "-", None, "TALPROV_STORE_KEY", exc))
-    if loaded.factory_raw:
-        try:
-            loaded.image_factory()
-            rows.append(_row("image_factory", "-", file, "image_factory"))
-        except ConfigError as exc:
-            rows.append(_row("image_factory", "-", file, "image_factory", exc))
+    if loaded.factory_raw or connect:
+        rows.append(_factory_row(app, file, connect=connect))
     for name, block in sorted(loaded.config.providers.items()):
         part = f"providers.{name}"
         try:
@@ -87,6 +85,25 @@ def check(app: App, connect: bool, output: str) -> None:
         sys.exit(EXIT_USAGE)
     if any(not str(r["result"]).startswith("ok") for r in rows):
         sys.exit(EXIT_FAILED)
+
+
+def _factory_row(app: App, file: str | None, *, connect: bool) -> dict[str, object]:
+    """The image_factory row: its references resolve, and with ``connect`` the
+    factory answers its list of versions at this URL and TLS setting."""
+    try:
+        app.config.image_factory()
+    except ConfigError as exc:
+        return _row("image_factory", "-", file, "image_factory", exc)
+    row = _row("image_factory", "-", file, "image_factory")
+    if connect:
+        try:
+            offered = images_for(app.runtime).versions()
+        except ProviderError as exc:
+            row["result"] = f"unhealthy: {redact(str(exc))}"
+            row["error"] = redact(str(exc))
+        else:
+            row["result"] = f"ok: answers, {len(offered)} Talos versions offered"
+    return row
 
 
 def _loaded_or_report(app: App, output: str) -> LoadedConfig:

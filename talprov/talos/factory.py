@@ -234,6 +234,27 @@ class ImageFactory:
         with self._lock:
             return self._registered.get(schematic.id())
 
+    def versions(self) -> list[str]:
+        """The Talos versions the factory offers (its ``GET /versions``): what
+        ``config check --connect`` asks to know the factory answers at this URL
+        and TLS setting (credentials are sent, though the factory may not need
+        them for this call). Raises ``AuthError`` when it refuses them,
+        ``Transient`` when it cannot be reached or answers something else.
+        Idempotent; nothing is cached."""
+        what = "the list of Talos versions"
+        try:
+            response = self._client.get(f"{self.base_url}/versions")
+        except httpx.TransportError as exc:
+            raise Transient(f"{what}: Image Factory unreachable ({type(exc).__name__})") from None
+        raise_for_status(response, what)
+        try:
+            answer = response.json()
+        except ValueError:
+            answer = None
+        if not isinstance(answer, list) or not all(isinstance(v, str) for v in answer):
+            raise Transient(f"{what}: the Image Factory answered something else than a list")
+        return answer
+
     def has_asset(self, url: str) -> bool | None:
         """Whether the factory serves ``url`` (a HEAD, as the factory's HTTP frontend
         routes it): True, False for 404, None when it cannot tell (unreachable,

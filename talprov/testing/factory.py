@@ -10,7 +10,8 @@
   streamOptimized VMDK), ``*.iso`` (ISO 9660), ``kernel-<arch>``,
   ``initramfs-<arch>.xz`` (newc cpio, xz with CRC32 as the kernel wants);
 * ``GET /pxe/<id>/<version>/metal-<arch>`` with an iPXE script;
-* ``GET`` of ``cloud_images_path`` (``{version}`` substituted) with cloud-images.json.
+* ``GET`` of ``cloud_images_path`` (``{version}`` substituted) with cloud-images.json;
+* ``GET /versions`` with the list of Talos versions offered (FACTORY_VERSIONS).
 
 With ``users`` set (name -> password) it behaves like the factory's authenticated
 (Enterprise) edition: every request needs HTTP Basic credentials (401 without),
@@ -57,6 +58,9 @@ __all__ = [
 ]
 
 EMPTY_SCHEMATIC_ID = "376567988ad370138ad8b2698212367b8edcb69b5fd68c80be1f2ec7d603b4ba"
+#: What the stand-in answers to GET /versions (the real factory lists every Talos
+#: release it builds, oldest first).
+FACTORY_VERSIONS = ["v1.9.6", "v1.10.7", "v1.11.5", "v1.12.4", "v1.13.9"]
 
 
 # --------------------------------------------------------------------------- schematic ids
@@ -250,16 +254,24 @@ class FakeImageFactory:
             return None
         return name if self.users.get(name) == password and password else None
 
-    def content_for(self, path: str, user: str | None = None) -> tuple[bytes, str] | None:
-        """The body and content type served for a GET of ``path``, or None (404)."""
+    def _listing(self, path: str) -> list[Any] | None:
+        """The JSON list served at ``path`` (versions, a release's cloud images), or None."""
+        if path == "/versions":  # the factory's list of the Talos versions it offers
+            return list(FACTORY_VERSIONS)
         pattern = re.escape(self.cloud_images_path).replace(
             re.escape("{version}"), r"(v[0-9][^/]*)"
         )
         release = re.fullmatch(pattern, path)
-        if release:
-            wanted = release.group(1)
-            entries = self.cloud_images.get(wanted) or default_cloud_images(wanted)
-            return json.dumps(entries, indent=2).encode(), "application/json"
+        if release is None:
+            return None
+        wanted = release.group(1)
+        return list(self.cloud_images.get(wanted) or default_cloud_images(wanted))
+
+    def content_for(self, path: str, user: str | None = None) -> tuple[bytes, str] | None:
+        """The body and content type served for a GET of ``path``, or None (404)."""
+        listed = self._listing(path)
+        if listed is not None:
+            return json.dumps(listed, indent=2).encode(), "application/json"
         match = re.fullmatch(r"/(image|pxe)/([0-9a-f]{64})/(v[0-9][^/]*)/([^/]+)", path)
         if match and self.owners.get(match.group(2), user) != user:
             return None  # another user's schematic: not theirs to see

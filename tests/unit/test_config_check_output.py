@@ -11,6 +11,7 @@ import json
 import pytest
 import yaml
 
+from talprov.testing.factory import FakeImageFactory
 from tests.helpers import Home
 
 
@@ -85,3 +86,31 @@ def test_every_row_has_the_keys_of_the_file_row(home: Home,
     assert rows["providers.fake"]["error"] is None
     assert rows["providers.fake"]["key"] == "providers.fake"
     assert rows["providers.fake"]["file"] == config
+
+
+def test_connect_asks_the_image_factory_whether_it_answers(
+        home: Home, image_factory: FakeImageFactory) -> None:
+    # QA: `config check --connect` said "image_factory ok" for https://127.0.0.1:9.
+    home.write_config(image_factory={"url": image_factory.url})
+    ok = home.invoke("config", "check", "--connect", "-o", "json")
+    assert ok.exit_code == 0, ok.output
+    row = next(r for r in json.loads(ok.stdout) if r["part"] == "image_factory")
+    assert row["result"] == "ok: answers, 5 Talos versions offered", row
+    assert image_factory.hits["/versions"] >= 1
+
+    image_factory.fail_next("/versions", 503)
+    failing = home.invoke("config", "check", "--connect", "-o", "json")
+    assert failing.exit_code == 1, failing.output
+    row = next(r for r in json.loads(failing.stdout) if r["part"] == "image_factory")
+    assert "HTTP 503" in row["error"]
+
+    home.write_config(image_factory={"url": "http://127.0.0.1:9"})
+    unreachable = home.invoke("config", "check", "--connect", "-o", "json")
+    assert unreachable.exit_code == 1, unreachable.output
+    row = next(r for r in json.loads(unreachable.stdout) if r["part"] == "image_factory")
+    assert "unreachable" in row["error"]
+    # Without --connect the factory is not asked.
+    home.write_config(image_factory={"url": image_factory.url})
+    asked = image_factory.hits["/versions"]
+    assert home.invoke("config", "check").exit_code == 0
+    assert image_factory.hits["/versions"] == asked
