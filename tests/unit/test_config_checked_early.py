@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from talprov.testing.factory import FakeImageFactory
 from tests.helpers import Home
 from tests.unit.test_cli import assert_usage_error
 
@@ -87,7 +88,11 @@ def test_an_unset_factory_password_blocks_only_what_uses_the_factory(
     assert "s3cret-value" not in checked.output
 
 
-def test_config_check_connect_asks_each_endpoint(home: Home) -> None:
+def test_config_check_connect_asks_each_endpoint(
+        home: Home, image_factory: FakeImageFactory) -> None:
+    # --connect asks the Image Factory too (factory.talos.dev when none is
+    # configured): the stand-in's, as no test may reach another address.
+    home.write_config(image_factory={"url": image_factory.url})
     assert home.invoke("config", "check").exit_code == 0
     connected = home.invoke("config", "check", "--connect", "-o", "yaml")
     assert connected.exit_code == 0, connected.output
