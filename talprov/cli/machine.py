@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 import sys
 from pathlib import Path
 
@@ -44,7 +45,7 @@ def machine() -> None:
 def _wait_for(app: App, request_id: str, target: tuple[Stage, ...], timeout: float) -> Stage:
     reconciler = app.reconciler()
     progress = WaitProgress(app.runtime.clock)
-    told: list[str | None] = [None]
+    told: set[str] = set()
 
     def settled() -> bool:
         record = app.store.get_request(request_id)
@@ -52,18 +53,21 @@ def _wait_for(app: App, request_id: str, target: tuple[Stage, ...], timeout: flo
             return True
         step = f" at step {record.step_name}" if record.step_name else ""
         progress.show(f"{request_id}: {record.stage.value}{step}", request_id=request_id)
-        if record.error and record.error != told[0] and record.stage != Stage.FAILED:
+        reason = _lasting_part(record.error or "")
+        if reason and reason not in told and record.stage != Stage.FAILED:
             # Why it is held back (an unset secret, a listing that fails), once per
-            # error: the progress line alone said nothing for minutes (QA). Stored
+            # reason: the progress line alone said nothing for minutes (QA). Stored
             # errors are redacted, as `machine get` shows them.
-            say(f"warning: {request_id}: {record.error}", level=logging.WARNING,
+            told.add(reason)
+            say(f"warning: {request_id}: {reason}", level=logging.WARNING,
                 request_id=request_id)
-        told[0] = record.error
         return record.stage in target or record.stage == Stage.FAILED
 
     def show_errors(report: PassReport) -> None:
         for error in report.errors:
-            say(f"warning: {error}", level=logging.WARNING)
+            if _lasting_part(error) not in told:
+                told.add(_lasting_part(error))
+                say(f"warning: {error}", level=logging.WARNING)
 
     with interruptible(f"request {request_id}"):
         reconciler.run_until(settled, timeout=timeout, interval=5.0, only={request_id},
@@ -74,6 +78,13 @@ def _wait_for(app: App, request_id: str, target: tuple[Stage, ...], timeout: flo
     if record.stage not in target and record.stage != Stage.FAILED:
         fail(f"{request_id}: still {record.stage.value} after {timeout:.0f}s", EXIT_FAILED)
     return record.stage
+
+
+def _lasting_part(error: str) -> str:
+    """``error`` without what changes at every attempt ("(failing since ..., next
+    attempt ...)", "attempt 3", "retry in 31s"), so a reason is told once."""
+    lasting = re.sub(r" \(failing since [^)]*\)$", "", error)
+    return re.sub(r"\s*\(?(attempt \d+\b[^)]*|retry in [^)]*)\)?$", "", lasting).strip()
 
 
 @machine.command("create")

@@ -196,3 +196,19 @@ def test_wait_says_why_a_request_is_held_back(home: Home) -> None:
                 if line.startswith("warning: held-1: ")]
     assert len(warnings) == 1, result.output  # once per distinct error
     assert "capacity" in warnings[0].lower()
+
+
+def test_a_reason_is_told_once_whatever_changes_at_each_attempt() -> None:
+    # QA: missing AWS credentials were told 7 times in 40 s, the lines differing only
+    # in "(failing since ..., next attempt ...)".
+    from talprov.cli.machine import _lasting_part
+
+    first = ("provider 'aws' unavailable: no AWS credentials found (failing since "
+             "2026-12-06T16:00:00Z, next attempt 2026-12-06T16:00:15Z)")
+    later = ("provider 'aws' unavailable: no AWS credentials found (failing since "
+             "2026-12-06T16:00:00Z, next attempt 2026-12-06T16:00:45Z)")
+    assert _lasting_part(first) == _lasting_part(later)
+    assert _lasting_part(first) == "provider 'aws' unavailable: no AWS credentials found"
+    assert _lasting_part("resolve-image: no bucket (attempt 5, retry in 31s)") == \
+        "resolve-image: no bucket"
+    assert _lasting_part("a plain reason") == "a plain reason"
