@@ -35,7 +35,7 @@ from talprov.scaler.models import MAX_SET_SIZE
 from talprov.secrets import RedactingFilter, redact
 from talprov.service.config import ServiceConfig
 from talprov.store.crypto import KEY_HINT, not_random_reason, store_key_from
-from talprov.store.errors import StoreError
+from talprov.store.errors import StoreError, UnsupportedStore
 from talprov.store.store import Store, default_store_url
 from talprov.talos.factory import factory_unusable
 
@@ -461,6 +461,8 @@ def handle_errors(fn: F) -> F:
             fail(str(exc))
         except ClusterBusy as exc:
             fail(str(exc), EXIT_FAILED)
+        except UnsupportedStore as exc:  # invalid input, as a bad option is
+            fail(f"store: {exc}")
         except StoreError as exc:
             fail(f"store: {exc}", EXIT_FAILED)
         except InvalidRequest as exc:
@@ -489,6 +491,7 @@ def setup_logging(verbose: int, log_format: str = "plain") -> None:
         # keystoneauth warns of every endpoint it cannot discover, which talprov then
         # reports itself, once, in words (the health row, the request's error).
         logging.getLogger("keystoneauth").setLevel(logging.ERROR)
+        logging.getLogger("sushy").setLevel(logging.ERROR)  # its session fallbacks too
 
 
 pass_app = click.make_pass_decorator(App)

@@ -32,7 +32,7 @@ from sqlalchemy import event
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.pool import ConnectionPoolEntry, StaticPool
 
-from talprov.store.errors import StoreError, StoreFull
+from talprov.store.errors import StoreError, StoreFull, UnsupportedStore
 from talprov.store.guard import SQLITE_PROGRESS_STEPS, QueryGuard, current_guard
 
 BUSY_TIMEOUT_SECONDS = 30.0
@@ -100,11 +100,13 @@ def create_store_engine(url: str) -> tuple[Engine, threading.RLock | None]:
     try:
         parsed = sa.make_url(url)
     except sa.exc.ArgumentError:
-        raise StoreError("store URL is not a valid SQLAlchemy URL") from None
+        raise UnsupportedStore("store URL is not a valid SQLAlchemy URL") from None
     if parsed.get_backend_name() not in ("sqlite", "postgresql"):
         # Its SQL (locks, upserts, the schema's revisions) is written for these two.
-        raise StoreError(f"store {masked_url(parsed)}: a {parsed.get_backend_name()} store is "
-                         "not supported; use sqlite:///PATH or postgresql://...")
+        raise UnsupportedStore(
+            f"store {masked_url(parsed)}: a {parsed.get_backend_name()} store is not "
+            "supported; talprov stores in SQLite (sqlite:///PATH) or PostgreSQL "
+            "(postgresql://...)")
     if parsed.drivername == "postgresql":
         # SQLAlchemy's default PostgreSQL driver is psycopg2; talprov ships psycopg 3.
         parsed = parsed.set(drivername="postgresql+psycopg")

@@ -23,6 +23,11 @@ class StoreKeyError(StoreError):
     """Encrypted data cannot be read: ``TALPROV_STORE_KEY`` is missing or wrong."""
 
 
+class UnsupportedStore(StoreError):
+    """The store URL is not one talprov can use (not a URL, or not SQLite or
+    PostgreSQL): invalid input, which no retry or restart changes."""
+
+
 class StoreFull(StoreError):
     """The store's disk (or SQLite's page limit) is full: writes fail until space is
     freed; reads still work."""

@@ -96,8 +96,8 @@ def test_a_store_of_another_database_is_one_line_naming_the_two(home: Home) -> N
     # QA: a mysql:// store said "database driver missing: No module named 'MySQLdb'",
     # as if installing a driver would help.
     result = home.invoke("--store", "mysql://u:CANARY-pw@db.example/talprov", "machine", "list")
-    assert result.exit_code != 0, result.output
-    assert "a mysql store is not supported; use sqlite:///PATH or postgresql://" in result.output
+    assert result.exit_code == 2, result.output  # invalid input, as the README says
+    assert "a mysql store is not supported; talprov stores in SQLite" in result.output
     assert "MySQLdb" not in result.output
     assert "CANARY-pw" not in result.output
     assert "Traceback" not in result.output
