@@ -83,9 +83,11 @@ def get_set(app: App, name: str, output: str) -> None:
 @pass_app
 @handle_errors
 def scale_set(app: App, name: str, count: int, yes: bool) -> None:
-    """Change a set's machine_count (at most 1000, as the API allows); its members
-    are created or deleted at once (scale-down: unallocated first, workers before
-    control planes, oldest first). Exit 1 when the set is unknown."""
+    """Change a set's machine_count (at most 1000, as the API allows); the member
+    requests are recorded or marked for deletion at once (scale-down: unallocated
+    first, workers before control planes, oldest first), and `talprov reconcile`
+    (or a running `talprov serve`) makes and removes the machines. Exit 1 when the
+    set is unknown."""
     checked_count(count)
     repo = SetRepository(app.store)
     found = _found(repo, name)
