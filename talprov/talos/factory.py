@@ -36,6 +36,7 @@ from talprov.providers.errors import (
     NotFound,
     ProviderError,
     Transient,
+    endpoint_origin,
     retry_after_seconds,
 )
 from talprov.providers.protocol import Runtime
@@ -69,6 +70,18 @@ class CloudImage(BaseModel):
     arch: str
     type: str = ""
     id: str
+
+
+def unreachable(url: str, exc: httpx.TransportError) -> str:
+    """Why the factory at ``url`` could not be asked, in words, naming its
+    scheme://host:port (never credentials or a path) and no httpx class. Pure."""
+    if isinstance(exc, httpx.TimeoutException):
+        why = "it did not answer in time"
+    elif isinstance(exc, httpx.ConnectError):
+        why = "the connection was refused, or the host is unknown or cannot be reached"
+    else:
+        why = "the connection failed"
+    return f"Image Factory at {endpoint_origin(url)} unreachable: {why}"
 
 
 def raise_for_status(response: httpx.Response, what: str) -> None:
@@ -192,7 +205,7 @@ class ImageFactory:
                 headers={"Content-Type": "application/yaml"},
             )
         except httpx.TransportError as exc:
-            raise Transient(f"{what}: Image Factory unreachable ({type(exc).__name__})") from None
+            raise Transient(f"{what}: {unreachable(self.base_url, exc)}") from None
         raise_for_status(response, what)
         try:
             answer = response.json()
@@ -245,7 +258,7 @@ class ImageFactory:
         try:
             response = self._client.get(f"{self.base_url}/versions")
         except httpx.TransportError as exc:
-            raise Transient(f"{what}: Image Factory unreachable ({type(exc).__name__})") from None
+            raise Transient(f"{what}: {unreachable(self.base_url, exc)}") from None
         raise_for_status(response, what)
         try:
             answer = response.json()
