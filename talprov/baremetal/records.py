@@ -58,6 +58,16 @@ class BmcInfo:
     def __repr__(self) -> str:
         return f"BmcInfo({self.kind} {self.address}:{self.port})"
 
+    def url(self) -> str:
+        """The BMC as ``--bmc`` takes it (``ipmi://HOST[:PORT]``, ``redfish://...``,
+        ``redfish+http://...`` for a plain-HTTP Redfish), "" when none is known
+        (a discovered machine). No user or password. Pure."""
+        if not self.address:
+            return ""
+        if self.address.startswith("http://"):
+            return f"redfish+http://{self.address.removeprefix('http://')}"
+        return f"{self.kind}://{self.address}" + (f":{self.port}" if self.port else "")
+
 
 @dataclass(frozen=True)
 class InventoryMachine:
@@ -91,7 +101,7 @@ class InventoryMachine:
             "state": "cordoned" if self.cordoned and self.request_id is None
             else str(self.status),
             "cordoned": self.cordoned, "request": self.request_id,
-            "bmc": f"{self.bmc.kind}://{self.bmc.address}:{self.bmc.port or ''}",
+            "bmc": self.bmc.url(),
             "labels": dict(self.labels), "cpus": self.cpus, "memory_mib": self.memory_mib,
             "disk_gb": self.disk_gb,
         }

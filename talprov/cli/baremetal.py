@@ -78,11 +78,8 @@ class _Ctx:
         return Inventory(self.config()[0].inventory)
 
 
-def _bmc_url(bmc: BmcInfo) -> str:
-    """The --bmc value that gives ``bmc`` back (the inverse of :func:`_bmc`)."""
-    if bmc.address.startswith("http://"):
-        return f"redfish+http://{bmc.address.removeprefix('http://')}"
-    return f"{bmc.kind}://{bmc.address}" + (f":{bmc.port}" if bmc.port else "")
+BMC_HELP = ("ipmi://HOST[:PORT], redfish://HOST[:PORT] or redfish+http://HOST[:PORT] "
+            "(a lab BMC without TLS).")
 
 
 def _global_verbosity() -> int:
@@ -108,7 +105,8 @@ def _bmc(url: str, user: str, password_ref: str, insecure: bool) -> BmcInfo:
     parts = urlsplit(url if "://" in url else f"ipmi://{url}")
     kind = parts.scheme
     if kind not in ("ipmi", "redfish", "redfish+http"):
-        raise click.BadParameter("use ipmi://HOST[:PORT] or redfish://HOST[:PORT]",
+        raise click.BadParameter("use ipmi://HOST[:PORT], redfish://HOST[:PORT] or "
+                                 "redfish+http://HOST[:PORT]",
                                  param_hint="--bmc")
     address = parts.hostname or ""
     if kind == "redfish+http":
@@ -163,7 +161,7 @@ def serve(obj: _Ctx, verbose: bool) -> None:
 @click.argument("name")
 @click.option("--uuid", help="SMBIOS UUID (iPXE ${uuid}).")
 @click.option("--mac", "macs", multiple=True, help="MAC address of a PXE NIC (repeatable).")
-@click.option("--bmc", "bmc_url", required=True, help="ipmi://HOST[:PORT] or redfish://HOST[:PORT].")
+@click.option("--bmc", "bmc_url", required=True, help=BMC_HELP)
 @click.option("--bmc-user", required=True)
 @click.option("--bmc-password", "password_ref", required=True,
               help="Secret reference such as '${env:BMC_PASS}' or '${file:/run/secrets/bmc}'.")
@@ -229,7 +227,7 @@ def _failed_requests(obj: _Ctx, request_ids: set[str]) -> set[str]:
 
 @baremetal.command(name="set")
 @click.argument("name")
-@click.option("--bmc", "bmc_url", help="ipmi://HOST[:PORT] or redfish://HOST[:PORT].")
+@click.option("--bmc", "bmc_url", help=BMC_HELP)
 @click.option("--bmc-user")
 @click.option("--bmc-password", "password_ref",
               help="Secret reference such as '${env:BMC_PASS}' or '${file:/run/secrets/bmc}'.")
@@ -244,7 +242,7 @@ def set_(obj: _Ctx, name: str, bmc_url: str | None, bmc_user: str | None,
         if machine is None:
             raise UnknownMachine(f"no machine {name!r}")
         old = machine.bmc
-        bmc = _bmc(bmc_url or _bmc_url(old), bmc_user if bmc_user is not None else old.username,
+        bmc = _bmc(bmc_url or old.url(), bmc_user if bmc_user is not None else old.username,
                    password_ref if password_ref is not None else old.password_ref,
                    (not old.verify_tls) if insecure is None else insecure)
         inventory.update_bmc(name, bmc)

@@ -158,3 +158,16 @@ def test_without_a_bare_metal_instance_the_error_says_what_to_do(home: Home) -> 
     several = home.invoke("baremetal", "list")
     assert several.exit_code == 2
     assert "name one of rack1, rack2" in several.output
+
+
+@pytest.mark.parametrize(("bmc", "shown"), [
+    (BmcInfo(kind="redfish", address="http://127.0.0.1:18000", port=18000),
+     "redfish+http://127.0.0.1:18000"),
+    (BmcInfo(kind="redfish", address="10.1.0.11"), "redfish://10.1.0.11"),
+    (BmcInfo(kind="ipmi", address="10.1.0.12", port=6230), "ipmi://10.1.0.12:6230"),
+    (BmcInfo(), ""),  # a discovered machine: no BMC known yet
+])
+def test_a_bmc_is_shown_as_bmc_takes_it(bmc: BmcInfo, shown: str) -> None:
+    # QA: redfish+http://127.0.0.1:18000 was listed as
+    # redfish://http://127.0.0.1:18000:18000, and a discovered machine as ipmi://:.
+    assert bmc.url() == shown
