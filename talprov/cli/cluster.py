@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -204,6 +205,7 @@ def converge(app: App, name: str, timeout: float) -> bool:
     # The loop's scaler reads machines through the round's listings: the check
     # after each round lists no instance again.
     scaler = loop.scaler
+    told: set[str] = set()
 
     def done() -> bool:
         state = scaler.state(name)
@@ -218,10 +220,24 @@ def converge(app: App, name: str, timeout: float) -> bool:
         if state.destroying:
             line = f"destroying: {len(scaler.records(name))} requests left"
         progress.show(f"{name}: {line}")
+        if any(s.failed for s in view.sets):
+            _tell_failures(scaler, name, told)
         return not state.destroying and plan_converged(view)
 
     with interruptible(f"cluster {name}"), loop:
         return loop.run_until(done, timeout=timeout, interval=2.0, on_round=show_warnings)
+
+
+def _tell_failures(scaler: Scaler, name: str, told: set[str]) -> None:
+    """Say once, as a warning, why each failed machine of cluster ``name`` failed:
+    the set replaces it after a backoff and the wait goes on, so without this a
+    permanent mistake (a subnet that does not exist) waited out --timeout unsaid
+    (QA). Stored errors are redacted, as `machine get` shows them."""
+    for record in scaler.records(name):
+        if record.stage == Stage.FAILED and record.request.id not in told:
+            told.add(record.request.id)
+            say(f"warning: {record.request.id} failed: {record.error or 'no reason stored'}",
+                level=logging.WARNING, request_id=record.request.id)
 
 
 def wait_destroyed(app: App, scaler: Scaler, name: str, timeout: float) -> bool:
@@ -257,9 +273,10 @@ def apply(app: App, path: Path, wait: bool, timeout: float, yes: bool, reseal: b
     """Record a cluster spec and converge towards it.
 
     Without --wait, one scaler pass records the first creates/deletes and
-    `talprov reconcile` (or `talprov serve`) carries on. Exit 1 if --wait timed
-    out or machines failed. A smaller control plane than recorded asks first, as
-    `scale` does.
+    `talprov reconcile` (or `talprov serve`) carries on. With --wait, a machine
+    that fails is said once with its error and replaced after a backoff, and the
+    wait goes on: exit 1 when --timeout runs out first. A smaller control plane
+    than recorded asks first, as `scale` does.
     """
     spec = load_spec_file(path)
     _check_providers(app, spec, path)

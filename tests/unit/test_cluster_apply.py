@@ -192,3 +192,25 @@ def test_a_failing_orphan_listing_is_warned_about_once_per_change(
     warned = [r for r in caplog.records if "cannot list machines for orphans" in r.message]
     assert len(warned) == 1
     store.close()
+
+
+def test_a_failed_machine_is_said_once_with_its_error_while_waiting(
+        home: Home, capsys: pytest.CaptureFixture[str]) -> None:
+    # QA: `apply --wait` with a subnet that does not exist waited out --timeout
+    # (3600 s) saying only "not converged"; the create's error was never shown.
+    from talprov.cli.cluster import _tell_failures
+    from talprov.providers.types import Stage as Stages
+
+    assert home.invoke("apply", "-f", str(write_spec(home.root, workers=1,
+                                                     control_planes=1))).exit_code == 0
+    store = Store(home.store_url)
+    summary = next(s for s in store.summaries([Stages.PENDING]) if "workers" in s.id)
+    store.note_observed(summary.id, expected_version=summary.version, stage=Stages.FAILED,
+                        error="ensure-machine: InvalidSubnetID.NotFound: subnet-nope")
+    scaler = Scaler(store, {}, Runtime(installation="test", cache_dir=home.root / "c"))
+    told: set[str] = set()
+    _tell_failures(scaler, "demo", told)
+    _tell_failures(scaler, "demo", told)
+    err = capsys.readouterr().err
+    assert err.count(f"warning: {summary.id} failed: ") == 1, err
+    assert "InvalidSubnetID.NotFound: subnet-nope" in err
