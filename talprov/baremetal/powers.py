@@ -9,7 +9,7 @@ from talprov.baremetal.config import BareMetalConfig
 from talprov.baremetal.inventory import InventoryMachine
 from talprov.baremetal.power.base import PowerDriver
 from talprov.errors import ConfigError
-from talprov.providers.errors import InvalidRequest
+from talprov.providers.errors import InstanceUnavailable, InvalidRequest
 from talprov.secrets import resolve_refs
 
 PowerFactory = Callable[[InventoryMachine], PowerDriver]
@@ -20,7 +20,9 @@ def power_driver(machine: InventoryMachine, config: BareMetalConfig) -> PowerDri
 
     The password reference (``${env:…}``, ``${file:…}`` or a literal) is resolved
     now and registered for redaction. Raises ``InvalidRequest`` when the machine
-    has no usable BMC record or its secret cannot be resolved.
+    has no usable BMC record, ``InstanceUnavailable`` when its secret cannot be
+    resolved (an unset variable: the request waits for the operator, as for an
+    unset factory password or missing AWS credentials, instead of failing).
     """
     bmc = machine.bmc
     if not bmc.address:
@@ -28,7 +30,7 @@ def power_driver(machine: InventoryMachine, config: BareMetalConfig) -> PowerDri
     try:
         password = resolve_refs(bmc.password_ref, where=f"inventory machine {machine.name} bmc")
     except ConfigError as exc:
-        raise InvalidRequest(str(exc)) from None
+        raise InstanceUnavailable(str(exc)) from None
     if bmc.kind == "ipmi":
         from talprov.baremetal.power.ipmi import IpmiPower
 

@@ -171,3 +171,25 @@ def test_a_bmc_is_shown_as_bmc_takes_it(bmc: BmcInfo, shown: str) -> None:
     # QA: redfish+http://127.0.0.1:18000 was listed as
     # redfish://http://127.0.0.1:18000:18000, and a discovered machine as ipmi://:.
     assert bmc.url() == shown
+
+
+def test_an_unset_bmc_password_holds_the_request_back_instead_of_failing_it(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    # QA: an unset ${env:BMC_PASS} failed the request for good at set-pxe, while an
+    # unset factory password or missing AWS credentials only hold a request back.
+    from talprov.baremetal.config import BareMetalConfig
+    from talprov.baremetal.powers import power_driver
+    from talprov.baremetal.records import InventoryMachine
+    from talprov.providers.errors import InstanceUnavailable
+
+    monkeypatch.delenv("BMC_PASS_UNSET", raising=False)
+    inventory = Inventory(tmp_path / "inv.sqlite")
+    inventory.add("node-9", uuid=UUID, macs=[],
+                  bmc=BmcInfo(address="10.1.0.19", password_ref="${env:BMC_PASS_UNSET}"))
+    machine = next(m for m in inventory.machines() if m.name == "node-9")
+    assert isinstance(machine, InventoryMachine)
+    with pytest.raises(InstanceUnavailable) as caught:
+        power_driver(machine, BareMetalConfig(inventory=str(tmp_path / "inv.sqlite"),
+                                              boot_url="http://127.0.0.1:8081"))
+    assert not caught.value.permanent
+    assert "BMC_PASS_UNSET" in str(caught.value)
