@@ -287,8 +287,26 @@ def _simple(action: str) -> Any:
     return command
 
 
-baremetal.command(name="accept", help="Make a discovered machine available, or uncordon one.")(
-    _simple("accept"))
+@baremetal.command(name="accept")
+@click.argument("name")
+@click.pass_obj
+def accept(obj: _Ctx, name: str) -> None:
+    """Make a discovered machine available, or uncordon one.
+
+    A machine with no BMC address is accepted with a warning: talprov cannot power
+    it, so a request that takes it fails at set-pxe; give it one with `talprov
+    baremetal set NAME --bmc URL --bmc-user U --bmc-password REF`.
+    """
+    inventory = obj.inventory()
+    try:
+        inventory.accept(name)
+    except (InventoryError, ConfigError) as exc:
+        _refuse(exc)
+    click.echo(f"accept: {name}")
+    if not next(m for m in inventory.machines() if m.name == name).bmc.address:
+        click.echo(f"warning: {name} has no BMC address: a request that takes it fails at "
+                   f"set-pxe; set one with `talprov baremetal set {name} --bmc URL "
+                   "--bmc-user U --bmc-password REF`", err=True)
 baremetal.command(name="cordon", help="Keep a machine from new allocations.")(_simple("cordon"))
 baremetal.command(name="remove", help="Forget a machine that no request holds.")(
     _simple("remove"))

@@ -37,7 +37,11 @@ def test_add_list_cordon_accept_remove(tmp_path: Path) -> None:
     run("cordon", "node-1")
     assert json.loads(run("list", "-o", "json"))[1]["state"] == "cordoned"
     run("accept", "node-1")
-    run("accept", "discovered-525400000099")
+    accepted = runner.invoke(baremetal, ["--file", str(block), "accept",
+                                         "discovered-525400000099"])
+    assert accepted.exit_code == 0, accepted.output
+    # QA: accepted without a word, then every request that took it failed at set-pxe.
+    assert "warning: discovered-525400000099 has no BMC address" in accepted.stderr
     machines = Inventory(tmp_path / "inv.sqlite").machines()
     assert [(m.name, m.status, m.cordoned) for m in machines] == [
         ("discovered-525400000099", MachineStatus.AVAILABLE, False),
