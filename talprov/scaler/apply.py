@@ -465,7 +465,9 @@ class Scaler:
 
     def destroy(self, name: str) -> bool:
         """Mark cluster ``name`` for destruction; False when it is not recorded.
-        Works for a cluster this store key cannot read too (it needs no secrets)."""
+        Works for a cluster this store key cannot read too (it needs no secrets).
+        Call it inside :meth:`editing` when a run loop may be passing the cluster:
+        a pass writes back the copy it read, which would undo the mark."""
         state = self.recorded_state(name)
         if state is None:
             return False
