@@ -360,7 +360,9 @@ class VSphereProvider:
             return self._reconfigured(ctx, state.reconfig_task)
 
         def run(si: ServiceInstance) -> tuple[str | None, str]:
-            got = read.get(moid) or self._configure_reads.one(moid)
+            got = read.get(moid)
+            if got is None or not got.props:  # missed by the batch read: ask once more
+                got = self._configure_reads.one(moid)
             props = got.props
             if not props:
                 raise NotFound(f"VM {moid} disappeared")
