@@ -20,7 +20,6 @@ from pathlib import Path
 from typing import Any, NoReturn, TypeVar
 
 import click
-import sqlalchemy as sa
 
 from talprov.config import LoadedConfig, load_config, validate_unresolved
 from talprov.errors import ConfigError, Conflict, did_you_mean
@@ -35,6 +34,7 @@ from talprov.scaler.models import MAX_SET_SIZE
 from talprov.secrets import RedactingFilter, redact
 from talprov.service.config import ServiceConfig
 from talprov.store.crypto import KEY_HINT, not_random_reason, store_key_from
+from talprov.store.engine import holds_no_file_yet
 from talprov.store.errors import StoreError, UnsupportedStore
 from talprov.store.store import Store, default_store_url
 from talprov.talos.factory import factory_unusable
@@ -148,7 +148,7 @@ class App:
         if reason is None:
             return key
         if not self._store_holds_records():
-            raise ConfigError("TALPROV_STORE_KEY", f"is not random ({reason}); {KEY_HINT}")
+            return store_key_from(os.environ)  # refuses it, in the one refusal's words
         if not self._placeholder_warned:
             self._placeholder_warned = True
             say(f"warning: TALPROV_STORE_KEY is not random ({reason}); it is used because "
@@ -159,11 +159,10 @@ class App:
     def _store_holds_records(self) -> bool:
         """Whether the store holds records, creating nothing: a SQLite file that is
         not there holds none."""
-        url = sa.make_url(self.resolved_store_url())
-        if url.get_backend_name() == "sqlite" and not (
-                url.database and url.database != ":memory:" and Path(url.database).exists()):
+        url = self.resolved_store_url()
+        if holds_no_file_yet(url):
             return False
-        with Store(url.render_as_string(hide_password=False)) as probe:
+        with Store(url) as probe:
             return probe.holds_records()
 
     def resolved_store_url(self) -> str:

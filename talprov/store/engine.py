@@ -67,6 +67,19 @@ def is_memory_url(url: str) -> bool:
         return False
 
 
+def holds_no_file_yet(url: str) -> bool:
+    """Whether ``url`` is a SQLite store with no file yet (or in memory): one that
+    holds no records, found out without creating anything. Raises
+    :class:`UnsupportedStore` for a string that is not a URL."""
+    try:
+        parsed = sa.make_url(url)
+    except sa.exc.ArgumentError:
+        raise UnsupportedStore("store URL is not a valid SQLAlchemy URL") from None
+    if parsed.get_backend_name() != "sqlite":
+        return False
+    return _is_memory_sqlite(parsed) or not Path(str(parsed.database)).exists()
+
+
 def _is_memory_sqlite(url: sa.URL) -> bool:
     return url.get_backend_name() == "sqlite" and url.database in (None, "", ":memory:")
 

@@ -75,3 +75,14 @@ def test_a_store_sealed_with_a_placeholder_before_the_rule_stays_readable(
         assert "TALPROV_STORE_KEY is not random" in result.output
         assert placeholder not in result.output
     assert "r-1" in home.invoke("machine", "list").output
+
+
+def test_a_placeholder_key_with_a_store_that_is_not_a_url_is_one_line(
+        home: Home, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Review: looking for records under a placeholder key parsed the URL itself, and
+    # a URL that is none was a traceback instead of the usual exit 2.
+    monkeypatch.setenv("TALPROV_STORE_KEY", "changeme" * 5)
+    result = home.invoke("--store", "not a url", "machine", "list")
+    assert result.exit_code == 2, result.output
+    assert "not a valid SQLAlchemy URL" in result.output
+    assert "Traceback" not in result.output
