@@ -36,6 +36,7 @@ from talprov.providers.errors import (
     NotFound,
     ProviderError,
     Transient,
+    connection_failure,
     endpoint_origin,
     retry_after_seconds,
 )
@@ -73,15 +74,10 @@ class CloudImage(BaseModel):
 
 
 def unreachable(url: str, exc: httpx.TransportError) -> str:
-    """Why the factory at ``url`` could not be asked, in words, naming its
-    scheme://host:port (never credentials or a path) and no httpx class. Pure."""
-    if isinstance(exc, httpx.TimeoutException):
-        why = "it did not answer in time"
-    elif isinstance(exc, httpx.ConnectError):
-        why = "the connection was refused, or the host is unknown or cannot be reached"
-    else:
-        why = "the connection failed"
-    return f"Image Factory at {endpoint_origin(url)} unreachable: {why}"
+    """Why the factory at ``url`` could not be asked, in words (as every driver
+    says it: :func:`connection_failure`), naming its scheme://host:port, never
+    credentials, a path or an httpx class. Pure."""
+    return f"Image Factory at {endpoint_origin(url)} unreachable: {connection_failure(exc)}"
 
 
 def raise_for_status(response: httpx.Response, what: str) -> None:
