@@ -126,11 +126,7 @@ class LoadedConfig(BaseModel):
         """
         if not has_reference(self.factory_raw):
             return self.config.image_factory
-        where = f"{self.path}: image_factory" if self.path else "image_factory"
-        resolved = self._resolve(self.factory_raw, "image_factory")
-        factory = validate(ImageFactoryConfig, resolved, where)
-        _check_urls({"url": factory.url}, where)
-        return factory
+        return self._resolved_factory(self.factory_raw)
 
     def factory_url(self) -> str:
         """The Image Factory's URL, resolving nothing else of the block: a command
@@ -140,10 +136,14 @@ class LoadedConfig(BaseModel):
         raw_url = self.factory_raw.get("url")
         if not has_reference(raw_url):
             return self.config.image_factory.url
+        return self._resolved_factory({"url": raw_url}).url
+
+    def _resolved_factory(self, raw: dict[str, Any]) -> ImageFactoryConfig:
+        """``raw`` (the block, or a part of it) resolved, validated and its URL checked."""
         where = f"{self.path}: image_factory" if self.path else "image_factory"
-        url = self._resolve({"url": raw_url}, "image_factory")["url"]
-        _check_urls({"url": url}, where)
-        return str(url)
+        factory = validate(ImageFactoryConfig, self._resolve(raw, "image_factory"), where)
+        _check_urls({"url": factory.url}, where)
+        return factory
 
     def provider_block(self, name: str) -> dict[str, Any]:
         """The raw config block of provider instance ``name``.
