@@ -94,8 +94,13 @@ def malformed_talos_version(value: str) -> str | None:
     or None. Pure."""
     if _TALOS_VERSION.fullmatch(value):
         return None
-    hint = " (with the leading v)" if _TALOS_VERSION.fullmatch(f"v{value}") else ""
-    return f"{value!r} is not a Talos version like v1.13.9{hint}"
+    return f"{value!r} is not a Talos version like v1.13.9{leading_v_hint(value)}"
+
+
+def leading_v_hint(value: str) -> str:
+    """" (with the leading v)" when ``value`` is a Talos version but for its "v",
+    else "". Pure."""
+    return " (with the leading v)" if _TALOS_VERSION.fullmatch(f"v{value}") else ""
 
 
 class Arch(StrEnum):

@@ -35,6 +35,7 @@ from talprov.providers.types import (
     JoinSpec,
     Overlay,
     Stage,
+    leading_v_hint,
     malformed_talos_version,
     unsupported_line,
 )
@@ -61,8 +62,8 @@ def _supported_line(value: str) -> str:
     version that does not exist, fail later in the worker), so the API refuses it.
     Pure."""
     if malformed_talos_version(value) is not None:
-        hint = "" if malformed_talos_version(f"v{value}") is not None else " (with the leading v)"
-        raise ValueError(f"talos_version must be a Talos version like v1.13.9{hint}")
+        raise ValueError("talos_version must be a Talos version like v1.13.9"
+                         + leading_v_hint(value))
     relation = unsupported_line(value)
     if relation is not None:
         raise ValueError(f"talos_version is {relation} than the Talos versions talprov "
