@@ -150,7 +150,7 @@ def describe_problem(errors: Sequence[Mapping[str, Any]], *,
         message = _SIMPLE_MESSAGES[kind]
         if kind == "int_type" and isinstance(error.get("input"), str):
             # A strict count given as "2" (YAML quotes): say so, without the value.
-            message += ", not a string (remove the quotes)"
+            message += QUOTES_HINT
     elif kind in _BOUNDS:
         message = f"must be {_BOUNDS[kind]} {next(iter(ctx.values()), '')}"
     elif kind == "string_pattern_mismatch":
@@ -175,6 +175,19 @@ _PATTERN_WORDS = {
         "letter or digit, at most 255 characters",
     r"^[0-9a-fA-F]{64}$": "must be 64 hexadecimal digits (a SHA-256)",
 }
+
+
+#: What a number or flag written as a string gets told, in files and the API alike.
+QUOTES_HINT = ", not a string (remove the quotes)"
+
+
+def quoted_in_json(kind: str, value: object) -> str | None:
+    """The API's message for a JSON number or boolean sent as a string ("3",
+    "true"), or None for any other mistake. Never repeats ``value``. Pure."""
+    noun = {"int_type": "integer", "bool_type": "boolean"}.get(kind)
+    if noun is None or not isinstance(value, str):
+        return None
+    return f"must be a JSON {noun}{QUOTES_HINT}"
 
 
 def pattern_in_words(pattern: str) -> str:

@@ -19,7 +19,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 
 from talprov import __version__
-from talprov.errors import pattern_in_words
+from talprov.errors import pattern_in_words, quoted_in_json
 from talprov.providers.protocol import Runtime
 from talprov.reconcile.reconciler import ProviderHandle
 from talprov.secrets import redact
@@ -63,11 +63,10 @@ def _problems(exc: RequestValidationError) -> list[dict[str, object]]:
         msg = "unknown field" if kind == "extra_forbidden" else str(err.get("msg"))
         if kind == "string_pattern_mismatch":  # words, not the regular expression
             msg = pattern_in_words(str((err.get("ctx") or {}).get("pattern", "")))
-        elif kind in ("int_type", "bool_type") and isinstance(err.get("input"), str):
+        elif (quoted := quoted_in_json(str(kind), err.get("input"))) is not None:
             # A count or flag sent as a JSON string ("3"): say what to change, as
             # the CLI does for a quoted YAML count.
-            msg = (f"must be a JSON {'integer' if kind == 'int_type' else 'boolean'}, "
-                   "not a string (remove the quotes)")
+            msg = quoted
         msg = msg.removeprefix("Value error, ")  # pydantic's prefix for a validator's message
         problems.append({
             "loc": [p if isinstance(p, int) else str(p) for p in err.get("loc", ())],

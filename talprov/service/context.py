@@ -14,7 +14,7 @@ from fastapi import Request
 from fastapi.exceptions import RequestValidationError
 from pydantic import SecretStr, ValidationError
 
-from talprov.errors import ConfigError
+from talprov.errors import ConfigError, quoted_in_json
 from talprov.providers.errors import InvalidRequest
 from talprov.providers.protocol import ChecksRequests, Runtime
 from talprov.providers.types import Health, MachineRequest
@@ -150,7 +150,9 @@ def build_request(
     except ValidationError as exc:
         raise RequestValidationError(
             [
-                {"loc": ("body", "provider_data", *err["loc"]), "msg": err["msg"],
+                {"loc": ("body", "provider_data", *err["loc"]),
+                 # The input itself is left out: error bodies never repeat what was sent.
+                 "msg": quoted_in_json(err["type"], err.get("input")) or err["msg"],
                  "type": err["type"]}
                 for err in exc.errors()
             ]

@@ -101,9 +101,14 @@ def test_provider_data_is_validated_as_json_strictly(home: Home) -> None:
             return api.request("POST", REQUESTS, headers=WRITE,
                                json=request_body("aws-1", provider="aws-x", provider_data=data))
 
-        for field, value in (("size", "20"), ("size", 20.5), ("encrypted", "true")):
+        quoted = "not a string (remove the quotes)"
+        for field, value, words in (("size", "20", f"must be a JSON integer, {quoted}"),
+                                    ("size", 20.5, None),
+                                    ("encrypted", "true", f"must be a JSON boolean, {quoted}")):
             [problem] = problems(sent(api, **{field: value}))
             assert problem["loc"] == ["body", "provider_data", "root_volume", field]
+            # QA: a quoted number here got pydantic's wording, the body's own fields ours.
+            assert words is None or problem["msg"] == words, problem
         created = sent(api, size=20, encrypted=True)
         assert created.status_code == 201, created.text
 
