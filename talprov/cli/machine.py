@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import re
 import sys
 from pathlib import Path
 
@@ -25,6 +24,7 @@ from talprov.cli.app import (
 from talprov.cli.output import emit, output_option, watch, watch_option
 from talprov.errors import ConfigError, did_you_mean
 from talprov.providers.types import Stage
+from talprov.reconcile.instance_health import lasting_part
 from talprov.reconcile.reconciler import PassReport
 from talprov.reconcile.retry import retry_failed
 from talprov.registry import check_request, validate_provider_data
@@ -53,7 +53,7 @@ def _wait_for(app: App, request_id: str, target: tuple[Stage, ...], timeout: flo
             return True
         step = f" at step {record.step_name}" if record.step_name else ""
         progress.show(f"{request_id}: {record.stage.value}{step}", request_id=request_id)
-        reason = _lasting_part(record.error or "")
+        reason = lasting_part(record.error or "")
         if reason and reason not in told and record.stage != Stage.FAILED:
             # Why it is held back (an unset secret, a listing that fails), once per
             # reason: the progress line alone said nothing for minutes (QA). Stored
@@ -65,8 +65,9 @@ def _wait_for(app: App, request_id: str, target: tuple[Stage, ...], timeout: flo
 
     def show_errors(report: PassReport) -> None:
         for error in report.errors:
-            if _lasting_part(error) not in told:
-                told.add(_lasting_part(error))
+            reason = lasting_part(error)
+            if reason not in told:
+                told.add(reason)
                 say(f"warning: {error}", level=logging.WARNING)
 
     with interruptible(f"request {request_id}"):
@@ -78,13 +79,6 @@ def _wait_for(app: App, request_id: str, target: tuple[Stage, ...], timeout: flo
     if record.stage not in target and record.stage != Stage.FAILED:
         fail(f"{request_id}: still {record.stage.value} after {timeout:.0f}s", EXIT_FAILED)
     return record.stage
-
-
-def _lasting_part(error: str) -> str:
-    """``error`` without what changes at every attempt ("(failing since ..., next
-    attempt ...)", "attempt 3", "retry in 31s"), so a reason is told once."""
-    lasting = re.sub(r" \(failing since [^)]*\)$", "", error)
-    return re.sub(r"\s*\(?(attempt \d+\b[^)]*|retry in [^)]*)\)?$", "", lasting).strip()
 
 
 @machine.command("create")

@@ -13,6 +13,7 @@ arguments and the jitter from an injected ``random.Random``.
 from __future__ import annotations
 
 import random
+import re
 import threading
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -46,8 +47,21 @@ class InstanceTrouble:
 
     def describe(self) -> str:
         """The headline with since when and the next attempt (for a request's error)."""
-        return (f"{self.headline()} (failing since {_iso(self.since)}, "
+        return (f"{self.headline()}{_SINCE_OPEN}{_iso(self.since)}, "
                 f"next attempt {_iso(self.next_attempt)})")
+
+
+#: Where :meth:`InstanceTrouble.describe` starts what changes at every attempt.
+_SINCE_OPEN = " (failing since "
+
+
+def lasting_part(error: str) -> str:
+    """A request's ``error`` without what changes at every attempt: the "(failing
+    since ..., next attempt ...)" :meth:`InstanceTrouble.describe` adds, or an
+    "(attempt N, retry in ...)" ending, so a reason can be told once. Pure."""
+    head, found, _ = error.rpartition(_SINCE_OPEN)
+    lasting = head if found and error.endswith(")") else error
+    return re.sub(r"\s*\(?(attempt \d+\b[^)]*|retry in [^)]*)\)?$", "", lasting).strip()
 
 
 class InstanceBackoff:

@@ -201,7 +201,7 @@ def test_wait_says_why_a_request_is_held_back(home: Home) -> None:
 def test_a_reason_is_told_once_whatever_changes_at_each_attempt() -> None:
     # QA: missing AWS credentials were told 7 times in 40 s, the lines differing only
     # in "(failing since ..., next attempt ...)".
-    from talprov.cli.machine import _lasting_part
+    from talprov.reconcile.instance_health import lasting_part as _lasting_part
 
     first = ("provider 'aws' unavailable: no AWS credentials found (failing since "
              "2026-12-06T16:00:00Z, next attempt 2026-12-06T16:00:15Z)")
