@@ -31,6 +31,7 @@ from talprov.cli.app import (
 from talprov.cli.machine import show_warnings
 from talprov.cli.output import emit, output_option, watch, watch_option
 from talprov.errors import ConfigError
+from talprov.providers.labels import LABEL_CLUSTER
 from talprov.providers.types import Stage
 from talprov.registry import check_request, validate_provider_data
 from talprov.scaler.actions import Action, Plan
@@ -233,8 +234,9 @@ def _tell_failures(scaler: Scaler, name: str, told: set[str]) -> None:
     the set replaces it after a backoff and the wait goes on, so without this a
     permanent mistake (a subnet that does not exist) waited out --timeout unsaid
     (QA). Stored errors are redacted, as `machine get` shows them."""
-    for record in scaler.records(name):
-        if record.stage == Stage.FAILED and record.request.id not in told:
+    failed = scaler.store.list_requests(labels={LABEL_CLUSTER: name}, stages=(Stage.FAILED,))
+    for record in failed:
+        if record.request.id not in told:
             told.add(record.request.id)
             say(f"warning: {record.request.id} failed: {record.error or 'no reason stored'}",
                 level=logging.WARNING, request_id=record.request.id)
