@@ -226,8 +226,8 @@ class Reconciler(LeaseRenewal):
             return  # backing off: nothing can be decided for this instance now
         runner = self._runner(instance, handle)
         due = self._due(group)
-        claimed, taken_over = self._claim(self._still_due(due)) if due else ([], False)
-        if taken_over or self._inherited(group, claimed):
+        claimed = self._claim(self._still_due(due)) if due else []
+        if self._inherited(group, claimed):
             self.listings.forget(instance)
         try:
             listing, works, early, parked = self._listing_beside(instance, handle, runner,
@@ -315,14 +315,13 @@ class Reconciler(LeaseRenewal):
             newly = not (summary.error or "").startswith(headline)
             self._observations.note(summary, error=error, events=[headline] if newly else [])
 
-    def _claim(self, due: Sequence[RequestRecord]) -> tuple[list[RequestRecord], bool]:
-        """The due requests this worker now holds the lease of, as they were read,
-        and whether any of them was taken over from a dead worker of this host.
+    def _claim(self, due: Sequence[RequestRecord]) -> list[RequestRecord]:
+        """The due requests this worker now holds the lease of, as they were read
+        (a lease a dead worker of this host left is taken over at once).
 
         A request another replica advanced between our read and the claim (its
         version moved) is let go: the next pass reads it afresh.
         """
-        taken_over = False
         held = self.store.claim_many([r.request.id for r in due], owner=self.worker_id,
                                      ttl=self.lease_ttl, now=self.now())
         self._hold(held)
@@ -338,7 +337,6 @@ class Reconciler(LeaseRenewal):
                 if self.store.claim(rid, owner=self.worker_id, ttl=self.lease_ttl,
                                     now=self.now()):
                     self._hold([rid])
-                    taken_over = True
                     fresh = self.store.get_request(rid)
                     if fresh is not None:
                         held[rid] = fresh.version
@@ -346,7 +344,7 @@ class Reconciler(LeaseRenewal):
         stale = [r.request.id for r in due
                  if r.request.id in held and held[r.request.id] != r.version]
         self._release(stale)
-        return claimed, taken_over
+        return claimed
 
     @staticmethod
     def _prepare(runner: RequestRunner, records: Sequence[RequestRecord],
