@@ -108,10 +108,19 @@ def _bmc(url: str, user: str, password_ref: str, insecure: bool) -> BmcInfo:
         raise click.BadParameter("use ipmi://HOST[:PORT], redfish://HOST[:PORT] or "
                                  "redfish+http://HOST[:PORT]",
                                  param_hint="--bmc")
+    if parts.username is not None or parts.password is not None:
+        # A password here would sit in clear text in the inventory and in `list`,
+        # which is why --bmc-password takes a reference only; never echo it.
+        _fail("--bmc: give the user with --bmc-user and the password as a reference "
+              "with --bmc-password, not inside the URL")
+    try:
+        port = parts.port
+    except ValueError:
+        _fail("--bmc: the port must be a number from 1 to 65535")
     address = parts.hostname or ""
     if kind == "redfish+http":
         kind, address = "redfish", f"http://{parts.netloc}"
-    return BmcInfo(kind=kind, address=address, port=parts.port, username=user,
+    return BmcInfo(kind=kind, address=address, port=port, username=user,
                    password_ref=password_ref, verify_tls=not insecure)
 
 

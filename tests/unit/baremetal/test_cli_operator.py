@@ -193,3 +193,30 @@ def test_an_unset_bmc_password_holds_the_request_back_instead_of_failing_it(
                                               boot_url="http://127.0.0.1:8081"))
     assert not caught.value.permanent
     assert "BMC_PASS_UNSET" in str(caught.value)
+
+
+@pytest.mark.parametrize("url", ["redfish+http://u:s3cret-in-url@10.1.0.16",
+                                 "redfish://admin:s3cret-in-url@10.9.9.9"])
+def test_a_bmc_url_with_a_user_or_password_is_refused(block: Path, tmp_path: Path,
+                                                      url: str) -> None:
+    # QA: `add` stored the URL's password and `list` showed it; `set` dropped it
+    # without a word.
+    added = run(block, "add", "node-6", "--uuid", UUID, "--bmc", url, "--bmc-user", "u",
+                "--bmc-password", "${env:BMC_PASS}")
+    assert added.exit_code == 2, added.output
+    assert "--bmc-password" in added.output
+    assert "s3cret-in-url" not in added.output
+    assert not Inventory(tmp_path / "inv.sqlite").machines()
+    assert add(block, "${env:BMC_PASS}").exit_code == 0
+    changed = run(block, "set", "node-1", "--bmc", url)
+    assert changed.exit_code == 2, changed.output
+    assert "s3cret-in-url" not in changed.output
+    assert b"s3cret-in-url" not in (tmp_path / "inv.sqlite").read_bytes()
+
+
+def test_a_bmc_port_that_is_not_a_number_names_bmc(block: Path) -> None:
+    # QA: "Port could not be cast to integer value as 'notaport'", naming no option.
+    result = run(block, "add", "node-7", "--uuid", UUID, "--bmc", "ipmi://10.1.0.17:notaport",
+                 "--bmc-user", "u", "--bmc-password", "${env:BMC_PASS}")
+    assert result.exit_code == 2, result.output
+    assert "--bmc: the port must be a number" in result.output
