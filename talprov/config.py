@@ -253,8 +253,10 @@ def validate_unresolved(model: type[BaseModel], body: Any, where: str) -> None:
     try:
         model.model_validate(body)
     except ValidationError as exc:
+        # A field holding a reference -- or a rule over a part that holds one (a
+        # token's length, checked on the token dict) -- waits for the resolved value.
         errors = [e for e in exc.errors() if e["type"] == "extra_forbidden"
-                  or not (isinstance(e.get("input"), str) and has_reference(e["input"]))]
+                  or not has_reference(e.get("input"))]
         if errors:
             path, message = describe_problem(errors, model=model)
             raise ConfigError(f"{where}.{path}" if path else where, message) from None

@@ -144,3 +144,19 @@ def test_every_command_checks_the_service_blocks_shape(
     assert_usage_error(result.exit_code, result.output, "service.listn")
     home.write_config(service={"tokens": [{"name": "admin", "value": "${env:SVC_TOKEN_UNSET}"}]})
     assert home.invoke("machine", "list").exit_code == 0
+
+
+def test_a_token_given_as_a_reference_is_judged_by_its_value(
+        home: Home, monkeypatch: pytest.MonkeyPatch) -> None:
+    # QA: serve refused `value: "${env:QA_TOKEN}"` (a 24-character token) as shorter
+    # than 16 characters -- it measured the 15-character reference -- while config
+    # check, which judges the resolved block, said ok.
+    monkeypatch.setenv("QA_TOKEN", "t" * 8 + "0123456789abcdef")
+    home.write_config(service={"listen": "127.0.0.1:0",
+                               "tokens": [{"name": "ops", "value": "${env:QA_TOKEN}"}]})
+    assert home.invoke("providers").exit_code == 0
+    assert home.invoke("config", "check").exit_code == 0
+    monkeypatch.setenv("QA_TOKEN", "short")
+    refused = home.invoke("config", "check")
+    assert refused.exit_code == 2, refused.output
+    assert "at least 16 characters" in refused.output
