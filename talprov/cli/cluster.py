@@ -35,14 +35,20 @@ from talprov.providers.labels import LABEL_CLUSTER
 from talprov.providers.types import Stage
 from talprov.registry import check_request, validate_provider_data
 from talprov.scaler.actions import Action, Plan
-from talprov.scaler.apply import ClusterState, Scaler, UnreadableCluster, plan_converged
+from talprov.scaler.apply import (
+    UNREADABLE_REMEDY,
+    ClusterState,
+    Scaler,
+    UnreadableCluster,
+    plan_converged,
+)
 from talprov.scaler.configtext import merge_patch
 from talprov.scaler.models import CONTROL_PLANE_SET, ClusterSpec
 from talprov.scaler.spec import load_spec_file
 from talprov.scaler.templates import template
 
-SET_COLUMNS = ("name", "desired", "provisioned", "provisioning", "failed", "outdated",
-               "deleting", "notes")
+SET_COLUMNS = ("name", "desired", "provisioned", "provisioning", "failed", "unreadable",
+               "outdated", "deleting", "notes")
 
 
 def scaler_for(app: App) -> Scaler:
@@ -216,6 +222,7 @@ def converge(app: App, name: str, timeout: float) -> bool:
         line = "  ".join(f"{s.name} {s.provisioned}/{s.desired}"
                          + (f" (+{s.provisioning})" if s.provisioning else "")
                          + (f" failed={s.failed}" if s.failed else "")
+                         + (f" unreadable={s.unreadable}" if s.unreadable else "")
                          + (f" outdated={s.outdated}" if s.outdated else "")
                          for s in view.sets)
         if state.destroying:
@@ -343,17 +350,25 @@ def cluster_rows(scaler: Scaler) -> list[dict[str, Any]]:
 @pass_app
 @handle_errors
 def status(app: App, name: str | None, output: str, watch_seconds: float | None) -> None:
-    """Show each set's desired and observed machines. Exit 1 when unknown.
+    """Show each set's desired and observed machines. Exit 1 when unknown or
+    unreadable with this TALPROV_STORE_KEY.
 
     Without NAME: one row per recorded cluster (its sets' sizes, provisioned of its
     requests, and whether it is recorded, being destroyed or unreadable with this
-    TALPROV_STORE_KEY), read from the store without asking any cloud.
+    TALPROV_STORE_KEY), read from the store without asking any cloud; exit 1 when
+    one is unreadable, as `status NAME` exits for it.
     """
     scaler = scaler_for(app)
 
     def render() -> None:
         if name is None:
-            emit(cluster_rows(scaler), output, columns=CLUSTER_COLUMNS, title="clusters")
+            rows = cluster_rows(scaler)
+            emit(rows, output, columns=CLUSTER_COLUMNS, title="clusters")
+            unreadable = [row["cluster"] for row in rows if row["state"] == "unreadable"]
+            if unreadable:
+                # The exit code `status <name>` gives each of them.
+                fail(f"cluster {', '.join(unreadable)}: recorded under another "
+                     f"TALPROV_STORE_KEY; {UNREADABLE_REMEDY}", EXIT_FAILED)
             return
         state = scaler.state(name)
         if state is None:

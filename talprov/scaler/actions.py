@@ -54,7 +54,11 @@ class Action:
 
 @dataclass(frozen=True, slots=True)
 class SetStatus:
-    """A set as observed (not as planned), with why anything is held back."""
+    """A set as observed (not as planned), with why anything is held back.
+
+    ``unreadable`` counts requests whose stored secrets this store key cannot read;
+    they are in none of provisioned, provisioning and failed (they are unhealthy).
+    """
 
     name: str
     role: str
@@ -65,6 +69,7 @@ class SetStatus:
     outdated: int
     deleting: int
     unhealthy: int
+    unreadable: int = 0
     backoff_until: datetime | None = None
     circuit_breaker_open: bool = False
     notes: tuple[str, ...] = ()
@@ -80,6 +85,7 @@ class SetStatus:
             "outdated": self.outdated,
             "deleting": self.deleting,
             "unhealthy": self.unhealthy,
+            "unreadable": self.unreadable,
             "backoff_until": None if self.backoff_until is None else rfc3339(self.backoff_until),
             "circuit_breaker_open": self.circuit_breaker_open,
             "notes": list(self.notes),

@@ -53,14 +53,18 @@ log = logging.getLogger(__name__)
 # -- persistence of the applied spec ---------------------------------------------
 
 
+#: What an operator can do about a cluster this store key cannot read.
+UNREADABLE_REMEDY = ("use the key it was recorded with, destroy it, or apply its spec "
+                     "again with --reseal to record it anew with the current key "
+                     "(unencrypted when none is set)")
+
+
 class UnreadableCluster(StoreKeyError):
     """Cluster ``cluster``'s sealed secrets (machine configs, join URL) cannot be read
     with this store key. ``reason`` says why, never a key or a secret."""
 
     def __init__(self, cluster: str, reason: str) -> None:
-        super().__init__(f"cluster {cluster}: {reason}; use the key it was recorded with, "
-                         "destroy it, or apply its spec again with --reseal to record it "
-                         "anew with the current key (unencrypted when none is set)")
+        super().__init__(f"cluster {cluster}: {reason}; {UNREADABLE_REMEDY}")
         self.cluster = cluster
         self.reason = reason
 
@@ -187,6 +191,7 @@ def observed_machine(record: RequestRecord) -> ObservedMachine:
         # The reconciler turns a vanished machine into a failed request, which the
         # planner remediates; it needs no second opinion here.
         machine_present=None,
+        unreadable=record.unreadable is not None,
     )
 
 

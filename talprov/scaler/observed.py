@@ -22,7 +22,9 @@ class ObservedMachine:
     ``machine_present`` is whether the provider's listing shows the machine
     (None: unknown, e.g. the listing failed); ``domain`` the failure domain it was
     created in (None when its class has none); ``template_hash`` the hash of the
-    template it was created from.
+    template it was created from; ``unreadable`` whether its stored secrets cannot be
+    read with this store key (sealed under another TALPROV_STORE_KEY, e.g. before
+    ``apply --reseal``): no pass can provision it, so it is never a healthy member.
     """
 
     request_id: str
@@ -35,6 +37,7 @@ class ObservedMachine:
     error: str | None = None
     provisioned_at: datetime | None = None
     machine_present: bool | None = None
+    unreadable: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -132,12 +132,15 @@ def _removed_set(
             delete_action(m, "set is no longer in the spec")
             for m in sorted(live, key=lambda m: m.request_id)
         ]
+    readable = [m for m in live if not m.unreadable]
     status = SetStatus(
         name=set_name, role="unknown", desired=0,
-        provisioned=sum(1 for m in live if m.stage is Stage.PROVISIONED),
-        provisioning=sum(1 for m in live if m.stage in (Stage.PENDING, Stage.PROVISIONING)),
-        failed=sum(1 for m in live if m.stage is Stage.FAILED),
-        outdated=len(live), deleting=deleting, unhealthy=0, notes=tuple(notes),
+        provisioned=sum(1 for m in readable if m.stage is Stage.PROVISIONED),
+        provisioning=sum(1 for m in readable
+                         if m.stage in (Stage.PENDING, Stage.PROVISIONING)),
+        failed=sum(1 for m in readable if m.stage is Stage.FAILED),
+        outdated=len(live), deleting=deleting, unhealthy=0,
+        unreadable=len(live) - len(readable), notes=tuple(notes),
     )
     return actions, status
 

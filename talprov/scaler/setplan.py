@@ -39,6 +39,9 @@ from talprov.scaler.templates import desired_request
 from talprov.timestamps import rfc3339
 
 _IN_PROGRESS = (Stage.PENDING, Stage.PROVISIONING)
+#: Why a request sealed under another store key is unhealthy: no pass can provision
+#: it with this key (the runner sets it aside), and its secrets are gone for us.
+UNREADABLE = "stored secrets unreadable with this TALPROV_STORE_KEY"
 
 
 def delete_action(victim: ObservedMachine, reason: str) -> Action:
@@ -78,6 +81,7 @@ class _Observed:
     provisioning: int = 0
     failed: int = 0
     deleting: int = 0
+    unreadable: int = 0
     members: int = 0  # control planes that joined etcd (provisioned at some point)
 
 
@@ -103,11 +107,14 @@ def plan_set(
     if backoff is not None and ctx.now < backoff.until:
         backoff_until = backoff.until
         notes.append(f"backoff after {backoff.cause} until {rfc3339(backoff_until)}")
+    if seen.unreadable:
+        notes.append(f"{seen.unreadable} request(s) sealed under another TALPROV_STORE_KEY "
+                     "count as unhealthy")
     status = SetStatus(
         name=machine_set.name, role=machine_set.role.value, desired=size,
         provisioned=seen.healthy, provisioning=seen.provisioning, failed=seen.failed,
         outdated=len(seen.old), deleting=seen.deleting, unhealthy=len(seen.unhealthy),
-        backoff_until=backoff_until, notes=tuple(notes),
+        unreadable=seen.unreadable, backoff_until=backoff_until, notes=tuple(notes),
     )
     if not seen.old and not seen.unhealthy and len(seen.live) == size:
         return [], status
@@ -142,7 +149,9 @@ def _observe(
         live_append(machine)
         if hashes.get(machine.domain) != machine.template_hash:
             old_append(machine)
-        if stage is provisioned:
+        if machine.unreadable:
+            _count_unreadable(seen, machine)
+        elif stage is provisioned:
             seen.members += 1
             if machine.machine_present is False:
                 unhealthy[machine.request_id] = "machine deleted out of band"
@@ -151,8 +160,7 @@ def _observe(
                 seen.healthy += 1
         elif stage is failed:
             seen.failed += 1
-            if machine.provisioned_at is not None:
-                seen.members += 1
+            seen.members += machine.provisioned_at is not None
             error = machine.error
             unhealthy[machine.request_id] = f"failed: {error}" if error else "failed"
             sick_append(machine)
@@ -164,6 +172,16 @@ def _observe(
             else:
                 seen.in_progress += 1
     return seen
+
+
+def _count_unreadable(seen: _Observed, machine: ObservedMachine) -> None:
+    """Count a request this store key cannot read: neither provisioned nor on its
+    way, but unhealthy, so that it is replaced within maxUnhealthy/maxInFlight
+    (deleting it needs no secrets). A member of etcd once provisioned."""
+    seen.unreadable += 1
+    seen.members += machine.stage is Stage.PROVISIONED or machine.provisioned_at is not None
+    seen.unhealthy[machine.request_id] = UNREADABLE
+    seen.unhealthy_machines.append(machine)
 
 
 class _SetPlanner:

@@ -183,7 +183,47 @@ def test_status_without_a_name_lists_every_cluster_and_one_it_cannot_read(
     assert row["state"] == "recorded"
     monkeypatch.setenv("TALPROV_STORE_KEY", OUR_KEY)
     table = home.invoke("status")
-    assert table.exit_code == 0, table.output
-    assert "demo" in table.output
-    assert "unreadable" in table.output
+    # QA: it exited 0; `status demo` exits 1 for the very same cluster.
+    assert table.exit_code == 1, table.output
+    assert "demo" in table.stdout
+    assert "unreadable" in table.stdout
+    assert table.stderr.startswith("talprov: error: cluster demo: ")
+    assert "--reseal" in table.stderr
     assert OTHER_KEY not in table.output
+    scripted = home.invoke("status", "-o", "json")
+    assert scripted.exit_code == 1
+    assert [row["state"] for row in json.loads(scripted.stdout)] == ["unreadable"]
+
+
+def test_after_reseal_the_old_keys_requests_are_unreadable_not_provisioning(
+    home: Home, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # QA: after `apply --reseal`, status and plan counted the requests sealed with the
+    # old key as "provisioning", and the plan took them for members on their way up,
+    # although no pass can ever provision them with this key.
+    monkeypatch.setenv("TALPROV_STORE_KEY", OTHER_KEY)
+    spec = write_spec(home.root, workers=2, control_planes=1)
+    assert home.invoke("apply", "-f", str(spec)).exit_code == 0
+    monkeypatch.setenv("TALPROV_STORE_KEY", OUR_KEY)
+
+    planned = home.invoke("plan", "-f", str(spec), "--reseal", "-o", "json")
+    assert planned.exit_code == 0, planned.output
+    plan = json.loads(planned.stdout)
+    sets = {s["name"]: s for s in plan["sets"]}
+    assert [(sets[n]["provisioning"], sets[n]["unreadable"], sets[n]["unhealthy"])
+            for n in ("control-planes", "workers")] == [(0, 1, 1), (0, 2, 2)]
+    # The control plane's member is replaced; both workers being unreadable opens
+    # the circuit breaker (maxUnhealthy 40%), which says so instead of replacing.
+    [replace] = plan["actions"]
+    assert (replace["action"], replace["set"]) == ("replace", "control-planes")
+    assert "unreadable" in replace["reason"]
+    assert sets["workers"]["circuit_breaker_open"] is True
+    assert any("TALPROV_STORE_KEY" in note for note in sets["workers"]["notes"])
+
+    assert home.invoke("apply", "-f", str(spec), "--reseal").exit_code == 0
+    shown = home.invoke("status", "demo", "-o", "json")
+    assert shown.exit_code == 0, shown.output
+    workers = {s["name"]: s for s in json.loads(shown.stdout)["sets"]}["workers"]
+    assert (workers["provisioned"], workers["provisioning"], workers["unreadable"]) == (0, 0, 2)
+    table = home.invoke("status", "demo")
+    assert "unreadable" in table.output.splitlines()[1], table.output
