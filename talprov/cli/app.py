@@ -138,32 +138,34 @@ class App:
         """``TALPROV_STORE_KEY`` as every command takes it.
 
         A placeholder key (see :func:`~talprov.store.crypto.not_random_reason`) is
-        refused for a store that holds no records yet; a store that already does
-        may have been sealed with it before the rule existed, and refusing it then
-        would lock its records away, so it is used with one warning. Raises
+        refused unless the store holds records sealed with some key: an older
+        talprov may have sealed them with this one before the rule existed, and
+        refusing it then would lock them away, so it is used with one warning.
+        Unencrypted records are no reason to take it (it would seal new ones). Raises
         :class:`ConfigError` naming the variable, never the key. Idempotent.
         """
         key = store_key_from(os.environ, placeholder_ok=True)
         reason = not_random_reason(key) if key is not None else None
         if reason is None:
             return key
-        if not self._store_holds_records():
+        if not self._store_holds_sealed_records():
             return store_key_from(os.environ)  # refuses it, in the one refusal's words
         if not self._placeholder_warned:
             self._placeholder_warned = True
             say(f"warning: TALPROV_STORE_KEY is not random ({reason}); it is used because "
-                "this store already holds records, which may be sealed with it. A new "
+                "this store holds encrypted records, which an older talprov may have sealed "
+                "with it. A new "
                 f"store must get a random key ({KEY_HINT})", level=logging.WARNING)
         return key
 
-    def _store_holds_records(self) -> bool:
-        """Whether the store holds records, creating nothing: a SQLite file that is
-        not there holds none."""
+    def _store_holds_sealed_records(self) -> bool:
+        """Whether the store holds encrypted records, creating nothing: a SQLite
+        file that is not there holds none."""
         url = self.resolved_store_url()
         if holds_no_file_yet(url):
             return False
         with Store(url) as probe:
-            return probe.holds_records()
+            return probe.holds_sealed_records()
 
     def resolved_store_url(self) -> str:
         """--store, else the config's store, else SQLite under $XDG_STATE_HOME."""

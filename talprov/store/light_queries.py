@@ -16,6 +16,7 @@ from datetime import datetime
 import sqlalchemy as sa
 
 from talprov.providers.types import Stage
+from talprov.store.crypto import FERNET_PREFIX
 from talprov.store.parts import StorePart
 from talprov.store.records import utc_or_now
 from talprov.store.schema import clusters, request_sets, requests
@@ -24,15 +25,27 @@ from talprov.store.schema import clusters, request_sets, requests
 class LightQueryMethods(StorePart):
     """The payload-free reads of :class:`talprov.store.Store`, which mixes them in."""
 
-    def holds_records(self) -> bool:
-        """Whether any request, cluster or request set is recorded (sealed data may
-        exist); False for a store whose schema is not there yet. Reads no payload.
-        Raises :class:`StoreError` when the store cannot be read. Idempotent."""
+    def holds_sealed_records(self) -> bool:
+        """Whether any request, cluster or request set holds a secret encrypted with
+        some key (whichever: it is not decrypted); False for a store whose schema is
+        not there yet, and for one whose records are all unencrypted. Reads only
+        whether a sealed column starts as encrypted text does. Raises
+        :class:`StoreError` when the store cannot be read. Idempotent."""
+        sealed = FERNET_PREFIX + "%"
+        checks = {
+            requests.name: sa.or_(requests.c.machine_config.like(sealed),
+                                  requests.c.join_api_url.like(sealed)),
+            request_sets.name: sa.or_(request_sets.c.machine_config.like(sealed),
+                                      request_sets.c.join_api_url.like(sealed)),
+            # The spec is JSON whose secrets are {"sealed": "<column text>"}: any
+            # encrypted text in it counts (over-counting only means a warning).
+            clusters.name: clusters.c.spec.like("%" + sealed),
+        }
         with self._read() as conn:
             present = set(sa.inspect(conn).get_table_names())
-            return any(conn.execute(sa.select(sa.literal(1)).select_from(table).limit(1))
+            return any(conn.execute(sa.select(sa.literal(1)).where(check).limit(1))
                        .first() is not None
-                       for table in (requests, clusters, request_sets) if table.name in present)
+                       for table, check in checks.items() if table in present)
 
     def next_attempts(self, stages: Collection[Stage]) -> list[tuple[str, datetime | None]]:
         """``(request id, next_attempt_at)`` of every request in ``stages``, by id.

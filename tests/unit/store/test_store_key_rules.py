@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import random
+from pathlib import Path
 
 import pytest
 
@@ -86,3 +87,46 @@ def test_a_placeholder_key_with_a_store_that_is_not_a_url_is_one_line(
     assert result.exit_code == 2, result.output
     assert "not a valid SQLAlchemy URL" in result.output
     assert "Traceback" not in result.output
+
+
+def test_a_placeholder_key_is_refused_for_a_store_whose_records_are_all_unencrypted(
+        home: Home, monkeypatch: pytest.MonkeyPatch) -> None:
+    # QA: the exception is for records an older talprov SEALED with such a key; a store
+    # holding only unencrypted records has nothing the placeholder could unlock, so it
+    # must be refused there as for an empty store (else it seals new records with it).
+    with Store(home.store_url) as unencrypted:
+        unencrypted.migrate()
+        unencrypted.create_request(MachineRequest.model_validate(
+            {"id": "r-1", "provider": "fake", "talos_version": "v1.12.0",
+             "machine_config": CONFIG}))
+    monkeypatch.setenv("TALPROV_STORE_KEY", "changeme" * 5)
+    refused = home.invoke("machine", "list")
+    assert refused.exit_code == 2, refused.output
+    assert "is not random" in refused.output
+    assert "it is used because" not in refused.output
+
+
+def test_only_encrypted_text_counts_as_sealed_records(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'state.db'}"
+    request = MachineRequest.model_validate(
+        {"id": "r-1", "provider": "fake", "talos_version": "v1.12.0", "machine_config": CONFIG})
+    with Store(url) as store:
+        assert store.holds_sealed_records() is False  # no schema yet
+        store.migrate()
+        store.create_request(request)
+        store.put_cluster("plain", {"spec": {"sets": {"w": {"machine_config": {
+            "sealed": store.seal(CONFIG)}}}}})
+        assert store.holds_sealed_records() is False
+    for sealing in ("request", "cluster", "request set"):
+        path = tmp_path / f"{sealing}.db"
+        with Store(f"sqlite:///{path}", key="changeme" * 5) as store:
+            store.migrate()
+            if sealing == "request":
+                store.create_request(request)
+            elif sealing == "request set":
+                store.put_request_set("s", {}, machine_config=CONFIG, join_url=None)
+            else:
+                store.put_cluster("c", {"spec": {"sets": {"w": {"machine_config": {
+                    "sealed": store.seal(CONFIG)}}}}})
+        with Store(f"sqlite:///{path}") as probe:  # no key needed to tell
+            assert probe.holds_sealed_records() is True, sealing
