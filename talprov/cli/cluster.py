@@ -33,6 +33,7 @@ from talprov.cli.output import emit, output_option, watch, watch_option
 from talprov.errors import ConfigError
 from talprov.providers.labels import LABEL_CLUSTER
 from talprov.providers.types import Stage
+from talprov.reconcile.work import STAGE_LOGGER
 from talprov.registry import check_request, validate_provider_data
 from talprov.scaler.actions import Action, Plan
 from talprov.scaler.apply import (
@@ -232,8 +233,32 @@ def converge(app: App, name: str, timeout: float) -> bool:
             _tell_failures(scaler, name, told)
         return not state.destroying and plan_converged(view)
 
-    with interruptible(f"cluster {name}"), loop:
-        return loop.run_until(done, timeout=timeout, interval=2.0, on_round=show_warnings)
+    said = _FailuresSaid(told)
+    stage_log = logging.getLogger(STAGE_LOGGER)
+    stage_log.addFilter(said)
+    try:
+        with interruptible(f"cluster {name}"), loop:
+            return loop.run_until(done, timeout=timeout, interval=2.0,
+                                  on_round=show_warnings)
+    finally:
+        stage_log.removeFilter(said)
+
+
+class _FailuresSaid(logging.Filter):
+    """Notes in ``told`` each request whose failure this process's reconciler has
+    just said on the stage logger (its WARNING line, with the step and the error),
+    so that :func:`_tell_failures` says only those failed elsewhere (QA: a failure
+    was said twice). Lets every line through."""
+
+    def __init__(self, told: set[str]) -> None:
+        super().__init__()
+        self.told = told
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        request_id = getattr(record, "request_id", None)
+        if record.levelno >= logging.WARNING and isinstance(request_id, str):
+            self.told.add(request_id)
+        return True
 
 
 def _tell_failures(scaler: Scaler, name: str, told: set[str]) -> None:

@@ -214,3 +214,19 @@ def test_a_failed_machine_is_said_once_with_its_error_while_waiting(
     err = capsys.readouterr().err
     assert err.count(f"warning: {summary.id} failed: ") == 1, err
     assert "InvalidSubnetID.NotFound: subnet-nope" in err
+
+
+def test_apply_wait_says_a_failure_of_its_own_pass_once(home: Home) -> None:
+    # QA: a machine this very process failed was said twice: by the reconciler's
+    # stage line (talprov.stages, WARNING) and again by the wait's failure line.
+    home.providers["fake"]["fail_creates"] = True
+    home.write_config()
+    spec = write_spec(home.root, workers=1, control_planes=1)
+    result = home.invoke("apply", "-f", str(spec), "--wait", "--timeout", "10")
+    assert result.exit_code == 1, result.output
+    failed = [r.request.id for r in Store(home.store_url).list_requests(stages=[Stage.FAILED])]
+    assert failed, result.output
+    for request_id in failed:
+        said = [line for line in result.stderr.splitlines()
+                if request_id in line and "failed" in line and "no capacity" in line]
+        assert len(said) == 1, result.stderr
