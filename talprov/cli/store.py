@@ -10,9 +10,9 @@ from typing import Any
 
 import click
 
-from talprov.cli.app import App, handle_errors, pass_app
+from talprov.cli.app import EXIT_FAILED, App, fail, handle_errors, pass_app
 from talprov.cli.output import emit, output_option
-from talprov.store.engine import masked_url
+from talprov.store.engine import masked_url, missing_sqlite_file
 from talprov.store.upgrade import SchemaStatus, head_revision, offline_sql
 
 _COLUMNS = ("store", "current", "head", "pending", "legacy_version")
@@ -28,7 +28,12 @@ def store() -> None:
 @pass_app
 @handle_errors
 def status(app: App, output: str) -> None:
-    """Show the store's schema revision and the revisions still to apply. Writes nothing."""
+    """Show the store's schema revision and the revisions still to apply. Writes
+    nothing: exit 1 when the store is a SQLite file that does not exist."""
+    missing = missing_sqlite_file(app.resolved_store_url())
+    if missing is not None:
+        fail(f"store: the SQLite file {missing} does not exist; `talprov store upgrade` "
+             "creates it (as any other command does)", EXIT_FAILED)
     emit(_row(app, app.unmigrated_store().schema_status()), output, columns=_COLUMNS)
 
 

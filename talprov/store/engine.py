@@ -67,6 +67,22 @@ def is_memory_url(url: str) -> bool:
         return False
 
 
+def missing_sqlite_file(url: str) -> Path | None:
+    """The file SQLite store ``url`` names, absolute, when it does not exist; None
+    for a file that exists, a store in memory, a URI filename (``file:...``, left to
+    SQLite) and any other database. Creates nothing. Raises
+    :class:`UnsupportedStore` for a string that is not a URL."""
+    try:
+        parsed = sa.make_url(url)
+    except sa.exc.ArgumentError:
+        raise UnsupportedStore("store URL is not a valid SQLAlchemy URL") from None
+    if (parsed.get_backend_name() != "sqlite" or _is_memory_sqlite(parsed)
+            or str(parsed.database).startswith("file:")):
+        return None
+    path = Path(str(parsed.database)).absolute()
+    return None if path.exists() else path
+
+
 def holds_no_file_yet(url: str) -> bool:
     """Whether ``url`` is a SQLite store with no file yet (or in memory): one that
     holds no records, found out without creating anything. Raises

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sqlite3
 
+import pytest
 import sqlalchemy as sa
 
 from talprov.store.upgrade import head_revision
@@ -20,7 +21,22 @@ def tables(home: Home) -> set[str]:
         engine.dispose()
 
 
+def test_status_of_a_missing_sqlite_file_says_so_and_creates_nothing(
+        home: Home, monkeypatch: pytest.MonkeyPatch) -> None:
+    # QA: `store status` on a SQLite path that did not exist created the file.
+    monkeypatch.chdir(home.root)
+    for url, path in (("sqlite:///relative.db", home.root / "relative.db"),
+                      (home.store_url, home.root / "state.db")):
+        result = home.invoke("--store", url, "store", "status")
+        assert result.exit_code == 1, result.output
+        assert result.output.startswith("talprov: error: store: "), result.output
+        assert f"{path} does not exist" in result.output
+        assert "Traceback" not in result.output
+        assert not path.exists()
+
+
 def test_status_writes_nothing_and_upgrade_applies_every_revision(home: Home) -> None:
+    sqlite3.connect(home.root / "state.db").close()  # an empty database file
     before = home.invoke("store", "status", "-o", "json")
     assert before.exit_code == 0, before.output
     shown = json.loads(before.output)
