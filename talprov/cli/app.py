@@ -384,6 +384,26 @@ class CountCommand(click.Command):
         return super().parse_args(ctx, args)
 
 
+class CountType(click.ParamType):
+    """COUNT, a set's size: anything but a whole number is one line naming COUNT
+    (exit 2), as a negative or too large count is (QA: click's usage block)."""
+
+    name = "count"
+
+    def convert(self, value: Any, param: click.Parameter | None,
+                ctx: click.Context | None) -> int:
+        if isinstance(value, int):
+            return value
+        try:
+            return int(value)
+        except ValueError:
+            message = (f"must be a whole number of machines (0..{MAX_SET_SIZE}), "
+                       f"got {value!r}")
+            if ctx is not None and ctx.resilient_parsing:
+                self.fail(message, param, ctx)  # completing: click ignores it
+            fail(f"COUNT: {message}")
+
+
 def checked_count(count: int) -> int:
     """``count`` when it is a set's size that may be recorded: 0..MAX_SET_SIZE.
 

@@ -15,6 +15,7 @@ from talprov.cli.app import (
     LARGE_GROWTH,
     App,
     CountCommand,
+    CountType,
     UnknownName,
     WaitProgress,
     checked_count,
@@ -441,7 +442,7 @@ def destroy(app: App, name: str, wait: bool, timeout: float, yes: bool) -> None:
 @click.command(cls=CountCommand)
 @click.argument("name")
 @click.argument("set_name", metavar="SET")
-@click.argument("count", type=int)
+@click.argument("count", type=CountType())
 @click.option("--yes", "-y", is_flag=True, default=False,
               help=f"Do not ask before adding more than {LARGE_GROWTH} machines or shrinking "
                    "a control plane (required then when stdin is not a terminal).")

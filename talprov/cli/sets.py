@@ -12,6 +12,7 @@ from talprov.cli.app import (
     LARGE_GROWTH,
     App,
     CountCommand,
+    CountType,
     checked_count,
     confirm_size_change,
     fail,
@@ -76,7 +77,7 @@ def get_set(app: App, name: str, output: str) -> None:
 
 @request_set.command("scale", cls=CountCommand)
 @click.argument("name")
-@click.argument("count", type=int)
+@click.argument("count", type=CountType())
 @click.option("--yes", "-y", is_flag=True, default=False,
               help=f"Do not ask before adding more than {LARGE_GROWTH} machines (required "
                    "then when stdin is not a terminal).")

@@ -19,7 +19,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 
 from talprov import __version__
-from talprov.errors import pattern_in_words, quoted_in_json
+from talprov.errors import constraint_in_words, quoted_in_json
 from talprov.providers.protocol import Runtime
 from talprov.reconcile.reconciler import ProviderHandle
 from talprov.secrets import redact
@@ -61,8 +61,8 @@ def _problems(exc: RequestValidationError) -> list[dict[str, object]]:
     for err in exc.errors():
         kind = err.get("type")
         msg = "unknown field" if kind == "extra_forbidden" else str(err.get("msg"))
-        if kind == "string_pattern_mismatch":  # words, not the regular expression
-            msg = pattern_in_words(str((err.get("ctx") or {}).get("pattern", "")))
+        if (words := constraint_in_words(str(kind), err.get("ctx") or {})) is not None:
+            msg = words  # a pattern or length in words, never pydantic's or a regex
         elif (quoted := quoted_in_json(str(kind), err.get("input"))) is not None:
             # A count or flag sent as a JSON string ("3"): say what to change, as
             # the CLI does for a quoted YAML count.

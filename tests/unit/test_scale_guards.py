@@ -187,3 +187,12 @@ def test_scale_says_what_acts_on_the_new_size(home: Home) -> None:
     plan = json.loads(shrunk.stdout)
     assert plan["summary"]["delete"] == 2
     assert "size 1" in shrunk.stderr  # the hint stays on stderr, out of the JSON
+
+
+def test_a_count_that_is_not_a_number_is_one_line_naming_count(home: Home) -> None:
+    """QA: `scale demo workers abc` answered with click's usage block."""
+    for args in (("scale", "demo", "workers", "abc"), ("set", "scale", "pool", "1.5")):
+        refused = home.invoke(*args)
+        assert_usage_error(refused.exit_code, refused.output, "COUNT",
+                           "must be a whole number of machines (0..1000)")
+        assert "Usage:" not in refused.output
