@@ -384,7 +384,7 @@ class CountCommand(click.Command):
         return super().parse_args(ctx, args)
 
 
-class CountType(click.ParamType):
+class CountType(click.ParamType[int]):
     """COUNT, a set's size: anything but a whole number is one line naming COUNT
     (exit 2), as a negative or too large count is (QA: click's usage block)."""
 
