@@ -384,7 +384,7 @@ class CountCommand(click.Command):
         return super().parse_args(ctx, args)
 
 
-class CountType(click.ParamType[int]):
+class CountType(click.ParamType):  # type: ignore[type-arg]  # generic from click 8.2 on
     """COUNT, a set's size: anything but a whole number is one line naming COUNT
     (exit 2), as a negative or too large count is (QA: click's usage block)."""
 
