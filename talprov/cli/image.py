@@ -14,7 +14,7 @@ from talprov.providers.errors import InvalidRequest
 from talprov.providers.types import Arch, talos_version_problem
 from talprov.requestfile import load_request_file
 from talprov.talos.assets import PLATFORMS, AssetKind, Platform
-from talprov.talos.factory import ImageFactory, images_for
+from talprov.talos.factory import ImageFactory, asset_names_for, images_for
 from talprov.talos.schematic import Schematic
 
 
@@ -70,10 +70,14 @@ def image_id(path: Path | None, request: Path | None) -> None:
 @handle_errors
 def urls(app: App, path: Path | None, request: Path | None, talos_version: str | None,
          arch: str, secure_boot: bool, output: str) -> None:
-    """Print the Image Factory URL of every platform asset for a schematic."""
+    """Print the Image Factory URL of every platform asset for a schematic.
+
+    Computed here, asking no factory: the factory's credentials are not needed.
+    """
     schematic, req_version = _schematic(path, request)
     version = _version(talos_version or req_version)
-    rows = asset_rows(images_for(app.runtime), schematic.id(), version, Arch(arch), secure_boot)
+    with asset_names_for(app.runtime) as names:
+        rows = asset_rows(names, schematic.id(), version, Arch(arch), secure_boot)
     emit(rows, output, columns=("platform", "kind", "url"))
 
 

@@ -83,6 +83,8 @@ class StepTimeout(ProviderError):
     permanent = True
 
 
+#: What an :class:`InstanceUnavailable` means, in words.
+UNUSABLE_UNTIL_FIXED = "not usable until its settings are fixed"
 #: What each kind of provider error means, in words people read (never a class name).
 ERROR_KINDS: tuple[tuple[type[ProviderError], str], ...] = (
     (AuthError, "credentials refused"),
@@ -90,7 +92,7 @@ ERROR_KINDS: tuple[tuple[type[ProviderError], str], ...] = (
     (CapacityError, "no capacity"),
     (NotFound, "not found"),
     (StepTimeout, "timed out"),
-    (InstanceUnavailable, "not usable until its settings are fixed"),
+    (InstanceUnavailable, UNUSABLE_UNTIL_FIXED),
     (Transient, "not answering"),
 )
 
@@ -102,9 +104,10 @@ def error_kind(exc: ProviderError) -> str | None:
 
 
 def describe_error(exc: ProviderError) -> str:
-    """``exc`` as one line for people: ``<kind>: <message>``. Pure."""
+    """``exc`` as one line for people: ``<kind>: <message>``, or the message alone
+    when it already says its kind (naming what it is about first). Pure."""
     kind = error_kind(exc)
-    return f"{kind}: {exc}" if kind else str(exc)
+    return f"{kind}: {exc}" if kind and kind not in str(exc) else str(exc)
 
 
 _DEFAULT_PORTS = {"http": 80, "https": 443}

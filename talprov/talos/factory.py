@@ -30,6 +30,7 @@ import httpx
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from talprov.providers.errors import (
+    UNUSABLE_UNTIL_FIXED,
     AuthError,
     InstanceUnavailable,
     InvalidRequest,
@@ -391,8 +392,19 @@ def factory_unusable(runtime: Runtime, problem: str) -> None:
     """Make every later :func:`images_for` of ``runtime`` fail with ``problem`` (a
     sentence naming the setting, never its value), while the provisions that need
     no image, deletions and listings go on."""
+    # The factory first: the problem alone names a setting, not what it stops.
+    told = (f"the Image Factory {public_url(runtime.factory_url)} is "
+            f"{UNUSABLE_UNTIL_FIXED}: {problem}")
     with _memo_lock:
-        runtime.memo[_MEMO_KEY] = UnusableFactory(problem)
+        runtime.memo[_MEMO_KEY] = UnusableFactory(told)
+
+
+def asset_names_for(runtime: Runtime) -> ImageFactory:
+    """A client of ``runtime``'s Image Factory for naming asset URLs only: built
+    without its credentials, so it works while they cannot be resolved (a URL is
+    computed here, asking no factory). Close it after use. Never raises."""
+    return ImageFactory(base_url=runtime.factory_url, cache_dir=runtime.cache_dir / "images",
+                        verify=runtime.factory_verify_tls)
 
 
 def images_for(runtime: Runtime) -> ImageFactory:

@@ -29,3 +29,27 @@ def test_valid_version_lists_urls_for_it(home: Home) -> None:
                          "-o", "json")
     assert result.exit_code == 0, result.output
     assert "/v1.13.9/aws-amd64.raw.xz" in result.output
+
+
+def test_urls_need_no_factory_password_and_pull_names_the_factory(
+        home: Home, monkeypatch: pytest.MonkeyPatch) -> None:
+    # QA: `image urls` with an unset image_factory.password failed with "not usable
+    # until its settings are fixed: ..." naming no Image Factory, although naming
+    # the asset URLs asks no factory (they are computed here, and public).
+    monkeypatch.delenv("IFPW_UNSET", raising=False)
+    home.write_config(image_factory={"url": "https://factory.example.test",
+                                     "username": "u", "password": "${env:IFPW_UNSET}"})
+    schematic = home.root / "schematic.yaml"
+    schematic.write_text(SCHEMATIC)
+    listed = home.invoke("image", "urls", "-f", str(schematic), "--version", "v1.13.9",
+                         "-o", "json")
+    assert listed.exit_code == 0, listed.output
+    assert "https://factory.example.test/image/" in listed.stdout
+    pulled = home.invoke("image", "pull", "-f", str(schematic), "--version", "v1.13.9",
+                         "--asset", "aws-disk")
+    assert pulled.exit_code == 1, pulled.output
+    [line] = pulled.output.splitlines()
+    assert line.startswith("talprov: error: the Image Factory https://factory.example.test "
+                           "is not usable until its settings are fixed: "), line
+    assert "image_factory.password" in line
+    assert line.count("not usable") == 1
