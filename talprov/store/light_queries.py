@@ -65,6 +65,23 @@ class LightQueryMethods(StorePart):
         with self._read() as conn:
             return {str(rid) for rid in conn.execute(query).scalars()}
 
+    def request_versions(self, request_ids: Collection[str]) -> dict[str, int]:
+        """The stored version of each of ``request_ids`` that is still recorded
+        (an unknown or forgotten id is absent): one query per 500 ids.
+
+        Read-only; decrypts nothing. Raises :class:`StoreError` when the store
+        cannot be read. Idempotent.
+        """
+        ids = sorted(set(request_ids))
+        versions: dict[str, int] = {}
+        with self._read() as conn:
+            # Chunks keep the IN list under every backend's parameter limit.
+            for start in range(0, len(ids), 500):
+                rows = conn.execute(sa.select(requests.c.id, requests.c.version)
+                                    .where(requests.c.id.in_(ids[start:start + 500])))
+                versions.update({str(row.id): int(row.version) for row in rows})
+        return versions
+
     def count_requests(self) -> dict[tuple[str, Stage], int]:
         """How many requests each ``(provider instance, stage)`` has, ``GONE`` included.
 
