@@ -35,7 +35,7 @@ from talprov.providers.labels import LABEL_CLUSTER
 from talprov.providers.types import Stage
 from talprov.registry import check_request, validate_provider_data
 from talprov.scaler.actions import Action, Plan
-from talprov.scaler.apply import ClusterState, Scaler, UnreadableCluster, plan_converged
+from talprov.scaler.apply import ClusterState, Scaler, plan_converged
 from talprov.scaler.configtext import merge_patch
 from talprov.scaler.models import CONTROL_PLANE_SET, ClusterSpec
 from talprov.scaler.spec import load_spec_file
@@ -55,22 +55,6 @@ RESEAL_HELP = ("When the recorded cluster was sealed with another TALPROV_STORE_
                "unreadable until deleted with `talprov machine delete`). Without it, "
                "such a cluster is refused: a wrong key in the environment must not "
                "overwrite the record.")
-
-
-def replaced_state(scaler: Scaler, name: str, *, reseal: bool) -> ClusterState | None:
-    """The recorded state a spec file is about to replace, or None when there is
-    none, or when this store key cannot read it and ``reseal`` says to seal it anew.
-
-    Raises :class:`UnreadableCluster` for an unreadable record without ``reseal``:
-    the likelier cause is a wrong key in this shell, and re-sealing would lock the
-    record away from the right one.
-    """
-    try:
-        return scaler.state(name)
-    except UnreadableCluster:
-        if reseal:
-            return None
-        raise
 
 
 def _check_providers(app: App, spec: ClusterSpec, path: Path) -> None:
@@ -187,7 +171,7 @@ def plan_cmd(app: App, path: Path, reseal: bool, output: str) -> None:
     """Preview what `apply` would do now, and why. Changes nothing."""
     spec = load_spec_file(path)
     scaler = scaler_for(app)
-    state = replaced_state(scaler, spec.name, reseal=reseal)
+    state = scaler.replaced_state(spec.name, reseal=reseal)
     preview = ClusterState(spec=spec)
     if state is not None:
         # What apply would record: autoscaled sets keep their recorded sizes.
@@ -283,7 +267,7 @@ def apply(app: App, path: Path, wait: bool, timeout: float, yes: bool, reseal: b
     spec = load_spec_file(path)
     _check_providers(app, spec, path)
     scaler = scaler_for(app)
-    recorded = replaced_state(scaler, spec.name, reseal=reseal)
+    recorded = scaler.replaced_state(spec.name, reseal=reseal)
     if recorded is not None and CONTROL_PLANE_SET in recorded.spec.sets \
             and CONTROL_PLANE_SET in spec.sets:
         confirm_control_plane_shrink(f"{spec.name}/{CONTROL_PLANE_SET}",
