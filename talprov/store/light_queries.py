@@ -18,7 +18,7 @@ import sqlalchemy as sa
 from talprov.providers.types import Stage
 from talprov.store.parts import StorePart
 from talprov.store.records import utc_or_now
-from talprov.store.schema import clusters, request_sets, requests
+from talprov.store.schema import clusters, request_labels, request_sets, requests
 
 
 class LightQueryMethods(StorePart):
@@ -94,6 +94,24 @@ class LightQueryMethods(StorePart):
         with self._read() as conn:
             rows = conn.execute(query).all()
         return {(str(row.provider), Stage(row.stage)): int(row.n) for row in rows}
+
+    def count_requests_by_label(self, key: str) -> dict[tuple[str, Stage], int]:
+        """How many requests not ``GONE`` each ``(value of label key, stage)`` has,
+        in one query (e.g. every cluster's requests by stage, for a status list).
+
+        Requests without the label, and pairs with none, are absent. Counted in
+        SQL; decrypts nothing. Raises :class:`StoreError` when the store cannot
+        be read. Idempotent.
+        """
+        query = (
+            sa.select(request_labels.c.value, requests.c.stage, sa.func.count().label("n"))
+            .join(requests, requests.c.id == request_labels.c.request_id)
+            .where(request_labels.c.key == key, requests.c.stage != Stage.GONE.value)
+            .group_by(request_labels.c.value, requests.c.stage)
+        )
+        with self._read() as conn:
+            rows = conn.execute(query).all()
+        return {(str(row.value), Stage(row.stage)): int(row.n) for row in rows}
 
     def count_due(
         self, stages: Collection[Stage], *, now: datetime | None = None
