@@ -13,7 +13,9 @@ batch's step. So is a step whose work a restart finds again by looking
 (``Step.found_again``: a lookup, or something it made and tagged): a request
 done with it is written with its next stored step's outcome (or, parked
 before a listing that failed, at the step it waits at); a crash before that
-resumes it at the last stored step, which finds what was made since.
+resumes it at the last stored step, which finds what was made since. As no
+version-checked write came yet, such requests' versions are read (one query)
+before a step that needs the listing: a request deleted meanwhile stops there.
 """
 
 from __future__ import annotations
