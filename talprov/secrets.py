@@ -6,6 +6,7 @@ can be scrubbed of them; the reference text itself is what errors show.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import re
@@ -25,6 +26,17 @@ _MIN_REDACT_LEN = 6
 
 _lock = threading.Lock()
 _known: set[str] = set()
+#: The key of every keyed_digest of this process, never stored or shown.
+_DIGEST_KEY = os.urandom(32)
+
+
+def keyed_digest(text: str) -> bytes:
+    """A digest of ``text`` to key an in-memory cache of what a secret leads to,
+    instead of the secret itself: BLAKE2b keyed with a per-process random key,
+    so that a digest seen elsewhere (a dump, a log) offers no offline check of a
+    guessed secret (a weak password, a known config). Equal only within this
+    process. Pure for a given process; raises nothing."""
+    return hashlib.blake2b(text.encode(), key=_DIGEST_KEY, digest_size=32).digest()
 
 
 def register_secret(value: str) -> None:

@@ -31,6 +31,7 @@ from talprov.registry import build_provider, instance_concurrency
 from talprov.runloop import RunLoop
 from talprov.scaler.editing import ClusterBusy
 from talprov.scaler.models import MAX_SET_SIZE
+from talprov.scaler.setplan import tolerated_failures
 from talprov.secrets import RedactingFilter, redact
 from talprov.service.config import ServiceConfig
 from talprov.store.crypto import KEY_HINT, not_random_reason, store_key_from
@@ -436,16 +437,16 @@ def confirm_control_plane_shrink(what: str, current: int, count: int, yes: bool)
 
 def etcd_shrink_effect(current: int, count: int) -> str:
     """What shrinking etcd from ``current`` to ``count`` members does to the number
-    of member failures it survives: n members keep quorum (a majority) through
-    (n - 1) // 2 failures, so 2 tolerate no more than 1 does. Pure."""
+    of member failures it survives (:func:`tolerated_failures`: 2 members tolerate
+    no more than 1 does). Pure."""
 
     def failures(members: int) -> str:
-        tolerated = max(members - 1, 0) // 2
+        tolerated = tolerated_failures(members)
         if tolerated == 0:
             return "no member failure"
         return f"{tolerated} member failure{'s' if tolerated > 1 else ''}"
 
-    before, after = max(current - 1, 0) // 2, max(count - 1, 0) // 2
+    before, after = tolerated_failures(current), tolerated_failures(count)
     if before == after:
         return f"etcd tolerates {failures(count)}, before and after"
     return f"etcd will tolerate {failures(count)} (it tolerated {before})"

@@ -41,7 +41,6 @@ from talprov.scaler.apply import (
     UNREADABLE_REMEDY,
     ClusterState,
     Scaler,
-    UnreadableCluster,
     plan_converged,
 )
 from talprov.scaler.configtext import merge_patch
@@ -63,22 +62,6 @@ RESEAL_HELP = ("When the recorded cluster was sealed with another TALPROV_STORE_
                "unreadable until deleted with `talprov machine delete`). Without it, "
                "such a cluster is refused: a wrong key in the environment must not "
                "overwrite the record.")
-
-
-def replaced_state(scaler: Scaler, name: str, *, reseal: bool) -> ClusterState | None:
-    """The recorded state a spec file is about to replace, or None when there is
-    none, or when this store key cannot read it and ``reseal`` says to seal it anew.
-
-    Raises :class:`UnreadableCluster` for an unreadable record without ``reseal``:
-    the likelier cause is a wrong key in this shell, and re-sealing would lock the
-    record away from the right one.
-    """
-    try:
-        return scaler.state(name)
-    except UnreadableCluster:
-        if reseal:
-            return None
-        raise
 
 
 def _check_providers(app: App, spec: ClusterSpec, path: Path) -> None:
@@ -195,7 +178,7 @@ def plan_cmd(app: App, path: Path, reseal: bool, output: str) -> None:
     """Preview what `apply` would do now, and why. Changes nothing."""
     spec = load_spec_file(path)
     scaler = scaler_for(app)
-    state = replaced_state(scaler, spec.name, reseal=reseal)
+    state = scaler.replaced_state(spec.name, reseal=reseal)
     preview = ClusterState(spec=spec)
     if state is not None:
         # What apply would record: autoscaled sets keep their recorded sizes.
@@ -316,7 +299,7 @@ def apply(app: App, path: Path, wait: bool, timeout: float, yes: bool, reseal: b
     spec = load_spec_file(path)
     _check_providers(app, spec, path)
     scaler = scaler_for(app)
-    recorded = replaced_state(scaler, spec.name, reseal=reseal)
+    recorded = scaler.replaced_state(spec.name, reseal=reseal)
     if recorded is not None and CONTROL_PLANE_SET in recorded.spec.sets \
             and CONTROL_PLANE_SET in spec.sets:
         confirm_control_plane_shrink(f"{spec.name}/{CONTROL_PLANE_SET}",
@@ -352,17 +335,21 @@ def cluster_rows(scaler: Scaler) -> list[dict[str, Any]]:
     recorded, being destroyed or unreadable with this key. Never raises for a
     cluster sealed with another key: that is its state."""
     rows: list[dict[str, Any]] = []
+    # Every cluster's requests counted in one query, none of them unsealed.
+    by_cluster: dict[str, dict[Stage, int]] = {}
+    for (cluster, stage), count in scaler.store.count_requests_by_label(LABEL_CLUSTER).items():
+        by_cluster.setdefault(cluster, {})[stage] = count
     for name in scaler.store.list_clusters():
         state = scaler.recorded_state(name)
         if state is None:
             continue  # forgotten meanwhile
-        records = scaler.records(name)
+        stages = by_cluster.get(name, {})
         rows.append({
             "cluster": name,
             "sets": {set_name: machine_set.size
                      for set_name, machine_set in sorted(state.spec.sets.items())},
-            "provisioned": sum(r.stage == Stage.PROVISIONED for r in records),
-            "requests": len(records),
+            "provisioned": stages.get(Stage.PROVISIONED, 0),
+            "requests": sum(stages.values()),
             "state": ("unreadable" if state.unreadable
                       else "destroying" if state.destroying else "recorded"),
         })

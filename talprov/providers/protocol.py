@@ -161,7 +161,10 @@ class Step:
     the first one that is stored (one write less per request and step). A crash
     before that write resumes the request at the last stored step, which finds
     what the steps after it made. A step that waits (``Retry``) or fails is
-    stored as always.
+    stored as always. Before a step that needs the listing (one that may make a
+    machine) the runner reads the stored versions of the requests holding such
+    unstored outcomes: one deleted meanwhile stops there, not after a machine
+    was made for it.
     """
 
     name: str

@@ -13,7 +13,9 @@ batch's step. So is a step whose work a restart finds again by looking
 (``Step.found_again``: a lookup, or something it made and tagged): a request
 done with it is written with its next stored step's outcome (or, parked
 before a listing that failed, at the step it waits at); a crash before that
-resumes it at the last stored step, which finds what was made since.
+resumes it at the last stored step, which finds what was made since. As no
+version-checked write came yet, such requests' versions are read (one query)
+before a step that needs the listing: a request deleted meanwhile stops there.
 """
 
 from __future__ import annotations
@@ -238,9 +240,33 @@ class RequestRunner:
                         self._provisioned(w)
                     save_all(self.store, [(w, None) for w in group])
                     continue
+                if step.needs_listing:
+                    group = self._stop_changed(step, group)
                 still += self._run_group(step, group, listed)
             active = still
         return parked
+
+    def _stop_changed(self, step: Step, group: list[Work]) -> list[Work]:
+        """``group`` without the works whose request changed in the store (a delete
+        came) while they held unstored outcomes (``Step.found_again``).
+
+        Such a work has met no version-checked write since its pass read it, and
+        ``step`` may create a machine (it needs the listing): one read of the
+        versions of those works, not of the others, stops them before a machine
+        is made only to be deprovisioned. A stopped work is stored as always:
+        the write is stale, so what it made goes into the deletion's record.
+        """
+        unchecked = [w for w in group if w.unsaved and not w.version_checked]
+        if not unchecked:
+            return group
+        versions = self.store.request_versions([w.record.request.id for w in unchecked])
+        for w in unchecked:
+            w.version_checked = True
+        changed = {id(w) for w in unchecked
+                   if versions.get(w.record.request.id) != w.record.version}
+        if changed:
+            save_all(self.store, [(w, step.name) for w in group if id(w) in changed])
+        return [w for w in group if id(w) not in changed]
 
     def store_parked(self, works: Sequence[Work]) -> None:
         """Store what ``works``, parked by :meth:`advance` before a step that needs

@@ -1,7 +1,8 @@
 """Where the step runner keeps a request's progress: a small storage protocol.
 
-The runner needs two things of a store: read a request, and write one step's
-outcome if nobody changed the request since it was read. Saying exactly that
+The runner needs three things of a store: read a request, tell whether requests
+changed since it read them (their versions), and write one step's outcome if
+nobody changed the request since it was read. Saying exactly that
 here (kopf's ``ProgressStorage`` plays the same role) keeps the runner free of
 the store's class: :class:`talprov.store.store.Store` implements it on SQL, and
 :class:`talprov.testing.MemoryProgressStorage` in memory for tests.
@@ -9,7 +10,7 @@ the store's class: :class:`talprov.store.store.Store` implements it on SQL, and
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -23,6 +24,14 @@ class ProgressStorage(Protocol):
 
     def get_request(self, request_id: str) -> RequestRecord | None:
         """The request as last stored, or None when it is not (or no longer) there.
+
+        Read-only. Raises ``StoreError`` when the storage cannot be read.
+        """
+        ...
+
+    def request_versions(self, request_ids: Collection[str]) -> dict[str, int]:
+        """The stored version of each of ``request_ids`` still recorded (a removed
+        one is absent), without reading their payloads.
 
         Read-only. Raises ``StoreError`` when the storage cannot be read.
         """

@@ -57,6 +57,9 @@ class Work:
     step_run: str | None = None
     #: A step's outcome is in this copy but not stored yet (``Step.found_again``).
     unsaved: bool = False
+    #: The stored version was read again after the last write (see
+    #: ``RequestRunner``): a step that needs the listing checks it once per write.
+    version_checked: bool = False
 
     @classmethod
     def start(
@@ -170,7 +173,7 @@ def save_all(store: ProgressStorage, writes: Sequence[tuple[Work, str | None]]) 
         return []
     first = writes[0][0]
     for work, _ in writes:
-        work.unsaved = False
+        work.unsaved = work.version_checked = False
     outcomes = store.save_progress_many([w.update(name) for w, name in writes], now=first.now())
     return [work.saved(store, outcome) for (work, _), outcome in zip(writes, outcomes,
                                                                       strict=True)]

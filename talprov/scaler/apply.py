@@ -238,14 +238,7 @@ class Scaler:
         Requests of the cluster sealed with the old key stay unreadable; they are
         set aside by the runner and can only be deleted.
         """
-        try:
-            previous = self.state(spec.name)
-        except UnreadableCluster as exc:
-            if not reseal:
-                raise
-            log.warning("cluster %s: replacing its record, which this key cannot read (%s)",
-                        spec.name, exc.reason)
-            previous = None
+        previous = self.replaced_state(spec.name, reseal=reseal)
         if previous is not None and keep_autoscaled_sizes:
             spec = spec.keeping_autoscaled_sizes(previous.spec)
         state = ClusterState(spec=spec)
@@ -255,6 +248,25 @@ class Scaler:
             state.counted_failures = previous.counted_failures
         self.save(state)
         return state
+
+    def replaced_state(self, name: str, *, reseal: bool) -> ClusterState | None:
+        """The recorded state a spec of cluster ``name`` is about to replace (what
+        :meth:`record` keeps of it, what ``talprov plan`` compares with): None when
+        there is none, or when this store key cannot read it and ``reseal`` says to
+        seal it anew (logged at WARNING).
+
+        Raises :class:`UnreadableCluster` for an unreadable record without
+        ``reseal``: the likelier cause is a wrong key in the caller's environment,
+        and re-sealing would lock the record away from the right one. Read-only.
+        """
+        try:
+            return self.state(name)
+        except UnreadableCluster as exc:
+            if not reseal:
+                raise
+            log.warning("cluster %s: this key cannot read its record (%s); reseal: the "
+                        "spec replaces it whole", name, exc.reason)
+            return None
 
     def editing(self, name: str, *, wait: float = 30.0,
                 clock: Callable[[], float] | None = None,

@@ -90,6 +90,12 @@ def quorum(members: int) -> int:
     return members // 2 + 1
 
 
+def tolerated_failures(members: int) -> int:
+    """How many of ``members`` etcd members may fail with quorum kept (the rest
+    still a majority): 0 for 1 or 2 members, 1 for 3 or 4, 2 for 5. Pure."""
+    return max(members - quorum(members), 0)
+
+
 def plan_set(
     ctx: SetContext,
     machine_set: MachineSetSpec,

@@ -19,7 +19,7 @@ from talprov.providers.types import Stage
 from talprov.store.crypto import FERNET_PREFIX
 from talprov.store.parts import StorePart
 from talprov.store.records import utc_or_now
-from talprov.store.schema import clusters, request_sets, requests
+from talprov.store.schema import clusters, request_labels, request_sets, requests
 
 
 class LightQueryMethods(StorePart):
@@ -78,6 +78,23 @@ class LightQueryMethods(StorePart):
         with self._read() as conn:
             return {str(rid) for rid in conn.execute(query).scalars()}
 
+    def request_versions(self, request_ids: Collection[str]) -> dict[str, int]:
+        """The stored version of each of ``request_ids`` that is still recorded
+        (an unknown or forgotten id is absent): one query per 500 ids.
+
+        Read-only; decrypts nothing. Raises :class:`StoreError` when the store
+        cannot be read. Idempotent.
+        """
+        ids = sorted(set(request_ids))
+        versions: dict[str, int] = {}
+        with self._read() as conn:
+            # Chunks keep the IN list under every backend's parameter limit.
+            for start in range(0, len(ids), 500):
+                rows = conn.execute(sa.select(requests.c.id, requests.c.version)
+                                    .where(requests.c.id.in_(ids[start:start + 500])))
+                versions.update({str(row.id): int(row.version) for row in rows})
+        return versions
+
     def count_requests(self) -> dict[tuple[str, Stage], int]:
         """How many requests each ``(provider instance, stage)`` has, ``GONE`` included.
 
@@ -90,6 +107,24 @@ class LightQueryMethods(StorePart):
         with self._read() as conn:
             rows = conn.execute(query).all()
         return {(str(row.provider), Stage(row.stage)): int(row.n) for row in rows}
+
+    def count_requests_by_label(self, key: str) -> dict[tuple[str, Stage], int]:
+        """How many requests not ``GONE`` each ``(value of label key, stage)`` has,
+        in one query (e.g. every cluster's requests by stage, for a status list).
+
+        Requests without the label, and pairs with none, are absent. Counted in
+        SQL; decrypts nothing. Raises :class:`StoreError` when the store cannot
+        be read. Idempotent.
+        """
+        query = (
+            sa.select(request_labels.c.value, requests.c.stage, sa.func.count().label("n"))
+            .join(requests, requests.c.id == request_labels.c.request_id)
+            .where(request_labels.c.key == key, requests.c.stage != Stage.GONE.value)
+            .group_by(request_labels.c.value, requests.c.stage)
+        )
+        with self._read() as conn:
+            rows = conn.execute(query).all()
+        return {(str(row.value), Stage(row.stage)): int(row.n) for row in rows}
 
     def count_due(
         self, stages: Collection[Stage], *, now: datetime | None = None

@@ -21,10 +21,12 @@ later), and from v1.12 one whose v1alpha1 document asks for
 from __future__ import annotations
 
 import re
+import threading
+from collections import OrderedDict
 from enum import Enum
-from functools import lru_cache
 from typing import Any
 
+from talprov.secrets import keyed_digest
 from talprov.talos import goyaml
 from talprov.talos.machineconfig import apply_patches, load_documents
 
@@ -81,12 +83,36 @@ class _Naming(Enum):
     APPEND = "a HostnameConfig appended"
 
 
-# The machines of a set share one config, which differs only in the name: it is
-# read once, not once per machine. Kept in memory only (configs hold secrets).
-@lru_cache(maxsize=16)
+#: How many configs' namings :func:`_how_to_name` remembers.
+NAMINGS_KEPT = 16
+_namings: OrderedDict[tuple[bytes, bool], _Naming] = OrderedDict()
+_namings_lock = threading.Lock()
+
+
 def _how_to_name(config: str, hostname_config: bool, where: str) -> _Naming:
     """How :func:`with_hostname` names a machine of ``config``, whatever its name.
-    Raises ``ConfigError`` naming ``where`` for malformed YAML (not kept)."""
+    Raises ``ConfigError`` naming ``where`` for malformed YAML (not kept).
+
+    The machines of a set share one config, which differs only in the name: it
+    is read once, not once per machine. The last :data:`NAMINGS_KEPT` are kept,
+    in memory, by a keyed digest of the config (it holds CA keys and tokens),
+    never by its text. Thread-safe.
+    """
+    key = (keyed_digest(config), hostname_config)
+    with _namings_lock:
+        found = _namings.get(key)
+        if found is not None:
+            _namings.move_to_end(key)
+            return found
+    how = _read_how_to_name(config, hostname_config, where)
+    with _namings_lock:
+        _namings[key] = how
+        while len(_namings) > NAMINGS_KEPT:
+            _namings.popitem(last=False)
+    return how
+
+
+def _read_how_to_name(config: str, hostname_config: bool, where: str) -> _Naming:
     documents = load_documents(config, where)
     legacy = next((d for d in documents if "kind" not in d), None)
     if legacy is None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import threading
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from datetime import UTC, datetime
 from typing import Any, ClassVar
 
@@ -84,6 +84,8 @@ class MemoryProgressStorage:
         self.events: dict[str, list[str]] = {}
         #: Write calls so far, single or many (a database makes each one transaction).
         self.transactions = 0
+        #: ``request_versions`` calls so far.
+        self.version_reads = 0
         self._lock = threading.Lock()
 
     def add(self, request: MachineRequest, *, now: datetime | None = None) -> RequestRecord:
@@ -107,6 +109,13 @@ class MemoryProgressStorage:
         """The request as last written, or None. Never raises."""
         with self._lock:
             return self.records.get(request_id)
+
+    def request_versions(self, request_ids: Collection[str]) -> dict[str, int]:
+        """The version of each of ``request_ids`` still kept. Never raises."""
+        with self._lock:
+            self.version_reads += 1
+            return {rid: self.records[rid].version for rid in request_ids
+                    if rid in self.records}
 
     def save_progress(
         self, request_id: str, *, expected_version: int, stage: Stage, step_index: int,

@@ -42,6 +42,9 @@ UPLOAD_CHUNK = 1 << 20
 #: How ``read`` retries within a call: short waits, since one step reads several
 #: times and a failed read fails the whole step, retried only seconds later.
 READ_POLICY = RetryPolicy(attempts=4, initial=0.25, maximum=2.0)
+#: Seconds before the first look at a task just started; later looks wait half
+#: the time the step has waited so far, up to ``poll_interval``.
+FIRST_TASK_POLL = 0.1
 
 
 class PinnedContext(ssl.SSLContext):
@@ -293,6 +296,12 @@ class VSphereClient:
         if state == "error":
             raise task_error(info, what)
         return info.result if info.result is not None else True
+
+    def next_task_look(self, waited: float) -> float:
+        """Seconds until a running task is looked at again, ``waited`` seconds after
+        its step began: :data:`FIRST_TASK_POLL` at first, then half the time waited
+        so far, up to ``poll_interval``. Pure."""
+        return min(self.config.poll_interval, max(FIRST_TASK_POLL, waited / 2))
 
     def wait_task(self, task: Any, what: str, clock: Callable[[], float] = time.monotonic,
                   sleep: Callable[[float], None] = time.sleep) -> Any:

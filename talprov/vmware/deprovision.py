@@ -13,20 +13,14 @@ from typing import Any
 from talprov.providers.errors import NotFound, ProviderError
 from talprov.providers.protocol import StepContext
 from talprov.providers.types import Owner, Retry, StepResult
-from talprov.vmware import sdk
-from talprov.vmware.client import ServiceInstance, VSphereClient
+from talprov.vmware.client import VSphereClient
 from talprov.vmware.config import VSphereConfig
 from talprov.vmware.errors import TaskFailed
+from talprov.vmware.sdk import vm_ref
 from talprov.vmware.state import VSphereState
 
 Ctx = StepContext[Any, VSphereState]
 FindVm = Callable[[Owner, str], "str | None"]
-
-
-def _vm(si: ServiceInstance, moid: str) -> Any:
-    vim = sdk.vim()
-
-    return vim.VirtualMachine(moid, si._stub)
 
 
 class Deprovisioner:
@@ -61,12 +55,12 @@ class Deprovisioner:
             return None
         try:
             power = self.client.read(f"read VM {moid}", lambda si: str(
-                _vm(si, moid).runtime.powerState))
+                vm_ref(si, moid).runtime.powerState))
         except NotFound:
             return Retry(0, f"VM {moid} vanished while being read")
         if power == "poweredOff":
             state.destroy_task = self.client.call(
-                f"destroy VM {moid}", lambda si: str(_vm(si, moid).Destroy_Task()._moId))
+                f"destroy VM {moid}", lambda si: str(vm_ref(si, moid).Destroy_Task()._moId))
             ctx.event(f"destroying VM {moid}")
             return Retry(0, "destroy task started")
         return self._power_off(ctx, moid)
@@ -77,7 +71,7 @@ class Deprovisioner:
         if not state.hard_off and state.shutdown_started_at is None:
             try:
                 self.client.call(f"shut down guest of VM {moid}",
-                                 lambda si: _vm(si, moid).ShutdownGuest())
+                                 lambda si: vm_ref(si, moid).ShutdownGuest())
             except ProviderError as exc:
                 # No VMware Tools (or not running yet): nobody can shut it down softly.
                 ctx.event(f"guest shutdown of VM {moid} refused ({type(exc).__name__}); "
@@ -95,5 +89,5 @@ class Deprovisioner:
                       "powering off")
             state.hard_off = True
         state.power_task = self.client.call(
-            f"power off VM {moid}", lambda si: str(_vm(si, moid).PowerOffVM_Task()._moId))
+            f"power off VM {moid}", lambda si: str(vm_ref(si, moid).PowerOffVM_Task()._moId))
         return Retry(0, "power-off task started")

@@ -10,14 +10,15 @@ id, so one property-collector retrieval finds all of them and a VM cloned just
 before a crash is found again instead of cloned twice. Long vCenter tasks are
 never waited for in a step: a task is looked at once right after it is started
 (one that has ended lets the request go on in the same pass); otherwise its id
-is stored in the state and polled on later passes.
+is stored in the state and polled on later passes. ``power-on`` and
+``wait-running`` are :mod:`talprov.vmware.power`'s.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, ClassVar, Literal, TypeVar, cast
+from typing import Any, ClassVar, TypeVar, cast
 
 from pydantic import BaseModel
 
@@ -26,11 +27,11 @@ from talprov.providers.batching import one_by_one, steps_side_by_side
 from talprov.providers.errors import NotFound, ProviderError
 from talprov.providers.ownership import INSTANCE_KEY, is_owned
 from talprov.providers.protocol import ProviderState, Runtime, Step, StepContext
-from talprov.providers.types import Health, Machine, MachineState, Owner, Retry, StepResult
+from talprov.providers.types import Health, Machine, Owner, Retry, StepResult
 from talprov.talos.assets import Platform, require_offered
 from talprov.talos.join import UserDataCache, check_user_data, refuse_fixed_image
 from talprov.vmware import machines, sdk
-from talprov.vmware.client import ServiceInstance, VSphereClient, ssl_context
+from talprov.vmware.client import FIRST_TASK_POLL, ServiceInstance, VSphereClient, ssl_context
 from talprov.vmware.clones import name_taken
 from talprov.vmware.config import VSphereConfig
 from talprov.vmware.data import VSphereMachineData
@@ -39,7 +40,9 @@ from talprov.vmware.errors import TaskFailed, is_fault
 from talprov.vmware.images import ImportBusy, TemplateImporter
 from talprov.vmware.inventory import Inventory, uses_template_devices
 from talprov.vmware.library import LibraryTemplates
+from talprov.vmware.power import PowerSteps
 from talprov.vmware.reads import ConfigureReads, VmRead
+from talprov.vmware.sdk import vm_ref
 from talprov.vmware.state import VSphereState
 from talprov.vmware.tagging import Tagger
 from talprov.vmware.vapi import VapiClient
@@ -48,16 +51,6 @@ log = logging.getLogger(__name__)
 
 Ctx = StepContext[VSphereMachineData, VSphereState]
 T = TypeVar("T")
-#: Seconds before the first look at a task just started; later looks wait half
-#: the time the step has waited so far, up to ``poll_interval``.
-FIRST_TASK_POLL = 0.1
-
-
-def vm_ref(si: ServiceInstance, moid: str) -> Any:
-    vim = sdk.vim()
-
-    return vim.VirtualMachine(moid, si._stub)
-
 
 class VSphereProvider:
     """Creates and removes Talos VMs in one vCenter datacenter."""
@@ -86,6 +79,7 @@ class VSphereProvider:
         # clone-vm and configure-vm both need the rendered config: rendered once.
         self._user_data = UserDataCache()
         self._configure_reads = ConfigureReads(self.client, runtime.clock)
+        self.power = PowerSteps(self.client)
 
     def __repr__(self) -> str:
         return f"VSphereProvider({self.name!r}, {self.client.host})"
@@ -150,7 +144,7 @@ class VSphereProvider:
 
     def _task_poll(self, ctx: Ctx) -> float:
         """When to look at a running task again: soon at first, then less often."""
-        return min(self.config.poll_interval, max(FIRST_TASK_POLL, ctx.elapsed() / 2))
+        return self.client.next_task_look(ctx.elapsed())
 
     def find_vm(self, owner: Owner, request_id: str) -> str | None:
         """The moid of the request's VM (found by its instance UUID), or None."""
@@ -200,8 +194,8 @@ class VSphereProvider:
                          pipelined=True),
             Step.batched("configure-vm", self._configure_batch, pipelined=True),
             Step.batched("tag-vm", one_by_one(self._tag_vm)),
-            Step.batched("power-on", one_by_one(self._power_on), pipelined=True),
-            Step.batched("wait-running", one_by_one(self._wait_running),
+            Step.batched("power-on", one_by_one(self.power.power_on), pipelined=True),
+            Step.batched("wait-running", one_by_one(self.power.wait_running),
                          timeout=self.config.running_timeout),
         ]
 
@@ -417,85 +411,6 @@ class VSphereProvider:
         if attached:
             ctx.event(f"attached {len(attached)} tag(s) to VM {moid}")
         return None
-
-    def _power_state(self, moid: str) -> str:
-        def run(si: ServiceInstance) -> str:
-            props = self.client.get(f"read VM {moid}", vm_ref(si, moid), ["runtime.powerState"])
-            if not props:
-                raise NotFound(f"VM {moid} disappeared")
-            return str(props["runtime.powerState"])
-
-        return self.client.read(f"read power state of VM {moid}", run)
-
-    def _power_on(self, ctx: Ctx) -> StepResult:
-        """Power the VM on (once) and wait for the task. Idempotent."""
-        state = ctx.state
-        moid = state.vm_moid
-        assert moid is not None
-        if ctx.observed is not None and ctx.observed.state == MachineState.RUNNING:
-            state.power_task = None
-            state.powered_on = True
-            return None
-        if state.power_task is not None:
-            ended = self._power_task_ended(ctx, state.power_task)
-            if ended is not False:
-                return ended
-        # No state read first: a VM that is on already (a power-on that was lost
-        # in a crash) fails the call or its task, and is then read once.
-        try:
-            state.power_task = self.client.call(
-                f"power on VM {moid}", lambda si: str(vm_ref(si, moid).PowerOnVM_Task()._moId))
-        except ProviderError:
-            if self._power_state(moid) == "poweredOn":
-                state.powered_on = True
-                return None
-            raise
-        ctx.event(f"powering on VM {moid}")
-        # Looked at at once: a power-on that ended within the call goes on to
-        # wait-running in the same pass.
-        ended = self._power_task_ended(ctx, state.power_task)
-        return Retry(FIRST_TASK_POLL, "power-on did not take") if ended is False else ended
-
-    def _power_task_ended(self, ctx: Ctx, task: str) -> StepResult | Literal[False]:
-        """None when the power-on task made the VM powered on (recorded in the state),
-        a Retry while it runs, False when the VM must be powered on (again).
-
-        Raises the task's fault unless it is ``InvalidPowerState`` (then the VM's
-        state is read once).
-        """
-        state = ctx.state
-        moid = state.vm_moid
-        assert moid is not None
-        try:
-            if self.client.task_done(task, f"power on VM {moid}") is None:
-                return Retry(self._task_poll(ctx), "power-on task running")
-        except TaskFailed as exc:
-            state.power_task = None
-            if exc.fault != "InvalidPowerState":
-                raise
-            # Not in a state to power on: read which, and start again unless on.
-            if self._power_state(moid) != "poweredOn":
-                return False
-        state.power_task = None
-        state.powered_on = True
-        return None
-
-    def _wait_running(self, ctx: Ctx) -> StepResult:
-        """Done when vCenter reports the VM powered on; fails after ``running_timeout``.
-
-        A power-on task that succeeded is such a report: no read then.
-        """
-        observed = ctx.observed
-        if observed is not None and observed.state == MachineState.RUNNING:
-            ctx.state.addresses = list(observed.addresses)
-            return None
-        if ctx.state.powered_on:
-            return None  # addresses come with the listings of later passes
-        moid = ctx.state.vm_moid
-        assert moid is not None
-        if self._power_state(moid) == "poweredOn":
-            return None
-        return Retry(self._task_poll(ctx), f"VM {moid} not powered on yet")
 
     def deprovision(self, ctx: StepContext[Any, Any]) -> StepResult:
         """Shut down (power off hard after ``shutdown_timeout``) and destroy the request's VM.

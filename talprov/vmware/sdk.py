@@ -22,3 +22,8 @@ def vmodl() -> Any:
     from pyVmomi import vmodl as namespace
 
     return namespace
+
+
+def vm_ref(si: Any, moid: str) -> Any:
+    """The VirtualMachine ``moid`` as a reference on ``si``'s session (no call is made)."""
+    return vim().VirtualMachine(moid, si._stub)

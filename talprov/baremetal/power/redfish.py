@@ -13,9 +13,7 @@ class stay the only real loop.
 
 from __future__ import annotations
 
-import hashlib
 import logging
-import os
 import threading
 import time
 from collections.abc import Callable
@@ -24,12 +22,11 @@ from typing import Any, TypeVar
 from talprov.baremetal.errors import redfish_error
 from talprov.baremetal.power.base import BootDevice, PowerState, Throttle
 from talprov.providers.errors import NotFound, ProviderError, Transient
+from talprov.secrets import keyed_digest
 
 T = TypeVar("T")
 
 log = logging.getLogger(__name__)
-#: Salt of every session_key of this process (see RedfishPower.__init__).
-_SESSION_KEY_SALT = os.urandom(32)
 
 
 class RedfishPower:
@@ -54,9 +51,8 @@ class RedfishPower:
         #: Drivers with the same key may share one client (and its session). Keyed
         #: with a per-process salt: a plain hash of a BMC password (often weak) would
         #: be an offline guessing oracle for anyone who sees the key.
-        self.session_key = hashlib.blake2b(
-            f"{self.base_url}\0{username}\0{password}\0{verify}".encode(),
-            key=_SESSION_KEY_SALT, digest_size=32).hexdigest()
+        self.session_key = keyed_digest(
+            f"{self.base_url}\0{username}\0{password}\0{verify}").hex()
         self._lock = threading.RLock()
         self._root: Any = None
         self._auth: Any = None

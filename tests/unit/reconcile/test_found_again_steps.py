@@ -4,6 +4,7 @@ before a step that needs the listing is stored as always."""
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 from talprov.providers.batching import one_by_one
@@ -12,6 +13,7 @@ from talprov.providers.protocol import Step, StepContext
 from talprov.providers.types import Retry, Stage, StepResult
 from talprov.reconcile.runner import RequestRunner
 from talprov.reconcile.work import Work
+from talprov.testing import MemoryProgressStorage
 from tests.unit.reconcile.test_runner import Rig, creates, waits
 
 Ctx = StepContext[Any, Any]
@@ -114,3 +116,41 @@ def test_a_parked_outcome_is_stored_at_its_step_when_the_listing_failed() -> Non
         assert record.machine_uuid == f"found-{rid}"
     runner.store_parked(parked)  # nothing left unstored: no write
     assert rig.storage.transactions == 1
+
+
+def test_a_request_deleted_while_unstored_stops_before_a_step_that_needs_the_listing(
+) -> None:
+    made: list[str] = []
+    storage: list[MemoryProgressStorage] = []
+
+    def delete_a_meanwhile(ctx: Ctx) -> StepResult:
+        if ctx.request.id == "a":  # the delete lands while the pass runs "look"
+            (store,) = storage
+            record = store.records["a"]
+            store.records["a"] = dataclasses.replace(
+                record, stage=Stage.DEPROVISIONING, version=record.version + 1)
+        return looks_up(ctx)
+
+    def make(ctx: Ctx) -> StepResult:
+        made.append(ctx.request.id)
+        return None
+
+    rig = rig_of(Step.batched("look", one_by_one(delete_a_meanwhile), needs_listing=False,
+                              found_again=True),
+                 Step.batched("make", one_by_one(make)))
+    storage.append(rig.storage)
+    rig.run_pass("a", "b")
+    assert made == ["b"]  # nothing made for a deleted request
+    assert rig.storage.version_reads == 1  # one read for the group, before "make"
+    a = rig.record("a")
+    # What "look" learned went into the deletion's record.
+    assert (a.stage, a.state.get("machine_uuid")) == (Stage.DEPROVISIONING, "found-a")
+    assert rig.record("b").stage == Stage.PROVISIONED
+
+
+def test_stored_outcomes_need_no_version_read() -> None:
+    rig = rig_of(Step.batched("look", one_by_one(looks_up)),
+                 Step.batched("make", one_by_one(creates("vm"))))
+    rig.run_pass("a", "b")
+    assert rig.storage.version_reads == 0
+    assert rig.record("a").stage == Stage.PROVISIONED

@@ -15,6 +15,7 @@ from talprov.scaler.models import CONTROL_PLANE_SET
 from talprov.scaler.observed import BACKOFF_CAP, ObservedMachine, OrphanMachine, next_backoff
 from talprov.scaler.plan import ORPHAN_GRACE, plan, plan_destroy
 from talprov.scaler.priorities import pick_domains
+from talprov.scaler.setplan import quorum, tolerated_failures
 from talprov.scaler.spec import load_spec
 from talprov.scaler.templates import SUFFIX_LEN, random_names, seeded_names, template_hash
 
@@ -212,3 +213,16 @@ def test_every_delete_names_its_victims_failure_domain() -> None:
     for action in destroyed.actions:
         expected = "b" if action.infra_id else world.machines[action.request].domain
         assert action.domain == expected
+
+
+# etcd's FAQ ("Why an odd number of cluster members?"): cluster size, majority,
+# failure tolerance.
+ETCD_FAILURE_TOLERANCE = [(1, 1, 0), (2, 2, 0), (3, 2, 1), (4, 3, 1), (5, 3, 2), (6, 4, 2),
+                          (7, 4, 3), (8, 5, 3), (9, 5, 4)]
+
+
+@pytest.mark.parametrize(("members", "majority", "tolerated"), ETCD_FAILURE_TOLERANCE)
+def test_quorum_and_tolerated_failures_follow_etcds_table(
+        members: int, majority: int, tolerated: int) -> None:
+    assert quorum(members) == majority
+    assert tolerated_failures(members) == tolerated

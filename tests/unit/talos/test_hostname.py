@@ -12,6 +12,7 @@ schemas Talos publishes, shipped in talprov/talos/schemas).
 
 from __future__ import annotations
 
+import gc
 import json
 from functools import cache
 from importlib.resources import files
@@ -120,3 +121,34 @@ def test_machines_sharing_a_config_are_each_named_and_it_is_read_once(
     # The config itself was read to decide how to name once, for all three (the
     # v1alpha1 patch still merges into each machine's own copy).
     assert reads.count(config) == 1
+
+
+def strings_held_by(module: Any) -> list[str]:
+    """Every string the module's own functions and containers hold, followed through
+    containers and caches (an ``lru_cache``'s keys too), never into other modules."""
+    found: list[str] = []
+    seen: set[int] = set()
+    todo: list[Any] = [value for value in vars(module).values()
+                       if getattr(value, "__module__", None) == module.__name__
+                       or isinstance(value, (dict, list, tuple, set))]
+    while todo:
+        value = todo.pop()
+        if id(value) in seen or isinstance(value, type(module)):
+            continue
+        seen.add(id(value))
+        if isinstance(value, str):
+            found.append(value)
+            continue
+        if callable(value) and getattr(value, "__module__", module.__name__) != module.__name__:
+            continue
+        todo.extend(gc.get_referents(value))
+    return found
+
+
+def test_the_naming_cache_keeps_no_config_text() -> None:
+    # Review: the cache was keyed by the config text itself, CA keys and all.
+    canary = "ca-key-canary-5d0e1b"
+    config = CONFIG.replace("tok-secret", canary)
+    assert with_hostname(config, "w-1", "v1.13.9") != config
+    assert with_hostname(config, "w-2", "v1.13.9") != config
+    assert not [text for text in strings_held_by(hostname) if canary in text]

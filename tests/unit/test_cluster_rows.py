@@ -1,0 +1,77 @@
+"""``talprov status`` without a name: one row per cluster from a fixed number of
+request queries, however many clusters there are (it read each cluster's
+requests with a query of their own, unsealing every machine config)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from pydantic import SecretStr
+
+from talprov.cli.cluster import cluster_rows
+from talprov.providers.labels import LABEL_CLUSTER
+from talprov.providers.protocol import Runtime
+from talprov.providers.types import MachineRequest, Stage
+from talprov.scaler.apply import Scaler
+from talprov.scaler.spec import load_spec_file
+from talprov.store.store import Store
+from tests.helpers import WORKER_CONFIG
+from tests.unit.test_cluster_apply import write_spec
+
+
+def recorded(tmp_path: Path, clusters: int) -> Scaler:
+    """A store with clusters c0..c{n-1}; cluster ci has i + 1 requests, its first
+    provisioned, plus one gone request that counts nowhere."""
+    store = Store(f"sqlite:///{tmp_path / f'state-{clusters}.db'}")
+    store.migrate()
+    scaler = Scaler(store, {}, Runtime(installation="test", cache_dir=tmp_path / "cache"))
+    spec = load_spec_file(write_spec(tmp_path, workers=1, control_planes=1))
+    for index in range(clusters):
+        name = f"c{index}"
+        scaler.record(spec.model_copy(update={"name": name}))
+        for member in range(index + 1):
+            record = store.create_request(MachineRequest(
+                id=f"{name}-{member}", provider="fake", talos_version="v1.13.9",
+                machine_config=SecretStr(WORKER_CONFIG), labels={LABEL_CLUSTER: name}))
+            if member == 0:
+                store.save_progress(
+                    record.request.id, expected_version=record.version,
+                    stage=Stage.PROVISIONED, step_index=1, step_name=None, state={},
+                    error=None, attempts=0, next_attempt_at=None, step_started_at=None,
+                    infra_id="m", machine_uuid=None, addresses=(), events=())
+        gone = store.create_request(MachineRequest(
+            id=f"{name}-gone", provider="fake", talos_version="v1.13.9",
+            machine_config=SecretStr(WORKER_CONFIG), labels={LABEL_CLUSTER: name}))
+        store.save_progress(
+            gone.request.id, expected_version=gone.version, stage=Stage.GONE, step_index=0,
+            step_name=None, state={}, error=None, attempts=0, next_attempt_at=None,
+            step_started_at=None, infra_id=None, machine_uuid=None, addresses=(), events=())
+    return scaler
+
+
+def request_queries(scaler: Scaler) -> tuple[list[dict[str, Any]], int]:
+    """``cluster_rows`` and how many statements it sent that read requests."""
+    statements: list[str] = []
+
+    def note(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        statements.append(statement)
+
+    engine = scaler.store._engine
+    sa.event.listen(engine, "before_cursor_execute", note)
+    try:
+        rows = cluster_rows(scaler)
+    finally:
+        sa.event.remove(engine, "before_cursor_execute", note)
+    return rows, sum(" requests" in s for s in statements)
+
+
+def test_status_reads_the_requests_of_every_cluster_in_one_query(tmp_path: Path) -> None:
+    few_rows, few = request_queries(recorded(tmp_path, 2))
+    many_rows, many = request_queries(recorded(tmp_path, 6))
+    assert few == many == 1
+    assert [(r["cluster"], r["requests"], r["provisioned"]) for r in few_rows] == [
+        ("c0", 1, 1), ("c1", 2, 1)]
+    assert [(r["cluster"], r["requests"], r["provisioned"]) for r in many_rows] == [
+        (f"c{i}", i + 1, 1) for i in range(6)]
