@@ -349,7 +349,7 @@ def accept(obj: _Ctx, name: str) -> None:
     """Make a discovered machine available, or uncordon one.
 
     A machine with no BMC address is accepted with a warning: talprov cannot power
-    it, so a request that takes it fails at set-pxe; give it one with `talprov
+    it, so no request takes it until it has one; give it one with `talprov
     baremetal set NAME --bmc URL --bmc-user U --bmc-password REF`.
     """
     inventory = obj.inventory()
@@ -360,8 +360,8 @@ def accept(obj: _Ctx, name: str) -> None:
     click.echo(f"accept: {name}")
     accepted = inventory.get(name)
     if accepted is not None and not accepted.bmc.address:
-        click.echo(f"warning: {name} has no BMC address: a request that takes it fails at "
-                   f"set-pxe; set one with `talprov baremetal set {name} --bmc URL "
+        click.echo(f"warning: {name} has no BMC address: no request takes it until it "
+                   f"has one; set one with `talprov baremetal set {name} --bmc URL "
                    "--bmc-user U --bmc-password REF`", err=True)
 baremetal.command(name="cordon", help="Keep a machine from new allocations.")(_simple("cordon"))
 baremetal.command(name="remove", help="Forget a machine that no request holds.")(
