@@ -134,7 +134,9 @@ def _unauthorized(message: str) -> HTTPException:
 def authenticate(request: Request, credentials: HTTPAuthorizationCredentials | None) -> Principal:
     """The caller's principal; raises 401 for a missing, malformed or unknown token."""
     if credentials is None or credentials.scheme.lower() != "bearer":
-        raise _unauthorized("missing bearer token")
+        # HTTPBearer gives None for another scheme too: tell that apart from nothing.
+        raise _unauthorized("the Authorization header is not a bearer token"
+                            if request.headers.get("authorization") else "missing bearer token")
     verifier: TokenVerifier = request.app.state.ctx.tokens
     principal = verifier.verify(credentials.credentials)
     if principal is None:
