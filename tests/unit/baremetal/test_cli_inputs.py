@@ -7,26 +7,15 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-import yaml
-from click.testing import CliRunner, Result
+from click.testing import Result
 
 from talprov.baremetal.inventory import Inventory
-from talprov.cli.baremetal import baremetal
+from tests.unit.baremetal.test_cli_operator import block, run
+
+__all__ = ["block"]  # a fixture: pytest finds it by this name
 
 UUID = "4c4c4544-0051-3810-8057-b7c04f4e3332"
 PASSWORD = "${env:BMC_PASS}"
-
-
-@pytest.fixture
-def block(tmp_path: Path) -> Path:
-    path = tmp_path / "bm.yaml"
-    path.write_text(yaml.safe_dump({"inventory": str(tmp_path / "inv.sqlite"),
-                                    "boot_url": "http://10.0.0.5:8081"}))
-    return path
-
-
-def run(block: Path, *args: str) -> Result:
-    return CliRunner().invoke(baremetal, ["--file", str(block), *args])
 
 
 def add(block: Path, name: str = "node-1", uuid: str = UUID,
