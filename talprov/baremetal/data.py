@@ -10,8 +10,9 @@ class BareMetalMachineData(BaseModel):
 
     Candidates are available, accepted, uncordoned machines whose labels contain
     every ``selector`` pair and whose recorded hardware meets the minimums (a
-    machine with no recorded value for a minimum does not match it). The first
-    candidate by name wins, so allocation is deterministic.
+    machine with no recorded value for a minimum does not match it) and that have
+    a BMC address (nothing could power one without). The first candidate by name
+    wins, so allocation is deterministic.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)

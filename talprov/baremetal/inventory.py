@@ -30,6 +30,8 @@ from talprov.baremetal.records import (
     BootPlan,
     InventoryMachine,
     MachineStatus,
+    canonical_uuid,
+    check_machine_name,
     normalize_mac,
     normalize_uuid,
 )
@@ -119,10 +121,13 @@ class Inventory(InventoryFile):
         """Enrol a machine as available (or adopt a discovered one with the same UUID/MAC).
 
         Raises ``InventoryError`` if the name exists or its UUID/MAC belongs to another
-        enrolled machine. Not idempotent for an existing name.
+        enrolled machine, ``ValueError`` for a name that breaks the machine name rule,
+        a UUID that is not 8-4-4-4-12 hex digits or a malformed MAC. Not idempotent
+        for an existing name.
         """
+        check_machine_name(name)
         macs_n = sorted({normalize_mac(m) for m in macs})
-        uuid_n = normalize_uuid(uuid) if uuid else None
+        uuid_n = canonical_uuid(uuid) if uuid else None
         with self._tx() as db:
             if db.execute("SELECT 1 FROM machines WHERE name = ?", (name,)).fetchone():
                 raise InventoryError(f"machine {name!r} already exists")

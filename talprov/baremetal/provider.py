@@ -80,6 +80,31 @@ def matches(machine: InventoryMachine, data: BareMetalMachineData) -> bool:
     return True
 
 
+def allocation_candidates(machines: Sequence[InventoryMachine], data: BareMetalMachineData
+                          ) -> tuple[list[str], list[str]]:
+    """The free machines that fit ``data``, as ``(with a BMC, without one)``, each by
+    name. Allocation tries only the first list, in its order: a machine without a
+    BMC address cannot be switched on, so a request that took it could never boot
+    it. The second list says why a request waits. Name order keeps the choice the
+    same whatever order ``machines`` came in. Pure."""
+    fitting = sorted((m for m in machines if matches(m, data)), key=lambda m: m.name)
+    return ([m.name for m in fitting if m.bmc.address],
+            [m.name for m in fitting if not m.bmc.address])
+
+
+def no_machine_message(without_bmc: Sequence[str]) -> str:
+    """Why no machine could be allocated, naming up to three fitting machines that
+    have no BMC address and how to give one. Pure."""
+    if not without_bmc:
+        return "no available machine matches the request's provider_data"
+    named = ", ".join(without_bmc[:3]) + (", ..." if len(without_bmc) > 3 else "")
+    verb = "matches" if len(without_bmc) == 1 else "match"
+    has = "has" if len(without_bmc) == 1 else "have"
+    return (f"no available machine with a BMC matches the request's provider_data; "
+            f"{named} {verb} but {has} no BMC address: give one with `talprov baremetal "
+            f"set {without_bmc[0]} --bmc URL --bmc-user U --bmc-password REF`")
+
+
 def check_mirror(mirror: Path, schematic_id: str, version: str, arch: str) -> None:
     """Raise ``InvalidRequest`` when the mirror lacks the kernel or initramfs asked for.
 
@@ -238,14 +263,16 @@ class BareMetalProvider:
         return machine
 
     def _allocate(self, ctx: Ctx) -> StepResult:
-        """Take the first free matching machine, or the one this request already holds."""
+        """Take the first free matching machine with a BMC (see
+        :func:`allocation_candidates`), or the one this request already holds."""
         held = self.inventory.held_by(ctx.request.id)
+        without_bmc: list[str] = []
         if held is None:
-            candidates = [m.name for m in self.inventory.machines() if matches(m, ctx.data)]
+            candidates, without_bmc = allocation_candidates(self.inventory.machines(),
+                                                            ctx.data)
             held = self.inventory.allocate(ctx.request.id, owner_key(ctx.owner), candidates)
         if held is None:
-            raise CapacityError("no available machine matches the request's provider_data",
-                                retry_after=30.0)
+            raise CapacityError(no_machine_message(without_bmc), retry_after=30.0)
         ctx.state.machine = held.name
         ctx.state.infra_id = held.name
         ctx.state.machine_uuid = held.uuid

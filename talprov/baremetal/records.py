@@ -3,10 +3,21 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
+
+from talprov.errors import pattern_in_words
+from talprov.providers.types import REQUEST_ID_PATTERN
+
+#: Machine names become a request's infra id and show up next to request ids: the
+#: same DNS-label rule.
+MACHINE_NAME_PATTERN = REQUEST_ID_PATTERN
+# The SMBIOS system UUID as Talos prints it (go-smbios through google/uuid) and iPXE
+# sends it as ${uuid}: 8-4-4-4-12 hex digits.
+_CANONICAL_UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 
 
 class MachineStatus(StrEnum):
@@ -124,6 +135,25 @@ def normalize_mac(mac: str) -> str:
     if len(digits) != 12 or any(c not in "0123456789abcdef" for c in digits):
         raise ValueError(f"not a MAC address: {mac!r}")
     return ":".join(digits[i:i + 2] for i in range(0, 12, 2))
+
+
+def canonical_uuid(text: str) -> str:
+    """``text`` as Talos reports an SMBIOS UUID: lower-case 8-4-4-4-12 hex digits (BMCs
+    often print upper case). Raises ``ValueError`` naming ``text`` for anything else
+    (no dashes, braces, a digit short). Pure."""
+    lowered = text.strip().lower()
+    if not _CANONICAL_UUID.fullmatch(lowered):
+        raise ValueError(f"{text!r} is not an SMBIOS UUID: write 8-4-4-4-12 hex digits, "
+                         "e.g. 4c4c4544-0051-3810-8057-b7c04f4e3332")
+    return lowered
+
+
+def check_machine_name(name: str) -> str:
+    """``name`` when it follows the machine name rule (that of request ids); raises
+    ``ValueError`` saying the rule in words. Pure."""
+    if not re.fullmatch(MACHINE_NAME_PATTERN, name):
+        raise ValueError(f"the machine name {name!r} {pattern_in_words(MACHINE_NAME_PATTERN)}")
+    return name
 
 
 def normalize_uuid(text: str) -> str:

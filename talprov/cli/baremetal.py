@@ -10,8 +10,9 @@ from __future__ import annotations
 import logging
 import signal
 import threading
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 from urllib.parse import urlsplit
 
 import click
@@ -19,6 +20,7 @@ import yaml
 
 from talprov.baremetal.config import BareMetalConfig
 from talprov.baremetal.inventory import BmcInfo, Inventory, InventoryError, UnknownMachine
+from talprov.baremetal.records import canonical_uuid, check_machine_name, normalize_mac
 from talprov.cli.app import EXIT_FAILED, EXIT_USAGE, UnknownName, setup_logging
 from talprov.errors import ConfigError, read_user_file, validate, yaml_error
 from talprov.registry import COMMON_INSTANCE_KEYS
@@ -86,15 +88,25 @@ def _global_verbosity() -> int:
     return 1 if logging.getLogger().getEffectiveLevel() <= logging.INFO else 0
 
 
-def _fail(message: str, code: int = EXIT_USAGE) -> None:
+def _fail(message: str, code: int = EXIT_USAGE) -> NoReturn:
     click.echo(f"talprov: error: {message}", err=True)
     raise SystemExit(code)
 
 
-def _refuse(exc: Exception) -> None:
+def _refuse(exc: Exception) -> NoReturn:
     """Exit with one line for ``exc``: 1 when it names an unknown machine or
     instance (as for every unknown name), 2 for any other refusal."""
     _fail(str(exc), EXIT_FAILED if isinstance(exc, UnknownMachine | UnknownName) else EXIT_USAGE)
+
+
+#: The schemes --bmc takes; a bare host is refused rather than guessed (IPMI or Redfish?).
+BMC_SCHEMES = ("ipmi", "redfish", "redfish+http")
+
+
+def _without_credentials(text: str) -> str:
+    """``text`` with anything up to its last "@" dropped: a user and password
+    typed into --bmc are never shown back."""
+    return text.rpartition("@")[2]
 
 
 def _bmc(url: str, user: str, password_ref: str, insecure: bool) -> BmcInfo:
@@ -102,12 +114,15 @@ def _bmc(url: str, user: str, password_ref: str, insecure: bool) -> BmcInfo:
         password_ref = require_reference(password_ref, where="--bmc-password")
     except ConfigError as exc:
         _refuse(exc)
-    parts = urlsplit(url if "://" in url else f"ipmi://{url}")
+    if "://" not in url:
+        host = _without_credentials(url)
+        _fail(f"--bmc: {host!r} has no scheme; write ipmi://{host} for IPMI or "
+              f"redfish://{host} for Redfish (redfish+http:// without TLS)")
+    parts = urlsplit(url)
     kind = parts.scheme
-    if kind not in ("ipmi", "redfish", "redfish+http"):
-        raise click.BadParameter("use ipmi://HOST[:PORT], redfish://HOST[:PORT] or "
-                                 "redfish+http://HOST[:PORT]",
-                                 param_hint="--bmc")
+    if kind not in BMC_SCHEMES:
+        _fail(f"--bmc: {kind!r} is not a BMC scheme talprov knows; use ipmi://, redfish:// "
+              "or redfish+http://")
     if parts.username is not None or parts.password is not None:
         # A password here would sit in clear text in the inventory and in `list`,
         # which is why --bmc-password takes a reference only; never echo it.
@@ -118,10 +133,21 @@ def _bmc(url: str, user: str, password_ref: str, insecure: bool) -> BmcInfo:
     except ValueError:
         _fail("--bmc: the port must be a number from 1 to 65535")
     address = parts.hostname or ""
+    if not address:
+        _fail(f"--bmc: {url!r} names no host")
     if kind == "redfish+http":
         kind, address = "redfish", f"http://{parts.netloc}"
     return BmcInfo(kind=kind, address=address, port=port, username=user,
                    password_ref=password_ref, verify_tls=not insecure)
+
+
+def _checked(option: str, check: Callable[[str], str], value: str) -> str:
+    """``check(value)``, or exit 2 with its ``ValueError`` after ``option: `` (nothing
+    before it when ``option`` is "": the message names what it is about)."""
+    try:
+        return check(value)
+    except ValueError as exc:
+        _fail(f"{option}: {exc}" if option else str(exc))
 
 
 @click.group()
@@ -168,7 +194,8 @@ def serve(obj: _Ctx, verbose: bool) -> None:
 
 @baremetal.command()
 @click.argument("name")
-@click.option("--uuid", help="SMBIOS UUID (iPXE ${uuid}).")
+@click.option("--uuid", help="SMBIOS UUID as 8-4-4-4-12 hex digits (iPXE ${uuid}); "
+              "stored in lower case, as Talos reports it.")
 @click.option("--mac", "macs", multiple=True, help="MAC address of a PXE NIC (repeatable).")
 @click.option("--bmc", "bmc_url", required=True, help=BMC_HELP)
 @click.option("--bmc-user", required=True)
@@ -183,9 +210,16 @@ def serve(obj: _Ctx, verbose: bool) -> None:
 def add(obj: _Ctx, name: str, uuid: str | None, macs: tuple[str, ...], bmc_url: str,
         bmc_user: str, password_ref: str, insecure: bool, labels: tuple[str, ...],
         cpus: int | None, memory_mib: int | None, disk_gb: int | None) -> None:
-    """Enrol a machine (or adopt a discovered one with the same UUID/MAC) as available."""
+    """Enrol a machine (or adopt a discovered one with the same UUID/MAC) as available.
+
+    NAME follows the rule of request ids: lowercase letters, digits and '-', at
+    most 63 characters.
+    """
     if not uuid and not macs:
         _fail("give --uuid or --mac so the boot server can recognise the machine")
+    _checked("", check_machine_name, name)
+    uuid = _checked("--uuid", canonical_uuid, uuid) if uuid else None
+    macs = tuple(_checked("--mac", normalize_mac, mac) for mac in macs)
     label_map = dict(item.split("=", 1) for item in labels if "=" in item)
     try:
         obj.inventory().add(name, uuid=uuid, macs=macs,
@@ -244,16 +278,28 @@ def _failed_requests(obj: _Ctx, request_ids: set[str]) -> set[str]:
 @click.pass_obj
 def set_(obj: _Ctx, name: str, bmc_url: str | None, bmc_user: str | None,
          password_ref: str | None, insecure: bool | None) -> None:
-    """Change a machine's BMC details in place (any state; a held machine keeps its request)."""
+    """Change a machine's BMC details in place (any state; a held machine keeps its request).
+
+    Without any option there is nothing to change: exit 2. Details equal to the
+    stored ones change nothing and say so (exit 0).
+    """
+    if bmc_url is None and bmc_user is None and password_ref is None and insecure is None:
+        _fail("nothing to change: give --bmc, --bmc-user, --bmc-password, --insecure or "
+              "--verify-tls")
     try:
         inventory = obj.inventory()
         machine = inventory.get(name)
         if machine is None:
             raise UnknownMachine(f"no machine {name!r}")
         old = machine.bmc
+        if bmc_url is None and not old.address:
+            _fail(f"{name} has no BMC address yet; give it one with --bmc")
         bmc = _bmc(bmc_url or old.url(), bmc_user if bmc_user is not None else old.username,
                    password_ref if password_ref is not None else old.password_ref,
                    (not old.verify_tls) if insecure is None else insecure)
+        if bmc == old:
+            click.echo(f"the BMC of {name} already has these details; nothing changed")
+            return
         inventory.update_bmc(name, bmc)
     except (InventoryError, ConfigError) as exc:
         _refuse(exc)
@@ -303,7 +349,7 @@ def accept(obj: _Ctx, name: str) -> None:
     """Make a discovered machine available, or uncordon one.
 
     A machine with no BMC address is accepted with a warning: talprov cannot power
-    it, so a request that takes it fails at set-pxe; give it one with `talprov
+    it, so no request takes it until it has one; give it one with `talprov
     baremetal set NAME --bmc URL --bmc-user U --bmc-password REF`.
     """
     inventory = obj.inventory()
@@ -312,9 +358,10 @@ def accept(obj: _Ctx, name: str) -> None:
     except (InventoryError, ConfigError) as exc:
         _refuse(exc)
     click.echo(f"accept: {name}")
-    if not next(m for m in inventory.machines() if m.name == name).bmc.address:
-        click.echo(f"warning: {name} has no BMC address: a request that takes it fails at "
-                   f"set-pxe; set one with `talprov baremetal set {name} --bmc URL "
+    accepted = inventory.get(name)
+    if accepted is not None and not accepted.bmc.address:
+        click.echo(f"warning: {name} has no BMC address: no request takes it until it "
+                   f"has one; set one with `talprov baremetal set {name} --bmc URL "
                    "--bmc-user U --bmc-password REF`", err=True)
 baremetal.command(name="cordon", help="Keep a machine from new allocations.")(_simple("cordon"))
 baremetal.command(name="remove", help="Forget a machine that no request holds.")(

@@ -4,6 +4,11 @@ Tokens are compared as SHA-256 digests with :func:`hmac.compare_digest` against
 every configured token (no early exit), so neither the token text nor which
 token matched leaks through timing. Missing or unknown token → 401; a known
 token used outside its providers or for a write with read access → 403.
+
+The API's routers use :class:`TokenRoute`, which checks the token and, for a
+write method, the write access before FastAPI reads the body: a caller that may
+not write gets 403 whatever it sent, never a 400/415/422 about a body it may
+not send (which would also teach it how the route parses one).
 """
 
 from __future__ import annotations
@@ -11,10 +16,12 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
-from typing import Annotated
+from typing import Annotated, Any
 
-from fastapi import Depends, HTTPException, Request, status
+from fastapi import Depends, HTTPException, Request, Response, status
+from fastapi.routing import APIRoute
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from talprov.service.config import MIN_TOKEN_LENGTH, Access, TokenConfig
@@ -127,7 +134,9 @@ def _unauthorized(message: str) -> HTTPException:
 def authenticate(request: Request, credentials: HTTPAuthorizationCredentials | None) -> Principal:
     """The caller's principal; raises 401 for a missing, malformed or unknown token."""
     if credentials is None or credentials.scheme.lower() != "bearer":
-        raise _unauthorized("missing bearer token")
+        # HTTPBearer gives None for another scheme too: tell that apart from nothing.
+        raise _unauthorized("the Authorization header is not a bearer token"
+                            if request.headers.get("authorization") else "missing bearer token")
     verifier: TokenVerifier = request.app.state.ctx.tokens
     principal = verifier.verify(credentials.credentials)
     if principal is None:
@@ -140,8 +149,37 @@ def current_principal(
     request: Request,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_scheme)],
 ) -> Principal:
-    """FastAPI dependency: the authenticated caller (401 otherwise)."""
+    """FastAPI dependency: the authenticated caller (401 otherwise); the one a
+    :class:`TokenRoute` found already, when there is one."""
+    checked = getattr(request.state, "principal", None)
+    if isinstance(checked, Principal):
+        return checked
     return authenticate(request, credentials)
+
+
+#: Methods that change something: they need a token with write access.
+WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+
+
+class TokenRoute(APIRoute):
+    """A route that authenticates the caller before its body, path or query is read:
+    401 for a missing or unknown token, 403 for a read token on a write method
+    (:data:`WRITE_METHODS`), whatever the body. Use it as a router's
+    ``route_class``; the endpoint still takes :data:`PrincipalDep` for the scope
+    checks that need the body (which provider)."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+        writes = bool((self.methods or set()) & WRITE_METHODS)
+
+        async def authorised_first(request: Request) -> Response:
+            principal = authenticate(request, await bearer_scheme(request))
+            if writes:
+                principal.require_write()
+            request.state.principal = principal
+            return await handler(request)
+
+        return authorised_first
 
 
 PrincipalDep = Annotated[Principal, Depends(current_principal)]

@@ -14,7 +14,7 @@ from talprov.errors import Conflict
 from talprov.providers.types import REQUEST_ID_PATTERN, Stage
 from talprov.reconcile.retry import retry_failed
 from talprov.requestfile import generate_request_id
-from talprov.service.auth import Principal, PrincipalDep
+from talprov.service.auth import Principal, PrincipalDep, TokenRoute
 from talprov.service.context import (
     ServiceContext,
     build_request,
@@ -36,7 +36,7 @@ from talprov.store.errors import StaleRecord
 from talprov.store.records import RequestRecord
 
 log = logging.getLogger(__name__)
-router = APIRouter(prefix="/v1/machine-requests", tags=["machine-requests"])
+router = APIRouter(prefix="/v1/machine-requests", tags=["machine-requests"], route_class=TokenRoute)
 ContextDep = Annotated[ServiceContext, Depends(service_context)]
 # Path and query values reach SQL; PostgreSQL text cannot hold NUL, and an id
 # that does not match the id pattern cannot exist anyway.
@@ -107,7 +107,6 @@ def create_machine_request(
     A body without ``id`` gets a generated one (derived the same way for a scoped
     token); sending it again makes another request.
     """
-    principal.require_write()
     sent = body.id or generate_request_id()
     request_id = scoped_request_id(ctx, principal, sent, body.provider)
     machine_request = build_request(ctx, principal, body, request_id)
@@ -284,7 +283,6 @@ def delete_machine_request(
 ) -> MachineRequestView:
     """Move the request to ``deprovisioning``; once the machine is removed the
     request is ``gone`` and reads return 404. Idempotent."""
-    principal.require_write()
     visible_record(ctx, principal, request_id)
     try:
         record = ctx.store.request_deletion(request_id)
@@ -309,7 +307,6 @@ def retry_machine_request(
     and attempts cleared (what it made so far is kept: steps find it). One whose
     machine vanished after it ran starts its steps over and gets a new machine.
     A pending request is answered unchanged; any other stage is a 409."""
-    principal.require_write()
     visible_record(ctx, principal, request_id)
     try:
         record = retry_failed(ctx.store, request_id,
@@ -336,7 +333,6 @@ def forget_machine_request(
     The escape hatch for a provider that is gone for good: any machine it had is
     left where it is. The token name and ``reason`` go to the audit log.
     """
-    principal.require_write()
     record = ctx.store.get_request(request_id)
     # Out of scope looks like absent, as for reads (see visible_record).
     if record is None or not principal.allows_provider(record.request.provider):

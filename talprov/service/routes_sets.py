@@ -9,7 +9,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, HTTPException, Path, Response, status
 
 from talprov.errors import Conflict
-from talprov.service.auth import Principal, PrincipalDep
+from talprov.service.auth import Principal, PrincipalDep, TokenRoute
 from talprov.service.context import (
     ServiceContext,
     build_request,
@@ -41,7 +41,8 @@ from talprov.service.routes_requests import (
 from talprov.sets import RequestSet, reconcile_set, set_fingerprint
 from talprov.store.errors import StaleRecord
 
-router = APIRouter(prefix="/v1/machine-request-sets", tags=["machine-request-sets"])
+router = APIRouter(prefix="/v1/machine-request-sets", tags=["machine-request-sets"],
+                   route_class=TokenRoute)
 ContextDep = Annotated[ServiceContext, Depends(service_context)]
 SetName = Annotated[str, Path(pattern=SET_NAME_PATTERN, max_length=52)]
 
@@ -121,7 +122,6 @@ def create_set(
     The same body again returns the set with 200; a different one is a 409 (use
     PUT to change a set, PATCH to scale it).
     """
-    principal.require_write()
     principal.require_provider(body.provider)
     name = scoped_set_name(ctx, principal, body)
     template = build_request(ctx, principal, body, f"{name}-0")
@@ -167,7 +167,6 @@ def replace_set(
     A token scoped to some providers replaces only its own sets (404 otherwise, as
     for a free name: it creates sets with POST); the body may carry the name it
     sent when creating the set."""
-    principal.require_write()
     if body.name is not None and body.name != name and (
             principal.all_providers or derived_request_id(body.provider, body.name) != name):
         # A malformed call, not a clash with stored state: 422 naming the field.
@@ -203,7 +202,6 @@ def scale_set(
 ) -> MachineRequestSetView:
     """Change ``machine_count``. Scale-down removes unallocated requests first, then
     workers before control planes, then the oldest."""
-    principal.require_write()
     existing = _visible_set(ctx, principal, name)
     try:
         scaled = existing.scaled(body.machine_count, now_utc())
@@ -244,7 +242,6 @@ def get_set(name: SetName, principal: PrincipalDep, ctx: ContextDep) -> MachineR
 )
 def delete_set(name: SetName, principal: PrincipalDep, ctx: ContextDep) -> MachineRequestSetView:
     """Delete every member; the set disappears once they are all gone. Idempotent."""
-    principal.require_write()
     existing = _visible_set(ctx, principal, name)
     deleting = ctx.sets.put(RequestSet(name, existing.template, existing.machine_count, True,
                                        existing.fingerprint, existing.created_at, now_utc(),

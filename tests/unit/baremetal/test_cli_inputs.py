@@ -1,0 +1,148 @@
+"""What ``talprov baremetal add/set/accept`` take and say (QA and review findings):
+an ambiguous --bmc, a --uuid or name that no machine can have, a `set` that
+changes nothing, and one-sentence errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from click.testing import Result
+
+from talprov.baremetal.inventory import Inventory
+from tests.unit.baremetal.test_cli_operator import block, run
+
+__all__ = ["block"]  # a fixture: pytest finds it by this name
+
+UUID = "4c4c4544-0051-3810-8057-b7c04f4e3332"
+PASSWORD = "${env:BMC_PASS}"
+
+
+def add(block: Path, name: str = "node-1", uuid: str = UUID,
+        bmc: str = "ipmi://10.1.0.11") -> Result:
+    return run(block, "add", name, "--uuid", uuid, "--bmc", bmc, "--bmc-user", "admin",
+               "--bmc-password", PASSWORD)
+
+
+def one_error_line(result: Result) -> str:
+    """The refusal's only line: exit 2, nothing stored, no usage block, no traceback."""
+    assert result.exit_code == 2, result.output
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1, result.output
+    assert lines[0].startswith("talprov: error: "), result.output
+    return lines[0]
+
+
+def test_a_bmc_without_a_scheme_is_refused_naming_the_forms(block: Path, tmp_path: Path
+                                                            ) -> None:
+    # QA: `--bmc 10.1.0.11` was stored as IPMI without a word, although the docs
+    # only show ipmi:// and redfish:// URLs; a Redfish BMC added so was never powered.
+    line = one_error_line(add(block, bmc="10.1.0.11"))
+    assert "--bmc" in line
+    assert "'10.1.0.11' has no scheme" in line
+    assert "ipmi://10.1.0.11" in line
+    assert "redfish://10.1.0.11" in line
+    assert not Inventory(tmp_path / "inv.sqlite").machines()
+
+
+def test_a_bmc_without_a_scheme_never_shows_a_password(block: Path) -> None:
+    line = one_error_line(add(block, bmc="admin:s3cret-bare@10.1.0.11"))
+    assert "s3cret-bare" not in line
+    assert "ipmi://10.1.0.11" in line
+
+
+@pytest.mark.parametrize(("bmc", "said"), [
+    ("ftp://10.1.0.11", "'ftp' is not a BMC scheme"),
+    ("ftp://u:s3cret-ftp@10.1.0.11", "'ftp' is not a BMC scheme"),
+    ("ipmi://:623", "names no host"),
+])
+def test_a_wrong_bmc_is_one_sentence_without_the_help_text(block: Path, bmc: str,
+                                                           said: str) -> None:
+    # Review: the error repeated --help's text in click's usage block.
+    line = one_error_line(add(block, bmc=bmc))
+    assert "--bmc" in line
+    assert said in line
+    assert "HOST[:PORT]" not in line
+    assert "lab BMC" not in line
+    assert "s3cret" not in line
+
+
+@pytest.mark.parametrize("uuid", ["not-a-uuid", "4c4c4544005138108057b7c04f4e3332",
+                                  "{4c4c4544-0051-3810-8057-b7c04f4e3332}",
+                                  "4c4c4544-0051-3810-8057-b7c04f4e333"])
+def test_a_uuid_that_is_not_canonical_is_refused(block: Path, tmp_path: Path, uuid: str
+                                                 ) -> None:
+    # QA: `--uuid not-a-uuid` was stored; the machine could never be recognised,
+    # since iPXE and Talos give the SMBIOS UUID as 8-4-4-4-12 hex digits.
+    line = one_error_line(add(block, uuid=uuid))
+    assert "--uuid" in line
+    assert repr(uuid) in line
+    assert not Inventory(tmp_path / "inv.sqlite").machines()
+
+
+def test_an_upper_case_uuid_is_stored_as_talos_reports_it(block: Path, tmp_path: Path) -> None:
+    # go-smbios (Talos) and iPXE's ${uuid} print lower case; Dell and HPE BMCs print
+    # upper case. Both name the same machine.
+    assert add(block, uuid=UUID.upper()).exit_code == 0
+    machine = Inventory(tmp_path / "inv.sqlite").get("node-1")
+    assert machine is not None
+    assert machine.uuid == UUID
+
+
+@pytest.mark.parametrize("name", ["Node-1", "node_1", "node.1", "node-", "n" * 64])
+def test_a_machine_name_follows_the_id_rule(block: Path, tmp_path: Path, name: str) -> None:
+    # QA: `add Node-1` was accepted, while request ids, set and cluster names are
+    # DNS labels; the name becomes the request's infra id.
+    line = one_error_line(add(block, name=name))
+    assert f"machine name {name!r} must be lowercase letters, digits and '-'" in line
+    assert not Inventory(tmp_path / "inv.sqlite").machines()
+
+
+def test_a_mac_that_is_not_one_names_mac(block: Path) -> None:
+    result = run(block, "add", "node-1", "--mac", "52:54:00:zz:00:01", "--bmc",
+                 "ipmi://10.1.0.11", "--bmc-user", "admin", "--bmc-password", PASSWORD)
+    assert "--mac" in one_error_line(result)
+
+
+def test_set_without_options_changes_nothing_and_says_so(block: Path, tmp_path: Path) -> None:
+    # QA: `set node-1` printed "updated the BMC of node-1" and changed nothing.
+    assert add(block).exit_code == 0
+    line = one_error_line(run(block, "set", "node-1"))
+    assert "nothing to change" in line
+    assert "--bmc" in line
+    assert "updated" not in line
+
+
+def test_set_with_the_same_details_says_nothing_changed(block: Path) -> None:
+    assert add(block).exit_code == 0
+    result = run(block, "set", "node-1", "--bmc", "ipmi://10.1.0.11", "--bmc-user", "admin")
+    assert result.exit_code == 0, result.output
+    assert "nothing changed" in result.output
+    assert "updated" not in result.output
+    changed = run(block, "set", "node-1", "--bmc", "redfish://10.1.0.12")
+    assert changed.exit_code == 0, changed.output
+    assert "updated the BMC of node-1" in changed.output
+
+
+def test_set_on_a_machine_without_a_bmc_asks_for_one(block: Path, tmp_path: Path) -> None:
+    # A discovered machine has no BMC: giving only a user used to fail on the empty URL.
+    found = Inventory(tmp_path / "inv.sqlite").discovered(UUID, None)
+    assert found is not None
+    line = one_error_line(run(block, "set", found.name, "--bmc-user", "ops"))
+    assert "has no BMC address yet" in line
+    assert "--bmc" in line
+
+
+def test_accept_reads_only_that_machine(block: Path, tmp_path: Path,
+                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    # Review: the no-BMC warning read every machine of the inventory to find one.
+    found = Inventory(tmp_path / "inv.sqlite").discovered(UUID, None)
+    assert found is not None
+
+    def every_machine(_self: Inventory) -> list[object]:
+        raise AssertionError("accept listed the whole inventory")
+
+    monkeypatch.setattr(Inventory, "machines", every_machine)
+    result = run(block, "accept", found.name)
+    assert result.exit_code == 0, result.output
+    assert f"warning: {found.name} has no BMC address" in result.stderr
