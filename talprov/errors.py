@@ -31,6 +31,10 @@ class Conflict(Exception):
     """A request id is already used by a request with a different body."""
 
 
+class BeingDeleted(Conflict):
+    """A request id belongs to a request whose deletion has not finished yet."""
+
+
 class ConfigError(Exception):
     """Invalid user input: a config, request or spec file. ``where`` names file and field."""
 

@@ -10,7 +10,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, Response, status
 
-from talprov.errors import Conflict
+from talprov.errors import BeingDeleted, Conflict
 from talprov.providers.types import REQUEST_ID_PATTERN, Stage
 from talprov.reconcile.retry import retry_failed
 from talprov.requestfile import generate_request_id
@@ -91,7 +91,8 @@ def visible_record(ctx: ServiceContext, principal: Principal, request_id: str) -
     summary="Create a machine request (idempotent on id)",
     responses={
         200: {"model": MachineRequestView, "description": "Same body as the existing request."},
-        409: {"model": Problem, "description": "The id is in use with a different body."},
+        409: {"model": Problem, "description": "The id is in use with a different body, or "
+              "its request is being deleted."},
         **AUTH_RESPONSES, **BAD_BODY,
     },
 )
@@ -101,7 +102,8 @@ def create_machine_request(
     """Record a MachineRequest; the reconcile workers then provision it.
 
     Sending the same body again returns the same resource with 200; a different
-    body under an existing id is a 409 (delete it first, or pick another id).
+    body under an existing id is a 409 (delete it first, or pick another id), and
+    so is any body while the request of that id is being deleted.
     A token scoped to some providers gets its id derived from the one it sent
     (see :func:`scoped_request_id`): use the ``id`` of the answer afterwards.
     A body without ``id`` gets a generated one (derived the same way for a scoped
@@ -112,6 +114,11 @@ def create_machine_request(
     machine_request = build_request(ctx, principal, body, request_id)
     try:
         record, created = ctx.store.create_or_get_request(machine_request)
+    except BeingDeleted:
+        raise HTTPException(
+            status.HTTP_409_CONFLICT,
+            detail=f"request {sent} is being deleted; create it again once it is gone (404)",
+        ) from None
     except Conflict:
         raise HTTPException(
             status.HTTP_409_CONFLICT,

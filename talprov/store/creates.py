@@ -18,7 +18,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from talprov.errors import Conflict
+from talprov.errors import BeingDeleted, Conflict
 from talprov.providers.types import MachineRequest, Stage
 from talprov.store.crypto import SecretCodec
 from talprov.store.engine import retry_insert_race
@@ -65,7 +65,10 @@ class CreateMethods(StorePart):
         ``PENDING`` request: creating again after a deletion makes a new machine.
         Its version keeps counting up so writers holding the old one still lose.
         Raises :class:`Conflict` when a live request with a different body has
-        the id, :class:`StoreError` when the store fails (nothing is recorded).
+        the id, :class:`BeingDeleted` (a Conflict) whatever the body while the
+        request of that id is being deleted (``DEPROVISIONING``): answering with it
+        would tell the caller the create held. Raises :class:`StoreError` when the
+        store fails (nothing is recorded).
         """
         return self.create_or_get_request(request, now=now)[0]
 
@@ -120,6 +123,12 @@ class CreateMethods(StorePart):
                 fingerprint = (first.fingerprint if first is not None
                                else existing.fingerprint if existing is not None
                                and existing.stage != Stage.GONE.value else None)
+                if (first is None and existing is not None
+                        and existing.stage == Stage.DEPROVISIONING.value):
+                    decided.append(BeingDeleted(
+                        f"request {request_id} is being deleted; create it again once "
+                        "it is gone"))
+                    continue
                 if fingerprint is None:
                     made[request_id] = new
                     makers.add(position)

@@ -57,6 +57,16 @@ def test_different_body_under_an_existing_id_is_409(idle_api: Api) -> None:
     assert "db-2" in response.json()["detail"]
 
 
+def test_a_create_while_the_request_is_being_deleted_is_409(idle_api: Api) -> None:
+    body = request_body("db-3")
+    idle_api.request("POST", "/v1/machine-requests", json=body, headers=WRITE)
+    deleted = idle_api.request("DELETE", "/v1/machine-requests/db-3", headers=WRITE)
+    assert deleted.status_code == 202
+    again = idle_api.request("POST", "/v1/machine-requests", json=body, headers=WRITE)
+    assert again.status_code == 409, again.text
+    assert "db-3 is being deleted" in again.json()["detail"]
+
+
 def test_bad_provider_data_is_422_naming_the_field(idle_api: Api) -> None:
     typo = request_body("db-3", provider_data={"sise": "large"})
     response = idle_api.request("POST", "/v1/machine-requests", json=typo, headers=WRITE)

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from talprov.errors import BeingDeleted
 from talprov.providers.types import Stage
 from talprov.store import StaleRecord, Store
 from tests.unit.store.factories import make_request
@@ -57,6 +58,20 @@ def test_a_create_after_gone_reports_created_again(store: Store) -> None:
     assert created is True
     assert again.stage == Stage.PENDING
     assert again.version > record.version
+
+
+def test_a_create_while_the_request_is_being_deleted_is_a_conflict(store: Store) -> None:
+    # QA: the same body again while the deletion ran answered "200, deprovisioning"
+    # and the request then vanished: the caller was told its create held.
+    request = make_request("again-2")
+    store.create_request(request)
+    store.request_deletion("again-2")
+    for body in (request, make_request("again-2", labels={"other": "body"})):
+        with pytest.raises(BeingDeleted, match="again-2 is being deleted"):
+            store.create_or_get_request(body)
+    record = store.get_request("again-2")
+    assert record is not None
+    assert record.stage == Stage.DEPROVISIONING
 
 
 def test_create_only_refuses_an_existing_set_even_an_equal_one(store: Store) -> None:
