@@ -160,6 +160,7 @@ def test_removing_the_control_plane_document_keeps_its_machines(tmp_path: Path) 
         "kind: Cluster\nname: demo\ntalos: {version: v1.13.9}\n---\n"
         "kind: MachineClass\nname: c\nprovider: fake\n---\n"
         "kind: Workers\nname: workers\nmachineClass: {name: c, size: 0}\n"
+        'config: {inline: "version: v1alpha1\\nmachine: {type: worker}"}\n'
     )
     spec = load_spec(text, "c.yaml", tmp_path)
     result = plan(spec, [machine("x", "cp-1")], START)
