@@ -213,3 +213,30 @@ def test_every_delete_names_its_victims_failure_domain() -> None:
     for action in destroyed.actions:
         expected = "b" if action.infra_id else world.machines[action.request].domain
         assert action.domain == expected
+
+
+def test_running_members_sealed_under_another_key_are_rolled_out_surge_first() -> None:
+    # Requests sealed under another TALPROV_STORE_KEY (after `apply --reseal`) are
+    # not healthy members to keep, but a provisioned one is a running etcd member:
+    # it is replaced as an outdated one is (a new member first, etcd quorum kept),
+    # never deleted before its replacement is up. One not yet provisioned never
+    # will be with this key: it is unhealthy and replaced at once.
+    spec = make_spec(cp=3, workers=2, max_unhealthy="100%")
+    cp_hash = template_hash(spec, CONTROL_PLANE_SET, None)
+    worker_hash = template_hash(spec, "workers", None)
+    observed = [machine(cp_hash, f"cp-{n}", unreadable=True) for n in range(3)]
+    observed += [machine(worker_hash, "w-up"),
+                 machine(worker_hash, "w-stuck", "workers", Stage.PROVISIONING,
+                         created_at=START, unreadable=True)]
+    observed[3] = replace(observed[3], set_name="workers")
+    result = plan(spec, observed, START)
+    status = {s.name: s for s in result.sets}
+    cp = status[CONTROL_PLANE_SET]
+    assert (cp.provisioned, cp.provisioning, cp.unreadable, cp.outdated) == (0, 0, 3, 3)
+    cp_actions = [a for a in result.actions if a.set == CONTROL_PLANE_SET]
+    assert [(a.action, a.replaces) for a in cp_actions] == [(ActionKind.CREATE, None)]
+    workers = status["workers"]
+    assert (workers.provisioned, workers.provisioning, workers.unreadable) == (1, 0, 1)
+    [replaced] = [a for a in result.actions if a.set == "workers"]
+    assert (replaced.action, replaced.replaces) == (ActionKind.REPLACE, "w-stuck")
+    assert "TALPROV_STORE_KEY" in replaced.reason
