@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import click
 
@@ -64,7 +64,16 @@ RESEAL_HELP = ("When the recorded cluster was sealed with another TALPROV_STORE_
                "overwrite the record.")
 
 
-def _check_providers(app: App, spec: ClusterSpec, path: Path) -> None:
+def _document(spec: ClusterSpec, what: Literal["class", "set"], name: str) -> str:
+    """The document label of class or set ``name`` of a spec read from a file.
+    Both callers (plan, apply) pass the spec :func:`load_spec_file` returned, which
+    remembers every class and set: only a spec read back from the store has none."""
+    label = spec.document(what, name)
+    assert label is not None, f"{what} {name} of a spec not read from a file"
+    return label
+
+
+def _check_providers(app: App, spec: ClusterSpec) -> None:
     """Check every MachineClass against its provider before anything is recorded.
 
     The provider instance must be configured and the class's provider_data (and
@@ -75,7 +84,7 @@ def _check_providers(app: App, spec: ClusterSpec, path: Path) -> None:
     "a"): provider_data.size: ...``).
     """
     for name, machine_class in spec.machine_classes.items():
-        where = spec.document("class", name) or f'{path}: MachineClass "{name}"'
+        where = _document(spec, "class", name)
         provider = app.provider(known_instance(app, machine_class.provider,
                                                where=f"{where}: provider"))
         validate_provider_data(provider, dict(machine_class.provider_data),
@@ -89,8 +98,8 @@ def _check_providers(app: App, spec: ClusterSpec, path: Path) -> None:
     for set_name, machine_set in spec.sets.items():
         machine_class = spec.machine_classes[machine_set.machine_class]
         provider = app.provider(machine_class.provider)
-        set_where = spec.document("set", set_name) or f'{path}: set "{set_name}"'
-        class_where = spec.document("class", machine_set.machine_class) or set_where
+        set_where = _document(spec, "set", set_name)
+        class_where = _document(spec, "class", machine_set.machine_class)
         for domain_name in spec.domains(set_name):
             try:
                 check_request(provider, template(spec, set_name, domain_name), where="")
@@ -184,7 +193,7 @@ def plan_cmd(app: App, path: Path, reseal: bool, output: str) -> None:
         # What apply would record: autoscaled sets keep their recorded sizes.
         preview = ClusterState(spec=spec.keeping_autoscaled_sizes(state.spec))
         preview.backoff, preview.orphans_seen = state.backoff, state.orphans_seen
-    _check_providers(app, spec, path)
+    _check_providers(app, spec)
     first, later, complete = scaler.preview_steps(preview)
     _show_plan(first, output, later, complete)
 
@@ -297,7 +306,7 @@ def apply(app: App, path: Path, wait: bool, timeout: float, yes: bool, reseal: b
     than recorded asks first, as `scale` does.
     """
     spec = load_spec_file(path)
-    _check_providers(app, spec, path)
+    _check_providers(app, spec)
     scaler = scaler_for(app)
     recorded = scaler.replaced_state(spec.name, reseal=reseal)
     if recorded is not None and CONTROL_PLANE_SET in recorded.spec.sets \

@@ -82,6 +82,7 @@ class _Observed:
     failed: int = 0
     deleting: int = 0
     unreadable: int = 0
+    running_unreadable: int = 0  # of ``unreadable``, counted in ``healthy`` too
     members: int = 0  # control planes that joined etcd (provisioned at some point)
 
 
@@ -114,11 +115,12 @@ def plan_set(
         backoff_until = backoff.until
         notes.append(f"backoff after {backoff.cause} until {rfc3339(backoff_until)}")
     if seen.unreadable:
-        notes.append(f"{seen.unreadable} request(s) sealed under another TALPROV_STORE_KEY "
-                     "count as unhealthy")
+        notes.append(f"{seen.unreadable} request(s) sealed under another TALPROV_STORE_KEY: "
+                     "running ones are rolled out, the others replaced as unhealthy")
     status = SetStatus(
         name=machine_set.name, role=machine_set.role.value, desired=size,
-        provisioned=seen.healthy, provisioning=seen.provisioning, failed=seen.failed,
+        provisioned=seen.healthy - seen.running_unreadable,
+        provisioning=seen.provisioning, failed=seen.failed,
         outdated=len(seen.old), deleting=seen.deleting, unhealthy=len(seen.unhealthy),
         unreadable=seen.unreadable, backoff_until=backoff_until, notes=tuple(notes),
     )
@@ -153,10 +155,11 @@ def _observe(
             seen.deleting += 1
             continue
         live_append(machine)
-        if hashes.get(machine.domain) != machine.template_hash:
+        outdated = hashes.get(machine.domain) != machine.template_hash
+        if outdated:
             old_append(machine)
         if machine.unreadable:
-            _count_unreadable(seen, machine)
+            _count_unreadable(seen, machine, outdated=outdated)
         elif stage is provisioned:
             seen.members += 1
             if machine.machine_present is False:
@@ -180,11 +183,23 @@ def _observe(
     return seen
 
 
-def _count_unreadable(seen: _Observed, machine: ObservedMachine) -> None:
-    """Count a request this store key cannot read: neither provisioned nor on its
-    way, but unhealthy, so that it is replaced within maxUnhealthy/maxInFlight
-    (deleting it needs no secrets). A member of etcd once provisioned."""
+def _count_unreadable(seen: _Observed, machine: ObservedMachine, *, outdated: bool) -> None:
+    """Count a request this store key cannot read: shown apart, never as
+    provisioned or provisioning, and replaced (deleting it needs no secrets).
+
+    A running one is a working machine (an etcd member, for a control plane): it
+    is rolled out as an outdated one is, a replacement first and within maxSurge,
+    maxUnavailable and etcd quorum, so it counts as available for that arithmetic.
+    Any other will never be provisioned with this key: it is unhealthy, replaced
+    within maxInFlight and behind the maxUnhealthy circuit breaker."""
     seen.unreadable += 1
+    if machine.stage is Stage.PROVISIONED and machine.machine_present is not False:
+        seen.members += 1
+        seen.healthy += 1
+        seen.running_unreadable += 1
+        if not outdated:
+            seen.old.append(machine)
+        return
     seen.members += machine.stage is Stage.PROVISIONED or machine.provisioned_at is not None
     seen.unhealthy[machine.request_id] = UNREADABLE
     seen.unhealthy_machines.append(machine)

@@ -107,6 +107,14 @@ def load_spec(
                 f"unknown machine class {set_doc.machine_class.name!r} (known: {known})"
                 + did_you_mean(set_doc.machine_class.name, sorted(classes)),
             )
+        if set_doc.config is None and join is None:
+            # No default config is inherited (from the Cluster or the class): such a
+            # machine would boot with nothing, in maintenance mode, and never be a node.
+            raise ConfigError(
+                f"{label}: config",
+                "is required (a Talos machine config: {file: ...} or {inline: ...}), "
+                "unless the Cluster document has a join, whose machines get their "
+                "config from Omni")
         longest = len(cluster_doc.name) + 1 + len(set_name) + _ID_SUFFIX_LEN
         if longest > _ID_MAX:
             raise ConfigError(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from click.testing import Result
 
 from tests.helpers import Home
 
@@ -22,11 +23,16 @@ def test_malformed_version_exits_2_naming_the_option(home: Home, command: str,
     assert f"--version: '{version}' is not a Talos version" in result.output
 
 
-def test_valid_version_lists_urls_for_it(home: Home) -> None:
+def listed_urls(home: Home) -> Result:
+    """``image urls -o json`` of :data:`SCHEMATIC` at v1.13.9."""
     schematic = home.root / "schematic.yaml"
     schematic.write_text(SCHEMATIC)
-    result = home.invoke("image", "urls", "-f", str(schematic), "--version", "v1.13.9",
-                         "-o", "json")
+    return home.invoke("image", "urls", "-f", str(schematic), "--version", "v1.13.9",
+                       "-o", "json")
+
+
+def test_valid_version_lists_urls_for_it(home: Home) -> None:
+    result = listed_urls(home)
     assert result.exit_code == 0, result.output
     assert "/v1.13.9/aws-amd64.raw.xz" in result.output
 
@@ -39,13 +45,11 @@ def test_urls_need_no_factory_password_and_pull_names_the_factory(
     monkeypatch.delenv("IFPW_UNSET", raising=False)
     home.write_config(image_factory={"url": "https://factory.example.test",
                                      "username": "u", "password": "${env:IFPW_UNSET}"})
-    schematic = home.root / "schematic.yaml"
-    schematic.write_text(SCHEMATIC)
-    listed = home.invoke("image", "urls", "-f", str(schematic), "--version", "v1.13.9",
-                         "-o", "json")
+    listed = listed_urls(home)
     assert listed.exit_code == 0, listed.output
     assert "https://factory.example.test/image/" in listed.stdout
-    pulled = home.invoke("image", "pull", "-f", str(schematic), "--version", "v1.13.9",
+    pulled = home.invoke("image", "pull", "-f", str(home.root / "schematic.yaml"),
+                         "--version", "v1.13.9",
                          "--asset", "aws-disk")
     assert pulled.exit_code == 1, pulled.output
     [line] = pulled.output.splitlines()

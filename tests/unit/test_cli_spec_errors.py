@@ -123,3 +123,16 @@ def test_provider_checks_name_the_document_as_every_spec_error_does(
     result = home.invoke("plan", "-f", str(spec))
     assert result.exit_code == 2, result.output
     assert f"talprov: error: {spec.parent}/{expected}" in result.output, result.output
+
+
+def test_a_set_without_config_is_refused_before_anything_is_recorded(home: Home) -> None:
+    # QA: plan showed a create and apply made a machine with no config (and no join).
+    spec = _spec(home.root, {"provider_data": {"size": "small"}})
+    docs = list(yaml.safe_load_all(spec.read_text()))
+    del docs[3]["config"]
+    spec.write_text(yaml.safe_dump_all(docs))
+    for command in ("plan", "apply"):
+        result = home.invoke(command, "-f", str(spec))
+        assert result.exit_code == 2, result.output
+        assert 'document 4 (Workers "workers"): config: is required' in result.output
+    assert json.loads(home.invoke("machine", "list", "-o", "json").output) == []

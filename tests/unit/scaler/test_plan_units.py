@@ -161,6 +161,7 @@ def test_removing_the_control_plane_document_keeps_its_machines(tmp_path: Path) 
         "kind: Cluster\nname: demo\ntalos: {version: v1.13.9}\n---\n"
         "kind: MachineClass\nname: c\nprovider: fake\n---\n"
         "kind: Workers\nname: workers\nmachineClass: {name: c, size: 0}\n"
+        'config: {inline: "version: v1alpha1\\nmachine: {type: worker}"}\n'
     )
     spec = load_spec(text, "c.yaml", tmp_path)
     result = plan(spec, [machine("x", "cp-1")], START)
@@ -226,3 +227,30 @@ def test_quorum_and_tolerated_failures_follow_etcds_table(
         members: int, majority: int, tolerated: int) -> None:
     assert quorum(members) == majority
     assert tolerated_failures(members) == tolerated
+
+
+def test_running_members_sealed_under_another_key_are_rolled_out_surge_first() -> None:
+    # Requests sealed under another TALPROV_STORE_KEY (after `apply --reseal`) are
+    # not healthy members to keep, but a provisioned one is a running etcd member:
+    # it is replaced as an outdated one is (a new member first, etcd quorum kept),
+    # never deleted before its replacement is up. One not yet provisioned never
+    # will be with this key: it is unhealthy and replaced at once.
+    spec = make_spec(cp=3, workers=2, max_unhealthy="100%")
+    cp_hash = template_hash(spec, CONTROL_PLANE_SET, None)
+    worker_hash = template_hash(spec, "workers", None)
+    observed = [machine(cp_hash, f"cp-{n}", unreadable=True) for n in range(3)]
+    observed += [machine(worker_hash, "w-up"),
+                 machine(worker_hash, "w-stuck", "workers", Stage.PROVISIONING,
+                         created_at=START, unreadable=True)]
+    observed[3] = replace(observed[3], set_name="workers")
+    result = plan(spec, observed, START)
+    status = {s.name: s for s in result.sets}
+    cp = status[CONTROL_PLANE_SET]
+    assert (cp.provisioned, cp.provisioning, cp.unreadable, cp.outdated) == (0, 0, 3, 3)
+    cp_actions = [a for a in result.actions if a.set == CONTROL_PLANE_SET]
+    assert [(a.action, a.replaces) for a in cp_actions] == [(ActionKind.CREATE, None)]
+    workers = status["workers"]
+    assert (workers.provisioned, workers.provisioning, workers.unreadable) == (1, 0, 1)
+    [replaced] = [a for a in result.actions if a.set == "workers"]
+    assert (replaced.action, replaced.replaces) == (ActionKind.REPLACE, "w-stuck")
+    assert "TALPROV_STORE_KEY" in replaced.reason

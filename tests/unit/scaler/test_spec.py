@@ -299,3 +299,21 @@ def test_scaled_copy_does_not_share_templates(base_dir: Path) -> None:
     assert bigger.sets["workers"].size == 7
     assert spec.sets["workers"].size == 2
     assert bigger._cache == {}
+
+
+def test_a_set_without_config_is_refused_unless_the_cluster_joins_omni(
+        base_dir: Path) -> None:
+    # QA: a Workers document without `config` was accepted, and `apply` then made
+    # machines with no config and no join: Talos in maintenance mode, never a node.
+    without = WORKERS.replace("config: {file: worker.yaml}\n", "")
+    no_join = CLUSTER.replace(CLUSTER.splitlines()[-1] + "\n", "")
+    with pytest.raises(ConfigError) as caught:
+        load_spec("---\n".join((no_join, CLASS, without)), "cluster.yaml", base_dir, env=ENV)
+    assert str(caught.value).startswith(
+        'cluster.yaml: document 3 (Workers "workers"): config: is required')
+    assert "join" in str(caught.value)
+    # Joined to Omni, the machines get the join documents and Omni their config.
+    spec = load_spec("---\n".join((CLUSTER, CLASS, without)), "cluster.yaml", base_dir,
+                     env=ENV)
+    assert spec.join is not None
+    assert "install" in spec.sets["workers"].machine_config.get_secret_value()

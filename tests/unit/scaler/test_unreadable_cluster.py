@@ -44,6 +44,17 @@ def two_clusters(tmp_path: Path) -> tuple[str, Path]:
     return url, spec_path
 
 
+def applied_under_another_key(home: Home, monkeypatch: pytest.MonkeyPatch, *,
+                              workers: int, control_planes: int) -> Path:
+    """Cluster ``demo`` applied under :data:`OTHER_KEY`, then :data:`OUR_KEY` set;
+    its spec file."""
+    monkeypatch.setenv("TALPROV_STORE_KEY", OTHER_KEY)
+    spec = write_spec(home.root, workers=workers, control_planes=control_planes)
+    assert home.invoke("apply", "-f", str(spec)).exit_code == 0
+    monkeypatch.setenv("TALPROV_STORE_KEY", OUR_KEY)
+    return spec
+
+
 def test_the_run_loop_sets_an_unreadable_cluster_aside_with_one_warning(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -98,10 +109,7 @@ def test_state_names_the_cluster_and_applying_its_spec_again_seals_it_anew(
 def test_the_cluster_commands_name_an_unreadable_cluster_and_apply_seals_it_anew(
     home: Home, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("TALPROV_STORE_KEY", OTHER_KEY)
-    spec = write_spec(home.root, workers=1, control_planes=1)
-    assert home.invoke("apply", "-f", str(spec)).exit_code == 0
-    monkeypatch.setenv("TALPROV_STORE_KEY", OUR_KEY)
+    spec = applied_under_another_key(home, monkeypatch, workers=1, control_planes=1)
 
     shown = home.invoke("status", "demo")
     assert shown.exit_code == 1, shown.output
@@ -201,10 +209,7 @@ def test_after_reseal_the_old_keys_requests_are_unreadable_not_provisioning(
     # QA: after `apply --reseal`, status and plan counted the requests sealed with the
     # old key as "provisioning", and the plan took them for members on their way up,
     # although no pass can ever provision them with this key.
-    monkeypatch.setenv("TALPROV_STORE_KEY", OTHER_KEY)
-    spec = write_spec(home.root, workers=2, control_planes=1)
-    assert home.invoke("apply", "-f", str(spec)).exit_code == 0
-    monkeypatch.setenv("TALPROV_STORE_KEY", OUR_KEY)
+    spec = applied_under_another_key(home, monkeypatch, workers=2, control_planes=1)
 
     planned = home.invoke("plan", "-f", str(spec), "--reseal", "-o", "json")
     assert planned.exit_code == 0, planned.output

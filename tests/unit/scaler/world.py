@@ -56,6 +56,7 @@ def make_spec(
             f"update: {{maxSurge: {_yaml(surge)}, maxUnavailable: {_yaml(unavailable)}}}\n"
             f"deleteOrder: {delete_order}\n"
             f"remediation: {{maxUnhealthy: '{max_unhealthy}'}}\n"
+            'config: {inline: "version: v1alpha1\\nmachine: {type: worker}"}\n'
         )
     return load_spec("---\n".join(parts), "cluster.yaml", Path("."))
 
