@@ -33,10 +33,12 @@ EC2 requests per machine, each tool's time over the bound, the peers' time
 over talprov's, and talprov's time over each bound within every repeat (the
 tools of one repeat run back to back, so these ratios drift least when the
 machine is shared); then the CPU seconds of each tool's own process and of
-moto's during the timed part (min/median): at 0 ms the wall time is about
-their sum, and CPU time shows where it goes even when other work shares the
-machine. (Libcloud and the loop ask for no IMDSv2 and no tags at launch:
-their job is a little lighter.)
+moto's during the timed part (min/median) and the full garbage collections
+inside timed runs: at 0 ms the wall time is about the CPU sum, and CPU time
+shows where it goes even when other work shares the machine, so at 0 ms
+talprov's CPU sum over each bound's is printed per repeat too. (Libcloud and
+the loop ask for no IMDSv2 and no tags at launch: their job is a little
+lighter.)
 
 Before every run the account gets what any AWS account that ever encrypted a
 volume has: its default EBS key (``alias/aws/ebs``). moto forgets it on every
@@ -44,12 +46,27 @@ reset and makes it again, with an RSA key generation of 50-300 ms, inside the
 first encrypted launch: a random cost that would land on whichever tool
 encrypts (talprov, bound-job) and never on AWS's critical path. moto itself is
 warmed up first with two launches like talprov's: its first tagged, encrypted
-launches run up to 2x slower and would weigh on the first repeats.
+launches run up to 2x slower and would weigh on the first repeats. talprov is
+warmed up too, once: its first run in a process loads botocore's paginator
+model into the process-wide loader (~0.1 s), which ``bound``'s clients, made
+by boto3's default session, loaded during moto's warm-up.
+
+Before every timed run the bench process collects its garbage (``gc.collect()``,
+outside the timing, for every tool alike). Otherwise a full collection of the
+whole bench process (some 220,000 objects: every tool's imports, botocore's
+models, what earlier runs left) lands inside whichever run pushes CPython's
+count of surviving objects over its threshold, i.e. on a tool picked by what
+ran before it, not by what it does: 0.10-0.18 s of CPU (up to 0.5 s of wall
+time on a loaded machine) against 0.4-0.5 s for a whole run at 0 ms; without
+the collection 8 of 28 timed runs got one, spread over all tools. A collection
+that a run's own allocations still trigger stays in its time; the last column
+of the CPU table counts them.
 """
 
 from __future__ import annotations
 
 import argparse
+import gc
 import os
 import statistics
 import sys
@@ -113,6 +130,7 @@ class Timed(Result):
 
     client_cpu: float = 0.0
     server_cpu: float = 0.0
+    full_collections: int = 0
 
 
 def _process_cpu(pid: int) -> float:
@@ -124,28 +142,37 @@ def _process_cpu(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def _full_collections() -> int:
+    """How many full (generation 2) garbage collections this process has run."""
+    return int(gc.get_stats()[2]["collections"])
+
+
 class Stopwatch:
-    """Wall time, this process's CPU time and moto's CPU time from start to stop."""
+    """Wall time, this process's CPU time, moto's CPU time and this process's full
+    garbage collections from start to stop."""
 
     def __init__(self, server: MotoServer) -> None:
         self._pid = server.process.pid
         self._wall = time.perf_counter()
         self._cpu = time.process_time()
         self._server = _process_cpu(self._pid)
-        self._stopped: tuple[float, float, float] | None = None
+        self._collections = _full_collections()
+        self._stopped: tuple[float, float, float, int] | None = None
 
     def stop(self) -> None:
         """Stop the clocks (the first call counts)."""
         if self._stopped is None:
             self._stopped = (time.perf_counter() - self._wall, time.process_time() - self._cpu,
-                             _process_cpu(self._pid) - self._server)
+                             _process_cpu(self._pid) - self._server,
+                             _full_collections() - self._collections)
 
     def result(self, name: str, calls: Counter[str], running: int) -> Timed:
         """The run's result; stops the clocks unless stopped before."""
         self.stop()
         assert self._stopped is not None
-        seconds, client, server = self._stopped
-        return Timed(name, seconds, calls, running, client_cpu=client, server_cpu=server)
+        seconds, client, server, collections = self._stopped
+        return Timed(name, seconds, calls, running, client_cpu=client, server_cpu=server,
+                     full_collections=collections)
 
 
 def _boto_ec2(server: MotoServer, latency: float) -> tuple[Any, CallCounter]:
@@ -371,14 +398,26 @@ def _show(machines: int, latency_ms: float, runs: dict[str, list[Result]]) -> No
             listed = ", ".join(f"{r:.2f}" for r in paired)
             print(f"  talprov / {reference} per repeat: {listed} "
                   f"(median {statistics.median(paired):.2f})")
-    print("  CPU s during the timed part, min/median: the tool's process | moto's")
+    # At 0 ms the wall time is about the two processes' CPU time, which other
+    # work on the machine stretches far less than the wall time.
+    busy = {name: [r.client_cpu + r.server_cpu for r in results if isinstance(r, Timed)]
+            for name, results in runs.items()}
+    for reference in ("bound", "bound-safe", "bound-job") if latency_ms == 0 else ():
+        if busy.get(reference) and busy["talprov"]:
+            paired = [t / b for t, b in zip(busy["talprov"], busy[reference], strict=True) if b]
+            listed = ", ".join(f"{r:.2f}" for r in paired)
+            print(f"  talprov / {reference} per repeat, CPU s (tool + moto): {listed} "
+                  f"(median {statistics.median(paired):.2f})")
+    print("  CPU s during the timed part, min/median: the tool's process | moto's"
+          " | full GCs of the tool's process, all repeats")
     for name, results in runs.items():
         timed = [r for r in results if isinstance(r, Timed)]
         if timed:
             own = [r.client_cpu for r in timed]
             moto = [r.server_cpu for r in timed]
             print(f"  {name:11}{min(own):6.2f} /{statistics.median(own):5.2f}  |"
-                  f"{min(moto):6.2f} /{statistics.median(moto):5.2f}")
+                  f"{min(moto):6.2f} /{statistics.median(moto):5.2f}  |"
+                  f"{sum(r.full_collections for r in timed):3d}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -404,6 +443,10 @@ def main(argv: list[str] | None = None) -> int:
                 server.reset()
                 _account_defaults(server)
                 run_bound_job(server, args.machines, 0.0, work)
+            server.reset()  # talprov's process-wide caches, as bound's were above
+            _account_defaults(server)
+            (work / "talprov-warm-up").mkdir()
+            run_talprov(server, args.machines, 0.0, work / "talprov-warm-up")
             for latency_ms in (float(x) for x in args.latencies.split(",")):
                 runs: dict[str, list[Result]] = {name: [] for name in tools}
                 for attempt in range(args.repeat):
@@ -412,6 +455,7 @@ def main(argv: list[str] | None = None) -> int:
                         _account_defaults(server)
                         run_dir = work / f"{name}-{latency_ms:g}-{attempt}"
                         run_dir.mkdir()
+                        gc.collect()  # no earlier run's garbage in this run's time
                         result = RUNNERS[name](server, args.machines, latency_ms / 1000, run_dir)
                         if result.running != args.machines:
                             print(f"ERROR: {name}: {result.running} of {args.machines} run",

@@ -8,6 +8,7 @@ Steps (each idempotent, see docs/architecture.md):
 2. ``ensure-instance`` — the request's instance as the pass's listing shows it
    (mapped to requests by tag, batch member list and launch index), else launch
    it; when several instances claim it, one is adopted and the others terminated.
+   Found again (``Step.found_again``): its outcome is stored with wait-running's.
    ``run_batch`` launches requests of one shape and one machine config with a
    single RunInstances (see :mod:`talprov.aws.members` for why that is crash
    safe); requests that cannot share a call get one call each, in parallel.
@@ -101,7 +102,11 @@ class AwsProvider:
             # Reads no listing and launches nothing: runs while the listing is asked.
             Step("resolve-image", self.images.resolve, self.images.resolve_many,
                  needs_listing=False),
-            Step.batched("ensure-instance", self._ensure_batch),
+            # found_again: a launched instance carries its request in its tags (or
+            # its call's member list) from the moment EC2 makes it, and the pass's
+            # listing maps it back; its id is stored with wait-running's outcome,
+            # one store write less on the path of every launch.
+            Step.batched("ensure-instance", self._ensure_batch, found_again=True),
             Step.batched("wait-running", self._wait_batch, timeout=self.config.running_timeout),
         )
 
