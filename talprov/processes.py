@@ -23,8 +23,12 @@ def local_worker_id() -> str:
 
 
 def dead_local_worker(worker_id: str) -> bool:
-    """Whether ``worker_id`` names a process on this host that no longer runs."""
-    host, _, pid_text = worker_id.rpartition(":")
+    """Whether ``worker_id`` names a process on this host that no longer runs.
+
+    A lease owner may add ``/...`` after ``host:pid`` (a cluster change's owner
+    does); the process is the part before it.
+    """
+    host, _, pid_text = worker_id.split("/", 1)[0].rpartition(":")
     if host != socket.gethostname() or not pid_text.isdigit():
         return False
     try:
