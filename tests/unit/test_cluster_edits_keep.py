@@ -84,24 +84,6 @@ def test_scale_during_a_pass_is_not_overwritten_by_it(home: Home) -> None:
     assert _recorded_size(home, "workers") == 4
 
 
-def test_a_change_gives_up_when_the_lease_stays_taken(tmp_path: Path) -> None:
-    clock = FakeClock()
-    runtime = Runtime(installation="test", cache_dir=tmp_path / "cache", clock=clock,
-                      sleep=clock.sleep)
-    store = Store(f"sqlite:///{tmp_path / 'state.db'}")
-    store.migrate()
-    scaler = Scaler(store, {}, runtime, worker_id="editor")
-    scaler.record(load_spec_file(write_spec(tmp_path)))
-    assert store.claim_cluster("demo", owner="someone-else", ttl=3600, now=scaler.now())
-    with pytest.raises(ClusterBusy, match="cluster demo is busy"), scaler.editing("demo",
-                                                                                  wait=5):
-        pass
-    store.release_cluster("demo", owner="someone-else")
-    with scaler.editing("demo", wait=5):
-        assert store.cluster_lease_holders()[0][1].startswith("editor/edit/")
-    assert store.cluster_lease_holders() == []
-
-
 def _dead_pid() -> int:
     """The pid of a process of this host that has ended and been reaped."""
     child = subprocess.Popen([sys.executable, "-c", "pass"])
@@ -118,6 +100,18 @@ def _editing_scaler(tmp_path: Path) -> tuple[Scaler, Store, FakeClock]:
     scaler = Scaler(store, {}, runtime, worker_id="editor")
     scaler.record(load_spec_file(write_spec(tmp_path)))
     return scaler, store, clock
+
+
+def test_a_change_gives_up_when_the_lease_stays_taken(tmp_path: Path) -> None:
+    scaler, store, _ = _editing_scaler(tmp_path)
+    assert store.claim_cluster("demo", owner="someone-else", ttl=3600, now=scaler.now())
+    with pytest.raises(ClusterBusy, match="cluster demo is busy"), scaler.editing("demo",
+                                                                                  wait=5):
+        pass
+    store.release_cluster("demo", owner="someone-else")
+    with scaler.editing("demo", wait=5):
+        assert store.cluster_lease_holders()[0][1].startswith("editor/edit/")
+    assert store.cluster_lease_holders() == []
 
 
 @pytest.mark.parametrize("suffix", ["/edit/0123abcd-1", ""])  # a change's, a pass's
