@@ -1,5 +1,5 @@
-"""``python -m talprov`` runs the CLI."""
+"""``python -m talprov`` runs the CLI, as the ``talprov`` console script does."""
 
-from talprov.cli import main
+from talprov.launcher import main
 
 main()

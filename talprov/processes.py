@@ -1,5 +1,5 @@
-"""Which process is this, is another one on this host still alive, and stopping
-child processes.
+"""Which process is this, is another one on this host still alive, stopping
+child processes, and SIGTERM stopping a command the way Ctrl-C does.
 
 Leases and import markers record ``host:pid`` so that a process on the same host
 can tell at once that their holder was killed, instead of waiting out a timeout
@@ -9,10 +9,12 @@ meant for holders on other hosts.
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
+import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 
 def local_worker_id() -> str:
@@ -21,8 +23,12 @@ def local_worker_id() -> str:
 
 
 def dead_local_worker(worker_id: str) -> bool:
-    """Whether ``worker_id`` names a process on this host that no longer runs."""
-    host, _, pid_text = worker_id.rpartition(":")
+    """Whether ``worker_id`` names a process on this host that no longer runs.
+
+    A lease owner may add ``/...`` after ``host:pid`` (a cluster change's owner
+    does); the process is the part before it.
+    """
+    host, _, pid_text = worker_id.split("/", 1)[0].rpartition(":")
     if host != socket.gethostname() or not pid_text.isdigit():
         return False
     try:
@@ -31,6 +37,48 @@ def dead_local_worker(worker_id: str) -> bool:
         return True
     # A zombie is dead even though its pid still exists.
     return stat.rsplit(")", 1)[-1].split()[0] == "Z"
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM arrived (a service manager's stop, a CI or Kubernetes timeout).
+
+    A KeyboardInterrupt, so that every ``except KeyboardInterrupt`` and ``finally``
+    that gives leases back on Ctrl-C does the same on SIGTERM.
+    """
+
+
+def _raise_terminated(_signum: int, _frame: object) -> None:
+    # Once is enough: a second SIGTERM must not break off the clean-up (lease
+    # releases) that the first one started; SIGKILL remains for a stuck process.
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    raise Terminated()
+
+
+def stop_on_sigterm() -> None:
+    """From now on, SIGTERM raises :class:`Terminated` in the main thread.
+
+    Call from the main thread of a command-line entry point only (Python runs
+    signal handlers there). Idempotent. A command that stops its own way on
+    SIGTERM (``serve``) installs its handler over this one and restores it.
+    """
+    signal.signal(signal.SIGTERM, _raise_terminated)
+
+
+def interrupted_exit_code(exc: BaseException) -> int:
+    """128 + the signal that stopped a command, as shells expect: 143 for SIGTERM
+    (:class:`Terminated`, also when it is the cause of ``exc``), else 130 (Ctrl-C)."""
+    stopped_by_term = isinstance(exc, Terminated) or isinstance(exc.__cause__, Terminated)
+    return 128 + (signal.SIGTERM if stopped_by_term else signal.SIGINT)
+
+
+def exit_interrupted(exc: BaseException) -> NoReturn:
+    """Say on stderr that the command was interrupted (and by SIGTERM, if so),
+    then exit with :func:`interrupted_exit_code`. The one way every talprov
+    command ends on Ctrl-C or SIGTERM: one line, never a traceback."""
+    code = interrupted_exit_code(exc)
+    by = " (SIGTERM)" if code == 128 + signal.SIGTERM else ""
+    sys.stderr.write(f"talprov: interrupted{by}\n")
+    sys.exit(code)
 
 
 def stop_process(process: subprocess.Popen[Any] | None, timeout: float = 5.0) -> None:

@@ -16,7 +16,6 @@ import click
 from talprov import __version__
 from talprov.cli.app import (
     EXIT_FAILED,
-    EXIT_INTERRUPTED,
     App,
     fail,
     handle_errors,
@@ -36,6 +35,7 @@ from talprov.cli.sets import request_set
 from talprov.cli.store import store
 from talprov.errors import ConfigError, MissingExtra
 from talprov.logs import FORMATS as LOG_FORMATS
+from talprov.processes import exit_interrupted, stop_on_sigterm
 from talprov.registry import extra_providing, installed_types, load_type
 
 
@@ -155,17 +155,19 @@ def main() -> None:
     """Console-script entry point: runs the command and exits with its code.
 
     Not click's standalone mode, which turns Ctrl-C into "Aborted!" and exit 1:
-    an interrupted command exits 130 (128 + SIGINT), as shells expect.
+    an interrupted command exits 130 (128 + SIGINT), as shells expect, and one
+    stopped by SIGTERM (a service manager, a CI timeout) ends the same clean way
+    (leases given back) with 143 (128 + SIGTERM).
     """
+    stop_on_sigterm()
     try:
         result = cli.main(prog_name="talprov", standalone_mode=False)
     except ModuleNotFoundError as exc:
         # A command reached an optional dependency that is not installed: name
         # the extra instead of showing a traceback.
         fail(missing_module_message(exc))
-    except (click.exceptions.Abort, KeyboardInterrupt):
-        click.echo("talprov: interrupted", err=True)
-        sys.exit(EXIT_INTERRUPTED)
+    except (click.exceptions.Abort, KeyboardInterrupt) as exc:
+        exit_interrupted(exc)
     except click.ClickException as exc:
         exc.show()
         sys.exit(exc.exit_code)

@@ -24,6 +24,7 @@ import click
 from talprov.config import LoadedConfig, load_config, validate_unresolved
 from talprov.errors import ConfigError, Conflict, did_you_mean
 from talprov.logs import JsonFormatter, install_handler, make_handler
+from talprov.processes import interrupted_exit_code
 from talprov.providers.errors import InvalidRequest, ProviderError, describe_error
 from talprov.providers.protocol import Provider, Runtime
 from talprov.reconcile.reconciler import ProviderHandle, Reconciler
@@ -358,12 +359,12 @@ class WaitProgress:
 @contextlib.contextmanager
 def interruptible(what: str) -> Iterator[None]:
     """Turn Ctrl-C during a wait into one line saying that ``what`` stays recorded
-    and who carries it on, and exit 130 (the shell's code for SIGINT)."""
+    and who carries it on, and exit 130 (the shell's code for SIGINT; 143 for SIGTERM)."""
     try:
         yield
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
         say(f"interrupted: {what} is recorded; {CARRIED_ON_BY}")
-        sys.exit(EXIT_INTERRUPTED)
+        sys.exit(interrupted_exit_code(exc))
 
 
 #: Machines one command may add without asking (a typo's extra zero must not

@@ -19,6 +19,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from talprov.processes import exit_interrupted
 from talprov.secrets import redact
 from talprov.timestamps import rfc3339
 
@@ -161,7 +162,8 @@ def watch(render: Callable[[], None], seconds: float | None,
     headed by the time is printed only when the output changed. Output ``fmt``
     json or yaml stays machine-readable wherever it goes: JSON Lines (each
     document on one line) or a YAML stream (``--- # time`` starts each document),
-    printed only when it changed. Ctrl-C ends it with exit 0."""
+    printed only when it changed. Ctrl-C (or SIGTERM) ends it as it ends every
+    talprov command: ``talprov: interrupted`` on stderr, exit 130 (143)."""
     if seconds is None:
         render()
         return
@@ -191,5 +193,5 @@ def watch(render: Callable[[], None], seconds: float | None,
                 click.echo(f"--- {stamp}\n{text}", nl=False)
             last = text
             pause(seconds)
-    except KeyboardInterrupt:
-        return
+    except KeyboardInterrupt as exc:
+        exit_interrupted(exc)

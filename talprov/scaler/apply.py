@@ -30,7 +30,7 @@ from talprov.reconcile.observing import machine_lost
 from talprov.reconcile.reconciler import ProviderHandle
 from talprov.reconcile.runner import resource_error_kind
 from talprov.scaler.actions import ActionKind, Plan
-from talprov.scaler.editing import holding_cluster
+from talprov.scaler.editing import SkippedClusters, claim_cluster_lease, holding_cluster
 from talprov.scaler.models import ClusterSpec
 from talprov.scaler.observed import (
     FAILED_CREATES,
@@ -218,6 +218,7 @@ class Scaler:
         # The run loop hands in its reconciler's: one listing per instance and
         # round, one backoff, one warning per change of an instance's state.
         self.listings = listings or MachineListings(runtime.installation, runtime.clock)
+        self.skipped = SkippedClusters()
 
     def now(self) -> datetime:
         return datetime.fromtimestamp(self.runtime.clock(), UTC)
@@ -384,9 +385,11 @@ class Scaler:
         cluster is not recorded or another worker is running its pass. Idempotent
         in effect: a second pass right after plans nothing new.
         """
-        if not self.store.claim_cluster(name, owner=self.worker_id, ttl=self.lease_ttl,
-                                        now=self.now()):
+        if not claim_cluster_lease(self.store, name, owner=self.worker_id,
+                                   ttl=self.lease_ttl, now=self.now()):
+            self.skipped.note(self.store, name)
             return None
+        self.skipped.ran(name)
         try:
             return self._run_pass(name)
         finally:

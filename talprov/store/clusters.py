@@ -104,3 +104,17 @@ class ClusterMethods(StorePart):
                 .where(clusters.c.name == name, clusters.c.lease_owner == owner)
                 .values(lease_owner=None, lease_until=None)
             )
+
+    def cluster_lease_holder(self, name: str) -> tuple[str, datetime] | None:
+        """Who holds cluster ``name``'s lease and until when (UTC); None when it is
+        free or the cluster is not recorded. Read-only."""
+        with self._read() as conn:
+            row = conn.execute(
+                sa.select(clusters.c.lease_owner, clusters.c.lease_until)
+                .where(clusters.c.name == name)
+            ).one_or_none()
+        if row is None or row.lease_owner is None or row.lease_until is None:
+            return None
+        until = row.lease_until
+        # SQLite hands datetimes back naive; they were written as UTC.
+        return str(row.lease_owner), until if until.tzinfo else until.replace(tzinfo=UTC)

@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 
 import pytest
 import yaml
+from click.testing import Result
 
 from talprov.cli import output
 from talprov.providers.types import MachineRequest, Stage
@@ -111,6 +112,12 @@ def test_set_get_shows_the_last_replaced_failure_readably(home: Home) -> None:
     assert view["last_failure"]["replacements"] == 1
 
 
+def assert_interrupted(result: Result) -> None:
+    """Ctrl-C ends a watch as it ends every talprov command: one line, exit 130."""
+    assert result.exit_code == 130, result.output
+    assert result.stderr.strip().endswith("talprov: interrupted"), result.stderr
+
+
 def test_watch_prints_a_new_table_only_when_something_changed(
     home: Home, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -126,7 +133,7 @@ def test_watch_prints_a_new_table_only_when_something_changed(
 
     monkeypatch.setattr(time, "sleep", sleep)
     result = home.invoke("machine", "list", "--watch", "2")
-    assert result.exit_code == 0, result.output
+    assert_interrupted(result)
     assert rounds == ["2.0", "2.0", "2.0"]
     # Three renders: (none), then w1, then w1 unchanged (not printed again).
     assert result.output.count("--- ") == 2
@@ -146,7 +153,7 @@ def test_status_watch_redraws_on_a_terminal(home: Home, monkeypatch: pytest.Monk
     monkeypatch.setattr(time, "sleep", sleep)
     monkeypatch.setattr(output, "stdout_is_terminal", lambda: True)
     result = home.invoke("status", "demo", "--watch", "1")
-    assert result.exit_code == 0, result.output
+    assert_interrupted(result)
     assert result.output.count("every 1s, ") == 2  # redrawn although nothing changed
 
 
@@ -167,7 +174,7 @@ def test_watch_json_is_one_document_per_line(
     monkeypatch.setattr(time, "sleep", sleep)
     monkeypatch.setattr(output, "stdout_is_terminal", lambda: terminal)
     result = home.invoke("machine", "list", "--watch", "2", "-o", "json")
-    assert result.exit_code == 0, result.output
+    assert_interrupted(result)
     documents = [json.loads(line) for line in result.stdout.splitlines()]
     # Three renders: [], then w1, then w1 unchanged (not printed again).
     assert [[r["id"] for r in doc] for doc in documents] == [[], ["w1"]]
@@ -187,7 +194,7 @@ def test_watch_yaml_is_a_yaml_stream(home: Home, monkeypatch: pytest.MonkeyPatch
 
     monkeypatch.setattr(time, "sleep", sleep)
     result = home.invoke("machine", "list", "--watch", "2", "-o", "yaml")
-    assert result.exit_code == 0, result.output
+    assert_interrupted(result)
     documents = list(yaml.safe_load_all(result.stdout))
     assert [[r["id"] for r in doc] for doc in documents] == [["w1"], ["w1", "w2"]]
 

@@ -1,0 +1,102 @@
+"""SIGTERM (systemd, Kubernetes, a CI timeout) stops every talprov command as
+Ctrl-C does: one line, exit 143 (128 + SIGTERM), the leases given back. And an
+interruption while the CLI is still importing ends without a traceback."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import types
+
+import pytest
+
+from talprov import launcher
+from talprov.processes import Terminated
+from talprov.store.store import Store
+from tests.helpers import Home
+from tests.unit.reconcile.test_crash_resume import wait_for
+from tests.unit.test_cluster_apply import write_spec
+
+
+def leases_of(store: Store, pid: int) -> list[str]:
+    """The request and cluster leases a process of this host holds now."""
+    owners = [h.owner for h in store.lease_holders()]
+    owners += [owner for _, owner, _ in store.cluster_lease_holders()]
+    return [o for o in owners if o.split("/", 1)[0].endswith(f":{pid}")]
+
+
+@pytest.mark.parametrize("command", ["reconcile", "machine create --wait", "apply --wait"])
+def test_sigterm_mid_step_exits_143_and_gives_the_leases_back(
+        home: Home, command: str) -> None:
+    marker = home.root / "created.marker"
+    home.providers["fake"]["pause_after_create"] = str(marker)
+    home.write_config()
+    request = home.write_request("term-1")
+    args = {
+        "reconcile": ["reconcile", "--interval", "0.1"],
+        "machine create --wait": ["machine", "create", "--wait", "-f", str(request)],
+        "apply --wait": ["apply", "--wait", "-f",
+                         str(write_spec(home.root, control_planes=1, workers=0))],
+    }[command]
+    if command == "reconcile":
+        home.run("machine", "create", "-f", str(request), check=True)
+
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "talprov", *args],
+        env=home.env(), cwd=home.root, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    store = Store(home.store_url)
+    try:
+        wait_for(marker, worker)  # a machine was created; its step is under way
+        assert leases_of(store, worker.pid)  # the step runs under a lease
+        os.kill(worker.pid, signal.SIGTERM)
+        _, err = worker.communicate(timeout=60)
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+            worker.communicate()
+    assert worker.returncode == 143, err
+    # Either the CLI's line or the --wait line saying what stays recorded.
+    assert "talprov: interrupted (SIGTERM)" in err or "interrupted: " in err, err
+    assert "Traceback" not in err, err
+    assert leases_of(store, worker.pid) == []
+    store.close()
+
+
+class _ImportInterrupted(types.ModuleType):
+    """A talprov.cli whose import is cut short by Ctrl-C (the first seconds of a
+    command: SQLAlchemy and pydantic are still loading)."""
+
+    def __getattr__(self, name: str) -> object:
+        raise KeyboardInterrupt
+
+
+def test_ctrl_c_while_the_cli_still_imports_ends_without_a_traceback(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setitem(sys.modules, "talprov.cli", _ImportInterrupted("talprov.cli"))
+    previous = signal.getsignal(signal.SIGTERM)
+    try:
+        with pytest.raises(SystemExit) as exited:
+            launcher.main()
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    assert exited.value.code == 130
+    assert capsys.readouterr().err == "talprov: interrupted\n"
+
+
+
+@pytest.mark.parametrize("command", [["machine", "list"], ["status", "demo", "-o", "json"]])
+def test_sigterm_ends_a_watch_as_it_ends_every_command(
+        home: Home, monkeypatch: pytest.MonkeyPatch, command: list[str]) -> None:
+    home.invoke("apply", "-f", str(write_spec(home.root, control_planes=1, workers=0)))
+
+    def terminated(_seconds: float) -> None:
+        raise Terminated
+
+    monkeypatch.setattr(time, "sleep", terminated)
+    result = home.invoke(*command, "--watch", "1")
+    assert result.exit_code == 143, result.output
+    assert result.stderr == "talprov: interrupted (SIGTERM)\n"
