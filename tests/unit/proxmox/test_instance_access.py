@@ -9,6 +9,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import cast
 
+import certifi
+
 from talprov.providers.protocol import Provider, Runtime
 from talprov.proxmox.provider import ProxmoxProvider
 from talprov.reconcile.reconciler import ProviderHandle, Reconciler
@@ -41,7 +43,6 @@ def test_an_unverified_certificate_blocks_requests_until_it_is_fixed(
 ) -> None:
     other_ca = tmp_path / "other-ca.pem"
     # A CA that did not sign fakepve's certificate: the system's bundle.
-    import certifi
 
     other_ca.write_text(Path(certifi.where()).read_text())
     fails_then_heals(
