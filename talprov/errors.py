@@ -174,6 +174,36 @@ _PATTERN_WORDS = {
         "must be letters, digits, '-', '_', '.' and '/', starting and ending with a "
         "letter or digit, at most 255 characters",
     r"^[0-9a-fA-F]{64}$": "must be 64 hexadecimal digits (a SHA-256)",
+    # Providers' settings and provider_data (tests/unit/test_pattern_words.py finds
+    # every pattern of those models and fails on one missing here).
+    r"^https://[^/\s]+(:\d+)?/?$":
+        "must be an https:// URL with a host and optional port, no path",
+    r"^https?://[^/\s]+(:\d+)?/?$":
+        "must be an http:// or https:// URL with a host and optional port, no path",
+    r"^https://[^/\s]+(/sdk)?/?$":
+        "must be an https:// URL with a host and optional port, no path but /sdk",
+    r"^[^@!\s]+@[^@!\s]+![A-Za-z][A-Za-z0-9._-]*$":
+        "must be user@realm!tokenname (the token name starting with a letter)",
+    r"^[^@\s]+@[^@\s]+$": "must be user@realm, without spaces",
+    r"^[A-Za-z][A-Za-z0-9._-]*$":
+        "must be letters, digits, '.', '_' and '-', starting with a letter",
+    r"^[A-Za-z0-9_.+-]+$": "must be letters, digits, '_', '.', '+' and '-'",
+    r"^(q35|pc)(-[0-9.]+)?(\+pve\d+)?$":
+        "must be q35 or pc, optionally with a version and a +pveN suffix (q35-8.1+pve0)",
+    r"^[^\s/][^\n]*$": "must be one line, not starting with a space or '/'",
+    r"^[^\n]+$": "must be one line, not empty",
+    r"^[0-9A-Za-z-]{1,64}$": "must be letters, digits and '-', at most 64 characters",
+    r"^arn:aws[a-z-]*:iam::\d{12}:role/.+$":
+        "must be an IAM role ARN, arn:aws:iam::<12-digit account>:role/<name>",
+    r"^[\w+=,.@-]{2,64}$":
+        "must be 2 to 64 letters, digits and '+', '=', ',', '.', '@', '_', '-'",
+    r"^\d+(\.\d+)?$": "must be a decimal number such as 0.05 (a string)",
+    r"^[a-z0-9-]+\.[a-z0-9-]+$": "must be an instance type such as m6i.large",
+    r"^ami-[0-9a-f]+$": "must be an AMI id, ami- and hexadecimal digits",
+    r"^(on|cycle)$": "must be on or cycle",
+    r"^[a-z0-9][-a-z0-9]{0,30}$":
+        "must be lowercase letters, digits and '-', starting with a letter or digit, at "
+        "most 31 characters",
 }
 
 

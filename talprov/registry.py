@@ -166,6 +166,17 @@ def instance_concurrency(raw: dict[str, Any]) -> int:
     return int(raw.get("concurrency", DEFAULT_CONCURRENCY))
 
 
+def unverified_tls(raw: dict[str, Any]) -> str | None:
+    """The setting of an instance block that turns TLS verification of its endpoint
+    off (``insecure: true``, AWS's ``verify_tls: false``), as written; None when the
+    certificate is checked. Pure."""
+    if raw.get("insecure") is True:
+        return "insecure: true"
+    if raw.get("verify_tls") is False:
+        return "verify_tls: false"
+    return None
+
+
 def validate_provider_data(
     provider: Provider, data: dict[str, Any], *, where: str
 ) -> BaseModel:

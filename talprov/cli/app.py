@@ -28,7 +28,7 @@ from talprov.processes import interrupted_exit_code
 from talprov.providers.errors import InvalidRequest, ProviderError, describe_error
 from talprov.providers.protocol import Provider, Runtime
 from talprov.reconcile.reconciler import ProviderHandle, Reconciler
-from talprov.registry import build_provider, instance_concurrency
+from talprov.registry import build_provider, instance_concurrency, unverified_tls
 from talprov.runloop import RunLoop
 from talprov.scaler.editing import ClusterBusy
 from talprov.scaler.models import MAX_SET_SIZE
@@ -187,6 +187,13 @@ class App:
             where = f"{self.config.path or 'config'}: providers.{name}"
             provider = build_provider(name, block, self.runtime, where=where)
             self._providers[name] = ProviderHandle(provider, instance_concurrency(block))
+            off = unverified_tls(block)
+            if off is not None:
+                # Once per instance and process (it is built once): `config check`,
+                # the `serve` log, every command that uses it.
+                say(f"warning: provider instance {name}: TLS verification is off ({off}): "
+                    "its endpoint's certificate is not checked, so its credentials go to "
+                    "whoever answers at its address", level=logging.WARNING)
         return self._providers[name]
 
     def all_handles(self) -> dict[str, ProviderHandle]:

@@ -2,13 +2,14 @@
 
 * 401: keystoneauth has already thrown the token away and authenticated again
   once (its session does that on any 401); a second 401 means the credentials
-  are wrong or revoked → ``AuthError``.
+  are wrong or revoked → ``InstanceAccessRefused`` (the instance's trouble: backed
+  off, its requests wait for the fix instead of failing).
 * 403 naming a quota (Nova answers ``forbidden`` "Quota exceeded ...") and
   Neutron's 409/413 ``OverQuota`` → ``QuotaExceeded``; any other 403 → ``AuthError``.
 * 408, 409, 425, 429 and 5xx → ``Transient``, honouring ``Retry-After``.
 * 400 and any other 4xx → ``InvalidRequest``; 404 → ``NotFound``.
-* Connection failures and timeouts → ``Transient``; TLS failures and a broken
-  auth configuration → ``AuthError`` (retrying will not help).
+* Connection failures and timeouts → ``Transient``; a TLS failure →
+  ``InstanceAccessRefused`` like a 401; a broken auth configuration → ``AuthError``.
 
 Messages carry the operation and the API's own error text, which never holds
 request bodies; talprov never puts user_data or credentials in them.
@@ -28,6 +29,7 @@ from talprov.providers.errors import (
     RETRYABLE_CLIENT_STATUSES,
     AuthError,
     CapacityError,
+    InstanceAccessRefused,
     InvalidRequest,
     NotFound,
     ProviderError,
@@ -104,7 +106,8 @@ def translate(exc: BaseException, what: str, *,  # noqa: PLR0911 - a table
     if isinstance(exc, sdk.HttpException):
         return _from_http(exc, what)
     if isinstance(exc, ksa.http.Unauthorized):
-        return AuthError(f"{what}: authentication failed (HTTP 401); check the credentials")
+        return InstanceAccessRefused(
+            f"{what}: authentication failed (HTTP 401); check the credentials")
     if isinstance(exc, ksa.http.HttpError):
         status = int(getattr(exc, "http_status", 0) or 0)
         if status in RETRYABLE_CLIENT_STATUSES or status >= 500:
@@ -112,7 +115,8 @@ def translate(exc: BaseException, what: str, *,  # noqa: PLR0911 - a table
                              retry_after=retry_after(getattr(exc, "response", None)))
         return AuthError(f"{what}: identity service answered HTTP {status}")
     if isinstance(exc, ksa.SSLError):
-        return AuthError(f"{what}: TLS verification failed; set ca_file to the cloud's CA")
+        return InstanceAccessRefused(
+            f"{what}: TLS verification failed; set ca_file to the cloud's CA")
     if isinstance(exc, ksa.ConnectionError | ksa.DiscoveryFailure):
         return Transient(f"{what}: cloud unreachable ({connection_failure(exc)})")
     if isinstance(exc, ksa.AuthPluginException | ksa.EndpointNotFound | sdk.ConfigException):
@@ -133,7 +137,7 @@ def _from_http(exc: sdk.HttpException, what: str) -> ProviderError:  # noqa: PLR
     quota = "quota" in detail.lower() or _error_type(exc) == "OverQuota"
     after = retry_after(exc.response)
     if status == 401:
-        return AuthError(message)
+        return InstanceAccessRefused(message)
     if status in (403, 409, 413) and quota:
         return QuotaExceeded(message, retry_after=after)
     if status == 403:

@@ -77,6 +77,17 @@ class InstanceUnavailable(Transient):
     retries with its backoff but never fails a request for these attempts."""
 
 
+class InstanceAccessRefused(InstanceUnavailable, AuthError):
+    """The instance's endpoint refused its credentials, or its certificate did not
+    verify against the instance's TLS settings: every request of the instance fails
+    alike until its operator fixes them, so none is failed for it. An ``AuthError``
+    (people read "credentials refused") that is retried like ``InstanceUnavailable``;
+    a refusal that may be about one request (a missing privilege on one object)
+    stays a plain, permanent ``AuthError``."""
+
+    permanent = False
+
+
 class StepTimeout(ProviderError):
     """A step waited longer than its deadline (a machine that never came up)."""
 

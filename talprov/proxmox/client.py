@@ -21,7 +21,7 @@ from contextvars import ContextVar
 from typing import Any, TypeVar
 
 from talprov.providers.errors import (
-    AuthError,
+    InstanceAccessRefused,
     ProviderError,
     Transient,
     naming_endpoint,
@@ -175,6 +175,8 @@ class PveClient:
             verify = False  # the pinned adapter checks the certificate instead
         elif config.ca_file:
             verify = config.ca_file
+        #: The setting a certificate that does not verify is checked by (for its error).
+        self._trust = "fingerprint" if config.fingerprint else "ca_file" if config.ca_file else ""
         common = {"timeout": config.timeout, "verify_ssl": verify, "service": "PVE"}
         session = ProxmoxHttpSession()
         session.trust_env = False
@@ -209,7 +211,8 @@ class PveClient:
     # -- authentication -----------------------------------------------------
 
     def _login(self) -> None:
-        """Buy a fresh ticket with the password. Raises AuthError or Transient."""
+        """Buy a fresh ticket with the password. Raises InstanceAccessRefused (a refused
+        password, a second factor asked for) or Transient."""
         assert self.config.username is not None
         assert self.config.password is not None
         _retry_after.set(None)
@@ -225,7 +228,7 @@ class PveClient:
             raise self._translated(exc, "log in to PVE") from None
         login = naming_endpoint(f"log in to PVE as {self.config.username}", self.base_url)
         if response.status_code == 401:
-            raise AuthError(f"{login}: authentication failure")
+            raise InstanceAccessRefused(f"{login}: authentication failure")
         if response.status_code != 200:
             asked = retry_after_seconds(response.headers.get("Retry-After"), now=self._clock)
             raise Transient(f"{login}: {response.status_code} {response.reason}",
@@ -235,8 +238,8 @@ class PveClient:
         except ForeignAnswer as exc:
             raise translate(exc, login) from None
         if data.get("NeedTFA"):
-            raise AuthError(f"{login}: the user needs a second factor; use an API token "
-                            "instead")
+            raise InstanceAccessRefused(f"{login}: the user needs a second factor; use an "
+                                        "API token instead")
         self._auth.ticket, self._auth.csrf = data["ticket"], data["CSRFPreventionToken"]
         # PVE sets no cookies, but an intermediary might; the ticket must be the
         # only cookie proxmoxer sends.
@@ -260,7 +263,7 @@ class PveClient:
         """Run ``fn(api)``; translate its errors (see ``errors.translate``).
 
         On a 401 with ticket authentication the ticket is renewed once and the
-        call repeated; a second 401 (or any 401 with a token) is ``AuthError``.
+        call repeated; a second 401 (or any 401 with a token) is ``InstanceAccessRefused``.
         Raises ``ProviderError`` subclasses only. Idempotent exactly when ``fn`` is.
         """
         self._ensure_login()
@@ -281,7 +284,7 @@ class PveClient:
     def _translated(self, exc: BaseException, what: str) -> ProviderError:
         """``exc`` translated; a transient one waits what the answer's Retry-After asked
         (bounded: ``retry_after_seconds``), else ``translate``'s default."""
-        error = translate(exc, what, endpoint=self.base_url)
+        error = translate(exc, what, endpoint=self.base_url, trust=self._trust)
         asked = retry_after_seconds(_retry_after.get(), now=self._clock)
         if asked is not None and isinstance(error, Transient):
             error.retry_after = asked

@@ -14,6 +14,7 @@ from talprov.providers.errors import (
     RETRYABLE_CLIENT_STATUSES,
     AuthError,
     CapacityError,
+    InstanceAccessRefused,
     InvalidRequest,
     NotFound,
     ProviderError,
@@ -67,13 +68,26 @@ def _field_errors(errors: Any) -> dict[str, str]:
     return {}
 
 
-def translate(exc: BaseException, what: str, *, endpoint: str | None = None) -> ProviderError:
-    """The talprov error for ``exc`` raised while doing ``what`` (e.g. "create VM 101")
-    against ``endpoint`` (the API's URL: named as scheme://host:port, nothing more).
+#: What a certificate that does not verify means, by the TLS setting in use.
+TLS_FAILURES = {
+    "fingerprint": "PVE's certificate does not match the pinned fingerprint",
+    "ca_file": "PVE's certificate is not signed by the CA in ca_file (or does not "
+               "name the url's host)",
+    "": "TLS verification of the PVE API failed (set ca_file or fingerprint)",
+}
 
-    Never raises. Unknown exceptions become ``Transient`` so that a bug in a
-    dependency is retried with backoff rather than crashing the runner; the
-    step deadline still bounds it.
+
+def translate(exc: BaseException, what: str, *, endpoint: str | None = None,
+              trust: str = "") -> ProviderError:
+    """The talprov error for ``exc`` raised while doing ``what`` (e.g. "create VM 101")
+    against ``endpoint`` (the API's URL: named as scheme://host:port, nothing more),
+    whose certificate is checked by ``trust`` ("fingerprint", "ca_file", or "" for
+    the system's CAs: said when TLS verification fails).
+
+    Refused credentials and a certificate that does not verify are the instance's
+    (``InstanceAccessRefused``), not the request's. Never raises. Unknown
+    exceptions become ``Transient`` so that a bug in a dependency is retried with
+    backoff rather than crashing the runner; the step deadline still bounds it.
     """
     from proxmoxer.core import AuthenticationError, ResourceException
     from requests import exceptions as rq
@@ -84,11 +98,9 @@ def translate(exc: BaseException, what: str, *, endpoint: str | None = None) -> 
     if isinstance(exc, ResourceException):
         return _from_status(int(exc.status_code), _first_line(exc.content), exc.errors, what)
     if isinstance(exc, AuthenticationError):
-        return AuthError(f"{what}: authentication failed")
+        return InstanceAccessRefused(f"{what}: authentication failed")
     if isinstance(exc, rq.SSLError):
-        # A certificate that does not verify will not start verifying on retry.
-        return AuthError(f"{what}: TLS verification of the PVE API failed "
-                         "(set ca_file or fingerprint)")
+        return InstanceAccessRefused(f"{what}: {TLS_FAILURES.get(trust, TLS_FAILURES[''])}")
     if isinstance(exc, rq.Timeout | rq.ConnectionError):
         return Transient(f"{what}: PVE API unreachable ({connection_failure(exc)})",
                          retry_after=TRANSIENT_RETRY_AFTER)
@@ -102,7 +114,8 @@ def _from_status(  # noqa: PLR0911 - one branch per PVE status class
 ) -> ProviderError:
     text = f"{what}: {status} {reason}".rstrip()
     if status == 401:
-        return AuthError(text)
+        # A ticket that was just renewed, or an API token, refused: the instance's.
+        return InstanceAccessRefused(text)
     if status == 403:
         return AuthError(f"{text} (the API token lacks a privilege)")
     if status == 400:

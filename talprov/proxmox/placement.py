@@ -53,6 +53,23 @@ def set_members_per_node(
     return counts
 
 
+def _no_such_node(name: str, nodes: Sequence[NodeInfo]) -> str:
+    names = ", ".join(sorted(n.name for n in nodes)) or "none"
+    return f"no node {name!r} in the cluster (its nodes: {names})"
+
+
+def given_node(nodes: Sequence[NodeInfo], name: str) -> str:
+    """``name`` (a request's ``provider_data.node``) when the cluster has that node.
+
+    Decided from the cluster's node list, not from PVE's answer to a call on the
+    node (a 500 "hostname lookup failed", which reads like a passing fault).
+    Raises ``InvalidRequest`` naming the field and the nodes that exist.
+    """
+    if any(n.name == name for n in nodes):
+        return name
+    raise InvalidRequest(_no_such_node(name, nodes), field="provider_data.node")
+
+
 def choose_node(
     nodes: Sequence[NodeInfo], allowed: Sequence[str], set_counts: Mapping[str, int]
 ) -> str:
@@ -61,10 +78,9 @@ def choose_node(
     Raises ``InvalidRequest`` when an allowed node does not exist and
     ``CapacityError`` when no allowed node is online.
     """
-    known = {n.name for n in nodes}
-    unknown = sorted(set(allowed) - known)
+    unknown = sorted(set(allowed) - {n.name for n in nodes})
     if unknown:
-        raise InvalidRequest(f"no such node {unknown[0]!r}", field="allowed_nodes")
+        raise InvalidRequest(_no_such_node(unknown[0], nodes), field="allowed_nodes")
     candidates = [n for n in nodes if n.online and (not allowed or n.name in allowed)]
     if not candidates:
         raise CapacityError("no allowed node is online")

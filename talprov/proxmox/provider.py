@@ -45,6 +45,7 @@ from talprov.proxmox.isos import IsoListings, IsoSteps
 from talprov.proxmox.placement import (
     choose_node,
     choose_storage,
+    given_node,
     nodes_from_resources,
     set_members_per_node,
 )
@@ -280,7 +281,7 @@ class ProxmoxProvider:
             self._adopt(ctx, existing[0])
             node = str(existing[0]["node"])
         elif data.node is not None:
-            node = data.node
+            node = given_node(nodes, data.node)
         else:
             counts = set_members_per_node(resources, group)
             for (placed_group, placed_node), n in placed.items():

@@ -28,7 +28,12 @@ from collections.abc import Callable, Sequence
 from typing import IO, Any, TypeVar
 from urllib.parse import urlsplit
 
-from talprov.providers.errors import AuthError, ProviderError, StepTimeout, Transient
+from talprov.providers.errors import (
+    InstanceAccessRefused,
+    ProviderError,
+    StepTimeout,
+    Transient,
+)
 from talprov.providers.retry import RetryPolicy
 from talprov.vmware import sdk
 from talprov.vmware.config import VSphereConfig
@@ -61,7 +66,7 @@ class PinnedContext(ssl.SSLContext):
         sock = super().wrap_socket(*args, **kwargs)
         try:
             check_pinned(sock, self.pinned_hex)
-        except AuthError:
+        except InstanceAccessRefused:
             sock.close()
             raise
         return sock
@@ -84,11 +89,12 @@ def ssl_context(config: VSphereConfig) -> ssl.SSLContext:
 
 
 def check_pinned(sock: ssl.SSLSocket, thumbprint_hex: str) -> None:
-    """Raise ``AuthError`` unless the peer's certificate has this SHA-1/256/512 digest."""
+    """Raise ``InstanceAccessRefused`` unless the peer's certificate has this
+    SHA-1/256/512 digest."""
     der = sock.getpeercert(binary_form=True) or b""
     algorithm = {40: "sha1", 64: "sha256", 128: "sha512"}[len(thumbprint_hex)]
     if not hmac.compare_digest(hashlib.new(algorithm, der).hexdigest(), thumbprint_hex):
-        raise AuthError("vCenter's certificate does not match the pinned thumbprint")
+        raise InstanceAccessRefused("vCenter's certificate does not match the pinned thumbprint")
 
 
 class Session:

@@ -20,6 +20,7 @@ from talprov.providers.errors import (
     RETRYABLE_CLIENT_STATUSES,
     AuthError,
     CapacityError,
+    InstanceAccessRefused,
     InvalidRequest,
     NotFound,
     ProviderError,
@@ -40,6 +41,9 @@ TRANSIENT_RETRY_AFTER = 5.0
 # Fault type names (the class name without the module) grouped by talprov error.
 _AUTH = {"NoPermission", "InvalidLogin", "NotAuthenticated", "NoClientCertificate",
          "RestrictedByAdministrator", "SecurityError"}
+# Of those, the ones that refuse the instance's login itself, whatever the request
+# (NoPermission may be about one folder or datastore a request names).
+_LOGIN_REFUSED = {"InvalidLogin", "NotAuthenticated", "NoClientCertificate"}
 _CAPACITY = {"InsufficientResourcesFault", "InsufficientCpuResourcesFault",
              "InsufficientMemoryResourcesFault", "InsufficientStorageSpace",
              "InsufficientHostCapacityFault", "InsufficientFailoverResourcesFault",
@@ -87,8 +91,10 @@ def translate(exc: BaseException, what: str, *,  # noqa: PLR0911 - a table
     """The talprov error for ``exc`` raised while doing ``what`` (e.g. "clone VM w1")
     against ``endpoint`` (vCenter's URL: named as scheme://host:port, nothing more).
 
-    Never raises. Unknown exceptions become ``Transient`` so that a bug in a
-    dependency is retried with backoff; the step deadline still bounds it.
+    A refused login and a certificate that does not verify are the instance's
+    (``InstanceAccessRefused``), not the request's. Never raises. Unknown exceptions
+    become ``Transient`` so that a bug in a dependency is retried with backoff; the
+    step deadline still bounds it.
     """
     vmodl = sdk.vmodl()
 
@@ -98,6 +104,8 @@ def translate(exc: BaseException, what: str, *,  # noqa: PLR0911 - a table
     if isinstance(exc, vmodl.MethodFault):
         name = fault_name(exc)
         text = f"{what}: vSphere fault {name}{_fault_detail(exc)}"
+        if is_fault(exc, *_LOGIN_REFUSED):
+            return InstanceAccessRefused(text)
         if is_fault(exc, *_AUTH):
             return AuthError(text)
         if is_fault(exc, *_CAPACITY):
@@ -111,10 +119,11 @@ def translate(exc: BaseException, what: str, *,  # noqa: PLR0911 - a table
         return Transient(text, retry_after=TRANSIENT_RETRY_AFTER)
     if isinstance(exc, ssl.SSLCertVerificationError):
         # A certificate that does not verify will not start verifying on retry.
-        return AuthError(f"{what}: TLS verification of vCenter failed (set ca_file or "
-                         "thumbprint)")
+        return InstanceAccessRefused(f"{what}: TLS verification of vCenter failed (set "
+                                     "ca_file or thumbprint)")
     if type(exc).__name__ == "ThumbprintMismatchException":
-        return AuthError(f"{what}: vCenter's certificate does not match the pinned thumbprint")
+        return InstanceAccessRefused(
+            f"{what}: vCenter's certificate does not match the pinned thumbprint")
     if isinstance(exc, socket.timeout | TimeoutError | ConnectionError | OSError
                   | http.client.HTTPException):
         return Transient(f"{what}: vCenter unreachable ({connection_failure(exc)})",
@@ -158,7 +167,9 @@ def vapi_status_error(response: httpx.Response, what: str, *,
     kind = _vapi_error_type(response)
     what = naming_endpoint(what, _request_url(response))
     text = f"{what}: vCenter REST answered {status}" + (f" ({kind})" if kind else "")
-    if status in (401, 403):
+    if status == 401:
+        return InstanceAccessRefused(text)
+    if status == 403:
         return AuthError(text)
     if status == 404 or kind == "not_found":
         return NotFound(text)
@@ -194,7 +205,7 @@ def vapi_transport_error(exc: BaseException, what: str) -> ProviderError:
     """The talprov error for an httpx failure to reach vCenter's REST API. Never raises."""
     what = naming_endpoint(what, _request_url(exc))
     if _certificate_failure(exc):
-        return AuthError(f"{what}: TLS verification of vCenter failed (set ca_file "
-                         "or thumbprint)")
+        return InstanceAccessRefused(f"{what}: TLS verification of vCenter failed (set "
+                                     "ca_file or thumbprint)")
     return Transient(f"{what}: vCenter REST unreachable ({connection_failure(exc)})",
                      retry_after=TRANSIENT_RETRY_AFTER)

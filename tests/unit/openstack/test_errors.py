@@ -14,6 +14,7 @@ from talprov.openstack.errors import openstack_errors, translate
 from talprov.providers.errors import (
     AuthError,
     CapacityError,
+    InstanceAccessRefused,
     InvalidRequest,
     NotFound,
     QuotaExceeded,
@@ -45,7 +46,8 @@ def http_error(status: int, body: Any, headers: dict[str, str] | None = None) ->
                                                      "os_compute_api:servers:create"}},
          AuthError),
         (401, {"error": {"code": 401, "message": "The request you have made requires "
-                                                 "authentication."}}, AuthError),
+                                                 "authentication."}},
+         InstanceAccessRefused),
         (404, {"itemNotFound": {"code": 404, "message": "Instance x could not be found."}},
          NotFound),
         (400, {"badRequest": {"code": 400, "message": "Invalid flavorRef"}}, InvalidRequest),
@@ -103,9 +105,13 @@ def test_retry_after_is_kept() -> None:
 def test_connection_and_tls_failures() -> None:
     assert isinstance(translate(ksa.ConnectFailure("refused"), "x"), Transient)
     tls = translate(ksa.SSLError("certificate verify failed"), "x")
-    assert isinstance(tls, AuthError)
     assert "ca_file" in str(tls)
-    assert isinstance(translate(ksa.http.Unauthorized(), "x"), AuthError)
+    # The cloud's refusal, not the request's: retried like on Proxmox and vSphere
+    # (it failed the request for good before).
+    for refused in (tls, translate(ksa.http.Unauthorized(), "x")):
+        assert isinstance(refused, InstanceAccessRefused)
+        assert isinstance(refused, AuthError)
+        assert not refused.permanent
     assert isinstance(translate(sdk.DuplicateResource("two"), "find network"), InvalidRequest)
 
 

@@ -7,11 +7,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import certifi
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from talprov.providers.errors import AuthError, InvalidRequest, Transient
+from talprov.providers.errors import AuthError, InvalidRequest
 from talprov.providers.protocol import Runtime
 from talprov.providers.types import Owner
 from talprov.proxmox.client import PveClient
@@ -95,9 +96,21 @@ def test_fingerprint_pinning(fakepve: FakePveServer) -> None:
     pinned = ProxmoxConfig.model_validate({**base, "fingerprint": _fingerprint(fakepve.ca_file)})
     assert PveClient(pinned).get("read version", "version")["version"]
     wrong = ProxmoxConfig.model_validate({**base, "fingerprint": ":".join(["AB"] * 32)})
-    with pytest.raises((AuthError, Transient)):
+    # QA: the message said "(set ca_file or fingerprint)" although one was set.
+    with pytest.raises(AuthError, match="does not match the pinned fingerprint"):
         PveClient(wrong).get("read version", "version")
     assert _requests(fakepve, "POST", "/access/ticket") == 1  # the wrong pin never logged in
+
+
+def test_a_ca_file_that_did_not_sign_the_certificate_is_named(
+    fakepve: FakePveServer, tmp_path: Path
+) -> None:
+    other_ca = tmp_path / "other-ca.pem"
+    other_ca.write_text(Path(certifi.where()).read_text())  # did not sign fakepve's
+    config = ProxmoxConfig(url=fakepve.url, username="root@pam", password=fakepve.password,
+                           ca_file=str(other_ca))
+    with pytest.raises(AuthError, match="not signed by the CA in ca_file"):
+        PveClient(config).get("read version", "version")
 
 
 @pytest.mark.filterwarnings("ignore::urllib3.exceptions.InsecureRequestWarning")

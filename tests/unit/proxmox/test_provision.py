@@ -9,6 +9,7 @@ import sys
 
 import pytest
 
+from talprov.providers.errors import InvalidRequest
 from talprov.providers.protocol import Provider
 from talprov.providers.types import MachineState, Owner, Retry
 from talprov.proxmox import images
@@ -271,3 +272,15 @@ def test_fakepve_code_stays_out_of_the_test_process() -> None:
     # Run with -p no:fakepve: its pytest plugin would import it here.
     assert "fakepve" not in sys.modules
     assert "fakepve.server" not in sys.modules
+
+
+def test_a_node_that_is_not_in_the_cluster_fails_the_request_naming_the_nodes(
+    provider: ProxmoxProvider, owner: Owner, clock: FakeClock
+) -> None:
+    # QA: `provider_data: {node: pve9}` stayed at step place for good, retried on PVE's
+    # "500 hostname lookup 'pve9' failed" (what real PVE answers for a node it lacks).
+    ctx = context(provider, machine_request("ghost", provider_data={"node": "pve9"}), owner)
+    with pytest.raises(InvalidRequest, match=r"provider_data\.node: .*'pve9'.*pve1") as caught:
+        provision(provider, [ctx], clock)
+    assert caught.value.field == "provider_data.node"
+    assert ctx.state.node is None

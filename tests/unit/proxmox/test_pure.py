@@ -14,6 +14,7 @@ from pydantic import ValidationError
 from talprov.providers.errors import (
     AuthError,
     CapacityError,
+    InstanceAccessRefused,
     InvalidRequest,
     NotFound,
     Transient,
@@ -154,7 +155,7 @@ def test_config_needs_one_way_to_log_in_and_one_way_to_trust() -> None:
 @pytest.mark.parametrize(
     ("status", "reason", "errors", "expected"),
     [
-        (401, "authentication failure", None, AuthError),
+        (401, "authentication failure", None, InstanceAccessRefused),
         (403, "Permission check failed (/vms/100, VM.Allocate)", None, AuthError),
         (400, "Parameter verification failed.", {"memory": "type check failed"}, InvalidRequest),
         (500, "unable to create VM 100 - VM 100 already exists on node 'pve1'", None, VmidTaken),

@@ -11,6 +11,7 @@ from pydantic import ValidationError
 from talprov.providers.errors import (
     AuthError,
     CapacityError,
+    InstanceAccessRefused,
     InvalidRequest,
     NotFound,
     Transient,
@@ -104,8 +105,8 @@ def test_unknown_inventory_names_fail_the_request_naming_the_field(
         (vim.fault.InsufficientResourcesFault(), CapacityError),
         (vim.fault.InsufficientMemoryResourcesFault(), CapacityError),
         (vim.fault.NoPermission(privilegeId="VirtualMachine.Inventory.Create"), AuthError),
-        (vim.fault.NotAuthenticated(), AuthError),
-        (vim.fault.InvalidLogin(), AuthError),
+        (vim.fault.NotAuthenticated(), InstanceAccessRefused),
+        (vim.fault.InvalidLogin(), InstanceAccessRefused),
         (vim.fault.InvalidPowerState(), Transient),
         (vmodl.fault.ManagedObjectNotFound(), NotFound),
         (vmodl.fault.InvalidArgument(invalidProperty="spec.location.pool"), InvalidRequest),
