@@ -378,19 +378,26 @@ def status(app: App, name: str | None, output: str, watch_seconds: float | None)
     Without NAME: one row per recorded cluster (its sets' sizes, provisioned of its
     requests, and whether it is recorded, being destroyed or unreadable with this
     TALPROV_STORE_KEY), read from the store without asking any cloud; exit 1 when
-    one is unreadable, as `status NAME` exits for it.
+    one is unreadable, as `status NAME` exits for it. With --watch the others stay
+    on screen and the unreadable ones are named on stderr when they change.
     """
     scaler = scaler_for(app)
+    told: list[list[str]] = []  # the unreadable clusters a --watch last warned about
 
     def render() -> None:
         if name is None:
             rows = cluster_rows(scaler)
             emit(rows, output, columns=CLUSTER_COLUMNS, title="clusters")
             unreadable = [row["cluster"] for row in rows if row["state"] == "unreadable"]
-            if unreadable:
+            said = (f"cluster {', '.join(unreadable)}: recorded under another "
+                    f"TALPROV_STORE_KEY; {UNREADABLE_REMEDY}")
+            if unreadable and watch_seconds is None:
                 # The exit code `status <name>` gives each of them.
-                fail(f"cluster {', '.join(unreadable)}: recorded under another "
-                     f"TALPROV_STORE_KEY; {UNREADABLE_REMEDY}", EXIT_FAILED)
+                fail(said, EXIT_FAILED)
+            if unreadable and told[-1:] != [unreadable]:
+                # A watch goes on showing the others; it says so once per change.
+                say(f"talprov: {said}", level=logging.WARNING)
+            told[:] = [unreadable]
             return
         state = scaler.state(name)
         if state is None:

@@ -203,6 +203,32 @@ def test_status_without_a_name_lists_every_cluster_and_one_it_cannot_read(
     assert [row["state"] for row in json.loads(scripted.stdout)] == ["unreadable"]
 
 
+def test_status_watch_keeps_showing_the_clusters_when_one_is_unreadable(
+    home: Home, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Review: the exit 1 for an unreadable cluster ended `status --watch` at its
+    # first redraw, throwing the table of every other cluster away.
+    monkeypatch.setenv("TALPROV_STORE_KEY", OTHER_KEY)
+    assert home.invoke("apply", "-f", str(write_spec(home.root, workers=1,
+                                                   control_planes=1))).exit_code == 0
+    monkeypatch.setenv("TALPROV_STORE_KEY", OUR_KEY)
+    redraws: list[float] = []
+
+    def pause(seconds: float) -> None:
+        redraws.append(seconds)
+        if len(redraws) == 2:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr("talprov.cli.output.time.sleep", pause)
+    watched = home.invoke("status", "--watch", "1", "-o", "json")
+    assert redraws == [1.0, 1.0]
+    assert watched.exit_code == 130, watched.output
+    [line] = watched.stdout.splitlines()  # JSON Lines: printed once, unchanged after
+    assert [row["state"] for row in json.loads(line)] == ["unreadable"]
+    assert watched.stderr.count("cluster demo: recorded under another") == 1
+    assert OTHER_KEY not in watched.output
+
+
 def test_after_reseal_the_old_keys_requests_are_unreadable_not_provisioning(
     home: Home, monkeypatch: pytest.MonkeyPatch
 ) -> None:
