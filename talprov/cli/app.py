@@ -22,7 +22,7 @@ from typing import Any, NoReturn, TypeVar
 import click
 
 from talprov.config import LoadedConfig, load_config, validate_unresolved
-from talprov.errors import ConfigError, Conflict, did_you_mean
+from talprov.errors import BeingDeleted, ConfigError, Conflict, did_you_mean
 from talprov.logs import JsonFormatter, install_handler, make_handler
 from talprov.processes import interrupted_exit_code
 from talprov.providers.errors import InvalidRequest, ProviderError, describe_error
@@ -487,6 +487,8 @@ def handle_errors(fn: F) -> F:
             fail(str(exc), EXIT_FAILED)
         except ConfigError as exc:
             fail(str(exc))
+        except BeingDeleted as exc:  # the input is fine: its timing is not
+            fail(str(exc), EXIT_FAILED)
         except Conflict as exc:
             fail(str(exc))
         except ClusterBusy as exc:

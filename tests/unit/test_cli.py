@@ -248,6 +248,17 @@ def test_a_request_sealed_with_another_key_can_be_got_and_deleted(
     assert deleted.exit_code == 0, deleted.output
 
 
+def test_creating_a_request_while_it_is_being_deleted_exits_1(home: Home) -> None:
+    # Review: BeingDeleted is a Conflict, which exits 2 (invalid input); the input
+    # is fine, the timing is not: exit 1, and say when to try again.
+    request_file = str(home.write_request("again-1"))
+    assert home.invoke("machine", "create", "-f", request_file).exit_code == 0
+    assert home.invoke("machine", "delete", "again-1").exit_code == 0
+    again = home.invoke("machine", "create", "-f", request_file)
+    assert again.exit_code == 1, again.output
+    assert "again-1 is being deleted; create it again once it is gone" in again.stderr
+
+
 DEFAULT_ID = "376567988ad370138ad8b2698212367b8edcb69b5fd68c80be1f2ec7d603b4ba"
 EXTENSIONS_SCHEMATIC = """\
 customization:
