@@ -150,11 +150,15 @@ def current_principal(
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_scheme)],
 ) -> Principal:
     """FastAPI dependency: the authenticated caller (401 otherwise); the one a
-    :class:`TokenRoute` found already, when there is one."""
+    :class:`TokenRoute` found already, when there is one. On a write method it
+    also raises 403 for a read token: a write route outside a TokenRoute router
+    is then still closed to read tokens, only after its body is read."""
     checked = getattr(request.state, "principal", None)
-    if isinstance(checked, Principal):
-        return checked
-    return authenticate(request, credentials)
+    principal = (checked if isinstance(checked, Principal)
+                 else authenticate(request, credentials))
+    if request.method in WRITE_METHODS:
+        principal.require_write()
+    return principal
 
 
 #: Methods that change something: they need a token with write access.

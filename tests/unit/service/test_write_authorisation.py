@@ -7,13 +7,18 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
+from fastapi import APIRouter, FastAPI
 from fastapi.dependencies.models import Dependant
 from fastapi.routing import APIRoute, iter_route_contexts
+from fastapi.testclient import TestClient
+from pydantic import SecretStr
 
-from talprov.service.auth import current_principal
+from talprov.service.auth import PrincipalDep, TokenVerifier, current_principal
+from talprov.service.config import Access, TokenConfig
 from tests.helpers import Home
 from tests.unit.service.conftest import READ, Api, open_api
 
@@ -88,3 +93,30 @@ def test_an_oversized_body_is_413_before_the_token_is_looked_at(home: Home) -> N
             response = api.request("POST", "/v1/machine-requests", content=big,
                                    headers={**headers, "Content-Type": "application/json"})
             assert response.status_code == 413, response.text
+
+
+def test_a_write_route_outside_a_token_route_router_still_refuses_a_read_token() -> None:
+    # Review: with the per-endpoint checks gone, a write route declared on a router
+    # without TokenRoute would have let a read token write; the dependency closes it.
+    reader, writer = "r" * 40, "w" * 40
+    router = APIRouter()  # no route_class
+
+    @router.post("/plain")
+    def plain(principal: PrincipalDep) -> dict[str, str]:
+        return {"by": principal.name}
+
+    @router.get("/plain")
+    def look(principal: PrincipalDep) -> dict[str, str]:
+        return {"by": principal.name}
+
+    app = FastAPI()
+    app.include_router(router)
+    app.state.ctx = SimpleNamespace(tokens=TokenVerifier((
+        TokenConfig(name="reader", value=SecretStr(reader)),
+        TokenConfig(name="writer", value=SecretStr(writer), access=Access.WRITE))))
+    client = TestClient(app)
+    as_reader = {"Authorization": f"Bearer {reader}"}
+    assert client.post("/plain", headers=as_reader).status_code == 403
+    assert client.get("/plain", headers=as_reader).json() == {"by": "reader"}
+    assert client.post("/plain", headers={"Authorization": f"Bearer {writer}"}).json() == {
+        "by": "writer"}
