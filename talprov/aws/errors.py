@@ -47,6 +47,7 @@ from talprov.providers.errors import (
     RETRYABLE_CLIENT_STATUSES,
     AuthError,
     CapacityError,
+    InstanceAccessRefused,
     InstanceUnavailable,
     InvalidRequest,
     NotFound,
@@ -81,11 +82,19 @@ QUOTA_CODES = {
     "ResourceLimitExceeded": "an account resource limit is reached",
     "AddressLimitExceeded": "the account's Elastic IP limit is reached",
 }
-AUTH_CODES = frozenset({
-    "AuthFailure", "UnauthorizedOperation", "InvalidClientTokenId", "SignatureDoesNotMatch",
-    "ExpiredToken", "ExpiredTokenException", "RequestExpired", "AccessDenied",
-    "AccessDeniedException", "OptInRequired", "Blocked", "InvalidAccessKeyId",
+# AWS refused the instance's credentials themselves (unknown or expired key, a bad
+# signature, a clock too far off): every request of the instance fails alike until
+# its operator fixes them, so none is failed for it (InstanceAccessRefused).
+CREDENTIAL_CODES = frozenset({
+    "AuthFailure", "InvalidClientTokenId", "SignatureDoesNotMatch", "ExpiredToken",
+    "ExpiredTokenException", "RequestExpired", "InvalidAccessKeyId",
     "UnrecognizedClientException", "IncompleteSignature", "MissingAuthenticationToken",
+})
+# Refusals of what a call does (a missing permission, perhaps on one object a
+# request names, an account or region not enabled): permanent AuthError.
+AUTH_CODES = frozenset({
+    "UnauthorizedOperation", "AccessDenied", "AccessDeniedException", "OptInRequired",
+    "Blocked",
 })
 # Error-code prefixes that name the provider_data field a user got wrong.
 FIELD_BY_CODE_PREFIX = (
@@ -363,7 +372,9 @@ def _from_client_error(exc: ClientError, operation: str) -> ProviderError:  # no
         return QuotaExceeded(f"{operation}: {code}: {QUOTA_CODES[code]}")
     if code in SERVER_CODES or status >= 500:
         return Transient(text)
-    if code in AUTH_CODES or status in (401, 403):
+    if code in CREDENTIAL_CODES or (status == 401 and code not in AUTH_CODES):
+        return InstanceAccessRefused(text)
+    if code in AUTH_CODES or status == 403:
         return AuthError(text)
     if code.endswith(".NotFound") and code.startswith(("InvalidInstanceID", "InvalidImportTask")):
         return NotFound(text)
@@ -387,7 +398,9 @@ def _foreign_error(status: int, operation: str) -> ProviderError:
     text = f"{operation}: {not_an_aws_answer()}"
     if status in RETRYABLE_CLIENT_STATUSES or status >= 500:
         return Transient(text)
-    if status in (401, 403):
+    if status == 401:
+        return InstanceAccessRefused(text)
+    if status == 403:
         return AuthError(text)
     if 400 <= status < 500:
         return InvalidRequest(text)

@@ -15,7 +15,12 @@ from talprov.aws import errors as aws_errors
 from talprov.aws.config import AwsConfig
 from talprov.aws.instances import describe_one
 from talprov.aws.provider import AwsProvider
-from talprov.providers.errors import AuthError, InvalidRequest, Transient
+from talprov.providers.errors import (
+    AuthError,
+    InstanceAccessRefused,
+    InvalidRequest,
+    Transient,
+)
 from talprov.providers.protocol import Runtime
 from tests.emulators.webpage import CANARY, PAGE, WebPage, web_page
 
@@ -69,6 +74,7 @@ def test_health_names_what_answered_instead_of_ec2(
     (200, "application/json", Transient),
     (404, "text/html", InvalidRequest),
     (403, "text/html", AuthError),
+    (401, "text/html", InstanceAccessRefused),
     (503, "text/html", Transient),
 ])
 def test_a_step_call_that_ec2_did_not_answer_is_a_worded_error(
