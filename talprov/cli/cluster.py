@@ -106,12 +106,19 @@ def _check_providers(app: App, spec: ClusterSpec, path: Path) -> None:
 SHOWN_LATER_ACTIONS = 20
 
 
+def plan_view(result: Plan, later: Sequence[Plan] = (), complete: bool = True
+              ) -> dict[str, Any]:
+    """What `plan` and `apply` print with -o json|yaml: the plan's keys and the
+    later steps' actions. Pure."""
+    return {**result.to_dict(),
+            "later_steps": [[a.to_dict() for a in step.actions] for step in later],
+            "later_steps_complete": complete}
+
+
 def _show_plan(result: Plan, output: str, later: Sequence[Plan] = (),
                complete: bool = True) -> None:
     if output != "table":
-        emit({**result.to_dict(),
-              "later_steps": [[a.to_dict() for a in step.actions] for step in later],
-              "later_steps_complete": complete}, output)
+        emit(plan_view(result, later, complete), output)
         return
     notes = [f"{s.name}: {note}" for s in result.sets for note in s.notes]
     notes += [f"orphan {o.infra_id} ({o.provider}): {o.decision}" for o in result.orphans
@@ -307,8 +314,9 @@ def apply(app: App, path: Path, wait: bool, timeout: float, yes: bool, reseal: b
                                      spec.sets[CONTROL_PLANE_SET].size, yes)
     with scaler.editing(spec.name):
         state = scaler.record(spec, reseal=reseal)
+    # The first pass, --wait or not: its actions are what apply recorded.
+    result = scaler.run_pass(spec.name)
     if not wait:
-        result = scaler.run_pass(spec.name)
         if result is None:
             say(f"{spec.name}: recorded; another worker is running its pass and "
                 "carries on from the new spec")
@@ -318,7 +326,11 @@ def apply(app: App, path: Path, wait: bool, timeout: float, yes: bool, reseal: b
     ok = converge(app, spec.name, timeout)
     final = scaler.preview(scaler.state(spec.name) or state)
     if output != "table":
-        emit(status_view(final), output)
+        # The keys apply prints without --wait (actions: the first pass's, none when
+        # another worker ran it), with the sets and orphans as the wait left them.
+        left = final.to_dict()
+        emit({**plan_view(result or Plan(spec.name, ())), "sets": left["sets"],
+              "orphans": left["orphans"], "converged": ok}, output)
     else:
         emit([s.to_dict() for s in final.sets], output, columns=SET_COLUMNS, title=spec.name)
     if not ok:
@@ -401,29 +413,37 @@ def status(app: App, name: str | None, output: str, watch_seconds: float | None)
 @click.option("--timeout", default=1800.0, show_default=True, help="Seconds to --wait.")
 @click.option("--yes", "-y", is_flag=True,
               help="Do not ask; required when stdin is not a terminal (scripts).")
+@output_option
 @pass_app
 @handle_errors
-def destroy(app: App, name: str, wait: bool, timeout: float, yes: bool) -> None:
+def destroy(app: App, name: str, wait: bool, timeout: float, yes: bool, output: str) -> None:
     """Delete every machine of a cluster, then forget the cluster.
 
-    Asks first on a terminal; scripts pass --yes (without it, exit 2).
+    Asks first on a terminal; scripts pass --yes (without it, exit 2). With -o
+    json|yaml, prints the cluster, its ``state`` (destroying, or destroyed after
+    --wait) and the ids of the requests it is deleting.
     """
     scaler = scaler_for(app)
     if scaler.recorded_state(name) is None:
         fail(f"cluster {name} is not recorded", EXIT_FAILED)
-    count = len(scaler.records(name))
+    deleting = sorted(r.request.id for r in scaler.records(name))
+    count = len(deleting)
     confirm_or_exit(f"Delete all {count} machines of cluster {name}?", yes)
     with scaler.editing(name):
         destroying = scaler.destroy(name)
     if not destroying:
         fail(f"cluster {name} is not recorded", EXIT_FAILED)
     scaler.run_pass(name)
+    destroyed = wait and wait_destroyed(app, scaler, name, timeout)
     if not wait:
         say(f"{name}: destroying; `talprov reconcile` carries it out")
-        return
-    if not wait_destroyed(app, scaler, name, timeout):
+    elif destroyed:
+        say(f"{name}: destroyed")
+    if output != "table":
+        emit({"cluster": name, "state": "destroyed" if destroyed else "destroying",
+              "requests": deleting}, output)
+    if wait and not destroyed:
         fail(f"{name}: machines still being removed after {timeout:.0f}s", EXIT_FAILED)
-    say(f"{name}: destroyed")
 
 
 @click.command(cls=CountCommand)
