@@ -52,8 +52,25 @@ SET_COLUMNS = ("name", "desired", "provisioned", "provisioning", "failed", "unre
                "outdated", "deleting", "notes")
 
 
-def scaler_for(app: App) -> Scaler:
-    return Scaler(app.store, app.all_handles(), app.runtime)
+def scaler_for(app: App, cluster: str | None = None) -> Scaler:
+    """A scaler over every instance that can be built. An unusable instance is
+    said only when cluster ``cluster`` uses it (:func:`instances_of`): a spec's
+    instances are the only ones a cluster command resolves references for."""
+    scaler = Scaler(app.store, app.all_handles(used=()), app.runtime)
+    if cluster is not None:
+        app.all_handles(used=instances_of(scaler, cluster))
+    return scaler
+
+
+def instances_of(scaler: Scaler, cluster: str) -> set[str]:
+    """The provider instances cluster ``cluster`` uses: its recorded spec's machine
+    classes' and its requests' (an instance the spec no longer names still has
+    machines to delete). Empty when it is not recorded."""
+    state = scaler.recorded_state(cluster)
+    used = {record.request.provider for record in scaler.records(cluster)}
+    if state is not None and state.unreadable is None:
+        used |= {c.provider for c in state.spec.machine_classes.values()}
+    return used
 
 
 RESEAL_HELP = ("When the recorded cluster was sealed with another TALPROV_STORE_KEY, "
@@ -184,7 +201,7 @@ def status_view(result: Plan) -> dict[str, Any]:
 def plan_cmd(app: App, path: Path, reseal: bool, output: str) -> None:
     """Preview what `apply` would do now, and why. Changes nothing."""
     spec = load_spec_file(path)
-    scaler = scaler_for(app)
+    scaler = scaler_for(app, spec.name)
     state = scaler.replaced_state(spec.name, reseal=reseal)
     preview = ClusterState(spec=spec)
     if state is not None:
@@ -200,7 +217,7 @@ def converge(app: App, name: str, timeout: float) -> bool:
     """Run the run loop here until cluster ``name`` matches its spec (or is gone),
     showing each set's progress; False after ``timeout`` seconds."""
     progress = WaitProgress(app.runtime.clock)
-    loop = app.run_loop()
+    loop = app.run_loop(used=instances_of(scaler_for(app), name))
     # The loop's scaler reads machines through the round's listings: the check
     # after each round lists no instance again.
     scaler = loop.scaler
@@ -276,7 +293,8 @@ def wait_destroyed(app: App, scaler: Scaler, name: str, timeout: float) -> bool:
         progress.show(f"{name}: destroying, {left} requests left")
         return not left and scaler.recorded_state(name) is None
 
-    with interruptible(f"the destruction of cluster {name}"), app.run_loop() as loop:
+    with interruptible(f"the destruction of cluster {name}"), app.run_loop(
+            used=instances_of(scaler, name)) as loop:
         return loop.run_until(gone, timeout=timeout, interval=2.0, on_round=show_warnings)
 
 
@@ -305,7 +323,7 @@ def apply(app: App, path: Path, wait: bool, timeout: float, yes: bool, reseal: b
     """
     spec = load_spec_file(path)
     _check_providers(app, spec, path)
-    scaler = scaler_for(app)
+    scaler = scaler_for(app, spec.name)
     recorded = scaler.replaced_state(spec.name, reseal=reseal)
     if recorded is not None and CONTROL_PLANE_SET in recorded.spec.sets \
             and CONTROL_PLANE_SET in spec.sets:
@@ -383,7 +401,7 @@ def status(app: App, name: str | None, output: str, watch_seconds: float | None)
     TALPROV_STORE_KEY), read from the store without asking any cloud; exit 1 when
     one is unreadable, as `status NAME` exits for it.
     """
-    scaler = scaler_for(app)
+    scaler = scaler_for(app, name)
 
     def render() -> None:
         if name is None:
@@ -423,7 +441,7 @@ def destroy(app: App, name: str, wait: bool, timeout: float, yes: bool, output: 
     json|yaml, prints the cluster, its ``state`` (destroying, or destroyed after
     --wait) and the ids of the requests it is deleting.
     """
-    scaler = scaler_for(app)
+    scaler = scaler_for(app, name)
     if scaler.recorded_state(name) is None:
         fail(f"cluster {name} is not recorded", EXIT_FAILED)
     deleting = sorted(r.request.id for r in scaler.records(name))
@@ -464,7 +482,7 @@ def scale(app: App, name: str, set_name: str, count: int, yes: bool, output: str
     (etcd tolerates fewer failed members). Exit 1 when the cluster or set is unknown.
     """
     checked_count(count)
-    scaler = scaler_for(app)
+    scaler = scaler_for(app, name)
     if set_name == CONTROL_PLANE_SET and count < 1:
         # The rule a spec file's ControlPlane follows; `destroy` removes a cluster.
         raise ConfigError("COUNT", "a control plane needs >= 1 machine")

@@ -43,7 +43,10 @@ def machine() -> None:
 
 
 def _wait_for(app: App, request_id: str, target: tuple[Stage, ...], timeout: float) -> Stage:
-    reconciler = app.reconciler()
+    record = app.store.get_request(request_id)
+    # Only the request's instance is this command's business: another instance's
+    # unset reference is not its warning.
+    reconciler = app.reconciler(used={record.request.provider} if record else ())
     progress = WaitProgress(app.runtime.clock)
     told: set[str] = set()
 
