@@ -344,6 +344,11 @@ def stdin_is_terminal() -> bool:
 HEARTBEAT = 30.0
 
 
+#: --timeout's help wherever a command can --wait.
+WAIT_TIMEOUT_HELP = ("Seconds to --wait, all of it; the [XmYYs] of its progress lines is the "
+                     "time since the wait started.")
+
+
 class WaitProgress:
     """Progress lines of a long wait: the current state with the time waited so far,
     printed when the state changes and every :data:`HEARTBEAT` seconds otherwise."""
@@ -353,6 +358,10 @@ class WaitProgress:
         self._start = clock()
         self._last_line: str | None = None
         self._last_at = self._start
+
+    def elapsed(self) -> float:
+        """Seconds since the wait started."""
+        return self._clock() - self._start
 
     def show(self, line: str, *, request_id: str | None = None) -> None:
         now = self._clock()

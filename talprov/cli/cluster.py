@@ -13,6 +13,7 @@ from talprov.cli.app import (
     CARRIED_ON_BY,
     EXIT_FAILED,
     LARGE_GROWTH,
+    WAIT_TIMEOUT_HELP,
     App,
     CountCommand,
     CountType,
@@ -303,7 +304,7 @@ def wait_destroyed(app: App, scaler: Scaler, name: str, timeout: float) -> bool:
               help="Cluster spec (YAML stream).")
 @click.option("--wait/--no-wait", default=False,
               help="Converge here (scaler + reconciler) until the cluster matches the spec.")
-@click.option("--timeout", default=3600.0, show_default=True, help="Seconds to --wait.")
+@click.option("--timeout", default=3600.0, show_default=True, help=WAIT_TIMEOUT_HELP)
 @click.option("--yes", "-y", is_flag=True, default=False,
               help="Do not ask before shrinking a control plane (required then when "
                    "stdin is not a terminal).")
@@ -428,7 +429,7 @@ def status(app: App, name: str | None, output: str, watch_seconds: float | None)
 @click.command()
 @click.argument("name")
 @click.option("--wait/--no-wait", default=False, help="Run until every machine is gone.")
-@click.option("--timeout", default=1800.0, show_default=True, help="Seconds to --wait.")
+@click.option("--timeout", default=1800.0, show_default=True, help=WAIT_TIMEOUT_HELP)
 @click.option("--yes", "-y", is_flag=True,
               help="Do not ask; required when stdin is not a terminal (scripts).")
 @output_option
