@@ -247,8 +247,9 @@ def converge(app: App, name: str, timeout: float) -> bool:
     stage_log.addFilter(said)
     try:
         with interruptible(f"cluster {name}"), loop:
-            return loop.run_until(done, timeout=timeout, interval=2.0,
-                                  on_round=show_warnings)
+            # --timeout counts from the progress's start, the loop's build included.
+            return loop.run_until(done, timeout=max(0.0, timeout - progress.elapsed()),
+                                  interval=2.0, on_round=show_warnings)
     finally:
         stage_log.removeFilter(said)
 
@@ -296,7 +297,8 @@ def wait_destroyed(app: App, scaler: Scaler, name: str, timeout: float) -> bool:
 
     with interruptible(f"the destruction of cluster {name}"), app.run_loop(
             used=instances_of(scaler, name)) as loop:
-        return loop.run_until(gone, timeout=timeout, interval=2.0, on_round=show_warnings)
+        return loop.run_until(gone, timeout=max(0.0, timeout - progress.elapsed()),
+                              interval=2.0, on_round=show_warnings)
 
 
 @click.command()
