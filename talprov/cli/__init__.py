@@ -83,6 +83,8 @@ def providers(app: App, health: bool, output: str) -> None:
 
     With --health, every instance is asked and has its row (a missing extra or an
     unset secret reference included); exit 1 when any of them is not healthy.
+    With -o json|yaml, each instance's row then also has ``ok`` (a boolean) and
+    ``error`` (why not, or null).
     """
     rows: list[dict[str, object]] = [
         {"kind": "type", "name": t.name, "type": t.name, "detail": t.unusable or t.target}
@@ -90,11 +92,15 @@ def providers(app: App, health: bool, output: str) -> None:
     ]
     failed = False
     for name, block in sorted(app.config.config.providers.items()):
-        detail = f"concurrency={block.concurrency}"
+        row: dict[str, object] = {"kind": "instance", "name": name, "type": block.type,
+                                  "detail": f"concurrency={block.concurrency}"}
         if health:
-            detail, ok = _instance_health(app, name)
+            row["detail"], ok = _instance_health(app, name)
+            # For scripts, as `config check -o json` rows and the API's health.ok say it.
+            row["ok"] = ok
+            row["error"] = None if ok else str(row["detail"]).partition(": ")[2]
             failed = failed or not ok
-        rows.append({"kind": "instance", "name": name, "type": block.type, "detail": detail})
+        rows.append(row)
     emit(rows, output, columns=("kind", "name", "type", "detail"))
     if failed:
         sys.exit(EXIT_FAILED)

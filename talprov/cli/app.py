@@ -13,7 +13,7 @@ import re
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -74,6 +74,7 @@ class App:
     _providers: dict[str, ProviderHandle] = field(default_factory=dict)
     #: Instances all_handles() could not build, with why.
     unusable: dict[str, str] = field(default_factory=dict)
+    _unusable_said: set[str] = field(default_factory=set)
     _runtime: Runtime | None = None
     _placeholder_warned: bool = False
     #: Whether loading the config checks the service block's shape too (config
@@ -196,32 +197,39 @@ class App:
                     "whoever answers at its address", level=logging.WARNING)
         return self._providers[name]
 
-    def all_handles(self) -> dict[str, ProviderHandle]:
+    def all_handles(self, used: Collection[str] | None = None) -> dict[str, ProviderHandle]:
         """Every configured instance that can be built now.
 
         One that cannot (an unset secret reference, a missing extra, settings its
-        type refuses) is left out with one warning naming why, and noted in
-        :attr:`unusable`, so that it does not stop work on the others; its
-        requests wait, and `talprov config check` names the problem too.
+        type refuses) is left out and noted in :attr:`unusable`, so that it does not
+        stop work on the others; its requests wait, and `talprov config check`
+        names the problem too. It is said in one warning when the command uses it:
+        when it is in ``used`` (None: every instance is used, as by `reconcile`);
+        an instance the command has no business with is not its warning (QA: `plan`
+        warned about an instance its spec does not name). Idempotent.
         """
         for name in self.config.config.providers:
-            if name in self._providers or name in self.unusable:
-                continue
-            try:
-                self.handle(name)
-            except ConfigError as exc:
-                self.unusable[name] = str(exc)
-                say(f"warning: provider instance {name} left out: {exc}",
+            if name not in self._providers and name not in self.unusable:
+                try:
+                    self.handle(name)
+                except ConfigError as exc:
+                    self.unusable[name] = str(exc)
+            if name in self.unusable and name not in self._unusable_said \
+                    and (used is None or name in used):
+                self._unusable_said.add(name)
+                say(f"warning: provider instance {name} left out: {self.unusable[name]}",
                     level=logging.WARNING)
         return dict(self._providers)
 
-    def reconciler(self) -> Reconciler:
-        return Reconciler(self.store, self.all_handles(), self.runtime)
+    def reconciler(self, used: Collection[str] | None = None) -> Reconciler:
+        """A reconciler over every instance that can be built; ``used`` as in
+        :meth:`all_handles`."""
+        return Reconciler(self.store, self.all_handles(used), self.runtime)
 
-    def run_loop(self) -> RunLoop:
+    def run_loop(self, used: Collection[str] | None = None) -> RunLoop:
         """The library's run loop over every configured provider instance (what
-        ``talprov serve``'s worker runs too)."""
-        return RunLoop(self.store, self.all_handles(), self.runtime)
+        ``talprov serve``'s worker runs too); ``used`` as in :meth:`all_handles`."""
+        return RunLoop(self.store, self.all_handles(used), self.runtime)
 
     def close(self) -> None:
         """Close every provider this invocation built (best effort), then the store.
@@ -344,6 +352,11 @@ def stdin_is_terminal() -> bool:
 HEARTBEAT = 30.0
 
 
+#: --timeout's help wherever a command can --wait.
+WAIT_TIMEOUT_HELP = ("Seconds to --wait, all of it; the [XmYYs] of its progress lines is the "
+                     "time since the wait started.")
+
+
 class WaitProgress:
     """Progress lines of a long wait: the current state with the time waited so far,
     printed when the state changes and every :data:`HEARTBEAT` seconds otherwise."""
@@ -353,6 +366,10 @@ class WaitProgress:
         self._start = clock()
         self._last_line: str | None = None
         self._last_at = self._start
+
+    def elapsed(self) -> float:
+        """Seconds since the wait started."""
+        return self._clock() - self._start
 
     def show(self, line: str, *, request_id: str | None = None) -> None:
         now = self._clock()

@@ -13,6 +13,7 @@ from talprov.cli.app import (
     CARRIED_ON_BY,
     EXIT_FAILED,
     LARGE_GROWTH,
+    WAIT_TIMEOUT_HELP,
     App,
     CountCommand,
     CountType,
@@ -52,8 +53,25 @@ SET_COLUMNS = ("name", "desired", "provisioned", "provisioning", "failed", "unre
                "outdated", "deleting", "notes")
 
 
-def scaler_for(app: App) -> Scaler:
-    return Scaler(app.store, app.all_handles(), app.runtime)
+def scaler_for(app: App, cluster: str | None = None) -> Scaler:
+    """A scaler over every instance that can be built. An unusable instance is
+    said only when cluster ``cluster`` uses it (:func:`instances_of`): a spec's
+    instances are the only ones a cluster command resolves references for."""
+    scaler = Scaler(app.store, app.all_handles(used=()), app.runtime)
+    if cluster is not None:
+        app.all_handles(used=instances_of(scaler, cluster))
+    return scaler
+
+
+def instances_of(scaler: Scaler, cluster: str) -> set[str]:
+    """The provider instances cluster ``cluster`` uses: its recorded spec's machine
+    classes' and its requests' (an instance the spec no longer names still has
+    machines to delete). Empty when it is not recorded."""
+    state = scaler.recorded_state(cluster)
+    used = {record.request.provider for record in scaler.records(cluster)}
+    if state is not None and state.unreadable is None:
+        used |= {c.provider for c in state.spec.machine_classes.values()}
+    return used
 
 
 RESEAL_HELP = ("When the recorded cluster was sealed with another TALPROV_STORE_KEY, "
@@ -115,12 +133,19 @@ def _check_providers(app: App, spec: ClusterSpec) -> None:
 SHOWN_LATER_ACTIONS = 20
 
 
+def plan_view(result: Plan, later: Sequence[Plan] = (), complete: bool = True
+              ) -> dict[str, Any]:
+    """What `plan` and `apply` print with -o json|yaml: the plan's keys and the
+    later steps' actions. Pure."""
+    return {**result.to_dict(),
+            "later_steps": [[a.to_dict() for a in step.actions] for step in later],
+            "later_steps_complete": complete}
+
+
 def _show_plan(result: Plan, output: str, later: Sequence[Plan] = (),
                complete: bool = True) -> None:
     if output != "table":
-        emit({**result.to_dict(),
-              "later_steps": [[a.to_dict() for a in step.actions] for step in later],
-              "later_steps_complete": complete}, output)
+        emit(plan_view(result, later, complete), output)
         return
     notes = [f"{s.name}: {note}" for s in result.sets for note in s.notes]
     notes += [f"orphan {o.infra_id} ({o.provider}): {o.decision}" for o in result.orphans
@@ -186,7 +211,7 @@ def status_view(result: Plan) -> dict[str, Any]:
 def plan_cmd(app: App, path: Path, reseal: bool, output: str) -> None:
     """Preview what `apply` would do now, and why. Changes nothing."""
     spec = load_spec_file(path)
-    scaler = scaler_for(app)
+    scaler = scaler_for(app, spec.name)
     state = scaler.replaced_state(spec.name, reseal=reseal)
     preview = ClusterState(spec=spec)
     if state is not None:
@@ -202,7 +227,7 @@ def converge(app: App, name: str, timeout: float) -> bool:
     """Run the run loop here until cluster ``name`` matches its spec (or is gone),
     showing each set's progress; False after ``timeout`` seconds."""
     progress = WaitProgress(app.runtime.clock)
-    loop = app.run_loop()
+    loop = app.run_loop(used=instances_of(scaler_for(app), name))
     # The loop's scaler reads machines through the round's listings: the check
     # after each round lists no instance again.
     scaler = loop.scaler
@@ -231,8 +256,9 @@ def converge(app: App, name: str, timeout: float) -> bool:
     stage_log.addFilter(said)
     try:
         with interruptible(f"cluster {name}"), loop:
-            return loop.run_until(done, timeout=timeout, interval=2.0,
-                                  on_round=show_warnings)
+            # --timeout counts from the progress's start, the loop's build included.
+            return loop.run_until(done, timeout=max(0.0, timeout - progress.elapsed()),
+                                  interval=2.0, on_round=show_warnings)
     finally:
         stage_log.removeFilter(said)
 
@@ -278,8 +304,10 @@ def wait_destroyed(app: App, scaler: Scaler, name: str, timeout: float) -> bool:
         progress.show(f"{name}: destroying, {left} requests left")
         return not left and scaler.recorded_state(name) is None
 
-    with interruptible(f"the destruction of cluster {name}"), app.run_loop() as loop:
-        return loop.run_until(gone, timeout=timeout, interval=2.0, on_round=show_warnings)
+    with interruptible(f"the destruction of cluster {name}"), app.run_loop(
+            used=instances_of(scaler, name)) as loop:
+        return loop.run_until(gone, timeout=max(0.0, timeout - progress.elapsed()),
+                              interval=2.0, on_round=show_warnings)
 
 
 @click.command()
@@ -287,7 +315,7 @@ def wait_destroyed(app: App, scaler: Scaler, name: str, timeout: float) -> bool:
               help="Cluster spec (YAML stream).")
 @click.option("--wait/--no-wait", default=False,
               help="Converge here (scaler + reconciler) until the cluster matches the spec.")
-@click.option("--timeout", default=3600.0, show_default=True, help="Seconds to --wait.")
+@click.option("--timeout", default=3600.0, show_default=True, help=WAIT_TIMEOUT_HELP)
 @click.option("--yes", "-y", is_flag=True, default=False,
               help="Do not ask before shrinking a control plane (required then when "
                    "stdin is not a terminal).")
@@ -307,7 +335,7 @@ def apply(app: App, path: Path, wait: bool, timeout: float, yes: bool, reseal: b
     """
     spec = load_spec_file(path)
     _check_providers(app, spec)
-    scaler = scaler_for(app)
+    scaler = scaler_for(app, spec.name)
     recorded = scaler.replaced_state(spec.name, reseal=reseal)
     if recorded is not None and CONTROL_PLANE_SET in recorded.spec.sets \
             and CONTROL_PLANE_SET in spec.sets:
@@ -316,8 +344,9 @@ def apply(app: App, path: Path, wait: bool, timeout: float, yes: bool, reseal: b
                                      spec.sets[CONTROL_PLANE_SET].size, yes)
     with scaler.editing(spec.name):
         state = scaler.record(spec, reseal=reseal)
+    # The first pass, --wait or not: its actions are what apply recorded.
+    result = scaler.run_pass(spec.name)
     if not wait:
-        result = scaler.run_pass(spec.name)
         if result is None:
             say(f"{spec.name}: recorded; another worker is running its pass and "
                 "carries on from the new spec")
@@ -327,7 +356,11 @@ def apply(app: App, path: Path, wait: bool, timeout: float, yes: bool, reseal: b
     ok = converge(app, spec.name, timeout)
     final = scaler.preview(scaler.state(spec.name) or state)
     if output != "table":
-        emit(status_view(final), output)
+        # The keys apply prints without --wait (actions: the first pass's, none when
+        # another worker ran it), with the sets and orphans as the wait left them.
+        left = final.to_dict()
+        emit({**plan_view(result or Plan(spec.name, ())), "sets": left["sets"],
+              "orphans": left["orphans"], "converged": ok}, output)
     else:
         emit([s.to_dict() for s in final.sets], output, columns=SET_COLUMNS, title=spec.name)
     if not ok:
@@ -381,7 +414,7 @@ def status(app: App, name: str | None, output: str, watch_seconds: float | None)
     one is unreadable, as `status NAME` exits for it. With --watch the others stay
     on screen and the unreadable ones are named on stderr when they change.
     """
-    scaler = scaler_for(app)
+    scaler = scaler_for(app, name)
     told: list[list[str]] = []  # the unreadable clusters a --watch last warned about
 
     def render() -> None:
@@ -414,32 +447,40 @@ def status(app: App, name: str | None, output: str, watch_seconds: float | None)
 @click.command()
 @click.argument("name")
 @click.option("--wait/--no-wait", default=False, help="Run until every machine is gone.")
-@click.option("--timeout", default=1800.0, show_default=True, help="Seconds to --wait.")
+@click.option("--timeout", default=1800.0, show_default=True, help=WAIT_TIMEOUT_HELP)
 @click.option("--yes", "-y", is_flag=True,
               help="Do not ask; required when stdin is not a terminal (scripts).")
+@output_option
 @pass_app
 @handle_errors
-def destroy(app: App, name: str, wait: bool, timeout: float, yes: bool) -> None:
+def destroy(app: App, name: str, wait: bool, timeout: float, yes: bool, output: str) -> None:
     """Delete every machine of a cluster, then forget the cluster.
 
-    Asks first on a terminal; scripts pass --yes (without it, exit 2).
+    Asks first on a terminal; scripts pass --yes (without it, exit 2). With -o
+    json|yaml, prints the cluster, its ``state`` (destroying, or destroyed after
+    --wait) and the ids of the requests it is deleting.
     """
-    scaler = scaler_for(app)
+    scaler = scaler_for(app, name)
     if scaler.recorded_state(name) is None:
         fail(f"cluster {name} is not recorded", EXIT_FAILED)
-    count = len(scaler.records(name))
+    deleting = sorted(r.request.id for r in scaler.records(name))
+    count = len(deleting)
     confirm_or_exit(f"Delete all {count} machines of cluster {name}?", yes)
     with scaler.editing(name):
         destroying = scaler.destroy(name)
     if not destroying:
         fail(f"cluster {name} is not recorded", EXIT_FAILED)
     scaler.run_pass(name)
+    destroyed = wait and wait_destroyed(app, scaler, name, timeout)
     if not wait:
         say(f"{name}: destroying; `talprov reconcile` carries it out")
-        return
-    if not wait_destroyed(app, scaler, name, timeout):
+    elif destroyed:
+        say(f"{name}: destroyed")
+    if output != "table":
+        emit({"cluster": name, "state": "destroyed" if destroyed else "destroying",
+              "requests": deleting}, output)
+    if wait and not destroyed:
         fail(f"{name}: machines still being removed after {timeout:.0f}s", EXIT_FAILED)
-    say(f"{name}: destroyed")
 
 
 @click.command(cls=CountCommand)
@@ -460,7 +501,7 @@ def scale(app: App, name: str, set_name: str, count: int, yes: bool, output: str
     (etcd tolerates fewer failed members). Exit 1 when the cluster or set is unknown.
     """
     checked_count(count)
-    scaler = scaler_for(app)
+    scaler = scaler_for(app, name)
     if set_name == CONTROL_PLANE_SET and count < 1:
         # The rule a spec file's ControlPlane follows; `destroy` removes a cluster.
         raise ConfigError("COUNT", "a control plane needs >= 1 machine")

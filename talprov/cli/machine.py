@@ -11,6 +11,7 @@ import click
 from talprov.cli.app import (
     CARRIED_ON_BY,
     EXIT_FAILED,
+    WAIT_TIMEOUT_HELP,
     App,
     UnknownName,
     WaitProgress,
@@ -30,7 +31,7 @@ from talprov.reconcile.retry import retry_failed
 from talprov.registry import check_request, validate_provider_data
 from talprov.requestfile import load_request_file
 from talprov.runloop import RoundReport
-from talprov.store.records import detailed_view, public_view
+from talprov.store.records import RequestRecord, public_view
 from talprov.timestamps import rfc3339
 
 LIST_COLUMNS = ("id", "provider", "stage", "step", "infra_id", "machine_uuid", "labels",
@@ -43,8 +44,14 @@ def machine() -> None:
 
 
 def _wait_for(app: App, request_id: str, target: tuple[Stage, ...], timeout: float) -> Stage:
-    reconciler = app.reconciler()
+    # The wait starts now, before the providers are built (an SDK may spend
+    # seconds finding credentials): its lines count from here and --timeout bounds
+    # it all (QA: lines said [0m01s] seconds into the wait, which took 25 s of 15).
     progress = WaitProgress(app.runtime.clock)
+    record = app.store.get_request(request_id)
+    # Only the request's instance is this command's business: another instance's
+    # unset reference is not its warning.
+    reconciler = app.reconciler(used={record.request.provider} if record else ())
     told: set[str] = set()
 
     def settled() -> bool:
@@ -71,8 +78,8 @@ def _wait_for(app: App, request_id: str, target: tuple[Stage, ...], timeout: flo
                 say(f"warning: {error}", level=logging.WARNING)
 
     with interruptible(f"request {request_id}"):
-        reconciler.run_until(settled, timeout=timeout, interval=5.0, only={request_id},
-                             on_pass=show_errors)
+        reconciler.run_until(settled, timeout=max(0.0, timeout - progress.elapsed()),
+                             interval=5.0, only={request_id}, on_pass=show_errors)
     record = app.store.get_request(request_id)
     if record is None:
         return Stage.GONE
@@ -86,7 +93,7 @@ def _wait_for(app: App, request_id: str, target: tuple[Stage, ...], timeout: flo
               help="Request file (YAML).")
 @click.option("--wait/--no-wait", default=False,
               help="Run the reconciler here until the request is provisioned or failed.")
-@click.option("--timeout", default=1800.0, show_default=True, help="Seconds to --wait.")
+@click.option("--timeout", default=1800.0, show_default=True, help=WAIT_TIMEOUT_HELP)
 @output_option
 @pass_app
 @handle_errors
@@ -161,7 +168,7 @@ def get(app: App, request_id: str, events: bool, output: str) -> None:
     record = app.store.get_request(request_id)
     if record is None:
         fail(f"request {request_id} not found", EXIT_FAILED)
-    view = detailed_view(record)
+    view = public_view(record)
     log = [{"at": rfc3339(e.at), "message": e.message} for e in app.store.events(request_id)]
     if output != "table":
         view["events"] = log
@@ -177,11 +184,15 @@ def get(app: App, request_id: str, events: bool, output: str) -> None:
 @machine.command("delete")
 @click.argument("request_id")
 @click.option("--wait/--no-wait", default=False, help="Run the reconciler until it is gone.")
-@click.option("--timeout", default=900.0, show_default=True, help="Seconds to --wait.")
+@click.option("--timeout", default=900.0, show_default=True, help=WAIT_TIMEOUT_HELP)
+@output_option
 @pass_app
 @handle_errors
-def delete(app: App, request_id: str, wait: bool, timeout: float) -> None:
-    """Ask for a request's machine to be removed (idempotent)."""
+def delete(app: App, request_id: str, wait: bool, timeout: float, output: str) -> None:
+    """Ask for a request's machine to be removed (idempotent).
+
+    With -o json|yaml, prints the request as `machine get` shows it (after the
+    wait, with --wait)."""
     try:
         record = app.store.request_deletion(request_id)
     except KeyError:
@@ -189,8 +200,19 @@ def delete(app: App, request_id: str, wait: bool, timeout: float) -> None:
     say(f"request {request_id}: {record.stage.value}", request_id=request_id)
     if wait and record.stage != Stage.GONE:
         stage = _wait_for(app, request_id, (Stage.GONE,), timeout)
+        _emit_request(app, record, output)
         if stage != Stage.GONE:
             sys.exit(EXIT_FAILED)
+        return
+    _emit_request(app, record, output)
+
+
+def _emit_request(app: App, record: RequestRecord, output: str) -> None:
+    """For -o json|yaml, the request as it is stored now (``record`` when it is no
+    longer stored): the keys of `machine get` without its events. A table says
+    nothing more than the status line on stderr already said."""
+    if output != "table":
+        emit(public_view(app.store.get_request(record.request.id) or record), output)
 
 
 @machine.command("mark-delete")
@@ -230,14 +252,16 @@ def forget(app: App, request_id: str, reason: str, actor: str) -> None:
 
 @machine.command("retry")
 @click.argument("request_id")
+@output_option
 @pass_app
 @handle_errors
-def retry(app: App, request_id: str) -> None:
+def retry(app: App, request_id: str, output: str) -> None:
     """Put a failed request back to work at the step it failed in (idempotent).
 
     Its error and attempt count are cleared; `talprov reconcile` (or `talprov
     serve`) carries it on. A pending request (one retried already) is left as it is;
-    exit 2 for any other stage.
+    exit 2 for any other stage. With -o json|yaml, prints the request as `machine
+    get` shows it.
     """
     try:
         record = retry_failed(app.store, request_id, app.runtime_now())
@@ -245,6 +269,7 @@ def retry(app: App, request_id: str) -> None:
         fail(f"request {request_id} not found", EXIT_FAILED)
     step = f" at step {record.step_name}" if record.step_name else ""
     say(f"request {request_id}: pending{step}; {CARRIED_ON_BY}", request_id=request_id)
+    _emit_request(app, record, output)
 
 
 @click.command()

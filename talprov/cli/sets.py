@@ -81,14 +81,16 @@ def get_set(app: App, name: str, output: str) -> None:
 @click.option("--yes", "-y", is_flag=True, default=False,
               help=f"Do not ask before adding more than {LARGE_GROWTH} machines (required "
                    "then when stdin is not a terminal).")
+@output_option
 @pass_app
 @handle_errors
-def scale_set(app: App, name: str, count: int, yes: bool) -> None:
+def scale_set(app: App, name: str, count: int, yes: bool, output: str) -> None:
     """Change a set's machine_count (at most 1000, as the API allows); the member
     requests are recorded or marked for deletion at once (scale-down: unallocated
     first, workers before control planes, oldest first), and `talprov reconcile`
     (or a running `talprov serve`) makes and removes the machines. Exit 1 when the
-    set is unknown."""
+    set is unknown. With -o json|yaml, prints the set as `set get` shows it plus
+    the members this recorded (``created``) and marked for deletion (``deleted``)."""
     checked_count(count)
     repo = SetRepository(app.store)
     found = _found(repo, name)
@@ -99,6 +101,9 @@ def scale_set(app: App, name: str, count: int, yes: bool) -> None:
     done += [f"deleting {_some(changes.deleted)}"] if changes.deleted else []
     say(f"request set {name}: size {count}" + (f"; {'; '.join(done)}" if done else "")
         + f"; {CARRIED_ON_BY}")
+    if output != "table":
+        emit({**stored.public_view(repo.members(stored)), "created": list(changes.created),
+              "deleted": list(changes.deleted)}, output)
 
 
 def _some(names: Sequence[str], shown: int = 5) -> str:

@@ -21,16 +21,24 @@ def repeat_until(
 ) -> bool:
     """Run ``work`` until ``done()`` after it, or until ``timeout`` seconds passed.
 
-    Between runs it sleeps ``pause()`` seconds with ``sleep``; ``clock`` and
-    ``sleep`` are injected so that a fake clock makes waits instant. ``work``
-    runs at least once. True when done, False on the timeout; raises what
-    ``work``, ``done`` or ``pause`` raise.
+    Between runs it sleeps ``pause()`` seconds with ``sleep``, never past the
+    deadline, and starts no run once the deadline has passed: only a run already
+    in flight can carry the wait beyond ``timeout`` (QA: `machine create --wait
+    --timeout 15` returned after ~25 s, having slept a whole pause past the
+    deadline and run one more pass after it). ``clock`` and ``sleep`` are injected
+    so that a fake clock makes waits instant. ``work`` runs at least once. True
+    when done, False on the timeout; raises what ``work``, ``done`` or ``pause``
+    raise.
     """
     deadline = clock() + timeout
     while True:
         work()
         if done():
             return True
-        if clock() >= deadline:
+        left = deadline - clock()
+        if left <= 0:
             return False
-        sleep(pause())
+        sleep(min(pause(), left))
+        if clock() >= deadline:
+            # Asked once more: what the last run and the sleep left may be done.
+            return done()

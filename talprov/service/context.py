@@ -26,7 +26,7 @@ from talprov.service.metrics import Metrics
 from talprov.service.models import MachineRequestView, MachineTemplate
 from talprov.service.workers import WorkerLoop
 from talprov.sets import SetRepository
-from talprov.store.records import RequestRecord, detailed_view
+from talprov.store.records import RequestRecord, public_view
 from talprov.store.store import Store
 
 
@@ -193,5 +193,5 @@ def build_request(
 
 
 def request_view(record: RequestRecord) -> MachineRequestView:
-    """The public view of a stored request (``public_view`` plus a config digest)."""
-    return MachineRequestView.model_validate(detailed_view(record))
+    """The public view of a stored request (``public_view``, as the CLI shows it)."""
+    return MachineRequestView.model_validate(public_view(record))

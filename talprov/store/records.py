@@ -237,7 +237,10 @@ def _record(row: sa.Row[Any], request: MachineRequest,
 
 
 def public_view(record: RequestRecord) -> dict[str, Any]:
-    """A request as shown to people and scripts: never a secret."""
+    """A request as shown to people and scripts, never a secret: the one view of a
+    request's row that ``machine list|get|create|delete|retry`` and the API's list
+    and GET all give. The machine config shows only as its SHA-256, the Omni join
+    only as whether one was given."""
     return {
         "id": record.request.id,
         "provider": record.request.provider,
@@ -250,6 +253,8 @@ def public_view(record: RequestRecord) -> dict[str, Any]:
         "error": record.error or record.unreadable,
         "talos_version": record.request.talos_version,
         "marked_for_deletion": record.marked_for_deletion,
+        "config_sha256": config_digest(record.request),
+        "join": record.request.join is not None,
         "created_at": rfc3339(record.created_at),
         "updated_at": rfc3339(record.updated_at),
     }
@@ -260,12 +265,3 @@ def config_digest(request: MachineRequest) -> str | None:
     which config a request has without showing the config."""
     text = request.machine_config.get_secret_value()
     return hashlib.sha256(text.encode()).hexdigest() if text else None
-
-
-def detailed_view(record: RequestRecord) -> dict[str, Any]:
-    """:func:`public_view` plus the config's digest and whether an Omni join was
-    given: what the API's GET of one request and ``machine get`` show."""
-    view = public_view(record)
-    view["config_sha256"] = config_digest(record.request)
-    view["join"] = record.request.join is not None
-    return view

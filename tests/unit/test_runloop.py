@@ -187,11 +187,12 @@ def test_run_until_waits_until_the_earliest_due_request_not_a_fixed_interval(
     assert clock.sleeps == [POLL]
     assert len(store.list_requests(stages=[Stage.PROVISIONED])) == 5
 
-    # Nothing due: the whole interval between rounds, until the timeout.
+    # Nothing due: the whole interval between rounds, until the timeout, and no
+    # sleep past it (before: a fourth 30 s sleep and a round after the deadline).
     started = clock.now
     assert not loop.run_until(lambda: False, timeout=100, interval=30.0)
-    assert clock.sleeps[1:] == [30.0] * 4
-    assert clock.now - started == 120.0
+    assert clock.sleeps[1:] == [30.0, 30.0, 30.0, 10.0]
+    assert clock.now - started == 100.0
 
 
 def test_run_forever_waits_for_wake_and_returns_on_stop(tmp_path: Path) -> None:

@@ -33,15 +33,26 @@ from urllib.parse import parse_qs, unquote, urlsplit
 from talprov.baremetal.boot import ipxe
 from talprov.baremetal.boot.binding import BootAlerts, DhcpLedger, SourceRateLimit
 from talprov.baremetal.config import BareMetalConfig
-from talprov.baremetal.inventory import Inventory, MachineStatus, normalize_mac, normalize_uuid
+from talprov.baremetal.inventory import Inventory, MachineStatus, normalize_mac
+from talprov.baremetal.records import canonical_uuid
 
 log = logging.getLogger(__name__)
 
 _SCHEMATIC = re.compile(r"^[0-9a-f]{64}$")
 _VERSION = re.compile(r"^v\d+\.\d+\.\d+(-[0-9A-Za-z.-]+)?$")
 _ASSET = re.compile(r"^(kernel-(amd64|arm64)|initramfs-(amd64|arm64)\.xz)$")
-_UUID = re.compile(r"^[0-9A-Fa-f-]{32,36}$")
 _CHUNK = 1 << 20
+
+
+def _canonical(uuid: str | None) -> str | None:
+    """``uuid`` as the inventory stores it (lower-case 8-4-4-4-12, as
+    :func:`canonical_uuid` writes it), or None for anything it refuses (no dashes,
+    a digit short): such text would never match an enrolled machine and must not be
+    recorded as a discovered one's. Pure."""
+    try:
+        return canonical_uuid(uuid) if uuid else None
+    except ValueError:
+        return None
 #: Seconds a connection may stay silent (TLS handshake, request line, headers)
 #: before it is closed: each connection holds a thread.
 IDLE_SECONDS = 30.0
@@ -72,7 +83,7 @@ class BootHttp:
 
     def boot_script(self, uuid: str | None, mac: str | None, remote: str) -> str:
         """The iPXE script for the machine with ``uuid``/``mac``. Records what it hands out."""
-        uuid = normalize_uuid(uuid) if uuid and _UUID.match(uuid) else None
+        uuid = _canonical(uuid)
         try:
             mac = normalize_mac(mac) if mac else None
         except ValueError:
@@ -129,14 +140,15 @@ class BootHttp:
         """The config if ``token`` is ``uuid``'s live single-use token and ``remote``
         fetched the script that carried it; else None, audited (and alerted when
         a real token is used twice or from another address)."""
-        taken = self.inventory.take_config(uuid, token, remote) if _UUID.match(uuid) else None
+        canonical = _canonical(uuid)
+        taken = self.inventory.take_config(canonical, token, remote) if canonical else None
         if taken is None:
             self.inventory.record_audit("config-refused", uuid=uuid[:40], remote=remote,
                                         detail="unknown uuid, wrong or used token, or "
                                         "another address than the boot script's")
             log.warning("refused a config fetch for uuid %s from %s", uuid[:40], remote)
-            suspicious = self.inventory.config_refusal(uuid, token, remote) if _UUID.match(
-                uuid) else None
+            suspicious = self.inventory.config_refusal(canonical, token, remote) \
+                if canonical else None
             if suspicious is not None:
                 kind, name = suspicious
                 self.alerts.raise_alert(kind, name, remote, "config fetch refused")
@@ -148,7 +160,8 @@ class BootHttp:
 
     def report(self, uuid: str, event: str, remote: str) -> bool:
         """Record a progress report of a machine (audit only); False for an unknown UUID."""
-        machine = self.inventory.find(uuid, None) if _UUID.match(uuid) else None
+        canonical = _canonical(uuid)
+        machine = self.inventory.find(canonical, None) if canonical else None
         if machine is None:
             return False
         self.inventory.record_audit(f"report-{_printable(event)}", machine=machine.name,
@@ -157,7 +170,8 @@ class BootHttp:
 
     def wipe_done(self, uuid: str, token: str, remote: str) -> bool:
         """The wipe image's "done" (ends the wipe wait early); needs its script's token."""
-        name = self.inventory.note_wipe_report(uuid, token) if _UUID.match(uuid) else None
+        canonical = _canonical(uuid)
+        name = self.inventory.note_wipe_report(canonical, token) if canonical else None
         self.inventory.record_audit("wipe-reported" if name else "wipe-report-refused",
                                     machine=name, uuid=uuid[:40], remote=remote)
         return name is not None
@@ -207,7 +221,8 @@ class _Handler(BaseHTTPRequestHandler):
             query = f"?{unquote(parts.query)}"
         elif parts.path.startswith("/assets/"):
             uuid = parse_qs(parts.query).get("uuid", [""])[0]
-            query = f"?uuid={uuid}" if _UUID.match(uuid) else ""
+            canonical = _canonical(uuid)
+            query = f"?uuid={canonical}" if canonical else ""
         log.info("%s GET %s -> %s", self.client_address[0], _masked(parts.path + query), code)
 
     def _send(self, status: int, body: bytes, content_type: str = "text/plain") -> None:
@@ -262,8 +277,9 @@ class _Handler(BaseHTTPRequestHandler):
         if source is None:
             self._send(HTTPStatus.NOT_FOUND, b"not found\n")
             return
-        if uuid and _UUID.match(uuid):
-            machine = app.inventory.find(uuid, None)
+        canonical = _canonical(uuid)
+        if canonical:
+            machine = app.inventory.find(canonical, None)
             if machine is not None:
                 app.inventory.note_kernel(machine.name)
         if isinstance(source, Path):

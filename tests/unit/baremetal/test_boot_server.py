@@ -278,3 +278,29 @@ def test_proxy_port_answers_boot_requests_over_udp() -> None:
     assert answer.message_type == dhcp.ACK
     assert answer.options[dhcp.OPT_BOOTFILE] == b"ipxe.efi"
     assert data[16:20] == b"\0\0\0\0"
+
+
+def test_boot_uuids_are_taken_in_canonical_form_only(
+        served: tuple[str, Inventory, BareMetalConfig]) -> None:
+    """QA: the boot server took any 32-36 hex digits and dashes as sent, so a UUID
+    without dashes was recorded as a discovered machine that never matches an
+    enrolled one (stored as canonical_uuid writes it). Upper case is the same UUID;
+    what canonical_uuid refuses is no UUID at all."""
+    base, inventory, _ = served
+    upper = httpx.get(f"{base}/boot.ipxe", params={"uuid": UUID.upper()})
+    assert upper.status_code == 200
+    assert [a.machine for a in inventory.audit()] == ["m0"]  # found: m0's local-disk line
+    undashed = UUID.replace("-", "")
+    for uuid in (undashed, "-" * 36, UUID[:-1] + "-"):
+        chained = httpx.get(f"{base}/boot.ipxe", params={"uuid": uuid})
+        assert chained.status_code == 200
+        assert "uuid=${uuid}&mac=${net0/mac}" in chained.text  # asked again, not recorded
+    mac_only = httpx.get(f"{base}/boot.ipxe", params={"uuid": undashed,
+                                                      "mac": "52:54:00:99:99:98"})
+    assert mac_only.status_code == 200
+    found = inventory.find(None, "52:54:00:99:99:98")
+    assert found is not None
+    assert found.uuid is None  # not the undashed text
+    assert all(undashed not in (m.uuid or "") and undashed not in m.name
+               for m in inventory.machines())
+    assert httpx.get(f"{base}/report/{undashed}/booted").status_code == 404

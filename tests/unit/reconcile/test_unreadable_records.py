@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from talprov.providers.types import Stage
-from talprov.store.records import detailed_view
+from talprov.store.records import public_view
 from talprov.store.store import Store
 from talprov.testing import FakeClock
 from tests.unit.reconcile.test_reconciler import make_reconciler, request, settle
@@ -54,7 +54,7 @@ def test_a_record_sealed_with_another_key_is_isolated(
     assert record.request.machine_config.get_secret_value() == ""
     assert record.stage == Stage.PENDING
     assert "lost-new" not in {m["request_id"] for m in cloud.machines()}
-    view = detailed_view(record)
+    view = public_view(record)
     assert view["error"] is not None
     assert "TALPROV_STORE_KEY" in view["error"]
     assert "decrypt" in view["error"]
