@@ -240,7 +240,7 @@ class RequestRunner:
                         self._provisioned(w)
                     save_all(self.store, [(w, None) for w in group])
                     continue
-                if step.needs_listing:
+                if step.creates_machine:
                     group = self._stop_changed(step, group)
                 still += self._run_group(step, group, listed)
             active = still
@@ -251,7 +251,7 @@ class RequestRunner:
         came) while they held unstored outcomes (``Step.found_again``).
 
         Such a work has met no version-checked write since its pass read it, and
-        ``step`` may create a machine (it needs the listing): one read of the
+        ``step`` creates a machine (``Step.creates_machine``): one read of the
         versions of those works, not of the others, stops them before a machine
         is made only to be deprovisioned. A stopped work is stored as always:
         the write is stale, so what it made goes into the deletion's record.
