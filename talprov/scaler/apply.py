@@ -25,10 +25,10 @@ from talprov.processes import local_worker_id
 from talprov.providers.labels import LABEL_CLUSTER, LABEL_DOMAIN, LABEL_SET, LABEL_TEMPLATE
 from talprov.providers.protocol import Runtime
 from talprov.providers.types import REQUEST_ID_PATTERN, STORED, MachineRequest, Stage
+from talprov.reconcile.failures import resource_error_kind
 from talprov.reconcile.listings import MachineListings
 from talprov.reconcile.observing import machine_lost
 from talprov.reconcile.reconciler import ProviderHandle
-from talprov.reconcile.runner import resource_error_kind
 from talprov.scaler.actions import ActionKind, Plan
 from talprov.scaler.editing import SkippedClusters, claim_cluster_lease, holding_cluster
 from talprov.scaler.models import ClusterSpec
