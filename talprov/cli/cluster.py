@@ -12,22 +12,24 @@ import click
 from talprov.cli.app import (
     CARRIED_ON_BY,
     EXIT_FAILED,
-    LARGE_GROWTH,
     App,
-    CountCommand,
-    CountType,
     UnknownName,
     WaitProgress,
-    checked_count,
-    confirm_control_plane_shrink,
     confirm_or_exit,
-    confirm_size_change,
     fail,
     handle_errors,
     interruptible,
     known_instance,
     pass_app,
     say,
+)
+from talprov.cli.counts import (
+    LARGE_GROWTH,
+    CountCommand,
+    CountType,
+    checked_count,
+    confirm_control_plane_shrink,
+    confirm_size_change,
 )
 from talprov.cli.machine import show_warnings
 from talprov.cli.output import emit, output_option, watch, watch_option
