@@ -69,9 +69,12 @@ RESEAL_HELP = ("When the recorded cluster was sealed with another TALPROV_STORE_
 def _document(spec: ClusterSpec, what: Literal["class", "set"], name: str) -> str:
     """The document label of class or set ``name`` of a spec read from a file.
     Both callers (plan, apply) pass the spec :func:`load_spec_file` returned, which
-    remembers every class and set: only a spec read back from the store has none."""
+    remembers every class and set: only a spec read back from the store has none.
+    Raises ``ValueError`` for such a spec (a bug; checked also under ``python -O``)."""
     label = spec.document(what, name)
-    assert label is not None, f"{what} {name} of a spec not read from a file"
+    if label is None:
+        raise ValueError(f"{what} {name!r}: the spec was not read from a file, so its "
+                         "documents are unknown")
     return label
 
 
