@@ -347,7 +347,13 @@ def cluster_rows(scaler: Scaler) -> list[dict[str, Any]]:
     """One row per recorded cluster, from the store alone (no cloud call): its sets'
     desired sizes, its requests (provisioned of all not gone) and whether it is
     recorded, being destroyed or unreadable with this key. Never raises for a
-    cluster sealed with another key: that is its state."""
+    cluster sealed with another key: that is its state.
+
+    The counts are by stage, in SQL: a request sealed under another key (after
+    ``apply --reseal``) counts as what its stage says, e.g. provisioned, where
+    ``status NAME`` (which reads each request) counts it as unreadable. Only
+    decrypting a request's secrets tells which key sealed it, and this list
+    decrypts no request, so it does not tell them apart."""
     rows: list[dict[str, Any]] = []
     # Every cluster's requests counted in one query, none of them unsealed.
     by_cluster: dict[str, dict[Stage, int]] = {}
@@ -383,7 +389,9 @@ def status(app: App, name: str | None, output: str, watch_seconds: float | None)
     Without NAME: one row per recorded cluster (its sets' sizes, provisioned of its
     requests, and whether it is recorded, being destroyed or unreadable with this
     TALPROV_STORE_KEY), read from the store without asking any cloud; exit 1 when
-    one is unreadable, as `status NAME` exits for it.
+    one is unreadable, as `status NAME` exits for it. Its provisioned count includes
+    requests sealed under another key, which `status NAME` counts apart as
+    unreadable: only decrypting each request tells them apart.
     """
     scaler = scaler_for(app)
 

@@ -234,3 +234,10 @@ def test_after_reseal_the_old_keys_requests_are_unreadable_not_provisioning(
     assert (workers["provisioned"], workers["provisioning"], workers["unreadable"]) == (0, 1, 1)
     table = home.invoke("status", "demo")
     assert "unreadable" in table.output.splitlines()[1], table.output
+    # Review: the UI's sets table had no unreadable column.
+    for api in open_api(home, workers=False):
+        sign_in(api.client, READ_TOKEN)
+        page = api.client.get("/ui/clusters/demo")
+        assert page.status_code == 200, page.text
+        assert '<th scope="col">Unreadable</th>' in page.text
+        assert '<td data-label="Unreadable" class="bad">1</td>' in page.text
