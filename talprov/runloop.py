@@ -40,8 +40,8 @@ from dataclasses import dataclass, field
 from talprov.errors import ConfigError
 from talprov.providers.errors import ProviderError
 from talprov.providers.protocol import Runtime
+from talprov.reconcile.failures import StepPolicy
 from talprov.reconcile.reconciler import PassReport, ProviderHandle, Reconciler
-from talprov.reconcile.runner import StepPolicy
 from talprov.reconcile.waiting import repeat_until
 from talprov.scaler.apply import Scaler, UnreadableCluster
 from talprov.scaler.templates import NameGenerator

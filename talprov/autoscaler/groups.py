@@ -24,7 +24,7 @@ from talprov.autoscaler.providerids import MachineIds, matches, provider_id
 from talprov.providers.errors import ProviderError
 from talprov.providers.labels import LABEL_SET
 from talprov.providers.types import Owner, Stage
-from talprov.reconcile.runner import resource_error_kind
+from talprov.reconcile.failures import resource_error_kind
 from talprov.scaler.apply import ClusterState, Scaler, UnreadableCluster
 from talprov.scaler.editing import ClusterBusy
 from talprov.scaler.models import Autoscaling, MachineSetSpec

@@ -106,7 +106,8 @@ class AwsProvider:
             # its call's member list) from the moment EC2 makes it, and the pass's
             # listing maps it back; its id is stored with wait-running's outcome,
             # one store write less on the path of every launch.
-            Step.batched("ensure-instance", self._ensure_batch, found_again=True),
+            Step.batched("ensure-instance", self._ensure_batch, found_again=True,
+                         creates_machine=True),
             Step.batched("wait-running", self._wait_batch, timeout=self.config.running_timeout),
         )
 

@@ -12,23 +12,25 @@ import click
 from talprov.cli.app import (
     CARRIED_ON_BY,
     EXIT_FAILED,
-    LARGE_GROWTH,
     WAIT_TIMEOUT_HELP,
     App,
-    CountCommand,
-    CountType,
     UnknownName,
     WaitProgress,
-    checked_count,
-    confirm_control_plane_shrink,
     confirm_or_exit,
-    confirm_size_change,
     fail,
     handle_errors,
     interruptible,
     known_instance,
     pass_app,
     say,
+)
+from talprov.cli.counts import (
+    LARGE_GROWTH,
+    CountCommand,
+    CountType,
+    checked_count,
+    confirm_control_plane_shrink,
+    confirm_size_change,
 )
 from talprov.cli.machine import show_warnings
 from talprov.cli.output import emit, output_option, watch, watch_option
@@ -85,9 +87,12 @@ RESEAL_HELP = ("When the recorded cluster was sealed with another TALPROV_STORE_
 def _document(spec: ClusterSpec, what: Literal["class", "set"], name: str) -> str:
     """The document label of class or set ``name`` of a spec read from a file.
     Both callers (plan, apply) pass the spec :func:`load_spec_file` returned, which
-    remembers every class and set: only a spec read back from the store has none."""
+    remembers every class and set: only a spec read back from the store has none.
+    Raises ``ValueError`` for such a spec (a bug; checked also under ``python -O``)."""
     label = spec.document(what, name)
-    assert label is not None, f"{what} {name} of a spec not read from a file"
+    if label is None:
+        raise ValueError(f"{what} {name!r}: the spec was not read from a file, so its "
+                         "documents are unknown")
     return label
 
 
@@ -375,7 +380,13 @@ def cluster_rows(scaler: Scaler) -> list[dict[str, Any]]:
     """One row per recorded cluster, from the store alone (no cloud call): its sets'
     desired sizes, its requests (provisioned of all not gone) and whether it is
     recorded, being destroyed or unreadable with this key. Never raises for a
-    cluster sealed with another key: that is its state."""
+    cluster sealed with another key: that is its state.
+
+    The counts are by stage, in SQL: a request sealed under another key (after
+    ``apply --reseal``) counts as what its stage says, e.g. provisioned, where
+    ``status NAME`` (which reads each request) counts it as unreadable. Only
+    decrypting a request's secrets tells which key sealed it, and this list
+    decrypts no request, so it does not tell them apart."""
     rows: list[dict[str, Any]] = []
     # Every cluster's requests counted in one query, none of them unsealed.
     by_cluster: dict[str, dict[Stage, int]] = {}
@@ -412,7 +423,9 @@ def status(app: App, name: str | None, output: str, watch_seconds: float | None)
     requests, and whether it is recorded, being destroyed or unreadable with this
     TALPROV_STORE_KEY), read from the store without asking any cloud; exit 1 when
     one is unreadable, as `status NAME` exits for it. With --watch the others stay
-    on screen and the unreadable ones are named on stderr when they change.
+    on screen and the unreadable ones are named on stderr when they change. Its
+    provisioned count includes requests sealed under another key, which `status
+    NAME` counts apart as unreadable: only decrypting each request tells them apart.
     """
     scaler = scaler_for(app, name)
     told: list[list[str]] = []  # the unreadable clusters a --watch last warned about

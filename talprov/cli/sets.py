@@ -9,16 +9,18 @@ import click
 from talprov.cli.app import (
     CARRIED_ON_BY,
     EXIT_FAILED,
-    LARGE_GROWTH,
     App,
-    CountCommand,
-    CountType,
-    checked_count,
-    confirm_size_change,
     fail,
     handle_errors,
     pass_app,
     say,
+)
+from talprov.cli.counts import (
+    LARGE_GROWTH,
+    CountCommand,
+    CountType,
+    checked_count,
+    confirm_size_change,
 )
 from talprov.cli.output import emit, output_option
 from talprov.sets import RequestSet, SetRepository, reconcile_set

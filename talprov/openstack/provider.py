@@ -126,7 +126,8 @@ class OpenStackProvider:
                  needs_listing=False, found_again=True),
             # The pass's listing shows a server a dead worker made: found, not remade.
             Step("ensure-server", self.boots.ensure_server,
-                 one_by_one(self.boots.ensure_server), found_again=True),
+                 one_by_one(self.boots.ensure_server), found_again=True,
+                 creates_machine=True),
             # Done, it only saw the server ACTIVE (a rebuild in another zone waits).
             Step("wait-active", self.boots.wait_active, self.boots.wait_active_batch,
                  timeout=self.config.active_timeout, found_again=True),

@@ -161,10 +161,17 @@ class Step:
     the first one that is stored (one write less per request and step). A crash
     before that write resumes the request at the last stored step, which finds
     what the steps after it made. A step that waits (``Retry``) or fails is
-    stored as always. Before a step that needs the listing (one that may make a
-    machine) the runner reads the stored versions of the requests holding such
-    unstored outcomes: one deleted meanwhile stops there, not after a machine
-    was made for it.
+    stored as always. Before a step that creates a machine (``creates_machine``)
+    the runner reads the stored versions of the requests holding such unstored
+    outcomes: one deleted meanwhile stops there, not after a machine was made
+    for it.
+
+    ``creates_machine=True`` says the step makes the request's machine (launches
+    an instance, boots a server, clones or creates a VM). Only before such a step
+    does the runner pay that version read; before any other step a deleted
+    request is stopped by its next version-checked write, having made nothing to
+    lose. It needs the listing (``needs_listing``): a step that creates may only
+    do so once it has looked for what a crashed run made.
     """
 
     name: str
@@ -174,14 +181,19 @@ class Step:
     needs_listing: bool = True
     pipelined: bool = False
     found_again: bool = False
+    creates_machine: bool = False
+
+    def __post_init__(self) -> None:
+        if self.creates_machine and not self.needs_listing:
+            raise ValueError(f"step {self.name}: creates_machine needs needs_listing")
 
     @classmethod
     def batched(cls, name: str, run_batch: BatchStepFn, *, timeout: float | None = None,
                 needs_listing: bool = True, pipelined: bool = False,
-                found_again: bool = False) -> Step:
+                found_again: bool = False, creates_machine: bool = False) -> Step:
         """A step whose ``run`` is ``run_batch`` on a batch of one."""
         return cls(name, run_one_of(run_batch), run_batch, timeout, needs_listing, pipelined,
-                   found_again)
+                   found_again, creates_machine)
 
 
 def run_one_of(run_batch: BatchStepFn) -> StepFn:

@@ -175,7 +175,7 @@ class ProxmoxProvider:
             Step.batched("place", self._place_batch, needs_listing=False),
             Step.batched("ensure-iso", self._isos.ensure_iso_batch, needs_listing=False),
             Step.batched("ensure-seed", self._ensure_seed_batch, needs_listing=False),
-            Step.batched("ensure-vm", self._ensure_vm_batch),
+            Step.batched("ensure-vm", self._ensure_vm_batch, creates_machine=True),
             Step.batched("start-vm", self._start_vm_batch),
             Step.batched("wait-running", self._wait_running_batch,
                          timeout=self.config.running_timeout),

@@ -15,7 +15,9 @@ done with it is written with its next stored step's outcome (or, parked
 before a listing that failed, at the step it waits at); a crash before that
 resumes it at the last stored step, which finds what was made since. As no
 version-checked write came yet, such requests' versions are read (one query)
-before a step that needs the listing: a request deleted meanwhile stops there.
+before a step that creates a machine (``Step.creates_machine``): a request
+deleted meanwhile stops there. What a failed attempt does to a request (its
+error, its retry or its failure) is :mod:`talprov.reconcile.failures`.
 """
 
 from __future__ import annotations
@@ -24,7 +26,6 @@ import functools
 import logging
 import threading
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
@@ -33,59 +34,26 @@ from pydantic import ValidationError
 from talprov.errors import validation_message
 from talprov.logs import log_context
 from talprov.providers.errors import (
-    CapacityError,
-    InstanceUnavailable,
-    ProviderError,
-    QuotaExceeded,
     StepTimeout,
 )
 from talprov.providers.protocol import Provider, Runtime, Step, StepContext
-from talprov.providers.retry import step_backoff
 from talprov.providers.types import Machine, Owner, Retry, Stage, StepResult
+from talprov.reconcile.failures import (
+    OUT_OF_CAPACITY,
+    QUOTA_EXCEEDED,
+    StepPolicy,
+    record_failure,
+    resource_error_kind,
+)
 from talprov.reconcile.storage import ProgressStorage
 from talprov.reconcile.work import Work, save_all
-from talprov.secrets import redact
 from talprov.store.records import RequestRecord
 
 log = logging.getLogger(__name__)
 
-
-#: What a stored error says after its step name when the platform had no room
-#: (:class:`CapacityError`) or an account limit was hit (:class:`QuotaExceeded`).
-OUT_OF_CAPACITY = "out of capacity"
-QUOTA_EXCEEDED = "quota exceeded"
-
-
-def resource_error_kind(error: str | None) -> str | None:
-    """:data:`OUT_OF_CAPACITY` or :data:`QUOTA_EXCEEDED` when a request's stored
-    ``error`` is of that kind, else None. Pure."""
-    if not error:
-        return None
-    _step, _sep, text = error.partition(": ")
-    for kind in (OUT_OF_CAPACITY, QUOTA_EXCEEDED):
-        if text.startswith(f"{kind}: "):
-            return kind
-    return None
-
-
-@dataclass(frozen=True)
-class StepPolicy:
-    """When a failing step gives up."""
-
-    #: Consecutive transient failures of one step before the request fails.
-    max_attempts: int = 8
-    #: Consecutive capacity/quota failures before the request fails (the scaler
-    #: then backs off the whole set instead of hammering a full zone).
-    capacity_attempts: int = 3
-    backoff_base: float = 2.0
-    backoff_cap: float = 300.0
-    #: The longest wait between attempts of a deletion that failed transiently
-    #: (a 5xx, a dropped connection): deletions never give up, and one whose
-    #: cloud answers again must not sit out minutes of backoff first. A
-    #: permanent refusal (credentials, privileges) waits up to ``backoff_cap``.
-    deprovision_backoff_cap: float = 30.0
-    #: The longest wait between attempts that failed with ``InstanceUnavailable``.
-    unavailable_backoff_cap: float = 15.0
+# The failure policy moved to talprov.reconcile.failures; its names stay importable here.
+__all__ = ["OUT_OF_CAPACITY", "QUOTA_EXCEEDED", "RequestRunner", "StepPolicy",
+           "resource_error_kind", "run_step", "within_timeout"]
 
 
 def within_timeout(
@@ -240,7 +208,7 @@ class RequestRunner:
                         self._provisioned(w)
                     save_all(self.store, [(w, None) for w in group])
                     continue
-                if step.needs_listing:
+                if step.creates_machine:
                     group = self._stop_changed(step, group)
                 still += self._run_group(step, group, listed)
             active = still
@@ -251,7 +219,7 @@ class RequestRunner:
         came) while they held unstored outcomes (``Step.found_again``).
 
         Such a work has met no version-checked write since its pass read it, and
-        ``step`` may create a machine (it needs the listing): one read of the
+        ``step`` creates a machine (``Step.creates_machine``): one read of the
         versions of those works, not of the others, stops them before a machine
         is made only to be deprovisioned. A stopped work is stored as always:
         the write is stale, so what it made goes into the deletion's record.
@@ -385,7 +353,7 @@ class RequestRunner:
         """
         work.step_run = step.name
         if isinstance(outcome, BaseException):
-            self._failure(work, step.name, outcome)
+            record_failure(work, step.name, outcome, self.policy)
             return step.name, False
         if isinstance(outcome, Retry):
             work.next_attempt_at = work.now() + timedelta(seconds=max(0.0, outcome.after))
@@ -409,56 +377,6 @@ class RequestRunner:
             self._provisioned(work)
             return None, False
         return nxt.name, True
-
-    def _failure(self, work: Work, step_name: str, exc: BaseException, *,
-                 deleting: bool = False) -> None:
-        """Record a failed attempt in ``work``: its error and when to try again, or
-        (not ``deleting``) the request failed when it is permanent or the attempts
-        ran out. A deletion is never failed: it retries, transient errors after
-        at most ``deprovision_backoff_cap`` (or the error's ``retry_after``)."""
-        if isinstance(exc, ProviderError):
-            message = redact(str(exc))
-            permanent = exc.permanent
-            retry_after = exc.retry_after
-        else:
-            # An SDK error the driver did not translate, or a bug. Retried like a
-            # transient error, but its type is kept visible so it gets translated.
-            message = redact(f"{type(exc).__name__}: {exc}")
-            permanent = False
-            retry_after = None
-            about = {"request_id": work.record.request.id, "provider": work.owner.instance,
-                     "step": step_name}
-            log.warning("step %s of %s raised %s", step_name, work.record.request.id, message,
-                        extra=about)
-            log.debug("traceback", exc_info=exc, extra=about)
-        work.attempts += 1
-        limit = self.policy.max_attempts
-        if isinstance(exc, (CapacityError, QuotaExceeded)):
-            limit = self.policy.capacity_attempts
-            # Kept in the stored text: the autoscaler service reports these requests
-            # in the out-of-resources class (see resource_error_kind).
-            kind = OUT_OF_CAPACITY if isinstance(exc, CapacityError) else QUOTA_EXCEEDED
-            message = f"{kind}: {message}"
-        work.error = f"{step_name}: {message}"
-        # An instance-wide error (no credentials) says nothing about the request:
-        # it waits for the operator's fix however many attempts that takes.
-        spent = work.attempts >= limit and not isinstance(exc, InstanceUnavailable)
-        if not deleting and (permanent or spent):
-            work.stage = Stage.FAILED
-            why = "permanent error" if permanent else f"{work.attempts} attempts"
-            work.events.append(f"failed ({why}): {work.error}")
-            work.next_attempt_at = None
-            return
-        cap = self.policy.backoff_cap
-        if deleting and not permanent:
-            cap = min(cap, self.policy.deprovision_backoff_cap)
-        if isinstance(exc, InstanceUnavailable):
-            # Looked at again soon once the operator has fixed the instance (a
-            # restart, `reconcile --once` again), not after minutes of backoff.
-            cap = min(cap, self.policy.unavailable_backoff_cap)
-        delay = step_backoff(work.attempts, retry_after, base=self.policy.backoff_base, cap=cap)
-        work.next_attempt_at = work.now() + timedelta(seconds=delay)
-        work.events.append(f"attempt {work.attempts} failed, retry in {delay:.0f}s: {work.error}")
 
     @staticmethod
     def _provisioned(work: Work) -> None:
@@ -492,7 +410,7 @@ class RequestRunner:
         if isinstance(outcome, BaseException):
             # Never give up on a deletion: that is how machines leak. Keep retrying
             # with a capped backoff and show the error.
-            self._failure(work, "deprovision", outcome, deleting=True)
+            record_failure(work, "deprovision", outcome, self.policy, deleting=True)
         elif isinstance(outcome, Retry):
             # The cloud answered and the deletion moved on: the next fault is the
             # first in a row again (faults between progress must not add up).

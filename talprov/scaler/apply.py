@@ -10,33 +10,34 @@ sightings. The request reconciler then makes the requests real.
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import re
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
-
-from pydantic import SecretStr
 
 from talprov.processes import local_worker_id
 from talprov.providers.labels import LABEL_CLUSTER, LABEL_DOMAIN, LABEL_SET, LABEL_TEMPLATE
 from talprov.providers.protocol import Runtime
-from talprov.providers.types import REQUEST_ID_PATTERN, STORED, MachineRequest, Stage
+from talprov.providers.types import REQUEST_ID_PATTERN, MachineRequest, Stage
+from talprov.reconcile.failures import resource_error_kind
 from talprov.reconcile.listings import MachineListings
 from talprov.reconcile.observing import machine_lost
 from talprov.reconcile.reconciler import ProviderHandle
-from talprov.reconcile.runner import resource_error_kind
 from talprov.scaler.actions import ActionKind, Plan
+from talprov.scaler.clusterstate import (
+    UNREADABLE_REMEDY,
+    ClusterState,
+    UnreadableCluster,
+    seal_spec,
+    unseal_spec,
+)
 from talprov.scaler.editing import SkippedClusters, claim_cluster_lease, holding_cluster
 from talprov.scaler.models import ClusterSpec
 from talprov.scaler.observed import (
     FAILED_CREATES,
     ObservedMachine,
     OrphanMachine,
-    SetBackoff,
     next_backoff,
 )
 from talprov.scaler.plan import plan, plan_destroy
@@ -49,113 +50,10 @@ from talprov.store.store import Store
 
 log = logging.getLogger(__name__)
 
-
-# -- persistence of the applied spec ---------------------------------------------
-
-
-#: What an operator can do about a cluster this store key cannot read.
-UNREADABLE_REMEDY = ("use the key it was recorded with, destroy it, or apply its spec "
-                     "again with --reseal to record it anew with the current key "
-                     "(unencrypted when none is set)")
-
-
-class UnreadableCluster(StoreKeyError):
-    """Cluster ``cluster``'s sealed secrets (machine configs, join URL) cannot be read
-    with this store key. ``reason`` says why, never a key or a secret."""
-
-    def __init__(self, cluster: str, reason: str) -> None:
-        super().__init__(f"cluster {cluster}: {reason}; {UNREADABLE_REMEDY}")
-        self.cluster = cluster
-        self.reason = reason
-
-
-def seal_spec(spec: ClusterSpec, store: Store) -> dict[str, Any]:
-    """The spec as a JSON document whose secrets are sealed by the store's key.
-
-    Machine configs hold CA keys and the join URL a token: they are the only
-    secret fields of a resolved spec and are stored through ``Store.seal``.
-    """
-    body: dict[str, Any] = json.loads(spec.model_dump_json(by_alias=True))
-    if spec.join is not None:
-        body["join"]["api_url"] = {"sealed": store.seal(spec.join.api_url.get_secret_value())}
-    for name, machine_set in spec.sets.items():
-        body["sets"][name]["machine_config"] = {
-            "sealed": store.seal(machine_set.machine_config.get_secret_value())
-        }
-    return body
-
-
-def unseal_spec(body: Mapping[str, Any], store: Store, *,
-                without_secrets: bool = False) -> ClusterSpec:
-    """The inverse of :func:`seal_spec`. Raises ``StoreKeyError`` for a wrong key.
-    ``without_secrets``: the spec with no machine config and no join, unsealing
-    nothing (enough to destroy the cluster, never to create a machine)."""
-    data = json.loads(json.dumps(body))
-    if without_secrets:
-        data["join"] = None
-        for machine_set in data["sets"].values():
-            machine_set["machine_config"] = ""
-        return ClusterSpec.model_validate(data, context=STORED)
-    if data.get("join") is not None:
-        data["join"]["api_url"] = SecretStr(store.unseal(data["join"]["api_url"]["sealed"]))
-    for machine_set in data["sets"].values():
-        machine_set["machine_config"] = SecretStr(
-            store.unseal(machine_set["machine_config"]["sealed"])
-        )
-    return ClusterSpec.model_validate(data, context=STORED)
-
-
-@dataclass
-class ClusterState:
-    """What the scaler remembers about a cluster between passes."""
-
-    spec: ClusterSpec
-    destroying: bool = False
-    backoff: dict[str, SetBackoff] = field(default_factory=dict)
-    orphans_seen: dict[str, datetime] = field(default_factory=dict)
-    #: Failed request ids already counted towards their set's backoff.
-    counted_failures: set[str] = field(default_factory=set)
-    #: Why this store key cannot read the spec's secrets; ``spec`` then has none,
-    #: and ``sealed_spec`` (the spec as stored) is written back as it was.
-    unreadable: str | None = None
-    sealed_spec: dict[str, Any] | None = None
-
-    def dump(self, store: Store) -> dict[str, Any]:
-        return {
-            "spec": seal_spec(self.spec, store) if self.sealed_spec is None
-            else self.sealed_spec,
-            "destroying": self.destroying,
-            "backoff": {k: {"failures": v.failures, "until": v.until.isoformat(),
-                            "cause": v.cause}
-                        for k, v in self.backoff.items()},
-            "orphans_seen": {k: v.isoformat() for k, v in self.orphans_seen.items()},
-            "counted_failures": sorted(self.counted_failures),
-        }
-
-    @classmethod
-    def load(cls, body: Mapping[str, Any], store: Store, *,
-             unreadable_ok: bool = False) -> ClusterState:
-        """The state in ``body``. Raises ``StoreKeyError`` when the spec's secrets
-        cannot be read, unless ``unreadable_ok`` (then ``unreadable`` says why)."""
-        unreadable, sealed = None, None
-        try:
-            spec = unseal_spec(body["spec"], store)
-        except StoreKeyError as exc:
-            if not unreadable_ok:
-                raise
-            unreadable, sealed = str(exc), dict(body["spec"])
-            spec = unseal_spec(body["spec"], store, without_secrets=True)
-        return cls(
-            spec=spec, unreadable=unreadable, sealed_spec=sealed,
-            destroying=bool(body.get("destroying", False)),
-            backoff={k: SetBackoff(failures=int(v["failures"]),
-                                   until=datetime.fromisoformat(v["until"]),
-                                   cause=str(v.get("cause", FAILED_CREATES)))
-                     for k, v in body.get("backoff", {}).items()},
-            orphans_seen={k: datetime.fromisoformat(v)
-                          for k, v in body.get("orphans_seen", {}).items()},
-            counted_failures=set(body.get("counted_failures", [])),
-        )
+# The cluster record moved to talprov.scaler.clusterstate; its names stay importable here.
+__all__ = ["UNREADABLE_REMEDY", "ClusterState", "Scaler", "UnreadableCluster",
+           "backoff_cause", "observed_machine", "plan_converged", "seal_spec",
+           "unseal_spec"]
 
 
 # -- observation -------------------------------------------------------------------

@@ -42,6 +42,9 @@ _IN_PROGRESS = (Stage.PENDING, Stage.PROVISIONING)
 #: Why a request sealed under another store key is unhealthy: no pass can provision
 #: it with this key (the runner sets it aside), and its secrets are gone for us.
 UNREADABLE = "stored secrets unreadable with this TALPROV_STORE_KEY"
+#: Why a running member sealed under another store key is rolled out.
+ROLL_SEALED = "rolling update: sealed under another TALPROV_STORE_KEY"
+ROLL_OUTDATED = "rolling update: outdated"
 
 
 def delete_action(victim: ObservedMachine, reason: str) -> Action:
@@ -83,6 +86,9 @@ class _Observed:
     deleting: int = 0
     unreadable: int = 0
     running_unreadable: int = 0  # of ``unreadable``, counted in ``healthy`` too
+    # Of ``unhealthy``, those only sealed under another key: a reseal is the
+    # operator's doing, not a health signal, so the circuit breaker leaves them out.
+    unhealthy_unreadable: int = 0
     members: int = 0  # control planes that joined etcd (provisioned at some point)
 
 
@@ -190,8 +196,10 @@ def _count_unreadable(seen: _Observed, machine: ObservedMachine, *, outdated: bo
     A running one is a working machine (an etcd member, for a control plane): it
     is rolled out as an outdated one is, a replacement first and within maxSurge,
     maxUnavailable and etcd quorum, so it counts as available for that arithmetic.
-    Any other will never be provisioned with this key: it is unhealthy, replaced
-    within maxInFlight and behind the maxUnhealthy circuit breaker."""
+    Any other will never be provisioned with this key: it is unhealthy and replaced
+    within maxInFlight, but not counted by the maxUnhealthy circuit breaker (after
+    ``apply --reseal`` the breaker would otherwise stay open for good and hold back
+    the remediation of machines that really failed)."""
     seen.unreadable += 1
     if machine.stage is Stage.PROVISIONED and machine.machine_present is not False:
         seen.members += 1
@@ -202,6 +210,7 @@ def _count_unreadable(seen: _Observed, machine: ObservedMachine, *, outdated: bo
         return
     seen.members += machine.stage is Stage.PROVISIONED or machine.provisioned_at is not None
     seen.unhealthy[machine.request_id] = UNREADABLE
+    seen.unhealthy_unreadable += 1
     seen.unhealthy_machines.append(machine)
 
 
@@ -265,7 +274,6 @@ class _SetPlanner:
         if self.is_cp and self._cp_wait("rolling update"):
             return
         surge, unavailable = self._rolling_bounds()
-        reason = "rolling update: outdated"
         old_ids = {m.request_id for m in seen.old}
         new = [m for m in seen.live if m.request_id not in old_ids]
         self.create_counts = dict.fromkeys(self.domains, 0)
@@ -277,7 +285,7 @@ class _SetPlanner:
         # Kubernetes' Deployment: old machines may go while what remains (minus new
         # ones that are not up yet) stays at or above size - maxUnavailable.
         budget = len(seen.live) - (size - unavailable) - new_unavailable
-        self._delete_old(budget, seen.healthy - (size - unavailable), reason)
+        self._delete_old(budget, seen.healthy - (size - unavailable))
         if self.is_cp and self.victims:
             return  # one change at a time: the delete is this pass's change
         remaining = len(seen.live) - len(self.victims)
@@ -285,16 +293,17 @@ class _SetPlanner:
         if self.is_cp:
             count = min(count, 1)
         # Pair creates with this pass's deletions so the output reads "replace".
+        surge_reason = (ROLL_SEALED if all(m.unreadable for m in seen.old)
+                        else ROLL_OUTDATED) + " (surge)"
         for index in range(count):
             if index < len(self.victims):
-                old, _ = self.victims[index]
-                self.replacements.append((old, reason))
+                self.replacements.append(self.victims[index])
             else:
-                self.creates.append(reason + " (surge)")
+                self.creates.append(surge_reason)
         paired = min(count, len(self.victims))
         self.victims = self.victims[paired:]
 
-    def _delete_old(self, budget: int, healthy_spare: int, reason: str) -> None:
+    def _delete_old(self, budget: int, healthy_spare: int) -> None:
         """Delete up to ``budget`` old machines, healthy ones only while ``healthy_spare``."""
         seen = self.seen
         # Walk every old machine in victim order: a healthy one that may not go yet
@@ -306,7 +315,7 @@ class _SetPlanner:
                 if healthy_spare <= 0 or (self.is_cp and not self._cp_may_delete(victim)):
                     continue
                 healthy_spare -= 1
-            self._delete(victim, reason)
+            self._delete(victim, ROLL_SEALED if victim.unreadable else ROLL_OUTDATED)
             if self.is_cp:
                 return
 
@@ -333,9 +342,10 @@ class _SetPlanner:
             return False
         limit = resolve_int_or_percent(self.set.remediation.max_unhealthy, len(seen.live),
                                        round_up=True)
-        if len(seen.unhealthy) > limit:
+        sick = len(seen.unhealthy) - seen.unhealthy_unreadable
+        if sick > limit:
             self.notes.append(
-                f"circuit breaker open: {len(seen.unhealthy)} of {len(seen.live)} machines "
+                f"circuit breaker open: {sick} of {len(seen.live)} machines "
                 f"unhealthy (maxUnhealthy {self.set.remediation.max_unhealthy}); "
                 "not remediating"
             )

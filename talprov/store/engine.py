@@ -26,6 +26,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
+from urllib.parse import unquote
 
 import sqlalchemy as sa
 from sqlalchemy import event
@@ -68,36 +69,56 @@ def is_memory_url(url: str) -> bool:
 
 
 def missing_sqlite_file(url: str) -> Path | None:
-    """The file SQLite store ``url`` names, absolute, when it does not exist; None
-    for a file that exists, a store in memory, a URI filename (``file:...``, left to
-    SQLite) and any other database. Creates nothing. Raises
-    :class:`UnsupportedStore` for a string that is not a URL."""
-    try:
-        parsed = sa.make_url(url)
-    except sa.exc.ArgumentError:
-        raise UnsupportedStore("store URL is not a valid SQLAlchemy URL") from None
-    if (parsed.get_backend_name() != "sqlite" or _is_memory_sqlite(parsed)
-            or str(parsed.database).startswith("file:")):
-        return None
-    path = Path(str(parsed.database)).absolute()
-    return None if path.exists() else path
+    """The file SQLite store ``url`` names (see :func:`_sqlite_file`), absolute, when
+    it does not exist; None for a file that exists, a store in memory and any
+    other database. Creates nothing. Raises :class:`UnsupportedStore` for a
+    string that is not a URL."""
+    path = _sqlite_file(_parsed(url))
+    return None if path is None or path.exists() else path
 
 
 def holds_no_file_yet(url: str) -> bool:
     """Whether ``url`` is a SQLite store with no file yet (or in memory): one that
     holds no records, found out without creating anything. Raises
     :class:`UnsupportedStore` for a string that is not a URL."""
-    try:
-        parsed = sa.make_url(url)
-    except sa.exc.ArgumentError:
-        raise UnsupportedStore("store URL is not a valid SQLAlchemy URL") from None
+    parsed = _parsed(url)
     if parsed.get_backend_name() != "sqlite":
         return False
-    return _is_memory_sqlite(parsed) or not Path(str(parsed.database)).exists()
+    path = _sqlite_file(parsed)
+    return path is None or not path.exists()
+
+
+def _parsed(url: str) -> sa.URL:
+    try:
+        return sa.make_url(url)
+    except sa.exc.ArgumentError:
+        raise UnsupportedStore("store URL is not a valid SQLAlchemy URL") from None
+
+
+def _sqlite_file(url: sa.URL) -> Path | None:
+    """The file a SQLite URL names, absolute; None in memory or for another database.
+
+    As SQLAlchemy's pysqlite dialect reads it: a ``file:`` database is a SQLite
+    URI only with ``uri=true`` in the query (then ``//localhost`` or ``//`` may
+    precede the path, escapes are decoded, ``mode=memory`` and ``:memory:`` mean
+    no file); without it, ``file:`` is part of a plain file name."""
+    if url.get_backend_name() != "sqlite":
+        return None
+    name = url.database or ""
+    if name.startswith("file:") and sa.util.asbool(url.query.get("uri", "false")):
+        if url.query.get("mode") == "memory":
+            return None
+        name = name.removeprefix("file:")
+        if name.startswith("//"):  # an authority: empty or localhost, then the path
+            name = "/" + name[2:].partition("/")[2]
+        name = unquote(name)
+    if name in ("", ":memory:"):
+        return None
+    return Path(name).absolute()
 
 
 def _is_memory_sqlite(url: sa.URL) -> bool:
-    return url.get_backend_name() == "sqlite" and url.database in (None, "", ":memory:")
+    return url.get_backend_name() == "sqlite" and _sqlite_file(url) is None
 
 
 def _precreate_private_file(url: sa.URL) -> None:

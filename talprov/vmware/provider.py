@@ -191,7 +191,7 @@ class VSphereProvider:
             Step.batched("ensure-template", one_by_one(self._ensure_template),
                          timeout=self.config.task_timeout, needs_listing=False),
             Step.batched("clone-vm", self._clone_batch, timeout=self.config.task_timeout,
-                         pipelined=True),
+                         pipelined=True, creates_machine=True),
             Step.batched("configure-vm", self._configure_batch, pipelined=True),
             Step.batched("tag-vm", one_by_one(self._tag_vm)),
             Step.batched("power-on", one_by_one(self.power.power_on), pipelined=True),

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +13,7 @@ import yaml
 
 from tests.helpers import WORKER_CONFIG, Home
 from tests.providers.fileprov import Cloud
+from tests.unit.test_cluster_apply import write_spec
 
 
 def _spec(root: Path, machine_class: dict[str, Any]) -> Path:
@@ -136,3 +139,30 @@ def test_a_set_without_config_is_refused_before_anything_is_recorded(home: Home)
         assert result.exit_code == 2, result.output
         assert 'document 4 (Workers "workers"): config: is required' in result.output
     assert json.loads(home.invoke("machine", "list", "-o", "json").output) == []
+
+
+def test_a_spec_without_document_labels_is_refused_even_under_python_o(
+        tmp_path: Path) -> None:
+    # Review: `_document` checked this with `assert`, which `python -O` removes.
+    spec_path = write_spec(tmp_path, workers=1, control_planes=1)
+    script = (
+        "import sys\n"
+        "from talprov.cli.cluster import _document\n"
+        "from talprov.scaler.clusterstate import seal_spec, unseal_spec\n"
+        "from talprov.scaler.spec import load_spec_file\n"
+        "from talprov.store.store import Store\n"
+        "store = Store('sqlite://')\n"
+        f"spec = load_spec_file(__import__('pathlib').Path({str(spec_path)!r}))\n"
+        "stored = unseal_spec(seal_spec(spec, store), store)\n"
+        "print(_document(spec, 'set', 'workers'))\n"
+        "try:\n"
+        "    _document(stored, 'set', 'workers')\n"
+        "except ValueError as exc:\n"
+        "    print(exc)\n"
+    )
+    done = subprocess.run([sys.executable, "-O", "-c", script], capture_output=True,
+                          text=True, check=False)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines()[1:] == [
+        "set 'workers': the spec was not read from a file, so its documents are unknown"]
+    assert "workers" in done.stdout.splitlines()[0]

@@ -142,7 +142,7 @@ def test_the_control_plane_shrink_question_says_what_etcd_tolerates() -> None:
     """QA: 3 -> 1 read "member(s) that survive 0 failed member(s) instead of 1", and
     2 -> 1 "survive 0 ... instead of 0". etcd's n members keep quorum through
     (n - 1) // 2 failures; the question says that in words for every size."""
-    from talprov.cli.app import etcd_shrink_effect
+    from talprov.cli.counts import etcd_shrink_effect
 
     assert etcd_shrink_effect(3, 1) == (
         "etcd will tolerate no member failure (it tolerated 1)")

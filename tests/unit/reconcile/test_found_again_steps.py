@@ -7,6 +7,8 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
+import pytest
+
 from talprov.providers.batching import one_by_one
 from talprov.providers.errors import Transient
 from talprov.providers.protocol import Step, StepContext
@@ -137,7 +139,7 @@ def test_a_request_deleted_while_unstored_stops_before_a_step_that_needs_the_lis
 
     rig = rig_of(Step.batched("look", one_by_one(delete_a_meanwhile), needs_listing=False,
                               found_again=True),
-                 Step.batched("make", one_by_one(make)))
+                 Step.batched("make", one_by_one(make), creates_machine=True))
     storage.append(rig.storage)
     rig.run_pass("a", "b")
     assert made == ["b"]  # nothing made for a deleted request
@@ -154,3 +156,20 @@ def test_stored_outcomes_need_no_version_read() -> None:
     rig.run_pass("a", "b")
     assert rig.storage.version_reads == 0
     assert rig.record("a").stage == Stage.PROVISIONED
+
+
+def test_no_version_read_before_a_step_that_makes_no_machine() -> None:
+    # Review: the read ran before every step that needs the listing, e.g. a wait.
+    rig = rig_of(Step.batched("make", one_by_one(creates("vm")), found_again=True,
+                              creates_machine=True),
+                 Step.batched("wait", one_by_one(waits("booting"))))
+    rig.run_pass("a", "b")
+    assert rig.storage.version_reads == 0
+    assert rig.storage.transactions == 1  # make stored with wait's Retry
+    assert rig.record("a").step_name == "wait"
+
+
+def test_a_step_that_creates_a_machine_must_see_the_listing() -> None:
+    with pytest.raises(ValueError, match="make: creates_machine needs needs_listing"):
+        Step.batched("make", one_by_one(creates("vm")), needs_listing=False,
+                     creates_machine=True)

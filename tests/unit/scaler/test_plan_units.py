@@ -254,3 +254,39 @@ def test_running_members_sealed_under_another_key_are_rolled_out_surge_first() -
     [replaced] = [a for a in result.actions if a.set == "workers"]
     assert (replaced.action, replaced.replaces) == (ActionKind.REPLACE, "w-stuck")
     assert "TALPROV_STORE_KEY" in replaced.reason
+
+
+def test_requests_sealed_under_another_key_do_not_open_the_circuit_breaker() -> None:
+    # Review: after `apply --reseal`, every request of the old key not yet provisioned
+    # counted as unhealthy, so three of them in a set of five (maxUnhealthy 40%) opened
+    # the breaker: nothing was replaced, not even the machine that really failed.
+    spec = make_spec(cp=1, workers=5, max_unhealthy="40%")
+    worker_hash = template_hash(spec, "workers", None)
+    observed = [machine(template_hash(spec, CONTROL_PLANE_SET, None), "cp"),
+                machine(worker_hash, "w-up", "workers"),
+                machine(worker_hash, "w-failed", "workers", Stage.FAILED,
+                        created_at=START - timedelta(hours=3), error="disk died")]
+    observed += [machine(worker_hash, f"w-sealed-{n}", "workers", Stage.PROVISIONING,
+                         created_at=START - timedelta(hours=2), unreadable=True)
+                 for n in range(3)]
+    result = plan(spec, observed, START)
+    [workers] = [s for s in result.sets if s.name == "workers"]
+    assert workers.circuit_breaker_open is False, workers.notes
+    assert workers.unreadable == 3
+    # maxInFlight 1 still bounds them: the oldest (the failed machine) goes first.
+    assert [(a.action, a.replaces, a.reason) for a in result.actions] == [
+        (ActionKind.REPLACE, "w-failed", "remediation: failed: disk died")]
+
+
+def test_a_running_member_sealed_under_another_key_is_rolled_out_for_that_reason() -> None:
+    # Review: the plan called such a member "rolling update: outdated", which it is not.
+    spec = make_spec(cp=1, workers=2, surge=0, unavailable=1)
+    worker_hash = template_hash(spec, "workers", None)
+    observed = [machine(template_hash(spec, CONTROL_PLANE_SET, None), "cp"),
+                machine(worker_hash, "w-sealed", "workers", unreadable=True),
+                machine(worker_hash, "w-up", "workers")]
+    result = plan(spec, observed, START)
+    assert [(a.action, a.replaces) for a in result.actions] == [
+        (ActionKind.REPLACE, "w-sealed")]
+    reason = result.actions[0].reason
+    assert reason == "rolling update: sealed under another TALPROV_STORE_KEY"
