@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -34,12 +33,13 @@ from talprov.cli.counts import (
 )
 from talprov.cli.machine import show_warnings
 from talprov.cli.output import emit, output_option, watch, watch_option
+from talprov.cli.planview import plan_view, show_plan, status_view
 from talprov.errors import ConfigError
 from talprov.providers.labels import LABEL_CLUSTER
 from talprov.providers.types import Stage
 from talprov.reconcile.work import STAGE_LOGGER
 from talprov.registry import check_request, validate_provider_data
-from talprov.scaler.actions import Action, Plan
+from talprov.scaler.actions import Plan
 from talprov.scaler.apply import (
     UNREADABLE_REMEDY,
     ClusterState,
@@ -134,78 +134,6 @@ def _check_providers(app: App, spec: ClusterSpec) -> None:
                                   exc.message) from None
 
 
-#: Later steps' actions shown in a table before "… and N more".
-SHOWN_LATER_ACTIONS = 20
-
-
-def plan_view(result: Plan, later: Sequence[Plan] = (), complete: bool = True
-              ) -> dict[str, Any]:
-    """What `plan` and `apply` print with -o json|yaml: the plan's keys and the
-    later steps' actions. Pure."""
-    return {**result.to_dict(),
-            "later_steps": [[a.to_dict() for a in step.actions] for step in later],
-            "later_steps_complete": complete}
-
-
-def _show_plan(result: Plan, output: str, later: Sequence[Plan] = (),
-               complete: bool = True) -> None:
-    if output != "table":
-        emit(plan_view(result, later, complete), output)
-        return
-    notes = [f"{s.name}: {note}" for s in result.sets for note in s.notes]
-    notes += [f"orphan {o.infra_id} ({o.provider}): {o.decision}" for o in result.orphans
-              if o.decision != "delete"]
-    if not result.actions:
-        # "matches its spec" would be untrue while a note says something is held back.
-        click.echo(f"{result.cluster}: no changes"
-                   + ("." if notes else "; the cluster matches its spec."))
-    for action in result.actions:
-        click.echo(_action_line(action))
-    summary = result.summary
-    click.echo(f"Plan: {summary['create']} to create, {summary['replace']} to replace, "
-               f"{summary['delete']} to delete.")
-    _show_later_steps(later, complete)
-    for note in notes:
-        click.echo(f"Note: {note}")
-
-
-def _action_line(action: Action, indent: str = "  ") -> str:
-    sign = {"create": "+", "delete": "-", "replace": "~"}[action.action.value]
-    extra = f" (replaces {action.replaces})" if action.replaces else ""
-    if action.domain:
-        extra += f" in {action.domain}"
-    return (f"{indent}{sign} {action.action.value:7} {action.set:16} {action.request}{extra}"
-            f"  # {action.reason}")
-
-
-def _show_later_steps(later: Sequence[Plan], complete: bool) -> None:
-    """The passes after this one, each once the previous one's machines are ready:
-    the first :data:`SHOWN_LATER_ACTIONS` actions, then how many more."""
-    if not later:
-        return
-    total = sum(len(step.actions) for step in later)
-    click.echo(f"Then {len(later)} more step(s), each once the previous step's machines "
-               f"are ready ({total} action(s); ids of new machines are provisional):")
-    shown = 0
-    for number, step in enumerate(later, start=2):
-        for action in step.actions:
-            if shown == SHOWN_LATER_ACTIONS:
-                click.echo(f"  … and {total - shown} more")
-                break
-            click.echo(_action_line(action, indent=f"  step {number}: "))
-            shown += 1
-        else:
-            continue
-        break
-    if not complete:
-        click.echo("  (cut off: the change had not settled after "
-                   f"{len(later) + 1} steps; see the notes)")
-
-
-def status_view(result: Plan) -> dict[str, Any]:
-    return {"cluster": result.cluster, "sets": [s.to_dict() for s in result.sets]}
-
-
 @click.command("plan")
 @click.option("-f", "--file", "path", required=True, type=click.Path(path_type=Path),
               help="Cluster spec (YAML stream).")
@@ -225,7 +153,7 @@ def plan_cmd(app: App, path: Path, reseal: bool, output: str) -> None:
         preview.backoff, preview.orphans_seen = state.backoff, state.orphans_seen
     _check_providers(app, spec)
     first, later, complete = scaler.preview_steps(preview)
-    _show_plan(first, output, later, complete)
+    show_plan(first, output, later, complete)
 
 
 def converge(app: App, name: str, timeout: float) -> bool:
@@ -356,7 +284,7 @@ def apply(app: App, path: Path, wait: bool, timeout: float, yes: bool, reseal: b
             say(f"{spec.name}: recorded; another worker is running its pass and "
                 "carries on from the new spec")
             return
-        _show_plan(result, output)
+        show_plan(result, output)
         return
     ok = converge(app, spec.name, timeout)
     final = scaler.preview(scaler.state(spec.name) or state)
@@ -541,7 +469,7 @@ def scale(app: App, name: str, set_name: str, count: int, yes: bool, output: str
         scaler.record(state.spec.scaled(set_name, count), keep_autoscaled_sizes=False)
     result = scaler.run_pass(name)
     if result is not None:  # None: another worker's pass has it, from the new size
-        _show_plan(result, output)
+        show_plan(result, output)
     # The pass only recorded creates and deletes: the reconciler makes and removes
     # the machines (QA: the line gave no hint of that).
     say(f"{name}/{set_name}: size {count}; {CARRIED_ON_BY}")
