@@ -269,7 +269,8 @@ def apply(app: App, path: Path, wait: bool, timeout: float, yes: bool, reseal: b
     spec = load_spec_file(path)
     _check_providers(app, spec)
     scaler = scaler_for(app, spec.name)
-    recorded = scaler.replaced_state(spec.name, reseal=reseal)
+    # Read for the questions below; the warning comes with the record it replaces.
+    recorded = scaler.replaced_state(spec.name, reseal=reseal, warn=False)
     if recorded is not None and CONTROL_PLANE_SET in recorded.spec.sets \
             and CONTROL_PLANE_SET in spec.sets:
         confirm_control_plane_shrink(f"{spec.name}/{CONTROL_PLANE_SET}",

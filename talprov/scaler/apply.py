@@ -148,11 +148,13 @@ class Scaler:
         self.save(state)
         return state
 
-    def replaced_state(self, name: str, *, reseal: bool) -> ClusterState | None:
+    def replaced_state(self, name: str, *, reseal: bool, warn: bool = True
+                       ) -> ClusterState | None:
         """The recorded state a spec of cluster ``name`` is about to replace (what
         :meth:`record` keeps of it, what ``talprov plan`` compares with): None when
         there is none, or when this store key cannot read it and ``reseal`` says to
-        seal it anew (logged at WARNING).
+        seal it anew (logged at WARNING unless ``warn`` is False: a caller that
+        calls :meth:`record` next, which says it).
 
         Raises :class:`UnreadableCluster` for an unreadable record without
         ``reseal``: the likelier cause is a wrong key in the caller's environment,
@@ -163,8 +165,9 @@ class Scaler:
         except UnreadableCluster as exc:
             if not reseal:
                 raise
-            log.warning("cluster %s: this key cannot read its record (%s); reseal: the "
-                        "spec replaces it whole", name, exc.reason)
+            if warn:
+                log.warning("cluster %s: this key cannot read its record (%s); reseal: "
+                            "the spec replaces it whole", name, exc.reason)
             return None
 
     def editing(self, name: str, *, wait: float = 30.0,
