@@ -72,6 +72,7 @@ class App:
     #: Instances all_handles() could not build, with why.
     unusable: dict[str, str] = field(default_factory=dict)
     _unusable_said: set[str] = field(default_factory=set)
+    _tls_said: set[str] = field(default_factory=set)  # instances warned about TLS
     _runtime: Runtime | None = None
     _placeholder_warned: bool = False
     #: Whether loading the config checks the service block's shape too (config
@@ -180,19 +181,32 @@ class App:
         return self.handle(name).provider
 
     def handle(self, name: str) -> ProviderHandle:
+        """Instance ``name``, built on first use (ConfigError when it cannot be);
+        a command that asks for it uses it: see :meth:`_say_unverified_tls`."""
+        built = self._built(name)
+        self._say_unverified_tls(name)
+        return built
+
+    def _built(self, name: str) -> ProviderHandle:
         if name not in self._providers:
             block = self.config.provider_block(name)
             where = f"{self.config.path or 'config'}: providers.{name}"
             provider = build_provider(name, block, self.runtime, where=where)
             self._providers[name] = ProviderHandle(provider, instance_concurrency(block))
-            off = unverified_tls(block)
-            if off is not None:
-                # Once per instance and process (it is built once): `config check`,
-                # the `serve` log, every command that uses it.
-                say(f"warning: provider instance {name}: TLS verification is off ({off}): "
-                    "its endpoint's certificate is not checked, so its credentials go to "
-                    "whoever answers at its address", level=logging.WARNING)
         return self._providers[name]
+
+    def _say_unverified_tls(self, name: str) -> None:
+        """Warn once per process that instance ``name`` does not verify TLS: by
+        `config check`, `providers --health`, the `serve` log and every command that
+        uses it, never by one that only builds it alongside (QA)."""
+        if name in self._tls_said:
+            return
+        self._tls_said.add(name)
+        off = unverified_tls(self.config.provider_block(name))
+        if off is not None:
+            say(f"warning: provider instance {name}: TLS verification is off ({off}): "
+                "its endpoint's certificate is not checked, so its credentials go to "
+                "whoever answers at its address", level=logging.WARNING)
 
     def all_handles(self, used: Collection[str] | None = None) -> dict[str, ProviderHandle]:
         """Every configured instance that can be built now.
@@ -208,9 +222,11 @@ class App:
         for name in self.config.config.providers:
             if name not in self._providers and name not in self.unusable:
                 try:
-                    self.handle(name)
+                    self._built(name)
                 except ConfigError as exc:
                     self.unusable[name] = str(exc)
+            if name in self._providers and (used is None or name in used):
+                self._say_unverified_tls(name)
             if name in self.unusable and name not in self._unusable_said \
                     and (used is None or name in used):
                 self._unusable_said.add(name)
