@@ -109,6 +109,10 @@ def record_failure(work: Work, step_name: str, exc: BaseException, policy: StepP
         # Looked at again soon once the operator has fixed the instance (a
         # restart, `reconcile --once` again), not after minutes of backoff.
         cap = min(cap, policy.unavailable_backoff_cap)
+        # The step's deadline is for a machine that never comes up; time the
+        # instance could not be reached is not the step's: it counts from the
+        # first attempt that gets through.
+        work.step_started_at = None
     delay = step_backoff(work.attempts, retry_after, base=policy.backoff_base, cap=cap)
     work.next_attempt_at = work.now() + timedelta(seconds=delay)
     work.events.append(f"attempt {work.attempts} failed, retry in {delay:.0f}s: {work.error}")

@@ -9,7 +9,7 @@ from typing import Any, ClassVar
 import pytest
 from pydantic import SecretStr
 
-from talprov.providers.errors import StepTimeout, Transient
+from talprov.providers.errors import InstanceAccessRefused, StepTimeout, Transient
 from talprov.providers.protocol import Runtime, Step, StepContext
 from talprov.providers.types import (
     Machine,
@@ -191,6 +191,31 @@ def test_the_timeout_counts_from_the_steps_first_run_not_the_request() -> None:
     rig.clock.sleep(11)
     rig.run_pass("r-1")
     assert rig.record("r-1").stage == Stage.FAILED
+
+
+def test_time_the_instance_was_unavailable_does_not_count_against_the_step() -> None:
+    # CI: a request blocked 30 min by refused credentials failed at its first wait
+    # after the fix: "step ensure-template not done after 1800s".
+    refused = [True]
+
+    def run(ctx: StepContext[Any, Any]) -> StepResult:
+        if refused[0]:
+            raise InstanceAccessRefused("lab: InvalidLogin")
+        return Retry(10, "template being imported")
+
+    rig = Rig([Step("template", run, timeout=60)])
+    rig.add("r-1")
+    for _ in range(10):
+        rig.run_pass("r-1")
+        rig.clock.sleep(60)
+    refused[0] = False
+    rig.run_pass("r-1")
+    record = rig.record("r-1")
+    assert record.stage == Stage.PROVISIONING, record.error
+    rig.clock.sleep(61)
+    rig.run_pass("r-1")  # the deadline counts from the first attempt that got through
+    assert rig.record("r-1").error == (
+        "template: step template not done after 60s: template being imported")
 
 
 def test_a_step_done_late_is_done_and_errors_keep_their_class() -> None:
