@@ -43,7 +43,8 @@ from talprov.providers.protocol import Runtime
 from talprov.reconcile.failures import StepPolicy
 from talprov.reconcile.reconciler import PassReport, ProviderHandle, Reconciler
 from talprov.reconcile.waiting import repeat_until
-from talprov.scaler.apply import Scaler, UnreadableCluster
+from talprov.scaler.apply import Scaler
+from talprov.scaler.clusterstate import UnreadableCluster
 from talprov.scaler.templates import NameGenerator
 from talprov.secrets import redact
 from talprov.sets import SetRepository, reconcile_set

@@ -25,7 +25,8 @@ from talprov.providers.errors import ProviderError
 from talprov.providers.labels import LABEL_SET
 from talprov.providers.types import Owner, Stage
 from talprov.reconcile.failures import resource_error_kind
-from talprov.scaler.apply import ClusterState, Scaler, UnreadableCluster
+from talprov.scaler.apply import Scaler
+from talprov.scaler.clusterstate import ClusterState, UnreadableCluster
 from talprov.scaler.editing import ClusterBusy
 from talprov.scaler.models import Autoscaling, MachineSetSpec
 from talprov.secrets import redact

@@ -40,12 +40,8 @@ from talprov.providers.types import Stage
 from talprov.reconcile.work import STAGE_LOGGER
 from talprov.registry import check_request, validate_provider_data
 from talprov.scaler.actions import Plan
-from talprov.scaler.apply import (
-    UNREADABLE_REMEDY,
-    ClusterState,
-    Scaler,
-    plan_converged,
-)
+from talprov.scaler.apply import Scaler, plan_converged
+from talprov.scaler.clusterstate import UNREADABLE_REMEDY, ClusterState
 from talprov.scaler.configtext import merge_patch
 from talprov.scaler.models import CONTROL_PLANE_SET, ClusterSpec
 from talprov.scaler.spec import load_spec_file

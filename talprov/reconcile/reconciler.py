@@ -40,12 +40,13 @@ from talprov.logs import log_context
 from talprov.processes import dead_local_worker, local_worker_id
 from talprov.providers.protocol import Provider, Runtime
 from talprov.providers.types import Machine, Owner, Stage
+from talprov.reconcile.failures import StepPolicy
 from talprov.reconcile.instance_health import InstanceBackoff, InstanceTrouble
 from talprov.reconcile.leases import LeaseRenewal
 from talprov.reconcile.leftovers import LeftoverSweeper
 from talprov.reconcile.listings import Listing, MachineListings
 from talprov.reconcile.observing import Observations, by_request
-from talprov.reconcile.runner import RequestRunner, StepPolicy
+from talprov.reconcile.runner import RequestRunner
 from talprov.reconcile.unconfigured import UnconfiguredInstances, unconfigured_error
 from talprov.reconcile.waiting import repeat_until
 from talprov.reconcile.work import Work

@@ -39,11 +39,8 @@ from talprov.providers.errors import (
 from talprov.providers.protocol import Provider, Runtime, Step, StepContext
 from talprov.providers.types import Machine, Owner, Retry, Stage, StepResult
 from talprov.reconcile.failures import (
-    OUT_OF_CAPACITY,
-    QUOTA_EXCEEDED,
     StepPolicy,
     record_failure,
-    resource_error_kind,
 )
 from talprov.reconcile.storage import ProgressStorage
 from talprov.reconcile.work import Work, save_all
@@ -51,9 +48,6 @@ from talprov.store.records import RequestRecord
 
 log = logging.getLogger(__name__)
 
-# The failure policy moved to talprov.reconcile.failures; its names stay importable here.
-__all__ = ["OUT_OF_CAPACITY", "QUOTA_EXCEEDED", "RequestRunner", "StepPolicy",
-           "resource_error_kind", "run_step", "within_timeout"]
 
 
 def within_timeout(

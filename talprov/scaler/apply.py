@@ -26,11 +26,8 @@ from talprov.reconcile.observing import machine_lost
 from talprov.reconcile.reconciler import ProviderHandle
 from talprov.scaler.actions import ActionKind, Plan
 from talprov.scaler.clusterstate import (
-    UNREADABLE_REMEDY,
     ClusterState,
     UnreadableCluster,
-    seal_spec,
-    unseal_spec,
 )
 from talprov.scaler.editing import SkippedClusters, claim_cluster_lease, holding_cluster
 from talprov.scaler.models import ClusterSpec
@@ -50,10 +47,6 @@ from talprov.store.store import Store
 
 log = logging.getLogger(__name__)
 
-# The cluster record moved to talprov.scaler.clusterstate; its names stay importable here.
-__all__ = ["UNREADABLE_REMEDY", "ClusterState", "Scaler", "UnreadableCluster",
-           "backoff_cause", "observed_machine", "plan_converged", "seal_spec",
-           "unseal_spec"]
 
 
 # -- observation -------------------------------------------------------------------

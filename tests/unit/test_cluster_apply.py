@@ -11,8 +11,8 @@ import yaml
 
 from talprov.providers.protocol import Runtime
 from talprov.providers.types import Stage
+from talprov.reconcile.failures import StepPolicy
 from talprov.reconcile.reconciler import ProviderHandle, Reconciler
-from talprov.reconcile.runner import StepPolicy
 from talprov.registry import build_provider
 from talprov.scaler.apply import Scaler
 from talprov.scaler.spec import load_spec_file

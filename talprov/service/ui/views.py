@@ -19,7 +19,8 @@ from typing import Any
 from talprov.providers.labels import LABEL_CLUSTER, LABEL_SET
 from talprov.providers.types import Stage
 from talprov.scaler.actions import Plan
-from talprov.scaler.apply import Scaler, UnreadableCluster
+from talprov.scaler.apply import Scaler
+from talprov.scaler.clusterstate import UnreadableCluster
 from talprov.service.auth import Principal
 from talprov.service.context import ServiceContext
 from talprov.service.ui.timeline import StepLine, build_timeline

@@ -12,7 +12,8 @@ import pytest
 
 from talprov.autoscaler.groups import GroupError, NodeGroups, NodeRef
 from talprov.providers.types import Stage
-from talprov.scaler.apply import ClusterState, Scaler
+from talprov.scaler.apply import Scaler
+from talprov.scaler.clusterstate import ClusterState
 from tests.emulators.moto import Fault, MotoServer
 from tests.unit.autoscaler.certs import Authority
 from tests.unit.autoscaler.upstream import Upstream

@@ -14,8 +14,8 @@ from talprov.aws.config import AwsConfig
 from talprov.aws.provider import AwsProvider
 from talprov.providers.protocol import Runtime
 from talprov.providers.types import Stage
+from talprov.reconcile.failures import StepPolicy
 from talprov.reconcile.reconciler import ProviderHandle, Reconciler
-from talprov.reconcile.runner import StepPolicy
 from talprov.store.store import Store
 from talprov.testing import FakeClock
 from tests.emulators.moto import REGION, MotoServer, fake_credentials

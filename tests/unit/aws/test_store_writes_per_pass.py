@@ -5,7 +5,8 @@ no version read is made before wait-running, which makes no machine."""
 from __future__ import annotations
 
 from talprov.providers.types import Stage
-from talprov.reconcile.runner import RequestRunner, StepPolicy
+from talprov.reconcile.failures import StepPolicy
+from talprov.reconcile.runner import RequestRunner
 from talprov.testing import MemoryProgressStorage
 from tests.unit.aws.helpers import Harness, make_request
 

@@ -22,8 +22,8 @@ from talprov.baremetal.provider import BareMetalProvider
 from talprov.providers.errors import AuthError
 from talprov.providers.protocol import Runtime
 from talprov.providers.types import MachineRequest, Owner, Stage
+from talprov.reconcile.failures import StepPolicy
 from talprov.reconcile.reconciler import ProviderHandle, Reconciler
-from talprov.reconcile.runner import StepPolicy
 from talprov.store.store import Store
 from talprov.talos.hostname import with_hostname
 from talprov.testing import FakeClock as Clock

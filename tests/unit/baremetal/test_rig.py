@@ -19,8 +19,8 @@ from talprov.baremetal.inventory import BmcInfo, MachineStatus
 from talprov.baremetal.provider import BareMetalProvider
 from talprov.providers.protocol import Runtime
 from talprov.providers.types import MachineRequest, Stage
+from talprov.reconcile.failures import StepPolicy
 from talprov.reconcile.reconciler import ProviderHandle, Reconciler
-from talprov.reconcile.runner import StepPolicy
 from talprov.store.store import Store
 from talprov.talos.schematic import Schematic
 from tests.emulators.baremetal.rig import Rig, RigUnavailable, rig

@@ -12,8 +12,8 @@ from pydantic import SecretStr
 
 from talprov.providers.protocol import Runtime
 from talprov.providers.types import MachineRequest, Stage
+from talprov.reconcile.failures import OUT_OF_CAPACITY, StepPolicy, resource_error_kind
 from talprov.reconcile.reconciler import ProviderHandle, Reconciler
-from talprov.reconcile.runner import OUT_OF_CAPACITY, StepPolicy, resource_error_kind
 from talprov.registry import build_provider
 from talprov.store.store import Store
 from talprov.testing import FakeClock

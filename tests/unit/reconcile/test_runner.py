@@ -19,7 +19,8 @@ from talprov.providers.types import (
     Stage,
     StepResult,
 )
-from talprov.reconcile.runner import RequestRunner, StepPolicy, run_step
+from talprov.reconcile.failures import StepPolicy
+from talprov.reconcile.runner import RequestRunner, run_step
 from talprov.store.errors import StaleRecord
 from talprov.store.records import RequestRecord
 from talprov.testing import FakeClock, MemoryProgressStorage, ProviderDouble

@@ -99,7 +99,7 @@ def test_a_spec_recorded_before_the_set_size_cap_still_reads_back(base_dir: Path
                                                                   tmp_path: Path) -> None:
     # A spec recorded when autoscaling.max had no upper bound must stay readable:
     # otherwise every pass, status and destroy of that cluster would fail on it.
-    from talprov.scaler.apply import seal_spec, unseal_spec
+    from talprov.scaler.clusterstate import seal_spec, unseal_spec
     from talprov.scaler.models import MAX_SET_SIZE
 
     store = Store("sqlite://")

@@ -15,7 +15,8 @@ from talprov.autoscaler.groups import NodeGroups
 from talprov.providers.protocol import Runtime
 from talprov.reconcile.reconciler import ProviderHandle
 from talprov.runloop import RunLoop
-from talprov.scaler.apply import Scaler, UnreadableCluster
+from talprov.scaler.apply import Scaler
+from talprov.scaler.clusterstate import UnreadableCluster
 from talprov.scaler.spec import load_spec_file
 from talprov.store.store import Store
 from talprov.testing import FakeClock

@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 
 from talprov.providers.types import Stage
+from talprov.reconcile.failures import StepPolicy
 from talprov.reconcile.reconciler import ProviderHandle, Reconciler
-from talprov.reconcile.runner import StepPolicy
 from talprov.store.records import RequestRecord
 from talprov.store.store import Store
 from talprov.talos.join import user_data_for
