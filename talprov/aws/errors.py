@@ -86,16 +86,21 @@ QUOTA_CODES = {
 # signature, a clock too far off): every request of the instance fails alike until
 # its operator fixes them, so none is failed for it (InstanceAccessRefused).
 CREDENTIAL_CODES = frozenset({
-    "AuthFailure", "InvalidClientTokenId", "SignatureDoesNotMatch", "ExpiredToken",
+    "InvalidClientTokenId", "SignatureDoesNotMatch", "ExpiredToken",
     "ExpiredTokenException", "RequestExpired", "InvalidAccessKeyId",
     "UnrecognizedClientException", "IncompleteSignature", "MissingAuthenticationToken",
 })
 # Refusals of what a call does (a missing permission, perhaps on one object a
 # request names, an account or region not enabled): permanent AuthError.
 AUTH_CODES = frozenset({
-    "UnauthorizedOperation", "AccessDenied", "AccessDeniedException", "OptInRequired",
-    "Blocked",
+    "AuthFailure", "UnauthorizedOperation", "AccessDenied", "AccessDeniedException",
+    "OptInRequired", "Blocked",
 })
+# EC2 answers AuthFailure both for a key it cannot validate and for one object a
+# request names that the account may not use ("Not authorized for images: [ami-…]",
+# another account's Elastic IP): only the first, told by EC2's message, is the
+# instance's trouble.
+UNVALIDATED_CREDENTIALS = "not able to validate the provided access credentials"
 # Error-code prefixes that name the provider_data field a user got wrong.
 FIELD_BY_CODE_PREFIX = (
     ("InvalidSubnet", "provider_data.subnets"),
@@ -372,7 +377,8 @@ def _from_client_error(exc: ClientError, operation: str) -> ProviderError:  # no
         return QuotaExceeded(f"{operation}: {code}: {QUOTA_CODES[code]}")
     if code in SERVER_CODES or status >= 500:
         return Transient(text)
-    if code in CREDENTIAL_CODES or (status == 401 and code not in AUTH_CODES):
+    if code in CREDENTIAL_CODES or (status == 401 and code not in AUTH_CODES) or (
+            code == "AuthFailure" and UNVALIDATED_CREDENTIALS in aws_message):
         return InstanceAccessRefused(text)
     if code in AUTH_CODES or status == 403:
         return AuthError(text)

@@ -52,6 +52,18 @@ def _client_error(code: str, status: int = 400, message: str = "") -> ClientErro
     return ClientError(reply, "RunInstances")
 
 
+def test_an_authfailure_is_the_instances_only_when_ec2_cannot_validate_the_key() -> None:
+    # EC2's error codes page: AuthFailure is also "trying to use an AMI for which
+    # you do not have permissions", which is the request's, and stays permanent.
+    unvalidated = _client_error(
+        "AuthFailure", 401, "AWS was not able to validate the provided access credentials")
+    assert type(translate(unvalidated, "DescribeImages")) is InstanceAccessRefused
+    image = _client_error("AuthFailure", 400, "Not authorized for images: [ami-0abc]")
+    error = translate(image, "RunInstances")
+    assert type(error) is AuthError
+    assert error.permanent
+
+
 @pytest.mark.parametrize(("code", "status", "expected"), [
     ("RequestLimitExceeded", 503, Transient),
     ("Throttling", 400, Transient),
@@ -65,7 +77,7 @@ def _client_error(code: str, status: int = 400, message: str = "") -> ClientErro
     ("UnauthorizedOperation", 403, AuthError),
     ("AccessDenied", 403, AuthError),
     ("SomethingNew", 403, AuthError),
-    ("AuthFailure", 401, InstanceAccessRefused),
+    ("AuthFailure", 401, AuthError),  # e.g. "Not authorized for images: [ami-…]"
     ("InvalidClientTokenId", 403, InstanceAccessRefused),
     ("SignatureDoesNotMatch", 403, InstanceAccessRefused),
     ("ExpiredToken", 400, InstanceAccessRefused),
