@@ -125,6 +125,23 @@ def _origin(url: httpx.URL) -> tuple[str, str, int | None]:
     return (url.scheme, url.host, url.port)
 
 
+def split_credentials(url: str) -> tuple[str, tuple[str, str] | None]:
+    """(``url`` without credentials and trailing ``/``, the (user, password)
+    written into it or None). Pure; never raises for a URL the config accepted."""
+    parsed = httpx.URL(url)
+    bare = str(parsed.copy_with(userinfo=b"")).rstrip("/")
+    if not parsed.username:
+        return bare, None
+    return bare, (parsed.username, parsed.password)
+
+
+def has_credentials(runtime: Runtime) -> bool:
+    """Whether ``runtime``'s Image Factory is given credentials (in its settings
+    or written into its URL): an authenticated factory names schematics with
+    their owner, so no id can be computed without asking it. Pure."""
+    return runtime.factory_auth is not None or split_credentials(runtime.factory_url)[1] is not None
+
+
 class ImageFactory:
     """A client of one Image Factory (or mirror) with a local download cache.
 
@@ -147,8 +164,11 @@ class ImageFactory:
         transport: httpx.BaseTransport | None = None,
         auth: tuple[str, str] | None = None,
     ) -> None:
-        self.base_url = base_url.rstrip("/")
-        self.pxe_base_url = (pxe_base_url or base_url).rstrip("/")
+        # Credentials written into a URL become the client's: every asset URL is
+        # named by the bare URL, since drivers hand those to machines and nodes.
+        self.base_url, in_url = split_credentials(base_url)
+        self.pxe_base_url, in_pxe_url = split_credentials(pxe_base_url or base_url)
+        auth = auth or in_url or in_pxe_url
         self.cloud_images_url = cloud_images_url
         self.cache_dir = Path(cache_dir)
         origins = {_origin(httpx.URL(self.base_url)), _origin(httpx.URL(self.pxe_base_url))}
@@ -156,8 +176,7 @@ class ImageFactory:
             verify=verify, timeout=timeout, follow_redirects=True, transport=transport,
             auth=_FactoryAuth(*auth, origins) if auth else None,
         )
-        # httpx sends credentials written into the URL as HTTP Basic, too.
-        self.authenticated = auth is not None or bool(httpx.URL(self.base_url).username)
+        self.authenticated = auth is not None
         self.cache = DownloadCache(self.cache_dir, self._client, raise_for_status)
         self._registered: dict[str, str] = {}  # local id -> the id the factory answered
         self._cloud_images: dict[str, list[CloudImage]] = {}

@@ -129,3 +129,22 @@ def test_talprov_yaml_gives_the_runtime_its_factory_credentials(
         load_config(str(path))
     assert "image_factory" in caught.value.where
     assert "go together" in caught.value.message
+
+
+def test_credentials_in_the_url_never_end_up_in_an_asset_url(
+    authenticated: FakeImageFactory, tmp_path: Path,
+) -> None:
+    """Before, a factory URL with credentials written in it named every asset with
+    them: `image urls` printed the password, Proxmox got it in its download-url
+    task and a bare-metal machine in its iPXE script. The client now takes them as
+    its credentials and names assets by the bare URL."""
+    url = authenticated.url.replace("http://", "http://alice:s3cret-factory-pw@")
+    with ImageFactory(url, tmp_path) as client:
+        owned = client.register(SCHEMATIC)
+        asset = client.image_url(owned, "v1.11.5", "metal", "amd64")
+        script = client.pxe_script_url(owned, "v1.11.5", "amd64")
+        assert asset.startswith(authenticated.url + "/image/")
+        assert script.startswith(authenticated.url + "/pxe/")
+        assert client.base_url == authenticated.url
+        # Still authenticated: the owner's image downloads through the bare URL.
+        assert client.download(asset).stat().st_size > 0
