@@ -119,7 +119,7 @@ def check_mirror(mirror: Path, schematic_id: str, version: str, arch: str) -> No
         if not (folder / name).is_file():
             raise InvalidRequest(
                 f"the mirror has no {folder / name}: extensions, kernel args and META change "
-                "the schematic id and so the folder (`talprov image id --request FILE` "
+                "the schematic id and so the folder (`talprov image id --local --request FILE` "
                 "prints it)", field="mirror_dir")
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import click
@@ -14,7 +15,7 @@ from talprov.providers.errors import InvalidRequest
 from talprov.providers.types import Arch, talos_version_problem
 from talprov.requestfile import load_request_file
 from talprov.talos.assets import PLATFORMS, AssetKind, Platform
-from talprov.talos.factory import ImageFactory, asset_names_for, images_for
+from talprov.talos.factory import ImageFactory, asset_names_for, has_credentials, images_for
 from talprov.talos.schematic import Schematic
 
 
@@ -51,11 +52,42 @@ def image() -> None:
 @click.option("-f", "--file", "path", type=click.Path(path_type=Path),
               help="An Image Factory schematic YAML.")
 @click.option("--request", type=click.Path(path_type=Path), help="Or a request file.")
+@click.option("--local", is_flag=True,
+              help="Print the id computed here, asking no factory, also when the factory "
+                   "has credentials (what an unauthenticated factory and Omni compute; "
+                   "the name of a bare-metal mirror's folder).")
+@pass_app
 @handle_errors
-def image_id(path: Path | None, request: Path | None) -> None:
-    """Print the schematic id, computed locally exactly as the Image Factory does."""
+def image_id(app: App, path: Path | None, request: Path | None, local: bool) -> None:
+    """Print the schematic id talprov uses in the factory's URLs.
+
+    Computed here exactly as the Image Factory does; with factory credentials
+    configured, the schematic is registered (idempotent) and the id the factory
+    answers is printed: an authenticated factory names it with its owner in it.
+    """
     schematic, _ = _schematic(path, request)
-    click.echo(schematic.id())
+    if local:
+        click.echo(schematic.id())
+        return
+    with _factory_naming(app) as (_, sid):
+        click.echo(sid(schematic))
+
+
+@contextlib.contextmanager
+def _factory_naming(app: App) -> Iterator[tuple[ImageFactory, Callable[[Schematic], str]]]:
+    """A factory client to name asset URLs with, and how it names a schematic: the
+    local id when the factory has no credentials (no factory is asked, and none
+    of its settings need to resolve), else the id it answers when registered (an
+    authenticated factory puts the owner in). Raises what ``register`` raises,
+    and ``InstanceUnavailable`` when the credentials cannot be resolved."""
+    # A username whose password did not resolve counts: the URLs computed without
+    # it would name an id the factory does not serve.
+    if has_credentials(app.runtime) or app.config.factory_raw.get("username") is not None:
+        factory = images_for(app.runtime)  # shared by the runtime: not closed here
+        yield factory, factory.register
+        return
+    with asset_names_for(app.runtime) as names:
+        yield names, Schematic.id
 
 
 @image.command("urls")
@@ -72,12 +104,13 @@ def urls(app: App, path: Path | None, request: Path | None, talos_version: str |
          arch: str, secure_boot: bool, output: str) -> None:
     """Print the Image Factory URL of every platform asset for a schematic.
 
-    Computed here, asking no factory: the factory's credentials are not needed.
+    Computed here, asking no factory, unless the factory has credentials: then
+    the schematic is registered and named by the id the factory answers.
     """
     schematic, req_version = _schematic(path, request)
     version = _version(talos_version or req_version)
-    with asset_names_for(app.runtime) as names:
-        rows = asset_rows(names, schematic.id(), version, Arch(arch), secure_boot)
+    with _factory_naming(app) as (factory, sid):
+        rows = asset_rows(factory, sid(schematic), version, Arch(arch), secure_boot)
     emit(rows, output, columns=("platform", "kind", "url"))
 
 
