@@ -32,7 +32,12 @@ from talprov.baremetal.inventory import (
 from talprov.baremetal.power.base import BootDevice, PowerDriver, PowerState
 from talprov.baremetal.powers import PowerDrivers, PowerFactory
 from talprov.baremetal.state import BareMetalState
-from talprov.providers.errors import CapacityError, InvalidRequest, ProviderError
+from talprov.providers.errors import (
+    CapacityError,
+    InstanceUnavailable,
+    InvalidRequest,
+    ProviderError,
+)
 from talprov.providers.protocol import ProviderState, Runtime, Step, StepContext
 from talprov.providers.types import (
     Health,
@@ -44,7 +49,7 @@ from talprov.providers.types import (
     StepResult,
 )
 from talprov.talos.assets import Platform, require_offered
-from talprov.talos.factory import ImageFactory, images_for
+from talprov.talos.factory import ImageFactory, images_for, split_credentials
 from talprov.talos.join import join_only_config, user_data_for
 
 log = logging.getLogger(__name__)
@@ -307,6 +312,7 @@ class BareMetalProvider:
         if request.secure_boot:
             raise InvalidRequest(PXE_SECURE_BOOT, field="secure_boot")
         schematic = Schematic.from_request(request)
+        factory_url = split_credentials(self.runtime.factory_url)[0]
         if self.config.mirror_dir:
             schematic_id = schematic.id()
             if check:
@@ -314,10 +320,15 @@ class BareMetalProvider:
                              request.talos_version, str(request.arch))
         else:
             factory = images_for(self.runtime)
+            if factory.authenticated and not self.config.proxy_factory:
+                raise InstanceUnavailable(
+                    f"the Image Factory {factory.base_url} needs credentials, which iPXE on "
+                    "the machines does not have: set proxy_factory: true (the boot server "
+                    "fetches with them) or mirror_dir")
             schematic_id = factory.register(schematic)
             if check:
                 check_factory(factory, schematic_id, request.talos_version, str(request.arch))
-        return ipxe.asset_urls(self.config, self.runtime.factory_url, schematic_id,
+        return ipxe.asset_urls(self.config, factory_url, schematic_id,
                                request.talos_version, str(request.arch))
 
     def _prepare_boot(self, ctx: Ctx) -> StepResult:

@@ -69,6 +69,18 @@ def load_block(app: Any, provider: str | None, file: str | None) -> tuple[BareMe
     return validate(BareMetalConfig, body, where), factory_url
 
 
+def proxy_credentials(app: Any, file: str | None,
+                      config: BareMetalConfig) -> tuple[tuple[str, str] | None, bool | str]:
+    """The Image Factory's (user, password) and TLS setting from talprov.yaml, for
+    the boot server's proxy (``proxy_factory``); none for a ``--file`` block or
+    without the proxy. Raises ``ConfigError`` naming the setting that does not
+    resolve (an unset password): an authenticated factory serves nothing without it."""
+    if file is not None or not config.proxy_factory:
+        return None, True
+    factory = app.config.image_factory()
+    return factory.auth(), factory.verify()
+
+
 class _Ctx:
     def __init__(self, app: Any, provider: str | None, file: str | None) -> None:
         self.app, self.provider, self.file = app, provider, file
@@ -174,10 +186,11 @@ def serve(obj: _Ctx, verbose: bool) -> None:
 
     try:
         config, factory_url = obj.config()
+        auth, verify = proxy_credentials(obj.app, obj.file, config)
     except ConfigError as exc:
         _refuse(exc)
         return
-    server = BootServer(config, factory_url)
+    server = BootServer(config, factory_url, factory_auth=auth, factory_verify=verify)
     done = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: done.set())
     signal.signal(signal.SIGINT, lambda *_: done.set())

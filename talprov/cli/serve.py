@@ -295,7 +295,9 @@ def start_boot_servers(app: App) -> list[Any]:
         from talprov.baremetal.provider import BareMetalProvider
 
         assert isinstance(handle.provider, BareMetalProvider)
-        boot = BootServer(handle.provider.config, app.runtime.factory_url)
+        boot = BootServer(handle.provider.config, app.runtime.factory_url,
+                          factory_auth=app.runtime.factory_auth,
+                          factory_verify=app.runtime.factory_verify_tls)
         try:
             boot.start()
         except OSError as exc:

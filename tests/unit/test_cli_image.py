@@ -78,7 +78,7 @@ def test_urls_and_id_with_factory_credentials_use_the_id_the_factory_answers(
     monkeypatch.setenv("IFPW_SET", "pw-4d2e")
     home.write_config(image_factory={"url": image_factory.url, "username": "team-a",
                                      "password": "${env:IFPW_SET}"})
-    local_id = Schematic.from_yaml(SCHEMATIC.encode(), "s").id()
+    local_id = Schematic.from_yaml(SCHEMATIC, "s").id()
     owned_id = schematic_id(yaml.safe_load(SCHEMATIC), owner="team-a")
     assert owned_id != local_id
 

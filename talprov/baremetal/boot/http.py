@@ -35,6 +35,7 @@ from talprov.baremetal.boot.binding import BootAlerts, DhcpLedger, SourceRateLim
 from talprov.baremetal.config import BareMetalConfig
 from talprov.baremetal.inventory import Inventory, MachineStatus, normalize_mac
 from talprov.baremetal.records import canonical_uuid
+from talprov.talos.factory import split_credentials
 
 log = logging.getLogger(__name__)
 
@@ -71,10 +72,15 @@ class BootHttp:
     """Decides and serves what each machine boots. Thread-safe (state is in the inventory)."""
 
     def __init__(self, config: BareMetalConfig, inventory: Inventory, factory_url: str, *,
+                 factory_auth: tuple[str, str] | None = None, factory_verify: bool | str = True,
                  ledger: DhcpLedger | None = None, alerts: BootAlerts | None = None) -> None:
         self.config = config
         self.inventory = inventory
-        self.factory_url = factory_url.rstrip("/")
+        # The proxy (proxy_factory) fetches with the factory's credentials, given
+        # or written into its URL: an authenticated factory serves no image without.
+        self.factory_url, in_url = split_credentials(factory_url)
+        self.factory_auth = factory_auth or in_url
+        self.factory_verify = factory_verify
         #: The DHCP responder's memory (None: no responder here, nothing to check).
         self.ledger = ledger
         self.alerts = alerts or BootAlerts()
@@ -295,7 +301,10 @@ class _Handler(BaseHTTPRequestHandler):
     def _proxy(self, url: str) -> None:
         import httpx
 
-        with httpx.stream("GET", url, follow_redirects=True, timeout=60.0) as upstream:
+        app = self.server.app
+        # httpx drops the credentials on a redirect to another origin (a CDN).
+        with httpx.stream("GET", url, follow_redirects=True, timeout=60.0,
+                          auth=app.factory_auth, verify=app.factory_verify) as upstream:
             if upstream.status_code != HTTPStatus.OK:
                 self._send(HTTPStatus.BAD_GATEWAY, b"factory error\n")
                 return

@@ -30,6 +30,9 @@ class BootServer:
 
     config: BareMetalConfig
     factory_url: str = "https://factory.talos.dev"
+    #: The Image Factory's (user, password) and TLS setting, for the proxy (proxy_factory).
+    factory_auth: tuple[str, str] | None = field(default=None, repr=False)
+    factory_verify: bool | str = True
     services: list[_Service] = field(default_factory=list)
     http: HttpBootServer | None = None
 
@@ -38,7 +41,8 @@ class BootServer:
         inventory = Inventory(self.config.inventory)
         dhcp_on = self.config.dhcp is not None and self.config.dhcp.enabled
         ledger = DhcpLedger() if dhcp_on else None
-        app = BootHttp(self.config, inventory, self.factory_url, ledger=ledger)
+        app = BootHttp(self.config, inventory, self.factory_url, factory_auth=self.factory_auth,
+                       factory_verify=self.factory_verify, ledger=ledger)
         self.http = HttpBootServer(app, self.config.listen_address, self.config.listen_port)
         wanted: list[_Service] = [self.http]
         if self.config.config_tls is not None:
