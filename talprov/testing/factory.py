@@ -17,8 +17,9 @@ With ``users`` set (name -> password) it behaves like the factory's authenticate
 (Enterprise) edition: every request needs HTTP Basic credentials (401 without),
 ``POST /schematics`` sets the schematic's ``owner`` to the user, which changes the
 id (it is the hash of the normalized schematic, ``owner:`` first), and answers
-``{"id", "schematic"}`` with that normalized text; images of an owned schematic
-are served to their owner only (403 for another user).
+``{"id", "schematic"}`` with that normalized text; images of a schematic are
+served to its owner only (403 for another user, and for everybody when it has
+no owner, such as the default schematic's well-known id).
 
 It honours ``Range``, counts requests per path in ``hits``, and injects faults:
 ``fail_next(path, status, times)`` and ``drop_next(path, after_bytes, times)``
@@ -267,14 +268,20 @@ class FakeImageFactory:
         wanted = release.group(1)
         return list(self.cloud_images.get(wanted) or default_cloud_images(wanted))
 
+    def refused(self, path: str, user: str | None) -> bool:
+        """Whether an authenticated factory answers 403 to ``user`` for ``path``: a
+        known schematic that is not theirs, also one without an owner (the default
+        schematic among them), as the factory's ownership rule has it."""
+        match = re.fullmatch(r"/(?:image|pxe)/([0-9a-f]{64})/.*", path)
+        return (bool(self.users) and match is not None and match.group(1) in self.schematics
+                and self.owners.get(match.group(1)) != user)
+
     def content_for(self, path: str, user: str | None = None) -> tuple[bytes, str] | None:
         """The body and content type served for a GET of ``path``, or None (404)."""
         listed = self._listing(path)
         if listed is not None:
             return json.dumps(listed, indent=2).encode(), "application/json"
         match = re.fullmatch(r"/(image|pxe)/([0-9a-f]{64})/(v[0-9][^/]*)/([^/]+)", path)
-        if match and self.owners.get(match.group(2), user) != user:
-            return None  # another user's schematic: not theirs to see
         if not match or match.group(2) not in self.schematics:
             return None
         kind, schematic, version, asset = match.groups()
@@ -367,6 +374,9 @@ def _handler_for(fake: FakeImageFactory) -> type[BaseHTTPRequestHandler]:
                 allowed, user = self._authenticated()
                 if not allowed:
                     return
+            if fake.refused(path, user):
+                self._reply(403, b"schematic owner does not match authenticated user\n")
+                return
             found = fake.content_for(path, user)
             if found is None:
                 self._reply(404, b"not found\n")

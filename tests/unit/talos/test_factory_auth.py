@@ -15,10 +15,10 @@ from pathlib import Path
 
 import pytest
 
-from talprov.providers.errors import AuthError, NotFound
+from talprov.providers.errors import AuthError
 from talprov.talos.factory import ImageFactory, SchematicIdMismatch
 from talprov.talos.schematic import Schematic
-from tests.emulators.factory import FakeImageFactory
+from tests.emulators.factory import EMPTY_SCHEMATIC_ID, FakeImageFactory
 from tests.emulators.factory import image_factory as image_factory  # noqa: PLC0414 - fixture
 
 SCHEMATIC = Schematic(extra_kernel_args=("console=ttyS0",),
@@ -85,8 +85,10 @@ def test_another_users_schematic_is_not_served(
         owned = alice.register(SCHEMATIC)
     with ImageFactory(authenticated.url, tmp_path / "b", auth=("bob", "other-pw")) as bob:
         assert bob.register(SCHEMATIC) != owned
-        with pytest.raises(NotFound):
-            bob.download(bob.image_url(owned, "v1.11.5", "metal", "amd64"))
+        # The factory answers 403 (its ownership rule), as for an id without owner.
+        for other in (owned, EMPTY_SCHEMATIC_ID):
+            with pytest.raises(AuthError):
+                bob.download(bob.image_url(other, "v1.11.5", "metal", "amd64"))
 
 
 def test_credentials_go_to_the_factory_only(tmp_path: Path) -> None:
