@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from talprov.providers.errors import InvalidRequest, ProviderError
+from talprov.providers.errors import InstanceUnavailable, InvalidRequest, ProviderError
 from talprov.providers.protocol import Runtime, StepContext
 from talprov.providers.types import Retry, StepResult
 from talprov.proxmox import images
@@ -128,7 +128,7 @@ class IsoSteps:
     def _start_transfer(self, ctx: Ctx, key: tuple[str, str, str], url: str) -> str | None:
         """Start the node's download (UPID), or upload from the cache (None: done)."""
         node, storage, name = key
-        if self.config.iso_transfer == "upload":
+        if self._upload_only():
             self._upload_from_cache(node, storage, name, url)
             ctx.event(f"uploaded Talos ISO {name} to {storage} on {node}")
             return None
@@ -139,6 +139,25 @@ class IsoSteps:
         )
         ctx.event(f"node {node} downloads Talos ISO {name} into {storage}")
         return str(upid)
+
+    def _upload_only(self) -> bool:
+        """Whether the boot ISO goes up from talprov's cache, never by the node's own
+        download: ``iso_transfer: upload``, or ``auto`` with an Image Factory that
+        has credentials (it serves images to its user only; the node has none).
+        Raises ``InstanceUnavailable`` for ``download`` with such a factory: every
+        node download would be refused until the operator changes the setting."""
+        transfer = self.config.iso_transfer
+        if transfer == "upload":
+            return True
+        factory = images_for(self.runtime)
+        if not factory.authenticated:
+            return False
+        if transfer == "download":
+            raise InstanceUnavailable(
+                f"iso_transfer: download: the Image Factory {factory.base_url} serves images "
+                "to its user only and the node has no credentials; set iso_transfer: "
+                "upload or auto")
+        return True
 
     def _follow_download(
         self, ctx: Ctx, key: tuple[str, str, str], url: str, volume: str

@@ -146,6 +146,8 @@ def test_a_failed_download_falls_back_to_uploading_from_the_cache(
     cached.write_bytes(b"\0" * 4096)
 
     class CacheOnly:
+        authenticated = False  # a factory without credentials: nodes may download
+
         def download(self, url: str) -> Path:
             assert url == ISO_URL
             return cached
@@ -205,6 +207,8 @@ def test_a_token_with_the_documented_privileges_can_do_everything(
     cached.write_bytes(b"\0" * 2048)
 
     class CacheOnly:
+        authenticated = False  # a factory without credentials: nodes may download
+
         def download(self, url: str) -> Path:
             return cached
 
