@@ -97,7 +97,7 @@ def test_the_boot_server_takes_the_factory_credentials_it_is_given(
                       (authenticated.url.replace("http://", f"http://{USER}:{PASSWORD}@"),
                        None)):
         config = setup.config.model_copy(update={"listen_address": "127.0.0.1",
-                                                 "listen_port": 0})
+                                                 "listen_port": 0, "tftp_enabled": False})
         boot = BootServer(config, url, factory_auth=auth)
         boot.start()
         try:
