@@ -1,6 +1,6 @@
 """What every command shares: the loaded config, the store, provider instances.
 
-Everything is loaded lazily so that commands that need no config (``image id``)
+Everything is loaded lazily so that commands that need no config (``image id --local``)
 work without one, and errors surface as one line naming file and field.
 """
 
