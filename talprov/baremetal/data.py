@@ -5,6 +5,7 @@ from __future__ import annotations
 from pydantic import BaseModel, ConfigDict, Field
 
 from talprov.baremetal.records import MACHINE_NAME_PATTERN
+from talprov.providers.labels import Labels
 
 
 class BareMetalMachineData(BaseModel):
@@ -19,8 +20,9 @@ class BareMetalMachineData(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    selector: dict[str, str] = Field(
-        default_factory=dict, description="Labels the machine must carry (all of them).")
+    selector: Labels = Field(
+        default_factory=dict, description="Labels the machine must carry (all of them); "
+        "keys and values follow Kubernetes' label rule, as inventory labels do.")
     machine: str | None = Field(
         default=None, pattern=MACHINE_NAME_PATTERN,
         description="Take exactly this inventory machine (by name, as `baremetal add` "
