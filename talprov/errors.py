@@ -169,10 +169,6 @@ def describe_problem(errors: Sequence[Mapping[str, Any]], *,
 _LABEL_SHAPE = re.compile(r"\^\[a-z0-9\]\(\[-a-z0-9\]\{0,(\d+)\}\[a-z0-9\]\)\?\$")
 _PATTERN_WORDS = {
     r"^[^\x00]*$": "must not contain a NUL character",
-    r"^[^\x00]{0,1024}$": "must be at most 1024 characters, without a NUL character",
-    r"^[A-Za-z0-9]([-A-Za-z0-9_./]{0,253}[A-Za-z0-9])?$":
-        "must be letters, digits, '-', '_', '.' and '/', starting and ending with a "
-        "letter or digit, at most 255 characters",
     r"^[0-9a-fA-F]{64}$": "must be 64 hexadecimal digits (a SHA-256)",
     # Providers' settings and provider_data (tests/unit/test_pattern_words.py finds
     # every pattern of those models and fails on one missing here).

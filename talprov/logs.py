@@ -38,6 +38,16 @@ _NOTHING: Mapping[str, str] = MappingProxyType({})
 _context: ContextVar[Mapping[str, str]] = ContextVar("talprov_log_context", default=_NOTHING)
 
 
+def tls_off_warning(subject: str, setting: str) -> str:
+    """The one warning for an endpoint whose TLS certificate is not checked:
+    ``subject`` names it (``provider instance px-lab``, a BMC, the Image Factory),
+    ``setting`` is what turned verification off, as written (``insecure: true``).
+    Every layer says it when a command first uses such an endpoint. Pure."""
+    return (f"{subject}: TLS verification is off ({setting}): its endpoint's certificate "
+            "is not checked, so whoever answers at its address gets its credentials and "
+            "is believed")
+
+
 @contextmanager
 def log_context(**fields: str | None) -> Iterator[None]:
     """Add ``fields`` (see :data:`CONTEXT_FIELDS`; ``None`` values are skipped) to

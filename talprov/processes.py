@@ -13,6 +13,7 @@ import signal
 import socket
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -37,6 +38,24 @@ def dead_local_worker(worker_id: str) -> bool:
         return True
     # A zombie is dead even though its pid still exists.
     return stat.rsplit(")", 1)[-1].split()[0] == "Z"
+
+
+def take_over_if_dead(holder: str | None, *, release: Callable[[str], object],
+                      claim: Callable[[], bool]) -> bool:
+    """After a claim was refused: take the lease over when its ``holder`` (owner
+    id, None when nobody holds it any more) is a process of this host that no
+    longer runs, rather than wait out its TTL. ``release(holder)`` gives the lease
+    back only as that owner, so of two processes taking over at once ``claim()``
+    lets one win. The one rule for request leases and cluster leases.
+
+    Returns what ``claim()`` returns; False without calling either when a live
+    process, or one on another host, holds it. Raises what they raise.
+    """
+    if holder is not None:
+        if not dead_local_worker(holder):
+            return False
+        release(holder)
+    return claim()
 
 
 class Terminated(KeyboardInterrupt):

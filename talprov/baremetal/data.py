@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from talprov.baremetal.records import MACHINE_NAME_PATTERN
+from talprov.providers.labels import Labels
+
 
 class BareMetalMachineData(BaseModel):
     """Which machine of the inventory a request may take.
@@ -17,10 +20,13 @@ class BareMetalMachineData(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    selector: dict[str, str] = Field(
-        default_factory=dict, description="Labels the machine must carry (all of them).")
+    selector: Labels = Field(
+        default_factory=dict, description="Labels the machine must carry (all of them); "
+        "keys and values follow Kubernetes' label rule, as inventory labels do.")
     machine: str | None = Field(
-        default=None, description="Take exactly this inventory machine (by name).")
+        default=None, pattern=MACHINE_NAME_PATTERN,
+        description="Take exactly this inventory machine (by name, as `baremetal add` "
+                    "takes names).")
     min_cpus: int | None = Field(default=None, ge=1, description="Minimum CPU count.")
     min_memory_mib: int | None = Field(default=None, ge=1, description="Minimum memory, MiB.")
     min_disk_gb: int | None = Field(default=None, ge=1, description="Minimum disk size, GB.")

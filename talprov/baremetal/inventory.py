@@ -33,12 +33,12 @@ from talprov.baremetal.records import (
     canonical_uuid,
     check_machine_name,
     normalize_mac,
-    normalize_uuid,
+    uuid_or_none,
 )
 
 __all__ = [
     "AuditEntry", "BmcInfo", "BootPlan", "Inventory", "InventoryError", "InventoryMachine",
-    "MachineStatus", "normalize_mac", "normalize_uuid", "token_digest",
+    "MachineStatus", "normalize_mac", "token_digest",
 ]
 
 
@@ -74,9 +74,11 @@ class Inventory(InventoryFile):
         return self._rows("owner = ?", (owner,))
 
     def find(self, uuid: str | None, mac: str | None) -> InventoryMachine | None:
-        """The machine with this SMBIOS UUID, else the one with this MAC."""
-        if uuid:
-            found = self._rows("uuid = ?", (normalize_uuid(uuid),))
+        """The machine with this SMBIOS UUID (any case; text that is no UUID finds
+        none: :func:`uuid_or_none`), else the one with this MAC."""
+        canonical = uuid_or_none(uuid)
+        if canonical:
+            found = self._rows("uuid = ?", (canonical,))
             if found:
                 return found[0]
         if mac:
@@ -298,7 +300,7 @@ class Inventory(InventoryFile):
         existing = self.find(uuid, mac)
         if existing is not None:
             return existing
-        uuid_n = normalize_uuid(uuid) if uuid else None
+        uuid_n = uuid_or_none(uuid)
         macs = [normalize_mac(mac)] if mac else []
         key = (uuid_n or macs[0] if (uuid_n or macs) else "unknown").replace(":", "")
         name = f"discovered-{key}"
@@ -333,9 +335,10 @@ class Inventory(InventoryFile):
                 (self.clock(), self.clock(), token_digest(token) if token else None,
                  token, remote, self.clock(), name),
             )
-            if uuid:
+            canonical = uuid_or_none(uuid)
+            if canonical:
                 db.execute("UPDATE OR IGNORE machines SET uuid = ? WHERE name = ? AND uuid IS NULL",
-                           (normalize_uuid(uuid), name))
+                           (canonical, name))
 
     def note_kernel(self, name: str) -> None:
         with self._tx() as db:
@@ -351,7 +354,7 @@ class Inventory(InventoryFile):
         """
         with self._tx() as db:
             row = db.execute("SELECT name, token_sha256 FROM machines WHERE uuid = ? AND state = ?",
-                             (normalize_uuid(uuid), MachineStatus.WIPING)).fetchone()
+                             (uuid_or_none(uuid), MachineStatus.WIPING)).fetchone()
             if row is None or not row["token_sha256"] or not hmac.compare_digest(
                     row["token_sha256"], token_digest(token)):
                 return None
@@ -375,7 +378,7 @@ class Inventory(InventoryFile):
                 "SELECT name, config, token_sha256, script_remote FROM machines"
                 " WHERE uuid = ? AND state = ? AND config IS NOT NULL"
                 " AND config_fetched_at IS NULL",
-                (normalize_uuid(uuid), MachineStatus.ALLOCATED),
+                (uuid_or_none(uuid), MachineStatus.ALLOCATED),
             ).fetchone()
             if row is None or not row["token_sha256"]:
                 return None
@@ -396,7 +399,7 @@ class Inventory(InventoryFile):
         db = self._connect()
         try:
             row = db.execute("SELECT name, token_sha256, script_remote, config_fetched_at"
-                             " FROM machines WHERE uuid = ?", (normalize_uuid(uuid),)).fetchone()
+                             " FROM machines WHERE uuid = ?", (uuid_or_none(uuid),)).fetchone()
         finally:
             db.close()
         if row is None or not row["token_sha256"] or not hmac.compare_digest(

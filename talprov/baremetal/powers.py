@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable
 
@@ -9,10 +10,12 @@ from talprov.baremetal.config import BareMetalConfig
 from talprov.baremetal.inventory import InventoryMachine
 from talprov.baremetal.power.base import PowerDriver
 from talprov.errors import ConfigError
+from talprov.logs import tls_off_warning
 from talprov.providers.errors import InstanceUnavailable, InvalidRequest
 from talprov.secrets import resolve_refs
 
 PowerFactory = Callable[[InventoryMachine], PowerDriver]
+log = logging.getLogger(__name__)
 
 
 def power_driver(machine: InventoryMachine, config: BareMetalConfig) -> PowerDriver:
@@ -48,7 +51,8 @@ def power_driver(machine: InventoryMachine, config: BareMetalConfig) -> PowerDri
 class PowerDrivers:
     """The power drivers of one provider instance, as :func:`power_driver` makes
     them, but one Redfish driver (one client, one session) per BMC and
-    credentials, kept until :meth:`close`. Thread-safe. (IPMI drivers keep their
+    credentials, kept until :meth:`close`; the first driver of a BMC without TLS
+    verification warns that it is off. Thread-safe. (IPMI drivers keep their
     sessions per process themselves.)"""
 
     def __init__(self, config: BareMetalConfig) -> None:
@@ -63,7 +67,14 @@ class PowerDrivers:
         if key is None:
             return driver
         with self._lock:
-            return self._kept.setdefault(key, driver)
+            kept = self._kept.setdefault(key, driver)
+        if kept is driver and not machine.bmc.verify_tls \
+                and not machine.bmc.address.startswith("http://"):
+            # The first use of this BMC (and credentials) by the instance: said
+            # once, as an instance's insecure setting is said by its command.
+            log.warning(tls_off_warning(f"machine {machine.name}'s BMC {machine.bmc.url()}",
+                                        "verify_tls: false (--insecure)"))
+        return kept
 
     def close(self) -> None:
         """Log out of every BMC session held (best effort). Idempotent."""

@@ -148,14 +148,20 @@ def canonical_uuid(text: str) -> str:
     return lowered
 
 
+def uuid_or_none(text: str | None) -> str | None:
+    """``text`` as :func:`canonical_uuid` writes it, or None for none and for text
+    that rule refuses: what a booting machine or a report sends is looked up and
+    recorded only as a UUID, never as it came (it would match no enrolled machine).
+    Pure; never raises."""
+    try:
+        return canonical_uuid(text) if text else None
+    except ValueError:
+        return None
+
+
 def check_machine_name(name: str) -> str:
     """``name`` when it follows the machine name rule (that of request ids); raises
     ``ValueError`` saying the rule in words. Pure."""
     if not re.fullmatch(MACHINE_NAME_PATTERN, name):
         raise ValueError(f"the machine name {name!r} {pattern_in_words(MACHINE_NAME_PATTERN)}")
     return name
-
-
-def normalize_uuid(text: str) -> str:
-    """Lower-case canonical UUID text (iPXE and BMCs differ in case)."""
-    return text.strip().lower()

@@ -22,7 +22,7 @@ import click
 
 from talprov.config import LoadedConfig, load_config, validate_unresolved
 from talprov.errors import BeingDeleted, ConfigError, Conflict, did_you_mean
-from talprov.logs import JsonFormatter, install_handler, make_handler
+from talprov.logs import JsonFormatter, install_handler, make_handler, tls_off_warning
 from talprov.processes import interrupted_exit_code
 from talprov.providers.errors import InvalidRequest, ProviderError, describe_error
 from talprov.providers.protocol import Provider, Runtime
@@ -204,9 +204,8 @@ class App:
         self._tls_said.add(name)
         off = unverified_tls(self.config.provider_block(name))
         if off is not None:
-            say(f"warning: provider instance {name}: TLS verification is off ({off}): "
-                "its endpoint's certificate is not checked, so its credentials go to "
-                "whoever answers at its address", level=logging.WARNING)
+            say(f"warning: {tls_off_warning(f'provider instance {name}', off)}",
+                level=logging.WARNING)
 
     def all_handles(self, used: Collection[str] | None = None) -> dict[str, ProviderHandle]:
         """Every configured instance that can be built now.

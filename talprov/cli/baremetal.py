@@ -23,6 +23,7 @@ from talprov.baremetal.inventory import BmcInfo, Inventory, InventoryError, Unkn
 from talprov.baremetal.records import canonical_uuid, check_machine_name, normalize_mac
 from talprov.cli.app import EXIT_FAILED, EXIT_USAGE, UnknownName, setup_logging
 from talprov.errors import ConfigError, read_user_file, validate, yaml_error
+from talprov.providers.labels import label_key_problem, label_value_problem
 from talprov.registry import COMMON_INSTANCE_KEYS
 from talprov.secrets import require_reference
 
@@ -162,6 +163,25 @@ def _checked(option: str, check: Callable[[str], str], value: str) -> str:
         _fail(f"{option}: {exc}" if option else str(exc))
 
 
+def _label_map(items: tuple[str, ...]) -> dict[str, str]:
+    """``--label KEY=VALUE`` options as a mapping; exit 2 naming the label for one
+    without '=' (it was dropped without a word) or that breaks Kubernetes' label
+    rule, which selectors are checked by too."""
+    labels: dict[str, str] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep:
+            _fail(f"--label {key}: expected KEY=VALUE")
+        problem = label_key_problem(key)
+        if problem is not None:
+            _fail(f"--label {key}: key {problem}")
+        problem = label_value_problem(value)
+        if problem is not None:
+            _fail(f"--label {key}: value {problem}")
+        labels[key] = value
+    return labels
+
+
 @click.group()
 @click.option("-p", "--provider", help="Bare-metal provider instance in talprov.yaml.")
 @click.option("--file", "file", type=click.Path(dir_okay=False),
@@ -233,7 +253,7 @@ def add(obj: _Ctx, name: str, uuid: str | None, macs: tuple[str, ...], bmc_url: 
     _checked("", check_machine_name, name)
     uuid = _checked("--uuid", canonical_uuid, uuid) if uuid else None
     macs = tuple(_checked("--mac", normalize_mac, mac) for mac in macs)
-    label_map = dict(item.split("=", 1) for item in labels if "=" in item)
+    label_map = _label_map(labels)
     try:
         obj.inventory().add(name, uuid=uuid, macs=macs,
                             bmc=_bmc(bmc_url, bmc_user, password_ref, insecure),

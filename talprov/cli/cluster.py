@@ -298,36 +298,39 @@ def apply(app: App, path: Path, wait: bool, timeout: float, yes: bool, reseal: b
 
 
 #: The columns of `talprov status` without a name: one row per recorded cluster.
-CLUSTER_COLUMNS = ("cluster", "sets", "provisioned", "requests", "state")
+CLUSTER_COLUMNS = ("cluster", "sets", "provisioned", "unreadable", "requests", "state")
 
 
 def cluster_rows(scaler: Scaler) -> list[dict[str, Any]]:
     """One row per recorded cluster, from the store alone (no cloud call): its sets'
-    desired sizes, its requests (provisioned of all not gone) and whether it is
-    recorded, being destroyed or unreadable with this key. Never raises for a
-    cluster sealed with another key: that is its state.
+    desired sizes, its requests (provisioned and unreadable of all not gone) and
+    whether it is recorded, being destroyed or unreadable with this key. Never
+    raises for a cluster sealed with another key: that is its state.
 
-    The counts are by stage, in SQL: a request sealed under another key (after
-    ``apply --reseal``) counts as what its stage says, e.g. provisioned, where
-    ``status NAME`` (which reads each request) counts it as unreadable. Only
-    decrypting a request's secrets tells which key sealed it, and this list
-    decrypts no request, so it does not tell them apart."""
+    The counts are by stage, in SQL, and agree with ``status NAME``: a request
+    sealed under another key (after ``apply --reseal``) is unreadable, never
+    provisioned, told apart by the key id stored beside its secrets
+    (:meth:`Store.count_requests_by_label`); a request being deleted counts in
+    ``requests`` only, as ``status NAME`` counts it as deleting."""
     rows: list[dict[str, Any]] = []
     # Every cluster's requests counted in one query, none of them unsealed.
-    by_cluster: dict[str, dict[Stage, int]] = {}
-    for (cluster, stage), count in scaler.store.count_requests_by_label(LABEL_CLUSTER).items():
-        by_cluster.setdefault(cluster, {})[stage] = count
+    by_cluster: dict[str, dict[tuple[Stage, bool], int]] = {}
+    for (cluster, stage, unreadable), count in scaler.store.count_requests_by_label(
+            LABEL_CLUSTER).items():
+        by_cluster.setdefault(cluster, {})[stage, unreadable] = count
     for name in scaler.store.list_clusters():
         state = scaler.recorded_state(name)
         if state is None:
             continue  # forgotten meanwhile
-        stages = by_cluster.get(name, {})
+        counts = by_cluster.get(name, {})
         rows.append({
             "cluster": name,
             "sets": {set_name: machine_set.size
                      for set_name, machine_set in sorted(state.spec.sets.items())},
-            "provisioned": stages.get(Stage.PROVISIONED, 0),
-            "requests": sum(stages.values()),
+            "provisioned": counts.get((Stage.PROVISIONED, False), 0),
+            "unreadable": sum(n for (stage, unreadable), n in counts.items()
+                              if unreadable and stage is not Stage.DEPROVISIONING),
+            "requests": sum(counts.values()),
             "state": ("unreadable" if state.unreadable
                       else "destroying" if state.destroying else "recorded"),
         })
@@ -348,9 +351,9 @@ def status(app: App, name: str | None, output: str, watch_seconds: float | None)
     requests, and whether it is recorded, being destroyed or unreadable with this
     TALPROV_STORE_KEY), read from the store without asking any cloud; exit 1 when
     one is unreadable, as `status NAME` exits for it. With --watch the others stay
-    on screen and the unreadable ones are named on stderr when they change. Its
-    provisioned count includes requests sealed under another key, which `status
-    NAME` counts apart as unreadable: only decrypting each request tells them apart.
+    on screen and the unreadable ones are named on stderr when they change. Requests
+    sealed under another key count as unreadable, never provisioned, as in `status
+    NAME`.
     """
     scaler = scaler_for(app, name)
     told: list[list[str]] = []  # the unreadable clusters a --watch last warned about

@@ -95,9 +95,12 @@ def _factory_row(app: App, file: str | None, *, connect: bool) -> dict[str, obje
     except ConfigError as exc:
         return _row("image_factory", "-", file, "image_factory", exc)
     row = _row("image_factory", "-", file, "image_factory")
+    # Built with or without --connect: a check uses the factory's settings, so an
+    # insecure one is warned about here as by every command that fetches images.
+    factory = images_for(app.runtime)
     if connect:
         try:
-            offered = images_for(app.runtime).versions()
+            offered = factory.versions()
         except ProviderError as exc:
             row["result"] = f"unhealthy: {redact(str(exc))}"
             row["error"] = redact(str(exc))

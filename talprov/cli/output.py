@@ -6,6 +6,7 @@ import contextlib
 import io
 import json
 import os
+import re
 import shutil
 import sys
 import time
@@ -32,6 +33,17 @@ output_option = click.option(
 )
 
 
+class _Dumper(yaml.SafeDumper):
+    """PyYAML's safe dumper, quoting also what a YAML 1.2 reader takes for an
+    integer: PyYAML resolves as YAML 1.1, where ``0008`` (no octal) is a string and
+    is written plain, but Go's yaml.v3 and other 1.2 readers read 8 (a store's
+    schema revision, an id made of digits)."""
+
+
+_Dumper.add_implicit_resolver("tag:yaml.org,2002:int", re.compile(r"^[-+]?[0-9]+$"),
+                              list("-+0123456789"))
+
+
 def stdout_is_terminal() -> bool:
     """Whether a person watches stdout (tables get its width, --watch redraws)."""
     return sys.stdout.isatty()
@@ -55,8 +67,8 @@ def emit(data: Any, fmt: str, *, columns: Sequence[str] | None = None,
         click.echo(redact(json.dumps(data, indent=2, default=str)))
         return
     if fmt == "yaml":
-        click.echo(redact(yaml.safe_dump(json.loads(json.dumps(data, default=str)),
-                                         sort_keys=False)).rstrip())
+        click.echo(redact(yaml.dump(json.loads(json.dumps(data, default=str)),
+                                    Dumper=_Dumper, sort_keys=False)).rstrip())
         return
     rows = data if isinstance(data, list) else [data]
     if not rows:

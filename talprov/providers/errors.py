@@ -196,6 +196,20 @@ def foreign_answer(service: str, status: int | None, content_type: str, setting:
             "or a proxy in between?")
 
 
+def certificate_not_verified(service: str, trust: str, *, pin: str) -> str:
+    """Words for a certificate of ``service`` (e.g. "vCenter") that did not verify,
+    by the instance's TLS setting ``trust``: ``"ca_file"`` (the CA in that file did
+    not sign it), ``pin`` (the name of the driver's pinning setting: the pinned
+    value does not match) or ``""`` (the system's CAs: which settings would trust
+    it). Never tells an operator to set what is already set. Pure."""
+    if trust == "ca_file":
+        return (f"{service}'s certificate is not signed by the CA in ca_file (or does "
+                "not name the url's host)")
+    if trust == pin:
+        return f"{service}'s certificate does not match the pinned {pin}"
+    return f"TLS verification of {service} failed (set ca_file or {pin})"
+
+
 def retry_after_seconds(value: str | None, *, now: Callable[[], float] = time.time) -> float | None:
     """The wait a ``Retry-After`` header value asks for, in seconds within
     [0, MAX_RETRY_AFTER]: delay-seconds, or an HTTP-date counted from ``now()``

@@ -17,10 +17,13 @@ their own labels.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import re
+from collections.abc import Callable, Mapping
 from typing import Annotated
 
-from pydantic import AfterValidator, Field, StringConstraints
+from pydantic import AfterValidator, Field, ValidationInfo, WithJsonSchema
+
+from talprov.providers.types import is_stored
 
 #: The cluster (spec name) a request was created for by the scaler.
 LABEL_CLUSTER = "talprov.cluster"
@@ -75,31 +78,87 @@ def set_group(labels: Mapping[str, str]) -> SetGroup:
 
 # -- what a label may be ---------------------------------------------------------
 # One rule for every way a request is made (request files, cluster specs, the HTTP
-# API): a request one of them accepts, the others accept too.
+# API, bare-metal selectors and inventory labels): Kubernetes' rule for labels
+# (apimachinery's IsLabelKey / IsLabelValue), which Omni and the nodes the
+# machines become follow too. Said in words, never as a regular expression.
 
-#: Label keys look like Kubernetes label keys.
-LABEL_KEY_PATTERN = r"^[A-Za-z0-9]([-A-Za-z0-9_./]{0,253}[A-Za-z0-9])?$"
-#: Values exclude NUL, which PostgreSQL text columns cannot hold.
-LABEL_VALUE_PATTERN = r"^[^\x00]{0,1024}$"
-#: Labels are indexed as (key, value) in the store; a PostgreSQL b-tree entry
-#: holds at most 2704 bytes, so the value is bounded in UTF-8 bytes, not only in
-#: characters (1024 four-byte characters would not fit).
-LABEL_VALUE_MAX_BYTES = 1024
+#: The longest name part of a key, and the longest value.
+LABEL_NAME_MAX = 63
+#: The longest DNS-subdomain prefix of a key (before its '/').
+LABEL_PREFIX_MAX = 253
+_NAME = re.compile(r"[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?")
+_DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
+_NAME_WORDS = "letters, digits, '-', '_' and '.', starting and ending with a letter or digit"
+#: For the API's schema only (validation says what is wrong in words). A key's
+#: prefix length cannot be said in a pattern without look-ahead: maxLength bounds
+#: the whole key instead.
+LABEL_KEY_SCHEMA = {
+    "pattern": r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?"
+               r"[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$",
+    "maxLength": LABEL_PREFIX_MAX + 1 + LABEL_NAME_MAX,
+}
+LABEL_VALUE_SCHEMA = {"pattern": r"^([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?$",
+                      "maxLength": LABEL_NAME_MAX}
 #: Most labels one request may carry.
 MAX_LABELS = 64
 
 
-def _label_value_fits(value: str) -> str:
-    if len(value.encode("utf-8", "surrogatepass")) > LABEL_VALUE_MAX_BYTES:
-        raise ValueError(f"must be at most {LABEL_VALUE_MAX_BYTES} bytes in UTF-8")
-    return value
+def _name_problem(name: str, what: str) -> str | None:
+    if len(name) > LABEL_NAME_MAX:
+        return f"{what}must be at most {LABEL_NAME_MAX} characters (has {len(name)})"
+    if not _NAME.fullmatch(name):
+        return f"{what}must be {_NAME_WORDS}"
+    return None
 
 
-LabelKey = Annotated[str, StringConstraints(pattern=LABEL_KEY_PATTERN)]
-LabelValue = Annotated[
-    str, StringConstraints(pattern=LABEL_VALUE_PATTERN), AfterValidator(_label_value_fits)
-]
-#: A request's labels, as every front door checks them.
+def label_key_problem(key: str) -> str | None:
+    """What is wrong with label key ``key`` by Kubernetes' rule, in words that
+    follow "key " (``labels.x: key name must be ...``); None when nothing is. A key
+    is a name of at most 63 letters, digits, '-', '_' and '.' (starting and ending
+    with a letter or digit), optionally after a DNS-subdomain prefix of at most 253
+    characters and a '/'. Pure."""
+    if key.count("/") > 1:
+        return "must have at most one '/', between a DNS-subdomain prefix and the name"
+    prefix, slash, name = key.rpartition("/")
+    if slash:
+        if not prefix:
+            return "prefix before '/' is empty"
+        if len(prefix) > LABEL_PREFIX_MAX:
+            return (f"prefix before '/' must be at most {LABEL_PREFIX_MAX} characters "
+                    f"(has {len(prefix)})")
+        if not all(_DNS_LABEL.fullmatch(part) for part in prefix.split(".")):
+            return ("prefix before '/' must be a DNS subdomain, lowercase letters, digits, "
+                    "'-' and '.', each part between dots starting and ending with a letter "
+                    "or digit")
+    if not name:
+        return "name is empty"
+    return _name_problem(name, "name after '/' " if slash else "")
+
+
+def label_value_problem(value: str) -> str | None:
+    """What is wrong with a label value by Kubernetes' rule, in words; None when
+    nothing is: empty, or at most 63 letters, digits, '-', '_' and '.', starting and
+    ending with a letter or digit. Never quotes the value. Pure."""
+    return None if value == "" else _name_problem(value, "")
+
+
+def _checked(problem_of: Callable[[str], str | None]) -> Callable[[str, ValidationInfo], str]:
+    def check(text: str, info: ValidationInfo) -> str:
+        # A label recorded before this rule (a stored cluster spec, a stored
+        # request's selector) stays readable: STORED gets the old rule.
+        problem = None if is_stored(info) else problem_of(text)
+        if problem is not None:
+            raise ValueError(problem)
+        return text
+    return check
+
+
+LabelKey = Annotated[str, AfterValidator(_checked(label_key_problem)),
+                     WithJsonSchema({"type": "string", **LABEL_KEY_SCHEMA})]
+LabelValue = Annotated[str, AfterValidator(_checked(label_value_problem)),
+                       WithJsonSchema({"type": "string", **LABEL_VALUE_SCHEMA})]
+#: Labels as every front door checks them (and bare-metal selectors and inventory
+#: labels, which follow the same rule).
 Labels = Annotated[dict[LabelKey, LabelValue], Field(max_length=MAX_LABELS)]
 
 #: The prefix of the labels talprov itself sets; no front door accepts it.

@@ -19,6 +19,7 @@ from talprov.providers.errors import (
     NotFound,
     ProviderError,
     Transient,
+    certificate_not_verified,
     connection_failure,
     foreign_answer,
     naming_endpoint,
@@ -68,15 +69,6 @@ def _field_errors(errors: Any) -> dict[str, str]:
     return {}
 
 
-#: What a certificate that does not verify means, by the TLS setting in use.
-TLS_FAILURES = {
-    "fingerprint": "PVE's certificate does not match the pinned fingerprint",
-    "ca_file": "PVE's certificate is not signed by the CA in ca_file (or does not "
-               "name the url's host)",
-    "": "TLS verification of the PVE API failed (set ca_file or fingerprint)",
-}
-
-
 def translate(exc: BaseException, what: str, *, endpoint: str | None = None,
               trust: str = "") -> ProviderError:
     """The talprov error for ``exc`` raised while doing ``what`` (e.g. "create VM 101")
@@ -100,7 +92,8 @@ def translate(exc: BaseException, what: str, *, endpoint: str | None = None,
     if isinstance(exc, AuthenticationError):
         return InstanceAccessRefused(f"{what}: authentication failed")
     if isinstance(exc, rq.SSLError):
-        return InstanceAccessRefused(f"{what}: {TLS_FAILURES.get(trust, TLS_FAILURES[''])}")
+        return InstanceAccessRefused(
+            f"{what}: {certificate_not_verified('PVE', trust, pin='fingerprint')}")
     if isinstance(exc, rq.Timeout | rq.ConnectionError):
         return Transient(f"{what}: PVE API unreachable ({connection_failure(exc)})",
                          retry_after=TRANSIENT_RETRY_AFTER)

@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from talprov.logs import log_context
-from talprov.processes import dead_local_worker, local_worker_id
+from talprov.processes import local_worker_id, take_over_if_dead
 from talprov.providers.protocol import Provider, Runtime
 from talprov.providers.types import Machine, Owner, Stage
 from talprov.reconcile.failures import StepPolicy
@@ -332,20 +332,24 @@ class Reconciler(LeaseRenewal):
                 continue
             # A process on this host that was killed leaves its leases behind; do
             # not make a restarted worker wait out the TTL for them.
-            holder = self.store.lease_holder(rid)
-            if holder is not None and dead_local_worker(holder[0]):
-                self.store.release(rid, owner=holder[0])
-                if self.store.claim(rid, owner=self.worker_id, ttl=self.lease_ttl,
-                                    now=self.now()):
-                    self._hold([rid])
-                    fresh = self.store.get_request(rid)
-                    if fresh is not None:
-                        held[rid] = fresh.version
+            if self._take_over(rid):
+                self._hold([rid])
+                fresh = self.store.get_request(rid)
+                if fresh is not None:
+                    held[rid] = fresh.version
         claimed = [r for r in due if held.get(r.request.id) == r.version]
         stale = [r.request.id for r in due
                  if r.request.id in held and held[r.request.id] != r.version]
         self._release(stale)
         return claimed
+
+    def _take_over(self, rid: str) -> bool:
+        """Claim ``rid`` when a dead process of this host holds its lease."""
+        holder = self.store.lease_holder(rid)
+        return holder is not None and take_over_if_dead(
+            holder[0], release=lambda dead: self.store.release(rid, owner=dead),
+            claim=lambda: self.store.claim(rid, owner=self.worker_id, ttl=self.lease_ttl,
+                                           now=self.now()))
 
     @staticmethod
     def _prepare(runner: RequestRunner, records: Sequence[RequestRecord],

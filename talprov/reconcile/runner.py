@@ -37,7 +37,7 @@ from talprov.providers.errors import (
     StepTimeout,
 )
 from talprov.providers.protocol import Provider, Runtime, Step, StepContext
-from talprov.providers.types import Machine, Owner, Retry, Stage, StepResult
+from talprov.providers.types import STORED, Machine, Owner, Retry, Stage, StepResult
 from talprov.reconcile.failures import (
     StepPolicy,
     record_failure,
@@ -118,7 +118,10 @@ class RequestRunner:
             self._set_aside(work, record.unreadable)
             return None
         try:
-            work.data = self.provider.data_model.model_validate(record.request.provider_data)
+            # STORED: provider_data was checked when the request was made; a rule
+            # made stricter since (label lengths) must not fail it now.
+            work.data = self.provider.data_model.model_validate(
+                record.request.provider_data, context=STORED)
         except ValidationError as exc:
             field_name, message = validation_message(exc, "provider_data")
             work.stage = Stage.FAILED

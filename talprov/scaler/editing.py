@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
 
-from talprov.processes import dead_local_worker
+from talprov.processes import take_over_if_dead
 from talprov.store.store import Store
 from talprov.timestamps import rfc3339
 
@@ -81,13 +81,10 @@ def claim_cluster_lease(store: Store, name: str, *, owner: str, ttl: float,
     if store.claim_cluster(name, owner=owner, ttl=ttl, now=now):
         return True
     holder = store.cluster_lease_holder(name)
-    if holder is not None:
-        if not dead_local_worker(holder[0]):
-            return False
-        # Given back only if that dead owner still holds it; of two processes
-        # taking over at once, the claim below lets one win.
-        store.release_cluster(name, owner=holder[0])
-    return store.claim_cluster(name, owner=owner, ttl=ttl, now=now)
+    return take_over_if_dead(
+        None if holder is None else holder[0],
+        release=lambda dead: store.release_cluster(name, owner=dead),
+        claim=lambda: store.claim_cluster(name, owner=owner, ttl=ttl, now=now))
 
 
 def holder_words(holder: tuple[str, datetime]) -> str:

@@ -26,7 +26,7 @@ from pydantic import (
     model_validator,
 )
 
-from talprov.providers.labels import UserLabels
+from talprov.providers.labels import Labels, UserLabels
 from talprov.providers.types import (
     Arch,
     JoinSpec,
@@ -246,7 +246,8 @@ class Autoscaling(_Doc):
 
     min: int = Field(ge=0, strict=True)
     max: int = Field(ge=1, strict=True)
-    node_labels: dict[str, str] = Field(default_factory=dict, alias="nodeLabels")
+    # Kubernetes node labels: Kubernetes' label rule, as every label talprov takes.
+    node_labels: Labels = Field(default_factory=dict, alias="nodeLabels")
     node_taints: tuple[NodeTaint, ...] = Field(default=(), alias="nodeTaints")
     options: AutoscalingOptions = Field(default_factory=AutoscalingOptions)
 

@@ -98,6 +98,8 @@ class CreateMethods(StorePart):
             "join_api_url": (
                 self._codec.encode(join.api_url.get_secret_value()) if join is not None else None
             ),
+            # Which key sealed them, so counts can tell another key's apart in SQL.
+            "sealed_with": self._codec.key_id,
             "join_options": (
                 dump_json(join.model_dump(mode="json", exclude={"api_url"}), what="join")
                 if join is not None

@@ -25,6 +25,11 @@ FERNET_PREFIX = "fernet:"
 # HKDF does not stretch a weak passphrase: the key should be random (32+ bytes).
 _KDF_SALT = b"talprov.store"
 _KDF_INFO = b"talprov store fernet key v1"
+# Another context of the same HKDF: an independent value that names the key
+# without revealing it or the Fernet key.
+_KEY_ID_INFO = b"talprov store key id v1"
+#: Hex digits of a key id (64 bits: two keys of one installation never share one).
+KEY_ID_LENGTH = 16
 
 
 #: The shortest TALPROV_STORE_KEY taken, in bytes: HKDF adds no strength, so the key
@@ -89,6 +94,19 @@ def derive_fernet_key(key: str) -> bytes:
     return base64.urlsafe_b64encode(hkdf.derive(key.encode()))
 
 
+def derive_key_id(key: str) -> str:
+    """A short public name of ``TALPROV_STORE_KEY`` ``key`` (16 hex digits): stored
+    beside what the key sealed, so that a query can tell records sealed under
+    another key apart without decrypting any. Reveals neither the key nor the
+    Fernet key (a separate HKDF output). Deterministic and pure. Raises
+    :class:`StoreKeyError` for an empty key."""
+    if not key:
+        raise StoreKeyError("TALPROV_STORE_KEY is set but empty; unset it or give a random key")
+    hkdf = HKDF(algorithm=hashes.SHA256(), length=KEY_ID_LENGTH // 2, salt=_KDF_SALT,
+                info=_KEY_ID_INFO)
+    return hkdf.derive(key.encode()).hex()
+
+
 class SecretCodec:
     """Encodes secret text for a column and decodes it back.
 
@@ -98,6 +116,8 @@ class SecretCodec:
 
     def __init__(self, key: str | None) -> None:
         self._fernet = Fernet(derive_fernet_key(key)) if key is not None else None
+        #: :func:`derive_key_id` of the key, None without one (values stay plain).
+        self.key_id = derive_key_id(key) if key is not None else None
 
     @property
     def encrypting(self) -> bool:
@@ -132,3 +152,15 @@ class SecretCodec:
                 "cannot decrypt stored data: TALPROV_STORE_KEY differs from the key "
                 "it was written with (or the data was altered)"
             ) from None
+
+    def opens(self, *stored: str | None) -> bool:
+        """Whether every one of ``stored`` (column text written by :meth:`encode`;
+        None for an empty column) decodes with this codec's key, as reading the
+        record would find. Never raises."""
+        try:
+            for text in stored:
+                if text is not None:
+                    self.decode(text)
+        except StoreKeyError:
+            return False
+        return True

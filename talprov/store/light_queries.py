@@ -5,7 +5,9 @@ and unsealing the machine config (Fernet) of every row. Deciding how long to
 sleep, counting stages for /metrics or telling which requests exist needs none
 of that; these queries select a few plain columns (or aggregate them in SQL), so
 their cost stays small however many requests there are, and they never need the
-store key.
+store key (but count_requests_by_label, which compares the key id stored beside
+sealed secrets with the store key's, and decrypts only rows sealed before key ids
+were stored).
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from datetime import datetime
 import sqlalchemy as sa
 
 from talprov.providers.types import Stage
-from talprov.store.crypto import FERNET_PREFIX
+from talprov.store.crypto import FERNET_PREFIX, SecretCodec
 from talprov.store.parts import StorePart
 from talprov.store.records import utc_or_now
 from talprov.store.schema import clusters, request_labels, request_sets, requests
@@ -24,6 +26,8 @@ from talprov.store.schema import clusters, request_labels, request_sets, request
 
 class LightQueryMethods(StorePart):
     """The payload-free reads of :class:`talprov.store.Store`, which mixes them in."""
+
+    _codec: SecretCodec
 
     def holds_sealed_records(self) -> bool:
         """Whether any request, cluster or request set holds a secret encrypted with
@@ -108,23 +112,50 @@ class LightQueryMethods(StorePart):
             rows = conn.execute(query).all()
         return {(str(row.provider), Stage(row.stage)): int(row.n) for row in rows}
 
-    def count_requests_by_label(self, key: str) -> dict[tuple[str, Stage], int]:
-        """How many requests not ``GONE`` each ``(value of label key, stage)`` has,
-        in one query (e.g. every cluster's requests by stage, for a status list).
+    def count_requests_by_label(self, key: str) -> dict[tuple[str, Stage, bool], int]:
+        """How many requests not ``GONE`` each ``(value of label key, stage,
+        unreadable)`` has (e.g. every cluster's requests by stage, for a status
+        list); ``unreadable``: their secrets are sealed under another key than this
+        store's (or under any key, for a store without one), as reading each request
+        would find (:attr:`RequestRecord.unreadable`).
 
-        Requests without the label, and pairs with none, are absent. Counted in
-        SQL; decrypts nothing. Raises :class:`StoreError` when the store cannot
-        be read. Idempotent.
+        One query, decrypting nothing, for requests whose key id is stored
+        (``requests.sealed_with``); those sealed before it was (revision 0008) are
+        decrypted to tell, in a second query only when there are any. Requests
+        without the label, and groups with none, are absent. Raises
+        :class:`StoreError` when the store cannot be read. Idempotent.
         """
-        query = (
-            sa.select(request_labels.c.value, requests.c.stage, sa.func.count().label("n"))
+        sealed = sa.or_(requests.c.machine_config.like(FERNET_PREFIX + "%"),
+                        requests.c.join_api_url.like(FERNET_PREFIX + "%"))
+        ours = self._codec.key_id
+        # 1: sealed under another key (or any, without one); 2: sealed before key
+        # ids were stored, so unknown; 0: readable.
+        readability = (sa.case((sealed, 1), else_=0) if ours is None else sa.case(
+            (sa.and_(sealed, requests.c.sealed_with.is_(None)), 2),
+            (sa.and_(sealed, requests.c.sealed_with != ours), 1), else_=0))
+        labelled = (
+            sa.select(request_labels.c.value, requests.c.stage)
             .join(requests, requests.c.id == request_labels.c.request_id)
             .where(request_labels.c.key == key, requests.c.stage != Stage.GONE.value)
-            .group_by(request_labels.c.value, requests.c.stage)
         )
+        query = (labelled.add_columns(readability.label("sealing"), sa.func.count().label("n"))
+                 .group_by(request_labels.c.value, requests.c.stage, readability))
+        counts: dict[tuple[str, Stage, bool], int] = {}
         with self._read() as conn:
             rows = conn.execute(query).all()
-        return {(str(row.value), Stage(row.stage)): int(row.n) for row in rows}
+            unknown = any(row.sealing == 2 for row in rows)
+            legacy = conn.execute(
+                labelled.add_columns(requests.c.machine_config, requests.c.join_api_url)
+                .where(sealed, requests.c.sealed_with.is_(None))).all() if unknown else []
+        for row in rows:
+            if row.sealing != 2:
+                group = (str(row.value), Stage(row.stage), row.sealing == 1)
+                counts[group] = counts.get(group, 0) + int(row.n)
+        for row in legacy:
+            group = (str(row.value), Stage(row.stage), not self._codec.opens(
+                row.machine_config, row.join_api_url))
+            counts[group] = counts.get(group, 0) + 1
+        return counts
 
     def count_due(
         self, stages: Collection[Stage], *, now: datetime | None = None

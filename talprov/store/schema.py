@@ -15,6 +15,8 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Dialect
 
+from talprov.store.crypto import KEY_ID_LENGTH
+
 metadata = sa.MetaData()
 
 
@@ -56,6 +58,9 @@ requests = sa.Table(
     sa.Column("fingerprint", sa.String(64), nullable=False),
     sa.Column("machine_config", sa.Text, nullable=False),  # SecretCodec text
     sa.Column("join_api_url", sa.Text, nullable=True),  # SecretCodec text
+    # The key id (crypto.derive_key_id) of the key that sealed the two columns
+    # above; None when they are plain, and for rows sealed before revision 0008.
+    sa.Column("sealed_with", sa.String(KEY_ID_LENGTH), nullable=True),
     sa.Column("join_options", sa.Text, nullable=True),  # JSON: the rest of JoinSpec
     sa.Column("step_index", sa.Integer, nullable=False),
     sa.Column("step_name", sa.String(255), nullable=True),

@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import logging
 import re
 import threading
 from collections.abc import Generator
@@ -29,6 +30,7 @@ from typing import cast
 import httpx
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from talprov.logs import tls_off_warning
 from talprov.providers.errors import (
     UNUSABLE_UNTIL_FIXED,
     AuthError,
@@ -52,6 +54,7 @@ DEFAULT_CLOUD_IMAGES_URL = (
     "https://github.com/siderolabs/talos/releases/download/{version}/cloud-images.json"
 )
 _ERROR_BODY_LIMIT = 300
+log = logging.getLogger(__name__)
 _SCHEMATIC_ID = re.compile(r"^[0-9a-f]{64}$")
 
 
@@ -430,7 +433,8 @@ def images_for(runtime: Runtime) -> ImageFactory:
     """The Image Factory client of ``runtime``, built from its settings on first use.
 
     One client per runtime (its download cache and registered schematics are
-    shared by every provider instance of the process). Raises
+    shared by every provider instance of the process); building it warns when
+    ``image_factory.insecure`` turned TLS verification off. Raises
     ``InstanceUnavailable`` when the factory's settings could not be resolved
     (:func:`factory_unusable`): a request waits for the operator's fix.
     """
@@ -439,6 +443,12 @@ def images_for(runtime: Runtime) -> ImageFactory:
         if isinstance(found, UnusableFactory):
             raise InstanceUnavailable(found.problem)  # names image_factory.<key> itself
         if found is None:
+            if runtime.factory_verify_tls is False:
+                # Said where the factory is first used, once per runtime (its client
+                # is kept), as an instance's insecure setting is said by its command.
+                log.warning(tls_off_warning(
+                    f"the Image Factory {public_url(runtime.factory_url)}",
+                    "image_factory.insecure: true"))
             found = ImageFactory(base_url=runtime.factory_url,
                                  cache_dir=runtime.cache_dir / "images",
                                  verify=runtime.factory_verify_tls,

@@ -33,6 +33,7 @@ from talprov.providers.errors import (
     ProviderError,
     StepTimeout,
     Transient,
+    certificate_not_verified,
 )
 from talprov.providers.retry import RetryPolicy
 from talprov.vmware import sdk
@@ -94,7 +95,8 @@ def check_pinned(sock: ssl.SSLSocket, thumbprint_hex: str) -> None:
     der = sock.getpeercert(binary_form=True) or b""
     algorithm = {40: "sha1", 64: "sha256", 128: "sha512"}[len(thumbprint_hex)]
     if not hmac.compare_digest(hashlib.new(algorithm, der).hexdigest(), thumbprint_hex):
-        raise InstanceAccessRefused("vCenter's certificate does not match the pinned thumbprint")
+        raise InstanceAccessRefused(
+            certificate_not_verified("vCenter", "thumbprint", pin="thumbprint"))
 
 
 class Session:
@@ -172,7 +174,7 @@ class VSphereClient:
             ))
         except Exception as exc:
             raise translate(exc, f"log in to vCenter as {self.config.username}",
-                            endpoint=self.endpoint) from None
+                            endpoint=self.endpoint, trust=self.config.trust) from None
 
     def _session(self) -> ServiceInstance:
         with self._lock:
@@ -206,12 +208,13 @@ class VSphereClient:
             return fn(si)
         except Exception as exc:
             if not is_fault(exc, "NotAuthenticated"):
-                raise translate(exc, what, endpoint=self.endpoint) from None
+                raise translate(exc, what, endpoint=self.endpoint,
+                                trust=self.config.trust) from None
         si = self._relogin(si)
         try:
             return fn(si)
         except Exception as exc:
-            raise translate(exc, what, endpoint=self.endpoint) from None
+            raise translate(exc, what, endpoint=self.endpoint, trust=self.config.trust) from None
 
     def read(self, what: str, fn: Callable[[ServiceInstance], T]) -> T:
         """``call`` for a read-only ``fn``, tried again on ``Transient`` failures up to
@@ -362,7 +365,8 @@ class VSphereClient:
         except ProviderError:
             raise
         except Exception as exc:
-            raise translate(exc, what, endpoint=f"https://{host}:{port}") from None
+            raise translate(exc, what, endpoint=f"https://{host}:{port}",
+                            trust=self.config.trust) from None
         finally:
             connection.close()
 

@@ -99,6 +99,13 @@ class VSphereConfig(BaseModel):
         return parts.hostname or "", parts.port or 443
 
     @property
+    def trust(self) -> str:
+        """What vCenter's certificate is checked against: "thumbprint" (the pin
+        replaces CA checks), "ca_file", or "" for the system's CAs (or none, with
+        ``insecure``); error messages say what is wrong by it."""
+        return "thumbprint" if self.thumbprint else "ca_file" if self.ca_file else ""
+
+    @property
     def thumbprint_hex(self) -> str | None:
         """The pinned thumbprint as lower-case hex without colons."""
         return self.thumbprint.replace(":", "").lower() if self.thumbprint else None

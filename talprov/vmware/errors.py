@@ -25,6 +25,7 @@ from talprov.providers.errors import (
     NotFound,
     ProviderError,
     Transient,
+    certificate_not_verified,
     connection_failure,
     foreign_answer,
     naming_endpoint,
@@ -87,9 +88,11 @@ def is_fault(exc: BaseException, *names: str) -> bool:
 
 
 def translate(exc: BaseException, what: str, *,  # noqa: PLR0911 - a table
-              endpoint: str | None = None) -> ProviderError:
+              endpoint: str | None = None, trust: str = "") -> ProviderError:
     """The talprov error for ``exc`` raised while doing ``what`` (e.g. "clone VM w1")
-    against ``endpoint`` (vCenter's URL: named as scheme://host:port, nothing more).
+    against ``endpoint`` (vCenter's URL: named as scheme://host:port, nothing more),
+    whose certificate is checked by ``trust`` (:attr:`VSphereConfig.trust`: said
+    when TLS verification fails).
 
     A refused login and a certificate that does not verify are the instance's
     (``InstanceAccessRefused``), not the request's. Never raises. Unknown exceptions
@@ -119,11 +122,9 @@ def translate(exc: BaseException, what: str, *,  # noqa: PLR0911 - a table
         return Transient(text, retry_after=TRANSIENT_RETRY_AFTER)
     if isinstance(exc, ssl.SSLCertVerificationError):
         # A certificate that does not verify will not start verifying on retry.
-        return InstanceAccessRefused(f"{what}: TLS verification of vCenter failed (set "
-                                     "ca_file or thumbprint)")
+        return InstanceAccessRefused(f"{what}: {_not_verified(trust)}")
     if type(exc).__name__ == "ThumbprintMismatchException":
-        return InstanceAccessRefused(
-            f"{what}: vCenter's certificate does not match the pinned thumbprint")
+        return InstanceAccessRefused(f"{what}: {_not_verified('thumbprint')}")
     if isinstance(exc, socket.timeout | TimeoutError | ConnectionError | OSError
                   | http.client.HTTPException):
         return Transient(f"{what}: vCenter unreachable ({connection_failure(exc)})",
@@ -136,6 +137,10 @@ def translate(exc: BaseException, what: str, *,  # noqa: PLR0911 - a table
                          retry_after=TRANSIENT_RETRY_AFTER)
     return Transient(f"{what}: unexpected {type(exc).__name__}",
                      retry_after=TRANSIENT_RETRY_AFTER)
+
+
+def _not_verified(trust: str) -> str:
+    return certificate_not_verified("vCenter", trust, pin="thumbprint")
 
 
 def task_error(info: Any, what: str) -> ProviderError:
@@ -201,11 +206,11 @@ def _certificate_failure(exc: BaseException) -> bool:
     return False
 
 
-def vapi_transport_error(exc: BaseException, what: str) -> ProviderError:
-    """The talprov error for an httpx failure to reach vCenter's REST API. Never raises."""
+def vapi_transport_error(exc: BaseException, what: str, *, trust: str = "") -> ProviderError:
+    """The talprov error for an httpx failure to reach vCenter's REST API, whose
+    certificate is checked by ``trust`` (as for :func:`translate`). Never raises."""
     what = naming_endpoint(what, _request_url(exc))
     if _certificate_failure(exc):
-        return InstanceAccessRefused(f"{what}: TLS verification of vCenter failed (set "
-                                     "ca_file or thumbprint)")
+        return InstanceAccessRefused(f"{what}: {_not_verified(trust)}")
     return Transient(f"{what}: vCenter REST unreachable ({connection_failure(exc)})",
                      retry_after=TRANSIENT_RETRY_AFTER)

@@ -110,7 +110,7 @@ class VapiClient:
         except ProviderError:
             raise  # a pinned thumbprint that does not match (client.PinnedContext)
         except httpx.HTTPError as exc:
-            raise vapi_transport_error(exc, what) from None
+            raise vapi_transport_error(exc, what, trust=self.config.trust) from None
 
     def call(self, what: str, method: str, path: str, *, action: str | None = None,
              params: dict[str, str] | None = None, body: Any = None,

@@ -12,7 +12,6 @@ import pytest
 from pydantic import BaseModel, ValidationError
 
 from talprov.errors import pattern_in_words, validation_message
-from talprov.providers.labels import LABEL_KEY_PATTERN, LABEL_VALUE_PATTERN
 from talprov.providers.types import REQUEST_ID_PATTERN
 from talprov.proxmox.config import ProxmoxConfig
 from talprov.scaler.models import CLUSTER_NAME_PATTERN, NAME_PATTERN
@@ -25,8 +24,6 @@ from talprov.service.routes_requests import NO_NUL
     (NAME_PATTERN, "at most 63 characters"),
     (CLUSTER_NAME_PATTERN, "at most 42 characters"),
     (SET_NAME_PATTERN, "at most 52 characters"),
-    (LABEL_KEY_PATTERN, "at most 255 characters"),
-    (LABEL_VALUE_PATTERN, "at most 1024 characters"),
     (NO_NUL, "NUL"),
 ])
 def test_each_pattern_is_told_in_words(pattern: str, words: str) -> None:

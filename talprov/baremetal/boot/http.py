@@ -34,7 +34,7 @@ from talprov.baremetal.boot import ipxe
 from talprov.baremetal.boot.binding import BootAlerts, DhcpLedger, SourceRateLimit
 from talprov.baremetal.config import BareMetalConfig
 from talprov.baremetal.inventory import Inventory, MachineStatus, normalize_mac
-from talprov.baremetal.records import canonical_uuid
+from talprov.baremetal.records import uuid_or_none
 from talprov.talos.factory import split_credentials
 
 log = logging.getLogger(__name__)
@@ -43,17 +43,6 @@ _SCHEMATIC = re.compile(r"^[0-9a-f]{64}$")
 _VERSION = re.compile(r"^v\d+\.\d+\.\d+(-[0-9A-Za-z.-]+)?$")
 _ASSET = re.compile(r"^(kernel-(amd64|arm64)|initramfs-(amd64|arm64)\.xz)$")
 _CHUNK = 1 << 20
-
-
-def _canonical(uuid: str | None) -> str | None:
-    """``uuid`` as the inventory stores it (lower-case 8-4-4-4-12, as
-    :func:`canonical_uuid` writes it), or None for anything it refuses (no dashes,
-    a digit short): such text would never match an enrolled machine and must not be
-    recorded as a discovered one's. Pure."""
-    try:
-        return canonical_uuid(uuid) if uuid else None
-    except ValueError:
-        return None
 #: Seconds a connection may stay silent (TLS handshake, request line, headers)
 #: before it is closed: each connection holds a thread.
 IDLE_SECONDS = 30.0
@@ -89,7 +78,7 @@ class BootHttp:
 
     def boot_script(self, uuid: str | None, mac: str | None, remote: str) -> str:
         """The iPXE script for the machine with ``uuid``/``mac``. Records what it hands out."""
-        uuid = _canonical(uuid)
+        uuid = uuid_or_none(uuid)
         try:
             mac = normalize_mac(mac) if mac else None
         except ValueError:
@@ -146,7 +135,7 @@ class BootHttp:
         """The config if ``token`` is ``uuid``'s live single-use token and ``remote``
         fetched the script that carried it; else None, audited (and alerted when
         a real token is used twice or from another address)."""
-        canonical = _canonical(uuid)
+        canonical = uuid_or_none(uuid)
         taken = self.inventory.take_config(canonical, token, remote) if canonical else None
         if taken is None:
             self.inventory.record_audit("config-refused", uuid=uuid[:40], remote=remote,
@@ -166,7 +155,7 @@ class BootHttp:
 
     def report(self, uuid: str, event: str, remote: str) -> bool:
         """Record a progress report of a machine (audit only); False for an unknown UUID."""
-        canonical = _canonical(uuid)
+        canonical = uuid_or_none(uuid)
         machine = self.inventory.find(canonical, None) if canonical else None
         if machine is None:
             return False
@@ -176,7 +165,7 @@ class BootHttp:
 
     def wipe_done(self, uuid: str, token: str, remote: str) -> bool:
         """The wipe image's "done" (ends the wipe wait early); needs its script's token."""
-        canonical = _canonical(uuid)
+        canonical = uuid_or_none(uuid)
         name = self.inventory.note_wipe_report(canonical, token) if canonical else None
         self.inventory.record_audit("wipe-reported" if name else "wipe-report-refused",
                                     machine=name, uuid=uuid[:40], remote=remote)
@@ -227,7 +216,7 @@ class _Handler(BaseHTTPRequestHandler):
             query = f"?{unquote(parts.query)}"
         elif parts.path.startswith("/assets/"):
             uuid = parse_qs(parts.query).get("uuid", [""])[0]
-            canonical = _canonical(uuid)
+            canonical = uuid_or_none(uuid)
             query = f"?uuid={canonical}" if canonical else ""
         log.info("%s GET %s -> %s", self.client_address[0], _masked(parts.path + query), code)
 
@@ -283,7 +272,7 @@ class _Handler(BaseHTTPRequestHandler):
         if source is None:
             self._send(HTTPStatus.NOT_FOUND, b"not found\n")
             return
-        canonical = _canonical(uuid)
+        canonical = uuid_or_none(uuid)
         if canonical:
             machine = app.inventory.find(canonical, None)
             if machine is not None:

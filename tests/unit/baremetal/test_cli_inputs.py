@@ -9,7 +9,10 @@ from pathlib import Path
 import pytest
 from click.testing import Result
 
+from talprov.baremetal.data import BareMetalMachineData
 from talprov.baremetal.inventory import Inventory
+from talprov.baremetal.records import MACHINE_NAME_PATTERN, check_machine_name
+from talprov.errors import ConfigError, pattern_in_words, validate
 from tests.unit.baremetal.test_cli_operator import block, run
 
 __all__ = ["block"]  # a fixture: pytest finds it by this name
@@ -146,3 +149,20 @@ def test_accept_reads_only_that_machine(block: Path, tmp_path: Path,
     result = run(block, "accept", found.name)
     assert result.exit_code == 0, result.output
     assert f"warning: {found.name} has no BMC address" in result.stderr
+
+
+@pytest.mark.parametrize("name", ["Rack1-M1", "m1_", "-m1", "m" * 64, ""])
+def test_provider_data_machine_follows_the_machine_name_rule(name: str) -> None:
+    """provider_data.machine names an inventory machine: the same rule as the names
+    `baremetal add` takes, said in words and naming the field (QA: any text was
+    taken, and the request then waited for a machine no name could match)."""
+    with pytest.raises(ConfigError) as refused:
+        validate(BareMetalMachineData, {"machine": name}, "r1.yaml: provider_data")
+    assert refused.value.where == "r1.yaml: provider_data.machine"
+    assert pattern_in_words(MACHINE_NAME_PATTERN) in str(refused.value)
+
+
+def test_provider_data_machine_takes_every_name_add_takes() -> None:
+    for name in ("m1", "rack-1-m0", "a" * 63):
+        check_machine_name(name)
+        assert validate(BareMetalMachineData, {"machine": name}, "r").machine == name

@@ -132,3 +132,38 @@ def test_mac_normalisation() -> None:
     assert normalize_mac("52-54-00-AA-bb-0C") == "52:54:00:aa:bb:0c"
     with pytest.raises(ValueError, match="not a MAC"):
         normalize_mac("52:54:00")
+
+
+def test_every_uuid_the_inventory_takes_or_looks_up_follows_one_rule(
+        inventory: Inventory) -> None:
+    """One rule for SMBIOS UUIDs (canonical_uuid: 8-4-4-4-12 hex digits, stored
+    lower-case as Talos prints them), whether a machine is added, discovered, taught
+    its UUID or looked up. Upper case is the same UUID; text the rule refuses is no
+    UUID: it finds no machine and is never recorded as one's (the lookups lower-cased
+    it and recorded it as it came)."""
+    assert inventory.get("m0") is not None
+    found = inventory.find(UUID_A.lower(), None)
+    assert found is not None
+    assert found.name == "m0"
+    assert found.uuid == UUID_A.lower()
+    found_upper = inventory.find(f"  {UUID_A.upper()} ", None)
+    assert found_upper is not None
+    assert found_upper.name == "m0"
+    undashed = "6b4a1c2d000040008000000000000fff"
+    braced = "{6B4A1C2D-0000-4000-8000-000000000FFF}"
+    stranger = inventory.discovered(undashed, "52:54:00:00:0f:ff")
+    assert stranger is not None
+    assert stranger.uuid is None
+    assert undashed not in stranger.name
+    inventory.add("bare", uuid=None, macs=["52:54:00:00:0e:ee"], bmc=BmcInfo())
+    inventory.note_script("bare", None, braced)
+    bare = inventory.get("bare")
+    assert bare is not None
+    assert bare.uuid is None
+    inventory.note_script("bare", None, braced.strip("{}"))
+    taught = inventory.get("bare")
+    assert taught is not None
+    assert taught.uuid == braced.strip("{}").lower()
+    assert inventory.note_wipe_report(undashed, "token") is None
+    assert inventory.take_config(braced, "token") is None
+    assert inventory.config_refusal(braced, "token", "10.0.0.9") is None

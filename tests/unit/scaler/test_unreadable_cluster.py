@@ -270,6 +270,14 @@ def test_after_reseal_the_old_keys_requests_are_unreadable_not_provisioning(
     workers = {s["name"]: s for s in json.loads(shown.stdout)["sets"]}["workers"]
     # One replacement on its way (maxInFlight 1), one still sealed under the old key.
     assert (workers["provisioned"], workers["provisioning"], workers["unreadable"]) == (0, 1, 1)
+    # The list of every cluster agrees with `status demo` (QA: it counted them by
+    # stage alone).
+    listed = home.invoke("status", "-o", "json")
+    assert listed.exit_code == 0, listed.output
+    [row] = [r for r in json.loads(listed.stdout) if r["cluster"] == "demo"]
+    sets = json.loads(shown.stdout)["sets"]
+    assert row["unreadable"] == sum(s["unreadable"] for s in sets) > 0
+    assert row["provisioned"] == sum(s["provisioned"] for s in sets)
     table = home.invoke("status", "demo")
     assert "unreadable" in table.output.splitlines()[1], table.output
     # Review: the UI's sets table had no unreadable column.

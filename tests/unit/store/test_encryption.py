@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import base64
 from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
 
 from talprov.store import Store, StoreError, StoreKeyError
-from talprov.store.crypto import SecretCodec, derive_fernet_key
+from talprov.store.crypto import SecretCodec, derive_fernet_key, derive_key_id
 from tests.unit.store.factories import CANARY_CONFIG, CANARY_JOIN, make_request
 
 SECRET_MARKERS = ("CANARY-CONFIG", "CANARY-KEY", "CANARY-TOKEN")
@@ -117,6 +118,21 @@ def test_key_derivation_is_stable_and_key_specific() -> None:
     assert derive_fernet_key("a") != derive_fernet_key("b")
     with pytest.raises(StoreKeyError, match="empty"):
         derive_fernet_key("")
+
+
+def test_the_key_id_names_the_key_without_revealing_it() -> None:
+    key = "a random enough store key of 32 bytes"
+    assert derive_key_id(key) == derive_key_id(key)
+    assert derive_key_id(key) != derive_key_id(key + "!")
+    assert len(derive_key_id(key)) == 16
+    assert int(derive_key_id(key), 16) >= 0
+    # Another HKDF output than the Fernet key: no part of either.
+    fernet = base64.urlsafe_b64decode(derive_fernet_key(key)).hex()
+    assert derive_key_id(key) not in fernet
+    assert SecretCodec(key).key_id == derive_key_id(key)
+    assert SecretCodec(None).key_id is None
+    with pytest.raises(StoreKeyError, match="empty"):
+        derive_key_id("")
 
 
 def test_codec_round_trip_and_tampering() -> None:

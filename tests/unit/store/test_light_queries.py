@@ -5,6 +5,8 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import sqlalchemy as sa
+
 from talprov.providers.types import Stage
 from talprov.store import RequestRecord, Store
 from tests.unit.store.factories import make_request
@@ -97,3 +99,24 @@ def test_light_reads_work_without_the_key_that_sealed_the_requests(
             ("aws-dev", Stage.PENDING): 1, ("aws-dev", Stage.PROVISIONING): 1,
         }
         assert keyless.count_due([Stage.PENDING], now=T0) == {"aws-dev": 1}
+
+
+def test_label_counts_tell_requests_sealed_under_another_key_apart(store_url: str) -> None:
+    """On SQLite and PostgreSQL: by the key id stored beside the secrets, and for rows
+    stored before key ids were (NULL), by decrypting them."""
+    ours, theirs = "our store key: 32 bytes of random-ish", "their store key, 32 bytes as well"
+    sealing = {"a-ours": Store(store_url, key=ours), "b-theirs": Store(store_url, key=theirs),
+               "c-plain": Store(store_url)}
+    sealing["a-ours"].migrate()
+    for request_id, writer in sealing.items():
+        writer.create_request(make_request(request_id, labels={"team": "x"}), now=T0)
+    reader = Store(store_url, key=ours)
+    expected = {("x", Stage.PENDING, False): 2, ("x", Stage.PENDING, True): 1}
+    assert reader.count_requests_by_label("team") == expected
+    assert Store(store_url).count_requests_by_label("team") == {
+        ("x", Stage.PENDING, False): 1, ("x", Stage.PENDING, True): 2}
+    with reader._engine.begin() as conn:
+        conn.execute(sa.text("UPDATE requests SET sealed_with = NULL"))
+    assert reader.count_requests_by_label("team") == expected
+    for opened in (*sealing.values(), reader):
+        opened.close()

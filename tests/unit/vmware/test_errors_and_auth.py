@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -24,6 +25,7 @@ from talprov.vmware.errors import TaskFailed, task_error, translate
 from talprov.vmware.provider import VSphereProvider
 from tests.driving import context, provision
 from tests.emulators.vcsim.fixture import VcsimServer
+from tests.unit.autoscaler.certs import Authority
 from tests.unit.vmware.conftest import machine_request
 from tests.unit.vmware.observe import terminate_sessions_of
 
@@ -52,6 +54,20 @@ def test_an_untrusted_certificate_is_refused_by_default(
     with pytest.raises(AuthError, match="TLS verification"):
         provider.list_machines(owner)
     assert make_provider(ca_file=None, insecure=True).health().ok
+
+
+def test_a_certificate_the_ca_file_did_not_sign_is_named_as_such(
+    make_provider: Callable[..., VSphereProvider], owner: Owner, tmp_path: Path,
+) -> None:
+    # A ca_file is set, but another CA signed vCenter's certificate: "set ca_file"
+    # would send the operator to a setting that is already there.
+    other_ca = tmp_path / "other-ca.crt"
+    other_ca.write_bytes(Authority("not-vcenters-ca").pem.cert)
+    provider = make_provider(ca_file=str(other_ca))
+    with pytest.raises(AuthError) as raised:
+        provider.list_machines(owner)
+    assert "not signed by the CA in ca_file" in str(raised.value)
+    assert "set ca_file" not in str(raised.value)
 
 
 def test_wrong_password_is_an_auth_error_without_the_password(
