@@ -35,7 +35,6 @@ from talprov.baremetal.boot.binding import BootAlerts, DhcpLedger, SourceRateLim
 from talprov.baremetal.config import BareMetalConfig
 from talprov.baremetal.inventory import Inventory, MachineStatus, normalize_mac
 from talprov.baremetal.records import uuid_or_none
-from talprov.talos.factory import split_credentials
 
 log = logging.getLogger(__name__)
 
@@ -65,10 +64,10 @@ class BootHttp:
                  ledger: DhcpLedger | None = None, alerts: BootAlerts | None = None) -> None:
         self.config = config
         self.inventory = inventory
-        # The proxy (proxy_factory) fetches with the factory's credentials, given
-        # or written into its URL: an authenticated factory serves no image without.
-        self.factory_url, in_url = split_credentials(factory_url)
-        self.factory_auth = factory_auth or in_url
+        # The proxy (proxy_factory) fetches with the factory's credentials (the
+        # BootServer took any written into the URL out of it).
+        self.factory_url = factory_url.rstrip("/")
+        self.factory_auth = factory_auth
         self.factory_verify = factory_verify
         #: The DHCP responder's memory (None: no responder here, nothing to check).
         self.ledger = ledger

@@ -14,6 +14,7 @@ from talprov.baremetal.boot.http import BootHttp, HttpBootServer
 from talprov.baremetal.boot.tftp import TftpServer
 from talprov.baremetal.config import BareMetalConfig, ConfigTls
 from talprov.baremetal.inventory import Inventory
+from talprov.talos.factory import split_credentials
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +36,13 @@ class BootServer:
     factory_verify: bool | str = True
     services: list[_Service] = field(default_factory=list)
     http: HttpBootServer | None = None
+
+    def __post_init__(self) -> None:
+        # Credentials written into the URL become the proxy's credentials (an
+        # authenticated factory serves no image without), and leave the URL: it
+        # names the machines' kernel URLs and shows in this object's repr.
+        self.factory_url, in_url = split_credentials(self.factory_url)
+        self.factory_auth = self.factory_auth or in_url
 
     def start(self) -> None:
         """Start HTTP, then TFTP and DHCP when enabled. Raises ``OSError`` on a taken port."""
