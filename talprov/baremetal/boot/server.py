@@ -36,6 +36,7 @@ class BootServer:
     factory_verify: bool | str = True
     services: list[_Service] = field(default_factory=list)
     http: HttpBootServer | None = None
+    app: BootHttp | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         # Credentials written into the URL become the proxy's credentials (an
@@ -49,8 +50,9 @@ class BootServer:
         inventory = Inventory(self.config.inventory)
         dhcp_on = self.config.dhcp is not None and self.config.dhcp.enabled
         ledger = DhcpLedger() if dhcp_on else None
-        app = BootHttp(self.config, inventory, self.factory_url, factory_auth=self.factory_auth,
-                       factory_verify=self.factory_verify, ledger=ledger)
+        self.app = app = BootHttp(self.config, inventory, self.factory_url,
+                                  factory_auth=self.factory_auth,
+                                  factory_verify=self.factory_verify, ledger=ledger)
         self.http = HttpBootServer(app, self.config.listen_address, self.config.listen_port)
         wanted: list[_Service] = [self.http]
         if self.config.config_tls is not None:
@@ -78,8 +80,11 @@ class BootServer:
                         "isolated", self.config.listen_address, self.config.listen_port)
 
     def stop(self) -> None:
+        """Stop every service and close the factory proxy's client. Idempotent."""
         while self.services:
             self.services.pop().stop()
+        if self.app is not None:
+            self.app.close()
 
 
 def config_tls_context(tls: ConfigTls) -> ssl.SSLContext:
