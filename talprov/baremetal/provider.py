@@ -305,7 +305,10 @@ class BareMetalProvider:
         is registered with the Image Factory (idempotent). With ``check`` (the
         prepare step; not the wipe, which must go on whatever), the mirror or the
         factory must hold both files. Raises ``InvalidRequest``, ``AuthError`` or
-        ``Transient`` from the factory.
+        ``Transient`` from the factory, and ``InstanceUnavailable`` for a factory
+        with credentials without ``proxy_factory`` or ``mirror_dir`` (iPXE has
+        none): also from the wipe of a machine without a boot plan, so such a
+        deletion waits for the setting too.
         """
         from talprov.talos.schematic import Schematic
 

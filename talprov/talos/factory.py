@@ -436,8 +436,11 @@ def factory_unusable(runtime: Runtime, problem: str) -> None:
 
 def asset_names_for(runtime: Runtime) -> ImageFactory:
     """A client of ``runtime``'s Image Factory for naming asset URLs only: built
-    without its credentials, so it works while they cannot be resolved (a URL is
-    computed here, asking no factory). Close it after use. Never raises."""
+    without its credentials, so it works while they cannot be resolved. Its
+    ``*_url`` methods join the bare URL with the id they are given and ask no
+    factory; that id is the locally computed one only for a factory without
+    credentials (an authenticated one answers another: ask :func:`images_for`'s
+    ``register``). Close it after use. Never raises."""
     return ImageFactory(base_url=runtime.factory_url, cache_dir=runtime.cache_dir / "images",
                         verify=runtime.factory_verify_tls)
 
