@@ -5,7 +5,6 @@ factory's TLS setting, and what a refused or failed fetch logs."""
 from __future__ import annotations
 
 import logging
-import socket
 import ssl
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,6 +21,7 @@ from talprov.cli.serve import start_boot_servers
 from talprov.testing.factory import FakeImageFactory
 from tests.helpers import Home
 from tests.unit.autoscaler.certs import localhost_server
+from tests.unit.baremetal.test_cli_operator import free_port
 
 # HTTP Basic cannot carry a user name with ":" (RFC 7617); a password can.
 USER, PASSWORD = "team@a", "pw:with@signs#90b3"
@@ -63,9 +63,7 @@ def test_talprov_serve_proxies_with_credentials_written_only_into_the_url(
     """Nothing covered start_boot_servers handing the runtime's credentials on; a
     user and password with '@' and ':' percent-encoded in the URL are decoded."""
     owned, _ = authenticated.register(BODY, owner=USER)
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()
     home.providers["metal"] = {
         "type": "baremetal", "inventory": str(home.root / "inventory.sqlite"),
         "boot_url": f"http://127.0.0.1:{port}", "listen_address": "127.0.0.1",
