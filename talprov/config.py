@@ -142,7 +142,7 @@ class LoadedConfig(BaseModel):
         """``raw`` (the block, or a part of it) resolved, validated and its URL checked."""
         where = f"{self.path}: image_factory" if self.path else "image_factory"
         factory = validate(ImageFactoryConfig, self._resolve(raw, "image_factory"), where)
-        _check_urls({"url": factory.url}, where)
+        _check_factory_url(factory, where)
         return factory
 
     def provider_block(self, name: str) -> dict[str, Any]:
@@ -205,7 +205,7 @@ def load_config(explicit: str | None = None) -> LoadedConfig:
            resolve_tree(value, where=f"{where}: {key}", base_dir=path.parent)
            for key, value in raw.items()}
     config = validate(TalprovConfig, raw, where, sep=": ")
-    _check_urls({"url": config.image_factory.url}, f"{where}: image_factory")
+    _check_factory_url(config.image_factory, f"{where}: image_factory")
     check_references(raw.get("image_factory"), where=f"{where}: image_factory")
     check_references(config.service, where=f"{where}: service")
     _check_listen((config.service or {}).get("listen"), f"{where}: service.listen")
@@ -275,6 +275,17 @@ def _check_urls(node: Any, where: str) -> None:
                 raise ConfigError(f"{where}.{key}", problem)
 
 
+def _check_factory_url(factory: ImageFactoryConfig, where: str) -> None:
+    """Refuse a factory URL that cannot be used, and credentials both written into
+    it and given as ``username``/``password`` (which pair would win is nowhere
+    obvious). Raises ``ConfigError`` naming ``image_factory.url``. Pure."""
+    _check_urls({"url": factory.url}, where)
+    if (factory.username is not None and not has_reference(factory.url)
+            and "@" in urlsplit(factory.url).netloc):
+        raise ConfigError(f"{where}.url", "credentials are written into the URL and given "
+                                          "as username/password: keep one of the two")
+
+
 #: ``HOST:PORT``, or ``[ADDRESS]:PORT`` for IPv6.
 _LISTEN = re.compile(r"^(?P<host>\[[0-9a-fA-F:.]+\]|[^:\s\[\]]+):(?P<port>\d+)$")
 
@@ -319,10 +330,32 @@ def url_problem(value: str) -> str | None:
         return "a URL cannot contain spaces"
     if not parts.hostname:
         return "the URL names no host"
+    problem = userinfo_problem(value)
+    if problem is not None:
+        return problem
     try:
         parts.port  # noqa: B018 - raises ValueError for a port out of range
     except ValueError:
         return "the URL's port must be a number from 0 to 65535"
+    return None
+
+
+def userinfo_problem(value: str) -> str | None:
+    """What is wrong with the ``user:password@`` part of the http(s) URL ``value``
+    (None: nothing, or no such part). Pure.
+
+    ``https://team:2024#pw@host`` is host ``team``, port 2024, to every URL
+    parser: the password would go, unnoticed, into every URL handed to machines
+    and nodes. A password without a user name would be dropped without a word.
+    """
+    netloc = urlsplit(value).netloc
+    userinfo, at, _ = netloc.rpartition("@")
+    after_host = value.split("//", 1)[-1][len(netloc):]
+    if "@" in after_host or "@" in userinfo:
+        return ("an '@' after the host or inside the credentials: percent-encode '#', "
+                "'/', '?' and '@' in a user name or password (%23, %2F, %3F, %40)")
+    if at and not userinfo.partition(":")[0]:
+        return "a password without a user name: write https://USER:PASSWORD@HOST"
     return None
 
 

@@ -2,10 +2,23 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+from typing import Annotated
 
-from talprov.baremetal.records import MACHINE_NAME_PATTERN
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInfo, WithJsonSchema
+
+from talprov.baremetal.records import MACHINE_NAME_PATTERN, check_machine_name
 from talprov.providers.labels import Labels
+from talprov.providers.types import is_stored
+
+
+def _named_by_the_rule(name: str, info: ValidationInfo) -> str:
+    # A request stored before the name rule may name a machine added before it:
+    # read back (STORED), it must go on to its next step, as stored labels do.
+    return name if is_stored(info) else check_machine_name(name)
+
+
+MachineName = Annotated[str, AfterValidator(_named_by_the_rule),
+                        WithJsonSchema({"type": "string", "pattern": MACHINE_NAME_PATTERN})]
 
 
 class BareMetalMachineData(BaseModel):
@@ -23,8 +36,8 @@ class BareMetalMachineData(BaseModel):
     selector: Labels = Field(
         default_factory=dict, description="Labels the machine must carry (all of them); "
         "keys and values follow Kubernetes' label rule, as inventory labels do.")
-    machine: str | None = Field(
-        default=None, pattern=MACHINE_NAME_PATTERN,
+    machine: MachineName | None = Field(
+        default=None,
         description="Take exactly this inventory machine (by name, as `baremetal add` "
                     "takes names).")
     min_cpus: int | None = Field(default=None, ge=1, description="Minimum CPU count.")

@@ -49,7 +49,7 @@ from talprov.providers.types import (
     StepResult,
 )
 from talprov.talos.assets import Platform, require_offered
-from talprov.talos.factory import ImageFactory, images_for, split_credentials
+from talprov.talos.factory import ImageFactory, images_for
 from talprov.talos.join import join_only_config, user_data_for
 
 log = logging.getLogger(__name__)
@@ -305,14 +305,16 @@ class BareMetalProvider:
         is registered with the Image Factory (idempotent). With ``check`` (the
         prepare step; not the wipe, which must go on whatever), the mirror or the
         factory must hold both files. Raises ``InvalidRequest``, ``AuthError`` or
-        ``Transient`` from the factory.
+        ``Transient`` from the factory, and ``InstanceUnavailable`` for a factory
+        with credentials without ``proxy_factory`` or ``mirror_dir`` (iPXE has
+        none): also from the wipe of a machine without a boot plan, so such a
+        deletion waits for the setting too.
         """
         from talprov.talos.schematic import Schematic
 
         if request.secure_boot:
             raise InvalidRequest(PXE_SECURE_BOOT, field="secure_boot")
         schematic = Schematic.from_request(request)
-        factory_url = split_credentials(self.runtime.factory_url)[0]
         if self.config.mirror_dir:
             schematic_id = schematic.id()
             if check:
@@ -328,7 +330,7 @@ class BareMetalProvider:
             schematic_id = factory.register(schematic)
             if check:
                 check_factory(factory, schematic_id, request.talos_version, str(request.arch))
-        return ipxe.asset_urls(self.config, factory_url, schematic_id,
+        return ipxe.asset_urls(self.config, self.runtime.factory_url, schematic_id,
                                request.talos_version, str(request.arch))
 
     def _prepare_boot(self, ctx: Ctx) -> StepResult:

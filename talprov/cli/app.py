@@ -36,7 +36,7 @@ from talprov.store.crypto import KEY_HINT, not_random_reason, store_key_from
 from talprov.store.engine import holds_no_file_yet
 from talprov.store.errors import StoreError, UnsupportedStore
 from talprov.store.store import Store, default_store_url
-from talprov.talos.factory import factory_unusable
+from talprov.talos.factory import factory_unusable, split_credentials
 
 CLI_HANDLER = "talprov-cli"
 EXIT_OK = 0
@@ -107,6 +107,12 @@ class App:
                 # it) and verify TLS as by default.
                 problem = str(exc)
                 url, verify, auth = self.config.factory_url(), True, None
+            # Credentials written into the URL are taken out once, here: every
+            # asset URL is named by the bare URL (drivers hand those to machines
+            # and nodes) and no repr of the runtime shows them. The config refuses
+            # both places at once, so at most one of the two is set.
+            url, in_url = split_credentials(url)
+            auth = auth or in_url
             cache = Path(cfg.cache_dir).expanduser() if cfg.cache_dir else _default_cache_dir()
             self._runtime = Runtime(
                 installation=cfg.installation,

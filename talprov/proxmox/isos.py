@@ -65,7 +65,10 @@ class IsoSteps:
         self.resolve_url = resolve_url
         # (node, storage, file) -> UPID of a download this process started.
         self._downloads: dict[tuple[str, str, str], str] = {}
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # guards the two dicts, held for no I/O
+        # One lock per ISO, held over its transfer: an upload from the cache (a
+        # whole download, then an upload) must not make every other ISO wait.
+        self._iso_locks: dict[tuple[str, str, str], threading.Lock] = {}
 
     # -- listing ------------------------------------------------------------
 
@@ -113,17 +116,23 @@ class IsoSteps:
         if volume in listings(node, storage):
             state.iso_volume = volume
             return None
-        with self._lock:
-            upid = self._downloads.get(key)
+        with self._iso_lock(key):
+            with self._lock:
+                upid = self._downloads.get(key)
             if upid is None:
                 upid = self._start_transfer(ctx, key, url)
                 if upid is None:
                     listings.forget(node, storage)
                     state.iso_volume = volume
                     return None
-                self._downloads[key] = upid
+                with self._lock:
+                    self._downloads[key] = upid
         state.iso_task = upid
         return Retry(0, f"waiting for the node to download {name}")
+
+    def _iso_lock(self, key: tuple[str, str, str]) -> threading.Lock:
+        with self._lock:
+            return self._iso_locks.setdefault(key, threading.Lock())
 
     def _start_transfer(self, ctx: Ctx, key: tuple[str, str, str], url: str) -> str | None:
         """Start the node's download (UPID), or upload from the cache (None: done)."""
@@ -174,7 +183,7 @@ class IsoSteps:
             if self.config.iso_transfer != "auto":
                 raise
             ctx.event(f"download on {node} failed ({exc.exitstatus}); uploading from cache")
-            with self._lock:
+            with self._iso_lock(key):
                 if volume not in self.iso_names(node, storage):
                     self._upload_from_cache(node, storage, name, url)
             state.iso_volume = volume

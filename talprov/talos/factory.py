@@ -26,6 +26,7 @@ from collections.abc import Generator
 from pathlib import Path
 from types import TracebackType
 from typing import cast
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 import httpx
 from pydantic import BaseModel, ConfigDict, ValidationError
@@ -130,19 +131,25 @@ def _origin(url: httpx.URL) -> tuple[str, str, int | None]:
 
 def split_credentials(url: str) -> tuple[str, tuple[str, str] | None]:
     """(``url`` without credentials and trailing ``/``, the (user, password)
-    written into it or None). Pure; never raises for a URL the config accepted."""
-    parsed = httpx.URL(url)
-    bare = str(parsed.copy_with(userinfo=b"")).rstrip("/")
-    if not parsed.username:
-        return bare, None
-    return bare, (parsed.username, parsed.password)
+    written into it, percent-decoded, or None). Only the ``user:password@`` part
+    is taken out: the rest stays as written (Proxmox's ISO names and the download
+    cache's keys are hashes of asset URLs, so a normalized host or port would
+    orphan what earlier versions stored). Pure; never raises."""
+    parts = urlsplit(url)
+    userinfo, at, host = parts.netloc.rpartition("@")
+    if not at:
+        return url.rstrip("/"), None
+    bare = urlunsplit(parts._replace(netloc=host)).rstrip("/")
+    user, _, password = userinfo.partition(":")
+    return bare, (unquote(user), unquote(password))
 
 
 def has_credentials(runtime: Runtime) -> bool:
-    """Whether ``runtime``'s Image Factory is given credentials (in its settings
-    or written into its URL): an authenticated factory names schematics with
-    their owner, so no id can be computed without asking it. Pure."""
-    return runtime.factory_auth is not None or split_credentials(runtime.factory_url)[1] is not None
+    """Whether ``runtime``'s Image Factory is given credentials (those written
+    into its URL were moved to ``factory_auth`` by the CLI): an authenticated
+    factory names schematics with their owner, so no id can be computed without
+    asking it. Pure."""
+    return runtime.factory_auth is not None
 
 
 class ImageFactory:
@@ -151,8 +158,9 @@ class ImageFactory:
     Thread-safe. ``verify`` is httpx's: ``True`` (system CAs), a CA bundle path,
     or ``False`` (not recommended). ``pxe_base_url`` defaults to ``base_url``
     (the public factory also serves PXE scripts on ``pxe.factory.talos.dev``).
-    ``auth`` is (username, password) of an authenticated factory; it is sent to
-    ``base_url``'s and ``pxe_base_url``'s origins only.
+    ``auth`` is (username, password) of an authenticated factory, or written into
+    ``base_url``/``pxe_base_url``; it is sent to their origins only. Raises
+    ``ValueError`` when those places hold different credentials.
     """
 
     def __init__(
@@ -171,7 +179,12 @@ class ImageFactory:
         # named by the bare URL, since drivers hand those to machines and nodes.
         self.base_url, in_url = split_credentials(base_url)
         self.pxe_base_url, in_pxe_url = split_credentials(pxe_base_url or base_url)
-        auth = auth or in_url or in_pxe_url
+        given = {pair for pair in (auth, in_url, in_pxe_url) if pair is not None}
+        if len(given) > 1:
+            # Which pair would win is nowhere obvious: refuse (as the config does).
+            raise ValueError("the Image Factory's credentials differ between auth, "
+                             "base_url and pxe_base_url: give them once")
+        auth = given.pop() if given else None
         self.cloud_images_url = cloud_images_url
         self.cache_dir = Path(cache_dir)
         origins = {_origin(httpx.URL(self.base_url)), _origin(httpx.URL(self.pxe_base_url))}
@@ -423,8 +436,11 @@ def factory_unusable(runtime: Runtime, problem: str) -> None:
 
 def asset_names_for(runtime: Runtime) -> ImageFactory:
     """A client of ``runtime``'s Image Factory for naming asset URLs only: built
-    without its credentials, so it works while they cannot be resolved (a URL is
-    computed here, asking no factory). Close it after use. Never raises."""
+    without its credentials, so it works while they cannot be resolved. Its
+    ``*_url`` methods join the bare URL with the id they are given and ask no
+    factory; that id is the locally computed one only for a factory without
+    credentials (an authenticated one answers another: ask :func:`images_for`'s
+    ``register``). Close it after use. Never raises."""
     return ImageFactory(base_url=runtime.factory_url, cache_dir=runtime.cache_dir / "images",
                         verify=runtime.factory_verify_tls)
 

@@ -32,6 +32,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import ssl
 import threading
 import time
 from collections import Counter
@@ -144,8 +145,10 @@ def schematic_text(body: dict[str, Any], owner: str = "") -> str:
 class FakeImageFactory:
     """The HTTP stand-in; see the module docstring. Use as a context manager or start()/stop()."""
 
-    def __init__(self, cloud_images_path: str = "/releases/{version}/cloud-images.json") -> None:
+    def __init__(self, cloud_images_path: str = "/releases/{version}/cloud-images.json", *,
+                 tls: ssl.SSLContext | None = None) -> None:
         self.cloud_images_path = cloud_images_path
+        self.tls = tls  # a server context: serve HTTPS with its certificate
         self.cloud_images: dict[str, list[dict[str, str]]] = {}
         self.hits: Counter[str] = Counter()
         self.ranges: list[tuple[str, str]] = []  # (path, Range header) of ranged GETs
@@ -164,7 +167,7 @@ class FakeImageFactory:
     def url(self) -> str:
         assert self._server is not None, "not started"
         host, port = self._server.server_address[:2]
-        return f"http://{host!s}:{port}"
+        return f"{'https' if self.tls else 'http'}://{host!s}:{port}"
 
     def cloud_images_url_template(self) -> str:
         return self.url + self.cloud_images_path
@@ -206,6 +209,8 @@ class FakeImageFactory:
     def start(self) -> FakeImageFactory:
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(self))
         self._server.daemon_threads = True
+        if self.tls is not None:
+            self._server.socket = self.tls.wrap_socket(self._server.socket, server_side=True)
         self._thread = threading.Thread(
             target=self._server.serve_forever,
             kwargs={

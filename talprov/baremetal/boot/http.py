@@ -30,12 +30,15 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
+import httpx
+
 from talprov.baremetal.boot import ipxe
 from talprov.baremetal.boot.binding import BootAlerts, DhcpLedger, SourceRateLimit
 from talprov.baremetal.config import BareMetalConfig
 from talprov.baremetal.inventory import Inventory, MachineStatus, normalize_mac
 from talprov.baremetal.records import uuid_or_none
-from talprov.talos.factory import split_credentials
+from talprov.providers.errors import connection_failure
+from talprov.talos.cache import public_url
 
 log = logging.getLogger(__name__)
 
@@ -65,16 +68,53 @@ class BootHttp:
                  ledger: DhcpLedger | None = None, alerts: BootAlerts | None = None) -> None:
         self.config = config
         self.inventory = inventory
-        # The proxy (proxy_factory) fetches with the factory's credentials, given
-        # or written into its URL: an authenticated factory serves no image without.
-        self.factory_url, in_url = split_credentials(factory_url)
-        self.factory_auth = factory_auth or in_url
+        # The proxy (proxy_factory) fetches with the factory's credentials (the
+        # BootServer took any written into the URL out of it).
+        self.factory_url = factory_url.rstrip("/")
+        self.factory_auth = factory_auth
         self.factory_verify = factory_verify
+        self._factory_client: httpx.Client | None = None
+        self._refusals_said: set[str] = set()  # one log line per kind of failure
+        self._client_lock = threading.Lock()
         #: The DHCP responder's memory (None: no responder here, nothing to check).
         self.ledger = ledger
         self.alerts = alerts or BootAlerts()
         self._discovery_full = False
         self.limit = SourceRateLimit(lambda: REQUESTS_PER_MINUTE)
+
+    def factory_client(self) -> httpx.Client:
+        """The proxy's one HTTP client (its connections are reused across assets),
+        made on first use with the factory's credentials and TLS setting. Thread-safe."""
+        with self._client_lock:
+            if self._factory_client is None:
+                verify = self.factory_verify
+                # httpx deprecates a CA path as verify: give it a context built on it.
+                context = ssl.create_default_context(cafile=verify) if isinstance(
+                    verify, str) else verify
+                # httpx drops the credentials on a redirect to another origin (a CDN).
+                self._factory_client = httpx.Client(
+                    auth=self.factory_auth, verify=context, follow_redirects=True,
+                    timeout=60.0)
+            return self._factory_client
+
+    def factory_refused(self, kind: str) -> None:
+        """Log, once per ``kind`` (an HTTP status or a failure in words), that the
+        proxy got no asset from the factory: wrong credentials (401) must not look
+        like a missing image. Names no credentials. Thread-safe."""
+        with self._client_lock:
+            if kind in self._refusals_said:
+                return
+            self._refusals_said.add(kind)
+        log.warning("the boot server's proxy (proxy_factory) got no asset from the Image "
+                    "Factory %s: %s; machines get 502 (said once)",
+                    public_url(self.factory_url), kind)
+
+    def close(self) -> None:
+        """Close the proxy's client. Idempotent."""
+        with self._client_lock:
+            if self._factory_client is not None:
+                self._factory_client.close()
+                self._factory_client = None
 
     def boot_script(self, uuid: str | None, mac: str | None, remote: str) -> str:
         """The iPXE script for the machine with ``uuid``/``mac``. Records what it hands out."""
@@ -288,23 +328,29 @@ class _Handler(BaseHTTPRequestHandler):
         self._proxy(source)
 
     def _proxy(self, url: str) -> None:
-        import httpx
-
         app = self.server.app
-        # httpx drops the credentials on a redirect to another origin (a CDN).
-        with httpx.stream("GET", url, follow_redirects=True, timeout=60.0,
-                          auth=app.factory_auth, verify=app.factory_verify) as upstream:
-            if upstream.status_code != HTTPStatus.OK:
-                self._send(HTTPStatus.BAD_GATEWAY, b"factory error\n")
-                return
-            self.send_response(HTTPStatus.OK)
-            self.send_header("Content-Type", "application/octet-stream")
-            length = upstream.headers.get("Content-Length")
-            if length:
-                self.send_header("Content-Length", length)
-            self.end_headers()
-            for chunk in upstream.iter_bytes(_CHUNK):
-                self.wfile.write(chunk)
+        answered = False
+        try:
+            with app.factory_client().stream("GET", url) as upstream:
+                if upstream.status_code != HTTPStatus.OK:
+                    app.factory_refused(f"HTTP {upstream.status_code}")
+                    self._send(HTTPStatus.BAD_GATEWAY, b"factory error\n")
+                    return
+                answered = True
+                self.send_response(HTTPStatus.OK)
+                self.send_header("Content-Type", "application/octet-stream")
+                length = upstream.headers.get("Content-Length")
+                if length:
+                    self.send_header("Content-Length", length)
+                self.end_headers()
+                for chunk in upstream.iter_bytes(_CHUNK):
+                    self.wfile.write(chunk)
+        except httpx.TransportError as exc:
+            app.factory_refused(connection_failure(exc))
+            if answered:  # cut off mid-body: the machine sees a short read and retries
+                self.close_connection = True
+            else:
+                self._send(HTTPStatus.BAD_GATEWAY, b"factory unreachable\n")
 
 
 class _Server(ThreadingHTTPServer):

@@ -14,6 +14,7 @@ from talprov.baremetal.boot.http import BootHttp, HttpBootServer
 from talprov.baremetal.boot.tftp import TftpServer
 from talprov.baremetal.config import BareMetalConfig, ConfigTls
 from talprov.baremetal.inventory import Inventory
+from talprov.talos.factory import split_credentials
 
 log = logging.getLogger(__name__)
 
@@ -35,14 +36,23 @@ class BootServer:
     factory_verify: bool | str = True
     services: list[_Service] = field(default_factory=list)
     http: HttpBootServer | None = None
+    app: BootHttp | None = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        # Credentials written into the URL become the proxy's credentials (an
+        # authenticated factory serves no image without), and leave the URL: it
+        # names the machines' kernel URLs and shows in this object's repr.
+        self.factory_url, in_url = split_credentials(self.factory_url)
+        self.factory_auth = self.factory_auth or in_url
 
     def start(self) -> None:
         """Start HTTP, then TFTP and DHCP when enabled. Raises ``OSError`` on a taken port."""
         inventory = Inventory(self.config.inventory)
         dhcp_on = self.config.dhcp is not None and self.config.dhcp.enabled
         ledger = DhcpLedger() if dhcp_on else None
-        app = BootHttp(self.config, inventory, self.factory_url, factory_auth=self.factory_auth,
-                       factory_verify=self.factory_verify, ledger=ledger)
+        self.app = app = BootHttp(self.config, inventory, self.factory_url,
+                                  factory_auth=self.factory_auth,
+                                  factory_verify=self.factory_verify, ledger=ledger)
         self.http = HttpBootServer(app, self.config.listen_address, self.config.listen_port)
         wanted: list[_Service] = [self.http]
         if self.config.config_tls is not None:
@@ -70,8 +80,11 @@ class BootServer:
                         "isolated", self.config.listen_address, self.config.listen_port)
 
     def stop(self) -> None:
+        """Stop every service and close the factory proxy's client. Idempotent."""
         while self.services:
             self.services.pop().stop()
+        if self.app is not None:
+            self.app.close()
 
 
 def config_tls_context(tls: ConfigTls) -> ssl.SSLContext:

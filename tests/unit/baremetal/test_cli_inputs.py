@@ -13,6 +13,7 @@ from talprov.baremetal.data import BareMetalMachineData
 from talprov.baremetal.inventory import Inventory
 from talprov.baremetal.records import MACHINE_NAME_PATTERN, check_machine_name
 from talprov.errors import ConfigError, pattern_in_words, validate
+from talprov.providers.types import STORED
 from tests.unit.baremetal.test_cli_operator import block, run
 
 __all__ = ["block"]  # a fixture: pytest finds it by this name
@@ -166,3 +167,16 @@ def test_provider_data_machine_takes_every_name_add_takes() -> None:
     for name in ("m1", "rack-1-m0", "a" * 63):
         check_machine_name(name)
         assert validate(BareMetalMachineData, {"machine": name}, "r").machine == name
+
+
+@pytest.mark.parametrize("name", ["Rack1-M1", "m1_"])
+def test_a_stored_request_naming_a_machine_added_before_the_rule_stays_readable(
+        name: str) -> None:
+    """The runner reads a stored request's provider_data with context=STORED: one
+    naming an inventory machine added before the name rule must go on to its next
+    step (before, the pattern ignored STORED, and the request failed there), as
+    stored labels keep the old rule."""
+    stored = BareMetalMachineData.model_validate({"machine": name}, context=STORED)
+    assert stored.machine == name
+    schema = BareMetalMachineData.model_json_schema()
+    assert schema["properties"]["machine"]["anyOf"][0]["pattern"] == MACHINE_NAME_PATTERN

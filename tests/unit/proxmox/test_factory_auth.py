@@ -9,6 +9,9 @@ a node's ``download-url`` carries no credentials, so it would be refused. With
 
 from __future__ import annotations
 
+import threading
+from pathlib import Path
+
 import pytest
 
 from talprov.providers.errors import InstanceUnavailable
@@ -16,6 +19,7 @@ from talprov.providers.protocol import Runtime
 from talprov.providers.types import Owner
 from talprov.proxmox.images import iso_file_name
 from talprov.proxmox.provider import ProxmoxProvider
+from talprov.talos.factory import images_for
 from talprov.testing import FakeClock
 from tests.driving import context, provision
 from tests.emulators.factory import FakeImageFactory, schematic_id
@@ -63,3 +67,35 @@ def test_download_waits_for_the_operator(
         provision(provider, [ctx], clock)
     assert "iso_transfer" in str(caught.value)
     assert PASSWORD not in str(caught.value)
+
+
+def test_one_isos_upload_does_not_wait_for_anothers(
+        fakepve: FakePveServer, runtime: Runtime, clock: FakeClock, owner: Owner,
+        authenticated: FakeImageFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """With an authenticated factory every ISO goes up from the cache (a download,
+    then an upload); before, both ran under the provider's one lock, so a second
+    ISO waited for the whole transfer of the first."""
+    provider = ProxmoxProvider("lab", password_config(fakepve), runtime)
+    first = context(provider, machine_request("first", talos_version="v1.13.9"), owner)
+    second = context(provider, machine_request("second", talos_version="v1.12.4"), owner)
+    factory = images_for(runtime)
+    download = factory.download
+    first_downloading, second_done = threading.Event(), threading.Event()
+    waited: list[bool] = []
+
+    def held_download(url: str, *args: object, **kwargs: object) -> Path:
+        if "/v1.13.9/" in url:
+            first_downloading.set()
+            waited.append(second_done.wait(timeout=10))  # False: the second one waited
+        return download(url, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(factory, "download", held_download)
+    worker = threading.Thread(target=provision, args=(provider, [first], clock))
+    worker.start()
+    assert first_downloading.wait(timeout=10)
+    provision(provider, [second], clock)
+    second_done.set()
+    worker.join(timeout=30)
+    assert waited == [True]
+    assert first.state.iso_volume is not None
+    assert second.state.iso_volume is not None
