@@ -250,6 +250,7 @@ class Reconciler(LeaseRenewal):
             rest = [*parked, *(w for w in works if id(w) not in ran_early)]
             for work in rest:
                 work.observed = observed.get(work.record.request.id)
+                work.listed = True
             if rest:
                 self._run_works(runner, handle, rest)
             self._changed(works)
