@@ -200,9 +200,13 @@ class VSphereProvider:
         # VM whose clone ended is configured and powered on while the others clone.
         return [
             # Reads no listing and makes no machine (a template is none): it runs
-            # while the pass's listing is on its way.
+            # while the pass's listing is on its way. found_again: a template it
+            # found, deployed or imported is looked up by its name first, so its
+            # outcome is stored with clone-vm's (one transaction less before the
+            # first clone of a pass).
             Step.batched("ensure-template", one_by_one(self._ensure_template),
-                         timeout=self.config.task_timeout, needs_listing=False),
+                         timeout=self.config.task_timeout, needs_listing=False,
+                         found_again=True),
             Step.batched("clone-vm", self._clone_batch, timeout=self.config.task_timeout,
                          pipelined=True, creates_machine=True),
             Step.batched("configure-vm", self._configure_batch, pipelined=True),
