@@ -61,6 +61,15 @@ def _store_and_runtime(tmp_path: Path) -> tuple[Store, Runtime]:
     return store, Runtime(installation="t", cache_dir=tmp_path, clock=clock, sleep=clock.sleep)
 
 
+def _store_with_r1(tmp_path: Path) -> tuple[Store, Runtime]:
+    """``_store_and_runtime`` holding one request, r-1, of ``AdoptOrCreate``."""
+    store, runtime = _store_and_runtime(tmp_path)
+    store.create_request(MachineRequest(id="r-1", provider="adopt-or-create",
+                                        talos_version="v1.13.9",
+                                        machine_config=SecretStr(WORKER_CONFIG)))
+    return store, runtime
+
+
 def test_a_request_provisioned_by_another_worker_mid_pass_is_not_worked_again(
         tmp_path: Path) -> None:
     store, runtime = _store_and_runtime(tmp_path)
@@ -145,10 +154,7 @@ def test_a_request_taken_over_is_looked_up_again(
     # out (that worker died, or stalled past its TTL) reused it, and a step that
     # finds its machine by listing (OpenStack's unstored ensure-server) made a
     # second machine.
-    store, runtime = _store_and_runtime(tmp_path)
-    store.create_request(MachineRequest(id="r-1", provider="adopt-or-create",
-                                        talos_version="v1.13.9",
-                                        machine_config=SecretStr(WORKER_CONFIG)))
+    store, runtime = _store_with_r1(tmp_path)
     theirs = Machine(infra_id="theirs-r-1", state=MachineState.RUNNING, request_id="r-1")
     provider = AdoptOrCreate(late=[theirs], early_step=early_step)
     mine = Reconciler(store, {"adopt-or-create": ProviderHandle(provider)}, runtime,
@@ -184,10 +190,7 @@ def test_the_listing_is_asked_beside_the_claim_when_no_one_else_holds_the_reques
     # Every earlier holder let go before the pass read the requests, so what any
     # made shows in a listing asked then: the claim no longer delays it (it waited
     # for the store's reads and the claim before).
-    store, runtime = _store_and_runtime(tmp_path)
-    store.create_request(MachineRequest(id="r-1", provider="adopt-or-create",
-                                        talos_version="v1.13.9",
-                                        machine_config=SecretStr(WORKER_CONFIG)))
+    store, runtime = _store_with_r1(tmp_path)
     provider = AdoptOrCreate(late=[])
     listing_asked = threading.Event()
     list_machines = provider.list_machines
@@ -223,10 +226,7 @@ def test_a_lease_a_dead_worker_took_after_the_read_drops_the_early_listing(
     # The pass read r-1 free and asked the listing at once; then a worker of this
     # host claimed r-1, launched and died, and the claim took its lease over: the
     # listing asked before that launch showed is not used, one is asked afresh.
-    store, runtime = _store_and_runtime(tmp_path)
-    store.create_request(MachineRequest(id="r-1", provider="adopt-or-create",
-                                        talos_version="v1.13.9",
-                                        machine_config=SecretStr(WORKER_CONFIG)))
+    store, runtime = _store_with_r1(tmp_path)
     read_free = store.summaries([Stage.PENDING])
     assert [s.lease_owner for s in read_free] == [None]
     theirs = Machine(infra_id="theirs-r-1", state=MachineState.RUNNING, request_id="r-1")
