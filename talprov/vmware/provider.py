@@ -52,6 +52,7 @@ log = logging.getLogger(__name__)
 Ctx = StepContext[VSphereMachineData, VSphereState]
 T = TypeVar("T")
 
+
 def _listing_tells(ctx: Ctx) -> bool:
     """Whether the pass's listing says if the request's VM exists, so clone-vm needs
     no lookup of its own (one round trip before the first clone of a pass).
