@@ -168,7 +168,7 @@ class Ports:
             found = existing.get(index_tag)
             if found is None:
                 adopted = self.tags.adopt_untagged(
-                    "port", self.client.network.ports, tags, name=f"{ctx.request.id}-{index}")
+                    "port", self._sdk_ports, tags, name=f"{ctx.request.id}-{index}")
                 found = None if adopted is None else str(adopted.id)
             if found is not None:
                 needed.found[index] = found
@@ -176,6 +176,11 @@ class Ports:
                 needed.new.append(NewPort(index, spec.network, tags, self._body(ctx, index,
                                                                                  spec)))
         return needed
+
+    def _sdk_ports(self, **query: Any) -> Any:
+        """The SDK's port list; the proxy looked up only when called (where Neutron
+        cannot tag on create), since each ``client.network`` is a retried read."""
+        return self.client.network.ports(**query)
 
     def _finish(self, ctx: Ctx, needed: Needed) -> StepResult:
         """Create what ``needed`` still lacks one by one, then record the port ids."""

@@ -73,6 +73,11 @@ class StepContext(Generic[DataT, StateT]):
     runner persists it when the step returns (or raises a retryable error).
     ``observed`` is the machine that this pass's single ``list_machines`` call saw
     for this request, if any, so waiting steps need no call of their own.
+    ``listed`` says that call was made for this context: the reconciler sets it
+    for every step that needs the listing, whose listing is asked after any
+    worker that held the request before died or let go of it, so a request it
+    does not show had no machine then (a step may trust that instead of looking
+    the machine up itself). False where steps run without a listing.
     """
 
     request: MachineRequest
@@ -81,6 +86,7 @@ class StepContext(Generic[DataT, StateT]):
     owner: Owner
     runtime: Runtime
     observed: Machine | None = None
+    listed: bool = False
     step_started_at: float = 0.0
     events: list[str] = field(default_factory=list)
     #: Set by the runner while a pipelined step (``Step.pipelined``) runs a batch.

@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Collection, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -219,63 +219,91 @@ class Reconciler(LeaseRenewal):
            need none (``Step.needs_listing=False``; with none, just wait for it);
         3. check drift, then run the steps that need the listing.
 
-        The listing is asked for after the claim, so it shows whatever a dead
-        worker whose requests were taken over created; a listing the round took
-        before the claim (shared with the scaler) is not used then.
+        The listing must show whatever an earlier holder of a claimed request
+        made for it. When no due request is held by another worker (as the pass
+        read them), every earlier holder let go before that read, so the listing
+        is asked at once, beside the claim (the store's reads and the claim no
+        longer delay the first step). Otherwise, or when the claim took over a
+        lease after all (a dead worker of this host), it is asked after the
+        claim, and a listing the round took before (shared with the scaler) is
+        not used.
         """
         if not self.listings.answers(instance):
             return  # backing off: nothing can be decided for this instance now
         runner = self._runner(instance, handle)
         due = self._due(group)
-        claimed = self._claim(self._still_due(due)) if due else []
-        if self._inherited(group, claimed):
-            self.listings.forget(instance)
-        try:
-            listing, works, early, parked = self._listing_beside(instance, handle, runner,
-                                                                 claimed)
-            if listing.machines is None:
-                if not listing.skipped:  # (answers() said it would not be)
-                    report.list_calls[instance] = 1
-                    runner.store_parked(parked)
-                    # Steps that ran meanwhile moved versions on: note on fresh ones.
-                    stored = ({s.id: s for s in self.store.summaries(ACTIVE_STAGES)}
-                              if early else {})
-                    self._blocked(listing, [stored.get(s.id, s) for s in group], report)
-                self._changed(early)
-                return
-            report.list_calls[instance] = 1
-            observed = by_request(listing.machines)
-            self._observations.check_drifts(group, observed)
-            ran_early = {id(w) for w in early}
-            rest = [*parked, *(w for w in works if id(w) not in ran_early)]
-            for work in rest:
-                work.observed = observed.get(work.record.request.id)
-            if rest:
-                self._run_works(runner, handle, rest)
-            self._changed(works)
-        finally:
-            self._release([r.request.id for r in claimed])
+        # The pool's exit waits for a listing asked early, whatever happens.
+        with ThreadPoolExecutor(max_workers=1) as lister:
+            asked = (lister.submit(self.listings.listing, instance, handle.provider)
+                     if due and not self._held_elsewhere(group, due) else None)
+            claimed, took_over = self._claim(self._still_due(due)) if due else ([], False)
+            if took_over or self._inherited(group, claimed):
+                if asked is not None:
+                    asked.result()  # (one reader of the listings at a time)
+                    asked = None
+                self.listings.forget(instance)
+            try:
+                self._work_claimed(instance, handle, runner, group, claimed, asked, report)
+            finally:
+                self._release([r.request.id for r in claimed])
         report.worked += len(claimed)
+
+    def _work_claimed(
+        self, instance: str, handle: ProviderHandle, runner: RequestRunner,
+        group: Sequence[RequestSummary], claimed: Sequence[RequestRecord],
+        asked: Future[Listing] | None, report: PassReport,
+    ) -> None:
+        """Steps 2 and 3 of :meth:`_pass_instance` (``asked``: the listing, if asked)."""
+        listing, works, early, parked = self._listing_beside(instance, handle, runner,
+                                                             claimed, asked)
+        if listing.machines is None:
+            if not listing.skipped:  # (answers() said it would not be)
+                report.list_calls[instance] = 1
+                runner.store_parked(parked)
+                # Steps that ran meanwhile moved versions on: note on fresh ones.
+                stored = ({s.id: s for s in self.store.summaries(ACTIVE_STAGES)}
+                          if early else {})
+                self._blocked(listing, [stored.get(s.id, s) for s in group], report)
+            self._changed(early)
+            return
+        report.list_calls[instance] = 1
+        observed = by_request(listing.machines)
+        self._observations.check_drifts(group, observed)
+        ran_early = {id(w) for w in early}
+        rest = [*parked, *(w for w in works if id(w) not in ran_early)]
+        for work in rest:
+            work.observed = observed.get(work.record.request.id)
+            work.listed = True
+        if rest:
+            self._run_works(runner, handle, rest)
+        self._changed(works)
 
     def _listing_beside(
         self, instance: str, handle: ProviderHandle, runner: RequestRunner,
-        claimed: Sequence[RequestRecord],
+        claimed: Sequence[RequestRecord], asked: Future[Listing] | None = None,
     ) -> tuple[Listing, list[Work], list[Work], list[Work]]:
-        """The instance's listing, asked first; while it is on its way the claimed
-        requests are prepared and those at a step that needs no listing advanced.
+        """The instance's listing (``asked`` already, else asked first); while it is
+        on its way the claimed requests are prepared and those at a step that
+        needs no listing advanced.
 
         Returns the listing, the works, those advanced early, and those of them
         stopped before a step that needs the listing.
         """
         if not claimed:
-            return self.listings.listing(instance, handle.provider), [], [], []
+            return (asked.result() if asked is not None
+                    else self.listings.listing(instance, handle.provider)), [], [], []
         with ThreadPoolExecutor(max_workers=1) as lister:
-            asked = lister.submit(self.listings.listing, instance, handle.provider)
+            if asked is None:
+                asked = lister.submit(self.listings.listing, instance, handle.provider)
             works = self._prepare(runner, claimed, {})
             early = [w for w in works
                      if w.stage != Stage.DEPROVISIONING and not runner.waits_for_listing(w)]
             parked = self._run_works(runner, handle, early, listed=False) if early else []
             return asked.result(), works, early, parked
+
+    def _held_elsewhere(self, group: Sequence[RequestSummary], due: Mapping[str, int]) -> bool:
+        """Whether another worker held a due request of ``group`` when it was read."""
+        return any(s.id in due and s.lease_owner not in (None, self.worker_id) for s in group)
 
     def _inherited(self, group: Sequence[RequestSummary],
                    claimed: Sequence[RequestRecord]) -> bool:
@@ -316,9 +344,10 @@ class Reconciler(LeaseRenewal):
             newly = not (summary.error or "").startswith(headline)
             self._observations.note(summary, error=error, events=[headline] if newly else [])
 
-    def _claim(self, due: Sequence[RequestRecord]) -> list[RequestRecord]:
-        """The due requests this worker now holds the lease of, as they were read
-        (a lease a dead worker of this host left is taken over at once).
+    def _claim(self, due: Sequence[RequestRecord]) -> tuple[list[RequestRecord], bool]:
+        """The due requests this worker now holds the lease of, as they were read,
+        and whether it took one over (a lease a dead worker of this host left is
+        taken over at once).
 
         A request another replica advanced between our read and the claim (its
         version moved) is let go: the next pass reads it afresh.
@@ -326,6 +355,7 @@ class Reconciler(LeaseRenewal):
         held = self.store.claim_many([r.request.id for r in due], owner=self.worker_id,
                                      ttl=self.lease_ttl, now=self.now())
         self._hold(held)
+        took_over = False
         for record in due:
             rid = record.request.id
             if rid in held:
@@ -334,6 +364,7 @@ class Reconciler(LeaseRenewal):
             # not make a restarted worker wait out the TTL for them.
             if self._take_over(rid):
                 self._hold([rid])
+                took_over = True
                 fresh = self.store.get_request(rid)
                 if fresh is not None:
                     held[rid] = fresh.version
@@ -341,7 +372,7 @@ class Reconciler(LeaseRenewal):
         stale = [r.request.id for r in due
                  if r.request.id in held and held[r.request.id] != r.version]
         self._release(stale)
-        return claimed
+        return claimed, took_over
 
     def _take_over(self, rid: str) -> bool:
         """Claim ``rid`` when a dead process of this host holds its lease."""

@@ -44,6 +44,8 @@ class Work:
     runtime: Runtime
     observed: Machine | None
     data: BaseModel | None = None
+    #: ``observed`` is the pass's listing's answer (``StepContext.listed``).
+    listed: bool = False
     state: ProviderState | None = None
     stage: Stage = Stage.PENDING
     step_index: int = 0
@@ -81,7 +83,7 @@ class Work:
             self.step_started_at = self.now()
         return StepContext(
             request=self.record.request, data=self.data, state=self.state, owner=self.owner,
-            runtime=self.runtime, observed=self.observed,
+            runtime=self.runtime, observed=self.observed, listed=self.listed,
             step_started_at=self.step_started_at.timestamp(),
         )
 

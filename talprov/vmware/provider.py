@@ -52,6 +52,20 @@ log = logging.getLogger(__name__)
 Ctx = StepContext[VSphereMachineData, VSphereState]
 T = TypeVar("T")
 
+
+def _listing_tells(ctx: Ctx) -> bool:
+    """Whether the pass's listing says if the request's VM exists, so clone-vm needs
+    no lookup of its own (one round trip before the first clone of a pass).
+
+    Only at the step's first attempt (``instance_uuid`` is stored by every
+    attempt): the listing knows a VM by the ownership marks in its extraConfig,
+    which the clone sets, and is asked after any worker that held the request
+    died or let go of it. Later attempts look the VM up by its instance UUID, as
+    after a clone refused with ``DuplicateName`` (its VM not listed yet).
+    """
+    return ctx.listed and ctx.state.instance_uuid is None
+
+
 class VSphereProvider:
     """Creates and removes Talos VMs in one vCenter datacenter."""
 
@@ -187,9 +201,13 @@ class VSphereProvider:
         # VM whose clone ended is configured and powered on while the others clone.
         return [
             # Reads no listing and makes no machine (a template is none): it runs
-            # while the pass's listing is on its way.
+            # while the pass's listing is on its way. found_again: a template it
+            # found, deployed or imported is looked up by its name first, so its
+            # outcome is stored with clone-vm's (one transaction less before the
+            # first clone of a pass).
             Step.batched("ensure-template", one_by_one(self._ensure_template),
-                         timeout=self.config.task_timeout, needs_listing=False),
+                         timeout=self.config.task_timeout, needs_listing=False,
+                         found_again=True),
             Step.batched("clone-vm", self._clone_batch, timeout=self.config.task_timeout,
                          pipelined=True, creates_machine=True),
             Step.batched("configure-vm", self._configure_batch, pipelined=True),
@@ -244,13 +262,15 @@ class VSphereProvider:
         return None
 
     def _clone_batch(self, ctxs: Sequence[Ctx]) -> list[StepResult | BaseException]:
-        """clone-vm for a batch: whether the VMs to clone exist already is one read."""
-        fresh = [c.request.id for c in ctxs
-                 if c.state.vm_moid is None and c.state.clone_task is None]
-        looked_up: Mapping[str, str | None] = {}
-        if len(fresh) > 1:
+        """clone-vm for a batch: whether the VMs to clone exist already is known from
+        the pass's listing, else one read for the batch."""
+        fresh = [c for c in ctxs if c.state.vm_moid is None and c.state.clone_task is None]
+        looked_up = {c.request.id: c.observed.infra_id if c.observed else None
+                     for c in fresh if _listing_tells(c)}
+        unknown = [c.request.id for c in fresh if c.request.id not in looked_up]
+        if len(unknown) > 1:
             try:
-                looked_up = self.find_vms(ctxs[0].owner, fresh)
+                looked_up.update(self.find_vms(ctxs[0].owner, unknown))
             except ProviderError as exc:
                 return [exc] * len(ctxs)
         return steps_side_by_side(lambda ctx: self._clone_vm(ctx, looked_up), ctxs)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import socket
 import subprocess
+import threading
 from collections.abc import Sequence
 from datetime import timedelta
 from pathlib import Path
@@ -25,6 +26,9 @@ from talprov.reconcile.reconciler import ProviderHandle, Reconciler
 from talprov.store.store import Store
 from talprov.testing import FakeClock, ProviderDouble
 from tests.helpers import WORKER_CONFIG
+
+#: Seconds the claim waits for the listing to be asked before it concludes it was not.
+PATIENCE = 5.0
 
 
 class OneStep(ProviderDouble):
@@ -55,6 +59,15 @@ def _store_and_runtime(tmp_path: Path) -> tuple[Store, Runtime]:
     store.migrate()
     clock = FakeClock()
     return store, Runtime(installation="t", cache_dir=tmp_path, clock=clock, sleep=clock.sleep)
+
+
+def _store_with_r1(tmp_path: Path) -> tuple[Store, Runtime]:
+    """``_store_and_runtime`` holding one request, r-1, of ``AdoptOrCreate``."""
+    store, runtime = _store_and_runtime(tmp_path)
+    store.create_request(MachineRequest(id="r-1", provider="adopt-or-create",
+                                        talos_version="v1.13.9",
+                                        machine_config=SecretStr(WORKER_CONFIG)))
+    return store, runtime
 
 
 def test_a_request_provisioned_by_another_worker_mid_pass_is_not_worked_again(
@@ -141,10 +154,7 @@ def test_a_request_taken_over_is_looked_up_again(
     # out (that worker died, or stalled past its TTL) reused it, and a step that
     # finds its machine by listing (OpenStack's unstored ensure-server) made a
     # second machine.
-    store, runtime = _store_and_runtime(tmp_path)
-    store.create_request(MachineRequest(id="r-1", provider="adopt-or-create",
-                                        talos_version="v1.13.9",
-                                        machine_config=SecretStr(WORKER_CONFIG)))
+    store, runtime = _store_with_r1(tmp_path)
     theirs = Machine(infra_id="theirs-r-1", state=MachineState.RUNNING, request_id="r-1")
     provider = AdoptOrCreate(late=[theirs], early_step=early_step)
     mine = Reconciler(store, {"adopt-or-create": ProviderHandle(provider)}, runtime,
@@ -173,3 +183,65 @@ def _gone_pid() -> int:
     child = subprocess.Popen(["true"])
     child.wait()
     return child.pid
+
+
+def test_the_listing_is_asked_beside_the_claim_when_no_one_else_holds_the_requests(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Every earlier holder let go before the pass read the requests, so what any
+    # made shows in a listing asked then: the claim no longer delays it (it waited
+    # for the store's reads and the claim before).
+    store, runtime = _store_with_r1(tmp_path)
+    provider = AdoptOrCreate(late=[])
+    listing_asked = threading.Event()
+    list_machines = provider.list_machines
+
+    def listing(owner: Owner) -> list[Machine]:
+        listing_asked.set()
+        return list_machines(owner)
+
+    monkeypatch.setattr(provider, "list_machines", listing)
+    claim_many = store.claim_many
+    asked_during_claim: list[bool] = []
+
+    def claim(*args: Any, **kwargs: Any) -> Any:
+        asked_during_claim.append(listing_asked.wait(PATIENCE))
+        return claim_many(*args, **kwargs)
+
+    monkeypatch.setattr(store, "claim_many", claim)
+    mine = Reconciler(store, {"adopt-or-create": ProviderHandle(provider)}, runtime,
+                      worker_id="mine")
+
+    mine.run_pass()
+
+    assert asked_during_claim == [True]
+    record = store.get_request("r-1")
+    assert record is not None
+    assert record.stage == Stage.PROVISIONED
+    assert [m.infra_id for m in provider.cloud] == ["ours-r-1"]
+    mine.close()
+
+
+def test_a_lease_a_dead_worker_took_after_the_read_drops_the_early_listing(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The pass read r-1 free and asked the listing at once; then a worker of this
+    # host claimed r-1, launched and died, and the claim took its lease over: the
+    # listing asked before that launch showed is not used, one is asked afresh.
+    store, runtime = _store_with_r1(tmp_path)
+    read_free = store.summaries([Stage.PENDING])
+    assert [s.lease_owner for s in read_free] == [None]
+    theirs = Machine(infra_id="theirs-r-1", state=MachineState.RUNNING, request_id="r-1")
+    provider = AdoptOrCreate(late=[theirs])
+    mine = Reconciler(store, {"adopt-or-create": ProviderHandle(provider)}, runtime,
+                      worker_id="mine")
+    assert store.claim("r-1", owner=f"{socket.gethostname()}:{_gone_pid()}", ttl=300,
+                       now=mine.now())
+    monkeypatch.setattr(store, "summaries", lambda *_args, **_kwargs: read_free)
+
+    mine.run_pass()
+
+    record = store.get_request("r-1")
+    assert record is not None
+    assert record.stage == Stage.PROVISIONED
+    assert record.infra_id == "theirs-r-1"
+    assert [m.infra_id for m in provider.cloud] == ["theirs-r-1"]  # adopted, none made
+    mine.close()

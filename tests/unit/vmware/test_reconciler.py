@@ -128,3 +128,40 @@ def test_a_vm_whose_clone_ended_is_powered_on_while_the_others_clone(
     assert _all_in(store, Stage.PROVISIONED)()
     vms = all_vms(vcsim)
     assert [len(vms[f"r{i}"]) for i in range(1, 4)] == [1, 1, 1]
+
+
+def test_clone_vm_takes_the_passs_listing_for_whether_a_vm_exists(
+    provider: VSphereProvider, vcsim: VcsimServer, store: Store,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The listing, asked after the requests were claimed, shows every VM of theirs
+    # (by the ownership marks the clone sets): clone-vm's first attempt looks none
+    # up by instance UUID (before: one retrieval of every VM before the clones).
+    reconciler = _reconciler(store, provider)
+    store.create_request(machine_request("r0"))  # imports the template
+    assert reconciler.run_until(_all_in(store, Stage.PROVISIONED), timeout=600, interval=1.0)
+    lookups: list[str] = []
+    find_vm, find_vms = provider.find_vm, provider.find_vms
+
+    def one(owner: Any, rid: str) -> str | None:
+        lookups.append(rid)
+        return find_vm(owner, rid)
+
+    def many(owner: Any, rids: list[str]) -> dict[str, str | None]:
+        lookups.extend(rids)
+        return find_vms(owner, rids)
+
+    monkeypatch.setattr(provider, "find_vm", one)
+    monkeypatch.setattr(provider, "find_vms", many)
+    calls = intercept_soap(monkeypatch, lambda _method, _number, call: call())
+    for i in range(1, 4):
+        store.create_request(machine_request(f"r{i}"))
+
+    reconciler.run_pass()
+
+    assert lookups == []
+    # The listing, then each clone's read for configure-vm.
+    assert calls["RetrievePropertiesEx"] == 1 + 3
+    assert _all_in(store, Stage.PROVISIONED)()
+    vms = all_vms(vcsim)
+    assert [len(vms[f"r{i}"]) for i in range(1, 4)] == [1, 1, 1]
