@@ -85,7 +85,7 @@ class OpenStackProvider:
         self.name = name
         self.config = config
         self.runtime = runtime
-        self.client = OpenStackClient(config, runtime.sleep, connector)
+        self.client = OpenStackClient(config, runtime.sleep, connector, instance=name)
         self.tags = NeutronTags(self.client)
         self._group_lock = threading.Lock()
         self._names = Lookups(self.client, runtime.clock)
