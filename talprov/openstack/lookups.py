@@ -1,4 +1,5 @@
-"""Names resolved once per provider instance: images, flavors, networks, security groups.
+"""Names resolved once per provider instance: images, flavors, networks, security
+groups, floating IP pools.
 
 Every request of a set names the same image, flavor and network; asking the
 cloud for each of them per server (the SDK's ``find_*`` costs two calls: a GET by
@@ -159,18 +160,25 @@ class Lookups(NameCache):
 
     def network(self, name_or_id: str) -> Resolved:
         """A network. Raises ``InvalidRequest`` naming provider_data.networks."""
-        def find() -> Resolved:
-            named = self._named("list networks", "network", "/networks", "networks", name_or_id)
-            if named is not None:
-                return Resolved(str(named["id"]), name_or_id)
-            net = self.client.find_one("find network", self.client.network.find_network,
-                                       name_or_id)
-            if net is None:
-                raise InvalidRequest(f"no network {name_or_id!r}",
-                                     field="provider_data.networks")
-            return Resolved(str(net.id), name_or_id)
+        return self.get("network", name_or_id,
+                        partial(self._network, name_or_id, "provider_data.networks"))
 
-        return self.get("network", name_or_id, find)
+    def floating_ip_pool(self, name_or_id: str) -> Resolved:
+        """The network floating IPs are taken from. Raises ``InvalidRequest`` naming
+        provider_data.floating_ip_pool, so that a request naming none fails before
+        its ports and server are made, not once the server is ACTIVE."""
+        return self.get("floating IP pool", name_or_id,
+                        partial(self._network, name_or_id, "provider_data.floating_ip_pool"))
+
+    def _network(self, name_or_id: str, field: str) -> Resolved:
+        named = self._named("list networks", "network", "/networks", "networks", name_or_id)
+        if named is not None:
+            return Resolved(str(named["id"]), name_or_id)
+        net = self.client.find_one("find network", self.client.network.find_network,
+                                   name_or_id)
+        if net is None:
+            raise InvalidRequest(f"no network {name_or_id!r}", field=field)
+        return Resolved(str(net.id), name_or_id)
 
     def security_group(self, name_or_id: str) -> Resolved:
         """A security group. Raises ``InvalidRequest`` naming provider_data.security_groups."""
@@ -188,7 +196,7 @@ class Lookups(NameCache):
              also: Iterable[Callable[[], object]] = (),
              meanwhile: Callable[[], object] | None = None) -> None:
         """Resolve every name ``datas`` use (existing image, flavor, networks,
-        security groups) and run ``also``, all side by side, so that the steps
+        security groups, floating IP pool) and run ``also``, all side by side, so that the steps
         after this one find them cached instead of asking one after another;
         ``meanwhile`` (CPU work) runs in this thread while they are on their way.
 
@@ -204,6 +212,9 @@ class Lookups(NameCache):
                 tasks[("flavor", data.flavor)] = partial(self.flavor, data.flavor)
             else:
                 tasks[("fits", repr(data))] = partial(self.fitting_flavor, data)
+            if data.floating_ip_pool is not None:
+                tasks[("pool", data.floating_ip_pool)] = partial(
+                    self.floating_ip_pool, data.floating_ip_pool)
             for spec in data.port_specs():
                 tasks[("network", spec.network)] = partial(self.network, spec.network)
                 groups = spec.security_groups if spec.security_groups is not None else (
