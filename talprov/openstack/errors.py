@@ -7,7 +7,8 @@
 * 403 naming a quota (Nova answers ``forbidden`` "Quota exceeded ...") and
   Neutron's 409/413 ``OverQuota`` → ``QuotaExceeded``; any other 403 → ``AuthError``.
 * 408, 409, 425, 429 and 5xx → ``Transient``, honouring ``Retry-After``.
-* 400 and any other 4xx → ``InvalidRequest``; 404 → ``NotFound``.
+* 400 and any other 4xx → ``InvalidRequest`` (naming the provider_data field
+  when the answer is one of :data:`FIELD_OF_400`); 404 → ``NotFound``.
 * Connection failures and timeouts → ``Transient``; a TLS failure →
   ``InstanceAccessRefused`` like a 401; a broken auth configuration → ``AuthError``.
 
@@ -42,6 +43,15 @@ from talprov.providers.errors import (
 
 NO_VALID_HOST = "no valid host"
 MAX_DETAIL = 300
+#: 400 answers about one provider_data field, by Neutron's error type or (Nova has
+#: no types) the words of Nova's message, lowercased. Nova's from nova/compute/api.py
+#: (an unknown or disabled zone), Neutron's from neutron_lib's exceptions
+#: (InvalidIpForSubnet, InvalidIpForNetwork: a fixed IP outside the subnet/network).
+FIELD_OF_400: tuple[tuple[str, str], ...] = (
+    ("the requested availability zone is not available", "provider_data.availability_zone"),
+    ("InvalidIpForSubnet", "provider_data.ports"),
+    ("InvalidIpForNetwork", "provider_data.ports"),
+)
 
 
 def retry_after(response: Any) -> float | None:
@@ -147,10 +157,17 @@ def _from_http(exc: sdk.HttpException, what: str) -> ProviderError:  # noqa: PLR
     if status == 400:
         if is_no_valid_host(detail):
             return CapacityError(message)
-        return InvalidRequest(message)
+        return InvalidRequest(message, field=_field_of(detail, _error_type(exc)))
     if status == 409 or status in RETRYABLE_CLIENT_STATUSES or status >= 500:
         return Transient(message, retry_after=after)
     return InvalidRequest(message)
+
+
+def _field_of(detail: str, error_type: str) -> str | None:
+    """The provider_data field a 400 with this text and Neutron type is about, if known."""
+    text = detail.lower()
+    return next((field for words, field in FIELD_OF_400
+                 if words == error_type or words in text), None)
 
 
 def refused_whole(exc: ProviderError) -> bool:

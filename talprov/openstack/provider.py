@@ -4,7 +4,7 @@ Steps (each idempotent: it looks for what it would create, by tag or name, first
 
 1. ``resolve-image``   an existing image, or the factory image uploaded to Glance once
 2. ``resolve-flavor``  the named flavor, or the smallest one that fits cpu/memory/disk;
-   the floating IP pool checked (before anything is created)
+   the floating IP pool and the zones checked (before anything is created)
 3. ``ensure-server-group``  the named server group, created once with its policy
 4. ``ensure-ports``    one tagged port per network (or per explicit port spec)
 5. ``ensure-server``   the server, found by its request tag or created on those ports
@@ -182,9 +182,11 @@ class OpenStackProvider:
     def _resolve_flavor(self, ctx: Ctx) -> StepResult:
         data = ctx.data
         # Checked here, before ports and server exist: Neutron would refuse an
-        # unknown pool only at the last step, leaving both behind.
+        # unknown pool only at the last step, leaving both behind; Nova an
+        # unknown zone only at the server create.
         if data.floating_ip_pool is not None:
             self._names.floating_ip_pool(data.floating_ip_pool)
+        self._names.check_zones(data.availability_zone)
         if ctx.state.flavor_id is not None:
             return None
         if data.flavor is not None:
@@ -199,7 +201,8 @@ class OpenStackProvider:
         """Whether resolve-flavor has every answer cached: it makes no call then."""
         pool = ctx.data.floating_ip_pool
         return ((ctx.state.flavor_id is not None or self._names.knows_flavor(ctx.data))
-                and (pool is None or self._names.knows("floating IP pool", pool)))
+                and (pool is None or self._names.knows("floating IP pool", pool))
+                and (not ctx.data.availability_zone or self._names.knows_zones()))
 
     # -- 3. server group -------------------------------------------------------------------
 
