@@ -10,7 +10,8 @@
 * 400 and any other 4xx → ``InvalidRequest`` (naming the provider_data field
   when the answer is one of :data:`FIELD_OF_400`); 404 → ``NotFound``.
 * Connection failures and timeouts → ``Transient``; a TLS failure →
-  ``InstanceAccessRefused`` like a 401; a broken auth configuration → ``AuthError``.
+  ``InstanceAccessRefused`` like a 401; a broken auth configuration → ``AuthError``;
+  a service the catalog lacks in the region → ``InstanceUnavailable``.
 
 Messages carry the operation and the API's own error text, which never holds
 request bodies; talprov never puts user_data or credentials in them.
@@ -31,6 +32,7 @@ from talprov.providers.errors import (
     AuthError,
     CapacityError,
     InstanceAccessRefused,
+    InstanceUnavailable,
     InvalidRequest,
     NotFound,
     ProviderError,
@@ -102,7 +104,7 @@ def is_no_valid_host(message: str | None) -> bool:
     return message is not None and NO_VALID_HOST in message.lower()
 
 
-def translate(exc: BaseException, what: str, *,  # noqa: PLR0911 - a table
+def translate(exc: BaseException, what: str, *,  # noqa: PLR0911, PLR0912 - a table
               endpoint: str | None = None) -> ProviderError:
     """The talprov error for ``exc`` raised while doing ``what``. The message names
     the endpoint as scheme://host:port: the URL the SDK reports for the failed
@@ -129,7 +131,12 @@ def translate(exc: BaseException, what: str, *,  # noqa: PLR0911 - a table
             f"{what}: TLS verification failed; set ca_file to the cloud's CA")
     if isinstance(exc, ksa.ConnectionError | ksa.DiscoveryFailure):
         return Transient(f"{what}: cloud unreachable ({connection_failure(exc)})")
-    if isinstance(exc, ksa.AuthPluginException | ksa.EndpointNotFound | sdk.ConfigException):
+    if isinstance(exc, sdk.ServiceDisabledException | ksa.EndpointNotFound):
+        # The catalog lacks the service where the settings look (OpenStackClient
+        # names the setting when it meets the SDK's stand-in proxy first).
+        return InstanceUnavailable(f"{what}: the service is not usable with the configured "
+                                   f"region and interface ({_cut(str(exc))})")
+    if isinstance(exc, ksa.AuthPluginException | sdk.ConfigException):
         return AuthError(f"{what}: cloud configuration problem ({type(exc).__name__}: {exc})")
     if isinstance(exc, sdk.DuplicateResource):
         return InvalidRequest(f"{what}: the name matches several resources; use the id")

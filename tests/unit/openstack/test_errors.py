@@ -15,6 +15,7 @@ from talprov.providers.errors import (
     AuthError,
     CapacityError,
     InstanceAccessRefused,
+    InstanceUnavailable,
     InvalidRequest,
     NotFound,
     QuotaExceeded,
@@ -204,3 +205,15 @@ def test_a_400_about_a_provider_data_field_names_it(body: Any, field: str) -> No
     assert isinstance(error, InvalidRequest)
     assert error.field == field
     assert str(error).startswith(f"{field}: ")
+
+
+def test_a_service_missing_from_the_catalog_is_not_refused_credentials() -> None:
+    # Raised by openstacksdk's stand-in proxy on use; the client refuses the stand-in
+    # first (with the setting's name), this is the net under any other path.
+    exc = sdk.ServiceDisabledException("Service 'compute' is disabled because its "
+                                       "configuration could not be loaded. The service is not "
+                                       "present in the service catalog")
+    error = translate(exc, "list servers")
+    assert isinstance(error, InstanceUnavailable)
+    assert not isinstance(error, AuthError)
+    assert "region" in str(error)
