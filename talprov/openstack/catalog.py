@@ -46,10 +46,11 @@ def missing_endpoint(instance: str, service: str, region: str | None, interface:
             f"{where}.interface: the Keystone catalog has no {interface!r} endpoint of "
             f"the {service} service in region {region!r} (it has: {', '.join(here)})")
     offered = (f" (the catalog has it in: {', '.join(regions)})" if regions
-               else "" if catalog is None else " (nor in any other region)")
+               else " (nor in any other region)" if catalog is not None and region else "")
+    place = f"in region {region!r}" if region else "in any region"
     return InstanceUnavailable(
-        f"{where}.region: the Keystone catalog has no {service} endpoint in region "
-        f"{region!r}{offered}")
+        f"{where}.region: the Keystone catalog has no {interface!r} {service} endpoint "
+        f"{place}{offered}")
 
 
 def _region(endpoint: Mapping[str, Any]) -> Any:

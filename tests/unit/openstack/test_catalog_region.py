@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from talprov.openstack.catalog import missing_endpoint
 from talprov.openstack.config import OpenStackAuth, OpenStackConfig
 from talprov.openstack.provider import OpenStackProvider
 from talprov.providers.errors import AuthError, InstanceUnavailable, error_kind
@@ -80,3 +81,14 @@ def test_a_reconciler_warns_once_not_per_attempt(
         assert "credentials refused" not in errors[0]
     finally:
         store.close()
+
+
+def test_the_message_without_a_region_or_a_catalog() -> None:
+    error = missing_endpoint("os1", "image", None, "public", [{"type": "compute", "endpoints": [
+        {"interface": "public", "region_name": "RegionOne"}]}],
+        "The service is not present in the service catalog")
+    assert str(error) == ("providers.os1.region: the Keystone catalog has no 'public' image "
+                          "endpoint in any region")
+    unknown = missing_endpoint("os1", "image", "R2", "public", None,
+                               "The service is not present in the service catalog")
+    assert str(unknown).endswith("endpoint in region 'R2'")
