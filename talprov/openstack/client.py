@@ -18,6 +18,7 @@ from contextlib import suppress
 from typing import Any, TypeVar
 from urllib.parse import parse_qs, urlsplit
 
+from talprov.openstack.catalog import missing_endpoint, token_catalog
 from talprov.openstack.config import OpenStackConfig
 from talprov.openstack.errors import openstack_errors
 from talprov.providers.errors import NotFound, ProviderError
@@ -95,8 +96,11 @@ class OpenStackClient:
         config: OpenStackConfig,
         sleep: Callable[[float], None],
         connector: Callable[[OpenStackConfig], Any] = connect,
+        instance: str = "",
     ) -> None:
         self.config = config
+        #: The instance's name (``providers.<instance>``), for errors naming a setting.
+        self.instance = instance
         self._sleep = sleep
         self._connector = connector
         self._conn: Any = None
@@ -106,6 +110,7 @@ class OpenStackClient:
         self._connections = DEFAULT_POOL
         self._microversions: dict[tuple[str, Callable[[Any], str | None]], str] = {}
         self._endpoints: dict[str, str | None] = {}
+        self._in_catalog: set[str] = set()
 
     def __repr__(self) -> str:
         return f"OpenStackClient(cloud={self.config.cloud!r}, region={self.config.region!r})"
@@ -134,9 +139,32 @@ class OpenStackClient:
             return getattr(self.conn, service)
 
     def _proxy(self, service: str) -> Any:
+        """The SDK's proxy for ``service``. Raises ``InstanceUnavailable`` naming
+        ``region``/``interface`` when the catalog has no endpoint for it, and what
+        the first touch raises."""
         # The first touch of a service proxy authenticates and discovers versions,
         # so it can fail like any call.
-        return self.read(f"reach the {service} service", lambda: self._service(service))
+        proxy = self.read(f"reach the {service} service", lambda: self._service(service))
+        if service not in self._in_catalog:
+            self._refuse_missing(service, proxy)
+            with self._lock:
+                self._in_catalog.add(service)
+        return proxy
+
+    def _refuse_missing(self, service: str, proxy: Any) -> None:
+        """Raise ``InstanceUnavailable`` when ``proxy`` is openstacksdk's stand-in for a
+        service it could not load (outside any retry: asking again cannot help)."""
+        from openstack import exceptions as sdk
+
+        try:
+            # The stand-in raises on any attribute; a real proxy has this method.
+            hasattr(proxy, "get_endpoint")
+        except sdk.ServiceDisabledException as exc:
+            conn = self.conn
+            region = getattr(getattr(conn, "config", None), "region_name", None)
+            raise missing_endpoint(self.instance, service, region or self.config.region,
+                                   self.config.interface, token_catalog(conn),
+                                   str(exc)) from exc
 
     def reaching(self, services: Iterable[str], call: Callable[[], T]) -> T:
         """``call()``, while :meth:`reach` makes the first touch of ``services`` in a
@@ -250,8 +278,12 @@ class OpenStackClient:
         which costs milliseconds each (30 servers took longer to build than to
         fetch); JSON costs microseconds. ``microversion(proxy)`` gives the
         microversion to ask for. Read-only; retried as :meth:`read`. Raises
-        ``AuthError`` or ``Transient``.
+        ``AuthError`` or ``Transient`` (``InstanceUnavailable`` for a service the
+        catalog lacks).
         """
+        if service not in self._in_catalog:
+            self._proxy(service)
+
         def fetch() -> builtins.list[dict[str, Any]]:
             params = dict(query)
             items: builtins.list[dict[str, Any]] = []
@@ -271,6 +303,8 @@ class OpenStackClient:
                   microversion: Callable[[Any], str | None] | None = None) -> Any:
         """POST ``body`` as JSON and return the answer's JSON, no SDK objects (see
         :meth:`list_json`). Sent once, as :meth:`write`."""
+        if service not in self._in_catalog:
+            self._proxy(service)
         return self.write(what, lambda: self._send(service, "POST", path, microversion,
                                                    json=body))
 

@@ -7,9 +7,11 @@
 * 403 naming a quota (Nova answers ``forbidden`` "Quota exceeded ...") and
   Neutron's 409/413 ``OverQuota`` → ``QuotaExceeded``; any other 403 → ``AuthError``.
 * 408, 409, 425, 429 and 5xx → ``Transient``, honouring ``Retry-After``.
-* 400 and any other 4xx → ``InvalidRequest``; 404 → ``NotFound``.
+* 400 and any other 4xx → ``InvalidRequest`` (naming the provider_data field
+  when the answer is one of :data:`FIELD_OF_400`); 404 → ``NotFound``.
 * Connection failures and timeouts → ``Transient``; a TLS failure →
-  ``InstanceAccessRefused`` like a 401; a broken auth configuration → ``AuthError``.
+  ``InstanceAccessRefused`` like a 401; a broken auth configuration → ``AuthError``;
+  a service the catalog lacks in the region → ``InstanceUnavailable``.
 
 Messages carry the operation and the API's own error text, which never holds
 request bodies; talprov never puts user_data or credentials in them.
@@ -30,6 +32,7 @@ from talprov.providers.errors import (
     AuthError,
     CapacityError,
     InstanceAccessRefused,
+    InstanceUnavailable,
     InvalidRequest,
     NotFound,
     ProviderError,
@@ -42,6 +45,15 @@ from talprov.providers.errors import (
 
 NO_VALID_HOST = "no valid host"
 MAX_DETAIL = 300
+#: 400 answers about one provider_data field, by Neutron's error type or (Nova has
+#: no types) the words of Nova's message, lowercased. Nova's from nova/compute/api.py
+#: (an unknown or disabled zone), Neutron's from neutron_lib's exceptions
+#: (InvalidIpForSubnet, InvalidIpForNetwork: a fixed IP outside the subnet/network).
+FIELD_OF_400: tuple[tuple[str, str], ...] = (
+    ("the requested availability zone is not available", "provider_data.availability_zone"),
+    ("InvalidIpForSubnet", "provider_data.ports"),
+    ("InvalidIpForNetwork", "provider_data.ports"),
+)
 
 
 def retry_after(response: Any) -> float | None:
@@ -92,7 +104,7 @@ def is_no_valid_host(message: str | None) -> bool:
     return message is not None and NO_VALID_HOST in message.lower()
 
 
-def translate(exc: BaseException, what: str, *,  # noqa: PLR0911 - a table
+def translate(exc: BaseException, what: str, *,  # noqa: PLR0911, PLR0912 - a table
               endpoint: str | None = None) -> ProviderError:
     """The talprov error for ``exc`` raised while doing ``what``. The message names
     the endpoint as scheme://host:port: the URL the SDK reports for the failed
@@ -119,7 +131,12 @@ def translate(exc: BaseException, what: str, *,  # noqa: PLR0911 - a table
             f"{what}: TLS verification failed; set ca_file to the cloud's CA")
     if isinstance(exc, ksa.ConnectionError | ksa.DiscoveryFailure):
         return Transient(f"{what}: cloud unreachable ({connection_failure(exc)})")
-    if isinstance(exc, ksa.AuthPluginException | ksa.EndpointNotFound | sdk.ConfigException):
+    if isinstance(exc, sdk.ServiceDisabledException | ksa.EndpointNotFound):
+        # The catalog lacks the service where the settings look (OpenStackClient
+        # names the setting when it meets the SDK's stand-in proxy first).
+        return InstanceUnavailable(f"{what}: the service is not usable with the configured "
+                                   f"region and interface ({_cut(str(exc))})")
+    if isinstance(exc, ksa.AuthPluginException | sdk.ConfigException):
         return AuthError(f"{what}: cloud configuration problem ({type(exc).__name__}: {exc})")
     if isinstance(exc, sdk.DuplicateResource):
         return InvalidRequest(f"{what}: the name matches several resources; use the id")
@@ -147,10 +164,17 @@ def _from_http(exc: sdk.HttpException, what: str) -> ProviderError:  # noqa: PLR
     if status == 400:
         if is_no_valid_host(detail):
             return CapacityError(message)
-        return InvalidRequest(message)
+        return InvalidRequest(message, field=_field_of(detail, _error_type(exc)))
     if status == 409 or status in RETRYABLE_CLIENT_STATUSES or status >= 500:
         return Transient(message, retry_after=after)
     return InvalidRequest(message)
+
+
+def _field_of(detail: str, error_type: str) -> str | None:
+    """The provider_data field a 400 with this text and Neutron type is about, if known."""
+    text = detail.lower()
+    return next((field for words, field in FIELD_OF_400
+                 if words == error_type or words in text), None)
 
 
 def refused_whole(exc: ProviderError) -> bool:

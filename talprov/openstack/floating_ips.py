@@ -11,11 +11,12 @@ from __future__ import annotations
 
 from talprov.openstack.client import OpenStackClient
 from talprov.openstack.data import OpenStackData
+from talprov.openstack.lookups import Lookups
 from talprov.openstack.servers import request_tags, tag_query
 from talprov.openstack.state import OpenStackState
 from talprov.openstack.sweep import floating_ip_description
 from talprov.openstack.tagging import NeutronTags
-from talprov.providers.errors import InvalidRequest
+from talprov.providers.errors import InvalidRequest, NotFound
 from talprov.providers.protocol import StepContext
 
 Ctx = StepContext[OpenStackData, OpenStackState]
@@ -24,9 +25,10 @@ Ctx = StepContext[OpenStackData, OpenStackState]
 class FloatingIps:
     """The floating-IP side of one OpenStack provider instance. Thread-safe as its client."""
 
-    def __init__(self, client: OpenStackClient, tags: NeutronTags) -> None:
+    def __init__(self, client: OpenStackClient, tags: NeutronTags, names: Lookups) -> None:
         self.client = client
         self.tags = tags
+        self.names = names
 
     def ensure(self, ctx: Ctx) -> None:
         """The request's floating IP when its data names a pool: the one carrying its
@@ -45,16 +47,19 @@ class FloatingIps:
         fip = found[0] if found else self.tags.adopt_untagged(
             "floating IP", self.client.network.ips, tags, description=description)
         if fip is None:
-            net = self.client.find_one("find floating IP pool", self.client.network.find_network,
-                                       pool)
-            if net is None:
-                raise InvalidRequest(f"no network {pool!r}", field="provider_data.floating_ip_pool")
-            fip = self.tags.create(
-                "floating IP", tags,
-                lambda extra: self.client.network.create_ip(
-                    floating_network_id=net.id, port_id=ctx.state.port_ids[0],
-                    description=description, **extra),
-                release=lambda made: self.delete(str(made.id)), event=ctx.event)
+            # Resolved (and checked) with the other names before anything was made.
+            net = self.names.floating_ip_pool(pool)
+            try:
+                fip = self.tags.create(
+                    "floating IP", tags,
+                    lambda extra: self.client.network.create_ip(
+                        floating_network_id=net.id, port_id=ctx.state.port_ids[0],
+                        description=description, **extra),
+                    release=lambda made: self.delete(str(made.id)), event=ctx.event)
+            except (InvalidRequest, NotFound):
+                # The pool may be gone (or recreated): resolve it afresh next time.
+                self.names.forget(net.id)
+                raise
             ctx.event(f"floating IP {fip.floating_ip_address}")
         ctx.state.floating_ip_id = str(fip.id)
         if fip.floating_ip_address not in ctx.state.addresses:

@@ -1,4 +1,5 @@
-"""Names resolved once per provider instance: images, flavors, networks, security groups.
+"""Names resolved once per provider instance: images, flavors, networks, security
+groups, floating IP pools, and the availability zones offered.
 
 Every request of a set names the same image, flavor and network; asking the
 cloud for each of them per server (the SDK's ``find_*`` costs two calls: a GET by
@@ -22,7 +23,14 @@ from typing import Any
 from talprov.openstack import images
 from talprov.openstack.client import OpenStackClient
 from talprov.openstack.data import OpenStackData
-from talprov.providers.errors import InvalidRequest, ProviderError, Transient
+from talprov.providers.errors import (
+    AuthError,
+    InstanceUnavailable,
+    InvalidRequest,
+    NotFound,
+    ProviderError,
+    Transient,
+)
 
 #: Seconds a resolved name is trusted.
 DEFAULT_TTL = 300.0
@@ -92,6 +100,57 @@ class Lookups(NameCache):
                  ttl: float = DEFAULT_TTL) -> None:
         super().__init__(clock, ttl)
         self.client = client
+        self._zones: tuple[frozenset[str], float] | None = None
+
+    def forget(self, *ids: str) -> None:
+        """Drop the names that resolved to ``ids``, and the zone list: a refused
+        create may be about a zone that is no longer offered."""
+        super().forget(*ids)
+        with self._lock:
+            self._zones = None
+
+    def zones(self) -> frozenset[str] | None:
+        """The availability zones Nova offers now (``os-availability-zone``, the
+        available ones), kept as long as a name. None when the cloud will not list
+        them (a policy forbids it): Nova then judges the zone at create. Raises
+        ``Transient`` and ``InstanceUnavailable``."""
+        now = self._clock()
+        with self._lock:
+            if self._zones is not None and self._zones[1] > now:
+                return self._zones[0]
+        try:
+            listed = self.client.list_json("list zones", "compute", "/os-availability-zone",
+                                           "availabilityZoneInfo")
+        except (AuthError, NotFound) as exc:
+            if isinstance(exc, InstanceUnavailable):
+                raise
+            return None
+        offered = frozenset(str(z["zoneName"]) for z in listed
+                            if (z.get("zoneState") or {}).get("available"))
+        with self._lock:
+            self._zones = (offered, now + self._ttl)
+        return offered
+
+    def knows_zones(self) -> bool:
+        """Whether :meth:`zones` has an answer within its TTL (it makes no call then)."""
+        with self._lock:
+            return self._zones is not None and self._zones[1] > self._clock()
+
+    def check_zones(self, wanted: Iterable[str]) -> None:
+        """Raise ``InvalidRequest`` naming provider_data.availability_zone when a zone
+        in ``wanted`` is not offered (Nova would refuse the server create with a 400
+        only after the ports were made). A ``zone:host`` entry is left to Nova,
+        which does not check the zone of a forced host. Raises what :meth:`zones` raises."""
+        checked = [zone for zone in wanted if ":" not in zone]
+        offered = self.zones() if checked else None
+        if offered is None:
+            return
+        unknown = [zone for zone in checked if zone not in offered]
+        if unknown:
+            raise InvalidRequest(
+                f"no available zone {', '.join(map(repr, unknown))} (the cloud offers: "
+                f"{', '.join(sorted(offered)) or 'none'})",
+                field="provider_data.availability_zone")
 
     def _named(self, what: str, service: str, path: str, key: str,
                name: str) -> dict[str, Any] | None:
@@ -159,18 +218,25 @@ class Lookups(NameCache):
 
     def network(self, name_or_id: str) -> Resolved:
         """A network. Raises ``InvalidRequest`` naming provider_data.networks."""
-        def find() -> Resolved:
-            named = self._named("list networks", "network", "/networks", "networks", name_or_id)
-            if named is not None:
-                return Resolved(str(named["id"]), name_or_id)
-            net = self.client.find_one("find network", self.client.network.find_network,
-                                       name_or_id)
-            if net is None:
-                raise InvalidRequest(f"no network {name_or_id!r}",
-                                     field="provider_data.networks")
-            return Resolved(str(net.id), name_or_id)
+        return self.get("network", name_or_id,
+                        partial(self._network, name_or_id, "provider_data.networks"))
 
-        return self.get("network", name_or_id, find)
+    def floating_ip_pool(self, name_or_id: str) -> Resolved:
+        """The network floating IPs are taken from. Raises ``InvalidRequest`` naming
+        provider_data.floating_ip_pool, so that a request naming none fails before
+        its ports and server are made, not once the server is ACTIVE."""
+        return self.get("floating IP pool", name_or_id,
+                        partial(self._network, name_or_id, "provider_data.floating_ip_pool"))
+
+    def _network(self, name_or_id: str, field: str) -> Resolved:
+        named = self._named("list networks", "network", "/networks", "networks", name_or_id)
+        if named is not None:
+            return Resolved(str(named["id"]), name_or_id)
+        net = self.client.find_one("find network", self.client.network.find_network,
+                                   name_or_id)
+        if net is None:
+            raise InvalidRequest(f"no network {name_or_id!r}", field=field)
+        return Resolved(str(net.id), name_or_id)
 
     def security_group(self, name_or_id: str) -> Resolved:
         """A security group. Raises ``InvalidRequest`` naming provider_data.security_groups."""
@@ -188,9 +254,10 @@ class Lookups(NameCache):
              also: Iterable[Callable[[], object]] = (),
              meanwhile: Callable[[], object] | None = None) -> None:
         """Resolve every name ``datas`` use (existing image, flavor, networks,
-        security groups) and run ``also``, all side by side, so that the steps
-        after this one find them cached instead of asking one after another;
-        ``meanwhile`` (CPU work) runs in this thread while they are on their way.
+        security groups, floating IP pool, zones) and run ``also``, all side by
+        side, so that the steps after this one find them cached instead of
+        asking one after another; ``meanwhile`` (CPU work) runs in this thread
+        while they are on their way.
 
         A lookup that fails is not cached: the step that needs it asks again and
         raises the error there. Never raises a ``ProviderError``; raises what
@@ -204,6 +271,11 @@ class Lookups(NameCache):
                 tasks[("flavor", data.flavor)] = partial(self.flavor, data.flavor)
             else:
                 tasks[("fits", repr(data))] = partial(self.fitting_flavor, data)
+            if data.availability_zone:
+                tasks[("zones", "")] = self.zones
+            if data.floating_ip_pool is not None:
+                tasks[("pool", data.floating_ip_pool)] = partial(
+                    self.floating_ip_pool, data.floating_ip_pool)
             for spec in data.port_specs():
                 tasks[("network", spec.network)] = partial(self.network, spec.network)
                 groups = spec.security_groups if spec.security_groups is not None else (

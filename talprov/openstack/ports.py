@@ -9,6 +9,7 @@ on create: Neutron makes every port of a bulk request or none, each tagged.
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -243,7 +244,15 @@ class Ports:
                 raise InvalidRequest(f"no subnet {subnet!r} on that network",
                                      field="provider_data.ports")
             item["subnet_id"] = str(found.id)
+            cidrs = [str(found.cidr)]
+        elif address is not None:
+            cidrs = [str(s.cidr) for s in self.client.list(
+                "list subnets", self.client.network.subnets, network_id=network_id)]
         if address is not None:
+            # Checked before the port is made (Neutron answers a 400 otherwise):
+            # only the CIDR, Neutron's own rules (network and broadcast addresses,
+            # allocation pools) stay Neutron's.
+            refuse_outside(address, cidrs)
             item["ip_address"] = address
         return item
 
@@ -255,3 +264,17 @@ class Ports:
     def delete(self, port_id: str) -> None:
         self.client.delete("delete port", lambda: self.client.network.delete_port(
             port_id, ignore_missing=False))
+
+
+def refuse_outside(address: str, cidrs: Sequence[str]) -> None:
+    """Raise ``InvalidRequest`` naming provider_data.ports when ``address`` is not an
+    IP address or lies in none of ``cidrs``. Pure."""
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        raise InvalidRequest(f"fixed_ips: {address!r} is not an IP address",
+                             field="provider_data.ports") from None
+    if not any(ip in ipaddress.ip_network(cidr, strict=False) for cidr in cidrs):
+        where = ", ".join(cidrs) or "no subnet"
+        raise InvalidRequest(f"fixed_ips: {address} is outside the subnet ({where})",
+                             field="provider_data.ports")

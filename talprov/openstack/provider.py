@@ -3,7 +3,8 @@
 Steps (each idempotent: it looks for what it would create, by tag or name, first):
 
 1. ``resolve-image``   an existing image, or the factory image uploaded to Glance once
-2. ``resolve-flavor``  the named flavor, or the smallest one that fits cpu/memory/disk
+2. ``resolve-flavor``  the named flavor, or the smallest one that fits cpu/memory/disk;
+   the floating IP pool and the zones checked (before anything is created)
 3. ``ensure-server-group``  the named server group, created once with its policy
 4. ``ensure-ports``    one tagged port per network (or per explicit port spec)
 5. ``ensure-server``   the server, found by its request tag or created on those ports
@@ -85,12 +86,12 @@ class OpenStackProvider:
         self.name = name
         self.config = config
         self.runtime = runtime
-        self.client = OpenStackClient(config, runtime.sleep, connector)
+        self.client = OpenStackClient(config, runtime.sleep, connector, instance=name)
         self.tags = NeutronTags(self.client)
         self._group_lock = threading.Lock()
         self._names = Lookups(self.client, runtime.clock)
         self.ports = Ports(self.client, self.tags, self._names)
-        self.floating_ips = FloatingIps(self.client, self.tags)
+        self.floating_ips = FloatingIps(self.client, self.tags, self._names)
         self.boots = ServerBoots(self.client, config, self.ports, self._names,
                                  self.list_machines)
 
@@ -115,8 +116,7 @@ class OpenStackProvider:
                          found_again=True),
             # resolve-image looked the flavors up: no thread per request for them.
             Step("resolve-flavor", self._resolve_flavor,
-                 where_needed(self._resolve_flavor, lambda ctx: (
-                     ctx.state.flavor_id is None and not self._names.knows_flavor(ctx.data))),
+                 where_needed(self._resolve_flavor, lambda ctx: not self._knows_names(ctx)),
                  needs_listing=False, found_again=True),
             # One request at a time anyway (see the step).
             Step("ensure-server-group", self._ensure_server_group,
@@ -180,9 +180,15 @@ class OpenStackProvider:
     # -- 2. flavor -----------------------------------------------------------------------
 
     def _resolve_flavor(self, ctx: Ctx) -> StepResult:
+        data = ctx.data
+        # Checked here, before ports and server exist: Neutron would refuse an
+        # unknown pool only at the last step, leaving both behind; Nova an
+        # unknown zone only at the server create.
+        if data.floating_ip_pool is not None:
+            self._names.floating_ip_pool(data.floating_ip_pool)
+        self._names.check_zones(data.availability_zone)
         if ctx.state.flavor_id is not None:
             return None
-        data = ctx.data
         if data.flavor is not None:
             flavor = self._names.flavor(data.flavor)
         else:
@@ -190,6 +196,13 @@ class OpenStackProvider:
         ctx.state.flavor_id = flavor.id
         ctx.event(f"flavor {flavor.label}")
         return None
+
+    def _knows_names(self, ctx: Ctx) -> bool:
+        """Whether resolve-flavor has every answer cached: it makes no call then."""
+        pool = ctx.data.floating_ip_pool
+        return ((ctx.state.flavor_id is not None or self._names.knows_flavor(ctx.data))
+                and (pool is None or self._names.knows("floating IP pool", pool))
+                and (not ctx.data.availability_zone or self._names.knows_zones()))
 
     # -- 3. server group -------------------------------------------------------------------
 

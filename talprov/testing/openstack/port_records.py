@@ -8,6 +8,8 @@ these live apart from either API's routes.
 
 from __future__ import annotations
 
+import ipaddress
+
 from talprov.testing.openstack.standard_attrs import bump, neutron_error
 from talprov.testing.openstack.state import CloudState, Network, Port, Server, new_id
 from talprov.testing.openstack.wire import HttpError
@@ -55,6 +57,8 @@ def create_port_record(
         raise neutron_error(404, "NetworkNotFound", f"Network {network_id} could not be found.")
     allocated: list[dict[str, str]] = []
     requests = fixed_ips if fixed_ips else [{"subnet_id": s} for s in network.subnet_ids[:1]]
+    for wanted in requests:  # checked before any address is taken, as Neutron does
+        _check_address(state, network, wanted)
     for wanted in requests:
         subnet_id = wanted.get("subnet_id") or _subnet_for_ip(state, network, wanted)
         subnet = state.subnets.get(subnet_id or "")
@@ -91,9 +95,23 @@ def create_port_record(
     return port
 
 
-def _subnet_for_ip(state: CloudState, network: Network, wanted: dict[str, str]) -> str | None:
-    import ipaddress
+def _check_address(state: CloudState, network: Network, wanted: dict[str, str]) -> None:
+    """Neutron's 400s (neutron_lib InvalidIpForSubnet/InvalidIpForNetwork) for an
+    address outside the subnet asked for, or outside every subnet of the network."""
+    address = wanted.get("ip_address")
+    if not address:
+        return
+    subnet = state.subnets.get(wanted.get("subnet_id") or "")
+    if subnet is not None and ipaddress.ip_address(address) not in ipaddress.ip_network(
+            subnet.cidr):
+        raise neutron_error(400, "InvalidIpForSubnet", f"IP address {address} is not a "
+                            "valid IP for the specified subnet.")
+    if not wanted.get("subnet_id") and _subnet_for_ip(state, network, wanted) is None:
+        raise neutron_error(400, "InvalidIpForNetwork", f"IP address {address} is not a "
+                            "valid IP for any of the subnets on the specified network.")
 
+
+def _subnet_for_ip(state: CloudState, network: Network, wanted: dict[str, str]) -> str | None:
     address = wanted.get("ip_address")
     for subnet_id in network.subnet_ids:
         if address and ipaddress.ip_address(address) in ipaddress.ip_network(

@@ -15,6 +15,7 @@ from talprov.providers.errors import (
     AuthError,
     CapacityError,
     InstanceAccessRefused,
+    InstanceUnavailable,
     InvalidRequest,
     NotFound,
     QuotaExceeded,
@@ -183,3 +184,36 @@ def test_the_sdks_own_authorize_on_a_closed_port_reads_connection_refused() -> N
         conn.authorize()
     assert str(caught.value) == (
         f"authenticate at http://127.0.0.1:{port}: cloud unreachable (connection refused)")
+
+
+@pytest.mark.parametrize(("body", "field"), [
+    # nova/compute/api.py raises InvalidRequest with these words for a zone it lacks.
+    ({"badRequest": {"code": 400, "message": "The requested availability zone is not "
+                                             "available"}},
+     "provider_data.availability_zone"),
+    # neutron_lib's InvalidIpForSubnet and InvalidIpForNetwork.
+    ({"NeutronError": {"type": "InvalidIpForSubnet", "message": "IP address 192.168.7.10 "
+                       "is not a valid IP for the specified subnet.", "detail": ""}},
+     "provider_data.ports"),
+    ({"NeutronError": {"type": "InvalidIpForNetwork", "message": "IP address 192.168.7.10 "
+                       "is not a valid IP for any of the subnets on the specified network.",
+                       "detail": ""}},
+     "provider_data.ports"),
+])
+def test_a_400_about_a_provider_data_field_names_it(body: Any, field: str) -> None:
+    error = translate(http_error(400, body), "create thing")
+    assert isinstance(error, InvalidRequest)
+    assert error.field == field
+    assert str(error).startswith(f"{field}: ")
+
+
+def test_a_service_missing_from_the_catalog_is_not_refused_credentials() -> None:
+    # Raised by openstacksdk's stand-in proxy on use; the client refuses the stand-in
+    # first (with the setting's name), this is the net under any other path.
+    exc = sdk.ServiceDisabledException("Service 'compute' is disabled because its "
+                                       "configuration could not be loaded. The service is not "
+                                       "present in the service catalog")
+    error = translate(exc, "list servers")
+    assert isinstance(error, InstanceUnavailable)
+    assert not isinstance(error, AuthError)
+    assert "region" in str(error)

@@ -15,7 +15,7 @@ import pytest
 
 from talprov.openstack.config import OpenStackAuth, OpenStackConfig
 from talprov.openstack.provider import OpenStackProvider
-from talprov.providers.errors import AuthError
+from talprov.providers.errors import AuthError, InstanceUnavailable
 from tests.emulators.factory import FakeImageFactory
 from tests.emulators.openstack import FakeOpenStack
 from tests.emulators.openstack.real_keystone import ENV_PYTHON, RealKeystone, keystone_python
@@ -88,3 +88,18 @@ def test_wrong_password_is_rejected_by_keystone(
     harness = _harness(keystone_cloud, shared_image_factory, tmp_path, auth)
     with pytest.raises(AuthError):
         harness.provider.list_machines(harness.owner)
+
+
+def test_a_region_keystones_catalog_lacks_names_the_region_setting(
+        keystone_cloud: KeystoneCloud, shared_image_factory: FakeImageFactory,
+        tmp_path: Path) -> None:
+    harness = _harness(keystone_cloud, shared_image_factory, tmp_path,
+                       OpenStackAuth(**keystone_cloud.auth))
+    config = harness.config.model_copy(update={"region": "Nowhere"})
+    provider = OpenStackProvider("os-test", config, harness.runtime)
+    health = provider.health()
+    assert not health.ok
+    assert "providers.os-test.region" in health.message
+    assert "RegionOne" in health.message
+    with pytest.raises(InstanceUnavailable, match=r"providers\.os-test\.region"):
+        provider.list_machines(harness.owner)
