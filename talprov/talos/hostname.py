@@ -84,6 +84,7 @@ class ConfigReading:
         self._documents: list[dict[str, Any]] | None = None
         self._written: dict[int, str] = {}
         self._namings: dict[bool, _Naming] = {}
+        self._around_name: tuple[str, str] | tuple[()] | None = None
 
     def documents(self) -> list[dict[str, Any]]:
         """The config's documents, parsed on first use; shared: do not change them.
@@ -107,9 +108,26 @@ class ConfigReading:
             return self.config
         if how is _Naming.APPEND:
             return without_trailing_separators(self.config) + "---\n" + hostname_document(name)
-        patch = ([{"machine": {"network": {"hostname": name}}}] if how is _Naming.V1ALPHA1
-                 else [_hostname_fields(name)])
-        return self._write(patched_documents(self.documents(), patch, self._where))
+        if how is _Naming.MERGE:
+            return self._write(patched_documents(self.documents(), [_hostname_fields(name)],
+                                                 self._where))
+        return self._in_v1alpha1(name)
+
+    def _in_v1alpha1(self, name: str) -> str:
+        """The config with ``machine.network.hostname: name``: written once with a
+        marker for the name, then per machine only the name's YAML goes in its place
+        (the name changes no other byte: same keys, in the same order, one line)."""
+        if self._around_name is None:
+            written = self._write(patched_documents(
+                self.documents(), [_legacy_name(_NAME_MARKER)], self._where))
+            before, _, after = written.partition(f"hostname: {_NAME_MARKER}\n")
+            usable = after != written and _NAME_MARKER not in before + after
+            self._around_name = (before, after) if usable else ()
+        if not self._around_name:  # the config holds the marker itself: patch each time
+            return self._write(patched_documents(self.documents(), [_legacy_name(name)],
+                                                 self._where))
+        before, after = self._around_name
+        return before + dump_documents([{"hostname": name}]) + after
 
     def _write(self, documents: list[dict[str, Any]]) -> str:
         """The documents as one YAML stream, each of the config's own written once."""
@@ -124,6 +142,14 @@ class ConfigReading:
             texts.append(self._written[id(document)])
         # yaml.dump_all separates documents so: the same bytes as one dump of them all.
         return "---\n".join(texts)
+
+
+#: A name no machine has (request ids have no capitals) and YAML writes plain.
+_NAME_MARKER = "TalprovNameMarker"
+
+
+def _legacy_name(name: str) -> dict[str, Any]:
+    return {"machine": {"network": {"hostname": name}}}
 
 
 def _hostname_fields(name: str) -> dict[str, str]:

@@ -38,6 +38,7 @@ CONFIGS = {
     "named already": MULTIDOC.replace("network:\n", "network:\n    hostname: fixed\n", 1),
     "join documents only": "apiVersion: v1alpha1\nkind: EventSinkConfig\nendpoint: '[::1]:1'\n",
     "empty": "",
+    "holding the name's marker": "version: v1alpha1\nmachine:\n  token: TalprovNameMarker\n",
 }
 JOINS = {"no join": None, "documents": "auto", "kernel args": "kernel_args"}
 IDS = ("w-1", "w-2", "007", "1e3")  # the last two are written quoted
