@@ -120,8 +120,8 @@ class ConfigReading:
         if self._around_name is None:
             written = self._write(patched_documents(
                 self.documents(), [_legacy_name(_NAME_MARKER)], self._where))
-            before, _, after = written.partition(f"hostname: {_NAME_MARKER}\n")
-            usable = after != written and _NAME_MARKER not in before + after
+            before, found, after = written.partition(f"hostname: {_NAME_MARKER}\n")
+            usable = bool(found) and _NAME_MARKER not in before + after
             self._around_name = (before, after) if usable else ()
         if not self._around_name:  # the config holds the marker itself: patch each time
             return self._write(patched_documents(self.documents(), [_legacy_name(name)],
@@ -144,7 +144,7 @@ class ConfigReading:
         return "---\n".join(texts)
 
 
-#: A name no machine has (request ids have no capitals) and YAML writes plain.
+#: Stands for the name while the v1alpha1 document is written once (YAML writes it plain).
 _NAME_MARKER = "TalprovNameMarker"
 
 
