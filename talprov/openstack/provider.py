@@ -59,7 +59,7 @@ from talprov.providers.protocol import (
 )
 from talprov.providers.types import Health, Machine, MachineRequest, Owner, Retry, StepResult
 from talprov.talos.assets import Platform, require_offered
-from talprov.talos.join import check_user_data, refuse_fixed_image
+from talprov.talos.join import RenderingPass, check_user_data, refuse_fixed_image
 from talprov.talos.schematic import Schematic
 
 Ctx = StepContext[OpenStackData, OpenStackState]
@@ -155,11 +155,13 @@ class OpenStackProvider:
 
     @staticmethod
     def _render_ahead(ctxs: Sequence[Ctx]) -> None:
+        # A set's requests share a config: read once here, dropped with this call.
+        rendering = RenderingPass()
         for ctx in ctxs:
             # A config that does not render fails its request at ensure-server,
             # which renders again and raises there.
             with suppress(ProviderError):
-                ctx.state.keep_user_data(user_data_of(ctx.request))
+                ctx.state.keep_user_data(user_data_of(ctx.request, rendering))
 
     def _resolve_image(self, ctx: Ctx) -> StepResult:
         if ctx.state.image_id is not None:

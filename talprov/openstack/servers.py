@@ -27,7 +27,7 @@ from talprov.providers.ownership import (
 )
 from talprov.providers.protocol import StepContext
 from talprov.providers.types import Machine, MachineRequest, MachineState, Owner
-from talprov.talos.join import user_data_for
+from talprov.talos.join import RenderingPass, user_data_for
 
 MAX_TAG = 60
 MAX_USER_DATA = 65535
@@ -109,19 +109,20 @@ def zone_order(request_id: str, zones: Sequence[str]) -> list[str | None]:
     return [*zones[start:], *zones[:start]]
 
 
-def render_user_data(request: MachineRequest) -> str:
-    """The text the machine receives as user_data (``talos.join.user_data_for``).
+def render_user_data(request: MachineRequest, rendering: RenderingPass | None = None) -> str:
+    """The text the machine receives as user_data (``talos.join.user_data_for``,
+    reading each config once per ``rendering``).
 
     Raises ``InvalidRequest`` (field ``machine_config``) when the config is not
     YAML; the message never quotes the config.
     """
-    return user_data_for(request)
+    return user_data_for(request, rendering=rendering)
 
 
-def user_data_of(request: MachineRequest) -> str:
+def user_data_of(request: MachineRequest, rendering: RenderingPass | None = None) -> str:
     """The request's user_data, rendered and encoded as Nova takes it. Raises
     ``InvalidRequest`` (``machine_config``) as the two steps do. Pure."""
-    return encode_user_data(render_user_data(request))
+    return encode_user_data(render_user_data(request, rendering))
 
 
 def encode_user_data(text: str) -> str:

@@ -23,12 +23,13 @@ from __future__ import annotations
 import re
 import threading
 from collections import OrderedDict
+from collections.abc import Callable
 from enum import Enum
 from typing import Any
 
 from talprov.secrets import keyed_digest
 from talprov.talos import goyaml
-from talprov.talos.machineconfig import apply_patches, load_documents
+from talprov.talos.machineconfig import dump_documents, patched_documents, read_for_patching
 
 HOSTNAME_KIND = "HostnameConfig"
 #: The first Talos minor line with the HostnameConfig document (siderolabs/talos v1.12.0,
@@ -45,9 +46,7 @@ def has_hostname_config(talos_version: str) -> bool:
 
 def hostname_document(name: str) -> str:
     """The ``HostnameConfig`` document naming the machine ``name`` (Talos's field order)."""
-    fields = [("apiVersion", "v1alpha1"), ("kind", HOSTNAME_KIND), ("auto", "off"),
-              ("hostname", name)]
-    return "\n".join(goyaml.mapping_lines(fields, 0)) + "\n"
+    return "\n".join(goyaml.mapping_lines(list(_hostname_fields(name).items()), 0)) + "\n"
 
 
 def _dig(document: dict[str, Any], *path: str) -> Any:
@@ -65,15 +64,96 @@ def with_hostname(config: str, name: str, talos_version: str, where: str = "mach
     comments dropped). Raises ``ConfigError`` naming ``where`` for malformed
     YAML. Pure and idempotent.
     """
-    how = _how_to_name(config, has_hostname_config(talos_version), where)
-    if how is _Naming.AS_IS:
-        return config
-    if how is _Naming.V1ALPHA1:
-        patch = goyaml.mapping_lines([("machine", {"network": {"hostname": name}})], 0)
-        return apply_patches(config, ["\n".join(patch) + "\n"], where)
-    if how is _Naming.MERGE:
-        return apply_patches(config, [hostname_document(name)], where)
-    return without_trailing_separators(config) + "---\n" + hostname_document(name)
+    return ConfigReading(config, where).named(name, talos_version)
+
+
+class ConfigReading:
+    """One machine config, read at most once however many machines it names.
+
+    The machines of a set share one config and differ only in their name: its
+    documents are parsed once, each document is written once, and naming a
+    machine writes only the document its name goes into (the outputs are the
+    bytes :func:`with_hostname` gave before, machine by machine). It holds the
+    parsed config (CA keys, tokens): keep it for one pass only, never in a
+    module or a cache that outlives the pass. Not thread-safe.
+    """
+
+    def __init__(self, config: str, where: str = "machine_config") -> None:
+        self.config = config
+        self._where = where
+        self._documents: list[dict[str, Any]] | None = None
+        self._written: dict[int, str] = {}
+        self._namings: dict[bool, _Naming] = {}
+        self._around_name: tuple[str, str] | tuple[()] | None = None
+
+    def documents(self) -> list[dict[str, Any]]:
+        """The config's documents, parsed on first use; shared: do not change them.
+        Raises ``ConfigError`` naming ``where`` for malformed YAML (read again next time)."""
+        if self._documents is None:
+            self._documents = read_for_patching(self.config, self._where)
+        return self._documents
+
+    def kinds(self) -> set[tuple[str, str]]:
+        """(kind, name) of each document ("" where absent). Raises as :meth:`documents`."""
+        return {(str(d.get("kind")), str(d.get("name", ""))) for d in self.documents()}
+
+    def named(self, name: str, talos_version: str) -> str:
+        """:func:`with_hostname` of this config. Raises ``ConfigError`` as it does."""
+        hostname_config = has_hostname_config(talos_version)
+        how = self._namings.get(hostname_config)
+        if how is None:
+            how = _how_to_name(self.config, hostname_config, self.documents)
+            self._namings[hostname_config] = how
+        if how is _Naming.AS_IS:
+            return self.config
+        if how is _Naming.APPEND:
+            return without_trailing_separators(self.config) + "---\n" + hostname_document(name)
+        if how is _Naming.MERGE:
+            return self._write(patched_documents(self.documents(), [_hostname_fields(name)],
+                                                 self._where))
+        return self._in_v1alpha1(name)
+
+    def _in_v1alpha1(self, name: str) -> str:
+        """The config with ``machine.network.hostname: name``: written once with a
+        marker for the name, then per machine only the name's YAML goes in its place
+        (the name changes no other byte: same keys, in the same order, one line)."""
+        if self._around_name is None:
+            written = self._write(patched_documents(
+                self.documents(), [_legacy_name(_NAME_MARKER)], self._where))
+            before, found, after = written.partition(f"hostname: {_NAME_MARKER}\n")
+            usable = bool(found) and _NAME_MARKER not in before + after
+            self._around_name = (before, after) if usable else ()
+        if not self._around_name:  # the config holds the marker itself: patch each time
+            return self._write(patched_documents(self.documents(), [_legacy_name(name)],
+                                                 self._where))
+        before, after = self._around_name
+        return before + dump_documents([{"hostname": name}]) + after
+
+    def _write(self, documents: list[dict[str, Any]]) -> str:
+        """The documents as one YAML stream, each of the config's own written once."""
+        own = {id(document) for document in self.documents()}
+        texts = []
+        for document in documents:
+            if id(document) not in own:
+                texts.append(dump_documents([document]))
+                continue
+            if id(document) not in self._written:
+                self._written[id(document)] = dump_documents([document])
+            texts.append(self._written[id(document)])
+        # yaml.dump_all separates documents so: the same bytes as one dump of them all.
+        return "---\n".join(texts)
+
+
+#: Stands for the name while the v1alpha1 document is written once (YAML writes it plain).
+_NAME_MARKER = "TalprovNameMarker"
+
+
+def _legacy_name(name: str) -> dict[str, Any]:
+    return {"machine": {"network": {"hostname": name}}}
+
+
+def _hostname_fields(name: str) -> dict[str, str]:
+    return {"apiVersion": "v1alpha1", "kind": HOSTNAME_KIND, "auto": "off", "hostname": name}
 
 
 class _Naming(Enum):
@@ -89,9 +169,11 @@ _namings: OrderedDict[tuple[bytes, bool], _Naming] = OrderedDict()
 _namings_lock = threading.Lock()
 
 
-def _how_to_name(config: str, hostname_config: bool, where: str) -> _Naming:
-    """How :func:`with_hostname` names a machine of ``config``, whatever its name.
-    Raises ``ConfigError`` naming ``where`` for malformed YAML (not kept).
+def _how_to_name(config: str, hostname_config: bool,
+                 documents: Callable[[], list[dict[str, Any]]]) -> _Naming:
+    """How :func:`with_hostname` names a machine of ``config``, whatever its name;
+    ``documents`` gives the config's documents when it must be read. Raises what
+    ``documents`` raises (``ConfigError`` for malformed YAML; not kept).
 
     The machines of a set share one config, which differs only in the name: it
     is read once, not once per machine. The last :data:`NAMINGS_KEPT` are kept,
@@ -104,7 +186,7 @@ def _how_to_name(config: str, hostname_config: bool, where: str) -> _Naming:
         if found is not None:
             _namings.move_to_end(key)
             return found
-    how = _read_how_to_name(config, hostname_config, where)
+    how = _read_how_to_name(documents(), hostname_config)
     with _namings_lock:
         _namings[key] = how
         while len(_namings) > NAMINGS_KEPT:
@@ -112,8 +194,7 @@ def _how_to_name(config: str, hostname_config: bool, where: str) -> _Naming:
     return how
 
 
-def _read_how_to_name(config: str, hostname_config: bool, where: str) -> _Naming:
-    documents = load_documents(config, where)
+def _read_how_to_name(documents: list[dict[str, Any]], hostname_config: bool) -> _Naming:
     legacy = next((d for d in documents if "kind" not in d), None)
     if legacy is None:
         return _Naming.AS_IS

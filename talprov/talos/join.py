@@ -24,7 +24,7 @@ from talprov.errors import ConfigError
 from talprov.providers.errors import InvalidRequest
 from talprov.providers.types import JoinSpec, MachineRequest
 from talprov.talos import goyaml
-from talprov.talos.hostname import with_hostname, without_trailing_separators
+from talprov.talos.hostname import ConfigReading, without_trailing_separators
 from talprov.talos.machineconfig import load_documents
 
 KMSG_LOG_NAME = "omni-kmsg"
@@ -115,35 +115,65 @@ def render_user_data(machine_config: str, join: JoinSpec | None) -> str:
     ``kernel_args`` or without a join the config is returned as is.
     Raises ``ConfigError`` if the config is not valid YAML. Pure.
     """
+    return _with_join(machine_config, ConfigReading(machine_config), join)
+
+
+def _with_join(config: str, reading: ConfigReading, join: JoinSpec | None) -> str:
+    """``config`` plus the join documents ``reading`` (of ``config``, or of the config
+    it named: naming adds no join document) does not have yet."""
     if join is None or not uses_documents(join):
-        return machine_config
-    present = {
-        (str(doc.get("kind")), str(doc.get("name", "")))
-        for doc in load_documents(machine_config, "machine_config")
-    }
+        return config
+    present = reading.kinds()
     wanted = [text for kind, name, text in _join_document_list(join) if (kind, name) not in present]
-    body = without_trailing_separators(machine_config)
+    body = without_trailing_separators(config)
     parts = ([body] if body else []) + wanted
     return "---\n".join(parts)
 
 
-def user_data_for(request: MachineRequest, *, named: bool = True) -> str:
+def user_data_for(request: MachineRequest, *, named: bool = True,
+                  rendering: RenderingPass | None = None) -> str:
     """What the platform hands the machine: its config, named, plus the join documents.
 
     The config gets the machine's hostname (the request id) as Talos of the
     request's version honours it (``talprov.talos.hostname``; not when
     ``named`` is false), then the join
-    documents when the join travels as documents. Contains secrets. Raises
+    documents when the join travels as documents. With ``rendering`` each
+    distinct config of its pass is parsed once (see :class:`RenderingPass`); the
+    bytes are the same either way. Contains secrets. Raises
     ``InvalidRequest`` naming ``machine_config`` for malformed YAML (never
     quoting it). Pure.
     """
     config = request.machine_config.get_secret_value()
+    reading = (rendering or RenderingPass()).reading(config)
     try:
         if named:
-            config = with_hostname(config, request.id, request.talos_version)
-        return render_user_data(config, request.join)
+            config = reading.named(request.id, request.talos_version)
+        return _with_join(config, reading, request.join)
     except ConfigError as exc:
         raise InvalidRequest(exc.message, field="machine_config") from None
+
+
+class RenderingPass:
+    """The machine configs one pass renders user data of, each read once.
+
+    A machine set's requests share one config and differ in their name and
+    join: :func:`user_data_for` with this parses each distinct config once
+    (and writes each of its documents once), not once per request; what is
+    request-specific (the name, the join documents) is made per request.
+    It holds the parsed configs (CA keys, tokens) as long as it lives: make
+    one per pass and drop it when the pass ends, so secrets stay in memory no
+    longer than the rendering did before. Not thread-safe; idempotent.
+    """
+
+    def __init__(self) -> None:
+        self._readings: dict[str, ConfigReading] = {}
+
+    def reading(self, config: str) -> ConfigReading:
+        """The one :class:`ConfigReading` of ``config`` in this pass."""
+        found = self._readings.get(config)
+        if found is None:
+            found = self._readings[config] = ConfigReading(config)
+        return found
 
 
 def join_only_config(request: MachineRequest) -> str:

@@ -197,22 +197,52 @@ def apply_patches(
     """
     if not patches:
         return text
-    documents = load_documents(text, where)
+    # Only strategic patches trim inline manifests (as they always did here).
+    documents = (read_for_patching(text, where) if style is PatchStyle.STRATEGIC
+                 else load_documents(text, where))
     for number, patch_text in enumerate(patches, start=1):
         label = labels[number - 1] if labels else f"{where}: patch {number}"
-        patch_documents = load_documents(patch_text, label)
-        if style is PatchStyle.MERGE:
-            if len(patch_documents) != 1:
-                raise ConfigError(label, "an RFC 7386 merge patch is exactly one YAML mapping")
-            documents = _merge_document(documents, patch_documents[0])
-        else:
-            for patch_document in patch_documents:
-                documents = _strategic_document(documents, patch_document, label)
-            # Talos decodes the whole config to merge into it, and its decoder trims these.
-            for document in documents:
-                if _identity(document) == ("v1alpha1",):
-                    _trim_inline_manifests(document)
+        documents = patched_documents(documents, load_documents(patch_text, label), label,
+                                      style=style)
     return dump_documents(documents)
+
+
+def read_for_patching(text: str, where: str) -> list[dict[str, Any]]:
+    """The documents of ``text`` as :func:`patched_documents` takes them: the
+    ``cluster.inlineManifests`` contents trimmed as Talos's decoder trims them.
+    Raises ``ConfigError`` naming ``where`` for malformed YAML. Pure.
+    """
+    documents = load_documents(text, where)
+    for document in documents:
+        _trim_inline_manifests(document)
+    return documents
+
+
+def patched_documents(
+    documents: list[dict[str, Any]], patch: list[dict[str, Any]], label: str, *,
+    style: PatchStyle = PatchStyle.STRATEGIC,
+) -> list[dict[str, Any]]:
+    """``documents`` (from :func:`read_for_patching`) with one patch's documents applied.
+
+    Leaves its inputs alone: a document the patch does not touch is the same
+    object in the result, so a caller may share the documents between patches.
+    Raises ``ConfigError`` naming ``label`` for a patch that cannot apply
+    (deleting the v1alpha1 document, a non-mapping RFC 7386 patch). Pure.
+    """
+    result = documents
+    if style is PatchStyle.MERGE:
+        if len(patch) != 1:
+            raise ConfigError(label, "an RFC 7386 merge patch is exactly one YAML mapping")
+        return _merge_document(result, patch[0])
+    for patch_document in patch:
+        result = _strategic_document(result, patch_document, label)
+    # Talos decodes the whole config to merge into it, and its decoder trims these;
+    # the documents given were trimmed when read.
+    given = {id(document) for document in documents}
+    for document in result:
+        if id(document) not in given and _identity(document) == ("v1alpha1",):
+            _trim_inline_manifests(document)
+    return result
 
 
 class _MissingPath(Exception):

@@ -6,16 +6,20 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
+import yaml
+from pydantic import SecretStr
 
 from talprov.openstack import servers
 from talprov.openstack.data import OpenStackData
 from talprov.openstack.state import OpenStackState
 from talprov.providers.protocol import StepContext
-from talprov.providers.types import MachineRequest, Stage
+from talprov.providers.types import JoinSpec, MachineRequest, Stage
 from talprov.reconcile.reconciler import ProviderHandle, Reconciler
 from talprov.store.store import Store
+from talprov.talos.join import RenderingPass
 from tests.unit.openstack.harness import Harness
 
 PORT_LIST = r"/v2\.0/ports$"
@@ -87,9 +91,9 @@ def test_user_data_is_rendered_beside_the_lookups_and_never_stored(
     rendered: list[str] = []
     real = servers.render_user_data
 
-    def counting(request: MachineRequest) -> str:
+    def counting(request: MachineRequest, rendering: RenderingPass | None = None) -> str:
         rendered.append(request.id)
-        return real(request)
+        return real(request, rendering)
 
     monkeypatch.setattr(servers, "render_user_data", counting)
     _resolve_images(harness, ctxs)
@@ -105,3 +109,27 @@ def test_user_data_is_rendered_beside_the_lookups_and_never_stored(
             harness.run_step(name, ctx)
     assert sorted(rendered) == ["a", "b"]  # not rendered again for the creates
     assert sorted(sent) == expected
+
+
+def test_a_pass_reads_its_sets_shared_config_once(harness: Harness,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    # Before: every request's rendering parsed the config again (twice with a join).
+    config = "version: v1alpha1\nmachine:\n  type: worker\n  token: pass-canary-3f1\n"
+    ctxs = [harness.context(harness.request(rid).model_copy(update={
+        "machine_config": SecretStr(config), "talos_version": "v1.11.5",
+        "join": JoinSpec(api_url=SecretStr("grpc://127.0.0.1:1?jointoken=t"))}))
+        for rid in ("a", "b", "c", "d")]
+    parses = 0
+    real = yaml.load_all
+
+    def load_all(stream: Any, Loader: Any) -> Any:
+        nonlocal parses
+        parses += "pass-canary-3f1" in str(stream)
+        return real(stream, Loader=Loader)
+
+    monkeypatch.setattr(yaml, "load_all", load_all)
+    _resolve_images(harness, ctxs)
+    assert parses == 1
+    kept = [ctx.state.take_user_data() for ctx in ctxs]
+    monkeypatch.setattr(yaml, "load_all", real)
+    assert kept == [servers.user_data_of(ctx.request) for ctx in ctxs]

@@ -109,8 +109,9 @@ def test_machines_sharing_a_config_are_each_named_and_it_is_read_once(
         reads.append(text)
         return load_documents(text, where)
 
-    monkeypatch.setattr(hostname, "load_documents", counting)
-    named = {name: with_hostname(config, name, version) for name in ("w-1", "w-2", "w-3")}
+    monkeypatch.setattr(hostname, "read_for_patching", counting)
+    reading = hostname.ConfigReading(config)
+    named = {name: reading.named(name, version) for name in ("w-1", "w-2", "w-3")}
     for name, text in named.items():
         documents = load_documents(text, "named")
         if has_hostname_config(version):
@@ -118,9 +119,14 @@ def test_machines_sharing_a_config_are_each_named_and_it_is_read_once(
                 name]
         else:
             assert documents[0]["machine"]["network"]["hostname"] == name
-    # The config itself was read to decide how to name once, for all three (the
-    # v1alpha1 patch still merges into each machine's own copy).
+    # The config was read once, for all three (the v1alpha1 patch merges into each
+    # machine's own copy of its document).
     assert reads.count(config) == 1
+    # Alone, each naming reads it only where it patches it (the how is remembered).
+    reads.clear()
+    for name in ("w-4", "w-5"):
+        with_hostname(config, name, version)
+    assert reads.count(config) == (0 if has_hostname_config(version) else 2)
 
 
 def strings_held_by(module: Any) -> list[str]:
