@@ -15,6 +15,7 @@ from typing import Any
 
 from talprov.autoscaler.wire import message
 from talprov.errors import ConfigError
+from talprov.providers.types import STORED
 from talprov.scaler.models import MachineClass, MachineSetSpec
 
 #: Pods per node the kubelet allows by default (its --max-pods).
@@ -61,7 +62,8 @@ def class_capacity(provider: Any, machine_class: MachineClass) -> Capacity:
     if getattr(provider, "type_name", "") == "aws" and isinstance(instance_type, str):
         return aws_capacity(provider, instance_type)
     model = getattr(provider, "data_model", None)
-    data = model.model_validate(raw) if model is not None else None
+    # The class comes from a stored spec: read it under the rules it was stored by.
+    data = model.model_validate(raw, context=STORED) if model is not None else None
     found = capacity_from_data(data) if data is not None else None
     if found is None:
         raise ConfigError(where, "needs cpu and memory (or an instance_type on AWS) "

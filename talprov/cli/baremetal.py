@@ -17,13 +17,14 @@ from urllib.parse import urlsplit
 
 import click
 import yaml
+from pydantic import TypeAdapter, ValidationError
 
 from talprov.baremetal.config import BareMetalConfig
 from talprov.baremetal.inventory import BmcInfo, Inventory, InventoryError, UnknownMachine
 from talprov.baremetal.records import canonical_uuid, check_machine_name, normalize_mac
 from talprov.cli.app import EXIT_FAILED, EXIT_USAGE, UnknownName, setup_logging
-from talprov.errors import ConfigError, read_user_file, validate, yaml_error
-from talprov.providers.labels import label_key_problem, label_value_problem
+from talprov.errors import ConfigError, describe_problem, read_user_file, validate, yaml_error
+from talprov.providers.labels import Labels
 from talprov.registry import COMMON_INSTANCE_KEYS
 from talprov.secrets import require_reference
 
@@ -163,23 +164,30 @@ def _checked(option: str, check: Callable[[str], str], value: str) -> str:
         _fail(f"{option}: {exc}" if option else str(exc))
 
 
+_LABELS: TypeAdapter[dict[str, str]] = TypeAdapter(Labels)
+
+
 def _label_map(items: tuple[str, ...]) -> dict[str, str]:
     """``--label KEY=VALUE`` options as a mapping; exit 2 naming the label for one
-    without '=' (it was dropped without a word) or that breaks Kubernetes' label
-    rule, which selectors are checked by too."""
+    without '=' (it was dropped without a word) or that breaks the rule of
+    :data:`Labels` (Kubernetes' label rule, which selectors are checked by too)."""
     labels: dict[str, str] = {}
     for item in items:
         key, sep, value = item.partition("=")
         if not sep:
             _fail(f"--label {key}: expected KEY=VALUE")
-        problem = label_key_problem(key)
-        if problem is not None:
-            _fail(f"--label {key}: key {problem}")
-        problem = label_value_problem(value)
-        if problem is not None:
-            _fail(f"--label {key}: value {problem}")
         labels[key] = value
-    return labels
+    try:
+        return _LABELS.validate_python(labels)
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        _path, message = describe_problem([error])
+        where = error["loc"]
+        if not where:  # the mapping as a whole: too many labels
+            _fail(f"--label: {message}")
+        # describe_problem names a key's problem as such; a value's it does not.
+        part = "" if where[-1] == "[key]" else "value "
+        _fail(f"--label {where[0]}: {part}{message}")
 
 
 @click.group()

@@ -91,13 +91,19 @@ def _factory_row(app: App, file: str | None, *, connect: bool) -> dict[str, obje
     """The image_factory row: its references resolve, and with ``connect`` the
     factory answers its list of versions at this URL and TLS setting."""
     try:
-        app.config.image_factory()
+        settings = app.config.image_factory()
     except ConfigError as exc:
         return _row("image_factory", "-", file, "image_factory", exc)
     row = _row("image_factory", "-", file, "image_factory")
     # Built with or without --connect: a check uses the factory's settings, so an
     # insecure one is warned about here as by every command that fetches images.
-    factory = images_for(app.runtime)
+    try:
+        factory = images_for(app.runtime)
+    except ConfigError as exc:
+        return _row("image_factory", "-", file, "image_factory", exc)
+    except OSError as exc:  # ssl's error for an unreadable ca_file names no file
+        return _row("image_factory", "-", file, "image_factory.ca_file", ConfigError(
+            "image_factory.ca_file", f"cannot read {settings.ca_file}: {exc.strerror or exc}"))
     if connect:
         try:
             offered = factory.versions()

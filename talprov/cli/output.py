@@ -6,7 +6,6 @@ import contextlib
 import io
 import json
 import os
-import re
 import shutil
 import sys
 import time
@@ -22,6 +21,7 @@ from rich.text import Text
 
 from talprov.processes import exit_interrupted
 from talprov.secrets import redact
+from talprov.talos.goyaml import resolves_to_non_string
 from talprov.timestamps import rfc3339
 
 FORMATS = ("table", "json", "yaml")
@@ -34,14 +34,18 @@ output_option = click.option(
 
 
 class _Dumper(yaml.SafeDumper):
-    """PyYAML's safe dumper, quoting also what a YAML 1.2 reader takes for an
-    integer: PyYAML resolves as YAML 1.1, where ``0008`` (no octal) is a string and
-    is written plain, but Go's yaml.v3 and other 1.2 readers read 8 (a store's
-    schema revision, an id made of digits)."""
+    """PyYAML's safe dumper, quoting also what Go's yaml.v3 (YAML 1.2) takes for
+    no string: PyYAML resolves as YAML 1.1, where ``0008`` (no octal), ``1e3`` or
+    ``0o17`` are strings written plain, but yaml.v3 reads numbers (a store's schema
+    revision, an id made of digits). One rule, goyaml's, decides."""
 
 
-_Dumper.add_implicit_resolver("tag:yaml.org,2002:int", re.compile(r"^[-+]?[0-9]+$"),
-                              list("-+0123456789"))
+def _represent_str(dumper: yaml.SafeDumper, text: str) -> yaml.ScalarNode:
+    style = "'" if resolves_to_non_string(text) else None
+    return dumper.represent_scalar("tag:yaml.org,2002:str", text, style=style)
+
+
+_Dumper.add_representer(str, _represent_str)
 
 
 def stdout_is_terminal() -> bool:

@@ -145,7 +145,7 @@ def label_value_problem(value: str) -> str | None:
 def _checked(problem_of: Callable[[str], str | None]) -> Callable[[str, ValidationInfo], str]:
     def check(text: str, info: ValidationInfo) -> str:
         # A label recorded before this rule (a stored cluster spec, a stored
-        # request's selector) stays readable: STORED gets the old rule.
+        # request's selector) stays readable: STORED data is not checked at all.
         problem = None if is_stored(info) else problem_of(text)
         if problem is not None:
             raise ValueError(problem)

@@ -375,10 +375,12 @@ class Reconciler(LeaseRenewal):
         return claimed, took_over
 
     def _take_over(self, rid: str) -> bool:
-        """Claim ``rid`` when a dead process of this host holds its lease."""
+        """Claim ``rid`` when a dead process of this host holds its lease, or when
+        nobody holds it any more (take_over_if_dead's one rule, as for clusters)."""
         holder = self.store.lease_holder(rid)
-        return holder is not None and take_over_if_dead(
-            holder[0], release=lambda dead: self.store.release(rid, owner=dead),
+        return take_over_if_dead(
+            None if holder is None else holder[0],
+            release=lambda dead: self.store.release(rid, owner=dead),
             claim=lambda: self.store.claim(rid, owner=self.worker_id, ttl=self.lease_ttl,
                                            now=self.now()))
 

@@ -22,6 +22,8 @@ FERNET_PREFIX = "fernet:"
 
 # Fixed salt and context: the same TALPROV_STORE_KEY must give the same Fernet key
 # in every process and on every replica, so nothing per-database may enter the KDF.
+# So the key id too is the same wherever one key is used: two stores sealed with
+# one key show it by equal ids (docs/security.md says so; use a key per store).
 # HKDF does not stretch a weak passphrase: the key should be random (32+ bytes).
 _KDF_SALT = b"talprov.store"
 _KDF_INFO = b"talprov store fernet key v1"
@@ -143,7 +145,10 @@ class SecretCodec:
             raise StoreKeyError("stored secret has an unknown format")
         if self._fernet is None:
             raise StoreKeyError("data is encrypted at rest; set TALPROV_STORE_KEY to read it")
-        token = stored[len(FERNET_PREFIX) :].encode("ascii")
+        try:
+            token = stored[len(FERNET_PREFIX) :].encode("ascii")
+        except UnicodeEncodeError:  # a Fernet token is base64: never written by encode
+            raise StoreKeyError("stored secret has an unknown format") from None
         try:
             return self._fernet.decrypt(token).decode()
         except InvalidToken:

@@ -12,6 +12,7 @@ were stored).
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Collection
 from datetime import datetime
 
@@ -19,6 +20,7 @@ import sqlalchemy as sa
 
 from talprov.providers.types import Stage
 from talprov.store.crypto import FERNET_PREFIX, SecretCodec
+from talprov.store.errors import StoreError
 from talprov.store.parts import StorePart
 from talprov.store.records import utc_or_now
 from talprov.store.schema import clusters, request_labels, request_sets, requests
@@ -121,7 +123,9 @@ class LightQueryMethods(StorePart):
 
         One query, decrypting nothing, for requests whose key id is stored
         (``requests.sealed_with``); those sealed before it was (revision 0008) are
-        decrypted to tell, in a second query only when there are any. Requests
+        decrypted to tell, in a second query only when there are any, and the key
+        id of those this store's key opens is then written beside them (a write, once
+        per row). Requests
         without the label, and groups with none, are absent. Raises
         :class:`StoreError` when the store cannot be read. Idempotent.
         """
@@ -129,10 +133,12 @@ class LightQueryMethods(StorePart):
                         requests.c.join_api_url.like(FERNET_PREFIX + "%"))
         ours = self._codec.key_id
         # 1: sealed under another key (or any, without one); 2: sealed before key
-        # ids were stored, so unknown; 0: readable.
+        # ids were stored, so unknown; 0: readable. The stored key id is tested
+        # first: the LIKEs read a machine config, which a row with an id never needs.
         readability = (sa.case((sealed, 1), else_=0) if ours is None else sa.case(
-            (sa.and_(sealed, requests.c.sealed_with.is_(None)), 2),
-            (sa.and_(sealed, requests.c.sealed_with != ours), 1), else_=0))
+            (requests.c.sealed_with == ours, 0),
+            (requests.c.sealed_with.is_not(None), 1),
+            (sealed, 2), else_=0))
         labelled = (
             sa.select(request_labels.c.value, requests.c.stage)
             .join(requests, requests.c.id == request_labels.c.request_id)
@@ -145,17 +151,37 @@ class LightQueryMethods(StorePart):
             rows = conn.execute(query).all()
             unknown = any(row.sealing == 2 for row in rows)
             legacy = conn.execute(
-                labelled.add_columns(requests.c.machine_config, requests.c.join_api_url)
-                .where(sealed, requests.c.sealed_with.is_(None))).all() if unknown else []
+                labelled.add_columns(requests.c.id, requests.c.machine_config,
+                                     requests.c.join_api_url)
+                .where(requests.c.sealed_with.is_(None), sealed)).all() if unknown else []
         for row in rows:
             if row.sealing != 2:
                 group = (str(row.value), Stage(row.stage), row.sealing == 1)
                 counts[group] = counts.get(group, 0) + int(row.n)
+        opened: list[dict[str, str | None]] = []
         for row in legacy:
-            group = (str(row.value), Stage(row.stage), not self._codec.opens(
-                row.machine_config, row.join_api_url))
+            readable = self._codec.opens(row.machine_config, row.join_api_url)
+            group = (str(row.value), Stage(row.stage), not readable)
             counts[group] = counts.get(group, 0) + 1
+            if readable:
+                opened.append({"row_id": row.id, "config": row.machine_config})
+        if opened and ours is not None:
+            # Only saves later decrypts: a count that could not write is still right.
+            with contextlib.suppress(StoreError):
+                self._record_key_id(ours, opened)
         return counts
+
+    def _record_key_id(self, ours: str, opened: list[dict[str, str | None]]) -> None:
+        """Write ``ours`` beside rows stored before key ids were (revision 0008) that
+        this store's key has just opened, so that no later count decrypts them again.
+        Only where the row still holds the machine config that was opened (a reseal
+        in between leaves it alone). Rows sealed under another key stay NULL: their
+        key id is unknown. Idempotent."""
+        with self._write() as conn:
+            conn.execute(requests.update().where(
+                requests.c.id == sa.bindparam("row_id"), requests.c.sealed_with.is_(None),
+                requests.c.machine_config == sa.bindparam("config"),
+            ).values(sealed_with=ours), opened)
 
     def count_due(
         self, stages: Collection[Stage], *, now: datetime | None = None

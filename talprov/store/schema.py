@@ -93,7 +93,8 @@ request_labels = sa.Table(
         sa.ForeignKey("requests.id", ondelete="CASCADE"),
         primary_key=True,
     ),
-    sa.Column("key", sa.String(255), primary_key=True),
+    # 317: the longest key the label rule takes (253 + "/" + 63), since revision 0009.
+    sa.Column("key", sa.String(317), primary_key=True),
     sa.Column("value", sa.Text, nullable=False),
     sa.Index("ix_request_labels_key_value", "key", "value"),
 )

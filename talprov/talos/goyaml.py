@@ -119,7 +119,7 @@ def resolve_plain(text: str) -> Any:  # noqa: PLR0911 - one return per YAML type
         raise GoYamlError("YAML merge keys (<<) are not supported")
     if text in _SPECIAL_FLOATS:
         return float(text.replace(".", "").lower())
-    first = text[0]
+    first = text[:1]
     if first == ".":
         return float(text) if _GO_FLOAT.match(text) else text
     if first not in "+-0123456789":
@@ -135,13 +135,15 @@ def resolve_plain(text: str) -> Any:  # noqa: PLR0911 - one return per YAML type
     return text
 
 
-def _resolves_to_non_string(text: str) -> bool:
-    """Whether yaml.v3 would read ``text`` back as something other than a string."""
+def resolves_to_non_string(text: str) -> bool:
+    """Whether yaml.v3 would read plain ``text`` back as something other than a
+    string (null, a bool, an int of any base, a float, a timestamp, a merge key).
+    Pure; plain empty text is null."""
     if text in _NULLS or text in _TRUES or text in _FALSES or text == "<<":
         return True
     if text in _SPECIAL_FLOATS:
         return True
-    first = text[0]
+    first = text[:1]
     if first == ".":
         return bool(_GO_FLOAT.match(text))
     if first not in "+-0123456789":
@@ -266,7 +268,7 @@ def string_scalar(value: str, indent: int, *, key: bool = False) -> list[str]:
         style = "literal" if block_ok and not key else "double"
     elif (
         value
-        and not _resolves_to_non_string(value)
+        and not resolves_to_non_string(value)
         and not _BASE60_FLOAT.match(value)
         and value not in OLD_BOOLS
     ):

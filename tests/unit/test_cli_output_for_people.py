@@ -212,3 +212,28 @@ def test_a_reason_is_told_once_whatever_changes_at_each_attempt() -> None:
     assert _lasting_part("resolve-image: no bucket (attempt 5, retry in 31s)") == \
         "resolve-image: no bucket"
     assert _lasting_part("a plain reason") == "a plain reason"
+
+
+@pytest.mark.parametrize("text", ["0008", "1e3", "1e-3", "1.0e3", "+.5", "0o17", "12345e6",
+                                  "0x1F", ".inf", "null", "~", "2026-01-02"])
+def test_yaml_output_quotes_what_a_yaml_1_2_reader_takes_for_no_string(
+    text: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Go's yaml.v3 reads these plain scalars as numbers, null or a time; PyYAML
+    # (YAML 1.1) wrote several of them plain.
+    from talprov.cli.output import emit
+
+    emit({"value": text}, "yaml")
+    shown = capsys.readouterr().out
+    assert shown.strip() in (f"value: '{text}'", f'value: "{text}"')
+    assert yaml.safe_load(shown) == {"value": text}
+
+
+def test_yaml_output_leaves_plain_what_is_a_string_to_every_reader(
+    capsys: pytest.CaptureFixture[str]
+) -> None:
+    from talprov.cli.output import emit
+
+    emit({"value": "web-1", "version": "v1.13.9", "empty": ""}, "yaml")
+    assert capsys.readouterr().out.splitlines() == ["value: web-1", "version: v1.13.9",
+                                                    "empty: ''"]

@@ -127,7 +127,8 @@ def test_requests_sealed_under_another_key_are_unreadable_not_provisioned(
 def test_requests_sealed_before_key_ids_were_stored_are_told_apart_too(
         tmp_path: Path) -> None:
     # Rows written before revision 0008 have no key id: decrypted to tell, in a
-    # second query made only for them.
+    # second query made only for them; those our key opens then get its id (one
+    # UPDATE), so the next status reads only the two sealed under another key.
     url = sealed_under_two_keys(tmp_path)
     store = Store(url, key=OUR_KEY)
     with store._engine.begin() as conn:
@@ -135,4 +136,7 @@ def test_requests_sealed_before_key_ids_were_stored_are_told_apart_too(
     runtime = Runtime(installation="test", cache_dir=tmp_path / "cache")
     [row], queries = request_queries(Scaler(store, {}, runtime))
     assert (row["requests"], row["provisioned"], row["unreadable"]) == (4, 2, 2)
+    assert queries == 3
+    [again], queries = request_queries(Scaler(store, {}, runtime))
+    assert again == row
     assert queries == 2

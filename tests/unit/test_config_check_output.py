@@ -115,3 +115,17 @@ def test_connect_asks_the_image_factory_whether_it_answers(
     asked = image_factory.hits["/versions"]
     assert home.invoke("config", "check").exit_code == 0
     assert image_factory.hits["/versions"] == asked
+
+
+def test_a_missing_factory_ca_file_is_a_row_not_a_crash(home: Home) -> None:
+    # Without --connect, the check still builds the factory's client, which read
+    # image_factory.ca_file and let FileNotFoundError out as a traceback.
+    missing = home.root / "no-such-ca.pem"
+    home.write_config(image_factory={"url": "https://factory.example", "ca_file": str(missing)})
+    result = home.invoke("config", "check", "-o", "json")
+    assert "Traceback" not in result.output
+    assert result.exit_code != 0
+    row = next(r for r in json.loads(result.stdout) if r["part"] == "image_factory")
+    assert row["result"] != "ok"
+    assert row["key"] == "image_factory.ca_file"
+    assert str(missing) in str(row["error"])

@@ -119,3 +119,17 @@ def test_inventory_labels_follow_the_rule(block: Path, tmp_path: Path) -> None: 
     assert "--label rack: expected KEY=VALUE" in result.output
     taken = run(block, *machine, "--label", "rack=r1")
     assert taken.exit_code == 0, taken.output
+
+
+def test_inventory_label_keys_and_counts_follow_the_labels_rule(
+        block: Path) -> None:  # noqa: F811
+    machine = ("add", "m1", "--mac", "52:54:00:00:00:01", "--bmc", "ipmi://10.1.0.11:623",
+               "--bmc-user", "admin", "--bmc-password", "${env:BMC_PW}")
+    result = run(block, *machine, "--label", "Rack A=r1")
+    assert result.exit_code == 2, result.output
+    assert "--label Rack A: key must be letters" in result.output
+    too_many = [arg for n in range(65) for arg in ("--label", f"k{n}=v")]
+    result = run(block, *machine, *too_many)
+    assert result.exit_code == 2, result.output
+    assert "--label: " in result.output
+    assert "64" in result.output

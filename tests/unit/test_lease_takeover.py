@@ -7,8 +7,14 @@ import os
 import socket
 import subprocess
 import sys
+import threading
+from pathlib import Path
 
 from talprov.processes import take_over_if_dead
+from talprov.providers.protocol import Runtime
+from talprov.reconcile.reconciler import Reconciler
+from talprov.store import Store
+from tests.unit.store.factories import make_request
 
 
 class Calls:
@@ -57,3 +63,54 @@ def test_a_lease_freed_meanwhile_is_claimed_without_a_release() -> None:
     calls = Calls()
     assert take_over_if_dead(None, release=calls.release, claim=calls.claim)
     assert calls.said == ["claim"]
+
+
+def _reconcilers(tmp_path: Path, *workers: str) -> list[Reconciler]:
+    url = f"sqlite:///{tmp_path / 'store.db'}"
+    with Store(url) as store:
+        store.migrate()
+        if store.get_request("web-1") is None:
+            store.create_request(make_request())
+    runtime = Runtime(installation="test", cache_dir=tmp_path / "cache")
+    return [Reconciler(Store(url), {}, runtime, worker_id=worker) for worker in workers]
+
+
+def test_two_reconcilers_racing_for_a_dead_holders_lease_give_it_to_one(
+        tmp_path: Path) -> None:
+    dead = f"{socket.gethostname()}:{exited_pid()}/worker"
+    first, second = _reconcilers(tmp_path, "worker-a", "worker-b")
+    assert first.store.claim("web-1", owner=dead, ttl=300)
+    start = threading.Barrier(2)
+    won: dict[str, bool] = {}
+
+    def take(reconciler: Reconciler) -> None:
+        start.wait()
+        won[reconciler.worker_id] = reconciler._take_over("web-1")
+
+    threads = [threading.Thread(target=take, args=(r,)) for r in (first, second)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(won.values()) == [False, True]
+    (winner,) = [worker for worker, took in won.items() if took]
+    holder = first.store.lease_holder("web-1")
+    assert holder is not None
+    assert holder[0] == winner
+    for reconciler in (first, second):
+        reconciler.store.close()
+
+
+def test_a_reconciler_claims_a_lease_freed_after_its_claim_was_refused(
+        tmp_path: Path) -> None:
+    # take_over_if_dead's rule: no holder any more means claim. The reconciler
+    # answered False for it and left the request to the next pass.
+    (mine,) = _reconcilers(tmp_path, "worker-a")
+    assert mine.store.claim("web-1", owner="elsewhere.example:1/w", ttl=300)
+    assert not mine._take_over("web-1")  # a live holder on another host
+    mine.store.release("web-1", owner="elsewhere.example:1/w")
+    assert mine._take_over("web-1")
+    holder = mine.store.lease_holder("web-1")
+    assert holder is not None
+    assert holder[0] == "worker-a"
+    mine.store.close()

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import Result
+from pydantic import ValidationError
 
 from talprov.baremetal.data import BareMetalMachineData
 from talprov.baremetal.inventory import Inventory
@@ -180,3 +181,10 @@ def test_a_stored_request_naming_a_machine_added_before_the_rule_stays_readable(
     assert stored.machine == name
     schema = BareMetalMachineData.model_json_schema()
     assert schema["properties"]["machine"]["anyOf"][0]["pattern"] == MACHINE_NAME_PATTERN
+
+
+def test_the_reviewers_stored_machine_name_stays_readable() -> None:
+    stored = BareMetalMachineData.model_validate({"machine": "Node_1"}, context=STORED)
+    assert stored.machine == "Node_1"
+    with pytest.raises(ValidationError, match="machine"):
+        BareMetalMachineData.model_validate({"machine": "Node_1"})

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import hmac
 from pathlib import Path
 
 import pytest
@@ -124,11 +125,15 @@ def test_the_key_id_names_the_key_without_revealing_it() -> None:
     key = "a random enough store key of 32 bytes"
     assert derive_key_id(key) == derive_key_id(key)
     assert derive_key_id(key) != derive_key_id(key + "!")
-    assert len(derive_key_id(key)) == 16
-    assert int(derive_key_id(key), 16) >= 0
-    # Another HKDF output than the Fernet key: no part of either.
-    fernet = base64.urlsafe_b64decode(derive_fernet_key(key)).hex()
-    assert derive_key_id(key) not in fernet
+    # RFC 5869 HKDF-SHA256 (salt "talprov.store", info "talprov store key id v1"),
+    # computed here with hmac alone: one block of output, its first 8 bytes.
+    prk = hmac.digest(b"talprov.store", key.encode(), "sha256")
+    block = hmac.digest(prk, b"talprov store key id v1" + b"\x01", "sha256")
+    assert derive_key_id(key) == block[:8].hex()
+    # Another context than the Fernet key's: not a prefix of it (as it would be if
+    # both used one info).
+    fernet = base64.urlsafe_b64decode(derive_fernet_key(key))
+    assert bytes.fromhex(derive_key_id(key)) != fernet[:8]
     assert SecretCodec(key).key_id == derive_key_id(key)
     assert SecretCodec(None).key_id is None
     with pytest.raises(StoreKeyError, match="empty"):
@@ -164,3 +169,13 @@ def test_repr_and_errors_do_not_show_secrets(sqlite_url: str) -> None:
     text = repr(record)
     for marker in SECRET_MARKERS:
         assert marker not in text
+
+
+@pytest.mark.parametrize("stored", ["fernet:é", "fernet:gAAAA\u2028", "fernet:\udcff"])
+def test_opens_is_false_for_non_ascii_after_the_prefix(stored: str) -> None:
+    # Fernet tokens are ASCII; decode's .encode("ascii") let UnicodeEncodeError out
+    # of opens, which promises never to raise.
+    codec = SecretCodec("a random enough store key of 32 bytes")
+    assert codec.opens(stored) is False
+    with pytest.raises(StoreKeyError, match="unknown format"):
+        codec.decode(stored)

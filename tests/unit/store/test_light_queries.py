@@ -120,3 +120,35 @@ def test_label_counts_tell_requests_sealed_under_another_key_apart(store_url: st
     assert reader.count_requests_by_label("team") == expected
     for opened in (*sealing.values(), reader):
         opened.close()
+
+
+def test_label_counts_record_the_key_id_of_rows_sealed_before_it_was_stored(
+    store_url: str, monkeypatch: Any
+) -> None:
+    """A row stored before revision 0008 is decrypted once; its key id is then
+    written beside it, so the next count (every `status --watch` tick) decrypts
+    nothing."""
+    key = "our store key: 32 bytes of random-ish"
+    with Store(store_url, key=key) as store:
+        store.migrate()
+        for request_id in ("a-1", "a-2"):
+            store.create_request(make_request(request_id, labels={"team": "x"}), now=T0)
+        with store._engine.begin() as conn:
+            conn.execute(sa.text("UPDATE requests SET sealed_with = NULL"))
+        decoded: list[str] = []
+        real_decode = store._codec.decode
+
+        def counting_decode(stored: str) -> str:
+            decoded.append(stored)
+            return real_decode(stored)
+
+        monkeypatch.setattr(store._codec, "decode", counting_decode)
+        expected = {("x", Stage.PENDING, False): 2}
+        assert store.count_requests_by_label("team") == expected
+        assert len(decoded) == 4  # two rows, each a machine config and a join URL
+        decoded.clear()
+        assert store.count_requests_by_label("team") == expected
+        assert decoded == []
+        with store._engine.connect() as conn:
+            recorded = conn.execute(sa.text("SELECT DISTINCT sealed_with FROM requests")).all()
+        assert recorded == [(store._codec.key_id,)]

@@ -362,3 +362,15 @@ def test_a_deletion_during_a_busy_runner_is_never_overwritten(store: Store) -> N
     assert final.stage == Stage.DEPROVISIONING
     assert final.version == deleting.version
     assert outcome == ["stale"]
+
+
+def test_the_longest_label_key_the_rule_accepts_is_stored(store: Store) -> None:
+    # Kubernetes' rule takes a key of 253 + 1 + 63 characters; the column held 255
+    # and PostgreSQL refused the insert with a raw DataError.
+    prefix = ".".join(["p" * 63] * 3 + ["q" * 61])
+    key = f"{prefix}/{'n' * 63}"
+    assert len(key) == 317
+    store.create_request(make_request(labels={key: "v"}))
+    found = store.get_request("web-1")
+    assert found is not None
+    assert dict(found.request.labels) == {key: "v"}

@@ -176,3 +176,33 @@ def test_offline_sql_from_a_revision_holds_only_what_follows() -> None:
     sql = offline_sql("sqlite://", start="0002")
     assert "CREATE TABLE requests" not in sql
     assert "ADD COLUMN lease_owner" in sql
+
+
+def _child_rows(engine: Engine) -> tuple[int, int]:
+    with engine.connect() as conn:
+        labels = conn.execute(sa.text("SELECT count(*) FROM request_labels")).scalar_one()
+        events = conn.execute(sa.text("SELECT count(*) FROM events")).scalar_one()
+    return labels, events
+
+
+@pytest.mark.parametrize("target", ["0008", "0007", "0006"])
+def test_a_downgrade_keeps_every_requests_labels_and_events(
+    store_url: str, engine: Engine, target: str
+) -> None:
+    # A rebuild of `requests` on SQLite (batch drop_column) dropped the old table
+    # with foreign keys on, which cascaded into request_labels and events.
+    with Store(store_url, key="k") as store:
+        store.migrate()
+        store.create_request(make_request())
+    before = _child_rows(engine)
+    assert before[0] == 2
+    assert before[1] >= 1
+    downgrade(engine, target=target)
+    assert _child_rows(engine) == before
+    upgrade(engine)
+    assert _child_rows(engine) == before
+    with Store(store_url, key="k") as store:
+        found = store.get_request("web-1")
+    assert found is not None
+    assert dict(found.request.labels) == {"role": "worker",
+                                                                 "cluster": "prod"}

@@ -15,6 +15,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
+from talprov.store.schema_versions import drop_plain_column
+
 revision = "0007"
 down_revision = "0006"
 branch_labels: str | None = None
@@ -28,5 +30,4 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    with op.batch_alter_table("requests") as batch:
-        batch.drop_column("missed_listings")
+    drop_plain_column("requests", "missed_listings")
