@@ -1,0 +1,53 @@
+"""A second VM of one request, left by a clone whose process was stopped.
+
+QA: vcsim with ``-method-delay CloneVM_Task=6000``, ``machine create --wait``
+stopped 3.5 s in, then ``reconcile --once``: the stopped process's clone
+completed after the resumed worker had looked for the VM by its instance UUID,
+so the worker cloned again, and vcsim (which allows duplicate names in a
+folder) kept both VMs. Here the first clone's answer is lost and the resumed
+worker's look-up misses it; the second clone succeeds, as on vcsim. The
+request must end with one VM: the one its state records.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from talprov.providers.errors import Transient
+from talprov.providers.types import MachineState, Owner
+from talprov.testing import FakeClock
+from talprov.vmware.provider import VSphereProvider
+from tests.driving import context, provision
+from tests.unit.vmware.conftest import machine_request
+from tests.unit.vmware.soap import intercept_soap
+
+
+def test_a_second_vm_of_the_request_is_destroyed_once_the_request_runs(
+    provider: VSphereProvider, owner: Owner, clock: FakeClock,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def first_answer_lost(name: str, number: int, call: Callable[[], Any]) -> Any:
+        result = call()
+        if name == "CloneVM_Task" and number == 1:
+            raise ConnectionResetError("injected")
+        return result
+
+    calls = intercept_soap(monkeypatch, first_answer_lost)
+    ctx = context(provider, machine_request("k2"), owner)
+    with pytest.raises(Transient, match="clone VM k2"):
+        provision(provider, [ctx], clock)
+    find_vm = provider.find_vm
+    missed = {"k2"}
+    monkeypatch.setattr(provider, "find_vm", lambda o, rid: None if missed and missed.pop()
+                        else find_vm(o, rid))
+
+    provision(provider, [ctx], clock)
+
+    assert calls["CloneVM_Task"] == 2  # the duplicate was made: the case QA met
+    listed = [m for m in provider.list_machines(owner) if m.request_id == "k2"]
+    assert [m.infra_id for m in listed] == [ctx.state.vm_moid]
+    assert listed[0].state == MachineState.RUNNING
+    assert any("second VM" in e for e in ctx.events)
