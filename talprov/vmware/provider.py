@@ -72,7 +72,8 @@ class VSphereProvider:
         # The REST session trusts exactly what the SOAP session trusts; its own
         # context object, because httpcore sets ALPN on the context it is given.
         self.vapi = vapi or VapiClient(config, ssl_context(config), clock=runtime.clock)
-        self.inventory = Inventory(self.client, config.datacenter, clock=runtime.clock)
+        self.inventory = Inventory(self.client, config.datacenter, clock=runtime.clock,
+                                   instance=name, template_folder=config.template_folder)
         self.importer = TemplateImporter(self.client, config, runtime, self.inventory)
         self.library = LibraryTemplates(self.client, self.vapi, config, runtime, self.inventory)
         self.tagger = Tagger(self.vapi)
