@@ -17,11 +17,14 @@ from typing import Any
 import pytest
 
 from talprov.providers.errors import Transient
+from talprov.providers.ownership import ownership_tags
 from talprov.providers.types import MachineState, Owner
 from talprov.testing import FakeClock
 from talprov.vmware.provider import VSphereProvider
 from tests.driving import context, provision
+from tests.emulators.vcsim.fixture import VcsimServer
 from tests.unit.vmware.conftest import machine_request
+from tests.unit.vmware.observe import all_vms, clone_out_of_band
 from tests.unit.vmware.soap import intercept_soap
 
 
@@ -51,3 +54,19 @@ def test_a_second_vm_of_the_request_is_destroyed_once_the_request_runs(
     assert [m.infra_id for m in listed] == [ctx.state.vm_moid]
     assert listed[0].state == MachineState.RUNNING
     assert any("second VM" in e for e in ctx.events)
+
+
+def test_a_vm_of_the_same_name_and_request_id_that_another_installation_owns_stays(
+    provider: VSphereProvider, vcsim: VcsimServer, owner: Owner, clock: FakeClock,
+) -> None:
+    theirs = ownership_tags(Owner("another-installation", owner.instance),
+                            machine_request("k3"))
+    clone_out_of_band(vcsim, "DC0_C0_RP0_VM0", "k3", theirs)
+    ctx = context(provider, machine_request("k3"), owner)
+
+    provision(provider, [ctx], clock)
+
+    named = all_vms(vcsim)["k3"]
+    assert len(named) == 2  # theirs, and this request's
+    assert ctx.state.vm_moid in {vm["moid"] for vm in named}
+    assert not any("second VM" in e for e in ctx.events)
