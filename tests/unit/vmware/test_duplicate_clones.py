@@ -11,12 +11,8 @@ request must end with one VM: the one its state records.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
-
 import pytest
 
-from talprov.providers.errors import Transient
 from talprov.providers.ownership import ownership_tags
 from talprov.providers.types import MachineState, Owner
 from talprov.testing import FakeClock
@@ -25,32 +21,20 @@ from tests.driving import context, provision
 from tests.emulators.vcsim.fixture import VcsimServer
 from tests.unit.vmware.conftest import machine_request
 from tests.unit.vmware.observe import all_vms, clone_out_of_band
-from tests.unit.vmware.soap import intercept_soap
+from tests.unit.vmware.test_clone_name_taken import second_clone_after_a_lost_one
 
 
 def test_a_second_vm_of_the_request_is_destroyed_once_the_request_runs(
     provider: VSphereProvider, owner: Owner, clock: FakeClock,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    def first_answer_lost(name: str, number: int, call: Callable[[], Any]) -> Any:
-        result = call()
-        if name == "CloneVM_Task" and number == 1:
-            raise ConnectionResetError("injected")
-        return result
-
-    calls = intercept_soap(monkeypatch, first_answer_lost)
-    ctx = context(provider, machine_request("k2"), owner)
-    with pytest.raises(Transient, match="clone VM k2"):
-        provision(provider, [ctx], clock)
-    find_vm = provider.find_vm
-    missed = {"k2"}
-    monkeypatch.setattr(provider, "find_vm", lambda o, rid: None if missed and missed.pop()
-                        else find_vm(o, rid))
+    # The first clone's answer is lost; the resumed look-up by UUID misses its VM.
+    calls, ctx = second_clone_after_a_lost_one(provider, owner, clock, monkeypatch, "ok")
 
     provision(provider, [ctx], clock)
 
     assert calls["CloneVM_Task"] == 2  # the duplicate was made: the case QA met
-    listed = [m for m in provider.list_machines(owner) if m.request_id == "k2"]
+    listed = [m for m in provider.list_machines(owner) if m.request_id == "w1"]
     assert [m.infra_id for m in listed] == [ctx.state.vm_moid]
     assert listed[0].state == MachineState.RUNNING
     assert any("second VM" in e for e in ctx.events)
