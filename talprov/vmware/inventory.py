@@ -3,7 +3,9 @@
 Paths are relative to the datacenter's folders (``vm/``, ``host/``, ``datastore/``,
 ``network/``) as vCenter's inventory paths are; a plain name that is unique in the
 datacenter works as well. Lookups that find nothing raise ``InvalidRequest``
-naming the provider_data field, because a wrong name will not fix itself.
+naming the setting (``provider_data.<field>``, or ``providers.<instance>.<key>``
+for the provider config's ``datacenter`` and ``template_folder``) and the kind of
+object looked for, because a wrong name will not fix itself.
 
 What a lookup finds is remembered per provider instance (as a managed object id,
 bound to the current session when used) for ``CACHE_SECONDS``: every clone of a
@@ -29,6 +31,7 @@ from talprov.vmware.data import VSphereMachineData
 
 log = logging.getLogger(__name__)
 
+TEMPLATE_FIELD = "provider_data.template"
 #: How long a lookup's answer is used before it is looked up again.
 CACHE_SECONDS = 300.0
 
@@ -49,13 +52,23 @@ def uses_template_devices(data: VSphereMachineData, networks: tuple[Any, ...]) -
     return data.wanted_disk_gib is not None or bool(networks)
 
 
+#: What each looked-up kind of object is called in an error.
+NOUNS = {"Folder": "VM folder", "VirtualMachine": "template or VM",
+         "ResourcePool": "resource pool", "ComputeResource": "cluster or host",
+         "Datastore": "datastore", "Network": "network (port group)"}
+
+
 class Inventory:
     """Name and path lookups in one datacenter."""
 
     def __init__(self, client: VSphereClient, datacenter: str | None,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic, *, instance: str = "",
+                 template_folder: str | None = None) -> None:
         self.client = client
         self.datacenter_name = datacenter
+        # For errors: the provider config's settings are named providers.<instance>.<key>.
+        self._setting = f"providers.{instance}." if instance else ""
+        self.template_folder = template_folder
         self._clock = clock
         # key -> (managed object class, moid, when found)
         self._found: dict[tuple[str, ...], tuple[type, str, float]] = {}
@@ -98,12 +111,13 @@ class Inventory:
             found = content.searchIndex.FindByInventoryPath(self.datacenter_name)
             if isinstance(found, vim.Datacenter):
                 return found
-            raise InvalidRequest(f"no datacenter {self.datacenter_name!r}", field="datacenter")
+            raise InvalidRequest(f"no datacenter {self.datacenter_name!r}",
+                                 field=f"{self._setting}datacenter")
         # With their names: every path lookup below starts with the datacenter's.
         found_all = self.client.retrieve("find the datacenter", vim.Datacenter, ["name"])
         if len(found_all) != 1:
             raise InvalidRequest(f"{len(found_all)} datacenters; name one in the provider "
-                                 "config", field="datacenter")
+                                 "config", field=f"{self._setting}datacenter")
         found, props = found_all[0]
         with self._lock:
             self._datacenter_label = str(props.get("name") or "") or None
@@ -114,13 +128,13 @@ class Inventory:
         base = self.datacenter_name or self._datacenter_label or dc.name
         return si.content.searchIndex.FindByInventoryPath(f"{base}/{kind}/{path.strip('/')}")
 
-    def _by_name(self, si: ServiceInstance, root: Any, types: list[type], name: str) -> Any | None:
+    def _by_name(self, si: ServiceInstance, root: Any, types: list[type], name: str
+                 ) -> list[Any]:
         view = si.content.viewManager.CreateContainerView(root, types, True)
         try:
-            matches = [obj for obj in view.view if obj.name == name]
+            return [obj for obj in view.view if obj.name == name]
         finally:
             view.Destroy()
-        return matches[0] if len(matches) == 1 else None
 
     def find(self, si: ServiceInstance, kind: str, types: list[type], name: str,
              field: str) -> Any:
@@ -131,19 +145,29 @@ class Inventory:
     def _find(self, si: ServiceInstance, kind: str, types: list[type], name: str,
               field: str) -> Any:
         found = self._path(si, kind, name)
-        if found is None or not isinstance(found, tuple(types)):
-            root = getattr(self.datacenter(si), f"{kind}Folder")
-            found = self._by_name(si, root, types, name)
-        if found is None:
-            raise InvalidRequest(f"no unique {kind} object {name!r} in the datacenter",
+        if found is not None and isinstance(found, tuple(types)):
+            return found
+        root = getattr(self.datacenter(si), f"{kind}Folder")
+        matches = self._by_name(si, root, types, name)
+        if len(matches) == 1:
+            return matches[0]
+        noun = NOUNS.get(types[0].__name__.rsplit(".", 1)[-1], types[0].__name__)
+        if matches:
+            raise InvalidRequest(f"{len(matches)} objects of kind {noun} are named {name!r} in "
+                                 f"the datacenter; give the path below its {kind} folder",
                                  field=field)
-        return found
+        raise InvalidRequest(f"no {noun} {name!r} in the datacenter (looked for the path "
+                             f"below its {kind} folder and for the name)", field=field)
 
-    def folder(self, si: ServiceInstance, path: str | None, field: str = "folder") -> Any:
+    def folder(self, si: ServiceInstance, path: str | None) -> Any:
+        """The VM folder at ``path`` (the datacenter's VM folder when unset); an error
+        names ``template_folder`` when ``path`` is the provider config's."""
         vim = sdk.vim()
 
         if not path:
             return self._remembered(si, ("vmFolder",), lambda: self.datacenter(si).vmFolder)
+        field = (f"{self._setting}template_folder" if path == self.template_folder
+                 else "provider_data.folder")
         return self.find(si, "vm", [vim.Folder], path, field)
 
     def pool(self, si: ServiceInstance, data: VSphereMachineData) -> Any:
@@ -154,9 +178,11 @@ class Inventory:
         vim = sdk.vim()
 
         if data.resource_pool:
-            return self.find(si, "host", [vim.ResourcePool], data.resource_pool, "resource_pool")
+            return self.find(si, "host", [vim.ResourcePool], data.resource_pool,
+                             "provider_data.resource_pool")
         if data.cluster:
-            compute = self.find(si, "host", [vim.ComputeResource], data.cluster, "cluster")
+            compute = self.find(si, "host", [vim.ComputeResource], data.cluster,
+                                "provider_data.cluster")
             return compute.resourcePool
         view = si.content.viewManager.CreateContainerView(
             self.datacenter(si).hostFolder, [vim.ComputeResource], True)
@@ -167,8 +193,9 @@ class Inventory:
         clusters = [c for c in computes if isinstance(c, vim.ClusterComputeResource)]
         choice = clusters if clusters else computes
         if len(choice) != 1:
-            raise InvalidRequest(f"{len(choice)} clusters/hosts in the datacenter; name one",
-                                 field="cluster")
+            raise InvalidRequest(f"{len(choice)} clusters or hosts in the datacenter; name one "
+                                 "in provider_data.cluster or provider_data.resource_pool",
+                                 field="provider_data.cluster")
         return choice[0].resourcePool
 
     def placement(self, si: ServiceInstance, data: VSphereMachineData,
@@ -178,19 +205,36 @@ class Inventory:
 
         datastore = None
         if data.datastore:
-            datastore = self.find(si, "datastore", [vim.Datastore], data.datastore, "datastore")
+            datastore = self.find(si, "datastore", [vim.Datastore], data.datastore,
+                                  "provider_data.datastore")
         networks = tuple(
-            self.find(si, "network", [vim.Network], name, "network") for name in data.network
+            self.find(si, "network", [vim.Network], name, f"provider_data.network[{index}]")
+            for index, name in enumerate(data.network)
         )
         folder = self.folder(si, folder_path if folder_path is not None else data.folder)
         return Placement(folder=folder, pool=self.pool(si, data), datastore=datastore,
                          networks=networks)
 
     def template(self, si: ServiceInstance, path: str) -> Any:
-        """A user-named template (``provider_data.template``)."""
+        """A user-named clone source (``provider_data.template``): a template, or a VM
+        that is powered off (vCenter clones either). Raises ``InvalidRequest`` for a
+        VM that is on or suspended: its clone would copy a running Talos's disk,
+        crash-consistent, with the state of that machine."""
+        return self._remembered(si, ("template", path), lambda: self._template(si, path))
+
+    def _template(self, si: ServiceInstance, path: str) -> Any:
         vim = sdk.vim()
 
-        return self.find(si, "vm", [vim.VirtualMachine], path, "template")
+        found = self._find(si, "vm", [vim.VirtualMachine], path, TEMPLATE_FIELD)
+        props = self.client.get(f"read template {path}", found,
+                                ["config.template", "runtime.powerState"])
+        power = str(props.get("runtime.powerState", ""))
+        if not props.get("config.template") and power != "poweredOff":
+            raise InvalidRequest(
+                f"{path!r} is a VM that is {power or 'in an unknown power state'}, not a "
+                "template; name a template or a powered-off VM that has never booted",
+                field=TEMPLATE_FIELD)
+        return found
 
     def template_devices(self, template: Any) -> list[Any]:
         """The template's virtual devices, read once per ``CACHE_SECONDS``: every
@@ -234,5 +278,5 @@ class Inventory:
         stores = [ds for ds in owner.datastore if ds.summary.accessible]
         if not stores:
             raise InvalidRequest("no accessible datastore for the resource pool",
-                                 field="datastore")
+                                 field="provider_data.datastore")
         return max(stores, key=lambda ds: (ds.summary.freeSpace, ds.name))

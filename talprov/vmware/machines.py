@@ -166,7 +166,7 @@ def clone_spec(template: Any, devices: list[Any], data: VSphereMachineData, plac
             from talprov.providers.errors import InvalidRequest
 
             raise InvalidRequest("linked_clone needs a template with a snapshot",
-                                 field="linked_clone")
+                                 field="provider_data.linked_clone")
         snapshot = template.snapshot.currentSnapshot
         location.diskMoveType = "createNewChildDiskBacking"
     return vim.vm.CloneSpec(

@@ -36,6 +36,7 @@ from talprov.vmware.clones import name_taken
 from talprov.vmware.config import VSphereConfig
 from talprov.vmware.data import VSphereMachineData
 from talprov.vmware.deprovision import Deprovisioner
+from talprov.vmware.duplicates import Duplicates
 from talprov.vmware.errors import TaskFailed, is_fault
 from talprov.vmware.images import ImportBusy, TemplateImporter
 from talprov.vmware.inventory import Inventory, uses_template_devices
@@ -85,7 +86,8 @@ class VSphereProvider:
         # The REST session trusts exactly what the SOAP session trusts; its own
         # context object, because httpcore sets ALPN on the context it is given.
         self.vapi = vapi or VapiClient(config, ssl_context(config), clock=runtime.clock)
-        self.inventory = Inventory(self.client, config.datacenter, clock=runtime.clock)
+        self.inventory = Inventory(self.client, config.datacenter, clock=runtime.clock,
+                                   instance=name, template_folder=config.template_folder)
         self.importer = TemplateImporter(self.client, config, runtime, self.inventory)
         self.library = LibraryTemplates(self.client, self.vapi, config, runtime, self.inventory)
         self.tagger = Tagger(self.vapi)
@@ -94,6 +96,7 @@ class VSphereProvider:
         self._user_data = UserDataCache()
         self._configure_reads = ConfigureReads(self.client, runtime.clock)
         self.power = PowerSteps(self.client)
+        self.duplicates = Duplicates(self.client, self.inventory, runtime.clock, runtime.sleep)
 
     def __repr__(self) -> str:
         return f"VSphereProvider({self.name!r}, {self.client.host})"
@@ -213,7 +216,7 @@ class VSphereProvider:
             Step.batched("configure-vm", self._configure_batch, pipelined=True),
             Step.batched("tag-vm", one_by_one(self._tag_vm)),
             Step.batched("power-on", one_by_one(self.power.power_on), pipelined=True),
-            Step.batched("wait-running", one_by_one(self.power.wait_running),
+            Step.batched("wait-running", self._wait_running_batch,
                          timeout=self.config.running_timeout),
         ]
 
@@ -431,6 +434,16 @@ class VSphereProvider:
         if attached:
             ctx.event(f"attached {len(attached)} tag(s) to VM {moid}")
         return None
+
+    def _wait_running_batch(self, ctxs: Sequence[Ctx]) -> list[StepResult | BaseException]:
+        """wait-running; a request whose VM runs then loses any second VM of its own
+        (``talprov.vmware.duplicates``), in one look for the batch."""
+        outcomes = steps_side_by_side(self.power.wait_running, ctxs)
+        running = [c for c, o in zip(ctxs, outcomes, strict=True) if o is None]
+        swept = dict(zip((c.request.id for c in running), self.duplicates.remove(running),
+                         strict=True))
+        return [swept.get(c.request.id, o) if o is None else o
+                for c, o in zip(ctxs, outcomes, strict=True)]
 
     def deprovision(self, ctx: StepContext[Any, Any]) -> StepResult:
         """Shut down (power off hard after ``shutdown_timeout``) and destroy the request's VM.

@@ -81,6 +81,12 @@ def power_on_out_of_band(server: VcsimServer, name: str) -> None:
         _wait(_find(si, name).PowerOnVM_Task())
 
 
+def power_off_out_of_band(server: VcsimServer, name: str) -> None:
+    """Power the VM called ``name`` off behind talprov's back."""
+    with connect(server) as si:
+        _wait(_find(si, name).PowerOffVM_Task())
+
+
 def destroy_out_of_band(server: VcsimServer, name: str) -> None:
     """Power off and destroy the VM called ``name`` behind talprov's back."""
     with connect(server) as si:

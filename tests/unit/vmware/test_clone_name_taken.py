@@ -49,13 +49,14 @@ def _clones_answer(monkeypatch: pytest.MonkeyPatch, *answers: str) -> Counter[st
     return intercept_soap(monkeypatch, answer)
 
 
-def _second_clone_after_a_lost_one(
+def second_clone_after_a_lost_one(
     provider: VSphereProvider, owner: Owner, clock: FakeClock,
     monkeypatch: pytest.MonkeyPatch, second: str,
 ) -> tuple[Counter[str], Ctx]:
     """Request w1's first clone made the VM but its answer was lost; the next pass
     does not see the VM in vCenter's search index yet, so it clones again and that
-    clone answers ``second`` (see :func:`_clones_answer`). The clone calls so far
+    clone answers ``second`` (see :func:`_clones_answer`; test_duplicate_clones
+    uses it too). The clone calls so far
     and the request's context, for the next :func:`provision`."""
     calls = _clones_answer(monkeypatch, "lost", second)
     ctx = context(provider, machine_request("w1"), owner)
@@ -79,7 +80,7 @@ def test_a_refused_second_clone_waits_for_the_first(
     provider: VSphereProvider, owner: Owner, clock: FakeClock,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    calls, ctx = _second_clone_after_a_lost_one(provider, owner, clock, monkeypatch, "taken")
+    calls, ctx = second_clone_after_a_lost_one(provider, owner, clock, monkeypatch, "taken")
 
     provision(provider, [ctx], clock)
 
@@ -111,7 +112,7 @@ def test_a_second_clone_whose_task_fails_on_the_name_waits_for_the_first(
 ) -> None:
     # The form vCenter is likely to use: CloneVM_Task answers with a task, and the
     # task ends in DuplicateName.
-    calls, ctx = _second_clone_after_a_lost_one(provider, owner, clock, monkeypatch,
+    calls, ctx = second_clone_after_a_lost_one(provider, owner, clock, monkeypatch,
                                                 "taken-in-task")
     task_done = provider.client.task_done
 

@@ -111,7 +111,7 @@ def test_unknown_inventory_names_fail_the_request_naming_the_field(
     ctx = context(provider, machine_request("n1", provider_data=data), owner)
     with pytest.raises(InvalidRequest) as caught:
         provision(provider, [ctx], clock)
-    assert caught.value.field == "datastore"
+    assert caught.value.field == "provider_data.datastore"
 
 
 @pytest.mark.parametrize(

@@ -14,7 +14,9 @@ from talprov.testing import FakeClock
 from talprov.vmware import inventory
 from talprov.vmware.provider import VSphereProvider
 from tests.driving import context, provision, run_step
+from tests.emulators.vcsim.fixture import VcsimServer
 from tests.unit.vmware.conftest import machine_request
+from tests.unit.vmware.observe import power_off_out_of_band
 
 
 def _count_lookups(provider: VSphereProvider, monkeypatch: pytest.MonkeyPatch) -> Counter[str]:
@@ -132,8 +134,9 @@ def test_ensure_template_looks_up_what_the_clone_needs_so_clone_vm_looks_up_noth
 
 
 def test_a_lookup_that_fails_ahead_is_reported_by_clone_vm(
-    provider: VSphereProvider, owner: Owner, clock: FakeClock,
+    provider: VSphereProvider, vcsim: VcsimServer, owner: Owner, clock: FakeClock,
 ) -> None:
+    power_off_out_of_band(vcsim, "DC0_C0_RP0_VM0")  # a VM that is on is no clone source
     steps = {step.name: step for step in provider.steps()}
     body = machine_request("nowhere").model_dump()
     # A template of the user's (an imported one looks the network up to import).
@@ -143,13 +146,14 @@ def test_a_lookup_that_fails_ahead_is_reported_by_clone_vm(
     assert steps["ensure-template"].run(ctx) is None  # best effort: not its failure
     with pytest.raises(InvalidRequest) as failed:
         steps["clone-vm"].run(ctx)
-    assert failed.value.field == "network"
+    assert failed.value.field == "provider_data.network[0]"
 
 
-def test_finding_a_named_template_and_its_placement_takes_eight_round_trips(
-    provider: VSphereProvider, owner: Owner, clock: FakeClock,
+def test_finding_a_named_template_and_its_placement_takes_nine_round_trips(
+    provider: VSphereProvider, vcsim: VcsimServer, owner: Owner, clock: FakeClock,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    power_off_out_of_band(vcsim, "DC0_C0_RP0_VM0")  # a VM that is on is no clone source
     steps = {step.name: step for step in provider.steps()}
     body = machine_request("named").model_dump()
     body["provider_data"]["template"] = "DC0_C0_RP0_VM0"
@@ -163,6 +167,7 @@ def test_finding_a_named_template_and_its_placement_takes_eight_round_trips(
     # No datacenter is configured: it is found with its name in one retrieval
     # through the session's view (before: a view made, read and destroyed, then
     # a Fetch of its name for each path looked up: 12 round trips).
-    assert calls == {"CreateContainerView": 1, "RetrievePropertiesEx": 1,
+    # The second retrieval: whether the named VM is a template or powered off.
+    assert calls == {"CreateContainerView": 1, "RetrievePropertiesEx": 2,
                      "FindByInventoryPath": 3,  # the template, the datastore, the cluster
                      "Fetch": 3}  # vmFolder, the cluster's pool, the template's devices

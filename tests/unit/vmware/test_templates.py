@@ -112,7 +112,7 @@ def test_an_existing_template_is_cloned_without_import(
     ctx2 = context(provider, machine_request("u2", provider_data=linked), owner)
     with pytest.raises(InvalidRequest) as caught:
         provision(provider, [ctx2], clock)
-    assert caught.value.field == "linked_clone"
+    assert caught.value.field == "provider_data.linked_clone"
 
 
 def test_linked_clone_of_an_imported_template_and_two_networks(
