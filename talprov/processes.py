@@ -1,5 +1,5 @@
 """Which process is this, is another one on this host still alive, stopping
-child processes, and SIGTERM stopping a command the way Ctrl-C does.
+child processes, and SIGINT or SIGTERM stopping a command once, cleanly.
 
 Leases and import markers record ``host:pid`` so that a process on the same host
 can tell at once that their holder was killed, instead of waiting out a timeout
@@ -47,21 +47,41 @@ class Terminated(KeyboardInterrupt):
     """
 
 
-def _raise_terminated(_signum: int, _frame: object) -> None:
-    # Once is enough: a second SIGTERM must not break off the clean-up (lease
-    # releases) that the first one started; SIGKILL remains for a stuck process.
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    raise Terminated()
+#: The signals that stop a command: Ctrl-C and a service manager's stop.
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
-def stop_on_sigterm() -> None:
-    """From now on, SIGTERM raises :class:`Terminated` in the main thread.
+def _stop(signum: int, _frame: object) -> None:
+    # The first of the two is the one that counts: from now on both are ignored,
+    # so that a second one (Ctrl-C then a CI's SIGTERM ms later, or Ctrl-C twice)
+    # cannot break off the clean-up (lease releases, closing connections) that the
+    # first one started with a traceback of its own, nor change its exit code.
+    # SIGKILL remains for a stuck process.
+    ignore_stop_signals()
+    if signum == signal.SIGTERM:
+        raise Terminated()
+    raise KeyboardInterrupt()
+
+
+def stop_on_signals() -> None:
+    """From now on, the first SIGINT raises KeyboardInterrupt and the first SIGTERM
+    :class:`Terminated` in the main thread; either one ignores both afterwards.
 
     Call from the main thread of a command-line entry point only (Python runs
-    signal handlers there). Idempotent. A command that stops its own way on
-    SIGTERM (``serve``) installs its handler over this one and restores it.
+    signal handlers there). Idempotent. A command that stops its own way
+    (``serve``) installs its handlers over these and restores them.
     """
-    signal.signal(signal.SIGTERM, _raise_terminated)
+    for signum in STOP_SIGNALS:
+        signal.signal(signum, _stop)
+
+
+def ignore_stop_signals() -> None:
+    """Ignore SIGINT and SIGTERM from now on: a process that is stopping already,
+    or whose command has ended, has nothing left that a signal could stop, and a
+    handler run then (while the interpreter joins its threads at exit) would only
+    print a traceback. Main thread only; idempotent."""
+    for signum in STOP_SIGNALS:
+        signal.signal(signum, signal.SIG_IGN)
 
 
 def interrupted_exit_code(exc: BaseException) -> int:
@@ -71,14 +91,38 @@ def interrupted_exit_code(exc: BaseException) -> int:
     return 128 + (signal.SIGTERM if stopped_by_term else signal.SIGINT)
 
 
-def exit_interrupted(exc: BaseException) -> NoReturn:
-    """Say on stderr that the command was interrupted (and by SIGTERM, if so),
-    then exit with :func:`interrupted_exit_code`. The one way every talprov
-    command ends on Ctrl-C or SIGTERM: one line, never a traceback."""
-    code = interrupted_exit_code(exc)
-    by = " (SIGTERM)" if code == 128 + signal.SIGTERM else ""
-    sys.stderr.write(f"talprov: interrupted{by}\n")
-    sys.exit(code)
+def interrupted_message(exc: BaseException, what: str | None = None) -> str:
+    """``talprov: interrupted``, with `` (SIGTERM)`` when SIGTERM stopped the
+    command, and ``: what`` when given (what a ``--wait`` leaves recorded)."""
+    by = " (SIGTERM)" if interrupted_exit_code(exc) == 128 + signal.SIGTERM else ""
+    return f"talprov: interrupted{by}" + (f": {what}" if what else "")
+
+
+def end_echoed_line(exc: BaseException, *, line_open: bool = False) -> None:
+    """Before the interruption's line: end the last line of a terminal that has
+    something on it, the ``^C`` it echoed for Ctrl-C or a progress line written
+    in place (``line_open``). A log or a pipe gets no blank line."""
+    ctrl_c = interrupted_exit_code(exc) == 128 + signal.SIGINT
+    if (line_open or ctrl_c) and _stderr_is_terminal():
+        sys.stderr.write("\n")
+
+
+def exit_interrupted(exc: BaseException, *, line_open: bool = False) -> NoReturn:
+    """Say :func:`interrupted_message` on stderr (on a line of its own, see
+    :func:`end_echoed_line`), then exit with :func:`interrupted_exit_code`. The one
+    way every talprov command ends on Ctrl-C or SIGTERM: one line, never a
+    traceback."""
+    end_echoed_line(exc, line_open=line_open)
+    sys.stderr.write(interrupted_message(exc) + "\n")
+    sys.stderr.flush()
+    sys.exit(interrupted_exit_code(exc))
+
+
+def _stderr_is_terminal() -> bool:
+    try:
+        return sys.stderr.isatty()
+    except (AttributeError, ValueError):  # replaced or closed
+        return False
 
 
 def stop_process(process: subprocess.Popen[Any] | None, timeout: float = 5.0) -> None:

@@ -20,10 +20,11 @@ from typing import Any, NoReturn, TypeVar
 
 import click
 
+from talprov.cli.statusline import STATUS_LINE, LineEndingStream
 from talprov.config import LoadedConfig, load_config, validate_unresolved
 from talprov.errors import BeingDeleted, ConfigError, Conflict, did_you_mean
 from talprov.logs import JsonFormatter, install_handler, make_handler
-from talprov.processes import interrupted_exit_code
+from talprov.processes import end_echoed_line, interrupted_exit_code, interrupted_message
 from talprov.providers.errors import InvalidRequest, ProviderError, describe_error
 from talprov.providers.protocol import Provider, Runtime
 from talprov.reconcile.reconciler import ProviderHandle, Reconciler
@@ -337,7 +338,8 @@ def say(message: str, *, level: int = logging.INFO, request_id: str | None = Non
     handler = next((h for h in logging.getLogger().handlers if h.get_name() == CLI_HANDLER),
                    None)
     if handler is None or not isinstance(handler.formatter, JsonFormatter):
-        click.echo(redact(message), err=True)
+        with STATUS_LINE.writing(sys.stderr):
+            click.echo(redact(message), err=True)
         return
     record = logging.LogRecord("talprov.cli", level, __file__, 0, message, None, None)
     if request_id is not None:
@@ -400,7 +402,8 @@ def interruptible(what: str) -> Iterator[None]:
     try:
         yield
     except KeyboardInterrupt as exc:
-        say(f"interrupted: {what} is recorded; {CARRIED_ON_BY}")
+        end_echoed_line(exc, line_open=STATUS_LINE.close())
+        say(interrupted_message(exc, f"{what} is recorded; {CARRIED_ON_BY}"))
         sys.exit(interrupted_exit_code(exc))
 
 
@@ -456,6 +459,9 @@ def setup_logging(verbose: int, log_format: str = "plain") -> None:
     own handler."""
     level = logging.WARNING - 10 * min(verbose, 2)
     handler = make_handler(log_format, CLI_HANDLER)
+    if isinstance(handler, logging.StreamHandler):
+        # A record from any thread ends a wait's progress line before its own.
+        handler.setStream(LineEndingStream(handler.stream, STATUS_LINE))
     handler.addFilter(RedactingFilter())
     install_handler(handler)
     logging.getLogger().setLevel(level)

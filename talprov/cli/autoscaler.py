@@ -13,6 +13,7 @@ import click
 
 from talprov.cli.app import App, fail, handle_errors, pass_app, say
 from talprov.logs import native_stderr_logged
+from talprov.processes import ignore_stop_signals
 from talprov.scaler.apply import Scaler
 
 
@@ -57,6 +58,7 @@ def serve_autoscaler(app: App, listen: str | None, cert: str | None, key: str | 
     stop = threading.Event()
 
     def stopped(_signum: int, _frame: FrameType | None) -> None:
+        ignore_stop_signals()  # the first stop counts; a second must not break it off
         stop.set()
 
     previous = signal.signal(signal.SIGTERM, stopped)
@@ -72,7 +74,8 @@ def serve_autoscaler(app: App, listen: str | None, cert: str | None, key: str | 
         else:
             _wait(stop)
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        if not stop.is_set():  # else stopping: both signals stay ignored
+            signal.signal(signal.SIGTERM, previous)
         server.stop()
     say("autoscaler: stopped")
 

@@ -15,6 +15,7 @@ from pathlib import Path
 from types import FrameType
 
 from talprov.demo_platforms.common import start_emulator
+from talprov.processes import ignore_stop_signals
 
 READY = "image factory stand-in listening on "
 
@@ -48,6 +49,7 @@ def main() -> None:
     stop = threading.Event()
 
     def stopped(_signum: int, _frame: FrameType | None) -> None:
+        ignore_stop_signals()  # nothing more to stop; none may kill the exit
         stop.set()
 
     signal.signal(signal.SIGTERM, stopped)

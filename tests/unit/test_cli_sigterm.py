@@ -14,7 +14,7 @@ import types
 import pytest
 
 from talprov import launcher
-from talprov.processes import Terminated
+from talprov.processes import Terminated, stop_process
 from talprov.store.store import Store
 from tests.helpers import Home
 from tests.unit.reconcile.test_crash_resume import wait_for
@@ -28,9 +28,9 @@ def leases_of(store: Store, pid: int) -> list[str]:
     return [o for o in owners if o.split("/", 1)[0].endswith(f":{pid}")]
 
 
-@pytest.mark.parametrize("command", ["reconcile", "machine create --wait", "apply --wait"])
-def test_sigterm_mid_step_exits_143_and_gives_the_leases_back(
-        home: Home, command: str) -> None:
+def start_mid_step(home: Home, command: str) -> subprocess.Popen[str]:
+    """``talprov COMMAND`` as a real process, returned once a step of it has created
+    a machine and blocks there (under a lease)."""
     marker = home.root / "created.marker"
     home.providers["fake"]["pause_after_create"] = str(marker)
     home.write_config()
@@ -43,25 +43,71 @@ def test_sigterm_mid_step_exits_143_and_gives_the_leases_back(
     }[command]
     if command == "reconcile":
         home.run("machine", "create", "-f", str(request), check=True)
-
     worker = subprocess.Popen(
         [sys.executable, "-m", "talprov", *args],
         env=home.env(), cwd=home.root, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
-    store = Store(home.store_url)
     try:
         wait_for(marker, worker)  # a machine was created; its step is under way
-        assert leases_of(store, worker.pid)  # the step runs under a lease
-        os.kill(worker.pid, signal.SIGTERM)
+    except BaseException:
+        stop_process(worker)
+        raise
+    return worker
+
+
+def signalled(worker: subprocess.Popen[str], *signals_and_gaps: float) -> str:
+    """Send each signal of ``signals_and_gaps`` (signal, seconds to wait, signal,
+    ...) to ``worker``; its stderr once it exited."""
+    try:
+        for item in signals_and_gaps:
+            if isinstance(item, signal.Signals):
+                os.kill(worker.pid, item)
+            else:
+                time.sleep(item)
         _, err = worker.communicate(timeout=60)
     finally:
         if worker.poll() is None:
             worker.kill()
             worker.communicate()
+    return err
+
+
+@pytest.mark.parametrize("command", ["reconcile", "machine create --wait", "apply --wait"])
+def test_sigterm_mid_step_exits_143_and_gives_the_leases_back(
+        home: Home, command: str) -> None:
+    worker = start_mid_step(home, command)
+    store = Store(home.store_url)
+    assert leases_of(store, worker.pid)  # the step runs under a lease
+    err = signalled(worker, signal.SIGTERM)
     assert worker.returncode == 143, err
-    # Either the CLI's line or the --wait line saying what stays recorded.
-    assert "talprov: interrupted (SIGTERM)" in err or "interrupted: " in err, err
+    # One line: the CLI's, or the --wait line that also says what stays recorded.
+    assert err.splitlines()[-1].startswith("talprov: interrupted (SIGTERM)"), err
     assert "Traceback" not in err, err
+    assert "" not in err.splitlines(), f"a blank line in a log: {err!r}"
+    assert leases_of(store, worker.pid) == []
+    store.close()
+
+
+@pytest.mark.parametrize(("command", "first", "second", "gap"), [
+    ("reconcile", signal.SIGINT, signal.SIGTERM, 0.005),
+    ("reconcile", signal.SIGINT, signal.SIGTERM, 0.02),
+    ("reconcile", signal.SIGTERM, signal.SIGINT, 0.005),
+    ("apply --wait", signal.SIGINT, signal.SIGTERM, 0.005),
+    ("apply --wait", signal.SIGTERM, signal.SIGINT, 0.02),
+])
+def test_a_second_signal_during_the_clean_up_is_ignored(
+        home: Home, command: str, first: signal.Signals, second: signal.Signals,
+        gap: float) -> None:
+    # QA: Ctrl-C and a SIGTERM ms later printed a traceback raised inside the
+    # first one's clean-up (closing the store's connections), or the process died
+    # of the second signal at exit.
+    worker = start_mid_step(home, command)
+    store = Store(home.store_url)
+    err = signalled(worker, first, gap, second)
+    assert worker.returncode == 128 + first, err  # the first signal's code
+    assert "Traceback" not in err, err
+    assert "Exception" not in err, err
+    assert len([line for line in err.splitlines() if "interrupted" in line]) == 1, err
     assert leases_of(store, worker.pid) == []
     store.close()
 

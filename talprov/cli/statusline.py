@@ -1,0 +1,74 @@
+"""The one line of a terminal's stderr that a ``--wait`` rewrites in place.
+
+On a terminal a wait's progress line is redrawn where it stands (its time waited
+ticks); every other line written to stderr -- a status line, a warning, a log
+record from any thread, the interruption's line -- must first end it, or it would
+be glued to its end. :data:`STATUS_LINE` is that line's state, shared by everything
+that writes to stderr in this process; a log or a pipe never gets one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from collections.abc import Iterator
+from typing import TextIO
+
+#: Moves to the start of the line and clears what an older, longer text left.
+_REWRITE = "\r{text}\x1b[K"
+
+
+class StatusLine:
+    """Whether a line is being rewritten in place, and the lock every writer to
+    stderr holds so that no line is written into the middle of it."""
+
+    def __init__(self) -> None:
+        self._lock = threading.RLock()
+        self._open = False
+
+    def rewrite(self, text: str, stream: TextIO) -> None:
+        """Show ``text`` as the terminal's last line, in place of the one shown
+        before (no newline: the line stays open). ``stream`` must be a terminal."""
+        with self._lock:
+            stream.write(_REWRITE.format(text=text))
+            stream.flush()
+            self._open = True
+
+    @contextlib.contextmanager
+    def writing(self, stream: TextIO) -> Iterator[None]:
+        """Around a write of whole lines to ``stream``: the open line is ended
+        first, and nothing is rewritten until the write is over."""
+        with self._lock:
+            if self._open:
+                stream.write("\n")
+                self._open = False
+            yield
+
+    def close(self) -> bool:
+        """Forget the open line without writing anything; whether there was one
+        (the interruption's line then starts with the newline that ends it)."""
+        with self._lock:
+            was_open, self._open = self._open, False
+            return was_open
+
+
+class LineEndingStream:
+    """``stream`` for a log handler: each write ends :data:`STATUS_LINE` first."""
+
+    def __init__(self, stream: TextIO, line: StatusLine) -> None:
+        self._stream = stream
+        self._line = line
+
+    def write(self, text: str) -> int:
+        with self._line.writing(self._stream):
+            return self._stream.write(text)
+
+    def flush(self) -> None:
+        self._stream.flush()
+
+    def isatty(self) -> bool:
+        return self._stream.isatty()
+
+
+#: The status line of this process's stderr.
+STATUS_LINE = StatusLine()
