@@ -4,12 +4,16 @@ interruption while the CLI is still importing ends without a traceback."""
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 import types
+from pathlib import Path
 
 import pytest
 
@@ -146,3 +150,58 @@ def test_sigterm_ends_a_watch_as_it_ends_every_command(
     result = home.invoke(*command, "--watch", "1")
     assert result.exit_code == 143, result.output
     assert result.stderr == "talprov: interrupted (SIGTERM)\n"
+
+
+def full_pipe() -> tuple[int, int]:
+    """A pipe whose buffer is full: a process writing to it blocks until it is read."""
+    read_end, write_end = os.pipe()
+    flags = fcntl.fcntl(write_end, fcntl.F_GETFL)
+    fcntl.fcntl(write_end, fcntl.F_SETFL, flags | os.O_NONBLOCK)
+    with contextlib.suppress(BlockingIOError):
+        while True:
+            os.write(write_end, b"x" * 4096)
+    fcntl.fcntl(write_end, fcntl.F_SETFL, flags)
+    return read_end, write_end
+
+
+def blocked_writing_stdout(pid: int) -> bool:
+    """Whether process ``pid`` is in a write(2) to its fd 1 now."""
+    try:
+        return Path(f"/proc/{pid}/syscall").read_text().startswith("1 0x1 ")
+    except OSError:
+        return False
+
+
+@pytest.mark.parametrize("then_ctrl_c", [False, True])
+def test_sigterm_while_apply_wait_prints_its_result_ends_in_one_line(
+        home: Home, then_ctrl_c: bool) -> None:
+    # The wait is over; the command is printing what it converged to (stdout is a
+    # pipe nobody reads yet) when SIGTERM comes, and Ctrl-C just after it.
+    read_end, write_end = full_pipe()
+    spec = write_spec(home.root, control_planes=1, workers=0)
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "talprov", "apply", "--wait", "-f", str(spec)],
+        env=home.env(), cwd=home.root, stdout=write_end, stderr=subprocess.PIPE, text=True)
+    os.close(write_end)
+    try:
+        deadline = time.monotonic() + 60
+        while not blocked_writing_stdout(worker.pid):
+            assert worker.poll() is None, worker.communicate()
+            assert time.monotonic() < deadline, "apply --wait never printed its result"
+            time.sleep(0.05)
+        os.kill(worker.pid, signal.SIGTERM)
+        if then_ctrl_c:
+            time.sleep(0.005)
+            os.kill(worker.pid, signal.SIGINT)
+        drained = threading.Thread(target=os.read, args=(read_end, 1 << 20), daemon=True)
+        drained.start()
+        _, err = worker.communicate(timeout=60)
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+            worker.communicate()
+        os.close(read_end)
+    assert worker.returncode == 143, err
+    assert err.splitlines()[-1] == "talprov: interrupted (SIGTERM)", err
+    assert "Traceback" not in err, err
+    assert "Exception" not in err, err
