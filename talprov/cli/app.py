@@ -27,6 +27,8 @@ from talprov.logs import JsonFormatter, install_handler, make_handler
 from talprov.processes import end_echoed_line, interrupted_exit_code, interrupted_message
 from talprov.providers.errors import InvalidRequest, ProviderError, describe_error
 from talprov.providers.protocol import Provider, Runtime
+from talprov.reconcile.instance_health import InstanceBackoff
+from talprov.reconcile.listings import MachineListings
 from talprov.reconcile.reconciler import ProviderHandle, Reconciler
 from talprov.registry import build_provider, instance_concurrency, unverified_tls
 from talprov.runloop import RunLoop
@@ -79,6 +81,9 @@ class App:
     #: Whether loading the config checks the service block's shape too (config
     #: check reports it in a row of its own instead).
     check_service_shape: bool = True
+    #: Every instance's listing backoff, one for the whole command: its first
+    #: pass and its wait say a failing listing once, not once each (QA).
+    instance_backoff: InstanceBackoff = field(default_factory=InstanceBackoff)
 
     @property
     def config(self) -> LoadedConfig:
@@ -238,12 +243,21 @@ class App:
     def reconciler(self, used: Collection[str] | None = None) -> Reconciler:
         """A reconciler over every instance that can be built; ``used`` as in
         :meth:`all_handles`."""
-        return Reconciler(self.store, self.all_handles(used), self.runtime)
+        return Reconciler(self.store, self.all_handles(used), self.runtime,
+                          instance_backoff=self.instance_backoff)
 
     def run_loop(self, used: Collection[str] | None = None) -> RunLoop:
         """The library's run loop over every configured provider instance (what
         ``talprov serve``'s worker runs too); ``used`` as in :meth:`all_handles`."""
-        return RunLoop(self.store, self.all_handles(used), self.runtime)
+        return RunLoop(self.store, self.all_handles(used), self.runtime,
+                       instance_backoff=self.instance_backoff)
+
+    def listings(self) -> MachineListings:
+        """Machine listings for a scaler of this command, under its instances'
+        one backoff. Each caller gets its own (a round's answers are not shared
+        between threads)."""
+        return MachineListings(self.runtime.installation, self.runtime.clock,
+                               self.instance_backoff)
 
     def close(self) -> None:
         """Close every provider this invocation built (best effort), then the store.

@@ -55,7 +55,7 @@ def scaler_for(app: App, cluster: str | None = None) -> Scaler:
     """A scaler over every instance that can be built. An unusable instance is
     said only when cluster ``cluster`` uses it (:func:`instances_of`): a spec's
     instances are the only ones a cluster command resolves references for."""
-    scaler = Scaler(app.store, app.all_handles(used=()), app.runtime)
+    scaler = Scaler(app.store, app.all_handles(used=()), app.runtime, listings=app.listings())
     if cluster is not None:
         app.all_handles(used=instances_of(scaler, cluster))
     return scaler
