@@ -6,13 +6,12 @@ work without one, and errors surface as one line naming file and field.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import sys
 import threading
 import time
-from collections.abc import Callable, Collection, Iterator
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -24,7 +23,6 @@ from talprov.cli.statusline import STATUS_LINE, LineEndingStream
 from talprov.config import LoadedConfig, load_config, validate_unresolved
 from talprov.errors import BeingDeleted, ConfigError, Conflict, did_you_mean
 from talprov.logs import JsonFormatter, install_handler, make_handler
-from talprov.processes import end_echoed_line, interrupted_exit_code, interrupted_message
 from talprov.providers.errors import InvalidRequest, ProviderError, describe_error
 from talprov.providers.protocol import Provider, Runtime
 from talprov.reconcile.instance_health import InstanceBackoff
@@ -349,8 +347,7 @@ def say(message: str, *, level: int = logging.INFO, request_id: str | None = Non
     Plain text by default; under ``--log-format json`` a JSON log object (with
     ``request_id`` when given), so that every line on stderr parses.
     """
-    handler = next((h for h in logging.getLogger().handlers if h.get_name() == CLI_HANDLER),
-                   None)
+    handler = _cli_handler()
     if handler is None or not isinstance(handler.formatter, JsonFormatter):
         with STATUS_LINE.writing(sys.stderr):
             click.echo(redact(message), err=True)
@@ -361,11 +358,19 @@ def say(message: str, *, level: int = logging.INFO, request_id: str | None = Non
     handler.handle(record)
 
 
+def _cli_handler() -> logging.Handler | None:
+    return next((h for h in logging.getLogger().handlers if h.get_name() == CLI_HANDLER), None)
+
+
+def json_logging() -> bool:
+    """Whether stderr gets JSON log records (``--log-format json``), not plain lines."""
+    handler = _cli_handler()
+    return handler is not None and isinstance(handler.formatter, JsonFormatter)
+
+
 def fail(message: str, code: int = EXIT_USAGE) -> NoReturn:
     """Print one error line (secrets masked) and exit with ``code``."""
-    handler = next((h for h in logging.getLogger().handlers if h.get_name() == CLI_HANDLER),
-                   None)
-    if handler is not None and isinstance(handler.formatter, JsonFormatter):
+    if json_logging():
         say(message, level=logging.ERROR)
     else:
         click.echo(f"talprov: error: {redact(message)}", err=True)
@@ -375,50 +380,6 @@ def fail(message: str, code: int = EXIT_USAGE) -> NoReturn:
 def stdin_is_terminal() -> bool:
     """Whether a person can answer a question on stdin."""
     return sys.stdin.isatty()
-
-
-#: Seconds between repeated progress lines while nothing changes during a wait.
-HEARTBEAT = 30.0
-
-
-#: --timeout's help wherever a command can --wait.
-WAIT_TIMEOUT_HELP = ("Seconds to --wait, all of it; the [XmYYs] of its progress lines is the "
-                     "time since the wait started.")
-
-
-class WaitProgress:
-    """Progress lines of a long wait: the current state with the time waited so far,
-    printed when the state changes and every :data:`HEARTBEAT` seconds otherwise."""
-
-    def __init__(self, clock: Callable[[], float]) -> None:
-        self._clock = clock
-        self._start = clock()
-        self._last_line: str | None = None
-        self._last_at = self._start
-
-    def elapsed(self) -> float:
-        """Seconds since the wait started."""
-        return self._clock() - self._start
-
-    def show(self, line: str, *, request_id: str | None = None) -> None:
-        now = self._clock()
-        if line == self._last_line and now - self._last_at < HEARTBEAT:
-            return
-        self._last_line, self._last_at = line, now
-        minutes, seconds = divmod(int(now - self._start), 60)
-        say(f"{line} [{minutes}m{seconds:02d}s]", request_id=request_id)
-
-
-@contextlib.contextmanager
-def interruptible(what: str) -> Iterator[None]:
-    """Turn Ctrl-C during a wait into one line saying that ``what`` stays recorded
-    and who carries it on, and exit 130 (the shell's code for SIGINT; 143 for SIGTERM)."""
-    try:
-        yield
-    except KeyboardInterrupt as exc:
-        end_echoed_line(exc, line_open=STATUS_LINE.close())
-        say(interrupted_message(exc, f"{what} is recorded; {CARRIED_ON_BY}"))
-        sys.exit(interrupted_exit_code(exc))
 
 
 def confirm_or_exit(question: str, yes: bool) -> None:

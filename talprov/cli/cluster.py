@@ -11,14 +11,11 @@ import click
 from talprov.cli.app import (
     CARRIED_ON_BY,
     EXIT_FAILED,
-    WAIT_TIMEOUT_HELP,
     App,
     UnknownName,
-    WaitProgress,
     confirm_or_exit,
     fail,
     handle_errors,
-    interruptible,
     known_instance,
     pass_app,
     say,
@@ -34,6 +31,7 @@ from talprov.cli.counts import (
 from talprov.cli.machine import show_warnings
 from talprov.cli.output import emit, output_option, watch, watch_option
 from talprov.cli.planview import plan_view, show_plan, status_view
+from talprov.cli.waiting import WAIT_TIMEOUT_HELP, WaitProgress, interruptible
 from talprov.errors import ConfigError
 from talprov.providers.labels import LABEL_CLUSTER
 from talprov.providers.types import Stage
@@ -184,7 +182,7 @@ def converge(app: App, name: str, timeout: float) -> bool:
     stage_log = logging.getLogger(STAGE_LOGGER)
     stage_log.addFilter(said)
     try:
-        with interruptible(f"cluster {name}"), loop:
+        with interruptible(f"cluster {name}"), loop, progress.ticking():
             # --timeout counts from the progress's start, the loop's build included.
             return loop.run_until(done, timeout=max(0.0, timeout - progress.elapsed()),
                                   interval=2.0, on_round=show_warnings)
@@ -234,7 +232,7 @@ def wait_destroyed(app: App, scaler: Scaler, name: str, timeout: float) -> bool:
         return not left and scaler.recorded_state(name) is None
 
     with interruptible(f"the destruction of cluster {name}"), app.run_loop(
-            used=instances_of(scaler, name)) as loop:
+            used=instances_of(scaler, name)) as loop, progress.ticking():
         return loop.run_until(gone, timeout=max(0.0, timeout - progress.elapsed()),
                               interval=2.0, on_round=show_warnings)
 

@@ -13,18 +13,16 @@ import click
 from talprov.cli.app import (
     CARRIED_ON_BY,
     EXIT_FAILED,
-    WAIT_TIMEOUT_HELP,
     App,
     UnknownName,
-    WaitProgress,
     fail,
     handle_errors,
-    interruptible,
     known_instance,
     pass_app,
     say,
 )
 from talprov.cli.output import emit, output_option, watch, watch_option
+from talprov.cli.waiting import WAIT_TIMEOUT_HELP, WaitProgress, interruptible
 from talprov.errors import ConfigError, did_you_mean
 from talprov.providers.types import Stage
 from talprov.reconcile.instance_health import lasting_part
@@ -79,7 +77,7 @@ def _wait_for(app: App, request_id: str, target: tuple[Stage, ...], timeout: flo
                 told.add(reason)
                 say(f"warning: {error}", level=logging.WARNING)
 
-    with interruptible(f"request {request_id}"):
+    with interruptible(f"request {request_id}"), progress.ticking():
         reconciler.run_until(settled, timeout=max(0.0, timeout - progress.elapsed()),
                              interval=5.0, only={request_id}, on_pass=show_errors)
     record = app.store.get_request(request_id)

@@ -34,6 +34,12 @@ class StatusLine:
             stream.flush()
             self._open = True
 
+    def end(self, stream: TextIO) -> None:
+        """End the open line, if any, so that what comes next starts a line of
+        its own. Idempotent."""
+        with self.writing(stream):
+            pass
+
     @contextlib.contextmanager
     def writing(self, stream: TextIO) -> Iterator[None]:
         """Around a write of whole lines to ``stream``: the open line is ended
