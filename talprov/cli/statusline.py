@@ -10,6 +10,7 @@ that writes to stderr in this process; a log or a pipe never gets one.
 from __future__ import annotations
 
 import contextlib
+import os
 import threading
 from collections.abc import Iterator
 from typing import TextIO
@@ -26,9 +27,15 @@ class StatusLine:
         self._lock = threading.RLock()
         self._open = False
 
-    def rewrite(self, text: str, stream: TextIO) -> None:
-        """Show ``text`` as the terminal's last line, in place of the one shown
-        before (no newline: the line stays open). ``stream`` must be a terminal."""
+    def rewrite(self, text: str, stream: TextIO, *, tail: str = "") -> None:
+        """Show ``text`` and then ``tail`` as the terminal's last line, in place of
+        the one shown before (no newline: the line stays open). ``text`` is cut to
+        leave ``tail`` in the terminal's width: a line that wrapped could not be
+        rewritten in place. ``stream`` must be a terminal."""
+        width = _width(stream)
+        if width is not None and len(text) + len(tail) >= width:
+            text = text[:max(0, width - len(tail) - 2)] + "…"
+        text += tail
         with self._lock:
             stream.write(_REWRITE.format(text=text))
             stream.flush()
@@ -56,6 +63,14 @@ class StatusLine:
         with self._lock:
             was_open, self._open = self._open, False
             return was_open
+
+
+def _width(stream: TextIO) -> int | None:
+    """The columns of the terminal ``stream`` writes to; None when not known."""
+    try:
+        return os.get_terminal_size(stream.fileno()).columns or None
+    except (AttributeError, OSError, ValueError):  # not a file, or not a terminal
+        return None
 
 
 class LineEndingStream:

@@ -59,9 +59,9 @@ class WaitProgress:
         """Seconds since the wait started."""
         return self._clock() - self._start
 
-    def _stamped(self, line: str, now: float) -> str:
+    def _stamp(self, now: float) -> str:
         minutes, seconds = divmod(int(now - self._start), 60)
-        return f"{line} [{minutes}m{seconds:02d}s]"
+        return f" [{minutes}m{seconds:02d}s]"
 
     def show(self, line: str, *, request_id: str | None = None) -> None:
         """Show the state ``line``: on a terminal in place of the last one (a
@@ -73,19 +73,20 @@ class WaitProgress:
                 if line != self._last_line:
                     STATUS_LINE.end(sys.stderr)  # the last state stays above
                 self._last_line = line
-                STATUS_LINE.rewrite(self._stamped(line, now), sys.stderr)
+                STATUS_LINE.rewrite(line, sys.stderr, tail=self._stamp(now))
                 return
             if line == self._last_line and now - self._last_at < HEARTBEAT:
                 return
             self._last_line, self._last_at = line, now
-            say(self._stamped(line, now), request_id=request_id)
+            say(line + self._stamp(now), request_id=request_id)
 
     def tick(self) -> None:
         """On a terminal, redraw the shown line with the time waited now; else
         nothing (a log gets the heartbeat of :meth:`show` only)."""
         with self._lock:
             if self._terminal and self._last_line is not None:
-                STATUS_LINE.rewrite(self._stamped(self._last_line, self._clock()), sys.stderr)
+                STATUS_LINE.rewrite(self._last_line, sys.stderr,
+                                    tail=self._stamp(self._clock()))
 
     @contextlib.contextmanager
     def ticking(self, every: float = TICK) -> Iterator[None]:

@@ -3,8 +3,13 @@ ticking; in a log a new line only when the state changes or every HEARTBEAT."""
 
 from __future__ import annotations
 
+import fcntl
 import io
 import logging
+import os
+import pty
+import struct
+import termios
 import time
 from collections.abc import Iterator
 
@@ -119,3 +124,15 @@ def test_a_wait_broken_off_leaves_the_line_to_the_interruption(
         "\rr1: pending [0m00s]\x1b[K\n"
         "talprov: interrupted: request r1 is recorded; `talprov reconcile` (or a running "
         "`talprov serve`) carries it on\n")
+
+
+def test_a_line_wider_than_the_terminal_is_cut_and_keeps_its_time() -> None:
+    # A line that wraps cannot be rewritten in place: each redraw would add a row.
+    leader, follower = pty.openpty()
+    fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 30, 0, 0))
+    with os.fdopen(follower, "w") as terminal:
+        STATUS_LINE.rewrite("c1: control-planes 0/3 (+3)  workers 0/5", terminal,
+                            tail=" [0m07s]")
+        drawn = os.read(leader, 1000).decode()
+    os.close(leader)
+    assert drawn == "\rc1: control-planes 0… [0m07s]\x1b[K"  # 29 of 30 columns
