@@ -13,8 +13,12 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any, NoReturn, TypeVar
+
+T = TypeVar("T")
 
 
 def local_worker_id() -> str:
@@ -79,9 +83,54 @@ def ignore_stop_signals() -> None:
     """Ignore SIGINT and SIGTERM from now on: a process that is stopping already,
     or whose command has ended, has nothing left that a signal could stop, and a
     handler run then (while the interpreter joins its threads at exit) would only
-    print a traceback. Main thread only; idempotent."""
-    for signum in STOP_SIGNALS:
+    print a traceback. A wait's deadline (:func:`abandon_after`) is let go too:
+    it must not break off a stop's clean-up either. Main thread only; idempotent."""
+    for signum in (*STOP_SIGNALS, signal.SIGALRM):
         signal.signal(signum, signal.SIG_IGN)
+
+
+class DeadlinePassed(BaseException):
+    """A wait's deadline came while its work was still running (see
+    :func:`abandon_after`). A BaseException, as KeyboardInterrupt is: no ``except
+    Exception`` of the work catches it, and its ``finally`` blocks (lease
+    releases) run as they run for Ctrl-C."""
+
+
+def _deadline(_signum: int, _frame: object) -> None:
+    # As a stop signal's: once the work is being unwound, Ctrl-C or SIGTERM must
+    # not break off its clean-up (abandon_after puts their handlers back after).
+    ignore_stop_signals()
+    raise DeadlinePassed()
+
+
+def abandon_after(seconds: float, work: Callable[[], T], otherwise: T) -> T:
+    """``work()``, or ``otherwise`` when it is still running ``seconds`` (wall
+    time) from now: it is then broken off in the main thread by SIGALRM, the way
+    Ctrl-C breaks off a command (its ``finally`` blocks run, leases are given
+    back). What the work runs in other threads is not broken off: the unwinding
+    waits for it (a pool's steps in flight), which bounds the overrun.
+
+    Main thread only (elsewhere ``work()`` runs unbounded). SIGINT and SIGTERM
+    are ignored while the work is unwound, then their handlers are put back.
+    Raises what ``work`` raises.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        return work()
+    kept = {signum: signal.getsignal(signum) for signum in STOP_SIGNALS}
+    kept_alarm = signal.signal(signal.SIGALRM, _deadline)
+    try:
+        try:
+            signal.setitimer(signal.ITIMER_REAL, max(seconds, 0.001))
+            return work()
+        finally:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            signal.signal(signal.SIGALRM, kept_alarm)
+    except DeadlinePassed:
+        # Unwound: from now on Ctrl-C and SIGTERM stop the command again.
+        for signum, handler in kept.items():
+            if handler is not None:
+                signal.signal(signum, handler)
+        return otherwise
 
 
 def interrupted_exit_code(exc: BaseException) -> int:

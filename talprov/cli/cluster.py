@@ -33,6 +33,7 @@ from talprov.cli.output import emit, output_option, watch, watch_option
 from talprov.cli.planview import plan_view, show_plan, status_view
 from talprov.cli.waiting import WAIT_TIMEOUT_HELP, WaitProgress, interruptible
 from talprov.errors import ConfigError
+from talprov.processes import abandon_after
 from talprov.providers.labels import LABEL_CLUSTER
 from talprov.providers.types import Stage
 from talprov.reconcile.work import STAGE_LOGGER
@@ -183,9 +184,11 @@ def converge(app: App, name: str, timeout: float) -> bool:
     stage_log.addFilter(said)
     try:
         with interruptible(f"cluster {name}"), loop, progress.ticking():
-            # --timeout counts from the progress's start, the loop's build included.
-            return loop.run_until(done, timeout=max(0.0, timeout - progress.elapsed()),
-                                  interval=2.0, on_round=show_warnings)
+            # --timeout counts from the progress's start, the loop's build included;
+            # a round still running at the deadline is broken off there.
+            left = max(0.0, timeout - progress.elapsed())
+            return abandon_after(left, lambda: loop.run_until(
+                done, timeout=left, interval=2.0, on_round=show_warnings), otherwise=False)
     finally:
         stage_log.removeFilter(said)
 
@@ -233,8 +236,9 @@ def wait_destroyed(app: App, scaler: Scaler, name: str, timeout: float) -> bool:
 
     with interruptible(f"the destruction of cluster {name}"), app.run_loop(
             used=instances_of(scaler, name)) as loop, progress.ticking():
-        return loop.run_until(gone, timeout=max(0.0, timeout - progress.elapsed()),
-                              interval=2.0, on_round=show_warnings)
+        left = max(0.0, timeout - progress.elapsed())
+        return abandon_after(left, lambda: loop.run_until(
+            gone, timeout=left, interval=2.0, on_round=show_warnings), otherwise=False)
 
 
 @click.command()

@@ -24,6 +24,7 @@ from talprov.cli.app import (
 from talprov.cli.output import emit, output_option, watch, watch_option
 from talprov.cli.waiting import WAIT_TIMEOUT_HELP, WaitProgress, interruptible
 from talprov.errors import ConfigError, did_you_mean
+from talprov.processes import abandon_after
 from talprov.providers.types import Stage
 from talprov.reconcile.instance_health import lasting_part
 from talprov.reconcile.reconciler import PassReport
@@ -77,9 +78,12 @@ def _wait_for(app: App, request_id: str, target: tuple[Stage, ...], timeout: flo
                 told.add(reason)
                 say(f"warning: {error}", level=logging.WARNING)
 
+    left = max(0.0, timeout - progress.elapsed())
     with interruptible(f"request {request_id}"), progress.ticking():
-        reconciler.run_until(settled, timeout=max(0.0, timeout - progress.elapsed()),
-                             interval=5.0, only={request_id}, on_pass=show_errors)
+        # A pass still running at the deadline is broken off there (see abandon_after).
+        abandon_after(left, lambda: reconciler.run_until(
+            settled, timeout=left, interval=5.0, only={request_id}, on_pass=show_errors),
+            otherwise=False)
     record = app.store.get_request(request_id)
     if record is None:
         return Stage.GONE

@@ -24,8 +24,8 @@ HEARTBEAT = 30.0
 TICK = 1.0
 
 #: --timeout's help wherever a command can --wait.
-WAIT_TIMEOUT_HELP = ("Seconds to --wait, all of it; the [XmYYs] of its progress lines is the "
-                     "time since the wait started.")
+WAIT_TIMEOUT_HELP = ("Seconds to --wait, all of it (a pass still running then is broken off); "
+                     "the [XmYYs] of its progress lines is the time since the wait started.")
 
 
 def _stderr_is_plain_terminal() -> bool:

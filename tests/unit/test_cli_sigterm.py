@@ -205,3 +205,37 @@ def test_sigterm_while_apply_wait_prints_its_result_ends_in_one_line(
     assert err.splitlines()[-1] == "talprov: interrupted (SIGTERM)", err
     assert "Traceback" not in err, err
     assert "Exception" not in err, err
+
+
+@pytest.mark.parametrize("command", ["machine create --wait", "apply --wait"])
+def test_a_wait_stops_at_its_deadline_while_a_pass_is_in_flight(
+        home: Home, command: str) -> None:
+    # QA: a pass in flight (here a step that never returns) carried the wait past
+    # --timeout until the pass ended, if ever.
+    marker = home.root / "created.marker"
+    home.providers["fake"]["pause_after_create"] = str(marker)
+    home.write_config()
+    args = {
+        "machine create --wait": ["machine", "create", "-f",
+                                  str(home.write_request("late-1"))],
+        "apply --wait": ["apply", "-f", str(write_spec(home.root, control_planes=1,
+                                                       workers=0))],
+    }[command]
+    started = time.monotonic()
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "talprov", *args, "--wait", "--timeout", "4"],
+        env=home.env(), cwd=home.root, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        text=True)
+    try:
+        _, err = worker.communicate(timeout=60)
+    finally:
+        stop_process(worker)
+    took = time.monotonic() - started
+    assert marker.exists()  # the step was in flight at the deadline
+    assert worker.returncode == 1, err
+    assert "after 4s" in err, err
+    assert "Traceback" not in err, err
+    assert took < 20, took  # the deadline, the start-up and the unwinding, not 60 s
+    store = Store(home.store_url)
+    assert leases_of(store, worker.pid) == []
+    store.close()
