@@ -19,7 +19,7 @@ from typing import Any, NoReturn, TypeVar
 
 import click
 
-from talprov.cli.statusline import STATUS_LINE, LineEndingStream
+from talprov.cli.statusline import STATUS_LINE, LineEndingHandler
 from talprov.config import LoadedConfig, load_config, validate_unresolved
 from talprov.errors import BeingDeleted, ConfigError, Conflict, did_you_mean
 from talprov.logs import JsonFormatter, install_handler, make_handler
@@ -433,10 +433,8 @@ def setup_logging(verbose: int, log_format: str = "plain") -> None:
     json, see :mod:`talprov.logs`), secrets masked. Idempotent: replaces only its
     own handler."""
     level = logging.WARNING - 10 * min(verbose, 2)
-    handler = make_handler(log_format, CLI_HANDLER)
-    if isinstance(handler, logging.StreamHandler):
-        # A record from any thread ends a wait's progress line before its own.
-        handler.setStream(LineEndingStream(handler.stream, STATUS_LINE))
+    # A record from any thread ends a wait's progress line before its own.
+    handler = make_handler(log_format, CLI_HANDLER, kind=LineEndingHandler)
     handler.addFilter(RedactingFilter())
     install_handler(handler)
     logging.getLogger().setLevel(level)

@@ -10,6 +10,7 @@ that writes to stderr in this process; a log or a pipe never gets one.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import threading
 from collections.abc import Iterator
@@ -73,22 +74,14 @@ def _width(stream: TextIO) -> int | None:
         return None
 
 
-class LineEndingStream:
-    """``stream`` for a log handler: each write ends :data:`STATUS_LINE` first."""
+class LineEndingHandler(logging.StreamHandler[TextIO]):
+    """A log handler on stderr that ends :data:`STATUS_LINE` before each record,
+    holding its lock while it writes, so that a record from any thread starts a
+    line of its own."""
 
-    def __init__(self, stream: TextIO, line: StatusLine) -> None:
-        self._stream = stream
-        self._line = line
-
-    def write(self, text: str) -> int:
-        with self._line.writing(self._stream):
-            return self._stream.write(text)
-
-    def flush(self) -> None:
-        self._stream.flush()
-
-    def isatty(self) -> bool:
-        return self._stream.isatty()
+    def emit(self, record: logging.LogRecord) -> None:
+        with STATUS_LINE.writing(self.stream):
+            super().emit(record)
 
 
 #: The status line of this process's stderr.

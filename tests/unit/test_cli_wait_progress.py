@@ -17,7 +17,7 @@ import pytest
 
 from talprov.cli import waiting
 from talprov.cli.app import say
-from talprov.cli.statusline import STATUS_LINE, LineEndingStream
+from talprov.cli.statusline import STATUS_LINE, LineEndingHandler
 from talprov.cli.waiting import HEARTBEAT, WaitProgress
 from talprov.testing import FakeClock
 
@@ -81,7 +81,7 @@ def test_lines_said_or_logged_meanwhile_go_below_the_open_line(
     progress = WaitProgress(clock)
     progress.show("r1: pending")
     say("warning: r1: the factory is slow")
-    handler = logging.StreamHandler(LineEndingStream(tty, STATUS_LINE))
+    handler = LineEndingHandler(tty)
     progress.tick()
     handler.emit(logging.makeLogRecord({"msg": "a worker's record"}))
     assert tty.getvalue() == ("\rr1: pending [0m00s]\x1b[K\n"

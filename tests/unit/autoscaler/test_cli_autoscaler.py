@@ -8,6 +8,7 @@ import re
 import signal
 import subprocess
 import sys
+import time
 
 import grpc
 import pytest
@@ -183,3 +184,30 @@ def test_grpc_handshake_lines_go_through_talprovs_json_log(home: Home, upstream:
     handshake = [r for r in records if "handshake" in r["message"].lower()]
     assert handshake, records
     assert all(r["logger"].startswith("grpc") for r in handshake), handshake
+
+
+@pytest.mark.parametrize(("first", "second"), [(signal.SIGTERM, signal.SIGINT),
+                                               (signal.SIGINT, signal.SIGTERM)])
+def test_a_second_signal_while_the_autoscaler_stops_is_ignored(
+        home: Home, first: signal.Signals, second: signal.Signals) -> None:
+    home.write_config()
+    record_cluster(home)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "talprov", "autoscaler", "serve", "--plain",
+         "--listen", "127.0.0.1:0", "--with-workers"],
+        env=home.env(), cwd=home.root, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        text=True)
+    try:
+        assert process.stdout is not None
+        assert "autoscaler: gRPC on" in process.stdout.readline()
+        process.send_signal(first)
+        time.sleep(0.005)
+        process.send_signal(second)
+        output, _ = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+    assert process.returncode == 0, output
+    assert "Traceback" not in output, output
+    assert output.rstrip().endswith("autoscaler: stopped"), output
