@@ -26,6 +26,6 @@ def main() -> None:
             # signal now has nothing left to stop, and its handler, run while the
             # interpreter joins threads at exit, would print a traceback (or, once
             # the interpreter has reset it, kill the process by the signal).
-            ignore_stop_signals()
+            ignore_stop_signals(for_exit=True)
     except KeyboardInterrupt as exc:
         exit_interrupted(exc)

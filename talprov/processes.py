@@ -79,14 +79,27 @@ def stop_on_signals() -> None:
         signal.signal(signum, _stop)
 
 
-def ignore_stop_signals() -> None:
+def ignore_stop_signals(*, for_exit: bool = False) -> None:
     """Ignore SIGINT and SIGTERM from now on: a process that is stopping already,
     or whose command has ended, has nothing left that a signal could stop, and a
-    handler run then (while the interpreter joins its threads at exit) would only
-    print a traceback. A wait's deadline (:func:`abandon_after`) is let go too:
-    it must not break off a stop's clean-up either. Main thread only; idempotent."""
+    handler that raised then would break off the clean-up with a traceback. A
+    wait's deadline (:func:`abandon_after`) is let go too. Main thread only;
+    idempotent.
+
+    Ignored by a handler that does nothing, not by SIG_IGN: a signal that came
+    with the first one, before its handler ran, is still pending, and CPython
+    reports a pending signal whose handler became SIG_IGN on stderr ("Signal 15
+    ignored due to race condition"). ``for_exit``: SIG_IGN after all, for the
+    interpreter's exit, which puts SIG_DFL back in place of Python handlers (a
+    signal then would kill the process by that signal).
+    """
+    ignored = signal.SIG_IGN if for_exit else _already_stopping
     for signum in (*STOP_SIGNALS, signal.SIGALRM):
-        signal.signal(signum, signal.SIG_IGN)
+        signal.signal(signum, ignored)
+
+
+def _already_stopping(_signum: int, _frame: object) -> None:
+    """The handler of a stop signal while the process stops already: nothing."""
 
 
 class DeadlinePassed(BaseException):

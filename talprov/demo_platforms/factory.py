@@ -49,7 +49,7 @@ def main() -> None:
     stop = threading.Event()
 
     def stopped(_signum: int, _frame: FrameType | None) -> None:
-        ignore_stop_signals()  # nothing more to stop; none may kill the exit
+        ignore_stop_signals()  # the first stop counts
         stop.set()
 
     signal.signal(signal.SIGTERM, stopped)
@@ -58,6 +58,7 @@ def main() -> None:
     print(READY + factory.url, flush=True)
     stop.wait()
     factory.stop()
+    ignore_stop_signals(for_exit=True)  # none may kill the exit
 
 
 if __name__ == "__main__":

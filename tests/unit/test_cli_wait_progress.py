@@ -55,9 +55,9 @@ def test_on_a_terminal_an_unchanged_line_shows_the_time_waited_now(
     clock.sleep(1.0)
     progress.show("c1: w 1/1")  # a new state: the last one stays above it
     assert tty.getvalue() == ("\rc1: w 0/1 [0m00s]\x1b[K"
-                                   "\rc1: w 0/1 [0m01s]\x1b[K"
-                                   "\rc1: w 0/1 [0m02s]\x1b[K"
-                                   "\n\rc1: w 1/1 [0m03s]\x1b[K")
+                            "\rc1: w 0/1 [0m01s]\x1b[K"
+                            "\rc1: w 0/1 [0m02s]\x1b[K"
+                            "\n\rc1: w 1/1 [0m03s]\x1b[K")
 
 
 def test_in_a_log_an_unchanged_line_is_said_again_only_every_heartbeat(
@@ -85,9 +85,9 @@ def test_lines_said_or_logged_meanwhile_go_below_the_open_line(
     progress.tick()
     handler.emit(logging.makeLogRecord({"msg": "a worker's record"}))
     assert tty.getvalue() == ("\rr1: pending [0m00s]\x1b[K\n"
-                                   "warning: r1: the factory is slow\n"
-                                   "\rr1: pending [0m00s]\x1b[K\n"
-                                   "a worker's record\n")
+                            "warning: r1: the factory is slow\n"
+                            "\rr1: pending [0m00s]\x1b[K\n"
+                            "a worker's record\n")
 
 
 def test_the_ticker_redraws_until_the_wait_ends_then_ends_the_line(
