@@ -1,24 +1,31 @@
 """The ``talprov`` console script: stops cleanly on Ctrl-C or SIGTERM from its
-first instant.
+first instant to its last.
 
 Importing the CLI takes seconds (SQLAlchemy, pydantic models); Ctrl-C then used
 to end in a Python traceback. This module imports nothing heavy itself: it
-installs the SIGTERM handling, then imports and runs :func:`talprov.cli.main`,
+installs the signal handling, then imports and runs :func:`talprov.cli.main`,
 ending any interruption the way that command does.
 """
 
 from __future__ import annotations
 
-from talprov.processes import exit_interrupted, stop_on_sigterm
+from talprov.processes import exit_interrupted, ignore_stop_signals, stop_on_signals
 
 
 def main() -> None:
-    """Run the ``talprov`` command; an interruption at any moment, start-up
-    included, ends with one line and exit 130 (Ctrl-C) or 143 (SIGTERM)."""
-    stop_on_sigterm()
+    """Run the ``talprov`` command; an interruption at any moment, start-up and
+    the end included, ends with one line and exit 130 (Ctrl-C) or 143 (SIGTERM)."""
+    stop_on_signals()
     try:
-        from talprov.cli import main as run_cli
+        try:
+            from talprov.cli import main as run_cli
 
-        run_cli()
+            run_cli()
+        finally:
+            # The command is over (its output written, its leases given back): a
+            # signal now has nothing left to stop, and its handler, run while the
+            # interpreter joins threads at exit, would print a traceback (or, once
+            # the interpreter has reset it, kill the process by the signal).
+            ignore_stop_signals(for_exit=True)
     except KeyboardInterrupt as exc:
         exit_interrupted(exc)

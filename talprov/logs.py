@@ -26,6 +26,7 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from datetime import UTC, datetime
 from types import MappingProxyType
+from typing import TextIO
 
 from talprov.secrets import redact
 
@@ -105,12 +106,14 @@ class RedactingPlainFormatter(logging.Formatter):
         return redact(super().format(record))
 
 
-def make_handler(log_format: str, name: str) -> logging.Handler:
-    """A stderr handler named ``name`` writing ``log_format`` (``plain`` or ``json``).
-    Raises ValueError for another format."""
+def make_handler(log_format: str, name: str, *,
+                 kind: type[logging.StreamHandler[TextIO]] = logging.StreamHandler
+                 ) -> logging.Handler:
+    """A stderr handler named ``name`` writing ``log_format`` (``plain`` or ``json``),
+    of class ``kind`` (a StreamHandler). Raises ValueError for another format."""
     if log_format not in FORMATS:
         raise ValueError(f"log format must be one of {', '.join(FORMATS)}, not {log_format!r}")
-    handler = logging.StreamHandler()
+    handler = kind()
     formatter = JsonFormatter() if log_format == "json" else RedactingPlainFormatter(PLAIN_FORMAT)
     handler.setFormatter(formatter)
     handler.set_name(name)

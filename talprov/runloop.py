@@ -41,6 +41,7 @@ from talprov.errors import ConfigError
 from talprov.providers.errors import ProviderError
 from talprov.providers.protocol import Runtime
 from talprov.reconcile.failures import StepPolicy
+from talprov.reconcile.instance_health import InstanceBackoff
 from talprov.reconcile.reconciler import PassReport, ProviderHandle, Reconciler
 from talprov.reconcile.waiting import repeat_until
 from talprov.scaler.apply import Scaler
@@ -94,7 +95,9 @@ class RunLoop:
 
     ``lease_ttl`` is the reconciler's request lease; cluster passes hold their
     cluster's lease for ``max(lease_ttl, 30)`` seconds. ``names`` makes the ids
-    of the scaler's new requests (tests pass a seeded one). Raises
+    of the scaler's new requests (tests pass a seeded one); ``instance_backoff``
+    the instances' backoff when it is shared with other readers of the same
+    instances (a command's own first pass). Raises
     ``ValueError`` like :class:`Reconciler` for a bad ``lease_ttl``.
     """
 
@@ -108,9 +111,11 @@ class RunLoop:
         lease_ttl: float = 300.0,
         policy: StepPolicy | None = None,
         names: NameGenerator | None = None,
+        instance_backoff: InstanceBackoff | None = None,
     ) -> None:
         self.reconciler = Reconciler(store, handles, runtime, worker_id=worker_id,
-                                     lease_ttl=lease_ttl, policy=policy)
+                                     lease_ttl=lease_ttl, policy=policy,
+                                     instance_backoff=instance_backoff)
         self.scaler = Scaler(store, handles, runtime, names=names,
                              worker_id=self.reconciler.worker_id,
                              lease_ttl=max(lease_ttl, 30.0),

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import sys
+from typing import Any
 
 import click
 
@@ -32,14 +33,32 @@ from talprov.cli.machine import machine, reconcile
 from talprov.cli.output import emit, output_option
 from talprov.cli.serve import serve
 from talprov.cli.sets import request_set
+from talprov.cli.statusline import STATUS_LINE
 from talprov.cli.store import store
 from talprov.errors import ConfigError, MissingExtra
 from talprov.logs import FORMATS as LOG_FORMATS
-from talprov.processes import exit_interrupted, stop_on_sigterm
+from talprov.processes import exit_interrupted, stop_on_signals
 from talprov.registry import extra_providing, installed_types, load_type
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class _Root(click.Group):
+    """The root command: an interruption of a command (its clean-up included) ends
+    here, before click, which would print a blank line for the terminal's ``^C``
+    also into a log or a pipe."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            try:
+                return super().invoke(ctx)
+            finally:
+                # The close callbacks (App.close) run here rather than after the
+                # return, so that an interruption during them ends here too.
+                ctx.close()
+        except KeyboardInterrupt as exc:
+            exit_interrupted(exc, line_open=STATUS_LINE.close())
+
+
+@click.group(cls=_Root, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--config", "config_path", envvar="TALPROV_CONFIG", show_envvar=True,
               metavar="FILE",
               help="Config file (default: ./talprov.yaml, then "
@@ -165,7 +184,7 @@ def main() -> None:
     stopped by SIGTERM (a service manager, a CI timeout) ends the same clean way
     (leases given back) with 143 (128 + SIGTERM).
     """
-    stop_on_sigterm()
+    stop_on_signals()
     try:
         result = cli.main(prog_name="talprov", standalone_mode=False)
     except ModuleNotFoundError as exc:

@@ -6,13 +6,12 @@ work without one, and errors surface as one line naming file and field.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import sys
 import threading
 import time
-from collections.abc import Callable, Collection, Iterator
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -20,12 +19,14 @@ from typing import Any, NoReturn, TypeVar
 
 import click
 
+from talprov.cli.statusline import STATUS_LINE, LineEndingHandler
 from talprov.config import LoadedConfig, load_config, validate_unresolved
 from talprov.errors import BeingDeleted, ConfigError, Conflict, did_you_mean
 from talprov.logs import JsonFormatter, install_handler, make_handler, tls_off_warning
-from talprov.processes import interrupted_exit_code
 from talprov.providers.errors import InvalidRequest, ProviderError, describe_error
 from talprov.providers.protocol import Provider, Runtime
+from talprov.reconcile.instance_health import InstanceBackoff
+from talprov.reconcile.listings import MachineListings
 from talprov.reconcile.reconciler import ProviderHandle, Reconciler
 from talprov.registry import build_provider, instance_concurrency, unverified_tls
 from talprov.runloop import RunLoop
@@ -78,6 +79,9 @@ class App:
     #: Whether loading the config checks the service block's shape too (config
     #: check reports it in a row of its own instead).
     check_service_shape: bool = True
+    #: Every instance's listing backoff, one for the whole command: its first
+    #: pass and its wait say a failing listing once, not once each (QA).
+    instance_backoff: InstanceBackoff = field(default_factory=InstanceBackoff)
 
     @property
     def config(self) -> LoadedConfig:
@@ -242,12 +246,21 @@ class App:
     def reconciler(self, used: Collection[str] | None = None) -> Reconciler:
         """A reconciler over every instance that can be built; ``used`` as in
         :meth:`all_handles`."""
-        return Reconciler(self.store, self.all_handles(used), self.runtime)
+        return Reconciler(self.store, self.all_handles(used), self.runtime,
+                          instance_backoff=self.instance_backoff)
 
     def run_loop(self, used: Collection[str] | None = None) -> RunLoop:
         """The library's run loop over every configured provider instance (what
         ``talprov serve``'s worker runs too); ``used`` as in :meth:`all_handles`."""
-        return RunLoop(self.store, self.all_handles(used), self.runtime)
+        return RunLoop(self.store, self.all_handles(used), self.runtime,
+                       instance_backoff=self.instance_backoff)
+
+    def listings(self) -> MachineListings:
+        """Machine listings for a scaler of this command, under its instances'
+        one backoff. Each caller gets its own (a round's answers are not shared
+        between threads)."""
+        return MachineListings(self.runtime.installation, self.runtime.clock,
+                               self.instance_backoff)
 
     def close(self) -> None:
         """Close every provider this invocation built (best effort), then the store.
@@ -339,10 +352,10 @@ def say(message: str, *, level: int = logging.INFO, request_id: str | None = Non
     Plain text by default; under ``--log-format json`` a JSON log object (with
     ``request_id`` when given), so that every line on stderr parses.
     """
-    handler = next((h for h in logging.getLogger().handlers if h.get_name() == CLI_HANDLER),
-                   None)
+    handler = _cli_handler()
     if handler is None or not isinstance(handler.formatter, JsonFormatter):
-        click.echo(redact(message), err=True)
+        with STATUS_LINE.writing(sys.stderr):
+            click.echo(redact(message), err=True)
         return
     record = logging.LogRecord("talprov.cli", level, __file__, 0, message, None, None)
     if request_id is not None:
@@ -350,11 +363,19 @@ def say(message: str, *, level: int = logging.INFO, request_id: str | None = Non
     handler.handle(record)
 
 
+def _cli_handler() -> logging.Handler | None:
+    return next((h for h in logging.getLogger().handlers if h.get_name() == CLI_HANDLER), None)
+
+
+def json_logging() -> bool:
+    """Whether stderr gets JSON log records (``--log-format json``), not plain lines."""
+    handler = _cli_handler()
+    return handler is not None and isinstance(handler.formatter, JsonFormatter)
+
+
 def fail(message: str, code: int = EXIT_USAGE) -> NoReturn:
     """Print one error line (secrets masked) and exit with ``code``."""
-    handler = next((h for h in logging.getLogger().handlers if h.get_name() == CLI_HANDLER),
-                   None)
-    if handler is not None and isinstance(handler.formatter, JsonFormatter):
+    if json_logging():
         say(message, level=logging.ERROR)
     else:
         click.echo(f"talprov: error: {redact(message)}", err=True)
@@ -364,49 +385,6 @@ def fail(message: str, code: int = EXIT_USAGE) -> NoReturn:
 def stdin_is_terminal() -> bool:
     """Whether a person can answer a question on stdin."""
     return sys.stdin.isatty()
-
-
-#: Seconds between repeated progress lines while nothing changes during a wait.
-HEARTBEAT = 30.0
-
-
-#: --timeout's help wherever a command can --wait.
-WAIT_TIMEOUT_HELP = ("Seconds to --wait, all of it; the [XmYYs] of its progress lines is the "
-                     "time since the wait started.")
-
-
-class WaitProgress:
-    """Progress lines of a long wait: the current state with the time waited so far,
-    printed when the state changes and every :data:`HEARTBEAT` seconds otherwise."""
-
-    def __init__(self, clock: Callable[[], float]) -> None:
-        self._clock = clock
-        self._start = clock()
-        self._last_line: str | None = None
-        self._last_at = self._start
-
-    def elapsed(self) -> float:
-        """Seconds since the wait started."""
-        return self._clock() - self._start
-
-    def show(self, line: str, *, request_id: str | None = None) -> None:
-        now = self._clock()
-        if line == self._last_line and now - self._last_at < HEARTBEAT:
-            return
-        self._last_line, self._last_at = line, now
-        minutes, seconds = divmod(int(now - self._start), 60)
-        say(f"{line} [{minutes}m{seconds:02d}s]", request_id=request_id)
-
-
-@contextlib.contextmanager
-def interruptible(what: str) -> Iterator[None]:
-    """Turn Ctrl-C during a wait into one line saying that ``what`` stays recorded
-    and who carries it on, and exit 130 (the shell's code for SIGINT; 143 for SIGTERM)."""
-    try:
-        yield
-    except KeyboardInterrupt as exc:
-        say(f"interrupted: {what} is recorded; {CARRIED_ON_BY}")
-        sys.exit(interrupted_exit_code(exc))
 
 
 def confirm_or_exit(question: str, yes: bool) -> None:
@@ -460,7 +438,8 @@ def setup_logging(verbose: int, log_format: str = "plain") -> None:
     json, see :mod:`talprov.logs`), secrets masked. Idempotent: replaces only its
     own handler."""
     level = logging.WARNING - 10 * min(verbose, 2)
-    handler = make_handler(log_format, CLI_HANDLER)
+    # A record from any thread ends a wait's progress line before its own.
+    handler = make_handler(log_format, CLI_HANDLER, kind=LineEndingHandler)
     handler.addFilter(RedactingFilter())
     install_handler(handler)
     logging.getLogger().setLevel(level)

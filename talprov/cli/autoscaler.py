@@ -13,6 +13,7 @@ import click
 
 from talprov.cli.app import App, fail, handle_errors, pass_app, say
 from talprov.logs import native_stderr_logged
+from talprov.processes import STOP_SIGNALS, ignore_stop_signals
 from talprov.scaler.apply import Scaler
 
 
@@ -53,14 +54,18 @@ def serve_autoscaler(app: App, listen: str | None, cert: str | None, key: str | 
         if plain:
             raw.pop("tls", None)
     raw["enabled"] = True
-    server = start_autoscaler(app, raw, where=where)
     stop = threading.Event()
 
     def stopped(_signum: int, _frame: FrameType | None) -> None:
+        ignore_stop_signals()  # the first stop counts; a second must not break it off
         stop.set()
 
-    previous = signal.signal(signal.SIGTERM, stopped)
+    # Before the server starts: a SIGTERM or Ctrl-C just after "gRPC on" is the
+    # normal stop (exit 0), not an interruption of the start (143, 130).
+    previous = {signum: signal.signal(signum, stopped) for signum in STOP_SIGNALS}
+    server = None
     try:
+        server = start_autoscaler(app, raw, where=where)
         if with_workers:
             with app.run_loop() as loop:
                 worker = threading.Thread(target=loop.run_forever, daemon=True,
@@ -72,8 +77,11 @@ def serve_autoscaler(app: App, listen: str | None, cert: str | None, key: str | 
         else:
             _wait(stop)
     finally:
-        signal.signal(signal.SIGTERM, previous)
-        server.stop()
+        for signum, handler in previous.items():
+            if signal.getsignal(signum) is stopped:  # else stopping: left ignored
+                signal.signal(signum, handler)
+        if server is not None:
+            server.stop()
     say("autoscaler: stopped")
 
 

@@ -11,14 +11,11 @@ import click
 from talprov.cli.app import (
     CARRIED_ON_BY,
     EXIT_FAILED,
-    WAIT_TIMEOUT_HELP,
     App,
     UnknownName,
-    WaitProgress,
     confirm_or_exit,
     fail,
     handle_errors,
-    interruptible,
     known_instance,
     pass_app,
     say,
@@ -34,7 +31,9 @@ from talprov.cli.counts import (
 from talprov.cli.machine import show_warnings
 from talprov.cli.output import emit, output_option, watch, watch_option
 from talprov.cli.planview import plan_view, show_plan, status_view
+from talprov.cli.waiting import WAIT_TIMEOUT_HELP, WaitProgress, interruptible
 from talprov.errors import ConfigError
+from talprov.processes import abandon_after
 from talprov.providers.labels import LABEL_CLUSTER
 from talprov.providers.types import Stage
 from talprov.reconcile.work import STAGE_LOGGER
@@ -55,7 +54,7 @@ def scaler_for(app: App, cluster: str | None = None) -> Scaler:
     """A scaler over every instance that can be built. An unusable instance is
     said only when cluster ``cluster`` uses it (:func:`instances_of`): a spec's
     instances are the only ones a cluster command resolves references for."""
-    scaler = Scaler(app.store, app.all_handles(used=()), app.runtime)
+    scaler = Scaler(app.store, app.all_handles(used=()), app.runtime, listings=app.listings())
     if cluster is not None:
         app.all_handles(used=instances_of(scaler, cluster))
     return scaler
@@ -184,10 +183,12 @@ def converge(app: App, name: str, timeout: float) -> bool:
     stage_log = logging.getLogger(STAGE_LOGGER)
     stage_log.addFilter(said)
     try:
-        with interruptible(f"cluster {name}"), loop:
-            # --timeout counts from the progress's start, the loop's build included.
-            return loop.run_until(done, timeout=max(0.0, timeout - progress.elapsed()),
-                                  interval=2.0, on_round=show_warnings)
+        with interruptible(f"cluster {name}"), loop, progress.ticking():
+            # --timeout counts from the progress's start, the loop's build included;
+            # a round still running at the deadline is broken off there.
+            left = max(0.0, timeout - progress.elapsed())
+            return abandon_after(left, lambda: loop.run_until(
+                done, timeout=left, interval=2.0, on_round=show_warnings), otherwise=False)
     finally:
         stage_log.removeFilter(said)
 
@@ -234,9 +235,10 @@ def wait_destroyed(app: App, scaler: Scaler, name: str, timeout: float) -> bool:
         return not left and scaler.recorded_state(name) is None
 
     with interruptible(f"the destruction of cluster {name}"), app.run_loop(
-            used=instances_of(scaler, name)) as loop:
-        return loop.run_until(gone, timeout=max(0.0, timeout - progress.elapsed()),
-                              interval=2.0, on_round=show_warnings)
+            used=instances_of(scaler, name)) as loop, progress.ticking():
+        left = max(0.0, timeout - progress.elapsed())
+        return abandon_after(left, lambda: loop.run_until(
+            gone, timeout=left, interval=2.0, on_round=show_warnings), otherwise=False)
 
 
 @click.command()

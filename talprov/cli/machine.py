@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import logging
+import math
 import sys
+from datetime import datetime
 from pathlib import Path
 
 import click
@@ -11,19 +13,18 @@ import click
 from talprov.cli.app import (
     CARRIED_ON_BY,
     EXIT_FAILED,
-    WAIT_TIMEOUT_HELP,
     App,
     UnknownName,
-    WaitProgress,
     fail,
     handle_errors,
-    interruptible,
     known_instance,
     pass_app,
     say,
 )
 from talprov.cli.output import emit, output_option, watch, watch_option
+from talprov.cli.waiting import WAIT_TIMEOUT_HELP, WaitProgress, interruptible
 from talprov.errors import ConfigError, did_you_mean
+from talprov.processes import abandon_after
 from talprov.providers.types import Stage
 from talprov.reconcile.instance_health import lasting_part
 from talprov.reconcile.reconciler import PassReport
@@ -77,9 +78,12 @@ def _wait_for(app: App, request_id: str, target: tuple[Stage, ...], timeout: flo
                 told.add(reason)
                 say(f"warning: {error}", level=logging.WARNING)
 
-    with interruptible(f"request {request_id}"):
-        reconciler.run_until(settled, timeout=max(0.0, timeout - progress.elapsed()),
-                             interval=5.0, only={request_id}, on_pass=show_errors)
+    left = max(0.0, timeout - progress.elapsed())
+    with interruptible(f"request {request_id}"), progress.ticking():
+        # A pass still running at the deadline is broken off there (see abandon_after).
+        abandon_after(left, lambda: reconciler.run_until(
+            settled, timeout=left, interval=5.0, only={request_id}, on_pass=show_errors),
+            otherwise=False)
     record = app.store.get_request(request_id)
     if record is None:
         return Stage.GONE
@@ -276,9 +280,10 @@ def retry(app: App, request_id: str, output: str) -> None:
 @click.option("--once", is_flag=True, help="Run a single round and exit.")
 @click.option("--interval", default=5.0, show_default=True,
               help="Longest wait between rounds; a round starts sooner when a request is due.")
+@output_option
 @pass_app
 @handle_errors
-def reconcile(app: App, once: bool, interval: float) -> None:
+def reconcile(app: App, once: bool, interval: float, output: str) -> None:
     """Drive every request set, recorded cluster and request towards its desired state.
 
     Each round reconciles the request sets, runs every cluster's scaler pass and
@@ -287,22 +292,47 @@ def reconcile(app: App, once: bool, interval: float) -> None:
     interrupted. With --once: exit 1 if the round itself reported errors (an
     instance that cannot be listed, an unreadable store, a set or cluster pass
     that failed); a request that fails is an outcome, not a round error:
-    `machine list` and `machine get` show it.
+    `machine list` and `machine get` show it. The round's line says how many
+    requests wait for a next attempt that is not due yet (a step's retry, an
+    instance's backoff) and when the first is due; with --once -o json|yaml, the
+    round as a document (worked, waiting, next_due_at, errors, seconds).
     """
+    if output != "table" and not once:
+        raise ConfigError("-o", f"-o {output} prints one round: it needs --once")
     with app.run_loop() as loop:
         if once:
             report = loop.run_round()
             show_warnings(report)
-            say(round_summary(report))
+            waiting, next_due = loop.reconciler.not_yet_due()
+            say(round_summary(report, waiting, next_due, app.runtime_now()))
+            if output != "table":
+                emit(round_view(report, waiting, next_due), output)
             sys.exit(EXIT_FAILED if report.failed else 0)
         loop.run_forever(interval=interval, on_round=show_warnings)
 
 
-def round_summary(report: RoundReport) -> str:
-    """One line saying what a round did (``reconcile --once``)."""
+def round_summary(report: RoundReport, waiting: int, next_due: datetime | None,
+                  now: datetime) -> str:
+    """One line saying what a round did (``reconcile --once``) and, when requests
+    wait for a next attempt not due yet, how many and when the first is due."""
     worked = report.reconcile.worked if report.reconcile is not None else 0
     errors = f", {len(report.errors)} errors" if report.errors else ""
-    return f"round done: {worked} requests worked on{errors} ({report.seconds:.1f}s)"
+    line = f"round done: {worked} requests worked on{errors} ({report.seconds:.1f}s)"
+    if waiting and next_due is not None:
+        their = "its" if waiting == 1 else "their"
+        due_in = max(0, math.ceil((next_due - now).total_seconds()))
+        line += (f"; {waiting} waiting for {their} next attempt, due in {due_in}s "
+                 f"({rfc3339(next_due.replace(microsecond=0))})")
+    return line
+
+
+def round_view(report: RoundReport, waiting: int, next_due: datetime | None) -> dict[str, object]:
+    """``reconcile --once -o json|yaml``: the round's counts, its errors (redacted)
+    and when the first waiting request is due (null when none waits)."""
+    return {"worked": report.reconcile.worked if report.reconcile is not None else 0,
+            "waiting": waiting,
+            "next_due_at": rfc3339(next_due.replace(microsecond=0)) if next_due else None,
+            "errors": list(report.errors), "seconds": round(report.seconds, 3)}
 
 
 def show_warnings(report: RoundReport) -> None:

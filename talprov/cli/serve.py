@@ -11,6 +11,7 @@ import ssl
 import sys
 from collections.abc import Callable
 from multiprocessing.connection import Connection
+from types import FrameType
 from typing import Any
 
 import click
@@ -27,6 +28,7 @@ from talprov.cli.app import (
 )
 from talprov.cli.autoscaler import start_autoscaler
 from talprov.errors import ConfigError
+from talprov.processes import ignore_stop_signals
 from talprov.reconcile.work import STAGE_LOGGER
 from talprov.registry import require_extra
 from talprov.service.config import ServiceConfig, is_loopback, parse_listen, parse_service_config
@@ -171,8 +173,23 @@ def serve(app: App, listen: str | None, workers: bool | None, worker_id: str | N
         sys.stderr.flush()
 
     server.startup = startup  # type: ignore[method-assign]
+    server.handle_exit = _first_stop_only(server)  # type: ignore[method-assign,assignment]
     boot_servers = start_boot_servers(app) if boot_server else []
     _run_until_stopped(server, sock, api.state.ctx.loop, boot_servers, grpc_server)
+
+
+def _first_stop_only(server: Any) -> Callable[[int, FrameType | None], None]:
+    """uvicorn's signal handler for ``server``, taking the first SIGINT or SIGTERM
+    only: a second one (Ctrl-C, then a SIGTERM ms later) would force uvicorn's exit,
+    cancelling its lifespan with a logged traceback and changing the exit code. The
+    graceful stop needs no forcing: ``stop_timeout`` bounds it."""
+    handle_exit = server.handle_exit
+
+    def first_only(signum: int, frame: FrameType | None) -> None:
+        if not server.should_exit:
+            handle_exit(signum, frame)
+
+    return first_only
 
 
 def _run_until_stopped(server: Any, sock: socket.socket, loop: Any,
@@ -189,8 +206,13 @@ def _run_until_stopped(server: Any, sock: socket.socket, loop: Any,
     try:
         server.run(sockets=[sock])
     finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
+        if stops:
+            # Stopping already: a second signal (Ctrl-C, then a SIGTERM ms later)
+            # must not break off the stop of the boot servers with a traceback.
+            ignore_stop_signals()
+        else:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
         for boot in boot_servers:
             boot.stop()
         if grpc_server is not None:

@@ -15,6 +15,7 @@ from pathlib import Path
 from types import FrameType
 
 from talprov.demo_platforms.common import start_emulator
+from talprov.processes import ignore_stop_signals
 
 READY = "image factory stand-in listening on "
 
@@ -48,6 +49,7 @@ def main() -> None:
     stop = threading.Event()
 
     def stopped(_signum: int, _frame: FrameType | None) -> None:
+        ignore_stop_signals()  # the first stop counts
         stop.set()
 
     signal.signal(signal.SIGTERM, stopped)
@@ -56,6 +58,7 @@ def main() -> None:
     print(READY + factory.url, flush=True)
     stop.wait()
     factory.stop()
+    ignore_stop_signals(for_exit=True)  # none may kill the exit
 
 
 if __name__ == "__main__":

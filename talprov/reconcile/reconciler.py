@@ -481,6 +481,15 @@ class Reconciler(LeaseRenewal):
             soonest = min(soonest, max(floor, (next_attempt_at - now).total_seconds()))
         return soonest
 
+    def not_yet_due(self) -> tuple[int, datetime | None]:
+        """How many working requests wait for a next attempt that is not due yet
+        (their step's retry, their instance's backoff), and the earliest of those
+        attempts (None when none waits). Read-only; raises :class:`StoreError`
+        when the store cannot be read."""
+        now = self.now()
+        later = [at for _, at in self._next_attempts() if at is not None and at > now]
+        return len(later), min(later, default=None)
+
     def _next_attempts(self) -> list[tuple[str, datetime | None]]:
         """Each working request's next attempt, no sooner than its instance's backoff."""
         troubles = self.instance_backoff.troubles()

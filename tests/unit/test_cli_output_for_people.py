@@ -237,3 +237,30 @@ def test_yaml_output_leaves_plain_what_is_a_string_to_every_reader(
     emit({"value": "web-1", "version": "v1.13.9", "empty": ""}, "yaml")
     assert capsys.readouterr().out.splitlines() == ["value: web-1", "version: v1.13.9",
                                                     "empty: ''"]
+
+
+def test_reconcile_once_says_when_the_waiting_requests_are_due(home: Home) -> None:
+    # QA: run right after fixing a problem, it said "0 requests worked on" and not
+    # that the requests' next attempt was not due yet.
+    home.providers["fake"]["fail_creates"] = True
+    home.write_config()
+    home.invoke("machine", "create", "-f", str(home.write_request("m5")))
+    home.invoke("reconcile", "--once")  # the create fails; its retry waits
+    home.providers["fake"]["fail_creates"] = False  # the problem is fixed
+    home.write_config()
+    said = home.invoke("reconcile", "--once").output
+    found = re.search(r"round done: 0 requests worked on \([\d.]+s\); 1 waiting for its "
+                      r"next attempt, due in (\d+)s \((\S+Z)\)", said)
+    assert found, said
+    assert int(found.group(1)) > 0
+    document = json.loads(home.invoke("reconcile", "--once", "-o", "json").stdout)
+    assert document["worked"] == 0
+    assert document["waiting"] == 1
+    assert document["next_due_at"] == found.group(2)
+    assert document["errors"] == []
+
+
+def test_reconcile_output_needs_once(home: Home) -> None:
+    result = home.invoke("reconcile", "-o", "json")
+    assert result.exit_code == 2
+    assert "--once" in result.stderr

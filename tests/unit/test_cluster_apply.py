@@ -230,3 +230,15 @@ def test_apply_wait_says_a_failure_of_its_own_pass_once(home: Home) -> None:
         said = [line for line in result.stderr.splitlines()
                 if request_id in line and "failed" in line and "no capacity" in line]
         assert len(said) == 1, result.stderr
+
+
+def test_apply_wait_says_a_refused_orphan_listing_once(home: Home) -> None:
+    # QA: `apply --wait` against refused credentials said "cannot list machines for
+    # orphans" twice in 8 s: apply's own pass and the wait's loop each kept a
+    # backoff of their own, so each found the failure new.
+    home.providers["fake"]["api_secret"] = ""  # the file provider's listing refuses
+    home.write_config()
+    result = home.invoke("apply", "--wait", "--timeout", "2", "-f",
+                         str(write_spec(home.root, control_planes=1, workers=0)))
+    assert result.exit_code == 1, result.output
+    assert result.stderr.count("cannot list machines for orphans") == 1, result.stderr

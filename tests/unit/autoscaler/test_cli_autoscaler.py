@@ -22,6 +22,7 @@ from tests.unit.autoscaler.upstream import Upstream
 from tests.unit.autoscaler.world import client, make_pki, write_spec
 from tests.unit.service.conftest import TOKENS
 from tests.unit.service.serving import ServeProcess, wait_until
+from tests.unit.test_cli_sigterm import signalled
 
 
 def record_cluster(home: Home) -> None:
@@ -71,6 +72,16 @@ def test_serve_runs_the_autoscaler_beside_the_api(home: Home, upstream: Upstream
     assert code == 0, server.output()
 
 
+def plain_with_workers(home: Home) -> subprocess.Popen[str]:
+    """``talprov autoscaler serve --plain --with-workers`` on a free loopback port;
+    its stderr goes to its stdout."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "talprov", "autoscaler", "serve", "--plain",
+         "--listen", "127.0.0.1:0", "--with-workers"],
+        env=home.env(), cwd=home.root, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        text=True)
+
+
 def test_autoscaler_serve_plain_on_loopback_only(home: Home, upstream: Upstream) -> None:
     home.write_config()
     record_cluster(home)
@@ -83,11 +94,7 @@ def test_autoscaler_serve_plain_on_loopback_only(home: Home, upstream: Upstream)
     assert "service.autoscaler" in no_tls.stderr
     assert "tls" in no_tls.stderr
 
-    process = subprocess.Popen(
-        [sys.executable, "-m", "talprov", "autoscaler", "serve", "--plain",
-         "--listen", "127.0.0.1:0", "--with-workers"],
-        env=home.env(), cwd=home.root, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-        text=True)
+    process = plain_with_workers(home)
     try:
         assert process.stdout is not None
         line = process.stdout.readline()  # the first line says where it listens
@@ -183,3 +190,18 @@ def test_grpc_handshake_lines_go_through_talprovs_json_log(home: Home, upstream:
     handshake = [r for r in records if "handshake" in r["message"].lower()]
     assert handshake, records
     assert all(r["logger"].startswith("grpc") for r in handshake), handshake
+
+
+@pytest.mark.parametrize(("first", "second"), [(signal.SIGTERM, signal.SIGINT),
+                                               (signal.SIGINT, signal.SIGTERM)])
+def test_a_second_signal_while_the_autoscaler_stops_is_ignored(
+        home: Home, first: signal.Signals, second: signal.Signals) -> None:
+    home.write_config()
+    record_cluster(home)
+    process = plain_with_workers(home)
+    assert process.stdout is not None
+    assert "autoscaler: gRPC on" in process.stdout.readline()
+    output = signalled(process, first, 0.005, second)
+    assert process.returncode == 0, output
+    assert "Traceback" not in output, output
+    assert output.rstrip().endswith("autoscaler: stopped"), output

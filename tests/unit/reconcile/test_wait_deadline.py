@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from talprov.cli import app as cli_app
+from talprov.cli import waiting as cli_waiting
 from talprov.reconcile.waiting import repeat_until
 from talprov.testing import FakeClock
 
@@ -37,13 +37,13 @@ def test_a_wait_done_at_the_deadline_says_so() -> None:
 def test_progress_lines_show_the_time_since_the_wait_began(
         monkeypatch: pytest.MonkeyPatch) -> None:
     said: list[str] = []
-    monkeypatch.setattr(cli_app, "say", lambda line, **_: said.append(line))
+    monkeypatch.setattr(cli_waiting, "say", lambda line, **_: said.append(line))
     clock = FakeClock()
-    progress = cli_app.WaitProgress(clock)
+    progress = cli_waiting.WaitProgress(clock)
     progress.show("r1: pending")
     clock.sleep(7.0)
     progress.show("r1: provisioning at step create")
-    clock.sleep(cli_app.HEARTBEAT + 5)
+    clock.sleep(cli_waiting.HEARTBEAT + 5)
     progress.show("r1: provisioning at step create")
     assert said == ["r1: pending [0m00s]", "r1: provisioning at step create [0m07s]",
                     "r1: provisioning at step create [0m42s]"]

@@ -93,6 +93,23 @@ def test_ctrl_c_stops_gracefully_and_exits_130(home: Home) -> None:
     assert server.output().rstrip().endswith("stopped"), server.output()
 
 
+@pytest.mark.parametrize(("first", "second", "code"), [
+    (signal.SIGINT, signal.SIGTERM, 130), (signal.SIGTERM, signal.SIGINT, 0)])
+def test_a_second_signal_while_serve_stops_keeps_the_first_ones_stop(
+        home: Home, first: signal.Signals, second: signal.Signals, code: int) -> None:
+    """Ctrl-C and a SIGTERM ms later (or the other way round): one clean stop, with
+    the first signal's exit code."""
+    home.write_config(service={"tokens": TOKENS, "reconcile_interval": 0.1})
+    for gap in (0.005, 0.05):
+        server = ServeProcess(home.env(), home.root)
+        server.process.send_signal(first)
+        time.sleep(gap)
+        server.process.send_signal(second)
+        assert server._finish(30) == code, server.output()
+        assert "Traceback" not in server.output()
+        assert server.output().rstrip().endswith("stopped"), server.output()
+
+
 def test_serve_and_config_check_both_exit_2_for_an_invalid_service_block(home: Home) -> None:
     """QA: duplicate token names made serve exit 2 but `config check` exit 1."""
     home.write_config(service={"tokens": [TOKENS[0], TOKENS[0]], "workers": False})
