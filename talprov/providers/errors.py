@@ -79,6 +79,18 @@ class InstanceUnavailable(Transient):
     retries with its backoff but never fails a request for these attempts."""
 
 
+def ca_file_unusable(ca_file: str | None, what: str) -> InstanceUnavailable | None:
+    """``InstanceUnavailable`` naming ``ca_file`` when no TLS client can load it any
+    more (deleted or emptied after the config was read, which checked it): every
+    call of the instance fails alike until its operator restores it. None when none
+    is set or it loads. For a driver's error path, where an SSL or OS error may be
+    the file's. Reads the file; never raises."""
+    problem = ca_file_problem(ca_file) if ca_file else None
+    if problem is None:
+        return None
+    return InstanceUnavailable(f"{what}: ca_file {ca_file}: {problem}")
+
+
 class InstanceAccessRefused(InstanceUnavailable, AuthError):
     """The instance's endpoint refused its credentials, or its certificate did not
     verify against the instance's TLS settings: every request of the instance fails
