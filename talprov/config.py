@@ -41,6 +41,8 @@ from talprov.secrets import check_references, has_reference, resolve_tree
 DEFAULT_FACTORY_URL = "https://factory.talos.dev"
 #: Instance names end up in tags, labels and URLs: a DNS label.
 INSTANCE_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+#: Settings that name a CA file a TLS client loads (AWS's verify_tls: a path or a bool).
+CA_FILE_KEYS = frozenset({"ca_file", "verify_tls"})
 #: Top-level keys whose references are resolved only when a command uses them.
 LAZY_KEYS = ("providers", "service", "image_factory")
 
@@ -319,7 +321,7 @@ def check_ca_files(node: Any, where: str) -> None:
     trouble as an SSL or OS error of its own. Raises ``ConfigError`` naming the key
     and the file. Reads the files; idempotent."""
     for field, key, value in _written_settings(node, where):
-        problem = ca_file_problem(value) if key == "ca_file" else None
+        problem = ca_file_problem(value) if key in CA_FILE_KEYS else None
         if problem is not None:
             raise ConfigError(field, f"{value}: {problem}")
 

@@ -69,6 +69,15 @@ def test_an_unusable_ca_file_is_refused_on_load(home: Home, type_name: str, kind
                            str(path), words)
 
 
+def test_awss_ca_bundle_path_is_checked_as_a_ca_file(home: Home) -> None:
+    home.providers["x"] = {"type": "aws", "region": "eu-west-1",
+                           "verify_tls": str(home.root / "nonexist.pem")}
+    home.write_config()
+    result = home.invoke("machine", "list")
+    assert_usage_error(result.exit_code, result.output, "providers.x.verify_tls",
+                       "no such file")
+
+
 def test_a_ca_file_given_as_a_reference_is_checked_when_resolved(
         home: Home, monkeypatch: pytest.MonkeyPatch) -> None:
     """Resolved only for the commands that use the instance, as every reference is;
