@@ -64,6 +64,9 @@ class ImageFactoryConfig(BaseModel):
     def _both_or_neither(self) -> ImageFactoryConfig:
         if (self.username is None) != (self.password is None):
             raise ValueError("username and password go together")
+        if self.insecure and self.ca_file is not None:
+            # As every provider type refuses it: which of the two was meant is unknown.
+            raise ValueError("insecure and ca_file contradict each other")
         return self
 
     def auth(self) -> tuple[str, str] | None:

@@ -152,6 +152,15 @@ class _Login(BaseModel):
         return self
 
 
+def test_the_image_factory_refuses_insecure_with_a_ca_file(home: Home) -> None:
+    pem = a_ca_file(home.root)
+    home.write_config(image_factory={"url": "https://factory.example.test",
+                                     "ca_file": str(pem), "insecure": True})
+    result = home.invoke("machine", "list")
+    assert_usage_error(result.exit_code, result.output, "image_factory",
+                       "insecure and ca_file contradict each other")
+
+
 def test_a_rule_over_a_referenced_value_still_waits_for_the_value() -> None:
     """``${env:T}`` is short; the token it stands for need not be: judged once
     resolved. Which settings are given does not wait for any value."""
