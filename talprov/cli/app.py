@@ -468,6 +468,9 @@ def setup_logging(verbose: int, log_format: str = "plain") -> None:
     for noisy in ("botocore", "boto3", "urllib3", "httpx", "httpcore", "keystoneauth",
                   "openstack", "proxmoxer", "requests", "pyVmomi", "sushy", "pyghmi", "uvicorn"):
         logging.getLogger(noisy).setLevel(max(level, logging.INFO))
+    # Alembic's INFO lines (four per command, and one per script) are its own
+    # words; the store says an upgrade once, in talprov's. -vv shows them.
+    logging.getLogger("alembic").setLevel(logging.DEBUG if verbose >= 2 else logging.WARNING)
     if verbose == 0:
         # keystoneauth warns of every endpoint it cannot discover, which talprov then
         # reports itself, once, in words (the health row, the request's error).
