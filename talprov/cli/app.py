@@ -298,8 +298,8 @@ def progress_printer() -> Callable[[str, int, int | None], None]:
 
     def show(task: str, done: int, total: int | None) -> None:
         step = (total or 0) // 20 or 1 << 20
-        if done - last.get(task, -step) < step and done != total:
-            return
+        if done == last.get(task) or (done - last.get(task, -step) < step and done != total):
+            return  # said already (a driver may report the same count twice)
         last[task] = done
         if total:
             say(f"{task}: {done * 100 // total}% ({done}/{total} bytes)")
