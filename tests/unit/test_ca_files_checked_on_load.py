@@ -12,7 +12,6 @@ exit 1; an OpenStack one passed ``config check`` and crashed ``machine create
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +23,7 @@ from talprov.errors import ConfigError
 from tests.helpers import Home
 from tests.unit.autoscaler.certs import Authority
 from tests.unit.test_cli import assert_usage_error
+from tests.unit.test_config_checked_early import assert_refused_only_where_used
 
 CLOSED = "https://127.0.0.1:9"
 #: One block of every type that has a ca_file; the password is a reference, as the
@@ -85,16 +85,7 @@ def test_a_ca_file_given_as_a_reference_is_checked_when_resolved(
     monkeypatch.setenv("QA_CA", str(home.root / "nonexist.pem"))
     home.providers["x"] = {**BLOCKS["vmware"], "ca_file": "${env:QA_CA}"}
     home.write_config()
-    assert home.invoke("machine", "list").exit_code == 0
-    used = home.write_request("r-1", provider="x")
-    result = home.invoke("machine", "create", "-f", str(used))
-    assert_usage_error(result.exit_code, result.output, "providers.x.ca_file",
-                       "no such file")
-    checked = home.invoke("config", "check", "-o", "json")
-    assert checked.exit_code == 1, checked.output
-    rows = {row["part"]: row for row in json.loads(checked.stdout)}
-    assert "providers.x.ca_file" in rows["providers.x"]["result"]
-    assert "no such file" in rows["providers.x"]["result"]
+    assert_refused_only_where_used(home, "x", "providers.x.ca_file", "no such file")
 
 
 def test_the_image_factorys_ca_file_is_checked_on_load(home: Home) -> None:
