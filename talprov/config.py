@@ -16,6 +16,7 @@ from __future__ import annotations
 import difflib
 import os
 import re
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -33,12 +34,15 @@ from talprov.errors import (
     validate,
     yaml_error,
 )
+from talprov.providers.errors import ca_file_problem
 from talprov.registry import COMMON_INSTANCE_KEYS, config_model_of, installed_types
 from talprov.secrets import check_references, has_reference, resolve_tree
 
 DEFAULT_FACTORY_URL = "https://factory.talos.dev"
 #: Instance names end up in tags, labels and URLs: a DNS label.
 INSTANCE_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+#: Settings that name a CA file a TLS client loads (AWS's verify_tls: a path or a bool).
+CA_FILE_KEYS = frozenset({"ca_file", "verify_tls"})
 #: Top-level keys whose references are resolved only when a command uses them.
 LAZY_KEYS = ("providers", "service", "image_factory")
 
@@ -60,6 +64,9 @@ class ImageFactoryConfig(BaseModel):
     def _both_or_neither(self) -> ImageFactoryConfig:
         if (self.username is None) != (self.password is None):
             raise ValueError("username and password go together")
+        if self.insecure and self.ca_file is not None:
+            # As every provider type refuses it: which of the two was meant is unknown.
+            raise ValueError("insecure and ca_file contradict each other")
         return self
 
     def auth(self) -> tuple[str, str] | None:
@@ -156,7 +163,9 @@ class LoadedConfig(BaseModel):
             where = str(self.path) if self.path else "config"
             raise ConfigError(where, f"unknown provider {name!r} (configured: {known})"
                                      + did_you_mean(name, list(self.config.providers)))
-        resolved: dict[str, Any] = self._resolve(block.model_dump(), f"providers.{name}")
+        key = f"providers.{name}"
+        resolved: dict[str, Any] = self._resolve(block.model_dump(), key)
+        check_ca_files(resolved, f"{self.path}: {key}" if self.path else key)
         return resolved
 
     def service_block(self) -> dict[str, Any] | None:
@@ -236,6 +245,7 @@ def check_instance_shape(name: str, block: dict[str, Any], where: str) -> None:
                           + did_you_mean(str(type_name), sorted(known)))
     check_references(block, where=where)
     _check_urls(block, where)
+    check_ca_files(block, where)
     # Without the type's extra the model still comes from its SDK-free module, so a
     # misplaced key is refused before the extra is installed, not after.
     model = config_model_of(str(type_name))
@@ -256,30 +266,77 @@ def validate_unresolved(model: type[BaseModel], body: Any, where: str) -> None:
         # A field holding a reference -- or a rule over a part that holds one (a
         # token's length, checked on the token dict) -- waits for the resolved value.
         errors = [e for e in exc.errors() if e["type"] == "extra_forbidden"
-                  or not has_reference(e.get("input"))]
+                  or not has_reference(e.get("input"))
+                  or (not e["loc"] and _whatever_the_references(model, body, e["msg"]))]
         if errors:
             path, message = describe_problem(errors, model=model)
             raise ConfigError(f"{where}.{path}" if path else where, message) from None
 
 
-def _check_urls(node: Any, where: str) -> None:
+#: What a reference stands for while a block-level rule is tried without its value.
+_STAND_IN = "x" * 64
+
+
+def _whatever_the_references(model: type[BaseModel], body: Any, message: str) -> bool:
+    """Whether the block-level rule that said ``message`` of ``body`` says it again
+    with every reference replaced by a stand-in value: a rule over which settings
+    are given (``insecure`` with ``ca_file``) does not wait for a password's value;
+    one over a referenced value (a token's length) does. Pure."""
+    try:
+        model.model_validate(_stand_ins(body))
+    except ValidationError as exc:
+        return any(not e["loc"] and e["msg"] == message for e in exc.errors())
+    return False
+
+
+def _stand_ins(node: Any) -> Any:
+    if isinstance(node, dict):
+        return {key: _stand_ins(value) for key, value in node.items()}
+    if isinstance(node, list):
+        return [_stand_ins(value) for value in node]
+    return _STAND_IN if has_reference(node) else node
+
+
+def _written_settings(node: Any, where: str) -> Iterator[tuple[str, str, str]]:
+    """(where.key, key, value) of every string setting of ``node`` and its nested
+    blocks that holds no reference (one that does is judged once resolved). Pure."""
     if not isinstance(node, dict):
         return
     for key, value in node.items():
         if isinstance(value, dict):
-            _check_urls(value, f"{where}.{key}")
-        elif (isinstance(key, str) and key.endswith("url") and isinstance(value, str)
-              and not has_reference(value)):
-            problem = url_problem(value)
-            if problem is not None:
-                raise ConfigError(f"{where}.{key}", problem)
+            yield from _written_settings(value, f"{where}.{key}")
+        elif isinstance(key, str) and isinstance(value, str) and not has_reference(value):
+            yield f"{where}.{key}", key, value
+
+
+def _check_urls(node: Any, where: str) -> None:
+    for field, key, value in _written_settings(node, where):
+        problem = url_problem(value) if key.endswith("url") else None
+        if problem is not None:
+            raise ConfigError(field, problem)
+
+
+def check_ca_files(node: Any, where: str) -> None:
+    """Refuse every ``ca_file`` of ``node`` (a provider instance's block, the
+    ``image_factory`` block) that a TLS client could not load: missing, a
+    directory, unreadable, or without a PEM certificate. One rule for every
+    provider type (a plugin's ``ca_file`` too), so that no driver meets the file's
+    trouble as an SSL or OS error of its own. Raises ``ConfigError`` naming the key
+    and the file. Reads the files; idempotent."""
+    for field, key, value in _written_settings(node, where):
+        problem = ca_file_problem(value) if key in CA_FILE_KEYS else None
+        if problem is not None:
+            raise ConfigError(field, f"{value}: {problem}")
 
 
 def _check_factory_url(factory: ImageFactoryConfig, where: str) -> None:
-    """Refuse a factory URL that cannot be used, and credentials both written into
+    """Refuse a factory URL that cannot be used, credentials both written into
     it and given as ``username``/``password`` (which pair would win is nowhere
-    obvious). Raises ``ConfigError`` naming ``image_factory.url``. Pure."""
+    obvious), and a ``ca_file`` no TLS client could load (:func:`check_ca_files`).
+    Raises ``ConfigError`` naming ``image_factory.url`` or ``.ca_file``. Reads the
+    CA file."""
     _check_urls({"url": factory.url}, where)
+    check_ca_files({"ca_file": factory.ca_file}, where)
     if (factory.username is not None and not has_reference(factory.url)
             and "@" in urlsplit(factory.url).netloc):
         raise ConfigError(f"{where}.url", "credentials are written into the URL and given "

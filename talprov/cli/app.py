@@ -311,8 +311,8 @@ def progress_printer() -> Callable[[str, int, int | None], None]:
 
     def show(task: str, done: int, total: int | None) -> None:
         step = (total or 0) // 20 or 1 << 20
-        if done - last.get(task, -step) < step and done != total:
-            return
+        if done == last.get(task) or (done - last.get(task, -step) < step and done != total):
+            return  # said already (a driver may report the same count twice)
         last[task] = done
         if total:
             say(f"{task}: {done * 100 // total}% ({done}/{total} bytes)")
@@ -447,6 +447,9 @@ def setup_logging(verbose: int, log_format: str = "plain") -> None:
     for noisy in ("botocore", "boto3", "urllib3", "httpx", "httpcore", "keystoneauth",
                   "openstack", "proxmoxer", "requests", "pyVmomi", "sushy", "pyghmi", "uvicorn"):
         logging.getLogger(noisy).setLevel(max(level, logging.INFO))
+    # Alembic's INFO lines (four per command, and one per script) are its own
+    # words; the store says an upgrade once, in talprov's. -vv shows them.
+    logging.getLogger("alembic").setLevel(logging.DEBUG if verbose >= 2 else logging.WARNING)
     if verbose == 0:
         # keystoneauth warns of every endpoint it cannot discover, which talprov then
         # reports itself, once, in words (the health row, the request's error).

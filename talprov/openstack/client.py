@@ -53,7 +53,8 @@ def connect(config: OpenStackConfig) -> Any:
     else:
         options["verify"] = True
     auth_url = config.auth.auth_url if config.auth is not None else None
-    with openstack_errors("connecting to the cloud", endpoint=auth_url):
+    with openstack_errors("connecting to the cloud", endpoint=auth_url,
+                          ca_file=config.ca_file):
         if config.auth is not None:
             return openstack.connect(
                 auth=config.auth.to_sdk(),
@@ -238,14 +239,14 @@ class OpenStackClient:
         """Run a read-only (or idempotent) call, retrying transient failures."""
 
         def attempt() -> T:
-            with openstack_errors(what):
+            with openstack_errors(what, ca_file=self.config.ca_file):
                 return fn()
 
         return call_with_retry(attempt, policy=READ_POLICY, sleep=self._sleep)
 
     def write(self, what: str, fn: Callable[[], T]) -> T:
         """Run a create once; the calling step decides whether to try again."""
-        with openstack_errors(what):
+        with openstack_errors(what, ca_file=self.config.ca_file):
             return fn()
 
     def delete(self, what: str, fn: Callable[[], Any]) -> bool:

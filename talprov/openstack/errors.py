@@ -38,6 +38,7 @@ from talprov.providers.errors import (
     ProviderError,
     QuotaExceeded,
     Transient,
+    ca_file_unusable,
     connection_failure,
     naming_endpoint,
     retry_after_seconds,
@@ -201,13 +202,23 @@ _URL = re.compile(r"https?://[^\s/?#'\"]+")
 
 
 @contextmanager
-def openstack_errors(what: str, *, endpoint: str | None = None) -> Iterator[None]:
-    """Re-raise SDK and keystoneauth errors inside the block as talprov errors,
-    naming ``endpoint`` when the error itself names none."""
+def openstack_errors(what: str, *, endpoint: str | None = None,
+                     ca_file: str | None = None) -> Iterator[None]:
+    """Re-raise SDK and keystoneauth errors, and the OS and SSL errors that pass
+    them (requests' "Could not find a suitable TLS CA certificate bundle"), inside
+    the block as talprov errors, naming ``endpoint`` when the error itself names
+    none; ``InstanceUnavailable`` naming ``ca_file`` when that file cannot be
+    loaded any more."""
     try:
         yield
-    except (sdk.SDKException, ksa.ClientException) as exc:
-        raise translate(exc, what, endpoint=endpoint) from exc
+    except (sdk.SDKException, ksa.ClientException, OSError) as exc:
+        named = naming_endpoint(what, endpoint)
+        error: ProviderError | None = ca_file_unusable(ca_file, named)
+        if error is None and not isinstance(exc, sdk.SDKException | ksa.ClientException):
+            # An OSError (ssl.SSLError too) from below the SDK, which left it as it was
+            # (some SDK errors are OSErrors as well: requests' are).
+            error = Transient(f"{named}: {connection_failure(exc)}")
+        raise (error or translate(exc, what, endpoint=endpoint)) from exc
 
 
 class ServerBuildFailed(ProviderError):

@@ -97,8 +97,9 @@ class ProgressReader:
 
     def read(self, size: int = -1) -> bytes:
         chunk = self._handle.read(size)
-        self._done += len(chunk)
-        self._progress(self._task, self._done, self._total)
+        if chunk:  # the last read finds nothing more: the end was reported already
+            self._done += len(chunk)
+            self._progress(self._task, self._done, self._total)
         return chunk
 
     def tell(self) -> int:

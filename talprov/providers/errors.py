@@ -11,6 +11,8 @@ from __future__ import annotations
 import email.utils
 import http.client
 import math
+import os
+import ssl
 import time
 from collections.abc import Callable
 from urllib.parse import urlsplit
@@ -75,6 +77,18 @@ class InstanceUnavailable(Transient):
     """The provider instance as a whole cannot work until its operator acts (no
     credentials in the process): nothing is wrong with the request. The runner
     retries with its backoff but never fails a request for these attempts."""
+
+
+def ca_file_unusable(ca_file: str | None, what: str) -> InstanceUnavailable | None:
+    """``InstanceUnavailable`` naming ``ca_file`` when no TLS client can load it any
+    more (deleted or emptied after the config was read, which checked it): every
+    call of the instance fails alike until its operator restores it. None when none
+    is set or it loads. For a driver's error path, where an SSL or OS error may be
+    the file's. Reads the file; never raises."""
+    problem = ca_file_problem(ca_file) if ca_file else None
+    if problem is None:
+        return None
+    return InstanceUnavailable(f"{what}: ca_file {ca_file}: {problem}")
 
 
 class InstanceAccessRefused(InstanceUnavailable, AuthError):
@@ -208,6 +222,29 @@ def certificate_not_verified(service: str, trust: str, *, pin: str) -> str:
     if trust == pin:
         return f"{service}'s certificate does not match the pinned {pin}"
     return f"TLS verification of {service} failed (set ca_file or {pin})"
+
+
+def ca_file_problem(path: str) -> str | None:
+    """What makes ``path`` unusable as a ``ca_file`` (a PEM file of the CA
+    certificates a TLS client trusts), in words; None when a TLS client can load it.
+
+    Loaded as the clients load it (``load_verify_locations``): a missing file, a
+    directory, an unreadable file and one without a PEM certificate (empty, DER,
+    text) are each said. Reads the file; never raises; idempotent.
+    """
+    if os.path.isdir(path):
+        return "is a directory; name a PEM file of CA certificates"
+    if not os.path.exists(path):
+        return "no such file"
+    try:
+        ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT).load_verify_locations(cafile=path)
+    except ssl.SSLError:
+        return "holds no PEM certificate (empty, DER or not a certificate)"
+    except PermissionError:
+        return "not readable (permission denied)"
+    except (OSError, ValueError) as exc:
+        return f"cannot be read ({getattr(exc, 'strerror', None) or type(exc).__name__})"
+    return None
 
 
 def retry_after_seconds(value: str | None, *, now: Callable[[], float] = time.time) -> float | None:

@@ -24,6 +24,7 @@ from talprov.providers.errors import (
     InstanceAccessRefused,
     ProviderError,
     Transient,
+    ca_file_unusable,
     naming_endpoint,
     retry_after_seconds,
 )
@@ -284,6 +285,9 @@ class PveClient:
     def _translated(self, exc: BaseException, what: str) -> ProviderError:
         """``exc`` translated; a transient one waits what the answer's Retry-After asked
         (bounded: ``retry_after_seconds``), else ``translate``'s default."""
+        unusable = ca_file_unusable(self.config.ca_file, naming_endpoint(what, self.base_url))
+        if unusable is not None:  # requests says only "invalid path" or an SSL error
+            return unusable
         error = translate(exc, what, endpoint=self.base_url, trust=self._trust)
         asked = retry_after_seconds(_retry_after.get(), now=self._clock)
         if asked is not None and isinstance(error, Transient):

@@ -16,6 +16,7 @@ drops that table.
 from __future__ import annotations
 
 import io
+import logging
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -34,6 +35,7 @@ from talprov.store.engine import create_store_engine, transaction
 from talprov.store.errors import StoreError
 from talprov.store.schema import metadata
 
+log = logging.getLogger(__name__)
 SCRIPTS = Path(__file__).with_name("schema_versions")
 # The advisory lock's key: "talprov" in ASCII. Every talprov that upgrades uses it.
 _PG_UPGRADE_LOCK = 0x7461_6C70_726F_76
@@ -136,7 +138,7 @@ def downgrade(engine: Engine, lock: threading.RLock | None = None, *, target: st
 
     Same locking and errors as :func:`upgrade`.
     """
-    return _run(engine, lock, lambda cfg: command.downgrade(cfg, target))
+    return _run(engine, lock, lambda cfg: command.downgrade(cfg, target), "downgraded")
 
 
 def status(engine: Engine, lock: threading.RLock | None = None) -> SchemaStatus:
@@ -170,7 +172,10 @@ def offline_sql(url: str, *, start: str | None = None) -> str:
     return buffer.getvalue()
 
 
-def _run(engine: Engine, lock: threading.RLock | None, run: Callable[[Config], None]) -> str:
+def _run(engine: Engine, lock: threading.RLock | None, run: Callable[[Config], None],
+         done: str = "upgraded") -> str:
+    """``run`` under the upgrade lock; logs once (INFO) when the revision changed,
+    saying it was ``done`` ("upgraded", "downgraded"). Returns the revision."""
     with transaction(engine, lock, write=True) as conn:
         _hold_upgrade_lock(conn)
         migration = MigrationContext.configure(conn)
@@ -178,6 +183,7 @@ def _run(engine: Engine, lock: threading.RLock | None, run: Callable[[Config], N
         current = migration.get_current_revision()
         if current is None:
             _stamp_legacy(conn, migration, scripts)
+        before = migration.get_current_revision()  # a legacy store's, once stamped
         _check_known(scripts, current)
         config = alembic_config()
         config.attributes["connection"] = conn
@@ -185,7 +191,10 @@ def _run(engine: Engine, lock: threading.RLock | None, run: Callable[[Config], N
             run(config)
         except CommandError as exc:
             raise StoreError(f"schema upgrade: {exc}") from None
-        return migration.get_current_revision() or "base"
+        after = migration.get_current_revision() or "base"
+        if after != (before or "base"):
+            log.info("store schema %s from %s to %s", done, before or "empty", after)
+        return after
 
 
 def _hold_upgrade_lock(conn: Connection) -> None:

@@ -33,7 +33,9 @@ from talprov.providers.errors import (
     ProviderError,
     StepTimeout,
     Transient,
+    ca_file_unusable,
     certificate_not_verified,
+    naming_endpoint,
 )
 from talprov.providers.retry import RetryPolicy
 from talprov.vmware import sdk
@@ -86,7 +88,12 @@ def ssl_context(config: VSphereConfig) -> ssl.SSLContext:
         context.check_hostname = False
         context.verify_mode = ssl.CERT_NONE
         return context
-    return ssl.create_default_context(cafile=config.ca_file)
+    try:
+        return ssl.create_default_context(cafile=config.ca_file)
+    except OSError as exc:  # ssl.SSLError too: the file went after the config was read
+        what = naming_endpoint("trust vCenter's certificate", config.url)
+        raise (ca_file_unusable(config.ca_file, what)
+               or translate(exc, what, trust=config.trust)) from None
 
 
 def check_pinned(sock: ssl.SSLSocket, thumbprint_hex: str) -> None:

@@ -45,21 +45,32 @@ def test_the_image_factory_url_needs_a_scheme(home: Home) -> None:
     assert_usage_error(result.exit_code, result.output, "image_factory.url")
 
 
+def assert_refused_only_where_used(home: Home, instance: str, *needles: str
+                                   ) -> dict[str, dict[str, Any]]:
+    """``instance``'s block is judged only once resolved: ``machine list`` passes, a
+    create of a request for it exits 2 naming ``needles``, and ``config check``
+    exits 1 with the instance's row naming them. Returns config check's rows."""
+    assert home.invoke("machine", "list").exit_code == 0
+    used = home.write_request(f"{instance}-used", provider=instance)
+    result = home.invoke("machine", "create", "-f", str(used))
+    assert_usage_error(result.exit_code, result.output, *needles)
+    checked = home.invoke("config", "check", "-o", "json")
+    assert checked.exit_code == 1, checked.output
+    rows = {row["part"]: row for row in json.loads(checked.stdout)}
+    for needle in needles:
+        assert needle in rows[f"providers.{instance}"]["result"]
+    return rows
+
+
 def test_secrets_of_unused_instances_do_not_block(home: Home, monkeypatch: pytest.MonkeyPatch
                                                   ) -> None:
     monkeypatch.delenv("PVE_TOKEN_UNSET", raising=False)
     home.providers["pve"] = {**PVE, "token_secret": "${env:PVE_TOKEN_UNSET}"}
     home.write_config()
-    assert home.invoke("machine", "list").exit_code == 0
     request = home.write_request("r-1")  # for the fake instance
     assert home.invoke("machine", "create", "-f", str(request)).exit_code == 0
-    used = home.write_request("r-2", provider="pve")
-    result = home.invoke("machine", "create", "-f", str(used))
-    assert_usage_error(result.exit_code, result.output, "providers.pve.token_secret",
-                       "PVE_TOKEN_UNSET")
-    checked = home.invoke("config", "check", "-o", "json")
-    assert checked.exit_code == 1, checked.output
-    rows = {row["part"]: row for row in json.loads(checked.stdout)}
+    rows = assert_refused_only_where_used(home, "pve", "providers.pve.token_secret",
+                                          "PVE_TOKEN_UNSET")
     assert rows["providers.fake"]["result"] == "ok"
     assert "PVE_TOKEN_UNSET is not set" in rows["providers.pve"]["result"]
 

@@ -12,16 +12,27 @@ from talprov.registry import COMMON_INSTANCE_KEYS, load_type
 from talprov.requestfile import load_request_file
 from talprov.scaler.spec import load_spec_file
 from tests.helpers import REPO, WORKER_CONFIG
+from tests.unit.autoscaler.certs import Authority
 
 EXAMPLES = REPO / "examples"
 
 
+#: The example's CA file: a path on the user's host, which the config check reads.
+EXAMPLE_CA_FILE = "/etc/ssl/certs/lab-ca.pem"
+
+
 def test_example_config_validates_for_every_provider_type(
-    monkeypatch: pytest.MonkeyPatch
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     monkeypatch.setenv("PVE_TOKEN_SECRET", "example-token-secret")
     monkeypatch.setenv("VCENTER_PASSWORD", "example-password")
-    loaded = load_config(str(EXAMPLES / "talprov.yaml"))
+    text = (EXAMPLES / "talprov.yaml").read_text()
+    assert EXAMPLE_CA_FILE in text
+    ca_file = tmp_path / "lab-ca.pem"
+    ca_file.write_bytes(Authority("lab-ca").pem.cert)
+    config = tmp_path / "talprov.yaml"
+    config.write_text(text.replace(EXAMPLE_CA_FILE, str(ca_file)))
+    loaded = load_config(str(config))
     types = set()
     for name, block in loaded.config.providers.items():
         raw = {k: v for k, v in block.model_dump().items() if k not in COMMON_INSTANCE_KEYS}
