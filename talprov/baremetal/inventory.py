@@ -280,6 +280,26 @@ class Inventory(InventoryFile):
                 (MachineStatus.AVAILABLE, self.clock(), name, request_id),
             )
 
+    def release_unwiped(self, name: str, request_id: str, *, detail: str) -> None:
+        """Give back a machine whose request is gone without a deprovision (forgotten):
+        free, cordoned (its disk was not wiped and may still hold that cluster's
+        Talos and secrets) and audited as ``released``. Raises ``UnknownMachine``
+        for an unknown name, ``InventoryError`` when ``request_id`` does not hold it.
+        Not idempotent by design: a second call finds the machine free and refuses.
+        """
+        with self._tx() as db:
+            row = db.execute("SELECT request_id FROM machines WHERE name = ?", (name,)).fetchone()
+            if row is None:
+                raise UnknownMachine(f"no machine {name!r}")
+            if row["request_id"] != request_id:
+                raise InventoryError(f"machine {name!r} is not held by request {request_id}")
+            db.execute(
+                "UPDATE machines SET state = ?, request_id = NULL, owner = NULL, boot = NULL,"
+                " config = NULL, token_sha256 = NULL, cordoned = 1, updated_at = ?"
+                " WHERE name = ?", (MachineStatus.AVAILABLE, self.clock(), name))
+            db.execute("INSERT INTO audit (at, event, machine, detail) VALUES (?, ?, ?, ?)",
+                       (self.clock(), "released", name, detail))
+
     # -- boot server side ---------------------------------------------------
 
     def record_audit(self, event: str, *, machine: str | None = None, uuid: str | None = None,

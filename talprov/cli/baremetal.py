@@ -279,26 +279,31 @@ def list_machines(obj: _Ctx, output: str) -> None:
     except ConfigError as exc:
         _refuse(exc)
         return
-    failed = _failed_requests(obj, {str(r["request"]) for r in rows if r["request"]})
+    failed, gone = _request_troubles(obj, {str(r["request"]) for r in rows if r["request"]})
     for row in rows:
         row["note"] = (f"request failed: `talprov machine delete {row['request']}` frees it"
-                       if row["request"] in failed else "")
+                       if row["request"] in failed else
+                       f"request {row['request']} is gone (forgotten): `talprov baremetal "
+                       f"release {row['name']}` frees it, not wiped"
+                       if row["request"] in gone else "")
     emit(rows, output,
          columns=["name", "state", "request", "uuid", "macs", "bmc", "labels", "note"])
 
 
-def _failed_requests(obj: _Ctx, request_ids: set[str]) -> set[str]:
-    """Which of ``request_ids`` failed, from the store (empty with --file or no store)."""
+def _request_troubles(obj: _Ctx, request_ids: set[str]) -> tuple[set[str], set[str]]:
+    """Which of ``request_ids`` failed and which the store no longer has (forgotten);
+    both empty with --file or without a readable store."""
     if not request_ids or obj.file is not None:
-        return set()
+        return set(), set()
     from talprov.providers.types import Stage
     from talprov.store.errors import StoreError
 
     try:
         records = obj.app.store.list_requests(ids=request_ids)
     except (StoreError, ConfigError):
-        return set()
-    return {r.request.id for r in records if r.stage == Stage.FAILED}
+        return set(), set()
+    known = {r.request.id for r in records}
+    return {r.request.id for r in records if r.stage == Stage.FAILED}, request_ids - known
 
 
 @baremetal.command(name="set")
@@ -396,6 +401,41 @@ def accept(obj: _Ctx, name: str) -> None:
         click.echo(f"warning: {name} has no BMC address: no request takes it until it "
                    f"has one; set one with `talprov baremetal set {name} --bmc URL "
                    "--bmc-user U --bmc-password REF`", err=True)
+@baremetal.command(name="release")
+@click.argument("name")
+@click.pass_obj
+def release(obj: _Ctx, name: str) -> None:
+    """Free a machine whose request was forgotten (`talprov machine forget`).
+
+    Forgetting a request calls no provider, so its machine is neither powered
+    off nor wiped: it stays held until this command. The machine comes back
+    cordoned, since its disk may still hold that cluster's Talos and secrets;
+    wipe it, then `talprov baremetal accept NAME`. Refused (exit 2) while the
+    request still exists: `talprov machine delete ID` wipes and frees it.
+    """
+    from talprov.store.errors import StoreError
+
+    if obj.file is not None:
+        _fail("release needs the request store to see the request is gone: run it "
+              "without --file")
+    try:
+        inventory = obj.inventory()
+        machine = inventory.get(name)
+        if machine is None:
+            raise UnknownMachine(f"no machine {name!r}")
+        holder = machine.request_id
+        if holder is None:
+            raise InventoryError(f"machine {name!r} is not held by any request")
+        if obj.app.store.get_request(holder) is not None:
+            raise InventoryError(f"machine {name!r} is held by request {holder}, which "
+                                 f"exists: `talprov machine delete {holder}` wipes and frees it")
+        inventory.release_unwiped(name, holder, detail=f"request {holder} was forgotten")
+    except (InventoryError, ConfigError, StoreError) as exc:
+        _refuse(exc)
+    click.echo(f"released {name} from forgotten request {holder}; cordoned, as it was not "
+               f"wiped: wipe its disk, then `talprov baremetal accept {name}`")
+
+
 baremetal.command(name="cordon", help="Keep a machine from new allocations.")(_simple("cordon"))
 baremetal.command(name="remove", help="Forget a machine that no request holds.")(
     _simple("remove"))

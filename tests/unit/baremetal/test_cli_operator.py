@@ -220,3 +220,31 @@ def test_a_bmc_port_that_is_not_a_number_names_bmc(block: Path) -> None:
                  "--bmc-user", "u", "--bmc-password", "${env:BMC_PASS}")
     assert result.exit_code == 2, result.output
     assert "--bmc: the port must be a number" in result.output
+
+
+def test_a_forgotten_requests_machine_is_named_and_released_on_demand(home: Home) -> None:
+    # QA: after `machine forget`, the machine stayed allocated to the gone request
+    # with an empty note; remove refused ("held by request"), accept and cordon did
+    # not free it, and no command did.
+    home.providers["bm"] = {"type": "baremetal", "inventory": str(home.root / "inv.sqlite"),
+                            "boot_url": "http://127.0.0.1:8081"}
+    home.write_config()
+    inventory = Inventory(home.root / "inv.sqlite")
+    inventory.add("node-2", uuid=UUID, macs=[], bmc=_bmc())
+    request = home.write_request("i1", provider="bm")
+    assert home.invoke("machine", "create", "-f", str(request)).exit_code == 0
+    inventory.allocate("i1", "talprov/bm", ["node-2"])
+    early = home.invoke("baremetal", "release", "node-2")
+    assert early.exit_code == 2, early.output  # the request still exists: delete it instead
+    assert "machine delete i1" in early.output
+    assert home.invoke("machine", "forget", "i1", "--reason", "qa").exit_code == 0
+    rows = json.loads(home.invoke("baremetal", "list", "-o", "json").stdout)
+    assert "baremetal release node-2" in rows[0]["note"]
+    released = home.invoke("baremetal", "release", "node-2")
+    assert released.exit_code == 0, released.output
+    assert "not wiped" in released.output
+    machine = inventory.get("node-2")
+    assert machine is not None
+    assert (machine.request_id, machine.status, machine.cordoned) == (None, "available", True)
+    assert inventory.audit()[-1].event == "released"
+    assert home.invoke("baremetal", "remove", "node-2").exit_code == 0
