@@ -61,7 +61,8 @@ class BareMetalConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    inventory: str = Field(description="Path of the inventory SQLite file (created 0600).")
+    inventory: str = Field(description="Path of the inventory SQLite file (created 0600 "
+                           "if missing; its directory must exist).")
     boot_url: str = Field(
         pattern=r"^https?://[^/\s]+(:\d+)?/?$",
         description="Base URL at which machines reach the boot server's HTTP endpoint, "

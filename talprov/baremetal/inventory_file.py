@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from talprov.baremetal.records import BmcInfo, BootPlan, InventoryMachine, MachineStatus
+from talprov.errors import ConfigError
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS machines (
@@ -65,9 +66,15 @@ class InventoryFile:
     """One inventory file: connections, transactions and rows read as records."""
 
     def __init__(self, path: str | Path, *, clock: Callable[[], float] = time.time) -> None:
+        """Open (or create, mode 0600) the file at ``path``. Raises ``ConfigError``
+        naming ``inventory`` when its directory does not exist. Idempotent."""
         self.path = Path(path)
         self.clock = clock
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        if not self.path.parent.is_dir():
+            # Never created here: a typo in the path would otherwise give an empty
+            # inventory somewhere unexpected (as root, for the boot server).
+            raise ConfigError("inventory", f"directory {self.path.parent} does not exist "
+                              "(create it, or correct the path)")
         if not self.path.exists():
             # Created private: it holds configs waiting to be fetched.
             fd = os.open(self.path, os.O_CREAT | os.O_WRONLY, 0o600)

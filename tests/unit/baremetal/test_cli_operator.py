@@ -248,3 +248,26 @@ def test_a_forgotten_requests_machine_is_named_and_released_on_demand(home: Home
     assert (machine.request_id, machine.status, machine.cordoned) == (None, "available", True)
     assert inventory.audit()[-1].event == "released"
     assert home.invoke("baremetal", "remove", "node-2").exit_code == 0
+
+
+def test_an_inventory_in_a_missing_directory_is_a_config_error(home: Home) -> None:
+    # QA: `inventory: /nonexistent/dir/inv.sqlite` (a typo) created the directories
+    # (as root); `baremetal list` printed (none), `providers --health` said ok.
+    missing = home.root / "nonexistent" / "dir"
+    home.providers["bm"] = {"type": "baremetal", "inventory": str(missing / "inv.sqlite"),
+                            "boot_url": "http://127.0.0.1:8081"}
+    home.write_config()
+    listed = home.invoke("baremetal", "list")
+    assert listed.exit_code == 2, listed.output
+    assert f"inventory: directory {missing} does not exist" in listed.output
+    assert "Traceback" not in listed.output
+    health = home.invoke("providers", "--health", "-o", "json")
+    assert health.exit_code == 1, health.output
+    row = next(r for r in json.loads(health.stdout) if r["name"] == "bm")
+    assert f"directory {missing} does not exist" in json.dumps(row)
+    assert not missing.parent.exists()
+    # An existing directory still gets a new inventory file, private.
+    home.providers["bm"]["inventory"] = str(home.root / "inv.sqlite")
+    home.write_config()
+    assert home.invoke("baremetal", "list").exit_code == 0
+    assert (home.root / "inv.sqlite").stat().st_mode & 0o777 == 0o600
