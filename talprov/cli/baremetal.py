@@ -206,6 +206,7 @@ def serve(obj: _Ctx, verbose: bool) -> None:
 
     try:
         config, factory_url = obj.config()
+        config.check_boot_files()
         auth, verify = proxy_credentials(obj.app, obj.file, config)
     except ConfigError as exc:
         _refuse(exc)

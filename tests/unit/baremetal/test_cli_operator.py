@@ -271,3 +271,26 @@ def test_an_inventory_in_a_missing_directory_is_a_config_error(home: Home) -> No
     home.write_config()
     assert home.invoke("baremetal", "list").exit_code == 0
     assert (home.root / "inv.sqlite").stat().st_mode & 0o777 == 0o600
+
+
+def test_a_missing_ipxe_dir_is_one_line_naming_it(home: Home, tmp_path: Path) -> None:
+    # QA: serve with dhcp set and ipxe_dir: /nonexistent printed tftpy's traceback
+    # ("The tftproot does not exist."), exit 1; config check said nothing.
+    block = {"inventory": str(tmp_path / "inv.sqlite"), "boot_url": "http://127.0.0.1:8081",
+             "listen_address": "127.0.0.1", "listen_port": free_port(), "tftp_port": free_port(),
+             "ipxe_dir": str(tmp_path / "nonexistent"),
+             "dhcp": {"interface_address": "127.0.0.1", "interface": "lo"}}
+    path = tmp_path / "bm.yaml"
+    path.write_text(yaml.safe_dump(block))
+    served = subprocess.run([sys.executable, "-m", "talprov", "baremetal", "--file", str(path),
+                             "serve"], capture_output=True, text=True, timeout=30, check=False)
+    assert served.returncode == 2, served.stderr
+    assert "Traceback" not in served.stderr
+    assert served.stderr.strip().count("\n") == 0, served.stderr
+    assert f"ipxe_dir: {tmp_path / 'nonexistent'} does not exist" in served.stderr
+    home.providers["bm"] = {"type": "baremetal", **block}
+    home.write_config()
+    checked = home.invoke("config", "check", "-o", "json")
+    assert checked.exit_code == 1, checked.output
+    row = next(r for r in json.loads(checked.stdout) if r["part"] == "providers.bm")
+    assert "ipxe_dir" in str(row["result"])
