@@ -165,3 +165,13 @@ def check_machine_name(name: str) -> str:
     if not re.fullmatch(MACHINE_NAME_PATTERN, name):
         raise ValueError(f"the machine name {name!r} {pattern_in_words(MACHINE_NAME_PATTERN)}")
     return name
+
+
+#: Every audit event the boot server and the inventory record, besides the
+#: ``report-<event>`` ones a booting machine sends (``audit --event`` checks
+#: against these; tests/unit/baremetal/test_cli_operator.py keeps it complete).
+AUDIT_EVENTS = (
+    "discovered", "install-script", "wipe-script", "local-disk", "script-without-dhcp",
+    "config-fetched", "config-refused", "config-refetch", "config-wrong-address",
+    "wipe-reported", "wipe-report-refused", "wipe-timeout", "released",
+)

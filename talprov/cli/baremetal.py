@@ -351,9 +351,13 @@ def set_(obj: _Ctx, name: str, bmc_url: str | None, bmc_user: str | None,
 @click.option("-o", "--output", type=click.Choice(["table", "json", "yaml"]), default="table")
 @click.pass_obj
 def audit(obj: _Ctx, events: tuple[str, ...], output: str) -> None:
-    """Show the boot server's audit log: config fetches, refusals, wipe reports."""
+    """Show the boot server's audit log: config fetches, refusals, wipe reports.
+
+    An --event that names no known event is refused (exit 2), listing them.
+    """
     from datetime import UTC, datetime
 
+    from talprov.baremetal.records import AUDIT_EVENTS
     from talprov.cli.output import emit
 
     try:
@@ -361,6 +365,12 @@ def audit(obj: _Ctx, events: tuple[str, ...], output: str) -> None:
     except ConfigError as exc:
         _refuse(exc)
         return
+    recorded = {e.event for e in entries}
+    unknown = [e for e in events
+               if e not in AUDIT_EVENTS and e not in recorded and not e.startswith("report-")]
+    if unknown:
+        _fail(f"--event: unknown event {unknown[0]!r}; known: {', '.join(AUDIT_EVENTS)}, "
+              "report-<event> (what a machine reports)")
     rows = [{"at": datetime.fromtimestamp(e.at, UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
              "event": e.event, "machine": e.machine, "uuid": e.uuid, "mac": e.mac,
              "remote": e.remote, "detail": e.detail}

@@ -5,6 +5,7 @@ audit log readable, failed requests visible in `list`, `serve -v` logging."""
 from __future__ import annotations
 
 import json
+import re
 import socket
 import subprocess
 import sys
@@ -294,3 +295,26 @@ def test_a_missing_ipxe_dir_is_one_line_naming_it(home: Home, tmp_path: Path) ->
     assert checked.exit_code == 1, checked.output
     row = next(r for r in json.loads(checked.stdout) if r["part"] == "providers.bm")
     assert "ipxe_dir" in str(row["result"])
+
+
+def test_audit_refuses_an_unknown_event(block: Path) -> None:
+    # QA: `audit --event nosuch` printed nothing, exit 0 (a typo looked like "none").
+    result = run(block, "audit", "--event", "nosuch")
+    assert result.exit_code == 2, result.output
+    assert "unknown event 'nosuch'" in result.output
+    assert "config-refused" in result.output
+    assert run(block, "audit", "--event", "report-wipe-done").exit_code == 0
+
+
+def test_every_audit_event_recorded_is_known() -> None:
+    from talprov.baremetal.records import AUDIT_EVENTS
+
+    root = Path(__file__).parents[3] / "talprov" / "baremetal"
+    text = "".join(p.read_text() for p in root.rglob("*.py"))
+    literal = set(re.findall(r'record_audit\(\s*"([a-z-]+)"', text))
+    literal |= set(re.findall(r'VALUES \(\?, \?, \?, \?\)",\s*\(self\.clock\(\), "([a-z-]+)"',
+                              text))
+    from talprov.baremetal.boot.binding import ALERT_KINDS
+
+    assert "released" in literal
+    assert literal | set(ALERT_KINDS) <= set(AUDIT_EVENTS)
