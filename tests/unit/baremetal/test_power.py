@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import subprocess
 import sys
 import time
@@ -168,3 +169,19 @@ def test_a_process_whose_ipmi_call_got_no_answer_exits_at_once(bmc: VirtualMachi
     assert "no answer within 2s" in done.stdout, done.stderr
     assert done.returncode == 0, done.stderr
     assert took < 10, f"the process took {took:.1f}s to exit after a 2s-bounded call"
+
+
+@pytest.mark.slow
+def test_a_redfish_call_that_succeeds_logs_no_error(tmp_path: Path,
+                                                    caplog: pytest.LogCaptureFixture) -> None:
+    # QA: every call against sushy-tools logged "ERROR sushy.connector:
+    # Authentication to the session service failed" although it then worked
+    # (sushy falls back to HTTP Basic); the failures that matter reach us as
+    # exceptions and are translated (talprov.baremetal.errors).
+    with sushy_emulator(tmp_path) as url:
+        caplog.set_level(logging.DEBUG)
+        power = RedfishPower(url, USER, PASSWORD, min_interval=0)
+        assert power.power_state() == PowerState.OFF
+        power.close()
+    errors = [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert errors == [], [f"{r.name}: {r.getMessage()}" for r in errors]
