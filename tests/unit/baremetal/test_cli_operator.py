@@ -318,3 +318,22 @@ def test_every_audit_event_recorded_is_known() -> None:
 
     assert "released" in literal
     assert literal | set(ALERT_KINDS) <= set(AUDIT_EVENTS)
+
+
+def test_a_taken_boot_server_port_is_named(tmp_path: Path) -> None:
+    # QA: "cannot start the boot server: [Errno 98] Address already in use", which
+    # named neither the address nor the port (HTTP, config TLS, TFTP, DHCP?).
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        path = tmp_path / "bm.yaml"
+        path.write_text(yaml.safe_dump({
+            "inventory": str(tmp_path / "inv.sqlite"), "boot_url": "http://127.0.0.1:8081",
+            "listen_address": "127.0.0.1", "listen_port": port, "tftp_enabled": False}))
+        served = subprocess.run([sys.executable, "-m", "talprov", "baremetal", "--file",
+                                 str(path), "serve"],
+                                capture_output=True, text=True, timeout=30, check=False)
+    assert served.returncode == 2, served.stderr
+    assert f"HTTP on 127.0.0.1:{port}" in served.stderr
+    assert "Traceback" not in served.stderr
