@@ -159,8 +159,8 @@ class Inventory(InventoryFile):
             row = db.execute("SELECT state FROM machines WHERE name = ?", (name,)).fetchone()
             if row is None:
                 raise UnknownMachine(f"no machine {name!r}")
-            db.execute("UPDATE machines SET cordoned = 0, updated_at = ? WHERE name = ?",
-                       (self.clock(), name))
+            db.execute("UPDATE machines SET cordoned = 0, cordon_reason = '', updated_at = ?"
+                       " WHERE name = ?", (self.clock(), name))
             if row["state"] == MachineStatus.DISCOVERED:
                 db.execute("UPDATE machines SET state = ? WHERE name = ?",
                            (MachineStatus.AVAILABLE, name))
@@ -181,11 +181,13 @@ class Inventory(InventoryFile):
             if cur.rowcount == 0:
                 raise UnknownMachine(f"no machine {name!r}")
 
-    def cordon(self, name: str) -> None:
-        """Keep a machine from new allocations (a held machine keeps its request). Idempotent."""
+    def cordon(self, name: str, reason: str = "") -> None:
+        """Keep a machine from new allocations (a held machine keeps its request);
+        ``reason`` (talprov's, shown by ``baremetal list``) replaces any earlier
+        one. Idempotent."""
         with self._tx() as db:
-            cur = db.execute("UPDATE machines SET cordoned = 1, updated_at = ? WHERE name = ?",
-                             (self.clock(), name))
+            cur = db.execute("UPDATE machines SET cordoned = 1, cordon_reason = ?, updated_at = ?"
+                             " WHERE name = ?", (reason, self.clock(), name))
             if cur.rowcount == 0:
                 raise UnknownMachine(f"no machine {name!r}")
 
@@ -295,8 +297,9 @@ class Inventory(InventoryFile):
                 raise InventoryError(f"machine {name!r} is not held by request {request_id}")
             db.execute(
                 "UPDATE machines SET state = ?, request_id = NULL, owner = NULL, boot = NULL,"
-                " config = NULL, token_sha256 = NULL, cordoned = 1, updated_at = ?"
-                " WHERE name = ?", (MachineStatus.AVAILABLE, self.clock(), name))
+                " config = NULL, token_sha256 = NULL, cordoned = 1, cordon_reason = ?,"
+                " updated_at = ? WHERE name = ?",
+                (MachineStatus.AVAILABLE, f"{detail}; not wiped", self.clock(), name))
             db.execute("INSERT INTO audit (at, event, machine, detail) VALUES (?, ?, ?, ?)",
                        (self.clock(), "released", name, detail))
 

@@ -46,6 +46,7 @@ CREATE TABLE IF NOT EXISTS machines (
     wipe_started_at REAL,
     wipe_reported_at REAL,
     last_seen_at REAL,
+    cordon_reason TEXT NOT NULL DEFAULT '',
     updated_at REAL NOT NULL
 );
 CREATE TABLE IF NOT EXISTS audit (
@@ -84,6 +85,9 @@ class InventoryFile:
             columns = {row["name"] for row in db.execute("PRAGMA table_info(machines)")}
             if "script_remote" not in columns:  # an inventory from before address binding
                 db.execute("ALTER TABLE machines ADD COLUMN script_remote TEXT")
+            if "cordon_reason" not in columns:  # from before cordons said why
+                db.execute("ALTER TABLE machines ADD COLUMN cordon_reason TEXT NOT NULL"
+                           " DEFAULT ''")
 
     def __repr__(self) -> str:
         return f"Inventory({str(self.path)!r})"
@@ -134,4 +138,5 @@ def _machine(row: sqlite3.Row) -> InventoryMachine:
         script_fetched_at=row["script_fetched_at"], kernel_fetched_at=row["kernel_fetched_at"],
         config_fetched_at=row["config_fetched_at"], wipe_started_at=row["wipe_started_at"],
         wipe_reported_at=row["wipe_reported_at"], last_seen_at=row["last_seen_at"],
+        cordon_reason=row["cordon_reason"],
     )

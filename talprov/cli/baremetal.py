@@ -286,7 +286,9 @@ def list_machines(obj: _Ctx, output: str) -> None:
                        if row["request"] in failed else
                        f"request {row['request']} is gone (forgotten): `talprov baremetal "
                        f"release {row['name']}` frees it, not wiped"
-                       if row["request"] in gone else "")
+                       if row["request"] in gone else
+                       f"cordoned: {row['cordon_reason']}; `talprov baremetal accept "
+                       f"{row['name']}` once checked" if row["cordon_reason"] else "")
     emit(rows, output,
          columns=["name", "state", "request", "uuid", "macs", "bmc", "labels", "note"])
 

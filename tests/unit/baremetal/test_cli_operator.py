@@ -248,6 +248,11 @@ def test_a_forgotten_requests_machine_is_named_and_released_on_demand(home: Home
     assert machine is not None
     assert (machine.request_id, machine.status, machine.cordoned) == (None, "available", True)
     assert inventory.audit()[-1].event == "released"
+    rows = json.loads(home.invoke("baremetal", "list", "-o", "json").stdout)
+    assert rows[0]["state"] == "cordoned"
+    assert "not wiped" in rows[0]["note"]
+    assert home.invoke("baremetal", "accept", "node-2").exit_code == 0
+    assert json.loads(home.invoke("baremetal", "list", "-o", "json").stdout)[0]["note"] == ""
     assert home.invoke("baremetal", "remove", "node-2").exit_code == 0
 
 

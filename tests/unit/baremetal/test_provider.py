@@ -254,6 +254,9 @@ def test_wipe_that_never_starts_cordons_the_machine(tmp_path: Path) -> None:
     assert machine.request_id is None
     assert s.machines["m0"].state == PowerState.OFF
     assert any(a.event == "wipe-timeout" for a in s.inventory.audit())
+    # QA: `baremetal list` showed it cordoned with an empty note: why?
+    assert "wipe never started" in machine.public_view()["cordon_reason"]
+    assert "r1" in machine.public_view()["cordon_reason"]
 
 
 def test_list_machines_queries_power_rarely(tmp_path: Path) -> None:
