@@ -20,7 +20,12 @@ import yaml
 
 from talprov.baremetal.config import BareMetalConfig
 from talprov.baremetal.inventory import BmcInfo, Inventory, InventoryError, UnknownMachine
-from talprov.baremetal.records import canonical_uuid, check_machine_name, normalize_mac
+from talprov.baremetal.records import (
+    InventoryMachine,
+    canonical_uuid,
+    check_machine_name,
+    normalize_mac,
+)
 from talprov.cli.app import EXIT_FAILED, EXIT_USAGE, UnknownName, setup_logging
 from talprov.errors import ConfigError, read_user_file, validate, yaml_error
 from talprov.providers.labels import label_key_problem, label_value_problem
@@ -99,6 +104,14 @@ BMC_HELP = ("ipmi://HOST[:PORT], redfish://HOST[:PORT] or redfish+http://HOST[:P
 
 def _global_verbosity() -> int:
     return 1 if logging.getLogger().getEffectiveLevel() <= logging.INFO else 0
+
+
+def _known(inventory: Inventory, name: str) -> InventoryMachine:
+    """The machine called ``name``; raises ``UnknownMachine`` (exit 1) otherwise."""
+    machine = inventory.get(name)
+    if machine is None:
+        raise UnknownMachine(f"no machine {name!r}")
+    return machine
 
 
 def _fail(message: str, code: int = EXIT_USAGE) -> NoReturn:
@@ -329,10 +342,7 @@ def set_(obj: _Ctx, name: str, bmc_url: str | None, bmc_user: str | None,
               "--verify-tls")
     try:
         inventory = obj.inventory()
-        machine = inventory.get(name)
-        if machine is None:
-            raise UnknownMachine(f"no machine {name!r}")
-        old = machine.bmc
+        old = _known(inventory, name).bmc
         if bmc_url is None and not old.address:
             _fail(f"{name} has no BMC address yet; give it one with --bmc")
         bmc = _bmc(bmc_url or old.url(), bmc_user if bmc_user is not None else old.username,
@@ -433,10 +443,7 @@ def release(obj: _Ctx, name: str) -> None:
               "without --file")
     try:
         inventory = obj.inventory()
-        machine = inventory.get(name)
-        if machine is None:
-            raise UnknownMachine(f"no machine {name!r}")
-        holder = machine.request_id
+        holder = _known(inventory, name).request_id
         if holder is None:
             raise InventoryError(f"machine {name!r} is not held by any request")
         if obj.app.store.get_request(holder) is not None:

@@ -84,15 +84,22 @@ def test_audit_shows_refused_config_fetches(block: Path, tmp_path: Path) -> None
     assert rows[0]["at"].endswith("Z")
 
 
-def test_list_says_a_failed_request_still_holds_its_machine(home: Home) -> None:
+def held_machine(home: Home, name: str, request_id: str) -> Inventory:
+    """A bare-metal instance "bm" whose machine ``name`` is held by the stored
+    request ``request_id``; its inventory."""
     home.providers["bm"] = {"type": "baremetal", "inventory": str(home.root / "inv.sqlite"),
                             "boot_url": "http://127.0.0.1:8081"}
     home.write_config()
     inventory = Inventory(home.root / "inv.sqlite")
-    inventory.add("node-1", uuid=UUID, macs=[], bmc=_bmc())
-    request = home.write_request("bm-1", provider="bm")
+    inventory.add(name, uuid=UUID, macs=[], bmc=_bmc())
+    request = home.write_request(request_id, provider="bm")
     assert home.invoke("machine", "create", "-f", str(request)).exit_code == 0
-    inventory.allocate("bm-1", "talprov/bm", ["node-1"])
+    assert inventory.allocate(request_id, "talprov/bm", [name]) is not None
+    return inventory
+
+
+def test_list_says_a_failed_request_still_holds_its_machine(home: Home) -> None:
+    held_machine(home, "node-1", "bm-1")
     store = Store(home.store_url)
     summary = store.summaries([Stage.PENDING])[0]
     store.note_observed("bm-1", expected_version=summary.version, stage=Stage.FAILED,
@@ -227,14 +234,7 @@ def test_a_forgotten_requests_machine_is_named_and_released_on_demand(home: Home
     # QA: after `machine forget`, the machine stayed allocated to the gone request
     # with an empty note; remove refused ("held by request"), accept and cordon did
     # not free it, and no command did.
-    home.providers["bm"] = {"type": "baremetal", "inventory": str(home.root / "inv.sqlite"),
-                            "boot_url": "http://127.0.0.1:8081"}
-    home.write_config()
-    inventory = Inventory(home.root / "inv.sqlite")
-    inventory.add("node-2", uuid=UUID, macs=[], bmc=_bmc())
-    request = home.write_request("i1", provider="bm")
-    assert home.invoke("machine", "create", "-f", str(request)).exit_code == 0
-    inventory.allocate("i1", "talprov/bm", ["node-2"])
+    inventory = held_machine(home, "node-2", "i1")
     early = home.invoke("baremetal", "release", "node-2")
     assert early.exit_code == 2, early.output  # the request still exists: delete it instead
     assert "machine delete i1" in early.output
