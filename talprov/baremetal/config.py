@@ -7,9 +7,12 @@ sides meet in the inventory file.
 from __future__ import annotations
 
 from ipaddress import IPv4Address
+from pathlib import Path
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field
+
+from talprov.errors import ConfigError
 
 
 class DhcpConfig(BaseModel):
@@ -61,7 +64,8 @@ class BareMetalConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    inventory: str = Field(description="Path of the inventory SQLite file (created 0600).")
+    inventory: str = Field(description="Path of the inventory SQLite file (created 0600 "
+                           "if missing; its directory must exist).")
     boot_url: str = Field(
         pattern=r"^https?://[^/\s]+(:\d+)?/?$",
         description="Base URL at which machines reach the boot server's HTTP endpoint, "
@@ -115,6 +119,15 @@ class BareMetalConfig(BaseModel):
     observe_interval: float = Field(
         default=60.0, ge=0,
         description="Seconds between power-state queries of one machine in list_machines.")
+
+    def check_boot_files(self) -> None:
+        """What the boot server reads from this host and that must be there before it
+        starts: ``ipxe_dir`` when TFTP is on. Raises ``ConfigError`` naming the field
+        (``config check`` and ``serve`` say it, not a TFTP library's traceback).
+        Reads the file system only."""
+        if self.tftp_enabled and not Path(self.ipxe_dir).is_dir():
+            raise ConfigError("ipxe_dir", f"{self.ipxe_dir} does not exist or is not a "
+                              "directory (install Debian's 'ipxe', or set tftp_enabled: false)")
 
     def config_base_url(self) -> str:
         """Where machines fetch their config: ``boot_url``, or its host on HTTPS."""

@@ -85,7 +85,8 @@ class Deprovisioner:
             ctx.event(f"machine {machine.name}: powered off after "
                       + ("the wipe" if wiped else "the wipe timed out"))
         if timed_out and not wiped:
-            inventory.cordon(machine.name)
+            inventory.cordon(machine.name, f"the wipe never started for request "
+                             f"{ctx.request.id} (wipe_timeout): the disk may hold its secrets")
             inventory.record_audit("wipe-timeout", machine=machine.name, uuid=machine.uuid)
         inventory.release(machine.name, ctx.request.id)
         ctx.event(f"machine {machine.name} released")

@@ -159,8 +159,8 @@ class Inventory(InventoryFile):
             row = db.execute("SELECT state FROM machines WHERE name = ?", (name,)).fetchone()
             if row is None:
                 raise UnknownMachine(f"no machine {name!r}")
-            db.execute("UPDATE machines SET cordoned = 0, updated_at = ? WHERE name = ?",
-                       (self.clock(), name))
+            db.execute("UPDATE machines SET cordoned = 0, cordon_reason = '', updated_at = ?"
+                       " WHERE name = ?", (self.clock(), name))
             if row["state"] == MachineStatus.DISCOVERED:
                 db.execute("UPDATE machines SET state = ? WHERE name = ?",
                            (MachineStatus.AVAILABLE, name))
@@ -181,11 +181,13 @@ class Inventory(InventoryFile):
             if cur.rowcount == 0:
                 raise UnknownMachine(f"no machine {name!r}")
 
-    def cordon(self, name: str) -> None:
-        """Keep a machine from new allocations (a held machine keeps its request). Idempotent."""
+    def cordon(self, name: str, reason: str = "") -> None:
+        """Keep a machine from new allocations (a held machine keeps its request);
+        ``reason`` (talprov's, shown by ``baremetal list``) replaces any earlier
+        one. Idempotent."""
         with self._tx() as db:
-            cur = db.execute("UPDATE machines SET cordoned = 1, updated_at = ? WHERE name = ?",
-                             (self.clock(), name))
+            cur = db.execute("UPDATE machines SET cordoned = 1, cordon_reason = ?, updated_at = ?"
+                             " WHERE name = ?", (reason, self.clock(), name))
             if cur.rowcount == 0:
                 raise UnknownMachine(f"no machine {name!r}")
 
@@ -279,6 +281,27 @@ class Inventory(InventoryFile):
                 " WHERE name = ? AND request_id = ?",
                 (MachineStatus.AVAILABLE, self.clock(), name, request_id),
             )
+
+    def release_unwiped(self, name: str, request_id: str, *, detail: str) -> None:
+        """Give back a machine whose request is gone without a deprovision (forgotten):
+        free, cordoned (its disk was not wiped and may still hold that cluster's
+        Talos and secrets) and audited as ``released``. Raises ``UnknownMachine``
+        for an unknown name, ``InventoryError`` when ``request_id`` does not hold it.
+        Not idempotent by design: a second call finds the machine free and refuses.
+        """
+        with self._tx() as db:
+            row = db.execute("SELECT request_id FROM machines WHERE name = ?", (name,)).fetchone()
+            if row is None:
+                raise UnknownMachine(f"no machine {name!r}")
+            if row["request_id"] != request_id:
+                raise InventoryError(f"machine {name!r} is not held by request {request_id}")
+            db.execute(
+                "UPDATE machines SET state = ?, request_id = NULL, owner = NULL, boot = NULL,"
+                " config = NULL, token_sha256 = NULL, cordoned = 1, cordon_reason = ?,"
+                " updated_at = ? WHERE name = ?",
+                (MachineStatus.AVAILABLE, f"{detail}; not wiped", self.clock(), name))
+            db.execute("INSERT INTO audit (at, event, machine, detail) VALUES (?, ?, ?, ?)",
+                       (self.clock(), "released", name, detail))
 
     # -- boot server side ---------------------------------------------------
 

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from talprov.baremetal.records import BmcInfo, BootPlan, InventoryMachine, MachineStatus
+from talprov.errors import ConfigError
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS machines (
@@ -45,6 +46,7 @@ CREATE TABLE IF NOT EXISTS machines (
     wipe_started_at REAL,
     wipe_reported_at REAL,
     last_seen_at REAL,
+    cordon_reason TEXT NOT NULL DEFAULT '',
     updated_at REAL NOT NULL
 );
 CREATE TABLE IF NOT EXISTS audit (
@@ -65,9 +67,15 @@ class InventoryFile:
     """One inventory file: connections, transactions and rows read as records."""
 
     def __init__(self, path: str | Path, *, clock: Callable[[], float] = time.time) -> None:
+        """Open (or create, mode 0600) the file at ``path``. Raises ``ConfigError``
+        naming ``inventory`` when its directory does not exist. Idempotent."""
         self.path = Path(path)
         self.clock = clock
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        if not self.path.parent.is_dir():
+            # Never created here: a typo in the path would otherwise give an empty
+            # inventory somewhere unexpected (as root, for the boot server).
+            raise ConfigError("inventory", f"directory {self.path.parent} does not exist "
+                              "(create it, or correct the path)")
         if not self.path.exists():
             # Created private: it holds configs waiting to be fetched.
             fd = os.open(self.path, os.O_CREAT | os.O_WRONLY, 0o600)
@@ -77,6 +85,9 @@ class InventoryFile:
             columns = {row["name"] for row in db.execute("PRAGMA table_info(machines)")}
             if "script_remote" not in columns:  # an inventory from before address binding
                 db.execute("ALTER TABLE machines ADD COLUMN script_remote TEXT")
+            if "cordon_reason" not in columns:  # from before cordons said why
+                db.execute("ALTER TABLE machines ADD COLUMN cordon_reason TEXT NOT NULL"
+                           " DEFAULT ''")
 
     def __repr__(self) -> str:
         return f"Inventory({str(self.path)!r})"
@@ -127,4 +138,5 @@ def _machine(row: sqlite3.Row) -> InventoryMachine:
         script_fetched_at=row["script_fetched_at"], kernel_fetched_at=row["kernel_fetched_at"],
         config_fetched_at=row["config_fetched_at"], wipe_started_at=row["wipe_started_at"],
         wipe_reported_at=row["wipe_reported_at"], last_seen_at=row["last_seen_at"],
+        cordon_reason=row["cordon_reason"],
     )

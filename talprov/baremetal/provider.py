@@ -97,9 +97,14 @@ def allocation_candidates(machines: Sequence[InventoryMachine], data: BareMetalM
             [m.name for m in fitting if not m.bmc.address])
 
 
-def no_machine_message(without_bmc: Sequence[str]) -> str:
-    """Why no machine could be allocated, naming up to three fitting machines that
-    have no BMC address and how to give one. Pure."""
+def no_machine_message(without_bmc: Sequence[str], missing_name: str | None = None) -> str:
+    """Why no machine could be allocated: ``missing_name`` (a ``provider_data.machine``
+    that names no inventory machine, a typo more often than not), or up to three
+    fitting machines that have no BMC address and how to give one. Pure."""
+    if missing_name is not None:
+        return (f"no machine named {missing_name} in the inventory (provider_data.machine); "
+                f"the request waits until one is added (`talprov baremetal add "
+                f"{missing_name} ...`) or is deleted")
     if not without_bmc:
         return "no available machine matches the request's provider_data"
     named = ", ".join(without_bmc[:3]) + (", ..." if len(without_bmc) > 3 else "")
@@ -273,11 +278,13 @@ class BareMetalProvider:
         held = self.inventory.held_by(ctx.request.id)
         without_bmc: list[str] = []
         if held is None:
-            candidates, without_bmc = allocation_candidates(self.inventory.machines(),
-                                                            ctx.data)
+            machines = self.inventory.machines()
+            candidates, without_bmc = allocation_candidates(machines, ctx.data)
             held = self.inventory.allocate(ctx.request.id, owner_key(ctx.owner), candidates)
         if held is None:
-            raise CapacityError(no_machine_message(without_bmc), retry_after=30.0)
+            wanted = ctx.data.machine
+            missing = wanted if wanted and all(m.name != wanted for m in machines) else None
+            raise CapacityError(no_machine_message(without_bmc, missing), retry_after=30.0)
         ctx.state.machine = held.name
         ctx.state.infra_id = held.name
         ctx.state.machine_uuid = held.uuid

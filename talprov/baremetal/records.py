@@ -104,6 +104,8 @@ class InventoryMachine:
     wipe_started_at: float | None
     wipe_reported_at: float | None
     last_seen_at: float | None
+    #: Why talprov cordoned it ("" when a person did, or when it is not cordoned).
+    cordon_reason: str = ""
 
     def public_view(self) -> dict[str, Any]:
         """The machine as it may be shown (no config, no password)."""
@@ -111,7 +113,8 @@ class InventoryMachine:
             "name": self.name, "uuid": self.uuid, "macs": list(self.macs),
             "state": "cordoned" if self.cordoned and self.request_id is None
             else str(self.status),
-            "cordoned": self.cordoned, "request": self.request_id,
+            "cordoned": self.cordoned, "cordon_reason": self.cordon_reason,
+            "request": self.request_id,
             "bmc": self.bmc.url(),
             "labels": dict(self.labels), "cpus": self.cpus, "memory_mib": self.memory_mib,
             "disk_gb": self.disk_gb,
@@ -165,3 +168,13 @@ def check_machine_name(name: str) -> str:
     if not re.fullmatch(MACHINE_NAME_PATTERN, name):
         raise ValueError(f"the machine name {name!r} {pattern_in_words(MACHINE_NAME_PATTERN)}")
     return name
+
+
+#: Every audit event the boot server and the inventory record, besides the
+#: ``report-<event>`` ones a booting machine sends (``audit --event`` checks
+#: against these; tests/unit/baremetal/test_cli_operator.py keeps it complete).
+AUDIT_EVENTS = (
+    "discovered", "install-script", "wipe-script", "local-disk", "script-without-dhcp",
+    "config-fetched", "config-refused", "config-refetch", "config-wrong-address",
+    "wipe-reported", "wipe-report-refused", "wipe-timeout", "released",
+)

@@ -21,7 +21,12 @@ from pydantic import TypeAdapter, ValidationError
 
 from talprov.baremetal.config import BareMetalConfig
 from talprov.baremetal.inventory import BmcInfo, Inventory, InventoryError, UnknownMachine
-from talprov.baremetal.records import canonical_uuid, check_machine_name, normalize_mac
+from talprov.baremetal.records import (
+    InventoryMachine,
+    canonical_uuid,
+    check_machine_name,
+    normalize_mac,
+)
 from talprov.cli.app import EXIT_FAILED, EXIT_USAGE, UnknownName, setup_logging
 from talprov.errors import ConfigError, describe_problem, read_user_file, validate, yaml_error
 from talprov.providers.labels import Labels
@@ -100,6 +105,14 @@ BMC_HELP = ("ipmi://HOST[:PORT], redfish://HOST[:PORT] or redfish+http://HOST[:P
 
 def _global_verbosity() -> int:
     return 1 if logging.getLogger().getEffectiveLevel() <= logging.INFO else 0
+
+
+def _known(inventory: Inventory, name: str) -> InventoryMachine:
+    """The machine called ``name``; raises ``UnknownMachine`` (exit 1) otherwise."""
+    machine = inventory.get(name)
+    if machine is None:
+        raise UnknownMachine(f"no machine {name!r}")
+    return machine
 
 
 def _fail(message: str, code: int = EXIT_USAGE) -> NoReturn:
@@ -214,6 +227,7 @@ def serve(obj: _Ctx, verbose: bool) -> None:
 
     try:
         config, factory_url = obj.config()
+        config.check_boot_files()
         auth, verify = proxy_credentials(obj.app, obj.file, config)
     except ConfigError as exc:
         _refuse(exc)
@@ -287,26 +301,33 @@ def list_machines(obj: _Ctx, output: str) -> None:
     except ConfigError as exc:
         _refuse(exc)
         return
-    failed = _failed_requests(obj, {str(r["request"]) for r in rows if r["request"]})
+    failed, gone = _request_troubles(obj, {str(r["request"]) for r in rows if r["request"]})
     for row in rows:
         row["note"] = (f"request failed: `talprov machine delete {row['request']}` frees it"
-                       if row["request"] in failed else "")
+                       if row["request"] in failed else
+                       f"request {row['request']} is gone (forgotten): `talprov baremetal "
+                       f"release {row['name']}` frees it, not wiped"
+                       if row["request"] in gone else
+                       f"cordoned: {row['cordon_reason']}; `talprov baremetal accept "
+                       f"{row['name']}` once checked" if row["cordon_reason"] else "")
     emit(rows, output,
          columns=["name", "state", "request", "uuid", "macs", "bmc", "labels", "note"])
 
 
-def _failed_requests(obj: _Ctx, request_ids: set[str]) -> set[str]:
-    """Which of ``request_ids`` failed, from the store (empty with --file or no store)."""
+def _request_troubles(obj: _Ctx, request_ids: set[str]) -> tuple[set[str], set[str]]:
+    """Which of ``request_ids`` failed and which the store no longer has (forgotten);
+    both empty with --file or without a readable store."""
     if not request_ids or obj.file is not None:
-        return set()
+        return set(), set()
     from talprov.providers.types import Stage
     from talprov.store.errors import StoreError
 
     try:
         records = obj.app.store.list_requests(ids=request_ids)
     except (StoreError, ConfigError):
-        return set()
-    return {r.request.id for r in records if r.stage == Stage.FAILED}
+        return set(), set()
+    known = {r.request.id for r in records}
+    return {r.request.id for r in records if r.stage == Stage.FAILED}, request_ids - known
 
 
 @baremetal.command(name="set")
@@ -329,10 +350,7 @@ def set_(obj: _Ctx, name: str, bmc_url: str | None, bmc_user: str | None,
               "--verify-tls")
     try:
         inventory = obj.inventory()
-        machine = inventory.get(name)
-        if machine is None:
-            raise UnknownMachine(f"no machine {name!r}")
-        old = machine.bmc
+        old = _known(inventory, name).bmc
         if bmc_url is None and not old.address:
             _fail(f"{name} has no BMC address yet; give it one with --bmc")
         bmc = _bmc(bmc_url or old.url(), bmc_user if bmc_user is not None else old.username,
@@ -353,9 +371,13 @@ def set_(obj: _Ctx, name: str, bmc_url: str | None, bmc_user: str | None,
 @click.option("-o", "--output", type=click.Choice(["table", "json", "yaml"]), default="table")
 @click.pass_obj
 def audit(obj: _Ctx, events: tuple[str, ...], output: str) -> None:
-    """Show the boot server's audit log: config fetches, refusals, wipe reports."""
+    """Show the boot server's audit log: config fetches, refusals, wipe reports.
+
+    An --event that names no known event is refused (exit 2), listing them.
+    """
     from datetime import UTC, datetime
 
+    from talprov.baremetal.records import AUDIT_EVENTS
     from talprov.cli.output import emit
 
     try:
@@ -363,6 +385,12 @@ def audit(obj: _Ctx, events: tuple[str, ...], output: str) -> None:
     except ConfigError as exc:
         _refuse(exc)
         return
+    recorded = {e.event for e in entries}
+    unknown = [e for e in events
+               if e not in AUDIT_EVENTS and e not in recorded and not e.startswith("report-")]
+    if unknown:
+        _fail(f"--event: unknown event {unknown[0]!r}; known: {', '.join(AUDIT_EVENTS)}, "
+              "report-<event> (what a machine reports)")
     rows = [{"at": datetime.fromtimestamp(e.at, UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
              "event": e.event, "machine": e.machine, "uuid": e.uuid, "mac": e.mac,
              "remote": e.remote, "detail": e.detail}
@@ -404,6 +432,38 @@ def accept(obj: _Ctx, name: str) -> None:
         click.echo(f"warning: {name} has no BMC address: no request takes it until it "
                    f"has one; set one with `talprov baremetal set {name} --bmc URL "
                    "--bmc-user U --bmc-password REF`", err=True)
+@baremetal.command(name="release")
+@click.argument("name")
+@click.pass_obj
+def release(obj: _Ctx, name: str) -> None:
+    """Free a machine whose request was forgotten (`talprov machine forget`).
+
+    Forgetting a request calls no provider, so its machine is neither powered
+    off nor wiped: it stays held until this command. The machine comes back
+    cordoned, since its disk may still hold that cluster's Talos and secrets;
+    wipe it, then `talprov baremetal accept NAME`. Refused (exit 2) while the
+    request still exists: `talprov machine delete ID` wipes and frees it.
+    """
+    from talprov.store.errors import StoreError
+
+    if obj.file is not None:
+        _fail("release needs the request store to see the request is gone: run it "
+              "without --file")
+    try:
+        inventory = obj.inventory()
+        holder = _known(inventory, name).request_id
+        if holder is None:
+            raise InventoryError(f"machine {name!r} is not held by any request")
+        if obj.app.store.get_request(holder) is not None:
+            raise InventoryError(f"machine {name!r} is held by request {holder}, which "
+                                 f"exists: `talprov machine delete {holder}` wipes and frees it")
+        inventory.release_unwiped(name, holder, detail=f"request {holder} was forgotten")
+    except (InventoryError, ConfigError, StoreError) as exc:
+        _refuse(exc)
+    click.echo(f"released {name} from forgotten request {holder}; cordoned, as it was not "
+               f"wiped: wipe its disk, then `talprov baremetal accept {name}`")
+
+
 baremetal.command(name="cordon", help="Keep a machine from new allocations.")(_simple("cordon"))
 baremetal.command(name="remove", help="Forget a machine that no request holds.")(
     _simple("remove"))

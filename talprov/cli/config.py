@@ -69,6 +69,7 @@ def check(app: App, connect: bool, output: str) -> None:
         part = f"providers.{name}"
         try:
             provider = app.provider(name)
+            _check_local_files(provider)
         except ConfigError as exc:
             rows.append(_row(part, block.type, file, part, exc))
             continue
@@ -85,6 +86,16 @@ def check(app: App, connect: bool, output: str) -> None:
         sys.exit(EXIT_USAGE)
     if any(not str(r["result"]).startswith("ok") for r in rows):
         sys.exit(EXIT_FAILED)
+
+
+def _check_local_files(provider: object) -> None:
+    """A bare-metal instance's boot-server files (``ipxe_dir``), which ``serve``
+    needs on this host. Raises ``ConfigError`` naming the field."""
+    from talprov.baremetal.config import BareMetalConfig
+
+    config = getattr(provider, "config", None)
+    if isinstance(config, BareMetalConfig):
+        config.check_boot_files()
 
 
 def _factory_row(app: App, file: str | None, *, connect: bool) -> dict[str, object]:

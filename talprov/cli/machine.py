@@ -245,13 +245,15 @@ def forget(app: App, request_id: str, reason: str, actor: str) -> None:
     """Remove a request from the store WITHOUT calling its provider.
 
     The escape hatch for a provider that is gone for good; any machine it had is
-    left where it is.
+    left where it is (a bare-metal machine stays held, not wiped, until
+    `talprov baremetal release NAME`).
     """
     if app.store.get_request(request_id) is None:
         fail(f"request {request_id} not found", EXIT_FAILED)
     app.store.forget_request(request_id, actor=actor, reason=reason)
     say(f"request {request_id}: forgotten (audited as {actor}: {reason}); any machine it "
-        "had is left in place", request_id=request_id)
+        "had is left in place (bare metal: `talprov baremetal release NAME` frees it)",
+        request_id=request_id)
 
 
 @machine.command("retry")

@@ -321,7 +321,12 @@ def start_boot_servers(app: App) -> list[Any]:
                           factory_auth=app.runtime.factory_auth,
                           factory_verify=app.runtime.factory_verify_tls)
         try:
+            handle.provider.config.check_boot_files()
             boot.start()
+        except ConfigError as exc:
+            for other in started:
+                other.stop()
+            fail(f"providers.{name}.{exc}")
         except OSError as exc:
             for other in started:
                 other.stop()

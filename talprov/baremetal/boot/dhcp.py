@@ -21,6 +21,7 @@ import threading
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address
 
+from talprov.baremetal.boot import naming_socket
 from talprov.baremetal.boot.binding import DhcpLedger
 from talprov.baremetal.config import DhcpConfig
 
@@ -206,7 +207,11 @@ class DhcpResponder:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_BROADCAST, 1)
         if self.interface:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, self.interface.encode())
-        sock.bind((self.listen_address, port))
+        try:
+            sock.bind((self.listen_address, port))
+        except OSError as exc:
+            sock.close()
+            raise naming_socket("DHCP", self.listen_address, port, exc) from None
         sock.settimeout(0.5)
         return sock
 

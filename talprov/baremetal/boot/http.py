@@ -32,7 +32,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 import httpx
 
-from talprov.baremetal.boot import ipxe
+from talprov.baremetal.boot import ipxe, naming_socket
 from talprov.baremetal.boot.binding import BootAlerts, DhcpLedger, SourceRateLimit
 from talprov.baremetal.config import BareMetalConfig
 from talprov.baremetal.inventory import Inventory, MachineStatus, normalize_mac
@@ -390,7 +390,10 @@ class HttpBootServer:
                  tls: ssl.SSLContext | None = None) -> None:
         """Plain HTTP serves everything but configs when ``app.config.config_tls``
         is set; then the server with ``tls`` serves configs only."""
-        self._server = _Server((host, port), app, https=tls is not None)
+        try:
+            self._server = _Server((host, port), app, https=tls is not None)
+        except OSError as exc:
+            raise naming_socket("HTTPS (config_tls)" if tls else "HTTP", host, port, exc) from None
         if tls is not None:
             self._server.socket = tls.wrap_socket(self._server.socket, server_side=True,
                                                   do_handshake_on_connect=False)

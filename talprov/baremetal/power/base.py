@@ -11,7 +11,9 @@ import threading
 import time
 from collections.abc import Callable
 from enum import StrEnum
-from typing import ClassVar, Protocol
+from typing import ClassVar, Protocol, TypeVar
+
+T = TypeVar("T")
 
 
 class PowerState(StrEnum):
@@ -89,3 +91,35 @@ class Throttle:
                     self._sleep(gap)
                     now = self._clock()
             self._last = now
+
+
+class NoAnswer(Exception):
+    """A :func:`bounded_call` did not finish within its timeout."""
+
+
+def bounded_call(action: Callable[[], T], timeout: float, *, name: str) -> T:
+    """``action()``'s result, or ``NoAnswer`` after ``timeout`` seconds.
+
+    The action runs in a daemon thread of its own, not in an executor's worker:
+    an executor's workers are joined when the interpreter exits, so one call
+    that a hung BMC never answers (pyghmi waits on its own schedule) kept a
+    finished ``reconcile --once`` or a stopped service alive for good. A thread
+    left behind here ends with the process. Raises what ``action`` raises.
+    """
+    outcome: list[T] = []
+    failure: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            outcome.append(action())
+        except BaseException as exc:  # handed to the caller's thread
+            failure.append(exc)
+
+    worker = threading.Thread(target=run, name=name, daemon=True)
+    worker.start()
+    worker.join(timeout)
+    if worker.is_alive():
+        raise NoAnswer(name)
+    if failure:
+        raise failure[0]
+    return outcome[0]

@@ -12,12 +12,10 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
-from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Any, ClassVar, TypeVar
 
 from talprov.baremetal.errors import ipmi_error
-from talprov.baremetal.power.base import BootDevice, PowerState, Throttle
+from talprov.baremetal.power.base import BootDevice, NoAnswer, PowerState, Throttle, bounded_call
 from talprov.providers.errors import AuthError, ProviderError, Transient, naming_endpoint
 
 log = logging.getLogger(__name__)
@@ -50,13 +48,13 @@ class IpmiPower:
     One pyghmi ``Command`` (one RMCP+ session) per BMC and user is kept for the
     whole process: a second ``Command`` for a BMC whose session pyghmi already
     holds never completes its login (seen with ipmi_sim), and BMCs limit
-    sessions anyway. Each call runs in a worker thread bounded by
-    ``call_timeout``, so a BMC that stops answering cannot hang a step.
+    sessions anyway. Each call runs in a daemon thread bounded by
+    ``call_timeout`` (:func:`bounded_call`), so a BMC that stops answering can
+    hang neither a step nor the process's exit.
     """
 
     _sessions: ClassVar[dict[str, Any]] = {}
     _sessions_lock: ClassVar[threading.Lock] = threading.Lock()
-    _pool: ClassVar[ThreadPoolExecutor] = ThreadPoolExecutor(8, thread_name_prefix="ipmi")
 
     def __init__(
         self, address: str, username: str, password: str, *, port: int | None = None,
@@ -106,10 +104,10 @@ class IpmiPower:
         last: ProviderError | None = None
         for attempt in range(self.attempts):
             self._throttle.wait()
-            future = self._pool.submit(lambda: action(self._command()))
             try:
-                return future.result(timeout=self.call_timeout)
-            except FutureTimeout:
+                return bounded_call(lambda: action(self._command()), self.call_timeout,
+                                    name=f"ipmi {what} {self.address}:{self.port}")
+            except NoAnswer:
                 last = Transient(f"{naming_endpoint(what, self.endpoint)}: no answer within "
                                  f"{self.call_timeout:.0f}s", retry_after=10.0)
                 self._forget_session()

@@ -68,6 +68,11 @@ class RedfishPower:
             import sushy
             from sushy import auth as sushy_auth
 
+            # sushy logs ERROR for a session login the BMC refuses even when its
+            # HTTP Basic fallback then works, and WARNING for paths it guesses:
+            # noise on every call. Every failure that matters reaches this class
+            # as an exception and is said once, translated (redfish_error).
+            logging.getLogger("sushy").setLevel(logging.CRITICAL)
             auth = sushy_auth.SessionOrBasicAuth(username=self._username,
                                                  password=self._password)
             self._root = sushy.Sushy(self.base_url, auth=auth, verify=self.verify,

@@ -79,8 +79,20 @@ def power_off(vmdir: Path) -> None:
     log(vmdir, "power off")
 
 
+def stay_silent(vmdir: Path) -> None:
+    """While VMDIR/silent exists, answer nothing: ipmi_sim waits for this program's
+    output in its only event loop, so the whole BMC stops answering (a hung BMC).
+    Ends when the file goes or ipmi_sim does (no orphan left behind)."""
+    parent = os.getppid()
+    while (vmdir / "silent").exists() and os.getppid() == parent:
+        time.sleep(0.2)
+
+
 def main(argv: list[str]) -> int:
     vmdir = Path(argv[1])
+    if (vmdir / "silent").exists():
+        stay_silent(vmdir)
+        return 1
     args = [a for a in argv[2:] if not a.startswith("0x")]
     if not args:
         return 1

@@ -186,7 +186,12 @@ class VirtualMachine:
         path = self.vmdir / "chassis.log"
         return path.read_text().splitlines() if path.exists() else []
 
+    def go_silent(self) -> None:
+        """From now on the BMC answers nothing (its chassis program hangs ipmi_sim)."""
+        (self.vmdir / "silent").touch()
+
     def stop(self) -> None:
+        (self.vmdir / "silent").unlink(missing_ok=True)
         pid = self.qemu_pid()
         if pid is not None:
             _kill(pid)

@@ -5,6 +5,7 @@ audit log readable, failed requests visible in `list`, `serve -v` logging."""
 from __future__ import annotations
 
 import json
+import re
 import socket
 import subprocess
 import sys
@@ -83,15 +84,22 @@ def test_audit_shows_refused_config_fetches(block: Path, tmp_path: Path) -> None
     assert rows[0]["at"].endswith("Z")
 
 
-def test_list_says_a_failed_request_still_holds_its_machine(home: Home) -> None:
+def held_machine(home: Home, name: str, request_id: str) -> Inventory:
+    """A bare-metal instance "bm" whose machine ``name`` is held by the stored
+    request ``request_id``; its inventory."""
     home.providers["bm"] = {"type": "baremetal", "inventory": str(home.root / "inv.sqlite"),
                             "boot_url": "http://127.0.0.1:8081"}
     home.write_config()
     inventory = Inventory(home.root / "inv.sqlite")
-    inventory.add("node-1", uuid=UUID, macs=[], bmc=_bmc())
-    request = home.write_request("bm-1", provider="bm")
+    inventory.add(name, uuid=UUID, macs=[], bmc=_bmc())
+    request = home.write_request(request_id, provider="bm")
     assert home.invoke("machine", "create", "-f", str(request)).exit_code == 0
-    inventory.allocate("bm-1", "talprov/bm", ["node-1"])
+    assert inventory.allocate(request_id, "talprov/bm", [name]) is not None
+    return inventory
+
+
+def test_list_says_a_failed_request_still_holds_its_machine(home: Home) -> None:
+    held_machine(home, "node-1", "bm-1")
     store = Store(home.store_url)
     summary = store.summaries([Stage.PENDING])[0]
     store.note_observed("bm-1", expected_version=summary.version, stage=Stage.FAILED,
@@ -220,3 +228,117 @@ def test_a_bmc_port_that_is_not_a_number_names_bmc(block: Path) -> None:
                  "--bmc-user", "u", "--bmc-password", "${env:BMC_PASS}")
     assert result.exit_code == 2, result.output
     assert "--bmc: the port must be a number" in result.output
+
+
+def test_a_forgotten_requests_machine_is_named_and_released_on_demand(home: Home) -> None:
+    # QA: after `machine forget`, the machine stayed allocated to the gone request
+    # with an empty note; remove refused ("held by request"), accept and cordon did
+    # not free it, and no command did.
+    inventory = held_machine(home, "node-2", "i1")
+    early = home.invoke("baremetal", "release", "node-2")
+    assert early.exit_code == 2, early.output  # the request still exists: delete it instead
+    assert "machine delete i1" in early.output
+    assert home.invoke("machine", "forget", "i1", "--reason", "qa").exit_code == 0
+    rows = json.loads(home.invoke("baremetal", "list", "-o", "json").stdout)
+    assert "baremetal release node-2" in rows[0]["note"]
+    released = home.invoke("baremetal", "release", "node-2")
+    assert released.exit_code == 0, released.output
+    assert "not wiped" in released.output
+    machine = inventory.get("node-2")
+    assert machine is not None
+    assert (machine.request_id, machine.status, machine.cordoned) == (None, "available", True)
+    assert inventory.audit()[-1].event == "released"
+    rows = json.loads(home.invoke("baremetal", "list", "-o", "json").stdout)
+    assert rows[0]["state"] == "cordoned"
+    assert "not wiped" in rows[0]["note"]
+    assert home.invoke("baremetal", "accept", "node-2").exit_code == 0
+    assert json.loads(home.invoke("baremetal", "list", "-o", "json").stdout)[0]["note"] == ""
+    assert home.invoke("baremetal", "remove", "node-2").exit_code == 0
+
+
+def test_an_inventory_in_a_missing_directory_is_a_config_error(home: Home) -> None:
+    # QA: `inventory: /nonexistent/dir/inv.sqlite` (a typo) created the directories
+    # (as root); `baremetal list` printed (none), `providers --health` said ok.
+    missing = home.root / "nonexistent" / "dir"
+    home.providers["bm"] = {"type": "baremetal", "inventory": str(missing / "inv.sqlite"),
+                            "boot_url": "http://127.0.0.1:8081"}
+    home.write_config()
+    listed = home.invoke("baremetal", "list")
+    assert listed.exit_code == 2, listed.output
+    assert f"inventory: directory {missing} does not exist" in listed.output
+    assert "Traceback" not in listed.output
+    health = home.invoke("providers", "--health", "-o", "json")
+    assert health.exit_code == 1, health.output
+    row = next(r for r in json.loads(health.stdout) if r["name"] == "bm")
+    assert f"directory {missing} does not exist" in json.dumps(row)
+    assert not missing.parent.exists()
+    # An existing directory still gets a new inventory file, private.
+    home.providers["bm"]["inventory"] = str(home.root / "inv.sqlite")
+    home.write_config()
+    assert home.invoke("baremetal", "list").exit_code == 0
+    assert (home.root / "inv.sqlite").stat().st_mode & 0o777 == 0o600
+
+
+def test_a_missing_ipxe_dir_is_one_line_naming_it(home: Home, tmp_path: Path) -> None:
+    # QA: serve with dhcp set and ipxe_dir: /nonexistent printed tftpy's traceback
+    # ("The tftproot does not exist."), exit 1; config check said nothing.
+    block = {"inventory": str(tmp_path / "inv.sqlite"), "boot_url": "http://127.0.0.1:8081",
+             "listen_address": "127.0.0.1", "listen_port": free_port(), "tftp_port": free_port(),
+             "ipxe_dir": str(tmp_path / "nonexistent"),
+             "dhcp": {"interface_address": "127.0.0.1", "interface": "lo"}}
+    path = tmp_path / "bm.yaml"
+    path.write_text(yaml.safe_dump(block))
+    served = subprocess.run([sys.executable, "-m", "talprov", "baremetal", "--file", str(path),
+                             "serve"], capture_output=True, text=True, timeout=30, check=False)
+    assert served.returncode == 2, served.stderr
+    assert "Traceback" not in served.stderr
+    assert served.stderr.strip().count("\n") == 0, served.stderr
+    assert f"ipxe_dir: {tmp_path / 'nonexistent'} does not exist" in served.stderr
+    home.providers["bm"] = {"type": "baremetal", **block}
+    home.write_config()
+    checked = home.invoke("config", "check", "-o", "json")
+    assert checked.exit_code == 1, checked.output
+    row = next(r for r in json.loads(checked.stdout) if r["part"] == "providers.bm")
+    assert "ipxe_dir" in str(row["result"])
+
+
+def test_audit_refuses_an_unknown_event(block: Path) -> None:
+    # QA: `audit --event nosuch` printed nothing, exit 0 (a typo looked like "none").
+    result = run(block, "audit", "--event", "nosuch")
+    assert result.exit_code == 2, result.output
+    assert "unknown event 'nosuch'" in result.output
+    assert "config-refused" in result.output
+    assert run(block, "audit", "--event", "report-wipe-done").exit_code == 0
+
+
+def test_every_audit_event_recorded_is_known() -> None:
+    from talprov.baremetal.records import AUDIT_EVENTS
+
+    root = Path(__file__).parents[3] / "talprov" / "baremetal"
+    text = "".join(p.read_text() for p in root.rglob("*.py"))
+    literal = set(re.findall(r'record_audit\(\s*"([a-z-]+)"', text))
+    literal |= set(re.findall(r'VALUES \(\?, \?, \?, \?\)",\s*\(self\.clock\(\), "([a-z-]+)"',
+                              text))
+    from talprov.baremetal.boot.binding import ALERT_KINDS
+
+    assert "released" in literal
+    assert literal | set(ALERT_KINDS) <= set(AUDIT_EVENTS)
+
+
+def test_a_taken_boot_server_port_is_named(tmp_path: Path) -> None:
+    # QA: "cannot start the boot server: [Errno 98] Address already in use", which
+    # named neither the address nor the port (HTTP, config TLS, TFTP, DHCP?).
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        path = tmp_path / "bm.yaml"
+        path.write_text(yaml.safe_dump({
+            "inventory": str(tmp_path / "inv.sqlite"), "boot_url": "http://127.0.0.1:8081",
+            "listen_address": "127.0.0.1", "listen_port": port, "tftp_enabled": False}))
+        served = subprocess.run([sys.executable, "-m", "talprov", "baremetal", "--file",
+                                 str(path), "serve"],
+                                capture_output=True, text=True, timeout=30, check=False)
+    assert served.returncode == 2, served.stderr
+    assert f"HTTP on 127.0.0.1:{port}" in served.stderr
+    assert "Traceback" not in served.stderr

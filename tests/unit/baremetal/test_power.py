@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import logging
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -133,3 +136,52 @@ def test_redfish_against_sushy_emulator(tmp_path: Path) -> None:
         assert power.power_state() == PowerState.ON
         with pytest.raises(AuthError):
             RedfishPower(url, USER, "wrong-password", min_interval=0).power_state()
+
+
+SILENT_CALL = """
+import pathlib, sys
+from talprov.baremetal.power.ipmi import IpmiPower
+from talprov.providers.errors import Transient
+power = IpmiPower("127.0.0.1", sys.argv[1], sys.argv[2], port=int(sys.argv[3]),
+                  attempts=1, call_timeout=2, min_interval=0)
+print("state:", power.power_state(), flush=True)  # logged in, as `reconcile` is
+pathlib.Path(sys.argv[4], "silent").touch()  # the BMC hangs from now on
+try:
+    power.power_on()
+except Transient as exc:
+    print("transient:", exc, flush=True)
+"""
+
+
+def test_a_process_whose_ipmi_call_got_no_answer_exits_at_once(bmc: VirtualMachine) -> None:
+    # QA: a BMC that stops answering (its ipmi_sim stuck in a chassis program)
+    # left pyghmi's call blocked for good; the call's worker thread was joined
+    # at interpreter exit, so `reconcile --once` printed its round and never
+    # exited (nor on SIGTERM). The process must end right after the bounded call.
+    started = time.monotonic()
+    done = subprocess.run(
+        [sys.executable, "-c", SILENT_CALL, BMC_USER, bmc.password, str(bmc.bmc_port),
+         str(bmc.vmdir)],
+        capture_output=True, text=True, timeout=40, check=False)
+    took = time.monotonic() - started
+    assert "state: off" in done.stdout, done.stderr
+    assert "transient: power on at ipmi://127.0.0.1" in done.stdout, done.stderr
+    assert "no answer within 2s" in done.stdout, done.stderr
+    assert done.returncode == 0, done.stderr
+    assert took < 10, f"the process took {took:.1f}s to exit after a 2s-bounded call"
+
+
+@pytest.mark.slow
+def test_a_redfish_call_that_succeeds_logs_no_error(tmp_path: Path,
+                                                    caplog: pytest.LogCaptureFixture) -> None:
+    # QA: every call against sushy-tools logged "ERROR sushy.connector:
+    # Authentication to the session service failed" although it then worked
+    # (sushy falls back to HTTP Basic); the failures that matter reach us as
+    # exceptions and are translated (talprov.baremetal.errors).
+    with sushy_emulator(tmp_path) as url:
+        caplog.set_level(logging.DEBUG)
+        power = RedfishPower(url, USER, PASSWORD, min_interval=0)
+        assert power.power_state() == PowerState.OFF
+        power.close()
+    errors = [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert errors == [], [f"{r.name}: {r.getMessage()}" for r in errors]

@@ -182,6 +182,16 @@ def test_no_matching_machine_is_a_capacity_failure(tmp_path: Path) -> None:
     assert "no available machine matches" in (record.error or "")
 
 
+def test_a_machine_name_that_is_not_in_the_inventory_is_named(tmp_path: Path) -> None:
+    # QA: provider_data.machine: node-99 (no such machine) waited as "no available
+    # machine matches", which reads as "busy", not as the typo it was.
+    s = Setup(tmp_path)
+    s.request("r1", machine="node-99")
+    record = s.settle("r1", Stage.FAILED)
+    assert "no machine named node-99 in the inventory" in (record.error or "")
+    assert "talprov baremetal add node-99" in (record.error or "")
+
+
 def test_two_requests_get_two_machines(tmp_path: Path) -> None:
     s = Setup(tmp_path)
     s.request("a")
@@ -244,6 +254,9 @@ def test_wipe_that_never_starts_cordons_the_machine(tmp_path: Path) -> None:
     assert machine.request_id is None
     assert s.machines["m0"].state == PowerState.OFF
     assert any(a.event == "wipe-timeout" for a in s.inventory.audit())
+    # QA: `baremetal list` showed it cordoned with an empty note: why?
+    assert "wipe never started" in machine.public_view()["cordon_reason"]
+    assert "r1" in machine.public_view()["cordon_reason"]
 
 
 def test_list_machines_queries_power_rarely(tmp_path: Path) -> None:
