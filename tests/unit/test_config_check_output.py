@@ -13,6 +13,7 @@ import yaml
 
 from talprov.testing.factory import FakeImageFactory
 from tests.helpers import Home
+from tests.unit.autoscaler.certs import Authority
 
 
 @pytest.mark.parametrize(("text", "key", "words"), [
@@ -117,15 +118,41 @@ def test_connect_asks_the_image_factory_whether_it_answers(
     assert image_factory.hits["/versions"] == asked
 
 
-def test_a_missing_factory_ca_file_is_a_row_not_a_crash(home: Home) -> None:
+def test_a_missing_factory_ca_file_is_one_line_not_a_crash(home: Home) -> None:
     # Without --connect, the check still builds the factory's client, which read
-    # image_factory.ca_file and let FileNotFoundError out as a traceback.
+    # image_factory.ca_file and let FileNotFoundError out as a traceback. The file is
+    # now checked when the config loads, as every ca_file is: one line, exit 2.
     missing = home.root / "no-such-ca.pem"
     home.write_config(image_factory={"url": "https://factory.example", "ca_file": str(missing)})
+    result = home.invoke("config", "check", "-o", "json")
+    assert "Traceback" not in result.output
+    assert result.exit_code == 2
+    assert "image_factory.ca_file" in result.stderr
+    assert str(missing) in result.stderr
+
+
+def test_a_factory_ca_file_gone_after_the_load_is_a_row_not_a_crash(
+    home: Home, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The file may go between the load's check and the client's build: the row
+    # says so instead of a traceback.
+    ca_file = home.root / "ca.pem"
+    ca_file.write_bytes(Authority("check-ca").pem.cert)
+    home.write_config(image_factory={"url": "https://factory.example", "ca_file": str(ca_file)})
+    from talprov.config import LoadedConfig
+
+    loaded_image_factory = LoadedConfig.image_factory
+
+    def remove_then_read(self: LoadedConfig) -> object:
+        settings = loaded_image_factory(self)
+        ca_file.unlink(missing_ok=True)
+        return settings
+
+    monkeypatch.setattr(LoadedConfig, "image_factory", remove_then_read)
     result = home.invoke("config", "check", "-o", "json")
     assert "Traceback" not in result.output
     assert result.exit_code != 0
     row = next(r for r in json.loads(result.stdout) if r["part"] == "image_factory")
     assert row["result"] != "ok"
     assert row["key"] == "image_factory.ca_file"
-    assert str(missing) in str(row["error"])
+    assert str(ca_file) in str(row["error"])
