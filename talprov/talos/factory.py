@@ -21,6 +21,7 @@ import hashlib
 import json
 import logging
 import re
+import ssl
 import threading
 from collections.abc import Generator
 from pathlib import Path
@@ -152,6 +153,13 @@ def has_credentials(runtime: Runtime) -> bool:
     return runtime.factory_auth is not None
 
 
+def httpx_verify(verify: bool | str) -> bool | ssl.SSLContext:
+    """httpx's ``verify`` for a talprov TLS setting: a CA bundle path becomes a
+    context built on it (httpx deprecates a path). Raises OSError or ssl.SSLError
+    for a CA file that cannot be read; idempotent."""
+    return ssl.create_default_context(cafile=verify) if isinstance(verify, str) else verify
+
+
 class ImageFactory:
     """A client of one Image Factory (or mirror) with a local download cache.
 
@@ -189,7 +197,8 @@ class ImageFactory:
         self.cache_dir = Path(cache_dir)
         origins = {_origin(httpx.URL(self.base_url)), _origin(httpx.URL(self.pxe_base_url))}
         self._client = httpx.Client(
-            verify=verify, timeout=timeout, follow_redirects=True, transport=transport,
+            verify=httpx_verify(verify), timeout=timeout, follow_redirects=True,
+            transport=transport,
             auth=_FactoryAuth(*auth, origins) if auth else None,
         )
         self.authenticated = auth is not None

@@ -39,6 +39,7 @@ from talprov.baremetal.inventory import Inventory, MachineStatus, normalize_mac
 from talprov.baremetal.records import uuid_or_none
 from talprov.providers.errors import connection_failure
 from talprov.talos.cache import public_url
+from talprov.talos.factory import httpx_verify
 
 log = logging.getLogger(__name__)
 
@@ -87,10 +88,7 @@ class BootHttp:
         made on first use with the factory's credentials and TLS setting. Thread-safe."""
         with self._client_lock:
             if self._factory_client is None:
-                verify = self.factory_verify
-                # httpx deprecates a CA path as verify: give it a context built on it.
-                context = ssl.create_default_context(cafile=verify) if isinstance(
-                    verify, str) else verify
+                context = httpx_verify(self.factory_verify)
                 # httpx drops the credentials on a redirect to another origin (a CDN).
                 self._factory_client = httpx.Client(
                     auth=self.factory_auth, verify=context, follow_redirects=True,
