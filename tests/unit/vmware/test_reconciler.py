@@ -160,8 +160,10 @@ def test_clone_vm_takes_the_passs_listing_for_whether_a_vm_exists(
     reconciler.run_pass()
 
     assert lookups == []
-    # The listing, then each clone's read for configure-vm.
-    assert calls["RetrievePropertiesEx"] == 1 + 3
+    # The listing, then each clone's read for configure-vm, then wait-running's
+    # look for a second VM of each request (vmware/duplicates.py: one read, no
+    # candidates here, so no second read of their marks).
+    assert calls["RetrievePropertiesEx"] == 1 + 3 + 3
     assert _all_in(store, Stage.PROVISIONED)()
     vms = all_vms(vcsim)
     assert [len(vms[f"r{i}"]) for i in range(1, 4)] == [1, 1, 1]
