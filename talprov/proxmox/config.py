@@ -105,6 +105,16 @@ class ProxmoxConfig(BaseModel):
         "when the download task fails).",
     )
 
+    @field_validator("url")
+    @classmethod
+    def _no_credentials_in_url(cls, value: str) -> str:
+        # The pattern lets 'user:password@' through, and host_port then read the
+        # password as a port: a traceback that showed it. Never echo the value.
+        if "@" in value:
+            raise ValueError("no user or password in the url: give username + password, "
+                             "or token_id + token_secret")
+        return value
+
     @field_validator("fingerprint")
     @classmethod
     def _check_fingerprint(cls, value: str | None) -> str | None:
