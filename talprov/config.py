@@ -30,6 +30,7 @@ from talprov.errors import (
     describe_problem,
     did_you_mean,
     read_user_file,
+    refuse_lone_surrogates,
     unknown_key_message,
     validate,
     yaml_error,
@@ -417,7 +418,8 @@ def userinfo_problem(value: str) -> str | None:
 
 
 def parse_yaml_mapping(text: str, where: str) -> dict[str, Any]:
-    """Parse a single YAML mapping; errors name the file and line."""
+    """Parse a single YAML mapping; errors name the file and line, or the field of
+    a string that is not valid Unicode (:func:`refuse_lone_surrogates`)."""
     try:
         data = yaml.load(text, Loader=UniqueKeyLoader)  # noqa: S506 (a safe loader)
     except yaml.YAMLError as exc:
@@ -426,4 +428,5 @@ def parse_yaml_mapping(text: str, where: str) -> dict[str, Any]:
         return {}
     if not isinstance(data, dict):
         raise ConfigError(where, "expected a mapping at the top level")
+    refuse_lone_surrogates(data, where)
     return data

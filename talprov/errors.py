@@ -99,6 +99,47 @@ def refuse_duplicate_keys(node: yaml.MappingNode) -> None:
         seen.add(key)
 
 
+#: What a string holding a lone UTF-16 surrogate is told, in files and the API alike.
+NOT_UNICODE = "must be valid Unicode text (no unpaired surrogate such as \\ud800)"
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def lone_surrogate_at(value: Any) -> list[str | int] | None:
+    """The location (keys and list indexes) of the first string in ``value`` (nested
+    dicts, lists and tuples) holding a lone UTF-16 surrogate, or None. A dict key
+    that holds one is located at its dict. Pure.
+
+    YAML (``"\\ud800"``) and JSON can escape such a surrogate and Python keeps it,
+    but it has no UTF-8 form: a store, an SDK or Talos would fail on it later
+    (``UnicodeEncodeError``, or an unreadable config), so every front door refuses
+    it where the input is read."""
+    if isinstance(value, str):
+        return [] if _SURROGATE.search(value) else None
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if isinstance(key, str) and _SURROGATE.search(key):
+                return []
+            inner = lone_surrogate_at(item)
+            if inner is not None:
+                return [str(key), *inner]
+    elif isinstance(value, (list, tuple)):
+        for index, item in enumerate(value):
+            inner = lone_surrogate_at(item)
+            if inner is not None:
+                return [index, *inner]
+    return None
+
+
+def refuse_lone_surrogates(value: Any, where: str, sep: str = ": ") -> None:
+    """Raise ``ConfigError`` at ``where`` + the field path (see
+    :func:`lone_surrogate_at`) when a string in ``value`` holds a lone surrogate.
+    Never quotes the value. Pure."""
+    loc = lone_surrogate_at(value)
+    if loc is not None:
+        path = dotted(loc)
+        raise ConfigError(f"{where}{sep}{path}" if path else where, NOT_UNICODE)
+
+
 class MissingExtra(ConfigError):
     """A provider type (or the service) needs an optional extra that is not installed;
     the message carries the pip command."""

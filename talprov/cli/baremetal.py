@@ -28,7 +28,14 @@ from talprov.baremetal.records import (
     normalize_mac,
 )
 from talprov.cli.app import EXIT_FAILED, EXIT_USAGE, UnknownName, setup_logging
-from talprov.errors import ConfigError, describe_problem, read_user_file, validate, yaml_error
+from talprov.errors import (
+    ConfigError,
+    describe_problem,
+    read_user_file,
+    refuse_lone_surrogates,
+    validate,
+    yaml_error,
+)
 from talprov.providers.labels import Labels
 from talprov.registry import COMMON_INSTANCE_KEYS
 from talprov.secrets import require_reference
@@ -43,6 +50,7 @@ def load_block(app: Any, provider: str | None, file: str | None) -> tuple[BareMe
             raw = yaml.safe_load(read_user_file(Path(file), file, "the file")) or {}
         except yaml.YAMLError as exc:
             raise yaml_error(exc, file) from None
+        refuse_lone_surrogates(raw, file, sep=".")  # as validate names its fields below
     else:
         loaded = app.config
         factory_url = loaded.factory_url()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import re
 import threading
 import time
 from collections.abc import Sequence
@@ -14,7 +13,13 @@ from fastapi import Request
 from fastapi.exceptions import RequestValidationError
 from pydantic import SecretStr, ValidationError
 
-from talprov.errors import ConfigError, quoted_in_json
+from talprov.errors import (
+    NOT_UNICODE,
+    ConfigError,
+    lone_surrogate_at,
+    quoted_in_json,
+    refuse_lone_surrogates,
+)
 from talprov.providers.errors import InvalidRequest
 from talprov.providers.protocol import ChecksRequests, Runtime
 from talprov.providers.types import Health, MachineRequest
@@ -95,13 +100,14 @@ def _check_config(text: str, talos_version: str) -> None:
     from talprov.talos.machineconfig import load_documents
 
     try:
-        check_config(load_documents(text, "config"), "config", talos_version)
+        documents = load_documents(text, "config")
+        # A YAML escape in the text ("\\ud800" inside the JSON string) makes one too.
+        for number, document in enumerate(documents, start=1):
+            refuse_lone_surrogates(document, f"config: document {number}")
+        check_config(documents, "config", talos_version)
     except ConfigError as exc:
         # ConfigError messages name lines and fields, never content.
         field_error(("body", "config"), str(exc))
-
-
-_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 def _check_encodable(value: object, loc: tuple[str | int, ...]) -> None:
@@ -109,18 +115,12 @@ def _check_encodable(value: object, loc: tuple[str | int, ...]) -> None:
 
     JSON can escape one (``"\\ud800"``) and the body parser keeps it, but it has
     no UTF-8 form: a store, a provider SDK or the Image Factory would fail on it
-    later, in the worker, again on every retry. Messages never quote the value.
+    later, in the worker, again on every retry (files refuse it the same way,
+    :func:`talprov.errors.refuse_lone_surrogates`). Messages never quote the value.
     """
-    if isinstance(value, str):
-        if _SURROGATE.search(value):
-            field_error(loc, "must be valid Unicode (no unpaired surrogate)")
-    elif isinstance(value, dict):
-        for key, item in value.items():
-            _check_encodable(key, loc)
-            _check_encodable(item, (*loc, str(key)))
-    elif isinstance(value, (list, tuple)):
-        for index, item in enumerate(value):
-            _check_encodable(item, (*loc, index))
+    found = lone_surrogate_at(value)
+    if found is not None:
+        field_error((*loc, *found), NOT_UNICODE)
 
 
 def build_request(

@@ -109,6 +109,12 @@ def derive_key_id(key: str) -> str:
     return hkdf.derive(key.encode()).hex()
 
 
+class UnencodableSecret(ValueError):
+    """Secret text with no UTF-8 form (a lone UTF-16 surrogate): a caller's bug, as
+    every front door refuses such input; not a :class:`StoreError` (the store is
+    fine, and the API must not answer 503 for it)."""
+
+
 class SecretCodec:
     """Encodes secret text for a column and decodes it back.
 
@@ -127,10 +133,23 @@ class SecretCodec:
         return self._fernet is not None
 
     def encode(self, secret: str) -> str:
-        """Column text for ``secret``. Never raises for any string input."""
+        """Column text for ``secret``. Pure apart from Fernet's random IV.
+
+        Raises :class:`UnencodableSecret` (a ValueError) for text with no UTF-8 form
+        (a lone surrogate), with a key or without: the database stores text as
+        UTF-8 too. Every front door refuses such text first, naming the field;
+        this is the last guard, and its message never carries the secret.
+        """
+        try:
+            data = secret.encode()
+        except UnicodeEncodeError as exc:
+            # Not chained: UnicodeEncodeError.object is the whole secret.
+            raise UnencodableSecret(
+                f"secret text is not valid Unicode (an unpaired surrogate at character "
+                f"{exc.start}); it cannot be stored") from None
         if self._fernet is None:
             return PLAIN_PREFIX + secret
-        return FERNET_PREFIX + self._fernet.encrypt(secret.encode()).decode("ascii")
+        return FERNET_PREFIX + self._fernet.encrypt(data).decode("ascii")
 
     def decode(self, stored: str) -> str:
         """The secret behind column text written by :meth:`encode`.

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from talprov.errors import ConfigError
+from talprov.errors import ConfigError, refuse_lone_surrogates
 from talprov.talos.configschema import (
     ConfigProblem,
     check_config,
@@ -33,6 +33,11 @@ def patched_and_checked(
     Raises ``ConfigError`` naming the base or the patch that brought the first
     problem in, its document and the field path (never a value). Pure.
     """
+    # Each file on its own first, so that a string Talos could not read (a lone
+    # surrogate a YAML escape made) is blamed on the file and field it is in.
+    for label, text in [(where, base), *patches]:
+        for number, document in enumerate(load_documents(text, label), start=1):
+            refuse_lone_surrogates(document, f"{label}: document {number}")
     if not patches:
         check_config(load_documents(base, where), where, talos_version)
         return base

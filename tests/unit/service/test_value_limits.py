@@ -52,7 +52,7 @@ def test_lone_surrogates_are_422_naming_the_field(idle_api: Api) -> None:
     """JSON may escape an unpaired surrogate; it has no UTF-8 form, so no store,
     SDK or Image Factory could take it later: refused up front, naming the field."""
     base = json.dumps(request_body("sur-1"))[:-1]
-    cases = [
+    cases: list[tuple[str, list[str | int]]] = [
         ('"labels": {"k": "\\ud800"}', ["body", "labels", "k"]),
         ('"extensions": ["ok", "x\\udfff"]', ["body", "extensions", 1]),
         ('"kernel_args": ["\\udc00"]', ["body", "kernel_args", 0]),
@@ -61,11 +61,16 @@ def test_lone_surrogates_are_422_naming_the_field(idle_api: Api) -> None:
         ('"config": "version: v1alpha1\\n# \\ud800\\n"', ["body", "config"]),
         ('"join": {"api_url": "https://omni.example/?jointoken=\\ud800"}',
          ["body", "join", "api_url"]),
+        # Valid JSON text, but a YAML escape in the config makes a lone surrogate.
+        (r'"config": "version: v1alpha1\nmachine: {type: worker, nodeLabels: {a: \"\\ud800\"}}"',
+         ["body", "config"]),
     ]
     for extra, loc in cases:
         response = _post_raw(idle_api, "/v1/machine-requests", f"{base}, {extra}}}")
         assert response.status_code == 422, (extra, response.text)
         assert response.json()["detail"][0]["loc"] == loc, (extra, response.text)
+        if loc[1] != "labels":  # the label rule answers first (its characters)
+            assert "unpaired surrogate" in response.json()["detail"][0]["msg"], response.text
     assert idle_api.request("GET", "/v1/machine-requests/sur-1",
                             headers=WRITE).status_code == 404
     idle_api.request("POST", "/v1/machine-requests", headers=WRITE, json=request_body("sur-2"))

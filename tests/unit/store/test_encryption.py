@@ -179,3 +179,21 @@ def test_opens_is_false_for_non_ascii_after_the_prefix(stored: str) -> None:
     assert codec.opens(stored) is False
     with pytest.raises(StoreKeyError, match="unknown format"):
         codec.decode(stored)
+
+
+@pytest.mark.parametrize("key", [None, "correct horse battery staple"])
+def test_encode_refuses_text_without_a_utf8_form_without_showing_it(key: str | None) -> None:
+    """A lone surrogate cannot be encrypted nor stored (the database encodes text as
+    UTF-8 too): a ValueError that says so, never UnicodeEncodeError, whose
+    ``object`` carries the whole secret into tracebacks."""
+    from talprov.store.crypto import UnencodableSecret
+
+    with pytest.raises(UnencodableSecret) as caught:
+        SecretCodec(key).encode("CANARY-CONFIG \ud800 tail")
+    assert isinstance(caught.value, ValueError)
+    assert not isinstance(caught.value, UnicodeError)
+    assert "CANARY" not in str(caught.value)
+    assert "\ud800" not in str(caught.value)
+    assert "unpaired surrogate" in str(caught.value)
+    assert caught.value.__cause__ is None
+    assert caught.value.__suppress_context__
