@@ -97,28 +97,77 @@ class NoAnswer(Exception):
     """A :func:`bounded_call` did not finish within its timeout."""
 
 
-def bounded_call(action: Callable[[], T], timeout: float, *, name: str) -> T:
+class StillBlocked(Exception):
+    """A :func:`bounded_call` was refused: the previous call for the same key, given
+    up on after its timeout, is still blocked (its thread has not returned)."""
+
+    def __init__(self, key: str) -> None:
+        super().__init__(f"the previous call to {key} is still blocked")
+        self.key = key
+
+
+# Calls given up on and still running, by key (one BMC): a BMC that never answers
+# must not gain a thread per retry over hours. Only given-up calls are counted, so
+# concurrent calls to a BMC that answers stay as they were.
+_abandoned: dict[str, set[threading.Thread]] = {}
+_abandoned_lock = threading.Lock()
+
+
+def abandoned_calls(key: str) -> int:
+    """How many calls for ``key`` were given up on and are still blocked. Read-only."""
+    with _abandoned_lock:
+        return len(_abandoned.get(key, ()))
+
+
+def bounded_call(action: Callable[[], T], timeout: float, *, name: str,
+                 key: str | None = None) -> T:
     """``action()``'s result, or ``NoAnswer`` after ``timeout`` seconds.
 
     The action runs in a daemon thread of its own, not in an executor's worker:
     an executor's workers are joined when the interpreter exits, so one call
     that a hung BMC never answers (pyghmi waits on its own schedule) kept a
     finished ``reconcile --once`` or a stopped service alive for good. A thread
-    left behind here ends with the process. Raises what ``action`` raises.
+    left behind here ends with the process.
+
+    With ``key`` (the BMC), a call given up on is remembered until its thread
+    returns, and every later call for ``key`` meanwhile raises ``StillBlocked``
+    at once, without starting a thread: retries of a BMC that never answers
+    leave at most one blocked thread behind (one per caller that was waiting on
+    it when it fell silent), not one per attempt. Raises what ``action`` raises.
     """
+    if key is not None:
+        with _abandoned_lock:
+            if _abandoned.get(key):
+                raise StillBlocked(key)
     outcome: list[T] = []
     failure: list[BaseException] = []
+    finished = False
 
     def run() -> None:
+        nonlocal finished
         try:
             outcome.append(action())
         except BaseException as exc:  # handed to the caller's thread
             failure.append(exc)
+        finally:
+            with _abandoned_lock:
+                finished = True
+                if key is not None:
+                    left = _abandoned.get(key, set())
+                    left.discard(worker)
+                    if not left:
+                        _abandoned.pop(key, None)
 
     worker = threading.Thread(target=run, name=name, daemon=True)
     worker.start()
     worker.join(timeout)
-    if worker.is_alive():
+    with _abandoned_lock:
+        # Under the lock: a call that returns between the join and here is not
+        # recorded as blocked (its thread would never take itself off the list).
+        given_up = not finished
+        if given_up and key is not None:
+            _abandoned.setdefault(key, set()).add(worker)
+    if given_up:
         raise NoAnswer(name)
     if failure:
         raise failure[0]

@@ -15,7 +15,14 @@ from collections.abc import Callable
 from typing import Any, ClassVar, TypeVar
 
 from talprov.baremetal.errors import ipmi_error
-from talprov.baremetal.power.base import BootDevice, NoAnswer, PowerState, Throttle, bounded_call
+from talprov.baremetal.power.base import (
+    BootDevice,
+    NoAnswer,
+    PowerState,
+    StillBlocked,
+    Throttle,
+    bounded_call,
+)
 from talprov.providers.errors import AuthError, ProviderError, Transient, naming_endpoint
 
 log = logging.getLogger(__name__)
@@ -50,7 +57,9 @@ class IpmiPower:
     holds never completes its login (seen with ipmi_sim), and BMCs limit
     sessions anyway. Each call runs in a daemon thread bounded by
     ``call_timeout`` (:func:`bounded_call`), so a BMC that stops answering can
-    hang neither a step nor the process's exit.
+    hang neither a step nor the process's exit; while a call given up on is
+    still blocked, later calls to that BMC fail at once with ``Transient``
+    instead of starting another thread.
     """
 
     _sessions: ClassVar[dict[str, Any]] = {}
@@ -106,7 +115,15 @@ class IpmiPower:
             self._throttle.wait()
             try:
                 return bounded_call(lambda: action(self._command()), self.call_timeout,
-                                    name=f"ipmi {what} {self.address}:{self.port}")
+                                    name=f"ipmi {what} {self.address}:{self.port}",
+                                    key=self.endpoint)
+            except StillBlocked:
+                # A call given up on (this one's first attempt, or an earlier step's)
+                # is still blocked in pyghmi: no second thread for the same BMC.
+                raise last or Transient(
+                    f"{what}: BMC {self.endpoint} still has not answered the previous "
+                    f"call (given up on after {self.call_timeout:.0f}s); no new call is "
+                    "made until it does", retry_after=30.0) from None
             except NoAnswer:
                 last = Transient(f"{naming_endpoint(what, self.endpoint)}: no answer within "
                                  f"{self.call_timeout:.0f}s", retry_after=10.0)
