@@ -17,6 +17,8 @@ from pydantic import (
     ConfigDict,
     Field,
     SecretStr,
+    TypeAdapter,
+    WithJsonSchema,
 )
 
 from talprov.providers.labels import (
@@ -87,6 +89,16 @@ def _not_reserved(key: str) -> str:
 #: reserved key refused at its own loc, one problem per key.
 ApiLabels = Annotated[dict[Annotated[LabelKey, AfterValidator(_not_reserved)], LabelValue],
                       Field(max_length=MAX_LABELS)]
+API_LABELS = TypeAdapter(ApiLabels)
+
+#: Labels of a request's create body as parsed: strings, at most MAX_LABELS, no
+#: reserved key; the label rule itself is the route's (see
+#: routes_requests.check_labels): a request stored under the rule before Kubernetes'
+#: (revision 0009) is created again unchanged by a client replaying its create,
+#: which must be answered like any identical replay. The schema is ApiLabels'.
+ReplayableLabels = Annotated[
+    dict[Annotated[str, AfterValidator(_not_reserved)], str],
+    Field(max_length=MAX_LABELS), WithJsonSchema(API_LABELS.json_schema())]
 
 
 class MetaValue(RequestMetaValue):
@@ -140,6 +152,11 @@ class MachineTemplate(BaseModel):
 
 class MachineRequestCreate(MachineTemplate):
     """A MachineRequest. Creating it again with the same body is harmless."""
+
+    labels: ReplayableLabels = Field(
+        default_factory=dict,
+        description=MachineTemplate.model_fields["labels"].description,
+    )
 
     id: str | None = Field(
         default=None, pattern=REQUEST_ID_PATTERN, max_length=63,
