@@ -11,7 +11,7 @@ import logging
 import threading
 from datetime import datetime
 from functools import cached_property
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import boto3
 import botocore.loaders
@@ -31,6 +31,9 @@ if TYPE_CHECKING:
 
 ASSUMED_ROLE_SECONDS = 3600
 USER_AGENT = "talprov"
+
+
+_C = TypeVar("_C")
 
 
 class _HideRequestBodies(logging.Filter):
@@ -119,8 +122,10 @@ class AwsClients:
     assumed-role session calls STS only when credentials are first needed.
     """
 
-    def __init__(self, config: AwsConfig) -> None:
+    def __init__(self, config: AwsConfig, name: str | None = None) -> None:
         self.config = config
+        #: The provider instance's name (errors name its settings), when known.
+        self.name = name
         # boto3 sessions are not thread-safe: clients are built one at a time.
         self._lock = threading.RLock()
         #: Steps the reconciler runs at once on this instance (its ``concurrency``).
@@ -154,11 +159,19 @@ class AwsClients:
             )
             if not self.config.role_arn:
                 return base
-            sts = note_endpoints(base.client("sts", **self._client_args()))
+            sts = self._noted(base.client("sts", **self._client_args()))
             role = _assumed_role_credentials(sts, self.config)
             core = _botocore_session(self.config.profile)
             core.get_component("credential_provider").insert_before("env", _FixedProvider(role))
             return boto3.session.Session(botocore_session=core, region_name=self.config.region)
+
+    def _noted(self, client: _C) -> _C:
+        """``client`` with :func:`note_endpoints`, told its CA bundle (a path
+        ``verify_tls`` names) so that a bundle gone since start is named."""
+        verify = self.config.verify_tls
+        setting = f"providers.{self.name}.verify_tls" if self.name else "verify_tls"
+        return note_endpoints(client, ca_bundle=(setting, verify)
+                              if isinstance(verify, str) else None)
 
     def _client_args(self) -> dict[str, Any]:
         return {
@@ -171,19 +184,19 @@ class AwsClients:
     def ec2(self) -> EC2Client:
         """The EC2 client."""
         with self._lock:
-            return note_endpoints(self.session.client("ec2", **self._client_args()))
+            return self._noted(self.session.client("ec2", **self._client_args()))
 
     @cached_property
     def s3(self) -> S3Client:
         """The S3 client (only custom image imports use it)."""
         with self._lock:
-            return note_endpoints(self.session.client("s3", **self._client_args()))
+            return self._noted(self.session.client("s3", **self._client_args()))
 
     @cached_property
     def sts(self) -> STSClient:
         """The STS client of the final (possibly assumed-role) session."""
         with self._lock:
-            return note_endpoints(self.session.client("sts", **self._client_args()))
+            return self._noted(self.session.client("sts", **self._client_args()))
 
 
 def _assumed_role_credentials(

@@ -54,6 +54,7 @@ from talprov.providers.errors import (
     ProviderError,
     QuotaExceeded,
     Transient,
+    ca_file_problem,
     connection_failure,
     foreign_answer,
     naming_endpoint,
@@ -207,8 +208,25 @@ def translate(exc: Exception, operation: str, *, endpoint: str | None = None) ->
     if isinstance(exc, NotAnAwsAnswer | ResponseParserError):
         return Transient(f"{operation}: {not_an_aws_answer()}")
     if isinstance(exc, BotoCoreError):
-        return _without_answer(exc, operation)
+        return _bundle_unusable(exc, operation) or _without_answer(exc, operation)
     return exc
+
+
+def _bundle_unusable(exc: BotoCoreError, operation: str) -> InstanceUnavailable | None:
+    """``InstanceUnavailable`` naming the CA bundle setting and file of the failed
+    call (:func:`note_endpoints`) when ``exc`` is a connection failure and no TLS
+    client can load that file any more; else None. Reads the file, only on this
+    error path."""
+    noted = _ca_bundle.get()
+    if noted is None or not isinstance(exc, EndpointConnectionError | ConnectionError
+                                       | HTTPClientError):
+        return None
+    setting, path = noted
+    problem = ca_file_problem(path)
+    if problem is None:
+        return None
+    return InstanceUnavailable(f"{operation}: {setting} {path}: {problem} (it was there at "
+                               "start; restore it, or change the setting and restart)")
 
 
 #: Why a process cannot get its AWS credentials, by botocore's error (subclasses
@@ -305,17 +323,26 @@ _calling: ContextVar[str | None] = ContextVar("talprov_aws_endpoint", default=No
 #: (service, HTTP status, content type). Never the body: it may echo a request.
 _answered: ContextVar[tuple[str, int, str] | None] = ContextVar(
     "talprov_aws_answer", default=None)
+#: The CA bundle of the thread's last AWS call, as (the setting that names it, its
+#: path), or None when it verifies with the system's CAs (or not at all).
+_ca_bundle: ContextVar[tuple[str, str] | None] = ContextVar("talprov_aws_ca", default=None)
 _Client = TypeVar("_Client")
 
 
-def note_endpoints(client: _Client) -> _Client:
+def note_endpoints(client: _Client, *, ca_bundle: tuple[str, str] | None = None) -> _Client:
     """``client``, made to note each call's URL before sending it and what
     answered it, so that :func:`translate` names the endpoint of a call that
     fails and says when the answer was not AWS's. A 2xx HTML page is refused
-    (``NotAnAwsAnswer``) instead of being read as an empty answer. Idempotent."""
+    (``NotAnAwsAnswer``) instead of being read as an empty answer.
+
+    ``ca_bundle`` is (setting, path) of the CA bundle ``client`` verifies with:
+    botocore takes only a path and loads the file again for every new
+    connection, so a bundle deleted or emptied after start fails calls as a TLS
+    error; :func:`translate` then names the setting and the file. Idempotent."""
 
     def note(params: dict[str, Any] | None = None, **_: Any) -> None:
         _answered.set(None)
+        _ca_bundle.set(ca_bundle)
         url = (params or {}).get("url")
         if isinstance(url, str):
             _calling.set(url)

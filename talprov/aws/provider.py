@@ -87,7 +87,7 @@ class AwsProvider:
         self.name = name
         self.config = config
         self.runtime = runtime
-        self.clients = AwsClients(config)
+        self.clients = AwsClients(config, name)
         self.images = ImageResolver(self.clients, config, runtime)
         self.launcher = Launcher(self.clients, config)
 
