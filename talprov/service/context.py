@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NoReturn
 
@@ -28,7 +28,7 @@ from talprov.secrets import redact
 from talprov.service.auth import Principal, TokenVerifier
 from talprov.service.config import ServiceConfig
 from talprov.service.metrics import Metrics
-from talprov.service.models import MachineRequestView, MachineTemplate
+from talprov.service.models import API_LABELS, MachineRequestView, MachineTemplate
 from talprov.service.workers import WorkerLoop
 from talprov.sets import SetRepository
 from talprov.store.records import RequestRecord, public_view
@@ -123,16 +123,46 @@ def _check_encodable(value: object, loc: tuple[str | int, ...]) -> None:
         field_error((*loc, *found), NOT_UNICODE)
 
 
+def check_labels(labels: dict[str, str],
+                 stored_labels: Callable[[], Mapping[str, str] | None]) -> None:
+    """422 naming each label Kubernetes' rule refuses (``loc`` body.labels.<key>),
+    unless ``stored_labels()`` (the labels of the live request or set the body
+    would create again, None when there is none) are exactly ``labels``.
+
+    The rule is newer than some stored requests and sets (revision 0009): a client
+    replaying the create of one unchanged must get the answer of an idempotent
+    create, not a 422 for the labels it was made with; a new one, or one sent with
+    other labels, follows the rule. ``stored_labels`` is called only when the rule
+    refuses a label. Read-only.
+    """
+    try:
+        API_LABELS.validate_python(labels)
+    except ValidationError as exc:
+        if stored_labels() == labels:
+            return
+        raise RequestValidationError(
+            [{"loc": ("body", "labels", *err["loc"]), "msg": err["msg"], "type": err["type"],
+              "ctx": err.get("ctx") or {}} for err in exc.errors()]) from None
+
+
+def _no_stored_labels() -> None:
+    return None
+
+
 def build_request(
-    ctx: ServiceContext, principal: Principal, template: MachineTemplate, request_id: str
+    ctx: ServiceContext, principal: Principal, template: MachineTemplate, request_id: str,
+    *, stored_labels: Callable[[], Mapping[str, str] | None] = _no_stored_labels,
 ) -> MachineRequest:
     """A MachineRequest from an API body; 403 out of scope, 422 naming the field.
 
+    Labels follow Kubernetes' rule unless they are those of the live request or set
+    the body creates again (:func:`check_labels` with ``stored_labels``).
     ``provider_data`` is validated with the provider's own model, strictly (JSON
     types: ``"2"`` is no number); every problem is reported at
     ``body.provider_data.<field>`` (input values are never echoed).
     """
     principal.require_provider(template.provider)
+    check_labels(template.labels, stored_labels)
     handle = ctx.handles.get(template.provider)
     if handle is None:
         # Only the instances this token may use: the others are none of its business.

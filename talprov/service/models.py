@@ -91,11 +91,11 @@ ApiLabels = Annotated[dict[Annotated[LabelKey, AfterValidator(_not_reserved)], L
                       Field(max_length=MAX_LABELS)]
 API_LABELS = TypeAdapter(ApiLabels)
 
-#: Labels of a request's create body as parsed: strings, at most MAX_LABELS, no
-#: reserved key; the label rule itself is the route's (see
-#: routes_requests.check_labels): a request stored under the rule before Kubernetes'
-#: (revision 0009) is created again unchanged by a client replaying its create,
-#: which must be answered like any identical replay. The schema is ApiLabels'.
+#: Labels of a body as parsed: strings, at most MAX_LABELS, no reserved key; the
+#: label rule itself is applied by service.context.build_request: a request or set
+#: stored under the rule before Kubernetes' (revision 0009) is sent again unchanged
+#: by a client replaying its create, which must be answered like any identical
+#: replay. The schema is ApiLabels'.
 ReplayableLabels = Annotated[
     dict[Annotated[str, AfterValidator(_not_reserved)], str],
     Field(max_length=MAX_LABELS), WithJsonSchema(API_LABELS.json_schema())]
@@ -127,7 +127,8 @@ class MachineTemplate(BaseModel):
     kernel_args: list[str] = Field(default_factory=list, max_length=100)
     meta_values: list[MetaValue] = Field(default_factory=list, max_length=100)
     overlay: Overlay | None = None
-    labels: ApiLabels = Field(
+    # The rule itself is build_request's (see ReplayableLabels).
+    labels: ReplayableLabels = Field(
         default_factory=dict,
         description="Free-form labels; `role` = worker | controlplane orders scale-down "
         "of sets. Keys starting with `talprov.` are reserved for talprov's own labels.",
@@ -152,11 +153,6 @@ class MachineTemplate(BaseModel):
 
 class MachineRequestCreate(MachineTemplate):
     """A MachineRequest. Creating it again with the same body is harmless."""
-
-    labels: ReplayableLabels = Field(
-        default_factory=dict,
-        description=MachineTemplate.model_fields["labels"].description,
-    )
 
     id: str | None = Field(
         default=None, pattern=REQUEST_ID_PATTERN, max_length=63,

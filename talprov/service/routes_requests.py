@@ -9,8 +9,6 @@ from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, Response, status
-from fastapi.exceptions import RequestValidationError
-from pydantic import ValidationError
 
 from talprov.errors import BeingDeleted, Conflict
 from talprov.providers.types import REQUEST_ID_PATTERN, Stage
@@ -25,7 +23,6 @@ from talprov.service.context import (
     service_context,
 )
 from talprov.service.models import (
-    API_LABELS,
     EventView,
     ForgetBody,
     ForgetResult,
@@ -114,8 +111,14 @@ def create_machine_request(
     """
     sent = body.id or generate_request_id()
     request_id = scoped_request_id(ctx, principal, sent, body.provider)
-    check_labels(ctx, request_id, body.labels)
-    machine_request = build_request(ctx, principal, body, request_id)
+
+    def stored_labels() -> dict[str, str] | None:
+        found = ctx.store.get_request(request_id)
+        return None if found is None or found.stage == Stage.GONE \
+            else dict(found.request.labels)
+
+    machine_request = build_request(ctx, principal, body, request_id,
+                                    stored_labels=stored_labels)
     try:
         record, created = ctx.store.create_or_get_request(machine_request)
     except BeingDeleted:
@@ -133,28 +136,6 @@ def create_machine_request(
     else:
         response.status_code = status.HTTP_200_OK
     return request_view(record)
-
-
-def check_labels(ctx: ServiceContext, request_id: str, labels: dict[str, str]) -> None:
-    """422 naming each label Kubernetes' rule refuses (as for any body), unless the
-    live request ``request_id`` carries exactly ``labels`` already.
-
-    The rule is newer than some stored requests (revision 0009): a client that
-    replays the create of such a request, unchanged, must get the 200 of an
-    idempotent create, not a 422 for labels the request was made with; a new
-    request, or one whose labels differ, follows the rule. The store is read only
-    when the rule refuses a label. Read-only.
-    """
-    try:
-        API_LABELS.validate_python(labels)
-    except ValidationError as exc:
-        existing = ctx.store.get_request(request_id)
-        if existing is not None and existing.stage != Stage.GONE \
-                and dict(existing.request.labels) == labels:
-            return
-        raise RequestValidationError(
-            [{"loc": ("body", "labels", *err["loc"]), "msg": err["msg"], "type": err["type"],
-              "ctx": err.get("ctx") or {}} for err in exc.errors()]) from None
 
 
 #: Hex digits of the suffix of an id derived for a scoped token.

@@ -65,6 +65,13 @@ def _visible_set(ctx: ServiceContext, principal: Principal, name: str) -> Reques
     return found
 
 
+def _stored_labels(ctx: ServiceContext, name: str) -> dict[str, str] | None:
+    """The template labels of the set ``name``, None when there is none or it is
+    being deleted (:func:`~talprov.service.context.check_labels`)."""
+    found = ctx.sets.get(name)
+    return None if found is None or found.deleting else dict(found.template.labels)
+
+
 #: Longest set name a scoped token may send: the derived name must fit in 52 characters.
 SCOPED_SET_NAME_MAX = 52 - 1 - SCOPED_SUFFIX_HEX
 
@@ -124,7 +131,8 @@ def create_set(
     """
     principal.require_provider(body.provider)
     name = scoped_set_name(ctx, principal, body)
-    template = build_request(ctx, principal, body, f"{name}-0")
+    template = build_request(ctx, principal, body, f"{name}-0",
+                             stored_labels=lambda: _stored_labels(ctx, name))
     fingerprint = set_fingerprint(template, body.machine_count)
     existing = ctx.sets.get(name)
     if existing is None:
@@ -172,7 +180,8 @@ def replace_set(
         # A malformed call, not a clash with stored state: 422 naming the field.
         field_error(("body", "name"), "must equal the set name in the path")
     existing = None if principal.all_providers else _visible_set(ctx, principal, name)
-    template = build_request(ctx, principal, body, f"{name}-0")
+    template = build_request(ctx, principal, body, f"{name}-0",
+                             stored_labels=lambda: _stored_labels(ctx, name))
     existing = existing or ctx.sets.get(name)
     now = now_utc()
     created = now

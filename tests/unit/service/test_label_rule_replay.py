@@ -53,3 +53,37 @@ def test_a_replay_of_a_forgotten_request_is_a_new_request(idle_api: Api) -> None
     answer = idle_api.request("POST", "/v1/machine-requests", headers=WRITE,
                               json=request_body("old-3", labels=OLD_LABELS))
     assert answer.status_code == 422, answer.text
+
+
+def _set_stored_before_the_rule(api: Api, name: str) -> dict[str, object]:
+    from datetime import UTC, datetime
+
+    from talprov.sets import RequestSet, set_fingerprint
+
+    body: dict[str, object] = {"name": name, "machine_count": 0, "provider": "fake",
+                               "talos_version": "v1.13.9", "labels": OLD_LABELS}
+    template = MachineRequest.model_validate(
+        {"id": f"{name}-0", "provider": "fake", "talos_version": "v1.13.9",
+         "labels": OLD_LABELS, "machine_config": SecretStr("")})
+    now = datetime.now(UTC)
+    api.ctx.sets.put(RequestSet(name, template, 0, False, set_fingerprint(template, 0),
+                                now, now), create_only=True)
+    return body
+
+
+def test_replaying_a_set_with_old_labels_is_idempotent_and_a_new_one_is_refused(
+        idle_api: Api) -> None:
+    body = _set_stored_before_the_rule(idle_api, "olds")
+    url = "/v1/machine-request-sets"
+    again = idle_api.request("POST", url, headers=WRITE, json=body)
+    assert again.status_code == 200, again.text
+    assert again.json()["labels"] == OLD_LABELS
+    reapplied = idle_api.request("PUT", f"{url}/olds", headers=WRITE, json=body)
+    assert reapplied.status_code == 200, reapplied.text
+    for method, path, sent in [("POST", url, {**body, "name": "news"}),
+                               ("PUT", f"{url}/news", {**body, "name": "news"}),
+                               ("PUT", f"{url}/olds", {**body, "labels": {"team": "red team"}})]:
+        answer = idle_api.request(method, path, headers=WRITE, json=sent)
+        assert answer.status_code == 422, (method, path, answer.text)
+        assert ["body", "labels", "team"] in [p["loc"] for p in answer.json()["detail"]]
+    assert idle_api.request("GET", f"{url}/news", headers=WRITE).status_code == 404
