@@ -13,8 +13,9 @@ from pathlib import Path
 
 import pytest
 
+from talprov.baremetal.power.base import bounded_call
 from talprov.daemon_pool import DaemonPool, left_behind
-from talprov.processes import Terminated
+from talprov.processes import Terminated, abandon_after
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -90,3 +91,14 @@ def test_a_call_left_running_does_not_hold_the_interpreters_exit() -> None:
     done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True,
                           text=True, timeout=20, check=False)
     assert (done.returncode, done.stdout) == (0, "left\n"), done.stderr
+
+
+def test_an_interrupted_bounded_call_is_counted_as_left_behind() -> None:
+    release = threading.Event()
+    before = left_behind()
+    try:
+        assert abandon_after(0.2, lambda: bounded_call(release.wait, 30, name="bmc"),
+                             otherwise=None) is None
+        assert left_behind() == before + 1
+    finally:
+        release.set()

@@ -13,6 +13,8 @@ from collections.abc import Callable
 from enum import StrEnum
 from typing import ClassVar, Protocol, TypeVar
 
+from talprov.daemon_pool import note_left_behind
+
 T = TypeVar("T")
 
 
@@ -108,16 +110,28 @@ def bounded_call(action: Callable[[], T], timeout: float, *, name: str) -> T:
     """
     outcome: list[T] = []
     failure: list[BaseException] = []
+    finished = threading.Event()
 
     def run() -> None:
         try:
             outcome.append(action())
         except BaseException as exc:  # handed to the caller's thread
             failure.append(exc)
+        finally:
+            finished.set()
 
     worker = threading.Thread(target=run, name=name, daemon=True)
     worker.start()
-    worker.join(timeout)
+    try:
+        worker.join(timeout)
+    except BaseException:
+        # Interrupted: the call may still reach the BMC; whoever holds its
+        # request (the reconciler, by its lease) learns that it is left running.
+        # (Not is_alive(): a join broken off by a signal marks a running thread
+        # stopped on Python 3.11.)
+        if not finished.is_set():
+            note_left_behind()
+        raise
     if worker.is_alive():
         raise NoAnswer(name)
     if failure:
