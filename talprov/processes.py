@@ -138,8 +138,10 @@ def abandon_after(seconds: float, work: Callable[[], T], otherwise: T) -> T:
     """``work()``, or ``otherwise`` when it is still running ``seconds`` (wall
     time) from now: it is then broken off in the main thread by SIGALRM, the way
     Ctrl-C breaks off a command (its ``finally`` blocks run, leases are given
-    back). What the work runs in other threads is not broken off: the unwinding
-    waits for it (a pool's steps in flight), which bounds the overrun.
+    back). What the work runs in other threads is not broken off, nor waited
+    for: the reconciler's and the drivers' pools (:mod:`talprov.daemon_pool`)
+    leave a call that does not return running in a daemon thread, whose
+    request keeps its lease (:mod:`talprov.reconcile.stopping`).
 
     Main thread only (elsewhere ``work()`` runs unbounded). SIGINT and SIGTERM
     are ignored while the work is unwound, then their handlers are put back.

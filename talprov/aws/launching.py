@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from talprov.aws.client import AwsClients
@@ -45,6 +44,7 @@ from talprov.aws.instances import (
     user_data_digest,
 )
 from talprov.aws.members import chunk_members, member_capacity
+from talprov.daemon_pool import DaemonPool
 from talprov.providers.errors import ProviderError
 from talprov.providers.ownership import REQUEST_KEY, ownership_tags
 from talprov.providers.protocol import StepContext
@@ -152,6 +152,6 @@ class Launcher:
                 adopt(ctxs[by_id[member.request_id]], str(raw["InstanceId"]), tagged=single)
 
         workers = max(1, min(self.config.launch_concurrency, len(groups)))
-        with ThreadPoolExecutor(max_workers=workers) as pool:
+        with DaemonPool(workers, "talprov-launch") as pool:
             list(pool.map(lambda g: run(*g), groups))
         return [errors.get(i) for i in range(len(ctxs))]

@@ -13,11 +13,11 @@ from __future__ import annotations
 import builtins
 import threading
 from collections.abc import Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import suppress
 from typing import Any, TypeVar
 from urllib.parse import parse_qs, urlsplit
 
+from talprov.daemon_pool import DaemonPool
 from talprov.openstack.catalog import missing_endpoint, token_catalog
 from talprov.openstack.config import OpenStackConfig
 from talprov.openstack.errors import openstack_errors
@@ -175,7 +175,7 @@ class OpenStackClient:
             todo = [s for s in services if s not in self._reached]
         if not todo:
             return call()
-        with ThreadPoolExecutor(max_workers=1) as pool:
+        with DaemonPool(1, "talprov-reach") as pool:
             pool.submit(self.reach, todo)
             return call()
 
@@ -194,7 +194,7 @@ class OpenStackClient:
             with suppress(ProviderError):
                 self._proxy(service)
 
-        with ThreadPoolExecutor(max_workers=len(todo)) as pool:
+        with DaemonPool(len(todo), "talprov-reach") as pool:
             list(pool.map(touch, todo))
 
     @property

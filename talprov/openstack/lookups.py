@@ -14,12 +14,12 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import suppress
 from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
+from talprov.daemon_pool import DaemonPool
 from talprov.openstack import images
 from talprov.openstack.client import OpenStackClient
 from talprov.openstack.data import OpenStackData
@@ -294,7 +294,7 @@ class Lookups(NameCache):
             if meanwhile is not None:
                 meanwhile()
             return
-        with ThreadPoolExecutor(max_workers=min(WARM_WORKERS, len(work))) as pool:
+        with DaemonPool(min(WARM_WORKERS, len(work)), "talprov-warm") as pool:
             done = pool.map(attempt, work)
             if meanwhile is not None:
                 meanwhile()

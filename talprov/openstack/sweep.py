@@ -16,12 +16,12 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor
 from types import SimpleNamespace
 from typing import Any
 
 from openstack import exceptions as sdk
 
+from talprov.daemon_pool import DaemonPool
 from talprov.openstack.client import OpenStackClient
 from talprov.openstack.servers import owner_tags, tag, tag_query
 from talprov.providers.errors import NotFound
@@ -108,7 +108,7 @@ def list_leftovers(client: OpenStackClient, owner: Owner) -> list[Leftover]:
             what, "network", path, key, tags=query)]
 
     # The two lists side by side: neither depends on the other.
-    with ThreadPoolExecutor(max_workers=1) as pool:
+    with DaemonPool(1, "talprov-sweep") as pool:
         fips_listed = pool.submit(listed, "list floating IPs", "/floatingips", "floatingips")
         ports = listed("list ports", "/ports", "ports")
         fips = fips_listed.result()

@@ -8,9 +8,9 @@ call that handles many requests at once still answers them side by side here.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
+from talprov.daemon_pool import DaemonPool
 from talprov.providers.errors import ProviderError
 from talprov.providers.protocol import BatchStepFn, StepContext
 from talprov.providers.types import StepResult
@@ -39,7 +39,8 @@ def side_by_side(
 
     if len(ctxs) <= 1:
         return [attempt(ctx) for ctx in ctxs]
-    with ThreadPoolExecutor(max_workers=min(workers, len(ctxs))) as pool:
+    # Not waited for by an interruption (see DaemonPool): a call may never return.
+    with DaemonPool(min(workers, len(ctxs)), "talprov-batch") as pool:
         return list(pool.map(attempt, ctxs))
 
 

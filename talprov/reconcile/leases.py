@@ -60,6 +60,11 @@ class LeaseRenewal:
             self._held.update(request_ids)
         self._start_renewal()
 
+    def _forget(self, request_ids: Collection[str]) -> None:
+        """Stop renewing ``request_ids`` without giving them back: they run out."""
+        with self._lease_lock:
+            self._held.difference_update(request_ids)
+
     def _release(self, request_ids: Collection[str]) -> None:
         idle = False
         try:

@@ -26,16 +26,23 @@ A full pass also sweeps leftovers (parts that outlived the request they were
 made for) of providers implementing ``SweepsLeftovers``, at most once every
 ``sweep_interval`` seconds per provider instance, in a pass with no work for it
 (:mod:`talprov.reconcile.leftovers`), so that it never delays a request.
+
+An interruption (Ctrl-C, SIGTERM, a ``--wait`` deadline) ends a pass at once:
+it waits for no listing or step running in another thread, which a cloud that
+never answers could hold for the HTTP client's read timeout. The requests still
+in a step keep their leases and nothing more is stored for them
+(:mod:`talprov.reconcile.stopping`); the others' leases are given back.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Collection, Mapping, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
+from talprov.daemon_pool import DaemonPool
 from talprov.logs import log_context
 from talprov.processes import local_worker_id, take_over_if_dead
 from talprov.providers.protocol import Provider, Runtime
@@ -47,6 +54,7 @@ from talprov.reconcile.leftovers import LeftoverSweeper
 from talprov.reconcile.listings import Listing, MachineListings
 from talprov.reconcile.observing import Observations, by_request
 from talprov.reconcile.runner import RequestRunner
+from talprov.reconcile.stopping import StopGate
 from talprov.reconcile.unconfigured import UnconfiguredInstances, unconfigured_error
 from talprov.reconcile.waiting import repeat_until
 from talprov.reconcile.work import Work
@@ -133,6 +141,8 @@ class Reconciler(LeaseRenewal):
                                         sweep_interval)
         #: What the pass writes about requests it looks at (drift, blocks).
         self._observations = Observations(store, self.now)
+        #: Shut by an interruption: see _left_running.
+        self._gate = StopGate()
         self._init_leases()
 
     def __enter__(self) -> Reconciler:
@@ -149,7 +159,8 @@ class Reconciler(LeaseRenewal):
         runner = self._runners.get(instance)
         if runner is None:
             owner = Owner(self.runtime.installation, instance)
-            runner = RequestRunner(handle.provider, owner, self.runtime, self.store, self.policy)
+            runner = RequestRunner(handle.provider, owner, self.runtime, self.store, self.policy,
+                                   self._gate)
             self._runners[instance] = runner
         return runner
 
@@ -160,7 +171,10 @@ class Reconciler(LeaseRenewal):
         sweep is due. Never raises for provider errors (they are reported);
         raises :class:`StoreError` when the store cannot be read. Idempotent in
         the level-triggered sense: a converged store makes it do nothing.
+        Raises :class:`Abandoned` once a pass of this reconciler was interrupted:
+        steps it left may still run, and it must not start them again.
         """
+        self._gate.check()
         report = PassReport()
         # Summaries, not records: most requests need only a look (is the machine
         # still there, is it due yet); whole records are read for due ones only.
@@ -232,8 +246,8 @@ class Reconciler(LeaseRenewal):
             return  # backing off: nothing can be decided for this instance now
         runner = self._runner(instance, handle)
         due = self._due(group)
-        # The pool's exit waits for a listing asked early, whatever happens.
-        with ThreadPoolExecutor(max_workers=1) as lister:
+        # The pool's exit waits for a listing asked early, unless interrupted.
+        with DaemonPool(1, "talprov-list") as lister:
             asked = (lister.submit(self.listings.listing, instance, handle.provider)
                      if due and not self._held_elsewhere(group, due) else None)
             claimed, took_over = self._claim(self._still_due(due)) if due else ([], False)
@@ -242,10 +256,15 @@ class Reconciler(LeaseRenewal):
                     asked.result()  # (one reader of the listings at a time)
                     asked = None
                 self.listings.forget(instance)
+            running: set[str] = set()
             try:
                 self._work_claimed(instance, handle, runner, group, claimed, asked, report)
+            except BaseException as exc:
+                if not isinstance(exc, Exception):
+                    running = self._left_running()
+                raise
             finally:
-                self._release([r.request.id for r in claimed])
+                self._release([r.request.id for r in claimed if r.request.id not in running])
         report.worked += len(claimed)
 
     def _work_claimed(
@@ -292,7 +311,7 @@ class Reconciler(LeaseRenewal):
         if not claimed:
             return (asked.result() if asked is not None
                     else self.listings.listing(instance, handle.provider)), [], [], []
-        with ThreadPoolExecutor(max_workers=1) as lister:
+        with DaemonPool(1, "talprov-list") as lister:
             if asked is None:
                 asked = lister.submit(self.listings.listing, instance, handle.provider)
             works = self._prepare(runner, claimed, {})
@@ -300,6 +319,18 @@ class Reconciler(LeaseRenewal):
                      if w.stage != Stage.DEPROVISIONING and not runner.waits_for_listing(w)]
             parked = self._run_works(runner, handle, early, listed=False) if early else []
             return asked.result(), works, early, parked
+
+    def _left_running(self) -> set[str]:
+        """An interruption unwinds the pass: no step starts or stores from now on
+        (in threads it leaves, which are not waited for), for good. The requests
+        still in a step keep their leases, no longer renewed, until this process
+        ends (see talprov.reconcile.stopping); they are returned."""
+        running = self._gate.stop()
+        self._forget(running)
+        for rid in sorted(running):
+            log.info("request %s: left in its step, its lease kept", rid,
+                     extra={"request_id": rid})
+        return running
 
     def _held_elsewhere(self, group: Sequence[RequestSummary], due: Mapping[str, int]) -> bool:
         """Whether another worker held a due request of ``group`` when it was read."""
@@ -403,7 +434,7 @@ class Reconciler(LeaseRenewal):
             # One batch (a set at one step, the usual first pass): no thread for it.
             return runner.advance(batches[0], listed=listed)
         parked: list[Work] = []
-        with ThreadPoolExecutor(max_workers=handle.concurrency) as pool:
+        with DaemonPool(handle.concurrency, "talprov-steps") as pool:
             futures = [pool.submit(runner.advance, batch, listed=listed) for batch in batches]
             deprovisions = [pool.submit(runner.deprovision, w) for w in deprovisioning]
             for future in futures:

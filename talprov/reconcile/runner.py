@@ -17,20 +17,24 @@ resumes it at the last stored step, which finds what was made since. As no
 version-checked write came yet, such requests' versions are read (one query)
 before a step that creates a machine (``Step.creates_machine``): a request
 deleted meanwhile stops there. What a failed attempt does to a request (its
-error, its retry or its failure) is :mod:`talprov.reconcile.failures`.
+error, its retry or its failure) is :mod:`talprov.reconcile.failures`. Once a
+pass was interrupted, no step starts and nothing is stored any more, also in the
+threads it left running (:mod:`talprov.reconcile.stopping`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import timedelta
 from typing import Any
 
 from pydantic import ValidationError
 
+from talprov.daemon_pool import left_behind
 from talprov.errors import validation_message
 from talprov.logs import log_context
 from talprov.providers.errors import (
@@ -42,6 +46,7 @@ from talprov.reconcile.failures import (
     StepPolicy,
     record_failure,
 )
+from talprov.reconcile.stopping import GatedStorage, StopGate
 from talprov.reconcile.storage import ProgressStorage
 from talprov.reconcile.work import Work, save_all
 from talprov.store.records import RequestRecord
@@ -87,12 +92,15 @@ class RequestRunner:
 
     def __init__(
         self, provider: Provider, owner: Owner, runtime: Runtime, store: ProgressStorage,
-        policy: StepPolicy | None = None,
+        policy: StepPolicy | None = None, gate: StopGate | None = None,
     ) -> None:
         self.provider = provider
         self.owner = owner
         self.runtime = runtime
-        self.store = store
+        #: Which requests are in a step; once stopped (the pass was interrupted),
+        #: no step starts and nothing is stored (see talprov.reconcile.stopping).
+        self.gate = gate or StopGate()
+        self.store: ProgressStorage = GatedStorage(store, self.gate)
         self.policy = policy or StepPolicy()
         self._steps: Sequence[Step] = provider.steps()
         self._last_reason: dict[str, str] = {}
@@ -319,15 +327,41 @@ class RequestRunner:
         if go_on is not None:
             for w, ctx in zip(group, contexts, strict=True):
                 ctx.on_finished = functools.partial(go_on, w, ctx)
+        with self._in_step([w.record.request.id for w in group]):
+            return contexts, self._outcomes(step, contexts)
+
+    @contextlib.contextmanager
+    def _in_step(self, request_ids: list[str]) -> Iterator[None]:
+        """Note ``request_ids`` as in a step on the gate while the block runs.
+
+        Raises :class:`Abandoned` when the gate was stopped. An interruption
+        raised in this very thread ended the step's calls with it, and the
+        requests leave the step; unless the step left calls running in threads
+        of its own (a batch's, see :func:`left_behind`): then they stay noted,
+        and their leases with this process.
+        """
+        self.gate.enter(request_ids)
+        mark = left_behind()
+        try:
+            yield
+        except BaseException:
+            if left_behind() == mark:
+                self.gate.leave(request_ids)
+            raise
+        self.gate.leave(request_ids)
+
+    def _outcomes(self, step: Step, contexts: Sequence[StepContext[Any, Any]]
+                  ) -> list[StepResult | BaseException]:
+        """The step's raw outcome for each context, in order."""
         outcomes: list[StepResult | BaseException]
         instance = self.owner.instance
-        if step.run_batch is not None and len(group) > 1:
+        if step.run_batch is not None and len(contexts) > 1:
             try:
                 with log_context(provider=instance, step=step.name):
                     outcomes = list(step.run_batch(contexts))
             except Exception as exc:
-                outcomes = [exc] * len(group)
-            if len(outcomes) != len(group):
+                outcomes = [exc] * len(contexts)
+            if len(outcomes) != len(contexts):
                 raise RuntimeError(f"step {step.name}: run_batch returned a wrong count")
         else:
             outcomes = []
@@ -338,7 +372,7 @@ class RequestRunner:
                         outcomes.append(step.run(ctx))
                 except Exception as exc:
                     outcomes.append(exc)
-        return contexts, outcomes
+        return outcomes
 
     def _apply(
         self, work: Work, step: Step, outcome: StepResult | BaseException
@@ -400,7 +434,8 @@ class RequestRunner:
         work.data = None
         ctx = work.context()
         try:
-            outcome: StepResult | BaseException = self.provider.deprovision(ctx)
+            with self._in_step([work.record.request.id]):
+                outcome: StepResult | BaseException = self.provider.deprovision(ctx)
         except Exception as exc:
             outcome = exc
         work.events.extend(ctx.events)

@@ -13,6 +13,8 @@ from collections.abc import Callable
 from enum import StrEnum
 from typing import ClassVar, Protocol, TypeVar
 
+from talprov.daemon_pool import note_left_behind
+
 T = TypeVar("T")
 
 
@@ -158,16 +160,28 @@ def bounded_call(action: Callable[[], T], timeout: float, *, name: str,
                     if not left:
                         _abandoned.pop(key, None)
 
+    def give_up() -> bool:
+        """Whether the call is still running; if so, it is remembered for ``key``.
+        Under the lock: a call that returns between the join and here is not
+        recorded as blocked (its thread would never take itself off the list).
+        Not is_alive(): a join broken off by a signal marks a running thread
+        stopped on Python 3.11."""
+        with _abandoned_lock:
+            if not finished and key is not None:
+                _abandoned.setdefault(key, set()).add(worker)
+            return not finished
+
     worker = threading.Thread(target=run, name=name, daemon=True)
     worker.start()
-    worker.join(timeout)
-    with _abandoned_lock:
-        # Under the lock: a call that returns between the join and here is not
-        # recorded as blocked (its thread would never take itself off the list).
-        given_up = not finished
-        if given_up and key is not None:
-            _abandoned.setdefault(key, set()).add(worker)
-    if given_up:
+    try:
+        worker.join(timeout)
+    except BaseException:
+        # Interrupted: the call may still reach the BMC; whoever holds its
+        # request (the reconciler, by its lease) learns that it is left running.
+        if give_up():
+            note_left_behind()
+        raise
+    if give_up():
         raise NoAnswer(name)
     if failure:
         raise failure[0]
