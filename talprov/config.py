@@ -220,9 +220,25 @@ def load_config(explicit: str | None = None) -> LoadedConfig:
     _check_listen((config.service or {}).get("listen"), f"{where}: service.listen")
     for name, block in config.providers.items():
         check_instance_shape(name, block.model_dump(), f"{where}: providers.{name}")
+        _check_factory_use(config.image_factory, block.model_dump(),
+                           f"{where}: providers.{name}")
     factory_raw = raw.get("image_factory")
     return LoadedConfig(config=config, path=path,
                         factory_raw=factory_raw if isinstance(factory_raw, dict) else {})
+
+
+def _check_factory_use(factory: ImageFactoryConfig, block: dict[str, Any], where: str) -> None:
+    """Refuse an instance setting that cannot work with ``factory`` when it has
+    credentials (a type's ``factory_credentials_problem``, e.g. Proxmox's
+    ``iso_transfer: download``): it would wait for the operator at every request.
+    Raises ``ConfigError`` naming the instance's field. Pure."""
+    authenticated = factory.username is not None or "@" in urlsplit(factory.url).netloc
+    model = config_model_of(str(block.get("type"))) if authenticated else None
+    problem_of = getattr(model, "factory_credentials_problem", None)
+    problem = problem_of(block) if callable(problem_of) else None
+    if problem is not None:
+        field, message = problem
+        raise ConfigError(f"{where}.{field}", message)
 
 
 def check_instance_shape(name: str, block: dict[str, Any], where: str) -> None:
