@@ -17,6 +17,7 @@ from talprov.secrets import redact
 from talprov.service.config import parse_service_config
 from talprov.talos.factory import images_for
 from talprov.talos.schematic import Schematic
+from talprov.words import counted
 
 
 @click.group(name="config")
@@ -139,7 +140,7 @@ def _factory_row(app: App, file: str | None, *, connect: bool) -> dict[str, obje
             row["result"] = f"unhealthy: {redact(str(exc))}"
             row["error"] = redact(str(exc))
         else:
-            row["result"] = f"ok: answers, {len(offered)} Talos versions offered" + (
+            row["result"] = f"ok: answers, {counted(len(offered), 'Talos version')} offered" + (
                 ", credentials accepted" if factory.authenticated else "")
     return row
 
