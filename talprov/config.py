@@ -38,6 +38,7 @@ from talprov.errors import (
 from talprov.providers.errors import ca_file_problem
 from talprov.registry import COMMON_INSTANCE_KEYS, config_model_of, installed_types
 from talprov.secrets import check_references, has_reference, resolve_tree
+from talprov.urls import credentials_problem, url_problem
 
 DEFAULT_FACTORY_URL = "https://factory.talos.dev"
 #: Instance names end up in tags, labels and URLs: a DNS label.
@@ -221,9 +222,25 @@ def load_config(explicit: str | None = None) -> LoadedConfig:
     _check_listen((config.service or {}).get("listen"), f"{where}: service.listen")
     for name, block in config.providers.items():
         check_instance_shape(name, block.model_dump(), f"{where}: providers.{name}")
+        _check_factory_use(config.image_factory, block.model_dump(),
+                           f"{where}: providers.{name}")
     factory_raw = raw.get("image_factory")
     return LoadedConfig(config=config, path=path,
                         factory_raw=factory_raw if isinstance(factory_raw, dict) else {})
+
+
+def _check_factory_use(factory: ImageFactoryConfig, block: dict[str, Any], where: str) -> None:
+    """Refuse an instance setting that cannot work with ``factory`` when it has
+    credentials (a type's ``factory_credentials_problem``, e.g. Proxmox's
+    ``iso_transfer: download``): it would wait for the operator at every request.
+    Raises ``ConfigError`` naming the instance's field. Pure."""
+    authenticated = factory.username is not None or "@" in urlsplit(factory.url).netloc
+    model = config_model_of(str(block.get("type"))) if authenticated else None
+    problem_of = getattr(model, "factory_credentials_problem", None)
+    problem = problem_of(block) if callable(problem_of) else None
+    if problem is not None:
+        field, message = problem
+        raise ConfigError(f"{where}.{field}", message)
 
 
 def check_instance_shape(name: str, block: dict[str, Any], where: str) -> None:
@@ -254,6 +271,11 @@ def check_instance_shape(name: str, block: dict[str, Any], where: str) -> None:
         return  # a broken plugin: said by the command that uses the instance
     body = {k: v for k, v in block.items() if k not in COMMON_INSTANCE_KEYS}
     validate_unresolved(model, body, where)
+    # After the type's own rule (its message names its settings): any other url.
+    for field, key, value in _written_settings(block, where):
+        problem = credentials_problem(value) if key.endswith("url") else None
+        if problem is not None:
+            raise ConfigError(field, problem)
 
 
 def validate_unresolved(model: type[BaseModel], body: Any, where: str) -> None:
@@ -325,6 +347,9 @@ def check_ca_files(node: Any, where: str) -> None:
     trouble as an SSL or OS error of its own. Raises ``ConfigError`` naming the key
     and the file. Reads the files; idempotent."""
     for field, key, value in _written_settings(node, where):
+        if key in CA_FILE_KEYS and not value.strip():
+            raise ConfigError(field, "empty: name a PEM file of CA certificates, or "
+                                     "leave the setting out for the system's CAs")
         problem = ca_file_problem(value) if key in CA_FILE_KEYS else None
         if problem is not None:
             raise ConfigError(field, f"{value}: {problem}")
@@ -338,6 +363,12 @@ def _check_factory_url(factory: ImageFactoryConfig, where: str) -> None:
     CA file."""
     _check_urls({"url": factory.url}, where)
     check_ca_files({"ca_file": factory.ca_file}, where)
+    if not has_reference(factory.url) and urlsplit(factory.url).path.strip("/"):
+        # The client adds /schematics, /image/..., /pxe/... to the host, and the
+        # machines are handed URLs named so: a mirror serves at its host's root.
+        raise ConfigError(f"{where}.url", "no path: the Image Factory (or a mirror) is "
+                                          "served at its host's root, e.g. "
+                                          "https://factory.example.com")
     if (factory.username is not None and not has_reference(factory.url)
             and "@" in urlsplit(factory.url).netloc):
         raise ConfigError(f"{where}.url", "credentials are written into the URL and given "
@@ -373,48 +404,6 @@ def _check_listen(value: Any, where: str) -> None:
         split_listen(value)
     except ValueError as exc:
         raise ConfigError(where, str(exc)) from None
-
-
-def url_problem(value: str) -> str | None:
-    """What is wrong with ``value`` as an http(s) URL of a server, or None. Pure.
-
-    A URL the HTTP clients would refuse only when first used (a space, no host,
-    a port beyond 65535) is refused here, when the config is read.
-    """
-    parts = urlsplit(value)
-    if parts.scheme not in ("http", "https") or not parts.netloc:
-        return f"expected an http(s) URL with a host, e.g. https://{value}"
-    if any(c.isspace() for c in value):
-        return "a URL cannot contain spaces"
-    if not parts.hostname:
-        return "the URL names no host"
-    problem = userinfo_problem(value)
-    if problem is not None:
-        return problem
-    try:
-        parts.port  # noqa: B018 - raises ValueError for a port out of range
-    except ValueError:
-        return "the URL's port must be a number from 0 to 65535"
-    return None
-
-
-def userinfo_problem(value: str) -> str | None:
-    """What is wrong with the ``user:password@`` part of the http(s) URL ``value``
-    (None: nothing, or no such part). Pure.
-
-    ``https://team:2024#pw@host`` is host ``team``, port 2024, to every URL
-    parser: the password would go, unnoticed, into every URL handed to machines
-    and nodes. A password without a user name would be dropped without a word.
-    """
-    netloc = urlsplit(value).netloc
-    userinfo, at, _ = netloc.rpartition("@")
-    after_host = value.split("//", 1)[-1][len(netloc):]
-    if "@" in after_host or "@" in userinfo:
-        return ("an '@' after the host or inside the credentials: percent-encode '#', "
-                "'/', '?' and '@' in a user name or password (%23, %2F, %3F, %40)")
-    if at and not userinfo.partition(":")[0]:
-        return "a password without a user name: write https://USER:PASSWORD@HOST"
-    return None
 
 
 def parse_yaml_mapping(text: str, where: str) -> dict[str, Any]:

@@ -9,13 +9,23 @@ ending any interruption the way that command does.
 
 from __future__ import annotations
 
-from talprov.processes import exit_interrupted, ignore_stop_signals, stop_on_signals
+import sys
+
+from talprov.processes import (
+    command_word,
+    exit_interrupted,
+    ignore_stop_signals,
+    sigterm_is_a_stop,
+    stop_on_signals,
+)
 
 
 def main() -> None:
     """Run the ``talprov`` command; an interruption at any moment, start-up and
-    the end included, ends with one line and exit 130 (Ctrl-C) or 143 (SIGTERM)."""
+    the end included, ends with one line and exit 130 (Ctrl-C) or 143 (SIGTERM);
+    0 for ``serve``, whose normal stop SIGTERM is, also before it listens."""
     stop_on_signals()
+    sigterm_is_a_stop(command_word(sys.argv[1:]))
     try:
         try:
             from talprov.cli import main as run_cli

@@ -189,12 +189,51 @@ def end_echoed_line(exc: BaseException, *, line_open: bool = False) -> None:
         sys.stderr.write("\n")
 
 
+#: The commands whose normal stop is SIGTERM (a service manager's): exit 0.
+SIGTERM_STOPPED_COMMANDS = frozenset({"serve"})
+#: Global options of ``talprov`` that take a value (``--config FILE``).
+_VALUED_OPTIONS = frozenset({"--config", "--store", "--log-format"})
+#: The command of this process, once known to stop on SIGTERM (at most one).
+_stopped_by_sigterm: set[str] = set()
+
+
+def command_word(argv: list[str]) -> str | None:
+    """The command a ``talprov`` command line runs (its first word after the
+    global options), or None. For the start-up, before click has parsed the
+    line; a guess that errs towards None (then SIGTERM is an interruption).
+    Pure."""
+    args = iter(argv)
+    for arg in args:
+        if arg == "--":
+            return next(args, None)
+        if arg in _VALUED_OPTIONS:
+            next(args, None)
+        elif not arg.startswith("-"):
+            return arg
+    return None
+
+
+def sigterm_is_a_stop(command: str | None) -> None:
+    """From now on, when ``command`` is one of :data:`SIGTERM_STOPPED_COMMANDS`, a
+    SIGTERM that :func:`exit_interrupted` ends (while it starts up, even before it
+    said it listens) is its graceful stop: "stopped", exit 0, not 143. For the
+    process's entry point only (it holds for the rest of the process, and an
+    in-process test runs several commands). Idempotent."""
+    if command in SIGTERM_STOPPED_COMMANDS:
+        _stopped_by_sigterm.add(command)
+
+
 def exit_interrupted(exc: BaseException, *, line_open: bool = False) -> NoReturn:
     """Say :func:`interrupted_message` on stderr (on a line of its own, see
     :func:`end_echoed_line`), then exit with :func:`interrupted_exit_code`. The one
     way every talprov command ends on Ctrl-C or SIGTERM: one line, never a
-    traceback."""
+    traceback. A command whose normal stop is SIGTERM (:func:`sigterm_is_a_stop`)
+    says "stopped" and exits 0 instead."""
     end_echoed_line(exc, line_open=line_open)
+    if _stopped_by_sigterm and interrupted_exit_code(exc) == 128 + signal.SIGTERM:
+        sys.stderr.write("stopped\n")
+        sys.stderr.flush()
+        sys.exit(0)
     sys.stderr.write(interrupted_message(exc) + "\n")
     sys.stderr.flush()
     sys.exit(interrupted_exit_code(exc))

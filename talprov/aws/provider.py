@@ -67,6 +67,7 @@ from talprov.talos.join import (
     user_data_for,
 )
 from talprov.talos.schematic import Schematic
+from talprov.words import counted
 
 Ctx = StepContext[AwsData, AwsState]
 #: Looks at a just-launched instance that may answer "not found" (EC2 lags).
@@ -197,7 +198,7 @@ class AwsProvider:
             return Health(ok=False, message=naming_endpoint(operation, self.endpoint())
                           + f": {not_an_aws_answer()}")
         zones = reply["AvailabilityZones"]
-        return Health(ok=True, message=f"{self.config.region}: {len(zones)} zones")
+        return Health(ok=True, message=f"{self.config.region}: {counted(len(zones), 'zone')}")
 
     # ------------------------------------------------------------------ ensure-instance
 

@@ -10,7 +10,7 @@ from ipaddress import IPv4Address
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 from talprov.errors import ConfigError
 
@@ -27,9 +27,10 @@ class DhcpConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     enabled: bool = Field(default=True, description="Run the DHCP responder.")
-    interface_address: IPv4Address = Field(
+    interface_address: IPv4Address | None = Field(
+        default=None, validate_default=True,
         description="This host's address on the provisioning network (server identifier, "
-        "TFTP next-server).")
+        "TFTP next-server). Required when enabled.")
     interface: str | None = Field(
         default=None, description="Network interface to answer on (bound with "
         "SO_BINDTODEVICE so broadcast replies leave through it).")
@@ -45,6 +46,16 @@ class DhcpConfig(BaseModel):
     router: IPv4Address | None = Field(default=None, description="Default gateway, full mode.")
     dns: tuple[IPv4Address, ...] = Field(default=(), description="DNS servers, full mode.")
     lease_seconds: int = Field(default=3600, ge=60, description="Lease time, full mode.")
+
+    @field_validator("interface_address")
+    @classmethod
+    def _needed_when_enabled(cls, value: IPv4Address | None,
+                             info: ValidationInfo) -> IPv4Address | None:
+        # A field rule, not the block's: the error then names interface_address.
+        if value is None and info.data.get("enabled", True):
+            raise ValueError("required when dhcp is enabled (this host's address on the "
+                             "provisioning network); or set enabled: false")
+        return value
 
 
 class ConfigTls(BaseModel):

@@ -51,6 +51,7 @@ from talprov.providers.types import (
 from talprov.talos.assets import Platform, require_offered
 from talprov.talos.factory import ImageFactory, images_for
 from talprov.talos.join import join_only_config, user_data_for
+from talprov.words import counted
 
 log = logging.getLogger(__name__)
 
@@ -242,7 +243,7 @@ class BareMetalProvider:
             return Health(ok=False, message=f"inventory {self.config.inventory}: unexpected "
                           f"{type(exc).__name__} while reading it")
         free = sum(1 for m in machines if m.status == MachineStatus.AVAILABLE and not m.cordoned)
-        return Health(ok=True, message=f"{len(machines)} machines, {free} available")
+        return Health(ok=True, message=f"{counted(len(machines), 'machine')}, {free} available")
 
     def boot_alert_counts(self) -> dict[str, int]:
         """How often the boot server of this instance raised each alert kind

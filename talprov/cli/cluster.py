@@ -45,6 +45,7 @@ from talprov.scaler.configtext import merge_patch
 from talprov.scaler.models import CONTROL_PLANE_SET, ClusterSpec
 from talprov.scaler.spec import load_spec_file
 from talprov.scaler.templates import template
+from talprov.words import counted
 
 SET_COLUMNS = ("name", "desired", "provisioned", "provisioning", "failed", "unreadable",
                "outdated", "deleting", "notes")
@@ -173,7 +174,7 @@ def converge(app: App, name: str, timeout: float) -> bool:
                          + (f" outdated={s.outdated}" if s.outdated else "")
                          for s in view.sets)
         if state.destroying:
-            line = f"destroying: {len(scaler.records(name))} requests left"
+            line = f"destroying: {counted(len(scaler.records(name)), 'request')} left"
         progress.show(f"{name}: {line}")
         if any(s.failed for s in view.sets):
             _tell_failures(scaler, name, told)
@@ -231,7 +232,7 @@ def wait_destroyed(app: App, scaler: Scaler, name: str, timeout: float) -> bool:
 
     def gone() -> bool:
         left = len(scaler.records(name))
-        progress.show(f"{name}: destroying, {left} requests left")
+        progress.show(f"{name}: destroying, {counted(left, 'request')} left")
         return not left and scaler.recorded_state(name) is None
 
     with interruptible(f"the destruction of cluster {name}"), app.run_loop(
@@ -408,7 +409,7 @@ def destroy(app: App, name: str, wait: bool, timeout: float, yes: bool, output: 
         fail(f"cluster {name} is not recorded", EXIT_FAILED)
     deleting = sorted(r.request.id for r in scaler.records(name))
     count = len(deleting)
-    confirm_or_exit(f"Delete all {count} machines of cluster {name}?", yes)
+    confirm_or_exit(f"Delete all {counted(count, 'machine')} of cluster {name}?", yes)
     with scaler.editing(name):
         destroying = scaler.destroy(name)
     if not destroying:

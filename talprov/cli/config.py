@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import sys
 
 import click
@@ -11,10 +12,12 @@ from talprov.cli.output import emit, output_option
 from talprov.cli.serve import check_startable
 from talprov.config import LoadedConfig, find_config_file
 from talprov.errors import ConfigError
-from talprov.providers.errors import ProviderError
+from talprov.providers.errors import AuthError, ProviderError
 from talprov.secrets import redact
 from talprov.service.config import parse_service_config
 from talprov.talos.factory import images_for
+from talprov.talos.schematic import Schematic
+from talprov.words import counted
 
 
 @click.group(name="config")
@@ -100,7 +103,8 @@ def _check_local_files(provider: object) -> None:
 
 def _factory_row(app: App, file: str | None, *, connect: bool) -> dict[str, object]:
     """The image_factory row: its references resolve, and with ``connect`` the
-    factory answers its list of versions at this URL and TLS setting."""
+    factory answers its list of versions at this URL and TLS setting and, when
+    credentials are configured, accepts them (a 401/403 names the field)."""
     try:
         settings = app.config.image_factory()
     except ConfigError as exc:
@@ -118,11 +122,26 @@ def _factory_row(app: App, file: str | None, *, connect: bool) -> dict[str, obje
     if connect:
         try:
             offered = factory.versions()
+            if factory.authenticated:
+                # GET /versions needs no credentials: a wrong password passed it.
+                # Registering the empty schematic needs them (idempotent: the
+                # factory answers the same id; it owns nothing but an empty image).
+                factory.register(Schematic())
+        except AuthError as exc:
+            field = ("image_factory.password" if settings.username is not None
+                     else "image_factory.url")
+            named = ("image_factory.username/password" if settings.username is not None
+                     else "the user:password@ of image_factory.url")
+            status = re.search(r"HTTP \d+", str(exc))
+            return _row("image_factory", "-", file, field, ConfigError(field, (
+                f"the Image Factory refused the credentials of {named}"
+                + (f" ({status.group(0)})" if status else ""))))
         except ProviderError as exc:
             row["result"] = f"unhealthy: {redact(str(exc))}"
             row["error"] = redact(str(exc))
         else:
-            row["result"] = f"ok: answers, {len(offered)} Talos versions offered"
+            row["result"] = f"ok: answers, {counted(len(offered), 'Talos version')} offered" + (
+                ", credentials accepted" if factory.authenticated else "")
     return row
 
 

@@ -12,6 +12,7 @@ import click
 from talprov.cli.app import confirm_or_exit, fail
 from talprov.scaler.models import MAX_SET_SIZE
 from talprov.scaler.setplan import tolerated_failures
+from talprov.words import counted
 
 #: Machines one command may add without asking (a typo's extra zero must not
 #: launch thousands of instances on a real account).
@@ -68,8 +69,8 @@ def confirm_size_change(what: str, current: int, count: int, yes: bool) -> None:
     """Ask (see :func:`confirm_or_exit`) before ``what`` grows by more than
     :data:`LARGE_GROWTH` machines."""
     if count - current > LARGE_GROWTH:
-        confirm_or_exit(f"Add {count - current} machines to {what} ({current} -> {count})?",
-                        yes)
+        added = counted(count - current, "machine")
+        confirm_or_exit(f"Add {added} to {what} ({current} -> {count})?", yes)
 
 
 def confirm_control_plane_shrink(what: str, current: int, count: int, yes: bool) -> None:

@@ -36,6 +36,7 @@ from talprov.providers.errors import ProviderError
 from talprov.scaler.spec import load_spec_file
 from talprov.store.records import RequestRecord
 from talprov.talos.versions import DEFAULT_TALOS_VERSION
+from talprov.words import counted
 
 REGION = "us-east-1"
 TALOS_VERSION = DEFAULT_TALOS_VERSION
@@ -316,7 +317,8 @@ def _run(app: App, workdir: Path, started: list[DemoPlatform], control_planes: i
     scaler = scaler_for(app)
     scaler.record(spec)
     where = ", ".join(p.name for p in started)
-    click.echo(f"applying cluster 'demo': {control_planes} control planes, {workers} workers "
+    click.echo(f"applying cluster 'demo': {counted(control_planes, 'control plane')}, "
+               f"{counted(workers, 'worker')} "
                f"per platform ({where})", err=True)
     converged = converge(app, "demo", timeout)
     records = app.store.list_requests(labels={"talprov.cluster": "demo"})

@@ -3,18 +3,20 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import click
 
-from talprov.cli.app import App, handle_errors, pass_app
+from talprov.cli.app import App, handle_errors, pass_app, say
 from talprov.cli.output import emit, output_option
 from talprov.errors import ConfigError, read_user_file
-from talprov.providers.errors import InvalidRequest
+from talprov.providers.errors import InvalidRequest, ProviderError
 from talprov.providers.types import Arch, talos_version_problem
 from talprov.requestfile import load_request_file
 from talprov.talos.assets import PLATFORMS, AssetKind, Platform
+from talprov.talos.cache import public_url
 from talprov.talos.factory import ImageFactory, asset_names_for, has_credentials, images_for
 from talprov.talos.schematic import Schematic
 
@@ -97,21 +99,50 @@ def _factory_naming(app: App) -> Iterator[tuple[ImageFactory, Callable[[Schemati
 @click.option("--arch", type=click.Choice([a.value for a in Arch]), default="amd64",
               show_default=True, help="CPU architecture of the assets.")
 @click.option("--secure-boot", is_flag=True, help="Secure Boot assets.")
+@click.option("--local", is_flag=True,
+              help="Ask no factory: the version is not checked against its list, and the "
+                   "schematic is named by the id computed here (which a factory with "
+                   "credentials does not serve).")
 @output_option
 @pass_app
 @handle_errors
 def urls(app: App, path: Path | None, request: Path | None, talos_version: str | None,
-         arch: str, secure_boot: bool, output: str) -> None:
+         arch: str, secure_boot: bool, local: bool, output: str) -> None:
     """Print the Image Factory URL of every platform asset for a schematic.
 
-    Computed here, asking no factory, unless the factory has credentials: then
-    the schematic is registered and named by the id the factory answers.
+    The factory is asked which Talos versions it offers: one it does not offer
+    is refused (exit 2); when it cannot be asked, stderr says the version was
+    not checked. With credentials configured the schematic is registered and
+    named by the id the factory answers. --local asks no factory.
     """
     schematic, req_version = _schematic(path, request)
     version = _version(talos_version or req_version)
-    with _factory_naming(app) as (factory, sid):
-        rows = asset_rows(factory, sid(schematic), version, Arch(arch), secure_boot)
+    if local:
+        say(f"Talos {version} was not checked: --local asks no Image Factory whether "
+            "it offers it", level=logging.WARNING)
+        with asset_names_for(app.runtime) as names:
+            rows = asset_rows(names, schematic.id(), version, Arch(arch), secure_boot)
+    else:
+        with _factory_naming(app) as (factory, sid):
+            _check_offered(factory, version)
+            rows = asset_rows(factory, sid(schematic), version, Arch(arch), secure_boot)
     emit(rows, output, columns=("platform", "kind", "url"))
+
+
+def _check_offered(factory: ImageFactory, version: str) -> None:
+    """Refuse a ``version`` the factory does not offer (``ConfigError`` at --version);
+    one it cannot be asked about is said on stderr, and let through: the URLs are
+    computed here all the same. Asks the factory's GET /versions."""
+    try:
+        offered = factory.versions()
+    except ProviderError as exc:
+        say(f"Talos {version} was not checked: {exc}", level=logging.WARNING)
+        return
+    if version not in offered:
+        newest = f" (its newest: {offered[-1]})" if offered else ""
+        raise ConfigError("--version", (
+            f"the Image Factory {public_url(factory.base_url)} does not offer Talos "
+            f"{version}{newest}; --local prints the URLs without asking it"))
 
 
 ASSET_CHOICES = sorted(

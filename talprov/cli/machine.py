@@ -34,6 +34,7 @@ from talprov.requestfile import load_request_file
 from talprov.runloop import RoundReport
 from talprov.store.records import RequestRecord, public_view
 from talprov.timestamps import rfc3339
+from talprov.words import counted
 
 LIST_COLUMNS = ("id", "provider", "stage", "step", "infra_id", "machine_uuid", "labels",
                 "error")
@@ -318,8 +319,8 @@ def round_summary(report: RoundReport, waiting: int, next_due: datetime | None,
     """One line saying what a round did (``reconcile --once``) and, when requests
     wait for a next attempt not due yet, how many and when the first is due."""
     worked = report.reconcile.worked if report.reconcile is not None else 0
-    errors = f", {len(report.errors)} errors" if report.errors else ""
-    line = f"round done: {worked} requests worked on{errors} ({report.seconds:.1f}s)"
+    errors = f", {counted(len(report.errors), 'error')}" if report.errors else ""
+    line = f"round done: {counted(worked, 'request')} worked on{errors} ({report.seconds:.1f}s)"
     if waiting and next_due is not None:
         their = "its" if waiting == 1 else "their"
         due_in = max(0, math.ceil((next_due - now).total_seconds()))

@@ -121,15 +121,16 @@ def serve(app: App, listen: str | None, workers: bool | None, worker_id: str | N
     connections, the current reconcile pass finishes and its leases are released.
     Prints "listening on URL" on stderr once ready.
 
-    Exit codes: 0 stopped by SIGTERM; 130 stopped by Ctrl-C (SIGINT), as every
-    talprov command; 2 not started: an invalid config or option (the service
-    block, no tokens, --listen, TLS files, plain HTTP refused), the same config
-    `talprov config check` exits 2 for, or an address that cannot be bound;
-    1 not started: the store failed.
+    Exit codes: 0 stopped by SIGTERM (also while starting); 130 stopped by
+    Ctrl-C (SIGINT), as every talprov command; 2 not started: an invalid config
+    or option (the service block, no tokens, --listen, TLS files, plain HTTP
+    refused), the same config `talprov config check` exits 2 for, or an address
+    that cannot be bound; 1 not started: the store failed.
     """
+    # SIGTERM is serve's stop also while it starts: the launcher (the console
+    # script's, python -m's) said so for the process (sigterm_is_a_stop), which
+    # exit_interrupted then honours.
     require_extra("service", where="talprov serve", what="the HTTP service")
-    import uvicorn
-
     from talprov.service.app import create_app
 
     where = f"{app.config.path or 'config'}: service"
@@ -144,6 +145,25 @@ def serve(app: App, listen: str | None, workers: bool | None, worker_id: str | N
     api = create_app(app.store, app.all_handles(), app.runtime, config,
                      spawn_worker=_worker_entry(app, config))
     grpc_server = start_autoscaler(app, config.autoscaler, where=f"{where}.autoscaler")
+    try:
+        server, sock, boot_servers = _prepared(app, config, api, host, port, boot_server)
+    except KeyboardInterrupt:
+        # Stopped while starting (before its signal handlers are in place): what
+        # started stops, and the interruption ends as every command's does
+        # (serve's SIGTERM with 0: sigterm_is_a_stop).
+        if grpc_server is not None:
+            grpc_server.stop()
+        raise
+    _run_until_stopped(server, sock, api.state.ctx.loop, boot_servers, grpc_server)
+
+
+def _prepared(app: App, config: ServiceConfig, api: Any, host: str, port: int,
+              boot_server: bool) -> tuple[Any, socket.socket, list[Any]]:
+    """The uvicorn server of ``api`` (it says "listening" once started), the socket
+    it is to serve, bound, and the boot servers, started. An address that cannot
+    be bound ends the command (exit 2)."""
+    import uvicorn
+
     sock = _bind(host, port)
     bound_port = sock.getsockname()[1]
     scheme = "https" if config.tls else "http"
@@ -175,7 +195,7 @@ def serve(app: App, listen: str | None, workers: bool | None, worker_id: str | N
     server.startup = startup  # type: ignore[method-assign]
     server.handle_exit = _first_stop_only(server)  # type: ignore[method-assign,assignment]
     boot_servers = start_boot_servers(app) if boot_server else []
-    _run_until_stopped(server, sock, api.state.ctx.loop, boot_servers, grpc_server)
+    return server, sock, boot_servers
 
 
 def _first_stop_only(server: Any) -> Callable[[int, FrameType | None], None]:
@@ -201,8 +221,14 @@ def _run_until_stopped(server: Any, sock: socket.socket, loop: Any,
     # signal with the previous handler in place; a handler there that only notes
     # it makes both stops end the same way below: SIGTERM exits 0, SIGINT 130.
     stops: list[int] = []
-    previous = {sig: signal.signal(sig, lambda signum, _frame: stops.append(signum))
-                for sig in (signal.SIGTERM, signal.SIGINT)}
+
+    def noted(signum: int, _frame: FrameType | None) -> None:
+        stops.append(signum)
+        # Before uvicorn takes the signals it does not know of this one: told
+        # here, it stops at once after its start-up (it exits 0 too).
+        server.should_exit = True
+
+    previous = {sig: signal.signal(sig, noted) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
         server.run(sockets=[sock])
     finally:

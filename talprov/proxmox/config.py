@@ -10,7 +10,7 @@ references (``${env:PVE_TOKEN}`` or ``${file:/run/secrets/pve}``).
 from __future__ import annotations
 
 import re
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
@@ -104,6 +104,20 @@ class ProxmoxConfig(BaseModel):
         "local cache, for nodes without internet access) or 'auto' (download, and upload "
         "when the download task fails).",
     )
+
+    @classmethod
+    def factory_credentials_problem(cls, block: dict[str, Any]) -> tuple[str, str] | None:
+        """With an Image Factory that has credentials: the field of ``block`` (this
+        type's settings as written) that cannot work with it and why, else None.
+        ``iso_transfer: download``: a node's download-url carries no credentials and
+        such a factory serves images to their owner only, so every download would be
+        refused. Pure."""
+        if block.get("iso_transfer") == "download":
+            return "iso_transfer", (
+                "download: the Image Factory has credentials (image_factory.username, or "
+                "in its url), which a node's download-url cannot carry, and it serves "
+                "images to their owner only; set iso_transfer: upload (auto uploads too)")
+        return None
 
     @field_validator("url")
     @classmethod

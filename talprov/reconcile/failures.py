@@ -22,6 +22,7 @@ from talprov.providers.retry import step_backoff
 from talprov.providers.types import Stage
 from talprov.reconcile.work import Work
 from talprov.secrets import redact
+from talprov.words import counted
 
 log = logging.getLogger("talprov.reconcile.runner")  # the name operators filter on
 
@@ -98,7 +99,7 @@ def record_failure(work: Work, step_name: str, exc: BaseException, policy: StepP
     spent = work.attempts >= limit and not isinstance(exc, InstanceUnavailable)
     if not deleting and (permanent or spent):
         work.stage = Stage.FAILED
-        why = "permanent error" if permanent else f"{work.attempts} attempts"
+        why = "permanent error" if permanent else counted(work.attempts, "attempt")
         work.events.append(f"failed ({why}): {work.error}")
         work.next_attempt_at = None
         return

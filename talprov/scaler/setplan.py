@@ -37,6 +37,7 @@ from talprov.scaler.priorities import (
 )
 from talprov.scaler.templates import desired_request
 from talprov.timestamps import rfc3339
+from talprov.words import counted
 
 _IN_PROGRESS = (Stage.PENDING, Stage.PROVISIONING)
 #: Why a request sealed under another store key is unhealthy: no pass can provision
@@ -121,8 +122,9 @@ def plan_set(
         backoff_until = backoff.until
         notes.append(f"backoff after {backoff.cause} until {rfc3339(backoff_until)}")
     if seen.unreadable:
-        notes.append(f"{seen.unreadable} request(s) sealed under another TALPROV_STORE_KEY: "
-                     "running ones are rolled out, the others replaced as unhealthy")
+        notes.append(f"{counted(seen.unreadable, 'request')} sealed under another "
+                     "TALPROV_STORE_KEY: running ones are rolled out, the others replaced "
+                     "as unhealthy")
     status = SetStatus(
         name=machine_set.name, role=machine_set.role.value, desired=size,
         provisioned=seen.healthy - seen.running_unreadable,
@@ -345,7 +347,7 @@ class _SetPlanner:
         sick = len(seen.unhealthy) - seen.unhealthy_unreadable
         if sick > limit:
             self.notes.append(
-                f"circuit breaker open: {sick} of {len(seen.live)} machines "
+                f"circuit breaker open: {sick} of {counted(len(seen.live), 'machine')} "
                 f"unhealthy (maxUnhealthy {self.set.remediation.max_unhealthy}); "
                 "not remediating"
             )

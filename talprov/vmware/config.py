@@ -76,6 +76,15 @@ class VSphereConfig(BaseModel):
         "templates. Unset: the request's folder.",
     )
 
+    @field_validator("url")
+    @classmethod
+    def _no_credentials_in_url(cls, value: str) -> str:
+        # The pattern lets 'user:password@' through and host_port drops it without
+        # a word (QA), as Proxmox's did. Never echo the value.
+        if "@" in value:
+            raise ValueError("no user or password in the url: give username + password")
+        return value
+
     @field_validator("thumbprint")
     @classmethod
     def _check_thumbprint(cls, value: str | None) -> str | None:

@@ -38,7 +38,8 @@ def listed_urls(home: Home) -> Result:
                        "-o", "json")
 
 
-def test_valid_version_lists_urls_for_it(home: Home) -> None:
+def test_valid_version_lists_urls_for_it(home: Home, image_factory: FakeImageFactory) -> None:
+    home.write_config(image_factory={"url": image_factory.url})  # asked for its versions
     result = listed_urls(home)
     assert result.exit_code == 0, result.output
     assert "/v1.13.9/aws-amd64.raw.xz" in result.output

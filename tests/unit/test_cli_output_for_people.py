@@ -80,7 +80,7 @@ def test_ctrl_c_during_wait_says_the_request_is_kept(
 def test_forget_mark_delete_and_reconcile_once_say_what_they_did(home: Home) -> None:
     request = home.write_request("m4")
     home.invoke("machine", "create", "-f", str(request))
-    assert "round done: 1 requests worked on" in home.invoke("reconcile", "--once").output
+    assert "round done: 1 request worked on" in home.invoke("reconcile", "--once").output
     assert "m4: marked" in home.invoke("machine", "mark-delete", "m4").output
     assert "no longer marked" in home.invoke("machine", "mark-delete", "m4", "--undo").output
     said = home.invoke("machine", "forget", "m4", "--reason", "test").output

@@ -156,3 +156,43 @@ def test_a_factory_ca_file_gone_after_the_load_is_a_row_not_a_crash(
     assert row["result"] != "ok"
     assert row["key"] == "image_factory.ca_file"
     assert str(ca_file) in str(row["error"])
+
+
+def test_connect_refuses_a_wrong_factory_password(
+        home: Home, image_factory: FakeImageFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """QA: with a wrong password `config check --connect` said ok: it asked only
+    GET /versions, which the authenticated factory answers to anybody. The check
+    now posts the empty schematic, which needs the credentials."""
+    image_factory.users = {"team-a": "right-pw-81c"}
+    monkeypatch.setenv("TP_IF_PW", "wrong-pw-3f9")
+    home.write_config(image_factory={"url": image_factory.url, "username": "team-a",
+                                     "password": "${env:TP_IF_PW}"})
+    wrong = home.invoke("config", "check", "--connect", "-o", "json")
+    assert wrong.exit_code == 1, wrong.output
+    row = next(r for r in json.loads(wrong.stdout) if r["part"] == "image_factory")
+    assert row["key"] == "image_factory.password", row
+    assert "refused" in row["error"], row
+    assert "HTTP 401" in row["error"], row
+    assert "image_factory.username" in row["error"], row
+    assert "wrong-pw-3f9" not in wrong.output
+    assert image_factory.hits["/schematics"] >= 1
+
+    monkeypatch.setenv("TP_IF_PW", "right-pw-81c")
+    right = home.invoke("config", "check", "--connect", "-o", "json")
+    assert right.exit_code == 0, right.output
+    row = next(r for r in json.loads(right.stdout) if r["part"] == "image_factory")
+    assert row["result"].startswith("ok: answers, 5 Talos versions offered"), row
+    assert "credentials accepted" in row["result"], row
+
+
+def test_connect_names_the_url_for_wrong_credentials_written_into_it(
+        home: Home, image_factory: FakeImageFactory) -> None:
+    image_factory.users = {"team-a": "right-pw-81c"}
+    url = image_factory.url.replace("://", "://team-a:wrong-pw-3f9@")
+    home.write_config(image_factory={"url": url})
+    wrong = home.invoke("config", "check", "--connect", "-o", "json")
+    assert wrong.exit_code == 1, wrong.output
+    row = next(r for r in json.loads(wrong.stdout) if r["part"] == "image_factory")
+    assert row["key"] == "image_factory.url", row
+    assert "HTTP 401" in row["error"], row
+    assert "wrong-pw-3f9" not in wrong.output

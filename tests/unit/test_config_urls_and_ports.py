@@ -13,7 +13,7 @@ from tests.unit.test_cli import assert_usage_error
 @pytest.mark.parametrize(("url", "words"), [
     ("http://127.0.0.1:34261 http://x", "spaces"),
     ("http://:80/", "no host"),
-    ("http://127.0.0.1:99999", "0 to 65535"),
+    ("http://127.0.0.1:99999", "1 to 65535"),
 ])
 def test_a_factory_url_that_cannot_be_used_is_refused_on_load(
     home: Home, url: str, words: str

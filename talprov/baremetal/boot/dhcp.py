@@ -147,6 +147,8 @@ class DhcpResponder:
         self.boot_url = boot_url.rstrip("/")
         self.interface = config.interface
         self.listen_address = listen_address
+        if config.interface_address is None:  # DhcpConfig requires it when enabled
+            raise ValueError("the DHCP responder needs dhcp.interface_address")
         self.server_ip = config.interface_address
         full = config.range_start is not None and config.range_end is not None
         self.leases = Leases(config.range_start, config.range_end) if (

@@ -103,7 +103,7 @@ def test_a_round_with_a_hung_bmc_ends_the_process_when_it_is_done(
                           env=env, cwd=home.root, capture_output=True, text=True,
                           timeout=120, check=False)
     took = time.monotonic() - started
-    assert "round done: 1 requests worked on" in done.stderr, done.stderr
+    assert "round done: 1 request worked on" in done.stderr, done.stderr
     # One call bounded at 30 s (bmc_attempts: 1; pyghmi may give up a little
     # earlier by itself) and the start-up, never a wait on the hung call.
     assert took < 45, f"reconcile --once took {took:.1f}s"

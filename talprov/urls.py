@@ -1,0 +1,87 @@
+"""What is wrong with a server URL written in talprov.yaml, in words naming no secret.
+
+The rules every ``*url`` setting of a provider instance and ``image_factory.url``
+follow, checked when the config is read (``talprov.config``), so that no HTTP
+client meets the URL's trouble first, as an exception of its own, or silently
+does something else with it (a password taken for a port, a query in the middle
+of the paths talprov adds). No message echoes a value that may hold a password.
+"""
+
+from __future__ import annotations
+
+import re
+from urllib.parse import urlsplit
+
+#: A '%' that does not start a percent escape (%ZZ, a '%' at the end).
+_BAD_ESCAPE = re.compile(r"%(?![0-9A-Fa-f]{2})")
+
+
+def url_problem(value: str) -> str | None:
+    """What is wrong with ``value`` as an http(s) URL of a server, or None. Pure.
+
+    A URL the HTTP clients would refuse only when first used (a space, no host,
+    a port out of 1-65535, a bad percent escape) is refused here, and one they
+    would take otherwise than meant (a query or fragment, which no client sends
+    on to the paths it adds).
+    """
+    parts = urlsplit(value)
+    if "://" in value and parts.scheme not in ("http", "https"):
+        # Not "e.g. https://ftp://...": the scheme is there, and wrong.
+        return f"expected an http(s) URL, not {value.split('://', 1)[0]}://"
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        # The value is shown only when it cannot hold a password.
+        example = f", e.g. https://{value}" if "@" not in value else ""
+        return f"expected an http(s) URL with a host{example}"
+    return _shape_problem(value) or userinfo_problem(value) or _part_problem(value)
+
+
+def _shape_problem(value: str) -> str | None:
+    if any(c.isspace() for c in value):
+        return "a URL cannot contain spaces"
+    if not urlsplit(value).hostname:
+        return "the URL names no host"
+    return None
+
+
+def _part_problem(value: str) -> str | None:
+    parts = urlsplit(value)
+    if _BAD_ESCAPE.search(value):
+        return "a bad percent escape: '%' is followed by two hex digits (%25 for '%' itself)"
+    if parts.query or parts.fragment or value.endswith(("?", "#")):
+        return "a server URL has no query or fragment (no '?' or '#')"
+    try:
+        port = parts.port
+    except ValueError:  # not a number, or above 65535
+        port = -1
+    if port is not None and not 1 <= port <= 65535:
+        return "the URL's port must be a number from 1 to 65535"
+    return None
+
+
+def userinfo_problem(value: str) -> str | None:
+    """What is wrong with the ``user:password@`` part of the http(s) URL ``value``
+    (None: nothing, or no such part). Pure.
+
+    ``https://team:2024#pw@host`` is host ``team``, port 2024, to every URL
+    parser: the password would go, unnoticed, into every URL handed to machines
+    and nodes. A password without a user name would be dropped without a word.
+    """
+    netloc = urlsplit(value).netloc
+    userinfo, at, _ = netloc.rpartition("@")
+    after_host = value.split("//", 1)[-1][len(netloc):]
+    if "@" in after_host or "@" in userinfo:
+        return ("an '@' after the host or inside the credentials: percent-encode '#', "
+                "'/', '?' and '@' in a user name or password (%23, %2F, %3F, %40)")
+    if at and not userinfo.partition(":")[0]:
+        return "a password without a user name: write https://USER:PASSWORD@HOST"
+    return None
+
+
+def credentials_problem(value: str) -> str | None:
+    """What is wrong with a ``user:password@`` in ``value``, a provider's URL: the
+    driver ignores it (or takes the password for a port); credentials are the
+    instance's own settings. None without one. Pure; never echoes the value."""
+    if "@" in urlsplit(value).netloc:
+        return ("no user or password in the url: give them as the instance's own "
+                "settings (its username and password, token or credentials)")
+    return None

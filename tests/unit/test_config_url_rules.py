@@ -1,0 +1,74 @@
+"""QA's URL findings: each a one-line load error naming the field, never a password.
+
+A Proxmox url with a query or port 0, an Image Factory URL with a path or a bad
+percent escape, an ftp:// URL (the message said "e.g. https://ftp://..."), an
+empty ca_file ("": no such file), and a vSphere url with user:pass@ (ignored
+without a word; Proxmox refuses it since 683d434) -- and any other provider url.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from tests.helpers import Home
+from tests.unit.test_cli import assert_usage_error
+
+SECRET = "pw-QA-url-5c3"
+PVE = {"type": "proxmox", "username": "root@pam", "password": "secret-pass"}
+VC = {"type": "vmware", "username": "talprov@vsphere.local", "password": "secret-pass"}
+
+
+@pytest.mark.parametrize(("block", "field", "words"), [
+    ({**PVE, "url": "https://127.0.0.1:8006/?x=1"}, "url", "no query"),
+    ({**PVE, "url": "https://127.0.0.1:8006#top"}, "url", "no query"),
+    ({**PVE, "url": "https://127.0.0.1:0"}, "url", "1 to 65535"),
+    ({**PVE, "url": "ftp://pve.example:8006"}, "url", "not ftp://"),
+    ({**PVE, "url": "https://127.0.0.1:8006", "ca_file": ""}, "ca_file", "empty"),
+    ({**VC, "url": f"https://admin:{SECRET}@vc.example/sdk"}, "url", "no user or password"),
+    ({**VC, "url": f"https://admin:{SECRET}@vc.example"}, "url", "no user or password"),
+    ({"type": "aws", "region": "eu-west-1",
+      "endpoint_url": f"http://key:{SECRET}@127.0.0.1:5000"}, "endpoint_url",
+     "no user or password"),
+    ({"type": "openstack", "auth": {"auth_url": f"https://u:{SECRET}@keystone.example/v3",
+                                    "application_credential_id": "ac",
+                                    "application_credential_secret": "acs"}},
+     "auth.auth_url", "no user or password"),
+    ({"type": "openstack", "auth": {"auth_url": "https://keystone.example/v3/%ZZ"}},
+     "auth.auth_url", "percent"),
+])
+def test_a_provider_url_or_ca_file_that_cannot_be_used_is_refused_on_load(
+        home: Home, block: dict[str, Any], field: str, words: str) -> None:
+    home.providers = {"p": block}
+    home.write_config()
+    for command in (("config", "check"), ("machine", "list")):
+        result = home.invoke(*command)
+        said = result.output  # stderr included
+        assert_usage_error(result.exit_code, said, f"providers.p.{field}", words)
+        assert SECRET not in said
+        assert "https://ftp://" not in said
+
+
+@pytest.mark.parametrize(("factory", "field", "words"), [
+    ({"url": "https://factory.example/mirror"}, "url", "no path"),
+    ({"url": f"https://team%ZZ:{SECRET}@factory.example"}, "url", "percent"),
+    ({"url": "https://factory.example/?x=1"}, "url", "no query"),
+    ({"url": "ftp://factory.example"}, "url", "not ftp://"),
+    ({"url": "factory.example"}, "url", "e.g. https://factory.example"),
+    ({"url": "https://factory.example", "ca_file": ""}, "ca_file", "empty"),
+])
+def test_a_factory_url_or_ca_file_that_cannot_be_used_is_refused_on_load(
+        home: Home, factory: dict[str, str], field: str, words: str) -> None:
+    home.write_config(image_factory=factory)
+    for command in (("config", "check"), ("machine", "list")):
+        result = home.invoke(*command)
+        said = result.output  # stderr included
+        assert_usage_error(result.exit_code, said, f"image_factory.{field}", words)
+        assert SECRET not in said
+        assert "https://ftp://" not in said
+
+
+def test_a_factory_url_with_a_trailing_slash_and_credentials_is_still_fine(home: Home) -> None:
+    home.write_config(image_factory={"url": f"https://team-a:{SECRET}@factory.example/"})
+    assert home.invoke("machine", "list").exit_code == 0
