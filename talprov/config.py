@@ -43,6 +43,9 @@ from talprov.urls import credentials_problem, url_problem
 DEFAULT_FACTORY_URL = "https://factory.talos.dev"
 #: Instance names end up in tags, labels and URLs: a DNS label.
 INSTANCE_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+#: Paths of the Image Factory's API: image_factory.url is the base they are added to.
+_FACTORY_ENDPOINTS = frozenset({"image", "pxe", "schematics", "versions", "version"})
+
 #: Settings that name a CA file a TLS client loads (AWS's verify_tls: a path or a bool).
 CA_FILE_KEYS = frozenset({"ca_file", "verify_tls"})
 #: Top-level keys whose references are resolved only when a command uses them.
@@ -363,11 +366,13 @@ def _check_factory_url(factory: ImageFactoryConfig, where: str) -> None:
     CA file."""
     _check_urls({"url": factory.url}, where)
     check_ca_files({"ca_file": factory.ca_file}, where)
-    if not has_reference(factory.url) and urlsplit(factory.url).path.strip("/"):
-        # The client adds /schematics, /image/..., /pxe/... to the host, and the
-        # machines are handed URLs named so: a mirror serves at its host's root.
-        raise ConfigError(f"{where}.url", "no path: the Image Factory (or a mirror) is "
-                                          "served at its host's root, e.g. "
+    if not has_reference(factory.url) and _FACTORY_ENDPOINTS.intersection(
+            urlsplit(factory.url).path.split("/")):
+        # The client adds /schematics, /image/..., /pxe/... to this URL: a mirror
+        # under a path prefix works, but a URL already naming one of those (an image
+        # URL pasted whole) would be doubled into URLs that cannot exist.
+        raise ConfigError(f"{where}.url", "the factory's base URL, without /image, /pxe, "
+                                          "/schematics or /versions, e.g. "
                                           "https://factory.example.com")
     if (factory.username is not None and not has_reference(factory.url)
             and "@" in urlsplit(factory.url).netloc):

@@ -1,6 +1,7 @@
 """QA's URL findings: each a one-line load error naming the field, never a password.
 
-A Proxmox url with a query or port 0, an Image Factory URL with a path or a bad
+A Proxmox url with a query or port 0, an Image Factory URL naming one of its
+endpoints (an image URL pasted whole) or with a bad
 percent escape, an ftp:// URL (the message said "e.g. https://ftp://..."), an
 empty ca_file ("": no such file), and a vSphere url with user:pass@ (ignored
 without a word; Proxmox refuses it since 683d434) -- and any other provider url.
@@ -51,7 +52,8 @@ def test_a_provider_url_or_ca_file_that_cannot_be_used_is_refused_on_load(
 
 
 @pytest.mark.parametrize(("factory", "field", "words"), [
-    ({"url": "https://factory.example/mirror"}, "url", "no path"),
+    ({"url": "https://factory.example/image/0123abcd/v1.9.0/metal-amd64.iso"}, "url",
+     "without /image"),
     ({"url": f"https://team%ZZ:{SECRET}@factory.example"}, "url", "percent"),
     ({"url": "https://factory.example/?x=1"}, "url", "no query"),
     ({"url": "ftp://factory.example"}, "url", "not ftp://"),
@@ -71,4 +73,10 @@ def test_a_factory_url_or_ca_file_that_cannot_be_used_is_refused_on_load(
 
 def test_a_factory_url_with_a_trailing_slash_and_credentials_is_still_fine(home: Home) -> None:
     home.write_config(image_factory={"url": f"https://team-a:{SECRET}@factory.example/"})
+    assert home.invoke("machine", "list").exit_code == 0
+
+
+def test_a_factory_mirror_under_a_path_prefix_is_fine(home: Home) -> None:
+    # The client adds /schematics, /image/... to the URL as given, prefix and all.
+    home.write_config(image_factory={"url": "https://mirror.example/talos-factory"})
     assert home.invoke("machine", "list").exit_code == 0
