@@ -75,13 +75,17 @@ class Stuck(ProviderDouble):
 def guarded() -> Iterator[list[Stuck]]:
     """Providers registered here are released after GUARD seconds, and at the end."""
     providers: list[Stuck] = []
-    timer = threading.Timer(GUARD, lambda: [p.release.set() for p in providers])
+
+    def release_all() -> None:
+        for provider in providers:
+            provider.release.set()
+
+    timer = threading.Timer(GUARD, release_all)
     timer.daemon = True
     timer.start()
     yield providers
     timer.cancel()
-    for provider in providers:
-        provider.release.set()
+    release_all()
 
 
 def reconciler(store: Store, provider: Stuck, tmp_path: Path) -> Reconciler:
