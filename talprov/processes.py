@@ -18,7 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
-from talprov.stopping import STOP_SIGNALS, ignore_stop_signals
+from talprov.stopping import STOP_SIGNALS, defer_stops, raise_deferred_stop
 
 T = TypeVar("T")
 
@@ -71,9 +71,11 @@ class DeadlinePassed(BaseException):
 
 
 def _deadline(_signum: int, _frame: object) -> None:
-    # As a stop signal's: once the work is being unwound, Ctrl-C or SIGTERM must
-    # not break off its clean-up (abandon_after puts their handlers back after).
-    ignore_stop_signals()
+    # As for a stop: once the work is being unwound, Ctrl-C or SIGTERM must not
+    # break off its clean-up. Deferred, not ignored: abandon_after raises the stop
+    # once the work is unwound (ignored, it was lost: the command went on). The
+    # timer is a one-shot: no second alarm comes before abandon_after disarms it.
+    defer_stops()
     raise DeadlinePassed()
 
 
@@ -84,9 +86,11 @@ def abandon_after(seconds: float, work: Callable[[], T], otherwise: T) -> T:
     back). What the work runs in other threads is not broken off: the unwinding
     waits for it (a pool's steps in flight), which bounds the overrun.
 
-    Main thread only (elsewhere ``work()`` runs unbounded). SIGINT and SIGTERM
-    are ignored while the work is unwound, then their handlers are put back.
-    Raises what ``work`` raises.
+    Main thread only (elsewhere ``work()`` runs unbounded). A SIGINT or SIGTERM
+    while the work is unwound does not break the unwinding off: it is deferred,
+    then raised (KeyboardInterrupt, :class:`~talprov.stopping.Terminated`) once
+    the stop handlers are back, with both signals ignored from then on as after
+    any stop. Raises that, or what ``work`` raises.
     """
     if threading.current_thread() is not threading.main_thread():
         return work()
@@ -100,10 +104,13 @@ def abandon_after(seconds: float, work: Callable[[], T], otherwise: T) -> T:
             signal.setitimer(signal.ITIMER_REAL, 0)
             signal.signal(signal.SIGALRM, kept_alarm)
     except DeadlinePassed:
-        # Unwound: from now on Ctrl-C and SIGTERM stop the command again.
+        # Unwound: from now on Ctrl-C and SIGTERM stop the command again. Put
+        # back first, then the deferred stop: a signal between the two is raised
+        # by its handler, none is dropped.
         for signum, handler in kept.items():
             if handler is not None:
                 signal.signal(signum, handler)
+        raise_deferred_stop()
         return otherwise
 
 
