@@ -201,8 +201,15 @@ def _run_until_stopped(server: Any, sock: socket.socket, loop: Any,
     # signal with the previous handler in place; a handler there that only notes
     # it makes both stops end the same way below: SIGTERM exits 0, SIGINT 130.
     stops: list[int] = []
-    previous = {sig: signal.signal(sig, lambda signum, _frame: stops.append(signum))
-                for sig in (signal.SIGTERM, signal.SIGINT)}
+
+    def noted(signum: int, _frame: object) -> None:
+        stops.append(signum)
+        # A signal before uvicorn's handlers are in place (it sets up its event
+        # loop and loads the app first) stops it too: uvicorn looks at
+        # should_exit after its startup. Only noted, it served on until a second.
+        server.should_exit = True
+
+    previous = {sig: signal.signal(sig, noted) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
         server.run(sockets=[sock])
     finally:
