@@ -117,48 +117,59 @@ def sigint_caught(pid: int) -> bool:
     return False
 
 
+def one_stop(home: Home, started_file: Path, signum: int, offset_ms: int) -> str | None:
+    """Start the command, send ``signum`` ``offset_ms`` after the launcher's import
+    starts; None when it ended as it must, else what went wrong (with whether the
+    handler was in place when the signal was sent)."""
+    worker = subprocess.Popen(
+        [sys.executable, "-c", CONSOLE_SCRIPT, str(started_file), "--",
+         "machine", "list", "--watch", "1"],
+        env=home.env(), cwd=home.root, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        # What bash does between fork and exec; this test starts no thread.
+        text=True, preexec_fn=sigint_ignored)  # noqa: PLW1509
+    try:
+        while not started_file.exists() or not started_file.read_text():
+            assert worker.poll() is None, worker.communicate()
+            time.sleep(0.0002)
+        at = float(started_file.read_text()) + offset_ms / 1000
+        time.sleep(max(0.0, at - time.monotonic()))
+        caught = sigint_caught(worker.pid)
+        sent = time.monotonic()
+        os.kill(worker.pid, signum)
+        while alive(worker.pid) and time.monotonic() - sent < 5:
+            time.sleep(0.01)
+        ran_on = alive(worker.pid)
+        if ran_on:
+            worker.kill()
+        _, err = worker.communicate(timeout=30)
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+            worker.communicate()
+    what = (f"{signal.Signals(signum).name} at {offset_ms} ms (+{(sent - at) * 1000:.1f}, "
+            f"handler {'in place' if caught else 'not yet'})")
+    if ran_on:
+        return f"lost: {what}"
+    by = " (SIGTERM)" if signum == signal.SIGTERM else ""
+    if worker.returncode != 128 + signum or err != f"talprov: interrupted{by}\n":
+        return f"{what}: exit {worker.returncode} {err!r}"
+    return None
+
+
 def test_one_signal_stops_a_command_started_as_bash_starts_cmd_and_at_any_moment(
         home: Home, tmp_path: Path) -> None:
     # A command that runs until it is stopped, started with SIGINT ignored as bash
     # starts `cmd &`; ONE SIGINT or SIGTERM at each moment; each run must end
-    # within seconds with 130 or 143 and the one line. Before the fix 9 of 18
-    # SIGINTs in the launcher's first 20 ms were lost here (the command ran on).
-    lost, unclean = [], []
+    # within seconds with 130 or 143 and the one line. Before the fix 2 or 3 of
+    # these 19 SIGINTs were lost (the command ran on) and SIGTERMs killed it.
+    failures = []
     for n, offset in enumerate(OFFSETS_MS):
         signum = (signal.SIGINT, signal.SIGTERM)[n % 2]
-        started_file = tmp_path / f"started-{n}"
-        worker = subprocess.Popen(
-            [sys.executable, "-c", CONSOLE_SCRIPT, str(started_file), "--",
-             "machine", "list", "--watch", "1"],
-            env=home.env(), cwd=home.root, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-            # What bash does between fork and exec; this test starts no thread.
-            text=True, preexec_fn=sigint_ignored)  # noqa: PLW1509
-        try:
-            while not started_file.exists() or not started_file.read_text():
-                assert worker.poll() is None, worker.communicate()
-                time.sleep(0.0002)
-            at = float(started_file.read_text()) + offset / 1000
-            time.sleep(max(0.0, at - time.monotonic()))
-            caught = sigint_caught(worker.pid)
-            sent = time.monotonic()
-            os.kill(worker.pid, signum)
-            while alive(worker.pid) and time.monotonic() - sent < 5:
-                time.sleep(0.01)
-            what = (f"{signal.Signals(signum).name} at {offset} ms "
-                    f"(+{(sent - at) * 1000:.1f}, handler {'in place' if caught else 'not yet'})")
-            ran_on = alive(worker.pid)
-            if ran_on:
-                worker.kill()
-            _, err = worker.communicate(timeout=30)
-        finally:
-            if worker.poll() is None:
-                worker.kill()
-                worker.communicate()
-        if ran_on and (caught or offset >= LAUNCHER_WINDOW_MS):
-            lost.append(what)
-        by = " (SIGTERM)" if signum == signal.SIGTERM else ""
-        if not ran_on and (caught or offset >= LAUNCHER_WINDOW_MS) and (
-                worker.returncode != 128 + signum or err != f"talprov: interrupted{by}\n"):
-            unclean.append(f"{what}: exit {worker.returncode} {err!r}")
-    assert not lost, f"{len(lost)} of {len(OFFSETS_MS)} signals lost: {lost}"
-    assert not unclean, unclean
+        failure = one_stop(home, tmp_path / f"started-{n}", signum, offset)
+        if failure is not None and "not yet" in failure and offset >= LAUNCHER_WINDOW_MS:
+            # A loaded machine may have held the process off a core for ms just
+            # then: once more. A window of the launcher's comes back every time.
+            failure = one_stop(home, tmp_path / f"again-{n}", signum, offset)
+        if failure is not None and ("in place" in failure or offset >= LAUNCHER_WINDOW_MS):
+            failures.append(failure)
+    assert not failures, f"{len(failures)} of {len(OFFSETS_MS)}: {failures}"
