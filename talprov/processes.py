@@ -70,15 +70,6 @@ class DeadlinePassed(BaseException):
     releases) run as they run for Ctrl-C."""
 
 
-def _deadline(_signum: int, _frame: object) -> None:
-    # As for a stop: once the work is being unwound, Ctrl-C or SIGTERM must not
-    # break off its clean-up. Deferred, not ignored: abandon_after raises the stop
-    # once the work is unwound (ignored, it was lost: the command went on). The
-    # timer is a one-shot: no second alarm comes before abandon_after disarms it.
-    defer_stops()
-    raise DeadlinePassed()
-
-
 def abandon_after(seconds: float, work: Callable[[], T], otherwise: T) -> T:
     """``work()``, or ``otherwise`` when it is still running ``seconds`` (wall
     time) from now: it is then broken off in the main thread by SIGALRM, the way
@@ -94,24 +85,40 @@ def abandon_after(seconds: float, work: Callable[[], T], otherwise: T) -> T:
     """
     if threading.current_thread() is not threading.main_thread():
         return work()
+    fired: list[bool] = []
+
+    def deadline(_signum: int, _frame: object) -> None:
+        # As for a stop: once the work is being unwound, Ctrl-C or SIGTERM must
+        # not break off its clean-up. Deferred, not ignored: raised below once
+        # the work is unwound (ignored, it was lost: the command went on). The
+        # timer is a one-shot: no second alarm comes before it is disarmed.
+        fired.append(True)
+        defer_stops()
+        raise DeadlinePassed()
+
     kept = {signum: signal.getsignal(signum) for signum in STOP_SIGNALS}
-    kept_alarm = signal.signal(signal.SIGALRM, _deadline)
+    kept_alarm = signal.signal(signal.SIGALRM, deadline)
     try:
         try:
             signal.setitimer(signal.ITIMER_REAL, max(seconds, 0.001))
             return work()
         finally:
+            # Disarmed first thing: an alarm that comes with the work's end is
+            # raised here, inside the except below.
             signal.setitimer(signal.ITIMER_REAL, 0)
-            signal.signal(signal.SIGALRM, kept_alarm)
     except DeadlinePassed:
-        # Unwound: from now on Ctrl-C and SIGTERM stop the command again. Put
-        # back first, then the deferred stop: a signal between the two is raised
-        # by its handler, none is dropped.
-        for signum, handler in kept.items():
-            if handler is not None:
-                signal.signal(signum, handler)
-        raise_deferred_stop()
         return otherwise
+    finally:
+        signal.signal(signal.SIGALRM, kept_alarm)
+        if fired:
+            # Unwound (also when the work ate DeadlinePassed): from now on Ctrl-C
+            # and SIGTERM stop the command again. Put back first, then the
+            # deferred stop, which wins over the result: a signal between the
+            # two is raised by its handler, none is dropped.
+            for signum, handler in kept.items():
+                if handler is not None:
+                    signal.signal(signum, handler)
+            raise_deferred_stop()
 
 
 def stop_process(process: subprocess.Popen[Any] | None, timeout: float = 5.0) -> None:

@@ -96,3 +96,21 @@ def test_without_a_stop_signal_the_handlers_are_back_after_the_deadline(
 
     assert abandon_after(0.05, hangs, otherwise="late") == "late"
     assert {s: signal.getsignal(s) for s in handlers} == handlers
+
+
+def test_work_that_swallows_the_deadline_leaves_the_stop_handlers_in_place(
+        stop_handlers: None) -> None:
+    # A work whose `except BaseException` ate DeadlinePassed returned normally: the
+    # handlers that only note a stop stayed, and every later Ctrl-C was noted and
+    # never raised.
+    handlers = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+
+    def swallowing() -> str:
+        try:
+            time.sleep(60)
+        except BaseException:
+            return "swallowed"
+        return "done"
+
+    assert abandon_after(0.05, swallowing, otherwise="late") == "swallowed"
+    assert {s: signal.getsignal(s) for s in handlers} == handlers
