@@ -1,5 +1,6 @@
 """Which process is this, is another one on this host still alive, stopping
-child processes, and SIGINT or SIGTERM stopping a command once, cleanly.
+child processes, and a wait broken off at its deadline (:func:`abandon_after`).
+SIGINT and SIGTERM stopping a command are :mod:`talprov.stopping`'s.
 
 Leases and import markers record ``host:pid`` so that a process on the same host
 can tell at once that their holder was killed, instead of waiting out a timeout
@@ -12,11 +13,12 @@ import os
 import signal
 import socket
 import subprocess
-import sys
 import threading
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, NoReturn, TypeVar
+from typing import Any, TypeVar
+
+from talprov.stopping import STOP_SIGNALS, defer_stops, raise_deferred_stop
 
 T = TypeVar("T")
 
@@ -61,77 +63,11 @@ def take_over_if_dead(holder: str | None, *, release: Callable[[str], object],
     return claim()
 
 
-class Terminated(KeyboardInterrupt):
-    """SIGTERM arrived (a service manager's stop, a CI or Kubernetes timeout).
-
-    A KeyboardInterrupt, so that every ``except KeyboardInterrupt`` and ``finally``
-    that gives leases back on Ctrl-C does the same on SIGTERM.
-    """
-
-
-#: The signals that stop a command: Ctrl-C and a service manager's stop.
-STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
-
-
-def _stop(signum: int, _frame: object) -> None:
-    # The first of the two is the one that counts: from now on both are ignored,
-    # so that a second one (Ctrl-C then a CI's SIGTERM ms later, or Ctrl-C twice)
-    # cannot break off the clean-up (lease releases, closing connections) that the
-    # first one started with a traceback of its own, nor change its exit code.
-    # SIGKILL remains for a stuck process.
-    ignore_stop_signals()
-    if signum == signal.SIGTERM:
-        raise Terminated()
-    raise KeyboardInterrupt()
-
-
-def stop_on_signals() -> None:
-    """From now on, the first SIGINT raises KeyboardInterrupt and the first SIGTERM
-    :class:`Terminated` in the main thread; either one ignores both afterwards.
-
-    Call from the main thread of a command-line entry point only (Python runs
-    signal handlers there). Idempotent. A command that stops its own way
-    (``serve``) installs its handlers over these and restores them.
-    """
-    for signum in STOP_SIGNALS:
-        signal.signal(signum, _stop)
-
-
-def ignore_stop_signals(*, for_exit: bool = False) -> None:
-    """Ignore SIGINT and SIGTERM from now on: a process that is stopping already,
-    or whose command has ended, has nothing left that a signal could stop, and a
-    handler that raised then would break off the clean-up with a traceback. A
-    wait's deadline (:func:`abandon_after`) is let go too. Main thread only;
-    idempotent.
-
-    Ignored by a handler that does nothing, not by SIG_IGN: a signal that came
-    with the first one, before its handler ran, is still pending, and CPython
-    reports a pending signal whose handler became SIG_IGN on stderr ("Signal 15
-    ignored due to race condition"). ``for_exit``: SIG_IGN after all, for the
-    interpreter's exit, which puts SIG_DFL back in place of Python handlers (a
-    signal then would kill the process by that signal).
-    """
-    ignored = signal.SIG_IGN if for_exit else _already_stopping
-    for signum in (*STOP_SIGNALS, signal.SIGALRM):
-        signal.signal(signum, ignored)
-
-
-def _already_stopping(_signum: int, _frame: object) -> None:
-    """The handler of a stop signal while the process stops already: nothing."""
-
-
 class DeadlinePassed(BaseException):
     """A wait's deadline came while its work was still running (see
     :func:`abandon_after`). A BaseException, as KeyboardInterrupt is: no ``except
     Exception`` of the work catches it, and its ``finally`` blocks (lease
     releases) run as they run for Ctrl-C."""
-
-
-def _deadline(_signum: int, _frame: object) -> None:
-    # As a stop signal's: once the work is being unwound, Ctrl-C or SIGTERM must
-    # not break off its clean-up (abandon_after puts their handlers back after).
-    ignore_stop_signals()
-    raise DeadlinePassed()
 
 
 def abandon_after(seconds: float, work: Callable[[], T], otherwise: T) -> T:
@@ -141,109 +77,50 @@ def abandon_after(seconds: float, work: Callable[[], T], otherwise: T) -> T:
     back). What the work runs in other threads is not broken off, nor waited
     for: the reconciler's and the drivers' pools (:mod:`talprov.daemon_pool`)
     leave a call that does not return running in a daemon thread, whose
-    request keeps its lease (:mod:`talprov.reconcile.stopping`).
+    request keeps its lease (:mod:`talprov.reconcile.stop_gate`).
 
-    Main thread only (elsewhere ``work()`` runs unbounded). SIGINT and SIGTERM
-    are ignored while the work is unwound, then their handlers are put back.
-    Raises what ``work`` raises.
+    Main thread only (elsewhere ``work()`` runs unbounded). A SIGINT or SIGTERM
+    while the work is unwound does not break the unwinding off: it is deferred,
+    then raised (KeyboardInterrupt, :class:`~talprov.stopping.Terminated`) once
+    the stop handlers are back, with both signals ignored from then on as after
+    any stop. Raises that, or what ``work`` raises.
     """
     if threading.current_thread() is not threading.main_thread():
         return work()
+    fired: list[bool] = []
+
+    def deadline(_signum: int, _frame: object) -> None:
+        # As for a stop: once the work is being unwound, Ctrl-C or SIGTERM must
+        # not break off its clean-up. Deferred, not ignored: raised below once
+        # the work is unwound (ignored, it was lost: the command went on). The
+        # timer is a one-shot: no second alarm comes before it is disarmed.
+        fired.append(True)
+        defer_stops()
+        raise DeadlinePassed()
+
     kept = {signum: signal.getsignal(signum) for signum in STOP_SIGNALS}
-    kept_alarm = signal.signal(signal.SIGALRM, _deadline)
+    kept_alarm = signal.signal(signal.SIGALRM, deadline)
     try:
         try:
             signal.setitimer(signal.ITIMER_REAL, max(seconds, 0.001))
             return work()
         finally:
+            # Disarmed first thing: an alarm that comes with the work's end is
+            # raised here, inside the except below.
             signal.setitimer(signal.ITIMER_REAL, 0)
-            signal.signal(signal.SIGALRM, kept_alarm)
     except DeadlinePassed:
-        # Unwound: from now on Ctrl-C and SIGTERM stop the command again.
-        for signum, handler in kept.items():
-            if handler is not None:
-                signal.signal(signum, handler)
         return otherwise
-
-
-def interrupted_exit_code(exc: BaseException) -> int:
-    """128 + the signal that stopped a command, as shells expect: 143 for SIGTERM
-    (:class:`Terminated`, also when it is the cause of ``exc``), else 130 (Ctrl-C)."""
-    stopped_by_term = isinstance(exc, Terminated) or isinstance(exc.__cause__, Terminated)
-    return 128 + (signal.SIGTERM if stopped_by_term else signal.SIGINT)
-
-
-def interrupted_message(exc: BaseException, what: str | None = None) -> str:
-    """``talprov: interrupted``, with `` (SIGTERM)`` when SIGTERM stopped the
-    command, and ``: what`` when given (what a ``--wait`` leaves recorded)."""
-    by = " (SIGTERM)" if interrupted_exit_code(exc) == 128 + signal.SIGTERM else ""
-    return f"talprov: interrupted{by}" + (f": {what}" if what else "")
-
-
-def end_echoed_line(exc: BaseException, *, line_open: bool = False) -> None:
-    """Before the interruption's line: end the last line of a terminal that has
-    something on it, the ``^C`` it echoed for Ctrl-C or a progress line written
-    in place (``line_open``). A log or a pipe gets no blank line."""
-    ctrl_c = interrupted_exit_code(exc) == 128 + signal.SIGINT
-    if (line_open or ctrl_c) and _stderr_is_terminal():
-        sys.stderr.write("\n")
-
-
-#: The commands whose normal stop is SIGTERM (a service manager's): exit 0.
-SIGTERM_STOPPED_COMMANDS = frozenset({"serve"})
-#: Global options of ``talprov`` that take a value (``--config FILE``).
-_VALUED_OPTIONS = frozenset({"--config", "--store", "--log-format"})
-#: The command of this process, once known to stop on SIGTERM (at most one).
-_stopped_by_sigterm: set[str] = set()
-
-
-def command_word(argv: list[str]) -> str | None:
-    """The command a ``talprov`` command line runs (its first word after the
-    global options), or None. For the start-up, before click has parsed the
-    line; a guess that errs towards None (then SIGTERM is an interruption).
-    Pure."""
-    args = iter(argv)
-    for arg in args:
-        if arg == "--":
-            return next(args, None)
-        if arg in _VALUED_OPTIONS:
-            next(args, None)
-        elif not arg.startswith("-"):
-            return arg
-    return None
-
-
-def sigterm_is_a_stop(command: str | None) -> None:
-    """From now on, when ``command`` is one of :data:`SIGTERM_STOPPED_COMMANDS`, a
-    SIGTERM that :func:`exit_interrupted` ends (while it starts up, even before it
-    said it listens) is its graceful stop: "stopped", exit 0, not 143. For the
-    process's entry point only (it holds for the rest of the process, and an
-    in-process test runs several commands). Idempotent."""
-    if command in SIGTERM_STOPPED_COMMANDS:
-        _stopped_by_sigterm.add(command)
-
-
-def exit_interrupted(exc: BaseException, *, line_open: bool = False) -> NoReturn:
-    """Say :func:`interrupted_message` on stderr (on a line of its own, see
-    :func:`end_echoed_line`), then exit with :func:`interrupted_exit_code`. The one
-    way every talprov command ends on Ctrl-C or SIGTERM: one line, never a
-    traceback. A command whose normal stop is SIGTERM (:func:`sigterm_is_a_stop`)
-    says "stopped" and exits 0 instead."""
-    end_echoed_line(exc, line_open=line_open)
-    if _stopped_by_sigterm and interrupted_exit_code(exc) == 128 + signal.SIGTERM:
-        sys.stderr.write("stopped\n")
-        sys.stderr.flush()
-        sys.exit(0)
-    sys.stderr.write(interrupted_message(exc) + "\n")
-    sys.stderr.flush()
-    sys.exit(interrupted_exit_code(exc))
-
-
-def _stderr_is_terminal() -> bool:
-    try:
-        return sys.stderr.isatty()
-    except (AttributeError, ValueError):  # replaced or closed
-        return False
+    finally:
+        signal.signal(signal.SIGALRM, kept_alarm)
+        if fired:
+            # Unwound (also when the work ate DeadlinePassed): from now on Ctrl-C
+            # and SIGTERM stop the command again. Put back first, then the
+            # deferred stop, which wins over the result: a signal between the
+            # two is raised by its handler, none is dropped.
+            for signum, handler in kept.items():
+                if handler is not None:
+                    signal.signal(signum, handler)
+            raise_deferred_stop()
 
 
 def stop_process(process: subprocess.Popen[Any] | None, timeout: float = 5.0) -> None:

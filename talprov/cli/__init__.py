@@ -37,8 +37,8 @@ from talprov.cli.statusline import STATUS_LINE
 from talprov.cli.store import store
 from talprov.errors import ConfigError, MissingExtra
 from talprov.logs import FORMATS as LOG_FORMATS
-from talprov.processes import exit_interrupted, stop_on_signals
 from talprov.registry import extra_providing, installed_types, load_type
+from talprov.stopping import exit_interrupted, stop_on_signals
 
 
 class _Root(click.Group):

@@ -13,8 +13,8 @@ import click
 
 from talprov.cli.app import App, fail, handle_errors, pass_app, say
 from talprov.logs import native_stderr_logged
-from talprov.processes import STOP_SIGNALS, ignore_stop_signals
 from talprov.scaler.apply import Scaler
+from talprov.stopping import STOP_SIGNALS, ignore_stop_signals
 
 
 @click.group()

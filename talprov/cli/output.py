@@ -19,8 +19,8 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from talprov.processes import exit_interrupted
 from talprov.secrets import redact
+from talprov.stopping import exit_interrupted
 from talprov.talos.goyaml import resolves_to_non_string
 from talprov.timestamps import rfc3339
 

@@ -28,10 +28,10 @@ from talprov.cli.app import (
 )
 from talprov.cli.autoscaler import start_autoscaler
 from talprov.errors import ConfigError
-from talprov.processes import ignore_stop_signals
 from talprov.reconcile.work import STAGE_LOGGER
 from talprov.registry import require_extra
 from talprov.service.config import ServiceConfig, is_loopback, parse_listen, parse_service_config
+from talprov.stopping import ignore_stop_signals
 from talprov.store.engine import is_memory_url
 
 log = logging.getLogger(__name__)

@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterator
 
 from talprov.cli.app import CARRIED_ON_BY, json_logging, say
 from talprov.cli.statusline import STATUS_LINE
-from talprov.processes import end_echoed_line, interrupted_exit_code, interrupted_message
+from talprov.stopping import end_echoed_line, interrupted_exit_code, interrupted_message
 
 #: Seconds between repeated progress lines in a log while nothing changes.
 HEARTBEAT = 30.0

@@ -15,7 +15,7 @@ from pathlib import Path
 from types import FrameType
 
 from talprov.demo_platforms.common import start_emulator
-from talprov.processes import ignore_stop_signals
+from talprov.stopping import ignore_stop_signals
 
 READY = "image factory stand-in listening on "
 

@@ -31,7 +31,7 @@ An interruption (Ctrl-C, SIGTERM, a ``--wait`` deadline) ends a pass at once:
 it waits for no listing or step running in another thread, which a cloud that
 never answers could hold for the HTTP client's read timeout. The requests still
 in a step keep their leases and nothing more is stored for them
-(:mod:`talprov.reconcile.stopping`); the others' leases are given back.
+(:mod:`talprov.reconcile.stop_gate`); the others' leases are given back.
 """
 
 from __future__ import annotations
@@ -54,7 +54,7 @@ from talprov.reconcile.leftovers import LeftoverSweeper
 from talprov.reconcile.listings import Listing, MachineListings
 from talprov.reconcile.observing import Observations, by_request
 from talprov.reconcile.runner import RequestRunner
-from talprov.reconcile.stopping import StopGate
+from talprov.reconcile.stop_gate import StopGate
 from talprov.reconcile.unconfigured import UnconfiguredInstances, unconfigured_error
 from talprov.reconcile.waiting import repeat_until
 from talprov.reconcile.work import Work
@@ -324,7 +324,7 @@ class Reconciler(LeaseRenewal):
         """An interruption unwinds the pass: no step starts or stores from now on
         (in threads it leaves, which are not waited for), for good. The requests
         still in a step keep their leases, no longer renewed, until this process
-        ends (see talprov.reconcile.stopping); they are returned."""
+        ends (see talprov.reconcile.stop_gate); they are returned."""
         running = self._gate.stop()
         self._forget(running)
         for rid in sorted(running):

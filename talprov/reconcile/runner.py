@@ -19,7 +19,7 @@ before a step that creates a machine (``Step.creates_machine``): a request
 deleted meanwhile stops there. What a failed attempt does to a request (its
 error, its retry or its failure) is :mod:`talprov.reconcile.failures`. Once a
 pass was interrupted, no step starts and nothing is stored any more, also in the
-threads it left running (:mod:`talprov.reconcile.stopping`).
+threads it left running (:mod:`talprov.reconcile.stop_gate`).
 """
 
 from __future__ import annotations
@@ -46,7 +46,7 @@ from talprov.reconcile.failures import (
     StepPolicy,
     record_failure,
 )
-from talprov.reconcile.stopping import GatedStorage, StopGate
+from talprov.reconcile.stop_gate import GatedStorage, StopGate
 from talprov.reconcile.storage import ProgressStorage
 from talprov.reconcile.work import Work, save_all
 from talprov.store.records import RequestRecord
@@ -98,7 +98,7 @@ class RequestRunner:
         self.owner = owner
         self.runtime = runtime
         #: Which requests are in a step; once stopped (the pass was interrupted),
-        #: no step starts and nothing is stored (see talprov.reconcile.stopping).
+        #: no step starts and nothing is stored (see talprov.reconcile.stop_gate).
         self.gate = gate or StopGate()
         self.store: ProgressStorage = GatedStorage(store, self.gate)
         self.policy = policy or StepPolicy()

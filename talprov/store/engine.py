@@ -37,6 +37,9 @@ from talprov.store.errors import StoreError, StoreFull, UnsupportedStore
 from talprov.store.guard import SQLITE_PROGRESS_STEPS, QueryGuard, current_guard
 
 BUSY_TIMEOUT_SECONDS = 30.0
+#: Seconds of one SQLite busy wait for a write lock, between which signal
+#: handlers run (see _begin_immediate).
+BUSY_SLICE_SECONDS = 0.1
 #: Age at which a pooled server connection is replaced: under the idle timeouts of
 #: Azure's load balancer (240 s) and AWS's NAT gateway (350 s).
 RECYCLE_SECONDS = 180
@@ -250,8 +253,39 @@ def _configure_sqlite(engine: Engine, *, memory: bool) -> None:
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Connection) -> None:
-        immediate = conn.get_execution_options().get(_IMMEDIATE, False)
-        conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+        if conn.get_execution_options().get(_IMMEDIATE, False):
+            _begin_immediate(conn)
+        else:
+            conn.exec_driver_sql("BEGIN")
+
+
+def _begin_immediate(conn: Connection) -> None:
+    """``BEGIN IMMEDIATE``, waiting for another writer's lock up to
+    :data:`BUSY_TIMEOUT_SECONDS` as ever, but in slices of :data:`BUSY_SLICE_SECONDS`.
+
+    SQLite's busy wait is one C call that no signal breaks, and Python runs its
+    signal handlers only between bytecodes: Ctrl-C, SIGTERM or a --wait's
+    deadline that came during it acted only when the lock came, up to 30 s later
+    (a first signal that seemed lost, CI). Between slices they run. A lock still
+    held at the deadline fails as before (one attempt without waiting, through
+    SQLAlchemy, whose error becomes the StoreError naming the store).
+    """
+    raw = conn.connection.dbapi_connection
+    assert raw is not None  # a connection inside its begin is checked out
+    deadline = time.monotonic() + BUSY_TIMEOUT_SECONDS
+    raw.execute(f"PRAGMA busy_timeout = {int(BUSY_SLICE_SECONDS * 1000)}")
+    try:
+        while time.monotonic() < deadline:
+            try:
+                raw.execute("BEGIN IMMEDIATE")
+                return
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc):
+                    break  # not a wait: the attempt below reports it
+        raw.execute("PRAGMA busy_timeout = 0")
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+    finally:
+        raw.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_SECONDS * 1000)}")
 
 
 @contextmanager

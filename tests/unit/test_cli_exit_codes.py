@@ -12,7 +12,7 @@ import pytest
 
 from talprov.cli import cli, main
 from talprov.cli.statusline import STATUS_LINE
-from talprov.processes import Terminated
+from talprov.stopping import Terminated
 
 
 @pytest.fixture(autouse=True)

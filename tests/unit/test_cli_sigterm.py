@@ -18,7 +18,8 @@ from pathlib import Path
 import pytest
 
 from talprov import launcher
-from talprov.processes import Terminated, stop_process
+from talprov.processes import stop_process
+from talprov.stopping import Terminated
 from talprov.store.store import Store
 from tests.helpers import Home
 from tests.unit.reconcile.test_crash_resume import wait_for

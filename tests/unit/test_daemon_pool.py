@@ -15,7 +15,8 @@ import pytest
 
 from talprov.baremetal.power.base import bounded_call
 from talprov.daemon_pool import DaemonPool, left_behind
-from talprov.processes import Terminated, abandon_after
+from talprov.processes import abandon_after
+from talprov.stopping import Terminated
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -2,7 +2,7 @@
 `talprov reconcile --once` alive after SIGTERM nor after its round (QA: hung for
 ten minutes until kill -9; each IPMI call is bounded, docs/providers/baremetal.md).
 The request whose call is left unanswered keeps its lease until the process is
-gone (talprov.reconcile.stopping)."""
+gone (talprov.reconcile.stop_gate)."""
 
 from __future__ import annotations
 

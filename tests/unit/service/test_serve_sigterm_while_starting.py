@@ -14,7 +14,7 @@ import threading
 
 import pytest
 
-from talprov.processes import command_word
+from talprov.stopping import command_word
 from tests.helpers import SEEN_OUTPUT, Home
 from tests.unit.service.conftest import TOKENS
 
