@@ -26,6 +26,10 @@ A full pass also sweeps leftovers (parts that outlived the request they were
 made for) of providers implementing ``SweepsLeftovers``, at most once every
 ``sweep_interval`` seconds per provider instance, in a pass with no work for it
 (:mod:`talprov.reconcile.leftovers`), so that it never delays a request.
+Every pass hands a request's steps the listed machine its record names, and
+has the others that carry its marks (second machines) destroyed, for providers
+implementing ``RemovesSecondMachines``, in the same way: after the steps, in a
+pass with no work for the instance (:mod:`talprov.reconcile.second_machines`).
 """
 
 from __future__ import annotations
@@ -45,8 +49,9 @@ from talprov.reconcile.instance_health import InstanceBackoff, InstanceTrouble
 from talprov.reconcile.leases import LeaseRenewal
 from talprov.reconcile.leftovers import LeftoverSweeper
 from talprov.reconcile.listings import Listing, MachineListings
-from talprov.reconcile.observing import Observations, by_request
+from talprov.reconcile.observing import Observations, by_request, machines_by_request
 from talprov.reconcile.runner import RequestRunner
+from talprov.reconcile.second_machines import SecondMachineRemover
 from talprov.reconcile.unconfigured import UnconfiguredInstances, unconfigured_error
 from talprov.reconcile.waiting import repeat_until
 from talprov.reconcile.work import Work
@@ -80,6 +85,8 @@ class PassReport:
     unhealthy: dict[str, str] = field(default_factory=dict)
     #: Leftovers deleted by this pass's sweep.
     swept: int = 0
+    #: Second machines of requests destroyed by this pass.
+    second_machines: int = 0
 
 
 class Reconciler(LeaseRenewal):
@@ -134,6 +141,8 @@ class Reconciler(LeaseRenewal):
         #: What the pass writes about requests it looks at (drift, blocks).
         self._observations = Observations(store, self.now)
         self._init_leases()
+        self._seconds = SecondMachineRemover(store, self, runtime.installation, runtime.clock,
+                                             sweep_interval)
 
     def __enter__(self) -> Reconciler:
         return self
@@ -182,6 +191,7 @@ class Reconciler(LeaseRenewal):
                 self._pass_instance(instance, handle, group, report)
             if report.worked > worked:
                 busy.add(instance)
+        report.second_machines = self._seconds.remove_due(busy, report.errors)
         if only is None:
             # An instance that cannot list machines cannot list leftovers either.
             report.swept = self._sweeper.sweep_due(
@@ -267,8 +277,10 @@ class Reconciler(LeaseRenewal):
             self._changed(early)
             return
         report.list_calls[instance] = 1
-        observed = by_request(listing.machines)
+        listed = machines_by_request(listing.machines)
+        observed = by_request(listed, {s.id: s.infra_id for s in group})
         self._observations.check_drifts(group, observed)
+        self._seconds.note(instance, handle.provider, group, listed)
         ran_early = {id(w) for w in early}
         rest = [*parked, *(w for w in works if id(w) not in ran_early)]
         for work in rest:
