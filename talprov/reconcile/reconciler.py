@@ -28,8 +28,9 @@ made for) of providers implementing ``SweepsLeftovers``, at most once every
 (:mod:`talprov.reconcile.leftovers`), so that it never delays a request.
 Every pass hands a request's steps the listed machine its record names, and
 has the others that carry its marks (second machines) destroyed, for providers
-implementing ``RemovesSecondMachines``, in the same way: after the steps, in a
-pass with no work for the instance (:mod:`talprov.reconcile.second_machines`).
+implementing ``RemovesSecondMachines``, as upkeep too: by a full pass, for an
+instance with no request on its way to provisioned
+(:mod:`talprov.reconcile.second_machines`).
 """
 
 from __future__ import annotations
@@ -191,7 +192,7 @@ class Reconciler(LeaseRenewal):
                 self._pass_instance(instance, handle, group, report)
             if report.worked > worked:
                 busy.add(instance)
-        report.second_machines = self._seconds.remove_due(busy, report.errors)
+        report.second_machines = self._seconds.remove_due(report.errors, full=only is None)
         if only is None:
             # An instance that cannot list machines cannot list leftovers either.
             report.swept = self._sweeper.sweep_due(

@@ -23,16 +23,18 @@ A listed machine is removed as a second machine only when all of these hold:
   being deleted (its deprovision removes what it finds) is never touched.
 
 The removal is upkeep, as the leftover sweep (:mod:`talprov.reconcile.leftovers`)
-is: second machines an instance's listing shows are removed in a pass that
-worked on no request of that instance, after its steps, so that its round trips
-never stand between a request and provisioned; an instance that is never idle
-has them removed once they have been seen for a whole ``interval``.
+is: done by a full pass after every instance's steps, and only for an instance
+none of whose requests is on its way to provisioned (pending or provisioning
+when the pass read them), so that its round trips never stand between a
+request and provisioned, in this pass or the next; requests being deleted may
+wait for it. An instance that always has a request on its way has them
+removed once they have been seen for a whole ``interval``.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Collection, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -110,8 +112,9 @@ class SecondMachineRemover:
         self.installation = installation
         self.clock = clock
         self.interval = interval
-        #: What this pass's listings showed, by instance (replaced every pass).
-        self._found: dict[str, tuple[Provider, list[SecondMachine]]] = {}
+        #: What this pass's listings showed, by instance, and whether the instance
+        #: had a request on its way to provisioned (taken by every pass's end).
+        self._found: dict[str, tuple[Provider, list[SecondMachine], bool]] = {}
         #: Since when an instance's listings have shown second machines.
         self._since: dict[str, float] = {}
         #: When a removal of a machine (by instance and id) failed last.
@@ -130,27 +133,31 @@ class SecondMachineRemover:
             self._since.pop(instance, None)
             return
         self._since.setdefault(instance, now)
-        self._found[instance] = (provider, found)
+        on_its_way = any(s.stage in (Stage.PENDING, Stage.PROVISIONING) for s in group)
+        self._found[instance] = (provider, found, on_its_way)
 
     def _failed_lately(self, instance: str, infra_id: str, now: float) -> bool:
         failed = self._failed.get((instance, infra_id))
         return failed is not None and now - failed < self.interval
 
-    def remove_due(self, busy: Collection[str], errors: list[str]) -> int:
-        """Remove what this pass's listings showed, of every instance not in ``busy``
-        (those the pass worked on) or whose second machines have been seen for
-        ``interval``; how many machines were destroyed.
+    def remove_due(self, errors: list[str], *, full: bool = True) -> int:
+        """Remove what this pass's listings showed, of every instance without a
+        request on its way to provisioned or whose second machines have been seen
+        for ``interval``; how many machines were destroyed. Only in a ``full``
+        pass (one over every request: another may not have seen them all).
 
         Failures are appended to ``errors`` (redacted) and never stop the other
         machines; a machine whose removal failed is tried again after
         ``interval``. Never raises. Idempotent.
         """
         found, self._found = self._found, {}
+        if not full:
+            return 0
         now = self.clock()
         self._failed = {k: t for k, t in self._failed.items() if now - t < self.interval}
         removed = 0
-        for instance, (provider, seconds) in sorted(found.items()):
-            if instance in busy and now - self._since.get(instance, now) < self.interval:
+        for instance, (provider, seconds, on_its_way) in sorted(found.items()):
+            if on_its_way and now - self._since.get(instance, now) < self.interval:
                 continue
             removed += self._remove(instance, provider, seconds, errors)
         return removed

@@ -163,6 +163,8 @@ def test_requests_mid_create_without_a_machine_or_being_deleted_keep_every_machi
     listed(provider, "after-create", "m-e1", "m-e2")
     listed(provider, "lost-own", "m-f2", "m-f3")
     listed(provider, "held-elsewhere", "m-g1", "m-g2")
+    assert reconciler.run_pass().second_machines == 0  # requests on their way: later
+    clock.sleep(INTERVAL)
 
     report = reconciler.run_pass()
 
@@ -193,6 +195,23 @@ def test_a_request_whose_record_changed_after_the_listing_keeps_its_machines(
 
     assert reconciler_of(store, clock, tmp_path, provider).run_pass().second_machines == 0
     assert provider.removed == []
+
+
+def test_a_pass_that_only_deletes_removes_them_and_one_over_some_requests_does_not(
+    store: Store, clock: FakeClock, tmp_path: Path,
+) -> None:
+    provider = Doubling()
+    put(store, "r1", Stage.PROVISIONED, "m-1")
+    put(store, "doomed", Stage.DEPROVISIONING, "m-8", due=True)
+    listed(provider, "r1", "m-1", "m-2")
+    reconciler = reconciler_of(store, clock, tmp_path, provider)
+
+    assert reconciler.run_pass(only=["r1"]).second_machines == 0  # not a full pass
+    report = reconciler.run_pass()
+
+    assert report.worked == 1  # the deletion: on nobody's way to provisioned
+    assert report.second_machines == 1
+    assert provider.removed == ["m-2"]
 
 
 def test_an_instance_at_work_has_them_removed_only_once_they_are_seen_for_an_interval(
