@@ -26,11 +26,9 @@ A full pass also sweeps leftovers (parts that outlived the request they were
 made for) of providers implementing ``SweepsLeftovers``, at most once every
 ``sweep_interval`` seconds per provider instance, in a pass with no work for it
 (:mod:`talprov.reconcile.leftovers`), so that it never delays a request.
-Every pass hands a request's steps the listed machine its record names, and
-has the others that carry its marks (second machines) destroyed, for providers
-implementing ``RemovesSecondMachines``, as upkeep too: by a full pass, for an
-instance with no request on its way to provisioned
-(:mod:`talprov.reconcile.second_machines`).
+Steps get the listed machine a request's record names; the request's others
+(second machines) are destroyed as upkeep too, for ``RemovesSecondMachines``
+providers (:mod:`talprov.reconcile.second_machines`).
 """
 
 from __future__ import annotations
@@ -96,7 +94,8 @@ class Reconciler(LeaseRenewal):
     ``renew_interval`` (default a third of ``lease_ttl``) is how often, in wall
     time, held leases are renewed, from a daemon thread that runs only while a
     pass holds leases. ``sweep_interval`` is how often, on the runtime's clock,
-    each instance's leftovers are swept. :meth:`close` (or leaving a ``with``
+    each instance's leftovers are swept (and how long second machines wait for
+    an instance whose requests are always on their way). :meth:`close` (or leaving a ``with``
     block) stops renewal at once. Raises ``ValueError`` for a ``lease_ttl`` that
     is not positive or a ``renew_interval`` not within (0, ``lease_ttl``).
     ``instance_backoff`` spaces out the listings of an instance that fails

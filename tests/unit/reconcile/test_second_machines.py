@@ -262,10 +262,13 @@ def test_a_provider_without_the_protocol_is_left_alone(
 ) -> None:
     provider = NotRemoving()
     assert isinstance(Doubling(), RemovesSecondMachines)
+    assert not isinstance(provider, RemovesSecondMachines)
     put(store, "r1", Stage.PROVISIONED, "m-1")
     listed(provider, "r1", "m-1", "m-2")
 
-    assert reconciler_of(store, clock, tmp_path, provider).run_pass().second_machines == 0
+    report = reconciler_of(store, clock, tmp_path, provider).run_pass()
+
+    assert (report.second_machines, report.errors) == (0, [])
     assert len(provider.machines) == 2
 
 
