@@ -314,6 +314,38 @@ class SweepsLeftovers(Protocol):
 
 
 @runtime_checkable
+class RemovesSecondMachines(Protocol):
+    """Optional: a provider that can remove a request's *second machine*.
+
+    A second machine carries a request's ownership marks but is not the machine
+    the request's record names (``infra_id``): a create started again while the
+    first one still ran, on a platform that lets both succeed. The reconciler
+    finds them in its pass's listing (no call of their own) and asks for their
+    removal only for a request it holds the lease of meanwhile, whose recorded
+    machine the listing shows too, and whose machine-creating steps
+    (``Step.creates_machine``) are behind it or which is provisioned; never for
+    one being deleted (its deprovision removes what it finds).
+
+    A driver implements this only when none of its steps records a new
+    ``infra_id`` while the machine recorded before still legitimately exists (a
+    driver that replaces a machine on purpose must not).
+    """
+
+    def remove_second_machine(self, owner: Owner, machine: Machine) -> str | None:
+        """Destroy ``machine``, a listed second machine of ``machine.request_id``,
+        without a graceful shutdown (it is nobody's machine).
+
+        Reads the machine's marks again first and refuses (does nothing, returns
+        None) unless it is owned by ``owner`` and marked with
+        ``machine.request_id``. Returns the line for the request's events when
+        it destroyed the machine; None when it was gone already or refused.
+        Idempotent: a machine already gone is success. Raises ``AuthError`` or
+        ``Transient`` (another ``ProviderError`` when the platform refuses).
+        """
+        ...
+
+
+@runtime_checkable
 class NamesEndpoint(Protocol):
     """Optional: a provider that can say where its platform's API is.
 

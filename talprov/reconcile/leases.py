@@ -65,6 +65,21 @@ class LeaseRenewal:
         with self._lease_lock:
             self._held.difference_update(request_ids)
 
+    def claim_held(self, request_ids: Collection[str]) -> dict[str, int]:
+        """Claim ``request_ids`` for this worker, renewed while held: those it now
+        holds, with their current version (one held elsewhere is absent). Work
+        that is no step's (upkeep) holds a request this way, so that no step of
+        it runs meanwhile; give it back with :meth:`release_held`. Raises
+        :class:`StoreError` when the store cannot be written."""
+        held = self.store.claim_many(request_ids, owner=self.worker_id, ttl=self.lease_ttl,
+                                     now=self.now())
+        self._hold(held)
+        return held
+
+    def release_held(self, request_ids: Collection[str]) -> None:
+        """Give back leases taken with :meth:`claim_held`. Idempotent."""
+        self._release(request_ids)
+
     def _release(self, request_ids: Collection[str]) -> None:
         idle = False
         try:

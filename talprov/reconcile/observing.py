@@ -37,9 +37,28 @@ def machine_lost(error: str | None) -> bool:
     return (error or "").startswith(f"{LOST_MACHINE}: ")
 
 
-def by_request(machines: Sequence[Machine]) -> dict[str, Machine]:
-    """The listed machines by request; of several claiming one, the last listed. Pure."""
-    return {m.request_id: m for m in machines if m.request_id is not None}
+def machines_by_request(machines: Sequence[Machine]) -> dict[str, list[Machine]]:
+    """Every listed machine that names a request, by request, in listing order. Pure."""
+    found: dict[str, list[Machine]] = {}
+    for machine in machines:
+        if machine.request_id is not None:
+            found.setdefault(machine.request_id, []).append(machine)
+    return found
+
+
+def by_request(listed: Mapping[str, Sequence[Machine]],
+               recorded: Mapping[str, str | None]) -> dict[str, Machine]:
+    """The one machine a pass hands each request's steps and drift check, of
+    ``listed`` (:func:`machines_by_request`): of several claiming a request, the
+    one whose ``infra_id`` its record names (``recorded``, by request id), else
+    the last listed (a request without a recorded machine: its steps decide,
+    as they did before a second machine could be seen). Pure."""
+    chosen: dict[str, Machine] = {}
+    for rid, machines in listed.items():
+        kept = recorded.get(rid)
+        chosen[rid] = next((m for m in machines if kept is not None and m.infra_id == kept),
+                           machines[-1])
+    return chosen
 
 
 class Observations:

@@ -32,6 +32,10 @@ it waits for no listing or step running in another thread, which a cloud that
 never answers could hold for the HTTP client's read timeout. The requests still
 in a step keep their leases and nothing more is stored for them
 (:mod:`talprov.reconcile.stop_gate`); the others' leases are given back.
+
+Steps get the listed machine a request's record names; the request's others
+(second machines) are destroyed as upkeep too, for ``RemovesSecondMachines``
+providers (:mod:`talprov.reconcile.second_machines`).
 """
 
 from __future__ import annotations
@@ -47,13 +51,15 @@ from talprov.logs import log_context
 from talprov.processes import local_worker_id, take_over_if_dead
 from talprov.providers.protocol import Provider, Runtime
 from talprov.providers.types import Machine, Owner, Stage
+from talprov.reconcile.due import DueTimes
 from talprov.reconcile.failures import StepPolicy
 from talprov.reconcile.instance_health import InstanceBackoff, InstanceTrouble
 from talprov.reconcile.leases import LeaseRenewal
 from talprov.reconcile.leftovers import LeftoverSweeper
 from talprov.reconcile.listings import Listing, MachineListings
-from talprov.reconcile.observing import Observations, by_request
+from talprov.reconcile.observing import Observations, by_request, machines_by_request
 from talprov.reconcile.runner import RequestRunner
+from talprov.reconcile.second_machines import SecondMachineRemover
 from talprov.reconcile.stop_gate import StopGate
 from talprov.reconcile.unconfigured import UnconfiguredInstances, unconfigured_error
 from talprov.reconcile.waiting import repeat_until
@@ -65,8 +71,8 @@ from talprov.store.store import Store
 log = logging.getLogger(__name__)
 
 ACTIVE_STAGES = (Stage.PENDING, Stage.PROVISIONING, Stage.PROVISIONED, Stage.DEPROVISIONING)
-#: The stages in which steps run, so a request there can become due.
-WORKING_STAGES = (Stage.PENDING, Stage.PROVISIONING, Stage.DEPROVISIONING)
+
+
 @dataclass
 class ProviderHandle:
     """A configured provider instance and how much parallel work it may take."""
@@ -88,15 +94,18 @@ class PassReport:
     unhealthy: dict[str, str] = field(default_factory=dict)
     #: Leftovers deleted by this pass's sweep.
     swept: int = 0
+    #: Second machines of requests destroyed by this pass.
+    second_machines: int = 0
 
 
-class Reconciler(LeaseRenewal):
+class Reconciler(LeaseRenewal, DueTimes):
     """Drives requests in the store towards their desired stage.
 
     ``renew_interval`` (default a third of ``lease_ttl``) is how often, in wall
     time, held leases are renewed, from a daemon thread that runs only while a
     pass holds leases. ``sweep_interval`` is how often, on the runtime's clock,
-    each instance's leftovers are swept. :meth:`close` (or leaving a ``with``
+    each instance's leftovers are swept (and how long second machines wait for
+    an instance whose requests are always on their way). :meth:`close` (or leaving a ``with``
     block) stops renewal at once. Raises ``ValueError`` for a ``lease_ttl`` that
     is not positive or a ``renew_interval`` not within (0, ``lease_ttl``).
     ``instance_backoff`` spaces out the listings of an instance that fails
@@ -144,6 +153,8 @@ class Reconciler(LeaseRenewal):
         #: Shut by an interruption: see _left_running.
         self._gate = StopGate()
         self._init_leases()
+        self._seconds = SecondMachineRemover(store, self, runtime.installation, runtime.clock,
+                                             sweep_interval)
 
     def __enter__(self) -> Reconciler:
         return self
@@ -196,6 +207,7 @@ class Reconciler(LeaseRenewal):
                 self._pass_instance(instance, handle, group, report)
             if report.worked > worked:
                 busy.add(instance)
+        report.second_machines = self._seconds.remove_due(report.errors, full=only is None)
         if only is None:
             # An instance that cannot list machines cannot list leftovers either.
             report.swept = self._sweeper.sweep_due(
@@ -286,8 +298,10 @@ class Reconciler(LeaseRenewal):
             self._changed(early)
             return
         report.list_calls[instance] = 1
-        observed = by_request(listing.machines)
+        listed = machines_by_request(listing.machines)
+        observed = by_request(listed, {s.id: s.infra_id for s in group})
         self._observations.check_drifts(group, observed)
+        self._seconds.note(instance, handle.provider, group, listed)
         ran_early = {id(w) for w in early}
         rest = [*parked, *(w for w in works if id(w) not in ran_early)]
         for work in rest:
@@ -488,51 +502,3 @@ class Reconciler(LeaseRenewal):
             pause=lambda: self.seconds_until_due(interval, floor=0.05, only=only),
             clock=self.runtime.clock, sleep=self.runtime.sleep,
         )
-
-    def seconds_until_due(
-        self, interval: float, *, floor: float, only: Collection[str] | None = None
-    ) -> float:
-        """How long to wait before the next pass has work: the time until the
-        earliest request (of ``only`` when given) in a working stage is due.
-
-        At most ``interval``; at least ``floor`` when some request is waiting, so
-        a request nobody here can serve (another worker holds it, its provider is
-        not configured here) cannot make the caller spin. A request due now gives
-        ``floor``. Read-only (decrypts nothing); raises :class:`StoreError` when
-        the store cannot be read.
-        """
-        now = self.now()
-        wanted = None if only is None else set(only)
-        soonest = interval
-        for request_id, next_attempt_at in self._next_attempts():
-            if wanted is not None and request_id not in wanted:
-                continue
-            if next_attempt_at is None:
-                return floor
-            soonest = min(soonest, max(floor, (next_attempt_at - now).total_seconds()))
-        return soonest
-
-    def not_yet_due(self) -> tuple[int, datetime | None]:
-        """How many working requests wait for a next attempt that is not due yet
-        (their step's retry, their instance's backoff), and the earliest of those
-        attempts (None when none waits). Read-only; raises :class:`StoreError`
-        when the store cannot be read."""
-        now = self.now()
-        later = [at for _, at in self._next_attempts() if at is not None and at > now]
-        return len(later), min(later, default=None)
-
-    def _next_attempts(self) -> list[tuple[str, datetime | None]]:
-        """Each working request's next attempt, no sooner than its instance's backoff."""
-        troubles = self.instance_backoff.troubles()
-        if not troubles:
-            return self.store.next_attempts(WORKING_STAGES)
-        found: list[tuple[str, datetime | None]] = []
-        for summary in self.store.summaries(WORKING_STAGES):
-            trouble = troubles.get(summary.provider)
-            at = summary.next_attempt_at
-            if trouble is not None:
-                blocked_until = datetime.fromtimestamp(trouble.next_attempt, UTC)
-                at = blocked_until if at is None else max(at, blocked_until)
-            found.append((summary.id, at))
-        return found
-

@@ -39,6 +39,7 @@ from talprov.providers.protocol import (
     BatchStepFn,
     Leftover,
     Provider,
+    RemovesSecondMachines,
     Step,
     StepContext,
     StepFn,
@@ -425,9 +426,29 @@ class InstrumentedSweepingProvider(InstrumentedProvider):
         self._metrics.count_swept(self._instance, leftover.kind)
 
 
+class InstrumentedRemovingProvider(InstrumentedProvider):
+    """:class:`InstrumentedProvider` for a provider that also removes second
+    machines (``RemovesSecondMachines``; defined here for ``isinstance``, as above)."""
+
+    def remove_second_machine(self, owner: Owner, machine: Machine) -> str | None:
+        removing = cast(RemovesSecondMachines, self._inner)
+        return self._measure("remove_second_machine",
+                             lambda: removing.remove_second_machine(owner, machine),
+                             timed=False)
+
+
+class InstrumentedSweepingRemovingProvider(InstrumentedSweepingProvider,
+                                           InstrumentedRemovingProvider):
+    """Both optional protocols above."""
+
+
 def instrument(inner: Provider, instance: str, metrics: StepMetrics) -> Provider:
     """``inner`` wrapped to time its steps and count its errors, with the same
     optional protocols as ``inner``."""
+    removes = isinstance(inner, RemovesSecondMachines)
     if isinstance(inner, SweepsLeftovers):
-        return InstrumentedSweepingProvider(inner, instance, metrics).as_provider()
+        kind = InstrumentedSweepingRemovingProvider if removes else InstrumentedSweepingProvider
+        return kind(inner, instance, metrics).as_provider()
+    if removes:
+        return InstrumentedRemovingProvider(inner, instance, metrics).as_provider()
     return InstrumentedProvider(inner, instance, metrics).as_provider()

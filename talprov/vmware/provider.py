@@ -36,7 +36,6 @@ from talprov.vmware.clones import name_taken
 from talprov.vmware.config import VSphereConfig
 from talprov.vmware.data import VSphereMachineData
 from talprov.vmware.deprovision import Deprovisioner
-from talprov.vmware.duplicates import Duplicates
 from talprov.vmware.errors import TaskFailed, is_fault
 from talprov.vmware.images import ImportBusy, TemplateImporter
 from talprov.vmware.inventory import Inventory, uses_template_devices
@@ -44,6 +43,7 @@ from talprov.vmware.library import LibraryTemplates
 from talprov.vmware.power import PowerSteps
 from talprov.vmware.reads import ConfigureReads, VmRead
 from talprov.vmware.sdk import vm_ref
+from talprov.vmware.second_vms import SecondVms
 from talprov.vmware.state import VSphereState
 from talprov.vmware.tagging import Tagger
 from talprov.vmware.vapi import VapiClient
@@ -96,7 +96,7 @@ class VSphereProvider:
         self._user_data = UserDataCache()
         self._configure_reads = ConfigureReads(self.client, runtime.clock)
         self.power = PowerSteps(self.client)
-        self.duplicates = Duplicates(self.client, self.inventory, runtime.clock, runtime.sleep)
+        self.second_vms = SecondVms(self.client, runtime.clock, runtime.sleep)
 
     def __repr__(self) -> str:
         return f"VSphereProvider({self.name!r}, {self.client.host})"
@@ -118,6 +118,15 @@ class VSphereProvider:
                     "config.template"):
                 found.append(machines.machine_from_props(str(vm._moId), props))
         return found
+
+    def remove_second_machine(self, owner: Owner, machine: Machine) -> str | None:
+        """Power off hard and destroy a second VM of a request, which the reconciler
+        found listed beside the VM the request records (``RemovesSecondMachines``;
+        ``talprov.vmware.second_vms``). Refuses (None) a VM that is not ``owner``'s
+        or not marked with ``machine.request_id``; None too when it is gone.
+        Idempotent. Raises ``AuthError``, ``Transient`` or ``StepTimeout``.
+        """
+        return self.second_vms.remove(owner, machine)
 
     def close(self) -> None:
         """Log out of both vCenter sessions (best effort). Idempotent."""
@@ -216,7 +225,7 @@ class VSphereProvider:
             Step.batched("configure-vm", self._configure_batch, pipelined=True),
             Step.batched("tag-vm", one_by_one(self._tag_vm)),
             Step.batched("power-on", one_by_one(self.power.power_on), pipelined=True),
-            Step.batched("wait-running", self._wait_running_batch,
+            Step.batched("wait-running", one_by_one(self.power.wait_running),
                          timeout=self.config.running_timeout),
         ]
 
@@ -434,16 +443,6 @@ class VSphereProvider:
         if attached:
             ctx.event(f"attached {len(attached)} tag(s) to VM {moid}")
         return None
-
-    def _wait_running_batch(self, ctxs: Sequence[Ctx]) -> list[StepResult | BaseException]:
-        """wait-running; a request whose VM runs then loses any second VM of its own
-        (``talprov.vmware.duplicates``), in one look for the batch."""
-        outcomes = steps_side_by_side(self.power.wait_running, ctxs)
-        running = [c for c, o in zip(ctxs, outcomes, strict=True) if o is None]
-        swept = dict(zip((c.request.id for c in running), self.duplicates.remove(running),
-                         strict=True))
-        return [swept.get(c.request.id, o) if o is None else o
-                for c, o in zip(ctxs, outcomes, strict=True)]
 
     def deprovision(self, ctx: StepContext[Any, Any]) -> StepResult:
         """Shut down (power off hard after ``shutdown_timeout``) and destroy the request's VM.

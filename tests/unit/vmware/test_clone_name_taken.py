@@ -55,8 +55,7 @@ def second_clone_after_a_lost_one(
 ) -> tuple[Counter[str], Ctx]:
     """Request w1's first clone made the VM but its answer was lost; the next pass
     does not see the VM in vCenter's search index yet, so it clones again and that
-    clone answers ``second`` (see :func:`_clones_answer`; test_duplicate_clones
-    uses it too). The clone calls so far
+    clone answers ``second`` (see :func:`_clones_answer`). The clone calls so far
     and the request's context, for the next :func:`provision`."""
     calls = _clones_answer(monkeypatch, "lost", second)
     ctx = context(provider, machine_request("w1"), owner)

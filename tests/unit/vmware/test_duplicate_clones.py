@@ -6,51 +6,174 @@ completed after the resumed worker had looked for the VM by its instance UUID,
 so the worker cloned again, and vcsim (which allows duplicate names in a
 folder) kept both VMs. Here the first clone's answer is lost and the resumed
 worker's look-up misses it; the second clone succeeds, as on vcsim. The
-request must end with one VM: the one its state records.
+request must end with one VM: the one its record names. The reconciler finds
+the other in its listing and has it destroyed (``RemovesSecondMachines``), in
+a pass without work for the instance, however late that clone ended.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
 import pytest
 
 from talprov.providers.ownership import ownership_tags
-from talprov.providers.types import MachineState, Owner
-from talprov.testing import FakeClock
+from talprov.providers.types import Machine, MachineState, Owner, Stage
+from talprov.reconcile.failures import StepPolicy
+from talprov.reconcile.reconciler import ProviderHandle, Reconciler
+from talprov.store.store import Store
 from talprov.vmware.provider import VSphereProvider
-from tests.driving import context, provision
 from tests.emulators.vcsim.fixture import VcsimServer
 from tests.unit.vmware.conftest import machine_request
 from tests.unit.vmware.observe import all_vms, clone_out_of_band
-from tests.unit.vmware.test_clone_name_taken import second_clone_after_a_lost_one
+from tests.unit.vmware.soap import intercept_soap
 
 
-def test_a_second_vm_of_the_request_is_destroyed_once_the_request_runs(
-    provider: VSphereProvider, owner: Owner, clock: FakeClock,
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[Store]:
+    opened = Store(f"sqlite:///{tmp_path / 'state.db'}")
+    opened.migrate()
+    yield opened
+    opened.close()
+
+
+@pytest.fixture
+def reconciler(store: Store, provider: VSphereProvider) -> Reconciler:
+    return Reconciler(store, {"lab": ProviderHandle(provider, 4)}, provider.runtime,
+                      policy=StepPolicy(max_attempts=5))
+
+
+def _provisioned(store: Store, rid: str) -> Callable[[], bool]:
+    def done() -> bool:
+        record = store.get_request(rid)
+        return record is not None and record.stage == Stage.PROVISIONED
+    return done
+
+
+def _recorded(store: Store, rid: str) -> str:
+    record = store.get_request(rid)
+    assert record is not None
+    assert record.infra_id is not None
+    return record.infra_id
+
+
+def _second_vm_events(store: Store, rid: str) -> list[str]:
+    return [e.message for e in store.events(rid) if "second VM" in e.message]
+
+
+def _vms_of(vcsim: VcsimServer, rid: str) -> list[str]:
+    return [vm["moid"] for vm in all_vms(vcsim).get(rid, [])]
+
+
+def test_a_second_vm_made_while_the_first_clone_ran_is_destroyed_by_a_later_pass(
+    provider: VSphereProvider, vcsim: VcsimServer, store: Store, reconciler: Reconciler,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    # The first clone's answer is lost; the resumed look-up by UUID misses its VM.
-    calls, ctx = second_clone_after_a_lost_one(provider, owner, clock, monkeypatch, "ok")
+    # The first clone makes its VM but its answer is lost; the next attempt's look-up
+    # by instance UUID misses that VM, so it clones again (vcsim keeps both).
+    def answer(method: str, number: int, call: Callable[[], Any]) -> Any:
+        result = call()
+        if method == "CloneVM_Task" and number == 1:
+            raise ConnectionResetError("injected")
+        return result
 
-    provision(provider, [ctx], clock)
+    calls = intercept_soap(monkeypatch, answer)
+    find_vm = provider.find_vm
+    hidden = {"w1"}
+    monkeypatch.setattr(provider, "find_vm", lambda o, rid: None if hidden and hidden.pop()
+                        else find_vm(o, rid))
+    store.create_request(machine_request("w1"))
 
+    assert reconciler.run_until(_provisioned(store, "w1"), timeout=600, interval=1.0)
     assert calls["CloneVM_Task"] == 2  # the duplicate was made: the case QA met
-    listed = [m for m in provider.list_machines(owner) if m.request_id == "w1"]
-    assert [m.infra_id for m in listed] == [ctx.state.vm_moid]
-    assert listed[0].state == MachineState.RUNNING
-    assert any("second VM" in e for e in ctx.events)
+    assert len(_vms_of(vcsim, "w1")) == 2
+    assert not _second_vm_events(store, "w1")  # not while the instance had work
+
+    report = reconciler.run_pass()
+
+    kept = _recorded(store, "w1")
+    assert report.second_machines == 1
+    assert _vms_of(vcsim, "w1") == [kept]
+    listed = [m for m in provider.list_machines(reconciler_owner(reconciler))
+              if m.request_id == "w1"]
+    assert [(m.infra_id, m.state) for m in listed] == [(kept, MachineState.RUNNING)]
+    assert len(_second_vm_events(store, "w1")) == 1
+    assert store.get_request("w1").stage == Stage.PROVISIONED  # type: ignore[union-attr]
 
 
-def test_a_vm_of_the_same_name_and_request_id_that_another_installation_owns_stays(
-    provider: VSphereProvider, vcsim: VcsimServer, owner: Owner, clock: FakeClock,
+def test_a_second_vm_that_appears_after_the_request_is_provisioned_is_destroyed(
+    provider: VSphereProvider, vcsim: VcsimServer, store: Store, reconciler: Reconciler,
 ) -> None:
+    request = machine_request("late")
+    store.create_request(request)
+    assert reconciler.run_until(_provisioned(store, "late"), timeout=600, interval=1.0)
+    kept = _recorded(store, "late")
+    # The clone of a stopped worker that ends only now, with the request's marks.
+    clone_out_of_band(vcsim, "late", "late",
+                      ownership_tags(reconciler_owner(reconciler), request))
+    assert len(_vms_of(vcsim, "late")) == 2
+
+    assert reconciler.run_pass().second_machines == 1
+
+    assert _vms_of(vcsim, "late") == [kept]
+    assert _second_vm_events(store, "late")
+    assert reconciler.run_pass().second_machines == 0
+    assert _vms_of(vcsim, "late") == [kept]
+
+
+def test_a_request_whose_vm_a_stopped_clone_made_adopts_it_and_loses_none(
+    provider: VSphereProvider, vcsim: VcsimServer, store: Store, reconciler: Reconciler,
+) -> None:
+    # Mid-create: the VM exists (a stopped worker's clone), the record names none yet.
+    request = machine_request("mid")
+    clone_out_of_band(vcsim, "DC0_H0_VM0", "mid",
+                      ownership_tags(reconciler_owner(reconciler), request))
+    (made,) = _vms_of(vcsim, "mid")
+    store.create_request(request)
+
+    assert reconciler.run_until(_provisioned(store, "mid"), timeout=600, interval=1.0)
+    reconciler.run_pass()
+
+    assert _recorded(store, "mid") == made
+    assert _vms_of(vcsim, "mid") == [made]
+    assert not _second_vm_events(store, "mid")
+
+
+def test_vms_of_another_owner_or_another_request_are_never_touched(
+    provider: VSphereProvider, vcsim: VcsimServer, store: Store, reconciler: Reconciler,
+) -> None:
+    owner = reconciler_owner(reconciler)
     theirs = ownership_tags(Owner("another-installation", owner.instance),
                             machine_request("k3"))
-    clone_out_of_band(vcsim, "DC0_C0_RP0_VM0", "k3", theirs)
-    ctx = context(provider, machine_request("k3"), owner)
+    clone_out_of_band(vcsim, "DC0_H0_VM0", "k3", theirs)
+    other_request = ownership_tags(owner, machine_request("k9"))
+    clone_out_of_band(vcsim, "DC0_H0_VM0", "k3", other_request)
+    foreign = _vms_of(vcsim, "k3")
+    store.create_request(machine_request("k3"))
 
-    provision(provider, [ctx], clock)
+    assert reconciler.run_until(_provisioned(store, "k3"), timeout=600, interval=1.0)
+    assert reconciler.run_pass().second_machines == 0
 
-    named = all_vms(vcsim)["k3"]
-    assert len(named) == 2  # theirs, and this request's
-    assert ctx.state.vm_moid in {vm["moid"] for vm in named}
-    assert not any("second VM" in e for e in ctx.events)
+    named = _vms_of(vcsim, "k3")
+    assert len(named) == 3  # theirs, k9's, and this request's
+    assert set(foreign) < set(named)
+    assert not _second_vm_events(store, "k3")
+    # Asked directly, the driver reads the marks again and refuses both.
+    for moid in foreign:
+        asked = Machine(infra_id=moid, state=MachineState.STOPPED, request_id="k3")
+        assert provider.remove_second_machine(owner, asked) is None
+    assert _vms_of(vcsim, "k3") == named
+
+
+def test_a_second_vm_already_gone_is_success(
+    provider: VSphereProvider, reconciler: Reconciler,
+) -> None:
+    gone = Machine(infra_id="vm-999999", state=MachineState.RUNNING, request_id="k3")
+
+    assert provider.remove_second_machine(reconciler_owner(reconciler), gone) is None
+
+
+def reconciler_owner(reconciler: Reconciler) -> Owner:
+    return Owner(reconciler.runtime.installation, "lab")

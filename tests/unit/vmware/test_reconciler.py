@@ -160,10 +160,9 @@ def test_clone_vm_takes_the_passs_listing_for_whether_a_vm_exists(
     reconciler.run_pass()
 
     assert lookups == []
-    # The listing, then each clone's read for configure-vm, then wait-running's
-    # look for a second VM of each request (vmware/duplicates.py: one read, no
-    # candidates here, so no second read of their marks).
-    assert calls["RetrievePropertiesEx"] == 1 + 3 + 3
+    # The listing, then each clone's read for configure-vm. Second VMs are found
+    # in the listing (reconcile/second_machines.py): no read of their own.
+    assert calls["RetrievePropertiesEx"] == 1 + 3
     assert _all_in(store, Stage.PROVISIONED)()
     vms = all_vms(vcsim)
     assert [len(vms[f"r{i}"]) for i in range(1, 4)] == [1, 1, 1]
