@@ -135,7 +135,15 @@ class DaemonPool:
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
         if exc is None or isinstance(exc, Exception):
-            self.shutdown(wait=True)
+            try:
+                self.shutdown(wait=True)
+            except BaseException:
+                # Interrupted while waiting (a call failed, another hangs): the
+                # same as an interruption of the block itself, or the hanging
+                # call's request would be given back while its call still runs.
+                if self.shutdown(wait=False, cancel_futures=True):
+                    note_left_behind()
+                raise
             return
         # An interruption: what has not started never will, and what runs is left
         # to end with the process (counted, so that callers can tell).

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
-from talprov.stopping import STOP_SIGNALS, defer_stops, raise_deferred_stop
+from talprov.stopping import STOP_SIGNALS, defer_stops, end_deferring
 
 T = TypeVar("T")
 
@@ -117,10 +117,7 @@ def abandon_after(seconds: float, work: Callable[[], T], otherwise: T) -> T:
             # and SIGTERM stop the command again. Put back first, then the
             # deferred stop, which wins over the result: a signal between the
             # two is raised by its handler, none is dropped.
-            for signum, handler in kept.items():
-                if handler is not None:
-                    signal.signal(signum, handler)
-            raise_deferred_stop()
+            end_deferring(kept)
 
 
 def stop_process(process: subprocess.Popen[Any] | None, timeout: float = 5.0) -> None:

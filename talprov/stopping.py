@@ -19,7 +19,8 @@ import sys
 # Type checkers take any name TYPE_CHECKING for typing's.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import NoReturn
+    from collections.abc import Mapping
+    from typing import Any, NoReturn
 
 
 class Terminated(KeyboardInterrupt):
@@ -104,6 +105,19 @@ def defer_stops() -> None:
     _deferred.clear()
     for signum in STOP_SIGNALS:
         signal.signal(signum, _defer)
+
+
+def end_deferring(kept: Mapping[signal.Signals, Any]) -> None:
+    """Put ``kept`` (signal number to handler, as read before :func:`defer_stops`)
+    back for each stop signal still deferred, then :func:`raise_deferred_stop`.
+    A signal whose handler is no longer the deferring one was handled meanwhile
+    (a stop that came before :func:`defer_stops` swapped it ignores both signals
+    from then on): putting the old handler back there would let a second signal
+    break off the clean-up that stop began. Main thread only."""
+    for signum, handler in kept.items():
+        if handler is not None and signal.getsignal(signum) is _defer:
+            signal.signal(signum, handler)
+    raise_deferred_stop()
 
 
 def raise_deferred_stop() -> None:

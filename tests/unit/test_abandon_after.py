@@ -114,3 +114,29 @@ def test_work_that_swallows_the_deadline_leaves_the_stop_handlers_in_place(
 
     assert abandon_after(0.05, swallowing, otherwise="late") == "swallowed"
     assert {s: signal.getsignal(s) for s in handlers} == handlers
+
+
+def test_a_stop_that_beats_the_deferring_keeps_the_one_signal_rule(
+        stop_handlers: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    # SIGTERM handled inside the deadline's handler, before it deferred the stop
+    # signals: the stop ignores both from then on, and abandon_after must not put
+    # the stop handlers back over that (a second signal then broke off the
+    # clean-up the first one began).
+    from talprov import processes
+
+    real_defer = processes.defer_stops
+
+    def stop_comes_first() -> None:
+        signal.raise_signal(signal.SIGTERM)
+        real_defer()
+
+    monkeypatch.setattr(processes, "defer_stops", stop_comes_first)
+
+    def hangs() -> str:
+        time.sleep(60)
+        return "done"
+
+    with pytest.raises(Terminated):
+        abandon_after(0.05, hangs, otherwise="late")
+    os.kill(os.getpid(), signal.SIGINT)  # a second stop during the clean-up: ignored
+    time.sleep(0.01)

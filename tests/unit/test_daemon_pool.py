@@ -9,13 +9,14 @@ import sys
 import textwrap
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from talprov.baremetal.power.base import bounded_call
 from talprov.daemon_pool import DaemonPool, left_behind
-from talprov.processes import abandon_after
+from talprov.processes import DeadlinePassed, abandon_after
 from talprov.stopping import Terminated
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -65,6 +66,38 @@ def test_an_interruption_leaves_running_calls_and_cancels_the_rest() -> None:
     finally:
         release.set()
     assert running.result(timeout=5) is None
+
+
+def test_an_interruption_while_an_error_waits_for_a_hanging_call_leaves_it_behind() -> None:
+    # One request's call failed (a driver bug), another hangs; Ctrl-C while the
+    # block waits for it: the hanging call was neither noted nor its request's
+    # lease kept (the pass gave it back while the call still ran).
+    release = threading.Event()
+    started = threading.Event()
+
+    def stuck() -> None:
+        started.set()
+        release.wait()
+
+    before = left_behind()
+    try:
+        with pytest.raises(Terminated):
+            abandon_after(0.3, lambda: _fail_beside(stuck, started), otherwise=None)
+        assert left_behind() == before + 1
+    finally:
+        release.set()
+
+
+def _fail_beside(stuck: Callable[[], None], started: threading.Event) -> None:
+    """Leave a pool by an error while ``stuck`` still runs in it; the deadline
+    comes while the pool waits, and is turned into SIGTERM's stop here."""
+    try:
+        with DaemonPool(2) as pool:
+            pool.submit(stuck)
+            assert started.wait(5)
+            raise KeyError("a driver bug")
+    except DeadlinePassed as exc:
+        raise Terminated from exc
 
 
 def test_an_interruption_with_nothing_running_leaves_nothing_behind() -> None:
