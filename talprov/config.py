@@ -43,8 +43,11 @@ from talprov.urls import credentials_problem, url_problem
 DEFAULT_FACTORY_URL = "https://factory.talos.dev"
 #: Instance names end up in tags, labels and URLs: a DNS label.
 INSTANCE_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
-#: Paths of the Image Factory's API: image_factory.url is the base they are added to.
-_FACTORY_ENDPOINTS = frozenset({"image", "pxe", "schematics", "versions", "version"})
+#: A path the Image Factory's API answers (an image or PXE URL pasted whole, the
+#: schematics or versions endpoint): image_factory.url is the base they are added
+#: to. A schematic id is 64 hex digits; a mirror's own folders are never refused.
+_FACTORY_ENDPOINT = re.compile(
+    r"/(?:image|pxe)/[0-9a-f]{64}(?:/|$)|/(?:schematics|versions)/?$")
 
 #: Settings that name a CA file a TLS client loads (AWS's verify_tls: a path or a bool).
 CA_FILE_KEYS = frozenset({"ca_file", "verify_tls"})
@@ -366,8 +369,8 @@ def _check_factory_url(factory: ImageFactoryConfig, where: str) -> None:
     CA file."""
     _check_urls({"url": factory.url}, where)
     check_ca_files({"ca_file": factory.ca_file}, where)
-    if not has_reference(factory.url) and _FACTORY_ENDPOINTS.intersection(
-            urlsplit(factory.url).path.split("/")):
+    if not has_reference(factory.url) and _FACTORY_ENDPOINT.search(
+            urlsplit(factory.url).path):
         # The client adds /schematics, /image/..., /pxe/... to this URL: a mirror
         # under a path prefix works, but a URL already naming one of those (an image
         # URL pasted whole) would be doubled into URLs that cannot exist.

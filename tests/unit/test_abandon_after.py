@@ -123,8 +123,7 @@ def test_a_stop_that_beats_the_deferring_keeps_the_one_signal_rule(
     # the stop handlers back over that (a second signal then broke off the
     # clean-up the first one began).
     from talprov import processes
-
-    real_defer = processes.defer_stops
+    from talprov.stopping import defer_stops as real_defer
 
     def stop_comes_first() -> None:
         signal.raise_signal(signal.SIGTERM)

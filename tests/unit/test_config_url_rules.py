@@ -52,8 +52,9 @@ def test_a_provider_url_or_ca_file_that_cannot_be_used_is_refused_on_load(
 
 
 @pytest.mark.parametrize(("factory", "field", "words"), [
-    ({"url": "https://factory.example/image/0123abcd/v1.9.0/metal-amd64.iso"}, "url",
+    ({"url": f"https://factory.example/image/{'ab' * 32}/v1.9.0/metal-amd64.iso"}, "url",
      "without /image"),
+    ({"url": "https://factory.example/schematics"}, "url", "without /image"),
     ({"url": f"https://team%ZZ:{SECRET}@factory.example"}, "url", "percent"),
     ({"url": "https://factory.example/?x=1"}, "url", "no query"),
     ({"url": "ftp://factory.example"}, "url", "not ftp://"),
@@ -76,7 +77,10 @@ def test_a_factory_url_with_a_trailing_slash_and_credentials_is_still_fine(home:
     assert home.invoke("machine", "list").exit_code == 0
 
 
-def test_a_factory_mirror_under_a_path_prefix_is_fine(home: Home) -> None:
-    # The client adds /schematics, /image/... to the URL as given, prefix and all.
-    home.write_config(image_factory={"url": "https://mirror.example/talos-factory"})
+@pytest.mark.parametrize("url", ["https://mirror.example/talos-factory",
+                                 "https://nexus.example/repository/image/"])
+def test_a_factory_mirror_under_a_path_prefix_is_fine(home: Home, url: str) -> None:
+    # The client adds /schematics, /image/... to the URL as given, prefix and all;
+    # a mirror's own folder may be called "image".
+    home.write_config(image_factory={"url": url})
     assert home.invoke("machine", "list").exit_code == 0
