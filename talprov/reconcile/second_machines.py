@@ -196,7 +196,7 @@ class SecondMachineRemover:
         for second in seconds:
             machine = second.machine
             try:
-                line = provider.remove_second_machine(owner, machine)
+                line = provider.remove_second_machine(owner, machine, second.kept)
             except Exception as exc:
                 self._failed[(instance, machine.infra_id)] = self.clock()
                 errors.append(f"{instance}: remove second machine {machine.infra_id} of "

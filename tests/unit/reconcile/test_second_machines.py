@@ -45,6 +45,8 @@ class Doubling(ProviderDouble):
         self.name = name
         self.machines: list[Machine] = []
         self.removed: list[str] = []
+        #: The ``kept`` machine of every removal asked for.
+        self.kept_asked: list[str] = []
         self.remove_error: Exception | None = None
         #: Runs inside list_machines, after the listing was taken.
         self.while_listing: Callable[[], None] | None = None
@@ -59,10 +61,13 @@ class Doubling(ProviderDouble):
             self.while_listing()
         return listing
 
-    def remove_second_machine(self, owner: Owner, machine: Machine) -> str | None:
+    def remove_second_machine(self, owner: Owner, machine: Machine, kept: str) -> str | None:
         self.removed.append(machine.infra_id)
+        self.kept_asked.append(kept)
         if self.remove_error is not None:
             raise self.remove_error
+        if not any(m.infra_id == kept for m in self.machines):
+            return None  # refused, as a driver must: the request's own machine is gone
         self.machines.remove(machine)
         return f"destroyed {machine.infra_id}, a second machine of this request"
 
@@ -121,9 +126,9 @@ def test_a_second_machine_of_a_provisioned_request_is_destroyed_under_its_lease(
     held_meanwhile: list[tuple[str, Any] | None] = []
     remove = provider.remove_second_machine
 
-    def watched(owner: Owner, machine: Machine) -> str | None:
+    def watched(owner: Owner, machine: Machine, kept: str) -> str | None:
         held_meanwhile.append(store.lease_holder("r1"))
-        return remove(owner, machine)
+        return remove(owner, machine, kept)
 
     provider.remove_second_machine = watched  # type: ignore[method-assign]
 
@@ -195,6 +200,25 @@ def test_a_request_whose_record_changed_after_the_listing_keeps_its_machines(
 
     assert reconciler_of(store, clock, tmp_path, provider).run_pass().second_machines == 0
     assert provider.removed == []
+
+
+def test_the_driver_is_told_which_machine_to_keep_and_refuses_when_it_vanished(
+    store: Store, clock: FakeClock, tmp_path: Path,
+) -> None:
+    provider = Doubling()
+    put(store, "r1", Stage.PROVISIONED, "m-1")
+    listed(provider, "r1", "m-1", "m-2")
+
+    def own_vanished() -> None:  # m-1 deleted (an operator, a lost host) after the listing
+        provider.machines = [m for m in provider.machines if m.infra_id != "m-1"]
+
+    provider.while_listing = own_vanished
+
+    report = reconciler_of(store, clock, tmp_path, provider).run_pass()
+
+    assert (provider.removed, provider.kept_asked) == (["m-2"], ["m-1"])
+    assert [m.infra_id for m in provider.machines] == ["m-2"]  # the only one left lives
+    assert (report.second_machines, report.errors) == (0, [])
 
 
 def test_a_pass_that_only_deletes_removes_them_and_one_over_some_requests_does_not(

@@ -27,7 +27,7 @@ from talprov.store.store import Store
 from talprov.vmware.provider import VSphereProvider
 from tests.emulators.vcsim.fixture import VcsimServer
 from tests.unit.vmware.conftest import machine_request
-from tests.unit.vmware.observe import all_vms, clone_out_of_band
+from tests.unit.vmware.observe import all_vms, clone_out_of_band, destroy_out_of_band
 from tests.unit.vmware.soap import intercept_soap
 
 
@@ -161,9 +161,10 @@ def test_vms_of_another_owner_or_another_request_are_never_touched(
     assert set(foreign) < set(named)
     assert not _second_vm_events(store, "k3")
     # Asked directly, the driver reads the marks again and refuses both.
+    kept = _recorded(store, "k3")
     for moid in foreign:
         asked = Machine(infra_id=moid, state=MachineState.STOPPED, request_id="k3")
-        assert provider.remove_second_machine(owner, asked) is None
+        assert provider.remove_second_machine(owner, asked, kept) is None
     assert _vms_of(vcsim, "k3") == named
 
 
@@ -172,7 +173,51 @@ def test_a_second_vm_already_gone_is_success(
 ) -> None:
     gone = Machine(infra_id="vm-999999", state=MachineState.RUNNING, request_id="k3")
 
-    assert provider.remove_second_machine(reconciler_owner(reconciler), gone) is None
+    assert provider.remove_second_machine(reconciler_owner(reconciler), gone,
+                                          "vm-999998") is None
+
+
+@pytest.mark.parametrize("kept_is", ["fine", "gone", "another request's", "another owner's",
+                                     "a template"])
+def test_a_second_vm_is_destroyed_only_while_the_kept_vm_is_the_requests(
+    provider: VSphereProvider, vcsim: VcsimServer, owner: Owner, kept_is: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The listing that showed both may be minutes old: the kept VM may be gone
+    # (an operator, a lost host) or changed since. The request must keep a VM.
+    marks = ownership_tags(owner, machine_request("r1"))
+    kept_marks = {
+        "another request's": ownership_tags(owner, machine_request("r2")),
+        "another owner's": ownership_tags(Owner("another-installation", owner.instance),
+                                          machine_request("r1")),
+    }.get(kept_is, marks)
+    clone_out_of_band(vcsim, "DC0_H0_VM0", "r1-kept", kept_marks,
+                      template=kept_is == "a template")
+    clone_out_of_band(vcsim, "DC0_H0_VM0", "r1-second", marks)
+    (kept,) = _vms_of(vcsim, "r1-kept")
+    (second,) = _vms_of(vcsim, "r1-second")
+    if kept_is == "gone":
+        destroy_out_of_band(vcsim, "r1-kept")
+    reads: list[int] = []
+    get_many = provider.client.get_many
+
+    def counted(what: str, objs: Any, paths: Any) -> dict[str, dict[str, Any]]:
+        reads.append(len(objs))
+        return get_many(what, objs, paths)
+
+    monkeypatch.setattr(provider.client, "get_many", counted)
+    asked = Machine(infra_id=second, state=MachineState.RUNNING, request_id="r1")
+
+    line = provider.remove_second_machine(owner, asked, kept)
+
+    assert reads == [2]  # both VMs in one property-collector read
+    if kept_is == "fine":
+        assert line is not None
+        assert second in line
+        assert _vms_of(vcsim, "r1-second") == []
+    else:
+        assert line is None
+        assert _vms_of(vcsim, "r1-second") == [second]
 
 
 def reconciler_owner(reconciler: Reconciler) -> Owner:
