@@ -25,7 +25,12 @@ from talprov.providers.types import (
     Retry,
     Stage,
 )
-from talprov.reconcile.observing import by_request, machines_by_request
+from talprov.reconcile.observing import (
+    MISSING_PASSES_BEFORE_LOST,
+    by_request,
+    machine_lost,
+    machines_by_request,
+)
 from talprov.reconcile.reconciler import ProviderHandle, Reconciler
 from talprov.service.metrics import Metrics, instrument
 from talprov.store.store import Store
@@ -323,4 +328,26 @@ def test_steps_and_the_drift_check_get_the_machine_the_record_names() -> None:
     assert by_request(grouped, {"r1": "m-2"})["r1"].infra_id == "m-2"
     assert by_request(grouped, {"r1": None})["r1"].infra_id == "m-2"  # the last listed
     assert by_request(grouped, {})["r2"].infra_id == "m-3"
+    assert "r1" not in by_request(grouped, {"r1": "m-9"})  # its own is not listed
+
+
+def test_a_request_whose_own_machine_is_gone_is_lost_though_its_second_is_listed(
+    store: Store, clock: FakeClock, tmp_path: Path,
+) -> None:
+    provider = Doubling()
+    put(store, "r1", Stage.PROVISIONED, "m-1")
+    provider.machines.append(Machine(infra_id="m-2", state=MachineState.RUNNING,
+                                     request_id="r1", addresses=("10.0.0.2",)))
+    reconciler = reconciler_of(store, clock, tmp_path, provider)
+
+    for _ in range(MISSING_PASSES_BEFORE_LOST):
+        reconciler.run_pass()
+
+    record = store.get_request("r1")
+    assert record is not None
+    assert (record.stage, record.infra_id) == (Stage.FAILED, "m-1")
+    assert machine_lost(record.error)
+    assert "m-1 disappeared" in (record.error or "")
+    assert tuple(record.addresses) == ()  # never the other machine's
+    assert provider.removed == []
 

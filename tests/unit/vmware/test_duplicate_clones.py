@@ -20,14 +20,22 @@ from typing import Any
 import pytest
 
 from talprov.providers.ownership import ownership_tags
-from talprov.providers.types import Machine, MachineState, Owner, Stage
+from talprov.providers.protocol import StepContext
+from talprov.providers.types import Machine, MachineState, Owner, Retry, Stage
 from talprov.reconcile.failures import StepPolicy
 from talprov.reconcile.reconciler import ProviderHandle, Reconciler
 from talprov.store.store import Store
+from talprov.vmware.data import VSphereMachineData
 from talprov.vmware.provider import VSphereProvider
+from talprov.vmware.state import VSphereState
 from tests.emulators.vcsim.fixture import VcsimServer
 from tests.unit.vmware.conftest import machine_request
-from tests.unit.vmware.observe import all_vms, clone_out_of_band, destroy_out_of_band
+from tests.unit.vmware.observe import (
+    all_vms,
+    clone_out_of_band,
+    destroy_out_of_band,
+    power_on_out_of_band,
+)
 from tests.unit.vmware.soap import intercept_soap
 
 
@@ -222,3 +230,43 @@ def test_a_second_vm_is_destroyed_only_while_the_kept_vm_is_the_requests(
 
 def reconciler_owner(reconciler: Reconciler) -> Owner:
     return Owner(reconciler.runtime.installation, "lab")
+
+
+def _ctx_beside(provider: VSphereProvider, owner: Owner, vcsim: VcsimServer,
+                ) -> StepContext[VSphereMachineData, VSphereState]:
+    """A request whose recorded VM is off, handed a listed running VM of its marks
+    that is another (a pass whose listing was taken before its clone step
+    recorded the VM: the last VM listed with the request's marks)."""
+    request = machine_request("p1")
+    marks = ownership_tags(owner, request)
+    clone_out_of_band(vcsim, "DC0_H0_VM0", "p1-own", marks)
+    clone_out_of_band(vcsim, "DC0_H0_VM0", "p1-other", marks)
+    power_on_out_of_band(vcsim, "p1-other")
+    (own,) = _vms_of(vcsim, "p1-own")
+    (other,) = _vms_of(vcsim, "p1-other")
+    listed = Machine(infra_id=other, state=MachineState.RUNNING, request_id="p1",
+                     addresses=("10.0.0.9",))
+    return StepContext(request=request,
+                       data=VSphereMachineData.model_validate(request.provider_data),
+                       state=VSphereState(vm_moid=own, infra_id=own), owner=owner,
+                       runtime=provider.runtime, observed=listed, listed=True)
+
+
+def test_power_on_does_not_take_another_listed_vm_for_the_requests(
+    provider: VSphereProvider, vcsim: VcsimServer, owner: Owner,
+) -> None:
+    ctx = _ctx_beside(provider, owner, vcsim)
+
+    provider.power.power_on(ctx)
+
+    assert ctx.events == [f"powering on VM {ctx.state.vm_moid}"]
+    assert all_vms(vcsim)["p1-own"][0]["runtime.powerState"] == "poweredOn"
+
+
+def test_wait_running_does_not_take_another_listed_vm_for_the_requests(
+    provider: VSphereProvider, vcsim: VcsimServer, owner: Owner,
+) -> None:
+    ctx = _ctx_beside(provider, owner, vcsim)
+
+    assert isinstance(provider.power.wait_running(ctx), Retry)  # its own VM is off
+    assert ctx.state.addresses == []
