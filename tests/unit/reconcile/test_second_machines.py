@@ -25,6 +25,7 @@ from talprov.providers.types import (
     Retry,
     Stage,
 )
+from talprov.reconcile import second_machines
 from talprov.reconcile.observing import (
     MISSING_PASSES_BEFORE_LOST,
     by_request,
@@ -284,6 +285,46 @@ def test_a_failed_removal_is_reported_and_tried_again_after_the_interval(
     clock.sleep(INTERVAL)
     assert reconciler.run_pass().second_machines == 1
     assert provider.removed == ["m-2", "m-2"]
+
+
+def test_an_interrupt_while_removing_gives_the_lease_back(
+    store: Store, clock: FakeClock, tmp_path: Path,
+) -> None:
+    provider = Doubling()
+    put(store, "r1", Stage.PROVISIONED, "m-1")
+    listed(provider, "r1", "m-1", "m-2")
+    provider.remove_error = KeyboardInterrupt()  # type: ignore[assignment]
+    reconciler = reconciler_of(store, clock, tmp_path, provider)
+
+    with pytest.raises(KeyboardInterrupt):
+        reconciler.run_pass()
+
+    assert provider.removed == ["m-2"]
+    assert store.lease_holder("r1") is None
+    assert reconciler.held_leases() == set()
+    reconciler.close()
+
+
+def test_an_unexpected_error_while_removing_is_reported_and_gives_the_lease_back(
+    store: Store, clock: FakeClock, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    provider = Doubling()
+    put(store, "r1", Stage.PROVISIONED, "m-1")
+    listed(provider, "r1", "m-1", "m-2")
+    reconciler = reconciler_of(store, clock, tmp_path, provider)
+
+    def broken(record: Any, provider: Any) -> bool:
+        raise RuntimeError("a bug whose text names password=hunter2")
+
+    monkeypatch.setattr(second_machines, "after_creation", broken)
+
+    report = reconciler.run_pass()
+
+    assert report.errors == ["lab: second machines: unexpected RuntimeError"]
+    assert (report.second_machines, provider.removed) == (0, [])
+    assert store.lease_holder("r1") is None
+    assert reconciler.held_leases() == set()
+    reconciler.close()
 
 
 def test_a_provider_without_the_protocol_is_left_alone(
