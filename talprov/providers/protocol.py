@@ -324,23 +324,29 @@ class RemovesSecondMachines(Protocol):
     removal only for a request it holds the lease of meanwhile, whose recorded
     machine the listing shows too, and whose machine-creating steps
     (``Step.creates_machine``) are behind it or which is provisioned; never for
-    one being deleted (its deprovision removes what it finds).
+    one being deleted (its deprovision removes what it finds). The listing may
+    be minutes old by then: the provider checks that the recorded machine
+    still exists before it removes the other.
 
     A driver implements this only when none of its steps records a new
     ``infra_id`` while the machine recorded before still legitimately exists (a
     driver that replaces a machine on purpose must not).
     """
 
-    def remove_second_machine(self, owner: Owner, machine: Machine) -> str | None:
+    def remove_second_machine(self, owner: Owner, machine: Machine, kept: str) -> str | None:
         """Destroy ``machine``, a listed second machine of ``machine.request_id``,
-        without a graceful shutdown (it is nobody's machine).
+        without a graceful shutdown (it is nobody's machine); ``kept`` is the
+        ``infra_id`` of the machine the request's record names.
 
-        Reads the machine's marks again first and refuses (does nothing, returns
-        None) unless it is owned by ``owner`` and marked with
-        ``machine.request_id``. Returns the line for the request's events when
-        it destroyed the machine; None when it was gone already or refused.
-        Idempotent: a machine already gone is success. Raises ``AuthError`` or
-        ``Transient`` (another ``ProviderError`` when the platform refuses).
+        Reads both machines again first (one read where the platform allows) and
+        refuses (does nothing, returns None) unless both exist, are owned by
+        ``owner`` and are marked with ``machine.request_id`` (and are no
+        templates, where the platform has them): a request never loses its
+        only machine, however old the listing that showed both. Returns the
+        line for the request's events when it destroyed the machine; None when
+        it was gone already or refused. Idempotent: a machine already gone is
+        success. Raises ``AuthError`` or ``Transient`` (another
+        ``ProviderError`` when the platform refuses).
         """
         ...
 

@@ -49,15 +49,21 @@ def machines_by_request(machines: Sequence[Machine]) -> dict[str, list[Machine]]
 def by_request(listed: Mapping[str, Sequence[Machine]],
                recorded: Mapping[str, str | None]) -> dict[str, Machine]:
     """The one machine a pass hands each request's steps and drift check, of
-    ``listed`` (:func:`machines_by_request`): of several claiming a request, the
-    one whose ``infra_id`` its record names (``recorded``, by request id), else
-    the last listed (a request without a recorded machine: its steps decide,
-    as they did before a second machine could be seen). Pure."""
+    ``listed`` (:func:`machines_by_request`): the one whose ``infra_id`` its
+    record names (``recorded``, by request id). A request without a recorded
+    machine gets the last listed (its steps decide, as they did before a second
+    machine could be seen); one whose recorded machine is not listed gets none,
+    though others claim it: its steps and the drift check must see its machine
+    missing, not take another's state and addresses for its own. Pure."""
     chosen: dict[str, Machine] = {}
     for rid, machines in listed.items():
         kept = recorded.get(rid)
-        chosen[rid] = next((m for m in machines if kept is not None and m.infra_id == kept),
-                           machines[-1])
+        if kept is None:
+            chosen[rid] = machines[-1]
+            continue
+        own = next((m for m in machines if m.infra_id == kept), None)
+        if own is not None:
+            chosen[rid] = own
     return chosen
 
 

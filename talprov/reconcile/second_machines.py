@@ -146,9 +146,11 @@ class SecondMachineRemover:
         for ``interval``; how many machines were destroyed. Only in a ``full``
         pass (one over every request: another may not have seen them all).
 
-        Failures are appended to ``errors`` (redacted) and never stop the other
-        machines; a machine whose removal failed is tried again after
-        ``interval``. Never raises. Idempotent.
+        Failures, a bug's too, are appended to ``errors`` (redacted; a bug by its
+        class only) and never stop the other machines or instances; a machine
+        whose removal failed is tried again after ``interval``. Never raises but
+        for an interrupt (``KeyboardInterrupt``, ``SystemExit``), after giving
+        back the leases it claimed, as it always does. Idempotent.
         """
         found, self._found = self._found, {}
         if not full:
@@ -159,7 +161,12 @@ class SecondMachineRemover:
         for instance, (provider, seconds, on_its_way) in sorted(found.items()):
             if on_its_way and now - self._since.get(instance, now) < self.interval:
                 continue
-            removed += self._remove(instance, provider, seconds, errors)
+            try:
+                removed += self._remove(instance, provider, seconds, errors)
+            except Exception as exc:  # a bug: reported, and the other instances go on
+                log.error("%s: removing second machines failed", instance, exc_info=True,
+                          extra={"provider": instance})
+                errors.append(f"{instance}: second machines: {describe(exc)}")
         return removed
 
     def _remove(self, instance: str, provider: Provider, seconds: Sequence[SecondMachine],
@@ -172,6 +179,8 @@ class SecondMachineRemover:
             errors.append(f"{instance}: second machines: {redact(str(exc))}")
             return 0
         removed = 0
+        # Given back however this ends: an interrupt (Ctrl-C) or a bug here must not
+        # leave the requests held, and renewed, with no step of theirs running.
         try:
             records = {r.request.id: r for r in self.store.list_requests(ids=held)}
             for rid in sorted(records):
@@ -181,10 +190,11 @@ class SecondMachineRemover:
                     removed += self._remove_of(instance, provider, record, mine, errors)
         except StoreError as exc:
             errors.append(f"{instance}: second machines: {redact(str(exc))}")
-        try:
-            self.leases.release_held(list(held))
-        except StoreError as exc:  # forgotten here: the leases just run out
-            errors.append(f"{instance}: second machines: {redact(str(exc))}")
+        finally:
+            try:
+                self.leases.release_held(list(held))
+            except StoreError as exc:  # forgotten here: the leases just run out
+                errors.append(f"{instance}: second machines: {redact(str(exc))}")
         return removed
 
     def _remove_of(self, instance: str, provider: RemovesSecondMachines,
@@ -196,7 +206,7 @@ class SecondMachineRemover:
         for second in seconds:
             machine = second.machine
             try:
-                line = provider.remove_second_machine(owner, machine)
+                line = provider.remove_second_machine(owner, machine, second.kept)
             except Exception as exc:
                 self._failed[(instance, machine.infra_id)] = self.clock()
                 errors.append(f"{instance}: remove second machine {machine.infra_id} of "

@@ -430,10 +430,10 @@ class InstrumentedRemovingProvider(InstrumentedProvider):
     """:class:`InstrumentedProvider` for a provider that also removes second
     machines (``RemovesSecondMachines``; defined here for ``isinstance``, as above)."""
 
-    def remove_second_machine(self, owner: Owner, machine: Machine) -> str | None:
+    def remove_second_machine(self, owner: Owner, machine: Machine, kept: str) -> str | None:
         removing = cast(RemovesSecondMachines, self._inner)
         return self._measure("remove_second_machine",
-                             lambda: removing.remove_second_machine(owner, machine),
+                             lambda: removing.remove_second_machine(owner, machine, kept),
                              timed=False)
 
 

@@ -12,7 +12,7 @@ from typing import Literal
 
 from talprov.providers.errors import NotFound, ProviderError
 from talprov.providers.protocol import StepContext
-from talprov.providers.types import MachineState, Retry, StepResult
+from talprov.providers.types import Machine, MachineState, Retry, StepResult
 from talprov.vmware.client import FIRST_TASK_POLL, ServiceInstance, VSphereClient
 from talprov.vmware.data import VSphereMachineData
 from talprov.vmware.errors import TaskFailed
@@ -45,7 +45,8 @@ class PowerSteps:
         state = ctx.state
         moid = state.vm_moid
         assert moid is not None
-        if ctx.observed is not None and ctx.observed.state == MachineState.RUNNING:
+        observed = _own(ctx)
+        if observed is not None and observed.state == MachineState.RUNNING:
             state.power_task = None
             state.powered_on = True
             return None
@@ -97,7 +98,7 @@ class PowerSteps:
         """wait-running: done when vCenter reports the VM powered on (the runner
         fails it after ``running_timeout``). A power-on task that succeeded is such
         a report: no read then. Read-only; idempotent."""
-        observed = ctx.observed
+        observed = _own(ctx)
         if observed is not None and observed.state == MachineState.RUNNING:
             ctx.state.addresses = list(observed.addresses)
             return None
@@ -109,3 +110,14 @@ class PowerSteps:
             return None
         return Retry(self.client.next_task_look(ctx.elapsed()),
                      f"VM {moid} not powered on yet")
+
+
+def _own(ctx: Ctx) -> Machine | None:
+    """The listed machine the pass handed the step, when it is the VM the state
+    records: a request recorded no VM when the listing was taken gets the last
+    listed VM carrying its marks, which may be another (a second VM of a clone
+    started again) than the one its clone step recorded since. Pure."""
+    observed = ctx.observed
+    if observed is None or observed.infra_id != ctx.state.vm_moid:
+        return None
+    return observed

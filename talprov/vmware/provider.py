@@ -119,14 +119,15 @@ class VSphereProvider:
                 found.append(machines.machine_from_props(str(vm._moId), props))
         return found
 
-    def remove_second_machine(self, owner: Owner, machine: Machine) -> str | None:
+    def remove_second_machine(self, owner: Owner, machine: Machine, kept: str) -> str | None:
         """Power off hard and destroy a second VM of a request, which the reconciler
-        found listed beside the VM the request records (``RemovesSecondMachines``;
-        ``talprov.vmware.second_vms``). Refuses (None) a VM that is not ``owner``'s
-        or not marked with ``machine.request_id``; None too when it is gone.
+        found listed beside ``kept``, the VM the request records
+        (``RemovesSecondMachines``; ``talprov.vmware.second_vms``). Refuses (None)
+        unless both VMs exist (one read), are ``owner``'s, are marked with
+        ``machine.request_id`` and are no templates; None too when it is gone.
         Idempotent. Raises ``AuthError``, ``Transient`` or ``StepTimeout``.
         """
-        return self.second_vms.remove(owner, machine)
+        return self.second_vms.remove(owner, machine, kept)
 
     def close(self) -> None:
         """Log out of both vCenter sessions (best effort). Idempotent."""

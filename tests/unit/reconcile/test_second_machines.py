@@ -25,7 +25,13 @@ from talprov.providers.types import (
     Retry,
     Stage,
 )
-from talprov.reconcile.observing import by_request, machines_by_request
+from talprov.reconcile import second_machines
+from talprov.reconcile.observing import (
+    MISSING_PASSES_BEFORE_LOST,
+    by_request,
+    machine_lost,
+    machines_by_request,
+)
 from talprov.reconcile.reconciler import ProviderHandle, Reconciler
 from talprov.service.metrics import Metrics, instrument
 from talprov.store.store import Store
@@ -45,6 +51,8 @@ class Doubling(ProviderDouble):
         self.name = name
         self.machines: list[Machine] = []
         self.removed: list[str] = []
+        #: The ``kept`` machine of every removal asked for.
+        self.kept_asked: list[str] = []
         self.remove_error: Exception | None = None
         #: Runs inside list_machines, after the listing was taken.
         self.while_listing: Callable[[], None] | None = None
@@ -59,10 +67,13 @@ class Doubling(ProviderDouble):
             self.while_listing()
         return listing
 
-    def remove_second_machine(self, owner: Owner, machine: Machine) -> str | None:
+    def remove_second_machine(self, owner: Owner, machine: Machine, kept: str) -> str | None:
         self.removed.append(machine.infra_id)
+        self.kept_asked.append(kept)
         if self.remove_error is not None:
             raise self.remove_error
+        if not any(m.infra_id == kept for m in self.machines):
+            return None  # refused, as a driver must: the request's own machine is gone
         self.machines.remove(machine)
         return f"destroyed {machine.infra_id}, a second machine of this request"
 
@@ -121,9 +132,9 @@ def test_a_second_machine_of_a_provisioned_request_is_destroyed_under_its_lease(
     held_meanwhile: list[tuple[str, Any] | None] = []
     remove = provider.remove_second_machine
 
-    def watched(owner: Owner, machine: Machine) -> str | None:
+    def watched(owner: Owner, machine: Machine, kept: str) -> str | None:
         held_meanwhile.append(store.lease_holder("r1"))
-        return remove(owner, machine)
+        return remove(owner, machine, kept)
 
     provider.remove_second_machine = watched  # type: ignore[method-assign]
 
@@ -197,6 +208,25 @@ def test_a_request_whose_record_changed_after_the_listing_keeps_its_machines(
     assert provider.removed == []
 
 
+def test_the_driver_is_told_which_machine_to_keep_and_refuses_when_it_vanished(
+    store: Store, clock: FakeClock, tmp_path: Path,
+) -> None:
+    provider = Doubling()
+    put(store, "r1", Stage.PROVISIONED, "m-1")
+    listed(provider, "r1", "m-1", "m-2")
+
+    def own_vanished() -> None:  # m-1 deleted (an operator, a lost host) after the listing
+        provider.machines = [m for m in provider.machines if m.infra_id != "m-1"]
+
+    provider.while_listing = own_vanished
+
+    report = reconciler_of(store, clock, tmp_path, provider).run_pass()
+
+    assert (provider.removed, provider.kept_asked) == (["m-2"], ["m-1"])
+    assert [m.infra_id for m in provider.machines] == ["m-2"]  # the only one left lives
+    assert (report.second_machines, report.errors) == (0, [])
+
+
 def test_a_pass_that_only_deletes_removes_them_and_one_over_some_requests_does_not(
     store: Store, clock: FakeClock, tmp_path: Path,
 ) -> None:
@@ -257,6 +287,46 @@ def test_a_failed_removal_is_reported_and_tried_again_after_the_interval(
     assert provider.removed == ["m-2", "m-2"]
 
 
+def test_an_interrupt_while_removing_gives_the_lease_back(
+    store: Store, clock: FakeClock, tmp_path: Path,
+) -> None:
+    provider = Doubling()
+    put(store, "r1", Stage.PROVISIONED, "m-1")
+    listed(provider, "r1", "m-1", "m-2")
+    provider.remove_error = KeyboardInterrupt()  # type: ignore[assignment]
+    reconciler = reconciler_of(store, clock, tmp_path, provider)
+
+    with pytest.raises(KeyboardInterrupt):
+        reconciler.run_pass()
+
+    assert provider.removed == ["m-2"]
+    assert store.lease_holder("r1") is None
+    assert reconciler.held_leases() == set()
+    reconciler.close()
+
+
+def test_an_unexpected_error_while_removing_is_reported_and_gives_the_lease_back(
+    store: Store, clock: FakeClock, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    provider = Doubling()
+    put(store, "r1", Stage.PROVISIONED, "m-1")
+    listed(provider, "r1", "m-1", "m-2")
+    reconciler = reconciler_of(store, clock, tmp_path, provider)
+
+    def broken(record: Any, provider: Any) -> bool:
+        raise RuntimeError("a bug whose text names password=hunter2")
+
+    monkeypatch.setattr(second_machines, "after_creation", broken)
+
+    report = reconciler.run_pass()
+
+    assert report.errors == ["lab: second machines: unexpected RuntimeError"]
+    assert (report.second_machines, provider.removed) == (0, [])
+    assert store.lease_holder("r1") is None
+    assert reconciler.held_leases() == set()
+    reconciler.close()
+
+
 def test_a_provider_without_the_protocol_is_left_alone(
     store: Store, clock: FakeClock, tmp_path: Path,
 ) -> None:
@@ -299,4 +369,26 @@ def test_steps_and_the_drift_check_get_the_machine_the_record_names() -> None:
     assert by_request(grouped, {"r1": "m-2"})["r1"].infra_id == "m-2"
     assert by_request(grouped, {"r1": None})["r1"].infra_id == "m-2"  # the last listed
     assert by_request(grouped, {})["r2"].infra_id == "m-3"
+    assert "r1" not in by_request(grouped, {"r1": "m-9"})  # its own is not listed
+
+
+def test_a_request_whose_own_machine_is_gone_is_lost_though_its_second_is_listed(
+    store: Store, clock: FakeClock, tmp_path: Path,
+) -> None:
+    provider = Doubling()
+    put(store, "r1", Stage.PROVISIONED, "m-1")
+    provider.machines.append(Machine(infra_id="m-2", state=MachineState.RUNNING,
+                                     request_id="r1", addresses=("10.0.0.2",)))
+    reconciler = reconciler_of(store, clock, tmp_path, provider)
+
+    for _ in range(MISSING_PASSES_BEFORE_LOST):
+        reconciler.run_pass()
+
+    record = store.get_request("r1")
+    assert record is not None
+    assert (record.stage, record.infra_id) == (Stage.FAILED, "m-1")
+    assert machine_lost(record.error)
+    assert "m-1 disappeared" in (record.error or "")
+    assert tuple(record.addresses) == ()  # never the other machine's
+    assert provider.removed == []
 

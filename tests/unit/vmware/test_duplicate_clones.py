@@ -20,14 +20,22 @@ from typing import Any
 import pytest
 
 from talprov.providers.ownership import ownership_tags
-from talprov.providers.types import Machine, MachineState, Owner, Stage
+from talprov.providers.protocol import StepContext
+from talprov.providers.types import Machine, MachineState, Owner, Retry, Stage
 from talprov.reconcile.failures import StepPolicy
 from talprov.reconcile.reconciler import ProviderHandle, Reconciler
 from talprov.store.store import Store
+from talprov.vmware.data import VSphereMachineData
 from talprov.vmware.provider import VSphereProvider
+from talprov.vmware.state import VSphereState
 from tests.emulators.vcsim.fixture import VcsimServer
 from tests.unit.vmware.conftest import machine_request
-from tests.unit.vmware.observe import all_vms, clone_out_of_band
+from tests.unit.vmware.observe import (
+    all_vms,
+    clone_out_of_band,
+    destroy_out_of_band,
+    power_on_out_of_band,
+)
 from tests.unit.vmware.soap import intercept_soap
 
 
@@ -161,9 +169,10 @@ def test_vms_of_another_owner_or_another_request_are_never_touched(
     assert set(foreign) < set(named)
     assert not _second_vm_events(store, "k3")
     # Asked directly, the driver reads the marks again and refuses both.
+    kept = _recorded(store, "k3")
     for moid in foreign:
         asked = Machine(infra_id=moid, state=MachineState.STOPPED, request_id="k3")
-        assert provider.remove_second_machine(owner, asked) is None
+        assert provider.remove_second_machine(owner, asked, kept) is None
     assert _vms_of(vcsim, "k3") == named
 
 
@@ -172,8 +181,92 @@ def test_a_second_vm_already_gone_is_success(
 ) -> None:
     gone = Machine(infra_id="vm-999999", state=MachineState.RUNNING, request_id="k3")
 
-    assert provider.remove_second_machine(reconciler_owner(reconciler), gone) is None
+    assert provider.remove_second_machine(reconciler_owner(reconciler), gone,
+                                          "vm-999998") is None
+
+
+@pytest.mark.parametrize("kept_is", ["fine", "gone", "another request's", "another owner's",
+                                     "a template"])
+def test_a_second_vm_is_destroyed_only_while_the_kept_vm_is_the_requests(
+    provider: VSphereProvider, vcsim: VcsimServer, owner: Owner, kept_is: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The listing that showed both may be minutes old: the kept VM may be gone
+    # (an operator, a lost host) or changed since. The request must keep a VM.
+    marks = ownership_tags(owner, machine_request("r1"))
+    kept_marks = {
+        "another request's": ownership_tags(owner, machine_request("r2")),
+        "another owner's": ownership_tags(Owner("another-installation", owner.instance),
+                                          machine_request("r1")),
+    }.get(kept_is, marks)
+    clone_out_of_band(vcsim, "DC0_H0_VM0", "r1-kept", kept_marks,
+                      template=kept_is == "a template")
+    clone_out_of_band(vcsim, "DC0_H0_VM0", "r1-second", marks)
+    (kept,) = _vms_of(vcsim, "r1-kept")
+    (second,) = _vms_of(vcsim, "r1-second")
+    if kept_is == "gone":
+        destroy_out_of_band(vcsim, "r1-kept")
+    reads: list[int] = []
+    get_many = provider.client.get_many
+
+    def counted(what: str, objs: Any, paths: Any) -> dict[str, dict[str, Any]]:
+        reads.append(len(objs))
+        return get_many(what, objs, paths)
+
+    monkeypatch.setattr(provider.client, "get_many", counted)
+    asked = Machine(infra_id=second, state=MachineState.RUNNING, request_id="r1")
+
+    line = provider.remove_second_machine(owner, asked, kept)
+
+    assert reads == [2]  # both VMs in one property-collector read
+    if kept_is == "fine":
+        assert line is not None
+        assert second in line
+        assert _vms_of(vcsim, "r1-second") == []
+    else:
+        assert line is None
+        assert _vms_of(vcsim, "r1-second") == [second]
 
 
 def reconciler_owner(reconciler: Reconciler) -> Owner:
     return Owner(reconciler.runtime.installation, "lab")
+
+
+def _ctx_beside(provider: VSphereProvider, owner: Owner, vcsim: VcsimServer,
+                ) -> StepContext[VSphereMachineData, VSphereState]:
+    """A request whose recorded VM is off, handed a listed running VM of its marks
+    that is another (a pass whose listing was taken before its clone step
+    recorded the VM: the last VM listed with the request's marks)."""
+    request = machine_request("p1")
+    marks = ownership_tags(owner, request)
+    clone_out_of_band(vcsim, "DC0_H0_VM0", "p1-own", marks)
+    clone_out_of_band(vcsim, "DC0_H0_VM0", "p1-other", marks)
+    power_on_out_of_band(vcsim, "p1-other")
+    (own,) = _vms_of(vcsim, "p1-own")
+    (other,) = _vms_of(vcsim, "p1-other")
+    listed = Machine(infra_id=other, state=MachineState.RUNNING, request_id="p1",
+                     addresses=("10.0.0.9",))
+    return StepContext(request=request,
+                       data=VSphereMachineData.model_validate(request.provider_data),
+                       state=VSphereState(vm_moid=own, infra_id=own), owner=owner,
+                       runtime=provider.runtime, observed=listed, listed=True)
+
+
+def test_power_on_does_not_take_another_listed_vm_for_the_requests(
+    provider: VSphereProvider, vcsim: VcsimServer, owner: Owner,
+) -> None:
+    ctx = _ctx_beside(provider, owner, vcsim)
+
+    provider.power.power_on(ctx)
+
+    assert ctx.events == [f"powering on VM {ctx.state.vm_moid}"]
+    assert all_vms(vcsim)["p1-own"][0]["runtime.powerState"] == "poweredOn"
+
+
+def test_wait_running_does_not_take_another_listed_vm_for_the_requests(
+    provider: VSphereProvider, vcsim: VcsimServer, owner: Owner,
+) -> None:
+    ctx = _ctx_beside(provider, owner, vcsim)
+
+    assert isinstance(provider.power.wait_running(ctx), Retry)  # its own VM is off
+    assert ctx.state.addresses == []
