@@ -279,7 +279,7 @@ def check_instance_shape(name: str, block: dict[str, Any], where: str) -> None:
     validate_unresolved(model, body, where)
     # After the type's own rule (its message names its settings): any other url.
     for field, key, value in _written_settings(block, where):
-        problem = credentials_problem(value) if key.endswith("url") else None
+        problem = credentials_problem(value, str(type_name)) if key.endswith("url") else None
         if problem is not None:
             raise ConfigError(field, problem)
 

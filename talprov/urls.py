@@ -77,11 +77,24 @@ def userinfo_problem(value: str) -> str | None:
     return None
 
 
-def credentials_problem(value: str) -> str | None:
+#: Where a provider type takes its credentials from, when not from settings named
+#: username/password, token or credentials.
+_CREDENTIALS_COME_FROM = {
+    "aws": "AWS credentials come from the default credential chain (environment "
+           "variables AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, a profile: the "
+           "instance's profile setting, an instance role)",
+}
+
+
+def credentials_problem(value: str, provider_type: str | None = None) -> str | None:
     """What is wrong with a ``user:password@`` in ``value``, a provider's URL: the
-    driver ignores it (or takes the password for a port); credentials are the
-    instance's own settings. None without one. Pure; never echoes the value."""
+    driver ignores it (or takes the password for a port); credentials come from
+    elsewhere, said for ``provider_type``. None without one. Pure; never echoes
+    the value."""
     if "@" in urlsplit(value).netloc:
-        return ("no user or password in the url: give them as the instance's own "
-                "settings (its username and password, token or credentials)")
+        source = _CREDENTIALS_COME_FROM.get(provider_type or "",
+                                            "give them as the instance's own settings "
+                                            "(its username and password, token or "
+                                            "credentials)")
+        return f"no user or password in the url: {source}"
     return None

@@ -31,7 +31,7 @@ VC = {"type": "vmware", "username": "talprov@vsphere.local", "password": "secret
     ({**VC, "url": f"https://admin:{SECRET}@vc.example"}, "url", "no user or password"),
     ({"type": "aws", "region": "eu-west-1",
       "endpoint_url": f"http://key:{SECRET}@127.0.0.1:5000"}, "endpoint_url",
-     "no user or password"),
+     "AWS credentials come from the default credential chain"),
     ({"type": "openstack", "auth": {"auth_url": f"https://u:{SECRET}@keystone.example/v3",
                                     "application_credential_id": "ac",
                                     "application_credential_secret": "acs"}},
