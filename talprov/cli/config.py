@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 import sys
 
 import click
@@ -15,7 +14,7 @@ from talprov.errors import ConfigError
 from talprov.providers.errors import AuthError, ProviderError
 from talprov.secrets import redact
 from talprov.service.config import parse_service_config
-from talprov.talos.factory import images_for
+from talprov.talos.factory import credentials_refused, images_for
 from talprov.talos.schematic import Schematic
 from talprov.words import counted
 
@@ -128,14 +127,8 @@ def _factory_row(app: App, file: str | None, *, connect: bool) -> dict[str, obje
                 # factory answers the same id; it owns nothing but an empty image).
                 factory.register(Schematic())
         except AuthError as exc:
-            field = ("image_factory.password" if settings.username is not None
-                     else "image_factory.url")
-            named = ("image_factory.username/password" if settings.username is not None
-                     else "the user:password@ of image_factory.url")
-            status = re.search(r"HTTP \d+", str(exc))
-            return _row("image_factory", "-", file, field, ConfigError(field, (
-                f"the Image Factory refused the credentials of {named}"
-                + (f" ({status.group(0)})" if status else ""))))
+            refused = credentials_refused(exc, username_set=settings.username is not None)
+            return _row("image_factory", "-", file, refused.where, refused)
         except ProviderError as exc:
             row["result"] = f"unhealthy: {redact(str(exc))}"
             row["error"] = redact(str(exc))

@@ -12,12 +12,18 @@ import click
 from talprov.cli.app import App, handle_errors, pass_app, say
 from talprov.cli.output import emit, output_option
 from talprov.errors import ConfigError, read_user_file
-from talprov.providers.errors import InvalidRequest, ProviderError
+from talprov.providers.errors import AuthError, InvalidRequest, ProviderError
 from talprov.providers.types import Arch, talos_version_problem
 from talprov.requestfile import load_request_file
 from talprov.talos.assets import PLATFORMS, AssetKind, Platform
 from talprov.talos.cache import public_url
-from talprov.talos.factory import ImageFactory, asset_names_for, has_credentials, images_for
+from talprov.talos.factory import (
+    ImageFactory,
+    asset_names_for,
+    credentials_refused,
+    has_credentials,
+    images_for,
+)
 from talprov.talos.schematic import Schematic
 
 
@@ -71,8 +77,20 @@ def image_id(app: App, path: Path | None, request: Path | None, local: bool) -> 
     if local:
         click.echo(schematic.id())
         return
-    with _factory_naming(app) as (_, sid):
+    with _credentials_named(app), _factory_naming(app) as (_, sid):
         click.echo(sid(schematic))
+
+
+@contextlib.contextmanager
+def _credentials_named(app: App) -> Iterator[None]:
+    """A 401/403 of the factory inside the block becomes ``ConfigError`` naming the
+    setting to fix (image_factory.password, or the url's user:password@), as
+    ``config check --connect`` names it."""
+    try:
+        yield
+    except AuthError as exc:
+        username_set = app.config.factory_raw.get("username") is not None
+        raise credentials_refused(exc, username_set=username_set) from None
 
 
 @contextlib.contextmanager
@@ -123,7 +141,7 @@ def urls(app: App, path: Path | None, request: Path | None, talos_version: str |
         with asset_names_for(app.runtime) as names:
             rows = asset_rows(names, schematic.id(), version, Arch(arch), secure_boot)
     else:
-        with _factory_naming(app) as (factory, sid):
+        with _credentials_named(app), _factory_naming(app) as (factory, sid):
             _check_offered(factory, version)
             rows = asset_rows(factory, sid(schematic), version, Arch(arch), secure_boot)
     emit(rows, output, columns=("platform", "kind", "url"))
@@ -189,7 +207,9 @@ def pull(app: App, path: Path | None, request: Path | None, talos_version: str |
     schematic, req_version = _schematic(path, request)
     version = _version(talos_version or req_version)
     factory = images_for(app.runtime)
-    sid = factory.register(schematic)
-    platform, _, kind = asset.partition("-")
-    url = factory.image_url(sid, version, platform, Arch(arch), secure_boot, AssetKind(kind))
-    click.echo(str(factory.download(url, progress=app.runtime.progress)))
+    with _credentials_named(app):
+        sid = factory.register(schematic)
+        platform, _, kind = asset.partition("-")
+        url = factory.image_url(sid, version, platform, Arch(arch), secure_boot,
+                                AssetKind(kind))
+        click.echo(str(factory.download(url, progress=app.runtime.progress)))

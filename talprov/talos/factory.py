@@ -32,6 +32,7 @@ from urllib.parse import unquote, urlsplit, urlunsplit
 import httpx
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from talprov.errors import ConfigError
 from talprov.logs import tls_off_warning
 from talprov.providers.errors import (
     UNUSABLE_UNTIL_FIXED,
@@ -84,6 +85,18 @@ def unreachable(url: str, exc: httpx.TransportError) -> str:
     says it: :func:`connection_failure`), naming its scheme://host:port, never
     credentials, a path or an httpx class. Pure."""
     return f"Image Factory at {endpoint_origin(url)} unreachable: {connection_failure(exc)}"
+
+
+def credentials_refused(exc: AuthError, *, username_set: bool) -> ConfigError:
+    """The factory's 401/403 as the setting to fix: ``image_factory.password`` when
+    the credentials are settings of their own (``username_set``), else the
+    ``user:password@`` of ``image_factory.url``. Names no credential. Pure."""
+    field = "image_factory.password" if username_set else "image_factory.url"
+    named = ("image_factory.username/password" if username_set
+             else "the user:password@ of image_factory.url")
+    status = re.search(r"HTTP \d+", str(exc))
+    return ConfigError(field, f"the Image Factory refused the credentials of {named}"
+                              + (f" ({status.group(0)})" if status else ""))
 
 
 def raise_for_status(response: httpx.Response, what: str) -> None:

@@ -65,3 +65,22 @@ def test_a_factory_that_cannot_be_asked_is_said_and_the_urls_are_still_listed(
     assert "/v1.13.9/aws-amd64.raw.xz" in result.stdout
     assert "Talos v1.13.9 was not checked" in result.stderr
     assert "unreachable" in result.stderr
+
+
+def test_refused_credentials_name_the_setting_in_every_image_command(
+        home: Home, image_factory: FakeImageFactory) -> None:
+    # QA: image urls/id/pull said "credentials refused: schematic ...: the Image
+    # Factory refused access (HTTP 401)" where config check --connect names the
+    # setting to fix.
+    image_factory.users = {"team-a": "right-pw-81c"}
+    home.write_config(image_factory={"url": image_factory.url, "username": "team-a",
+                                     "password": "wrong-pw-3f9"})
+    schematic = home.root / "schematic.yaml"
+    schematic.write_text("{}\n")
+    for command in (("urls", "--version", "v1.12.4"), ("id",),
+                    ("pull", "--version", "v1.12.4", "--asset", "aws-disk")):
+        result = home.invoke("image", command[0], "-f", str(schematic), *command[1:])
+        assert result.exit_code == 2, (command, result.output)
+        assert "image_factory.password" in result.output, (command, result.output)
+        assert "refused the credentials" in result.output, (command, result.output)
+        assert "wrong-pw-3f9" not in result.output
