@@ -277,8 +277,11 @@ def apply(app: App, path: Path, wait: bool, timeout: float, yes: bool, reseal: b
                                      spec.sets[CONTROL_PLANE_SET].size, yes)
     with scaler.editing(spec.name):
         state = scaler.record(spec, reseal=reseal)
-    # The first pass, --wait or not: its actions are what apply recorded.
-    result = scaler.run_pass(spec.name)
+    # The first pass, --wait or not: its actions are what apply recorded. The spec
+    # is recorded already: an interruption says so (the pass lists machines, which a
+    # cloud that does not answer can hold up).
+    with interruptible(f"cluster {spec.name}"):
+        result = scaler.run_pass(spec.name)
     if not wait:
         if result is None:
             say(f"{spec.name}: recorded; another worker is running its pass and "

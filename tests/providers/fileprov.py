@@ -10,8 +10,9 @@ Knobs (config): ``boot_listings`` (listings before a machine runs),
 ``fail_creates`` (every create raises CapacityError), ``pause_after_create`` (a
 marker file: after creating a machine the step writes it and blocks, so a test
 can kill the process exactly between the create and the state write),
-``batch`` (offer ``run_batch`` for ensure-machine), ``api_secret`` (a credential,
-used as a canary in tests).
+``pause_in_listing`` (a marker file: the listing writes it and blocks, as a cloud
+that never answers), ``batch`` (offer ``run_batch`` for ensure-machine),
+``api_secret`` (a credential, used as a canary in tests).
 """
 
 from __future__ import annotations
@@ -55,6 +56,7 @@ class FileConfig(BaseModel):
     boot_listings: int = Field(default=1, ge=0)
     fail_creates: bool = False
     pause_after_create: str | None = None
+    pause_in_listing: str | None = None
     batch: bool = False
     api_secret: SecretStr | None = None
 
@@ -194,6 +196,10 @@ class FileProvider:
         """One query for all of this owner's machines; counts the call."""
         if self.config.api_secret is not None and self.config.api_secret.get_secret_value() == "":
             raise AuthError("empty api_secret")
+        if self.config.pause_in_listing:
+            Path(self.config.pause_in_listing).write_text("listing")
+            while True:
+                time.sleep(1)
         machines = []
         with self.cloud.connect() as db:
             self.cloud.count_call(db, "list_machines")

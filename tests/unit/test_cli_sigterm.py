@@ -118,6 +118,30 @@ def test_a_second_signal_during_the_clean_up_is_ignored(
     store.close()
 
 
+def test_apply_interrupted_in_its_first_pass_says_the_cluster_is_recorded(
+        home: Home) -> None:
+    # QA: apply --wait against a cloud that never answers, Ctrl-C: only
+    # "talprov: interrupted", though the spec was recorded and a reconciler carries
+    # it on (machine create --wait says so).
+    marker = home.root / "listing.marker"
+    home.providers["fake"]["pause_in_listing"] = str(marker)
+    home.write_config()
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "talprov", "apply", "--wait", "-f",
+         str(write_spec(home.root, control_planes=1, workers=0))],
+        env=home.env(), cwd=home.root, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        wait_for(marker, worker)  # the first pass lists the machines, and hangs
+    except BaseException:
+        stop_process(worker)
+        raise
+    err = signalled(worker, signal.SIGINT)
+    assert worker.returncode == 130, err
+    assert err.splitlines()[-1].startswith("talprov: interrupted: cluster "), err
+    assert "is recorded" in err.splitlines()[-1], err
+
+
 class _ImportInterrupted(types.ModuleType):
     """A talprov.cli whose import is cut short by Ctrl-C (the first seconds of a
     command: SQLAlchemy and pydantic are still loading)."""
