@@ -321,6 +321,10 @@ def round_summary(report: RoundReport, waiting: int, next_due: datetime | None,
     worked = report.reconcile.worked if report.reconcile is not None else 0
     errors = f", {counted(len(report.errors), 'error')}" if report.errors else ""
     line = f"round done: {counted(worked, 'request')} worked on{errors} ({report.seconds:.1f}s)"
+    taken = report.reconcile.taken_over if report.reconcile is not None else 0
+    if taken:
+        line += (f"; took over {counted(taken, 'request')} whose lease a stopped talprov "
+                 "of this host held")
     if waiting and next_due is not None:
         their = "its" if waiting == 1 else "their"
         due_in = max(0, math.ceil((next_due - now).total_seconds()))
@@ -335,6 +339,7 @@ def round_view(report: RoundReport, waiting: int, next_due: datetime | None) -> 
     return {"worked": report.reconcile.worked if report.reconcile is not None else 0,
             "waiting": waiting,
             "next_due_at": rfc3339(next_due.replace(microsecond=0)) if next_due else None,
+            "taken_over": report.reconcile.taken_over if report.reconcile is not None else 0,
             "errors": list(report.errors), "seconds": round(report.seconds, 3)}
 
 

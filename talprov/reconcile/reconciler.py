@@ -96,6 +96,8 @@ class PassReport:
     swept: int = 0
     #: Second machines of requests destroyed by this pass.
     second_machines: int = 0
+    #: Requests whose lease a gone process of this host held, taken over at once.
+    taken_over: int = 0
 
 
 class Reconciler(LeaseRenewal, DueTimes):
@@ -262,7 +264,8 @@ class Reconciler(LeaseRenewal, DueTimes):
         with DaemonPool(1, "talprov-list") as lister:
             asked = (lister.submit(self.listings.listing, instance, handle.provider)
                      if due and not self._held_elsewhere(group, due) else None)
-            claimed, took_over = self._claim(self._still_due(due)) if due else ([], False)
+            claimed, took_over = self._claim(self._still_due(due)) if due else ([], 0)
+            report.taken_over += took_over
             if took_over or self._inherited(group, claimed):
                 if asked is not None:
                     asked.result()  # (one reader of the listings at a time)
@@ -389,9 +392,9 @@ class Reconciler(LeaseRenewal, DueTimes):
             newly = not (summary.error or "").startswith(headline)
             self._observations.note(summary, error=error, events=[headline] if newly else [])
 
-    def _claim(self, due: Sequence[RequestRecord]) -> tuple[list[RequestRecord], bool]:
+    def _claim(self, due: Sequence[RequestRecord]) -> tuple[list[RequestRecord], int]:
         """The due requests this worker now holds the lease of, as they were read,
-        and whether it took one over (a lease a dead worker of this host left is
+        and how many it took over (a lease a dead worker of this host left is
         taken over at once).
 
         A request another replica advanced between our read and the claim (its
@@ -400,7 +403,7 @@ class Reconciler(LeaseRenewal, DueTimes):
         held = self.store.claim_many([r.request.id for r in due], owner=self.worker_id,
                                      ttl=self.lease_ttl, now=self.now())
         self._hold(held)
-        took_over = False
+        took_over = 0
         for record in due:
             rid = record.request.id
             if rid in held:
@@ -409,7 +412,7 @@ class Reconciler(LeaseRenewal, DueTimes):
             # not make a restarted worker wait out the TTL for them.
             if self._take_over(rid):
                 self._hold([rid])
-                took_over = True
+                took_over += 1
                 fresh = self.store.get_request(rid)
                 if fresh is not None:
                     held[rid] = fresh.version
@@ -423,11 +426,15 @@ class Reconciler(LeaseRenewal, DueTimes):
         """Claim ``rid`` when a dead process of this host holds its lease, or when
         nobody holds it any more (take_over_if_dead's one rule, as for clusters)."""
         holder = self.store.lease_holder(rid)
-        return take_over_if_dead(
+        taken = take_over_if_dead(
             None if holder is None else holder[0],
             release=lambda dead: self.store.release(rid, owner=dead),
             claim=lambda: self.store.claim(rid, owner=self.worker_id, ttl=self.lease_ttl,
                                            now=self.now()))
+        if taken and holder is not None:
+            log.info("request %s: took over the lease of %s, a talprov process of this "
+                     "host that is gone", rid, holder[0])
+        return taken
 
     @staticmethod
     def _prepare(runner: RequestRunner, records: Sequence[RequestRecord],

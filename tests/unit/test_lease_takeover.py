@@ -3,6 +3,7 @@ leases in the reconciler, cluster leases in the scaler): processes.take_over_if_
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -14,6 +15,7 @@ from talprov.processes import take_over_if_dead
 from talprov.providers.protocol import Runtime
 from talprov.reconcile.reconciler import Reconciler
 from talprov.store import Store
+from tests.helpers import Home
 from tests.unit.store.factories import make_request
 
 
@@ -114,3 +116,20 @@ def test_a_reconciler_claims_a_lease_freed_after_its_claim_was_refused(
     assert holder is not None
     assert holder[0] == "worker-a"
     mine.store.close()
+
+
+def test_reconcile_once_says_it_took_over_a_lease_a_stopped_talprov_left(home: Home) -> None:
+    # QA: after a stop left a request's lease (its call was still running), the next
+    # `reconcile --once` took it over without a word, even with -v.
+    home.write_config()
+    request = home.write_request("left-1")
+    home.run("machine", "create", "-f", str(request), check=True)
+    store = Store(home.store_url)
+    dead = f"{socket.gethostname()}:{exited_pid()}/cli"
+    assert store.claim("left-1", owner=dead, ttl=300)
+    store.close()
+    result = home.run("reconcile", "--once", "-o", "json")
+    assert result.returncode == 0, result.stderr
+    assert "took over 1 request whose lease a stopped talprov of this host held" in (
+        result.stderr), result.stderr
+    assert json.loads(result.stdout)["taken_over"] == 1
