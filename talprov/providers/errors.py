@@ -73,6 +73,14 @@ class Transient(ProviderError):
     """Throttling, 5xx, timeouts: try again, after ``retry_after`` when given."""
 
 
+class EndpointUnreachable(Transient):
+    """No connection to the endpoint could be made at all (refused, reset, a
+    connect timeout, a host name not resolved): the instance's outage, which says
+    nothing about the request. Retried like ``InstanceUnavailable``, never failing
+    a request. A read timeout is no such error: the endpoint took the call, and it
+    may be this call's alone (see ``talprov.reconcile.failures``)."""
+
+
 class InstanceUnavailable(Transient):
     """The provider instance as a whole cannot work until its operator acts (no
     credentials in the process): nothing is wrong with the request. The runner
