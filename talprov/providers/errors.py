@@ -202,6 +202,37 @@ def connection_failure(exc: BaseException) -> str:
                 "connection failed")
 
 
+#: What SDKs raise (by class name, so no SDK is imported here) when no connection
+#: to the endpoint was made: refused, a connect timeout, a name not resolved. A
+#: read timeout is not among them: the endpoint took the call.
+_NEVER_CONNECTED = frozenset({
+    "ConnectionRefusedError", "gaierror", "NewConnectionError", "NameResolutionError",
+    "ConnectTimeoutError", "ConnectTimeout", "EndpointConnectionError", "ConnectError",
+})
+
+
+def never_connected(exc: BaseException) -> bool:
+    """Whether ``exc`` or an error it was raised from says that no connection to the
+    endpoint was made (see :data:`_NEVER_CONNECTED`). Pure; never raises."""
+    seen: BaseException | None = exc
+    for _ in range(10):  # SDKs wrap a few levels deep; a cycle must not hang
+        if seen is None:
+            return False
+        if type(seen).__name__ in _NEVER_CONNECTED:
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
+def without_connection(message: str, exc: BaseException, *,
+                       retry_after: float | None = None) -> Transient:
+    """A driver's error for a call that got no answer: ``EndpointUnreachable`` when
+    no connection was made (:func:`never_connected`), else ``Transient`` (a read
+    timeout, a dropped connection: the endpoint may have taken the call). Pure."""
+    kind = EndpointUnreachable if never_connected(exc) else Transient
+    return kind(message, retry_after=retry_after)
+
+
 def foreign_answer(service: str, status: int | None, content_type: str, setting: str, *,
                    detail: str = "") -> str:
     """Words for an answer that ``service`` (e.g. "EC2") would not give: the HTTP
