@@ -16,7 +16,6 @@ from talprov.providers.errors import (
     connection_failure,
     foreign_answer,
     naming_endpoint,
-    without_connection,
 )
 
 #: Seconds before a BMC that failed transiently is asked again.
@@ -68,7 +67,7 @@ def redfish_error(exc: BaseException, what: str, *,
         if 400 <= status < 500 and status not in RETRYABLE_CLIENT_STATUSES:
             return InvalidRequest(text)
         return Transient(text, retry_after=RETRY_AFTER)
-    return without_connection(f"{what}: {_without_answer(exc)}", exc, retry_after=RETRY_AFTER)
+    return Transient(f"{what}: {_without_answer(exc)}", retry_after=RETRY_AFTER)
 
 
 def _without_answer(exc: BaseException) -> str:

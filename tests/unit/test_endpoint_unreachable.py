@@ -57,11 +57,18 @@ def test_aws(error: Exception, unreachable: bool) -> None:
     (raised(requests.ConnectionError("pool"), ConnectionRefusedError(111, "refused")), True),
     (requests.ReadTimeout("read timed out"), False),
 ])
-def test_proxmox_and_redfish(error: BaseException, unreachable: bool) -> None:
-    for got in (pve_translate(error, "list VMs", endpoint=URL),
-                redfish_error(error, "power state")):
-        assert isinstance(got, Transient)
-        assert isinstance(got, EndpointUnreachable) is unreachable, got
+def test_proxmox(error: BaseException, unreachable: bool) -> None:
+    got = pve_translate(error, "list VMs", endpoint=URL)
+    assert isinstance(got, Transient)
+    assert isinstance(got, EndpointUnreachable) is unreachable, got
+
+
+def test_an_unreachable_bmc_is_the_machines_not_the_instances() -> None:
+    # Each machine has its own BMC: one that never answers is that request's
+    # trouble, and its attempts count (the request fails, the scaler replaces it).
+    got = redfish_error(requests.ConnectTimeout("connect timed out"), "power state")
+    assert isinstance(got, Transient)
+    assert not isinstance(got, EndpointUnreachable)
 
 
 @pytest.mark.parametrize(("error", "unreachable"), [
