@@ -58,6 +58,7 @@ from talprov.providers.errors import (
     connection_failure,
     foreign_answer,
     naming_endpoint,
+    without_connection,
 )
 
 THROTTLING_CODES = frozenset({
@@ -265,7 +266,7 @@ def _without_answer(exc: BotoCoreError, operation: str) -> ProviderError:
     problem = _credential_problem(exc)
     if problem is not None:
         return InstanceUnavailable(f"{operation}: {problem}")
-    return Transient(f"{operation}: {_connection_problem(exc)}")
+    return without_connection(f"{operation}: {_connection_problem(exc)}", exc)
 
 
 def _credential_problem(exc: BotoCoreError) -> str | None:

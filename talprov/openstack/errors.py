@@ -42,6 +42,7 @@ from talprov.providers.errors import (
     connection_failure,
     naming_endpoint,
     retry_after_seconds,
+    without_connection,
 )
 
 NO_VALID_HOST = "no valid host"
@@ -131,7 +132,8 @@ def translate(exc: BaseException, what: str, *,  # noqa: PLR0911, PLR0912 - a ta
         return InstanceAccessRefused(
             f"{what}: TLS verification failed; set ca_file to the cloud's CA")
     if isinstance(exc, ksa.ConnectionError | ksa.DiscoveryFailure):
-        return Transient(f"{what}: cloud unreachable ({connection_failure(exc)})")
+        return without_connection(f"{what}: cloud unreachable ({connection_failure(exc)})",
+                                  exc)
     if isinstance(exc, sdk.ServiceDisabledException | ksa.EndpointNotFound):
         # The catalog lacks the service where the settings look (OpenStackClient
         # names the setting when it meets the SDK's stand-in proxy first).

@@ -73,6 +73,14 @@ class Transient(ProviderError):
     """Throttling, 5xx, timeouts: try again, after ``retry_after`` when given."""
 
 
+class EndpointUnreachable(Transient):
+    """No connection to the endpoint could be made at all (refused, reset, a
+    connect timeout, a host name not resolved): the instance's outage, which says
+    nothing about the request. Retried like ``InstanceUnavailable``, never failing
+    a request. A read timeout is no such error: the endpoint took the call, and it
+    may be this call's alone (see ``talprov.reconcile.failures``)."""
+
+
 class InstanceUnavailable(Transient):
     """The provider instance as a whole cannot work until its operator acts (no
     credentials in the process): nothing is wrong with the request. The runner
@@ -192,6 +200,37 @@ def connection_failure(exc: BaseException) -> str:
     text = " ".join(texts)
     return next((words for needle, words in _CONNECTION_FAILURES if needle in text),
                 "connection failed")
+
+
+#: What SDKs raise (by class name, so no SDK is imported here) when no connection
+#: to the endpoint was made: refused, a connect timeout, a name not resolved. A
+#: read timeout is not among them: the endpoint took the call.
+_NEVER_CONNECTED = frozenset({
+    "ConnectionRefusedError", "gaierror", "NewConnectionError", "NameResolutionError",
+    "ConnectTimeoutError", "ConnectTimeout", "EndpointConnectionError", "ConnectError",
+})
+
+
+def never_connected(exc: BaseException) -> bool:
+    """Whether ``exc`` or an error it was raised from says that no connection to the
+    endpoint was made (see :data:`_NEVER_CONNECTED`). Pure; never raises."""
+    seen: BaseException | None = exc
+    for _ in range(10):  # SDKs wrap a few levels deep; a cycle must not hang
+        if seen is None:
+            return False
+        if type(seen).__name__ in _NEVER_CONNECTED:
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
+def without_connection(message: str, exc: BaseException, *,
+                       retry_after: float | None = None) -> Transient:
+    """A driver's error for a call that got no answer: ``EndpointUnreachable`` when
+    no connection was made (:func:`never_connected`), else ``Transient`` (a read
+    timeout, a dropped connection: the endpoint may have taken the call). Pure."""
+    kind = EndpointUnreachable if never_connected(exc) else Transient
+    return kind(message, retry_after=retry_after)
 
 
 def foreign_answer(service: str, status: int | None, content_type: str, setting: str, *,

@@ -23,6 +23,7 @@ from talprov.providers.errors import (
     connection_failure,
     foreign_answer,
     naming_endpoint,
+    without_connection,
 )
 
 #: How long to wait before retrying after a 5xx or a connection error.
@@ -95,8 +96,8 @@ def translate(exc: BaseException, what: str, *, endpoint: str | None = None,
         return InstanceAccessRefused(
             f"{what}: {certificate_not_verified('PVE', trust, pin='fingerprint')}")
     if isinstance(exc, rq.Timeout | rq.ConnectionError):
-        return Transient(f"{what}: PVE API unreachable ({connection_failure(exc)})",
-                         retry_after=TRANSIENT_RETRY_AFTER)
+        return without_connection(f"{what}: PVE API unreachable ({connection_failure(exc)})",
+                                  exc, retry_after=TRANSIENT_RETRY_AFTER)
     detail = (foreign_answer("PVE", exc.status, exc.content_type, "url")
               if isinstance(exc, ForeignAnswer) else f"unexpected {type(exc).__name__}")
     return Transient(f"{what}: {detail}", retry_after=TRANSIENT_RETRY_AFTER)

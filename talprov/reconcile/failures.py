@@ -14,9 +14,11 @@ from datetime import timedelta
 
 from talprov.providers.errors import (
     CapacityError,
+    EndpointUnreachable,
     InstanceUnavailable,
     ProviderError,
     QuotaExceeded,
+    Transient,
 )
 from talprov.providers.retry import step_backoff
 from talprov.providers.types import Stage
@@ -64,12 +66,28 @@ class StepPolicy:
     #: The longest wait between attempts that failed with ``InstanceUnavailable``.
     unavailable_backoff_cap: float = 15.0
 
+def outage_attempt(exc: BaseException, instance_failing: bool) -> bool:
+    """Whether a failed attempt is the provider instance's outage's rather than the
+    step's: an ``InstanceUnavailable`` or ``EndpointUnreachable`` always; any other
+    ``Transient`` (a read timeout, a 5xx, throttling) while the instance is failing
+    as a whole (its listing fails: ``instance_failing``). A read timeout from an
+    instance that lists fine may be this call's alone and counts. Pure."""
+    if isinstance(exc, InstanceUnavailable | EndpointUnreachable):
+        return True
+    return instance_failing and isinstance(exc, Transient)
+
+
 def record_failure(work: Work, step_name: str, exc: BaseException, policy: StepPolicy, *,
-                   deleting: bool = False) -> None:
+                   deleting: bool = False, instance_failing: bool = False) -> None:
     """Record a failed attempt in ``work``: its error and when to try again, or
     (not ``deleting``) the request failed when it is permanent or the attempts
     ran out. A deletion is never failed: it retries, transient errors after
-    at most ``deprovision_backoff_cap`` (or the error's ``retry_after``)."""
+    at most ``deprovision_backoff_cap`` (or the error's ``retry_after``).
+
+    An attempt of the instance's outage (:func:`outage_attempt`; give
+    ``instance_failing`` when its listing fails) is held back: it neither counts
+    towards ``max_attempts`` nor spends the step's deadline, and it is retried
+    within ``unavailable_backoff_cap``."""
     if isinstance(exc, ProviderError):
         message = redact(str(exc))
         permanent = exc.permanent
@@ -85,7 +103,6 @@ def record_failure(work: Work, step_name: str, exc: BaseException, policy: StepP
         log.warning("step %s of %s raised %s", step_name, work.record.request.id, message,
                     extra=about)
         log.debug("traceback", exc_info=exc, extra=about)
-    work.attempts += 1
     limit = policy.max_attempts
     if isinstance(exc, (CapacityError, QuotaExceeded)):
         limit = policy.capacity_attempts
@@ -94,9 +111,14 @@ def record_failure(work: Work, step_name: str, exc: BaseException, policy: StepP
         kind = OUT_OF_CAPACITY if isinstance(exc, CapacityError) else QUOTA_EXCEEDED
         message = f"{kind}: {message}"
     work.error = f"{step_name}: {message}"
-    # An instance-wide error (no credentials) says nothing about the request:
-    # it waits for the operator's fix however many attempts that takes.
-    spent = work.attempts >= limit and not isinstance(exc, InstanceUnavailable)
+    # An instance-wide error (no credentials, an endpoint that does not answer)
+    # says nothing about the request: it waits for the instance however many
+    # attempts that takes, and its attempts are not counted, so that the step's
+    # own errors get all theirs once the instance is back.
+    held = not permanent and outage_attempt(exc, instance_failing)
+    if not held:
+        work.attempts += 1
+    spent = work.attempts >= limit and not held
     if not deleting and (permanent or spent):
         work.stage = Stage.FAILED
         why = "permanent error" if permanent else counted(work.attempts, "attempt")
@@ -106,14 +128,16 @@ def record_failure(work: Work, step_name: str, exc: BaseException, policy: StepP
     cap = policy.backoff_cap
     if deleting and not permanent:
         cap = min(cap, policy.deprovision_backoff_cap)
-    if isinstance(exc, InstanceUnavailable):
-        # Looked at again soon once the operator has fixed the instance (a
-        # restart, `reconcile --once` again), not after minutes of backoff.
+    if held:
+        # Looked at again soon once the instance is back (fixed by its operator,
+        # its endpoint answering again), not after minutes of backoff; the
+        # instance's own backoff spaces out the passes meanwhile.
         cap = min(cap, policy.unavailable_backoff_cap)
         # The step's deadline is for a machine that never comes up; time the
         # instance could not be reached is not the step's: it counts from the
         # first attempt that gets through.
         work.step_started_at = None
-    delay = step_backoff(work.attempts, retry_after, base=policy.backoff_base, cap=cap)
+    delay = step_backoff(work.attempts + held, retry_after, base=policy.backoff_base, cap=cap)
     work.next_attempt_at = work.now() + timedelta(seconds=delay)
-    work.events.append(f"attempt {work.attempts} failed, retry in {delay:.0f}s: {work.error}")
+    what = "held back (the instance is out)" if held else f"attempt {work.attempts} failed"
+    work.events.append(f"{what}, retry in {delay:.0f}s: {work.error}")

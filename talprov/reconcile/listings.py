@@ -123,7 +123,10 @@ class MachineListings:
             machines = provider.list_machines(Owner(self.installation, instance))
         except ProviderError as exc:
             endpoint = provider.endpoint() if isinstance(provider, NamesEndpoint) else None
-            trouble, changed = self.backoff.failed(instance, exc, endpoint, now)
+            # Timed from the failure, not the call's start: a call that waited out
+            # its read timeout (and the SDK's retries) ends minutes later, and the
+            # next attempt counted from its start would already be past.
+            trouble, changed = self.backoff.failed(instance, exc, endpoint, self.clock())
             return Listing(None, now, exc, trouble, changed)
         ended = self.backoff.succeeded(instance)
         if ended is not None:

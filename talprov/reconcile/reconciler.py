@@ -172,8 +172,9 @@ class Reconciler(LeaseRenewal, DueTimes):
         runner = self._runners.get(instance)
         if runner is None:
             owner = Owner(self.runtime.installation, instance)
-            runner = RequestRunner(handle.provider, owner, self.runtime, self.store, self.policy,
-                                   self._gate)
+            runner = RequestRunner(
+                handle.provider, owner, self.runtime, self.store, self.policy, self._gate,
+                instance_failing=lambda: self.instance_backoff.trouble(instance) is not None)
             self._runners[instance] = runner
         return runner
 

@@ -93,6 +93,7 @@ class RequestRunner:
     def __init__(
         self, provider: Provider, owner: Owner, runtime: Runtime, store: ProgressStorage,
         policy: StepPolicy | None = None, gate: StopGate | None = None,
+        instance_failing: Callable[[], bool] | None = None,
     ) -> None:
         self.provider = provider
         self.owner = owner
@@ -102,6 +103,9 @@ class RequestRunner:
         self.gate = gate or StopGate()
         self.store: ProgressStorage = GatedStorage(store, self.gate)
         self.policy = policy or StepPolicy()
+        #: Whether the instance's listing fails now: a step's transient error
+        #: then is the outage's, not the step's (see record_failure).
+        self.instance_failing = instance_failing or (lambda: False)
         self._steps: Sequence[Step] = provider.steps()
         self._last_reason: dict[str, str] = {}
 
@@ -384,7 +388,8 @@ class RequestRunner:
         """
         work.step_run = step.name
         if isinstance(outcome, BaseException):
-            record_failure(work, step.name, outcome, self.policy)
+            record_failure(work, step.name, outcome, self.policy,
+                           instance_failing=self.instance_failing())
             return step.name, False
         if isinstance(outcome, Retry):
             work.next_attempt_at = work.now() + timedelta(seconds=max(0.0, outcome.after))

@@ -30,6 +30,7 @@ from talprov.providers.errors import (
     foreign_answer,
     naming_endpoint,
     retry_after_seconds,
+    without_connection,
 )
 from talprov.vmware import sdk
 
@@ -127,8 +128,8 @@ def translate(exc: BaseException, what: str, *,  # noqa: PLR0911 - a table
         return InstanceAccessRefused(f"{what}: {_not_verified('thumbprint')}")
     if isinstance(exc, socket.timeout | TimeoutError | ConnectionError | OSError
                   | http.client.HTTPException):
-        return Transient(f"{what}: vCenter unreachable ({connection_failure(exc)})",
-                         retry_after=TRANSIENT_RETRY_AFTER)
+        return without_connection(f"{what}: vCenter unreachable ({connection_failure(exc)})",
+                                  exc, retry_after=TRANSIENT_RETRY_AFTER)
     if "is not a VIM server" in str(exc):
         # pyVmomi's words when {url}/vimServiceVersions.xml is not a 200 XML answer
         # (or offers no version it speaks); it raises a bare Exception for that.
@@ -212,5 +213,5 @@ def vapi_transport_error(exc: BaseException, what: str, *, trust: str = "") -> P
     what = naming_endpoint(what, _request_url(exc))
     if _certificate_failure(exc):
         return InstanceAccessRefused(f"{what}: {_not_verified(trust)}")
-    return Transient(f"{what}: vCenter REST unreachable ({connection_failure(exc)})",
-                     retry_after=TRANSIENT_RETRY_AFTER)
+    return without_connection(f"{what}: vCenter REST unreachable ({connection_failure(exc)})",
+                              exc, retry_after=TRANSIENT_RETRY_AFTER)

@@ -208,3 +208,26 @@ def test_an_endpoint_the_error_names_already_is_not_named_twice() -> None:
     assert trouble.headline() == (
         "provider 'pve' not answering: list VMs at https://pve.example.test:8006: "
         "PVE API unreachable (connection refused)")
+
+
+def test_failing_since_and_next_attempt_are_the_failures_time_not_the_calls_start(
+    tmp_path: Path, plugin_dir: Path
+) -> None:
+    clock = FakeClock()
+    start = clock()
+
+    def failure() -> ProviderError | None:
+        clock.sleep(180)  # a read timeout with the SDK's retries: the call took 3 min
+        return Transient("no answer within the read timeout")
+
+    backoff = InstanceBackoff(rng=random.Random(7))
+    store, reconciler, _ = setup(tmp_path, clock, clock.sleep, failure, backoff)
+    reconciler.run_pass()
+    failed_at = start + 180
+    trouble = reconciler.instance_troubles()["pve"]
+    assert trouble.since == failed_at
+    assert trouble.next_attempt > failed_at
+    record = store.get_request("web-0")
+    assert record is not None
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(failed_at))
+    assert f"(failing since {stamp}, next attempt " in (record.error or "")

@@ -12,7 +12,13 @@ from botocore import exceptions as boto
 from botocore.exceptions import ClientError
 
 from talprov.aws.errors import aws_errors, translate
-from talprov.providers.errors import InstanceUnavailable, InvalidRequest, ProviderError, Transient
+from talprov.providers.errors import (
+    EndpointUnreachable,
+    InstanceUnavailable,
+    InvalidRequest,
+    ProviderError,
+    Transient,
+)
 
 CANARY = "AKIAcanarySECRETtoken42"
 ENDPOINT = "https://ec2.eu-west-1.amazonaws.com"
@@ -36,8 +42,8 @@ CASES = [
      ["/home/u/.aws/config"]),
     (boto.InvalidConfigError(error_msg=CANARY), InstanceUnavailable, ["AWS config"]),
     (boto.NoRegionError(), InstanceUnavailable, ["region"]),
-    (boto.EndpointConnectionError(endpoint_url=ENDPOINT), Transient, ["unreachable"]),
-    (boto.ConnectTimeoutError(endpoint_url=ENDPOINT), Transient, ["timed out"]),
+    (boto.EndpointConnectionError(endpoint_url=ENDPOINT), EndpointUnreachable, ["unreachable"]),
+    (boto.ConnectTimeoutError(endpoint_url=ENDPOINT), EndpointUnreachable, ["timed out"]),
     (boto.ReadTimeoutError(endpoint_url=ENDPOINT), Transient, ["no answer"]),
     (boto.ConnectionClosedError(endpoint_url=ENDPOINT), Transient, ["closed the connection"]),
     (boto.ResponseStreamingError(error=CANARY), Transient, ["cut off"]),
