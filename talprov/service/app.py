@@ -225,9 +225,12 @@ def create_app(
             yield
         finally:
             if ctx.loop is not None and not ctx.loop.stop(service_config.stop_timeout):
+                # Its leases are this process's, which is about to end: a later
+                # talprov on this host takes them over at once (take_over_if_dead).
                 log.warning("the reconcile pass did not finish within %.0f s of the stop; "
-                            "its leases expire after %.0f s", service_config.stop_timeout,
-                            service_config.lease_ttl)
+                            "a talprov started again on this host takes its leases over "
+                            "at once, one on another host after lease_ttl (%.0f s)",
+                            service_config.stop_timeout, service_config.lease_ttl)
 
     app = TalprovApi(
         title="talprov",

@@ -19,8 +19,8 @@ from tests.unit.service.test_serve import _self_signed
 
 
 def test_sigterm_exits_even_when_a_provider_call_hangs(home: Home) -> None:
-    """A step that never returns must not keep the process alive past stop_timeout;
-    its lease is left to expire (not renewed), so another replica can take over."""
+    """A step that never returns must not hold the stop: the worker process
+    interrupts its pass at once (not after stop_timeout)."""
     marker = home.root / "paused"
     home.providers["fake"]["pause_after_create"] = str(marker)
     home.write_config(service={"tokens": TOKENS, "reconcile_interval": 0.1, "lease_ttl": 3,
@@ -38,13 +38,16 @@ def test_sigterm_exits_even_when_a_provider_call_hangs(home: Home) -> None:
     took = time.monotonic() - started
     assert code == 0, server.output()
     assert took < 10, (took, server.output())
-    assert "reconcile pass did not finish" in server.output()
+    assert server.output().rstrip().endswith("stopped"), server.output()
+    assert "did not finish" not in server.output(), server.output()
     store = Store(home.store_url)
     try:
-        # Not renewed any more: free for another replica within lease_ttl (3 s).
+        # The interruption broke off the step in the worker's main thread, which
+        # gave the lease back; had the step run in a thread left behind, the
+        # lease would be kept, not renewed: free for another replica within
+        # lease_ttl (3 s) either way.
         holder = store.lease_holder("hang-1")
-        assert holder is not None
-        assert holder[1] <= datetime.now(UTC) + timedelta(seconds=3)
+        assert holder is None or holder[1] <= datetime.now(UTC) + timedelta(seconds=3)
     finally:
         store.close()
 
