@@ -161,3 +161,28 @@ def test_config_check_refuses_the_store_key_every_command_refuses(
     rows = {row["part"]: row["result"] for row in json.loads(checked.stdout)}
     assert "TALPROV_STORE_KEY" in rows
     assert key.strip() == "" or key not in checked.output
+
+
+def test_a_thread_worker_stuck_in_a_call_says_at_once_that_serve_waits(home: Home) -> None:
+    """QA: with the reconcile loop in a thread, a stop printed nothing for all of
+    stop_timeout, then a warning that the leases expire after lease_ttl, which a
+    later talprov of this host does not wait for."""
+    marker = home.root / "paused"
+    home.providers["fake"]["pause_after_create"] = str(marker)
+    home.write_config(service={"tokens": TOKENS, "reconcile_interval": 0.1, "lease_ttl": 30,
+                               "stop_timeout": 4, "worker_mode": "thread"})
+    server = ServeProcess(home.env(), home.root)
+    try:
+        with httpx.Client(base_url=server.url, timeout=10) as client:
+            created = client.post("/v1/machine-requests", json=request_body("hang-2"),
+                                  headers=WRITE)
+            assert created.status_code == 201, created.text
+        wait_until(marker.exists, 20, "the provider call to hang")
+        server.process.send_signal(signal.SIGTERM)
+        wait_until(lambda: "stopping: waiting up to 4 s" in server.output(), 3,
+                   "serve to say that it waits")
+    finally:
+        code = server.terminate(timeout=20)
+    assert code == 0, server.output()
+    assert "takes its leases over at once" in server.output(), server.output()
+    assert "on another host after lease_ttl (30 s)" in server.output(), server.output()
