@@ -19,7 +19,7 @@ import sys
 # Type checkers take any name TYPE_CHECKING for typing's.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Mapping
+    from collections.abc import Iterator, Mapping
     from typing import Any, NoReturn
 
 
@@ -157,9 +157,12 @@ def end_echoed_line(exc: BaseException, *, line_open: bool = False) -> None:
 
 
 #: The commands whose normal stop is SIGTERM (a service manager's): exit 0.
-SIGTERM_STOPPED_COMMANDS = frozenset({"serve"})
+SIGTERM_STOPPED_COMMANDS = frozenset({"serve", "baremetal serve"})
 #: Global options of ``talprov`` that take a value (``--config FILE``).
 _VALUED_OPTIONS = frozenset({"--config", "--store", "--log-format"})
+#: Command groups with a service among their commands, and their options that
+#: take a value (``baremetal --file FILE serve``).
+_GROUP_VALUED_OPTIONS = {"baremetal": frozenset({"-p", "--provider", "--file"})}
 #: The command of this process, once known to stop on SIGTERM (at most one).
 _stopped_by_sigterm: set[str] = set()
 
@@ -168,12 +171,24 @@ def command_word(argv: list[str]) -> str | None:
     """The command a ``talprov`` command line runs (its first word after the
     global options), or None. For the start-up, before click has parsed the
     line; a guess that errs towards None (then SIGTERM is an interruption).
-    Pure."""
+    For a group's command that is one of :data:`SIGTERM_STOPPED_COMMANDS`, both
+    words (``baremetal serve``). Pure."""
     args = iter(argv)
+    word = _next_word(args, _VALUED_OPTIONS)
+    group_options = _GROUP_VALUED_OPTIONS.get(word or "")
+    if word is None or group_options is None:
+        return word
+    command = f"{word} {_next_word(args, group_options)}"
+    return command if command in SIGTERM_STOPPED_COMMANDS else word
+
+
+def _next_word(args: Iterator[str], valued: frozenset[str]) -> str | None:
+    """The next word of ``args`` that is not an option (or a value of one of
+    ``valued``), or None."""
     for arg in args:
         if arg == "--":
             return next(args, None)
-        if arg in _VALUED_OPTIONS:
+        if arg in valued:
             next(args, None)
         elif not arg.startswith("-"):
             return arg

@@ -27,7 +27,7 @@ from talprov.baremetal.records import (
     check_machine_name,
     normalize_mac,
 )
-from talprov.cli.app import EXIT_FAILED, EXIT_USAGE, UnknownName, setup_logging
+from talprov.cli.app import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_USAGE, UnknownName, setup_logging
 from talprov.errors import (
     ConfigError,
     describe_problem,
@@ -39,6 +39,7 @@ from talprov.errors import (
 from talprov.providers.labels import Labels
 from talprov.registry import COMMON_INSTANCE_KEYS
 from talprov.secrets import require_reference
+from talprov.stopping import ignore_stop_signals
 
 
 def load_block(app: Any, provider: str | None, file: str | None) -> tuple[BareMetalConfig, str]:
@@ -242,8 +243,14 @@ def serve(obj: _Ctx, verbose: bool) -> None:
         return
     server = BootServer(config, factory_url, factory_auth=auth, factory_verify=verify)
     done = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: done.set())
-    signal.signal(signal.SIGINT, lambda *_: done.set())
+    stops: list[int] = []
+
+    def noted(signum: int, _frame: object) -> None:
+        stops.append(signum)
+        done.set()
+
+    signal.signal(signal.SIGTERM, noted)
+    signal.signal(signal.SIGINT, noted)
     try:
         server.start()
     except OSError as exc:
@@ -252,7 +259,15 @@ def serve(obj: _Ctx, verbose: bool) -> None:
     try:
         done.wait()
     finally:
+        # The first signal counts, as in `talprov serve`: another one must not
+        # break off the boot server's stop.
+        ignore_stop_signals()
         server.stop()
+    # A long-running service like `serve`: SIGTERM (a service manager's stop)
+    # exits 0, Ctrl-C 130, both after saying so.
+    click.echo("stopped", err=True)
+    if stops and stops[0] == signal.SIGINT:
+        raise SystemExit(EXIT_INTERRUPTED)
 
 
 @baremetal.command()

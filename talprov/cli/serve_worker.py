@@ -6,7 +6,13 @@ with the spawn method: it loads the same talprov.yaml and store as the parent
 environment), builds every usable provider instance, and runs
 :class:`talprov.runloop.RunLoop` rounds until the parent says stop, the parent
 goes away, or SIGTERM arrives. Ctrl-C is the parent's to handle: the child
-ignores SIGINT and finishes its round when the parent tells it to.
+ignores SIGINT and stops when the parent tells it to.
+
+A stop interrupts the round in the child's main thread (a ``Terminated``
+raised there, as SIGTERM does in ``talprov reconcile --once``): the pass does
+not wait for a cloud call that never returns. The requests still in a step keep
+their leases, and a later talprov of this host takes them over at once
+(:mod:`talprov.reconcile.stop_gate`); the others are given back.
 """
 
 from __future__ import annotations
@@ -23,10 +29,12 @@ from types import FrameType
 
 from talprov.cli.app import App, setup_logging
 from talprov.reconcile.reconciler import ProviderHandle
+from talprov.reconcile.stop_gate import Abandoned
 from talprov.reconcile.work import STAGE_LOGGER
 from talprov.runloop import RoundReport, RunLoop
 from talprov.service.metrics import instrument
 from talprov.service.worker_process import STOP, WAKE, PipeMetrics, unblock_child_signals
+from talprov.stopping import Terminated
 
 log = logging.getLogger(__name__)
 
@@ -87,16 +95,11 @@ def run_worker(args: WorkerArgs, conn: Connection) -> None:
         app.close()
         raise SystemExit(1) from None
 
-    def stop(_signum: int | None = None, _frame: FrameType | None = None) -> None:
-        loop.stop()
-        # A provider call that never returns would keep this process alive with
-        # nobody to stop it; its leases expire, so another worker takes over.
-        threading.Timer(args.stop_timeout, os._exit, args=(0,)).start()
-
-    signal.signal(signal.SIGTERM, stop)
+    stopper = _Stopper(loop, args.stop_timeout)
+    signal.signal(signal.SIGTERM, stopper.interrupted)
     unblock_child_signals()
-    threading.Thread(target=_listen, args=(conn, loop, stop), name="talprov-worker-pipe",
-                     daemon=True).start()
+    threading.Thread(target=_listen, args=(conn, loop, stopper.told_to_stop),
+                     name="talprov-worker-pipe", daemon=True).start()
     sink.send(("started", loop.worker_id))
 
     def note(report: RoundReport) -> None:
@@ -107,11 +110,56 @@ def run_worker(args: WorkerArgs, conn: Connection) -> None:
 
     try:
         loop.run_forever(interval=args.interval, on_round=note)
+    except (Terminated, Abandoned):
+        pass  # the stop: what the pass left is in the log (stop_gate)
     finally:
+        stopper.closing.set()
         loop.close()
         app.close()
         logging.shutdown()
         os._exit(0)  # the stop timer must not keep a finished child alive
+
+
+class _Stopper:
+    """The child's stop: SIGTERM, or the parent's STOP or EOF on the pipe."""
+
+    def __init__(self, loop: RunLoop, stop_timeout: float) -> None:
+        self.loop = loop
+        self.stop_timeout = stop_timeout
+        self._stopping = threading.Event()
+        self._raised = threading.Event()
+        #: Set once the round is over: no interruption of the store's closing.
+        self.closing = threading.Event()
+        self._main = threading.main_thread().ident or 0
+
+    def stop(self) -> None:
+        """End the loop after its round; the first call starts the exit timer.
+        Idempotent; never raises."""
+        self.loop.stop()
+        if self._stopping.is_set():
+            return
+        self._stopping.set()
+        # A call in the main thread that no signal breaks off must not keep this
+        # process alive forever; its leases are taken over (at once on this
+        # host, see stop_gate).
+        threading.Timer(self.stop_timeout, os._exit, args=(0,)).start()
+
+    def interrupted(self, _signum: int, _frame: FrameType | None) -> None:
+        """SIGTERM's handler: raises Terminated in the main thread, once, unless
+        the round is over already. As Ctrl-C in `reconcile --once`, the pass then
+        waits for no cloud call that never returns; the requests still in a step
+        keep their leases (talprov.reconcile.stop_gate), the others are given back."""
+        self.stop()
+        if not self._raised.is_set() and not self.closing.is_set():
+            self._raised.set()
+            raise Terminated()
+
+    def told_to_stop(self) -> None:
+        """The parent's STOP (or its going away), read in the pipe's thread: the
+        signal carries it to the main thread, where the pass runs. Never raises."""
+        self.stop()
+        with contextlib.suppress(OSError, ValueError):
+            signal.pthread_kill(self._main, signal.SIGTERM)
 
 
 def _listen(conn: Connection, loop: RunLoop, stop: Callable[[], None]) -> None:

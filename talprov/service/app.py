@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import re
+import threading
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from multiprocessing.connection import Connection
@@ -39,7 +40,7 @@ from talprov.service.routes_requests import router as requests_router
 from talprov.service.routes_sets import router as sets_router
 from talprov.service.ui.mount import install_ui
 from talprov.service.worker_process import WorkerProcess
-from talprov.service.workers import ReconcileLoop
+from talprov.service.workers import ReconcileLoop, WorkerLoop
 from talprov.sets import SetRepository
 from talprov.store.errors import StaleRecord, StoreError, StoreFull
 from talprov.store.store import Store
@@ -170,6 +171,25 @@ def _install_error_handlers(app: FastAPI) -> None:
                             status_code=status.HTTP_500_INTERNAL_SERVER_ERROR)
 
 
+#: How long a stop waits for the reconcile loop before it says that it waits.
+STOP_NOTICE_AFTER = 1.0
+
+
+def _stop_loop(loop: WorkerLoop, config: ServiceConfig) -> bool:
+    """Stop ``loop``, waiting at most ``config.stop_timeout``; whether it stopped.
+    A wait of more than :data:`STOP_NOTICE_AFTER` is said at once, so that the
+    operator sees the signal was heard (a round stuck in a cloud call holds a
+    loop in a thread for all of it). Never raises."""
+    notice = threading.Timer(STOP_NOTICE_AFTER, log.warning, args=(
+        "stopping: waiting up to %.0f s for the reconcile pass", config.stop_timeout))
+    notice.daemon = True
+    notice.start()
+    try:
+        return loop.stop(config.stop_timeout)
+    finally:
+        notice.cancel()
+
+
 def create_app(
     store: Store,
     handles: Mapping[str, ProviderHandle],
@@ -224,10 +244,13 @@ def create_app(
         try:
             yield
         finally:
-            if ctx.loop is not None and not ctx.loop.stop(service_config.stop_timeout):
+            if ctx.loop is not None and not _stop_loop(ctx.loop, service_config):
+                # Its leases are this process's, which is about to end: a later
+                # talprov on this host takes them over at once (take_over_if_dead).
                 log.warning("the reconcile pass did not finish within %.0f s of the stop; "
-                            "its leases expire after %.0f s", service_config.stop_timeout,
-                            service_config.lease_ttl)
+                            "a talprov started again on this host takes its leases over "
+                            "at once, one on another host after lease_ttl (%.0f s)",
+                            service_config.stop_timeout, service_config.lease_ttl)
 
     app = TalprovApi(
         title="talprov",

@@ -169,11 +169,12 @@ class WorkerProcess:
                         "the API serves meanwhile", ready_timeout)
 
     def stop(self, timeout: float = 30.0) -> bool:
-        """Tell the child to finish its round and exit; wait at most ``timeout`` s.
+        """Tell the child to stop (it interrupts its round: see
+        :mod:`talprov.cli.serve_worker`) and exit; wait at most ``timeout`` s.
 
         Returns False when it is still running then: it stops by itself once this
-        process exits, and its leases expire after ``lease_ttl``. Idempotent;
-        never raises.
+        process exits; a later talprov of this host takes its leases over at
+        once, one elsewhere after ``lease_ttl``. Idempotent; never raises.
         """
         self._stopping.set()
         self._send(STOP)

@@ -133,3 +133,33 @@ def test_a_wait_whose_deadline_passes_while_aws_never_answers_ends_then(
     assert worker.returncode == 1, err
     assert "hole-2: still pending after 3s" in err, err
     assert "Traceback" not in err, err
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_serve_stops_at_once_while_aws_never_answers(
+        aws_home: Home, blackhole: Blackhole, signum: signal.Signals) -> None:
+    """QA: serve's reconcile worker process finished its pass before it stopped, so
+    a SIGTERM or Ctrl-C waited the whole stop_timeout (30 s) for a call that never
+    returns. The worker now interrupts its pass as ``reconcile --once`` does."""
+    from tests.unit.service.conftest import TOKENS
+    from tests.unit.service.serving import ServeProcess
+
+    request = aws_home.write_request("hole-3", provider="ec2",
+                                     provider_data={"instance_type": "t3.small"})
+    aws_home.run("machine", "create", "-f", str(request), check=True)
+    aws_home.write_config(service={"tokens": TOKENS, "reconcile_interval": 0.2})
+    server = ServeProcess(aws_home.env(), aws_home.root)
+    deadline = time.monotonic() + 60
+    while blackhole.received == 0 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert blackhole.received, server.output()
+    time.sleep(0.5)
+    started_at = time.monotonic()
+    server.process.send_signal(signum)
+    code = server._finish(25)
+    took = time.monotonic() - started_at
+    assert code == (0 if signum == signal.SIGTERM else 130), server.output()
+    assert took < 10, (took, server.output())
+    assert server.output().rstrip().endswith("stopped"), server.output()
+    assert "did not finish" not in server.output(), server.output()
+    assert "Traceback" not in server.output(), server.output()

@@ -86,6 +86,10 @@ def test_sigterm_before_listening_exits_0(home: Home, module: str, attribute: st
     (["serve"], "serve"),
     (["-vv", "--config", "serve", "--log-format=json", "machine", "list"], "machine"),
     (["--store", "sqlite:///x", "serve", "--listen", ":0"], "serve"),
+    (["baremetal", "--file", "serve", "serve"], "baremetal serve"),
+    (["-v", "baremetal", "-p", "rack1", "serve", "-v"], "baremetal serve"),
+    (["baremetal", "list"], "baremetal"),
+    (["baremetal"], "baremetal"),
     (["--version"], None),
     ([], None),
 ])
