@@ -185,19 +185,23 @@ _CONNECTION_FAILURES = (
 )
 
 
+def _chain(exc: BaseException) -> list[BaseException]:
+    """``exc`` and the errors it was raised from, outermost first. SDKs wrap a few
+    levels deep; at most 10, so that a cycle cannot hang. Pure."""
+    chain: list[BaseException] = []
+    seen: BaseException | None = exc
+    while seen is not None and len(chain) < 10:
+        chain.append(seen)
+        seen = seen.__cause__ or seen.__context__
+    return chain
+
+
 def connection_failure(exc: BaseException) -> str:
     """Why a connection failed, in words (``connection refused``, ``timed out``,
     ``host name not resolved``...), read from ``exc`` and the errors it was raised
     from, whatever the SDK wraps them in; ``connection failed`` when none says.
     Never a class name. Pure; never raises."""
-    seen: BaseException | None = exc
-    texts: list[str] = []
-    for _ in range(10):  # SDKs wrap a few levels deep; a cycle must not hang
-        if seen is None:
-            break
-        texts.append(f"{type(seen).__name__} {seen}".lower())
-        seen = seen.__cause__ or seen.__context__
-    text = " ".join(texts)
+    text = " ".join(f"{type(seen).__name__} {seen}".lower() for seen in _chain(exc))
     return next((words for needle, words in _CONNECTION_FAILURES if needle in text),
                 "connection failed")
 
@@ -214,14 +218,7 @@ _NEVER_CONNECTED = frozenset({
 def never_connected(exc: BaseException) -> bool:
     """Whether ``exc`` or an error it was raised from says that no connection to the
     endpoint was made (see :data:`_NEVER_CONNECTED`). Pure; never raises."""
-    seen: BaseException | None = exc
-    for _ in range(10):  # SDKs wrap a few levels deep; a cycle must not hang
-        if seen is None:
-            return False
-        if type(seen).__name__ in _NEVER_CONNECTED:
-            return True
-        seen = seen.__cause__ or seen.__context__
-    return False
+    return any(type(seen).__name__ in _NEVER_CONNECTED for seen in _chain(exc))
 
 
 def without_connection(message: str, exc: BaseException, *,

@@ -66,6 +66,7 @@ class StepPolicy:
     #: The longest wait between attempts that failed with ``InstanceUnavailable``.
     unavailable_backoff_cap: float = 15.0
 
+
 def outage_attempt(exc: BaseException, instance_failing: bool) -> bool:
     """Whether a failed attempt is the provider instance's outage's rather than the
     step's: an ``InstanceUnavailable`` or ``EndpointUnreachable`` always; any other
