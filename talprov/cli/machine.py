@@ -297,8 +297,9 @@ def reconcile(app: App, once: bool, interval: float, output: str) -> None:
     that failed); a request that fails is an outcome, not a round error:
     `machine list` and `machine get` show it. The round's line says how many
     requests wait for a next attempt that is not due yet (a step's retry, an
-    instance's backoff) and when the first is due; with --once -o json|yaml, the
-    round as a document (worked, waiting, next_due_at, errors, seconds).
+    instance's backoff) and when the first is due, and how many requests it took
+    over from a stopped talprov of this host; with --once -o json|yaml, the round
+    as a document (worked, waiting, next_due_at, taken_over, errors, seconds).
     """
     if output != "table" and not once:
         raise ConfigError("-o", f"-o {output} prints one round: it needs --once")
