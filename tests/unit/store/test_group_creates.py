@@ -49,7 +49,7 @@ class Turns:
         group._write_many = counted
 
 
-def create_all(store: Store, requests: Sequence[MachineRequest]) -> list[Any]:
+def create_all(store: Store, requests: Sequence[MachineRequest], turns: Turns) -> list[Any]:
     """Each request created in its own thread, in order: the first alone in the
     first turn, each next one queued once the one before it waits."""
     outcomes: list[Any] = [None] * len(requests)
@@ -62,7 +62,9 @@ def create_all(store: Store, requests: Sequence[MachineRequest]) -> list[Any]:
 
     threads = [threading.Thread(target=run, args=(i,)) for i in range(len(requests))]
     threads[0].start()
-    wait_until(lambda: store._creates.waiting == 0)  # the first one leads its own turn
+    # The first one leads its own turn: waiting for an empty queue alone passed
+    # before its thread had even queued, and the next thread could join its turn.
+    wait_until(lambda: store._creates.waiting == 0 and turns.sizes == [1])
     for queued, thread in enumerate(threads[1:], start=1):
         thread.start()
         wait_until(lambda: store._creates.waiting == queued)  # noqa: B023 - used at once
@@ -88,7 +90,7 @@ def test_a_shared_turn_gives_each_create_its_own_outcome(store: Store) -> None:
         make_request("gone", labels={"turn": "yes"}),  # gone: made afresh
     ]
     turns = Turns(store, queued=len(requests) - 1)
-    outcomes = create_all(store, requests)
+    outcomes = create_all(store, requests, turns)
 
     assert turns.sizes == [1, len(requests) - 1]
     first, new_1, new_2, again_1, clash_2, live_again, clash_live, remade = outcomes
@@ -126,7 +128,7 @@ def test_a_failing_commit_fails_every_create_of_its_turn_and_saves_none(store: S
 
     sa.event.listen(store._engine, "commit", failing)
     try:
-        outcomes = create_all(store, requests)
+        outcomes = create_all(store, requests, turns)
     finally:
         sa.event.remove(store._engine, "commit", failing)
 
@@ -161,7 +163,7 @@ def test_a_full_sqlite_store_fails_the_whole_turn_and_recovers(sqlite_url: str) 
         requests = [make_request(f"big-{n}", labels={"pad": "x" * 1000, "n": str(n)})
                     for n in range(12)]
         turns = Turns(store, queued=len(requests) - 1)
-        outcomes = create_all(store, requests)
+        outcomes = create_all(store, requests, turns)
         assert turns.sizes == [1, 11]
         assert all(isinstance(o, StoreFull) for o in outcomes[1:]), outcomes
         assert all(store.get_request(r.id) is None for r in requests[1:])
@@ -174,7 +176,7 @@ def test_closing_the_store_loses_no_create_that_waits(store_url: str) -> None:
     store = Store(store_url)
     store.migrate()
     requests = [make_request(f"closing-{n}") for n in range(5)]
-    Turns(store, queued=len(requests) - 1)
+    turns = Turns(store, queued=len(requests) - 1)
 
     def close_while_they_wait() -> None:
         wait_until(lambda: store._creates.waiting == len(requests) - 1)
@@ -182,7 +184,7 @@ def test_closing_the_store_loses_no_create_that_waits(store_url: str) -> None:
 
     closer = threading.Thread(target=close_while_they_wait)
     closer.start()
-    outcomes = create_all(store, requests)
+    outcomes = create_all(store, requests, turns)
     closer.join(30)
     assert [created for _, created in outcomes] == [True] * len(requests)
     with Store(store_url) as reopened:
