@@ -67,6 +67,13 @@ def _launch_index(raw: Mapping[str, Any]) -> int:
     return int(raw.get("AmiLaunchIndex", 0) or 0)
 
 
+def instance_request(raw: Mapping[str, Any]) -> str | None:
+    """The one request a DescribeInstances/RunInstances instance belongs to: its
+    request tag, else the member at its launch index (never another member of
+    its call's list). Pure."""
+    return request_of(tags_of(raw), _launch_index(raw))
+
+
 def machine_from_instance(raw: Mapping[str, Any]) -> Machine:
     """A DescribeInstances/RunInstances instance as a talprov ``Machine``."""
     tags = tags_of(raw)
@@ -184,7 +191,7 @@ def find_for_requests(
                {"Name": "instance-state-name", "Values": list(ADOPTABLE_STATES)}]
     found: dict[str, list[dict[str, Any]]] = {}
     for raw in describe(ec2, filters):
-        rid = request_of(tags_of(raw), _launch_index(raw))
+        rid = instance_request(raw)
         if rid in wanted:
             found.setdefault(rid, []).append(raw)
     return found

@@ -42,6 +42,7 @@ from talprov.aws.instances import (
 )
 from talprov.aws.launching import Launcher
 from talprov.aws.resolving import ImageResolver
+from talprov.aws.second_instances import remove_second
 from talprov.aws.state import AwsState
 from talprov.providers.errors import InvalidRequest, ProviderError, naming_endpoint
 from talprov.providers.ownership import is_owned
@@ -143,6 +144,18 @@ class AwsProvider:
             ctx.event(f"terminating {', '.join(sorted(ids))}")
             return None
         return Retry(after=self.config.poll_interval, reason="waiting for termination")
+
+    def remove_second_machine(self, owner: Owner, machine: Machine, kept: str) -> str | None:
+        """Terminate a second instance of a request, which the reconciler found
+        listed beside ``kept``, the instance the request records
+        (``RemovesSecondMachines``; ``talprov.aws.second_instances``). Refuses
+        (None) unless both instances are read again (one DescribeInstances), the
+        kept one is live, and both carry ``owner``'s tags and belong to
+        ``machine.request_id`` (a batch member belongs to the member at its launch
+        index only); None too when it is gone or going. Idempotent. Raises
+        ``AuthError`` or ``Transient``.
+        """
+        return remove_second(self.clients.ec2, owner, machine, kept)
 
     def use_concurrency(self, calls: int) -> None:
         """Size the EC2/S3/STS clients' connection pools for ``calls`` steps at once

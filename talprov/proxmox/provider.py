@@ -442,7 +442,7 @@ class ProxmoxProvider:
         With ``just_started`` a start posted now is not looked at: the request's
         id is added and the batch looks (see ``_start_vm_batch``)."""
         state = ctx.state
-        if ctx.observed is not None and ctx.observed.state == MachineState.RUNNING:
+        if _own_running(ctx):
             state.start_task = None
             return None
         if state.start_task is not None:
@@ -471,7 +471,7 @@ class ProxmoxProvider:
 
     def _wait_running(self, ctx: Ctx, listing: OnceValue[list[Mapping[str, Any]]]) -> StepResult:
         """Done when PVE reports the VM running; fails after ``running_timeout``."""
-        if ctx.observed is not None and ctx.observed.state == MachineState.RUNNING:
+        if _own_running(ctx):
             return None
         _node, status = self._status(ctx, listing())
         if status == "running":
@@ -487,3 +487,13 @@ class ProxmoxProvider:
         node, so a migrated VM is removed too. Raises ``ProviderError`` subclasses.
         """
         return self._deprovisioner.run(cast(Ctx, ctx))
+
+
+def _own_running(ctx: Ctx) -> bool:
+    """Whether the listed machine the pass handed the step runs and is the VM the
+    state records: a request that recorded none when the listing was taken gets
+    the last listed VM of its marks, maybe another (a create started again). Pure."""
+    observed = ctx.observed
+    return (observed is not None and ctx.state.infra_id is not None
+            and observed.infra_id == ctx.state.infra_id
+            and observed.state == MachineState.RUNNING)

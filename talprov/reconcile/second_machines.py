@@ -14,6 +14,9 @@ A listed machine is removed as a second machine only when all of these hold:
   the request's record, and shows the recorded machine as well (a request
   never loses its only machine here; one whose recorded machine vanished is
   left to the drift check, and a retry may adopt the other);
+* no request of the instance records it (as the pass read them): a machine
+  that is one request's own is never another's second, whatever marks the
+  listing read on it (AWS's batch members list their call's other requests);
 * this worker holds the request's lease while it looks and removes (claimed
   for the purpose, so no step of it runs meanwhile, here or elsewhere);
 * the record, read again under that lease, still names the same machine, and
@@ -67,7 +70,12 @@ def second_machines(group: Sequence[RequestSummary],
                     listed: Mapping[str, Sequence[Machine]]) -> list[SecondMachine]:
     """The machines ``listed`` (by request) shows besides the recorded one of a
     request of ``group`` that is provisioning or provisioned, while the recorded
-    one is listed too; machines on their way out are left alone. Pure."""
+    one is listed too; machines on their way out, and any machine a request of
+    ``group`` records, are left alone. Pure."""
+    # A machine some request records is that request's, whatever marks the listing
+    # read on it (a batch-launched machine lists its call's other requests too):
+    # never removed as another request's second.
+    recorded = {s.infra_id for s in group if s.infra_id is not None}
     found: list[SecondMachine] = []
     for summary in group:
         kept = summary.infra_id
@@ -78,7 +86,7 @@ def second_machines(group: Sequence[RequestSummary],
                    for m in machines):
             continue
         found += [SecondMachine(summary.id, kept, m) for m in machines
-                  if m.infra_id != kept and m.state != MachineState.TERMINATED]
+                  if m.infra_id not in recorded and m.state != MachineState.TERMINATED]
     return found
 
 

@@ -154,6 +154,23 @@ def test_a_second_machine_of_a_provisioned_request_is_destroyed_under_its_lease(
     assert reconciler.run_pass().second_machines == 0  # nothing left to do
 
 
+def test_a_machine_another_request_records_is_never_a_second_machine(
+    store: Store, clock: FakeClock, tmp_path: Path,
+) -> None:
+    # A machine the listing reads as r1's while r2's record names it (a driver whose
+    # machines list other requests beside their own, as AWS's batch members do)
+    # is r2's machine: never removed as r1's second.
+    provider = Doubling()
+    put(store, "r1", Stage.PROVISIONED, "m-1")
+    put(store, "r2", Stage.PROVISIONED, "m-2")
+    listed(provider, "r1", "m-1", "m-2", "m-3")
+    reconciler = reconciler_of(store, clock, tmp_path, provider)
+
+    assert reconciler.run_pass().second_machines == 1
+
+    assert provider.removed == ["m-3"]
+
+
 def test_requests_mid_create_without_a_machine_or_being_deleted_keep_every_machine(
     store: Store, clock: FakeClock, tmp_path: Path,
 ) -> None:
