@@ -329,13 +329,8 @@ class VSphereClient:
         Raises the translated fault when it failed, ``NotFound`` when vCenter no
         longer knows the task (it forgets finished tasks after a while).
         """
-        info = self.read(f"read task of {what}", lambda si: self.task(moid).info)
-        state = str(info.state)
-        if state in ("queued", "running"):
-            return None
-        if state == "error":
-            raise task_error(info, what)
-        return info.result if info.result is not None else True
+        return task_outcome(self.read(f"read task of {what}", lambda si: self.task(moid).info),
+                            what)
 
     def next_task_look(self, waited: float) -> float:
         """Seconds until a running task is looked at again, ``waited`` seconds after
@@ -400,6 +395,18 @@ class VSphereClient:
                             trust=self.config.trust) from None
         finally:
             connection.close()
+
+
+def task_outcome(info: Any, what: str) -> Any | None:
+    """What ``VSphereClient.task_done`` makes of a task's ``info``: its result (True
+    when it has none) once it succeeded, None while it runs; raises the translated
+    fault when it failed. Pure."""
+    state = str(info.state)
+    if state in ("queued", "running"):
+        return None
+    if state == "error":
+        raise task_error(info, what)
+    return info.result if info.result is not None else True
 
 
 def _retrieve(

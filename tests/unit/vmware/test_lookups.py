@@ -127,9 +127,11 @@ def test_ensure_template_looks_up_what_the_clone_needs_so_clone_vm_looks_up_noth
     assert steps["clone-vm"].run(ctx) is None
 
     # Before, clone-vm (which waits for the pass's listing) read the template's
-    # devices itself (a second Fetch); now only its clone task is read.
+    # devices itself (a second Fetch); now only its clone task is read (with the
+    # VM it made, in one RetrievePropertiesEx: test_clone_reads.py).
     assert calls["CloneVM_Task"] == 1
-    assert calls["Fetch"] == 1
+    assert calls["Fetch"] == 0
+    assert calls["RetrievePropertiesEx"] == 1
     assert calls["FindByInventoryPath"] == 0
 
 
