@@ -114,7 +114,8 @@ class Inventory:
             raise InvalidRequest(f"no datacenter {self.datacenter_name!r}",
                                  field=f"{self._setting}datacenter")
         # With their names: every path lookup below starts with the datacenter's.
-        found_all = self.client.retrieve("find the datacenter", vim.Datacenter, ["name"])
+        found_all = self.client.retrieve_in_folders("find the datacenter", vim.Datacenter,
+                                                    ["name"])
         if len(found_all) != 1:
             raise InvalidRequest(f"{len(found_all)} datacenters; name one in the provider "
                                  "config", field=f"{self._setting}datacenter")

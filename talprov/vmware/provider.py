@@ -346,7 +346,8 @@ class VSphereProvider:
         """
         state = ctx.state
         try:
-            result = self.client.task_done(task, f"clone VM {ctx.request.id}")
+            # Reads, in the same round trip, what configure-vm compares of the VM.
+            result = self._configure_reads.clone_done(task, f"clone VM {ctx.request.id}")
         except NotFound:
             result = True  # vCenter forgot the task; look the VM up
         except TaskFailed as exc:
@@ -361,9 +362,6 @@ class VSphereProvider:
             return False
         state.vm_moid = state.infra_id = str(result._moId)
         ctx.event(f"VM {state.vm_moid} cloned")
-        # In this worker, while the batch's other clones still run: configure-vm
-        # needs the VM's properties next.
-        self._configure_reads.read_early(state.vm_moid)
         return True
 
     def _configure_batch(self, ctxs: Sequence[Ctx]) -> list[StepResult | BaseException]:

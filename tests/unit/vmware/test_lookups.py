@@ -16,7 +16,7 @@ from talprov.vmware.provider import VSphereProvider
 from tests.driving import context, provision, run_step
 from tests.emulators.vcsim.fixture import VcsimServer
 from tests.unit.vmware.conftest import machine_request
-from tests.unit.vmware.observe import power_off_out_of_band
+from tests.unit.vmware.observe import connect, power_off_out_of_band
 
 
 def _count_lookups(provider: VSphereProvider, monkeypatch: pytest.MonkeyPatch) -> Counter[str]:
@@ -127,9 +127,11 @@ def test_ensure_template_looks_up_what_the_clone_needs_so_clone_vm_looks_up_noth
     assert steps["clone-vm"].run(ctx) is None
 
     # Before, clone-vm (which waits for the pass's listing) read the template's
-    # devices itself (a second Fetch); now only its clone task is read.
+    # devices itself (a second Fetch); now only its clone task is read (with the
+    # VM it made, in one RetrievePropertiesEx: test_clone_reads.py).
     assert calls["CloneVM_Task"] == 1
-    assert calls["Fetch"] == 1
+    assert calls["Fetch"] == 0
+    assert calls["RetrievePropertiesEx"] == 1
     assert calls["FindByInventoryPath"] == 0
 
 
@@ -149,7 +151,7 @@ def test_a_lookup_that_fails_ahead_is_reported_by_clone_vm(
     assert failed.value.field == "provider_data.network[0]"
 
 
-def test_finding_a_named_template_and_its_placement_takes_nine_round_trips(
+def test_finding_a_named_template_and_its_placement_takes_eight_round_trips(
     provider: VSphereProvider, vcsim: VcsimServer, owner: Owner, clock: FakeClock,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -165,9 +167,36 @@ def test_finding_a_named_template_and_its_placement_takes_nine_round_trips(
     assert steps["ensure-template"].run(ctx) is None
 
     # No datacenter is configured: it is found with its name in one retrieval
-    # through the session's view (before: a view made, read and destroyed, then
-    # a Fetch of its name for each path looked up: 12 round trips).
+    # that walks the folders from the root folder (before: through a container
+    # view made for it, 9 round trips; before that, a view made, read and
+    # destroyed, then a Fetch of its name for each path looked up: 12).
     # The second retrieval: whether the named VM is a template or powered off.
-    assert calls == {"CreateContainerView": 1, "RetrievePropertiesEx": 2,
+    assert calls == {"RetrievePropertiesEx": 2,
                      "FindByInventoryPath": 3,  # the template, the datastore, the cluster
                      "Fetch": 3}  # vmFolder, the cluster's pool, the template's devices
+
+
+def test_the_datacenter_is_found_in_one_read_without_a_container_view(
+    provider: VSphereProvider, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # No datacenter configured: every datacenter is read with its name. Before, that
+    # read went through a container view of its own (CreateContainerView: one more
+    # round trip per session, besides the listing's view of all VMs).
+    assert provider.health().ok  # logged in
+    calls = _count_soap(monkeypatch)
+
+    provider.client.read("find the datacenter", provider.inventory.datacenter)
+
+    assert calls == Counter({"RetrievePropertiesEx": 1})
+    assert provider.inventory._datacenter_label == "DC0"
+
+
+def test_a_datacenter_in_a_folder_is_found_too(
+    provider: VSphereProvider, vcsim: VcsimServer,
+) -> None:
+    # Datacenters may sit in folders below the root folder, at any depth.
+    with connect(vcsim) as si:
+        si.content.rootFolder.CreateFolder("site").CreateFolder("rack").CreateDatacenter("DC1")
+
+    with pytest.raises(InvalidRequest, match="2 datacenters"):
+        provider.client.read("find the datacenter", provider.inventory.datacenter)

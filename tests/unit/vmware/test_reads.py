@@ -37,18 +37,36 @@ def _record_reads(provider: VSphereProvider, monkeypatch: pytest.MonkeyPatch,
     return made
 
 
+def _record_kept(provider: VSphereProvider, monkeypatch: pytest.MonkeyPatch
+                 ) -> dict[str, tuple[str, ...]]:
+    """The properties kept for configure-vm of each VM as its clone ended, by moid."""
+    kept: dict[str, tuple[str, ...]] = {}
+    configure_reads = provider._configure_reads
+    real = configure_reads._keep
+
+    def recorded(moid: str, props: dict[str, Any]) -> None:
+        kept[moid] = tuple(props)
+        real(moid, props)
+
+    monkeypatch.setattr(configure_reads, "_keep", recorded)
+    return kept
+
+
 def test_a_batch_configures_from_the_reads_made_as_each_clone_ended(
     provider: VSphereProvider, owner: Owner, clock: FakeClock,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     made = _record_reads(provider, monkeypatch)
+    kept = _record_kept(provider, monkeypatch)
     ctxs = [context(provider, machine_request(name), owner) for name in ("r1", "r2", "r3")]
 
     provision(provider, ctxs, clock)
 
-    # One read per VM, in its clone's worker; before, configure-vm read all three
-    # again after the last clone ("read VMs to configure").
-    assert sorted(made) == sorted(f"read VM {c.state.vm_moid}" for c in ctxs)
+    # Each VM read with its clone task, in its clone's worker; before, a read of
+    # its own ("read VM vm-…"), and before that configure-vm read all three again
+    # after the last clone ("read VMs to configure").
+    assert made == []
+    assert set(kept) == {c.state.vm_moid for c in ctxs}
     for ctx in ctxs:
         assert ctx.state.configured
         assert ctx.state.machine_uuid
@@ -77,15 +95,16 @@ def test_a_vm_read_as_its_clone_ended_is_read_for_sizes_only_and_ends_as_request
     provider: VSphereProvider, vcsim: VcsimServer, owner: Owner, clock: FakeClock,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    paths: dict[str, tuple[str, ...]] = {}
-    _record_reads(provider, monkeypatch, paths)
+    kept = _record_kept(provider, monkeypatch)
     ctxs = [context(provider, machine_request(name), owner) for name in ("s1", "s2")]
 
     provision(provider, ctxs, clock)
 
     # Before, each read took the whole config.hardware (every device) and
     # extraConfig; the clone applied the spec's devices and extraConfig.
-    assert set(paths.values()) == {reads.CLONED_PATHS}
+    assert set(kept) == {c.state.vm_moid for c in ctxs}
+    assert all(set(paths) <= set(reads.CLONED_PATHS) for paths in kept.values())
+    assert all("config.uuid" in paths for paths in kept.values())
     assert "config.hardware" not in reads.CLONED_PATHS
     vms = all_vms(vcsim)
     for ctx in ctxs:

@@ -160,9 +160,14 @@ def test_clone_vm_takes_the_passs_listing_for_whether_a_vm_exists(
     reconciler.run_pass()
 
     assert lookups == []
-    # The listing, then each clone's read for configure-vm. Second VMs are found
-    # in the listing (reconcile/second_machines.py): no read of their own.
+    # The listing, then each clone's look at its task, which reads what
+    # configure-vm compares of the VM too (before: 1 + 3, besides the task looks'
+    # Fetches). Second VMs are found in the listing
+    # (reconcile/second_machines.py): no read of their own.
     assert calls["RetrievePropertiesEx"] == 1 + 3
+    # The Fetches: the reconfigures' and power-ons' task info, and ensure-template's
+    # (each request finds the imported template by its name); before, 3 more.
+    assert calls["Fetch"] == 3 + 3 + 3
     assert _all_in(store, Stage.PROVISIONED)()
     vms = all_vms(vcsim)
     assert [len(vms[f"r{i}"]) for i in range(1, 4)] == [1, 1, 1]
