@@ -214,7 +214,7 @@ def _start(name: str, workdir: Path) -> DemoPlatform:
 @click.option("--workers", default=2, show_default=True, type=click.IntRange(0, 50),
               help="Workers per platform.")
 @click.option("--platforms", metavar="LIST",
-              help="Comma-separated, from aws,proxmox,vmware (default: aws plus every "
+              help="Comma-separated, each once, from aws,proxmox,vmware (default: aws plus every "
               "platform whose emulator is installed). Control planes go to the first.")
 @click.option("--keep", is_flag=True,
               help="Leave the emulators, config and machines in place to explore.")
