@@ -148,9 +148,16 @@ def refusal(workdir: Path, kept: KeptDemo) -> str:
         return (f"{head}: {', and '.join(filter(None, [what, running]))}; a new demo "
                 f"there would strand {stranded}. Clean it up first (or pick another "
                 f"--dir):\n  {command}")
-    gone = ("it recorded no emulators (an older talprov's demo?): stop any it left "
-            "running (the pids its --keep printed), then"
-            if kept.running is None else
-            "none of its emulators runs any more, and its machines went with them:")
-    return (f"{head}: {what}; {gone} remove {workdir / STORE_FILE} (those records) "
-            f"to use the directory again, or pick another --dir")
+    store = workdir / STORE_FILE
+    if kept.running is None:
+        # Every demo records its emulators before its store exists: this store
+        # is an older talprov's demo, or no demo's at all (never to be removed
+        # on a guess).
+        return (f"--dir {workdir} holds a store, {store}, that {what.removeprefix('its store ')} "
+                f"but no {EMULATORS_FILE}: it is not a demo's of this talprov (an older "
+                "talprov's demo, or no demo at all), and the demo will not use it. Pick "
+                "another --dir; or, if it is an old demo's, stop the emulators its --keep "
+                f"printed and remove {store}")
+    return (f"{head}: {what}; none of its emulators runs any more, and its machines "
+            f"went with them: remove {store} (those records) to use the directory "
+            "again, or pick another --dir")

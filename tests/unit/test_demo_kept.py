@@ -175,7 +175,14 @@ def test_records_whose_emulators_are_gone_are_named_with_the_file_to_remove(
         f"went with them: remove {tmp_path / 'state.db'} (those records) to use the "
         "directory again, or pick another --dir")
     (tmp_path / EMULATORS_FILE).unlink()
-    assert "it recorded no emulators" in refusal(tmp_path, kept_demo(tmp_path))
+    # No record of emulators: an older talprov's demo, or a store that is no
+    # demo's at all (a user's own): never to be removed on a guess.
+    assert refusal(tmp_path, kept_demo(tmp_path)) == (
+        f"--dir {tmp_path} holds a store, {tmp_path / 'state.db'}, that records cluster "
+        "demo but no emulators.json: it is not a demo's of this talprov (an older "
+        "talprov's demo, or no demo at all), and the demo will not use it. Pick another "
+        "--dir; or, if it is an old demo's, stop the emulators its --keep printed and "
+        f"remove {tmp_path / 'state.db'}")
     (tmp_path / "state.db").unlink()
     assert kept_demo(tmp_path).empty
 
