@@ -15,11 +15,12 @@ that does it.
 from __future__ import annotations
 
 import json
+import sqlite3
+from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
 
-from talprov.store import Store
-from talprov.store.errors import StoreError
+from talprov.providers import Stage
 
 #: The emulators a kept demo left running, in its work directory.
 EMULATORS_FILE = "emulators.json"
@@ -67,7 +68,8 @@ def _start_time(pid: int) -> str | None:
 
 def record_emulators(workdir: Path, pids: list[int], platforms: list[str]) -> None:
     """Write ``emulators.json``: the emulators (``pids``) the demo in ``workdir``
-    leaves running, and its ``platforms``. Idempotent (rewrites the file)."""
+    runs, rewritten as each starts, and its ``platforms``. Idempotent (rewrites
+    the file); raises ``OSError`` when it cannot be written."""
     emulators = [{"pid": pid, "started": _start_time(pid)} for pid in pids]
     (workdir / EMULATORS_FILE).write_text(
         json.dumps({"platforms": platforms, "emulators": emulators}, indent=2) + "\n")
@@ -113,20 +115,32 @@ def kept_demo(workdir: Path) -> KeptDemo:
     Raises ``ValueError`` (naming the file) when the store or the record cannot be read.
     """
     running, aws = _recorded(workdir)
-    store_path = workdir / STORE_FILE
-    clusters: list[str] = []
-    requests = 0
-    if store_path.exists():
-        store = Store(f"sqlite:///{store_path}")
-        try:
-            if store.schema_status().current is not None:
-                clusters = store.list_clusters()
-                requests = len(store.list_requests())
-        except StoreError as exc:
-            raise ValueError(f"{store_path}: cannot read: {exc}") from exc
-        finally:
-            store.close()
+    clusters, requests = _store_holds(workdir / STORE_FILE)
     return KeptDemo(clusters, requests, running, aws)
+
+
+def _store_holds(path: Path) -> tuple[list[str], int]:
+    """(cluster names, live requests) recorded in the SQLite store at ``path``.
+
+    Opened read-only with sqlite3, not as a :class:`~talprov.store.Store`, which
+    would switch the file to WAL: a file that may not be the demo's is never
+    written. Raises ``ValueError`` when it is no SQLite database.
+    """
+    if not path.exists():
+        return [], 0
+    try:
+        with closing(sqlite3.connect(f"{path.as_uri()}?mode=ro", uri=True)) as db:
+            tables = {row[0] for row in db.execute(
+                "SELECT name FROM sqlite_master WHERE type = 'table'")}
+            if not {"clusters", "requests"} <= tables:
+                return [], 0  # created, never migrated: holds nothing
+            clusters = [row[0] for row in db.execute("SELECT name FROM clusters ORDER BY name")]
+            # GONE requests have no machine left: the store keeps them for the record.
+            [(requests,)] = db.execute("SELECT count(*) FROM requests WHERE stage != ?",
+                                       (Stage.GONE.value,))
+    except sqlite3.DatabaseError as exc:
+        raise ValueError(f"{path}: cannot read: {exc}") from exc
+    return clusters, int(requests)
 
 
 def refusal(workdir: Path, kept: KeptDemo) -> str:

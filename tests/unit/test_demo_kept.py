@@ -183,6 +183,10 @@ def test_records_whose_emulators_are_gone_are_named_with_the_file_to_remove(
         "talprov's demo, or no demo at all), and the demo will not use it. Pick another "
         "--dir; or, if it is an old demo's, stop the emulators its --keep printed and "
         f"remove {tmp_path / 'state.db'}")
+    (tmp_path / "state.db").write_text("not a database")
+    with pytest.raises(ValueError, match=r"state.db: cannot read: file is not a database"):
+        kept_demo(tmp_path)
+    assert (tmp_path / "state.db").read_text() == "not a database"  # never written
     (tmp_path / "state.db").unlink()
     assert kept_demo(tmp_path).empty
 
