@@ -5,7 +5,11 @@ are installed, fakepve for Proxmox VE and vcsim for vSphere: see
 ``talprov.demo_platforms``), writes a throwaway config, spec and machine
 configs, applies the spec through the real drivers, scaler and reconciler (as
 `talprov apply --wait` would), checks what each platform received, shows a
-status table, and cleans up unless ``--keep``.
+status table, and cleans up unless ``--keep``: it destroys the machines (within
+``--timeout``), stops the emulators and removes its temporary directory. What it
+leaves (``--keep``, or a clean-up that ran out of time) is said with the command
+that cleans it up, and a later demo refuses the directory until that ran
+(:mod:`talprov.cli.demo_kept`).
 """
 
 from __future__ import annotations
@@ -23,6 +27,14 @@ import yaml
 
 from talprov.cli.app import EXIT_FAILED, App, fail, handle_errors, stdin_is_terminal
 from talprov.cli.cluster import converge, scaler_for, wait_destroyed
+from talprov.cli.demo_kept import (
+    EMULATORS_FILE,
+    clean_up_command,
+    exports_for,
+    kept_demo,
+    record_emulators,
+    refusal,
+)
 from talprov.cli.output import emit, least_width, terminal_width
 from talprov.demo_platforms import (
     COLUMNS,
@@ -214,13 +226,15 @@ def _start(name: str, workdir: Path) -> DemoPlatform:
 @click.option("--workers", default=2, show_default=True, type=click.IntRange(0, 50),
               help="Workers per platform.")
 @click.option("--platforms", metavar="LIST",
-              help="Comma-separated, from aws,proxmox,vmware (default: aws plus every "
+              help="Comma-separated, each once, from aws,proxmox,vmware (default: aws plus every "
               "platform whose emulator is installed). Control planes go to the first.")
 @click.option("--keep", is_flag=True,
               help="Leave the emulators, config and machines in place to explore.")
 @click.option("--dir", "directory", type=click.Path(path_type=Path),
               help="Work directory (default: a new temporary one).")
-@click.option("--timeout", default=300.0, show_default=True, help="Seconds to converge.")
+@click.option("--timeout", default=300.0, show_default=True,
+              help="Seconds each wait may take: the machines to converge, then to be "
+              "destroyed again.")
 @handle_errors
 def demo(control_planes: int, workers: int, platforms: str | None, keep: bool,
          directory: Path | None, timeout: float) -> None:
@@ -233,24 +247,23 @@ def demo(control_planes: int, workers: int, platforms: str | None, keep: bool,
         from talprov.demo_platforms.aws import fake_credentials
     except ImportError:
         fail("the demo needs the demo extra: pip install 'talprov[demo]'")
-    try:
-        names, skipped = choose_platforms(platforms)
-    except ValueError as exc:
-        fail(f"--platforms: {exc}")
-    for line in skipped:
-        click.echo(line, err=True)
+    names = _chosen(platforms)
     workdir = directory or Path(tempfile.mkdtemp(prefix="talprov-demo-"))
     workdir.mkdir(parents=True, exist_ok=True)
     refuse_foreign_files(workdir)
+    refuse_kept_demo(workdir)
     os.environ.update(fake_credentials())
     started: list[DemoPlatform] = []
     factory: DemoFactory | None = None
     app: App | None = None
     kept = ok = False
+    left: list[RequestRecord] = []
     try:
         factory = _start_factory(workdir)
+        _record(workdir, started, factory)
         for name in names:
             started.append(_start(name, workdir))
+            _record(workdir, started, factory)
         app = App(config_path=str(write_files(workdir, started, control_planes, workers,
                                               factory_url=factory.url)),
                   store_url=None)
@@ -260,7 +273,12 @@ def demo(control_planes: int, workers: int, platforms: str | None, keep: bool,
             kept = True
             _show_kept(workdir, started, factory)
         else:
-            _destroy(app)
+            left = _destroy(app, timeout)
+            if left:
+                # Stopping the emulators now would take the machines along while
+                # the store still records them: leave all of it as --keep does.
+                kept = True
+                _show_left(workdir, started, factory, left, timeout)
     finally:
         if app is not None:
             app.close()
@@ -269,10 +287,29 @@ def demo(control_planes: int, workers: int, platforms: str | None, keep: bool,
             if factory is not None:
                 factory.stop()
             _clean_up(started, workdir if directory is None else None)
+    if not kept:
+        # Every emulator is stopped: no later demo needs to look for them.
+        (workdir / EMULATORS_FILE).unlink(missing_ok=True)
+    if left:
+        fail(f"the demo's clean-up ran out of --timeout ({timeout:g}s) with "
+             f"{counted(len(left), 'machine request')} left (above)"
+             + ("" if ok else "; the cluster had not converged as expected either"),
+             EXIT_FAILED)
     if not ok:
         fail("the demo did not converge as expected", EXIT_FAILED)
     click.echo("demo finished: machines created and checked, and kept." if kept
                else "demo finished: machines created, checked and destroyed.", err=True)
+
+
+def _chosen(platforms: str | None) -> list[str]:
+    """The platforms to run (exit 2 on a bad ``--platforms``), each skipped one said."""
+    try:
+        names, skipped = choose_platforms(platforms)
+    except ValueError as exc:
+        fail(f"--platforms: {exc}")
+    for line in skipped:
+        click.echo(line, err=True)
+    return names
 
 
 def _clean_up(started: list[DemoPlatform], temporary: Path | None) -> None:
@@ -283,31 +320,63 @@ def _clean_up(started: list[DemoPlatform], temporary: Path | None) -> None:
         shutil.rmtree(temporary, ignore_errors=True)
 
 
-#: The throwaway AWS credentials moto accepts: the AWS driver finds none without
-#: them, so the commands a reader runs after ``--keep`` need them exported too.
-KEPT_AWS_CREDENTIALS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
+def refuse_kept_demo(workdir: Path) -> None:
+    """Exit 2 when ``workdir`` holds an earlier demo that was not cleaned up (its
+    store records machines, or its emulators still run), naming the command that
+    cleans it up; otherwise forget its stale record of emulators. Reads only what
+    it refuses, so the old demo stays usable."""
+    try:
+        kept = kept_demo(workdir)
+    except ValueError as exc:
+        fail(str(exc))
+    if not kept.empty:
+        fail(refusal(workdir, kept))
+    (workdir / EMULATORS_FILE).unlink(missing_ok=True)
 
 
 def kept_exports(workdir: Path, started: list[DemoPlatform]) -> dict[str, str]:
     """What a shell must export to use what ``--keep`` left: the config, and the
     AWS credentials when moto runs. Pure."""
-    from talprov.demo_platforms.aws import fake_credentials
+    return exports_for(workdir, aws=any(isinstance(p, AwsDemo) for p in started))
 
-    exports = {"TALPROV_CONFIG": str(workdir / "talprov.yaml")}
-    if any(isinstance(platform, AwsDemo) for platform in started):
-        exports.update({name: fake_credentials()[name] for name in KEPT_AWS_CREDENTIALS})
-    return exports
+
+def _record(workdir: Path, started: list[DemoPlatform], factory: DemoFactory) -> list[int]:
+    """Record the emulators running, as each starts: should this process die
+    without stopping them, a later demo in ``workdir`` finds them. Their pids."""
+    pids = [*(p.pid() for p in started), factory.pid()]
+    record_emulators(workdir, pids, [p.name for p in started])
+    return pids
+
+
+def _keep_running(workdir: Path, started: list[DemoPlatform],
+                  factory: DemoFactory) -> tuple[str, list[int]]:
+    """The emulators left running: (one line each, their pids)."""
+    hints = "\n  ".join([*(p.keep_hint() for p in started), factory.keep_hint()])
+    return hints, _record(workdir, started, factory)
 
 
 def _show_kept(workdir: Path, started: list[DemoPlatform], factory: DemoFactory) -> None:
-    hints = "\n  ".join([*(p.keep_hint() for p in started), factory.keep_hint()])
-    pids = [*(p.pid() for p in started), factory.pid()]
+    hints, pids = _keep_running(workdir, started, factory)
     exports = " ".join(f"{name}={value}" for name, value in kept_exports(workdir, started).items())
     click.echo(
         f"\nkept:\n  {hints}\nto use them, in a shell:\n  cd {workdir}\n  export {exports}\n"
         f"  talprov status demo; talprov machine list\nwhen done:\n"
         f"  talprov destroy demo --wait --yes; kill {' '.join(str(pid) for pid in pids)}",
         err=True)
+
+
+def _show_left(workdir: Path, started: list[DemoPlatform], factory: DemoFactory,
+               left: list[RequestRecord], timeout: float) -> None:
+    """What a clean-up that ran out of ``timeout`` left: each request not yet
+    destroyed, the emulators holding its machine, and the command that finishes."""
+    hints, pids = _keep_running(workdir, started, factory)
+    requests = "\n  ".join(f"{r.request.id} ({r.request.provider}, "
+                           f"{r.infra_id or 'no machine yet'}, {r.stage.value})" for r in left)
+    command = clean_up_command(workdir, kept_exports(workdir, started), pids)
+    click.echo(
+        f"\nthe clean-up ran out of --timeout ({timeout:g}s); left in {workdir}:\n"
+        f"  {requests}\nand the emulators holding them, still running:\n  {hints}\n"
+        f"to finish the clean-up, in a shell:\n  {command}", err=True)
 
 
 def _run(app: App, workdir: Path, started: list[DemoPlatform], control_planes: int,
@@ -352,10 +421,18 @@ def show_results(rows: list[dict[str, Any]]) -> None:
     emit(narrow, "table", columns=NARROW_COLUMNS, title=title)
 
 
-def _destroy(app: App) -> None:
+def _destroy(app: App, timeout: float) -> list[RequestRecord]:
+    """Destroy the cluster, waiting at most ``timeout`` seconds; the requests
+    left then (none when every machine is gone)."""
     click.echo("destroying the cluster...", err=True)
     scaler = scaler_for(app)
     scaler.destroy("demo")
-    if not wait_destroyed(app, scaler, "demo", 300):
-        fail("demo machines were not all removed", EXIT_FAILED)
+    if not wait_destroyed(app, scaler, "demo", timeout):
+        left = scaler.records("demo")
+        if left:
+            return left
+        # Every machine is gone; only the cluster's record was not forgotten in
+        # time. Forgotten here, or a later demo in this --dir would refuse it.
+        app.store.delete_cluster("demo")
     click.echo("all demo machines removed.", err=True)
+    return []

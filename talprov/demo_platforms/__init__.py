@@ -86,8 +86,8 @@ def choose_platforms(requested: str | None) -> tuple[list[str], list[str]]:
     """(platforms to run, one line per extra platform skipped and why).
 
     Without ``requested`` (a comma-separated list): aws plus every platform whose
-    emulator is present. Raises ``ValueError`` for an unknown platform or one
-    asked for by name that cannot run here.
+    emulator is present. Raises ``ValueError`` for an unknown platform, one named
+    twice, or one asked for by name that cannot run here.
     """
     if requested is None:
         chosen, skipped = ["aws"], []
@@ -98,7 +98,13 @@ def choose_platforms(requested: str | None) -> tuple[list[str], list[str]]:
             else:
                 skipped.append(f"{name}: skipped: {reason}")
         return chosen, skipped
-    names = {n.strip() for n in requested.split(",") if n.strip()}
+    listed = [n.strip() for n in requested.split(",") if n.strip()]
+    # A set would hide a name given twice: refuse it, as a typo may be behind it.
+    twice = sorted({n for n in listed if listed.count(n) > 1})
+    if twice:
+        raise ValueError(f"{', '.join(twice)} {'is' if len(twice) == 1 else 'are'} "
+                         "named twice; name each platform once")
+    names = set(listed)
     unknown = sorted(names - set(PLATFORMS))
     if unknown or not names:
         raise ValueError(f"unknown {', '.join(unknown) or '(none given)'}; "

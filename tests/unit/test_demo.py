@@ -179,3 +179,15 @@ def test_keep_prints_one_export_line_with_the_config_and_the_aws_credentials(
     assert "AWS_ACCESS_KEY_ID=testing" in line
     assert f"TALPROV_CONFIG={tmp_path / 'talprov.yaml'}" in line
     assert "kill 4242 4343" in printed
+
+
+def test_a_platform_named_twice_is_a_usage_error(tmp_path: Path) -> None:
+    """QA: `--platforms aws,aws` ran the demo as if aws had been named once."""
+    with pytest.raises(ValueError, match=r"^aws is named twice"):
+        choose_platforms("aws,aws")
+    with pytest.raises(ValueError, match=r"^aws is named twice"):
+        choose_platforms("aws, proxmox ,aws")
+    code, output = run_demo(tmp_path, "--platforms", "aws,aws")
+    assert code == 2, output
+    assert "talprov: error: --platforms: aws is named twice; name each platform once" in output
+    assert "starting" not in output  # nothing was started

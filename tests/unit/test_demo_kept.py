@@ -1,0 +1,214 @@
+"""What `talprov demo` leaves behind, and a later demo in the same --dir (QA).
+
+A kept demo (--keep, or a clean-up that ran out of --timeout) is its store and
+its emulators, still running. A later demo in that directory used to rewrite
+its config and carry on in its store, stranding its machines; and the clean-up
+waited its own 300 s whatever --timeout said.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from talprov.cli.demo_kept import EMULATORS_FILE, kept_demo, record_emulators, refusal
+from talprov.store import Store
+from tests.unit import test_demo as runs
+
+# talprov.cli's attribute `demo` is the command; the module is patched.
+demo_command = importlib.import_module("talprov.cli.demo")
+SMALL = ("--platforms", "aws", "--control-planes", "1", "--workers", "0")
+
+
+def recorded_pids(workdir: Path) -> list[int]:
+    import json
+
+    return [e["pid"] for e in json.loads((workdir / EMULATORS_FILE).read_text())["emulators"]]
+
+
+def alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+def wait_gone(pids: list[int]) -> list[int]:
+    """Those of ``pids`` still alive 20 s after they were sent SIGTERM (the
+    clean-up's `kill` returns before they exit)."""
+    deadline = time.monotonic() + 20
+    while any(alive(pid) for pid in pids) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return [pid for pid in pids if alive(pid)]
+
+
+@pytest.fixture
+def kill_left_over() -> Iterator[list[int]]:
+    """Pids to kill after the test, should it fail before its clean-up command ran."""
+    pids: list[int] = []
+    yield pids
+    for pid in pids:
+        if alive(pid):
+            os.kill(pid, signal.SIGKILL)
+
+
+def run_clean_up(command: str, tmp_path: Path) -> subprocess.CompletedProcess[str]:
+    """Run the printed clean-up line as a reader would, talprov on the PATH."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "TALPROV_"))}
+    env.update(HOME=str(tmp_path), TMPDIR=str(tmp_path),
+               PATH=f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}")
+    return subprocess.run(["bash", "-c", command], env=env, capture_output=True, text=True,
+                          timeout=120, check=False)
+
+
+def line_after(output: str, heading: str) -> str:
+    """The line after the one ending with ``heading``."""
+    lines = output.splitlines()
+    [at] = [n for n, line in enumerate(lines) if line.endswith(heading)]
+    return lines[at + 1].strip()
+
+
+def test_a_dir_holding_a_kept_demo_is_refused_until_cleaned_up(
+        tmp_path: Path, kill_left_over: list[int]) -> None:
+    workdir = tmp_path / "kept"
+    code, output = runs.run_demo(tmp_path, *SMALL, "--keep", "--dir", str(workdir))
+    assert code == 0, output
+    [kill] = [line for line in output.splitlines() if "talprov destroy demo" in line]
+    pids = [int(pid) for pid in kill.split("kill ", 1)[1].split()]
+    kill_left_over.extend(pids)
+    config = (workdir / "talprov.yaml").read_bytes()
+
+    code, output = runs.run_demo(tmp_path, *SMALL, "--dir", str(workdir))
+    assert code == 2, output
+    assert (f"talprov: error: --dir {workdir} holds an earlier demo that was not cleaned "
+            "up: its store records cluster demo and 1 machine request, and its emulators "
+            f"still run (pids {' '.join(map(str, pids))}); a new demo there would strand "
+            "its machines.") in output
+    assert "starting" not in output  # nothing started, nothing written
+    assert (workdir / "talprov.yaml").read_bytes() == config
+    assert all(alive(pid) for pid in pids)
+    assert recorded_pids(workdir) == pids
+
+    command = line_after(output, "Clean it up first (or pick another --dir):")
+    assert command.endswith(f"talprov destroy demo --wait --yes && kill {' '.join(map(str, pids))}")
+    cleaned = run_clean_up(command, tmp_path)
+    assert cleaned.returncode == 0, cleaned.stdout + cleaned.stderr
+    assert wait_gone(pids) == []
+    assert runs.processes_mentioning(tmp_path) == []
+    assert kept_demo(workdir).empty
+
+    code, output = runs.run_demo(tmp_path, *SMALL, "--dir", str(workdir))
+    assert code == 0, output
+    assert "demo finished: machines created, checked and destroyed." in output
+    assert not (workdir / EMULATORS_FILE).exists()
+    assert kept_demo(workdir).empty
+    assert runs.processes_mentioning(tmp_path) == []
+
+
+def test_a_clean_up_that_runs_out_of_timeout_says_what_is_left_and_how_to_finish(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, kill_left_over: list[int]) -> None:
+    """The wait for the destruction is given --timeout (it used to wait 300 s
+    whatever --timeout said); when it runs out, nothing is stopped under the
+    machines: what is left is listed with the line that finishes the clean-up."""
+    waits: list[float] = []
+
+    def runs_out(_app: object, _scaler: object, name: str, timeout: float) -> bool:
+        assert name == "demo"
+        waits.append(timeout)
+        return False  # the deadline passed with every machine still there
+
+    monkeypatch.setattr(demo_command, "wait_destroyed", runs_out)
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION"):
+        monkeypatch.setenv(name, "x")  # the demo sets them: put back after the test
+    workdir = tmp_path / "demo"
+    from talprov.cli import cli
+
+    result = CliRunner().invoke(cli, ["demo", *SMALL, "--dir", str(workdir),
+                                      "--timeout", "45"])
+    output = result.output  # stdout and stderr, as a terminal shows them
+    pids = recorded_pids(workdir) if (workdir / EMULATORS_FILE).exists() else []
+    kill_left_over.extend(pids)
+    assert waits == [45.0]
+    assert result.exit_code == 1, output
+    assert f"the clean-up ran out of --timeout (45s); left in {workdir}:" in output
+    with Store(f"sqlite:///{workdir / 'state.db'}") as store:
+        left = store.list_requests()
+    assert len(left) == 1
+    for record in left:
+        assert (f"  {record.request.id} (aws-demo, {record.infra_id}, "
+                f"{record.stage.value})") in output.splitlines()
+    assert ("talprov: error: the demo's clean-up ran out of --timeout (45s) with "
+            "1 machine request left (above)") in output
+    assert len(pids) == 2  # moto and the factory
+    assert all(alive(pid) for pid in pids)
+
+    command = line_after(output, "to finish the clean-up, in a shell:")
+    cleaned = run_clean_up(command, tmp_path)
+    assert cleaned.returncode == 0, cleaned.stdout + cleaned.stderr
+    assert wait_gone(pids) == []
+    assert kept_demo(workdir).empty
+
+
+def test_records_whose_emulators_are_gone_are_named_with_the_file_to_remove(
+        tmp_path: Path) -> None:
+    with Store(f"sqlite:///{tmp_path / 'state.db'}") as store:
+        store.migrate()
+        store.put_cluster("demo", {"kind": "Cluster"})
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    record_emulators(tmp_path, [dead.pid], ["aws"])
+    kept = kept_demo(tmp_path)
+    assert (kept.clusters, kept.requests, kept.running) == (["demo"], 0, [])
+    assert refusal(tmp_path, kept) == (
+        f"--dir {tmp_path} holds an earlier demo that was not cleaned up: its store "
+        "records cluster demo; none of its emulators runs any more, and its machines "
+        f"went with them: remove {tmp_path / 'state.db'} (those records) to use the "
+        "directory again, or pick another --dir")
+    (tmp_path / EMULATORS_FILE).unlink()
+    # No record of emulators: an older talprov's demo, or a store that is no
+    # demo's at all (a user's own): never to be removed on a guess.
+    assert refusal(tmp_path, kept_demo(tmp_path)) == (
+        f"--dir {tmp_path} holds a store, {tmp_path / 'state.db'}, that records cluster "
+        "demo but no emulators.json: it is not a demo's of this talprov (an older "
+        "talprov's demo, or no demo at all), and the demo will not use it. Pick another "
+        "--dir; or, if it is an old demo's, stop the emulators its --keep printed and "
+        f"remove {tmp_path / 'state.db'}")
+    (tmp_path / "state.db").write_text("not a database")
+    with pytest.raises(ValueError, match=r"state.db: cannot read: file is not a database"):
+        kept_demo(tmp_path)
+    assert (tmp_path / "state.db").read_text() == "not a database"  # never written
+    (tmp_path / "state.db").unlink()
+    assert kept_demo(tmp_path).empty
+
+
+def test_emulators_still_running_are_named_even_with_nothing_recorded(tmp_path: Path) -> None:
+    """A demo killed before it could stop its emulators (they are recorded as
+    each starts): the next one names them, the store being empty."""
+    emulator = subprocess.Popen(["sleep", "60"])
+    try:
+        record_emulators(tmp_path, [emulator.pid], ["proxmox"])
+        kept = kept_demo(tmp_path)
+        assert (kept.clusters, kept.requests, kept.running, kept.aws) == (
+            [], 0, [emulator.pid], False)
+        assert refusal(tmp_path, kept) == (
+            f"--dir {tmp_path} holds an earlier demo that was not cleaned up: its "
+            f"emulators still run (pids {emulator.pid}); a new demo there would strand "
+            f"them. Clean it up first (or pick another --dir):\n  kill {emulator.pid}")
+        # The same pid with another start time is another process: not taken for it.
+        record = (tmp_path / EMULATORS_FILE).read_text()
+        (tmp_path / EMULATORS_FILE).write_text(record.replace('"started": "',
+                                                              '"started": "1'))
+        assert kept_demo(tmp_path).empty
+    finally:
+        emulator.kill()
+        emulator.wait()
