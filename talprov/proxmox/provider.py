@@ -49,6 +49,7 @@ from talprov.proxmox.placement import (
     set_members_per_node,
 )
 from talprov.proxmox.power import PowerSteps, adopt, recorded_vm, task_poll
+from talprov.proxmox.second_vms import SecondVms
 from talprov.proxmox.state import ProxmoxState
 from talprov.proxmox.tags import UUID_KEY, decode_tags, encode_tags, notes, owned_by, tag_value
 from talprov.proxmox.vm import create_params, machine_from_resource
@@ -91,6 +92,8 @@ class ProxmoxProvider:
         self._vmids = VmidBook(runtime.clock, config.task_timeout)
         self._deprovisioner = Deprovisioner(self.client, config, self._request_vms, self._vmids)
         self._power = PowerSteps(self.client, config, self._vm_resources, self._request_vms)
+        self._second_vms = SecondVms(self.client, self._vm_resources, runtime.clock,
+                                     runtime.sleep)
 
     def __repr__(self) -> str:
         return f"ProxmoxProvider({self.name!r}, {self.client.base_url})"
@@ -135,6 +138,16 @@ class ProxmoxProvider:
             if item.get("type") == "qemu" and owned_by(marks, owner):
                 machines.append(machine_from_resource(item, marks))
         return machines
+
+    def remove_second_machine(self, owner: Owner, machine: Machine, kept: str) -> str | None:
+        """Stop hard and delete (with its disks) a second VM of a request, which the
+        reconciler found listed beside ``kept``, the VM the request records
+        (``RemovesSecondMachines``; ``talprov.proxmox.second_vms``). Refuses (None)
+        unless both VMs are listed (one read), carry ``owner``'s and the request's
+        tags and are no templates, and the second is not locked; None too when it
+        is gone. Idempotent. Raises ``AuthError``, ``Transient`` or ``TaskFailed``.
+        """
+        return self._second_vms.remove(owner, machine, kept)
 
     def check_request(self, request: MachineRequest) -> None:
         """Pre-flight (no API call): the machine config renders as user-data, the VM
