@@ -61,7 +61,6 @@ from talprov.talos.join import check_user_data
 log = logging.getLogger(__name__)
 
 Ctx = StepContext[ProxmoxMachineData, ProxmoxState]
-Resources = Sequence[Mapping[str, Any]]
 #: VMID collisions tolerated within one ensure-vm run before backing off.
 MAX_VMID_ATTEMPTS = 5
 
