@@ -30,7 +30,6 @@ from talprov.providers.types import (
     Health,
     Machine,
     MachineRequest,
-    MachineState,
     Owner,
     Retry,
     StepResult,
@@ -49,6 +48,8 @@ from talprov.proxmox.placement import (
     nodes_from_resources,
     set_members_per_node,
 )
+from talprov.proxmox.power import PowerSteps, adopt, recorded_vm, task_poll
+from talprov.proxmox.second_vms import SecondVms
 from talprov.proxmox.state import ProxmoxState
 from talprov.proxmox.tags import UUID_KEY, decode_tags, encode_tags, notes, owned_by, tag_value
 from talprov.proxmox.vm import create_params, machine_from_resource
@@ -60,11 +61,6 @@ from talprov.talos.join import check_user_data
 log = logging.getLogger(__name__)
 
 Ctx = StepContext[ProxmoxMachineData, ProxmoxState]
-Resources = Sequence[Mapping[str, Any]]
-#: Seconds before the first look at a create or start task; later looks wait half
-#: the time the step has waited so far, up to ``poll_interval`` (PVE's creates and
-#: starts take from a fraction of a second to minutes).
-FIRST_TASK_POLL = 0.1
 #: VMID collisions tolerated within one ensure-vm run before backing off.
 MAX_VMID_ATTEMPTS = 5
 
@@ -94,6 +90,9 @@ class ProxmoxProvider:
         self._isos = IsoSteps(self.client, config, runtime, resolve)
         self._vmids = VmidBook(runtime.clock, config.task_timeout)
         self._deprovisioner = Deprovisioner(self.client, config, self._request_vms, self._vmids)
+        self._power = PowerSteps(self.client, config, self._vm_resources, self._request_vms)
+        self._second_vms = SecondVms(self.client, self._vm_resources, runtime.clock,
+                                     runtime.sleep)
 
     def __repr__(self) -> str:
         return f"ProxmoxProvider({self.name!r}, {self.client.base_url})"
@@ -139,6 +138,16 @@ class ProxmoxProvider:
                 machines.append(machine_from_resource(item, marks))
         return machines
 
+    def remove_second_machine(self, owner: Owner, machine: Machine, kept: str) -> str | None:
+        """Stop hard and delete (with its disks) a second VM of a request, which the
+        reconciler found listed beside ``kept``, the VM the request records
+        (``RemovesSecondMachines``; ``talprov.proxmox.second_vms``). Refuses (None)
+        unless both VMs are listed (one read), carry ``owner``'s and the request's
+        tags and are no templates, and the second is not locked; None too when it
+        is gone. Idempotent. Raises ``AuthError``, ``Transient`` or ``TaskFailed``.
+        """
+        return self._second_vms.remove(owner, machine, kept)
+
     def check_request(self, request: MachineRequest) -> None:
         """Pre-flight (no API call): the machine config renders as user-data, the VM
         can run the request's arch and the factory has its nocloud image.
@@ -176,8 +185,8 @@ class ProxmoxProvider:
             Step.batched("ensure-iso", self._isos.ensure_iso_batch, needs_listing=False),
             Step.batched("ensure-seed", self._ensure_seed_batch, needs_listing=False),
             Step.batched("ensure-vm", self._ensure_vm_batch, creates_machine=True),
-            Step.batched("start-vm", self._start_vm_batch),
-            Step.batched("wait-running", self._wait_running_batch,
+            Step.batched("start-vm", self._power.start_vm_batch),
+            Step.batched("wait-running", self._power.wait_running_batch,
                          timeout=self.config.running_timeout),
         ]
 
@@ -203,49 +212,11 @@ class ProxmoxProvider:
                 self._vmids.release(ctx.state.vmid)
         return outcomes
 
-    def _start_vm_batch(self, ctxs: Sequence[Ctx]) -> list[StepResult | BaseException]:
-        listing = self._listing()
-        if len(ctxs) == 1:
-            return [self._start_vm(ctxs[0], listing)]
-        just_started: set[str] = set()
-        outcomes = side_by_side(lambda ctx: self._start_vm(ctx, listing, just_started), ctxs)
-        if not just_started:
-            return outcomes
-        # One listing tells which of the VMs just started run already (an idle node
-        # starts one in a moment): only the others' start tasks are read.
-        try:
-            running = {int(i["vmid"]) for i in self._vm_resources()
-                       if i.get("status") == "running"}
-        except ProviderError:
-            running = set()  # then every start task is read
-        looked = side_by_side(lambda ctx: None if ctx.state.vmid in running
-                              else self._started(ctx, ctx.state.start_task or ""),
-                              [c for c in ctxs if c.request.id in just_started])
-        for index, ctx in enumerate(ctxs):
-            if ctx.request.id in just_started:
-                outcomes[index] = looked.pop(0)
-                if outcomes[index] is None:
-                    ctx.state.start_task = None
-        return outcomes
-
-    def _wait_running_batch(self, ctxs: Sequence[Ctx]) -> list[StepResult | BaseException]:
-        listing = self._listing()
-        return side_by_side(lambda ctx: self._wait_running(ctx, listing), ctxs)
-
-    def _task_poll(self, ctx: Ctx) -> float:
-        """When to look at a running task again: soon at first, then less often."""
-        return min(self.config.poll_interval, max(FIRST_TASK_POLL, ctx.elapsed() / 2))
-
     def _identify(self, ctx: Ctx) -> None:
         if ctx.state.machine_uuid is None:
             ctx.state.machine_uuid = vm.machine_uuid(
                 ctx.owner.installation, ctx.owner.instance, ctx.request.id
             )
-
-    def _adopt(self, ctx: Ctx, item: Mapping[str, Any]) -> None:
-        ctx.state.vmid = int(item["vmid"])
-        ctx.state.infra_id = str(item["vmid"])
-        ctx.state.node = str(item["node"])
 
     def _place_batch(self, ctxs: Sequence[Ctx]) -> list[StepResult | BaseException]:
         """Choose node and storage for every request of the pass with one cluster read.
@@ -278,7 +249,7 @@ class ProxmoxProvider:
         existing = self._request_vms(ctx.owner, ctx.request.id, resources)
         group = set_group(ctx.request.labels)
         if existing:
-            self._adopt(ctx, existing[0])
+            adopt(ctx, existing[0])
             node = str(existing[0]["node"])
         elif data.node is not None:
             node = given_node(nodes, data.node)
@@ -347,7 +318,8 @@ class ProxmoxProvider:
         existing = self._request_vms(ctx.owner, ctx.request.id, resources)
         if existing:
             self._vmids.release_request(ctx.request.id)
-            self._adopt(ctx, existing[0])
+            # The VM the state records, when listed, before a second one of lower VMID.
+            adopt(ctx, recorded_vm(existing, state.vmid) or existing[0])
             return None
         # A VM still being created carries no tags yet: if one is in flight on
         # this cluster it may be ours from before a crash, so wait for it. Creates
@@ -409,7 +381,7 @@ class ProxmoxProvider:
             if not self.client.task_done(state.node, task, f"create VM {state.vmid}"):
                 if state.vmid is not None:  # still ours: keep (or, after a restart, put back)
                     self._vmids.hold(state.vmid, ctx.request.id)
-                return Retry(self._task_poll(ctx), "VM create task running")
+                return Retry(task_poll(ctx, self.config.poll_interval), "VM create task running")
         except VmidTaken:
             self._vmids.release(state.vmid)
             state.create_task = None
@@ -427,57 +399,6 @@ class ProxmoxProvider:
         state.infra_id = str(state.vmid)
         return None
 
-    def _status(self, ctx: Ctx, resources: Resources) -> tuple[str, str]:
-        """(node, status) of the request's VM in ``resources``, wherever it runs now."""
-        found = self._request_vms(ctx.owner, ctx.request.id, resources)
-        if not found:
-            raise Transient(f"VM {ctx.state.vmid} is not listed (yet)", retry_after=5.0)
-        self._adopt(ctx, found[0])
-        return str(found[0]["node"]), str(found[0].get("status"))
-
-    def _start_vm(self, ctx: Ctx, listing: OnceValue[list[Mapping[str, Any]]],
-                  just_started: set[str] | None = None) -> StepResult:
-        """Start the VM (once) and wait for its start task. Idempotent.
-
-        With ``just_started`` a start posted now is not looked at: the request's
-        id is added and the batch looks (see ``_start_vm_batch``)."""
-        state = ctx.state
-        if _own_running(ctx):
-            state.start_task = None
-            return None
-        if state.start_task is not None:
-            return self._started(ctx, state.start_task)
-        node, status = self._status(ctx, listing())
-        if status == "running":
-            return None
-        upid = self.client.post(f"start VM {state.vmid}",
-                                f"nodes/{node}/qemu/{state.vmid}/status/start")
-        state.start_task = str(upid)
-        ctx.event(f"starting VM {state.vmid} on node {node}")
-        if just_started is not None:
-            just_started.add(ctx.request.id)
-            return None  # (replaced by the batch's look)
-        # Looked at at once, as the create task is.
-        return self._started(ctx, state.start_task)
-
-    def _started(self, ctx: Ctx, task: str) -> StepResult:
-        """Done once the start task ended well; a Retry while it runs."""
-        state = ctx.state
-        assert state.node
-        if not self.client.task_done(state.node, task, f"start VM {state.vmid}"):
-            return Retry(self._task_poll(ctx), "VM start task running")
-        state.start_task = None
-        return None
-
-    def _wait_running(self, ctx: Ctx, listing: OnceValue[list[Mapping[str, Any]]]) -> StepResult:
-        """Done when PVE reports the VM running; fails after ``running_timeout``."""
-        if _own_running(ctx):
-            return None
-        _node, status = self._status(ctx, listing())
-        if status == "running":
-            return None
-        return Retry(self._task_poll(ctx), f"VM {ctx.state.vmid} is {status}")
-
     # -- deprovision ----------------------------------------------------------
 
     def deprovision(self, ctx: StepContext[Any, Any]) -> StepResult:
@@ -488,12 +409,3 @@ class ProxmoxProvider:
         """
         return self._deprovisioner.run(cast(Ctx, ctx))
 
-
-def _own_running(ctx: Ctx) -> bool:
-    """Whether the listed machine the pass handed the step runs and is the VM the
-    state records: a request that recorded none when the listing was taken gets
-    the last listed VM of its marks, maybe another (a create started again). Pure."""
-    observed = ctx.observed
-    return (observed is not None and ctx.state.infra_id is not None
-            and observed.infra_id == ctx.state.infra_id
-            and observed.state == MachineState.RUNNING)
