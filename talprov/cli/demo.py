@@ -23,6 +23,7 @@ import yaml
 
 from talprov.cli.app import EXIT_FAILED, App, fail, handle_errors, stdin_is_terminal
 from talprov.cli.cluster import converge, scaler_for, wait_destroyed
+from talprov.cli.numbers import WAIT_SECONDS
 from talprov.cli.output import emit, least_width, terminal_width
 from talprov.demo_platforms import (
     COLUMNS,
@@ -220,7 +221,8 @@ def _start(name: str, workdir: Path) -> DemoPlatform:
               help="Leave the emulators, config and machines in place to explore.")
 @click.option("--dir", "directory", type=click.Path(path_type=Path),
               help="Work directory (default: a new temporary one).")
-@click.option("--timeout", default=300.0, show_default=True, help="Seconds to converge.")
+@click.option("--timeout", default=300.0, show_default=True, type=WAIT_SECONDS,
+              help=f"Seconds to converge, {WAIT_SECONDS.range_text()}.")
 @handle_errors
 def demo(control_planes: int, workers: int, platforms: str | None, keep: bool,
          directory: Path | None, timeout: float) -> None:

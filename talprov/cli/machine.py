@@ -21,6 +21,7 @@ from talprov.cli.app import (
     pass_app,
     say,
 )
+from talprov.cli.numbers import RECONCILE_INTERVAL, WAIT_SECONDS
 from talprov.cli.output import emit, output_option, watch, watch_option
 from talprov.cli.waiting import WAIT_TIMEOUT_HELP, WaitProgress, interruptible
 from talprov.errors import ConfigError, did_you_mean
@@ -98,7 +99,8 @@ def _wait_for(app: App, request_id: str, target: tuple[Stage, ...], timeout: flo
               help="Request file (YAML).")
 @click.option("--wait/--no-wait", default=False,
               help="Run the reconciler here until the request is provisioned or failed.")
-@click.option("--timeout", default=1800.0, show_default=True, help=WAIT_TIMEOUT_HELP)
+@click.option("--timeout", default=1800.0, show_default=True, type=WAIT_SECONDS,
+              help=WAIT_TIMEOUT_HELP)
 @output_option
 @pass_app
 @handle_errors
@@ -189,7 +191,8 @@ def get(app: App, request_id: str, events: bool, output: str) -> None:
 @machine.command("delete")
 @click.argument("request_id")
 @click.option("--wait/--no-wait", default=False, help="Run the reconciler until it is gone.")
-@click.option("--timeout", default=900.0, show_default=True, help=WAIT_TIMEOUT_HELP)
+@click.option("--timeout", default=900.0, show_default=True, type=WAIT_SECONDS,
+              help=WAIT_TIMEOUT_HELP)
 @output_option
 @pass_app
 @handle_errors
@@ -281,8 +284,10 @@ def retry(app: App, request_id: str, output: str) -> None:
 
 @click.command()
 @click.option("--once", is_flag=True, help="Run a single round and exit.")
-@click.option("--interval", default=5.0, show_default=True,
-              help="Longest wait between rounds; a round starts sooner when a request is due.")
+@click.option("--interval", default=5.0, show_default=True, type=RECONCILE_INTERVAL,
+              help="Longest wait between rounds, in seconds "
+                   f"({RECONCILE_INTERVAL.range_text()}, as service.reconcile_interval); "
+                   "a round starts sooner when a request is due.")
 @output_option
 @pass_app
 @handle_errors
