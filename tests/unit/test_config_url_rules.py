@@ -38,6 +38,9 @@ VC = {"type": "vmware", "username": "talprov@vsphere.local", "password": "secret
      "auth.auth_url", "no user or password"),
     ({"type": "openstack", "auth": {"auth_url": "https://keystone.example/v3/%ZZ"}},
      "auth.auth_url", "percent"),
+    # QA: an empty url was "expected an http(s) URL with a host, e.g. https://".
+    ({**PVE, "url": ""}, "url", "empty: expected an http(s) URL with a host, e.g. https://"),
+    ({**PVE, "url": "  "}, "url", "empty"),
 ])
 def test_a_provider_url_or_ca_file_that_cannot_be_used_is_refused_on_load(
         home: Home, block: dict[str, Any], field: str, words: str) -> None:
@@ -49,6 +52,7 @@ def test_a_provider_url_or_ca_file_that_cannot_be_used_is_refused_on_load(
         assert_usage_error(result.exit_code, said, f"providers.p.{field}", words)
         assert SECRET not in said
         assert "https://ftp://" not in said
+        assert not said.rstrip().endswith("https://")
 
 
 @pytest.mark.parametrize(("factory", "field", "words"), [
@@ -60,6 +64,9 @@ def test_a_provider_url_or_ca_file_that_cannot_be_used_is_refused_on_load(
     ({"url": "ftp://factory.example"}, "url", "not ftp://"),
     ({"url": "factory.example"}, "url", "e.g. https://factory.example"),
     ({"url": "https://factory.example", "ca_file": ""}, "ca_file", "empty"),
+    # QA: it said "e.g. https://", which is no example of anything.
+    ({"url": ""}, "url", "empty: leave the setting out for https://factory.talos.dev"),
+    ({"url": " "}, "url", "or give a mirror's URL, e.g. https://factory.example.com"),
 ])
 def test_a_factory_url_or_ca_file_that_cannot_be_used_is_refused_on_load(
         home: Home, factory: dict[str, str], field: str, words: str) -> None:
@@ -70,6 +77,7 @@ def test_a_factory_url_or_ca_file_that_cannot_be_used_is_refused_on_load(
         assert_usage_error(result.exit_code, said, f"image_factory.{field}", words)
         assert SECRET not in said
         assert "https://ftp://" not in said
+        assert not said.rstrip().endswith("https://")
 
 
 def test_a_factory_url_with_a_trailing_slash_and_credentials_is_still_fine(home: Home) -> None:
