@@ -9,9 +9,11 @@ without a word; Proxmox refuses it since 683d434) -- and any other provider url.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from tests.helpers import Home
 from tests.unit.test_cli import assert_usage_error
@@ -92,3 +94,25 @@ def test_a_factory_mirror_under_a_path_prefix_is_fine(home: Home, url: str) -> N
     # a mirror's own folder may be called "image".
     home.write_config(image_factory={"url": url})
     assert home.invoke("machine", "list").exit_code == 0
+
+
+def test_a_boot_url_with_credentials_says_why_bare_metal_takes_none(home: Home,
+                                                                   tmp_path: Path) -> None:
+    # QA: the message named "its username and password, token or credentials",
+    # settings a bare-metal instance does not have.
+    block = {"type": "baremetal", "inventory": str(tmp_path / "inv.sqlite"),
+             "boot_url": f"http://boot:{SECRET}@10.0.0.5:8081"}
+    home.providers = {"p": block}
+    home.write_config()
+    result = home.invoke("config", "check")
+    said = result.output
+    assert_usage_error(result.exit_code, said, "providers.p.boot_url", "no user or password",
+                       "asks machines for none", "--bmc-user")
+    assert "token or credentials" not in said
+    assert SECRET not in said
+    # The same rule for a --file block, which no talprov.yaml check sees.
+    path = tmp_path / "bm.yaml"
+    path.write_text(yaml.safe_dump({k: v for k, v in block.items() if k != "type"}))
+    result = home.invoke("baremetal", "--file", str(path), "list")
+    assert_usage_error(result.exit_code, result.output, "boot_url", "asks machines for none")
+    assert SECRET not in result.output
