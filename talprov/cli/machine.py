@@ -252,12 +252,31 @@ def forget(app: App, request_id: str, reason: str, actor: str) -> None:
     left where it is (a bare-metal machine stays held, not wiped, until
     `talprov baremetal release NAME`).
     """
-    if app.store.get_request(request_id) is None:
+    record = app.store.get_request(request_id)
+    if record is None:
         fail(f"request {request_id} not found", EXIT_FAILED)
     app.store.forget_request(request_id, actor=actor, reason=reason)
-    say(f"request {request_id}: forgotten (audited as {actor}: {reason}); any machine it "
-        "had is left in place (bare metal: `talprov baremetal release NAME` frees it)",
-        request_id=request_id)
+    say(f"request {request_id}: forgotten (audited as {actor}: {reason}); "
+        f"{_left_behind(app, record)}", request_id=request_id)
+
+
+def _left_behind(app: App, record: RequestRecord) -> str:
+    """What a forgotten request leaves, in words: a bare-metal machine stays held
+    until `baremetal release`; any other machine is no longer talprov's to remove
+    (QA: every forget named `baremetal release`). An instance no longer configured
+    gets no bare-metal advice: its type is not known."""
+    block = app.config.config.providers.get(record.request.provider)
+    if block is not None and block.type == "baremetal":
+        if record.infra_id:  # the machine's name in the inventory
+            return (f"its bare-metal machine {record.infra_id} stays held, not wiped, until "
+                    f"`talprov baremetal release {record.infra_id}` frees it")
+        return ("its bare-metal machine, if it holds one, stays held, not wiped, until "
+                "`talprov baremetal release NAME` frees it (`talprov baremetal list` "
+                "names it)")
+    machine = f"its machine {record.infra_id}" if record.infra_id else "any machine it had"
+    return (f"its provider was not called: {machine} is left as it is, and no talprov "
+            "command removes it any more: remove it with the provider's own tools if it "
+            "is not to stay")
 
 
 @machine.command("retry")
