@@ -367,6 +367,11 @@ def _check_factory_url(factory: ImageFactoryConfig, where: str) -> None:
     obvious), and a ``ca_file`` no TLS client could load (:func:`check_ca_files`).
     Raises ``ConfigError`` naming ``image_factory.url`` or ``.ca_file``. Reads the
     CA file."""
+    if not factory.url.strip():
+        # Left out, the setting has a default: say so, as an empty ca_file's message does.
+        raise ConfigError(f"{where}.url", f"empty: leave the setting out for "
+                          f"{DEFAULT_FACTORY_URL}, or give a mirror's URL, e.g. "
+                          "https://factory.example.com")
     _check_urls({"url": factory.url}, where)
     check_ca_files({"ca_file": factory.ca_file}, where)
     if not has_reference(factory.url) and _FACTORY_ENDPOINT.search(

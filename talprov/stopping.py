@@ -198,8 +198,9 @@ def _next_word(args: Iterator[str], valued: frozenset[str]) -> str | None:
 def sigterm_is_a_stop(command: str | None) -> None:
     """From now on, when ``command`` is one of :data:`SIGTERM_STOPPED_COMMANDS`, a
     SIGTERM that :func:`exit_interrupted` ends (while it starts up, even before it
-    said it listens) is its graceful stop: "stopped", exit 0, not 143. For the
-    process's entry point only (it holds for the rest of the process, and an
+    said it listens) is its graceful stop: "stopped", exit 0, not 143; a Ctrl-C
+    says "stopped" too and exits 130, as it does once the service listens. For
+    the process's entry point only (it holds for the rest of the process, and an
     in-process test runs several commands). Idempotent."""
     if command in SIGTERM_STOPPED_COMMANDS:
         _stopped_by_sigterm.add(command)
@@ -210,12 +211,16 @@ def exit_interrupted(exc: BaseException, *, line_open: bool = False) -> NoReturn
     :func:`end_echoed_line`), then exit with :func:`interrupted_exit_code`. The one
     way every talprov command ends on Ctrl-C or SIGTERM: one line, never a
     traceback. A command whose normal stop is SIGTERM (:func:`sigterm_is_a_stop`)
-    says "stopped" and exits 0 instead."""
+    says "stopped" instead, and exits 0 for SIGTERM (130 for Ctrl-C)."""
     end_echoed_line(exc, line_open=line_open)
-    if _stopped_by_sigterm and interrupted_exit_code(exc) == 128 + signal.SIGTERM:
+    if _stopped_by_sigterm:
+        # A service stopped while it starts stops as it does once it listens: the
+        # same line for both signals (QA: Ctrl-C said "interrupted" before and
+        # "stopped" after), and Ctrl-C's 130, as every talprov command's.
         sys.stderr.write("stopped\n")
         sys.stderr.flush()
-        sys.exit(0)
+        sys.exit(0 if interrupted_exit_code(exc) == 128 + signal.SIGTERM
+                 else interrupted_exit_code(exc))
     sys.stderr.write(interrupted_message(exc) + "\n")
     sys.stderr.flush()
     sys.exit(interrupted_exit_code(exc))

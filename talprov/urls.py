@@ -12,6 +12,8 @@ from __future__ import annotations
 import re
 from urllib.parse import urlsplit
 
+#: A server URL to show as an example where the setting gives none.
+EXAMPLE_URL = "https://server.example.net"
 #: A '%' that does not start a percent escape (%ZZ, a '%' at the end).
 _BAD_ESCAPE = re.compile(r"%(?![0-9A-Fa-f]{2})")
 
@@ -24,6 +26,9 @@ def url_problem(value: str) -> str | None:
     would take otherwise than meant (a query or fragment, which no client sends
     on to the paths it adds).
     """
+    if not value.strip():
+        # Not "e.g. https://" with nothing after it (QA): an example of a whole URL.
+        return f"empty: expected an http(s) URL with a host, e.g. {EXAMPLE_URL}"
     parts = urlsplit(value)
     if "://" in value and parts.scheme not in ("http", "https"):
         # Not "e.g. https://ftp://...": the scheme is there, and wrong.

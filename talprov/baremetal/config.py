@@ -131,6 +131,21 @@ class BareMetalConfig(BaseModel):
         default=60.0, ge=0,
         description="Seconds between power-state queries of one machine in list_machines.")
 
+    @field_validator("boot_url")
+    @classmethod
+    def _no_credentials_in_boot_url(cls, value: str) -> str:
+        # The pattern lets 'user:password@' through. Said here, the type's own rule,
+        # before the rule of every provider's url, which names settings (username,
+        # token) that bare metal does not have; a --file block meets it too.
+        if "@" in urlsplit(value).netloc:
+            raise ValueError(
+                "no user or password in boot_url: the boot server asks machines for none "
+                "(a config URL carries a single-use token instead), and boot_url goes to "
+                "every machine in its boot script and kernel arguments, readable on the "
+                "provisioning network; a BMC's user and password are each machine's "
+                "(talprov baremetal add --bmc-user, --bmc-password)")
+        return value
+
     def check_boot_files(self) -> None:
         """What the boot server reads from this host and that must be there before it
         starts: ``ipxe_dir`` when TFTP is on. Raises ``ConfigError`` naming the field

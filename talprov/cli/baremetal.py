@@ -28,6 +28,7 @@ from talprov.baremetal.records import (
     normalize_mac,
 )
 from talprov.cli.app import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_USAGE, UnknownName, setup_logging
+from talprov.cli.numbers import MACHINE_CPUS, MACHINE_DISK_GB, MACHINE_MEMORY_MIB
 from talprov.errors import (
     ConfigError,
     describe_problem,
@@ -281,9 +282,9 @@ def serve(obj: _Ctx, verbose: bool) -> None:
               help="Secret reference such as '${env:BMC_PASS}' or '${file:/run/secrets/bmc}'.")
 @click.option("--insecure", is_flag=True, help="Redfish: skip TLS verification.")
 @click.option("--label", "labels", multiple=True, help="KEY=VALUE (repeatable).")
-@click.option("--cpus", type=int)
-@click.option("--memory-mib", type=int)
-@click.option("--disk-gb", type=int)
+@click.option("--cpus", type=MACHINE_CPUS, help="Logical CPUs (1 to 65536).")
+@click.option("--memory-mib", type=MACHINE_MEMORY_MIB, help="Memory, MiB (1 to 2^32).")
+@click.option("--disk-gb", type=MACHINE_DISK_GB, help="Disk size, GB (1 to 10^9).")
 @click.pass_obj
 def add(obj: _Ctx, name: str, uuid: str | None, macs: tuple[str, ...], bmc_url: str,
         bmc_user: str, password_ref: str, insecure: bool, labels: tuple[str, ...],

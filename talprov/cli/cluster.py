@@ -29,6 +29,7 @@ from talprov.cli.counts import (
     confirm_size_change,
 )
 from talprov.cli.machine import show_warnings
+from talprov.cli.numbers import WAIT_SECONDS
 from talprov.cli.output import emit, output_option, watch, watch_option
 from talprov.cli.planview import plan_view, show_plan, status_view
 from talprov.cli.waiting import WAIT_TIMEOUT_HELP, WaitProgress, interruptible
@@ -247,7 +248,8 @@ def wait_destroyed(app: App, scaler: Scaler, name: str, timeout: float) -> bool:
               help="Cluster spec (YAML stream).")
 @click.option("--wait/--no-wait", default=False,
               help="Converge here (scaler + reconciler) until the cluster matches the spec.")
-@click.option("--timeout", default=3600.0, show_default=True, help=WAIT_TIMEOUT_HELP)
+@click.option("--timeout", default=3600.0, show_default=True, type=WAIT_SECONDS,
+              help=WAIT_TIMEOUT_HELP)
 @click.option("--yes", "-y", is_flag=True, default=False,
               help="Do not ask before shrinking a control plane (required then when "
                    "stdin is not a terminal).")
@@ -394,7 +396,8 @@ def status(app: App, name: str | None, output: str, watch_seconds: float | None)
 @click.command()
 @click.argument("name")
 @click.option("--wait/--no-wait", default=False, help="Run until every machine is gone.")
-@click.option("--timeout", default=1800.0, show_default=True, help=WAIT_TIMEOUT_HELP)
+@click.option("--timeout", default=1800.0, show_default=True, type=WAIT_SECONDS,
+              help=WAIT_TIMEOUT_HELP)
 @click.option("--yes", "-y", is_flag=True,
               help="Do not ask; required when stdin is not a terminal (scripts).")
 @output_option

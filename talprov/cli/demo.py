@@ -35,6 +35,7 @@ from talprov.cli.demo_kept import (
     record_emulators,
     refusal,
 )
+from talprov.cli.numbers import WAIT_SECONDS
 from talprov.cli.output import emit, least_width, terminal_width
 from talprov.demo_platforms import (
     COLUMNS,
@@ -232,9 +233,9 @@ def _start(name: str, workdir: Path) -> DemoPlatform:
               help="Leave the emulators, config and machines in place to explore.")
 @click.option("--dir", "directory", type=click.Path(path_type=Path),
               help="Work directory (default: a new temporary one).")
-@click.option("--timeout", default=300.0, show_default=True,
+@click.option("--timeout", default=300.0, show_default=True, type=WAIT_SECONDS,
               help="Seconds each wait may take: the machines to converge, then to be "
-              "destroyed again.")
+              f"destroyed again; {WAIT_SECONDS.range_text()}.")
 @handle_errors
 def demo(control_planes: int, workers: int, platforms: str | None, keep: bool,
          directory: Path | None, timeout: float) -> None:

@@ -21,6 +21,7 @@ from talprov.cli.app import (
     pass_app,
     say,
 )
+from talprov.cli.numbers import RECONCILE_INTERVAL, WAIT_SECONDS
 from talprov.cli.output import emit, output_option, watch, watch_option
 from talprov.cli.waiting import WAIT_TIMEOUT_HELP, WaitProgress, interruptible
 from talprov.errors import ConfigError, did_you_mean
@@ -98,7 +99,8 @@ def _wait_for(app: App, request_id: str, target: tuple[Stage, ...], timeout: flo
               help="Request file (YAML).")
 @click.option("--wait/--no-wait", default=False,
               help="Run the reconciler here until the request is provisioned or failed.")
-@click.option("--timeout", default=1800.0, show_default=True, help=WAIT_TIMEOUT_HELP)
+@click.option("--timeout", default=1800.0, show_default=True, type=WAIT_SECONDS,
+              help=WAIT_TIMEOUT_HELP)
 @output_option
 @pass_app
 @handle_errors
@@ -189,7 +191,8 @@ def get(app: App, request_id: str, events: bool, output: str) -> None:
 @machine.command("delete")
 @click.argument("request_id")
 @click.option("--wait/--no-wait", default=False, help="Run the reconciler until it is gone.")
-@click.option("--timeout", default=900.0, show_default=True, help=WAIT_TIMEOUT_HELP)
+@click.option("--timeout", default=900.0, show_default=True, type=WAIT_SECONDS,
+              help=WAIT_TIMEOUT_HELP)
 @output_option
 @pass_app
 @handle_errors
@@ -249,12 +252,31 @@ def forget(app: App, request_id: str, reason: str, actor: str) -> None:
     left where it is (a bare-metal machine stays held, not wiped, until
     `talprov baremetal release NAME`).
     """
-    if app.store.get_request(request_id) is None:
+    record = app.store.get_request(request_id)
+    if record is None:
         fail(f"request {request_id} not found", EXIT_FAILED)
     app.store.forget_request(request_id, actor=actor, reason=reason)
-    say(f"request {request_id}: forgotten (audited as {actor}: {reason}); any machine it "
-        "had is left in place (bare metal: `talprov baremetal release NAME` frees it)",
-        request_id=request_id)
+    say(f"request {request_id}: forgotten (audited as {actor}: {reason}); "
+        f"{_left_behind(app, record)}", request_id=request_id)
+
+
+def _left_behind(app: App, record: RequestRecord) -> str:
+    """What a forgotten request leaves, in words: a bare-metal machine stays held
+    until `baremetal release`; any other machine is no longer talprov's to remove
+    (QA: every forget named `baremetal release`). An instance no longer configured
+    gets no bare-metal advice: its type is not known."""
+    block = app.config.config.providers.get(record.request.provider)
+    if block is not None and block.type == "baremetal":
+        if record.infra_id:  # the machine's name in the inventory
+            return (f"its bare-metal machine {record.infra_id} stays held, not wiped, until "
+                    f"`talprov baremetal release {record.infra_id}` frees it")
+        return ("its bare-metal machine, if it holds one, stays held, not wiped, until "
+                "`talprov baremetal release NAME` frees it (`talprov baremetal list` "
+                "names it)")
+    machine = f"its machine {record.infra_id}" if record.infra_id else "any machine it had"
+    return (f"its provider was not called: {machine} is left as it is, and no talprov "
+            "command removes it any more: remove it with the provider's own tools if it "
+            "is not to stay")
 
 
 @machine.command("retry")
@@ -281,8 +303,10 @@ def retry(app: App, request_id: str, output: str) -> None:
 
 @click.command()
 @click.option("--once", is_flag=True, help="Run a single round and exit.")
-@click.option("--interval", default=5.0, show_default=True,
-              help="Longest wait between rounds; a round starts sooner when a request is due.")
+@click.option("--interval", default=5.0, show_default=True, type=RECONCILE_INTERVAL,
+              help="Longest wait between rounds, in seconds "
+                   f"({RECONCILE_INTERVAL.range_text()}, as service.reconcile_interval); "
+                   "a round starts sooner when a request is due.")
 @output_option
 @pass_app
 @handle_errors

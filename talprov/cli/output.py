@@ -19,6 +19,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from talprov.cli.numbers import WATCH_SECONDS
 from talprov.secrets import redact
 from talprov.stopping import exit_interrupted
 from talprov.talos.goyaml import resolves_to_non_string
@@ -164,9 +165,10 @@ class _Captured(io.StringIO):
 def watch_option(fn: Callable[..., Any]) -> Callable[..., Any]:
     """``--watch SECONDS``: redraw until Ctrl-C."""
     return click.option(
-        "--watch", "watch_seconds", type=click.FloatRange(min=0.5), metavar="SECONDS",
-        help="Redraw every SECONDS until Ctrl-C; when stdout is not a terminal, print a "
-        "new copy only when something changed. With -o json: JSON Lines, one compact "
+        "--watch", "watch_seconds", type=WATCH_SECONDS, metavar="SECONDS",
+        help=f"Redraw every SECONDS ({WATCH_SECONDS.range_text()}) until Ctrl-C; when "
+        "stdout is not a terminal, print a new copy only when something changed. "
+        "With -o json: JSON Lines, one compact "
         "document per line, printed when it changed; with -o yaml: a YAML stream, one "
         "document per change.")(fn)
 

@@ -122,7 +122,8 @@ def serve(app: App, listen: str | None, workers: bool | None, worker_id: str | N
     Prints "listening on URL" on stderr once ready.
 
     Exit codes: 0 stopped by SIGTERM (also while starting); 130 stopped by
-    Ctrl-C (SIGINT), as every talprov command; 2 not started: an invalid config
+    Ctrl-C (SIGINT, also while starting), as every talprov command; either
+    says "stopped"; 2 not started: an invalid config
     or option (the service block, no tokens, --listen, TLS files, plain HTTP
     refused), the same config `talprov config check` exits 2 for, or an address
     that cannot be bound; 1 not started: the store failed.

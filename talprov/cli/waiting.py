@@ -15,6 +15,7 @@ import threading
 from collections.abc import Callable, Iterator
 
 from talprov.cli.app import CARRIED_ON_BY, json_logging, say
+from talprov.cli.numbers import WAIT_SECONDS
 from talprov.cli.statusline import STATUS_LINE
 from talprov.stopping import end_echoed_line, interrupted_exit_code, interrupted_message
 
@@ -25,7 +26,8 @@ TICK = 1.0
 
 #: --timeout's help wherever a command can --wait.
 WAIT_TIMEOUT_HELP = ("Seconds to --wait, all of it (a pass still running then is broken off); "
-                     "the [XmYYs] of its progress lines is the time since the wait started.")
+                     "the [XmYYs] of its progress lines is the time since the wait started. "
+                     f"{WAIT_SECONDS.range_text().capitalize()}.")
 
 
 def _stderr_is_plain_terminal() -> bool:

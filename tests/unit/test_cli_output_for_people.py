@@ -87,6 +87,22 @@ def test_forget_mark_delete_and_reconcile_once_say_what_they_did(home: Home) -> 
     assert "m4: forgotten" in said
 
 
+def test_forget_of_a_cloud_request_says_its_machine_stays_and_no_bare_metal_advice(
+        home: Home) -> None:
+    # QA: every forget said "bare metal: `talprov baremetal release NAME` frees it".
+    request = home.write_request("m5")
+    home.invoke("machine", "create", "-f", str(request))
+    home.invoke("reconcile", "--once")
+    infra_id = json.loads(home.invoke("machine", "get", "m5", "-o", "json").stdout)["infra_id"]
+    assert infra_id
+    result = home.invoke("machine", "forget", "m5", "--reason", "test")
+    assert result.exit_code == 0, result.output
+    assert "baremetal" not in result.output
+    assert f"its provider was not called: its machine {infra_id} is left as it is" \
+        in result.output
+    assert "own tools" in result.output
+
+
 def test_provider_errors_read_without_class_names() -> None:
     assert describe_error(Transient("ec2 at http://x: refused")) == (
         "not answering: ec2 at http://x: refused")

@@ -9,9 +9,11 @@ without a word; Proxmox refuses it since 683d434) -- and any other provider url.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from tests.helpers import Home
 from tests.unit.test_cli import assert_usage_error
@@ -38,6 +40,9 @@ VC = {"type": "vmware", "username": "talprov@vsphere.local", "password": "secret
      "auth.auth_url", "no user or password"),
     ({"type": "openstack", "auth": {"auth_url": "https://keystone.example/v3/%ZZ"}},
      "auth.auth_url", "percent"),
+    # QA: an empty url was "expected an http(s) URL with a host, e.g. https://".
+    ({**PVE, "url": ""}, "url", "empty: expected an http(s) URL with a host, e.g. https://"),
+    ({**PVE, "url": "  "}, "url", "empty"),
 ])
 def test_a_provider_url_or_ca_file_that_cannot_be_used_is_refused_on_load(
         home: Home, block: dict[str, Any], field: str, words: str) -> None:
@@ -49,6 +54,7 @@ def test_a_provider_url_or_ca_file_that_cannot_be_used_is_refused_on_load(
         assert_usage_error(result.exit_code, said, f"providers.p.{field}", words)
         assert SECRET not in said
         assert "https://ftp://" not in said
+        assert not said.rstrip().endswith("https://")
 
 
 @pytest.mark.parametrize(("factory", "field", "words"), [
@@ -60,6 +66,9 @@ def test_a_provider_url_or_ca_file_that_cannot_be_used_is_refused_on_load(
     ({"url": "ftp://factory.example"}, "url", "not ftp://"),
     ({"url": "factory.example"}, "url", "e.g. https://factory.example"),
     ({"url": "https://factory.example", "ca_file": ""}, "ca_file", "empty"),
+    # QA: it said "e.g. https://", which is no example of anything.
+    ({"url": ""}, "url", "empty: leave the setting out for https://factory.talos.dev"),
+    ({"url": " "}, "url", "or give a mirror's URL, e.g. https://factory.example.com"),
 ])
 def test_a_factory_url_or_ca_file_that_cannot_be_used_is_refused_on_load(
         home: Home, factory: dict[str, str], field: str, words: str) -> None:
@@ -70,6 +79,7 @@ def test_a_factory_url_or_ca_file_that_cannot_be_used_is_refused_on_load(
         assert_usage_error(result.exit_code, said, f"image_factory.{field}", words)
         assert SECRET not in said
         assert "https://ftp://" not in said
+        assert not said.rstrip().endswith("https://")
 
 
 def test_a_factory_url_with_a_trailing_slash_and_credentials_is_still_fine(home: Home) -> None:
@@ -84,3 +94,25 @@ def test_a_factory_mirror_under_a_path_prefix_is_fine(home: Home, url: str) -> N
     # a mirror's own folder may be called "image".
     home.write_config(image_factory={"url": url})
     assert home.invoke("machine", "list").exit_code == 0
+
+
+def test_a_boot_url_with_credentials_says_why_bare_metal_takes_none(home: Home,
+                                                                   tmp_path: Path) -> None:
+    # QA: the message named "its username and password, token or credentials",
+    # settings a bare-metal instance does not have.
+    block = {"type": "baremetal", "inventory": str(tmp_path / "inv.sqlite"),
+             "boot_url": f"http://boot:{SECRET}@10.0.0.5:8081"}
+    home.providers = {"p": block}
+    home.write_config()
+    result = home.invoke("config", "check")
+    said = result.output
+    assert_usage_error(result.exit_code, said, "providers.p.boot_url", "no user or password",
+                       "asks machines for none", "--bmc-user")
+    assert "token or credentials" not in said
+    assert SECRET not in said
+    # The same rule for a --file block, which no talprov.yaml check sees.
+    path = tmp_path / "bm.yaml"
+    path.write_text(yaml.safe_dump({k: v for k, v in block.items() if k != "type"}))
+    result = home.invoke("baremetal", "--file", str(path), "list")
+    assert_usage_error(result.exit_code, result.output, "boot_url", "asks machines for none")
+    assert SECRET not in result.output

@@ -188,3 +188,20 @@ def test_the_reviewers_stored_machine_name_stays_readable() -> None:
     assert stored.machine == "Node_1"
     with pytest.raises(ValidationError, match="machine"):
         BareMetalMachineData.model_validate({"machine": "Node_1"})
+
+
+@pytest.mark.parametrize("option", ["--cpus", "--memory-mib", "--disk-gb"])
+@pytest.mark.parametrize("value", ["0", "-1", "99999999999999999999999"])
+def test_a_machine_size_out_of_range_is_a_usage_error(block: Path, tmp_path: Path,
+                                                      option: str, value: str) -> None:
+    # QA: the provider data's min_cpus, min_memory_mib and min_disk_gb take 1 and
+    # more, but `add` stored 0 and -1, and a number too large for SQLite's INTEGER
+    # was an OverflowError traceback. Now click's usage error names the option.
+    result = run(block, "add", "node-1", "--uuid", UUID, "--bmc", "ipmi://10.1.0.11",
+                 "--bmc-user", "admin", "--bmc-password", PASSWORD, option, value)
+    assert result.exit_code == 2, result.output
+    assert "Traceback" not in result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+    assert f"Invalid value for '{option}'" in result.output
+    assert "from 1 to" in result.output
+    assert not Inventory(tmp_path / "inv.sqlite").machines()

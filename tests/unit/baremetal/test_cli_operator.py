@@ -238,7 +238,9 @@ def test_a_forgotten_requests_machine_is_named_and_released_on_demand(home: Home
     early = home.invoke("baremetal", "release", "node-2")
     assert early.exit_code == 2, early.output  # the request still exists: delete it instead
     assert "machine delete i1" in early.output
-    assert home.invoke("machine", "forget", "i1", "--reason", "qa").exit_code == 0
+    forgotten = home.invoke("machine", "forget", "i1", "--reason", "qa")
+    assert forgotten.exit_code == 0, forgotten.output
+    assert "stays held, not wiped, until `talprov baremetal release NAME`" in forgotten.output
     rows = json.loads(home.invoke("baremetal", "list", "-o", "json").stdout)
     assert "baremetal release node-2" in rows[0]["note"]
     released = home.invoke("baremetal", "release", "node-2")

@@ -1,8 +1,10 @@
-"""``talprov serve`` stopped by SIGTERM before it said "listening" exits 0.
+"""``talprov serve`` stopped by SIGTERM before it said "listening" exits 0; by
+Ctrl-C, 130; either says "stopped", as after it listens.
 
 QA: a SIGTERM during the start-up ended serve with 143 (an interruption), while
-the docs say SIGTERM is serve's graceful stop, exit 0. Each case holds the start
-at one step (a hook that says so, then waits) and sends SIGTERM there.
+the docs say SIGTERM is serve's graceful stop, exit 0; and a Ctrl-C then said
+"talprov: interrupted", but "stopped" once serve listened. Each case holds the
+start at one step (a hook that says so, then waits) and sends the signal there.
 """
 
 from __future__ import annotations
@@ -40,13 +42,15 @@ main()
 """
 
 
+@pytest.mark.parametrize(("signum", "exit_code"), [(signal.SIGTERM, 0), (signal.SIGINT, 130)])
 @pytest.mark.parametrize(("module", "attribute"), [
     ("talprov.cli", "setup_logging"),  # the root command, before serve runs
     ("talprov.service.app", "create_app"),  # serve's own start
     ("talprov.cli.serve", "start_boot_servers"),  # bound, about to serve
     ("uvicorn", "Server.run"),  # serve's handlers in place, uvicorn's not yet
 ])
-def test_sigterm_before_listening_exits_0(home: Home, module: str, attribute: str) -> None:
+def test_a_stop_before_listening_says_stopped(home: Home, module: str, attribute: str,
+                                              signum: signal.Signals, exit_code: int) -> None:
     home.write_config(service={"tokens": TOKENS, "reconcile_interval": 0.1})
     process = subprocess.Popen(
         [sys.executable, "-c", HOLD, module, attribute, "serve", "--listen", "127.0.0.1:0"],
@@ -67,7 +71,7 @@ def test_sigterm_before_listening_exits_0(home: Home, module: str, attribute: st
     reader.start()
     try:
         assert held.wait(60), "".join(lines)
-        process.send_signal(signal.SIGTERM)
+        process.send_signal(signum)
         code = process.wait(timeout=30)
     finally:
         if process.poll() is None:
@@ -76,7 +80,7 @@ def test_sigterm_before_listening_exits_0(home: Home, module: str, attribute: st
         reader.join(timeout=5)
         SEEN_OUTPUT.append("".join(lines))
     output = "".join(lines)
-    assert code == 0, output
+    assert code == exit_code, output
     assert output.rstrip().endswith("stopped"), output
     assert "Traceback" not in output
     assert "interrupted" not in output
