@@ -173,7 +173,9 @@ class LoadedConfig(BaseModel):
                                      + did_you_mean(name, list(self.config.providers)))
         key = f"providers.{name}"
         resolved: dict[str, Any] = self._resolve(block.model_dump(), key)
-        check_ca_files(resolved, f"{self.path}: {key}" if self.path else key)
+        where = f"{self.path}: {key}" if self.path else key
+        check_resolved_urls(resolved, where)
+        check_ca_files(resolved, where)
         return resolved
 
     def service_block(self) -> dict[str, Any] | None:
@@ -277,11 +279,7 @@ def check_instance_shape(name: str, block: dict[str, Any], where: str) -> None:
         return  # a broken plugin: said by the command that uses the instance
     body = {k: v for k, v in block.items() if k not in COMMON_INSTANCE_KEYS}
     validate_unresolved(model, body, where)
-    # After the type's own rule (its message names its settings): any other url.
-    for field, key, value in _written_settings(block, where):
-        problem = credentials_problem(value, str(type_name)) if key.endswith("url") else None
-        if problem is not None:
-            raise ConfigError(field, problem)
+    _check_url_credentials(block, where)
 
 
 def validate_unresolved(model: type[BaseModel], body: Any, where: str) -> None:
@@ -343,6 +341,25 @@ def _check_urls(node: Any, where: str) -> None:
         problem = url_problem(value) if key.endswith("url") else None
         if problem is not None:
             raise ConfigError(field, problem)
+
+
+def _check_url_credentials(block: dict[str, Any], where: str) -> None:
+    """Refuse a user or password in any ``*url`` of the provider instance ``block``,
+    saying where its type's credentials go (:func:`credentials_problem`). Pure."""
+    for field, key, value in _written_settings(block, where):
+        problem = (credentials_problem(value, str(block.get("type")))
+                   if key.endswith("url") else None)
+        if problem is not None:
+            raise ConfigError(field, problem)
+
+
+def check_resolved_urls(block: dict[str, Any], where: str) -> None:
+    """Every rule of :func:`check_instance_shape` for the ``*url`` settings of the
+    provider instance ``block``, on its resolved values: a url given as a
+    reference (``${env:URL}``) is judged here, once resolved, not at load. Raises
+    ``ConfigError`` naming ``where`` and the key, never the value. Pure."""
+    _check_urls(block, where)
+    _check_url_credentials(block, where)
 
 
 def check_ca_files(node: Any, where: str) -> None:

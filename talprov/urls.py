@@ -82,24 +82,40 @@ def userinfo_problem(value: str) -> str | None:
     return None
 
 
-#: Where a provider type takes its credentials from, when not from settings named
-#: username/password, token or credentials.
+#: Where a provider type takes its credentials from. No driver takes any from its
+#: url (only ``image_factory.url`` may carry ``user:password@``, a rule of its own).
 _CREDENTIALS_COME_FROM = {
     "aws": "AWS credentials come from the default credential chain (environment "
            "variables AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, a profile: the "
            "instance's profile setting, an instance role)",
+    "proxmox": "give username + password, or token_id + token_secret",
+    "vmware": "give username + password",
+    "openstack": "the auth block's application credential or username + password, or "
+                 "a clouds.yaml cloud",
+    # boot_url is talprov's own boot server: iPXE and Talos fetch from it unasked.
+    "baremetal": "the boot server asks machines for none (a config URL carries a "
+                 "single-use token instead), and boot_url goes to every machine in its "
+                 "boot script and kernel arguments, readable on the provisioning "
+                 "network; a BMC's user and password are each machine's (talprov "
+                 "baremetal add --bmc-user, --bmc-password)",
 }
 
 
+def credentials_message(provider_type: str | None = None) -> str:
+    """What a url of a ``provider_type`` instance holding a user or password is
+    told: none goes there, and where its credentials go instead. Pure."""
+    source = _CREDENTIALS_COME_FROM.get(provider_type or "",
+                                        "give them as the instance's own settings "
+                                        "(its username and password, token or "
+                                        "credentials)")
+    return f"no user or password in the url: {source}"
+
+
 def credentials_problem(value: str, provider_type: str | None = None) -> str | None:
-    """What is wrong with a ``user:password@`` in ``value``, a provider's URL: the
-    driver ignores it (or takes the password for a port); credentials come from
-    elsewhere, said for ``provider_type``. None without one. Pure; never echoes
-    the value."""
+    """What is wrong with a ``user@``, ``user:password@`` or ``:password@`` in
+    ``value``, a provider's URL: the driver ignores it (or takes the password for
+    a port); credentials come from elsewhere, said for ``provider_type``
+    (:func:`credentials_message`). None without one. Pure; never echoes the value."""
     if "@" in urlsplit(value).netloc:
-        source = _CREDENTIALS_COME_FROM.get(provider_type or "",
-                                            "give them as the instance's own settings "
-                                            "(its username and password, token or "
-                                            "credentials)")
-        return f"no user or password in the url: {source}"
+        return credentials_message(provider_type)
     return None

@@ -2,7 +2,10 @@
 
 botocore retries each call itself (mode "standard"); its attempts are kept low
 (``AwsConfig.max_attempts``) because talprov retries whole steps with its own
-jittered backoff, and the two would otherwise multiply.
+jittered backoff, and the two would otherwise multiply. A call that got no
+answer within its connect or read timeout is never tried again inside the call
+(:func:`_timeouts_not_retried`): each attempt would wait the whole timeout
+again, and talprov's backoff across passes retries it anyway.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import botocore.session
 import botocore.utils
 from botocore.config import Config
 from botocore.credentials import CredentialProvider, DeferredRefreshableCredentials
+from botocore.exceptions import ConnectTimeoutError, ReadTimeoutError
 
 from talprov.aws.config import AwsConfig
 from talprov.aws.errors import aws_errors, note_endpoints
@@ -100,6 +104,34 @@ def _botocore_session(profile: str | None) -> botocore.session.Session:
     return core
 
 
+def _give_up_on_timeouts(caught_exception: BaseException | None = None, **_: Any) -> None:
+    """botocore's ``needs-retry`` hook, run before its own retry handler: a
+    timed-out attempt is raised at once, as botocore raises an error it does not
+    retry. Answers (throttling, 5xx) and other failures go on to that handler.
+
+    Raising is the only way a hook can keep botocore from retrying: the handler's
+    answer wins over a hook that returns None."""
+    if isinstance(caught_exception, ConnectTimeoutError | ReadTimeoutError):
+        raise caught_exception
+
+
+def _timeouts_not_retried(client: _C) -> _C:
+    """``client``, whose calls that time out are not retried inside the call.
+
+    botocore's standard mode retries a read or connect timeout like any
+    transient error, up to ``max_attempts`` times, so an endpoint that accepts
+    and never answers held each call for ``max_attempts`` x ``read_timeout``
+    before talprov heard of it (and could say so, or be stopped between passes).
+    talprov retries the step with its own backoff, so nothing is lost.
+    Idempotent."""
+    events = client.meta.events  # type: ignore[attr-defined]
+    service = client.meta.service_model.service_id.hyphenize()  # type: ignore[attr-defined]
+    # First on botocore's own retry handler's event (needs-retry.<service>).
+    events.register_first(f"needs-retry.{service}", _give_up_on_timeouts,
+                          unique_id="talprov-no-timeout-retries")
+    return client
+
+
 class _FixedProvider(CredentialProvider):
     """Hands botocore one (refreshable) credentials object, first in its chain."""
 
@@ -167,11 +199,12 @@ class AwsClients:
 
     def _noted(self, client: _C) -> _C:
         """``client`` with :func:`note_endpoints`, told its CA bundle (a path
-        ``verify_tls`` names) so that a bundle gone since start is named."""
+        ``verify_tls`` names) so that a bundle gone since start is named, and
+        with :func:`_timeouts_not_retried`."""
         verify = self.config.verify_tls
         setting = f"providers.{self.name}.verify_tls" if self.name else "verify_tls"
-        return note_endpoints(client, ca_bundle=(setting, verify)
-                              if isinstance(verify, str) else None)
+        return _timeouts_not_retried(note_endpoints(
+            client, ca_bundle=(setting, verify) if isinstance(verify, str) else None))
 
     def _client_args(self) -> dict[str, Any]:
         return {

@@ -52,8 +52,10 @@ class AwsConfig(BaseModel):
         default=3,
         ge=1,
         le=10,
-        description="botocore's own attempts per API call (retry mode 'standard'). Kept low "
-        "because talprov retries whole steps with its own backoff on top.",
+        description="botocore's own attempts per API call (retry mode 'standard') for "
+        "throttling, 5xx answers and lost connections; a call that times out is not "
+        "retried inside the call. Kept low because talprov retries whole steps with its "
+        "own backoff on top.",
     )
     connect_timeout: float = Field(default=10.0, gt=0, description="Seconds to connect.")
     read_timeout: float = Field(default=60.0, gt=0, description="Seconds to wait for a reply.")

@@ -13,6 +13,7 @@ from urllib.parse import urlsplit
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 from talprov.errors import ConfigError
+from talprov.urls import credentials_message
 
 
 class DhcpConfig(BaseModel):
@@ -134,16 +135,11 @@ class BareMetalConfig(BaseModel):
     @field_validator("boot_url")
     @classmethod
     def _no_credentials_in_boot_url(cls, value: str) -> str:
-        # The pattern lets 'user:password@' through. Said here, the type's own rule,
-        # before the rule of every provider's url, which names settings (username,
-        # token) that bare metal does not have; a --file block meets it too.
+        # The pattern lets 'user:password@' through. The type's own rule, with the
+        # message config.py's rule of every provider's url gives, so that a
+        # --file block (which that rule never sees) meets it too.
         if "@" in urlsplit(value).netloc:
-            raise ValueError(
-                "no user or password in boot_url: the boot server asks machines for none "
-                "(a config URL carries a single-use token instead), and boot_url goes to "
-                "every machine in its boot script and kernel arguments, readable on the "
-                "provisioning network; a BMC's user and password are each machine's "
-                "(talprov baremetal add --bmc-user, --bmc-password)")
+            raise ValueError(credentials_message("baremetal"))
         return value
 
     def check_boot_files(self) -> None:

@@ -29,6 +29,7 @@ from talprov.baremetal.records import (
 )
 from talprov.cli.app import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_USAGE, UnknownName, setup_logging
 from talprov.cli.numbers import MACHINE_CPUS, MACHINE_DISK_GB, MACHINE_MEMORY_MIB
+from talprov.config import check_resolved_urls
 from talprov.errors import (
     ConfigError,
     describe_problem,
@@ -83,6 +84,8 @@ def load_block(app: Any, provider: str | None, file: str | None) -> tuple[BareMe
 
     body = {k: v for k, v in resolve_tree(raw, where=where).items()
             if k not in COMMON_INSTANCE_KEYS}
+    # A --file block is no instance of talprov.yaml: its urls were never checked.
+    check_resolved_urls({**body, "type": "baremetal"}, where)
     return validate(BareMetalConfig, body, where), factory_url
 
 

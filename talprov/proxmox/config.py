@@ -14,6 +14,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
+from talprov.urls import credentials_message
+
 TOKEN_ID_PATTERN = r"^[^@!\s]+@[^@!\s]+![A-Za-z][A-Za-z0-9._-]*$"  # noqa: S105
 FINGERPRINT_PATTERN = re.compile(r"^([0-9A-Fa-f]{2}:){31}[0-9A-Fa-f]{2}$")
 
@@ -125,8 +127,7 @@ class ProxmoxConfig(BaseModel):
         # The pattern lets 'user:password@' through, and host_port then read the
         # password as a port: a traceback that showed it. Never echo the value.
         if "@" in value:
-            raise ValueError("no user or password in the url: give username + password, "
-                             "or token_id + token_secret")
+            raise ValueError(credentials_message("proxmox"))
         return value
 
     @field_validator("fingerprint")

@@ -15,6 +15,8 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
+from talprov.urls import credentials_message
+
 # SHA-1 (20 bytes), SHA-256 (32) or SHA-512 (64), colon-separated or not.
 _THUMBPRINT = re.compile(r"^(?:[0-9A-Fa-f]{2}:?){19,63}[0-9A-Fa-f]{2}$")
 _DIGEST_BYTES = (20, 32, 64)
@@ -82,7 +84,7 @@ class VSphereConfig(BaseModel):
         # The pattern lets 'user:password@' through and host_port drops it without
         # a word (QA), as Proxmox's did. Never echo the value.
         if "@" in value:
-            raise ValueError("no user or password in the url: give username + password")
+            raise ValueError(credentials_message("vmware"))
         return value
 
     @field_validator("thumbprint")
