@@ -5,7 +5,8 @@ starting with ``h-`` was digested too. Request ids are always tag-safe, but a
 legal one may start with ``h-``: its VM's request tag carried a digest, the
 listing named the VM's request ``h-<digest>``, and the reconciler, matching
 listed machines to requests by id, saw the request's VM missing: a provisioned
-request failed as "machine lost" two passes later, its VM left running.
+request failed as "machine lost" two passes later, its VM left running, and
+a second VM of the request was nobody's: never removed.
 
 VMs now carry the request id itself; VMs made before carry the digest, and are
 still the request's: the digest of their name (talprov names a VM after its
@@ -34,10 +35,12 @@ from talprov.proxmox.tags import (
 )
 from talprov.reconcile.reconciler import ProviderHandle, Reconciler
 from talprov.store.store import Store
+from talprov.testing import FakeClock
 from tests.emulators.fakepve import FakePveServer
 from tests.unit.proxmox.conftest import machine_request
 
 RID = "h-web-1"
+NODE = "pve1"
 
 
 @pytest.mark.parametrize("rid", [RID, "h-" + "0" * 60 + "a", "h", "7", "0123456789",
@@ -139,6 +142,27 @@ def test_a_vm_tagged_with_the_digest_before_is_still_the_requests(
 
     assert reconciler.run_until(gone, timeout=600)
     assert fakepve.vms() == []
+
+
+@pytest.mark.parametrize("older", [False, True])
+def test_a_second_vm_of_an_h_prefixed_request_is_removed(
+    fakepve: FakePveServer, provider: ProxmoxProvider, store: Store, reconciler: Reconciler,
+    clock: FakeClock, older: bool,
+) -> None:
+    # A create started again leaves a VM of the same name and tags beside the kept one.
+    kept = _provision(store, reconciler)
+    if older:
+        _retag_as_before(fakepve, kept)
+    (vm,) = fakepve.vms()
+    second = int(kept) + 1
+    upid = provider.client.post("create VM", f"nodes/{NODE}/qemu", vmid=second, name=RID,
+                                tags=vm["config"]["tags"], memory=2048)
+    provider.client.wait_task(NODE, upid, "create VM", clock=clock, sleep=clock.sleep)
+
+    assert reconciler.run_pass().second_machines == 1
+
+    assert [str(v["vmid"]) for v in fakepve.vms()] == [kept]
+    assert _stage_after_passes(store, reconciler) == Stage.PROVISIONED
 
 
 def test_a_renamed_vm_tagged_with_the_digest_lists_its_digest(
