@@ -51,7 +51,14 @@ from talprov.proxmox.placement import (
 from talprov.proxmox.power import PowerSteps, adopt, recorded_vm, task_poll
 from talprov.proxmox.second_vms import SecondVms
 from talprov.proxmox.state import ProxmoxState
-from talprov.proxmox.tags import UUID_KEY, decode_tags, encode_tags, notes, owned_by, tag_value
+from talprov.proxmox.tags import (
+    UUID_KEY,
+    decode_tags,
+    encode_tags,
+    notes,
+    owned_by,
+    request_mark_values,
+)
 from talprov.proxmox.vm import create_params, machine_from_resource
 from talprov.proxmox.vmids import OnceValue, VmidBook
 from talprov.talos.assets import Platform, require_offered
@@ -116,13 +123,13 @@ class ProxmoxProvider:
     ) -> list[Mapping[str, Any]]:
         """The VMs (resource entries) carrying this request's marks, lowest VMID first."""
         items = self._vm_resources() if resources is None else resources
-        wanted = tag_value(request_id)
+        wanted = request_mark_values(request_id)  # the id; an older VM's digest
         found = []
         for item in items:
             if item.get("type") != "qemu":
                 continue
             marks = decode_tags(item.get("tags"))
-            if owned_by(marks, owner) and marks.get(REQUEST_KEY) == wanted:
+            if owned_by(marks, owner) and marks.get(REQUEST_KEY) in wanted:
                 found.append(item)
         return sorted(found, key=lambda i: int(i["vmid"]))
 

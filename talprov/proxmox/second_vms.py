@@ -29,7 +29,7 @@ from talprov.providers.errors import NotFound
 from talprov.providers.ownership import REQUEST_KEY
 from talprov.providers.types import Machine, Owner
 from talprov.proxmox.client import PveClient
-from talprov.proxmox.tags import decode_tags, owned_by, tag_value
+from talprov.proxmox.tags import decode_tags, owned_by, request_mark_values
 
 log = logging.getLogger(__name__)
 
@@ -104,8 +104,8 @@ def _refusal(second: Mapping[str, Any], keep: Mapping[str, Any] | None, owner: O
 
 def _marked(item: Mapping[str, Any], owner: Owner, request_id: str) -> bool:
     """Whether a ``/cluster/resources`` VM entry carries ``owner``'s tags and those
-    of ``request_id`` (compared tag-encoded, as the steps find it), and is no
+    of ``request_id`` (its id or an older VM's digest, as the steps find it), and is no
     template. Pure."""
     marks = decode_tags(item.get("tags"))
-    return (owned_by(marks, owner) and marks.get(REQUEST_KEY) == tag_value(request_id)
+    return (owned_by(marks, owner) and marks.get(REQUEST_KEY) in request_mark_values(request_id)
             and not item.get("template"))

@@ -7,10 +7,10 @@ import uuid
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from talprov.providers.ownership import LABEL_PREFIX, REQUEST_KEY
+from talprov.providers.ownership import LABEL_PREFIX
 from talprov.providers.types import Machine, MachineRequest, MachineState
 from talprov.proxmox.data import ProxmoxMachineData
-from talprov.proxmox.tags import UUID_KEY
+from talprov.proxmox.tags import UUID_KEY, listed_request_id
 
 # A fixed namespace so that machine UUIDs are the same on every talprov host.
 MACHINE_UUID_NAMESPACE = uuid.UUID("6f1c4e0a-8f5e-5b8e-9c57-3c1b7f0d2a41")
@@ -100,12 +100,14 @@ def machine_state(item: Mapping[str, Any]) -> MachineState:
 
 
 def machine_from_resource(item: Mapping[str, Any], marks: Mapping[str, str]) -> Machine:
-    """A ``/cluster/resources`` VM entry as a talprov Machine (``infra_id`` is the VMID)."""
+    """A ``/cluster/resources`` VM entry as a talprov Machine (``infra_id`` is the VMID;
+    ``request_id`` the request's id also on a VM an older version tagged with its
+    digest, see :func:`~talprov.proxmox.tags.listed_request_id`)."""
     labels = {k[len(LABEL_PREFIX):]: v for k, v in marks.items() if k.startswith(LABEL_PREFIX)}
     return Machine(
         infra_id=str(item["vmid"]),
         state=machine_state(item),
-        request_id=marks.get(REQUEST_KEY),
+        request_id=listed_request_id(marks, item.get("name")),
         machine_uuid=marks.get(UUID_KEY),
         labels=labels,
         extra={"node": str(item.get("node", "")), "name": str(item.get("name", ""))},

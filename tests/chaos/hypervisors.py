@@ -25,7 +25,7 @@ from urllib.parse import unquote, urlsplit
 from talprov.providers.ownership import REQUEST_KEY
 from talprov.proxmox import images
 from talprov.proxmox import vm as pve_vm
-from talprov.proxmox.tags import decode_tags, tag_value
+from talprov.proxmox.tags import decode_tags, request_mark_values
 from tests.chaos.observed import ObservedPlatform
 from tests.chaos.tls_proxy import PVE, VSPHERE, TlsFaultProxy
 
@@ -51,9 +51,9 @@ def proxmox_platform(workdir: Path, seed: int) -> Iterator[ObservedPlatform]:
         seen["storages"] = server.control("storages")
 
     def resources_of(request_id: str) -> dict[str, int]:
-        mark = tag_value(request_id)
+        marks = request_mark_values(request_id)
         machines = sum(1 for vm in seen["vms"]
-                       if decode_tags(vm["config"].get("tags")).get(REQUEST_KEY) == mark)
+                       if decode_tags(vm["config"].get("tags")).get(REQUEST_KEY) in marks)
         seed_iso = images.seed_iso_name(pve_vm.machine_uuid(f"chaos-{seed}", INSTANCE,
                                                             request_id))
         seeds = sum(1 for store in seen["storages"].values() if seed_iso in store["files"])

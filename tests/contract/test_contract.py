@@ -77,6 +77,34 @@ def test_provision_list_and_deprovision(env: Environment, store: Store) -> None:
     assert env.platform_machines() == 0
 
 
+#: Legal request ids of awkward forms: ``h-`` (the Proxmox tag digest prefix), the
+#: longest (63 characters), the shortest, digits only. Three: bare metal has three.
+AWKWARD_IDS = ("h-web-1", "h-" + "0" * 60 + "a", "7")
+
+
+def test_every_legal_request_id_lists_as_itself(env: Environment, store: Store) -> None:
+    """The listing names each machine's request by the request's own id, so the
+    drift check finds it: a request stays provisioned, pass after pass."""
+    provider = env.provider()
+    reconciler = reconciler_for(env, store, provider)
+    for rid in AWKWARD_IDS:
+        store.create_request(request_for(env, rid))
+    converge(reconciler, store, Stage.PROVISIONED)
+
+    owner = Owner(env.runtime.installation, "contract")
+    assert sorted(m.request_id or "" for m in provider.list_machines(owner)) == sorted(AWKWARD_IDS)
+    for _ in range(3):  # more than the drift check's missed listings before "lost"
+        reconciler.run_pass()
+    assert {r.request.id: r.stage for r in store.list_requests()} == dict.fromkeys(
+        AWKWARD_IDS, Stage.PROVISIONED)
+    assert env.platform_machines() == len(AWKWARD_IDS)
+
+    for rid in AWKWARD_IDS:
+        store.request_deletion(rid)
+    converge(reconciler, store, Stage.GONE)
+    assert env.platform_machines() == 0
+
+
 def test_deprovision_of_a_gone_machine_is_success(env: Environment, store: Store) -> None:
     provider = env.provider()
     reconciler = reconciler_for(env, store, provider)
