@@ -194,9 +194,11 @@ def test_closing_the_store_loses_no_create_that_waits(store_url: str) -> None:
 def test_a_create_past_its_deadline_while_waiting_is_not_written(store: Store) -> None:
     requests = [make_request("leader"), make_request("late")]
     release = threading.Event()
+    leading = threading.Event()
     write = store._create_turn
 
     def held(creates: Sequence[NewRequest]) -> Any:
+        leading.set()
         assert release.wait(20)
         return write(creates)
 
@@ -205,7 +207,9 @@ def test_a_create_past_its_deadline_while_waiting_is_not_written(store: Store) -
     leader = threading.Thread(target=lambda: outcome.update(
         leader=store.create_or_get_request(requests[0])))
     leader.start()
-    wait_until(lambda: store._creates.waiting == 0)
+    # The leader writes its turn: an empty queue alone was also true before its
+    # thread had queued, and the late create would have led the turn itself.
+    assert leading.wait(20)
     with guarded(QueryGuard(0.0)), pytest.raises(StoreError, match="deadline"):
         store.create_or_get_request(requests[1])
     release.set()
