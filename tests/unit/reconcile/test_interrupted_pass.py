@@ -108,11 +108,12 @@ def create(store: Store, *ids: str) -> None:
                                             machine_config=SecretStr(WORKER_CONFIG)))
 
 
-def interrupted_pass(worker: Reconciler, provider: Stuck, *, in_step: set[str],
-                     answered: Collection[str] = ()) -> float:
+def interrupted_pass(worker: Reconciler, provider: Stuck, *, held: set[str],
+                     in_step: set[str], answered: Collection[str] = ()) -> float:
     """Run a pass, broken off once it is stuck: a call of ``provider`` blocks,
-    the requests in a step are exactly ``in_step`` and those of ``answered`` had
-    their answer; seconds from the interruption to the pass's end.
+    the worker holds the leases of ``held`` (its claim is over), the requests in
+    a step are exactly ``in_step`` and those of ``answered`` had their answer;
+    seconds from the interruption to the pass's end.
 
     Broken off by abandon_after's own alarm, armed anew for now: a fixed deadline
     (half a second, once) came before the pass got there on a loaded machine.
@@ -124,8 +125,8 @@ def interrupted_pass(worker: Reconciler, provider: Stuck, *, in_step: set[str],
         while time.monotonic() < deadline:
             with worker._gate._lock:
                 stepping = set(worker._gate._in_step)
-            if (provider.blocked.is_set() and stepping == in_step
-                    and set(answered) <= provider.answered):
+            if (provider.blocked.is_set() and worker.held_leases() == held
+                    and stepping == in_step and set(answered) <= provider.answered):
                 interrupted.append(time.monotonic())
                 # The pass cannot end before the guard lets the call go (GUARD,
                 # later than STUCK_WITHIN): the alarm finds abandon_after waiting.
@@ -155,7 +156,7 @@ def test_a_listing_that_never_answers_does_not_hold_the_stop(
     guarded.append(provider)
     create(store, "r-1")
     with reconciler(store, provider, tmp_path) as worker:
-        took = interrupted_pass(worker, provider, in_step=set())
+        took = interrupted_pass(worker, provider, held={"r-1"}, in_step=set())
     assert took < PROMPTLY, f"the stop waited {took:.1f}s for the listing"
     # No step ran for it: its lease is given back, as on any interruption.
     assert holder(store, "r-1") is None
@@ -169,7 +170,8 @@ def test_a_step_that_never_returns_keeps_its_lease_and_stores_nothing_after_the_
     before = store.get_request("r-1")
     assert before is not None
     with reconciler(store, provider, tmp_path) as worker:
-        took = interrupted_pass(worker, provider, in_step={"r-1"}, answered={"r-2"})
+        took = interrupted_pass(worker, provider, held={"r-1", "r-2"}, in_step={"r-1"},
+                                answered={"r-2"})
         assert took < PROMPTLY, f"the stop waited {took:.1f}s for the step"
         # r-1's step may still write to the cloud: nobody else may start it
         # (a later process of this host takes it over once this one is gone).
@@ -196,7 +198,7 @@ def test_a_batch_step_whose_call_never_returns_keeps_the_batch_leased(
     guarded.append(provider)
     create(store, "r-1", "r-2")
     with reconciler(store, provider, tmp_path) as worker:
-        took = interrupted_pass(worker, provider, in_step={"r-1", "r-2"})
+        took = interrupted_pass(worker, provider, held={"r-1", "r-2"}, in_step={"r-1", "r-2"})
     assert took < PROMPTLY, f"the stop waited {took:.1f}s for the batch"
     # The batch's outcome is one write that never came: both stay leased.
     assert holder(store, "r-1") == "host:1"
@@ -211,6 +213,32 @@ def test_a_step_the_interruption_broke_off_itself_gives_its_lease_back(
     guarded.append(provider)
     create(store, "r-1")
     with reconciler(store, provider, tmp_path) as worker:
-        took = interrupted_pass(worker, provider, in_step={"r-1"})
+        took = interrupted_pass(worker, provider, held={"r-1"}, in_step={"r-1"})
     assert took < PROMPTLY
     assert holder(store, "r-1") is None
+
+
+class ClaimThenInterrupted(Store):
+    """A store whose lease claims commit, and then the interruption comes: a
+    signal handled in the main thread right after the claim's transaction."""
+
+    def claim_many(self, request_ids: Collection[str], **kwargs: Any) -> dict[str, int]:
+        super().claim_many(request_ids, **kwargs)
+        raise KeyboardInterrupt
+
+
+def test_an_interruption_right_after_the_claim_gives_its_leases_back(
+        tmp_path: Path, guarded: list[Stuck]) -> None:
+    # The listing goes beside the claim, so an interruption while it blocks may
+    # come inside the claim: the leases it had just committed were kept (until
+    # the TTL, for another host), the release covering the claimed ones only.
+    store = ClaimThenInterrupted(f"sqlite:///{tmp_path / 'claimed.db'}")
+    store.migrate()
+    provider = Stuck()
+    guarded.append(provider)
+    create(store, "r-1", "r-2")
+    with reconciler(store, provider, tmp_path) as worker, pytest.raises(KeyboardInterrupt):
+        worker.run_pass()
+    assert holder(store, "r-1") is None
+    assert holder(store, "r-2") is None
+    store.close()
