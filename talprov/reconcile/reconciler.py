@@ -265,22 +265,32 @@ class Reconciler(LeaseRenewal, DueTimes):
         with DaemonPool(1, "talprov-list") as lister:
             asked = (lister.submit(self.listings.listing, instance, handle.provider)
                      if due and not self._held_elsewhere(group, due) else None)
-            claimed, took_over = self._claim(self._still_due(due)) if due else ([], 0)
-            report.taken_over += took_over
-            if took_over or self._inherited(group, claimed):
-                if asked is not None:
-                    asked.result()  # (one reader of the listings at a time)
-                    asked = None
-                self.listings.forget(instance)
+            claimed: list[RequestRecord] = []
+            holding: Collection[str] = ()
+            claim_returned = False
             running: set[str] = set()
             try:
+                claimed, took_over = self._claim(self._still_due(due)) if due else ([], 0)
+                claim_returned = True
+                holding = [r.request.id for r in claimed]
+                report.taken_over += took_over
+                if took_over or self._inherited(group, claimed):
+                    if asked is not None:
+                        asked.result()  # (one reader of the listings at a time)
+                        asked = None
+                    self.listings.forget(instance)
                 self._work_claimed(instance, handle, runner, group, claimed, asked, report)
             except BaseException as exc:
                 if not isinstance(exc, Exception):
                     running = self._left_running()
+                    if not claim_returned:
+                        # Interrupted inside the claim (the listing beside it may
+                        # be what the pass waited on), maybe after its commit:
+                        # every due request is given back (only this worker's are).
+                        holding = due
                 raise
             finally:
-                self._release([r.request.id for r in claimed if r.request.id not in running])
+                self._release([rid for rid in holding if rid not in running])
         report.worked += len(claimed)
 
     def _work_claimed(

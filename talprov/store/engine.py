@@ -341,6 +341,13 @@ def _obeying(conn: Connection, guard: QueryGuard | None) -> Iterator[None]:
         milliseconds = max(1, int(guard.seconds_left() * 1000))
         conn.exec_driver_sql(f"SET LOCAL statement_timeout = {milliseconds}")
         with guard.interruptible(driver.cancel):
+            # A cancel since the transaction's own check (connecting, BEGIN, the
+            # SET above) reached an idle connection, where PostgreSQL drops it:
+            # the statements would run on to statement_timeout. Looked at again
+            # now that a cancel reaches them (only the driver's send is left).
+            if guard.should_stop():
+                raise StoreError(f"store {masked_url(conn.engine.url)}: "
+                                 "query deadline passed or cancelled")
             yield
         return
     yield  # other databases: no deadline (not a supported store)

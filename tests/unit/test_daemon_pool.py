@@ -4,6 +4,7 @@ keep neither the pool's caller nor the interpreter's exit waiting."""
 
 from __future__ import annotations
 
+import signal
 import subprocess
 import sys
 import textwrap
@@ -82,7 +83,7 @@ def test_an_interruption_while_an_error_waits_for_a_hanging_call_leaves_it_behin
     before = left_behind()
     try:
         with pytest.raises(Terminated):
-            abandon_after(0.3, lambda: _fail_beside(stuck, started), otherwise=None)
+            abandon_after(30, lambda: _fail_beside(stuck, started), otherwise=None)
         assert left_behind() == before + 1
     finally:
         release.set()
@@ -95,6 +96,9 @@ def _fail_beside(stuck: Callable[[], None], started: threading.Event) -> None:
         with DaemonPool(2) as pool:
             pool.submit(stuck)
             assert started.wait(5)
+            # abandon_after's alarm, re-armed from the moment ``stuck`` runs: a
+            # fixed deadline could come before, and the error was never raised.
+            signal.setitimer(signal.ITIMER_REAL, 0.3)
             raise KeyError("a driver bug")
     except DeadlinePassed as exc:
         raise Terminated from exc

@@ -190,6 +190,11 @@ class VirtualMachine:
         """From now on the BMC answers nothing (its chassis program hangs ipmi_sim)."""
         (self.vmdir / "silent").touch()
 
+    def held_calls(self) -> list[str]:
+        """The chassis calls a silent BMC holds (the first hangs ipmi_sim, and with it
+        the IPMI request that asked for it), as its chassis log notes them."""
+        return [line for line in self.chassis_log() if " held: " in line]
+
     def stop(self) -> None:
         (self.vmdir / "silent").unlink(missing_ok=True)
         pid = self.qemu_pid()

@@ -20,7 +20,10 @@ from tests.unit.proxmox.conftest import machine_request
 
 
 def _slow_creates(fakepve: FakePveServer) -> None:
-    fakepve.control("set_timing", time_scale=1.0, task_secs={"qmcreate": 1.0})
+    # Long enough that both creates still run when the test looks at them a few
+    # calls later, also on a loaded machine (1 s was a tight margin); nothing
+    # waits for them to end.
+    fakepve.control("set_timing", time_scale=1.0, task_secs={"qmcreate": 5.0})
 
 
 def test_a_create_in_flight_for_another_request_does_not_hold_up_the_next(

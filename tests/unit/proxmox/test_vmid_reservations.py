@@ -24,6 +24,10 @@ from tests.driving import Ctx, context
 from tests.emulators.fakepve import FakePveServer
 from tests.unit.proxmox.conftest import machine_request
 
+#: Real seconds a VM create runs: the test's deletion must come while it runs,
+#: a few calls after its start, also on a loaded machine (1 s was a tight margin).
+CREATE_SECONDS = 3.0
+
 
 def _ready_for_vm(provider: ProxmoxProvider, ctx: Ctx, clock: FakeClock) -> None:
     steps = {s.name: s for s in provider.steps()}
@@ -41,7 +45,7 @@ def test_a_request_deleted_while_its_create_runs_waits_for_it_and_frees_its_vmid
 ) -> None:
     ctx = context(provider, machine_request("quitter"), owner)
     _ready_for_vm(provider, ctx, clock)
-    fakepve.control("set_timing", time_scale=1.0, task_secs={"qmcreate": 1.0})
+    fakepve.control("set_timing", time_scale=1.0, task_secs={"qmcreate": CREATE_SECONDS})
     started = _ensure_vm(provider).run(ctx)  # type: ignore[attr-defined]
     assert isinstance(started, Retry)
     vmid = ctx.state.vmid
@@ -56,7 +60,7 @@ def test_a_request_deleted_while_its_create_runs_waits_for_it_and_frees_its_vmid
         waited.append(result.reason)
         time.sleep(min(result.after, 0.2))
     assert "VM create task running" in waited
-    time.sleep(1.2)  # past the end of the create, had it been left running
+    time.sleep(CREATE_SECONDS + 0.2)  # past the end of the create, had it been left running
     assert fakepve.vms() == []
     assert provider._vmids.reserved() == {}
 

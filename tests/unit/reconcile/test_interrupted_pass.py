@@ -12,9 +12,10 @@ tests instead of hanging the suite.
 
 from __future__ import annotations
 
+import signal
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -35,6 +36,8 @@ from tests.helpers import WORKER_CONFIG
 GUARD = 8.0
 #: How long an interrupted pass may take to end.
 PROMPTLY = 3.0
+#: How long a pass may take to get stuck (well below GUARD).
+STUCK_WITHIN = 5.0
 
 
 class Stuck(ProviderDouble):
@@ -52,6 +55,8 @@ class Stuck(ProviderDouble):
         self.release = threading.Event()
         #: Set once a blocking call has begun (the moment to interrupt).
         self.blocked = threading.Event()
+        #: The requests whose call returned.
+        self.answered: set[str] = set()
 
     def steps(self) -> Sequence[Step]:
         return (Step("create", self._create,
@@ -62,6 +67,7 @@ class Stuck(ProviderDouble):
             self.blocked.set()
             self.release.wait()
         ctx.state.infra_id = f"m-{ctx.request.id}"
+        self.answered.add(ctx.request.id)
         return Retry(after=30.0, reason="booting")
 
     def list_machines(self, owner: Owner) -> list[Machine]:
@@ -102,15 +108,41 @@ def create(store: Store, *ids: str) -> None:
                                             machine_config=SecretStr(WORKER_CONFIG)))
 
 
-def interrupted_pass(worker: Reconciler, provider: Stuck) -> float:
-    """Run a pass, broken off after half a second (a call of ``provider`` blocks at
-    once); seconds from the interruption to the pass's end."""
-    start = time.monotonic()
-    ended: PassReport | None = abandon_after(0.5, worker.run_pass, otherwise=None)
-    took = time.monotonic() - (start + 0.5)
+def interrupted_pass(worker: Reconciler, provider: Stuck, *, held: set[str],
+                     in_step: set[str], answered: Collection[str] = ()) -> float:
+    """Run a pass, broken off once it is stuck: a call of ``provider`` blocks,
+    the worker holds the leases of ``held`` (its claim is over), the requests in
+    a step are exactly ``in_step`` and those of ``answered`` had their answer;
+    seconds from the interruption to the pass's end.
+
+    Broken off by abandon_after's own alarm, armed anew for now: a fixed deadline
+    (half a second, once) came before the pass got there on a loaded machine.
+    """
+    interrupted: list[float] = []
+
+    def interrupt_once_stuck() -> None:
+        deadline = time.monotonic() + STUCK_WITHIN
+        while time.monotonic() < deadline:
+            with worker._gate._lock:
+                stepping = set(worker._gate._in_step)
+            if (provider.blocked.is_set() and worker.held_leases() == held
+                    and stepping == in_step and set(answered) <= provider.answered):
+                interrupted.append(time.monotonic())
+                # The pass cannot end before the guard lets the call go (GUARD,
+                # later than STUCK_WITHIN): the alarm finds abandon_after waiting.
+                signal.setitimer(signal.ITIMER_REAL, 0.001)
+                return
+            time.sleep(0.005)
+
+    watcher = threading.Thread(target=interrupt_once_stuck, daemon=True)
+    watcher.start()
+    ended: PassReport | None = abandon_after(STUCK_WITHIN + 1, worker.run_pass, otherwise=None)
+    done = time.monotonic()
+    watcher.join(10)
     assert provider.blocked.is_set(), "nothing blocked: the test tests nothing"
+    assert interrupted, f"the pass never got stuck with {sorted(in_step)} in a step"
     assert ended is None, "the pass ended before the interruption"
-    return took
+    return done - interrupted[0]
 
 
 def holder(store: Store, rid: str) -> str | None:
@@ -124,7 +156,7 @@ def test_a_listing_that_never_answers_does_not_hold_the_stop(
     guarded.append(provider)
     create(store, "r-1")
     with reconciler(store, provider, tmp_path) as worker:
-        took = interrupted_pass(worker, provider)
+        took = interrupted_pass(worker, provider, held={"r-1"}, in_step=set())
     assert took < PROMPTLY, f"the stop waited {took:.1f}s for the listing"
     # No step ran for it: its lease is given back, as on any interruption.
     assert holder(store, "r-1") is None
@@ -138,7 +170,8 @@ def test_a_step_that_never_returns_keeps_its_lease_and_stores_nothing_after_the_
     before = store.get_request("r-1")
     assert before is not None
     with reconciler(store, provider, tmp_path) as worker:
-        took = interrupted_pass(worker, provider)
+        took = interrupted_pass(worker, provider, held={"r-1", "r-2"}, in_step={"r-1"},
+                                answered={"r-2"})
         assert took < PROMPTLY, f"the stop waited {took:.1f}s for the step"
         # r-1's step may still write to the cloud: nobody else may start it
         # (a later process of this host takes it over once this one is gone).
@@ -165,7 +198,7 @@ def test_a_batch_step_whose_call_never_returns_keeps_the_batch_leased(
     guarded.append(provider)
     create(store, "r-1", "r-2")
     with reconciler(store, provider, tmp_path) as worker:
-        took = interrupted_pass(worker, provider)
+        took = interrupted_pass(worker, provider, held={"r-1", "r-2"}, in_step={"r-1", "r-2"})
     assert took < PROMPTLY, f"the stop waited {took:.1f}s for the batch"
     # The batch's outcome is one write that never came: both stay leased.
     assert holder(store, "r-1") == "host:1"
@@ -180,6 +213,32 @@ def test_a_step_the_interruption_broke_off_itself_gives_its_lease_back(
     guarded.append(provider)
     create(store, "r-1")
     with reconciler(store, provider, tmp_path) as worker:
-        took = interrupted_pass(worker, provider)
+        took = interrupted_pass(worker, provider, held={"r-1"}, in_step={"r-1"})
     assert took < PROMPTLY
     assert holder(store, "r-1") is None
+
+
+class ClaimThenInterrupted(Store):
+    """A store whose lease claims commit, and then the interruption comes: a
+    signal handled in the main thread right after the claim's transaction."""
+
+    def claim_many(self, request_ids: Collection[str], **kwargs: Any) -> dict[str, int]:
+        super().claim_many(request_ids, **kwargs)
+        raise KeyboardInterrupt
+
+
+def test_an_interruption_right_after_the_claim_gives_its_leases_back(
+        tmp_path: Path, guarded: list[Stuck]) -> None:
+    # The listing goes beside the claim, so an interruption while it blocks may
+    # come inside the claim: the leases it had just committed were kept (until
+    # the TTL, for another host), the release covering the claimed ones only.
+    store = ClaimThenInterrupted(f"sqlite:///{tmp_path / 'claimed.db'}")
+    store.migrate()
+    provider = Stuck()
+    guarded.append(provider)
+    create(store, "r-1", "r-2")
+    with reconciler(store, provider, tmp_path) as worker, pytest.raises(KeyboardInterrupt):
+        worker.run_pass()
+    assert holder(store, "r-1") is None
+    assert holder(store, "r-2") is None
+    store.close()

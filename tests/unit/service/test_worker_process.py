@@ -124,7 +124,9 @@ def test_a_child_the_groups_sigterm_stopped_first_is_not_a_death(
     worker = WorkerProcess(worker_targets.signalled_child, metrics=Metrics())
     with caplog.at_level(logging.INFO, logger="talprov.service.worker_process"):
         worker.start()
-        time.sleep(1.0)  # the child has ended; serve's own stop comes a moment later
+        # The child has ended (the supervisor let its pipe go); serve's own stop
+        # comes a moment later. A fixed second let a slow child end after the stop.
+        _wait(lambda: worker._conn is None, "the child's end")
         assert worker.stop(timeout=30)
     assert worker.restarts == 0
     assert not [r for r in caplog.records if r.levelno >= logging.WARNING], caplog.text

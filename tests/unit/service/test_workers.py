@@ -26,7 +26,7 @@ from talprov.service.workers import ReconcileLoop
 from talprov.store.store import Store
 from talprov.testing import ProviderDouble
 
-TTL = 0.6
+TTL = 1.2  # renewal every 0.4 s, which may come 0.8 s late (0.4 s at 0.6): a loaded CI machine
 
 
 def make_store(tmp_path: Path) -> Store:

@@ -35,7 +35,8 @@ class Turns:
     ``progress``); the first turn starts only once ``queued`` more calls wait
     behind it, so the second turn holds them all."""
 
-    def __init__(self, store: Store, queued: int, *, progress: bool = False) -> None:
+    def __init__(self, store: Store, queued: int, *, progress: bool = False,
+                 when_queued: Callable[[], None] | None = None) -> None:
         self.sizes: list[int] = []
         group: Any = store._progress_writes if progress else store._creates
         write = group._write_many  # the test wraps the store's own turn
@@ -44,6 +45,8 @@ class Turns:
             self.sizes.append(len(items))
             if len(self.sizes) == 1:
                 wait_until(lambda: group.waiting == queued)
+                if when_queued is not None:
+                    when_queued()  # while they all wait, before the first turn writes
             return write(items)
 
         group._write_many = counted
@@ -176,16 +179,18 @@ def test_closing_the_store_loses_no_create_that_waits(store_url: str) -> None:
     store = Store(store_url)
     store.migrate()
     requests = [make_request(f"closing-{n}") for n in range(5)]
-    turns = Turns(store, queued=len(requests) - 1)
+    closed: list[bool] = []
 
-    def close_while_they_wait() -> None:
-        wait_until(lambda: store._creates.waiting == len(requests) - 1)
+    def close() -> None:
         store.close()
+        closed.append(True)
 
-    closer = threading.Thread(target=close_while_they_wait)
-    closer.start()
+    # Closed from the first turn, once the others wait: a thread polling for
+    # them all waiting could miss that moment (the turn takes them at once) and
+    # the store was then never closed (a warning; the test passed anyway).
+    turns = Turns(store, queued=len(requests) - 1, when_queued=close)
     outcomes = create_all(store, requests, turns)
-    closer.join(30)
+    assert closed
     assert [created for _, created in outcomes] == [True] * len(requests)
     with Store(store_url) as reopened:
         assert [r.id for r in reopened.list_requests()] == [r.id for r in requests]
@@ -194,9 +199,11 @@ def test_closing_the_store_loses_no_create_that_waits(store_url: str) -> None:
 def test_a_create_past_its_deadline_while_waiting_is_not_written(store: Store) -> None:
     requests = [make_request("leader"), make_request("late")]
     release = threading.Event()
+    leading = threading.Event()
     write = store._create_turn
 
     def held(creates: Sequence[NewRequest]) -> Any:
+        leading.set()
         assert release.wait(20)
         return write(creates)
 
@@ -205,7 +212,9 @@ def test_a_create_past_its_deadline_while_waiting_is_not_written(store: Store) -
     leader = threading.Thread(target=lambda: outcome.update(
         leader=store.create_or_get_request(requests[0])))
     leader.start()
-    wait_until(lambda: store._creates.waiting == 0)
+    # The leader writes its turn: an empty queue alone was also true before its
+    # thread had queued, and the late create would have led the turn itself.
+    assert leading.wait(20)
     with guarded(QueryGuard(0.0)), pytest.raises(StoreError, match="deadline"):
         store.create_or_get_request(requests[1])
     release.set()

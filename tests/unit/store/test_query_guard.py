@@ -62,6 +62,29 @@ def test_cancelling_the_guard_stops_the_running_query(store: Store) -> None:
     assert outcome["result"] != "finished"
 
 
+def test_a_cancel_while_the_transaction_starts_stops_its_query(store: Store) -> None:
+    # The cancel comes after the transaction's own deadline check and before the
+    # statement runs (connecting, BEGIN, SET LOCAL): PostgreSQL's cancel of an
+    # idle connection is lost, and the statement ran on to its statement_timeout
+    # (the guard's whole deadline). It must not start.
+    guard = QueryGuard(600)
+
+    def cancel_before_the_slow_one(_conn: Any, _cursor: Any, statement: str,
+                                   *_args: Any) -> None:
+        if statement not in SLOW_SQL.values():
+            guard.cancel()
+
+    event.listen(store._engine, "before_cursor_execute", cancel_before_the_slow_one)
+    try:
+        thread, outcome = _in_thread(store, guard)
+        thread.join(10)
+    finally:
+        event.remove(store._engine, "before_cursor_execute", cancel_before_the_slow_one)
+    assert not thread.is_alive(), "a cancel before the statement did not stop it"
+    assert guard.cancelled
+    assert outcome["result"] != "finished"
+
+
 def test_queries_without_a_guard_are_not_limited(store: Store) -> None:
     with store._read() as conn:
         assert conn.exec_driver_sql("SELECT 1").scalar() == 1
