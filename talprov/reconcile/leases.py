@@ -1,4 +1,8 @@
-"""Lease renewal of a reconciler: a thread that renews held leases while a pass runs.
+"""Leases of a reconciler: claimed for a pass's due requests, renewed by a thread
+while it runs.
+
+A pass claims the due requests in one conditional UPDATE (claim_many) and takes
+over at once a lease a dead process of this host left behind (``_claim``).
 
 A step can outlast any fixed TTL (an image import takes minutes), so while a
 pass holds leases a daemon thread renews them every ``renew_interval`` (a third
@@ -10,18 +14,22 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Collection
+from collections.abc import Collection, Mapping, Sequence
 from datetime import datetime
 
+from talprov.processes import take_over_if_dead
 from talprov.secrets import redact
 from talprov.store.errors import StoreError
+from talprov.store.observations import RequestSummary
+from talprov.store.records import RequestRecord
 from talprov.store.store import Store
 
 log = logging.getLogger(__name__)
 
 
 class LeaseRenewal:
-    """The lease bookkeeping half of :class:`talprov.reconcile.reconciler.Reconciler`.
+    """The lease half of :class:`talprov.reconcile.reconciler.Reconciler`: claiming, taking
+    over from dead processes of this host, renewing, releasing.
 
     Needs ``store``, ``worker_id``, ``lease_ttl``, ``renew_interval`` and ``now()``
     from the class it is mixed into; call :meth:`_init_leases` in its ``__init__``.
@@ -168,3 +176,59 @@ class LeaseRenewal:
         if thread is not None and thread is not threading.current_thread():
             thread.join(timeout=5)
 
+    def _held_elsewhere(self, group: Sequence[RequestSummary], due: Mapping[str, int]) -> bool:
+        """Whether another worker held a due request of ``group`` when it was read."""
+        return any(s.id in due and s.lease_owner not in (None, self.worker_id) for s in group)
+
+    def _inherited(self, group: Sequence[RequestSummary],
+                   claimed: Sequence[RequestRecord]) -> bool:
+        """Whether a request now claimed was held by another worker whose lease ran
+        out: a lease let go is cleared, so that worker died or stalled mid-work, and
+        what it made may be missing from a listing taken before the claim."""
+        ours = {r.request.id for r in claimed}
+        return any(s.id in ours and s.lease_owner not in (None, self.worker_id)
+                   for s in group)
+
+    def _claim(self, due: Sequence[RequestRecord]) -> tuple[list[RequestRecord], int]:
+        """The due requests this worker now holds the lease of, as they were read,
+        and how many it took over (a lease a dead worker of this host left is
+        taken over at once).
+
+        A request another replica advanced between our read and the claim (its
+        version moved) is let go: the next pass reads it afresh.
+        """
+        held = self.store.claim_many([r.request.id for r in due], owner=self.worker_id,
+                                     ttl=self.lease_ttl, now=self.now())
+        self._hold(held)
+        took_over = 0
+        for record in due:
+            rid = record.request.id
+            if rid in held:
+                continue
+            # A process on this host that was killed leaves its leases behind; do
+            # not make a restarted worker wait out the TTL for them.
+            if self._take_over(rid):
+                self._hold([rid])
+                took_over += 1
+                fresh = self.store.get_request(rid)
+                if fresh is not None:
+                    held[rid] = fresh.version
+        claimed = [r for r in due if held.get(r.request.id) == r.version]
+        stale = [r.request.id for r in due
+                 if r.request.id in held and held[r.request.id] != r.version]
+        self._release(stale)
+        return claimed, took_over
+
+    def _take_over(self, rid: str) -> bool:
+        """Claim ``rid`` when a dead process of this host holds its lease, or when
+        nobody holds it any more (take_over_if_dead's one rule, as for clusters)."""
+        holder = self.store.lease_holder(rid)
+        taken = take_over_if_dead(
+            None if holder is None else holder[0],
+            release=lambda dead: self.store.release(rid, owner=dead),
+            claim=lambda: self.store.claim(rid, owner=self.worker_id, ttl=self.lease_ttl,
+                                           now=self.now()))
+        if taken and holder is not None:
+            log.info("request %s: took over the lease of %s, a talprov process of this "
+                     "host that is gone", rid, holder[0])
+        return taken

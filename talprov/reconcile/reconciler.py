@@ -48,7 +48,7 @@ from datetime import UTC, datetime
 
 from talprov.daemon_pool import DaemonPool
 from talprov.logs import log_context
-from talprov.processes import local_worker_id, take_over_if_dead
+from talprov.processes import local_worker_id
 from talprov.providers.protocol import Provider, Runtime
 from talprov.providers.types import Machine, Owner, Stage
 from talprov.reconcile.due import DueTimes
@@ -360,19 +360,6 @@ class Reconciler(LeaseRenewal, DueTimes):
                      extra={"request_id": rid})
         return running
 
-    def _held_elsewhere(self, group: Sequence[RequestSummary], due: Mapping[str, int]) -> bool:
-        """Whether another worker held a due request of ``group`` when it was read."""
-        return any(s.id in due and s.lease_owner not in (None, self.worker_id) for s in group)
-
-    def _inherited(self, group: Sequence[RequestSummary],
-                   claimed: Sequence[RequestRecord]) -> bool:
-        """Whether a request now claimed was held by another worker whose lease ran
-        out: a lease let go is cleared, so that worker died or stalled mid-work, and
-        what it made may be missing from a listing taken before the claim."""
-        ours = {r.request.id for r in claimed}
-        return any(s.id in ours and s.lease_owner not in (None, self.worker_id)
-                   for s in group)
-
     def _due(self, group: Sequence[RequestSummary]) -> dict[str, int]:
         """The versions of the requests in ``group`` that have a step to run now."""
         now = self.now()
@@ -402,50 +389,6 @@ class Reconciler(LeaseRenewal, DueTimes):
             # attempt) at every attempt, so `machine get` says when it is tried next.
             newly = not (summary.error or "").startswith(headline)
             self._observations.note(summary, error=error, events=[headline] if newly else [])
-
-    def _claim(self, due: Sequence[RequestRecord]) -> tuple[list[RequestRecord], int]:
-        """The due requests this worker now holds the lease of, as they were read,
-        and how many it took over (a lease a dead worker of this host left is
-        taken over at once).
-
-        A request another replica advanced between our read and the claim (its
-        version moved) is let go: the next pass reads it afresh.
-        """
-        held = self.store.claim_many([r.request.id for r in due], owner=self.worker_id,
-                                     ttl=self.lease_ttl, now=self.now())
-        self._hold(held)
-        took_over = 0
-        for record in due:
-            rid = record.request.id
-            if rid in held:
-                continue
-            # A process on this host that was killed leaves its leases behind; do
-            # not make a restarted worker wait out the TTL for them.
-            if self._take_over(rid):
-                self._hold([rid])
-                took_over += 1
-                fresh = self.store.get_request(rid)
-                if fresh is not None:
-                    held[rid] = fresh.version
-        claimed = [r for r in due if held.get(r.request.id) == r.version]
-        stale = [r.request.id for r in due
-                 if r.request.id in held and held[r.request.id] != r.version]
-        self._release(stale)
-        return claimed, took_over
-
-    def _take_over(self, rid: str) -> bool:
-        """Claim ``rid`` when a dead process of this host holds its lease, or when
-        nobody holds it any more (take_over_if_dead's one rule, as for clusters)."""
-        holder = self.store.lease_holder(rid)
-        taken = take_over_if_dead(
-            None if holder is None else holder[0],
-            release=lambda dead: self.store.release(rid, owner=dead),
-            claim=lambda: self.store.claim(rid, owner=self.worker_id, ttl=self.lease_ttl,
-                                           now=self.now()))
-        if taken and holder is not None:
-            log.info("request %s: took over the lease of %s, a talprov process of this "
-                     "host that is gone", rid, holder[0])
-        return taken
 
     @staticmethod
     def _prepare(runner: RequestRunner, records: Sequence[RequestRecord],
