@@ -361,6 +361,9 @@ _SIMPLE_MESSAGES = {
     "int_from_float": "must be an integer",
     "float_type": "must be a number",
     "float_parsing": "must be a number",
+    # Every model sets allow_inf_nan=False: a wait of .inf overflows time.sleep and
+    # timedelta later, and .nan slips past comparisons (tests/unit/test_config_finite_numbers.py).
+    "finite_number": "must be a finite number, not .inf or .nan",
     "string_type": "must be a string",
     "bool_type": "must be true or false",
     "bool_parsing": "must be true or false",

@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field
 class AwsConfig(BaseModel):
     """Connection and behaviour settings of one AWS provider instance."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     region: str = Field(
         min_length=1,
