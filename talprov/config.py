@@ -33,6 +33,7 @@ from talprov.errors import (
     refuse_lone_surrogates,
     unknown_key_message,
     validate,
+    written_flag,
     yaml_error,
 )
 from talprov.providers.errors import ca_file_problem
@@ -370,6 +371,8 @@ def check_ca_files(node: Any, where: str) -> None:
     trouble as an SSL or OS error of its own. Raises ``ConfigError`` naming the key
     and the file. Reads the files; idempotent."""
     for field, key, value in _written_settings(node, where):
+        if key == "verify_tls" and written_flag(value) is not None:
+            continue  # a quoted flag, which AwsConfig reads as the bool, is no file
         if key in CA_FILE_KEYS and not value.strip():
             raise ConfigError(field, "empty: name a PEM file of CA certificates, or "
                                      "leave the setting out for the system's CAs")

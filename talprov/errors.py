@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import yaml
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, TypeAdapter, ValidationError
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -246,6 +246,22 @@ _PATTERN_WORDS = {
 
 #: What a number or flag written as a string gets told, in files and the API alike.
 QUOTES_HINT = ", not a string (remove the quotes)"
+
+_FLAG: TypeAdapter[bool] = TypeAdapter(bool)
+
+
+def written_flag(value: object) -> bool | None:
+    """The flag a string stands for, read as every talprov bool setting reads a
+    quoted one ("false", "no", "off", "0", "true", "yes", "on", "1", any case);
+    None for anything else, a non-string too. For a setting that also takes a
+    string (AWS's ``verify_tls``: a flag or a CA bundle path) and for raw blocks
+    read before their model. Pure."""
+    if not isinstance(value, str):
+        return None
+    try:
+        return _FLAG.validate_python(value)
+    except ValidationError:
+        return None
 
 
 def quoted_in_json(kind: str, value: object) -> str | None:
