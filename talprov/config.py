@@ -33,6 +33,7 @@ from talprov.errors import (
     refuse_lone_surrogates,
     unknown_key_message,
     validate,
+    written_flag,
     yaml_error,
 )
 from talprov.providers.errors import ca_file_problem
@@ -58,7 +59,7 @@ LAZY_KEYS = ("providers", "service", "image_factory")
 class ImageFactoryConfig(BaseModel):
     """Where Talos images come from; point ``url`` at a mirror for air-gapped sites."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     url: str = DEFAULT_FACTORY_URL
     ca_file: str | None = None
@@ -93,7 +94,7 @@ class ImageFactoryConfig(BaseModel):
 class ProviderInstanceConfig(BaseModel):
     """The common part of a provider instance block; the rest belongs to its type."""
 
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", allow_inf_nan=False)
 
     type: str
     concurrency: int = Field(default=8, ge=1, le=256)
@@ -111,7 +112,7 @@ class ProviderInstanceConfig(BaseModel):
 
 
 class TalprovConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     store: str | None = None
     installation: str = Field(default="talprov", pattern=r"^[a-z0-9][-a-z0-9]{0,30}$")
@@ -125,7 +126,7 @@ class TalprovConfig(BaseModel):
 class LoadedConfig(BaseModel):
     """A parsed config and the file it came from (None when no file was found)."""
 
-    model_config = ConfigDict(arbitrary_types_allowed=True)
+    model_config = ConfigDict(arbitrary_types_allowed=True, allow_inf_nan=False)
 
     config: TalprovConfig
     path: Path | None
@@ -370,6 +371,8 @@ def check_ca_files(node: Any, where: str) -> None:
     trouble as an SSL or OS error of its own. Raises ``ConfigError`` naming the key
     and the file. Reads the files; idempotent."""
     for field, key, value in _written_settings(node, where):
+        if key == "verify_tls" and written_flag(value) is not None:
+            continue  # a quoted flag, which AwsConfig reads as the bool, is no file
         if key in CA_FILE_KEYS and not value.strip():
             raise ConfigError(field, "empty: name a PEM file of CA certificates, or "
                                      "leave the setting out for the system's CAs")

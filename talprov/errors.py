@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import yaml
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, TypeAdapter, ValidationError
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -247,6 +247,22 @@ _PATTERN_WORDS = {
 #: What a number or flag written as a string gets told, in files and the API alike.
 QUOTES_HINT = ", not a string (remove the quotes)"
 
+_FLAG: TypeAdapter[bool] = TypeAdapter(bool)
+
+
+def written_flag(value: object) -> bool | None:
+    """The flag a string stands for, read as every talprov bool setting reads a
+    quoted one ("false", "no", "off", "0", "true", "yes", "on", "1", any case);
+    None for anything else, a non-string too. For a setting that also takes a
+    string (AWS's ``verify_tls``: a flag or a CA bundle path) and for raw blocks
+    read before their model. Pure."""
+    if not isinstance(value, str):
+        return None
+    try:
+        return _FLAG.validate_python(value)
+    except ValidationError:
+        return None
+
 
 def quoted_in_json(kind: str, value: object) -> str | None:
     """The API's message for a JSON number or boolean sent as a string ("3",
@@ -361,6 +377,9 @@ _SIMPLE_MESSAGES = {
     "int_from_float": "must be an integer",
     "float_type": "must be a number",
     "float_parsing": "must be a number",
+    # Every model sets allow_inf_nan=False: a wait of .inf overflows time.sleep and
+    # timedelta later, and .nan slips past comparisons (tests/unit/test_config_finite_numbers.py).
+    "finite_number": "must be a finite number, not .inf or .nan",
     "string_type": "must be a string",
     "bool_type": "must be true or false",
     "bool_parsing": "must be true or false",

@@ -22,7 +22,7 @@ from typing import Any, cast
 
 from pydantic import BaseModel
 
-from talprov.errors import ConfigError, MissingExtra, validate
+from talprov.errors import ConfigError, MissingExtra, validate, written_flag
 from talprov.providers.errors import InvalidRequest
 from talprov.providers.protocol import (
     ChecksRequests,
@@ -170,9 +170,12 @@ def unverified_tls(raw: dict[str, Any]) -> str | None:
     """The setting of an instance block that turns TLS verification of its endpoint
     off (``insecure: true``, AWS's ``verify_tls: false``), as written; None when the
     certificate is checked. Pure."""
-    if raw.get("insecure") is True:
+    # A quoted flag means what the model reads it as ("true" is True): see written_flag.
+    insecure = raw.get("insecure")
+    if insecure is True or written_flag(insecure) is True:
         return "insecure: true"
-    if raw.get("verify_tls") is False:
+    verify = raw.get("verify_tls")
+    if verify is False or written_flag(verify) is False:
         return "verify_tls: false"
     return None
 

@@ -31,7 +31,7 @@ from talprov.secrets import resolve_refs, resolve_tree
 class ConfigSource(BaseModel):
     """Where a machine's Talos configuration comes from."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     file: str | None = Field(default=None, description="Path, relative to the request file.")
     inline: SecretStr | None = Field(default=None, description="The YAML text itself.")
@@ -43,7 +43,7 @@ class ConfigSource(BaseModel):
 class RequestFile(BaseModel):
     """The request file's shape (Omni MachineRequest field names)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     id: str | None = None
     provider: str

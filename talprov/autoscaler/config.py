@@ -21,7 +21,7 @@ class AutoscalerTls(BaseModel):
     """PEM files: this server's certificate and key, and the CA that signed the
     cluster-autoscaler's client certificate (its cloud-config's ``cert``/``key``)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     cert: str = Field(min_length=1)
     key: str = Field(min_length=1)
@@ -34,7 +34,7 @@ class AutoscalerTls(BaseModel):
 class AutoscalerConfig(BaseModel):
     """Where the externalgrpc CloudProvider service listens and how it is secured."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     #: Run it inside ``talprov serve`` (the block alone does not).
     enabled: bool = True

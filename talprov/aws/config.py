@@ -7,13 +7,15 @@ profile to start from and, optionally, which role to assume.
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from talprov.errors import written_flag
 
 
 class AwsConfig(BaseModel):
     """Connection and behaviour settings of one AWS provider instance."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     region: str = Field(
         min_length=1,
@@ -46,7 +48,8 @@ class AwsConfig(BaseModel):
     )
     verify_tls: bool | str = Field(
         default=True,
-        description="Verify the endpoint's TLS certificate: true, false, or a CA bundle path.",
+        description="Verify the endpoint's TLS certificate: true, false, or a CA bundle path "
+        "(a quoted \"false\" is the flag, as for every other flag; write ./false for a file).",
     )
     max_attempts: int = Field(
         default=3,
@@ -109,3 +112,11 @@ class AwsConfig(BaseModel):
         description="Service role that VM Import uses to read image_bucket "
         "(ImportSnapshot RoleName).",
     )
+
+    @field_validator("verify_tls", mode="before")
+    @classmethod
+    def _quoted_flag(cls, value: object) -> object:
+        # bool | str takes "false" as the str, a bundle path; every other talprov flag
+        # reads it as False (pydantic's lax bool), so this one does too.
+        flag = written_flag(value)
+        return value if flag is None else flag

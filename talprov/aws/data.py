@@ -20,7 +20,7 @@ DEFAULT_INSTANCE_TYPES = {"amd64": "t3.small", "arm64": "t4g.small"}
 class RootVolume(BaseModel):
     """The root EBS volume (the Talos system disk)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     size: int = Field(default=20, ge=8, le=16384, description="Size in GiB.")
     type: Literal["gp3", "gp2", "io1", "io2", "st1", "sc1", "standard"] = Field(
@@ -53,7 +53,7 @@ class RootVolume(BaseModel):
 class Spot(BaseModel):
     """Spot instead of on-demand capacity."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     enabled: bool = Field(default=False, description="Launch as a one-time spot instance.")
     max_price: str | None = Field(
@@ -66,7 +66,7 @@ class Spot(BaseModel):
 class AwsData(BaseModel):
     """Per-request machine shape on AWS."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     instance_type: str | None = Field(
         default=None,

@@ -25,7 +25,7 @@ class DhcpConfig(BaseModel):
     no other DHCP server).
     """
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     enabled: bool = Field(default=True, description="Run the DHCP responder.")
     interface_address: IPv4Address | None = Field(
@@ -62,7 +62,7 @@ class DhcpConfig(BaseModel):
 class ConfigTls(BaseModel):
     """HTTPS for the config endpoint: machine configs never cross the network in clear."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     cert: str = Field(description="PEM certificate (chain) file. Talos must trust it: it "
                       "fetches talos.config with its own root certificates.")
@@ -74,7 +74,7 @@ class ConfigTls(BaseModel):
 class BareMetalConfig(BaseModel):
     """Inventory, boot server and BMC behaviour of one bare-metal provider instance."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     inventory: str = Field(description="Path of the inventory SQLite file (created 0600 "
                            "if missing; its directory must exist).")

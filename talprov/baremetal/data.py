@@ -31,7 +31,7 @@ class BareMetalMachineData(BaseModel):
     wins, so allocation is deterministic.
     """
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     selector: Labels = Field(
         default_factory=dict, description="Labels the machine must carry (all of them); "

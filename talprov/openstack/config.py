@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 class OpenStackAuth(BaseModel):
     """A clouds.yaml-style ``auth`` block: an application credential or a password."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     auth_url: str = Field(min_length=1, description="Keystone URL, e.g. "
                           "https://keystone.example:5000/v3.")
@@ -73,7 +73,7 @@ class OpenStackAuth(BaseModel):
 class OpenStackConfig(BaseModel):
     """Connection and behaviour settings of one OpenStack provider instance."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     cloud: str | None = Field(
         default=None,

@@ -19,7 +19,7 @@ TAG_PATTERN = r"^[^,/]{1,60}$"
 class FixedIp(BaseModel):
     """One fixed address of a port: a subnet, an address, or both."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     subnet: str | None = Field(default=None, description="Subnet name or id.")
     ip_address: str | None = Field(default=None, description="The address to take.")
@@ -34,7 +34,7 @@ class FixedIp(BaseModel):
 class PortSpec(BaseModel):
     """A port talprov creates (and tags) for the machine."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     network: str = Field(min_length=1, description="Network name or id.")
     fixed_ips: list[FixedIp] = Field(default_factory=list, description="Fixed addresses; "
@@ -47,7 +47,7 @@ class PortSpec(BaseModel):
 class RootVolume(BaseModel):
     """Boot from a Cinder volume made from the image instead of the flavor's local disk."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     size: int = Field(ge=1, le=65536, description="Size in GiB.")
     type: str | None = Field(default=None, description="Volume type; unset = the default.")
@@ -57,7 +57,7 @@ class RootVolume(BaseModel):
 class OpenStackData(BaseModel):
     """Per-request machine shape on OpenStack."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     flavor: str | None = Field(
         default=None, description="Flavor name or id. Set this, or cpu + memory + disk.")

@@ -27,7 +27,7 @@ class ProviderState(BaseModel):
     request's record after each step, so drivers only need to fill them in.
     """
 
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
 
     infra_id: str | None = None
     machine_uuid: str | None = None

@@ -138,7 +138,7 @@ class MachineState(StrEnum):
 class MetaValue(BaseModel):
     """One Talos META key/value (the Image Factory's ``meta`` list entries)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     key: int = Field(ge=0, le=255)
     value: str
@@ -147,7 +147,7 @@ class MetaValue(BaseModel):
 class Overlay(BaseModel):
     """A board overlay (SBC images), as in the schematic's ``overlay`` block."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     image: str
     name: str
@@ -188,7 +188,7 @@ _UNSAFE_IN_KERNEL_ARG = re.compile(r"[\s\x00-\x1f\x7f]")
 class JoinSpec(BaseModel):
     """Omni join parameters. ``api_url`` carries the join token, so it is a secret."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     api_url: SecretStr
     events_sink: str = "[fdae:41e4:649b:9303::1]:8090"
@@ -250,7 +250,7 @@ class MachineRequest(BaseModel):
     so it never shows up in reprs, logs or exceptions.
     """
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     id: str = Field(pattern=REQUEST_ID_PATTERN, max_length=63)
     provider: str = Field(min_length=1)

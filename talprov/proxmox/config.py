@@ -23,7 +23,7 @@ FINGERPRINT_PATTERN = re.compile(r"^([0-9A-Fa-f]{2}:){31}[0-9A-Fa-f]{2}$")
 class ProxmoxConfig(BaseModel):
     """Connection and behaviour settings of one Proxmox VE provider instance."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     url: str = Field(
         pattern=r"^https://[^/\s]+(:\d+)?/?$",

@@ -23,7 +23,7 @@ MAX_USER_TAGS = 16
 class AdditionalDisk(BaseModel):
     """An extra data disk (scsi1, scsi2, ... in order)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     size: int = Field(ge=1, le=65536, description="Size in GiB.")
     storage: str | None = Field(
@@ -36,7 +36,7 @@ class AdditionalDisk(BaseModel):
 class StaticNetwork(BaseModel):
     """Static addressing of the first NIC, delivered as nocloud network-config (v2)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     addresses: tuple[IPv4Interface | IPv6Interface, ...] = Field(
         min_length=1, description="Addresses with prefix length, e.g. 192.0.2.10/24."
@@ -53,7 +53,7 @@ class StaticNetwork(BaseModel):
 class ProxmoxMachineData(BaseModel):
     """The shape and placement of one Proxmox VM."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     cores: int = Field(default=2, ge=1, le=512, description="CPU cores per socket.")
     sockets: int = Field(default=1, ge=1, le=8, description="CPU sockets.")

@@ -109,7 +109,8 @@ def parse_duration(value: object) -> timedelta:
 
 
 class _Doc(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True,
+                              allow_inf_nan=False)
 
 
 class ConfigRef(_Doc):

@@ -42,7 +42,7 @@ class TokenConfig(BaseModel):
     ``${env:NAME}``).
     """
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     name: str = Field(min_length=1, max_length=100, description="Recorded as the actor.")
     sha256: str | None = Field(default=None, pattern=r"^[0-9a-fA-F]{64}$")
@@ -77,7 +77,7 @@ class TokenConfig(BaseModel):
 
 
 class TlsConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     cert: str = Field(description="PEM certificate (chain) file.")
     key: str = Field(description="PEM private key file.")
@@ -86,7 +86,7 @@ class TlsConfig(BaseModel):
 class ServiceConfig(BaseModel):
     """Settings of ``talprov serve``."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     listen: str = DEFAULT_LISTEN
     tokens: tuple[TokenConfig, ...] = ()

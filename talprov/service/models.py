@@ -110,7 +110,7 @@ class MetaValue(RequestMetaValue):
 class MachineTemplate(BaseModel):
     """What a machine is made from: the fields shared by requests and sets."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     provider: str = Field(min_length=1, max_length=255, description="Provider instance name.")
     # Checked before the config is checked by this version's rules (422 at talos_version).
@@ -196,7 +196,7 @@ class EventView(BaseModel):
 
 
 class ForgetBody(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     reason: str = Field(min_length=1, max_length=1000, pattern=r"^[^\x00]*$")
 
@@ -224,7 +224,7 @@ class MachineRequestSetReplace(MachineTemplate):
 
 
 class MachineRequestSetScale(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     machine_count: SetSize
 

@@ -31,7 +31,7 @@ MAC_PATTERN = r"^[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}$"
 class StaticNetwork(BaseModel):
     """A static address plan for one interface (``mac`` or ``interface`` picks it)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     addresses: tuple[ipaddress.IPv4Interface | ipaddress.IPv6Interface, ...] = Field(min_length=1)
     gateway: ipaddress.IPv4Address | ipaddress.IPv6Address | None = None

@@ -70,7 +70,7 @@ class SchematicIdMismatch(ProviderError):
 class CloudImage(BaseModel):
     """One entry of a Talos release's ``cloud-images.json`` (e.g. an official AMI)."""
 
-    model_config = ConfigDict(extra="ignore", frozen=True)
+    model_config = ConfigDict(extra="ignore", frozen=True, allow_inf_nan=False)
 
     cloud: str
     version: str

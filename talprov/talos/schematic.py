@@ -61,7 +61,7 @@ class _Loader(yaml.SafeLoader):
 class Schematic(BaseModel):
     """An Image Factory schematic (what the factory bakes into an image)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     overlay: Overlay | None = None
     extra_kernel_args: tuple[str, ...] = ()

@@ -43,7 +43,7 @@ class FakeClock:
 class NoSettings(BaseModel):
     """An empty config or provider_data model that refuses every field."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
 class ProviderDouble:

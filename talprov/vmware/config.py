@@ -25,7 +25,7 @@ _DIGEST_BYTES = (20, 32, 64)
 class VSphereConfig(BaseModel):
     """Connection and behaviour settings of one vCenter provider instance."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     url: str = Field(
         pattern=r"^https://[^/\s]+(/sdk)?/?$",

@@ -25,7 +25,7 @@ MIN_DISK_GIB = 10
 class VSphereMachineData(BaseModel):
     """The shape and placement of one vSphere VM."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     cpu: int = Field(default=2, ge=1, le=768, description="Virtual CPUs.")
     cores_per_socket: int | None = Field(
