@@ -14,7 +14,7 @@ from typing import Any
 
 from talprov.providers.errors import CapacityError, InvalidRequest
 from talprov.providers.labels import SetGroup
-from talprov.proxmox.tags import decode_tags, label_tag_key, tag_value
+from talprov.proxmox.tags import decode_tags, label_tag_key, tag_values
 
 
 @dataclass(frozen=True)
@@ -46,9 +46,10 @@ def set_members_per_node(
     counts: Counter[str] = Counter()
     if group is None:
         return counts
-    key, value = label_tag_key(group[0]), tag_value(group[1])
+    # The set name as tagged now or by versions that digested names starting with h-.
+    key, values = label_tag_key(group[0]), tag_values(group[1])
     for item in resources:
-        if item.get("type") == "qemu" and decode_tags(item.get("tags")).get(key) == value:
+        if item.get("type") == "qemu" and decode_tags(item.get("tags")).get(key) in values:
             counts[str(item["node"])] += 1
     return counts
 

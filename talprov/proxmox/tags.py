@@ -3,60 +3,64 @@
 ``/cluster/resources`` returns a VM's tags but not its description, so the marks
 that ``list_machines`` filters on must be tags. PVE tags allow only
 ``[a-z0-9_+.-]`` (and are lower-cased by PVE), so each mark is ``<key>+<value>``
-with the ownership key from ``talprov.providers.ownership``; a value that is not
-already tag-safe is replaced by a digest of it (stable, comparable, one-way).
-The full, readable marks also go into the VM's notes (description).
+with the ownership key from ``talprov.providers.ownership``; a value that is
+tag-safe is written as itself, one that is not (a label value with upper-case
+letters, an empty one) as its digest
+(:func:`~talprov.providers.ownership.label_digest`: stable, comparable, one-way),
+and it lists as that digest. The full, readable marks also go into the VM's
+notes (description).
 
-The request mark is the exception: it carries the request id itself, always
-(request ids are tag-safe by their pattern), so that a listing names every VM's
-request by the id the reconciler knows, one starting with ``h-`` too. Versions
-before digested an id starting with ``h-`` (as any such value); such a VM is
-still its request's: :func:`request_mark_values` matches both, and
-:func:`listed_request_id` reads the id back from the VM's name, which talprov
-sets to the request id and whose digest the mark then is.
+Versions before digested every value starting with ``h-`` too (the digest's own
+prefix), request ids and names such as a cluster ``h-lab`` included. VMs they
+tagged stay recognised: whatever compares a mark hashes the expected value too
+(:func:`tag_values`, :func:`owned_by`; the scaler through
+:func:`~talprov.providers.ownership.listed_label_is`), and
+:func:`listed_request_id` reads such a VM's request id back from its name,
+which talprov sets to the request id and whose digest the mark then is.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 from collections.abc import Iterable, Mapping
 
 from talprov.providers.ownership import (
+    DIGEST_PREFIX,
+    INSTALLATION_KEY,
+    INSTANCE_KEY,
     LABEL_PREFIX,
     REQUEST_KEY,
-    is_owned,
+    label_digest,
 )
 from talprov.providers.types import Owner
 
 UUID_KEY = "talprov-uuid"
 SEPARATOR = "+"
 _SAFE_VALUE = re.compile(r"^[a-z0-9_.-]+$")
-_DIGEST_PREFIX = "h-"
 
 
 def tag_value(value: str) -> str:
-    """``value`` as it can stand in a tag: itself when safe, else ``h-<digest>``."""
-    if _SAFE_VALUE.match(value) and not value.startswith(_DIGEST_PREFIX):
+    """``value`` as a tag carries it now: itself when tag-safe, else its digest. Pure."""
+    return value if _SAFE_VALUE.match(value) else label_digest(value)
+
+
+def tag_value_before(value: str) -> str:
+    """``value`` as versions before this one wrote it: digested also when it starts
+    with ``h-``. Pure."""
+    if _SAFE_VALUE.match(value) and not value.startswith(DIGEST_PREFIX):
         return value
-    return _DIGEST_PREFIX + hashlib.sha256(value.encode()).hexdigest()[:24]
+    return label_digest(value)
 
 
-def request_mark_value(request_id: str) -> str:
-    """The value of the request mark a VM made now carries: the id itself. Pure.
-
-    Unlike :func:`tag_value`, an id starting with ``h-`` is kept: the listing must
-    name the request by its id. (An id that is not tag-safe cannot pass request
-    validation; it is digested all the same rather than written broken.)
-    """
-    return request_id if _SAFE_VALUE.match(request_id) else tag_value(request_id)
+def tag_values(value: str) -> frozenset[str]:
+    """Every mark value that stands for ``value``: as tagged now and as before. Pure."""
+    return frozenset({tag_value(value), tag_value_before(value)})
 
 
 def request_mark_values(request_id: str) -> frozenset[str]:
-    """Every request-mark value that marks a VM as ``request_id``'s: the id, and the
-    digest versions before this one wrote for an id starting with ``h-``. Pure."""
-    return frozenset({request_mark_value(request_id), tag_value(request_id)})
+    """Every request-mark value that marks a VM as ``request_id``'s. Pure."""
+    return tag_values(request_id)
 
 
 def listed_request_id(marks: Mapping[str, str], name: str | None) -> str | None:
@@ -70,7 +74,7 @@ def listed_request_id(marks: Mapping[str, str], name: str | None) -> str | None:
     did before this version. Pure.
     """
     mark = marks.get(REQUEST_KEY)
-    if mark is not None and name and name != mark and tag_value(name) == mark:
+    if mark is not None and name and name != mark and label_digest(name) == mark:
         return name
     return mark
 
@@ -81,8 +85,7 @@ def encode_tags(marks: Mapping[str, str]) -> list[str]:
     for key, value in marks.items():
         if not _SAFE_VALUE.match(key.lower()) or SEPARATOR in key:
             continue  # a label key PVE cannot carry; it stays in the notes only
-        encoded = request_mark_value(value) if key == REQUEST_KEY else tag_value(value)
-        tags.append(f"{key.lower()}{SEPARATOR}{encoded}")
+        tags.append(f"{key.lower()}{SEPARATOR}{tag_value(value)}")
     return tags
 
 
@@ -100,9 +103,10 @@ def decode_tags(tags: str | Iterable[str] | None) -> dict[str, str]:
 
 
 def owned_by(marks: Mapping[str, str], owner: Owner) -> bool:
-    """Whether decoded tag marks belong to ``owner`` (values compared tag-encoded)."""
-    encoded = Owner(installation=tag_value(owner.installation), instance=tag_value(owner.instance))
-    return is_owned(dict(marks), encoded)
+    """Whether decoded tag marks belong to ``owner``: each value as tagged now or
+    before (see :func:`tag_values`). Pure."""
+    return (marks.get(INSTALLATION_KEY) in tag_values(owner.installation)
+            and marks.get(INSTANCE_KEY) in tag_values(owner.instance))
 
 
 def label_tag_key(label: str) -> str:

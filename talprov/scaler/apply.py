@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 
 from talprov.processes import local_worker_id
 from talprov.providers.labels import LABEL_CLUSTER, LABEL_DOMAIN, LABEL_SET, LABEL_TEMPLATE
+from talprov.providers.ownership import listed_label_among, listed_label_is
 from talprov.providers.protocol import Runtime
 from talprov.providers.types import REQUEST_ID_PATTERN, MachineRequest, Stage
 from talprov.reconcile.failures import resource_error_kind
@@ -226,6 +227,8 @@ class Scaler:
         now = self.now()
         orphans: list[OrphanMachine] = []
         seen_now: dict[str, datetime] = {}
+        # To name an orphan's set and domain when it lists them as digests.
+        domains = sorted({d.name for c in spec.machine_classes.values() for d in c.failure_domains})
         for instance in sorted({c.provider for c in spec.machine_classes.values()}):
             handle = self.handles.get(instance)
             if handle is None:
@@ -237,7 +240,8 @@ class Scaler:
                                 redact(str(listing.error)))
                 continue
             for machine in listing.machines:
-                if machine.labels.get(LABEL_CLUSTER) != spec.name:
+                # A listing may carry a label value as its digest (Proxmox tags).
+                if not listed_label_is(machine.labels.get(LABEL_CLUSTER), spec.name):
                     continue
                 if machine.request_id in known:
                     continue
@@ -245,8 +249,9 @@ class Scaler:
                 seen_now[machine.infra_id] = since
                 orphans.append(OrphanMachine(
                     infra_id=machine.infra_id, provider=instance, seen_since=since,
-                    request_id=machine.request_id, set_name=machine.labels.get(LABEL_SET),
-                    domain=machine.labels.get(LABEL_DOMAIN),
+                    request_id=machine.request_id,
+                    set_name=listed_label_among(machine.labels.get(LABEL_SET), spec.sets),
+                    domain=listed_label_among(machine.labels.get(LABEL_DOMAIN), domains),
                 ))
         state.orphans_seen = seen_now
         return [observed_machine(r) for r in live], orphans, names

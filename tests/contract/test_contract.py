@@ -13,6 +13,8 @@ from typing import Any
 import pytest
 from pydantic import SecretStr
 
+from talprov.providers.labels import LABEL_CLUSTER, LABEL_DOMAIN, LABEL_SET
+from talprov.providers.ownership import listed_label_is
 from talprov.providers.protocol import Provider, StepContext
 from talprov.providers.types import MachineRequest, MachineState, Owner, Stage
 from talprov.reconcile.reconciler import ProviderHandle, Reconciler
@@ -103,6 +105,38 @@ def test_every_legal_request_id_lists_as_itself(env: Environment, store: Store) 
         store.request_deletion(rid)
     converge(reconciler, store, Stage.GONE)
     assert env.platform_machines() == 0
+
+
+#: Legal names a cluster's scaler finds its machines by: tag-safe ones starting with
+#: h- (digested on Proxmox before), and values no PVE tag can hold (upper case).
+SCALER_LABELS = {LABEL_CLUSTER: "h-lab", LABEL_SET: "h-workers", LABEL_DOMAIN: "Zone-A",
+                 "team": "Platform"}
+
+
+def test_listed_labels_are_the_requests_or_their_digests(env: Environment,
+                                                         store: Store) -> None:
+    """The scaler compares listed labels with what it expects (its orphan check by
+    talprov.cluster): each listed value is the request's, or its digest where the
+    platform cannot carry it (listed_label_is); a cluster's and set's name, always
+    tag-safe, lists as itself everywhere."""
+    provider = env.provider()
+    if env.type_name == "baremetal":
+        pytest.skip("bare metal lists its inventory's labels, not the request's")
+    if env.type_name == "file":
+        pytest.skip("the example plugin keeps no labels (lists none)")
+    reconciler = reconciler_for(env, store, provider)
+    request = request_for(env, "c-labels")
+    store.create_request(request.model_copy(update={"labels": {**request.labels,
+                                                               **SCALER_LABELS}}))
+    converge(reconciler, store, Stage.PROVISIONED)
+
+    (listed,) = provider.list_machines(Owner(env.runtime.installation, "contract"))
+    assert (listed.labels.get(LABEL_CLUSTER), listed.labels.get(LABEL_SET)) == ("h-lab",
+                                                                              "h-workers")
+    for key, value in SCALER_LABELS.items():
+        assert listed_label_is(listed.labels.get(key), value), (key, listed.labels)
+    store.request_deletion("c-labels")
+    converge(reconciler, store, Stage.GONE)
 
 
 def test_deprovision_of_a_gone_machine_is_success(env: Environment, store: Store) -> None:

@@ -21,7 +21,7 @@ from typing import cast
 
 import pytest
 
-from talprov.providers.ownership import REQUEST_KEY, ownership_tags
+from talprov.providers.ownership import REQUEST_KEY, label_digest, ownership_tags
 from talprov.providers.protocol import Provider
 from talprov.providers.types import Owner, Stage
 from talprov.proxmox.provider import ProxmoxProvider
@@ -31,7 +31,6 @@ from talprov.proxmox.tags import (
     encode_tags,
     listed_request_id,
     request_mark_values,
-    tag_value,
 )
 from talprov.reconcile.reconciler import ProviderHandle, Reconciler
 from talprov.store.store import Store
@@ -44,7 +43,7 @@ NODE = "pve1"
 
 
 @pytest.mark.parametrize("rid", [RID, "h-" + "0" * 60 + "a", "h", "7", "0123456789",
-                                 "a" * 63, tag_value("h-web-2")])
+                                 "a" * 63, label_digest("h-web-2")])
 def test_every_legal_id_is_tagged_and_read_back_as_itself(owner: Owner, rid: str) -> None:
     marks = decode_tags(encode_tags(ownership_tags(owner, machine_request(rid))))
 
@@ -55,12 +54,12 @@ def test_every_legal_id_is_tagged_and_read_back_as_itself(owner: Owner, rid: str
 
 
 def test_an_older_vms_digest_reads_back_through_its_name_only() -> None:
-    older = {REQUEST_KEY: tag_value(RID)}
+    older = {REQUEST_KEY: label_digest(RID)}
 
-    assert tag_value(RID) in request_mark_values(RID)
+    assert label_digest(RID) in request_mark_values(RID)
     assert listed_request_id(older, RID) == RID
-    assert listed_request_id(older, "h-web-2") == tag_value(RID)
-    assert listed_request_id(older, None) == tag_value(RID)
+    assert listed_request_id(older, "h-web-2") == label_digest(RID)
+    assert listed_request_id(older, None) == label_digest(RID)
     assert listed_request_id({}, RID) is None
 
 
@@ -107,7 +106,7 @@ def _retag_as_before(fakepve: FakePveServer, vmid: str) -> None:
     (vm,) = [v for v in fakepve.vms() if str(v["vmid"]) == vmid]
     tags = [t for t in str(vm["config"]["tags"]).split(";")
             if not t.startswith(REQUEST_KEY + SEPARATOR)]
-    tags.append(f"{REQUEST_KEY}{SEPARATOR}{tag_value(RID)}")
+    tags.append(f"{REQUEST_KEY}{SEPARATOR}{label_digest(RID)}")
     fakepve.control("set_vm", vmid=int(vmid),
                     attrs={"config": {**vm["config"], "tags": ";".join(sorted(tags))}})
 
@@ -175,4 +174,4 @@ def test_a_renamed_vm_tagged_with_the_digest_lists_its_digest(
     _retag_as_before(fakepve, vmid)
     fakepve.control("set_vm", vmid=int(vmid), attrs={"name": "renamed"})
 
-    assert [m.request_id for m in provider.list_machines(owner)] == [tag_value(RID)]
+    assert [m.request_id for m in provider.list_machines(owner)] == [label_digest(RID)]

@@ -1,0 +1,159 @@
+"""Label values on Proxmox tags: what a listing reads back, and what the scaler finds by it.
+
+A tag carries a value that is not tag-safe as ``h-<digest>``; versions before
+this one digested every value starting with ``h-`` too. A cluster may be named
+``h-lab``: its VMs listed ``talprov.cluster`` as the digest, the scaler's orphan
+check (listed cluster label == the cluster's name) never matched, and a VM
+whose request was gone was never found, never removed.
+
+Tag-safe values are now written as themselves; VMs tagged with the digest
+before are still matched by hashing the expected value. Values that cannot be
+written as themselves (label values with upper-case letters: a failure
+domain's name) still list as digests, and whatever compares them hashes the
+expected value.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from itertools import count
+from pathlib import Path
+from typing import Any, cast
+
+import pytest
+import yaml
+
+from talprov.providers.labels import LABEL_CLUSTER, LABEL_DOMAIN, LABEL_SET
+from talprov.providers.ownership import label_digest, listed_label_is, ownership_tags
+from talprov.providers.protocol import Provider, Runtime
+from talprov.providers.types import Owner
+from talprov.proxmox.placement import set_members_per_node
+from talprov.proxmox.provider import ProxmoxProvider
+from talprov.proxmox.tags import (
+    SEPARATOR,
+    decode_tags,
+    encode_tags,
+    label_tag_key,
+    owned_by,
+    tag_value,
+)
+from talprov.reconcile.reconciler import ProviderHandle
+from talprov.scaler.apply import Scaler
+from talprov.scaler.spec import load_spec_file
+from talprov.store.store import Store
+from tests.emulators.fakepve import FakePveServer
+from tests.unit.proxmox.conftest import machine_request, password_config
+
+WORKER = "version: v1alpha1\nmachine:\n  type: worker\n  token: canary-1f0e\n"
+
+
+def _tags_as_before(marks: dict[str, str]) -> str:
+    """Tags as versions before this one wrote them: a value digested when it was
+    not tag-safe or started with ``h-`` (request ids here never do)."""
+    out = []
+    for key, value in marks.items():
+        written = value
+        if not re.fullmatch(r"[a-z0-9_.-]+", value) or value.startswith("h-"):
+            written = "h-" + hashlib.sha256(value.encode()).hexdigest()[:24]
+        out.append(f"{key.lower()}{SEPARATOR}{written}")
+    return ";".join(out)
+
+
+@pytest.mark.parametrize("value", ["h-lab", "h", "lab", "a.b_c-d", "h-" + "0" * 24])
+def test_a_tag_safe_value_is_tagged_as_itself(value: str) -> None:
+    assert tag_value(value) == value
+
+
+@pytest.mark.parametrize("value", ["Zone-A", "", "a/b", "a b", "a:b"])
+def test_a_value_that_is_not_tag_safe_is_tagged_as_its_digest(value: str) -> None:
+    assert tag_value(value) == label_digest(value)
+    assert listed_label_is(label_digest(value), value)
+    assert not listed_label_is(label_digest(value), value + "x")
+
+
+def test_owned_by_recognises_installation_and_instance_digested_before() -> None:
+    owner = Owner(installation="h-talprov", instance="h-pve")
+    marks = ownership_tags(owner, machine_request("w-1"))
+    assert owned_by(decode_tags(encode_tags(marks)), owner)
+    assert owned_by(decode_tags(_tags_as_before(marks)), owner)
+    assert not owned_by(decode_tags(encode_tags(marks)), Owner("h-talprov", "pve"))
+
+
+@pytest.mark.parametrize("before", [False, True])
+def test_set_members_are_counted_on_vms_tagged_now_and_before(before: bool) -> None:
+    request = machine_request("w-1", labels={LABEL_SET: "h-workers"})
+    marks = ownership_tags(Owner("i", "lab"), request)
+    tags = _tags_as_before(marks) if before else ";".join(encode_tags(marks))
+    resources = [{"type": "qemu", "node": "pve1", "vmid": 100, "tags": tags}]
+    assert decode_tags(tags)[label_tag_key(LABEL_SET)] == (
+        label_digest("h-workers") if before else "h-workers")
+    assert set_members_per_node(resources, (LABEL_SET, "h-workers")) == {"pve1": 1}
+
+
+# -- the scaler on fakepve ----------------------------------------------------------
+
+_VMIDS = count(900)
+
+
+def _scaler(fakepve: FakePveServer, tmp_path: Path, runtime: Runtime, cluster: str,
+            domains: list[str]) -> Scaler:
+    provider = ProxmoxProvider("lab", password_config(fakepve), runtime,
+                               iso_url=lambda request: "https://f.example.test/x.iso")
+    store = Store(f"sqlite:///{tmp_path / 'state.db'}")
+    store.migrate()
+    scaler = Scaler(store, {"lab": ProviderHandle(cast(Provider, provider))}, runtime)
+    machine_class: dict[str, Any] = {"kind": "MachineClass", "name": "vm", "provider": "lab"}
+    if domains:
+        machine_class["failureDomains"] = domains
+    docs = [
+        {"kind": "Cluster", "name": cluster, "talos": {"version": "v1.9.1"}},
+        machine_class,
+        {"kind": "Workers", "name": "h-workers", "machineClass": {"name": "vm", "size": 1},
+         "config": {"inline": WORKER}},
+    ]
+    (tmp_path / "spec.yaml").write_text(yaml.safe_dump_all(docs))
+    scaler.record(load_spec_file(tmp_path / "spec.yaml"))
+    return scaler
+
+
+def _orphan_vm(fakepve: FakePveServer, runtime: Runtime, labels: dict[str, str], *,
+               before: bool) -> int:
+    """A VM tagged by talprov for a request the store does not have."""
+    request = machine_request("gone-1", labels=labels)
+    marks = ownership_tags(Owner(runtime.installation, "lab"), request)
+    tags = _tags_as_before(marks) if before else ";".join(encode_tags(marks))
+    vmid = next(_VMIDS)
+    fakepve.control("add_vm", vmid=vmid, name="gone-1", config={"tags": tags})
+    return vmid
+
+
+@pytest.mark.parametrize("before", [False, True])
+@pytest.mark.parametrize("domain", [None, "Zone-A"])
+def test_an_orphan_of_an_h_named_cluster_is_found(
+    fakepve: FakePveServer, tmp_path: Path, runtime: Runtime, before: bool, domain: str | None,
+) -> None:
+    scaler = _scaler(fakepve, tmp_path, runtime, "h-lab", [domain] if domain else [])
+    labels = {LABEL_CLUSTER: "h-lab", LABEL_SET: "h-workers"}
+    if domain is not None:
+        labels[LABEL_DOMAIN] = domain
+    vmid = _orphan_vm(fakepve, runtime, labels, before=before)
+    state = scaler.state("h-lab")
+    assert state is not None
+
+    _, orphans = scaler.observe(state)
+
+    assert [(o.infra_id, o.request_id, o.set_name, o.domain) for o in orphans] == [
+        (str(vmid), "gone-1", "h-workers", domain)]
+
+
+def test_another_clusters_vm_is_no_orphan(
+    fakepve: FakePveServer, tmp_path: Path, runtime: Runtime,
+) -> None:
+    scaler = _scaler(fakepve, tmp_path, runtime, "h-lab", [])
+    _orphan_vm(fakepve, runtime, {LABEL_CLUSTER: "lab", LABEL_SET: "h-workers"}, before=False)
+    _orphan_vm(fakepve, runtime, {LABEL_CLUSTER: "h-other"}, before=True)
+    state = scaler.state("h-lab")
+    assert state is not None
+
+    assert scaler.observe(state)[1] == []
