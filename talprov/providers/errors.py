@@ -180,6 +180,11 @@ _CONNECTION_FAILURES = (
     ("no route to host", "no route to host"),
     ("network is unreachable", "network unreachable"),
     ("reset by peer", "connection reset"),
+    # A connection the peer closed: one kept alive and closed while idle, or a
+    # server that dropped the request (http.client's and ssl's words).
+    ("remote end closed connection", "connection closed without an answer"),
+    ("broken pipe", "connection closed while sending"),
+    ("eof occurred in violation of protocol", "connection closed by the peer"),
     ("certificate", "TLS verification failed"),
     ("ssl", "TLS handshake failed"),
 )

@@ -40,6 +40,7 @@ from talprov.providers.errors import (
 from talprov.providers.retry import RetryPolicy
 from talprov.vmware import sdk
 from talprov.vmware.config import VSphereConfig
+from talprov.vmware.connections import skip_closed_connections
 from talprov.vmware.errors import is_fault, task_error, translate
 
 T = TypeVar("T")
@@ -117,6 +118,7 @@ class Session:
     def __init__(self, si: Any) -> None:
         self.si = si
         self._stub = si._stub
+        skip_closed_connections(self._stub)  # see connections.py
         self.content = si.RetrieveContent()
         self._views: dict[tuple[str, str], Any] = {}
         self._views_lock = threading.Lock()

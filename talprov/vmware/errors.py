@@ -128,8 +128,7 @@ def translate(exc: BaseException, what: str, *,  # noqa: PLR0911 - a table
         return InstanceAccessRefused(f"{what}: {_not_verified('thumbprint')}")
     if isinstance(exc, socket.timeout | TimeoutError | ConnectionError | OSError
                   | http.client.HTTPException):
-        return without_connection(f"{what}: vCenter unreachable ({connection_failure(exc)})",
-                                  exc, retry_after=TRANSIENT_RETRY_AFTER)
+        return _no_answer(exc, what)
     if "is not a VIM server" in str(exc):
         # pyVmomi's words when {url}/vimServiceVersions.xml is not a 200 XML answer
         # (or offers no version it speaks); it raises a bare Exception for that.
@@ -138,6 +137,18 @@ def translate(exc: BaseException, what: str, *,  # noqa: PLR0911 - a table
                          retry_after=TRANSIENT_RETRY_AFTER)
     return Transient(f"{what}: unexpected {type(exc).__name__}",
                      retry_after=TRANSIENT_RETRY_AFTER)
+
+
+def _no_answer(exc: BaseException, what: str) -> Transient:
+    """A network error (``what`` names the endpoint already), or pyVmomi's bare
+    ``HTTPException("503 Service Unavailable")`` for an answer other than 200 or
+    500: then something did answer (a proxy before vCenter, a restarting vCenter),
+    which "unreachable" would hide."""
+    if type(exc) is http.client.HTTPException:
+        return Transient(f"{what}: vCenter answered HTTP {exc}",
+                         retry_after=TRANSIENT_RETRY_AFTER)
+    return without_connection(f"{what}: vCenter unreachable ({connection_failure(exc)})",
+                              exc, retry_after=TRANSIENT_RETRY_AFTER)
 
 
 def _not_verified(trust: str) -> str:

@@ -9,7 +9,9 @@ path or query. Before, proxmox, vmware, openstack and aws said "unreachable
 
 from __future__ import annotations
 
+import http.client
 import re
+import ssl
 from pathlib import Path
 
 import pytest
@@ -118,6 +120,14 @@ def test_endpoint_origin_keeps_scheme_host_and_port_only(url: str, origin: str) 
     (TimeoutError("timed out"), "timed out"),
     (OSError("[Errno -2] Name or service not known"), "host name not resolved"),
     (RuntimeError("something else"), "connection failed"),
+    # A kept-alive connection the peer closed (idle, or the server dropped the
+    # request): before, these all read "connection failed" or, for a TLS EOF,
+    # "TLS handshake failed", which hid which one a flaky run had met.
+    (http.client.RemoteDisconnected("Remote end closed connection without response"),
+     "connection closed without an answer"),
+    (BrokenPipeError(32, "Broken pipe"), "connection closed while sending"),
+    (ssl.SSLEOFError(8, "EOF occurred in violation of protocol (_ssl.c:2427)"),
+     "connection closed by the peer"),
 ])
 def test_connection_failures_are_said_in_words(exc: BaseException, words: str) -> None:
     wrapper = RuntimeError("wrapped")

@@ -93,11 +93,27 @@ def start_vcsim(workdir: Path, user: str = USER, password: str = PASSWORD,
     return VcsimServer(url=url, ca_file=ca_file, user=user, password=password, emulator=emulator)
 
 
+def handler_panics(log: Path) -> list[str]:
+    """The lines of a vcsim log where a request handler panicked (Go's net/http logs
+    "http: panic serving ..." and closes the connection without an answer)."""
+    text = log.read_text(errors="replace") if log.exists() else ""
+    return [line for line in text.splitlines() if "http: panic serving" in line]
+
+
 @pytest.fixture
 def vcsim(tmp_path: Path) -> Iterator[VcsimServer]:
-    """A fresh vCenter simulator (VPX model) for one test, stopped afterwards."""
+    """A fresh vCenter simulator (VPX model) for one test, stopped afterwards.
+
+    A handler that panicked fails the test at teardown, with the log's lines: the
+    client saw only a dropped connection ("vCenter unreachable"), which a test
+    may pass through by retrying, or fail on with nothing that says why; the log
+    is gone once the temporary folder is.
+    """
     server = start_vcsim(tmp_path)
     try:
         yield server
     finally:
         server.stop()
+    panics = handler_panics(server.emulator.log) if server.emulator is not None else []
+    if panics:
+        pytest.fail("vcsim panicked serving a request:\n" + "\n".join(panics[:5]))

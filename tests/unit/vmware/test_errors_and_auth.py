@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import http.client
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -160,3 +161,14 @@ def test_config_validation() -> None:
         VSphereConfig.model_validate({**base, "thumbprint": "AA:BB"})
     sha1 = ":".join(["ab"] * 20)
     assert VSphereConfig.model_validate({**base, "thumbprint": sha1}).thumbprint_hex == "ab" * 20
+
+
+def test_an_http_status_pyvmomi_does_not_read_is_named_not_called_unreachable() -> None:
+    # pyVmomi raises a bare HTTPException("503 Service Unavailable") for an answer
+    # other than 200 or 500 (a proxy before vCenter, a restarting vCenter): vCenter,
+    # or something in its place, answered; "unreachable (connection failed)" hid that.
+    error = translate(http.client.HTTPException("503 Service Unavailable"),
+                      "look up template t", endpoint="https://vc.example/sdk")
+    assert type(error) is Transient
+    assert str(error) == ("look up template t at https://vc.example:443: "
+                          "vCenter answered HTTP 503 Service Unavailable")

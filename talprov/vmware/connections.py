@@ -1,0 +1,58 @@
+"""pyVmomi's pool of keep-alive connections, made to skip the ones the peer closed.
+
+pyVmomi keeps up to ``poolSize`` (5) connections per session and sends each call
+on the most recently returned one without looking at it. vCenter, and load
+balancers before it, close connections that sat idle; a call sent on one then
+gets no answer ("Remote end closed connection without response", a broken pipe,
+a TLS EOF), which reads as "vCenter unreachable" and fails a step (and ``call``,
+which does not retry) for a connection nobody needed any more.
+"""
+
+from __future__ import annotations
+
+import http.client
+import select
+from typing import Any
+
+
+def peer_closed(conn: http.client.HTTPConnection) -> bool:
+    """Whether the idle pooled ``conn`` must not carry another request: its socket
+    is readable, so the peer closed it (or sent bytes no request asked for). A
+    connection without a socket is not: ``http.client`` opens a new one for the
+    request. Costs no round trip. Pure but for the look at the socket; never raises."""
+    sock = conn.sock
+    if sock is None:
+        return False
+    try:
+        readable, _, _ = select.select([sock], [], [], 0)
+    except (OSError, ValueError):  # ValueError: the socket was closed here already
+        return True
+    return bool(readable)
+
+
+def skip_closed_connections(stub: Any) -> None:
+    """Make pyVmomi's SOAP ``stub`` close and skip a pooled connection the peer has
+    closed instead of sending the next call on it (at worst it makes a new one).
+
+    Nothing has been sent on a skipped connection, so this is as safe for writes
+    (clone, power, destroy) as for reads. A peer that closes in the instant
+    between this look and the request still fails that call: then the request
+    may have been read, so only reads are repeated (``VSphereClient.read``); a
+    write's step looks at what happened on its next attempt. Idempotent in
+    effect (wrapping twice only looks twice). Never raises.
+    """
+    take = stub.GetConnection
+    # The pool holds at most poolSize connections: after that many closed ones it
+    # is empty and the next is new (a new one the server closed at once is used
+    # as it is, rather than making connections without end).
+    tries = max(int(getattr(stub, "poolSize", 5)), 1)
+
+    def get_connection() -> Any:
+        for _ in range(tries):
+            conn = take()
+            if not peer_closed(conn):
+                return conn
+            conn.close()
+        return take()
+
+    stub.GetConnection = get_connection
