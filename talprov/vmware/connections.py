@@ -24,10 +24,19 @@ def peer_closed(conn: http.client.HTTPConnection) -> bool:
     if sock is None:
         return False
     try:
-        readable, _, _ = select.select([sock], [], [], 0)
-    except (OSError, ValueError):  # ValueError: the socket was closed here already
+        fileno = sock.fileno()
+    except OSError:
         return True
-    return bool(readable)
+    if fileno < 0:  # closed here already
+        return True
+    # poll, not select: select refuses a descriptor above FD_SETSIZE (1024), which
+    # a busy service reaches, and would then have every pooled connection dropped.
+    poller = select.poll()
+    poller.register(fileno, select.POLLIN)
+    try:
+        return bool(poller.poll(0))
+    except OSError:
+        return True
 
 
 def skip_closed_connections(stub: Any) -> None:
