@@ -251,11 +251,17 @@ _FLAG: TypeAdapter[bool] = TypeAdapter(bool)
 
 
 def written_flag(value: object) -> bool | None:
-    """The flag a string stands for, read as every talprov bool setting reads a
-    quoted one ("false", "no", "off", "0", "true", "yes", "on", "1", any case);
-    None for anything else, a non-string too. For a setting that also takes a
-    string (AWS's ``verify_tls``: a flag or a CA bundle path) and for raw blocks
-    read before their model. Pure."""
+    """The flag a string or number stands for, read as every talprov bool setting
+    reads one that is not true or false ("false", "no", "off", "0", "true", "yes",
+    "on", "1", any case; the numbers 0 and 1); None for anything else, true and
+    false themselves too. For a setting that also takes a string (AWS's
+    ``verify_tls``: a flag or a CA bundle path) and for raw blocks read before
+    their model (the TLS-off warning must see what the model will read). Pure."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int | float):
+        # pydantic's lax bool takes 0 and 1 (and 0.0, 1.0), nothing else.
+        return bool(value) if value in (0, 1) else None
     if not isinstance(value, str):
         return None
     try:

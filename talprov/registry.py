@@ -170,7 +170,8 @@ def unverified_tls(raw: dict[str, Any]) -> str | None:
     """The setting of an instance block that turns TLS verification of its endpoint
     off (``insecure: true``, AWS's ``verify_tls: false``), as written; None when the
     certificate is checked. Pure."""
-    # A quoted flag means what the model reads it as ("true" is True): see written_flag.
+    # A quoted flag or a 0/1 means what the model reads it as ("true" and 1 are True):
+    # see written_flag.
     insecure = raw.get("insecure")
     if insecure is True or written_flag(insecure) is True:
         return "insecure: true"

@@ -53,8 +53,33 @@ def test_a_quoted_insecure_true_is_warned_about(home: Home, written: str) -> Non
 
 
 @pytest.mark.parametrize(("value", "meant"), [
-    ("false", False), (" no ", None), ("ca.pem", None), ("", None), (0, None), (True, None),
-    ("Off", False), ("y", True),
+    ("false", False), (" no ", None), ("ca.pem", None), ("", None), (True, None),
+    ("Off", False), ("y", True), (0, False), (1.0, True), (2, None), (0.5, None),
 ])
-def test_written_flag_reads_only_words(value: Any, meant: bool | None) -> None:
+def test_written_flag_reads_words_and_0_or_1(value: Any, meant: bool | None) -> None:
     assert written_flag(value) is meant
+
+
+@pytest.mark.parametrize(("key", "written", "warned"), [
+    ("verify_tls", 0, "verify_tls: false"), ("verify_tls", 0.0, "verify_tls: false"),
+    ("insecure", 1, "insecure: true"), ("insecure", 1.0, "insecure: true"),
+])
+def test_a_flag_written_as_a_number_is_warned_about(
+        home: Home, key: str, written: float, warned: str) -> None:
+    # QA: the models read 0 and 1 as the flag (pydantic's lax bool), so verification
+    # was off, but the warning looked only for true/false and quoted words.
+    home.providers["x"] = {**(AWS if key == "verify_tls" else PVE), key: written}
+    home.write_config()
+    result = home.invoke("config", "check")
+    assert result.exit_code == 0, result.output
+    assert f"provider instance x: TLS verification is off ({warned})" in result.stderr
+
+
+@pytest.mark.parametrize(("key", "written"), [("verify_tls", 1), ("insecure", 0)])
+def test_a_number_keeping_verification_on_is_not_warned_about(
+        home: Home, key: str, written: int) -> None:
+    home.providers["x"] = {**(AWS if key == "verify_tls" else PVE), key: written}
+    home.write_config()
+    result = home.invoke("config", "check")
+    assert result.exit_code == 0, result.output
+    assert "TLS verification is off" not in result.stderr
