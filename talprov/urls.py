@@ -74,6 +74,10 @@ def userinfo_problem(value: str) -> str | None:
     netloc = urlsplit(value).netloc
     userinfo, at, _ = netloc.rpartition("@")
     after_host = value.split("//", 1)[-1][len(netloc):]
+    if "@" in after_host and "@" not in netloc and not any(c in after_host for c in "#?"):
+        # A path holds the '@', or a password with a '/' cut the credentials short.
+        return ("an '@' after the host: in a path write it %40; in a user name or "
+                "password percent-encode '#', '/', '?' and '@' (%23, %2F, %3F, %40)")
     if "@" in after_host or "@" in userinfo:
         return ("an '@' after the host or inside the credentials: percent-encode '#', "
                 "'/', '?' and '@' in a user name or password (%23, %2F, %3F, %40)")

@@ -43,6 +43,9 @@ VC = {"type": "vmware", "username": "talprov@vsphere.local", "password": "secret
     # QA: an empty url was "expected an http(s) URL with a host, e.g. https://".
     ({**PVE, "url": ""}, "url", "empty: expected an http(s) URL with a host, e.g. https://"),
     ({**PVE, "url": "  "}, "url", "empty"),
+    # QA: an '@' in the path was told to percent-encode a user name or password.
+    ({"type": "aws", "region": "eu-west-1", "endpoint_url": "http://127.0.0.1:5000/x@y"},
+     "endpoint_url", "in a path write it %40"),
 ])
 def test_a_provider_url_or_ca_file_that_cannot_be_used_is_refused_on_load(
         home: Home, block: dict[str, Any], field: str, words: str) -> None:
