@@ -11,7 +11,9 @@ from talprov.cli.output import emit, output_option
 from talprov.cli.serve import check_startable
 from talprov.config import LoadedConfig, find_config_file
 from talprov.errors import ConfigError
+from talprov.logs import tls_off_warning
 from talprov.providers.errors import AuthError, ProviderError
+from talprov.registry import unverified_tls
 from talprov.secrets import redact
 from talprov.service.config import parse_service_config
 from talprov.talos.factory import credentials_refused, images_for
@@ -76,6 +78,9 @@ def check(app: App, connect: bool, output: str) -> None:
             rows.append(_row(part, block.type, file, part, exc))
             continue
         row = _row(part, block.type, file, part)
+        off = unverified_tls(loaded.provider_block(name))
+        if off is not None:  # on stderr too; in the row for a script reading -o json
+            row["warning"] = tls_off_warning(f"provider instance {name}", off)
         if connect:
             health = provider.health()
             row["result"] = "ok: " + health.message if health.ok else \
@@ -109,6 +114,8 @@ def _factory_row(app: App, file: str | None, *, connect: bool) -> dict[str, obje
     except ConfigError as exc:
         return _row("image_factory", "-", file, "image_factory", exc)
     row = _row("image_factory", "-", file, "image_factory")
+    if settings.insecure:
+        row["warning"] = tls_off_warning("the Image Factory", "image_factory.insecure: true")
     # Built with or without --connect: a check uses the factory's settings, so an
     # insecure one is warned about here as by every command that fetches images.
     try:
@@ -155,10 +162,12 @@ def _row(part: str, kind: str, file: str | None, key: str | None,
          error: ConfigError | None = None) -> dict[str, object]:
     """One row of ``config check``, every row with the same keys: ``part``, ``type``,
     ``result`` (the table's line), ``file`` (None for the environment), ``key`` (the
-    field at fault, else the part checked) and ``error`` (None when well). Pure."""
+    field at fault, else the part checked), ``error`` (None when well) and
+    ``warning`` (None; the caller sets it for a part that checks no TLS
+    certificate). Pure."""
     if error is None:
         return {"part": part, "type": kind, "result": "ok", "file": file, "key": key,
-                "error": None}
+                "error": None, "warning": None}
     where = error.where.removeprefix(file).lstrip(": ") if file else error.where
     return {"part": part, "type": kind, "result": str(error), "file": file,
-            "key": where or key, "error": error.message}
+            "key": where or key, "error": error.message, "warning": None}

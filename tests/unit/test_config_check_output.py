@@ -55,7 +55,7 @@ def test_the_table_form_keeps_the_one_error_line(home: Home) -> None:
     assert "talprov: error:" in result.stderr
 
 
-ROW_KEYS = {"part", "type", "result", "file", "key", "error"}
+ROW_KEYS = {"part", "type", "result", "file", "key", "error", "warning"}
 
 
 def test_every_row_has_the_keys_of_the_file_row(home: Home,
@@ -196,3 +196,21 @@ def test_connect_names_the_url_for_wrong_credentials_written_into_it(
     assert row["key"] == "image_factory.url", row
     assert "HTTP 401" in row["error"], row
     assert "wrong-pw-3f9" not in wrong.output
+
+
+def test_a_part_that_checks_no_certificate_says_so_in_its_row(home: Home) -> None:
+    """QA: `config check -o json` answered "ok" for an instance (or the factory)
+    with TLS verification off; the warning went to stderr alone, which a script
+    reading the document never sees."""
+    home.providers["lab"] = {"type": "proxmox", "url": "https://pve.example.test:8006",
+                             "token_id": "root@pam!t", "token_secret": "s" * 20,
+                             "insecure": True}
+    home.write_config(image_factory={"url": "https://factory.example.test", "insecure": True})
+    result = home.invoke("config", "check", "-o", "json")
+    assert result.exit_code == 0, result.output
+    rows = {row["part"]: row for row in json.loads(result.stdout)}
+    assert rows["providers.lab"]["result"] == "ok"
+    assert "TLS verification is off (insecure: true)" in rows["providers.lab"]["warning"]
+    assert "TLS verification is off (image_factory.insecure: true)" in (
+        rows["image_factory"]["warning"])
+    assert rows["providers.fake"]["warning"] is None
