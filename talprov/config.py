@@ -38,7 +38,7 @@ from talprov.errors import (
 )
 from talprov.providers.errors import ca_file_problem
 from talprov.registry import COMMON_INSTANCE_KEYS, config_model_of, installed_types
-from talprov.secrets import check_references, has_reference, resolve_tree
+from talprov.secrets import check_references, has_reference, references_in, resolve_tree
 from talprov.urls import credentials_problem, url_problem
 
 DEFAULT_FACTORY_URL = "https://factory.talos.dev"
@@ -175,7 +175,12 @@ class LoadedConfig(BaseModel):
         key = f"providers.{name}"
         resolved: dict[str, Any] = self._resolve(block.model_dump(), key)
         where = f"{self.path}: {key}" if self.path else key
-        check_resolved_urls(resolved, where)
+        try:
+            check_resolved_urls(resolved, where)
+        except ConfigError as exc:
+            # The file shows a reference, not the url: say whose value it was.
+            raise ConfigError(exc.where, exc.message + _referenced_by(
+                block.model_dump(), where, exc.where)) from None
         check_ca_files(resolved, where)
         return resolved
 
@@ -352,6 +357,20 @@ def _check_url_credentials(block: dict[str, Any], where: str) -> None:
                    if key.endswith("url") else None)
         if problem is not None:
             raise ConfigError(field, problem)
+
+
+def _referenced_by(node: Any, where: str, field: str) -> str:
+    """`` (the value of ${env:URL})`` when the setting ``field`` (as
+    :func:`_written_settings` names it under ``where``) of ``node`` is written as a
+    reference; "" otherwise. Names the reference only, never a value. Pure."""
+    for key, value in (node.items() if isinstance(node, dict) else ()):
+        if isinstance(value, dict):
+            found = _referenced_by(value, f"{where}.{key}", field)
+            if found:
+                return found
+        elif f"{where}.{key}" == field and has_reference(value):
+            return f" (the value of {', '.join(references_in(value))})"
+    return ""
 
 
 def check_resolved_urls(block: dict[str, Any], where: str) -> None:

@@ -70,6 +70,12 @@ def require_reference(value: str, *, where: str) -> str:
     return value.strip()
 
 
+def references_in(value: str) -> list[str]:
+    """The ``${env:…}``/``${file:…}`` references written in ``value``, as written
+    (names of variables and files, never their values). Pure."""
+    return [match.group(0) for match in _REF.finditer(value)]
+
+
 def has_reference(value: Any) -> bool:
     """Whether ``value`` is a string holding a ``${env:…}`` or ``${file:…}`` reference."""
     if isinstance(value, str):

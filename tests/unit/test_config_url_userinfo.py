@@ -84,6 +84,8 @@ def test_userinfo_in_a_provider_url_given_by_a_reference_is_refused(
     assert row["key"] == f"providers.p.{field}", row
     if userinfo != f":{SECRET}@":
         assert row["error"].startswith(f"no user or password in the url: {where_instead}"), row
+    # QA: the file shows no credentials; the message must say where the value came from.
+    assert row["error"].endswith(" (the value of ${env:QA_PROVIDER_URL})"), row
 
 
 @pytest.mark.parametrize("kind", ["aws", "baremetal"])
@@ -95,7 +97,8 @@ def test_a_referenced_url_follows_every_url_rule(
     home.write_config()
     row = _checked(home)
     assert row["key"] == f"providers.p.{field}", row
-    assert row["error"] == "a server URL has no query or fragment (no '?' or '#')", row
+    assert row["error"] == ("a server URL has no query or fragment (no '?' or '#') "
+                            "(the value of ${env:QA_PROVIDER_URL})"), row
 
 
 @pytest.mark.parametrize("userinfo", USERINFO)
