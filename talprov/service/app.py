@@ -181,7 +181,8 @@ def _stop_loop(loop: WorkerLoop, config: ServiceConfig) -> bool:
     operator sees the signal was heard (a round stuck in a cloud call holds a
     loop in a thread for all of it). Never raises."""
     notice = threading.Timer(STOP_NOTICE_AFTER, log.warning, args=(
-        "stopping: waiting up to %.0f s for the reconcile pass", config.stop_timeout))
+        "stopping: waiting up to %.0f s from the stop (stop_timeout) for the reconcile pass",
+        config.stop_timeout))
     notice.daemon = True
     notice.start()
     try:
