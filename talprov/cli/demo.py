@@ -373,7 +373,9 @@ def _show_left(workdir: Path, started: list[DemoPlatform], factory: DemoFactory,
     hints, pids = _keep_running(workdir, started, factory)
     requests = "\n  ".join(f"{r.request.id} ({r.request.provider}, "
                            f"{r.infra_id or 'no machine yet'}, {r.stage.value})" for r in left)
-    command = clean_up_command(workdir, kept_exports(workdir, started), pids)
+    recorded = kept_demo(workdir)
+    command = clean_up_command(workdir, kept_exports(workdir, started), pids,
+                               clusters=recorded.clusters, lone=recorded.lone)
     click.echo(
         f"\nthe clean-up ran out of --timeout ({timeout:g}s); left in {workdir}:\n"
         f"  {requests}\nand the emulators holding them, still running:\n  {hints}\n"

@@ -212,3 +212,51 @@ def test_emulators_still_running_are_named_even_with_nothing_recorded(tmp_path: 
     finally:
         emulator.kill()
         emulator.wait()
+
+
+def test_the_clean_up_line_removes_what_a_user_added_before_the_emulators_go(
+        tmp_path: Path) -> None:
+    """README invites applying one's own cluster and `machine create` in a kept
+    demo: the line used to destroy only `demo`, then kill the emulators under
+    the rest, and the next demo was refused again ("remove state.db")."""
+    from pydantic import SecretStr
+
+    from talprov.providers.labels import LABEL_CLUSTER
+    from talprov.providers.types import MachineRequest, Stage
+
+    with Store(f"sqlite:///{tmp_path / 'state.db'}") as store:
+        store.migrate()
+        for name in ("demo", "web"):
+            store.put_cluster(name, {"kind": "Cluster"})
+
+        def request(request_id: str, labels: dict[str, str]) -> None:
+            store.create_request(MachineRequest(
+                id=request_id, provider="aws-demo", talos_version="v1.13.9",
+                machine_config=SecretStr("machine: {}"), labels=labels))
+
+        request("demo-cp-1", {LABEL_CLUSTER: "demo"})
+        request("web-w-1", {LABEL_CLUSTER: "web"})
+        request("lone-1", {})
+        request("orphan-1", {LABEL_CLUSTER: "forgotten"})  # no cluster destroys it
+        request("gone-1", {})
+        record = store.get_request("gone-1")
+        assert record is not None
+        store.save_progress(
+            "gone-1", expected_version=record.version, stage=Stage.GONE, step_index=0,
+            step_name=None, state={}, error=None, attempts=0, next_attempt_at=None,
+            step_started_at=None, infra_id=None, machine_uuid=None, addresses=(), events=())
+    emulator = subprocess.Popen(["sleep", "60"])
+    try:
+        record_emulators(tmp_path, [emulator.pid], ["aws"])
+        kept = kept_demo(tmp_path)
+        assert (kept.clusters, kept.requests, kept.lone) == (
+            ["demo", "web"], 4, ["lone-1", "orphan-1"])
+        command = refusal(tmp_path, kept).splitlines()[-1].strip()
+        steps = command.split(" && ")
+        assert steps[2:6] == [
+            "talprov destroy demo --wait --yes", "talprov destroy web --wait --yes",
+            "talprov machine delete lone-1 --wait", "talprov machine delete orphan-1 --wait"]
+        assert steps[6].startswith(f"kill {emulator.pid}")
+    finally:
+        emulator.kill()
+        emulator.wait()
