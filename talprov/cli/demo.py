@@ -358,11 +358,14 @@ def _keep_running(workdir: Path, started: list[DemoPlatform],
 
 def _show_kept(workdir: Path, started: list[DemoPlatform], factory: DemoFactory) -> None:
     hints, pids = _keep_running(workdir, started, factory)
+    done = clean_up_command(workdir, kept_exports(workdir, started), pids,
+                            clusters=["demo"], lone=[])
     exports = " ".join(f"{name}={value}" for name, value in kept_exports(workdir, started).items())
     click.echo(
         f"\nkept:\n  {hints}\nto use them, in a shell:\n  cd {workdir}\n  export {exports}\n"
-        f"  talprov status demo; talprov machine list\nwhen done:\n"
-        f"  talprov destroy demo --wait --yes; kill {' '.join(str(pid) for pid in pids)}",
+        f"  talprov status demo; talprov machine list\nwhen done (destroy first what "
+        f"you added: clusters, machine create's):\n"
+        f"  {done}",
         err=True)
 
 

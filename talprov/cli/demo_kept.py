@@ -49,7 +49,7 @@ def clean_up_command(workdir: Path, exports: dict[str, str], pids: list[int], *,
     every live request in none of them (``lone``), then stops its emulators
     (``pids``). The emulators go last: they hold the machines, and the store's
     records of machines gone with them would refuse the next demo. Pure."""
-    kill = f"kill {' '.join(str(pid) for pid in pids)}"
+    kill = f"kill {' '.join(str(pid) for pid in pids)} && {wait_exited(pids)}"
     steps = [*(f"talprov destroy {name} --wait --yes" for name in clusters),
              *(f"talprov machine delete {request} --wait" for request in lone)]
     if not steps:
@@ -57,6 +57,23 @@ def clean_up_command(workdir: Path, exports: dict[str, str], pids: list[int], *,
     assigned = " ".join(f"{name}={value}" for name, value in exports.items())
     line = " && ".join([f"cd {workdir}", f"export {assigned}", *steps])
     return line + (f" && {kill}" if pids else "")
+
+
+#: How long the clean-up line waits for the emulators it killed to exit, in
+#: tenths of a second (an emulator exits well within it).
+EXIT_WAIT_TENTHS = 300
+
+
+def wait_exited(pids: list[int]) -> str:
+    """A shell loop that returns once each of ``pids`` has exited (or is a
+    zombie: exited, not yet reaped), or after :data:`EXIT_WAIT_TENTHS`. `kill`
+    returns when the signal is sent: without this, a demo run right after the
+    clean-up line found the emulators still running and refused the directory.
+    Pure."""
+    each = " ".join(str(pid) for pid in pids)
+    return (f"for p in {each}; do for _ in $(seq {EXIT_WAIT_TENTHS}); do "
+            "[ -d /proc/$p ] && ! grep -qs ') Z' /proc/$p/stat || break; sleep 0.1; "
+            "done; done")
 
 
 def _start_time(pid: int) -> str | None:

@@ -13,14 +13,19 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 
-from talprov.cli.demo_kept import EMULATORS_FILE, kept_demo, record_emulators, refusal
+from talprov.cli.demo_kept import (
+    EMULATORS_FILE,
+    kept_demo,
+    record_emulators,
+    refusal,
+    wait_exited,
+)
 from talprov.store import Store
 from tests.unit import test_demo as runs
 
@@ -41,15 +46,6 @@ def alive(pid: int) -> bool:
     except OSError:
         return False
     return state != "Z"
-
-
-def wait_gone(pids: list[int]) -> list[int]:
-    """Those of ``pids`` still alive 20 s after they were sent SIGTERM (the
-    clean-up's `kill` returns before they exit)."""
-    deadline = time.monotonic() + 20
-    while any(alive(pid) for pid in pids) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    return [pid for pid in pids if alive(pid)]
 
 
 @pytest.fixture
@@ -83,8 +79,7 @@ def test_a_dir_holding_a_kept_demo_is_refused_until_cleaned_up(
     workdir = tmp_path / "kept"
     code, output = runs.run_demo(tmp_path, *SMALL, "--keep", "--dir", str(workdir))
     assert code == 0, output
-    [kill] = [line for line in output.splitlines() if "talprov destroy demo" in line]
-    pids = [int(pid) for pid in kill.split("kill ", 1)[1].split()]
+    pids = recorded_pids(workdir)
     kill_left_over.extend(pids)
     config = (workdir / "talprov.yaml").read_bytes()
 
@@ -100,10 +95,12 @@ def test_a_dir_holding_a_kept_demo_is_refused_until_cleaned_up(
     assert recorded_pids(workdir) == pids
 
     command = line_after(output, "Clean it up first (or pick another --dir):")
-    assert command.endswith(f"talprov destroy demo --wait --yes && kill {' '.join(map(str, pids))}")
+    assert f"talprov destroy demo --wait --yes && kill {' '.join(map(str, pids))} && " in command
     cleaned = run_clean_up(command, tmp_path)
     assert cleaned.returncode == 0, cleaned.stdout + cleaned.stderr
-    assert wait_gone(pids) == []
+    # The line waits for its emulators to exit: the demo run right after it is
+    # accepted (it used to say "its emulators still run" while they exited).
+    assert [pid for pid in pids if alive(pid)] == []
     assert runs.processes_mentioning(tmp_path) == []
     assert kept_demo(workdir).empty
 
@@ -155,7 +152,7 @@ def test_a_clean_up_that_runs_out_of_timeout_says_what_is_left_and_how_to_finish
     command = line_after(output, "to finish the clean-up, in a shell:")
     cleaned = run_clean_up(command, tmp_path)
     assert cleaned.returncode == 0, cleaned.stdout + cleaned.stderr
-    assert wait_gone(pids) == []
+    assert [pid for pid in pids if alive(pid)] == []
     assert kept_demo(workdir).empty
 
 
@@ -203,7 +200,18 @@ def test_emulators_still_running_are_named_even_with_nothing_recorded(tmp_path: 
         assert refusal(tmp_path, kept) == (
             f"--dir {tmp_path} holds an earlier demo that was not cleaned up: its "
             f"emulators still run (pids {emulator.pid}); a new demo there would strand "
-            f"them. Clean it up first (or pick another --dir):\n  kill {emulator.pid}")
+            f"them. Clean it up first (or pick another --dir):\n  kill {emulator.pid} && "
+            f"{wait_exited([emulator.pid])}")
+        # Run, the line returns once the emulator has exited (here a zombie, this
+        # process its parent: exited too).
+        command = refusal(tmp_path, kept).splitlines()[-1].strip()
+        cleaned = run_clean_up(command, tmp_path)
+        assert cleaned.returncode == 0, cleaned.stdout + cleaned.stderr
+        assert not alive(emulator.pid)
+        assert kept_demo(tmp_path).empty
+        emulator.wait()
+        emulator = subprocess.Popen(["sleep", "60"])
+        record_emulators(tmp_path, [emulator.pid], ["proxmox"])
         # The same pid with another start time is another process: not taken for it.
         record = (tmp_path / EMULATORS_FILE).read_text()
         (tmp_path / EMULATORS_FILE).write_text(record.replace('"started": "',
