@@ -251,8 +251,10 @@ def demo(control_planes: int, workers: int, platforms: str | None, keep: bool,
     names = _chosen(platforms)
     workdir = directory or Path(tempfile.mkdtemp(prefix="talprov-demo-"))
     workdir.mkdir(parents=True, exist_ok=True)
-    refuse_foreign_files(workdir)
+    # A kept demo first: a file a user wrote there (README's examples) would
+    # otherwise hide its running emulators and the line that cleans them up.
     refuse_kept_demo(workdir)
+    refuse_foreign_files(workdir)
     os.environ.update(fake_credentials())
     started: list[DemoPlatform] = []
     factory: DemoFactory | None = None

@@ -268,3 +268,27 @@ def test_the_clean_up_line_removes_what_a_user_added_before_the_emulators_go(
     finally:
         emulator.kill()
         emulator.wait()
+
+
+def test_a_kept_demo_is_named_before_a_file_it_did_not_write(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """README's cluster.yaml, written in a kept demo, replaced the demo's: the
+    next demo said only that cluster.yaml was not its, hiding the emulators
+    still running and the line that cleans them up."""
+    from talprov.cli import cli
+
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION"):
+        monkeypatch.setenv(name, "x")  # put back after the test, should it start
+    (tmp_path / "cluster.yaml").write_text("kind: Cluster\nname: web\n")
+    emulator = subprocess.Popen(["sleep", "60"])
+    try:
+        record_emulators(tmp_path, [emulator.pid], ["aws"])
+        result = CliRunner().invoke(cli, ["demo", *SMALL, "--dir", str(tmp_path)])
+        assert result.exit_code == 2, result.output
+        assert (f"holds an earlier demo that was not cleaned up: its emulators still run "
+                f"(pids {emulator.pid})") in result.output
+        assert "Clean it up first" in result.output
+    finally:
+        emulator.kill()
+        emulator.wait()
+
