@@ -292,3 +292,30 @@ def test_a_kept_demo_is_named_before_a_file_it_did_not_write(
         emulator.kill()
         emulator.wait()
 
+
+def test_a_demo_whose_wait_runs_out_says_so_and_what_had_not_converged(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`demo --timeout 0.3` ended with only "the demo did not converge as
+    expected": the wait it gave up and the sets left unconverged were unsaid."""
+    waits: list[float] = []
+
+    def runs_out(_app: object, name: str, timeout: float) -> bool:
+        assert name == "demo"
+        waits.append(timeout)
+        return False  # the deadline passed before a single machine was asked for
+
+    monkeypatch.setattr(demo_command, "converge", runs_out)
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION"):
+        monkeypatch.setenv(name, "x")  # the demo sets them: put back after the test
+    from talprov.cli import cli
+
+    workdir = tmp_path / "demo"
+    result = CliRunner().invoke(cli, ["demo", *SMALL, "--dir", str(workdir),
+                                      "--timeout", "0.3"])
+    assert waits == [0.3]
+    assert result.exit_code == 1, result.output
+    assert ("talprov: error: the demo's wait for its machines ran out of --timeout "
+            "(0.3s) before cluster demo converged: control-planes 0/1  workers 0/0"
+            ) in result.output
+    assert "did not converge as expected" not in result.output
+    assert runs.processes_mentioning(tmp_path) == []
