@@ -153,6 +153,16 @@ def plan_cmd(app: App, path: Path, reseal: bool, output: str) -> None:
     show_plan(first, output, later, complete)
 
 
+def sets_progress(view: Plan) -> str:
+    """Each set of ``view``: provisioned/desired, and what else its machines are. Pure."""
+    return "  ".join(f"{s.name} {s.provisioned}/{s.desired}"
+                     + (f" (+{s.provisioning})" if s.provisioning else "")
+                     + (f" failed={s.failed}" if s.failed else "")
+                     + (f" unreadable={s.unreadable}" if s.unreadable else "")
+                     + (f" outdated={s.outdated}" if s.outdated else "")
+                     for s in view.sets)
+
+
 def converge(app: App, name: str, timeout: float) -> bool:
     """Run the run loop here until cluster ``name`` matches its spec (or is gone),
     showing each set's progress; False after ``timeout`` seconds."""
@@ -168,12 +178,7 @@ def converge(app: App, name: str, timeout: float) -> bool:
         if state is None:
             return True  # destroyed and forgotten
         view = scaler.preview(state)
-        line = "  ".join(f"{s.name} {s.provisioned}/{s.desired}"
-                         + (f" (+{s.provisioning})" if s.provisioning else "")
-                         + (f" failed={s.failed}" if s.failed else "")
-                         + (f" unreadable={s.unreadable}" if s.unreadable else "")
-                         + (f" outdated={s.outdated}" if s.outdated else "")
-                         for s in view.sets)
+        line = sets_progress(view)
         if state.destroying:
             line = f"destroying: {counted(len(scaler.records(name)), 'request')} left"
         progress.show(f"{name}: {line}")

@@ -26,7 +26,7 @@ import click
 import yaml
 
 from talprov.cli.app import EXIT_FAILED, App, fail, handle_errors, stdin_is_terminal
-from talprov.cli.cluster import converge, scaler_for, wait_destroyed
+from talprov.cli.cluster import converge, scaler_for, sets_progress, wait_destroyed
 from talprov.cli.demo_kept import (
     EMULATORS_FILE,
     clean_up_command,
@@ -251,13 +251,16 @@ def demo(control_planes: int, workers: int, platforms: str | None, keep: bool,
     names = _chosen(platforms)
     workdir = directory or Path(tempfile.mkdtemp(prefix="talprov-demo-"))
     workdir.mkdir(parents=True, exist_ok=True)
-    refuse_foreign_files(workdir)
+    # A kept demo first: a file a user wrote there (README's examples) would
+    # otherwise hide its running emulators and the line that cleans them up.
     refuse_kept_demo(workdir)
+    refuse_foreign_files(workdir)
     os.environ.update(fake_credentials())
     started: list[DemoPlatform] = []
     factory: DemoFactory | None = None
     app: App | None = None
     kept = ok = False
+    waiting: str | None = None
     left: list[RequestRecord] = []
     try:
         factory = _start_factory(workdir)
@@ -269,7 +272,7 @@ def demo(control_planes: int, workers: int, platforms: str | None, keep: bool,
                                               factory_url=factory.url)),
                   store_url=None)
         click.echo(f"work directory: {workdir}", err=True)
-        ok = _run(app, workdir, started, control_planes, workers, timeout)
+        ok, waiting = _run(app, workdir, started, control_planes, workers, timeout)
         if keep:
             kept = True
             _show_kept(workdir, started, factory)
@@ -291,15 +294,27 @@ def demo(control_planes: int, workers: int, platforms: str | None, keep: bool,
     if not kept:
         # Every emulator is stopped: no later demo needs to look for them.
         (workdir / EMULATORS_FILE).unlink(missing_ok=True)
+    _fail_unless_done(left, ok, waiting, timeout)
+    click.echo("demo finished: machines created and checked, and kept." if kept
+               else "demo finished: machines created, checked and destroyed.", err=True)
+
+
+def _fail_unless_done(left: list[RequestRecord], ok: bool, waiting: str | None,
+                      timeout: float) -> None:
+    """Exit 1 naming what went wrong: the requests its clean-up ``left``, the
+    sets not converged when the wait ran out (``waiting``), or machines that
+    did not check out (not ``ok``)."""
     if left:
         fail(f"the demo's clean-up ran out of --timeout ({timeout:g}s) with "
              f"{counted(len(left), 'machine request')} left (above)"
              + ("" if ok else "; the cluster had not converged as expected either"),
              EXIT_FAILED)
+    if waiting is not None:
+        fail(f"the demo's wait for its machines ran out of --timeout ({timeout:g}s) "
+             f"before cluster demo converged: {waiting}", EXIT_FAILED)
     if not ok:
-        fail("the demo did not converge as expected", EXIT_FAILED)
-    click.echo("demo finished: machines created and checked, and kept." if kept
-               else "demo finished: machines created, checked and destroyed.", err=True)
+        fail("the demo's machines converged but did not all check out (table above)",
+             EXIT_FAILED)
 
 
 def _chosen(platforms: str | None) -> list[str]:
@@ -358,11 +373,14 @@ def _keep_running(workdir: Path, started: list[DemoPlatform],
 
 def _show_kept(workdir: Path, started: list[DemoPlatform], factory: DemoFactory) -> None:
     hints, pids = _keep_running(workdir, started, factory)
+    done = clean_up_command(workdir, kept_exports(workdir, started), pids,
+                            clusters=["demo"], lone=[])
     exports = " ".join(f"{name}={value}" for name, value in kept_exports(workdir, started).items())
     click.echo(
         f"\nkept:\n  {hints}\nto use them, in a shell:\n  cd {workdir}\n  export {exports}\n"
-        f"  talprov status demo; talprov machine list\nwhen done:\n"
-        f"  talprov destroy demo --wait --yes; kill {' '.join(str(pid) for pid in pids)}",
+        f"  talprov status demo; talprov machine list\nwhen done (destroy first what "
+        f"you added: clusters, machine create's):\n"
+        f"  {done}",
         err=True)
 
 
@@ -373,7 +391,9 @@ def _show_left(workdir: Path, started: list[DemoPlatform], factory: DemoFactory,
     hints, pids = _keep_running(workdir, started, factory)
     requests = "\n  ".join(f"{r.request.id} ({r.request.provider}, "
                            f"{r.infra_id or 'no machine yet'}, {r.stage.value})" for r in left)
-    command = clean_up_command(workdir, kept_exports(workdir, started), pids)
+    recorded = kept_demo(workdir)
+    command = clean_up_command(workdir, kept_exports(workdir, started), pids,
+                               clusters=recorded.clusters, lone=recorded.lone)
     click.echo(
         f"\nthe clean-up ran out of --timeout ({timeout:g}s); left in {workdir}:\n"
         f"  {requests}\nand the emulators holding them, still running:\n  {hints}\n"
@@ -381,8 +401,9 @@ def _show_left(workdir: Path, started: list[DemoPlatform], factory: DemoFactory,
 
 
 def _run(app: App, workdir: Path, started: list[DemoPlatform], control_planes: int,
-         workers: int, timeout: float) -> bool:
-    """Apply the spec, wait, show the table; True when every machine checked out."""
+         workers: int, timeout: float) -> tuple[bool, str | None]:
+    """Apply the spec, wait, show the table: (True when every machine checked out,
+    the sets not converged when the wait ran out of ``timeout``, else None)."""
     spec = load_spec_file(workdir / "cluster.yaml")
     scaler = scaler_for(app)
     scaler.record(spec)
@@ -397,7 +418,11 @@ def _run(app: App, workdir: Path, started: list[DemoPlatform], control_planes: i
         rows += platform.verify([r for r in records if r.request.provider == platform.provider])
     show_results(rows)
     expected = control_planes + workers * len(started)
-    return converged and len(rows) == expected and all(r["ok"] for r in rows)
+    waiting = None
+    if not converged:
+        state = scaler.state("demo")
+        waiting = "its record is gone" if state is None else sets_progress(scaler.preview(state))
+    return converged and len(rows) == expected and all(r["ok"] for r in rows), waiting
 
 
 #: The columns on a terminal too narrow for :data:`COLUMNS`: the request id names

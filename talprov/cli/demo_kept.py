@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from talprov.providers import Stage
+from talprov.providers.labels import LABEL_CLUSTER
 
 #: The emulators a kept demo left running, in its work directory.
 EMULATORS_FILE = "emulators.json"
@@ -42,16 +43,37 @@ def exports_for(workdir: Path, *, aws: bool) -> dict[str, str]:
 
 
 def clean_up_command(workdir: Path, exports: dict[str, str], pids: list[int], *,
-                     destroy: bool = True) -> str:
-    """One shell line that destroys the kept demo's machines through talprov
-    (unless not ``destroy``: its store records none), then stops its emulators.
-    Pure."""
-    kill = f"kill {' '.join(str(pid) for pid in pids)}"
-    if not destroy:
+                     clusters: list[str], lone: list[str]) -> str:
+    """One shell line that destroys, through talprov, every cluster the kept demo's
+    store records (``clusters``: the demo's and any a user applied) and deletes
+    every live request in none of them (``lone``), then stops its emulators
+    (``pids``). The emulators go last: they hold the machines, and the store's
+    records of machines gone with them would refuse the next demo. Pure."""
+    kill = f"kill {' '.join(str(pid) for pid in pids)} && {wait_exited(pids)}"
+    steps = [*(f"talprov destroy {name} --wait --yes" for name in clusters),
+             *(f"talprov machine delete {request} --wait" for request in lone)]
+    if not steps:
         return kill
     assigned = " ".join(f"{name}={value}" for name, value in exports.items())
-    line = f"cd {workdir} && export {assigned} && talprov destroy demo --wait --yes"
+    line = " && ".join([f"cd {workdir}", f"export {assigned}", *steps])
     return line + (f" && {kill}" if pids else "")
+
+
+#: How long the clean-up line waits for the emulators it killed to exit, in
+#: tenths of a second (an emulator exits well within it).
+EXIT_WAIT_TENTHS = 300
+
+
+def wait_exited(pids: list[int]) -> str:
+    """A shell loop that returns once each of ``pids`` has exited (or is a
+    zombie: exited, not yet reaped), or after :data:`EXIT_WAIT_TENTHS`. `kill`
+    returns when the signal is sent: without this, a demo run right after the
+    clean-up line found the emulators still running and refused the directory.
+    Pure."""
+    each = " ".join(str(pid) for pid in pids)
+    return (f"for p in {each}; do for _ in $(seq {EXIT_WAIT_TENTHS}); do "
+            "[ -d /proc/$p ] && ! grep -qs ') Z' /proc/$p/stat || break; sleep 0.1; "
+            "done; done")
 
 
 def _start_time(pid: int) -> str | None:
@@ -81,6 +103,8 @@ class KeptDemo:
 
     clusters: list[str]
     requests: int
+    #: The ids of the live requests in no recorded cluster (``machine create``'s).
+    lone: list[str]
     #: The pids of its emulators still running; None when it recorded none.
     running: list[int] | None
     aws: bool
@@ -115,32 +139,40 @@ def kept_demo(workdir: Path) -> KeptDemo:
     Raises ``ValueError`` (naming the file) when the store or the record cannot be read.
     """
     running, aws = _recorded(workdir)
-    clusters, requests = _store_holds(workdir / STORE_FILE)
-    return KeptDemo(clusters, requests, running, aws)
+    clusters, requests, lone = _store_holds(workdir / STORE_FILE)
+    return KeptDemo(clusters, requests, lone, running, aws)
 
 
-def _store_holds(path: Path) -> tuple[list[str], int]:
-    """(cluster names, live requests) recorded in the SQLite store at ``path``.
+def _store_holds(path: Path) -> tuple[list[str], int, list[str]]:
+    """(cluster names, live requests, ids of the live requests in none of those
+    clusters) recorded in the SQLite store at ``path``.
 
     Opened read-only with sqlite3, not as a :class:`~talprov.store.Store`, which
     would switch the file to WAL: a file that may not be the demo's is never
     written. Raises ``ValueError`` when it is no SQLite database.
     """
     if not path.exists():
-        return [], 0
+        return [], 0, []
     try:
         with closing(sqlite3.connect(f"{path.as_uri()}?mode=ro", uri=True)) as db:
             tables = {row[0] for row in db.execute(
                 "SELECT name FROM sqlite_master WHERE type = 'table'")}
             if not {"clusters", "requests"} <= tables:
-                return [], 0  # created, never migrated: holds nothing
+                return [], 0, []  # created, never migrated: holds nothing
             clusters = [row[0] for row in db.execute("SELECT name FROM clusters ORDER BY name")]
             # GONE requests have no machine left: the store keeps them for the record.
             [(requests,)] = db.execute("SELECT count(*) FROM requests WHERE stage != ?",
                                        (Stage.GONE.value,))
+            # A request whose cluster label names no recorded cluster is destroyed
+            # by no `talprov destroy`: it is deleted on its own, as a lone one.
+            lone = [row[0] for row in db.execute(
+                "SELECT id FROM requests WHERE stage != ? AND id NOT IN ("
+                " SELECT l.request_id FROM request_labels l JOIN clusters c"
+                " ON l.value = c.name WHERE l.key = ?) ORDER BY id",
+                (Stage.GONE.value, LABEL_CLUSTER))]
     except sqlite3.DatabaseError as exc:
         raise ValueError(f"{path}: cannot read: {exc}") from exc
-    return clusters, int(requests)
+    return clusters, int(requests), lone
 
 
 def refusal(workdir: Path, kept: KeptDemo) -> str:
@@ -157,7 +189,7 @@ def refusal(workdir: Path, kept: KeptDemo) -> str:
         pids = " ".join(str(pid) for pid in kept.running)
         running = f"its emulators still run (pids {pids})"
         command = clean_up_command(workdir, exports_for(workdir, aws=kept.aws),
-                                   kept.running, destroy=bool(records))
+                                   kept.running, clusters=kept.clusters, lone=kept.lone)
         stranded = "its machines" if records else "them"
         return (f"{head}: {', and '.join(filter(None, [what, running]))}; a new demo "
                 f"there would strand {stranded}. Clean it up first (or pick another "

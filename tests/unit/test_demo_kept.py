@@ -13,14 +13,19 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 
-from talprov.cli.demo_kept import EMULATORS_FILE, kept_demo, record_emulators, refusal
+from talprov.cli.demo_kept import (
+    EMULATORS_FILE,
+    kept_demo,
+    record_emulators,
+    refusal,
+    wait_exited,
+)
 from talprov.store import Store
 from tests.unit import test_demo as runs
 
@@ -41,15 +46,6 @@ def alive(pid: int) -> bool:
     except OSError:
         return False
     return state != "Z"
-
-
-def wait_gone(pids: list[int]) -> list[int]:
-    """Those of ``pids`` still alive 20 s after they were sent SIGTERM (the
-    clean-up's `kill` returns before they exit)."""
-    deadline = time.monotonic() + 20
-    while any(alive(pid) for pid in pids) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    return [pid for pid in pids if alive(pid)]
 
 
 @pytest.fixture
@@ -83,8 +79,7 @@ def test_a_dir_holding_a_kept_demo_is_refused_until_cleaned_up(
     workdir = tmp_path / "kept"
     code, output = runs.run_demo(tmp_path, *SMALL, "--keep", "--dir", str(workdir))
     assert code == 0, output
-    [kill] = [line for line in output.splitlines() if "talprov destroy demo" in line]
-    pids = [int(pid) for pid in kill.split("kill ", 1)[1].split()]
+    pids = recorded_pids(workdir)
     kill_left_over.extend(pids)
     config = (workdir / "talprov.yaml").read_bytes()
 
@@ -100,10 +95,12 @@ def test_a_dir_holding_a_kept_demo_is_refused_until_cleaned_up(
     assert recorded_pids(workdir) == pids
 
     command = line_after(output, "Clean it up first (or pick another --dir):")
-    assert command.endswith(f"talprov destroy demo --wait --yes && kill {' '.join(map(str, pids))}")
+    assert f"talprov destroy demo --wait --yes && kill {' '.join(map(str, pids))} && " in command
     cleaned = run_clean_up(command, tmp_path)
     assert cleaned.returncode == 0, cleaned.stdout + cleaned.stderr
-    assert wait_gone(pids) == []
+    # The line waits for its emulators to exit: the demo run right after it is
+    # accepted (it used to say "its emulators still run" while they exited).
+    assert [pid for pid in pids if alive(pid)] == []
     assert runs.processes_mentioning(tmp_path) == []
     assert kept_demo(workdir).empty
 
@@ -155,7 +152,7 @@ def test_a_clean_up_that_runs_out_of_timeout_says_what_is_left_and_how_to_finish
     command = line_after(output, "to finish the clean-up, in a shell:")
     cleaned = run_clean_up(command, tmp_path)
     assert cleaned.returncode == 0, cleaned.stdout + cleaned.stderr
-    assert wait_gone(pids) == []
+    assert [pid for pid in pids if alive(pid)] == []
     assert kept_demo(workdir).empty
 
 
@@ -203,7 +200,18 @@ def test_emulators_still_running_are_named_even_with_nothing_recorded(tmp_path: 
         assert refusal(tmp_path, kept) == (
             f"--dir {tmp_path} holds an earlier demo that was not cleaned up: its "
             f"emulators still run (pids {emulator.pid}); a new demo there would strand "
-            f"them. Clean it up first (or pick another --dir):\n  kill {emulator.pid}")
+            f"them. Clean it up first (or pick another --dir):\n  kill {emulator.pid} && "
+            f"{wait_exited([emulator.pid])}")
+        # Run, the line returns once the emulator has exited (here a zombie, this
+        # process its parent: exited too).
+        command = refusal(tmp_path, kept).splitlines()[-1].strip()
+        cleaned = run_clean_up(command, tmp_path)
+        assert cleaned.returncode == 0, cleaned.stdout + cleaned.stderr
+        assert not alive(emulator.pid)
+        assert kept_demo(tmp_path).empty
+        emulator.wait()
+        emulator = subprocess.Popen(["sleep", "60"])
+        record_emulators(tmp_path, [emulator.pid], ["proxmox"])
         # The same pid with another start time is another process: not taken for it.
         record = (tmp_path / EMULATORS_FILE).read_text()
         (tmp_path / EMULATORS_FILE).write_text(record.replace('"started": "',
@@ -212,3 +220,102 @@ def test_emulators_still_running_are_named_even_with_nothing_recorded(tmp_path: 
     finally:
         emulator.kill()
         emulator.wait()
+
+
+def test_the_clean_up_line_removes_what_a_user_added_before_the_emulators_go(
+        tmp_path: Path) -> None:
+    """README invites applying one's own cluster and `machine create` in a kept
+    demo: the line used to destroy only `demo`, then kill the emulators under
+    the rest, and the next demo was refused again ("remove state.db")."""
+    from pydantic import SecretStr
+
+    from talprov.providers.labels import LABEL_CLUSTER
+    from talprov.providers.types import MachineRequest, Stage
+
+    with Store(f"sqlite:///{tmp_path / 'state.db'}") as store:
+        store.migrate()
+        for name in ("demo", "web"):
+            store.put_cluster(name, {"kind": "Cluster"})
+
+        def request(request_id: str, labels: dict[str, str]) -> None:
+            store.create_request(MachineRequest(
+                id=request_id, provider="aws-demo", talos_version="v1.13.9",
+                machine_config=SecretStr("machine: {}"), labels=labels))
+
+        request("demo-cp-1", {LABEL_CLUSTER: "demo"})
+        request("web-w-1", {LABEL_CLUSTER: "web"})
+        request("lone-1", {})
+        request("orphan-1", {LABEL_CLUSTER: "forgotten"})  # no cluster destroys it
+        request("gone-1", {})
+        record = store.get_request("gone-1")
+        assert record is not None
+        store.save_progress(
+            "gone-1", expected_version=record.version, stage=Stage.GONE, step_index=0,
+            step_name=None, state={}, error=None, attempts=0, next_attempt_at=None,
+            step_started_at=None, infra_id=None, machine_uuid=None, addresses=(), events=())
+    emulator = subprocess.Popen(["sleep", "60"])
+    try:
+        record_emulators(tmp_path, [emulator.pid], ["aws"])
+        kept = kept_demo(tmp_path)
+        assert (kept.clusters, kept.requests, kept.lone) == (
+            ["demo", "web"], 4, ["lone-1", "orphan-1"])
+        command = refusal(tmp_path, kept).splitlines()[-1].strip()
+        steps = command.split(" && ")
+        assert steps[2:6] == [
+            "talprov destroy demo --wait --yes", "talprov destroy web --wait --yes",
+            "talprov machine delete lone-1 --wait", "talprov machine delete orphan-1 --wait"]
+        assert steps[6].startswith(f"kill {emulator.pid}")
+    finally:
+        emulator.kill()
+        emulator.wait()
+
+
+def test_a_kept_demo_is_named_before_a_file_it_did_not_write(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """README's cluster.yaml, written in a kept demo, replaced the demo's: the
+    next demo said only that cluster.yaml was not its, hiding the emulators
+    still running and the line that cleans them up."""
+    from talprov.cli import cli
+
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION"):
+        monkeypatch.setenv(name, "x")  # put back after the test, should it start
+    (tmp_path / "cluster.yaml").write_text("kind: Cluster\nname: web\n")
+    emulator = subprocess.Popen(["sleep", "60"])
+    try:
+        record_emulators(tmp_path, [emulator.pid], ["aws"])
+        result = CliRunner().invoke(cli, ["demo", *SMALL, "--dir", str(tmp_path)])
+        assert result.exit_code == 2, result.output
+        assert (f"holds an earlier demo that was not cleaned up: its emulators still run "
+                f"(pids {emulator.pid})") in result.output
+        assert "Clean it up first" in result.output
+    finally:
+        emulator.kill()
+        emulator.wait()
+
+
+def test_a_demo_whose_wait_runs_out_says_so_and_what_had_not_converged(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`demo --timeout 0.3` ended with only "the demo did not converge as
+    expected": the wait it gave up and the sets left unconverged were unsaid."""
+    waits: list[float] = []
+
+    def runs_out(_app: object, name: str, timeout: float) -> bool:
+        assert name == "demo"
+        waits.append(timeout)
+        return False  # the deadline passed before a single machine was asked for
+
+    monkeypatch.setattr(demo_command, "converge", runs_out)
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION"):
+        monkeypatch.setenv(name, "x")  # the demo sets them: put back after the test
+    from talprov.cli import cli
+
+    workdir = tmp_path / "demo"
+    result = CliRunner().invoke(cli, ["demo", *SMALL, "--dir", str(workdir),
+                                      "--timeout", "0.3"])
+    assert waits == [0.3]
+    assert result.exit_code == 1, result.output
+    assert ("talprov: error: the demo's wait for its machines ran out of --timeout "
+            "(0.3s) before cluster demo converged: control-planes 0/1  workers 0/0"
+            ) in result.output
+    assert "did not converge as expected" not in result.output
+    assert runs.processes_mentioning(tmp_path) == []

@@ -150,7 +150,7 @@ def demo_world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DemoWorld]:
 def test_the_readme_has_runnable_examples() -> None:
     # Guards the extraction itself: the README's config, request and spec are marked.
     names = {b.name for b in runnable_blocks(REPO / "README.md")}
-    assert {"my-talprov.yaml", "web-1.yaml", "cluster.yaml"} <= names
+    assert {"my-talprov.yaml", "web-1.yaml", "web.yaml"} <= names
     assert example_commands()
 
 
