@@ -10,16 +10,19 @@ which does not retry) for a connection nobody needed any more.
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import select
+import socket
+import ssl
 from typing import Any
 
 
 def peer_closed(conn: http.client.HTTPConnection) -> bool:
-    """Whether the idle pooled ``conn`` must not carry another request: its socket
-    is readable, so the peer closed it (or sent bytes no request asked for). A
-    connection without a socket is not: ``http.client`` opens a new one for the
-    request. Costs no round trip. Pure but for the look at the socket; never raises."""
+    """Whether the idle pooled ``conn`` must not carry another request: the peer
+    closed it (or sent bytes no request asked for). A connection without a socket
+    is not: ``http.client`` opens a new one for the request. Costs no round trip.
+    Never raises."""
     sock = conn.sock
     if sock is None:
         return False
@@ -34,9 +37,34 @@ def peer_closed(conn: http.client.HTTPConnection) -> bool:
     poller = select.poll()
     poller.register(fileno, select.POLLIN)
     try:
-        return bool(poller.poll(0))
+        if not poller.poll(0):
+            return False
     except OSError:
         return True
+    return _readable_means_closed(sock)
+
+
+def _readable_means_closed(sock: socket.socket) -> bool:
+    """Whether an idle socket poll calls readable holds an end (or stray bytes)
+    rather than TLS records alone: a TLS 1.3 server sends its session tickets
+    after the handshake, which leaves a healthy idle connection readable (seen
+    on vcsim: every connection made anew, a TLS handshake each). A non-blocking
+    read tells them apart: TLS that consumed only such records wants more."""
+    timeout = sock.gettimeout()
+    try:
+        sock.setblocking(False)
+        if isinstance(sock, ssl.SSLSocket):
+            sock.recv(1)  # any byte of an answer nobody asked for: not reusable
+        else:
+            sock.recv(1, socket.MSG_PEEK)
+        return True  # b"" (the peer closed) or bytes no request asked for
+    except (ssl.SSLWantReadError, BlockingIOError):
+        return False
+    except OSError:  # reset, TLS alert or EOF: closed
+        return True
+    finally:
+        with contextlib.suppress(OSError):  # closed meanwhile: nothing to restore
+            sock.settimeout(timeout)
 
 
 def skip_closed_connections(stub: Any) -> None:
