@@ -199,12 +199,11 @@ class AwsClients:
 
     def _noted(self, client: _C) -> _C:
         """``client`` with :func:`note_endpoints`, told its CA bundle (a path
-        ``verify_tls`` names) so that a bundle gone since start is named, and
-        with :func:`_timeouts_not_retried`."""
+        ``verify_tls`` names) so that a bundle gone since start is named."""
         verify = self.config.verify_tls
         setting = f"providers.{self.name}.verify_tls" if self.name else "verify_tls"
-        return _timeouts_not_retried(note_endpoints(
-            client, ca_bundle=(setting, verify) if isinstance(verify, str) else None))
+        return note_endpoints(
+            client, ca_bundle=(setting, verify) if isinstance(verify, str) else None)
 
     def _client_args(self) -> dict[str, Any]:
         return {
@@ -217,7 +216,11 @@ class AwsClients:
     def ec2(self) -> EC2Client:
         """The EC2 client."""
         with self._lock:
-            return self._noted(self.session.client("ec2", **self._client_args()))
+            # EC2 alone: a pass's calls, which the step's backoff retries. S3 (an
+            # image upload's parts, each retried by botocore; one part's timeout
+            # would fail the whole upload) and STS keep botocore's retries.
+            return _timeouts_not_retried(
+                self._noted(self.session.client("ec2", **self._client_args())))
 
     @cached_property
     def s3(self) -> S3Client:
