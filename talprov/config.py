@@ -342,9 +342,11 @@ def _written_settings(node: Any, where: str) -> Iterator[tuple[str, str, str]]:
             yield f"{where}.{key}", key, value
 
 
-def _check_urls(node: Any, where: str) -> None:
+def _check_urls(node: Any, where: str, *, echo: bool = True) -> None:
+    """Refuse any ``*url`` of ``node`` that :func:`url_problem` finds wrong; without
+    ``echo`` (resolved references' values) the message repeats no part of it."""
     for field, key, value in _written_settings(node, where):
-        problem = url_problem(value) if key.endswith("url") else None
+        problem = url_problem(value, echo=echo) if key.endswith("url") else None
         if problem is not None:
             raise ConfigError(field, problem)
 
@@ -378,7 +380,7 @@ def check_resolved_urls(block: dict[str, Any], where: str) -> None:
     provider instance ``block``, on its resolved values: a url given as a
     reference (``${env:URL}``) is judged here, once resolved, not at load. Raises
     ``ConfigError`` naming ``where`` and the key, never the value. Pure."""
-    _check_urls(block, where)
+    _check_urls(block, where, echo=False)  # a value may be a misplaced secret
     _check_url_credentials(block, where)
 
 

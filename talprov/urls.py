@@ -18,7 +18,7 @@ EXAMPLE_URL = "https://server.example.net"
 _BAD_ESCAPE = re.compile(r"%(?![0-9A-Fa-f]{2})")
 
 
-def url_problem(value: str) -> str | None:
+def url_problem(value: str, *, echo: bool = True) -> str | None:
     """What is wrong with ``value`` as an http(s) URL of a server, or None. Pure.
 
     A URL the HTTP clients would refuse only when first used (a space, no host,
@@ -32,10 +32,13 @@ def url_problem(value: str) -> str | None:
     parts = urlsplit(value)
     if "://" in value and parts.scheme not in ("http", "https"):
         # Not "e.g. https://ftp://...": the scheme is there, and wrong.
-        return f"expected an http(s) URL, not {value.split('://', 1)[0]}://"
+        scheme = f", not {value.split('://', 1)[0]}://" if echo else ""
+        return f"expected an http(s) URL{scheme}"
     if parts.scheme not in ("http", "https") or not parts.netloc:
-        # The value is shown only when it cannot hold a password.
-        example = f", e.g. https://{value}" if "@" not in value else ""
+        # The value is shown only when it is written in the file (not a reference's
+        # value, which may be a secret named in the wrong setting) and cannot hold
+        # a password.
+        example = f", e.g. https://{value}" if echo and "@" not in value else ""
         return f"expected an http(s) URL with a host{example}"
     return _shape_problem(value) or userinfo_problem(value) or _part_problem(value)
 

@@ -114,3 +114,19 @@ def test_userinfo_in_the_boot_url_of_a_baremetal_file_block_is_refused(
     assert SECRET not in result.output
     if userinfo != f":{SECRET}@":
         assert "the boot server asks machines for none" in result.output
+
+
+@pytest.mark.parametrize("value", [f"{SECRET}-token", f"{SECRET}://host.example"])
+def test_a_referenced_url_that_is_no_url_is_refused_without_its_value(
+        home: Home, value: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Review: a reference that holds something else than a url (a token named in
+    the wrong setting) was refused with "e.g. https://<its value>", or with the
+    part before "://": a secret in the message."""
+    block, field, _ = TYPES["aws"]
+    monkeypatch.setenv("QA_PROVIDER_URL", value)
+    home.providers = {"p": block("${env:QA_PROVIDER_URL}")}
+    home.write_config()
+    row = _checked(home)
+    assert row["key"] == f"providers.p.{field}", row
+    assert row["error"].startswith("expected an http(s) URL"), row
+    assert SECRET not in json.dumps(row)
