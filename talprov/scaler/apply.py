@@ -15,10 +15,11 @@ import re
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from datetime import UTC, datetime
+from functools import cache
 
 from talprov.processes import local_worker_id
 from talprov.providers.labels import LABEL_CLUSTER, LABEL_DOMAIN, LABEL_SET, LABEL_TEMPLATE
-from talprov.providers.ownership import listed_label_among, listed_label_is
+from talprov.providers.ownership import label_digest, listed_label_among, listed_label_is
 from talprov.providers.protocol import Runtime
 from talprov.providers.types import REQUEST_ID_PATTERN, MachineRequest, Stage
 from talprov.reconcile.failures import resource_error_kind
@@ -224,6 +225,8 @@ class Scaler:
         names = self._names(spec.name, [r.request.id for r in records])
         live = [r for r in records if r.stage != Stage.GONE]
         known = {r.request.id for r in live}
+        # Hashed once per observation, and only when a listing shows an unknown id.
+        known_digests = cache(lambda: {label_digest(rid) for rid in known})
         now = self.now()
         orphans: list[OrphanMachine] = []
         seen_now: dict[str, datetime] = {}
@@ -243,7 +246,9 @@ class Scaler:
                 # A listing may carry a label value as its digest (Proxmox tags).
                 if not listed_label_is(machine.labels.get(LABEL_CLUSTER), spec.name):
                     continue
-                if machine.request_id in known:
+                # A request id too may be listed as its digest (an old Proxmox VM
+                # renamed by hand): a known request's machine is no orphan.
+                if machine.request_id in known or machine.request_id in known_digests():
                     continue
                 since = state.orphans_seen.get(machine.infra_id, now)
                 seen_now[machine.infra_id] = since

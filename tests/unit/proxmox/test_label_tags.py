@@ -157,3 +157,24 @@ def test_another_clusters_vm_is_no_orphan(
     assert state is not None
 
     assert scaler.observe(state)[1] == []
+
+
+def test_a_renamed_vm_of_a_live_h_request_tagged_before_is_no_orphan(
+    fakepve: FakePveServer, tmp_path: Path, runtime: Runtime,
+) -> None:
+    """Review: an old VM of a live request `h-web-1` lists its request tag as the
+    digest once renamed in PVE (the name no longer tells the id); now that its
+    digested cluster label matches `h-lab`, it was planned for deletion as an
+    orphan after the grace period. A digested request id of a known request is
+    that request's."""
+    scaler = _scaler(fakepve, tmp_path, runtime, "h-lab", [])
+    labels = {LABEL_CLUSTER: "h-lab", LABEL_SET: "h-workers"}
+    scaler.store.create_request(machine_request("h-web-1", labels=labels))
+    marks = ownership_tags(Owner(runtime.installation, "lab"),
+                           machine_request("h-web-1", labels=labels))
+    fakepve.control("add_vm", vmid=next(_VMIDS), name="renamed-by-hand",
+                    config={"tags": _tags_as_before(marks)})
+    state = scaler.state("h-lab")
+    assert state is not None
+
+    assert scaler.observe(state)[1] == []
