@@ -283,11 +283,12 @@ class Reconciler(LeaseRenewal, DueTimes):
             except BaseException as exc:
                 if not isinstance(exc, Exception):
                     running = self._left_running()
-                    if not claim_returned:
-                        # Interrupted inside the claim (the listing beside it may
-                        # be what the pass waited on), maybe after its commit:
-                        # every due request is given back (only this worker's are).
-                        holding = due
+                if not claim_returned:
+                    # Interrupted inside the claim (the listing beside it may be
+                    # what the pass waited on), or its answer lost after its
+                    # commit: every due request is given back (only this worker's
+                    # are).
+                    holding = due
                 raise
             finally:
                 self._release([rid for rid in holding if rid not in running])
