@@ -15,7 +15,7 @@ another request's own.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -27,11 +27,11 @@ from talprov.aws.provider import AwsProvider
 from talprov.providers.ownership import INSTALLATION_KEY, INSTANCE_KEY, REQUEST_KEY
 from talprov.providers.protocol import RemovesSecondMachines, Runtime
 from talprov.providers.types import Machine, MachineState, Owner, Stage
-from talprov.reconcile.failures import StepPolicy
-from talprov.reconcile.reconciler import ProviderHandle, Reconciler
+from talprov.reconcile.reconciler import Reconciler
 from talprov.store.store import Store
 from talprov.testing import FakeClock
 from tests.emulators.moto import REGION, MotoServer, talos_ami_id
+from tests.reconciling import events_saying, provisioned, reconciler_of, recorded, sqlite_store
 from tests.unit.aws.helpers import make_request
 
 INSTALLATION = "talprov-second"
@@ -50,30 +50,12 @@ def provider(moto_server: MotoServer, tmp_path: Path) -> AwsProvider:
 
 @pytest.fixture
 def store(tmp_path: Path) -> Iterator[Store]:
-    opened = Store(f"sqlite:///{tmp_path / 'state.db'}")
-    opened.migrate()
-    yield opened
-    opened.close()
+    yield from sqlite_store(tmp_path)
 
 
 @pytest.fixture
 def reconciler(store: Store, provider: AwsProvider) -> Reconciler:
-    return Reconciler(store, {"aws-test": ProviderHandle(provider, 4)}, provider.runtime,
-                      policy=StepPolicy(max_attempts=3))
-
-
-def _provisioned(store: Store, *ids: str) -> Callable[[], bool]:
-    def done() -> bool:
-        records = [store.get_request(rid) for rid in ids]
-        return all(r is not None and r.stage == Stage.PROVISIONED for r in records)
-    return done
-
-
-def _recorded(store: Store, rid: str) -> str:
-    record = store.get_request(rid)
-    assert record is not None
-    assert record.infra_id is not None
-    return record.infra_id
+    return reconciler_of(store, "aws-test", provider, max_attempts=3)
 
 
 def _launch(provider: AwsProvider, members: list[str], *, owner: Owner = OWNER) -> list[str]:
@@ -102,22 +84,22 @@ def _live(provider: AwsProvider) -> set[str]:
 
 
 def _second_events(store: Store, rid: str) -> list[str]:
-    return [e.message for e in store.events(rid) if "second instance" in e.message]
+    return events_saying(store, rid, "second instance")
 
 
 def test_a_duplicate_listed_only_after_the_request_is_provisioned_is_terminated(
     provider: AwsProvider, store: Store, reconciler: Reconciler,
 ) -> None:
     store.create_request(make_request("late"))
-    assert reconciler.run_until(_provisioned(store, "late"), timeout=600)
-    kept = _recorded(store, "late")
+    assert reconciler.run_until(provisioned(store, "late"), timeout=600)
+    kept = recorded(store, "late")
     (duplicate,) = _launch(provider, ["late"])
     assert _live(provider) == {kept, duplicate}
 
     assert reconciler.run_pass().second_machines == 1
 
     assert _live(provider) == {kept}
-    assert _recorded(store, "late") == kept
+    assert recorded(store, "late") == kept
     assert len(_second_events(store, "late")) == 1
     assert reconciler.run_pass().second_machines == 0
     assert _live(provider) == {kept}
@@ -129,8 +111,8 @@ def test_a_duplicate_batch_loses_each_instance_of_a_held_request_and_no_other(
 ) -> None:
     for rid in ("b-1", "b-2"):
         store.create_request(make_request(rid))
-    assert reconciler.run_until(_provisioned(store, "b-1", "b-2"), timeout=600)
-    kept = {_recorded(store, "b-1"), _recorded(store, "b-2")}
+    assert reconciler.run_until(provisioned(store, "b-1", "b-2"), timeout=600)
+    kept = {recorded(store, "b-1"), recorded(store, "b-2")}
     # The same batch launched again, and a batch of b-1 with a request this store
     # does not hold (another worker's, or one forgotten): only b-1's member of it goes.
     again = _launch(provider, ["b-1", "b-2"])
@@ -140,7 +122,7 @@ def test_a_duplicate_batch_loses_each_instance_of_a_held_request_and_no_other(
     assert reconciler.run_pass().second_machines == 3
 
     assert _live(provider) == {*kept, unheld}
-    assert {_recorded(store, "b-1"), _recorded(store, "b-2")} == kept
+    assert {recorded(store, "b-1"), recorded(store, "b-2")} == kept
     assert len(_second_events(store, "b-1")) == 2
     assert len(_second_events(store, "b-2")) == 1
 
@@ -152,18 +134,18 @@ def test_a_batch_member_kept_by_one_request_is_never_a_second_instance_of_anothe
     # appears (a retried launch): m-2 adopts its member, m-1's member is a second
     # instance of m-1. The instance m-2 keeps lists m-1 too, and stays.
     store.create_request(make_request("m-1"))
-    assert reconciler.run_until(_provisioned(store, "m-1"), timeout=600)
-    m1 = _recorded(store, "m-1")
+    assert reconciler.run_until(provisioned(store, "m-1"), timeout=600)
+    m1 = recorded(store, "m-1")
     m1_second, m2_own = _launch(provider, ["m-1", "m-2"])
     store.create_request(make_request("m-2"))
-    assert reconciler.run_until(_provisioned(store, "m-2"), timeout=600)
-    assert _recorded(store, "m-2") == m2_own
+    assert reconciler.run_until(provisioned(store, "m-2"), timeout=600)
+    assert recorded(store, "m-2") == m2_own
     assert _live(provider) == {m1, m1_second, m2_own}
 
     assert reconciler.run_pass().second_machines == 1
 
     assert _live(provider) == {m1, m2_own}
-    assert _recorded(store, "m-1") == m1
+    assert recorded(store, "m-1") == m1
     assert len(_second_events(store, "m-1")) == 1
     assert not _second_events(store, "m-2")
     # Asked directly with the batch mates taken for each other's, the driver reads

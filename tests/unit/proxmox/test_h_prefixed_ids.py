@@ -17,12 +17,10 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
-from typing import cast
 
 import pytest
 
 from talprov.providers.ownership import REQUEST_KEY, label_digest, ownership_tags
-from talprov.providers.protocol import Provider
 from talprov.providers.types import Owner, Stage
 from talprov.proxmox.provider import ProxmoxProvider
 from talprov.proxmox.tags import (
@@ -32,10 +30,11 @@ from talprov.proxmox.tags import (
     listed_request_id,
     request_mark_values,
 )
-from talprov.reconcile.reconciler import ProviderHandle, Reconciler
+from talprov.reconcile.reconciler import Reconciler
 from talprov.store.store import Store
 from talprov.testing import FakeClock
 from tests.emulators.fakepve import FakePveServer
+from tests.reconciling import reconciler_of, sqlite_store
 from tests.unit.proxmox.conftest import machine_request
 
 RID = "h-web-1"
@@ -65,16 +64,12 @@ def test_an_older_vms_digest_reads_back_through_its_name_only() -> None:
 
 @pytest.fixture
 def store(tmp_path: Path) -> Iterator[Store]:
-    opened = Store(f"sqlite:///{tmp_path / 'state.db'}")
-    opened.migrate()
-    yield opened
-    opened.close()
+    yield from sqlite_store(tmp_path)
 
 
 @pytest.fixture
 def reconciler(store: Store, provider: ProxmoxProvider) -> Reconciler:
-    return Reconciler(store, {"lab": ProviderHandle(cast(Provider, provider), 4)},
-                      provider.runtime)
+    return reconciler_of(store, "lab", provider)
 
 
 def _provision(store: Store, reconciler: Reconciler) -> str:

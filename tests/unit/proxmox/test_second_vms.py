@@ -10,21 +10,22 @@ keeping the recorded VM and the seed ISO both share.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import pytest
 
 from talprov.providers.ownership import ownership_tags
-from talprov.providers.protocol import Provider, RemovesSecondMachines
+from talprov.providers.protocol import RemovesSecondMachines
 from talprov.providers.types import Machine, MachineState, Owner, Stage
 from talprov.proxmox.provider import ProxmoxProvider
 from talprov.proxmox.tags import encode_tags
-from talprov.reconcile.reconciler import ProviderHandle, Reconciler
+from talprov.reconcile.reconciler import Reconciler
 from talprov.store.store import Store
 from talprov.testing import FakeClock
 from tests.emulators.fakepve import FakePveServer
+from tests.reconciling import events_saying, provisioned, reconciler_of, recorded, sqlite_store
 from tests.unit.proxmox.conftest import machine_request
 
 NODE = "pve1"
@@ -32,30 +33,12 @@ NODE = "pve1"
 
 @pytest.fixture
 def store(tmp_path: Path) -> Iterator[Store]:
-    opened = Store(f"sqlite:///{tmp_path / 'state.db'}")
-    opened.migrate()
-    yield opened
-    opened.close()
+    yield from sqlite_store(tmp_path)
 
 
 @pytest.fixture
 def reconciler(store: Store, provider: ProxmoxProvider) -> Reconciler:
-    handle = ProviderHandle(cast(Provider, provider), 4)
-    return Reconciler(store, {"lab": handle}, provider.runtime)
-
-
-def _provisioned(store: Store, rid: str) -> Callable[[], bool]:
-    def done() -> bool:
-        record = store.get_request(rid)
-        return record is not None and record.stage == Stage.PROVISIONED
-    return done
-
-
-def _recorded(store: Store, rid: str) -> str:
-    record = store.get_request(rid)
-    assert record is not None
-    assert record.infra_id is not None
-    return record.infra_id
+    return reconciler_of(store, "lab", provider)
 
 
 def _tagged_vm(provider: ProxmoxProvider, clock: FakeClock, vmid: int, tags: str,
@@ -76,7 +59,7 @@ def _vms(fakepve: FakePveServer) -> dict[str, dict[str, Any]]:
 
 
 def _second_events(store: Store, rid: str) -> list[str]:
-    return [e.message for e in store.events(rid) if "second VM" in e.message]
+    return events_saying(store, rid, "second VM")
 
 
 def test_proxmox_removes_second_machines(provider: ProxmoxProvider) -> None:
@@ -88,8 +71,8 @@ def test_a_second_vm_beside_a_provisioned_requests_vm_is_deleted(
     clock: FakeClock,
 ) -> None:
     store.create_request(machine_request("late"))
-    assert reconciler.run_until(_provisioned(store, "late"), timeout=600)
-    kept = _recorded(store, "late")
+    assert reconciler.run_until(provisioned(store, "late"), timeout=600)
+    kept = recorded(store, "late")
     tags = _vms(fakepve)[kept]["config"]["tags"]  # as the provider wrote them
     second = _tagged_vm(provider, clock, int(kept) + 1, tags)
     fakepve.control("set_vm", vmid=int(second), attrs={"status": "running"})
@@ -99,7 +82,7 @@ def test_a_second_vm_beside_a_provisioned_requests_vm_is_deleted(
 
     assert set(_vms(fakepve)) == {kept}
     assert _vms(fakepve)[kept]["status"] == "running"
-    assert _recorded(store, "late") == kept
+    assert recorded(store, "late") == kept
     assert fakepve.control("storages")["local"] == storages_before["local"]  # seed ISO kept
     assert len(_second_events(store, "late")) == 1
     assert reconciler.run_pass().second_machines == 0

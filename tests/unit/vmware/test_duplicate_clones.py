@@ -22,13 +22,13 @@ import pytest
 from talprov.providers.ownership import ownership_tags
 from talprov.providers.protocol import StepContext
 from talprov.providers.types import Machine, MachineState, Owner, Retry, Stage
-from talprov.reconcile.failures import StepPolicy
-from talprov.reconcile.reconciler import ProviderHandle, Reconciler
+from talprov.reconcile.reconciler import Reconciler
 from talprov.store.store import Store
 from talprov.vmware.data import VSphereMachineData
 from talprov.vmware.provider import VSphereProvider
 from talprov.vmware.state import VSphereState
 from tests.emulators.vcsim.fixture import VcsimServer
+from tests.reconciling import events_saying, provisioned, reconciler_of, recorded, sqlite_store
 from tests.unit.vmware.conftest import machine_request
 from tests.unit.vmware.observe import (
     all_vms,
@@ -41,34 +41,16 @@ from tests.unit.vmware.soap import intercept_soap
 
 @pytest.fixture
 def store(tmp_path: Path) -> Iterator[Store]:
-    opened = Store(f"sqlite:///{tmp_path / 'state.db'}")
-    opened.migrate()
-    yield opened
-    opened.close()
+    yield from sqlite_store(tmp_path)
 
 
 @pytest.fixture
 def reconciler(store: Store, provider: VSphereProvider) -> Reconciler:
-    return Reconciler(store, {"lab": ProviderHandle(provider, 4)}, provider.runtime,
-                      policy=StepPolicy(max_attempts=5))
-
-
-def _provisioned(store: Store, rid: str) -> Callable[[], bool]:
-    def done() -> bool:
-        record = store.get_request(rid)
-        return record is not None and record.stage == Stage.PROVISIONED
-    return done
-
-
-def _recorded(store: Store, rid: str) -> str:
-    record = store.get_request(rid)
-    assert record is not None
-    assert record.infra_id is not None
-    return record.infra_id
+    return reconciler_of(store, "lab", provider, max_attempts=5)
 
 
 def _second_vm_events(store: Store, rid: str) -> list[str]:
-    return [e.message for e in store.events(rid) if "second VM" in e.message]
+    return events_saying(store, rid, "second VM")
 
 
 def _vms_of(vcsim: VcsimServer, rid: str) -> list[str]:
@@ -94,14 +76,14 @@ def test_a_second_vm_made_while_the_first_clone_ran_is_destroyed_by_a_later_pass
                         else find_vm(o, rid))
     store.create_request(machine_request("w1"))
 
-    assert reconciler.run_until(_provisioned(store, "w1"), timeout=600, interval=1.0)
+    assert reconciler.run_until(provisioned(store, "w1"), timeout=600, interval=1.0)
     assert calls["CloneVM_Task"] == 2  # the duplicate was made: the case QA met
     assert len(_vms_of(vcsim, "w1")) == 2
     assert not _second_vm_events(store, "w1")  # not while the instance had work
 
     report = reconciler.run_pass()
 
-    kept = _recorded(store, "w1")
+    kept = recorded(store, "w1")
     assert report.second_machines == 1
     assert _vms_of(vcsim, "w1") == [kept]
     listed = [m for m in provider.list_machines(reconciler_owner(reconciler))
@@ -116,8 +98,8 @@ def test_a_second_vm_that_appears_after_the_request_is_provisioned_is_destroyed(
 ) -> None:
     request = machine_request("late")
     store.create_request(request)
-    assert reconciler.run_until(_provisioned(store, "late"), timeout=600, interval=1.0)
-    kept = _recorded(store, "late")
+    assert reconciler.run_until(provisioned(store, "late"), timeout=600, interval=1.0)
+    kept = recorded(store, "late")
     # The clone of a stopped worker that ends only now, with the request's marks.
     clone_out_of_band(vcsim, "late", "late",
                       ownership_tags(reconciler_owner(reconciler), request))
@@ -141,10 +123,10 @@ def test_a_request_whose_vm_a_stopped_clone_made_adopts_it_and_loses_none(
     (made,) = _vms_of(vcsim, "mid")
     store.create_request(request)
 
-    assert reconciler.run_until(_provisioned(store, "mid"), timeout=600, interval=1.0)
+    assert reconciler.run_until(provisioned(store, "mid"), timeout=600, interval=1.0)
     reconciler.run_pass()
 
-    assert _recorded(store, "mid") == made
+    assert recorded(store, "mid") == made
     assert _vms_of(vcsim, "mid") == [made]
     assert not _second_vm_events(store, "mid")
 
@@ -161,7 +143,7 @@ def test_vms_of_another_owner_or_another_request_are_never_touched(
     foreign = _vms_of(vcsim, "k3")
     store.create_request(machine_request("k3"))
 
-    assert reconciler.run_until(_provisioned(store, "k3"), timeout=600, interval=1.0)
+    assert reconciler.run_until(provisioned(store, "k3"), timeout=600, interval=1.0)
     assert reconciler.run_pass().second_machines == 0
 
     named = _vms_of(vcsim, "k3")
@@ -169,7 +151,7 @@ def test_vms_of_another_owner_or_another_request_are_never_touched(
     assert set(foreign) < set(named)
     assert not _second_vm_events(store, "k3")
     # Asked directly, the driver reads the marks again and refuses both.
-    kept = _recorded(store, "k3")
+    kept = recorded(store, "k3")
     for moid in foreign:
         asked = Machine(infra_id=moid, state=MachineState.STOPPED, request_id="k3")
         assert provider.remove_second_machine(owner, asked, kept) is None
