@@ -330,16 +330,23 @@ def _stand_ins(node: Any) -> Any:
     return _STAND_IN if has_reference(node) else node
 
 
-def _written_settings(node: Any, where: str) -> Iterator[tuple[str, str, str]]:
+def _string_settings(node: Any, where: str) -> Iterator[tuple[str, str, str]]:
     """(where.key, key, value) of every string setting of ``node`` and its nested
-    blocks that holds no reference (one that does is judged once resolved). Pure."""
+    blocks, references included. Pure."""
     if not isinstance(node, dict):
         return
     for key, value in node.items():
         if isinstance(value, dict):
-            yield from _written_settings(value, f"{where}.{key}")
-        elif isinstance(key, str) and isinstance(value, str) and not has_reference(value):
+            yield from _string_settings(value, f"{where}.{key}")
+        elif isinstance(key, str) and isinstance(value, str):
             yield f"{where}.{key}", key, value
+
+
+def _written_settings(node: Any, where: str) -> Iterator[tuple[str, str, str]]:
+    """The :func:`_string_settings` of ``node`` that hold no reference (one that
+    does is judged once resolved). Pure."""
+    return (setting for setting in _string_settings(node, where)
+            if not has_reference(setting[2]))
 
 
 def _check_urls(node: Any, where: str, *, echo: bool = True) -> None:
@@ -363,14 +370,10 @@ def _check_url_credentials(block: dict[str, Any], where: str) -> None:
 
 def _referenced_by(node: Any, where: str, field: str) -> str:
     """`` (the value of ${env:URL})`` when the setting ``field`` (as
-    :func:`_written_settings` names it under ``where``) of ``node`` is written as a
+    :func:`_string_settings` names it under ``where``) of ``node`` is written as a
     reference; "" otherwise. Names the reference only, never a value. Pure."""
-    for key, value in (node.items() if isinstance(node, dict) else ()):
-        if isinstance(value, dict):
-            found = _referenced_by(value, f"{where}.{key}", field)
-            if found:
-                return found
-        elif f"{where}.{key}" == field and has_reference(value):
+    for setting, _key, value in _string_settings(node, where):
+        if setting == field and has_reference(value):
             return f" (the value of {', '.join(references_in(value))})"
     return ""
 
