@@ -258,6 +258,23 @@ def cpu_line(before: dict[str, float], after: dict[str, float], result: Result,
 ROUNDS = "rounds"
 
 
+def cpu_per_create(before: dict[str, float], after: dict[str, float], result: Result) -> float:
+    """CPU seconds of every process of the run (all roles) per creation."""
+    spent = sum(after[role] - before[role] for role in before if role != ROUNDS)
+    return spent / max(1, len(result.latencies))
+
+
+def ceiling_line(processes: int, rates: list[float], cpu_costs: list[float]) -> str:
+    """What the machine's cores allow at the CPU each creation cost (medians):
+    a rate near that ceiling is bound by the cores, not by talprov."""
+    cores = os.cpu_count() or 1
+    cost = statistics.median(cpu_costs)
+    ceiling = cores / cost
+    return (f"{processes} process(es): {cost * 1000:.2f} ms of CPU per create (median): "
+            f"{cores} cores allow at most {ceiling:.0f} creates/s; "
+            f"reached {statistics.median(rates) / ceiling:.0%}")
+
+
 async def rounds_so_far(clients: list[httpx.AsyncClient]) -> float:
     """Reconcile rounds the servers' workers have run (their /metrics)."""
     total = 0.0
@@ -316,6 +333,7 @@ def scale(count: int, concurrency: int, mode: str, *, lean: bool, runs: int = 3)
         (root / "pg").mkdir()
         server = start_postgres(root / "pg")
         rates: dict[int, list[float]] = {1: [], 2: []}
+        cpu_costs: dict[int, list[float]] = {1: [], 2: []}
         errors = 0
         try:
             for run_index in range(runs):
@@ -336,6 +354,7 @@ def scale(count: int, concurrency: int, mode: str, *, lean: bool, runs: int = 3)
                             process.terminate()
                             process.wait(timeout=60)
                     rates[processes].append(len(result.latencies) / result.seconds)
+                    cpu_costs[processes].append(cpu_per_create(before, after, result))
                     errors += result.errors
                     print(f"run {run_index + 1}: {result.line()}", flush=True)
                     print(cpu_line(before, after, result, processes), flush=True)
@@ -344,9 +363,15 @@ def scale(count: int, concurrency: int, mode: str, *, lean: bool, runs: int = 3)
     for processes, values in rates.items():
         print(f"{processes} process(es): min {min(values):.0f}  median "
               f"{statistics.median(values):.0f} creates/s")
+    for processes, values in rates.items():
+        print(ceiling_line(processes, values, cpu_costs[processes]))
     ratio = statistics.median(rates[2]) / statistics.median(rates[1])
     print(f"two processes / one (medians): {ratio:.2f}x  (goal >= 1.7x; "
           f"{os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f})")
+    # 1.7x one process's rate at two processes' CPU per create: the cores that takes.
+    needed = (1.7 * statistics.median(rates[1]) * statistics.median(cpu_costs[2]))
+    print(f"1.7x one process's rate at two processes' CPU per create needs {needed:.1f} "
+          f"cores busy (this machine: {os.cpu_count()})")
     if errors:
         raise SystemExit(f"{errors} creations failed")
 
