@@ -11,7 +11,7 @@ and it lists as that digest. The full, readable marks also go into the VM's
 notes (description).
 
 A label *key* may hold upper case and a ``/`` (Kubernetes' rule), which a tag
-cannot: each is written as ``+`` and a tag-safe letter (:func:`tag_key`), ``R``
+cannot: each is written as ``+`` and a tag-safe character (:func:`tag_key`), ``R``
 as ``+r`` and ``/`` as ``+_``, and read back as itself, so a listing names a
 label by the request's own key and ``Role`` and ``role`` stay two labels. The
 mark's value never holds ``+`` (a tag-safe value or a digest), so a tag splits
@@ -93,9 +93,9 @@ def listed_request_id(marks: Mapping[str, str], name: str | None) -> str | None:
 
 def tag_key(key: str) -> str | None:
     """Mark key ``key`` as a tag carries it: an upper-case letter as ``+`` and the
-    letter, ``/`` as ``+_``, the rest as itself; None for a key no tag can carry
-    (another character, which a label key checked since labels were checked cannot
-    hold). :func:`mark_key` reverses it. Pure."""
+    letter, ``/`` as ``+_``, the rest as itself; None for a key with any other
+    character, which no tag can carry (only a label stored before labels were
+    checked can have one). :func:`mark_key` reverses it. Pure."""
     out = []
     for char in key:
         if "A" <= char <= "Z":
