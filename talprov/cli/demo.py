@@ -26,7 +26,7 @@ import click
 import yaml
 
 from talprov.cli.app import EXIT_FAILED, App, fail, handle_errors, stdin_is_terminal
-from talprov.cli.cluster import converge, scaler_for, sets_progress, wait_destroyed
+from talprov.cli.cluster_loop import converge, scaler_for, sets_progress, wait_destroyed
 from talprov.cli.demo_kept import (
     EMULATORS_FILE,
     clean_up_command,

@@ -10,6 +10,14 @@ letters, an empty one) as its digest
 and it lists as that digest. The full, readable marks also go into the VM's
 notes (description).
 
+A label *key* may hold upper case and a ``/`` (Kubernetes' rule), which a tag
+cannot: each is written as ``+`` and a tag-safe character (:func:`tag_key`), ``R``
+as ``+r`` and ``/`` as ``+_``, and read back as itself, so a listing names a
+label by the request's own key and ``Role`` and ``role`` stay two labels. The
+mark's value never holds ``+`` (a tag-safe value or a digest), so a tag splits
+at its last ``+``. Versions before lower-cased keys and dropped those with
+``/``: their ``talprov-label-role`` reads as ``role``, as it always did.
+
 Versions before digested every value starting with ``h-`` too (the digest's own
 prefix), request ids and names such as a cluster ``h-lab`` included. VMs they
 tagged stay recognised: whatever compares a mark hashes the expected value too
@@ -38,6 +46,10 @@ from talprov.providers.types import Owner
 UUID_KEY = "talprov-uuid"
 SEPARATOR = "+"
 _SAFE_VALUE = re.compile(r"^[a-z0-9_.-]+$")
+#: What follows ``+`` in a tag key for a character a tag cannot hold (besides an
+#: upper-case letter, which is its lower-case letter).
+_ESCAPED = {"/": "_"}
+_UNESCAPED = {v: k for k, v in _ESCAPED.items()}
 
 
 def tag_value(value: str) -> str:
@@ -79,25 +91,67 @@ def listed_request_id(marks: Mapping[str, str], name: str | None) -> str | None:
     return mark
 
 
+def tag_key(key: str) -> str | None:
+    """Mark key ``key`` as a tag carries it: an upper-case letter as ``+`` and the
+    letter, ``/`` as ``+_``, the rest as itself; None for a key with any other
+    character, which no tag can carry (only a label stored before labels were
+    checked can have one). :func:`mark_key` reverses it. Pure."""
+    out = []
+    for char in key:
+        if "A" <= char <= "Z":
+            out.append(SEPARATOR + char.lower())
+        elif char in _ESCAPED:
+            out.append(SEPARATOR + _ESCAPED[char])
+        elif _SAFE_VALUE.match(char):
+            out.append(char)
+        else:
+            return None
+    return "".join(out)
+
+
+def mark_key(tagged: str) -> str | None:
+    """The mark key a tag key written by :func:`tag_key` (or lower-cased by versions
+    before it) stands for; None when ``tagged`` has a ``+`` that no key character
+    was written as. Pure."""
+    out = []
+    chars = iter(tagged)
+    for char in chars:
+        if char != SEPARATOR:
+            out.append(char)
+            continue
+        escaped = next(chars, "")
+        if "a" <= escaped <= "z":
+            out.append(escaped.upper())
+        elif escaped in _UNESCAPED:
+            out.append(_UNESCAPED[escaped])
+        else:
+            return None
+    return "".join(out)
+
+
 def encode_tags(marks: Mapping[str, str]) -> list[str]:
-    """Ownership marks (``ownership_tags`` output plus the UUID) as PVE tags."""
+    """Ownership marks (``ownership_tags`` output plus the UUID) as PVE tags. Pure."""
     tags = []
     for key, value in marks.items():
-        if not _SAFE_VALUE.match(key.lower()) or SEPARATOR in key:
-            continue  # a label key PVE cannot carry; it stays in the notes only
-        tags.append(f"{key.lower()}{SEPARATOR}{tag_value(value)}")
+        tagged = tag_key(key)
+        if tagged is None:
+            continue  # a (stored, unchecked) label key no tag can carry: notes only
+        tags.append(f"{tagged}{SEPARATOR}{tag_value(value)}")
     return tags
 
 
 def decode_tags(tags: str | Iterable[str] | None) -> dict[str, str]:
-    """The marks in a VM's ``tags`` (PVE's ``a;b;c`` string or a list)."""
+    """The marks in a VM's ``tags`` (PVE's ``a;b;c`` string or a list), by mark key.
+    Pure."""
     if tags is None:
         return {}
     items = re.split(r"[;, ]+", tags) if isinstance(tags, str) else list(tags)
     marks: dict[str, str] = {}
     for tag in items:
-        key, sep, value = tag.partition(SEPARATOR)
-        if sep and key.startswith("talprov-"):
+        # The value never holds "+" (see tag_value); an escaped key may.
+        tagged, sep, value = tag.rpartition(SEPARATOR)
+        key = mark_key(tagged) if sep and tagged.startswith("talprov-") else None
+        if key is not None:
             marks[key] = value
     return marks
 
@@ -110,8 +164,9 @@ def owned_by(marks: Mapping[str, str], owner: Owner) -> bool:
 
 
 def label_tag_key(label: str) -> str:
-    """The tag key that carries request label ``label``."""
-    return (LABEL_PREFIX + label).lower()
+    """The mark key :func:`decode_tags` gives request label ``label``'s tag under.
+    Pure."""
+    return LABEL_PREFIX + label
 
 
 def notes(marks: Mapping[str, str], labels: Mapping[str, str]) -> str:

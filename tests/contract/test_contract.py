@@ -139,6 +139,33 @@ def test_listed_labels_are_the_requests_or_their_digests(env: Environment,
     converge(reconciler, store, Stage.GONE)
 
 
+#: Legal label keys of awkward case: upper case in a key's name (Kubernetes allows
+#: it, PVE tags are lower case), a DNS prefix with '/', and two keys that differ
+#: in case only: each a label of its own.
+CASED_LABELS = {"Role": "worker", "role": "other", "topology.kubernetes.io/Zone": "zone-a"}
+
+
+def test_listed_label_keys_are_the_requests_own(env: Environment, store: Store) -> None:
+    """A listing gives each label back under the request's own key: a key with
+    upper case is not read back lower-cased, and two keys that differ in case only
+    are two labels, neither hiding the other."""
+    provider = env.provider()
+    if env.type_name == "baremetal":
+        pytest.skip("bare metal lists its inventory's labels, not the request's")
+    if env.type_name == "file":
+        pytest.skip("the example plugin keeps no labels (lists none)")
+    reconciler = reconciler_for(env, store, provider)
+    request = request_for(env, "c-cased")
+    labels = {**request.labels, **CASED_LABELS}
+    store.create_request(request.model_copy(update={"labels": labels}))
+    converge(reconciler, store, Stage.PROVISIONED)
+
+    (listed,) = provider.list_machines(Owner(env.runtime.installation, "contract"))
+    assert listed.labels == labels
+    store.request_deletion("c-cased")
+    converge(reconciler, store, Stage.GONE)
+
+
 def test_deprovision_of_a_gone_machine_is_success(env: Environment, store: Store) -> None:
     provider = env.provider()
     reconciler = reconciler_for(env, store, provider)

@@ -198,7 +198,7 @@ def test_a_failed_machine_is_said_once_with_its_error_while_waiting(
         home: Home, capsys: pytest.CaptureFixture[str]) -> None:
     # QA: `apply --wait` with a subnet that does not exist waited out --timeout
     # (3600 s) saying only "not converged"; the create's error was never shown.
-    from talprov.cli.cluster import _tell_failures
+    from talprov.cli.cluster_loop import _tell_failures
     from talprov.providers.types import Stage as Stages
 
     assert home.invoke("apply", "-f", str(write_spec(home.root, workers=1,

@@ -25,7 +25,12 @@ import pytest
 import yaml
 
 from talprov.providers.labels import LABEL_CLUSTER, LABEL_DOMAIN, LABEL_SET
-from talprov.providers.ownership import label_digest, listed_label_is, ownership_tags
+from talprov.providers.ownership import (
+    LABEL_PREFIX,
+    label_digest,
+    listed_label_is,
+    ownership_tags,
+)
 from talprov.providers.protocol import Provider, Runtime
 from talprov.providers.types import Owner
 from talprov.proxmox.placement import set_members_per_node
@@ -35,13 +40,17 @@ from talprov.proxmox.tags import (
     decode_tags,
     encode_tags,
     label_tag_key,
+    mark_key,
     owned_by,
+    tag_key,
     tag_value,
 )
 from talprov.reconcile.reconciler import ProviderHandle
 from talprov.scaler.apply import Scaler
 from talprov.scaler.spec import load_spec_file
 from talprov.store.store import Store
+from talprov.testing import FakeClock
+from tests.driving import context, provision
 from tests.emulators.fakepve import FakePveServer
 from tests.unit.proxmox.conftest import machine_request, password_config
 
@@ -89,6 +98,64 @@ def test_set_members_are_counted_on_vms_tagged_now_and_before(before: bool) -> N
     assert decode_tags(tags)[label_tag_key(LABEL_SET)] == (
         label_digest("h-workers") if before else "h-workers")
     assert set_members_per_node(resources, (LABEL_SET, "h-workers")) == {"pve1": 1}
+
+
+# -- label keys ------------------------------------------------------------------------
+# PVE tags are lower case: versions before lower-cased a label key (`Role` listed
+# as `role`, and with a `role` beside it one of the two values under one key) and
+# left a key with '/' out of the tags (not listed at all).
+
+CASED = {"Role": "worker", "role": "other", "topology.kubernetes.io/Zone": "zone-a",
+         "example.com/team": "platform", "a_B.c-D9": "x"}
+#: PVE's rule for a tag (pve-common's PVE_TAG_RE), lower case as PVE stores it.
+_PVE_TAG = re.compile(r"[a-z0-9_][a-z0-9_+.-]*")
+
+
+@pytest.mark.parametrize("key", sorted(CASED))
+def test_a_label_key_is_tagged_in_lower_case_and_read_back_as_itself(key: str) -> None:
+    (tag,) = encode_tags({LABEL_PREFIX + key: CASED[key]})
+    assert _PVE_TAG.fullmatch(tag), tag
+    assert decode_tags(tag) == {LABEL_PREFIX + key: CASED[key]}
+
+
+def test_keys_differing_in_case_only_are_two_tags() -> None:
+    marks = {LABEL_PREFIX + "Role": "worker", LABEL_PREFIX + "role": "other"}
+    tags = encode_tags(marks)
+    assert len({t.rpartition(SEPARATOR)[0] for t in tags}) == 2
+    assert decode_tags(";".join(sorted(tags))) == marks
+
+
+def test_a_key_lower_cased_before_reads_as_it_did() -> None:
+    assert decode_tags("talprov-label-role+worker;talprov-label-team+h-" + "0" * 24) == {
+        "talprov-label-role": "worker", "talprov-label-team": "h-" + "0" * 24}
+
+
+@pytest.mark.parametrize("tagged", ["talprov-label-x+", "talprov-label-+9x", "talprov-+-a"])
+def test_a_plus_no_key_character_was_written_as_is_no_mark(tagged: str) -> None:
+    assert mark_key(tagged) is None
+    assert decode_tags(f"{tagged}+v") == {}
+
+
+def test_a_key_no_tag_can_carry_is_left_to_the_notes() -> None:
+    assert tag_key("talprov-label-a b") is None
+    assert encode_tags({"talprov-label-a b": "v", "talprov-label-ok": "v"}) == [
+        "talprov-label-ok+v"]
+
+
+def test_a_vm_lists_every_label_under_the_requests_own_key(
+    fakepve: FakePveServer, provider: ProxmoxProvider, owner: Owner, clock: FakeClock,
+) -> None:
+    labels = {LABEL_SET: "workers", **CASED, "team": "Platform"}
+    provision(provider, [context(provider, machine_request("w-1", labels=labels), owner)],
+              clock)
+
+    (listed,) = provider.list_machines(owner)
+    assert listed.labels == {**labels, "team": label_digest("Platform")}
+    # Set spreading still finds the set's members by their tag.
+    resources = [{"type": "qemu", "node": vm["node"], "vmid": vm["vmid"],
+                  "tags": vm["config"]["tags"]} for vm in fakepve.vms()]
+    assert set_members_per_node(resources, (LABEL_SET, "workers")) == {
+        str(resources[0]["node"]): 1}
 
 
 # -- the scaler on fakepve ----------------------------------------------------------

@@ -98,8 +98,8 @@ def test_ownership_marks_round_trip_through_pve_tags() -> None:
     assert owned_by(marks, owner)
     assert not owned_by(marks, Owner(installation="Prod Site", instance="other"))
     assert marks["talprov-label-talprov.set"] == "workers"
-    # Not tag-safe: carried as a digest, still comparable.
-    assert marks["talprov-label-team"] == tag_value("a b")
+    # Not tag-safe: carried as a digest, still comparable; the key as the request's.
+    assert marks["talprov-label-Team"] == tag_value("a b")
     assert tag_value("a b").startswith("h-")
 
 
