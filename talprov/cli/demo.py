@@ -262,14 +262,16 @@ def demo(control_planes: int, workers: int, platforms: tuple[list[str], list[str
     except ImportError:
         fail("the demo needs the demo extra: pip install 'talprov[demo]'")
     names, skipped = platforms
-    for line in skipped:
-        click.echo(line, err=True)
     workdir = directory or Path(tempfile.mkdtemp(prefix="talprov-demo-"))
     workdir.mkdir(parents=True, exist_ok=True)
     # A kept demo first: a file a user wrote there (README's examples) would
     # otherwise hide its running emulators and the line that cleans them up.
     refuse_kept_demo(workdir)
     refuse_foreign_files(workdir)
+    # Every refusal (a bad option, --dir's) comes before any line of progress: a
+    # "skipped" line above an error read as part of why the demo was refused.
+    for line in skipped:
+        click.echo(line, err=True)
     os.environ.update(fake_credentials())
     started: list[DemoPlatform] = []
     factory: DemoFactory | None = None
