@@ -383,3 +383,31 @@ def test_skipped_platforms_are_said_once_the_dir_is_accepted(
         "tests/emulators/vcsim/build.sh in a talprov checkout)",
         "talprov: error: cannot start the Image Factory stand-in: test",
     ]
+
+
+@pytest.mark.parametrize(("record", "said"), [
+    (b'{"platforms": ["aws"], "emul', "is not valid JSON (Unterminated string starting "
+                                      "at: line 1 column 24 (char 23)): the demo's record "
+                                      "of its emulators is unreadable"),
+    (b"\xff\xfe\x00", "is not valid JSON ("),
+    (b"[]", "is valid JSON but not a demo's record of its emulators (their pids and "
+            "platforms)"),
+])
+def test_a_corrupt_record_of_emulators_is_named_with_what_to_do(
+        tmp_path: Path, record: bytes, said: str) -> None:
+    """QA: a truncated emulators.json (a demo killed while writing it) gave
+    "emulators.json: cannot read: Unterminated string ...": neither that the
+    file is no JSON nor what to do."""
+    from talprov.cli import cli
+
+    (tmp_path / EMULATORS_FILE).write_bytes(record)
+    result = CliRunner().invoke(cli, ["demo", *SMALL, "--dir", str(tmp_path)])
+    assert result.exit_code == 2, result.output
+    path = tmp_path / EMULATORS_FILE
+    assert result.output.startswith(f"talprov: error: {path} {said}"), result.output
+    assert result.output.endswith(
+        "; stop the emulators the demo there left running, if any (its --keep printed "
+        f"their pids), then remove {path} to use the directory again, or pick another "
+        "--dir\n"), result.output
+    assert "Traceback" not in result.output
+    assert path.read_bytes() == record  # never removed on a guess
