@@ -197,7 +197,7 @@ def describe_problem(errors: Sequence[Mapping[str, Any]], *,
             # A strict count given as "2" (YAML quotes): say so, without the value.
             message += QUOTES_HINT
     elif kind in _BOUNDS:
-        message = f"must be {_BOUNDS[kind]} {next(iter(ctx.values()), '')}"
+        message = f"must be {_BOUNDS[kind]} {_number(next(iter(ctx.values()), ''))}"
     elif (words := constraint_in_words(kind, ctx)) is not None:
         message = words
     elif kind in ("literal_error", "enum"):
@@ -322,6 +322,14 @@ def unknown_key_message(key: str, valid: Sequence[str]) -> str:
 
 #: Up to this many valid keys are listed when none resembles an unknown one.
 _LISTED_KEYS = 12
+
+
+def _number(value: Any) -> str:
+    """A bound as people write it: 31536000, not pydantic's 31536000.0 of a float
+    field; 0.5 stays 0.5. Pure."""
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
 
 
 def dotted(loc: Sequence[Any]) -> str:
