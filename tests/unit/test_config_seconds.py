@@ -23,6 +23,7 @@ from pydantic.fields import FieldInfo
 
 from talprov.durations import MAX_SECONDS
 from talprov.errors import describe_problem
+from talprov.service.config import ServiceConfig
 from tests.helpers import Home
 from tests.unit.test_cli import assert_usage_error
 from tests.unit.test_config_finite_numbers import _import_every_module, _subclasses
@@ -135,4 +136,45 @@ def test_a_year_is_still_taken() -> None:
         "dhcp": {"interface_address": "10.0.0.1", "lease_seconds": MAX_SECONDS}})
     assert config.dhcp is not None
     assert (config.install_timeout, config.dhcp.lease_seconds) == (MAX_SECONDS, MAX_SECONDS)
+
+
+@pytest.mark.parametrize(("setting", "range_said"), [
+    ("poll_interval", "more than 0 and at most 31536000"),
+    ("wipe_seconds", "at least 0 and at most 31536000"),
+    ("bmc_attempts", "at least 1 and at most 10"),  # an integer's too
+])
+def test_an_inf_or_nan_setting_is_told_the_range_it_may_take(
+        home: Home, setting: str, range_said: str) -> None:
+    """QA: ".inf" was answered "must be a finite number", not what would do."""
+    inventory = home.root / "inventory.sqlite"
+    home.config_path.write_text(
+        f"store: {home.store_url}\n"
+        "providers:\n"
+        "  metal:\n"
+        "    type: baremetal\n"
+        f"    inventory: {inventory}\n"
+        "    boot_url: http://127.0.0.1:8081\n"
+        f"    {setting}: .nan\n")
+    result = home.invoke("machine", "list")
+    assert_usage_error(result.exit_code, result.output, f"providers.metal.{setting}: must be "
+                       f"a finite number, not .inf or .nan: {range_said}")
+
+
+def test_a_finite_number_message_without_bounds_or_model_names_no_range() -> None:
+    class Free(BaseModel):
+        model_config = {"allow_inf_nan": False}
+        seconds: float
+        nested: list[Free] = []
+
+    for data, where in (({"seconds": "inf"}, "seconds"),
+                        ({"seconds": 1, "nested": [{"seconds": "nan"}]}, "nested[0].seconds")):
+        with pytest.raises(ValidationError) as caught:
+            Free.model_validate(data)
+        assert describe_problem(caught.value.errors(), model=Free) == (
+            where, "must be a finite number, not .inf or .nan")
+    with pytest.raises(ValidationError) as caught:
+        ServiceConfig.model_validate({"health_cache_seconds": "inf"})
+    # Without the model, the range is not known: the message stays as it was.
+    assert describe_problem(caught.value.errors()) == (
+        "health_cache_seconds", "must be a finite number, not .inf or .nan")
 
