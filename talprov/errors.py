@@ -23,6 +23,7 @@ from typing import Any, TypeVar
 
 import yaml
 from pydantic import BaseModel, TypeAdapter, ValidationError
+from pydantic.fields import FieldInfo
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -193,11 +194,14 @@ def describe_problem(errors: Sequence[Mapping[str, Any]], *,
             message = tail
     elif kind in _SIMPLE_MESSAGES:
         message = _SIMPLE_MESSAGES[kind]
+        if kind == "finite_number" and model is not None:
+            # What the setting may be instead, when it has bounds (QA).
+            message += _range_of(_field_at(model, loc))
         if kind == "int_type" and isinstance(error.get("input"), str):
             # A strict count given as "2" (YAML quotes): say so, without the value.
             message += QUOTES_HINT
     elif kind in _BOUNDS:
-        message = f"must be {_BOUNDS[kind]} {next(iter(ctx.values()), '')}"
+        message = f"must be {_BOUNDS[kind]} {_number(next(iter(ctx.values()), ''))}"
     elif (words := constraint_in_words(kind, ctx)) is not None:
         message = words
     elif kind in ("literal_error", "enum"):
@@ -324,6 +328,14 @@ def unknown_key_message(key: str, valid: Sequence[str]) -> str:
 _LISTED_KEYS = 12
 
 
+def _number(value: Any) -> str:
+    """A bound as people write it: 31536000, not pydantic's 31536000.0 of a float
+    field; 0.5 stays 0.5. Pure."""
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
 def dotted(loc: Sequence[Any]) -> str:
     """A pydantic location as people write it: ``a.b[0].c``."""
     path = ""
@@ -345,6 +357,36 @@ def _keys_at(model: type[BaseModel], loc: Sequence[Any]) -> list[str]:
             if isinstance(member, type) and issubclass(member, BaseModel):
                 keys.update(_field_keys(member))
     return sorted(keys)
+
+
+def _field_at(model: type[BaseModel], loc: Sequence[Any]) -> FieldInfo | None:
+    """The field a pydantic location inside ``model`` ends at, when one model
+    field answers it (else None: a union's members may differ)."""
+    if not loc or not isinstance(loc[-1], str):
+        return None
+    current: list[Any] = [model]
+    for part in loc[:-1]:
+        current = [inner for kind in current for inner in _step(kind, part)] or current
+    found = [info for kind in current for member in _members(kind)
+             if isinstance(member, type) and issubclass(member, BaseModel)
+             for name, info in member.model_fields.items() if loc[-1] in (name, info.alias)]
+    return found[0] if len(found) == 1 else None
+
+
+_LOW_WORDS = {"gt": "more than", "ge": "at least"}
+_HIGH_WORDS = {"lt": "less than", "le": "at most"}
+
+
+def _range_of(field: FieldInfo | None) -> str:
+    """``field``'s bounds in words after a colon (": more than 0 and at most
+    31536000"), or "" when it has none. Pure."""
+    if field is None:
+        return ""
+    words = [f"{said} {_number(getattr(bound, key))}"
+             for table in (_LOW_WORDS, _HIGH_WORDS)
+             for key, said in table.items()
+             for bound in field.metadata if hasattr(bound, key)]
+    return f": {' and '.join(words)}" if words else ""
 
 
 def _members(kind: Any) -> list[Any]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from talprov.durations import Seconds
 from talprov.errors import written_flag
 
 
@@ -60,15 +61,15 @@ class AwsConfig(BaseModel):
         "retried inside the call. Kept low because talprov retries whole steps with its "
         "own backoff on top.",
     )
-    connect_timeout: float = Field(default=10.0, gt=0, description="Seconds to connect.")
-    read_timeout: float = Field(default=60.0, gt=0, description="Seconds to wait for a reply.")
-    running_timeout: float = Field(
+    connect_timeout: Seconds = Field(default=10.0, gt=0, description="Seconds to connect.")
+    read_timeout: Seconds = Field(default=60.0, gt=0, description="Seconds to wait for a reply.")
+    running_timeout: Seconds = Field(
         default=900.0,
         gt=0,
         description="Seconds an instance may take from launch to 'running' before the "
         "request fails with a timeout.",
     )
-    poll_interval: float = Field(
+    poll_interval: Seconds = Field(
         default=5.0,
         gt=0,
         description="Seconds between checks while waiting for an instance or an image import.",

@@ -12,6 +12,7 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
+from talprov.durations import Seconds, WholeSeconds
 from talprov.errors import ConfigError
 from talprov.urls import credentials_message
 
@@ -46,7 +47,7 @@ class DhcpConfig(BaseModel):
                                  description="Subnet mask handed out in full mode.")
     router: IPv4Address | None = Field(default=None, description="Default gateway, full mode.")
     dns: tuple[IPv4Address, ...] = Field(default=(), description="DNS servers, full mode.")
-    lease_seconds: int = Field(default=3600, ge=60, description="Lease time, full mode.")
+    lease_seconds: WholeSeconds = Field(default=3600, ge=60, description="Lease time, full mode.")
 
     @field_validator("interface_address")
     @classmethod
@@ -106,7 +107,7 @@ class BareMetalConfig(BaseModel):
     config_tls: ConfigTls | None = Field(
         default=None, description="Serve /config/ over HTTPS only (the rest stays on HTTP, "
         "which iPXE needs); unset = plain HTTP.")
-    bmc_min_interval: float = Field(
+    bmc_min_interval: Seconds = Field(
         default=0.5, ge=0, description="Seconds between two commands to one BMC.")
     bmc_attempts: int = Field(default=2, ge=1, le=10,
                               description="Tries per BMC command before it counts as failed.")
@@ -114,21 +115,21 @@ class BareMetalConfig(BaseModel):
         default="cycle", pattern="^(on|cycle)$",
         description="How a provisioning machine is started: 'cycle' (reset if already on) "
         "or 'on' (leave a running machine alone).")
-    install_timeout: float = Field(
+    install_timeout: Seconds = Field(
         default=1800.0, gt=0,
         description="Seconds from power-on until the machine must have fetched its config.")
-    wipe_seconds: float = Field(
+    wipe_seconds: Seconds = Field(
         default=300.0, ge=0,
         description="Seconds the wipe image runs before the machine is powered off, unless "
         "it reports the wipe done earlier: counted from the wipe kernel's fetch when the boot "
         "server serves kernels, else from the wipe script's fetch (include the download).")
-    wipe_timeout: float = Field(
+    wipe_timeout: Seconds = Field(
         default=1800.0, gt=0,
         description="Seconds after which a wipe that never booted is given up: the machine "
         "is powered off and cordoned for a person to look at.")
-    poll_interval: float = Field(
+    poll_interval: Seconds = Field(
         default=5.0, gt=0, description="Seconds between checks while a machine installs or wipes.")
-    observe_interval: float = Field(
+    observe_interval: Seconds = Field(
         default=60.0, ge=0,
         description="Seconds between power-state queries of one machine in list_machines.")
 

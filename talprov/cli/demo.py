@@ -222,11 +222,24 @@ def _start(name: str, workdir: Path) -> DemoPlatform:
         fail(f"cannot start the {name} emulator: {exc}", EXIT_FAILED)
 
 
+def _chosen(_ctx: click.Context, _param: click.Parameter,
+            platforms: str | None) -> tuple[list[str], list[str]]:
+    """``--platforms``' callback: (the platforms to run, a line per one skipped).
+
+    Raises ``click.BadParameter`` on a bad list: a usage error naming the option,
+    as click gives for ``--workers`` or ``--timeout``.
+    """
+    try:
+        return choose_platforms(platforms)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
 @click.command()
 @click.option("--control-planes", default=3, show_default=True, type=click.IntRange(1, 7))
 @click.option("--workers", default=2, show_default=True, type=click.IntRange(0, 50),
               help="Workers per platform.")
-@click.option("--platforms", metavar="LIST",
+@click.option("--platforms", metavar="LIST", callback=_chosen,
               help="Comma-separated, each once, from aws,proxmox,vmware (default: aws plus every "
               "platform whose emulator is installed). Control planes go to the first.")
 @click.option("--keep", is_flag=True,
@@ -237,8 +250,8 @@ def _start(name: str, workdir: Path) -> DemoPlatform:
               help="Seconds each wait may take: the machines to converge, then to be "
               f"destroyed again; {WAIT_SECONDS.range_text()}.")
 @handle_errors
-def demo(control_planes: int, workers: int, platforms: str | None, keep: bool,
-         directory: Path | None, timeout: float) -> None:
+def demo(control_planes: int, workers: int, platforms: tuple[list[str], list[str]],
+         keep: bool, directory: Path | None, timeout: float) -> None:
     """Provision a sample cluster's machines on local emulators, check them, clean up.
 
     EC2 runs on moto; Proxmox VE on fakepve and vSphere on vcsim when those are
@@ -248,13 +261,17 @@ def demo(control_planes: int, workers: int, platforms: str | None, keep: bool,
         from talprov.demo_platforms.aws import fake_credentials
     except ImportError:
         fail("the demo needs the demo extra: pip install 'talprov[demo]'")
-    names = _chosen(platforms)
+    names, skipped = platforms
     workdir = directory or Path(tempfile.mkdtemp(prefix="talprov-demo-"))
     workdir.mkdir(parents=True, exist_ok=True)
     # A kept demo first: a file a user wrote there (README's examples) would
     # otherwise hide its running emulators and the line that cleans them up.
     refuse_kept_demo(workdir)
     refuse_foreign_files(workdir)
+    # Every refusal (a bad option, --dir's) comes before any line of progress: a
+    # "skipped" line above an error read as part of why the demo was refused.
+    for line in skipped:
+        click.echo(line, err=True)
     os.environ.update(fake_credentials())
     started: list[DemoPlatform] = []
     factory: DemoFactory | None = None
@@ -315,17 +332,6 @@ def _fail_unless_done(left: list[RequestRecord], ok: bool, waiting: str | None,
     if not ok:
         fail("the demo's machines converged but did not all check out (table above)",
              EXIT_FAILED)
-
-
-def _chosen(platforms: str | None) -> list[str]:
-    """The platforms to run (exit 2 on a bad ``--platforms``), each skipped one said."""
-    try:
-        names, skipped = choose_platforms(platforms)
-    except ValueError as exc:
-        fail(f"--platforms: {exc}")
-    for line in skipped:
-        click.echo(line, err=True)
-    return names
 
 
 def _clean_up(started: list[DemoPlatform], temporary: Path | None) -> None:

@@ -119,14 +119,27 @@ def _recorded(workdir: Path) -> tuple[list[int] | None, bool]:
     """(the recorded emulators still running or None without a record, whether
     the demo ran on aws)."""
     path = workdir / EMULATORS_FILE
+    # A demo killed while writing the file (or a hand edit) leaves it unreadable:
+    # its emulators are then unknown, and only the user can stop them.
+    hint = ("stop the emulators the demo there left running, if any (its --keep printed "
+            f"their pids), then remove {path} to use the directory again, or pick another --dir")
     try:
-        recorded = json.loads(path.read_text())
-        emulators = [(int(e["pid"]), e["started"]) for e in recorded["emulators"]]
-        aws = "aws" in recorded["platforms"]
+        text = path.read_bytes()
     except FileNotFoundError:
         return None, True
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise ValueError(f"{path}: cannot read: {exc}") from exc
+    except OSError as exc:
+        raise ValueError(f"{path}: cannot read: {exc.strerror}") from exc
+    try:
+        recorded = json.loads(text)
+    except ValueError as exc:  # JSONDecodeError, or bytes that are no text
+        raise ValueError(f"{path} is not valid JSON ({exc}): the demo's record of its "
+                         f"emulators is unreadable; {hint}") from exc
+    try:
+        emulators = [(int(e["pid"]), e["started"]) for e in recorded["emulators"]]
+        aws = "aws" in recorded["platforms"]
+    except (ValueError, KeyError, TypeError) as exc:
+        raise ValueError(f"{path} is valid JSON but not a demo's record of its emulators "
+                         f"(their pids and platforms); {hint}") from exc
     # A pid whose start time changed is another process now: not the demo's.
     return [pid for pid, started in emulators
             if started is not None and _start_time(pid) == started], aws

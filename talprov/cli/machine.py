@@ -33,7 +33,7 @@ from talprov.reconcile.retry import retry_failed
 from talprov.registry import check_request, validate_provider_data
 from talprov.requestfile import load_request_file
 from talprov.runloop import RoundReport
-from talprov.store.records import RequestRecord, public_view
+from talprov.store.records import RequestRecord, forgotten_leaves, public_view
 from talprov.timestamps import rfc3339
 from talprov.words import counted
 
@@ -261,22 +261,9 @@ def forget(app: App, request_id: str, reason: str, actor: str) -> None:
 
 
 def _left_behind(app: App, record: RequestRecord) -> str:
-    """What a forgotten request leaves, in words: a bare-metal machine stays held
-    until `baremetal release`; any other machine is no longer talprov's to remove
-    (QA: every forget named `baremetal release`). An instance no longer configured
-    gets no bare-metal advice: its type is not known."""
+    """What a forgotten request leaves, in words (see :func:`forgotten_leaves`)."""
     block = app.config.config.providers.get(record.request.provider)
-    if block is not None and block.type == "baremetal":
-        if record.infra_id:  # the machine's name in the inventory
-            return (f"its bare-metal machine {record.infra_id} stays held, not wiped, until "
-                    f"`talprov baremetal release {record.infra_id}` frees it")
-        return ("its bare-metal machine, if it holds one, stays held, not wiped, until "
-                "`talprov baremetal release NAME` frees it (`talprov baremetal list` "
-                "names it)")
-    machine = f"its machine {record.infra_id}" if record.infra_id else "any machine it had"
-    return (f"its provider was not called: {machine} is left as it is, and no talprov "
-            "command removes it any more: remove it with the provider's own tools if it "
-            "is not to stay")
+    return forgotten_leaves(record, None if block is None else block.type)
 
 
 @machine.command("retry")

@@ -86,8 +86,8 @@ def choose_platforms(requested: str | None) -> tuple[list[str], list[str]]:
     """(platforms to run, one line per extra platform skipped and why).
 
     Without ``requested`` (a comma-separated list): aws plus every platform whose
-    emulator is present. Raises ``ValueError`` for an unknown platform, one named
-    twice, or one asked for by name that cannot run here.
+    emulator is present. Raises ``ValueError`` for an empty list, an unknown
+    platform, one named twice, or one asked for by name that cannot run here.
     """
     if requested is None:
         chosen, skipped = ["aws"], []
@@ -105,10 +105,15 @@ def choose_platforms(requested: str | None) -> tuple[list[str], list[str]]:
         raise ValueError(f"{', '.join(twice)} {'is' if len(twice) == 1 else 'are'} "
                          "named twice; name each platform once")
     names = set(listed)
+    if not names:
+        # `--platforms ''` (a variable left empty): "unknown (none given)" said
+        # neither what was missing nor that leaving the option out is the default.
+        raise ValueError(f"no platform given; name one or more of {', '.join(PLATFORMS)}, "
+                         "comma-separated, or leave --platforms out for aws plus every "
+                         "platform whose emulator is installed")
     unknown = sorted(names - set(PLATFORMS))
-    if unknown or not names:
-        raise ValueError(f"unknown {', '.join(unknown) or '(none given)'}; "
-                         f"choose from {', '.join(PLATFORMS)}")
+    if unknown:
+        raise ValueError(f"unknown {', '.join(unknown)}; choose from {', '.join(PLATFORMS)}")
     for name in sorted(names & set(EXTRA_PLATFORMS)):
         reason = unavailable_reason(name)
         if reason is not None:

@@ -13,6 +13,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 
+from talprov.durations import Seconds
+
 
 class OpenStackAuth(BaseModel):
     """A clouds.yaml-style ``auth`` block: an application credential or a password."""
@@ -94,12 +96,12 @@ class OpenStackConfig(BaseModel):
         default=False,
         description="Skip TLS verification. Off by default; only for test clouds.",
     )
-    api_timeout: float = Field(default=60.0, gt=0, description="Seconds per API call.")
-    active_timeout: float = Field(
+    api_timeout: Seconds = Field(default=60.0, gt=0, description="Seconds per API call.")
+    active_timeout: Seconds = Field(
         default=1200.0, gt=0,
         description="Seconds a server may take to become ACTIVE before the request fails.",
     )
-    poll_interval: float = Field(
+    poll_interval: Seconds = Field(
         default=5.0, gt=0, description="Seconds between looks at a building server."
     )
     firmware: Literal["auto", "bios", "uefi"] = Field(

@@ -14,6 +14,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
+from talprov.durations import Seconds
 from talprov.urls import credentials_message
 
 TOKEN_ID_PATTERN = r"^[^@!\s]+@[^@!\s]+![A-Za-z][A-Za-z0-9._-]*$"  # noqa: S105
@@ -61,24 +62,24 @@ class ProxmoxConfig(BaseModel):
         default=False,
         description="Skip TLS verification entirely. Only for throw-away labs.",
     )
-    timeout: float = Field(default=30.0, gt=0, description="Seconds to wait for one API reply.")
-    task_timeout: float = Field(
+    timeout: Seconds = Field(default=30.0, gt=0, description="Seconds to wait for one API reply.")
+    task_timeout: Seconds = Field(
         default=300.0,
         gt=0,
         description="Seconds talprov blocks on a short PVE task (ISO upload, seed ISO "
         "delete), and the longest ensure-vm waits for an untagged VM create in flight "
         "(possibly its own from before a crash) before creating.",
     )
-    poll_interval: float = Field(
+    poll_interval: Seconds = Field(
         default=2.0, gt=0, description="Seconds between polls of a running task or VM."
     )
-    shutdown_timeout: float = Field(
+    shutdown_timeout: Seconds = Field(
         default=60.0,
         ge=0,
         description="Seconds a guest gets to power off on ACPI shutdown before it is "
         "stopped hard during deprovision.",
     )
-    running_timeout: float = Field(
+    running_timeout: Seconds = Field(
         default=600.0,
         gt=0,
         description="Seconds a VM may take from start to 'running' before the request fails.",

@@ -15,6 +15,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 from talprov.config import split_listen
+from talprov.durations import Seconds
 from talprov.errors import ConfigError, validate
 
 DEFAULT_LISTEN = "127.0.0.1:8080"
@@ -111,7 +112,7 @@ class ServiceConfig(BaseModel):
     #: Lease identity of this process; default ``host:pid``.
     worker_id: str | None = Field(default=None, min_length=1, max_length=200)
     #: Seconds a provider's health answer is reused by ``GET /v1/providers``.
-    health_cache_seconds: float = Field(default=30.0, ge=0)
+    health_cache_seconds: Seconds = Field(default=30.0, ge=0)
     #: Largest request body accepted; larger ones get 413 before being read whole.
     #: Big control-plane configs (inline manifests) reach a few hundred KiB.
     max_body_bytes: int = Field(default=4 * 1024 * 1024, ge=1024, le=256 * 1024 * 1024)

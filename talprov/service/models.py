@@ -205,6 +205,10 @@ class ForgetResult(BaseModel):
     id: str
     actor: str = Field(description="The token name that asked, as recorded in the audit log.")
     reason: str
+    left_behind: str = Field(
+        description="What the forget left where it is, in words: a bare-metal machine stays "
+                    "held, not wiped, until `talprov baremetal release NAME` frees it; any "
+                    "other machine is left as it is, for the provider's own tools.")
 
 
 class MachineRequestSetCreate(MachineTemplate):

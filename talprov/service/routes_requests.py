@@ -33,7 +33,7 @@ from talprov.service.models import (
     ValidationProblem,
 )
 from talprov.store.errors import StaleRecord
-from talprov.store.records import RequestRecord
+from talprov.store.records import RequestRecord, forgotten_leaves
 
 log = logging.getLogger(__name__)
 router = APIRouter(prefix="/v1/machine-requests", tags=["machine-requests"], route_class=TokenRoute)
@@ -345,7 +345,9 @@ def forget_machine_request(
     """Remove the request from the store WITHOUT touching its provider.
 
     The escape hatch for a provider that is gone for good: any machine it had is
-    left where it is. The token name and ``reason`` go to the audit log.
+    left where it is, as ``left_behind`` says (for bare metal: held until
+    `talprov baremetal release` frees it). The token name and ``reason`` go to
+    the audit log. Not idempotent: a second forget of the id is a 404.
     """
     record = ctx.store.get_request(request_id)
     # Out of scope looks like absent, as for reads (see visible_record).
@@ -359,4 +361,9 @@ def forget_machine_request(
     # (the reason stays in the audit table; it is free text).
     log.warning("request %s (provider %s) force-forgotten by token %r; its machine, if any, "
                 "is no longer managed", request_id, record.request.provider, principal.name)
-    return ForgetResult(id=request_id, actor=principal.name, reason=body.reason)
+    # The instance's type decides the advice (`baremetal release`), as the CLI's
+    # forget gives it; an instance no longer configured gets none.
+    handle = ctx.handles.get(record.request.provider)
+    kind = None if handle is None else handle.provider.type_name
+    return ForgetResult(id=request_id, actor=principal.name, reason=body.reason,
+                        left_behind=forgotten_leaves(record, kind))

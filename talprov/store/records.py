@@ -265,3 +265,23 @@ def config_digest(request: MachineRequest) -> str | None:
     which config a request has without showing the config."""
     text = request.machine_config.get_secret_value()
     return hashlib.sha256(text.encode()).hexdigest() if text else None
+
+
+def forgotten_leaves(record: RequestRecord, provider_type: str | None) -> str:
+    """What force-forgetting ``record`` leaves, in words, for ``machine forget``
+    and the API's forget alike: a bare-metal machine stays held until `baremetal
+    release`; any other machine is no longer talprov's to remove (QA: every
+    forget named `baremetal release`). ``provider_type`` is its instance's type,
+    None when the instance is no longer configured: then no bare-metal advice,
+    the type not being known. Pure."""
+    if provider_type == "baremetal":
+        if record.infra_id:  # the machine's name in the inventory
+            return (f"its bare-metal machine {record.infra_id} stays held, not wiped, until "
+                    f"`talprov baremetal release {record.infra_id}` frees it")
+        return ("its bare-metal machine, if it holds one, stays held, not wiped, until "
+                "`talprov baremetal release NAME` frees it (`talprov baremetal list` "
+                "names it)")
+    machine = f"its machine {record.infra_id}" if record.infra_id else "any machine it had"
+    return (f"its provider was not called: {machine} is left as it is, and no talprov "
+            "command removes it any more: remove it with the provider's own tools if it "
+            "is not to stay")

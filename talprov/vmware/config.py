@@ -15,6 +15,7 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
+from talprov.durations import Seconds
 from talprov.urls import credentials_message
 
 # SHA-1 (20 bytes), SHA-256 (32) or SHA-512 (64), colon-separated or not.
@@ -51,23 +52,23 @@ class VSphereConfig(BaseModel):
     insecure: bool = Field(
         default=False, description="Skip TLS verification entirely. Only for throw-away labs."
     )
-    timeout: float = Field(default=60.0, gt=0, description="Seconds to wait for one API reply.")
-    poll_interval: float = Field(
+    timeout: Seconds = Field(default=60.0, gt=0, description="Seconds to wait for one API reply.")
+    poll_interval: Seconds = Field(
         default=2.0, gt=0, description="Seconds between polls of a running vCenter task or VM."
     )
-    task_timeout: float = Field(
+    task_timeout: Seconds = Field(
         default=1800.0,
         gt=0,
         description="Seconds a template import or clone may take before the request fails; "
         "also how long a request waits for another process's import of the same template.",
     )
-    shutdown_timeout: float = Field(
+    shutdown_timeout: Seconds = Field(
         default=60.0,
         ge=0,
         description="Seconds a guest gets to shut down (VMware Tools) before it is "
         "powered off hard during deprovision.",
     )
-    running_timeout: float = Field(
+    running_timeout: Seconds = Field(
         default=600.0,
         gt=0,
         description="Seconds a VM may take from power-on to 'poweredOn' before the request fails.",

@@ -189,5 +189,24 @@ def test_a_platform_named_twice_is_a_usage_error(tmp_path: Path) -> None:
         choose_platforms("aws, proxmox ,aws")
     code, output = run_demo(tmp_path, "--platforms", "aws,aws")
     assert code == 2, output
-    assert "talprov: error: --platforms: aws is named twice; name each platform once" in output
+    assert ("Error: Invalid value for '--platforms': aws is named twice; name each "
+            "platform once") in output
     assert "starting" not in output  # nothing was started
+
+
+@pytest.mark.parametrize("listed", ["", " , "])
+def test_an_empty_platform_list_is_a_usage_error_naming_the_choices(listed: str) -> None:
+    """QA: `--platforms ''` said "unknown (none given)": neither that the list was
+    empty nor that leaving the option out picks the platforms."""
+    from click.testing import CliRunner
+
+    from talprov.cli import cli
+
+    result = CliRunner().invoke(cli, ["demo", "--platforms", listed], prog_name="talprov")
+    assert result.exit_code == 2, result.output
+    assert result.output.startswith("Usage: talprov demo [OPTIONS]"), result.output
+    assert ("Error: Invalid value for '--platforms': no platform given; name one or "
+            "more of aws, proxmox, vmware, comma-separated, or leave --platforms out for "
+            "aws plus every platform whose emulator is installed") in result.output
+    assert "Traceback" not in result.output
+    assert "starting" not in result.output

@@ -319,3 +319,95 @@ def test_a_demo_whose_wait_runs_out_says_so_and_what_had_not_converged(
             ) in result.output
     assert "did not converge as expected" not in result.output
     assert runs.processes_mentioning(tmp_path) == []
+
+
+@pytest.fixture
+def no_extra_emulators(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Neither fakepve nor vcsim here: the demo skips both, one line each."""
+    from talprov import demo_platforms
+
+    monkeypatch.setattr(demo_platforms, "fakepve_command", lambda: None)
+    real_vcsim_binary = demo_platforms.vcsim_binary
+    monkeypatch.setattr(demo_platforms, "vcsim_binary",
+                        lambda: real_vcsim_binary({}, checkout=tmp_path / "no-checkout"))
+
+
+@pytest.mark.usefixtures("no_extra_emulators")
+def test_a_refused_dir_is_said_before_any_skipped_platform(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """QA: `talprov demo --dir DIR` printed "proxmox: skipped: ..." then refused
+    DIR: a refusal comes before any progress line."""
+    from talprov.cli import cli
+
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION"):
+        monkeypatch.setenv(name, "x")  # put back after the test, should it start
+    foreign = tmp_path / "foreign"
+    foreign.mkdir()
+    (foreign / "talprov.yaml").write_text("store: sqlite:///mine.db\n")
+    result = CliRunner().invoke(cli, ["demo", "--dir", str(foreign)])
+    assert result.exit_code == 2, result.output
+    assert result.output == (f"talprov: error: {foreign / 'talprov.yaml'} exists and was not "
+                             "written by the demo; pick another --dir or move the file\n")
+    emulator = subprocess.Popen(["sleep", "60"])
+    try:
+        record_emulators(tmp_path, [emulator.pid], ["aws"])
+        result = CliRunner().invoke(cli, ["demo", "--dir", str(tmp_path)])
+        assert result.exit_code == 2, result.output
+        assert result.output.startswith("talprov: error: --dir "), result.output
+        assert "skipped" not in result.output
+    finally:
+        emulator.kill()
+        emulator.wait()
+
+
+@pytest.mark.usefixtures("no_extra_emulators")
+def test_skipped_platforms_are_said_once_the_dir_is_accepted(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The skipped lines still come, first of the progress: here the Image
+    Factory stand-in, the first thing started, fails to start."""
+    from talprov.cli import cli
+    from talprov.cli.app import EXIT_FAILED, fail
+
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION"):
+        monkeypatch.setenv(name, "x")
+
+    def no_factory(workdir: Path) -> None:
+        fail("cannot start the Image Factory stand-in: test", EXIT_FAILED)
+
+    monkeypatch.setattr(demo_command, "_start_factory", no_factory)
+    result = CliRunner().invoke(cli, ["demo", "--dir", str(tmp_path)])
+    assert result.exit_code == 1, result.output
+    assert result.output.splitlines() == [
+        "proxmox: skipped: fakepve is not installed (pip install fakepve)",
+        "vmware: skipped: no vcsim binary (set TALPROV_VCSIM, or run "
+        "tests/emulators/vcsim/build.sh in a talprov checkout)",
+        "talprov: error: cannot start the Image Factory stand-in: test",
+    ]
+
+
+@pytest.mark.parametrize(("record", "said"), [
+    (b'{"platforms": ["aws"], "emul', "is not valid JSON (Unterminated string starting "
+                                      "at: line 1 column 24 (char 23)): the demo's record "
+                                      "of its emulators is unreadable"),
+    (b"\xff\xfe\x00", "is not valid JSON ("),
+    (b"[]", "is valid JSON but not a demo's record of its emulators (their pids and "
+            "platforms)"),
+])
+def test_a_corrupt_record_of_emulators_is_named_with_what_to_do(
+        tmp_path: Path, record: bytes, said: str) -> None:
+    """QA: a truncated emulators.json (a demo killed while writing it) gave
+    "emulators.json: cannot read: Unterminated string ...": neither that the
+    file is no JSON nor what to do."""
+    from talprov.cli import cli
+
+    (tmp_path / EMULATORS_FILE).write_bytes(record)
+    result = CliRunner().invoke(cli, ["demo", *SMALL, "--dir", str(tmp_path)])
+    assert result.exit_code == 2, result.output
+    path = tmp_path / EMULATORS_FILE
+    assert result.output.startswith(f"talprov: error: {path} {said}"), result.output
+    assert result.output.endswith(
+        "; stop the emulators the demo there left running, if any (its --keep printed "
+        f"their pids), then remove {path} to use the directory again, or pick another "
+        "--dir\n"), result.output
+    assert "Traceback" not in result.output
+    assert path.read_bytes() == record  # never removed on a guess

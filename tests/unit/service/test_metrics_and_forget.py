@@ -82,10 +82,17 @@ def test_force_forget_is_audited_and_leaves_the_machine(api: Api) -> None:
                           headers=WRITE)
     assert missing.status_code == 422
     assert missing.json()["detail"][0]["loc"] == ["body", "reason"]
+    record = api.ctx.store.get_request("orphan")
+    assert record is not None
+    assert record.infra_id
     response = api.request("POST", "/v1/machine-requests/orphan/forget",
                            json={"reason": "account closed"}, headers=WRITE)
     assert response.status_code == 200
-    assert response.json() == {"id": "orphan", "actor": "omni", "reason": "account closed"}
+    assert response.json() == {
+        "id": "orphan", "actor": "omni", "reason": "account closed",
+        "left_behind": f"its provider was not called: its machine {record.infra_id} is left "
+                       "as it is, and no talprov command removes it any more: remove it "
+                       "with the provider's own tools if it is not to stay"}
     assert api.request("GET", "/v1/machine-requests/orphan", headers=WRITE).status_code == 404
     (entry,) = api.ctx.store.audit_log()
     assert (entry.request_id, entry.actor, entry.reason) == ("orphan", "omni", "account closed")
@@ -126,3 +133,47 @@ def test_an_instance_whose_listing_fails_is_shown_down(api_with_locked: Api) -> 
     locked = next(p for p in providers if p["name"] == "locked")
     assert locked["health"]["ok"] is False
     assert "credentials refused" in locked["health"]["message"]
+
+
+@pytest.fixture
+def metal_api(home: Home) -> Iterator[Api]:
+    """The idle service with a bare-metal instance ``metal`` beside ``fake``."""
+    home.providers["metal"] = {"type": "baremetal",
+                               "inventory": str(home.root / "inventory.sqlite"),
+                               "boot_url": "http://127.0.0.1:9",
+                               "mirror_dir": str(home.root / "mirror")}
+    home.write_config()
+    yield from open_api(home, workers=False)
+
+
+def test_forget_of_a_bare_metal_request_names_the_release_that_frees_its_machine(
+        metal_api: Api) -> None:
+    """QA: `talprov machine forget` says a bare-metal machine stays held until
+    `talprov baremetal release NAME`; the API's forget said nothing of it."""
+    from pydantic import SecretStr
+
+    from talprov.providers.types import MachineRequest, Stage
+
+    api, store = metal_api, metal_api.ctx.store
+    for request_id in ("held", "unplaced"):
+        store.create_request(MachineRequest(
+            id=request_id, provider="metal", talos_version="v1.13.9",
+            machine_config=SecretStr("version: v1alpha1\n")))
+    record = store.get_request("held")
+    assert record is not None
+    store.save_progress(
+        "held", expected_version=record.version, stage=Stage.PROVISIONING, step_index=1,
+        step_name=None, state={}, error=None, attempts=0, next_attempt_at=None,
+        step_started_at=None, infra_id="m0", machine_uuid=None, addresses=(), events=())
+
+    def forget(request_id: str) -> str:
+        response = api.request("POST", f"/v1/machine-requests/{request_id}/forget",
+                               json={"reason": "rack moved"}, headers=WRITE)
+        assert response.status_code == 200, response.text
+        return str(response.json()["left_behind"])
+
+    assert forget("held") == ("its bare-metal machine m0 stays held, not wiped, until "
+                              "`talprov baremetal release m0` frees it")
+    assert forget("unplaced") == (
+        "its bare-metal machine, if it holds one, stays held, not wiped, until "
+        "`talprov baremetal release NAME` frees it (`talprov baremetal list` names it)")

@@ -70,7 +70,11 @@ def test_force_forget_is_logged_with_actor(idle_api: Api,
         done = idle_api.request("POST", "/v1/machine-requests/fg-1/forget",
                                 json={"reason": "account closed"}, headers=WRITE)
     assert done.status_code == 200
-    assert done.json() == {"id": "fg-1", "actor": "omni", "reason": "account closed"}
+    assert done.json() == {
+        "id": "fg-1", "actor": "omni", "reason": "account closed",
+        "left_behind": "its provider was not called: any machine it had is left as it is, "
+                       "and no talprov command removes it any more: remove it with the "
+                       "provider's own tools if it is not to stay"}
     (line,) = [r.getMessage() for r in caplog.records if "force-forgotten" in r.getMessage()]
     assert "fg-1" in line
     assert "'omni'" in line
