@@ -167,6 +167,12 @@ def validation_message(exc: ValidationError, prefix: str, sep: str = ".", *,
     return (f"{prefix}{sep}{path}" if path else prefix), message
 
 
+def telling_error(errors: Sequence[Mapping[str, Any]]) -> Mapping[str, Any]:
+    """The one of pydantic's ``errors`` that :func:`describe_problem` describes: an
+    unknown key first (see the module docstring). ``errors`` must not be empty. Pure."""
+    return next((e for e in errors if e.get("type") == "extra_forbidden"), errors[0])
+
+
 def describe_problem(errors: Sequence[Mapping[str, Any]], *,
                      model: type[BaseModel] | None = None) -> tuple[str, str]:
     """(dotted field path, short message) of the most telling of ``errors``.
@@ -174,7 +180,7 @@ def describe_problem(errors: Sequence[Mapping[str, Any]], *,
     An unknown key comes first (see the module docstring); the message never
     carries the input value, which may be a secret. ``errors`` must not be empty.
     """
-    error = next((e for e in errors if e.get("type") == "extra_forbidden"), errors[0])
+    error = telling_error(errors)
     loc = list(error.get("loc", ()))
     key_error = bool(loc) and loc[-1] == "[key]"  # a bad key of a dict: name the key
     if key_error:

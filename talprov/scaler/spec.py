@@ -15,9 +15,16 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, SecretStr
+from pydantic import BaseModel, SecretStr, ValidationError
 
-from talprov.errors import ConfigError, did_you_mean, read_user_file, validate, yaml_error
+from talprov.errors import (
+    ConfigError,
+    did_you_mean,
+    read_user_file,
+    telling_error,
+    validation_message,
+    yaml_error,
+)
 from talprov.providers.types import JoinSpec
 from talprov.scaler.configtext import SAFE_LOADER
 from talprov.scaler.models import (
@@ -30,6 +37,7 @@ from talprov.scaler.models import (
     Role,
     SetDoc,
 )
+from talprov.scaler.speclines import at_line, line_of
 from talprov.talos.patchcheck import patched_and_checked
 
 _KINDS: dict[str, type[BaseModel]] = {
@@ -66,19 +74,20 @@ def load_spec(
     classes: dict[str, tuple[int, MachineClass]] = {}
     set_docs: dict[str, tuple[int, SetDoc]] = {}
     for number, raw in documents:
-        doc = _validate(raw, where, number)
+        doc = _validate(raw, where, number, text)
         label = _doc_label(where, number, raw)
         if isinstance(doc, ClusterDoc):
             if cluster is not None:
                 first = cluster[0]
-                raise ConfigError(label, f"a second Cluster document (see document {first})")
+                raise ConfigError(label, at_line(f"a second Cluster document (see document "
+                                                 f"{first})", line_of(text, number, ())))
             cluster = (number, doc)
         elif isinstance(doc, MachineClass):
             if doc.name in classes:
                 raise ConfigError(
                     f"{label}: name",
-                    f"machine class {doc.name!r} is already defined in document "
-                    f"{classes[doc.name][0]}",
+                    at_line(f"machine class {doc.name!r} is already defined in document "
+                            f"{classes[doc.name][0]}", line_of(text, number, ("name",))),
                 )
             classes[doc.name] = (number, doc)
         elif isinstance(doc, SetDoc):
@@ -88,7 +97,8 @@ def load_spec(
                 what = (
                     "a second ControlPlane" if doc.kind == "ControlPlane" else "duplicate set name"
                 )
-                raise ConfigError(f"{label}: name", f"{what} (see document {first})")
+                raise ConfigError(f"{label}: name", at_line(
+                    f"{what} (see document {first})", line_of(text, number, ("name",))))
             set_docs[set_name] = (number, doc)
     if cluster is None:
         raise ConfigError(where, "no Cluster document (kind: Cluster)")
@@ -104,23 +114,24 @@ def load_spec(
             known = ", ".join(sorted(classes)) or "none"
             raise ConfigError(
                 f"{label}: machineClass.name",
-                f"unknown machine class {set_doc.machine_class.name!r} (known: {known})"
-                + did_you_mean(set_doc.machine_class.name, sorted(classes)),
+                at_line(f"unknown machine class {set_doc.machine_class.name!r} (known: "
+                        f"{known})" + did_you_mean(set_doc.machine_class.name, sorted(classes)),
+                        line_of(text, number, ("machineClass", "name"))),
             )
         if set_doc.config is None and join is None:
             # No default config is inherited (from the Cluster or the class): such a
             # machine would boot with nothing, in maintenance mode, and never be a node.
             raise ConfigError(
                 f"{label}: config",
-                "is required (a Talos machine config: {file: ...} or {inline: ...}), "
-                "unless the Cluster document has a join, whose machines get their "
-                "config from Omni")
+                at_line("is required (a Talos machine config: {file: ...} or {inline: ...}), "
+                        "unless the Cluster document has a join, whose machines get their "
+                        "config from Omni", line_of(text, number, ())))
         longest = len(cluster_doc.name) + 1 + len(set_name) + _ID_SUFFIX_LEN
         if longest > _ID_MAX:
             raise ConfigError(
                 f"{label}: name",
-                "cluster name + set name are too long for request ids "
-                f"({longest} > {_ID_MAX} chars)",
+                at_line("cluster name + set name are too long for request ids "
+                        f"({longest} > {_ID_MAX} chars)", line_of(text, number, ("name",))),
             )
         sets[set_name] = MachineSetSpec(
             name=set_name,
@@ -168,16 +179,23 @@ def _read_stream(text: str, where: str) -> list[tuple[int, Any]]:
     return documents
 
 
-def _validate(raw: Any, where: str, number: int) -> BaseModel:
+def _validate(raw: Any, where: str, number: int, text: str) -> BaseModel:
     label = _doc_label(where, number, raw)
     if not isinstance(raw, dict):
-        raise ConfigError(label, "must be a mapping")
+        raise ConfigError(label, at_line("must be a mapping", line_of(text, number, ())))
     kind = raw.get("kind")
     model = _KINDS.get(kind) if isinstance(kind, str) else None
     if model is None:
-        raise ConfigError(f"{label}: kind", f"must be one of {', '.join(_KINDS)}"
-                          + (did_you_mean(kind, list(_KINDS)) if isinstance(kind, str) else ""))
-    return validate(model, raw, label, sep=": ")
+        raise ConfigError(f"{label}: kind", at_line(
+            f"must be one of {', '.join(_KINDS)}"
+            + (did_you_mean(kind, list(_KINDS)) if isinstance(kind, str) else ""),
+            line_of(text, number, ("kind",))))
+    try:
+        return model.model_validate(raw)
+    except ValidationError as exc:
+        field, message = validation_message(exc, label, ": ", model=model)
+        loc = telling_error(exc.errors()).get("loc", ())
+        raise ConfigError(field, at_line(message, line_of(text, number, loc))) from None
 
 
 def _doc_label(
