@@ -290,7 +290,8 @@ def scale_down_order(members: Sequence[RequestRecord]) -> list[RequestRecord]:
     by_id = {m.request.id: m for m in members}
     ranked = [
         RequestSetMember(m.request.id, m.stage == Stage.PROVISIONED,
-                         is_control_plane(m.request.labels), m.created_at.timestamp())
+                         is_control_plane(m.request.labels), m.created_at.timestamp(),
+                         marked=m.marked_for_deletion)
         for m in members
     ]
     return [by_id[v.request_id] for v in request_set_victims(ranked, len(ranked))]

@@ -88,8 +88,9 @@ def get_set(app: App, name: str, output: str) -> None:
 @handle_errors
 def scale_set(app: App, name: str, count: int, yes: bool, output: str) -> None:
     """Change a set's machine_count (at most 1000, as the API allows); the member
-    requests are recorded or marked for deletion at once (scale-down: unallocated
-    first, workers before control planes, oldest first), and `talprov reconcile`
+    requests are recorded or marked for deletion at once (scale-down: those
+    `machine mark-delete` marked first, then unallocated ones, workers before
+    control planes, oldest first), and `talprov reconcile`
     (or a running `talprov serve`) makes and removes the machines. Exit 1 when the
     set is unknown. With -o json|yaml, prints the set as `set get` shows it plus
     the members this recorded (``created``) and marked for deletion (``deleted``)."""

@@ -209,8 +209,8 @@ def replace_set(
 def scale_set(
     name: SetName, body: MachineRequestSetScale, principal: PrincipalDep, ctx: ContextDep
 ) -> MachineRequestSetView:
-    """Change ``machine_count``. Scale-down removes unallocated requests first, then
-    workers before control planes, then the oldest."""
+    """Change ``machine_count``. Scale-down removes requests marked for deletion
+    first, then unallocated ones, then workers before control planes, then the oldest."""
     existing = _visible_set(ctx, principal, name)
     try:
         scaled = existing.scaled(body.machine_count, now_utc())
