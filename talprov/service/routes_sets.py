@@ -252,9 +252,7 @@ def get_set(name: SetName, principal: PrincipalDep, ctx: ContextDep) -> MachineR
 def delete_set(name: SetName, principal: PrincipalDep, ctx: ContextDep) -> MachineRequestSetView:
     """Delete every member; the set disappears once they are all gone. Idempotent."""
     existing = _visible_set(ctx, principal, name)
-    deleting = ctx.sets.put(RequestSet(name, existing.template, existing.machine_count, True,
-                                       existing.fingerprint, existing.created_at, now_utc(),
-                                       unreadable=existing.unreadable))
+    deleting = ctx.sets.put(existing.for_deletion(now_utc()))
     view = set_view(ctx, deleting)
     reconcile_set(ctx.sets, deleting)
     ctx.wake()
