@@ -137,6 +137,13 @@ class RequestSet:
         return replace(self, machine_count=machine_count, updated_at=now,
                        fingerprint=set_fingerprint(self.template, machine_count))
 
+    def for_deletion(self, now: datetime) -> RequestSet:
+        """This set being deleted (what the API's DELETE and ``talprov set delete``
+        store): its size kept, updated at ``now``, written as a new version (a
+        deletion is the last word), its replacements dropped (a set being deleted
+        replaces nothing). Idempotent; pure."""
+        return replace(self, deleting=True, updated_at=now, version=None, replacements=None)
+
     def public_view(self, members: Sequence[RequestRecord]) -> dict[str, Any]:
         """The set as shown to people and scripts (the CLI and the API): never a
         secret; the machine config only as its SHA-256."""
@@ -290,7 +297,8 @@ def scale_down_order(members: Sequence[RequestRecord]) -> list[RequestRecord]:
     by_id = {m.request.id: m for m in members}
     ranked = [
         RequestSetMember(m.request.id, m.stage == Stage.PROVISIONED,
-                         is_control_plane(m.request.labels), m.created_at.timestamp())
+                         is_control_plane(m.request.labels), m.created_at.timestamp(),
+                         marked=m.marked_for_deletion)
         for m in members
     ]
     return [by_id[v.request_id] for v in request_set_victims(ranked, len(ranked))]

@@ -380,7 +380,7 @@ def _keep_running(workdir: Path, started: list[DemoPlatform],
 def _show_kept(workdir: Path, started: list[DemoPlatform], factory: DemoFactory) -> None:
     hints, pids = _keep_running(workdir, started, factory)
     done = clean_up_command(workdir, kept_exports(workdir, started), pids,
-                            clusters=["demo"], lone=[])
+                            clusters=["demo"], lone=[], sets=[])
     exports = " ".join(f"{name}={value}" for name, value in kept_exports(workdir, started).items())
     click.echo(
         f"\nkept:\n  {hints}\nto use them, in a shell:\n  cd {workdir}\n  export {exports}\n"
@@ -399,7 +399,8 @@ def _show_left(workdir: Path, started: list[DemoPlatform], factory: DemoFactory,
                            f"{r.infra_id or 'no machine yet'}, {r.stage.value})" for r in left)
     recorded = kept_demo(workdir)
     command = clean_up_command(workdir, kept_exports(workdir, started), pids,
-                               clusters=recorded.clusters, lone=recorded.lone)
+                               clusters=recorded.clusters, lone=recorded.lone,
+                               sets=recorded.sets)
     click.echo(
         f"\nthe clean-up ran out of --timeout ({timeout:g}s); left in {workdir}:\n"
         f"  {requests}\nand the emulators holding them, still running:\n  {hints}\n"

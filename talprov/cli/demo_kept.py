@@ -17,11 +17,11 @@ from __future__ import annotations
 import json
 import sqlite3
 from contextlib import closing
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from talprov.providers import Stage
-from talprov.providers.labels import LABEL_CLUSTER
+from talprov.providers.labels import LABEL_CLUSTER, LABEL_REQUEST_SET
 
 #: The emulators a kept demo left running, in its work directory.
 EMULATORS_FILE = "emulators.json"
@@ -43,14 +43,17 @@ def exports_for(workdir: Path, *, aws: bool) -> dict[str, str]:
 
 
 def clean_up_command(workdir: Path, exports: dict[str, str], pids: list[int], *,
-                     clusters: list[str], lone: list[str]) -> str:
+                     clusters: list[str], lone: list[str], sets: list[str]) -> str:
     """One shell line that destroys, through talprov, every cluster the kept demo's
-    store records (``clusters``: the demo's and any a user applied) and deletes
-    every live request in none of them (``lone``), then stops its emulators
-    (``pids``). The emulators go last: they hold the machines, and the store's
-    records of machines gone with them would refuse the next demo. Pure."""
+    store records (``clusters``: the demo's and any a user applied), deletes every
+    request set it records (``sets``) and every live request in none of them
+    (``lone``), then stops its emulators (``pids``). A set goes as a whole: its
+    members deleted one by one would leave it at its size, and the next reconcile
+    pass would make them again. The emulators go last: they hold the machines, and
+    the store's records of machines gone with them would refuse the next demo. Pure."""
     kill = f"kill {' '.join(str(pid) for pid in pids)} && {wait_exited(pids)}"
     steps = [*(f"talprov destroy {name} --wait --yes" for name in clusters),
+             *(f"talprov set delete {name} --wait --yes" for name in sets),
              *(f"talprov machine delete {request} --wait" for request in lone)]
     if not steps:
         return kill
@@ -103,16 +106,21 @@ class KeptDemo:
 
     clusters: list[str]
     requests: int
-    #: The ids of the live requests in no recorded cluster (``machine create``'s).
+    #: The ids of the live requests in no recorded cluster or request set
+    #: (``machine create``'s).
     lone: list[str]
     #: The pids of its emulators still running; None when it recorded none.
     running: list[int] | None
     aws: bool
+    #: The request sets its store records (a set without members too: a
+    #: reconcile pass makes them).
+    sets: list[str] = field(default_factory=list)
 
     @property
     def empty(self) -> bool:
         """Nothing left: a directory a new demo may use."""
-        return not self.clusters and not self.requests and not self.running
+        return (not self.clusters and not self.sets and not self.requests
+                and not self.running)
 
 
 def _recorded(workdir: Path) -> tuple[list[int] | None, bool]:
@@ -152,40 +160,57 @@ def kept_demo(workdir: Path) -> KeptDemo:
     Raises ``ValueError`` (naming the file) when the store or the record cannot be read.
     """
     running, aws = _recorded(workdir)
-    clusters, requests, lone = _store_holds(workdir / STORE_FILE)
-    return KeptDemo(clusters, requests, lone, running, aws)
+    held = _store_holds(workdir / STORE_FILE)
+    return KeptDemo(held.clusters, held.requests, held.lone, running, aws, held.sets)
 
 
-def _store_holds(path: Path) -> tuple[list[str], int, list[str]]:
-    """(cluster names, live requests, ids of the live requests in none of those
-    clusters) recorded in the SQLite store at ``path``.
+@dataclass
+class _Held:
+    clusters: list[str]
+    sets: list[str]
+    requests: int
+    lone: list[str]
+
+
+def _store_holds(path: Path) -> _Held:
+    """The cluster and request set names, the count of live requests, and the ids
+    of the live requests in none of those clusters and sets, recorded in the
+    SQLite store at ``path``.
 
     Opened read-only with sqlite3, not as a :class:`~talprov.store.Store`, which
     would switch the file to WAL: a file that may not be the demo's is never
     written. Raises ``ValueError`` when it is no SQLite database.
     """
     if not path.exists():
-        return [], 0, []
+        return _Held([], [], 0, [])
     try:
         with closing(sqlite3.connect(f"{path.as_uri()}?mode=ro", uri=True)) as db:
             tables = {row[0] for row in db.execute(
                 "SELECT name FROM sqlite_master WHERE type = 'table'")}
             if not {"clusters", "requests"} <= tables:
-                return [], 0, []  # created, never migrated: holds nothing
+                return _Held([], [], 0, [])  # created, never migrated: holds nothing
             clusters = [row[0] for row in db.execute("SELECT name FROM clusters ORDER BY name")]
+            sets = ([row[0] for row in db.execute("SELECT name FROM request_sets ORDER BY name")]
+                    if "request_sets" in tables else [])
             # GONE requests have no machine left: the store keeps them for the record.
             [(requests,)] = db.execute("SELECT count(*) FROM requests WHERE stage != ?",
                                        (Stage.GONE.value,))
             # A request whose cluster label names no recorded cluster is destroyed
-            # by no `talprov destroy`: it is deleted on its own, as a lone one.
+            # by no `talprov destroy`: it is deleted on its own, as a lone one. A
+            # recorded set's member goes with its set (`talprov set delete`); a
+            # member made before sets labelled theirs is left to be a lone one
+            # (deleted again once its set is gone: a no-op).
+            owners = {(LABEL_CLUSTER, name) for name in clusters}
+            owners |= {(LABEL_REQUEST_SET, name) for name in sets}
+            owned = {row[0] for row in db.execute(
+                "SELECT request_id, key, value FROM request_labels WHERE key IN (?, ?)",
+                (LABEL_CLUSTER, LABEL_REQUEST_SET)) if (row[1], row[2]) in owners}
             lone = [row[0] for row in db.execute(
-                "SELECT id FROM requests WHERE stage != ? AND id NOT IN ("
-                " SELECT l.request_id FROM request_labels l JOIN clusters c"
-                " ON l.value = c.name WHERE l.key = ?) ORDER BY id",
-                (Stage.GONE.value, LABEL_CLUSTER))]
+                "SELECT id FROM requests WHERE stage != ? ORDER BY id", (Stage.GONE.value,))
+                if row[0] not in owned]
     except sqlite3.DatabaseError as exc:
         raise ValueError(f"{path}: cannot read: {exc}") from exc
-    return clusters, int(requests), lone
+    return _Held(clusters, sets, int(requests), lone)
 
 
 def refusal(workdir: Path, kept: KeptDemo) -> str:
@@ -194,6 +219,8 @@ def refusal(workdir: Path, kept: KeptDemo) -> str:
     records = []
     if kept.clusters:
         records.append(f"cluster {', '.join(kept.clusters)}")
+    if kept.sets:
+        records.append(f"request set {', '.join(kept.sets)}")
     if kept.requests:
         records.append(f"{kept.requests} machine request{'s' if kept.requests != 1 else ''}")
     what = f"its store records {' and '.join(records)}" if records else ""
@@ -202,7 +229,8 @@ def refusal(workdir: Path, kept: KeptDemo) -> str:
         pids = " ".join(str(pid) for pid in kept.running)
         running = f"its emulators still run (pids {pids})"
         command = clean_up_command(workdir, exports_for(workdir, aws=kept.aws),
-                                   kept.running, clusters=kept.clusters, lone=kept.lone)
+                                   kept.running, clusters=kept.clusters, lone=kept.lone,
+                                   sets=kept.sets)
         stranded = "its machines" if records else "them"
         return (f"{head}: {', and '.join(filter(None, [what, running]))}; a new demo "
                 f"there would strand {stranded}. Clean it up first (or pick another "

@@ -1,4 +1,4 @@
-"""``talprov set list|get|scale``: the service's request sets, from the command line."""
+"""``talprov set list|get|scale|delete``: the service's request sets, from the command line."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from talprov.cli.app import (
     CARRIED_ON_BY,
     EXIT_FAILED,
     App,
+    confirm_or_exit,
     fail,
     handle_errors,
     pass_app,
@@ -22,9 +23,14 @@ from talprov.cli.counts import (
     checked_count,
     confirm_size_change,
 )
+from talprov.cli.machine import show_warnings
+from talprov.cli.numbers import WAIT_SECONDS
 from talprov.cli.output import emit, output_option
+from talprov.cli.waiting import WAIT_TIMEOUT_HELP, WaitProgress, interruptible
+from talprov.processes import abandon_after
 from talprov.sets import RequestSet, SetRepository, reconcile_set
 from talprov.store.records import RequestRecord
+from talprov.words import counted
 
 LIST_COLUMNS = ("name", "provider", "machine_count", "members", "talos_version", "deleting")
 
@@ -88,8 +94,9 @@ def get_set(app: App, name: str, output: str) -> None:
 @handle_errors
 def scale_set(app: App, name: str, count: int, yes: bool, output: str) -> None:
     """Change a set's machine_count (at most 1000, as the API allows); the member
-    requests are recorded or marked for deletion at once (scale-down: unallocated
-    first, workers before control planes, oldest first), and `talprov reconcile`
+    requests are recorded or marked for deletion at once (scale-down: those
+    `machine mark-delete` marked first, then unallocated ones, workers before
+    control planes, oldest first), and `talprov reconcile`
     (or a running `talprov serve`) makes and removes the machines. Exit 1 when the
     set is unknown. With -o json|yaml, prints the set as `set get` shows it plus
     the members this recorded (``created``) and marked for deletion (``deleted``)."""
@@ -106,6 +113,74 @@ def scale_set(app: App, name: str, count: int, yes: bool, output: str) -> None:
     if output != "table":
         emit({**stored.public_view(repo.members(stored)), "created": list(changes.created),
               "deleted": list(changes.deleted)}, output)
+
+
+@request_set.command("delete")
+@click.argument("name")
+@click.option("--wait/--no-wait", default=False,
+              help="Run until every member is gone and the set with them.")
+@click.option("--timeout", default=1800.0, show_default=True, type=WAIT_SECONDS,
+              help=WAIT_TIMEOUT_HELP)
+@click.option("--yes", "-y", is_flag=True,
+              help="Do not ask; required when stdin is not a terminal (scripts).")
+@output_option
+@pass_app
+@handle_errors
+def delete_set(app: App, name: str, wait: bool, timeout: float, yes: bool,
+               output: str) -> None:
+    """Delete a request set: every member is deleted, and the set disappears once
+    they are all gone (the API's DELETE /v1/machine-request-sets/NAME). Idempotent:
+    a set being deleted already is deleted on.
+
+    Asks first on a terminal; scripts pass --yes (without it, exit 2). Without
+    --wait, `talprov reconcile` (or a running `talprov serve`) removes the
+    machines. Exit 1 when the set is unknown, or still has members after
+    --timeout. With -o json|yaml, prints the set as `set get` shows it, its
+    ``state`` (deleting, or deleted after --wait) and the members this marked for
+    deletion (``deleted``).
+
+    \b
+    Example:
+      talprov set delete pool --wait --yes
+    """
+    repo = SetRepository(app.store)
+    found = _found(repo, name)
+    confirm_or_exit(f"Delete all {counted(len(repo.members(found)), 'machine')} of request "
+                    f"set {name}?", yes)
+    stored = repo.put(found.for_deletion(app.runtime_now()))
+    changes = reconcile_set(repo, stored, now=app.runtime_now())
+    view = stored.public_view(repo.members(stored))
+    gone = changes.removed_set or (wait and _wait_deleted(app, repo, stored, timeout))
+    if gone:
+        say(f"request set {name}: deleted")
+    else:
+        doing = f"deleting {_some(changes.deleted)}" if changes.deleted else "deleting"
+        say(f"request set {name}: {doing}; {CARRIED_ON_BY}")
+    if output != "table":
+        emit({**view, "state": "deleted" if gone else "deleting",
+              "deleted": list(changes.deleted)}, output)
+    if wait and not gone:
+        fail(f"request set {name}: members still being removed after {timeout:.0f}s",
+             EXIT_FAILED)
+
+
+def _wait_deleted(app: App, repo: SetRepository, request_set: RequestSet,
+                  timeout: float) -> bool:
+    """Run the run loop here until ``request_set`` and its members are gone;
+    False after ``timeout`` seconds."""
+    progress = WaitProgress(app.runtime.clock)
+    name = request_set.name
+
+    def gone() -> bool:
+        left = len(repo.members(request_set))
+        progress.show(f"request set {name}: deleting, {counted(left, 'member')} left")
+        return repo.get(name) is None
+
+    with interruptible(f"the deletion of request set {name}"), app.run_loop(
+            used={request_set.instance}) as loop, progress.ticking():
+        left = max(0.0, timeout - progress.elapsed())
+        return abandon_after(left, lambda: loop.run_until(
+            gone, timeout=left, interval=2.0, on_round=show_warnings), otherwise=False)
 
 
 def _some(names: Sequence[str], shown: int = 5) -> str:

@@ -10,7 +10,8 @@ currently has the most machines, then by the set's delete order.
 A request set (``/v1/machine-request-sets``) keeps Omni's MachineRequestSet
 order: unallocated members (anything not provisioned: pending, provisioning,
 failed) first, then workers before control planes, then the oldest
-(:func:`request_set_victims`).
+(:func:`request_set_victims`); before all of them, as in a machine set, the
+members marked for deletion (``talprov machine mark-delete``).
 
 Ties are broken by request id so that the same inputs always give the same
 victims.
@@ -132,6 +133,8 @@ class RequestSetMember:
     provisioned: bool
     control_plane: bool
     created_ts: float
+    #: Marked for deletion (``talprov machine mark-delete``): goes first.
+    marked: bool = False
 
     @property
     def domain(self) -> str | None:
@@ -139,7 +142,11 @@ class RequestSetMember:
 
     @property
     def priority(self) -> int:
-        # Omni puts every unallocated member first, failed or still coming up.
+        # The mark is the machine sets' first class too (Cluster API's delete
+        # annotation); after it Omni puts every unallocated member first, failed
+        # or still coming up.
+        if self.marked:
+            return MARKED
         return HEALTHY if self.provisioned else NOT_PROVISIONED
 
 
@@ -150,8 +157,9 @@ def _request_set_order(member: RequestSetMember) -> tuple[Hashable, str]:
 def request_set_victims(members: Iterable[RequestSetMember], count: int) -> list[RequestSetMember]:
     """Up to ``count`` members of a request set to delete, in deletion order.
 
-    Unallocated first, then workers before control planes, then oldest first;
-    ties by id (Omni's MachineRequestSet order). Pure.
+    Marked for deletion first, then unallocated, then workers before control
+    planes, then oldest first; ties by id (Omni's MachineRequestSet order, after
+    the mark as a machine set honours it). Pure.
     """
     return pick_victims(members, count, _request_set_order, {}, {})
 

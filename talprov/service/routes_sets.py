@@ -209,8 +209,8 @@ def replace_set(
 def scale_set(
     name: SetName, body: MachineRequestSetScale, principal: PrincipalDep, ctx: ContextDep
 ) -> MachineRequestSetView:
-    """Change ``machine_count``. Scale-down removes unallocated requests first, then
-    workers before control planes, then the oldest."""
+    """Change ``machine_count``. Scale-down removes requests marked for deletion
+    first, then unallocated ones, then workers before control planes, then the oldest."""
     existing = _visible_set(ctx, principal, name)
     try:
         scaled = existing.scaled(body.machine_count, now_utc())
@@ -252,9 +252,7 @@ def get_set(name: SetName, principal: PrincipalDep, ctx: ContextDep) -> MachineR
 def delete_set(name: SetName, principal: PrincipalDep, ctx: ContextDep) -> MachineRequestSetView:
     """Delete every member; the set disappears once they are all gone. Idempotent."""
     existing = _visible_set(ctx, principal, name)
-    deleting = ctx.sets.put(RequestSet(name, existing.template, existing.machine_count, True,
-                                       existing.fingerprint, existing.created_at, now_utc(),
-                                       unreadable=existing.unreadable))
+    deleting = ctx.sets.put(existing.for_deletion(now_utc()))
     view = set_view(ctx, deleting)
     reconcile_set(ctx.sets, deleting)
     ctx.wake()

@@ -14,6 +14,7 @@ import signal
 import subprocess
 import sys
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -26,12 +27,14 @@ from talprov.cli.demo_kept import (
     refusal,
     wait_exited,
 )
+from talprov.sets import RequestSet, SetRepository, reconcile_set, set_fingerprint
 from talprov.store import Store
 from tests.unit import test_demo as runs
 
 # talprov.cli's attribute `demo` is the command; the module is patched.
 demo_command = importlib.import_module("talprov.cli.demo")
 SMALL = ("--platforms", "aws", "--control-planes", "1", "--workers", "0")
+T0 = datetime(2026, 3, 1, tzinfo=UTC)
 
 
 def recorded_pids(workdir: Path) -> list[int]:
@@ -110,6 +113,42 @@ def test_a_dir_holding_a_kept_demo_is_refused_until_cleaned_up(
     assert not (workdir / EMULATORS_FILE).exists()
     assert kept_demo(workdir).empty
     assert runs.processes_mentioning(tmp_path) == []
+
+
+def test_the_clean_up_line_deletes_a_request_set_and_its_members_stay_gone(
+        tmp_path: Path, kill_left_over: list[int]) -> None:
+    """QA: the line deleted a set's members one by one with `machine delete`; the
+    set stayed recorded at its size and the next reconcile pass (a new demo's)
+    made them again."""
+    workdir = tmp_path / "kept"
+    code, output = runs.run_demo(tmp_path, *SMALL, "--keep", "--dir", str(workdir))
+    assert code == 0, output
+    kill_left_over.extend(recorded_pids(workdir))
+    with Store(f"sqlite:///{workdir / 'state.db'}") as store:
+        [demo_request] = store.list_requests()
+        template = demo_request.request.model_copy(update={"id": "unused", "labels": {}})
+        sets = SetRepository(store)
+        made = reconcile_set(sets, sets.put(RequestSet(
+            "pool", template, 2, False, set_fingerprint(template, 2), T0, T0)))
+        assert made.created == ("pool-0", "pool-1")
+
+    code, output = runs.run_demo(tmp_path, *SMALL, "--dir", str(workdir))
+    assert code == 2, output
+    command = line_after(output, "Clean it up first (or pick another --dir):")
+    assert "talprov set delete pool --wait --yes && " in command
+    assert "machine delete pool-" not in command
+    cleaned = run_clean_up(command, tmp_path)
+    assert cleaned.returncode == 0, cleaned.stdout + cleaned.stderr
+    assert kept_demo(workdir).empty
+
+    # A reconcile pass (the next demo's, or anyone's) makes no member again.
+    config = f"export TALPROV_CONFIG={workdir / 'talprov.yaml'} && "
+    reconciled = run_clean_up(config + "talprov reconcile --once", tmp_path)
+    assert reconciled.returncode == 0, reconciled.stdout + reconciled.stderr
+    with Store(f"sqlite:///{workdir / 'state.db'}") as store:
+        assert SetRepository(store).all() == []
+        assert [r.request.id for r in store.list_requests()] == []
+    assert kept_demo(workdir).empty
 
 
 def test_a_clean_up_that_runs_out_of_timeout_says_what_is_left_and_how_to_finish(
@@ -247,6 +286,14 @@ def test_the_clean_up_line_removes_what_a_user_added_before_the_emulators_go(
         request("lone-1", {})
         request("orphan-1", {LABEL_CLUSTER: "forgotten"})  # no cluster destroys it
         request("gone-1", {})
+        # A request set's members go with their set (deleted one by one, the set
+        # made them again); a set without members yet is still recorded.
+        template = MachineRequest(id="unused", provider="aws-demo", talos_version="v1.13.9",
+                                  machine_config=SecretStr("machine: {}"))
+        sets = SetRepository(store)
+        reconcile_set(sets, sets.put(RequestSet("pool", template, 2, False,
+                                                set_fingerprint(template, 2), T0, T0)))
+        sets.put(RequestSet("idle", template, 1, False, set_fingerprint(template, 1), T0, T0))
         record = store.get_request("gone-1")
         assert record is not None
         store.save_progress(
@@ -257,14 +304,17 @@ def test_the_clean_up_line_removes_what_a_user_added_before_the_emulators_go(
     try:
         record_emulators(tmp_path, [emulator.pid], ["aws"])
         kept = kept_demo(tmp_path)
-        assert (kept.clusters, kept.requests, kept.lone) == (
-            ["demo", "web"], 4, ["lone-1", "orphan-1"])
+        assert (kept.clusters, kept.sets, kept.requests, kept.lone) == (
+            ["demo", "web"], ["idle", "pool"], 6, ["lone-1", "orphan-1"])
+        assert ("its store records cluster demo, web and request set idle, pool and 6 "
+                "machine requests") in refusal(tmp_path, kept)
         command = refusal(tmp_path, kept).splitlines()[-1].strip()
         steps = command.split(" && ")
-        assert steps[2:6] == [
+        assert steps[2:8] == [
             "talprov destroy demo --wait --yes", "talprov destroy web --wait --yes",
+            "talprov set delete idle --wait --yes", "talprov set delete pool --wait --yes",
             "talprov machine delete lone-1 --wait", "talprov machine delete orphan-1 --wait"]
-        assert steps[6].startswith(f"kill {emulator.pid}")
+        assert steps[8].startswith(f"kill {emulator.pid}")
     finally:
         emulator.kill()
         emulator.wait()

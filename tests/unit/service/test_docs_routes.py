@@ -82,3 +82,29 @@ def test_a_token_of_another_scheme_is_told_so(idle_api: Api) -> None:
     assert sent.json() == {"detail": "the Authorization header is not a bearer token"}
     missing = idle_api.request("GET", "/v1/providers")
     assert missing.json() == {"detail": "missing bearer token"}
+
+
+def test_the_409_row_names_a_set_being_deleted(idle_api: Api) -> None:
+    # QA: POST, PUT and PATCH of a set being deleted all answer 409, which the
+    # doc's table of statuses did not say.
+    from tests.unit.service.test_sets import set_body
+
+    made = idle_api.request("POST", "/v1/machine-request-sets", json=set_body("dl", 1),
+                            headers=WRITE)
+    assert made.status_code == 201, made.text
+    deleted = idle_api.request("DELETE", "/v1/machine-request-sets/dl", headers=WRITE)
+    assert deleted.status_code == 202, deleted.text
+    answers = [
+        idle_api.request("POST", "/v1/machine-request-sets", json=set_body("dl", 1),
+                         headers=WRITE),
+        idle_api.request("PUT", "/v1/machine-request-sets/dl", json=set_body("dl", 2),
+                         headers=WRITE),
+        idle_api.request("PATCH", "/v1/machine-request-sets/dl", json={"machine_count": 2},
+                         headers=WRITE),
+    ]
+    assert [(a.status_code, a.json()["detail"]) for a in answers] == [
+        (409, "set dl is being deleted")] * 3
+    row = re.search(r"^\| 409 \| ([^\n]+) \|$", section("Authentication and errors"), re.M)
+    assert row is not None
+    assert ("a set being deleted, to any POST, PUT or PATCH of it (`set dl is being "
+            "deleted`") in row.group(1)
