@@ -120,6 +120,8 @@ def plan_cmd(app: App, path: Path, reseal: bool, output: str) -> None:
     """Preview what `apply` would do now, and why. Changes nothing."""
     spec = load_spec_file(path)
     scaler = scaler_for(app, spec.name)
+    # What apply would answer: a plan of machines it will not create says nothing.
+    scaler.refuse_if_destroying(spec.name)
     state = scaler.replaced_state(spec.name, reseal=reseal)
     preview = ClusterState(spec=spec)
     if state is not None:
@@ -153,11 +155,14 @@ def apply(app: App, path: Path, wait: bool, timeout: float, yes: bool, reseal: b
     `talprov reconcile` (or `talprov serve`) carries on. With --wait, a machine
     that fails is said once with its error and replaced after a backoff, and the
     wait goes on: exit 1 when --timeout runs out first. A smaller control plane
-    than recorded asks first, as `scale` does.
+    than recorded asks first, as `scale` does. A cluster being destroyed is
+    refused (exit 1): wait until the destroy has finished, then apply again.
     """
     spec = load_spec_file(path)
     _check_providers(app, spec)
     scaler = scaler_for(app, spec.name)
+    # Refused before any question; record() refuses again under the lease.
+    scaler.refuse_if_destroying(spec.name)
     # Read for the questions below; the warning comes with the record it replaces.
     recorded = scaler.replaced_state(spec.name, reseal=reseal, warn=False)
     if recorded is not None and CONTROL_PLANE_SET in recorded.spec.sets \
@@ -336,13 +341,16 @@ def scale(app: App, name: str, set_name: str, count: int, yes: bool, output: str
 
     Shows the creates and deletes it recorded, as `apply` does (-o json|yaml for
     scripts). A control plane keeps at least 1 machine, and shrinking it asks first
-    (etcd tolerates fewer failed members). Exit 1 when the cluster or set is unknown.
+    (etcd tolerates fewer failed members). Exit 1 when the cluster or set is unknown
+    or the cluster is being destroyed.
     """
     checked_count(count)
     scaler = scaler_for(app, name)
     if set_name == CONTROL_PLANE_SET and count < 1:
         # The rule a spec file's ControlPlane follows; `destroy` removes a cluster.
         raise ConfigError("COUNT", "a control plane needs >= 1 machine")
+    # Refused before any question; record() refuses again under the lease.
+    scaler.refuse_if_destroying(name)
     recorded = scaler.state(name)
     if recorded is not None and set_name in recorded.spec.sets:
         # Asked before the lease is taken: nobody waits for an answer holding it.

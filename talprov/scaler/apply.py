@@ -28,6 +28,7 @@ from talprov.reconcile.observing import machine_lost
 from talprov.reconcile.reconciler import ProviderHandle
 from talprov.scaler.actions import ActionKind, Plan
 from talprov.scaler.clusterstate import (
+    ClusterBeingDestroyed,
     ClusterState,
     UnreadableCluster,
 )
@@ -130,8 +131,11 @@ class Scaler:
         key in the caller's environment must not overwrite it) unless ``reseal``:
         then it is replaced whole, its backoff and autoscaled sizes lost with it.
         Requests of the cluster sealed with the old key stay unreadable; they are
-        set aside by the runner and can only be deleted.
+        set aside by the runner and can only be deleted. A cluster being destroyed
+        raises :class:`ClusterBeingDestroyed` (reseal or not): a new record would
+        drop the destroy mark and create machines while the old ones are deleted.
         """
+        self.refuse_if_destroying(spec.name)
         previous = self.replaced_state(spec.name, reseal=reseal)
         if previous is not None and keep_autoscaled_sizes:
             spec = spec.keeping_autoscaled_sizes(previous.spec)
@@ -142,6 +146,15 @@ class Scaler:
             state.counted_failures = previous.counted_failures
         self.save(state)
         return state
+
+    def refuse_if_destroying(self, name: str) -> None:
+        """Raise :class:`ClusterBeingDestroyed` when cluster ``name`` is being
+        destroyed, also when this store key cannot read its record (the mark is not
+        sealed). Read-only; :meth:`record` calls it, a command may call it earlier
+        to refuse before it asks anything."""
+        body = self.store.get_cluster(name)
+        if body is not None and body.get("destroying"):
+            raise ClusterBeingDestroyed(name)
 
     def replaced_state(self, name: str, *, reseal: bool, warn: bool = True
                        ) -> ClusterState | None:
