@@ -248,6 +248,11 @@ def status(app: App, name: str | None, output: str, watch_seconds: float | None)
     """Show each set's desired and observed machines. Exit 1 when unknown or
     unreadable with this TALPROV_STORE_KEY.
 
+    With NAME, -o json|yaml gives the cluster, its ``state`` (recorded or
+    destroying) and its sets; a cluster being destroyed shows what is left of each
+    set. With --watch, the cluster gone (its destroy finished) is said once, with
+    state destroyed, and the watch ends (exit 0).
+
     Without NAME: one row per recorded cluster (its sets' sizes, provisioned of its
     requests, and whether it is recorded, being destroyed or unreadable with this
     TALPROV_STORE_KEY), read from the store without asking any cloud; exit 1 when
@@ -258,8 +263,9 @@ def status(app: App, name: str | None, output: str, watch_seconds: float | None)
     """
     scaler = scaler_for(app, name)
     told: list[list[str]] = []  # the unreadable clusters a --watch last warned about
+    seen: list[str] = []  # cluster NAME, once a render found it recorded
 
-    def render() -> None:
+    def render() -> bool | None:
         if name is None:
             rows = cluster_rows(scaler)
             emit(rows, output, columns=CLUSTER_COLUMNS, title="clusters")
@@ -273,15 +279,28 @@ def status(app: App, name: str | None, output: str, watch_seconds: float | None)
                 # A watch goes on showing the others; it says so once per change.
                 say(f"talprov: {said}", level=logging.WARNING)
             told[:] = [unreadable]
-            return
+            return None
         state = scaler.state(name)
         if state is None:
-            fail(f"cluster {name} is not recorded", EXIT_FAILED)
+            if not seen:
+                fail(f"cluster {name} is not recorded", EXIT_FAILED)
+            # Gone while watched: only a finished destroy forgets a cluster. Said
+            # once, and the watch stops (QA: it went on redrawing "(none)").
+            if output != "table":
+                emit(status_view(Plan(name, ()), "destroyed"), output)
+            else:
+                click.echo(f"{name}: destroyed (no longer recorded)")
+            return True
+        seen[:] = [name]
+        # A cluster being destroyed shows what is left of each set (desired 0).
         result = scaler.preview(state)
         if output != "table":
-            emit(status_view(result), output)
-            return
-        emit([s.to_dict() for s in result.sets], output, columns=SET_COLUMNS, title=name)
+            emit(status_view(result, "destroying" if state.destroying else "recorded"),
+                 output)
+            return None
+        emit([s.to_dict() for s in result.sets], output, columns=SET_COLUMNS,
+             title=f"{name}: being destroyed" if state.destroying else name)
+        return None
 
     watch(render, watch_seconds, fmt=output)
 

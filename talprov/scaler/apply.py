@@ -287,7 +287,7 @@ class Scaler:
         whether those end with nothing left to do. Changes nothing (``talprov plan``)."""
         observed, orphans, names = self._observe(state)
         if state.destroying:
-            return plan_destroy(state.spec.name, observed, orphans), [], True
+            return plan_destroy(state.spec.name, observed, orphans, spec=state.spec), [], True
         first = plan(state.spec, observed, self.now(), state.backoff, names, orphans=orphans)
         if not later:
             return first, [], True
@@ -322,7 +322,7 @@ class Scaler:
         observed, orphans, names = self._observe(state)
         self._update_backoff(state, observed)
         if state.destroying:
-            result = plan_destroy(name, observed, orphans)
+            result = plan_destroy(name, observed, orphans, spec=state.spec)
         else:
             result = plan(state.spec, observed, self.now(), state.backoff, names,
                           orphans=orphans)

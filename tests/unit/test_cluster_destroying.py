@@ -4,6 +4,7 @@ destroy (QA: `scale` and `apply -f` cleared the mark and recorded new machines).
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 
@@ -71,3 +72,65 @@ def test_the_scaler_refuses_to_record_over_a_destroy(home: Home) -> None:
     assert after is not None
     assert after.destroying
     store.close()
+
+
+# -- status while being destroyed ----------------------------------------------------
+# QA: `status demo` printed "(none)" (exit 0) and -o json {"cluster": "demo", "sets":
+# []} with no state, while `status` (the list) said "destroying".
+
+
+def test_status_of_a_cluster_being_destroyed_shows_what_is_left(home: Home) -> None:
+    _destroying(home)
+    document = json.loads(home.invoke("status", "demo", "-o", "json").output)
+    assert document["cluster"] == "demo"
+    assert document["state"] == "destroying"
+    sets = {s["name"]: s for s in document["sets"]}
+    assert set(sets) == {"control-planes", "workers"}
+    for machine_set in sets.values():
+        # The destroy's pass asked for every machine's deletion; none is gone yet.
+        assert (machine_set["desired"], machine_set["deleting"]) == (0, 1), machine_set
+        assert machine_set["provisioned"] == 0
+    assert sets["control-planes"]["role"] == "controlplane"
+    table = home.invoke("status", "demo")
+    assert table.exit_code == 0, table.output
+    assert "(none)" not in table.output
+    assert "demo: being destroyed" in table.output
+    assert "workers" in table.output
+
+
+def test_status_document_names_the_state_of_a_recorded_cluster(home: Home) -> None:
+    spec = write_spec(home.root, control_planes=1, workers=1)
+    assert home.invoke("apply", "-f", str(spec)).exit_code == 0
+    document = json.loads(home.invoke("status", "demo", "-o", "json").output)
+    assert list(document) == ["cluster", "state", "sets"]
+    assert document["state"] == "recorded"
+    assert "being destroyed" not in home.invoke("status", "demo").output
+
+
+@pytest.mark.parametrize("fmt", ["json", "table"])
+def test_status_watch_shows_the_sets_shrink_then_the_cluster_gone_and_stops(
+        home: Home, monkeypatch: pytest.MonkeyPatch, fmt: str) -> None:
+    _destroying(home)
+    rounds: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        # Each round of the watch, one reconcile round carries the destroy on.
+        rounds.append(seconds)
+        if len(rounds) > 30:
+            raise KeyboardInterrupt  # the watch never saw the cluster go
+        assert home.invoke("reconcile", "--once").exit_code == 0
+
+    monkeypatch.setattr(time, "sleep", sleep)
+    result = home.invoke("status", "demo", "--watch", "1", "-o", fmt)
+    assert result.exit_code == 0, result.output  # it stopped by itself
+    if fmt == "table":
+        assert "demo: being destroyed" in result.stdout
+        assert result.stdout.rstrip().endswith("demo: destroyed (no longer recorded)")
+        assert "(none)" not in result.stdout
+        return
+    documents = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [d["state"] for d in documents[:-1]] == ["destroying"] * (len(documents) - 1)
+    assert documents[-1] == {"cluster": "demo", "state": "destroyed", "sets": []}
+    left = [sum(s["deleting"] + s["provisioned"] for s in d["sets"]) for d in documents]
+    assert left[0] == 2
+    assert left == sorted(left, reverse=True)  # what is left only shrinks
