@@ -176,21 +176,24 @@ def apply(app: App, path: Path, wait: bool, timeout: float, yes: bool, reseal: b
     # is recorded already: an interruption says so (the pass lists machines, which a
     # cloud that does not answer can hold up).
     with interruptible(f"cluster {spec.name}"):
-        result = scaler.run_pass(spec.name)
+        steps = scaler.run_pass_steps(spec.name)
     if not wait:
-        if result is None:
+        if steps is None:
             say(f"{spec.name}: recorded; another worker is running its pass and "
                 "carries on from the new spec")
             return
-        show_plan(result, output)
+        result, later, complete = steps
+        show_plan(result, output, later, complete)
         return
     ok = converge(app, spec.name, timeout)
     final = scaler.preview(scaler.state(spec.name) or state)
     if output != "table":
-        # The keys apply prints without --wait (actions: the first pass's, none when
-        # another worker ran it), with the sets and orphans as the wait left them.
+        # The keys apply prints without --wait (actions and later steps: the first
+        # pass's, none when another worker ran it), with the sets and orphans as
+        # the wait left them.
+        first, later, complete = steps or (Plan(spec.name, ()), [], True)
         left = final.to_dict()
-        emit({**plan_view(result or Plan(spec.name, ())), "sets": left["sets"],
+        emit({**plan_view(first, later, complete), "sets": left["sets"],
               "orphans": left["orphans"], "converged": ok}, output)
     else:
         emit([s.to_dict() for s in final.sets], output, columns=SET_COLUMNS, title=spec.name)
@@ -391,9 +394,10 @@ def scale(app: App, name: str, set_name: str, count: int, yes: bool, output: str
             raise ConfigError("COUNT", f"{name}/{set_name} is autoscaled: the size must be "
                                        f"within {bounds.min}..{bounds.max}")
         scaler.record(state.spec.scaled(set_name, count), keep_autoscaled_sizes=False)
-    result = scaler.run_pass(name)
-    if result is not None:  # None: another worker's pass has it, from the new size
-        show_plan(result, output)
+    steps = scaler.run_pass_steps(name)
+    if steps is not None:  # None: another worker's pass has it, from the new size
+        result, later, complete = steps
+        show_plan(result, output, later, complete)
     # The pass only recorded creates and deletes: the reconciler makes and removes
     # the machines (QA: the line gave no hint of that).
     say(f"{name}/{set_name}: size {count}; {CARRIED_ON_BY}")
