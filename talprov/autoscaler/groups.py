@@ -146,7 +146,7 @@ class NodeGroups:
             raise GroupError("NOT_FOUND", f"no node group {group_id} (no autoscaled set "
                                           f"{set_name!r} in a recorded cluster {cluster!r})")
         if state.destroying:
-            # Recording a size would also clear the destroy mark (Scaler.record).
+            # Scaler.record would refuse it too; said here in the gRPC API's terms.
             raise GroupError("FAILED_PRECONDITION", f"cluster {cluster} is being destroyed")
         return state, machine_set, machine_set.autoscaling
 

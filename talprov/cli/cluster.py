@@ -120,6 +120,8 @@ def plan_cmd(app: App, path: Path, reseal: bool, output: str) -> None:
     """Preview what `apply` would do now, and why. Changes nothing."""
     spec = load_spec_file(path)
     scaler = scaler_for(app, spec.name)
+    # What apply would answer: a plan of machines it will not create says nothing.
+    scaler.refuse_if_destroying(spec.name)
     state = scaler.replaced_state(spec.name, reseal=reseal)
     preview = ClusterState(spec=spec)
     if state is not None:
@@ -153,11 +155,14 @@ def apply(app: App, path: Path, wait: bool, timeout: float, yes: bool, reseal: b
     `talprov reconcile` (or `talprov serve`) carries on. With --wait, a machine
     that fails is said once with its error and replaced after a backoff, and the
     wait goes on: exit 1 when --timeout runs out first. A smaller control plane
-    than recorded asks first, as `scale` does.
+    than recorded asks first, as `scale` does. A cluster being destroyed is
+    refused (exit 1): wait until the destroy has finished, then apply again.
     """
     spec = load_spec_file(path)
     _check_providers(app, spec)
     scaler = scaler_for(app, spec.name)
+    # Refused before any question; record() refuses again under the lease.
+    scaler.refuse_if_destroying(spec.name)
     # Read for the questions below; the warning comes with the record it replaces.
     recorded = scaler.replaced_state(spec.name, reseal=reseal, warn=False)
     if recorded is not None and CONTROL_PLANE_SET in recorded.spec.sets \
@@ -171,21 +176,24 @@ def apply(app: App, path: Path, wait: bool, timeout: float, yes: bool, reseal: b
     # is recorded already: an interruption says so (the pass lists machines, which a
     # cloud that does not answer can hold up).
     with interruptible(f"cluster {spec.name}"):
-        result = scaler.run_pass(spec.name)
+        steps = scaler.run_pass_steps(spec.name)
     if not wait:
-        if result is None:
+        if steps is None:
             say(f"{spec.name}: recorded; another worker is running its pass and "
                 "carries on from the new spec")
             return
-        show_plan(result, output)
+        result, later, complete = steps
+        show_plan(result, output, later, complete)
         return
     ok = converge(app, spec.name, timeout)
     final = scaler.preview(scaler.state(spec.name) or state)
     if output != "table":
-        # The keys apply prints without --wait (actions: the first pass's, none when
-        # another worker ran it), with the sets and orphans as the wait left them.
+        # The keys apply prints without --wait (actions and later steps: the first
+        # pass's, none when another worker ran it), with the sets and orphans as
+        # the wait left them.
+        first, later, complete = steps or (Plan(spec.name, ()), [], True)
         left = final.to_dict()
-        emit({**plan_view(result or Plan(spec.name, ())), "sets": left["sets"],
+        emit({**plan_view(first, later, complete), "sets": left["sets"],
               "orphans": left["orphans"], "converged": ok}, output)
     else:
         emit([s.to_dict() for s in final.sets], output, columns=SET_COLUMNS, title=spec.name)
@@ -243,6 +251,11 @@ def status(app: App, name: str | None, output: str, watch_seconds: float | None)
     """Show each set's desired and observed machines. Exit 1 when unknown or
     unreadable with this TALPROV_STORE_KEY.
 
+    With NAME, -o json|yaml gives the cluster, its ``state`` (recorded or
+    destroying) and its sets; a cluster being destroyed shows what is left of each
+    set. With --watch, the cluster gone (its destroy finished) is said once, with
+    state destroyed, and the watch ends (exit 0).
+
     Without NAME: one row per recorded cluster (its sets' sizes, provisioned of its
     requests, and whether it is recorded, being destroyed or unreadable with this
     TALPROV_STORE_KEY), read from the store without asking any cloud; exit 1 when
@@ -253,8 +266,9 @@ def status(app: App, name: str | None, output: str, watch_seconds: float | None)
     """
     scaler = scaler_for(app, name)
     told: list[list[str]] = []  # the unreadable clusters a --watch last warned about
+    seen: list[str] = []  # cluster NAME, once a render found it recorded
 
-    def render() -> None:
+    def render() -> bool | None:
         if name is None:
             rows = cluster_rows(scaler)
             emit(rows, output, columns=CLUSTER_COLUMNS, title="clusters")
@@ -268,15 +282,28 @@ def status(app: App, name: str | None, output: str, watch_seconds: float | None)
                 # A watch goes on showing the others; it says so once per change.
                 say(f"talprov: {said}", level=logging.WARNING)
             told[:] = [unreadable]
-            return
+            return None
         state = scaler.state(name)
         if state is None:
-            fail(f"cluster {name} is not recorded", EXIT_FAILED)
+            if not seen:
+                fail(f"cluster {name} is not recorded", EXIT_FAILED)
+            # Gone while watched: only a finished destroy forgets a cluster. Said
+            # once, and the watch stops (QA: it went on redrawing "(none)").
+            if output != "table":
+                emit(status_view(Plan(name, ()), "destroyed"), output)
+            else:
+                click.echo(f"{name}: destroyed (no longer recorded)")
+            return True
+        seen[:] = [name]
+        # A cluster being destroyed shows what is left of each set (desired 0).
         result = scaler.preview(state)
         if output != "table":
-            emit(status_view(result), output)
-            return
-        emit([s.to_dict() for s in result.sets], output, columns=SET_COLUMNS, title=name)
+            emit(status_view(result, "destroying" if state.destroying else "recorded"),
+                 output)
+            return None
+        emit([s.to_dict() for s in result.sets], output, columns=SET_COLUMNS,
+             title=f"{name}: being destroyed" if state.destroying else name)
+        return None
 
     watch(render, watch_seconds, fmt=output)
 
@@ -336,13 +363,16 @@ def scale(app: App, name: str, set_name: str, count: int, yes: bool, output: str
 
     Shows the creates and deletes it recorded, as `apply` does (-o json|yaml for
     scripts). A control plane keeps at least 1 machine, and shrinking it asks first
-    (etcd tolerates fewer failed members). Exit 1 when the cluster or set is unknown.
+    (etcd tolerates fewer failed members). Exit 1 when the cluster or set is unknown
+    or the cluster is being destroyed.
     """
     checked_count(count)
     scaler = scaler_for(app, name)
     if set_name == CONTROL_PLANE_SET and count < 1:
         # The rule a spec file's ControlPlane follows; `destroy` removes a cluster.
         raise ConfigError("COUNT", "a control plane needs >= 1 machine")
+    # Refused before any question; record() refuses again under the lease.
+    scaler.refuse_if_destroying(name)
     recorded = scaler.state(name)
     if recorded is not None and set_name in recorded.spec.sets:
         # Asked before the lease is taken: nobody waits for an answer holding it.
@@ -364,9 +394,10 @@ def scale(app: App, name: str, set_name: str, count: int, yes: bool, output: str
             raise ConfigError("COUNT", f"{name}/{set_name} is autoscaled: the size must be "
                                        f"within {bounds.min}..{bounds.max}")
         scaler.record(state.spec.scaled(set_name, count), keep_autoscaled_sizes=False)
-    result = scaler.run_pass(name)
-    if result is not None:  # None: another worker's pass has it, from the new size
-        show_plan(result, output)
+    steps = scaler.run_pass_steps(name)
+    if steps is not None:  # None: another worker's pass has it, from the new size
+        result, later, complete = steps
+        show_plan(result, output, later, complete)
     # The pass only recorded creates and deletes: the reconciler makes and removes
     # the machines (QA: the line gave no hint of that).
     say(f"{name}/{set_name}: size {count}; {CARRIED_ON_BY}")

@@ -173,10 +173,12 @@ def watch_option(fn: Callable[..., Any]) -> Callable[..., Any]:
         "document per change.")(fn)
 
 
-def watch(render: Callable[[], None], seconds: float | None,
+def watch(render: Callable[[], bool | None], seconds: float | None,
           sleep: Callable[[float], None] | None = None, *, fmt: str = "table") -> None:
     """Run ``render`` once, or, with ``seconds``, again every ``seconds`` until
-    Ctrl-C: on a terminal the screen is redrawn; elsewhere (a log, a pipe) a copy
+    Ctrl-C, or until ``render`` returns True (what it watched is gone: its last
+    output says so and is printed as every other). On a terminal the screen is
+    redrawn; elsewhere (a log, a pipe) a copy
     headed by the time is printed only when the output changed. Output ``fmt``
     json or yaml stays machine-readable wherever it goes: JSON Lines (each
     document on one line) or a YAML stream (``--- # time`` starts each document),
@@ -192,7 +194,7 @@ def watch(render: Callable[[], None], seconds: float | None,
         while True:
             captured = _Captured(terminal)
             with contextlib.redirect_stdout(captured):
-                render()
+                last_one = render()
             text = captured.getvalue()
             stamp = rfc3339(datetime.now(UTC).replace(microsecond=0))
             if fmt == "json":
@@ -210,6 +212,8 @@ def watch(render: Callable[[], None], seconds: float | None,
             elif text != last:
                 click.echo(f"--- {stamp}\n{text}", nl=False)
             last = text
+            if last_one:
+                return
             pause(seconds)
     except KeyboardInterrupt as exc:
         exit_interrupted(exc)

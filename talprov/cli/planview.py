@@ -81,6 +81,8 @@ def _show_later_steps(later: Sequence[Plan], complete: bool) -> None:
                    f"{len(later) + 1} steps; see the notes)")
 
 
-def status_view(result: Plan) -> dict[str, Any]:
-    """What `status NAME` prints with -o json|yaml. Pure."""
-    return {"cluster": result.cluster, "sets": [s.to_dict() for s in result.sets]}
+def status_view(result: Plan, state: str) -> dict[str, Any]:
+    """What `status NAME` prints with -o json|yaml: the cluster, its ``state``
+    (recorded, destroying, or destroyed once a watch saw it go) and its sets. Pure."""
+    return {"cluster": result.cluster, "state": state,
+            "sets": [s.to_dict() for s in result.sets]}

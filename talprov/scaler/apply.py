@@ -28,6 +28,7 @@ from talprov.reconcile.observing import machine_lost
 from talprov.reconcile.reconciler import ProviderHandle
 from talprov.scaler.actions import ActionKind, Plan
 from talprov.scaler.clusterstate import (
+    ClusterBeingDestroyed,
     ClusterState,
     UnreadableCluster,
 )
@@ -130,8 +131,11 @@ class Scaler:
         key in the caller's environment must not overwrite it) unless ``reseal``:
         then it is replaced whole, its backoff and autoscaled sizes lost with it.
         Requests of the cluster sealed with the old key stay unreadable; they are
-        set aside by the runner and can only be deleted.
+        set aside by the runner and can only be deleted. A cluster being destroyed
+        raises :class:`ClusterBeingDestroyed` (reseal or not): a new record would
+        drop the destroy mark and create machines while the old ones are deleted.
         """
+        self.refuse_if_destroying(spec.name)
         previous = self.replaced_state(spec.name, reseal=reseal)
         if previous is not None and keep_autoscaled_sizes:
             spec = spec.keeping_autoscaled_sizes(previous.spec)
@@ -142,6 +146,15 @@ class Scaler:
             state.counted_failures = previous.counted_failures
         self.save(state)
         return state
+
+    def refuse_if_destroying(self, name: str) -> None:
+        """Raise :class:`ClusterBeingDestroyed` when cluster ``name`` is being
+        destroyed, also when this store key cannot read its record (the mark is not
+        sealed). Read-only; :meth:`record` calls it, a command may call it earlier
+        to refuse before it asks anything."""
+        body = self.store.get_cluster(name)
+        if body is not None and body.get("destroying"):
+            raise ClusterBeingDestroyed(name)
 
     def replaced_state(self, name: str, *, reseal: bool, warn: bool = True
                        ) -> ClusterState | None:
@@ -274,7 +287,7 @@ class Scaler:
         whether those end with nothing left to do. Changes nothing (``talprov plan``)."""
         observed, orphans, names = self._observe(state)
         if state.destroying:
-            return plan_destroy(state.spec.name, observed, orphans), [], True
+            return plan_destroy(state.spec.name, observed, orphans, spec=state.spec), [], True
         first = plan(state.spec, observed, self.now(), state.backoff, names, orphans=orphans)
         if not later:
             return first, [], True
@@ -287,19 +300,34 @@ class Scaler:
         Holds the cluster's lease while it runs (two planners at once would both
         create what is missing). Returns the plan carried out, or None when the
         cluster is not recorded or another worker is running its pass. Idempotent
-        in effect: a second pass right after plans nothing new.
+        in effect: a second pass right after plans nothing new. Raises
+        :class:`UnreadableCluster` for a cluster this key cannot read that is not
+        being destroyed.
         """
+        steps = self._locked_pass(name, later=False)
+        return None if steps is None else steps[0]
+
+    def run_pass_steps(self, name: str) -> tuple[Plan, list[Plan], bool] | None:
+        """:meth:`run_pass`, with the passes after it while its change is spread over
+        several, and whether those end with nothing left to do: what
+        :meth:`preview_steps` showed before it, from the same observation (`apply`
+        and `scale` show them as `plan` does). Raises and returns None as
+        :meth:`run_pass` does."""
+        return self._locked_pass(name, later=True)
+
+    def _locked_pass(self, name: str, *, later: bool
+                     ) -> tuple[Plan, list[Plan], bool] | None:
         if not claim_cluster_lease(self.store, name, owner=self.worker_id,
                                    ttl=self.lease_ttl, now=self.now()):
             self.skipped.note(self.store, name)
             return None
         self.skipped.ran(name)
         try:
-            return self._run_pass(name)
+            return self._run_pass(name, later=later)
         finally:
             self.store.release_cluster(name, owner=self.worker_id)
 
-    def _run_pass(self, name: str) -> Plan | None:
+    def _run_pass(self, name: str, *, later: bool) -> tuple[Plan, list[Plan], bool] | None:
         state = self.recorded_state(name)
         if state is None:
             return None
@@ -308,17 +336,21 @@ class Scaler:
             raise UnreadableCluster(name, state.unreadable)
         observed, orphans, names = self._observe(state)
         self._update_backoff(state, observed)
+        steps: list[Plan] = []
+        complete = True
         if state.destroying:
-            result = plan_destroy(name, observed, orphans)
+            result = plan_destroy(name, observed, orphans, spec=state.spec)
         else:
-            result = plan(state.spec, observed, self.now(), state.backoff, names,
-                          orphans=orphans)
+            now = self.now()
+            result = plan(state.spec, observed, now, state.backoff, names, orphans=orphans)
+            if later:
+                steps, complete = later_steps(state.spec, observed, result, now)
         self._carry_out(state, result)
         if state.destroying and not observed and not orphans:
             self.store.delete_cluster(name)
-            return result
+            return result, steps, complete
         self.save(state)
-        return result
+        return result, steps, complete
 
     def _update_backoff(self, state: ClusterState, observed: Sequence[ObservedMachine]) -> None:
         now = self.now()

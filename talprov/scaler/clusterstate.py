@@ -15,6 +15,7 @@ from typing import Any
 
 from pydantic import SecretStr
 
+from talprov.errors import BeingDeleted
 from talprov.providers.types import STORED
 from talprov.scaler.models import ClusterSpec
 from talprov.scaler.observed import FAILED_CREATES, SetBackoff
@@ -35,6 +36,19 @@ class UnreadableCluster(StoreKeyError):
         super().__init__(f"cluster {cluster}: {reason}; {UNREADABLE_REMEDY}")
         self.cluster = cluster
         self.reason = reason
+
+
+class ClusterBeingDestroyed(BeingDeleted):
+    """Cluster ``cluster`` is being destroyed: its spec may not change until the
+    destroy has finished (recording one would silently undo the destroy)."""
+
+    def __init__(self, cluster: str) -> None:
+        super().__init__(
+            f"cluster {cluster} is being destroyed; nothing changed: a destroy cannot "
+            "be undone (the machines it deletes are gone with it). Wait until it has "
+            "finished (`talprov reconcile` or a running `talprov serve` carries it out; "
+            f"`talprov status {cluster}` shows what is left), then apply its spec again")
+        self.cluster = cluster
 
 
 def seal_spec(spec: ClusterSpec, store: Store) -> dict[str, Any]:

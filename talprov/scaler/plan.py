@@ -81,16 +81,46 @@ def plan(
 
 
 def plan_destroy(
-    cluster: str, observed: Sequence[ObservedMachine], orphans: Sequence[OrphanMachine] = ()
+    cluster: str, observed: Sequence[ObservedMachine], orphans: Sequence[OrphanMachine] = (),
+    *, spec: ClusterSpec | None = None,
 ) -> Plan:
-    """Delete every machine of the cluster, orphans included (``talprov destroy``). Pure."""
+    """Delete every machine of the cluster, orphans included (``talprov destroy``). Pure.
+
+    Its sets are what is left of the cluster, each wanting none: every set of
+    ``spec`` (the recorded one), and any other set its machines name."""
     actions = [
         delete_action(m, "cluster destroyed")
         for m in sorted(observed, key=lambda m: (m.set_name, m.request_id))
         if m.stage not in (Stage.DEPROVISIONING, Stage.GONE)
     ]
     actions += [_orphan_delete(o, "cluster destroyed") for o in orphans]
-    return Plan(cluster=cluster, actions=tuple(actions))
+    by_set: dict[str, list[ObservedMachine]] = {name: [] for name in
+                                                 (spec.sets if spec is not None else ())}
+    for machine in observed:
+        by_set.setdefault(machine.set_name, []).append(machine)
+    roles = {} if spec is None else {n: s.role.value for n, s in spec.sets.items()}
+    sets = tuple(_leaving_status(name, roles.get(name, "unknown"), machines)
+                 for name, machines in by_set.items())
+    return Plan(cluster=cluster, actions=tuple(actions), sets=sets)
+
+
+def _leaving_status(set_name: str, role: str, machines: Sequence[ObservedMachine], *,
+                    outdated: bool = False, notes: tuple[str, ...] = ()) -> SetStatus:
+    """The status of a set whose machines all go (desired 0): what is left of it.
+    ``outdated``: its live machines count as outdated too (a set dropped from the
+    spec; a destroyed cluster's are simply being deleted). Pure."""
+    live = [m for m in machines if m.stage not in (Stage.DEPROVISIONING, Stage.GONE)]
+    readable = [m for m in live if not m.unreadable]
+    return SetStatus(
+        name=set_name, role=role, desired=0,
+        provisioned=sum(1 for m in readable if m.stage is Stage.PROVISIONED),
+        provisioning=sum(1 for m in readable
+                         if m.stage in (Stage.PENDING, Stage.PROVISIONING)),
+        failed=sum(1 for m in readable if m.stage is Stage.FAILED),
+        outdated=len(live) if outdated else 0,
+        deleting=sum(1 for m in machines if m.stage is Stage.DEPROVISIONING),
+        unhealthy=0, unreadable=len(live) - len(readable), notes=notes,
+    )
 
 
 class _IdAllocator:
@@ -120,7 +150,6 @@ def _removed_set(
     set_name: str, machines: list[ObservedMachine]
 ) -> tuple[list[Action], SetStatus]:
     live = [m for m in machines if m.stage not in (Stage.DEPROVISIONING, Stage.GONE)]
-    deleting = sum(1 for m in machines if m.stage is Stage.DEPROVISIONING)
     notes: list[str] = []
     if set_name == CONTROL_PLANE_SET:
         # Dropping the ControlPlane document must not tear down etcd; destroy does that.
@@ -132,17 +161,8 @@ def _removed_set(
             delete_action(m, "set is no longer in the spec")
             for m in sorted(live, key=lambda m: m.request_id)
         ]
-    readable = [m for m in live if not m.unreadable]
-    status = SetStatus(
-        name=set_name, role="unknown", desired=0,
-        provisioned=sum(1 for m in readable if m.stage is Stage.PROVISIONED),
-        provisioning=sum(1 for m in readable
-                         if m.stage in (Stage.PENDING, Stage.PROVISIONING)),
-        failed=sum(1 for m in readable if m.stage is Stage.FAILED),
-        outdated=len(live), deleting=deleting, unhealthy=0,
-        unreadable=len(live) - len(readable), notes=tuple(notes),
-    )
-    return actions, status
+    return actions, _leaving_status(set_name, "unknown", machines, outdated=True,
+                                    notes=tuple(notes))
 
 
 def _orphans(
