@@ -10,7 +10,7 @@ import click
 
 from talprov.cli.app import EXIT_FAILED, EXIT_USAGE, App, fail, handle_errors, pass_app, say
 from talprov.cli.output import emit, output_option
-from talprov.cli.serve import check_startable
+from talprov.cli.serve import check_startable, token_scope_warnings
 from talprov.config import LoadedConfig, find_config_file
 from talprov.errors import ConfigError
 from talprov.logs import tls_off_warning
@@ -57,13 +57,9 @@ def check(app: App, connect: bool, output: str) -> None:
     rows: list[dict[str, object]] = []
     invalid = False
     try:
-        # The block's shape too (a misspelt key), and what `talprov serve` refuses to
-        # start with (no tokens, TLS files, plain HTTP on a routable address).
-        where = f"{loaded.path or 'config'}: service"
-        service = parse_service_config(loaded.service_block(), where=where)
-        if loaded.config.service is not None:
-            check_startable(service, where, warn=False)
-            rows.append(_row("service", "-", file, "service"))
+        service_row = _service_row(loaded, file)
+        if service_row is not None:
+            rows.append(service_row)
     except ConfigError as exc:
         invalid = True
         rows.append(_row("service", "-", file, "service", exc))
@@ -103,6 +99,26 @@ def check(app: App, connect: bool, output: str) -> None:
         sys.exit(EXIT_USAGE)
     if any(not str(r["result"]).startswith("ok") for r in rows):
         sys.exit(EXIT_FAILED)
+
+
+def _service_row(loaded: LoadedConfig, file: str | None) -> dict[str, object] | None:
+    """The service row (None without a service block): the block's shape too (a
+    misspelt key), and what `talprov serve` refuses to start with (no tokens, TLS
+    files, plain HTTP on a routable address), raised as ``ConfigError``; serve's
+    start-up warnings about token scopes in its ``warning`` and on stderr."""
+    where = f"{loaded.path or 'config'}: service"
+    service = parse_service_config(loaded.service_block(), where=where)
+    if loaded.config.service is None:
+        return None
+    scopes = token_scope_warnings(service, loaded.config.providers, where)
+    for warning in scopes:
+        say(f"warning: {warning}", level=logging.WARNING)
+    check_startable(service, where, warn=False)
+    row = _row("service", "-", file, "service")
+    prefix = f"{file}: " if file else ""
+    # The row names its file apart, as for its errors.
+    row["warning"] = "\n".join(w.removeprefix(prefix) for w in scopes) or None
+    return row
 
 
 def _store_row(app: App, loaded: LoadedConfig,
