@@ -198,14 +198,15 @@ def describe_problem(errors: Sequence[Mapping[str, Any]], *,
         if sep and " " not in head and not path.endswith(head):
             path = f"{path}.{head}" if path else head
             message = tail
+    elif (strict := strict_type_message(kind, error.get("input"), json=False)) is not None:
+        # A strict count or flag given as "2" or "yes" (YAML quotes): say so, in the
+        # API's words, without the value.
+        message = strict
     elif kind in _SIMPLE_MESSAGES:
         message = _SIMPLE_MESSAGES[kind]
         if kind == "finite_number" and model is not None:
             # What the setting may be instead, when it has bounds (QA).
             message += _range_of(_field_at(model, loc))
-        if kind == "int_type" and isinstance(error.get("input"), str):
-            # A strict count given as "2" (YAML quotes): say so, without the value.
-            message += QUOTES_HINT
     elif kind in _BOUNDS:
         message = f"must be {_BOUNDS[kind]} {_number(next(iter(ctx.values()), ''))}"
     elif (words := constraint_in_words(kind, ctx)) is not None:
@@ -280,13 +281,51 @@ def written_flag(value: object) -> bool | None:
         return None
 
 
+#: What a strict number or flag must be, by pydantic's error type: in a JSON body,
+#: in a YAML file (config, request file, cluster spec).
+_STRICT_NOUNS = {
+    "int_type": ("a JSON integer", "an integer"),
+    "float_type": ("a JSON number", "a number"),
+    "bool_type": ("a JSON boolean", "true or false"),
+}
+_NUMBERS: dict[str, TypeAdapter[Any]] = {"int_type": TypeAdapter(int),
+                                         "float_type": TypeAdapter(float)}
+
+
+def strict_type_message(kind: str, value: object, *, json: bool) -> str | None:
+    """The one message of every door (API body, request file, cluster spec, config)
+    for a strict number or flag given something else, or None when ``kind`` is no
+    such error: "must be an integer" (a JSON body: "a JSON integer"), and, when
+    ``value`` is a string the lax reading would have taken ("20", "yes", "off"),
+    QUOTES_HINT after it -- the quoted value is not read as 20 or true. Never
+    repeats ``value``. Pure."""
+    nouns = _STRICT_NOUNS.get(kind)
+    if nouns is None:
+        return None
+    message = f"must be {nouns[0] if json else nouns[1]}"
+    return message + QUOTES_HINT if _reads_as(kind, value) else message
+
+
+def _reads_as(kind: str, value: object) -> bool:
+    """Whether the string ``value`` is what a lax ``kind`` field would have read."""
+    if not isinstance(value, str):
+        return False
+    if kind == "bool_type":
+        return written_flag(value) is not None
+    try:
+        _NUMBERS[kind].validate_python(value)
+    except ValidationError:
+        return False
+    return True
+
+
 def quoted_in_json(kind: str, value: object) -> str | None:
     """The API's message for a JSON number or boolean sent as a string ("3",
-    "true"), or None for any other mistake. Never repeats ``value``. Pure."""
-    noun = {"int_type": "integer", "bool_type": "boolean"}.get(kind)
-    if noun is None or not isinstance(value, str):
+    "true"), or None for any other mistake (see :func:`strict_type_message`).
+    Never repeats ``value``. Pure."""
+    if not isinstance(value, str):
         return None
-    return f"must be a JSON {noun}{QUOTES_HINT}"
+    return strict_type_message(kind, value, json=True)
 
 
 def constraint_in_words(kind: str, ctx: Mapping[str, Any]) -> str | None:

@@ -9,7 +9,9 @@ from __future__ import annotations
 import contextlib
 import functools
 import importlib.util
+import json
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from importlib.metadata import (
     EntryPoint,
@@ -20,9 +22,16 @@ from importlib.metadata import (
 )
 from typing import Any, cast
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 
-from talprov.errors import ConfigError, MissingExtra, validate, written_flag
+from talprov.errors import (
+    ConfigError,
+    MissingExtra,
+    dotted,
+    validate,
+    validation_message,
+    written_flag,
+)
 from talprov.providers.errors import InvalidRequest
 from talprov.providers.protocol import (
     ChecksRequests,
@@ -181,14 +190,61 @@ def unverified_tls(raw: dict[str, Any]) -> str | None:
     return None
 
 
-def validate_provider_data(
-    provider: Provider, data: dict[str, Any], *, where: str
-) -> BaseModel:
-    """Validate a request's provider_data with the provider's own model.
+def strict_provider_data(model: type[BaseModel], data: Mapping[str, Any]) -> BaseModel:
+    """``data``, a new request's provider_data, validated by the provider's
+    ``model`` as every front door validates it (API bodies, request files, cluster
+    specs): strictly, as JSON, so a number or flag must be one ("20" is no size,
+    "true" no flag) while enums, literals and dates still come as strings. Data
+    read back from a store is validated laxly instead (``STORED``).
 
-    Raises ``ConfigError`` naming ``<where>.<field>``.
+    ``data`` must hold only what JSON can (see :func:`validate_provider_data` for
+    a file's). Raises ``ValidationError``, whose errors carry the input: report
+    their type and location, never the input. Pure.
     """
-    return validate(provider.data_model, data, where)
+    return model.model_validate_json(json.dumps(data), strict=True)
+
+
+def validate_provider_data(
+    provider: Provider, data: Mapping[str, Any], *, where: str
+) -> BaseModel:
+    """Validate a request's provider_data with the provider's own model, strictly
+    as the API does (:func:`strict_provider_data`).
+
+    Raises ``ConfigError`` naming ``<where>.<field>``, in the API's words ("must
+    be an integer, not a string (remove the quotes)"); a value JSON cannot carry
+    (a YAML date, binary, a key that is not a string) is refused at its field too.
+    Pure.
+    """
+    found = _not_json(data)
+    if found is not None:
+        loc, message = found
+        raise ConfigError(f"{where}.{dotted(loc)}" if loc else where, message)
+    try:
+        return strict_provider_data(provider.data_model, data)
+    except ValidationError as exc:
+        field, message = validation_message(exc, where, model=provider.data_model)
+        raise ConfigError(field, message) from None
+
+
+def _not_json(value: Any) -> tuple[list[str | int], str] | None:
+    """The location of the first part of ``value`` (as YAML read it) that JSON
+    cannot carry, with what it must be instead; None when JSON carries all. Never
+    the value. Pure."""
+    if value is None or isinstance(value, str | bool | int | float):
+        return None
+    if isinstance(value, Mapping):
+        if not all(isinstance(key, str) for key in value):
+            return [], "every key must be a string (quote it)"
+        items: list[tuple[str | int, Any]] = list(value.items())
+    elif isinstance(value, list | tuple):
+        items = list(enumerate(value))
+    else:
+        return [], "must be a string, number, true or false, list or mapping (quote a date)"
+    for place, item in items:
+        inner = _not_json(item)
+        if inner is not None:
+            return [place, *inner[0]], inner[1]
+    return None
 
 
 def check_request(provider: Provider, request: MachineRequest, *, where: str) -> None:

@@ -23,6 +23,7 @@ from talprov.providers.types import (
     MachineRequest,
     MetaValue,
     Overlay,
+    RequestFlag,
     talos_version_problem,
 )
 from talprov.secrets import resolve_refs, resolve_tree
@@ -49,7 +50,8 @@ class RequestFile(BaseModel):
     provider: str
     talos_version: str
     arch: Arch = Arch.AMD64
-    secure_boot: bool = False
+    # The API's types: a quoted flag or META key is refused, not read (QA).
+    secure_boot: RequestFlag = False
     extensions: list[str] = Field(default_factory=list)
     kernel_args: list[str] = Field(default_factory=list)
     grpc_tunnel: GrpcTunnelMode = GrpcTunnelMode.UNSET

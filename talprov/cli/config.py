@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import logging
 import sys
+from pathlib import Path
 
 import click
 
-from talprov.cli.app import EXIT_FAILED, EXIT_USAGE, App, fail, handle_errors, pass_app
+from talprov.cli.app import EXIT_FAILED, EXIT_USAGE, App, fail, handle_errors, pass_app, say
 from talprov.cli.output import emit, output_option
-from talprov.cli.serve import check_startable
+from talprov.cli.serve import check_startable, token_scope_warnings
 from talprov.config import LoadedConfig, find_config_file
 from talprov.errors import ConfigError
 from talprov.logs import tls_off_warning
@@ -16,6 +18,8 @@ from talprov.providers.errors import AuthError, ProviderError
 from talprov.registry import unverified_tls
 from talprov.secrets import redact
 from talprov.service.config import parse_service_config
+from talprov.store.engine import check_store_url, relative_sqlite_path, store_backend
+from talprov.store.errors import StoreError, UnsupportedStore
 from talprov.talos.factory import credentials_refused, images_for
 from talprov.talos.schematic import Schematic
 from talprov.words import counted
@@ -38,11 +42,14 @@ def check(app: App, connect: bool, output: str) -> None:
 
     Every command checks the file's shape; this also resolves the references of
     every instance and of the service and image_factory blocks, and builds each
-    instance. Exit 0 when all is well, 1 when an instance or the factory fails
-    (one row each: an unset secret reference, a missing extra, an endpoint that
-    does not answer; `serve` leaves such an instance out and starts), 2 when the
-    file itself is malformed or its service block is invalid (one row for it
-    too), which `serve` refuses with 2.
+    instance, and checks the store URL as opening the store does (creating,
+    migrating and connecting to nothing). Exit 0 when all is well, 1 when an
+    instance, the factory or the store fails (one row each: an unset secret
+    reference, a missing extra, an endpoint that does not answer, a SQLite
+    store's missing directory; `serve` leaves such an instance out and starts), 2
+    when the file itself is malformed, its service block is invalid or its store
+    is no SQLite or PostgreSQL URL (one row for it too), which `serve` refuses
+    with 2. A relative SQLite path is warned about in its row's ``warning``.
     """
     app.check_service_shape = False  # its own row below, with the other rows
     loaded = _loaded_or_report(app, output)
@@ -50,16 +57,15 @@ def check(app: App, connect: bool, output: str) -> None:
     rows: list[dict[str, object]] = []
     invalid = False
     try:
-        # The block's shape too (a misspelt key), and what `talprov serve` refuses to
-        # start with (no tokens, TLS files, plain HTTP on a routable address).
-        where = f"{loaded.path or 'config'}: service"
-        service = parse_service_config(loaded.service_block(), where=where)
-        if loaded.config.service is not None:
-            check_startable(service, where, warn=False)
-            rows.append(_row("service", "-", file, "service"))
+        service_row = _service_row(loaded, file)
+        if service_row is not None:
+            rows.append(service_row)
     except ConfigError as exc:
         invalid = True
         rows.append(_row("service", "-", file, "service", exc))
+    store_row, store_invalid = _store_row(app, loaded, file)
+    invalid = invalid or store_invalid
+    rows.append(store_row)
     try:
         app.store_key()  # what every command that opens the store takes
     except ConfigError as exc:
@@ -93,6 +99,61 @@ def check(app: App, connect: bool, output: str) -> None:
         sys.exit(EXIT_USAGE)
     if any(not str(r["result"]).startswith("ok") for r in rows):
         sys.exit(EXIT_FAILED)
+
+
+def _service_row(loaded: LoadedConfig, file: str | None) -> dict[str, object] | None:
+    """The service row (None without a service block): the block's shape too (a
+    misspelt key), and what `talprov serve` refuses to start with (no tokens, TLS
+    files, plain HTTP on a routable address), raised as ``ConfigError``; serve's
+    start-up warnings about token scopes in its ``warning`` and on stderr."""
+    where = f"{loaded.path or 'config'}: service"
+    service = parse_service_config(loaded.service_block(), where=where)
+    if loaded.config.service is None:
+        return None
+    scopes = token_scope_warnings(service, loaded.config.providers, where)
+    for warning in scopes:
+        say(f"warning: {warning}", level=logging.WARNING)
+    check_startable(service, where, warn=False)
+    row = _row("service", "-", file, "service")
+    prefix = f"{file}: " if file else ""
+    # The row names its file apart, as for its errors.
+    row["warning"] = "\n".join(w.removeprefix(prefix) for w in scopes) or None
+    return row
+
+
+def _store_row(app: App, loaded: LoadedConfig,
+               file: str | None) -> tuple[dict[str, object], bool]:
+    """The store row and whether the URL is invalid input: what opening the store
+    would refuse, refused here in its words (a URL that is not SQLite or
+    PostgreSQL is invalid, as every command exits 2 for it; a driver missing or a
+    SQLite file's directory missing is a failed row, exit 1), and a warning for a
+    relative SQLite path. Creates, migrates and connects to nothing; never shows a
+    password."""
+    if app.store_url is not None:  # --store or TALPROV_STORE: no line of the file
+        file, key, url = None, "--store", app.store_url
+    elif loaded.config.store is not None:
+        key, url = "store", loaded.config.store
+    else:
+        # The default under $XDG_STATE_HOME, whose directory talprov makes itself.
+        return _row("store", "sqlite", None, "store"), False
+    where = f"{file}: {key}" if file else key
+    try:
+        check_store_url(url)
+    except StoreError as exc:
+        error = ConfigError(where, redact(str(exc)))
+        return (_row("store", store_backend(url), file, key, error),
+                isinstance(exc, UnsupportedStore))
+    row = _row("store", store_backend(url), file, key)
+    relative = relative_sqlite_path(url)
+    if relative is not None:
+        # Not changed to the config file's directory: that would move the stores of
+        # everyone who runs talprov where their relative store lies.
+        row["warning"] = (f"store: {relative} is a relative path, resolved against the "
+                          f"current directory ({Path.cwd()}), not the config file's: "
+                          "a command run elsewhere uses another store; write an "
+                          "absolute path (sqlite:////PATH, four slashes)")
+        say(f"warning: {row['warning']}", level=logging.WARNING)
+    return row, False
 
 
 def _check_local_files(provider: object) -> None:

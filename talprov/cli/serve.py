@@ -9,7 +9,7 @@ import signal
 import socket
 import ssl
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from multiprocessing.connection import Connection
 from types import FrameType
 from typing import Any
@@ -27,7 +27,7 @@ from talprov.cli.app import (
     setup_logging,
 )
 from talprov.cli.autoscaler import start_autoscaler
-from talprov.errors import ConfigError
+from talprov.errors import ConfigError, did_you_mean
 from talprov.reconcile.work import STAGE_LOGGER
 from talprov.registry import require_extra
 from talprov.service.config import ServiceConfig, is_loopback, parse_listen, parse_service_config
@@ -67,17 +67,20 @@ class QueryStringFilter(logging.Filter):
         return True
 
 
-def _check_token_scopes(config: ServiceConfig, instances: set[str], where: str) -> None:
-    """Warn about a token whose scope names an instance not configured here: a typo
-    there gives a token that silently sees nothing. Only a warning, because replicas
-    sharing a store may each configure some of the instances."""
-    for index, token in enumerate(config.tokens):
-        unknown = [name for name in token.providers if name != "*" and name not in instances]
-        if unknown:
-            known = ", ".join(sorted(instances)) or "none"
-            say(f"warning: {where}.tokens[{index}].providers: no provider instance named "
-                f"{', '.join(map(repr, unknown))} here (configured: {known})",
-                level=logging.WARNING)
+def token_scope_warnings(config: ServiceConfig, instances: Collection[str],
+                         where: str) -> list[str]:
+    """One warning per name in a token's scope that is no instance of ``instances``
+    (the ``*`` wildcard aside), naming the instances configured and the one the
+    name resembles: a typo there gives a token that silently sees nothing. A
+    warning, not an error, because replicas sharing a store may each configure
+    some of the instances. Said by ``serve`` at start and by ``config check`` (its
+    service row's ``warning``). Pure."""
+    known = sorted(instances)
+    configured = ", ".join(known) or "none"
+    return [f"{where}.tokens[{index}].providers: no provider instance named {name!r} here "
+            f"(configured: {configured}){did_you_mean(name, known)}"
+            for index, token in enumerate(config.tokens)
+            for name in token.providers if name != "*" and name not in instances]
 
 
 def _service_config(app: App, where: str, workers: bool | None,
@@ -139,7 +142,8 @@ def serve(app: App, listen: str | None, workers: bool | None, worker_id: str | N
     # One line per stage change of a request even without -v; the rest of INFO stays off.
     logging.getLogger(STAGE_LOGGER).setLevel(logging.INFO)
     # The scopes' warning first: it is said even when the start is then refused.
-    _check_token_scopes(config, set(app.config.config.providers), where)
+    for warning in token_scope_warnings(config, app.config.config.providers, where):
+        say(f"warning: {warning}", level=logging.WARNING)
     host, port = check_startable(config, where, listen=listen, insecure_http=insecure_http)
     # The app (and its worker supervisor, which keeps this process's stderr for
     # its children) before the autoscaler, which routes fd 2 through logging.

@@ -135,12 +135,23 @@ class MachineState(StrEnum):
     UNKNOWN = "unknown"
 
 
+# Numbers and flags of a request are taken as written, never read from a string:
+# pydantic's lax mode reads "yes" and "on" as true and "10" as 10. The API refuses
+# those (422), and request files and cluster specs take the same types so that the
+# three agree (QA: a request file read secure_boot "no" as false). Stored requests
+# were validated before they were stored, so they hold real numbers and flags.
+
+#: A request's flag (``secure_boot``): true or false, never "yes", "no" or 1.
+RequestFlag = Annotated[bool, Field(strict=True)]
+
+
 class MetaValue(BaseModel):
-    """One Talos META key/value (the Image Factory's ``meta`` list entries)."""
+    """One Talos META key/value (the Image Factory's ``meta`` list entries); ``key``
+    is a number, in files and API bodies alike (``"10"`` is refused)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
-    key: int = Field(ge=0, le=255)
+    key: int = Field(ge=0, le=255, strict=True)
     value: str
 
 
@@ -256,7 +267,7 @@ class MachineRequest(BaseModel):
     provider: str = Field(min_length=1)
     talos_version: str
     arch: Arch = Arch.AMD64
-    secure_boot: bool = False
+    secure_boot: RequestFlag = False
     extensions: tuple[str, ...] = ()
     kernel_args: tuple[str, ...] = ()
     meta_values: tuple[MetaValue, ...] = ()

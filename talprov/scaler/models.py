@@ -33,6 +33,7 @@ from talprov.providers.types import (
     MetaValue,
     NewTalosVersion,
     Overlay,
+    RequestFlag,
     is_stored,
 )
 
@@ -157,7 +158,7 @@ class MachineClass(_Doc):
     provider: str = Field(min_length=1)
     provider_data: dict[str, Any] = Field(default_factory=dict)
     arch: Arch = Arch.AMD64
-    secure_boot: bool = Field(default=False, strict=True)
+    secure_boot: RequestFlag = False
     extensions: tuple[str, ...] = ()
     kernel_args: tuple[str, ...] = ()
     meta_values: tuple[MetaValue, ...] = ()

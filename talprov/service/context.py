@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -24,6 +23,7 @@ from talprov.providers.errors import InvalidRequest
 from talprov.providers.protocol import ChecksRequests, Runtime
 from talprov.providers.types import Health, MachineRequest
 from talprov.reconcile.reconciler import ProviderHandle
+from talprov.registry import strict_provider_data
 from talprov.secrets import redact
 from talprov.service.auth import Principal, TokenVerifier
 from talprov.service.config import ServiceConfig
@@ -174,9 +174,8 @@ def build_request(
         _check_encodable(value, ("body", name))
     try:
         # Strict, as JSON: a number or boolean must be sent as one ("cores": "2" is a
-        # 422, as machine_count "2" is); enums and dates still come as strings.
-        handle.provider.data_model.model_validate_json(json.dumps(template.provider_data),
-                                                       strict=True)
+        # 422, as machine_count "2" is); request files and cluster specs share this.
+        strict_provider_data(handle.provider.data_model, template.provider_data)
     except ValidationError as exc:
         raise RequestValidationError(
             [

@@ -35,13 +35,14 @@ from talprov.providers.types import (
     Arch,
     GrpcTunnelMode,
     JoinSpec,
+    MetaValue,
     Overlay,
+    RequestFlag,
     Stage,
     leading_v_hint,
     malformed_talos_version,
     unsupported_line,
 )
-from talprov.providers.types import MetaValue as RequestMetaValue
 from talprov.scaler.models import MAX_SET_SIZE
 
 #: Leaves room for ``-<index>`` in member ids (63 characters at most).
@@ -101,12 +102,6 @@ ReplayableLabels = Annotated[
     Field(max_length=MAX_LABELS), WithJsonSchema(API_LABELS.json_schema())]
 
 
-class MetaValue(RequestMetaValue):
-    """One Talos META key/value; ``key`` is a JSON number (``"10"`` is refused)."""
-
-    key: int = Field(ge=0, le=255, strict=True)
-
-
 class MachineTemplate(BaseModel):
     """What a machine is made from: the fields shared by requests and sets."""
 
@@ -119,7 +114,8 @@ class MachineTemplate(BaseModel):
     talos_version: ApiTalosVersion = Field(
         json_schema_extra={"pattern": TALOS_VERSION_PATTERN}, examples=["v1.13.9"])
     arch: Arch = Arch.AMD64
-    secure_boot: bool = Field(default=False, strict=True)
+    # Strict, as every door's: request files and cluster specs use the same types.
+    secure_boot: RequestFlag = False
     extensions: list[str] = Field(
         default_factory=list, max_length=100,
         description="System extensions, e.g. siderolabs/iscsi-tools.",

@@ -99,7 +99,14 @@ def _parsed(url: str) -> sa.URL:
 
 
 def _sqlite_file(url: sa.URL) -> Path | None:
-    """The file a SQLite URL names, absolute; None in memory or for another database.
+    """The file a SQLite URL names, absolute; None in memory or for another database."""
+    name = _sqlite_name(url)
+    return None if name is None else Path(name).absolute()
+
+
+def _sqlite_name(url: sa.URL) -> str | None:
+    """The file name a SQLite URL gives, as written (maybe relative); None in memory
+    or for another database.
 
     As SQLAlchemy's pysqlite dialect reads it: a ``file:`` database is a SQLite
     URI only with ``uri=true`` in the query (then ``//localhost`` or ``//`` may
@@ -117,7 +124,75 @@ def _sqlite_file(url: sa.URL) -> Path | None:
         name = unquote(name)
     if name in ("", ":memory:"):
         return None
-    return Path(name).absolute()
+    return name
+
+
+def store_backend(url: str) -> str:
+    """The database a store URL names (sqlite, postgresql, mysql ...), "-" for a
+    string that is no URL. Pure."""
+    try:
+        return sa.make_url(url).get_backend_name()
+    except sa.exc.ArgumentError:
+        return "-"
+
+
+def relative_sqlite_path(url: str) -> str | None:
+    """The file name of SQLite store ``url`` when it is a relative path (which
+    SQLite resolves against the current directory of each process that opens it,
+    wherever the URL was written), else None. Raises :class:`UnsupportedStore` for
+    a string that is not a URL. Pure."""
+    name = _sqlite_name(_parsed(url))
+    return name if name is not None and not Path(name).is_absolute() else None
+
+
+def check_store_url(url: str) -> None:
+    """Refuse ``url`` as opening the store refuses it (:func:`create_store_engine`,
+    the same checks), without opening it: not a URL or not SQLite or PostgreSQL
+    (:class:`UnsupportedStore`), its database driver missing, a SQLite file whose
+    directory does not exist (:class:`StoreError`). Creates no file, connects to
+    no server, reads no record; messages hide any password. Idempotent."""
+    parsed = _supported(url)
+    _check_sqlite_directory(parsed)
+    # Building the engine imports the driver (psycopg) and connects nowhere.
+    _engine(parsed, {}).dispose()
+
+
+def _supported(url: str) -> sa.URL:
+    """``url`` parsed, its driver the one talprov uses; raises
+    :class:`UnsupportedStore` for a string that is not a URL or a database other
+    than SQLite and PostgreSQL. Pure."""
+    parsed = _parsed(url)
+    if parsed.get_backend_name() not in ("sqlite", "postgresql"):
+        # Its SQL (locks, upserts, the schema's revisions) is written for these two.
+        raise UnsupportedStore(
+            f"store {masked_url(parsed)}: a {parsed.get_backend_name()} store is not "
+            "supported; talprov stores in SQLite (sqlite:///PATH) or PostgreSQL "
+            "(postgresql://...)")
+    if parsed.drivername == "postgresql":
+        # SQLAlchemy's default PostgreSQL driver is psycopg2; talprov ships psycopg 3.
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    return parsed
+
+
+def _check_sqlite_directory(url: sa.URL) -> None:
+    """Raise :class:`StoreError` when the SQLite file ``url`` names cannot be made
+    because its directory is missing (SQLite only says "unable to open database
+    file", at the first query): SQLite creates the file, no one the directory."""
+    path = _sqlite_file(url)
+    if path is None or path.parent.is_dir():
+        return
+    what = "is not a directory" if path.parent.exists() else "does not exist"
+    raise StoreError(f"store {masked_url(url)}: the directory {path.parent} {what} "
+                     "(SQLite creates the database file, not its directory)")
+
+
+def _engine(url: sa.URL, kwargs: dict[str, Any]) -> Engine:
+    """``sa.create_engine``, which imports the driver and connects nowhere; raises
+    :class:`StoreError` when the driver is not installed."""
+    try:
+        return sa.create_engine(url, **kwargs)
+    except (ImportError, sa.exc.NoSuchModuleError) as exc:
+        raise StoreError(f"store {masked_url(url)}: database driver missing: {exc}") from None
 
 
 def _is_memory_sqlite(url: sa.URL) -> bool:
@@ -146,23 +221,13 @@ def create_store_engine(url: str) -> tuple[Engine, threading.RLock | None]:
     """An engine for ``url`` plus, for in-memory SQLite, a lock serialising its use.
 
     A bare ``postgresql://`` URL uses psycopg 3. Raises :class:`StoreError` for a
-    malformed URL or a missing database driver.
+    malformed URL, a missing database driver or a SQLite file in a directory that
+    does not exist (:func:`check_store_url`'s checks).
     Statement parameters are hidden from SQLAlchemy's error messages because
     they may hold machine configurations.
     """
-    try:
-        parsed = sa.make_url(url)
-    except sa.exc.ArgumentError:
-        raise UnsupportedStore("store URL is not a valid SQLAlchemy URL") from None
-    if parsed.get_backend_name() not in ("sqlite", "postgresql"):
-        # Its SQL (locks, upserts, the schema's revisions) is written for these two.
-        raise UnsupportedStore(
-            f"store {masked_url(parsed)}: a {parsed.get_backend_name()} store is not "
-            "supported; talprov stores in SQLite (sqlite:///PATH) or PostgreSQL "
-            "(postgresql://...)")
-    if parsed.drivername == "postgresql":
-        # SQLAlchemy's default PostgreSQL driver is psycopg2; talprov ships psycopg 3.
-        parsed = parsed.set(drivername="postgresql+psycopg")
+    parsed = _supported(url)
+    _check_sqlite_directory(parsed)
     # The pool keeps its connections: as many as SQLAlchemy's default allows at
     # once (5 + 10 overflow), but with the default, under load (the API's 40
     # threads), each overflow connection was opened, set up (PRAGMAs; a server
@@ -181,10 +246,7 @@ def create_store_engine(url: str) -> tuple[Engine, threading.RLock | None]:
         _precreate_private_file(parsed)
     else:
         kwargs.update(pooled, pool_recycle=RECYCLE_SECONDS)
-    try:
-        engine = sa.create_engine(parsed, **kwargs)
-    except (ImportError, sa.exc.NoSuchModuleError) as exc:
-        raise StoreError(f"store {masked_url(parsed)}: database driver missing: {exc}") from None
+    engine = _engine(parsed, kwargs)
     if parsed.get_backend_name() == "sqlite":
         _configure_sqlite(engine, memory=memory_lock is not None)
     else:

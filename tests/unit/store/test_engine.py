@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import stat
 import threading
 import time
@@ -55,7 +56,17 @@ def test_unreachable_or_invalid_urls_raise_store_error(tmp_path: Path) -> None:
         Store("nosuchdb+nodriver://h/db")
     with pytest.raises(StoreError, match="driver missing"):
         Store("postgresql+nodriver://h/db")
-    store = Store(f"sqlite:///{tmp_path}/missing-dir/state.db")
+    # Named when the store is opened, not as SQLite's "unable to open database file"
+    # at its first query (QA); config check says the same (check_store_url).
+    with pytest.raises(StoreError, match="missing-dir does not exist"):
+        Store(f"sqlite:///{tmp_path}/missing-dir/state.db")
+    (tmp_path / "a-file").write_text("")
+    with pytest.raises(StoreError, match="a-file is not a directory"):
+        Store(f"sqlite:///{tmp_path}/a-file/state.db")
+    # A directory removed after the store was opened: SQLite's words, still a StoreError.
+    (tmp_path / "gone").mkdir()
+    store = Store(f"sqlite:///{tmp_path}/gone/state.db")
+    shutil.rmtree(tmp_path / "gone")
     with pytest.raises(StoreError, match="unable to open"):
         store.migrate()
 
