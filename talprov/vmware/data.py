@@ -98,7 +98,12 @@ class VSphereMachineData(BaseModel):
     @field_validator("network", "tags", mode="before")
     @classmethod
     def _one_or_more(cls, value: Any) -> Any:
-        return (value,) if isinstance(value, str) else value
+        # A tuple, not a list: a request's provider_data is validated strictly as
+        # JSON, and strict mode takes no Python list for a tuple once a before
+        # validator has run (every network list was refused as "must be a list").
+        if isinstance(value, str):
+            return (value,)
+        return tuple(value) if isinstance(value, list) else value
 
     @field_validator("tags")
     @classmethod
