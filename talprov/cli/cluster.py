@@ -10,10 +10,10 @@ from typing import Any, Literal
 import click
 
 from talprov.cli.app import (
-    CARRIED_ON_BY,
     EXIT_FAILED,
     App,
     UnknownName,
+    carried_on_by,
     confirm_or_exit,
     fail,
     handle_errors,
@@ -30,6 +30,7 @@ from talprov.cli.counts import (
     confirm_control_plane_shrink,
     confirm_size_change,
 )
+from talprov.cli.invoked import talprov_line
 from talprov.cli.numbers import WAIT_SECONDS
 from talprov.cli.output import emit, output_option, watch, watch_option
 from talprov.cli.planview import plan_view, show_plan, status_view
@@ -311,7 +312,7 @@ def destroy(app: App, name: str, wait: bool, timeout: float, yes: bool, output: 
     scaler.run_pass(name)
     destroyed = wait and wait_destroyed(app, scaler, name, timeout)
     if not wait:
-        say(f"{name}: destroying; `talprov reconcile` carries it out")
+        say(f"{name}: destroying; `{talprov_line('reconcile')}` carries it out")
     elif destroyed:
         say(f"{name}: destroyed")
     if output != "table":
@@ -369,7 +370,7 @@ def scale(app: App, name: str, set_name: str, count: int, yes: bool, output: str
         show_plan(result, output)
     # The pass only recorded creates and deletes: the reconciler makes and removes
     # the machines (QA: the line gave no hint of that).
-    say(f"{name}/{set_name}: size {count}; {CARRIED_ON_BY}")
+    say(f"{name}/{set_name}: size {count}; {carried_on_by()}")
 
 
 COMMANDS = (plan_cmd, apply, status, destroy, scale)

@@ -35,6 +35,7 @@ from talprov.cli.demo_kept import (
     record_emulators,
     refusal,
 )
+from talprov.cli.invoked import talprov_line
 from talprov.cli.numbers import WAIT_SECONDS
 from talprov.cli.output import emit, least_width, terminal_width
 from talprov.demo_platforms import (
@@ -384,8 +385,8 @@ def _show_kept(workdir: Path, started: list[DemoPlatform], factory: DemoFactory)
     exports = " ".join(f"{name}={value}" for name, value in kept_exports(workdir, started).items())
     click.echo(
         f"\nkept:\n  {hints}\nto use them, in a shell:\n  cd {workdir}\n  export {exports}\n"
-        f"  talprov status demo; talprov machine list\nwhen done (destroy first what "
-        f"you added: clusters, machine create's):\n"
+        f"  {talprov_line('status demo')}; {talprov_line('machine list')}\n"
+        f"when done (destroy first what you added: clusters, machine create's):\n"
         f"  {done}",
         err=True)
 

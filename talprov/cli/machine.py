@@ -11,10 +11,10 @@ from pathlib import Path
 import click
 
 from talprov.cli.app import (
-    CARRIED_ON_BY,
     EXIT_FAILED,
     App,
     UnknownName,
+    carried_on_by,
     fail,
     handle_errors,
     known_instance,
@@ -284,7 +284,7 @@ def retry(app: App, request_id: str, output: str) -> None:
     except KeyError:
         fail(f"request {request_id} not found", EXIT_FAILED)
     step = f" at step {record.step_name}" if record.step_name else ""
-    say(f"request {request_id}: pending{step}; {CARRIED_ON_BY}", request_id=request_id)
+    say(f"request {request_id}: pending{step}; {carried_on_by()}", request_id=request_id)
     _emit_request(app, record, output)
 
 

@@ -7,9 +7,9 @@ from collections.abc import Sequence
 import click
 
 from talprov.cli.app import (
-    CARRIED_ON_BY,
     EXIT_FAILED,
     App,
+    carried_on_by,
     fail,
     handle_errors,
     pass_app,
@@ -102,7 +102,7 @@ def scale_set(app: App, name: str, count: int, yes: bool, output: str) -> None:
     done = [f"created {_some(changes.created)}"] if changes.created else []
     done += [f"deleting {_some(changes.deleted)}"] if changes.deleted else []
     say(f"request set {name}: size {count}" + (f"; {'; '.join(done)}" if done else "")
-        + f"; {CARRIED_ON_BY}")
+        + f"; {carried_on_by()}")
     if output != "table":
         emit({**stored.public_view(repo.members(stored)), "created": list(changes.created),
               "deleted": list(changes.deleted)}, output)
