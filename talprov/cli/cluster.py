@@ -48,6 +48,10 @@ from talprov.scaler.spec import load_spec_file
 from talprov.scaler.templates import template
 from talprov.words import counted
 
+#: -f of plan and apply.
+SPEC_FILE_HELP = ("Cluster spec (YAML stream); - reads it from stdin, its relative "
+                  "file: references then from the current directory.")
+
 SET_COLUMNS = ("name", "desired", "provisioned", "provisioning", "failed", "unreadable",
                "outdated", "deleting", "notes")
 
@@ -112,7 +116,7 @@ def _check_providers(app: App, spec: ClusterSpec) -> None:
 
 @click.command("plan")
 @click.option("-f", "--file", "path", required=True, type=click.Path(path_type=Path),
-              help="Cluster spec (YAML stream).")
+              help=SPEC_FILE_HELP)
 @click.option("--reseal", is_flag=True, default=False, help=RESEAL_HELP)
 @output_option
 @pass_app
@@ -134,7 +138,7 @@ def plan_cmd(app: App, path: Path, reseal: bool, output: str) -> None:
 
 @click.command()
 @click.option("-f", "--file", "path", required=True, type=click.Path(path_type=Path),
-              help="Cluster spec (YAML stream).")
+              help=SPEC_FILE_HELP)
 @click.option("--wait/--no-wait", default=False,
               help="Converge here (scaler + reconciler) until the cluster matches the spec.")
 @click.option("--timeout", default=3600.0, show_default=True, type=WAIT_SECONDS,

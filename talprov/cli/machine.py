@@ -24,7 +24,7 @@ from talprov.cli.app import (
 from talprov.cli.numbers import RECONCILE_INTERVAL, WAIT_SECONDS
 from talprov.cli.output import emit, output_option, watch, watch_option
 from talprov.cli.waiting import WAIT_TIMEOUT_HELP, WaitProgress, interruptible
-from talprov.errors import ConfigError, did_you_mean
+from talprov.errors import ConfigError, did_you_mean, file_label
 from talprov.processes import abandon_after
 from talprov.providers.types import Stage
 from talprov.reconcile.instance_health import lasting_part
@@ -96,7 +96,8 @@ def _wait_for(app: App, request_id: str, target: tuple[Stage, ...], timeout: flo
 
 @machine.command("create")
 @click.option("-f", "--file", "path", required=True, type=click.Path(path_type=Path),
-              help="Request file (YAML).")
+              help="Request file (YAML); - reads it from stdin, its relative file: "
+                   "references then from the current directory.")
 @click.option("--wait/--no-wait", default=False,
               help="Run the reconciler here until the request is provisioned or failed.")
 @click.option("--timeout", default=1800.0, show_default=True, type=WAIT_SECONDS,
@@ -113,10 +114,11 @@ def create(app: App, path: Path, wait: bool, timeout: float, output: str) -> Non
     failed, 2 for invalid input.
     """
     request = load_request_file(path)
-    instance = known_instance(app, request.provider, where=f"{path}: provider")
+    where = file_label(path)
+    instance = known_instance(app, request.provider, where=f"{where}: provider")
     validate_provider_data(app.provider(instance), request.provider_data,
-                           where=f"{path}: provider_data")
-    check_request(app.provider(instance), request, where=str(path))
+                           where=f"{where}: provider_data")
+    check_request(app.provider(instance), request, where=where)
     record = app.store.create_request(request)
     say(f"request {record.request.id} recorded ({record.stage.value})",
         request_id=record.request.id)
