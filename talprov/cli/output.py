@@ -143,6 +143,8 @@ def _cell(value: Any) -> str:
     # ", " rather than "," so that long label lists wrap between items.
     if value is None:
         return EMPTY
+    if isinstance(value, bool):  # people read yes/no; JSON and YAML keep the boolean
+        return "yes" if value else "no"
     if isinstance(value, Mapping):
         return ", ".join(f"{k}={v}" for k, v in value.items()) or EMPTY
     if isinstance(value, (list, tuple)):
