@@ -37,7 +37,7 @@ from talprov.cli.demo_kept import (
 )
 from talprov.cli.invoked import talprov_line
 from talprov.cli.numbers import WAIT_SECONDS
-from talprov.cli.output import emit, least_width, terminal_width
+from talprov.cli.output import closed_stdout, emit, least_width, lose_stdout, terminal_width
 from talprov.demo_platforms import (
     COLUMNS,
     DemoPlatform,
@@ -440,6 +440,18 @@ NARROW_COLUMNS = ("platform", "request", "machine", "checks")
 def show_results(rows: list[dict[str, Any]]) -> None:
     """The demo's table: one row per machine, with what its platform got. On a
     terminal narrower than every column needs (80 columns), the narrow form."""
+    try:
+        _show_results(rows)
+    except OSError as exc:
+        # Its reader gone (`talprov demo | head -5`), the demo still destroys its
+        # machines and stops its emulators, as after Ctrl-C it would not: the
+        # table is all it writes to stdout. It exits 141 then (see talprov.cli).
+        if not closed_stdout(exc):
+            raise
+        lose_stdout()
+
+
+def _show_results(rows: list[dict[str, Any]]) -> None:
     title = "demo cluster on local emulators"
     width = terminal_width()
     if width is None or least_width(rows, COLUMNS) <= width:
