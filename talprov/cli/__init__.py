@@ -135,8 +135,8 @@ def providers(app: App, health: bool, output: str) -> None:
 
     With --health, every instance is asked and has its row (a missing extra or an
     unset secret reference included); exit 1 when any of them is not healthy.
-    With -o json|yaml, each instance's row then also has ``ok`` (a boolean) and
-    ``error`` (why not, or null).
+    With -o json|yaml, each instance's row then also has "ok" (a boolean) and
+    "error" (why not, or null).
     """
     rows: list[dict[str, object]] = [
         {"kind": "type", "name": t.name, "type": t.name, "detail": t.unusable or t.target}

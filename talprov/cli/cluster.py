@@ -122,7 +122,14 @@ def _check_providers(app: App, spec: ClusterSpec) -> None:
 @pass_app
 @handle_errors
 def plan_cmd(app: App, path: Path, reseal: bool, output: str) -> None:
-    """Preview what `apply` would do now, and why. Changes nothing."""
+    """Preview what `apply` would do now, and why. Changes nothing.
+
+    \b
+    Examples:
+      talprov plan -f cluster.yaml
+      talprov plan -f cluster.yaml -o json
+      cat cluster.yaml | talprov plan -f -
+    """
     spec = load_spec_file(path)
     scaler = scaler_for(app, spec.name)
     state = scaler.replaced_state(spec.name, reseal=reseal)
@@ -159,6 +166,12 @@ def apply(app: App, path: Path, wait: bool, timeout: float, yes: bool, reseal: b
     that fails is said once with its error and replaced after a backoff, and the
     wait goes on: exit 1 when --timeout runs out first. A smaller control plane
     than recorded asks first, as `scale` does.
+
+    \b
+    Examples:
+      talprov apply -f cluster.yaml
+      talprov apply -f cluster.yaml --wait --timeout 1200
+      talprov apply -f cluster.yaml --yes -o json
     """
     spec = load_spec_file(path)
     _check_providers(app, spec)
@@ -255,6 +268,13 @@ def status(app: App, name: str | None, output: str, watch_seconds: float | None)
     on screen and the unreadable ones are named on stderr when they change. Requests
     sealed under another key count as unreadable, never provisioned, as in `status
     NAME`.
+
+    \b
+    Examples:
+      talprov status
+      talprov status web
+      talprov status web --watch 5
+      talprov status web -o json
     """
     scaler = scaler_for(app, name)
     told: list[list[str]] = []  # the unreadable clusters a --watch last warned about
@@ -300,8 +320,13 @@ def destroy(app: App, name: str, wait: bool, timeout: float, yes: bool, output: 
     """Delete every machine of a cluster, then forget the cluster.
 
     Asks first on a terminal; scripts pass --yes (without it, exit 2). With -o
-    json|yaml, prints the cluster, its ``state`` (destroying, or destroyed after
+    json|yaml, prints the cluster, its "state" (destroying, or destroyed after
     --wait) and the ids of the requests it is deleting.
+
+    \b
+    Examples:
+      talprov destroy web
+      talprov destroy web --yes --wait
     """
     scaler = scaler_for(app, name)
     if scaler.recorded_state(name) is None:
@@ -342,6 +367,11 @@ def scale(app: App, name: str, set_name: str, count: int, yes: bool, output: str
     Shows the creates and deletes it recorded, as `apply` does (-o json|yaml for
     scripts). A control plane keeps at least 1 machine, and shrinking it asks first
     (etcd tolerates fewer failed members). Exit 1 when the cluster or set is unknown.
+
+    \b
+    Examples:
+      talprov scale web workers 5
+      talprov scale web control-planes 3 --yes
     """
     checked_count(count)
     scaler = scaler_for(app, name)

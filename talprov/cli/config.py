@@ -43,6 +43,11 @@ def check(app: App, connect: bool, output: str) -> None:
     does not answer; `serve` leaves such an instance out and starts), 2 when the
     file itself is malformed or its service block is invalid (one row for it
     too), which `serve` refuses with 2.
+
+    \b
+    Examples:
+      talprov config check
+      talprov --config /etc/talprov/talprov.yaml config check -o json
     """
     app.check_service_shape = False  # its own row below, with the other rows
     loaded = _loaded_or_report(app, output)

@@ -112,6 +112,12 @@ def create(app: App, path: Path, wait: bool, timeout: float, output: str) -> Non
     serve`) does the work; the request is stored first, so a crash of either
     loses nothing. Exit 0 when recorded (or provisioned with --wait), 1 when it
     failed, 2 for invalid input.
+
+    \b
+    Examples:
+      talprov machine create -f web-1.yaml
+      talprov machine create -f web-1.yaml --wait --timeout 900
+      cat web-1.yaml | talprov machine create -f -
     """
     request = load_request_file(path)
     where = file_label(path)
@@ -313,6 +319,12 @@ def reconcile(app: App, once: bool, interval: float, output: str) -> None:
     instance's backoff) and when the first is due, and how many requests it took
     over from a stopped talprov of this host; with --once -o json|yaml, the round
     as a document (worked, waiting, next_due_at, taken_over, errors, seconds).
+
+    \b
+    Examples:
+      talprov reconcile
+      talprov reconcile --once
+      talprov reconcile --once -o json
     """
     if output != "table" and not once:
         raise ConfigError("-o", f"-o {output} prints one round: it needs --once")

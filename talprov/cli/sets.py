@@ -31,7 +31,14 @@ LIST_COLUMNS = ("name", "provider", "machine_count", "members", "talos_version",
 
 @click.group("set")
 def request_set() -> None:
-    """Request sets: N identical requests `<set>-<n>` (the API's machine-request-sets)."""
+    """Request sets: N identical requests `<set>-<n>` (the API's machine-request-sets).
+
+    \b
+    Examples:
+      talprov set list
+      talprov set get pool
+      talprov set scale pool 3
+    """
 
 
 def _found(repo: SetRepository, name: str) -> RequestSet:
@@ -50,7 +57,13 @@ def _members_line(members: list[RequestRecord]) -> str:
 @pass_app
 @handle_errors
 def list_sets(app: App, output: str) -> None:
-    """List request sets with their size and members' stages."""
+    """List request sets with their size and members' stages.
+
+    \b
+    Examples:
+      talprov set list
+      talprov set list -o json
+    """
     repo = SetRepository(app.store)
     views = [s.public_view(repo.members(s)) for s in repo.all()]
     if output != "table":
@@ -65,7 +78,13 @@ def list_sets(app: App, output: str) -> None:
 @pass_app
 @handle_errors
 def get_set(app: App, name: str, output: str) -> None:
-    """Show one request set and its members. Exit 1 when unknown."""
+    """Show one request set and its members. Exit 1 when unknown.
+
+    \b
+    Examples:
+      talprov set get pool
+      talprov set get pool -o yaml
+    """
     repo = SetRepository(app.store)
     found = _found(repo, name)
     members = repo.members(found)
@@ -92,7 +111,13 @@ def scale_set(app: App, name: str, count: int, yes: bool, output: str) -> None:
     first, workers before control planes, oldest first), and `talprov reconcile`
     (or a running `talprov serve`) makes and removes the machines. Exit 1 when the
     set is unknown. With -o json|yaml, prints the set as `set get` shows it plus
-    the members this recorded (``created``) and marked for deletion (``deleted``)."""
+    the members this recorded ("created") and marked for deletion ("deleted").
+
+    \b
+    Examples:
+      talprov set scale pool 3
+      talprov set scale pool 0 --yes -o json
+    """
     checked_count(count)
     repo = SetRepository(app.store)
     found = _found(repo, name)
