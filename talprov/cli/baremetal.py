@@ -460,7 +460,7 @@ def accept(obj: _Ctx, name: str) -> None:
     accepted = inventory.get(name)
     if accepted is not None and not accepted.bmc.address:
         click.echo(f"warning: {name} has no BMC address: no request takes it until it "
-                   f"has one; set one with `talprov baremetal set {name} --bmc URL "
+                   f"has one; set one with `{talprov_line(f'baremetal set {name}')} --bmc URL "
                    "--bmc-user U --bmc-password REF`", err=True)
 @baremetal.command(name="release")
 @click.argument("name")
@@ -492,7 +492,7 @@ def release(obj: _Ctx, name: str) -> None:
     except (InventoryError, ConfigError, StoreError) as exc:
         _refuse(exc)
     click.echo(f"released {name} from forgotten request {holder}; cordoned, as it was not "
-               f"wiped: wipe its disk, then `talprov baremetal accept {name}`")
+               f"wiped: wipe its disk, then `{talprov_line(f'baremetal accept {name}')}`")
 
 
 baremetal.command(name="cordon", help="Keep a machine from new allocations.")(_simple("cordon"))

@@ -8,6 +8,7 @@ PATH: the demo's "talprov status demo" and its clean-up line, pasted, gave
 from __future__ import annotations
 
 import os
+import re
 import shlex
 import subprocess
 import sys
@@ -76,3 +77,42 @@ def test_printed_advice_says_talprov_on_the_path(tmp_path: Path) -> None:
     said = _store_status(f"{SCRIPT.parent}{os.pathsep}/usr/bin:/bin", tmp_path)
     assert "`talprov store upgrade` creates it" in said
 
+
+
+#: Strings of talprov/cli that name a talprov command but are no line to run.
+NOT_TO_RUN = {"talprov serve: reconcile worker", "talprov serve",
+              "# written by `talprov demo`; it may overwrite this file\n"}
+
+
+#: "talprov" then one of its commands, as a line to run starts.
+COMMAND_LINE = re.compile(r"(^|[`\s;])talprov (plan|apply|status|scale|destroy|machine|set|"
+                          r"config|serve|reconcile|demo|store|baremetal|image|providers|"
+                          r"schema|autoscaler)\b")
+
+
+def printed_command_lines() -> list[str]:
+    """Literal text of talprov/cli that reads as a talprov command line to run
+    (`talprov machine ...`), outside docstrings and --help texts."""
+    import ast
+
+    found = []
+    for path in sorted((Path(__file__).resolve().parents[2] / "talprov" / "cli").glob("*.py")):
+        tree = ast.parse(path.read_text())
+        skip = {id(node.body[0].value) for node in ast.walk(tree)
+                if isinstance(node, (ast.Module, ast.FunctionDef, ast.ClassDef)) and node.body
+                and isinstance(node.body[0], ast.Expr)}
+        skip |= {id(k.value) for node in ast.walk(tree) if isinstance(node, ast.Call)
+                 for k in node.keywords if k.arg == "help"}
+        skip |= {id(inner) for node in ast.walk(tree) if isinstance(node, ast.Assign)
+                 and any(isinstance(t, ast.Name) and t.id.endswith("_HELP") for t in node.targets)
+                 for inner in ast.walk(node.value)}
+        for node in ast.walk(tree):
+            if (isinstance(node, ast.Constant) and isinstance(node.value, str)
+                    and id(node) not in skip and node.value not in NOT_TO_RUN
+                    and COMMAND_LINE.search(node.value)):
+                found.append(f"{path.name}:{node.lineno}: {node.value!r}")
+    return found
+
+
+def test_every_command_line_printed_to_run_goes_through_talprov_line() -> None:
+    assert printed_command_lines() == []
