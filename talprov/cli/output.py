@@ -52,8 +52,13 @@ def closed_stdout(exc: BaseException) -> bool:
     Reads only."""
     if not isinstance(exc, OSError) or exc.errno != errno.EPIPE:
         return False
+    return _reader_gone(sys.stdout)
+
+
+def _reader_gone(stream: Any) -> bool:
+    """Whether ``stream``'s file is a pipe (or socket) nobody reads any more."""
     try:
-        fd = sys.stdout.fileno()
+        fd = stream.fileno()
     except (OSError, ValueError, io.UnsupportedOperation):
         return False  # an in-process runner's buffer has no reader to lose
     poller = select.poll()
@@ -64,16 +69,25 @@ def closed_stdout(exc: BaseException) -> bool:
 def lose_stdout() -> None:
     """From now on, what talprov writes to stdout goes nowhere: its reader has gone.
     Quiet as a program SIGPIPE ends: no traceback, and none when Python flushes
-    stdout at exit either. Idempotent; never raises."""
+    stdout at exit either. So does stderr when its reader has gone too
+    (`talprov demo 2>&1 | head`): the demo's clean-up still says its progress
+    there. Idempotent; never raises."""
     _STDOUT_LOST.set()
+    if _reader_gone(sys.stderr):
+        with contextlib.suppress(OSError, ValueError, io.UnsupportedOperation):
+            _to_devnull(sys.stderr.fileno())
     try:
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        try:
-            os.dup2(devnull, sys.stdout.fileno())
-        finally:
-            os.close(devnull)
+        _to_devnull(sys.stdout.fileno())
     except (OSError, ValueError, io.UnsupportedOperation):
         sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - stdout until exit
+
+
+def _to_devnull(fd: int) -> None:
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, fd)
+    finally:
+        os.close(devnull)
 
 
 def stdout_lost() -> bool:

@@ -74,3 +74,22 @@ def test_the_demo_cleans_up_when_its_stdout_is_gone(tmp_path: Path) -> None:
 
 def runs_small() -> list[str]:
     return ["--platforms", "aws", "--control-planes", "1", "--workers", "0"]
+
+
+def test_a_stderr_on_the_same_closed_pipe_goes_quiet_too() -> None:
+    # `talprov demo 2>&1 | head`: once the table found stdout gone, the clean-up's
+    # progress lines on stderr must not end the demo half-way.
+    script = ("import sys\n"
+              "from talprov.cli.output import lose_stdout, stdout_lost\n"
+              "lose_stdout()\n"
+              "print('clean-up progress', file=sys.stderr, flush=True)\n"
+              "print('a table', flush=True)\n"
+              "sys.exit(0 if stdout_lost() else 3)\n")
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        done = subprocess.run([sys.executable, "-c", script], stdout=write_end,
+                              stderr=write_end, timeout=60, check=False)
+    finally:
+        os.close(write_end)
+    assert done.returncode == 0
