@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import difflib
 import re
+import sys
 import types
 import typing
 from collections.abc import Mapping, Sequence
@@ -59,6 +60,34 @@ def read_user_file(path: Path, where: str, what: str | None = None) -> str:
     except UnicodeDecodeError:
         reason = "not UTF-8 text"
     raise ConfigError(where, f"cannot read {what or path}: {reason}")
+
+
+#: The file name that stands for standard input in ``-f``/``--request`` (``-f -``).
+STDIN_PATH = "-"
+
+
+def file_label(path: Path) -> str:
+    """How messages name the file ``path`` given with -f: ``stdin`` for ``-``. Pure."""
+    return "stdin" if str(path) == STDIN_PATH else str(path)
+
+
+def read_named_file(path: Path, what: str) -> str:
+    """The text of a spec or request file given with -f, ``-`` being standard input.
+
+    A file's relative references (``file:``, patches) are then resolved against
+    ``path.parent``, which for ``-`` is the current directory. Raises
+    ``ConfigError`` as :func:`read_user_file` does (``stdin: cannot read the
+    spec: not UTF-8 text``). Reads only; stdin can be read once.
+    """
+    if str(path) != STDIN_PATH:
+        return read_user_file(path, str(path), what)
+    try:
+        return sys.stdin.buffer.read().decode("utf-8")
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+    except UnicodeDecodeError:
+        reason = "not UTF-8 text"
+    raise ConfigError(file_label(path), f"cannot read {what}: {reason}")
 
 
 def yaml_error(exc: Exception, where: str) -> ConfigError:

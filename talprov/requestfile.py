@@ -14,7 +14,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
 from talprov.config import parse_yaml_mapping
-from talprov.errors import ConfigError, read_user_file, validate
+from talprov.errors import ConfigError, file_label, read_named_file, read_user_file, validate
 from talprov.providers.labels import UserLabels
 from talprov.providers.types import (
     Arch,
@@ -144,7 +144,7 @@ def parse_request(raw: dict[str, Any], *, where: str, base_dir: Path) -> Machine
 
 def load_request_file(path: Path) -> MachineRequest:
     """Read a request file. Raises ``ConfigError`` naming the file and field."""
-    where = str(path)
-    text = read_user_file(path, where, "request file")
+    where = file_label(path)
+    text = read_named_file(path, "request file")
     raw = parse_yaml_mapping(text, where)
     return parse_request(raw, where=where, base_dir=path.parent)

@@ -56,3 +56,11 @@ def canary_watch() -> Iterator[None]:
     root.removeHandler(handler)
     leaked = [text for text in SEEN_OUTPUT if CANARY_CONFIG in text or CANARY_CREDENTIAL in text]
     assert not leaked, f"a canary secret leaked into output or logs: {leaked[0][:500]}"
+
+
+@pytest.fixture(autouse=True)
+def talprov_on_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The command lines talprov prints start with ``talprov``, as for a user
+    whose PATH finds it: under pytest, sys.argv[0] is pytest's, not talprov's
+    (tests/unit/test_cli_invoked.py tests the real choice)."""
+    monkeypatch.setattr("talprov.cli.invoked.talprov_command", lambda: "talprov")

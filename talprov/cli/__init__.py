@@ -3,13 +3,16 @@
 Exit codes: 0 success, 1 the work failed or a name names nothing (an unknown
 request, cluster, set, bare-metal machine or instance given on the command line),
 2 bad usage or invalid input (one line naming the file and field, never a
-traceback).
+traceback), 130/143 interrupted by SIGINT/SIGTERM, 141 (128 + SIGPIPE, said
+nothing) when stdout's reader has gone (`talprov ... | head -1`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
+from collections.abc import Iterator
 from typing import Any
 
 import click
@@ -30,7 +33,14 @@ from talprov.cli.config import config_group
 from talprov.cli.demo import demo
 from talprov.cli.image import image
 from talprov.cli.machine import machine, reconcile
-from talprov.cli.output import emit, output_option
+from talprov.cli.output import (
+    EXIT_BROKEN_PIPE,
+    closed_stdout,
+    emit,
+    lose_stdout,
+    output_option,
+    stdout_lost,
+)
 from talprov.cli.serve import serve
 from talprov.cli.sets import request_set
 from talprov.cli.statusline import STATUS_LINE
@@ -44,18 +54,41 @@ from talprov.stopping import exit_interrupted, stop_on_signals
 class _Root(click.Group):
     """The root command: an interruption of a command (its clean-up included) ends
     here, before click, which would print a blank line for the terminal's ``^C``
-    also into a log or a pipe."""
+    also into a log or a pipe. So does a closed stdout (`talprov ... | head -1`),
+    which click would end with exit 1: quietly, with EXIT_BROKEN_PIPE (141)."""
+
+    def make_context(self, info_name: str | None, args: list[str],
+                     parent: click.Context | None = None, **extra: Any) -> click.Context:
+        # --help and --version print while the arguments are parsed.
+        with _ending_on_closed_stdout():
+            return super().make_context(info_name, args, parent, **extra)
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
-            try:
-                return super().invoke(ctx)
-            finally:
-                # The close callbacks (App.close) run here rather than after the
-                # return, so that an interruption during them ends here too.
-                ctx.close()
+            with _ending_on_closed_stdout():
+                try:
+                    result = super().invoke(ctx)
+                finally:
+                    # The close callbacks (App.close) run here rather than after the
+                    # return, so that an interruption during them ends here too.
+                    ctx.close()
         except KeyboardInterrupt as exc:
             exit_interrupted(exc, line_open=STATUS_LINE.close())
+        # A command that carried on without its stdout (the demo cleans up) ends so.
+        return EXIT_BROKEN_PIPE if stdout_lost() and result in (None, 0) else result
+
+
+@contextlib.contextmanager
+def _ending_on_closed_stdout() -> Iterator[None]:
+    """Turn a write to a stdout whose reader has gone into click's Exit with
+    EXIT_BROKEN_PIPE, saying nothing, as a program SIGPIPE ends does."""
+    try:
+        yield
+    except OSError as exc:
+        if not closed_stdout(exc):
+            raise
+        lose_stdout()
+        raise click.exceptions.Exit(EXIT_BROKEN_PIPE) from None
 
 
 @click.group(cls=_Root, context_settings={"help_option_names": ["-h", "--help"]})
@@ -102,8 +135,8 @@ def providers(app: App, health: bool, output: str) -> None:
 
     With --health, every instance is asked and has its row (a missing extra or an
     unset secret reference included); exit 1 when any of them is not healthy.
-    With -o json|yaml, each instance's row then also has ``ok`` (a boolean) and
-    ``error`` (why not, or null).
+    With -o json|yaml, each instance's row then also has "ok" (a boolean) and
+    "error" (why not, or null).
     """
     rows: list[dict[str, object]] = [
         {"kind": "type", "name": t.name, "type": t.name, "detail": t.unusable or t.target}
@@ -196,6 +229,15 @@ def main() -> None:
     except click.ClickException as exc:
         exc.show()
         sys.exit(exc.exit_code)
+    try:
+        # What is still buffered, now rather than at exit, where a reader gone
+        # would cost a traceback-like "Exception ignored" and exit 120.
+        sys.stdout.flush()
+    except OSError as exc:
+        if not closed_stdout(exc):
+            raise
+        lose_stdout()
+        sys.exit(EXIT_BROKEN_PIPE)
     # A command that finished returns None; ctx.exit(n), --help and --version give n.
     sys.exit(result if type(result) is int else 0)
 

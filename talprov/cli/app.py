@@ -19,6 +19,7 @@ from typing import Any, NoReturn, TypeVar
 
 import click
 
+from talprov.cli.invoked import talprov_line
 from talprov.cli.statusline import STATUS_LINE, LineEndingHandler
 from talprov.config import LoadedConfig, load_config, validate_unresolved
 from talprov.errors import BeingDeleted, ConfigError, Conflict, did_you_mean
@@ -45,8 +46,10 @@ EXIT_FAILED = 1
 EXIT_USAGE = 2
 #: 128 + SIGINT: a command stopped by Ctrl-C, as shells expect.
 EXIT_INTERRUPTED = 130
-#: The end of a status line for a change recorded but not yet acted on: what acts.
-CARRIED_ON_BY = "`talprov reconcile` (or a running `talprov serve`) carries it on"
+def carried_on_by() -> str:
+    """The end of a status line for a change recorded but not yet acted on: what
+    acts, as the user's shell runs it (:func:`talprov_line`). Never raises."""
+    return f"`{talprov_line('reconcile')}` (or a running `{talprov_line('serve')}`) carries it on"
 
 F = TypeVar("F", bound=Callable[..., Any])
 

@@ -28,6 +28,7 @@ from talprov.baremetal.records import (
     normalize_mac,
 )
 from talprov.cli.app import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_USAGE, UnknownName, setup_logging
+from talprov.cli.invoked import talprov_line
 from talprov.cli.numbers import MACHINE_CPUS, MACHINE_DISK_GB, MACHINE_MEMORY_MIB
 from talprov.config import check_resolved_urls
 from talprov.errors import (
@@ -330,13 +331,15 @@ def list_machines(obj: _Ctx, output: str) -> None:
         return
     failed, gone = _request_troubles(obj, {str(r["request"]) for r in rows if r["request"]})
     for row in rows:
-        row["note"] = (f"request failed: `talprov machine delete {row['request']}` frees it"
-                       if row["request"] in failed else
-                       f"request {row['request']} is gone (forgotten): `talprov baremetal "
-                       f"release {row['name']}` frees it, not wiped"
-                       if row["request"] in gone else
-                       f"cordoned: {row['cordon_reason']}; `talprov baremetal accept "
-                       f"{row['name']}` once checked" if row["cordon_reason"] else "")
+        request, machine = row["request"], row["name"]
+        row["note"] = (f"request failed: `{talprov_line(f'machine delete {request}')}` frees it"
+                       if request in failed else
+                       f"request {request} is gone (forgotten): "
+                       f"`{talprov_line(f'baremetal release {machine}')}` frees it, not wiped"
+                       if request in gone else
+                       f"cordoned: {row['cordon_reason']}; "
+                       f"`{talprov_line(f'baremetal accept {machine}')}` once checked"
+                       if row["cordon_reason"] else "")
     emit(rows, output,
          columns=["name", "state", "request", "uuid", "macs", "bmc", "labels", "note"])
 
@@ -457,7 +460,7 @@ def accept(obj: _Ctx, name: str) -> None:
     accepted = inventory.get(name)
     if accepted is not None and not accepted.bmc.address:
         click.echo(f"warning: {name} has no BMC address: no request takes it until it "
-                   f"has one; set one with `talprov baremetal set {name} --bmc URL "
+                   f"has one; set one with `{talprov_line(f'baremetal set {name}')} --bmc URL "
                    "--bmc-user U --bmc-password REF`", err=True)
 @baremetal.command(name="release")
 @click.argument("name")
@@ -482,13 +485,14 @@ def release(obj: _Ctx, name: str) -> None:
         if holder is None:
             raise InventoryError(f"machine {name!r} is not held by any request")
         if obj.app.store.get_request(holder) is not None:
+            delete = talprov_line(f"machine delete {holder}")
             raise InventoryError(f"machine {name!r} is held by request {holder}, which "
-                                 f"exists: `talprov machine delete {holder}` wipes and frees it")
+                                 f"exists: `{delete}` wipes and frees it")
         inventory.release_unwiped(name, holder, detail=f"request {holder} was forgotten")
     except (InventoryError, ConfigError, StoreError) as exc:
         _refuse(exc)
     click.echo(f"released {name} from forgotten request {holder}; cordoned, as it was not "
-               f"wiped: wipe its disk, then `talprov baremetal accept {name}`")
+               f"wiped: wipe its disk, then `{talprov_line(f'baremetal accept {name}')}`")
 
 
 baremetal.command(name="cordon", help="Keep a machine from new allocations.")(_simple("cordon"))

@@ -10,10 +10,10 @@ from typing import Any, Literal
 import click
 
 from talprov.cli.app import (
-    CARRIED_ON_BY,
     EXIT_FAILED,
     App,
     UnknownName,
+    carried_on_by,
     confirm_or_exit,
     fail,
     handle_errors,
@@ -30,6 +30,7 @@ from talprov.cli.counts import (
     confirm_control_plane_shrink,
     confirm_size_change,
 )
+from talprov.cli.invoked import talprov_line
 from talprov.cli.numbers import WAIT_SECONDS
 from talprov.cli.output import emit, output_option, watch, watch_option
 from talprov.cli.planview import plan_view, show_plan, status_view
@@ -46,6 +47,10 @@ from talprov.scaler.models import CONTROL_PLANE_SET, ClusterSpec
 from talprov.scaler.spec import load_spec_file
 from talprov.scaler.templates import template
 from talprov.words import counted
+
+#: -f of plan and apply.
+SPEC_FILE_HELP = ("Cluster spec (YAML stream); - reads it from stdin, its relative "
+                  "file: references then from the current directory.")
 
 SET_COLUMNS = ("name", "desired", "provisioned", "provisioning", "failed", "unreadable",
                "outdated", "deleting", "notes")
@@ -111,13 +116,20 @@ def _check_providers(app: App, spec: ClusterSpec) -> None:
 
 @click.command("plan")
 @click.option("-f", "--file", "path", required=True, type=click.Path(path_type=Path),
-              help="Cluster spec (YAML stream).")
+              help=SPEC_FILE_HELP)
 @click.option("--reseal", is_flag=True, default=False, help=RESEAL_HELP)
 @output_option
 @pass_app
 @handle_errors
 def plan_cmd(app: App, path: Path, reseal: bool, output: str) -> None:
-    """Preview what `apply` would do now, and why. Changes nothing."""
+    """Preview what `apply` would do now, and why. Changes nothing.
+
+    \b
+    Examples:
+      talprov plan -f cluster.yaml
+      talprov plan -f cluster.yaml -o json
+      cat cluster.yaml | talprov plan -f -
+    """
     spec = load_spec_file(path)
     scaler = scaler_for(app, spec.name)
     # What apply would answer: a plan of machines it will not create says nothing.
@@ -135,7 +147,7 @@ def plan_cmd(app: App, path: Path, reseal: bool, output: str) -> None:
 
 @click.command()
 @click.option("-f", "--file", "path", required=True, type=click.Path(path_type=Path),
-              help="Cluster spec (YAML stream).")
+              help=SPEC_FILE_HELP)
 @click.option("--wait/--no-wait", default=False,
               help="Converge here (scaler + reconciler) until the cluster matches the spec.")
 @click.option("--timeout", default=3600.0, show_default=True, type=WAIT_SECONDS,
@@ -157,6 +169,12 @@ def apply(app: App, path: Path, wait: bool, timeout: float, yes: bool, reseal: b
     wait goes on: exit 1 when --timeout runs out first. A smaller control plane
     than recorded asks first, as `scale` does. A cluster being destroyed is
     refused (exit 1): wait until the destroy has finished, then apply again.
+
+    \b
+    Examples:
+      talprov apply -f cluster.yaml
+      talprov apply -f cluster.yaml --wait --timeout 1200
+      talprov apply -f cluster.yaml --yes -o json
     """
     spec = load_spec_file(path)
     _check_providers(app, spec)
@@ -263,6 +281,13 @@ def status(app: App, name: str | None, output: str, watch_seconds: float | None)
     on screen and the unreadable ones are named on stderr when they change. Requests
     sealed under another key count as unreadable, never provisioned, as in `status
     NAME`.
+
+    \b
+    Examples:
+      talprov status
+      talprov status web
+      talprov status web --watch 5
+      talprov status web -o json
     """
     scaler = scaler_for(app, name)
     told: list[list[str]] = []  # the unreadable clusters a --watch last warned about
@@ -322,8 +347,13 @@ def destroy(app: App, name: str, wait: bool, timeout: float, yes: bool, output: 
     """Delete every machine of a cluster, then forget the cluster.
 
     Asks first on a terminal; scripts pass --yes (without it, exit 2). With -o
-    json|yaml, prints the cluster, its ``state`` (destroying, or destroyed after
+    json|yaml, prints the cluster, its "state" (destroying, or destroyed after
     --wait) and the ids of the requests it is deleting.
+
+    \b
+    Examples:
+      talprov destroy web
+      talprov destroy web --yes --wait
     """
     scaler = scaler_for(app, name)
     if scaler.recorded_state(name) is None:
@@ -338,7 +368,7 @@ def destroy(app: App, name: str, wait: bool, timeout: float, yes: bool, output: 
     scaler.run_pass(name)
     destroyed = wait and wait_destroyed(app, scaler, name, timeout)
     if not wait:
-        say(f"{name}: destroying; `talprov reconcile` carries it out")
+        say(f"{name}: destroying; `{talprov_line('reconcile')}` carries it out")
     elif destroyed:
         say(f"{name}: destroyed")
     if output != "table":
@@ -365,6 +395,11 @@ def scale(app: App, name: str, set_name: str, count: int, yes: bool, output: str
     scripts). A control plane keeps at least 1 machine, and shrinking it asks first
     (etcd tolerates fewer failed members). Exit 1 when the cluster or set is unknown
     or the cluster is being destroyed.
+
+    \b
+    Examples:
+      talprov scale web workers 5
+      talprov scale web control-planes 3 --yes
     """
     checked_count(count)
     scaler = scaler_for(app, name)
@@ -400,7 +435,7 @@ def scale(app: App, name: str, set_name: str, count: int, yes: bool, output: str
         show_plan(result, output, later, complete)
     # The pass only recorded creates and deletes: the reconciler makes and removes
     # the machines (QA: the line gave no hint of that).
-    say(f"{name}/{set_name}: size {count}; {CARRIED_ON_BY}")
+    say(f"{name}/{set_name}: size {count}; {carried_on_by()}")
 
 
 COMMANDS = (plan_cmd, apply, status, destroy, scale)

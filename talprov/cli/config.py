@@ -49,7 +49,12 @@ def check(app: App, connect: bool, output: str) -> None:
     store's missing directory; `serve` leaves such an instance out and starts), 2
     when the file itself is malformed, its service block is invalid or its store
     is no SQLite or PostgreSQL URL (one row for it too), which `serve` refuses
-    with 2. A relative SQLite path is warned about in its row's ``warning``.
+    with 2. A relative SQLite path is warned about in its row's `warning`.
+
+    \b
+    Examples:
+      talprov config check
+      talprov --config /etc/talprov/talprov.yaml config check -o json
     """
     app.check_service_shape = False  # its own row below, with the other rows
     loaded = _loaded_or_report(app, output)

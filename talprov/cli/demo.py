@@ -35,8 +35,9 @@ from talprov.cli.demo_kept import (
     record_emulators,
     refusal,
 )
+from talprov.cli.invoked import talprov_line
 from talprov.cli.numbers import WAIT_SECONDS
-from talprov.cli.output import emit, least_width, terminal_width
+from talprov.cli.output import closed_stdout, emit, least_width, lose_stdout, terminal_width
 from talprov.demo_platforms import (
     COLUMNS,
     DemoPlatform,
@@ -384,8 +385,8 @@ def _show_kept(workdir: Path, started: list[DemoPlatform], factory: DemoFactory)
     exports = " ".join(f"{name}={value}" for name, value in kept_exports(workdir, started).items())
     click.echo(
         f"\nkept:\n  {hints}\nto use them, in a shell:\n  cd {workdir}\n  export {exports}\n"
-        f"  talprov status demo; talprov machine list\nwhen done (destroy first what "
-        f"you added: clusters, machine create's):\n"
+        f"  {talprov_line('status demo')}; {talprov_line('machine list')}\n"
+        f"when done (destroy first what you added: clusters, machine create's):\n"
         f"  {done}",
         err=True)
 
@@ -440,6 +441,18 @@ NARROW_COLUMNS = ("platform", "request", "machine", "checks")
 def show_results(rows: list[dict[str, Any]]) -> None:
     """The demo's table: one row per machine, with what its platform got. On a
     terminal narrower than every column needs (80 columns), the narrow form."""
+    try:
+        _show_results(rows)
+    except OSError as exc:
+        # Its reader gone (`talprov demo | head -5`), the demo still destroys its
+        # machines and stops its emulators, as after Ctrl-C it would not: the
+        # table is all it writes to stdout. It exits 141 then (see talprov.cli).
+        if not closed_stdout(exc):
+            raise
+        lose_stdout()
+
+
+def _show_results(rows: list[dict[str, Any]]) -> None:
     title = "demo cluster on local emulators"
     width = terminal_width()
     if width is None or least_width(rows, COLUMNS) <= width:

@@ -20,6 +20,7 @@ from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from talprov.cli.invoked import talprov_line
 from talprov.providers import Stage
 from talprov.providers.labels import LABEL_CLUSTER, LABEL_REQUEST_SET
 
@@ -52,9 +53,9 @@ def clean_up_command(workdir: Path, exports: dict[str, str], pids: list[int], *,
     pass would make them again. The emulators go last: they hold the machines, and
     the store's records of machines gone with them would refuse the next demo. Pure."""
     kill = f"kill {' '.join(str(pid) for pid in pids)} && {wait_exited(pids)}"
-    steps = [*(f"talprov destroy {name} --wait --yes" for name in clusters),
-             *(f"talprov set delete {name} --wait --yes" for name in sets),
-             *(f"talprov machine delete {request} --wait" for request in lone)]
+    steps = [*(talprov_line(f"destroy {name} --wait --yes") for name in clusters),
+             *(talprov_line(f"set delete {name} --wait --yes") for name in sets),
+             *(talprov_line(f"machine delete {request} --wait") for request in lone)]
     if not steps:
         return kill
     assigned = " ".join(f"{name}={value}" for name, value in exports.items())

@@ -11,7 +11,7 @@ import click
 
 from talprov.cli.app import App, handle_errors, pass_app, say
 from talprov.cli.output import emit, output_option
-from talprov.errors import ConfigError, read_user_file
+from talprov.errors import ConfigError, file_label, read_named_file
 from talprov.providers.errors import AuthError, InvalidRequest, ProviderError
 from talprov.providers.types import Arch, talos_version_problem
 from talprov.requestfile import load_request_file
@@ -31,7 +31,7 @@ def _schematic(path: Path | None, request: Path | None) -> tuple[Schematic, str 
     if (path is None) == (request is None):
         raise ConfigError("-f/--request", "give exactly one of -f SCHEMATIC.yaml or --request")
     if path is not None:
-        return Schematic.from_yaml(read_user_file(path, str(path), "schematic"), str(path)), None
+        return Schematic.from_yaml(read_named_file(path, "schematic"), file_label(path)), None
     assert request is not None
     req = load_request_file(request)
     return Schematic.from_request(req), req.talos_version
@@ -58,8 +58,8 @@ def image() -> None:
 
 @image.command("id")
 @click.option("-f", "--file", "path", type=click.Path(path_type=Path),
-              help="An Image Factory schematic YAML.")
-@click.option("--request", type=click.Path(path_type=Path), help="Or a request file.")
+              help="An Image Factory schematic YAML (- for stdin).")
+@click.option("--request", type=click.Path(path_type=Path), help="Or a request file (- for stdin).")
 @click.option("--local", is_flag=True,
               help="Print the id computed here, asking no factory, also when the factory "
                    "has credentials (what an unauthenticated factory and Omni compute; "
@@ -111,8 +111,9 @@ def _factory_naming(app: App) -> Iterator[tuple[ImageFactory, Callable[[Schemati
 
 
 @image.command("urls")
-@click.option("-f", "--file", "path", type=click.Path(path_type=Path), help="Schematic YAML.")
-@click.option("--request", type=click.Path(path_type=Path), help="Or a request file.")
+@click.option("-f", "--file", "path", type=click.Path(path_type=Path),
+              help="Schematic YAML (- for stdin).")
+@click.option("--request", type=click.Path(path_type=Path), help="Or a request file (- for stdin).")
 @click.option("--version", "talos_version", help="Talos version, e.g. v1.13.9.")
 @click.option("--arch", type=click.Choice([a.value for a in Arch]), default="amd64",
               show_default=True, help="CPU architecture of the assets.")
@@ -187,8 +188,9 @@ def asset_rows(factory: ImageFactory, sid: str, version: str, arch: Arch,
 
 
 @image.command("pull")
-@click.option("-f", "--file", "path", type=click.Path(path_type=Path), help="Schematic YAML.")
-@click.option("--request", type=click.Path(path_type=Path), help="Or a request file.")
+@click.option("-f", "--file", "path", type=click.Path(path_type=Path),
+              help="Schematic YAML (- for stdin).")
+@click.option("--request", type=click.Path(path_type=Path), help="Or a request file (- for stdin).")
 @click.option("--version", "talos_version", help="Talos version, e.g. v1.13.9.")
 @click.option("--asset", required=True, type=click.Choice(ASSET_CHOICES),
               help="PLATFORM-KIND, e.g. aws-disk, nocloud-iso, metal-kernel.")

@@ -11,10 +11,10 @@ from pathlib import Path
 import click
 
 from talprov.cli.app import (
-    CARRIED_ON_BY,
     EXIT_FAILED,
     App,
     UnknownName,
+    carried_on_by,
     fail,
     handle_errors,
     known_instance,
@@ -24,7 +24,7 @@ from talprov.cli.app import (
 from talprov.cli.numbers import RECONCILE_INTERVAL, WAIT_SECONDS
 from talprov.cli.output import emit, output_option, watch, watch_option
 from talprov.cli.waiting import WAIT_TIMEOUT_HELP, WaitProgress, interruptible
-from talprov.errors import ConfigError, did_you_mean
+from talprov.errors import ConfigError, did_you_mean, file_label
 from talprov.processes import abandon_after
 from talprov.providers.types import Stage
 from talprov.reconcile.instance_health import lasting_part
@@ -96,7 +96,8 @@ def _wait_for(app: App, request_id: str, target: tuple[Stage, ...], timeout: flo
 
 @machine.command("create")
 @click.option("-f", "--file", "path", required=True, type=click.Path(path_type=Path),
-              help="Request file (YAML).")
+              help="Request file (YAML); - reads it from stdin, its relative file: "
+                   "references then from the current directory.")
 @click.option("--wait/--no-wait", default=False,
               help="Run the reconciler here until the request is provisioned or failed.")
 @click.option("--timeout", default=1800.0, show_default=True, type=WAIT_SECONDS,
@@ -111,12 +112,19 @@ def create(app: App, path: Path, wait: bool, timeout: float, output: str) -> Non
     serve`) does the work; the request is stored first, so a crash of either
     loses nothing. Exit 0 when recorded (or provisioned with --wait), 1 when it
     failed, 2 for invalid input.
+
+    \b
+    Examples:
+      talprov machine create -f web-1.yaml
+      talprov machine create -f web-1.yaml --wait --timeout 900
+      cat web-1.yaml | talprov machine create -f -
     """
     request = load_request_file(path)
-    instance = known_instance(app, request.provider, where=f"{path}: provider")
+    where = file_label(path)
+    instance = known_instance(app, request.provider, where=f"{where}: provider")
     validate_provider_data(app.provider(instance), request.provider_data,
-                           where=f"{path}: provider_data")
-    check_request(app.provider(instance), request, where=str(path))
+                           where=f"{where}: provider_data")
+    check_request(app.provider(instance), request, where=where)
     record = app.store.create_request(request)
     say(f"request {record.request.id} recorded ({record.stage.value})",
         request_id=record.request.id)
@@ -284,7 +292,7 @@ def retry(app: App, request_id: str, output: str) -> None:
     except KeyError:
         fail(f"request {request_id} not found", EXIT_FAILED)
     step = f" at step {record.step_name}" if record.step_name else ""
-    say(f"request {request_id}: pending{step}; {CARRIED_ON_BY}", request_id=request_id)
+    say(f"request {request_id}: pending{step}; {carried_on_by()}", request_id=request_id)
     _emit_request(app, record, output)
 
 
@@ -311,6 +319,12 @@ def reconcile(app: App, once: bool, interval: float, output: str) -> None:
     instance's backoff) and when the first is due, and how many requests it took
     over from a stopped talprov of this host; with --once -o json|yaml, the round
     as a document (worked, waiting, next_due_at, taken_over, errors, seconds).
+
+    \b
+    Examples:
+      talprov reconcile
+      talprov reconcile --once
+      talprov reconcile --once -o json
     """
     if output != "table" and not once:
         raise ConfigError("-o", f"-o {output} prints one round: it needs --once")

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import io
 import json
 import os
+import select
 import shutil
 import sys
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
@@ -32,6 +35,65 @@ output_option = click.option(
     "-o", "--output", type=click.Choice(FORMATS), default="table", show_default=True,
     help="Output format; json and yaml are stable for scripts.",
 )
+
+
+#: 128 + SIGPIPE: stdout was closed (`talprov ... | head -1`). What a shell shows
+#: for a program the signal ended (`yes | head -1`), as 130 and 143 are for
+#: SIGINT and SIGTERM; Python ignores SIGPIPE, so talprov exits with it itself.
+EXIT_BROKEN_PIPE = 141
+
+#: Set once stdout's reader has gone (an Event: set from any thread, never cleared).
+_STDOUT_LOST = threading.Event()
+
+
+def closed_stdout(exc: BaseException) -> bool:
+    """Whether ``exc`` is a write to a stdout whose reader has gone (EPIPE, and
+    stdout's pipe reports the error), not a broken connection to some server.
+    Reads only."""
+    if not isinstance(exc, OSError) or exc.errno != errno.EPIPE:
+        return False
+    return _reader_gone(sys.stdout)
+
+
+def _reader_gone(stream: Any) -> bool:
+    """Whether ``stream``'s file is a pipe (or socket) nobody reads any more."""
+    try:
+        fd = stream.fileno()
+    except (OSError, ValueError, io.UnsupportedOperation):
+        return False  # an in-process runner's buffer has no reader to lose
+    poller = select.poll()
+    poller.register(fd, select.POLLOUT)
+    return any(events & (select.POLLERR | select.POLLHUP) for _, events in poller.poll(0))
+
+
+def lose_stdout() -> None:
+    """From now on, what talprov writes to stdout goes nowhere: its reader has gone.
+    Quiet as a program SIGPIPE ends: no traceback, and none when Python flushes
+    stdout at exit either. So does stderr when its reader has gone too
+    (`talprov demo 2>&1 | head`): the demo's clean-up still says its progress
+    there. Idempotent; never raises."""
+    _STDOUT_LOST.set()
+    if _reader_gone(sys.stderr):
+        with contextlib.suppress(OSError, ValueError, io.UnsupportedOperation):
+            _to_devnull(sys.stderr.fileno())
+    try:
+        _to_devnull(sys.stdout.fileno())
+    except (OSError, ValueError, io.UnsupportedOperation):
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - stdout until exit
+
+
+def _to_devnull(fd: int) -> None:
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, fd)
+    finally:
+        os.close(devnull)
+
+
+def stdout_lost() -> bool:
+    """Whether :func:`lose_stdout` was called: the command should exit
+    :data:`EXIT_BROKEN_PIPE` once its work is done."""
+    return _STDOUT_LOST.is_set()
 
 
 class _Dumper(yaml.SafeDumper):
@@ -97,7 +159,15 @@ def emit(data: Any, fmt: str, *, columns: Sequence[str] | None = None,
     # Where even the least widths do not fit, the table is drawn wider than the
     # terminal rather than cut.
     drawn = sum(widths) + COLUMN_GAP * (len(cols) - 1)
-    Console(soft_wrap=False, width=max(width, drawn), height=terminal.lines).print(table)
+    _Console(soft_wrap=False, width=max(width, drawn), height=terminal.lines).print(table)
+
+
+class _Console(Console):
+    """rich's console, leaving a closed stdout to talprov: rich's own answer is
+    exit 1, where talprov exits 141, and the demo still cleans up first."""
+
+    def on_broken_pipe(self) -> None:
+        raise BrokenPipeError(errno.EPIPE, os.strerror(errno.EPIPE))
 
 
 #: Spaces between two columns (rich's padding of one on each side).
@@ -143,6 +213,8 @@ def _cell(value: Any) -> str:
     # ", " rather than "," so that long label lists wrap between items.
     if value is None:
         return EMPTY
+    if isinstance(value, bool):  # people read yes/no; JSON and YAML keep the boolean
+        return "yes" if value else "no"
     if isinstance(value, Mapping):
         return ", ".join(f"{k}={v}" for k, v in value.items()) or EMPTY
     if isinstance(value, (list, tuple)):

@@ -121,8 +121,11 @@ def serve(app: App, listen: str | None, workers: bool | None, worker_id: str | N
 
     Several processes may share one PostgreSQL store: requests are split between
     them with leases. SIGTERM or Ctrl-C stops gracefully: the API stops taking
-    connections, the current reconcile pass finishes and its leases are released.
-    Prints "listening on URL" on stderr once ready.
+    connections (open ones finish), and the reconcile worker process interrupts
+    its round at once: a request still in a step keeps its lease (a talprov
+    started again on this host takes it over at once), the others are released.
+    With service.worker_mode: thread the round is finished instead, for at most
+    service.stop_timeout. Prints "listening on URL" on stderr once ready.
 
     Exit codes: 0 stopped by SIGTERM (also while starting); 130 stopped by
     Ctrl-C (SIGINT, also while starting), as every talprov command; either
@@ -130,6 +133,12 @@ def serve(app: App, listen: str | None, workers: bool | None, worker_id: str | N
     or option (the service block, no tokens, --listen, TLS files, plain HTTP
     refused), the same config `talprov config check` exits 2 for, or an address
     that cannot be bound; 1 not started: the store failed.
+
+    \b
+    Examples:
+      talprov serve
+      talprov serve --listen 127.0.0.1:8081 --worker-id "$(hostname)-api-1"
+      talprov serve --no-workers
     """
     # SIGTERM is serve's stop also while it starts: the launcher (the console
     # script's, python -m's) said so for the process (sigterm_is_a_stop), which

@@ -7,9 +7,9 @@ from collections.abc import Sequence
 import click
 
 from talprov.cli.app import (
-    CARRIED_ON_BY,
     EXIT_FAILED,
     App,
+    carried_on_by,
     confirm_or_exit,
     fail,
     handle_errors,
@@ -37,7 +37,14 @@ LIST_COLUMNS = ("name", "provider", "machine_count", "members", "talos_version",
 
 @click.group("set")
 def request_set() -> None:
-    """Request sets: N identical requests `<set>-<n>` (the API's machine-request-sets)."""
+    """Request sets: N identical requests `<set>-<n>` (the API's machine-request-sets).
+
+    \b
+    Examples:
+      talprov set list
+      talprov set get pool
+      talprov set scale pool 3
+    """
 
 
 def _found(repo: SetRepository, name: str) -> RequestSet:
@@ -56,7 +63,13 @@ def _members_line(members: list[RequestRecord]) -> str:
 @pass_app
 @handle_errors
 def list_sets(app: App, output: str) -> None:
-    """List request sets with their size and members' stages."""
+    """List request sets with their size and members' stages.
+
+    \b
+    Examples:
+      talprov set list
+      talprov set list -o json
+    """
     repo = SetRepository(app.store)
     views = [s.public_view(repo.members(s)) for s in repo.all()]
     if output != "table":
@@ -71,7 +84,13 @@ def list_sets(app: App, output: str) -> None:
 @pass_app
 @handle_errors
 def get_set(app: App, name: str, output: str) -> None:
-    """Show one request set and its members. Exit 1 when unknown."""
+    """Show one request set and its members. Exit 1 when unknown.
+
+    \b
+    Examples:
+      talprov set get pool
+      talprov set get pool -o yaml
+    """
     repo = SetRepository(app.store)
     found = _found(repo, name)
     members = repo.members(found)
@@ -99,7 +118,13 @@ def scale_set(app: App, name: str, count: int, yes: bool, output: str) -> None:
     control planes, oldest first), and `talprov reconcile`
     (or a running `talprov serve`) makes and removes the machines. Exit 1 when the
     set is unknown. With -o json|yaml, prints the set as `set get` shows it plus
-    the members this recorded (``created``) and marked for deletion (``deleted``)."""
+    the members this recorded ("created") and marked for deletion ("deleted").
+
+    \b
+    Examples:
+      talprov set scale pool 3
+      talprov set scale pool 0 --yes -o json
+    """
     checked_count(count)
     repo = SetRepository(app.store)
     found = _found(repo, name)
@@ -109,7 +134,7 @@ def scale_set(app: App, name: str, count: int, yes: bool, output: str) -> None:
     done = [f"created {_some(changes.created)}"] if changes.created else []
     done += [f"deleting {_some(changes.deleted)}"] if changes.deleted else []
     say(f"request set {name}: size {count}" + (f"; {'; '.join(done)}" if done else "")
-        + f"; {CARRIED_ON_BY}")
+        + f"; {carried_on_by()}")
     if output != "table":
         emit({**stored.public_view(repo.members(stored)), "created": list(changes.created),
               "deleted": list(changes.deleted)}, output)
@@ -136,8 +161,8 @@ def delete_set(app: App, name: str, wait: bool, timeout: float, yes: bool,
     --wait, `talprov reconcile` (or a running `talprov serve`) removes the
     machines. Exit 1 when the set is unknown, or still has members after
     --timeout. With -o json|yaml, prints the set as `set get` shows it, its
-    ``state`` (deleting, or deleted after --wait) and the members this marked for
-    deletion (``deleted``).
+    "state" (deleting, or deleted after --wait) and the members this marked for
+    deletion ("deleted").
 
     \b
     Example:
@@ -155,7 +180,7 @@ def delete_set(app: App, name: str, wait: bool, timeout: float, yes: bool,
         say(f"request set {name}: deleted")
     else:
         doing = f"deleting {_some(changes.deleted)}" if changes.deleted else "deleting"
-        say(f"request set {name}: {doing}; {CARRIED_ON_BY}")
+        say(f"request set {name}: {doing}; {carried_on_by()}")
     if output != "table":
         emit({**view, "state": "deleted" if gone else "deleting",
               "deleted": list(changes.deleted)}, output)

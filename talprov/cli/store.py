@@ -11,6 +11,7 @@ from typing import Any
 import click
 
 from talprov.cli.app import EXIT_FAILED, App, fail, handle_errors, pass_app
+from talprov.cli.invoked import talprov_line
 from talprov.cli.output import emit, output_option
 from talprov.store.engine import masked_url, missing_sqlite_file
 from talprov.store.upgrade import SchemaStatus, head_revision, offline_sql
@@ -32,7 +33,7 @@ def status(app: App, output: str) -> None:
     nothing: exit 1 when the store is a SQLite file that does not exist."""
     missing = missing_sqlite_file(app.resolved_store_url())
     if missing is not None:
-        fail(f"store: the SQLite file {missing} does not exist; `talprov store upgrade` "
+        fail(f"store: the SQLite file {missing} does not exist; `{talprov_line('store upgrade')}` "
              "creates it (as any other command does)", EXIT_FAILED)
     emit(_row(app, app.unmigrated_store().schema_status()), output, columns=_COLUMNS)
 

@@ -14,7 +14,7 @@ import sys
 import threading
 from collections.abc import Callable, Iterator
 
-from talprov.cli.app import CARRIED_ON_BY, json_logging, say
+from talprov.cli.app import carried_on_by, json_logging, say
 from talprov.cli.numbers import WAIT_SECONDS
 from talprov.cli.statusline import STATUS_LINE
 from talprov.stopping import end_echoed_line, interrupted_exit_code, interrupted_message
@@ -126,5 +126,5 @@ def interruptible(what: str) -> Iterator[None]:
         yield
     except KeyboardInterrupt as exc:
         end_echoed_line(exc, line_open=STATUS_LINE.close())
-        say(interrupted_message(exc, f"{what} is recorded; {CARRIED_ON_BY}"))
+        say(interrupted_message(exc, f"{what} is recorded; {carried_on_by()}"))
         sys.exit(interrupted_exit_code(exc))

@@ -20,6 +20,8 @@ from pydantic import BaseModel, SecretStr, ValidationError
 from talprov.errors import (
     ConfigError,
     did_you_mean,
+    file_label,
+    read_named_file,
     read_user_file,
     telling_error,
     validation_message,
@@ -163,8 +165,8 @@ def load_spec(
 
 def load_spec_file(path: Path, *, env: Mapping[str, str] | None = None) -> ClusterSpec:
     """Read ``path`` and :func:`load_spec` it. Raises ConfigError (also when unreadable)."""
-    text = read_user_file(path, str(path), "the spec")
-    return load_spec(text, str(path), path.parent, env=env)
+    text = read_named_file(path, "the spec")
+    return load_spec(text, file_label(path), path.parent, env=env)
 
 
 def _read_stream(text: str, where: str) -> list[tuple[int, Any]]:
