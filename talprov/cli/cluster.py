@@ -269,7 +269,7 @@ def status(app: App, name: str | None, output: str, watch_seconds: float | None)
     """Show each set's desired and observed machines. Exit 1 when unknown or
     unreadable with this TALPROV_STORE_KEY.
 
-    With NAME, -o json|yaml gives the cluster, its ``state`` (recorded or
+    With NAME, -o json|yaml gives the cluster, its "state" (recorded or
     destroying) and its sets; a cluster being destroyed shows what is left of each
     set. With --watch, the cluster gone (its destroy finished) is said once, with
     state destroyed, and the watch ends (exit 0).
