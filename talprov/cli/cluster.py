@@ -28,6 +28,7 @@ from talprov.cli.counts import (
     CountType,
     checked_count,
     confirm_control_plane_shrink,
+    confirm_removed_sets,
     confirm_size_change,
 )
 from talprov.cli.invoked import talprov_line
@@ -153,8 +154,9 @@ def plan_cmd(app: App, path: Path, reseal: bool, output: str) -> None:
 @click.option("--timeout", default=3600.0, show_default=True, type=WAIT_SECONDS,
               help=WAIT_TIMEOUT_HELP)
 @click.option("--yes", "-y", is_flag=True, default=False,
-              help="Do not ask before shrinking a control plane (required then when "
-                   "stdin is not a terminal).")
+              help="Do not ask before shrinking a control plane or removing a worker "
+                   "set the spec leaves out (required then when stdin is not a "
+                   "terminal).")
 @click.option("--reseal", is_flag=True, default=False, help=RESEAL_HELP)
 @output_option
 @pass_app
@@ -167,7 +169,9 @@ def apply(app: App, path: Path, wait: bool, timeout: float, yes: bool, reseal: b
     `talprov reconcile` (or `talprov serve`) carries on. With --wait, a machine
     that fails is said once with its error and replaced after a backoff, and the
     wait goes on: exit 1 when --timeout runs out first. A smaller control plane
-    than recorded asks first, as `scale` does. A cluster being destroyed is
+    than recorded asks first, as `scale` does, and so does a spec that leaves out
+    a worker set with machines (all of them are deleted at once; a renamed set is
+    a new set). A cluster being destroyed is
     refused (exit 1): wait until the destroy has finished, then apply again.
 
     \b
@@ -188,6 +192,8 @@ def apply(app: App, path: Path, wait: bool, timeout: float, yes: bool, reseal: b
         confirm_control_plane_shrink(f"{spec.name}/{CONTROL_PLANE_SET}",
                                      recorded.spec.sets[CONTROL_PLANE_SET].size,
                                      spec.sets[CONTROL_PLANE_SET].size, yes)
+    if recorded is not None:
+        confirm_removed_sets(recorded.spec, spec, yes)
     with scaler.editing(spec.name):
         state = scaler.record(spec, reseal=reseal)
     # The first pass, --wait or not: its actions are what apply recorded. The spec

@@ -1,6 +1,7 @@
 """COUNT, the size a command sets a machine set to: parsing it (a negative count
-included), its limits, and the questions asked before a large growth or a
-control plane's shrink (through :func:`talprov.cli.app.confirm_or_exit`)."""
+included), its limits, and the questions asked before a large growth, a
+control plane's shrink or the removal of a worker set (through
+:func:`talprov.cli.app.confirm_or_exit`)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from typing import Any
 import click
 
 from talprov.cli.app import confirm_or_exit, fail
-from talprov.scaler.models import MAX_SET_SIZE
+from talprov.scaler.models import CONTROL_PLANE_SET, MAX_SET_SIZE, ClusterSpec
 from talprov.scaler.setplan import tolerated_failures
 from talprov.words import counted
 
@@ -81,6 +82,23 @@ def confirm_control_plane_shrink(what: str, current: int, count: int, yes: bool)
     confirm_or_exit(
         f"Shrink the control plane {what} ({current} -> {count}); "
         f"{etcd_shrink_effect(current, count)}?", yes)
+
+
+def confirm_removed_sets(recorded: ClusterSpec, spec: ClusterSpec, yes: bool) -> None:
+    """Ask (see :func:`confirm_or_exit`) before ``spec`` leaves out a worker set
+    that ``recorded`` has machines in: the pass deletes them all at once, without
+    the set's ``update`` bounds, and a renamed set is a new one whose machines are
+    made anew (QA: a rename in a spec deleted every machine of the set, unasked).
+    A left-out ControlPlane keeps its machines, so it is not asked about."""
+    removed = [(name, machine_set.size) for name, machine_set in recorded.sets.items()
+               if name not in spec.sets and name != CONTROL_PLANE_SET and machine_set.size]
+    if not removed:
+        return
+    named = ", ".join(f"{name} ({counted(size, 'machine')})" for name, size in removed)
+    sets = "set" if len(removed) == 1 else "sets"
+    confirm_or_exit(f"Remove the {sets} {named} of cluster {spec.name}, which this spec "
+                    f"leaves out, deleting all {'its' if len(removed) == 1 else 'their'} "
+                    "machines at once (a renamed set is a new set)?", yes)
 
 
 def etcd_shrink_effect(current: int, count: int) -> str:
