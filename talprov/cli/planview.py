@@ -11,6 +11,7 @@ import click
 
 from talprov.cli.output import emit
 from talprov.scaler.actions import Action, Plan
+from talprov.words import counted
 
 #: Later steps' actions shown in a table before "… and N more".
 SHOWN_LATER_ACTIONS = 20
@@ -35,9 +36,7 @@ def show_plan(result: Plan, output: str, later: Sequence[Plan] = (),
     notes += [f"orphan {o.infra_id} ({o.provider}): {o.decision}" for o in result.orphans
               if o.decision != "delete"]
     if not result.actions:
-        # "matches its spec" would be untrue while a note says something is held back.
-        click.echo(f"{result.cluster}: no changes"
-                   + ("." if notes else "; the cluster matches its spec."))
+        click.echo(f"{result.cluster}: no changes{_no_changes_tail(result, bool(notes))}")
     for action in result.actions:
         click.echo(_action_line(action))
     summary = result.summary
@@ -46,6 +45,22 @@ def show_plan(result: Plan, output: str, later: Sequence[Plan] = (),
     _show_later_steps(later, complete)
     for note in notes:
         click.echo(f"Note: {note}")
+
+
+def _no_changes_tail(result: Plan, noted: bool) -> str:
+    """What follows "no changes" in a plan without actions: that the cluster
+    matches its spec only when nothing is held back (a note says what is) and
+    nothing is still being made or deleted (QA: it said so while every machine
+    was still provisioning). Pure."""
+    if noted:
+        return "."
+    making = sum(s.provisioning for s in result.sets)
+    deleting = sum(s.deleting for s in result.sets)
+    if making or deleting:
+        busy = [f"{counted(making, 'machine')} still being made"] if making else []
+        busy += [f"{counted(deleting, 'machine')} being deleted"] if deleting else []
+        return f" to plan; {' and '.join(busy)}."
+    return "; the cluster matches its spec."
 
 
 def _action_line(action: Action, indent: str = "  ") -> str:

@@ -230,7 +230,9 @@ def test_clusters_show_sets_plan_and_recent_actions_within_scope(two_providers: 
                       r'<td data-label="Provisioned">(\d+)</td>'
                       r'<td data-label="Provisioning">(\d+)</td>', page)
     assert sets == [("control-planes", "1", "0", "1"), ("workers", "2", "0", "2")]
-    assert "No changes: the cluster matches its spec." in page
+    # Every machine is still being made: no "matches its spec" yet (QA).
+    assert "No changes to plan: 3 machines still being made." in page
+    assert "matches its spec" not in page
     assert page.count("request created") == 3
     members = re.findall(r'<tr data-id="([^"]+)"',
                          client.get("/ui/requests?cluster=demo&set=workers").text)
