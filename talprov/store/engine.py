@@ -56,11 +56,20 @@ _T = TypeVar("_T")
 
 
 def masked_url(url: str | sa.URL) -> str:
-    """The URL with any password replaced, fit for messages and logs."""
+    """The URL with any password replaced, fit for messages and logs: the
+    password of its login, a query parameter naming a password (libpq takes
+    ``?password=`` and ``?sslpassword=``), and a host holding an ``@`` (a
+    password's ``@`` not percent-encoded, which the parser splits at: the rest of
+    the password would read as the host). Pure."""
     try:
-        return sa.make_url(url).render_as_string(hide_password=True)
+        parsed = sa.make_url(url)
     except sa.exc.ArgumentError:
         return "<invalid store URL>"
+    if parsed.host and "@" in parsed.host:
+        parsed = parsed.set(host="***")
+    query = {key: ("***" if "pass" in key.lower() else value)
+             for key, value in parsed.query.items()}
+    return parsed.set(query=query).render_as_string(hide_password=True)
 
 
 def is_memory_url(url: str) -> bool:
@@ -93,9 +102,14 @@ def holds_no_file_yet(url: str) -> bool:
 
 def _parsed(url: str) -> sa.URL:
     try:
-        return sa.make_url(url)
+        parsed = sa.make_url(url)
     except sa.exc.ArgumentError:
         raise UnsupportedStore("store URL is not a valid SQLAlchemy URL") from None
+    backend, plus, driver = parsed.drivername.partition("+")
+    if backend == "postgres":
+        # libpq and psycopg take postgres:// as postgresql://; SQLAlchemy does not.
+        parsed = parsed.set(drivername=f"postgresql{plus}{driver}")
+    return parsed
 
 
 def _sqlite_file(url: sa.URL) -> Path | None:
@@ -131,8 +145,8 @@ def store_backend(url: str) -> str:
     """The database a store URL names (sqlite, postgresql, mysql ...), "-" for a
     string that is no URL. Pure."""
     try:
-        return sa.make_url(url).get_backend_name()
-    except sa.exc.ArgumentError:
+        return _parsed(url).get_backend_name()
+    except UnsupportedStore:
         return "-"
 
 

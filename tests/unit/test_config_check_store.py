@@ -107,3 +107,31 @@ def test_a_store_given_by_option_is_checked_too(home: Home) -> None:
     assert row["file"] is None
     assert row["key"] == "--store"
     assert "a mysql store is not supported" in row["error"]
+
+
+@pytest.mark.parametrize("store", [
+    # A scheme talprov does not take (mysql) or a driver not installed: the refusal
+    # names the store, never its password, however it is written.
+    f"mysql://talprov:{PASSWORD}@127.0.0.1:9/talprov",
+    f"mysql://talprov@127.0.0.1:9/talprov?password={PASSWORD}",
+    f"postgresql+psycopg2://talprov:{PASSWORD}@127.0.0.1:9/talprov",
+    f"postgresql+psycopg2://talprov@127.0.0.1:9/talprov?sslpassword={PASSWORD}",
+    # An "@" in the password, not percent-encoded: the URL's parser takes part of
+    # the password for the host.
+    f"mysql://talprov:ab@{PASSWORD}@127.0.0.1:9/talprov",
+])
+def test_a_refused_store_never_shows_its_password(home: Home, store: str) -> None:
+    code, row, stderr = _check(home, store)
+
+    assert code != 0, row
+    assert row["error"]
+    assert PASSWORD not in json.dumps(row) + stderr
+
+
+def test_a_postgres_scheme_is_postgresql(home: Home) -> None:
+    # libpq and psycopg take postgres://; SQLAlchemy calls it another database.
+    code, row, stderr = _check(home, f"postgres://talprov@127.0.0.1:9/talprov?password={PASSWORD}")
+
+    assert code == 0, row
+    assert row["type"] == "postgresql"
+    assert PASSWORD not in json.dumps(row) + stderr
