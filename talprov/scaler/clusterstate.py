@@ -47,7 +47,10 @@ class ClusterBeingDestroyed(BeingDeleted):
             f"cluster {cluster} is being destroyed; nothing changed: a destroy cannot "
             "be undone (the machines it deletes are gone with it). Wait until it has "
             "finished (`talprov reconcile` or a running `talprov serve` carries it out; "
-            f"`talprov status {cluster}` shows what is left), then apply its spec again")
+            f"`talprov status {cluster}` shows what is left), then apply its spec again. "
+            "A request whose machine cannot be deleted (its provider instance left the "
+            "config, its credentials refused) holds the destroy: `talprov machine forget "
+            "ID --reason ...` lets it go, leaving its machine to the provider's own tools")
         self.cluster = cluster
 
 
