@@ -15,6 +15,7 @@ that does it.
 from __future__ import annotations
 
 import json
+import shlex
 import sqlite3
 from contextlib import closing
 from dataclasses import dataclass, field
@@ -58,8 +59,9 @@ def clean_up_command(workdir: Path, exports: dict[str, str], pids: list[int], *,
              *(talprov_line(f"machine delete {request} --wait") for request in lone)]
     if not steps:
         return kill
-    assigned = " ".join(f"{name}={value}" for name, value in exports.items())
-    line = " && ".join([f"cd {workdir}", f"export {assigned}", *steps])
+    # Quoted: a --dir with a space made `cd` fail, and nothing was cleaned up.
+    assigned = " ".join(f"{name}={shlex.quote(value)}" for name, value in exports.items())
+    line = " && ".join([f"cd {shlex.quote(str(workdir))}", f"export {assigned}", *steps])
     return line + (f" && {kill}" if pids else "")
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -22,6 +23,8 @@ from click.testing import CliRunner
 
 from talprov.cli.demo_kept import (
     EMULATORS_FILE,
+    clean_up_command,
+    exports_for,
     kept_demo,
     record_emulators,
     refusal,
@@ -461,3 +464,15 @@ def test_a_corrupt_record_of_emulators_is_named_with_what_to_do(
         "--dir\n"), result.output
     assert "Traceback" not in result.output
     assert path.read_bytes() == record  # never removed on a guess
+
+
+def test_the_clean_up_line_quotes_a_directory_with_a_space() -> None:
+    # Review: `cd /tmp/my demo && ...` stopped at cd, and nothing was cleaned up.
+    workdir = Path("/tmp/my demo")
+    line = clean_up_command(workdir, exports_for(workdir, aws=False), [],
+                            clusters=["demo"], lone=[], sets=[])
+
+    words = shlex.split(line)
+
+    assert words[:5] == ["cd", "/tmp/my demo", "&&", "export",
+                         "TALPROV_CONFIG=/tmp/my demo/talprov.yaml"]
