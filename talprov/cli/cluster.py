@@ -181,10 +181,11 @@ def apply(app: App, path: Path, wait: bool, timeout: float, yes: bool, reseal: b
       talprov apply -f cluster.yaml --yes -o json
     """
     spec = load_spec_file(path)
-    _check_providers(app, spec)
     scaler = scaler_for(app, spec.name)
-    # Refused before any question; record() refuses again under the lease.
+    # Refused before any question or check, as plan refuses it; record() refuses
+    # again under the lease.
     scaler.refuse_if_destroying(spec.name)
+    _check_providers(app, spec)
     # Read for the questions below; the warning comes with the record it replaces.
     recorded = scaler.replaced_state(spec.name, reseal=reseal, warn=False)
     if recorded is not None and CONTROL_PLANE_SET in recorded.spec.sets \
