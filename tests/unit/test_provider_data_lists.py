@@ -21,34 +21,67 @@ from talprov.registry import installed_types, load_type, strict_provider_data
 _SEQUENCE_ERRORS = {"list_type", "tuple_type", "set_type", "frozen_set_type"}
 
 
-def _list_fields(model: type[BaseModel]) -> list[str]:
-    fields = []
+def _models_in(annotation: Any) -> list[tuple[type[BaseModel], bool]]:
+    """The models ``annotation`` holds, each with whether it is inside a list."""
+    found = []
+    for kind in [annotation, *typing.get_args(annotation)]:
+        inner = typing.get_args(kind) if typing.get_origin(kind) in (list, tuple) else ()
+        for item in inner:
+            if isinstance(item, type) and issubclass(item, BaseModel):
+                found.append((item, True))
+        if isinstance(kind, type) and issubclass(kind, BaseModel):
+            found.append((kind, False))
+    return found
+
+
+def _is_sequence(annotation: Any) -> bool:
+    kinds = [annotation, *typing.get_args(annotation)]
+    return any(typing.get_origin(kind) in (list, tuple) or kind in (list, tuple)
+               for kind in kinds)
+
+
+def _list_fields(model: type[BaseModel]) -> list[tuple[Any, ...]]:
+    """The location of every list field of ``model``, nested models' included
+    (an item of a list of models at index 0)."""
+    found: list[tuple[Any, ...]] = []
     for name, field in model.model_fields.items():
-        kinds = [field.annotation, *typing.get_args(field.annotation)]
-        if any(typing.get_origin(kind) in (list, tuple) or kind in (list, tuple)
-               for kind in kinds):
-            fields.append(field.alias or name)
-    return fields
+        key = field.alias or name
+        nested = _models_in(field.annotation)
+        if not nested and _is_sequence(field.annotation):
+            found.append((key,))
+        for inner, listed in nested:
+            found += [(key, *((0,) if listed else ()), *loc) for loc in _list_fields(inner)]
+    return found
 
 
-def _cases() -> list[tuple[str, str]]:
+def _data_at(loc: tuple[Any, ...]) -> Any:
+    """provider_data holding ``["a"]`` at ``loc``."""
+    if not loc:
+        return ["a"]
+    head, rest = loc[0], loc[1:]
+    if head == 0:
+        return [_data_at(rest)]
+    return {head: _data_at(rest)}
+
+
+def _cases() -> list[tuple[str, tuple[Any, ...]]]:
     cases = []
     for info in installed_types():
         if info.unusable is None:
             model = load_type(info.name).data_model
-            cases += [(info.name, field) for field in _list_fields(model)]
+            cases += [(info.name, loc) for loc in _list_fields(model)]
     return cases
 
 
-@pytest.mark.parametrize(("type_name", "field"), _cases())
-def test_a_list_field_takes_a_json_list(type_name: str, field: str) -> None:
+@pytest.mark.parametrize(("type_name", "loc"), _cases())
+def test_a_list_field_takes_a_json_list(type_name: str, loc: tuple[Any, ...]) -> None:
     model = load_type(type_name).data_model
-    data: dict[str, Any] = {field: ["a"]}
+    data: dict[str, Any] = _data_at(loc)
 
     try:
         strict_provider_data(model, data)
     except ValidationError as exc:
-        refused = [e for e in exc.errors() if tuple(e["loc"]) == (field,)
+        refused = [e for e in exc.errors() if tuple(e["loc"]) == loc
                    and e["type"] in _SEQUENCE_ERRORS]
         assert refused == []
 
@@ -65,5 +98,8 @@ def test_vspheres_networks_and_tags_read_as_lists_or_one_name() -> None:
     assert one.network == ("VM Network",)
 
 
-def test_the_walk_finds_vspheres_list_fields() -> None:
-    assert {("vmware", "network"), ("vmware", "tags")} <= set(_cases())
+def test_the_walk_finds_top_level_and_nested_list_fields() -> None:
+    cases = set(_cases())
+
+    assert {("vmware", ("network",)), ("vmware", ("tags",))} <= cases
+    assert any(type_name == "proxmox" and len(loc) > 1 for type_name, loc in cases)
