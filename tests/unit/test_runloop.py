@@ -118,7 +118,8 @@ def test_a_round_reports_provider_and_store_errors_instead_of_raising(tmp_path: 
     assert report.failed
     assert report.errors == ["reconcile: provider 'fake' not answering: the API is down"]
 
-    unreadable = Store("sqlite:////nonexistent-dir/state.db")
+    # A directory where the file should be: the store opens, each query fails.
+    unreadable = Store(f"sqlite:///{tmp_path}")
     loop.store = loop.reconciler.store = unreadable
     report = loop.run_round()
     assert [e.split(":")[0] for e in report.errors] == [

@@ -128,5 +128,6 @@ def test_the_wait_between_rounds_follows_the_soonest_due_request(tmp_path: Path)
     store.create_request(MachineRequest(id="u-1", provider="elsewhere", talos_version="v1.13.9"))
     assert loop.runloop.pause(loop.interval) == 0.25
     store.close()
-    loop.runloop.reconciler.store = Store("sqlite:////nonexistent-dir/state.db")
+    # A directory where the file should be: the store opens, each query fails.
+    loop.runloop.reconciler.store = Store(f"sqlite:///{tmp_path}")
     assert loop.runloop.pause(loop.interval) == 5.0  # an unreadable store: wait the interval
