@@ -28,19 +28,24 @@ from tests.unit.test_cli import assert_usage_error
 _NOT_FINITE = [math.inf, -math.inf, math.nan, "inf", "nan"]
 
 
-@pytest.mark.parametrize("value", [".inf", ".nan", "-.inf"])
-@pytest.mark.parametrize("setting", ["poll_interval", "wipe_seconds", "observe_interval"])
-def test_a_bare_metal_interval_that_is_not_finite_is_refused(
-        home: Home, setting: str, value: str) -> None:
-    inventory = home.root / "inventory.sqlite"
+def write_bare_metal_setting(home: Home, setting: str, value: str) -> None:
+    """A config whose one provider instance, ``metal`` (bare metal), has
+    ``setting: value`` (written as YAML) beside its required settings."""
     home.config_path.write_text(
         f"store: {home.store_url}\n"
         "providers:\n"
         "  metal:\n"
         "    type: baremetal\n"
-        f"    inventory: {inventory}\n"
+        f"    inventory: {home.root / 'inventory.sqlite'}\n"
         "    boot_url: http://127.0.0.1:8081\n"
         f"    {setting}: {value}\n")
+
+
+@pytest.mark.parametrize("value", [".inf", ".nan", "-.inf"])
+@pytest.mark.parametrize("setting", ["poll_interval", "wipe_seconds", "observe_interval"])
+def test_a_bare_metal_interval_that_is_not_finite_is_refused(
+        home: Home, setting: str, value: str) -> None:
+    write_bare_metal_setting(home, setting, value)
     result = home.invoke("machine", "list")
     assert_usage_error(result.exit_code, result.output, f"providers.metal.{setting}",
                        "must be a finite number")

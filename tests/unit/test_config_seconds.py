@@ -26,7 +26,11 @@ from talprov.errors import describe_problem
 from talprov.service.config import ServiceConfig
 from tests.helpers import Home
 from tests.unit.test_cli import assert_usage_error
-from tests.unit.test_config_finite_numbers import _import_every_module, _subclasses
+from tests.unit.test_config_finite_numbers import (
+    _import_every_module,
+    _subclasses,
+    write_bare_metal_setting,
+)
 
 #: A field's name that says it is a number of seconds (``powered_at`` and the
 #: like, points in time in a provider's state, are not).
@@ -105,15 +109,7 @@ def test_an_aws_setting_of_1e308_seconds_is_refused_at_load(home: Home, setting:
 
 
 def test_a_bare_metal_and_a_service_setting_of_1e308_seconds_are_refused(home: Home) -> None:
-    inventory = home.root / "inventory.sqlite"
-    home.config_path.write_text(
-        f"store: {home.store_url}\n"
-        "providers:\n"
-        "  metal:\n"
-        "    type: baremetal\n"
-        f"    inventory: {inventory}\n"
-        "    boot_url: http://127.0.0.1:8081\n"
-        "    bmc_min_interval: 1e308\n")
+    write_bare_metal_setting(home, "bmc_min_interval", "1e308")
     result = home.invoke("machine", "list")
     assert_usage_error(result.exit_code, result.output, "providers.metal.bmc_min_interval",
                        "must be <= 31536000")
@@ -146,15 +142,7 @@ def test_a_year_is_still_taken() -> None:
 def test_an_inf_or_nan_setting_is_told_the_range_it_may_take(
         home: Home, setting: str, range_said: str) -> None:
     """QA: ".inf" was answered "must be a finite number", not what would do."""
-    inventory = home.root / "inventory.sqlite"
-    home.config_path.write_text(
-        f"store: {home.store_url}\n"
-        "providers:\n"
-        "  metal:\n"
-        "    type: baremetal\n"
-        f"    inventory: {inventory}\n"
-        "    boot_url: http://127.0.0.1:8081\n"
-        f"    {setting}: .nan\n")
+    write_bare_metal_setting(home, setting, ".nan")
     result = home.invoke("machine", "list")
     assert_usage_error(result.exit_code, result.output, f"providers.metal.{setting}: must be "
                        f"a finite number, not .inf or .nan: {range_said}")
